@@ -1,0 +1,210 @@
+// Package testmysql starts a throwaway MariaDB server for tests and
+// benchmarks: its own data directory, a free loopback port, a user with a
+// random password, and nothing shared with any system-wide server.
+//
+//	srv := testmysql.Start(t) // skips (fails in CI) without mariadbd
+//	db, _ := sql.Open("mysql", srv.DSN(srv.Addr, "test"))
+package testmysql
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/example/sidecar/internal/testenv"
+)
+
+// Server is a running MariaDB server on loopback.
+type Server struct {
+	Addr     string // 127.0.0.1:port
+	Port     int
+	User     string // has all privileges
+	Password string
+	Socket   string // unix socket; connections through it bypass any forwarder
+
+	dir  string
+	cmd  *exec.Cmd
+	done chan error
+	log  *bytes.Buffer
+}
+
+// Available reports whether the MariaDB server binaries are on this machine,
+// and if not, what is missing.
+func Available() (ok bool, missing string) {
+	for _, bin := range []string{"mariadbd", "mariadb-install-db"} {
+		if _, err := lookPath(bin); err != nil {
+			return false, fmt.Sprintf("%s not found (install Debian's mariadb-server package)", bin)
+		}
+	}
+	return true, ""
+}
+
+// Start starts a server for the test and stops it when the test ends. Without
+// MariaDB the test is skipped, or fails when CI is set.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if ok, missing := Available(); !ok {
+		testenv.Unavailable(t, "MariaDB: %s", missing)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, err := StartServer(ctx)
+	if err != nil {
+		t.Fatalf("start MariaDB: %v", err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+// StartServer starts a server in a new temporary directory. Call Stop.
+func StartServer(ctx context.Context) (*Server, error) {
+	mariadbd, err := lookPath("mariadbd")
+	if err != nil {
+		return nil, err
+	}
+	installDB, err := lookPath("mariadb-install-db")
+	if err != nil {
+		return nil, err
+	}
+	// Short path: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "testmysql")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, User: "sidecar_test", Socket: filepath.Join(dir, "sock"), log: new(bytes.Buffer), done: make(chan error, 1)}
+	fail := func(err error) (*Server, error) {
+		s.Stop()
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	install := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+data,
+		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db")
+	if out, err := install.CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("mariadb-install-db: %w\n%s", err, out))
+	}
+	s.Port, err = freePort()
+	if err != nil {
+		return fail(err)
+	}
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+	s.cmd = exec.Command(mariadbd, "--no-defaults", "--user=root",
+		"--datadir="+data, "--socket="+s.Socket, "--pid-file="+filepath.Join(dir, "pid"),
+		"--bind-address=127.0.0.1", "--port="+strconv.Itoa(s.Port),
+		"--skip-name-resolve", "--skip-log-bin", "--max-connections=2000",
+		"--max-allowed-packet=64M", "--innodb-buffer-pool-size=64M",
+		"--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0")
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		return fail(fmt.Errorf("start mariadbd: %w", err))
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+
+	pw := make([]byte, 12)
+	_, _ = rand.Read(pw)
+	s.Password = hex.EncodeToString(pw)
+	root, err := sql.Open("mysql", "root@unix("+s.Socket+")/")
+	if err != nil {
+		return fail(err)
+	}
+	defer root.Close()
+	for {
+		err = root.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		select {
+		case werr := <-s.done:
+			s.done <- werr
+			return fail(fmt.Errorf("mariadbd exited: %v\n%s", werr, s.log.String()))
+		case <-ctx.Done():
+			return fail(fmt.Errorf("mariadbd not ready: %v (last error %v)\n%s", ctx.Err(), err, s.log.String()))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER '%s'@'%%' IDENTIFIED BY '%s'", s.User, s.Password),
+		fmt.Sprintf("GRANT ALL ON *.* TO '%s'@'%%'", s.User),
+		"CREATE DATABASE test",
+	} {
+		if _, err := root.ExecContext(ctx, q); err != nil {
+			return fail(fmt.Errorf("set up MariaDB: %w", err))
+		}
+	}
+	return s, nil
+}
+
+// DSN is a go-sql-driver/mysql DSN for the test user that connects over TCP
+// to addr (the server itself, or a forwarder in front of it).
+func (s *Server) DSN(addr, database string) string {
+	c := mysql.NewConfig()
+	c.User, c.Passwd, c.Net, c.Addr, c.DBName = s.User, s.Password, "tcp", addr, database
+	c.Timeout = 10 * time.Second
+	return c.FormatDSN()
+}
+
+// GlobalStatus reads a counter from SHOW GLOBAL STATUS over the unix socket.
+// Reading it opens one connection of its own, which counts in "Connections".
+func (s *Server) GlobalStatus(ctx context.Context, name string) (int64, error) {
+	for _, r := range name {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return 0, fmt.Errorf("status variable %q: want letters, digits and _", name)
+		}
+	}
+	db, err := sql.Open("mysql", "root@unix("+s.Socket+")/")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var k string
+	var v int64
+	err = db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE '"+name+"'").Scan(&k, &v)
+	return v, err
+}
+
+// Stop kills the server and removes its directory.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lookPath also looks in sbin directories, which a non-root PATH may lack.
+func lookPath(bin string) (string, error) {
+	if p, err := exec.LookPath(bin); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		p := filepath.Join(d, bin)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", errors.New(bin + " not found")
+}
