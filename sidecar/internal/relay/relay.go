@@ -1,0 +1,45 @@
+// Package relay defines the contract between the forwarder, which accepts and
+// dials connections, and a data path, which moves bytes between a client and
+// its upstream. The portable data path (goroutines, io.Copy with splice) and
+// the Linux epoll data path both implement Func, and both must pass the same
+// test suite.
+package relay
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// Func relays bytes both ways between client and upstream until both
+// directions have ended, then closes both connections. It takes ownership
+// of both connections.
+//
+//   - When one side stops sending (EOF), the other side's write half is
+//     closed (CloseWrite), so half-closed protocols keep working; the relay
+//     ends once both directions have ended.
+//   - If idle > 0 and no byte moves in either direction for idle, both
+//     connections are closed and Result.Reason is ReasonIdle.
+//   - When ctx is done (drain deadline, stale upstream), both connections are
+//     closed promptly and Result.Reason is ReasonCanceled.
+//   - A read or write error on either side closes both connections.
+type Func func(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result
+
+// Result reports what a relay moved and why it ended.
+type Result struct {
+	ToUpstream int64  // bytes read from the client and written to the upstream
+	ToClient   int64  // bytes read from the upstream and written to the client
+	Reason     Reason // why the relay ended
+	Err        error  // the first error, if Reason is ReasonClientError or ReasonUpstreamError
+}
+
+// Reason says why a relay ended. Values are stable: they appear in logs.
+type Reason string
+
+const (
+	ReasonDone          Reason = "eof"            // both sides closed cleanly
+	ReasonClientError   Reason = "client_error"   // read/write error on the client side (e.g. reset)
+	ReasonUpstreamError Reason = "upstream_error" // read/write error on the upstream side (e.g. reset)
+	ReasonIdle          Reason = "idle_timeout"
+	ReasonCanceled      Reason = "canceled" // ctx done: drain deadline passed or upstream went stale
+)
