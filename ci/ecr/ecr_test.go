@@ -78,14 +78,14 @@ func TestPreflightEnsuresRepository(t *testing.T) {
 		wantCreated   bool
 	}{
 		{
-			name:    "created with scan on push and immutable tags",
-			wantOps: []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"},
+			name:          "created with scan on push and immutable tags",
+			wantOps:       []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"},
 			wantImmutable: true, wantScan: true, wantCreated: true,
 		},
 		{
-			name:    "created with opt-outs",
-			opts:    func(o *ecr.Options) { o.ImmutableTags, o.ScanOnPush = false, false },
-			wantOps: []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"},
+			name:        "created with opt-outs",
+			opts:        func(o *ecr.Options) { o.ImmutableTags, o.ScanOnPush = false, false },
+			wantOps:     []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"},
 			wantCreated: true,
 		},
 		{
@@ -94,15 +94,15 @@ func TestPreflightEnsuresRepository(t *testing.T) {
 			wantOps:  []string{"GetAuthorizationToken", "DescribeRepositories"},
 		},
 		{
-			name:     "existing immutable repository",
-			existing: ptr(true),
-			wantOps:  []string{"GetAuthorizationToken", "DescribeRepositories"},
+			name:          "existing immutable repository",
+			existing:      ptr(true),
+			wantOps:       []string{"GetAuthorizationToken", "DescribeRepositories"},
 			wantImmutable: true,
 		},
 		{
-			name:    "lost creation race to another run",
-			race:    true,
-			wantOps: []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository", "DescribeRepositories"},
+			name:          "lost creation race to another run",
+			race:          true,
+			wantOps:       []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository", "DescribeRepositories"},
 			wantImmutable: true,
 		},
 	} {

@@ -356,3 +356,25 @@ func ParseSize(s string) (int64, error) {
 	}
 	return int64(v * mult), nil
 }
+
+// Digest returns the digest of the one image (or image index) that the
+// tarball's index.json names: the digest a registry reports when the same
+// image is pushed. It fails when index.json does not name exactly one.
+func Digest(file string) (string, error) {
+	small, err := readSmall(file)
+	if err != nil {
+		return "", err
+	}
+	var top index
+	raw, ok := small["index.json"]
+	if !ok {
+		return "", fmt.Errorf("%s: no index.json: not an OCI image layout tarball", file)
+	}
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return "", fmt.Errorf("%s: index.json: %w", file, err)
+	}
+	if len(top.Manifests) != 1 {
+		return "", fmt.Errorf("%s: index.json names %d images, want 1", file, len(top.Manifests))
+	}
+	return top.Manifests[0].Digest, nil
+}

@@ -174,3 +174,35 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestDigest(t *testing.T) {
+	dir := t.TempDir()
+	one := filepath.Join(dir, "one.tar")
+	two := filepath.Join(dir, "two.tar")
+	if _, err := imagesizetest.Write(one, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{100}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imagesizetest.Write(two, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{100}},
+		imagesizetest.Image{Platform: "linux/arm64", LayerBytes: []int{100}}); err != nil {
+		t.Fatal(err)
+	}
+	d1, err := imagesize.Digest(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := imagesize.Digest(two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(d1, "sha256:") || len(d1) != 71 || d1 == d2 {
+		t.Errorf("digests %q %q", d1, d2)
+	}
+	// Same content, same digest: the property the idempotent push relies on.
+	again := filepath.Join(dir, "again.tar")
+	if _, err := imagesizetest.Write(again, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{100}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := imagesize.Digest(again); d != d1 {
+		t.Errorf("rewritten identical image digest %s != %s", d, d1)
+	}
+}
