@@ -41,6 +41,7 @@ func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
 	}
 	c, err := dagger.Connect(ctx, dagger.WithLogOutput(log))
 	if err != nil {
+		fmt.Fprintln(log) // end the SDK's unterminated "Downloading CLI... " line
 		return nil, &EngineError{Missing: explainConnect(err), Err: err}
 	}
 	return c, nil

@@ -26,6 +26,7 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 	for _, tag := range tags {
 		if d, ok := plan.Skip[tag]; ok {
 			r.step("push: %s already at %s (same image): skipped", reg.Ref(tag), d)
+			fmt.Fprintln(r.out(), reg.Ref(tag)+"@"+d)
 		}
 	}
 	if len(plan.Publish) == 0 {
@@ -56,14 +57,15 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 			return fmt.Errorf("publish %s (pushed so far: %s): %w", reg.Ref(tag), listOrNone(pushed), err)
 		}
 		pushed = append(pushed, ref)
+		r.step("push: pushed %s", ref)
 		if _, digest, ok := strings.Cut(ref, "@"); ok && digest != img.Digest {
 			r.step("push: note: registry digest %s differs from the measured export %s", digest, img.Digest)
 		}
 	}
-	fmt.Fprintln(r.log(), "Pushed:")
 	for _, ref := range pushed {
-		fmt.Fprintln(r.log(), "  "+ref)
+		fmt.Fprintln(r.out(), ref)
 	}
+	r.step("push: pushed %d reference(s)", len(pushed))
 	return nil
 }
 

@@ -25,6 +25,9 @@ type Runner struct {
 	// Log receives engine progress and the pipeline's own step lines;
 	// os.Stderr when nil.
 	Log io.Writer
+	// Out receives the results (pushed references with digests), one per
+	// line, for scripts; os.Stdout when nil.
+	Out io.Writer
 	// GoTest runs the unit tests on the host; `go test ./...` in
 	// Config.Dir when nil. (Tests replace it: they are already inside it.)
 	GoTest func(ctx context.Context, dir string, log io.Writer) error
@@ -37,6 +40,13 @@ func (r *Runner) log() io.Writer {
 		return os.Stderr
 	}
 	return r.Log
+}
+
+func (r *Runner) out() io.Writer {
+	if r.Out == nil {
+		return os.Stdout
+	}
+	return r.Out
 }
 
 // step prints one progress line, with the time since the run started.

@@ -119,6 +119,7 @@ type Server struct {
 	queries  []Query
 	ids      map[string]Query
 	handlers map[string]Handler
+	observer func(Query)
 }
 
 // Start serves a session on 127.0.0.1 until the test ends and points the
@@ -146,6 +147,14 @@ func (s *Server) Handle(field string, h Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.handlers[field] = h
+}
+
+// Observe calls fn for every query as it arrives (before it is answered),
+// e.g. to check what else has happened by then.
+func (s *Server) Observe(fn func(Query)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observer = fn
 }
 
 // Queries returns the recorded queries in arrival order.
@@ -336,7 +345,11 @@ func (s *Server) leaf(text string, chain []Call) (any, error) {
 	q := Query{Seq: len(s.queries), Text: text, Chain: chain}
 	s.queries = append(s.queries, q)
 	h := s.handlers[q.Leaf().Field]
+	obs := s.observer
 	s.mu.Unlock()
+	if obs != nil {
+		obs(q)
+	}
 	if h != nil {
 		return h(q)
 	}
