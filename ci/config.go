@@ -32,6 +32,7 @@ type Config struct {
 	GoImage      string            // Dockerfile GO_IMAGE; "" = Dockerfile default
 	RuntimeImage string            // Dockerfile RUNTIME_IMAGE; "" = Dockerfile default
 	MySQLImage   string            // smoke-test database and client image
+	UnitTests    bool              // run go test ./... before the smoke test
 
 	Repository       string // ECR repository name
 	CreateRepository bool
@@ -55,6 +56,7 @@ func Vars() []Var {
 		{"GO_IMAGE", "(Dockerfile default)", "Go build image, e.g. a mirror or ECR pull-through cache"},
 		{"RUNTIME_IMAGE", "(Dockerfile default)", "runtime base image"},
 		{"MYSQL_IMAGE", "mysql:8.4", "database and `mysql` client image for the smoke test"},
+		{"UNIT_TESTS", "true", "run `go test ./...` in test and push (CI that already ran them sets false)"},
 		{"ECR_REPOSITORY", "sidecar", "ECR repository pushed to"},
 		{"ECR_CREATE_REPOSITORY", "true", "create the repository when missing"},
 		{"ECR_SCAN_ON_PUSH", "true", "scan-on-push for a created repository"},
@@ -150,6 +152,7 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 	c.GoImage = image("GO_IMAGE", "")
 	c.RuntimeImage = image("RUNTIME_IMAGE", "")
 	c.MySQLImage = image("MYSQL_IMAGE", "mysql:8.4")
+	c.UnitTests = boolean("UNIT_TESTS", true)
 
 	c.Repository = get("ECR_REPOSITORY", "sidecar")
 	if !ecr.ValidRepositoryName(c.Repository) {

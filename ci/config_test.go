@@ -27,11 +27,12 @@ func TestLoadConfigDefaults(t *testing.T) {
 		CreateRepository: true,
 		ScanOnPush:       true,
 		ImmutableTags:    true,
+		UnitTests:        true,
 	}
 	if c.Dir != want.Dir || !slices.Equal(c.Platforms, want.Platforms) || c.HostPlatform != want.HostPlatform ||
 		c.SizeBudget != want.SizeBudget || c.LocalImage != want.LocalImage || c.OCITarball != "" ||
 		c.GoImage != "" || c.RuntimeImage != "" || c.MySQLImage != want.MySQLImage || c.Repository != want.Repository ||
-		c.CreateRepository != want.CreateRepository || c.ScanOnPush != want.ScanOnPush || c.ImmutableTags != want.ImmutableTags || c.PushLatest {
+		c.CreateRepository != want.CreateRepository || c.ScanOnPush != want.ScanOnPush || c.ImmutableTags != want.ImmutableTags || c.PushLatest || !c.UnitTests {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
 	// Every documented variable has a documented default.
@@ -54,11 +55,11 @@ func TestLoadConfig(t *testing.T) {
 			"PLATFORMS": " linux/" + runtime.GOARCH + " ", "SIZE_BUDGET": "48MiB", "LOCAL_IMAGE": "none",
 			"OCI_TARBALL": filepath.Join(dir, "img.tar"), "GO_IMAGE": "123.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/golang:1.26-alpine",
 			"RUNTIME_IMAGE": "mirror.example/alpine:3.22", "MYSQL_IMAGE": "mariadb:11", "ECR_REPOSITORY": "team/sidecar",
-			"ECR_CREATE_REPOSITORY": "false", "ECR_SCAN_ON_PUSH": "0", "ECR_IMMUTABLE_TAGS": "FALSE", "PUSH_LATEST": "1",
+			"ECR_CREATE_REPOSITORY": "false", "ECR_SCAN_ON_PUSH": "0", "ECR_IMMUTABLE_TAGS": "FALSE", "PUSH_LATEST": "1", "UNIT_TESTS": "false",
 		}, check: func(t *testing.T, c Config) {
 			if len(c.Platforms) != 1 || c.SizeBudget != 48<<20 || c.LocalImage != "" || c.OCITarball != filepath.Join(dir, "img.tar") ||
 				!strings.HasSuffix(c.GoImage, "golang:1.26-alpine") || c.RuntimeImage != "mirror.example/alpine:3.22" || c.MySQLImage != "mariadb:11" ||
-				c.Repository != "team/sidecar" || c.CreateRepository || c.ScanOnPush || c.ImmutableTags || !c.PushLatest {
+				c.Repository != "team/sidecar" || c.CreateRepository || c.ScanOnPush || c.ImmutableTags || !c.PushLatest || c.UnitTests {
 				t.Errorf("got %+v", c)
 			}
 		}},

@@ -97,7 +97,7 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 	t.Helper()
 	fe := &fakeEngine{srv: daggertest.Start(t), log: &syncBuffer{}, out: &syncBuffer{}, dir: gitRepo(t), secrets: &sync.Map{}, goTests: &[]string{}}
 	if sizes == nil {
-		sizes = layerBytes{"linux/amd64": {300_000}, "linux/arm64": {280_000}}
+		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
 	}
 	images := func() []imagesizetest.Image {
 		var imgs []imagesizetest.Image
@@ -278,14 +278,14 @@ func TestBuildPipeline(t *testing.T) {
 
 func TestBuildOverBudgetStopsBeforeAnythingLeaves(t *testing.T) {
 	tarball := filepath.Join(t.TempDir(), "out.tar")
-	fe := newEngine(t, map[string]string{"SIZE_BUDGET": "500kB", "OCI_TARBALL": tarball},
-		layerBytes{"linux/amd64": {300_000}, "linux/arm64": {700_000}})
+	fe := newEngine(t, map[string]string{"SIZE_BUDGET": "100kB", "OCI_TARBALL": tarball},
+		layerBytes{"linux/amd64": {60_000}, "linux/arm64": {150_000}})
 	err := fe.runner.Build(testCtx(t))
 	var over *imagesize.OverBudgetError
 	if !errors.As(err, &over) {
 		t.Fatalf("Build err = %v, want an over-budget error", err)
 	}
-	for _, want := range []string{"linux/arm64", "uncompressed", "compressed", "500.0 kB"} {
+	for _, want := range []string{"linux/arm64", "uncompressed", "compressed", "100.0 kB"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -612,6 +612,19 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	}
 }
 
+func TestUnitTestsCanBeSkipped(t *testing.T) {
+	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
+	if err := fe.runner.Test(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if len(*fe.goTests) != 0 {
+		t.Errorf("go test ran with UNIT_TESTS=false: %v", *fe.goTests)
+	}
+	if !strings.Contains(fe.log.String(), "skipped (UNIT_TESTS=false)") {
+		t.Errorf("log does not say unit tests were skipped:\n%s", fe.log)
+	}
+}
+
 func TestPushRefusals(t *testing.T) {
 	immutable := true
 	for _, tc := range []struct {
@@ -630,7 +643,7 @@ func TestPushRefusals(t *testing.T) {
 				return nil, daggertest.ExecFailure([]string{"sh"}, 1, "", "boom\n")
 			})
 		}, want: []string{"smoke test failed", "boom"}},
-		{name: "over budget", env: map[string]string{"SIZE_BUDGET": "100kB"}, want: []string{"size budget"}},
+		{name: "over budget", env: map[string]string{"SIZE_BUDGET": "50kB"}, want: []string{"size budget"}},
 		{name: "latest with immutable tags", env: map[string]string{"PUSH_LATEST": "true"}, want: []string{"PUSH_LATEST", "immutable"}, noQueries: true},
 		{name: "uncommitted changes", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			if err := os.WriteFile(filepath.Join(fe.dir, "Dockerfile"), []byte("FROM changed\n"), 0o644); err != nil {

@@ -50,8 +50,9 @@ func Build(ctx context.Context) error {
 // default mysql:8.4) with a random root password passed as a Dagger secret,
 // the image as a service in proxy mode in front of it, and a SQL round trip
 // with the mysql client through the sidecar. Also checks UID 1000, sidecar
-// healthcheck inside a running sidecar, and that sleep mode stays up. Other
-// environment as for Build.
+// healthcheck inside a running sidecar, and that sleep mode stays up.
+// UNIT_TESTS=false skips go test (default true). Other environment as for
+// Build.
 func Test(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {
