@@ -100,10 +100,40 @@ func (c Call) String() string {
 	sort.Strings(names)
 	args := make([]string, len(names))
 	for i, n := range names {
-		b, _ := json.Marshal(c.Args[n])
-		args[i] = n + ":" + string(b)
+		args[i] = n + ":" + formatValue(c.Args[n])
 	}
 	return c.Field + "(" + strings.Join(args, ", ") + ")"
+}
+
+// expanded is an ID argument replaced by its chain; printed as is.
+type expanded string
+
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case expanded:
+		return string(x)
+	case string:
+		return strconv.Quote(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = formatValue(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + ":" + formatValue(x[k])
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 // Handler answers a leaf field. It returns the JSON value for the leaf, or
@@ -201,7 +231,7 @@ func (s *Server) expandValue(v any) any {
 	switch x := v.(type) {
 	case string:
 		if q, ok := s.Resolve(x); ok {
-			return "{" + s.Expand(q) + "}"
+			return expanded("{" + s.Expand(q) + "}")
 		}
 	case []any:
 		out := make([]any, len(x))
