@@ -321,11 +321,12 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	s.setKeepalive(client)
 	clientAddr := client.RemoteAddr().String()
 
-	upstream, addr, err := s.dial(f)
+	upstream, addr, why, err := s.dial(f)
 	if err != nil {
-		_ = client.Close()
 		f.stats.closed(closeDialFailed)
-		s.log.Error("dial target failed; closed client", "listen", f.label, "client", clientAddr, "target", f.target, "err", err)
+		s.log.Error("dial target failed; closing client", "listen", f.label, "client", clientAddr, "target", f.target,
+			"reason", why, "duration", time.Since(start).String(), "err", err)
+		_ = client.Close()
 		return
 	}
 	s.setKeepalive(upstream)
@@ -374,33 +375,36 @@ const (
 
 // dial resolves the target now (no cache of our own: failover moves DNS)
 // and tries each address in turn, each with the connect timeout.
-func (s *Server) dial(f *forward) (*net.TCPConn, netip.Addr, error) {
+func (s *Server) dial(f *forward) (*net.TCPConn, netip.Addr, string, error) {
 	addrs, err := s.resolve(s.hardCtx, f.TargetHost)
 	if err != nil {
 		f.stats.dialFailure(failDNS)
-		return nil, netip.Addr{}, err
+		return nil, netip.Addr{}, failDNS, err
 	}
 	var errs []error
+	why := failOther
 	for _, a := range addrs {
 		ctx, cancel := context.WithTimeout(s.hardCtx, s.cfg.ConnectTimeout)
 		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
 		c, err := s.cfg.DialContext(ctx, "tcp", target)
 		cancel()
 		if err != nil {
-			f.stats.dialFailure(dialFailReason(err))
-			errs = append(errs, fmt.Errorf("%s: %s: %w", target, dialFailReason(err), err))
+			why = dialFailReason(err)
+			f.stats.dialFailure(why)
+			errs = append(errs, fmt.Errorf("%s: %s: %w", target, why, err))
 			continue
 		}
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
 			_ = c.Close()
-			f.stats.dialFailure(failOther)
+			why = failOther
+			f.stats.dialFailure(why)
 			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
 			continue
 		}
-		return tc, a, nil
+		return tc, a, "", nil
 	}
-	return nil, netip.Addr{}, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
+	return nil, netip.Addr{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
 }
 
 // resolve returns the target's addresses; an IP literal is used as is.
