@@ -141,7 +141,7 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 		records = append(records, append(rr, rdata...))
 	}
 
-	flags := uint16(0x8000 | 0x0400 | 0x0080)   // response, authoritative, recursion available
+	flags := uint16(0x8000 | 0x0400 | 0x0080)         // response, authoritative, recursion available
 	flags |= binary.BigEndian.Uint16(q[2:4]) & 0x0100 // echo recursion desired
 	if !known || len(addrs) == 0 {
 		flags |= 3 // NXDOMAIN
