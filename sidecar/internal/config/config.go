@@ -356,3 +356,15 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.String("stale_check_interval", c.StaleCheckInterval.String()),
 	)
 }
+
+// AdminPort reads only ADMIN_PORT: the healthcheck subcommand needs nothing
+// else, and must not fail over variables the running sidecar already checked.
+func AdminPort(lookup func(string) (string, bool)) (int, error) {
+	p := &parser{lookup: lookup}
+	port := DefaultAdminPort
+	p.port("ADMIN_PORT", &port)
+	if len(p.problems) > 0 {
+		return 0, &Error{Problems: p.problems}
+	}
+	return port, nil
+}

@@ -142,12 +142,13 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, stopAccept: make(chan struct{})}
 	s.hardCtx, s.hardCancel = context.WithCancelCause(context.Background())
 	for _, f := range cfg.Forwards {
-		s.fwds = append(s.fwds, &forward{
+		fw := &forward{
 			Forward: f,
 			target:  net.JoinHostPort(f.TargetHost, strconv.Itoa(f.TargetPort)),
 			conns:   map[*conn]struct{}{},
-			stats:   newStats(),
-		})
+		}
+		fw.stats.init()
+		s.fwds = append(s.fwds, fw)
 	}
 	return s, nil
 }

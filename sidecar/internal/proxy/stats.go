@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"sort"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
 	"sync"
 	"sync/atomic"
 )
@@ -31,8 +33,17 @@ type stats struct {
 	closes       map[string]uint64
 }
 
-func newStats() stats {
-	return stats{dialFailures: map[string]uint64{}, closes: map[string]uint64{}}
+// newStats starts every known reason at zero, so that rate() over a
+// reason works from the first scrape.
+func (s *stats) init() {
+	s.dialFailures, s.closes = map[string]uint64{}, map[string]uint64{}
+	for _, r := range []string{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failOther} {
+		s.dialFailures[r] = 0
+	}
+	for _, r := range []string{string(relay.ReasonDone), string(relay.ReasonClientError), string(relay.ReasonUpstreamError),
+		string(relay.ReasonIdle), string(relay.ReasonCanceled), closeDialFailed, closeStale, closeDrainDeadline} {
+		s.closes[r] = 0
+	}
 }
 
 func (s *stats) dialFailure(reason string) {
