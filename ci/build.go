@@ -63,12 +63,14 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		return nil, fmt.Errorf("measure the built image: %w", err)
 	}
 	if img.Digest, err = imagesize.Digest(tarball); err != nil {
-		return nil, fmt.Errorf("read the built image's digest: %w", err)
+		// Not fatal: only the idempotent-push check needs it, and without
+		// it push treats existing tags as different images.
+		r.step("build: note: no single image digest in the export (%v)", err)
 	}
 	if err := checkSizes(r.log(), cfg, img.Sizes); err != nil {
 		return nil, err
 	}
-	r.step("build: image %s within the %s budget", img.Digest, imagesize.Human(cfg.SizeBudget))
+	r.step("build: image %s within the %s budget", orUnknown(img.Digest), imagesize.Human(cfg.SizeBudget))
 
 	if cfg.OCITarball != "" {
 		if err := moveFile(tarball, cfg.OCITarball); err != nil {
@@ -142,4 +144,11 @@ func moveFile(from, to string) error {
 		return err
 	}
 	return out.Close()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(digest unknown)"
+	}
+	return s
 }

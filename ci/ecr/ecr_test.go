@@ -255,6 +255,17 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+func TestDecideUnknownLocalDigest(t *testing.T) {
+	_, err := ecr.Decide("sidecar", "", []string{"abc"}, map[string]string{"abc": "sha256:1"}, true)
+	if err == nil || !strings.Contains(err.Error(), "digest is unknown") {
+		t.Fatalf("err = %v", err)
+	}
+	p, err := ecr.Decide("sidecar", "", []string{"abc"}, nil, true)
+	if err != nil || !slices.Equal(p.Publish, []string{"abc"}) {
+		t.Fatalf("absent tag with unknown digest: %v %v", p, err)
+	}
+}
+
 func sortedKeys(m map[string]string) []string {
 	var k []string
 	for key := range m {

@@ -20,6 +20,10 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string {
+	if e.Local == "" {
+		return fmt.Sprintf("tag %q in ECR repository %q already points at %s and this build's digest is unknown; "+
+			"the repository has immutable tags, so it cannot be moved", e.Tag, e.Repository, e.Existing)
+	}
 	return fmt.Sprintf("tag %q in ECR repository %q already points at %s, but this build is %s; "+
 		"the repository has immutable tags, so it cannot be moved (tag a new version, or rebuild with the engine cache that produced the pushed image)",
 		e.Tag, e.Repository, e.Existing, e.Local)
