@@ -688,3 +688,16 @@ func TestPushRefusals(t *testing.T) {
 		})
 	}
 }
+
+func TestNoEngineFailsBeforeUnitTests(t *testing.T) {
+	fe := newEngine(t, nil, nil)
+	t.Setenv("DAGGER_SESSION_PORT", closedPort(t)) // the session is gone
+	err := fe.runner.Test(testCtx(t))
+	var ee *EngineError
+	if !errors.As(err, &ee) {
+		t.Fatalf("err = %v, want EngineError", err)
+	}
+	if len(*fe.goTests) != 0 {
+		t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
+	}
+}

@@ -73,15 +73,17 @@ func (r *Runner) Build(ctx context.Context) error {
 // Test runs the unit tests, then builds the image and smoke-tests it
 // against a throwaway MySQL.
 func (r *Runner) Test(ctx context.Context) error {
-	if err := r.goTest(ctx); err != nil {
-		return err
-	}
+	// Engine first: a missing engine must fail in seconds, not after the
+	// unit tests.
 	r.step("test: connecting to the Dagger engine")
 	client, err := Connect(ctx, r.log())
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	if err := r.goTest(ctx); err != nil {
+		return err
+	}
 	img, err := r.build(ctx, client, r.source(ctx))
 	if err != nil {
 		return err
@@ -122,15 +124,15 @@ func (r *Runner) Push(ctx context.Context) error {
 		return fmt.Errorf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)
 	}
 
-	if err := r.goTest(ctx); err != nil {
-		return err
-	}
 	r.step("push: connecting to the Dagger engine")
 	client, err := Connect(ctx, r.log())
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	if err := r.goTest(ctx); err != nil {
+		return err
+	}
 	img, err := r.build(ctx, client, sourceOf(ref))
 	if err != nil {
 		return err
