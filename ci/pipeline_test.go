@@ -82,6 +82,13 @@ func gitRepo(t *testing.T) string {
 	return dir
 }
 
+func gitTag(t *testing.T, dir, tag string) {
+	t.Helper()
+	if out, err := exec.Command("git", "-C", dir, "tag", tag).CombinedOutput(); err != nil {
+		t.Fatalf("git tag: %v %s", err, out)
+	}
+}
+
 func gitHead(t *testing.T, dir string) string {
 	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
 	if err != nil {
@@ -569,10 +576,7 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	fe := newEngine(t, nil, nil)
-	cmd := exec.Command("git", "-C", fe.dir, "tag", "v1.4.0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git tag: %v %s", err, out)
-	}
+	gitTag(t, fe.dir, "v1.4.0")
 	short := gitHead(t, fe.dir)[:12]
 	// The commit was pushed before with this very image; v1.4.0 is new.
 	ecrSrv.SetTag("sidecar", short, fe.digest)
@@ -612,6 +616,42 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	}
 }
 
+// A v* tag on a commit the main-branch run already pushed (from a build
+// that is not byte-identical) releases the pushed image: no rebuild is
+// pushed, the version tag is put on the existing image.
+func TestPushReleasesThePushedCommitImage(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newEngine(t, nil, nil)
+	gitTag(t, fe.dir, "v1.5.0")
+	short := gitHead(t, fe.dir)[:12]
+	mainBuild := "sha256:" + strings.Repeat("a", 64)
+	ecrSrv.SetTag("sidecar", short, mainBuild)
+
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("pushed the rebuild %d times", n)
+	}
+	repo, _ := ecrSrv.Repository("sidecar")
+	if repo.Tags["v1.5.0"] != mainBuild || repo.Tags[short] != mainBuild {
+		t.Errorf("tags after release: %v, want both at %s", repo.Tags, mainBuild)
+	}
+	if !slices.Contains(ecrSrv.Operations(), "PutImage") {
+		t.Errorf("no PutImage call: %v", ecrSrv.Operations())
+	}
+	out := fe.out.String()
+	for _, want := range []string{ecrSrv.Host() + "/sidecar:" + short + "@" + mainBuild, ecrSrv.Host() + "/sidecar:v1.5.0@" + mainBuild} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(fe.log.String(), "releasing the pushed image") {
+		t.Errorf("log does not explain the release:\n%s", fe.log)
+	}
+}
+
 func TestUnitTestsCanBeSkipped(t *testing.T) {
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 	if err := fe.runner.Test(testCtx(t)); err != nil {
@@ -638,6 +678,10 @@ func TestPushRefusals(t *testing.T) {
 		{name: "tag exists with another digest", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
 		}, want: []string{"immutable", "already points at sha256:000", "nothing pushed"}},
+		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			gitTag(t, fe.dir, "v2.0.0")
+			e.SetTag("sidecar", "v2.0.0", "sha256:"+strings.Repeat("1", 64))
+		}, want: []string{`tag "v2.0.0"`, "immutable", "nothing pushed"}},
 		{name: "smoke test fails", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) {
 				return nil, daggertest.ExecFailure([]string{"sh"}, 1, "", "boom\n")
@@ -682,7 +726,7 @@ func TestPushRefusals(t *testing.T) {
 				t.Error("ECR password in output")
 			}
 			var ce *ecr.ConflictError
-			if tc.name == "tag exists with another digest" && !errors.As(err, &ce) {
+			if strings.Contains(tc.name, "another") && !errors.As(err, &ce) {
 				t.Errorf("err is %T, want *ecr.ConflictError", err)
 			}
 		})

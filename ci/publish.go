@@ -23,14 +23,32 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 	if err != nil {
 		return fmt.Errorf("push refused (nothing pushed): %w", err)
 	}
+	if plan.Released {
+		r.step("push: commit %s is already in ECR as %s (this build is %s, not byte-identical); releasing the pushed image instead of the rebuild",
+			tags[0], plan.Skip[tags[0]], orUnknown(img.Digest))
+	}
 	for _, tag := range tags {
 		if d, ok := plan.Skip[tag]; ok {
-			r.step("push: %s already at %s (same image): skipped", reg.Ref(tag), d)
+			r.step("push: %s already at %s: skipped", reg.Ref(tag), d)
 			fmt.Fprintln(r.out(), reg.Ref(tag)+"@"+d)
 		}
 	}
+	for _, tag := range tags {
+		d, ok := plan.Promote[tag]
+		if !ok {
+			continue
+		}
+		if old, ok := plan.Moves[tag]; ok {
+			r.step("push: moving mutable tag %s from %s", tag, old)
+		}
+		r.step("push: tagging %s as %s", d, reg.Ref(tag))
+		if err := reg.Retag(ctx, d, tag); err != nil {
+			return err
+		}
+		fmt.Fprintln(r.out(), reg.Ref(tag)+"@"+d)
+	}
 	if len(plan.Publish) == 0 {
-		r.step("push: nothing to push; every tag already points at this image")
+		r.step("push: nothing to push; every tag points at the commit's image")
 		return nil
 	}
 

@@ -74,8 +74,9 @@ func Test(ctx context.Context) error {
 // tag, plus latest when PUSH_LATEST=true (default false; needs mutable
 // tags). A tag already pointing at this image is skipped; one pointing at
 // another image in an immutable repository is an error and nothing is
-// pushed. Prints every pushed reference with its digest. Other environment
-// as for Build and Test.
+// pushed. A v* tag on a commit already pushed releases that pushed image
+// (ECR PutImage) rather than the rebuild. Prints every pushed reference with
+// its digest on stdout. Other environment as for Build and Test.
 func Push(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {

@@ -275,3 +275,36 @@ func firstLine(err error) string {
 	}
 	return s
 }
+
+// Retag points tag at the image already in the repository with digest,
+// without pushing anything: ECR's PutImage with that image's manifest.
+// Used to release (tag v1.2.3) the image a commit was already pushed as.
+func (r *Registry) Retag(ctx context.Context, digest, tag string) error {
+	out, err := r.client.BatchGetImage(ctx, &ecr.BatchGetImageInput{
+		RepositoryName:     aws.String(r.Repository),
+		ImageIds:           []types.ImageIdentifier{{ImageDigest: aws.String(digest)}},
+		AcceptedMediaTypes: manifestTypes,
+	})
+	if err != nil {
+		return fmt.Errorf("ecr:BatchGetImage %s in %q: %w", digest, r.Repository, err)
+	}
+	if len(out.Images) == 0 || out.Images[0].ImageManifest == nil {
+		return fmt.Errorf("ecr:BatchGetImage: image %s not found in %q", digest, r.Repository)
+	}
+	img := out.Images[0]
+	_, err = r.client.PutImage(ctx, &ecr.PutImageInput{
+		RepositoryName:         aws.String(r.Repository),
+		ImageManifest:          img.ImageManifest,
+		ImageManifestMediaType: img.ImageManifestMediaType,
+		ImageDigest:            aws.String(digest),
+		ImageTag:               aws.String(tag),
+	})
+	var already *types.ImageAlreadyExistsException
+	switch {
+	case errors.As(err, &already):
+		return nil // the tag already names this image
+	case err != nil:
+		return fmt.Errorf("ecr:PutImage tag %q on %s in %q: %w", tag, digest, r.Repository, err)
+	}
+	return nil
+}

@@ -202,28 +202,42 @@ func TestLookup(t *testing.T) {
 
 func TestDecide(t *testing.T) {
 	const local = "sha256:1111"
-	tags := []string{"abc123abc123", "v1.2.0"}
+	both := []string{"abc123abc123", "v1.2.0"}
 	for _, tc := range []struct {
-		name        string
-		existing    map[string]string
-		immutable   bool
-		wantPublish []string
-		wantSkip    []string
-		wantMoves   []string
-		wantErr     []string // tags named in conflicts
+		name         string
+		tags         []string
+		existing     map[string]string
+		immutable    bool
+		wantPublish  []string
+		wantPromote  map[string]string
+		wantSkip     []string
+		wantMoves    []string
+		wantReleased bool
+		wantErr      []string // tags named in conflicts
 	}{
-		{name: "new commit", immutable: true, wantPublish: tags},
-		{name: "same commit again", immutable: true,
-			existing: map[string]string{"abc123abc123": local, "v1.2.0": local}, wantSkip: tags},
-		{name: "version tag added to a pushed commit", immutable: true,
+		{name: "new commit", tags: both, immutable: true, wantPublish: both},
+		{name: "same commit again, same digest", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": local, "v1.2.0": local}, wantSkip: both},
+		{name: "version tag added to a commit pushed from this very build", tags: both, immutable: true,
 			existing: map[string]string{"abc123abc123": local}, wantPublish: []string{"v1.2.0"}, wantSkip: []string{"abc123abc123"}},
-		{name: "different digest, immutable", immutable: true,
-			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:3333"}, wantErr: tags},
-		{name: "different digest, mutable moves", immutable: false,
-			existing: map[string]string{"v1.2.0": "sha256:3333"}, wantPublish: tags, wantMoves: []string{"v1.2.0"}},
+		{name: "same commit again, different digest, immutable", tags: both[:1], immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantErr: both[:1]},
+		{name: "same commit again, different digest, mutable moves", tags: both[:1],
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantPublish: both[:1], wantMoves: both[:1]},
+		{name: "release of a commit main already pushed", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantReleased: true,
+			wantPromote: map[string]string{"v1.2.0": "sha256:2222"}, wantSkip: []string{"abc123abc123"}},
+		{name: "release re-run", tags: both, immutable: true, wantReleased: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:2222"}, wantSkip: both},
+		{name: "version already names another image", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
+		{name: "version of a new commit already taken", tags: both, immutable: true,
+			existing: map[string]string{"v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
+		{name: "mutable latest moves", tags: []string{"abc123abc123", "latest"},
+			existing: map[string]string{"latest": "sha256:3333"}, wantPublish: []string{"abc123abc123", "latest"}, wantMoves: []string{"latest"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ecr.Decide("sidecar", local, tags, tc.existing, tc.immutable)
+			p, err := ecr.Decide("sidecar", local, tc.tags, tc.existing, tc.immutable)
 			if len(tc.wantErr) > 0 {
 				var ce *ecr.ConflictError
 				if !errors.As(err, &ce) {
@@ -234,8 +248,11 @@ func TestDecide(t *testing.T) {
 						t.Errorf("error does not explain tag %q: %v", tag, err)
 					}
 				}
-				if len(p.Publish) != 0 {
-					t.Errorf("a failed decision still plans to publish %v", p.Publish)
+				if n := strings.Count(err.Error(), "already points at"); n != len(tc.wantErr) {
+					t.Errorf("%d conflicts reported, want %d: %v", n, len(tc.wantErr), err)
+				}
+				if len(p.Publish)+len(p.Promote) != 0 {
+					t.Errorf("a failed decision still plans to push %v %v", p.Publish, p.Promote)
 				}
 				return
 			}
@@ -245,13 +262,55 @@ func TestDecide(t *testing.T) {
 			if !slices.Equal(p.Publish, tc.wantPublish) {
 				t.Errorf("publish = %v, want %v", p.Publish, tc.wantPublish)
 			}
+			if fmt.Sprint(p.Promote) != fmt.Sprint(orEmpty(tc.wantPromote)) {
+				t.Errorf("promote = %v, want %v", p.Promote, tc.wantPromote)
+			}
 			if got := sortedKeys(p.Skip); !slices.Equal(got, tc.wantSkip) {
 				t.Errorf("skip = %v, want %v", got, tc.wantSkip)
 			}
 			if got := sortedKeys(p.Moves); !slices.Equal(got, tc.wantMoves) {
 				t.Errorf("moves = %v, want %v", got, tc.wantMoves)
 			}
+			if p.Released != tc.wantReleased {
+				t.Errorf("released = %v, want %v", p.Released, tc.wantReleased)
+			}
 		})
+	}
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func TestRetag(t *testing.T) {
+	srv := ecrtest.Start(t, "eu-west-1")
+	srv.Env(t)
+	srv.AddRepository("sidecar", true)
+	srv.SetTag("sidecar", "abc123abc123", "sha256:aaaa")
+	srv.SetTag("sidecar", "v0.9.0", "sha256:bbbb")
+	reg, err := ecr.Preflight(ctx(t), defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Retag(ctx(t), "sha256:aaaa", "v1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Retag(ctx(t), "sha256:aaaa", "v1.0.0"); err != nil {
+		t.Errorf("retag to the same image again: %v", err)
+	}
+	repo, _ := srv.Repository("sidecar")
+	if repo.Tags["v1.0.0"] != "sha256:aaaa" {
+		t.Errorf("v1.0.0 -> %q", repo.Tags["v1.0.0"])
+	}
+	err = reg.Retag(ctx(t), "sha256:aaaa", "v0.9.0")
+	if err == nil || !strings.Contains(err.Error(), "ImageTagAlreadyExists") {
+		t.Errorf("moving an immutable tag: err = %v", err)
+	}
+	if err := reg.Retag(ctx(t), "sha256:ffff", "v2.0.0"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("retag of a missing image: err = %v", err)
 	}
 }
 

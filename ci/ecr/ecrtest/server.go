@@ -22,6 +22,12 @@ import (
 
 const targetPrefix = "AmazonEC2ContainerRegistry_V20150921."
 
+// manifestFor is the stand-in's manifest for an image digest: PutImage
+// maps it back to the digest, as ECR does by hashing it.
+func manifestFor(digest string) string {
+	return `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{"standin.digest":"` + digest + `"}}`
+}
+
 // Repo is a repository in the stand-in.
 type Repo struct {
 	Name       string
@@ -199,21 +205,59 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		ids, _ := body["imageIds"].([]any)
 		for _, id := range ids {
 			tag, _ := id.(map[string]any)["imageTag"].(string)
-			digest, ok := repo.Tags[tag]
-			if !ok {
+			digest, _ := id.(map[string]any)["imageDigest"].(string)
+			found := false
+			if tag != "" {
+				digest, found = repo.Tags[tag]
+			} else {
+				for _, d := range repo.Tags {
+					found = found || d == digest
+				}
+			}
+			if !found {
 				failures = append(failures, map[string]any{
-					"imageId": map[string]any{"imageTag": tag}, "failureCode": "ImageNotFound", "failureReason": "Requested image not found",
+					"imageId": id, "failureCode": "ImageNotFound", "failureReason": "Requested image not found",
 				})
 				continue
 			}
+			imageID := map[string]any{"imageDigest": digest}
+			if tag != "" {
+				imageID["imageTag"] = tag
+			}
 			images = append(images, map[string]any{
-				"registryId": s.Account, "repositoryName": name,
-				"imageId":                map[string]any{"imageTag": tag, "imageDigest": digest},
-				"imageManifest":          `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`,
+				"registryId": s.Account, "repositoryName": name, "imageId": imageID,
+				"imageManifest":          manifestFor(digest),
 				"imageManifestMediaType": "application/vnd.oci.image.index.v1+json",
 			})
 		}
 		reply(w, map[string]any{"images": images, "failures": failures})
+	case "PutImage":
+		name, _ := body["repositoryName"].(string)
+		repo, ok := s.repos[name]
+		if !ok {
+			awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+			return
+		}
+		manifest, _ := body["imageManifest"].(string)
+		tag, _ := body["imageTag"].(string)
+		digest, _ := body["imageDigest"].(string)
+		if manifest != manifestFor(digest) {
+			awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
+			return
+		}
+		switch have, exists := repo.Tags[tag]; {
+		case exists && have == digest:
+			awsError(w, http.StatusBadRequest, "ImageAlreadyExistsException", "Image with digest '"+digest+"' and tag '"+tag+"' already exists")
+			return
+		case exists && repo.Immutable:
+			awsError(w, http.StatusBadRequest, "ImageTagAlreadyExistsException", "The image tag '"+tag+"' already exists and cannot be overwritten because the repository is immutable.")
+			return
+		}
+		repo.Tags[tag] = digest
+		reply(w, map[string]any{"image": map[string]any{
+			"registryId": s.Account, "repositoryName": name,
+			"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
+		}})
 	default:
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", "stand-in does not implement "+op)
 	}
