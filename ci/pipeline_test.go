@@ -379,8 +379,14 @@ func TestTestPipeline(t *testing.T) {
 	if b, _ := side.Find("dockerBuild"); b.Arg("platform") != "linux/"+runtime.GOARCH {
 		t.Errorf("smoke-tested %s, want the host platform", b.Arg("platform"))
 	}
-	if env := envOf(side); env["MODE"] != "proxy" || env["TARGET_HOST"] != mysqlAlias || env["TARGET_PORT"] != "3306" || env["LISTEN_PORT"] != "3306" {
-		t.Errorf("sidecar service env %v, want proxy mode to %s:3306 listening on 3306", env, mysqlAlias)
+	if env := envOf(side); env["MODE"] != "proxy" || env["TARGET_HOST"] != mysqlAlias || env["TARGET_PORT"] != "3306" || env["LISTEN_PORT"] != "8080" {
+		t.Errorf("sidecar service env %v, want proxy mode to %s:3306 listening on 8080", env, mysqlAlias)
+	}
+	if p, ok := side.Find("withExposedPort"); !ok || fmt.Sprint(p.Args["port"]) != "8080" {
+		t.Errorf("sidecar service does not expose its listen port: %s", side)
+	}
+	if !strings.Contains(execScript(client), "-h sidecar -P 8080") {
+		t.Errorf("client does not connect through the sidecar: %s", execScript(client))
 	}
 	if as, _ := side.Find("asService"); as.Args["useEntrypoint"] != true {
 		t.Errorf("sidecar service does not use the image ENTRYPOINT: %s", as)

@@ -16,9 +16,11 @@ import (
 const (
 	mysqlAlias   = "mysql"   // MySQL service hostname, seen by the sidecar
 	sidecarAlias = "sidecar" // sidecar service hostname, seen by the client
-	sidecarPort  = 3306
-	clientCnf    = "/run/secrets/smoke-client.cnf"
-	sleepUpFor   = 3 // seconds sleep mode must stay up
+	// The image's own EXPOSE port: Dagger health-checks every exposed port
+	// of a service, so the sidecar must listen on it.
+	sidecarPort = 8080
+	clientCnf   = "/run/secrets/smoke-client.cnf"
+	sleepUpFor  = 3 // seconds sleep mode must stay up
 )
 
 // clientScript waits (bounded) until MySQL answers through the sidecar,
