@@ -2,6 +2,7 @@ package ci
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,7 +58,7 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 	if _, err := client.Container().Export(ctx, tarball, dagger.ContainerExportOpts{
 		PlatformVariants: img.Variants, ForcedCompression: dagger.ImageLayerCompressionGzip,
 	}); err != nil {
-		return nil, fmt.Errorf("build failed: %w", err)
+		return nil, fmt.Errorf("build failed: %w%s", err, execOutput(err))
 	}
 	if img.Sizes, err = imagesize.Measure(tarball); err != nil {
 		return nil, fmt.Errorf("measure the built image: %w", err)
@@ -151,4 +152,21 @@ func orUnknown(s string) string {
 		return "(digest unknown)"
 	}
 	return s
+}
+
+// execOutput is the tail of a failed command's output, for errors whose
+// message alone (an exit code) would not say what went wrong.
+func execOutput(err error) string {
+	var ee *dagger.ExecError
+	if !errors.As(err, &ee) {
+		return ""
+	}
+	const max = 4000
+	tail := func(s string) string {
+		if len(s) > max {
+			return "…" + s[len(s)-max:]
+		}
+		return s
+	}
+	return fmt.Sprintf("\n--- stdout ---\n%s--- stderr ---\n%s", indent(tail(ee.Stdout)), indent(tail(ee.Stderr)))
 }

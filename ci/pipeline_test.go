@@ -311,6 +311,20 @@ func TestBuildOverBudgetStopsBeforeAnythingLeaves(t *testing.T) {
 	}
 }
 
+func TestBuildFailureShowsTheFailingStep(t *testing.T) {
+	fe := newEngine(t, nil, nil)
+	fe.srv.Handle("export", func(q daggertest.Query) (any, error) {
+		return nil, daggertest.ExecFailure([]string{"/bin/sh", "-c", "go build ./sidecar"}, 1, "", "sidecar/main.go:3:1: syntax error\n")
+	})
+	err := fe.runner.Build(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "build failed") || !strings.Contains(err.Error(), "syntax error") {
+		t.Fatalf("err = %v, want the build failure with its output", err)
+	}
+	if n := len(fe.leaves("exportImage")); n != 0 {
+		t.Errorf("loaded a failed build")
+	}
+}
+
 func TestBuildWritesOCITarballAndSkipsLocalLoad(t *testing.T) {
 	tarball := filepath.Join(t.TempDir(), "sidecar.tar")
 	fe := newEngine(t, map[string]string{"OCI_TARBALL": tarball, "LOCAL_IMAGE": "none"}, nil)
