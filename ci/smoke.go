@@ -37,14 +37,19 @@ done
 exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smoke.ClientArgs, " "))
 }
 
+// sidecarVar names the binary (where the Dockerfile puts it); tests of
+// the scripts point SIDECAR at a stand-in.
+const sidecarVar = `SIDECAR="${SIDECAR:-/usr/local/bin/sidecar}"
+`
+
 // runningCheckScript starts the sidecar in the background inside its own
 // image and checks it from the same container: the admin port is bound to
 // 127.0.0.1, so `sidecar healthcheck` must run where the sidecar runs.
 func runningCheckScript() string {
-	return `echo "uid=$(id -u)"
-/usr/local/bin/sidecar & pid=$!
+	return sidecarVar + `echo "uid=$(id -u)"
+"$SIDECAR" & pid=$!
 i=0
-until /usr/local/bin/sidecar healthcheck; do
+until "$SIDECAR" healthcheck; do
   i=$((i+1))
   if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; echo "sidecar exited with $? before becoming healthy" >&2; exit 1; fi
   if [ "$i" -ge 30 ]; then echo "sidecar healthcheck still failing after 30 tries" >&2; kill "$pid"; exit 1; fi
@@ -57,11 +62,11 @@ kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`
 // sleepCheckScript runs sleep mode and checks it stays up, reports
 // healthy, and exits 0 on SIGTERM.
 func sleepCheckScript() string {
-	return fmt.Sprintf(`/usr/local/bin/sidecar & pid=$!
+	return sidecarVar + fmt.Sprintf(`"$SIDECAR" & pid=$!
 sleep %d
 if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; echo "sleep mode exited with $? within %ds" >&2; exit 1; fi
 echo stayed-up
-/usr/local/bin/sidecar healthcheck && echo healthcheck=ok
+"$SIDECAR" healthcheck && echo healthcheck=ok
 kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`, sleepUpFor, sleepUpFor)
 }
 
