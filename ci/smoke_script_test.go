@@ -70,8 +70,10 @@ func runScript(t *testing.T, script string, env ...string) (string, error) {
 }
 
 func TestRunningCheckScript(t *testing.T) {
+	t.Parallel()
 	uid := "uid=" + strconv.Itoa(os.Getuid())
 	t.Run("healthy sidecar", func(t *testing.T) {
+		t.Parallel()
 		dir := t.TempDir()
 		out, err := runScript(t, runningCheckScript(), "SIDECAR="+sidecarStandIn(t, dir, -1))
 		if err != nil {
@@ -82,6 +84,7 @@ func TestRunningCheckScript(t *testing.T) {
 		}
 	})
 	t.Run("sidecar exits at start", func(t *testing.T) {
+		t.Parallel()
 		dir := t.TempDir()
 		out, err := runScript(t, runningCheckScript(), "SIDECAR="+sidecarStandIn(t, dir, 2))
 		var ee *exec.ExitError
@@ -92,7 +95,9 @@ func TestRunningCheckScript(t *testing.T) {
 }
 
 func TestSleepCheckScript(t *testing.T) {
+	t.Parallel()
 	t.Run("stays up", func(t *testing.T) {
+		t.Parallel()
 		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+sidecarStandIn(t, t.TempDir(), -1))
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
@@ -102,6 +107,7 @@ func TestSleepCheckScript(t *testing.T) {
 		}
 	})
 	t.Run("exits early", func(t *testing.T) {
+		t.Parallel()
 		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+sidecarStandIn(t, t.TempDir(), 3))
 		if err == nil || !strings.Contains(out, "sleep mode exited with 3 within") {
 			t.Fatalf("err = %v, output:\n%s", err, out)
@@ -110,6 +116,7 @@ func TestSleepCheckScript(t *testing.T) {
 }
 
 func TestClientScript(t *testing.T) {
+	t.Parallel()
 	// mysql stand-in: refuses the first two connections (MySQL still
 	// starting), then answers; it checks it was given the option file,
 	// the sidecar address and the batch flags.
