@@ -26,9 +26,11 @@ const (
 // clientScript waits (bounded) until MySQL answers through the sidecar,
 // then runs the smoke SQL. The password comes from a mounted option file
 // (a Dagger secret), never from the command line.
+// MariaDB images (MYSQL_IMAGE=mariadb:11) name the client mariadb.
 func clientScript() string {
-	base := fmt.Sprintf("mysql --defaults-extra-file=%s -h %s -P %d", clientCnf, sidecarAlias, sidecarPort)
-	return fmt.Sprintf(`i=0
+	base := fmt.Sprintf(`"$client" --defaults-extra-file=%s -h %s -P %d`, clientCnf, sidecarAlias, sidecarPort)
+	return fmt.Sprintf(`client=$(command -v mysql || command -v mariadb) || { echo "no mysql or mariadb client in MYSQL_IMAGE" >&2; exit 1; }
+i=0
 until %[1]s -e 'SELECT 1' >/dev/null 2>&1; do
   i=$((i+1))
   if [ "$i" -ge 90 ]; then echo "MySQL not reachable through the sidecar after 90 tries; last attempt:" >&2; %[1]s -e 'SELECT 1'; exit 1; fi

@@ -117,12 +117,21 @@ func TestSleepCheckScript(t *testing.T) {
 
 func TestClientScript(t *testing.T) {
 	t.Parallel()
-	// mysql stand-in: refuses the first two connections (MySQL still
+	for _, name := range []string{"mysql", "mariadb"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testClientScript(t, name)
+		})
+	}
+}
+
+func testClientScript(t *testing.T, client string) {
+	// Client stand-in: refuses the first two connections (MySQL still
 	// starting), then answers; it checks it was given the option file,
 	// the sidecar address and the batch flags.
 	dir := t.TempDir()
 	count := filepath.Join(dir, "count")
-	standIn(t, dir, "mysql", `n=$(cat "`+count+`" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "`+count+`"
+	standIn(t, dir, client, `n=$(cat "`+count+`" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "`+count+`"
 [ "$1" = "--defaults-extra-file=`+clientCnf+`" ] || { echo "bad first arg $1" >&2; exit 9; }
 case "$*" in *"-h sidecar -P 8080"*) ;; *) echo "not through the sidecar: $*" >&2; exit 9;; esac
 if [ "$n" -le 2 ]; then echo "ERROR 2003 (HY000): Can't connect" >&2; exit 1; fi
@@ -131,7 +140,19 @@ case "$*" in *"`+strings.Join(smoke.ClientArgs, " ")+`"*) ;; *) echo "no batch f
 [ "$*" != "${*%REPEAT*}" ] || { echo "SQL not passed" >&2; exit 9; }
 echo "`+smoke.Expected()+`"
 `)
-	out, err := runScript(t, clientScript(), "PATH="+dir+":"+os.Getenv("PATH"), "SMOKE_SQL="+smoke.SQL)
+	// PATH: the stand-in and the few tools the scripts use, so a real
+	// client on this machine cannot be picked up instead.
+	tools := t.TempDir()
+	for _, tool := range []string{"cat", "sleep"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(tools, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runScript(t, clientScript(), "PATH="+dir+":"+tools, "SMOKE_SQL="+smoke.SQL)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
