@@ -218,11 +218,13 @@ func (r *Registry) create(ctx context.Context, opts Options) (types.Repository, 
 
 // manifestTypes are the media types BatchGetImage may return; listing
 // them keeps ECR from refusing an OCI index.
-var manifestTypes = []string{
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-	"application/vnd.docker.distribution.manifest.v2+json",
+func manifestTypes() []string {
+	return []string{
+		"application/vnd.oci.image.index.v1+json",
+		"application/vnd.oci.image.manifest.v1+json",
+		"application/vnd.docker.distribution.manifest.list.v2+json",
+		"application/vnd.docker.distribution.manifest.v2+json",
+	}
 }
 
 // Lookup returns the digest each of tags points at in the repository;
@@ -233,7 +235,7 @@ func (r *Registry) Lookup(ctx context.Context, tags []string) (map[string]string
 		ids[i] = types.ImageIdentifier{ImageTag: aws.String(t)}
 	}
 	out, err := r.client.BatchGetImage(ctx, &ecr.BatchGetImageInput{
-		RepositoryName: aws.String(r.Repository), ImageIds: ids, AcceptedMediaTypes: manifestTypes,
+		RepositoryName: aws.String(r.Repository), ImageIds: ids, AcceptedMediaTypes: manifestTypes(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ecr:BatchGetImage for tags %v in %q: %w", tags, r.Repository, err)
@@ -283,7 +285,7 @@ func (r *Registry) Retag(ctx context.Context, digest, tag string) error {
 	out, err := r.client.BatchGetImage(ctx, &ecr.BatchGetImageInput{
 		RepositoryName:     aws.String(r.Repository),
 		ImageIds:           []types.ImageIdentifier{{ImageDigest: aws.String(digest)}},
-		AcceptedMediaTypes: manifestTypes,
+		AcceptedMediaTypes: manifestTypes(),
 	})
 	if err != nil {
 		return fmt.Errorf("ecr:BatchGetImage %s in %q: %w", digest, r.Repository, err)
