@@ -643,4 +643,3 @@ func pacedTransfer(addr string, chunks, size int, started *sync.WaitGroup, errs 
 	}
 	errs <- nil
 }
-
