@@ -399,7 +399,7 @@ func TestTestPipeline(t *testing.T) {
 	if p, ok := side.Find("withExposedPort"); !ok || fmt.Sprint(p.Args["port"]) != "8080" {
 		t.Errorf("sidecar service does not expose its listen port: %s", side)
 	}
-	if !strings.Contains(execScript(client), "-h sidecar -P 8080") {
+	if !strings.Contains(execScript(client), `-h "${SMOKE_HOST:-sidecar}" -P "${SMOKE_PORT:-8080}"`) || envOf(client)["SMOKE_HOST"] != "" {
 		t.Errorf("client does not connect through the sidecar: %s", execScript(client))
 	}
 	if as, _ := side.Find("asService"); as.Args["useEntrypoint"] != true {

@@ -26,9 +26,12 @@ const (
 // clientScript waits (bounded) until MySQL answers through the sidecar,
 // then runs the smoke SQL. The password comes from a mounted option file
 // (a Dagger secret), never from the command line.
-// MariaDB images (MYSQL_IMAGE=mariadb:11) name the client mariadb.
+// MariaDB images (MYSQL_IMAGE=mariadb:11) name the client mariadb. The
+// SMOKE_HOST/SMOKE_PORT/SMOKE_CNF overrides exist for the test that runs
+// this script on the host against the real binary; the pipeline uses the
+// defaults.
 func clientScript() string {
-	base := fmt.Sprintf(`"$client" --defaults-extra-file=%s -h %s -P %d`, clientCnf, sidecarAlias, sidecarPort)
+	base := fmt.Sprintf(`"$client" --defaults-extra-file="${SMOKE_CNF:-%s}" -h "${SMOKE_HOST:-%s}" -P "${SMOKE_PORT:-%d}"`, clientCnf, sidecarAlias, sidecarPort)
 	return fmt.Sprintf(`client=$(command -v mysql || command -v mariadb) || { echo "no mysql or mariadb client in MYSQL_IMAGE" >&2; exit 1; }
 i=0
 until %[1]s -e 'SELECT 1' >/dev/null 2>&1; do
