@@ -765,3 +765,36 @@ func TestNoEngineFailsBeforeUnitTests(t *testing.T) {
 		t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
 	}
 }
+
+// With a shared remote engine of another architecture, the smoke test runs
+// the variant native to the engine.
+func TestSmokeRunsTheEnginesPlatform(t *testing.T) {
+	other := "linux/arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "linux/amd64"
+	}
+	t.Run("engine platform built", func(t *testing.T) {
+		fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
+		fe.srv.Handle("defaultPlatform", func(daggertest.Query) (any, error) { return other, nil })
+		if err := fe.runner.Test(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		client, running, sleep := fe.smokeQueries(t)
+		bind, _ := client.Find("withServiceBinding")
+		side, _ := fe.srv.Resolve(bind.Arg("service"))
+		for _, q := range []daggertest.Query{side, running, sleep} {
+			if b, _ := q.Find("dockerBuild"); b.Arg("platform") != other {
+				t.Errorf("smoke step runs %s, want the engine's %s: %s", b.Arg("platform"), other, fe.srv.Expand(q))
+			}
+		}
+	})
+	t.Run("engine platform not built", func(t *testing.T) {
+		fe := newEngine(t, map[string]string{"UNIT_TESTS": "false", "PLATFORMS": "linux/" + runtime.GOARCH},
+			layerBytes{"linux/" + runtime.GOARCH: {1000}})
+		fe.srv.Handle("defaultPlatform", func(daggertest.Query) (any, error) { return other, nil })
+		err := fe.runner.Test(testCtx(t))
+		if err == nil || !strings.Contains(err.Error(), "the engine runs "+other) || !strings.Contains(err.Error(), "PLATFORMS") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
