@@ -530,10 +530,15 @@ func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
 func TestPushPipeline(t *testing.T) {
 	ecrSrv := pushEnv(t, nil)
 	fe := newEngine(t, nil, nil)
+	// Written by the session's handler goroutine: read it under the lock.
+	var mu sync.Mutex
 	var opsAtFirstQuery []string
-	var once sync.Once
 	fe.srv.Observe(func(q daggertest.Query) {
-		once.Do(func() { opsAtFirstQuery = ecrSrv.Operations() })
+		mu.Lock()
+		if opsAtFirstQuery == nil {
+			opsAtFirstQuery = ecrSrv.Operations()
+		}
+		mu.Unlock()
 		if c, ok := q.Find("secret"); ok {
 			if b, err := os.ReadFile(strings.TrimPrefix(c.Arg("uri"), "file://")); err == nil {
 				fe.secrets.Store(c.Arg("uri"), string(b))
@@ -546,8 +551,11 @@ func TestPushPipeline(t *testing.T) {
 	short := gitHead(t, fe.dir)[:12]
 
 	// Preflight (login, repository) happened before any engine work.
-	if want := []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"}; !slices.Equal(opsAtFirstQuery, want) {
-		t.Errorf("ECR calls before the first engine query: %v, want %v", opsAtFirstQuery, want)
+	mu.Lock()
+	ops := opsAtFirstQuery
+	mu.Unlock()
+	if want := []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"}; !slices.Equal(ops, want) {
+		t.Errorf("ECR calls before the first engine query: %v, want %v", ops, want)
 	}
 	repo, _ := ecrSrv.Repository("sidecar")
 	if !repo.Immutable || !repo.ScanOnPush {
