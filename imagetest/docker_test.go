@@ -90,7 +90,12 @@ func (d docker) exitCode(ctx context.Context, args ...string) (int, string, erro
 func containerName(t testing.TB) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	n := strings.NewReplacer("/", "-", " ", "-", "_", "-").Replace(strings.ToLower(t.Name()))
+	n := strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
 	return "sidecar-imagetest-" + n + "-" + hex.EncodeToString(b)
 }
 
