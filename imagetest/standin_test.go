@@ -118,8 +118,9 @@ func ensureStandins(t testing.TB, d docker) standins {
 		}},
 	} {
 		got, err := d.output(context.Background(), "image", "inspect", "--format",
-			fmt.Sprintf("{{index .Config.Labels %q}}", recipeLabel), img.ref)
-		if err == nil && strings.TrimSpace(got) == img.recipe {
+			fmt.Sprintf("{{.Id}} {{index .Config.Labels %q}}", recipeLabel), img.ref)
+		old := strings.Fields(got)
+		if err == nil && len(old) == 2 && old[1] == img.recipe {
 			t.Logf("stand-in %s: reused", img.ref)
 			continue
 		}
@@ -129,6 +130,10 @@ func ensureStandins(t testing.TB, d docker) standins {
 			t.Fatalf("make stand-in %s: %v", img.ref, err)
 		}
 		t.Logf("stand-in %s: imported in %v", img.ref, time.Since(start).Round(10*time.Millisecond))
+		if err == nil && len(old) > 0 {
+			// The outdated stand-in lost its tag; don't leave it dangling.
+			_, _ = d.output(context.Background(), "rmi", old[0])
+		}
 	}
 	return s
 }
