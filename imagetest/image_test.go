@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func TestImage(t *testing.T) {
 	t.Run("user", func(t *testing.T) { t.Parallel(); testUser(t, d, img) })
 	t.Run("binary", func(t *testing.T) { t.Parallel(); testBinary(t, d, img) })
 	t.Run("cross-compile", func(t *testing.T) { t.Parallel(); testCrossCompile(t, d, s) })
+	t.Run("build-context", func(t *testing.T) { t.Parallel(); testBuildContext(t, d, s) })
 	t.Run("proxy", func(t *testing.T) { t.Parallel(); testProxy(t, d, img) })
 	t.Run("drain", func(t *testing.T) { t.Parallel(); testDrain(t, d, img) })
 	t.Run("sleep", func(t *testing.T) { t.Parallel(); testSleep(t, d, img) })
@@ -318,4 +320,38 @@ func stop(t *testing.T, d docker, name string, timeout int) (time.Duration, int)
 		t.Fatal(err)
 	}
 	return took, code
+}
+
+// testBuildContext checks what .dockerignore lets into the build context:
+// the module files and the forwarder's non-test sources, nothing else (no
+// .git, no pipeline code, no build output). It copies the context into a
+// throwaway image with an ad-hoc Dockerfile and lists it.
+func testBuildContext(t *testing.T, d docker, s standins) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	tag := "sidecar-imagetest-context:" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := d.command(ctx, "build", "--network=none", "-t", tag, "-f", "-", repoRoot(t))
+	c.Stdin = strings.NewReader("FROM " + s.Runtime + "\nCOPY . /context/\n")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("docker build of the context listing: %v\n%s", err, tail(string(out), 30))
+	}
+	t.Cleanup(func() { _, _ = d.output(context.Background(), "rmi", tag) })
+	out := d.must(t, "run", "--rm", "--network", "host", "--name", containerName(t), "--entrypoint", "find", tag, "/context", "-type", "f")
+	var files []string
+	for _, f := range strings.Fields(out) {
+		rel := strings.TrimPrefix(f, "/context/")
+		files = append(files, rel)
+		inSidecar := strings.HasPrefix(rel, "sidecar/") && !strings.HasSuffix(rel, "_test.go") && !strings.Contains(rel, "/testdata/")
+		if rel != "go.mod" && rel != "go.sum" && !inSidecar {
+			t.Errorf("build context holds %s; .dockerignore should keep it out", rel)
+		}
+	}
+	for _, want := range []string{"go.mod", "go.sum", "sidecar/main.go"} {
+		if !slices.Contains(files, want) {
+			t.Errorf("build context lacks %s (has %d files: %v)", want, len(files), files)
+		}
+	}
+	t.Logf("build context: %d files", len(files))
 }
