@@ -140,4 +140,3 @@ func TestListenPortInUse(t *testing.T) {
 		t.Fatalf("Listen on a busy port = %v, want an error naming %s", err, busy.Addr())
 	}
 }
-

@@ -120,6 +120,21 @@ type forward struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
+
+	// Rejections are logged at most once a second, with how many were
+	// closed since, so a reconnect storm cannot flood the logs.
+	lastRejectLog    time.Time // accept loop only
+	rejectedSinceLog int
+}
+
+func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
+	f.rejectedSinceLog++
+	if time.Since(f.lastRejectLog) < time.Second {
+		return
+	}
+	log.Warn("connection limit reached; closed new connection", "listen", f.label, "client", c.RemoteAddr().String(),
+		"max_connections", limit, "closed_since_last_log", f.rejectedSinceLog)
+	f.lastRejectLog, f.rejectedSinceLog = time.Now(), 0
 }
 
 // conn is an in-flight connection, tracked for drain and the stale check.
@@ -303,7 +318,7 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			s.active.Add(-1)
 			f.stats.rejected.Add(1)
 			_ = tc.Close()
-			s.log.Warn("connection limit reached; closed new connection", "listen", f.label, "client", tc.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+			f.logRejected(s.log, tc, s.cfg.MaxConnections)
 			continue
 		}
 		s.conns.Add(1)

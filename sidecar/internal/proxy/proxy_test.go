@@ -229,6 +229,16 @@ func TestMaxConnections(t *testing.T) {
 	if l := r.logs.lines("connection limit reached"); len(l) != 1 {
 		t.Errorf("limit log lines = %d, want 1", len(l))
 	}
+	// A reconnect storm is counted in full but logged sparingly.
+	for range 20 {
+		expectClosed(t, dial(t, r.addrs[0]), "connection beyond the limit")
+	}
+	if s := forwardSnap(r, 0); s.Rejected != 21 {
+		t.Errorf("rejected = %d, want 21", s.Rejected)
+	}
+	if l := r.logs.lines("connection limit reached"); len(l) >= 20 {
+		t.Errorf("%d log lines for 21 rejections: not rate-limited", len(l))
+	}
 	_ = held[0].Close()
 	waitFor(t, "slot freed", func() bool { return forwardSnap(r, 0).Active == 1 })
 	if err := exchange(dial(t, r.addrs[0]), []byte("again")); err != nil {

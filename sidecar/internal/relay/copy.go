@@ -30,9 +30,9 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 	go r.pumpClientToUpstream(&wg)
 	go r.pumpUpstreamToClient(&wg)
 	wg.Wait()
+	r.end(ReasonDone, nil) // no-op if something ended the relay earlier
 	stop()
 
-	r.end(ReasonDone, nil) // no-op if something ended the relay earlier
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return Result{ToUpstream: r.toUpstream, ToClient: r.toClient, Reason: r.reason, Err: r.err}
@@ -105,18 +105,9 @@ func (r *copyRun) pump(dst, src *net.TCPConn) (int64, error) {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			r.touch()
-			if err := dst.SetWriteDeadline(time.Now().Add(r.idle)); err != nil {
-				return total, err
-			}
-			nw, werr := dst.Write(buf[:nr])
-			total += int64(nw)
-			if nw > 0 {
-				r.touch()
-			}
+			n, werr := r.writeAll(dst, buf[:nr])
+			total += n
 			if werr != nil {
-				if errors.Is(werr, os.ErrDeadlineExceeded) {
-					return total, errIdle // the writer stalled for a whole idle period
-				}
 				return total, werr
 			}
 		}
@@ -135,6 +126,33 @@ func (r *copyRun) pump(dst, src *net.TCPConn) (int64, error) {
 			return total, rerr
 		}
 	}
+}
+
+// writeAll writes b, giving up only when nothing moved either way for idle:
+// a slow reader on one side is not idle while the other side is busy.
+func (r *copyRun) writeAll(dst *net.TCPConn, b []byte) (int64, error) {
+	var done int64
+	for len(b) > 0 {
+		if err := dst.SetWriteDeadline(time.Unix(0, r.lastActive.Load()).Add(r.idle)); err != nil {
+			return done, err
+		}
+		n, err := dst.Write(b)
+		done += int64(n)
+		b = b[n:]
+		if n > 0 {
+			r.touch()
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if time.Since(time.Unix(0, r.lastActive.Load())) >= r.idle {
+				return done, errIdle
+			}
+		default:
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 func (r *copyRun) touch() { r.lastActive.Store(time.Now().UnixNano()) }

@@ -44,6 +44,7 @@ func Run(t *testing.T, f relay.Func) {
 		{"ClientResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, false) }},
 		{"ClientResetWhileUpstreamStreams", testResetWhileStreaming},
 		{"ManyConcurrent", testManyConcurrent},
+		{"StalledClientDoesNotSlowOthers", testStalledClient},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -425,4 +426,38 @@ func testManyConcurrent(t *testing.T, f relay.Func) {
 	for _, r := range rigs {
 		checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
 	}
+}
+
+// One client stops reading while its upstream keeps sending, so that relay
+// is blocked writing; relays next to it must keep moving at full speed.
+func testStalledClient(t *testing.T, f relay.Func) {
+	stalled := Start(t, f, 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go streamUntil(stalled.Upstream, stop, &wg)
+	defer func() { close(stop); stalled.Cancel(); wg.Wait() }()
+
+	const n, size = 10, 1 << 20
+	errs := make(chan error, 4*n)
+	rigs := make([]*Rig, n)
+	for i := range rigs {
+		r := Start(t, f, 0)
+		rigs[i] = r
+		up, down := RandomBytes(t, size), RandomBytes(t, size)
+		go sendAndHalfClose(r.Client, up, errs)
+		go sendAndHalfClose(r.Upstream, down, errs)
+		go expectSum(r.Upstream, sha256.Sum256(up), size, fmt.Sprintf("upstream %d", i), errs)
+		go expectSum(r.Client, sha256.Sum256(down), size, fmt.Sprintf("client %d", i), errs)
+	}
+	for range 4 * n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, r := range rigs {
+		checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
+	}
+	stalled.Cancel()
+	checkResult(t, stalled.Wait(t), relay.ReasonCanceled, 0, -1)
 }
