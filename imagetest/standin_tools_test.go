@@ -70,6 +70,7 @@ func TestStandinAccountTools(t *testing.T) {
 		{"bad uid", "adduser -D -u 10x0 x", false, []string{"bad UID '10x0'"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			// Print the account lines of every user and group but the
 			// stand-in's own, and the home directory of the last user.
 			report := `set -e; ` + tc.script + `
