@@ -146,6 +146,8 @@ type runner struct {
 	maxConnEnv  int // MAX_CONNECTIONS given to the sidecar
 	idleMax     int // resolved second idle step
 	nofile      uint64
+	loadStart   string // /proc/loadavg: other work on the machine skews figures
+	loadEnd     string
 	db          *testmysql.Server
 	res         *results
 }
@@ -220,6 +222,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		}
 	}
 
+	r.loadStart = strings.TrimSpace(readFile("/proc/loadavg"))
+	var interrupted error
+rounds:
 	for round := 1; round <= cfg.rounds; round++ {
 		order := rotate(r.contestants, round-1)
 		r.progress("round %d of %d: order %s", round, cfg.rounds, names(order))
@@ -238,7 +243,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 				}
 			}
 			if ctx.Err() != nil {
-				return fmt.Errorf("interrupted: %w", ctx.Err())
+				interrupted = fmt.Errorf("interrupted in round %d, %s workload: %w", round, w, ctx.Err())
+				r.note(interrupted.Error() + ": the figures below are partial")
+				break rounds
 			}
 			if err != nil {
 				r.note(fmt.Sprintf("round %d, %s workload: %v", round, w, err))
@@ -247,6 +254,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		}
 	}
 
+	r.loadEnd = strings.TrimSpace(readFile("/proc/loadavg"))
 	rep := r.report(start, time.Now())
 	if _, err := io.WriteString(stdout, rep); err != nil {
 		return err
@@ -255,6 +263,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		if err := os.WriteFile(cfg.out, []byte(rep), 0o644); err != nil {
 			return fmt.Errorf("write -o %s: %w", cfg.out, err)
 		}
+	}
+	if interrupted != nil {
+		return interrupted
 	}
 	r.progress("done in %v", time.Since(start).Round(time.Second))
 	return nil

@@ -113,18 +113,22 @@ type treeUsage struct {
 // time moves into the parent's cutime+cstime only once the parent reaps it
 // (wait), so the sum of (own + reaped) for the root plus (own + reaped) for
 // each live descendant counts every child exactly once, whether it is still
-// running, a zombie, or reaped. A child reaped between reading the root and
-// reading the child would be missed or counted twice, so callers measure
-// when the tree is quiet (see waitQuiet).
+// running, a zombie, or reaped. A child reaped between the scan and the read
+// of the root would be counted twice, so callers measure when the tree is
+// quiet (see waitQuiet).
 func procTree(procRoot string, root int, withPSS bool) (treeUsage, error) {
 	var u treeUsage
-	rootStat, err := readProcStat(procRoot, root)
-	if err != nil {
-		return u, fmt.Errorf("read forwarder process %d: %w", root, err)
-	}
 	all, err := allProcs(procRoot)
 	if err != nil {
 		return u, err
+	}
+	// The root is read after the scan: a child reaped during the scan is
+	// then already in the root's cutime+cstime. (Reading the root first
+	// would miss it; this order can at worst count it twice, and never when
+	// the scan found no children.)
+	rootStat, err := readProcStat(procRoot, root)
+	if err != nil {
+		return u, fmt.Errorf("read forwarder process %d: %w", root, err)
 	}
 	kids := map[int][]procStat{}
 	for _, s := range all {

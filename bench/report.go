@@ -257,6 +257,7 @@ func (r *runner) machine() [][2]string {
 		{"kernel", strings.TrimSpace(readFile("/proc/sys/kernel/osrelease"))},
 		{"Go", runtime.Version() + " (bench and sidecar build)"},
 		{"RLIMIT_NOFILE", strconv.FormatUint(r.nofile, 10)},
+		{"load average (1/5/15 min) at start, end", fmt.Sprintf("%s; %s", loadFields(r.loadStart), loadFields(r.loadEnd))},
 	}
 	if r.socatPath != "" {
 		out = append(out, [2]string{"socat", toolVersion(r.socatPath, "-V", "socat version")})
@@ -320,4 +321,13 @@ func gitRevision() string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// loadFields keeps the three load averages of a /proc/loadavg line.
+func loadFields(s string) string {
+	f := strings.Fields(s)
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
