@@ -148,8 +148,12 @@ type runner struct {
 	nofile      uint64
 	loadStart   string // /proc/loadavg: other work on the machine skews figures
 	loadEnd     string
-	db          *testmysql.Server
-	res         *results
+	// Share of the machine's CPU that other processes used, per round and
+	// over the run: this machine is shared, and that skews every figure.
+	othersRounds []float64
+	othersRun    float64
+	db           *testmysql.Server
+	res          *results
 }
 
 func main() {
@@ -223,9 +227,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	}
 
 	r.loadStart = strings.TrimSpace(readFile("/proc/loadavg"))
+	runSnap, snapErr := takeBusySnapshot()
 	var interrupted error
 rounds:
 	for round := 1; round <= cfg.rounds; round++ {
+		roundSnap, roundErr := takeBusySnapshot()
+		endRound := func() {
+			if end, err := takeBusySnapshot(); err == nil && roundErr == nil {
+				r.othersRounds = append(r.othersRounds, othersShare(roundSnap, end))
+				r.progress("round %d: other processes used %.0f%% of the machine's CPU", round, 100*othersShare(roundSnap, end))
+			}
+		}
 		order := rotate(r.contestants, round-1)
 		r.progress("round %d of %d: order %s", round, cfg.rounds, names(order))
 		for _, w := range cfg.workloads {
@@ -252,6 +264,10 @@ rounds:
 				r.log.Warn("workload failed", "round", round, "workload", w, "err", err)
 			}
 		}
+		endRound()
+	}
+	if end, err := takeBusySnapshot(); err == nil && snapErr == nil {
+		r.othersRun = othersShare(runSnap, end)
 	}
 
 	r.loadEnd = strings.TrimSpace(readFile("/proc/loadavg"))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -207,5 +208,31 @@ func TestRotateAndMergeEnv(t *testing.T) {
 	}
 	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Errorf("median even = %v", m)
+	}
+}
+
+func TestParseProcStatBusy(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		// Captured on the bench machine.
+		{in: "cpu  85835 0 41068 83245 1292 0 4454 2498 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n", want: 85835 + 41068 + 4454 + 2498},
+		{in: "cpu0 1 2 3 4 5 6 7 8 0 0\n", wantErr: true},
+		{in: "cpu  1 2 3\n", wantErr: true},
+		{in: "cpu  1 2 x 4 5 6 7 8 0 0\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := parseProcStatBusy(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseProcStatBusy(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+	a := busySnapshot{at: time.Unix(0, 0), machineBusy: 1000, ours: 500}
+	b := busySnapshot{at: time.Unix(10, 0), machineBusy: 1000 + 1500, ours: 500 + 1000}
+	// 1500 ticks busy, 1000 ours: others used 500 of 10 s × 100 × NumCPU.
+	if got, want := othersShare(a, b), 500/(10*100*float64(runtime.NumCPU())); got != want {
+		t.Errorf("othersShare = %v, want %v", got, want)
 	}
 }

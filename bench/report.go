@@ -258,6 +258,7 @@ func (r *runner) machine() [][2]string {
 		{"Go", runtime.Version() + " (bench and sidecar build)"},
 		{"RLIMIT_NOFILE", strconv.FormatUint(r.nofile, 10)},
 		{"load average (1/5/15 min) at start, end", fmt.Sprintf("%s; %s", loadFields(r.loadStart), loadFields(r.loadEnd))},
+		{"CPU used by other processes during the run", r.othersText()},
 	}
 	if r.socatPath != "" {
 		out = append(out, [2]string{"socat", toolVersion(r.socatPath, "-V", "socat version")})
@@ -330,4 +331,12 @@ func loadFields(s string) string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+func (r *runner) othersText() string {
+	var per []string
+	for _, o := range r.othersRounds {
+		per = append(per, fmt.Sprintf("%.0f%%", 100*o))
+	}
+	return fmt.Sprintf("%.0f%% of the machine (per round: %s); figures from a busy machine are lower and noisier", 100*r.othersRun, strings.Join(per, ", "))
 }
