@@ -183,6 +183,7 @@ func (r *runner) idleOne(ctx context.Context, sink *sinkServer, c contestant) er
 	}
 	pool := &idlePool{addr: fmt.Sprintf("127.0.0.1:%d", l.port)}
 	defer pool.close()
+	baseFDs := countFDs("/proc", append([]int{l.proc.pid()}, base.Children...))
 	m := map[string]float64{"idle.rss.0": mib(base.RSSBytes), "idle.pss.0": mib(base.PSSBytes)}
 	steps := []struct {
 		n   int
@@ -218,8 +219,16 @@ func (r *runner) idleOne(ctx context.Context, sink *sinkServer, c contestant) er
 		m["idle.pss."+st.key] = mib(u.PSSBytes)
 		m["idle.n."+st.key] = float64(len(pool.conns))
 		m["idle.procs."+st.key] = float64(u.Procs)
-		r.progress("idle  %-16s %5d conns: RSS %.1f MiB, PSS %.1f MiB, %d processes (opened in %v)",
-			c.name, len(pool.conns), mib(u.RSSBytes), mib(u.PSSBytes), u.Procs, open.Round(time.Millisecond))
+		// Descriptors per connection decide how many connections a
+		// descriptor limit allows.
+		fds := countFDs("/proc", append([]int{l.proc.pid()}, u.Children...))
+		perConn := 0.0
+		if len(pool.conns) > 0 {
+			perConn = float64(fds-baseFDs) / float64(len(pool.conns))
+		}
+		m["idle.fds."+st.key] = perConn
+		r.progress("idle  %-16s %5d conns: RSS %.1f MiB, PSS %.1f MiB, %d processes, %.2f descriptors per connection (opened in %v)",
+			c.name, len(pool.conns), mib(u.RSSBytes), mib(u.PSSBytes), u.Procs, perConn, open.Round(time.Millisecond))
 	}
 	r.record(1, c, m)
 	return nil

@@ -209,3 +209,16 @@ func parseSmapsRollupPSS(b []byte) (int64, error) {
 	}
 	return 0, errors.New("smaps_rollup: no Pss line")
 }
+
+// countFDs counts the open descriptors of the processes, skipping any that
+// have exited.
+func countFDs(procRoot string, pids []int) int {
+	n := 0
+	for _, pid := range pids {
+		ents, err := os.ReadDir(filepath.Join(procRoot, strconv.Itoa(pid), "fd"))
+		if err == nil {
+			n += len(ents)
+		}
+	}
+	return n
+}

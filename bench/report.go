@@ -50,7 +50,8 @@ func (r *runner) metrics() []metric {
 		metric{key: "idle.rss.0", label: "forwarder RSS, no connections", unit: "MiB", prec: 1, forwarder: true},
 		metric{key: "idle.rss.first", label: fmt.Sprintf("forwarder RSS, %d idle conns", r.cfg.idleFirst), unit: "MiB", prec: 1, forwarder: true},
 		metric{key: "idle.pss.first", label: fmt.Sprintf("forwarder PSS, %d idle conns", r.cfg.idleFirst), unit: "MiB", prec: 1, forwarder: true},
-		metric{key: "idle.n.max", label: "idle conns reached (descriptor limit)", unit: "conns", higher: true, forwarder: true},
+		metric{key: "idle.fds.first", label: "forwarder descriptors per idle conn", unit: "fds", prec: 2, forwarder: true},
+		metric{key: "idle.n.max", label: fmt.Sprintf("idle conns reached (of %d tried)", r.idleMax), unit: "conns", higher: true, forwarder: true},
 		metric{key: "idle.rss.max", label: "forwarder RSS at that count", unit: "MiB", prec: 1, forwarder: true},
 		metric{key: "idle.pss.max", label: "forwarder PSS at that count", unit: "MiB", prec: 1, forwarder: true},
 	)
@@ -124,7 +125,7 @@ func (r *runner) report(start, end time.Time) string {
 	}
 	p("- Bulk: %s, %v per measurement, receiver's rate.\n", bulkTool, r.cfg.bulkTime)
 	p("- New connections: %d Go dialers for %v against a small Go server; each connection sends a 22-byte request, reads a 38-byte response and the server's close, then closes.\n", r.cfg.connDialers, r.cfg.connTime)
-	p("- Memory: each forwarder fresh, once per run; connections opened 8 at a time, each proven end to end by a 1-byte echo, then idle; read 1 s after the last one opened. RSS sums resident pages over the forwarder and its children (socat's shared pages count once per process); PSS (from smaps_rollup) splits shared pages, so it is the fairer figure for socat. The second step opens as many as RLIMIT_NOFILE allows the bench process (two descriptors per connection): %d.\n\n", r.idleMax)
+	p("- Memory: each forwarder fresh, once per run; connections opened 8 at a time, each proven end to end by a 1-byte echo, then idle; read 1 s after the last one opened. RSS sums resident pages over the forwarder and its children (socat's shared pages count once per process); PSS (from smaps_rollup) splits shared pages, so it is the fairer figure for socat. The second step opens as many as RLIMIT_NOFILE allows the bench process (two descriptors per connection): %d; a forwarder that needs more than two descriptors per connection (it inherits the same limit) stops earlier, and the count it reached is reported. Descriptors per connection are counted in /proc/<pid>/fd (summed over socat's children) at the first step.\n\n", r.idleMax)
 
 	p("## Absolute figures (median over rounds)\n\n")
 	p("| metric | unit |")

@@ -83,3 +83,15 @@ func TestProcTreeSelf(t *testing.T) {
 		t.Fatalf("got %+v", u)
 	}
 }
+
+func TestCountFDs(t *testing.T) {
+	before := countFDs("/proc", []int{os.Getpid()})
+	f, err := os.Open("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if after := countFDs("/proc", []int{os.Getpid(), 1 << 30}); after != before+1 {
+		t.Errorf("descriptors: %d before opening a file, %d after; want one more", before, after)
+	}
+}
