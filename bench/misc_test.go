@@ -236,3 +236,33 @@ func TestParseProcStatBusy(t *testing.T) {
 		t.Errorf("othersShare = %v, want %v", got, want)
 	}
 }
+
+func TestReportTables(t *testing.T) {
+	r := &runner{cfg: config{threads: []int{1}, idleFirst: 1000, rounds: 1, connDialers: 8}, res: newResults(), idleMax: 9000,
+		contestants: []contestant{{name: "direct"}, {name: "socat", kind: kindSocat}, {name: "sidecar", kind: kindSidecar},
+			{name: "sidecar-rw", kind: kindSidecar, env: []string{"IDLE_TIMEOUT=1h"}}}}
+	r.res.add("direct", map[string]float64{"mysql.qps.1": 6000})
+	r.res.add("socat", map[string]float64{"mysql.qps.1": 3000, "mysql.cpu.1": 70})
+	r.res.add("sidecar", map[string]float64{"mysql.qps.1": 3300, "mysql.cpu.1": 63, "idle.rss.first": 37.3})
+	r.res.add("sidecar-rw", map[string]float64{"mysql.qps.1": 2700})
+	r.note("a note\nover two lines")
+	rep := r.report(time.Unix(0, 0), time.Unix(90, 0))
+	for _, want := range []string{
+		"| goal | sidecar | sidecar-rw |",
+		"| MySQL qps ≥ socat at 1 conn | met (1.10×) | **not met** (0.90×) |",
+		"| CPU per query ≤ 0.8× socat at 1 conn | **not met** (0.90×) | no data |",
+		"| ≤ 30 MiB RSS at 1000 idle conns | **not met** (37.3 MiB) | no data |",
+		"| MySQL point selects, 1 conn | qps | 6000 | 3000 | 3300 | 2700 |",
+		"| forwarder CPU per query, 1 conn | µs | — | 70.0 | 63.0 | n/a |",
+		"| MySQL point selects, 1 conn | 2700 qps | 0.45× | 0.90× | 0.82× | MySQL qps ≥ socat at 1 conn | **not met** (0.90×) |",
+		"sidecar-rw adds IDLE_TIMEOUT=1h",
+		"- a note over two lines",
+	} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(rep)
+	}
+}

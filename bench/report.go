@@ -105,29 +105,76 @@ func (r *runner) report(start, end time.Time) string {
 	for _, kv := range r.machine() {
 		p("- %s: %s\n", kv[0], kv[1])
 	}
-	p("\n## Method\n\n")
-	p("- Everything on loopback. Contestants: %s. ", names(r.contestants))
-	p("socat runs as `socat TCP-LISTEN:<port>,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:<target>`; ")
-	p("the sidecar is the real binary (`go build -trimpath ./sidecar`) configured by environment (LOG_LEVEL=warn, MAX_CONNECTIONS=%d)", r.maxConnEnv)
-	for _, c := range r.contestants {
-		if len(c.env) > 0 {
-			p("; %s adds %s", c.name, strings.Join(c.env, " "))
+	r.reportGoals(p)
+	r.reportAbsolute(p)
+	for _, sc := range r.contestants {
+		if sc.kind == kindSidecar {
+			r.reportRatios(p, sc)
 		}
 	}
-	p(".\n")
-	p("- %d rounds; in each round every workload runs every contestant, the order rotated by one per round. Figures are medians over rounds; per-round values are at the end.\n", r.cfg.rounds)
-	p("- MySQL: %s against a throwaway MariaDB, table of %d rows, %v per measurement at %s connections. qps and p99 as the client reports them.\n",
-		r.sysbench, r.cfg.tableSize, r.cfg.mysqlTime, joinInts(r.cfg.threads))
-	p("- Forwarder CPU: utime+stime+cutime+cstime from /proc/<pid>/stat of the forwarder plus every live descendant, read before and after each measurement once the forwarder has no children left (socat's per-connection children are counted once reaped; any still alive are summed from their own /proc entries). Divided by the queries, bytes or connections of that measurement. Direct has no forwarder.\n")
-	bulkTool := "iperf3, one stream"
-	if r.iperfPath == "" {
-		bulkTool = "a Go sender and receiver, one stream"
-	}
-	p("- Bulk: %s, %v per measurement, receiver's rate.\n", bulkTool, r.cfg.bulkTime)
-	p("- New connections: %d Go dialers for %v against a small Go server; each connection sends a 22-byte request, reads a 38-byte response and the server's close, then closes.\n", r.cfg.connDialers, r.cfg.connTime)
-	p("- Memory: each forwarder fresh, once per run; connections opened 8 at a time, each proven end to end by a 1-byte echo, then idle; read 1 s after the last one opened. RSS sums resident pages over the forwarder and its children (socat's shared pages count once per process); PSS (from smaps_rollup) splits shared pages, so it is the fairer figure for socat. The second step opens as many as RLIMIT_NOFILE allows the bench process (two descriptors per connection): %d; a forwarder that needs more than two descriptors per connection (it inherits the same limit) stops earlier, and the count it reached is reported. Descriptors per connection are counted in /proc/<pid>/fd (summed over socat's children) at the first step.\n\n", r.idleMax)
+	r.reportMethod(p)
+	r.reportRounds(p)
+	return b.String()
+}
 
-	p("## Absolute figures (median over rounds)\n\n")
+type printf func(format string, a ...any)
+
+// reportGoals is the issue's goals at a glance, one column per sidecar.
+func (r *runner) reportGoals(p printf) {
+	var sidecars []contestant
+	for _, c := range r.contestants {
+		if c.kind == kindSidecar {
+			sidecars = append(sidecars, c)
+		}
+	}
+	if len(sidecars) == 0 {
+		return
+	}
+	p("\n## Goals (issue 5), medians of this run\n\n| goal |")
+	for _, c := range sidecars {
+		p(" %s |", c.name)
+	}
+	p("\n|---|")
+	for range sidecars {
+		p("---|")
+	}
+	p("\n")
+	for _, g := range r.goals() {
+		p("| %s |", g.text)
+		for _, c := range sidecars {
+			p(" %s |", r.verdict(g, c.name))
+		}
+		p("\n")
+	}
+}
+
+// verdict is "met (1.05×)", "**not met** (37.3 MiB)" or "no data".
+func (r *runner) verdict(g goal, sidecar string) string {
+	fig, met, ok := r.evaluate(g, sidecar)
+	if !ok {
+		return "no data"
+	}
+	v := "**not met**"
+	if met {
+		v = "met"
+	}
+	if g.against == "" {
+		return v + fmt.Sprintf(" (%.1f %s)", fig, r.metricByKey(g.metric).unit)
+	}
+	return v + fmt.Sprintf(" (%.2f×)", fig)
+}
+
+func (r *runner) metricByKey(key string) metric {
+	for _, m := range r.metrics() {
+		if m.key == key {
+			return m
+		}
+	}
+	return metric{key: key}
+}
+
+func (r *runner) reportAbsolute(p printf) {
+	p("\n## Absolute figures (median over rounds)\n\n")
 	p("| metric | unit |")
 	for _, c := range r.contestants {
 		p(" %s |", c.name)
@@ -152,47 +199,68 @@ func (r *runner) report(start, end time.Time) string {
 		}
 		p("\n")
 	}
+}
 
-	for _, sc := range r.contestants {
-		if sc.kind != kindSidecar {
-			continue
+func (r *runner) reportRatios(p printf, sc contestant) {
+	variant := sc.name != "sidecar"
+	p("\n## %s: ratios and goals\n\n", sc.name)
+	p("Ratio = %s ÷ other, medians. For qps, Gbit/s and conn/s higher is better; for latency, CPU, memory and descriptors lower is better.\n\n", sc.name)
+	p("| metric | %s | ÷ direct | ÷ socat |", sc.name)
+	if variant {
+		p(" ÷ sidecar |")
+	}
+	p(" goal | met? |\n|---|---:|---:|---:|")
+	if variant {
+		p("---:|")
+	}
+	p("---|---|\n")
+	goals := map[string]goal{}
+	for _, g := range r.goals() {
+		goals[g.metric] = g
+	}
+	for _, m := range r.metrics() {
+		v, _, ok := r.res.get(sc.name, m.key)
+		val := "n/a"
+		if ok {
+			val = strconv.FormatFloat(v, 'f', m.prec, 64) + " " + m.unit
 		}
-		p("\n## %s: ratios and goals\n\n", sc.name)
-		p("Ratio = %s ÷ other, medians. For qps, Gbit/s and conn/s higher is better; for latency, CPU and memory lower is better.\n\n", sc.name)
-		p("| metric | %s | ÷ direct | ÷ socat | goal | met? |\n|---|---:|---:|---:|---|---|\n", sc.name)
-		goals := map[string]goal{}
-		for _, g := range r.goals() {
-			goals[g.metric] = g
+		p("| %s | %s | %s | %s |", m.label, val, r.ratio(sc.name, "direct", m), r.ratio(sc.name, "socat", m))
+		if variant {
+			p(" %s |", r.ratio(sc.name, "sidecar", m))
 		}
-		for _, m := range r.metrics() {
-			v, _, ok := r.res.get(sc.name, m.key)
-			val := "n/a"
-			if ok {
-				val = strconv.FormatFloat(v, 'f', m.prec, 64) + " " + m.unit
-			}
-			p("| %s | %s | %s | %s |", m.label, val, r.ratio(sc.name, "direct", m), r.ratio(sc.name, "socat", m))
-			if g, isGoal := goals[m.key]; isGoal {
-				fig, met, ok := r.evaluate(g, sc.name)
-				verdict := "no data"
-				if ok {
-					verdict = "**not met**"
-					if met {
-						verdict = "met"
-					}
-					if g.against == "" {
-						verdict += fmt.Sprintf(" (%.1f %s)", fig, m.unit)
-					} else {
-						verdict += fmt.Sprintf(" (%.2f×)", fig)
-					}
-				}
-				p(" %s | %s |", g.text, verdict)
-			} else {
-				p(" | |")
-			}
-			p("\n")
+		if g, isGoal := goals[m.key]; isGoal {
+			p(" %s | %s |\n", g.text, r.verdict(g, sc.name))
+		} else {
+			p(" | |\n")
 		}
 	}
+}
 
+func (r *runner) reportMethod(p printf) {
+	p("\n## Method\n\n")
+	p("- Everything on loopback. Contestants: %s. ", names(r.contestants))
+	p("socat runs as `socat TCP-LISTEN:<port>,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:<target>`; ")
+	p("the sidecar is the real binary (`go build -trimpath ./sidecar`) configured by environment (LOG_LEVEL=warn, MAX_CONNECTIONS=%d)", r.maxConnEnv)
+	for _, c := range r.contestants {
+		if len(c.env) > 0 {
+			p("; %s adds %s", c.name, strings.Join(c.env, " "))
+		}
+	}
+	p(".\n")
+	p("- %d rounds; in each round every workload runs every contestant, the order rotated by one per round. Figures are medians over rounds; per-round values are at the end.\n", r.cfg.rounds)
+	p("- MySQL: %s against a throwaway MariaDB, table of %d rows, %v per measurement at %s connections. qps and p99 as the client reports them.\n",
+		r.sysbench, r.cfg.tableSize, r.cfg.mysqlTime, joinInts(r.cfg.threads))
+	p("- Forwarder CPU: utime+stime+cutime+cstime from /proc/<pid>/stat of the forwarder plus every live descendant, read before and after each measurement once the forwarder has no children left (socat's per-connection children are counted once reaped; any still alive are summed from their own /proc entries). Divided by the queries, bytes or connections of that measurement. Direct has no forwarder.\n")
+	bulkTool := "iperf3, one stream"
+	if r.iperfPath == "" {
+		bulkTool = "a Go sender and receiver, one stream"
+	}
+	p("- Bulk: %s, %v per measurement, receiver's rate.\n", bulkTool, r.cfg.bulkTime)
+	p("- New connections: %d Go dialers for %v against a small Go server; each connection sends a 22-byte request, reads a 38-byte response and the server's close, then closes.\n", r.cfg.connDialers, r.cfg.connTime)
+	p("- Memory: each forwarder fresh, once per run; connections opened 8 at a time, each proven end to end by a 1-byte echo, then idle; read 1 s after the last one opened. RSS sums resident pages over the forwarder and its children (socat's shared pages count once per process); PSS (from smaps_rollup) splits shared pages, so it is the fairer figure for socat. The second step opens as many as RLIMIT_NOFILE allows the bench process (two descriptors per connection): %d; a forwarder that needs more than two descriptors per connection (it inherits the same limit) stops earlier, and the count it reached is reported. Descriptors per connection are counted in /proc/<pid>/fd (summed over socat's children) at the first step.\n", r.idleMax)
+}
+
+func (r *runner) reportRounds(p printf) {
 	p("\n## Per-round values\n\n")
 	p("| metric | contestant | values (in round order) |\n|---|---|---|\n")
 	for _, m := range r.metrics() {
@@ -215,7 +283,6 @@ func (r *runner) report(start, end time.Time) string {
 			p("- %s\n", strings.ReplaceAll(n, "\n", " "))
 		}
 	}
-	return b.String()
 }
 
 // ratio formats a/b for metric m, or "—" where it has no meaning.
