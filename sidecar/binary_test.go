@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The real binary, built once for the tests that exec it.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sidecar-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const testVersion, testCommit = "9.9.9-test", "c0ffee"
+
+// sidecarBinary builds ./sidecar with version stamps (go build, as users do).
+func sidecarBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			binError = errors.New("the go command is not on PATH: " + err.Error())
+			return
+		}
+		path := filepath.Join(binDir, "sidecar")
+		cmd := exec.Command(goTool, "build", "-o", path,
+			"-ldflags", "-X main.version="+testVersion+" -X main.commit="+testCommit, ".")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			binError = errors.New("go build: " + err.Error() + "\n" + string(out))
+			return
+		}
+		binPath = path
+	})
+	if binError != nil {
+		t.Fatal(binError)
+	}
+	return binPath
+}
+
+// proc is the sidecar binary running with a given environment.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// environ renders env as the child's whole environment: nothing inherited,
+// so the test proves the binary is configured by these variables alone.
+func environ(env map[string]string) []string {
+	out := []string{}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+func startBinary(t *testing.T, env map[string]string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(sidecarBinary(t), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = environ(env)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.wait()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("sidecar stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) wait() {
+	p.err = p.cmd.Wait()
+	close(p.done)
+}
+
+// exit waits for the process to end and returns its exit code.
+func (p *proc) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(safety):
+		t.Fatalf("sidecar did not exit within %v", safety)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *proc) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// healthcheckBinary runs `sidecar healthcheck` as ECS would.
+func healthcheckBinary(t *testing.T, env map[string]string) int {
+	t.Helper()
+	cmd := exec.Command(sidecarBinary(t), "healthcheck")
+	cmd.Env = environ(env)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+func waitHealthyBinary(t *testing.T, env map[string]string, p *proc, want int) {
+	t.Helper()
+	deadline := time.Now().Add(safety)
+	for healthcheckBinary(t, env) != want {
+		select {
+		case <-p.done:
+			t.Fatalf("sidecar exited (%v) while waiting for healthcheck exit %d", p.err, want)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healthcheck never exited %d", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBinaryVersion(t *testing.T) {
+	out, err := exec.Command(sidecarBinary(t), "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), testVersion) || !strings.Contains(string(out), testCommit) {
+		t.Errorf("version output %q lacks the stamped %s and %s", out, testVersion, testCommit)
+	}
+}
+
+func TestBinaryBadEnvironment(t *testing.T) {
+	p := startBinary(t, map[string]string{"MODE": "turbo", "IDLE_TIMEOUT": "soon"})
+	if code := p.exit(t); code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	for _, want := range []string{`MODE=\"turbo\"`, `IDLE_TIMEOUT=\"soon\"`} {
+		if !strings.Contains(p.stderr.String(), want) {
+			t.Errorf("stderr lacks %s:\n%s", want, p.stderr.String())
+		}
+	}
+}
+
+// Sleep mode: healthy, then exits 0 at once on SIGTERM (the old
+// `sleep infinity` ignored it and waited for SIGKILL).
+func TestBinarySleepModeStopsOnSIGTERM(t *testing.T) {
+	env := map[string]string{"MODE": "sleep", "ADMIN_PORT": strconv.Itoa(freePort(t))}
+	p := startBinary(t, env)
+	waitHealthyBinary(t, env, p, 0)
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exit(t); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+func TestBinaryPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	p := startBinary(t, map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "LISTEN_ADDR": "127.0.0.1",
+		"LISTEN_PORT": strconv.Itoa(busy.Addr().(*net.TCPAddr).Port), "ADMIN_PORT": strconv.Itoa(freePort(t))})
+	if code := p.exit(t); code == 0 {
+		t.Fatal("exit code 0 with the listen port in use")
+	}
+	if !strings.Contains(p.stderr.String(), "address already in use") {
+		t.Errorf("stderr does not say why:\n%s", p.stderr.String())
+	}
+}
+
+// SIGTERM with a transfer in flight: the sidecar turns unhealthy and stops
+// accepting at once, the transfer completes, and the process exits 0.
+func TestBinaryDrainOnSIGTERM(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go echoServer(up)
+	listen := strconv.Itoa(freePort(t))
+	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(freePort(t)), "DRAIN_TIMEOUT": "25s"}
+	p := startBinary(t, env)
+	waitHealthyBinary(t, env, p, 0)
+
+	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(safety))
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	half := len(data) / 2
+	if _, err := c.Write(data[:half]); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, half)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	waitHealthyBinary(t, env, p, 1)
+	if nc, err := net.DialTimeout("tcp", "127.0.0.1:"+listen, time.Second); err == nil {
+		_ = nc.Close()
+		t.Error("still accepting after SIGTERM")
+	}
+	select {
+	case <-p.done:
+		t.Fatal("exited with a transfer in flight")
+	default:
+	}
+
+	if _, err := c.Write(data[half:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	tail, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(append(got, tail...)) != sha256.Sum256(data) {
+		t.Fatalf("transfer across SIGTERM corrupted: %d bytes back of %d", len(got)+len(tail), len(data))
+	}
+	_ = c.Close()
+	if code := p.exit(t); code != 0 {
+		t.Fatalf("exit code %d after a clean drain, want 0", code)
+	}
+	if !strings.Contains(p.stderr.String(), `"connections_cut":0`) {
+		t.Errorf("no clean-drain log line:\n%s", p.stderr.String())
+	}
+}

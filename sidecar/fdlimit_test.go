@@ -1,0 +1,161 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/internal/testenv"
+)
+
+// The real binary under a low file-descriptor limit: connections pile up
+// until the process runs out; the failure is logged, the process does not
+// spin, and once descriptors free up it serves again.
+func TestBinaryFileDescriptorExhaustion(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		testenv.Unavailable(t, "/bin/sh (to lower RLIMIT_NOFILE for the child): %v", err)
+	}
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		testenv.Unavailable(t, "/proc (to read the child's CPU time): %v", err)
+	}
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go echoServer(up)
+
+	listen := strconv.Itoa(freePort(t))
+	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(freePort(t))}
+	p := &proc{stderr: &syncBuffer{}, done: make(chan struct{})}
+	// ulimit in the shell, then exec: the sidecar itself runs with 32 fds.
+	p.cmd = exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t))
+	p.cmd.Env = environ(env)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.wait()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("sidecar stderr:\n%s", p.stderr.String())
+		}
+	})
+	waitHealthyBinary(t, env, p, 0)
+
+	// Open connections, holding each, until one is not served.
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	exhausted := false
+	for range 100 {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+listen, safety)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if !echoes(c, 2*time.Second) {
+			exhausted = true
+			break
+		}
+	}
+	if !exhausted {
+		t.Fatalf("100 connections served under a 32-descriptor limit?")
+	}
+	waitFor := time.Now().Add(safety)
+	for !strings.Contains(p.stderr.String(), "too many open files") {
+		if time.Now().After(waitFor) {
+			t.Fatal("descriptor exhaustion was not logged")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A few more clients knock while the process is out of descriptors.
+	for range 5 {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+listen, time.Second); err == nil {
+			held = append(held, c)
+		}
+	}
+	cpuBefore := cpuTime(t, p.cmd.Process.Pid)
+	linesBefore := strings.Count(p.stderr.String(), "\n")
+	time.Sleep(1500 * time.Millisecond)
+	cpu := cpuTime(t, p.cmd.Process.Pid) - cpuBefore
+	lines := strings.Count(p.stderr.String(), "\n") - linesBefore
+	// A spinning accept loop burns a CPU and logs thousands of lines.
+	if cpu > 500*time.Millisecond || lines > 50 {
+		t.Errorf("while out of descriptors for 1.5s: %v CPU, %d log lines: the accept loop spins", cpu, lines)
+	}
+
+	for _, c := range held {
+		_ = c.Close()
+	}
+	held = nil
+	recovered := false
+	for range 20 {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+listen, safety)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := echoes(c, 5*time.Second)
+		_ = c.Close()
+		if ok {
+			recovered = true
+			break
+		}
+	}
+	if !recovered {
+		t.Fatal("not serving after descriptors were freed")
+	}
+	waitHealthyBinary(t, env, p, 0)
+	logs := p.stderr.String()
+	t.Logf("served %d connections before exhaustion; logged %d accept failures and %d dial failures",
+		strings.Count(logs, `"connection closed"`), strings.Count(logs, `"msg":"accept failed`), strings.Count(logs, `"msg":"dial target failed`))
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exit(t); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+// echoes reports whether c echoes a message back within d.
+func echoes(c net.Conn, d time.Duration) bool {
+	_ = c.SetDeadline(time.Now().Add(d))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return false
+	}
+	got := make([]byte, 4)
+	_, err := io.ReadFull(c, got)
+	_ = c.SetDeadline(time.Time{})
+	return err == nil && string(got) == "ping"
+}
+
+// cpuTime is a process's user+system CPU time from /proc/PID/stat.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the ")" that ends the command name; utime and stime are
+	// fields 14 and 15 overall, 12 and 13 after it.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		t.Fatal(errors.New("unexpected /proc stat format"))
+	}
+	f := strings.Fields(string(b[i+1:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}

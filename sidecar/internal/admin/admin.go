@@ -1,0 +1,128 @@
+// Package admin is the sidecar's loopback HTTP listener: /livez, /readyz and
+// /metrics (Prometheus text format), one per process, in every mode. It
+// reports the forwarder's own state and never dials the target, so ECS
+// health checks cost the database nothing.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// Config configures the admin listener.
+type Config struct {
+	Addr     string // host:port; 127.0.0.1:ADMIN_PORT in production
+	Mode     string // proxy or sleep, for sidecar_build_info
+	Version  string
+	Commit   string
+	Ready    func() bool           // nil = always ready (sleep mode)
+	Snapshot func() proxy.Snapshot // nil = no forwarding metrics (sleep mode)
+	Logger   *slog.Logger          // nil = slog.Default()
+}
+
+// Server is a listening admin endpoint.
+type Server struct {
+	ln   net.Listener
+	http *http.Server
+}
+
+// Listen opens the admin listener; Serve starts answering on it.
+func Listen(ctx context.Context, cfg Config) (*Server, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Addr, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{ln: ln, http: &http.Server{
+		Handler:           Handler(cfg),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}, nil
+}
+
+// Addr is the address the admin listener is bound to.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve answers requests until Shutdown.
+func (s *Server) Serve() error {
+	if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the listener, letting requests in progress finish until
+// ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.http.Shutdown(ctx); err != nil {
+		return s.http.Close()
+	}
+	return nil
+}
+
+// Close closes the listener at once (startup failed elsewhere).
+func (s *Server) Close() error { return s.http.Close() }
+
+// Handler serves /livez, /readyz and /metrics.
+func Handler(cfg Config) http.Handler {
+	ready := cfg.Ready
+	if ready == nil {
+		ready = func() bool { return true }
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: listeners down or draining\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		var snap *proxy.Snapshot
+		if cfg.Snapshot != nil {
+			s := cfg.Snapshot()
+			snap = &s
+		}
+		_ = WriteMetrics(w, cfg, ready(), snap)
+	})
+	return mux
+}
+
+// Check asks the admin listener on 127.0.0.1:port whether the sidecar is
+// ready: the `sidecar healthcheck` subcommand. It returns nil when healthy.
+func Check(ctx context.Context, port int) error {
+	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/readyz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_PORT?)", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package admin
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func TestProbes(t *testing.T) {
+	var ready atomic.Bool
+	h := Handler(Config{Ready: ready.Load})
+	tests := []struct {
+		path  string
+		ready bool
+		code  int
+	}{
+		{"/livez", false, 200},
+		{"/livez", true, 200},
+		{"/readyz", false, 503},
+		{"/readyz", true, 200},
+		{"/nope", true, 404},
+	}
+	for _, tc := range tests {
+		ready.Store(tc.ready)
+		if code, body := get(t, h, tc.path); code != tc.code {
+			t.Errorf("GET %s with ready=%v: %d %q, want %d", tc.path, tc.ready, code, body, tc.code)
+		}
+	}
+	// Sleep mode: no Ready func means ready.
+	if code, _ := get(t, Handler(Config{}), "/readyz"); code != 200 {
+		t.Errorf("sleep-mode /readyz = %d, want 200", code)
+	}
+}
+
+// sampleLine is one exposition sample: name, optional labels, a number.
+var sampleLine = regexp.MustCompile(`^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? [0-9.e+-]+$`)
+
+func TestMetrics(t *testing.T) {
+	snap := proxy.Snapshot{Draining: true, Forwards: []proxy.ForwardSnapshot{{
+		Listen: "8080", Target: "writer.example:3306", Active: 3, Total: 10, Rejected: 1, AcceptErrors: 2,
+		BytesToUpstream: 1234, BytesToClient: 5678,
+		DialFailures:      []proxy.Count{{Label: "refused", Value: 4}, {Label: "timeout", Value: 0}},
+		ConnectionsClosed: []proxy.Count{{Label: "eof", Value: 6}},
+	}, {
+		Listen: "8081", Target: `odd"name\`, Active: 0,
+	}}}
+	h := Handler(Config{Mode: "proxy", Version: "1.2.3", Commit: "abc", Ready: func() bool { return false },
+		Snapshot: func() proxy.Snapshot { return snap }})
+	code, body := get(t, h, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	want := []string{
+		`sidecar_build_info{version="1.2.3",commit="abc",mode="proxy"} 1`,
+		`sidecar_ready 0`,
+		`sidecar_draining 1`,
+		`sidecar_connections_active{listen_port="8080",target="writer.example:3306"} 3`,
+		`sidecar_connections_total{listen_port="8080",target="writer.example:3306"} 10`,
+		`sidecar_connections_rejected_total{listen_port="8080",target="writer.example:3306"} 1`,
+		`sidecar_accept_errors_total{listen_port="8080",target="writer.example:3306"} 2`,
+		`sidecar_dial_failures_total{listen_port="8080",target="writer.example:3306",reason="refused"} 4`,
+		`sidecar_dial_failures_total{listen_port="8080",target="writer.example:3306",reason="timeout"} 0`,
+		`sidecar_connections_closed_total{listen_port="8080",target="writer.example:3306",reason="eof"} 6`,
+		`sidecar_bytes_total{listen_port="8080",target="writer.example:3306",direction="to_upstream"} 1234`,
+		`sidecar_bytes_total{listen_port="8080",target="writer.example:3306",direction="to_client"} 5678`,
+		`sidecar_connections_active{listen_port="8081",target="odd\"name\\"} 0`,
+		`# TYPE sidecar_bytes_total counter`,
+		`# TYPE sidecar_connections_active gauge`,
+	}
+	lines := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(body), "\n") {
+		lines[l] = true
+		if !strings.HasPrefix(l, "#") && !sampleLine.MatchString(l) {
+			t.Errorf("malformed sample line %q", l)
+		}
+	}
+	for _, w := range want {
+		if !lines[w] {
+			t.Errorf("missing line %q in:\n%s", w, body)
+		}
+	}
+}
+
+func TestSleepModeMetricsHaveNoForwards(t *testing.T) {
+	_, body := get(t, Handler(Config{Mode: "sleep"}), "/metrics")
+	if !strings.Contains(body, "sidecar_ready 1") || strings.Contains(body, "sidecar_connections_active") {
+		t.Errorf("sleep-mode metrics:\n%s", body)
+	}
+}
+
+// Check, the healthcheck client, against a real admin listener.
+func TestCheck(t *testing.T) {
+	var ready atomic.Bool
+	srv, err := Listen(context.Background(), Config{Addr: "127.0.0.1:0", Ready: ready.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve() }()
+	defer srv.Close()
+	port := srv.Addr().(*net.TCPAddr).Port
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("Check when not ready = %v, want a 503 error", err)
+	}
+	ready.Store(true)
+	if err := Check(ctx, port); err != nil {
+		t.Errorf("Check when ready = %v", err)
+	}
+	_ = srv.Shutdown(ctx)
+	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), "ADMIN_PORT") {
+		t.Errorf("Check with nothing listening = %v, want an error hinting at ADMIN_PORT", err)
+	}
+}
+
+func TestListenPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, err = Listen(context.Background(), Config{Addr: busy.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("Listen on a busy port = %v, want an error naming %s", err, busy.Addr())
+	}
+}

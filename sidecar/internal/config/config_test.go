@@ -1,0 +1,241 @@
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+}
+
+func defaults(fw ...Forward) Config {
+	return Config{
+		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
+		AdminPort: 9901, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
+		MaxConnections: 1024, Keepalive: 30 * time.Second,
+	}
+}
+
+func TestParseValid(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want func() Config
+	}{
+		{
+			name: "single target with defaults",
+			env:  map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306"},
+			want: func() Config { return defaults(Forward{8080, "db.example", 3306}) },
+		},
+		{
+			name: "empty values count as unset",
+			env: map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "MODE": "", "LISTEN_PORT": "",
+				"LOG_LEVEL": " ", "FORWARDS": ""},
+			want: func() Config { return defaults(Forward{8080, "db.example", 3306}) },
+		},
+		{
+			name: "every variable set",
+			env: map[string]string{"MODE": "proxy", "TARGET_HOST": "10.0.0.5", "TARGET_PORT": "3307",
+				"LISTEN_PORT": "13306", "LISTEN_ADDR": "127.0.0.1", "LOG_LEVEL": "DEBUG", "ADMIN_PORT": "9000",
+				"DRAIN_TIMEOUT": "5s", "CONNECT_TIMEOUT": "750ms", "IDLE_TIMEOUT": "30m", "MAX_CONNECTIONS": "10",
+				"KEEPALIVE": "0", "STALE_CHECK_INTERVAL": "10s"},
+			want: func() Config {
+				c := defaults(Forward{13306, "10.0.0.5", 3307})
+				c.ListenAddr, c.LogLevel, c.AdminPort = "127.0.0.1", slog.LevelDebug, 9000
+				c.DrainTimeout, c.ConnectTimeout, c.IdleTimeout = 5*time.Second, 750*time.Millisecond, 30*time.Minute
+				c.MaxConnections, c.Keepalive, c.StaleCheckInterval = 10, 0, 10*time.Second
+				return c
+			},
+		},
+		{
+			name: "forwards list, sorted by listen port, spaces tolerated",
+			env:  map[string]string{"FORWARDS": " 8081=reader.example:3306 , 8080=writer.example:3306,9000=[::1]:3306"},
+			want: func() Config {
+				return defaults(Forward{8080, "writer.example", 3306}, Forward{8081, "reader.example", 3306}, Forward{9000, "::1", 3306})
+			},
+		},
+		{
+			name: "sleep mode ignores forwarding variables, even broken ones",
+			env:  map[string]string{"MODE": "sleep", "TARGET_PORT": "nope", "FORWARDS": "x", "LOG_LEVEL": "warn"},
+			want: func() Config {
+				c := defaults()
+				c.Mode, c.LogLevel = ModeSleep, slog.LevelWarn
+				return c
+			},
+		},
+		{
+			name: "IPv6 listen address and target",
+			env:  map[string]string{"TARGET_HOST": "::1", "TARGET_PORT": "3306", "LISTEN_ADDR": "::"},
+			want: func() Config {
+				c := defaults(Forward{8080, "::1", 3306})
+				c.ListenAddr = "::"
+				return c
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Parse(env(tc.env))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if want := tc.want(); !reflect.DeepEqual(got, want) {
+				t.Errorf("Parse =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		// want holds one substring per expected problem line, in order.
+		want []string
+	}{
+		{
+			name: "nothing set",
+			env:  map[string]string{},
+			want: []string{"TARGET_HOST is not set", "TARGET_PORT is not set"},
+		},
+		{
+			name: "every value bad at once",
+			env: map[string]string{"MODE": "proxy", "TARGET_HOST": "bad host", "TARGET_PORT": "0", "LISTEN_PORT": "70000",
+				"LISTEN_ADDR": "localhost", "LOG_LEVEL": "verbose", "ADMIN_PORT": "-1", "DRAIN_TIMEOUT": "20",
+				"CONNECT_TIMEOUT": "0s", "IDLE_TIMEOUT": "-1s", "MAX_CONNECTIONS": "0", "KEEPALIVE": "forever",
+				"STALE_CHECK_INTERVAL": "1ms"},
+			want: []string{
+				`LOG_LEVEL="verbose" is invalid; accepted: error, warn, info or debug`,
+				`ADMIN_PORT="-1" is invalid; accepted: a port number from 1 to 65535`,
+				`LISTEN_ADDR="localhost" is invalid; accepted: an IP address`,
+				`DRAIN_TIMEOUT="20" is invalid; accepted: a duration`,
+				`CONNECT_TIMEOUT="0s" is invalid; accepted: a positive duration`,
+				`IDLE_TIMEOUT="-1s" is invalid`,
+				`KEEPALIVE="forever" is invalid`,
+				`STALE_CHECK_INTERVAL="1ms" is invalid; accepted: 0 (off) or at least 100ms`,
+				`MAX_CONNECTIONS="0" is invalid; accepted: an integer from 1 to 1048576`,
+				`LISTEN_PORT="70000" is invalid`,
+				`TARGET_HOST="bad host" is invalid; accepted: a hostname`,
+				`TARGET_PORT="0" is invalid; accepted: a port number from 1 to 65535`,
+			},
+		},
+		{
+			name: "bad mode",
+			env:  map[string]string{"MODE": "Sleep", "TARGET_HOST": "db", "TARGET_PORT": "3306"},
+			want: []string{`MODE="Sleep" is invalid; accepted: proxy or sleep`},
+		},
+		{
+			name: "both forms",
+			env:  map[string]string{"FORWARDS": "8080=a:1", "TARGET_HOST": "db", "LISTEN_PORT": "8080"},
+			want: []string{`TARGET_HOST="db" is set together with FORWARDS`, `LISTEN_PORT="8080" is set together with FORWARDS`},
+		},
+		{
+			name: "forwards entries each reported",
+			env:  map[string]string{"FORWARDS": "8080=a:1,,8080=b:2,x=c:3,8082=d,8083=e:0,8084=-bad-:1,8085"},
+			want: []string{
+				`entry "" is empty`,
+				`listen port 8080 appears more than once`,
+				`entry "x=c:3" has listen port "x"`,
+				`entry "8082=d" has target "d", want HOST:PORT`,
+				`entry "8083=e:0" has target port "0"`,
+				`entry "8084=-bad-:1" has target host "-bad-"`,
+				`entry "8085" has no '='`,
+			},
+		},
+		{
+			name: "admin port collides with a listen port",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "LISTEN_PORT": "9901"},
+			want: []string{`ADMIN_PORT="9901": the admin port is also a listen port`},
+		},
+		{
+			name: "sleep mode still checks its own variables",
+			env:  map[string]string{"MODE": "sleep", "ADMIN_PORT": "http", "LOG_LEVEL": "trace"},
+			want: []string{`LOG_LEVEL="trace" is invalid`, `ADMIN_PORT="http" is invalid`},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(env(tc.env))
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("Parse error = %v, want *Error", err)
+			}
+			if len(cerr.Problems) != len(tc.want) {
+				t.Fatalf("got %d problems, want %d:\n%s", len(cerr.Problems), len(tc.want), err)
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(cerr.Problems[i], w) {
+					t.Errorf("problem %d = %q, want it to contain %q", i, cerr.Problems[i], w)
+				}
+				if strings.Contains(cerr.Problems[i], "\n") {
+					t.Errorf("problem %d spans lines: %q", i, cerr.Problems[i])
+				}
+			}
+		})
+	}
+}
+
+var variables = []string{"MODE", "TARGET_HOST", "TARGET_PORT", "LISTEN_PORT", "LISTEN_ADDR", "FORWARDS", "LOG_LEVEL",
+	"ADMIN_PORT", "DRAIN_TIMEOUT", "CONNECT_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "KEEPALIVE", "STALE_CHECK_INTERVAL"}
+
+// FuzzParse checks that no environment makes Parse panic, that every
+// problem line names a variable, and that an accepted configuration holds
+// the invariants the forwarder relies on.
+func FuzzParse(f *testing.F) {
+	f.Add("", "db.example", "3306", "", "", "", "", "")
+	f.Add("proxy", "", "", "", "", "8080=a:1,8081=[::1]:2", "debug", "5s")
+	f.Add("sleep", "x y", "0", "8080", "::", "8080=a:1,8080=b:2", "trace", "-1s")
+	f.Add("proxy", "10.0.0.1", "65535", "65535", "127.0.0.1", "", "ERROR", "1h")
+	f.Fuzz(func(t *testing.T, mode, host, port, listenPort, listenAddr, forwards, level, dur string) {
+		e := map[string]string{"MODE": mode, "TARGET_HOST": host, "TARGET_PORT": port, "LISTEN_PORT": listenPort,
+			"LISTEN_ADDR": listenAddr, "FORWARDS": forwards, "LOG_LEVEL": level, "DRAIN_TIMEOUT": dur,
+			"IDLE_TIMEOUT": dur, "STALE_CHECK_INTERVAL": dur}
+		c, err := Parse(env(e))
+		if err != nil {
+			var cerr *Error
+			if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
+				t.Fatalf("error %v is not a non-empty *Error", err)
+			}
+			for _, p := range cerr.Problems {
+				named := false
+				for _, v := range variables {
+					named = named || strings.HasPrefix(p, v)
+				}
+				if !named {
+					t.Errorf("problem %q does not start with a variable name", p)
+				}
+			}
+			return
+		}
+		if c.Mode == ModeSleep {
+			if len(c.Forwards) != 0 {
+				t.Errorf("sleep mode with forwards %v", c.Forwards)
+			}
+			return
+		}
+		if len(c.Forwards) == 0 {
+			t.Fatal("proxy mode accepted without forwards")
+		}
+		seen := map[int]bool{}
+		for _, fw := range c.Forwards {
+			if fw.ListenPort < 1 || fw.ListenPort > 65535 || fw.TargetPort < 1 || fw.TargetPort > 65535 {
+				t.Errorf("port out of range in %+v", fw)
+			}
+			if fw.TargetHost == "" || strings.ContainsAny(fw.TargetHost, " ,=\t\n") {
+				t.Errorf("bad target host accepted in %+v", fw)
+			}
+			if seen[fw.ListenPort] || fw.ListenPort == c.AdminPort {
+				t.Errorf("listen port %d used twice", fw.ListenPort)
+			}
+			seen[fw.ListenPort] = true
+		}
+		if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ConnectTimeout <= 0 || c.StaleCheckInterval < 0 {
+			t.Errorf("negative duration accepted: %+v", c)
+		}
+	})
+}

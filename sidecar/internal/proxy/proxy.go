@@ -1,0 +1,514 @@
+// Package proxy is the forwarder: it listens on each forward's port, and for
+// every accepted connection resolves the target afresh, dials it and hands
+// both connections to a relay.Func. It owns limits, drain and the
+// stale-upstream check; the bytes move in the relay.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// Forward is one listening port and the target behind it.
+type Forward struct {
+	ListenPort int    // 0 picks a free port (tests)
+	TargetHost string // DNS name, resolved for every new connection, or IP literal
+	TargetPort int
+}
+
+// Resolver looks up a target's addresses; *net.Resolver implements it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Config configures a Server. The zero value of every field but Forwards
+// works and gives the documented default.
+type Config struct {
+	Forwards   []Forward
+	ListenAddr string // IP to bind; "" = all interfaces
+
+	ConnectTimeout     time.Duration // per address tried, and for the DNS lookup; 0 = 5s
+	IdleTimeout        time.Duration // 0 = off
+	Keepalive          time.Duration // TCP keepalive idle time, both sides; 0 = 30s, negative = off
+	MaxConnections     int           // concurrent connections across forwards; 0 = 1024
+	DrainTimeout       time.Duration // how long in-flight connections may finish after shutdown begins; 0 = 20s, negative = none
+	StaleCheckInterval time.Duration // re-resolve targets this often and close connections to addresses gone from DNS; 0 = off
+
+	Relay       relay.Func                                                               // nil = relay.Copy
+	Listen      func(ctx context.Context, network, address string) (net.Listener, error) // nil = net.ListenConfig.Listen
+	DialContext func(ctx context.Context, network, address string) (net.Conn, error)     // nil = net.Dialer; must return *net.TCPConn
+	Resolver    Resolver                                                                 // nil = net.DefaultResolver
+	Logger      *slog.Logger                                                             // nil = discard
+
+	// AcceptBackoffMax caps the pause after a failed Accept (EMFILE, …),
+	// which doubles from 5ms; 0 = 1s.
+	AcceptBackoffMax time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 5 * time.Second
+	}
+	if c.Keepalive == 0 {
+		c.Keepalive = 30 * time.Second
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 1024
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 20 * time.Second
+	}
+	if c.Relay == nil {
+		c.Relay = relay.Copy
+	}
+	if c.Listen == nil {
+		var lc net.ListenConfig
+		c.Listen = lc.Listen
+	}
+	if c.DialContext == nil {
+		d := net.Dialer{KeepAlive: -1} // keepalive is set below, the same way on both sides
+		c.DialContext = d.DialContext
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.AcceptBackoffMax <= 0 {
+		c.AcceptBackoffMax = time.Second
+	}
+	return c
+}
+
+// Server forwards connections for a set of forwards.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	fwds []*forward
+
+	active    atomic.Int64 // connections holding a slot, across forwards
+	listening atomic.Bool
+	draining  atomic.Bool
+
+	// hardCtx ends every relay and dial: canceled when the drain deadline
+	// passes (or when Serve returns).
+	hardCtx    context.Context
+	hardCancel context.CancelCauseFunc
+	conns      sync.WaitGroup
+	stopAccept chan struct{} // closed when the drain begins: wakes accept loops from their backoff
+}
+
+// forward is one listener, its target and its counters.
+type forward struct {
+	Forward
+	ln     net.Listener
+	label  string // listen port as bound, for metrics and logs
+	target string // host:port as configured
+	stats  stats
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+
+	// Rejections are logged at most once a second, with how many were
+	// closed since, so a reconnect storm cannot flood the logs.
+	lastRejectLog    time.Time // accept loop only
+	rejectedSinceLog int
+}
+
+func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
+	f.rejectedSinceLog++
+	if time.Since(f.lastRejectLog) < time.Second {
+		return
+	}
+	log.Warn("connection limit reached; closed new connection", "listen", f.label, "client", c.RemoteAddr().String(),
+		"max_connections", limit, "closed_since_last_log", f.rejectedSinceLog)
+	f.lastRejectLog, f.rejectedSinceLog = time.Now(), 0
+}
+
+// conn is an in-flight connection, tracked for drain and the stale check.
+type conn struct {
+	upstream netip.Addr
+	cancel   context.CancelCauseFunc
+}
+
+var (
+	errDrainDeadline = errors.New("drain deadline passed")
+	errStale         = errors.New("upstream address left the DNS answer")
+)
+
+// New checks cfg and returns a Server that has not opened anything yet.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.Forwards) == 0 {
+		return nil, errors.New("proxy: no forwards configured")
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, log: cfg.Logger, stopAccept: make(chan struct{})}
+	s.hardCtx, s.hardCancel = context.WithCancelCause(context.Background())
+	for _, f := range cfg.Forwards {
+		fw := &forward{
+			Forward: f,
+			target:  net.JoinHostPort(f.TargetHost, strconv.Itoa(f.TargetPort)),
+			conns:   map[*conn]struct{}{},
+		}
+		fw.stats.init()
+		s.fwds = append(s.fwds, fw)
+	}
+	return s, nil
+}
+
+// Listen opens every forward's listener. If one fails, the ones already
+// open are closed again: nothing is left half-started.
+func (s *Server) Listen(ctx context.Context) error {
+	for i, f := range s.fwds {
+		addr := net.JoinHostPort(s.cfg.ListenAddr, strconv.Itoa(f.ListenPort))
+		ln, err := s.cfg.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, g := range s.fwds[:i] {
+				_ = g.ln.Close()
+				g.ln = nil
+			}
+			return fmt.Errorf("listen on %s for target %s: %w", addr, f.target, err)
+		}
+		f.ln = ln
+		f.label = strconv.Itoa(f.ListenPort)
+		if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+			f.label = strconv.Itoa(ta.Port)
+		}
+	}
+	return nil
+}
+
+// Close closes the listeners without serving; for callers whose startup
+// failed after Listen.
+func (s *Server) Close() {
+	for _, f := range s.fwds {
+		if f.ln != nil {
+			_ = f.ln.Close()
+		}
+	}
+	s.hardCancel(context.Canceled)
+}
+
+// Addrs returns the listeners' addresses, in forward order (after Listen).
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.fwds))
+	for i, f := range s.fwds {
+		if f.ln != nil {
+			out[i] = f.ln.Addr()
+		}
+	}
+	return out
+}
+
+// Ready reports whether connections are being accepted: every listener is
+// up and no drain has begun. It never touches the targets.
+func (s *Server) Ready() bool { return s.listening.Load() && !s.draining.Load() }
+
+// Draining reports whether shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Serve accepts connections on the listeners opened by Listen until ctx is
+// done, then drains: it stops accepting at once, lets in-flight connections
+// finish until DrainTimeout, then cancels the rest. It returns once every
+// connection has ended, with the number of connections cut at the deadline.
+func (s *Server) Serve(ctx context.Context) (cut int, err error) {
+	for _, f := range s.fwds {
+		if f.ln == nil {
+			return 0, errors.New("proxy: Serve called before a successful Listen")
+		}
+	}
+	defer s.hardCancel(context.Canceled)
+
+	var loops sync.WaitGroup
+	for _, f := range s.fwds {
+		loops.Add(1)
+		go s.acceptLoop(f, &loops)
+		if s.cfg.StaleCheckInterval > 0 && !isIP(f.TargetHost) {
+			loops.Add(1)
+			go s.staleLoop(ctx, f, &loops)
+		}
+	}
+	s.listening.Store(true)
+	s.log.Info("forwarding", "listeners", s.listenerNames())
+
+	<-ctx.Done()
+	s.draining.Store(true)
+	close(s.stopAccept)
+	for _, f := range s.fwds {
+		_ = f.ln.Close() // stop accepting at once
+	}
+	loops.Wait()
+	inFlight := s.active.Load()
+	s.log.Info("draining", "in_flight", inFlight, "drain_timeout", s.cfg.DrainTimeout.String())
+
+	done := make(chan struct{})
+	go waitConns(&s.conns, done)
+	if s.cfg.DrainTimeout > 0 {
+		timer := time.NewTimer(s.cfg.DrainTimeout)
+		defer timer.Stop()
+		select {
+		case <-done:
+			s.log.Info("drained", "connections_cut", 0)
+			return 0, nil
+		case <-timer.C:
+		}
+	}
+	cut = int(s.active.Load())
+	s.hardCancel(errDrainDeadline)
+	<-done
+	s.log.Warn("drain deadline passed, closed remaining connections", "connections_cut", cut)
+	return cut, nil
+}
+
+func waitConns(wg *sync.WaitGroup, done chan<- struct{}) {
+	wg.Wait()
+	close(done)
+}
+
+func (s *Server) listenerNames() []string {
+	out := make([]string, len(s.fwds))
+	for i, f := range s.fwds {
+		out[i] = f.ln.Addr().String() + "=" + f.target
+	}
+	return out
+}
+
+// acceptLoop accepts until the listener is closed. A failed Accept (out of
+// file descriptors, …) is logged and retried after a pause that doubles up
+// to AcceptBackoffMax, so the loop never spins.
+func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
+	defer loops.Done()
+	var backoff time.Duration
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
+				return
+			}
+			f.stats.acceptErrors.Add(1)
+			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
+			s.log.Error("accept failed; retrying", "listen", f.ln.Addr().String(), "err", err, "retry_in", backoff.String())
+			select {
+			case <-time.After(backoff):
+			case <-s.stopAccept:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			s.log.Error("listener returned a non-TCP connection; closing it", "listen", f.ln.Addr().String(), "type", fmt.Sprintf("%T", c))
+			_ = c.Close()
+			continue
+		}
+		if n := s.active.Add(1); n > int64(s.cfg.MaxConnections) {
+			s.active.Add(-1)
+			f.stats.rejected.Add(1)
+			_ = tc.Close()
+			f.logRejected(s.log, tc, s.cfg.MaxConnections)
+			continue
+		}
+		s.conns.Add(1)
+		go s.serveConn(f, tc)
+	}
+}
+
+// serveConn dials the target for one accepted client and relays.
+func (s *Server) serveConn(f *forward, client *net.TCPConn) {
+	defer s.conns.Done()
+	defer s.active.Add(-1)
+	start := time.Now()
+	f.stats.total.Add(1)
+	f.stats.activeConns.Add(1)
+	defer f.stats.activeConns.Add(-1)
+	s.setKeepalive(client)
+	clientAddr := client.RemoteAddr().String()
+
+	upstream, addr, why, err := s.dial(f)
+	if err != nil {
+		f.stats.closed(closeDialFailed)
+		s.log.Error("dial target failed; closing client", "listen", f.label, "client", clientAddr, "target", f.target,
+			"reason", why, "duration", time.Since(start).String(), "err", err)
+		_ = client.Close()
+		return
+	}
+	s.setKeepalive(upstream)
+
+	ctx, cancel := context.WithCancelCause(s.hardCtx)
+	defer cancel(nil)
+	c := &conn{upstream: addr, cancel: cancel}
+	f.track(c)
+	res := s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout)
+	f.untrack(c)
+
+	reason := string(res.Reason)
+	if res.Reason == relay.ReasonCanceled {
+		switch context.Cause(ctx) {
+		case errStale:
+			reason = closeStale
+		case errDrainDeadline:
+			reason = closeDrainDeadline
+		}
+	}
+	f.stats.bytesToUpstream.Add(uint64(res.ToUpstream))
+	f.stats.bytesToClient.Add(uint64(res.ToClient))
+	f.stats.closed(reason)
+
+	level := slog.LevelDebug
+	switch reason {
+	case string(relay.ReasonUpstreamError):
+		level = slog.LevelWarn
+	case closeStale:
+		level = slog.LevelInfo
+	}
+	attrs := []any{"listen", f.label, "client", clientAddr, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
+		"to_upstream", res.ToUpstream, "to_client", res.ToClient, "duration", time.Since(start).String(), "reason", reason}
+	if res.Err != nil {
+		attrs = append(attrs, "err", res.Err.Error())
+	}
+	s.log.Log(context.Background(), level, "connection closed", attrs...)
+}
+
+// Close reasons beyond relay.Reason, as they appear in logs and metrics.
+const (
+	closeDialFailed    = "dial_failed"
+	closeStale         = "stale_upstream"
+	closeDrainDeadline = "drain_deadline"
+)
+
+// dial resolves the target now (no cache of our own: failover moves DNS)
+// and tries each address in turn, each with the connect timeout.
+func (s *Server) dial(f *forward) (*net.TCPConn, netip.Addr, string, error) {
+	addrs, err := s.resolve(s.hardCtx, f.TargetHost)
+	if err != nil {
+		f.stats.dialFailure(failDNS)
+		return nil, netip.Addr{}, failDNS, err
+	}
+	var errs []error
+	why := failOther
+	for _, a := range addrs {
+		ctx, cancel := context.WithTimeout(s.hardCtx, s.cfg.ConnectTimeout)
+		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
+		c, err := s.cfg.DialContext(ctx, "tcp", target)
+		cancel()
+		if err != nil {
+			why = dialFailReason(err)
+			f.stats.dialFailure(why)
+			errs = append(errs, fmt.Errorf("%s: %s: %w", target, why, err))
+			continue
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			_ = c.Close()
+			why = failOther
+			f.stats.dialFailure(why)
+			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
+			continue
+		}
+		return tc, a, "", nil
+	}
+	return nil, netip.Addr{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
+}
+
+// resolve returns the target's addresses; an IP literal is used as is.
+func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("resolve %s: no addresses", host)
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
+
+func isIP(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
+}
+
+func (s *Server) setKeepalive(c *net.TCPConn) {
+	ka := s.cfg.Keepalive
+	if ka < 0 {
+		_ = c.SetKeepAlive(false)
+		return
+	}
+	// First probe after ka of silence, then every ka/3: a dead peer (a
+	// failed-over writer that vanished) is noticed within about 2×ka.
+	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3})
+}
+
+func (f *forward) track(c *conn) {
+	f.mu.Lock()
+	f.conns[c] = struct{}{}
+	f.mu.Unlock()
+}
+
+func (f *forward) untrack(c *conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+}
+
+// staleLoop re-resolves the target every StaleCheckInterval and cancels the
+// relays whose upstream address is no longer in the answer: after a
+// failover the demoted writer keeps old connections open (read-only) until
+// something closes them. A failed lookup or an empty answer closes nothing.
+func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGroup) {
+	defer loops.Done()
+	t := time.NewTicker(s.cfg.StaleCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		addrs, err := s.resolve(ctx, f.TargetHost)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("stale check: lookup failed; closing nothing", "target", f.target, "err", err)
+			}
+			continue
+		}
+		current := make(map[netip.Addr]bool, len(addrs))
+		for _, a := range addrs {
+			current[a] = true
+		}
+		var stale []*conn
+		f.mu.Lock()
+		for c := range f.conns {
+			if !current[c.upstream] {
+				stale = append(stale, c)
+			}
+		}
+		f.mu.Unlock()
+		if len(stale) > 0 {
+			s.log.Info("stale check: closing connections to addresses no longer in DNS", "target", f.target, "connections", len(stale), "answer", addrs)
+		}
+		for _, c := range stale {
+			c.cancel(errStale)
+		}
+	}
+}

@@ -1,0 +1,390 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/testdns"
+)
+
+// The client half-closes after its request; the upstream answers only after
+// EOF, and the answer still reaches the client.
+func TestHalfClose(t *testing.T) {
+	req, resp := randomBytes(t, 200_000), randomBytes(t, 300_000)
+	up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, req) {
+			t.Errorf("upstream got %d bytes (err %v), want the %d-byte request then EOF", len(got), err, len(req))
+			return
+		}
+		_, _ = c.Write(resp)
+		_ = c.CloseWrite()
+	})
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}})
+	c := dial(t, r.addrs[0])
+	_ = c.SetDeadline(time.Now().Add(safety))
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, resp) {
+		t.Fatalf("client got %d bytes (err %v), want the %d-byte response then EOF", len(got), err, len(resp))
+	}
+	_ = c.Close()
+	waitFor(t, "connection accounted", func() bool { return forwardSnap(r, 0).BytesToClient > 0 })
+	s := forwardSnap(r, 0)
+	if s.BytesToUpstream != uint64(len(req)) || s.BytesToClient != uint64(len(resp)) || s.Total != 1 {
+		t.Errorf("counters: %+v; want %d bytes up, %d down, 1 connection", s, len(req), len(resp))
+	}
+	if n := countOf(s.ConnectionsClosed, string(relay.ReasonDone)); n != 1 {
+		t.Errorf("closed{eof} = %d, want 1", n)
+	}
+	if l := r.logs.lines("connection closed"); len(l) != 1 || l[0]["upstream"] != up.addr.String() || l[0]["reason"] != "eof" {
+		t.Errorf("connection log lines = %v, want one naming upstream %s and reason eof", l, up.addr)
+	}
+}
+
+// Several megabytes both ways at once through an echo upstream, on both
+// relays the proxy can be given (nil means the portable one).
+func TestBulkBothWays(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	for _, idle := range []time.Duration{0, time.Minute} {
+		t.Run("idle="+idle.String(), func(t *testing.T) {
+			r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, IdleTimeout: idle})
+			if err := echoRoundTrip(dial(t, r.addrs[0]), randomBytes(t, 24<<20)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A refused dial closes the client promptly; the failure is counted by
+// reason and logged at error level with the reason.
+func TestUpstreamRefuses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close() // nothing listens here now: connections are refused
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}}})
+	for i := range 3 {
+		expectClosed(t, dial(t, r.addrs[0]), "client of a refused upstream")
+		waitFor(t, "failure counted", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "refused") == uint64(i+1) })
+	}
+	s := forwardSnap(r, 0)
+	if n := countOf(s.ConnectionsClosed, "dial_failed"); n != 3 {
+		t.Errorf("closed{dial_failed} = %d, want 3", n)
+	}
+	lines := r.logs.lines("dial target failed")
+	if len(lines) != 3 || lines[0]["level"] != "ERROR" || !strings.Contains(lines[0]["err"].(string), "refused") {
+		t.Errorf("log lines = %v, want 3 at ERROR naming the refusal", lines)
+	}
+}
+
+// An upstream that resets mid-stream: that client sees the close promptly,
+// and a connection next to it keeps working.
+func TestUpstreamResetsMidStream(t *testing.T) {
+	greeting := []byte("hello from upstream\n")
+	up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
+		first := make([]byte, 5)
+		if _, err := io.ReadFull(c, first); err != nil {
+			return
+		}
+		if string(first) == "reset" {
+			_, _ = c.Write(greeting)
+			time.Sleep(50 * time.Millisecond)
+			_ = c.SetLinger(0)
+			_ = c.Close()
+			return
+		}
+		_, _ = c.Write(first)
+		echo(c)
+	})
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}})
+
+	bystander := dial(t, r.addrs[0])
+	data := randomBytes(t, 4<<20)
+	if _, err := bystander.Write([]byte("echo:")); err != nil {
+		t.Fatal(err)
+	}
+	prefix := make([]byte, 5)
+	_ = bystander.SetDeadline(time.Now().Add(safety))
+	if _, err := io.ReadFull(bystander, prefix); err != nil {
+		t.Fatal(err)
+	}
+
+	victim := dial(t, r.addrs[0])
+	if _, err := victim.Write([]byte("reset")); err != nil {
+		t.Fatal(err)
+	}
+	_ = victim.SetReadDeadline(time.Now().Add(safety))
+	got, err := io.ReadAll(victim)
+	if !bytes.Equal(got, greeting) {
+		t.Fatalf("victim read %q (err %v), want the greeting then a close", got, err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("victim not closed after the upstream reset")
+	}
+	waitFor(t, "reset counted", func() bool {
+		return countOf(forwardSnap(r, 0).ConnectionsClosed, string(relay.ReasonUpstreamError)) == 1
+	})
+	if err := echoRoundTrip(bystander, data); err != nil {
+		t.Fatalf("bystander after the reset: %v", err)
+	}
+}
+
+// The target's DNS answer changes between connections: each new connection
+// follows the current answer; the earlier one keeps working.
+func TestDNSAnswerChangesBetweenConnections(t *testing.T) {
+	dns := testdns.Start(t)
+	a, b := startPair(t)
+	dns.Set("db.sidecar.test", a.addr.Addr())
+	r := startProxy(t, proxy.Config{
+		Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}},
+		Resolver: dns.Resolver(),
+	})
+
+	first := dial(t, r.addrs[0])
+	if err := exchange(first, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	dns.Set("db.sidecar.test", b.addr.Addr()) // failover
+	second := dial(t, r.addrs[0])
+	if err := exchange(second, []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	if a.count() != 1 || b.count() != 1 {
+		t.Fatalf("upstream A got %d connections, B got %d; want 1 each", a.count(), b.count())
+	}
+	if err := exchange(first, []byte("still there")); err != nil {
+		t.Fatalf("first connection after the DNS change: %v", err)
+	}
+	if dns.Queries() < 2 {
+		t.Errorf("DNS queries = %d, want one lookup per connection at least", dns.Queries())
+	}
+}
+
+// startPair starts echo upstreams on 127.0.0.1 and 127.0.0.2 sharing one
+// port, as two Aurora instances behind one endpoint name.
+func startPair(t *testing.T) (a, b *upstream) {
+	t.Helper()
+	for range 20 {
+		a = startUpstream(t, "127.0.0.1", echo)
+		b, err := startUpstreamAt(t, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(a.addr.Port())}, echo)
+		if err == nil {
+			return a, b
+		}
+	}
+	t.Fatal("no port free on both 127.0.0.1 and 127.0.0.2")
+	return nil, nil
+}
+
+// exchange writes msg and expects it echoed back, without closing.
+func exchange(c *net.TCPConn, msg []byte) error {
+	_ = c.SetDeadline(time.Now().Add(safety))
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return errors.New("echo mismatch")
+	}
+	return nil
+}
+
+// Beyond MaxConnections a new connection is closed at once (not queued), and
+// counted; once a slot frees up, connections are served again.
+func TestMaxConnections(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, MaxConnections: 2})
+	held := []*net.TCPConn{dial(t, r.addrs[0]), dial(t, r.addrs[0])}
+	for _, c := range held {
+		if err := exchange(c, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectClosed(t, dial(t, r.addrs[0]), "connection beyond the limit")
+	if s := forwardSnap(r, 0); s.Rejected != 1 || s.Active != 2 {
+		t.Errorf("rejected = %d, active = %d; want 1 and 2", s.Rejected, s.Active)
+	}
+	if l := r.logs.lines("connection limit reached"); len(l) != 1 {
+		t.Errorf("limit log lines = %d, want 1", len(l))
+	}
+	// A reconnect storm is counted in full but logged sparingly.
+	for range 20 {
+		expectClosed(t, dial(t, r.addrs[0]), "connection beyond the limit")
+	}
+	if s := forwardSnap(r, 0); s.Rejected != 21 {
+		t.Errorf("rejected = %d, want 21", s.Rejected)
+	}
+	if l := r.logs.lines("connection limit reached"); len(l) >= 20 {
+		t.Errorf("%d log lines for 21 rejections: not rate-limited", len(l))
+	}
+	_ = held[0].Close()
+	waitFor(t, "slot freed", func() bool { return forwardSnap(r, 0).Active == 1 })
+	if err := exchange(dial(t, r.addrs[0]), []byte("again")); err != nil {
+		t.Fatalf("after a slot freed: %v", err)
+	}
+}
+
+// Shutdown with a transfer in flight: not ready and not accepting at once;
+// the transfer completes; Serve returns with nothing cut.
+func TestDrainLetsTransferFinish(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: safety})
+	c := dial(t, r.addrs[0])
+	data := randomBytes(t, 8<<20)
+	half := len(data) / 2
+	_ = c.SetDeadline(time.Now().Add(safety))
+	if _, err := c.Write(data[:half]); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, half)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+
+	r.cancel() // SIGTERM's effect
+	waitFor(t, "not ready", func() bool { return !r.srv.Ready() })
+	waitFor(t, "listener closed", func() bool {
+		nc, err := net.DialTimeout("tcp", r.addrs[0], time.Second)
+		if err == nil {
+			_ = nc.Close()
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
+
+	rest := make(chan error, 1)
+	go writeAndHalfClose(c, data[half:], rest)
+	tail, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(append(got, tail...), data) {
+		t.Fatalf("transfer across the drain: read %d+%d bytes (err %v), want %d intact", len(got), len(tail), err, len(data))
+	}
+	if err := <-rest; err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if cut := r.shutdown(t); cut != 0 {
+		t.Errorf("connections cut = %d, want 0", cut)
+	}
+}
+
+// Connections still open at the drain deadline are closed, and counted.
+func TestDrainDeadlineClosesTheRest(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", hold)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: 200 * time.Millisecond})
+	c := dial(t, r.addrs[0])
+	waitFor(t, "connection active", func() bool { return forwardSnap(r, 0).Active == 1 })
+	began := time.Now()
+	if cut := r.shutdown(t); cut != 1 {
+		t.Errorf("connections cut = %d, want 1", cut)
+	}
+	if d := time.Since(began); d < 200*time.Millisecond {
+		t.Errorf("cut after %v, before the 200ms drain deadline", d)
+	}
+	expectClosed(t, c, "straggler after the drain deadline")
+	if n := countOf(forwardSnap(r, 0).ConnectionsClosed, "drain_deadline"); n != 1 {
+		t.Errorf("closed{drain_deadline} = %d, want 1", n)
+	}
+}
+
+// A port in use: Listen fails naming the address, and the listeners it had
+// already opened are closed again.
+func TestListenPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := busy.Addr().(*net.TCPAddr).Port
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freePort := free.Addr().(*net.TCPAddr).Port
+	_ = free.Close()
+
+	srv, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", Forwards: []proxy.Forward{
+		{ListenPort: freePort, TargetHost: "127.0.0.1", TargetPort: 1},
+		{ListenPort: busyPort, TargetHost: "127.0.0.1", TargetPort: 1},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Listen(context.Background())
+	if err == nil || !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(busyPort)) {
+		t.Fatalf("Listen error = %v, want address in use naming 127.0.0.1:%d", err, busyPort)
+	}
+	if srv.Ready() {
+		t.Error("ready after a failed Listen")
+	}
+	again, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(freePort))
+	if err != nil {
+		t.Fatalf("first listener left open after the failure: %v", err)
+	}
+	_ = again.Close()
+}
+
+// Several forwards side by side, each to its own target.
+func TestSeveralForwards(t *testing.T) {
+	writer := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) { _, _ = c.Write([]byte("writer")) })
+	reader := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) { _, _ = c.Write([]byte("reader")) })
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(writer), forwardTo(reader)}})
+	for i, want := range []string{"writer", "reader"} {
+		c := dial(t, r.addrs[i])
+		_ = c.SetDeadline(time.Now().Add(safety))
+		got, err := io.ReadAll(c)
+		if err != nil || string(got) != want {
+			t.Errorf("forward %d: got %q (err %v), want %q", i, got, err, want)
+		}
+	}
+	waitFor(t, "both counted", func() bool { return forwardSnap(r, 0).Total == 1 && forwardSnap(r, 1).Total == 1 })
+}
+
+// The DNS lookup itself failing is a dial failure with reason dns.
+func TestDNSFailureClosesClient(t *testing.T) {
+	dns := testdns.Start(t) // knows no names: NXDOMAIN
+	r := startProxy(t, proxy.Config{
+		Forwards: []proxy.Forward{{TargetHost: "gone.sidecar.test", TargetPort: 3306}},
+		Resolver: dns.Resolver(),
+	})
+	expectClosed(t, dial(t, r.addrs[0]), "client of an unresolvable target")
+	waitFor(t, "dns failure counted", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "dns") == 1 })
+}
+
+// Each address the name resolves to is tried in turn.
+func TestTriesEachAddress(t *testing.T) {
+	dns := testdns.Start(t)
+	up := startUpstream(t, "127.0.0.1", echo)
+	// 127.0.0.3 has nothing on the port: refused, then 127.0.0.1 answers.
+	dns.Set("db.sidecar.test", netip.MustParseAddr("127.0.0.3"), up.addr.Addr())
+	r := startProxy(t, proxy.Config{
+		Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
+		Resolver: dns.Resolver(),
+	})
+	if err := exchange(dial(t, r.addrs[0]), []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if n := countOf(forwardSnap(r, 0).DialFailures, "refused"); n != 1 {
+		t.Errorf("dial failures{refused} = %d, want 1 (the first address)", n)
+	}
+}

@@ -1,0 +1,645 @@
+package proxy_test
+
+// Reliability under load and faults (issue 5). Every test here runs on each
+// data path in relays; a fast path adds itself to that list.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/testdns"
+)
+
+// relays are the data paths the reliability tests run on.
+var relays = []struct {
+	name string
+	f    relay.Func
+}{
+	{"portable", relay.Copy},
+}
+
+func eachRelay(t *testing.T, test func(*testing.T, relay.Func)) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) { test(t, r.f) })
+	}
+}
+
+// needFDs makes sure the process may open n file descriptors, raising the
+// soft limit towards the hard one if needed.
+func needFDs(t *testing.T, n uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur >= n {
+		return
+	}
+	if lim.Max < n {
+		testenv.Unavailable(t, "RLIMIT_NOFILE hard limit %d < %d (raise it with ulimit -Hn)", lim.Max, n)
+	}
+	lim.Cur = n
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hashAndReply reads the client's request to EOF, then answers with the
+// SHA-256 of what it read, size random bytes, and the SHA-256 of those.
+func hashAndReply(size int) func(*net.TCPConn) {
+	return func(c *net.TCPConn) {
+		_ = c.SetDeadline(time.Now().Add(safety))
+		h := sha256.New()
+		if _, err := io.Copy(h, c); err != nil {
+			return
+		}
+		payload := make([]byte, size)
+		_, _ = cryptoRead(payload)
+		sum := sha256.Sum256(payload)
+		msg := append(append(h.Sum(nil), payload...), sum[:]...)
+		_, _ = c.Write(msg)
+		_ = c.CloseWrite()
+	}
+}
+
+// loadClient sends size random bytes, half-closes, and checks the reply of
+// hashAndReply: both directions verified by checksum.
+func loadClient(c *net.TCPConn, size int, errs chan<- error) {
+	errs <- loadExchange(c, size)
+}
+
+func loadExchange(c *net.TCPConn, size int) error {
+	_ = c.SetDeadline(time.Now().Add(safety))
+	data := make([]byte, size)
+	if _, err := cryptoRead(data); err != nil {
+		return err
+	}
+	if _, err := c.Write(data); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		return err
+	}
+	reply, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("read after %d bytes: %w", len(reply), err)
+	}
+	if len(reply) != 32+size+32 {
+		return fmt.Errorf("reply of %d bytes, want %d", len(reply), 64+size)
+	}
+	if sent := sha256.Sum256(data); !bytes.Equal(reply[:32], sent[:]) {
+		return errors.New("upstream received different bytes than sent")
+	}
+	if got := sha256.Sum256(reply[32 : 32+size]); !bytes.Equal(reply[32+size:], got[:]) {
+		return errors.New("client received different bytes than the upstream sent")
+	}
+	return nil
+}
+
+// 1,000 connections open at once, each moving random data both ways,
+// checked by checksum: nothing lost, reordered, crossed or stuck.
+func TestLoad1000Connections(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		const n, size = 1000, 64 << 10
+		needFDs(t, 6*n)
+		up := startUpstream(t, "127.0.0.1", hashAndReply(size))
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, MaxConnections: 2 * n, Relay: f})
+		conns := make([]*net.TCPConn, n)
+		for i := range conns {
+			conns[i] = dial(t, r.addrs[0])
+		}
+		waitFor(t, "all connections relayed", func() bool { return forwardSnap(r, 0).Active == n && up.count() == n })
+		errs := make(chan error, n)
+		for _, c := range conns {
+			go loadClient(c, size, errs)
+		}
+		failed := 0
+		for range n {
+			if err := <-errs; err != nil {
+				if failed++; failed <= 10 {
+					t.Error(err)
+				}
+			}
+		}
+		if failed > 0 {
+			t.Fatalf("%d of %d connections failed", failed, n)
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		waitFor(t, "all connections ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+		s := forwardSnap(r, 0)
+		if s.Total != n || countOf(s.ConnectionsClosed, "eof") != n {
+			t.Errorf("total %d, closed{eof} %d; want %d each", s.Total, countOf(s.ConnectionsClosed, "eof"), n)
+		}
+		if s.BytesToUpstream != n*size || s.BytesToClient != n*(size+64) {
+			t.Errorf("bytes up %d, down %d; want %d and %d", s.BytesToUpstream, s.BytesToClient, n*size, n*(size+64))
+		}
+	})
+}
+
+// The upstream never answers the SYN: the connect timeout is honoured, for
+// every address, and the client is closed with the failure counted.
+func TestConnectTimeoutBlackhole(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	var calls atomic.Int32
+	var badDeadline atomic.Bool
+	blackhole := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		calls.Add(1)
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > timeout {
+			badDeadline.Store(true)
+		}
+		<-ctx.Done() // like a SYN that is never answered
+		return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+	}
+	dns := testdns.Start(t)
+	dns.Set("db.sidecar.test", netip.MustParseAddr("127.0.0.10"), netip.MustParseAddr("127.0.0.11"))
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: 3306}},
+		ConnectTimeout: timeout, DialContext: blackhole, Resolver: dns.Resolver(),
+	})
+	began := time.Now()
+	expectClosed(t, dial(t, r.addrs[0]), "client of a blackholed upstream")
+	if d := time.Since(began); d < 2*timeout {
+		t.Errorf("client closed after %v, before two connect timeouts (%v)", d, 2*timeout)
+	}
+	if calls.Load() != 2 || badDeadline.Load() {
+		t.Errorf("dial calls = %d (want 2, one per address); a dial without the connect-timeout deadline: %v", calls.Load(), badDeadline.Load())
+	}
+	waitFor(t, "timeouts counted", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "timeout") == 2 })
+}
+
+// The same against a real socket whose accept queue is full, so the kernel
+// drops our SYNs; the real dialer must give up at the connect timeout.
+func TestConnectTimeoutFullBacklog(t *testing.T) {
+	port := fullBacklogListener(t)
+	const timeout = 500 * time.Millisecond
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}},
+		ConnectTimeout: timeout,
+	})
+	began := time.Now()
+	expectClosed(t, dial(t, r.addrs[0]), "client of an upstream with a full backlog")
+	if d := time.Since(began); d < timeout {
+		t.Errorf("client closed after %v, before the connect timeout %v", d, timeout)
+	}
+	waitFor(t, "timeout counted", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "timeout") == 1 })
+}
+
+// fullBacklogListener returns the port of a loopback socket that listens
+// with backlog 0 and never accepts, with its queue already full.
+func fullBacklogListener(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := sa.(*syscall.SockaddrInet4).Port
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return port // queue full: SYNs are dropped now
+			}
+			t.Skipf("cannot fill the accept queue here (%v); TestConnectTimeoutBlackhole covers the timeout", err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	t.Skip("the kernel kept completing handshakes; TestConnectTimeoutBlackhole covers the timeout")
+	return 0
+}
+
+// muxUpstream serves by the first byte a client sends: 'E' echo, 'R' send a
+// little then reset, 'S' stream forever (for clients that never read).
+func muxUpstream(c *net.TCPConn) {
+	_ = c.SetDeadline(time.Now().Add(2 * safety))
+	cmd := make([]byte, 1)
+	if _, err := io.ReadFull(c, cmd); err != nil {
+		return
+	}
+	switch cmd[0] {
+	case 'E':
+		echo(c)
+	case 'R':
+		_, _ = c.Write([]byte("bye"))
+		time.Sleep(20 * time.Millisecond)
+		_ = c.SetLinger(0)
+	case 'S':
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// echoClient runs one echo round trip of size random bytes through the mux.
+func echoClient(addr string, size int, errs chan<- error) {
+	errs <- echoVia(addr, size)
+}
+
+func echoVia(addr string, size int) error {
+	nc, err := net.DialTimeout("tcp", addr, safety)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	c := nc.(*net.TCPConn)
+	if _, err := c.Write([]byte{'E'}); err != nil {
+		return err
+	}
+	data := make([]byte, size)
+	if _, err := cryptoRead(data); err != nil {
+		return err
+	}
+	return echoRoundTrip(c, data)
+}
+
+// An upstream resetting one connection mid-stream under load: that client
+// sees the close promptly; the 50 transfers around it complete intact.
+func TestUpstreamResetUnderLoad(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", muxUpstream)
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, Relay: f})
+		const n = 50
+		errs := make(chan error, n)
+		for range n {
+			go echoClient(r.addrs[0], 1<<20, errs)
+		}
+		victim := dial(t, r.addrs[0])
+		if _, err := victim.Write([]byte{'R'}); err != nil {
+			t.Fatal(err)
+		}
+		_ = victim.SetReadDeadline(time.Now().Add(safety))
+		got, err := io.ReadAll(victim)
+		var ne net.Error
+		if string(got) != "bye" || errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("victim read %q, %v; want 'bye' then a prompt close", got, err)
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		waitFor(t, "reset counted", func() bool {
+			return countOf(forwardSnap(r, 0).ConnectionsClosed, string(relay.ReasonUpstreamError)) == 1
+		})
+	})
+}
+
+// Stalled and trickling clients next to bulk transfers: the stalled ones
+// (never reading while their upstream streams) and a client sending one byte
+// at a time do not hold up the others.
+func TestSlowClientsDoNotSlowOthers(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", muxUpstream)
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, Relay: f})
+		for range 5 {
+			stalled := dial(t, r.addrs[0])
+			if _, err := stalled.Write([]byte{'S'}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		trickle := dial(t, r.addrs[0])
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go trickleUntil(trickle, stop, &wg)
+
+		const n = 30
+		errs := make(chan error, n)
+		for range n {
+			go echoClient(r.addrs[0], 2<<20, errs)
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		close(stop)
+		wg.Wait()
+	})
+}
+
+func trickleUntil(c *net.TCPConn, stop <-chan struct{}, wg *sync.WaitGroup) {
+	defer wg.Done()
+	if _, err := c.Write([]byte{'E'}); err != nil {
+		return
+	}
+	one := make([]byte, 1)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		_ = c.SetDeadline(time.Now().Add(safety))
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(c, one); err != nil {
+			return
+		}
+	}
+}
+
+// Aurora failover under load: connections keep flowing to A while the DNS
+// answer switches to B; every new connection goes to B and the old ones keep
+// working (the stale check is off by default).
+func TestDNSSwitchUnderLoad(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		dns := testdns.Start(t)
+		a, b := startPair(t)
+		dns.Set("db.sidecar.test", a.addr.Addr())
+		r := startProxy(t, proxy.Config{
+			Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}},
+			Resolver: dns.Resolver(), Relay: f,
+		})
+		const n = 100
+		old := make([]*net.TCPConn, n)
+		for i := range old {
+			old[i] = dial(t, r.addrs[0])
+		}
+		stop := make(chan struct{})
+		errs := make(chan error, n)
+		var exchanges atomic.Int64
+		for _, c := range old {
+			go keepExchanging(c, stop, &exchanges, errs)
+		}
+		waitFor(t, "old connections on A", func() bool { return a.count() == n && exchanges.Load() >= 2*n })
+
+		dns.Set("db.sidecar.test", b.addr.Addr()) // failover
+		newErrs := make(chan error, n)
+		for range n {
+			go newConnExchange(r.addrs[0], newErrs)
+		}
+		for range n {
+			if err := <-newErrs; err != nil {
+				t.Error(err)
+			}
+		}
+		before := exchanges.Load()
+		waitFor(t, "old connections still exchanging after the switch", func() bool { return exchanges.Load() >= before+2*n })
+		close(stop)
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if a.count() != n || b.count() != n {
+			t.Errorf("A got %d connections, B %d; want %d each", a.count(), b.count(), n)
+		}
+	})
+}
+
+func keepExchanging(c *net.TCPConn, stop <-chan struct{}, count *atomic.Int64, errs chan<- error) {
+	msg := make([]byte, 1024)
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			errs <- nil
+			return
+		default:
+		}
+		msg[0] = byte(i)
+		if err := exchange(c, msg); err != nil {
+			errs <- fmt.Errorf("old connection, exchange %d: %w", i, err)
+			return
+		}
+		count.Add(1)
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func newConnExchange(addr string, errs chan<- error) {
+	nc, err := net.DialTimeout("tcp", addr, safety)
+	if err != nil {
+		errs <- err
+		return
+	}
+	defer nc.Close()
+	errs <- exchange(nc.(*net.TCPConn), []byte("new connection"))
+}
+
+// The opt-in stale check closes connections whose upstream address left
+// the DNS answer, keeps those to current addresses, and closes nothing when
+// the lookup fails.
+func TestStaleCheckClosesDemotedUpstream(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		dns := testdns.Start(t)
+		a, b := startPair(t)
+		dns.Set("db.sidecar.test", a.addr.Addr())
+		r := startProxy(t, proxy.Config{
+			Forwards:           []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}},
+			Resolver:           dns.Resolver(),
+			StaleCheckInterval: 100 * time.Millisecond,
+			Relay:              f,
+		})
+		onA := dial(t, r.addrs[0])
+		if err := exchange(onA, []byte("writer")); err != nil {
+			t.Fatal(err)
+		}
+		// Several checks pass while A is still the answer: nothing closes.
+		q := dns.Queries()
+		waitFor(t, "three stale checks", func() bool { return dns.Queries() >= q+6 }) // A and AAAA per check
+		if err := exchange(onA, []byte("still writer")); err != nil {
+			t.Fatalf("connection to a current address closed: %v", err)
+		}
+
+		dns.Set("db.sidecar.test", b.addr.Addr()) // failover: A demoted
+		onB := dial(t, r.addrs[0])
+		if err := exchange(onB, []byte("new writer")); err != nil {
+			t.Fatal(err)
+		}
+		expectClosed(t, onA, "connection to the demoted writer")
+		waitFor(t, "stale close counted", func() bool {
+			return countOf(forwardSnap(r, 0).ConnectionsClosed, "stale_upstream") == 1
+		})
+
+		dns.Set("db.sidecar.test") // lookups fail (NXDOMAIN): close nothing
+		q = dns.Queries()
+		waitFor(t, "three failed stale checks", func() bool { return dns.Queries() >= q+6 })
+		if err := exchange(onB, []byte("survives a DNS outage")); err != nil {
+			t.Fatalf("connection closed during a DNS outage: %v", err)
+		}
+		if n := countOf(forwardSnap(r, 0).ConnectionsClosed, "stale_upstream"); n != 1 {
+			t.Errorf("closed{stale_upstream} = %d, want 1", n)
+		}
+		if l := r.logs.lines("stale check: closing"); len(l) != 1 {
+			t.Errorf("stale close log lines = %d, want 1", len(l))
+		}
+	})
+}
+
+// flakyListener fails Accept with EMFILE while failing is set, as a process
+// out of file descriptors does.
+type flakyListener struct {
+	net.Listener
+	failing atomic.Bool
+	fails   atomic.Int64
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.failing.Load() {
+		l.fails.Add(1)
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// Out of file descriptors: each failure is logged, the accept loop backs
+// off (doubling, capped) instead of spinning, and serving resumes once
+// descriptors are available again.
+func TestAcceptErrorsBackOff(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	fl := &flakyListener{}
+	fl.failing.Store(true)
+	listen := func(ctx context.Context, network, addr string) (net.Listener, error) {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, network, addr)
+		fl.Listener = ln
+		return fl, err
+	}
+	const maxBackoff = 80 * time.Millisecond
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, Listen: listen, AcceptBackoffMax: maxBackoff})
+	waitFor(t, "backoff to reach its cap", func() bool { return fl.fails.Load() >= 8 })
+
+	lines := r.logs.lines("accept failed")
+	if len(lines) < 8 {
+		t.Fatalf("%d 'accept failed' log lines for %d failures", len(lines), fl.fails.Load())
+	}
+	var prevWait time.Duration
+	var prevAt time.Time
+	for i, l := range lines[:8] {
+		wait, err := time.ParseDuration(l["retry_in"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, err := time.Parse(time.RFC3339Nano, l["time"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l["level"] != "ERROR" {
+			t.Errorf("accept failure logged at %v, want ERROR", l["level"])
+		}
+		if want := min(5*time.Millisecond<<i, maxBackoff); wait != want {
+			t.Errorf("failure %d: retry_in %v, want %v (doubling from 5ms, capped)", i, wait, want)
+		}
+		if i > 0 && at.Sub(prevAt) < prevWait-time.Millisecond {
+			t.Errorf("failure %d came %v after the previous one, before its %v backoff: spinning", i, at.Sub(prevAt), prevWait)
+		}
+		prevWait, prevAt = wait, at
+	}
+
+	fl.failing.Store(false) // descriptors are back
+	if err := exchange(dial(t, r.addrs[0]), []byte("served again")); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	if s := forwardSnap(r, 0); s.AcceptErrors != uint64(fl.fails.Load()) {
+		t.Errorf("accept_errors = %d, want %d", s.AcceptErrors, fl.fails.Load())
+	}
+}
+
+// SIGTERM under load: 200 paced transfers in flight when the drain begins
+// all complete intact; nothing is cut before the drain deadline.
+func TestDrainUnderLoad(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", echo)
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: safety, Relay: f})
+		const n, chunks, chunk = 200, 20, 16 << 10
+		var started sync.WaitGroup
+		started.Add(n)
+		errs := make(chan error, n)
+		for range n {
+			go pacedTransfer(r.addrs[0], chunks, chunk, &started, errs)
+		}
+		started.Wait() // every connection has a transfer under way
+		r.cancel()     // SIGTERM
+		waitFor(t, "not ready", func() bool { return !r.srv.Ready() })
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if cut := r.shutdown(t); cut != 0 {
+			t.Errorf("%d connections cut before the drain deadline", cut)
+		}
+		if n := countOf(forwardSnap(r, 0).ConnectionsClosed, "eof"); n != 200 {
+			t.Errorf("closed{eof} = %d, want 200", n)
+		}
+	})
+}
+
+// pacedTransfer echoes chunks with pauses, so it spans the drain.
+func pacedTransfer(addr string, chunks, size int, started *sync.WaitGroup, errs chan<- error) {
+	once := sync.OnceFunc(started.Done)
+	defer once()
+	nc, err := net.DialTimeout("tcp", addr, safety)
+	if err != nil {
+		errs <- err
+		return
+	}
+	defer nc.Close()
+	c := nc.(*net.TCPConn)
+	_ = c.SetDeadline(time.Now().Add(safety))
+	sent, recv := sha256.New(), sha256.New()
+	buf, back := make([]byte, size), make([]byte, size)
+	for i := range chunks {
+		if _, err := cryptoRead(buf); err != nil {
+			errs <- err
+			return
+		}
+		sent.Write(buf)
+		if _, err := c.Write(buf); err != nil {
+			errs <- fmt.Errorf("chunk %d write: %w", i, err)
+			return
+		}
+		if _, err := io.ReadFull(c, back); err != nil {
+			errs <- fmt.Errorf("chunk %d read: %w", i, err)
+			return
+		}
+		recv.Write(back)
+		once()
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = c.CloseWrite()
+	if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+		errs <- fmt.Errorf("after the last chunk: %d extra bytes, %v", len(rest), err)
+		return
+	}
+	if !bytes.Equal(sent.Sum(nil), recv.Sum(nil)) {
+		errs <- errors.New("checksum mismatch")
+		return
+	}
+	errs <- nil
+}

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"sort"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
+	"sync"
+	"sync/atomic"
+)
+
+// Dial failure reasons, as they appear in metrics.
+const (
+	failDNS         = "dns"
+	failRefused     = "refused"
+	failTimeout     = "timeout"
+	failUnreachable = "unreachable"
+	failCanceled    = "canceled"
+	failOther       = "other"
+)
+
+// stats are one forward's counters. Hot counters are atomics; the
+// by-reason maps are small and change only on failures and closes.
+type stats struct {
+	activeConns     atomic.Int64
+	total           atomic.Uint64
+	rejected        atomic.Uint64
+	acceptErrors    atomic.Uint64
+	bytesToUpstream atomic.Uint64
+	bytesToClient   atomic.Uint64
+
+	mu           sync.Mutex
+	dialFailures map[string]uint64
+	closes       map[string]uint64
+}
+
+// newStats starts every known reason at zero, so that rate() over a
+// reason works from the first scrape.
+func (s *stats) init() {
+	s.dialFailures, s.closes = map[string]uint64{}, map[string]uint64{}
+	for _, r := range []string{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failOther} {
+		s.dialFailures[r] = 0
+	}
+	for _, r := range []string{string(relay.ReasonDone), string(relay.ReasonClientError), string(relay.ReasonUpstreamError),
+		string(relay.ReasonIdle), string(relay.ReasonCanceled), closeDialFailed, closeStale, closeDrainDeadline} {
+		s.closes[r] = 0
+	}
+}
+
+func (s *stats) dialFailure(reason string) {
+	s.mu.Lock()
+	s.dialFailures[reason]++
+	s.mu.Unlock()
+}
+
+func (s *stats) closed(reason string) {
+	s.mu.Lock()
+	s.closes[reason]++
+	s.mu.Unlock()
+}
+
+// Snapshot is a point-in-time copy of the server's state for /metrics.
+type Snapshot struct {
+	Ready    bool
+	Draining bool
+	Forwards []ForwardSnapshot
+}
+
+// ForwardSnapshot is one forward's counters.
+type ForwardSnapshot struct {
+	Listen            string // listen port as bound
+	Target            string // host:port as configured
+	Active            int64
+	Total             uint64
+	Rejected          uint64 // closed at once: MaxConnections reached
+	AcceptErrors      uint64
+	BytesToUpstream   uint64 // counted when a connection ends
+	BytesToClient     uint64
+	DialFailures      []Count // by reason, sorted
+	ConnectionsClosed []Count // by reason, sorted
+}
+
+// Count is a counter value under a label.
+type Count struct {
+	Label string
+	Value uint64
+}
+
+// Snapshot copies the counters.
+func (s *Server) Snapshot() Snapshot {
+	snap := Snapshot{Ready: s.Ready(), Draining: s.Draining()}
+	for _, f := range s.fwds {
+		fs := ForwardSnapshot{
+			Listen:          f.label,
+			Target:          f.target,
+			Active:          f.stats.activeConns.Load(),
+			Total:           f.stats.total.Load(),
+			Rejected:        f.stats.rejected.Load(),
+			AcceptErrors:    f.stats.acceptErrors.Load(),
+			BytesToUpstream: f.stats.bytesToUpstream.Load(),
+			BytesToClient:   f.stats.bytesToClient.Load(),
+		}
+		f.stats.mu.Lock()
+		fs.DialFailures = counts(f.stats.dialFailures)
+		fs.ConnectionsClosed = counts(f.stats.closes)
+		f.stats.mu.Unlock()
+		snap.Forwards = append(snap.Forwards, fs)
+	}
+	return snap
+}
+
+func counts(m map[string]uint64) []Count {
+	out := make([]Count, 0, len(m))
+	for k, v := range m {
+		out = append(out, Count{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Label < out[j].Label })
+	return out
+}

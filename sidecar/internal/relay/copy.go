@@ -1,0 +1,209 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Copy is the portable Func: one goroutine per direction. Without an idle
+// timeout each direction is a plain io.Copy between the raw *net.TCPConns,
+// which the runtime turns into splice(2) on Linux (zero copy), and the byte
+// counts come from io.Copy's return values. With an idle timeout the
+// directions copy through a buffer instead, because splice reports progress
+// only when it returns and idleness needs to see every read.
+func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result {
+	r := &copyRun{client: client, upstream: upstream, idle: idle}
+	r.touch()
+
+	// Closing both connections is what unblocks the pumps when ctx ends.
+	stop := context.AfterFunc(ctx, func() { r.end(ReasonCanceled, nil) })
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go r.pumpClientToUpstream(&wg)
+	go r.pumpUpstreamToClient(&wg)
+	wg.Wait()
+	r.end(ReasonDone, nil) // no-op if something ended the relay earlier
+	stop()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Result{ToUpstream: r.toUpstream, ToClient: r.toClient, Reason: r.reason, Err: r.err}
+}
+
+// copyRun is the state one Copy call shares between its two directions.
+type copyRun struct {
+	client, upstream *net.TCPConn
+	idle             time.Duration
+	lastActive       atomic.Int64 // unix nanos of the last byte moved, either way
+
+	mu         sync.Mutex
+	ended      bool
+	reason     Reason
+	err        error
+	toUpstream int64
+	toClient   int64
+}
+
+func (r *copyRun) pumpClientToUpstream(wg *sync.WaitGroup) {
+	defer wg.Done()
+	n, err := r.pump(r.upstream, r.client)
+	r.mu.Lock()
+	r.toUpstream = n
+	r.mu.Unlock()
+	r.finish(r.upstream, r.client, err)
+}
+
+func (r *copyRun) pumpUpstreamToClient(wg *sync.WaitGroup) {
+	defer wg.Done()
+	n, err := r.pump(r.client, r.upstream)
+	r.mu.Lock()
+	r.toClient = n
+	r.mu.Unlock()
+	r.finish(r.client, r.upstream, err)
+}
+
+// finish handles the end of one direction: a clean EOF passes on as a
+// half-close; anything else ends the whole relay.
+func (r *copyRun) finish(dst, src *net.TCPConn, err error) {
+	switch {
+	case err == nil:
+		// src sent FIN: pass it on, keep the other direction running.
+		if cerr := dst.CloseWrite(); cerr != nil && !r.isEnded() {
+			r.end(r.blame(dst, src, cerr, true), cerr)
+		}
+	case errors.Is(err, errIdle):
+		r.end(ReasonIdle, nil)
+	case r.isEnded():
+		// Closed by end (ctx, idle, the other direction): already accounted.
+	default:
+		r.end(r.blame(dst, src, err, false), err)
+	}
+}
+
+// errIdle ends a direction when neither direction moved a byte for idle.
+var errIdle = errors.New("relay: idle timeout")
+
+// pump copies src to dst until EOF (nil error) or an error.
+func (r *copyRun) pump(dst, src *net.TCPConn) (int64, error) {
+	if r.idle <= 0 {
+		return io.Copy(dst, src) // splice on Linux
+	}
+	buf := make([]byte, 32*1024)
+	var total int64
+	for {
+		if err := src.SetReadDeadline(time.Unix(0, r.lastActive.Load()).Add(r.idle)); err != nil {
+			return total, err
+		}
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			r.touch()
+			n, werr := r.writeAll(dst, buf[:nr])
+			total += n
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if errors.Is(rerr, os.ErrDeadlineExceeded) {
+			// The other direction may have moved bytes meanwhile: the
+			// deadline is re-armed from the latest activity.
+			if time.Since(time.Unix(0, r.lastActive.Load())) < r.idle {
+				continue
+			}
+			return total, errIdle
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// writeAll writes b, giving up only when nothing moved either way for idle:
+// a slow reader on one side is not idle while the other side is busy.
+func (r *copyRun) writeAll(dst *net.TCPConn, b []byte) (int64, error) {
+	var done int64
+	for len(b) > 0 {
+		if err := dst.SetWriteDeadline(time.Unix(0, r.lastActive.Load()).Add(r.idle)); err != nil {
+			return done, err
+		}
+		n, err := dst.Write(b)
+		done += int64(n)
+		b = b[n:]
+		if n > 0 {
+			r.touch()
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if time.Since(time.Unix(0, r.lastActive.Load())) >= r.idle {
+				return done, errIdle
+			}
+		default:
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+func (r *copyRun) touch() { r.lastActive.Store(time.Now().UnixNano()) }
+
+func (r *copyRun) isEnded() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ended
+}
+
+// end records why the relay ended (the first reason wins) and closes both
+// connections, which unblocks whichever direction is still copying.
+func (r *copyRun) end(reason Reason, err error) {
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return
+	}
+	r.ended, r.reason = true, reason
+	if reason == ReasonClientError || reason == ReasonUpstreamError {
+		r.err = err
+	}
+	r.mu.Unlock()
+	_ = r.client.Close()
+	_ = r.upstream.Close()
+}
+
+// blame decides which side an error in the src→dst direction belongs to.
+// splice reports read and write failures alike, so the socket that the
+// kernel has already torn down (a reset moves it to TCP_CLOSE) decides;
+// failing that, a broken pipe points at the writer and anything else at the
+// reader. writing says the error came from dst alone (CloseWrite).
+func (r *copyRun) blame(dst, src *net.TCPConn, err error, writing bool) Reason {
+	side := func(c *net.TCPConn) Reason {
+		if c == r.client {
+			return ReasonClientError
+		}
+		return ReasonUpstreamError
+	}
+	if writing {
+		return side(dst)
+	}
+	dstDead, srcDead := socketDead(dst), socketDead(src)
+	switch {
+	case srcDead && !dstDead:
+		return side(src)
+	case dstDead && !srcDead:
+		return side(dst)
+	case errors.Is(err, syscall.EPIPE):
+		return side(dst)
+	default:
+		return side(src)
+	}
+}

@@ -1,0 +1,463 @@
+// Package relaytest is the conformance suite every relay.Func must pass: the
+// portable data path and the epoll one are held to the same behaviour.
+//
+//	func TestConformance(t *testing.T) { relaytest.Run(t, myrelay.Func) }
+//
+// Every test runs the relay between real loopback TCP connections. Timeouts
+// here are generous safety nets, never measurements.
+package relaytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// safety bounds every wait in the suite; reaching it is a failure (a hang).
+const safety = 30 * time.Second
+
+// Run runs the whole suite against f as subtests.
+func Run(t *testing.T, f relay.Func) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, relay.Func)
+	}{
+		{"HalfCloseClientFirst", testHalfCloseClientFirst},
+		{"HalfCloseUpstreamFirst", testHalfCloseUpstreamFirst},
+		{"BulkBothWays", func(t *testing.T, f relay.Func) { testBulk(t, f, 0) }},
+		{"BulkBothWaysWithIdleTimeoutSet", func(t *testing.T, f relay.Func) { testBulk(t, f, time.Minute) }},
+		{"IdleTimeout", testIdleTimeout},
+		{"TrafficOneWayKeepsBothAlive", testTrafficKeepsAlive},
+		{"ContextCancel", testContextCancel},
+		{"ContextAlreadyDone", testContextAlreadyDone},
+		{"UpstreamResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, true) }},
+		{"ClientResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, false) }},
+		{"ClientResetWhileUpstreamStreams", testResetWhileStreaming},
+		{"ManyConcurrent", testManyConcurrent},
+		{"StalledClientDoesNotSlowOthers", testStalledClient},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
+	}
+}
+
+// Rig is one relay under test: the test plays the client (Client) and the
+// upstream server (Upstream); the relay runs between them.
+type Rig struct {
+	Client   *net.TCPConn // the application's end
+	Upstream *net.TCPConn // the database's end
+	Cancel   context.CancelFunc
+	done     chan relay.Result
+}
+
+// Start connects two loopback TCP pairs and runs f between them in a new
+// goroutine. The rig's connections are closed when the test ends.
+func Start(t testing.TB, f relay.Func, idle time.Duration) *Rig {
+	t.Helper()
+	return StartContext(t, context.Background(), f, idle)
+}
+
+// StartContext is Start with a parent context for the relay.
+func StartContext(t testing.TB, parent context.Context, f relay.Func, idle time.Duration) *Rig {
+	t.Helper()
+	client, relayClient := Pair(t)
+	relayUpstream, upstream := Pair(t)
+	ctx, cancel := context.WithCancel(parent)
+	r := &Rig{Client: client, Upstream: upstream, Cancel: cancel, done: make(chan relay.Result, 1)}
+	go runRelay(ctx, f, relayClient, relayUpstream, idle, r.done)
+	t.Cleanup(func() {
+		cancel()
+		_ = client.Close()
+		_ = upstream.Close()
+	})
+	return r
+}
+
+func runRelay(ctx context.Context, f relay.Func, client, upstream *net.TCPConn, idle time.Duration, done chan<- relay.Result) {
+	done <- f(ctx, client, upstream, idle)
+}
+
+// Wait returns the relay's result, failing the test if it does not return
+// within the safety bound.
+func (r *Rig) Wait(t testing.TB) relay.Result {
+	t.Helper()
+	select {
+	case res := <-r.done:
+		return res
+	case <-time.After(safety):
+		t.Fatalf("relay did not return within %v", safety)
+		return relay.Result{}
+	}
+}
+
+// Pair returns both ends of a fresh loopback TCP connection.
+func Pair(t testing.TB) (dialed, accepted *net.TCPConn) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	dialed, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	accepted, err = ln.AcceptTCP()
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	t.Cleanup(func() { _ = dialed.Close(); _ = accepted.Close() })
+	return dialed, accepted
+}
+
+// RandomBytes returns n random bytes.
+func RandomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// readAllWithin reads c until EOF or error, bounded by the safety deadline.
+// It returns what was read and the error that ended it (nil for EOF).
+func readAllWithin(c *net.TCPConn) ([]byte, error) {
+	_ = c.SetReadDeadline(time.Now().Add(safety))
+	b, err := io.ReadAll(c)
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return b, fmt.Errorf("no EOF within %v: %w", safety, err)
+	}
+	return b, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func checkResult(t *testing.T, res relay.Result, reason relay.Reason, toUp, toCl int64) {
+	t.Helper()
+	if res.Reason != reason {
+		t.Errorf("Reason = %q (Err %v), want %q", res.Reason, res.Err, reason)
+	}
+	if toUp >= 0 && res.ToUpstream != toUp {
+		t.Errorf("ToUpstream = %d, want %d", res.ToUpstream, toUp)
+	}
+	if toCl >= 0 && res.ToClient != toCl {
+		t.Errorf("ToClient = %d, want %d", res.ToClient, toCl)
+	}
+	switch reason {
+	case relay.ReasonClientError, relay.ReasonUpstreamError:
+		if res.Err == nil {
+			t.Errorf("Reason %q with nil Err", res.Reason)
+		}
+	default:
+		if res.Err != nil {
+			t.Errorf("Reason %q with Err %v, want nil", res.Reason, res.Err)
+		}
+	}
+}
+
+// The client sends a request and half-closes; the upstream sees EOF and only
+// then answers (like a protocol that waits for the end of the request).
+func testHalfCloseClientFirst(t *testing.T, f relay.Func) {
+	r := Start(t, f, 0)
+	req, resp := RandomBytes(t, 100_000), RandomBytes(t, 50_000)
+	if _, err := r.Client.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAllWithin(r.Upstream)
+	if err != nil || !bytes.Equal(got, req) {
+		t.Fatalf("upstream read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(req))
+	}
+	// The client's half-close must not have closed the other direction.
+	if _, err := r.Upstream.Write(resp); err != nil {
+		t.Fatalf("upstream write after client half-close: %v", err)
+	}
+	_ = r.Upstream.CloseWrite()
+	got, err = readAllWithin(r.Client)
+	if err != nil || !bytes.Equal(got, resp) {
+		t.Fatalf("client read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(resp))
+	}
+	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(req)), int64(len(resp)))
+}
+
+// The upstream sends a greeting and half-closes; the client keeps sending.
+func testHalfCloseUpstreamFirst(t *testing.T, f relay.Func) {
+	r := Start(t, f, 0)
+	greet, req := RandomBytes(t, 70_000), RandomBytes(t, 30_000)
+	if _, err := r.Upstream.Write(greet); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Upstream.CloseWrite()
+	got, err := readAllWithin(r.Client)
+	if err != nil || !bytes.Equal(got, greet) {
+		t.Fatalf("client read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(greet))
+	}
+	if _, err := r.Client.Write(req); err != nil {
+		t.Fatalf("client write after upstream half-close: %v", err)
+	}
+	_ = r.Client.CloseWrite()
+	got, err = readAllWithin(r.Upstream)
+	if err != nil || !bytes.Equal(got, req) {
+		t.Fatalf("upstream read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(req))
+	}
+	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(req)), int64(len(greet)))
+}
+
+// Several megabytes each way at once, compared by checksum.
+func testBulk(t *testing.T, f relay.Func, idle time.Duration) {
+	r := Start(t, f, idle)
+	const size = 16 << 20
+	errs := make(chan error, 4)
+	sum := func(b []byte) [32]byte { return sha256.Sum256(b) }
+	up, down := RandomBytes(t, size), RandomBytes(t, size)
+	go sendAndHalfClose(r.Client, up, errs)
+	go sendAndHalfClose(r.Upstream, down, errs)
+	go expectSum(r.Upstream, sum(up), size, "upstream", errs)
+	go expectSum(r.Client, sum(down), size, "client", errs)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
+}
+
+func sendAndHalfClose(c *net.TCPConn, b []byte, errs chan<- error) {
+	_ = c.SetWriteDeadline(time.Now().Add(safety))
+	if _, err := c.Write(b); err != nil {
+		errs <- fmt.Errorf("write: %w", err)
+		return
+	}
+	errs <- c.CloseWrite()
+}
+
+func expectSum(c *net.TCPConn, want [32]byte, size int, who string, errs chan<- error) {
+	_ = c.SetReadDeadline(time.Now().Add(safety))
+	h := sha256.New()
+	n, err := io.Copy(h, c)
+	switch {
+	case err != nil:
+		errs <- fmt.Errorf("%s read after %d bytes: %w", who, n, err)
+	case n != int64(size):
+		errs <- fmt.Errorf("%s read %d bytes, want %d", who, n, size)
+	case !bytes.Equal(h.Sum(nil), want[:]):
+		errs <- fmt.Errorf("%s: checksum mismatch over %d bytes", who, n)
+	default:
+		errs <- nil
+	}
+}
+
+// With no traffic for idle, the relay closes both sides.
+func testIdleTimeout(t *testing.T, f relay.Func) {
+	const idle = 300 * time.Millisecond
+	began := time.Now()
+	r := Start(t, f, idle)
+	res := r.Wait(t)
+	if elapsed := time.Since(began); elapsed < idle {
+		t.Errorf("relay ended after %v, before the idle timeout %v", elapsed, idle)
+	}
+	checkResult(t, res, relay.ReasonIdle, 0, 0)
+	for who, c := range map[string]*net.TCPConn{"client": r.Client, "upstream": r.Upstream} {
+		if _, err := readAllWithin(c); err != nil && isTimeout(err) {
+			t.Errorf("%s not closed after idle timeout: %v", who, err)
+		}
+	}
+}
+
+// Traffic in one direction only resets the idle clock for both: the quiet
+// direction must not time out while the other one moves bytes.
+func testTrafficKeepsAlive(t *testing.T, f relay.Func) {
+	const idle = time.Second
+	r := Start(t, f, idle)
+	var sent []byte
+	for i := range 25 { // 2.5 s of traffic, well past idle
+		b := []byte{byte(i)}
+		if _, err := r.Client.Write(b); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		sent = append(sent, b...)
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = r.Client.CloseWrite()
+	got, err := readAllWithin(r.Upstream)
+	if err != nil || !bytes.Equal(got, sent) {
+		t.Fatalf("upstream got %v, err %v; want %v then EOF", got, err, sent)
+	}
+	_ = r.Upstream.CloseWrite()
+	if _, err := readAllWithin(r.Client); err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(sent)), 0)
+}
+
+// Canceling the context closes both sides promptly, mid-transfer.
+func testContextCancel(t *testing.T, f relay.Func) {
+	r := Start(t, f, 0)
+	msg := RandomBytes(t, 1000)
+	if _, err := r.Client.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	_ = r.Upstream.SetReadDeadline(time.Now().Add(safety))
+	if _, err := io.ReadFull(r.Upstream, got); err != nil {
+		t.Fatal(err)
+	}
+	r.Cancel()
+	checkResult(t, r.Wait(t), relay.ReasonCanceled, int64(len(msg)), 0)
+	for who, c := range map[string]*net.TCPConn{"client": r.Client, "upstream": r.Upstream} {
+		if _, err := readAllWithin(c); err != nil && isTimeout(err) {
+			t.Errorf("%s not closed after cancel: %v", who, err)
+		}
+	}
+}
+
+// A context that is already done ends the relay at once.
+func testContextAlreadyDone(t *testing.T, f relay.Func) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := StartContext(t, ctx, f, 0)
+	checkResult(t, r.Wait(t), relay.ReasonCanceled, 0, 0)
+}
+
+// One peer resets after some data: the other peer sees the close promptly,
+// the result blames the peer that reset, and the counts are exact.
+func testPeerReset(t *testing.T, f relay.Func, upstreamResets bool) {
+	r := Start(t, f, 0)
+	resetter, survivor, reason := r.Upstream, r.Client, relay.ReasonUpstreamError
+	if !upstreamResets {
+		resetter, survivor, reason = r.Client, r.Upstream, relay.ReasonClientError
+	}
+	msg := RandomBytes(t, 64_000)
+	if _, err := resetter.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	_ = survivor.SetReadDeadline(time.Now().Add(safety))
+	if _, err := io.ReadFull(survivor, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("survivor read: %v", err)
+	}
+	_ = resetter.SetLinger(0) // close with RST
+	_ = resetter.Close()
+	if _, err := readAllWithin(survivor); err != nil && isTimeout(err) {
+		t.Fatalf("survivor not closed after peer reset: %v", err)
+	}
+	toUp, toCl := int64(0), int64(len(msg))
+	if !upstreamResets {
+		toUp, toCl = toCl, toUp
+	}
+	checkResult(t, r.Wait(t), reason, toUp, toCl)
+}
+
+// The upstream streams; the client resets. The relay's failure is a write to
+// the client: still the client's fault.
+func testResetWhileStreaming(t *testing.T, f relay.Func) {
+	r := Start(t, f, 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go streamUntil(r.Upstream, stop, &wg)
+	buf := make([]byte, 64<<10)
+	_ = r.Client.SetReadDeadline(time.Now().Add(safety))
+	if _, err := io.ReadFull(r.Client, buf); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Client.SetLinger(0)
+	_ = r.Client.Close()
+	res := r.Wait(t)
+	close(stop)
+	wg.Wait()
+	checkResult(t, res, relay.ReasonClientError, 0, -1)
+	if res.ToClient < int64(len(buf)) {
+		t.Errorf("ToClient = %d, want at least the %d bytes the client read", res.ToClient, len(buf))
+	}
+}
+
+func streamUntil(c *net.TCPConn, stop <-chan struct{}, wg *sync.WaitGroup) {
+	defer wg.Done()
+	chunk := make([]byte, 32<<10)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(safety))
+		if _, err := c.Write(chunk); err != nil {
+			return
+		}
+	}
+}
+
+// Many relays at once, each moving random data both ways.
+func testManyConcurrent(t *testing.T, f relay.Func) {
+	const n, size = 200, 256 << 10
+	errs := make(chan error, 4*n)
+	rigs := make([]*Rig, n)
+	for i := range rigs {
+		r := Start(t, f, 0)
+		rigs[i] = r
+		up, down := RandomBytes(t, size), RandomBytes(t, size)
+		go sendAndHalfClose(r.Client, up, errs)
+		go sendAndHalfClose(r.Upstream, down, errs)
+		go expectSum(r.Upstream, sha256.Sum256(up), size, fmt.Sprintf("upstream %d", i), errs)
+		go expectSum(r.Client, sha256.Sum256(down), size, fmt.Sprintf("client %d", i), errs)
+	}
+	for range 4 * n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, r := range rigs {
+		checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
+	}
+}
+
+// One client stops reading while its upstream keeps sending, so that relay
+// is blocked writing; relays next to it must keep moving at full speed.
+func testStalledClient(t *testing.T, f relay.Func) {
+	stalled := Start(t, f, 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go streamUntil(stalled.Upstream, stop, &wg)
+	defer func() { close(stop); stalled.Cancel(); wg.Wait() }()
+
+	const n, size = 10, 1 << 20
+	errs := make(chan error, 4*n)
+	rigs := make([]*Rig, n)
+	for i := range rigs {
+		r := Start(t, f, 0)
+		rigs[i] = r
+		up, down := RandomBytes(t, size), RandomBytes(t, size)
+		go sendAndHalfClose(r.Client, up, errs)
+		go sendAndHalfClose(r.Upstream, down, errs)
+		go expectSum(r.Upstream, sha256.Sum256(up), size, fmt.Sprintf("upstream %d", i), errs)
+		go expectSum(r.Client, sha256.Sum256(down), size, fmt.Sprintf("client %d", i), errs)
+	}
+	for range 4 * n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, r := range rigs {
+		checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
+	}
+	stalled.Cancel()
+	checkResult(t, stalled.Wait(t), relay.ReasonCanceled, 0, -1)
+}

@@ -1,0 +1,160 @@
+// Package testdns is a tiny authoritative DNS server on loopback UDP for
+// tests: it answers A and AAAA questions from a table the test changes at
+// will (TTL 0), like an Aurora cluster endpoint moving on failover. Wire it
+// into code under test with Resolver.
+package testdns
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Server answers DNS queries on a loopback UDP port.
+type Server struct {
+	Addr    string
+	conn    *net.UDPConn
+	queries atomic.Int64
+
+	mu      sync.Mutex
+	answers map[string][]netip.Addr // lower-case name without the final dot
+}
+
+// Start starts a server that stops when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatalf("testdns: %v", err)
+	}
+	s := &Server{Addr: c.LocalAddr().String(), conn: c, answers: map[string][]netip.Addr{}}
+	done := make(chan struct{})
+	go s.serve(done)
+	t.Cleanup(func() { _ = c.Close(); <-done })
+	return s
+}
+
+// Set makes name resolve to addrs (no addrs: NXDOMAIN).
+func (s *Server) Set(name string, addrs ...netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answers[canonical(name)] = addrs
+}
+
+// Queries is how many questions the server has answered.
+func (s *Server) Queries() int64 { return s.queries.Load() }
+
+// Resolver is a pure-Go resolver that sends every query to this server.
+func (s *Server) Resolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: s.dial}
+}
+
+func (s *Server) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "udp", s.Addr)
+}
+
+func canonical(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
+
+func (s *Server) serve(done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := s.conn.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		resp, err := s.answer(buf[:n])
+		if err != nil {
+			continue // not a query we understand: let the client time out
+		}
+		s.queries.Add(1)
+		_, _ = s.conn.WriteToUDP(resp, from)
+	}
+}
+
+const (
+	typeA    = 1
+	typeAAAA = 28
+)
+
+// answer builds the response to one query: header, the question echoed,
+// then one answer record per address of the asked family.
+func (s *Server) answer(q []byte) ([]byte, error) {
+	if len(q) < 12 || binary.BigEndian.Uint16(q[4:6]) != 1 {
+		return nil, errors.New("want exactly one question")
+	}
+	// Question: labels up to a zero byte, then type and class.
+	i := 12
+	var labels []string
+	for {
+		if i >= len(q) {
+			return nil, errors.New("truncated name")
+		}
+		l := int(q[i])
+		i++
+		if l == 0 {
+			break
+		}
+		if l > 63 || i+l > len(q) {
+			return nil, errors.New("bad label")
+		}
+		labels = append(labels, string(q[i:i+l]))
+		i += l
+	}
+	if i+4 > len(q) {
+		return nil, errors.New("truncated question")
+	}
+	qtype := binary.BigEndian.Uint16(q[i : i+2])
+	question := q[12 : i+4]
+
+	s.mu.Lock()
+	addrs, known := s.answers[canonical(strings.Join(labels, "."))]
+	s.mu.Unlock()
+
+	var records [][]byte
+	for _, a := range addrs {
+		var rtype uint16
+		switch {
+		case qtype == typeA && a.Is4():
+			rtype = typeA
+		case qtype == typeAAAA && a.Is6() && !a.Is4In6():
+			rtype = typeAAAA
+		default:
+			continue
+		}
+		rdata := a.AsSlice()
+		rr := []byte{0xC0, 12} // name: pointer to the question's name
+		rr = binary.BigEndian.AppendUint16(rr, rtype)
+		rr = binary.BigEndian.AppendUint16(rr, 1) // class IN
+		rr = binary.BigEndian.AppendUint32(rr, 0) // TTL 0: no caching anywhere
+		rr = binary.BigEndian.AppendUint16(rr, uint16(len(rdata)))
+		records = append(records, append(rr, rdata...))
+	}
+
+	flags := uint16(0x8000 | 0x0400 | 0x0080)         // response, authoritative, recursion available
+	flags |= binary.BigEndian.Uint16(q[2:4]) & 0x0100 // echo recursion desired
+	if !known || len(addrs) == 0 {
+		flags |= 3 // NXDOMAIN
+	}
+	resp := append([]byte{}, q[0:2]...) // ID
+	resp = binary.BigEndian.AppendUint16(resp, flags)
+	resp = binary.BigEndian.AppendUint16(resp, 1)
+	resp = binary.BigEndian.AppendUint16(resp, uint16(len(records)))
+	resp = binary.BigEndian.AppendUint16(resp, 0)
+	resp = binary.BigEndian.AppendUint16(resp, 0)
+	resp = append(resp, question...)
+	for _, rr := range records {
+		resp = append(resp, rr...)
+	}
+	return resp, nil
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/admin"
+	"github.com/example/sidecar/sidecar/internal/config"
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // could not start (port in use, …) or unhealthy
+	exitUsage   = 2 // bad configuration or command line
+)
+
+const usage = `usage: sidecar [healthcheck | version]
+  sidecar              forward (MODE=proxy) or idle (MODE=sleep); configured by environment, see README
+  sidecar healthcheck  exit 0 if the sidecar running with this environment is ready; never contacts the target
+  sidecar version      print version and commit
+`
+
+// run is the whole program minus process setup: main passes a context that
+// ends on SIGTERM/SIGINT, the environment and the standard streams, so tests
+// drive it in-process.
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	if len(args) > 1 {
+		fmt.Fprintf(stderr, "sidecar: unexpected arguments %q\n%s", args[1:], usage)
+		return exitUsage
+	}
+	switch cmd {
+	case "":
+		return serve(ctx, lookup, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, lookup, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "sidecar %s (commit %s, %s)\n", version, commit, runtime.Version())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version (or none)\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	port, err := config.AdminPort(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "sidecar healthcheck: %v\n", err)
+		return exitUsage
+	}
+	// Below ECS's default 5 s health check timeout.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := admin.Check(ctx, port); err != nil {
+		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintln(stdout, "healthy")
+	return exitOK
+}
+
+func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Writer) int {
+	cfg, err := config.Parse(lookup)
+	if err != nil {
+		log := slog.New(slog.NewJSONHandler(stderr, nil))
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			for _, p := range cerr.Problems {
+				log.Error("invalid configuration: " + p)
+			}
+		} else {
+			log.Error("invalid configuration", "err", err)
+		}
+		log.Error("not started: fix the configuration above", "exit_code", exitUsage)
+		return exitUsage
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
+	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
+
+	adminCfg := admin.Config{
+		Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.AdminPort)),
+		Mode:    string(cfg.Mode),
+		Version: version,
+		Commit:  commit,
+		Logger:  log,
+	}
+	if cfg.Mode == config.ModeSleep {
+		return sleep(ctx, adminCfg, log)
+	}
+
+	srv, err := proxy.New(proxyConfig(cfg, log))
+	if err != nil {
+		log.Error("not started", "err", err)
+		return exitFailure
+	}
+	// Every listener opens before anything reports ready; a failure closes
+	// what was opened.
+	if err := srv.Listen(ctx); err != nil {
+		log.Error("not started", "err", err)
+		return exitFailure
+	}
+	adminCfg.Ready, adminCfg.Snapshot = srv.Ready, srv.Snapshot
+	adm, err := admin.Listen(ctx, adminCfg)
+	if err != nil {
+		srv.Close()
+		log.Error("not started", "err", err)
+		return exitFailure
+	}
+	go serveAdmin(adm, log)
+
+	cut, err := srv.Serve(ctx)
+	stopAdmin(adm)
+	if err != nil {
+		log.Error("stopped with an error", "err", err)
+		return exitFailure
+	}
+	log.Info("stopped", "connections_cut", cut)
+	return exitOK
+}
+
+// sleep is MODE=sleep: nothing but the admin listener, until a signal.
+func sleep(ctx context.Context, adminCfg admin.Config, log *slog.Logger) int {
+	adm, err := admin.Listen(ctx, adminCfg)
+	if err != nil {
+		log.Error("not started", "err", err)
+		return exitFailure
+	}
+	go serveAdmin(adm, log)
+	log.Info("sleeping: MODE=sleep forwards nothing; stop with SIGTERM or SIGINT")
+	<-ctx.Done()
+	stopAdmin(adm)
+	log.Info("stopped")
+	return exitOK
+}
+
+func serveAdmin(adm *admin.Server, log *slog.Logger) {
+	if err := adm.Serve(); err != nil {
+		log.Error("admin listener failed", "err", err)
+	}
+}
+
+func stopAdmin(adm *admin.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = adm.Shutdown(ctx)
+}
+
+func proxyConfig(cfg config.Config, log *slog.Logger) proxy.Config {
+	pc := proxy.Config{
+		ListenAddr:         cfg.ListenAddr,
+		ConnectTimeout:     cfg.ConnectTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		Keepalive:          cfg.Keepalive,
+		MaxConnections:     cfg.MaxConnections,
+		DrainTimeout:       cfg.DrainTimeout,
+		StaleCheckInterval: cfg.StaleCheckInterval,
+		Logger:             log,
+	}
+	// In the environment 0 means off; in proxy.Config 0 means the default.
+	if pc.Keepalive == 0 {
+		pc.Keepalive = -1
+	}
+	if pc.DrainTimeout == 0 {
+		pc.DrainTimeout = -1
+	}
+	for _, f := range cfg.Forwards {
+		pc.Forwards = append(pc.Forwards, proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort})
+	}
+	return pc
+}

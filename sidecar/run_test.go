@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// safety bounds every wait; reaching it means a hang.
+const safety = 30 * time.Second
+
+// syncBuffer is an io.Writer safe for a running program and a test reading it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func envOf(kv map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// jsonLines decodes stderr's JSON log lines, failing on any other line.
+func jsonLines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("stderr line is not JSON: %q", l)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestBadConfigurationExits2WithEveryProblem(t *testing.T) {
+	var stdout, stderr syncBuffer
+	code := run(context.Background(), nil, envOf(map[string]string{
+		"TARGET_PORT": "mysql", "LOG_LEVEL": "loud", "MAX_CONNECTIONS": "-5",
+	}), &stdout, &stderr)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+	var msgs []string
+	for _, l := range jsonLines(t, stderr.String()) {
+		if l["level"] != "ERROR" {
+			t.Errorf("line %v not at ERROR", l)
+		}
+		msgs = append(msgs, l["msg"].(string))
+	}
+	for _, want := range []string{`LOG_LEVEL="loud"`, `MAX_CONNECTIONS="-5"`, `TARGET_HOST is not set`, `TARGET_PORT="mysql"`} {
+		found := false
+		for _, m := range msgs {
+			found = found || strings.Contains(m, want)
+		}
+		if !found {
+			t.Errorf("no line mentions %s; got %q", want, msgs)
+		}
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args       []string
+		code       int
+		out, errst string
+	}{
+		{[]string{"version"}, 0, "sidecar dev (commit unknown", ""},
+		{[]string{"help"}, 0, "usage: sidecar", ""},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"version", "extra"}, 2, "", "unexpected arguments"},
+		{[]string{"healthcheck"}, 2, "", `ADMIN_PORT="abc" is invalid`},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr syncBuffer
+			code := run(context.Background(), tc.args, envOf(map[string]string{"ADMIN_PORT": "abc"}), &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.errst) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout.String(), stderr.String(), tc.code, tc.out, tc.errst)
+			}
+		})
+	}
+}
+
+// runAsync runs the program in-process until the returned cancel (SIGTERM).
+func runAsync(t *testing.T, env map[string]string) (cancel context.CancelFunc, done <-chan int, stderr *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr = &syncBuffer{}
+	ch, finished := make(chan int, 1), make(chan struct{})
+	go runInto(ctx, env, stderr, ch, finished)
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-finished:
+		case <-time.After(safety):
+			t.Errorf("run did not return within %v", safety)
+		}
+	})
+	return cancel, ch, stderr
+}
+
+func runInto(ctx context.Context, env map[string]string, stderr io.Writer, done chan<- int, finished chan<- struct{}) {
+	done <- run(ctx, nil, envOf(env), io.Discard, stderr)
+	close(finished)
+}
+
+// healthy runs `sidecar healthcheck` in-process.
+func healthy(env map[string]string) bool {
+	return run(context.Background(), []string{"healthcheck"}, envOf(env), io.Discard, io.Discard) == 0
+}
+
+func waitHealthy(t *testing.T, env map[string]string, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(safety)
+	for healthy(env) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("healthcheck never became %v", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestProxyModeInProcess(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go echoServer(up)
+	listen, admin := freePort(t), freePort(t)
+	env := map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_PORT": strconv.Itoa(listen), "LISTEN_ADDR": "127.0.0.1", "ADMIN_PORT": strconv.Itoa(admin), "LOG_LEVEL": "debug",
+	}
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(safety))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo through the sidecar: %q, %v", got, err)
+	}
+	_ = c.Close()
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code %d after a clean drain, want 0", code)
+		}
+	case <-time.After(safety):
+		t.Fatal("no exit after cancel")
+	}
+	var sawStart, sawConn bool
+	for _, l := range jsonLines(t, stderr.String()) {
+		switch l["msg"] {
+		case "starting":
+			sawStart = l["mode"] == "proxy" && l["max_connections"] == float64(1024)
+		case "connection closed":
+			sawConn = l["level"] == "DEBUG" && l["to_upstream"] == float64(4) && l["to_client"] == float64(4)
+		}
+	}
+	if !sawStart || !sawConn {
+		t.Errorf("want a startup line with the effective config and a debug line per connection; stderr:\n%s", stderr.String())
+	}
+}
+
+func echoServer(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go echoConn(c)
+	}
+}
+
+func echoConn(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(c, c)
+}
+
+// Port in use: exit 1, the reason named, and nothing left listening (the
+// admin port in particular must not answer healthy).
+func TestPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct{ name, listen, admin string }{
+		{"listen port", busyPort, strconv.Itoa(freePort(t))},
+		{"admin port", strconv.Itoa(freePort(t)), busyPort},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr syncBuffer
+			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "1", "LISTEN_ADDR": "127.0.0.1",
+				"LISTEN_PORT": tc.listen, "ADMIN_PORT": tc.admin}
+			code := run(context.Background(), nil, envOf(env), io.Discard, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), "address already in use") {
+				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and 'address already in use'", code, stderr.String())
+			}
+			if tc.name == "admin port" {
+				// The forward listener opened first must have been closed again.
+				ln, err := net.Listen("tcp", "127.0.0.1:"+tc.listen)
+				if err != nil {
+					t.Fatalf("listen port left open: %v", err)
+				}
+				_ = ln.Close()
+			}
+		})
+	}
+}
+
+func TestSleepModeInProcess(t *testing.T) {
+	env := map[string]string{"MODE": "sleep", "ADMIN_PORT": strconv.Itoa(freePort(t)), "TARGET_PORT": "ignored-in-sleep"}
+	cancel, done, _ := runAsync(t, env)
+	waitHealthy(t, env, true)
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+	case <-time.After(safety):
+		t.Fatal("sleep mode ignored the stop signal")
+	}
+}
