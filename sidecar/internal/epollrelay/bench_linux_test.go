@@ -55,7 +55,7 @@ func runForwarder(mode, target string) int {
 	var f relay.Func
 	switch mode {
 	case "portable":
-		f = portableRelay
+		f = relay.Copy
 	case "epoll":
 		loops, _ := strconv.Atoi(os.Getenv(envLoops))
 		e, err := epollrelay.New(epollrelay.Options{Loops: loops})

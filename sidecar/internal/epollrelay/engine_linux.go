@@ -50,8 +50,8 @@ func (e *Engine) runLoop(l *loop) {
 	l.run()
 }
 
-// Close stops the loops. Relays still running end with ReasonCanceled and
-// Err ErrClosed; later calls to Relay are refused the same way. Close waits
+// Close stops the loops. Relays still running end with ReasonCanceled;
+// later calls to Relay close both connections and return the same. Close waits
 // until every loop has closed its sockets.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
@@ -90,7 +90,7 @@ func (e *Engine) Relay(ctx context.Context, client, upstream *net.TCPConn, idle 
 	if !l.submit(op{kind: opAdd, p: p}) {
 		syscall.Close(cfd)
 		syscall.Close(ufd)
-		return relay.Result{Reason: relay.ReasonCanceled, Err: ErrClosed}
+		return relay.Result{Reason: relay.ReasonCanceled}
 	}
 	if done := ctx.Done(); done != nil {
 		select {
@@ -330,7 +330,7 @@ func (l *loop) drainQueue() bool {
 	clear(q)
 	l.spare = q[:0]
 	if stop {
-		l.stop(ErrClosed)
+		l.stop(nil)
 	}
 	return stop
 }

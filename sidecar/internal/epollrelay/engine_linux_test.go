@@ -480,12 +480,12 @@ func TestCloseEndsRelaysAndRefusesNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
-		if res := r.wait(t); res.Reason != relay.ReasonCanceled || !errors.Is(res.Err, epollrelay.ErrClosed) {
+		if res := r.wait(t); res.Reason != relay.ReasonCanceled || res.Err != nil {
 			t.Errorf("result %+v, want canceled by close", res)
 		}
 	}
 	late := startRelay(t, ln, e.Relay, context.Background(), 0)
-	if res := late.wait(t); res.Reason != relay.ReasonCanceled || !errors.Is(res.Err, epollrelay.ErrClosed) {
+	if res := late.wait(t); res.Reason != relay.ReasonCanceled || res.Err != nil {
 		t.Errorf("relay after Close: %+v, want refused", res)
 	}
 	if n, err := late.App.Read(make([]byte, 1)); err == nil {
@@ -508,7 +508,7 @@ func TestFallbackWhenOutOfFDs(t *testing.T) {
 	used := make(chan struct{}, 1)
 	fallback := func(ctx context.Context, c, u *net.TCPConn, idle time.Duration) relay.Result {
 		used <- struct{}{}
-		return portableRelay(ctx, c, u, idle)
+		return relay.Copy(ctx, c, u, idle)
 	}
 	e := newEngine(t, epollrelay.Options{Fallback: fallback})
 	app, client := tcpPair(t, ln)

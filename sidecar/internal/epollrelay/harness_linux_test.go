@@ -3,12 +3,10 @@ package epollrelay_test
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -138,45 +136,4 @@ func waitFDs(t testing.TB, want int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// portableRelay is a minimal goroutine + io.Copy data path, the baseline
-// the benchmarks compare the engine with (the forwarder's own lives in
-// another package).
-func portableRelay(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) relay.Result {
-	var wg sync.WaitGroup
-	var res relay.Result
-	var errs [2]error
-	wg.Add(2)
-	go copyHalf(&wg, upstream, client, &res.ToUpstream, &errs[0])
-	go copyHalf(&wg, client, upstream, &res.ToClient, &errs[1])
-	stop := context.AfterFunc(ctx, func() { client.Close(); upstream.Close() })
-	wg.Wait()
-	stop()
-	client.Close()
-	upstream.Close()
-	switch {
-	case ctx.Err() != nil:
-		res.Reason = relay.ReasonCanceled
-	case errs[0] != nil:
-		res.Reason, res.Err = relay.ReasonClientError, errs[0]
-	case errs[1] != nil:
-		res.Reason, res.Err = relay.ReasonUpstreamError, errs[1]
-	default:
-		res.Reason = relay.ReasonDone
-	}
-	return res
-}
-
-func copyHalf(wg *sync.WaitGroup, dst, src *net.TCPConn, n *int64, errp *error) {
-	defer wg.Done()
-	var err error
-	*n, err = io.Copy(dst, src)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		*errp = err
-		src.Close()
-		dst.Close()
-		return
-	}
-	dst.CloseWrite()
 }

@@ -27,10 +27,6 @@ type Options struct {
 // ErrUnsupported is returned by New where there is no epoll.
 var ErrUnsupported = errors.New("epollrelay: needs Linux epoll; use the portable data path")
 
-// ErrClosed is the Result.Err of relays cut or refused because the Engine
-// was closed.
-var ErrClosed = errors.New("epollrelay: engine closed")
-
 func (o Options) loops() int {
 	if o.Loops <= 0 {
 		return 1
