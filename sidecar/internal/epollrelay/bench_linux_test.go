@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,14 +27,19 @@ import (
 //
 //	go test -run '^$' -bench PingPong -benchtime 3s ./sidecar/internal/epollrelay
 //
-// Set EPOLLRELAY_BENCH_STRACE=dir to run each forwarder under strace -c -f
-// and write its syscall summary there (slows everything; counts only).
+// EPOLLRELAY_BENCH_WRAP is a command prefix for each forwarder, "{}"
+// replaced by the benchmark's name, to count syscalls or profile, e.g.
+//
+//	EPOLLRELAY_BENCH_WRAP='strace -c -f -o /tmp/st/{}.txt'
+//	EPOLLRELAY_BENCH_WRAP='perf record -g -o /tmp/perf/{}.data'
+//
+// (Counts only: a traced forwarder is much slower.)
 
 const (
 	envForwarder = "EPOLLRELAY_BENCH_FORWARDER" // data path to run as a child forwarder
 	envTarget    = "EPOLLRELAY_BENCH_TARGET"
-	envLoops     = "EPOLLRELAY_BENCH_LOOPS"
-	envStrace    = "EPOLLRELAY_BENCH_STRACE"
+	envOpts      = "EPOLLRELAY_BENCH_OPTS" // engine variant: "-"-separated loop count and/or "nolock"
+	envWrap      = "EPOLLRELAY_BENCH_WRAP"
 
 	// Message sizes like a MySQL point select and its one-row result.
 	requestSize  = 64
@@ -57,8 +61,15 @@ func runForwarder(mode, target string) int {
 	case "portable":
 		f = relay.Copy
 	case "epoll":
-		loops, _ := strconv.Atoi(os.Getenv(envLoops))
-		e, err := epollrelay.New(epollrelay.Options{Loops: loops})
+		var opts epollrelay.Options
+		for _, o := range strings.Split(os.Getenv(envOpts), "-") {
+			if n, err := strconv.Atoi(o); err == nil {
+				opts.Loops = n
+			} else if o == "nolock" {
+				opts.NoLockThread = true
+			}
+		}
+		e, err := epollrelay.New(opts)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -145,10 +156,10 @@ func startForwarder(b *testing.B, name, target string) forwarder {
 	b.Helper()
 	var cmd *exec.Cmd
 	var args []string
-	straceOut := ""
-	if dir := os.Getenv(envStrace); dir != "" {
-		straceOut = filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".strace")
-		args = []string{"strace", "-c", "-f", "-o", straceOut}
+	wrapped := false
+	if wrap := os.Getenv(envWrap); wrap != "" {
+		wrapped = true
+		args = strings.Fields(strings.ReplaceAll(wrap, "{}", strings.ReplaceAll(b.Name(), "/", "_")))
 	}
 	switch {
 	case name == "direct":
@@ -162,16 +173,16 @@ func startForwarder(b *testing.B, name, target string) forwarder {
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		waitListening(b, addr)
-		pid := tracee(b, cmd.Process.Pid, straceOut != "")
+		pid := tracee(b, cmd.Process.Pid, wrapped)
 		return forwarder{addr: addr, pid: pid, stop: func() {
 			syscall.Kill(pid, syscall.SIGTERM) // socat itself, so strace sees it exit
 			cmd.Wait()
 		}}
 	default:
-		mode, loops, _ := strings.Cut(name, "-")
+		mode, variant, _ := strings.Cut(name, "-")
 		args = append(args, os.Args[0])
 		cmd = exec.Command(args[0], args[1:]...)
-		cmd.Env = append(os.Environ(), envForwarder+"="+mode, envTarget+"="+target, envLoops+"="+loops)
+		cmd.Env = append(os.Environ(), envForwarder+"="+mode, envTarget+"="+target, envOpts+"="+variant)
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -188,14 +199,14 @@ func startForwarder(b *testing.B, name, target string) forwarder {
 		if err != nil {
 			b.Fatalf("forwarder %s did not start: %v", name, err)
 		}
-		return forwarder{addr: strings.TrimSpace(line), pid: tracee(b, cmd.Process.Pid, straceOut != ""), stop: func() {
+		return forwarder{addr: strings.TrimSpace(line), pid: tracee(b, cmd.Process.Pid, wrapped), stop: func() {
 			stdin.Close()
 			cmd.Wait()
 		}}
 	}
 }
 
-// tracee is the pid to measure: strace's child when traced.
+// tracee is the pid to measure: the wrapper's child when wrapped.
 func tracee(b *testing.B, pid int, traced bool) int {
 	if !traced {
 		return pid
@@ -206,7 +217,7 @@ func tracee(b *testing.B, pid int, traced bool) int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.Fatal("strace started no child")
+	b.Fatal("the wrapper started no child")
 	return 0
 }
 
@@ -272,13 +283,16 @@ func children(pid int) []int {
 
 var contestants = []string{"direct", "socat", "portable", "epoll"}
 
+// variants are engine shapes measured only when asked for by -bench.
+var variants = []string{"epoll-nolock", "epoll-2"}
+
 // BenchmarkPingPong: small request, small response, over kept-alive
 // connections, like pooled MySQL point selects. Reports ns per round trip
 // (wall, all connections together), the forwarder's CPU per round trip and
 // the p99 round-trip latency.
 func BenchmarkPingPong(b *testing.B) {
 	for _, conns := range []int{1, 8, 32} {
-		for _, name := range contestants {
+		for _, name := range slices.Concat(contestants, variants) {
 			b.Run(fmt.Sprintf("conns=%d/%s", conns, name), func(b *testing.B) {
 				if name == "socat" {
 					if _, err := exec.LookPath("socat"); err != nil {
@@ -348,7 +362,7 @@ func roundTrip(b *testing.B, c net.Conn, req, resp []byte) {
 // BenchmarkBulk streams one direction through each contestant; SetBytes
 // makes go test report MB/s.
 func BenchmarkBulk(b *testing.B) {
-	for _, name := range append(contestants, "epoll-2") {
+	for _, name := range slices.Concat(contestants, variants) {
 		b.Run(name, func(b *testing.B) {
 			if name == "socat" {
 				if _, err := exec.LookPath("socat"); err != nil {
