@@ -38,7 +38,7 @@ import (
 const (
 	envForwarder = "EPOLLRELAY_BENCH_FORWARDER" // data path to run as a child forwarder
 	envTarget    = "EPOLLRELAY_BENCH_TARGET"
-	envOpts      = "EPOLLRELAY_BENCH_OPTS" // engine variant: "-"-separated loop count and/or "nolock"
+	envOpts      = "EPOLLRELAY_BENCH_OPTS" // engine variant: "-"-separated loop count, "nolock", "nosplice"
 	envWrap      = "EPOLLRELAY_BENCH_WRAP"
 
 	// Message sizes like a MySQL point select and its one-row result.
@@ -67,6 +67,8 @@ func runForwarder(mode, target string) int {
 				opts.Loops = n
 			} else if o == "nolock" {
 				opts.NoLockThread = true
+			} else if o == "nosplice" {
+				opts.NoSplice = true
 			}
 		}
 		e, err := epollrelay.New(opts)
@@ -284,7 +286,7 @@ func children(pid int) []int {
 var contestants = []string{"direct", "socat", "portable", "epoll"}
 
 // variants are engine shapes measured only when asked for by -bench.
-var variants = []string{"epoll-nolock", "epoll-2"}
+var variants = []string{"epoll-nolock", "epoll-nosplice", "epoll-2"}
 
 // BenchmarkPingPong: small request, small response, over kept-alive
 // connections, like pooled MySQL point selects. Reports ns per round trip

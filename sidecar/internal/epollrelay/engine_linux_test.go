@@ -23,6 +23,7 @@ var engineConfigs = []struct {
 }{
 	{"1loop", epollrelay.Options{}},
 	{"2loops-smallbuf-unlocked", epollrelay.Options{Loops: 2, BufferSize: 1500, NoLockThread: true}},
+	{"nosplice", epollrelay.Options{NoSplice: true}},
 }
 
 func forEachEngine(t *testing.T, fn func(t *testing.T, f relay.Func)) {

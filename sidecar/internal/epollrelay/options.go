@@ -20,6 +20,11 @@ type Options struct {
 	// a socket fails because the process is out of file descriptors. Nil
 	// means such a pair is closed and reported as a client error.
 	Fallback relay.Func
+	// NoSplice keeps bulk transfers on read and send. By default a
+	// direction whose read fills the whole buffer switches to splice(2)
+	// through its own pipe (two more fds while the pair lives), which saves
+	// copying every byte through user space.
+	NoSplice bool
 	// NoLockThread leaves the loop goroutines unpinned from their OS threads.
 	NoLockThread bool
 }

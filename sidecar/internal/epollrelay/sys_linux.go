@@ -100,3 +100,24 @@ func dupConn(c *net.TCPConn) (int, error) {
 	}
 	return nfd, nil
 }
+
+const (
+	spliceMove     = 0x1 // SPLICE_F_MOVE
+	spliceNonblock = 0x2 // SPLICE_F_NONBLOCK
+)
+
+// sysSplice moves up to n bytes between a socket and a pipe inside the
+// kernel, without blocking.
+func sysSplice(in, out, n int) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceMove|spliceNonblock)
+	return int(r), e
+}
+
+// newPipe returns a non-blocking, close-on-exec pipe (read end, write end).
+func newPipe() (int, int, error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return -1, -1, err
+	}
+	return p[0], p[1], nil
+}
