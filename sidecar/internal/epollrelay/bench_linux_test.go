@@ -244,8 +244,8 @@ func waitListening(b *testing.B, addr string) {
 	b.Fatalf("nothing listening on %s", addr)
 }
 
-// procCPU is the CPU time of pid, all its threads and all its live
-// descendants (socat forks one child per connection).
+// procCPU is the CPU time of pid, all its threads and all its
+// descendants, live or reaped (socat forks one child per connection).
 func procCPU(pid int) time.Duration {
 	if pid == 0 {
 		return 0
@@ -266,7 +266,24 @@ func procCPU(pid int) time.Duration {
 	for _, kid := range children(pid) {
 		total += procCPU(kid)
 	}
-	return total
+	return total + reapedCPU(pid)
+}
+
+// reapedCPU is the CPU time of pid's children that exited and were waited
+// for (cutime+cstime in /proc/pid/stat; clock ticks of 10 ms).
+func reapedCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, after, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(after) // f[0] is field 3 (state)
+	if !ok || len(f) < 15 {
+		return 0
+	}
+	cutime, _ := strconv.ParseInt(f[13], 10, 64)
+	cstime, _ := strconv.ParseInt(f[14], 10, 64)
+	return time.Duration(cutime+cstime) * 10 * time.Millisecond
 }
 
 func children(pid int) []int {
@@ -429,4 +446,35 @@ func drain(c *net.TCPConn, received chan<- int64) {
 	defer c.Close()
 	n, _ := io.Copy(io.Discard, c)
 	received <- n
+}
+
+// BenchmarkConnect: connect, one small request and response, close — the
+// per-connection cost of handing a pair to the data path and ending it.
+func BenchmarkConnect(b *testing.B) {
+	for _, name := range contestants {
+		b.Run(name, func(b *testing.B) {
+			if name == "socat" {
+				if _, err := exec.LookPath("socat"); err != nil {
+					b.Skip("socat not on PATH")
+				}
+			}
+			target := echoServer(b)
+			fw := startForwarder(b, name, target)
+			defer fw.stop()
+			req, resp := make([]byte, requestSize), make([]byte, responseSize)
+			b.ResetTimer()
+			cpu0 := procCPU(fw.pid)
+			for range b.N {
+				c, err := net.Dial("tcp", fw.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				roundTrip(b, c, req, resp)
+				c.Close()
+			}
+			cpu := procCPU(fw.pid) - cpu0
+			b.StopTimer()
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "fwd-cpu-ns/op")
+		})
+	}
 }
