@@ -158,6 +158,7 @@ type direction struct {
 
 	splicing     bool
 	pipeR, pipeW int // -1 until the direction first goes bulk
+	pipeSize     int
 	inPipe       int // bytes spliced from src not yet spliced to dst
 }
 
@@ -497,11 +498,11 @@ func (l *loop) pump(d *direction) {
 
 func (l *loop) startSplice(d *direction) {
 	if d.pipeR < 0 {
-		r, w, err := newPipe()
+		r, w, size, err := newPipe()
 		if err != nil {
 			return // out of fds: keep copying
 		}
-		d.pipeR, d.pipeW = r, w
+		d.pipeR, d.pipeW, d.pipeSize = r, w, size
 	}
 	if d.pending() {
 		return // flush switches once the copied bytes are out
@@ -516,7 +517,7 @@ func (l *loop) startSplice(d *direction) {
 // pumpSplice moves what src has into the pipe and on to dst. Bytes dst
 // does not take stay in the pipe, and src is not read until they are sent.
 func (l *loop) pumpSplice(d *direction) {
-	n, e := sysSplice(d.src.fd, d.pipeW, l.bufSize)
+	n, e := sysSplice(d.src.fd, d.pipeW, d.pipeSize)
 	switch {
 	case e == syscall.EAGAIN || e == syscall.EINTR:
 		return

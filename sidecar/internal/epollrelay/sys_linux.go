@@ -113,11 +113,20 @@ func sysSplice(in, out, n int) (int, syscall.Errno) {
 	return int(r), e
 }
 
-// newPipe returns a non-blocking, close-on-exec pipe (read end, write end).
-func newPipe() (int, int, error) {
+// pipeSize is what a splice pipe asks for: like Go's own splice path, big
+// enough that one call moves up to 1 MiB (pages are only held while used).
+const pipeSize = 1 << 20
+
+// newPipe returns a non-blocking, close-on-exec pipe (read end, write end)
+// and its capacity.
+func newPipe() (int, int, int, error) {
 	var p [2]int
 	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		return -1, -1, err
+		return -1, -1, 0, err
 	}
-	return p[0], p[1], nil
+	size := 64 << 10 // the kernel's default
+	if r, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), syscall.F_SETPIPE_SZ, pipeSize); e == 0 {
+		size = int(r)
+	}
+	return p[0], p[1], size, nil
 }
