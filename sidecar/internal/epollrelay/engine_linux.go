@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package epollrelay
 
 import (
@@ -86,7 +88,7 @@ func (e *Engine) Relay(ctx context.Context, client, upstream *net.TCPConn, idle 
 	upstream.Close()
 
 	p := newPair(cfd, ufd, idle)
-	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	l := e.loops[e.next.Add(1)%uint32(len(e.loops))]
 	if !l.submit(op{kind: opAdd, p: p}) {
 		syscall.Close(cfd)
 		syscall.Close(ufd)

@@ -29,8 +29,9 @@ type Options struct {
 	NoLockThread bool
 }
 
-// ErrUnsupported is returned by New where there is no epoll.
-var ErrUnsupported = errors.New("epollrelay: needs Linux epoll; use the portable data path")
+// ErrUnsupported is returned by New where the engine is not built: it
+// needs Linux epoll, on amd64 or arm64 (the platforms the image ships for).
+var ErrUnsupported = errors.New("epollrelay: needs Linux on amd64 or arm64; use the portable data path")
 
 func (o Options) loops() int {
 	if o.Loops <= 0 {

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package epollrelay
 
 import (
@@ -35,13 +37,6 @@ func epollCtl(epfd, op, fd int, events uint32, gen uint32) syscall.Errno {
 	ev := syscall.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(gen)}
 	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 	return e
-}
-
-// epollWaitNow polls without blocking; the blocking wait goes through
-// syscall.EpollWait so the runtime can hand this thread's P to others.
-func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	return int(r), e
 }
 
 func newEventfd() (int, error) {
