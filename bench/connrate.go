@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	connRequest  = "GET /ping HTTP/1.0\r\n\r\n"                   // 22 bytes
+	connResponse = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n" // 38 bytes
+)
+
+// echoServer answers each connection with one small response to one small
+// request, then closes (HTTP/1.0 style). The server closes first, so
+// TIME_WAIT stays on the server side and the dialers do not run out of
+// ephemeral ports.
+type echoServer struct {
+	ln   net.Listener
+	port int
+	wg   sync.WaitGroup
+}
+
+func startEchoServer() (*echoServer, error) {
+	ln, err := listenLoopback()
+	if err != nil {
+		return nil, err
+	}
+	s := &echoServer{ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+func (s *echoServer) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if isTemporary(err) {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		s.wg.Add(1)
+		go s.serve(c)
+	}
+}
+
+func isTemporary(err error) bool {
+	return !errors.Is(err, net.ErrClosed)
+}
+
+func (s *echoServer) serve(c net.Conn) {
+	defer s.wg.Done()
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, len(connRequest))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return
+	}
+	_, _ = io.WriteString(c, connResponse)
+}
+
+func (s *echoServer) close() {
+	s.ln.Close()
+	s.wg.Wait()
+}
+
+type connRateResult struct {
+	Conns  int64
+	Errors int64
+	Rate   float64 // completed connections per second
+	First  error
+}
+
+// connRate runs dialers concurrent clients for d: each connects, sends the
+// request, reads the response and the server's close, and closes.
+func connRate(ctx context.Context, port, dialers int, d time.Duration) connRateResult {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	start := time.Now()
+	end := start.Add(d)
+	runCtx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	var ok, bad atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	// The clock, not runCtx.Err(), decides when the run is over: a dial can
+	// fail with "i/o timeout" at the deadline a moment before the context's
+	// own timer marks it done.
+	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
+	for range dialers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 128)
+			for !over() {
+				if err := oneExchange(runCtx, addr, buf); err != nil {
+					if over() {
+						return
+					}
+					bad.Add(1)
+					once.Do(func() { firstErr = err })
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	return connRateResult{Conns: ok.Load(), Errors: bad.Load(), Rate: float64(ok.Load()) / el, First: firstErr}
+}
+
+func oneExchange(ctx context.Context, addr string, buf []byte) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, connRequest); err != nil {
+		return err
+	}
+	n, err := io.ReadAtLeast(c, buf, len(connResponse))
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	// Read to the server's close: a complete exchange ends with EOF.
+	for err == nil {
+		var m int
+		m, err = c.Read(buf[n:])
+		n += m
+	}
+	if !errors.Is(err, io.EOF) {
+		return fmt.Errorf("wait for close: %w", err)
+	}
+	if string(buf[:n]) != connResponse {
+		return fmt.Errorf("response %q, want %q", buf[:n], connResponse)
+	}
+	return nil
+}
+
+func (r *runner) connWorkload(ctx context.Context, round int, order []contestant) error {
+	srv, err := startEchoServer()
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	lives, err := r.launchAll(ctx, order, srv.port)
+	defer r.shutdownAll(lives)
+	if err != nil {
+		return err
+	}
+	for _, l := range lives {
+		before, err := l.usage(ctx)
+		if err != nil {
+			r.fail(round, l.c, "conns", err)
+			continue
+		}
+		res := connRate(ctx, l.port, r.cfg.connDialers, r.cfg.connTime)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		after, err := l.usage(ctx)
+		if err != nil {
+			r.fail(round, l.c, "conns", err)
+			continue
+		}
+		if res.Errors > 0 {
+			r.note(fmt.Sprintf("round %d, %s, new connections: %d of %d failed, first: %v", round, l.c.name, res.Errors, res.Errors+res.Conns, res.First))
+		}
+		if res.Conns == 0 {
+			r.fail(round, l.c, "conns", fmt.Errorf("no connection completed: %v", res.First))
+			continue
+		}
+		m := map[string]float64{"conn.rate": res.Rate}
+		cpu := ""
+		if l.c.isForwarder() {
+			m["conn.cpu"] = float64(after.CPU-before.CPU) / float64(time.Microsecond) / float64(res.Conns)
+			cpu = fmt.Sprintf(" cpu=%.0fµs/conn", m["conn.cpu"])
+		}
+		r.record(round, l.c, m)
+		r.progress("conns round %d %-16s %.0f conn/s errors=%d%s", round, l.c.name, res.Rate, res.Errors, cpu)
+	}
+	return nil
+}

@@ -1,0 +1,446 @@
+// Command bench measures the sidecar against direct connections and socat on
+// loopback, in one run, with contestants interleaved and repeated:
+//
+//	go run ./bench            # full run, about 5-8 minutes
+//	go run ./bench -quick     # about 1-2 minutes
+//	go run ./bench -sidecar-env 'epoll:DATA_PATH=epoll' -o bench/RESULTS.md
+//
+// Workloads: MySQL point selects (sysbench, or a Go client), bulk throughput
+// (iperf3, or Go), new connections per second (Go), and the forwarder's
+// memory with idle connections. Progress goes to stderr, the Markdown report
+// to stdout (and -o).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/example/sidecar/internal/testmysql"
+)
+
+type config struct {
+	quick       bool
+	rounds      int
+	mysqlTime   time.Duration
+	threads     []int
+	tableSize   int
+	mysqlClient string // auto | sysbench | go
+	bulkTime    time.Duration
+	bulkTool    string // auto | iperf3 | go
+	connTime    time.Duration
+	connDialers int
+	idleFirst   int
+	idleMax     int // 0: as many as the descriptor limit allows
+	workloads   []string
+	noSocat     bool
+	sidecarPkg  string
+	sidecarBin  string
+	variants    sidecarFlags
+	out         string
+}
+
+var allWorkloads = []string{"mysql", "bulk", "conns", "idle"}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&cfg.quick, "quick", false, "short run (about 1-2 minutes): 2 rounds, 2s per measurement, at most 2000 idle connections; explicit flags still win")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; each round runs every contestant, in rotated order")
+	fs.DurationVar(&cfg.mysqlTime, "mysql-time", 5*time.Second, "duration of each point-select measurement (whole seconds)")
+	threads := fs.String("threads", "1,8,32", "comma-separated MySQL client connection counts")
+	fs.IntVar(&cfg.tableSize, "table-size", 10000, "rows in sbtest1")
+	fs.StringVar(&cfg.mysqlClient, "mysql-client", "auto", "auto (sysbench when on PATH), sysbench or go")
+	fs.DurationVar(&cfg.bulkTime, "bulk-time", 4*time.Second, "duration of each bulk transfer (whole seconds with iperf3)")
+	fs.StringVar(&cfg.bulkTool, "bulk-tool", "auto", "auto (iperf3 when on PATH), iperf3 or go")
+	fs.DurationVar(&cfg.connTime, "conn-time", 4*time.Second, "duration of each new-connections measurement")
+	fs.IntVar(&cfg.connDialers, "conn-dialers", 8, "concurrent dialers for new connections")
+	fs.IntVar(&cfg.idleFirst, "idle", 1000, "idle connections for the first memory reading")
+	fs.IntVar(&cfg.idleMax, "idle-max", 0, "idle connections for the second memory reading (0: as many as the descriptor limit allows)")
+	work := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated subset of "+strings.Join(allWorkloads, ","))
+	fs.BoolVar(&cfg.noSocat, "no-socat", false, "leave socat out even when it is on PATH")
+	fs.StringVar(&cfg.sidecarPkg, "sidecar-pkg", "./sidecar", "package to build the sidecar from (go build -trimpath)")
+	fs.StringVar(&cfg.sidecarBin, "sidecar-bin", "", "use this sidecar binary instead of building -sidecar-pkg")
+	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. epoll:DATA_PATH=epoll")
+	fs.StringVar(&cfg.out, "o", "", "also write the Markdown report to this file")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q: all options are flags (see -h)", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.quick {
+		for name, apply := range map[string]func(){
+			"rounds":     func() { cfg.rounds = 2 },
+			"mysql-time": func() { cfg.mysqlTime = 2 * time.Second },
+			"bulk-time":  func() { cfg.bulkTime = 2 * time.Second },
+			"conn-time":  func() { cfg.connTime = 2 * time.Second },
+			"idle-max":   func() { cfg.idleMax = 2000 },
+		} {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	var errs []error
+	for _, t := range strings.Split(*threads, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(t))
+		if err != nil || n < 1 || n > 1024 {
+			errs = append(errs, fmt.Errorf("-threads %q: %q is not a count between 1 and 1024", *threads, t))
+			continue
+		}
+		cfg.threads = append(cfg.threads, n)
+	}
+	for _, w := range strings.Split(*work, ",") {
+		w = strings.TrimSpace(w)
+		if !slices.Contains(allWorkloads, w) {
+			errs = append(errs, fmt.Errorf("-workloads %q: %q is not one of %s", *work, w, strings.Join(allWorkloads, ", ")))
+			continue
+		}
+		cfg.workloads = append(cfg.workloads, w)
+	}
+	check := func(ok bool, format string, a ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	check(cfg.rounds >= 1 && cfg.rounds <= 20, "-rounds %d: want 1 to 20", cfg.rounds)
+	for name, d := range map[string]time.Duration{"-mysql-time": cfg.mysqlTime, "-bulk-time": cfg.bulkTime, "-conn-time": cfg.connTime} {
+		check(d >= time.Second && d <= 10*time.Minute, "%s %v: want 1s to 10m", name, d)
+	}
+	check(cfg.tableSize >= 100 && cfg.tableSize <= 10_000_000, "-table-size %d: want 100 to 10000000", cfg.tableSize)
+	check(slices.Contains([]string{"auto", "sysbench", "go"}, cfg.mysqlClient), "-mysql-client %q: want auto, sysbench or go", cfg.mysqlClient)
+	check(slices.Contains([]string{"auto", "iperf3", "go"}, cfg.bulkTool), "-bulk-tool %q: want auto, iperf3 or go", cfg.bulkTool)
+	check(cfg.connDialers >= 1 && cfg.connDialers <= 256, "-conn-dialers %d: want 1 to 256", cfg.connDialers)
+	check(cfg.idleFirst >= 1 && cfg.idleFirst <= 100_000, "-idle %d: want 1 to 100000", cfg.idleFirst)
+	check(cfg.idleMax >= 0 && cfg.idleMax <= 1_000_000, "-idle-max %d: want 0 (descriptor limit) up to 1000000", cfg.idleMax)
+	return cfg, errors.Join(errs...)
+}
+
+// runner holds one benchmark run's tools, processes and results.
+type runner struct {
+	cfg         config
+	log         *slog.Logger
+	procs       *procGroup
+	contestants []contestant
+	socatPath   string
+	sysbench    string // the MySQL client used, for the report
+	sysbenchPath,
+	iperfPath string
+	sidecarPath string
+	maxConnEnv  int // MAX_CONNECTIONS given to the sidecar
+	idleMax     int // resolved second idle step
+	nofile      uint64
+	loadStart   string // /proc/loadavg: other work on the machine skews figures
+	loadEnd     string
+	// Share of the machine's CPU that other processes used, per round and
+	// over the run: this machine is shared, and that skews every figure.
+	othersRounds []float64
+	othersRun    float64
+	db           *testmysql.Server
+	res          *results
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills at once
+	}()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(ctx, cfg, log, os.Stdout); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) error {
+	r := &runner{cfg: cfg, log: log, procs: newProcGroup(), res: newResults()}
+	defer r.procs.killAll()
+	start := time.Now()
+
+	if err := r.raiseNoFile(); err != nil {
+		return err
+	}
+	if err := r.findTools(); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "sidecar-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	r.contestants = []contestant{{name: "direct", kind: kindDirect}}
+	if r.socatPath != "" {
+		r.contestants = append(r.contestants, contestant{name: "socat", kind: kindSocat})
+	}
+	r.sidecarPath = cfg.sidecarBin
+	if r.sidecarPath == "" {
+		r.progress("building the sidecar from %s", cfg.sidecarPkg)
+		r.sidecarPath, err = buildSidecar(ctx, cfg.sidecarPkg, tmp)
+		if err != nil {
+			r.note("sidecar left out: " + err.Error())
+			r.log.Warn("sidecar left out", "err", err)
+		}
+	}
+	if r.sidecarPath != "" {
+		r.contestants = append(r.contestants, contestant{name: "sidecar", kind: kindSidecar})
+		r.contestants = append(r.contestants, cfg.variants...)
+	}
+
+	if slices.Contains(cfg.workloads, "mysql") {
+		r.progress("starting a throwaway MariaDB")
+		dbCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		r.db, err = testmysql.StartServer(dbCtx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("start MariaDB (needs mariadb-server): %w", err)
+		}
+		defer r.db.Stop()
+		r.progress("preparing sbtest1 (%d rows) with %s", cfg.tableSize, r.sysbench)
+		if err := r.prepareMySQL(ctx); err != nil {
+			return err
+		}
+	}
+
+	r.loadStart = strings.TrimSpace(readFile("/proc/loadavg"))
+	runSnap, snapErr := takeBusySnapshot()
+	var interrupted error
+rounds:
+	for round := 1; round <= cfg.rounds; round++ {
+		roundSnap, roundErr := takeBusySnapshot()
+		endRound := func() {
+			if end, err := takeBusySnapshot(); err == nil && roundErr == nil {
+				r.othersRounds = append(r.othersRounds, othersShare(roundSnap, end))
+				r.progress("round %d: other processes used %.0f%% of the machine's CPU", round, 100*othersShare(roundSnap, end))
+			}
+		}
+		order := rotate(r.contestants, round-1)
+		r.progress("round %d of %d: order %s", round, cfg.rounds, names(order))
+		for _, w := range cfg.workloads {
+			var err error
+			switch w {
+			case "mysql":
+				err = r.mysqlWorkload(ctx, round, order)
+			case "bulk":
+				err = r.bulkWorkload(ctx, round, order)
+			case "conns":
+				err = r.connWorkload(ctx, round, order)
+			case "idle":
+				if round == 1 {
+					err = r.idleWorkload(ctx, order)
+				}
+			}
+			if ctx.Err() != nil {
+				interrupted = fmt.Errorf("interrupted in round %d, %s workload: %w", round, w, ctx.Err())
+				r.note(interrupted.Error() + ": the figures below are partial")
+				break rounds
+			}
+			if err != nil {
+				r.note(fmt.Sprintf("round %d, %s workload: %v", round, w, err))
+				r.log.Warn("workload failed", "round", round, "workload", w, "err", err)
+			}
+		}
+		endRound()
+	}
+	if end, err := takeBusySnapshot(); err == nil && snapErr == nil {
+		r.othersRun = othersShare(runSnap, end)
+	}
+
+	r.loadEnd = strings.TrimSpace(readFile("/proc/loadavg"))
+	rep := r.report(start, time.Now())
+	if _, err := io.WriteString(stdout, rep); err != nil {
+		return err
+	}
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(rep), 0o644); err != nil {
+			return fmt.Errorf("write -o %s: %w", cfg.out, err)
+		}
+	}
+	if interrupted != nil {
+		return interrupted
+	}
+	r.progress("done in %v", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// raiseNoFile raises the descriptor limit to the hard limit; children
+// (socat, the sidecar) inherit it. The bench holds two descriptors per idle
+// connection (client and server end), as does a forwarder, so the idle
+// workload can reach about half the limit.
+func (r *runner) raiseNoFile() error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("getrlimit NOFILE: %w", err)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raise NOFILE to %d: %w", lim.Max, err)
+	}
+	r.nofile = lim.Cur
+	const reserve = 256 // MariaDB client, iperf3, pipes, the runtime
+	fdCap := 0
+	if lim.Cur > 2*reserve {
+		fdCap = int(min(lim.Cur, 1<<22)-reserve) / 2
+	}
+	r.idleMax = r.cfg.idleMax
+	if r.idleMax == 0 || r.idleMax > fdCap {
+		r.idleMax = fdCap
+	}
+	r.maxConnEnv = max(int(min(lim.Cur, 1<<22)), 1024)
+	r.progress("RLIMIT_NOFILE %d: idle connections up to %d", lim.Cur, r.idleMax)
+	return nil
+}
+
+func (r *runner) findTools() error {
+	if !r.cfg.noSocat {
+		if p, err := exec.LookPath("socat"); err == nil {
+			r.socatPath = p
+		} else {
+			r.note("socat is not on PATH: socat left out, and with it every sidecar/socat ratio")
+		}
+	}
+	switch r.cfg.mysqlClient {
+	case "auto", "sysbench":
+		if p, err := exec.LookPath("sysbench"); err == nil {
+			r.sysbenchPath, r.sysbench = p, "sysbench oltp_point_select"
+		} else if r.cfg.mysqlClient == "sysbench" {
+			return errors.New("-mysql-client sysbench: sysbench is not on PATH (install Debian's sysbench package)")
+		} else {
+			r.note("sysbench is not on PATH: MySQL figures come from the Go client (prepared point select by random id)")
+		}
+	}
+	if r.sysbench == "" {
+		r.sysbench = "Go client (go-sql-driver/mysql, prepared point select by random id)"
+	}
+	switch r.cfg.bulkTool {
+	case "auto", "iperf3":
+		if p, err := exec.LookPath("iperf3"); err == nil {
+			r.iperfPath = p
+		} else if r.cfg.bulkTool == "iperf3" {
+			return errors.New("-bulk-tool iperf3: iperf3 is not on PATH (install Debian's iperf3 package)")
+		} else {
+			r.note("iperf3 is not on PATH: bulk figures come from a Go sender and receiver")
+		}
+	}
+	return nil
+}
+
+func (r *runner) launchAll(ctx context.Context, order []contestant, target int) ([]*live, error) {
+	var lives []*live
+	for _, c := range order {
+		l, err := r.launch(ctx, c, target)
+		if err != nil {
+			if ctx.Err() != nil {
+				return lives, ctx.Err()
+			}
+			r.note(fmt.Sprintf("%s: %v", c.name, err))
+			r.log.Warn("contestant did not start", "contestant", c.name, "err", err)
+			continue
+		}
+		lives = append(lives, l)
+	}
+	return lives, nil
+}
+
+func (r *runner) shutdownAll(lives []*live) {
+	for _, l := range lives {
+		r.shutdown(l)
+	}
+}
+
+func (r *runner) progress(format string, a ...any) {
+	r.log.Info(fmt.Sprintf(format, a...))
+}
+
+func (r *runner) note(s string) { r.res.addNote(s) }
+
+func (r *runner) fail(round int, c contestant, what string, err error) {
+	r.log.Warn("measurement failed", "round", round, "contestant", c.name, "workload", what, "err", err)
+	r.note(fmt.Sprintf("round %d, %s, %s: %v", round, c.name, what, err))
+}
+
+func (r *runner) record(round int, c contestant, m map[string]float64) {
+	r.res.add(c.name, m)
+}
+
+func names(cs []contestant) string {
+	var n []string
+	for _, c := range cs {
+		n = append(n, c.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// results collects every measurement by contestant and metric, one value
+// per round.
+type results struct {
+	mu     sync.Mutex
+	values map[string]map[string][]float64
+	notes  []string
+}
+
+func newResults() *results { return &results{values: map[string]map[string][]float64{}} }
+
+func (r *results) add(contestant string, m map[string]float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.values[contestant] == nil {
+		r.values[contestant] = map[string][]float64{}
+	}
+	for k, v := range m {
+		r.values[contestant][k] = append(r.values[contestant][k], v)
+	}
+}
+
+func (r *results) addNote(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.notes) < 200 && !slices.Contains(r.notes, s) {
+		r.notes = append(r.notes, s)
+	}
+}
+
+// get returns the median over rounds and all values, ok false when absent.
+func (r *results) get(contestant, metric string) (float64, []float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.values[contestant][metric]
+	if len(v) == 0 {
+		return 0, nil, false
+	}
+	return median(v), v, true
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

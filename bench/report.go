@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// metric is one row of the report.
+type metric struct {
+	key       string
+	label     string
+	unit      string
+	higher    bool // higher is better
+	prec      int
+	forwarder bool // only forwarders have it (direct has no process)
+}
+
+// goal is one of the issue's targets, as a ratio against a baseline
+// contestant or as an absolute bound.
+type goal struct {
+	metric  string
+	against string  // "socat", "direct", or "" for an absolute bound
+	atLeast bool    // ratio/value must be >= bound (else <=)
+	bound   float64 // ratio or absolute value
+	text    string
+}
+
+func (r *runner) metrics() []metric {
+	var ms []metric
+	for _, t := range r.cfg.threads {
+		ms = append(ms, metric{key: fmt.Sprintf("mysql.qps.%d", t), label: fmt.Sprintf("MySQL point selects, %d conn", t), unit: "qps", higher: true})
+	}
+	for _, t := range r.cfg.threads {
+		ms = append(ms, metric{key: fmt.Sprintf("mysql.p99.%d", t), label: fmt.Sprintf("MySQL p99 latency, %d conn", t), unit: "ms", prec: 2})
+	}
+	for _, t := range r.cfg.threads {
+		ms = append(ms, metric{key: fmt.Sprintf("mysql.cpu.%d", t), label: fmt.Sprintf("forwarder CPU per query, %d conn", t), unit: "µs", prec: 1, forwarder: true})
+	}
+	ms = append(ms,
+		metric{key: "bulk.gbps", label: "bulk throughput, 1 stream", unit: "Gbit/s", higher: true, prec: 2},
+		metric{key: "bulk.cpu", label: "forwarder CPU per GB moved", unit: "s", prec: 3, forwarder: true},
+		metric{key: "conn.rate", label: fmt.Sprintf("new connections, %d dialers", r.cfg.connDialers), unit: "conn/s", higher: true},
+		metric{key: "conn.cpu", label: "forwarder CPU per new connection", unit: "µs", prec: 1, forwarder: true},
+		metric{key: "idle.rss.0", label: "forwarder RSS, no connections", unit: "MiB", prec: 1, forwarder: true},
+		metric{key: "idle.rss.first", label: fmt.Sprintf("forwarder RSS, %d idle conns", r.cfg.idleFirst), unit: "MiB", prec: 1, forwarder: true},
+		metric{key: "idle.pss.first", label: fmt.Sprintf("forwarder PSS, %d idle conns", r.cfg.idleFirst), unit: "MiB", prec: 1, forwarder: true},
+		metric{key: "idle.fds.first", label: "forwarder descriptors per idle conn", unit: "fds", prec: 2, forwarder: true},
+		metric{key: "idle.n.max", label: fmt.Sprintf("idle conns reached (of %d tried)", r.idleMax), unit: "conns", higher: true, forwarder: true},
+		metric{key: "idle.rss.max", label: "forwarder RSS at that count", unit: "MiB", prec: 1, forwarder: true},
+		metric{key: "idle.pss.max", label: "forwarder PSS at that count", unit: "MiB", prec: 1, forwarder: true},
+	)
+	return ms
+}
+
+func (r *runner) goals() []goal {
+	var gs []goal
+	for _, t := range r.cfg.threads {
+		gs = append(gs, goal{metric: fmt.Sprintf("mysql.qps.%d", t), against: "socat", atLeast: true, bound: 1, text: fmt.Sprintf("MySQL qps ≥ socat at %d conn", t)})
+	}
+	for _, t := range r.cfg.threads {
+		gs = append(gs, goal{metric: fmt.Sprintf("mysql.p99.%d", t), against: "socat", bound: 1, text: fmt.Sprintf("MySQL p99 ≤ socat at %d conn", t)})
+	}
+	for _, t := range r.cfg.threads {
+		gs = append(gs, goal{metric: fmt.Sprintf("mysql.cpu.%d", t), against: "socat", bound: 0.8, text: fmt.Sprintf("CPU per query ≤ 0.8× socat at %d conn", t)})
+	}
+	return append(gs,
+		goal{metric: "bulk.gbps", against: "direct", atLeast: true, bound: 0.6, text: "bulk ≥ 0.6× direct"},
+		goal{metric: "conn.rate", against: "socat", atLeast: true, bound: 3, text: "new connections/s ≥ 3× socat"},
+		goal{metric: "idle.rss.first", atLeast: false, bound: 30, text: fmt.Sprintf("≤ 30 MiB RSS at %d idle conns", r.cfg.idleFirst)},
+	)
+}
+
+// evaluate returns the figure the goal is judged on (a ratio, or the
+// absolute value) and whether it is met; ok false when a figure is missing.
+func (r *runner) evaluate(g goal, sidecar string) (figure float64, met, ok bool) {
+	v, _, ok := r.res.get(sidecar, g.metric)
+	if !ok {
+		return 0, false, false
+	}
+	if g.against != "" {
+		base, _, ok := r.res.get(g.against, g.metric)
+		if !ok || base == 0 {
+			return 0, false, false
+		}
+		v /= base
+	}
+	if g.atLeast {
+		return v, v >= g.bound, true
+	}
+	return v, v <= g.bound, true
+}
+
+func (r *runner) report(start, end time.Time) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("# Sidecar benchmark results\n\n")
+	p("Produced by `%s` on %s, in %v.\n\n", commandLine(), end.UTC().Format("2006-01-02 15:04 UTC"), end.Sub(start).Round(time.Second))
+	p("## Machine\n\n")
+	for _, kv := range r.machine() {
+		p("- %s: %s\n", kv[0], kv[1])
+	}
+	r.reportGoals(p)
+	r.reportAbsolute(p)
+	for _, sc := range r.contestants {
+		if sc.kind == kindSidecar {
+			r.reportRatios(p, sc)
+		}
+	}
+	r.reportMethod(p)
+	r.reportRounds(p)
+	return b.String()
+}
+
+type printf func(format string, a ...any)
+
+// reportGoals is the issue's goals at a glance, one column per sidecar.
+func (r *runner) reportGoals(p printf) {
+	var sidecars []contestant
+	for _, c := range r.contestants {
+		if c.kind == kindSidecar {
+			sidecars = append(sidecars, c)
+		}
+	}
+	if len(sidecars) == 0 {
+		return
+	}
+	p("\n## Goals (issue 5), medians of this run\n\n| goal |")
+	for _, c := range sidecars {
+		p(" %s |", c.name)
+	}
+	p("\n|---|")
+	for range sidecars {
+		p("---|")
+	}
+	p("\n")
+	for _, g := range r.goals() {
+		p("| %s |", g.text)
+		for _, c := range sidecars {
+			p(" %s |", r.verdict(g, c.name))
+		}
+		p("\n")
+	}
+}
+
+// verdict is "met (1.05×)", "**not met** (37.3 MiB)" or "no data".
+func (r *runner) verdict(g goal, sidecar string) string {
+	fig, met, ok := r.evaluate(g, sidecar)
+	if !ok {
+		return "no data"
+	}
+	v := "**not met**"
+	if met {
+		v = "met"
+	}
+	if g.against == "" {
+		return v + fmt.Sprintf(" (%.1f %s)", fig, r.metricByKey(g.metric).unit)
+	}
+	return v + fmt.Sprintf(" (%.2f×)", fig)
+}
+
+func (r *runner) metricByKey(key string) metric {
+	for _, m := range r.metrics() {
+		if m.key == key {
+			return m
+		}
+	}
+	return metric{key: key}
+}
+
+func (r *runner) reportAbsolute(p printf) {
+	p("\n## Absolute figures (median over rounds)\n\n")
+	p("| metric | unit |")
+	for _, c := range r.contestants {
+		p(" %s |", c.name)
+	}
+	p("\n|---|---|")
+	for range r.contestants {
+		p("---:|")
+	}
+	p("\n")
+	for _, m := range r.metrics() {
+		p("| %s | %s |", m.label, m.unit)
+		for _, c := range r.contestants {
+			v, _, ok := r.res.get(c.name, m.key)
+			switch {
+			case ok:
+				p(" %s |", strconv.FormatFloat(v, 'f', m.prec, 64))
+			case m.forwarder && !c.isForwarder():
+				p(" — |")
+			default:
+				p(" n/a |")
+			}
+		}
+		p("\n")
+	}
+}
+
+func (r *runner) reportRatios(p printf, sc contestant) {
+	variant := sc.name != "sidecar"
+	p("\n## %s: ratios and goals\n\n", sc.name)
+	p("Ratio = %s ÷ other, medians. For qps, Gbit/s and conn/s higher is better; for latency, CPU, memory and descriptors lower is better.\n\n", sc.name)
+	p("| metric | %s | ÷ direct | ÷ socat |", sc.name)
+	if variant {
+		p(" ÷ sidecar |")
+	}
+	p(" goal | met? |\n|---|---:|---:|---:|")
+	if variant {
+		p("---:|")
+	}
+	p("---|---|\n")
+	goals := map[string]goal{}
+	for _, g := range r.goals() {
+		goals[g.metric] = g
+	}
+	for _, m := range r.metrics() {
+		v, _, ok := r.res.get(sc.name, m.key)
+		val := "n/a"
+		if ok {
+			val = strconv.FormatFloat(v, 'f', m.prec, 64) + " " + m.unit
+		}
+		p("| %s | %s | %s | %s |", m.label, val, r.ratio(sc.name, "direct", m), r.ratio(sc.name, "socat", m))
+		if variant {
+			p(" %s |", r.ratio(sc.name, "sidecar", m))
+		}
+		if g, isGoal := goals[m.key]; isGoal {
+			p(" %s | %s |\n", g.text, r.verdict(g, sc.name))
+		} else {
+			p(" | |\n")
+		}
+	}
+}
+
+func (r *runner) reportMethod(p printf) {
+	p("\n## Method\n\n")
+	p("- Everything on loopback. Contestants: %s. ", names(r.contestants))
+	p("socat runs as `socat TCP-LISTEN:<port>,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:<target>`; ")
+	p("the sidecar is the real binary (`go build -trimpath ./sidecar`) configured by environment (LOG_LEVEL=warn, MAX_CONNECTIONS=%d)", r.maxConnEnv)
+	for _, c := range r.contestants {
+		if len(c.env) > 0 {
+			p("; %s adds %s", c.name, strings.Join(c.env, " "))
+		}
+	}
+	p(".\n")
+	p("- %d rounds; in each round every workload runs every contestant, the order rotated by one per round. Figures are medians over rounds; per-round values are at the end.\n", r.cfg.rounds)
+	p("- MySQL: %s against a throwaway MariaDB, table of %d rows, %v per measurement at %s connections. qps and p99 as the client reports them.\n",
+		r.sysbench, r.cfg.tableSize, r.cfg.mysqlTime, joinInts(r.cfg.threads))
+	p("- Forwarder CPU: utime+stime+cutime+cstime from /proc/<pid>/stat of the forwarder plus every live descendant, read before and after each measurement once the forwarder has no children left (socat's per-connection children are counted once reaped; any still alive are summed from their own /proc entries). Divided by the queries, bytes or connections of that measurement. Direct has no forwarder.\n")
+	bulkTool := "iperf3, one stream"
+	if r.iperfPath == "" {
+		bulkTool = "a Go sender and receiver, one stream"
+	}
+	p("- Bulk: %s, %v per measurement, receiver's rate.\n", bulkTool, r.cfg.bulkTime)
+	p("- New connections: %d Go dialers for %v against a small Go server; each connection sends a 22-byte request, reads a 38-byte response and the server's close, then closes.\n", r.cfg.connDialers, r.cfg.connTime)
+	p("- Memory: each forwarder fresh, once per run; connections opened 8 at a time, each proven end to end by a 1-byte echo, then idle; read 1 s after the last one opened. RSS sums resident pages over the forwarder and its children (socat's shared pages count once per process); PSS (from smaps_rollup) splits shared pages, so it is the fairer figure for socat. The second step opens as many as RLIMIT_NOFILE allows the bench process (two descriptors per connection): %d; a forwarder that needs more than two descriptors per connection (it inherits the same limit) stops earlier, and the count it reached is reported. Descriptors per connection are counted in /proc/<pid>/fd (summed over socat's children) at the first step.\n", r.idleMax)
+}
+
+func (r *runner) reportRounds(p printf) {
+	p("\n## Per-round values\n\n")
+	p("| metric | contestant | values (in round order) |\n|---|---|---|\n")
+	for _, m := range r.metrics() {
+		for _, c := range r.contestants {
+			if _, vals, ok := r.res.get(c.name, m.key); ok {
+				var s []string
+				for _, v := range vals {
+					s = append(s, strconv.FormatFloat(v, 'f', m.prec, 64))
+				}
+				p("| %s | %s | %s |\n", m.label, c.name, strings.Join(s, ", "))
+			}
+		}
+	}
+	r.res.mu.Lock()
+	notes := append([]string(nil), r.res.notes...)
+	r.res.mu.Unlock()
+	if len(notes) > 0 {
+		p("\n## Notes\n\n")
+		for _, n := range notes {
+			p("- %s\n", strings.ReplaceAll(n, "\n", " "))
+		}
+	}
+}
+
+// ratio formats a/b for metric m, or "—" where it has no meaning.
+func (r *runner) ratio(a, b string, m metric) string {
+	if m.forwarder && b == "direct" {
+		return "—"
+	}
+	va, _, okA := r.res.get(a, m.key)
+	vb, _, okB := r.res.get(b, m.key)
+	if !okA || !okB || vb == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", va/vb)
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, "/")
+}
+
+func commandLine() string {
+	parts := []string{"go run ./bench"}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " '\"$`\\*?") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// machine describes where the run happened.
+func (r *runner) machine() [][2]string {
+	out := [][2]string{
+		{"CPU", cpuModel("/proc/cpuinfo")},
+		{"cores", strconv.Itoa(runtime.NumCPU())},
+		{"kernel", strings.TrimSpace(readFile("/proc/sys/kernel/osrelease"))},
+		{"Go", runtime.Version() + " (bench and sidecar build)"},
+		{"RLIMIT_NOFILE", strconv.FormatUint(r.nofile, 10)},
+		{"load average (1/5/15 min) at start, end", fmt.Sprintf("%s; %s", loadFields(r.loadStart), loadFields(r.loadEnd))},
+		{"CPU used by other processes during the run", r.othersText()},
+	}
+	if r.socatPath != "" {
+		out = append(out, [2]string{"socat", toolVersion(r.socatPath, "-V", "socat version")})
+	}
+	if r.sysbenchPath != "" {
+		out = append(out, [2]string{"sysbench", toolVersion(r.sysbenchPath, "--version", "sysbench")})
+	}
+	if r.iperfPath != "" {
+		out = append(out, [2]string{"iperf3", toolVersion(r.iperfPath, "--version", "iperf")})
+	}
+	if p, err := exec.LookPath("mariadbd"); err == nil {
+		out = append(out, [2]string{"MariaDB", toolVersion(p, "--version", "")})
+	} else if _, err := os.Stat("/usr/sbin/mariadbd"); err == nil {
+		out = append(out, [2]string{"MariaDB", toolVersion("/usr/sbin/mariadbd", "--version", "")})
+	}
+	if rev := gitRevision(); rev != "" {
+		out = append(out, [2]string{"repository", rev})
+	}
+	return out
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// cpuModel returns "model name" from /proc/cpuinfo.
+func cpuModel(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// toolVersion runs "bin flag" and returns the first line containing prefix.
+func toolVersion(bin, flag, prefix string) string {
+	out, err := exec.Command(bin, flag).CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return "unknown (" + err.Error() + ")"
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, prefix) && strings.TrimSpace(l) != "" {
+			return strings.TrimSpace(l)
+		}
+	}
+	return "unknown"
+}
+
+func gitRevision() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// loadFields keeps the three load averages of a /proc/loadavg line.
+func loadFields(s string) string {
+	f := strings.Fields(s)
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func (r *runner) othersText() string {
+	var per []string
+	for _, o := range r.othersRounds {
+		per = append(per, fmt.Sprintf("%.0f%%", 100*o))
+	}
+	return fmt.Sprintf("%.0f%% of the machine (per round: %s); figures from a busy machine are lower and noisier", 100*r.othersRun, strings.Join(per, ", "))
+}
