@@ -43,8 +43,13 @@ func endToEnd(t *testing.T, srv *testmysql.Server, dataPath string) {
 	}
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
-	if want := `"msg":"data path","data_path":"` + dataPath + `"`; !strings.Contains(p.stderr.String(), want) {
-		t.Fatalf("DATA_PATH=%s: no %s log line:\n%s", dataPath, want, p.stderr.String())
+	// stderr reaches the buffer through a copying goroutine: wait for the line.
+	want := `"msg":"data path","data_path":"` + dataPath + `"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.stderr.String(), want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("DATA_PATH=%s: no %s log line:\n%s", dataPath, want, p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	via := net.JoinHostPort("127.0.0.1", listen)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
