@@ -317,8 +317,8 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 		if n := s.active.Add(1); n > int64(s.cfg.MaxConnections) {
 			s.active.Add(-1)
 			f.stats.rejected.Add(1)
-			_ = tc.Close()
 			f.logRejected(s.log, tc, s.cfg.MaxConnections)
+			_ = tc.Close()
 			continue
 		}
 		s.conns.Add(1)
@@ -363,10 +363,6 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 			reason = closeDrainDeadline
 		}
 	}
-	f.stats.bytesToUpstream.Add(uint64(res.ToUpstream))
-	f.stats.bytesToClient.Add(uint64(res.ToClient))
-	f.stats.closed(reason)
-
 	level := slog.LevelDebug
 	switch reason {
 	case string(relay.ReasonUpstreamError):
@@ -380,6 +376,10 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		attrs = append(attrs, "err", res.Err.Error())
 	}
 	s.log.Log(context.Background(), level, "connection closed", attrs...)
+	// Counted after the log line, so whoever sees the counter sees the line.
+	f.stats.bytesToUpstream.Add(uint64(res.ToUpstream))
+	f.stats.bytesToClient.Add(uint64(res.ToClient))
+	f.stats.closed(reason)
 }
 
 // Close reasons beyond relay.Reason, as they appear in logs and metrics.

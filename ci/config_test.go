@@ -1,0 +1,106 @@
+package ci
+
+import (
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"dagger.io/dagger"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	dir := t.TempDir()
+	c, err := LoadConfig(dir, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Dir:              dir,
+		Platforms:        []dagger.Platform{"linux/amd64", "linux/arm64"},
+		HostPlatform:     dagger.Platform("linux/" + runtime.GOARCH),
+		SizeBudget:       50_000_000,
+		LocalImage:       "sidecar:latest",
+		MySQLImage:       "mysql:8.4",
+		Repository:       "sidecar",
+		CreateRepository: true,
+		ScanOnPush:       true,
+		ImmutableTags:    true,
+		UnitTests:        true,
+	}
+	if c.Dir != want.Dir || !slices.Equal(c.Platforms, want.Platforms) || c.HostPlatform != want.HostPlatform ||
+		c.SizeBudget != want.SizeBudget || c.LocalImage != want.LocalImage || c.OCITarball != "" ||
+		c.GoImage != "" || c.RuntimeImage != "" || c.MySQLImage != want.MySQLImage || c.Repository != want.Repository ||
+		c.CreateRepository != want.CreateRepository || c.ScanOnPush != want.ScanOnPush || c.ImmutableTags != want.ImmutableTags || c.PushLatest || !c.UnitTests {
+		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+	// Every documented variable has a documented default.
+	for _, v := range Vars() {
+		if v.Name == "" || v.Default == "" || v.Help == "" {
+			t.Errorf("undocumented variable %+v", v)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+		bad   []string // each must appear in the error, one problem per line
+	}{
+		{name: "overrides", env: map[string]string{
+			"PLATFORMS": " linux/" + runtime.GOARCH + " ", "SIZE_BUDGET": "48MiB", "LOCAL_IMAGE": "none",
+			"OCI_TARBALL": filepath.Join(dir, "img.tar"), "GO_IMAGE": "123.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/golang:1.26-alpine",
+			"RUNTIME_IMAGE": "mirror.example/alpine:3.22", "MYSQL_IMAGE": "mariadb:11", "ECR_REPOSITORY": "team/sidecar",
+			"ECR_CREATE_REPOSITORY": "false", "ECR_SCAN_ON_PUSH": "0", "ECR_IMMUTABLE_TAGS": "FALSE", "PUSH_LATEST": "1", "UNIT_TESTS": "false",
+		}, check: func(t *testing.T, c Config) {
+			if len(c.Platforms) != 1 || c.SizeBudget != 48<<20 || c.LocalImage != "" || c.OCITarball != filepath.Join(dir, "img.tar") ||
+				!strings.HasSuffix(c.GoImage, "golang:1.26-alpine") || c.RuntimeImage != "mirror.example/alpine:3.22" || c.MySQLImage != "mariadb:11" ||
+				c.Repository != "team/sidecar" || c.CreateRepository || c.ScanOnPush || c.ImmutableTags || !c.PushLatest || c.UnitTests {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "empty values mean default", env: map[string]string{"SIZE_BUDGET": "", "ECR_REPOSITORY": "  "}, check: func(t *testing.T, c Config) {
+			if c.SizeBudget != 50_000_000 || c.Repository != "sidecar" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "unknown platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,windows/amd64"},
+			bad: []string{`PLATFORMS="linux/amd64,linux/arm64,windows/amd64": platform "windows/amd64" is not one of linux/amd64, linux/arm64`}},
+		{name: "duplicate platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,linux/amd64"}, bad: []string{"listed twice"}},
+		{name: "bad size", env: map[string]string{"SIZE_BUDGET": "50 elephants"}, bad: []string{`SIZE_BUDGET="50 elephants"`, "50MB"}},
+		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
+		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
+		{name: "bad image", env: map[string]string{"MYSQL_IMAGE": "mysql 8.4"}, bad: []string{`MYSQL_IMAGE="mysql 8.4"`}},
+		{name: "tarball in missing directory", env: map[string]string{"OCI_TARBALL": "/nonexistent/dir/x.tar"}, bad: []string{"OCI_TARBALL", "existing directory"}},
+		{name: "all problems at once", env: map[string]string{
+			"SIZE_BUDGET": "big", "ECR_IMMUTABLE_TAGS": "maybe", "GO_IMAGE": "has space", "LOCAL_IMAGE": "bad name!",
+		}, bad: []string{"SIZE_BUDGET", "ECR_IMMUTABLE_TAGS", "GO_IMAGE", "LOCAL_IMAGE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadConfig(dir, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if len(tc.bad) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, c)
+				return
+			}
+			if !IsConfigError(err) {
+				t.Fatalf("err = %v, want a ConfigError", err)
+			}
+			for _, b := range tc.bad {
+				if !strings.Contains(err.Error(), b) {
+					t.Errorf("error does not mention %q:\n%v", b, err)
+				}
+			}
+			problems := strings.Count(err.Error(), "\n  - ")
+			if tc.name == "all problems at once" && problems != 4 {
+				t.Errorf("%d problem lines, want 4:\n%v", problems, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,419 @@
+// Package daggertest is a recording Dagger session for tests of code that
+// drives the Dagger Go SDK. No engine can run on our CI machines, so the
+// test serves the session endpoint itself: Start sets DAGGER_SESSION_PORT
+// and DAGGER_SESSION_TOKEN (as `dagger run` does), the SDK then POSTs each
+// lazy chain as one GraphQL query to /query, and the server parses it with
+// gqlparser, answers the leaf fields, and records the chain. Tests assert
+// on what the pipeline asked the engine to do, in order.
+//
+// IDs: every object passed as an argument is first resolved by an `id`
+// query; the server remembers which chain produced each ID so assertions
+// can follow an argument back to what it is (Resolve, Query.Expand).
+package daggertest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+)
+
+// Call is one field selection in a chain with its arguments.
+type Call struct {
+	Field string
+	Args  map[string]any
+}
+
+// Arg returns the argument as a string ("" when absent or not a string).
+func (c Call) Arg(name string) string {
+	s, _ := c.Args[name].(string)
+	return s
+}
+
+// Query is one recorded request: the chain from the root to the leaf.
+type Query struct {
+	Seq   int
+	Text  string
+	Chain []Call
+}
+
+// Leaf is the last field of the chain (what was asked for).
+func (q Query) Leaf() Call { return q.Chain[len(q.Chain)-1] }
+
+// Find returns the first call of field in the chain.
+func (q Query) Find(field string) (Call, bool) {
+	for _, c := range q.Chain {
+		if c.Field == field {
+			return c, true
+		}
+	}
+	return Call{}, false
+}
+
+// FindAll returns every call of field in the chain, in order.
+func (q Query) FindAll(field string) []Call {
+	var out []Call
+	for _, c := range q.Chain {
+		if c.Field == field {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Has reports whether field appears anywhere in the chain.
+func (q Query) Has(field string) bool {
+	_, ok := q.Find(field)
+	return ok
+}
+
+// String renders the chain as field(arg:value).field(...), arguments
+// sorted, values as JSON.
+func (q Query) String() string {
+	parts := make([]string, len(q.Chain))
+	for i, c := range q.Chain {
+		parts[i] = c.String()
+	}
+	return strings.Join(parts, ".")
+}
+
+func (c Call) String() string {
+	if len(c.Args) == 0 {
+		return c.Field
+	}
+	names := make([]string, 0, len(c.Args))
+	for n := range c.Args {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	args := make([]string, len(names))
+	for i, n := range names {
+		args[i] = n + ":" + formatValue(c.Args[n])
+	}
+	return c.Field + "(" + strings.Join(args, ", ") + ")"
+}
+
+// expanded is an ID argument replaced by its chain; printed as is.
+type expanded string
+
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case expanded:
+		return string(x)
+	case string:
+		return strconv.Quote(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = formatValue(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + ":" + formatValue(x[k])
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// Handler answers a leaf field. It returns the JSON value for the leaf, or
+// an error to fail the whole query (use ExecFailure for a failed exec).
+type Handler func(q Query) (any, error)
+
+// Server is the recording session. Its methods are safe for concurrent use
+// (the SDK resolves argument IDs in parallel).
+type Server struct {
+	Token string
+
+	mu       sync.Mutex
+	queries  []Query
+	ids      map[string]Query
+	handlers map[string]Handler
+	observer func(Query)
+}
+
+// Start serves a session on 127.0.0.1 until the test ends and points the
+// SDK at it through DAGGER_SESSION_PORT/DAGGER_SESSION_TOKEN (restored
+// after the test).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("daggertest: listen: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	t.Setenv("DAGGER_SESSION_PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	t.Setenv("DAGGER_SESSION_TOKEN", s.Token)
+	return s
+}
+
+// Handle overrides the answer for leaf field (e.g. "stdout", "size").
+func (s *Server) Handle(field string, h Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handlers[field] = h
+}
+
+// Observe calls fn for every query as it arrives (before it is answered),
+// e.g. to check what else has happened by then.
+func (s *Server) Observe(fn func(Query)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observer = fn
+}
+
+// Queries returns the recorded queries in arrival order.
+func (s *Server) Queries() []Query {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.queries)
+}
+
+// Select returns the recorded queries for which keep is true.
+func (s *Server) Select(keep func(Query) bool) []Query {
+	var out []Query
+	for _, q := range s.Queries() {
+		if keep(q) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// Resolve returns the chain that produced an ID.
+func (s *Server) Resolve(id string) (Query, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, ok := s.ids[id]
+	return q, ok
+}
+
+// Expand renders q with every ID argument replaced by the chain that
+// produced it, in braces: publish(platformVariants:[{host.directory...}]).
+func (s *Server) Expand(q Query) string {
+	parts := make([]string, len(q.Chain))
+	for i, c := range q.Chain {
+		ex := Call{Field: c.Field, Args: map[string]any{}}
+		for k, v := range c.Args {
+			ex.Args[k] = s.expandValue(v)
+		}
+		parts[i] = ex.String()
+	}
+	return strings.Join(parts, ".")
+}
+
+func (s *Server) expandValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		if q, ok := s.Resolve(x); ok {
+			return expanded("{" + s.Expand(q) + "}")
+		}
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = s.expandValue(e)
+		}
+		return out
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			out[k] = s.expandValue(e)
+		}
+		return out
+	}
+	return v
+}
+
+// Text returns every recorded query's raw GraphQL, one per line: what a
+// secret must never appear in.
+func (s *Server) Text() string {
+	var b strings.Builder
+	for _, q := range s.Queries() {
+		b.WriteString(q.Text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// gqlError is a GraphQL error as the engine reports it.
+type gqlError struct {
+	Message    string         `json:"message"`
+	Path       []string       `json:"path,omitempty"`
+	Extensions map[string]any `json:"extensions,omitempty"`
+}
+
+func (e *gqlError) Error() string { return e.Message }
+
+// ExecFailure is the error the engine returns when a withExec exits
+// non-zero; the SDK turns it into *dagger.ExecError.
+func ExecFailure(cmd []string, exitCode int, stdout, stderr string) error {
+	args := make([]any, len(cmd))
+	for i, c := range cmd {
+		args[i] = c
+	}
+	return &gqlError{
+		Message: fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(cmd, " "), exitCode),
+		Extensions: map[string]any{
+			"_type": "EXEC_ERROR", "cmd": args, "exitCode": exitCode, "stdout": stdout, "stderr": stderr,
+		},
+	}
+}
+
+// Failure is a plain engine error (e.g. a failed build).
+func Failure(msg string) error { return &gqlError{Message: msg} }
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	user, _, _ := r.BasicAuth()
+	if r.URL.Path != "/query" || r.Method != http.MethodPost || user != s.Token {
+		http.Error(w, "daggertest: want POST /query with the session token", http.StatusUnauthorized)
+		return
+	}
+	var req struct {
+		Query     string         `json:"query"`
+		Variables map[string]any `json:"variables"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	doc, err := parser.ParseQuery(&ast.Source{Input: req.Query})
+	if err != nil {
+		writeJSON(w, map[string]any{"errors": []any{&gqlError{Message: "daggertest: parse: " + err.Error()}}})
+		return
+	}
+	if len(doc.Operations) != 1 {
+		writeJSON(w, map[string]any{"errors": []any{&gqlError{Message: "daggertest: want one operation"}}})
+		return
+	}
+	data, err := s.answer(req.Query, doc.Operations[0].SelectionSet, nil, req.Variables)
+	if err != nil {
+		ge, ok := err.(*gqlError)
+		if !ok {
+			ge = &gqlError{Message: err.Error()}
+		}
+		writeJSON(w, map[string]any{"data": nil, "errors": []any{ge}})
+		return
+	}
+	writeJSON(w, map[string]any{"data": data})
+}
+
+// answer builds the response object for a selection set, recording a
+// query for every leaf reached.
+func (s *Server) answer(text string, set ast.SelectionSet, chain []Call, vars map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	for _, sel := range set {
+		switch x := sel.(type) {
+		case *ast.InlineFragment: // node(id:){... on Container{...}}: same level
+			sub, err := s.answer(text, x.SelectionSet, chain, vars)
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range sub {
+				out[k] = v
+			}
+		case *ast.Field:
+			call := Call{Field: x.Name, Args: map[string]any{}}
+			for _, a := range x.Arguments {
+				v, err := a.Value.Value(vars)
+				if err != nil {
+					return nil, fmt.Errorf("daggertest: argument %s: %w", a.Name, err)
+				}
+				call.Args[a.Name] = v
+			}
+			next := append(slices.Clone(chain), call)
+			key := x.Alias
+			if key == "" {
+				key = x.Name
+			}
+			if len(x.SelectionSet) > 0 {
+				sub, err := s.answer(text, x.SelectionSet, next, vars)
+				if err != nil {
+					return nil, err
+				}
+				out[key] = sub
+				continue
+			}
+			v, err := s.leaf(text, next)
+			if err != nil {
+				return nil, err
+			}
+			out[key] = v
+		default:
+			return nil, fmt.Errorf("daggertest: unsupported selection %T", sel)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) leaf(text string, chain []Call) (any, error) {
+	s.mu.Lock()
+	q := Query{Seq: len(s.queries), Text: text, Chain: chain}
+	s.queries = append(s.queries, q)
+	h := s.handlers[q.Leaf().Field]
+	obs := s.observer
+	s.mu.Unlock()
+	if obs != nil {
+		obs(q)
+	}
+	if h != nil {
+		return h(q)
+	}
+	return s.defaultAnswer(q)
+}
+
+func (s *Server) defaultAnswer(q Query) (any, error) {
+	leaf := q.Leaf()
+	switch leaf.Field {
+	case "id", "sync", "start", "stop":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		id := fmt.Sprintf("daggertest-id-%d", len(s.ids)+1)
+		s.ids[id] = Query{Seq: q.Seq, Text: q.Text, Chain: q.Chain[:len(q.Chain)-1]}
+		return id, nil
+	case "publish":
+		addr := leaf.Arg("address")
+		sum := sha256.Sum256([]byte(s.Expand(q)))
+		return addr + "@sha256:" + hex.EncodeToString(sum[:]), nil
+	case "export":
+		return leaf.Arg("path"), nil
+	case "stdout", "stderr", "combinedOutput", "contents":
+		return "", nil
+	case "exitCode", "size":
+		return 0, nil
+	case "defaultPlatform":
+		return "linux/amd64", nil
+	case "version":
+		return "v0.21.8", nil
+	}
+	return nil, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

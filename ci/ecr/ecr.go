@@ -1,0 +1,312 @@
+// Package ecr is the pipeline's side of Amazon ECR: the preflight that runs
+// before any build (region, credentials, registry login, repository), the
+// lookup of tags already in the repository, and the push decision.
+//
+// The API endpoint follows the SDK's usual configuration, so
+// AWS_ENDPOINT_URL_ECR (or AWS_ENDPOINT_URL) points it elsewhere; the push
+// host is the repository URI ECR returns.
+package ecr
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
+)
+
+// Options configures the preflight.
+type Options struct {
+	Repository    string // repository name, e.g. "sidecar"
+	Create        bool   // create the repository when missing
+	ScanOnPush    bool   // for a created repository
+	ImmutableTags bool   // for a created repository
+	// BaseEndpoint overrides the ECR API endpoint (tests); empty means the
+	// SDK's resolution, which honours AWS_ENDPOINT_URL_ECR.
+	BaseEndpoint string
+	// CredentialsTimeout bounds the credential chain (which may probe the
+	// EC2 metadata service); default 15s.
+	CredentialsTimeout time.Duration
+}
+
+// Registry is a logged-in ECR repository. Its password is kept out of
+// String and fmt verbs.
+type Registry struct {
+	client     *ecr.Client
+	Region     string
+	Repository string // name
+	URI        string // host/name, where images are pushed
+	Host       string // registry host for WithRegistryAuth
+	Username   string
+	password   string
+	Immutable  bool // the repository's actual tag mutability
+	Created    bool // this preflight created the repository
+	ExpiresAt  time.Time
+}
+
+// Password is the registry password from GetAuthorizationToken. Pass it to
+// the engine as a secret; never print it.
+func (r *Registry) Password() string { return r.password }
+
+// String describes the registry without secrets.
+func (r *Registry) String() string {
+	mut := "mutable tags"
+	if r.Immutable {
+		mut = "immutable tags"
+	}
+	return fmt.Sprintf("%s (%s, %s)", r.URI, r.Region, mut)
+}
+
+// GoString keeps %#v from printing the password.
+func (r *Registry) GoString() string { return "ecr.Registry{" + r.String() + "}" }
+
+// Ref is the image reference for tag.
+func (r *Registry) Ref(tag string) string { return r.URI + ":" + tag }
+
+var repoRE = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+
+// ValidRepositoryName reports whether name is an ECR repository name.
+func ValidRepositoryName(name string) bool {
+	return len(name) >= 2 && len(name) <= 256 && repoRE.MatchString(name)
+}
+
+// PreflightError lists everything missing from the AWS setup at once.
+type PreflightError struct{ Problems []string }
+
+func (e *PreflightError) Error() string {
+	return "AWS preflight failed (nothing was built or pushed):\n  - " + strings.Join(e.Problems, "\n  - ")
+}
+
+// Preflight checks region and credentials, logs in to ECR and ensures the
+// repository exists. It fails fast and names what is missing.
+func Preflight(ctx context.Context, opts Options) (*Registry, error) {
+	if !ValidRepositoryName(opts.Repository) {
+		return nil, fmt.Errorf("ECR_REPOSITORY=%q is not a valid repository name (lowercase letters, digits, . _ - and / separators, 2-256 characters)", opts.Repository)
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
+	}
+	var problems []string
+	if cfg.Region == "" {
+		problems = append(problems, "AWS region is not set: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS_PROFILE)")
+	}
+	timeout := opts.CredentialsTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	credCtx, cancel := context.WithTimeout(ctx, timeout)
+	_, err = cfg.Credentials.Retrieve(credCtx)
+	cancel()
+	if err != nil {
+		problems = append(problems, "AWS credentials not found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "+
+			"or run with a role (GitHub Actions: aws-actions/configure-aws-credentials) — "+firstLine(err))
+	}
+	if len(problems) > 0 {
+		return nil, &PreflightError{Problems: problems}
+	}
+
+	client := ecr.NewFromConfig(cfg, func(o *ecr.Options) {
+		if opts.BaseEndpoint != "" {
+			o.BaseEndpoint = aws.String(opts.BaseEndpoint)
+		}
+	})
+	reg := &Registry{client: client, Region: cfg.Region, Repository: opts.Repository}
+	if err := reg.login(ctx); err != nil {
+		return nil, err
+	}
+	if err := reg.ensure(ctx, opts); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+func (r *Registry) login(ctx context.Context) error {
+	out, err := r.client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	if err != nil {
+		return fmt.Errorf("ECR login (ecr:GetAuthorizationToken) in %s: %w", r.Region, err)
+	}
+	if len(out.AuthorizationData) == 0 || out.AuthorizationData[0].AuthorizationToken == nil {
+		return errors.New("ECR login: GetAuthorizationToken returned no authorization data")
+	}
+	ad := out.AuthorizationData[0]
+	raw, err := base64.StdEncoding.DecodeString(aws.ToString(ad.AuthorizationToken))
+	if err != nil {
+		return errors.New("ECR login: authorization token is not base64") // the token itself stays out of the error
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || user == "" || pass == "" {
+		return errors.New("ECR login: authorization token is not user:password")
+	}
+	r.Username, r.password = user, pass
+	r.Host = hostOf(aws.ToString(ad.ProxyEndpoint))
+	if ad.ExpiresAt != nil {
+		r.ExpiresAt = *ad.ExpiresAt
+	}
+	return nil
+}
+
+func (r *Registry) ensure(ctx context.Context, opts Options) error {
+	repo, err := r.describe(ctx)
+	var nf *types.RepositoryNotFoundException
+	switch {
+	case errors.As(err, &nf):
+		if !opts.Create {
+			return fmt.Errorf("ECR repository %q does not exist in %s and ECR_CREATE_REPOSITORY=false: create it or allow creation", r.Repository, r.Region)
+		}
+		repo, err = r.create(ctx, opts)
+		if err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	r.URI = aws.ToString(repo.RepositoryUri)
+	if r.URI == "" {
+		r.URI = r.Host + "/" + r.Repository
+	}
+	if r.Host == "" {
+		r.Host, _, _ = strings.Cut(r.URI, "/")
+	}
+	r.Immutable = strings.HasPrefix(string(repo.ImageTagMutability), string(types.ImageTagMutabilityImmutable))
+	return nil
+}
+
+func (r *Registry) describe(ctx context.Context) (types.Repository, error) {
+	out, err := r.client.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{RepositoryNames: []string{r.Repository}})
+	if err != nil {
+		var nf *types.RepositoryNotFoundException
+		if errors.As(err, &nf) {
+			return types.Repository{}, err
+		}
+		return types.Repository{}, fmt.Errorf("ecr:DescribeRepositories for %q: %w", r.Repository, err)
+	}
+	if len(out.Repositories) == 0 {
+		return types.Repository{}, &types.RepositoryNotFoundException{Message: aws.String("empty DescribeRepositories result")}
+	}
+	return out.Repositories[0], nil
+}
+
+func (r *Registry) create(ctx context.Context, opts Options) (types.Repository, error) {
+	mut := types.ImageTagMutabilityMutable
+	if opts.ImmutableTags {
+		mut = types.ImageTagMutabilityImmutable
+	}
+	out, err := r.client.CreateRepository(ctx, &ecr.CreateRepositoryInput{
+		RepositoryName:             aws.String(r.Repository),
+		ImageScanningConfiguration: &types.ImageScanningConfiguration{ScanOnPush: opts.ScanOnPush},
+		ImageTagMutability:         mut,
+	})
+	var exists *types.RepositoryAlreadyExistsException
+	switch {
+	case errors.As(err, &exists):
+		// Another run created it between our describe and create: use theirs.
+		return r.describe(ctx)
+	case err != nil:
+		return types.Repository{}, fmt.Errorf("ecr:CreateRepository %q: %w", r.Repository, err)
+	}
+	r.Created = true
+	return *out.Repository, nil
+}
+
+// manifestTypes are the media types BatchGetImage may return; listing
+// them keeps ECR from refusing an OCI index.
+func manifestTypes() []string {
+	return []string{
+		"application/vnd.oci.image.index.v1+json",
+		"application/vnd.oci.image.manifest.v1+json",
+		"application/vnd.docker.distribution.manifest.list.v2+json",
+		"application/vnd.docker.distribution.manifest.v2+json",
+	}
+}
+
+// Lookup returns the digest each of tags points at in the repository;
+// tags that do not exist are absent from the map.
+func (r *Registry) Lookup(ctx context.Context, tags []string) (map[string]string, error) {
+	ids := make([]types.ImageIdentifier, len(tags))
+	for i, t := range tags {
+		ids[i] = types.ImageIdentifier{ImageTag: aws.String(t)}
+	}
+	out, err := r.client.BatchGetImage(ctx, &ecr.BatchGetImageInput{
+		RepositoryName: aws.String(r.Repository), ImageIds: ids, AcceptedMediaTypes: manifestTypes(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ecr:BatchGetImage for tags %v in %q: %w", tags, r.Repository, err)
+	}
+	found := map[string]string{}
+	for _, img := range out.Images {
+		if img.ImageId != nil && img.ImageId.ImageTag != nil {
+			found[*img.ImageId.ImageTag] = aws.ToString(img.ImageId.ImageDigest)
+		}
+	}
+	for _, f := range out.Failures {
+		switch f.FailureCode {
+		case types.ImageFailureCodeImageNotFound, types.ImageFailureCodeImageTagDoesNotMatchDigest:
+			// absent: the tag is free
+		default:
+			tag := ""
+			if f.ImageId != nil {
+				tag = aws.ToString(f.ImageId.ImageTag)
+			}
+			return nil, fmt.Errorf("ecr:BatchGetImage tag %q in %q: %s: %s", tag, r.Repository, f.FailureCode, aws.ToString(f.FailureReason))
+		}
+	}
+	return found, nil
+}
+
+func hostOf(endpoint string) string {
+	h := endpoint
+	if i := strings.Index(h, "://"); i >= 0 {
+		h = h[i+3:]
+	}
+	h, _, _ = strings.Cut(h, "/")
+	return h
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// Retag points tag at the image already in the repository with digest,
+// without pushing anything: ECR's PutImage with that image's manifest.
+// Used to release (tag v1.2.3) the image a commit was already pushed as.
+func (r *Registry) Retag(ctx context.Context, digest, tag string) error {
+	out, err := r.client.BatchGetImage(ctx, &ecr.BatchGetImageInput{
+		RepositoryName:     aws.String(r.Repository),
+		ImageIds:           []types.ImageIdentifier{{ImageDigest: aws.String(digest)}},
+		AcceptedMediaTypes: manifestTypes(),
+	})
+	if err != nil {
+		return fmt.Errorf("ecr:BatchGetImage %s in %q: %w", digest, r.Repository, err)
+	}
+	if len(out.Images) == 0 || out.Images[0].ImageManifest == nil {
+		return fmt.Errorf("ecr:BatchGetImage: image %s not found in %q", digest, r.Repository)
+	}
+	img := out.Images[0]
+	_, err = r.client.PutImage(ctx, &ecr.PutImageInput{
+		RepositoryName:         aws.String(r.Repository),
+		ImageManifest:          img.ImageManifest,
+		ImageManifestMediaType: img.ImageManifestMediaType,
+		ImageDigest:            aws.String(digest),
+		ImageTag:               aws.String(tag),
+	})
+	var already *types.ImageAlreadyExistsException
+	switch {
+	case errors.As(err, &already):
+		return nil // the tag already names this image
+	case err != nil:
+		return fmt.Errorf("ecr:PutImage tag %q on %s in %q: %w", tag, digest, r.Repository, err)
+	}
+	return nil
+}

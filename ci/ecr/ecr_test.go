@@ -1,0 +1,337 @@
+package ecr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/ecr/ecrtest"
+)
+
+func ctx(t *testing.T) context.Context {
+	// Safety net only: every call here is loopback and answers at once.
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func defaults() ecr.Options {
+	return ecr.Options{Repository: "sidecar", Create: true, ScanOnPush: true, ImmutableTags: true}
+}
+
+func TestPreflightNamesWhatIsMissing(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		region     string
+		creds      bool
+		want, not_ []string
+	}{
+		{name: "no region", creds: true, want: []string{"AWS region is not set", "AWS_REGION"}, not_: []string{"credentials"}},
+		{name: "no credentials", region: "eu-west-1", want: []string{"AWS credentials not found", "AWS_ACCESS_KEY_ID"}, not_: []string{"region is not set"}},
+		{name: "neither", want: []string{"AWS region is not set", "AWS credentials not found"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := ecrtest.Start(t, "eu-west-1")
+			ecrtest.Isolate(t)
+			t.Setenv("AWS_ENDPOINT_URL_ECR", srv.URL)
+			t.Setenv("AWS_REGION", tc.region)
+			if tc.creds {
+				t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
+			}
+			_, err := ecr.Preflight(ctx(t), defaults())
+			var pe *ecr.PreflightError
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v, want a PreflightError", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+			for _, n := range tc.not_ {
+				if strings.Contains(err.Error(), n) {
+					t.Errorf("error wrongly mentions %q:\n%v", n, err)
+				}
+			}
+			if ops := srv.Operations(); len(ops) != 0 {
+				t.Errorf("ECR was called before the preflight passed: %v", ops)
+			}
+		})
+	}
+}
+
+func TestPreflightEnsuresRepository(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		existing      *bool // nil: absent; else existing with this immutability
+		race          bool
+		opts          func(*ecr.Options)
+		wantOps       []string
+		wantImmutable bool
+		wantScan      bool
+		wantCreated   bool
+	}{
+		{
+			name:          "created with scan on push and immutable tags",
+			wantOps:       []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"},
+			wantImmutable: true, wantScan: true, wantCreated: true,
+		},
+		{
+			name:        "created with opt-outs",
+			opts:        func(o *ecr.Options) { o.ImmutableTags, o.ScanOnPush = false, false },
+			wantOps:     []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"},
+			wantCreated: true,
+		},
+		{
+			name:     "existing mutable repository is used as it is",
+			existing: ptr(false),
+			wantOps:  []string{"GetAuthorizationToken", "DescribeRepositories"},
+		},
+		{
+			name:          "existing immutable repository",
+			existing:      ptr(true),
+			wantOps:       []string{"GetAuthorizationToken", "DescribeRepositories"},
+			wantImmutable: true,
+		},
+		{
+			name:          "lost creation race to another run",
+			race:          true,
+			wantOps:       []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository", "DescribeRepositories"},
+			wantImmutable: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := ecrtest.Start(t, "eu-west-1")
+			srv.Env(t) // reaches the stand-in through AWS_ENDPOINT_URL_ECR
+			if tc.existing != nil {
+				srv.AddRepository("sidecar", *tc.existing)
+			}
+			if tc.race {
+				srv.RaceCreate()
+			}
+			o := defaults()
+			if tc.opts != nil {
+				tc.opts(&o)
+			}
+			reg, err := ecr.Preflight(ctx(t), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ops := srv.Operations(); !slices.Equal(ops, tc.wantOps) {
+				t.Errorf("operations = %v, want %v", ops, tc.wantOps)
+			}
+			repo, ok := srv.Repository("sidecar")
+			if !ok {
+				t.Fatal("repository does not exist after preflight")
+			}
+			if tc.existing == nil && !tc.race && (repo.Immutable != tc.wantImmutable || repo.ScanOnPush != tc.wantScan) {
+				t.Errorf("created repository immutable=%v scanOnPush=%v, want %v %v", repo.Immutable, repo.ScanOnPush, tc.wantImmutable, tc.wantScan)
+			}
+			if reg.Immutable != tc.wantImmutable || reg.Created != tc.wantCreated {
+				t.Errorf("registry immutable=%v created=%v, want %v %v", reg.Immutable, reg.Created, tc.wantImmutable, tc.wantCreated)
+			}
+			if reg.Username != "AWS" || reg.Password() != srv.Password {
+				t.Errorf("login user %q, password matches=%v", reg.Username, reg.Password() == srv.Password)
+			}
+			if reg.Host != srv.Host() || reg.URI != srv.Host()+"/sidecar" || reg.Ref("abc") != srv.Host()+"/sidecar:abc" {
+				t.Errorf("host %q uri %q", reg.Host, reg.URI)
+			}
+			for _, s := range []string{reg.String(), fmt.Sprintf("%v %+v %#v %s", reg, reg, reg, reg)} {
+				if strings.Contains(s, srv.Password) {
+					t.Errorf("registry formatting leaks the password: %s", s)
+				}
+			}
+		})
+	}
+}
+
+func TestPreflightBaseEndpointAndNoCreate(t *testing.T) {
+	srv := ecrtest.Start(t, "us-east-2")
+	ecrtest.Isolate(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
+	t.Setenv("AWS_REGION", "us-east-2")
+	o := defaults()
+	o.BaseEndpoint = srv.URL
+	o.Create = false
+	_, err := ecr.Preflight(ctx(t), o)
+	if err == nil || !strings.Contains(err.Error(), "ECR_CREATE_REPOSITORY=false") || !strings.Contains(err.Error(), `"sidecar"`) {
+		t.Fatalf("err = %v, want it to name the missing repository and ECR_CREATE_REPOSITORY", err)
+	}
+	if slices.Contains(srv.Operations(), "CreateRepository") {
+		t.Error("created a repository although creation was off")
+	}
+}
+
+func TestPreflightRejectsBadRepositoryName(t *testing.T) {
+	o := defaults()
+	o.Repository = "Side Car"
+	_, err := ecr.Preflight(ctx(t), o)
+	if err == nil || !strings.Contains(err.Error(), `ECR_REPOSITORY="Side Car"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	srv := ecrtest.Start(t, "eu-west-1")
+	srv.Env(t)
+	srv.AddRepository("team/sidecar", true)
+	srv.SetTag("team/sidecar", "abc123abc123", "sha256:aaaa")
+	srv.SetTag("team/sidecar", "v1.0.0", "sha256:bbbb")
+	o := defaults()
+	o.Repository = "team/sidecar"
+	reg, err := ecr.Preflight(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := reg.Lookup(ctx(t), []string{"abc123abc123", "v1.0.0", "latest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"abc123abc123": "sha256:aaaa", "v1.0.0": "sha256:bbbb"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Lookup = %v, want %v", got, want)
+	}
+}
+
+func TestDecide(t *testing.T) {
+	const local = "sha256:1111"
+	both := []string{"abc123abc123", "v1.2.0"}
+	for _, tc := range []struct {
+		name         string
+		tags         []string
+		existing     map[string]string
+		immutable    bool
+		wantPublish  []string
+		wantPromote  map[string]string
+		wantSkip     []string
+		wantMoves    []string
+		wantReleased bool
+		wantErr      []string // tags named in conflicts
+	}{
+		{name: "new commit", tags: both, immutable: true, wantPublish: both},
+		{name: "same commit again, same digest", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": local, "v1.2.0": local}, wantSkip: both},
+		{name: "version tag added to a commit pushed from this very build", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": local}, wantPublish: []string{"v1.2.0"}, wantSkip: []string{"abc123abc123"}},
+		{name: "same commit again, different digest, immutable", tags: both[:1], immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantErr: both[:1]},
+		{name: "same commit again, different digest, mutable moves", tags: both[:1],
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantPublish: both[:1], wantMoves: both[:1]},
+		{name: "release of a commit main already pushed", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantReleased: true,
+			wantPromote: map[string]string{"v1.2.0": "sha256:2222"}, wantSkip: []string{"abc123abc123"}},
+		{name: "release re-run", tags: both, immutable: true, wantReleased: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:2222"}, wantSkip: both},
+		{name: "version already names another image", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
+		{name: "version of a new commit already taken", tags: both, immutable: true,
+			existing: map[string]string{"v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
+		{name: "mutable latest moves", tags: []string{"abc123abc123", "latest"},
+			existing: map[string]string{"latest": "sha256:3333"}, wantPublish: []string{"abc123abc123", "latest"}, wantMoves: []string{"latest"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := ecr.Decide("sidecar", local, tc.tags, tc.existing, tc.immutable)
+			if len(tc.wantErr) > 0 {
+				var ce *ecr.ConflictError
+				if !errors.As(err, &ce) {
+					t.Fatalf("err = %v, want ConflictError", err)
+				}
+				for _, tag := range tc.wantErr {
+					if !strings.Contains(err.Error(), fmt.Sprintf("tag %q", tag)) || !strings.Contains(err.Error(), "immutable") {
+						t.Errorf("error does not explain tag %q: %v", tag, err)
+					}
+				}
+				if n := strings.Count(err.Error(), "already points at"); n != len(tc.wantErr) {
+					t.Errorf("%d conflicts reported, want %d: %v", n, len(tc.wantErr), err)
+				}
+				if len(p.Publish)+len(p.Promote) != 0 {
+					t.Errorf("a failed decision still plans to push %v %v", p.Publish, p.Promote)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.Publish, tc.wantPublish) {
+				t.Errorf("publish = %v, want %v", p.Publish, tc.wantPublish)
+			}
+			if fmt.Sprint(p.Promote) != fmt.Sprint(orEmpty(tc.wantPromote)) {
+				t.Errorf("promote = %v, want %v", p.Promote, tc.wantPromote)
+			}
+			if got := sortedKeys(p.Skip); !slices.Equal(got, tc.wantSkip) {
+				t.Errorf("skip = %v, want %v", got, tc.wantSkip)
+			}
+			if got := sortedKeys(p.Moves); !slices.Equal(got, tc.wantMoves) {
+				t.Errorf("moves = %v, want %v", got, tc.wantMoves)
+			}
+			if p.Released != tc.wantReleased {
+				t.Errorf("released = %v, want %v", p.Released, tc.wantReleased)
+			}
+		})
+	}
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func TestRetag(t *testing.T) {
+	srv := ecrtest.Start(t, "eu-west-1")
+	srv.Env(t)
+	srv.AddRepository("sidecar", true)
+	srv.SetTag("sidecar", "abc123abc123", "sha256:aaaa")
+	srv.SetTag("sidecar", "v0.9.0", "sha256:bbbb")
+	reg, err := ecr.Preflight(ctx(t), defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Retag(ctx(t), "sha256:aaaa", "v1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Retag(ctx(t), "sha256:aaaa", "v1.0.0"); err != nil {
+		t.Errorf("retag to the same image again: %v", err)
+	}
+	repo, _ := srv.Repository("sidecar")
+	if repo.Tags["v1.0.0"] != "sha256:aaaa" {
+		t.Errorf("v1.0.0 -> %q", repo.Tags["v1.0.0"])
+	}
+	err = reg.Retag(ctx(t), "sha256:aaaa", "v0.9.0")
+	if err == nil || !strings.Contains(err.Error(), "ImageTagAlreadyExists") {
+		t.Errorf("moving an immutable tag: err = %v", err)
+	}
+	if err := reg.Retag(ctx(t), "sha256:ffff", "v2.0.0"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("retag of a missing image: err = %v", err)
+	}
+}
+
+func TestDecideUnknownLocalDigest(t *testing.T) {
+	_, err := ecr.Decide("sidecar", "", []string{"abc"}, map[string]string{"abc": "sha256:1"}, true)
+	if err == nil || !strings.Contains(err.Error(), "digest is unknown") {
+		t.Fatalf("err = %v", err)
+	}
+	p, err := ecr.Decide("sidecar", "", []string{"abc"}, nil, true)
+	if err != nil || !slices.Equal(p.Publish, []string{"abc"}) {
+		t.Fatalf("absent tag with unknown digest: %v %v", p, err)
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	var k []string
+	for key := range m {
+		k = append(k, key)
+	}
+	slices.Sort(k)
+	return k
+}
+
+func ptr[T any](v T) *T { return &v }

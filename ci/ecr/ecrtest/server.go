@@ -1,0 +1,342 @@
+// Package ecrtest serves an Amazon ECR API stand-in on loopback for tests.
+// It speaks the real wire protocol (AWS JSON 1.1: POST /, X-Amz-Target
+// AmazonEC2ContainerRegistry_V20150921.<Operation>, SigV4-signed), so the
+// real aws-sdk-go-v2 client drives it via AWS_ENDPOINT_URL_ECR or
+// BaseEndpoint. It implements the operations the pipeline uses.
+package ecrtest
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const targetPrefix = "AmazonEC2ContainerRegistry_V20150921."
+
+// manifestFor is the stand-in's manifest for an image digest: PutImage
+// maps it back to the digest, as ECR does by hashing it.
+func manifestFor(digest string) string {
+	return `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{"standin.digest":"` + digest + `"}}`
+}
+
+// Repo is a repository in the stand-in.
+type Repo struct {
+	Name       string
+	Immutable  bool
+	ScanOnPush bool
+	Tags       map[string]string // tag -> digest
+}
+
+// Call is one API request the stand-in answered.
+type Call struct {
+	Operation string
+	Body      map[string]any
+}
+
+// Server is the stand-in. Methods are safe for concurrent use.
+type Server struct {
+	URL      string
+	Region   string
+	Account  string
+	Password string // what the decoded token carries after "AWS:"
+
+	mu    sync.Mutex
+	repos map[string]*Repo
+	calls []Call
+	// createRace makes CreateRepository behave as if another run created
+	// the repository first: it appears, and the call fails with
+	// RepositoryAlreadyExistsException.
+	createRace bool
+}
+
+// Start serves the stand-in until the test ends.
+func Start(t testing.TB, region string) *Server {
+	t.Helper()
+	pw := make([]byte, 24)
+	_, _ = rand.Read(pw)
+	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{}}
+	srv := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+// AddRepository creates a repository as if it existed before the run.
+func (s *Server) AddRepository(name string, immutable bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repos[name] = &Repo{Name: name, Immutable: immutable, Tags: map[string]string{}}
+}
+
+// SetTag points tag at digest in repository name.
+func (s *Server) SetTag(name, tag, digest string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repos[name].Tags[tag] = digest
+}
+
+// RaceCreate makes the next CreateRepository lose a race to another run.
+func (s *Server) RaceCreate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.createRace = true
+}
+
+// Repository returns a copy of the named repository.
+func (s *Server) Repository(name string) (Repo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.repos[name]
+	if !ok {
+		return Repo{}, false
+	}
+	c := *r
+	c.Tags = map[string]string{}
+	for k, v := range r.Tags {
+		c.Tags[k] = v
+	}
+	return c, true
+}
+
+// Operations lists the operations called, in order.
+func (s *Server) Operations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ops := make([]string, len(s.calls))
+	for i, c := range s.calls {
+		ops[i] = c.Operation
+	}
+	return ops
+}
+
+// Calls returns the recorded calls.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// Host is the registry host the stand-in hands out.
+func (s *Server) Host() string {
+	return fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", s.Account, s.Region)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	target := r.Header.Get("X-Amz-Target")
+	if r.Method != http.MethodPost || !strings.HasPrefix(target, targetPrefix) {
+		awsError(w, http.StatusBadRequest, "UnknownOperationException", "expected POST with X-Amz-Target "+targetPrefix+"*")
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-amz-json-1.1" {
+		awsError(w, http.StatusBadRequest, "SerializationException", "Content-Type must be application/x-amz-json-1.1, got "+ct)
+		return
+	}
+	// A SigV4 signature scoped to this region and the ecr service.
+	auth := r.Header.Get("Authorization")
+	if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") || !strings.Contains(auth, "/"+s.Region+"/ecr/aws4_request") {
+		awsError(w, http.StatusForbidden, "UnrecognizedClientException", "missing or mis-scoped SigV4 signature")
+		return
+	}
+	raw, _ := io.ReadAll(r.Body)
+	var body map[string]any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		awsError(w, http.StatusBadRequest, "SerializationException", err.Error())
+		return
+	}
+	op := strings.TrimPrefix(target, targetPrefix)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, Call{Operation: op, Body: body})
+	switch op {
+	case "GetAuthorizationToken":
+		token := base64.StdEncoding.EncodeToString([]byte("AWS:" + s.Password))
+		reply(w, map[string]any{"authorizationData": []any{map[string]any{
+			"authorizationToken": token,
+			"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
+			"proxyEndpoint":      "https://" + s.Host(),
+		}}})
+	case "DescribeRepositories":
+		var out []any
+		for _, n := range stringList(body["repositoryNames"]) {
+			repo, ok := s.repos[n]
+			if !ok {
+				awsError(w, http.StatusBadRequest, "RepositoryNotFoundException",
+					fmt.Sprintf("The repository with name '%s' does not exist in the registry with id '%s'", n, s.Account))
+				return
+			}
+			out = append(out, s.repoJSON(repo))
+		}
+		reply(w, map[string]any{"repositories": out})
+	case "CreateRepository":
+		name, _ := body["repositoryName"].(string)
+		if _, ok := s.repos[name]; ok || s.createRace {
+			if !ok {
+				s.repos[name] = &Repo{Name: name, Immutable: true, Tags: map[string]string{}}
+			}
+			s.createRace = false
+			awsError(w, http.StatusBadRequest, "RepositoryAlreadyExistsException",
+				fmt.Sprintf("The repository with name '%s' already exists in the registry with id '%s'", name, s.Account))
+			return
+		}
+		repo := &Repo{Name: name, Tags: map[string]string{}}
+		repo.Immutable = body["imageTagMutability"] == "IMMUTABLE"
+		if sc, ok := body["imageScanningConfiguration"].(map[string]any); ok {
+			repo.ScanOnPush, _ = sc["scanOnPush"].(bool)
+		}
+		s.repos[name] = repo
+		reply(w, map[string]any{"repository": s.repoJSON(repo)})
+	case "BatchGetImage":
+		name, _ := body["repositoryName"].(string)
+		repo, ok := s.repos[name]
+		if !ok {
+			awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+			return
+		}
+		images, failures := []any{}, []any{}
+		ids, _ := body["imageIds"].([]any)
+		for _, id := range ids {
+			tag, _ := id.(map[string]any)["imageTag"].(string)
+			digest, _ := id.(map[string]any)["imageDigest"].(string)
+			found := false
+			if tag != "" {
+				digest, found = repo.Tags[tag]
+			} else {
+				for _, d := range repo.Tags {
+					found = found || d == digest
+				}
+			}
+			if !found {
+				failures = append(failures, map[string]any{
+					"imageId": id, "failureCode": "ImageNotFound", "failureReason": "Requested image not found",
+				})
+				continue
+			}
+			imageID := map[string]any{"imageDigest": digest}
+			if tag != "" {
+				imageID["imageTag"] = tag
+			}
+			images = append(images, map[string]any{
+				"registryId": s.Account, "repositoryName": name, "imageId": imageID,
+				"imageManifest":          manifestFor(digest),
+				"imageManifestMediaType": "application/vnd.oci.image.index.v1+json",
+			})
+		}
+		reply(w, map[string]any{"images": images, "failures": failures})
+	case "PutImage":
+		name, _ := body["repositoryName"].(string)
+		repo, ok := s.repos[name]
+		if !ok {
+			awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+			return
+		}
+		manifest, _ := body["imageManifest"].(string)
+		tag, _ := body["imageTag"].(string)
+		digest, _ := body["imageDigest"].(string)
+		if manifest != manifestFor(digest) {
+			awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
+			return
+		}
+		switch have, exists := repo.Tags[tag]; {
+		case exists && have == digest:
+			awsError(w, http.StatusBadRequest, "ImageAlreadyExistsException", "Image with digest '"+digest+"' and tag '"+tag+"' already exists")
+			return
+		case exists && repo.Immutable:
+			awsError(w, http.StatusBadRequest, "ImageTagAlreadyExistsException", "The image tag '"+tag+"' already exists and cannot be overwritten because the repository is immutable.")
+			return
+		}
+		repo.Tags[tag] = digest
+		reply(w, map[string]any{"image": map[string]any{
+			"registryId": s.Account, "repositoryName": name,
+			"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
+		}})
+	default:
+		awsError(w, http.StatusBadRequest, "UnknownOperationException", "stand-in does not implement "+op)
+	}
+}
+
+func (s *Server) repoJSON(r *Repo) map[string]any {
+	mut := "MUTABLE"
+	if r.Immutable {
+		mut = "IMMUTABLE"
+	}
+	return map[string]any{
+		"repositoryName":             r.Name,
+		"repositoryArn":              fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, r.Name),
+		"registryId":                 s.Account,
+		"repositoryUri":              s.Host() + "/" + r.Name,
+		"imageTagMutability":         mut,
+		"imageScanningConfiguration": map[string]any{"scanOnPush": r.ScanOnPush},
+		"createdAt":                  float64(time.Now().Unix()),
+	}
+}
+
+func stringList(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func reply(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func awsError(w http.ResponseWriter, status int, typ, msg string) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-ErrorType", typ)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"__type": typ, "message": msg})
+}
+
+// Isolate clears the AWS configuration a developer's machine or CI may
+// carry (profiles, shared files, metadata service) for the rest of the
+// test, so only what the test sets is seen.
+func Isolate(t testing.TB) {
+	t.Helper()
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_CONFIG_FILE":                        dir + "/config",
+		"AWS_SHARED_CREDENTIALS_FILE":            dir + "/credentials",
+		"AWS_EC2_METADATA_DISABLED":              "true", // never reach 169.254.169.254
+		"AWS_PROFILE":                            "",
+		"AWS_DEFAULT_PROFILE":                    "",
+		"AWS_REGION":                             "",
+		"AWS_DEFAULT_REGION":                     "",
+		"AWS_ACCESS_KEY_ID":                      "",
+		"AWS_SECRET_ACCESS_KEY":                  "",
+		"AWS_SESSION_TOKEN":                      "",
+		"AWS_ROLE_ARN":                           "",
+		"AWS_WEB_IDENTITY_TOKEN_FILE":            "",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI":     "",
+		"AWS_ENDPOINT_URL":                       "",
+		"AWS_ENDPOINT_URL_ECR":                   "",
+	} {
+		t.Setenv(k, v)
+	}
+}
+
+// Env isolates the test's AWS configuration and points it at the
+// stand-in: static test credentials, the region, AWS_ENDPOINT_URL_ECR.
+func (s *Server) Env(t testing.TB) {
+	t.Helper()
+	Isolate(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
+	t.Setenv("AWS_REGION", s.Region)
+	t.Setenv("AWS_ENDPOINT_URL_ECR", s.URL)
+}

@@ -1,0 +1,88 @@
+package ecr
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Plan is what to do with each tag, decided before anything is pushed.
+type Plan struct {
+	Publish []string          // tags to push this build under
+	Promote map[string]string // tag -> digest of the image already pushed for this commit
+	Skip    map[string]string // tag -> digest: already where it should be
+	Moves   map[string]string // tag -> old digest, for mutable tags that move
+	// Released is set when the commit was already pushed from another
+	// build: the run releases that image under the other tags instead of
+	// pushing a rebuild (which would differ byte for byte).
+	Released bool
+}
+
+// ConflictError is a tag that already names a different image in a
+// repository whose tags cannot be moved.
+type ConflictError struct {
+	Tag, Existing, Local, Repository string
+}
+
+func (e *ConflictError) Error() string {
+	if e.Local == "" {
+		return fmt.Sprintf("tag %q in ECR repository %q already points at %s and this build's digest is unknown; "+
+			"the repository has immutable tags, so it cannot be moved", e.Tag, e.Repository, e.Existing)
+	}
+	return fmt.Sprintf("tag %q in ECR repository %q already points at %s, but this build is %s; "+
+		"the repository has immutable tags, so it cannot be moved (for a version tag: tag a new version; "+
+		"for the commit tag: that commit is already in ECR, from a build that is not byte-identical)",
+		e.Tag, e.Repository, e.Existing, e.Local)
+}
+
+// Decide compares the local image digest with what the tags point at now.
+// tags[0] is the commit tag; the rest are the version tag and latest.
+//
+//   - same digest: skip the tag;
+//   - tag absent: publish this build under it;
+//   - different digest: move the tag when tags are mutable; with immutable
+//     tags, a ConflictError for every such tag, and nothing is pushed.
+//
+// One exception makes releases work with builds that are not
+// byte-identical: when the commit tag already exists with another digest
+// and there are other tags, the commit was pushed before (e.g. by the
+// main-branch run) and this run releases that image under the other tags
+// (Promote) rather than pushing a rebuild.
+func Decide(repository, local string, tags []string, existing map[string]string, immutable bool) (Plan, error) {
+	p := Plan{Promote: map[string]string{}, Skip: map[string]string{}, Moves: map[string]string{}}
+	if len(tags) == 0 {
+		return p, nil
+	}
+	target := local
+	if pushed, ok := existing[tags[0]]; ok && !sameDigest(pushed, local) && len(tags) > 1 {
+		p.Released = true
+		target = pushed
+	}
+	var errs []error
+	for _, tag := range tags {
+		have, ok := existing[tag]
+		switch {
+		case ok && sameDigest(have, target):
+			p.Skip[tag] = have
+		case ok && immutable:
+			errs = append(errs, &ConflictError{Tag: tag, Existing: have, Local: target, Repository: repository})
+		default:
+			if ok {
+				p.Moves[tag] = have
+			}
+			if p.Released {
+				p.Promote[tag] = target
+			} else {
+				p.Publish = append(p.Publish, tag)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Plan{}, err
+	}
+	return p, nil
+}
+
+func sameDigest(a, b string) bool {
+	return a != "" && strings.EqualFold(a, b)
+}

@@ -1,0 +1,208 @@
+package imagesize_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/imagesize/imagesizetest"
+)
+
+func TestMeasure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		images []imagesizetest.Image
+	}{
+		{"single platform", []imagesizetest.Image{{Platform: "linux/amd64", LayerBytes: []int{300_000, 40_000}}}},
+		{"two platforms under an index", []imagesizetest.Image{
+			{Platform: "linux/amd64", LayerBytes: []int{500_000}},
+			{Platform: "linux/arm64", LayerBytes: []int{200_000, 100_000, 1_000}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "image.tar")
+			wants, err := imagesizetest.Write(path, tc.images...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := imagesize.Measure(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(wants) {
+				t.Fatalf("measured %d images, want %d: %+v", len(got), len(wants), got)
+			}
+			for i, w := range wants {
+				g := got[i]
+				if g.Platform != w.Platform || g.Compressed != w.Compressed || g.Uncompressed != w.Uncompressed {
+					t.Errorf("image %d = %s compressed %d uncompressed %d; want %s %d %d",
+						i, g.Platform, g.Compressed, g.Uncompressed, w.Platform, w.Compressed, w.Uncompressed)
+				}
+				if g.Uncompressed <= g.Compressed-1000 {
+					t.Errorf("random data should not shrink: %+v", g)
+				}
+			}
+		})
+	}
+}
+
+func TestMeasureRejectsBrokenTarballs(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.tar")
+	if _, err := imagesizetest.Write(good, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{10_000}}); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the tarball dropping or corrupting entries.
+	rewrite := func(name string, edit func(h *tar.Header, data []byte) ([]byte, bool)) string {
+		src, err := os.ReadFile(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		tr, tw := tar.NewReader(bytes.NewReader(src)), tar.NewWriter(&out)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			var data bytes.Buffer
+			_, _ = data.ReadFrom(tr)
+			b, keep := edit(h, data.Bytes())
+			if !keep {
+				continue
+			}
+			h.Size = int64(len(b))
+			_ = tw.WriteHeader(h)
+			_, _ = tw.Write(b)
+		}
+		_ = tw.Close()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	isLayer := func(h *tar.Header, data []byte) bool {
+		return strings.HasPrefix(h.Name, "blobs/") && len(data) > 2 && data[0] == 0x1f && data[1] == 0x8b
+	}
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"no index", rewrite("noindex.tar", func(h *tar.Header, b []byte) ([]byte, bool) { return b, h.Name != "index.json" }), "no index.json"},
+		{"missing layer", rewrite("nolayer.tar", func(h *tar.Header, b []byte) ([]byte, bool) { return b, !isLayer(h, b) }), "missing"},
+		{"corrupt layer", rewrite("corrupt.tar", func(h *tar.Header, b []byte) ([]byte, bool) {
+			if isLayer(h, b) {
+				c := bytes.Clone(b)
+				c[len(c)-12] ^= 0xff // inside the deflate stream / trailer
+				return c, true
+			}
+			return b, true
+		}), "layer"},
+		{"not a file", filepath.Join(dir, "absent.tar"), "open image tarball"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := imagesize.Measure(tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Measure(%s) err = %v, want it to mention %q", tc.name, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckAndTable(t *testing.T) {
+	images := []imagesize.Image{
+		{Platform: "linux/amd64", Compressed: 8_000_000, Uncompressed: 20_000_000},
+		{Platform: "linux/arm64", Compressed: 21_000_000, Uncompressed: 61_234_567},
+	}
+	err := imagesize.Check(images, 50_000_000)
+	var over *imagesize.OverBudgetError
+	if !errors.As(err, &over) || over.Image.Platform != "linux/arm64" {
+		t.Fatalf("Check err = %v, want an OverBudgetError for linux/arm64", err)
+	}
+	for _, want := range []string{"linux/arm64", "61.2 MB", "61234567", "21.0 MB", "50.0 MB"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "amd64") {
+		t.Errorf("error names the platform within budget: %q", err)
+	}
+	if err := imagesize.Check(images[:1], 50_000_000); err != nil {
+		t.Errorf("within budget: %v", err)
+	}
+
+	var b strings.Builder
+	if err := imagesize.Table(&b, images, 50_000_000); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "linux/amd64") || !strings.HasSuffix(lines[1], "ok") ||
+		!strings.Contains(lines[2], "61.2 MB") || !strings.HasSuffix(lines[2], "OVER BUDGET") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"50MB", 50_000_000, true},
+		{"50 MB", 50_000_000, true},
+		{"48MiB", 48 << 20, true},
+		{"52428800", 52428800, true},
+		{"0.5GB", 500_000_000, true},
+		{"1kB", 1000, true},
+		{"", 0, false},
+		{"fifty", 0, false},
+		{"-5MB", 0, false},
+		{"0", 0, false},
+		{"50TB", 0, false},
+	} {
+		got, err := imagesize.ParseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "MB") {
+			t.Errorf("error %q does not say what is accepted", err)
+		}
+	}
+}
+
+func TestDigest(t *testing.T) {
+	dir := t.TempDir()
+	one := filepath.Join(dir, "one.tar")
+	two := filepath.Join(dir, "two.tar")
+	if _, err := imagesizetest.Write(one, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{100}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imagesizetest.Write(two, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{100}},
+		imagesizetest.Image{Platform: "linux/arm64", LayerBytes: []int{100}}); err != nil {
+		t.Fatal(err)
+	}
+	d1, err := imagesize.Digest(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := imagesize.Digest(two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(d1, "sha256:") || len(d1) != 71 || d1 == d2 {
+		t.Errorf("digests %q %q", d1, d2)
+	}
+	// Same content, same digest: the property the idempotent push relies on.
+	again := filepath.Join(dir, "again.tar")
+	if _, err := imagesizetest.Write(again, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{100}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := imagesize.Digest(again); d != d1 {
+		t.Errorf("rewritten identical image digest %s != %s", d, d1)
+	}
+}

@@ -1,0 +1,767 @@
+package ci
+
+// These tests run the real pipeline code against a recording Dagger
+// session (ci/daggertest) and, for push, the ECR stand-in (ci/ecr/ecrtest),
+// and assert what the pipeline asks the engine and ECR to do, in order.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/ci/daggertest"
+	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/imagesize/imagesizetest"
+	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/internal/testenv"
+)
+
+// syncBuffer is a log the SDK and the pipeline may write concurrently.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeEngine is what a test sees of a pipeline run.
+type fakeEngine struct {
+	srv     *daggertest.Server
+	log     *syncBuffer
+	out     *syncBuffer
+	runner  *Runner
+	dir     string
+	secrets *sync.Map // secret URI -> content, read when the engine resolves it
+	goTests *[]string // go test calls, in order, with the Dagger query count at the time
+	digest  string    // digest of the image the fake export writes
+}
+
+// layerBytes is each platform's image in the fake export.
+type layerBytes map[string][]int
+
+func gitRepo(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		testenv.Unavailable(t, "git is not installed (apt-get install git)")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "Dockerfile"}, {"commit", "-q", "-m", "init"}} {
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	return dir
+}
+
+func gitTag(t *testing.T, dir, tag string) {
+	t.Helper()
+	if out, err := exec.Command("git", "-C", dir, "tag", tag).CombinedOutput(); err != nil {
+		t.Fatalf("git tag: %v %s", err, out)
+	}
+}
+
+func gitHead(t *testing.T, dir string) string {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// newEngine starts a recording session answering like a healthy engine:
+// the export writes a real OCI tarball, the smoke steps print what a
+// working sidecar prints.
+func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngine {
+	t.Helper()
+	fe := &fakeEngine{srv: daggertest.Start(t), log: &syncBuffer{}, out: &syncBuffer{}, dir: gitRepo(t), secrets: &sync.Map{}, goTests: &[]string{}}
+	if sizes == nil {
+		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
+	}
+	images := func() []imagesizetest.Image {
+		var imgs []imagesizetest.Image
+		for _, p := range []string{"linux/amd64", "linux/arm64"} {
+			if l, ok := sizes[p]; ok {
+				imgs = append(imgs, imagesizetest.Image{Platform: p, LayerBytes: l})
+			}
+		}
+		return imgs
+	}
+	probe := filepath.Join(t.TempDir(), "probe.tar")
+	if _, err := imagesizetest.Write(probe, images()...); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if fe.digest, err = imagesize.Digest(probe); err != nil {
+		t.Fatal(err)
+	}
+	fe.srv.Handle("export", func(q daggertest.Query) (any, error) {
+		path := q.Leaf().Arg("path")
+		_, err := imagesizetest.Write(path, images()...)
+		return path, err
+	})
+	fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {
+		return q.Leaf().Arg("address") + "@" + fe.digest, nil
+	})
+	fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) { return healthyStdout(q), nil })
+	// Resolve file:// secrets as the session would, while the file exists.
+	fe.srv.Observe(func(q daggertest.Query) {
+		if c, ok := q.Find("secret"); ok {
+			uri := c.Arg("uri")
+			if b, err := os.ReadFile(strings.TrimPrefix(uri, "file://")); err == nil {
+				fe.secrets.Store(uri, string(b))
+			}
+		}
+	})
+
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := LoadConfig(fe.dir, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe.runner = &Runner{Config: cfg, Log: fe.log, Out: fe.out, GoTest: func(ctx context.Context, dir string, _ io.Writer) error {
+		*fe.goTests = append(*fe.goTests, fmt.Sprintf("%s after %d queries", dir, len(fe.srv.Queries())))
+		return nil
+	}}
+	return fe
+}
+
+// execScript is the shell script of the chain's last withExec.
+func execScript(q daggertest.Query) string {
+	execs := q.FindAll("withExec")
+	if len(execs) == 0 {
+		return ""
+	}
+	args, _ := execs[len(execs)-1].Args["args"].([]any)
+	if len(args) < 3 {
+		return ""
+	}
+	s, _ := args[2].(string)
+	return s
+}
+
+func healthyStdout(q daggertest.Query) string {
+	switch s := execScript(q); {
+	case strings.Contains(s, "SMOKE_SQL"):
+		return "mysql: [Warning] something\n" + smoke.Expected() + "\n"
+	case strings.Contains(s, "MODE") || strings.Contains(s, "stayed-up"):
+		return "stayed-up\nhealthcheck=ok\nexit=0\n"
+	case strings.Contains(s, "uid="):
+		return "uid=1000\nhealthcheck=ok\nexit=0\n"
+	}
+	return ""
+}
+
+func (fe *fakeEngine) leaves(field string) []daggertest.Query {
+	return fe.srv.Select(func(q daggertest.Query) bool { return q.Leaf().Field == field })
+}
+
+// platformsOf follows the platformVariants IDs of a call back to the
+// dockerBuild that produced each, returning their platforms.
+func (fe *fakeEngine) platformsOf(t *testing.T, c daggertest.Call) []string {
+	t.Helper()
+	ids, _ := c.Args["platformVariants"].([]any)
+	var plats []string
+	for _, id := range ids {
+		q, ok := fe.srv.Resolve(id.(string))
+		if !ok {
+			t.Fatalf("%s: platform variant %v is not an ID the session issued", c.Field, id)
+		}
+		b, ok := q.Find("dockerBuild")
+		if !ok {
+			t.Fatalf("%s: platform variant %v is not a Dockerfile build: %s", c.Field, id, fe.srv.Expand(q))
+		}
+		plats = append(plats, b.Arg("platform"))
+	}
+	slices.Sort(plats)
+	return plats
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // safety net
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestBuildPipeline(t *testing.T) {
+	fe := newEngine(t, map[string]string{"GO_IMAGE": "mirror.example/golang:1.26-alpine"}, nil)
+	if err := fe.runner.Build(testCtx(t)); err != nil {
+		t.Fatalf("Build: %v\nlog:\n%s", err, fe.log)
+	}
+	head := gitHead(t, fe.dir)
+
+	// The Dockerfile was built once per platform from the source directory.
+	builds := fe.srv.Select(func(q daggertest.Query) bool { return q.Leaf().Field == "id" && q.Has("dockerBuild") })
+	var plats []string
+	for _, q := range builds {
+		dir, _ := q.Find("directory")
+		b, _ := q.Find("dockerBuild")
+		if dir.Arg("path") != fe.dir {
+			t.Errorf("build context %q, want %q", dir.Arg("path"), fe.dir)
+		}
+		if excl := fmt.Sprint(dir.Args["exclude"]); !strings.Contains(excl, ".git") {
+			t.Errorf("build context does not exclude .git: %s", excl)
+		}
+		if b.Arg("dockerfile") != "Dockerfile" {
+			t.Errorf("dockerfile = %q", b.Arg("dockerfile"))
+		}
+		args := fmt.Sprint(b.Args["buildArgs"])
+		for _, want := range []string{"name:GO_IMAGE value:mirror.example/golang:1.26-alpine", "name:REVISION value:" + head, "name:VERSION value:dev", "name:CREATED value:"} {
+			if !strings.Contains(args, want) {
+				t.Errorf("build args %s lack %q", args, want)
+			}
+		}
+		if strings.Contains(args, "RUNTIME_IMAGE") {
+			t.Errorf("unset RUNTIME_IMAGE passed anyway: %s", args)
+		}
+		plats = append(plats, b.Arg("platform"))
+	}
+	slices.Sort(plats)
+	if want := []string{"linux/amd64", "linux/arm64"}; !slices.Equal(plats, want) {
+		t.Fatalf("Dockerfile built for %v, want %v", plats, want)
+	}
+
+	// One gzip export of both variants, measured.
+	exports := fe.leaves("export")
+	if len(exports) != 1 {
+		t.Fatalf("%d exports, want 1", len(exports))
+	}
+	exp := exports[0].Leaf()
+	if got := fe.platformsOf(t, exp); !slices.Equal(got, plats) {
+		t.Errorf("export variants %v, want %v", got, plats)
+	}
+	if exp.Arg("forcedCompression") != "Gzip" {
+		t.Errorf("export compression %v, want Gzip (as published)", exp.Args["forcedCompression"])
+	}
+	for _, want := range []string{"platform", "linux/amd64", "linux/arm64", "uncompressed", "50.0 MB", "ok"} {
+		if !strings.Contains(fe.log.String(), want) {
+			t.Errorf("size table lacks %q:\n%s", want, fe.log)
+		}
+	}
+
+	// Then the host variant is loaded into local Docker as sidecar:latest.
+	loads := fe.leaves("exportImage")
+	if len(loads) != 1 || loads[0].Leaf().Arg("name") != "sidecar:latest" {
+		t.Fatalf("exportImage calls: %v", loads)
+	}
+	if b, _ := loads[0].Find("dockerBuild"); b.Arg("platform") != "linux/"+runtime.GOARCH {
+		t.Errorf("loaded the %s variant, want the host's linux/%s", b.Arg("platform"), runtime.GOARCH)
+	}
+	if loads[0].Seq < exports[0].Seq {
+		t.Error("image loaded before the size check")
+	}
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("build published %d times", n)
+	}
+}
+
+func TestBuildOverBudgetStopsBeforeAnythingLeaves(t *testing.T) {
+	tarball := filepath.Join(t.TempDir(), "out.tar")
+	fe := newEngine(t, map[string]string{"SIZE_BUDGET": "100kB", "OCI_TARBALL": tarball},
+		layerBytes{"linux/amd64": {60_000}, "linux/arm64": {150_000}})
+	err := fe.runner.Build(testCtx(t))
+	var over *imagesize.OverBudgetError
+	if !errors.As(err, &over) {
+		t.Fatalf("Build err = %v, want an over-budget error", err)
+	}
+	for _, want := range []string{"linux/arm64", "uncompressed", "compressed", "100.0 kB"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "linux/amd64") {
+		t.Errorf("error names the platform within budget: %v", err)
+	}
+	if !strings.Contains(fe.log.String(), "OVER BUDGET") {
+		t.Errorf("table does not flag the platform:\n%s", fe.log)
+	}
+	if n := len(fe.leaves("exportImage")) + len(fe.leaves("publish")); n != 0 {
+		t.Errorf("image left the engine (%d loads/publishes) although over budget", n)
+	}
+	if _, err := os.Stat(tarball); err == nil {
+		t.Error("OCI tarball written although over budget")
+	}
+}
+
+func TestBuildFailureShowsTheFailingStep(t *testing.T) {
+	fe := newEngine(t, nil, nil)
+	fe.srv.Handle("export", func(q daggertest.Query) (any, error) {
+		return nil, daggertest.ExecFailure([]string{"/bin/sh", "-c", "go build ./sidecar"}, 1, "", "sidecar/main.go:3:1: syntax error\n")
+	})
+	err := fe.runner.Build(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "build failed") || !strings.Contains(err.Error(), "syntax error") {
+		t.Fatalf("err = %v, want the build failure with its output", err)
+	}
+	if n := len(fe.leaves("exportImage")); n != 0 {
+		t.Errorf("loaded a failed build")
+	}
+}
+
+func TestBuildWritesOCITarballAndSkipsLocalLoad(t *testing.T) {
+	tarball := filepath.Join(t.TempDir(), "sidecar.tar")
+	fe := newEngine(t, map[string]string{"OCI_TARBALL": tarball, "LOCAL_IMAGE": "none"}, nil)
+	if err := fe.runner.Build(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	sizes, err := imagesize.Measure(tarball)
+	if err != nil || len(sizes) != 2 {
+		t.Fatalf("OCI tarball: %v, %v", sizes, err)
+	}
+	if n := len(fe.leaves("exportImage")); n != 0 {
+		t.Errorf("LOCAL_IMAGE=none still loaded the image %d times", n)
+	}
+}
+
+// smokeQueries returns the three smoke steps' stdout queries.
+func (fe *fakeEngine) smokeQueries(t *testing.T) (client, running, sleep daggertest.Query) {
+	t.Helper()
+	for _, q := range fe.leaves("stdout") {
+		switch s := execScript(q); {
+		case strings.Contains(s, "SMOKE_SQL"):
+			client = q
+		case strings.Contains(s, "uid="):
+			running = q
+		case strings.Contains(s, "stayed-up"):
+			sleep = q
+		}
+	}
+	if client.Chain == nil || running.Chain == nil || sleep.Chain == nil {
+		t.Fatalf("missing smoke steps; stdout queries:\n%v", fe.leaves("stdout"))
+	}
+	return client, running, sleep
+}
+
+// env returns a container chain's environment variables.
+func envOf(q daggertest.Query) map[string]string {
+	env := map[string]string{}
+	for _, c := range q.FindAll("withEnvVariable") {
+		env[c.Arg("name")] = c.Arg("value")
+	}
+	return env
+}
+
+func TestTestPipeline(t *testing.T) {
+	fe := newEngine(t, nil, nil)
+	if err := fe.runner.Test(testCtx(t)); err != nil {
+		t.Fatalf("Test: %v\nlog:\n%s", err, fe.log)
+	}
+	if want := []string{fe.runner.Config.Dir + " after 0 queries"}; !slices.Equal(*fe.goTests, want) {
+		t.Errorf("go test calls %v, want %v (before any engine work)", *fe.goTests, want)
+	}
+	client, running, sleep := fe.smokeQueries(t)
+
+	// Client: the MySQL image's own client, bound to the sidecar service.
+	if from, _ := client.Find("from"); from.Arg("address") != "mysql:8.4" {
+		t.Errorf("client image %q, want mysql:8.4", from.Arg("address"))
+	}
+	bind, ok := client.Find("withServiceBinding")
+	if !ok || bind.Arg("alias") != sidecarAlias {
+		t.Fatalf("client not bound to the sidecar: %s", client)
+	}
+	side, ok := fe.srv.Resolve(bind.Arg("service"))
+	if !ok || !side.Has("dockerBuild") || !side.Has("asService") {
+		t.Fatalf("client's %q service is not the built image as a service: %s", sidecarAlias, fe.srv.Expand(side))
+	}
+	if b, _ := side.Find("dockerBuild"); b.Arg("platform") != "linux/"+runtime.GOARCH {
+		t.Errorf("smoke-tested %s, want the host platform", b.Arg("platform"))
+	}
+	if env := envOf(side); env["MODE"] != "proxy" || env["TARGET_HOST"] != mysqlAlias || env["TARGET_PORT"] != "3306" || env["LISTEN_PORT"] != "8080" {
+		t.Errorf("sidecar service env %v, want proxy mode to %s:3306 listening on 8080", env, mysqlAlias)
+	}
+	if p, ok := side.Find("withExposedPort"); !ok || fmt.Sprint(p.Args["port"]) != "8080" {
+		t.Errorf("sidecar service does not expose its listen port: %s", side)
+	}
+	if !strings.Contains(execScript(client), "-h sidecar -P 8080") {
+		t.Errorf("client does not connect through the sidecar: %s", execScript(client))
+	}
+	if as, _ := side.Find("asService"); as.Args["useEntrypoint"] != true {
+		t.Errorf("sidecar service does not use the image ENTRYPOINT: %s", as)
+	}
+
+	// The sidecar is bound to MySQL, whose root password is a secret.
+	mbind, ok := side.Find("withServiceBinding")
+	if !ok || mbind.Arg("alias") != mysqlAlias {
+		t.Fatalf("sidecar not bound to MySQL: %s", fe.srv.Expand(side))
+	}
+	db, _ := fe.srv.Resolve(mbind.Arg("service"))
+	if from, _ := db.Find("from"); from.Arg("address") != "mysql:8.4" || !db.Has("asService") {
+		t.Fatalf("MySQL service: %s", fe.srv.Expand(db))
+	}
+	sv, ok := db.Find("withSecretVariable")
+	if !ok || sv.Arg("name") != "MYSQL_ROOT_PASSWORD" {
+		t.Fatalf("MySQL root password not a secret variable: %s", fe.srv.Expand(db))
+	}
+	pwq, _ := fe.srv.Resolve(sv.Arg("secret"))
+	sec, _ := pwq.Find("secret")
+	pw, ok := fe.secrets.Load(sec.Arg("uri"))
+	if !ok || len(pw.(string)) < 32 {
+		t.Fatalf("password secret %s could not be resolved by the session", sec)
+	}
+	assertSecretHidden(t, fe, pw.(string))
+
+	// The client authenticates from a mounted secret option file.
+	ms, ok := client.Find("withMountedSecret")
+	if !ok {
+		t.Fatalf("client has no mounted secret: %s", client)
+	}
+	cnfq, _ := fe.srv.Resolve(ms.Arg("source"))
+	cnfs, _ := cnfq.Find("secret")
+	if cnf, _ := fe.secrets.Load(cnfs.Arg("uri")); !strings.Contains(fmt.Sprint(cnf), "password="+pw.(string)) {
+		t.Error("client option file does not carry the MySQL password")
+	}
+	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs, " ")) {
+		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs: %s", execScript(client))
+	}
+
+	// Running-sidecar and sleep-mode checks run inside the sidecar image.
+	for _, q := range []daggertest.Query{running, sleep} {
+		if b, ok := q.Find("dockerBuild"); !ok || b.Arg("platform") != "linux/"+runtime.GOARCH {
+			t.Errorf("check does not run in the built image: %s", q)
+		}
+	}
+	if !strings.Contains(execScript(running), "sidecar healthcheck") || envOf(running)["MODE"] != "proxy" {
+		t.Errorf("running check: %s", execScript(running))
+	}
+	if envOf(sleep)["MODE"] != "sleep" {
+		t.Errorf("sleep check env %v", envOf(sleep))
+	}
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("test published %d times", n)
+	}
+}
+
+// assertSecretHidden checks a secret never appears in a query or output.
+func assertSecretHidden(t *testing.T, fe *fakeEngine, secret string) {
+	t.Helper()
+	if strings.Contains(fe.srv.Text(), secret) {
+		t.Error("secret appears in plain text in a GraphQL query")
+	}
+	if strings.Contains(fe.log.String(), secret) || strings.Contains(fe.out.String(), secret) {
+		t.Error("secret appears in the pipeline output")
+	}
+}
+
+func TestSmokeFailureReportsOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stdout func(q daggertest.Query) (any, error)
+		want   []string
+	}{
+		{"client exits non-zero", func(q daggertest.Query) (any, error) {
+			if strings.Contains(execScript(q), "SMOKE_SQL") {
+				return nil, daggertest.ExecFailure([]string{"sh", "-c", "..."}, 1, "partial\n", "ERROR 2013 (HY000): Lost connection to MySQL server\n")
+			}
+			return healthyStdout(q), nil
+		}, []string{"SQL round trip", "exit code 1", "ERROR 2013", "partial"}},
+		{"wrong row back", func(q daggertest.Query) (any, error) {
+			if strings.Contains(execScript(q), "SMOKE_SQL") {
+				return "smoke 1 abc\n", nil
+			}
+			return healthyStdout(q), nil
+		}, []string{"smoke check", "smoke 1 abc"}},
+		{"not UID 1000", func(q daggertest.Query) (any, error) {
+			if strings.Contains(execScript(q), "uid=") {
+				return "uid=0\nhealthcheck=ok\nexit=0\n", nil
+			}
+			return healthyStdout(q), nil
+		}, []string{"running sidecar", `"uid=1000"`, "uid=0"}},
+		{"sleep mode dies", func(q daggertest.Query) (any, error) {
+			if strings.Contains(execScript(q), "stayed-up") {
+				return nil, daggertest.ExecFailure([]string{"sh", "-c", "..."}, 1, "", "sleep mode exited with 2 within 3s\n")
+			}
+			return healthyStdout(q), nil
+		}, []string{"sleep mode", "exited with 2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fe := newEngine(t, nil, nil)
+			fe.srv.Handle("stdout", tc.stdout)
+			err := fe.runner.Test(testCtx(t))
+			if err == nil {
+				t.Fatal("Test passed with a failing smoke step")
+			}
+			for _, w := range append(tc.want, "smoke test failed") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// pushEnv points the run at an ECR stand-in.
+func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
+	t.Helper()
+	ecrSrv := ecrtest.Start(t, "eu-west-1")
+	ecrSrv.Env(t)
+	if immutable != nil {
+		ecrSrv.AddRepository("sidecar", *immutable)
+	}
+	return ecrSrv
+}
+
+func TestPushPipeline(t *testing.T) {
+	ecrSrv := pushEnv(t, nil)
+	fe := newEngine(t, nil, nil)
+	var opsAtFirstQuery []string
+	var once sync.Once
+	fe.srv.Observe(func(q daggertest.Query) {
+		once.Do(func() { opsAtFirstQuery = ecrSrv.Operations() })
+		if c, ok := q.Find("secret"); ok {
+			if b, err := os.ReadFile(strings.TrimPrefix(c.Arg("uri"), "file://")); err == nil {
+				fe.secrets.Store(c.Arg("uri"), string(b))
+			}
+		}
+	})
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	short := gitHead(t, fe.dir)[:12]
+
+	// Preflight (login, repository) happened before any engine work.
+	if want := []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"}; !slices.Equal(opsAtFirstQuery, want) {
+		t.Errorf("ECR calls before the first engine query: %v, want %v", opsAtFirstQuery, want)
+	}
+	repo, _ := ecrSrv.Repository("sidecar")
+	if !repo.Immutable || !repo.ScanOnPush {
+		t.Errorf("created repository %+v, want immutable tags and scan on push", repo)
+	}
+
+	pubs := fe.leaves("publish")
+	if len(pubs) != 1 {
+		t.Fatalf("%d publishes, want 1 (commit tag only)", len(pubs))
+	}
+	pub := pubs[0]
+	if addr, want := pub.Leaf().Arg("address"), ecrSrv.Host()+"/sidecar:"+short; addr != want {
+		t.Errorf("published %q, want %q", addr, want)
+	}
+	if got := fe.platformsOf(t, pub.Leaf()); !slices.Equal(got, []string{"linux/amd64", "linux/arm64"}) {
+		t.Errorf("published variants %v, want both platforms", got)
+	}
+	auth, ok := pub.Find("withRegistryAuth")
+	if !ok || auth.Arg("address") != ecrSrv.Host() || auth.Arg("username") != "AWS" {
+		t.Fatalf("publish without ECR registry auth: %s", pub)
+	}
+	sq, _ := fe.srv.Resolve(auth.Arg("secret"))
+	sec, ok := sq.Find("secret")
+	if !ok {
+		t.Fatalf("registry password is not a secret: %s", fe.srv.Expand(sq))
+	}
+	if pw, _ := fe.secrets.Load(sec.Arg("uri")); pw != ecrSrv.Password {
+		t.Errorf("registry auth secret does not hold the ECR password")
+	}
+	assertSecretHidden(t, fe, ecrSrv.Password)
+
+	// Published only after the size check and every smoke step.
+	client, running, sleep := fe.smokeQueries(t)
+	export := fe.leaves("export")[0]
+	for _, before := range []daggertest.Query{export, client, running, sleep} {
+		if before.Seq > pub.Seq {
+			t.Errorf("publish (query %d) came before %s (query %d)", pub.Seq, before.Leaf().Field, before.Seq)
+		}
+	}
+	if got, want := strings.TrimSpace(fe.out.String()), ecrSrv.Host()+"/sidecar:"+short+"@"+fe.digest; got != want {
+		t.Errorf("printed %q, want %q", got, want)
+	}
+}
+
+func TestPushVersionTagAndIdempotence(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newEngine(t, nil, nil)
+	gitTag(t, fe.dir, "v1.4.0")
+	short := gitHead(t, fe.dir)[:12]
+	// The commit was pushed before with this very image; v1.4.0 is new.
+	ecrSrv.SetTag("sidecar", short, fe.digest)
+
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	var addrs []string
+	for _, q := range fe.leaves("publish") {
+		addrs = append(addrs, q.Leaf().Arg("address"))
+	}
+	if want := []string{ecrSrv.Host() + "/sidecar:v1.4.0"}; !slices.Equal(addrs, want) {
+		t.Errorf("published %v, want only %v", addrs, want)
+	}
+	if !strings.Contains(fe.log.String(), "sidecar:"+short+" already at "+fe.digest) {
+		t.Errorf("log does not say the commit tag was skipped:\n%s", fe.log)
+	}
+	builds := fe.srv.Select(func(q daggertest.Query) bool { return q.Leaf().Field == "id" && q.Has("dockerBuild") })
+	b, _ := builds[0].Find("dockerBuild")
+	if args := fmt.Sprint(b.Args["buildArgs"]); !strings.Contains(args, "name:VERSION value:v1.4.0") {
+		t.Errorf("VERSION build arg is not the tag: %s", args)
+	}
+
+	// Same commit, both tags present with the same digest: nothing pushed.
+	ecrSrv.SetTag("sidecar", "v1.4.0", fe.digest)
+	before := len(fe.leaves("publish"))
+	fe.out = &syncBuffer{}
+	fe.runner.Out = fe.out
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("second Push: %v", err)
+	}
+	if n := len(fe.leaves("publish")) - before; n != 0 {
+		t.Errorf("second push of the same commit published %d times", n)
+	}
+	if !strings.Contains(fe.log.String(), "nothing to push") || !strings.Contains(fe.out.String(), "sidecar:v1.4.0@"+fe.digest) {
+		t.Errorf("second push does not say it skipped:\nlog:\n%s\nout:\n%s", fe.log, fe.out)
+	}
+}
+
+// A v* tag on a commit the main-branch run already pushed (from a build
+// that is not byte-identical) releases the pushed image: no rebuild is
+// pushed, the version tag is put on the existing image.
+func TestPushReleasesThePushedCommitImage(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newEngine(t, nil, nil)
+	gitTag(t, fe.dir, "v1.5.0")
+	short := gitHead(t, fe.dir)[:12]
+	mainBuild := "sha256:" + strings.Repeat("a", 64)
+	ecrSrv.SetTag("sidecar", short, mainBuild)
+
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("pushed the rebuild %d times", n)
+	}
+	repo, _ := ecrSrv.Repository("sidecar")
+	if repo.Tags["v1.5.0"] != mainBuild || repo.Tags[short] != mainBuild {
+		t.Errorf("tags after release: %v, want both at %s", repo.Tags, mainBuild)
+	}
+	if !slices.Contains(ecrSrv.Operations(), "PutImage") {
+		t.Errorf("no PutImage call: %v", ecrSrv.Operations())
+	}
+	out := fe.out.String()
+	for _, want := range []string{ecrSrv.Host() + "/sidecar:" + short + "@" + mainBuild, ecrSrv.Host() + "/sidecar:v1.5.0@" + mainBuild} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(fe.log.String(), "releasing the pushed image") {
+		t.Errorf("log does not explain the release:\n%s", fe.log)
+	}
+}
+
+func TestUnitTestsCanBeSkipped(t *testing.T) {
+	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
+	if err := fe.runner.Test(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if len(*fe.goTests) != 0 {
+		t.Errorf("go test ran with UNIT_TESTS=false: %v", *fe.goTests)
+	}
+	if !strings.Contains(fe.log.String(), "skipped (UNIT_TESTS=false)") {
+		t.Errorf("log does not say unit tests were skipped:\n%s", fe.log)
+	}
+}
+
+func TestPushRefusals(t *testing.T) {
+	immutable := true
+	for _, tc := range []struct {
+		name      string
+		setup     func(t *testing.T, fe *fakeEngine, ecrSrv *ecrtest.Server)
+		env       map[string]string
+		want      []string
+		noQueries bool // refused before the engine was touched
+		noECR     bool // refused before ECR was called
+	}{
+		{name: "tag exists with another digest", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
+		}, want: []string{"immutable", "already points at sha256:000", "nothing pushed"}},
+		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			gitTag(t, fe.dir, "v2.0.0")
+			e.SetTag("sidecar", "v2.0.0", "sha256:"+strings.Repeat("1", 64))
+		}, want: []string{`tag "v2.0.0"`, "immutable", "nothing pushed"}},
+		{name: "smoke test fails", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) {
+				return nil, daggertest.ExecFailure([]string{"sh"}, 1, "", "boom\n")
+			})
+		}, want: []string{"smoke test failed", "boom"}},
+		{name: "over budget", env: map[string]string{"SIZE_BUDGET": "50kB"}, want: []string{"size budget"}},
+		{name: "latest with immutable tags", env: map[string]string{"PUSH_LATEST": "true"}, want: []string{"PUSH_LATEST", "immutable"}, noQueries: true},
+		{name: "uncommitted changes", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			if err := os.WriteFile(filepath.Join(fe.dir, "Dockerfile"), []byte("FROM changed\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, want: []string{"uncommitted changes"}, noQueries: true, noECR: true},
+		{name: "no AWS region", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			t.Setenv("AWS_REGION", "")
+		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ecrSrv := pushEnv(t, &immutable)
+			fe := newEngine(t, tc.env, nil)
+			if tc.setup != nil {
+				tc.setup(t, fe, ecrSrv)
+			}
+			err := fe.runner.Push(testCtx(t))
+			if err == nil {
+				t.Fatalf("Push succeeded; log:\n%s", fe.log)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+			if n := len(fe.leaves("publish")); n != 0 {
+				t.Errorf("published %d times", n)
+			}
+			if n := len(fe.srv.Queries()); tc.noQueries && n != 0 {
+				t.Errorf("%d engine queries before the refusal", n)
+			}
+			if ops := ecrSrv.Operations(); tc.noECR && len(ops) != 0 {
+				t.Errorf("ECR called before the refusal: %v", ops)
+			}
+			if strings.Contains(fe.log.String()+err.Error(), ecrSrv.Password) {
+				t.Error("ECR password in output")
+			}
+			var ce *ecr.ConflictError
+			if strings.Contains(tc.name, "another") && !errors.As(err, &ce) {
+				t.Errorf("err is %T, want *ecr.ConflictError", err)
+			}
+		})
+	}
+}
+
+func TestNoEngineFailsBeforeUnitTests(t *testing.T) {
+	fe := newEngine(t, nil, nil)
+	t.Setenv("DAGGER_SESSION_PORT", closedPort(t)) // the session is gone
+	err := fe.runner.Test(testCtx(t))
+	var ee *EngineError
+	if !errors.As(err, &ee) {
+		t.Fatalf("err = %v, want EngineError", err)
+	}
+	if len(*fe.goTests) != 0 {
+		t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
+	}
+}

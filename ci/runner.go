@@ -1,0 +1,232 @@
+package ci
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"dagger.io/dagger"
+
+	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/gitref"
+)
+
+// Runner runs the pipelines. Each entry point (Build, Test, Push) opens
+// one Dagger session for the whole run.
+type Runner struct {
+	Config Config
+	// Log receives engine progress and the pipeline's own step lines;
+	// os.Stderr when nil.
+	Log io.Writer
+	// Out receives the results (pushed references with digests), one per
+	// line, for scripts; os.Stdout when nil.
+	Out io.Writer
+	// GoTest runs the unit tests on the host; `go test ./...` in
+	// Config.Dir when nil. (Tests replace it: they are already inside it.)
+	GoTest func(ctx context.Context, dir string, log io.Writer) error
+
+	start time.Time
+}
+
+func (r *Runner) log() io.Writer {
+	if r.Log == nil {
+		return os.Stderr
+	}
+	return r.Log
+}
+
+func (r *Runner) out() io.Writer {
+	if r.Out == nil {
+		return os.Stdout
+	}
+	return r.Out
+}
+
+// step prints one progress line, with the time since the run started.
+func (r *Runner) step(format string, args ...any) {
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	fmt.Fprintf(r.log(), "==> %s (%.1fs)\n", fmt.Sprintf(format, args...), time.Since(r.start).Seconds())
+}
+
+// Build builds every platform, checks the size budget and loads the
+// host-platform image into the local Docker.
+func (r *Runner) Build(ctx context.Context) error {
+	r.step("build: connecting to the Dagger engine")
+	client, err := Connect(ctx, r.log())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	_, err = r.build(ctx, client, r.source(ctx))
+	return err
+}
+
+// Test runs the unit tests, then builds the image and smoke-tests it
+// against a throwaway MySQL.
+func (r *Runner) Test(ctx context.Context) error {
+	// Engine first: a missing engine must fail in seconds, not after the
+	// unit tests.
+	r.step("test: connecting to the Dagger engine")
+	client, err := Connect(ctx, r.log())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := r.goTest(ctx); err != nil {
+		return err
+	}
+	img, err := r.build(ctx, client, r.source(ctx))
+	if err != nil {
+		return err
+	}
+	return r.smoke(ctx, client, img)
+}
+
+// Push checks AWS and ECR first (before any build), then builds, tests,
+// and publishes the multi-platform image under the commit tag (plus the
+// version tag on a v* tagged HEAD, plus latest when asked for).
+func (r *Runner) Push(ctx context.Context) error {
+	r.step("push: reading git state")
+	ref, err := gitref.Read(ctx, r.Config.Dir)
+	if err != nil {
+		return fmt.Errorf("push needs the source in a git repository (tags come from the commit): %w", err)
+	}
+	if ref.Dirty {
+		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files; the image would not match commit %s — commit or stash them first", ref.Short)
+	}
+	tags := ref.Tags(r.Config.PushLatest)
+
+	r.step("push: AWS preflight (region, credentials, ECR login, repository %q)", r.Config.Repository)
+	reg, err := ecr.Preflight(ctx, ecr.Options{
+		Repository:    r.Config.Repository,
+		Create:        r.Config.CreateRepository,
+		ScanOnPush:    r.Config.ScanOnPush,
+		ImmutableTags: r.Config.ImmutableTags,
+	})
+	if err != nil {
+		return err
+	}
+	if reg.Created {
+		r.step("push: created ECR repository %s", reg)
+	} else {
+		r.step("push: using ECR repository %s", reg)
+	}
+	if r.Config.PushLatest && reg.Immutable {
+		return fmt.Errorf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)
+	}
+
+	r.step("push: connecting to the Dagger engine")
+	client, err := Connect(ctx, r.log())
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := r.goTest(ctx); err != nil {
+		return err
+	}
+	img, err := r.build(ctx, client, sourceOf(ref))
+	if err != nil {
+		return err
+	}
+	if err := r.smoke(ctx, client, img); err != nil {
+		return err
+	}
+	return r.publish(ctx, client, img, reg, tags)
+}
+
+// source is what the image is stamped with (VERSION, REVISION, CREATED
+// build args). Outside a git checkout the Dockerfile defaults stand.
+type source struct {
+	version, revision, created, epoch string
+}
+
+func (r *Runner) source(ctx context.Context) source {
+	ref, err := gitref.Read(ctx, r.Config.Dir)
+	if err != nil {
+		r.step("note: no git metadata (%v); image labels use the Dockerfile defaults", err)
+		return source{}
+	}
+	return sourceOf(ref)
+}
+
+func sourceOf(ref gitref.Ref) source {
+	s := source{
+		version:  ref.Version,
+		revision: ref.Commit,
+		created:  ref.Time.Format(time.RFC3339),
+		epoch:    strconv.FormatInt(ref.Time.Unix(), 10),
+	}
+	if s.version == "" {
+		s.version = "dev"
+	}
+	if ref.Dirty {
+		s.revision += "-dirty"
+	}
+	return s
+}
+
+func (r *Runner) goTest(ctx context.Context) error {
+	if !r.Config.UnitTests {
+		r.step("test: go test ./... skipped (UNIT_TESTS=false)")
+		return nil
+	}
+	r.step("test: go test ./...")
+	run := r.GoTest
+	if run == nil {
+		run = goTestHost
+	}
+	if err := run(ctx, r.Config.Dir, r.log()); err != nil {
+		return fmt.Errorf("unit tests failed (go test ./...): %w", err)
+	}
+	return nil
+}
+
+func goTestHost(ctx context.Context, dir string, log io.Writer) error {
+	cmd := exec.CommandContext(ctx, "go", "test", "./...")
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = log, log
+	return cmd.Run()
+}
+
+// secretFile hands a secret to the engine by reference: the value goes
+// into a private file that the session reads through the file:// secret
+// provider, so it never travels in a GraphQL query (as setSecret's
+// plaintext argument would) and never reaches the logs.
+type secretFile struct {
+	dir string
+}
+
+func newSecretFile() (*secretFile, error) {
+	dir, err := os.MkdirTemp("", "sidecar-ci-secrets-")
+	if err != nil {
+		return nil, fmt.Errorf("secret directory: %w", err)
+	}
+	return &secretFile{dir: dir}, nil
+}
+
+// secret stores value under name and returns it as a Dagger secret.
+func (s *secretFile) secret(client *dagger.Client, name, value string) (*dagger.Secret, error) {
+	path := filepath.Join(s.dir, name)
+	if err := os.WriteFile(path, []byte(value), 0o600); err != nil {
+		return nil, fmt.Errorf("write secret %s: %w", name, err)
+	}
+	return client.Secret("file://" + path), nil
+}
+
+func (s *secretFile) Close() error { return os.RemoveAll(s.dir) }
+
+// randomHex returns n random bytes as hex (passwords, cache busters).
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,193 @@
+package ci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"dagger.io/dagger"
+
+	"github.com/example/sidecar/ci/smoke"
+)
+
+// Smoke-test wiring. The sidecar forwards its port to the MySQL service;
+// the client reaches MySQL only through the sidecar.
+const (
+	mysqlAlias   = "mysql"   // MySQL service hostname, seen by the sidecar
+	sidecarAlias = "sidecar" // sidecar service hostname, seen by the client
+	// The image's own EXPOSE port: Dagger health-checks every exposed port
+	// of a service, so the sidecar must listen on it.
+	sidecarPort = 8080
+	clientCnf   = "/run/secrets/smoke-client.cnf"
+	sleepUpFor  = 3 // seconds sleep mode must stay up
+)
+
+// clientScript waits (bounded) until MySQL answers through the sidecar,
+// then runs the smoke SQL. The password comes from a mounted option file
+// (a Dagger secret), never from the command line.
+// MariaDB images (MYSQL_IMAGE=mariadb:11) name the client mariadb.
+func clientScript() string {
+	base := fmt.Sprintf(`"$client" --defaults-extra-file=%s -h %s -P %d`, clientCnf, sidecarAlias, sidecarPort)
+	return fmt.Sprintf(`client=$(command -v mysql || command -v mariadb) || { echo "no mysql or mariadb client in MYSQL_IMAGE" >&2; exit 1; }
+i=0
+until %[1]s -e 'SELECT 1' >/dev/null 2>&1; do
+  i=$((i+1))
+  if [ "$i" -ge 90 ]; then echo "MySQL not reachable through the sidecar after 90 tries; last attempt:" >&2; %[1]s -e 'SELECT 1'; exit 1; fi
+  sleep 1
+done
+exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smoke.ClientArgs, " "))
+}
+
+// sidecarVar names the binary (where the Dockerfile puts it); tests of
+// the scripts point SIDECAR at a stand-in.
+const sidecarVar = `SIDECAR="${SIDECAR:-/usr/local/bin/sidecar}"
+`
+
+// runningCheckScript starts the sidecar in the background inside its own
+// image and checks it from the same container: the admin port is bound to
+// 127.0.0.1, so `sidecar healthcheck` must run where the sidecar runs.
+func runningCheckScript() string {
+	return sidecarVar + `echo "uid=$(id -u)"
+"$SIDECAR" & pid=$!
+i=0
+until "$SIDECAR" healthcheck; do
+  i=$((i+1))
+  if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; echo "sidecar exited with $? before becoming healthy" >&2; exit 1; fi
+  if [ "$i" -ge 30 ]; then echo "sidecar healthcheck still failing after 30 tries" >&2; kill "$pid"; exit 1; fi
+  sleep 1
+done
+echo healthcheck=ok
+kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`
+}
+
+// sleepCheckScript runs sleep mode and checks it stays up, reports
+// healthy, and exits 0 on SIGTERM.
+func sleepCheckScript() string {
+	return sidecarVar + fmt.Sprintf(`"$SIDECAR" & pid=$!
+sleep %d
+if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; echo "sleep mode exited with $? within %ds" >&2; exit 1; fi
+echo stayed-up
+"$SIDECAR" healthcheck && echo healthcheck=ok
+kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`, sleepUpFor, sleepUpFor)
+}
+
+// smoke runs the image (host platform) against a throwaway MySQL:
+// a SQL round trip through the sidecar service, then the checks of a
+// running sidecar (UID 1000, healthcheck) and of sleep mode.
+func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) error {
+	secrets, err := newSecretFile()
+	if err != nil {
+		return err
+	}
+	defer secrets.Close()
+	password := randomHex(24)
+	rootPW, err := secrets.secret(client, "mysql-root-password", password)
+	if err != nil {
+		return err
+	}
+	cnf, err := secrets.secret(client, "smoke-client.cnf", "[client]\nuser=root\npassword="+password+"\n")
+	if err != nil {
+		return err
+	}
+	run := randomHex(8) // fresh exec every run: a smoke test must not be a cache hit
+	scrub := func(s string) string { return strings.ReplaceAll(s, password, "[redacted]") }
+
+	r.step("test: starting MySQL (%s) and the sidecar in proxy mode", r.Config.MySQLImage)
+	mysql := client.Container().From(r.Config.MySQLImage).
+		WithSecretVariable("MYSQL_ROOT_PASSWORD", rootPW).
+		WithEnvVariable("SMOKE_RUN", run).
+		WithExposedPort(3306).
+		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
+
+	proxyEnv := func(c *dagger.Container, listen int) *dagger.Container {
+		return c.WithServiceBinding(mysqlAlias, mysql).
+			WithEnvVariable("MODE", "proxy").
+			WithEnvVariable("TARGET_HOST", mysqlAlias).
+			WithEnvVariable("TARGET_PORT", "3306").
+			WithEnvVariable("LISTEN_PORT", fmt.Sprint(listen)).
+			WithEnvVariable("LOG_LEVEL", "debug")
+	}
+	sidecar := proxyEnv(img.Host, sidecarPort).
+		WithExposedPort(sidecarPort).
+		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
+
+	r.step("test: SQL round trip through the sidecar")
+	out, err := client.Container().From(r.Config.MySQLImage).
+		WithServiceBinding(sidecarAlias, sidecar).
+		WithMountedSecret(clientCnf, cnf).
+		WithEnvVariable("SMOKE_SQL", smoke.SQL).
+		WithEnvVariable("SMOKE_RUN", run).
+		WithExec([]string{"sh", "-c", clientScript()}).
+		Stdout(ctx)
+	if err != nil {
+		return smokeFailure("SQL round trip through the sidecar", err, scrub)
+	}
+	if err := smoke.Check(out); err != nil {
+		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)
+	}
+
+	r.step("test: running sidecar: UID and healthcheck")
+	out, err = proxyEnv(img.Host, sidecarPort+1).
+		WithEnvVariable("SMOKE_RUN", run).
+		WithExec([]string{"sh", "-c", runningCheckScript()}).
+		Stdout(ctx)
+	if err != nil {
+		return smokeFailure("healthcheck inside the running sidecar", err, scrub)
+	}
+	if err := expectLines(out, "uid=1000", "healthcheck=ok", "exit=0"); err != nil {
+		return fmt.Errorf("smoke test failed (nothing pushed): running sidecar: %w", err)
+	}
+
+	r.step("test: sleep mode stays up for %ds", sleepUpFor)
+	out, err = img.Host.
+		WithEnvVariable("MODE", "sleep").
+		WithEnvVariable("SMOKE_RUN", run).
+		WithExec([]string{"sh", "-c", sleepCheckScript()}).
+		Stdout(ctx)
+	if err != nil {
+		return smokeFailure("sleep mode", err, scrub)
+	}
+	if err := expectLines(out, "stayed-up", "healthcheck=ok", "exit=0"); err != nil {
+		return fmt.Errorf("smoke test failed (nothing pushed): sleep mode: %w", err)
+	}
+	r.step("test: smoke test passed")
+	return nil
+}
+
+// expectLines checks that each wanted line appears in out.
+func expectLines(out string, want ...string) error {
+	lines := strings.Split(out, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	for _, w := range want {
+		found := false
+		for _, l := range lines {
+			found = found || l == w
+		}
+		if !found {
+			return fmt.Errorf("want line %q in the output, got:\n%s", w, indent(out))
+		}
+	}
+	return nil
+}
+
+// smokeFailure reports a failed step with the container's output (the
+// password scrubbed, in case anything echoed it).
+func smokeFailure(what string, err error, scrub func(string) string) error {
+	var ee *dagger.ExecError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("smoke test failed (nothing pushed): %s: exit code %d\n--- stdout ---\n%s--- stderr ---\n%s",
+			what, ee.ExitCode, indent(scrub(ee.Stdout)), indent(scrub(ee.Stderr)))
+	}
+	return fmt.Errorf("smoke test failed (nothing pushed): %s: %s", what, scrub(err.Error()))
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "  (empty)\n"
+	}
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ") + "\n"
+}

@@ -1,0 +1,162 @@
+package ci
+
+// The smoke steps are shell scripts run inside the images. No engine runs
+// here, but busybox sh (the image's shell) does: run the real scripts
+// against stand-ins for the sidecar binary and the mysql client.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/internal/testenv"
+)
+
+func busybox(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("busybox")
+	if err != nil {
+		testenv.Unavailable(t, "busybox is not installed (apt-get install busybox-static)")
+	}
+	return p
+}
+
+// standIn writes an executable shell script.
+func standIn(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// sidecarStandIn behaves like the sidecar: `healthcheck` passes once the
+// server has been up for a moment; the server runs until SIGTERM and then
+// exits 0. With exitAt >= 0 the server instead exits with that code.
+func sidecarStandIn(t *testing.T, dir string, exitAt int) string {
+	t.Helper()
+	state := filepath.Join(dir, "up")
+	body := `if [ "$1" = healthcheck ]; then [ -f "` + state + `" ]; exit $?; fi
+`
+	if exitAt >= 0 {
+		body += "exit " + strconv.Itoa(exitAt) + "\n"
+	}
+	body += `trap 'rm -f "` + state + `"; exit 0' TERM
+sleep 1
+touch "` + state + `"
+while :; do sleep 1; done
+`
+	return standIn(t, dir, "sidecar", body)
+}
+
+func runScript(t *testing.T, script string, env ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // safety net
+	defer cancel()
+	cmd := exec.CommandContext(ctx, busybox(t), "sh", "-c", script)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	return string(out) + stderr.String(), err
+}
+
+func TestRunningCheckScript(t *testing.T) {
+	t.Parallel()
+	uid := "uid=" + strconv.Itoa(os.Getuid())
+	t.Run("healthy sidecar", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		out, err := runScript(t, runningCheckScript(), "SIDECAR="+sidecarStandIn(t, dir, -1))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if err := expectLines(out, uid, "healthcheck=ok", "exit=0"); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("sidecar exits at start", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		out, err := runScript(t, runningCheckScript(), "SIDECAR="+sidecarStandIn(t, dir, 2))
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !strings.Contains(out, "sidecar exited with 2 before becoming healthy") {
+			t.Fatalf("err = %v, output:\n%s", err, out)
+		}
+	})
+}
+
+func TestSleepCheckScript(t *testing.T) {
+	t.Parallel()
+	t.Run("stays up", func(t *testing.T) {
+		t.Parallel()
+		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+sidecarStandIn(t, t.TempDir(), -1))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if err := expectLines(out, "stayed-up", "healthcheck=ok", "exit=0"); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("exits early", func(t *testing.T) {
+		t.Parallel()
+		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+sidecarStandIn(t, t.TempDir(), 3))
+		if err == nil || !strings.Contains(out, "sleep mode exited with 3 within") {
+			t.Fatalf("err = %v, output:\n%s", err, out)
+		}
+	})
+}
+
+func TestClientScript(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"mysql", "mariadb"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testClientScript(t, name)
+		})
+	}
+}
+
+func testClientScript(t *testing.T, client string) {
+	// Client stand-in: refuses the first two connections (MySQL still
+	// starting), then answers; it checks it was given the option file,
+	// the sidecar address and the batch flags.
+	dir := t.TempDir()
+	count := filepath.Join(dir, "count")
+	standIn(t, dir, client, `n=$(cat "`+count+`" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "`+count+`"
+[ "$1" = "--defaults-extra-file=`+clientCnf+`" ] || { echo "bad first arg $1" >&2; exit 9; }
+case "$*" in *"-h sidecar -P 8080"*) ;; *) echo "not through the sidecar: $*" >&2; exit 9;; esac
+if [ "$n" -le 2 ]; then echo "ERROR 2003 (HY000): Can't connect" >&2; exit 1; fi
+case "$*" in *"SELECT 1"*) exit 0;; esac
+case "$*" in *"`+strings.Join(smoke.ClientArgs, " ")+`"*) ;; *) echo "no batch flags: $*" >&2; exit 9;; esac
+[ "$*" != "${*%REPEAT*}" ] || { echo "SQL not passed" >&2; exit 9; }
+echo "`+smoke.Expected()+`"
+`)
+	// PATH: the stand-in and the few tools the scripts use, so a real
+	// client on this machine cannot be picked up instead.
+	tools := t.TempDir()
+	for _, tool := range []string{"cat", "sleep"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(tools, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runScript(t, clientScript(), "PATH="+dir+":"+tools, "SMOKE_SQL="+smoke.SQL)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if err := smoke.Check(out); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,146 @@
+//go:build mage
+
+// Targets for building, testing and pushing the sidecar image. Run them as
+// `go tool mage <target>`; `go tool mage -h <target>` explains one.
+// Configuration is read from environment variables, validated before any
+// work (bad values exit with code 2 and list every problem).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/example/sidecar/ci"
+)
+
+// Exit codes: 1 the pipeline failed, 2 bad configuration, 3 no engine.
+const (
+	exitFailed   = 1
+	exitConfig   = 2
+	exitNoEngine = 3
+)
+
+// Build builds the image for linux/amd64 and linux/arm64 and checks the size budget.
+//
+// Prints compressed and uncompressed sizes per platform and fails naming the
+// platform over budget; then loads the host-platform image into the local
+// Docker as sidecar:latest. Environment, with defaults: PLATFORMS
+// (linux/amd64,linux/arm64); SIZE_BUDGET, largest uncompressed image per
+// platform as docker images shows it (50MB); LOCAL_IMAGE, or none to skip
+// (sidecar:latest); OCI_TARBALL, a path to also write the OCI image to (unset);
+// GO_IMAGE and RUNTIME_IMAGE, base image mirrors (Dockerfile defaults);
+// _EXPERIMENTAL_DAGGER_RUNNER_HOST, a remote engine (local Docker).
+func Build(ctx context.Context) error {
+	r, err := runner()
+	if err != nil {
+		return err
+	}
+	return exit(r.Build(ctx))
+}
+
+// Test runs the unit tests, then smoke-tests the image against a throwaway MySQL.
+//
+// Runs go test ./..., builds as Build does, then starts MySQL (MYSQL_IMAGE,
+// default mysql:8.4) with a random root password passed as a Dagger secret,
+// the image as a service in proxy mode in front of it, and a SQL round trip
+// with the mysql client through the sidecar. Also checks UID 1000, sidecar
+// healthcheck inside a running sidecar, and that sleep mode stays up.
+// UNIT_TESTS=false skips go test (default true). Other environment as for
+// Build.
+func Test(ctx context.Context) error {
+	r, err := runner()
+	if err != nil {
+		return err
+	}
+	return exit(r.Test(ctx))
+}
+
+// Push checks AWS and ECR, builds, tests, then pushes the multi-arch image to ECR.
+//
+// The AWS preflight runs before any build: region and credentials from the
+// usual AWS chain (AWS_REGION, AWS_PROFILE or AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, or a role), ECR login, and the repository
+// ECR_REPOSITORY (default sidecar), created when missing
+// (ECR_CREATE_REPOSITORY=true) with scan on push (ECR_SCAN_ON_PUSH=true) and
+// immutable tags (ECR_IMMUTABLE_TAGS=true). AWS_ENDPOINT_URL_ECR overrides
+// the ECR API endpoint. Then Build and Test run; nothing is pushed if either
+// fails. Tags: the 12-character commit, plus the version when HEAD has a v*
+// tag, plus latest when PUSH_LATEST=true (default false; needs mutable
+// tags). A tag already pointing at this image is skipped; one pointing at
+// another image in an immutable repository is an error and nothing is
+// pushed. A v* tag on a commit already pushed releases that pushed image
+// (ECR PutImage) rather than the rebuild. Prints every pushed reference with
+// its digest on stdout. Other environment as for Build and Test.
+func Push(ctx context.Context) error {
+	r, err := runner()
+	if err != nil {
+		return err
+	}
+	return exit(r.Push(ctx))
+}
+
+// Lint runs go vet and gofmt over the module.
+func Lint(ctx context.Context) error {
+	if err := run(ctx, nil, "go", "vet", "./..."); err != nil {
+		return mg.Fatalf(exitFailed, "go vet: %v", err)
+	}
+	out, err := exec.CommandContext(ctx, "gofmt", "-l", ".").Output()
+	if err != nil {
+		return mg.Fatalf(exitFailed, "gofmt: %v", err)
+	}
+	if files := strings.TrimSpace(string(out)); files != "" {
+		return mg.Fatalf(exitFailed, "gofmt needed on:\n%s", files)
+	}
+	return nil
+}
+
+// Bench runs the benchmark program (go run ./bench), passing BENCH_ARGS and the environment through.
+//
+// Example: BENCH_ARGS="-duration 10s" go tool mage bench
+func Bench(ctx context.Context) error {
+	if _, err := os.Stat("bench"); err != nil {
+		return mg.Fatalf(exitFailed, "no ./bench program in this checkout: %v", err)
+	}
+	args := append([]string{"run", "./bench"}, strings.Fields(os.Getenv("BENCH_ARGS"))...)
+	if err := run(ctx, nil, "go", args...); err != nil {
+		return mg.Fatalf(exitFailed, "bench: %v", err)
+	}
+	return nil
+}
+
+// runner loads and validates the configuration once, before any work.
+func runner() (*ci.Runner, error) {
+	cfg, err := ci.LoadConfig(".", os.LookupEnv)
+	if err != nil {
+		return nil, mg.Fatal(exitConfig, err)
+	}
+	return &ci.Runner{Config: cfg, Log: os.Stderr}, nil
+}
+
+// exit maps pipeline errors to exit codes; mage prints the message once.
+func exit(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *ci.EngineError
+	if errors.As(err, &ee) {
+		return mg.Fatal(exitNoEngine, err)
+	}
+	return mg.Fatal(exitFailed, err)
+}
+
+func run(ctx context.Context, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = os.Stdout, os.Stderr, os.Stdin
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return nil
+}

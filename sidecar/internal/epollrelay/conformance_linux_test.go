@@ -1,0 +1,17 @@
+package epollrelay_test
+
+import (
+	"testing"
+
+	"github.com/example/sidecar/sidecar/internal/relay/relaytest"
+)
+
+// The engine passes the same suite as the portable data path, in each
+// shape it can run in.
+func TestConformance(t *testing.T) {
+	for _, c := range engineConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			relaytest.Run(t, newEngine(t, c.opts).Relay)
+		})
+	}
+}
