@@ -239,7 +239,7 @@ func (r *runner) reportRatios(p printf, sc contestant) {
 func (r *runner) reportMethod(p printf) {
 	p("\n## Method\n\n")
 	p("- Everything on loopback. Contestants: %s. ", names(r.contestants))
-	p("socat runs as `socat TCP-LISTEN:<port>,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:<target>`; ")
+	p("socat runs as `socat TCP-LISTEN:<port>,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:<target>` (its default listen backlog of 5, as users run it: 32 clients connecting at once can overflow it and stall, so a failed measurement is retried up to twice and noted); ")
 	p("the sidecar is the real binary (`go build -trimpath ./sidecar`) configured by environment (LOG_LEVEL=warn, MAX_CONNECTIONS=%d)", r.maxConnEnv)
 	for _, c := range r.contestants {
 		if len(c.env) > 0 {
