@@ -32,24 +32,25 @@ import (
 )
 
 type config struct {
-	quick       bool
-	rounds      int
-	mysqlTime   time.Duration
-	threads     []int
-	tableSize   int
-	mysqlClient string // auto | sysbench | go
-	bulkTime    time.Duration
-	bulkTool    string // auto | iperf3 | go
-	connTime    time.Duration
-	connDialers int
-	idleFirst   int
-	idleMax     int // 0: as many as the descriptor limit allows
-	workloads   []string
-	noSocat     bool
-	sidecarPkg  string
-	sidecarBin  string
-	variants    sidecarFlags
-	out         string
+	quick        bool
+	rounds       int
+	mysqlTime    time.Duration
+	threads      []int
+	tableSize    int
+	mysqlClient  string // auto | sysbench | go
+	bulkTime     time.Duration
+	bulkTool     string // auto | iperf3 | go
+	connTime     time.Duration
+	connDialers  int
+	idleFirst    int
+	idleMax      int // 0: as many as the descriptor limit allows
+	workloads    []string
+	noSocat      bool
+	socatBacklog int // 0: socat's default (5)
+	sidecarPkg   string
+	sidecarBin   string
+	variants     sidecarFlags
+	out          string
 }
 
 var allWorkloads = []string{"mysql", "bulk", "conns", "idle"}
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.idleMax, "idle-max", 0, "idle connections for the second memory reading (0: as many as the descriptor limit allows)")
 	work := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated subset of "+strings.Join(allWorkloads, ","))
 	fs.BoolVar(&cfg.noSocat, "no-socat", false, "leave socat out even when it is on PATH")
+	fs.IntVar(&cfg.socatBacklog, "socat-backlog", 0, "socat's listen backlog (0: socat's default of 5, as users run it; 32 clients connecting at once can then stall for 15-31 s)")
 	fs.StringVar(&cfg.sidecarPkg, "sidecar-pkg", "./sidecar", "package to build the sidecar from (go build -trimpath)")
 	fs.StringVar(&cfg.sidecarBin, "sidecar-bin", "", "use this sidecar binary instead of building -sidecar-pkg")
 	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. epoll:DATA_PATH=epoll")
@@ -127,6 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	check(slices.Contains([]string{"auto", "sysbench", "go"}, cfg.mysqlClient), "-mysql-client %q: want auto, sysbench or go", cfg.mysqlClient)
 	check(slices.Contains([]string{"auto", "iperf3", "go"}, cfg.bulkTool), "-bulk-tool %q: want auto, iperf3 or go", cfg.bulkTool)
 	check(cfg.connDialers >= 1 && cfg.connDialers <= 256, "-conn-dialers %d: want 1 to 256", cfg.connDialers)
+	check(cfg.socatBacklog >= 0 && cfg.socatBacklog <= 65535, "-socat-backlog %d: want 0 (socat's default) to 65535", cfg.socatBacklog)
 	check(cfg.idleFirst >= 1 && cfg.idleFirst <= 100_000, "-idle %d: want 1 to 100000", cfg.idleFirst)
 	check(cfg.idleMax >= 0 && cfg.idleMax <= 1_000_000, "-idle-max %d: want 0 (descriptor limit) up to 1000000", cfg.idleMax)
 	return cfg, errors.Join(errs...)

@@ -266,3 +266,15 @@ func TestReportTables(t *testing.T) {
 		t.Log(rep)
 	}
 }
+
+func TestSocatListen(t *testing.T) {
+	if got, want := socatListen(5000, 0), "TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr"; got != want {
+		t.Errorf("default backlog: %q, want %q", got, want)
+	}
+	if got, want := socatListen(5000, 128), "TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr,backlog=128"; got != want {
+		t.Errorf("backlog 128: %q, want %q", got, want)
+	}
+	if _, err := parseFlags([]string{"-socat-backlog", "-1"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-socat-backlog -1") {
+		t.Errorf("negative backlog: err = %v", err)
+	}
+}
