@@ -17,10 +17,11 @@ import (
 
 // Image is the built, size-checked image: one container per platform.
 type Image struct {
-	Variants []*dagger.Container // in Config.Platforms order
-	Host     *dagger.Container   // the Config.HostPlatform variant
-	Sizes    []imagesize.Image
-	Digest   string // image index digest of the exported OCI image
+	Variants  []*dagger.Container // in Config.Platforms order
+	Platforms []dagger.Platform   // of Variants
+	Host      *dagger.Container   // the Config.HostPlatform variant
+	Sizes     []imagesize.Image
+	Digest    string // image index digest of the exported OCI image
 }
 
 // sourceExcludes keep the build context small and cache-friendly; the
@@ -42,6 +43,7 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		r.step("build: Dockerfile for %s", p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
 		img.Variants = append(img.Variants, c)
+		img.Platforms = append(img.Platforms, p)
 		if p == cfg.HostPlatform {
 			img.Host = c
 		}
@@ -169,4 +171,19 @@ func execOutput(err error) string {
 		return s
 	}
 	return fmt.Sprintf("\n--- stdout ---\n%s--- stderr ---\n%s", indent(tail(ee.Stdout)), indent(tail(ee.Stderr)))
+}
+
+// variant returns the container built for platform p ("linux/arm64/v8"
+// matches linux/arm64).
+func (img *Image) variant(p dagger.Platform) (*dagger.Container, bool) {
+	parts := strings.Split(string(p), "/")
+	if len(parts) > 2 {
+		p = dagger.Platform(parts[0] + "/" + parts[1])
+	}
+	for i, q := range img.Platforms {
+		if q == p {
+			return img.Variants[i], true
+		}
+	}
+	return nil, false
 }

@@ -124,21 +124,20 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 			c.Platforms = append(c.Platforms, dagger.Platform(p))
 		}
 	}
-	if len(c.Platforms) > 0 && !slices.Contains(c.Platforms, c.HostPlatform) {
-		// Smoke test and local image need a variant this machine runs natively.
-		bad("PLATFORMS", plats, fmt.Sprintf("must include this machine's platform %s (smoke test and local image run it)", c.HostPlatform))
-	}
-
 	budget := get("SIZE_BUDGET", "50MB")
 	if c.SizeBudget, err = imagesize.ParseSize(budget); err != nil {
 		bad("SIZE_BUDGET", budget, "want bytes or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)")
 	}
 
 	c.LocalImage = get("LOCAL_IMAGE", "sidecar:latest")
-	if c.LocalImage == "none" {
+	switch {
+	case c.LocalImage == "none":
 		c.LocalImage = ""
-	} else if !imageRefRE.MatchString(c.LocalImage) {
+	case !imageRefRE.MatchString(c.LocalImage):
 		bad("LOCAL_IMAGE", c.LocalImage, "want an image name such as sidecar:latest, or none")
+	case len(c.Platforms) > 0 && !slices.Contains(c.Platforms, c.HostPlatform):
+		// The local Docker runs this machine's platform.
+		bad("PLATFORMS", plats, fmt.Sprintf("must include this machine's platform %s for the local image (or set LOCAL_IMAGE=none)", c.HostPlatform))
 	}
 
 	if c.OCITarball = get("OCI_TARBALL", ""); c.OCITarball != "" {

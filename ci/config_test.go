@@ -70,6 +70,14 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{name: "unknown platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,windows/amd64"},
 			bad: []string{`PLATFORMS="linux/amd64,linux/arm64,windows/amd64": platform "windows/amd64" is not one of linux/amd64, linux/arm64`}},
+		{name: "local image needs this machine's platform", env: map[string]string{"PLATFORMS": otherPlatform()},
+			bad: []string{"must include this machine's platform linux/" + runtime.GOARCH, "LOCAL_IMAGE=none"}},
+		{name: "other platform only, no local image", env: map[string]string{"PLATFORMS": otherPlatform(), "LOCAL_IMAGE": "none"},
+			check: func(t *testing.T, c Config) {
+				if len(c.Platforms) != 1 || string(c.Platforms[0]) != otherPlatform() || c.LocalImage != "" {
+					t.Errorf("got %+v", c)
+				}
+			}},
 		{name: "duplicate platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,linux/amd64"}, bad: []string{"listed twice"}},
 		{name: "bad size", env: map[string]string{"SIZE_BUDGET": "50 elephants"}, bad: []string{`SIZE_BUDGET="50 elephants"`, "50MB"}},
 		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
@@ -103,4 +111,11 @@ func TestLoadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+func otherPlatform() string {
+	if runtime.GOARCH == "arm64" {
+		return "linux/amd64"
+	}
+	return "linux/arm64"
 }

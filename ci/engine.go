@@ -91,16 +91,16 @@ func probeDocker(ctx context.Context) error {
 		host = "unix:///var/run/docker.sock"
 	}
 	scheme, addr, _ := strings.Cut(host, "://")
-	var network string
+	var err error
 	switch scheme {
 	case "unix":
-		network = "unix"
+		err = ping(ctx, "unix", addr)
 	case "tcp":
-		network = "tcp"
+		err = dial(ctx, "tcp", addr) // may be TLS (DOCKER_TLS_VERIFY): reachability only
 	default:
 		return nil // ssh://, npipe://: left to the CLI
 	}
-	if err := ping(ctx, network, addr); err != nil {
+	if err != nil {
 		return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable at %s to start the engine (start Docker, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine): %v", host, err), Err: err}
 	}
 	return nil

@@ -2,6 +2,7 @@ package ci
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +11,10 @@ import (
 	"time"
 )
 
-// TestMageTargets compiles magefiles/ the way users run it (go vet skips
-// the mage build tag) and checks the listing and the push help.
-func TestMageTargets(t *testing.T) {
+// TestMage compiles magefiles/ the way users run it (go vet skips the
+// mage build tag), checks the listing and help, and runs the targets for
+// real where they fail without an engine or AWS.
+func TestMage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the magefile")
 	}
@@ -22,38 +24,80 @@ func TestMageTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mage := func(args ...string) string {
+	cache := t.TempDir() // own cache: no stale compiled magefile from another checkout
+	mage := func(env []string, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, "go", append([]string{"tool", "mage"}, args...)...)
 		cmd.Dir = root
-		// Own cache: no stale compiled magefile from another checkout.
-		cmd.Env = append(os.Environ(), "MAGEFILE_CACHE="+t.TempDir())
+		cmd.Env = append(os.Environ(), append([]string{"MAGEFILE_CACHE=" + cache}, env...)...)
 		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	ok := func(args ...string) string {
+		out, err := mage(nil, args...)
 		if err != nil {
 			t.Fatalf("go tool mage %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		return string(out)
+		return out
 	}
-	list := mage("-l")
-	for _, target := range []string{"build", "test", "push", "lint", "bench"} {
-		found := false
-		for _, line := range strings.Split(list, "\n") {
-			f := strings.Fields(line)
-			found = found || (len(f) > 2 && f[0] == target)
+
+	t.Run("list and help", func(t *testing.T) {
+		list := ok("-l")
+		for _, target := range []string{"build", "test", "push", "lint", "bench"} {
+			found := false
+			for _, line := range strings.Split(list, "\n") {
+				f := strings.Fields(line)
+				found = found || (len(f) > 2 && f[0] == target)
+			}
+			if !found {
+				t.Errorf("mage -l has no described %q target:\n%s", target, list)
+			}
 		}
-		if !found {
-			t.Errorf("mage -l has no described %q target:\n%s", target, list)
+		help := ok("-h", "push")
+		for _, v := range []string{"AWS_REGION", "ECR_REPOSITORY", "ECR_IMMUTABLE_TAGS", "PUSH_LATEST", "AWS_ENDPOINT_URL_ECR"} {
+			if !strings.Contains(help, v) {
+				t.Errorf("mage -h push does not explain %s", v)
+			}
 		}
-	}
-	help := mage("-h", "push")
-	for _, v := range []string{"AWS_REGION", "ECR_REPOSITORY", "ECR_IMMUTABLE_TAGS", "PUSH_LATEST", "AWS_ENDPOINT_URL_ECR"} {
-		if !strings.Contains(help, v) {
-			t.Errorf("mage -h push does not explain %s", v)
+		all := ok("-h", "build") + ok("-h", "test") + help
+		for _, v := range Vars() {
+			if !strings.Contains(all, v.Name) {
+				t.Errorf("no mage help mentions %s", v.Name)
+			}
 		}
-	}
-	all := mage("-h", "build") + mage("-h", "test") + help
-	for _, v := range Vars() {
-		if !strings.Contains(all, v.Name) {
-			t.Errorf("no mage help mentions %s", v.Name)
-		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		env    []string
+		code   int
+		want   []string
+		absent []string
+	}{
+		{"bad configuration exits 2", []string{"push"}, []string{"SIZE_BUDGET=huge", "PUSH_LATEST=perhaps"}, 2,
+			[]string{`SIZE_BUDGET="huge"`, `PUSH_LATEST="perhaps"`, "nothing was run"}, []string{"AWS", "Dagger"}},
+		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x"}, 3,
+			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := mage(tc.env, tc.args...)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != tc.code {
+				t.Fatalf("exit: %v, want code %d\n%s", err, tc.code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("output has %q:\n%s", a, out)
+				}
+			}
+			if n := strings.Count(out, "Error:"); n != 1 {
+				t.Errorf("%d error messages, want 1:\n%s", n, out)
+			}
+		})
 	}
 }

@@ -399,7 +399,7 @@ func TestTestPipeline(t *testing.T) {
 	if p, ok := side.Find("withExposedPort"); !ok || fmt.Sprint(p.Args["port"]) != "8080" {
 		t.Errorf("sidecar service does not expose its listen port: %s", side)
 	}
-	if !strings.Contains(execScript(client), "-h sidecar -P 8080") {
+	if !strings.Contains(execScript(client), `-h "${SMOKE_HOST:-sidecar}" -P "${SMOKE_PORT:-8080}"`) || envOf(client)["SMOKE_HOST"] != "" {
 		t.Errorf("client does not connect through the sidecar: %s", execScript(client))
 	}
 	if as, _ := side.Find("asService"); as.Args["useEntrypoint"] != true {
@@ -530,10 +530,15 @@ func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
 func TestPushPipeline(t *testing.T) {
 	ecrSrv := pushEnv(t, nil)
 	fe := newEngine(t, nil, nil)
+	// Written by the session's handler goroutine: read it under the lock.
+	var mu sync.Mutex
 	var opsAtFirstQuery []string
-	var once sync.Once
 	fe.srv.Observe(func(q daggertest.Query) {
-		once.Do(func() { opsAtFirstQuery = ecrSrv.Operations() })
+		mu.Lock()
+		if opsAtFirstQuery == nil {
+			opsAtFirstQuery = ecrSrv.Operations()
+		}
+		mu.Unlock()
 		if c, ok := q.Find("secret"); ok {
 			if b, err := os.ReadFile(strings.TrimPrefix(c.Arg("uri"), "file://")); err == nil {
 				fe.secrets.Store(c.Arg("uri"), string(b))
@@ -546,8 +551,11 @@ func TestPushPipeline(t *testing.T) {
 	short := gitHead(t, fe.dir)[:12]
 
 	// Preflight (login, repository) happened before any engine work.
-	if want := []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"}; !slices.Equal(opsAtFirstQuery, want) {
-		t.Errorf("ECR calls before the first engine query: %v, want %v", opsAtFirstQuery, want)
+	mu.Lock()
+	ops := opsAtFirstQuery
+	mu.Unlock()
+	if want := []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"}; !slices.Equal(ops, want) {
+		t.Errorf("ECR calls before the first engine query: %v, want %v", ops, want)
 	}
 	repo, _ := ecrSrv.Repository("sidecar")
 	if !repo.Immutable || !repo.ScanOnPush {
@@ -764,4 +772,37 @@ func TestNoEngineFailsBeforeUnitTests(t *testing.T) {
 	if len(*fe.goTests) != 0 {
 		t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
 	}
+}
+
+// With a shared remote engine of another architecture, the smoke test runs
+// the variant native to the engine.
+func TestSmokeRunsTheEnginesPlatform(t *testing.T) {
+	other := "linux/arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "linux/amd64"
+	}
+	t.Run("engine platform built", func(t *testing.T) {
+		fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
+		fe.srv.Handle("defaultPlatform", func(daggertest.Query) (any, error) { return other, nil })
+		if err := fe.runner.Test(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		client, running, sleep := fe.smokeQueries(t)
+		bind, _ := client.Find("withServiceBinding")
+		side, _ := fe.srv.Resolve(bind.Arg("service"))
+		for _, q := range []daggertest.Query{side, running, sleep} {
+			if b, _ := q.Find("dockerBuild"); b.Arg("platform") != other {
+				t.Errorf("smoke step runs %s, want the engine's %s: %s", b.Arg("platform"), other, fe.srv.Expand(q))
+			}
+		}
+	})
+	t.Run("engine platform not built", func(t *testing.T) {
+		fe := newEngine(t, map[string]string{"UNIT_TESTS": "false", "PLATFORMS": "linux/" + runtime.GOARCH},
+			layerBytes{"linux/" + runtime.GOARCH: {1000}})
+		fe.srv.Handle("defaultPlatform", func(daggertest.Query) (any, error) { return other, nil })
+		err := fe.runner.Test(testCtx(t))
+		if err == nil || !strings.Contains(err.Error(), "the engine runs "+other) || !strings.Contains(err.Error(), "PLATFORMS") {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }

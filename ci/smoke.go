@@ -26,9 +26,12 @@ const (
 // clientScript waits (bounded) until MySQL answers through the sidecar,
 // then runs the smoke SQL. The password comes from a mounted option file
 // (a Dagger secret), never from the command line.
-// MariaDB images (MYSQL_IMAGE=mariadb:11) name the client mariadb.
+// MariaDB images (MYSQL_IMAGE=mariadb:11) name the client mariadb. The
+// SMOKE_HOST/SMOKE_PORT/SMOKE_CNF overrides exist for the test that runs
+// this script on the host against the real binary; the pipeline uses the
+// defaults.
 func clientScript() string {
-	base := fmt.Sprintf(`"$client" --defaults-extra-file=%s -h %s -P %d`, clientCnf, sidecarAlias, sidecarPort)
+	base := fmt.Sprintf(`"$client" --defaults-extra-file="${SMOKE_CNF:-%s}" -h "${SMOKE_HOST:-%s}" -P "${SMOKE_PORT:-%d}"`, clientCnf, sidecarAlias, sidecarPort)
 	return fmt.Sprintf(`client=$(command -v mysql || command -v mariadb) || { echo "no mysql or mariadb client in MYSQL_IMAGE" >&2; exit 1; }
 i=0
 until %[1]s -e 'SELECT 1' >/dev/null 2>&1; do
@@ -76,6 +79,16 @@ kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`, sleepUpFor, sleepUpFor)
 // a SQL round trip through the sidecar service, then the checks of a
 // running sidecar (UID 1000, healthcheck) and of sleep mode.
 func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) error {
+	// Run the variant native to the engine, which is not this machine's
+	// platform when a shared remote engine is used.
+	enginePlatform, err := client.DefaultPlatform(ctx)
+	if err != nil {
+		return fmt.Errorf("ask the engine for its platform: %w", err)
+	}
+	native, ok := img.variant(enginePlatform)
+	if !ok {
+		return fmt.Errorf("the engine runs %s, which PLATFORMS (%v) does not build: add it so the smoke test runs natively", enginePlatform, img.Platforms)
+	}
 	secrets, err := newSecretFile()
 	if err != nil {
 		return err
@@ -93,7 +106,7 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 	run := randomHex(8) // fresh exec every run: a smoke test must not be a cache hit
 	scrub := func(s string) string { return strings.ReplaceAll(s, password, "[redacted]") }
 
-	r.step("test: starting MySQL (%s) and the sidecar in proxy mode", r.Config.MySQLImage)
+	r.step("test: starting MySQL (%s) and the %s sidecar in proxy mode", r.Config.MySQLImage, enginePlatform)
 	mysql := client.Container().From(r.Config.MySQLImage).
 		WithSecretVariable("MYSQL_ROOT_PASSWORD", rootPW).
 		WithEnvVariable("SMOKE_RUN", run).
@@ -108,7 +121,7 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 			WithEnvVariable("LISTEN_PORT", fmt.Sprint(listen)).
 			WithEnvVariable("LOG_LEVEL", "debug")
 	}
-	sidecar := proxyEnv(img.Host, sidecarPort).
+	sidecar := proxyEnv(native, sidecarPort).
 		WithExposedPort(sidecarPort).
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 
@@ -128,7 +141,7 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 	}
 
 	r.step("test: running sidecar: UID and healthcheck")
-	out, err = proxyEnv(img.Host, sidecarPort+1).
+	out, err = proxyEnv(native, sidecarPort+1).
 		WithEnvVariable("SMOKE_RUN", run).
 		WithExec([]string{"sh", "-c", runningCheckScript()}).
 		Stdout(ctx)
@@ -140,7 +153,7 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 	}
 
 	r.step("test: sleep mode stays up for %ds", sleepUpFor)
-	out, err = img.Host.
+	out, err = native.
 		WithEnvVariable("MODE", "sleep").
 		WithEnvVariable("SMOKE_RUN", run).
 		WithExec([]string{"sh", "-c", sleepCheckScript()}).

@@ -7,6 +7,7 @@ package ci
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/example/sidecar/ci/smoke"
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testmysql"
 )
 
 func busybox(t *testing.T) string {
@@ -159,4 +161,94 @@ echo "`+smoke.Expected()+`"
 	if err := smoke.Check(out); err != nil {
 		t.Error(err)
 	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestSmokeScriptsAgainstRealSidecar runs the three smoke scripts as the
+// pipeline does, but on this machine: the real sidecar binary, a real
+// MariaDB, the real client; only the Dagger wiring (services, hostnames)
+// is replaced by loopback ports.
+func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
+	busybox(t)
+	client := ""
+	for _, name := range []string{"mysql", "mariadb"} {
+		if _, err := exec.LookPath(name); err == nil {
+			client = name
+			break
+		}
+	}
+	if client == "" {
+		testenv.Unavailable(t, "no mysql/mariadb client (apt-get install mariadb-client)")
+	}
+	db := testmysql.Start(t)
+
+	bin := filepath.Join(t.TempDir(), "sidecar")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // safety net
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./sidecar")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./sidecar: %v\n%s", err, out)
+	}
+	// proxyEnv is the sidecar's proxy-mode environment on fresh ports.
+	proxyEnv := func() (env []string, listen string) {
+		listen = freePort(t)
+		return []string{"MODE=proxy", "TARGET_HOST=127.0.0.1", "TARGET_PORT=" + strconv.Itoa(db.Port),
+			"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT=" + listen, "ADMIN_PORT=" + freePort(t)}, listen
+	}
+
+	t.Run("running sidecar", func(t *testing.T) {
+		env, _ := proxyEnv()
+		out, err := runScript(t, runningCheckScript(), append(env, "SIDECAR="+bin)...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if err := expectLines(out, "uid="+strconv.Itoa(os.Getuid()), "healthcheck=ok", "exit=0"); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("sleep mode", func(t *testing.T) {
+		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+bin, "MODE=sleep", "ADMIN_PORT="+freePort(t))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if err := expectLines(out, "stayed-up", "healthcheck=ok", "exit=0"); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("SQL round trip through the sidecar", func(t *testing.T) {
+		env, listen := proxyEnv()
+		side := exec.CommandContext(ctx, bin)
+		side.Env = append(os.Environ(), env...)
+		var logs strings.Builder
+		side.Stderr = &logs
+		if err := side.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = side.Process.Signal(os.Interrupt)
+			_ = side.Wait()
+		}()
+		cnf := filepath.Join(t.TempDir(), "client.cnf")
+		if err := os.WriteFile(cnf, []byte("[client]\nuser="+db.User+"\npassword="+db.Password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runScript(t, clientScript(), "SMOKE_HOST=127.0.0.1", "SMOKE_PORT="+listen, "SMOKE_CNF="+cnf, "SMOKE_SQL="+smoke.SQL)
+		if err != nil {
+			t.Fatalf("%v\n%s\nsidecar log:\n%s", err, out, logs.String())
+		}
+		if err := smoke.Check(out); err != nil {
+			t.Errorf("%v\nsidecar log:\n%s", err, logs.String())
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package imagetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -99,27 +98,24 @@ func sqlRoundTrip(t *testing.T, client string, srv *testmysql.Server, port int) 
 }
 
 // testDrain stops the container with `docker stop -t 30` while a slow bulk
-// transfer is in flight through it: the transfer must complete intact, then
-// the container exit 0.
+// transfer is in flight through it in both directions at once (a 3 MiB
+// upload to the loopback server and a 3 MiB download from it, each paced
+// over about 4 s): both must complete intact, then the container exit 0.
 func testDrain(t *testing.T, d docker, img builtImage) {
 	const (
 		size  = 3 << 20
 		chunk = 32 << 10
 		pause = 40 * time.Millisecond // about 4 s for the whole payload
 	)
-	payload := make([]byte, size)
-	rng := rand.New(rand.NewChaCha8([32]byte{'s', 'i', 'd', 'e', 'c', 'a', 'r'}))
-	for i := range payload {
-		payload[i] = byte(rng.Uint32())
-	}
-	want := sha256.Sum256(payload)
+	up, down := pseudoRandom(size, 1), pseudoRandom(size, 2)
 
 	backend, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { backend.Close() })
-	go serveSlowly(backend, payload, chunk, pause)
+	received := make(chan transferred, 1)
+	go serveBulk(backend, down, chunk, pause, received)
 
 	listen, admin := freePort(t), freePort(t)
 	name := run(t, d, img, nil,
@@ -133,13 +129,15 @@ func testDrain(t *testing.T, d docker, img builtImage) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(90 * time.Second))
+	uploaded := make(chan error, 1)
+	go func() { uploaded <- sendSlowly(conn.(*net.TCPConn), up, chunk, pause) }()
 	first := make([]byte, chunk)
 	n, err := io.ReadAtLeast(conn, first, 1)
 	if err != nil {
 		t.Fatalf("first bytes through the sidecar: %v", err)
 	}
 
-	// The transfer is in flight: stop the container.
+	// Both directions are in flight: stop the container.
 	type stopped struct {
 		at   time.Time
 		exit string
@@ -159,48 +157,87 @@ func testDrain(t *testing.T, d docker, img builtImage) {
 	h := sha256.New()
 	h.Write(first[:n])
 	rest, err := io.Copy(h, conn)
-	transferEnd := time.Now()
-	conn.Close() // as a client does when its result is complete
+	downEnd := time.Now()
 	if err != nil {
-		t.Errorf("transfer through the draining sidecar: %v", err)
+		t.Errorf("download through the draining sidecar: %v", err)
 	}
-	got := int64(n) + rest
-	if got != size || !bytes.Equal(h.Sum(nil), want[:]) {
-		t.Errorf("transfer during docker stop: got %d bytes (sha256 %x), want %d bytes intact (sha256 %x)", got, h.Sum(nil), size, want)
+	checkTransfer(t, "download", transferred{int64(n) + rest, [32]byte(h.Sum(nil))}, down)
+	if err := <-uploaded; err != nil {
+		t.Errorf("upload through the draining sidecar: %v", err)
 	}
+	select {
+	case got := <-received:
+		checkTransfer(t, "upload", got, up)
+	case <-time.After(time.Minute):
+		t.Error("the server never saw the end of the upload")
+	}
+	conn.Close() // as a client does when its exchange is complete
+
 	s := <-done
 	if s.err != nil {
 		t.Fatal(s.err)
 	}
 	t.Logf("transfer went on %v after docker stop was issued; docker stop returned after %v; exit code %s",
-		transferEnd.Sub(stopIssued).Round(time.Millisecond), s.at.Sub(stopIssued).Round(time.Millisecond), s.exit)
+		downEnd.Sub(stopIssued).Round(time.Millisecond), s.at.Sub(stopIssued).Round(time.Millisecond), s.exit)
 	if s.exit != "0" {
 		t.Errorf("exit code after draining = %s, want 0", s.exit)
 	}
 }
 
-// serveSlowly sends payload to each connection in paced chunks, then closes
-// it: a bulk transfer that lasts seconds.
-func serveSlowly(l net.Listener, payload []byte, chunk int, pause time.Duration) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go sendSlowly(c, payload, chunk, pause)
+// transferred is what one side of the bulk transfer received.
+type transferred struct {
+	n   int64
+	sum [32]byte
+}
+
+func checkTransfer(t *testing.T, what string, got transferred, want []byte) {
+	t.Helper()
+	if got.n != int64(len(want)) || got.sum != sha256.Sum256(want) {
+		t.Errorf("%s during docker stop: got %d bytes (sha256 %x), want %d bytes intact (sha256 %x)",
+			what, got.n, got.sum, len(want), sha256.Sum256(want))
 	}
 }
 
-func sendSlowly(c net.Conn, payload []byte, chunk int, pause time.Duration) {
+// pseudoRandom returns n reproducible bytes; different seeds, different data
+// (an echo or a mix-up of the two directions would show).
+func pseudoRandom(n int, seed byte) []byte {
+	b := make([]byte, n)
+	rng := rand.New(rand.NewChaCha8([32]byte{'s', 'i', 'd', 'e', 'c', 'a', 'r', seed}))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// serveBulk serves one connection: it sends payload paced, half-closes, and
+// reports what it received up to the client's half-close.
+func serveBulk(l net.Listener, payload []byte, chunk int, pause time.Duration, received chan<- transferred) {
+	c, err := l.Accept()
+	if err != nil {
+		return
+	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	got := make(chan transferred, 1)
+	go func() {
+		h := sha256.New()
+		n, _ := io.Copy(h, c)
+		got <- transferred{n, [32]byte(h.Sum(nil))}
+	}()
+	_ = sendSlowly(c.(*net.TCPConn), payload, chunk, pause)
+	received <- <-got
+}
+
+// sendSlowly writes payload in paced chunks, then half-closes: a bulk
+// transfer that lasts seconds.
+func sendSlowly(c *net.TCPConn, payload []byte, chunk int, pause time.Duration) error {
 	for off := 0; off < len(payload); off += chunk {
-		end := min(off+chunk, len(payload))
-		if _, err := c.Write(payload[off:end]); err != nil {
-			return
+		if _, err := c.Write(payload[off:min(off+chunk, len(payload))]); err != nil {
+			return err
 		}
 		time.Sleep(pause)
 	}
+	return c.CloseWrite()
 }
 
 // testSleep checks sleep mode: healthy, and `docker stop` ends it at once

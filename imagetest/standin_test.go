@@ -155,17 +155,24 @@ func importRootfs(d docker, ref string, changes []string, busybox string, files 
 	if err := c.Start(); err != nil {
 		return err
 	}
-	go writeRootfsTo(pw, busybox, files, extra)
+	written := make(chan error, 1)
+	go writeRootfsTo(pw, busybox, files, extra, written)
 	err := c.Wait()
 	pr.CloseWithError(errors.New("docker import ended"))
 	if err != nil {
 		return fmt.Errorf("docker import: %w: %s", err, strings.TrimSpace(out.String()))
 	}
+	if err := <-written; err != nil {
+		// docker import may have taken a truncated tarball: drop the image
+		// so a broken stand-in is never reused.
+		_, _ = d.output(context.Background(), "rmi", ref)
+		return fmt.Errorf("write the rootfs for %s: %w", ref, err)
+	}
 	return nil
 }
 
-// writeRootfsTo writes the tarball and closes w with the outcome.
-func writeRootfsTo(w *io.PipeWriter, busybox string, files []rootFile, extra func(*tar.Writer) error) {
+// writeRootfsTo writes the tarball, closes w with the outcome and reports it.
+func writeRootfsTo(w *io.PipeWriter, busybox string, files []rootFile, extra func(*tar.Writer) error, written chan<- error) {
 	tw := tar.NewWriter(w)
 	err := writeRootfs(tw, busybox, files)
 	if err == nil && extra != nil {
@@ -175,6 +182,7 @@ func writeRootfsTo(w *io.PipeWriter, busybox string, files []rootFile, extra fun
 		err = tw.Close()
 	}
 	w.CloseWithError(err)
+	written <- err
 }
 
 // writeRootfs lays out a busybox system: the binary, a symlink per applet

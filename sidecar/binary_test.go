@@ -267,3 +267,41 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 		t.Errorf("no clean-drain log line:\n%s", p.stderr.String())
 	}
 }
+
+// A second signal during the drain ends the process at once.
+func TestBinarySecondSignalStopsAtOnce(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go echoServer(up)
+	listen := strconv.Itoa(freePort(t))
+	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(freePort(t)), "DRAIN_TIMEOUT": "10m"}
+	p := startBinary(t, env)
+	waitHealthyBinary(t, env, p, 0)
+	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(safety))
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(t, syscall.SIGTERM)
+	waitHealthyBinary(t, env, p, 1) // draining, held open by our connection for up to 10m
+	p.signal(t, syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(safety):
+		t.Fatal("second signal did not end the process")
+	}
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Errorf("process state %v, want killed by SIGINT", p.cmd.ProcessState)
+	}
+}

@@ -22,7 +22,16 @@ var (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	go restoreSignalsOnce(ctx, stop)
 	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// restoreSignalsOnce gives SIGTERM and SIGINT their default action back
+// after the first one: that one starts the drain, a second one ends the
+// process at once (an operator pressing Ctrl-C twice).
+func restoreSignalsOnce(ctx context.Context, stop context.CancelFunc) {
+	<-ctx.Done()
+	stop()
 }

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -405,8 +406,8 @@ func (s *Server) defaultAnswer(q Query) (any, error) {
 		return "", nil
 	case "exitCode", "size":
 		return 0, nil
-	case "defaultPlatform":
-		return "linux/amd64", nil
+	case "defaultPlatform": // an engine on this machine
+		return "linux/" + runtime.GOARCH, nil
 	case "version":
 		return "v0.21.8", nil
 	}

@@ -110,7 +110,7 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve() }()
+	go serveUntilClosed(srv)
 	defer srv.Close()
 	port := srv.Addr().(*net.TCPAddr).Port
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -140,3 +140,5 @@ func TestListenPortInUse(t *testing.T) {
 		t.Fatalf("Listen on a busy port = %v, want an error naming %s", err, busy.Addr())
 	}
 }
+
+func serveUntilClosed(s *Server) { _ = s.Serve() }
