@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,9 +20,15 @@ import (
 )
 
 // End to end: the built binary, configured only by environment, in front of
-// a real MariaDB, used by a real MySQL client.
+// a real MariaDB, used by a real MySQL client, on each data path.
 func TestEndToEndMariaDB(t *testing.T) {
 	srv := testmysql.Start(t)
+	for _, dataPath := range []string{"epoll", "portable"} {
+		t.Run(dataPath, func(t *testing.T) { endToEnd(t, srv, dataPath) })
+	}
+}
+
+func endToEnd(t *testing.T, srv *testmysql.Server, dataPath string) {
 	listen := strconv.Itoa(freePort(t))
 	env := map[string]string{
 		"TARGET_HOST": "localhost", // resolved through /etc/hosts, like a DNS name
@@ -29,17 +36,30 @@ func TestEndToEndMariaDB(t *testing.T) {
 		"LISTEN_ADDR": "127.0.0.1",
 		"LISTEN_PORT": listen,
 		"ADMIN_PORT":  strconv.Itoa(freePort(t)),
+		"DATA_PATH":   dataPath,
 	}
 	if _, err := net.DefaultResolver.LookupHost(context.Background(), "localhost"); err != nil {
 		env["TARGET_HOST"] = "127.0.0.1"
 	}
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
+	if want := `"msg":"data path","data_path":"` + dataPath + `"`; !strings.Contains(p.stderr.String(), want) {
+		t.Fatalf("DATA_PATH=%s: no %s log line:\n%s", dataPath, want, p.stderr.String())
+	}
 	via := net.JoinHostPort("127.0.0.1", listen)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	db, err := sql.Open("mysql", srv.DSN(via, "test"))
+	// A database of its own per data path; created directly, not through the sidecar.
+	direct, err := sql.Open("mysql", srv.DSN(srv.Addr, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.ExecContext(ctx, "CREATE DATABASE e2e_"+dataPath); err != nil {
+		t.Fatal(err)
+	}
+	_ = direct.Close()
+	db, err := sql.Open("mysql", srv.DSN(via, "e2e_"+dataPath))
 	if err != nil {
 		t.Fatal(err)
 	}

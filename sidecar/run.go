@@ -13,7 +13,9 @@ import (
 
 	"github.com/example/sidecar/sidecar/internal/admin"
 	"github.com/example/sidecar/sidecar/internal/config"
+	"github.com/example/sidecar/sidecar/internal/epollrelay"
 	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
 // Exit codes.
@@ -105,7 +107,18 @@ func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Wr
 		return sleep(ctx, adminCfg, log)
 	}
 
-	srv, err := proxy.New(proxyConfig(cfg, log))
+	pc := proxyConfig(cfg, log)
+	engine, err := dataPath(cfg.DataPath, log)
+	if err != nil {
+		log.Error("not started", "err", err)
+		return exitFailure
+	}
+	if engine != nil {
+		// Closed after Serve returns, when every relay has ended.
+		defer engine.Close()
+		pc.Relay = engine.Relay
+	}
+	srv, err := proxy.New(pc)
 	if err != nil {
 		log.Error("not started", "err", err)
 		return exitFailure
@@ -160,6 +173,26 @@ func stopAdmin(adm *admin.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = adm.Shutdown(ctx)
+}
+
+// dataPath starts the epoll engine unless DATA_PATH asks for the portable
+// path; with "auto" an unsupported system falls back to the portable path.
+// A nil engine means the portable path.
+func dataPath(choice config.DataPath, log *slog.Logger) (*epollrelay.Engine, error) {
+	if choice == config.DataPathPortable {
+		log.Info("data path", "data_path", "portable")
+		return nil, nil
+	}
+	engine, err := epollrelay.New(epollrelay.Options{Fallback: relay.Copy})
+	if err != nil {
+		if choice == config.DataPathEpoll {
+			return nil, fmt.Errorf("DATA_PATH=epoll: %w (use DATA_PATH=auto or portable)", err)
+		}
+		log.Warn("epoll data path unavailable; using the portable one", "err", err)
+		return nil, nil
+	}
+	log.Info("data path", "data_path", "epoll")
+	return engine, nil
 }
 
 func proxyConfig(cfg config.Config, log *slog.Logger) proxy.Config {

@@ -22,6 +22,15 @@ const (
 	ModeSleep Mode = "sleep" // no forwarding; the admin listener keeps health checks green for ECS Exec sessions
 )
 
+// DataPath chooses how bytes move between a client and its upstream.
+type DataPath string
+
+const (
+	DataPathAuto     DataPath = "auto"     // epoll where supported, else portable
+	DataPathEpoll    DataPath = "epoll"    // epoll, or refuse to start
+	DataPathPortable DataPath = "portable" // goroutines and io.Copy (splice) on Go's netpoller
+)
+
 // Forward is one listening port and the target its connections go to.
 type Forward struct {
 	ListenPort int
@@ -47,6 +56,7 @@ type Config struct {
 	MaxConnections     int           // per process, across forwards
 	Keepalive          time.Duration // TCP keepalive idle time on both sides; 0 = off
 	StaleCheckInterval time.Duration // 0 = off: never close connections whose upstream left DNS
+	DataPath           DataPath
 }
 
 // Defaults, as documented in the README's configuration table.
@@ -82,6 +92,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		ConnectTimeout: DefaultConnectTimeout,
 		MaxConnections: DefaultMaxConnections,
 		Keepalive:      DefaultKeepalive,
+		DataPath:       DataPathAuto,
 	}
 
 	if v, ok := p.get("MODE"); ok {
@@ -132,6 +143,14 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	p.duration("STALE_CHECK_INTERVAL", &c.StaleCheckInterval, 0, "a duration such as 10s (0 = off)")
 	if c.StaleCheckInterval > 0 && c.StaleCheckInterval < 100*time.Millisecond {
 		p.bad("STALE_CHECK_INTERVAL", c.StaleCheckInterval.String(), "0 (off) or at least 100ms")
+	}
+	if v, ok := p.get("DATA_PATH"); ok {
+		switch DataPath(v) {
+		case DataPathAuto, DataPathEpoll, DataPathPortable:
+			c.DataPath = DataPath(v)
+		default:
+			p.bad("DATA_PATH", v, "auto, epoll or portable")
+		}
 	}
 	if v, ok := p.get("MAX_CONNECTIONS"); ok {
 		n, err := strconv.Atoi(v)
@@ -354,6 +373,7 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.Int("max_connections", c.MaxConnections),
 		slog.String("keepalive", c.Keepalive.String()),
 		slog.String("stale_check_interval", c.StaleCheckInterval.String()),
+		slog.String("data_path", string(c.DataPath)),
 	)
 }
 

@@ -17,7 +17,7 @@ func defaults(fw ...Forward) Config {
 	return Config{
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
 		AdminPort: 9901, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
-		MaxConnections: 1024, Keepalive: 30 * time.Second,
+		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto,
 	}
 }
 
@@ -43,12 +43,13 @@ func TestParseValid(t *testing.T) {
 			env: map[string]string{"MODE": "proxy", "TARGET_HOST": "10.0.0.5", "TARGET_PORT": "3307",
 				"LISTEN_PORT": "13306", "LISTEN_ADDR": "127.0.0.1", "LOG_LEVEL": "DEBUG", "ADMIN_PORT": "9000",
 				"DRAIN_TIMEOUT": "5s", "CONNECT_TIMEOUT": "750ms", "IDLE_TIMEOUT": "30m", "MAX_CONNECTIONS": "10",
-				"KEEPALIVE": "0", "STALE_CHECK_INTERVAL": "10s"},
+				"KEEPALIVE": "0", "STALE_CHECK_INTERVAL": "10s", "DATA_PATH": "portable"},
 			want: func() Config {
 				c := defaults(Forward{13306, "10.0.0.5", 3307})
 				c.ListenAddr, c.LogLevel, c.AdminPort = "127.0.0.1", slog.LevelDebug, 9000
 				c.DrainTimeout, c.ConnectTimeout, c.IdleTimeout = 5*time.Second, 750*time.Millisecond, 30*time.Minute
 				c.MaxConnections, c.Keepalive, c.StaleCheckInterval = 10, 0, 10*time.Second
+				c.DataPath = DataPathPortable
 				return c
 			},
 		},
@@ -108,7 +109,7 @@ func TestParseInvalid(t *testing.T) {
 			env: map[string]string{"MODE": "proxy", "TARGET_HOST": "bad host", "TARGET_PORT": "0", "LISTEN_PORT": "70000",
 				"LISTEN_ADDR": "localhost", "LOG_LEVEL": "verbose", "ADMIN_PORT": "-1", "DRAIN_TIMEOUT": "20",
 				"CONNECT_TIMEOUT": "0s", "IDLE_TIMEOUT": "-1s", "MAX_CONNECTIONS": "0", "KEEPALIVE": "forever",
-				"STALE_CHECK_INTERVAL": "1ms"},
+				"STALE_CHECK_INTERVAL": "1ms", "DATA_PATH": "fast"},
 			want: []string{
 				`LOG_LEVEL="verbose" is invalid; accepted: error, warn, info or debug`,
 				`ADMIN_PORT="-1" is invalid; accepted: a port number from 1 to 65535`,
@@ -118,6 +119,7 @@ func TestParseInvalid(t *testing.T) {
 				`IDLE_TIMEOUT="-1s" is invalid`,
 				`KEEPALIVE="forever" is invalid`,
 				`STALE_CHECK_INTERVAL="1ms" is invalid; accepted: 0 (off) or at least 100ms`,
+				`DATA_PATH="fast" is invalid; accepted: auto, epoll or portable`,
 				`MAX_CONNECTIONS="0" is invalid; accepted: an integer from 1 to 1048576`,
 				`LISTEN_PORT="70000" is invalid`,
 				`TARGET_HOST="bad host" is invalid; accepted: a hostname`,
@@ -181,7 +183,7 @@ func TestParseInvalid(t *testing.T) {
 }
 
 var variables = []string{"MODE", "TARGET_HOST", "TARGET_PORT", "LISTEN_PORT", "LISTEN_ADDR", "FORWARDS", "LOG_LEVEL",
-	"ADMIN_PORT", "DRAIN_TIMEOUT", "CONNECT_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "KEEPALIVE", "STALE_CHECK_INTERVAL"}
+	"ADMIN_PORT", "DRAIN_TIMEOUT", "CONNECT_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "KEEPALIVE", "STALE_CHECK_INTERVAL", "DATA_PATH"}
 
 // FuzzParse checks that no environment makes Parse panic, that every
 // problem line names a variable, and that an accepted configuration holds

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package epollrelay_test
 
 import (
@@ -38,7 +40,7 @@ import (
 const (
 	envForwarder = "EPOLLRELAY_BENCH_FORWARDER" // data path to run as a child forwarder
 	envTarget    = "EPOLLRELAY_BENCH_TARGET"
-	envOpts      = "EPOLLRELAY_BENCH_OPTS" // engine variant: "-"-separated loop count and/or "nolock"
+	envOpts      = "EPOLLRELAY_BENCH_OPTS" // engine variant: "-"-separated loop count, "nolock", "nosplice"
 	envWrap      = "EPOLLRELAY_BENCH_WRAP"
 
 	// Message sizes like a MySQL point select and its one-row result.
@@ -67,6 +69,8 @@ func runForwarder(mode, target string) int {
 				opts.Loops = n
 			} else if o == "nolock" {
 				opts.NoLockThread = true
+			} else if o == "nosplice" {
+				opts.NoSplice = true
 			}
 		}
 		e, err := epollrelay.New(opts)
@@ -242,8 +246,8 @@ func waitListening(b *testing.B, addr string) {
 	b.Fatalf("nothing listening on %s", addr)
 }
 
-// procCPU is the CPU time of pid, all its threads and all its live
-// descendants (socat forks one child per connection).
+// procCPU is the CPU time of pid, all its threads and all its
+// descendants, live or reaped (socat forks one child per connection).
 func procCPU(pid int) time.Duration {
 	if pid == 0 {
 		return 0
@@ -264,7 +268,24 @@ func procCPU(pid int) time.Duration {
 	for _, kid := range children(pid) {
 		total += procCPU(kid)
 	}
-	return total
+	return total + reapedCPU(pid)
+}
+
+// reapedCPU is the CPU time of pid's children that exited and were waited
+// for (cutime+cstime in /proc/pid/stat; clock ticks of 10 ms).
+func reapedCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, after, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(after) // f[0] is field 3 (state)
+	if !ok || len(f) < 15 {
+		return 0
+	}
+	cutime, _ := strconv.ParseInt(f[13], 10, 64)
+	cstime, _ := strconv.ParseInt(f[14], 10, 64)
+	return time.Duration(cutime+cstime) * 10 * time.Millisecond
 }
 
 func children(pid int) []int {
@@ -284,7 +305,7 @@ func children(pid int) []int {
 var contestants = []string{"direct", "socat", "portable", "epoll"}
 
 // variants are engine shapes measured only when asked for by -bench.
-var variants = []string{"epoll-nolock", "epoll-2"}
+var variants = []string{"epoll-nolock", "epoll-nosplice", "epoll-2"}
 
 // BenchmarkPingPong: small request, small response, over kept-alive
 // connections, like pooled MySQL point selects. Reports ns per round trip
@@ -427,4 +448,35 @@ func drain(c *net.TCPConn, received chan<- int64) {
 	defer c.Close()
 	n, _ := io.Copy(io.Discard, c)
 	received <- n
+}
+
+// BenchmarkConnect: connect, one small request and response, close — the
+// per-connection cost of handing a pair to the data path and ending it.
+func BenchmarkConnect(b *testing.B) {
+	for _, name := range contestants {
+		b.Run(name, func(b *testing.B) {
+			if name == "socat" {
+				if _, err := exec.LookPath("socat"); err != nil {
+					b.Skip("socat not on PATH")
+				}
+			}
+			target := echoServer(b)
+			fw := startForwarder(b, name, target)
+			defer fw.stop()
+			req, resp := make([]byte, requestSize), make([]byte, responseSize)
+			b.ResetTimer()
+			cpu0 := procCPU(fw.pid)
+			for range b.N {
+				c, err := net.Dial("tcp", fw.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				roundTrip(b, c, req, resp)
+				c.Close()
+			}
+			cpu := procCPU(fw.pid) - cpu0
+			b.StopTimer()
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "fwd-cpu-ns/op")
+		})
+	}
 }

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package epollrelay
 
 import (
@@ -86,7 +88,7 @@ func (e *Engine) Relay(ctx context.Context, client, upstream *net.TCPConn, idle 
 	upstream.Close()
 
 	p := newPair(cfd, ufd, idle)
-	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	l := e.loops[e.next.Add(1)%uint32(len(e.loops))]
 	if !l.submit(op{kind: opAdd, p: p}) {
 		syscall.Close(cfd)
 		syscall.Close(ufd)
@@ -147,16 +149,22 @@ type endpoint struct {
 	name     string
 }
 
-// direction moves bytes from src to dst.
+// direction moves bytes from src to dst: by read and send, or, once it
+// carries bulk data, by splice through a pipe (no copy to user space).
 type direction struct {
 	src, dst *endpoint
 	buf      []byte // pending bytes dst would not take yet; nil otherwise
 	off, end int
 	eof      bool // src sent EOF and dst's write half is shut down
 	n        int64
+
+	splicing     bool
+	pipeR, pipeW int // -1 until the direction first goes bulk
+	pipeSize     int
+	inPipe       int // bytes spliced from src not yet spliced to dst
 }
 
-func (d *direction) pending() bool { return d.end > d.off }
+func (d *direction) pending() bool { return d.end > d.off || d.inPipe > 0 }
 
 type pair struct {
 	c, u     endpoint
@@ -172,8 +180,8 @@ func newPair(cfd, ufd int, idle time.Duration) *pair {
 	p := &pair{idle: int64(idle), done: make(chan relay.Result, 1)}
 	p.c = endpoint{fd: cfd, p: p, rd: &p.toU, wr: &p.toC, side: relay.ReasonClientError, name: "client"}
 	p.u = endpoint{fd: ufd, p: p, rd: &p.toC, wr: &p.toU, side: relay.ReasonUpstreamError, name: "upstream"}
-	p.toU = direction{src: &p.c, dst: &p.u}
-	p.toC = direction{src: &p.u, dst: &p.c}
+	p.toU = direction{src: &p.c, dst: &p.u, pipeR: -1, pipeW: -1}
+	p.toC = direction{src: &p.u, dst: &p.c, pipeR: -1, pipeW: -1}
 	return p
 }
 
@@ -187,6 +195,7 @@ type loop struct {
 	evfd    int  // closed by the loop under mu, so signals never hit a reused fd
 	epfd    int
 	lockOS  bool
+	splice  bool
 	bufSize int
 
 	scratch   []byte
@@ -220,6 +229,7 @@ func newLoop(opts Options) (*loop, error) {
 		evfd:    evfd,
 		epfd:    epfd,
 		lockOS:  !opts.NoLockThread,
+		splice:  !opts.NoSplice,
 		bufSize: opts.bufferSize(),
 		scratch: make([]byte, opts.bufferSize()),
 		epoch:   time.Now(),
@@ -438,6 +448,10 @@ func (l *loop) handle(ep *endpoint, events uint32) {
 // pump reads once from d.src and sends what it got to d.dst. What dst does
 // not take waits in d.buf, and d.src is not read again until it is sent.
 func (l *loop) pump(d *direction) {
+	if d.splicing {
+		l.pumpSplice(d)
+		return
+	}
 	buf := d.buf
 	if buf == nil {
 		buf = l.scratch
@@ -478,11 +492,77 @@ func (l *loop) pump(d *direction) {
 		// The burst is over; give the buffer back so idle pairs hold none.
 		l.putBuf(d.buf)
 		d.buf = nil
+	case n == len(buf) && l.splice:
+		// A full read: bulk data. Splice from now on, if a pipe is to be had.
+		l.startSplice(d)
 	}
+}
+
+func (l *loop) startSplice(d *direction) {
+	if d.pipeR < 0 {
+		r, w, size, err := newPipe()
+		if err != nil {
+			return // out of fds: keep copying
+		}
+		d.pipeR, d.pipeW, d.pipeSize = r, w, size
+	}
+	if d.pending() {
+		return // flush switches once the copied bytes are out
+	}
+	if d.buf != nil {
+		l.putBuf(d.buf)
+		d.buf = nil
+	}
+	d.splicing = true
+}
+
+// pumpSplice moves what src has into the pipe and on to dst. Bytes dst
+// does not take stay in the pipe, and src is not read until they are sent.
+func (l *loop) pumpSplice(d *direction) {
+	n, e := sysSplice(d.src.fd, d.pipeW, d.pipeSize)
+	switch {
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+		return
+	case e != 0:
+		l.fail(d.src, "read", e)
+		return
+	case n == 0:
+		d.eof = true
+		sysShutdownWrite(d.dst.fd)
+		p := d.src.p
+		if p.toU.eof && p.toC.eof {
+			l.finish(p, relay.ReasonDone, nil)
+		}
+		return
+	}
+	d.src.p.last = l.now
+	d.inPipe = n
+	l.flushPipe(d)
+	if !d.src.p.finished && d.inPipe == 0 && n < l.bufSize/4 {
+		d.splicing = false // small messages again: read and send is cheaper
+	}
+}
+
+func (l *loop) flushPipe(d *direction) {
+	m, e := sysSplice(d.pipeR, d.dst.fd, d.inPipe)
+	switch {
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+		return
+	case e != 0:
+		l.fail(d.dst, "write", e)
+		return
+	}
+	d.n += int64(m)
+	d.inPipe -= m
+	d.src.p.last = l.now
 }
 
 // flush sends pending bytes to d.dst.
 func (l *loop) flush(d *direction) {
+	if d.inPipe > 0 {
+		l.flushPipe(d)
+		return
+	}
 	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
 	switch {
 	case e == syscall.EAGAIN || e == syscall.EINTR:
@@ -495,7 +575,14 @@ func (l *loop) flush(d *direction) {
 	d.off += m
 	d.src.p.last = l.now
 	if d.off == d.end {
-		d.off, d.end = 0, 0 // keep d.buf: the source is likely sending a burst
+		d.off, d.end = 0, 0
+		if d.pipeR >= 0 && l.splice {
+			// The copied bytes that were waiting for a pipe are out.
+			l.putBuf(d.buf)
+			d.buf = nil
+			d.splicing = true
+		}
+		// Otherwise keep d.buf: the source is likely sending a burst.
 	}
 }
 
@@ -557,6 +644,11 @@ func (l *loop) finish(p *pair, reason relay.Reason, err error) {
 		if d.buf != nil {
 			l.putBuf(d.buf)
 			d.buf = nil
+		}
+		if d.pipeR >= 0 {
+			syscall.Close(d.pipeR)
+			syscall.Close(d.pipeW)
+			d.pipeR, d.pipeW = -1, -1
 		}
 	}
 	if p.idx < len(l.pairs) && l.pairs[p.idx] == p {

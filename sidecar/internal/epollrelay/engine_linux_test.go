@@ -1,8 +1,11 @@
+//go:build linux && (amd64 || arm64)
+
 package epollrelay_test
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +26,7 @@ var engineConfigs = []struct {
 }{
 	{"1loop", epollrelay.Options{}},
 	{"2loops-smallbuf-unlocked", epollrelay.Options{Loops: 2, BufferSize: 1500, NoLockThread: true}},
+	{"nosplice", epollrelay.Options{NoSplice: true}},
 }
 
 func forEachEngine(t *testing.T, fn func(t *testing.T, f relay.Func)) {
@@ -566,4 +570,70 @@ func TestFallbackWhenOutOfFDs(t *testing.T) {
 	case <-time.After(safety):
 		t.Fatal("fallback relay did not end")
 	}
+}
+
+// A connection that goes bulk (splice), back to small messages (read and
+// send), and bulk again keeps every byte in order.
+func TestBulkThenSmallThenBulk(t *testing.T) {
+	const bulkSize = 4 << 20
+	forEachEngine(t, func(t *testing.T, f relay.Func) {
+		ln := listen(t)
+		before := openFDs(t)
+		r := startRelay(t, ln, f, context.Background(), 0)
+		deadline(t, r.App)
+		deadline(t, r.Server)
+		var up, down int64
+		bulk := func(w, rd *net.TCPConn, seed uint64) {
+			t.Helper()
+			got := make(chan error, 1)
+			want := make(chan [32]byte, 1)
+			go func() {
+				h := sha256.New()
+				_, err := io.CopyN(h, rd, bulkSize)
+				if err == nil && [32]byte(h.Sum(nil)) != <-want {
+					err = errors.New("checksum mismatch")
+				}
+				got <- err
+			}()
+			sum, err := sendRandom(w, bulkSize, seed)
+			want <- sum
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("bulk: %v", err)
+			}
+		}
+		bulk(r.App, r.Server, 1)
+		up += bulkSize
+		buf := make([]byte, 64)
+		for i := range 50 {
+			msg := fmt.Appendf(nil, "small %d", i)
+			if _, err := r.App.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(r.Server, buf[:len(msg)]); err != nil || !bytes.Equal(buf[:len(msg)], msg) {
+				t.Fatalf("server got %q, %v; want %q", buf[:len(msg)], err, msg)
+			}
+			if _, err := r.Server.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(r.App, buf[:len(msg)]); err != nil || !bytes.Equal(buf[:len(msg)], msg) {
+				t.Fatalf("app got %q, %v; want %q", buf[:len(msg)], err, msg)
+			}
+			up, down = up+int64(len(msg)), down+int64(len(msg))
+		}
+		bulk(r.Server, r.App, 2)
+		bulk(r.App, r.Server, 3)
+		up, down = up+bulkSize, down+bulkSize
+		r.App.CloseWrite()
+		r.Server.CloseWrite()
+		res := r.wait(t)
+		if want := (relay.Result{ToUpstream: up, ToClient: down, Reason: relay.ReasonDone}); res != want {
+			t.Fatalf("result %+v, want %+v", res, want)
+		}
+		r.App.Close()
+		r.Server.Close()
+		waitFDs(t, before) // pipes included
+	})
 }

@@ -20,12 +20,18 @@ type Options struct {
 	// a socket fails because the process is out of file descriptors. Nil
 	// means such a pair is closed and reported as a client error.
 	Fallback relay.Func
+	// NoSplice keeps bulk transfers on read and send. By default a
+	// direction whose read fills the whole buffer switches to splice(2)
+	// through its own pipe (two more fds while the pair lives), which saves
+	// copying every byte through user space.
+	NoSplice bool
 	// NoLockThread leaves the loop goroutines unpinned from their OS threads.
 	NoLockThread bool
 }
 
-// ErrUnsupported is returned by New where there is no epoll.
-var ErrUnsupported = errors.New("epollrelay: needs Linux epoll; use the portable data path")
+// ErrUnsupported is returned by New where the engine is not built: it
+// needs Linux epoll, on amd64 or arm64 (the platforms the image ships for).
+var ErrUnsupported = errors.New("epollrelay: needs Linux on amd64 or arm64; use the portable data path")
 
 func (o Options) loops() int {
 	if o.Loops <= 0 {

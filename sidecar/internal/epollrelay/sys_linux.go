@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package epollrelay
 
 import (
@@ -35,13 +37,6 @@ func epollCtl(epfd, op, fd int, events uint32, gen uint32) syscall.Errno {
 	ev := syscall.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(gen)}
 	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 	return e
-}
-
-// epollWaitNow polls without blocking; the blocking wait goes through
-// syscall.EpollWait so the runtime can hand this thread's P to others.
-func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	return int(r), e
 }
 
 func newEventfd() (int, error) {
@@ -99,4 +94,34 @@ func dupConn(c *net.TCPConn) (int, error) {
 		return -1, err
 	}
 	return nfd, nil
+}
+
+const (
+	spliceMove     = 0x1 // SPLICE_F_MOVE
+	spliceNonblock = 0x2 // SPLICE_F_NONBLOCK
+)
+
+// sysSplice moves up to n bytes between a socket and a pipe inside the
+// kernel, without blocking.
+func sysSplice(in, out, n int) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceMove|spliceNonblock)
+	return int(r), e
+}
+
+// pipeSize is what a splice pipe asks for: like Go's own splice path, big
+// enough that one call moves up to 1 MiB (pages are only held while used).
+const pipeSize = 1 << 20
+
+// newPipe returns a non-blocking, close-on-exec pipe (read end, write end)
+// and its capacity.
+func newPipe() (int, int, int, error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return -1, -1, 0, err
+	}
+	size := 64 << 10 // the kernel's default
+	if r, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), syscall.F_SETPIPE_SZ, pipeSize); e == 0 {
+		size = int(r)
+	}
+	return p[0], p[1], size, nil
 }
