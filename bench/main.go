@@ -3,7 +3,7 @@
 //
 //	go run ./bench            # full run, about 5-8 minutes
 //	go run ./bench -quick     # about 1-2 minutes
-//	go run ./bench -sidecar-env 'epoll:DATA_PATH=epoll' -o bench/RESULTS.md
+//	go run ./bench -sidecar-env 'portable:DATA_PATH=portable' -o bench/RESULTS.md
 //
 // Workloads: MySQL point selects (sysbench, or a Go client), bulk throughput
 // (iperf3, or Go), new connections per second (Go), and the forwarder's
@@ -76,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.socatBacklog, "socat-backlog", 0, "socat's listen backlog (0: socat's default of 5, as users run it; 32 clients connecting at once can then stall for 15-31 s)")
 	fs.StringVar(&cfg.sidecarPkg, "sidecar-pkg", "./sidecar", "package to build the sidecar from (go build -trimpath)")
 	fs.StringVar(&cfg.sidecarBin, "sidecar-bin", "", "use this sidecar binary instead of building -sidecar-pkg")
-	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. epoll:DATA_PATH=epoll")
+	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. portable:DATA_PATH=portable")
 	fs.StringVar(&cfg.out, "o", "", "also write the Markdown report to this file")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
