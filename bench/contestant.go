@@ -112,7 +112,7 @@ func (r *runner) launch(ctx context.Context, c contestant, target int) (*live, e
 	case kindSocat:
 		// The command users run today (see the issue), bound to loopback.
 		proc, err = r.procs.start(c.name, []string{"PATH=" + os.Getenv("PATH")}, r.socatPath,
-			fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", port), fmt.Sprintf("TCP:127.0.0.1:%d", target))
+			socatListen(port, r.cfg.socatBacklog), fmt.Sprintf("TCP:127.0.0.1:%d", target))
 	case kindSidecar:
 		admin, perr := freePort()
 		if perr != nil {
@@ -186,4 +186,14 @@ func rotate[T any](s []T, by int) []T {
 	}
 	by %= len(s)
 	return append(append([]T(nil), s[by:]...), s[:by]...)
+}
+
+// socatListen is socat's listen address: the command users run, bound to
+// loopback, with an optional larger backlog.
+func socatListen(port, backlog int) string {
+	a := fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", port)
+	if backlog > 0 {
+		a += fmt.Sprintf(",backlog=%d", backlog)
+	}
+	return a
 }

@@ -3,7 +3,7 @@
 //
 //	go run ./bench            # full run, about 5-8 minutes
 //	go run ./bench -quick     # about 1-2 minutes
-//	go run ./bench -sidecar-env 'epoll:DATA_PATH=epoll' -o bench/RESULTS.md
+//	go run ./bench -sidecar-env 'portable:DATA_PATH=portable' -o bench/RESULTS.md
 //
 // Workloads: MySQL point selects (sysbench, or a Go client), bulk throughput
 // (iperf3, or Go), new connections per second (Go), and the forwarder's
@@ -32,24 +32,25 @@ import (
 )
 
 type config struct {
-	quick       bool
-	rounds      int
-	mysqlTime   time.Duration
-	threads     []int
-	tableSize   int
-	mysqlClient string // auto | sysbench | go
-	bulkTime    time.Duration
-	bulkTool    string // auto | iperf3 | go
-	connTime    time.Duration
-	connDialers int
-	idleFirst   int
-	idleMax     int // 0: as many as the descriptor limit allows
-	workloads   []string
-	noSocat     bool
-	sidecarPkg  string
-	sidecarBin  string
-	variants    sidecarFlags
-	out         string
+	quick        bool
+	rounds       int
+	mysqlTime    time.Duration
+	threads      []int
+	tableSize    int
+	mysqlClient  string // auto | sysbench | go
+	bulkTime     time.Duration
+	bulkTool     string // auto | iperf3 | go
+	connTime     time.Duration
+	connDialers  int
+	idleFirst    int
+	idleMax      int // 0: as many as the descriptor limit allows
+	workloads    []string
+	noSocat      bool
+	socatBacklog int // 0: socat's default (5)
+	sidecarPkg   string
+	sidecarBin   string
+	variants     sidecarFlags
+	out          string
 }
 
 var allWorkloads = []string{"mysql", "bulk", "conns", "idle"}
@@ -59,22 +60,23 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&cfg.quick, "quick", false, "short run (about 1-2 minutes): 2 rounds, 2s per measurement, at most 2000 idle connections; explicit flags still win")
-	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; each round runs every contestant, in rotated order")
-	fs.DurationVar(&cfg.mysqlTime, "mysql-time", 5*time.Second, "duration of each point-select measurement (whole seconds)")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds; each round runs every contestant, in rotated order")
+	fs.DurationVar(&cfg.mysqlTime, "mysql-time", 3*time.Second, "duration of each point-select measurement (whole seconds)")
 	threads := fs.String("threads", "1,8,32", "comma-separated MySQL client connection counts")
 	fs.IntVar(&cfg.tableSize, "table-size", 10000, "rows in sbtest1")
 	fs.StringVar(&cfg.mysqlClient, "mysql-client", "auto", "auto (sysbench when on PATH), sysbench or go")
-	fs.DurationVar(&cfg.bulkTime, "bulk-time", 4*time.Second, "duration of each bulk transfer (whole seconds with iperf3)")
+	fs.DurationVar(&cfg.bulkTime, "bulk-time", 3*time.Second, "duration of each bulk transfer (whole seconds with iperf3)")
 	fs.StringVar(&cfg.bulkTool, "bulk-tool", "auto", "auto (iperf3 when on PATH), iperf3 or go")
-	fs.DurationVar(&cfg.connTime, "conn-time", 4*time.Second, "duration of each new-connections measurement")
+	fs.DurationVar(&cfg.connTime, "conn-time", 3*time.Second, "duration of each new-connections measurement")
 	fs.IntVar(&cfg.connDialers, "conn-dialers", 8, "concurrent dialers for new connections")
 	fs.IntVar(&cfg.idleFirst, "idle", 1000, "idle connections for the first memory reading")
 	fs.IntVar(&cfg.idleMax, "idle-max", 0, "idle connections for the second memory reading (0: as many as the descriptor limit allows)")
 	work := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated subset of "+strings.Join(allWorkloads, ","))
 	fs.BoolVar(&cfg.noSocat, "no-socat", false, "leave socat out even when it is on PATH")
+	fs.IntVar(&cfg.socatBacklog, "socat-backlog", 0, "socat's listen backlog (0: socat's default of 5, as users run it; 32 clients connecting at once can then stall for 15-31 s)")
 	fs.StringVar(&cfg.sidecarPkg, "sidecar-pkg", "./sidecar", "package to build the sidecar from (go build -trimpath)")
 	fs.StringVar(&cfg.sidecarBin, "sidecar-bin", "", "use this sidecar binary instead of building -sidecar-pkg")
-	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. epoll:DATA_PATH=epoll")
+	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. portable:DATA_PATH=portable")
 	fs.StringVar(&cfg.out, "o", "", "also write the Markdown report to this file")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -127,6 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	check(slices.Contains([]string{"auto", "sysbench", "go"}, cfg.mysqlClient), "-mysql-client %q: want auto, sysbench or go", cfg.mysqlClient)
 	check(slices.Contains([]string{"auto", "iperf3", "go"}, cfg.bulkTool), "-bulk-tool %q: want auto, iperf3 or go", cfg.bulkTool)
 	check(cfg.connDialers >= 1 && cfg.connDialers <= 256, "-conn-dialers %d: want 1 to 256", cfg.connDialers)
+	check(cfg.socatBacklog >= 0 && cfg.socatBacklog <= 65535, "-socat-backlog %d: want 0 (socat's default) to 65535", cfg.socatBacklog)
 	check(cfg.idleFirst >= 1 && cfg.idleFirst <= 100_000, "-idle %d: want 1 to 100000", cfg.idleFirst)
 	check(cfg.idleMax >= 0 && cfg.idleMax <= 1_000_000, "-idle-max %d: want 0 (descriptor limit) up to 1000000", cfg.idleMax)
 	return cfg, errors.Join(errs...)

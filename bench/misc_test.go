@@ -112,7 +112,7 @@ func TestParseFlags(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
-			if c.rounds != 3 || c.mysqlTime != 5*time.Second || !slices.Equal(c.threads, []int{1, 8, 32}) ||
+			if c.rounds != 5 || c.mysqlTime != 3*time.Second || !slices.Equal(c.threads, []int{1, 8, 32}) ||
 				c.idleFirst != 1000 || c.idleMax != 0 || !slices.Equal(c.workloads, allWorkloads) {
 				t.Errorf("defaults: %+v", c)
 			}
@@ -264,5 +264,17 @@ func TestReportTables(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(rep)
+	}
+}
+
+func TestSocatListen(t *testing.T) {
+	if got, want := socatListen(5000, 0), "TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr"; got != want {
+		t.Errorf("default backlog: %q, want %q", got, want)
+	}
+	if got, want := socatListen(5000, 128), "TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr,backlog=128"; got != want {
+		t.Errorf("backlog 128: %q, want %q", got, want)
+	}
+	if _, err := parseFlags([]string{"-socat-backlog", "-1"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-socat-backlog -1") {
+		t.Errorf("negative backlog: err = %v", err)
 	}
 }
