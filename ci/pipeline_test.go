@@ -797,16 +797,31 @@ func TestPushRefusals(t *testing.T) {
 	}
 }
 
-func TestNoEngineFailsBeforeUnitTests(t *testing.T) {
-	fe := newEngine(t, nil, nil)
-	t.Setenv("DAGGER_SESSION_PORT", closedPort(t)) // the session is gone
-	err := fe.runner.Test(testCtx(t))
-	var ee *EngineError
-	if !errors.As(err, &ee) {
-		t.Fatalf("err = %v, want EngineError", err)
-	}
-	if len(*fe.goTests) != 0 {
-		t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
+// With no engine, Test and Push fail first thing: no unit tests, no AWS.
+func TestNoEngineFailsFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(*Runner, context.Context) error
+	}{
+		{"test", (*Runner).Test},
+		{"push", (*Runner).Push},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ecrSrv := pushEnv(t, nil)
+			fe := newEngine(t, nil, nil)
+			t.Setenv("DAGGER_SESSION_PORT", closedPort(t)) // the session is gone
+			err := tc.run(fe.runner, testCtx(t))
+			var ee *EngineError
+			if !errors.As(err, &ee) {
+				t.Fatalf("err = %v, want EngineError", err)
+			}
+			if len(*fe.goTests) != 0 {
+				t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
+			}
+			if ops := ecrSrv.Operations(); len(ops) != 0 {
+				t.Errorf("ECR called before the engine check: %v", ops)
+			}
+		})
 	}
 }
 

@@ -63,7 +63,8 @@ func Test(ctx context.Context) error {
 
 // Push checks AWS and ECR, builds, tests, then pushes the multi-arch image to ECR.
 //
-// The AWS preflight runs before any build: region and credentials from the
+// After a check that a Dagger engine is reachable (none: exit 3 at once),
+// the AWS preflight runs before any build: region and credentials from the
 // usual AWS chain (AWS_REGION, AWS_PROFILE or AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY, or a role), ECR login, and the repository
 // ECR_REPOSITORY (default sidecar), created when missing
