@@ -118,6 +118,7 @@ func (r *Runner) Push(ctx context.Context) error {
 		Create:        r.Config.CreateRepository,
 		ScanOnPush:    r.Config.ScanOnPush,
 		ImmutableTags: r.Config.ImmutableTags,
+		Log:           r.log(),
 	})
 	if err != nil {
 		return err
