@@ -437,8 +437,8 @@ func TestTestPipeline(t *testing.T) {
 	if cnf, _ := fe.secrets.Load(cnfs.Arg("uri")); !strings.Contains(fmt.Sprint(cnf), "password="+pw.(string)) {
 		t.Error("client option file does not carry the MySQL password")
 	}
-	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs, " ")) {
-		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs: %s", execScript(client))
+	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs(), " ")) {
+		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs(): %s", execScript(client))
 	}
 
 	// Running-sidecar and sleep-mode checks run inside the sidecar image.
