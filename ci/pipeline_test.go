@@ -437,8 +437,8 @@ func TestTestPipeline(t *testing.T) {
 	if cnf, _ := fe.secrets.Load(cnfs.Arg("uri")); !strings.Contains(fmt.Sprint(cnf), "password="+pw.(string)) {
 		t.Error("client option file does not carry the MySQL password")
 	}
-	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs, " ")) {
-		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs: %s", execScript(client))
+	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs(), " ")) {
+		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs(): %s", execScript(client))
 	}
 
 	// Running-sidecar and sleep-mode checks run inside the sidecar image.
@@ -680,6 +680,40 @@ func TestPushReleasesThePushedCommitImage(t *testing.T) {
 	}
 }
 
+// Re-running the push of a commit (GitHub "Re-run jobs" on a fresh runner)
+// rebuilds an image that is not byte-identical. With immutable tags the
+// commit's pushed image stands: the rebuild is not pushed, and that is not
+// an error.
+func TestPushRerunKeepsThePushedCommitImage(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newEngine(t, nil, nil)
+	short := gitHead(t, fe.dir)[:12]
+	first := "sha256:" + strings.Repeat("0", 64)
+	ecrSrv.SetTag("sidecar", short, first)
+
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("pushed the rebuild %d times", n)
+	}
+	if ops := ecrSrv.Operations(); slices.Contains(ops, "PutImage") {
+		t.Errorf("re-tagged on a re-run: %v", ops)
+	}
+	repo, _ := ecrSrv.Repository("sidecar")
+	if repo.Tags[short] != first || len(repo.Tags) != 1 {
+		t.Errorf("tags after re-run: %v, want only %s at %s", repo.Tags, short, first)
+	}
+	want := "commit " + short + " already in ECR as " + first + "; this rebuild (" + fe.digest + ") is not pushed"
+	if !strings.Contains(fe.log.String(), want) {
+		t.Errorf("log does not say %q:\n%s", want, fe.log)
+	}
+	if got, want := strings.TrimSpace(fe.out.String()), ecrSrv.Host()+"/sidecar:"+short+"@"+first; got != want {
+		t.Errorf("printed %q, want %q", got, want)
+	}
+}
+
 func TestUnitTestsCanBeSkipped(t *testing.T) {
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 	if err := fe.runner.Test(testCtx(t)); err != nil {
@@ -703,13 +737,15 @@ func TestPushRefusals(t *testing.T) {
 		noQueries bool // refused before the engine was touched
 		noECR     bool // refused before ECR was called
 	}{
-		{name: "tag exists with another digest", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
-			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
-		}, want: []string{"immutable", "already points at sha256:000", "nothing pushed"}},
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
 			e.SetTag("sidecar", "v2.0.0", "sha256:"+strings.Repeat("1", 64))
 		}, want: []string{`tag "v2.0.0"`, "immutable", "nothing pushed"}},
+		{name: "re-run: version tag names another image than the pushed commit", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			gitTag(t, fe.dir, "v2.1.0")
+			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
+			e.SetTag("sidecar", "v2.1.0", "sha256:"+strings.Repeat("1", 64))
+		}, want: []string{`tag "v2.1.0"`, "already points at sha256:111", "sha256:000", "immutable", "nothing pushed"}},
 		{name: "smoke test fails", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) {
 				return nil, daggertest.ExecFailure([]string{"sh"}, 1, "", "boom\n")
@@ -761,16 +797,31 @@ func TestPushRefusals(t *testing.T) {
 	}
 }
 
-func TestNoEngineFailsBeforeUnitTests(t *testing.T) {
-	fe := newEngine(t, nil, nil)
-	t.Setenv("DAGGER_SESSION_PORT", closedPort(t)) // the session is gone
-	err := fe.runner.Test(testCtx(t))
-	var ee *EngineError
-	if !errors.As(err, &ee) {
-		t.Fatalf("err = %v, want EngineError", err)
-	}
-	if len(*fe.goTests) != 0 {
-		t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
+// With no engine, Test and Push fail first thing: no unit tests, no AWS.
+func TestNoEngineFailsFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(*Runner, context.Context) error
+	}{
+		{"test", (*Runner).Test},
+		{"push", (*Runner).Push},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ecrSrv := pushEnv(t, nil)
+			fe := newEngine(t, nil, nil)
+			t.Setenv("DAGGER_SESSION_PORT", closedPort(t)) // the session is gone
+			err := tc.run(fe.runner, testCtx(t))
+			var ee *EngineError
+			if !errors.As(err, &ee) {
+				t.Fatalf("err = %v, want EngineError", err)
+			}
+			if len(*fe.goTests) != 0 {
+				t.Errorf("unit tests ran before the engine check: %v", *fe.goTests)
+			}
+			if ops := ecrSrv.Operations(); len(ops) != 0 {
+				t.Errorf("ECR called before the engine check: %v", ops)
+			}
+		})
 	}
 }
 

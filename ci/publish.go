@@ -3,6 +3,8 @@ package ci
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"dagger.io/dagger"
@@ -24,8 +26,12 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 		return fmt.Errorf("push refused (nothing pushed): %w", err)
 	}
 	if plan.Released {
-		r.step("push: commit %s is already in ECR as %s (this build is %s, not byte-identical); releasing the pushed image instead of the rebuild",
+		// A rebuild is not byte-identical; the commit's pushed image stands.
+		r.step("push: commit %s already in ECR as %s; this rebuild (%s) is not pushed",
 			tags[0], plan.Skip[tags[0]], orUnknown(img.Digest))
+		if len(plan.Promote) > 0 {
+			r.step("push: releasing the pushed image as %s", strings.Join(slices.Sorted(maps.Keys(plan.Promote)), ", "))
+		}
 	}
 	for _, tag := range tags {
 		if d, ok := plan.Skip[tag]; ok {

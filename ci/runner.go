@@ -95,6 +95,13 @@ func (r *Runner) Test(ctx context.Context) error {
 // and publishes the multi-platform image under the commit tag (plus the
 // version tag on a v* tagged HEAD, plus latest when asked for).
 func (r *Runner) Push(ctx context.Context) error {
+	// Engine first, as for Test: with no engine the run must end in
+	// seconds naming Dagger, not after AWS calls and a credential wait.
+	// The probe builds nothing, so the preflight still precedes any build.
+	r.step("push: checking for a Dagger engine")
+	if err := probeEngine(ctx); err != nil {
+		return err
+	}
 	r.step("push: reading git state")
 	ref, err := gitref.Read(ctx, r.Config.Dir)
 	if err != nil {
@@ -111,6 +118,7 @@ func (r *Runner) Push(ctx context.Context) error {
 		Create:        r.Config.CreateRepository,
 		ScanOnPush:    r.Config.ScanOnPush,
 		ImmutableTags: r.Config.ImmutableTags,
+		Log:           r.log(),
 	})
 	if err != nil {
 		return err

@@ -39,7 +39,7 @@ until %[1]s -e 'SELECT 1' >/dev/null 2>&1; do
   if [ "$i" -ge 90 ]; then echo "MySQL not reachable through the sidecar after 90 tries; last attempt:" >&2; %[1]s -e 'SELECT 1'; exit 1; fi
   sleep 1
 done
-exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smoke.ClientArgs, " "))
+exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smoke.ClientArgs(), " "))
 }
 
 // sidecarVar names the binary (where the Dockerfile puts it); tests of

@@ -138,7 +138,7 @@ func testClientScript(t *testing.T, client string) {
 case "$*" in *"-h sidecar -P 8080"*) ;; *) echo "not through the sidecar: $*" >&2; exit 9;; esac
 if [ "$n" -le 2 ]; then echo "ERROR 2003 (HY000): Can't connect" >&2; exit 1; fi
 case "$*" in *"SELECT 1"*) exit 0;; esac
-case "$*" in *"`+strings.Join(smoke.ClientArgs, " ")+`"*) ;; *) echo "no batch flags: $*" >&2; exit 9;; esac
+case "$*" in *"`+strings.Join(smoke.ClientArgs(), " ")+`"*) ;; *) echo "no batch flags: $*" >&2; exit 9;; esac
 [ "$*" != "${*%REPEAT*}" ] || { echo "SQL not passed" >&2; exit 9; }
 echo "`+smoke.Expected()+`"
 `)

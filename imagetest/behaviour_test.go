@@ -85,7 +85,7 @@ func sqlRoundTrip(t *testing.T, client string, srv *testmysql.Server, port int) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args := append(append([]string(nil), smoke.ClientArgs...),
+	args := append(smoke.ClientArgs(),
 		"--protocol=TCP", "--host=127.0.0.1", "--port="+itoa(port), "--user="+srv.User,
 		"--connect-timeout=10", "--execute="+smoke.SQL)
 	c := exec.CommandContext(ctx, client, args...)

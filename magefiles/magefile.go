@@ -63,7 +63,8 @@ func Test(ctx context.Context) error {
 
 // Push checks AWS and ECR, builds, tests, then pushes the multi-arch image to ECR.
 //
-// The AWS preflight runs before any build: region and credentials from the
+// After a check that a Dagger engine is reachable (none: exit 3 at once),
+// the AWS preflight runs before any build: region and credentials from the
 // usual AWS chain (AWS_REGION, AWS_PROFILE or AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY, or a role), ECR login, and the repository
 // ECR_REPOSITORY (default sidecar), created when missing
@@ -72,11 +73,12 @@ func Test(ctx context.Context) error {
 // the ECR API endpoint. Then Build and Test run; nothing is pushed if either
 // fails. Tags: the 12-character commit, plus the version when HEAD has a v*
 // tag, plus latest when PUSH_LATEST=true (default false; needs mutable
-// tags). A tag already pointing at this image is skipped; one pointing at
-// another image in an immutable repository is an error and nothing is
-// pushed. A v* tag on a commit already pushed releases that pushed image
-// (ECR PutImage) rather than the rebuild. Prints every pushed reference with
-// its digest on stdout. Other environment as for Build and Test.
+// tags). A tag already pointing at this image is skipped. A commit already
+// in ECR keeps its pushed image: the rebuild (never byte-identical) is not
+// pushed, and a v* tag on it releases that image (ECR PutImage). A version
+// tag pointing at another image in an immutable repository is an error and
+// nothing is pushed. Prints every reference with its digest on stdout.
+// Other environment as for Build and Test.
 func Push(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/aws/smithy-go/logging"
 )
 
 // Options configures the preflight.
@@ -34,6 +37,9 @@ type Options struct {
 	// CredentialsTimeout bounds the credential chain (which may probe the
 	// EC2 metadata service); default 15s.
 	CredentialsTimeout time.Duration
+	// Log receives the AWS SDK's own log lines, less the IMDSv1 fallback
+	// warning (see sdkLogger); os.Stderr when nil.
+	Log io.Writer
 }
 
 // Registry is a logged-in ECR repository. Its password is kept out of
@@ -84,13 +90,32 @@ func (e *PreflightError) Error() string {
 	return "AWS preflight failed (nothing was built or pushed):\n  - " + strings.Join(e.Problems, "\n  - ")
 }
 
+// sdkLogger writes the SDK's log lines as its default logger does, but
+// drops "falling back to IMDSv1": the credential chain probes the EC2
+// metadata service wherever no other credentials are found, and anything
+// at 169.254.169.254 that refuses the IMDSv2 token (403/404/405) makes the
+// SDK print that warning, which is noise here: a real lack of credentials
+// is reported by the preflight itself, naming what to set.
+type sdkLogger struct{ w io.Writer }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	if c == logging.Warn && strings.HasPrefix(format, "falling back to IMDSv1") {
+		return
+	}
+	fmt.Fprintf(l.w, "SDK %s %s %s\n", time.Now().Format("2006/01/02 15:04:05"), c, fmt.Sprintf(format, v...))
+}
+
 // Preflight checks region and credentials, logs in to ECR and ensures the
 // repository exists. It fails fast and names what is missing.
 func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 	if !ValidRepositoryName(opts.Repository) {
 		return nil, fmt.Errorf("ECR_REPOSITORY=%q is not a valid repository name (lowercase letters, digits, . _ - and / separators, 2-256 characters)", opts.Repository)
 	}
-	cfg, err := config.LoadDefaultConfig(ctx)
+	log := opts.Log
+	if log == nil {
+		log = os.Stderr
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithLogger(sdkLogger{log}))
 	if err != nil {
 		return nil, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
 	}

@@ -220,8 +220,8 @@ func TestDecide(t *testing.T) {
 			existing: map[string]string{"abc123abc123": local, "v1.2.0": local}, wantSkip: both},
 		{name: "version tag added to a commit pushed from this very build", tags: both, immutable: true,
 			existing: map[string]string{"abc123abc123": local}, wantPublish: []string{"v1.2.0"}, wantSkip: []string{"abc123abc123"}},
-		{name: "same commit again, different digest, immutable", tags: both[:1], immutable: true,
-			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantErr: both[:1]},
+		{name: "same commit again, different digest, immutable: the pushed image stands", tags: both[:1], immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantSkip: both[:1], wantReleased: true},
 		{name: "same commit again, different digest, mutable moves", tags: both[:1],
 			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantPublish: both[:1], wantMoves: both[:1]},
 		{name: "release of a commit main already pushed", tags: both, immutable: true,
@@ -233,6 +233,11 @@ func TestDecide(t *testing.T) {
 			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
 		{name: "version of a new commit already taken", tags: both, immutable: true,
 			existing: map[string]string{"v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
+		{name: "re-run of a commit whose version tag names another image", tags: both, immutable: true,
+			existing: map[string]string{"abc123abc123": local, "v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
+		{name: "mutable release of a commit already pushed", tags: both,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:3333"}, wantReleased: true,
+			wantPromote: map[string]string{"v1.2.0": "sha256:2222"}, wantSkip: []string{"abc123abc123"}, wantMoves: []string{"v1.2.0"}},
 		{name: "mutable latest moves", tags: []string{"abc123abc123", "latest"},
 			existing: map[string]string{"latest": "sha256:3333"}, wantPublish: []string{"abc123abc123", "latest"}, wantMoves: []string{"latest"}},
 	} {
@@ -315,11 +320,15 @@ func TestRetag(t *testing.T) {
 }
 
 func TestDecideUnknownLocalDigest(t *testing.T) {
-	_, err := ecr.Decide("sidecar", "", []string{"abc"}, map[string]string{"abc": "sha256:1"}, true)
+	_, err := ecr.Decide("sidecar", "", []string{"abc", "v1.0.0"}, map[string]string{"v1.0.0": "sha256:1"}, true)
 	if err == nil || !strings.Contains(err.Error(), "digest is unknown") {
-		t.Fatalf("err = %v", err)
+		t.Fatalf("version tag taken, unknown digest: err = %v", err)
 	}
-	p, err := ecr.Decide("sidecar", "", []string{"abc"}, nil, true)
+	p, err := ecr.Decide("sidecar", "", []string{"abc"}, map[string]string{"abc": "sha256:1"}, true)
+	if err != nil || !p.Released || p.Skip["abc"] != "sha256:1" || len(p.Publish) != 0 {
+		t.Fatalf("commit already pushed, unknown digest: %+v %v", p, err)
+	}
+	p, err = ecr.Decide("sidecar", "", []string{"abc"}, nil, true)
 	if err != nil || !slices.Equal(p.Publish, []string{"abc"}) {
 		t.Fatalf("absent tag with unknown digest: %v %v", p, err)
 	}

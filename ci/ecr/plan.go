@@ -13,8 +13,8 @@ type Plan struct {
 	Skip    map[string]string // tag -> digest: already where it should be
 	Moves   map[string]string // tag -> old digest, for mutable tags that move
 	// Released is set when the commit was already pushed from another
-	// build: the run releases that image under the other tags instead of
-	// pushing a rebuild (which would differ byte for byte).
+	// build: the run keeps that image (and releases it under the other
+	// tags) instead of pushing a rebuild (which would differ byte for byte).
 	Released bool
 }
 
@@ -29,9 +29,8 @@ func (e *ConflictError) Error() string {
 		return fmt.Sprintf("tag %q in ECR repository %q already points at %s and this build's digest is unknown; "+
 			"the repository has immutable tags, so it cannot be moved", e.Tag, e.Repository, e.Existing)
 	}
-	return fmt.Sprintf("tag %q in ECR repository %q already points at %s, but this build is %s; "+
-		"the repository has immutable tags, so it cannot be moved (for a version tag: tag a new version; "+
-		"for the commit tag: that commit is already in ECR, from a build that is not byte-identical)",
+	return fmt.Sprintf("tag %q in ECR repository %q already points at %s, but this commit's image is %s; "+
+		"the repository has immutable tags, so it cannot be moved (tag a new version)",
 		e.Tag, e.Repository, e.Existing, e.Local)
 }
 
@@ -43,18 +42,20 @@ func (e *ConflictError) Error() string {
 //   - different digest: move the tag when tags are mutable; with immutable
 //     tags, a ConflictError for every such tag, and nothing is pushed.
 //
-// One exception makes releases work with builds that are not
-// byte-identical: when the commit tag already exists with another digest
-// and there are other tags, the commit was pushed before (e.g. by the
-// main-branch run) and this run releases that image under the other tags
-// (Promote) rather than pushing a rebuild.
+// One exception makes re-runs and releases work with builds that are not
+// byte-identical (a fresh runner, "Re-run jobs"): when the commit tag
+// already exists with another digest, that commit was pushed before and its
+// image stands. The rebuild is not pushed (Released); the commit tag is
+// skipped and the other tags, if any, go onto the pushed image (Promote).
+// A version tag on yet another image is still a conflict. In a mutable
+// repository a lone commit tag moves to the rebuild, as any mutable tag.
 func Decide(repository, local string, tags []string, existing map[string]string, immutable bool) (Plan, error) {
 	p := Plan{Promote: map[string]string{}, Skip: map[string]string{}, Moves: map[string]string{}}
 	if len(tags) == 0 {
 		return p, nil
 	}
 	target := local
-	if pushed, ok := existing[tags[0]]; ok && !sameDigest(pushed, local) && len(tags) > 1 {
+	if pushed, ok := existing[tags[0]]; ok && !sameDigest(pushed, local) && (immutable || len(tags) > 1) {
 		p.Released = true
 		target = pushed
 	}

@@ -3,8 +3,9 @@
 // checks them against a size budget.
 //
 // Two figures per platform: Compressed is the sum of the layer blobs as a
-// registry stores them (ECR's imageSizeInBytes); Uncompressed is the sum of
-// the unpacked layer tars, which is what `docker images` shows.
+// registry stores them (ECR's imageSizeInBytes); Uncompressed is the
+// content of the layers, which is what `docker images` shows (see
+// contentSize for the exact definition).
 package imagesize
 
 import (
@@ -27,7 +28,7 @@ import (
 type Image struct {
 	Platform     string // os/arch[/variant]
 	Compressed   int64  // layer blobs as stored in a registry
-	Uncompressed int64  // unpacked layers, as `docker images` reports
+	Uncompressed int64  // layer content, as `docker images` reports
 	Layers       int
 }
 
@@ -179,7 +180,7 @@ func readSmall(file string) (map[string][]byte, error) {
 }
 
 // addUncompressed streams every layer once, checking its digest and
-// counting its unpacked bytes.
+// counting its content bytes.
 func addUncompressed(file string, small map[string][]byte, images []Image, layerOf map[string][]int) error {
 	byPath := map[string]string{}
 	for d := range layerOf {
@@ -204,7 +205,7 @@ func addUncompressed(file string, small map[string][]byte, images []Image, layer
 		if !ok || seen[digest] {
 			continue
 		}
-		n, err := unpackedSize(tr, digest)
+		n, err := contentSize(tr, digest)
 		if err != nil {
 			return fmt.Errorf("%s: layer %s: %w", file, digest, err)
 		}
@@ -221,30 +222,51 @@ func addUncompressed(file string, small map[string][]byte, images []Image, layer
 	return nil
 }
 
-func unpackedSize(r io.Reader, digest string) (int64, error) {
+// contentSize reads one layer blob (gzip or plain tar) and returns the
+// sum of the sizes of the regular files in it: the bytes the layer adds on
+// disk, which is what Docker reports as an image's size (the sum of its
+// layers' file sizes). Not counted: tar headers and block padding (512
+// bytes and up per entry, which made the tar stream over-count), and
+// directories, symlinks, hard links and whiteouts, which have no content of
+// their own. A file rewritten by a later layer counts in both layers, as
+// Docker counts it.
+//
+// The whole blob is read so that its digest can be checked.
+func contentSize(r io.Reader, digest string) (int64, error) {
 	sum := sha256.New()
 	br := newPeekReader(io.TeeReader(r, sum))
-	var n int64
+	if br.zstd() {
+		return 0, errors.New("zstd-compressed layer: export with gzip or no compression to measure it")
+	}
+	var layer io.Reader = br
 	if br.gzipped() {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return 0, err
 		}
-		if n, err = io.Copy(io.Discard, zr); err != nil {
-			return 0, fmt.Errorf("gunzip: %w", err)
+		layer = zr
+	}
+	var n int64
+	tr := tar.NewReader(layer)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		// Drain trailing bytes so the digest covers the whole blob.
-		if _, err := io.Copy(io.Discard, br); err != nil {
-			return 0, err
+		if err != nil {
+			return 0, fmt.Errorf("read layer tar: %w", err)
 		}
-	} else {
-		var err error
-		if n, err = io.Copy(io.Discard, br); err != nil {
-			return 0, err
+		if h.Typeflag == tar.TypeReg {
+			n += h.Size
 		}
-		if br.zstd() {
-			return 0, errors.New("zstd-compressed layer: export with gzip or no compression to measure it")
-		}
+	}
+	// Drain what follows the tar's end marker (padding, the gzip trailer)
+	// so the digest covers the whole blob and gzip checks its CRC.
+	if _, err := io.Copy(io.Discard, layer); err != nil {
+		return 0, fmt.Errorf("read layer: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return 0, err
 	}
 	if got := "sha256:" + hex.EncodeToString(sum.Sum(nil)); strings.HasPrefix(digest, "sha256:") && got != digest {
 		return 0, fmt.Errorf("content digest %s does not match", got)

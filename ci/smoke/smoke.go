@@ -24,9 +24,10 @@ CREATE TABLE IF NOT EXISTS sidecar_smoke.roundtrip (id INT PRIMARY KEY, v LONGTE
 REPLACE INTO sidecar_smoke.roundtrip VALUES (1, REPEAT('sidecar-smoke:', 16384));
 SELECT CONCAT('smoke ', LENGTH(v), ' ', MD5(v)) FROM sidecar_smoke.roundtrip WHERE id = 1;`
 
-// ClientArgs is the batch-mode client command line (without host, port and
-// credentials) that runs SQL: `mysql ClientArgs... -e SQL`.
-var ClientArgs = []string{"--batch", "--skip-column-names"}
+// ClientArgs returns the batch-mode client command line (without host,
+// port and credentials) that runs SQL: `mysql ClientArgs()... -e SQL`. A
+// new slice each call, so callers may append to it.
+func ClientArgs() []string { return []string{"--batch", "--skip-column-names"} }
 
 // Expected is the line the final SELECT prints when the row came back intact.
 func Expected() string {

@@ -36,3 +36,11 @@ func TestSQLMatchesExpected(t *testing.T) {
 		t.Fatalf("Expected() = %q", Expected())
 	}
 }
+
+func TestClientArgsIsACopy(t *testing.T) {
+	a := ClientArgs()
+	a[0] = "--changed"
+	if b := ClientArgs(); b[0] != "--batch" || b[1] != "--skip-column-names" {
+		t.Fatalf("ClientArgs() = %v after a caller changed its copy", b)
+	}
+}

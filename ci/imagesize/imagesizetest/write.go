@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -20,6 +21,7 @@ import (
 type Image struct {
 	Platform   string // "linux/amd64"
 	LayerBytes []int
+	Plain      bool // layers as plain tar, not gzip (ForcedCompression uncompressed)
 }
 
 type blob struct {
@@ -33,26 +35,47 @@ func newBlob(data []byte) blob {
 }
 
 // Layer returns a gzip-compressed tar layer holding one file of n
-// pseudo-random bytes, and the layer's uncompressed (tar) size.
-func Layer(n int, seed byte) (gz []byte, tarSize int64) {
-	var raw bytes.Buffer
-	tw := tar.NewWriter(&raw)
-	content := make([]byte, n)
+// pseudo-random bytes (in a directory, with a symlink and a hard link to
+// it, and an empty whiteout, as real layers have), and the layer's content
+// size: n, the only file content in it.
+func Layer(n int, seed byte) (gz []byte, content int64) {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	_ = TarLayer(zw, n, seed)
+	_ = zw.Close()
+	return z.Bytes(), int64(n)
+}
+
+// TarLayer writes the uncompressed tar of Layer to w.
+func TarLayer(w io.Writer, n int, seed byte) error {
+	tw := tar.NewWriter(w)
+	data := make([]byte, n)
 	x := uint32(seed) + 1
-	for i := range content { // xorshift: incompressible, deterministic
+	for i := range data { // xorshift: incompressible, deterministic
 		x ^= x << 13
 		x ^= x >> 17
 		x ^= x << 5
-		content[i] = byte(x)
+		data[i] = byte(x)
 	}
-	_ = tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("file-%d", seed), Mode: 0o644, Size: int64(n), Typeflag: tar.TypeReg})
-	_, _ = tw.Write(content)
-	_ = tw.Close()
-	var z bytes.Buffer
-	zw := gzip.NewWriter(&z)
-	_, _ = zw.Write(raw.Bytes())
-	_ = zw.Close()
-	return z.Bytes(), int64(raw.Len())
+	dir := fmt.Sprintf("dir-%d/", seed)
+	file := dir + "file"
+	for _, h := range []*tar.Header{
+		{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir},
+		{Name: file, Mode: 0o644, Size: int64(n), Typeflag: tar.TypeReg},
+		{Name: dir + "symlink", Mode: 0o777, Linkname: "file", Typeflag: tar.TypeSymlink},
+		{Name: dir + "hardlink", Mode: 0o644, Linkname: file, Typeflag: tar.TypeLink},
+		{Name: dir + ".wh.removed", Mode: 0o644, Typeflag: tar.TypeReg},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if h.Size > 0 {
+			if _, err := tw.Write(data); err != nil {
+				return err
+			}
+		}
+	}
+	return tw.Close()
 }
 
 // Want is what a measurement of an Image written by Write must report.
@@ -76,13 +99,21 @@ func Write(path string, images ...Image) ([]Want, error) {
 		want := Want{Platform: img.Platform}
 		var layers []map[string]any
 		for _, n := range img.LayerBytes {
-			gz, tarSize := Layer(n, seed)
+			data, content := Layer(n, seed)
+			mediaType := "application/vnd.oci.image.layer.v1.tar+gzip"
+			if img.Plain {
+				var raw bytes.Buffer
+				if err := TarLayer(&raw, n, seed); err != nil {
+					return nil, err
+				}
+				data, mediaType = raw.Bytes(), "application/vnd.oci.image.layer.v1.tar"
+			}
 			seed++
-			l := newBlob(gz)
+			l := newBlob(data)
 			blobs = append(blobs, l)
-			layers = append(layers, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": len(gz)})
-			want.Compressed += int64(len(gz))
-			want.Uncompressed += tarSize
+			layers = append(layers, map[string]any{"mediaType": mediaType, "digest": l.digest, "size": len(data)})
+			want.Compressed += int64(len(data))
+			want.Uncompressed += content
 		}
 		m := newBlob(mustJSON(map[string]any{
 			"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
