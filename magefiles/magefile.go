@@ -104,7 +104,7 @@ func Lint(ctx context.Context) error {
 
 // Bench runs the benchmark program (go run ./bench), passing BENCH_ARGS and the environment through.
 //
-// Example: BENCH_ARGS="-duration 10s" go tool mage bench
+// Example: BENCH_ARGS="-quick -workloads mysql" go tool mage bench (arguments are split on spaces).
 func Bench(ctx context.Context) error {
 	if _, err := os.Stat("bench"); err != nil {
 		return mg.Fatalf(exitFailed, "no ./bench program in this checkout: %v", err)
