@@ -328,12 +328,10 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 
 // serveConn dials the target for one accepted client and relays.
 func (s *Server) serveConn(f *forward, client *net.TCPConn) {
-	defer s.conns.Done()
-	defer s.active.Add(-1)
 	start := time.Now()
 	f.stats.total.Add(1)
 	f.stats.activeConns.Add(1)
-	defer f.stats.activeConns.Add(-1)
+	defer s.connDone(f)
 	s.setKeepalive(client)
 	clientAddr := client.RemoteAddr().String()
 
@@ -380,6 +378,14 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	f.stats.bytesToUpstream.Add(uint64(res.ToUpstream))
 	f.stats.bytesToClient.Add(uint64(res.ToClient))
 	f.stats.closed(reason)
+}
+
+// connDone releases what a connection held. The global slot goes first,
+// so whoever sees a forward's active gauge drop can connect again.
+func (s *Server) connDone(f *forward) {
+	s.active.Add(-1)
+	f.stats.activeConns.Add(-1)
+	s.conns.Done()
 }
 
 // Close reasons beyond relay.Reason, as they appear in logs and metrics.
