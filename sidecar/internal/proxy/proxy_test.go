@@ -100,6 +100,7 @@ func TestUpstreamRefuses(t *testing.T) {
 // and a connection next to it keeps working.
 func TestUpstreamResetsMidStream(t *testing.T) {
 	greeting := []byte("hello from upstream\n")
+	greeted := make(chan struct{}) // closed once the victim has read the greeting
 	up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
 		first := make([]byte, 5)
 		if _, err := io.ReadFull(c, first); err != nil {
@@ -107,7 +108,12 @@ func TestUpstreamResetsMidStream(t *testing.T) {
 		}
 		if string(first) == "reset" {
 			_, _ = c.Write(greeting)
-			time.Sleep(50 * time.Millisecond)
+			// Reset only once the greeting has arrived: an earlier RST may
+			// overtake it, and the proxy rightly drops unsent data on reset.
+			select {
+			case <-greeted:
+			case <-time.After(safety):
+			}
 			_ = c.SetLinger(0)
 			_ = c.Close()
 			return
@@ -133,9 +139,14 @@ func TestUpstreamResetsMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = victim.SetReadDeadline(time.Now().Add(safety))
-	got, err := io.ReadAll(victim)
-	if !bytes.Equal(got, greeting) {
-		t.Fatalf("victim read %q (err %v), want the greeting then a close", got, err)
+	got := make([]byte, len(greeting))
+	if _, err := io.ReadFull(victim, got); err != nil || !bytes.Equal(got, greeting) {
+		t.Fatalf("victim read %q (err %v), want the greeting", got, err)
+	}
+	close(greeted)
+	rest, err := io.ReadAll(victim)
+	if len(rest) != 0 {
+		t.Fatalf("victim read %q after the greeting, want a close", rest)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
