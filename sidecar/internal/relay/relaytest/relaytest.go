@@ -283,16 +283,19 @@ func testIdleTimeout(t *testing.T, f relay.Func) {
 // Traffic in one direction only resets the idle clock for both: the quiet
 // direction must not time out while the other one moves bytes.
 func testTrafficKeepsAlive(t *testing.T, f relay.Func) {
-	const idle = time.Second
+	// A byte every 20ms against a 2s idle timeout: a scheduling stall of
+	// nearly 2s on a loaded machine still leaves the clock reset in time.
+	// Traffic runs past idle, so a relay that ignores it would cut it.
+	const idle, pace = 2 * time.Second, 20 * time.Millisecond
 	r := Start(t, f, idle)
 	var sent []byte
-	for i := range 25 { // 2.5 s of traffic, well past idle
+	for start, i := time.Now(), 0; time.Since(start) < idle+idle/4; i++ {
 		b := []byte{byte(i)}
 		if _, err := r.Client.Write(b); err != nil {
-			t.Fatalf("write %d: %v", i, err)
+			t.Fatalf("write %d after %v: %v", i, time.Since(start), err)
 		}
 		sent = append(sent, b...)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(pace)
 	}
 	_ = r.Client.CloseWrite()
 	got, err := readAllWithin(r.Upstream)
