@@ -8,11 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 // The same against a real socket whose accept queue is full, so the kernel
 // drops our SYNs; the real dialer must give up at the connect timeout.
+// Linux does that by default; a kernel set to do otherwise is reported as
+// unavailable (a failure in CI), not silently skipped.
 func TestConnectTimeoutFullBacklog(t *testing.T) {
 	port := fullBacklogListener(t)
 	const timeout = 500 * time.Millisecond
@@ -56,10 +59,10 @@ func fullBacklogListener(t *testing.T) int {
 			if errors.As(err, &ne) && ne.Timeout() {
 				return port // queue full: SYNs are dropped now
 			}
-			t.Skipf("cannot fill the accept queue here (%v); TestConnectTimeoutBlackhole covers the timeout", err)
+			testenv.Unavailable(t, "a kernel that drops SYNs to a full accept queue (the dial failed with %v instead; net.ipv4.tcp_abort_on_overflow=1?)", err)
 		}
 		t.Cleanup(func() { _ = c.Close() })
 	}
-	t.Skip("the kernel kept completing handshakes; TestConnectTimeoutBlackhole covers the timeout")
+	testenv.Unavailable(t, "a kernel that drops SYNs to a full accept queue (it kept completing handshakes)")
 	return 0
 }
