@@ -125,6 +125,8 @@ type forward struct {
 	// closed since, so a reconnect storm cannot flood the logs.
 	lastRejectLog    time.Time // accept loop only
 	rejectedSinceLog int
+
+	dialFailLog *logLimiter // "dial target failed", from every connection goroutine
 }
 
 func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
@@ -163,6 +165,8 @@ func New(cfg Config) (*Server, error) {
 			conns:   map[*conn]struct{}{},
 		}
 		fw.stats.init()
+		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
+			"dial target failed for more clients; closed them (latest failure shown)")
 		s.fwds = append(s.fwds, fw)
 	}
 	return s, nil
@@ -230,6 +234,7 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 		}
 	}
 	defer s.hardCancel(context.Canceled)
+	defer s.flushLogs() // after every connection has ended
 
 	var loops sync.WaitGroup
 	for _, f := range s.fwds {
@@ -270,6 +275,13 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	<-done
 	s.log.Warn("drain deadline passed, closed remaining connections", "connections_cut", cut)
 	return cut, nil
+}
+
+// flushLogs writes rate-limited lines still pending.
+func (s *Server) flushLogs() {
+	for _, f := range s.fwds {
+		f.dialFailLog.close()
+	}
 }
 
 func waitConns(wg *sync.WaitGroup, done chan<- struct{}) {
@@ -338,8 +350,8 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	upstream, addr, why, err := s.dial(f)
 	if err != nil {
 		f.stats.closed(closeDialFailed)
-		s.log.Error("dial target failed; closing client", "listen", f.label, "client", clientAddr, "target", f.target,
-			"reason", why, "duration", time.Since(start).String(), "err", err)
+		f.dialFailLog.event("listen", f.label, "client", clientAddr, "target", f.target,
+			"reason", why, "duration", time.Since(start).String(), "err", err.Error())
 		_ = client.Close()
 		return
 	}

@@ -72,8 +72,10 @@ func TestBulkBothWays(t *testing.T) {
 	}
 }
 
-// A refused dial closes the client promptly; the failure is counted by
-// reason and logged at error level with the reason.
+// A refused dial closes the client promptly; every failure is counted by
+// reason. The first is logged at error level with its reason; the rest of
+// the burst (a pool reconnecting during a failover) only in a summary a
+// second later that says how many were not logged.
 func TestUpstreamRefuses(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,18 +84,65 @@ func TestUpstreamRefuses(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close() // nothing listens here now: connections are refused
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}}})
-	for i := range 3 {
+	const n = 20
+	for i := range n {
 		expectClosed(t, dial(t, r.addrs[0]), "client of a refused upstream")
 		waitFor(t, "failure counted", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "refused") == uint64(i+1) })
 	}
 	s := forwardSnap(r, 0)
-	if n := countOf(s.ConnectionsClosed, "dial_failed"); n != 3 {
-		t.Errorf("closed{dial_failed} = %d, want 3", n)
+	if n := countOf(s.ConnectionsClosed, "dial_failed"); n != 20 {
+		t.Errorf("closed{dial_failed} = %d, want 20", n)
 	}
+
+	// Every failure shows in the logs: logged in full, or counted in a
+	// summary's not_logged.
+	waitFor(t, "every failure logged or summarized", func() bool { return accounted(r.logs.lines("dial target failed")) == n })
 	lines := r.logs.lines("dial target failed")
-	if len(lines) != 3 || lines[0]["level"] != "ERROR" || !strings.Contains(lines[0]["err"].(string), "refused") {
-		t.Errorf("log lines = %v, want 3 at ERROR naming the refusal", lines)
+	if len(lines) >= n {
+		t.Errorf("%d log lines for %d failures: not rate-limited", len(lines), n)
 	}
+	for i, l := range lines {
+		if l["level"] != "ERROR" || l["reason"] != "refused" || !strings.Contains(l["err"].(string), "refused") {
+			t.Errorf("log line %d = %v, want ERROR naming reason refused and the error", i, l)
+		}
+	}
+	if _, ok := lines[0]["not_logged"]; ok || lines[0]["client"] == nil {
+		t.Errorf("first log line = %v, want the failure in full", lines[0])
+	}
+}
+
+// A summary still pending when the server stops is written before Serve
+// returns: no failure goes unlogged at exit.
+func TestDialFailureSummaryWrittenAtShutdown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}}})
+	for i := range 3 {
+		expectClosed(t, dial(t, r.addrs[0]), "client of a refused upstream")
+		waitFor(t, "failure counted", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "refused") == uint64(i+1) })
+	}
+	r.shutdown(t)
+	if lines := r.logs.lines("dial target failed"); accounted(lines) != 3 {
+		t.Errorf("log lines after shutdown = %v, want 3 failures logged or summarized", lines)
+	}
+}
+
+// accounted counts the dial failures log lines report: one for a line in
+// full, not_logged for a summary.
+func accounted(lines []map[string]any) int {
+	sum := 0
+	for _, l := range lines {
+		if nl, ok := l["not_logged"].(float64); ok {
+			sum += int(nl)
+		} else {
+			sum++
+		}
+	}
+	return sum
 }
 
 // An upstream that resets mid-stream: that client sees the close promptly,
