@@ -361,7 +361,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	defer cancel(nil)
 	c := &conn{upstream: addr, cancel: cancel}
 	f.track(c)
-	res := s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout)
+	res := s.cfg.Relay(relay.WithCounters(ctx, &f.stats.bytes), client, upstream, s.cfg.IdleTimeout)
 	f.untrack(c)
 
 	reason := string(res.Reason)
@@ -387,8 +387,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	}
 	s.log.Log(context.Background(), level, "connection closed", attrs...)
 	// Counted after the log line, so whoever sees the counter sees the line.
-	f.stats.bytesToUpstream.Add(uint64(res.ToUpstream))
-	f.stats.bytesToClient.Add(uint64(res.ToClient))
+	// The bytes were counted live by the relay (relay.Counters).
 	f.stats.closed(reason)
 }
 

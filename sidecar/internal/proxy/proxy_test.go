@@ -448,3 +448,38 @@ func TestTriesEachAddress(t *testing.T) {
 		t.Errorf("dial failures{refused} = %d, want 1 (the first address)", n)
 	}
 }
+
+// Byte counters are live: a pooled connection's traffic shows while it is
+// still open, and closing it adds nothing more (no double count).
+func TestBytesCountedLive(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", echo)
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, Relay: f})
+		c := dial(t, r.addrs[0])
+		msg := randomBytes(t, 1000)
+		if err := exchange(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "bytes counted while open", func() bool {
+			s := forwardSnap(r, 0)
+			return s.BytesToUpstream == 1000 && s.BytesToClient == 1000
+		})
+		if s := forwardSnap(r, 0); s.Active != 1 {
+			t.Fatalf("active = %d, want the connection still open", s.Active)
+		}
+		_ = c.Close()
+		waitFor(t, "close counted", func() bool { return forwardSnap(r, 0).Active == 0 })
+		waitFor(t, "close counted", func() bool { return accountedCloses(forwardSnap(r, 0)) == 1 })
+		if s := forwardSnap(r, 0); s.BytesToUpstream != 1000 || s.BytesToClient != 1000 {
+			t.Errorf("after close: %d bytes up, %d down; want 1000 each", s.BytesToUpstream, s.BytesToClient)
+		}
+	})
+}
+
+func accountedCloses(s proxy.ForwardSnapshot) uint64 {
+	var n uint64
+	for _, c := range s.ConnectionsClosed {
+		n += c.Value
+	}
+	return n
+}
