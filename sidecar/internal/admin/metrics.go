@@ -66,7 +66,7 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 			func(f proxy.ForwardSnapshot) []proxy.Count { return f.DialFailures })
 		byLabel("sidecar_connections_closed_total", "Connections ended, by reason.", "reason",
 			func(f proxy.ForwardSnapshot) []proxy.Count { return f.ConnectionsClosed })
-		p.family("sidecar_bytes_total", "counter", "Bytes relayed, counted when a connection ends.")
+		p.family("sidecar_bytes_total", "counter", "Bytes relayed, counted as they are delivered, including on connections still open.")
 		for _, f := range fw {
 			p.sample("sidecar_bytes_total", fwdLabels(f, "direction", "to_upstream"), float64(f.BytesToUpstream))
 			p.sample("sidecar_bytes_total", fwdLabels(f, "direction", "to_client"), float64(f.BytesToClient))

@@ -87,7 +87,7 @@ func (e *Engine) Relay(ctx context.Context, client, upstream *net.TCPConn, idle 
 	client.Close()
 	upstream.Close()
 
-	p := newPair(cfd, ufd, idle)
+	p := newPair(cfd, ufd, idle, relay.CountersFrom(ctx))
 	l := e.loops[e.next.Add(1)%uint32(len(e.loops))]
 	if !l.submit(op{kind: opAdd, p: p}) {
 		syscall.Close(cfd)
@@ -157,6 +157,7 @@ type direction struct {
 	off, end int
 	eof      bool // src sent EOF and dst's write half is shut down
 	n        int64
+	live     *atomic.Int64 // the relay.Counters to add to as bytes go out; nil = none
 
 	splicing     bool
 	pipeR, pipeW int // -1 until the direction first goes bulk
@@ -165,6 +166,14 @@ type direction struct {
 }
 
 func (d *direction) pending() bool { return d.end > d.off || d.inPipe > 0 }
+
+// sent counts m bytes written to dst.
+func (d *direction) sent(m int) {
+	d.n += int64(m)
+	if d.live != nil {
+		d.live.Add(int64(m))
+	}
+}
 
 type pair struct {
 	c, u     endpoint
@@ -176,12 +185,15 @@ type pair struct {
 	done     chan relay.Result
 }
 
-func newPair(cfd, ufd int, idle time.Duration) *pair {
+func newPair(cfd, ufd int, idle time.Duration, live *relay.Counters) *pair {
 	p := &pair{idle: int64(idle), done: make(chan relay.Result, 1)}
 	p.c = endpoint{fd: cfd, p: p, rd: &p.toU, wr: &p.toC, side: relay.ReasonClientError, name: "client"}
 	p.u = endpoint{fd: ufd, p: p, rd: &p.toC, wr: &p.toU, side: relay.ReasonUpstreamError, name: "upstream"}
 	p.toU = direction{src: &p.c, dst: &p.u, pipeR: -1, pipeW: -1}
 	p.toC = direction{src: &p.u, dst: &p.c, pipeR: -1, pipeW: -1}
+	if live != nil {
+		p.toU.live, p.toC.live = &live.ToUpstream, &live.ToClient
+	}
 	return p
 }
 
@@ -481,7 +493,7 @@ func (l *loop) pump(d *direction) {
 		l.fail(d.dst, "write", e)
 		return
 	}
-	d.n += int64(m)
+	d.sent(m)
 	switch {
 	case m < n && d.buf == nil:
 		d.buf = l.getBuf()
@@ -552,7 +564,7 @@ func (l *loop) flushPipe(d *direction) {
 		l.fail(d.dst, "write", e)
 		return
 	}
-	d.n += int64(m)
+	d.sent(m)
 	d.inPipe -= m
 	d.src.p.last = l.now
 }
@@ -571,7 +583,7 @@ func (l *loop) flush(d *direction) {
 		l.fail(d.dst, "write", e)
 		return
 	}
-	d.n += int64(m)
+	d.sent(m)
 	d.off += m
 	d.src.p.last = l.now
 	if d.off == d.end {

@@ -125,6 +125,8 @@ type forward struct {
 	// closed since, so a reconnect storm cannot flood the logs.
 	lastRejectLog    time.Time // accept loop only
 	rejectedSinceLog int
+
+	dialFailLog *logLimiter // "dial target failed", from every connection goroutine
 }
 
 func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
@@ -163,6 +165,8 @@ func New(cfg Config) (*Server, error) {
 			conns:   map[*conn]struct{}{},
 		}
 		fw.stats.init()
+		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
+			"dial target failed for more clients; closed them (latest failure shown)")
 		s.fwds = append(s.fwds, fw)
 	}
 	return s, nil
@@ -230,6 +234,7 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 		}
 	}
 	defer s.hardCancel(context.Canceled)
+	defer s.flushLogs() // after every connection has ended
 
 	var loops sync.WaitGroup
 	for _, f := range s.fwds {
@@ -270,6 +275,13 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	<-done
 	s.log.Warn("drain deadline passed, closed remaining connections", "connections_cut", cut)
 	return cut, nil
+}
+
+// flushLogs writes rate-limited lines still pending.
+func (s *Server) flushLogs() {
+	for _, f := range s.fwds {
+		f.dialFailLog.close()
+	}
 }
 
 func waitConns(wg *sync.WaitGroup, done chan<- struct{}) {
@@ -328,20 +340,18 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 
 // serveConn dials the target for one accepted client and relays.
 func (s *Server) serveConn(f *forward, client *net.TCPConn) {
-	defer s.conns.Done()
-	defer s.active.Add(-1)
 	start := time.Now()
 	f.stats.total.Add(1)
 	f.stats.activeConns.Add(1)
-	defer f.stats.activeConns.Add(-1)
+	defer s.connDone(f)
 	s.setKeepalive(client)
 	clientAddr := client.RemoteAddr().String()
 
 	upstream, addr, why, err := s.dial(f)
 	if err != nil {
 		f.stats.closed(closeDialFailed)
-		s.log.Error("dial target failed; closing client", "listen", f.label, "client", clientAddr, "target", f.target,
-			"reason", why, "duration", time.Since(start).String(), "err", err)
+		f.dialFailLog.event("listen", f.label, "client", clientAddr, "target", f.target,
+			"reason", why, "duration", time.Since(start).String(), "err", err.Error())
 		_ = client.Close()
 		return
 	}
@@ -351,7 +361,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	defer cancel(nil)
 	c := &conn{upstream: addr, cancel: cancel}
 	f.track(c)
-	res := s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout)
+	res := s.cfg.Relay(relay.WithCounters(ctx, &f.stats.bytes), client, upstream, s.cfg.IdleTimeout)
 	f.untrack(c)
 
 	reason := string(res.Reason)
@@ -377,9 +387,16 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	}
 	s.log.Log(context.Background(), level, "connection closed", attrs...)
 	// Counted after the log line, so whoever sees the counter sees the line.
-	f.stats.bytesToUpstream.Add(uint64(res.ToUpstream))
-	f.stats.bytesToClient.Add(uint64(res.ToClient))
+	// The bytes were counted live by the relay (relay.Counters).
 	f.stats.closed(reason)
+}
+
+// connDone releases what a connection held. The global slot goes first,
+// so whoever sees a forward's active gauge drop can connect again.
+func (s *Server) connDone(f *forward) {
+	s.active.Add(-1)
+	f.stats.activeConns.Add(-1)
+	s.conns.Done()
 }
 
 // Close reasons beyond relay.Reason, as they appear in logs and metrics.

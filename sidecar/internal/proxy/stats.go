@@ -21,12 +21,11 @@ const (
 // stats are one forward's counters. Hot counters are atomics; the
 // by-reason maps are small and change only on failures and closes.
 type stats struct {
-	activeConns     atomic.Int64
-	total           atomic.Uint64
-	rejected        atomic.Uint64
-	acceptErrors    atomic.Uint64
-	bytesToUpstream atomic.Uint64
-	bytesToClient   atomic.Uint64
+	activeConns  atomic.Int64
+	total        atomic.Uint64
+	rejected     atomic.Uint64
+	acceptErrors atomic.Uint64
+	bytes        relay.Counters // the data path adds to these as it delivers bytes
 
 	mu           sync.Mutex
 	dialFailures map[string]uint64
@@ -73,7 +72,7 @@ type ForwardSnapshot struct {
 	Total             uint64
 	Rejected          uint64 // closed at once: MaxConnections reached
 	AcceptErrors      uint64
-	BytesToUpstream   uint64 // counted when a connection ends
+	BytesToUpstream   uint64 // live: grows as bytes are delivered, not only when connections end
 	BytesToClient     uint64
 	DialFailures      []Count // by reason, sorted
 	ConnectionsClosed []Count // by reason, sorted
@@ -96,8 +95,8 @@ func (s *Server) Snapshot() Snapshot {
 			Total:           f.stats.total.Load(),
 			Rejected:        f.stats.rejected.Load(),
 			AcceptErrors:    f.stats.acceptErrors.Load(),
-			BytesToUpstream: f.stats.bytesToUpstream.Load(),
-			BytesToClient:   f.stats.bytesToClient.Load(),
+			BytesToUpstream: uint64(f.stats.bytes.ToUpstream.Load()),
+			BytesToClient:   uint64(f.stats.bytes.ToClient.Load()),
 		}
 		f.stats.mu.Lock()
 		fs.DialFailures = counts(f.stats.dialFailures)

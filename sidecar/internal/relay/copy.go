@@ -18,8 +18,15 @@ import (
 // counts come from io.Copy's return values. With an idle timeout the
 // directions copy through a buffer instead, because splice reports progress
 // only when it returns and idleness needs to see every read.
+//
+// With Counters in ctx, each direction without an idle timeout splices
+// chunk by chunk itself on Linux (liveCopy), adding each chunk to the
+// Counters as it is delivered.
 func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result {
 	r := &copyRun{client: client, upstream: upstream, idle: idle}
+	if c := CountersFrom(ctx); c != nil {
+		r.liveToUpstream, r.liveToClient = &c.ToUpstream, &c.ToClient
+	}
 	r.touch()
 
 	// Closing both connections is what unblocks the pumps when ctx ends.
@@ -44,6 +51,8 @@ type copyRun struct {
 	idle             time.Duration
 	lastActive       atomic.Int64 // unix nanos of the last byte moved, either way
 
+	liveToUpstream, liveToClient *atomic.Int64 // from Counters; nil = none
+
 	mu         sync.Mutex
 	ended      bool
 	reason     Reason
@@ -54,7 +63,7 @@ type copyRun struct {
 
 func (r *copyRun) pumpClientToUpstream(wg *sync.WaitGroup) {
 	defer wg.Done()
-	n, err := r.pump(r.upstream, r.client)
+	n, err := r.pump(r.upstream, r.client, r.liveToUpstream)
 	r.mu.Lock()
 	r.toUpstream = n
 	r.mu.Unlock()
@@ -63,7 +72,7 @@ func (r *copyRun) pumpClientToUpstream(wg *sync.WaitGroup) {
 
 func (r *copyRun) pumpUpstreamToClient(wg *sync.WaitGroup) {
 	defer wg.Done()
-	n, err := r.pump(r.client, r.upstream)
+	n, err := r.pump(r.client, r.upstream, r.liveToClient)
 	r.mu.Lock()
 	r.toClient = n
 	r.mu.Unlock()
@@ -91,9 +100,13 @@ func (r *copyRun) finish(dst, src *net.TCPConn, err error) {
 // errIdle ends a direction when neither direction moved a byte for idle.
 var errIdle = errors.New("relay: idle timeout")
 
-// pump copies src to dst until EOF (nil error) or an error.
-func (r *copyRun) pump(dst, src *net.TCPConn) (int64, error) {
+// pump copies src to dst until EOF (nil error) or an error, adding what
+// it delivers to live (if not nil) as it goes.
+func (r *copyRun) pump(dst, src *net.TCPConn, live *atomic.Int64) (int64, error) {
 	if r.idle <= 0 {
+		if live != nil {
+			return liveCopy(dst, src, live)
+		}
 		return io.Copy(dst, src) // splice on Linux
 	}
 	buf := make([]byte, 32*1024)
@@ -107,6 +120,9 @@ func (r *copyRun) pump(dst, src *net.TCPConn) (int64, error) {
 			r.touch()
 			n, werr := r.writeAll(dst, buf[:nr])
 			total += n
+			if live != nil {
+				live.Add(n)
+			}
 			if werr != nil {
 				return total, werr
 			}

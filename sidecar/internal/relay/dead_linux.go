@@ -19,11 +19,13 @@ func socketDead(c *net.TCPConn) bool {
 	}
 	dead := false
 	_ = raw.Control(func(fd uintptr) {
-		var info syscall.TCPInfo
-		size := uint32(syscall.SizeofTCPInfo)
-		_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
-		dead = errno == 0 && info.State == tcpClose
+		// The kernel copies as much of struct tcp_info as asked for, and
+		// tcpi_state is its first byte; GetsockoptInt asks for 4 bytes and
+		// works on every Linux architecture (386 has no getsockopt
+		// syscall number, only socketcall).
+		v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
+		head := int32(v) // the 4 bytes as the kernel wrote them
+		dead = err == nil && *(*uint8)(unsafe.Pointer(&head)) == tcpClose
 	})
 	return dead
 }

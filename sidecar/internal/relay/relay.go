@@ -8,6 +8,7 @@ package relay
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,8 @@ import (
 //   - When ctx is done (drain deadline, stale upstream), both connections are
 //     closed promptly and Result.Reason is ReasonCanceled.
 //   - A read or write error on either side closes both connections.
+//   - If ctx carries Counters (WithCounters), bytes are added to them as
+//     they are delivered, not only when the relay ends.
 type Func func(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result
 
 // Result reports what a relay moved and why it ended.
@@ -43,3 +46,27 @@ const (
 	ReasonIdle          Reason = "idle_timeout"
 	ReasonCanceled      Reason = "canceled" // ctx done: drain deadline passed or upstream went stale
 )
+
+// Counters are live byte counts: a data path adds to them as it delivers
+// bytes, so a connection that lives for hours (a pooled database
+// connection) shows in metrics long before it ends. When the relay returns
+// they have grown by exactly its Result's counts. Many relays may share one
+// Counters (a forward's totals).
+type Counters struct {
+	ToUpstream atomic.Int64 // bytes written to the upstream
+	ToClient   atomic.Int64 // bytes written to the client
+}
+
+type countersKey struct{}
+
+// WithCounters returns a context that asks a Func to add to c as it moves
+// bytes. A Func that predates Counters ignores it; so does a nil c.
+func WithCounters(ctx context.Context, c *Counters) context.Context {
+	return context.WithValue(ctx, countersKey{}, c)
+}
+
+// CountersFrom returns the Counters ctx carries, or nil.
+func CountersFrom(ctx context.Context) *Counters {
+	c, _ := ctx.Value(countersKey{}).(*Counters)
+	return c
+}

@@ -45,6 +45,8 @@ func Run(t *testing.T, f relay.Func) {
 		{"ClientResetWhileUpstreamStreams", testResetWhileStreaming},
 		{"ManyConcurrent", testManyConcurrent},
 		{"StalledClientDoesNotSlowOthers", testStalledClient},
+		{"LiveCounters", func(t *testing.T, f relay.Func) { testLiveCounters(t, f, 0) }},
+		{"LiveCountersWithIdleTimeoutSet", func(t *testing.T, f relay.Func) { testLiveCounters(t, f, time.Minute) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -283,16 +285,19 @@ func testIdleTimeout(t *testing.T, f relay.Func) {
 // Traffic in one direction only resets the idle clock for both: the quiet
 // direction must not time out while the other one moves bytes.
 func testTrafficKeepsAlive(t *testing.T, f relay.Func) {
-	const idle = time.Second
+	// A byte every 20ms against a 2s idle timeout: a scheduling stall of
+	// nearly 2s on a loaded machine still leaves the clock reset in time.
+	// Traffic runs past idle, so a relay that ignores it would cut it.
+	const idle, pace = 2 * time.Second, 20 * time.Millisecond
 	r := Start(t, f, idle)
 	var sent []byte
-	for i := range 25 { // 2.5 s of traffic, well past idle
+	for start, i := time.Now(), 0; time.Since(start) < idle+idle/4; i++ {
 		b := []byte{byte(i)}
 		if _, err := r.Client.Write(b); err != nil {
-			t.Fatalf("write %d: %v", i, err)
+			t.Fatalf("write %d after %v: %v", i, time.Since(start), err)
 		}
 		sent = append(sent, b...)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(pace)
 	}
 	_ = r.Client.CloseWrite()
 	got, err := readAllWithin(r.Upstream)
@@ -460,4 +465,63 @@ func testStalledClient(t *testing.T, f relay.Func) {
 	}
 	stalled.Cancel()
 	checkResult(t, stalled.Wait(t), relay.ReasonCanceled, 0, -1)
+}
+
+// Counters in the context grow as bytes are delivered: exchanges of a few
+// bytes and of a few hundred KB (more than one splice chunk) show in them
+// while the connection is still open, and at the end they equal the
+// Result's counts (nothing counted twice).
+func testLiveCounters(t *testing.T, f relay.Func, idle time.Duration) {
+	var c relay.Counters
+	r := StartContext(t, relay.WithCounters(context.Background(), &c), f, idle)
+	for _, c := range []*net.TCPConn{r.Client, r.Upstream} {
+		_ = c.SetDeadline(time.Now().Add(safety))
+	}
+	var up, down int64
+	for _, size := range []int{10, 300_000, 1} {
+		req, resp := RandomBytes(t, size), RandomBytes(t, 2*size+7)
+		if err := send(r.Client, r.Upstream, req); err != nil {
+			t.Fatalf("request of %d bytes: %v", len(req), err)
+		}
+		if err := send(r.Upstream, r.Client, resp); err != nil {
+			t.Fatalf("response of %d bytes: %v", len(resp), err)
+		}
+		up, down = up+int64(len(req)), down+int64(len(resp))
+		deadline := time.Now().Add(safety)
+		for c.ToUpstream.Load() != up || c.ToClient.Load() != down {
+			if time.Now().After(deadline) {
+				t.Fatalf("live counters %d up, %d down with the connection open; want %d and %d",
+					c.ToUpstream.Load(), c.ToClient.Load(), up, down)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	_ = r.Client.CloseWrite()
+	_ = r.Upstream.CloseWrite()
+	checkResult(t, r.Wait(t), relay.ReasonDone, up, down)
+	if c.ToUpstream.Load() != up || c.ToClient.Load() != down {
+		t.Errorf("live counters at the end: %d up, %d down; want %d and %d", c.ToUpstream.Load(), c.ToClient.Load(), up, down)
+	}
+}
+
+// send writes b on from and reads it back, intact, on to.
+func send(from, to *net.TCPConn, b []byte) error {
+	errc := make(chan error, 1)
+	go writeTo(from, b, errc)
+	got := make([]byte, len(b))
+	if _, err := io.ReadFull(to, got); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, b) {
+		return errors.New("bytes differ")
+	}
+	return nil
+}
+
+func writeTo(c *net.TCPConn, b []byte, errc chan<- error) {
+	_, err := c.Write(b)
+	errc <- err
 }

@@ -1,0 +1,149 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// keepaliveOpts are a socket's keepalive settings as the kernel holds them.
+type keepaliveOpts struct {
+	on                  bool
+	idle, intvl, probes int // seconds, seconds, count
+}
+
+// readKeepalive reads fd's keepalive options.
+func readKeepalive(t *testing.T, fd int) keepaliveOpts {
+	t.Helper()
+	get := func(level, opt int) int {
+		v, err := syscall.GetsockoptInt(fd, level, opt)
+		if err != nil {
+			t.Fatalf("getsockopt(%d, %d): %v", level, opt, err)
+		}
+		return v
+	}
+	return keepaliveOpts{
+		on:     get(syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0,
+		idle:   get(syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE),
+		intvl:  get(syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL),
+		probes: get(syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT),
+	}
+}
+
+// dupFD returns a duplicate of c's descriptor, closed when the test ends.
+// Socket options belong to the socket, so the duplicate reads what the
+// proxy set even after a data path has closed (or itself duplicated) c.
+// It runs on the proxy's goroutines, so it reports errors rather than
+// failing the test.
+func dupFD(t *testing.T, c net.Conn) capturedFD {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return capturedFD{err: fmt.Errorf("got %T, want *net.TCPConn", c)}
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return capturedFD{err: err}
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(raw uintptr) { fd, derr = syscall.Dup(int(raw)) }); err != nil {
+		return capturedFD{err: err}
+	}
+	if derr != nil {
+		return capturedFD{err: derr}
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	return capturedFD{fd: fd}
+}
+
+// capturedFD is a duplicated descriptor, or why there is none.
+type capturedFD struct {
+	fd  int
+	err error
+}
+
+// Keepalive is set on both the client-side and the upstream-side sockets,
+// with the configured idle time, a third of it between probes and 3
+// probes; Keepalive < 0 turns it off on both. The listener and dialer here
+// are Go's defaults, which enable a 15s keepalive of their own, so the
+// off case fails unless the proxy switches it off.
+func TestKeepaliveBothSides(t *testing.T) {
+	tests := []struct {
+		name      string
+		keepalive time.Duration
+		want      keepaliveOpts
+	}{
+		{"9s", 9 * time.Second, keepaliveOpts{on: true, idle: 9, intvl: 3, probes: 3}},
+		{"off", -1, keepaliveOpts{on: false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eachRelay(t, func(t *testing.T, f relay.Func) {
+				up := startUpstream(t, "127.0.0.1", echo)
+				clientFDs, upstreamFDs := make(chan capturedFD, 1), make(chan capturedFD, 1)
+				var lc net.ListenConfig // Go's defaults: keepalive on, 15s
+				var d net.Dialer
+				r := startProxy(t, proxy.Config{
+					Forwards:  []proxy.Forward{forwardTo(up)},
+					Keepalive: tt.keepalive,
+					Relay:     f,
+					Listen: func(ctx context.Context, network, addr string) (net.Listener, error) {
+						ln, err := lc.Listen(ctx, network, addr)
+						if err != nil {
+							return nil, err
+						}
+						return &capturingListener{Listener: ln, t: t, fds: clientFDs}, nil
+					},
+					DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+						c, err := d.DialContext(ctx, network, addr)
+						if err == nil {
+							upstreamFDs <- dupFD(t, c)
+						}
+						return c, err
+					},
+				})
+				// An echo through the proxy means the relay has started,
+				// so both sockets have been configured.
+				if err := exchange(dial(t, r.addrs[0]), []byte("ping")); err != nil {
+					t.Fatal(err)
+				}
+				for _, side := range []struct {
+					name string
+					c    capturedFD
+				}{{"client side", <-clientFDs}, {"upstream side", <-upstreamFDs}} {
+					if side.c.err != nil {
+						t.Fatalf("%s: %v", side.name, side.c.err)
+					}
+					got := readKeepalive(t, side.c.fd)
+					if !tt.want.on {
+						got.idle, got.intvl, got.probes = 0, 0, 0 // meaningless when off
+					}
+					if got != tt.want {
+						t.Errorf("%s: keepalive %+v, want %+v", side.name, got, tt.want)
+					}
+				}
+			})
+		})
+	}
+}
+
+// capturingListener hands each accepted connection's descriptor (a
+// duplicate) to fds, and the connection itself, unwrapped, to the proxy.
+type capturingListener struct {
+	net.Listener
+	t   *testing.T
+	fds chan<- capturedFD
+}
+
+func (l *capturingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.fds <- dupFD(l.t, c)
+	}
+	return c, err
+}

@@ -1,0 +1,100 @@
+package relay
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+)
+
+// pipeSize is the pipe capacity asked for (as io.Copy's splice does):
+// bulk moves in fewer, larger splices. A default pipe holds 64 KiB.
+const pipeSize = 1 << 20
+
+const fSetPipeSz = 1031 // F_SETPIPE_SZ
+
+const spliceFlags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
+
+// liveCopy moves src to dst with splice(2) through a pipe, zero copy like
+// io.Copy on Linux, but returns to us after every chunk so each one is
+// added to live once delivered (io.Copy's splice reports only at the end).
+// Waiting for readiness goes through the runtime's netpoller (RawConn).
+func liveCopy(dst, src *net.TCPConn, live *atomic.Int64) (int64, error) {
+	srcRaw, err := src.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	dstRaw, err := dst.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		// Out of descriptors, say: copy through a buffer rather than drop
+		// the connection, as io.Copy does when its splice has no pipe.
+		return io.Copy(&liveWriter{dst, live}, src)
+	}
+	defer syscall.Close(p[0])
+	defer syscall.Close(p[1])
+	// Each splice moves at most what the pipe holds, so the pipe is always
+	// drained before the next read.
+	chunk := 64 << 10
+	if n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(p[1]), fSetPipeSz, pipeSize); errno == 0 {
+		chunk = int(n)
+	}
+
+	var total int64
+	for {
+		n, err := spliceOnce(srcRaw.Read, -1, p[1], chunk)
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, nil // EOF
+		}
+		for left := n; left > 0; {
+			m, err := spliceOnce(dstRaw.Write, p[0], -1, left)
+			if err != nil {
+				return total, err
+			}
+			if m == 0 {
+				return total, os.NewSyscallError("splice", syscall.EPIPE)
+			}
+			left -= m
+			total += int64(m)
+			live.Add(int64(m))
+		}
+	}
+}
+
+// spliceOnce runs one splice between the socket behind wait (its RawConn's
+// Read or Write, which parks on the netpoller while the socket is not
+// ready) and a pipe end; the socket's fd goes where -1 is given.
+func spliceOnce(wait func(func(uintptr) bool) error, in, out, max int) (int, error) {
+	var n int64
+	var serr error
+	err := wait(func(fd uintptr) bool {
+		rin, rout := in, out
+		if rin < 0 {
+			rin = int(fd)
+		} else {
+			rout = int(fd)
+		}
+		for {
+			m, e := syscall.Splice(rin, nil, rout, nil, max, spliceFlags)
+			n, serr = int64(m), e // int on some architectures, int64 on others
+			if serr != syscall.EINTR {
+				break
+			}
+		}
+		return serr != syscall.EAGAIN
+	})
+	if err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, os.NewSyscallError("splice", serr)
+	}
+	return int(n), nil
+}
