@@ -476,12 +476,7 @@ func (l *loop) pump(d *direction) {
 		l.fail(d.src, "read", e)
 		return
 	case n == 0:
-		d.eof = true
-		sysShutdownWrite(d.dst.fd) // a peer already gone reports itself on its own socket
-		p := d.src.p
-		if p.toU.eof && p.toC.eof {
-			l.finish(p, relay.ReasonDone, nil)
-		}
+		l.ended(d)
 		return
 	}
 	d.src.p.last = l.now
@@ -507,6 +502,16 @@ func (l *loop) pump(d *direction) {
 	case n == len(buf) && l.splice:
 		// A full read: bulk data. Splice from now on, if a pipe is to be had.
 		l.startSplice(d)
+	}
+}
+
+// ended handles EOF on d.src: pass the half-close on to d.dst, and finish the
+// pair once both directions have ended.
+func (l *loop) ended(d *direction) {
+	d.eof = true
+	sysShutdownWrite(d.dst.fd) // a peer already gone reports itself on its own socket
+	if p := d.src.p; p.toU.eof && p.toC.eof {
+		l.finish(p, relay.ReasonDone, nil)
 	}
 }
 
@@ -539,12 +544,7 @@ func (l *loop) pumpSplice(d *direction) {
 		l.fail(d.src, "read", e)
 		return
 	case n == 0:
-		d.eof = true
-		sysShutdownWrite(d.dst.fd)
-		p := d.src.p
-		if p.toU.eof && p.toC.eof {
-			l.finish(p, relay.ReasonDone, nil)
-		}
+		l.ended(d)
 		return
 	}
 	d.src.p.last = l.now
