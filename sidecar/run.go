@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/admin"
@@ -32,9 +33,10 @@ const usage = `usage: sidecar [healthcheck | version]
 `
 
 // run is the whole program minus process setup: main passes a context that
-// ends on SIGTERM/SIGINT, the environment and the standard streams, so tests
-// drive it in-process.
-func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+// ends on SIGTERM/SIGINT, the environment (os.Environ) and the standard
+// streams, so tests drive it in-process.
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
+	lookup := lookupIn(environ)
 	cmd := ""
 	if len(args) > 0 {
 		cmd = args[0]
@@ -45,7 +47,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	switch cmd {
 	case "":
-		return serve(ctx, lookup, stderr)
+		return serve(ctx, environ, lookup, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, lookup, stdout, stderr)
 	case "version":
@@ -77,14 +79,33 @@ func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout
 	return exitOK
 }
 
-func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Writer) int {
+// lookupIn looks a variable up in environ as os.LookupEnv does (the first
+// of duplicates wins).
+func lookupIn(environ []string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		for _, kv := range environ {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+				return v, true
+			}
+		}
+		return "", false
+	}
+}
+
+func serve(ctx context.Context, environ []string, lookup func(string) (string, bool), stderr io.Writer) int {
 	cfg, err := config.Parse(lookup)
 	if err != nil {
 		log := slog.New(slog.NewJSONHandler(stderr, nil))
+		warnTypos(ctx, log, environ)
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
 			for _, p := range cerr.Problems {
-				log.Error("invalid configuration: " + p)
+				attrs := []slog.Attr{slog.String("variable", p.Variable)}
+				if p.Set {
+					attrs = append(attrs, slog.String("value", p.Value))
+				}
+				attrs = append(attrs, slog.String("accepted", p.Accepted))
+				log.LogAttrs(ctx, slog.LevelError, "invalid configuration: "+p.String(), attrs...)
 			}
 		} else {
 			log.Error("invalid configuration", "err", err)
@@ -93,6 +114,7 @@ func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Wr
 		return exitUsage
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	warnTypos(ctx, log, environ)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
@@ -146,6 +168,16 @@ func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Wr
 	}
 	log.Info("stopped", "connections_cut", cut)
 	return exitOK
+}
+
+// warnTypos logs one warning per variable that looks like a misspelling of
+// one of ours. Never an error: the name may belong to the app or the
+// platform. The value is not logged; it may be a secret.
+func warnTypos(ctx context.Context, log *slog.Logger, environ []string) {
+	for _, t := range config.Typos(environ) {
+		log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("unknown variable %s ignored; did you mean %s?", t.Variable, t.Meant),
+			slog.String("variable", t.Variable), slog.String("did_you_mean", t.Meant))
+	}
 }
 
 // sleep is MODE=sleep: nothing but the admin listener, until a signal.

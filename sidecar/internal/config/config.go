@@ -71,12 +71,50 @@ const (
 	maxConnectionsLimit   = 1 << 20
 )
 
-// Error lists every configuration problem, one per line.
-type Error struct {
-	Problems []string
+// Limits on durations: below or above them the value is a typo (1ms for
+// 1m) or something the kernel cannot honour.
+const (
+	MinConnectTimeout     = time.Millisecond
+	MinIdleTimeout        = time.Second            // below it every pooled MySQL session dies between queries
+	MaxKeepalive          = 32767 * time.Second    // Linux MAX_TCP_KEEPIDLE (and MAX_TCP_KEEPINTVL); beyond it setsockopt fails
+	MinStaleCheckInterval = 100 * time.Millisecond // a DNS query pair per target per interval
+)
+
+// Problem is one configuration mistake: the variable, its value ("" when
+// unset) and what would be accepted. The fields are logged as fields of
+// their own, so log queries can group by variable.
+type Problem struct {
+	Variable string
+	Value    string
+	Set      bool   // the variable was set (to Value)
+	Accepted string // what would be accepted
+	Reason   string // why Value is wrong, when more than "is invalid"
 }
 
-func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
+// String is the problem as one line: `NAME="value" is invalid; accepted: …`.
+func (p Problem) String() string {
+	reason := p.Reason
+	switch {
+	case !p.Set:
+		return fmt.Sprintf("%s is not set; accepted: %s", p.Variable, p.Accepted)
+	case reason == "":
+		reason = " is invalid"
+	}
+	return fmt.Sprintf("%s=%q%s; accepted: %s", p.Variable, p.Value, reason, p.Accepted)
+}
+
+// Error lists every configuration problem, one per line.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
 
 // Parse reads the configuration through lookup (os.LookupEnv in
 // production). A variable set to the empty string counts as unset, which is
@@ -96,11 +134,11 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	}
 
 	if v, ok := p.get("MODE"); ok {
-		switch Mode(v) {
+		switch m := Mode(strings.ToLower(v)); m {
 		case ModeProxy, ModeSleep:
-			c.Mode = Mode(v)
+			c.Mode = m
 		default:
-			p.bad("MODE", v, "proxy or sleep")
+			p.bad("MODE", v, "proxy or sleep (any case)")
 		}
 	}
 	if v, ok := p.get("LOG_LEVEL"); ok {
@@ -114,7 +152,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		case "debug":
 			c.LogLevel = slog.LevelDebug
 		default:
-			p.bad("LOG_LEVEL", v, "error, warn, info or debug")
+			p.bad("LOG_LEVEL", v, "error, warn, info or debug (any case)")
 		}
 	}
 	p.port("ADMIN_PORT", &c.AdminPort)
@@ -136,20 +174,21 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 			c.ListenAddr = ip.String()
 		}
 	}
-	p.duration("DRAIN_TIMEOUT", &c.DrainTimeout, 0, "a duration such as 20s or 1m (0 closes connections at once)")
-	p.duration("CONNECT_TIMEOUT", &c.ConnectTimeout, time.Millisecond, "a positive duration such as 5s or 500ms")
-	p.duration("IDLE_TIMEOUT", &c.IdleTimeout, 0, "a duration such as 30m (0 = off)")
-	p.duration("KEEPALIVE", &c.Keepalive, 0, "a duration such as 30s (0 = off)")
-	p.duration("STALE_CHECK_INTERVAL", &c.StaleCheckInterval, 0, "a duration such as 10s (0 = off)")
-	if c.StaleCheckInterval > 0 && c.StaleCheckInterval < 100*time.Millisecond {
-		p.bad("STALE_CHECK_INTERVAL", c.StaleCheckInterval.String(), "0 (off) or at least 100ms")
-	}
+	p.duration("DRAIN_TIMEOUT", &c.DrainTimeout, durationRule{accepted: "a duration such as 20s or 1m (0 closes connections at once)"})
+	p.duration("CONNECT_TIMEOUT", &c.ConnectTimeout, durationRule{min: MinConnectTimeout,
+		accepted: "a duration of at least 1ms, such as 5s or 500ms"})
+	p.duration("IDLE_TIMEOUT", &c.IdleTimeout, durationRule{min: MinIdleTimeout, zeroOK: true,
+		accepted: "0 (off) or a duration of at least 1s, such as 30m"})
+	p.duration("KEEPALIVE", &c.Keepalive, durationRule{min: time.Second, max: MaxKeepalive, zeroOK: true, wholeSeconds: true,
+		accepted: "0 (off) or whole seconds from 1s to 32767s (9h6m7s, the kernel's TCP_KEEPIDLE limit), such as 30s"})
+	p.duration("STALE_CHECK_INTERVAL", &c.StaleCheckInterval, durationRule{min: MinStaleCheckInterval, zeroOK: true,
+		accepted: "0 (off) or at least 100ms, such as 10s"})
 	if v, ok := p.get("DATA_PATH"); ok {
-		switch DataPath(v) {
+		switch d := DataPath(strings.ToLower(v)); d {
 		case DataPathAuto, DataPathEpoll, DataPathPortable:
-			c.DataPath = DataPath(v)
+			c.DataPath = d
 		default:
-			p.bad("DATA_PATH", v, "auto, epoll or portable")
+			p.bad("DATA_PATH", v, "auto, epoll or portable (any case)")
 		}
 	}
 	if v, ok := p.get("MAX_CONNECTIONS"); ok {
@@ -165,8 +204,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	sort.Slice(c.Forwards, func(i, j int) bool { return c.Forwards[i].ListenPort < c.Forwards[j].ListenPort })
 	for _, f := range c.Forwards {
 		if f.ListenPort == c.AdminPort {
-			p.problems = append(p.problems, fmt.Sprintf(
-				"ADMIN_PORT=%q: the admin port is also a listen port; accepted: a port no forward listens on", strconv.Itoa(c.AdminPort)))
+			p.badBecause("ADMIN_PORT", strconv.Itoa(c.AdminPort), ": the admin port is also a listen port", "a port no forward listens on")
 		}
 	}
 
@@ -178,7 +216,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 
 type parser struct {
 	lookup   func(string) (string, bool)
-	problems []string
+	problems []Problem
 }
 
 func (p *parser) get(name string) (string, bool) {
@@ -188,7 +226,15 @@ func (p *parser) get(name string) (string, bool) {
 }
 
 func (p *parser) bad(name, value, accepted string) {
-	p.problems = append(p.problems, fmt.Sprintf("%s=%q is invalid; accepted: %s", name, value, accepted))
+	p.problems = append(p.problems, Problem{Variable: name, Value: value, Set: true, Accepted: accepted})
+}
+
+func (p *parser) badBecause(name, value, reason, accepted string) {
+	p.problems = append(p.problems, Problem{Variable: name, Value: value, Set: true, Reason: reason, Accepted: accepted})
+}
+
+func (p *parser) unset(name, accepted string) {
+	p.problems = append(p.problems, Problem{Variable: name, Accepted: accepted})
 }
 
 func (p *parser) port(name string, dst *int) {
@@ -212,14 +258,30 @@ func parsePort(v string) (int, error) {
 	return n, nil
 }
 
-func (p *parser) duration(name string, dst *time.Duration, least time.Duration, accepted string) {
+// durationRule is what a duration variable accepts: 0 if zeroOK, else
+// from min to max (0 = no upper bound), whole seconds if wholeSeconds.
+type durationRule struct {
+	min, max     time.Duration
+	zeroOK       bool
+	wholeSeconds bool
+	accepted     string
+}
+
+func (r durationRule) ok(d time.Duration) bool {
+	if d == 0 && r.zeroOK {
+		return true
+	}
+	return d >= r.min && (r.max == 0 || d <= r.max) && (!r.wholeSeconds || d%time.Second == 0)
+}
+
+func (p *parser) duration(name string, dst *time.Duration, r durationRule) {
 	v, ok := p.get(name)
 	if !ok {
 		return
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < least {
-		p.bad(name, v, accepted)
+	if err != nil || d < 0 || !r.ok(d) {
+		p.bad(name, v, r.accepted)
 		return
 	}
 	*dst = d
@@ -237,8 +299,8 @@ func (p *parser) forwards() []Forward {
 	if hasList {
 		for _, name := range []string{"TARGET_HOST", "TARGET_PORT", "LISTEN_PORT"} {
 			if v, ok := p.get(name); ok {
-				p.problems = append(p.problems, fmt.Sprintf(
-					"%s=%q is set together with FORWARDS; accepted: either FORWARDS alone, or TARGET_HOST, TARGET_PORT and optionally LISTEN_PORT", name, v))
+				p.badBecause(name, v, " is set together with FORWARDS",
+					"either FORWARDS alone, or TARGET_HOST, TARGET_PORT and optionally LISTEN_PORT")
 			}
 		}
 		return p.forwardList(list)
@@ -255,16 +317,16 @@ func (p *parser) forwards() []Forward {
 		f.ListenPort = n
 	}
 	if !hasHost {
-		p.problems = append(p.problems, "TARGET_HOST is not set; accepted: a hostname or IP address (required when MODE=proxy, unless FORWARDS is set)")
+		p.unset("TARGET_HOST", "a hostname or IP address (required when MODE=proxy, unless FORWARDS is set)")
 		ok = false
 	} else if h, err := checkHost(host); err != nil {
-		p.bad("TARGET_HOST", host, "a hostname such as db.cluster-abc.eu-west-1.rds.amazonaws.com or an IP address")
+		p.badBecause("TARGET_HOST", host, ": "+err.Error(), hostAccepted)
 		ok = false
 	} else {
 		f.TargetHost = h
 	}
 	if !hasPort {
-		p.problems = append(p.problems, "TARGET_PORT is not set; accepted: a port number from 1 to 65535 (required when MODE=proxy, unless FORWARDS is set)")
+		p.unset("TARGET_PORT", "a port number from 1 to 65535 (required when MODE=proxy, unless FORWARDS is set)")
 		ok = false
 	} else if n, err := parsePort(port); err != nil {
 		p.bad("TARGET_PORT", port, "a port number from 1 to 65535")
@@ -287,11 +349,11 @@ func (p *parser) forwardList(list string) []Forward {
 		entry := strings.TrimSpace(raw)
 		f, err := parseForward(entry)
 		if err != nil {
-			p.problems = append(p.problems, fmt.Sprintf("FORWARDS=%q: entry %q %v; accepted: %s", list, entry, err, forwardsAccepted))
+			p.badBecause("FORWARDS", list, fmt.Sprintf(": entry %q %v", entry, err), forwardsAccepted)
 			continue
 		}
 		if seen[f.ListenPort] {
-			p.problems = append(p.problems, fmt.Sprintf("FORWARDS=%q: listen port %d appears more than once; accepted: each listen port once", list, f.ListenPort))
+			p.badBecause("FORWARDS", list, fmt.Sprintf(": listen port %d appears more than once", f.ListenPort), "each listen port once")
 			continue
 		}
 		seen[f.ListenPort] = true
@@ -318,7 +380,7 @@ func parseForward(entry string) (Forward, error) {
 	}
 	h, err := checkHost(host)
 	if err != nil {
-		return Forward{}, fmt.Errorf("has target host %q, want a hostname or IP address", host)
+		return Forward{}, fmt.Errorf("has target host %q (%v), want %s", host, err, hostAccepted)
 	}
 	tp, err := parsePort(port)
 	if err != nil {
@@ -327,25 +389,36 @@ func parseForward(entry string) (Forward, error) {
 	return Forward{ListenPort: lp, TargetHost: h, TargetPort: tp}, nil
 }
 
+const hostAccepted = "a hostname such as db.cluster-abc.eu-west-1.rds.amazonaws.com, or an IP address in standard form such as 10.0.0.5 or ::1"
+
 // checkHost accepts an IP literal or a DNS name (letters, digits, '-', '_',
-// dots between labels of 1-63 bytes, at most 253 bytes, optional final dot).
+// dots between labels of 1-63 bytes, at most 253 bytes, optional final dot,
+// a last label that is not all digits).
 func checkHost(h string) (string, error) {
 	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil && !strings.Contains(h, "%") {
 		return ip.String(), nil
 	}
 	name := strings.TrimSuffix(h, ".")
 	if name == "" || len(name) > 253 {
-		return "", fmt.Errorf("host %q: want a DNS name or IP address", h)
+		return "", fmt.Errorf("is neither a DNS name nor an IP address")
 	}
-	for _, label := range strings.Split(name, ".") {
+	labels := strings.Split(name, ".")
+	for _, label := range labels {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "", fmt.Errorf("host %q: bad label %q", h, label)
+			return "", fmt.Errorf("has a bad label %q", label)
 		}
 		for _, r := range label {
 			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return "", fmt.Errorf("host %q: bad character %q", h, r)
+				return "", fmt.Errorf("has a bad character %q", r)
 			}
 		}
+	}
+	// No top-level domain is all digits (RFC 3696 section 2), so such a
+	// name is an IP address in a short or padded form (127.1,
+	// 127.000.000.002) that Go's resolver does not parse as one: every
+	// lookup would fail with "no such host".
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		return "", fmt.Errorf("is all-numeric: not a DNS name, and not an IP address in standard form")
 	}
 	return h, nil
 }
@@ -367,12 +440,12 @@ func (c Config) LogAttrs() []slog.Attr {
 	}
 	return append(attrs,
 		slog.Any("forwards", fw),
-		slog.String("drain_timeout", c.DrainTimeout.String()),
-		slog.String("connect_timeout", c.ConnectTimeout.String()),
-		slog.String("idle_timeout", c.IdleTimeout.String()),
+		slog.Int64("drain_timeout_ms", c.DrainTimeout.Milliseconds()),
+		slog.Int64("connect_timeout_ms", c.ConnectTimeout.Milliseconds()),
+		slog.Int64("idle_timeout_ms", c.IdleTimeout.Milliseconds()),
 		slog.Int("max_connections", c.MaxConnections),
-		slog.String("keepalive", c.Keepalive.String()),
-		slog.String("stale_check_interval", c.StaleCheckInterval.String()),
+		slog.Int64("keepalive_ms", c.Keepalive.Milliseconds()),
+		slog.Int64("stale_check_interval_ms", c.StaleCheckInterval.Milliseconds()),
 		slog.String("data_path", string(c.DataPath)),
 	)
 }
@@ -387,4 +460,78 @@ func AdminPort(lookup func(string) (string, bool)) (int, error) {
 		return 0, &Error{Problems: p.problems}
 	}
 	return port, nil
+}
+
+// Names are the variables Parse reads.
+var Names = []string{"MODE", "TARGET_HOST", "TARGET_PORT", "LISTEN_PORT", "LISTEN_ADDR", "FORWARDS", "LOG_LEVEL",
+	"ADMIN_PORT", "DRAIN_TIMEOUT", "CONNECT_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "KEEPALIVE",
+	"STALE_CHECK_INTERVAL", "DATA_PATH"}
+
+// Typo is a variable in the environment that is not one of ours but looks
+// like a misspelling of one.
+type Typo struct {
+	Variable string // as found in the environment
+	Meant    string // the variable it is closest to
+}
+
+// Typos finds, among environ's names (os.Environ form, NAME=value), the
+// ones that are not ours but are one or two edits (insert, delete, replace,
+// swap of neighbours; any case) from one of ours. Names shorter than 6
+// bytes allow one edit only: HOME is two edits from MODE. The values are
+// never looked at, so nothing secret can end up in a warning.
+func Typos(environ []string) []Typo {
+	ours := map[string]bool{}
+	for _, n := range Names {
+		ours[n] = true
+	}
+	var out []Typo
+	seen := map[string]bool{}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if ours[name] || seen[name] || name == "" {
+			continue
+		}
+		seen[name] = true
+		best, bestDist := "", 3
+		for _, n := range Names {
+			limit := 2
+			if len(n) < 6 {
+				limit = 1
+			}
+			if d := editDistance(strings.ToUpper(name), n); d <= limit && d < bestDist {
+				best, bestDist = n, d
+			}
+		}
+		if best != "" {
+			out = append(out, Typo{Variable: name, Meant: best})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Variable < out[j].Variable })
+	return out
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of adjacent bytes.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
