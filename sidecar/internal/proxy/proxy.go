@@ -114,7 +114,8 @@ type Server struct {
 type forward struct {
 	Forward
 	ln     net.Listener
-	label  string // listen port as bound, for metrics and logs
+	label  string // listen port as bound, for metrics
+	port   int    // listen port as bound, for logs
 	target string // host:port as configured
 	stats  stats
 
@@ -127,6 +128,8 @@ type forward struct {
 	rejectedSinceLog int
 
 	dialFailLog *logLimiter // "dial target failed", from every connection goroutine
+
+	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 }
 
 func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
@@ -134,7 +137,7 @@ func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
 	if time.Since(f.lastRejectLog) < time.Second {
 		return
 	}
-	log.Warn("connection limit reached; closed new connection", "listen", f.label, "client", c.RemoteAddr().String(),
+	log.Warn("connection limit reached; closed new connection", "listen_port", f.port, "client", c.RemoteAddr().String(),
 		"max_connections", limit, "closed_since_last_log", f.rejectedSinceLog)
 	f.lastRejectLog, f.rejectedSinceLog = time.Now(), 0
 }
@@ -172,12 +175,22 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// listenNetwork binds what was asked: an IPv4 address (0.0.0.0 included)
+// listens on IPv4 only; "::" or "" listens on both families (Go's "tcp"
+// on a wildcard address is dual-stack), another IPv6 address on IPv6.
+func listenNetwork(addr string) string {
+	if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
+		return "tcp4"
+	}
+	return "tcp"
+}
+
 // Listen opens every forward's listener. If one fails, the ones already
 // open are closed again: nothing is left half-started.
 func (s *Server) Listen(ctx context.Context) error {
 	for i, f := range s.fwds {
 		addr := net.JoinHostPort(s.cfg.ListenAddr, strconv.Itoa(f.ListenPort))
-		ln, err := s.cfg.Listen(ctx, "tcp", addr)
+		ln, err := s.cfg.Listen(ctx, listenNetwork(s.cfg.ListenAddr), addr)
 		if err != nil {
 			for _, g := range s.fwds[:i] {
 				_ = g.ln.Close()
@@ -186,10 +199,11 @@ func (s *Server) Listen(ctx context.Context) error {
 			return fmt.Errorf("listen on %s for target %s: %w", addr, f.target, err)
 		}
 		f.ln = ln
-		f.label = strconv.Itoa(f.ListenPort)
+		f.port = f.ListenPort
 		if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-			f.label = strconv.Itoa(ta.Port)
+			f.port = ta.Port
 		}
+		f.label = strconv.Itoa(f.port)
 	}
 	return nil
 }
@@ -256,7 +270,7 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	}
 	loops.Wait()
 	inFlight := s.active.Load()
-	s.log.Info("draining", "in_flight", inFlight, "drain_timeout", s.cfg.DrainTimeout.String())
+	s.log.Info("draining", "in_flight", inFlight, "drain_timeout_ms", max(s.cfg.DrainTimeout, 0).Milliseconds())
 
 	done := make(chan struct{})
 	go waitConns(&s.conns, done)
@@ -311,7 +325,7 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			}
 			f.stats.acceptErrors.Add(1)
 			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
-			s.log.Error("accept failed; retrying", "listen", f.ln.Addr().String(), "err", err, "retry_in", backoff.String())
+			s.log.Error("accept failed; retrying", "listen_addr", f.ln.Addr().String(), "err", err, "retry_in_ms", backoff.Milliseconds())
 			select {
 			case <-time.After(backoff):
 			case <-s.stopAccept:
@@ -322,7 +336,7 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 		backoff = 0
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
-			s.log.Error("listener returned a non-TCP connection; closing it", "listen", f.ln.Addr().String(), "type", fmt.Sprintf("%T", c))
+			s.log.Error("listener returned a non-TCP connection; closing it", "listen_addr", f.ln.Addr().String(), "type", fmt.Sprintf("%T", c))
 			_ = c.Close()
 			continue
 		}
@@ -344,18 +358,18 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	f.stats.total.Add(1)
 	f.stats.activeConns.Add(1)
 	defer s.connDone(f)
-	s.setKeepalive(client)
+	s.setKeepalive(f, client, "client")
 	clientAddr := client.RemoteAddr().String()
 
 	upstream, addr, why, err := s.dial(f)
 	if err != nil {
 		f.stats.closed(closeDialFailed)
-		f.dialFailLog.event("listen", f.label, "client", clientAddr, "target", f.target,
-			"reason", why, "duration", time.Since(start).String(), "err", err.Error())
+		f.dialFailLog.event("listen_port", f.port, "client", clientAddr, "target", f.target,
+			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error())
 		_ = client.Close()
 		return
 	}
-	s.setKeepalive(upstream)
+	s.setKeepalive(f, upstream, "upstream")
 
 	ctx, cancel := context.WithCancelCause(s.hardCtx)
 	defer cancel(nil)
@@ -380,8 +394,8 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	case closeStale:
 		level = slog.LevelInfo
 	}
-	attrs := []any{"listen", f.label, "client", clientAddr, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
-		"to_upstream", res.ToUpstream, "to_client", res.ToClient, "duration", time.Since(start).String(), "reason", reason}
+	attrs := []any{"listen_port", f.port, "client", clientAddr, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
+		"to_upstream", res.ToUpstream, "to_client", res.ToClient, "duration_ms", durationMS(time.Since(start)), "reason", reason}
 	if res.Err != nil {
 		attrs = append(attrs, "err", res.Err.Error())
 	}
@@ -465,15 +479,29 @@ func isIP(host string) bool {
 	return err == nil
 }
 
-func (s *Server) setKeepalive(c *net.TCPConn) {
+// durationMS is d in milliseconds with microsecond precision: a JSON
+// number CloudWatch Logs Insights can compute on.
+func durationMS(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// setKeepalive applies the keepalive settings to one side of a connection.
+// A failure (the kernel refusing a value) is logged once per forward, so
+// the socket silently keeping the kernel's defaults is never a surprise.
+func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
 	ka := s.cfg.Keepalive
+	var err error
 	if ka < 0 {
-		_ = c.SetKeepAlive(false)
-		return
+		err = c.SetKeepAlive(false)
+	} else {
+		// First probe after ka of silence, then every ka/3: a dead peer (a
+		// failed-over writer that vanished) is noticed within about 2×ka.
+		err = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3})
 	}
-	// First probe after ka of silence, then every ka/3: a dead peer (a
-	// failed-over writer that vanished) is noticed within about 2×ka.
-	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3})
+	if err != nil && f.sockoptFailed.CompareAndSwap(false, true) {
+		s.log.Error("setting TCP keepalive failed; the socket keeps the kernel's settings (logged once per forward)",
+			"listen_port", f.port, "side", side, "keepalive_ms", ka.Milliseconds(), "err", err.Error())
+	}
 }
 
 func (f *forward) track(c *conn) {
