@@ -63,13 +63,25 @@ type Config struct {
 const (
 	DefaultListenPort     = 8080
 	DefaultListenAddr     = "0.0.0.0"
-	DefaultAdminPort      = 9901
+	DefaultAdminPort      = 9911 // not 9901/9902: ECS Service Connect's Envoy admin and agent ports (see ServiceConnectPorts)
 	DefaultDrainTimeout   = 20 * time.Second // comfortably below ECS's default 30 s stopTimeout
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultMaxConnections = 1024
 	DefaultKeepalive      = 30 * time.Second
 	maxConnectionsLimit   = 1 << 20
 )
+
+// ServiceConnectPorts are TCP ports the ECS Service Connect container may
+// bind in the task's network namespace, which the sidecar shares in awsvpc
+// mode: Envoy's admin interface (ENVOY_ADMIN_PORT_DEFAULT = 9901, bound on
+// 0.0.0.0 when ENVOY_ADMIN_MODE=tcp) and the Service Connect agent's
+// management interface (AGENT_PORT_DEFAULT = 9902), both in
+// aws/amazon-ecs-service-connect-agent agent/config/agent_config.go. No
+// default of ours is one of them.
+var ServiceConnectPorts = map[int]string{
+	9901: "Envoy admin interface of the ECS Service Connect proxy",
+	9902: "ECS Service Connect agent management interface",
+}
 
 // Limits on durations: below or above them the value is a typo (1ms for
 // 1m) or something the kernel cannot honour.

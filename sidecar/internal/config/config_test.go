@@ -16,7 +16,7 @@ func env(kv map[string]string) func(string) (string, bool) {
 func defaults(fw ...Forward) Config {
 	return Config{
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
-		AdminPort: 9901, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
+		AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto,
 	}
 }
@@ -225,8 +225,8 @@ func TestParseInvalid(t *testing.T) {
 		},
 		{
 			name: "admin port collides with a listen port",
-			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "LISTEN_PORT": "9901"},
-			want: []string{`ADMIN_PORT="9901": the admin port is also a listen port`},
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "LISTEN_PORT": "9911"},
+			want: []string{`ADMIN_PORT="9911": the admin port is also a listen port`},
 		},
 		{
 			name: "sleep mode still checks its own variables",
@@ -372,5 +372,22 @@ func TestEditDistance(t *testing.T) {
 		if got := editDistance(tc.a, tc.b); got != tc.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+// Next to ECS Service Connect the sidecar shares the task's network
+// namespace with Envoy and its agent: no default port may be one of theirs.
+func TestDefaultPortsAvoidServiceConnect(t *testing.T) {
+	for name, port := range map[string]int{"ADMIN_PORT": DefaultAdminPort, "LISTEN_PORT": DefaultListenPort} {
+		if what, ok := ServiceConnectPorts[port]; ok {
+			t.Errorf("default %s=%d is the %s", name, port, what)
+		}
+	}
+	c, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminPort != DefaultAdminPort {
+		t.Errorf("AdminPort = %d, want the default %d", c.AdminPort, DefaultAdminPort)
 	}
 }
