@@ -63,7 +63,7 @@ type Config struct {
 const (
 	DefaultListenPort     = 8080
 	DefaultListenAddr     = "0.0.0.0"
-	DefaultAdminPort      = 9911 // not 9901/9902: ECS Service Connect's Envoy admin and agent ports (see ServiceConnectPorts)
+	DefaultAdminPort      = 9911             // not 9901/9902: ECS Service Connect's Envoy admin and agent ports (see ServiceConnectPorts)
 	DefaultDrainTimeout   = 20 * time.Second // comfortably below ECS's default 30 s stopTimeout
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultMaxConnections = 1024

@@ -54,6 +54,14 @@ type Config struct {
 	// AcceptBackoffMax caps the pause after a failed Accept (EMFILE, …),
 	// which doubles from 5ms; 0 = 1s.
 	AcceptBackoffMax time.Duration
+
+	// Memory is returned to the OS once the connection count has fallen to
+	// a quarter of a peak of at least BurstConnections, at most once per
+	// ReleaseMemoryEvery; a steady load never triggers it.
+	// BurstConnections: 0 = 256, negative = never. ReleaseMemoryEvery: 0 = 10s.
+	BurstConnections   int
+	ReleaseMemoryEvery time.Duration
+	FreeOSMemory       func() // nil = debug.FreeOSMemory
 }
 
 func (c Config) withDefaults() Config {
@@ -89,6 +97,15 @@ func (c Config) withDefaults() Config {
 	if c.AcceptBackoffMax <= 0 {
 		c.AcceptBackoffMax = time.Second
 	}
+	if c.BurstConnections == 0 {
+		c.BurstConnections = 256
+	}
+	if c.ReleaseMemoryEvery <= 0 {
+		c.ReleaseMemoryEvery = 10 * time.Second
+	}
+	if c.FreeOSMemory == nil {
+		c.FreeOSMemory = freeOSMemory
+	}
 	return c
 }
 
@@ -107,7 +124,8 @@ type Server struct {
 	hardCtx    context.Context
 	hardCancel context.CancelCauseFunc
 	conns      sync.WaitGroup
-	stopAccept chan struct{} // closed when the drain begins: wakes accept loops from their backoff
+	stopAccept chan struct{}   // closed when the drain begins: wakes accept loops from their backoff
+	mem        *memoryReleaser // nil when BurstConnections < 0
 }
 
 // forward is one listener, its target and its counters.
@@ -161,6 +179,9 @@ func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, stopAccept: make(chan struct{})}
 	s.hardCtx, s.hardCancel = context.WithCancelCause(context.Background())
+	if cfg.BurstConnections > 0 {
+		s.mem = newMemoryReleaser(cfg.BurstConnections, cfg.ReleaseMemoryEvery, cfg.FreeOSMemory)
+	}
 	for _, f := range cfg.Forwards {
 		fw := &forward{
 			Forward: f,
@@ -259,6 +280,10 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 			go s.staleLoop(ctx, f, &loops)
 		}
 	}
+	if s.mem != nil {
+		loops.Add(1)
+		go s.releaseMemory(ctx, &loops)
+	}
 	s.listening.Store(true)
 	s.log.Info("forwarding", "listeners", s.listenerNames())
 
@@ -289,6 +314,15 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	<-done
 	s.log.Warn("drain deadline passed, closed remaining connections", "connections_cut", cut)
 	return cut, nil
+}
+
+// releaseMemory returns memory to the OS after bursts, until the drain.
+func (s *Server) releaseMemory(ctx context.Context, loops *sync.WaitGroup) {
+	defer loops.Done()
+	s.mem.run(ctx, s.active.Load, func(peak, now int64, took time.Duration) {
+		s.log.Debug("burst drained; returned free memory to the OS", "peak_connections", peak, "connections", now,
+			"duration_ms", durationMS(took))
+	})
 }
 
 // flushLogs writes rate-limited lines still pending.
@@ -340,12 +374,16 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			_ = c.Close()
 			continue
 		}
-		if n := s.active.Add(1); n > int64(s.cfg.MaxConnections) {
+		n := s.active.Add(1)
+		if n > int64(s.cfg.MaxConnections) {
 			s.active.Add(-1)
 			f.stats.rejected.Add(1)
 			f.logRejected(s.log, tc, s.cfg.MaxConnections)
 			_ = tc.Close()
 			continue
+		}
+		if s.mem != nil {
+			s.mem.up(n)
 		}
 		s.conns.Add(1)
 		go s.serveConn(f, tc)
@@ -408,7 +446,10 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 // connDone releases what a connection held. The global slot goes first,
 // so whoever sees a forward's active gauge drop can connect again.
 func (s *Server) connDone(f *forward) {
-	s.active.Add(-1)
+	n := s.active.Add(-1)
+	if s.mem != nil {
+		s.mem.down(n)
+	}
 	f.stats.activeConns.Add(-1)
 	s.conns.Done()
 }
