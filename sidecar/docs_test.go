@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,7 +46,7 @@ func configRow(t *testing.T, readme, name string) string {
 // The admin port's default lives in config.DefaultAdminPort: every copy in
 // the docs (the table, URLs, example log lines) says the same port.
 func TestDocsAdminPortIsTheDefault(t *testing.T) {
-	def := strconv.Itoa(config.DefaultAdminPort)
+	def := config.Default("ADMIN_PORT")
 	docs := userDocs(t)
 	if row := configRow(t, docs["README.md"], "ADMIN_PORT"); !strings.HasPrefix(row, "| `ADMIN_PORT` | `"+def+"` |") {
 		t.Errorf("README ADMIN_PORT row %q, want default `%s`", row, def)
@@ -110,8 +111,68 @@ func TestDocsDurationLimits(t *testing.T) {
 		"STALE_CHECK_INTERVAL": "`" + config.MinStaleCheckInterval.String() + "`",
 		"KEEPALIVE":            "`" + strconv.Itoa(int(config.MaxKeepalive.Seconds())) + "s`",
 	} {
-		if row := configRow(t, readme, name); !strings.Contains(row, limit) {
+		if row := configRow(t, readme, name); !strings.Contains(strings.ReplaceAll(row, "`", ""), strings.Trim(limit, "`")) {
 			t.Errorf("README row for %s does not state its limit %s: %q", name, limit, row)
+		}
+	}
+}
+
+// The README's configuration table is config.Settings: the same variables
+// in the same order, with the same defaults and accepted values (Markdown
+// backticks aside); the meaning column may say more.
+func TestREADMEConfigTableMatchesSettings(t *testing.T) {
+	readme := userDocs(t)["README.md"]
+	var rows [][]string
+	for _, l := range strings.Split(readme, "\n") {
+		if strings.HasPrefix(l, "| `") && strings.Count(l, " | ") >= 3 {
+			cells := strings.Split(strings.Trim(l, "| "), " | ")
+			rows = append(rows, cells)
+		}
+	}
+	plain := func(s string) string { return strings.ReplaceAll(s, "`", "") }
+	if len(rows) != len(config.Settings) {
+		t.Errorf("README table has %d rows, config.Settings %d", len(rows), len(config.Settings))
+	}
+	for i, st := range config.Settings {
+		if i >= len(rows) {
+			t.Errorf("README table lacks %s", st.Name)
+			continue
+		}
+		r := rows[i]
+		wantDefault := "—"
+		if st.Default != "" {
+			wantDefault = "`" + st.Default + "`"
+		}
+		switch {
+		case r[0] != "`"+st.Name+"`":
+			t.Errorf("README row %d is %s, want %s (config.Settings order)", i+1, r[0], st.Name)
+		case r[1] != wantDefault:
+			t.Errorf("README %s default %q, want %q", st.Name, r[1], wantDefault)
+		case plain(r[2]) != st.Accepted:
+			t.Errorf("README %s accepted values\n%q, want\n%q", st.Name, plain(r[2]), st.Accepted)
+		case strings.TrimSpace(r[3]) == "":
+			t.Errorf("README %s has no meaning", st.Name)
+		}
+	}
+}
+
+// sidecar --help lists every variable with its default.
+func TestHelpListsEverySetting(t *testing.T) {
+	var stdout, stderr syncBuffer
+	if code := run(context.Background(), []string{"--help"}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("--help: exit %d, stderr %q", code, stderr.String())
+	}
+	out := stdout.String()
+	for _, st := range config.Settings {
+		def := st.Default
+		if def == "" {
+			def = "none"
+		}
+		if !regexp.MustCompile(`(?m)^  ` + st.Name + ` +default: ` + regexp.QuoteMeta(def) + `$`).MatchString(out) {
+			t.Errorf("--help has no line for %s with default %s:\n%s", st.Name, def, out)
+		}
+		if !strings.Contains(out, "accepted: "+st.Accepted) {
+			t.Errorf("--help does not say what %s accepts", st.Name)
 		}
 	}
 }

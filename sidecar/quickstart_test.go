@@ -62,10 +62,10 @@ func TestQuickStartAsPasted(t *testing.T) {
 			testenv.Unavailable(t, "%s not on PATH (the quick start uses it; Debian packages git, golang, bash, curl, mariadb-client)", tool)
 		}
 	}
-	for _, port := range []int{13306, config.DefaultAdminPort} {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	for _, port := range []string{"13306", config.Default("ADMIN_PORT")} {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
 		if err != nil {
-			t.Fatalf("the quick start uses port %d, which is busy here: %v", port, err)
+			t.Fatalf("the quick start uses port %s, which is busy here: %v", port, err)
 		}
 		_ = ln.Close()
 	}

@@ -26,10 +26,11 @@ const (
 	exitUsage   = 2 // bad configuration or command line
 )
 
-const usage = `usage: sidecar [healthcheck | version]
+const usage = `usage: sidecar [healthcheck | version | help]
   sidecar              forward (MODE=proxy) or idle (MODE=sleep); configured by environment, see README
   sidecar healthcheck  exit 0 if the sidecar running with this environment is ready; never contacts the target
   sidecar version      print version and commit
+  sidecar help         this text and every environment variable with its default
 `
 
 // run is the whole program minus process setup: main passes a context that
@@ -54,7 +55,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		fmt.Fprintf(stdout, "sidecar %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return exitOK
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\nEnvironment variables (an empty value counts as unset):\n"+config.Help())
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version (or none)\n%s", cmd, usage)
@@ -129,7 +130,8 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 		return sleep(ctx, adminCfg, log)
 	}
 
-	pc := proxyConfig(cfg, log)
+	pc := cfg.Proxy()
+	pc.Logger = log
 	engine, err := dataPath(cfg.DataPath, log)
 	if err != nil {
 		log.Error("not started", "err", err)
@@ -225,28 +227,4 @@ func dataPath(choice config.DataPath, log *slog.Logger) (*epollrelay.Engine, err
 	}
 	log.Info("data path", "data_path", "epoll")
 	return engine, nil
-}
-
-func proxyConfig(cfg config.Config, log *slog.Logger) proxy.Config {
-	pc := proxy.Config{
-		ListenAddr:         cfg.ListenAddr,
-		ConnectTimeout:     cfg.ConnectTimeout,
-		IdleTimeout:        cfg.IdleTimeout,
-		Keepalive:          cfg.Keepalive,
-		MaxConnections:     cfg.MaxConnections,
-		DrainTimeout:       cfg.DrainTimeout,
-		StaleCheckInterval: cfg.StaleCheckInterval,
-		Logger:             log,
-	}
-	// In the environment 0 means off; in proxy.Config 0 means the default.
-	if pc.Keepalive == 0 {
-		pc.Keepalive = -1
-	}
-	if pc.DrainTimeout == 0 {
-		pc.DrainTimeout = -1
-	}
-	for _, f := range cfg.Forwards {
-		pc.Forwards = append(pc.Forwards, proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort})
-	}
-	return pc
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 // Mode is what the process does: forward connections or sit idle.
@@ -59,17 +61,7 @@ type Config struct {
 	DataPath           DataPath
 }
 
-// Defaults, as documented in the README's configuration table.
-const (
-	DefaultListenPort     = 8080
-	DefaultListenAddr     = "0.0.0.0"
-	DefaultAdminPort      = 9911             // not 9901/9902: ECS Service Connect's Envoy admin and agent ports (see ServiceConnectPorts)
-	DefaultDrainTimeout   = 20 * time.Second // comfortably below ECS's default 30 s stopTimeout
-	DefaultConnectTimeout = 5 * time.Second
-	DefaultMaxConnections = 1024
-	DefaultKeepalive      = 30 * time.Second
-	maxConnectionsLimit   = 1 << 20
-)
+const maxConnectionsLimit = 1 << 20
 
 // ServiceConnectPorts are TCP ports the ECS Service Connect container may
 // bind in the task's network namespace, which the sidecar shares in awsvpc
@@ -133,83 +125,37 @@ func (e *Error) Error() string {
 // what ECS task definitions produce for blank values.
 func Parse(lookup func(string) (string, bool)) (Config, error) {
 	p := &parser{lookup: lookup}
-	c := Config{
-		Mode:           ModeProxy,
-		ListenAddr:     DefaultListenAddr,
-		LogLevel:       slog.LevelInfo,
-		AdminPort:      DefaultAdminPort,
-		DrainTimeout:   DefaultDrainTimeout,
-		ConnectTimeout: DefaultConnectTimeout,
-		MaxConnections: DefaultMaxConnections,
-		Keepalive:      DefaultKeepalive,
-		DataPath:       DataPathAuto,
-	}
-
-	if v, ok := p.get("MODE"); ok {
-		switch m := Mode(strings.ToLower(v)); m {
-		case ModeProxy, ModeSleep:
-			c.Mode = m
-		default:
-			p.bad("MODE", v, "proxy or sleep (any case)")
+	var c Config
+	// The variables sleep mode reads come first: they decide the mode.
+	for _, sleepToo := range []bool{true, false} {
+		for _, st := range Settings {
+			if st.set == nil || st.sleep != sleepToo {
+				continue
+			}
+			if st.Default != "" && !st.set(&c, st.Default) {
+				panic(fmt.Sprintf("config: default %s=%q is not accepted", st.Name, st.Default))
+			}
+			// Sleep mode forwards nothing: the forwarding variables a task
+			// definition still carries are ignored, so switching MODE
+			// alone is enough to get a shell.
+			if c.Mode == ModeSleep && !st.sleep {
+				continue
+			}
+			if v, ok := p.get(st.Name); ok {
+				probe := c
+				if !st.set(&probe, v) {
+					p.bad(st.Name, v, st.Accepted)
+					continue
+				}
+				c = probe
+			}
 		}
 	}
-	if v, ok := p.get("LOG_LEVEL"); ok {
-		switch strings.ToLower(v) {
-		case "error":
-			c.LogLevel = slog.LevelError
-		case "warn":
-			c.LogLevel = slog.LevelWarn
-		case "info":
-			c.LogLevel = slog.LevelInfo
-		case "debug":
-			c.LogLevel = slog.LevelDebug
-		default:
-			p.bad("LOG_LEVEL", v, "error, warn, info or debug (any case)")
-		}
-	}
-	p.port("ADMIN_PORT", &c.AdminPort)
-
 	if c.Mode == ModeSleep {
-		// Sleep mode forwards nothing: the forwarding variables a task
-		// definition still carries are ignored, so switching MODE alone is
-		// enough to get a shell.
 		if len(p.problems) > 0 {
 			return Config{}, &Error{Problems: p.problems}
 		}
 		return c, nil
-	}
-
-	if v, ok := p.get("LISTEN_ADDR"); ok {
-		if ip := net.ParseIP(v); ip == nil {
-			p.bad("LISTEN_ADDR", v, "an IP address to bind, such as 0.0.0.0, 127.0.0.1 or ::")
-		} else {
-			c.ListenAddr = ip.String()
-		}
-	}
-	p.duration("DRAIN_TIMEOUT", &c.DrainTimeout, durationRule{accepted: "a duration such as 20s or 1m (0 closes connections at once)"})
-	p.duration("CONNECT_TIMEOUT", &c.ConnectTimeout, durationRule{min: MinConnectTimeout,
-		accepted: "a duration of at least 1ms, such as 5s or 500ms"})
-	p.duration("IDLE_TIMEOUT", &c.IdleTimeout, durationRule{min: MinIdleTimeout, zeroOK: true,
-		accepted: "0 (off) or a duration of at least 1s, such as 30m"})
-	p.duration("KEEPALIVE", &c.Keepalive, durationRule{min: time.Second, max: MaxKeepalive, zeroOK: true, wholeSeconds: true,
-		accepted: "0 (off) or whole seconds from 1s to 32767s (9h6m7s, the kernel's TCP_KEEPIDLE limit), such as 30s"})
-	p.duration("STALE_CHECK_INTERVAL", &c.StaleCheckInterval, durationRule{min: MinStaleCheckInterval, zeroOK: true,
-		accepted: "0 (off) or at least 100ms, such as 10s"})
-	if v, ok := p.get("DATA_PATH"); ok {
-		switch d := DataPath(strings.ToLower(v)); d {
-		case DataPathAuto, DataPathEpoll, DataPathPortable:
-			c.DataPath = d
-		default:
-			p.bad("DATA_PATH", v, "auto, epoll or portable (any case)")
-		}
-	}
-	if v, ok := p.get("MAX_CONNECTIONS"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxConnectionsLimit {
-			p.bad("MAX_CONNECTIONS", v, fmt.Sprintf("an integer from 1 to %d", maxConnectionsLimit))
-		} else {
-			c.MaxConnections = n
-		}
 	}
 
 	c.Forwards = p.forwards()
@@ -249,19 +195,6 @@ func (p *parser) unset(name, accepted string) {
 	p.problems = append(p.problems, Problem{Variable: name, Accepted: accepted})
 }
 
-func (p *parser) port(name string, dst *int) {
-	v, ok := p.get(name)
-	if !ok {
-		return
-	}
-	n, err := parsePort(v)
-	if err != nil {
-		p.bad(name, v, "a port number from 1 to 65535")
-		return
-	}
-	*dst = n
-}
-
 func parsePort(v string) (int, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 65535 {
@@ -276,7 +209,6 @@ type durationRule struct {
 	min, max     time.Duration
 	zeroOK       bool
 	wholeSeconds bool
-	accepted     string
 }
 
 func (r durationRule) ok(d time.Duration) bool {
@@ -284,19 +216,6 @@ func (r durationRule) ok(d time.Duration) bool {
 		return true
 	}
 	return d >= r.min && (r.max == 0 || d <= r.max) && (!r.wholeSeconds || d%time.Second == 0)
-}
-
-func (p *parser) duration(name string, dst *time.Duration, r durationRule) {
-	v, ok := p.get(name)
-	if !ok {
-		return
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || !r.ok(d) {
-		p.bad(name, v, r.accepted)
-		return
-	}
-	*dst = d
 }
 
 // forwards reads either the single form (TARGET_HOST, TARGET_PORT,
@@ -318,18 +237,21 @@ func (p *parser) forwards() []Forward {
 		return p.forwardList(list)
 	}
 
-	f := Forward{ListenPort: DefaultListenPort}
+	var f Forward
+	if !setPort(&f.ListenPort, Default("LISTEN_PORT")) {
+		panic("config: bad LISTEN_PORT default")
+	}
 	ok := true
 	if hasListen {
 		n, err := parsePort(listen)
 		if err != nil {
-			p.bad("LISTEN_PORT", listen, "a port number from 1 to 65535")
+			p.bad("LISTEN_PORT", listen, setting("LISTEN_PORT").Accepted)
 			ok = false
 		}
 		f.ListenPort = n
 	}
 	if !hasHost {
-		p.unset("TARGET_HOST", "a hostname or IP address (required when MODE=proxy, unless FORWARDS is set)")
+		p.unset("TARGET_HOST", setting("TARGET_HOST").Accepted+requiredSuffix)
 		ok = false
 	} else if h, err := checkHost(host); err != nil {
 		p.badBecause("TARGET_HOST", host, ": "+err.Error(), hostAccepted)
@@ -338,10 +260,10 @@ func (p *parser) forwards() []Forward {
 		f.TargetHost = h
 	}
 	if !hasPort {
-		p.unset("TARGET_PORT", "a port number from 1 to 65535 (required when MODE=proxy, unless FORWARDS is set)")
+		p.unset("TARGET_PORT", setting("TARGET_PORT").Accepted+requiredSuffix)
 		ok = false
 	} else if n, err := parsePort(port); err != nil {
-		p.bad("TARGET_PORT", port, "a port number from 1 to 65535")
+		p.bad("TARGET_PORT", port, setting("TARGET_PORT").Accepted)
 		ok = false
 	} else {
 		f.TargetPort = n
@@ -351,8 +273,6 @@ func (p *parser) forwards() []Forward {
 	}
 	return []Forward{f}
 }
-
-const forwardsAccepted = "a comma-separated list of LISTEN_PORT=HOST:PORT, such as 8080=writer.example:3306,8081=reader.example:3306"
 
 func (p *parser) forwardList(list string) []Forward {
 	var out []Forward
@@ -401,8 +321,6 @@ func parseForward(entry string) (Forward, error) {
 	return Forward{ListenPort: lp, TargetHost: h, TargetPort: tp}, nil
 }
 
-const hostAccepted = "a hostname such as db.cluster-abc.eu-west-1.rds.amazonaws.com, or an IP address in standard form such as 10.0.0.5 or ::1"
-
 // checkHost accepts an IP literal or a DNS name (letters, digits, '-', '_',
 // dots between labels of 1-63 bytes, at most 253 bytes, optional final dot,
 // a last label that is not all digits).
@@ -435,6 +353,32 @@ func checkHost(h string) (string, error) {
 	return h, nil
 }
 
+// Proxy is the configuration as proxy.Config values, final: a setting that
+// is off in the environment (KEEPALIVE=0, DRAIN_TIMEOUT=0) is off here too,
+// never left at zero for the proxy to read as "its default". The caller
+// adds the logger and the data path.
+func (c Config) Proxy() proxy.Config {
+	pc := proxy.Config{
+		ListenAddr:         c.ListenAddr,
+		ConnectTimeout:     c.ConnectTimeout,
+		IdleTimeout:        c.IdleTimeout,
+		Keepalive:          c.Keepalive,
+		MaxConnections:     c.MaxConnections,
+		DrainTimeout:       c.DrainTimeout,
+		StaleCheckInterval: c.StaleCheckInterval,
+	}
+	if pc.Keepalive == 0 {
+		pc.Keepalive = -1 // proxy: negative = off
+	}
+	if pc.DrainTimeout == 0 {
+		pc.DrainTimeout = -1 // proxy: negative = close at once
+	}
+	for _, f := range c.Forwards {
+		pc.Forwards = append(pc.Forwards, proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort})
+	}
+	return pc
+}
+
 // LogAttrs is the effective configuration for the startup log line. Nothing
 // here is secret.
 func (c Config) LogAttrs() []slog.Attr {
@@ -465,19 +409,18 @@ func (c Config) LogAttrs() []slog.Attr {
 // AdminPort reads only ADMIN_PORT: the healthcheck subcommand needs nothing
 // else, and must not fail over variables the running sidecar already checked.
 func AdminPort(lookup func(string) (string, bool)) (int, error) {
-	p := &parser{lookup: lookup}
-	port := DefaultAdminPort
-	p.port("ADMIN_PORT", &port)
-	if len(p.problems) > 0 {
-		return 0, &Error{Problems: p.problems}
+	st := setting("ADMIN_PORT")
+	var c Config
+	if !st.set(&c, st.Default) {
+		panic("config: bad ADMIN_PORT default")
 	}
-	return port, nil
+	if v, ok := (&parser{lookup: lookup}).get(st.Name); ok {
+		if !st.set(&c, v) {
+			return 0, &Error{Problems: []Problem{{Variable: st.Name, Value: v, Set: true, Accepted: st.Accepted}}}
+		}
+	}
+	return c.AdminPort, nil
 }
-
-// Names are the variables Parse reads.
-var Names = []string{"MODE", "TARGET_HOST", "TARGET_PORT", "LISTEN_PORT", "LISTEN_ADDR", "FORWARDS", "LOG_LEVEL",
-	"ADMIN_PORT", "DRAIN_TIMEOUT", "CONNECT_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "KEEPALIVE",
-	"STALE_CHECK_INTERVAL", "DATA_PATH"}
 
 // Typo is a variable in the environment that is not one of ours but looks
 // like a misspelling of one.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -378,7 +379,11 @@ func TestEditDistance(t *testing.T) {
 // Next to ECS Service Connect the sidecar shares the task's network
 // namespace with Envoy and its agent: no default port may be one of theirs.
 func TestDefaultPortsAvoidServiceConnect(t *testing.T) {
-	for name, port := range map[string]int{"ADMIN_PORT": DefaultAdminPort, "LISTEN_PORT": DefaultListenPort} {
+	for _, name := range []string{"ADMIN_PORT", "LISTEN_PORT"} {
+		port, err := strconv.Atoi(Default(name))
+		if err != nil {
+			t.Fatalf("%s default %q: %v", name, Default(name), err)
+		}
 		if what, ok := ServiceConnectPorts[port]; ok {
 			t.Errorf("default %s=%d is the %s", name, port, what)
 		}
@@ -387,7 +392,7 @@ func TestDefaultPortsAvoidServiceConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminPort != DefaultAdminPort {
-		t.Errorf("AdminPort = %d, want the default %d", c.AdminPort, DefaultAdminPort)
+	if strconv.Itoa(c.AdminPort) != Default("ADMIN_PORT") {
+		t.Errorf("AdminPort = %d, want the default %s", c.AdminPort, Default("ADMIN_PORT"))
 	}
 }

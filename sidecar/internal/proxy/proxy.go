@@ -32,6 +32,15 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// Defaults of the Config fields whose zero value means "the default". The
+// sidecar's configuration table (package config) quotes these.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultKeepalive      = 30 * time.Second
+	DefaultMaxConnections = 1024
+	DefaultDrainTimeout   = 20 * time.Second
+)
+
 // Config configures a Server. The zero value of every field but Forwards
 // works and gives the documented default.
 type Config struct {
@@ -66,16 +75,16 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = 5 * time.Second
+		c.ConnectTimeout = DefaultConnectTimeout
 	}
 	if c.Keepalive == 0 {
-		c.Keepalive = 30 * time.Second
+		c.Keepalive = DefaultKeepalive
 	}
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = 1024
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 20 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Relay == nil {
 		c.Relay = relay.Copy
