@@ -396,3 +396,41 @@ func TestDefaultPortsAvoidServiceConnect(t *testing.T) {
 		t.Errorf("AdminPort = %d, want the default %s", c.AdminPort, Default("ADMIN_PORT"))
 	}
 }
+
+// Proxy hands the proxy final values: "off" in the environment is "off"
+// for the proxy (negative), never a zero it would read as its default.
+func TestProxyConfigIsFinal(t *testing.T) {
+	c, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "KEEPALIVE": "0",
+		"DRAIN_TIMEOUT": "0", "LISTEN_ADDR": "127.0.0.1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := c.Proxy()
+	if pc.Keepalive >= 0 || pc.DrainTimeout >= 0 {
+		t.Errorf("KEEPALIVE=0, DRAIN_TIMEOUT=0 gave Keepalive %v, DrainTimeout %v; want both negative (off)", pc.Keepalive, pc.DrainTimeout)
+	}
+	if pc.ConnectTimeout != 5*time.Second || pc.MaxConnections != 1024 || pc.ListenAddr != "127.0.0.1" ||
+		len(pc.Forwards) != 1 || pc.Forwards[0].TargetHost != "db.example" || pc.Forwards[0].ListenPort != 8080 {
+		t.Errorf("Proxy() = %+v", pc)
+	}
+	d, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pd := d.Proxy(); pd.Keepalive != 30*time.Second || pd.DrainTimeout != 20*time.Second {
+		t.Errorf("defaults gave Keepalive %v, DrainTimeout %v; want 30s and 20s", pd.Keepalive, pd.DrainTimeout)
+	}
+}
+
+// Every default in the table is accepted by its own setter.
+func TestDefaultsAreAccepted(t *testing.T) {
+	for _, st := range Settings {
+		if st.set == nil || st.Default == "" {
+			continue
+		}
+		var c Config
+		if !st.set(&c, st.Default) {
+			t.Errorf("%s default %q is rejected by its own parser", st.Name, st.Default)
+		}
+	}
+}
