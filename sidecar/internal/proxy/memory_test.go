@@ -116,3 +116,31 @@ func TestMemoryNotReleasedUnderSteadyLoad(t *testing.T) {
 		t.Errorf("%d releases, want 1: a peak of 10 is below BurstConnections", n)
 	}
 }
+
+// Rejections at the connection limit go through the same log limiter as
+// dial failures: each one is logged in full or counted in a summary's
+// not_logged, including those still pending at shutdown.
+func TestRejectionsLoggedOrSummarized(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, MaxConnections: 1})
+	held := dial(t, r.addrs[0])
+	if err := exchange(held, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 15
+	for range n {
+		expectClosed(t, dial(t, r.addrs[0]), "connection beyond the limit")
+	}
+	_ = held.Close()
+	waitFor(t, "slot freed", func() bool { return activeOf(r) == 0 })
+	r.shutdown(t)
+	lines := r.logs.lines("connection limit reached")
+	if got := accounted(lines); got != n {
+		t.Errorf("%d rejections accounted in the logs, want %d:\n%v", got, n, lines)
+	}
+	for _, l := range lines {
+		if l["level"] != "WARN" || l["max_connections"] != float64(1) || l["client"] == nil {
+			t.Errorf("line %v, want WARN with max_connections and client", l)
+		}
+	}
+}

@@ -149,36 +149,14 @@ type forward struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 
-	// Rejections are logged at most once a second, with how many were
-	// closed since, so a reconnect storm cannot flood the logs.
-	lastRejectLog    time.Time // accept loop only
-	rejectedSinceLog int
-
-	dialFailLog *logLimiter // "dial target failed", from every connection goroutine
+	// Rate-limited, so a reconnect storm or a failover cannot flood the
+	// logs: "connection limit reached" from the accept loop, "dial target
+	// failed" from every connection goroutine.
+	rejectLog   *logLimiter
+	dialFailLog *logLimiter
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 }
-
-func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
-	f.rejectedSinceLog++
-	if time.Since(f.lastRejectLog) < time.Second {
-		return
-	}
-	log.Warn("connection limit reached; closed new connection", "listen_port", f.port, "client", c.RemoteAddr().String(),
-		"max_connections", limit, "closed_since_last_log", f.rejectedSinceLog)
-	f.lastRejectLog, f.rejectedSinceLog = time.Now(), 0
-}
-
-// conn is an in-flight connection, tracked for drain and the stale check.
-type conn struct {
-	upstream netip.Addr
-	cancel   context.CancelCauseFunc
-}
-
-var (
-	errDrainDeadline = errors.New("drain deadline passed")
-	errStale         = errors.New("upstream address left the DNS answer")
-)
 
 // New checks cfg and returns a Server that has not opened anything yet.
 func New(cfg Config) (*Server, error) {
@@ -198,6 +176,8 @@ func New(cfg Config) (*Server, error) {
 			conns:   map[*conn]struct{}{},
 		}
 		fw.stats.init()
+		fw.rejectLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection limit reached; closed new connection",
+			"connection limit reached for more clients; closed them (latest shown)")
 		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
 			"dial target failed for more clients; closed them (latest failure shown)")
 		s.fwds = append(s.fwds, fw)
@@ -337,6 +317,7 @@ func (s *Server) releaseMemory(ctx context.Context, loops *sync.WaitGroup) {
 // flushLogs writes rate-limited lines still pending.
 func (s *Server) flushLogs() {
 	for _, f := range s.fwds {
+		f.rejectLog.close()
 		f.dialFailLog.close()
 	}
 }
@@ -352,258 +333,4 @@ func (s *Server) listenerNames() []string {
 		out[i] = f.ln.Addr().String() + "=" + f.target
 	}
 	return out
-}
-
-// acceptLoop accepts until the listener is closed. A failed Accept (out of
-// file descriptors, …) is logged and retried after a pause that doubles up
-// to AcceptBackoffMax, so the loop never spins.
-func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
-	defer loops.Done()
-	var backoff time.Duration
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
-				return
-			}
-			f.stats.acceptErrors.Add(1)
-			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
-			s.log.Error("accept failed; retrying", "listen_addr", f.ln.Addr().String(), "err", err, "retry_in_ms", backoff.Milliseconds())
-			select {
-			case <-time.After(backoff):
-			case <-s.stopAccept:
-				return
-			}
-			continue
-		}
-		backoff = 0
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			s.log.Error("listener returned a non-TCP connection; closing it", "listen_addr", f.ln.Addr().String(), "type", fmt.Sprintf("%T", c))
-			_ = c.Close()
-			continue
-		}
-		n := s.active.Add(1)
-		if n > int64(s.cfg.MaxConnections) {
-			s.active.Add(-1)
-			f.stats.rejected.Add(1)
-			f.logRejected(s.log, tc, s.cfg.MaxConnections)
-			_ = tc.Close()
-			continue
-		}
-		if s.mem != nil {
-			s.mem.up(n)
-		}
-		s.conns.Add(1)
-		go s.serveConn(f, tc)
-	}
-}
-
-// serveConn dials the target for one accepted client and relays.
-func (s *Server) serveConn(f *forward, client *net.TCPConn) {
-	start := time.Now()
-	f.stats.total.Add(1)
-	f.stats.activeConns.Add(1)
-	defer s.connDone(f)
-	s.setKeepalive(f, client, "client")
-	clientAddr := client.RemoteAddr().String()
-
-	upstream, addr, why, err := s.dial(f)
-	if err != nil {
-		f.stats.closed(closeDialFailed)
-		f.dialFailLog.event("listen_port", f.port, "client", clientAddr, "target", f.target,
-			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error())
-		_ = client.Close()
-		return
-	}
-	s.setKeepalive(f, upstream, "upstream")
-
-	ctx, cancel := context.WithCancelCause(s.hardCtx)
-	defer cancel(nil)
-	c := &conn{upstream: addr, cancel: cancel}
-	f.track(c)
-	res := s.cfg.Relay(relay.WithCounters(ctx, &f.stats.bytes), client, upstream, s.cfg.IdleTimeout)
-	f.untrack(c)
-
-	reason := string(res.Reason)
-	if res.Reason == relay.ReasonCanceled {
-		switch context.Cause(ctx) {
-		case errStale:
-			reason = closeStale
-		case errDrainDeadline:
-			reason = closeDrainDeadline
-		}
-	}
-	level := slog.LevelDebug
-	switch reason {
-	case string(relay.ReasonUpstreamError):
-		level = slog.LevelWarn
-	case closeStale:
-		level = slog.LevelInfo
-	}
-	attrs := []any{"listen_port", f.port, "client", clientAddr, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
-		"to_upstream", res.ToUpstream, "to_client", res.ToClient, "duration_ms", durationMS(time.Since(start)), "reason", reason}
-	if res.Err != nil {
-		attrs = append(attrs, "err", res.Err.Error())
-	}
-	s.log.Log(context.Background(), level, "connection closed", attrs...)
-	// Counted after the log line, so whoever sees the counter sees the line.
-	// The bytes were counted live by the relay (relay.Counters).
-	f.stats.closed(reason)
-}
-
-// connDone releases what a connection held. The global slot goes first,
-// so whoever sees a forward's active gauge drop can connect again.
-func (s *Server) connDone(f *forward) {
-	n := s.active.Add(-1)
-	if s.mem != nil {
-		s.mem.down(n)
-	}
-	f.stats.activeConns.Add(-1)
-	s.conns.Done()
-}
-
-// Close reasons beyond relay.Reason, as they appear in logs and metrics.
-const (
-	closeDialFailed    = "dial_failed"
-	closeStale         = "stale_upstream"
-	closeDrainDeadline = "drain_deadline"
-)
-
-// dial resolves the target now (no cache of our own: failover moves DNS)
-// and tries each address in turn, each with the connect timeout.
-func (s *Server) dial(f *forward) (*net.TCPConn, netip.Addr, string, error) {
-	addrs, err := s.resolve(s.hardCtx, f.TargetHost)
-	if err != nil {
-		f.stats.dialFailure(failDNS)
-		return nil, netip.Addr{}, failDNS, err
-	}
-	var errs []error
-	why := failOther
-	for _, a := range addrs {
-		ctx, cancel := context.WithTimeout(s.hardCtx, s.cfg.ConnectTimeout)
-		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
-		c, err := s.cfg.DialContext(ctx, "tcp", target)
-		cancel()
-		if err != nil {
-			why = dialFailReason(err)
-			f.stats.dialFailure(why)
-			errs = append(errs, fmt.Errorf("%s: %s: %w", target, why, err))
-			continue
-		}
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			_ = c.Close()
-			why = failOther
-			f.stats.dialFailure(why)
-			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
-			continue
-		}
-		return tc, a, "", nil
-	}
-	return nil, netip.Addr{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
-}
-
-// resolve returns the target's addresses; an IP literal is used as is.
-func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a.Unmap()}, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	defer cancel()
-	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", host, err)
-	}
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("resolve %s: no addresses", host)
-	}
-	for i := range addrs {
-		addrs[i] = addrs[i].Unmap()
-	}
-	return addrs, nil
-}
-
-func isIP(host string) bool {
-	_, err := netip.ParseAddr(host)
-	return err == nil
-}
-
-// durationMS is d in milliseconds with microsecond precision: a JSON
-// number CloudWatch Logs Insights can compute on.
-func durationMS(d time.Duration) float64 {
-	return float64(d.Microseconds()) / 1000
-}
-
-// setKeepalive applies the keepalive settings to one side of a connection.
-// A failure (the kernel refusing a value) is logged once per forward, so
-// the socket silently keeping the kernel's defaults is never a surprise.
-func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
-	ka := s.cfg.Keepalive
-	var err error
-	if ka < 0 {
-		err = c.SetKeepAlive(false)
-	} else {
-		// First probe after ka of silence, then every ka/3: a dead peer (a
-		// failed-over writer that vanished) is noticed within about 2×ka.
-		err = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3})
-	}
-	if err != nil && f.sockoptFailed.CompareAndSwap(false, true) {
-		s.log.Error("setting TCP keepalive failed; the socket keeps the kernel's settings (logged once per forward)",
-			"listen_port", f.port, "side", side, "keepalive_ms", ka.Milliseconds(), "err", err.Error())
-	}
-}
-
-func (f *forward) track(c *conn) {
-	f.mu.Lock()
-	f.conns[c] = struct{}{}
-	f.mu.Unlock()
-}
-
-func (f *forward) untrack(c *conn) {
-	f.mu.Lock()
-	delete(f.conns, c)
-	f.mu.Unlock()
-}
-
-// staleLoop re-resolves the target every StaleCheckInterval and cancels the
-// relays whose upstream address is no longer in the answer: after a
-// failover the demoted writer keeps old connections open (read-only) until
-// something closes them. A failed lookup or an empty answer closes nothing.
-func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGroup) {
-	defer loops.Done()
-	t := time.NewTicker(s.cfg.StaleCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		addrs, err := s.resolve(ctx, f.TargetHost)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("stale check: lookup failed; closing nothing", "target", f.target, "err", err)
-			}
-			continue
-		}
-		current := make(map[netip.Addr]bool, len(addrs))
-		for _, a := range addrs {
-			current[a] = true
-		}
-		var stale []*conn
-		f.mu.Lock()
-		for c := range f.conns {
-			if !current[c.upstream] {
-				stale = append(stale, c)
-			}
-		}
-		f.mu.Unlock()
-		if len(stale) > 0 {
-			s.log.Info("stale check: closing connections to addresses no longer in DNS", "target", f.target, "connections", len(stale), "answer", addrs)
-		}
-		for _, c := range stale {
-			c.cancel(errStale)
-		}
-	}
 }
