@@ -353,3 +353,52 @@ func TestSleepModeInProcess(t *testing.T) {
 		t.Fatal("sleep mode ignored the stop signal")
 	}
 }
+
+// The listen address is written the same way in the "starting" and the
+// "forwarding" lines: LISTEN_ADDR=0.0.0.0 binds IPv4 only, and both say
+// 0.0.0.0:PORT (a dual-stack listener would say [::]:PORT in one of them).
+func TestListenAddressSameInEveryLine(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	for _, addr := range []string{"0.0.0.0", "::", "127.0.0.1"} {
+		t.Run(addr, func(t *testing.T) {
+			listen := freePort(t)
+			env := map[string]string{
+				"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+				"LISTEN_PORT": strconv.Itoa(listen), "LISTEN_ADDR": addr, "ADMIN_PORT": strconv.Itoa(freePort(t)),
+			}
+			cancel, done, stderr := runAsync(t, env)
+			waitHealthy(t, env, true)
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+			}
+			want := net.JoinHostPort(addr, strconv.Itoa(listen)) + "="
+			var seen []string
+			for _, l := range jsonLines(t, stderr.String()) {
+				var list []any
+				switch l["msg"] {
+				case "starting":
+					list, _ = l["forwards"].([]any)
+				case "forwarding":
+					list, _ = l["listeners"].([]any)
+				default:
+					continue
+				}
+				if len(list) != 1 {
+					t.Fatalf("%s line lists %v", l["msg"], list)
+				}
+				seen = append(seen, list[0].(string))
+				if s := list[0].(string); !strings.HasPrefix(s, want) {
+					t.Errorf("%s line says %s, want %s…", l["msg"], s, want)
+				}
+			}
+			if len(seen) != 2 {
+				t.Errorf("found %d of the starting and forwarding lines: %v", len(seen), seen)
+			}
+		})
+	}
+}
