@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/splicepipe"
 )
 
 // Engine runs the event loops. Create one per process with New, pass
@@ -517,7 +518,7 @@ func (l *loop) ended(d *direction) {
 
 func (l *loop) startSplice(d *direction) {
 	if d.pipeR < 0 {
-		r, w, size, err := newPipe()
+		r, w, size, err := splicepipe.New()
 		if err != nil {
 			return // out of fds: keep copying
 		}
