@@ -1,0 +1,178 @@
+//go:build linux && (amd64 || arm64)
+
+package epollrelay
+
+import (
+	"sync/atomic"
+	"syscall"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/splicepipe"
+)
+
+// direction moves bytes from src to dst: by read and send, or, once it
+// carries bulk data, by splice through a pipe (no copy to user space).
+type direction struct {
+	src, dst *endpoint
+	buf      []byte // pending bytes dst would not take yet; nil otherwise
+	off, end int
+	eof      bool // src sent EOF and dst's write half is shut down
+	n        int64
+	live     *atomic.Int64 // the relay.Counters to add to as bytes go out; nil = none
+
+	splicing     bool
+	pipeR, pipeW int // -1 until the direction first goes bulk
+	pipeSize     int
+	inPipe       int // bytes spliced from src not yet spliced to dst
+}
+
+func (d *direction) pending() bool { return d.end > d.off || d.inPipe > 0 }
+
+// sent counts m bytes written to dst.
+func (d *direction) sent(m int) {
+	d.n += int64(m)
+	if d.live != nil {
+		d.live.Add(int64(m))
+	}
+}
+
+// pump reads once from d.src and sends what it got to d.dst. What dst does
+// not take waits in d.buf, and d.src is not read again until it is sent.
+func (l *loop) pump(d *direction) {
+	if d.splicing {
+		l.pumpSplice(d)
+		return
+	}
+	buf := d.buf
+	if buf == nil {
+		buf = l.scratch
+	}
+	n, e := sysRead(d.src.fd, buf)
+	switch {
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+		return
+	case e != 0:
+		l.fail(d.src, "read", e)
+		return
+	case n == 0:
+		l.ended(d)
+		return
+	}
+	d.src.p.last = l.now
+	m, e := sysSend(d.dst.fd, buf[:n])
+	switch {
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+		m = 0
+	case e != 0:
+		l.fail(d.dst, "write", e)
+		return
+	}
+	d.sent(m)
+	switch {
+	case m < n && d.buf == nil:
+		d.buf = l.getBuf()
+		d.off, d.end = 0, copy(d.buf, buf[m:n])
+	case m < n:
+		d.off, d.end = m, n
+	case d.buf != nil && n < len(d.buf)/2:
+		// The burst is over; give the buffer back so idle pairs hold none.
+		l.putBuf(d.buf)
+		d.buf = nil
+	case n == len(buf) && l.splice:
+		// A full read: bulk data. Splice from now on, if a pipe is to be had.
+		l.startSplice(d)
+	}
+}
+
+// ended handles EOF on d.src: pass the half-close on to d.dst, and finish the
+// pair once both directions have ended.
+func (l *loop) ended(d *direction) {
+	d.eof = true
+	sysShutdownWrite(d.dst.fd) // a peer already gone reports itself on its own socket
+	if p := d.src.p; p.toU.eof && p.toC.eof {
+		l.finish(p, relay.ReasonDone, nil)
+	}
+}
+
+func (l *loop) startSplice(d *direction) {
+	if d.pipeR < 0 {
+		r, w, size, err := splicepipe.New()
+		if err != nil {
+			return // out of fds: keep copying
+		}
+		d.pipeR, d.pipeW, d.pipeSize = r, w, size
+	}
+	if d.pending() {
+		return // flush switches once the copied bytes are out
+	}
+	if d.buf != nil {
+		l.putBuf(d.buf)
+		d.buf = nil
+	}
+	d.splicing = true
+}
+
+// pumpSplice moves what src has into the pipe and on to dst. Bytes dst
+// does not take stay in the pipe, and src is not read until they are sent.
+func (l *loop) pumpSplice(d *direction) {
+	n, e := sysSplice(d.src.fd, d.pipeW, d.pipeSize)
+	switch {
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+		return
+	case e != 0:
+		l.fail(d.src, "read", e)
+		return
+	case n == 0:
+		l.ended(d)
+		return
+	}
+	d.src.p.last = l.now
+	d.inPipe = n
+	l.flushPipe(d)
+	if !d.src.p.finished && d.inPipe == 0 && n < l.bufSize/4 {
+		d.splicing = false // small messages again: read and send is cheaper
+	}
+}
+
+func (l *loop) flushPipe(d *direction) {
+	m, e := sysSplice(d.pipeR, d.dst.fd, d.inPipe)
+	switch {
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+		return
+	case e != 0:
+		l.fail(d.dst, "write", e)
+		return
+	}
+	d.sent(m)
+	d.inPipe -= m
+	d.src.p.last = l.now
+}
+
+// flush sends pending bytes to d.dst.
+func (l *loop) flush(d *direction) {
+	if d.inPipe > 0 {
+		l.flushPipe(d)
+		return
+	}
+	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
+	switch {
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+		return
+	case e != 0:
+		l.fail(d.dst, "write", e)
+		return
+	}
+	d.sent(m)
+	d.off += m
+	d.src.p.last = l.now
+	if d.off == d.end {
+		d.off, d.end = 0, 0
+		if d.pipeR >= 0 && l.splice {
+			// The copied bytes that were waiting for a pipe are out.
+			l.putBuf(d.buf)
+			d.buf = nil
+			d.splicing = true
+		}
+		// Otherwise keep d.buf: the source is likely sending a burst.
+	}
+}
