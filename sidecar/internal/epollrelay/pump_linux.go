@@ -48,23 +48,19 @@ func (l *loop) pump(d *direction) {
 		buf = l.scratch
 	}
 	n, e := sysRead(d.src.fd, buf)
-	switch {
-	case e == syscall.EAGAIN || e == syscall.EINTR:
+	if l.classify(d.src, "read", e) != moved {
 		return
-	case e != 0:
-		l.fail(d.src, "read", e)
-		return
-	case n == 0:
+	}
+	if n == 0 {
 		l.ended(d)
 		return
 	}
 	d.src.p.last = l.now
 	m, e := sysSend(d.dst.fd, buf[:n])
-	switch {
-	case e == syscall.EAGAIN || e == syscall.EINTR:
-		m = 0
-	case e != 0:
-		l.fail(d.dst, "write", e)
+	switch l.classify(d.dst, "write", e) {
+	case blocked:
+		m = 0 // the raw call returned -1
+	case failed:
 		return
 	}
 	d.sent(m)
@@ -116,13 +112,10 @@ func (l *loop) startSplice(d *direction) {
 // does not take stay in the pipe, and src is not read until they are sent.
 func (l *loop) pumpSplice(d *direction) {
 	n, e := sysSplice(d.src.fd, d.pipeW, d.pipeSize)
-	switch {
-	case e == syscall.EAGAIN || e == syscall.EINTR:
+	if l.classify(d.src, "read", e) != moved {
 		return
-	case e != 0:
-		l.fail(d.src, "read", e)
-		return
-	case n == 0:
+	}
+	if n == 0 {
 		l.ended(d)
 		return
 	}
@@ -136,11 +129,7 @@ func (l *loop) pumpSplice(d *direction) {
 
 func (l *loop) flushPipe(d *direction) {
 	m, e := sysSplice(d.pipeR, d.dst.fd, d.inPipe)
-	switch {
-	case e == syscall.EAGAIN || e == syscall.EINTR:
-		return
-	case e != 0:
-		l.fail(d.dst, "write", e)
+	if l.classify(d.dst, "write", e) != moved {
 		return
 	}
 	d.sent(m)
@@ -155,11 +144,7 @@ func (l *loop) flush(d *direction) {
 		return
 	}
 	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
-	switch {
-	case e == syscall.EAGAIN || e == syscall.EINTR:
-		return
-	case e != 0:
-		l.fail(d.dst, "write", e)
+	if l.classify(d.dst, "write", e) != moved {
 		return
 	}
 	d.sent(m)
@@ -175,4 +160,27 @@ func (l *loop) flush(d *direction) {
 		}
 		// Otherwise keep d.buf: the source is likely sending a burst.
 	}
+}
+
+// outcome is what a non-blocking read, send or splice came to.
+type outcome uint8
+
+const (
+	moved   outcome = iota // the call succeeded (0 bytes from a read is EOF)
+	blocked                // EAGAIN or EINTR: nothing moved; the next event retries
+	failed                 // any other error: the pair has been finished
+)
+
+// classify sorts the errno of a call on ep. Every pump treats errors alike:
+// EAGAIN and EINTR wait for the next event (level-triggered epoll reports
+// the socket again), anything else ends the pair, blamed on ep's side.
+func (l *loop) classify(ep *endpoint, call string, e syscall.Errno) outcome {
+	switch e {
+	case 0:
+		return moved
+	case syscall.EAGAIN, syscall.EINTR:
+		return blocked
+	}
+	l.fail(ep, call, e)
+	return failed
 }
