@@ -48,14 +48,9 @@ func (l *loop) pump(d *direction) {
 		buf = l.scratch
 	}
 	n, e := sysRead(d.src.fd, buf)
-	if l.classify(d.src, "read", e) != moved {
+	if !l.received(d, n, e) {
 		return
 	}
-	if n == 0 {
-		l.ended(d)
-		return
-	}
-	d.src.p.last = l.now
 	m, e := sysSend(d.dst.fd, buf[:n])
 	switch l.classify(d.dst, "write", e) {
 	case blocked:
@@ -78,6 +73,21 @@ func (l *loop) pump(d *direction) {
 		// A full read: bulk data. Splice from now on, if a pipe is to be had.
 		l.startSplice(d)
 	}
+}
+
+// received acts on a read (or splice) of n bytes from d.src: true when
+// bytes arrived; false when there was nothing to read, on EOF (handed to
+// ended) and on an error (the pair is finished).
+func (l *loop) received(d *direction, n int, e syscall.Errno) bool {
+	if l.classify(d.src, "read", e) != moved {
+		return false
+	}
+	if n == 0 {
+		l.ended(d)
+		return false
+	}
+	d.src.p.last = l.now
+	return true
 }
 
 // ended handles EOF on d.src: pass the half-close on to d.dst, and finish the
@@ -112,14 +122,9 @@ func (l *loop) startSplice(d *direction) {
 // does not take stay in the pipe, and src is not read until they are sent.
 func (l *loop) pumpSplice(d *direction) {
 	n, e := sysSplice(d.src.fd, d.pipeW, d.pipeSize)
-	if l.classify(d.src, "read", e) != moved {
+	if !l.received(d, n, e) {
 		return
 	}
-	if n == 0 {
-		l.ended(d)
-		return
-	}
-	d.src.p.last = l.now
 	d.inPipe = n
 	l.flushPipe(d)
 	if !d.src.p.finished && d.inPipe == 0 && n < l.bufSize/4 {
