@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/epollrelay"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
@@ -47,7 +48,7 @@ func deadline(t *testing.T, c *net.TCPConn) {
 
 func TestPingPong(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		r := startRelay(t, ln, f, context.Background(), 0)
 		deadline(t, r.App)
 		deadline(t, r.Server)
@@ -97,7 +98,7 @@ func TestHalfClose(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, f relay.Func) {
-				ln := listen(t)
+				ln := testkit.Listen(t)
 				r := startRelay(t, ln, f, context.Background(), 0)
 				deadline(t, r.App)
 				deadline(t, r.Server)
@@ -144,7 +145,7 @@ func TestHalfClose(t *testing.T) {
 func TestBulkBothWays(t *testing.T) {
 	const size = 8 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		r := startRelay(t, ln, f, context.Background(), 0)
 		deadline(t, r.App)
 		deadline(t, r.Server)
@@ -199,7 +200,7 @@ func TestBulkBothWays(t *testing.T) {
 func TestBackpressureStalledReader(t *testing.T) {
 	const size = 16 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		stalled := startRelay(t, ln, f, context.Background(), 0)
 		other := startRelay(t, ln, f, context.Background(), 0)
 		for _, c := range []*net.TCPConn{stalled.App, stalled.Server, other.App, other.Server} {
@@ -254,7 +255,7 @@ func TestIdleTimeout(t *testing.T) {
 	const idle, pace = 2 * time.Second, 20 * time.Millisecond
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
 		t.Parallel()
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		quiet := startRelay(t, ln, f, context.Background(), idle)
 		busy := startRelay(t, ln, f, context.Background(), idle)
 		noTimeout := startRelay(t, ln, f, context.Background(), 0)
@@ -298,7 +299,7 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		r := startRelay(t, ln, f, ctx, 0)
 		deadline(t, r.App)
@@ -324,7 +325,7 @@ func TestCancel(t *testing.T) {
 
 func TestCancelBeforeStart(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		r := startRelay(t, ln, f, ctx, 0)
@@ -347,7 +348,7 @@ func TestPeerReset(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, f relay.Func) {
-				ln := listen(t)
+				ln := testkit.Listen(t)
 				r := startRelay(t, ln, f, context.Background(), 0)
 				other := startRelay(t, ln, f, context.Background(), 0)
 				for _, c := range []*net.TCPConn{r.App, r.Server, other.App, other.Server} {
@@ -394,7 +395,7 @@ func TestManyConcurrent(t *testing.T) {
 	const pairs = 1000
 	const size = 16 << 10
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		before := openFDs(t)
 		rs := make([]*relayed, pairs)
 		for i := range rs {
@@ -461,7 +462,7 @@ func checkedTransfer(wg *sync.WaitGroup, w, rd *net.TCPConn, n int, seed uint64,
 }
 
 func TestCloseEndsRelaysAndRefusesNew(t *testing.T) {
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	before := openFDs(t)
 	e, err := epollrelay.New(epollrelay.Options{Loops: 2})
 	if err != nil {
@@ -510,15 +511,15 @@ func TestCloseEndsRelaysAndRefusesNew(t *testing.T) {
 // Out of file descriptors, the engine cannot duplicate a socket; the pair
 // goes to the fallback data path instead of failing.
 func TestFallbackWhenOutOfFDs(t *testing.T) {
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	used := make(chan struct{}, 1)
 	fallback := func(ctx context.Context, c, u *net.TCPConn, idle time.Duration) relay.Result {
 		used <- struct{}{}
 		return relay.Copy(ctx, c, u, idle)
 	}
 	e := newEngine(t, epollrelay.Options{Fallback: fallback})
-	app, client := tcpPair(t, ln)
-	upstream, server := tcpPair(t, ln)
+	app, client := testkit.Pair(t, ln)
+	upstream, server := testkit.Pair(t, ln)
 	defer app.Close()
 	defer server.Close()
 
@@ -579,7 +580,7 @@ func TestFallbackWhenOutOfFDs(t *testing.T) {
 func TestBulkThenSmallThenBulk(t *testing.T) {
 	const bulkSize = 4 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		before := openFDs(t)
 		r := startRelay(t, ln, f, context.Background(), 0)
 		deadline(t, r.App)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
@@ -102,24 +103,13 @@ func (r *Rig) Wait(t testing.TB) relay.Result {
 	}
 }
 
-// Pair returns both ends of a fresh loopback TCP connection.
+// Pair returns both ends of a fresh loopback TCP connection, closed when
+// the test ends.
 func Pair(t testing.TB) (dialed, accepted *net.TCPConn) {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer ln.Close()
-	dialed, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	accepted, err = ln.AcceptTCP()
-	if err != nil {
-		t.Fatalf("accept: %v", err)
-	}
-	t.Cleanup(func() { _ = dialed.Close(); _ = accepted.Close() })
-	return dialed, accepted
+	ln := testkit.Listen(t)
+	defer ln.Close() // now: suites open many pairs
+	return testkit.Pair(t, ln)
 }
 
 // RandomBytes returns n random bytes.
