@@ -46,12 +46,19 @@ func deadline(t *testing.T, c *net.TCPConn) {
 	}
 }
 
+// startBounded starts f, with no idle timeout and nothing to cancel it,
+// between an App and a Server whose reads and writes give up after safety.
+func startBounded(t *testing.T, f relay.Func) *relayed {
+	t.Helper()
+	r := startRelay(t, testkit.Listen(t), f, context.Background(), 0)
+	deadline(t, r.App)
+	deadline(t, r.Server)
+	return r
+}
+
 func TestPingPong(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := testkit.Listen(t)
-		r := startRelay(t, ln, f, context.Background(), 0)
-		deadline(t, r.App)
-		deadline(t, r.Server)
+		r := startBounded(t, f)
 		req, resp := make([]byte, 100), make([]byte, 300)
 		var up, down int64
 		for i := range 200 {
@@ -98,10 +105,7 @@ func TestHalfClose(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, f relay.Func) {
-				ln := testkit.Listen(t)
-				r := startRelay(t, ln, f, context.Background(), 0)
-				deadline(t, r.App)
-				deadline(t, r.Server)
+				r := startBounded(t, f)
 				first, second := r.App, r.Server
 				if !tc.appFirst {
 					first, second = r.Server, r.App
@@ -128,15 +132,11 @@ func TestHalfClose(t *testing.T) {
 				if err != nil || string(got) != tc.then {
 					t.Fatalf("got %q, %v; want %q then EOF", got, err, tc.then)
 				}
-				res := r.wait(t)
 				up, down := int64(len(tc.first)), int64(len(tc.then))
 				if !tc.appFirst {
 					up, down = down, up
 				}
-				want := relay.Result{ToUpstream: up, ToClient: down, Reason: relay.ReasonDone}
-				if res != want {
-					t.Fatalf("result %+v, want %+v", res, want)
-				}
+				r.expectDone(t, up, down)
 			})
 		})
 	}
@@ -145,10 +145,7 @@ func TestHalfClose(t *testing.T) {
 func TestBulkBothWays(t *testing.T) {
 	const size = 8 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := testkit.Listen(t)
-		r := startRelay(t, ln, f, context.Background(), 0)
-		deadline(t, r.App)
-		deadline(t, r.Server)
+		r := startBounded(t, f)
 		type outcome struct {
 			n    int64
 			sent [32]byte
@@ -187,11 +184,7 @@ func TestBulkBothWays(t *testing.T) {
 				t.Errorf("%s: %d bytes, err %v, checksum match %v", name, o.n, o.err, o.sent == o.got)
 			}
 		}
-		res := r.wait(t)
-		want := relay.Result{ToUpstream: size, ToClient: size, Reason: relay.ReasonDone}
-		if res != want {
-			t.Fatalf("result %+v, want %+v", res, want)
-		}
+		r.expectDone(t, size, size)
 	})
 }
 
@@ -631,10 +624,7 @@ func TestBulkThenSmallThenBulk(t *testing.T) {
 		up, down = up+bulkSize, down+bulkSize
 		r.App.CloseWrite()
 		r.Server.CloseWrite()
-		res := r.wait(t)
-		if want := (relay.Result{ToUpstream: up, ToClient: down, Reason: relay.ReasonDone}); res != want {
-			t.Fatalf("result %+v, want %+v", res, want)
-		}
+		r.expectDone(t, up, down)
 		r.App.Close()
 		r.Server.Close()
 		waitFDs(t, before) // pipes included

@@ -64,6 +64,17 @@ func (r *relayed) wait(t testing.TB) relay.Result {
 	}
 }
 
+// expectDone waits for the relay and fails the test unless it ended
+// cleanly (both sides sent EOF, no error) having moved up bytes to the
+// server and down bytes to the app.
+func (r *relayed) expectDone(t testing.TB, up, down int64) {
+	t.Helper()
+	res := r.wait(t)
+	if want := (relay.Result{ToUpstream: up, ToClient: down, Reason: relay.ReasonDone}); res != want {
+		t.Fatalf("result %+v, want %+v", res, want)
+	}
+}
+
 // sendRandom writes n random bytes from seed to w and returns their hash.
 func sendRandom(w io.Writer, n int, seed uint64) ([32]byte, error) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
