@@ -59,7 +59,7 @@ RUN set -e; cd /out/etc; \
         grep -E '^sidecar:|^[^:]*:[^:]*:1000:' passwd group >&2; exit 1; \
     fi; \
     echo 'sidecar:x:1000:' >> group; \
-    echo 'sidecar:x:1000:1000:sidecar:/nonexistent:/sbin/nologin' >> passwd
+    echo 'sidecar:x:1000:1000:Linux User,,,:/nonexistent:/sbin/nologin' >> passwd
 
 FROM runtime
 # Busybox sh and nc stay: ECS Exec needs a shell.

@@ -188,6 +188,16 @@ func writeRootfsTo(w *io.PipeWriter, busybox string, files []rootFile, extra fun
 // writeRootfs lays out a busybox system: the binary, a symlink per applet
 // (what `busybox --install -s` does), and the files of rootfsFiles.
 func writeRootfs(tw *tar.Writer, busybox string, files []rootFile) error {
+	applets, err := exec.Command(busybox, "--list-full").Output()
+	if err != nil {
+		return fmt.Errorf("%s --list-full: %w", busybox, err)
+	}
+	return writeRootfsApplets(tw, busybox, strings.Fields(string(applets)), files)
+}
+
+// writeRootfsApplets is writeRootfs with the applet list given (a foreign
+// busybox cannot list its own).
+func writeRootfsApplets(tw *tar.Writer, busybox string, applets []string, files []rootFile) error {
 	for _, dir := range []struct {
 		name string
 		mode int64
@@ -204,15 +214,11 @@ func writeRootfs(tw *tar.Writer, busybox string, files []rootFile) error {
 	if err := addHostFile(tw, busybox, "bin/busybox"); err != nil {
 		return err
 	}
-	applets, err := exec.Command(busybox, "--list-full").Output()
-	if err != nil {
-		return fmt.Errorf("%s --list-full: %w", busybox, err)
-	}
 	own := map[string]bool{}
 	for _, f := range files {
 		own[f.name] = true
 	}
-	for _, a := range strings.Fields(string(applets)) {
+	for _, a := range applets {
 		if a == "bin/busybox" || own[a] {
 			continue
 		}
