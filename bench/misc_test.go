@@ -22,18 +22,7 @@ func TestParseIperf3(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			got, err := parseIperf3([]byte(readTestdata(t, tt.file)))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
+			checkParsed(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 	for _, bad := range []string{"", "not json", `{"end":{}}`, `{"end":{"sum_received":{"seconds":0,"bytes":0}}}`} {

@@ -53,9 +53,9 @@ func Vars() []Var {
 		{"SIZE_BUDGET", "50MB", "largest allowed uncompressed image per platform (as `docker images` shows); kB/MB/GB or KiB/MiB/GiB or bytes"},
 		{"LOCAL_IMAGE", "sidecar:latest", "name of the host-platform image loaded into local Docker by build; `none` to skip"},
 		{"OCI_TARBALL", "(none)", "also write the multi-platform image as an OCI tarball to this path"},
-		{"GO_IMAGE", "(Dockerfile default)", "Go build image, e.g. a mirror or ECR pull-through cache"},
-		{"RUNTIME_IMAGE", "(Dockerfile default)", "runtime base image"},
-		{"MYSQL_IMAGE", "mysql:8.4", "database and `mysql` client image for the smoke test"},
+		{"GO_IMAGE", DefaultGoImage + " (the Dockerfile's default)", "Go build image, e.g. golang:1.26-alpine for Docker Hub, a mirror or an ECR pull-through cache"},
+		{"RUNTIME_IMAGE", DefaultRuntimeImage + " (the Dockerfile's default)", "runtime base image (alpine:3.22 for Docker Hub)"},
+		{"MYSQL_IMAGE", DefaultMySQLImage, "database and `mysql` client image for the smoke test (mysql:8.4 for Docker Hub)"},
 		{"UNIT_TESTS", "true", "run `go test ./...` in test and push (CI that already ran them sets false)"},
 		{"ECR_REPOSITORY", "sidecar", "ECR repository pushed to"},
 		{"ECR_CREATE_REPOSITORY", "true", "create the repository when missing"},
@@ -150,7 +150,7 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 
 	c.GoImage = image("GO_IMAGE", "")
 	c.RuntimeImage = image("RUNTIME_IMAGE", "")
-	c.MySQLImage = image("MYSQL_IMAGE", "mysql:8.4")
+	c.MySQLImage = image("MYSQL_IMAGE", DefaultMySQLImage)
 	c.UnitTests = boolean("UNIT_TESTS", true)
 
 	c.Repository = get("ECR_REPOSITORY", "sidecar")

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"dagger.io/dagger"
@@ -154,7 +153,7 @@ func (r *Runner) Push(ctx context.Context) error {
 // source is what the image is stamped with (VERSION, REVISION, CREATED
 // build args). Outside a git checkout the Dockerfile defaults stand.
 type source struct {
-	version, revision, created, epoch string
+	version, revision, created string
 }
 
 func (r *Runner) source(ctx context.Context) source {
@@ -171,7 +170,6 @@ func sourceOf(ref gitref.Ref) source {
 		version:  ref.Version,
 		revision: ref.Commit,
 		created:  ref.Time.Format(time.RFC3339),
-		epoch:    strconv.FormatInt(ref.Time.Unix(), 10),
 	}
 	if s.version == "" {
 		s.version = "dev"

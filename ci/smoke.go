@@ -16,11 +16,15 @@ import (
 const (
 	mysqlAlias   = "mysql"   // MySQL service hostname, seen by the sidecar
 	sidecarAlias = "sidecar" // sidecar service hostname, seen by the client
-	// The image's own EXPOSE port: Dagger health-checks every exposed port
-	// of a service, so the sidecar must listen on it.
+	// The image's own EXPOSE port, where the sidecar service listens. The
+	// engine does not dial it: an image with a HEALTHCHECK is ready when
+	// that passes (core/service.go, Service.startContainer); only services
+	// without one, like MySQL, are probed on their exposed ports.
 	sidecarPort = 8080
-	clientCnf   = "/run/secrets/smoke-client.cnf"
-	sleepUpFor  = 3 // seconds sleep mode must stay up
+	// sidecarBin is where the Dockerfile puts the binary.
+	sidecarBin = "/usr/local/bin/sidecar"
+	clientCnf  = "/run/secrets/smoke-client.cnf"
+	sleepUpFor = 3 // seconds sleep mode must stay up
 )
 
 // clientScript waits (bounded) until MySQL answers through the sidecar,
@@ -44,7 +48,7 @@ exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smoke.ClientArgs(), " "))
 
 // sidecarVar names the binary (where the Dockerfile puts it); tests of
 // the scripts point SIDECAR at a stand-in.
-const sidecarVar = `SIDECAR="${SIDECAR:-/usr/local/bin/sidecar}"
+const sidecarVar = `SIDECAR="${SIDECAR:-` + sidecarBin + `}"
 `
 
 // runningCheckScript starts the sidecar in the background inside its own
@@ -75,16 +79,17 @@ echo stayed-up
 kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`, sleepUpFor, sleepUpFor)
 }
 
+// smokeHealthcheck is the image's HEALTHCHECK command (the Dockerfile's;
+// a test ties them).
+func smokeHealthcheck() []string { return []string{sidecarBin, "healthcheck"} }
+
 // smoke runs the image (host platform) against a throwaway MySQL:
 // a SQL round trip through the sidecar service, then the checks of a
 // running sidecar (UID 1000, healthcheck) and of sleep mode.
 func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) error {
 	// Run the variant native to the engine, which is not this machine's
 	// platform when a shared remote engine is used.
-	enginePlatform, err := client.DefaultPlatform(ctx)
-	if err != nil {
-		return fmt.Errorf("ask the engine for its platform: %w", err)
-	}
+	enginePlatform := img.Engine
 	native, ok := img.variant(enginePlatform)
 	if !ok {
 		return fmt.Errorf("the engine runs %s, which PLATFORMS (%v) does not build: add it so the smoke test runs natively", enginePlatform, img.Platforms)
@@ -113,16 +118,25 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 		WithExposedPort(3306).
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 
+	// The sidecar resolves and dials TARGET_HOST per connection, so a
+	// sidecar that is never connected to needs no database bound.
 	proxyEnv := func(c *dagger.Container, listen int) *dagger.Container {
-		return c.WithServiceBinding(mysqlAlias, mysql).
-			WithEnvVariable("MODE", "proxy").
+		return c.WithEnvVariable("MODE", "proxy").
 			WithEnvVariable("TARGET_HOST", mysqlAlias).
 			WithEnvVariable("TARGET_PORT", "3306").
 			WithEnvVariable("LISTEN_PORT", fmt.Sprint(listen)).
 			WithEnvVariable("LOG_LEVEL", "debug")
 	}
+	// The engine runs the image's HEALTHCHECK as the service's readiness
+	// check, waiting its interval (10s) between tries; the sidecar is not
+	// up at the first one, so the same check at a 1s interval makes the
+	// smoke test wait about a second. The image keeps its own HEALTHCHECK.
 	sidecar := proxyEnv(native, sidecarPort).
+		WithServiceBinding(mysqlAlias, mysql).
 		WithExposedPort(sidecarPort).
+		WithDockerHealthcheck(smokeHealthcheck(), dagger.ContainerWithDockerHealthcheckOpts{
+			Interval: "1s", StartPeriod: "30s", Retries: 3,
+		}).
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 
 	r.step("test: SQL round trip through the sidecar")

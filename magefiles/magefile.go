@@ -47,7 +47,7 @@ func Build(ctx context.Context) error {
 // Test runs the unit tests, then smoke-tests the image against a throwaway MySQL.
 //
 // Runs go test ./..., builds as Build does, then starts MySQL (MYSQL_IMAGE,
-// default mysql:8.4) with a random root password passed as a Dagger secret,
+// default public.ecr.aws/docker/library/mysql:8.4) with a random root password passed as a Dagger secret,
 // the image as a service in proxy mode in front of it, and a SQL round trip
 // with the mysql client through the sidecar. Also checks UID 1000, sidecar
 // healthcheck inside a running sidecar, and that sleep mode stays up.

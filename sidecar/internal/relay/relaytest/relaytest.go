@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
@@ -102,24 +103,13 @@ func (r *Rig) Wait(t testing.TB) relay.Result {
 	}
 }
 
-// Pair returns both ends of a fresh loopback TCP connection.
+// Pair returns both ends of a fresh loopback TCP connection, closed when
+// the test ends.
 func Pair(t testing.TB) (dialed, accepted *net.TCPConn) {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer ln.Close()
-	dialed, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	accepted, err = ln.AcceptTCP()
-	if err != nil {
-		t.Fatalf("accept: %v", err)
-	}
-	t.Cleanup(func() { _ = dialed.Close(); _ = accepted.Close() })
-	return dialed, accepted
+	ln := testkit.Listen(t)
+	defer ln.Close() // now: suites open many pairs
+	return testkit.Pair(t, ln)
 }
 
 // RandomBytes returns n random bytes.
@@ -411,7 +401,13 @@ func streamUntil(c *net.TCPConn, stop <-chan struct{}, wg *sync.WaitGroup) {
 
 // Many relays at once, each moving random data both ways.
 func testManyConcurrent(t *testing.T, f relay.Func) {
-	const n, size = 200, 256 << 10
+	exchangeMany(t, f, 200, 256<<10)
+}
+
+// exchangeMany runs n relays at once, each moving size random bytes both
+// ways, and checks every byte and every Result.
+func exchangeMany(t *testing.T, f relay.Func, n, size int) {
+	t.Helper()
 	errs := make(chan error, 4*n)
 	rigs := make([]*Rig, n)
 	for i := range rigs {
@@ -429,7 +425,7 @@ func testManyConcurrent(t *testing.T, f relay.Func) {
 		}
 	}
 	for _, r := range rigs {
-		checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
+		checkResult(t, r.Wait(t), relay.ReasonDone, int64(size), int64(size))
 	}
 }
 
@@ -443,26 +439,7 @@ func testStalledClient(t *testing.T, f relay.Func) {
 	go streamUntil(stalled.Upstream, stop, &wg)
 	defer func() { close(stop); stalled.Cancel(); wg.Wait() }()
 
-	const n, size = 10, 1 << 20
-	errs := make(chan error, 4*n)
-	rigs := make([]*Rig, n)
-	for i := range rigs {
-		r := Start(t, f, 0)
-		rigs[i] = r
-		up, down := RandomBytes(t, size), RandomBytes(t, size)
-		go sendAndHalfClose(r.Client, up, errs)
-		go sendAndHalfClose(r.Upstream, down, errs)
-		go expectSum(r.Upstream, sha256.Sum256(up), size, fmt.Sprintf("upstream %d", i), errs)
-		go expectSum(r.Client, sha256.Sum256(down), size, fmt.Sprintf("client %d", i), errs)
-	}
-	for range 4 * n {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
-	for _, r := range rigs {
-		checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
-	}
+	exchangeMany(t, f, 10, 1<<20)
 	stalled.Cancel()
 	checkResult(t, stalled.Wait(t), relay.ReasonCanceled, 0, -1)
 }
