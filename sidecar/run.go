@@ -116,6 +116,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	warnTypos(ctx, log, environ)
+	warnServiceConnectPorts(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
@@ -179,6 +180,28 @@ func warnTypos(ctx context.Context, log *slog.Logger, environ []string) {
 	for _, t := range config.Typos(environ) {
 		log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("unknown variable %s ignored; did you mean %s?", t.Variable, t.Meant),
 			slog.String("variable", t.Variable), slog.String("did_you_mean", t.Meant))
+	}
+}
+
+// warnServiceConnectPorts warns when a port the sidecar binds is one the
+// ECS Service Connect proxy binds in the same task: harmless without
+// Service Connect, a failed start (for one of the two) with it. Earlier
+// builds defaulted ADMIN_PORT to 9901, so task definitions may pin it.
+func warnServiceConnectPorts(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	listenVar := "LISTEN_PORT"
+	if len(cfg.Forwards) > 1 {
+		listenVar = "FORWARDS"
+	}
+	vars, ports := []string{"ADMIN_PORT"}, []int{cfg.AdminPort}
+	for _, f := range cfg.Forwards {
+		vars, ports = append(vars, listenVar), append(ports, f.ListenPort)
+	}
+	for i, port := range ports {
+		if what, ok := config.ServiceConnectPorts[port]; ok {
+			log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("port %d (%s) is also the %s: in a task that uses ECS Service Connect "+
+				"one of them cannot bind it; see docs/ecs.md", port, vars[i], what),
+				slog.String("variable", vars[i]), slog.Int("port", port))
+		}
 	}
 }
 

@@ -402,3 +402,38 @@ func TestListenAddressSameInEveryLine(t *testing.T) {
 		})
 	}
 }
+
+// A port the ECS Service Connect proxy also binds gets a warning at
+// startup (never an error: without Service Connect it is harmless).
+func TestServiceConnectPortWarning(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	if ln, err := net.Listen("tcp", "127.0.0.1:9901"); err != nil {
+		t.Skipf("port 9901 is busy here: %v", err)
+	} else {
+		_ = ln.Close()
+	}
+	env := map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(freePort(t)), "ADMIN_PORT": "9901",
+	}
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	var warned []map[string]any
+	for _, l := range jsonLines(t, stderr.String()) {
+		if l["level"] == "WARN" && strings.Contains(l["msg"].(string), "Service Connect") {
+			warned = append(warned, l)
+		}
+	}
+	if len(warned) != 1 || warned[0]["variable"] != "ADMIN_PORT" || warned[0]["port"] != float64(9901) ||
+		!strings.Contains(warned[0]["msg"].(string), "Envoy admin") {
+		t.Errorf("Service Connect warnings %v, want one for ADMIN_PORT 9901 naming Envoy's admin interface", warned)
+	}
+}
