@@ -109,7 +109,7 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 		return err
 	}
 	run := randomHex(8) // fresh exec every run: a smoke test must not be a cache hit
-	scrub := func(s string) string { return strings.ReplaceAll(s, password, "[redacted]") }
+	scrub := redactor(password)
 
 	r.step("test: starting MySQL (%s) and the %s sidecar in proxy mode", r.Config.MySQLImage, enginePlatform)
 	mysql := client.Container().From(r.Config.MySQLImage).
