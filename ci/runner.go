@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"time"
 
+	"dagger.io/dagger"
+
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
 )
@@ -54,14 +56,10 @@ func (r *Runner) step(format string, args ...any) {
 // Build builds every platform, checks the size budget and loads the
 // host-platform image into the local Docker.
 func (r *Runner) Build(ctx context.Context) error {
-	r.step("build: connecting to the Dagger engine")
-	client, err := Connect(ctx, r.log())
-	if err != nil {
+	return r.withEngine(ctx, "build", func(client *dagger.Client) error {
+		_, err := r.build(ctx, client, r.source(ctx))
 		return err
-	}
-	defer client.Close()
-	_, err = r.build(ctx, client, r.source(ctx))
-	return err
+	})
 }
 
 // Test runs the unit tests, then builds the image and smoke-tests it
@@ -69,20 +67,16 @@ func (r *Runner) Build(ctx context.Context) error {
 func (r *Runner) Test(ctx context.Context) error {
 	// Engine first: a missing engine must fail in seconds, not after the
 	// unit tests.
-	r.step("test: connecting to the Dagger engine")
-	client, err := Connect(ctx, r.log())
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := r.goTest(ctx); err != nil {
-		return err
-	}
-	img, err := r.build(ctx, client, r.source(ctx))
-	if err != nil {
-		return err
-	}
-	return r.smoke(ctx, client, img)
+	return r.withEngine(ctx, "test", func(client *dagger.Client) error {
+		if err := r.goTest(ctx); err != nil {
+			return err
+		}
+		img, err := r.build(ctx, client, r.source(ctx))
+		if err != nil {
+			return err
+		}
+		return r.smoke(ctx, client, img)
+	})
 }
 
 // Push checks AWS and ECR first (before any build), then builds, tests,
@@ -126,23 +120,31 @@ func (r *Runner) Push(ctx context.Context) error {
 		return fmt.Errorf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)
 	}
 
-	r.step("push: connecting to the Dagger engine")
+	return r.withEngine(ctx, "push", func(client *dagger.Client) error {
+		if err := r.goTest(ctx); err != nil {
+			return err
+		}
+		img, err := r.build(ctx, client, sourceOf(ref))
+		if err != nil {
+			return err
+		}
+		if err := r.smoke(ctx, client, img); err != nil {
+			return err
+		}
+		return r.publish(ctx, client, img, reg, tags)
+	})
+}
+
+// withEngine opens the run's one Dagger session, runs the pipeline in it
+// and closes it, whatever the pipeline returned.
+func (r *Runner) withEngine(ctx context.Context, target string, pipeline func(client *dagger.Client) error) error {
+	r.step("%s: connecting to the Dagger engine", target)
 	client, err := Connect(ctx, r.log())
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	if err := r.goTest(ctx); err != nil {
-		return err
-	}
-	img, err := r.build(ctx, client, sourceOf(ref))
-	if err != nil {
-		return err
-	}
-	if err := r.smoke(ctx, client, img); err != nil {
-		return err
-	}
-	return r.publish(ctx, client, img, reg, tags)
+	return pipeline(client)
 }
 
 // source is what the image is stamped with (VERSION, REVISION, CREATED
