@@ -25,7 +25,7 @@ import (
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
 )
 
@@ -165,7 +165,7 @@ func execScript(q daggertest.Query) string {
 func healthyStdout(q daggertest.Query) string {
 	switch s := execScript(q); {
 	case strings.Contains(s, "SMOKE_SQL"):
-		return "mysql: [Warning] something\n" + smoke.Expected() + "\n"
+		return "mysql: [Warning] something\n" + smokesql.Expected() + "\n"
 	case strings.Contains(s, "MODE") || strings.Contains(s, "stayed-up"):
 		return "stayed-up\nhealthcheck=ok\nexit=0\n"
 	case strings.Contains(s, "uid="):
@@ -431,8 +431,8 @@ func TestTestPipeline(t *testing.T) {
 	if cnf, _ := fe.srv.Secret(cnfs.Arg("uri")); !strings.Contains(cnf, "password="+pw) {
 		t.Error("client option file does not carry the MySQL password")
 	}
-	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs(), " ")) {
-		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs(): %s", execScript(client))
+	if envOf(client)["SMOKE_SQL"] != smokesql.SQL || !strings.Contains(execScript(client), strings.Join(smokesql.ClientArgs(), " ")) {
+		t.Errorf("client does not run smokesql.SQL with smokesql.ClientArgs(): %s", execScript(client))
 	}
 
 	// Running-sidecar and sleep-mode checks run inside the sidecar image.

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testmysql"
 )
@@ -138,9 +138,9 @@ func testClientScript(t *testing.T, client string) {
 case "$*" in *"-h sidecar -P 8080"*) ;; *) echo "not through the sidecar: $*" >&2; exit 9;; esac
 if [ "$n" -le 2 ]; then echo "ERROR 2003 (HY000): Can't connect" >&2; exit 1; fi
 case "$*" in *"SELECT 1"*) exit 0;; esac
-case "$*" in *"`+strings.Join(smoke.ClientArgs(), " ")+`"*) ;; *) echo "no batch flags: $*" >&2; exit 9;; esac
+case "$*" in *"`+strings.Join(smokesql.ClientArgs(), " ")+`"*) ;; *) echo "no batch flags: $*" >&2; exit 9;; esac
 [ "$*" != "${*%REPEAT*}" ] || { echo "SQL not passed" >&2; exit 9; }
-echo "`+smoke.Expected()+`"
+echo "`+smokesql.Expected()+`"
 `)
 	// PATH: the stand-in and the few tools the scripts use, so a real
 	// client on this machine cannot be picked up instead.
@@ -154,11 +154,11 @@ echo "`+smoke.Expected()+`"
 			t.Fatal(err)
 		}
 	}
-	out, err := runScript(t, clientScript(), "PATH="+dir+":"+tools, "SMOKE_SQL="+smoke.SQL)
+	out, err := runScript(t, clientScript(), "PATH="+dir+":"+tools, "SMOKE_SQL="+smokesql.SQL)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if err := smoke.Check(out); err != nil {
+	if err := smokesql.Check(out); err != nil {
 		t.Error(err)
 	}
 }
@@ -243,11 +243,11 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 		if err := os.WriteFile(cnf, []byte("[client]\nuser="+db.User+"\npassword="+db.Password+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := runScript(t, clientScript(), "SMOKE_HOST=127.0.0.1", "SMOKE_PORT="+listen, "SMOKE_CNF="+cnf, "SMOKE_SQL="+smoke.SQL)
+		out, err := runScript(t, clientScript(), "SMOKE_HOST=127.0.0.1", "SMOKE_PORT="+listen, "SMOKE_CNF="+cnf, "SMOKE_SQL="+smokesql.SQL)
 		if err != nil {
 			t.Fatalf("%v\n%s\nsidecar log:\n%s", err, out, logs.String())
 		}
-		if err := smoke.Check(out); err != nil {
+		if err := smokesql.Check(out); err != nil {
 			t.Errorf("%v\nsidecar log:\n%s", err, logs.String())
 		}
 	})

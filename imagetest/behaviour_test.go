@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testmysql"
 )
@@ -49,7 +49,7 @@ func testProxy(t *testing.T, d docker, img builtImage) {
 	}
 
 	out := sqlRoundTrip(t, client, srv, listen)
-	if err := smoke.Check(out); err != nil {
+	if err := smokesql.Check(out); err != nil {
 		t.Errorf("through the container: %v", err)
 	}
 
@@ -85,9 +85,9 @@ func sqlRoundTrip(t *testing.T, client string, srv *testmysql.Server, port int) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args := append(smoke.ClientArgs(),
+	args := append(smokesql.ClientArgs(),
 		"--protocol=TCP", "--host=127.0.0.1", "--port="+itoa(port), "--user="+srv.User,
-		"--connect-timeout=10", "--execute="+smoke.SQL)
+		"--connect-timeout=10", "--execute="+smokesql.SQL)
 	c := exec.CommandContext(ctx, client, args...)
 	c.Env = append(os.Environ(), "MYSQL_PWD="+srv.Password)
 	out, err := c.CombinedOutput()
