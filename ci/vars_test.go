@@ -2,7 +2,11 @@ package ci
 
 import (
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -72,6 +76,92 @@ func docsVarsTable(md string) ([]string, error) {
 		rows = append(rows, l)
 	}
 	return rows, nil
+}
+
+// envNameRE matches what reads as an environment variable in prose: upper
+// case with an underscore (SIZE_BUDGET, _EXPERIMENTAL_DAGGER_CLI_BIN).
+var envNameRE = regexp.MustCompile(`\b_*[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b`)
+
+// defaultRE is the one form in which the Mage help states a default.
+var defaultRE = regexp.MustCompile(`\b(_*[A-Z][A-Z0-9_]*) \(default: ([^)]*)\)`)
+
+// TestMageHelpAgrees ties the Mage targets' help (their doc comments, which
+// `go tool mage -h <target>` prints) to Vars: every variable the help of a
+// pipeline target names is in the table, every default it states is the
+// table's, and every variable LoadConfig reads has its default stated.
+func TestMageHelpAgrees(t *testing.T) {
+	docs, err := pipelineTargetDocs("../magefiles/magefile.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) < 3 {
+		t.Fatalf("found the help of %d pipeline targets (%v), want build, test and push", len(docs), docs)
+	}
+	rows := map[string]Var{} // by every name a row documents
+	for _, v := range Vars() {
+		rows[v.Name] = v
+		for _, n := range envNameRE.FindAllString(v.Label, -1) {
+			rows[n] = v
+		}
+	}
+	stated := map[string]bool{}
+	for target, doc := range docs {
+		doc = strings.Join(strings.Fields(doc), " ") // defaults may wrap
+		for _, n := range envNameRE.FindAllString(doc, -1) {
+			if _, ok := rows[n]; !ok {
+				t.Errorf("mage -h %s names %s, which Vars does not list", target, n)
+			}
+		}
+		for _, m := range defaultRE.FindAllStringSubmatch(doc, -1) {
+			name, def := m[1], m[2]
+			v, ok := rows[name]
+			if !ok {
+				continue // reported above
+			}
+			if def != v.Default {
+				t.Errorf("mage -h %s: %s (default: %s), but Vars says %s", target, name, def, v.Default)
+			}
+			stated[v.Name] = true
+		}
+		if rest := defaultRE.ReplaceAllString(doc, ""); strings.Contains(strings.ToLower(rest), "default") {
+			t.Errorf("mage -h %s states a default not in the form NAME (default: VALUE), which this test checks:\n%s", target, rest)
+		}
+	}
+	for _, v := range Vars() {
+		if v.ReadBy == "" && !stated[v.Name] {
+			t.Errorf("no pipeline target's help states %s (default: %s)", v.Name, v.Default)
+		}
+	}
+}
+
+// pipelineTargetDocs returns the doc comments of the Mage targets in file
+// that load the pipeline configuration (their body calls runner()), by
+// target name.
+func pipelineTargetDocs(file string) (map[string]string, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ParseComments)
+	if err != nil {
+		return nil, err
+	}
+	docs := map[string]string{}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Recv != nil || !fn.Name.IsExported() || fn.Body == nil {
+			continue
+		}
+		loads := false
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			if call, ok := n.(*ast.CallExpr); ok {
+				if id, ok := call.Fun.(*ast.Ident); ok && id.Name == "runner" {
+					loads = true
+				}
+			}
+			return !loads
+		})
+		if loads {
+			docs[strings.ToLower(fn.Name.Name)] = fn.Doc.Text()
+		}
+	}
+	return docs, nil
 }
 
 // TestLoadConfigReadsTheTable checks that LoadConfig reads exactly the rows
