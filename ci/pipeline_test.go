@@ -5,7 +5,6 @@ package ci
 // and assert what the pipeline asks the engine and ECR to do, in order.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,31 +26,14 @@ import (
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
 	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 )
-
-// syncBuffer is a log the SDK and the pipeline may write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeEngine is what a test sees of a pipeline run.
 type fakeEngine struct {
 	srv     *daggertest.Server
-	log     *syncBuffer
-	out     *syncBuffer
+	log     *testkit.LockedBuffer
+	out     *testkit.LockedBuffer
 	runner  *Runner
 	dir     string
 	goTests *[]string // go test calls, in order, with the Dagger query count at the time
@@ -106,7 +88,7 @@ func gitHead(t *testing.T, dir string) string {
 // working sidecar prints.
 func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngine {
 	t.Helper()
-	fe := &fakeEngine{srv: daggertest.Start(t), log: &syncBuffer{}, out: &syncBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
+	fe := &fakeEngine{srv: daggertest.Start(t), log: &testkit.LockedBuffer{}, out: &testkit.LockedBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
 	if sizes == nil {
 		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
 	}
@@ -620,7 +602,7 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	// Same commit, both tags present with the same digest: nothing pushed.
 	ecrSrv.SetTag("sidecar", "v1.4.0", fe.digest)
 	before := len(fe.leaves("publish"))
-	fe.out = &syncBuffer{}
+	fe.out = &testkit.LockedBuffer{}
 	fe.runner.Out = fe.out
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("second Push: %v", err)

@@ -7,7 +7,6 @@ package ci
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/internal/testmysql"
 )
 
@@ -163,17 +163,6 @@ echo "`+smokesql.Expected()+`"
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // TestSmokeScriptsAgainstRealSidecar runs the three smoke scripts as the
 // pipeline does, but on this machine: the real sidecar binary, a real
 // MariaDB, the real client; only the Dagger wiring (services, hostnames)
@@ -202,9 +191,9 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 	}
 	// proxyEnv is the sidecar's proxy-mode environment on fresh ports.
 	proxyEnv := func() (env []string, listen string) {
-		listen = freePort(t)
+		listen = strconv.Itoa(testkit.FreePort(t))
 		return []string{"MODE=proxy", "TARGET_HOST=127.0.0.1", "TARGET_PORT=" + strconv.Itoa(db.Port),
-			"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT=" + listen, "ADMIN_PORT=" + freePort(t)}, listen
+			"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT=" + listen, "ADMIN_PORT=" + strconv.Itoa(testkit.FreePort(t))}, listen
 	}
 
 	t.Run("running sidecar", func(t *testing.T) {
@@ -218,7 +207,7 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 		}
 	})
 	t.Run("sleep mode", func(t *testing.T) {
-		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+bin, "MODE=sleep", "ADMIN_PORT="+freePort(t))
+		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+bin, "MODE=sleep", "ADMIN_PORT="+strconv.Itoa(testkit.FreePort(t)))
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -230,8 +219,8 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 		env, listen := proxyEnv()
 		side := exec.CommandContext(ctx, bin)
 		side.Env = append(os.Environ(), env...)
-		var logs strings.Builder
-		side.Stderr = &logs
+		logs := &testkit.LockedBuffer{} // the sidecar writes while a failing test reads
+		side.Stderr = logs
 		if err := side.Start(); err != nil {
 			t.Fatal(err)
 		}
