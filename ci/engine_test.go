@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // noEngineEnv removes every way to an engine the test machine might have,
@@ -32,13 +33,7 @@ func noEngineEnv(t *testing.T) {
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	return port
+	return strconv.Itoa(testkit.FreePort(t))
 }
 
 // fakeDockerCLI makes PATH hold only a `docker` running script (none

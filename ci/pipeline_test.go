@@ -5,7 +5,6 @@ package ci
 // and assert what the pipeline asks the engine and ECR to do, in order.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,33 +24,16 @@ import (
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 )
-
-// syncBuffer is a log the SDK and the pipeline may write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeEngine is what a test sees of a pipeline run.
 type fakeEngine struct {
 	srv     *daggertest.Server
-	log     *syncBuffer
-	out     *syncBuffer
+	log     *testkit.LockedBuffer
+	out     *testkit.LockedBuffer
 	runner  *Runner
 	dir     string
 	goTests *[]string // go test calls, in order, with the Dagger query count at the time
@@ -106,7 +88,7 @@ func gitHead(t *testing.T, dir string) string {
 // working sidecar prints.
 func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngine {
 	t.Helper()
-	fe := &fakeEngine{srv: daggertest.Start(t), log: &syncBuffer{}, out: &syncBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
+	fe := &fakeEngine{srv: daggertest.Start(t), log: &testkit.LockedBuffer{}, out: &testkit.LockedBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
 	if sizes == nil {
 		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
 	}
@@ -165,7 +147,7 @@ func execScript(q daggertest.Query) string {
 func healthyStdout(q daggertest.Query) string {
 	switch s := execScript(q); {
 	case strings.Contains(s, "SMOKE_SQL"):
-		return "mysql: [Warning] something\n" + smoke.Expected() + "\n"
+		return "mysql: [Warning] something\n" + smokesql.Expected() + "\n"
 	case strings.Contains(s, "MODE") || strings.Contains(s, "stayed-up"):
 		return "stayed-up\nhealthcheck=ok\nexit=0\n"
 	case strings.Contains(s, "uid="):
@@ -431,8 +413,8 @@ func TestTestPipeline(t *testing.T) {
 	if cnf, _ := fe.srv.Secret(cnfs.Arg("uri")); !strings.Contains(cnf, "password="+pw) {
 		t.Error("client option file does not carry the MySQL password")
 	}
-	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs(), " ")) {
-		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs(): %s", execScript(client))
+	if envOf(client)["SMOKE_SQL"] != smokesql.SQL || !strings.Contains(execScript(client), strings.Join(smokesql.ClientArgs(), " ")) {
+		t.Errorf("client does not run smokesql.SQL with smokesql.ClientArgs(): %s", execScript(client))
 	}
 
 	// Running-sidecar and sleep-mode checks run inside the sidecar image.
@@ -620,7 +602,7 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	// Same commit, both tags present with the same digest: nothing pushed.
 	ecrSrv.SetTag("sidecar", "v1.4.0", fe.digest)
 	before := len(fe.leaves("publish"))
-	fe.out = &syncBuffer{}
+	fe.out = &testkit.LockedBuffer{}
 	fe.runner.Out = fe.out
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("second Push: %v", err)

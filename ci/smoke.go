@@ -8,7 +8,7 @@ import (
 
 	"dagger.io/dagger"
 
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 )
 
 // Smoke-test wiring. The sidecar forwards its port to the MySQL service;
@@ -43,7 +43,7 @@ until %[1]s -e 'SELECT 1' >/dev/null 2>&1; do
   if [ "$i" -ge 90 ]; then echo "MySQL not reachable through the sidecar after 90 tries; last attempt:" >&2; %[1]s -e 'SELECT 1'; exit 1; fi
   sleep 1
 done
-exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smoke.ClientArgs(), " "))
+exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smokesql.ClientArgs(), " "))
 }
 
 // sidecarVar names the binary (where the Dockerfile puts it); tests of
@@ -109,7 +109,7 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 		return err
 	}
 	run := randomHex(8) // fresh exec every run: a smoke test must not be a cache hit
-	scrub := func(s string) string { return strings.ReplaceAll(s, password, "[redacted]") }
+	scrub := redactor(password)
 
 	r.step("test: starting MySQL (%s) and the %s sidecar in proxy mode", r.Config.MySQLImage, enginePlatform)
 	mysql := client.Container().From(r.Config.MySQLImage).
@@ -143,14 +143,14 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 	out, err := client.Container().From(r.Config.MySQLImage).
 		WithServiceBinding(sidecarAlias, sidecar).
 		WithMountedSecret(clientCnf, cnf).
-		WithEnvVariable("SMOKE_SQL", smoke.SQL).
+		WithEnvVariable("SMOKE_SQL", smokesql.SQL).
 		WithEnvVariable("SMOKE_RUN", run).
 		WithExec([]string{"sh", "-c", clientScript()}).
 		Stdout(ctx)
 	if err != nil {
 		return smokeFailure("SQL round trip through the sidecar", err, scrub)
 	}
-	if err := smoke.Check(out); err != nil {
+	if err := smokesql.Check(out); err != nil {
 		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)
 	}
 

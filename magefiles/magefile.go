@@ -30,12 +30,19 @@ const (
 //
 // Prints compressed and uncompressed sizes per platform and fails naming the
 // platform over budget; then loads the host-platform image into the local
-// Docker as sidecar:latest. Environment, with defaults: PLATFORMS
-// (linux/amd64,linux/arm64); SIZE_BUDGET, largest uncompressed image per
-// platform as docker images shows it (50MB); LOCAL_IMAGE, or none to skip
-// (sidecar:latest); OCI_TARBALL, a path to also write the OCI image to (unset);
-// GO_IMAGE and RUNTIME_IMAGE, base image mirrors (Dockerfile defaults);
-// _EXPERIMENTAL_DAGGER_RUNNER_HOST, a remote engine (local Docker).
+// Docker as sidecar:latest. Environment: PLATFORMS (default:
+// linux/amd64,linux/arm64), the platforms to build; SIZE_BUDGET (default:
+// 50MB), the largest uncompressed image per platform as docker images shows
+// it; LOCAL_IMAGE (default: sidecar:latest), or none to skip the load;
+// OCI_TARBALL (default: unset), a path to also write the OCI image to;
+// GO_IMAGE (default: public.ecr.aws/docker/library/golang:1.26-alpine, the
+// Dockerfile's default) and RUNTIME_IMAGE (default:
+// public.ecr.aws/docker/library/alpine:3.22, the Dockerfile's default), base
+// image mirrors; _EXPERIMENTAL_DAGGER_RUNNER_HOST (default: engine in local
+// Docker), a remote engine; _EXPERIMENTAL_DAGGER_CLI_BIN (default:
+// downloaded), an installed dagger CLI; DOCKER_HOST or DOCKER_CONTEXT
+// (default: the docker CLI's current context), the Docker daemon that runs
+// the engine. docs/pipeline.md lists them all.
 func Build(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {
@@ -46,13 +53,13 @@ func Build(ctx context.Context) error {
 
 // Test runs the unit tests, then smoke-tests the image against a throwaway MySQL.
 //
-// Runs go test ./..., builds as Build does, then starts MySQL (MYSQL_IMAGE,
-// default public.ecr.aws/docker/library/mysql:8.4) with a random root password passed as a Dagger secret,
-// the image as a service in proxy mode in front of it, and a SQL round trip
-// with the mysql client through the sidecar. Also checks UID 1000, sidecar
-// healthcheck inside a running sidecar, and that sleep mode stays up.
-// UNIT_TESTS=false skips go test (default true). Other environment as for
-// Build.
+// Runs go test ./..., builds as Build does, then starts MySQL from
+// MYSQL_IMAGE (default: public.ecr.aws/docker/library/mysql:8.4) with a
+// random root password passed as a Dagger secret, the image as a service in
+// proxy mode in front of it, and a SQL round trip with the mysql client
+// through the sidecar. Also checks UID 1000, sidecar healthcheck inside a
+// running sidecar, and that sleep mode stays up. UNIT_TESTS (default: true)
+// set to false skips go test. Other environment as for Build.
 func Test(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {
@@ -64,15 +71,16 @@ func Test(ctx context.Context) error {
 // Push checks AWS and ECR, builds, tests, then pushes the multi-arch image to ECR.
 //
 // After a check that a Dagger engine is reachable (none: exit 3 at once),
-// the AWS preflight runs before any build: region and credentials from the
-// usual AWS chain (AWS_REGION, AWS_PROFILE or AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY, or a role), ECR login, and the repository
-// ECR_REPOSITORY (default sidecar), created when missing
-// (ECR_CREATE_REPOSITORY=true) with scan on push (ECR_SCAN_ON_PUSH=true) and
-// immutable tags (ECR_IMMUTABLE_TAGS=true). AWS_ENDPOINT_URL_ECR overrides
+// the AWS preflight runs before any build: region and credentials,
+// AWS_REGION (default: AWS SDK chain) with AWS_PROFILE or AWS_ACCESS_KEY_ID
+// and AWS_SECRET_ACCESS_KEY or a role, ECR login, and the repository
+// ECR_REPOSITORY (default: sidecar), created when missing if
+// ECR_CREATE_REPOSITORY (default: true), with scan on push if
+// ECR_SCAN_ON_PUSH (default: true) and immutable tags if ECR_IMMUTABLE_TAGS
+// (default: true). AWS_ENDPOINT_URL_ECR (default: AWS default) overrides
 // the ECR API endpoint. Then Build and Test run; nothing is pushed if either
 // fails. Tags: the 12-character commit, plus the version when HEAD has a v*
-// tag, plus latest when PUSH_LATEST=true (default false; needs mutable
+// tag, plus latest when PUSH_LATEST (default: false) is true (needs mutable
 // tags). A tag already pointing at this image is skipped. A commit already
 // in ECR keeps its pushed image: the rebuild (never byte-identical) is not
 // pushed, and a v* tag on it releases that image (ECR PutImage). A version

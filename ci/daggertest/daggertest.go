@@ -61,6 +61,8 @@ import (
 
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // Call is one field selection in a chain with its arguments.
@@ -197,10 +199,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{},
 		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("daggertest: listen: %v", err)
-	}
+	l := testkit.Listen(t) // 127.0.0.1 only: httptest would fall back to ::1
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	srv.Listener.Close()
 	srv.Listener = l
