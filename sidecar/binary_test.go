@@ -65,8 +65,10 @@ func sidecarBinary(t testing.TB) string {
 	return binPath
 }
 
-// environ renders env as the child's whole environment: nothing inherited,
-// so the test proves the binary is configured by these variables alone.
+// environ renders env in os.Environ form: for run in-process, and as a
+// child's whole environment, nothing inherited (never nil, which exec
+// reads as "inherit"), so the test proves the binary is configured by
+// these variables alone.
 func environ(env map[string]string) []string {
 	out := []string{}
 	for k, v := range env {

@@ -17,15 +17,6 @@ import (
 // safety bounds every wait; reaching it means a hang.
 const safety = 30 * time.Second
 
-// envOf is kv in os.Environ form.
-func envOf(kv map[string]string) []string {
-	var out []string
-	for k, v := range kv {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
-
 // jsonLines decodes stderr's JSON log lines, failing on any other line.
 func jsonLines(t *testing.T, s string) []map[string]any {
 	t.Helper()
@@ -46,7 +37,7 @@ func jsonLines(t *testing.T, s string) []map[string]any {
 
 func TestBadConfigurationExits2WithEveryProblem(t *testing.T) {
 	var stdout, stderr testkit.LockedBuffer
-	code := run(context.Background(), nil, envOf(map[string]string{
+	code := run(context.Background(), nil, environ(map[string]string{
 		"TARGET_PORT": "mysql", "LOG_LEVEL": "loud", "MAX_CONNECTIONS": "-5",
 	}), &stdout, &stderr)
 	if code != 2 {
@@ -74,7 +65,7 @@ func TestBadConfigurationExits2WithEveryProblem(t *testing.T) {
 // set) and what is accepted, so CloudWatch Logs Insights can group by them.
 func TestBadConfigurationLinesHaveFields(t *testing.T) {
 	var stderr testkit.LockedBuffer
-	code := run(context.Background(), nil, envOf(map[string]string{
+	code := run(context.Background(), nil, environ(map[string]string{
 		"TARGET_PORT": "mysql", "KEEPALIVE": "10h",
 	}), io.Discard, &stderr)
 	if code != 2 {
@@ -160,7 +151,7 @@ func TestCommandLine(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr testkit.LockedBuffer
-			code := run(context.Background(), tc.args, envOf(map[string]string{"ADMIN_PORT": "abc"}), &stdout, &stderr)
+			code := run(context.Background(), tc.args, environ(map[string]string{"ADMIN_PORT": "abc"}), &stdout, &stderr)
 			if code != tc.code || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.errst) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout.String(), stderr.String(), tc.code, tc.out, tc.errst)
 			}
@@ -187,13 +178,13 @@ func runAsync(t *testing.T, env map[string]string) (cancel context.CancelFunc, d
 }
 
 func runInto(ctx context.Context, env map[string]string, stderr io.Writer, done chan<- int, finished chan<- struct{}) {
-	done <- run(ctx, nil, envOf(env), io.Discard, stderr)
+	done <- run(ctx, nil, environ(env), io.Discard, stderr)
 	close(finished)
 }
 
 // healthy runs `sidecar healthcheck` in-process.
 func healthy(env map[string]string) bool {
-	return run(context.Background(), []string{"healthcheck"}, envOf(env), io.Discard, io.Discard) == 0
+	return run(context.Background(), []string{"healthcheck"}, environ(env), io.Discard, io.Discard) == 0
 }
 
 func waitHealthy(t *testing.T, env map[string]string, want bool) {
@@ -283,7 +274,7 @@ func TestPortInUse(t *testing.T) {
 			var stderr testkit.LockedBuffer
 			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "1", "LISTEN_ADDR": "127.0.0.1",
 				"LISTEN_PORT": tc.listen, "ADMIN_PORT": tc.admin}
-			code := run(context.Background(), nil, envOf(env), io.Discard, &stderr)
+			code := run(context.Background(), nil, environ(env), io.Discard, &stderr)
 			if code != 1 || !strings.Contains(stderr.String(), "address already in use") {
 				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and 'address already in use'", code, stderr.String())
 			}
