@@ -182,11 +182,8 @@ func TestBinaryPortInUse(t *testing.T) {
 // SIGTERM with a transfer in flight: the sidecar turns unhealthy and stops
 // accepting at once, the transfer completes, and the process exits 0.
 func TestBinaryDrainOnSIGTERM(t *testing.T) {
-	up := testkit.Listen(t)
-	go echoServer(up)
-	listen := strconv.Itoa(testkit.FreePort(t))
-	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)), "DRAIN_TIMEOUT": "25s"}
+	env, listen := echoForward(t)
+	env["DRAIN_TIMEOUT"] = "25s"
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
 
@@ -240,11 +237,8 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 
 // A second signal during the drain ends the process at once.
 func TestBinarySecondSignalStopsAtOnce(t *testing.T) {
-	up := testkit.Listen(t)
-	go echoServer(up)
-	listen := strconv.Itoa(testkit.FreePort(t))
-	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)), "DRAIN_TIMEOUT": "10m"}
+	env, listen := echoForward(t)
+	env["DRAIN_TIMEOUT"] = "10m"
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
 	c, err := net.Dial("tcp", "127.0.0.1:"+listen)

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testenv"
-
-	"github.com/example/sidecar/internal/testkit"
 )
 
 // The real binary under a low file-descriptor limit: connections pile up
@@ -27,12 +25,7 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		testenv.Unavailable(t, "/proc (to read the child's CPU time): %v", err)
 	}
-	up := testkit.Listen(t)
-	go echoServer(up)
-
-	listen := strconv.Itoa(testkit.FreePort(t))
-	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+	env, listen := echoForward(t)
 	// ulimit in the shell, then exec: the sidecar itself runs with 32 fds.
 	p := startSidecar(t, exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t)), env)
 	waitHealthyBinary(t, env, p, 0)

@@ -199,17 +199,12 @@ func waitHealthy(t *testing.T, env map[string]string, want bool) {
 }
 
 func TestProxyModeInProcess(t *testing.T) {
-	up := testkit.Listen(t)
-	go echoServer(up)
-	listen, admin := testkit.FreePort(t), testkit.FreePort(t)
-	env := map[string]string{
-		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_PORT": strconv.Itoa(listen), "LISTEN_ADDR": "127.0.0.1", "ADMIN_PORT": strconv.Itoa(admin), "LOG_LEVEL": "debug",
-	}
+	env, listen := echoForward(t)
+	env["LOG_LEVEL"] = "debug"
 	cancel, done, stderr := runAsync(t, env)
 	waitHealthy(t, env, true)
 
-	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)))
+	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +239,18 @@ func TestProxyModeInProcess(t *testing.T) {
 	if !sawStart || !sawConn {
 		t.Errorf("want a startup line with the effective config and a debug line per connection; stderr:\n%s", stderr.String())
 	}
+}
+
+// echoForward starts an echo server standing in for the database and
+// returns the environment of a sidecar forwarding 127.0.0.1:listen, a free
+// port, to it, with a free admin port.
+func echoForward(t *testing.T) (env map[string]string, listen string) {
+	t.Helper()
+	up := testkit.Listen(t)
+	go echoServer(up)
+	listen = strconv.Itoa(testkit.FreePort(t))
+	return map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}, listen
 }
 
 func echoServer(ln net.Listener) {
