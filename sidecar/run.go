@@ -188,13 +188,9 @@ func warnTypos(ctx context.Context, log *slog.Logger, environ []string) {
 // Service Connect, a failed start (for one of the two) with it. Earlier
 // builds defaulted ADMIN_PORT to 9901, so task definitions may pin it.
 func warnServiceConnectPorts(ctx context.Context, log *slog.Logger, cfg config.Config) {
-	listenVar := "LISTEN_PORT"
-	if len(cfg.Forwards) > 1 {
-		listenVar = "FORWARDS"
-	}
 	vars, ports := []string{"ADMIN_PORT"}, []int{cfg.AdminPort}
 	for _, f := range cfg.Forwards {
-		vars, ports = append(vars, listenVar), append(ports, f.ListenPort)
+		vars, ports = append(vars, cfg.ListenPortVar), append(ports, f.ListenPort)
 	}
 	for i, port := range ports {
 		if what, ok := config.ServiceConnectPorts[port]; ok {

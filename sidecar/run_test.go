@@ -361,29 +361,44 @@ func TestListenAddressSameInEveryLine(t *testing.T) {
 // startup (never an error: without Service Connect it is harmless).
 func TestServiceConnectPortWarning(t *testing.T) {
 	up := testkit.Listen(t)
-	if ln, err := net.Listen("tcp", "127.0.0.1:9901"); err != nil {
-		t.Skipf("port 9901 is busy here: %v", err)
-	} else {
-		_ = ln.Close()
-	}
-	env := map[string]string{
-		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": "9901",
-	}
-	cancel, done, stderr := runAsync(t, env)
-	waitHealthy(t, env, true)
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
-	}
-	var warned []map[string]any
-	for _, l := range jsonLines(t, stderr.String()) {
-		if l["level"] == "WARN" && strings.Contains(l["msg"].(string), "Service Connect") {
-			warned = append(warned, l)
-		}
-	}
-	if len(warned) != 1 || warned[0]["variable"] != "ADMIN_PORT" || warned[0]["port"] != float64(9901) ||
-		!strings.Contains(warned[0]["msg"].(string), "Envoy admin") {
-		t.Errorf("Service Connect warnings %v, want one for ADMIN_PORT 9901 naming Envoy's admin interface", warned)
+	upPort := strconv.Itoa(up.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct {
+		name, variable, what string
+		port                 int
+		env                  map[string]string
+	}{
+		{"ADMIN_PORT", "ADMIN_PORT", "Envoy admin", 9901, map[string]string{
+			"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort,
+			"LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": "9901"}},
+		// One entry in FORWARDS: the warning names FORWARDS, the variable
+		// the operator set, not LISTEN_PORT.
+		{"FORWARDS with one entry", "FORWARDS", "agent management", 9902, map[string]string{
+			"FORWARDS": "9902=127.0.0.1:" + upPort, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(tc.port)); err != nil {
+				t.Skipf("port %d is busy here: %v", tc.port, err)
+			} else {
+				_ = ln.Close()
+			}
+			env := tc.env
+			env["LISTEN_ADDR"] = "127.0.0.1"
+			cancel, done, stderr := runAsync(t, env)
+			waitHealthy(t, env, true)
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+			}
+			var warned []map[string]any
+			for _, l := range jsonLines(t, stderr.String()) {
+				if l["level"] == "WARN" && strings.Contains(l["msg"].(string), "Service Connect") {
+					warned = append(warned, l)
+				}
+			}
+			if len(warned) != 1 || warned[0]["variable"] != tc.variable || warned[0]["port"] != float64(tc.port) ||
+				!strings.Contains(warned[0]["msg"].(string), tc.what) || !strings.Contains(warned[0]["msg"].(string), "("+tc.variable+")") {
+				t.Errorf("Service Connect warnings %v, want one for %s %d naming the %s interface", warned, tc.variable, tc.port, tc.what)
+			}
+		})
 	}
 }

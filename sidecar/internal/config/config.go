@@ -50,6 +50,7 @@ type Config struct {
 	Mode               Mode
 	ListenAddr         string    // IP the forward listeners bind to
 	Forwards           []Forward // sorted by listen port; empty in sleep mode
+	ListenPortVar      string    // the variable the listen ports came from: LISTEN_PORT or FORWARDS
 	LogLevel           slog.Level
 	AdminPort          int // admin HTTP on 127.0.0.1
 	DrainTimeout       time.Duration
@@ -159,6 +160,10 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	}
 
 	c.Forwards = p.forwards()
+	c.ListenPortVar = "LISTEN_PORT"
+	if _, ok := p.get("FORWARDS"); ok {
+		c.ListenPortVar = "FORWARDS"
+	}
 	sort.Slice(c.Forwards, func(i, j int) bool { return c.Forwards[i].ListenPort < c.Forwards[j].ListenPort })
 	for _, f := range c.Forwards {
 		if f.ListenPort == c.AdminPort {

@@ -15,11 +15,21 @@ func env(kv map[string]string) func(string) (string, bool) {
 }
 
 func defaults(fw ...Forward) Config {
-	return Config{
+	c := Config{
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
 		AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto,
 	}
+	if len(fw) > 0 {
+		c.ListenPortVar = "LISTEN_PORT"
+	}
+	return c
+}
+
+// viaForwards is c with its forwards set by FORWARDS.
+func viaForwards(c Config) Config {
+	c.ListenPortVar = "FORWARDS"
+	return c
 }
 
 func TestParseValid(t *testing.T) {
@@ -58,7 +68,7 @@ func TestParseValid(t *testing.T) {
 			name: "forwards list, sorted by listen port, spaces tolerated",
 			env:  map[string]string{"FORWARDS": " 8081=reader.example:3306 , 8080=writer.example:3306,9000=[::1]:3306"},
 			want: func() Config {
-				return defaults(Forward{8080, "writer.example", 3306}, Forward{8081, "reader.example", 3306}, Forward{9000, "::1", 3306})
+				return viaForwards(defaults(Forward{8080, "writer.example", 3306}, Forward{8081, "reader.example", 3306}, Forward{9000, "::1", 3306}))
 			},
 		},
 		{
@@ -102,7 +112,7 @@ func TestParseValid(t *testing.T) {
 			name: "names with digits, and a final dot",
 			env:  map[string]string{"FORWARDS": "8080=db1.example:3306,8081=123.example.:3306,8082=1e100.net:3306"},
 			want: func() Config {
-				return defaults(Forward{8080, "db1.example", 3306}, Forward{8081, "123.example.", 3306}, Forward{8082, "1e100.net", 3306})
+				return viaForwards(defaults(Forward{8080, "db1.example", 3306}, Forward{8081, "123.example.", 3306}, Forward{8082, "1e100.net", 3306}))
 			},
 		},
 		{
