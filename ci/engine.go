@@ -85,8 +85,8 @@ const dockerProbeTimeout = 15 * time.Second
 // in Docker (engine/client/drivers/docker.go, docker.Available at v0.21.8):
 // a docker CLI on PATH, and `docker version` succeeding. Asking the CLI
 // means DOCKER_HOST, DOCKER_CONTEXT and the current context in the Docker
-// config are honoured exactly as Dagger will (Colima, OrbStack, rootless
-// Docker, Docker Desktop without /var/run/docker.sock).
+// config are honoured exactly as Dagger will (Colima, OrbStack, Docker
+// Desktop without /var/run/docker.sock).
 func probeDocker(ctx context.Context) error {
 	if _, err := exec.LookPath("docker"); err != nil {
 		for _, alt := range []string{"podman", "nerdctl", "finch"} {

@@ -79,7 +79,7 @@ func Vars() []Var {
 			Help: "Use an installed `dagger` CLI (v0.21.8) instead of downloading one."},
 		{Name: "DOCKER_HOST", Default: "the docker CLI's current context", NoValue: true, ReadBy: "docker CLI",
 			Label: "`DOCKER_HOST`, `DOCKER_CONTEXT`",
-			Help:  "Docker daemon that starts the engine and receives `sidecar:latest`. Found as Dagger finds it, by running `docker version`, so `docker context use colima` (OrbStack, rootless Docker, Docker Desktop) works without `DOCKER_HOST`."},
+			Help:  "Docker daemon that starts the engine and receives `sidecar:latest`. Found as Dagger finds it, by running `docker version`, so `docker context use colima` (OrbStack, Docker Desktop) works without `DOCKER_HOST`; rootless Docker cannot run the engine, which needs a privileged container."},
 	}
 }
 
