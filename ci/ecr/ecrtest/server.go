@@ -7,6 +7,7 @@ package ecrtest
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -33,7 +34,11 @@ type Repo struct {
 	Name       string
 	Immutable  bool
 	ScanOnPush bool
-	Tags       map[string]string // tag -> digest
+	// ScanFrequency is the effective scanning rule
+	// (BatchGetRepositoryScanningConfiguration): SCAN_ON_PUSH,
+	// CONTINUOUS_SCAN or MANUAL; "" derives it from ScanOnPush.
+	ScanFrequency string
+	Tags          map[string]string // tag -> digest
 }
 
 // Call is one API request the stand-in answered.
@@ -49,9 +54,12 @@ type Server struct {
 	Account  string
 	Password string // what the decoded token carries after "AWS:"
 
-	mu    sync.Mutex
-	repos map[string]*Repo
-	calls []Call
+	mu        sync.Mutex
+	repos     map[string]*Repo
+	calls     []Call
+	manifests map[string]manifest    // digest -> pushed manifest
+	scans     map[string][]ScanState // digest -> script, one step per call
+	scanType  string                 // BASIC (default) or ENHANCED
 	// createRace makes CreateRepository behave as if another run created
 	// the repository first: it appears, and the call fails with
 	// RepositoryAlreadyExistsException.
@@ -63,7 +71,8 @@ func Start(t testing.TB, region string) *Server {
 	t.Helper()
 	pw := make([]byte, 24)
 	_, _ = rand.Read(pw)
-	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{}}
+	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{},
+		manifests: map[string]manifest{}, scans: map[string][]ScanState{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -213,6 +222,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 				for _, d := range repo.Tags {
 					found = found || d == digest
 				}
+				_, pushed := s.manifests[digest]
+				found = found || pushed
 			}
 			if !found {
 				failures = append(failures, map[string]any{
@@ -224,10 +235,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			if tag != "" {
 				imageID["imageTag"] = tag
 			}
+			m, ok := s.manifests[digest]
+			if !ok {
+				m = manifest{mediaType: "application/vnd.oci.image.index.v1+json", body: manifestFor(digest)}
+			}
 			images = append(images, map[string]any{
 				"registryId": s.Account, "repositoryName": name, "imageId": imageID,
-				"imageManifest":          manifestFor(digest),
-				"imageManifestMediaType": "application/vnd.oci.image.index.v1+json",
+				"imageManifest":          m.body,
+				"imageManifestMediaType": m.mediaType,
 			})
 		}
 		reply(w, map[string]any{"images": images, "failures": failures})
@@ -241,7 +256,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		manifest, _ := body["imageManifest"].(string)
 		tag, _ := body["imageTag"].(string)
 		digest, _ := body["imageDigest"].(string)
-		if manifest != manifestFor(digest) {
+		if manifest != manifestFor(digest) && digestOf([]byte(manifest)) != digest {
 			awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
 			return
 		}
@@ -258,9 +273,175 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			"registryId": s.Account, "repositoryName": name,
 			"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
 		}})
+	case "GetRegistryScanningConfiguration":
+		typ := s.scanType
+		if typ == "" {
+			typ = "BASIC"
+		}
+		reply(w, map[string]any{"registryId": s.Account, "scanningConfiguration": map[string]any{"scanType": typ, "rules": []any{}}})
+	case "BatchGetRepositoryScanningConfiguration":
+		var confs, failures []any
+		for _, n := range stringList(body["repositoryNames"]) {
+			repo, ok := s.repos[n]
+			if !ok {
+				awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+n)
+				return
+			}
+			confs = append(confs, map[string]any{
+				"repositoryArn":  fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, n),
+				"repositoryName": n, "scanOnPush": repo.ScanOnPush, "scanFrequency": frequency(repo), "appliedScanFilters": []any{},
+			})
+		}
+		reply(w, map[string]any{"scanningConfigurations": confs, "failures": failures})
+	case "DescribeImageScanFindings":
+		s.describeScan(w, body)
 	default:
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", "stand-in does not implement "+op)
 	}
+}
+
+type manifest struct{ mediaType, body string }
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func frequency(r *Repo) string {
+	switch {
+	case r.ScanFrequency != "":
+		return r.ScanFrequency
+	case r.ScanOnPush:
+		return "SCAN_ON_PUSH"
+	}
+	return "MANUAL"
+}
+
+// PushImage records an image pushed to repository name under tag, as a
+// registry push would: its manifest, addressable by digest (the SHA-256
+// of manifest), and, for an image index, nothing else (platform manifests
+// are looked up only for scans). It returns the digest.
+func (s *Server) PushImage(name, tag, mediaType string, manifestJSON []byte) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := digestOf(manifestJSON)
+	s.manifests[d] = manifest{mediaType: mediaType, body: string(manifestJSON)}
+	if tag != "" {
+		s.repos[name].Tags[tag] = d
+	}
+	return d
+}
+
+// SetScanning sets how repository name is scanned: scanType BASIC or
+// ENHANCED (registry-wide, as in ECR), frequency SCAN_ON_PUSH,
+// CONTINUOUS_SCAN or MANUAL.
+func (s *Server) SetScanning(name, scanType, frequency string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scanType = scanType
+	s.repos[name].ScanFrequency = frequency
+	s.repos[name].ScanOnPush = frequency != "MANUAL"
+}
+
+// ScanFinding is one finding a scripted scan reports.
+type ScanFinding struct {
+	Severity string // CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED, UNTRIAGED
+	Name     string // CVE id
+	Package  string // affected package name
+	Version  string
+}
+
+// ScanState is one answer of DescribeImageScanFindings for a manifest.
+// Status "" answers ScanNotFoundException (no scan yet).
+type ScanState struct {
+	Status      string // IN_PROGRESS, COMPLETE, FAILED, UNSUPPORTED_IMAGE, ACTIVE, PENDING, …
+	Description string
+	Findings    []ScanFinding
+}
+
+// ScriptScan makes DescribeImageScanFindings for digest answer states in
+// turn, one per call; the last repeats. Without a script, a scanned
+// repository's images answer COMPLETE with no findings, an unscanned
+// one's ScanNotFoundException.
+func (s *Server) ScriptScan(digest string, states ...ScanState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scans[digest] = states
+}
+
+// describeScan answers DescribeImageScanFindings (s.mu held), in the
+// finding format of the scan type: findings for BASIC, enhancedFindings
+// for ENHANCED. Pages of maxResults (default 100) with nextToken.
+func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
+	name, _ := body["repositoryName"].(string)
+	repo, ok := s.repos[name]
+	if !ok {
+		awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+		return
+	}
+	id, _ := body["imageId"].(map[string]any)
+	digest, _ := id["imageDigest"].(string)
+	var st ScanState
+	if script, ok := s.scans[digest]; ok && len(script) > 0 {
+		st = script[0]
+		if len(script) > 1 {
+			s.scans[digest] = script[1:]
+		}
+	} else if frequency(repo) != "MANUAL" {
+		st = ScanState{Status: "COMPLETE"}
+	}
+	if st.Status == "" {
+		awsError(w, http.StatusBadRequest, "ScanNotFoundException",
+			fmt.Sprintf("Image scan does not exist for image with '{imageDigest:'%s'}' in the repository with name '%s' in the registry with id '%s'", digest, name, s.Account))
+		return
+	}
+	out := map[string]any{
+		"registryId": s.Account, "repositoryName": name, "imageId": map[string]any{"imageDigest": digest},
+		"imageScanStatus": map[string]any{"status": st.Status, "description": st.Description},
+	}
+	if st.Status == "COMPLETE" || st.Status == "ACTIVE" {
+		counts := map[string]any{}
+		for _, f := range st.Findings {
+			n, _ := counts[f.Severity].(int)
+			counts[f.Severity] = n + 1
+		}
+		size := 100
+		if m, ok := body["maxResults"].(float64); ok && m > 0 {
+			size = int(m)
+		}
+		from := 0
+		if tok, ok := body["nextToken"].(string); ok {
+			fmt.Sscanf(tok, "page-%d", &from)
+		}
+		to := min(from+size, len(st.Findings))
+		var basic, enhanced []any
+		for _, f := range st.Findings[from:to] {
+			if s.scanType == "ENHANCED" {
+				enhanced = append(enhanced, map[string]any{
+					"severity": f.Severity, "title": f.Name + " - " + f.Package, "type": "PACKAGE_VULNERABILITY", "status": "ACTIVE",
+					"packageVulnerabilityDetails": map[string]any{"vulnerabilityId": f.Name, "source": "NVD",
+						"vulnerablePackages": []any{map[string]any{"name": f.Package, "version": f.Version}}},
+				})
+			} else {
+				basic = append(basic, map[string]any{
+					"name": f.Name, "severity": f.Severity, "uri": "https://nvd.nist.gov/vuln/detail/" + f.Name,
+					"attributes": []any{map[string]any{"key": "package_name", "value": f.Package}, map[string]any{"key": "package_version", "value": f.Version}},
+				})
+			}
+		}
+		findings := map[string]any{"findingSeverityCounts": counts, "imageScanCompletedAt": float64(time.Now().Unix())}
+		if basic != nil {
+			findings["findings"] = basic
+		}
+		if enhanced != nil {
+			findings["enhancedFindings"] = enhanced
+		}
+		out["imageScanFindings"] = findings
+		if to < len(st.Findings) {
+			out["nextToken"] = fmt.Sprintf("page-%d", to)
+		}
+	}
+	reply(w, out)
 }
 
 func (s *Server) repoJSON(r *Repo) map[string]any {
