@@ -14,11 +14,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"dagger.io/dagger"
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/vulncheck"
 )
 
 // Config is the validated pipeline configuration.
@@ -39,6 +41,11 @@ type Config struct {
 	ScanOnPush       bool
 	ImmutableTags    bool
 	PushLatest       bool
+
+	VulnCheck   bool          // govulncheck the image's binary before pushing
+	VulnDB      string        // govulncheck database URL
+	ScanTimeout time.Duration // longest wait for ECR's scan of the candidate
+	ScanFailOn  string        // lowest ECR severity that stops the release; "" = none
 }
 
 // Var documents one configuration variable.
@@ -62,6 +69,10 @@ func Vars() []Var {
 		{"ECR_SCAN_ON_PUSH", "true", "scan-on-push for a created repository"},
 		{"ECR_IMMUTABLE_TAGS", "true", "immutable tags for a created repository"},
 		{"PUSH_LATEST", "false", "also push the `latest` tag (needs a repository with mutable tags)"},
+		{"VULN_CHECK", "true", "run govulncheck on each platform's sidecar binary before push; any finding affecting it stops the push"},
+		{"GOVULNDB", vulncheck.DefaultDB, "Go vulnerability database for VULN_CHECK: an http(s):// mirror or a file:// directory"},
+		{"SCAN_TIMEOUT", "10m", "longest wait for ECR's scan of the pushed candidate (a Go duration: 90s, 10m, 1h)"},
+		{"SCAN_FAIL_ON", "CRITICAL", "lowest ECR scan severity that stops the release: " + strings.Join(ecr.FailOnValues(), ", ")},
 	}
 }
 
@@ -161,6 +172,20 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 	c.ScanOnPush = boolean("ECR_SCAN_ON_PUSH", true)
 	c.ImmutableTags = boolean("ECR_IMMUTABLE_TAGS", true)
 	c.PushLatest = boolean("PUSH_LATEST", false)
+
+	c.VulnCheck = boolean("VULN_CHECK", true)
+	c.VulnDB = get("GOVULNDB", vulncheck.DefaultDB)
+	if err := vulncheck.ValidDB(c.VulnDB); err != nil {
+		bad("GOVULNDB", c.VulnDB, "want an http(s):// or file:// URL of a Go vulnerability database, e.g. "+vulncheck.DefaultDB+" ("+err.Error()+")")
+	}
+	timeout := get("SCAN_TIMEOUT", "10m")
+	if c.ScanTimeout, err = time.ParseDuration(timeout); err != nil || c.ScanTimeout <= 0 {
+		bad("SCAN_TIMEOUT", timeout, "want a duration greater than zero such as 90s, 10m or 1h")
+	}
+	failOn := get("SCAN_FAIL_ON", "CRITICAL")
+	if c.ScanFailOn, err = ecr.ParseFailOn(failOn); err != nil {
+		bad("SCAN_FAIL_ON", failOn, err.Error())
+	}
 
 	if len(problems) > 0 {
 		return Config{}, &ConfigError{Problems: problems}

@@ -61,7 +61,7 @@ func Test(ctx context.Context) error {
 	return exit(r.Test(ctx))
 }
 
-// Push checks AWS and ECR, builds, tests, then pushes the multi-arch image to ECR.
+// Push checks AWS and ECR, builds, tests and vulnerability-checks, pushes a candidate, gates on ECR's scan, then releases.
 //
 // After a check that a Dagger engine is reachable (none: exit 3 at once),
 // the AWS preflight runs before any build: region and credentials from the
@@ -70,15 +70,21 @@ func Test(ctx context.Context) error {
 // ECR_REPOSITORY (default sidecar), created when missing
 // (ECR_CREATE_REPOSITORY=true) with scan on push (ECR_SCAN_ON_PUSH=true) and
 // immutable tags (ECR_IMMUTABLE_TAGS=true). AWS_ENDPOINT_URL_ECR overrides
-// the ECR API endpoint. Then Build and Test run; nothing is pushed if either
-// fails. Tags: the 12-character commit, plus the version when HEAD has a v*
-// tag, plus latest when PUSH_LATEST=true (default false; needs mutable
-// tags). A tag already pointing at this image is skipped. A commit already
-// in ECR keeps its pushed image: the rebuild (never byte-identical) is not
-// pushed, and a v* tag on it releases that image (ECR PutImage). A version
-// tag pointing at another image in an immutable repository is an error and
-// nothing is pushed. Prints every reference with its digest on stdout.
-// Other environment as for Build and Test.
+// the ECR API endpoint. Then Build and Test run, and govulncheck checks each
+// platform's sidecar binary (VULN_CHECK=true; database GOVULNDB, default
+// https://vuln.go.dev, probed first); nothing is pushed if any fails.
+// Release flow: the image is pushed under the 12-character commit tag (the
+// candidate); when the repository scans, push waits for the scan of every
+// platform manifest (SCAN_TIMEOUT, default 10m) and stops on findings at or
+// above SCAN_FAIL_ON (CRITICAL, HIGH, MEDIUM, LOW or none; default
+// CRITICAL), leaving the candidate unreleased; only then does the version
+// (when HEAD has a v* tag) and latest (PUSH_LATEST=true, default false;
+// needs mutable tags) go onto it with ECR PutImage. A tag already pointing
+// at this image is skipped. A commit already in ECR keeps its pushed image:
+// the rebuild (never byte-identical) is not pushed. A version tag pointing
+// at another image in an immutable repository is an error and nothing is
+// pushed. Prints every reference with its digest on stdout. Other
+// environment as for Build and Test.
 func Push(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {

@@ -1,0 +1,392 @@
+package ci
+
+// Helpers and tests for the release flow of push: vulnerability check,
+// candidate, scan gate, promotion, SBOM and provenance.
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/ci/daggertest"
+	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/imagesize/imagesizetest"
+	"github.com/example/sidecar/ci/vulncheck"
+	"github.com/example/sidecar/ci/vulncheck/vulndbtest"
+	"github.com/example/sidecar/internal/sidecarbin"
+)
+
+// setFiles sets the files each platform's exported image holds and
+// recomputes the export's digest and top manifest.
+func (fe *fakeEngine) setFiles(t *testing.T, files map[string]map[string][]byte) {
+	t.Helper()
+	fe.files = files
+	probe := filepath.Join(t.TempDir(), "probe.tar")
+	if _, err := imagesizetest.Write(probe, fe.images()...); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if fe.digest, err = imagesize.Digest(probe); err != nil {
+		t.Fatal(err)
+	}
+	if fe.topType, fe.top, err = topManifest(probe); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// topManifest is the manifest index.json of an OCI layout tarball points
+// at: what a push of that image puts under the tag.
+func topManifest(path string) (string, []byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	blobs := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if h.Name == "index.json" || strings.HasPrefix(h.Name, "blobs/") && h.Size < 1<<20 {
+			b, _ := io.ReadAll(tr)
+			blobs[h.Name] = b
+		}
+	}
+	var idx struct {
+		Manifests []struct{ MediaType, Digest string } `json:"manifests"`
+	}
+	if err := json.Unmarshal(blobs["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		return "", nil, fmt.Errorf("index.json: %v (%d manifests)", err, len(idx.Manifests))
+	}
+	m := idx.Manifests[0]
+	b, ok := blobs["blobs/sha256/"+strings.TrimPrefix(m.Digest, "sha256:")]
+	if !ok {
+		return "", nil, errors.New("top manifest blob missing")
+	}
+	return m.MediaType, b, nil
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// sidecarFiles are the files the release reads from a real image: the
+// sidecar binary (built once per test run for both platforms) and an
+// Alpine apk database.
+func sidecarFiles(t *testing.T) map[string]map[string][]byte {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "ci-test-sidecar-")
+		if binErr != nil {
+			return
+		}
+		for _, arch := range []string{"amd64", "arm64"} {
+			sub := &onceT{TB: t}
+			p := sidecarbin.Build(sub, arch)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				binErr = err
+				return
+			}
+			if err := os.WriteFile(filepath.Join(binDir, arch), b, 0o644); err != nil {
+				binErr = err
+				return
+			}
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	out := map[string]map[string][]byte{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		b, err := os.ReadFile(filepath.Join(binDir, arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["linux/"+arch] = map[string][]byte{binaryPath: b, apkDBPath: []byte(testAPKDB(arch))}
+	}
+	return out
+}
+
+// onceT lets a helper that takes a testing.TB run inside sync.Once: its
+// temporary directories outlive the test that happened to run it first.
+type onceT struct{ testing.TB }
+
+func (o *onceT) TempDir() string {
+	d, err := os.MkdirTemp(binDir, "build-")
+	if err != nil {
+		o.TB.Fatal(err)
+	}
+	return d
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// testAPKDB is an Alpine installed database in apk's format (one
+// paragraph per package, single-letter keys).
+func testAPKDB(arch string) string {
+	a := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+	return "C:Q1+BNTcYh1ZkVlcGpLK+IUdHCOWcE=\nP:busybox\nV:1.37.0-r19\nA:" + a + "\nS:507000\nI:946176\nT:Size optimized toolbox of many common UNIX utilities\n" +
+		"U:https://busybox.net/\nL:GPL-2.0-only\no:busybox\nm:Sören Tempel <soeren+alpine@soeren-tempel.net>\nt:1746000000\nc:8a2b7ea0\n\n" +
+		"C:Q1fMaL2vK5kHRtA1oE4gSEkTBWn2s=\nP:musl\nV:1.2.5-r10\nA:" + a + "\nS:411000\nI:633000\nT:the musl c library (libc) implementation\n" +
+		"U:https://musl.libc.org/\nL:MIT\no:musl\nm:Timo Teräs <timo.teras@iki.fi>\nt:1745000000\nc:4f2a1b3c\n\n"
+}
+
+// newPushEngine is newEngine for push runs against ecrSrv: the export
+// holds the real sidecar binaries, and a publish records the pushed
+// image index in the stand-in under its tag, as a registry push does.
+func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
+	t.Helper()
+	fe := newEngine(t, env, nil)
+	fe.setFiles(t, sidecarFiles(t))
+	fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {
+		addr := q.Leaf().Arg("address")
+		repoTag := strings.TrimPrefix(addr, ecrSrv.Host()+"/")
+		repo, tag, _ := strings.Cut(repoTag, ":")
+		d := ecrSrv.PushImage(repo, tag, fe.topType, fe.top)
+		return addr + "@" + d, nil
+	})
+	return fe
+}
+
+// prePushed records in the stand-in an image index pushed by an earlier
+// run (another build of the commit) under tag, and returns its digest.
+func prePushed(t *testing.T, ecrSrv *ecrtest.Server, tag, build string) string {
+	t.Helper()
+	var ms []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		ms = append(ms, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":700,"platform":{"os":"linux","architecture":%q}}`,
+			digestOf(build+arch), arch))
+	}
+	idx := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + strings.Join(ms, ",") + `]}`
+	return ecrSrv.PushImage("sidecar", tag, "application/vnd.oci.image.index.v1+json", []byte(idx))
+}
+
+func digestOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	db := vulndbtest.Write(t, vulndbtest.StdlibNow("GO-2026-0042", "net", "Listen"))
+	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db})
+	err := fe.runner.Push(testCtx(t))
+	if err == nil {
+		t.Fatalf("Push passed with a vulnerable binary; log:\n%s", fe.log)
+	}
+	for _, w := range []string{"GO-2026-0042", "nothing pushed", "linux/amd64", "linux/arm64", "VULN_CHECK=false"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+	// The table: id, package, found and fixed version, symbol.
+	goVersion := "v" + strings.TrimPrefix(runtime.Version(), "go")
+	for _, w := range []string{"OSV", "MODULE/PACKAGE", "GO-2026-0042", "stdlib net", goVersion, "net.Listen"} {
+		if !strings.Contains(fe.log.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, fe.log)
+		}
+	}
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("published %d times", n)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); len(repo.Tags) != 0 || slices.Contains(ecrSrv.Operations(), "PutImage") {
+		t.Errorf("ECR changed: tags %v, ops %v", repo.Tags, ecrSrv.Operations())
+	}
+
+	t.Run("VULN_CHECK=false", func(t *testing.T) {
+		ecrSrv := pushEnv(t, &immutable)
+		fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "false"})
+		if err := fe.runner.Push(testCtx(t)); err != nil {
+			t.Fatalf("Push: %v", err)
+		}
+		if !strings.Contains(fe.log.String(), "vulnerability check skipped (VULN_CHECK=false)") || strings.Contains(fe.log.String(), "GO-2026-0042") {
+			t.Errorf("log:\n%s", fe.log)
+		}
+	})
+}
+
+func TestPushUnreachableVulnDBFailsFast(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	db := "http://127.0.0.1:" + closedPort(t)
+	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db})
+	start := time.Now()
+	err := fe.runner.Push(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "GOVULNDB="+db) || !strings.Contains(err.Error(), "nothing was built or pushed") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > vulncheck.ProbeTimeout {
+		t.Errorf("took %s", d)
+	}
+	if ops := ecrSrv.Operations(); len(ops) != 0 {
+		t.Errorf("ECR called: %v", ops)
+	}
+	if n := len(fe.srv.Select(func(q daggertest.Query) bool { return q.Has("dockerBuild") })); n != 0 {
+		t.Errorf("%d build queries", n)
+	}
+}
+
+// platformDigests are the platform manifests of the export's index.
+func (fe *fakeEngine) platformDigests(t *testing.T) []string {
+	t.Helper()
+	var idx struct {
+		Manifests []struct{ Digest string } `json:"manifests"`
+	}
+	if err := json.Unmarshal(fe.top, &idx); err != nil || len(idx.Manifests) == 0 {
+		t.Fatalf("export top manifest is not an index: %v %s", err, fe.top)
+	}
+	var ds []string
+	for _, m := range idx.Manifests {
+		ds = append(ds, m.Digest)
+	}
+	return ds
+}
+
+func TestPushScanGate(t *testing.T) {
+	crit := ecrtest.ScanFinding{Severity: "CRITICAL", Name: "CVE-2026-1111", Package: "busybox", Version: "1.37.0-r19"}
+	high := ecrtest.ScanFinding{Severity: "HIGH", Name: "CVE-2026-2222", Package: "musl", Version: "1.2.5-r10"}
+	medium := ecrtest.ScanFinding{Severity: "MEDIUM", Name: "CVE-2026-3333", Package: "musl", Version: "1.2.5-r10"}
+	low := ecrtest.ScanFinding{Severity: "LOW", Name: "CVE-2026-4444", Package: "busybox", Version: "1.37.0-r19"}
+	progress := ecrtest.ScanState{Status: "IN_PROGRESS"}
+	complete := func(fs ...ecrtest.ScanFinding) ecrtest.ScanState {
+		return ecrtest.ScanState{Status: "COMPLETE", Findings: fs}
+	}
+	for _, tc := range []struct {
+		name     string
+		scanType string // "" = repository without scanning
+		freq     string
+		env      map[string]string
+		amd, arm []ecrtest.ScanState
+		released bool
+		errWant  []string
+		logWant  []string
+	}{
+		{name: "clean scan releases", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{{}, progress, complete(low)}, arm: []ecrtest.ScanState{progress, complete()}, released: true,
+			logWant: []string{"waiting for the ECR scan of linux/amd64 (NOT_STARTED)", "linux/amd64", "CRITICAL 0, HIGH 0, MEDIUM 0, LOW 1", "no ECR findings at or above CRITICAL"}},
+		{name: "critical stops the release", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{complete(crit, high, medium, low)}, arm: []ecrtest.ScanState{complete()},
+			errWant: []string{"SCAN_FAIL_ON=CRITICAL", "linux/amd64: CRITICAL CVE-2026-1111 (busybox 1.37.0-r19)", "stays as an unreleased candidate", "v3.0.0 and latest not moved"},
+			logWant: []string{"CRITICAL 1, HIGH 1, MEDIUM 1, LOW 1"}},
+		{name: "HIGH threshold", scanType: "ENHANCED", freq: "CONTINUOUS_SCAN", env: map[string]string{"SCAN_FAIL_ON": "HIGH"},
+			amd: []ecrtest.ScanState{{Status: "PENDING"}, {Status: "ACTIVE", Findings: []ecrtest.ScanFinding{medium}}}, arm: []ecrtest.ScanState{{Status: "ACTIVE", Findings: []ecrtest.ScanFinding{high}}},
+			errWant: []string{"SCAN_FAIL_ON=HIGH", "linux/arm64: HIGH CVE-2026-2222 (musl 1.2.5-r10)"}, logWant: []string{"enhanced (Inspector)"}},
+		{name: "MEDIUM threshold passes low", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_FAIL_ON": "MEDIUM"},
+			amd: []ecrtest.ScanState{complete(low)}, arm: []ecrtest.ScanState{complete(low)}, released: true},
+		{name: "LOW threshold", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_FAIL_ON": "LOW"},
+			amd: []ecrtest.ScanState{complete(low)}, arm: []ecrtest.ScanState{complete()}, errWant: []string{"LOW CVE-2026-4444"}},
+		{name: "none does not gate", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_FAIL_ON": "none"},
+			amd: []ecrtest.ScanState{complete(crit)}, arm: []ecrtest.ScanState{complete()}, released: true,
+			logWant: []string{"CRITICAL 1", "SCAN_FAIL_ON=none"}},
+		{name: "failed scan is an error", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{progress, {Status: "FAILED", Description: "internal error"}}, arm: []ecrtest.ScanState{complete()},
+			errWant: []string{"linux/amd64", "ended FAILED: internal error", "not a pass", "unreleased candidate"}},
+		{name: "unsupported image is an error", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{complete()}, arm: []ecrtest.ScanState{{Status: "UNSUPPORTED_IMAGE", Description: "UnsupportedImageError"}},
+			errWant: []string{"linux/arm64", "UNSUPPORTED_IMAGE"}},
+		{name: "timeout", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_TIMEOUT": "300ms"},
+			amd: []ecrtest.ScanState{progress}, arm: []ecrtest.ScanState{complete()},
+			errWant: []string{"did not finish within 300ms", "linux/amd64 (IN_PROGRESS)", "unreleased candidate"}},
+		{name: "repository without scanning", scanType: "BASIC", freq: "MANUAL", released: true,
+			logWant: []string{"WARNING", "does not scan pushed images", "no scan gate"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			ecrSrv.SetScanning("sidecar", tc.scanType, tc.freq)
+			env := map[string]string{"PUSH_LATEST": "true"}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			fe := newPushEngine(t, ecrSrv, env)
+			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
+			gitTag(t, fe.dir, "v3.0.0")
+			short := gitHead(t, fe.dir)[:12]
+			plats := fe.platformDigests(t)
+			ecrSrv.ScriptScan(plats[0], tc.amd...)
+			ecrSrv.ScriptScan(plats[1], tc.arm...)
+
+			err := fe.runner.Push(testCtx(t))
+			repo, _ := ecrSrv.Repository("sidecar")
+			if repo.Tags[short] != fe.digest {
+				t.Errorf("commit tag at %q, want the candidate %s", repo.Tags[short], fe.digest)
+			}
+			if n := len(fe.leaves("publish")); n != 1 {
+				t.Errorf("%d publishes, want 1 (the candidate)", n)
+			}
+			if tc.released {
+				if err != nil {
+					t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+				}
+				if repo.Tags["v3.0.0"] != fe.digest || repo.Tags["latest"] != fe.digest {
+					t.Errorf("tags %v, want v3.0.0 and latest at %s", repo.Tags, fe.digest)
+				}
+			} else {
+				if err == nil {
+					t.Fatalf("Push passed; log:\n%s", fe.log)
+				}
+				if _, ok := repo.Tags["v3.0.0"]; ok {
+					t.Errorf("version tag moved: %v", repo.Tags)
+				}
+				if _, ok := repo.Tags["latest"]; ok {
+					t.Errorf("latest moved: %v", repo.Tags)
+				}
+				if IsConfigError(err) {
+					t.Errorf("a gate failure is not a configuration error")
+				}
+				for _, w := range tc.errWant {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error lacks %q:\n%v", w, err)
+					}
+				}
+			}
+			for _, w := range tc.logWant {
+				if !strings.Contains(fe.log.String(), w) {
+					t.Errorf("log lacks %q:\n%s", w, fe.log)
+				}
+			}
+			// The promotion happened only after the scan answered.
+			ops := ecrSrv.Operations()
+			if i, j := slices.Index(ops, "PutImage"), lastIndex(ops, "DescribeImageScanFindings"); i >= 0 && j > i {
+				t.Errorf("a tag was promoted before the scan finished: %v", ops)
+			}
+		})
+	}
+}
+
+func lastIndex(s []string, v string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == v {
+			return i
+		}
+	}
+	return -1
+}
