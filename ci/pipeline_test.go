@@ -62,6 +62,7 @@ type fakeEngine struct {
 	files   map[string]map[string][]byte // platform -> image files the export adds (setFiles)
 	topType string                       // media type of the export's top manifest
 	top     []byte                       // the export's top manifest (an index for several platforms)
+	layout  string                       // the export unpacked (an OCI layout directory)
 }
 
 // layerBytes is each platform's image in the fake export.

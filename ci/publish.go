@@ -16,8 +16,9 @@ import (
 //     ECR already, whose image then stands);
 //  2. gate: wait for ECR's scan of every platform manifest and stop on
 //     findings at or above SCAN_FAIL_ON;
-//  3. promote: put the version tag and latest on the candidate with
-//     PutImage (no second push), and attach the SBOM and provenance.
+//  3. attach the SBOM and provenance to the candidate (and write them to
+//     dist/), then promote: put the version tag and latest on it with
+//     PutImage (no second push).
 //
 // It decides for every tag before pushing any, so a conflict pushes
 // nothing; a failed gate leaves the commit tag as an unreleased candidate.
@@ -33,6 +34,7 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 	}
 	commit := tags[0]
 	candidate, ok := plan.Skip[commit]
+	built := false // this run pushed the candidate
 	switch {
 	case ok && plan.Released:
 		// A rebuild is not byte-identical; the commit's pushed image stands.
@@ -43,6 +45,7 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 		if candidate, err = r.pushCandidate(ctx, client, img, reg, commit, plan.Moves[commit]); err != nil {
 			return err
 		}
+		built = true
 	}
 	fmt.Fprintln(r.out(), reg.Ref(commit)+"@"+candidate)
 
@@ -63,6 +66,10 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 	if err := r.scanGate(ctx, reg, pushed, commit, promote); err != nil {
 		return err
 	}
+	// Before promotion: a released tag never lacks its SBOM and provenance.
+	if err := r.attest(ctx, img, reg, pushed, src, built); err != nil {
+		return fmt.Errorf("%w; %s stays as an unreleased candidate", err, reg.Ref(commit))
+	}
 	for _, tag := range promote {
 		if old, ok := plan.Moves[tag]; ok {
 			r.step("push: moving mutable tag %s from %s", tag, old)
@@ -76,7 +83,7 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 	if len(promote) == 0 && len(tags) > 1 {
 		r.step("push: every tag already points at the commit's image")
 	}
-	return r.attest(ctx, img, reg, pushed, src)
+	return nil
 }
 
 // pushCandidate publishes the image under the commit tag and returns the

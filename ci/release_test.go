@@ -20,10 +20,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdxlib"
+
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
+	"github.com/example/sidecar/ci/provenance"
+	"github.com/example/sidecar/ci/referrers"
+	"github.com/example/sidecar/ci/sbom"
 	"github.com/example/sidecar/ci/vulncheck"
 	"github.com/example/sidecar/ci/vulncheck/vulndbtest"
 	"github.com/example/sidecar/internal/sidecarbin"
@@ -45,6 +56,74 @@ func (fe *fakeEngine) setFiles(t *testing.T, files map[string]map[string][]byte)
 	if fe.topType, fe.top, err = topManifest(probe); err != nil {
 		t.Fatal(err)
 	}
+	fe.layout = filepath.Join(t.TempDir(), "layout")
+	if err := untar(probe, fe.layout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// untar unpacks an OCI layout tarball's regular files into dir.
+func untar(file, dir string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(filepath.Clean("/"+h.Name)))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return err
+		}
+	}
+}
+
+// pushLayout pushes the export's image to the stand-in's registry under
+// ref with the ECR login, as the engine's publish does.
+func (fe *fakeEngine) pushLayout(ecrSrv *ecrtest.Server, ref string) error {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return err
+	}
+	ii, err := layout.ImageIndexFromPath(fe.layout)
+	if err != nil {
+		return err
+	}
+	im, err := ii.IndexManifest()
+	if err != nil {
+		return err
+	}
+	auth := remote.WithAuth(&authn.Basic{Username: "AWS", Password: ecrSrv.Password})
+	d := im.Manifests[0]
+	if d.MediaType == types.OCIImageIndex {
+		child, err := ii.ImageIndex(d.Digest)
+		if err != nil {
+			return err
+		}
+		return remote.WriteIndex(r, child, auth)
+	}
+	img, err := ii.Image(d.Digest)
+	if err != nil {
+		return err
+	}
+	return remote.Write(r, img, auth)
 }
 
 // topManifest is the manifest index.json of an OCI layout tarball points
@@ -169,9 +248,14 @@ func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) 
 		addr := q.Leaf().Arg("address")
 		repoTag := strings.TrimPrefix(addr, ecrSrv.Host()+"/")
 		repo, tag, _ := strings.Cut(repoTag, ":")
+		if err := fe.pushLayout(ecrSrv, addr); err != nil {
+			return nil, daggertest.Failure("publish: " + err.Error())
+		}
 		d := ecrSrv.PushImage(repo, tag, fe.topType, fe.top)
 		return addr + "@" + d, nil
 	})
+	// Not the environment the tests run in (GitHub Actions or not).
+	fe.runner.lookupEnv = func(string) (string, bool) { return "", false }
 	return fe
 }
 
@@ -389,4 +473,138 @@ func lastIndex(s []string, v string) int {
 		}
 	}
 	return -1
+}
+
+func TestPushAttachesSBOMAndProvenance(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		noReferrers bool
+	}{{"referrers API", false}, {"no referrers API: referrers tag", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+			if tc.noReferrers {
+				ecrSrv.NoReferrersAPI()
+			}
+			fe := newPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true", "RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
+			env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
+				"GITHUB_RUN_ID": "99", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_REF": "refs/tags/v4.0.0",
+				"GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0"}
+			fe.runner.lookupEnv = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+			gitTag(t, fe.dir, "v4.0.0")
+			commit := gitHead(t, fe.dir)
+			// Promotion waits for the documents: watch the order.
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			assertSecretHidden(t, fe, ecrSrv.Password)
+			repoURI := ecrSrv.Host() + "/sidecar"
+			auth := &authn.Basic{Username: "AWS", Password: ecrSrv.Password}
+			plats := fe.platformDigests(t)
+
+			// dist/ has both, and they are what is attached.
+			for _, f := range []string{"sbom-linux-amd64.spdx.json", "sbom-linux-arm64.spdx.json", "provenance.intoto.json"} {
+				if _, err := os.Stat(filepath.Join(fe.dir, "dist", f)); err != nil {
+					t.Errorf("dist/%s: %v", f, err)
+				}
+			}
+			sboms, err := referrers.List(testCtx(t), repoURI, fe.digest, sbom.MediaType, auth)
+			if err != nil || len(sboms) != 2 {
+				t.Fatalf("SBOM referrers of the index: %v %d", err, len(sboms))
+			}
+			files := sidecarFiles(t)
+			for _, f := range sboms {
+				plat := f.Annotations[platformAnnotation]
+				onDisk, _ := os.ReadFile(filepath.Join(fe.dir, "dist", f.Title))
+				if string(onDisk) != string(f.Payload) {
+					t.Errorf("%s in dist/ differs from the attached one", f.Title)
+				}
+				doc, err := spdxjson.Read(strings.NewReader(string(f.Payload)))
+				if err != nil {
+					t.Fatalf("%s: %v", f.Title, err)
+				}
+				if err := spdxlib.ValidateDocument(doc); err != nil {
+					t.Fatal(err)
+				}
+				names := map[string]string{}
+				for _, p := range doc.Packages {
+					names[p.PackageName] = p.PackageVersion
+					if p.PackageName == "github.com/example/sidecar/sidecar" {
+						sum := sha256.Sum256(files[plat][binaryPath])
+						if p.PackageChecksums[0].Value != hex.EncodeToString(sum[:]) {
+							t.Errorf("%s: the binary checksum is not the %s image's binary", f.Title, plat)
+						}
+					}
+				}
+				if names["stdlib"] != runtime.Version() || names["busybox"] != "1.37.0-r19" || names["musl"] != "1.2.5-r10" {
+					t.Errorf("%s (%s) packages %v", f.Title, plat, names)
+				}
+				if _, ok := names["mirror.example/alpine:3.22"]; !ok {
+					t.Errorf("%s lacks the runtime base image: %v", f.Title, names)
+				}
+			}
+			provs, err := referrers.List(testCtx(t), repoURI, fe.digest, provenance.MediaType, auth)
+			if err != nil || len(provs) != 1 {
+				t.Fatalf("provenance referrers: %v %d", err, len(provs))
+			}
+			st, pred, err := provenance.Parse(provs[0].Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var subj []string
+			for _, s := range st.Subject {
+				subj = append(subj, "sha256:"+s.Digest["sha256"])
+			}
+			if want := append([]string{fe.digest}, plats...); !slices.Equal(subj, want) {
+				t.Errorf("subjects %v, want the index and each platform %v", subj, want)
+			}
+			src := pred.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any)
+			if src["commit"] != commit || src["ref"] != "refs/tags/v4.0.0" || src["repository"] != "https://github.com/example/sidecar" {
+				t.Errorf("source %v", src)
+			}
+			if args := pred.BuildDefinition.ExternalParameters.AsMap()["buildArgs"].(map[string]any); args["VERSION"] != "v4.0.0" || args["RUNTIME_IMAGE"] != "mirror.example/alpine:3.22" {
+				t.Errorf("build args %v", args)
+			}
+			if id := pred.RunDetails.Builder.Id; id != "https://github.com/example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0" {
+				t.Errorf("builder %q", id)
+			}
+			if inv := pred.RunDetails.Metadata.InvocationId; inv != "https://github.com/example/sidecar/actions/runs/99/attempts/1" {
+				t.Errorf("invocation %q", inv)
+			}
+			var deps []string
+			for _, d := range pred.BuildDefinition.ResolvedDependencies {
+				deps = append(deps, d.Uri)
+			}
+			if !slices.Contains(deps, "oci://mirror.example/alpine:3.22") {
+				t.Errorf("resolved dependencies %v", deps)
+			}
+			// The referrers tag is written only where the API is missing.
+			tag, _ := name.NewTag(repoURI + ":sha256-" + strings.TrimPrefix(fe.digest, "sha256:"))
+			_, err = remote.Head(tag, remote.WithAuth(auth))
+			if tc.noReferrers != (err == nil) {
+				t.Errorf("referrers tag %s: head err %v with referrers API %v", tag, err, !tc.noReferrers)
+			}
+			// Promotion came after the documents were attached.
+			log := fe.log.String()
+			if a, p := strings.LastIndex(log, "attached provenance.intoto.json"), strings.Index(log, "releasing "+fe.digest); a < 0 || p < 0 || a > p {
+				t.Errorf("promotion before attaching:\n%s", log)
+			}
+
+			// A re-run keeps the attached documents: nothing new attached,
+			// the attached ones copied to dist/.
+			if err := os.RemoveAll(filepath.Join(fe.dir, "dist")); err != nil {
+				t.Fatal(err)
+			}
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("second Push: %v", err)
+			}
+			if again, _ := referrers.List(testCtx(t), repoURI, fe.digest, "", auth); len(again) != 3 {
+				t.Errorf("%d referrers after a re-run, want 3", len(again))
+			}
+			if _, err := os.Stat(filepath.Join(fe.dir, "dist", "provenance.intoto.json")); err != nil {
+				t.Errorf("re-run did not copy the attached provenance to dist/: %v", err)
+			}
+		})
+	}
 }

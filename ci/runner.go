@@ -36,6 +36,9 @@ type Runner struct {
 	// scanPoll and scanProgress pace the ECR scan wait (ecr.WaitOptions
 	// defaults when zero); tests shorten them.
 	scanPoll, scanProgress time.Duration
+	// lookupEnv reads the CI's variables for the provenance (GitHub
+	// Actions); os.LookupEnv when nil.
+	lookupEnv func(string) (string, bool)
 }
 
 func (r *Runner) log() io.Writer {

@@ -42,7 +42,7 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	created := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	doc, err := Build(Input{
 		Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
-		Image: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
+		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
 		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
 		BaseImages: []BaseImage{{Ref: "golang:1.26-alpine", Arg: "GO_IMAGE", Stage: "build"}, {Ref: "alpine:3.22", Arg: "RUNTIME_IMAGE", Stage: "runtime"}},
 		Created:    created,
@@ -109,7 +109,7 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	}
 	// Reproducible: the same input gives the same bytes.
 	doc2, _ := Build(Input{Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
-		Image: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
+		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
 		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
 		BaseImages: []BaseImage{{Ref: "golang:1.26-alpine", Arg: "GO_IMAGE", Stage: "build"}, {Ref: "alpine:3.22", Arg: "RUNTIME_IMAGE", Stage: "runtime"}},
 		Created:    created})

@@ -13,12 +13,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 )
 
 const targetPrefix = "AmazonEC2ContainerRegistry_V20150921."
@@ -54,12 +57,14 @@ type Server struct {
 	Account  string
 	Password string // what the decoded token carries after "AWS:"
 
-	mu        sync.Mutex
-	repos     map[string]*Repo
-	calls     []Call
-	manifests map[string]manifest    // digest -> pushed manifest
-	scans     map[string][]ScanState // digest -> script, one step per call
-	scanType  string                 // BASIC (default) or ENHANCED
+	mu           sync.Mutex
+	repos        map[string]*Repo
+	calls        []Call
+	manifests    map[string]manifest    // digest -> pushed manifest
+	scans        map[string][]ScanState // digest -> script, one step per call
+	scanType     string                 // BASIC (default) or ENHANCED
+	registryHost string                 // 127.0.0.1:port of the registry (Host)
+	noReferrers  bool                   // the registry answers the referrers API with 404
 	// createRace makes CreateRepository behave as if another run created
 	// the repository first: it appears, and the call fails with
 	// RepositoryAlreadyExistsException.
@@ -76,7 +81,44 @@ func Start(t testing.TB, region string) *Server {
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
+	// The registry behind the repository URIs, as ECR has: an OCI
+	// registry (go-containerregistry's, with the referrers API) that
+	// wants the login GetAuthorizationToken hands out.
+	reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	rs := httptest.NewServer(s.registryAuth(reg))
+	t.Cleanup(rs.Close)
+	s.registryHost = strings.TrimPrefix(rs.URL, "http://")
 	return s
+}
+
+// registryAuth admits requests with the ECR login (basic auth AWS and
+// the token's password), as ECR's registry does, and hides the referrers
+// API when NoReferrersAPI was called.
+func (s *Server) registryAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pw, ok := r.BasicAuth()
+		if !ok || user != "AWS" || pw != s.Password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Host()+`",service="ecr.amazonaws.com"`)
+			http.Error(w, `{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}`, http.StatusUnauthorized)
+			return
+		}
+		s.mu.Lock()
+		hide := s.noReferrers
+		s.mu.Unlock()
+		if hide && strings.Contains(r.URL.Path, "/referrers/") {
+			http.Error(w, `404 page not found`, http.StatusNotFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// NoReferrersAPI makes the registry answer the referrers API with 404,
+// as registries before OCI 1.1 do.
+func (s *Server) NoReferrersAPI() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noReferrers = true
 }
 
 // AddRepository creates a repository as if it existed before the run.
@@ -134,10 +176,9 @@ func (s *Server) Calls() []Call {
 	return append([]Call(nil), s.calls...)
 }
 
-// Host is the registry host the stand-in hands out.
-func (s *Server) Host() string {
-	return fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", s.Account, s.Region)
-}
+// Host is the registry host the stand-in hands out: its registry on
+// loopback (ECR's would be <account>.dkr.ecr.<region>.amazonaws.com).
+func (s *Server) Host() string { return s.registryHost }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
