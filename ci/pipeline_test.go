@@ -60,9 +60,12 @@ type fakeEngine struct {
 	digest  string    // digest of the image the fake export writes
 	images  func() []imagesizetest.Image
 	files   map[string]map[string][]byte // platform -> image files the export adds (setFiles)
-	topType string                       // media type of the export's top manifest
-	top     []byte                       // the export's top manifest (an index for several platforms)
-	layout  string                       // the export unpacked (an OCI layout directory)
+	// filesGz and filesContent: files as a layer, compressed once (setFiles)
+	filesGz      map[string][]byte
+	filesContent map[string]int64
+	topType      string // media type of the export's top manifest
+	top          []byte // the export's top manifest (an index for several platforms)
+	layout       string // the export unpacked (an OCI layout directory)
 }
 
 // layerBytes is each platform's image in the fake export.
@@ -116,7 +119,7 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 		var imgs []imagesizetest.Image
 		for _, p := range []string{"linux/amd64", "linux/arm64"} {
 			if l, ok := sizes[p]; ok {
-				imgs = append(imgs, imagesizetest.Image{Platform: p, LayerBytes: l, Files: fe.files[p]})
+				imgs = append(imgs, imagesizetest.Image{Platform: p, LayerBytes: l, Files: fe.files[p], FilesGz: fe.filesGz[p], FilesContent: fe.filesContent[p]})
 			}
 		}
 		return imgs

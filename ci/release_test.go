@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -44,7 +45,10 @@ import (
 // recomputes the export's digest and top manifest.
 func (fe *fakeEngine) setFiles(t *testing.T, files map[string]map[string][]byte) {
 	t.Helper()
-	fe.files = files
+	fe.files, fe.filesGz, fe.filesContent = files, map[string][]byte{}, map[string]int64{}
+	for p, fs := range files {
+		fe.filesGz[p], fe.filesContent[p] = layerOf(p, fs)
+	}
 	probe := filepath.Join(t.TempDir(), "probe.tar")
 	if _, err := imagesizetest.Write(probe, fe.images()...); err != nil {
 		t.Fatal(err)
@@ -163,6 +167,30 @@ func topManifest(path string) (string, []byte, error) {
 	return m.MediaType, b, nil
 }
 
+// layerCache holds the sidecar files' layers: compressing 2×6 MB is
+// slow under -race, and every push test exports them twice.
+var layerCache sync.Map // platform + content hash -> cachedLayer
+
+type cachedLayer struct {
+	gz      []byte
+	content int64
+}
+
+func layerOf(platform string, files map[string][]byte) ([]byte, int64) {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		fmt.Fprintf(h, "%s\x00%d\x00", k, len(files[k]))
+		h.Write(files[k])
+	}
+	key := platform + hex.EncodeToString(h.Sum(nil))
+	if c, ok := layerCache.Load(key); ok {
+		return c.(cachedLayer).gz, c.(cachedLayer).content
+	}
+	gz, n := imagesizetest.FilesLayer(files)
+	layerCache.Store(key, cachedLayer{gz, n})
+	return gz, n
+}
+
 var (
 	binOnce sync.Once
 	binDir  string
@@ -242,6 +270,16 @@ func testAPKDB(arch string) string {
 // image index in the stand-in under its tag, as a registry push does.
 func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
 	t.Helper()
+	if _, ok := env["VULN_CHECK"]; !ok {
+		// govulncheck runs in process; under -race it takes seconds per
+		// binary. The tests of the check itself and TestPushPipeline run
+		// it; the other push tests are about what follows.
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["VULN_CHECK"] = "false"
+	}
 	fe := newEngine(t, env, nil)
 	fe.setFiles(t, sidecarFiles(t))
 	fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {

@@ -27,6 +27,11 @@ type Image struct {
 	// Files, when set, adds a last gzip layer holding these files
 	// (absolute path -> content), e.g. a binary the pipeline reads back.
 	Files map[string][]byte
+	// FilesGz, when set, is Files already made into a layer by FilesLayer
+	// (with its content size FilesContent): tests that write the same
+	// large files often compress them once.
+	FilesGz      []byte
+	FilesContent int64
 }
 
 // FilesLayer returns a gzip tar layer holding files (parent directories
@@ -156,8 +161,11 @@ func Write(path string, images ...Image) ([]Want, error) {
 			want.Compressed += int64(len(data))
 			want.Uncompressed += content
 		}
-		if len(img.Files) > 0 {
-			data, content := FilesLayer(img.Files)
+		if len(img.Files) > 0 || img.FilesGz != nil {
+			data, content := img.FilesGz, img.FilesContent
+			if data == nil {
+				data, content = FilesLayer(img.Files)
+			}
 			l := newBlob(data)
 			blobs = append(blobs, l)
 			layers = append(layers, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": len(data)})
