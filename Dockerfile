@@ -2,20 +2,28 @@
 #
 #   docker build -t sidecar:latest .
 #
-# Build args (all optional):
-#   GO_IMAGE       Go toolchain image for the build stage   (golang:1.26-alpine)
-#   RUNTIME_IMAGE  base of the final image                  (alpine:3.22)
+# Build args (all optional; defaults below):
+#   GO_IMAGE       Go toolchain image for the build stage
+#   RUNTIME_IMAGE  base of the final image (needs /etc/passwd and /etc/group)
 #   VERSION        stamped into the binary and labels       (dev)
 #   REVISION       git commit, binary and labels            (unknown)
 #   CREATED        RFC 3339 build time for the label        (1970-01-01T00:00:00Z)
-# Point GO_IMAGE/RUNTIME_IMAGE at a mirror or an ECR pull-through cache when
-# Docker Hub is not reachable or rate-limited.
+# The base images default to ECR Public's mirror of the Docker Official
+# Images, which has no Docker Hub anonymous pull limit; --build-arg
+# GO_IMAGE=golang:1.26-alpine RUNTIME_IMAGE=alpine:3.22 pulls from Docker Hub.
+# (These defaults are ci.DefaultGoImage/DefaultRuntimeImage; a test ties them.)
 
-ARG GO_IMAGE=golang:1.26-alpine
-ARG RUNTIME_IMAGE=alpine:3.22
+ARG GO_IMAGE=public.ecr.aws/docker/library/golang:1.26-alpine
+ARG RUNTIME_IMAGE=public.ecr.aws/docker/library/alpine:3.22
 
-# The build stage runs on the builder's own platform and cross-compiles, so a
-# multi-platform build needs no emulation.
+# Only files are taken from the runtime base here (its account files): a
+# stage for the target platform that runs nothing.
+FROM ${RUNTIME_IMAGE} AS runtime
+
+# Nothing for the target platform executes: the build stage runs on the
+# builder's own platform and cross-compiles, and the final stage only copies.
+# So an arm64 image builds on an amd64 host without QEMU. (Dagger v0.21.8 sets
+# BUILDPLATFORM to the target unless the pipeline passes it as a build arg.)
 FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
 ARG TARGETOS
 ARG TARGETARCH
@@ -39,18 +47,31 @@ RUN --mount=type=cache,target=/root/.cache/go-build \
         -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${REVISION}" \
         -o /out/sidecar ./sidecar
 
-FROM ${RUNTIME_IMAGE}
 # Non-root user with a fixed UID/GID so task definitions and volume
-# permissions can rely on it. Busybox sh and nc stay: ECS Exec needs a shell.
-RUN addgroup -S -g 1000 sidecar \
- && adduser -S -D -H -h /nonexistent -s /sbin/nologin -u 1000 -G sidecar sidecar
+# permissions can rely on it: the runtime base's own account files plus one
+# line each, written on the builder's platform. (adduser in the final stage
+# would run the target's busybox, under emulation for a foreign target.)
+FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS accounts
+COPY --from=runtime /etc/passwd /etc/group /out/etc/
+RUN set -e; cd /out/etc; \
+    if awk -F: '$1 == "sidecar" || $3 == 1000 { found = 1 } END { exit !found }' passwd group; then \
+        echo "RUNTIME_IMAGE already has a sidecar account or uid/gid 1000:" >&2; \
+        grep -E '^sidecar:|^[^:]*:[^:]*:1000:' passwd group >&2; exit 1; \
+    fi; \
+    echo 'sidecar:x:1000:' >> group; \
+    echo 'sidecar:x:1000:1000:Linux User,,,:/nonexistent:/sbin/nologin' >> passwd
+
+FROM runtime
+# Busybox sh and nc stay: ECS Exec needs a shell.
+COPY --from=accounts /out/etc/passwd /out/etc/group /etc/
 COPY --from=build /out/sidecar /usr/local/bin/sidecar
 # Numeric, so orchestrators can verify "runs as non-root" without /etc/passwd.
 USER 1000:1000
 EXPOSE 8080
 STOPSIGNAL SIGTERM
 # GET /readyz on the admin port (127.0.0.1:$ADMIN_PORT); never touches the
-# database; healthy in sleep mode too.
+# database; healthy in sleep mode too. Dagger also uses it, instead of the
+# exposed port, to decide when the image run as a service is ready.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/sidecar", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/sidecar"]

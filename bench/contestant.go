@@ -27,6 +27,7 @@ type contestant struct {
 	name string
 	kind kind
 	env  []string // sidecar only: KEY=VAL added to (and overriding) the base env
+	bin  string   // sidecar only: this binary instead of the one built (a baseline)
 }
 
 func (c contestant) isForwarder() bool { return c.kind != kindDirect }
@@ -130,7 +131,11 @@ func (r *runner) launch(ctx context.Context, c contestant, target int) (*live, e
 			"MAX_CONNECTIONS=" + strconv.Itoa(r.maxConnEnv),
 		}
 		env = mergeEnv(env, c.env)
-		proc, err = r.procs.start(c.name, env, r.sidecarPath)
+		bin := r.sidecarPath
+		if c.bin != "" {
+			bin = c.bin
+		}
+		proc, err = r.procs.start(c.name, env, bin)
 	}
 	if err != nil {
 		return nil, err

@@ -230,6 +230,23 @@ func (r *runner) idleOne(ctx context.Context, sink *sinkServer, c contestant) er
 		r.progress("idle  %-16s %5d conns: RSS %.1f MiB, PSS %.1f MiB, %d processes, %.2f descriptors per connection (opened in %v)",
 			c.name, len(pool.conns), mib(u.RSSBytes), mib(u.PSSBytes), u.Procs, perConn, open.Round(time.Millisecond))
 	}
+	if r.cfg.burstSettle > 0 && len(pool.conns) > 0 {
+		// The connections were a burst: close them all and see how much
+		// memory the forwarder still holds a while later.
+		n := len(pool.conns)
+		pool.close()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.cfg.burstSettle):
+		}
+		u, err := procTree("/proc", l.proc.pid(), true)
+		if err != nil {
+			return err
+		}
+		m["idle.rss.after"] = mib(u.RSSBytes)
+		r.progress("idle  %-16s %v after closing %d conns: RSS %.1f MiB", c.name, r.cfg.burstSettle, n, mib(u.RSSBytes))
+	}
 	r.record(1, c, m)
 	return nil
 }

@@ -49,6 +49,8 @@ type config struct {
 	socatBacklog int // 0: socat's default (5)
 	sidecarPkg   string
 	sidecarBin   string
+	baselineBin  string        // optional older sidecar binary, run as contestant sidecar-baseline
+	burstSettle  time.Duration // how long after closing the idle connections RSS is read again
 	variants     sidecarFlags
 	out          string
 }
@@ -76,6 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.socatBacklog, "socat-backlog", 0, "socat's listen backlog (0: socat's default of 5, as users run it; 32 clients connecting at once can then stall for 15-31 s)")
 	fs.StringVar(&cfg.sidecarPkg, "sidecar-pkg", "./sidecar", "package to build the sidecar from (go build -trimpath)")
 	fs.StringVar(&cfg.sidecarBin, "sidecar-bin", "", "use this sidecar binary instead of building -sidecar-pkg")
+	fs.StringVar(&cfg.baselineBin, "baseline-bin", "", "also run this (older) sidecar binary, as contestant sidecar-baseline, for before/after ratios in one run")
+	fs.DurationVar(&cfg.burstSettle, "burst-settle", 30*time.Second, "after the idle connections close, wait this long and read the forwarder's RSS again (0: skip)")
 	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. portable:DATA_PATH=portable")
 	fs.StringVar(&cfg.out, "o", "", "also write the Markdown report to this file")
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	check(cfg.socatBacklog >= 0 && cfg.socatBacklog <= 65535, "-socat-backlog %d: want 0 (socat's default) to 65535", cfg.socatBacklog)
 	check(cfg.idleFirst >= 1 && cfg.idleFirst <= 100_000, "-idle %d: want 1 to 100000", cfg.idleFirst)
 	check(cfg.idleMax >= 0 && cfg.idleMax <= 1_000_000, "-idle-max %d: want 0 (descriptor limit) up to 1000000", cfg.idleMax)
+	check(cfg.burstSettle >= 0 && cfg.burstSettle <= 10*time.Minute, "-burst-settle %v: want 0 (skip) up to 10m", cfg.burstSettle)
 	return cfg, errors.Join(errs...)
 }
 
@@ -212,6 +217,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	if r.sidecarPath != "" {
 		r.contestants = append(r.contestants, contestant{name: "sidecar", kind: kindSidecar})
 		r.contestants = append(r.contestants, cfg.variants...)
+	}
+	if cfg.baselineBin != "" {
+		r.contestants = append(r.contestants, contestant{name: "sidecar-baseline", kind: kindSidecar, bin: cfg.baselineBin})
 	}
 
 	if slices.Contains(cfg.workloads, "mysql") {

@@ -22,18 +22,7 @@ func TestParseIperf3(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			got, err := parseIperf3([]byte(readTestdata(t, tt.file)))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
+			checkParsed(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 	for _, bad := range []string{"", "not json", `{"end":{}}`, `{"end":{"sum_received":{"seconds":0,"bytes":0}}}`} {
@@ -133,6 +122,13 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("variants: %+v", c.variants)
 				}
 			}},
+		{name: "baseline and settle", args: []string{"-baseline-bin", "/tmp/old-sidecar", "-burst-settle", "5s"},
+			check: func(t *testing.T, c config) {
+				if c.baselineBin != "/tmp/old-sidecar" || c.burstSettle != 5*time.Second {
+					t.Errorf("baseline: %+v", c)
+				}
+			}},
+		{name: "settle out of range", args: []string{"-burst-settle", "-1s"}, wantErr: []string{"-burst-settle -1s"}},
 		{name: "duplicate variant", args: []string{"-sidecar-env", "e:A=1", "-sidecar-env", "e:A=2"}, wantErr: []string{`variant "e" given twice`}},
 		{name: "every problem listed", args: []string{"-threads", "1,x,0", "-rounds", "0", "-mysql-time", "10ms", "-workloads", "mysql,disk", "-mysql-client", "jdbc"},
 			wantErr: []string{`-threads "1,x,0": "x"`, `"0" is not a count`, "-rounds 0", "-mysql-time 10ms", `"disk" is not one of`, `-mysql-client "jdbc"`}},

@@ -54,6 +54,7 @@ func (r *runner) metrics() []metric {
 		metric{key: "idle.n.max", label: fmt.Sprintf("idle conns reached (of %d tried)", r.idleMax), unit: "conns", higher: true, forwarder: true},
 		metric{key: "idle.rss.max", label: "forwarder RSS at that count", unit: "MiB", prec: 1, forwarder: true},
 		metric{key: "idle.pss.max", label: "forwarder PSS at that count", unit: "MiB", prec: 1, forwarder: true},
+		metric{key: "idle.rss.after", label: fmt.Sprintf("forwarder RSS %v after they all closed", r.cfg.burstSettle), unit: "MiB", prec: 1, forwarder: true},
 	)
 	return ms
 }

@@ -1,13 +1,11 @@
 package ci
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -132,7 +130,7 @@ func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src
 		plats = append(plats, m.Platform)
 	}
 	args := map[string]string{}
-	for _, a := range buildArgs(r.Config, src) {
+	for _, a := range buildArgs(r.Config, src, img.Engine) {
 		args[a.Name] = a.Value
 	}
 	var deps []provenance.BaseImage
@@ -159,32 +157,19 @@ func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src
 	return docs, nil
 }
 
-var argDefaultRE = regexp.MustCompile(`^ARG\s+(GO_IMAGE|RUNTIME_IMAGE)=(\S+)\s*$`)
-
 // baseImages are the Dockerfile's base images: the configured mirrors, or
-// the Dockerfile's ARG defaults.
+// the Dockerfile's defaults (images.go, tied to the Dockerfile by tests).
 func baseImages(cfg Config) []sbom.BaseImage {
-	defaults := map[string]string{}
-	if f, err := os.Open(filepath.Join(cfg.Dir, "Dockerfile")); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if m := argDefaultRE.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
-				defaults[m[1]] = m[2]
-			}
+	orDefault := func(v, d string) string {
+		if v == "" {
+			return d
 		}
-		f.Close()
+		return v
 	}
-	var out []sbom.BaseImage
-	for _, b := range []struct{ arg, set, stage string }{{"GO_IMAGE", cfg.GoImage, "build"}, {"RUNTIME_IMAGE", cfg.RuntimeImage, "runtime"}} {
-		ref := b.set
-		if ref == "" {
-			ref = defaults[b.arg]
-		}
-		if ref != "" {
-			out = append(out, sbom.BaseImage{Ref: ref, Arg: b.arg, Stage: b.stage})
-		}
+	return []sbom.BaseImage{
+		{Ref: orDefault(cfg.GoImage, DefaultGoImage), Arg: "GO_IMAGE", Stage: "build"},
+		{Ref: orDefault(cfg.RuntimeImage, DefaultRuntimeImage), Arg: "RUNTIME_IMAGE", Stage: "runtime"},
 	}
-	return out
 }
 
 // sourceRepo is the provenance's source: GitHub's variables in Actions,

@@ -21,8 +21,11 @@ type Image struct {
 	Variants  []*dagger.Container // in Config.Platforms order
 	Platforms []dagger.Platform   // of Variants
 	Host      *dagger.Container   // the Config.HostPlatform variant
-	Sizes     []imagesize.Image
-	Digest    string // image index digest of the exported OCI image
+	// Engine is the engine's own platform: the Go build runs there, and
+	// the smoke test runs that variant.
+	Engine dagger.Platform
+	Sizes  []imagesize.Image
+	Digest string // image index digest of the exported OCI image
 	// Files holds, per platform, the image files the release reads (the
 	// sidecar binary for govulncheck and the SBOM, the apk database).
 	Files imagefiles.Files
@@ -41,8 +44,12 @@ func sourceExcludes() []string {
 func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (*Image, error) {
 	cfg := r.Config
 	dir := client.Host().Directory(cfg.Dir, dagger.HostDirectoryOpts{Exclude: sourceExcludes(), Gitignore: true})
-	args := buildArgs(cfg, src)
-	img := &Image{}
+	engine, err := client.DefaultPlatform(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ask the engine for its platform: %w", err)
+	}
+	args := buildArgs(cfg, src, engine)
+	img := &Image{Engine: engine}
 	for _, p := range cfg.Platforms {
 		r.step("build: Dockerfile for %s", p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
@@ -97,19 +104,35 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 	return img, nil
 }
 
-func buildArgs(cfg Config, src source) []dagger.BuildArg {
+// buildArgs are the Dockerfile's build args. BUILDPLATFORM is the
+// engine's platform: Dagger v0.21.8's Directory.dockerBuild gives the
+// Dockerfile frontend only the target platform (core/container.go,
+// Container.Build: ConvertOpt{TargetPlatform} and no BuildPlatforms), and
+// the frontend then uses the target as the build platform
+// (internal/buildkit/frontend/dockerfile/dockerfile2llb/platform.go,
+// buildPlatformOpt), so `FROM --platform=$BUILDPLATFORM` would run the
+// arm64 Go toolchain under QEMU. A build arg of that name overrides the
+// derived value (dockerfile2llb/convert.go, setKVValue on the platform
+// args); BUILDOS/BUILDARCH are not derived from it, and the Dockerfile
+// does not use them. Upstream fixed this after v0.21.8 (dagger PR 13571).
+//
+// No SOURCE_DATE_EPOCH: only BuildKit's dockerui client parses it
+// (frontend/dockerui/config.go), and Container.Build builds its ConvertOpt
+// without an Epoch, so v0.21.8 would ignore it; rebuilds are not
+// byte-identical, which push handles (see ecr.Decide).
+func buildArgs(cfg Config, src source, engine dagger.Platform) []dagger.BuildArg {
 	var args []dagger.BuildArg
 	add := func(name, value string) {
 		if value != "" { // empty: the Dockerfile's default applies
 			args = append(args, dagger.BuildArg{Name: name, Value: value})
 		}
 	}
+	add("BUILDPLATFORM", string(engine))
 	add("GO_IMAGE", cfg.GoImage)
 	add("RUNTIME_IMAGE", cfg.RuntimeImage)
 	add("VERSION", src.version)
 	add("REVISION", src.revision)
 	add("CREATED", src.created)
-	add("SOURCE_DATE_EPOCH", src.epoch) // BuildKit: reproducible timestamps
 	return args
 }
 

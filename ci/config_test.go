@@ -22,7 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HostPlatform:     dagger.Platform("linux/" + runtime.GOARCH),
 		SizeBudget:       50_000_000,
 		LocalImage:       "sidecar:latest",
-		MySQLImage:       "mysql:8.4",
+		MySQLImage:       "public.ecr.aws/docker/library/mysql:8.4",
 		Repository:       "sidecar",
 		CreateRepository: true,
 		ScanOnPush:       true,

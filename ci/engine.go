@@ -1,15 +1,17 @@
 package ci
 
 import (
-	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -75,8 +77,16 @@ func probeEngine(ctx context.Context) error {
 	}
 }
 
-// probeDocker checks that a container runtime can start the engine: the
-// docker CLI is installed and its daemon answers /_ping.
+// dockerProbeTimeout bounds `docker version`: a remote or VM-backed
+// daemon (Colima, Docker Desktop) may take a few seconds to answer.
+const dockerProbeTimeout = 15 * time.Second
+
+// probeDocker checks what Dagger itself checks before starting the engine
+// in Docker (engine/client/drivers/docker.go, docker.Available at v0.21.8):
+// a docker CLI on PATH, and `docker version` succeeding. Asking the CLI
+// means DOCKER_HOST, DOCKER_CONTEXT and the current context in the Docker
+// config are honoured exactly as Dagger will (Colima, OrbStack, rootless
+// Docker, Docker Desktop without /var/run/docker.sock).
 func probeDocker(ctx context.Context) error {
 	if _, err := exec.LookPath("docker"); err != nil {
 		for _, alt := range []string{"podman", "nerdctl", "finch"} {
@@ -86,24 +96,82 @@ func probeDocker(ctx context.Context) error {
 		}
 		return &EngineError{Missing: "Docker is not installed (no docker on PATH) to start the engine: install Docker, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine", Err: err}
 	}
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		host = "unix:///var/run/docker.sock"
+	ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}")
+	cmd.WaitDelay = time.Second // a stuck CLI's children must not hold us
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return nil
 	}
-	scheme, addr, _ := strings.Cut(host, "://")
-	var err error
-	switch scheme {
-	case "unix":
-		err = ping(ctx, "unix", addr)
-	case "tcp":
-		err = dial(ctx, "tcp", addr) // may be TLS (DOCKER_TLS_VERIFY): reachability only
-	default:
-		return nil // ssh://, npipe://: left to the CLI
+	detail := lastLine(string(out))
+	if ctx.Err() != nil {
+		detail = fmt.Sprintf("no answer within %s", dockerProbeTimeout)
+	} else if detail == "" {
+		detail = err.Error()
 	}
+	return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (`docker version`: %s): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
+		dockerTarget(os.LookupEnv), detail), Err: err}
+}
+
+// dockerTarget names where the docker CLI looks for its daemon, in the
+// CLI's order: DOCKER_HOST, then DOCKER_CONTEXT, then the config's
+// currentContext, else the default context.
+func dockerTarget(lookup func(string) (string, bool)) string {
+	if h, ok := lookup("DOCKER_HOST"); ok && h != "" {
+		return "DOCKER_HOST=" + h
+	}
+	cfgDir, ok := lookup("DOCKER_CONFIG")
+	if !ok || cfgDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = "~"
+		}
+		cfgDir = filepath.Join(home, ".docker")
+	}
+	name, from := "", ""
+	if c, ok := lookup("DOCKER_CONTEXT"); ok && c != "" {
+		name, from = c, "DOCKER_CONTEXT"
+	} else if b, err := os.ReadFile(filepath.Join(cfgDir, "config.json")); err == nil {
+		var cfg struct {
+			CurrentContext string `json:"currentContext"`
+		}
+		if json.Unmarshal(b, &cfg) == nil && cfg.CurrentContext != "" {
+			name, from = cfg.CurrentContext, "current context in "+filepath.Join(cfgDir, "config.json")
+		}
+	}
+	if name == "" || name == "default" {
+		return "the default Docker context (unix:///var/run/docker.sock)"
+	}
+	desc := fmt.Sprintf("Docker context %q (%s", name, from)
+	if ep := contextEndpoint(cfgDir, name); ep != "" {
+		desc += ", endpoint " + ep
+	}
+	return desc + ")"
+}
+
+// contextEndpoint reads a context's Docker endpoint from the CLI's context
+// store (contexts/meta/<sha256 of the name>/meta.json); "" if unknown.
+func contextEndpoint(cfgDir, name string) string {
+	sum := sha256.Sum256([]byte(name))
+	b, err := os.ReadFile(filepath.Join(cfgDir, "contexts", "meta", hex.EncodeToString(sum[:]), "meta.json"))
 	if err != nil {
-		return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable at %s to start the engine (start Docker, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine): %v", host, err), Err: err}
+		return ""
 	}
-	return nil
+	var meta struct {
+		Endpoints map[string]struct {
+			Host string `json:"Host"`
+		} `json:"Endpoints"`
+	}
+	if json.Unmarshal(b, &meta) != nil {
+		return ""
+	}
+	return meta.Endpoints["docker"].Host
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func dial(ctx context.Context, network, addr string) error {
@@ -113,33 +181,6 @@ func dial(ctx context.Context, network, addr string) error {
 		return err
 	}
 	return c.Close()
-}
-
-// ping sends GET /_ping to a Docker API endpoint.
-func ping(ctx context.Context, network, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	d := net.Dialer{}
-	conn, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if _, err := io.WriteString(conn, "GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"); err != nil {
-		return err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return fmt.Errorf("no Docker API answer: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /_ping: %s", resp.Status)
-	}
-	return nil
 }
 
 // explainConnect turns the SDK's connect error into what is missing.

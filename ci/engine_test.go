@@ -12,15 +12,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // noEngineEnv removes every way to an engine the test machine might have,
 // for the rest of the test (t.Setenv restores them).
 func noEngineEnv(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"DAGGER_SESSION_PORT", "DAGGER_SESSION_TOKEN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST", "_EXPERIMENTAL_DAGGER_CLI_BIN", "DOCKER_HOST"} {
+	for _, k := range []string{"DAGGER_SESSION_PORT", "DAGGER_SESSION_TOKEN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST", "_EXPERIMENTAL_DAGGER_CLI_BIN", "DOCKER_HOST", "DOCKER_CONTEXT"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
@@ -29,47 +33,120 @@ func noEngineEnv(t *testing.T) {
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	return port
+	return strconv.Itoa(testkit.FreePort(t))
 }
 
-// fakeDockerCLI puts a `docker` stub first on PATH (the probe only looks
-// it up; the daemon is what it talks to).
-func fakeDockerCLI(t *testing.T, withDocker bool) {
+// fakeDockerCLI makes PATH hold only a `docker` running script (none
+// when script is empty), and points DOCKER_CONFIG at an empty directory.
+func fakeDockerCLI(t *testing.T, script string) {
 	t.Helper()
 	bin := t.TempDir()
-	if withDocker {
-		if err := os.WriteFile(filepath.Join(bin, "docker"), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+	if script != "" {
+		if err := os.WriteFile(filepath.Join(bin, "docker"), []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Setenv("PATH", bin)
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
 }
 
-// fakeDockerDaemon answers GET /_ping on a unix socket, like dockerd.
-func fakeDockerDaemon(t *testing.T) string {
+// dockerDown is a docker CLI whose daemon does not answer.
+const dockerDown = `echo "Client: 20.10.24"; echo "Cannot connect to the Docker daemon at unix:///nowhere/docker.sock. Is the docker daemon running?" >&2; exit 1`
+
+// fakeDockerDaemon answers the Docker API calls `docker version` makes
+// (GET /_ping, GET /v1.NN/version) on a unix socket, like dockerd, and
+// counts the version requests.
+func fakeDockerDaemon(t *testing.T) (host string, versions *atomic.Int32) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "docker.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
+	versions = &atomic.Int32{}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/_ping" {
+		w.Header().Set("API-Version", "1.41")
+		switch {
+		case r.URL.Path == "/_ping":
 			_, _ = w.Write([]byte("OK"))
-			return
+		case strings.HasSuffix(r.URL.Path, "/version"):
+			versions.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"Version":"20.10.99-fake","ApiVersion":"1.41","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64","Components":[{"Name":"Engine","Version":"20.10.99-fake"}]}`))
+		default:
+			http.NotFound(w, r)
 		}
-		http.NotFound(w, r)
 	}))
 	srv.Listener = l
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return "unix://" + sock
+	return "unix://" + sock, versions
+}
+
+// realDockerCLI puts the real docker client alone on PATH, with its config
+// (and so its contexts) in a fresh DOCKER_CONFIG.
+func realDockerCLI(t *testing.T) (docker, config string) {
+	t.Helper()
+	docker = "/usr/bin/docker"
+	if _, err := os.Stat(docker); err != nil {
+		testenv.Unavailable(t, "Docker CLI: no /usr/bin/docker (install Debian's docker.io package)")
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(docker, filepath.Join(bin, "docker")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	config = t.TempDir()
+	t.Setenv("DOCKER_CONFIG", config)
+	return docker, config
+}
+
+func dockerCmd(t *testing.T, docker string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(docker, args...).CombinedOutput(); err != nil {
+		t.Fatalf("docker %v: %v\n%s", args, err, out)
+	}
+}
+
+// The probe finds Docker the way Dagger does, through the CLI: a context
+// whose endpoint is a socket served here works although DOCKER_HOST is
+// unset, and a context whose daemon is gone fails naming that context,
+// although this machine's /var/run/docker.sock may answer.
+func TestProbeDockerFollowsTheContext(t *testing.T) {
+	for _, how := range []string{"docker context use", "DOCKER_CONTEXT"} {
+		t.Run(how, func(t *testing.T) {
+			noEngineEnv(t)
+			docker, _ := realDockerCLI(t)
+			host, versions := fakeDockerDaemon(t)
+			dockerCmd(t, docker, "context", "create", "vm", "--docker", "host="+host)
+			dead := "unix://" + filepath.Join(t.TempDir(), "gone.sock")
+			dockerCmd(t, docker, "context", "create", "gone", "--docker", "host="+dead)
+			use := func(name string) {
+				if how == "DOCKER_CONTEXT" {
+					t.Setenv("DOCKER_CONTEXT", name)
+				} else {
+					dockerCmd(t, docker, "context", "use", name)
+				}
+			}
+			use("vm")
+			if err := probeEngine(testCtx(t)); err != nil {
+				t.Fatalf("probe through context vm at %s: %v", host, err)
+			}
+			if versions.Load() == 0 {
+				t.Error("the probe succeeded without asking the context's daemon")
+			}
+			use("gone")
+			err := probeEngine(testCtx(t))
+			if err == nil {
+				t.Fatal("probe succeeded through a context whose daemon is gone")
+			}
+			for _, w := range []string{`Docker context "gone"`, dead, "docker context use"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q: %v", w, err)
+				}
+			}
+		})
+	}
 }
 
 func TestConnectNamesWhatIsMissing(t *testing.T) {
@@ -78,16 +155,29 @@ func TestConnectNamesWhatIsMissing(t *testing.T) {
 		setup func(t *testing.T)
 		want  []string
 	}{
-		{"no docker daemon", func(t *testing.T) {
-			fakeDockerCLI(t, true)
-			t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "absent.sock"))
-		}, []string{"Docker daemon is not reachable at unix://", "_EXPERIMENTAL_DAGGER_RUNNER_HOST"}},
-		{"docker daemon refuses tcp", func(t *testing.T) {
-			fakeDockerCLI(t, true)
-			t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:"+closedPort(t))
-		}, []string{"Docker daemon is not reachable at tcp://127.0.0.1:"}},
+		{"docker fails, DOCKER_HOST set", func(t *testing.T) {
+			fakeDockerCLI(t, dockerDown)
+			t.Setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
+		}, []string{"Docker daemon is not reachable through DOCKER_HOST=unix:///nowhere/docker.sock", "Cannot connect to the Docker daemon", "_EXPERIMENTAL_DAGGER_RUNNER_HOST"}},
+		{"docker fails, default context", func(t *testing.T) {
+			fakeDockerCLI(t, dockerDown)
+		}, []string{"through the default Docker context", "Is the docker daemon running?"}},
+		{"docker fails, configured context", func(t *testing.T) {
+			fakeDockerCLI(t, dockerDown)
+			cfg := os.Getenv("DOCKER_CONFIG")
+			if err := os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"currentContext":"colima"}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{`through Docker context "colima" (current context in `, "config.json", "Cannot connect"}},
+		{"docker fails, DOCKER_CONTEXT", func(t *testing.T) {
+			fakeDockerCLI(t, dockerDown)
+			t.Setenv("DOCKER_CONTEXT", "orbstack")
+		}, []string{`Docker context "orbstack" (DOCKER_CONTEXT`}},
+		{"docker hangs", func(t *testing.T) {
+			fakeDockerCLI(t, "exec /bin/sleep 60")
+		}, []string{"no answer within"}},
 		{"no docker installed", func(t *testing.T) {
-			fakeDockerCLI(t, false)
+			fakeDockerCLI(t, "")
 		}, []string{"Docker is not installed"}},
 		{"remote engine unreachable", func(t *testing.T) {
 			t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://127.0.0.1:"+closedPort(t))
@@ -143,7 +233,8 @@ func TestConnectWithoutCLI(t *testing.T) {
 		os.Exit(3)
 	}
 	noEngineEnv(t)
-	fakeDockerCLI(t, true)
+	host, _ := fakeDockerDaemon(t)
+	fakeDockerCLI(t, `[ "$1" = version ] && echo 20.10.99-fake`)
 	home := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second) // safety net
 	defer cancel()
@@ -151,7 +242,7 @@ func TestConnectWithoutCLI(t *testing.T) {
 	proxy := "http://127.0.0.1:" + closedPort(t)
 	cmd.Env = append(os.Environ(),
 		"CI_TEST_CONNECT_CHILD=1",
-		"DOCKER_HOST="+fakeDockerDaemon(t),
+		"DOCKER_HOST="+host,
 		"HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, ".cache"), // no cached CLI
 		"HTTPS_PROXY="+proxy, "https_proxy="+proxy, "HTTP_PROXY="+proxy, "http_proxy="+proxy,
 		"NO_PROXY=", "no_proxy=",

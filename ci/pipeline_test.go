@@ -5,7 +5,6 @@ package ci
 // and assert what the pipeline asks the engine and ECR to do, in order.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,37 +24,19 @@ import (
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/ci/vulncheck/vulndbtest"
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 )
-
-// syncBuffer is a log the SDK and the pipeline may write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeEngine is what a test sees of a pipeline run.
 type fakeEngine struct {
 	srv     *daggertest.Server
-	log     *syncBuffer
-	out     *syncBuffer
+	log     *testkit.LockedBuffer
+	out     *testkit.LockedBuffer
 	runner  *Runner
 	dir     string
-	secrets *sync.Map // secret URI -> content, read when the engine resolves it
 	goTests *[]string // go test calls, in order, with the Dagger query count at the time
 	digest  string    // digest of the image the fake export writes
 	images  func() []imagesizetest.Image
@@ -77,7 +58,12 @@ func gitRepo(t *testing.T) string {
 		testenv.Unavailable(t, "git is not installed (apt-get install git)")
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+	// The real Dockerfile: the fake reads its HEALTHCHECK, as the engine does.
+	df, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"init", "-q"}, {"add", "Dockerfile"}, {"commit", "-q", "-m", "init"}} {
@@ -111,7 +97,7 @@ func gitHead(t *testing.T, dir string) string {
 // working sidecar prints.
 func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngine {
 	t.Helper()
-	fe := &fakeEngine{srv: daggertest.Start(t), log: &syncBuffer{}, out: &syncBuffer{}, dir: gitRepo(t), secrets: &sync.Map{}, goTests: &[]string{}}
+	fe := &fakeEngine{srv: daggertest.Start(t), log: &testkit.LockedBuffer{}, out: &testkit.LockedBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
 	if sizes == nil {
 		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
 	}
@@ -134,16 +120,6 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 		return q.Leaf().Arg("address") + "@" + fe.digest, nil
 	})
 	fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) { return healthyStdout(q), nil })
-	// Resolve file:// secrets as the session would, while the file exists.
-	fe.srv.Observe(func(q daggertest.Query) {
-		if c, ok := q.Find("secret"); ok {
-			uri := c.Arg("uri")
-			if b, err := os.ReadFile(strings.TrimPrefix(uri, "file://")); err == nil {
-				fe.secrets.Store(uri, string(b))
-			}
-		}
-	})
-
 	// The public vulnerability database is not reachable here: an empty
 	// local one unless the test brings its own.
 	emptyDB := vulndbtest.Write(t)
@@ -182,7 +158,7 @@ func execScript(q daggertest.Query) string {
 func healthyStdout(q daggertest.Query) string {
 	switch s := execScript(q); {
 	case strings.Contains(s, "SMOKE_SQL"):
-		return "mysql: [Warning] something\n" + smoke.Expected() + "\n"
+		return "mysql: [Warning] something\n" + smokesql.Expected() + "\n"
 	case strings.Contains(s, "MODE") || strings.Contains(s, "stayed-up"):
 		return "stayed-up\nhealthcheck=ok\nexit=0\n"
 	case strings.Contains(s, "uid="):
@@ -390,8 +366,8 @@ func TestTestPipeline(t *testing.T) {
 	client, running, sleep := fe.smokeQueries(t)
 
 	// Client: the MySQL image's own client, bound to the sidecar service.
-	if from, _ := client.Find("from"); from.Arg("address") != "mysql:8.4" {
-		t.Errorf("client image %q, want mysql:8.4", from.Arg("address"))
+	if from, _ := client.Find("from"); from.Arg("address") != "public.ecr.aws/docker/library/mysql:8.4" {
+		t.Errorf("client image %q, want public.ecr.aws/docker/library/mysql:8.4", from.Arg("address"))
 	}
 	bind, ok := client.Find("withServiceBinding")
 	if !ok || bind.Arg("alias") != sidecarAlias {
@@ -423,7 +399,7 @@ func TestTestPipeline(t *testing.T) {
 		t.Fatalf("sidecar not bound to MySQL: %s", fe.srv.Expand(side))
 	}
 	db, _ := fe.srv.Resolve(mbind.Arg("service"))
-	if from, _ := db.Find("from"); from.Arg("address") != "mysql:8.4" || !db.Has("asService") {
+	if from, _ := db.Find("from"); from.Arg("address") != "public.ecr.aws/docker/library/mysql:8.4" || !db.Has("asService") {
 		t.Fatalf("MySQL service: %s", fe.srv.Expand(db))
 	}
 	sv, ok := db.Find("withSecretVariable")
@@ -432,11 +408,11 @@ func TestTestPipeline(t *testing.T) {
 	}
 	pwq, _ := fe.srv.Resolve(sv.Arg("secret"))
 	sec, _ := pwq.Find("secret")
-	pw, ok := fe.secrets.Load(sec.Arg("uri"))
-	if !ok || len(pw.(string)) < 32 {
+	pw, ok := fe.srv.Secret(sec.Arg("uri"))
+	if !ok || len(pw) < 32 {
 		t.Fatalf("password secret %s could not be resolved by the session", sec)
 	}
-	assertSecretHidden(t, fe, pw.(string))
+	assertSecretHidden(t, fe, pw)
 
 	// The client authenticates from a mounted secret option file.
 	ms, ok := client.Find("withMountedSecret")
@@ -445,11 +421,11 @@ func TestTestPipeline(t *testing.T) {
 	}
 	cnfq, _ := fe.srv.Resolve(ms.Arg("source"))
 	cnfs, _ := cnfq.Find("secret")
-	if cnf, _ := fe.secrets.Load(cnfs.Arg("uri")); !strings.Contains(fmt.Sprint(cnf), "password="+pw.(string)) {
+	if cnf, _ := fe.srv.Secret(cnfs.Arg("uri")); !strings.Contains(cnf, "password="+pw) {
 		t.Error("client option file does not carry the MySQL password")
 	}
-	if envOf(client)["SMOKE_SQL"] != smoke.SQL || !strings.Contains(execScript(client), strings.Join(smoke.ClientArgs(), " ")) {
-		t.Errorf("client does not run smoke.SQL with smoke.ClientArgs(): %s", execScript(client))
+	if envOf(client)["SMOKE_SQL"] != smokesql.SQL || !strings.Contains(execScript(client), strings.Join(smokesql.ClientArgs(), " ")) {
+		t.Errorf("client does not run smokesql.SQL with smokesql.ClientArgs(): %s", execScript(client))
 	}
 
 	// Running-sidecar and sleep-mode checks run inside the sidecar image.
@@ -540,7 +516,7 @@ func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
 
 func TestPushPipeline(t *testing.T) {
 	ecrSrv := pushEnv(t, nil)
-	fe := newPushEngine(t, ecrSrv, nil)
+	fe := newPushEngine(t, ecrSrv, map[string]string{"VULN_CHECK": "true"}) // the default, checked by TestReleaseConfig
 	// Written by the session's handler goroutine: read it under the lock.
 	var mu sync.Mutex
 	var opsAtFirstQuery []string
@@ -550,11 +526,6 @@ func TestPushPipeline(t *testing.T) {
 			opsAtFirstQuery = ecrSrv.Operations()
 		}
 		mu.Unlock()
-		if c, ok := q.Find("secret"); ok {
-			if b, err := os.ReadFile(strings.TrimPrefix(c.Arg("uri"), "file://")); err == nil {
-				fe.secrets.Store(c.Arg("uri"), string(b))
-			}
-		}
 	})
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -593,7 +564,7 @@ func TestPushPipeline(t *testing.T) {
 	if !ok {
 		t.Fatalf("registry password is not a secret: %s", fe.srv.Expand(sq))
 	}
-	if pw, _ := fe.secrets.Load(sec.Arg("uri")); pw != ecrSrv.Password {
+	if pw, _ := fe.srv.Secret(sec.Arg("uri")); pw != ecrSrv.Password {
 		t.Errorf("registry auth secret does not hold the ECR password")
 	}
 	assertSecretHidden(t, fe, ecrSrv.Password)
@@ -647,7 +618,7 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 			}
 		}
 	})
-	fe.out = &syncBuffer{}
+	fe.out = &testkit.LockedBuffer{}
 	fe.runner.Out = fe.out
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("second Push: %v", err)

@@ -319,7 +319,7 @@ func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	db := vulndbtest.Write(t, vulndbtest.StdlibNow("GO-2026-0042", "net", "Listen"))
-	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db})
+	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
 	err := fe.runner.Push(testCtx(t))
 	if err == nil {
 		t.Fatalf("Push passed with a vulnerable binary; log:\n%s", fe.log)
@@ -359,7 +359,7 @@ func TestPushUnreachableVulnDBFailsFast(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	db := "http://127.0.0.1:" + closedPort(t)
-	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db})
+	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
 	start := time.Now()
 	err := fe.runner.Push(testCtx(t))
 	if err == nil || !strings.Contains(err.Error(), "GOVULNDB="+db) || !strings.Contains(err.Error(), "nothing was built or pushed") {

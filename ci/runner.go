@@ -2,14 +2,10 @@ package ci
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"dagger.io/dagger"
@@ -66,14 +62,10 @@ func (r *Runner) step(format string, args ...any) {
 // Build builds every platform, checks the size budget and loads the
 // host-platform image into the local Docker.
 func (r *Runner) Build(ctx context.Context) error {
-	r.step("build: connecting to the Dagger engine")
-	client, err := Connect(ctx, r.log())
-	if err != nil {
+	return r.withEngine(ctx, "build", func(client *dagger.Client) error {
+		_, err := r.build(ctx, client, r.source(ctx))
 		return err
-	}
-	defer client.Close()
-	_, err = r.build(ctx, client, r.source(ctx))
-	return err
+	})
 }
 
 // Test runs the unit tests, then builds the image and smoke-tests it
@@ -81,20 +73,16 @@ func (r *Runner) Build(ctx context.Context) error {
 func (r *Runner) Test(ctx context.Context) error {
 	// Engine first: a missing engine must fail in seconds, not after the
 	// unit tests.
-	r.step("test: connecting to the Dagger engine")
-	client, err := Connect(ctx, r.log())
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := r.goTest(ctx); err != nil {
-		return err
-	}
-	img, err := r.build(ctx, client, r.source(ctx))
-	if err != nil {
-		return err
-	}
-	return r.smoke(ctx, client, img)
+	return r.withEngine(ctx, "test", func(client *dagger.Client) error {
+		if err := r.goTest(ctx); err != nil {
+			return err
+		}
+		img, err := r.build(ctx, client, r.source(ctx))
+		if err != nil {
+			return err
+		}
+		return r.smoke(ctx, client, img)
+	})
 }
 
 // Push checks AWS and ECR first (before any build), then builds, tests,
@@ -141,32 +129,40 @@ func (r *Runner) Push(ctx context.Context) error {
 		return fmt.Errorf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)
 	}
 
-	r.step("push: connecting to the Dagger engine")
+	return r.withEngine(ctx, "push", func(client *dagger.Client) error {
+		if err := r.goTest(ctx); err != nil {
+			return err
+		}
+		img, err := r.build(ctx, client, sourceOf(ref))
+		if err != nil {
+			return err
+		}
+		if err := r.smoke(ctx, client, img); err != nil {
+			return err
+		}
+		if err := r.vulnCheck(ctx, img); err != nil {
+			return err
+		}
+		return r.publish(ctx, client, img, reg, tags, sourceOf(ref))
+	})
+}
+
+// withEngine opens the run's one Dagger session, runs the pipeline in it
+// and closes it, whatever the pipeline returned.
+func (r *Runner) withEngine(ctx context.Context, target string, pipeline func(client *dagger.Client) error) error {
+	r.step("%s: connecting to the Dagger engine", target)
 	client, err := Connect(ctx, r.log())
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	if err := r.goTest(ctx); err != nil {
-		return err
-	}
-	img, err := r.build(ctx, client, sourceOf(ref))
-	if err != nil {
-		return err
-	}
-	if err := r.smoke(ctx, client, img); err != nil {
-		return err
-	}
-	if err := r.vulnCheck(ctx, img); err != nil {
-		return err
-	}
-	return r.publish(ctx, client, img, reg, tags, sourceOf(ref))
+	return pipeline(client)
 }
 
 // source is what the image is stamped with (VERSION, REVISION, CREATED
 // build args). Outside a git checkout the Dockerfile defaults stand.
 type source struct {
-	version, revision, created, epoch string
+	version, revision, created string
 }
 
 func (r *Runner) source(ctx context.Context) source {
@@ -183,7 +179,6 @@ func sourceOf(ref gitref.Ref) source {
 		version:  ref.Version,
 		revision: ref.Commit,
 		created:  ref.Time.Format(time.RFC3339),
-		epoch:    strconv.FormatInt(ref.Time.Unix(), 10),
 	}
 	if s.version == "" {
 		s.version = "dev"
@@ -215,38 +210,4 @@ func goTestHost(ctx context.Context, dir string, log io.Writer) error {
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	return cmd.Run()
-}
-
-// secretFile hands a secret to the engine by reference: the value goes
-// into a private file that the session reads through the file:// secret
-// provider, so it never travels in a GraphQL query (as setSecret's
-// plaintext argument would) and never reaches the logs.
-type secretFile struct {
-	dir string
-}
-
-func newSecretFile() (*secretFile, error) {
-	dir, err := os.MkdirTemp("", "sidecar-ci-secrets-")
-	if err != nil {
-		return nil, fmt.Errorf("secret directory: %w", err)
-	}
-	return &secretFile{dir: dir}, nil
-}
-
-// secret stores value under name and returns it as a Dagger secret.
-func (s *secretFile) secret(client *dagger.Client, name, value string) (*dagger.Secret, error) {
-	path := filepath.Join(s.dir, name)
-	if err := os.WriteFile(path, []byte(value), 0o600); err != nil {
-		return nil, fmt.Errorf("write secret %s: %w", name, err)
-	}
-	return client.Secret("file://" + path), nil
-}
-
-func (s *secretFile) Close() error { return os.RemoveAll(s.dir) }
-
-// randomHex returns n random bytes as hex (passwords, cache busters).
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b)
 }

@@ -8,7 +8,7 @@ import (
 
 	"dagger.io/dagger"
 
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 )
 
 // Smoke-test wiring. The sidecar forwards its port to the MySQL service;
@@ -16,11 +16,15 @@ import (
 const (
 	mysqlAlias   = "mysql"   // MySQL service hostname, seen by the sidecar
 	sidecarAlias = "sidecar" // sidecar service hostname, seen by the client
-	// The image's own EXPOSE port: Dagger health-checks every exposed port
-	// of a service, so the sidecar must listen on it.
+	// The image's own EXPOSE port, where the sidecar service listens. The
+	// engine does not dial it: an image with a HEALTHCHECK is ready when
+	// that passes (core/service.go, Service.startContainer); only services
+	// without one, like MySQL, are probed on their exposed ports.
 	sidecarPort = 8080
-	clientCnf   = "/run/secrets/smoke-client.cnf"
-	sleepUpFor  = 3 // seconds sleep mode must stay up
+	// sidecarBin is where the Dockerfile puts the binary.
+	sidecarBin = "/usr/local/bin/sidecar"
+	clientCnf  = "/run/secrets/smoke-client.cnf"
+	sleepUpFor = 3 // seconds sleep mode must stay up
 )
 
 // clientScript waits (bounded) until MySQL answers through the sidecar,
@@ -39,12 +43,12 @@ until %[1]s -e 'SELECT 1' >/dev/null 2>&1; do
   if [ "$i" -ge 90 ]; then echo "MySQL not reachable through the sidecar after 90 tries; last attempt:" >&2; %[1]s -e 'SELECT 1'; exit 1; fi
   sleep 1
 done
-exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smoke.ClientArgs(), " "))
+exec %[1]s %[2]s -e "$SMOKE_SQL"`, base, strings.Join(smokesql.ClientArgs(), " "))
 }
 
 // sidecarVar names the binary (where the Dockerfile puts it); tests of
 // the scripts point SIDECAR at a stand-in.
-const sidecarVar = `SIDECAR="${SIDECAR:-/usr/local/bin/sidecar}"
+const sidecarVar = `SIDECAR="${SIDECAR:-` + sidecarBin + `}"
 `
 
 // runningCheckScript starts the sidecar in the background inside its own
@@ -75,16 +79,17 @@ echo stayed-up
 kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`, sleepUpFor, sleepUpFor)
 }
 
+// smokeHealthcheck is the image's HEALTHCHECK command (the Dockerfile's;
+// a test ties them).
+func smokeHealthcheck() []string { return []string{sidecarBin, "healthcheck"} }
+
 // smoke runs the image (host platform) against a throwaway MySQL:
 // a SQL round trip through the sidecar service, then the checks of a
 // running sidecar (UID 1000, healthcheck) and of sleep mode.
 func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) error {
 	// Run the variant native to the engine, which is not this machine's
 	// platform when a shared remote engine is used.
-	enginePlatform, err := client.DefaultPlatform(ctx)
-	if err != nil {
-		return fmt.Errorf("ask the engine for its platform: %w", err)
-	}
+	enginePlatform := img.Engine
 	native, ok := img.variant(enginePlatform)
 	if !ok {
 		return fmt.Errorf("the engine runs %s, which PLATFORMS (%v) does not build: add it so the smoke test runs natively", enginePlatform, img.Platforms)
@@ -104,7 +109,7 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 		return err
 	}
 	run := randomHex(8) // fresh exec every run: a smoke test must not be a cache hit
-	scrub := func(s string) string { return strings.ReplaceAll(s, password, "[redacted]") }
+	scrub := redactor(password)
 
 	r.step("test: starting MySQL (%s) and the %s sidecar in proxy mode", r.Config.MySQLImage, enginePlatform)
 	mysql := client.Container().From(r.Config.MySQLImage).
@@ -113,30 +118,39 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 		WithExposedPort(3306).
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 
+	// The sidecar resolves and dials TARGET_HOST per connection, so a
+	// sidecar that is never connected to needs no database bound.
 	proxyEnv := func(c *dagger.Container, listen int) *dagger.Container {
-		return c.WithServiceBinding(mysqlAlias, mysql).
-			WithEnvVariable("MODE", "proxy").
+		return c.WithEnvVariable("MODE", "proxy").
 			WithEnvVariable("TARGET_HOST", mysqlAlias).
 			WithEnvVariable("TARGET_PORT", "3306").
 			WithEnvVariable("LISTEN_PORT", fmt.Sprint(listen)).
 			WithEnvVariable("LOG_LEVEL", "debug")
 	}
+	// The engine runs the image's HEALTHCHECK as the service's readiness
+	// check, waiting its interval (10s) between tries; the sidecar is not
+	// up at the first one, so the same check at a 1s interval makes the
+	// smoke test wait about a second. The image keeps its own HEALTHCHECK.
 	sidecar := proxyEnv(native, sidecarPort).
+		WithServiceBinding(mysqlAlias, mysql).
 		WithExposedPort(sidecarPort).
+		WithDockerHealthcheck(smokeHealthcheck(), dagger.ContainerWithDockerHealthcheckOpts{
+			Interval: "1s", StartPeriod: "30s", Retries: 3,
+		}).
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 
 	r.step("test: SQL round trip through the sidecar")
 	out, err := client.Container().From(r.Config.MySQLImage).
 		WithServiceBinding(sidecarAlias, sidecar).
 		WithMountedSecret(clientCnf, cnf).
-		WithEnvVariable("SMOKE_SQL", smoke.SQL).
+		WithEnvVariable("SMOKE_SQL", smokesql.SQL).
 		WithEnvVariable("SMOKE_RUN", run).
 		WithExec([]string{"sh", "-c", clientScript()}).
 		Stdout(ctx)
 	if err != nil {
 		return smokeFailure("SQL round trip through the sidecar", err, scrub)
 	}
-	if err := smoke.Check(out); err != nil {
+	if err := smokesql.Check(out); err != nil {
 		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)
 	}
 

@@ -7,7 +7,6 @@ package ci
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/internal/testmysql"
 )
 
@@ -138,9 +138,9 @@ func testClientScript(t *testing.T, client string) {
 case "$*" in *"-h sidecar -P 8080"*) ;; *) echo "not through the sidecar: $*" >&2; exit 9;; esac
 if [ "$n" -le 2 ]; then echo "ERROR 2003 (HY000): Can't connect" >&2; exit 1; fi
 case "$*" in *"SELECT 1"*) exit 0;; esac
-case "$*" in *"`+strings.Join(smoke.ClientArgs(), " ")+`"*) ;; *) echo "no batch flags: $*" >&2; exit 9;; esac
+case "$*" in *"`+strings.Join(smokesql.ClientArgs(), " ")+`"*) ;; *) echo "no batch flags: $*" >&2; exit 9;; esac
 [ "$*" != "${*%REPEAT*}" ] || { echo "SQL not passed" >&2; exit 9; }
-echo "`+smoke.Expected()+`"
+echo "`+smokesql.Expected()+`"
 `)
 	// PATH: the stand-in and the few tools the scripts use, so a real
 	// client on this machine cannot be picked up instead.
@@ -154,24 +154,13 @@ echo "`+smoke.Expected()+`"
 			t.Fatal(err)
 		}
 	}
-	out, err := runScript(t, clientScript(), "PATH="+dir+":"+tools, "SMOKE_SQL="+smoke.SQL)
+	out, err := runScript(t, clientScript(), "PATH="+dir+":"+tools, "SMOKE_SQL="+smokesql.SQL)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if err := smoke.Check(out); err != nil {
+	if err := smokesql.Check(out); err != nil {
 		t.Error(err)
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
 // TestSmokeScriptsAgainstRealSidecar runs the three smoke scripts as the
@@ -202,9 +191,9 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 	}
 	// proxyEnv is the sidecar's proxy-mode environment on fresh ports.
 	proxyEnv := func() (env []string, listen string) {
-		listen = freePort(t)
+		listen = strconv.Itoa(testkit.FreePort(t))
 		return []string{"MODE=proxy", "TARGET_HOST=127.0.0.1", "TARGET_PORT=" + strconv.Itoa(db.Port),
-			"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT=" + listen, "ADMIN_PORT=" + freePort(t)}, listen
+			"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT=" + listen, "ADMIN_PORT=" + strconv.Itoa(testkit.FreePort(t))}, listen
 	}
 
 	t.Run("running sidecar", func(t *testing.T) {
@@ -218,7 +207,7 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 		}
 	})
 	t.Run("sleep mode", func(t *testing.T) {
-		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+bin, "MODE=sleep", "ADMIN_PORT="+freePort(t))
+		out, err := runScript(t, sleepCheckScript(), "SIDECAR="+bin, "MODE=sleep", "ADMIN_PORT="+strconv.Itoa(testkit.FreePort(t)))
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -230,8 +219,8 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 		env, listen := proxyEnv()
 		side := exec.CommandContext(ctx, bin)
 		side.Env = append(os.Environ(), env...)
-		var logs strings.Builder
-		side.Stderr = &logs
+		logs := &testkit.LockedBuffer{} // the sidecar writes while a failing test reads
+		side.Stderr = logs
 		if err := side.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -243,11 +232,11 @@ func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
 		if err := os.WriteFile(cnf, []byte("[client]\nuser="+db.User+"\npassword="+db.Password+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := runScript(t, clientScript(), "SMOKE_HOST=127.0.0.1", "SMOKE_PORT="+listen, "SMOKE_CNF="+cnf, "SMOKE_SQL="+smoke.SQL)
+		out, err := runScript(t, clientScript(), "SMOKE_HOST=127.0.0.1", "SMOKE_PORT="+listen, "SMOKE_CNF="+cnf, "SMOKE_SQL="+smokesql.SQL)
 		if err != nil {
 			t.Fatalf("%v\n%s\nsidecar log:\n%s", err, out, logs.String())
 		}
-		if err := smoke.Check(out); err != nil {
+		if err := smokesql.Check(out); err != nil {
 			t.Errorf("%v\nsidecar log:\n%s", err, logs.String())
 		}
 	})

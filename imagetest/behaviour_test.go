@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/ci/smoke"
+	"github.com/example/sidecar/ci/smokesql"
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/internal/testmysql"
 )
 
@@ -26,7 +27,7 @@ import (
 func testProxy(t *testing.T, d docker, img builtImage) {
 	client := mysqlClient(t)
 	srv := testmysql.Start(t)
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := testkit.FreePort(t), testkit.FreePort(t)
 	name := run(t, d, img, []string{"--read-only"},
 		"MODE=proxy", "TARGET_HOST=127.0.0.1", "TARGET_PORT="+itoa(srv.Port),
 		"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT="+itoa(listen), "ADMIN_PORT="+itoa(admin))
@@ -49,7 +50,7 @@ func testProxy(t *testing.T, d docker, img builtImage) {
 	}
 
 	out := sqlRoundTrip(t, client, srv, listen)
-	if err := smoke.Check(out); err != nil {
+	if err := smokesql.Check(out); err != nil {
 		t.Errorf("through the container: %v", err)
 	}
 
@@ -85,9 +86,9 @@ func sqlRoundTrip(t *testing.T, client string, srv *testmysql.Server, port int) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args := append(smoke.ClientArgs(),
+	args := append(smokesql.ClientArgs(),
 		"--protocol=TCP", "--host=127.0.0.1", "--port="+itoa(port), "--user="+srv.User,
-		"--connect-timeout=10", "--execute="+smoke.SQL)
+		"--connect-timeout=10", "--execute="+smokesql.SQL)
 	c := exec.CommandContext(ctx, client, args...)
 	c.Env = append(os.Environ(), "MYSQL_PWD="+srv.Password)
 	out, err := c.CombinedOutput()
@@ -109,15 +110,11 @@ func testDrain(t *testing.T, d docker, img builtImage) {
 	)
 	up, down := pseudoRandom(size, 1), pseudoRandom(size, 2)
 
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { backend.Close() })
+	backend := testkit.Listen(t)
 	received := make(chan transferred, 1)
 	go serveBulk(backend, down, chunk, pause, received)
 
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := testkit.FreePort(t), testkit.FreePort(t)
 	name := run(t, d, img, nil,
 		"MODE=proxy", "TARGET_HOST=127.0.0.1", "TARGET_PORT="+itoa(backend.Addr().(*net.TCPAddr).Port),
 		"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT="+itoa(listen), "ADMIN_PORT="+itoa(admin))
@@ -243,7 +240,7 @@ func sendSlowly(c *net.TCPConn, payload []byte, chunk int, pause time.Duration) 
 // testSleep checks sleep mode: healthy, and `docker stop` ends it at once
 // (SIGTERM handled, not the SIGKILL after the 10 s grace) with exit code 0.
 func testSleep(t *testing.T, d docker, img builtImage) {
-	admin := freePort(t)
+	admin := testkit.FreePort(t)
 	name := run(t, d, img, nil, "MODE=sleep", "ADMIN_PORT="+itoa(admin))
 	waitHealthy(t, d, name)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -281,7 +278,7 @@ func testBadEnv(t *testing.T, d docker, img builtImage) {
 			name := containerName(t)
 			d.removeOnCleanup(t, name)
 			args := []string{"run", "--name", name, "--network", "host",
-				"-e", "LISTEN_ADDR=127.0.0.1", "-e", "LISTEN_PORT=" + itoa(freePort(t)), "-e", "ADMIN_PORT=" + itoa(freePort(t))}
+				"-e", "LISTEN_ADDR=127.0.0.1", "-e", "LISTEN_PORT=" + itoa(testkit.FreePort(t)), "-e", "ADMIN_PORT=" + itoa(testkit.FreePort(t))}
 			for _, e := range tc.env {
 				args = append(args, "-e", e)
 			}

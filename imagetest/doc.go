@@ -4,7 +4,8 @@
 //
 // No registry is reachable on the CI machines, so the tests make stand-in
 // base images locally with `docker import` from Debian packages (a static
-// busybox rootfs, plus the machine's Go toolchain for the build stage) and
-// point the Dockerfile's GO_IMAGE and RUNTIME_IMAGE build args at them.
+// busybox rootfs, plus the machine's Go toolchain for the build stage; an
+// arm64 busybox rootfs with `docker load` for the cross-build) and point the
+// Dockerfile's GO_IMAGE and RUNTIME_IMAGE build args at them.
 // Without a Docker daemon or busybox-static the tests skip (fail in CI).
 package imagetest

@@ -30,11 +30,11 @@ const (
 	goStandinRepo      = "sidecar-standin/go"
 	recipeLabel        = "org.example.sidecar.standin-recipe"
 	// recipeVersion changes whenever the way a stand-in is assembled changes.
-	recipeVersion = "3"
+	recipeVersion = "4"
 )
 
 type standins struct {
-	Runtime string // RUNTIME_IMAGE: busybox rootfs with Alpine-style adduser/addgroup
+	Runtime string // RUNTIME_IMAGE: busybox rootfs with Alpine's account files
 	Go      string // GO_IMAGE: the same plus the machine's Go toolchain
 }
 
@@ -188,6 +188,16 @@ func writeRootfsTo(w *io.PipeWriter, busybox string, files []rootFile, extra fun
 // writeRootfs lays out a busybox system: the binary, a symlink per applet
 // (what `busybox --install -s` does), and the files of rootfsFiles.
 func writeRootfs(tw *tar.Writer, busybox string, files []rootFile) error {
+	applets, err := exec.Command(busybox, "--list-full").Output()
+	if err != nil {
+		return fmt.Errorf("%s --list-full: %w", busybox, err)
+	}
+	return writeRootfsApplets(tw, busybox, strings.Fields(string(applets)), files)
+}
+
+// writeRootfsApplets is writeRootfs with the applet list given (a foreign
+// busybox cannot list its own).
+func writeRootfsApplets(tw *tar.Writer, busybox string, applets []string, files []rootFile) error {
 	for _, dir := range []struct {
 		name string
 		mode int64
@@ -204,15 +214,11 @@ func writeRootfs(tw *tar.Writer, busybox string, files []rootFile) error {
 	if err := addHostFile(tw, busybox, "bin/busybox"); err != nil {
 		return err
 	}
-	applets, err := exec.Command(busybox, "--list-full").Output()
-	if err != nil {
-		return fmt.Errorf("%s --list-full: %w", busybox, err)
-	}
 	own := map[string]bool{}
 	for _, f := range files {
 		own[f.name] = true
 	}
-	for _, a := range strings.Fields(string(applets)) {
+	for _, a := range applets {
 		if a == "bin/busybox" || own[a] {
 			continue
 		}
@@ -315,157 +321,14 @@ type rootFile struct {
 	body string
 }
 
-// rootfsFiles are Alpine's account files, trimmed, and adduser/addgroup:
-// Debian's busybox is built without them, and the Dockerfile's user creation
-// must work as on Alpine.
+// rootfsFiles are Alpine's account files, trimmed. No adduser/addgroup:
+// the Dockerfile adds its account by editing these files in a stage on the
+// build platform, and a stand-in without the tools keeps it that way.
 func rootfsFiles() []rootFile {
 	return []rootFile{
 		{"etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n"},
 		{"etc/group", 0o644, "root:x:0:root\nnogroup:x:65533:\nnobody:x:65534:\n"},
 		{"etc/shadow", 0o640, "root:*::0:::::\nnobody:!::0:::::\n"},
 		{"etc/os-release", 0o644, "NAME=\"sidecar test stand-in (busybox-static)\"\nID=sidecar-standin\n"},
-		{"usr/sbin/addgroup", 0o755, addgroupScript},
-		{"usr/sbin/adduser", 0o755, adduserScript},
 	}
 }
-
-// addgroupScript implements Alpine (busybox) addgroup's options:
-// addgroup [-g GID] [-S] [USER] GROUP. Anything else fails, naming it.
-const addgroupScript = `#!/bin/sh
-# addgroup of the sidecar test stand-in image: Alpine (busybox) addgroup's
-# options, editing /etc/group. Usage: addgroup [-g GID] [-S] [USER] GROUP
-set -eu
-die() { echo "addgroup (stand-in): $*" >&2; exit 1; }
-for a in "$@"; do
-	case $a in
-	--) break ;;
-	--?*) die "unsupported option $a (supported: -g GID, -S)" ;;
-	esac
-done
-gid= system=
-while getopts :g:S opt; do
-	case $opt in
-	g) gid=$OPTARG ;;
-	S) system=1 ;;
-	:) die "option -$OPTARG needs a value" ;;
-	*) die "unsupported option -$OPTARG (supported: -g GID, -S)" ;;
-	esac
-done
-shift $((OPTIND - 1))
-valid_name() { case $1 in '' | -* | *[!A-Za-z0-9._-]*) return 1 ;; esac; }
-group_named() { awk -F: -v n="$1" '$1 == n { f = 1 } END { exit !f }' /etc/group; }
-gid_used() { awk -F: -v g="$1" '$3 == g { f = 1 } END { exit !f }' /etc/group; }
-case $# in
-1)
-	group=$1
-	valid_name "$group" || die "bad group name '$group'"
-	if group_named "$group"; then die "group '$group' in use"; fi
-	if [ -n "$gid" ]; then
-		case $gid in *[!0-9]*) die "bad GID '$gid' (want a number)" ;; esac
-		if gid_used "$gid"; then die "gid '$gid' in use"; fi
-	else
-		if [ -n "$system" ]; then gid=100 max=999; else gid=1000 max=60000; fi
-		while gid_used "$gid"; do
-			[ "$gid" -lt "$max" ] || die "no gids left"
-			gid=$((gid + 1))
-		done
-	fi
-	echo "$group:x:$gid:" >>/etc/group
-	;;
-2)
-	user=$1 group=$2
-	[ -z "$gid$system" ] || die "-g and -S do not apply to adding user '$user' to group '$group'"
-	awk -F: -v n="$user" '$1 == n { f = 1 } END { exit !f }' /etc/passwd || die "unknown user '$user'"
-	group_named "$group" || die "unknown group '$group'"
-	tmp=$(mktemp)
-	awk -F: -v OFS=: -v g="$group" -v u="$user" '
-		$1 == g {
-			n = split($4, m, ",")
-			for (i = 1; i <= n; i++) if (m[i] == u) { print; next }
-			$4 = ($4 == "" ? u : $4 "," u)
-		}
-		{ print }' /etc/group >"$tmp"
-	cat "$tmp" >/etc/group
-	rm -f "$tmp"
-	;;
-*) die "usage: addgroup [-g GID] [-S] [USER] GROUP" ;;
-esac
-`
-
-// adduserScript implements Alpine (busybox) adduser's options:
-// adduser [-h DIR] [-g GECOS] [-s SHELL] [-G GROUP] [-S] [-D] [-H] [-u UID] USER
-// with busybox's defaults. Anything else fails, naming it.
-const adduserScript = `#!/bin/sh
-# adduser of the sidecar test stand-in image: Alpine (busybox) adduser's
-# options and defaults, editing /etc/passwd, /etc/shadow and /etc/group.
-# Usage: adduser [-h DIR] [-g GECOS] [-s SHELL] [-G GROUP] [-S] [-D] [-H] [-u UID] USER
-set -eu
-die() { echo "adduser (stand-in): $*" >&2; exit 1; }
-for a in "$@"; do
-	case $a in
-	--) break ;;
-	--?*) die "unsupported option $a (supported: -h DIR, -g GECOS, -s SHELL, -G GROUP, -S, -D, -H, -u UID)" ;;
-	esac
-done
-home= gecos='Linux User,,,' shell= group= system= nopass= nohome= uid=
-while getopts :h:g:s:G:SDHu: opt; do
-	case $opt in
-	h) home=$OPTARG ;;
-	g) gecos=$OPTARG ;;
-	s) shell=$OPTARG ;;
-	G) group=$OPTARG ;;
-	S) system=1 nopass=1 ;;
-	D) nopass=1 ;;
-	H) nohome=1 ;;
-	u) uid=$OPTARG ;;
-	:) die "option -$OPTARG needs a value" ;;
-	*) die "unsupported option -$OPTARG (supported: -h DIR, -g GECOS, -s SHELL, -G GROUP, -S, -D, -H, -u UID)" ;;
-	esac
-done
-shift $((OPTIND - 1))
-[ $# -eq 1 ] || die "usage: adduser [-h DIR] [-g GECOS] [-s SHELL] [-G GROUP] [-S] [-D] [-H] [-u UID] USER (to add a user to a group: addgroup USER GROUP)"
-user=$1
-case $user in '' | -* | *[!A-Za-z0-9._-]*) die "bad user name '$user'" ;; esac
-if awk -F: -v n="$user" '$1 == n { f = 1 } END { exit !f }' /etc/passwd; then die "user '$user' in use"; fi
-[ -n "$nopass" ] || die "cannot set a password interactively: use -D"
-home=${home:-/home/$user}
-if [ -z "$shell" ]; then
-	if [ -n "$system" ]; then shell=/bin/false; else shell=/bin/sh; fi
-fi
-if [ -n "$system" ] && [ -z "$group" ]; then group=nogroup; fi
-gid=
-if [ -n "$group" ]; then
-	gid=$(awk -F: -v n="$group" '$1 == n { print $3; exit }' /etc/group)
-	[ -n "$gid" ] || die "unknown group '$group'"
-fi
-uid_used() { awk -F: -v u="$1" '$3 == u { f = 1 } END { exit !f }' /etc/passwd; }
-gid_used() { awk -F: -v g="$1" '$3 == g { f = 1 } END { exit !f }' /etc/group; }
-if [ -n "$uid" ]; then
-	case $uid in *[!0-9]*) die "bad UID '$uid' (want a number)" ;; esac
-	if uid_used "$uid" || { [ -z "$gid" ] && gid_used "$uid"; }; then die "uid '$uid' in use"; fi
-else
-	if [ -n "$system" ]; then uid=100 max=999; else uid=1000 max=60000; fi
-	while uid_used "$uid" || { [ -z "$gid" ] && gid_used "$uid"; }; do
-		[ "$uid" -lt "$max" ] || die "no uids left"
-		uid=$((uid + 1))
-	done
-fi
-if [ -z "$gid" ]; then
-	gid=$uid
-	if awk -F: -v n="$user" '$1 == n { f = 1 } END { exit !f }' /etc/group; then die "group '$user' in use"; fi
-fi
-echo "$user:x:$uid:$gid:$gecos:$home:$shell" >>/etc/passwd
-if [ -f /etc/shadow ]; then
-	echo "$user:!:$(($(date +%s) / 86400)):0:99999:7:::" >>/etc/shadow
-fi
-if [ -n "$group" ]; then
-	addgroup "$user" "$group"
-else
-	addgroup -g "$gid" "$user"
-fi
-if [ -z "$nohome" ]; then
-	mkdir -p "$home"
-	chown "$uid:$gid" "$home"
-	chmod 2755 "$home"
-fi
-`

@@ -30,12 +30,19 @@ const (
 //
 // Prints compressed and uncompressed sizes per platform and fails naming the
 // platform over budget; then loads the host-platform image into the local
-// Docker as sidecar:latest. Environment, with defaults: PLATFORMS
-// (linux/amd64,linux/arm64); SIZE_BUDGET, largest uncompressed image per
-// platform as docker images shows it (50MB); LOCAL_IMAGE, or none to skip
-// (sidecar:latest); OCI_TARBALL, a path to also write the OCI image to (unset);
-// GO_IMAGE and RUNTIME_IMAGE, base image mirrors (Dockerfile defaults);
-// _EXPERIMENTAL_DAGGER_RUNNER_HOST, a remote engine (local Docker).
+// Docker as sidecar:latest. Environment: PLATFORMS (default:
+// linux/amd64,linux/arm64), the platforms to build; SIZE_BUDGET (default:
+// 50MB), the largest uncompressed image per platform as docker images shows
+// it; LOCAL_IMAGE (default: sidecar:latest), or none to skip the load;
+// OCI_TARBALL (default: unset), a path to also write the OCI image to;
+// GO_IMAGE (default: public.ecr.aws/docker/library/golang:1.26-alpine, the
+// Dockerfile's default) and RUNTIME_IMAGE (default:
+// public.ecr.aws/docker/library/alpine:3.22, the Dockerfile's default), base
+// image mirrors; _EXPERIMENTAL_DAGGER_RUNNER_HOST (default: engine in local
+// Docker), a remote engine; _EXPERIMENTAL_DAGGER_CLI_BIN (default:
+// downloaded), an installed dagger CLI; DOCKER_HOST or DOCKER_CONTEXT
+// (default: the docker CLI's current context), the Docker daemon that runs
+// the engine. docs/pipeline.md lists them all.
 func Build(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {
@@ -46,13 +53,13 @@ func Build(ctx context.Context) error {
 
 // Test runs the unit tests, then smoke-tests the image against a throwaway MySQL.
 //
-// Runs go test ./..., builds as Build does, then starts MySQL (MYSQL_IMAGE,
-// default mysql:8.4) with a random root password passed as a Dagger secret,
-// the image as a service in proxy mode in front of it, and a SQL round trip
-// with the mysql client through the sidecar. Also checks UID 1000, sidecar
-// healthcheck inside a running sidecar, and that sleep mode stays up.
-// UNIT_TESTS=false skips go test (default true). Other environment as for
-// Build.
+// Runs go test ./..., builds as Build does, then starts MySQL from
+// MYSQL_IMAGE (default: public.ecr.aws/docker/library/mysql:8.4) with a
+// random root password passed as a Dagger secret, the image as a service in
+// proxy mode in front of it, and a SQL round trip with the mysql client
+// through the sidecar. Also checks UID 1000, sidecar healthcheck inside a
+// running sidecar, and that sleep mode stays up. UNIT_TESTS (default: true)
+// set to false skips go test. Other environment as for Build.
 func Test(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {
@@ -64,27 +71,31 @@ func Test(ctx context.Context) error {
 // Push checks AWS and ECR, builds, tests and vulnerability-checks, pushes a candidate, gates on ECR's scan, then releases.
 //
 // After a check that a Dagger engine is reachable (none: exit 3 at once),
-// the AWS preflight runs before any build: region and credentials from the
-// usual AWS chain (AWS_REGION, AWS_PROFILE or AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY, or a role), ECR login, and the repository
-// ECR_REPOSITORY (default sidecar), created when missing
-// (ECR_CREATE_REPOSITORY=true) with scan on push (ECR_SCAN_ON_PUSH=true) and
-// immutable tags (ECR_IMMUTABLE_TAGS=true). AWS_ENDPOINT_URL_ECR overrides
-// the ECR API endpoint. Then Build and Test run, and govulncheck checks each
-// platform's sidecar binary (VULN_CHECK=true; database GOVULNDB, default
-// https://vuln.go.dev, probed first); nothing is pushed if any fails.
-// Release flow: the image is pushed under the 12-character commit tag (the
-// candidate); when the repository scans, push waits for the scan of every
-// platform manifest (SCAN_TIMEOUT, default 10m) and stops on findings at or
-// above SCAN_FAIL_ON (CRITICAL, HIGH, MEDIUM, LOW or none; default
-// CRITICAL), leaving the candidate unreleased; only then does the version
-// (when HEAD has a v* tag) and latest (PUSH_LATEST=true, default false;
-// needs mutable tags) go onto it with ECR PutImage. A tag already pointing
-// at this image is skipped. A commit already in ECR keeps its pushed image:
-// the rebuild (never byte-identical) is not pushed. A version tag pointing
-// at another image in an immutable repository is an error and nothing is
-// pushed. Prints every reference with its digest on stdout. Other
-// environment as for Build and Test.
+// the AWS preflight runs before any build: region and credentials,
+// AWS_REGION (default: AWS SDK chain) with AWS_PROFILE or AWS_ACCESS_KEY_ID
+// and AWS_SECRET_ACCESS_KEY or a role, ECR login, and the repository
+// ECR_REPOSITORY (default: sidecar), created when missing if
+// ECR_CREATE_REPOSITORY (default: true), with scan on push if
+// ECR_SCAN_ON_PUSH (default: true) and immutable tags if ECR_IMMUTABLE_TAGS
+// (default: true). AWS_ENDPOINT_URL_ECR (default: AWS default) overrides
+// the ECR API endpoint. GOVULNDB (default: https://vuln.go.dev) is probed
+// first too. Then Build and Test run, and if VULN_CHECK (default: true)
+// govulncheck checks each platform's sidecar binary from the built image;
+// nothing is pushed if any of them fails. Release flow: the image is pushed
+// under the 12-character commit tag only (the candidate); when the
+// repository scans, push waits up to SCAN_TIMEOUT (default: 10m) for the
+// scan of every platform manifest, prints counts by severity, and stops on
+// findings at or above SCAN_FAIL_ON (default: CRITICAL), which also takes
+// HIGH, MEDIUM, LOW or none, leaving the candidate unreleased. Then it writes an SPDX SBOM
+// per platform and SLSA provenance to dist/ and attaches them to the image
+// index as OCI referrers; only then do the version tag (when HEAD has a v*
+// tag) and latest (when PUSH_LATEST (default: false) is true; needs mutable
+// tags) go onto the candidate with ECR PutImage. A tag already pointing at
+// this image is skipped. A commit already in ECR keeps its pushed image and
+// documents: the rebuild (never byte-identical) is not pushed. A version
+// tag pointing at another image in an immutable repository is an error and
+// nothing is pushed. Prints every reference with its digest on stdout.
+// Other environment as for Build and Test.
 func Push(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/admin"
@@ -25,16 +26,18 @@ const (
 	exitUsage   = 2 // bad configuration or command line
 )
 
-const usage = `usage: sidecar [healthcheck | version]
+const usage = `usage: sidecar [healthcheck | version | help]
   sidecar              forward (MODE=proxy) or idle (MODE=sleep); configured by environment, see README
   sidecar healthcheck  exit 0 if the sidecar running with this environment is ready; never contacts the target
   sidecar version      print version and commit
+  sidecar help         this text and every environment variable with its default
 `
 
 // run is the whole program minus process setup: main passes a context that
-// ends on SIGTERM/SIGINT, the environment and the standard streams, so tests
-// drive it in-process.
-func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+// ends on SIGTERM/SIGINT, the environment (os.Environ) and the standard
+// streams, so tests drive it in-process.
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
+	lookup := lookupIn(environ)
 	cmd := ""
 	if len(args) > 0 {
 		cmd = args[0]
@@ -45,14 +48,14 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	switch cmd {
 	case "":
-		return serve(ctx, lookup, stderr)
+		return serve(ctx, environ, lookup, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, lookup, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "sidecar %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return exitOK
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\nEnvironment variables (an empty value counts as unset):\n"+config.Help())
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version (or none)\n%s", cmd, usage)
@@ -77,14 +80,33 @@ func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout
 	return exitOK
 }
 
-func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Writer) int {
+// lookupIn looks a variable up in environ as os.LookupEnv does (the first
+// of duplicates wins).
+func lookupIn(environ []string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		for _, kv := range environ {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+				return v, true
+			}
+		}
+		return "", false
+	}
+}
+
+func serve(ctx context.Context, environ []string, lookup func(string) (string, bool), stderr io.Writer) int {
 	cfg, err := config.Parse(lookup)
 	if err != nil {
 		log := slog.New(slog.NewJSONHandler(stderr, nil))
+		warnTypos(ctx, log, environ)
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
 			for _, p := range cerr.Problems {
-				log.Error("invalid configuration: " + p)
+				attrs := []slog.Attr{slog.String("variable", p.Variable)}
+				if p.Set {
+					attrs = append(attrs, slog.String("value", p.Value))
+				}
+				attrs = append(attrs, slog.String("accepted", p.Accepted))
+				log.LogAttrs(ctx, slog.LevelError, "invalid configuration: "+p.String(), attrs...)
 			}
 		} else {
 			log.Error("invalid configuration", "err", err)
@@ -93,6 +115,8 @@ func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Wr
 		return exitUsage
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	warnTypos(ctx, log, environ)
+	warnServiceConnectPorts(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
@@ -107,7 +131,8 @@ func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Wr
 		return sleep(ctx, adminCfg, log)
 	}
 
-	pc := proxyConfig(cfg, log)
+	pc := cfg.Proxy()
+	pc.Logger = log
 	engine, err := dataPath(cfg.DataPath, log)
 	if err != nil {
 		log.Error("not started", "err", err)
@@ -146,6 +171,38 @@ func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Wr
 	}
 	log.Info("stopped", "connections_cut", cut)
 	return exitOK
+}
+
+// warnTypos logs one warning per variable that looks like a misspelling of
+// one of ours. Never an error: the name may belong to the app or the
+// platform. The value is not logged; it may be a secret.
+func warnTypos(ctx context.Context, log *slog.Logger, environ []string) {
+	for _, t := range config.Typos(environ) {
+		log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("unknown variable %s ignored; did you mean %s?", t.Variable, t.Meant),
+			slog.String("variable", t.Variable), slog.String("did_you_mean", t.Meant))
+	}
+}
+
+// warnServiceConnectPorts warns when a port the sidecar binds is one the
+// ECS Service Connect proxy binds in the same task: harmless without
+// Service Connect, a failed start (for one of the two) with it. Earlier
+// builds defaulted ADMIN_PORT to 9901, so task definitions may pin it.
+func warnServiceConnectPorts(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	listenVar := "LISTEN_PORT"
+	if len(cfg.Forwards) > 1 {
+		listenVar = "FORWARDS"
+	}
+	vars, ports := []string{"ADMIN_PORT"}, []int{cfg.AdminPort}
+	for _, f := range cfg.Forwards {
+		vars, ports = append(vars, listenVar), append(ports, f.ListenPort)
+	}
+	for i, port := range ports {
+		if what, ok := config.ServiceConnectPorts[port]; ok {
+			log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("port %d (%s) is also the %s: in a task that uses ECS Service Connect "+
+				"one of them cannot bind it; see docs/ecs.md", port, vars[i], what),
+				slog.String("variable", vars[i]), slog.Int("port", port))
+		}
+	}
 }
 
 // sleep is MODE=sleep: nothing but the admin listener, until a signal.
@@ -193,28 +250,4 @@ func dataPath(choice config.DataPath, log *slog.Logger) (*epollrelay.Engine, err
 	}
 	log.Info("data path", "data_path", "epoll")
 	return engine, nil
-}
-
-func proxyConfig(cfg config.Config, log *slog.Logger) proxy.Config {
-	pc := proxy.Config{
-		ListenAddr:         cfg.ListenAddr,
-		ConnectTimeout:     cfg.ConnectTimeout,
-		IdleTimeout:        cfg.IdleTimeout,
-		Keepalive:          cfg.Keepalive,
-		MaxConnections:     cfg.MaxConnections,
-		DrainTimeout:       cfg.DrainTimeout,
-		StaleCheckInterval: cfg.StaleCheckInterval,
-		Logger:             log,
-	}
-	// In the environment 0 means off; in proxy.Config 0 means the default.
-	if pc.Keepalive == 0 {
-		pc.Keepalive = -1
-	}
-	if pc.DrainTimeout == 0 {
-		pc.DrainTimeout = -1
-	}
-	for _, f := range cfg.Forwards {
-		pc.Forwards = append(pc.Forwards, proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort})
-	}
-	return pc
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +35,13 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func envOf(kv map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+// envOf is kv in os.Environ form.
+func envOf(kv map[string]string) []string {
+	var out []string
+	for k, v := range kv {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func freePort(t testing.TB) int {
@@ -89,6 +95,85 @@ func TestBadConfigurationExits2WithEveryProblem(t *testing.T) {
 		if !found {
 			t.Errorf("no line mentions %s; got %q", want, msgs)
 		}
+	}
+}
+
+// Each problem is one line whose fields say the variable, its value (when
+// set) and what is accepted, so CloudWatch Logs Insights can group by them.
+func TestBadConfigurationLinesHaveFields(t *testing.T) {
+	var stderr syncBuffer
+	code := run(context.Background(), nil, envOf(map[string]string{
+		"TARGET_PORT": "mysql", "KEEPALIVE": "10h",
+	}), io.Discard, &stderr)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+	want := map[string]map[string]any{
+		"TARGET_HOST": {"accepted": "a hostname or IP address (required when MODE=proxy, unless FORWARDS is set)"},
+		"TARGET_PORT": {"value": "mysql", "accepted": "a port number from 1 to 65535"},
+		"KEEPALIVE":   {"value": "10h"},
+	}
+	for _, l := range jsonLines(t, stderr.String()) {
+		v, ok := l["variable"].(string)
+		if !ok {
+			continue
+		}
+		w, ok := want[v]
+		if !ok {
+			t.Errorf("unexpected problem line %v", l)
+			continue
+		}
+		delete(want, v)
+		if _, ok := l["accepted"].(string); !ok {
+			t.Errorf("line %v has no accepted field", l)
+		}
+		if _, hasValue := l["value"]; hasValue != (w["value"] != nil) {
+			t.Errorf("line %v: value field present = %v, want %v", l, hasValue, w["value"] != nil)
+		}
+		for k, wv := range w {
+			if l[k] != wv {
+				t.Errorf("line %v: %s = %v, want %v", l, k, l[k], wv)
+			}
+		}
+		if msg, _ := l["msg"].(string); !strings.Contains(msg, v) {
+			t.Errorf("line %v: msg does not name %s", l, v)
+		}
+	}
+	for v := range want {
+		t.Errorf("no problem line with variable=%s", v)
+	}
+}
+
+// A variable one or two edits from one of ours gets a warning naming the
+// likely intended one; the sidecar still starts.
+func TestTypoWarnings(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	env := map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(freePort(t)), "ADMIN_PORT": strconv.Itoa(freePort(t)),
+		"LISTN_PORT": "13306", "TARGET_HOTS": "db.example", "HOME": "/root",
+	}
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	got := map[string]string{}
+	for _, l := range jsonLines(t, stderr.String()) {
+		if l["level"] == "WARN" && l["did_you_mean"] != nil {
+			got[l["variable"].(string)] = l["did_you_mean"].(string)
+			if strings.Contains(l["msg"].(string), "db.example") {
+				t.Errorf("warning shows the value: %v", l)
+			}
+		}
+	}
+	if want := map[string]string{"LISTN_PORT": "LISTEN_PORT", "TARGET_HOTS": "TARGET_HOST"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings %v, want %v", got, want)
 	}
 }
 
@@ -266,5 +351,89 @@ func TestSleepModeInProcess(t *testing.T) {
 		}
 	case <-time.After(safety):
 		t.Fatal("sleep mode ignored the stop signal")
+	}
+}
+
+// The listen address is written the same way in the "starting" and the
+// "forwarding" lines: LISTEN_ADDR=0.0.0.0 binds IPv4 only, and both say
+// 0.0.0.0:PORT (a dual-stack listener would say [::]:PORT in one of them).
+func TestListenAddressSameInEveryLine(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	for _, addr := range []string{"0.0.0.0", "::", "127.0.0.1"} {
+		t.Run(addr, func(t *testing.T) {
+			listen := freePort(t)
+			env := map[string]string{
+				"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+				"LISTEN_PORT": strconv.Itoa(listen), "LISTEN_ADDR": addr, "ADMIN_PORT": strconv.Itoa(freePort(t)),
+			}
+			cancel, done, stderr := runAsync(t, env)
+			waitHealthy(t, env, true)
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+			}
+			want := net.JoinHostPort(addr, strconv.Itoa(listen)) + "="
+			var seen []string
+			for _, l := range jsonLines(t, stderr.String()) {
+				var list []any
+				switch l["msg"] {
+				case "starting":
+					list, _ = l["forwards"].([]any)
+				case "forwarding":
+					list, _ = l["listeners"].([]any)
+				default:
+					continue
+				}
+				if len(list) != 1 {
+					t.Fatalf("%s line lists %v", l["msg"], list)
+				}
+				seen = append(seen, list[0].(string))
+				if s := list[0].(string); !strings.HasPrefix(s, want) {
+					t.Errorf("%s line says %s, want %s…", l["msg"], s, want)
+				}
+			}
+			if len(seen) != 2 {
+				t.Errorf("found %d of the starting and forwarding lines: %v", len(seen), seen)
+			}
+		})
+	}
+}
+
+// A port the ECS Service Connect proxy also binds gets a warning at
+// startup (never an error: without Service Connect it is harmless).
+func TestServiceConnectPortWarning(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	if ln, err := net.Listen("tcp", "127.0.0.1:9901"); err != nil {
+		t.Skipf("port 9901 is busy here: %v", err)
+	} else {
+		_ = ln.Close()
+	}
+	env := map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(freePort(t)), "ADMIN_PORT": "9901",
+	}
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	var warned []map[string]any
+	for _, l := range jsonLines(t, stderr.String()) {
+		if l["level"] == "WARN" && strings.Contains(l["msg"].(string), "Service Connect") {
+			warned = append(warned, l)
+		}
+	}
+	if len(warned) != 1 || warned[0]["variable"] != "ADMIN_PORT" || warned[0]["port"] != float64(9901) ||
+		!strings.Contains(warned[0]["msg"].(string), "Envoy admin") {
+		t.Errorf("Service Connect warnings %v, want one for ADMIN_PORT 9901 naming Envoy's admin interface", warned)
 	}
 }

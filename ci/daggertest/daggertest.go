@@ -9,6 +9,38 @@
 // IDs: every object passed as an argument is first resolved by an `id`
 // query; the server remembers which chain produced each ID so assertions
 // can follow an argument back to what it is (Resolve, Query.Expand).
+//
+// Engine behaviours it reproduces, each read in the engine's source at
+// v0.21.8 (github.com/dagger/dagger, commit 7902e644be); anything else is
+// answered with a zero value or what a Handle override returns:
+//
+//   - Service readiness (Services, Startup): before a container runs, each
+//     bound service is started, its own bindings first; a container whose
+//     config has a healthcheck (Dockerfile HEALTHCHECK, from's image
+//     config, withDockerHealthcheck) is ready when that passes, at its
+//     interval; one without is ready when its withExposedPort ports accept.
+//     core/service.go Service.startContainer; core/healthcheck.go
+//     dockerHealthcheck.Check, durationBetweenRetries, portHealthChecker.Check.
+//   - The engine's platform (Platform): defaultPlatform answers it.
+//     core/schema/platform.go platformSchema.defaultPlatform. Directory.dockerBuild derives
+//     BUILDPLATFORM from the target, not from the engine
+//     (core/container.go Container.Build; dockerfile2llb/platform.go
+//     buildPlatformOpt), which is why the pipeline passes it.
+//   - Platform variants: export and publish take the variants as IDs of
+//     their own chains (Resolve follows them); the empty receiver
+//     container (client.Container()) is not a variant.
+//     core/container.go Container.Export (filterEmptyContainers).
+//   - Secret resolution (Secret): a file:// secret is read when a query
+//     that needs it is evaluated, not when it is created, and a missing
+//     file fails that query. core/secret.go Secret.plaintext;
+//     engine/client/secretprovider/file.go fileProvider.
+//   - ExecError (ExecFailure): a failed exec is a GraphQL error with
+//     extensions _type EXEC_ERROR, cmd, exitCode, stdout, stderr, which the
+//     SDK turns into *dagger.ExecError. core/exec_error.go ExecError.Extensions.
+//   - Export layout: export writes an OCI image layout tarball whose index
+//     lists one manifest per platform variant (core/container.go
+//     Container.Export, ExportContainerImage); the default answer writes
+//     nothing, tests write one with ci/imagesize/imagesizetest.
 package daggertest
 
 import (
@@ -29,6 +61,8 @@ import (
 
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // Call is one field selection in a chain with its arguments.
@@ -151,6 +185,11 @@ type Server struct {
 	ids      map[string]Query
 	handlers map[string]Handler
 	observer func(Query)
+	platform string
+	startup  StartupFunc
+	images   map[string]*Healthcheck
+	services []Service
+	secrets  map[string]string
 }
 
 // Start serves a session on 127.0.0.1 until the test ends and points the
@@ -158,11 +197,9 @@ type Server struct {
 // after the test).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("daggertest: listen: %v", err)
-	}
+	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{},
+		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}}
+	l := testkit.Listen(t) // 127.0.0.1 only: httptest would fall back to ::1
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	srv.Listener.Close()
 	srv.Listener = l
@@ -171,6 +208,14 @@ func Start(t testing.TB) *Server {
 	t.Setenv("DAGGER_SESSION_PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 	t.Setenv("DAGGER_SESSION_TOKEN", s.Token)
 	return s
+}
+
+// Platform sets what defaultPlatform answers: the engine's own platform
+// (default: this machine's, as for an engine started here).
+func (s *Server) Platform(p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.platform = p
 }
 
 // Handle overrides the answer for leaf field (e.g. "stdout", "size").
@@ -381,6 +426,16 @@ func (s *Server) leaf(text string, chain []Call) (any, error) {
 	if obs != nil {
 		obs(q)
 	}
+	if resolves[q.Leaf().Field] {
+		if err := s.resolveSecrets(q.Chain, map[string]bool{}); err != nil {
+			return nil, err
+		}
+	}
+	if evaluates[q.Leaf().Field] {
+		if err := s.startServices(q.Chain, map[string]bool{}); err != nil {
+			return nil, err
+		}
+	}
 	if h != nil {
 		return h(q)
 	}
@@ -406,8 +461,10 @@ func (s *Server) defaultAnswer(q Query) (any, error) {
 		return "", nil
 	case "exitCode", "size":
 		return 0, nil
-	case "defaultPlatform": // an engine on this machine
-		return "linux/" + runtime.GOARCH, nil
+	case "defaultPlatform":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.platform, nil
 	case "version":
 		return "v0.21.8", nil
 	}

@@ -7,7 +7,6 @@
 package testmysql
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -25,6 +24,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // Server is a running MariaDB server on loopback.
@@ -36,9 +36,7 @@ type Server struct {
 	Socket   string // unix socket; connections through it bypass any forwarder
 
 	dir  string
-	cmd  *exec.Cmd
-	done chan error
-	log  *bytes.Buffer
+	proc *testkit.Process // mariadbd; nil until it started
 }
 
 // Available reports whether the MariaDB server binaries are on this machine,
@@ -84,7 +82,7 @@ func StartServer(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, User: "sidecar_test", Socket: filepath.Join(dir, "sock"), log: new(bytes.Buffer), done: make(chan error, 1)}
+	s := &Server{dir: dir, User: "sidecar_test", Socket: filepath.Join(dir, "sock")}
 	fail := func(err error) (*Server, error) {
 		s.Stop()
 		return nil, err
@@ -95,22 +93,21 @@ func StartServer(ctx context.Context) (*Server, error) {
 	if out, err := install.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("mariadb-install-db: %w\n%s", err, out))
 	}
-	s.Port, err = freePort()
+	s.Port, err = testkit.LoopbackPort()
 	if err != nil {
 		return fail(err)
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
-	s.cmd = exec.Command(mariadbd, "--no-defaults", "--user=root",
+	cmd := exec.Command(mariadbd, "--no-defaults", "--user=root",
 		"--datadir="+data, "--socket="+s.Socket, "--pid-file="+filepath.Join(dir, "pid"),
 		"--bind-address=127.0.0.1", "--port="+strconv.Itoa(s.Port),
 		"--skip-name-resolve", "--skip-log-bin", "--max-connections=2000",
 		"--max-allowed-packet=64M", "--innodb-buffer-pool-size=64M",
 		"--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0")
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
+	// Its output is read for error messages while it still writes.
+	if s.proc, err = testkit.StartProcess(cmd); err != nil {
 		return fail(fmt.Errorf("start mariadbd: %w", err))
 	}
-	go func() { s.done <- s.cmd.Wait() }()
 
 	pw := make([]byte, 12)
 	_, _ = rand.Read(pw)
@@ -126,11 +123,10 @@ func StartServer(ctx context.Context) (*Server, error) {
 			break
 		}
 		select {
-		case werr := <-s.done:
-			s.done <- werr
-			return fail(fmt.Errorf("mariadbd exited: %v\n%s", werr, s.log.String()))
+		case <-s.proc.Done():
+			return fail(fmt.Errorf("mariadbd exited: %v\n%s", s.proc.Err(), s.proc.Output))
 		case <-ctx.Done():
-			return fail(fmt.Errorf("mariadbd not ready: %v (last error %v)\n%s", ctx.Err(), err, s.log.String()))
+			return fail(fmt.Errorf("mariadbd not ready: %v (last error %v)\n%s", ctx.Err(), err, s.proc.Output))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -176,23 +172,10 @@ func (s *Server) GlobalStatus(ctx context.Context, name string) (int64, error) {
 
 // Stop kills the server and removes its directory.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-		}
+	if s.proc != nil {
+		s.proc.Kill(10 * time.Second)
 	}
 	_ = os.RemoveAll(s.dir)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // lookPath also looks in sbin directories, which a non-root PATH may lack.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -130,12 +131,8 @@ func TestCheck(t *testing.T) {
 }
 
 func TestListenPortInUse(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	_, err = Listen(context.Background(), Config{Addr: busy.Addr().String()})
+	busy := testkit.Listen(t)
+	_, err := Listen(context.Background(), Config{Addr: busy.Addr().String()})
 	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
 		t.Fatalf("Listen on a busy port = %v, want an error naming %s", err, busy.Addr())
 	}

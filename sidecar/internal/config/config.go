@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 // Mode is what the process does: forward connections or sit idle.
@@ -59,114 +61,108 @@ type Config struct {
 	DataPath           DataPath
 }
 
-// Defaults, as documented in the README's configuration table.
+const maxConnectionsLimit = 1 << 20
+
+// ServiceConnectPorts are TCP ports the ECS Service Connect container may
+// bind in the task's network namespace, which the sidecar shares in awsvpc
+// mode: Envoy's admin interface (ENVOY_ADMIN_PORT_DEFAULT = 9901, bound on
+// 0.0.0.0 when ENVOY_ADMIN_MODE=tcp) and the Service Connect agent's
+// management interface (AGENT_PORT_DEFAULT = 9902), both in
+// aws/amazon-ecs-service-connect-agent agent/config/agent_config.go. No
+// default of ours is one of them.
+var ServiceConnectPorts = map[int]string{
+	9901: "Envoy admin interface of the ECS Service Connect proxy",
+	9902: "ECS Service Connect agent management interface",
+}
+
+// Limits on durations: below or above them the value is a typo (1ms for
+// 1m) or something the kernel cannot honour.
 const (
-	DefaultListenPort     = 8080
-	DefaultListenAddr     = "0.0.0.0"
-	DefaultAdminPort      = 9901
-	DefaultDrainTimeout   = 20 * time.Second // comfortably below ECS's default 30 s stopTimeout
-	DefaultConnectTimeout = 5 * time.Second
-	DefaultMaxConnections = 1024
-	DefaultKeepalive      = 30 * time.Second
-	maxConnectionsLimit   = 1 << 20
+	MinConnectTimeout     = time.Millisecond
+	MinIdleTimeout        = time.Second            // below it every pooled MySQL session dies between queries
+	MaxKeepalive          = 32767 * time.Second    // Linux MAX_TCP_KEEPIDLE (and MAX_TCP_KEEPINTVL); beyond it setsockopt fails
+	MinStaleCheckInterval = 100 * time.Millisecond // a DNS query pair per target per interval
 )
+
+// Problem is one configuration mistake: the variable, its value ("" when
+// unset) and what would be accepted. The fields are logged as fields of
+// their own, so log queries can group by variable.
+type Problem struct {
+	Variable string
+	Value    string
+	Set      bool   // the variable was set (to Value)
+	Accepted string // what would be accepted
+	Reason   string // why Value is wrong, when more than "is invalid"
+}
+
+// String is the problem as one line: `NAME="value" is invalid; accepted: …`.
+func (p Problem) String() string {
+	reason := p.Reason
+	switch {
+	case !p.Set:
+		return fmt.Sprintf("%s is not set; accepted: %s", p.Variable, p.Accepted)
+	case reason == "":
+		reason = " is invalid"
+	}
+	return fmt.Sprintf("%s=%q%s; accepted: %s", p.Variable, p.Value, reason, p.Accepted)
+}
 
 // Error lists every configuration problem, one per line.
 type Error struct {
-	Problems []string
+	Problems []Problem
 }
 
-func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
 
 // Parse reads the configuration through lookup (os.LookupEnv in
 // production). A variable set to the empty string counts as unset, which is
 // what ECS task definitions produce for blank values.
 func Parse(lookup func(string) (string, bool)) (Config, error) {
 	p := &parser{lookup: lookup}
-	c := Config{
-		Mode:           ModeProxy,
-		ListenAddr:     DefaultListenAddr,
-		LogLevel:       slog.LevelInfo,
-		AdminPort:      DefaultAdminPort,
-		DrainTimeout:   DefaultDrainTimeout,
-		ConnectTimeout: DefaultConnectTimeout,
-		MaxConnections: DefaultMaxConnections,
-		Keepalive:      DefaultKeepalive,
-		DataPath:       DataPathAuto,
-	}
-
-	if v, ok := p.get("MODE"); ok {
-		switch Mode(v) {
-		case ModeProxy, ModeSleep:
-			c.Mode = Mode(v)
-		default:
-			p.bad("MODE", v, "proxy or sleep")
+	var c Config
+	// The variables sleep mode reads come first: they decide the mode.
+	for _, sleepToo := range []bool{true, false} {
+		for _, st := range Settings {
+			if st.set == nil || st.sleep != sleepToo {
+				continue
+			}
+			if st.Default != "" && !st.set(&c, st.Default) {
+				panic(fmt.Sprintf("config: default %s=%q is not accepted", st.Name, st.Default))
+			}
+			// Sleep mode forwards nothing: the forwarding variables a task
+			// definition still carries are ignored, so switching MODE
+			// alone is enough to get a shell.
+			if c.Mode == ModeSleep && !st.sleep {
+				continue
+			}
+			if v, ok := p.get(st.Name); ok {
+				probe := c
+				if !st.set(&probe, v) {
+					p.bad(st.Name, v, st.Accepted)
+					continue
+				}
+				c = probe
+			}
 		}
 	}
-	if v, ok := p.get("LOG_LEVEL"); ok {
-		switch strings.ToLower(v) {
-		case "error":
-			c.LogLevel = slog.LevelError
-		case "warn":
-			c.LogLevel = slog.LevelWarn
-		case "info":
-			c.LogLevel = slog.LevelInfo
-		case "debug":
-			c.LogLevel = slog.LevelDebug
-		default:
-			p.bad("LOG_LEVEL", v, "error, warn, info or debug")
-		}
-	}
-	p.port("ADMIN_PORT", &c.AdminPort)
-
 	if c.Mode == ModeSleep {
-		// Sleep mode forwards nothing: the forwarding variables a task
-		// definition still carries are ignored, so switching MODE alone is
-		// enough to get a shell.
 		if len(p.problems) > 0 {
 			return Config{}, &Error{Problems: p.problems}
 		}
 		return c, nil
 	}
 
-	if v, ok := p.get("LISTEN_ADDR"); ok {
-		if ip := net.ParseIP(v); ip == nil {
-			p.bad("LISTEN_ADDR", v, "an IP address to bind, such as 0.0.0.0, 127.0.0.1 or ::")
-		} else {
-			c.ListenAddr = ip.String()
-		}
-	}
-	p.duration("DRAIN_TIMEOUT", &c.DrainTimeout, 0, "a duration such as 20s or 1m (0 closes connections at once)")
-	p.duration("CONNECT_TIMEOUT", &c.ConnectTimeout, time.Millisecond, "a positive duration such as 5s or 500ms")
-	p.duration("IDLE_TIMEOUT", &c.IdleTimeout, 0, "a duration such as 30m (0 = off)")
-	p.duration("KEEPALIVE", &c.Keepalive, 0, "a duration such as 30s (0 = off)")
-	p.duration("STALE_CHECK_INTERVAL", &c.StaleCheckInterval, 0, "a duration such as 10s (0 = off)")
-	if c.StaleCheckInterval > 0 && c.StaleCheckInterval < 100*time.Millisecond {
-		p.bad("STALE_CHECK_INTERVAL", c.StaleCheckInterval.String(), "0 (off) or at least 100ms")
-	}
-	if v, ok := p.get("DATA_PATH"); ok {
-		switch DataPath(v) {
-		case DataPathAuto, DataPathEpoll, DataPathPortable:
-			c.DataPath = DataPath(v)
-		default:
-			p.bad("DATA_PATH", v, "auto, epoll or portable")
-		}
-	}
-	if v, ok := p.get("MAX_CONNECTIONS"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxConnectionsLimit {
-			p.bad("MAX_CONNECTIONS", v, fmt.Sprintf("an integer from 1 to %d", maxConnectionsLimit))
-		} else {
-			c.MaxConnections = n
-		}
-	}
-
 	c.Forwards = p.forwards()
 	sort.Slice(c.Forwards, func(i, j int) bool { return c.Forwards[i].ListenPort < c.Forwards[j].ListenPort })
 	for _, f := range c.Forwards {
 		if f.ListenPort == c.AdminPort {
-			p.problems = append(p.problems, fmt.Sprintf(
-				"ADMIN_PORT=%q: the admin port is also a listen port; accepted: a port no forward listens on", strconv.Itoa(c.AdminPort)))
+			p.badBecause("ADMIN_PORT", strconv.Itoa(c.AdminPort), ": the admin port is also a listen port", "a port no forward listens on")
 		}
 	}
 
@@ -178,7 +174,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 
 type parser struct {
 	lookup   func(string) (string, bool)
-	problems []string
+	problems []Problem
 }
 
 func (p *parser) get(name string) (string, bool) {
@@ -188,20 +184,15 @@ func (p *parser) get(name string) (string, bool) {
 }
 
 func (p *parser) bad(name, value, accepted string) {
-	p.problems = append(p.problems, fmt.Sprintf("%s=%q is invalid; accepted: %s", name, value, accepted))
+	p.problems = append(p.problems, Problem{Variable: name, Value: value, Set: true, Accepted: accepted})
 }
 
-func (p *parser) port(name string, dst *int) {
-	v, ok := p.get(name)
-	if !ok {
-		return
-	}
-	n, err := parsePort(v)
-	if err != nil {
-		p.bad(name, v, "a port number from 1 to 65535")
-		return
-	}
-	*dst = n
+func (p *parser) badBecause(name, value, reason, accepted string) {
+	p.problems = append(p.problems, Problem{Variable: name, Value: value, Set: true, Reason: reason, Accepted: accepted})
+}
+
+func (p *parser) unset(name, accepted string) {
+	p.problems = append(p.problems, Problem{Variable: name, Accepted: accepted})
 }
 
 func parsePort(v string) (int, error) {
@@ -212,17 +203,19 @@ func parsePort(v string) (int, error) {
 	return n, nil
 }
 
-func (p *parser) duration(name string, dst *time.Duration, least time.Duration, accepted string) {
-	v, ok := p.get(name)
-	if !ok {
-		return
+// durationRule is what a duration variable accepts: 0 if zeroOK, else
+// from min to max (0 = no upper bound), whole seconds if wholeSeconds.
+type durationRule struct {
+	min, max     time.Duration
+	zeroOK       bool
+	wholeSeconds bool
+}
+
+func (r durationRule) ok(d time.Duration) bool {
+	if d == 0 && r.zeroOK {
+		return true
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < least {
-		p.bad(name, v, accepted)
-		return
-	}
-	*dst = d
+	return d >= r.min && (r.max == 0 || d <= r.max) && (!r.wholeSeconds || d%time.Second == 0)
 }
 
 // forwards reads either the single form (TARGET_HOST, TARGET_PORT,
@@ -237,37 +230,40 @@ func (p *parser) forwards() []Forward {
 	if hasList {
 		for _, name := range []string{"TARGET_HOST", "TARGET_PORT", "LISTEN_PORT"} {
 			if v, ok := p.get(name); ok {
-				p.problems = append(p.problems, fmt.Sprintf(
-					"%s=%q is set together with FORWARDS; accepted: either FORWARDS alone, or TARGET_HOST, TARGET_PORT and optionally LISTEN_PORT", name, v))
+				p.badBecause(name, v, " is set together with FORWARDS",
+					"either FORWARDS alone, or TARGET_HOST, TARGET_PORT and optionally LISTEN_PORT")
 			}
 		}
 		return p.forwardList(list)
 	}
 
-	f := Forward{ListenPort: DefaultListenPort}
+	var f Forward
+	if !setPort(&f.ListenPort, Default("LISTEN_PORT")) {
+		panic("config: bad LISTEN_PORT default")
+	}
 	ok := true
 	if hasListen {
 		n, err := parsePort(listen)
 		if err != nil {
-			p.bad("LISTEN_PORT", listen, "a port number from 1 to 65535")
+			p.bad("LISTEN_PORT", listen, setting("LISTEN_PORT").Accepted)
 			ok = false
 		}
 		f.ListenPort = n
 	}
 	if !hasHost {
-		p.problems = append(p.problems, "TARGET_HOST is not set; accepted: a hostname or IP address (required when MODE=proxy, unless FORWARDS is set)")
+		p.unset("TARGET_HOST", setting("TARGET_HOST").Accepted+requiredSuffix)
 		ok = false
 	} else if h, err := checkHost(host); err != nil {
-		p.bad("TARGET_HOST", host, "a hostname such as db.cluster-abc.eu-west-1.rds.amazonaws.com or an IP address")
+		p.badBecause("TARGET_HOST", host, ": "+err.Error(), hostAccepted)
 		ok = false
 	} else {
 		f.TargetHost = h
 	}
 	if !hasPort {
-		p.problems = append(p.problems, "TARGET_PORT is not set; accepted: a port number from 1 to 65535 (required when MODE=proxy, unless FORWARDS is set)")
+		p.unset("TARGET_PORT", setting("TARGET_PORT").Accepted+requiredSuffix)
 		ok = false
 	} else if n, err := parsePort(port); err != nil {
-		p.bad("TARGET_PORT", port, "a port number from 1 to 65535")
+		p.bad("TARGET_PORT", port, setting("TARGET_PORT").Accepted)
 		ok = false
 	} else {
 		f.TargetPort = n
@@ -278,8 +274,6 @@ func (p *parser) forwards() []Forward {
 	return []Forward{f}
 }
 
-const forwardsAccepted = "a comma-separated list of LISTEN_PORT=HOST:PORT, such as 8080=writer.example:3306,8081=reader.example:3306"
-
 func (p *parser) forwardList(list string) []Forward {
 	var out []Forward
 	seen := map[int]bool{}
@@ -287,11 +281,11 @@ func (p *parser) forwardList(list string) []Forward {
 		entry := strings.TrimSpace(raw)
 		f, err := parseForward(entry)
 		if err != nil {
-			p.problems = append(p.problems, fmt.Sprintf("FORWARDS=%q: entry %q %v; accepted: %s", list, entry, err, forwardsAccepted))
+			p.badBecause("FORWARDS", list, fmt.Sprintf(": entry %q %v", entry, err), forwardsAccepted)
 			continue
 		}
 		if seen[f.ListenPort] {
-			p.problems = append(p.problems, fmt.Sprintf("FORWARDS=%q: listen port %d appears more than once; accepted: each listen port once", list, f.ListenPort))
+			p.badBecause("FORWARDS", list, fmt.Sprintf(": listen port %d appears more than once", f.ListenPort), "each listen port once")
 			continue
 		}
 		seen[f.ListenPort] = true
@@ -318,7 +312,7 @@ func parseForward(entry string) (Forward, error) {
 	}
 	h, err := checkHost(host)
 	if err != nil {
-		return Forward{}, fmt.Errorf("has target host %q, want a hostname or IP address", host)
+		return Forward{}, fmt.Errorf("has target host %q (%v), want %s", host, err, hostAccepted)
 	}
 	tp, err := parsePort(port)
 	if err != nil {
@@ -328,26 +322,61 @@ func parseForward(entry string) (Forward, error) {
 }
 
 // checkHost accepts an IP literal or a DNS name (letters, digits, '-', '_',
-// dots between labels of 1-63 bytes, at most 253 bytes, optional final dot).
+// dots between labels of 1-63 bytes, at most 253 bytes, optional final dot,
+// a last label that is not all digits).
 func checkHost(h string) (string, error) {
 	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil && !strings.Contains(h, "%") {
 		return ip.String(), nil
 	}
 	name := strings.TrimSuffix(h, ".")
 	if name == "" || len(name) > 253 {
-		return "", fmt.Errorf("host %q: want a DNS name or IP address", h)
+		return "", fmt.Errorf("is neither a DNS name nor an IP address")
 	}
-	for _, label := range strings.Split(name, ".") {
+	labels := strings.Split(name, ".")
+	for _, label := range labels {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "", fmt.Errorf("host %q: bad label %q", h, label)
+			return "", fmt.Errorf("has a bad label %q", label)
 		}
 		for _, r := range label {
 			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return "", fmt.Errorf("host %q: bad character %q", h, r)
+				return "", fmt.Errorf("has a bad character %q", r)
 			}
 		}
 	}
+	// No top-level domain is all digits (RFC 3696 section 2), so such a
+	// name is an IP address in a short or padded form (127.1,
+	// 127.000.000.002) that Go's resolver does not parse as one: every
+	// lookup would fail with "no such host".
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		return "", fmt.Errorf("is all-numeric: not a DNS name, and not an IP address in standard form")
+	}
 	return h, nil
+}
+
+// Proxy is the configuration as proxy.Config values, final: a setting that
+// is off in the environment (KEEPALIVE=0, DRAIN_TIMEOUT=0) is off here too,
+// never left at zero for the proxy to read as "its default". The caller
+// adds the logger and the data path.
+func (c Config) Proxy() proxy.Config {
+	pc := proxy.Config{
+		ListenAddr:         c.ListenAddr,
+		ConnectTimeout:     c.ConnectTimeout,
+		IdleTimeout:        c.IdleTimeout,
+		Keepalive:          c.Keepalive,
+		MaxConnections:     c.MaxConnections,
+		DrainTimeout:       c.DrainTimeout,
+		StaleCheckInterval: c.StaleCheckInterval,
+	}
+	if pc.Keepalive == 0 {
+		pc.Keepalive = -1 // proxy: negative = off
+	}
+	if pc.DrainTimeout == 0 {
+		pc.DrainTimeout = -1 // proxy: negative = close at once
+	}
+	for _, f := range c.Forwards {
+		pc.Forwards = append(pc.Forwards, proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort})
+	}
+	return pc
 }
 
 // LogAttrs is the effective configuration for the startup log line. Nothing
@@ -367,12 +396,12 @@ func (c Config) LogAttrs() []slog.Attr {
 	}
 	return append(attrs,
 		slog.Any("forwards", fw),
-		slog.String("drain_timeout", c.DrainTimeout.String()),
-		slog.String("connect_timeout", c.ConnectTimeout.String()),
-		slog.String("idle_timeout", c.IdleTimeout.String()),
+		slog.Int64("drain_timeout_ms", c.DrainTimeout.Milliseconds()),
+		slog.Int64("connect_timeout_ms", c.ConnectTimeout.Milliseconds()),
+		slog.Int64("idle_timeout_ms", c.IdleTimeout.Milliseconds()),
 		slog.Int("max_connections", c.MaxConnections),
-		slog.String("keepalive", c.Keepalive.String()),
-		slog.String("stale_check_interval", c.StaleCheckInterval.String()),
+		slog.Int64("keepalive_ms", c.Keepalive.Milliseconds()),
+		slog.Int64("stale_check_interval_ms", c.StaleCheckInterval.Milliseconds()),
 		slog.String("data_path", string(c.DataPath)),
 	)
 }
@@ -380,11 +409,15 @@ func (c Config) LogAttrs() []slog.Attr {
 // AdminPort reads only ADMIN_PORT: the healthcheck subcommand needs nothing
 // else, and must not fail over variables the running sidecar already checked.
 func AdminPort(lookup func(string) (string, bool)) (int, error) {
-	p := &parser{lookup: lookup}
-	port := DefaultAdminPort
-	p.port("ADMIN_PORT", &port)
-	if len(p.problems) > 0 {
-		return 0, &Error{Problems: p.problems}
+	st := setting("ADMIN_PORT")
+	var c Config
+	if !st.set(&c, st.Default) {
+		panic("config: bad ADMIN_PORT default")
 	}
-	return port, nil
+	if v, ok := (&parser{lookup: lookup}).get(st.Name); ok {
+		if !st.set(&c, v) {
+			return 0, &Error{Problems: []Problem{{Variable: st.Name, Value: v, Set: true, Accepted: st.Accepted}}}
+		}
+	}
+	return c.AdminPort, nil
 }

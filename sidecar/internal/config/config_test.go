@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func env(kv map[string]string) func(string) (string, bool) {
 func defaults(fw ...Forward) Config {
 	return Config{
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
-		AdminPort: 9901, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
+		AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto,
 	}
 }
@@ -70,6 +71,41 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "MODE and DATA_PATH in any case, like LOG_LEVEL",
+			env:  map[string]string{"MODE": "Proxy", "DATA_PATH": "EPOLL", "TARGET_HOST": "db.example", "TARGET_PORT": "3306"},
+			want: func() Config {
+				c := defaults(Forward{8080, "db.example", 3306})
+				c.DataPath = DataPathEpoll
+				return c
+			},
+		},
+		{
+			name: "MODE=SLEEP",
+			env:  map[string]string{"MODE": "SLEEP"},
+			want: func() Config {
+				c := defaults()
+				c.Mode = ModeSleep
+				return c
+			},
+		},
+		{
+			name: "limits of the duration variables are accepted",
+			env: map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "KEEPALIVE": "32767s",
+				"IDLE_TIMEOUT": "1s", "CONNECT_TIMEOUT": "1ms", "STALE_CHECK_INTERVAL": "100ms"},
+			want: func() Config {
+				c := defaults(Forward{8080, "db.example", 3306})
+				c.Keepalive, c.IdleTimeout, c.ConnectTimeout, c.StaleCheckInterval = 32767*time.Second, time.Second, time.Millisecond, 100*time.Millisecond
+				return c
+			},
+		},
+		{
+			name: "names with digits, and a final dot",
+			env:  map[string]string{"FORWARDS": "8080=db1.example:3306,8081=123.example.:3306,8082=1e100.net:3306"},
+			want: func() Config {
+				return defaults(Forward{8080, "db1.example", 3306}, Forward{8081, "123.example.", 3306}, Forward{8082, "1e100.net", 3306})
+			},
+		},
+		{
 			name: "IPv6 listen address and target",
 			env:  map[string]string{"TARGET_HOST": "::1", "TARGET_PORT": "3306", "LISTEN_ADDR": "::"},
 			want: func() Config {
@@ -115,21 +151,60 @@ func TestParseInvalid(t *testing.T) {
 				`ADMIN_PORT="-1" is invalid; accepted: a port number from 1 to 65535`,
 				`LISTEN_ADDR="localhost" is invalid; accepted: an IP address`,
 				`DRAIN_TIMEOUT="20" is invalid; accepted: a duration`,
-				`CONNECT_TIMEOUT="0s" is invalid; accepted: a positive duration`,
+				`CONNECT_TIMEOUT="0s" is invalid; accepted: a duration of at least 1ms`,
 				`IDLE_TIMEOUT="-1s" is invalid`,
 				`KEEPALIVE="forever" is invalid`,
 				`STALE_CHECK_INTERVAL="1ms" is invalid; accepted: 0 (off) or at least 100ms`,
 				`DATA_PATH="fast" is invalid; accepted: auto, epoll or portable`,
 				`MAX_CONNECTIONS="0" is invalid; accepted: an integer from 1 to 1048576`,
 				`LISTEN_PORT="70000" is invalid`,
-				`TARGET_HOST="bad host" is invalid; accepted: a hostname`,
+				`TARGET_HOST="bad host": has a bad character ' '; accepted: a hostname`,
 				`TARGET_PORT="0" is invalid; accepted: a port number from 1 to 65535`,
 			},
 		},
 		{
 			name: "bad mode",
-			env:  map[string]string{"MODE": "Sleep", "TARGET_HOST": "db", "TARGET_PORT": "3306"},
-			want: []string{`MODE="Sleep" is invalid; accepted: proxy or sleep`},
+			env:  map[string]string{"MODE": "Sleepy", "TARGET_HOST": "db", "TARGET_PORT": "3306"},
+			want: []string{`MODE="Sleepy" is invalid; accepted: proxy or sleep`},
+		},
+		{
+			// The kernel caps TCP_KEEPIDLE at 32767 s: beyond it setsockopt
+			// fails and the socket keeps the 2 h default.
+			name: "keepalive the kernel cannot honour",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "KEEPALIVE": "10h"},
+			want: []string{`KEEPALIVE="10h" is invalid; accepted: 0 (off) or whole seconds from 1s to 32767s`},
+		},
+		{
+			name: "keepalive below a second or not whole seconds",
+			env:  map[string]string{"FORWARDS": "8080=db:3306", "KEEPALIVE": "500ms", "IDLE_TIMEOUT": "1ms"},
+			want: []string{`IDLE_TIMEOUT="1ms" is invalid; accepted: 0 (off) or a duration of at least 1s`, `KEEPALIVE="500ms" is invalid`},
+		},
+		{
+			name: "keepalive with a fraction of a second",
+			env:  map[string]string{"FORWARDS": "8080=db:3306", "KEEPALIVE": "1.5s"},
+			want: []string{`KEEPALIVE="1.5s" is invalid`},
+		},
+		{
+			name: "connect timeout below 1ms",
+			env:  map[string]string{"FORWARDS": "8080=db:3306", "CONNECT_TIMEOUT": "999us"},
+			want: []string{`CONNECT_TIMEOUT="999us" is invalid; accepted: a duration of at least 1ms`},
+		},
+		{
+			name: "all-numeric host names are not DNS names",
+			env:  map[string]string{"TARGET_HOST": "127.1", "TARGET_PORT": "3306"},
+			want: []string{`TARGET_HOST="127.1": is all-numeric`},
+		},
+		{
+			name: "padded IPv4 address",
+			env:  map[string]string{"TARGET_HOST": "127.000.000.002", "TARGET_PORT": "3306"},
+			want: []string{`TARGET_HOST="127.000.000.002": is all-numeric`},
+		},
+		{
+			name: "all-numeric host names in FORWARDS",
+			env:  map[string]string{"FORWARDS": "8080=127.1:3306,8081=3306:3306,8082=10.0.0.01:3306"},
+			want: []string{`entry "8080=127.1:3306" has target host "127.1" (is all-numeric`,
+				`entry "8081=3306:3306" has target host "3306" (is all-numeric`,
+				`entry "8082=10.0.0.01:3306" has target host "10.0.0.01" (is all-numeric`},
 		},
 		{
 			name: "both forms",
@@ -151,8 +226,8 @@ func TestParseInvalid(t *testing.T) {
 		},
 		{
 			name: "admin port collides with a listen port",
-			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "LISTEN_PORT": "9901"},
-			want: []string{`ADMIN_PORT="9901": the admin port is also a listen port`},
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "LISTEN_PORT": "9911"},
+			want: []string{`ADMIN_PORT="9911": the admin port is also a listen port`},
 		},
 		{
 			name: "sleep mode still checks its own variables",
@@ -171,19 +246,22 @@ func TestParseInvalid(t *testing.T) {
 				t.Fatalf("got %d problems, want %d:\n%s", len(cerr.Problems), len(tc.want), err)
 			}
 			for i, w := range tc.want {
-				if !strings.Contains(cerr.Problems[i], w) {
-					t.Errorf("problem %d = %q, want it to contain %q", i, cerr.Problems[i], w)
+				line := cerr.Problems[i].String()
+				if !strings.Contains(line, w) {
+					t.Errorf("problem %d = %q, want it to contain %q", i, line, w)
 				}
-				if strings.Contains(cerr.Problems[i], "\n") {
-					t.Errorf("problem %d spans lines: %q", i, cerr.Problems[i])
+				if strings.Contains(line, "\n") {
+					t.Errorf("problem %d spans lines: %q", i, line)
+				}
+				if p := cerr.Problems[i]; !strings.HasPrefix(line, p.Variable) || p.Accepted == "" || !strings.HasSuffix(line, "accepted: "+p.Accepted) {
+					t.Errorf("problem %d fields %+v do not match its line %q", i, p, line)
 				}
 			}
 		})
 	}
 }
 
-var variables = []string{"MODE", "TARGET_HOST", "TARGET_PORT", "LISTEN_PORT", "LISTEN_ADDR", "FORWARDS", "LOG_LEVEL",
-	"ADMIN_PORT", "DRAIN_TIMEOUT", "CONNECT_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "KEEPALIVE", "STALE_CHECK_INTERVAL", "DATA_PATH"}
+var variables = Names
 
 // FuzzParse checks that no environment makes Parse panic, that every
 // problem line names a variable, and that an accepted configuration holds
@@ -206,10 +284,10 @@ func FuzzParse(f *testing.F) {
 			for _, p := range cerr.Problems {
 				named := false
 				for _, v := range variables {
-					named = named || strings.HasPrefix(p, v)
+					named = named || strings.HasPrefix(p.String(), v) && p.Variable == v
 				}
 				if !named {
-					t.Errorf("problem %q does not start with a variable name", p)
+					t.Errorf("problem %q (variable %q) does not start with a variable name", p, p.Variable)
 				}
 			}
 			return
@@ -240,4 +318,119 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("negative duration accepted: %+v", c)
 		}
 	})
+}
+
+func TestTypos(t *testing.T) {
+	environ := []string{
+		"LISTN_PORT=13306",         // one deletion
+		"TARGET_HOTS=db",           // neighbours swapped
+		"TARGET_POTR=3306",         // neighbours swapped
+		"listen_addr=127.0.0.1",    // wrong case
+		"IDLE_TIMOUT=5m",           // one deletion
+		"MAX_CONECTIONS=10",        // one deletion
+		"STALE_CHECK_INTERVALS=1s", // one insertion
+		"KEEP_ALIVE=30s",           // one insertion
+		"MDOE=sleep",               // short name: one swap is one edit
+		"TARGET_HOST=db",           // ours
+		"HOME=/root",               // two edits from MODE, too many for a short name
+		"PATH=/usr/bin",
+		"HOSTNAME=ip-10-0-0-1",
+		"AWS_REGION=eu-west-1",
+		"ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x",
+		"TARGET_PASSWORD=secret", // far from every name
+		"NODE=1", "CODE=1", "GOGC=100", "TERM=xterm", "LANG=C",
+	}
+	want := []Typo{
+		{"IDLE_TIMOUT", "IDLE_TIMEOUT"}, {"KEEP_ALIVE", "KEEPALIVE"}, {"LISTN_PORT", "LISTEN_PORT"},
+		{"MAX_CONECTIONS", "MAX_CONNECTIONS"}, {"MDOE", "MODE"}, {"NODE", "MODE"}, {"CODE", "MODE"},
+		{"STALE_CHECK_INTERVALS", "STALE_CHECK_INTERVAL"}, {"TARGET_HOTS", "TARGET_HOST"},
+		{"TARGET_POTR", "TARGET_PORT"}, {"listen_addr", "LISTEN_ADDR"},
+	}
+	sortTypos(want)
+	if got := Typos(environ); !reflect.DeepEqual(got, want) {
+		t.Errorf("Typos =\n%v\nwant\n%v", got, want)
+	}
+}
+
+func sortTypos(ts []Typo) {
+	for i := range ts {
+		for j := i + 1; j < len(ts); j++ {
+			if ts[j].Variable < ts[i].Variable {
+				ts[i], ts[j] = ts[j], ts[i]
+			}
+		}
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"MODE", "MODE", 0}, {"MODE", "MDOE", 1}, {"MODE", "HOME", 2}, {"LISTN_PORT", "LISTEN_PORT", 1},
+		{"TARGET_HOTS", "TARGET_HOST", 1}, {"KEEPALIVE", "KEEP_ALIVE", 1}, {"ABC", "", 3}, {"TARGET_PORT", "TARGET_HOST", 2},
+	} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// Next to ECS Service Connect the sidecar shares the task's network
+// namespace with Envoy and its agent: no default port may be one of theirs.
+func TestDefaultPortsAvoidServiceConnect(t *testing.T) {
+	for _, name := range []string{"ADMIN_PORT", "LISTEN_PORT"} {
+		port, err := strconv.Atoi(Default(name))
+		if err != nil {
+			t.Fatalf("%s default %q: %v", name, Default(name), err)
+		}
+		if what, ok := ServiceConnectPorts[port]; ok {
+			t.Errorf("default %s=%d is the %s", name, port, what)
+		}
+	}
+	c, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strconv.Itoa(c.AdminPort) != Default("ADMIN_PORT") {
+		t.Errorf("AdminPort = %d, want the default %s", c.AdminPort, Default("ADMIN_PORT"))
+	}
+}
+
+// Proxy hands the proxy final values: "off" in the environment is "off"
+// for the proxy (negative), never a zero it would read as its default.
+func TestProxyConfigIsFinal(t *testing.T) {
+	c, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "KEEPALIVE": "0",
+		"DRAIN_TIMEOUT": "0", "LISTEN_ADDR": "127.0.0.1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := c.Proxy()
+	if pc.Keepalive >= 0 || pc.DrainTimeout >= 0 {
+		t.Errorf("KEEPALIVE=0, DRAIN_TIMEOUT=0 gave Keepalive %v, DrainTimeout %v; want both negative (off)", pc.Keepalive, pc.DrainTimeout)
+	}
+	if pc.ConnectTimeout != 5*time.Second || pc.MaxConnections != 1024 || pc.ListenAddr != "127.0.0.1" ||
+		len(pc.Forwards) != 1 || pc.Forwards[0].TargetHost != "db.example" || pc.Forwards[0].ListenPort != 8080 {
+		t.Errorf("Proxy() = %+v", pc)
+	}
+	d, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pd := d.Proxy(); pd.Keepalive != 30*time.Second || pd.DrainTimeout != 20*time.Second {
+		t.Errorf("defaults gave Keepalive %v, DrainTimeout %v; want 30s and 20s", pd.Keepalive, pd.DrainTimeout)
+	}
+}
+
+// Every default in the table is accepted by its own setter.
+func TestDefaultsAreAccepted(t *testing.T) {
+	for _, st := range Settings {
+		if st.set == nil || st.Default == "" {
+			continue
+		}
+		var c Config
+		if !st.set(&c, st.Default) {
+			t.Errorf("%s default %q is rejected by its own parser", st.Name, st.Default)
+		}
+	}
 }

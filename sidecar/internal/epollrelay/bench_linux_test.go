@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/epollrelay"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
@@ -117,11 +118,7 @@ func forward(f relay.Func, c *net.TCPConn, target string) {
 
 // echoServer answers every requestSize-byte request with responseSize bytes.
 func echoServer(b *testing.B) string {
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
+	ln := testkit.Listen(b)
 	go acceptEcho(ln)
 	return ln.Addr().String()
 }
@@ -169,14 +166,14 @@ func startForwarder(b *testing.B, name, target string) forwarder {
 	case name == "direct":
 		return forwarder{addr: target, stop: func() {}}
 	case name == "socat":
-		port := freePort(b)
+		port := testkit.FreePort(b)
 		args = append(args, "socat", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port), "TCP:"+target)
 		cmd = exec.Command(args[0], args[1:]...)
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		waitListening(b, addr)
+		testkit.WaitListening(b, addr, 2*time.Second)
 		pid := tracee(b, cmd.Process.Pid, wrapped)
 		return forwarder{addr: addr, pid: pid, stop: func() {
 			syscall.Kill(pid, syscall.SIGTERM) // socat itself, so strace sees it exit
@@ -223,27 +220,6 @@ func tracee(b *testing.B, pid int, traced bool) int {
 	}
 	b.Fatal("the wrapper started no child")
 	return 0
-}
-
-func freePort(b *testing.B) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func waitListening(b *testing.B, addr string) {
-	for range 200 {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	b.Fatalf("nothing listening on %s", addr)
 }
 
 // procCPU is the CPU time of pid, all its threads and all its
@@ -397,11 +373,8 @@ func BenchmarkBulk(b *testing.B) {
 
 func bulk(b *testing.B, name string) {
 	const chunk = 128 << 10
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testkit.Listen(b)
+	defer ln.Close() // before the benchmark's cleanup: the sink ends with it
 	received := make(chan int64, 8)
 	go sink(ln, received)
 	fw := startForwarder(b, name, ln.Addr().String())

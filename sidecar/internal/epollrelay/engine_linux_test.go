@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/epollrelay"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
@@ -45,12 +46,19 @@ func deadline(t *testing.T, c *net.TCPConn) {
 	}
 }
 
+// startBounded starts f, with no idle timeout and nothing to cancel it,
+// between an App and a Server whose reads and writes give up after safety.
+func startBounded(t *testing.T, f relay.Func) *relayed {
+	t.Helper()
+	r := startRelay(t, testkit.Listen(t), f, context.Background(), 0)
+	deadline(t, r.App)
+	deadline(t, r.Server)
+	return r
+}
+
 func TestPingPong(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
-		r := startRelay(t, ln, f, context.Background(), 0)
-		deadline(t, r.App)
-		deadline(t, r.Server)
+		r := startBounded(t, f)
 		req, resp := make([]byte, 100), make([]byte, 300)
 		var up, down int64
 		for i := range 200 {
@@ -97,10 +105,7 @@ func TestHalfClose(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, f relay.Func) {
-				ln := listen(t)
-				r := startRelay(t, ln, f, context.Background(), 0)
-				deadline(t, r.App)
-				deadline(t, r.Server)
+				r := startBounded(t, f)
 				first, second := r.App, r.Server
 				if !tc.appFirst {
 					first, second = r.Server, r.App
@@ -127,15 +132,11 @@ func TestHalfClose(t *testing.T) {
 				if err != nil || string(got) != tc.then {
 					t.Fatalf("got %q, %v; want %q then EOF", got, err, tc.then)
 				}
-				res := r.wait(t)
 				up, down := int64(len(tc.first)), int64(len(tc.then))
 				if !tc.appFirst {
 					up, down = down, up
 				}
-				want := relay.Result{ToUpstream: up, ToClient: down, Reason: relay.ReasonDone}
-				if res != want {
-					t.Fatalf("result %+v, want %+v", res, want)
-				}
+				r.expectDone(t, up, down)
 			})
 		})
 	}
@@ -144,10 +145,7 @@ func TestHalfClose(t *testing.T) {
 func TestBulkBothWays(t *testing.T) {
 	const size = 8 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
-		r := startRelay(t, ln, f, context.Background(), 0)
-		deadline(t, r.App)
-		deadline(t, r.Server)
+		r := startBounded(t, f)
 		type outcome struct {
 			n    int64
 			sent [32]byte
@@ -186,11 +184,7 @@ func TestBulkBothWays(t *testing.T) {
 				t.Errorf("%s: %d bytes, err %v, checksum match %v", name, o.n, o.err, o.sent == o.got)
 			}
 		}
-		res := r.wait(t)
-		want := relay.Result{ToUpstream: size, ToClient: size, Reason: relay.ReasonDone}
-		if res != want {
-			t.Fatalf("result %+v, want %+v", res, want)
-		}
+		r.expectDone(t, size, size)
 	})
 }
 
@@ -199,7 +193,7 @@ func TestBulkBothWays(t *testing.T) {
 func TestBackpressureStalledReader(t *testing.T) {
 	const size = 16 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		stalled := startRelay(t, ln, f, context.Background(), 0)
 		other := startRelay(t, ln, f, context.Background(), 0)
 		for _, c := range []*net.TCPConn{stalled.App, stalled.Server, other.App, other.Server} {
@@ -254,7 +248,7 @@ func TestIdleTimeout(t *testing.T) {
 	const idle, pace = 2 * time.Second, 20 * time.Millisecond
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
 		t.Parallel()
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		quiet := startRelay(t, ln, f, context.Background(), idle)
 		busy := startRelay(t, ln, f, context.Background(), idle)
 		noTimeout := startRelay(t, ln, f, context.Background(), 0)
@@ -298,7 +292,7 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		r := startRelay(t, ln, f, ctx, 0)
 		deadline(t, r.App)
@@ -324,7 +318,7 @@ func TestCancel(t *testing.T) {
 
 func TestCancelBeforeStart(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		r := startRelay(t, ln, f, ctx, 0)
@@ -347,7 +341,7 @@ func TestPeerReset(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, f relay.Func) {
-				ln := listen(t)
+				ln := testkit.Listen(t)
 				r := startRelay(t, ln, f, context.Background(), 0)
 				other := startRelay(t, ln, f, context.Background(), 0)
 				for _, c := range []*net.TCPConn{r.App, r.Server, other.App, other.Server} {
@@ -394,7 +388,7 @@ func TestManyConcurrent(t *testing.T) {
 	const pairs = 1000
 	const size = 16 << 10
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		before := openFDs(t)
 		rs := make([]*relayed, pairs)
 		for i := range rs {
@@ -461,7 +455,7 @@ func checkedTransfer(wg *sync.WaitGroup, w, rd *net.TCPConn, n int, seed uint64,
 }
 
 func TestCloseEndsRelaysAndRefusesNew(t *testing.T) {
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	before := openFDs(t)
 	e, err := epollrelay.New(epollrelay.Options{Loops: 2})
 	if err != nil {
@@ -510,15 +504,15 @@ func TestCloseEndsRelaysAndRefusesNew(t *testing.T) {
 // Out of file descriptors, the engine cannot duplicate a socket; the pair
 // goes to the fallback data path instead of failing.
 func TestFallbackWhenOutOfFDs(t *testing.T) {
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	used := make(chan struct{}, 1)
 	fallback := func(ctx context.Context, c, u *net.TCPConn, idle time.Duration) relay.Result {
 		used <- struct{}{}
 		return relay.Copy(ctx, c, u, idle)
 	}
 	e := newEngine(t, epollrelay.Options{Fallback: fallback})
-	app, client := tcpPair(t, ln)
-	upstream, server := tcpPair(t, ln)
+	app, client := testkit.Pair(t, ln)
+	upstream, server := testkit.Pair(t, ln)
 	defer app.Close()
 	defer server.Close()
 
@@ -579,7 +573,7 @@ func TestFallbackWhenOutOfFDs(t *testing.T) {
 func TestBulkThenSmallThenBulk(t *testing.T) {
 	const bulkSize = 4 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		before := openFDs(t)
 		r := startRelay(t, ln, f, context.Background(), 0)
 		deadline(t, r.App)
@@ -630,10 +624,7 @@ func TestBulkThenSmallThenBulk(t *testing.T) {
 		up, down = up+bulkSize, down+bulkSize
 		r.App.CloseWrite()
 		r.Server.CloseWrite()
-		res := r.wait(t)
-		if want := (relay.Result{ToUpstream: up, ToClient: down, Reason: relay.ReasonDone}); res != want {
-			t.Fatalf("result %+v, want %+v", res, want)
-		}
+		r.expectDone(t, up, down)
 		r.App.Close()
 		r.Server.Close()
 		waitFDs(t, before) // pipes included

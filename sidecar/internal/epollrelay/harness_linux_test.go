@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/epollrelay"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
@@ -30,30 +31,6 @@ func newEngine(t testing.TB, opts epollrelay.Options) *epollrelay.Engine {
 	return e
 }
 
-// tcpPair returns the two ends of one loopback TCP connection.
-func tcpPair(t testing.TB, ln *net.TCPListener) (dialed, accepted *net.TCPConn) {
-	t.Helper()
-	c, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	a, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatalf("accept: %v", err)
-	}
-	return c, a
-}
-
-func listen(t testing.TB) *net.TCPListener {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 // relayed is one client↔upstream pair with the relay running between
 // them: App plays the application, Server the database.
 type relayed struct {
@@ -64,8 +41,8 @@ type relayed struct {
 // startRelay builds app→(client, upstream)→server and runs f on the middle.
 func startRelay(t testing.TB, ln *net.TCPListener, f relay.Func, ctx context.Context, idle time.Duration) *relayed {
 	t.Helper()
-	app, client := tcpPair(t, ln)
-	upstream, server := tcpPair(t, ln)
+	app, client := testkit.Pair(t, ln)
+	upstream, server := testkit.Pair(t, ln)
 	r := &relayed{App: app, Server: server, Result: make(chan relay.Result, 1)}
 	t.Cleanup(func() { app.Close(); server.Close() })
 	go runRelay(f, ctx, client, upstream, idle, r.Result)
@@ -84,6 +61,17 @@ func (r *relayed) wait(t testing.TB) relay.Result {
 	case <-time.After(safety):
 		t.Fatalf("relay did not end within %v", safety)
 		return relay.Result{}
+	}
+}
+
+// expectDone waits for the relay and fails the test unless it ended
+// cleanly (both sides sent EOF, no error) having moved up bytes to the
+// server and down bytes to the app.
+func (r *relayed) expectDone(t testing.TB, up, down int64) {
+	t.Helper()
+	res := r.wait(t)
+	if want := (relay.Result{ToUpstream: up, ToClient: down, Reason: relay.ReasonDone}); res != want {
+		t.Fatalf("result %+v, want %+v", res, want)
 	}
 }
 

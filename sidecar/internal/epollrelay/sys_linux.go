@@ -6,6 +6,8 @@ import (
 	"net"
 	"syscall"
 	"unsafe"
+
+	"github.com/example/sidecar/sidecar/internal/splicepipe"
 )
 
 // Raw wrappers for the calls the event loop makes on every message. All fds
@@ -96,32 +98,9 @@ func dupConn(c *net.TCPConn) (int, error) {
 	return nfd, nil
 }
 
-const (
-	spliceMove     = 0x1 // SPLICE_F_MOVE
-	spliceNonblock = 0x2 // SPLICE_F_NONBLOCK
-)
-
 // sysSplice moves up to n bytes between a socket and a pipe inside the
 // kernel, without blocking.
 func sysSplice(in, out, n int) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceMove|spliceNonblock)
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), splicepipe.Flags)
 	return int(r), e
-}
-
-// pipeSize is what a splice pipe asks for: like Go's own splice path, big
-// enough that one call moves up to 1 MiB (pages are only held while used).
-const pipeSize = 1 << 20
-
-// newPipe returns a non-blocking, close-on-exec pipe (read end, write end)
-// and its capacity.
-func newPipe() (int, int, int, error) {
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		return -1, -1, 0, err
-	}
-	size := 64 << 10 // the kernel's default
-	if r, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), syscall.F_SETPIPE_SZ, pipeSize); e == 0 {
-		size = int(r)
-	}
-	return p[0], p[1], size, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -146,4 +147,36 @@ func (l *capturingListener) Accept() (net.Conn, error) {
 		l.fds <- dupFD(l.t, c)
 	}
 	return c, err
+}
+
+// A keepalive the kernel refuses (TCP_KEEPIDLE above 32767 s) is not
+// dropped silently: it is logged once per forward, however many
+// connections fail to take it, and the connections still work.
+func TestKeepaliveErrorLoggedOncePerForward(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up), forwardTo(up)}, Keepalive: 10 * time.Hour})
+	for range 3 {
+		for _, a := range r.addrs {
+			c := dial(t, a)
+			if err := exchange(c, []byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.Close()
+		}
+	}
+	r.shutdown(t)
+	lines := r.logs.lines("setting TCP keepalive failed")
+	if len(lines) != 2 {
+		t.Fatalf("%d keepalive failure lines, want 2 (one per forward):\n%s", len(lines), r.logs)
+	}
+	ports := map[float64]bool{}
+	for _, l := range lines {
+		ports[l["listen_port"].(float64)] = true
+		if l["level"] != "ERROR" || l["keepalive_ms"] != float64(36000000) || !strings.Contains(l["err"].(string), "invalid argument") {
+			t.Errorf("line %v, want ERROR with keepalive_ms 36000000 and the kernel's error", l)
+		}
+	}
+	if len(ports) != 2 {
+		t.Errorf("lines name ports %v, want both forwards", ports)
+	}
 }

@@ -32,6 +32,15 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// Defaults of the Config fields whose zero value means "the default". The
+// sidecar's configuration table (package config) quotes these.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultKeepalive      = 30 * time.Second
+	DefaultMaxConnections = 1024
+	DefaultDrainTimeout   = 20 * time.Second
+)
+
 // Config configures a Server. The zero value of every field but Forwards
 // works and gives the documented default.
 type Config struct {
@@ -54,20 +63,28 @@ type Config struct {
 	// AcceptBackoffMax caps the pause after a failed Accept (EMFILE, …),
 	// which doubles from 5ms; 0 = 1s.
 	AcceptBackoffMax time.Duration
+
+	// Memory is returned to the OS once the connection count has fallen to
+	// a quarter of a peak of at least BurstConnections, at most once per
+	// ReleaseMemoryEvery; a steady load never triggers it.
+	// BurstConnections: 0 = 256, negative = never. ReleaseMemoryEvery: 0 = 10s.
+	BurstConnections   int
+	ReleaseMemoryEvery time.Duration
+	FreeOSMemory       func() // nil = debug.FreeOSMemory
 }
 
 func (c Config) withDefaults() Config {
 	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = 5 * time.Second
+		c.ConnectTimeout = DefaultConnectTimeout
 	}
 	if c.Keepalive == 0 {
-		c.Keepalive = 30 * time.Second
+		c.Keepalive = DefaultKeepalive
 	}
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = 1024
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 20 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Relay == nil {
 		c.Relay = relay.Copy
@@ -89,6 +106,15 @@ func (c Config) withDefaults() Config {
 	if c.AcceptBackoffMax <= 0 {
 		c.AcceptBackoffMax = time.Second
 	}
+	if c.BurstConnections == 0 {
+		c.BurstConnections = 256
+	}
+	if c.ReleaseMemoryEvery <= 0 {
+		c.ReleaseMemoryEvery = 10 * time.Second
+	}
+	if c.FreeOSMemory == nil {
+		c.FreeOSMemory = freeOSMemory
+	}
 	return c
 }
 
@@ -107,48 +133,30 @@ type Server struct {
 	hardCtx    context.Context
 	hardCancel context.CancelCauseFunc
 	conns      sync.WaitGroup
-	stopAccept chan struct{} // closed when the drain begins: wakes accept loops from their backoff
+	stopAccept chan struct{}   // closed when the drain begins: wakes accept loops from their backoff
+	mem        *memoryReleaser // nil when BurstConnections < 0
 }
 
 // forward is one listener, its target and its counters.
 type forward struct {
 	Forward
 	ln     net.Listener
-	label  string // listen port as bound, for metrics and logs
+	label  string // listen port as bound, for metrics
+	port   int    // listen port as bound, for logs
 	target string // host:port as configured
 	stats  stats
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 
-	// Rejections are logged at most once a second, with how many were
-	// closed since, so a reconnect storm cannot flood the logs.
-	lastRejectLog    time.Time // accept loop only
-	rejectedSinceLog int
+	// Rate-limited, so a reconnect storm or a failover cannot flood the
+	// logs: "connection limit reached" from the accept loop, "dial target
+	// failed" from every connection goroutine.
+	rejectLog   *logLimiter
+	dialFailLog *logLimiter
 
-	dialFailLog *logLimiter // "dial target failed", from every connection goroutine
+	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 }
-
-func (f *forward) logRejected(log *slog.Logger, c *net.TCPConn, limit int) {
-	f.rejectedSinceLog++
-	if time.Since(f.lastRejectLog) < time.Second {
-		return
-	}
-	log.Warn("connection limit reached; closed new connection", "listen", f.label, "client", c.RemoteAddr().String(),
-		"max_connections", limit, "closed_since_last_log", f.rejectedSinceLog)
-	f.lastRejectLog, f.rejectedSinceLog = time.Now(), 0
-}
-
-// conn is an in-flight connection, tracked for drain and the stale check.
-type conn struct {
-	upstream netip.Addr
-	cancel   context.CancelCauseFunc
-}
-
-var (
-	errDrainDeadline = errors.New("drain deadline passed")
-	errStale         = errors.New("upstream address left the DNS answer")
-)
 
 // New checks cfg and returns a Server that has not opened anything yet.
 func New(cfg Config) (*Server, error) {
@@ -158,6 +166,9 @@ func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, stopAccept: make(chan struct{})}
 	s.hardCtx, s.hardCancel = context.WithCancelCause(context.Background())
+	if cfg.BurstConnections > 0 {
+		s.mem = newMemoryReleaser(cfg.BurstConnections, cfg.ReleaseMemoryEvery, cfg.FreeOSMemory)
+	}
 	for _, f := range cfg.Forwards {
 		fw := &forward{
 			Forward: f,
@@ -165,6 +176,8 @@ func New(cfg Config) (*Server, error) {
 			conns:   map[*conn]struct{}{},
 		}
 		fw.stats.init()
+		fw.rejectLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection limit reached; closed new connection",
+			"connection limit reached for more clients; closed them (latest shown)")
 		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
 			"dial target failed for more clients; closed them (latest failure shown)")
 		s.fwds = append(s.fwds, fw)
@@ -172,12 +185,22 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// listenNetwork binds what was asked: an IPv4 address (0.0.0.0 included)
+// listens on IPv4 only; "::" or "" listens on both families (Go's "tcp"
+// on a wildcard address is dual-stack), another IPv6 address on IPv6.
+func listenNetwork(addr string) string {
+	if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
+		return "tcp4"
+	}
+	return "tcp"
+}
+
 // Listen opens every forward's listener. If one fails, the ones already
 // open are closed again: nothing is left half-started.
 func (s *Server) Listen(ctx context.Context) error {
 	for i, f := range s.fwds {
 		addr := net.JoinHostPort(s.cfg.ListenAddr, strconv.Itoa(f.ListenPort))
-		ln, err := s.cfg.Listen(ctx, "tcp", addr)
+		ln, err := s.cfg.Listen(ctx, listenNetwork(s.cfg.ListenAddr), addr)
 		if err != nil {
 			for _, g := range s.fwds[:i] {
 				_ = g.ln.Close()
@@ -186,10 +209,11 @@ func (s *Server) Listen(ctx context.Context) error {
 			return fmt.Errorf("listen on %s for target %s: %w", addr, f.target, err)
 		}
 		f.ln = ln
-		f.label = strconv.Itoa(f.ListenPort)
+		f.port = f.ListenPort
 		if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-			f.label = strconv.Itoa(ta.Port)
+			f.port = ta.Port
 		}
+		f.label = strconv.Itoa(f.port)
 	}
 	return nil
 }
@@ -245,6 +269,10 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 			go s.staleLoop(ctx, f, &loops)
 		}
 	}
+	if s.mem != nil {
+		loops.Add(1)
+		go s.releaseMemory(ctx, &loops)
+	}
 	s.listening.Store(true)
 	s.log.Info("forwarding", "listeners", s.listenerNames())
 
@@ -256,7 +284,7 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	}
 	loops.Wait()
 	inFlight := s.active.Load()
-	s.log.Info("draining", "in_flight", inFlight, "drain_timeout", s.cfg.DrainTimeout.String())
+	s.log.Info("draining", "in_flight", inFlight, "drain_timeout_ms", max(s.cfg.DrainTimeout, 0).Milliseconds())
 
 	done := make(chan struct{})
 	go waitConns(&s.conns, done)
@@ -277,9 +305,19 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	return cut, nil
 }
 
+// releaseMemory returns memory to the OS after bursts, until the drain.
+func (s *Server) releaseMemory(ctx context.Context, loops *sync.WaitGroup) {
+	defer loops.Done()
+	s.mem.run(ctx, s.active.Load, func(peak, now int64, took time.Duration) {
+		s.log.Debug("burst drained; returned free memory to the OS", "peak_connections", peak, "connections", now,
+			"duration_ms", durationMS(took))
+	})
+}
+
 // flushLogs writes rate-limited lines still pending.
 func (s *Server) flushLogs() {
 	for _, f := range s.fwds {
+		f.rejectLog.close()
 		f.dialFailLog.close()
 	}
 }
@@ -295,237 +333,4 @@ func (s *Server) listenerNames() []string {
 		out[i] = f.ln.Addr().String() + "=" + f.target
 	}
 	return out
-}
-
-// acceptLoop accepts until the listener is closed. A failed Accept (out of
-// file descriptors, …) is logged and retried after a pause that doubles up
-// to AcceptBackoffMax, so the loop never spins.
-func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
-	defer loops.Done()
-	var backoff time.Duration
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
-				return
-			}
-			f.stats.acceptErrors.Add(1)
-			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
-			s.log.Error("accept failed; retrying", "listen", f.ln.Addr().String(), "err", err, "retry_in", backoff.String())
-			select {
-			case <-time.After(backoff):
-			case <-s.stopAccept:
-				return
-			}
-			continue
-		}
-		backoff = 0
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			s.log.Error("listener returned a non-TCP connection; closing it", "listen", f.ln.Addr().String(), "type", fmt.Sprintf("%T", c))
-			_ = c.Close()
-			continue
-		}
-		if n := s.active.Add(1); n > int64(s.cfg.MaxConnections) {
-			s.active.Add(-1)
-			f.stats.rejected.Add(1)
-			f.logRejected(s.log, tc, s.cfg.MaxConnections)
-			_ = tc.Close()
-			continue
-		}
-		s.conns.Add(1)
-		go s.serveConn(f, tc)
-	}
-}
-
-// serveConn dials the target for one accepted client and relays.
-func (s *Server) serveConn(f *forward, client *net.TCPConn) {
-	start := time.Now()
-	f.stats.total.Add(1)
-	f.stats.activeConns.Add(1)
-	defer s.connDone(f)
-	s.setKeepalive(client)
-	clientAddr := client.RemoteAddr().String()
-
-	upstream, addr, why, err := s.dial(f)
-	if err != nil {
-		f.stats.closed(closeDialFailed)
-		f.dialFailLog.event("listen", f.label, "client", clientAddr, "target", f.target,
-			"reason", why, "duration", time.Since(start).String(), "err", err.Error())
-		_ = client.Close()
-		return
-	}
-	s.setKeepalive(upstream)
-
-	ctx, cancel := context.WithCancelCause(s.hardCtx)
-	defer cancel(nil)
-	c := &conn{upstream: addr, cancel: cancel}
-	f.track(c)
-	res := s.cfg.Relay(relay.WithCounters(ctx, &f.stats.bytes), client, upstream, s.cfg.IdleTimeout)
-	f.untrack(c)
-
-	reason := string(res.Reason)
-	if res.Reason == relay.ReasonCanceled {
-		switch context.Cause(ctx) {
-		case errStale:
-			reason = closeStale
-		case errDrainDeadline:
-			reason = closeDrainDeadline
-		}
-	}
-	level := slog.LevelDebug
-	switch reason {
-	case string(relay.ReasonUpstreamError):
-		level = slog.LevelWarn
-	case closeStale:
-		level = slog.LevelInfo
-	}
-	attrs := []any{"listen", f.label, "client", clientAddr, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
-		"to_upstream", res.ToUpstream, "to_client", res.ToClient, "duration", time.Since(start).String(), "reason", reason}
-	if res.Err != nil {
-		attrs = append(attrs, "err", res.Err.Error())
-	}
-	s.log.Log(context.Background(), level, "connection closed", attrs...)
-	// Counted after the log line, so whoever sees the counter sees the line.
-	// The bytes were counted live by the relay (relay.Counters).
-	f.stats.closed(reason)
-}
-
-// connDone releases what a connection held. The global slot goes first,
-// so whoever sees a forward's active gauge drop can connect again.
-func (s *Server) connDone(f *forward) {
-	s.active.Add(-1)
-	f.stats.activeConns.Add(-1)
-	s.conns.Done()
-}
-
-// Close reasons beyond relay.Reason, as they appear in logs and metrics.
-const (
-	closeDialFailed    = "dial_failed"
-	closeStale         = "stale_upstream"
-	closeDrainDeadline = "drain_deadline"
-)
-
-// dial resolves the target now (no cache of our own: failover moves DNS)
-// and tries each address in turn, each with the connect timeout.
-func (s *Server) dial(f *forward) (*net.TCPConn, netip.Addr, string, error) {
-	addrs, err := s.resolve(s.hardCtx, f.TargetHost)
-	if err != nil {
-		f.stats.dialFailure(failDNS)
-		return nil, netip.Addr{}, failDNS, err
-	}
-	var errs []error
-	why := failOther
-	for _, a := range addrs {
-		ctx, cancel := context.WithTimeout(s.hardCtx, s.cfg.ConnectTimeout)
-		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
-		c, err := s.cfg.DialContext(ctx, "tcp", target)
-		cancel()
-		if err != nil {
-			why = dialFailReason(err)
-			f.stats.dialFailure(why)
-			errs = append(errs, fmt.Errorf("%s: %s: %w", target, why, err))
-			continue
-		}
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			_ = c.Close()
-			why = failOther
-			f.stats.dialFailure(why)
-			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
-			continue
-		}
-		return tc, a, "", nil
-	}
-	return nil, netip.Addr{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
-}
-
-// resolve returns the target's addresses; an IP literal is used as is.
-func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a.Unmap()}, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	defer cancel()
-	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", host, err)
-	}
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("resolve %s: no addresses", host)
-	}
-	for i := range addrs {
-		addrs[i] = addrs[i].Unmap()
-	}
-	return addrs, nil
-}
-
-func isIP(host string) bool {
-	_, err := netip.ParseAddr(host)
-	return err == nil
-}
-
-func (s *Server) setKeepalive(c *net.TCPConn) {
-	ka := s.cfg.Keepalive
-	if ka < 0 {
-		_ = c.SetKeepAlive(false)
-		return
-	}
-	// First probe after ka of silence, then every ka/3: a dead peer (a
-	// failed-over writer that vanished) is noticed within about 2×ka.
-	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3})
-}
-
-func (f *forward) track(c *conn) {
-	f.mu.Lock()
-	f.conns[c] = struct{}{}
-	f.mu.Unlock()
-}
-
-func (f *forward) untrack(c *conn) {
-	f.mu.Lock()
-	delete(f.conns, c)
-	f.mu.Unlock()
-}
-
-// staleLoop re-resolves the target every StaleCheckInterval and cancels the
-// relays whose upstream address is no longer in the answer: after a
-// failover the demoted writer keeps old connections open (read-only) until
-// something closes them. A failed lookup or an empty answer closes nothing.
-func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGroup) {
-	defer loops.Done()
-	t := time.NewTicker(s.cfg.StaleCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		addrs, err := s.resolve(ctx, f.TargetHost)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("stale check: lookup failed; closing nothing", "target", f.target, "err", err)
-			}
-			continue
-		}
-		current := make(map[netip.Addr]bool, len(addrs))
-		for _, a := range addrs {
-			current[a] = true
-		}
-		var stale []*conn
-		f.mu.Lock()
-		for c := range f.conns {
-			if !current[c.upstream] {
-				stale = append(stale, c)
-			}
-		}
-		f.mu.Unlock()
-		if len(stale) > 0 {
-			s.log.Info("stale check: closing connections to addresses no longer in DNS", "target", f.target, "connections", len(stale), "answer", addrs)
-		}
-		for _, c := range stale {
-			c.cancel(errStale)
-		}
-	}
 }

@@ -495,10 +495,11 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	var prevWait time.Duration
 	var prevAt time.Time
 	for i, l := range lines[:8] {
-		wait, err := time.ParseDuration(l["retry_in"].(string))
-		if err != nil {
-			t.Fatal(err)
+		ms, ok := l["retry_in_ms"].(float64)
+		if !ok {
+			t.Fatalf("retry_in_ms = %#v, want a JSON number", l["retry_in_ms"])
 		}
+		wait := time.Duration(ms) * time.Millisecond
 		at, err := time.Parse(time.RFC3339Nano, l["time"].(string))
 		if err != nil {
 			t.Fatal(err)

@@ -8,16 +8,6 @@ import (
 	"sync/atomic"
 )
 
-// Dial failure reasons, as they appear in metrics.
-const (
-	failDNS         = "dns"
-	failRefused     = "refused"
-	failTimeout     = "timeout"
-	failUnreachable = "unreachable"
-	failCanceled    = "canceled"
-	failOther       = "other"
-)
-
 // stats are one forward's counters. Hot counters are atomics; the
 // by-reason maps are small and change only on failures and closes.
 type stats struct {
@@ -36,24 +26,23 @@ type stats struct {
 // reason works from the first scrape.
 func (s *stats) init() {
 	s.dialFailures, s.closes = map[string]uint64{}, map[string]uint64{}
-	for _, r := range []string{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failOther} {
-		s.dialFailures[r] = 0
+	for _, r := range dialFailures {
+		s.dialFailures[string(r)] = 0
 	}
-	for _, r := range []string{string(relay.ReasonDone), string(relay.ReasonClientError), string(relay.ReasonUpstreamError),
-		string(relay.ReasonIdle), string(relay.ReasonCanceled), closeDialFailed, closeStale, closeDrainDeadline} {
-		s.closes[r] = 0
+	for _, r := range closeReasons {
+		s.closes[string(r)] = 0
 	}
 }
 
-func (s *stats) dialFailure(reason string) {
+func (s *stats) dialFailure(reason dialFailure) {
 	s.mu.Lock()
-	s.dialFailures[reason]++
+	s.dialFailures[string(reason)]++
 	s.mu.Unlock()
 }
 
-func (s *stats) closed(reason string) {
+func (s *stats) closed(reason closeReason) {
 	s.mu.Lock()
-	s.closes[reason]++
+	s.closes[string(reason)]++
 	s.mu.Unlock()
 }
 

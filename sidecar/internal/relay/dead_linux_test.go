@@ -1,28 +1,16 @@
 package relay
 
 import (
-	"net"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // socketDead tells a socket its peer reset from a healthy one: that is
 // what blame relies on when splice fails.
 func TestSocketDead(t *testing.T) {
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, peer := testkit.Pair(t, testkit.Listen(t))
 	if socketDead(c) {
 		t.Fatal("healthy socket reported dead")
 	}

@@ -6,15 +6,9 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/example/sidecar/sidecar/internal/splicepipe"
 )
-
-// pipeSize is the pipe capacity asked for (as io.Copy's splice does):
-// bulk moves in fewer, larger splices. A default pipe holds 64 KiB.
-const pipeSize = 1 << 20
-
-const fSetPipeSz = 1031 // F_SETPIPE_SZ
-
-const spliceFlags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 
 // liveCopy moves src to dst with splice(2) through a pipe, zero copy like
 // io.Copy on Linux, but returns to us after every chunk so each one is
@@ -29,24 +23,20 @@ func liveCopy(dst, src *net.TCPConn, live *atomic.Int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+	// Each splice moves at most what the pipe holds (chunk), so the pipe is
+	// always drained before the next read.
+	pr, pw, chunk, err := splicepipe.New()
+	if err != nil {
 		// Out of descriptors, say: copy through a buffer rather than drop
 		// the connection, as io.Copy does when its splice has no pipe.
 		return io.Copy(&liveWriter{dst, live}, src)
 	}
-	defer syscall.Close(p[0])
-	defer syscall.Close(p[1])
-	// Each splice moves at most what the pipe holds, so the pipe is always
-	// drained before the next read.
-	chunk := 64 << 10
-	if n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(p[1]), fSetPipeSz, pipeSize); errno == 0 {
-		chunk = int(n)
-	}
+	defer syscall.Close(pr)
+	defer syscall.Close(pw)
 
 	var total int64
 	for {
-		n, err := spliceOnce(srcRaw.Read, -1, p[1], chunk)
+		n, err := spliceOnce(srcRaw.Read, -1, pw, chunk)
 		if err != nil {
 			return total, err
 		}
@@ -54,7 +44,7 @@ func liveCopy(dst, src *net.TCPConn, live *atomic.Int64) (int64, error) {
 			return total, nil // EOF
 		}
 		for left := n; left > 0; {
-			m, err := spliceOnce(dstRaw.Write, p[0], -1, left)
+			m, err := spliceOnce(dstRaw.Write, pr, -1, left)
 			if err != nil {
 				return total, err
 			}
@@ -82,7 +72,7 @@ func spliceOnce(wait func(func(uintptr) bool) error, in, out, max int) (int, err
 			rout = int(fd)
 		}
 		for {
-			m, e := syscall.Splice(rin, nil, rout, nil, max, spliceFlags)
+			m, e := syscall.Splice(rin, nil, rout, nil, max, splicepipe.Flags)
 			n, serr = int64(m), e // int on some architectures, int64 on others
 			if serr != syscall.EINTR {
 				break

@@ -1,8 +1,8 @@
-// Package smoke holds the SQL round trip that proves a sidecar image forwards
+// Package smokesql holds the SQL round trip that proves a sidecar image forwards
 // real MySQL traffic, and the check of its result. The Dagger smoke pipeline
 // and the Docker image tests both run it through the `mysql` (or `mariadb`)
 // command-line client in batch mode, so both paths check the same thing.
-package smoke
+package smokesql
 
 import (
 	"crypto/md5"

@@ -1,0 +1,102 @@
+package doclinks
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestRepositoryDocs checks the user and contributor docs of this repository.
+func TestRepositoryDocs(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files := []string{"README.md", "CONTRIBUTING.md", "CHANGELOG.md", "SECURITY.md", "bench/RESULTS.md"}
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) == 0 {
+		t.Fatal("no docs/*.md found: is the test running from internal/doclinks?")
+	}
+	for _, d := range docs {
+		files = append(files, "docs/"+filepath.Base(d))
+	}
+	var present []string
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(root, f)); err == nil {
+			present = append(present, f)
+		} else if !strings.HasPrefix(f, "docs/") && f != "bench/RESULTS.md" {
+			t.Errorf("%s is missing", f)
+		}
+	}
+	problems, err := Check(root, present)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+func TestSlug(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Quick start", "quick-start"},
+		{"Why the health check is `sidecar healthcheck`", "why-the-health-check-is-sidecar-healthcheck"},
+		{"Data path: epoll on Linux, io.Copy elsewhere", "data-path-epoll-on-linux-iocopy-elsewhere"},
+		{"Sharing one Dagger engine (and its cache) across a team", "sharing-one-dagger-engine-and-its-cache-across-a-team"},
+		{"socat's listen backlog", "socats-listen-backlog"},
+		{"[Unreleased]", "unreleased"},
+		{"In-package benchmarks (`go test -bench`)", "in-package-benchmarks-go-test--bench"},
+	} {
+		if got := Slug(tc.in); got != tc.want {
+			t.Errorf("Slug(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestCheckFindsBrokenLinks(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("README.md", strings.Join([]string{
+		"# Title",
+		"## Repeated",
+		"## Repeated",
+		"[ok](#title) [ok](#repeated-1) [ok](docs/a.md#section-two) [ok](docs/) [ok](https://example.com/x#y)",
+		"[bad anchor](#nowhere)",
+		"[bad file](docs/missing.md)",
+		"[bad anchor in other file](docs/a.md#section-three)",
+		"[outside](../x.md)",
+		"`[not a link](#nowhere)` and",
+		"```",
+		"[not a link either](#nowhere)",
+		"# not a heading",
+		"```",
+		"[heading in a fence is no anchor](#not-a-heading)",
+	}, "\n"))
+	write("docs/a.md", "# A\n\n## Section two\n\n[up](../README.md#repeated)\n")
+	problems, err := Check(root, []string{"README.md", "docs/a.md"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.Target)
+	}
+	want := []string{"#nowhere", "docs/missing.md", "docs/a.md#section-three", "../x.md", "#not-a-heading"}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems = %q, want %q\n%v", got, want, problems)
+	}
+	if _, err := Check(root, []string{"nope.md"}); err == nil {
+		t.Error("Check of a missing file: no error")
+	}
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/example/sidecar/sidecar/internal/config"
+)
+
+// userDocs returns README.md and docs/*.md, by path relative to the
+// repository root.
+func userDocs(t *testing.T) map[string]string {
+	t.Helper()
+	paths, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := map[string]string{}
+	for _, p := range append(paths, "../README.md") {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[strings.TrimPrefix(p, "../")] = string(b)
+	}
+	return docs
+}
+
+// configRow returns the README configuration table's row for name.
+func configRow(t *testing.T, readme, name string) string {
+	t.Helper()
+	for _, l := range strings.Split(readme, "\n") {
+		if strings.HasPrefix(l, "| `"+name+"` |") {
+			return l
+		}
+	}
+	t.Fatalf("README.md has no configuration row for %s", name)
+	return ""
+}
+
+// The admin port's default lives in config.DefaultAdminPort: every copy in
+// the docs (the table, URLs, example log lines) says the same port.
+func TestDocsAdminPortIsTheDefault(t *testing.T) {
+	def := config.Default("ADMIN_PORT")
+	docs := userDocs(t)
+	if row := configRow(t, docs["README.md"], "ADMIN_PORT"); !strings.HasPrefix(row, "| `ADMIN_PORT` | `"+def+"` |") {
+		t.Errorf("README ADMIN_PORT row %q, want default `%s`", row, def)
+	}
+	copies := regexp.MustCompile(`127\.0\.0\.1:(\d+)/(?:readyz|livez|metrics)|"admin_port":(\d+)|ADMIN_PORT[^|\n]{0,12}default (\d+)`)
+	found := 0
+	for path, text := range docs {
+		for _, m := range copies.FindAllStringSubmatch(text, -1) {
+			found++
+			if port := m[1] + m[2] + m[3]; port != def {
+				t.Errorf("%s: %q says admin port %s, the default is %s", path, m[0], port, def)
+			}
+		}
+	}
+	if found < 3 {
+		t.Errorf("found only %d copies of the admin port in the docs; the pattern no longer matches them", found)
+	}
+}
+
+// docs/ecs.md names every port of ECS Service Connect the sidecar must
+// keep clear of.
+func TestDocsServiceConnectPorts(t *testing.T) {
+	ecs := userDocs(t)["docs/ecs.md"]
+	_, section, ok := strings.Cut(ecs, "## Next to ECS Service Connect")
+	if !ok {
+		t.Fatal("docs/ecs.md has no section on ECS Service Connect")
+	}
+	for port, what := range config.ServiceConnectPorts {
+		if !strings.Contains(section, "| "+strconv.Itoa(port)+" |") {
+			t.Errorf("the Service Connect section has no row for port %d (%s)", port, what)
+		}
+	}
+	for _, want := range []string{"portMappings", "dependsOn", "stopTimeout", "LISTEN_ADDR=127.0.0.1"} {
+		if !strings.Contains(section, want) {
+			t.Errorf("the Service Connect section does not mention %s", want)
+		}
+	}
+}
+
+// The exit status of a second signal during the drain is documented
+// (TestBinarySecondSignalStopsAtOnce checks the behaviour).
+func TestDocsSecondSignalExitCode(t *testing.T) {
+	ops := userDocs(t)["docs/operations.md"]
+	_, drain, ok := strings.Cut(ops, "## Deploys and the drain")
+	if !ok {
+		t.Fatal("docs/operations.md has no drain section")
+	}
+	drain, _, _ = strings.Cut(drain, "\n## ")
+	for _, want := range []string{"second SIGTERM or SIGINT", "`143`", "`130`"} {
+		if !strings.Contains(drain, want) {
+			t.Errorf("the drain section does not say %s", want)
+		}
+	}
+}
+
+// The limits the configuration enforces are the ones the table states.
+func TestDocsDurationLimits(t *testing.T) {
+	readme := userDocs(t)["README.md"]
+	for name, limit := range map[string]string{
+		"CONNECT_TIMEOUT":      "`" + config.MinConnectTimeout.String() + "`",
+		"IDLE_TIMEOUT":         "`" + config.MinIdleTimeout.String() + "`",
+		"STALE_CHECK_INTERVAL": "`" + config.MinStaleCheckInterval.String() + "`",
+		"KEEPALIVE":            "`" + strconv.Itoa(int(config.MaxKeepalive.Seconds())) + "s`",
+	} {
+		if row := configRow(t, readme, name); !strings.Contains(strings.ReplaceAll(row, "`", ""), strings.Trim(limit, "`")) {
+			t.Errorf("README row for %s does not state its limit %s: %q", name, limit, row)
+		}
+	}
+}
+
+// The README's configuration table is config.Settings: the same variables
+// in the same order, with the same defaults and accepted values (Markdown
+// backticks aside); the meaning column may say more.
+func TestREADMEConfigTableMatchesSettings(t *testing.T) {
+	readme := userDocs(t)["README.md"]
+	var rows [][]string
+	for _, l := range strings.Split(readme, "\n") {
+		if strings.HasPrefix(l, "| `") && strings.Count(l, " | ") >= 3 {
+			cells := strings.Split(strings.Trim(l, "| "), " | ")
+			rows = append(rows, cells)
+		}
+	}
+	plain := func(s string) string { return strings.ReplaceAll(s, "`", "") }
+	if len(rows) != len(config.Settings) {
+		t.Errorf("README table has %d rows, config.Settings %d", len(rows), len(config.Settings))
+	}
+	for i, st := range config.Settings {
+		if i >= len(rows) {
+			t.Errorf("README table lacks %s", st.Name)
+			continue
+		}
+		r := rows[i]
+		wantDefault := "—"
+		if st.Default != "" {
+			wantDefault = "`" + st.Default + "`"
+		}
+		switch {
+		case r[0] != "`"+st.Name+"`":
+			t.Errorf("README row %d is %s, want %s (config.Settings order)", i+1, r[0], st.Name)
+		case r[1] != wantDefault:
+			t.Errorf("README %s default %q, want %q", st.Name, r[1], wantDefault)
+		case plain(r[2]) != st.Accepted:
+			t.Errorf("README %s accepted values\n%q, want\n%q", st.Name, plain(r[2]), st.Accepted)
+		case strings.TrimSpace(r[3]) == "":
+			t.Errorf("README %s has no meaning", st.Name)
+		}
+	}
+}
+
+// sidecar --help lists every variable with its default.
+func TestHelpListsEverySetting(t *testing.T) {
+	var stdout, stderr syncBuffer
+	if code := run(context.Background(), []string{"--help"}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("--help: exit %d, stderr %q", code, stderr.String())
+	}
+	out := stdout.String()
+	for _, st := range config.Settings {
+		def := st.Default
+		if def == "" {
+			def = "none"
+		}
+		if !regexp.MustCompile(`(?m)^  ` + st.Name + ` +default: ` + regexp.QuoteMeta(def) + `$`).MatchString(out) {
+			t.Errorf("--help has no line for %s with default %s:\n%s", st.Name, def, out)
+		}
+		if !strings.Contains(out, "accepted: "+st.Accepted) {
+			t.Errorf("--help does not say what %s accepts", st.Name)
+		}
+	}
+}

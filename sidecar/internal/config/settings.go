@@ -1,0 +1,163 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// Setting is one environment variable: the one place its default, what it
+// accepts and what it means are written. Parse reads it, error messages
+// and `sidecar --help` quote it, and a test ties the README's
+// configuration table to it.
+type Setting struct {
+	Name     string
+	Default  string // as written in the environment; "" = none
+	Accepted string // what is accepted, as error messages say it
+	Meaning  string // one line, for sidecar --help
+
+	sleep bool // read in sleep mode too
+	// set parses a value into c and reports whether it is acceptable; nil
+	// for the forward variables, which forwards() reads together.
+	set func(c *Config, v string) bool
+}
+
+const (
+	portAccepted     = "a port number from 1 to 65535"
+	forwardsAccepted = "a comma-separated list of LISTEN_PORT=HOST:PORT, such as 8080=writer.example:3306,8081=reader.example:3306 (IPv6 as [::1]:3306)"
+	hostAccepted     = "a hostname or IP address"
+	requiredSuffix   = " (required when MODE=proxy, unless FORWARDS is set)"
+)
+
+// Settings lists every variable, in the README's order.
+var Settings = []Setting{
+	{Name: "MODE", Default: string(ModeProxy), Accepted: "proxy or sleep (any case)", sleep: true,
+		Meaning: "proxy forwards; sleep forwards nothing and waits for SIGTERM/SIGINT (for ECS Exec)",
+		set: func(c *Config, v string) bool {
+			m := Mode(strings.ToLower(v))
+			c.Mode = m
+			return m == ModeProxy || m == ModeSleep
+		}},
+	{Name: "TARGET_HOST", Accepted: hostAccepted,
+		Meaning: "where connections go; a name is resolved for every new connection"},
+	{Name: "TARGET_PORT", Accepted: portAccepted,
+		Meaning: "the target's port"},
+	{Name: "LISTEN_PORT", Default: "8080", Accepted: portAccepted,
+		Meaning: "the port the app connects to"},
+	{Name: "LISTEN_ADDR", Default: "0.0.0.0", Accepted: "an IP address to bind, such as 0.0.0.0 (IPv4 only), 127.0.0.1 or :: (IPv4 and IPv6)",
+		Meaning: "the address the forward listeners bind",
+		set: func(c *Config, v string) bool {
+			ip := net.ParseIP(v)
+			if ip == nil {
+				return false
+			}
+			c.ListenAddr = ip.String()
+			return true
+		}},
+	{Name: "FORWARDS", Accepted: forwardsAccepted,
+		Meaning: "several forwards in one sidecar, instead of TARGET_HOST, TARGET_PORT and LISTEN_PORT"},
+	{Name: "LOG_LEVEL", Default: "info", Accepted: "error, warn, info or debug (any case)", sleep: true,
+		Meaning: "debug adds one line per connection",
+		set: func(c *Config, v string) bool {
+			l, ok := map[string]slog.Level{"error": slog.LevelError, "warn": slog.LevelWarn, "info": slog.LevelInfo,
+				"debug": slog.LevelDebug}[strings.ToLower(v)]
+			c.LogLevel = l
+			return ok
+		}},
+	{Name: "ADMIN_PORT", Default: "9911", // not 9901/9902: ECS Service Connect's ports (ServiceConnectPorts)
+		Accepted: portAccepted + ", different from every listen port", sleep: true,
+		Meaning: "admin HTTP on 127.0.0.1 (/livez, /readyz, /metrics); sidecar healthcheck asks it",
+		set:     func(c *Config, v string) bool { return setPort(&c.AdminPort, v) }},
+	{Name: "DRAIN_TIMEOUT", Default: proxy.DefaultDrainTimeout.String(), // below ECS's default 30 s stopTimeout
+		Accepted: "a duration such as 20s or 1m (0 closes connections at once)",
+		Meaning:  "after SIGTERM/SIGINT, how long in-flight connections may finish",
+		set:      durationSetter(func(c *Config) *time.Duration { return &c.DrainTimeout }, durationRule{zeroOK: true})},
+	{Name: "CONNECT_TIMEOUT", Default: proxy.DefaultConnectTimeout.String(),
+		Accepted: "a duration of at least 1ms, such as 5s or 500ms",
+		Meaning:  "per address tried when dialing the target, and for the DNS lookup",
+		set:      durationSetter(func(c *Config) *time.Duration { return &c.ConnectTimeout }, durationRule{min: MinConnectTimeout})},
+	{Name: "IDLE_TIMEOUT", Default: "0",
+		Accepted: "0 (off) or a duration of at least 1s, such as 30m",
+		Meaning:  "close a connection when no byte moved either way for this long",
+		set:      durationSetter(func(c *Config) *time.Duration { return &c.IdleTimeout }, durationRule{min: MinIdleTimeout, zeroOK: true})},
+	{Name: "KEEPALIVE", Default: proxy.DefaultKeepalive.String(),
+		Accepted: "0 (off) or whole seconds from 1s to 32767s (9h6m7s, the kernel's TCP_KEEPIDLE limit), such as 30s",
+		Meaning:  "TCP keepalive on both sides: first probe after this much silence, then every third of it, 3 probes",
+		set: durationSetter(func(c *Config) *time.Duration { return &c.Keepalive },
+			durationRule{min: time.Second, max: MaxKeepalive, zeroOK: true, wholeSeconds: true})},
+	{Name: "STALE_CHECK_INTERVAL", Default: "0",
+		Accepted: "0 (off) or at least 100ms, such as 10s",
+		Meaning:  "re-resolve each target this often and close connections to addresses gone from DNS",
+		set: durationSetter(func(c *Config) *time.Duration { return &c.StaleCheckInterval },
+			durationRule{min: MinStaleCheckInterval, zeroOK: true})},
+	{Name: "DATA_PATH", Default: string(DataPathAuto), Accepted: "auto, epoll or portable (any case)",
+		Meaning: "how bytes move: auto uses epoll where supported, else portable",
+		set: func(c *Config, v string) bool {
+			d := DataPath(strings.ToLower(v))
+			c.DataPath = d
+			return d == DataPathAuto || d == DataPathEpoll || d == DataPathPortable
+		}},
+	{Name: "MAX_CONNECTIONS", Default: strconv.Itoa(proxy.DefaultMaxConnections),
+		Accepted: fmt.Sprintf("an integer from 1 to %d", maxConnectionsLimit),
+		Meaning:  "concurrent connections across all forwards; beyond it a new one is closed at once",
+		set: func(c *Config, v string) bool {
+			n, err := strconv.Atoi(v)
+			c.MaxConnections = n
+			return err == nil && n >= 1 && n <= maxConnectionsLimit
+		}},
+}
+
+// Names are the variables Parse reads.
+var Names = func() []string {
+	out := make([]string, len(Settings))
+	for i, s := range Settings {
+		out[i] = s.Name
+	}
+	return out
+}()
+
+// setting returns the named setting; the name is a constant of this
+// package, so a miss is a bug.
+func setting(name string) Setting {
+	for _, s := range Settings {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic("config: no setting " + name)
+}
+
+// Default returns a variable's default as written in the environment.
+func Default(name string) string { return setting(name).Default }
+
+func setPort(dst *int, v string) bool {
+	n, err := parsePort(v)
+	*dst = n
+	return err == nil
+}
+
+func durationSetter(field func(*Config) *time.Duration, r durationRule) func(*Config, string) bool {
+	return func(c *Config, v string) bool {
+		d, err := time.ParseDuration(v)
+		*field(c) = d
+		return err == nil && d >= 0 && r.ok(d)
+	}
+}
+
+// Help describes every variable with its default, for sidecar --help.
+func Help() string {
+	var b strings.Builder
+	for _, s := range Settings {
+		def := s.Default
+		if def == "" {
+			def = "none"
+		}
+		fmt.Fprintf(&b, "  %-21s default: %s\n      %s\n      accepted: %s\n", s.Name, def, s.Meaning, s.Accepted)
+	}
+	return b.String()
+}

@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// conn is an in-flight connection, tracked for drain and the stale check.
+type conn struct {
+	upstream netip.Addr
+	cancel   context.CancelCauseFunc
+}
+
+// acceptLoop accepts until the listener is closed. A failed Accept (out of
+// file descriptors, …) is logged and retried after a pause that doubles up
+// to AcceptBackoffMax, so the loop never spins.
+func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
+	defer loops.Done()
+	var backoff time.Duration
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
+				return
+			}
+			f.stats.acceptErrors.Add(1)
+			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
+			s.log.Error("accept failed; retrying", "listen_addr", f.ln.Addr().String(), "err", err, "retry_in_ms", backoff.Milliseconds())
+			select {
+			case <-time.After(backoff):
+			case <-s.stopAccept:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			s.log.Error("listener returned a non-TCP connection; closing it", "listen_addr", f.ln.Addr().String(), "type", fmt.Sprintf("%T", c))
+			_ = c.Close()
+			continue
+		}
+		n := s.active.Add(1)
+		if n > int64(s.cfg.MaxConnections) {
+			s.active.Add(-1)
+			f.stats.rejected.Add(1)
+			f.rejectLog.event("listen_port", f.port, "client", tc.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+			_ = tc.Close()
+			continue
+		}
+		if s.mem != nil {
+			s.mem.up(n)
+		}
+		s.conns.Add(1)
+		go s.serveConn(f, tc)
+	}
+}
+
+// serveConn dials the target for one accepted client and relays.
+func (s *Server) serveConn(f *forward, client *net.TCPConn) {
+	start := time.Now()
+	f.stats.total.Add(1)
+	f.stats.activeConns.Add(1)
+	defer s.connDone(f)
+	s.setKeepalive(f, client, "client")
+	clientAddr := client.RemoteAddr().String()
+
+	upstream, addr, why, err := s.dial(f)
+	if err != nil {
+		f.stats.closed(closeDialFailed)
+		f.dialFailLog.event("listen_port", f.port, "client", clientAddr, "target", f.target,
+			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error())
+		_ = client.Close()
+		return
+	}
+	s.setKeepalive(f, upstream, "upstream")
+
+	ctx, cancel := context.WithCancelCause(s.hardCtx)
+	defer cancel(nil)
+	c := &conn{upstream: addr, cancel: cancel}
+	f.track(c)
+	res := s.cfg.Relay(relay.WithCounters(ctx, &f.stats.bytes), client, upstream, s.cfg.IdleTimeout)
+	f.untrack(c)
+
+	reason := closeReasonOf(res, ctx)
+	level := slog.LevelDebug
+	switch reason {
+	case closeUpstreamError:
+		level = slog.LevelWarn
+	case closeStale:
+		level = slog.LevelInfo
+	}
+	attrs := []any{"listen_port", f.port, "client", clientAddr, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
+		"to_upstream", res.ToUpstream, "to_client", res.ToClient, "duration_ms", durationMS(time.Since(start)), "reason", reason}
+	if res.Err != nil {
+		attrs = append(attrs, "err", res.Err.Error())
+	}
+	s.log.Log(context.Background(), level, "connection closed", attrs...)
+	// Counted after the log line, so whoever sees the counter sees the line.
+	// The bytes were counted live by the relay (relay.Counters).
+	f.stats.closed(reason)
+}
+
+// connDone releases what a connection held. The global slot goes first,
+// so whoever sees a forward's active gauge drop can connect again.
+func (s *Server) connDone(f *forward) {
+	n := s.active.Add(-1)
+	if s.mem != nil {
+		s.mem.down(n)
+	}
+	f.stats.activeConns.Add(-1)
+	s.conns.Done()
+}
+
+// durationMS is d in milliseconds with microsecond precision: a JSON
+// number CloudWatch Logs Insights can compute on.
+func durationMS(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// setKeepalive applies the keepalive settings to one side of a connection.
+// A failure (the kernel refusing a value) is logged once per forward, so
+// the socket silently keeping the kernel's defaults is never a surprise.
+func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
+	ka := s.cfg.Keepalive
+	var err error
+	if ka < 0 {
+		err = c.SetKeepAlive(false)
+	} else {
+		// First probe after ka of silence, then every ka/3: a dead peer (a
+		// failed-over writer that vanished) is noticed within about 2×ka.
+		err = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3})
+	}
+	if err != nil && f.sockoptFailed.CompareAndSwap(false, true) {
+		s.log.Error("setting TCP keepalive failed; the socket keeps the kernel's settings (logged once per forward)",
+			"listen_port", f.port, "side", side, "keepalive_ms", ka.Milliseconds(), "err", err.Error())
+	}
+}
+
+func (f *forward) track(c *conn) {
+	f.mu.Lock()
+	f.conns[c] = struct{}{}
+	f.mu.Unlock()
+}
+
+func (f *forward) untrack(c *conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+}

@@ -1,0 +1,145 @@
+package relaytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// Rig is one relay under test: the test plays the client (Client) and the
+// upstream server (Upstream); the relay runs between them.
+type Rig struct {
+	Client   *net.TCPConn // the application's end
+	Upstream *net.TCPConn // the database's end
+	Cancel   context.CancelFunc
+	done     chan relay.Result
+}
+
+// Start connects two loopback TCP pairs and runs f between them in a new
+// goroutine. The rig's connections are closed when the test ends.
+func Start(t testing.TB, f relay.Func, idle time.Duration) *Rig {
+	t.Helper()
+	return StartContext(t, context.Background(), f, idle)
+}
+
+// StartContext is Start with a parent context for the relay.
+func StartContext(t testing.TB, parent context.Context, f relay.Func, idle time.Duration) *Rig {
+	t.Helper()
+	client, relayClient := Pair(t)
+	relayUpstream, upstream := Pair(t)
+	ctx, cancel := context.WithCancel(parent)
+	r := &Rig{Client: client, Upstream: upstream, Cancel: cancel, done: make(chan relay.Result, 1)}
+	go runRelay(ctx, f, relayClient, relayUpstream, idle, r.done)
+	t.Cleanup(func() {
+		cancel()
+		_ = client.Close()
+		_ = upstream.Close()
+	})
+	return r
+}
+
+func runRelay(ctx context.Context, f relay.Func, client, upstream *net.TCPConn, idle time.Duration, done chan<- relay.Result) {
+	done <- f(ctx, client, upstream, idle)
+}
+
+// Wait returns the relay's result, failing the test if it does not return
+// within the safety bound.
+func (r *Rig) Wait(t testing.TB) relay.Result {
+	t.Helper()
+	select {
+	case res := <-r.done:
+		return res
+	case <-time.After(safety):
+		t.Fatalf("relay did not return within %v", safety)
+		return relay.Result{}
+	}
+}
+
+// Pair returns both ends of a fresh loopback TCP connection, closed when
+// the test ends.
+func Pair(t testing.TB) (dialed, accepted *net.TCPConn) {
+	t.Helper()
+	ln := testkit.Listen(t)
+	defer ln.Close() // now: suites open many pairs
+	return testkit.Pair(t, ln)
+}
+
+// RandomBytes returns n random bytes.
+func RandomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// readAllWithin reads c until EOF or error, bounded by the safety deadline.
+// It returns what was read and the error that ended it (nil for EOF).
+func readAllWithin(c *net.TCPConn) ([]byte, error) {
+	_ = c.SetReadDeadline(time.Now().Add(safety))
+	b, err := io.ReadAll(c)
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return b, fmt.Errorf("no EOF within %v: %w", safety, err)
+	}
+	return b, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func checkResult(t *testing.T, res relay.Result, reason relay.Reason, toUp, toCl int64) {
+	t.Helper()
+	if res.Reason != reason {
+		t.Errorf("Reason = %q (Err %v), want %q", res.Reason, res.Err, reason)
+	}
+	if toUp >= 0 && res.ToUpstream != toUp {
+		t.Errorf("ToUpstream = %d, want %d", res.ToUpstream, toUp)
+	}
+	if toCl >= 0 && res.ToClient != toCl {
+		t.Errorf("ToClient = %d, want %d", res.ToClient, toCl)
+	}
+	switch reason {
+	case relay.ReasonClientError, relay.ReasonUpstreamError:
+		if res.Err == nil {
+			t.Errorf("Reason %q with nil Err", res.Reason)
+		}
+	default:
+		if res.Err != nil {
+			t.Errorf("Reason %q with Err %v, want nil", res.Reason, res.Err)
+		}
+	}
+}
+
+// send writes b on from and reads it back, intact, on to.
+func send(from, to *net.TCPConn, b []byte) error {
+	errc := make(chan error, 1)
+	go writeTo(from, b, errc)
+	got := make([]byte, len(b))
+	if _, err := io.ReadFull(to, got); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, b) {
+		return errors.New("bytes differ")
+	}
+	return nil
+}
+
+func writeTo(c *net.TCPConn, b []byte, errc chan<- error) {
+	_, err := c.Write(b)
+	errc <- err
+}

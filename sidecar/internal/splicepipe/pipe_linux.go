@@ -1,0 +1,30 @@
+package splicepipe
+
+import "syscall"
+
+// Size is the capacity New asks for: like Go's own splice path, big enough
+// that one splice moves up to 1 MiB (pages are only held while used).
+const Size = 1 << 20
+
+// defaultSize is what a pipe holds when the kernel refuses Size
+// (F_SETPIPE_SZ above /proc/sys/fs/pipe-max-size for an unprivileged user).
+const defaultSize = 64 << 10
+
+// Flags are the splice flags for moving through the pipe:
+// SPLICE_F_MOVE | SPLICE_F_NONBLOCK, so no call ever blocks on the pipe.
+const Flags = 0x1 | 0x2
+
+// New returns a non-blocking, close-on-exec pipe (read end, write end) and
+// its capacity: each splice into it should move at most size bytes, so the
+// pipe is drained before the next read. The caller closes both ends.
+func New() (r, w, size int, err error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return -1, -1, 0, err
+	}
+	size = defaultSize
+	if n, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), syscall.F_SETPIPE_SZ, Size); e == 0 {
+		size = int(n)
+	}
+	return p[0], p[1], size, nil
+}

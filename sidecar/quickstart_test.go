@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testmysql"
+	"github.com/example/sidecar/sidecar/internal/config"
+)
+
+// quickStartMarker precedes, in README.md, the quick-start sh block that
+// needs no Docker.
+const quickStartMarker = "<!-- quickstart-no-docker"
+
+// quickStartBlock returns the lines of the first sh block after the marker.
+func quickStartBlock(readme string) ([]string, error) {
+	_, after, ok := strings.Cut(readme, quickStartMarker)
+	if !ok {
+		return nil, fmt.Errorf("README.md has no %q marker", quickStartMarker)
+	}
+	_, after, ok = strings.Cut(after, "```sh\n")
+	if !ok {
+		return nil, fmt.Errorf("no ```sh block after the %q marker", quickStartMarker)
+	}
+	block, _, ok := strings.Cut(after, "```")
+	if !ok {
+		return nil, fmt.Errorf("the sh block after %q is not closed", quickStartMarker)
+	}
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(block))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, nil
+}
+
+// The README's quick start without Docker works as pasted, in a fresh
+// clone of this repository, against a MariaDB: it builds a static binary
+// where the next line runs it, the sidecar forwards, reports healthy,
+// serves metrics and exits 0 on SIGTERM. Only what a reader must adapt to
+// their own database is replaced: the MySQL port and the user (whose
+// password the mysql client then takes from MYSQL_PWD instead of a prompt).
+func TestQuickStartAsPasted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds the sidecar in a fresh clone")
+	}
+	for _, tool := range []string{"git", "go", "bash", "curl", "mysql"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Unavailable(t, "%s not on PATH (the quick start uses it; Debian packages git, golang, bash, curl, mariadb-client)", tool)
+		}
+	}
+	for _, port := range []string{"13306", config.Default("ADMIN_PORT")} {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			t.Fatalf("the quick start uses port %s, which is busy here: %v", port, err)
+		}
+		_ = ln.Close()
+	}
+	srv := testmysql.Start(t)
+
+	root, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse: %v", err)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse HEAD: %v", err)
+	}
+	clone := filepath.Join(t.TempDir(), "sidecar")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, args := range [][]string{
+		{"clone", "--quiet", "--no-local", strings.TrimSpace(string(root)), clone},
+		{"-C", clone, "checkout", "--quiet", "--detach", strings.TrimSpace(string(head))},
+	} {
+		if out, err := exec.CommandContext(ctx, "git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join(clone, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := quickStartBlock(string(readme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := strings.Join(lines, "\n")
+	for _, r := range []struct{ old, new string }{
+		{"TARGET_PORT=3306", "TARGET_PORT=" + strconv.Itoa(srv.Port)},
+		{"-u app -p ", "-u " + srv.User + " "},
+	} {
+		if !strings.Contains(script, r.old) {
+			t.Fatalf("quick start has no %q to adapt to the test's MariaDB:\n%s", r.old, script)
+		}
+		script = strings.ReplaceAll(script, r.old, r.new)
+	}
+
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Dir = clone
+	cmd.Env = append(os.Environ(), "MYSQL_PWD="+srv.Password)
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if err != nil {
+		t.Fatalf("quick start failed: %v\n--- script\n%s\n--- output\n%s", err, script, text)
+	}
+	for _, want := range []string{
+		"\nhealthy\n",                // sidecar healthcheck
+		"sidecar_connections_total{", // curl …/metrics | grep
+		`"msg":"forwarding"`,         // the sidecar's own log
+		"sidecar exited with 0",      // kill %1 && wait %1
+		`"msg":"stopped","connections_cut":0`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("quick start output lacks %q\n--- output\n%s", want, text)
+		}
+	}
+	if !strings.Contains(text, "\n1\n") { // mysql -e 'SELECT 1' through the sidecar
+		t.Errorf("mysql through the sidecar printed no row 1\n--- output\n%s", text)
+	}
+	if strings.Contains(text, `"level":"ERROR"`) {
+		t.Errorf("the sidecar logged an error\n--- output\n%s", text)
+	}
+
+	// The README promises a static binary.
+	bin := filepath.Join(clone, "bin", "sidecar")
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatalf("the quick start built no ELF binary at bin/sidecar: %v", err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("bin/sidecar is dynamically linked (has PT_INTERP)")
+		}
+	}
+}
+
+func TestQuickStartBlock(t *testing.T) {
+	readme := "# x\n```sh\nno\n```\n" + quickStartMarker + " … -->\n```sh\na  \n\nb\n```\n```sh\nc\n```\n"
+	got, err := quickStartBlock(readme)
+	if err != nil || strings.Join(got, "|") != "a|b" {
+		t.Errorf("quickStartBlock = %q, %v; want [a b]", got, err)
+	}
+	if _, err := quickStartBlock("no marker"); err == nil {
+		t.Error("no error without the marker")
+	}
+}
