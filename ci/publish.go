@@ -63,6 +63,10 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 	if err != nil {
 		return err
 	}
+	if len(pushed.Platforms) == 1 && pushed.Platforms[0].Digest == pushed.Digest && len(img.Platforms) == 1 {
+		// A single-platform push: a plain manifest, which names no platform.
+		pushed.Platforms[0].Platform = string(img.Platforms[0])
+	}
 	if err := r.scanGate(ctx, reg, pushed, commit, promote); err != nil {
 		return err
 	}
@@ -167,8 +171,8 @@ func (r *Runner) scanGate(ctx context.Context, reg *ecr.Registry, pushed ecr.Pus
 			blocking = append(blocking, fmt.Sprintf("%s: and %d more", m.Platform, n-10))
 		}
 		if n == 0 { // counts without named findings (not expected, but counts rule)
-			for sev, c := range scans[i].Counts {
-				if c > 0 && ecr.AtOrAbove(sev, r.Config.ScanFailOn) {
+			for _, sev := range ecr.Severities() {
+				if c := scans[i].Counts[sev]; c > 0 && ecr.AtOrAbove(sev, r.Config.ScanFailOn) {
 					blocking = append(blocking, fmt.Sprintf("%s: %d %s", m.Platform, c, sev))
 				}
 			}

@@ -270,6 +270,13 @@ func testAPKDB(arch string) string {
 // image index in the stand-in under its tag, as a registry push does.
 func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
 	t.Helper()
+	return newPushEngineSizes(t, ecrSrv, env, nil)
+}
+
+// newPushEngineSizes is newPushEngine with the platforms (and layer
+// sizes) the export holds, as newEngine takes them.
+func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string, sizes layerBytes) *fakeEngine {
+	t.Helper()
 	if _, ok := env["VULN_CHECK"]; !ok {
 		// govulncheck runs in process; under -race it takes seconds per
 		// binary. The tests of the check itself and TestPushPipeline run
@@ -280,8 +287,14 @@ func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) 
 		}
 		env["VULN_CHECK"] = "false"
 	}
-	fe := newEngine(t, env, nil)
-	fe.setFiles(t, sidecarFiles(t))
+	fe := newEngine(t, env, sizes)
+	files := sidecarFiles(t)
+	for p := range files {
+		if _, ok := sizes[p]; sizes != nil && !ok {
+			delete(files, p)
+		}
+	}
+	fe.setFiles(t, files)
 	fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {
 		addr := q.Leaf().Arg("address")
 		repoTag := strings.TrimPrefix(addr, ecrSrv.Host()+"/")
@@ -644,5 +657,31 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 				t.Errorf("re-run did not copy the attached provenance to dist/: %v", err)
 			}
 		})
+	}
+}
+
+// A single-platform push is one image manifest, not an index: it is
+// scanned, described and attested as that platform.
+func TestPushSinglePlatform(t *testing.T) {
+	mutable := false
+	ecrSrv := pushEnv(t, &mutable)
+	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+	host := "linux/" + runtime.GOARCH
+	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	if !strings.Contains(fe.topType, "manifest") {
+		t.Fatalf("export's top manifest is %s, want an image manifest", fe.topType)
+	}
+	gitTag(t, fe.dir, "v5.0.0")
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	if !strings.Contains(fe.log.String(), "ECR scan of "+host+" ("+fe.digest+")") {
+		t.Errorf("log does not report the scan of %s:\n%s", host, fe.log)
+	}
+	if _, err := os.Stat(filepath.Join(fe.dir, "dist", "sbom-"+strings.ReplaceAll(host, "/", "-")+".spdx.json")); err != nil {
+		t.Error(err)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.0.0"] != fe.digest {
+		t.Errorf("tags %v", repo.Tags)
 	}
 }
