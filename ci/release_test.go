@@ -266,8 +266,13 @@ func testAPKDB(arch string) string {
 }
 
 // newPushEngine is newEngine for push runs against ecrSrv: the export
-// holds the real sidecar binaries, and a publish records the pushed
-// image index in the stand-in under its tag, as a registry push does.
+// holds the real sidecar binaries, and a publish pushes the exported
+// image to the stand-in's registry and records its top manifest in the
+// ECR stand-in under the tag, as a registry push does. It answers
+// address@digest of the root descriptor, as the engine does
+// (core/container.go, Container.Publish at v0.21.8:
+// reference.WithDigest(refName, resp.RootDesc.Digest)): the index for
+// several platforms, the manifest for one.
 func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
 	t.Helper()
 	return newPushEngineSizes(t, ecrSrv, env, nil)
