@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 type bulkResult struct {
@@ -60,7 +62,7 @@ func (r *runner) startBulkTarget(ctx context.Context) (*bulkTarget, error) {
 		}
 		return &bulkTarget{port: rx.port, goRx: rx}, nil
 	}
-	port, err := freePort()
+	port, err := testkit.LoopbackPort()
 	if err != nil {
 		return nil, err
 	}

@@ -16,61 +16,19 @@ const (
 	connResponse = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n" // 38 bytes
 )
 
-// echoServer answers each connection with one small response to one small
-// request, then closes (HTTP/1.0 style). The server closes first, so
+// startEchoServer answers each connection with one small response to one
+// small request, then closes (HTTP/1.0 style). The server closes first, so
 // TIME_WAIT stays on the server side and the dialers do not run out of
 // ephemeral ports.
-type echoServer struct {
-	ln   net.Listener
-	port int
-	wg   sync.WaitGroup
-}
+func startEchoServer() (*loopbackServer, error) { return startLoopbackServer(answerOnce) }
 
-func startEchoServer() (*echoServer, error) {
-	ln, err := listenLoopback()
-	if err != nil {
-		return nil, err
-	}
-	s := &echoServer{ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
-	s.wg.Add(1)
-	go s.acceptLoop()
-	return s, nil
-}
-
-func (s *echoServer) acceptLoop() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if isTemporary(err) {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return
-		}
-		s.wg.Add(1)
-		go s.serve(c)
-	}
-}
-
-func isTemporary(err error) bool {
-	return !errors.Is(err, net.ErrClosed)
-}
-
-func (s *echoServer) serve(c net.Conn) {
-	defer s.wg.Done()
-	defer c.Close()
+func answerOnce(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, len(connRequest))
 	if _, err := io.ReadFull(c, buf); err != nil {
 		return
 	}
 	_, _ = io.WriteString(c, connResponse)
-}
-
-func (s *echoServer) close() {
-	s.ln.Close()
-	s.wg.Wait()
 }
 
 type connRateResult struct {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 type kind int
@@ -104,7 +106,7 @@ func (r *runner) launch(ctx context.Context, c contestant, target int) (*live, e
 	if c.kind == kindDirect {
 		return &live{c: c, port: target}, nil
 	}
-	port, err := freePort()
+	port, err := testkit.LoopbackPort()
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +117,7 @@ func (r *runner) launch(ctx context.Context, c contestant, target int) (*live, e
 		proc, err = r.procs.start(c.name, []string{"PATH=" + os.Getenv("PATH")}, r.socatPath,
 			socatListen(port, r.cfg.socatBacklog), fmt.Sprintf("TCP:127.0.0.1:%d", target))
 	case kindSidecar:
-		admin, perr := freePort()
+		admin, perr := testkit.LoopbackPort()
 		if perr != nil {
 			return nil, perr
 		}

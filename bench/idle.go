@@ -9,44 +9,12 @@ import (
 	"time"
 )
 
-// sinkServer echoes the first byte of each connection (proving the whole
-// path is up) and then holds the connection open until the client closes.
-type sinkServer struct {
-	ln   net.Listener
-	port int
-	wg   sync.WaitGroup
-}
+// startSinkServer echoes the first byte of each connection (proving the
+// whole path is up) and then holds the connection open until the client
+// closes.
+func startSinkServer() (*loopbackServer, error) { return startLoopbackServer(holdIdle) }
 
-func startSinkServer() (*sinkServer, error) {
-	ln, err := listenLoopback()
-	if err != nil {
-		return nil, err
-	}
-	s := &sinkServer{ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
-	s.wg.Add(1)
-	go s.acceptLoop()
-	return s, nil
-}
-
-func (s *sinkServer) acceptLoop() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if isTemporary(err) { // EMFILE at the fd limit: back off, do not spin
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return
-		}
-		s.wg.Add(1)
-		go s.hold(c)
-	}
-}
-
-func (s *sinkServer) hold(c net.Conn) {
-	defer s.wg.Done()
-	defer c.Close()
+func holdIdle(c net.Conn) {
 	// Bounded: the workload closes its connections long before this.
 	_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
 	b := make([]byte, 1)
@@ -57,11 +25,6 @@ func (s *sinkServer) hold(c net.Conn) {
 		return
 	}
 	_, _ = io.Copy(io.Discard, c)
-}
-
-func (s *sinkServer) close() {
-	s.ln.Close()
-	s.wg.Wait()
 }
 
 // idlePool opens connections through a contestant and keeps them idle.
@@ -171,7 +134,7 @@ func (r *runner) idleWorkload(ctx context.Context, order []contestant) error {
 	return nil
 }
 
-func (r *runner) idleOne(ctx context.Context, sink *sinkServer, c contestant) error {
+func (r *runner) idleOne(ctx context.Context, sink *loopbackServer, c contestant) error {
 	l, err := r.launch(ctx, c, sink.port)
 	if err != nil {
 		return err

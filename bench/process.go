@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // procGroup tracks every child process the benchmark starts so that all of
@@ -28,7 +29,7 @@ type child struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
-	out  *lockedBuffer
+	out  *testkit.LockedBuffer
 }
 
 func newProcGroup() *procGroup { return &procGroup{procs: map[int]*child{}} }
@@ -38,7 +39,8 @@ func newProcGroup() *procGroup { return &procGroup{procs: map[int]*child{}} }
 func (g *procGroup) start(name string, env []string, bin string, args ...string) (*child, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	out := &lockedBuffer{}
+	// The limit bounds what a chatty child can make us hold.
+	out := &testkit.LockedBuffer{Limit: 1 << 20}
 	cmd.Stdout, cmd.Stderr = out, out
 	// Pdeathsig is a safety net for a benchmark killed with SIGKILL; the
 	// normal path is stop/killAll.
@@ -197,40 +199,10 @@ func waitQuiet(ctx context.Context, pid int, timeout time.Duration) (treeUsage, 
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 1<<20 { // bound what a chatty child can make us hold
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func tail(s string, n int) string {
 	s = strings.TrimSpace(s)
 	if len(s) > n {
 		return "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-func freePort() (int, error) {
-	ln, err := listenLoopback()
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	_, p, _ := strings.Cut(ln.Addr().String(), "127.0.0.1:")
-	return strconv.Atoi(p)
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // The real binary, built once for the tests that exec it.
@@ -63,16 +65,10 @@ func sidecarBinary(t testing.TB) string {
 	return binPath
 }
 
-// proc is the sidecar binary running with a given environment.
-type proc struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error
-}
-
-// environ renders env as the child's whole environment: nothing inherited,
-// so the test proves the binary is configured by these variables alone.
+// environ renders env in os.Environ form: for run in-process, and as a
+// child's whole environment, nothing inherited (never nil, which exec
+// reads as "inherit"), so the test proves the binary is configured by
+// these variables alone.
 func environ(env map[string]string) []string {
 	out := []string{}
 	for k, v := range env {
@@ -81,44 +77,26 @@ func environ(env map[string]string) []string {
 	return out
 }
 
-func startBinary(t *testing.T, env map[string]string, args ...string) *proc {
+// startBinary runs the sidecar binary with args and env; p.Output is its
+// stderr.
+func startBinary(t *testing.T, env map[string]string, args ...string) *testkit.Process {
 	t.Helper()
-	p := &proc{cmd: exec.Command(sidecarBinary(t), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = environ(env)
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.wait()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("sidecar stderr:\n%s", p.stderr.String())
-		}
-	})
-	return p
+	return startSidecar(t, exec.Command(sidecarBinary(t), args...), env)
 }
 
-func (p *proc) wait() {
-	p.err = p.cmd.Wait()
-	close(p.done)
+// startSidecar starts cmd (the sidecar binary, or a shell that execs it)
+// with env as its whole environment. Its stdout is discarded so that
+// p.Output holds stderr alone, the JSON log lines tests read.
+func startSidecar(t *testing.T, cmd *exec.Cmd, env map[string]string) *testkit.Process {
+	t.Helper()
+	cmd.Env = environ(env)
+	cmd.Stdout = io.Discard
+	return testkit.Start(t, cmd)
 }
 
-// exit waits for the process to end and returns its exit code.
-func (p *proc) exit(t *testing.T) int {
+func sendSignal(t *testing.T, p *testkit.Process, sig os.Signal) {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(safety):
-		t.Fatalf("sidecar did not exit within %v", safety)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-func (p *proc) signal(t *testing.T, sig os.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.Cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -139,13 +117,13 @@ func healthcheckBinary(t *testing.T, env map[string]string) int {
 	return 0
 }
 
-func waitHealthyBinary(t *testing.T, env map[string]string, p *proc, want int) {
+func waitHealthyBinary(t *testing.T, env map[string]string, p *testkit.Process, want int) {
 	t.Helper()
 	deadline := time.Now().Add(safety)
 	for healthcheckBinary(t, env) != want {
 		select {
-		case <-p.done:
-			t.Fatalf("sidecar exited (%v) while waiting for healthcheck exit %d", p.err, want)
+		case <-p.Done():
+			t.Fatalf("sidecar exited (%v) while waiting for healthcheck exit %d", p.Err(), want)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -167,12 +145,12 @@ func TestBinaryVersion(t *testing.T) {
 
 func TestBinaryBadEnvironment(t *testing.T) {
 	p := startBinary(t, map[string]string{"MODE": "turbo", "IDLE_TIMEOUT": "soon"})
-	if code := p.exit(t); code != 2 {
+	if code := p.ExitCode(t, safety); code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
 	}
 	for _, want := range []string{`MODE=\"turbo\"`, `IDLE_TIMEOUT=\"soon\"`} {
-		if !strings.Contains(p.stderr.String(), want) {
-			t.Errorf("stderr lacks %s:\n%s", want, p.stderr.String())
+		if !strings.Contains(p.Output.String(), want) {
+			t.Errorf("stderr lacks %s:\n%s", want, p.Output.String())
 		}
 	}
 }
@@ -180,43 +158,32 @@ func TestBinaryBadEnvironment(t *testing.T) {
 // Sleep mode: healthy, then exits 0 at once on SIGTERM (the old
 // `sleep infinity` ignored it and waited for SIGKILL).
 func TestBinarySleepModeStopsOnSIGTERM(t *testing.T) {
-	env := map[string]string{"MODE": "sleep", "ADMIN_PORT": strconv.Itoa(freePort(t))}
+	env := map[string]string{"MODE": "sleep", "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
-	p.signal(t, syscall.SIGTERM)
-	if code := p.exit(t); code != 0 {
+	sendSignal(t, p, syscall.SIGTERM)
+	if code := p.ExitCode(t, safety); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
 }
 
 func TestBinaryPortInUse(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := testkit.Listen(t)
 	p := startBinary(t, map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "LISTEN_ADDR": "127.0.0.1",
-		"LISTEN_PORT": strconv.Itoa(busy.Addr().(*net.TCPAddr).Port), "ADMIN_PORT": strconv.Itoa(freePort(t))})
-	if code := p.exit(t); code == 0 {
+		"LISTEN_PORT": strconv.Itoa(busy.Addr().(*net.TCPAddr).Port), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))})
+	if code := p.ExitCode(t, safety); code == 0 {
 		t.Fatal("exit code 0 with the listen port in use")
 	}
-	if !strings.Contains(p.stderr.String(), "address already in use") {
-		t.Errorf("stderr does not say why:\n%s", p.stderr.String())
+	if !strings.Contains(p.Output.String(), "address already in use") {
+		t.Errorf("stderr does not say why:\n%s", p.Output.String())
 	}
 }
 
 // SIGTERM with a transfer in flight: the sidecar turns unhealthy and stops
 // accepting at once, the transfer completes, and the process exits 0.
 func TestBinaryDrainOnSIGTERM(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	go echoServer(up)
-	listen := strconv.Itoa(freePort(t))
-	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(freePort(t)), "DRAIN_TIMEOUT": "25s"}
+	env, listen := echoForward(t)
+	env["DRAIN_TIMEOUT"] = "25s"
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
 
@@ -236,14 +203,14 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p.signal(t, syscall.SIGTERM)
+	sendSignal(t, p, syscall.SIGTERM)
 	waitHealthyBinary(t, env, p, 1)
 	if nc, err := net.DialTimeout("tcp", "127.0.0.1:"+listen, time.Second); err == nil {
 		_ = nc.Close()
 		t.Error("still accepting after SIGTERM")
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 		t.Fatal("exited with a transfer in flight")
 	default:
 	}
@@ -260,25 +227,18 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 		t.Fatalf("transfer across SIGTERM corrupted: %d bytes back of %d", len(got)+len(tail), len(data))
 	}
 	_ = c.Close()
-	if code := p.exit(t); code != 0 {
+	if code := p.ExitCode(t, safety); code != 0 {
 		t.Fatalf("exit code %d after a clean drain, want 0", code)
 	}
-	if !strings.Contains(p.stderr.String(), `"connections_cut":0`) {
-		t.Errorf("no clean-drain log line:\n%s", p.stderr.String())
+	if !strings.Contains(p.Output.String(), `"connections_cut":0`) {
+		t.Errorf("no clean-drain log line:\n%s", p.Output.String())
 	}
 }
 
 // A second signal during the drain ends the process at once.
 func TestBinarySecondSignalStopsAtOnce(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	go echoServer(up)
-	listen := strconv.Itoa(freePort(t))
-	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(freePort(t)), "DRAIN_TIMEOUT": "10m"}
+	env, listen := echoForward(t)
+	env["DRAIN_TIMEOUT"] = "10m"
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
 	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
@@ -293,15 +253,15 @@ func TestBinarySecondSignalStopsAtOnce(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	p.signal(t, syscall.SIGTERM)
+	sendSignal(t, p, syscall.SIGTERM)
 	waitHealthyBinary(t, env, p, 1) // draining, held open by our connection for up to 10m
-	p.signal(t, syscall.SIGINT)
+	sendSignal(t, p, syscall.SIGINT)
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(safety):
 		t.Fatal("second signal did not end the process")
 	}
-	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
-		t.Errorf("process state %v, want killed by SIGINT", p.cmd.ProcessState)
+	if ws, ok := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Errorf("process state %v, want killed by SIGINT", p.Cmd.ProcessState)
 	}
 }

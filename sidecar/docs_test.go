@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/config"
 )
 
@@ -158,7 +159,7 @@ func TestREADMEConfigTableMatchesSettings(t *testing.T) {
 
 // sidecar --help lists every variable with its default.
 func TestHelpListsEverySetting(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.LockedBuffer
 	if code := run(context.Background(), []string{"--help"}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("--help: exit %d, stderr %q", code, stderr.String())
 	}

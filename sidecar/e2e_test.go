@@ -16,6 +16,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/internal/testmysql"
 )
 
@@ -29,13 +30,13 @@ func TestEndToEndMariaDB(t *testing.T) {
 }
 
 func endToEnd(t *testing.T, srv *testmysql.Server, dataPath string) {
-	listen := strconv.Itoa(freePort(t))
+	listen := strconv.Itoa(testkit.FreePort(t))
 	env := map[string]string{
 		"TARGET_HOST": "localhost", // resolved through /etc/hosts, like a DNS name
 		"TARGET_PORT": strconv.Itoa(srv.Port),
 		"LISTEN_ADDR": "127.0.0.1",
 		"LISTEN_PORT": listen,
-		"ADMIN_PORT":  strconv.Itoa(freePort(t)),
+		"ADMIN_PORT":  strconv.Itoa(testkit.FreePort(t)),
 		"DATA_PATH":   dataPath,
 	}
 	if _, err := net.DefaultResolver.LookupHost(context.Background(), "localhost"); err != nil {
@@ -45,9 +46,9 @@ func endToEnd(t *testing.T, srv *testmysql.Server, dataPath string) {
 	waitHealthyBinary(t, env, p, 0)
 	// stderr reaches the buffer through a copying goroutine: wait for the line.
 	want := `"msg":"data path","data_path":"` + dataPath + `"`
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.stderr.String(), want); {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.Output.String(), want); {
 		if time.Now().After(deadline) {
-			t.Fatalf("DATA_PATH=%s: no %s log line:\n%s", dataPath, want, p.stderr.String())
+			t.Fatalf("DATA_PATH=%s: no %s log line:\n%s", dataPath, want, p.Output.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -149,8 +150,8 @@ func endToEnd(t *testing.T, srv *testmysql.Server, dataPath string) {
 		}
 	})
 
-	p.signal(t, syscall.SIGTERM)
-	if code := p.exit(t); code != 0 {
+	sendSignal(t, p, syscall.SIGTERM)
+	if code := p.ExitCode(t, safety); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
 }

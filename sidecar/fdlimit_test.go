@@ -25,32 +25,9 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		testenv.Unavailable(t, "/proc (to read the child's CPU time): %v", err)
 	}
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	go echoServer(up)
-
-	listen := strconv.Itoa(freePort(t))
-	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(freePort(t))}
-	p := &proc{stderr: &syncBuffer{}, done: make(chan struct{})}
+	env, listen := echoForward(t)
 	// ulimit in the shell, then exec: the sidecar itself runs with 32 fds.
-	p.cmd = exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t))
-	p.cmd.Env = environ(env)
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.wait()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("sidecar stderr:\n%s", p.stderr.String())
-		}
-	})
+	p := startSidecar(t, exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t)), env)
 	waitHealthyBinary(t, env, p, 0)
 
 	// Open connections, holding each, until one is not served.
@@ -76,7 +53,7 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 		t.Fatalf("100 connections served under a 32-descriptor limit?")
 	}
 	waitFor := time.Now().Add(safety)
-	for !strings.Contains(p.stderr.String(), "too many open files") {
+	for !strings.Contains(p.Output.String(), "too many open files") {
 		if time.Now().After(waitFor) {
 			t.Fatal("descriptor exhaustion was not logged")
 		}
@@ -94,13 +71,13 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 	// few. The CPU bound is a share of the measured window, not a fixed
 	// time, so a slow or loaded machine does not move it; a spinner on a
 	// busy 2-core machine still gets well over a quarter of a CPU.
-	cpuBefore := cpuTime(t, p.cmd.Process.Pid)
-	linesBefore := strings.Count(p.stderr.String(), "\n")
+	cpuBefore := cpuTime(t, p.Cmd.Process.Pid)
+	linesBefore := strings.Count(p.Output.String(), "\n")
 	began := time.Now()
 	time.Sleep(3 * time.Second)
-	cpu := cpuTime(t, p.cmd.Process.Pid) - cpuBefore
+	cpu := cpuTime(t, p.Cmd.Process.Pid) - cpuBefore
 	wall := time.Since(began)
-	lines := strings.Count(p.stderr.String(), "\n") - linesBefore
+	lines := strings.Count(p.Output.String(), "\n") - linesBefore
 	if cpu > wall/4 || lines > 50 {
 		t.Errorf("while out of descriptors for %v: %v CPU (bound %v), %d log lines (bound 50): the accept loop spins",
 			wall.Round(time.Millisecond), cpu, wall/4, lines)
@@ -127,11 +104,11 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 		t.Fatal("not serving after descriptors were freed")
 	}
 	waitHealthyBinary(t, env, p, 0)
-	logs := p.stderr.String()
+	logs := p.Output.String()
 	t.Logf("served %d connections before exhaustion; logged %d accept failures and %d dial failures",
 		strings.Count(logs, `"connection closed"`), strings.Count(logs, `"msg":"accept failed`), strings.Count(logs, `"msg":"dial target failed`))
-	p.signal(t, syscall.SIGTERM)
-	if code := p.exit(t); code != 0 {
+	sendSignal(t, p, syscall.SIGTERM)
+	if code := p.ExitCode(t, safety); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,50 +8,14 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // safety bounds every wait; reaching it means a hang.
 const safety = 30 * time.Second
-
-// syncBuffer is an io.Writer safe for a running program and a test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// envOf is kv in os.Environ form.
-func envOf(kv map[string]string) []string {
-	var out []string
-	for k, v := range kv {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // jsonLines decodes stderr's JSON log lines, failing on any other line.
 func jsonLines(t *testing.T, s string) []map[string]any {
@@ -73,8 +36,8 @@ func jsonLines(t *testing.T, s string) []map[string]any {
 }
 
 func TestBadConfigurationExits2WithEveryProblem(t *testing.T) {
-	var stdout, stderr syncBuffer
-	code := run(context.Background(), nil, envOf(map[string]string{
+	var stdout, stderr testkit.LockedBuffer
+	code := run(context.Background(), nil, environ(map[string]string{
 		"TARGET_PORT": "mysql", "LOG_LEVEL": "loud", "MAX_CONNECTIONS": "-5",
 	}), &stdout, &stderr)
 	if code != 2 {
@@ -101,8 +64,8 @@ func TestBadConfigurationExits2WithEveryProblem(t *testing.T) {
 // Each problem is one line whose fields say the variable, its value (when
 // set) and what is accepted, so CloudWatch Logs Insights can group by them.
 func TestBadConfigurationLinesHaveFields(t *testing.T) {
-	var stderr syncBuffer
-	code := run(context.Background(), nil, envOf(map[string]string{
+	var stderr testkit.LockedBuffer
+	code := run(context.Background(), nil, environ(map[string]string{
 		"TARGET_PORT": "mysql", "KEEPALIVE": "10h",
 	}), io.Discard, &stderr)
 	if code != 2 {
@@ -147,14 +110,10 @@ func TestBadConfigurationLinesHaveFields(t *testing.T) {
 // A variable one or two edits from one of ours gets a warning naming the
 // likely intended one; the sidecar still starts.
 func TestTypoWarnings(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
+	up := testkit.Listen(t)
 	env := map[string]string{
 		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(freePort(t)), "ADMIN_PORT": strconv.Itoa(freePort(t)),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
 		"LISTN_PORT": "13306", "TARGET_HOTS": "db.example", "HOME": "/root",
 	}
 	cancel, done, stderr := runAsync(t, env)
@@ -191,8 +150,8 @@ func TestCommandLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			var stdout, stderr syncBuffer
-			code := run(context.Background(), tc.args, envOf(map[string]string{"ADMIN_PORT": "abc"}), &stdout, &stderr)
+			var stdout, stderr testkit.LockedBuffer
+			code := run(context.Background(), tc.args, environ(map[string]string{"ADMIN_PORT": "abc"}), &stdout, &stderr)
 			if code != tc.code || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.errst) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout.String(), stderr.String(), tc.code, tc.out, tc.errst)
 			}
@@ -201,10 +160,10 @@ func TestCommandLine(t *testing.T) {
 }
 
 // runAsync runs the program in-process until the returned cancel (SIGTERM).
-func runAsync(t *testing.T, env map[string]string) (cancel context.CancelFunc, done <-chan int, stderr *syncBuffer) {
+func runAsync(t *testing.T, env map[string]string) (cancel context.CancelFunc, done <-chan int, stderr *testkit.LockedBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr = &syncBuffer{}
+	stderr = &testkit.LockedBuffer{}
 	ch, finished := make(chan int, 1), make(chan struct{})
 	go runInto(ctx, env, stderr, ch, finished)
 	t.Cleanup(func() {
@@ -219,13 +178,13 @@ func runAsync(t *testing.T, env map[string]string) (cancel context.CancelFunc, d
 }
 
 func runInto(ctx context.Context, env map[string]string, stderr io.Writer, done chan<- int, finished chan<- struct{}) {
-	done <- run(ctx, nil, envOf(env), io.Discard, stderr)
+	done <- run(ctx, nil, environ(env), io.Discard, stderr)
 	close(finished)
 }
 
 // healthy runs `sidecar healthcheck` in-process.
 func healthy(env map[string]string) bool {
-	return run(context.Background(), []string{"healthcheck"}, envOf(env), io.Discard, io.Discard) == 0
+	return run(context.Background(), []string{"healthcheck"}, environ(env), io.Discard, io.Discard) == 0
 }
 
 func waitHealthy(t *testing.T, env map[string]string, want bool) {
@@ -240,21 +199,12 @@ func waitHealthy(t *testing.T, env map[string]string, want bool) {
 }
 
 func TestProxyModeInProcess(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	go echoServer(up)
-	listen, admin := freePort(t), freePort(t)
-	env := map[string]string{
-		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_PORT": strconv.Itoa(listen), "LISTEN_ADDR": "127.0.0.1", "ADMIN_PORT": strconv.Itoa(admin), "LOG_LEVEL": "debug",
-	}
+	env, listen := echoForward(t)
+	env["LOG_LEVEL"] = "debug"
 	cancel, done, stderr := runAsync(t, env)
 	waitHealthy(t, env, true)
 
-	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)))
+	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +241,18 @@ func TestProxyModeInProcess(t *testing.T) {
 	}
 }
 
+// echoForward starts an echo server standing in for the database and
+// returns the environment of a sidecar forwarding 127.0.0.1:listen, a free
+// port, to it, with a free admin port.
+func echoForward(t *testing.T) (env map[string]string, listen string) {
+	t.Helper()
+	up := testkit.Listen(t)
+	go echoServer(up)
+	listen = strconv.Itoa(testkit.FreePort(t))
+	return map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}, listen
+}
+
 func echoServer(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
@@ -309,21 +271,17 @@ func echoConn(c net.Conn) {
 // Port in use: exit 1, the reason named, and nothing left listening (the
 // admin port in particular must not answer healthy).
 func TestPortInUse(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := testkit.Listen(t)
 	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
 	for _, tc := range []struct{ name, listen, admin string }{
-		{"listen port", busyPort, strconv.Itoa(freePort(t))},
-		{"admin port", strconv.Itoa(freePort(t)), busyPort},
+		{"listen port", busyPort, strconv.Itoa(testkit.FreePort(t))},
+		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var stderr syncBuffer
+			var stderr testkit.LockedBuffer
 			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "1", "LISTEN_ADDR": "127.0.0.1",
 				"LISTEN_PORT": tc.listen, "ADMIN_PORT": tc.admin}
-			code := run(context.Background(), nil, envOf(env), io.Discard, &stderr)
+			code := run(context.Background(), nil, environ(env), io.Discard, &stderr)
 			if code != 1 || !strings.Contains(stderr.String(), "address already in use") {
 				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and 'address already in use'", code, stderr.String())
 			}
@@ -340,7 +298,7 @@ func TestPortInUse(t *testing.T) {
 }
 
 func TestSleepModeInProcess(t *testing.T) {
-	env := map[string]string{"MODE": "sleep", "ADMIN_PORT": strconv.Itoa(freePort(t)), "TARGET_PORT": "ignored-in-sleep"}
+	env := map[string]string{"MODE": "sleep", "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)), "TARGET_PORT": "ignored-in-sleep"}
 	cancel, done, _ := runAsync(t, env)
 	waitHealthy(t, env, true)
 	cancel()
@@ -358,17 +316,13 @@ func TestSleepModeInProcess(t *testing.T) {
 // "forwarding" lines: LISTEN_ADDR=0.0.0.0 binds IPv4 only, and both say
 // 0.0.0.0:PORT (a dual-stack listener would say [::]:PORT in one of them).
 func TestListenAddressSameInEveryLine(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
+	up := testkit.Listen(t)
 	for _, addr := range []string{"0.0.0.0", "::", "127.0.0.1"} {
 		t.Run(addr, func(t *testing.T) {
-			listen := freePort(t)
+			listen := testkit.FreePort(t)
 			env := map[string]string{
 				"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-				"LISTEN_PORT": strconv.Itoa(listen), "LISTEN_ADDR": addr, "ADMIN_PORT": strconv.Itoa(freePort(t)),
+				"LISTEN_PORT": strconv.Itoa(listen), "LISTEN_ADDR": addr, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
 			}
 			cancel, done, stderr := runAsync(t, env)
 			waitHealthy(t, env, true)
@@ -406,11 +360,7 @@ func TestListenAddressSameInEveryLine(t *testing.T) {
 // A port the ECS Service Connect proxy also binds gets a warning at
 // startup (never an error: without Service Connect it is harmless).
 func TestServiceConnectPortWarning(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
+	up := testkit.Listen(t)
 	if ln, err := net.Listen("tcp", "127.0.0.1:9901"); err != nil {
 		t.Skipf("port 9901 is busy here: %v", err)
 	} else {
@@ -418,7 +368,7 @@ func TestServiceConnectPortWarning(t *testing.T) {
 	}
 	env := map[string]string{
 		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(freePort(t)), "ADMIN_PORT": "9901",
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": "9901",
 	}
 	cancel, done, stderr := runAsync(t, env)
 	waitHealthy(t, env, true)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -24,23 +25,12 @@ import (
 const safety = 30 * time.Second
 
 // logBuffer collects the proxy's JSON log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ testkit.LockedBuffer }
 
 // lines returns the decoded log records whose msg contains msg.
 func (b *logBuffer) lines(msg string) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(b.buf.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		if l == "" {
 			continue
 		}
@@ -53,12 +43,6 @@ func (b *logBuffer) lines(msg string) []map[string]any {
 		}
 	}
 	return out
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // rig is a running proxy.Server.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -63,12 +64,7 @@ func TestListenBindsWhatWasAsked(t *testing.T) {
 // numbers, so CloudWatch Logs Insights can compute on them.
 func TestLogFieldsAreNumbers(t *testing.T) {
 	up := startUpstream(t, "127.0.0.1", echo)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	refused := testkit.FreePort(t)
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up), {TargetHost: "127.0.0.1", TargetPort: refused}}})
 	c := dial(t, r.addrs[0])
 	if err := exchange(c, []byte("ping")); err != nil {

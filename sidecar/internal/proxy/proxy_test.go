@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/relay"
 	"github.com/example/sidecar/sidecar/internal/testdns"
@@ -77,12 +78,7 @@ func TestBulkBothWays(t *testing.T) {
 // the burst (a pool reconnecting during a failover) only in a summary a
 // second later that says how many were not logged.
 func TestUpstreamRefuses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close() // nothing listens here now: connections are refused
+	port := testkit.FreePort(t) // nothing listens here now: connections are refused
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}}})
 	const n = 20
 	for i := range n {
@@ -114,12 +110,7 @@ func TestUpstreamRefuses(t *testing.T) {
 // A summary still pending when the server stops is written before Serve
 // returns: no failure goes unlogged at exit.
 func TestDialFailureSummaryWrittenAtShutdown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := testkit.FreePort(t)
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}}})
 	for i := range 3 {
 		expectClosed(t, dial(t, r.addrs[0]), "client of a refused upstream")
@@ -370,18 +361,9 @@ func TestDrainDeadlineClosesTheRest(t *testing.T) {
 // A port in use: Listen fails naming the address, and the listeners it had
 // already opened are closed again.
 func TestListenPortInUse(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := testkit.Listen(t)
 	busyPort := busy.Addr().(*net.TCPAddr).Port
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	freePort := free.Addr().(*net.TCPAddr).Port
-	_ = free.Close()
+	freePort := testkit.FreePort(t)
 
 	srv, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", Forwards: []proxy.Forward{
 		{ListenPort: freePort, TargetHost: "127.0.0.1", TargetPort: 1},
