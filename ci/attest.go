@@ -82,7 +82,7 @@ func (r *Runner) attest(ctx context.Context, img *Image, reg *ecr.Registry, push
 	for _, d := range docs {
 		h, err := referrers.Attach(ctx, reg.URI, subject, d, auth)
 		if err != nil {
-			return fmt.Errorf("attach %s to %s (the image is released; the documents are in %s/): %w", d.Title, pushed.Digest, distDir, err)
+			return fmt.Errorf("attach %s to %s (the documents are in %s/): %w", d.Title, pushed.Digest, distDir, err)
 		}
 		r.step("push: attached %s (%s) to %s@%s as %s", d.Title, d.ArtifactType, reg.URI, pushed.Digest, h)
 	}

@@ -690,3 +690,24 @@ func TestPushSinglePlatform(t *testing.T) {
 		t.Errorf("tags %v", repo.Tags)
 	}
 }
+
+// A registry that refuses the documents stops the release before the
+// version tag moves.
+func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
+	mutable := false
+	ecrSrv := pushEnv(t, &mutable)
+	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+	fe := newPushEngine(t, ecrSrv, nil)
+	gitTag(t, fe.dir, "v6.0.0")
+	ecrSrv.DenyReferrers()
+	err := fe.runner.Push(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "attach sbom-") || !strings.Contains(err.Error(), "stays as an unreleased candidate") {
+		t.Fatalf("err = %v\nlog:\n%s", err, fe.log)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v6.0.0"] != "" {
+		t.Errorf("version tag moved: %v", repo.Tags)
+	}
+	if _, err := os.Stat(filepath.Join(fe.dir, "dist", "provenance.intoto.json")); err != nil {
+		t.Errorf("documents not kept in dist/: %v", err)
+	}
+}

@@ -6,6 +6,7 @@
 package ecrtest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -65,6 +66,7 @@ type Server struct {
 	scanType     string                 // BASIC (default) or ENHANCED
 	registryHost string                 // 127.0.0.1:port of the registry (Host)
 	noReferrers  bool                   // the registry answers the referrers API with 404
+	denyDigests  bool                   // the registry refuses manifests with a subject
 	// createRace makes CreateRepository behave as if another run created
 	// the repository first: it appears, and the call fails with
 	// RepositoryAlreadyExistsException.
@@ -103,14 +105,31 @@ func (s *Server) registryAuth(next http.Handler) http.Handler {
 			return
 		}
 		s.mu.Lock()
-		hide := s.noReferrers
+		hide, deny := s.noReferrers, s.denyDigests
 		s.mu.Unlock()
+		if deny && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+			body, _ := io.ReadAll(r.Body)
+			if bytes.Contains(body, []byte(`"subject"`)) {
+				http.Error(w, `{"errors":[{"code":"DENIED","message":"not authorized to perform: ecr:PutImage"}]}`, http.StatusForbidden)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		if hide && strings.Contains(r.URL.Path, "/referrers/") {
 			http.Error(w, `404 page not found`, http.StatusNotFound)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// DenyReferrers makes the registry refuse manifests with a subject (the
+// referrers; images still push), as a registry that does not take OCI 1.1
+// manifests, or a policy against them, would.
+func (s *Server) DenyReferrers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.denyDigests = true
 }
 
 // NoReferrersAPI makes the registry answer the referrers API with 404,
