@@ -711,3 +711,17 @@ func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
 		t.Errorf("documents not kept in dist/: %v", err)
 	}
 }
+
+func TestStripUserinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://x-access-token:ghs_secret@github.com/example/sidecar.git": "https://github.com/example/sidecar.git",
+		"https://github.com/example/sidecar":                               "https://github.com/example/sidecar",
+		"git@github.com:example/sidecar.git":                               "git@github.com:example/sidecar.git",
+		"ssh://git@github.com/example/sidecar.git":                         "ssh://github.com/example/sidecar.git",
+		"https://github.com/example/a@b":                                   "https://github.com/example/a@b",
+	} {
+		if got := stripUserinfo(in); got != want {
+			t.Errorf("stripUserinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/example/sidecar/ci/vulncheck"
 )
@@ -15,6 +16,9 @@ const (
 	binaryPath = "/usr/local/bin/sidecar"
 	apkDBPath  = "/lib/apk/db/installed"
 )
+
+// scanLimit bounds one govulncheck run (seconds with a reachable database).
+const scanLimit = 5 * time.Minute
 
 func imagePaths() []string { return []string{binaryPath, apkDBPath} }
 
@@ -59,7 +63,10 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 		if stripped, err := vulncheck.Stripped(path); err == nil && stripped {
 			r.step("push: note: the binary is stripped (-ldflags -s): govulncheck matches at module precision, so every known vulnerability of its Go version and modules counts")
 		}
-		fs, err := vulncheck.Scan(ctx, r.Config.VulnDB, path)
+		// The database answered the probe; a stall mid-scan must still end.
+		scanCtx, cancel := context.WithTimeout(ctx, scanLimit)
+		fs, err := vulncheck.Scan(scanCtx, r.Config.VulnDB, path)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (nothing pushed): %w", p, r.Config.VulnDB, err)
 		}
