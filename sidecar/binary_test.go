@@ -235,33 +235,47 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 	}
 }
 
-// A second signal during the drain ends the process at once.
+// A second signal during the drain ends the process at once, with the
+// status a shell gives a process killed by it: also when the sidecar was
+// started with SIGINT ignored (a script's background job), where restoring
+// the inherited action would have ignored the second signal.
 func TestBinarySecondSignalStopsAtOnce(t *testing.T) {
-	env, listen := echoForward(t)
-	env["DRAIN_TIMEOUT"] = "10m"
-	p := startBinary(t, env)
-	waitHealthyBinary(t, env, p, 0)
-	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(safety))
-	if _, err := c.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
-	sendSignal(t, p, syscall.SIGTERM)
-	waitHealthyBinary(t, env, p, 1) // draining, held open by our connection for up to 10m
-	sendSignal(t, p, syscall.SIGINT)
-	select {
-	case <-p.Done():
-	case <-time.After(safety):
-		t.Fatal("second signal did not end the process")
-	}
-	if ws, ok := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
-		t.Errorf("process state %v, want killed by SIGINT", p.Cmd.ProcessState)
+	for _, tc := range []struct {
+		name   string
+		ignore bool
+	}{{"default", false}, {"SIGINT inherited as ignored", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, listen := echoForward(t)
+			env["DRAIN_TIMEOUT"] = "10m"
+			cmd := exec.Command(sidecarBinary(t))
+			if tc.ignore {
+				cmd = exec.Command("/bin/sh", "-c", `trap "" INT; exec "$0"`, sidecarBinary(t))
+			}
+			p := startSidecar(t, cmd, env)
+			waitHealthyBinary(t, env, p, 0)
+			c, err := net.Dial("tcp", "127.0.0.1:"+listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(safety))
+			if _, err := c.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			sendSignal(t, p, syscall.SIGTERM)
+			waitHealthyBinary(t, env, p, 1) // draining, held open by our connection for up to 10m
+			sendSignal(t, p, syscall.SIGINT)
+			select {
+			case <-p.Done():
+			case <-time.After(safety):
+				t.Fatal("second signal did not end the process")
+			}
+			if code := p.Cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGINT) {
+				t.Errorf("process state %v, want exit status 130 (128 + SIGINT)", p.Cmd.ProcessState)
+			}
+		})
 	}
 }

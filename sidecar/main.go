@@ -21,17 +21,27 @@ var (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	go restoreSignalsOnce(ctx, stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go watchSignals(signals, cancel, os.Exit)
 	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
-	stop()
+	cancel()
 	os.Exit(code)
 }
 
-// restoreSignalsOnce gives SIGTERM and SIGINT their default action back
-// after the first one: that one starts the drain, a second one ends the
-// process at once (an operator pressing Ctrl-C twice).
-func restoreSignalsOnce(ctx context.Context, stop context.CancelFunc) {
-	<-ctx.Done()
-	stop()
+// watchSignals starts the drain on the first SIGTERM or SIGINT and ends the
+// process at once on a second one (an operator pressing Ctrl-C twice), with
+// the status a shell gives a process killed by that signal (128 + its
+// number). It exits itself rather than restoring the default action: a
+// process started with the signal ignored (nohup, a background job of a
+// script) inherits SIG_IGN, and restoring that would ignore the second one.
+func watchSignals(signals <-chan os.Signal, drain context.CancelFunc, exit func(int)) {
+	<-signals
+	drain()
+	sig := <-signals
+	if s, ok := sig.(syscall.Signal); ok {
+		exit(128 + int(s))
+	}
+	exit(1)
 }

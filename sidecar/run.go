@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		fmt.Fprint(stdout, usage+"\nEnvironment variables (an empty value counts as unset):\n"+config.Help())
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version (or none)\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version, help (or none)\n%s", cmd, usage)
 		return exitUsage
 	}
 }
