@@ -12,6 +12,7 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 )
 
@@ -25,6 +26,9 @@ type Image struct {
 	Engine dagger.Platform
 	Sizes  []imagesize.Image
 	Digest string // image index digest of the exported OCI image
+	// Files holds, per platform, the image files the release reads (the
+	// sidecar binary for govulncheck and the SBOM, the apk database).
+	Files imagefiles.Files
 }
 
 // sourceExcludes keep the build context small and cache-friendly; the
@@ -79,6 +83,9 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 	}
 	if err := checkSizes(r.log(), cfg, img.Sizes); err != nil {
 		return nil, err
+	}
+	if img.Files, err = imagefiles.Read(tarball, imagePaths()...); err != nil {
+		return nil, fmt.Errorf("read the built image: %w", err)
 	}
 	r.step("build: image %s within the %s budget", orUnknown(img.Digest), imagesize.Human(cfg.SizeBudget))
 

@@ -15,11 +15,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"dagger.io/dagger"
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/vulncheck"
 )
 
 // Config is the validated pipeline configuration.
@@ -40,6 +42,11 @@ type Config struct {
 	ScanOnPush       bool
 	ImmutableTags    bool
 	PushLatest       bool
+
+	VulnCheck   bool          // govulncheck the image's binary before pushing
+	VulnDB      string        // govulncheck database URL
+	ScanTimeout time.Duration // longest wait for ECR's scan of the candidate
+	ScanFailOn  string        // lowest ECR severity that stops the release; "" = none
 }
 
 // ConfigError lists every bad variable at once, one line each.
@@ -143,6 +150,20 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 	c.ScanOnPush = boolean("ECR_SCAN_ON_PUSH")
 	c.ImmutableTags = boolean("ECR_IMMUTABLE_TAGS")
 	c.PushLatest = boolean("PUSH_LATEST")
+
+	c.VulnCheck = boolean("VULN_CHECK")
+	c.VulnDB = get("GOVULNDB")
+	if err := vulncheck.ValidDB(c.VulnDB); err != nil {
+		problem("GOVULNDB", c.VulnDB, vars.row("GOVULNDB").Accepted+" ("+err.Error()+")")
+	}
+	timeout := get("SCAN_TIMEOUT")
+	if c.ScanTimeout, err = time.ParseDuration(timeout); err != nil || c.ScanTimeout <= 0 {
+		bad("SCAN_TIMEOUT", timeout)
+	}
+	failOn := get("SCAN_FAIL_ON")
+	if c.ScanFailOn, err = ecr.ParseFailOn(failOn); err != nil {
+		bad("SCAN_FAIL_ON", failOn)
+	}
 
 	if len(problems) > 0 {
 		return Config{}, &ConfigError{Problems: problems}

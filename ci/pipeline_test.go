@@ -25,6 +25,7 @@ import (
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
 	"github.com/example/sidecar/ci/smokesql"
+	"github.com/example/sidecar/ci/vulncheck/vulndbtest"
 	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
 )
@@ -38,6 +39,14 @@ type fakeEngine struct {
 	dir     string
 	goTests *[]string // go test calls, in order, with the Dagger query count at the time
 	digest  string    // digest of the image the fake export writes
+	images  func() []imagesizetest.Image
+	files   map[string]map[string][]byte // platform -> image files the export adds (setFiles)
+	// filesGz and filesContent: files as a layer, compressed once (setFiles)
+	filesGz      map[string][]byte
+	filesContent map[string]int64
+	topType      string // media type of the export's top manifest
+	top          []byte // the export's top manifest (an index for several platforms)
+	layout       string // the export unpacked (an OCI layout directory)
 }
 
 // layerBytes is each platform's image in the fake export.
@@ -92,33 +101,35 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 	if sizes == nil {
 		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
 	}
-	images := func() []imagesizetest.Image {
+	fe.images = func() []imagesizetest.Image {
 		var imgs []imagesizetest.Image
 		for _, p := range []string{"linux/amd64", "linux/arm64"} {
 			if l, ok := sizes[p]; ok {
-				imgs = append(imgs, imagesizetest.Image{Platform: p, LayerBytes: l})
+				imgs = append(imgs, imagesizetest.Image{Platform: p, LayerBytes: l, Files: fe.files[p], FilesGz: fe.filesGz[p], FilesContent: fe.filesContent[p]})
 			}
 		}
 		return imgs
 	}
-	probe := filepath.Join(t.TempDir(), "probe.tar")
-	if _, err := imagesizetest.Write(probe, images()...); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if fe.digest, err = imagesize.Digest(probe); err != nil {
-		t.Fatal(err)
-	}
+	fe.setFiles(t, nil)
 	fe.srv.Handle("export", func(q daggertest.Query) (any, error) {
 		path := q.Leaf().Arg("path")
-		_, err := imagesizetest.Write(path, images()...)
+		_, err := imagesizetest.Write(path, fe.images()...)
 		return path, err
 	})
 	fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {
 		return q.Leaf().Arg("address") + "@" + fe.digest, nil
 	})
 	fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) { return healthyStdout(q), nil })
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	// The public vulnerability database is not reachable here: an empty
+	// local one unless the test brings its own.
+	emptyDB := vulndbtest.Write(t)
+	lookup := func(k string) (string, bool) {
+		v, ok := env[k]
+		if !ok && k == "GOVULNDB" {
+			return emptyDB, true
+		}
+		return v, ok
+	}
 	cfg, err := LoadConfig(fe.dir, lookup)
 	if err != nil {
 		t.Fatal(err)
@@ -505,7 +516,7 @@ func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
 
 func TestPushPipeline(t *testing.T) {
 	ecrSrv := pushEnv(t, nil)
-	fe := newEngine(t, nil, nil)
+	fe := newPushEngine(t, ecrSrv, map[string]string{"VULN_CHECK": "true"}) // the default, checked by TestReleaseConfig
 	// Written by the session's handler goroutine: read it under the lock.
 	var mu sync.Mutex
 	var opsAtFirstQuery []string
@@ -574,21 +585,21 @@ func TestPushPipeline(t *testing.T) {
 func TestPushVersionTagAndIdempotence(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newEngine(t, nil, nil)
+	fe := newPushEngine(t, ecrSrv, nil)
 	gitTag(t, fe.dir, "v1.4.0")
 	short := gitHead(t, fe.dir)[:12]
 	// The commit was pushed before with this very image; v1.4.0 is new.
-	ecrSrv.SetTag("sidecar", short, fe.digest)
+	ecrSrv.PushImage("sidecar", short, fe.topType, fe.top)
 
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
 	}
-	var addrs []string
-	for _, q := range fe.leaves("publish") {
-		addrs = append(addrs, q.Leaf().Arg("address"))
+	// The version tag goes onto the pushed image (PutImage), no second push.
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("published %d times, want 0 (the version tag is put on the pushed image)", n)
 	}
-	if want := []string{ecrSrv.Host() + "/sidecar:v1.4.0"}; !slices.Equal(addrs, want) {
-		t.Errorf("published %v, want only %v", addrs, want)
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v1.4.0"] != fe.digest {
+		t.Errorf("v1.4.0 at %q, want %s", repo.Tags["v1.4.0"], fe.digest)
 	}
 	if !strings.Contains(fe.log.String(), "sidecar:"+short+" already at "+fe.digest) {
 		t.Errorf("log does not say the commit tag was skipped:\n%s", fe.log)
@@ -600,17 +611,25 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	}
 
 	// Same commit, both tags present with the same digest: nothing pushed.
-	ecrSrv.SetTag("sidecar", "v1.4.0", fe.digest)
-	before := len(fe.leaves("publish"))
+	puts := slices.Collect(func(yield func(string) bool) {
+		for _, op := range ecrSrv.Operations() {
+			if op == "PutImage" && !yield(op) {
+				return
+			}
+		}
+	})
 	fe.out = &testkit.LockedBuffer{}
 	fe.runner.Out = fe.out
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("second Push: %v", err)
 	}
-	if n := len(fe.leaves("publish")) - before; n != 0 {
+	if n := len(fe.leaves("publish")); n != 0 {
 		t.Errorf("second push of the same commit published %d times", n)
 	}
-	if !strings.Contains(fe.log.String(), "nothing to push") || !strings.Contains(fe.out.String(), "sidecar:v1.4.0@"+fe.digest) {
+	if n := strings.Count(strings.Join(ecrSrv.Operations(), " "), "PutImage"); n != len(puts) {
+		t.Errorf("second push re-tagged: %d PutImage calls, %d before", n, len(puts))
+	}
+	if !strings.Contains(fe.log.String(), "every tag already points at the commit's image") || !strings.Contains(fe.out.String(), "sidecar:v1.4.0@"+fe.digest) {
 		t.Errorf("second push does not say it skipped:\nlog:\n%s\nout:\n%s", fe.log, fe.out)
 	}
 }
@@ -621,11 +640,10 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 func TestPushReleasesThePushedCommitImage(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newEngine(t, nil, nil)
+	fe := newPushEngine(t, ecrSrv, nil)
 	gitTag(t, fe.dir, "v1.5.0")
 	short := gitHead(t, fe.dir)[:12]
-	mainBuild := "sha256:" + strings.Repeat("a", 64)
-	ecrSrv.SetTag("sidecar", short, mainBuild)
+	mainBuild := prePushed(t, ecrSrv, short, "main")
 
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -646,7 +664,7 @@ func TestPushReleasesThePushedCommitImage(t *testing.T) {
 			t.Errorf("output lacks %s:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(fe.log.String(), "releasing the pushed image") {
+	if !strings.Contains(fe.log.String(), "releasing "+mainBuild+" as "+ecrSrv.Host()+"/sidecar:v1.5.0") {
 		t.Errorf("log does not explain the release:\n%s", fe.log)
 	}
 }
@@ -658,10 +676,9 @@ func TestPushReleasesThePushedCommitImage(t *testing.T) {
 func TestPushRerunKeepsThePushedCommitImage(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newEngine(t, nil, nil)
+	fe := newPushEngine(t, ecrSrv, nil)
 	short := gitHead(t, fe.dir)[:12]
-	first := "sha256:" + strings.Repeat("0", 64)
-	ecrSrv.SetTag("sidecar", short, first)
+	first := prePushed(t, ecrSrv, short, "first run")
 
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -735,7 +752,7 @@ func TestPushRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ecrSrv := pushEnv(t, &immutable)
-			fe := newEngine(t, tc.env, nil)
+			fe := newPushEngine(t, ecrSrv, tc.env)
 			if tc.setup != nil {
 				tc.setup(t, fe, ecrSrv)
 			}

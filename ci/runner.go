@@ -29,6 +29,12 @@ type Runner struct {
 	GoTest func(ctx context.Context, dir string, log io.Writer) error
 
 	start time.Time
+	// scanPoll and scanProgress pace the ECR scan wait (ecr.WaitOptions
+	// defaults when zero); tests shorten them.
+	scanPoll, scanProgress time.Duration
+	// lookupEnv reads the CI's variables for the provenance (GitHub
+	// Actions); os.LookupEnv when nil.
+	lookupEnv func(string) (string, bool)
 }
 
 func (r *Runner) log() io.Writer {
@@ -99,6 +105,9 @@ func (r *Runner) Push(ctx context.Context) error {
 		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files; the image would not match commit %s — commit or stash them first", ref.Short)
 	}
 	tags := ref.Tags(r.Config.PushLatest)
+	if err := r.probeVulnDB(ctx); err != nil {
+		return err
+	}
 
 	r.step("push: AWS preflight (region, credentials, ECR login, repository %q)", r.Config.Repository)
 	reg, err := ecr.Preflight(ctx, ecr.Options{
@@ -131,7 +140,10 @@ func (r *Runner) Push(ctx context.Context) error {
 		if err := r.smoke(ctx, client, img); err != nil {
 			return err
 		}
-		return r.publish(ctx, client, img, reg, tags)
+		if err := r.vulnCheck(ctx, img); err != nil {
+			return err
+		}
+		return r.publish(ctx, client, img, reg, tags, sourceOf(ref))
 	})
 }
 

@@ -1,6 +1,11 @@
 package ci
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/vulncheck"
+)
 
 // Var is one row of the pipeline's settings table, Vars. The table is the
 // one owner of every setting's name, default, accepted values and meaning:
@@ -67,6 +72,14 @@ func Vars() []Var {
 			Help: "Immutable tags for a repository the pipeline creates."},
 		{Name: "PUSH_LATEST", Default: "false", Accepted: acceptBool,
 			Help: "Also push `latest`. Requires a repository with mutable tags."},
+		{Name: "VULN_CHECK", Default: "true", Accepted: acceptBool,
+			Help: "Before `push` pushes anything, run govulncheck (binary mode) on each platform's `sidecar` binary from the built image; a finding that affects it stops the push. `false` skips the check."},
+		{Name: "GOVULNDB", Default: vulncheck.DefaultDB, Accepted: "want an http(s):// or file:// URL of a Go vulnerability database, e.g. " + vulncheck.DefaultDB,
+			Help: "Go vulnerability database for `VULN_CHECK`: the public one, a mirror (`https://…`), or a local copy (`file:///path`). Checked before the build; unreachable fails within seconds."},
+		{Name: "SCAN_TIMEOUT", Default: "10m", Accepted: "want a duration greater than zero such as 90s, 10m or 1h",
+			Help: "Longest wait for ECR's scan of the pushed candidate (every platform manifest). A Go duration: `90s`, `10m`, `1h`."},
+		{Name: "SCAN_FAIL_ON", Default: "CRITICAL", Accepted: "want one of " + strings.Join(ecr.FailOnValues(), ", "),
+			Help: "Lowest ECR scan severity that stops the release: `CRITICAL`, `HIGH`, `MEDIUM`, `LOW`, or `none` (never stop). The version tag and `latest` are then not moved; the commit tag stays as an unreleased candidate."},
 
 		{Name: "AWS_REGION", Default: "AWS SDK chain", NoValue: true, ReadBy: "AWS SDK",
 			Label: "`AWS_REGION`, `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, …",

@@ -194,7 +194,8 @@ func TestLoadConfigReadsTheTable(t *testing.T) {
 // table accepts for that variable.
 func TestLoadConfigAccepted(t *testing.T) {
 	bad := map[string]string{"SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
-		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!"}
+		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
+		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE"}
 	for _, v := range Vars() {
 		if v.Accepted == acceptBool {
 			bad[v.Name] = "maybe"

@@ -68,7 +68,7 @@ func Test(ctx context.Context) error {
 	return exit(r.Test(ctx))
 }
 
-// Push checks AWS and ECR, builds, tests, then pushes the multi-arch image to ECR.
+// Push checks AWS and ECR, builds, tests and vulnerability-checks, pushes a candidate, gates on ECR's scan, then releases.
 //
 // After a check that a Dagger engine is reachable (none: exit 3 at once),
 // the AWS preflight runs before any build: region and credentials,
@@ -78,12 +78,21 @@ func Test(ctx context.Context) error {
 // ECR_CREATE_REPOSITORY (default: true), with scan on push if
 // ECR_SCAN_ON_PUSH (default: true) and immutable tags if ECR_IMMUTABLE_TAGS
 // (default: true). AWS_ENDPOINT_URL_ECR (default: AWS default) overrides
-// the ECR API endpoint. Then Build and Test run; nothing is pushed if either
-// fails. Tags: the 12-character commit, plus the version when HEAD has a v*
-// tag, plus latest when PUSH_LATEST (default: false) is true (needs mutable
-// tags). A tag already pointing at this image is skipped. A commit already
-// in ECR keeps its pushed image: the rebuild (never byte-identical) is not
-// pushed, and a v* tag on it releases that image (ECR PutImage). A version
+// the ECR API endpoint. GOVULNDB (default: https://vuln.go.dev) is probed
+// first too. Then Build and Test run, and if VULN_CHECK (default: true)
+// govulncheck checks each platform's sidecar binary from the built image;
+// nothing is pushed if any of them fails. Release flow: the image is pushed
+// under the 12-character commit tag only (the candidate); when the
+// repository scans, push waits up to SCAN_TIMEOUT (default: 10m) for the
+// scan of every platform manifest, prints counts by severity, and stops on
+// findings at or above SCAN_FAIL_ON (default: CRITICAL), which also takes
+// HIGH, MEDIUM, LOW or none, leaving the candidate unreleased. Then it writes an SPDX SBOM
+// per platform and SLSA provenance to dist/ and attaches them to the image
+// index as OCI referrers; only then do the version tag (when HEAD has a v*
+// tag) and latest (when PUSH_LATEST (default: false) is true; needs mutable
+// tags) go onto the candidate with ECR PutImage. A tag already pointing at
+// this image is skipped. A commit already in ECR keeps its pushed image and
+// documents: the rebuild (never byte-identical) is not pushed. A version
 // tag pointing at another image in an immutable repository is an error and
 // nothing is pushed. Prints every reference with its digest on stdout.
 // Other environment as for Build and Test.

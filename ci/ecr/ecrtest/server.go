@@ -6,18 +6,23 @@
 package ecrtest
 
 import (
+	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 )
 
 const targetPrefix = "AmazonEC2ContainerRegistry_V20150921."
@@ -33,7 +38,11 @@ type Repo struct {
 	Name       string
 	Immutable  bool
 	ScanOnPush bool
-	Tags       map[string]string // tag -> digest
+	// ScanFrequency is the effective scanning rule
+	// (BatchGetRepositoryScanningConfiguration): SCAN_ON_PUSH,
+	// CONTINUOUS_SCAN or MANUAL; "" derives it from ScanOnPush.
+	ScanFrequency string
+	Tags          map[string]string // tag -> digest
 }
 
 // Call is one API request the stand-in answered.
@@ -49,9 +58,15 @@ type Server struct {
 	Account  string
 	Password string // what the decoded token carries after "AWS:"
 
-	mu    sync.Mutex
-	repos map[string]*Repo
-	calls []Call
+	mu           sync.Mutex
+	repos        map[string]*Repo
+	calls        []Call
+	manifests    map[string]manifest    // digest -> pushed manifest
+	scans        map[string][]ScanState // digest -> script, one step per call
+	scanType     string                 // BASIC (default) or ENHANCED
+	registryHost string                 // 127.0.0.1:port of the registry (Host)
+	noReferrers  bool                   // the registry answers the referrers API with 404
+	denyDigests  bool                   // the registry refuses manifests with a subject
 	// createRace makes CreateRepository behave as if another run created
 	// the repository first: it appears, and the call fails with
 	// RepositoryAlreadyExistsException.
@@ -63,11 +78,66 @@ func Start(t testing.TB, region string) *Server {
 	t.Helper()
 	pw := make([]byte, 24)
 	_, _ = rand.Read(pw)
-	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{}}
+	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{},
+		manifests: map[string]manifest{}, scans: map[string][]ScanState{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
+	// The registry behind the repository URIs, as ECR has: an OCI
+	// registry (go-containerregistry's, with the referrers API) that
+	// wants the login GetAuthorizationToken hands out.
+	reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	rs := httptest.NewServer(s.registryAuth(reg))
+	t.Cleanup(rs.Close)
+	s.registryHost = strings.TrimPrefix(rs.URL, "http://")
 	return s
+}
+
+// registryAuth admits requests with the ECR login (basic auth AWS and
+// the token's password), as ECR's registry does, and hides the referrers
+// API when NoReferrersAPI was called.
+func (s *Server) registryAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pw, ok := r.BasicAuth()
+		if !ok || user != "AWS" || pw != s.Password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Host()+`",service="ecr.amazonaws.com"`)
+			http.Error(w, `{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}`, http.StatusUnauthorized)
+			return
+		}
+		s.mu.Lock()
+		hide, deny := s.noReferrers, s.denyDigests
+		s.mu.Unlock()
+		if deny && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+			body, _ := io.ReadAll(r.Body)
+			if bytes.Contains(body, []byte(`"subject"`)) {
+				http.Error(w, `{"errors":[{"code":"DENIED","message":"not authorized to perform: ecr:PutImage"}]}`, http.StatusForbidden)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		if hide && strings.Contains(r.URL.Path, "/referrers/") {
+			http.Error(w, `404 page not found`, http.StatusNotFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// DenyReferrers makes the registry refuse manifests with a subject (the
+// referrers; images still push), as a registry that does not take OCI 1.1
+// manifests, or a policy against them, would.
+func (s *Server) DenyReferrers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.denyDigests = true
+}
+
+// NoReferrersAPI makes the registry answer the referrers API with 404,
+// as registries before OCI 1.1 do.
+func (s *Server) NoReferrersAPI() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noReferrers = true
 }
 
 // AddRepository creates a repository as if it existed before the run.
@@ -125,10 +195,9 @@ func (s *Server) Calls() []Call {
 	return append([]Call(nil), s.calls...)
 }
 
-// Host is the registry host the stand-in hands out.
-func (s *Server) Host() string {
-	return fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", s.Account, s.Region)
-}
+// Host is the registry host the stand-in hands out: its registry on
+// loopback (ECR's would be <account>.dkr.ecr.<region>.amazonaws.com).
+func (s *Server) Host() string { return s.registryHost }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
@@ -213,6 +282,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 				for _, d := range repo.Tags {
 					found = found || d == digest
 				}
+				_, pushed := s.manifests[digest]
+				found = found || pushed
 			}
 			if !found {
 				failures = append(failures, map[string]any{
@@ -224,10 +295,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			if tag != "" {
 				imageID["imageTag"] = tag
 			}
+			m, ok := s.manifests[digest]
+			if !ok {
+				m = manifest{mediaType: "application/vnd.oci.image.index.v1+json", body: manifestFor(digest)}
+			}
 			images = append(images, map[string]any{
 				"registryId": s.Account, "repositoryName": name, "imageId": imageID,
-				"imageManifest":          manifestFor(digest),
-				"imageManifestMediaType": "application/vnd.oci.image.index.v1+json",
+				"imageManifest":          m.body,
+				"imageManifestMediaType": m.mediaType,
 			})
 		}
 		reply(w, map[string]any{"images": images, "failures": failures})
@@ -241,7 +316,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		manifest, _ := body["imageManifest"].(string)
 		tag, _ := body["imageTag"].(string)
 		digest, _ := body["imageDigest"].(string)
-		if manifest != manifestFor(digest) {
+		if manifest != manifestFor(digest) && digestOf([]byte(manifest)) != digest {
 			awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
 			return
 		}
@@ -258,9 +333,175 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			"registryId": s.Account, "repositoryName": name,
 			"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
 		}})
+	case "GetRegistryScanningConfiguration":
+		typ := s.scanType
+		if typ == "" {
+			typ = "BASIC"
+		}
+		reply(w, map[string]any{"registryId": s.Account, "scanningConfiguration": map[string]any{"scanType": typ, "rules": []any{}}})
+	case "BatchGetRepositoryScanningConfiguration":
+		var confs, failures []any
+		for _, n := range stringList(body["repositoryNames"]) {
+			repo, ok := s.repos[n]
+			if !ok {
+				awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+n)
+				return
+			}
+			confs = append(confs, map[string]any{
+				"repositoryArn":  fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, n),
+				"repositoryName": n, "scanOnPush": repo.ScanOnPush, "scanFrequency": frequency(repo), "appliedScanFilters": []any{},
+			})
+		}
+		reply(w, map[string]any{"scanningConfigurations": confs, "failures": failures})
+	case "DescribeImageScanFindings":
+		s.describeScan(w, body)
 	default:
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", "stand-in does not implement "+op)
 	}
+}
+
+type manifest struct{ mediaType, body string }
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func frequency(r *Repo) string {
+	switch {
+	case r.ScanFrequency != "":
+		return r.ScanFrequency
+	case r.ScanOnPush:
+		return "SCAN_ON_PUSH"
+	}
+	return "MANUAL"
+}
+
+// PushImage records an image pushed to repository name under tag, as a
+// registry push would: its manifest, addressable by digest (the SHA-256
+// of manifest), and, for an image index, nothing else (platform manifests
+// are looked up only for scans). It returns the digest.
+func (s *Server) PushImage(name, tag, mediaType string, manifestJSON []byte) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := digestOf(manifestJSON)
+	s.manifests[d] = manifest{mediaType: mediaType, body: string(manifestJSON)}
+	if tag != "" {
+		s.repos[name].Tags[tag] = d
+	}
+	return d
+}
+
+// SetScanning sets how repository name is scanned: scanType BASIC or
+// ENHANCED (registry-wide, as in ECR), frequency SCAN_ON_PUSH,
+// CONTINUOUS_SCAN or MANUAL.
+func (s *Server) SetScanning(name, scanType, frequency string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scanType = scanType
+	s.repos[name].ScanFrequency = frequency
+	s.repos[name].ScanOnPush = frequency != "MANUAL"
+}
+
+// ScanFinding is one finding a scripted scan reports.
+type ScanFinding struct {
+	Severity string // CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED, UNTRIAGED
+	Name     string // CVE id
+	Package  string // affected package name
+	Version  string
+}
+
+// ScanState is one answer of DescribeImageScanFindings for a manifest.
+// Status "" answers ScanNotFoundException (no scan yet).
+type ScanState struct {
+	Status      string // IN_PROGRESS, COMPLETE, FAILED, UNSUPPORTED_IMAGE, ACTIVE, PENDING, …
+	Description string
+	Findings    []ScanFinding
+}
+
+// ScriptScan makes DescribeImageScanFindings for digest answer states in
+// turn, one per call; the last repeats. Without a script, a scanned
+// repository's images answer COMPLETE with no findings, an unscanned
+// one's ScanNotFoundException.
+func (s *Server) ScriptScan(digest string, states ...ScanState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scans[digest] = states
+}
+
+// describeScan answers DescribeImageScanFindings (s.mu held), in the
+// finding format of the scan type: findings for BASIC, enhancedFindings
+// for ENHANCED. Pages of maxResults (default 100) with nextToken.
+func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
+	name, _ := body["repositoryName"].(string)
+	repo, ok := s.repos[name]
+	if !ok {
+		awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+		return
+	}
+	id, _ := body["imageId"].(map[string]any)
+	digest, _ := id["imageDigest"].(string)
+	var st ScanState
+	if script, ok := s.scans[digest]; ok && len(script) > 0 {
+		st = script[0]
+		if len(script) > 1 {
+			s.scans[digest] = script[1:]
+		}
+	} else if frequency(repo) != "MANUAL" {
+		st = ScanState{Status: "COMPLETE"}
+	}
+	if st.Status == "" {
+		awsError(w, http.StatusBadRequest, "ScanNotFoundException",
+			fmt.Sprintf("Image scan does not exist for image with '{imageDigest:'%s'}' in the repository with name '%s' in the registry with id '%s'", digest, name, s.Account))
+		return
+	}
+	out := map[string]any{
+		"registryId": s.Account, "repositoryName": name, "imageId": map[string]any{"imageDigest": digest},
+		"imageScanStatus": map[string]any{"status": st.Status, "description": st.Description},
+	}
+	if st.Status == "COMPLETE" || st.Status == "ACTIVE" {
+		counts := map[string]any{}
+		for _, f := range st.Findings {
+			n, _ := counts[f.Severity].(int)
+			counts[f.Severity] = n + 1
+		}
+		size := 100
+		if m, ok := body["maxResults"].(float64); ok && m > 0 {
+			size = int(m)
+		}
+		from := 0
+		if tok, ok := body["nextToken"].(string); ok {
+			fmt.Sscanf(tok, "page-%d", &from)
+		}
+		to := min(from+size, len(st.Findings))
+		var basic, enhanced []any
+		for _, f := range st.Findings[from:to] {
+			if s.scanType == "ENHANCED" {
+				enhanced = append(enhanced, map[string]any{
+					"severity": f.Severity, "title": f.Name + " - " + f.Package, "type": "PACKAGE_VULNERABILITY", "status": "ACTIVE",
+					"packageVulnerabilityDetails": map[string]any{"vulnerabilityId": f.Name, "source": "NVD",
+						"vulnerablePackages": []any{map[string]any{"name": f.Package, "version": f.Version}}},
+				})
+			} else {
+				basic = append(basic, map[string]any{
+					"name": f.Name, "severity": f.Severity, "uri": "https://nvd.nist.gov/vuln/detail/" + f.Name,
+					"attributes": []any{map[string]any{"key": "package_name", "value": f.Package}, map[string]any{"key": "package_version", "value": f.Version}},
+				})
+			}
+		}
+		findings := map[string]any{"findingSeverityCounts": counts, "imageScanCompletedAt": float64(time.Now().Unix())}
+		if basic != nil {
+			findings["findings"] = basic
+		}
+		if enhanced != nil {
+			findings["enhancedFindings"] = enhanced
+		}
+		out["imageScanFindings"] = findings
+		if to < len(st.Findings) {
+			out["nextToken"] = fmt.Sprintf("page-%d", to)
+		}
+	}
+	reply(w, out)
 }
 
 func (s *Server) repoJSON(r *Repo) map[string]any {

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"sort"
 	"strings"
 )
 
@@ -22,6 +24,50 @@ type Image struct {
 	Platform   string // "linux/amd64"
 	LayerBytes []int
 	Plain      bool // layers as plain tar, not gzip (ForcedCompression uncompressed)
+	// Files, when set, adds a last gzip layer holding these files
+	// (absolute path -> content), e.g. a binary the pipeline reads back.
+	Files map[string][]byte
+	// FilesGz, when set, is Files already made into a layer by FilesLayer
+	// (with its content size FilesContent): tests that write the same
+	// large files often compress them once.
+	FilesGz      []byte
+	FilesContent int64
+}
+
+// FilesLayer returns a gzip tar layer holding files (parent directories
+// included, sorted, zero times: deterministic) and its content size.
+func FilesLayer(files map[string][]byte) (gz []byte, content int64) {
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed) // binaries: keep tests quick
+	tw := tar.NewWriter(zw)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	dirs := map[string]bool{}
+	for _, n := range names {
+		rel := strings.TrimPrefix(n, "/")
+		for d := path.Dir(rel); d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	dirList := make([]string, 0, len(dirs))
+	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	sort.Strings(dirList)
+	for _, d := range dirList {
+		_ = tw.WriteHeader(&tar.Header{Name: d + "/", Mode: 0o755, Typeflag: tar.TypeDir})
+	}
+	for _, n := range names {
+		_ = tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(n, "/"), Mode: 0o755, Size: int64(len(files[n])), Typeflag: tar.TypeReg})
+		_, _ = tw.Write(files[n])
+		content += int64(len(files[n]))
+	}
+	_ = tw.Close()
+	_ = zw.Close()
+	return z.Bytes(), content
 }
 
 type blob struct {
@@ -112,6 +158,17 @@ func Write(path string, images ...Image) ([]Want, error) {
 			l := newBlob(data)
 			blobs = append(blobs, l)
 			layers = append(layers, map[string]any{"mediaType": mediaType, "digest": l.digest, "size": len(data)})
+			want.Compressed += int64(len(data))
+			want.Uncompressed += content
+		}
+		if len(img.Files) > 0 || img.FilesGz != nil {
+			data, content := img.FilesGz, img.FilesContent
+			if data == nil {
+				data, content = FilesLayer(img.Files)
+			}
+			l := newBlob(data)
+			blobs = append(blobs, l)
+			layers = append(layers, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": len(data)})
 			want.Compressed += int64(len(data))
 			want.Uncompressed += content
 		}

@@ -1,0 +1,238 @@
+// Package provenance writes SLSA build provenance for the sidecar image:
+// an in-toto Statement (https://in-toto.io/Statement/v1) with a SLSA
+// Provenance v1 predicate (https://slsa.dev/provenance/v1), built with
+// the in-toto attestation Go bindings and validated by them.
+//
+//	st, err := provenance.Build(provenance.Input{Subjects: …, Source: …, Builder: provenance.DetectBuilder(os.LookupEnv)})
+//	b, err := provenance.JSON(st)
+package provenance
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// MediaType is the artifact type of an in-toto statement in a registry.
+const MediaType = "application/vnd.in-toto+json"
+
+// PredicateType is SLSA Provenance v1.
+const PredicateType = "https://slsa.dev/provenance/v1"
+
+// BuildType names how this pipeline builds: the Dockerfile through Dagger,
+// per platform, published as one index.
+const BuildType = "https://github.com/example/sidecar/ci/buildtypes/dagger-dockerfile/v1"
+
+// Subject is an image manifest by name and digest ("sha256:…").
+type Subject struct {
+	Name   string // e.g. ecr-host/sidecar@index or …:linux/amd64
+	Digest string
+}
+
+// Source is where the build came from.
+type Source struct {
+	Repository string // e.g. https://github.com/example/sidecar
+	Commit     string // full commit hash
+	Ref        string // refs/heads/main, refs/tags/v1.2.3
+}
+
+// BaseImage is a resolved dependency by reference (and digest when the
+// reference carries one).
+type BaseImage struct {
+	Arg, Ref string
+}
+
+// Builder is who ran the build.
+type Builder struct {
+	ID           string            // URI
+	InvocationID string            // e.g. the Actions run URL
+	Version      map[string]string // e.g. runner OS, environment
+}
+
+// DetectBuilder is the GitHub Actions run when GITHUB_ACTIONS=true,
+// otherwise this host.
+func DetectBuilder(lookup func(string) (string, bool)) Builder {
+	get := func(k string) string { v, _ := lookup(k); return v }
+	if get("GITHUB_ACTIONS") == "true" {
+		server := get("GITHUB_SERVER_URL")
+		if server == "" {
+			server = "https://github.com"
+		}
+		b := Builder{
+			// The workflow file at its ref, as GitHub's own attestations name
+			// the builder (owner/repo/.github/workflows/x.yml@refs/…).
+			ID: server + "/" + get("GITHUB_WORKFLOW_REF"),
+			InvocationID: fmt.Sprintf("%s/%s/actions/runs/%s/attempts/%s", server, get("GITHUB_REPOSITORY"),
+				get("GITHUB_RUN_ID"), orDefault(get("GITHUB_RUN_ATTEMPT"), "1")),
+			Version: map[string]string{},
+		}
+		if get("GITHUB_WORKFLOW_REF") == "" {
+			b.ID = server + "/" + get("GITHUB_REPOSITORY") + "/actions"
+		}
+		for _, k := range []string{"RUNNER_OS", "RUNNER_ARCH", "RUNNER_ENVIRONMENT", "ImageOS", "ImageVersion"} {
+			if v := get(k); v != "" {
+				b.Version[k] = v
+			}
+		}
+		return b
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return Builder{ID: "https://github.com/example/sidecar/ci/builders/host#" + host, Version: map[string]string{}}
+}
+
+// Input is what the provenance records.
+type Input struct {
+	Subjects   []Subject // the image index first, then each platform manifest
+	Source     Source
+	BuildArgs  map[string]string // Dockerfile build arguments
+	Platforms  []string
+	BaseImages []BaseImage
+	Builder    Builder
+	Started    time.Time
+	Finished   time.Time
+}
+
+// Build makes the statement and validates it with the in-toto library.
+func Build(in Input) (*intoto.Statement, error) {
+	var subjects []*intoto.ResourceDescriptor
+	for _, s := range in.Subjects {
+		alg, hex, ok := strings.Cut(s.Digest, ":")
+		if !ok {
+			return nil, fmt.Errorf("subject %s: digest %q is not alg:hex", s.Name, s.Digest)
+		}
+		subjects = append(subjects, &intoto.ResourceDescriptor{Name: s.Name, Digest: map[string]string{alg: hex}})
+	}
+	args := map[string]any{}
+	for _, k := range sortedKeys(in.BuildArgs) {
+		args[k] = in.BuildArgs[k]
+	}
+	plats := make([]any, len(in.Platforms))
+	for i, p := range in.Platforms {
+		plats[i] = p
+	}
+	ext, err := structpb.NewStruct(map[string]any{
+		"source":     map[string]any{"repository": in.Source.Repository, "ref": in.Source.Ref, "commit": in.Source.Commit},
+		"dockerfile": "Dockerfile",
+		"buildArgs":  args,
+		"platforms":  plats,
+	})
+	if err != nil {
+		return nil, err
+	}
+	deps := []*intoto.ResourceDescriptor{{
+		Uri:    "git+" + in.Source.Repository + "@" + in.Source.Ref,
+		Digest: map[string]string{"gitCommit": in.Source.Commit},
+	}}
+	for _, b := range in.BaseImages {
+		d := &intoto.ResourceDescriptor{Name: b.Arg, Uri: "oci://" + b.Ref}
+		if _, digest, ok := strings.Cut(b.Ref, "@"); ok {
+			alg, hex, _ := strings.Cut(digest, ":")
+			d.Digest = map[string]string{alg: hex}
+		}
+		deps = append(deps, d)
+	}
+	var versions map[string]string
+	if len(in.Builder.Version) > 0 {
+		versions = in.Builder.Version
+	}
+	pred := &slsa.Provenance{
+		BuildDefinition: &slsa.BuildDefinition{
+			BuildType: BuildType, ExternalParameters: ext, ResolvedDependencies: deps,
+		},
+		RunDetails: &slsa.RunDetails{
+			Builder: &slsa.Builder{Id: in.Builder.ID, Version: versions},
+			Metadata: &slsa.BuildMetadata{
+				InvocationId: in.Builder.InvocationID,
+				StartedOn:    timestamppb.New(in.Started), FinishedOn: timestamppb.New(in.Finished),
+			},
+		},
+	}
+	if err := pred.Validate(); err != nil {
+		return nil, fmt.Errorf("SLSA provenance: %w", err)
+	}
+	raw, err := protojson.Marshal(pred)
+	if err != nil {
+		return nil, err
+	}
+	predStruct := &structpb.Struct{}
+	if err := protojson.Unmarshal(raw, predStruct); err != nil {
+		return nil, err
+	}
+	st := &intoto.Statement{Type: intoto.StatementTypeUri, Subject: subjects, PredicateType: PredicateType, Predicate: predStruct}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("in-toto statement: %w", err)
+	}
+	return st, nil
+}
+
+// JSON renders the statement in its canonical JSON form (protojson with
+// in-toto's field names: _type, predicateType, …).
+func JSON(st *intoto.Statement) ([]byte, error) {
+	raw, err := protojson.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	// protojson's own indentation varies on purpose; encoding/json's is stable.
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return nil, err
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// Parse reads a statement back and returns it with its SLSA predicate,
+// both validated.
+func Parse(b []byte) (*intoto.Statement, *slsa.Provenance, error) {
+	st := &intoto.Statement{}
+	if err := protojson.Unmarshal(b, st); err != nil {
+		return nil, nil, err
+	}
+	if err := st.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if st.PredicateType != PredicateType {
+		return nil, nil, fmt.Errorf("predicate type %q, want %s", st.PredicateType, PredicateType)
+	}
+	raw, err := protojson.Marshal(st.Predicate)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &slsa.Provenance{}
+	if err := protojson.Unmarshal(raw, p); err != nil {
+		return nil, nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return st, p, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,70 @@
+package ci
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/ci/vulncheck"
+)
+
+func TestReleaseConfig(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	c, err := LoadConfig(t.TempDir(), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.VulnCheck || c.VulnDB != vulncheck.DefaultDB || c.ScanTimeout != 10*time.Minute || c.ScanFailOn != "CRITICAL" {
+		t.Errorf("defaults: VulnCheck %v VulnDB %q ScanTimeout %s ScanFailOn %q", c.VulnCheck, c.VulnDB, c.ScanTimeout, c.ScanFailOn)
+	}
+	// The documented defaults are the parsed ones.
+	for _, v := range Vars() {
+		switch v.Name {
+		case "VULN_CHECK":
+			if v.Default != "true" {
+				t.Errorf("VULN_CHECK documented default %q", v.Default)
+			}
+		case "SCAN_TIMEOUT":
+			if d, _ := time.ParseDuration(v.Default); d != c.ScanTimeout {
+				t.Errorf("SCAN_TIMEOUT documented default %q, parsed %s", v.Default, c.ScanTimeout)
+			}
+		case "SCAN_FAIL_ON":
+			if v.Default != c.ScanFailOn {
+				t.Errorf("SCAN_FAIL_ON documented default %q, parsed %q", v.Default, c.ScanFailOn)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want []string
+		ok   func(Config) bool
+	}{
+		{env: map[string]string{"VULN_CHECK": "false", "GOVULNDB": "file:///srv/vulndb", "SCAN_TIMEOUT": "90s", "SCAN_FAIL_ON": "none"},
+			ok: func(c Config) bool {
+				return !c.VulnCheck && c.VulnDB == "file:///srv/vulndb" && c.ScanTimeout == 90*time.Second && c.ScanFailOn == ""
+			}},
+		{env: map[string]string{"SCAN_FAIL_ON": "high"}, ok: func(c Config) bool { return c.ScanFailOn == "HIGH" }},
+		{env: map[string]string{"VULN_CHECK": "sometimes"}, want: []string{`VULN_CHECK="sometimes"`, "true or false"}},
+		{env: map[string]string{"GOVULNDB": "vuln.example.com"}, want: []string{`GOVULNDB="vuln.example.com"`, "http(s):// or file://"}},
+		{env: map[string]string{"SCAN_TIMEOUT": "10"}, want: []string{`SCAN_TIMEOUT="10"`, "90s, 10m"}},
+		{env: map[string]string{"SCAN_TIMEOUT": "-1m"}, want: []string{`SCAN_TIMEOUT="-1m"`, "greater than zero"}},
+		{env: map[string]string{"SCAN_FAIL_ON": "SEVERE"}, want: []string{`SCAN_FAIL_ON="SEVERE"`, "CRITICAL, HIGH, MEDIUM, LOW, none"}},
+	} {
+		c, err := LoadConfig(t.TempDir(), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+		if tc.ok != nil {
+			if err != nil || !tc.ok(c) {
+				t.Errorf("%v: %v %+v", tc.env, err, c)
+			}
+			continue
+		}
+		if !IsConfigError(err) {
+			t.Errorf("%v: err = %v, want a ConfigError", tc.env, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error lacks %q: %v", tc.env, w, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,727 @@
+package ci
+
+// Helpers and tests for the release flow of push: vulnerability check,
+// candidate, scan gate, promotion, SBOM and provenance.
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdxlib"
+
+	"github.com/example/sidecar/ci/daggertest"
+	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/imagesize/imagesizetest"
+	"github.com/example/sidecar/ci/provenance"
+	"github.com/example/sidecar/ci/referrers"
+	"github.com/example/sidecar/ci/sbom"
+	"github.com/example/sidecar/ci/vulncheck"
+	"github.com/example/sidecar/ci/vulncheck/vulndbtest"
+	"github.com/example/sidecar/internal/sidecarbin"
+)
+
+// setFiles sets the files each platform's exported image holds and
+// recomputes the export's digest and top manifest.
+func (fe *fakeEngine) setFiles(t *testing.T, files map[string]map[string][]byte) {
+	t.Helper()
+	fe.files, fe.filesGz, fe.filesContent = files, map[string][]byte{}, map[string]int64{}
+	for p, fs := range files {
+		fe.filesGz[p], fe.filesContent[p] = layerOf(p, fs)
+	}
+	probe := filepath.Join(t.TempDir(), "probe.tar")
+	if _, err := imagesizetest.Write(probe, fe.images()...); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if fe.digest, err = imagesize.Digest(probe); err != nil {
+		t.Fatal(err)
+	}
+	if fe.topType, fe.top, err = topManifest(probe); err != nil {
+		t.Fatal(err)
+	}
+	fe.layout = filepath.Join(t.TempDir(), "layout")
+	if err := untar(probe, fe.layout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// untar unpacks an OCI layout tarball's regular files into dir.
+func untar(file, dir string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(filepath.Clean("/"+h.Name)))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return err
+		}
+	}
+}
+
+// pushLayout pushes the export's image to the stand-in's registry under
+// ref with the ECR login, as the engine's publish does.
+func (fe *fakeEngine) pushLayout(ecrSrv *ecrtest.Server, ref string) error {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return err
+	}
+	ii, err := layout.ImageIndexFromPath(fe.layout)
+	if err != nil {
+		return err
+	}
+	im, err := ii.IndexManifest()
+	if err != nil {
+		return err
+	}
+	auth := remote.WithAuth(&authn.Basic{Username: "AWS", Password: ecrSrv.Password})
+	d := im.Manifests[0]
+	if d.MediaType == types.OCIImageIndex {
+		child, err := ii.ImageIndex(d.Digest)
+		if err != nil {
+			return err
+		}
+		return remote.WriteIndex(r, child, auth)
+	}
+	img, err := ii.Image(d.Digest)
+	if err != nil {
+		return err
+	}
+	return remote.Write(r, img, auth)
+}
+
+// topManifest is the manifest index.json of an OCI layout tarball points
+// at: what a push of that image puts under the tag.
+func topManifest(path string) (string, []byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	blobs := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		if h.Name == "index.json" || strings.HasPrefix(h.Name, "blobs/") && h.Size < 1<<20 {
+			b, _ := io.ReadAll(tr)
+			blobs[h.Name] = b
+		}
+	}
+	var idx struct {
+		Manifests []struct{ MediaType, Digest string } `json:"manifests"`
+	}
+	if err := json.Unmarshal(blobs["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		return "", nil, fmt.Errorf("index.json: %v (%d manifests)", err, len(idx.Manifests))
+	}
+	m := idx.Manifests[0]
+	b, ok := blobs["blobs/sha256/"+strings.TrimPrefix(m.Digest, "sha256:")]
+	if !ok {
+		return "", nil, errors.New("top manifest blob missing")
+	}
+	return m.MediaType, b, nil
+}
+
+// layerCache holds the sidecar files' layers: compressing 2×6 MB is
+// slow under -race, and every push test exports them twice.
+var layerCache sync.Map // platform + content hash -> cachedLayer
+
+type cachedLayer struct {
+	gz      []byte
+	content int64
+}
+
+func layerOf(platform string, files map[string][]byte) ([]byte, int64) {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		fmt.Fprintf(h, "%s\x00%d\x00", k, len(files[k]))
+		h.Write(files[k])
+	}
+	key := platform + hex.EncodeToString(h.Sum(nil))
+	if c, ok := layerCache.Load(key); ok {
+		return c.(cachedLayer).gz, c.(cachedLayer).content
+	}
+	gz, n := imagesizetest.FilesLayer(files)
+	layerCache.Store(key, cachedLayer{gz, n})
+	return gz, n
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// sidecarFiles are the files the release reads from a real image: the
+// sidecar binary (built once per test run for both platforms) and an
+// Alpine apk database.
+func sidecarFiles(t *testing.T) map[string]map[string][]byte {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "ci-test-sidecar-")
+		if binErr != nil {
+			return
+		}
+		for _, arch := range []string{"amd64", "arm64"} {
+			sub := &onceT{TB: t}
+			p := sidecarbin.Build(sub, arch)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				binErr = err
+				return
+			}
+			if err := os.WriteFile(filepath.Join(binDir, arch), b, 0o644); err != nil {
+				binErr = err
+				return
+			}
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	out := map[string]map[string][]byte{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		b, err := os.ReadFile(filepath.Join(binDir, arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["linux/"+arch] = map[string][]byte{binaryPath: b, apkDBPath: []byte(testAPKDB(arch))}
+	}
+	return out
+}
+
+// onceT lets a helper that takes a testing.TB run inside sync.Once: its
+// temporary directories outlive the test that happened to run it first.
+type onceT struct{ testing.TB }
+
+func (o *onceT) TempDir() string {
+	d, err := os.MkdirTemp(binDir, "build-")
+	if err != nil {
+		o.TB.Fatal(err)
+	}
+	return d
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// testAPKDB is an Alpine installed database in apk's format (one
+// paragraph per package, single-letter keys).
+func testAPKDB(arch string) string {
+	a := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+	return "C:Q1+BNTcYh1ZkVlcGpLK+IUdHCOWcE=\nP:busybox\nV:1.37.0-r19\nA:" + a + "\nS:507000\nI:946176\nT:Size optimized toolbox of many common UNIX utilities\n" +
+		"U:https://busybox.net/\nL:GPL-2.0-only\no:busybox\nm:Sören Tempel <soeren+alpine@soeren-tempel.net>\nt:1746000000\nc:8a2b7ea0\n\n" +
+		"C:Q1fMaL2vK5kHRtA1oE4gSEkTBWn2s=\nP:musl\nV:1.2.5-r10\nA:" + a + "\nS:411000\nI:633000\nT:the musl c library (libc) implementation\n" +
+		"U:https://musl.libc.org/\nL:MIT\no:musl\nm:Timo Teräs <timo.teras@iki.fi>\nt:1745000000\nc:4f2a1b3c\n\n"
+}
+
+// newPushEngine is newEngine for push runs against ecrSrv: the export
+// holds the real sidecar binaries, and a publish pushes the exported
+// image to the stand-in's registry and records its top manifest in the
+// ECR stand-in under the tag, as a registry push does. It answers
+// address@digest of the root descriptor, as the engine does
+// (core/container.go, Container.Publish at v0.21.8:
+// reference.WithDigest(refName, resp.RootDesc.Digest)): the index for
+// several platforms, the manifest for one.
+func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
+	t.Helper()
+	return newPushEngineSizes(t, ecrSrv, env, nil)
+}
+
+// newPushEngineSizes is newPushEngine with the platforms (and layer
+// sizes) the export holds, as newEngine takes them.
+func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string, sizes layerBytes) *fakeEngine {
+	t.Helper()
+	if _, ok := env["VULN_CHECK"]; !ok {
+		// govulncheck runs in process; under -race it takes seconds per
+		// binary. The tests of the check itself and TestPushPipeline run
+		// it; the other push tests are about what follows.
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["VULN_CHECK"] = "false"
+	}
+	fe := newEngine(t, env, sizes)
+	files := sidecarFiles(t)
+	for p := range files {
+		if _, ok := sizes[p]; sizes != nil && !ok {
+			delete(files, p)
+		}
+	}
+	fe.setFiles(t, files)
+	fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {
+		addr := q.Leaf().Arg("address")
+		repoTag := strings.TrimPrefix(addr, ecrSrv.Host()+"/")
+		repo, tag, _ := strings.Cut(repoTag, ":")
+		if err := fe.pushLayout(ecrSrv, addr); err != nil {
+			return nil, daggertest.Failure("publish: " + err.Error())
+		}
+		d := ecrSrv.PushImage(repo, tag, fe.topType, fe.top)
+		return addr + "@" + d, nil
+	})
+	// Not the environment the tests run in (GitHub Actions or not).
+	fe.runner.lookupEnv = func(string) (string, bool) { return "", false }
+	return fe
+}
+
+// prePushed records in the stand-in an image index pushed by an earlier
+// run (another build of the commit) under tag, and returns its digest.
+func prePushed(t *testing.T, ecrSrv *ecrtest.Server, tag, build string) string {
+	t.Helper()
+	var ms []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		ms = append(ms, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":700,"platform":{"os":"linux","architecture":%q}}`,
+			digestOf(build+arch), arch))
+	}
+	idx := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + strings.Join(ms, ",") + `]}`
+	return ecrSrv.PushImage("sidecar", tag, "application/vnd.oci.image.index.v1+json", []byte(idx))
+}
+
+func digestOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	db := vulndbtest.Write(t, vulndbtest.StdlibNow("GO-2026-0042", "net", "Listen"))
+	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
+	err := fe.runner.Push(testCtx(t))
+	if err == nil {
+		t.Fatalf("Push passed with a vulnerable binary; log:\n%s", fe.log)
+	}
+	for _, w := range []string{"GO-2026-0042", "nothing pushed", "linux/amd64", "linux/arm64", "VULN_CHECK=false"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+	// The table: id, package, found and fixed version, symbol.
+	goVersion := "v" + strings.TrimPrefix(runtime.Version(), "go")
+	for _, w := range []string{"OSV", "MODULE/PACKAGE", "GO-2026-0042", "stdlib net", goVersion, "net.Listen"} {
+		if !strings.Contains(fe.log.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, fe.log)
+		}
+	}
+	if n := len(fe.leaves("publish")); n != 0 {
+		t.Errorf("published %d times", n)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); len(repo.Tags) != 0 || slices.Contains(ecrSrv.Operations(), "PutImage") {
+		t.Errorf("ECR changed: tags %v, ops %v", repo.Tags, ecrSrv.Operations())
+	}
+
+	t.Run("VULN_CHECK=false", func(t *testing.T) {
+		ecrSrv := pushEnv(t, &immutable)
+		fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "false"})
+		if err := fe.runner.Push(testCtx(t)); err != nil {
+			t.Fatalf("Push: %v", err)
+		}
+		if !strings.Contains(fe.log.String(), "vulnerability check skipped (VULN_CHECK=false)") || strings.Contains(fe.log.String(), "GO-2026-0042") {
+			t.Errorf("log:\n%s", fe.log)
+		}
+	})
+}
+
+func TestPushUnreachableVulnDBFailsFast(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	db := "http://127.0.0.1:" + closedPort(t)
+	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
+	start := time.Now()
+	err := fe.runner.Push(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "GOVULNDB="+db) || !strings.Contains(err.Error(), "nothing was built or pushed") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > vulncheck.ProbeTimeout {
+		t.Errorf("took %s", d)
+	}
+	if ops := ecrSrv.Operations(); len(ops) != 0 {
+		t.Errorf("ECR called: %v", ops)
+	}
+	if n := len(fe.srv.Select(func(q daggertest.Query) bool { return q.Has("dockerBuild") })); n != 0 {
+		t.Errorf("%d build queries", n)
+	}
+}
+
+// platformDigests are the platform manifests of the export's index.
+func (fe *fakeEngine) platformDigests(t *testing.T) []string {
+	t.Helper()
+	var idx struct {
+		Manifests []struct{ Digest string } `json:"manifests"`
+	}
+	if err := json.Unmarshal(fe.top, &idx); err != nil || len(idx.Manifests) == 0 {
+		t.Fatalf("export top manifest is not an index: %v %s", err, fe.top)
+	}
+	var ds []string
+	for _, m := range idx.Manifests {
+		ds = append(ds, m.Digest)
+	}
+	return ds
+}
+
+func TestPushScanGate(t *testing.T) {
+	crit := ecrtest.ScanFinding{Severity: "CRITICAL", Name: "CVE-2026-1111", Package: "busybox", Version: "1.37.0-r19"}
+	high := ecrtest.ScanFinding{Severity: "HIGH", Name: "CVE-2026-2222", Package: "musl", Version: "1.2.5-r10"}
+	medium := ecrtest.ScanFinding{Severity: "MEDIUM", Name: "CVE-2026-3333", Package: "musl", Version: "1.2.5-r10"}
+	low := ecrtest.ScanFinding{Severity: "LOW", Name: "CVE-2026-4444", Package: "busybox", Version: "1.37.0-r19"}
+	progress := ecrtest.ScanState{Status: "IN_PROGRESS"}
+	complete := func(fs ...ecrtest.ScanFinding) ecrtest.ScanState {
+		return ecrtest.ScanState{Status: "COMPLETE", Findings: fs}
+	}
+	for _, tc := range []struct {
+		name     string
+		scanType string // "" = repository without scanning
+		freq     string
+		env      map[string]string
+		amd, arm []ecrtest.ScanState
+		released bool
+		errWant  []string
+		logWant  []string
+	}{
+		{name: "clean scan releases", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{{}, progress, complete(low)}, arm: []ecrtest.ScanState{progress, complete()}, released: true,
+			logWant: []string{"waiting for the ECR scan of linux/amd64 (NOT_STARTED)", "linux/amd64", "CRITICAL 0, HIGH 0, MEDIUM 0, LOW 1", "no ECR findings at or above CRITICAL"}},
+		{name: "critical stops the release", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{complete(crit, high, medium, low)}, arm: []ecrtest.ScanState{complete()},
+			errWant: []string{"SCAN_FAIL_ON=CRITICAL", "linux/amd64: CRITICAL CVE-2026-1111 (busybox 1.37.0-r19)", "stays as an unreleased candidate", "v3.0.0 and latest not moved"},
+			logWant: []string{"CRITICAL 1, HIGH 1, MEDIUM 1, LOW 1"}},
+		{name: "HIGH threshold", scanType: "ENHANCED", freq: "CONTINUOUS_SCAN", env: map[string]string{"SCAN_FAIL_ON": "HIGH"},
+			amd: []ecrtest.ScanState{{Status: "PENDING"}, {Status: "ACTIVE", Findings: []ecrtest.ScanFinding{medium}}}, arm: []ecrtest.ScanState{{Status: "ACTIVE", Findings: []ecrtest.ScanFinding{high}}},
+			errWant: []string{"SCAN_FAIL_ON=HIGH", "linux/arm64: HIGH CVE-2026-2222 (musl 1.2.5-r10)"}, logWant: []string{"enhanced (Inspector)"}},
+		{name: "MEDIUM threshold passes low", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_FAIL_ON": "MEDIUM"},
+			amd: []ecrtest.ScanState{complete(low)}, arm: []ecrtest.ScanState{complete(low)}, released: true},
+		{name: "LOW threshold", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_FAIL_ON": "LOW"},
+			amd: []ecrtest.ScanState{complete(low)}, arm: []ecrtest.ScanState{complete()}, errWant: []string{"LOW CVE-2026-4444"}},
+		{name: "none does not gate", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_FAIL_ON": "none"},
+			amd: []ecrtest.ScanState{complete(crit)}, arm: []ecrtest.ScanState{complete()}, released: true,
+			logWant: []string{"CRITICAL 1", "SCAN_FAIL_ON=none"}},
+		{name: "failed scan is an error", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{progress, {Status: "FAILED", Description: "internal error"}}, arm: []ecrtest.ScanState{complete()},
+			errWant: []string{"linux/amd64", "ended FAILED: internal error", "not a pass", "unreleased candidate"}},
+		{name: "unsupported image is an error", scanType: "BASIC", freq: "SCAN_ON_PUSH",
+			amd: []ecrtest.ScanState{complete()}, arm: []ecrtest.ScanState{{Status: "UNSUPPORTED_IMAGE", Description: "UnsupportedImageError"}},
+			errWant: []string{"linux/arm64", "UNSUPPORTED_IMAGE"}},
+		{name: "timeout", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_TIMEOUT": "300ms"},
+			amd: []ecrtest.ScanState{progress}, arm: []ecrtest.ScanState{complete()},
+			errWant: []string{"did not finish within 300ms", "linux/amd64 (IN_PROGRESS)", "unreleased candidate"}},
+		{name: "repository without scanning", scanType: "BASIC", freq: "MANUAL", released: true,
+			logWant: []string{"WARNING", "does not scan pushed images", "no scan gate"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			ecrSrv.SetScanning("sidecar", tc.scanType, tc.freq)
+			env := map[string]string{"PUSH_LATEST": "true"}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			fe := newPushEngine(t, ecrSrv, env)
+			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
+			gitTag(t, fe.dir, "v3.0.0")
+			short := gitHead(t, fe.dir)[:12]
+			plats := fe.platformDigests(t)
+			ecrSrv.ScriptScan(plats[0], tc.amd...)
+			ecrSrv.ScriptScan(plats[1], tc.arm...)
+
+			err := fe.runner.Push(testCtx(t))
+			repo, _ := ecrSrv.Repository("sidecar")
+			if repo.Tags[short] != fe.digest {
+				t.Errorf("commit tag at %q, want the candidate %s", repo.Tags[short], fe.digest)
+			}
+			if n := len(fe.leaves("publish")); n != 1 {
+				t.Errorf("%d publishes, want 1 (the candidate)", n)
+			}
+			if tc.released {
+				if err != nil {
+					t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+				}
+				if repo.Tags["v3.0.0"] != fe.digest || repo.Tags["latest"] != fe.digest {
+					t.Errorf("tags %v, want v3.0.0 and latest at %s", repo.Tags, fe.digest)
+				}
+			} else {
+				if err == nil {
+					t.Fatalf("Push passed; log:\n%s", fe.log)
+				}
+				if _, ok := repo.Tags["v3.0.0"]; ok {
+					t.Errorf("version tag moved: %v", repo.Tags)
+				}
+				if _, ok := repo.Tags["latest"]; ok {
+					t.Errorf("latest moved: %v", repo.Tags)
+				}
+				if IsConfigError(err) {
+					t.Errorf("a gate failure is not a configuration error")
+				}
+				for _, w := range tc.errWant {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error lacks %q:\n%v", w, err)
+					}
+				}
+			}
+			for _, w := range tc.logWant {
+				if !strings.Contains(fe.log.String(), w) {
+					t.Errorf("log lacks %q:\n%s", w, fe.log)
+				}
+			}
+			// The promotion happened only after the scan answered.
+			ops := ecrSrv.Operations()
+			if i, j := slices.Index(ops, "PutImage"), lastIndex(ops, "DescribeImageScanFindings"); i >= 0 && j > i {
+				t.Errorf("a tag was promoted before the scan finished: %v", ops)
+			}
+		})
+	}
+}
+
+func lastIndex(s []string, v string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestPushAttachesSBOMAndProvenance(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		noReferrers bool
+	}{{"referrers API", false}, {"no referrers API: referrers tag", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+			if tc.noReferrers {
+				ecrSrv.NoReferrersAPI()
+			}
+			fe := newPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true", "RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
+			env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
+				"GITHUB_RUN_ID": "99", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_REF": "refs/tags/v4.0.0",
+				"GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0"}
+			fe.runner.lookupEnv = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+			gitTag(t, fe.dir, "v4.0.0")
+			commit := gitHead(t, fe.dir)
+			// Promotion waits for the documents: watch the order.
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			assertSecretHidden(t, fe, ecrSrv.Password)
+			repoURI := ecrSrv.Host() + "/sidecar"
+			auth := &authn.Basic{Username: "AWS", Password: ecrSrv.Password}
+			plats := fe.platformDigests(t)
+
+			// dist/ has both, and they are what is attached.
+			for _, f := range []string{"sbom-linux-amd64.spdx.json", "sbom-linux-arm64.spdx.json", "provenance.intoto.json"} {
+				if _, err := os.Stat(filepath.Join(fe.dir, "dist", f)); err != nil {
+					t.Errorf("dist/%s: %v", f, err)
+				}
+			}
+			sboms, err := referrers.List(testCtx(t), repoURI, fe.digest, sbom.MediaType, auth)
+			if err != nil || len(sboms) != 2 {
+				t.Fatalf("SBOM referrers of the index: %v %d", err, len(sboms))
+			}
+			files := sidecarFiles(t)
+			for _, f := range sboms {
+				plat := f.Annotations[platformAnnotation]
+				onDisk, _ := os.ReadFile(filepath.Join(fe.dir, "dist", f.Title))
+				if string(onDisk) != string(f.Payload) {
+					t.Errorf("%s in dist/ differs from the attached one", f.Title)
+				}
+				doc, err := spdxjson.Read(strings.NewReader(string(f.Payload)))
+				if err != nil {
+					t.Fatalf("%s: %v", f.Title, err)
+				}
+				if err := spdxlib.ValidateDocument(doc); err != nil {
+					t.Fatal(err)
+				}
+				names := map[string]string{}
+				for _, p := range doc.Packages {
+					names[p.PackageName] = p.PackageVersion
+					if p.PackageName == "github.com/example/sidecar/sidecar" {
+						sum := sha256.Sum256(files[plat][binaryPath])
+						if p.PackageChecksums[0].Value != hex.EncodeToString(sum[:]) {
+							t.Errorf("%s: the binary checksum is not the %s image's binary", f.Title, plat)
+						}
+					}
+				}
+				if names["stdlib"] != runtime.Version() || names["busybox"] != "1.37.0-r19" || names["musl"] != "1.2.5-r10" {
+					t.Errorf("%s (%s) packages %v", f.Title, plat, names)
+				}
+				if _, ok := names["mirror.example/alpine:3.22"]; !ok {
+					t.Errorf("%s lacks the runtime base image: %v", f.Title, names)
+				}
+			}
+			provs, err := referrers.List(testCtx(t), repoURI, fe.digest, provenance.MediaType, auth)
+			if err != nil || len(provs) != 1 {
+				t.Fatalf("provenance referrers: %v %d", err, len(provs))
+			}
+			st, pred, err := provenance.Parse(provs[0].Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var subj []string
+			for _, s := range st.Subject {
+				subj = append(subj, "sha256:"+s.Digest["sha256"])
+			}
+			if want := append([]string{fe.digest}, plats...); !slices.Equal(subj, want) {
+				t.Errorf("subjects %v, want the index and each platform %v", subj, want)
+			}
+			src := pred.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any)
+			if src["commit"] != commit || src["ref"] != "refs/tags/v4.0.0" || src["repository"] != "https://github.com/example/sidecar" {
+				t.Errorf("source %v", src)
+			}
+			if args := pred.BuildDefinition.ExternalParameters.AsMap()["buildArgs"].(map[string]any); args["VERSION"] != "v4.0.0" || args["RUNTIME_IMAGE"] != "mirror.example/alpine:3.22" {
+				t.Errorf("build args %v", args)
+			}
+			if id := pred.RunDetails.Builder.Id; id != "https://github.com/example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0" {
+				t.Errorf("builder %q", id)
+			}
+			if inv := pred.RunDetails.Metadata.InvocationId; inv != "https://github.com/example/sidecar/actions/runs/99/attempts/1" {
+				t.Errorf("invocation %q", inv)
+			}
+			var deps []string
+			for _, d := range pred.BuildDefinition.ResolvedDependencies {
+				deps = append(deps, d.Uri)
+			}
+			if !slices.Contains(deps, "oci://mirror.example/alpine:3.22") {
+				t.Errorf("resolved dependencies %v", deps)
+			}
+			// The referrers tag is written only where the API is missing.
+			tag, _ := name.NewTag(repoURI + ":sha256-" + strings.TrimPrefix(fe.digest, "sha256:"))
+			_, err = remote.Head(tag, remote.WithAuth(auth))
+			if tc.noReferrers != (err == nil) {
+				t.Errorf("referrers tag %s: head err %v with referrers API %v", tag, err, !tc.noReferrers)
+			}
+			// Promotion came after the documents were attached.
+			log := fe.log.String()
+			if a, p := strings.LastIndex(log, "attached provenance.intoto.json"), strings.Index(log, "releasing "+fe.digest); a < 0 || p < 0 || a > p {
+				t.Errorf("promotion before attaching:\n%s", log)
+			}
+
+			// A re-run keeps the attached documents: nothing new attached,
+			// the attached ones copied to dist/.
+			if err := os.RemoveAll(filepath.Join(fe.dir, "dist")); err != nil {
+				t.Fatal(err)
+			}
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("second Push: %v", err)
+			}
+			if again, _ := referrers.List(testCtx(t), repoURI, fe.digest, "", auth); len(again) != 3 {
+				t.Errorf("%d referrers after a re-run, want 3", len(again))
+			}
+			if _, err := os.Stat(filepath.Join(fe.dir, "dist", "provenance.intoto.json")); err != nil {
+				t.Errorf("re-run did not copy the attached provenance to dist/: %v", err)
+			}
+		})
+	}
+}
+
+// A single-platform push is one image manifest, not an index: it is
+// scanned, described and attested as that platform.
+func TestPushSinglePlatform(t *testing.T) {
+	mutable := false
+	ecrSrv := pushEnv(t, &mutable)
+	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+	host := "linux/" + runtime.GOARCH
+	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	if !strings.Contains(fe.topType, "manifest") {
+		t.Fatalf("export's top manifest is %s, want an image manifest", fe.topType)
+	}
+	gitTag(t, fe.dir, "v5.0.0")
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	if !strings.Contains(fe.log.String(), "ECR scan of "+host+" ("+fe.digest+")") {
+		t.Errorf("log does not report the scan of %s:\n%s", host, fe.log)
+	}
+	if _, err := os.Stat(filepath.Join(fe.dir, "dist", "sbom-"+strings.ReplaceAll(host, "/", "-")+".spdx.json")); err != nil {
+		t.Error(err)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.0.0"] != fe.digest {
+		t.Errorf("tags %v", repo.Tags)
+	}
+}
+
+// A registry that refuses the documents stops the release before the
+// version tag moves.
+func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
+	mutable := false
+	ecrSrv := pushEnv(t, &mutable)
+	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+	fe := newPushEngine(t, ecrSrv, nil)
+	gitTag(t, fe.dir, "v6.0.0")
+	ecrSrv.DenyReferrers()
+	err := fe.runner.Push(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "attach sbom-") || !strings.Contains(err.Error(), "stays as an unreleased candidate") {
+		t.Fatalf("err = %v\nlog:\n%s", err, fe.log)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v6.0.0"] != "" {
+		t.Errorf("version tag moved: %v", repo.Tags)
+	}
+	if _, err := os.Stat(filepath.Join(fe.dir, "dist", "provenance.intoto.json")); err != nil {
+		t.Errorf("documents not kept in dist/: %v", err)
+	}
+}
+
+func TestStripUserinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://x-access-token:ghs_secret@github.com/example/sidecar.git": "https://github.com/example/sidecar.git",
+		"https://github.com/example/sidecar":                               "https://github.com/example/sidecar",
+		"git@github.com:example/sidecar.git":                               "git@github.com:example/sidecar.git",
+		"ssh://git@github.com/example/sidecar.git":                         "ssh://github.com/example/sidecar.git",
+		"https://github.com/example/a@b":                                   "https://github.com/example/a@b",
+	} {
+		if got := stripUserinfo(in); got != want {
+			t.Errorf("stripUserinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,318 @@
+// Package sbom writes an SPDX 2.3 JSON software bill of materials for one
+// platform of the sidecar image: the sidecar binary with its Go toolchain
+// and modules (from the binary's build info), the runtime image's OS
+// packages (Alpine's /lib/apk/db/installed), and the base images by
+// reference.
+//
+//	doc, err := sbom.Build(sbom.Input{Platform: "linux/arm64", Binary: bin, APKInstalled: db, ...})
+//	b, err := sbom.JSON(doc)
+package sbom
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdx"
+	"github.com/spdx/tools-golang/spdx/v2/common"
+	"github.com/spdx/tools-golang/spdxlib"
+)
+
+// MediaType is the artifact type of an SPDX JSON document.
+const MediaType = "application/spdx+json"
+
+// BaseImage is a base image of the Dockerfile, by reference.
+type BaseImage struct {
+	Ref   string // e.g. golang:1.26-alpine, or a mirror's reference
+	Arg   string // the Dockerfile build argument naming it: GO_IMAGE, RUNTIME_IMAGE
+	Stage string // "build" (toolchain only) or "runtime" (the image's base)
+}
+
+// Input is what the SBOM describes.
+type Input struct {
+	Name         string // image name, e.g. sidecar
+	Version      string // image version (tag or dev)
+	Revision     string // source commit
+	Platform     string // os/arch
+	Image        string // the image's reference in the registry; "" when not pushed
+	Binary       []byte // the sidecar binary as shipped
+	BinaryPath   string // its path in the image
+	APKInstalled []byte // /lib/apk/db/installed; nil when the image has none
+	BaseImages   []BaseImage
+	Created      time.Time // document creation time (the commit time keeps it reproducible)
+	Tool         string    // creator tool, e.g. sidecar-ci
+}
+
+// APKPackage is one package of an apk installed database.
+type APKPackage struct {
+	Name, Version, Arch, License, URL, Description, Origin, Maintainer string
+}
+
+// ParseAPK reads an apk installed database: paragraphs separated by blank
+// lines, one "K:value" per line (https://wiki.alpinelinux.org/wiki/Apk_spec).
+func ParseAPK(db []byte) ([]APKPackage, error) {
+	var pkgs []APKPackage
+	var cur APKPackage
+	flush := func(line int) error {
+		if cur == (APKPackage{}) {
+			return nil
+		}
+		if cur.Name == "" || cur.Version == "" {
+			return fmt.Errorf("apk database: package ending at line %d has no P: (name) or V: (version)", line)
+		}
+		pkgs = append(pkgs, cur)
+		cur = APKPackage{}
+		return nil
+	}
+	sc := bufio.NewScanner(bytes.NewReader(db))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if line == "" {
+			if err := flush(n); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(line) < 2 || line[1] != ':' {
+			return nil, fmt.Errorf("apk database line %d: want K:value, got %q", n, line)
+		}
+		v := line[2:]
+		switch line[0] {
+		case 'P':
+			cur.Name = v
+		case 'V':
+			cur.Version = v
+		case 'A':
+			cur.Arch = v
+		case 'L':
+			cur.License = v
+		case 'U':
+			cur.URL = v
+		case 'T':
+			cur.Description = v
+		case 'o':
+			cur.Origin = v
+		case 'm':
+			cur.Maintainer = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if err := flush(n + 1); err != nil {
+		return nil, err
+	}
+	return pkgs, nil
+}
+
+var idUnsafe = regexp.MustCompile(`[^A-Za-z0-9.-]+`)
+
+func elementID(kind, name string) common.ElementID {
+	return common.ElementID(kind + "-" + strings.Trim(idUnsafe.ReplaceAllString(name, "-"), "-"))
+}
+
+const noAssertion = "NOASSERTION"
+
+// Build makes the SPDX document and validates it.
+func Build(in Input) (*spdx.Document, error) {
+	bi, err := buildinfo.Read(bytes.NewReader(in.Binary))
+	if err != nil {
+		return nil, fmt.Errorf("%s: no Go build info: %w", in.BinaryPath, err)
+	}
+	sum := sha256.Sum256(in.Binary)
+	binSum := hex.EncodeToString(sum[:])
+	created := in.Created.UTC()
+	if created.IsZero() {
+		created = time.Now().UTC()
+	}
+	tool := in.Tool
+	if tool == "" {
+		tool = "sidecar-ci"
+	}
+	doc := &spdx.Document{
+		SPDXVersion:    spdx.Version,
+		DataLicense:    spdx.DataLicense,
+		SPDXIdentifier: "DOCUMENT",
+		DocumentName:   fmt.Sprintf("%s-%s-%s", in.Name, in.Version, strings.ReplaceAll(in.Platform, "/", "-")),
+		// Unique per binary: the same build gives the same namespace.
+		DocumentNamespace: fmt.Sprintf("https://spdx.org/spdxdocs/%s/%s/%s/%s", in.Name, in.Version, in.Platform, binSum),
+		CreationInfo: &spdx.CreationInfo{
+			Creators: []common.Creator{{CreatorType: "Tool", Creator: tool}},
+			Created:  created.Format(time.RFC3339),
+		},
+	}
+	rel := func(a common.ElementID, typ string, b common.ElementID) {
+		doc.Relationships = append(doc.Relationships, &spdx.Relationship{
+			RefA: common.MakeDocElementID("", string(a)), RefB: common.MakeDocElementID("", string(b)), Relationship: typ,
+		})
+	}
+	pkg := func(p *spdx.Package) *spdx.Package {
+		if p.PackageDownloadLocation == "" {
+			p.PackageDownloadLocation = noAssertion
+		}
+		if p.PackageLicenseConcluded == "" {
+			p.PackageLicenseConcluded = noAssertion
+		}
+		if p.PackageLicenseDeclared == "" {
+			p.PackageLicenseDeclared = noAssertion
+		}
+		if p.PackageCopyrightText == "" {
+			p.PackageCopyrightText = noAssertion
+		}
+		p.IsFilesAnalyzedTagPresent = true
+		doc.Packages = append(doc.Packages, p)
+		return p
+	}
+	purl := func(locator string) []*spdx.PackageExternalReference {
+		return []*spdx.PackageExternalReference{{Category: "PACKAGE-MANAGER", RefType: "purl", Locator: locator}}
+	}
+
+	image := pkg(&spdx.Package{
+		PackageName: in.Name, PackageSPDXIdentifier: "Image", PackageVersion: in.Version,
+		PrimaryPackagePurpose: "CONTAINER",
+		PackageComment:        fmt.Sprintf("The %s image for %s, from commit %s.", in.Name, in.Platform, in.Revision),
+		PackageSourceInfo:     in.Image,
+	})
+	rel("DOCUMENT", "DESCRIBES", image.PackageSPDXIdentifier)
+
+	goarch, goos := "", ""
+	var settings []string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "GOARCH":
+			goarch = s.Value
+		case "GOOS":
+			goos = s.Value
+		}
+		settings = append(settings, s.Key+"="+s.Value)
+	}
+	binary := pkg(&spdx.Package{
+		PackageName: bi.Path, PackageSPDXIdentifier: "Binary-sidecar", PackageVersion: in.Version,
+		PackageFileName:           in.BinaryPath,
+		PrimaryPackagePurpose:     "APPLICATION",
+		PackageChecksums:          []common.Checksum{{Algorithm: common.SHA256, Value: binSum}},
+		PackageExternalReferences: purl(fmt.Sprintf("pkg:golang/%s@%s?goos=%s&goarch=%s", bi.Main.Path, in.Version, goos, goarch)),
+		PackageComment:            "Go build settings: " + strings.Join(settings, " "),
+	})
+	rel(image.PackageSPDXIdentifier, "CONTAINS", binary.PackageSPDXIdentifier)
+
+	stdlib := pkg(&spdx.Package{
+		PackageName: "stdlib", PackageSPDXIdentifier: "Go-stdlib", PackageVersion: bi.GoVersion,
+		PackageDownloadLocation:   "https://go.dev/dl/",
+		PackageLicenseDeclared:    "BSD-3-Clause",
+		PrimaryPackagePurpose:     "LIBRARY",
+		PackageExternalReferences: purl("pkg:golang/stdlib@" + bi.GoVersion),
+		PackageComment:            "The Go toolchain and standard library the binary was built with.",
+	})
+	rel(binary.PackageSPDXIdentifier, "DEPENDS_ON", stdlib.PackageSPDXIdentifier)
+	if bi.Main.Path != "" && bi.Main.Path != bi.Path {
+		main := pkg(&spdx.Package{
+			PackageName: bi.Main.Path, PackageSPDXIdentifier: elementID("GoModule", bi.Main.Path), PackageVersion: in.Version,
+			PrimaryPackagePurpose: "SOURCE", PackageComment: "The main module (build info version " + bi.Main.Version + ").",
+		})
+		rel(binary.PackageSPDXIdentifier, "GENERATED_FROM", main.PackageSPDXIdentifier)
+	}
+	deps := append([]*debugModule(nil), modules(bi)...)
+	for _, d := range deps {
+		p := pkg(&spdx.Package{
+			PackageName: d.path, PackageSPDXIdentifier: elementID("GoModule", d.path+"-"+d.version), PackageVersion: d.version,
+			PrimaryPackagePurpose: "LIBRARY", PackageExternalReferences: purl("pkg:golang/" + d.path + "@" + d.version),
+			PackageComment: d.comment,
+		})
+		rel(binary.PackageSPDXIdentifier, "DEPENDS_ON", p.PackageSPDXIdentifier)
+	}
+
+	if in.APKInstalled != nil {
+		apks, err := ParseAPK(in.APKInstalled)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range apks {
+			p := pkg(&spdx.Package{
+				PackageName: a.Name, PackageSPDXIdentifier: elementID("APK", a.Name+"-"+a.Version), PackageVersion: a.Version,
+				PackageHomePage: a.URL, PackageSummary: a.Description, PackageLicenseDeclared: a.License,
+				PrimaryPackagePurpose:     "OPERATING-SYSTEM",
+				PackageExternalReferences: purl(fmt.Sprintf("pkg:apk/alpine/%s@%s?arch=%s", a.Name, a.Version, a.Arch)),
+				PackageSourceInfo:         "origin " + a.Origin + "; from /lib/apk/db/installed",
+			})
+			if a.Maintainer != "" {
+				p.PackageSupplier = &common.Supplier{SupplierType: "Person", Supplier: a.Maintainer}
+			}
+			rel(image.PackageSPDXIdentifier, "CONTAINS", p.PackageSPDXIdentifier)
+		}
+	}
+
+	for _, b := range in.BaseImages {
+		p := pkg(&spdx.Package{
+			PackageName: b.Ref, PackageSPDXIdentifier: elementID("BaseImage", b.Arg), PrimaryPackagePurpose: "CONTAINER",
+			PackageExternalReferences: purl(ociPurl(b.Ref)),
+			PackageComment:            fmt.Sprintf("Base image of the %s stage (Dockerfile %s), by reference.", b.Stage, b.Arg),
+		})
+		if b.Stage == "runtime" {
+			rel(image.PackageSPDXIdentifier, "DESCENDANT_OF", p.PackageSPDXIdentifier)
+		} else {
+			rel(p.PackageSPDXIdentifier, "BUILD_TOOL_OF", binary.PackageSPDXIdentifier)
+		}
+	}
+	if err := spdxlib.ValidateDocument(doc); err != nil {
+		return nil, fmt.Errorf("SPDX document: %w", err)
+	}
+	return doc, nil
+}
+
+type debugModule struct{ path, version, comment string }
+
+// modules are the binary's dependency modules (replacements resolved),
+// sorted by path.
+func modules(bi *buildinfo.BuildInfo) []*debugModule {
+	var out []*debugModule
+	for _, d := range bi.Deps {
+		m := &debugModule{path: d.Path, version: d.Version, comment: "go.sum " + d.Sum}
+		if d.Replace != nil {
+			m.comment = fmt.Sprintf("replaced by %s %s (go.sum %s)", d.Replace.Path, d.Replace.Version, d.Replace.Sum)
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out
+}
+
+// ociPurl is the package URL of an image reference
+// (https://github.com/package-url/purl-spec: pkg:oci/name@digest?repository_url=…&tag=…).
+func ociPurl(ref string) string {
+	repo, digest, _ := strings.Cut(ref, "@")
+	tag := ""
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo, tag = repo[:i], repo[i+1:]
+	}
+	name := repo[strings.LastIndex(repo, "/")+1:]
+	p := "pkg:oci/" + name
+	if digest != "" {
+		p += "@" + strings.ReplaceAll(digest, ":", "%3A")
+	}
+	q := []string{"repository_url=" + repo}
+	if tag != "" {
+		q = append(q, "tag="+tag)
+	}
+	return p + "?" + strings.Join(q, "&")
+}
+
+// JSON renders the document as SPDX JSON.
+func JSON(doc *spdx.Document) ([]byte, error) {
+	var b bytes.Buffer
+	if err := spdxjson.Write(doc, &b, spdxjson.Indent("  ")); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

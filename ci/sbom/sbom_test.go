@@ -1,0 +1,155 @@
+package sbom
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdx"
+	"github.com/spdx/tools-golang/spdxlib"
+
+	"github.com/example/sidecar/internal/sidecarbin"
+)
+
+const apkDB = `C:Q1abc=
+P:busybox
+V:1.37.0-r19
+A:x86_64
+L:GPL-2.0-only
+U:https://busybox.net/
+T:Size optimized toolbox of many common UNIX utilities
+o:busybox
+m:Sören Tempel <soeren+alpine@soeren-tempel.net>
+
+P:musl
+V:1.2.5-r10
+A:x86_64
+L:MIT
+o:musl
+`
+
+func TestBuildFromTheRealBinary(t *testing.T) {
+	bin, err := os.ReadFile(sidecarbin.Build(t, "arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	doc, err := Build(Input{
+		Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
+		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
+		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
+		BaseImages: []BaseImage{{Ref: "golang:1.26-alpine", Arg: "GO_IMAGE", Stage: "build"}, {Ref: "alpine:3.22", Arg: "RUNTIME_IMAGE", Stage: "runtime"}},
+		Created:    created,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := JSON(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Parse it back with tools-golang and validate it.
+	back, err := spdxjson.Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("spdx json read: %v\n%s", err, raw)
+	}
+	if err := spdxlib.ValidateDocument(back); err != nil {
+		t.Fatal(err)
+	}
+	if back.SPDXVersion != "SPDX-2.3" || back.DataLicense != "CC0-1.0" || back.CreationInfo.Created != "2026-03-04T05:06:07Z" {
+		t.Errorf("header: %s %s %s", back.SPDXVersion, back.DataLicense, back.CreationInfo.Created)
+	}
+	described, err := spdxlib.GetDescribedPackageIDs(back)
+	if err != nil || len(described) != 1 || described[0] != "Image" {
+		t.Errorf("described %v %v", described, err)
+	}
+	byName := map[string]*spdx.Package{}
+	for _, p := range back.Packages {
+		byName[p.PackageName] = p
+	}
+	sum := sha256.Sum256(bin)
+	b := byName["github.com/example/sidecar/sidecar"]
+	if b == nil || b.PackageChecksums[0].Value != hex.EncodeToString(sum[:]) || !strings.Contains(b.PackageComment, "GOARCH=arm64") {
+		t.Errorf("binary package %+v", b)
+	}
+	if p := byName["stdlib"]; p == nil || p.PackageVersion != runtime.Version() || p.PackageExternalReferences[0].Locator != "pkg:golang/stdlib@"+runtime.Version() {
+		t.Errorf("stdlib package %+v", p)
+	}
+	if p := byName["busybox"]; p == nil || p.PackageVersion != "1.37.0-r19" || p.PackageLicenseDeclared != "GPL-2.0-only" ||
+		p.PackageExternalReferences[0].Locator != "pkg:apk/alpine/busybox@1.37.0-r19?arch=x86_64" || p.PackageSupplier == nil {
+		t.Errorf("busybox package %+v", p)
+	}
+	if p := byName["musl"]; p == nil || p.PackageVersion != "1.2.5-r10" {
+		t.Errorf("musl package %+v", p)
+	}
+	if p := byName["alpine:3.22"]; p == nil || p.PackageExternalReferences[0].Locator != "pkg:oci/alpine?repository_url=alpine&tag=3.22" {
+		t.Errorf("runtime base %+v", p)
+	}
+	if byName["golang:1.26-alpine"] == nil {
+		t.Error("no build base image")
+	}
+	rels := map[string]bool{}
+	for _, r := range back.Relationships {
+		rels[string(r.RefA.ElementRefID)+" "+r.Relationship+" "+string(r.RefB.ElementRefID)] = true
+	}
+	for _, w := range []string{
+		"Image CONTAINS Binary-sidecar", "Binary-sidecar DEPENDS_ON Go-stdlib",
+		"Image CONTAINS APK-busybox-1.37.0-r19", "Image DESCENDANT_OF BaseImage-RUNTIME-IMAGE",
+		"BaseImage-GO-IMAGE BUILD_TOOL_OF Binary-sidecar",
+	} {
+		if !rels[w] {
+			t.Errorf("no relationship %q in %v", w, rels)
+		}
+	}
+	// Reproducible: the same input gives the same bytes.
+	doc2, _ := Build(Input{Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
+		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
+		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
+		BaseImages: []BaseImage{{Ref: "golang:1.26-alpine", Arg: "GO_IMAGE", Stage: "build"}, {Ref: "alpine:3.22", Arg: "RUNTIME_IMAGE", Stage: "runtime"}},
+		Created:    created})
+	raw2, _ := JSON(doc2)
+	if !bytes.Equal(raw, raw2) {
+		t.Error("the same input gave different documents")
+	}
+}
+
+func TestBuildRefusesBadInput(t *testing.T) {
+	if _, err := Build(Input{Binary: []byte("not a Go binary"), BinaryPath: "/usr/local/bin/sidecar"}); err == nil || !strings.Contains(err.Error(), "build info") {
+		t.Errorf("non-Go binary: %v", err)
+	}
+	for _, bad := range []string{"P:x\n", "V:1\n", "garbage line\n"} {
+		if _, err := ParseAPK([]byte(bad)); err == nil {
+			t.Errorf("ParseAPK(%q) passed", bad)
+		}
+	}
+	pkgs, err := ParseAPK([]byte(apkDB))
+	if err != nil || len(pkgs) != 2 || pkgs[1].Name != "musl" {
+		t.Errorf("ParseAPK: %v %+v", err, pkgs)
+	}
+}
+
+func TestJSONIdentifiers(t *testing.T) {
+	bin, err := os.ReadFile(os.Args[0]) // any Go binary
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := Build(Input{Name: "sidecar", Version: "dev", Platform: "linux/amd64", Binary: bin, BinaryPath: "/x", Created: time.Unix(0, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := JSON(doc)
+	for _, w := range []string{`"SPDXID": "SPDXRef-DOCUMENT"`, `"SPDXID": "SPDXRef-Image"`, `"spdxElementId": "SPDXRef-DOCUMENT"`, `"relatedSpdxElement": "SPDXRef-Image"`} {
+		if !strings.Contains(string(raw), w) {
+			t.Errorf("JSON lacks %s:\n%s", w, raw)
+		}
+	}
+	if strings.Contains(string(raw), "SPDXRef-SPDXRef") {
+		t.Error("doubled SPDXRef- prefix")
+	}
+}

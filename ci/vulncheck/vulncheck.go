@@ -1,0 +1,250 @@
+// Package vulncheck runs govulncheck (golang.org/x/vuln, in process) in
+// binary mode on a built Go binary and reports its findings.
+//
+// Typical use, before anything is pushed:
+//
+//	if err := vulncheck.Probe(ctx, db); err != nil { ... } // seconds, not a hang
+//	findings, err := vulncheck.Scan(ctx, db, "/tmp/sidecar-amd64")
+//	vulncheck.Table(os.Stderr, findings)
+//	if vulncheck.Affected(findings) { ... } // stop the release
+//
+// The database is a URL as govulncheck's -db flag takes it: https://… (the
+// public one is DefaultDB) or file:///dir holding the v1 layout
+// (index/db.json, index/modules.json, ID/<id>.json); see
+// https://go.dev/security/vuln/database#api.
+package vulncheck
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/vuln/scan"
+)
+
+// DefaultDB is the public Go vulnerability database.
+const DefaultDB = "https://vuln.go.dev"
+
+// ProbeTimeout bounds the reachability check of a remote database.
+const ProbeTimeout = 10 * time.Second
+
+// Finding is one vulnerability govulncheck reports for a binary, at the
+// most precise level it reached (symbol, else package, else module).
+type Finding struct {
+	OSV     string // e.g. GO-2024-1234
+	Module  string // module path; "stdlib" for the standard library
+	Package string // import path, when known
+	Found   string // version in the binary
+	Fixed   string // first fixed version; "" when there is no fix
+	Symbol  string // affected function the binary contains; "" when none
+}
+
+// Affects reports whether the binary contains an affected symbol:
+// govulncheck's own line between "your code is affected" and "a module
+// you use has a vulnerability in code you do not use". For a stripped
+// binary (go build -ldflags=-s, as the Dockerfile builds) govulncheck
+// cannot see which symbols are linked in and reports every vulnerable
+// symbol of the modules in the build info (golang.org/x/vuln
+// internal/vulncheck/binary.go, allKnownVulnerableSymbols): the check is
+// then at module precision and errs on the side of failing.
+func (f Finding) Affects() bool { return f.Symbol != "" }
+
+// Affected reports whether any finding affects the binary.
+func Affected(fs []Finding) bool { return slices.ContainsFunc(fs, Finding.Affects) }
+
+// ValidDB checks the form of a database URL: http, https or file.
+func ValidDB(db string) error {
+	u, err := url.Parse(db)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return errors.New("no host")
+		}
+	case "file":
+		if u.Path == "" {
+			return errors.New("no path")
+		}
+	default:
+		return fmt.Errorf("scheme %q is not http, https or file", u.Scheme)
+	}
+	return nil
+}
+
+// Probe checks that db answers as a v1 vulnerability database, within
+// ProbeTimeout for a remote one, so an unreachable database fails fast
+// instead of stalling the scan.
+func Probe(ctx context.Context, db string) error {
+	if err := ValidDB(db); err != nil {
+		return err
+	}
+	u, _ := url.Parse(db)
+	if u.Scheme == "file" {
+		dir := filepath.FromSlash(u.Path)
+		if _, err := os.Stat(filepath.Join(dir, "index", "modules.json")); err != nil {
+			return fmt.Errorf("not a vulnerability database directory (want index/modules.json in %s): %w", dir, err)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(db, "/")+"/index/db.json", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+	}
+	return nil
+}
+
+// message is the part of govulncheck's -format json stream used here
+// (golang.org/x/vuln/internal/govulncheck.Message).
+type message struct {
+	Finding *struct {
+		OSV          string `json:"osv"`
+		FixedVersion string `json:"fixed_version"`
+		Trace        []struct {
+			Module   string `json:"module"`
+			Version  string `json:"version"`
+			Package  string `json:"package"`
+			Function string `json:"function"`
+			Receiver string `json:"receiver"`
+		} `json:"trace"`
+	} `json:"finding"`
+}
+
+// Stripped reports whether the ELF binary at path has no symbol table, so
+// that Scan matches at module precision (see Finding.Affects).
+func Stripped(path string) (bool, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	return f.Section(".symtab") == nil, nil
+}
+
+// Scan runs govulncheck -mode binary on the binary at path against db.
+// An error means the scan did not complete; findings are not an error.
+func Scan(ctx context.Context, db, path string) ([]Finding, error) {
+	var out, errOut bytes.Buffer
+	cmd := scan.Command(ctx, "-mode", "binary", "-format", "json", "-db", db, path)
+	cmd.Stdin = strings.NewReader("")
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	// No telemetry prompts or uploads from a build pipeline.
+	cmd.Env = append(os.Environ(), "GOTELEMETRY=off")
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := cmd.Wait(); err != nil {
+		msg := strings.TrimSpace(errOut.String())
+		if msg != "" {
+			return nil, fmt.Errorf("govulncheck: %w: %s", err, msg)
+		}
+		return nil, fmt.Errorf("govulncheck: %w", err)
+	}
+	return parse(&out)
+}
+
+// parse folds the JSON stream into one Finding per OSV id, keeping the
+// most precise level and every affected symbol.
+func parse(r io.Reader) ([]Finding, error) {
+	dec := json.NewDecoder(bufio.NewReader(r))
+	byID := map[string]*Finding{}
+	var order []string
+	for {
+		var m message
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("govulncheck output: %w", err)
+		}
+		if m.Finding == nil || len(m.Finding.Trace) == 0 {
+			continue
+		}
+		fr := m.Finding.Trace[0]
+		f, ok := byID[m.Finding.OSV]
+		if !ok {
+			f = &Finding{OSV: m.Finding.OSV}
+			byID[f.OSV] = f
+			order = append(order, f.OSV)
+		}
+		f.Module, f.Found, f.Fixed = fr.Module, fr.Version, m.Finding.FixedVersion
+		if fr.Package != "" {
+			f.Package = fr.Package
+		}
+		if fr.Function != "" {
+			sym := fr.Function
+			if fr.Receiver != "" {
+				sym = fr.Receiver + "." + sym
+			}
+			sym = lastElem(fr.Package) + "." + sym
+			if !slices.Contains(strings.Split(f.Symbol, ", "), sym) {
+				f.Symbol = strings.TrimPrefix(f.Symbol+", "+sym, ", ")
+			}
+		}
+	}
+	out := make([]Finding, 0, len(order))
+	for _, id := range order {
+		out = append(out, *byID[id])
+	}
+	return out, nil
+}
+
+func lastElem(p string) string {
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// Table prints findings, one row each, under a header; "none" for no
+// findings. Rows without an affected symbol are in the binary's modules
+// but not in its code.
+func Table(w io.Writer, platform string, fs []Finding) {
+	if len(fs) == 0 {
+		fmt.Fprintf(w, "%s: no known vulnerabilities\n", platform)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLATFORM\tOSV\tMODULE/PACKAGE\tFOUND\tFIXED\tAFFECTED SYMBOL")
+	for _, f := range fs {
+		what := f.Module
+		if f.Package != "" {
+			what = f.Package
+			if !strings.HasPrefix(f.Package, f.Module) { // stdlib
+				what = f.Module + " " + f.Package
+			}
+		}
+		fixed, sym := f.Fixed, f.Symbol
+		if fixed == "" {
+			fixed = "(no fix)"
+		}
+		if sym == "" {
+			sym = "(not in the binary's code)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", platform, f.OSV, what, f.Found, fixed, sym)
+	}
+	tw.Flush()
+}
