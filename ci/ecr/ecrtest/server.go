@@ -367,16 +367,6 @@ func digestOf(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func frequency(r *Repo) string {
-	switch {
-	case r.ScanFrequency != "":
-		return r.ScanFrequency
-	case r.ScanOnPush:
-		return "SCAN_ON_PUSH"
-	}
-	return "MANUAL"
-}
-
 // PushImage records an image pushed to repository name under tag, as a
 // registry push would: its manifest, addressable by digest (the SHA-256
 // of manifest), and, for an image index, nothing else (platform manifests
@@ -390,118 +380,6 @@ func (s *Server) PushImage(name, tag, mediaType string, manifestJSON []byte) str
 		s.repos[name].Tags[tag] = d
 	}
 	return d
-}
-
-// SetScanning sets how repository name is scanned: scanType BASIC or
-// ENHANCED (registry-wide, as in ECR), frequency SCAN_ON_PUSH,
-// CONTINUOUS_SCAN or MANUAL.
-func (s *Server) SetScanning(name, scanType, frequency string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.scanType = scanType
-	s.repos[name].ScanFrequency = frequency
-	s.repos[name].ScanOnPush = frequency != "MANUAL"
-}
-
-// ScanFinding is one finding a scripted scan reports.
-type ScanFinding struct {
-	Severity string // CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED, UNTRIAGED
-	Name     string // CVE id
-	Package  string // affected package name
-	Version  string
-}
-
-// ScanState is one answer of DescribeImageScanFindings for a manifest.
-// Status "" answers ScanNotFoundException (no scan yet).
-type ScanState struct {
-	Status      string // IN_PROGRESS, COMPLETE, FAILED, UNSUPPORTED_IMAGE, ACTIVE, PENDING, …
-	Description string
-	Findings    []ScanFinding
-}
-
-// ScriptScan makes DescribeImageScanFindings for digest answer states in
-// turn, one per call; the last repeats. Without a script, a scanned
-// repository's images answer COMPLETE with no findings, an unscanned
-// one's ScanNotFoundException.
-func (s *Server) ScriptScan(digest string, states ...ScanState) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.scans[digest] = states
-}
-
-// describeScan answers DescribeImageScanFindings (s.mu held), in the
-// finding format of the scan type: findings for BASIC, enhancedFindings
-// for ENHANCED. Pages of maxResults (default 100) with nextToken.
-func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
-	name, _ := body["repositoryName"].(string)
-	repo, ok := s.repos[name]
-	if !ok {
-		awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
-		return
-	}
-	id, _ := body["imageId"].(map[string]any)
-	digest, _ := id["imageDigest"].(string)
-	var st ScanState
-	if script, ok := s.scans[digest]; ok && len(script) > 0 {
-		st = script[0]
-		if len(script) > 1 {
-			s.scans[digest] = script[1:]
-		}
-	} else if frequency(repo) != "MANUAL" {
-		st = ScanState{Status: "COMPLETE"}
-	}
-	if st.Status == "" {
-		awsError(w, http.StatusBadRequest, "ScanNotFoundException",
-			fmt.Sprintf("Image scan does not exist for image with '{imageDigest:'%s'}' in the repository with name '%s' in the registry with id '%s'", digest, name, s.Account))
-		return
-	}
-	out := map[string]any{
-		"registryId": s.Account, "repositoryName": name, "imageId": map[string]any{"imageDigest": digest},
-		"imageScanStatus": map[string]any{"status": st.Status, "description": st.Description},
-	}
-	if st.Status == "COMPLETE" || st.Status == "ACTIVE" {
-		counts := map[string]any{}
-		for _, f := range st.Findings {
-			n, _ := counts[f.Severity].(int)
-			counts[f.Severity] = n + 1
-		}
-		size := 100
-		if m, ok := body["maxResults"].(float64); ok && m > 0 {
-			size = int(m)
-		}
-		from := 0
-		if tok, ok := body["nextToken"].(string); ok {
-			fmt.Sscanf(tok, "page-%d", &from)
-		}
-		to := min(from+size, len(st.Findings))
-		var basic, enhanced []any
-		for _, f := range st.Findings[from:to] {
-			if s.scanType == "ENHANCED" {
-				enhanced = append(enhanced, map[string]any{
-					"severity": f.Severity, "title": f.Name + " - " + f.Package, "type": "PACKAGE_VULNERABILITY", "status": "ACTIVE",
-					"packageVulnerabilityDetails": map[string]any{"vulnerabilityId": f.Name, "source": "NVD",
-						"vulnerablePackages": []any{map[string]any{"name": f.Package, "version": f.Version}}},
-				})
-			} else {
-				basic = append(basic, map[string]any{
-					"name": f.Name, "severity": f.Severity, "uri": "https://nvd.nist.gov/vuln/detail/" + f.Name,
-					"attributes": []any{map[string]any{"key": "package_name", "value": f.Package}, map[string]any{"key": "package_version", "value": f.Version}},
-				})
-			}
-		}
-		findings := map[string]any{"findingSeverityCounts": counts, "imageScanCompletedAt": float64(time.Now().Unix())}
-		if basic != nil {
-			findings["findings"] = basic
-		}
-		if enhanced != nil {
-			findings["enhancedFindings"] = enhanced
-		}
-		out["imageScanFindings"] = findings
-		if to < len(st.Findings) {
-			out["nextToken"] = fmt.Sprintf("page-%d", to)
-		}
-	}
-	reply(w, out)
 }
 
 func (s *Server) repoJSON(r *Repo) map[string]any {
