@@ -168,15 +168,21 @@ func moveFile(from, to string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.Create(to)
+	// Into a temporary file beside the target, renamed when complete, so a
+	// failed copy never leaves a partial tarball under the asked-for name.
+	out, err := os.CreateTemp(filepath.Dir(to), "."+filepath.Base(to)+".partial-*")
 	if err != nil {
 		return err
 	}
+	defer os.Remove(out.Name()) // no-op after the rename
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
 		return err
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out.Name(), to)
 }
 
 func orUnknown(s string) string {

@@ -134,6 +134,10 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 			problem("OCI_TARBALL", c.OCITarball, err.Error())
 		} else if st, err := os.Stat(filepath.Dir(c.OCITarball)); err != nil || !st.IsDir() {
 			bad("OCI_TARBALL", c.OCITarball)
+		} else if st, err := os.Stat(c.OCITarball); err == nil && st.IsDir() {
+			problem("OCI_TARBALL", c.OCITarball, "is a directory; want a file path in an existing directory (e.g. dist/sidecar.tar)")
+		} else if err := writableDir(filepath.Dir(c.OCITarball)); err != nil {
+			problem("OCI_TARBALL", c.OCITarball, fmt.Sprintf("its directory is not writable (%v); want a file path in a directory this user can write", err))
 		}
 	}
 
@@ -175,4 +179,16 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 func IsConfigError(err error) bool {
 	var ce *ConfigError
 	return errors.As(err, &ce)
+}
+
+// writableDir checks, before any build, that the tarball can be written
+// where asked: by creating and removing a file there, the only check that
+// also holds for read-only mounts and ACLs.
+func writableDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".oci-tarball-check-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -84,11 +84,16 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
 		{name: "bad image", env: map[string]string{"MYSQL_IMAGE": "mysql 8.4"}, bad: []string{`MYSQL_IMAGE="mysql 8.4"`}},
 		{name: "tarball in missing directory", env: map[string]string{"OCI_TARBALL": "/nonexistent/dir/x.tar"}, bad: []string{"OCI_TARBALL", "existing directory"}},
+		{name: "tarball is a directory", env: map[string]string{"OCI_TARBALL": dir}, bad: []string{"OCI_TARBALL", "is a directory"}},
+		{name: "tarball in a directory nobody can write", env: map[string]string{"OCI_TARBALL": "/proc/sidecar.tar"}, bad: []string{`OCI_TARBALL="/proc/sidecar.tar"`, "not writable"}},
 		{name: "all problems at once", env: map[string]string{
 			"SIZE_BUDGET": "big", "ECR_IMMUTABLE_TAGS": "maybe", "GO_IMAGE": "has space", "LOCAL_IMAGE": "bad name!",
 		}, bad: []string{"SIZE_BUDGET", "ECR_IMMUTABLE_TAGS", "GO_IMAGE", "LOCAL_IMAGE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if strings.HasPrefix(tc.env["OCI_TARBALL"], "/proc/") && runtime.GOOS != "linux" {
+				t.Skip("needs Linux's /proc, a directory even root cannot write")
+			}
 			c, err := LoadConfig(dir, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
 			if len(tc.bad) == 0 {
 				if err != nil {
