@@ -333,6 +333,9 @@ func checkHost(h string) (string, error) {
 	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil && !strings.Contains(h, "%") {
 		return ip.String(), nil
 	}
+	if addr, zone, ok := strings.Cut(strings.Trim(h, "[]"), "%"); ok && net.ParseIP(addr) != nil {
+		return "", fmt.Errorf("is an IPv6 address with a zone (%%%s): zones are not supported, a database is not on a link-local address", zone)
+	}
 	name := strings.TrimSuffix(h, ".")
 	if name == "" || len(name) > 253 {
 		return "", fmt.Errorf("is neither a DNS name nor an IP address")
@@ -353,7 +356,10 @@ func checkHost(h string) (string, error) {
 	// 127.000.000.002) that Go's resolver does not parse as one: every
 	// lookup would fail with "no such host".
 	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
-		return "", fmt.Errorf("is all-numeric: not a DNS name, and not an IP address in standard form")
+		if strings.Trim(name, "0123456789.") == "" {
+			return "", fmt.Errorf("is all-numeric: not a DNS name, and not an IP address in standard form")
+		}
+		return "", fmt.Errorf("ends in the all-numeric label %q: not a DNS name (a top-level domain is never all digits), and not an IP address in standard form", last)
 	}
 	return h, nil
 }

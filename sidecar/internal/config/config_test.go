@@ -217,6 +217,16 @@ func TestParseInvalid(t *testing.T) {
 				`entry "8082=10.0.0.01:3306" has target host "10.0.0.01" (is all-numeric`},
 		},
 		{
+			name: "hex-looking name with a numeric last label",
+			env:  map[string]string{"TARGET_HOST": "0x7f.1", "TARGET_PORT": "3306"},
+			want: []string{`TARGET_HOST="0x7f.1": ends in the all-numeric label "1"`},
+		},
+		{
+			name: "IPv6 address with a zone",
+			env:  map[string]string{"TARGET_HOST": "fe80::1%eth0", "TARGET_PORT": "3306"},
+			want: []string{`TARGET_HOST="fe80::1%eth0": is an IPv6 address with a zone (%eth0): zones are not supported`},
+		},
+		{
 			name: "both forms",
 			env:  map[string]string{"FORWARDS": "8080=a:1", "TARGET_HOST": "db", "LISTEN_PORT": "8080"},
 			want: []string{`TARGET_HOST="db" is set together with FORWARDS`, `LISTEN_PORT="8080" is set together with FORWARDS`},
