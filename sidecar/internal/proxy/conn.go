@@ -33,7 +33,7 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			}
 			f.stats.acceptErrors.Add(1)
 			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
-			s.log.Error("accept failed; retrying", "listen_addr", f.ln.Addr().String(), "err", err, "retry_in_ms", backoff.Milliseconds())
+			s.log.Error("accept failed; retrying", "listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", err, "retry_in_ms", backoff.Milliseconds())
 			select {
 			case <-time.After(backoff):
 			case <-s.stopAccept:

@@ -507,6 +507,9 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 		if l["level"] != "ERROR" {
 			t.Errorf("accept failure logged at %v, want ERROR", l["level"])
 		}
+		if _, ok := l["listen_port"].(float64); !ok {
+			t.Errorf("accept failure line has listen_port %#v, want a JSON number as every per-forward line has", l["listen_port"])
+		}
 		if want := min(5*time.Millisecond<<i, maxBackoff); wait != want {
 			t.Errorf("failure %d: retry_in %v, want %v (doubling from 5ms, capped)", i, wait, want)
 		}
