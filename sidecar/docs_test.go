@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/config"
+	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 // userDocs returns README.md and docs/*.md, by path relative to the
@@ -99,6 +101,22 @@ func TestDocsSecondSignalExitCode(t *testing.T) {
 	for _, want := range []string{"second SIGTERM or SIGINT", "`143`", "`130`"} {
 		if !strings.Contains(drain, want) {
 			t.Errorf("the drain section does not say %s", want)
+		}
+	}
+}
+
+// The memory-release thresholds the docs state are the proxy's defaults.
+func TestDocsMemoryRelease(t *testing.T) {
+	docs := userDocs(t)
+	for _, doc := range []string{"docs/operations.md", "docs/performance.md"} {
+		text := strings.Join(strings.Fields(docs[doc]), " ")
+		for _, want := range []string{
+			fmt.Sprintf("a peak of at least %d", proxy.DefaultBurstConnections),
+			fmt.Sprintf("at most once every %d s", int(proxy.DefaultReleaseMemoryEvery.Seconds())),
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s does not say %q", doc, want)
+			}
 		}
 	}
 }

@@ -39,6 +39,12 @@ const (
 	DefaultKeepalive      = 30 * time.Second
 	DefaultMaxConnections = 1024
 	DefaultDrainTimeout   = 20 * time.Second
+
+	// Memory goes back to the OS after a burst of at least this many
+	// connections has drained, at most once per DefaultReleaseMemoryEvery
+	// (docs/operations.md quotes both; a test ties them).
+	DefaultBurstConnections   = 256
+	DefaultReleaseMemoryEvery = 10 * time.Second
 )
 
 // Config configures a Server. The zero value of every field but Forwards
@@ -67,7 +73,8 @@ type Config struct {
 	// Memory is returned to the OS once the connection count has fallen to
 	// a quarter of a peak of at least BurstConnections, at most once per
 	// ReleaseMemoryEvery; a steady load never triggers it.
-	// BurstConnections: 0 = 256, negative = never. ReleaseMemoryEvery: 0 = 10s.
+	// BurstConnections: 0 = DefaultBurstConnections, negative = never.
+	// ReleaseMemoryEvery: 0 = DefaultReleaseMemoryEvery.
 	BurstConnections   int
 	ReleaseMemoryEvery time.Duration
 	FreeOSMemory       func() // nil = debug.FreeOSMemory
@@ -107,10 +114,10 @@ func (c Config) withDefaults() Config {
 		c.AcceptBackoffMax = time.Second
 	}
 	if c.BurstConnections == 0 {
-		c.BurstConnections = 256
+		c.BurstConnections = DefaultBurstConnections
 	}
 	if c.ReleaseMemoryEvery <= 0 {
-		c.ReleaseMemoryEvery = 10 * time.Second
+		c.ReleaseMemoryEvery = DefaultReleaseMemoryEvery
 	}
 	if c.FreeOSMemory == nil {
 		c.FreeOSMemory = freeOSMemory
