@@ -102,9 +102,15 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 	c := Config{Dir: abs, HostPlatform: dagger.Platform("linux/" + runtime.GOARCH)}
 
 	plats := get("PLATFORMS")
+	emptyEntry := false
 	for _, p := range strings.Split(plats, ",") {
 		p = strings.TrimSpace(p)
 		switch {
+		case p == "":
+			if !emptyEntry { // once, however many commas
+				problem("PLATFORMS", plats, fmt.Sprintf("has an empty entry; want a comma-separated list of %s", strings.Join(knownPlatforms(), ", ")))
+			}
+			emptyEntry = true
 		case !slices.Contains(knownPlatforms(), p):
 			problem("PLATFORMS", plats, fmt.Sprintf("platform %q is not one of %s", p, strings.Join(knownPlatforms(), ", ")))
 		case slices.Contains(c.Platforms, dagger.Platform(p)):
