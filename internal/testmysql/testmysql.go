@@ -88,7 +88,14 @@ func StartServer(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
-	install := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+data,
+	// A temporary directory of its own: with the shared /tmp, servers that
+	// several test packages start at once have failed to bootstrap
+	// ("Error on delete of '/tmp/#sql-temptable-…'").
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return fail(err)
+	}
+	install := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+data, "--tmpdir="+tmp,
 		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db")
 	if out, err := install.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("mariadb-install-db: %w\n%s", err, out))
@@ -99,7 +106,7 @@ func StartServer(ctx context.Context) (*Server, error) {
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
 	cmd := exec.Command(mariadbd, "--no-defaults", "--user=root",
-		"--datadir="+data, "--socket="+s.Socket, "--pid-file="+filepath.Join(dir, "pid"),
+		"--datadir="+data, "--tmpdir="+tmp, "--socket="+s.Socket, "--pid-file="+filepath.Join(dir, "pid"),
 		"--bind-address=127.0.0.1", "--port="+strconv.Itoa(s.Port),
 		"--skip-name-resolve", "--skip-log-bin", "--max-connections=2000",
 		"--max-allowed-packet=64M", "--innodb-buffer-pool-size=64M",
