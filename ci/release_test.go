@@ -336,7 +336,10 @@ func digestOf(s string) string {
 func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	db := vulndbtest.Write(t, vulndbtest.StdlibNow("GO-2026-0042", "net", "Listen"))
+	// The sidecar dials with net.Dialer and links nothing of net/smtp: only
+	// the first entry affects it.
+	db := vulndbtest.Write(t, vulndbtest.StdlibNow("GO-2026-0042", "net", "Dialer.DialContext"),
+		vulndbtest.StdlibNow("GO-2026-0043", "net/smtp", "SendMail"))
 	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
 	err := fe.runner.Push(testCtx(t))
 	if err == nil {
@@ -349,10 +352,13 @@ func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
 	}
 	// The table: id, package, found and fixed version, symbol.
 	goVersion := "v" + strings.TrimPrefix(runtime.Version(), "go")
-	for _, w := range []string{"OSV", "MODULE/PACKAGE", "GO-2026-0042", "stdlib net", goVersion, "net.Listen"} {
+	for _, w := range []string{"OSV", "MODULE/PACKAGE", "GO-2026-0042", "stdlib net", goVersion, "net.Dialer.DialContext", "GO-2026-0043"} {
 		if !strings.Contains(fe.log.String(), w) {
 			t.Errorf("log lacks %q:\n%s", w, fe.log)
 		}
+	}
+	if strings.Contains(err.Error(), "GO-2026-0043") {
+		t.Errorf("error names a vulnerability in code the binary does not link: %v", err)
 	}
 	if n := len(fe.leaves("publish")); n != 0 {
 		t.Errorf("published %d times", n)

@@ -61,7 +61,9 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 		}
 		r.step("push: govulncheck -mode binary on the %s sidecar binary (GOVULNDB=%s)", p, r.Config.VulnDB)
 		if stripped, err := vulncheck.Stripped(path); err == nil && stripped {
-			r.step("push: note: the binary is stripped (-ldflags -s): govulncheck matches at module precision, so every known vulnerability of its Go version and modules counts")
+			// The Dockerfile keeps the symbol table; a binary built with -s
+			// (a changed Dockerfile) turns the check into a module-level one.
+			r.step("push: note: the %s binary is stripped (-ldflags -s): govulncheck cannot see which functions are linked in, so every known vulnerability of its Go version and modules counts; build without -s (as the Dockerfile does) for symbol-level findings", p)
 		}
 		// The database answered the probe; a stall mid-scan must still end.
 		scanCtx, cancel := context.WithTimeout(ctx, scanLimit)

@@ -49,18 +49,22 @@ type Finding struct {
 	Package string // import path, when known
 	Found   string // version in the binary
 	Fixed   string // first fixed version; "" when there is no fix
-	Symbol  string // affected function the binary contains; "" when none
+	// Affected functions the binary contains, sorted, as package.Func or
+	// package.Type.Method; none when the vulnerable code is not linked in.
+	Symbols []string
 }
 
 // Affects reports whether the binary contains an affected symbol:
 // govulncheck's own line between "your code is affected" and "a module
-// you use has a vulnerability in code you do not use". For a stripped
-// binary (go build -ldflags=-s, as the Dockerfile builds) govulncheck
-// cannot see which symbols are linked in and reports every vulnerable
-// symbol of the modules in the build info (golang.org/x/vuln
-// internal/vulncheck/binary.go, allKnownVulnerableSymbols): the check is
+// you use has a vulnerability in code you do not use". It reads the
+// linked functions from the binary's symbol table and line table
+// (golang.org/x/vuln internal/buildinfo/additions_scan.go,
+// ExtractPackagesAndSymbols), so the Dockerfile keeps the symbol table
+// (-ldflags -w, no -s). For a stripped binary (-s) it cannot see them and
+// reports every vulnerable symbol of the modules in the build info
+// (internal/vulncheck/binary.go, allKnownVulnerableSymbols): the check is
 // then at module precision and errs on the side of failing.
-func (f Finding) Affects() bool { return f.Symbol != "" }
+func (f Finding) Affects() bool { return len(f.Symbols) > 0 }
 
 // Affected reports whether any finding affects the binary.
 func Affected(fs []Finding) bool { return slices.ContainsFunc(fs, Finding.Affects) }
@@ -135,7 +139,7 @@ type message struct {
 }
 
 // Stripped reports whether the ELF binary at path has no symbol table, so
-// that Scan matches at module precision (see Finding.Affects).
+// that Scan matches at module precision, not symbol (see Finding.Affects).
 func Stripped(path string) (bool, error) {
 	f, err := elf.Open(path)
 	if err != nil {
@@ -196,17 +200,21 @@ func parse(r io.Reader) ([]Finding, error) {
 		}
 		if fr.Function != "" {
 			sym := fr.Function
+			if sym == fr.Package+"/*" { // a stripped binary: the whole package (allKnownVulnerableSymbols)
+				sym = "*"
+			}
 			if fr.Receiver != "" {
 				sym = fr.Receiver + "." + sym
 			}
 			sym = lastElem(fr.Package) + "." + sym
-			if !slices.Contains(strings.Split(f.Symbol, ", "), sym) {
-				f.Symbol = strings.TrimPrefix(f.Symbol+", "+sym, ", ")
+			if !slices.Contains(f.Symbols, sym) {
+				f.Symbols = append(f.Symbols, sym)
 			}
 		}
 	}
 	out := make([]Finding, 0, len(order))
 	for _, id := range order {
+		slices.Sort(byID[id].Symbols) // govulncheck emits them in map order
 		out = append(out, *byID[id])
 	}
 	return out, nil
@@ -218,6 +226,11 @@ func lastElem(p string) string {
 	}
 	return p
 }
+
+// tableSymbols is how many affected symbols a table row names: an entry
+// that lists no symbols affects its whole package, and govulncheck then
+// reports every function of it the binary links (hundreds for net).
+const tableSymbols = 3
 
 // Table prints findings, one row each, under a header; "none" for no
 // findings. Rows without an affected symbol are in the binary's modules
@@ -237,12 +250,15 @@ func Table(w io.Writer, platform string, fs []Finding) {
 				what = f.Module + " " + f.Package
 			}
 		}
-		fixed, sym := f.Fixed, f.Symbol
+		fixed := f.Fixed
 		if fixed == "" {
 			fixed = "(no fix)"
 		}
-		if sym == "" {
-			sym = "(not in the binary's code)"
+		sym := "(not in the binary's code)"
+		if n := len(f.Symbols); n > tableSymbols {
+			sym = fmt.Sprintf("%s and %d more", strings.Join(f.Symbols[:tableSymbols], ", "), n-tableSymbols)
+		} else if n > 0 {
+			sym = strings.Join(f.Symbols, ", ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", platform, f.OSV, what, f.Found, fixed, sym)
 	}
