@@ -15,12 +15,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci"
 	"github.com/example/sidecar/ci/imagesize"
 )
 
-// defaultSizeBudget is the pipeline's default SIZE_BUDGET: the largest
-// allowed image, uncompressed as `docker images` reports it.
-const defaultSizeBudget = "50MB"
+// defaultSizeBudget is the pipeline's default SIZE_BUDGET (its one owner is
+// ci.Vars): the largest allowed image, uncompressed as `docker images`
+// reports it.
+func defaultSizeBudget(t *testing.T) string {
+	t.Helper()
+	for _, v := range ci.Vars() {
+		if v.Name == "SIZE_BUDGET" {
+			return v.Default
+		}
+	}
+	t.Fatal("ci.Vars has no SIZE_BUDGET")
+	return ""
+}
 
 // sizeBudget reads SIZE_BUDGET as the pipeline does, so both check the same
 // limit.
@@ -28,7 +39,7 @@ func sizeBudget(t *testing.T) int64 {
 	t.Helper()
 	v := os.Getenv("SIZE_BUDGET")
 	if v == "" {
-		v = defaultSizeBudget
+		v = defaultSizeBudget(t)
 	}
 	n, err := imagesize.ParseSize(v)
 	if err != nil {
