@@ -179,6 +179,19 @@ func TestBinaryPortInUse(t *testing.T) {
 	}
 }
 
+// dialForward connects to the forward on listen, with every read and
+// write bounded by safety; closed when the test ends.
+func dialForward(t *testing.T, listen string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(safety))
+	return c
+}
+
 // SIGTERM with a transfer in flight: the sidecar turns unhealthy and stops
 // accepting at once, the transfer completes, and the process exits 0.
 func TestBinaryDrainOnSIGTERM(t *testing.T) {
@@ -187,12 +200,7 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
 
-	c, err := net.Dial("tcp", "127.0.0.1:"+listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(safety))
+	c := dialForward(t, listen)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	half := len(data) / 2
 	if _, err := c.Write(data[:half]); err != nil {
@@ -253,12 +261,7 @@ func TestBinarySecondSignalStopsAtOnce(t *testing.T) {
 			}
 			p := startSidecar(t, cmd, env)
 			waitHealthyBinary(t, env, p, 0)
-			c, err := net.Dial("tcp", "127.0.0.1:"+listen)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(safety))
+			c := dialForward(t, listen)
 			if _, err := c.Write([]byte("x")); err != nil {
 				t.Fatal(err)
 			}
