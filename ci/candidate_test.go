@@ -143,6 +143,18 @@ func TestPushDocumentsAnUndocumentedCandidate(t *testing.T) {
 		t.Errorf("not attached before the promotion:\n%s", log)
 	}
 	assertSecretHidden(t, fe, ecrSrv.Password)
+
+	// A re-run accepts the documents now attached: nothing new.
+	if err := os.RemoveAll(filepath.Join(fe.dir, "dist")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("second Push: %v\nlog:\n%s", err, fe.log)
+	}
+	if _, n := attached(t, ecrSrv, cand); n != 3 {
+		t.Errorf("%d referrers after a re-run, want 3", n)
+	}
+	checkCandidateDocuments(t, fe, ecrSrv, cand, plats)
 }
 
 // A candidate whose files cannot be read (here: ECR lists it, the

@@ -336,13 +336,14 @@ func prePushed(t *testing.T, ecrSrv *ecrtest.Server, tag, build string) string {
 	return ecrSrv.PushImage("sidecar", tag, "application/vnd.oci.image.index.v1+json", []byte(idx))
 }
 
-// pushedCandidate pushes to the stand-in, under tag, a real image index
-// an earlier run built for the commit, holding files per platform, and
-// returns its digest and its platform manifests' (amd64, arm64).
+// pushedCandidate pushes to the stand-in, under tag, a real image an
+// earlier run built for the commit, holding files per platform (an index
+// for several, a manifest for one), and returns its digest and its
+// platform manifests' (amd64 first).
 func pushedCandidate(t *testing.T, ecrSrv *ecrtest.Server, tag string, files map[string]map[string][]byte) (string, []string) {
 	t.Helper()
 	var imgs []imagesizetest.Image
-	for _, p := range []string{"linux/amd64", "linux/arm64"} {
+	for _, p := range slices.Sorted(maps.Keys(files)) {
 		gz, n := layerOf(p, files[p])
 		imgs = append(imgs, imagesizetest.Image{Platform: p, LayerBytes: []int{3000}, FilesGz: gz, FilesContent: n, Files: files[p]})
 	}
@@ -361,13 +362,21 @@ func pushedCandidate(t *testing.T, ecrSrv *ecrtest.Server, tag string, files map
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := ecrSrv.PushImage("sidecar", tag, typ, top)
+	if len(files) == 1 {
+		return d, []string{d}
+	}
 	var idx struct {
 		Manifests []struct{ Digest string } `json:"manifests"`
 	}
-	if err := json.Unmarshal(top, &idx); err != nil || len(idx.Manifests) != 2 {
+	if err := json.Unmarshal(top, &idx); err != nil || len(idx.Manifests) != len(files) {
 		t.Fatalf("candidate index: %v %s", err, top)
 	}
-	return ecrSrv.PushImage("sidecar", tag, typ, top), []string{idx.Manifests[0].Digest, idx.Manifests[1].Digest}
+	var plats []string
+	for _, m := range idx.Manifests {
+		plats = append(plats, m.Digest)
+	}
+	return d, plats
 }
 
 // olderGo is the Go version earlierFiles' binaries claim.
@@ -818,6 +827,39 @@ func TestPushSinglePlatform(t *testing.T) {
 		t.Error(err)
 	}
 	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.0.0"] != fe.digest {
+		t.Errorf("tags %v", repo.Tags)
+	}
+}
+
+// A single-platform commit already in ECR (a plain manifest) is read back
+// and documented as its platform, named by its config.
+func TestPushSinglePlatformCandidate(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	host := "linux/" + runtime.GOARCH
+	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	gitTag(t, fe.dir, "v5.1.0")
+	short := gitHead(t, fe.dir)[:12]
+	files := earlierFiles(t)
+	cand, _ := pushedCandidate(t, ecrSrv, short, map[string]map[string][]byte{host: files[host]})
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	docs, n := attached(t, ecrSrv, cand)
+	if n != 2 {
+		t.Errorf("%d referrers, want an SBOM and the provenance", n)
+	}
+	f, ok := docs[sbomTitle(host)]
+	if !ok {
+		t.Fatalf("no %s attached: %v", sbomTitle(host), slices.Collect(mapKeys(docs)))
+	}
+	if err := sbom.Verify(f.Payload, cand, files[host][binaryPath]); err != nil {
+		t.Error(err)
+	}
+	if f.Annotations[platformAnnotation] != host {
+		t.Errorf("SBOM annotated %v", f.Annotations)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.1.0"] != cand {
 		t.Errorf("tags %v", repo.Tags)
 	}
 }
