@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	spdxjson "github.com/spdx/tools-golang/json"
 
+	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
@@ -309,4 +310,61 @@ func runtimeMinor() string {
 	major, rest, _ := strings.Cut(strings.TrimPrefix(runtime.Version(), "go"), ".")
 	minor, _, _ := strings.Cut(rest, ".")
 	return "go" + major + "." + minor
+}
+
+// checkAttached accepts only a document that is one of ours for this
+// image.
+func TestCheckAttached(t *testing.T) {
+	files := sidecarFiles(t)
+	const index, amd, arm = "sha256:1000000000000000000000000000000000000000000000000000000000000000",
+		"sha256:2000000000000000000000000000000000000000000000000000000000000000",
+		"sha256:3000000000000000000000000000000000000000000000000000000000000000"
+	pushed := ecr.Pushed{Digest: index, Platforms: []ecr.Manifest{{Platform: "linux/amd64", Digest: amd}, {Platform: "linux/arm64", Digest: arm}}}
+	sbomOf := func(plat, digest string) []byte {
+		doc, err := sbom.Build(sbom.Input{Name: "sidecar", Version: "dev", Platform: plat, Image: "host/sidecar@" + digest,
+			Binary: files[plat][binaryPath], BinaryPath: binaryPath})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := sbom.JSON(doc)
+		return b
+	}
+	provOf := func(digests ...string) []byte {
+		var subj []provenance.Subject
+		for _, d := range digests {
+			subj = append(subj, provenance.Subject{Name: "host/sidecar", Digest: d})
+		}
+		st, err := provenance.Build(provenance.Input{Subjects: subj, Source: provenance.Source{Repository: "https://github.com/example/sidecar", Commit: "0123456789abcdef0123456789abcdef01234567", Ref: "refs/heads/main"},
+			Builder: provenance.Builder{ID: "https://example.com/builder"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := provenance.JSON(st)
+		return b
+	}
+	amdSBOM := referrers.Artifact{ArtifactType: sbom.MediaType, Title: sbomTitle("linux/amd64"), Annotations: map[string]string{platformAnnotation: "linux/amd64"}}
+	prov := referrers.Artifact{ArtifactType: provenance.MediaType, Title: provenanceTitle}
+	for _, tc := range []struct {
+		name string
+		want referrers.Artifact
+		f    referrers.Found
+		err  string // "" accepted
+	}{
+		{"our amd64 SBOM", amdSBOM, referrers.Found{ArtifactType: sbom.MediaType, Annotations: amdSBOM.Annotations, Payload: sbomOf("linux/amd64", amd)}, ""},
+		{"{} as the SBOM", amdSBOM, referrers.Found{ArtifactType: sbom.MediaType, Annotations: amdSBOM.Annotations, Payload: []byte("{}")}, "not SPDX"},
+		{"the arm64 SBOM under the amd64 title", amdSBOM, referrers.Found{ArtifactType: sbom.MediaType, Annotations: amdSBOM.Annotations, Payload: sbomOf("linux/arm64", arm)}, "does not describe"},
+		{"annotated for another platform", amdSBOM, referrers.Found{ArtifactType: sbom.MediaType, Annotations: map[string]string{platformAnnotation: "linux/arm64"}, Payload: sbomOf("linux/amd64", amd)}, "annotated for platform"},
+		{"a provenance under the SBOM title", amdSBOM, referrers.Found{ArtifactType: provenance.MediaType, Annotations: amdSBOM.Annotations, Payload: provOf(index, amd, arm)}, "artifact type"},
+		{"our provenance", prov, referrers.Found{ArtifactType: provenance.MediaType, Payload: provOf(index, amd, arm)}, ""},
+		{"{} as the provenance", prov, referrers.Found{ArtifactType: provenance.MediaType, Payload: []byte("{}")}, "not an in-toto"},
+		{"provenance of another index", prov, referrers.Found{ArtifactType: provenance.MediaType, Payload: provOf(arm, amd)}, "lack " + index},
+		{"provenance without a platform", prov, referrers.Found{ArtifactType: provenance.MediaType, Payload: provOf(index, amd)}, "lack " + arm},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkAttached(tc.f, tc.want, pushed, files)
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("checkAttached = %v, want %q", err, tc.err)
+			}
+		})
+	}
 }
