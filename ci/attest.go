@@ -6,14 +6,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
+	"dagger.io/dagger"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
 	"github.com/example/sidecar/ci/sbom"
@@ -26,60 +29,88 @@ const distDir = "dist"
 // platformAnnotation names the platform an SBOM referrer describes.
 const platformAnnotation = "com.example.sidecar.platform"
 
+// provenanceTitle is the provenance's file name in dist/ and on its
+// referrer.
+const provenanceTitle = "provenance.intoto.json"
+
+func sbomTitle(platform string) string {
+	return "sbom-" + strings.ReplaceAll(platform, "/", "-") + ".spdx.json"
+}
+
+// removeDocuments deletes the release documents an earlier run left in
+// dist/, so it holds only this run's (other files there are not ours).
+func removeDocuments(dist string) error {
+	old, err := filepath.Glob(filepath.Join(dist, "sbom-*.spdx.json"))
+	if err != nil {
+		return err
+	}
+	for _, f := range append(old, filepath.Join(dist, provenanceTitle)) {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove the earlier run's %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
 // attest writes an SBOM per platform and the build provenance to dist/ and
-// attaches them to the pushed image index in ECR as OCI referrers. built
-// says this run pushed the index; when an earlier run did (a commit
-// already in ECR), its attached documents stand and are copied to dist/
-// instead, so nothing describes an image it was not built from (and
-// re-runs do not pile up referrers).
-func (r *Runner) attest(ctx context.Context, img *Image, reg *ecr.Registry, pushed ecr.Pushed, src source, built bool) error {
+// attaches them to the pushed image index in ECR as OCI referrers. files
+// are the image's own (the candidate's, when an earlier run pushed it).
+// built says this run pushed the index; when an earlier run did, the
+// documents already attached to it stand, each checked (parsed, and
+// describing this image) and copied to dist/, and only the missing or
+// unusable ones are made and attached (re-runs do not pile up referrers,
+// and a partial attach is completed).
+func (r *Runner) attest(ctx context.Context, files imagefiles.Files, engine dagger.Platform, reg *ecr.Registry, pushed ecr.Pushed, src source, built bool) error {
 	dist := filepath.Join(r.Config.Dir, distDir)
 	if err := os.MkdirAll(dist, 0o755); err != nil {
 		return fmt.Errorf("SBOM and provenance: %w", err)
 	}
-	auth := &authn.Basic{Username: reg.Username, Password: reg.Password()}
+	auth := registryAuth(reg)
+	docs, err := r.documents(files, engine, reg, pushed, src)
+	if err != nil {
+		return err
+	}
+	have := map[string]referrers.Found{} // title -> the attached document that stands
 	if !built {
 		found, err := referrers.List(ctx, reg.URI, pushed.Digest, "", auth)
 		if err != nil {
 			return fmt.Errorf("read the SBOM and provenance attached to %s: %w", pushed.Digest, err)
 		}
-		n := 0
 		for _, f := range found {
-			if (f.ArtifactType != sbom.MediaType && f.ArtifactType != provenance.MediaType) || f.Title == "" || filepath.Base(f.Title) != f.Title {
+			i := slices.IndexFunc(docs, func(d referrers.Artifact) bool { return d.Title == f.Title })
+			if _, dup := have[f.Title]; i < 0 || dup {
+				continue // not one of the release's documents, or one already found
+			}
+			if err := checkAttached(f, docs[i], pushed, files); err != nil {
+				r.step("push: WARNING: %s attached to %s (%s) is not accepted: %v; a new one is attached", f.Title, pushed.Digest, f.Digest, err)
 				continue
 			}
-			if err := os.WriteFile(filepath.Join(dist, f.Title), f.Payload, 0o644); err != nil {
-				return err
-			}
-			r.step("push: %s is attached to %s (%s); copied to %s", f.Title, pushed.Digest, f.Digest, filepath.Join(distDir, f.Title))
-			n++
+			have[f.Title] = f
 		}
-		switch {
-		case n > 0:
-			return nil
-		case pushed.Digest != img.Digest:
-			r.step("push: WARNING: no SBOM or provenance is attached to %s (pushed before this pipeline attached them); "+
-				"none made from this rebuild, which is not that image", pushed.Digest)
-			return nil
-		}
-		// Nothing attached yet, and this build is byte for byte the pushed image.
-	}
-
-	docs, err := r.documents(img, reg, pushed, src)
-	if err != nil {
-		return err
 	}
 	subject := v1.Descriptor{MediaType: types.MediaType(pushed.MediaType), Size: pushed.Size}
 	if subject.Digest, err = v1.NewHash(pushed.Digest); err != nil {
 		return fmt.Errorf("pushed digest %q: %w", pushed.Digest, err)
 	}
+	var missing []referrers.Artifact
 	for _, d := range docs {
+		if f, ok := have[d.Title]; ok {
+			if err := os.WriteFile(filepath.Join(dist, d.Title), f.Payload, 0o644); err != nil {
+				return err
+			}
+			r.step("push: %s is attached to %s (%s); copied to %s", f.Title, pushed.Digest, f.Digest, filepath.Join(distDir, f.Title))
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(dist, d.Title), d.Payload, 0o644); err != nil {
 			return err
 		}
 		r.step("push: wrote %s", filepath.Join(distDir, d.Title))
+		missing = append(missing, d)
 	}
-	for _, d := range docs {
+	if !built && len(missing) > 0 {
+		r.step("push: %s lacks %d of its %d documents: made from its own files and attached", pushed.Digest, len(missing), len(docs))
+	}
+	for _, d := range missing {
 		h, err := referrers.Attach(ctx, reg.URI, subject, d, auth)
 		if err != nil {
 			return fmt.Errorf("attach %s to %s (the documents are in %s/): %w", d.Title, pushed.Digest, distDir, err)
@@ -89,8 +120,54 @@ func (r *Runner) attest(ctx context.Context, img *Image, reg *ecr.Registry, push
 	return nil
 }
 
-// documents builds the SBOM of every platform and the provenance.
-func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src source) ([]referrers.Artifact, error) {
+// checkAttached accepts a document found attached to the image only if it
+// is the kind want is and parses as one that describes this image: an
+// SBOM of want's platform listing that platform's binary, or a provenance
+// statement whose subjects are the index and every platform manifest.
+func checkAttached(f referrers.Found, want referrers.Artifact, pushed ecr.Pushed, files imagefiles.Files) error {
+	if f.ArtifactType != want.ArtifactType {
+		return fmt.Errorf("artifact type %q, want %s", f.ArtifactType, want.ArtifactType)
+	}
+	if want.ArtifactType == sbom.MediaType {
+		plat := want.Annotations[platformAnnotation]
+		if got := f.Annotations[platformAnnotation]; got != plat {
+			return fmt.Errorf("annotated for platform %q, want %s", got, plat)
+		}
+		i := slices.IndexFunc(pushed.Platforms, func(m ecr.Manifest) bool { return m.Platform == plat })
+		if i < 0 {
+			return fmt.Errorf("the image has no %s manifest", plat)
+		}
+		return sbom.Verify(f.Payload, pushed.Platforms[i].Digest, files[plat][binaryPath])
+	}
+	st, _, err := provenance.Parse(f.Payload)
+	if err != nil {
+		return fmt.Errorf("not an in-toto SLSA provenance statement: %w", err)
+	}
+	subjects := map[string]bool{}
+	for _, s := range st.GetSubject() {
+		for alg, hex := range s.GetDigest() {
+			subjects[alg+":"+hex] = true
+		}
+	}
+	for _, d := range append([]string{pushed.Digest}, platformDigests(pushed)...) {
+		if !subjects[d] {
+			return fmt.Errorf("its subjects lack %s", d)
+		}
+	}
+	return nil
+}
+
+func platformDigests(pushed ecr.Pushed) []string {
+	var ds []string
+	for _, m := range pushed.Platforms {
+		ds = append(ds, m.Digest)
+	}
+	return ds
+}
+
+// documents builds the SBOM of every platform and the provenance from the
+// image's files.
+func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, reg *ecr.Registry, pushed ecr.Pushed, src source) ([]referrers.Artifact, error) {
 	bases := baseImages(r.Config)
 	created, err := time.Parse(time.RFC3339, src.created)
 	if err != nil {
@@ -98,16 +175,16 @@ func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src
 	}
 	var docs []referrers.Artifact
 	for _, m := range pushed.Platforms {
-		files, ok := img.Files[m.Platform]
-		if !ok || files[binaryPath] == nil {
-			return nil, fmt.Errorf("SBOM: the built image has no %s for %s", binaryPath, m.Platform)
+		pf, ok := files[m.Platform]
+		if !ok || pf[binaryPath] == nil {
+			return nil, fmt.Errorf("SBOM: the image has no %s for %s", binaryPath, m.Platform)
 		}
-		if files[apkDBPath] == nil {
+		if pf[apkDBPath] == nil {
 			r.step("push: note: the %s image has no %s: the SBOM lists no OS packages", m.Platform, apkDBPath)
 		}
 		doc, err := sbom.Build(sbom.Input{
 			Name: reg.Repository, Version: src.version, Revision: src.revision, Platform: m.Platform,
-			Image: reg.URI + "@" + m.Digest, Binary: files[binaryPath], BinaryPath: binaryPath, APKInstalled: files[apkDBPath],
+			Image: reg.URI + "@" + m.Digest, Binary: pf[binaryPath], BinaryPath: binaryPath, APKInstalled: pf[apkDBPath],
 			BaseImages: bases, Created: created,
 		})
 		if err != nil {
@@ -118,7 +195,7 @@ func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src
 			return nil, err
 		}
 		docs = append(docs, referrers.Artifact{
-			ArtifactType: sbom.MediaType, Payload: b, Title: "sbom-" + strings.ReplaceAll(m.Platform, "/", "-") + ".spdx.json",
+			ArtifactType: sbom.MediaType, Payload: b, Title: sbomTitle(m.Platform),
 			Annotations: map[string]string{platformAnnotation: m.Platform, "org.opencontainers.image.created": created.UTC().Format(time.RFC3339)},
 		})
 	}
@@ -130,7 +207,7 @@ func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src
 		plats = append(plats, m.Platform)
 	}
 	args := map[string]string{}
-	for _, a := range buildArgs(r.Config, src, img.Engine) {
+	for _, a := range buildArgs(r.Config, src, engine) {
 		args[a.Name] = a.Value
 	}
 	var deps []provenance.BaseImage
@@ -152,7 +229,7 @@ func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src
 	if err != nil {
 		return nil, err
 	}
-	docs = append(docs, referrers.Artifact{ArtifactType: provenance.MediaType, Payload: b, Title: "provenance.intoto.json",
+	docs = append(docs, referrers.Artifact{ArtifactType: provenance.MediaType, Payload: b, Title: provenanceTitle,
 		Annotations: map[string]string{"org.opencontainers.image.created": time.Now().UTC().Format(time.RFC3339)}})
 	return docs, nil
 }

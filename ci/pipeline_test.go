@@ -643,7 +643,7 @@ func TestPushReleasesThePushedCommitImage(t *testing.T) {
 	fe := newPushEngine(t, ecrSrv, nil)
 	gitTag(t, fe.dir, "v1.5.0")
 	short := gitHead(t, fe.dir)[:12]
-	mainBuild := prePushed(t, ecrSrv, short, "main")
+	mainBuild, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -678,7 +678,7 @@ func TestPushRerunKeepsThePushedCommitImage(t *testing.T) {
 	ecrSrv := pushEnv(t, &immutable)
 	fe := newPushEngine(t, ecrSrv, nil)
 	short := gitHead(t, fe.dir)[:12]
-	first := prePushed(t, ecrSrv, short, "first run")
+	first, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)

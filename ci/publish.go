@@ -3,26 +3,40 @@ package ci
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"dagger.io/dagger"
 
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/imagefiles"
 )
 
-// publish releases the tested multi-platform image in three steps:
+// publish releases the tested multi-platform image in five steps:
 //
-//  1. candidate: push it under the commit tag (unless the commit is in
-//     ECR already, whose image then stands);
-//  2. gate: wait for ECR's scan of every platform manifest and stop on
+//  1. check: govulncheck the binaries of the image to be released: this
+//     build, or, when the commit is in ECR already (whose image then
+//     stands: a rebuild is not byte-identical, so it is not pushed), that
+//     image's, read back from ECR;
+//  2. candidate: push this build under the commit tag (unless the commit
+//     is in ECR already);
+//  3. documents: attach an SBOM per platform and the provenance to the
+//     candidate and write them to dist/; a candidate already in ECR keeps
+//     the valid ones it has and gets the missing ones, made from its own
+//     files;
+//  4. gate: wait for ECR's scan of every platform manifest and stop on
 //     findings at or above SCAN_FAIL_ON;
-//  3. attach the SBOM and provenance to the candidate (and write them to
-//     dist/), then promote: put the version tag and latest on it with
+//  5. promote: put the version tag and latest on the candidate with
 //     PutImage (no second push).
 //
 // It decides for every tag before pushing any, so a conflict pushes
-// nothing; a failed gate leaves the commit tag as an unreleased candidate.
+// nothing; a stop after the candidate leaves the commit tag as an
+// unreleased candidate, documented, so a released tag never lacks its
+// SBOM and provenance.
 func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image, reg *ecr.Registry, tags []string, src source) error {
+	if err := removeDocuments(filepath.Join(r.Config.Dir, distDir)); err != nil {
+		return err
+	}
 	r.step("push: checking tags %s in %s", strings.Join(tags, ", "), reg.URI)
 	existing, err := reg.Lookup(ctx, tags)
 	if err != nil {
@@ -33,46 +47,72 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 		return fmt.Errorf("push refused (nothing pushed): %w", err)
 	}
 	commit := tags[0]
-	candidate, ok := plan.Skip[commit]
-	built := false // this run pushed the candidate
-	switch {
-	case ok && plan.Released:
-		// A rebuild is not byte-identical; the commit's pushed image stands.
-		r.step("push: commit %s already in ECR as %s; this rebuild (%s) is not pushed", commit, candidate, orUnknown(img.Digest))
-	case ok:
-		r.step("push: %s already at %s: skipped", reg.Ref(commit), candidate)
-	default:
-		if candidate, err = r.pushCandidate(ctx, client, img, reg, commit, plan.Moves[commit]); err != nil {
-			return err
-		}
-		built = true
-	}
-	fmt.Fprintln(r.out(), reg.Ref(commit)+"@"+candidate)
-
-	var promote []string
+	var promote, already []string
 	for _, tag := range tags[1:] {
-		if d, ok := plan.Skip[tag]; ok {
-			r.step("push: %s already at %s: skipped", reg.Ref(tag), d)
-			fmt.Fprintln(r.out(), reg.Ref(tag)+"@"+d)
+		if _, ok := plan.Skip[tag]; ok {
+			already = append(already, tag)
 		} else {
 			promote = append(promote, tag)
 		}
 	}
+	held := heldBack(reg, commit, promote, already)
 
-	pushed, err := reg.Describe(ctx, candidate)
-	if err != nil {
+	candidate, reused := plan.Skip[commit]
+	var pushed ecr.Pushed
+	files, docSrc := img.Files, src
+	if reused {
+		if plan.Released {
+			r.step("push: commit %s already in ECR as %s; this rebuild (%s) is not pushed", commit, candidate, orUnknown(img.Digest))
+		} else {
+			r.step("push: %s already at %s: skipped", reg.Ref(commit), candidate)
+		}
+		if pushed, err = reg.Describe(ctx, candidate); err != nil {
+			return err
+		}
+		if candidate != img.Digest { // not this build: read the candidate itself
+			c, err := r.pullCandidate(ctx, reg, pushed, src)
+			if err != nil {
+				return fmt.Errorf("release refused: the commit's image %s@%s in ECR is what this run releases, but its files "+
+					"could not be read to check it and to make its SBOM and provenance: %w; %s. "+
+					"Check that the ECR login may pull (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer), or delete that image "+
+					"(aws ecr batch-delete-image --repository-name %s --image-ids imageTag=%s) and run again, so that the run pushes and documents its own build",
+					reg.URI, candidate, err, held, reg.Repository, commit)
+			}
+			files, docSrc = c.files, c.src
+		}
+		namePlatform(&pushed, files)
+		if err := r.vulnCheck(ctx, files, platformNames(pushed), "the commit's image "+reg.URI+"@"+candidate, held); err != nil {
+			return err
+		}
+	} else {
+		var plats []string
+		for _, p := range img.Platforms {
+			plats = append(plats, string(p))
+		}
+		if err := r.vulnCheck(ctx, img.Files, plats, "this build "+orUnknown(img.Digest), "nothing pushed"); err != nil {
+			return err
+		}
+		if candidate, err = r.pushCandidate(ctx, client, img, reg, commit, plan.Moves[commit]); err != nil {
+			return err
+		}
+		if pushed, err = reg.Describe(ctx, candidate); err != nil {
+			return err
+		}
+		namePlatform(&pushed, files)
+	}
+	fmt.Fprintln(r.out(), reg.Ref(commit)+"@"+candidate)
+	for _, tag := range already {
+		r.step("push: %s already at %s: skipped", reg.Ref(tag), plan.Skip[tag])
+		fmt.Fprintln(r.out(), reg.Ref(tag)+"@"+plan.Skip[tag])
+	}
+
+	// Before the gate: a candidate the gate (or a timeout) stops is
+	// documented too, so no later run can promote an undocumented image.
+	if err := r.attest(ctx, files, img.Engine, reg, pushed, docSrc, !reused); err != nil {
+		return fmt.Errorf("%w; %s", err, held)
+	}
+	if err := r.scanGate(ctx, reg, pushed, held); err != nil {
 		return err
-	}
-	if len(pushed.Platforms) == 1 && pushed.Platforms[0].Digest == pushed.Digest && len(img.Platforms) == 1 {
-		// A single-platform push: a plain manifest, which names no platform.
-		pushed.Platforms[0].Platform = string(img.Platforms[0])
-	}
-	if err := r.scanGate(ctx, reg, pushed, commit, promote); err != nil {
-		return err
-	}
-	// Before promotion: a released tag never lacks its SBOM and provenance.
-	if err := r.attest(ctx, img, reg, pushed, src, built); err != nil {
-		return fmt.Errorf("%w; %s stays as an unreleased candidate", err, reg.Ref(commit))
 	}
 	for _, tag := range promote {
 		if old, ok := plan.Moves[tag]; ok {
@@ -88,6 +128,37 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 		r.step("push: every tag already points at the commit's image")
 	}
 	return nil
+}
+
+// heldBack says what a stop before promotion leaves undone, by what this
+// run was to move.
+func heldBack(reg *ecr.Registry, commit string, promote, already []string) string {
+	switch {
+	case len(promote) > 0:
+		return fmt.Sprintf("%s stays as an unreleased candidate; %s not moved", reg.Ref(commit), strings.Join(promote, " and "))
+	case len(already) > 0:
+		return fmt.Sprintf("%s already pointed at the commit's image %s before this run; no tag was moved", strings.Join(already, " and "), reg.Ref(commit))
+	default:
+		return fmt.Sprintf("%s stays in ECR; this run had no version tag or latest to move (no v* tag on HEAD, PUSH_LATEST=false)", reg.Ref(commit))
+	}
+}
+
+// namePlatform names the platform of a single-platform image (a plain
+// manifest, which names none) from its files.
+func namePlatform(pushed *ecr.Pushed, files imagefiles.Files) {
+	if len(pushed.Platforms) == 1 && pushed.Platforms[0].Digest == pushed.Digest && len(files) == 1 {
+		for p := range files {
+			pushed.Platforms[0].Platform = p
+		}
+	}
+}
+
+func platformNames(pushed ecr.Pushed) []string {
+	var ps []string
+	for _, m := range pushed.Platforms {
+		ps = append(ps, m.Platform)
+	}
+	return ps
 }
 
 // pushCandidate publishes the image under the commit tag and returns the
@@ -125,14 +196,9 @@ func (r *Runner) pushCandidate(ctx context.Context, client *dagger.Client, img *
 
 // scanGate waits for ECR's scan of every platform manifest of the
 // candidate (an index itself is not scanned) and fails on findings at or
-// above SCAN_FAIL_ON. A repository that does not scan skips the gate with
+// above SCAN_FAIL_ON; candidate says what a failure holds back. A repository that does not scan skips the gate with
 // a warning; a scan that fails or times out is an error, not a pass.
-func (r *Runner) scanGate(ctx context.Context, reg *ecr.Registry, pushed ecr.Pushed, commit string, promote []string) error {
-	held := "the version and latest tags were not moved"
-	if len(promote) > 0 {
-		held = strings.Join(promote, " and ") + " not moved"
-	}
-	candidate := fmt.Sprintf("%s stays as an unreleased candidate; %s", reg.Ref(commit), held)
+func (r *Runner) scanGate(ctx context.Context, reg *ecr.Registry, pushed ecr.Pushed, candidate string) error {
 	setting, err := reg.ScanSetting(ctx)
 	if err != nil {
 		return fmt.Errorf("scan gate: %w; %s", err, candidate)

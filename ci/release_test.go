@@ -5,7 +5,9 @@ package ci
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -102,11 +104,17 @@ func untar(file, dir string) error {
 // pushLayout pushes the export's image to the stand-in's registry under
 // ref with the ECR login, as the engine's publish does.
 func (fe *fakeEngine) pushLayout(ecrSrv *ecrtest.Server, ref string) error {
+	return pushLayoutDir(ecrSrv, fe.layout, ref)
+}
+
+// pushLayoutDir pushes the image of the OCI layout in dir to the
+// stand-in's registry under ref.
+func pushLayoutDir(ecrSrv *ecrtest.Server, dir, ref string) error {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return err
 	}
-	ii, err := layout.ImageIndexFromPath(fe.layout)
+	ii, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
 		return err
 	}
@@ -328,6 +336,87 @@ func prePushed(t *testing.T, ecrSrv *ecrtest.Server, tag, build string) string {
 	return ecrSrv.PushImage("sidecar", tag, "application/vnd.oci.image.index.v1+json", []byte(idx))
 }
 
+// pushedCandidate pushes to the stand-in, under tag, a real image an
+// earlier run built for the commit, holding files per platform (an index
+// for several, a manifest for one), and returns its digest and its
+// platform manifests' (amd64 first).
+func pushedCandidate(t *testing.T, ecrSrv *ecrtest.Server, tag string, files map[string]map[string][]byte) (string, []string) {
+	t.Helper()
+	var imgs []imagesizetest.Image
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		gz, n := layerOf(p, files[p])
+		imgs = append(imgs, imagesizetest.Image{Platform: p, LayerBytes: []int{3000}, FilesGz: gz, FilesContent: n, Files: files[p]})
+	}
+	tarball := filepath.Join(t.TempDir(), "candidate.tar")
+	if _, err := imagesizetest.Write(tarball, imgs...); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "layout")
+	if err := untar(tarball, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := pushLayoutDir(ecrSrv, dir, ecrSrv.Host()+"/sidecar:"+tag); err != nil {
+		t.Fatal(err)
+	}
+	typ, top, err := topManifest(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ecrSrv.PushImage("sidecar", tag, typ, top)
+	if len(files) == 1 {
+		return d, []string{d}
+	}
+	var idx struct {
+		Manifests []struct{ Digest string } `json:"manifests"`
+	}
+	if err := json.Unmarshal(top, &idx); err != nil || len(idx.Manifests) != len(files) {
+		t.Fatalf("candidate index: %v %s", err, top)
+	}
+	var plats []string
+	for _, m := range idx.Manifests {
+		plats = append(plats, m.Digest)
+	}
+	return d, plats
+}
+
+// olderGo is the Go version earlierFiles' binaries claim.
+func olderGo() string {
+	v := strings.TrimPrefix(runtime.Version(), "go")
+	major, rest, _ := strings.Cut(v, ".")
+	_, patch, _ := strings.Cut(rest, ".")
+	return "go" + major + ".20." + patch
+}
+
+// earlierFiles are the files of the commit's image as an earlier run
+// built them: not this run's build (a rebuild differs), here visibly so:
+// its binaries' build info says olderGo, and its apk database has an
+// older busybox. What the release reads from the candidate shows whose
+// files it read.
+func earlierFiles(t *testing.T) map[string]map[string][]byte {
+	t.Helper()
+	out := sidecarFiles(t)
+	for p, fs := range out {
+		bin := slices.Clone(fs[binaryPath])
+		magic := bytes.Index(bin, []byte("\xff Go buildinf:"))
+		if magic < 0 {
+			t.Fatalf("%s binary has no build info", p)
+		}
+		// Go 1.18+ build info: the version string inline, just after the
+		// 32-byte header; same length, so nothing else moves.
+		i := bytes.Index(bin[magic:magic+64], []byte(runtime.Version()))
+		if i < 0 || len(olderGo()) != len(runtime.Version()) {
+			t.Fatalf("%s: cannot find %s in the build info header", p, runtime.Version())
+		}
+		copy(bin[magic+i:], olderGo())
+		if bi, err := buildinfo.Read(bytes.NewReader(bin)); err != nil || bi.GoVersion != olderGo() {
+			t.Fatalf("patched build info: %v %v", bi, err)
+		}
+		db := strings.ReplaceAll(string(fs[apkDBPath]), "V:1.37.0-r19", "V:1.36.1-r0")
+		out[p] = map[string][]byte{binaryPath: bin, apkDBPath: []byte(db)}
+	}
+	return out
+}
+
 func digestOf(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:])
@@ -508,6 +597,11 @@ func TestPushScanGate(t *testing.T) {
 				if IsConfigError(err) {
 					t.Errorf("a gate failure is not a configuration error")
 				}
+				// Documented before the gate: a later run cannot promote
+				// the candidate without its documents.
+				if _, n := attached(t, ecrSrv, fe.digest); n != 3 {
+					t.Errorf("the stopped candidate has %d documents attached, want 3", n)
+				}
 				for _, w := range tc.errWant {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("error lacks %q:\n%v", w, err)
@@ -523,6 +617,52 @@ func TestPushScanGate(t *testing.T) {
 			ops := ecrSrv.Operations()
 			if i, j := slices.Index(ops, "PutImage"), lastIndex(ops, "DescribeImageScanFindings"); i >= 0 && j > i {
 				t.Errorf("a tag was promoted before the scan finished: %v", ops)
+			}
+		})
+	}
+}
+
+// The gate's message says what it held back: what this run was to move.
+func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
+	crit := ecrtest.ScanState{Status: "COMPLETE", Findings: []ecrtest.ScanFinding{{Severity: "CRITICAL", Name: "CVE-2026-1111", Package: "busybox"}}}
+	for _, tc := range []struct {
+		name    string
+		version string // a v* tag on HEAD
+		already bool   // the version tag points at the image before the run
+		want    string
+	}{
+		{"main push: nothing to promote", "", false, "this run had no version tag or latest to move"},
+		{"version tag", "v3.1.0", false, "stays as an unreleased candidate; v3.1.0 not moved"},
+		{"version tag already on the image", "v3.1.0", true, "v3.1.0 already pointed at the commit's image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+			fe := newPushEngine(t, ecrSrv, nil)
+			if tc.version != "" {
+				gitTag(t, fe.dir, tc.version)
+			}
+			if tc.already {
+				ecrSrv.PushImage("sidecar", gitHead(t, fe.dir)[:12], fe.topType, fe.top)
+				ecrSrv.SetTag("sidecar", tc.version, fe.digest)
+			}
+			for _, d := range fe.platformDigests(t) {
+				ecrSrv.ScriptScan(d, crit)
+			}
+			err := fe.runner.Push(testCtx(t))
+			if err == nil {
+				t.Fatalf("Push passed a CRITICAL finding; log:\n%s", fe.log)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error lacks %q:\n%v", tc.want, err)
+			}
+			if tc.version == "" || tc.already {
+				for _, wrong := range []string{"unreleased candidate", "not moved"} {
+					if strings.Contains(err.Error(), wrong) {
+						t.Errorf("error says %q, but nothing was to be moved:\n%v", wrong, err)
+					}
+				}
 			}
 		})
 	}
@@ -693,6 +833,39 @@ func TestPushSinglePlatform(t *testing.T) {
 		t.Error(err)
 	}
 	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.0.0"] != fe.digest {
+		t.Errorf("tags %v", repo.Tags)
+	}
+}
+
+// A single-platform commit already in ECR (a plain manifest) is read back
+// and documented as its platform, named by its config.
+func TestPushSinglePlatformCandidate(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	host := "linux/" + runtime.GOARCH
+	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	gitTag(t, fe.dir, "v5.1.0")
+	short := gitHead(t, fe.dir)[:12]
+	files := earlierFiles(t)
+	cand, _ := pushedCandidate(t, ecrSrv, short, map[string]map[string][]byte{host: files[host]})
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	docs, n := attached(t, ecrSrv, cand)
+	if n != 2 {
+		t.Errorf("%d referrers, want an SBOM and the provenance", n)
+	}
+	f, ok := docs[sbomTitle(host)]
+	if !ok {
+		t.Fatalf("no %s attached: %v", sbomTitle(host), slices.Collect(mapKeys(docs)))
+	}
+	if err := sbom.Verify(f.Payload, cand, files[host][binaryPath]); err != nil {
+		t.Error(err)
+	}
+	if f.Annotations[platformAnnotation] != host {
+		t.Errorf("SBOM annotated %v", f.Annotations)
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.1.0"] != cand {
 		t.Errorf("tags %v", repo.Tags)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/vulncheck"
 )
 
@@ -36,10 +37,12 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 	return nil
 }
 
-// vulnCheck runs govulncheck on each platform's sidecar binary, as read
-// from the built image, prints the findings, and fails when any affects
-// the binary. Runs before anything is pushed.
-func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
+// vulnCheck runs govulncheck on each platform's sidecar binary in files,
+// read from the image that is released (image names it: this build, or
+// the commit's candidate already in ECR), prints the findings, and fails
+// when any affects the binary. held says what that failure leaves undone
+// ("nothing pushed" before the candidate is pushed).
+func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platforms []string, image, held string) error {
 	if !r.Config.VulnCheck {
 		r.step("push: vulnerability check skipped (VULN_CHECK=false)")
 		return nil
@@ -50,16 +53,16 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 	}
 	defer os.RemoveAll(tmp)
 	var affected []string
-	for _, p := range img.Platforms {
-		bin, ok := img.Files[string(p)][binaryPath]
+	for _, p := range platforms {
+		bin, ok := files[p][binaryPath]
 		if !ok {
-			return fmt.Errorf("vulnerability check: the %s image has no %s (nothing pushed)", p, binaryPath)
+			return fmt.Errorf("vulnerability check: the %s image of %s has no %s (%s)", p, image, binaryPath, held)
 		}
-		path := filepath.Join(tmp, strings.ReplaceAll(string(p), "/", "-"))
+		path := filepath.Join(tmp, strings.ReplaceAll(p, "/", "-"))
 		if err := os.WriteFile(path, bin, 0o600); err != nil {
 			return err
 		}
-		r.step("push: govulncheck -mode binary on the %s sidecar binary (GOVULNDB=%s)", p, r.Config.VulnDB)
+		r.step("push: govulncheck -mode binary on the %s sidecar binary of %s (GOVULNDB=%s)", p, image, r.Config.VulnDB)
 		if stripped, err := vulncheck.Stripped(path); err == nil && stripped {
 			// The Dockerfile keeps the symbol table; a binary built with -s
 			// (a changed Dockerfile) turns the check into a module-level one.
@@ -70,10 +73,10 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 		fs, err := vulncheck.Scan(scanCtx, r.Config.VulnDB, path)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (nothing pushed): %w", p, r.Config.VulnDB, err)
+			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (%s): %w", p, r.Config.VulnDB, held, err)
 		}
 		fmt.Fprintln(r.log())
-		vulncheck.Table(r.log(), string(p), fs)
+		vulncheck.Table(r.log(), p, fs)
 		fmt.Fprintln(r.log())
 		for _, f := range fs {
 			if f.Affects() {
@@ -82,10 +85,10 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 		}
 	}
 	if len(affected) > 0 {
-		return fmt.Errorf("vulnerability check failed (nothing pushed): govulncheck reports vulnerabilities affecting the sidecar binary:\n  - %s\n"+
-			"rebuild with the fixed Go toolchain or module versions, or set VULN_CHECK=false to push anyway", strings.Join(affected, "\n  - "))
+		return fmt.Errorf("vulnerability check failed (%s): govulncheck reports vulnerabilities affecting the sidecar binary of %s:\n  - %s\n"+
+			"rebuild with the fixed Go toolchain or module versions, or set VULN_CHECK=false to push anyway", held, image, strings.Join(affected, "\n  - "))
 	}
-	r.step("push: no known vulnerabilities affect the sidecar binary")
+	r.step("push: no known vulnerabilities affect the sidecar binary of %s", image)
 	return nil
 }
 

@@ -45,11 +45,24 @@ func Read(file string, paths ...string) (Files, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: not an OCI image layout: %w", file, err)
 	}
+	out, err := FromIndex(idx, paths...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return out, nil
+}
+
+// FromIndex returns the content of paths in every platform image of idx,
+// wherever its blobs are (an OCI layout, or a registry through
+// go-containerregistry's remote package, which fetches the layers as they
+// are read). A lone image can be wrapped with mutate.AppendManifests on
+// empty.Index; its platform then comes from its config.
+func FromIndex(idx v1.ImageIndex, paths ...string) (Files, error) {
 	out := Files{}
 	if err := walk(idx, nil, 0, func(p string, img v1.Image) error {
 		got, err := extract(img, paths)
 		if err != nil {
-			return fmt.Errorf("%s: %s image: %w", file, p, err)
+			return fmt.Errorf("%s image: %w", p, err)
 		}
 		out[p] = got
 		return nil
@@ -57,7 +70,7 @@ func Read(file string, paths ...string) (Files, error) {
 		return nil, err
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no image manifests", file)
+		return nil, errors.New("no image manifests")
 	}
 	return out, nil
 }

@@ -4,6 +4,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
 )
 
@@ -46,5 +50,41 @@ func TestRead(t *testing.T) {
 	}
 	if _, err := Read(filepath.Join(t.TempDir(), "none.tar"), "/x"); err == nil {
 		t.Error("Read of a missing tarball passed")
+	}
+}
+
+// A lone image (a single-platform push is a manifest, not an index),
+// wrapped in an index: its platform comes from its config.
+func TestFromIndexLoneImage(t *testing.T) {
+	tarball := filepath.Join(t.TempDir(), "image.tar")
+	if _, err := imagesizetest.Write(tarball, imagesizetest.Image{Platform: "linux/arm64", LayerBytes: []int{100},
+		Files: map[string][]byte{"/usr/local/bin/sidecar": []byte("arm64 binary")}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := untar(tarball, dir); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := FromIndex(mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img}), "/usr/local/bin/sidecar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(files["linux/arm64"]["/usr/local/bin/sidecar"]); got != "arm64 binary" || len(files) != 1 {
+		t.Errorf("files %v", files)
+	}
+	if _, err := FromIndex(empty.Index, "/x"); err == nil {
+		t.Error("FromIndex of an empty index passed")
 	}
 }

@@ -316,3 +316,34 @@ func JSON(doc *spdx.Document) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// Verify parses an SPDX JSON document read back from a registry and
+// checks it is one Build made for this image: valid SPDX, describing the
+// image manifest with digest (its Image package's source), whose sidecar
+// binary is binary (by SHA-256).
+func Verify(b []byte, digest string, binary []byte) error {
+	doc, err := spdxjson.Read(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("not SPDX JSON: %w", err)
+	}
+	if err := spdxlib.ValidateDocument(doc); err != nil {
+		return fmt.Errorf("not a valid SPDX document: %w", err)
+	}
+	var image, bin *spdx.Package
+	for _, p := range doc.Packages {
+		switch p.PackageSPDXIdentifier {
+		case "Image":
+			image = p
+		case "Binary-sidecar":
+			bin = p
+		}
+	}
+	if image == nil || !strings.HasSuffix(image.PackageSourceInfo, "@"+digest) {
+		return fmt.Errorf("does not describe the image manifest %s", digest)
+	}
+	sum := sha256.Sum256(binary)
+	if bin == nil || len(bin.PackageChecksums) == 0 || bin.PackageChecksums[0].Value != hex.EncodeToString(sum[:]) {
+		return fmt.Errorf("does not list the image's sidecar binary (sha256:%s)", hex.EncodeToString(sum[:]))
+	}
+	return nil
+}

@@ -153,3 +153,37 @@ func TestJSONIdentifiers(t *testing.T) {
 		t.Error("doubled SPDXRef- prefix")
 	}
 }
+
+func TestVerify(t *testing.T) {
+	bin, err := os.ReadFile(os.Args[0]) // any Go binary
+	if err != nil {
+		t.Fatal(err)
+	}
+	const digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	doc, err := Build(Input{Name: "sidecar", Version: "dev", Platform: "linux/amd64", Image: "host/sidecar@" + digest, Binary: bin, BinaryPath: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := JSON(doc)
+	if err := Verify(raw, digest, bin); err != nil {
+		t.Fatalf("Verify of Build's own document: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		doc    string
+		digest string
+		binary []byte
+		want   string
+	}{
+		{"empty object", "{}", digest, bin, "not SPDX JSON"},
+		{"not JSON", "sbom", digest, bin, "not SPDX JSON"},
+		{"another image", string(raw), "sha256:2222222222222222222222222222222222222222222222222222222222222222", bin, "does not describe the image manifest"},
+		{"another binary", string(raw), digest, []byte("other"), "does not list the image's sidecar binary"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := Verify([]byte(tc.doc), tc.digest, tc.binary); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
