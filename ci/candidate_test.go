@@ -257,8 +257,8 @@ func TestPushCompletesAPartialAttach(t *testing.T) {
 // The released image is the candidate: govulncheck checks its binaries,
 // not the rebuild's.
 func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
-	onlyOlder := vulndbtest.Entry{ID: "GO-2026-0100", Module: "stdlib", Package: "net", Symbols: []string{"Listen"}, Fixed: "1.21.0"}
-	onlyThis := vulndbtest.StdlibNow("GO-2026-0200", "net", "Listen")
+	onlyOlder := vulndbtest.Entry{ID: "GO-2026-0100", Module: "stdlib", Package: "net", Symbols: []string{"Dialer.DialContext"}, Fixed: "1.21.0"}
+	onlyThis := vulndbtest.StdlibNow("GO-2026-0200", "net", "Dialer.DialContext")
 	onlyThis.Introduced = strings.TrimPrefix(runtimeMinor(), "go") + ".0"
 	for _, tc := range []struct {
 		name  string
