@@ -68,3 +68,28 @@ func TestReleaseConfig(t *testing.T) {
 		}
 	}
 }
+
+// A GOVULNDB with credentials (an authenticated mirror) is printed
+// redacted in configuration errors; a file URL with a host is refused.
+func TestReleaseConfigVulnDBURL(t *testing.T) {
+	const pw = "s3cr3t-token"
+	for db, want := range map[string][]string{
+		"https://user:" + pw + "@/":     {`GOVULNDB="https://user:xxxxx@/"`, "no host"},
+		"https://user:" + pw + "%zz@m/": {`GOVULNDB="https://xxxxx@m/"`, "not a URL"},
+		"file://relative/db":            {`GOVULNDB="file://relative/db"`, "file:///absolute/path"},
+	} {
+		_, err := LoadConfig(t.TempDir(), func(k string) (string, bool) { return db, k == "GOVULNDB" })
+		if !IsConfigError(err) {
+			t.Errorf("GOVULNDB=%s: err = %v, want a ConfigError (exit 2)", vulncheck.Redact(db), err)
+			continue
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("configuration error shows the password: %v", err)
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error lacks %q: %v", w, err)
+			}
+		}
+	}
+}

@@ -28,10 +28,11 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 	if !r.Config.VulnCheck {
 		return nil
 	}
-	r.step("push: checking the Go vulnerability database GOVULNDB=%s", r.Config.VulnDB)
+	db := vulncheck.Redact(r.Config.VulnDB) // a mirror's password is never printed
+	r.step("push: checking the Go vulnerability database GOVULNDB=%s", db)
 	if err := vulncheck.Probe(ctx, r.Config.VulnDB); err != nil {
 		return fmt.Errorf("GOVULNDB=%s: the Go vulnerability database is not usable (nothing was built or pushed): %w; "+
-			"point GOVULNDB at a reachable mirror or a file:// copy, or set VULN_CHECK=false to skip the check", r.Config.VulnDB, err)
+			"point GOVULNDB at a reachable mirror or a file:// copy, or set VULN_CHECK=false to skip the check", db, err)
 	}
 	return nil
 }
@@ -49,6 +50,7 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	db := vulncheck.Redact(r.Config.VulnDB)
 	var affected []string
 	for _, p := range img.Platforms {
 		bin, ok := img.Files[string(p)][binaryPath]
@@ -59,7 +61,7 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 		if err := os.WriteFile(path, bin, 0o600); err != nil {
 			return err
 		}
-		r.step("push: govulncheck -mode binary on the %s sidecar binary (GOVULNDB=%s)", p, r.Config.VulnDB)
+		r.step("push: govulncheck -mode binary on the %s sidecar binary (GOVULNDB=%s)", p, db)
 		if stripped, err := vulncheck.Stripped(path); err == nil && stripped {
 			r.step("push: note: the binary is stripped (-ldflags -s): govulncheck matches at module precision, so every known vulnerability of its Go version and modules counts")
 		}
@@ -68,7 +70,7 @@ func (r *Runner) vulnCheck(ctx context.Context, img *Image) error {
 		fs, err := vulncheck.Scan(scanCtx, r.Config.VulnDB, path)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (nothing pushed): %w", p, r.Config.VulnDB, err)
+			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (nothing pushed): %w", p, db, err)
 		}
 		fmt.Fprintln(r.log())
 		vulncheck.Table(r.log(), string(p), fs)
