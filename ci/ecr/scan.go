@@ -324,11 +324,17 @@ func CountsLine(counts map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// Defaults of WaitOptions (docs/pipeline.md quotes DefaultProgress).
+const (
+	DefaultPoll     = 5 * time.Second
+	DefaultProgress = 15 * time.Second
+)
+
 // WaitOptions bounds WaitForScans.
 type WaitOptions struct {
 	Timeout  time.Duration // whole wait
-	Poll     time.Duration // between DescribeImageScanFindings rounds; default 5s
-	Progress time.Duration // between progress lines; default 15s
+	Poll     time.Duration // between DescribeImageScanFindings rounds; DefaultPoll when zero
+	Progress time.Duration // between progress lines; DefaultProgress when zero
 	// Report receives a progress line (pending manifests with their status).
 	Report func(line string)
 	// JustPushed says this run pushed the images, so a scan on push may
@@ -368,6 +374,17 @@ func (r *Registry) StartScan(ctx context.Context, digest string) error {
 	return nil
 }
 
+// withDefaults fills the zero pacing fields.
+func (o WaitOptions) withDefaults() WaitOptions {
+	if o.Poll <= 0 {
+		o.Poll = DefaultPoll
+	}
+	if o.Progress <= 0 {
+		o.Progress = DefaultProgress
+	}
+	return o
+}
+
 // ScanTimeoutError is a wait that ran out.
 type ScanTimeoutError struct {
 	Timeout time.Duration
@@ -395,12 +412,7 @@ func (e *ScanFailedError) Error() string {
 // any ends without results (ScanFailedError) or the timeout passes
 // (ScanTimeoutError). Results are in the order of ms.
 func (r *Registry) WaitForScans(ctx context.Context, ms []Manifest, o WaitOptions) ([]Scan, error) {
-	if o.Poll <= 0 {
-		o.Poll = 5 * time.Second
-	}
-	if o.Progress <= 0 {
-		o.Progress = 15 * time.Second
-	}
+	o = o.withDefaults()
 	start := time.Now()
 	deadline := start.Add(o.Timeout)
 	lastReport := start
