@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
 	"github.com/example/sidecar/ci/sbom"
@@ -123,19 +124,32 @@ func (r *Runner) documents(img *Image, reg *ecr.Registry, pushed ecr.Pushed, src
 		})
 	}
 
-	subjects := []provenance.Subject{{Name: reg.URI, Digest: pushed.Digest}}
+	// Named by the commit tag the index was pushed under (gitref.Ref.Tags).
+	tag := src.revision
+	if len(tag) > gitref.ShortLen {
+		tag = tag[:gitref.ShortLen]
+	}
+	subjects := []provenance.Subject{{Name: provenance.SubjectName(reg.URI, tag, ""), Digest: pushed.Digest}}
 	var plats []string
 	for _, m := range pushed.Platforms {
-		subjects = append(subjects, provenance.Subject{Name: reg.URI + " " + m.Platform, Digest: m.Digest})
+		subjects = append(subjects, provenance.Subject{Name: provenance.SubjectName(reg.URI, tag, m.Platform), Digest: m.Digest})
 		plats = append(plats, m.Platform)
 	}
 	args := map[string]string{}
 	for _, a := range buildArgs(r.Config, src, img.Engine) {
 		args[a.Name] = a.Value
 	}
+	// The digests the build was pinned to (build, pinBaseImages); a base
+	// not pinned is recorded as an unresolved tag, never as a guess.
 	var deps []provenance.BaseImage
 	for _, b := range bases {
-		deps = append(deps, provenance.BaseImage{Arg: b.Arg, Ref: b.Ref})
+		d := provenance.BaseImage{Arg: b.Arg, Ref: b.Ref}
+		for _, p := range img.Bases {
+			if p.Arg == b.Arg && p.Ref == b.Ref {
+				d.Pinned = p.Pinned
+			}
+		}
+		deps = append(deps, d)
 	}
 	lookup := r.lookupEnv
 	if lookup == nil {
@@ -173,7 +187,8 @@ func baseImages(cfg Config) []sbom.BaseImage {
 }
 
 // sourceRepo is the provenance's source: GitHub's variables in Actions,
-// else the git remote origin (credentials stripped) and the ref.
+// else the git remote origin (credentials stripped), else no repository
+// (Repository ""); and the ref.
 func sourceRepo(dir string, src source, lookup func(string) (string, bool)) provenance.Source {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	s := provenance.Source{Commit: src.revision, Ref: get("GITHUB_REF")}
@@ -189,9 +204,7 @@ func sourceRepo(dir string, src source, lookup func(string) (string, bool)) prov
 			s.Repository = stripUserinfo(strings.TrimSpace(string(out)))
 		}
 	}
-	if s.Repository == "" {
-		s.Repository = "https://github.com/example/sidecar" // the image's org.opencontainers.image.source
-	}
+	// Neither: the repository is unknown and left out, not guessed.
 	if s.Ref == "" {
 		switch {
 		case src.version != "" && src.version != "dev":
