@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
@@ -54,19 +55,21 @@ func removeDocuments(dist string) error {
 
 // attest writes an SBOM per platform and the build provenance to dist/ and
 // attaches them to the pushed image index in ECR as OCI referrers. files
-// are the image's own (the candidate's, when an earlier run pushed it).
+// are the image's own (the candidate's, when an earlier run pushed it);
+// pins are the base images this image was built from as resolved by the
+// build, nil when unknown (a candidate an earlier run built).
 // built says this run pushed the index; when an earlier run did, the
 // documents already attached to it stand, each checked (parsed, and
 // describing this image) and copied to dist/, and only the missing or
 // unusable ones are made and attached (re-runs do not pile up referrers,
 // and a partial attach is completed).
-func (r *Runner) attest(ctx context.Context, files imagefiles.Files, engine dagger.Platform, reg *ecr.Registry, pushed ecr.Pushed, src source, built bool) error {
+func (r *Runner) attest(ctx context.Context, files imagefiles.Files, engine dagger.Platform, pins []PinnedImage, reg *ecr.Registry, pushed ecr.Pushed, src source, built bool) error {
 	dist := filepath.Join(r.Config.Dir, distDir)
 	if err := os.MkdirAll(dist, 0o755); err != nil {
 		return fmt.Errorf("SBOM and provenance: %w", err)
 	}
 	auth := registryAuth(reg)
-	docs, err := r.documents(files, engine, reg, pushed, src)
+	docs, err := r.documents(files, engine, pins, reg, pushed, src)
 	if err != nil {
 		return err
 	}
@@ -167,7 +170,7 @@ func platformDigests(pushed ecr.Pushed) []string {
 
 // documents builds the SBOM of every platform and the provenance from the
 // image's files.
-func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, reg *ecr.Registry, pushed ecr.Pushed, src source) ([]referrers.Artifact, error) {
+func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins []PinnedImage, reg *ecr.Registry, pushed ecr.Pushed, src source) ([]referrers.Artifact, error) {
 	bases := baseImages(r.Config)
 	created, err := time.Parse(time.RFC3339, src.created)
 	if err != nil {
@@ -200,19 +203,32 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, reg *
 		})
 	}
 
-	subjects := []provenance.Subject{{Name: reg.URI, Digest: pushed.Digest}}
+	// Named by the commit tag the index was pushed under (gitref.Ref.Tags).
+	tag := src.revision
+	if len(tag) > gitref.ShortLen {
+		tag = tag[:gitref.ShortLen]
+	}
+	subjects := []provenance.Subject{{Name: provenance.SubjectName(reg.URI, tag, ""), Digest: pushed.Digest}}
 	var plats []string
 	for _, m := range pushed.Platforms {
-		subjects = append(subjects, provenance.Subject{Name: reg.URI + " " + m.Platform, Digest: m.Digest})
+		subjects = append(subjects, provenance.Subject{Name: provenance.SubjectName(reg.URI, tag, m.Platform), Digest: m.Digest})
 		plats = append(plats, m.Platform)
 	}
 	args := map[string]string{}
 	for _, a := range buildArgs(r.Config, src, engine) {
 		args[a.Name] = a.Value
 	}
+	// The digests the build was pinned to (build, pinBaseImages); a base
+	// not pinned is recorded as an unresolved tag, never as a guess.
 	var deps []provenance.BaseImage
 	for _, b := range bases {
-		deps = append(deps, provenance.BaseImage{Arg: b.Arg, Ref: b.Ref})
+		d := provenance.BaseImage{Arg: b.Arg, Ref: b.Ref}
+		for _, p := range pins {
+			if p.Arg == b.Arg && p.Ref == b.Ref {
+				d.Pinned = p.Pinned
+			}
+		}
+		deps = append(deps, d)
 	}
 	lookup := r.lookupEnv
 	if lookup == nil {
@@ -250,7 +266,8 @@ func baseImages(cfg Config) []sbom.BaseImage {
 }
 
 // sourceRepo is the provenance's source: GitHub's variables in Actions,
-// else the git remote origin (credentials stripped) and the ref.
+// else the git remote origin (credentials stripped), else no repository
+// (Repository ""); and the ref.
 func sourceRepo(dir string, src source, lookup func(string) (string, bool)) provenance.Source {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	s := provenance.Source{Commit: src.revision, Ref: get("GITHUB_REF")}
@@ -266,9 +283,7 @@ func sourceRepo(dir string, src source, lookup func(string) (string, bool)) prov
 			s.Repository = stripUserinfo(strings.TrimSpace(string(out)))
 		}
 	}
-	if s.Repository == "" {
-		s.Repository = "https://github.com/example/sidecar" // the image's org.opencontainers.image.source
-	}
+	// Neither: the repository is unknown and left out, not guessed.
 	if s.Ref == "" {
 		switch {
 		case src.version != "" && src.version != "dev":

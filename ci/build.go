@@ -29,6 +29,39 @@ type Image struct {
 	// Files holds, per platform, the image files the release reads (the
 	// sidecar binary for govulncheck and the SBOM, the apk database).
 	Files imagefiles.Files
+	// Bases are the base images as configured and as pinned for the
+	// build (name:tag@digest); the provenance records the pins.
+	Bases []PinnedImage
+}
+
+// PinnedImage is a base image build argument resolved to a digest.
+type PinnedImage struct {
+	Arg, Ref, Pinned string // e.g. RUNTIME_IMAGE, alpine:3.22, docker.io/library/alpine:3.22@sha256:…
+}
+
+// pinBaseImages resolves each base image to the digest its tag points at
+// now, so the build uses exactly the images the provenance records even
+// if a tag moves mid-run. The engine resolves a tag to its root
+// descriptor (the index of a multi-platform image), the same for every
+// platform; each is resolved for a platform it is used on, so one that
+// lacks the platform fails here.
+func pinBaseImages(ctx context.Context, client *dagger.Client, cfg Config, engine dagger.Platform) ([]PinnedImage, error) {
+	var out []PinnedImage
+	for _, b := range baseImages(cfg) {
+		plat := engine // GO_IMAGE: FROM --platform=$BUILDPLATFORM
+		if b.Arg == "RUNTIME_IMAGE" && len(cfg.Platforms) > 0 {
+			plat = cfg.Platforms[0]
+		}
+		pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s=%s to a digest: %w", b.Arg, b.Ref, err)
+		}
+		if !strings.Contains(pinned, "@sha256:") {
+			return nil, fmt.Errorf("resolve %s=%s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, pinned)
+		}
+		out = append(out, PinnedImage{Arg: b.Arg, Ref: b.Ref, Pinned: pinned})
+	}
+	return out, nil
 }
 
 // sourceExcludes keep the build context small and cache-friendly; the
@@ -48,8 +81,15 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 	if err != nil {
 		return nil, fmt.Errorf("ask the engine for its platform: %w", err)
 	}
-	args := buildArgs(cfg, src, engine)
 	img := &Image{Engine: engine}
+	if img.Bases, err = pinBaseImages(ctx, client, cfg, engine); err != nil {
+		return nil, err
+	}
+	args := buildArgs(cfg, src, engine)
+	for _, b := range img.Bases {
+		r.step("build: %s %s is %s", b.Arg, b.Ref, b.Pinned)
+		args = setArg(args, b.Arg, b.Pinned)
+	}
 	for _, p := range cfg.Platforms {
 		r.step("build: Dockerfile for %s", p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
@@ -134,6 +174,17 @@ func buildArgs(cfg Config, src source, engine dagger.Platform) []dagger.BuildArg
 	add("REVISION", src.revision)
 	add("CREATED", src.created)
 	return args
+}
+
+// setArg sets build argument name to value, replacing or adding it.
+func setArg(args []dagger.BuildArg, name, value string) []dagger.BuildArg {
+	for i := range args {
+		if args[i].Name == name {
+			args[i].Value = value
+			return args
+		}
+	}
+	return append(args, dagger.BuildArg{Name: name, Value: value})
 }
 
 // checkSizes prints the size table and fails naming each platform over

@@ -164,7 +164,7 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 	c.VulnCheck = boolean("VULN_CHECK")
 	c.VulnDB = get("GOVULNDB")
 	if err := vulncheck.ValidDB(c.VulnDB); err != nil {
-		problem("GOVULNDB", c.VulnDB, vars.row("GOVULNDB").Accepted+" ("+err.Error()+")")
+		problem("GOVULNDB", vulncheck.Redact(c.VulnDB), vars.row("GOVULNDB").Accepted+" ("+err.Error()+")")
 	}
 	timeout := get("SCAN_TIMEOUT")
 	if c.ScanTimeout, err = time.ParseDuration(timeout); err != nil || c.ScanTimeout <= 0 {

@@ -108,10 +108,14 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 
 	// Before the gate: a candidate the gate (or a timeout) stops is
 	// documented too, so no later run can promote an undocumented image.
-	if err := r.attest(ctx, files, img.Engine, reg, pushed, docSrc, !reused); err != nil {
+	var pins []PinnedImage // what an earlier run's build resolved is not known
+	if !reused {
+		pins = img.Bases
+	}
+	if err := r.attest(ctx, files, img.Engine, pins, reg, pushed, docSrc, !reused); err != nil {
 		return fmt.Errorf("%w; %s", err, held)
 	}
-	if err := r.scanGate(ctx, reg, pushed, held); err != nil {
+	if err := r.scanGate(ctx, reg, pushed, held, !reused); err != nil {
 		return err
 	}
 	for _, tag := range promote {
@@ -198,7 +202,9 @@ func (r *Runner) pushCandidate(ctx context.Context, client *dagger.Client, img *
 // candidate (an index itself is not scanned) and fails on findings at or
 // above SCAN_FAIL_ON; candidate says what a failure holds back. A repository that does not scan skips the gate with
 // a warning; a scan that fails or times out is an error, not a pass.
-func (r *Runner) scanGate(ctx context.Context, reg *ecr.Registry, pushed ecr.Pushed, candidate string) error {
+// justPushed says this run pushed the candidate: otherwise a missing scan
+// will not appear by waiting (see ecr.WaitOptions.JustPushed).
+func (r *Runner) scanGate(ctx context.Context, reg *ecr.Registry, pushed ecr.Pushed, candidate string, justPushed bool) error {
 	setting, err := reg.ScanSetting(ctx)
 	if err != nil {
 		return fmt.Errorf("scan gate: %w; %s", err, candidate)
@@ -208,40 +214,55 @@ func (r *Runner) scanGate(ctx context.Context, reg *ecr.Registry, pushed ecr.Pus
 			"turn on scan on push (basic) or enhanced scanning to gate releases on it", reg.Repository, setting.How)
 		return nil
 	}
-	kind := "basic"
-	if setting.Type == "ENHANCED" {
+	var kind string
+	switch setting.Type {
+	case "BASIC":
+		kind = "basic"
+	case "ENHANCED":
 		kind = "enhanced (Inspector)"
+	default: // ecr:GetRegistryScanningConfiguration did not answer
+		kind = "(scan type unknown)"
 	}
 	r.step("push: waiting for the %s ECR scan (%s) of %d platform manifest(s), up to SCAN_TIMEOUT=%s",
 		kind, setting.How, len(pushed.Platforms), r.Config.ScanTimeout)
 	scans, err := reg.WaitForScans(ctx, pushed.Platforms, ecr.WaitOptions{
 		Timeout: r.Config.ScanTimeout, Poll: r.scanPoll, Progress: r.scanProgress,
-		Report: func(line string) { r.step("push: %s", line) },
+		Report:     func(line string) { r.step("push: %s", line) },
+		JustPushed: justPushed, ScanType: setting.Type,
 	})
 	if err != nil {
 		return fmt.Errorf("scan gate: %w; %s", err, candidate)
 	}
 	var blocking []string
 	for i, m := range pushed.Platforms {
-		r.step("push: ECR scan of %s (%s): %s", m.Platform, m.Digest, ecr.CountsLine(scans[i].Counts))
-		n := 0
-		for _, f := range scans[i].Findings {
-			if ecr.AtOrAbove(f.Severity, r.Config.ScanFailOn) {
-				if n < 10 {
-					blocking = append(blocking, m.Platform+": "+f.String())
-				}
-				n++
+		line := ecr.CountsLine(scans[i].Counts)
+		if t := scans[i].Times(); t != "" {
+			line += " (" + t + ")"
+		}
+		r.step("push: ECR scan of %s (%s): %s", m.Platform, m.Digest, line)
+		// findingSeverityCounts rule: the named findings are capped.
+		total := 0
+		for _, sev := range ecr.Severities() {
+			if ecr.AtOrAbove(sev, r.Config.ScanFailOn) {
+				total += scans[i].Counts[sev]
 			}
 		}
-		if n > 10 {
-			blocking = append(blocking, fmt.Sprintf("%s: and %d more", m.Platform, n-10))
+		named := 0
+		for _, f := range scans[i].Findings {
+			if named < 10 && ecr.AtOrAbove(f.Severity, r.Config.ScanFailOn) {
+				blocking = append(blocking, m.Platform+": "+f.String())
+				named++
+			}
 		}
-		if n == 0 { // counts without named findings (not expected, but counts rule)
+		switch {
+		case named == 0: // counts without named findings (not expected, but counts rule)
 			for _, sev := range ecr.Severities() {
 				if c := scans[i].Counts[sev]; c > 0 && ecr.AtOrAbove(sev, r.Config.ScanFailOn) {
 					blocking = append(blocking, fmt.Sprintf("%s: %d %s", m.Platform, c, sev))
 				}
 			}
+		case total > named:
+			blocking = append(blocking, fmt.Sprintf("%s: and %d more", m.Platform, total-named))
 		}
 	}
 	if r.Config.ScanFailOn == "" {

@@ -1,10 +1,13 @@
 package ci
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/vulncheck"
 )
 
@@ -16,23 +19,6 @@ func TestReleaseConfig(t *testing.T) {
 	}
 	if !c.VulnCheck || c.VulnDB != vulncheck.DefaultDB || c.ScanTimeout != 10*time.Minute || c.ScanFailOn != "CRITICAL" {
 		t.Errorf("defaults: VulnCheck %v VulnDB %q ScanTimeout %s ScanFailOn %q", c.VulnCheck, c.VulnDB, c.ScanTimeout, c.ScanFailOn)
-	}
-	// The documented defaults are the parsed ones.
-	for _, v := range Vars() {
-		switch v.Name {
-		case "VULN_CHECK":
-			if v.Default != "true" {
-				t.Errorf("VULN_CHECK documented default %q", v.Default)
-			}
-		case "SCAN_TIMEOUT":
-			if d, _ := time.ParseDuration(v.Default); d != c.ScanTimeout {
-				t.Errorf("SCAN_TIMEOUT documented default %q, parsed %s", v.Default, c.ScanTimeout)
-			}
-		case "SCAN_FAIL_ON":
-			if v.Default != c.ScanFailOn {
-				t.Errorf("SCAN_FAIL_ON documented default %q, parsed %q", v.Default, c.ScanFailOn)
-			}
-		}
 	}
 	for _, tc := range []struct {
 		env  map[string]string
@@ -64,6 +50,67 @@ func TestReleaseConfig(t *testing.T) {
 		for _, w := range tc.want {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%v: error lacks %q: %v", tc.env, w, err)
+			}
+		}
+	}
+}
+
+// docs/pipeline.md's copies of the release timings are the code's:
+// the probe timeout, the scan wait's progress interval (the pipeline
+// leaves ecr.WaitOptions.Progress zero, so the default applies) and the
+// default SCAN_TIMEOUT as the timeout message prints it.
+func TestReleaseTimingsInTheDocs(t *testing.T) {
+	doc, err := os.ReadFile("../docs/pipeline.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(t.TempDir(), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		re   string
+		want time.Duration
+	}{
+		{`did not answer within (\d+) s`, vulncheck.ProbeTimeout},
+		{`printing a progress line every (\d+) s`, ecr.DefaultProgress},
+		{`did not finish within (\S+): still waiting`, c.ScanTimeout},
+	} {
+		m := regexp.MustCompile(tc.re).FindStringSubmatch(string(doc))
+		if m == nil {
+			t.Errorf("docs/pipeline.md lacks %q", tc.re)
+			continue
+		}
+		got, err := time.ParseDuration(m[1])
+		if err != nil {
+			got, err = time.ParseDuration(m[1] + "s")
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("docs/pipeline.md says %q (%s), the code %s", m[0], got, tc.want)
+		}
+	}
+}
+
+// A GOVULNDB with credentials (an authenticated mirror) is printed
+// redacted in configuration errors; a file URL with a host is refused.
+func TestReleaseConfigVulnDBURL(t *testing.T) {
+	const pw = "s3cr3t-token"
+	for db, want := range map[string][]string{
+		"https://user:" + pw + "@/":     {`GOVULNDB="https://user:xxxxx@/"`, "no host"},
+		"https://user:" + pw + "%zz@m/": {`GOVULNDB="https://xxxxx@m/"`, "not a URL"},
+		"file://relative/db":            {`GOVULNDB="file://relative/db"`, "file:///absolute/path"},
+	} {
+		_, err := LoadConfig(t.TempDir(), func(k string) (string, bool) { return db, k == "GOVULNDB" })
+		if !IsConfigError(err) {
+			t.Errorf("GOVULNDB=%s: err = %v, want a ConfigError (exit 2)", vulncheck.Redact(db), err)
+			continue
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("configuration error shows the password: %v", err)
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error lacks %q: %v", w, err)
 			}
 		}
 	}

@@ -778,7 +778,7 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 			for _, d := range pred.BuildDefinition.ResolvedDependencies {
 				deps = append(deps, d.Uri)
 			}
-			if !slices.Contains(deps, "oci://mirror.example/alpine:3.22") {
+			if !slices.Contains(deps, "oci://"+daggertest.ImageRef("mirror.example/alpine:3.22")) {
 				t.Errorf("resolved dependencies %v", deps)
 			}
 			// The referrers tag is written only where the API is missing.

@@ -29,10 +29,11 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 	if !r.Config.VulnCheck {
 		return nil
 	}
-	r.step("push: checking the Go vulnerability database GOVULNDB=%s", r.Config.VulnDB)
+	db := vulncheck.Redact(r.Config.VulnDB) // a mirror's password is never printed
+	r.step("push: checking the Go vulnerability database GOVULNDB=%s", db)
 	if err := vulncheck.Probe(ctx, r.Config.VulnDB); err != nil {
 		return fmt.Errorf("GOVULNDB=%s: the Go vulnerability database is not usable (nothing was built or pushed): %w; "+
-			"point GOVULNDB at a reachable mirror or a file:// copy, or set VULN_CHECK=false to skip the check", r.Config.VulnDB, err)
+			"point GOVULNDB at a reachable mirror or a file:// copy, or set VULN_CHECK=false to skip the check", db, err)
 	}
 	return nil
 }
@@ -52,6 +53,7 @@ func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platform
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	db := vulncheck.Redact(r.Config.VulnDB)
 	var affected []string
 	for _, p := range platforms {
 		bin, ok := files[p][binaryPath]
@@ -62,7 +64,7 @@ func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platform
 		if err := os.WriteFile(path, bin, 0o600); err != nil {
 			return err
 		}
-		r.step("push: govulncheck -mode binary on the %s sidecar binary of %s (GOVULNDB=%s)", p, image, r.Config.VulnDB)
+		r.step("push: govulncheck -mode binary on the %s sidecar binary of %s (GOVULNDB=%s)", p, image, db)
 		if stripped, err := vulncheck.Stripped(path); err == nil && stripped {
 			// The Dockerfile keeps the symbol table; a binary built with -s
 			// (a changed Dockerfile) turns the check into a module-level one.
@@ -73,7 +75,7 @@ func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platform
 		fs, err := vulncheck.Scan(scanCtx, r.Config.VulnDB, path)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (%s): %w", p, r.Config.VulnDB, held, err)
+			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (%s): %w", p, db, held, err)
 		}
 		fmt.Fprintln(r.log())
 		vulncheck.Table(r.log(), p, fs)

@@ -37,6 +37,16 @@
 //   - ExecError (ExecFailure): a failed exec is a GraphQL error with
 //     extensions _type EXEC_ERROR, cmd, exitCode, stdout, stderr, which the
 //     SDK turns into *dagger.ExecError. core/exec_error.go ExecError.Extensions.
+//   - Image references (ImageDigest): from(address) on a tag resolves it
+//     to the digest of the root descriptor (an index for a multi-platform
+//     image, the same for every platform) and imageRef, asked right after
+//     from, answers the normalized name with its tag and that digest
+//     (name:tag@sha256:…); after any other call it is an error. A digest
+//     in the address is kept. core/schema/container.go containerSchema.from
+//     (reference.ParseNormalizedNamed, TagNameOnly, ResolveImageConfig,
+//     reference.WithDigest), containerSchema.imageRef;
+//     engine/server/resolver/resolver.go Resolver.ResolveImageConfig
+//     (digest: rootDesc.Digest); core/container.go Container.ImageRefOrErr.
 //   - Export layout: export writes an OCI image layout tarball whose index
 //     lists one manifest per platform variant (core/container.go
 //     Container.Export, ExportContainerImage); the default answer writes
@@ -467,8 +477,51 @@ func (s *Server) defaultAnswer(q Query) (any, error) {
 		return s.platform, nil
 	case "version":
 		return "v0.21.8", nil
+	case "imageRef":
+		if len(q.Chain) < 2 || q.Chain[len(q.Chain)-2].Field != "from" {
+			return nil, Failure("Image reference can only be retrieved immediately after the 'Container.From' call. Error in fetching imageRef as the container image is changed")
+		}
+		return ImageRef(q.Chain[len(q.Chain)-2].Arg("address")), nil
 	}
 	return nil, nil
+}
+
+// NormalizeImage is reference.ParseNormalizedNamed followed by
+// TagNameOnly, for the references tests use: docker.io/library/ for a
+// bare Docker Hub name, :latest when there is neither tag nor digest.
+func NormalizeImage(ref string) string {
+	name, digest, _ := strings.Cut(ref, "@")
+	first, _, hasSlash := strings.Cut(name, "/")
+	if !hasSlash || !strings.ContainsAny(first, ".:") && first != "localhost" {
+		if !hasSlash {
+			name = "library/" + name
+		}
+		name = "docker.io/" + name
+	}
+	if i := strings.LastIndex(name, "/"); !strings.Contains(name[i+1:], ":") && digest == "" {
+		name += ":latest"
+	}
+	if digest != "" {
+		return name + "@" + digest
+	}
+	return name
+}
+
+// ImageDigest is the digest the session resolves a tag to (its root
+// descriptor's): a hash of the normalized reference, so tests can
+// compute it.
+func ImageDigest(ref string) string {
+	sum := sha256.Sum256([]byte("daggertest-image:" + NormalizeImage(ref)))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ImageRef is what imageRef answers right after from(ref).
+func ImageRef(ref string) string {
+	n := NormalizeImage(ref)
+	if strings.Contains(n, "@") {
+		return n
+	}
+	return n + "@" + ImageDigest(ref)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

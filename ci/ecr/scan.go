@@ -57,33 +57,45 @@ type ScanSetting struct {
 
 // ScanSetting reads the repository's effective scanning configuration
 // (registry rules applied, ecr:BatchGetRepositoryScanningConfiguration)
-// and the registry's scan type.
+// and the registry's scan type. Only an explicit MANUAL frequency means
+// "not scanned": a failure entry for the repository, or no entry at all,
+// is an error, so the gate never opens on an answer it did not get.
 func (r *Registry) ScanSetting(ctx context.Context) (ScanSetting, error) {
 	var s ScanSetting
+	// The type only names the scanner in messages ("" prints as unknown);
+	// the repository's own configuration decides whether the gate runs.
 	if out, err := r.client.GetRegistryScanningConfiguration(ctx, &ecr.GetRegistryScanningConfigurationInput{}); err == nil && out.ScanningConfiguration != nil {
 		s.Type = string(out.ScanningConfiguration.ScanType)
 	}
+	call := fmt.Sprintf("ecr:BatchGetRepositoryScanningConfiguration for %q", r.Repository)
 	out, err := r.client.BatchGetRepositoryScanningConfiguration(ctx, &ecr.BatchGetRepositoryScanningConfigurationInput{
 		RepositoryNames: []string{r.Repository},
 	})
 	if err != nil {
-		return s, fmt.Errorf("ecr:BatchGetRepositoryScanningConfiguration for %q: %w", r.Repository, err)
+		return s, fmt.Errorf("%s: %w", call, err)
 	}
-	for _, c := range out.ScanningConfigurations {
-		if aws.ToString(c.RepositoryName) != r.Repository {
-			continue
-		}
-		switch {
-		case c.ScanFrequency == types.ScanFrequencyContinuousScan:
-			s.Scans, s.How = true, "continuous scan"
-		case c.ScanOnPush || c.ScanFrequency == types.ScanFrequencyScanOnPush:
-			s.Scans, s.How = true, "scan on push"
-		default:
-			s.How = "manual scans only"
+	for _, f := range out.Failures {
+		if n := aws.ToString(f.RepositoryName); n == r.Repository || n == "" {
+			return s, fmt.Errorf("%s failed: %s: %s", call, f.FailureCode, aws.ToString(f.FailureReason))
 		}
 	}
-	if s.How == "" {
-		s.How = "no scanning configuration"
+	i := slices.IndexFunc(out.ScanningConfigurations, func(c types.RepositoryScanningConfiguration) bool {
+		return aws.ToString(c.RepositoryName) == r.Repository
+	})
+	if i < 0 {
+		return s, fmt.Errorf("%s: the answer has no configuration for the repository", call)
+	}
+	// scanFrequency is the effective rule; the repository's own
+	// scanOnPush flag is overridden by registry rules, so it is not read.
+	switch f := out.ScanningConfigurations[i].ScanFrequency; f {
+	case types.ScanFrequencyContinuousScan:
+		s.Scans, s.How = true, "continuous scan"
+	case types.ScanFrequencyScanOnPush:
+		s.Scans, s.How = true, "scan on push"
+	case types.ScanFrequencyManual:
+		s.How = "manual scans only"
+	default:
+		return s, fmt.Errorf("%s: scan frequency %q is none of SCAN_ON_PUSH, CONTINUOUS_SCAN, MANUAL", call, f)
 	}
 	return s, nil
 }
@@ -165,8 +177,26 @@ type Scan struct {
 	Status      string // ECR's status: IN_PROGRESS, COMPLETE, ACTIVE, FAILED, …
 	Description string
 	Counts      map[string]int // severity -> findings
-	Findings    []Finding      // named findings, most severe first
+	Findings    []Finding      // named findings, at most findingsCap, most severe first
 	NotStarted  bool           // ECR has no scan for the image yet
+	// CompletedAt is ECR's imageScanCompletedAt; SourceUpdatedAt its
+	// vulnerabilitySourceUpdatedAt, the age of the vulnerability data.
+	// Zero when ECR does not say.
+	CompletedAt, SourceUpdatedAt time.Time
+}
+
+// Times renders when the scan completed and the age of its vulnerability
+// data, e.g. "scan completed 2026-12-01T10:00:00Z, vulnerability data of
+// 2026-12-01T04:00:00Z"; "" when ECR gave neither.
+func (s Scan) Times() string {
+	var parts []string
+	if !s.CompletedAt.IsZero() {
+		parts = append(parts, "scan completed "+s.CompletedAt.UTC().Format(time.RFC3339))
+	}
+	if !s.SourceUpdatedAt.IsZero() {
+		parts = append(parts, "vulnerability data of "+s.SourceUpdatedAt.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Finding is one named finding of a scan.
@@ -224,6 +254,8 @@ func (r *Registry) ScanOf(ctx context.Context, digest string) (Scan, error) {
 				for k, v := range f.FindingSeverityCounts {
 					s.Counts[k] = int(v)
 				}
+				s.CompletedAt = aws.ToTime(f.ImageScanCompletedAt)
+				s.SourceUpdatedAt = aws.ToTime(f.VulnerabilitySourceUpdatedAt)
 			}
 			for _, b := range f.Findings { // basic scanning
 				s.Findings = append(s.Findings, Finding{Severity: string(b.Severity), Name: aws.ToString(b.Name), Package: basicPackage(b.Attributes)})
@@ -292,13 +324,65 @@ func CountsLine(counts map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// Defaults of WaitOptions (docs/pipeline.md quotes DefaultProgress).
+const (
+	DefaultPoll     = 5 * time.Second
+	DefaultProgress = 15 * time.Second
+)
+
 // WaitOptions bounds WaitForScans.
 type WaitOptions struct {
 	Timeout  time.Duration // whole wait
-	Poll     time.Duration // between DescribeImageScanFindings rounds; default 5s
-	Progress time.Duration // between progress lines; default 15s
+	Poll     time.Duration // between DescribeImageScanFindings rounds; DefaultPoll when zero
+	Progress time.Duration // between progress lines; DefaultProgress when zero
 	// Report receives a progress line (pending manifests with their status).
 	Report func(line string)
+	// JustPushed says this run pushed the images, so a scan on push may
+	// not exist yet and is waited for. Otherwise (an image pushed by an
+	// earlier run, perhaps while scanning was off) a missing scan never
+	// appears by itself: under BASIC scanning (or an unknown ScanType)
+	// WaitForScans starts one with ecr:StartImageScan, once per manifest;
+	// under ENHANCED it fails at once with a ScanMissingError.
+	JustPushed bool
+	ScanType   string // the registry's: BASIC, ENHANCED, "" unknown
+}
+
+// ScanMissingError is an image that has no scan and will not get one:
+// pushed before enhanced scanning covered it, where no scan can be
+// started on demand.
+type ScanMissingError struct {
+	Platform, Digest string
+}
+
+func (e *ScanMissingError) Error() string {
+	return fmt.Sprintf("ECR has no scan of %s (%s), an image pushed by an earlier run, and enhanced (Inspector) scanning "+
+		"cannot scan it on demand (ecr:StartImageScan starts basic scans only): it was pushed while the repository's "+
+		"scanning rules did not cover it; check the registry's enhanced scanning rules include the repository, then "+
+		"release a new commit, whose candidate is scanned on push", e.Platform, e.Digest)
+}
+
+// StartScan starts a basic scan of the manifest with digest
+// (ecr:StartImageScan; ECR allows one per image per 24 hours).
+func (r *Registry) StartScan(ctx context.Context, digest string) error {
+	_, err := r.client.StartImageScan(ctx, &ecr.StartImageScanInput{
+		RepositoryName: aws.String(r.Repository),
+		ImageId:        &types.ImageIdentifier{ImageDigest: aws.String(digest)},
+	})
+	if err != nil {
+		return fmt.Errorf("ecr:StartImageScan %s in %q: %w", digest, r.Repository, err)
+	}
+	return nil
+}
+
+// withDefaults fills the zero pacing fields.
+func (o WaitOptions) withDefaults() WaitOptions {
+	if o.Poll <= 0 {
+		o.Poll = DefaultPoll
+	}
+	if o.Progress <= 0 {
+		o.Progress = DefaultProgress
+	}
+	return o
 }
 
 // ScanTimeoutError is a wait that ran out.
@@ -328,17 +412,13 @@ func (e *ScanFailedError) Error() string {
 // any ends without results (ScanFailedError) or the timeout passes
 // (ScanTimeoutError). Results are in the order of ms.
 func (r *Registry) WaitForScans(ctx context.Context, ms []Manifest, o WaitOptions) ([]Scan, error) {
-	if o.Poll <= 0 {
-		o.Poll = 5 * time.Second
-	}
-	if o.Progress <= 0 {
-		o.Progress = 15 * time.Second
-	}
+	o = o.withDefaults()
 	start := time.Now()
 	deadline := start.Add(o.Timeout)
 	lastReport := start
 	scans := make([]Scan, len(ms))
 	done := make([]bool, len(ms))
+	started := make([]bool, len(ms)) // StartImageScan called (at most once each)
 	for {
 		var pending []string
 		for i, m := range ms {
@@ -350,6 +430,18 @@ func (r *Registry) WaitForScans(ctx context.Context, ms []Manifest, o WaitOption
 				return nil, err
 			}
 			scans[i] = s
+			if s.NotStarted && !o.JustPushed && !started[i] {
+				if o.ScanType == "ENHANCED" {
+					return nil, &ScanMissingError{Platform: m.Platform, Digest: m.Digest}
+				}
+				if err := r.StartScan(ctx, m.Digest); err != nil {
+					return nil, fmt.Errorf("no ECR scan of %s exists (an image pushed by an earlier run, perhaps while scanning was off) and starting one failed: %w", m.Platform, err)
+				}
+				started[i] = true
+				if o.Report != nil {
+					o.Report(fmt.Sprintf("no ECR scan of %s (%s) exists (pushed by an earlier run, perhaps while scanning was off): started a basic scan with ecr:StartImageScan", m.Platform, m.Digest))
+				}
+			}
 			switch {
 			case s.Done():
 				done[i] = true

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -35,22 +36,36 @@ const BuildType = "https://github.com/example/sidecar/ci/buildtypes/dagger-docke
 
 // Subject is an image manifest by name and digest ("sha256:…").
 type Subject struct {
-	Name   string // e.g. ecr-host/sidecar@index or …:linux/amd64
+	Name   string // SubjectName: repo:tag for the index, repo:tag@os/arch for a platform manifest
 	Digest string
+}
+
+// SubjectName names a subject without spaces: the repository URI and tag
+// (the image index), with "@" and the platform for a platform manifest,
+// e.g. 1234.dkr.ecr.eu-west-1.amazonaws.com/sidecar:3f9c2a7b1d04@linux/arm64.
+func SubjectName(repo, tag, platform string) string {
+	n := repo + ":" + tag
+	if platform != "" {
+		n += "@" + platform
+	}
+	return n
 }
 
 // Source is where the build came from.
 type Source struct {
-	Repository string // e.g. https://github.com/example/sidecar
+	Repository string // e.g. https://github.com/example/sidecar; "" when unknown (left out)
 	Commit     string // full commit hash
 	Ref        string // refs/heads/main, refs/tags/v1.2.3
 }
 
-// BaseImage is a resolved dependency by reference (and digest when the
-// reference carries one).
+// BaseImage is a base image build argument: the reference as configured
+// and, when resolved, pinned to its digest (name:tag@sha256:…).
 type BaseImage struct {
-	Arg, Ref string
+	Arg, Ref, Pinned string
 }
+
+// UnresolvedAnnotation marks a base image recorded without a digest.
+const UnresolvedAnnotation = "unresolved"
 
 // Builder is who ran the build.
 type Builder struct {
@@ -59,8 +74,14 @@ type Builder struct {
 	Version      map[string]string // e.g. runner OS, environment
 }
 
+// HostBuilderPrefix starts the builder id of a run outside GitHub
+// Actions: an unregistered URN naming the machine by its hostname
+// (urn:sidecar-ci:unverified-host:<hostname>). It says only which host
+// claims to have built the image: self-hosted, and nothing verifies it.
+const HostBuilderPrefix = "urn:sidecar-ci:unverified-host:"
+
 // DetectBuilder is the GitHub Actions run when GITHUB_ACTIONS=true,
-// otherwise this host.
+// otherwise this host (HostBuilderPrefix).
 func DetectBuilder(lookup func(string) (string, bool)) Builder {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	if get("GITHUB_ACTIONS") == "true" {
@@ -88,9 +109,9 @@ func DetectBuilder(lookup func(string) (string, bool)) Builder {
 	}
 	host, err := os.Hostname()
 	if err != nil || host == "" {
-		host = "localhost"
+		host = "unknown"
 	}
-	return Builder{ID: "https://github.com/example/sidecar/ci/builders/host#" + host, Version: map[string]string{}}
+	return Builder{ID: HostBuilderPrefix + url.PathEscape(host), Version: map[string]string{}}
 }
 
 // Input is what the provenance records.
@@ -123,8 +144,12 @@ func Build(in Input) (*intoto.Statement, error) {
 	for i, p := range in.Platforms {
 		plats[i] = p
 	}
+	source := map[string]any{"ref": in.Source.Ref, "commit": in.Source.Commit}
+	if in.Source.Repository != "" {
+		source["repository"] = in.Source.Repository
+	}
 	ext, err := structpb.NewStruct(map[string]any{
-		"source":     map[string]any{"repository": in.Source.Repository, "ref": in.Source.Ref, "commit": in.Source.Commit},
+		"source":     source,
 		"dockerfile": "Dockerfile",
 		"buildArgs":  args,
 		"platforms":  plats,
@@ -132,15 +157,27 @@ func Build(in Input) (*intoto.Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	deps := []*intoto.ResourceDescriptor{{
-		Uri:    "git+" + in.Source.Repository + "@" + in.Source.Ref,
-		Digest: map[string]string{"gitCommit": in.Source.Commit},
-	}}
+	// The commit; its repository only when known (no invented URL).
+	src := &intoto.ResourceDescriptor{Name: "source", Digest: map[string]string{"gitCommit": in.Source.Commit}}
+	if in.Source.Repository != "" {
+		src.Uri = "git+" + in.Source.Repository + "@" + in.Source.Ref
+	}
+	deps := []*intoto.ResourceDescriptor{src}
 	for _, b := range in.BaseImages {
-		d := &intoto.ResourceDescriptor{Name: b.Arg, Uri: "oci://" + b.Ref}
-		if _, digest, ok := strings.Cut(b.Ref, "@"); ok {
+		ref := b.Ref
+		if b.Pinned != "" {
+			ref = b.Pinned
+		}
+		d := &intoto.ResourceDescriptor{Name: b.Arg, Uri: "oci://" + ref}
+		if _, digest, ok := strings.Cut(ref, "@"); ok {
 			alg, hex, _ := strings.Cut(digest, ":")
 			d.Digest = map[string]string{alg: hex}
+		} else {
+			ann, err := structpb.NewStruct(map[string]any{UnresolvedAnnotation: "a tag, not resolved to a digest: the image it named at build time is not recorded"})
+			if err != nil {
+				return nil, err
+			}
+			d.Annotations = ann
 		}
 		deps = append(deps, d)
 	}

@@ -1,6 +1,8 @@
 package provenance
 
 import (
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +18,13 @@ func TestBuildAndParse(t *testing.T) {
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	start := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 	st, err := Build(Input{
-		Subjects:   []Subject{{"reg/sidecar@index", idx}, {"reg/sidecar:linux/amd64", amd}, {"reg/sidecar:linux/arm64", arm}},
-		Source:     Source{Repository: "https://github.com/example/sidecar", Commit: strings.Repeat("c", 40), Ref: "refs/tags/v1.2.3"},
-		BuildArgs:  map[string]string{"VERSION": "v1.2.3", "REVISION": strings.Repeat("c", 40), "RUNTIME_IMAGE": "alpine:3.22"},
-		Platforms:  []string{"linux/amd64", "linux/arm64"},
-		BaseImages: []BaseImage{{"GO_IMAGE", "golang:1.26-alpine"}, {"RUNTIME_IMAGE", "mirror.example/alpine@sha256:" + strings.Repeat("d", 64)}},
-		Builder:    DetectBuilder(lookup), Started: start, Finished: start.Add(time.Minute),
+		Subjects:  []Subject{{"reg/sidecar@index", idx}, {"reg/sidecar:linux/amd64", amd}, {"reg/sidecar:linux/arm64", arm}},
+		Source:    Source{Repository: "https://github.com/example/sidecar", Commit: strings.Repeat("c", 40), Ref: "refs/tags/v1.2.3"},
+		BuildArgs: map[string]string{"VERSION": "v1.2.3", "REVISION": strings.Repeat("c", 40), "RUNTIME_IMAGE": "alpine:3.22"},
+		Platforms: []string{"linux/amd64", "linux/arm64"},
+		BaseImages: []BaseImage{{Arg: "GO_IMAGE", Ref: "golang:1.26-alpine"},
+			{Arg: "RUNTIME_IMAGE", Ref: "mirror.example/alpine:3.22", Pinned: "mirror.example/alpine:3.22@sha256:" + strings.Repeat("d", 64)}},
+		Builder: DetectBuilder(lookup), Started: start, Finished: start.Add(time.Minute),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -51,8 +54,13 @@ func TestBuildAndParse(t *testing.T) {
 		t.Errorf("build args %v", ext["buildArgs"])
 	}
 	deps := p.BuildDefinition.ResolvedDependencies
-	if len(deps) != 3 || deps[0].Digest["gitCommit"] != strings.Repeat("c", 40) || deps[1].Uri != "oci://golang:1.26-alpine" || deps[2].Digest["sha256"] != strings.Repeat("d", 64) {
+	if len(deps) != 3 || deps[0].Digest["gitCommit"] != strings.Repeat("c", 40) || deps[0].Uri != "git+https://github.com/example/sidecar@refs/tags/v1.2.3" ||
+		deps[2].Uri != "oci://mirror.example/alpine:3.22@sha256:"+strings.Repeat("d", 64) || deps[2].Digest["sha256"] != strings.Repeat("d", 64) || deps[2].Annotations != nil {
 		t.Errorf("resolved dependencies %v", deps)
+	}
+	// A base image without a digest says so; it has no digest to guess.
+	if d := deps[1]; d.Uri != "oci://golang:1.26-alpine" || d.Digest != nil || d.Annotations.AsMap()[UnresolvedAnnotation] == nil {
+		t.Errorf("unresolved base image %v", d)
 	}
 	b := p.RunDetails.Builder
 	if b.Id != "https://github.com/example/sidecar/.github/workflows/ci.yml@refs/tags/v1.2.3" || b.Version["RUNNER_ENVIRONMENT"] != "github-hosted" {
@@ -68,8 +76,12 @@ func TestBuildAndParse(t *testing.T) {
 
 func TestBuilderOutsideActions(t *testing.T) {
 	b := DetectBuilder(func(string) (string, bool) { return "", false })
-	if !strings.HasPrefix(b.ID, "https://github.com/example/sidecar/ci/builders/host#") || b.InvocationID != "" {
-		t.Errorf("host builder %+v", b)
+	host, _ := os.Hostname()
+	if b.ID != HostBuilderPrefix+url.PathEscape(host) || b.InvocationID != "" {
+		t.Errorf("host builder %+v, want %s%s", b, HostBuilderPrefix, host)
+	}
+	if strings.Contains(b.ID, "example") || strings.Contains(b.ID, "github.com") {
+		t.Errorf("host builder id %q names a builder it is not", b.ID)
 	}
 }
 
@@ -92,5 +104,35 @@ func TestBuildRefusesInvalid(t *testing.T) {
 	}
 	if _, _, err := Parse([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`)); err == nil {
 		t.Error("Parse of a statement without subjects passed")
+	}
+}
+
+// Without a known repository the provenance leaves it out rather than
+// naming one; the commit is still recorded.
+func TestBuildWithoutRepository(t *testing.T) {
+	st, err := Build(Input{
+		Subjects: []Subject{{SubjectName("reg/sidecar", "3f9c2a7b1d04", "linux/amd64"), "sha256:" + strings.Repeat("1", 64)}},
+		Source:   Source{Commit: strings.Repeat("c", 40), Ref: "refs/heads/main"},
+		Builder:  Builder{ID: HostBuilderPrefix + "build-01"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := JSON(st)
+	_, p, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := p.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any); src["repository"] != nil || src["commit"] != strings.Repeat("c", 40) {
+		t.Errorf("source %v", src)
+	}
+	if d := p.BuildDefinition.ResolvedDependencies[0]; d.Uri != "" || d.Digest["gitCommit"] != strings.Repeat("c", 40) {
+		t.Errorf("source dependency %v", d)
+	}
+	if strings.Contains(string(raw), `"repository"`) || strings.Contains(string(raw), "git+") {
+		t.Errorf("provenance names a repository it does not know:\n%s", raw)
+	}
+	if n := st.Subject[0].Name; n != "reg/sidecar:3f9c2a7b1d04@linux/amd64" || strings.ContainsAny(n, " \t") {
+		t.Errorf("subject name %q", n)
 	}
 }

@@ -73,7 +73,12 @@ func Affected(fs []Finding) bool { return slices.ContainsFunc(fs, Finding.Affect
 func ValidDB(db string) error {
 	u, err := url.Parse(db)
 	if err != nil {
-		return err
+		// url.Error quotes the whole URL, credentials included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("not a URL: %w", ue.Err)
+		}
+		return errors.New("not a URL")
 	}
 	switch u.Scheme {
 	case "http", "https":
@@ -81,6 +86,11 @@ func ValidDB(db string) error {
 			return errors.New("no host")
 		}
 	case "file":
+		if u.Host != "" {
+			// file://relative/db parses as host "relative", path "/db":
+			// refuse it rather than read a different directory.
+			return fmt.Errorf("a file URL takes no host (got %q); want file:///absolute/path", u.Host)
+		}
 		if u.Path == "" {
 			return errors.New("no path")
 		}
@@ -88,6 +98,38 @@ func ValidDB(db string) error {
 		return fmt.Errorf("scheme %q is not http, https or file", u.Scheme)
 	}
 	return nil
+}
+
+// Redact returns db fit to print: an authenticated mirror's password
+// (https://user:token@mirror/) replaced by xxxxx, as url.URL.Redacted
+// does. A URL that does not parse has everything between :// and the
+// last @ replaced, so a malformed credential is not printed either.
+func Redact(db string) string {
+	if u, err := url.Parse(db); err == nil {
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(db, "://")
+	if !ok {
+		return db
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		return scheme + "://xxxxx" + rest[i:]
+	}
+	return db
+}
+
+// scrub removes db's password, raw and escaped, from a message that
+// may quote the URL (govulncheck's own errors do).
+func scrub(msg, db string) string {
+	msg = strings.ReplaceAll(msg, db, Redact(db))
+	if u, err := url.Parse(db); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			msg = strings.ReplaceAll(msg, url.QueryEscape(pw), "xxxxx")
+			msg = strings.ReplaceAll(msg, url.PathEscape(pw), "xxxxx")
+		}
+	}
+	return msg
 }
 
 // Probe checks that db answers as a v1 vulnerability database, within
@@ -113,11 +155,12 @@ func Probe(ctx context.Context, db string) error {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("unreachable: %w", err)
+		// net/http strips the password from its *url.Error; scrub anyway.
+		return fmt.Errorf("unreachable: %s", scrub(err.Error(), db))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+		return fmt.Errorf("GET %s: %s", req.URL.Redacted(), resp.Status)
 	}
 	return nil
 }
@@ -162,7 +205,7 @@ func Scan(ctx context.Context, db, path string) ([]Finding, error) {
 		return nil, err
 	}
 	if err := cmd.Wait(); err != nil {
-		msg := strings.TrimSpace(errOut.String())
+		msg := scrub(strings.TrimSpace(errOut.String()), db)
 		if msg != "" {
 			return nil, fmt.Errorf("govulncheck: %w: %s", err, msg)
 		}

@@ -17,6 +17,73 @@ func (s *Server) SetScanning(name, scanType, frequency string) {
 	s.repos[name].ScanOnPush = frequency != "MANUAL"
 }
 
+// SetRepositoryScanOnPush sets the repository's own (legacy) scanOnPush
+// flag without changing its effective scanFrequency, as in ECR, where
+// registry scanning rules override it: scanOnPush true with
+// scanFrequency MANUAL is a real answer.
+func (s *Server) SetRepositoryScanOnPush(name string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repos[name].ScanOnPush = on
+}
+
+// FailScanningConfiguration makes BatchGetRepositoryScanningConfiguration
+// answer a failures entry with code (e.g. REPOSITORY_NOT_FOUND) for
+// repository name, or, with code "", leave the repository out of both
+// lists.
+func (s *Server) FailScanningConfiguration(name, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scanConfFailure[name] = code
+}
+
+// Deny makes operation op answer AccessDeniedException, as for an IAM
+// policy without ecr:<op>.
+func (s *Server) Deny(op string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.denied[op] = true
+}
+
+// ScanStarted reports whether StartImageScan was called for digest.
+func (s *Server) ScanStarted(digest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started[digest]
+}
+
+// startScan answers StartImageScan (s.mu held): under BASIC scanning it
+// starts a scan, after which DescribeImageScanFindings answers COMPLETE
+// where it answered ScanNotFoundException; ENHANCED scanning has no
+// on-demand scan (StartImageScan "starts a basic image vulnerability
+// scan"), so it is refused.
+func (s *Server) startScan(w http.ResponseWriter, body map[string]any) {
+	name, _ := body["repositoryName"].(string)
+	if _, ok := s.repos[name]; !ok {
+		awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+		return
+	}
+	id, _ := body["imageId"].(map[string]any)
+	digest, _ := id["imageDigest"].(string)
+	if _, ok := s.manifests[digest]; !ok && !s.scripted(digest) {
+		awsError(w, http.StatusBadRequest, "ImageNotFoundException", "no image "+digest+" in "+name)
+		return
+	}
+	if s.scanType == "ENHANCED" {
+		awsError(w, http.StatusBadRequest, "ValidationException", "basic scans cannot be started when the registry uses enhanced scanning")
+		return
+	}
+	if s.started[digest] {
+		awsError(w, http.StatusBadRequest, "LimitExceededException", "The scan quota per image has been exceeded. Wait and try again.")
+		return
+	}
+	s.started[digest] = true
+	reply(w, map[string]any{"registryId": s.Account, "repositoryName": name, "imageId": map[string]any{"imageDigest": digest},
+		"imageScanStatus": map[string]any{"status": "IN_PROGRESS"}})
+}
+
+func (s *Server) scripted(digest string) bool { _, ok := s.scans[digest]; return ok }
+
 // ScanFinding is one finding a scripted scan reports.
 type ScanFinding struct {
 	Severity string // CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED, UNTRIAGED
@@ -64,6 +131,9 @@ func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
 	} else if frequency(repo) != "MANUAL" {
 		st = ScanState{Status: "COMPLETE"}
 	}
+	if st.Status == "" && s.started[digest] {
+		st = ScanState{Status: "COMPLETE"}
+	}
 	if st.Status == "" {
 		awsError(w, http.StatusBadRequest, "ScanNotFoundException",
 			fmt.Sprintf("Image scan does not exist for image with '{imageDigest:'%s'}' in the repository with name '%s' in the registry with id '%s'", digest, name, s.Account))
@@ -103,7 +173,10 @@ func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
 				})
 			}
 		}
-		findings := map[string]any{"findingSeverityCounts": counts, "imageScanCompletedAt": float64(time.Now().Unix())}
+		findings := map[string]any{"findingSeverityCounts": counts, "imageScanCompletedAt": float64(s.ScanClock.Unix())}
+		if s.scanType != "ENHANCED" { // basic scanning's CVE data date
+			findings["vulnerabilitySourceUpdatedAt"] = float64(s.ScanClock.Add(-6 * time.Hour).Unix())
+		}
 		if basic != nil {
 			findings["findings"] = basic
 		}

@@ -57,6 +57,9 @@ type Server struct {
 	Region   string
 	Account  string
 	Password string // what the decoded token carries after "AWS:"
+	// ScanClock is the imageScanCompletedAt of every finished scan;
+	// basic scans' vulnerabilitySourceUpdatedAt is 6 hours before it.
+	ScanClock time.Time
 
 	mu           sync.Mutex
 	repos        map[string]*Repo
@@ -71,6 +74,11 @@ type Server struct {
 	// the repository first: it appears, and the call fails with
 	// RepositoryAlreadyExistsException.
 	createRace bool
+	// scanConfFailure scripts BatchGetRepositoryScanningConfiguration
+	// per repository: a failure code, or "" for no entry at all.
+	scanConfFailure map[string]string
+	denied          map[string]bool // operations answered AccessDeniedException
+	started         map[string]bool // digests StartImageScan was called for
 }
 
 // Start serves the stand-in until the test ends.
@@ -79,7 +87,9 @@ func Start(t testing.TB, region string) *Server {
 	pw := make([]byte, 24)
 	_, _ = rand.Read(pw)
 	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{},
-		manifests: map[string]manifest{}, scans: map[string][]ScanState{}}
+		ScanClock: time.Now().UTC().Truncate(time.Second),
+		manifests: map[string]manifest{}, scans: map[string][]ScanState{},
+		scanConfFailure: map[string]string{}, denied: map[string]bool{}, started: map[string]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -225,6 +235,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, Call{Operation: op, Body: body})
+	if s.denied[op] {
+		awsError(w, http.StatusBadRequest, "AccessDeniedException",
+			fmt.Sprintf("User: arn:aws:iam::%s:user/ci is not authorized to perform: ecr:%s", s.Account, op))
+		return
+	}
 	switch op {
 	case "GetAuthorizationToken":
 		token := base64.StdEncoding.EncodeToString([]byte("AWS:" + s.Password))
@@ -340,12 +355,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(w, map[string]any{"registryId": s.Account, "scanningConfiguration": map[string]any{"scanType": typ, "rules": []any{}}})
 	case "BatchGetRepositoryScanningConfiguration":
+		// Per-repository problems are failures entries of a 200 answer
+		// (RepositoryScanningConfigurationFailure, failureCode
+		// REPOSITORY_NOT_FOUND), not an exception.
 		var confs, failures []any
 		for _, n := range stringList(body["repositoryNames"]) {
 			repo, ok := s.repos[n]
-			if !ok {
-				awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+n)
-				return
+			code, scripted := s.scanConfFailure[n]
+			switch {
+			case !ok:
+				code, scripted = "REPOSITORY_NOT_FOUND", true
+			case scripted && code == "":
+				continue // answered with neither entry
+			}
+			if scripted {
+				failures = append(failures, map[string]any{"repositoryName": n, "failureCode": code,
+					"failureReason": fmt.Sprintf("The repository with name '%s' does not exist in the registry with id '%s'", n, s.Account)})
+				continue
 			}
 			confs = append(confs, map[string]any{
 				"repositoryArn":  fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, n),
@@ -355,6 +381,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]any{"scanningConfigurations": confs, "failures": failures})
 	case "DescribeImageScanFindings":
 		s.describeScan(w, body)
+	case "StartImageScan":
+		s.startScan(w, body)
 	default:
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", "stand-in does not implement "+op)
 	}

@@ -1,0 +1,34 @@
+package daggertest_test
+
+import (
+	"strings"
+	"testing"
+
+	"dagger.io/dagger"
+
+	"github.com/example/sidecar/ci/daggertest"
+)
+
+// from + imageRef pins a tag to a digest the same for every platform
+// (the root descriptor's), and keeps a digest already in the address.
+func TestImageRef(t *testing.T) {
+	_, c, ctx := connect(t)
+	digest := "sha256:" + strings.Repeat("d", 64)
+	for in, want := range map[string]string{
+		"alpine:3.22": "docker.io/library/alpine:3.22@" + daggertest.ImageDigest("alpine:3.22"),
+		"public.ecr.aws/docker/library/golang:1.26-alpine": "public.ecr.aws/docker/library/golang:1.26-alpine@" +
+			daggertest.ImageDigest("public.ecr.aws/docker/library/golang:1.26-alpine"),
+		"mirror.example:5000/alpine":           "mirror.example:5000/alpine:latest@" + daggertest.ImageDigest("mirror.example:5000/alpine:latest"),
+		"mirror.example/alpine:3.22@" + digest: "mirror.example/alpine:3.22@" + digest,
+	} {
+		for _, p := range []dagger.Platform{"linux/amd64", "linux/arm64"} {
+			got, err := c.Container(dagger.ContainerOpts{Platform: p}).From(in).ImageRef(ctx)
+			if err != nil || got != want {
+				t.Errorf("%s from(%s).imageRef = %q, %v; want %q", p, in, got, err, want)
+			}
+		}
+	}
+	if _, err := c.Container().From("alpine:3.22").WithExec([]string{"true"}).ImageRef(ctx); err == nil || !strings.Contains(err.Error(), "immediately after the 'Container.From' call") {
+		t.Errorf("imageRef after withExec: %v", err)
+	}
+}

@@ -1,0 +1,97 @@
+package ci
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/ci/daggertest"
+	"github.com/example/sidecar/ci/gitref"
+	"github.com/example/sidecar/ci/provenance"
+)
+
+// Outside GitHub Actions, in a clone without an origin remote, the
+// provenance records only what the run knows: no source repository, a
+// builder id naming this host as unverified, subject names without
+// spaces, and base images by the digests the build was pinned to.
+func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newPushEngine(t, ecrSrv, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
+	fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	raw, err := os.ReadFile(filepath.Join(fe.dir, distDir, "provenance.intoto.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, pred, err := provenance.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := pred.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any); src["repository"] != nil {
+		t.Errorf("source repository %v recorded without GITHUB_REPOSITORY or an origin remote", src["repository"])
+	}
+	deps := pred.BuildDefinition.ResolvedDependencies
+	if deps[0].Uri != "" || deps[0].Digest["gitCommit"] != gitHead(t, fe.dir) {
+		t.Errorf("source dependency %v", deps[0])
+	}
+	if id := pred.RunDetails.Builder.Id; !strings.HasPrefix(id, provenance.HostBuilderPrefix) {
+		t.Errorf("builder id %q, want %s<hostname>", id, provenance.HostBuilderPrefix)
+	}
+	tag := gitHead(t, fe.dir)[:gitref.ShortLen]
+	want := []string{ecrSrv.Host() + "/sidecar:" + tag, ecrSrv.Host() + "/sidecar:" + tag + "@linux/amd64", ecrSrv.Host() + "/sidecar:" + tag + "@linux/arm64"}
+	var names []string
+	for _, s := range st.Subject {
+		names = append(names, s.Name)
+	}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("subject names %q, want %q", names, want)
+	}
+	// What is recorded is what was built from.
+	pinned := map[string]string{
+		"GO_IMAGE":      daggertest.ImageRef(DefaultGoImage),
+		"RUNTIME_IMAGE": daggertest.ImageRef("mirror.example/alpine:3.22"),
+	}
+	for _, d := range deps[1:] {
+		p := pinned[d.Name]
+		if d.Uri != "oci://"+p || "sha256:"+d.Digest["sha256"] != strings.SplitN(p, "@", 2)[1] || d.Annotations != nil {
+			t.Errorf("%s recorded as %v, want pinned %s", d.Name, d, p)
+		}
+	}
+	for _, q := range fe.srv.Select(func(q daggertest.Query) bool { return q.Leaf().Field == "id" && q.Has("dockerBuild") }) {
+		b, _ := q.Find("dockerBuild")
+		args := fmt.Sprint(b.Args["buildArgs"])
+		for arg, p := range pinned {
+			if !strings.Contains(args, "name:"+arg+" value:"+p+"]") {
+				t.Errorf("%s build args %s lack %s=%s", b.Arg("platform"), args, arg, p)
+			}
+		}
+	}
+	if !strings.Contains(fe.log.String(), "build: RUNTIME_IMAGE mirror.example/alpine:3.22 is "+pinned["RUNTIME_IMAGE"]) {
+		t.Errorf("log does not say what the base images were pinned to:\n%s", fe.log)
+	}
+}
+
+// A base image that cannot be resolved stops the build before it starts,
+// naming the variable.
+func TestBuildStopsWhenABaseImageDoesNotResolve(t *testing.T) {
+	fe := newEngine(t, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.99"}, nil)
+	fe.srv.Handle("imageRef", func(q daggertest.Query) (any, error) {
+		if from, _ := q.Find("from"); from.Arg("address") == "mirror.example/alpine:3.99" {
+			return nil, daggertest.Failure("failed to resolve image: mirror.example/alpine:3.99: not found")
+		}
+		return daggertest.ImageRef(q.Chain[len(q.Chain)-2].Arg("address")), nil
+	})
+	err := fe.runner.Build(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "resolve RUNTIME_IMAGE=mirror.example/alpine:3.99 to a digest") || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := len(fe.srv.Select(func(q daggertest.Query) bool { return q.Has("dockerBuild") })); n != 0 {
+		t.Errorf("%d build queries after the failed resolution", n)
+	}
+}

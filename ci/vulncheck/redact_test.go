@@ -1,0 +1,62 @@
+package vulncheck
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/example/sidecar/internal/sidecarbin"
+)
+
+// An authenticated mirror's URL carries a password; no error may print it.
+func TestCredentialsNeverInErrors(t *testing.T) {
+	const pw = "s3cr3t-token"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "denied", http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	db := strings.Replace(srv.URL, "http://", "http://user:"+pw+"@", 1)
+	ctx := context.Background()
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s: no error", what)
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("%s error shows the password: %v", what, err)
+		}
+	}
+	err := Probe(ctx, db)
+	check("Probe", err)
+	if !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "user:xxxxx@") {
+		t.Errorf("Probe error does not say what failed: %v", err)
+	}
+	_, err = Scan(ctx, db, sidecarbin.Build(t, runtime.GOARCH))
+	check("Scan", err)
+	check("ValidDB", ValidDB("https://user:"+pw+"%zz@mirror/"))
+	for in, want := range map[string]string{
+		db:                                   strings.Replace(db, pw, "xxxxx", 1),
+		"https://user:" + pw + "%zz@mirror/": "https://xxxxx@mirror/",
+		DefaultDB:                            DefaultDB,
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestValidDB(t *testing.T) {
+	for db, want := range map[string]string{
+		DefaultDB: "", "file:///srv/vulndb": "", "https://user:pw@mirror.example/": "",
+		"file://relative/db": "file:///absolute/path", "file://": "no path",
+		"vuln.example.com": "scheme", "https://": "no host",
+	} {
+		err := ValidDB(db)
+		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidDB(%q) = %v, want %q", db, err, want)
+		}
+	}
+}
