@@ -33,6 +33,7 @@ import (
 
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
 	"github.com/example/sidecar/ci/provenance"
@@ -63,41 +64,8 @@ func (fe *fakeEngine) setFiles(t *testing.T, files map[string]map[string][]byte)
 		t.Fatal(err)
 	}
 	fe.layout = filepath.Join(t.TempDir(), "layout")
-	if err := untar(probe, fe.layout); err != nil {
+	if err := imagefiles.Untar(probe, fe.layout); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// untar unpacks an OCI layout tarball's regular files into dir.
-func untar(file, dir string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		p := filepath.Join(dir, filepath.FromSlash(filepath.Clean("/"+h.Name)))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			return err
-		}
 	}
 }
 
@@ -352,7 +320,7 @@ func pushedCandidate(t *testing.T, ecrSrv *ecrtest.Server, tag string, files map
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "layout")
-	if err := untar(tarball, dir); err != nil {
+	if err := imagefiles.Untar(tarball, dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := pushLayoutDir(ecrSrv, dir, ecrSrv.Host()+"/sidecar:"+tag); err != nil {

@@ -38,7 +38,7 @@ func Read(file string, paths ...string) (Files, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	if err := untar(file, dir); err != nil {
+	if err := Untar(file, dir); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	idx, err := layout.ImageIndexFromPath(dir)
@@ -155,9 +155,9 @@ func extract(img v1.Image, paths []string) (map[string][]byte, error) {
 	}
 }
 
-// untar unpacks the layout tarball (regular files and directories only,
-// no path outside dir).
-func untar(file, dir string) error {
+// Untar unpacks an OCI layout tarball, as Container.Export writes it,
+// into dir (regular files and directories only, no path outside dir).
+func Untar(file, dir string) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err

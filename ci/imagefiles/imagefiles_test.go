@@ -62,7 +62,7 @@ func TestFromIndexLoneImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := untar(tarball, dir); err != nil {
+	if err := Untar(tarball, dir); err != nil {
 		t.Fatal(err)
 	}
 	idx, err := layout.ImageIndexFromPath(dir)
