@@ -203,13 +203,7 @@ func TestUpstreamResetsMidStream(t *testing.T) {
 // The target's DNS answer changes between connections: each new connection
 // follows the current answer; the earlier one keeps working.
 func TestDNSAnswerChangesBetweenConnections(t *testing.T) {
-	dns := testdns.Start(t)
-	a, b := startPair(t)
-	dns.Set("db.sidecar.test", a.addr.Addr())
-	r := startProxy(t, proxy.Config{
-		Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}},
-		Resolver: dns.Resolver(),
-	})
+	dns, a, b, r := startFailover(t, proxy.Config{})
 
 	first := dial(t, r.addrs[0])
 	if err := exchange(first, []byte("one")); err != nil {
@@ -244,6 +238,19 @@ func startPair(t *testing.T) (a, b *upstream) {
 	}
 	t.Fatal("no port free on both 127.0.0.1 and 127.0.0.2")
 	return nil, nil
+}
+
+// startFailover starts an upstream pair, a DNS server answering
+// db.sidecar.test with a, and a proxy with cfg forwarding to that name
+// through the server's resolver. Tests fail over by setting the answer to b.
+func startFailover(t *testing.T, cfg proxy.Config) (dns *testdns.Server, a, b *upstream, r *rig) {
+	t.Helper()
+	dns = testdns.Start(t)
+	a, b = startPair(t)
+	dns.Set("db.sidecar.test", a.addr.Addr())
+	cfg.Forwards = []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}}
+	cfg.Resolver = dns.Resolver()
+	return dns, a, b, startProxy(t, cfg)
 }
 
 // exchange writes msg and expects it echoed back, without closing.

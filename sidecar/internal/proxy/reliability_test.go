@@ -336,13 +336,7 @@ func trickleUntil(c *net.TCPConn, stop <-chan struct{}, wg *sync.WaitGroup) {
 // working (the stale check is off by default).
 func TestDNSSwitchUnderLoad(t *testing.T) {
 	eachRelay(t, func(t *testing.T, f relay.Func) {
-		dns := testdns.Start(t)
-		a, b := startPair(t)
-		dns.Set("db.sidecar.test", a.addr.Addr())
-		r := startProxy(t, proxy.Config{
-			Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}},
-			Resolver: dns.Resolver(), Relay: f,
-		})
+		dns, a, b, r := startFailover(t, proxy.Config{Relay: f})
 		const n = 100
 		old := make([]*net.TCPConn, n)
 		for i := range old {
@@ -414,15 +408,7 @@ func newConnExchange(addr string, errs chan<- error) {
 // the lookup fails.
 func TestStaleCheckClosesDemotedUpstream(t *testing.T) {
 	eachRelay(t, func(t *testing.T, f relay.Func) {
-		dns := testdns.Start(t)
-		a, b := startPair(t)
-		dns.Set("db.sidecar.test", a.addr.Addr())
-		r := startProxy(t, proxy.Config{
-			Forwards:           []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}},
-			Resolver:           dns.Resolver(),
-			StaleCheckInterval: 100 * time.Millisecond,
-			Relay:              f,
-		})
+		dns, _, b, r := startFailover(t, proxy.Config{StaleCheckInterval: 100 * time.Millisecond, Relay: f})
 		onA := dial(t, r.addrs[0])
 		if err := exchange(onA, []byte("writer")); err != nil {
 			t.Fatal(err)
