@@ -69,14 +69,23 @@ func TestDocsAdminPortIsTheDefault(t *testing.T) {
 	}
 }
 
+// docSection returns the section of the user doc at path that starts with
+// heading, up to the next level-2 heading, and fails the test if there is
+// no such section.
+func docSection(t *testing.T, path, heading string) string {
+	t.Helper()
+	_, section, ok := strings.Cut(userDocs(t)[path], heading)
+	if !ok {
+		t.Fatalf("%s has no section %q", path, heading)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	return section
+}
+
 // docs/ecs.md names every port of ECS Service Connect the sidecar must
 // keep clear of.
 func TestDocsServiceConnectPorts(t *testing.T) {
-	ecs := userDocs(t)["docs/ecs.md"]
-	_, section, ok := strings.Cut(ecs, "## Next to ECS Service Connect")
-	if !ok {
-		t.Fatal("docs/ecs.md has no section on ECS Service Connect")
-	}
+	section := docSection(t, "docs/ecs.md", "## Next to ECS Service Connect")
 	for port, what := range config.ServiceConnectPorts {
 		if !strings.Contains(section, "| "+strconv.Itoa(port)+" |") {
 			t.Errorf("the Service Connect section has no row for port %d (%s)", port, what)
@@ -92,12 +101,7 @@ func TestDocsServiceConnectPorts(t *testing.T) {
 // The exit status of a second signal during the drain is documented
 // (TestBinarySecondSignalStopsAtOnce checks the behaviour).
 func TestDocsSecondSignalExitCode(t *testing.T) {
-	ops := userDocs(t)["docs/operations.md"]
-	_, drain, ok := strings.Cut(ops, "## Deploys and the drain")
-	if !ok {
-		t.Fatal("docs/operations.md has no drain section")
-	}
-	drain, _, _ = strings.Cut(drain, "\n## ")
+	drain := docSection(t, "docs/operations.md", "## Deploys and the drain")
 	for _, want := range []string{"second SIGTERM or SIGINT", "`143`", "`130`"} {
 		if !strings.Contains(drain, want) {
 			t.Errorf("the drain section does not say %s", want)
