@@ -46,13 +46,32 @@ func deadline(t *testing.T, c *net.TCPConn) {
 	}
 }
 
+// bound makes r's App and Server give up reading and writing after safety.
+func bound(t *testing.T, r *relayed) {
+	t.Helper()
+	deadline(t, r.App)
+	deadline(t, r.Server)
+}
+
+// passUp sets r's deadlines, writes msg at the App end and reads it at the
+// Server end: once it returns, the relay has moved bytes for the pair.
+func passUp(t *testing.T, r *relayed, msg []byte) {
+	t.Helper()
+	bound(t, r)
+	if _, err := r.App.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r.Server, make([]byte, len(msg))); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startBounded starts f, with no idle timeout and nothing to cancel it,
 // between an App and a Server whose reads and writes give up after safety.
 func startBounded(t *testing.T, f relay.Func) *relayed {
 	t.Helper()
 	r := startRelay(t, testkit.Listen(t), f, context.Background(), 0)
-	deadline(t, r.App)
-	deadline(t, r.Server)
+	bound(t, r)
 	return r
 }
 
@@ -295,14 +314,7 @@ func TestCancel(t *testing.T) {
 		ln := testkit.Listen(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		r := startRelay(t, ln, f, ctx, 0)
-		deadline(t, r.App)
-		deadline(t, r.Server)
-		if _, err := r.App.Write([]byte("hello")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(r.Server, make([]byte, 5)); err != nil {
-			t.Fatal(err)
-		}
+		passUp(t, r, []byte("hello"))
 		cancel()
 		res := r.wait(t)
 		if res.Reason != relay.ReasonCanceled || res.ToUpstream != 5 {
@@ -397,8 +409,7 @@ func TestManyConcurrent(t *testing.T) {
 		errs := make(chan error, 2*pairs)
 		var wg sync.WaitGroup
 		for i, r := range rs {
-			deadline(t, r.App)
-			deadline(t, r.Server)
+			bound(t, r)
 			wg.Add(2)
 			go checkedTransfer(&wg, r.App, r.Server, size, uint64(2*i), errs)
 			go checkedTransfer(&wg, r.Server, r.App, size+i, uint64(2*i+1), errs)
@@ -467,14 +478,7 @@ func TestCloseEndsRelaysAndRefusesNew(t *testing.T) {
 	}
 	// Make sure both are registered before Close.
 	for _, r := range rs {
-		deadline(t, r.App)
-		deadline(t, r.Server)
-		if _, err := r.App.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(r.Server, make([]byte, 1)); err != nil {
-			t.Fatal(err)
-		}
+		passUp(t, r, []byte("x"))
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
@@ -576,8 +580,7 @@ func TestBulkThenSmallThenBulk(t *testing.T) {
 		ln := testkit.Listen(t)
 		before := openFDs(t)
 		r := startRelay(t, ln, f, context.Background(), 0)
-		deadline(t, r.App)
-		deadline(t, r.Server)
+		bound(t, r)
 		var up, down int64
 		bulk := func(w, rd *net.TCPConn, seed uint64) {
 			t.Helper()
