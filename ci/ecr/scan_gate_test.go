@@ -75,17 +75,7 @@ func TestWaitForScansOfAnEarlierPush(t *testing.T) {
 			amd: []ecrtest.ScanState{notFound, notFound, {Status: "COMPLETE"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := ecrtest.Start(t, "eu-west-1")
-			srv.AddRepository("sidecar", true)
-			srv.SetScanning("sidecar", tc.scanType, "SCAN_ON_PUSH")
-			reg := preflight(t, srv)
-			d, plats := pushIndex(t, srv, "abc")
-			srv.ScriptScan(plats[0], tc.amd...)
-			srv.ScriptScan(plats[1], ecrtest.ScanState{Status: "COMPLETE"})
-			p, err := reg.Describe(ctx(t), d)
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv, reg, plats, p := scriptedScans(t, tc.scanType, tc.amd, []ecrtest.ScanState{{Status: "COMPLETE"}})
 			var lines []string
 			scans, err := reg.WaitForScans(ctx(t), p.Platforms, ecr.WaitOptions{
 				Timeout: 10 * time.Second, Poll: 5 * time.Millisecond, Progress: time.Hour,

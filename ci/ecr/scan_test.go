@@ -35,6 +35,26 @@ func preflight(t *testing.T, srv *ecrtest.Server) *ecr.Registry {
 	return reg
 }
 
+// scriptedScans pushes a two-platform index to a repository with scanType
+// scanning on push, scripts the amd64 and arm64 scan states and describes
+// the index; it returns the server, the registry, the platform digests
+// (amd64 first) and the description.
+func scriptedScans(t *testing.T, scanType string, amd, arm []ecrtest.ScanState) (*ecrtest.Server, *ecr.Registry, []string, ecr.Pushed) {
+	t.Helper()
+	srv := ecrtest.Start(t, "eu-west-1")
+	srv.AddRepository("sidecar", true)
+	srv.SetScanning("sidecar", scanType, "SCAN_ON_PUSH")
+	reg := preflight(t, srv)
+	d, plats := pushIndex(t, srv, "abc")
+	srv.ScriptScan(plats[0], amd...)
+	srv.ScriptScan(plats[1], arm...)
+	p, err := reg.Describe(ctx(t), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, reg, plats, p
+}
+
 func TestDescribeListsPlatformManifests(t *testing.T) {
 	srv := ecrtest.Start(t, "eu-west-1")
 	srv.AddRepository("sidecar", true)
@@ -121,17 +141,7 @@ func TestWaitForScans(t *testing.T) {
 			timeout: 300 * time.Millisecond, wantErr: "did not finish within 300ms: still waiting for linux/amd64 (IN_PROGRESS)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := ecrtest.Start(t, "eu-west-1")
-			srv.AddRepository("sidecar", true)
-			srv.SetScanning("sidecar", tc.scanType, "SCAN_ON_PUSH")
-			reg := preflight(t, srv)
-			d, plats := pushIndex(t, srv, "abc")
-			srv.ScriptScan(plats[0], tc.amd...)
-			srv.ScriptScan(plats[1], tc.arm...)
-			p, err := reg.Describe(ctx(t), d)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, reg, _, p := scriptedScans(t, tc.scanType, tc.amd, tc.arm)
 			var lines []string
 			timeout := tc.timeout
 			if timeout == 0 {
