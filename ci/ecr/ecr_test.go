@@ -178,18 +178,27 @@ func TestPreflightRejectsBadRepositoryName(t *testing.T) {
 	}
 }
 
-func TestLookup(t *testing.T) {
+// taggedRegistry starts a server whose immutable-tag repository repo holds
+// the given tag -> digest pairs, and returns it with a registry for repo.
+func taggedRegistry(t *testing.T, repo string, tags [][2]string) (*ecrtest.Server, *ecr.Registry) {
+	t.Helper()
 	srv := ecrtest.Start(t, "eu-west-1")
 	srv.Env(t)
-	srv.AddRepository("team/sidecar", true)
-	srv.SetTag("team/sidecar", "abc123abc123", "sha256:aaaa")
-	srv.SetTag("team/sidecar", "v1.0.0", "sha256:bbbb")
+	srv.AddRepository(repo, true)
+	for _, tag := range tags {
+		srv.SetTag(repo, tag[0], tag[1])
+	}
 	o := defaults()
-	o.Repository = "team/sidecar"
+	o.Repository = repo
 	reg, err := ecr.Preflight(ctx(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, reg
+}
+
+func TestLookup(t *testing.T) {
+	_, reg := taggedRegistry(t, "team/sidecar", [][2]string{{"abc123abc123", "sha256:aaaa"}, {"v1.0.0", "sha256:bbbb"}})
 	got, err := reg.Lookup(ctx(t), []string{"abc123abc123", "v1.0.0", "latest"})
 	if err != nil {
 		t.Fatal(err)
@@ -291,15 +300,7 @@ func orEmpty(m map[string]string) map[string]string {
 }
 
 func TestRetag(t *testing.T) {
-	srv := ecrtest.Start(t, "eu-west-1")
-	srv.Env(t)
-	srv.AddRepository("sidecar", true)
-	srv.SetTag("sidecar", "abc123abc123", "sha256:aaaa")
-	srv.SetTag("sidecar", "v0.9.0", "sha256:bbbb")
-	reg, err := ecr.Preflight(ctx(t), defaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, reg := taggedRegistry(t, "sidecar", [][2]string{{"abc123abc123", "sha256:aaaa"}, {"v0.9.0", "sha256:bbbb"}})
 	if err := reg.Retag(ctx(t), "sha256:aaaa", "v1.0.0"); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +311,7 @@ func TestRetag(t *testing.T) {
 	if repo.Tags["v1.0.0"] != "sha256:aaaa" {
 		t.Errorf("v1.0.0 -> %q", repo.Tags["v1.0.0"])
 	}
-	err = reg.Retag(ctx(t), "sha256:aaaa", "v0.9.0")
+	err := reg.Retag(ctx(t), "sha256:aaaa", "v0.9.0")
 	if err == nil || !strings.Contains(err.Error(), "ImageTagAlreadyExists") {
 		t.Errorf("moving an immutable tag: err = %v", err)
 	}
