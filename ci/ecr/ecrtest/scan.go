@@ -58,9 +58,8 @@ func (s *Server) ScanStarted(digest string) bool {
 // on-demand scan (StartImageScan "starts a basic image vulnerability
 // scan"), so it is refused.
 func (s *Server) startScan(w http.ResponseWriter, body map[string]any) {
-	name, _ := body["repositoryName"].(string)
-	if _, ok := s.repos[name]; !ok {
-		awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+	name, _, ok := s.requestRepo(w, body)
+	if !ok {
 		return
 	}
 	id, _ := body["imageId"].(map[string]any)
@@ -114,10 +113,8 @@ func (s *Server) ScriptScan(digest string, states ...ScanState) {
 // finding format of the scan type: findings for BASIC, enhancedFindings
 // for ENHANCED. Pages of maxResults (default 100) with nextToken.
 func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
-	name, _ := body["repositoryName"].(string)
-	repo, ok := s.repos[name]
+	name, repo, ok := s.requestRepo(w, body)
 	if !ok {
-		awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
 		return
 	}
 	id, _ := body["imageId"].(map[string]any)

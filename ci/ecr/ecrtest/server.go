@@ -279,10 +279,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.repos[name] = repo
 		reply(w, map[string]any{"repository": s.repoJSON(repo)})
 	case "BatchGetImage":
-		name, _ := body["repositoryName"].(string)
-		repo, ok := s.repos[name]
+		name, repo, ok := s.requestRepo(w, body)
 		if !ok {
-			awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
 			return
 		}
 		images, failures := []any{}, []any{}
@@ -322,10 +320,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(w, map[string]any{"images": images, "failures": failures})
 	case "PutImage":
-		name, _ := body["repositoryName"].(string)
-		repo, ok := s.repos[name]
+		name, repo, ok := s.requestRepo(w, body)
 		if !ok {
-			awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
 			return
 		}
 		manifest, _ := body["imageManifest"].(string)
@@ -386,6 +382,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", "stand-in does not implement "+op)
 	}
+}
+
+// requestRepo looks up the request's repositoryName (s.mu held); where
+// there is no such repository it answers RepositoryNotFoundException and
+// returns ok false.
+func (s *Server) requestRepo(w http.ResponseWriter, body map[string]any) (name string, repo *Repo, ok bool) {
+	name, _ = body["repositoryName"].(string)
+	repo, ok = s.repos[name]
+	if !ok {
+		awsError(w, http.StatusBadRequest, "RepositoryNotFoundException", "no repository "+name)
+	}
+	return name, repo, ok
 }
 
 type manifest struct{ mediaType, body string }
