@@ -52,18 +52,26 @@ func (s *Server) ScanStarted(digest string) bool {
 	return s.started[digest]
 }
 
+// scanRequest reads the repository and imageId.imageDigest that
+// StartImageScan and DescribeImageScanFindings both take (s.mu held); ok is
+// false where the repository is unknown and has been answered.
+func (s *Server) scanRequest(w http.ResponseWriter, body map[string]any) (name string, repo *Repo, digest string, ok bool) {
+	name, repo, ok = s.requestRepo(w, body)
+	id, _ := body["imageId"].(map[string]any)
+	digest, _ = id["imageDigest"].(string)
+	return name, repo, digest, ok
+}
+
 // startScan answers StartImageScan (s.mu held): under BASIC scanning it
 // starts a scan, after which DescribeImageScanFindings answers COMPLETE
 // where it answered ScanNotFoundException; ENHANCED scanning has no
 // on-demand scan (StartImageScan "starts a basic image vulnerability
 // scan"), so it is refused.
 func (s *Server) startScan(w http.ResponseWriter, body map[string]any) {
-	name, _, ok := s.requestRepo(w, body)
+	name, _, digest, ok := s.scanRequest(w, body)
 	if !ok {
 		return
 	}
-	id, _ := body["imageId"].(map[string]any)
-	digest, _ := id["imageDigest"].(string)
 	if _, ok := s.manifests[digest]; !ok && !s.scripted(digest) {
 		awsError(w, http.StatusBadRequest, "ImageNotFoundException", "no image "+digest+" in "+name)
 		return
@@ -113,12 +121,10 @@ func (s *Server) ScriptScan(digest string, states ...ScanState) {
 // finding format of the scan type: findings for BASIC, enhancedFindings
 // for ENHANCED. Pages of maxResults (default 100) with nextToken.
 func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
-	name, repo, ok := s.requestRepo(w, body)
+	name, repo, digest, ok := s.scanRequest(w, body)
 	if !ok {
 		return
 	}
-	id, _ := body["imageId"].(map[string]any)
-	digest, _ := id["imageDigest"].(string)
 	var st ScanState
 	if script, ok := s.scans[digest]; ok && len(script) > 0 {
 		st = script[0]
