@@ -215,9 +215,8 @@ func TestBackpressureStalledReader(t *testing.T) {
 		ln := testkit.Listen(t)
 		stalled := startRelay(t, ln, f, context.Background(), 0)
 		other := startRelay(t, ln, f, context.Background(), 0)
-		for _, c := range []*net.TCPConn{stalled.App, stalled.Server, other.App, other.Server} {
-			deadline(t, c)
-		}
+		bound(t, stalled)
+		bound(t, other)
 		sent := make(chan [32]byte, 1)
 		sendErr := make(chan error, 1)
 		go func() {
@@ -271,9 +270,7 @@ func TestIdleTimeout(t *testing.T) {
 		quiet := startRelay(t, ln, f, context.Background(), idle)
 		busy := startRelay(t, ln, f, context.Background(), idle)
 		noTimeout := startRelay(t, ln, f, context.Background(), 0)
-		for _, c := range []*net.TCPConn{busy.App, busy.Server} {
-			deadline(t, c)
-		}
+		bound(t, busy)
 		// busy moves a byte every pace for well past idle; it must survive that.
 		start := time.Now()
 		for time.Since(start) < idle+idle/4 {
@@ -356,9 +353,8 @@ func TestPeerReset(t *testing.T) {
 				ln := testkit.Listen(t)
 				r := startRelay(t, ln, f, context.Background(), 0)
 				other := startRelay(t, ln, f, context.Background(), 0)
-				for _, c := range []*net.TCPConn{r.App, r.Server, other.App, other.Server} {
-					deadline(t, c)
-				}
+				bound(t, r)
+				bound(t, other)
 				resetter, survivor := r.Server, r.App
 				if tc.reason == relay.ReasonClientError {
 					resetter, survivor = r.App, r.Server
