@@ -104,11 +104,7 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 // release attaches them, made from the candidate's own files, before the
 // version tag moves.
 func TestPushDocumentsAnUndocumentedCandidate(t *testing.T) {
-	immutable := true
-	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, nil)
-	gitTag(t, fe.dir, "v1.5.0")
-	short := gitHead(t, fe.dir)[:12]
+	ecrSrv, fe, short := versionRelease(t, "v1.5.0", nil)
 	cand, plats := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 	// An earlier run's documents, which do not belong to this run.
 	stale := filepath.Join(fe.dir, "dist", "sbom-linux-arm-v7.spdx.json")
@@ -162,11 +158,7 @@ func TestPushDocumentsAnUndocumentedCandidate(t *testing.T) {
 // registry does not have it) cannot be documented: the release is refused
 // and says what to do; no tag moves.
 func TestPushRefusesACandidateItCannotRead(t *testing.T) {
-	immutable := true
-	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, nil)
-	gitTag(t, fe.dir, "v1.5.0")
-	short := gitHead(t, fe.dir)[:12]
+	ecrSrv, fe, short := versionRelease(t, "v1.5.0", nil)
 	cand := prePushed(t, ecrSrv, short, "unreadable")
 	err := fe.runner.Push(testCtx(t))
 	if err == nil {
@@ -189,11 +181,7 @@ func TestPushRefusesACandidateItCannotRead(t *testing.T) {
 // A candidate with only some of its documents, or unusable ones ({}
 // under the right title), gets the missing ones; the good one stands.
 func TestPushCompletesAPartialAttach(t *testing.T) {
-	immutable := true
-	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, nil)
-	gitTag(t, fe.dir, "v1.6.0")
-	short := gitHead(t, fe.dir)[:12]
+	ecrSrv, fe, short := versionRelease(t, "v1.6.0", nil)
 	files := earlierFiles(t)
 	cand, plats := pushedCandidate(t, ecrSrv, short, files)
 	repoURI := ecrSrv.Host() + "/sidecar"
@@ -269,11 +257,7 @@ func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
 		{"the rebuild is vulnerable, the candidate not", onlyThis, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			immutable := true
-			ecrSrv := pushEnv(t, &immutable)
-			fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": vulndbtest.Write(t, tc.entry), "VULN_CHECK": "true"})
-			gitTag(t, fe.dir, "v1.7.0")
-			short := gitHead(t, fe.dir)[:12]
+			ecrSrv, fe, short := versionRelease(t, "v1.7.0", map[string]string{"GOVULNDB": vulndbtest.Write(t, tc.entry), "VULN_CHECK": "true"})
 			cand, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 			err := fe.runner.Push(testCtx(t))
 			image := ecrSrv.Host() + "/sidecar@" + cand

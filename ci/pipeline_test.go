@@ -504,6 +504,19 @@ func TestSmokeFailureReportsOutput(t *testing.T) {
 	}
 }
 
+// versionRelease is the common release setup: an ECR stand-in whose
+// repository has immutable tags, a push engine with env over a checkout
+// whose HEAD carries the version tag, and HEAD's short commit (the
+// candidate's tag).
+func versionRelease(t *testing.T, version string, env map[string]string) (*ecrtest.Server, *fakeEngine, string) {
+	t.Helper()
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newPushEngine(t, ecrSrv, env)
+	gitTag(t, fe.dir, version)
+	return ecrSrv, fe, gitHead(t, fe.dir)[:12]
+}
+
 // pushEnv points the run at an ECR stand-in.
 func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
 	t.Helper()
@@ -584,11 +597,7 @@ func TestPushPipeline(t *testing.T) {
 }
 
 func TestPushVersionTagAndIdempotence(t *testing.T) {
-	immutable := true
-	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, nil)
-	gitTag(t, fe.dir, "v1.4.0")
-	short := gitHead(t, fe.dir)[:12]
+	ecrSrv, fe, short := versionRelease(t, "v1.4.0", nil)
 	// The commit was pushed before with this very image; v1.4.0 is new.
 	ecrSrv.PushImage("sidecar", short, fe.topType, fe.top)
 
@@ -639,11 +648,7 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 // that is not byte-identical) releases the pushed image: no rebuild is
 // pushed, the version tag is put on the existing image.
 func TestPushReleasesThePushedCommitImage(t *testing.T) {
-	immutable := true
-	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, nil)
-	gitTag(t, fe.dir, "v1.5.0")
-	short := gitHead(t, fe.dir)[:12]
+	ecrSrv, fe, short := versionRelease(t, "v1.5.0", nil)
 	mainBuild, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 
 	if err := fe.runner.Push(testCtx(t)); err != nil {
