@@ -241,6 +241,16 @@ func testAPKDB(arch string) string {
 		"U:https://musl.libc.org/\nL:MIT\no:musl\nm:Timo Teräs <timo.teras@iki.fi>\nt:1745000000\nc:4f2a1b3c\n\n"
 }
 
+// scanningPush is a push setup against a repository with mutable tags
+// and scanType scanning on push: the ECR stand-in and a push engine with env.
+func scanningPush(t *testing.T, scanType string, env map[string]string) (*ecrtest.Server, *fakeEngine) {
+	t.Helper()
+	mutable := false
+	ecrSrv := pushEnv(t, &mutable)
+	ecrSrv.SetScanning("sidecar", scanType, "SCAN_ON_PUSH")
+	return ecrSrv, newPushEngine(t, ecrSrv, env)
+}
+
 // newPushEngine is newEngine for push runs against ecrSrv: the export
 // holds the real sidecar binaries, and a publish pushes the exported
 // image to the stand-in's registry and records its top manifest in the
@@ -604,10 +614,7 @@ func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
 		{"version tag already on the image", "v3.1.0", true, "v3.1.0 already pointed at the commit's image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mutable := false
-			ecrSrv := pushEnv(t, &mutable)
-			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
-			fe := newPushEngine(t, ecrSrv, nil)
+			ecrSrv, fe := scanningPush(t, "BASIC", nil)
 			if tc.version != "" {
 				gitTag(t, fe.dir, tc.version)
 			}
@@ -841,10 +848,7 @@ func TestPushSinglePlatformCandidate(t *testing.T) {
 // A registry that refuses the documents stops the release before the
 // version tag moves.
 func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
-	mutable := false
-	ecrSrv := pushEnv(t, &mutable)
-	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
-	fe := newPushEngine(t, ecrSrv, nil)
+	ecrSrv, fe := scanningPush(t, "BASIC", nil)
 	gitTag(t, fe.dir, "v6.0.0")
 	ecrSrv.DenyReferrers()
 	err := fe.runner.Push(testCtx(t))

@@ -14,10 +14,7 @@ import (
 // release, naming the API call; an unreadable scan type is "unknown".
 func TestPushScanGateFailsClosed(t *testing.T) {
 	t.Run("failure entry", func(t *testing.T) {
-		mutable := false
-		ecrSrv := pushEnv(t, &mutable)
-		ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
-		fe := newPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+		ecrSrv, fe := scanningPush(t, "BASIC", map[string]string{"PUSH_LATEST": "true"})
 		ecrSrv.FailScanningConfiguration("sidecar", "REPOSITORY_NOT_FOUND")
 		err := fe.runner.Push(testCtx(t))
 		if err == nil || !strings.Contains(err.Error(), "ecr:BatchGetRepositoryScanningConfiguration") ||
@@ -51,10 +48,7 @@ func TestPushScanGateFailsClosed(t *testing.T) {
 // counts from findingSeverityCounts; each platform's line has the scan's
 // completion time and the age of its vulnerability data.
 func TestPushScanGateCountsBeyondTheNamedFindings(t *testing.T) {
-	mutable := false
-	ecrSrv := pushEnv(t, &mutable)
-	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
-	fe := newPushEngine(t, ecrSrv, nil)
+	ecrSrv, fe := scanningPush(t, "BASIC", nil)
 	fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
 	var many []ecrtest.ScanFinding
 	for i := range 1200 {
