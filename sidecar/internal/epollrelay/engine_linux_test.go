@@ -212,11 +212,7 @@ func TestBulkBothWays(t *testing.T) {
 func TestBackpressureStalledReader(t *testing.T) {
 	const size = 16 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
-		ln := testkit.Listen(t)
-		stalled := startRelay(t, ln, f, context.Background(), 0)
-		other := startRelay(t, ln, f, context.Background(), 0)
-		bound(t, stalled)
-		bound(t, other)
+		stalled, other := startBounded(t, f), startBounded(t, f)
 		sent := make(chan [32]byte, 1)
 		sendErr := make(chan error, 1)
 		go func() {
@@ -350,11 +346,7 @@ func TestPeerReset(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, f relay.Func) {
-				ln := testkit.Listen(t)
-				r := startRelay(t, ln, f, context.Background(), 0)
-				other := startRelay(t, ln, f, context.Background(), 0)
-				bound(t, r)
-				bound(t, other)
+				r, other := startBounded(t, f), startBounded(t, f)
 				resetter, survivor := r.Server, r.App
 				if tc.reason == relay.ReasonClientError {
 					resetter, survivor = r.App, r.Server
