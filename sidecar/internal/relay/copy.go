@@ -34,8 +34,8 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go r.pumpClientToUpstream(&wg)
-	go r.pumpUpstreamToClient(&wg)
+	go r.pumpDirection(&wg, r.upstream, r.client, r.liveToUpstream, &r.toUpstream)
+	go r.pumpDirection(&wg, r.client, r.upstream, r.liveToClient, &r.toClient)
 	wg.Wait()
 	r.end(ReasonDone, nil) // no-op if something ended the relay earlier
 	stop()
@@ -61,22 +61,16 @@ type copyRun struct {
 	toClient   int64
 }
 
-func (r *copyRun) pumpClientToUpstream(wg *sync.WaitGroup) {
+// pumpDirection is one direction's goroutine: it copies src to dst until
+// that ends, records the bytes moved in *total (under r.mu) and finishes
+// the direction.
+func (r *copyRun) pumpDirection(wg *sync.WaitGroup, dst, src *net.TCPConn, live *atomic.Int64, total *int64) {
 	defer wg.Done()
-	n, err := r.pump(r.upstream, r.client, r.liveToUpstream)
+	n, err := r.pump(dst, src, live)
 	r.mu.Lock()
-	r.toUpstream = n
+	*total = n
 	r.mu.Unlock()
-	r.finish(r.upstream, r.client, err)
-}
-
-func (r *copyRun) pumpUpstreamToClient(wg *sync.WaitGroup) {
-	defer wg.Done()
-	n, err := r.pump(r.client, r.upstream, r.liveToClient)
-	r.mu.Lock()
-	r.toClient = n
-	r.mu.Unlock()
-	r.finish(r.client, r.upstream, err)
+	r.finish(dst, src, err)
 }
 
 // finish handles the end of one direction: a clean EOF passes on as a
