@@ -118,10 +118,7 @@ func TestTypoWarnings(t *testing.T) {
 	}
 	cancel, done, stderr := runAsync(t, env)
 	waitHealthy(t, env, true)
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
-	}
+	stopClean(t, cancel, done, stderr)
 	got := map[string]string{}
 	for _, l := range jsonLines(t, stderr.String()) {
 		if l["level"] == "WARN" && l["did_you_mean"] != nil {
@@ -156,6 +153,21 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout.String(), stderr.String(), tc.code, tc.out, tc.errst)
 			}
 		})
+	}
+}
+
+// stopClean cancels a run started by runAsync and fails the test unless
+// it exits 0 within safety.
+func stopClean(t *testing.T, cancel context.CancelFunc, done <-chan int, stderr *testkit.LockedBuffer) {
+	t.Helper()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit code %d after cancel, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(safety):
+		t.Fatalf("no exit within %v after cancel", safety)
 	}
 }
 
@@ -218,15 +230,7 @@ func TestProxyModeInProcess(t *testing.T) {
 	}
 	_ = c.Close()
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("exit code %d after a clean drain, want 0", code)
-		}
-	case <-time.After(safety):
-		t.Fatal("no exit after cancel")
-	}
+	stopClean(t, cancel, done, stderr)
 	var sawStart, sawConn bool
 	for _, l := range jsonLines(t, stderr.String()) {
 		switch l["msg"] {
@@ -299,17 +303,9 @@ func TestPortInUse(t *testing.T) {
 
 func TestSleepModeInProcess(t *testing.T) {
 	env := map[string]string{"MODE": "sleep", "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)), "TARGET_PORT": "ignored-in-sleep"}
-	cancel, done, _ := runAsync(t, env)
+	cancel, done, stderr := runAsync(t, env)
 	waitHealthy(t, env, true)
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("exit code %d, want 0", code)
-		}
-	case <-time.After(safety):
-		t.Fatal("sleep mode ignored the stop signal")
-	}
+	stopClean(t, cancel, done, stderr)
 }
 
 // The listen address is written the same way in the "starting" and the
@@ -326,10 +322,7 @@ func TestListenAddressSameInEveryLine(t *testing.T) {
 			}
 			cancel, done, stderr := runAsync(t, env)
 			waitHealthy(t, env, true)
-			cancel()
-			if code := <-done; code != 0 {
-				t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
-			}
+			stopClean(t, cancel, done, stderr)
 			want := net.JoinHostPort(addr, strconv.Itoa(listen)) + "="
 			var seen []string
 			for _, l := range jsonLines(t, stderr.String()) {
@@ -385,10 +378,7 @@ func TestServiceConnectPortWarning(t *testing.T) {
 			env["LISTEN_ADDR"] = "127.0.0.1"
 			cancel, done, stderr := runAsync(t, env)
 			waitHealthy(t, env, true)
-			cancel()
-			if code := <-done; code != 0 {
-				t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
-			}
+			stopClean(t, cancel, done, stderr)
 			var warned []map[string]any
 			for _, l := range jsonLines(t, stderr.String()) {
 				if l["level"] == "WARN" && strings.Contains(l["msg"].(string), "Service Connect") {
