@@ -153,29 +153,50 @@ func configPlatform(small map[string][]byte, digest string) (string, bool) {
 }
 
 func readSmall(file string) (map[string][]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("open image tarball: %w", err)
-	}
-	defer f.Close()
 	small := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return small, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: read tar: %w", file, err)
-		}
+	err := eachImageEntry(file, func(h *tar.Header, tr *tar.Reader) error {
 		if h.Typeflag != tar.TypeReg || h.Size > metadataLimit {
-			continue
+			return nil
 		}
 		b, err := io.ReadAll(tr)
 		if err != nil {
-			return nil, fmt.Errorf("%s: read %s: %w", file, h.Name, err)
+			return fmt.Errorf("%s: read %s: %w", file, h.Name, err)
 		}
 		small[path.Clean(h.Name)] = b
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return small, nil
+}
+
+// eachImageEntry calls fn for each entry of the image tarball file.
+func eachImageEntry(file string, fn func(*tar.Header, *tar.Reader) error) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("open image tarball: %w", err)
+	}
+	defer f.Close()
+	return eachEntry(f, file+": read tar", fn)
+}
+
+// eachEntry calls fn for each entry of the tar stream r, with the reader
+// at that entry's content, until the end, a read error (wrapped after
+// what) or an error from fn (returned as it is).
+func eachEntry(r io.Reader, what string, fn func(*tar.Header, *tar.Reader) error) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if err := fn(h, tr); err != nil {
+			return err
+		}
 	}
 }
 
@@ -187,23 +208,10 @@ func addUncompressed(file string, small map[string][]byte, images []Image, layer
 		byPath[blobPath(d)] = d
 	}
 	seen := map[string]bool{}
-	f, err := os.Open(file)
-	if err != nil {
-		return fmt.Errorf("open image tarball: %w", err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: read tar: %w", file, err)
-		}
+	err := eachImageEntry(file, func(h *tar.Header, tr *tar.Reader) error {
 		digest, ok := byPath[path.Clean(h.Name)]
 		if !ok || seen[digest] {
-			continue
+			return nil
 		}
 		n, err := contentSize(tr, digest)
 		if err != nil {
@@ -213,6 +221,10 @@ func addUncompressed(file string, small map[string][]byte, images []Image, layer
 		for _, i := range layerOf[digest] {
 			images[i].Uncompressed += n
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for d := range layerOf {
 		if !seen[d] {
@@ -247,18 +259,14 @@ func contentSize(r io.Reader, digest string) (int64, error) {
 		layer = zr
 	}
 	var n int64
-	tr := tar.NewReader(layer)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read layer tar: %w", err)
-		}
+	err := eachEntry(layer, "read layer tar", func(h *tar.Header, _ *tar.Reader) error {
 		if h.Typeflag == tar.TypeReg {
 			n += h.Size
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	// Drain what follows the tar's end marker (padding, the gzip trailer)
 	// so the digest covers the whole blob and gzip checks its CRC.
