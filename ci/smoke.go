@@ -154,29 +154,32 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)
 	}
 
-	r.step("test: running sidecar: UID and healthcheck")
-	out, err = proxyEnv(native, sidecarPort+1).
-		WithEnvVariable("SMOKE_RUN", run).
-		WithExec([]string{"sh", "-c", runningCheckScript()}).
-		Stdout(ctx)
-	if err != nil {
-		return smokeFailure("healthcheck inside the running sidecar", err, scrub)
+	// checkIn runs script in c, a fresh exec each run, and expects the
+	// lines want in its output; execWhat and outWhat name the check in
+	// the error for a failed exec and for missing lines.
+	checkIn := func(c *dagger.Container, script, execWhat, outWhat string, want ...string) error {
+		out, err := c.WithEnvVariable("SMOKE_RUN", run).
+			WithExec([]string{"sh", "-c", script}).
+			Stdout(ctx)
+		if err != nil {
+			return smokeFailure(execWhat, err, scrub)
+		}
+		if err := expectLines(out, want...); err != nil {
+			return fmt.Errorf("smoke test failed (nothing pushed): %s: %w", outWhat, err)
+		}
+		return nil
 	}
-	if err := expectLines(out, "uid=1000", "healthcheck=ok", "exit=0"); err != nil {
-		return fmt.Errorf("smoke test failed (nothing pushed): running sidecar: %w", err)
+
+	r.step("test: running sidecar: UID and healthcheck")
+	if err := checkIn(proxyEnv(native, sidecarPort+1), runningCheckScript(),
+		"healthcheck inside the running sidecar", "running sidecar", "uid=1000", "healthcheck=ok", "exit=0"); err != nil {
+		return err
 	}
 
 	r.step("test: sleep mode stays up for %ds", sleepUpFor)
-	out, err = native.
-		WithEnvVariable("MODE", "sleep").
-		WithEnvVariable("SMOKE_RUN", run).
-		WithExec([]string{"sh", "-c", sleepCheckScript()}).
-		Stdout(ctx)
-	if err != nil {
-		return smokeFailure("sleep mode", err, scrub)
-	}
-	if err := expectLines(out, "stayed-up", "healthcheck=ok", "exit=0"); err != nil {
-		return fmt.Errorf("smoke test failed (nothing pushed): sleep mode: %w", err)
+	if err := checkIn(native.WithEnvVariable("MODE", "sleep"), sleepCheckScript(),
+		"sleep mode", "sleep mode", "stayed-up", "healthcheck=ok", "exit=0"); err != nil {
+		return err
 	}
 	r.step("test: smoke test passed")
 	return nil
