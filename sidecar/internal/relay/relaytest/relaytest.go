@@ -62,19 +62,13 @@ func testHalfCloseClientFirst(t *testing.T, f relay.Func) {
 	if err := r.Client.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readAllWithin(r.Upstream)
-	if err != nil || !bytes.Equal(got, req) {
-		t.Fatalf("upstream read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(req))
-	}
+	readExactly(t, r.Upstream, "upstream", req)
 	// The client's half-close must not have closed the other direction.
 	if _, err := r.Upstream.Write(resp); err != nil {
 		t.Fatalf("upstream write after client half-close: %v", err)
 	}
 	_ = r.Upstream.CloseWrite()
-	got, err = readAllWithin(r.Client)
-	if err != nil || !bytes.Equal(got, resp) {
-		t.Fatalf("client read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(resp))
-	}
+	readExactly(t, r.Client, "client", resp)
 	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(req)), int64(len(resp)))
 }
 
@@ -86,18 +80,12 @@ func testHalfCloseUpstreamFirst(t *testing.T, f relay.Func) {
 		t.Fatal(err)
 	}
 	_ = r.Upstream.CloseWrite()
-	got, err := readAllWithin(r.Client)
-	if err != nil || !bytes.Equal(got, greet) {
-		t.Fatalf("client read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(greet))
-	}
+	readExactly(t, r.Client, "client", greet)
 	if _, err := r.Client.Write(req); err != nil {
 		t.Fatalf("client write after upstream half-close: %v", err)
 	}
 	_ = r.Client.CloseWrite()
-	got, err = readAllWithin(r.Upstream)
-	if err != nil || !bytes.Equal(got, req) {
-		t.Fatalf("upstream read %d bytes, err %v; want %d bytes then EOF", len(got), err, len(req))
-	}
+	readExactly(t, r.Upstream, "upstream", req)
 	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(req)), int64(len(greet)))
 }
 

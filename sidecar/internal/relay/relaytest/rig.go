@@ -83,6 +83,16 @@ func RandomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
+// readExactly reads c until EOF and fails the test unless that ends
+// cleanly with exactly want; who names c in the failure.
+func readExactly(t testing.TB, c *net.TCPConn, who string, want []byte) {
+	t.Helper()
+	got, err := readAllWithin(c)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s read %d bytes, err %v; want %d bytes then EOF", who, len(got), err, len(want))
+	}
+}
+
 // readAllWithin reads c until EOF or error, bounded by the safety deadline.
 // It returns what was read and the error that ended it (nil for EOF).
 func readAllWithin(c *net.TCPConn) ([]byte, error) {
