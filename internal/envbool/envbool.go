@@ -1,0 +1,26 @@
+// Package envbool parses the boolean values people write in environment
+// variables. The sidecar and the pipeline both use it, so a task definition
+// and a CI job accept the same spellings.
+package envbool
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Accepted is what Parse accepts, as error messages and docs say it.
+const Accepted = "true or false (also 1/0, yes/no, on/off; any case)"
+
+var values = map[string]bool{
+	"true": true, "1": true, "yes": true, "on": true,
+	"false": false, "0": false, "no": false, "off": false,
+}
+
+// Parse reads v, ignoring case and surrounding spaces.
+func Parse(v string) (bool, error) {
+	b, ok := values[strings.ToLower(strings.TrimSpace(v))]
+	if !ok {
+		return false, fmt.Errorf("%q is not a boolean; accepted: %s", v, Accepted)
+	}
+	return b, nil
+}
