@@ -26,7 +26,7 @@ const (
 	exitUsage   = 2 // bad configuration or command line
 )
 
-const usage = `usage: sidecar [healthcheck | version | help]
+const usage = `usage: sidecar [healthcheck | version | help]  (also --version, -h, --help)
   sidecar              forward (MODE=proxy) or idle (MODE=sleep); configured by environment, see README
   sidecar healthcheck  exit 0 if the sidecar running with this environment is ready; never contacts the target
   sidecar version      print version and commit
@@ -51,14 +51,14 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return serve(ctx, environ, lookup, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, lookup, stdout, stderr)
-	case "version":
+	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "sidecar %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage+"\nEnvironment variables (an empty value counts as unset):\n"+config.Help())
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version, help (or none)\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version (--version), help (-h, --help) or none\n%s", cmd, usage)
 		return exitUsage
 	}
 }
@@ -96,7 +96,7 @@ func lookupIn(environ []string) func(string) (string, bool) {
 func serve(ctx context.Context, environ []string, lookup func(string) (string, bool), stderr io.Writer) int {
 	cfg, err := config.Parse(lookup)
 	if err != nil {
-		log := slog.New(slog.NewJSONHandler(stderr, nil))
+		log := config.NewLogger(stderr, config.LogFormatOf(lookup), slog.LevelInfo)
 		warnTypos(ctx, log, environ)
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
@@ -114,7 +114,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 		log.Error("not started: fix the configuration above", "exit_code", exitUsage)
 		return exitUsage
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := config.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	warnTypos(ctx, log, environ)
 	warnServiceConnectPorts(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)

@@ -140,7 +140,12 @@ func TestCommandLine(t *testing.T) {
 		out, errst string
 	}{
 		{[]string{"version"}, 0, "sidecar dev (commit unknown", ""},
+		{[]string{"--version"}, 0, "sidecar dev (commit unknown", ""},
+		{[]string{"-version"}, 0, "sidecar dev (commit unknown", ""},
 		{[]string{"help"}, 0, "usage: sidecar", ""},
+		{[]string{"-h"}, 0, "usage: sidecar", ""},
+		{[]string{"--help"}, 0, "usage: sidecar", ""},
+		{[]string{"-v"}, 2, "", `unknown command "-v"`},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"version", "extra"}, 2, "", "unexpected arguments"},
 		{[]string{"healthcheck"}, 2, "", `ADMIN_PORT="abc" is invalid`},
@@ -299,6 +304,36 @@ func TestPortInUse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// LOG_FORMAT=text writes every line as key=value, the invalid-configuration
+// report (written before the rest is parsed) and a running sidecar's alike.
+func TestLogFormatText(t *testing.T) {
+	var stdout, stderr testkit.LockedBuffer
+	code := run(context.Background(), nil, environ(map[string]string{"LOG_FORMAT": "text", "TARGET_PORT": "mysql"}), &stdout, &stderr)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+	checkText := func(out string, wants ...string) {
+		t.Helper()
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, "time=") || !strings.Contains(l, " level=") {
+				t.Errorf("not a text line: %q", l)
+			}
+		}
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("no line has %s; got:\n%s", w, out)
+			}
+		}
+	}
+	checkText(stderr.String(), `level=ERROR msg="invalid configuration: TARGET_PORT=\"mysql\"`, "exit_code=2")
+
+	env := map[string]string{"MODE": "sleep", "LOG_FORMAT": "TEXT", "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+	cancel, done, logs := runAsync(t, env)
+	waitHealthy(t, env, true)
+	stopClean(t, cancel, done, logs)
+	checkText(logs.String(), "msg=starting", "log_format=text", "msg=stopped")
 }
 
 func TestSleepModeInProcess(t *testing.T) {

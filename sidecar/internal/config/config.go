@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -33,6 +34,23 @@ const (
 	DataPathPortable DataPath = "portable" // goroutines and io.Copy (splice) on Go's netpoller
 )
 
+// LogFormat is how log lines are written.
+type LogFormat string
+
+const (
+	LogJSON LogFormat = "json" // one JSON object per line, for CloudWatch
+	LogText LogFormat = "text" // slog's key=value lines, for a terminal
+)
+
+// NewLogger is the sidecar's logger: every line it writes goes through one.
+func NewLogger(w io.Writer, f LogFormat, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if f == LogText {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
 // Forward is one listening port and the target its connections go to.
 type Forward struct {
 	ListenPort int
@@ -52,6 +70,7 @@ type Config struct {
 	Forwards           []Forward // sorted by listen port; empty in sleep mode
 	ListenPortVar      string    // the variable the listen ports came from: LISTEN_PORT or FORWARDS
 	LogLevel           slog.Level
+	LogFormat          LogFormat
 	AdminPort          int // admin HTTP on 127.0.0.1
 	DrainTimeout       time.Duration
 	ConnectTimeout     time.Duration
@@ -396,6 +415,7 @@ func (c Config) LogAttrs() []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("mode", string(c.Mode)),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("log_format", string(c.LogFormat)),
 		slog.Int("admin_port", c.AdminPort),
 	}
 	if c.Mode == ModeSleep {
@@ -431,4 +451,16 @@ func AdminPort(lookup func(string) (string, bool)) (int, error) {
 		}
 	}
 	return c.AdminPort, nil
+}
+
+// LogFormatOf reads only LOG_FORMAT, for the lines written before the rest
+// of the configuration is checked (the invalid-configuration report): a bad
+// or missing value gives the default, and Parse reports it among the rest.
+func LogFormatOf(lookup func(string) (string, bool)) LogFormat {
+	st := setting("LOG_FORMAT")
+	var c Config
+	if v, ok := (&parser{lookup: lookup}).get(st.Name); ok && st.set(&c, v) {
+		return c.LogFormat
+	}
+	return LogFormat(st.Default)
 }

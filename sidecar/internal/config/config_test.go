@@ -16,7 +16,7 @@ func env(kv map[string]string) func(string) (string, bool) {
 
 func defaults(fw ...Forward) Config {
 	c := Config{
-		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
+		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo, LogFormat: LogJSON,
 		AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto,
 	}
@@ -90,6 +90,24 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "LOG_LEVEL=warning, as people write it, means warn",
+			env:  map[string]string{"MODE": "sleep", "LOG_LEVEL": "Warning"},
+			want: func() Config {
+				c := defaults()
+				c.Mode, c.LogLevel = ModeSleep, slog.LevelWarn
+				return c
+			},
+		},
+		{
+			name: "LOG_FORMAT=Text for a terminal",
+			env:  map[string]string{"MODE": "sleep", "LOG_FORMAT": "Text"},
+			want: func() Config {
+				c := defaults()
+				c.Mode, c.LogFormat = ModeSleep, LogText
+				return c
+			},
+		},
+		{
 			name: "MODE=SLEEP",
 			env:  map[string]string{"MODE": "SLEEP"},
 			want: func() Config {
@@ -157,7 +175,7 @@ func TestParseInvalid(t *testing.T) {
 				"CONNECT_TIMEOUT": "0s", "IDLE_TIMEOUT": "-1s", "MAX_CONNECTIONS": "0", "KEEPALIVE": "forever",
 				"STALE_CHECK_INTERVAL": "1ms", "DATA_PATH": "fast"},
 			want: []string{
-				`LOG_LEVEL="verbose" is invalid; accepted: error, warn, info or debug`,
+				`LOG_LEVEL="verbose" is invalid; accepted: error, warn (or warning), info or debug`,
 				`ADMIN_PORT="-1" is invalid; accepted: a port number from 1 to 65535`,
 				`LISTEN_ADDR="localhost" is invalid; accepted: an IP address`,
 				`DRAIN_TIMEOUT="20" is invalid; accepted: a duration`,
@@ -452,5 +470,27 @@ func TestDefaultsAreAccepted(t *testing.T) {
 		if !st.set(&c, st.Default) {
 			t.Errorf("%s default %q is rejected by its own parser", st.Name, st.Default)
 		}
+	}
+}
+
+// LogFormatOf reads LOG_FORMAT alone, before the rest is checked; a bad
+// value falls back to JSON (Parse reports it with the rest).
+func TestLogFormatOf(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want LogFormat
+	}{
+		{nil, LogJSON},
+		{map[string]string{"LOG_FORMAT": "TEXT", "TARGET_PORT": "bad"}, LogText},
+		{map[string]string{"LOG_FORMAT": " json "}, LogJSON},
+		{map[string]string{"LOG_FORMAT": "logfmt"}, LogJSON},
+	} {
+		if got := LogFormatOf(env(tc.env)); got != tc.want {
+			t.Errorf("LogFormatOf(%v) = %q, want %q", tc.env, got, tc.want)
+		}
+	}
+	_, err := Parse(env(map[string]string{"MODE": "sleep", "LOG_FORMAT": "logfmt"}))
+	if err == nil || !strings.Contains(err.Error(), `LOG_FORMAT="logfmt" is invalid; accepted: json or text`) {
+		t.Errorf("Parse with LOG_FORMAT=logfmt: %v", err)
 	}
 }

@@ -61,13 +61,20 @@ var Settings = []Setting{
 		}},
 	{Name: "FORWARDS", Accepted: forwardsAccepted,
 		Meaning: "several forwards in one sidecar, instead of TARGET_HOST, TARGET_PORT and LISTEN_PORT"},
-	{Name: "LOG_LEVEL", Default: "info", Accepted: "error, warn, info or debug (any case)", sleep: true,
+	{Name: "LOG_LEVEL", Default: "info", Accepted: "error, warn (or warning), info or debug (any case)", sleep: true,
 		Meaning: "debug adds one line per connection",
 		set: func(c *Config, v string) bool {
-			l, ok := map[string]slog.Level{"error": slog.LevelError, "warn": slog.LevelWarn, "info": slog.LevelInfo,
+			l, ok := map[string]slog.Level{"error": slog.LevelError, "warn": slog.LevelWarn, "warning": slog.LevelWarn, "info": slog.LevelInfo,
 				"debug": slog.LevelDebug}[strings.ToLower(v)]
 			c.LogLevel = l
 			return ok
+		}},
+	{Name: "LOG_FORMAT", Default: string(LogJSON), Accepted: "json or text (any case)", sleep: true,
+		Meaning: "json for CloudWatch and log queries; text (key=value) for a terminal",
+		set: func(c *Config, v string) bool {
+			f := LogFormat(strings.ToLower(v))
+			c.LogFormat = f
+			return f == LogJSON || f == LogText
 		}},
 	{Name: "ADMIN_PORT", Default: "9911", // not 9901/9902: ECS Service Connect's ports (ServiceConnectPorts)
 		Accepted: portAccepted + ", different from every listen port", sleep: true,
