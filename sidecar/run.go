@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 }
 
 func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
-	port, err := config.AdminPort(lookup)
+	addr, port, err := config.Admin(lookup)
 	if err != nil {
 		fmt.Fprintf(stderr, "sidecar healthcheck: %v\n", err)
 		return exitUsage
@@ -72,7 +72,7 @@ func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout
 	// Below ECS's default 5 s health check timeout.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := admin.Check(ctx, port); err != nil {
+	if err := admin.Check(ctx, admin.DialAddr(addr, port), version); err != nil {
 		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
 		return exitFailure
 	}
@@ -121,7 +121,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
 	adminCfg := admin.Config{
-		Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.AdminPort)),
+		Addr:    net.JoinHostPort(cfg.AdminAddr, strconv.Itoa(cfg.AdminPort)),
 		Mode:    string(cfg.Mode),
 		Version: version,
 		Commit:  commit,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
@@ -334,6 +335,43 @@ func TestLogFormatText(t *testing.T) {
 	waitHealthy(t, env, true)
 	stopClean(t, cancel, done, logs)
 	checkText(logs.String(), "msg=starting", "log_format=text", "msg=stopped")
+}
+
+// ADMIN_ADDR=0.0.0.0 or :: binds every address; the healthcheck reaches
+// it on loopback.
+func TestAdminAddrWildcardHealthcheck(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0", "::"} {
+		t.Run(addr, func(t *testing.T) {
+			env := map[string]string{"MODE": "sleep", "ADMIN_ADDR": addr, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+			cancel, done, stderr := runAsync(t, env)
+			waitHealthy(t, env, true)
+			stopClean(t, cancel, done, stderr)
+			if !strings.Contains(stderr.String(), `"admin_addr":"`+addr+`"`) {
+				t.Errorf("starting line does not say admin_addr %s:\n%s", addr, stderr.String())
+			}
+		})
+	}
+	var stderr strings.Builder
+	if code := run(context.Background(), []string{"healthcheck"}, environ(map[string]string{"ADMIN_ADDR": "localhost"}), io.Discard, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), `ADMIN_ADDR="localhost" is invalid; accepted: an IP address`) {
+		t.Errorf("healthcheck with ADMIN_ADDR=localhost: exit %d, %q; want 2 naming the variable", code, stderr.String())
+	}
+}
+
+// Another process on the admin port answering 200 to /readyz does not make
+// the healthcheck pass.
+func TestHealthcheckRefusesAForeignServer(t *testing.T) {
+	ln := testkit.Listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) }),
+		ReadHeaderTimeout: safety}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	var stderr strings.Builder
+	env := map[string]string{"ADMIN_PORT": strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}
+	if code := run(context.Background(), []string{"healthcheck"}, environ(env), io.Discard, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "not the sidecar") {
+		t.Errorf("healthcheck against a foreign server: exit %d, %q; want 1 saying it is not the sidecar", code, stderr.String())
+	}
 }
 
 func TestSleepModeInProcess(t *testing.T) {

@@ -2,7 +2,7 @@ package admin
 
 import (
 	"context"
-	"net"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -107,26 +107,70 @@ func TestSleepModeMetricsHaveNoForwards(t *testing.T) {
 // Check, the healthcheck client, against a real admin listener.
 func TestCheck(t *testing.T) {
 	var ready atomic.Bool
-	srv, err := Listen(context.Background(), Config{Addr: "127.0.0.1:0", Ready: ready.Load})
+	srv, err := Listen(context.Background(), Config{Addr: "127.0.0.1:0", Ready: ready.Load, Version: "1.2.3", Mode: "proxy"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go serveUntilClosed(srv)
 	defer srv.Close()
-	port := srv.Addr().(*net.TCPAddr).Port
+	addr := srv.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), "503") {
-		t.Errorf("Check when not ready = %v, want a 503 error", err)
+	if err := Check(ctx, addr, "1.2.3"); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "draining") {
+		t.Errorf("Check when not ready = %v, want a 503 error saying why", err)
 	}
 	ready.Store(true)
-	if err := Check(ctx, port); err != nil {
+	if err := Check(ctx, addr, "1.2.3"); err != nil {
 		t.Errorf("Check when ready = %v", err)
 	}
+	if err := Check(ctx, addr, "1.2.4"); err == nil || !strings.Contains(err.Error(), "version 1.2.3") {
+		t.Errorf("Check by another version = %v, want an error naming the version that answered", err)
+	}
 	_ = srv.Shutdown(ctx)
-	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), "ADMIN_PORT") {
+	if err := Check(ctx, addr, "1.2.3"); err == nil || !strings.Contains(err.Error(), "ADMIN_PORT") {
 		t.Errorf("Check with nothing listening = %v, want an error hinting at ADMIN_PORT", err)
+	}
+}
+
+// Another process on the admin port answering 200 does not pass for the
+// sidecar.
+func TestCheckRefusesAForeignServer(t *testing.T) {
+	for _, body := range []string{"ready\n", "OK", `{"status":"ready"}`, `{"name":"envoy","status":"ready"}`} {
+		foreign := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(body)) }))
+		err := Check(context.Background(), strings.TrimPrefix(foreign.URL, "http://"), "dev")
+		foreign.Close()
+		if err == nil || !strings.Contains(err.Error(), "not the sidecar") {
+			t.Errorf("Check against a foreign server answering 200 %q = %v, want an error", body, err)
+		}
+	}
+}
+
+func TestReadyzIdentifiesTheSidecar(t *testing.T) {
+	for _, ready := range []bool{true, false} {
+		code, body := get(t, Handler(Config{Mode: "sleep", Version: "1.2.3", Commit: "abc", Ready: func() bool { return ready }}), "/readyz")
+		var id Identity
+		if err := json.Unmarshal([]byte(body), &id); err != nil {
+			t.Fatalf("/readyz body %q: %v", body, err)
+		}
+		want := Identity{Name: "sidecar", Version: "1.2.3", Commit: "abc", Mode: "sleep", Status: "ready"}
+		if !ready {
+			want.Status = "not ready: listeners down or draining"
+		}
+		if id != want || (code == 200) != ready {
+			t.Errorf("ready=%v: /readyz = %d %+v, want %+v", ready, code, id, want)
+		}
+	}
+}
+
+func TestDialAddr(t *testing.T) {
+	for _, tc := range []struct{ bind, want string }{
+		{"127.0.0.1", "127.0.0.1:9911"}, {"0.0.0.0", "127.0.0.1:9911"}, {"::", "127.0.0.1:9911"},
+		{"10.0.3.17", "10.0.3.17:9911"}, {"::1", "[::1]:9911"},
+	} {
+		if got := DialAddr(tc.bind, 9911); got != tc.want {
+			t.Errorf("DialAddr(%q) = %q, want %q", tc.bind, got, tc.want)
+		}
 	}
 }
 

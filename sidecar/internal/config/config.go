@@ -71,7 +71,8 @@ type Config struct {
 	ListenPortVar      string    // the variable the listen ports came from: LISTEN_PORT or FORWARDS
 	LogLevel           slog.Level
 	LogFormat          LogFormat
-	AdminPort          int // admin HTTP on 127.0.0.1
+	AdminPort          int    // admin HTTP on AdminAddr
+	AdminAddr          string // IP the admin listener binds to
 	DrainTimeout       time.Duration
 	ConnectTimeout     time.Duration
 	IdleTimeout        time.Duration // 0 = off
@@ -417,6 +418,7 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", string(c.LogFormat)),
 		slog.Int("admin_port", c.AdminPort),
+		slog.String("admin_addr", c.AdminAddr),
 	}
 	if c.Mode == ModeSleep {
 		return attrs
@@ -437,20 +439,30 @@ func (c Config) LogAttrs() []slog.Attr {
 	)
 }
 
-// AdminPort reads only ADMIN_PORT: the healthcheck subcommand needs nothing
-// else, and must not fail over variables the running sidecar already checked.
-func AdminPort(lookup func(string) (string, bool)) (int, error) {
-	st := setting("ADMIN_PORT")
+// Admin reads only ADMIN_ADDR and ADMIN_PORT: the healthcheck subcommand
+// needs nothing else, and must not fail over variables the running sidecar
+// already checked.
+func Admin(lookup func(string) (string, bool)) (string, int, error) {
+	p := &parser{lookup: lookup}
 	var c Config
-	if !st.set(&c, st.Default) {
-		panic("config: bad ADMIN_PORT default")
-	}
-	if v, ok := (&parser{lookup: lookup}).get(st.Name); ok {
-		if !st.set(&c, v) {
-			return 0, &Error{Problems: []Problem{{Variable: st.Name, Value: v, Set: true, Accepted: st.Accepted}}}
+	for _, name := range []string{"ADMIN_ADDR", "ADMIN_PORT"} {
+		st := setting(name)
+		if !st.set(&c, st.Default) {
+			panic("config: bad default " + name)
+		}
+		if v, ok := p.get(st.Name); ok {
+			probe := c
+			if !st.set(&probe, v) {
+				p.bad(st.Name, v, st.Accepted)
+				continue
+			}
+			c = probe
 		}
 	}
-	return c.AdminPort, nil
+	if len(p.problems) > 0 {
+		return "", 0, &Error{Problems: p.problems}
+	}
+	return c.AdminAddr, c.AdminPort, nil
 }
 
 // LogFormatOf reads only LOG_FORMAT, for the lines written before the rest

@@ -17,7 +17,7 @@ func env(kv map[string]string) func(string) (string, bool) {
 func defaults(fw ...Forward) Config {
 	c := Config{
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo, LogFormat: LogJSON,
-		AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
+		AdminPort: 9911, AdminAddr: "127.0.0.1", DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto,
 	}
 	if len(fw) > 0 {
