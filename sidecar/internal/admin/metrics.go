@@ -38,6 +38,9 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 		p.sample("process_max_fds", "", float64(lim.Cur))
 	}
 
+	writeProcessMetrics(&p)
+	writeGoMetrics(&p)
+
 	if snap != nil {
 		fw := snap.Forwards
 		each := func(name, typ, help string, value func(proxy.ForwardSnapshot) float64) {
