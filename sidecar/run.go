@@ -26,7 +26,7 @@ const (
 	exitUsage   = 2 // bad configuration or command line
 )
 
-const usage = `usage: sidecar [healthcheck | version | help]
+const usage = `usage: sidecar [healthcheck | version | help]  (also --version, -h, --help)
   sidecar              forward (MODE=proxy) or idle (MODE=sleep); configured by environment, see README
   sidecar healthcheck  exit 0 if the sidecar running with this environment is ready; never contacts the target
   sidecar version      print version and commit
@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return serve(ctx, environ, lookup, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, lookup, stdout, stderr)
-	case "version":
+	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "sidecar %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return exitOK
 	case "help", "-h", "-help", "--help":

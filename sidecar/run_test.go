@@ -140,7 +140,11 @@ func TestCommandLine(t *testing.T) {
 		out, errst string
 	}{
 		{[]string{"version"}, 0, "sidecar dev (commit unknown", ""},
+		{[]string{"--version"}, 0, "sidecar dev (commit unknown", ""},
+		{[]string{"-version"}, 0, "sidecar dev (commit unknown", ""},
 		{[]string{"help"}, 0, "usage: sidecar", ""},
+		{[]string{"-h"}, 0, "usage: sidecar", ""},
+		{[]string{"--help"}, 0, "usage: sidecar", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"version", "extra"}, 2, "", "unexpected arguments"},
 		{[]string{"healthcheck"}, 2, "", `ADMIN_PORT="abc" is invalid`},

@@ -81,6 +81,15 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "LOG_LEVEL=warning, as people write it",
+			env:  map[string]string{"MODE": "sleep", "LOG_LEVEL": "Warning"},
+			want: func() Config {
+				c := defaults()
+				c.Mode, c.LogLevel = ModeSleep, slog.LevelWarn
+				return c
+			},
+		},
+		{
 			name: "MODE and DATA_PATH in any case, like LOG_LEVEL",
 			env:  map[string]string{"MODE": "Proxy", "DATA_PATH": "EPOLL", "TARGET_HOST": "db.example", "TARGET_PORT": "3306"},
 			want: func() Config {
@@ -157,7 +166,7 @@ func TestParseInvalid(t *testing.T) {
 				"CONNECT_TIMEOUT": "0s", "IDLE_TIMEOUT": "-1s", "MAX_CONNECTIONS": "0", "KEEPALIVE": "forever",
 				"STALE_CHECK_INTERVAL": "1ms", "DATA_PATH": "fast"},
 			want: []string{
-				`LOG_LEVEL="verbose" is invalid; accepted: error, warn, info or debug`,
+				`LOG_LEVEL="verbose" is invalid; accepted: error, warn (or warning), info or debug`,
 				`ADMIN_PORT="-1" is invalid; accepted: a port number from 1 to 65535`,
 				`LISTEN_ADDR="localhost" is invalid; accepted: an IP address`,
 				`DRAIN_TIMEOUT="20" is invalid; accepted: a duration`,

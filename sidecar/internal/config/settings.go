@@ -61,10 +61,10 @@ var Settings = []Setting{
 		}},
 	{Name: "FORWARDS", Accepted: forwardsAccepted,
 		Meaning: "several forwards in one sidecar, instead of TARGET_HOST, TARGET_PORT and LISTEN_PORT"},
-	{Name: "LOG_LEVEL", Default: "info", Accepted: "error, warn, info or debug (any case)", sleep: true,
+	{Name: "LOG_LEVEL", Default: "info", Accepted: "error, warn (or warning), info or debug (any case)", sleep: true,
 		Meaning: "debug adds one line per connection",
 		set: func(c *Config, v string) bool {
-			l, ok := map[string]slog.Level{"error": slog.LevelError, "warn": slog.LevelWarn, "info": slog.LevelInfo,
+			l, ok := map[string]slog.Level{"error": slog.LevelError, "warn": slog.LevelWarn, "warning": slog.LevelWarn, "info": slog.LevelInfo,
 				"debug": slog.LevelDebug}[strings.ToLower(v)]
 			c.LogLevel = l
 			return ok
