@@ -96,9 +96,9 @@ type fakeServer struct {
 
 	mu        sync.Mutex
 	tlsConf   *tls.Config // one for every connection: its ticket keys make resumption possible
-	sslReqs   [][]byte // SSLRequest payloads
-	responses [][]byte // HandshakeResponse payloads
-	seqs      []byte   // sequence ids of every client packet in the login
+	sslReqs   [][]byte    // SSLRequest payloads
+	responses [][]byte    // HandshakeResponse payloads
+	seqs      []byte      // sequence ids of every client packet in the login
 	resumed   []bool
 	errs      []error
 }
