@@ -117,3 +117,18 @@ func ErrMessage(p []byte) (uint16, string, bool) {
 	}
 	return code, string(msg), true
 }
+
+// GreetingScramble returns the 20-byte auth plugin data of a greeting (the
+// nonce mysql_native_password signs), from its two parts.
+func GreetingScramble(g []byte) ([]byte, error) {
+	_, lower, upper, err := GreetingCaps(g)
+	if err != nil {
+		return nil, err
+	}
+	part2 := upper + 2 + 1 + 10 // upper flags, auth data length, reserved
+	if upper < 0 || part2+12 > len(g) {
+		return nil, errors.New("mysqlwire: greeting without a 20-byte scramble")
+	}
+	out := append([]byte(nil), g[lower-9:lower-1]...)
+	return append(out, g[part2:part2+12]...), nil
+}
