@@ -103,6 +103,15 @@ type fakeServer struct {
 	errs      []error
 }
 
+// fakeOpts shape a fakeServer.
+type fakeOpts struct {
+	cert     tls.Certificate
+	noTLS    bool // greeting without CLIENT_SSL
+	stallTLS bool // after the SSLRequest, never start TLS
+	exchange bool // after the response: auth switch, more data, then OK
+	tickets  bool // TLS session tickets on (resumption)
+}
+
 type atomic32 struct {
 	mu sync.Mutex
 	n  uint32
@@ -115,8 +124,9 @@ func (a *atomic32) next() uint32 {
 	return a.n
 }
 
-func startFake(t *testing.T, f *fakeServer) *fakeServer {
+func startFake(t *testing.T, o fakeOpts) *fakeServer {
 	t.Helper()
+	f := &fakeServer{fakeOpts: o}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -86,7 +86,7 @@ func (a *app) expectRefusal(seq byte, want string) {
 
 func TestLoginOverVerifiedTLS(t *testing.T) {
 	ca := newCA(t, "test CA")
-	srv := startFake(t, &fakeServer{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true, tickets: true})
+	srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true, tickets: true})
 	addr, s := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName})
 
 	for i := range 2 {
@@ -172,7 +172,7 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 	expired := ca.leaf(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), clusterName)
 	for _, tc := range []struct {
 		name    string
-		srv     fakeServer
+		srv     fakeOpts
 		target  mysqltls.Target
 		appTLS  bool // the app asks for TLS itself
 		seq     byte
@@ -180,29 +180,29 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 		reason  string
 		success bool
 	}{
-		{name: "unrelated CA", srv: fakeServer{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: other.pool, RootsFrom: "TARGET_TLS_CA=/x.pem", ServerName: clusterName},
+		{name: "unrelated CA", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: other.pool, RootsFrom: "TARGET_TLS_CA=/x.pem", ServerName: clusterName},
 			seq: 2, want: "not signed by a CA in TARGET_TLS_CA=/x.pem", reason: mysqltls.ReasonUnknownCA},
-		{name: "wrong name", srv: fakeServer{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: "y.cluster-abc.us-east-1.rds.amazonaws.com"},
+		{name: "wrong name", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: "y.cluster-abc.us-east-1.rds.amazonaws.com"},
 			seq: 2, want: `not valid for "y.cluster-abc.us-east-1.rds.amazonaws.com"`, reason: mysqltls.ReasonNameMismatch},
-		{name: "expired certificate", srv: fakeServer{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+		{name: "expired certificate", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
 			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
-		{name: "expired certificate, verify-ca", srv: fakeServer{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
+		{name: "expired certificate, verify-ca", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
 			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
-		{name: "unrelated CA, verify-ca", srv: fakeServer{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: other.pool},
+		{name: "unrelated CA, verify-ca", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: other.pool},
 			seq: 2, want: "not signed by a CA", reason: mysqltls.ReasonUnknownCA},
-		{name: "server without TLS, verify-identity", srv: fakeServer{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+		{name: "server without TLS, verify-identity", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
 			seq: 0, want: "does not offer TLS", reason: mysqltls.ReasonServerNoTLS},
-		{name: "server without TLS, verify-ca", srv: fakeServer{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
+		{name: "server without TLS, verify-ca", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
 			seq: 0, want: "TARGET_TLS=verify-ca requires it", reason: mysqltls.ReasonServerNoTLS},
-		{name: "TLS handshake timeout", srv: fakeServer{cert: good, stallTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName, HandshakeTimeout: 300 * time.Millisecond},
+		{name: "TLS handshake timeout", srv: fakeOpts{cert: good, stallTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName, HandshakeTimeout: 300 * time.Millisecond},
 			seq: 2, want: "timed out", reason: mysqltls.ReasonTLSTimeout},
-		{name: "the app asks for TLS", srv: fakeServer{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+		{name: "the app asks for TLS", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
 			appTLS: true, seq: 2, want: "connect in plaintext", reason: mysqltls.ReasonClientTLS},
-		{name: "verify-ca accepts a name not in the certificate", srv: fakeServer{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool, ServerName: "instance-1.abc.us-east-1.rds.amazonaws.com"},
+		{name: "verify-ca accepts a name not in the certificate", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool, ServerName: "instance-1.abc.us-east-1.rds.amazonaws.com"},
 			success: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startFake(t, &tc.srv)
+			srv := startFake(t, tc.srv)
 			addr, s := sidecar(t, srv, tc.target)
 			for range 2 { // the sidecar stays up and answers the same way
 				a := dialApp(t, addr)
