@@ -86,12 +86,8 @@ func greeting(threadID uint32, caps uint32) []byte {
 // fakeServer speaks the server side of the MySQL connection phase over
 // real TLS, then echoes each command packet back. It records what it saw.
 type fakeServer struct {
+	fakeOpts
 	ln       net.Listener
-	cert     tls.Certificate
-	noTLS    bool // greeting without CLIENT_SSL
-	stallTLS bool // after the SSLRequest, never start TLS
-	exchange bool // after the response: auth switch, more data, then OK
-	tickets  bool // TLS session tickets on (resumption)
 	threadID atomic32
 
 	mu        sync.Mutex
