@@ -67,8 +67,9 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// StartServer starts a server in a new temporary directory. Call Stop.
-func StartServer(ctx context.Context) (*Server, error) {
+// StartServer starts a server in a new temporary directory, with extra
+// mariadbd options. Call Stop.
+func StartServer(ctx context.Context, extra ...string) (*Server, error) {
 	mariadbd, err := lookPath("mariadbd")
 	if err != nil {
 		return nil, err
@@ -111,6 +112,7 @@ func StartServer(ctx context.Context) (*Server, error) {
 		"--skip-name-resolve", "--skip-log-bin", "--max-connections=2000",
 		"--max-allowed-packet=64M", "--innodb-buffer-pool-size=64M",
 		"--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0")
+	cmd.Args = append(cmd.Args, extra...)
 	// Its output is read for error messages while it still writes.
 	if s.proc, err = testkit.StartProcess(cmd); err != nil {
 		return fail(fmt.Errorf("start mariadbd: %w", err))

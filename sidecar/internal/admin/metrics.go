@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -69,6 +70,10 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 			func(f proxy.ForwardSnapshot) []proxy.Count { return f.DialFailures })
 		byLabel("sidecar_connections_closed_total", "Connections ended, by reason.", "reason",
 			func(f proxy.ForwardSnapshot) []proxy.Count { return f.ConnectionsClosed })
+		if slices.ContainsFunc(fw, func(f proxy.ForwardSnapshot) bool { return f.TLSRefusals != nil }) {
+			byLabel("sidecar_tls_refusals_total", "MySQL logins refused by the sidecar in TLS mode (TARGET_TLS), by reason; the app got an ERR packet saying why.", "reason",
+				func(f proxy.ForwardSnapshot) []proxy.Count { return f.TLSRefusals })
+		}
 		p.family("sidecar_bytes_total", "counter", "Bytes relayed, counted as they are delivered, including on connections still open.")
 		for _, f := range fw {
 			p.sample("sidecar_bytes_total", fwdLabels(f, "direction", "to_upstream"), float64(f.BytesToUpstream))

@@ -5,16 +5,22 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/rdsca"
 )
 
 // Mode is what the process does: forward connections or sit idle.
@@ -51,6 +57,16 @@ func NewLogger(w io.Writer, f LogFormat, level slog.Leveler) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// TLSMode is TARGET_TLS: whether and how the sidecar secures the
+// connection to the database.
+type TLSMode string
+
+const (
+	TLSDisabled       TLSMode = "disabled" // relay bytes as they are
+	TLSVerifyCA       TLSMode = TLSMode(mysqltls.VerifyCA)
+	TLSVerifyIdentity TLSMode = TLSMode(mysqltls.VerifyIdentity)
+)
+
 // Forward is one listening port and the target its connections go to.
 type Forward struct {
 	ListenPort int
@@ -80,6 +96,25 @@ type Config struct {
 	Keepalive          time.Duration // TCP keepalive idle time on both sides; 0 = off
 	StaleCheckInterval time.Duration // 0 = off: never close connections whose upstream left DNS
 	DataPath           DataPath
+
+	TLS       TLSMode
+	TLSCA     *x509.CertPool // with TLS: the trusted CAs
+	TLSCAFrom string         // where TLSCA came from, for messages and logs
+	// TARGET_SERVER_NAME; "" = each forward's own host (ServerName)
+	TLSServerName string
+}
+
+// ServerName is the name TLS checks for f's target and sends as SNI: the
+// TARGET_SERVER_NAME override, else f's host when it is a DNS name, else
+// "" (only verify-ca accepts that).
+func (c Config) ServerName(f Forward) string {
+	switch {
+	case c.TLSServerName != "":
+		return c.TLSServerName
+	case isIPLiteral(f.TargetHost):
+		return ""
+	}
+	return strings.TrimSuffix(f.TargetHost, ".")
 }
 
 const maxConnectionsLimit = 1 << 20
@@ -185,6 +220,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		c.ListenPortVar = "FORWARDS"
 	}
 	sort.Slice(c.Forwards, func(i, j int) bool { return c.Forwards[i].ListenPort < c.Forwards[j].ListenPort })
+	p.tls(&c)
 	for _, f := range c.Forwards {
 		if f.ListenPort == c.AdminPort {
 			p.badBecause("ADMIN_PORT", strconv.Itoa(c.AdminPort), ": the admin port is also a listen port", "a port no forward listens on")
@@ -196,6 +232,67 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	}
 	return c, nil
 }
+
+// tls reads TARGET_TLS_CA and TARGET_SERVER_NAME, and gives each forward
+// its server name. They are read only with TLS on, so a task definition
+// can keep them while switching TARGET_TLS off.
+func (p *parser) tls(c *Config) {
+	if c.TLS == TLSDisabled {
+		return
+	}
+	c.TLSCAFrom = rdsca.Name
+	pemFile, hasCA := p.get("TARGET_TLS_CA")
+	if hasCA {
+		c.TLSCAFrom = pemFile
+		pool, err := loadCA(pemFile)
+		if err != nil {
+			p.badBecause("TARGET_TLS_CA", pemFile, ": "+err.Error(), setting("TARGET_TLS_CA").Accepted)
+		}
+		c.TLSCA = pool
+	} else {
+		pool, err := rdsca.Pool()
+		if err != nil {
+			panic(err) // the embedded bundle is tested
+		}
+		c.TLSCA = pool
+	}
+	name, hasName := p.get("TARGET_SERVER_NAME")
+	if hasName {
+		if h, err := checkHost(name); err != nil || isIPLiteral(h) {
+			reason := ": is an IP address; a certificate is checked against a DNS name"
+			if err != nil {
+				reason = ": " + err.Error()
+			}
+			p.badBecause("TARGET_SERVER_NAME", name, reason, setting("TARGET_SERVER_NAME").Accepted)
+			hasName = false
+		}
+	}
+	if hasName {
+		c.TLSServerName = strings.TrimSuffix(name, ".")
+	}
+	for _, f := range c.Forwards {
+		if c.TLS == TLSVerifyIdentity && c.ServerName(f) == "" {
+			p.unset("TARGET_SERVER_NAME", fmt.Sprintf("%s; required with TARGET_TLS=verify-identity because the target host %s is an IP address, which a certificate does not name (or use TARGET_TLS=verify-ca)",
+				setting("TARGET_SERVER_NAME").Accepted, f.TargetHost))
+			return
+		}
+	}
+}
+
+// loadCA reads a PEM file of CA certificates.
+func loadCA(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("holds no PEM certificate")
+	}
+	return pool, nil
+}
+
+func isIPLiteral(h string) bool { return net.ParseIP(strings.Trim(h, "[]")) != nil }
 
 type parser struct {
 	lookup   func(string) (string, bool)
@@ -405,7 +502,12 @@ func (c Config) Proxy() proxy.Config {
 		pc.DrainTimeout = -1 // proxy: negative = close at once
 	}
 	for _, f := range c.Forwards {
-		pc.Forwards = append(pc.Forwards, proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort})
+		pf := proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort}
+		if c.TLS != TLSDisabled && c.TLS != "" {
+			pf.TLS = &mysqltls.Target{Mode: mysqltls.Mode(c.TLS), Roots: c.TLSCA, RootsFrom: c.TLSCAFrom,
+				ServerName: c.ServerName(f), HandshakeTimeout: c.ConnectTimeout, Sessions: tls.NewLRUClientSessionCache(0)}
+		}
+		pc.Forwards = append(pc.Forwards, pf)
 	}
 	return pc
 }
@@ -427,7 +529,7 @@ func (c Config) LogAttrs() []slog.Attr {
 	for i, f := range c.Forwards {
 		fw[i] = fmt.Sprintf("%s=%s", net.JoinHostPort(c.ListenAddr, strconv.Itoa(f.ListenPort)), f.Target())
 	}
-	return append(attrs,
+	attrs = append(attrs,
 		slog.Any("forwards", fw),
 		slog.Int64("drain_timeout_ms", c.DrainTimeout.Milliseconds()),
 		slog.Int64("connect_timeout_ms", c.ConnectTimeout.Milliseconds()),
@@ -436,7 +538,16 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.Int64("keepalive_ms", c.Keepalive.Milliseconds()),
 		slog.Int64("stale_check_interval_ms", c.StaleCheckInterval.Milliseconds()),
 		slog.String("data_path", string(c.DataPath)),
+		slog.String("target_tls", string(c.TLS)),
 	)
+	if c.TLS != TLSDisabled {
+		names := make([]string, len(c.Forwards))
+		for i, f := range c.Forwards {
+			names[i] = c.ServerName(f)
+		}
+		attrs = append(attrs, slog.String("target_tls_ca", c.TLSCAFrom), slog.Any("server_names", names))
+	}
+	return attrs
 }
 
 // Admin reads only ADMIN_ADDR and ADMIN_PORT: the healthcheck subcommand

@@ -18,7 +18,7 @@ func defaults(fw ...Forward) Config {
 	c := Config{
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo, LogFormat: LogJSON,
 		AdminPort: 9911, AdminAddr: "127.0.0.1", DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
-		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto,
+		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto, TLS: TLSDisabled,
 	}
 	if len(fw) > 0 {
 		c.ListenPortVar = "LISTEN_PORT"
@@ -81,20 +81,20 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "LOG_LEVEL=warning, as people write it",
+			env:  map[string]string{"MODE": "sleep", "LOG_LEVEL": "Warning"},
+			want: func() Config {
+				c := defaults()
+				c.Mode, c.LogLevel = ModeSleep, slog.LevelWarn
+				return c
+			},
+		},
+		{
 			name: "MODE and DATA_PATH in any case, like LOG_LEVEL",
 			env:  map[string]string{"MODE": "Proxy", "DATA_PATH": "EPOLL", "TARGET_HOST": "db.example", "TARGET_PORT": "3306"},
 			want: func() Config {
 				c := defaults(Forward{8080, "db.example", 3306})
 				c.DataPath = DataPathEpoll
-				return c
-			},
-		},
-		{
-			name: "LOG_LEVEL=warning, as people write it, means warn",
-			env:  map[string]string{"MODE": "sleep", "LOG_LEVEL": "Warning"},
-			want: func() Config {
-				c := defaults()
-				c.Mode, c.LogLevel = ModeSleep, slog.LevelWarn
 				return c
 			},
 		},

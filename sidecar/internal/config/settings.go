@@ -32,6 +32,7 @@ const (
 	forwardsAccepted = "a comma-separated list of LISTEN_PORT=HOST:PORT, such as 8080=writer.example:3306,8081=reader.example:3306 (IPv6 as [::1]:3306)"
 	hostAccepted     = "a hostname or IP address"
 	requiredSuffix   = " (required when MODE=proxy, unless FORWARDS is set)"
+	tlsAccepted      = "disabled, verify-ca or verify-identity (as MySQL's --ssl-mode; any case)"
 )
 
 // Settings lists every variable, in the README's order.
@@ -47,6 +48,17 @@ var Settings = []Setting{
 		Meaning: "where connections go; a name is resolved for every new connection"},
 	{Name: "TARGET_PORT", Accepted: portAccepted,
 		Meaning: "the target's port"},
+	{Name: "TARGET_TLS", Default: string(TLSDisabled), Accepted: tlsAccepted,
+		Meaning: "verified TLS from the sidecar to the database; the app connects in plaintext on loopback (docs/tls.md)",
+		set: func(c *Config, v string) bool {
+			m := TLSMode(strings.ToLower(v))
+			c.TLS = m
+			return m == TLSDisabled || m == TLSVerifyCA || m == TLSVerifyIdentity
+		}},
+	{Name: "TARGET_TLS_CA", Default: "", Accepted: "a path to a PEM file with at least one CA certificate",
+		Meaning: "the CAs trusted for the database's certificate; unset = the Amazon RDS CA bundle embedded in the binary"},
+	{Name: "TARGET_SERVER_NAME", Accepted: "a DNS name, such as mydb.cluster-abc123.us-east-1.rds.amazonaws.com",
+		Meaning: "the name verify-identity checks in the certificate and sends as SNI; unset = each target's host when it is a DNS name"},
 	{Name: "LISTEN_PORT", Default: "8080", Accepted: portAccepted,
 		Meaning: "the port the app connects to"},
 	{Name: "LISTEN_ADDR", Default: "0.0.0.0", Accepted: "an IP address to bind, such as 0.0.0.0 (IPv4 only), 127.0.0.1 or :: (IPv4 and IPv6)",

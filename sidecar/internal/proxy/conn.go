@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
@@ -78,6 +79,9 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		f.stats.closed(closeDialFailed)
 		f.dialFailLog.event("listen_port", f.port, "client", clientAddr, "target", f.target,
 			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error())
+		if f.TLS != nil {
+			f.stats.tlsRefused(mysqltls.RefuseDial(client, f.target, err).Reason)
+		}
 		_ = client.Close()
 		return
 	}
@@ -87,8 +91,12 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	defer cancel(nil)
 	c := &conn{upstream: addr, cancel: cancel}
 	f.track(c)
-	res := s.cfg.Relay(relay.WithCounters(ctx, &f.stats.bytes), client, upstream, s.cfg.IdleTimeout)
+	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, client, upstream, addr)
 	f.untrack(c)
+	if !ok {
+		f.stats.closed(closeTLSRefused)
+		return
+	}
 
 	reason := closeReasonOf(res, ctx)
 	level := slog.LevelDebug
@@ -107,6 +115,35 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	// Counted after the log line, so whoever sees the counter sees the line.
 	// The bytes were counted live by the relay (relay.Counters).
 	f.stats.closed(reason)
+}
+
+// relay moves the session: the bytes as they are, or, with TLS, after the
+// MySQL login that upgrades the upstream side. ok is false when the login
+// was refused; the client has then been told why, and both sides closed.
+func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TCPConn, addr netip.Addr) (relay.Result, bool) {
+	if f.TLS == nil {
+		return s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout), true
+	}
+	tc, err := f.TLS.Handshake(ctx, client, upstream)
+	if err != nil {
+		reason := mysqltls.ReasonIO
+		var r *mysqltls.Refusal
+		if errors.As(err, &r) {
+			reason = r.Reason
+		}
+		f.stats.tlsRefused(reason)
+		level := slog.LevelWarn
+		if reason == mysqltls.ReasonIO {
+			level = slog.LevelDebug // a client that left mid-login is not the operator's problem
+		}
+		s.log.Log(context.Background(), level, "TLS login refused; the app was sent a MySQL error", "listen_port", f.port,
+			"client", client.RemoteAddr().String(), "target", f.target, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
+			"server_name", f.TLS.ServerName, "reason", reason, "err", err.Error())
+		_ = client.Close()
+		_ = upstream.Close()
+		return relay.Result{}, false
+	}
+	return mysqltls.Relay(ctx, client, tc, s.cfg.IdleTimeout), true
 }
 
 // connDone releases what a connection held. The global slot goes first,

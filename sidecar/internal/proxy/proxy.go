@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
@@ -25,6 +26,11 @@ type Forward struct {
 	ListenPort int    // 0 picks a free port (tests)
 	TargetHost string // DNS name, resolved for every new connection, or IP literal
 	TargetPort int
+
+	// TLS, when set, makes the sidecar take part in each connection's MySQL
+	// login and speak verified TLS to the target (package mysqltls); nil
+	// relays bytes as they are.
+	TLS *mysqltls.Target
 }
 
 // Resolver looks up a target's addresses; *net.Resolver implements it.
@@ -183,6 +189,9 @@ func New(cfg Config) (*Server, error) {
 			conns:   map[*conn]struct{}{},
 		}
 		fw.stats.init()
+		if f.TLS != nil {
+			fw.stats.initTLS()
+		}
 		fw.rejectLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection limit reached; closed new connection",
 			"connection limit reached for more clients; closed them (latest shown)")
 		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",

@@ -3,6 +3,7 @@ package proxy
 import (
 	"sort"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/relay"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ type stats struct {
 	mu           sync.Mutex
 	dialFailures map[string]uint64
 	closes       map[string]uint64
+	tlsRefusals  map[string]uint64 // by mysqltls reason; empty without TLS
 }
 
 // newStats starts every known reason at zero, so that rate() over a
@@ -32,6 +34,20 @@ func (s *stats) init() {
 	for _, r := range closeReasons {
 		s.closes[string(r)] = 0
 	}
+}
+
+// initTLS starts every TLS refusal reason at zero, for forwards with TLS.
+func (s *stats) initTLS() {
+	s.tlsRefusals = map[string]uint64{}
+	for _, r := range mysqltls.Reasons {
+		s.tlsRefusals[r] = 0
+	}
+}
+
+func (s *stats) tlsRefused(reason string) {
+	s.mu.Lock()
+	s.tlsRefusals[reason]++
+	s.mu.Unlock()
 }
 
 func (s *stats) dialFailure(reason dialFailure) {
@@ -65,6 +81,7 @@ type ForwardSnapshot struct {
 	BytesToClient     uint64
 	DialFailures      []Count // by reason, sorted
 	ConnectionsClosed []Count // by reason, sorted
+	TLSRefusals       []Count // by reason, sorted; nil without TLS
 }
 
 // Count is a counter value under a label.
@@ -90,6 +107,9 @@ func (s *Server) Snapshot() Snapshot {
 		f.stats.mu.Lock()
 		fs.DialFailures = counts(f.stats.dialFailures)
 		fs.ConnectionsClosed = counts(f.stats.closes)
+		if f.stats.tlsRefusals != nil {
+			fs.TLSRefusals = counts(f.stats.tlsRefusals)
+		}
 		f.stats.mu.Unlock()
 		snap.Forwards = append(snap.Forwards, fs)
 	}

@@ -1,0 +1,98 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/example/sidecar/sidecar/internal/rdsca"
+)
+
+func TestParseTLS(t *testing.T) {
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, rdsca.PEM[:strings.Index(string(rdsca.PEM), "-----END CERTIFICATE-----")+26], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		env         map[string]string
+		wantMode    TLSMode
+		wantCAFrom  string
+		wantNames   []string // per forward, in listen port order
+		wantProblem []string // each must appear in the error
+	}{
+		{name: "off by default; the TLS variables are not read",
+			env:      map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS_CA": "/nonexistent"},
+			wantMode: TLSDisabled},
+		{name: "verify-identity, any case, the name defaults to the host and the CA to the RDS bundle",
+			env:      map[string]string{"TARGET_HOST": "x.cluster-abc.us-east-1.rds.amazonaws.com.", "TARGET_PORT": "3306", "TARGET_TLS": "Verify-Identity"},
+			wantMode: TLSVerifyIdentity, wantCAFrom: rdsca.Name, wantNames: []string{"x.cluster-abc.us-east-1.rds.amazonaws.com"}},
+		{name: "an IP target with TARGET_SERVER_NAME and a CA file",
+			env: map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity",
+				"TARGET_SERVER_NAME": "x.cluster-abc.us-east-1.rds.amazonaws.com", "TARGET_TLS_CA": caFile},
+			wantMode: TLSVerifyIdentity, wantCAFrom: caFile, wantNames: []string{"x.cluster-abc.us-east-1.rds.amazonaws.com"}},
+		{name: "verify-ca accepts an IP target with no name",
+			env:      map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "TARGET_TLS": "VERIFY-CA"},
+			wantMode: TLSVerifyCA, wantCAFrom: rdsca.Name, wantNames: []string{""}},
+		{name: "with FORWARDS each forward's name is its own host",
+			env:      map[string]string{"FORWARDS": "8080=w.cluster-a.rds.amazonaws.com:3306,8081=r.cluster-ro-a.rds.amazonaws.com:3306", "TARGET_TLS": "verify-identity"},
+			wantMode: TLSVerifyIdentity, wantCAFrom: rdsca.Name, wantNames: []string{"w.cluster-a.rds.amazonaws.com", "r.cluster-ro-a.rds.amazonaws.com"}},
+		{name: "verify-identity with an IP target and no name",
+			env:         map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity"},
+			wantProblem: []string{"TARGET_SERVER_NAME is not set", "127.0.0.1 is an IP address", "verify-ca"}},
+		{name: "verify-identity with an IP in FORWARDS and no name",
+			env:         map[string]string{"FORWARDS": "8080=db.example:3306,8081=[::1]:3306", "TARGET_TLS": "verify-identity"},
+			wantProblem: []string{"TARGET_SERVER_NAME is not set", "::1 is an IP address"}},
+		{name: "an encrypt-without-verify mode is refused",
+			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "required"},
+			wantProblem: []string{`TARGET_TLS="required" is invalid; accepted: disabled, verify-ca or verify-identity`}},
+		{name: "unreadable CA file",
+			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": filepath.Join(dir, "missing.pem")},
+			wantProblem: []string{`TARGET_TLS_CA="` + filepath.Join(dir, "missing.pem") + `": cannot be read`, "PEM file"}},
+		{name: "CA file without a certificate",
+			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": empty},
+			wantProblem: []string{`TARGET_TLS_CA="` + empty + `": holds no PEM certificate`}},
+		{name: "TARGET_SERVER_NAME is an IP",
+			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": "10.0.0.1"},
+			wantProblem: []string{`TARGET_SERVER_NAME="10.0.0.1": is an IP address`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if len(tc.wantProblem) > 0 {
+				if err == nil {
+					t.Fatalf("Parse accepted %v", tc.env)
+				}
+				for _, w := range tc.wantProblem {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TLS != tc.wantMode || c.TLSCAFrom != tc.wantCAFrom {
+				t.Errorf("TLS %q from %q; want %q from %q", c.TLS, c.TLSCAFrom, tc.wantMode, tc.wantCAFrom)
+			}
+			pc := c.Proxy()
+			for i, f := range pc.Forwards {
+				if tc.wantMode == TLSDisabled {
+					if f.TLS != nil {
+						t.Errorf("forward %d has TLS with TARGET_TLS=disabled", i)
+					}
+					continue
+				}
+				if f.TLS == nil || f.TLS.ServerName != tc.wantNames[i] || string(f.TLS.Mode) != string(tc.wantMode) || f.TLS.Roots == nil || f.TLS.Sessions == nil {
+					t.Errorf("forward %d: TLS %+v; want server name %q", i, f.TLS, tc.wantNames[i])
+				}
+			}
+		})
+	}
+}

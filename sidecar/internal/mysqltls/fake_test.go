@@ -1,0 +1,251 @@
+package mysqltls_test
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"io"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+)
+
+// clusterName is the only name in the fake server's certificate, as
+// Aurora's certificates name endpoints and never an IP.
+const clusterName = "x.cluster-abc.us-east-1.rds.amazonaws.com"
+
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newCA(t *testing.T, cn string) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	return &testCA{cert: c, key: key, pool: pool}
+}
+
+// leaf issues a server certificate for names, valid from notBefore to notAfter.
+func (ca *testCA) leaf(t *testing.T, notBefore, notAfter time.Time, names ...string) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: notBefore, NotAfter: notAfter, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// Capabilities of the fake server's greeting.
+const serverCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientConnectWithDB | mysqlwire.ClientCompress |
+	mysqlwire.ClientLocalFiles | mysqlwire.ClientProtocol41 | mysqlwire.ClientSSL | mysqlwire.ClientTransactions |
+	mysqlwire.ClientSecureConnection | mysqlwire.ClientMultiStatements | mysqlwire.ClientMultiResults |
+	mysqlwire.ClientPluginAuth | mysqlwire.ClientConnectAttrs | mysqlwire.ClientPluginAuthLenencClientData |
+	mysqlwire.ClientDeprecateEOF
+
+// greeting is a HandshakeV10 payload as MySQL 8 writes it.
+func greeting(threadID uint32, caps uint32) []byte {
+	g := []byte{10}
+	g = append(g, "8.0.39-aurora\x00"...)
+	g = binary.LittleEndian.AppendUint32(g, threadID)
+	g = append(g, "abcdefgh"...) // scramble part 1
+	g = append(g, 0)
+	g = binary.LittleEndian.AppendUint16(g, uint16(caps))
+	g = append(g, 45)                          // utf8mb4
+	g = binary.LittleEndian.AppendUint16(g, 2) // autocommit
+	g = binary.LittleEndian.AppendUint16(g, uint16(caps>>16))
+	g = append(g, 21)
+	g = append(g, make([]byte, 10)...)
+	g = append(g, "ijklmnopqrst\x00"...) // scramble part 2
+	return append(g, "mysql_native_password\x00"...)
+}
+
+// fakeServer speaks the server side of the MySQL connection phase over
+// real TLS, then echoes each command packet back. It records what it saw.
+type fakeServer struct {
+	fakeOpts
+	ln       net.Listener
+	threadID atomic32
+
+	mu        sync.Mutex
+	tlsConf   *tls.Config // one for every connection: its ticket keys make resumption possible
+	sslReqs   [][]byte    // SSLRequest payloads
+	responses [][]byte    // HandshakeResponse payloads
+	seqs      []byte      // sequence ids of every client packet in the login
+	resumed   []bool
+	errs      []error
+}
+
+// fakeOpts shape a fakeServer.
+type fakeOpts struct {
+	cert     tls.Certificate
+	noTLS    bool // greeting without CLIENT_SSL
+	stallTLS bool // after the SSLRequest, never start TLS
+	exchange bool // after the response: auth switch, more data, then OK
+	tickets  bool // TLS session tickets on (resumption)
+}
+
+type atomic32 struct {
+	mu sync.Mutex
+	n  uint32
+}
+
+func (a *atomic32) next() uint32 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.n++
+	return a.n
+}
+
+func startFake(t *testing.T, o fakeOpts) *fakeServer {
+	t.Helper()
+	f := &fakeServer{fakeOpts: o}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ln = ln
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *fakeServer) tlsConfig() *tls.Config {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tlsConf == nil {
+		f.tlsConf = &tls.Config{Certificates: []tls.Certificate{f.cert}, SessionTicketsDisabled: !f.tickets}
+	}
+	return f.tlsConf
+}
+
+func (f *fakeServer) addr() string { return f.ln.Addr().String() }
+
+func (f *fakeServer) fail(err error) {
+	f.mu.Lock()
+	f.errs = append(f.errs, err)
+	f.mu.Unlock()
+}
+
+func (f *fakeServer) serve(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	caps := serverCaps
+	if f.noTLS {
+		caps &^= mysqlwire.ClientSSL
+	}
+	if _, err := mysqlwire.WritePacket(c, 0, greeting(f.threadID.next(), caps)); err != nil {
+		return
+	}
+	req, err := mysqlwire.ReadPacket(c, 1<<20)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	f.sslReqs = append(f.sslReqs, req.Payload)
+	f.seqs = append(f.seqs, req.Seq)
+	f.mu.Unlock()
+	if f.stallTLS {
+		_, _ = io.Copy(io.Discard, c) // until the sidecar gives up
+		return
+	}
+	ts := tls.Server(c, f.tlsConfig())
+	if err := ts.Handshake(); err != nil {
+		return // the client refused our certificate: expected in refusal tests
+	}
+	f.mu.Lock()
+	f.resumed = append(f.resumed, ts.ConnectionState().DidResume)
+	f.mu.Unlock()
+	resp, err := mysqlwire.ReadPacket(ts, 1<<20)
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	f.mu.Lock()
+	f.responses = append(f.responses, resp.Payload)
+	f.seqs = append(f.seqs, resp.Seq)
+	f.mu.Unlock()
+	seq := resp.Seq + 1
+	if f.exchange {
+		// auth switch → client answers → more data (a public key) → client answers → OK
+		for _, p := range [][]byte{append([]byte{mysqlwire.AuthSwitch}, "sha256_password\x00scramble-for-switch\x00"...),
+			append([]byte{mysqlwire.MoreData}, "-----BEGIN PUBLIC KEY-----"...)} {
+			if _, err := mysqlwire.WritePacket(ts, seq, p); err != nil {
+				f.fail(err)
+				return
+			}
+			ans, err := mysqlwire.ReadPacket(ts, 1<<20)
+			if err != nil {
+				f.fail(err)
+				return
+			}
+			f.mu.Lock()
+			f.seqs = append(f.seqs, ans.Seq)
+			f.mu.Unlock()
+			seq = ans.Seq + 1
+		}
+	}
+	if _, err := mysqlwire.WritePacket(ts, seq, []byte{mysqlwire.OK, 0, 0, 2, 0, 0, 0}); err != nil {
+		f.fail(err)
+		return
+	}
+	for { // command phase: echo
+		p, err := mysqlwire.ReadPacket(ts, 1<<24)
+		if err != nil {
+			return
+		}
+		if _, err := mysqlwire.WritePacket(ts, p.Seq+1, p.Payload); err != nil {
+			return
+		}
+	}
+}
+
+// appCaps are a client's flags that the server must see in the SSLRequest.
+const appCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientConnectWithDB | mysqlwire.ClientCompress |
+	mysqlwire.ClientLocalFiles | mysqlwire.ClientProtocol41 | mysqlwire.ClientSecureConnection |
+	mysqlwire.ClientMultiStatements | mysqlwire.ClientMultiResults | mysqlwire.ClientPluginAuth |
+	mysqlwire.ClientConnectAttrs | mysqlwire.ClientPluginAuthLenencClientData
+
+// handshakeResponse is a HandshakeResponse41 with a database and attributes.
+func handshakeResponse(caps uint32) []byte {
+	r := binary.LittleEndian.AppendUint32(nil, caps)
+	r = binary.LittleEndian.AppendUint32(r, 1<<24)
+	r = append(r, 45)
+	r = append(r, make([]byte, 23)...)
+	r = append(r, "app\x00"...)
+	r = append(r, 20)
+	r = append(r, bytes.Repeat([]byte{7}, 20)...)
+	r = append(r, "orders\x00mysql_native_password\x00"...)
+	return append(r, 10, 3, 'k', 'e', 'y', 5, 'v', 'a', 'l', 'u', 'e')
+}

@@ -1,0 +1,317 @@
+// Package mysqltls makes the sidecar the app's TLS to MySQL. MySQL starts
+// TLS inside its protocol (greeting, SSLRequest, then TLS on the same
+// socket), so no byte relay can add it: this package takes part in the
+// connection phase. The app speaks plaintext to the sidecar on loopback;
+// the sidecar speaks verified TLS to the server, then relays the session.
+//
+// The connection phase, as done here:
+//  1. read the server greeting; refuse a server without CLIENT_SSL;
+//  2. forward the greeting with CLIENT_SSL cleared, every other byte as is
+//     (thread id, scramble, version, plugin), so CONNECTION_ID() and KILL
+//     keep matching;
+//  3. read the app's HandshakeResponse; an SSLRequest gets an ERR;
+//  4. send the server an SSLRequest with the app's own capability flags
+//     plus CLIENT_SSL (the server takes the session's flags from it), then
+//     the TLS handshake, verified per Mode;
+//  5. forward the app's response and the rest of the authentication
+//     exchange, shifting sequence ids by one (the SSLRequest took one),
+//     until the server's OK or ERR.
+//
+// Every refusal reaches the app as a MySQL ERR packet whose message starts
+// with "sidecar:" and says what to fix.
+package mysqltls
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+)
+
+// Mode is how the server's certificate is checked. There is no mode that
+// encrypts without verifying: it would hand the app's credentials to
+// whoever answers at the target's address.
+type Mode string
+
+const (
+	VerifyCA       Mode = "verify-ca"       // chain to a trusted CA; any name
+	VerifyIdentity Mode = "verify-identity" // chain, and the name is ServerName
+)
+
+// maxPacket bounds the connection-phase packets read here; a greeting or a
+// HandshakeResponse with attributes is far smaller.
+const maxPacket = 1 << 20
+
+// LoginTimeout bounds the whole connection phase, so a client or a server
+// that stops talking mid-login does not hold a connection slot for long.
+const LoginTimeout = 30 * time.Second
+
+// Target is how connections to one forward's target are secured.
+type Target struct {
+	Mode       Mode
+	Roots      *x509.CertPool // trusted CAs
+	RootsFrom  string         // where Roots came from, for messages (a path, or "the embedded RDS bundle")
+	ServerName string         // checked by VerifyIdentity and sent as SNI; "" = none (VerifyCA with an IP)
+
+	// HandshakeTimeout bounds the TLS handshake; 0 = 5s.
+	HandshakeTimeout time.Duration
+	// Sessions resumes TLS sessions across connections; nil = none.
+	Sessions tls.ClientSessionCache
+}
+
+// Refusal is why a connection was refused; the app has been sent an ERR
+// packet with Message.
+type Refusal struct {
+	Reason  string // stable, for logs and metrics: see the Reason* constants
+	Message string // as sent to the app
+	Err     error  // the underlying error, if any
+}
+
+func (r *Refusal) Error() string {
+	if r.Err != nil {
+		return r.Message + ": " + r.Err.Error()
+	}
+	return r.Message
+}
+
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Reasons a connection is refused. Values are stable: they appear in logs
+// and as the reason label of sidecar_tls_refusals_total.
+const (
+	ReasonDialFailed     = "dial_failed"
+	ReasonServerNoTLS    = "server_without_tls"
+	ReasonServerError    = "server_error" // the server sent ERR instead of a greeting
+	ReasonClientTLS      = "client_requested_tls"
+	ReasonClientProtocol = "client_protocol"
+	ReasonUnknownCA      = "unknown_ca"
+	ReasonNameMismatch   = "name_mismatch"
+	ReasonExpired        = "certificate_expired"
+	ReasonTLSTimeout     = "tls_timeout"
+	ReasonTLSHandshake   = "tls_handshake"
+	ReasonIO             = "io_error" // a side closed or failed mid-login
+)
+
+// Reasons lists every reason, for metrics.
+var Reasons = []string{ReasonDialFailed, ReasonServerNoTLS, ReasonServerError, ReasonClientTLS, ReasonClientProtocol,
+	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonIO}
+
+// MySQL error codes used in the ERR packets sent to the app.
+const (
+	codeConnect   = 2003 // CR_CONN_HOST_ERROR: the app's libraries treat it as "cannot reach the server"
+	codeHandshake = 1043 // ER_HANDSHAKE_ERROR
+)
+
+// RefuseDial tells a client whose target could not be dialed, as the
+// first packet in place of a greeting (MySQL clients accept an ERR there).
+func RefuseDial(client net.Conn, target string, err error) *Refusal {
+	r := &Refusal{Reason: ReasonDialFailed, Err: err,
+		Message: fmt.Sprintf("sidecar: cannot connect to the database at %s; check TARGET_HOST/TARGET_PORT (or FORWARDS), the security groups and that the cluster is available", target)}
+	sendErr(client, 0, codeConnect, r.Message)
+	return r
+}
+
+// Handshake does the connection phase between client (plaintext) and
+// server (a fresh TCP connection to the target) and returns the TLS
+// connection to the server, ready for the session. On failure the client
+// has been sent an ERR packet, and the error is a *Refusal. Neither
+// connection is closed here.
+func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*tls.Conn, error) {
+	deadline := time.Now().Add(LoginTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = client.SetDeadline(deadline)
+	_ = server.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { // a drain deadline ends a login at once
+		_ = client.SetDeadline(time.Unix(1, 0))
+		_ = server.SetDeadline(time.Unix(1, 0))
+	})
+	defer stop()
+
+	tc, err := t.handshake(ctx, client, server)
+	if err != nil {
+		return nil, err
+	}
+	_ = client.SetDeadline(time.Time{})
+	_ = tc.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*tls.Conn, error) {
+	greeting, err := mysqlwire.ReadPacket(server, maxPacket)
+	if err != nil {
+		return nil, t.refuse(client, 0, ReasonIO, "sidecar: the database closed the connection before its greeting; check that TARGET_PORT is a MySQL port", err)
+	}
+	if len(greeting.Payload) > 0 && greeting.Payload[0] == mysqlwire.ErrPacketHdr {
+		_, _ = mysqlwire.WritePacket(client, greeting.Seq, greeting.Payload) // e.g. "Host is blocked": the server's own words
+		_, msg, _ := mysqlwire.ErrMessage(greeting.Payload)
+		return nil, &Refusal{Reason: ReasonServerError, Message: "the database refused the connection: " + msg}
+	}
+	caps, _, _, err := mysqlwire.GreetingCaps(greeting.Payload)
+	if err != nil {
+		return nil, t.refuse(client, 0, ReasonIO, "sidecar: the target did not send a MySQL greeting; check that TARGET_PORT is a MySQL port", err)
+	}
+	if caps&mysqlwire.ClientSSL == 0 {
+		return nil, t.refuse(client, 0, ReasonServerNoTLS, fmt.Sprintf(
+			"sidecar: the database server does not offer TLS, and TARGET_TLS=%s requires it; enable TLS on the server or set TARGET_TLS=disabled", t.Mode), nil)
+	}
+	toApp, _ := mysqlwire.WithoutGreetingCaps(greeting.Payload, mysqlwire.ClientSSL)
+	if _, err := mysqlwire.WritePacket(client, greeting.Seq, toApp); err != nil {
+		return nil, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+	}
+
+	resp, err := mysqlwire.ReadPacket(client, maxPacket)
+	if err != nil {
+		return nil, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+	}
+	if mysqlwire.IsSSLRequest(resp.Payload) {
+		return nil, t.refuse(client, resp.Seq+1, ReasonClientTLS,
+			"sidecar: TLS from the app to the sidecar is not offered; connect in plaintext (ssl-mode DISABLED or PREFERRED) to the sidecar on loopback: the sidecar encrypts and verifies the connection to the database", nil)
+	}
+	appCaps, err := mysqlwire.ResponseCaps(resp.Payload)
+	if err != nil || appCaps&mysqlwire.ClientProtocol41 == 0 || len(resp.Payload) < mysqlwire.SSLRequestLen {
+		return nil, t.refuse(client, resp.Seq+1, ReasonClientProtocol,
+			"sidecar: the client uses the pre-4.1 MySQL protocol, which cannot be carried over TLS; use a current MySQL client library", err)
+	}
+	sslReq, _ := mysqlwire.SSLRequestFrom(resp.Payload)
+	if _, err := mysqlwire.WritePacket(server, resp.Seq, sslReq); err != nil {
+		return nil, t.refuse(client, resp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
+	}
+	tc, err := t.startTLS(ctx, server)
+	if err != nil {
+		reason, msg := t.explain(err)
+		return nil, t.refuse(client, resp.Seq+1, reason, msg, err)
+	}
+	if err := t.authenticate(client, tc, resp); err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
+// authenticate forwards the app's response and the authentication exchange
+// that follows, until the server's OK or ERR. The server's sequence ids
+// are one ahead of the app's (the SSLRequest took one). Who speaks next is
+// known from the protocol, so nothing is read ahead of the session: after
+// an auth switch or more data the client answers, except after
+// caching_sha2_password's "fast auth succeeded" (0x01 0x03), which the
+// server follows with OK.
+func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Packet) error {
+	fromApp := resp
+	for {
+		if _, err := mysqlwire.WritePacket(tc, fromApp.Seq+1, fromApp.Payload); err != nil {
+			return t.refuse(client, fromApp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
+		}
+		for {
+			p, err := mysqlwire.ReadPacket(tc, maxPacket)
+			if err != nil {
+				return t.refuse(client, fromApp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
+			}
+			if _, err := mysqlwire.WritePacket(client, p.Seq-1, p.Payload); err != nil {
+				return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+			}
+			if len(p.Payload) == 0 {
+				continue
+			}
+			switch {
+			case p.Payload[0] == mysqlwire.OK || p.Payload[0] == mysqlwire.ErrPacketHdr:
+				return nil // the server's verdict is the app's to read
+			case p.Payload[0] == mysqlwire.MoreData && len(p.Payload) == 2 && p.Payload[1] == 0x03:
+				continue // fast auth succeeded; OK follows
+			}
+			break
+		}
+		next, err := mysqlwire.ReadPacket(client, maxPacket)
+		if err != nil {
+			return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+		}
+		fromApp = next
+	}
+}
+
+func (t *Target) tlsConfig() *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		RootCAs:            t.Roots,
+		ServerName:         t.ServerName,
+		ClientSessionCache: t.Sessions,
+	}
+	if t.Mode == VerifyCA {
+		// The chain is checked below, the name is not: the certificate
+		// may name the cluster while the app reaches an instance.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server sent no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: t.Roots, Intermediates: x509.NewCertPool()}
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(opts)
+			return err
+		}
+	}
+	return cfg
+}
+
+func (t *Target) startTLS(ctx context.Context, server net.Conn) (*tls.Conn, error) {
+	timeout := t.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tc := tls.Client(server, t.tlsConfig())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		return nil, err
+	}
+	return tc, nil
+}
+
+// explain turns a TLS handshake failure into a reason and what to fix.
+func (t *Target) explain(err error) (string, string) {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		issuer := ""
+		if unknown.Cert != nil {
+			issuer = " (issued by " + unknown.Cert.Issuer.String() + ")"
+		}
+		return ReasonUnknownCA, fmt.Sprintf("sidecar: the database's certificate%s is not signed by a CA in %s; set TARGET_TLS_CA to a PEM file with the CA that issued it", issuer, t.RootsFrom)
+	case errors.As(err, &host):
+		valid := "no DNS names"
+		if host.Certificate != nil && len(host.Certificate.DNSNames) > 0 {
+			valid = strings.Join(host.Certificate.DNSNames, ", ")
+		}
+		return ReasonNameMismatch, fmt.Sprintf("sidecar: the database's certificate is not valid for %q (TARGET_SERVER_NAME, or TARGET_HOST by default); it is valid for %s: use one of those names", host.Host, valid)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return ReasonExpired, "sidecar: the database's certificate has expired or is not yet valid (" + invalid.Detail + "); renew the server certificate, or check the clock"
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		return ReasonTLSTimeout, "sidecar: the TLS handshake with the database timed out; check that TARGET_PORT is the MySQL port and the server is not overloaded"
+	default:
+		return ReasonTLSHandshake, "sidecar: the TLS handshake with the database failed; check TARGET_TLS_CA and the server's TLS settings"
+	}
+}
+
+func (t *Target) refuse(client net.Conn, seq byte, reason, msg string, err error) *Refusal {
+	sendErr(client, seq, codeHandshake, msg)
+	return &Refusal{Reason: reason, Message: msg, Err: err}
+}
+
+func sendErr(client net.Conn, seq byte, code uint16, msg string) {
+	_ = client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = mysqlwire.WritePacket(client, seq, mysqlwire.ErrPacket(code, "08S01", msg))
+}

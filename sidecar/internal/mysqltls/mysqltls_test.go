@@ -1,0 +1,301 @@
+package mysqltls_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// sidecar runs a proxy.Server with TLS to target in front of srv, and
+// returns the address the app connects to.
+func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target) (string, *proxy.Server) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(srv.addr())
+	p, _ := strconv.Atoi(port)
+	if target.Sessions == nil {
+		target.Sessions = tls.NewLRUClientSessionCache(0)
+	}
+	s, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", ConnectTimeout: 2 * time.Second,
+		Forwards: []proxy.Forward{{TargetHost: host, TargetPort: p, TLS: &target}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _, _ = s.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s.Addrs()[0].String(), s
+}
+
+// app is the app's side of one connection.
+type app struct {
+	t *testing.T
+	c net.Conn
+}
+
+func dialApp(t *testing.T, addr string) *app {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	t.Cleanup(func() { _ = c.Close() })
+	return &app{t: t, c: c}
+}
+
+func (a *app) read() mysqlwire.Packet {
+	a.t.Helper()
+	p, err := mysqlwire.ReadPacket(a.c, 1<<24)
+	if err != nil {
+		a.t.Fatalf("app read: %v", err)
+	}
+	return p
+}
+
+func (a *app) write(seq byte, payload []byte) {
+	a.t.Helper()
+	if _, err := mysqlwire.WritePacket(a.c, seq, payload); err != nil {
+		a.t.Fatalf("app write: %v", err)
+	}
+}
+
+// expectRefusal reads an ERR packet with sequence id seq whose message
+// starts with "sidecar:" and contains want.
+func (a *app) expectRefusal(seq byte, want string) {
+	a.t.Helper()
+	p := a.read()
+	_, msg, ok := mysqlwire.ErrMessage(p.Payload)
+	if !ok || p.Seq != seq || !strings.HasPrefix(msg, "sidecar: ") || !strings.Contains(msg, want) {
+		a.t.Fatalf("got packet seq %d %q; want ERR seq %d starting \"sidecar: \" containing %q", p.Seq, p.Payload, seq, want)
+	}
+}
+
+func TestLoginOverVerifiedTLS(t *testing.T) {
+	ca := newCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true, tickets: true})
+	addr, s := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName})
+
+	for i := range 2 {
+		a := dialApp(t, addr)
+		g := a.read()
+		caps, _, _, err := mysqlwire.GreetingCaps(g.Payload)
+		if err != nil || g.Seq != 0 || caps&mysqlwire.ClientSSL != 0 {
+			t.Fatalf("greeting seq %d caps %#x err %v: want seq 0 without CLIENT_SSL", g.Seq, caps, err)
+		}
+		want, _ := mysqlwire.WithoutGreetingCaps(greeting(uint32(i+1), serverCaps), mysqlwire.ClientSSL)
+		if !bytes.Equal(g.Payload, want) {
+			t.Errorf("greeting changed beyond CLIENT_SSL:\n got %q\nwant %q", g.Payload, want)
+		}
+		if id, _ := mysqlwire.GreetingThreadID(g.Payload); id != uint32(i+1) {
+			t.Errorf("thread id %d, want %d", id, i+1)
+		}
+		resp := handshakeResponse(appCaps)
+		a.write(1, resp)
+		// auth switch at 2, more data at 4, OK at 6: the app's numbering.
+		for _, step := range []struct {
+			seq   byte
+			first byte
+		}{{2, mysqlwire.AuthSwitch}, {4, mysqlwire.MoreData}} {
+			p := a.read()
+			if p.Seq != step.seq || p.Payload[0] != step.first {
+				t.Fatalf("app got seq %d first byte %#x; want seq %d, %#x", p.Seq, p.Payload[0], step.seq, step.first)
+			}
+			a.write(step.seq+1, []byte("answer"))
+		}
+		if ok := a.read(); ok.Seq != 6 || ok.Payload[0] != mysqlwire.OK {
+			t.Fatalf("final packet seq %d %q; want OK at 6", ok.Seq, ok.Payload)
+		}
+		// The session: each command starts at 0 and is relayed untouched.
+		query := append([]byte{0x03}, "SELECT 1"...)
+		a.write(0, query)
+		if echo := a.read(); echo.Seq != 1 || !bytes.Equal(echo.Payload, query) {
+			t.Fatalf("echo seq %d %q", echo.Seq, echo.Payload)
+		}
+		big := bytes.Repeat([]byte("x"), 3<<20)
+		a.write(0, big)
+		if echo := a.read(); !bytes.Equal(echo.Payload, big) {
+			t.Fatalf("3 MiB packet came back as %d bytes", len(echo.Payload))
+		}
+		_ = a.c.Close()
+	}
+
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for i, r := range srv.sslReqs {
+		got, _ := mysqlwire.ResponseCaps(r)
+		if len(r) != mysqlwire.SSLRequestLen || got != appCaps|mysqlwire.ClientSSL || !bytes.Equal(r[4:], handshakeResponse(appCaps)[4:32]) {
+			t.Errorf("SSLRequest %d = %x; want the app's flags %#x plus CLIENT_SSL and its max packet and charset", i, r, appCaps)
+		}
+	}
+	for i, r := range srv.responses {
+		if !bytes.Equal(r, handshakeResponse(appCaps)) {
+			t.Errorf("server got response %d changed: %q", i, r)
+		}
+	}
+	// Per connection: SSLRequest 1, response 2, answers 4 and 6 (the server's numbering).
+	if want := []byte{1, 2, 4, 6, 1, 2, 4, 6}; !bytes.Equal(srv.seqs, want) {
+		t.Errorf("server saw sequence ids %v, want %v", srv.seqs, want)
+	}
+	if len(srv.resumed) != 2 || srv.resumed[0] || !srv.resumed[1] {
+		t.Errorf("resumed = %v; want the second connection to resume the first's TLS session", srv.resumed)
+	}
+	if len(srv.errs) > 0 {
+		t.Errorf("server errors: %v", srv.errs)
+	}
+	snap := s.Snapshot()
+	for _, c := range snap.Forwards[0].TLSRefusals {
+		if c.Value != 0 {
+			t.Errorf("refusal %s = %d after good logins", c.Label, c.Value)
+		}
+	}
+}
+
+func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
+	ca := newCA(t, "test CA")
+	other := newCA(t, "unrelated CA")
+	now := time.Now()
+	good := ca.leaf(t, now.Add(-time.Hour), now.Add(time.Hour), clusterName, "x.cluster-ro-abc.us-east-1.rds.amazonaws.com")
+	expired := ca.leaf(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), clusterName)
+	for _, tc := range []struct {
+		name    string
+		srv     fakeOpts
+		target  mysqltls.Target
+		appTLS  bool // the app asks for TLS itself
+		seq     byte
+		want    string
+		reason  string
+		success bool
+	}{
+		{name: "unrelated CA", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: other.pool, RootsFrom: "TARGET_TLS_CA=/x.pem", ServerName: clusterName},
+			seq: 2, want: "not signed by a CA in TARGET_TLS_CA=/x.pem", reason: mysqltls.ReasonUnknownCA},
+		{name: "wrong name", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: "y.cluster-abc.us-east-1.rds.amazonaws.com"},
+			seq: 2, want: `not valid for "y.cluster-abc.us-east-1.rds.amazonaws.com"`, reason: mysqltls.ReasonNameMismatch},
+		{name: "expired certificate", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
+		{name: "expired certificate, verify-ca", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
+			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
+		{name: "unrelated CA, verify-ca", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: other.pool},
+			seq: 2, want: "not signed by a CA", reason: mysqltls.ReasonUnknownCA},
+		{name: "server without TLS, verify-identity", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+			seq: 0, want: "does not offer TLS", reason: mysqltls.ReasonServerNoTLS},
+		{name: "server without TLS, verify-ca", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
+			seq: 0, want: "TARGET_TLS=verify-ca requires it", reason: mysqltls.ReasonServerNoTLS},
+		{name: "TLS handshake timeout", srv: fakeOpts{cert: good, stallTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName, HandshakeTimeout: 300 * time.Millisecond},
+			seq: 2, want: "timed out", reason: mysqltls.ReasonTLSTimeout},
+		{name: "the app asks for TLS", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+			appTLS: true, seq: 2, want: "connect in plaintext", reason: mysqltls.ReasonClientTLS},
+		{name: "verify-ca accepts a name not in the certificate", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool, ServerName: "instance-1.abc.us-east-1.rds.amazonaws.com"},
+			success: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startFake(t, tc.srv)
+			addr, s := sidecar(t, srv, tc.target)
+			for range 2 { // the sidecar stays up and answers the same way
+				a := dialApp(t, addr)
+				if tc.seq == 0 && !tc.success {
+					a.expectRefusal(0, tc.want)
+					continue
+				}
+				a.read() // greeting
+				if tc.appTLS {
+					a.write(1, handshakeResponse(appCaps | mysqlwire.ClientSSL)[:mysqlwire.SSLRequestLen])
+				} else {
+					a.write(1, handshakeResponse(appCaps))
+				}
+				if tc.success {
+					if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+						t.Fatalf("got %q, want OK", ok.Payload)
+					}
+					continue
+				}
+				a.expectRefusal(tc.seq, tc.want)
+			}
+			if tc.success {
+				return
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				var got uint64
+				for _, c := range s.Snapshot().Forwards[0].TLSRefusals {
+					if c.Label == tc.reason {
+						got = c.Value
+					}
+				}
+				if got == 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("sidecar_tls_refusals_total{reason=%q} = %d, want 2: %+v", tc.reason, got, s.Snapshot().Forwards[0].TLSRefusals)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestDialFailureIsAnErrPacket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close() // nothing listens: connection refused
+	s, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port,
+		TLS: &mysqltls.Target{Mode: mysqltls.VerifyCA}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _, _ = s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	a := dialApp(t, s.Addrs()[0].String())
+	a.expectRefusal(0, "cannot connect to the database at 127.0.0.1:"+strconv.Itoa(port))
+}
+
+func TestGreetingFlagsRoundTrip(t *testing.T) {
+	g := greeting(7, serverCaps)
+	out, err := mysqlwire.WithoutGreetingCaps(g, mysqlwire.ClientSSL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, _, _, _ := mysqlwire.GreetingCaps(out)
+	if caps != serverCaps&^mysqlwire.ClientSSL {
+		t.Fatalf("caps %#x", caps)
+	}
+	diff := 0
+	for i := range g {
+		if g[i] != out[i] {
+			diff++
+		}
+	}
+	if diff != 1 || len(out) != len(g) {
+		t.Errorf("%d bytes differ; clearing CLIENT_SSL (bit 11) changes exactly one", diff)
+	}
+	if _, _, _, err := mysqlwire.GreetingCaps([]byte{9, 'x'}); err == nil {
+		t.Error("protocol 9 greeting accepted")
+	}
+	if mysqlwire.IsSSLRequest(handshakeResponse(appCaps|mysqlwire.ClientSSL)) || !mysqlwire.IsSSLRequest(handshakeResponse(appCaps | mysqlwire.ClientSSL)[:32]) {
+		t.Error("IsSSLRequest confuses a full response with an SSLRequest")
+	}
+	if binary.LittleEndian.Uint32(handshakeResponse(appCaps)) != appCaps {
+		t.Fatal("test response")
+	}
+}

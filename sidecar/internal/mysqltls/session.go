@@ -1,0 +1,120 @@
+package mysqltls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// Relay moves the session between the plaintext client and the TLS
+// connection to the server, with relay.Func's contract (half-close, idle,
+// ctx, live Counters). The byte relays cannot serve here: TLS needs the
+// bytes in user space.
+func Relay(ctx context.Context, client *net.TCPConn, server *tls.Conn, idle time.Duration) relay.Result {
+	s := &session{client: client, server: server, idle: idle}
+	s.touch()
+	var toUpstream, toClient *atomic.Int64
+	if c := relay.CountersFrom(ctx); c != nil {
+		toUpstream, toClient = &c.ToUpstream, &c.ToClient
+	}
+	stop := context.AfterFunc(ctx, func() { s.end(relay.ReasonCanceled, nil) })
+	defer stop()
+	if idle > 0 {
+		t := time.AfterFunc(idle, s.checkIdle)
+		defer t.Stop()
+		s.idleTimer = t
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, func() error { return server.CloseWrite() })
+	go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
+	wg.Wait()
+	s.end(relay.ReasonDone, nil)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return relay.Result{ToUpstream: s.toUpstream.Load(), ToClient: s.toClient.Load(), Reason: s.reason, Err: s.err}
+}
+
+type session struct {
+	client     *net.TCPConn
+	server     *tls.Conn
+	idle       time.Duration
+	idleTimer  *time.Timer
+	lastActive atomic.Int64
+
+	toUpstream, toClient atomic.Int64
+
+	mu     sync.Mutex
+	ended  bool
+	reason relay.Reason
+	err    error
+}
+
+func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
+
+// checkIdle ends the session when nothing moved for idle, else re-arms.
+func (s *session) checkIdle() {
+	quiet := time.Since(time.Unix(0, s.lastActive.Load()))
+	if quiet >= s.idle {
+		s.end(relay.ReasonIdle, nil)
+		return
+	}
+	s.idleTimer.Reset(s.idle - quiet)
+}
+
+// pump copies src to dst. A clean EOF is passed on as a half-close; any
+// error ends the session, blamed on the side it came from.
+func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, total *atomic.Int64,
+	srcSide, dstSide relay.Reason, closeWrite func() error) {
+	defer wg.Done()
+	buf := make([]byte, 32*1024)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			s.touch()
+			w, werr := dst.Write(buf[:n])
+			total.Add(int64(w))
+			if live != nil {
+				live.Add(int64(w))
+			}
+			if werr != nil {
+				s.end(dstSide, werr)
+				return
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			if err := closeWrite(); err != nil {
+				s.end(dstSide, err)
+			}
+			return
+		}
+		if rerr != nil {
+			s.end(srcSide, rerr)
+			return
+		}
+	}
+}
+
+// end records the first reason and closes both sides, which unblocks the
+// pumps.
+func (s *session) end(reason relay.Reason, err error) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended, s.reason = true, reason
+	if reason == relay.ReasonClientError || reason == relay.ReasonUpstreamError {
+		s.err = err
+	}
+	s.mu.Unlock()
+	_ = s.client.Close()
+	_ = s.server.Close()
+}

