@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/envbool"
 )
 
 func env(kv map[string]string) func(string) (string, bool) {
@@ -492,5 +494,32 @@ func TestLogFormatOf(t *testing.T) {
 	_, err := Parse(env(map[string]string{"MODE": "sleep", "LOG_FORMAT": "logfmt"}))
 	if err == nil || !strings.Contains(err.Error(), `LOG_FORMAT="logfmt" is invalid; accepted: json or text`) {
 		t.Errorf("Parse with LOG_FORMAT=logfmt: %v", err)
+	}
+}
+
+// A boolean setting (one that takes "true") reads every spelling through
+// envbool and says so, as the pipeline's do. The sidecar has none today;
+// this catches the first one added with its own parser.
+func TestBooleanSettingsUseEnvbool(t *testing.T) {
+	spellings := []string{"true", "false", "TRUE", "1", "0", "yes", "no", "on", "off"}
+	for _, st := range Settings {
+		if st.set == nil {
+			continue
+		}
+		var c Config
+		if !st.set(&c, "true") && !st.set(&c, "false") {
+			continue
+		}
+		if st.Accepted != envbool.Accepted {
+			t.Errorf("%s takes true/false but says it accepts %q, not envbool.Accepted", st.Name, st.Accepted)
+		}
+		for _, v := range spellings {
+			if _, err := envbool.Parse(v); err == nil && !st.set(&c, v) {
+				t.Errorf("%s refuses %q, which envbool accepts", st.Name, v)
+			}
+		}
+		if st.set(&c, "maybe") {
+			t.Errorf("%s accepts %q, which envbool refuses", st.Name, "maybe")
+		}
 	}
 }
