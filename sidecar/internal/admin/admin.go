@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/proxy"
@@ -93,7 +95,7 @@ func Handler(cfg Config) http.Handler {
 			_, _ = w.Write([]byte("not ready: listeners down or draining\n"))
 			return
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		_, _ = w.Write([]byte(ReadyBody(cfg.Version, cfg.Mode)))
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -106,6 +108,15 @@ func Handler(cfg Config) http.Handler {
 	})
 	return mux
 }
+
+// ReadyBody is /readyz's answer when ready. It names this program, so
+// `sidecar healthcheck` cannot be satisfied by another process that
+// happens to answer 200 on the admin port.
+func ReadyBody(version, mode string) string {
+	return fmt.Sprintf("%s version=%s mode=%s\n", readyPrefix, version, mode)
+}
+
+const readyPrefix = "ready: sidecar"
 
 // Check asks the admin listener on 127.0.0.1:port whether the sidecar is
 // ready: the `sidecar healthcheck` subcommand. It returns nil when healthy.
@@ -123,6 +134,10 @@ func Check(ctx context.Context, port int) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if !strings.HasPrefix(string(body), readyPrefix+" ") {
+		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds ADMIN_PORT %d; give the sidecar a free port", url, body, port)
 	}
 	return nil
 }

@@ -139,3 +139,33 @@ func TestListenPortInUse(t *testing.T) {
 }
 
 func serveUntilClosed(s *Server) { _ = s.Serve() }
+
+func TestReadyzNamesTheSidecar(t *testing.T) {
+	code, body := get(t, Handler(Config{Version: "1.2.3", Mode: "proxy"}), "/readyz")
+	if code != 200 || body != "ready: sidecar version=1.2.3 mode=proxy\n" {
+		t.Fatalf("/readyz = %d %q", code, body)
+	}
+}
+
+// Another process answering 200 on the admin port cannot pass for the
+// sidecar; the real one does.
+func TestCheckRefusesAForeignServer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler http.Handler
+		want    string // "" = healthy
+	}{
+		{"foreign", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) }), "not as the sidecar"},
+		{"sidecar", Handler(Config{Version: "dev", Mode: "sleep"}), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			port := srv.Listener.Addr().(*net.TCPAddr).Port
+			err := Check(context.Background(), port)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("Check = %v; want %q", err, tc.want)
+			}
+		})
+	}
+}
