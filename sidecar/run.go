@@ -96,7 +96,7 @@ func lookupIn(environ []string) func(string) (string, bool) {
 func serve(ctx context.Context, environ []string, lookup func(string) (string, bool), stderr io.Writer) int {
 	cfg, err := config.Parse(lookup)
 	if err != nil {
-		log := slog.New(slog.NewJSONHandler(stderr, nil))
+		log := config.NewLogger(stderr, config.EarlyLogFormat(lookup), slog.LevelInfo)
 		warnTypos(ctx, log, environ)
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
@@ -114,7 +114,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 		log.Error("not started: fix the configuration above", "exit_code", exitUsage)
 		return exitUsage
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := config.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	warnTypos(ctx, log, environ)
 	warnServiceConnectPorts(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)

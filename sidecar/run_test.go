@@ -396,3 +396,38 @@ func TestServiceConnectPortWarning(t *testing.T) {
 		})
 	}
 }
+
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		code int
+		want string // in stderr
+	}{
+		{"text for a bad configuration", map[string]string{"LOG_FORMAT": "Text", "MODE": "nap"}, 2,
+			`level=ERROR msg="invalid configuration: MODE=\"nap\" is invalid`},
+		{"a bad LOG_FORMAT is reported in JSON", map[string]string{"LOG_FORMAT": "xml", "MODE": "sleep"}, 2,
+			`{"time":`},
+		{"json by default", map[string]string{"MODE": "nap"}, 2, `"level":"ERROR","msg":"invalid configuration: MODE=\"nap\"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr testkit.LockedBuffer
+			code := run(context.Background(), nil, environ(tc.env), io.Discard, &stderr)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr.String(), tc.code, tc.want)
+			}
+			if tc.env["LOG_FORMAT"] == "xml" && !strings.Contains(stderr.String(), `LOG_FORMAT=\"xml\" is invalid; accepted: json or text`) {
+				t.Fatalf("the bad LOG_FORMAT is not named:\n%s", stderr.String())
+			}
+		})
+	}
+	// A running sidecar writes text too.
+	env := map[string]string{"MODE": "sleep", "LOG_FORMAT": "text", "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	cancel()
+	<-done
+	if !strings.Contains(stderr.String(), "level=INFO msg=starting") || strings.Contains(stderr.String(), `{"time"`) {
+		t.Fatalf("LOG_FORMAT=text, stderr:\n%s", stderr.String())
+	}
+}

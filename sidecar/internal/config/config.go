@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -29,6 +30,32 @@ const (
 	ModeProxy Mode = "proxy"
 	ModeSleep Mode = "sleep" // no forwarding; the admin listener keeps health checks green for ECS Exec sessions
 )
+
+// LogFormat is how log lines are written.
+type LogFormat string
+
+const (
+	LogJSON LogFormat = "json" // one JSON object per line, for CloudWatch
+	LogText LogFormat = "text" // slog's key=value lines, for a terminal
+)
+
+// NewLogger writes to w in format at level.
+func NewLogger(w io.Writer, format LogFormat, level slog.Level) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if format == LogText {
+		return slog.New(slog.NewTextHandler(w, o))
+	}
+	return slog.New(slog.NewJSONHandler(w, o))
+}
+
+// EarlyLogFormat reads LOG_FORMAT alone, for the lines written when the
+// rest of the configuration is bad: text when it says text, else JSON.
+func EarlyLogFormat(lookup func(string) (string, bool)) LogFormat {
+	if v, ok := (&parser{lookup: lookup}).get("LOG_FORMAT"); ok && LogFormat(strings.ToLower(v)) == LogText {
+		return LogText
+	}
+	return LogJSON
+}
 
 // DataPath chooses how bytes move between a client and its upstream.
 type DataPath string
@@ -68,6 +95,7 @@ type Config struct {
 	Forwards           []Forward // sorted by listen port; empty in sleep mode
 	ListenPortVar      string    // the variable the listen ports came from: LISTEN_PORT or FORWARDS
 	LogLevel           slog.Level
+	LogFormat          LogFormat
 	AdminPort          int // admin HTTP on 127.0.0.1
 	DrainTimeout       time.Duration
 	ConnectTimeout     time.Duration

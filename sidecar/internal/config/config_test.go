@@ -19,6 +19,7 @@ func defaults(fw ...Forward) Config {
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
 		AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto, TLS: TLSDisabled,
+		LogFormat: LogJSON,
 	}
 	if len(fw) > 0 {
 		c.ListenPortVar = "LISTEN_PORT"

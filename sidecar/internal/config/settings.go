@@ -81,6 +81,13 @@ var Settings = []Setting{
 			c.LogLevel = l
 			return ok
 		}},
+	{Name: "LOG_FORMAT", Default: string(LogJSON), Accepted: "json or text (any case)", sleep: true,
+		Meaning: "json: one JSON object per line (CloudWatch Logs Insights); text: key=value lines for a terminal",
+		set: func(c *Config, v string) bool {
+			f := LogFormat(strings.ToLower(v))
+			c.LogFormat = f
+			return f == LogJSON || f == LogText
+		}},
 	{Name: "ADMIN_PORT", Default: "9911", // not 9901/9902: ECS Service Connect's ports (ServiceConnectPorts)
 		Accepted: portAccepted + ", different from every listen port", sleep: true,
 		Meaning: "admin HTTP on 127.0.0.1 (/livez, /readyz, /metrics); sidecar healthcheck asks it",
