@@ -2,15 +2,19 @@ package admin
 
 import (
 	"context"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
@@ -167,5 +171,47 @@ func TestCheckRefusesAForeignServer(t *testing.T) {
 				t.Fatalf("Check = %v; want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The standard process and Go metrics are there with plausible values, and
+// promtool (Prometheus's own checker) accepts the whole exposition.
+func TestStandardMetricsAndPromtool(t *testing.T) {
+	snap := proxy.Snapshot{Forwards: []proxy.ForwardSnapshot{{Listen: "8080", Target: "w.example:3306",
+		DialFailures: []proxy.Count{{Label: "refused", Value: 1}}, ConnectionsClosed: []proxy.Count{{Label: "eof", Value: 2}},
+		TLSRefusals: []proxy.Count{{Label: "unknown_ca", Value: 3}}}}}
+	_, body := get(t, Handler(Config{Mode: "proxy", Version: "dev", Snapshot: func() proxy.Snapshot { return snap }}), "/metrics")
+	value := func(name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Errorf("no %s in /metrics", name)
+			return 0
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	if rss := value("process_resident_memory_bytes"); rss < 1<<20 || rss > 4<<30 {
+		t.Errorf("process_resident_memory_bytes = %v", rss)
+	}
+	if start := value("process_start_time_seconds"); math.Abs(start-float64(time.Now().Unix())) > 3600 {
+		t.Errorf("process_start_time_seconds = %v, now %d: the test process started within the hour", start, time.Now().Unix())
+	}
+	if g := value("go_goroutines"); g < 1 {
+		t.Errorf("go_goroutines = %v", g)
+	}
+	value("process_cpu_seconds_total")
+	value("go_memstats_alloc_bytes")
+	if !strings.Contains(body, `sidecar_tls_refusals_total{listen_port="8080",target="w.example:3306",reason="unknown_ca"} 3`) {
+		t.Error("no sidecar_tls_refusals_total sample")
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		testenv.Unavailable(t, "promtool not found (install Debian's prometheus package)")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
