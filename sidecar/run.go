@@ -72,7 +72,7 @@ func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout
 	// Below ECS's default 5 s health check timeout.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := admin.Check(ctx, admin.DialAddr(addr, port), version); err != nil {
+	if err := admin.Check(ctx, admin.DialAddr(addr, port)); err != nil {
 		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
 		return exitFailure
 	}
@@ -96,7 +96,7 @@ func lookupIn(environ []string) func(string) (string, bool) {
 func serve(ctx context.Context, environ []string, lookup func(string) (string, bool), stderr io.Writer) int {
 	cfg, err := config.Parse(lookup)
 	if err != nil {
-		log := config.NewLogger(stderr, config.LogFormatOf(lookup), slog.LevelInfo)
+		log := config.NewLogger(stderr, config.EarlyLogFormat(lookup), slog.LevelInfo)
 		warnTypos(ctx, log, environ)
 		var cerr *config.Error
 		if errors.As(err, &cerr) {

@@ -307,36 +307,6 @@ func TestPortInUse(t *testing.T) {
 	}
 }
 
-// LOG_FORMAT=text writes every line as key=value, the invalid-configuration
-// report (written before the rest is parsed) and a running sidecar's alike.
-func TestLogFormatText(t *testing.T) {
-	var stdout, stderr testkit.LockedBuffer
-	code := run(context.Background(), nil, environ(map[string]string{"LOG_FORMAT": "text", "TARGET_PORT": "mysql"}), &stdout, &stderr)
-	if code != 2 {
-		t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
-	}
-	checkText := func(out string, wants ...string) {
-		t.Helper()
-		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			if !strings.HasPrefix(l, "time=") || !strings.Contains(l, " level=") {
-				t.Errorf("not a text line: %q", l)
-			}
-		}
-		for _, w := range wants {
-			if !strings.Contains(out, w) {
-				t.Errorf("no line has %s; got:\n%s", w, out)
-			}
-		}
-	}
-	checkText(stderr.String(), `level=ERROR msg="invalid configuration: TARGET_PORT=\"mysql\"`, "exit_code=2")
-
-	env := map[string]string{"MODE": "sleep", "LOG_FORMAT": "TEXT", "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
-	cancel, done, logs := runAsync(t, env)
-	waitHealthy(t, env, true)
-	stopClean(t, cancel, done, logs)
-	checkText(logs.String(), "msg=starting", "log_format=text", "msg=stopped")
-}
-
 // ADMIN_ADDR=0.0.0.0 or :: binds every address; the healthcheck reaches
 // it on loopback.
 func TestAdminAddrWildcardHealthcheck(t *testing.T) {
@@ -369,7 +339,7 @@ func TestHealthcheckRefusesAForeignServer(t *testing.T) {
 	var stderr strings.Builder
 	env := map[string]string{"ADMIN_PORT": strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}
 	if code := run(context.Background(), []string{"healthcheck"}, environ(env), io.Discard, &stderr); code != 1 ||
-		!strings.Contains(stderr.String(), "not the sidecar") {
+		!strings.Contains(stderr.String(), "not as the sidecar") {
 		t.Errorf("healthcheck against a foreign server: exit %d, %q; want 1 saying it is not the sidecar", code, stderr.String())
 	}
 }
@@ -463,5 +433,40 @@ func TestServiceConnectPortWarning(t *testing.T) {
 				t.Errorf("Service Connect warnings %v, want one for %s %d naming the %s interface", warned, tc.variable, tc.port, tc.what)
 			}
 		})
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		code int
+		want string // in stderr
+	}{
+		{"text for a bad configuration", map[string]string{"LOG_FORMAT": "Text", "MODE": "nap"}, 2,
+			`level=ERROR msg="invalid configuration: MODE=\"nap\" is invalid`},
+		{"a bad LOG_FORMAT is reported in JSON", map[string]string{"LOG_FORMAT": "xml", "MODE": "sleep"}, 2,
+			`{"time":`},
+		{"json by default", map[string]string{"MODE": "nap"}, 2, `"level":"ERROR","msg":"invalid configuration: MODE=\"nap\"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr testkit.LockedBuffer
+			code := run(context.Background(), nil, environ(tc.env), io.Discard, &stderr)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr.String(), tc.code, tc.want)
+			}
+			if tc.env["LOG_FORMAT"] == "xml" && !strings.Contains(stderr.String(), `LOG_FORMAT=\"xml\" is invalid; accepted: json or text`) {
+				t.Fatalf("the bad LOG_FORMAT is not named:\n%s", stderr.String())
+			}
+		})
+	}
+	// A running sidecar writes text too.
+	env := map[string]string{"MODE": "sleep", "LOG_FORMAT": "text", "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	cancel()
+	<-done
+	if !strings.Contains(stderr.String(), "level=INFO msg=starting") || strings.Contains(stderr.String(), `{"time"`) {
+		t.Fatalf("LOG_FORMAT=text, stderr:\n%s", stderr.String())
 	}
 }

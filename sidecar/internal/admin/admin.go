@@ -1,4 +1,4 @@
-// Package admin is the sidecar's admin HTTP listener (loopback by default): /livez, /readyz and
+// Package admin is the sidecar's loopback HTTP listener: /livez, /readyz and
 // /metrics (Prometheus text format), one per process, in every mode. It
 // reports the forwarder's own state and never dials the target, so ECS
 // health checks cost the database nothing.
@@ -6,7 +6,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/proxy"
@@ -21,7 +21,7 @@ import (
 
 // Config configures the admin listener.
 type Config struct {
-	Addr     string // host:port; ADMIN_ADDR:ADMIN_PORT in production
+	Addr     string // host:port; 127.0.0.1:ADMIN_PORT in production
 	Mode     string // proxy or sleep, for sidecar_build_info
 	Version  string
 	Commit   string
@@ -89,14 +89,13 @@ func Handler(cfg Config) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		id := Identity{Name: Name, Version: cfg.Version, Commit: cfg.Commit, Mode: cfg.Mode, Status: "ready"}
-		code := http.StatusOK
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !ready() {
-			id.Status, code = "not ready: listeners down or draining", http.StatusServiceUnavailable
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: listeners down or draining\n"))
+			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(id)
+		_, _ = w.Write([]byte(ReadyBody(cfg.Version, cfg.Mode)))
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -110,23 +109,19 @@ func Handler(cfg Config) http.Handler {
 	return mux
 }
 
-// Name is what /readyz calls this program, so the healthcheck knows it
-// reached a sidecar and not some other process on the port.
-const Name = "sidecar"
-
-// Identity is /readyz's body: which program answers, and whether it is ready.
-type Identity struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Commit  string `json:"commit"`
-	Mode    string `json:"mode"`
-	Status  string `json:"status"`
+// ReadyBody is /readyz's answer when ready. It names this program, so
+// `sidecar healthcheck` cannot be satisfied by another process that
+// happens to answer 200 on the admin port.
+func ReadyBody(version, mode string) string {
+	return fmt.Sprintf("%s version=%s mode=%s\n", readyPrefix, version, mode)
 }
+
+const readyPrefix = "ready: sidecar"
 
 // DialAddr is the address that reaches an admin listener bound to
 // bindAddr:port from inside the task: a wildcard bind (0.0.0.0, ::) is
-// reached on loopback; 127.0.0.1 answers for :: too, as Go binds it
-// dual-stack, and exists where IPv6 is off.
+// reached on 127.0.0.1, which answers for :: too (Go binds it dual-stack)
+// and exists where IPv6 is off.
 func DialAddr(bindAddr string, port int) string {
 	if ip := net.ParseIP(bindAddr); ip != nil && ip.IsUnspecified() {
 		bindAddr = "127.0.0.1"
@@ -134,11 +129,10 @@ func DialAddr(bindAddr string, port int) string {
 	return net.JoinHostPort(bindAddr, strconv.Itoa(port))
 }
 
-// Check asks the admin listener at addr (host:port) whether the sidecar is
-// ready: the `sidecar healthcheck` subcommand. It returns nil only when a
-// sidecar of this version answers ready, so another process on the port,
-// even one answering 200, cannot pass for it.
-func Check(ctx context.Context, addr, version string) error {
+// Check asks the admin listener at addr (host:port, see DialAddr) whether
+// the sidecar is ready: the `sidecar healthcheck` subcommand. It returns
+// nil when healthy.
+func Check(ctx context.Context, addr string) error {
 	url := "http://" + addr + "/readyz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -150,16 +144,12 @@ func Check(ctx context.Context, addr, version string) error {
 		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_ADDR and ADMIN_PORT?)", url, err)
 	}
 	defer resp.Body.Close()
-	var id Identity
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if json.Unmarshal(body, &id) != nil || id.Name != Name {
-		return fmt.Errorf("GET %s: %s from something that is not the sidecar (body %.80q); is another process on ADMIN_PORT?", url, resp.Status, body)
-	}
-	if id.Version != version {
-		return fmt.Errorf("GET %s: a sidecar of version %s answers, not this one (%s); is another sidecar on ADMIN_PORT?", url, id.Version, version)
-	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, id.Status)
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if !strings.HasPrefix(string(body), readyPrefix+" ") {
+		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds the admin port; give the sidecar a free ADMIN_PORT", url, body)
 	}
 	return nil
 }

@@ -2,15 +2,18 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
@@ -107,7 +110,7 @@ func TestSleepModeMetricsHaveNoForwards(t *testing.T) {
 // Check, the healthcheck client, against a real admin listener.
 func TestCheck(t *testing.T) {
 	var ready atomic.Bool
-	srv, err := Listen(context.Background(), Config{Addr: "127.0.0.1:0", Ready: ready.Load, Version: "1.2.3", Mode: "proxy"})
+	srv, err := Listen(context.Background(), Config{Addr: "127.0.0.1:0", Ready: ready.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,49 +120,55 @@ func TestCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	if err := Check(ctx, addr, "1.2.3"); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "draining") {
-		t.Errorf("Check when not ready = %v, want a 503 error saying why", err)
+	if err := Check(ctx, addr); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("Check when not ready = %v, want a 503 error", err)
 	}
 	ready.Store(true)
-	if err := Check(ctx, addr, "1.2.3"); err != nil {
+	if err := Check(ctx, addr); err != nil {
 		t.Errorf("Check when ready = %v", err)
 	}
-	if err := Check(ctx, addr, "1.2.4"); err == nil || !strings.Contains(err.Error(), "version 1.2.3") {
-		t.Errorf("Check by another version = %v, want an error naming the version that answered", err)
-	}
 	_ = srv.Shutdown(ctx)
-	if err := Check(ctx, addr, "1.2.3"); err == nil || !strings.Contains(err.Error(), "ADMIN_PORT") {
+	if err := Check(ctx, addr); err == nil || !strings.Contains(err.Error(), "ADMIN_PORT") {
 		t.Errorf("Check with nothing listening = %v, want an error hinting at ADMIN_PORT", err)
 	}
 }
 
-// Another process on the admin port answering 200 does not pass for the
-// sidecar.
-func TestCheckRefusesAForeignServer(t *testing.T) {
-	for _, body := range []string{"ready\n", "OK", `{"status":"ready"}`, `{"name":"envoy","status":"ready"}`} {
-		foreign := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(body)) }))
-		err := Check(context.Background(), strings.TrimPrefix(foreign.URL, "http://"), "dev")
-		foreign.Close()
-		if err == nil || !strings.Contains(err.Error(), "not the sidecar") {
-			t.Errorf("Check against a foreign server answering 200 %q = %v, want an error", body, err)
-		}
+func TestListenPortInUse(t *testing.T) {
+	busy := testkit.Listen(t)
+	_, err := Listen(context.Background(), Config{Addr: busy.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("Listen on a busy port = %v, want an error naming %s", err, busy.Addr())
 	}
 }
 
-func TestReadyzIdentifiesTheSidecar(t *testing.T) {
-	for _, ready := range []bool{true, false} {
-		code, body := get(t, Handler(Config{Mode: "sleep", Version: "1.2.3", Commit: "abc", Ready: func() bool { return ready }}), "/readyz")
-		var id Identity
-		if err := json.Unmarshal([]byte(body), &id); err != nil {
-			t.Fatalf("/readyz body %q: %v", body, err)
-		}
-		want := Identity{Name: "sidecar", Version: "1.2.3", Commit: "abc", Mode: "sleep", Status: "ready"}
-		if !ready {
-			want.Status = "not ready: listeners down or draining"
-		}
-		if id != want || (code == 200) != ready {
-			t.Errorf("ready=%v: /readyz = %d %+v, want %+v", ready, code, id, want)
-		}
+func serveUntilClosed(s *Server) { _ = s.Serve() }
+
+func TestReadyzNamesTheSidecar(t *testing.T) {
+	code, body := get(t, Handler(Config{Version: "1.2.3", Mode: "proxy"}), "/readyz")
+	if code != 200 || body != "ready: sidecar version=1.2.3 mode=proxy\n" {
+		t.Fatalf("/readyz = %d %q", code, body)
+	}
+}
+
+// Another process answering 200 on the admin port cannot pass for the
+// sidecar; the real one does.
+func TestCheckRefusesAForeignServer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler http.Handler
+		want    string // "" = healthy
+	}{
+		{"foreign", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) }), "not as the sidecar"},
+		{"sidecar", Handler(Config{Version: "dev", Mode: "sleep"}), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			err := Check(context.Background(), srv.Listener.Addr().String())
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("Check = %v; want %q", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -174,12 +183,44 @@ func TestDialAddr(t *testing.T) {
 	}
 }
 
-func TestListenPortInUse(t *testing.T) {
-	busy := testkit.Listen(t)
-	_, err := Listen(context.Background(), Config{Addr: busy.Addr().String()})
-	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
-		t.Fatalf("Listen on a busy port = %v, want an error naming %s", err, busy.Addr())
+// The standard process and Go metrics are there with plausible values, and
+// promtool (Prometheus's own checker) accepts the whole exposition.
+func TestStandardMetricsAndPromtool(t *testing.T) {
+	snap := proxy.Snapshot{Forwards: []proxy.ForwardSnapshot{{Listen: "8080", Target: "w.example:3306",
+		DialFailures: []proxy.Count{{Label: "refused", Value: 1}}, ConnectionsClosed: []proxy.Count{{Label: "eof", Value: 2}},
+		TLSRefusals: []proxy.Count{{Label: "unknown_ca", Value: 3}}}}}
+	_, body := get(t, Handler(Config{Mode: "proxy", Version: "dev", Snapshot: func() proxy.Snapshot { return snap }}), "/metrics")
+	value := func(name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Errorf("no %s in /metrics", name)
+			return 0
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	if rss := value("process_resident_memory_bytes"); rss < 1<<20 || rss > 4<<30 {
+		t.Errorf("process_resident_memory_bytes = %v", rss)
+	}
+	if start := value("process_start_time_seconds"); math.Abs(start-float64(time.Now().Unix())) > 3600 {
+		t.Errorf("process_start_time_seconds = %v, now %d: the test process started within the hour", start, time.Now().Unix())
+	}
+	if g := value("go_goroutines"); g < 1 {
+		t.Errorf("go_goroutines = %v", g)
+	}
+	value("process_cpu_seconds_total")
+	value("go_memstats_alloc_bytes")
+	if !strings.Contains(body, `sidecar_tls_refusals_total{listen_port="8080",target="w.example:3306",reason="unknown_ca"} 3`) {
+		t.Error("no sidecar_tls_refusals_total sample")
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		testenv.Unavailable(t, "promtool not found (install Debian's prometheus package)")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
-
-func serveUntilClosed(s *Server) { _ = s.Serve() }

@@ -29,6 +29,7 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 	p.family("sidecar_draining", "gauge", "1 once shutdown has begun: not accepting, in-flight connections finishing.")
 	p.sample("sidecar_draining", "", boolGauge(draining))
 
+	writeRuntimeMetrics(&p)
 	if fds, ok := openFDs(); ok {
 		p.family("process_open_fds", "gauge", "Open file descriptors.")
 		p.sample("process_open_fds", "", float64(fds))
@@ -38,9 +39,6 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 		p.family("process_max_fds", "gauge", "File descriptor limit (RLIMIT_NOFILE soft limit).")
 		p.sample("process_max_fds", "", float64(lim.Cur))
 	}
-
-	writeProcessMetrics(&p)
-	writeGoMetrics(&p)
 
 	if snap != nil {
 		fw := snap.Forwards

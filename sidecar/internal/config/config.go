@@ -31,15 +31,6 @@ const (
 	ModeSleep Mode = "sleep" // no forwarding; the admin listener keeps health checks green for ECS Exec sessions
 )
 
-// DataPath chooses how bytes move between a client and its upstream.
-type DataPath string
-
-const (
-	DataPathAuto     DataPath = "auto"     // epoll where supported, else portable
-	DataPathEpoll    DataPath = "epoll"    // epoll, or refuse to start
-	DataPathPortable DataPath = "portable" // goroutines and io.Copy (splice) on Go's netpoller
-)
-
 // LogFormat is how log lines are written.
 type LogFormat string
 
@@ -48,14 +39,32 @@ const (
 	LogText LogFormat = "text" // slog's key=value lines, for a terminal
 )
 
-// NewLogger is the sidecar's logger: every line it writes goes through one.
-func NewLogger(w io.Writer, f LogFormat, level slog.Leveler) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
-	if f == LogText {
-		return slog.New(slog.NewTextHandler(w, opts))
+// NewLogger writes to w in format at level.
+func NewLogger(w io.Writer, format LogFormat, level slog.Level) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if format == LogText {
+		return slog.New(slog.NewTextHandler(w, o))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(slog.NewJSONHandler(w, o))
 }
+
+// EarlyLogFormat reads LOG_FORMAT alone, for the lines written when the
+// rest of the configuration is bad: text when it says text, else JSON.
+func EarlyLogFormat(lookup func(string) (string, bool)) LogFormat {
+	if v, ok := (&parser{lookup: lookup}).get("LOG_FORMAT"); ok && LogFormat(strings.ToLower(v)) == LogText {
+		return LogText
+	}
+	return LogJSON
+}
+
+// DataPath chooses how bytes move between a client and its upstream.
+type DataPath string
+
+const (
+	DataPathAuto     DataPath = "auto"     // epoll where supported, else portable
+	DataPathEpoll    DataPath = "epoll"    // epoll, or refuse to start
+	DataPathPortable DataPath = "portable" // goroutines and io.Copy (splice) on Go's netpoller
+)
 
 // TLSMode is TARGET_TLS: whether and how the sidecar secures the
 // connection to the database.
@@ -574,16 +583,4 @@ func Admin(lookup func(string) (string, bool)) (string, int, error) {
 		return "", 0, &Error{Problems: p.problems}
 	}
 	return c.AdminAddr, c.AdminPort, nil
-}
-
-// LogFormatOf reads only LOG_FORMAT, for the lines written before the rest
-// of the configuration is checked (the invalid-configuration report): a bad
-// or missing value gives the default, and Parse reports it among the rest.
-func LogFormatOf(lookup func(string) (string, bool)) LogFormat {
-	st := setting("LOG_FORMAT")
-	var c Config
-	if v, ok := (&parser{lookup: lookup}).get(st.Name); ok && st.set(&c, v) {
-		return c.LogFormat
-	}
-	return LogFormat(st.Default)
 }

@@ -18,9 +18,10 @@ func env(kv map[string]string) func(string) (string, bool) {
 
 func defaults(fw ...Forward) Config {
 	c := Config{
-		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo, LogFormat: LogJSON,
+		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
 		AdminPort: 9911, AdminAddr: "127.0.0.1", DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto, TLS: TLSDisabled,
+		LogFormat: LogJSON,
 	}
 	if len(fw) > 0 {
 		c.ListenPortVar = "LISTEN_PORT"
@@ -475,9 +476,9 @@ func TestDefaultsAreAccepted(t *testing.T) {
 	}
 }
 
-// LogFormatOf reads LOG_FORMAT alone, before the rest is checked; a bad
+// EarlyLogFormat reads LOG_FORMAT alone, before the rest is checked; a bad
 // value falls back to JSON (Parse reports it with the rest).
-func TestLogFormatOf(t *testing.T) {
+func TestEarlyLogFormat(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string
 		want LogFormat
@@ -487,8 +488,8 @@ func TestLogFormatOf(t *testing.T) {
 		{map[string]string{"LOG_FORMAT": " json "}, LogJSON},
 		{map[string]string{"LOG_FORMAT": "logfmt"}, LogJSON},
 	} {
-		if got := LogFormatOf(env(tc.env)); got != tc.want {
-			t.Errorf("LogFormatOf(%v) = %q, want %q", tc.env, got, tc.want)
+		if got := EarlyLogFormat(env(tc.env)); got != tc.want {
+			t.Errorf("EarlyLogFormat(%v) = %q, want %q", tc.env, got, tc.want)
 		}
 	}
 	_, err := Parse(env(map[string]string{"MODE": "sleep", "LOG_FORMAT": "logfmt"}))

@@ -82,7 +82,7 @@ var Settings = []Setting{
 			return ok
 		}},
 	{Name: "LOG_FORMAT", Default: string(LogJSON), Accepted: "json or text (any case)", sleep: true,
-		Meaning: "json for CloudWatch and log queries; text (key=value) for a terminal",
+		Meaning: "json: one JSON object per line (CloudWatch Logs Insights); text: key=value lines for a terminal",
 		set: func(c *Config, v string) bool {
 			f := LogFormat(strings.ToLower(v))
 			c.LogFormat = f

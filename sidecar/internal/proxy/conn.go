@@ -74,7 +74,20 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	s.setKeepalive(f, client, "client")
 	clientAddr := client.RemoteAddr().String()
 
-	upstream, addr, why, err := s.dial(f)
+	// A client that left before the dial (a pool giving up, an `nc -z`
+	// check) must cost the database nothing: every connection opened for
+	// it would be an aborted connect, which drives max_connect_errors.
+	if clientGone(client) {
+		s.clientLeft(f, client, start)
+		return
+	}
+	dialCtx, stopWatch := watchClient(s.hardCtx, client)
+	upstream, addr, why, err := s.dial(dialCtx, f)
+	stopWatch()
+	if err != nil && context.Cause(dialCtx) == errClientGone {
+		s.clientLeft(f, client, start)
+		return
+	}
 	if err != nil {
 		f.stats.closed(closeDialFailed)
 		f.dialFailLog.event("listen_port", f.port, "client", clientAddr, "target", f.target,
@@ -115,6 +128,14 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	// Counted after the log line, so whoever sees the counter sees the line.
 	// The bytes were counted live by the relay (relay.Counters).
 	f.stats.closed(reason)
+}
+
+// clientLeft closes a client that left before its upstream was connected.
+func (s *Server) clientLeft(f *forward, client *net.TCPConn, start time.Time) {
+	_ = client.Close()
+	s.log.Debug("client left before the upstream connection; none kept", "listen_port", f.port,
+		"client", client.RemoteAddr().String(), "duration_ms", durationMS(time.Since(start)), "reason", closeClientGone)
+	f.stats.closed(closeClientGone)
 }
 
 // relay moves the session: the bytes as they are, or, with TLS, after the

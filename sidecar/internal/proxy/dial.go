@@ -10,8 +10,8 @@ import (
 
 // dial resolves the target now (no cache of our own: failover moves DNS)
 // and tries each address in turn, each with the connect timeout.
-func (s *Server) dial(f *forward) (*net.TCPConn, netip.Addr, dialFailure, error) {
-	addrs, err := s.resolve(s.hardCtx, f.TargetHost)
+func (s *Server) dial(parent context.Context, f *forward) (*net.TCPConn, netip.Addr, dialFailure, error) {
+	addrs, err := s.resolve(parent, f.TargetHost)
 	if err != nil {
 		f.stats.dialFailure(failDNS)
 		return nil, netip.Addr{}, failDNS, err
@@ -19,10 +19,16 @@ func (s *Server) dial(f *forward) (*net.TCPConn, netip.Addr, dialFailure, error)
 	var errs []error
 	why := failOther
 	for _, a := range addrs {
-		ctx, cancel := context.WithTimeout(s.hardCtx, s.cfg.ConnectTimeout)
+		if parent.Err() != nil {
+			return nil, netip.Addr{}, failCanceled, context.Cause(parent)
+		}
+		ctx, cancel := context.WithTimeout(parent, s.cfg.ConnectTimeout)
 		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
 		c, err := s.cfg.DialContext(ctx, "tcp", target)
 		cancel()
+		if err != nil && context.Cause(parent) == errClientGone {
+			return nil, netip.Addr{}, failCanceled, errClientGone // not the target's failure: not counted
+		}
 		if err != nil {
 			why = dialFailReason(err)
 			f.stats.dialFailure(why)

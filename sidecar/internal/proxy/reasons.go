@@ -22,12 +22,13 @@ const (
 	closeDialFailed    closeReason = "dial_failed"
 	closeStale         closeReason = "stale_upstream"
 	closeDrainDeadline closeReason = "drain_deadline"
+	closeClientGone    closeReason = "client_gone" // the client left before its upstream was connected: no upstream kept
 	closeTLSRefused    closeReason = "tls_refused" // the MySQL login over TLS was refused (sidecar_tls_refusals_total says why)
 )
 
 // closeReasons are every close reason: metrics start each at zero.
 var closeReasons = []closeReason{closeDone, closeClientError, closeUpstreamError, closeIdle, closeCanceled,
-	closeDialFailed, closeStale, closeDrainDeadline, closeTLSRefused}
+	closeDialFailed, closeStale, closeDrainDeadline, closeClientGone, closeTLSRefused}
 
 // Causes given to a relay's context when the forwarder ends it.
 var (

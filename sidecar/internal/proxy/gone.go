@@ -1,0 +1,76 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
+
+// errClientGone cancels a dial whose client has left.
+var errClientGone = errors.New("client left before the upstream connection was made")
+
+// clientGone reports whether the client has closed or reset the connection
+// without sending a byte, without consuming anything: MySQL is server-first,
+// so a client that is still there has sent nothing, and one that has sent
+// bytes (another protocol) is served.
+func clientGone(c *net.TCPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = rc.Read(func(fd uintptr) bool {
+		gone = peekGone(int(fd))
+		return true // never wait here
+	})
+	return gone
+}
+
+// peekGone looks at the socket without consuming or waiting: EOF or a
+// reset means the client is gone; data or nothing yet means it is there.
+func peekGone(fd int) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == nil:
+		return n == 0
+	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+		return false
+	default:
+		return true // ECONNRESET, ETIMEDOUT, …
+	}
+}
+
+// watchClient returns a context for dialing client's upstream that is
+// canceled with errClientGone if the client leaves meanwhile, and a stop
+// function that ends the watch; after stop returns nothing reads the client.
+func watchClient(parent context.Context, c *net.TCPConn) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return ctx, func() { cancel(nil) }
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = rc.Read(func(fd uintptr) bool {
+			var b [1]byte
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if errors.Is(err, syscall.EAGAIN) {
+				return false // wait until the socket is readable: data, EOF or reset
+			}
+			if (err == nil && n == 0) || (err != nil && !errors.Is(err, syscall.EINTR)) {
+				cancel(errClientGone)
+			}
+			return true
+		})
+	}()
+	return ctx, func() {
+		_ = c.SetReadDeadline(time.Unix(1, 0)) // wakes the watch
+		<-done
+		_ = c.SetReadDeadline(time.Time{})
+		cancel(nil)
+	}
+}
