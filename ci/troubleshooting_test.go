@@ -1,7 +1,6 @@
 package ci
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -18,18 +17,8 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := string(b)
-	_, pipeline, _ := strings.Cut(page, "\n## The pipeline")
-	msgs, err := msgdoc.Collect([]string{"../magefiles", "runner.go"}, false, msgdoc.Errors|msgdoc.Stderr|msgdoc.Logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(msgs) < 5 {
-		t.Fatalf("found only %d messages in magefiles and runner.go; the collector no longer sees them", len(msgs))
-	}
-	for _, m := range msgdoc.Missing(pipeline, msgs) {
-		t.Errorf("docs/troubleshooting.md's pipeline section does not explain %q (%s)", m.Text, m.Pos)
-	}
+	_, pipeline, _ := strings.Cut(string(b), "\n## The pipeline")
+	msgdoc.Require(t, pipeline, []string{"../magefiles", "runner.go"}, false, msgdoc.Errors|msgdoc.Stderr|msgdoc.Logs, 5)
 	for _, head := range []string{
 		strings.SplitN((&ConfigError{}).Error(), ":", 2)[0],
 		strings.TrimSpace((&EngineError{}).Error()),
@@ -38,16 +27,7 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 			t.Errorf("docs/troubleshooting.md's pipeline section does not explain %q", head)
 		}
 	}
-
-	codes, err := msgdoc.ExitCodes("../magefiles/magefile.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	_, section, _ := strings.Cut(pipeline, "### Pipeline exit codes")
 	section, _, _ = strings.Cut(section, "\n### ")
-	for name, code := range codes {
-		if !strings.Contains(section, fmt.Sprintf("\n| `%d` |", code)) {
-			t.Errorf("docs/troubleshooting.md's pipeline exit codes lack %d (%s)", code, name)
-		}
-	}
+	msgdoc.RequireExitCodes(t, section, "../magefiles/magefile.go")
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -17,27 +16,8 @@ func TestTroubleshootingCoversEveryMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := string(b)
-	msgs, err := msgdoc.Collect([]string{"."}, true, msgdoc.Logs|msgdoc.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(msgs) < 20 {
-		t.Fatalf("found only %d messages in the sidecar's source; the collector no longer sees them", len(msgs))
-	}
-	for _, m := range msgdoc.Missing(page, msgs) {
-		t.Errorf("docs/troubleshooting.md does not explain %q (%s)", m.Text, m.Pos)
-	}
-
-	codes, err := msgdoc.ExitCodes("run.go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgdoc.Require(t, string(b), []string{"."}, true, msgdoc.Logs|msgdoc.Stderr, 20)
 	section := docSection(t, "docs/troubleshooting.md", "### Sidecar exit codes")
 	section, _, _ = strings.Cut(section, "\n### ")
-	for name, code := range codes {
-		if !strings.Contains(section, fmt.Sprintf("\n| `%d` |", code)) {
-			t.Errorf("docs/troubleshooting.md's sidecar exit codes lack %d (%s)", code, name)
-		}
-	}
+	msgdoc.RequireExitCodes(t, section, "run.go")
 }

@@ -197,23 +197,14 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 			if st.set == nil || st.sleep != sleepToo {
 				continue
 			}
-			if st.Default != "" && !st.set(&c, st.Default) {
-				panic(fmt.Sprintf("config: default %s=%q is not accepted", st.Name, st.Default))
-			}
+			setDefault(&c, st)
 			// Sleep mode forwards nothing: the forwarding variables a task
 			// definition still carries are ignored, so switching MODE
 			// alone is enough to get a shell.
 			if c.Mode == ModeSleep && !st.sleep {
 				continue
 			}
-			if v, ok := p.get(st.Name); ok {
-				probe := c
-				if !st.set(&probe, v) {
-					p.bad(st.Name, v, st.Accepted)
-					continue
-				}
-				c = probe
-			}
+			p.read(&c, st)
 		}
 	}
 	if c.Mode == ModeSleep {
@@ -312,6 +303,28 @@ func (p *parser) get(name string) (string, bool) {
 	v, ok := p.lookup(name)
 	v = strings.TrimSpace(v)
 	return v, ok && v != ""
+}
+
+// setDefault sets st's default in c; a default it refuses is a bug.
+func setDefault(c *Config, st Setting) {
+	if st.Default != "" && !st.set(c, st.Default) {
+		panic(fmt.Sprintf("config: default %s=%q is not accepted", st.Name, st.Default))
+	}
+}
+
+// read sets st from the environment, if set there; a bad value is a
+// problem and leaves c as it was.
+func (p *parser) read(c *Config, st Setting) {
+	v, ok := p.get(st.Name)
+	if !ok {
+		return
+	}
+	probe := *c
+	if !st.set(&probe, v) {
+		p.bad(st.Name, v, st.Accepted)
+		return
+	}
+	*c = probe
 }
 
 func (p *parser) bad(name, value, accepted string) {
@@ -567,17 +580,8 @@ func Admin(lookup func(string) (string, bool)) (string, int, error) {
 	var c Config
 	for _, name := range []string{"ADMIN_ADDR", "ADMIN_PORT"} {
 		st := setting(name)
-		if !st.set(&c, st.Default) {
-			panic("config: bad default " + name)
-		}
-		if v, ok := p.get(st.Name); ok {
-			probe := c
-			if !st.set(&probe, v) {
-				p.bad(st.Name, v, st.Accepted)
-				continue
-			}
-			c = probe
-		}
+		setDefault(&c, st)
+		p.read(&c, st)
 	}
 	if len(p.problems) > 0 {
 		return "", 0, &Error{Problems: p.problems}
