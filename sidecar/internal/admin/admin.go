@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -118,10 +117,10 @@ func ReadyBody(version, mode string) string {
 
 const readyPrefix = "ready: sidecar"
 
-// Check asks the admin listener on 127.0.0.1:port whether the sidecar is
+// Check asks the admin listener at addr (host:port) whether the sidecar is
 // ready: the `sidecar healthcheck` subcommand. It returns nil when healthy.
-func Check(ctx context.Context, port int) error {
-	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/readyz"
+func Check(ctx context.Context, addr string) error {
+	url := "http://" + addr + "/readyz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -137,7 +136,7 @@ func Check(ctx context.Context, port int) error {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if !strings.HasPrefix(string(body), readyPrefix+" ") {
-		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds ADMIN_PORT %d; give the sidecar a free port", url, body, port)
+		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds that port; give the sidecar a free ADMIN_PORT", url, body)
 	}
 	return nil
 }

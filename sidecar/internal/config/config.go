@@ -96,7 +96,8 @@ type Config struct {
 	ListenPortVar      string    // the variable the listen ports came from: LISTEN_PORT or FORWARDS
 	LogLevel           slog.Level
 	LogFormat          LogFormat
-	AdminPort          int // admin HTTP on 127.0.0.1
+	AdminAddr          string // IP the admin HTTP listener binds
+	AdminPort          int
 	DrainTimeout       time.Duration
 	ConnectTimeout     time.Duration
 	IdleTimeout        time.Duration // 0 = off
@@ -526,6 +527,7 @@ func (c Config) LogAttrs() []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("mode", string(c.Mode)),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("admin_addr", c.AdminAddr),
 		slog.Int("admin_port", c.AdminPort),
 	}
 	if c.Mode == ModeSleep {
@@ -556,18 +558,36 @@ func (c Config) LogAttrs() []slog.Attr {
 	return attrs
 }
 
-// AdminPort reads only ADMIN_PORT: the healthcheck subcommand needs nothing
-// else, and must not fail over variables the running sidecar already checked.
-func AdminPort(lookup func(string) (string, bool)) (int, error) {
-	st := setting("ADMIN_PORT")
+// AdminEndpoint reads only ADMIN_ADDR and ADMIN_PORT: the healthcheck
+// subcommand needs nothing else, and must not fail over variables the
+// running sidecar already checked. A wildcard ADMIN_ADDR is reached on
+// loopback.
+func AdminEndpoint(lookup func(string) (string, bool)) (string, error) {
 	var c Config
-	if !st.set(&c, st.Default) {
-		panic("config: bad ADMIN_PORT default")
-	}
-	if v, ok := (&parser{lookup: lookup}).get(st.Name); ok {
-		if !st.set(&c, v) {
-			return 0, &Error{Problems: []Problem{{Variable: st.Name, Value: v, Set: true, Accepted: st.Accepted}}}
+	p := &parser{lookup: lookup}
+	for _, name := range []string{"ADMIN_ADDR", "ADMIN_PORT"} {
+		st := setting(name)
+		if !st.set(&c, st.Default) {
+			panic("config: bad " + name + " default")
+		}
+		if v, ok := p.get(st.Name); ok && !st.set(&c, v) {
+			p.bad(st.Name, v, st.Accepted)
 		}
 	}
-	return c.AdminPort, nil
+	if len(p.problems) > 0 {
+		return "", &Error{Problems: p.problems}
+	}
+	host := c.AdminAddr
+	if ip := net.ParseIP(host); ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.AdminPort)), nil
+}
+
+// AdminListen is where the admin listener binds.
+func (c Config) AdminListen() string {
+	return net.JoinHostPort(c.AdminAddr, strconv.Itoa(c.AdminPort))
 }
