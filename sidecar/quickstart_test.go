@@ -171,22 +171,15 @@ func TestReadmeBlocksDoNotPrompt(t *testing.T) {
 		t.Fatal(err)
 	}
 	prompt := regexp.MustCompile(`\bmysql(dump|admin)?\b[^\n#]*\s(-p|--password)(\s|$)|\bread\s+-|\bsudo\b|\baws configure\b`)
-	rest, blocks := string(b), 0
-	for {
-		var ok bool
-		var block string
-		if _, rest, ok = strings.Cut(rest, "```sh\n"); !ok {
-			break
-		}
-		block, rest, _ = strings.Cut(rest, "```")
-		blocks++
+	blocks := codeBlocks(string(b), "sh")
+	for _, block := range blocks {
 		for _, l := range strings.Split(block, "\n") {
 			if prompt.MatchString(l) {
 				t.Errorf("README line prompts for input, which swallows the lines pasted after it: %s", l)
 			}
 		}
 	}
-	if blocks == 0 {
+	if len(blocks) == 0 {
 		t.Fatal("no sh blocks in README")
 	}
 }
