@@ -24,6 +24,21 @@ func parseJSONBlock(block string) error {
 	return nil
 }
 
+// codeBlocks returns the bodies of markdown's fenced blocks in lang.
+func codeBlocks(markdown, lang string) []string {
+	var out []string
+	rest := markdown
+	for {
+		var ok bool
+		var block string
+		if _, rest, ok = strings.Cut(rest, "```"+lang+"\n"); !ok {
+			return out
+		}
+		block, rest, _ = strings.Cut(rest, "```")
+		out = append(out, block)
+	}
+}
+
 // Every JSON block in the README and docs/ is valid JSON, so a task
 // definition snippet pastes into the console or a CLI call as it is.
 func TestDocsJSONBlocksParse(t *testing.T) {
@@ -35,14 +50,7 @@ func TestDocsJSONBlocksParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rest := string(b)
-		for {
-			var block string
-			var ok bool
-			if _, rest, ok = strings.Cut(rest, "```json\n"); !ok {
-				break
-			}
-			block, rest, _ = strings.Cut(rest, "```")
+		for _, block := range codeBlocks(string(b), "json") {
 			blocks++
 			if err := parseJSONBlock(block); err != nil {
 				t.Errorf("%s: a JSON block does not parse (%v):\n%s", f, err, block)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,7 +53,8 @@ func quickStartBlock(readme string) ([]string, error) {
 // where the next line runs it, the sidecar forwards, reports healthy,
 // serves metrics and exits 0 on SIGTERM. Only what a reader must adapt to
 // their own database is replaced: the MySQL port and the user (whose
-// password the mysql client then takes from MYSQL_PWD instead of a prompt).
+// password, given as MYSQL_PWD in the block so that no prompt swallows the
+// lines pasted after it).
 func TestQuickStartAsPasted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds the sidecar in a fresh clone")
@@ -101,7 +103,8 @@ func TestQuickStartAsPasted(t *testing.T) {
 	script := strings.Join(lines, "\n")
 	for _, r := range []struct{ old, new string }{
 		{"TARGET_PORT=3306", "TARGET_PORT=" + strconv.Itoa(srv.Port)},
-		{"-u app -p ", "-u " + srv.User + " "},
+		{"MYSQL_PWD='app-password' ", "MYSQL_PWD='" + srv.Password + "' "},
+		{"-u app ", "-u " + srv.User + " "},
 	} {
 		if !strings.Contains(script, r.old) {
 			t.Fatalf("quick start has no %q to adapt to the test's MariaDB:\n%s", r.old, script)
@@ -111,7 +114,7 @@ func TestQuickStartAsPasted(t *testing.T) {
 
 	cmd := exec.CommandContext(ctx, "bash", "-c", script)
 	cmd.Dir = clone
-	cmd.Env = append(os.Environ(), "MYSQL_PWD="+srv.Password)
+	cmd.Env = os.Environ()
 	out, err := cmd.CombinedOutput()
 	text := string(out)
 	if err != nil {
@@ -157,5 +160,26 @@ func TestQuickStartBlock(t *testing.T) {
 	}
 	if _, err := quickStartBlock("no marker"); err == nil {
 		t.Error("no error without the marker")
+	}
+}
+
+// No README shell block prompts in the middle (a `mysql -p` password prompt
+// swallows every line pasted after it), so each block works pasted whole.
+func TestReadmeBlocksDoNotPrompt(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := regexp.MustCompile(`\bmysql(dump|admin)?\b[^\n#]*\s(-p|--password)(\s|$)|\bread\s+-|\bsudo\b|\baws configure\b`)
+	blocks := codeBlocks(string(b), "sh")
+	for _, block := range blocks {
+		for _, l := range strings.Split(block, "\n") {
+			if prompt.MatchString(l) {
+				t.Errorf("README line prompts for input, which swallows the lines pasted after it: %s", l)
+			}
+		}
+	}
+	if len(blocks) == 0 {
+		t.Fatal("no sh blocks in README")
 	}
 }

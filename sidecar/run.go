@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,13 +56,13 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		fmt.Fprint(stdout, usage+"\nEnvironment variables (an empty value counts as unset):\n"+config.Help())
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version (--version), help (-h, --help) or none\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version, help (or none)\n%s", cmd, usage)
 		return exitUsage
 	}
 }
 
 func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
-	addr, port, err := config.Admin(lookup)
+	addr, err := config.AdminEndpoint(lookup)
 	if err != nil {
 		fmt.Fprintf(stderr, "sidecar healthcheck: %v\n", err)
 		return exitUsage
@@ -72,7 +70,7 @@ func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout
 	// Below ECS's default 5 s health check timeout.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := admin.Check(ctx, admin.DialAddr(addr, port)); err != nil {
+	if err := admin.Check(ctx, addr); err != nil {
 		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
 		return exitFailure
 	}
@@ -121,7 +119,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
 	adminCfg := admin.Config{
-		Addr:    net.JoinHostPort(cfg.AdminAddr, strconv.Itoa(cfg.AdminPort)),
+		Addr:    cfg.AdminListen(),
 		Mode:    string(cfg.Mode),
 		Version: version,
 		Commit:  commit,

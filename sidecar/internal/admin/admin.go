@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -118,20 +117,8 @@ func ReadyBody(version, mode string) string {
 
 const readyPrefix = "ready: sidecar"
 
-// DialAddr is the address that reaches an admin listener bound to
-// bindAddr:port from inside the task: a wildcard bind (0.0.0.0, ::) is
-// reached on 127.0.0.1, which answers for :: too (Go binds it dual-stack)
-// and exists where IPv6 is off.
-func DialAddr(bindAddr string, port int) string {
-	if ip := net.ParseIP(bindAddr); ip != nil && ip.IsUnspecified() {
-		bindAddr = "127.0.0.1"
-	}
-	return net.JoinHostPort(bindAddr, strconv.Itoa(port))
-}
-
-// Check asks the admin listener at addr (host:port, see DialAddr) whether
-// the sidecar is ready: the `sidecar healthcheck` subcommand. It returns
-// nil when healthy.
+// Check asks the admin listener at addr (host:port) whether the sidecar is
+// ready: the `sidecar healthcheck` subcommand. It returns nil when healthy.
 func Check(ctx context.Context, addr string) error {
 	url := "http://" + addr + "/readyz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -141,7 +128,7 @@ func Check(ctx context.Context, addr string) error {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_ADDR and ADMIN_PORT?)", url, err)
+		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_PORT?)", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -149,7 +136,7 @@ func Check(ctx context.Context, addr string) error {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if !strings.HasPrefix(string(body), readyPrefix+" ") {
-		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds the admin port; give the sidecar a free ADMIN_PORT", url, body)
+		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds that port; give the sidecar a free ADMIN_PORT", url, body)
 	}
 	return nil
 }

@@ -96,8 +96,8 @@ type Config struct {
 	ListenPortVar      string    // the variable the listen ports came from: LISTEN_PORT or FORWARDS
 	LogLevel           slog.Level
 	LogFormat          LogFormat
-	AdminPort          int    // admin HTTP on AdminAddr
-	AdminAddr          string // IP the admin listener binds to
+	AdminAddr          string // IP the admin HTTP listener binds
+	AdminPort          int
 	DrainTimeout       time.Duration
 	ConnectTimeout     time.Duration
 	IdleTimeout        time.Duration // 0 = off
@@ -197,14 +197,23 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 			if st.set == nil || st.sleep != sleepToo {
 				continue
 			}
-			setDefault(&c, st)
+			if st.Default != "" && !st.set(&c, st.Default) {
+				panic(fmt.Sprintf("config: default %s=%q is not accepted", st.Name, st.Default))
+			}
 			// Sleep mode forwards nothing: the forwarding variables a task
 			// definition still carries are ignored, so switching MODE
 			// alone is enough to get a shell.
 			if c.Mode == ModeSleep && !st.sleep {
 				continue
 			}
-			p.read(&c, st)
+			if v, ok := p.get(st.Name); ok {
+				probe := c
+				if !st.set(&probe, v) {
+					p.bad(st.Name, v, st.Accepted)
+					continue
+				}
+				c = probe
+			}
 		}
 	}
 	if c.Mode == ModeSleep {
@@ -303,28 +312,6 @@ func (p *parser) get(name string) (string, bool) {
 	v, ok := p.lookup(name)
 	v = strings.TrimSpace(v)
 	return v, ok && v != ""
-}
-
-// setDefault sets st's default in c; a default it refuses is a bug.
-func setDefault(c *Config, st Setting) {
-	if st.Default != "" && !st.set(c, st.Default) {
-		panic(fmt.Sprintf("config: default %s=%q is not accepted", st.Name, st.Default))
-	}
-}
-
-// read sets st from the environment, if set there; a bad value is a
-// problem and leaves c as it was.
-func (p *parser) read(c *Config, st Setting) {
-	v, ok := p.get(st.Name)
-	if !ok {
-		return
-	}
-	probe := *c
-	if !st.set(&probe, v) {
-		p.bad(st.Name, v, st.Accepted)
-		return
-	}
-	*c = probe
 }
 
 func (p *parser) bad(name, value, accepted string) {
@@ -540,9 +527,8 @@ func (c Config) LogAttrs() []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("mode", string(c.Mode)),
 		slog.String("log_level", c.LogLevel.String()),
-		slog.String("log_format", string(c.LogFormat)),
-		slog.Int("admin_port", c.AdminPort),
 		slog.String("admin_addr", c.AdminAddr),
+		slog.Int("admin_port", c.AdminPort),
 	}
 	if c.Mode == ModeSleep {
 		return attrs
@@ -572,19 +558,36 @@ func (c Config) LogAttrs() []slog.Attr {
 	return attrs
 }
 
-// Admin reads only ADMIN_ADDR and ADMIN_PORT: the healthcheck subcommand
-// needs nothing else, and must not fail over variables the running sidecar
-// already checked.
-func Admin(lookup func(string) (string, bool)) (string, int, error) {
-	p := &parser{lookup: lookup}
+// AdminEndpoint reads only ADMIN_ADDR and ADMIN_PORT: the healthcheck
+// subcommand needs nothing else, and must not fail over variables the
+// running sidecar already checked. A wildcard ADMIN_ADDR is reached on
+// loopback.
+func AdminEndpoint(lookup func(string) (string, bool)) (string, error) {
 	var c Config
+	p := &parser{lookup: lookup}
 	for _, name := range []string{"ADMIN_ADDR", "ADMIN_PORT"} {
 		st := setting(name)
-		setDefault(&c, st)
-		p.read(&c, st)
+		if !st.set(&c, st.Default) {
+			panic("config: bad " + name + " default")
+		}
+		if v, ok := p.get(st.Name); ok && !st.set(&c, v) {
+			p.bad(st.Name, v, st.Accepted)
+		}
 	}
 	if len(p.problems) > 0 {
-		return "", 0, &Error{Problems: p.problems}
+		return "", &Error{Problems: p.problems}
 	}
-	return c.AdminAddr, c.AdminPort, nil
+	host := c.AdminAddr
+	if ip := net.ParseIP(host); ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.AdminPort)), nil
+}
+
+// AdminListen is where the admin listener binds.
+func (c Config) AdminListen() string {
+	return net.JoinHostPort(c.AdminAddr, strconv.Itoa(c.AdminPort))
 }

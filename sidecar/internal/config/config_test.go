@@ -19,7 +19,7 @@ func env(kv map[string]string) func(string) (string, bool) {
 func defaults(fw ...Forward) Config {
 	c := Config{
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
-		AdminPort: 9911, AdminAddr: "127.0.0.1", DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
+		AdminAddr: "127.0.0.1", AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto, TLS: TLSDisabled,
 		LogFormat: LogJSON,
 	}

@@ -88,20 +88,17 @@ var Settings = []Setting{
 			c.LogFormat = f
 			return f == LogJSON || f == LogText
 		}},
-	{Name: "ADMIN_PORT", Default: "9911", // not 9901/9902: ECS Service Connect's ports (ServiceConnectPorts)
-		Accepted: portAccepted + ", different from every listen port", sleep: true,
-		Meaning: "admin HTTP on ADMIN_ADDR (/livez, /readyz, /metrics); sidecar healthcheck asks it",
-		set:     func(c *Config, v string) bool { return setPort(&c.AdminPort, v) }},
-	{Name: "ADMIN_ADDR", Default: "127.0.0.1", Accepted: "an IP address to bind, such as 127.0.0.1 (the task only), 0.0.0.0 or ::", sleep: true,
-		Meaning: "the address the admin listener binds; 0.0.0.0 lets a collector in another task scrape /metrics",
+	{Name: "ADMIN_ADDR", Default: "127.0.0.1", Accepted: "an IP address to bind, such as 127.0.0.1 (the task only) or 0.0.0.0 (reachable from other tasks)", sleep: true,
+		Meaning: "the address the admin HTTP listener binds; beyond loopback, whoever reaches it reads /metrics",
 		set: func(c *Config, v string) bool {
 			ip := net.ParseIP(v)
-			if ip == nil {
-				return false
-			}
 			c.AdminAddr = ip.String()
-			return true
+			return ip != nil
 		}},
+	{Name: "ADMIN_PORT", Default: "9911", // not 9901/9902: ECS Service Connect's ports (ServiceConnectPorts)
+		Accepted: portAccepted + ", different from every listen port", sleep: true,
+		Meaning: "admin HTTP port on ADMIN_ADDR (/livez, /readyz, /metrics); sidecar healthcheck asks it",
+		set:     func(c *Config, v string) bool { return setPort(&c.AdminPort, v) }},
 	{Name: "DRAIN_TIMEOUT", Default: proxy.DefaultDrainTimeout.String(), // below ECS's default 30 s stopTimeout
 		Accepted: "a duration such as 20s or 1m (0 closes connections at once)",
 		Meaning:  "after SIGTERM/SIGINT, how long in-flight connections may finish",

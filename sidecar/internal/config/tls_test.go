@@ -96,3 +96,35 @@ func TestParseTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestAdminEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // "" = an error
+	}{
+		{map[string]string{}, "127.0.0.1:9911"},
+		{map[string]string{"ADMIN_ADDR": "0.0.0.0", "ADMIN_PORT": "9000"}, "127.0.0.1:9000"},
+		{map[string]string{"ADMIN_ADDR": "::"}, "[::1]:9911"},
+		{map[string]string{"ADMIN_ADDR": "10.1.2.3"}, "10.1.2.3:9911"},
+		{map[string]string{"ADMIN_ADDR": "localhost"}, ""},
+		{map[string]string{"ADMIN_PORT": "x"}, ""},
+	} {
+		got, err := AdminEndpoint(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+		if tc.want == "" {
+			if err == nil || !strings.Contains(err.Error(), "ADMIN_") {
+				t.Errorf("%v: %q, %v; want an error naming the variable", tc.env, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%v: %q, %v; want %q", tc.env, got, err, tc.want)
+		}
+	}
+	c, err := Parse(func(k string) (string, bool) {
+		v, ok := map[string]string{"MODE": "sleep", "ADMIN_ADDR": "0.0.0.0"}[k]
+		return v, ok
+	})
+	if err != nil || c.AdminListen() != "0.0.0.0:9911" {
+		t.Errorf("ADMIN_ADDR=0.0.0.0 binds %q, %v", c.AdminListen(), err)
+	}
+}

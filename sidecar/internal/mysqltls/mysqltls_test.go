@@ -25,8 +25,15 @@ func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target) (string, *pr
 	if target.Sessions == nil {
 		target.Sessions = tls.NewLRUClientSessionCache(0)
 	}
+	return serveTLS(t, host, p, &target)
+}
+
+// serveTLS runs a proxy.Server forwarding with TLS to host:port until the
+// test ends.
+func serveTLS(t *testing.T, host string, port int, target *mysqltls.Target) (string, *proxy.Server) {
+	t.Helper()
 	s, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", ConnectTimeout: 2 * time.Second,
-		Forwards: []proxy.Forward{{TargetHost: host, TargetPort: p, TLS: &target}}})
+		Forwards: []proxy.Forward{{TargetHost: host, TargetPort: port, TLS: target}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,19 +261,8 @@ func TestDialFailureIsAnErrPacket(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close() // nothing listens: connection refused
-	s, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port,
-		TLS: &mysqltls.Target{Mode: mysqltls.VerifyCA}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _, _ = s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	a := dialApp(t, s.Addrs()[0].String())
+	addr, _ := serveTLS(t, "127.0.0.1", port, &mysqltls.Target{Mode: mysqltls.VerifyCA})
+	a := dialApp(t, addr)
 	a.expectRefusal(0, "cannot connect to the database at 127.0.0.1:"+strconv.Itoa(port))
 }
 
