@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/vulncheck"
+	"github.com/example/sidecar/internal/envbool"
 )
 
 // Config is the validated pipeline configuration.
@@ -81,7 +81,7 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 	}
 	boolean := func(name string) bool {
 		v := get(name)
-		b, err := strconv.ParseBool(v)
+		b, err := envbool.Parse(v)
 		if err != nil {
 			bad(name, v)
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/vulncheck"
+	"github.com/example/sidecar/internal/envbool"
 )
 
 // Var is one row of the pipeline's settings table, Vars. The table is the
@@ -37,7 +38,7 @@ type Var struct {
 
 // Accepted values shared by several rows.
 const (
-	acceptBool  = "want true or false (also 1/0)"
+	acceptBool  = "want " + envbool.Accepted
 	acceptImage = "want an image reference such as mysql:8.4 or registry.example.com/team/golang:1.26-alpine"
 )
 

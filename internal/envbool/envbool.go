@@ -14,6 +14,7 @@ const Accepted = "true or false (also 1/0, yes/no, on/off; any case)"
 var values = map[string]bool{
 	"true": true, "1": true, "yes": true, "on": true,
 	"false": false, "0": false, "no": false, "off": false,
+	"t": true, "f": false, // strconv.ParseBool's, which the pipeline accepted before
 }
 
 // Parse reads v, ignoring case and surrounding spaces.
