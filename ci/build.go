@@ -172,7 +172,7 @@ func buildArgs(cfg Config, src source, engine dagger.Platform) []dagger.BuildArg
 	add("RUNTIME_IMAGE", cfg.RuntimeImage)
 	add("VERSION", src.version)
 	add("REVISION", src.revision)
-	add("CREATED", src.created)
+	add("CREATED", src.createdArg())
 	return args
 }
 
