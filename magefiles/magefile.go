@@ -138,8 +138,12 @@ func Bench(ctx context.Context) error {
 	return nil
 }
 
-// runner loads and validates the configuration once, before any work.
+// runner loads and validates the configuration once, before any work,
+// after warning about variables that look like misspelt pipeline ones.
 func runner() (*ci.Runner, error) {
+	for _, w := range ci.TypoWarnings(os.Environ()) {
+		fmt.Fprintln(os.Stderr, w)
+	}
 	cfg, err := ci.LoadConfig(".", os.LookupEnv)
 	if err != nil {
 		return nil, mg.Fatal(exitConfig, err)
