@@ -107,7 +107,6 @@ func Vars() []Var {
 	}
 }
 
-
 // labelNameRE finds the variable names a row's Label documents with it.
 var labelNameRE = regexp.MustCompile(`\b_*[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b`)
 
