@@ -12,6 +12,8 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 )
@@ -20,7 +22,6 @@ import (
 type Image struct {
 	Variants  []*dagger.Container // in Config.Platforms order
 	Platforms []dagger.Platform   // of Variants
-	Host      *dagger.Container   // the Config.HostPlatform variant
 	// Engine is the engine's own platform: the Go build runs there, and
 	// the smoke test runs that variant.
 	Engine dagger.Platform
@@ -111,9 +112,6 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
 		img.Variants = append(img.Variants, c)
 		img.Platforms = append(img.Platforms, p)
-		if p == cfg.HostPlatform {
-			img.Host = c
-		}
 	}
 
 	tmp, err := os.MkdirTemp("", "sidecar-image-")
@@ -140,7 +138,16 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 	if err := checkSizes(r.log(), cfg, img.Sizes); err != nil {
 		return nil, err
 	}
-	if img.Files, err = imagefiles.Read(tarball, imagePaths()...); err != nil {
+	// One read of the export: the release's files and the local load.
+	layoutDir := filepath.Join(tmp, "layout")
+	if err := imagefiles.Untar(tarball, layoutDir); err != nil {
+		return nil, fmt.Errorf("read the built image: %w", err)
+	}
+	idx, err := layout.ImageIndexFromPath(layoutDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the built image: not an OCI image layout: %w", err)
+	}
+	if img.Files, err = imagefiles.FromIndex(idx, imagePaths()...); err != nil {
 		return nil, fmt.Errorf("read the built image: %w", err)
 	}
 	r.step("build: image %s within the %s budget", orUnknown(img.Digest), imagesize.Human(cfg.SizeBudget))
@@ -152,8 +159,11 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		r.step("build: wrote OCI tarball %s", cfg.OCITarball)
 	}
 	if cfg.LocalImage != "" {
-		r.step("build: loading %s image into local Docker as %s", cfg.HostPlatform, cfg.LocalImage)
-		if err := img.Host.ExportImage(ctx, cfg.LocalImage); err != nil {
+		// From the export, on this side: Container.ExportImage needs an
+		// engine driver with an image loader, which unix:// and tcp://
+		// runner hosts lack (engine engine/client/drivers/dial.go).
+		r.step("build: loading the %s image into local Docker as %s (docker load)", cfg.HostPlatform, cfg.LocalImage)
+		if err := r.loader()(ctx, idx, string(cfg.HostPlatform), cfg.LocalImage); err != nil {
 			return nil, fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", cfg.LocalImage, err)
 		}
 	}

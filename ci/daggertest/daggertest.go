@@ -54,6 +54,13 @@
 //     Resolver.ResolveImageConfig (imageConfigPlatformMatcher:
 //     platforms.Only) and engine/server/resolver/metadata.go
 //     imageConfigMetadataChildrenHandler.
+//   - Image loading (RunnerHost): exportImage loads into the client's
+//     Docker only through a driver with an image loader; the unix:// and
+//     tcp:// drivers have none, so exportImage fails with "client has no
+//     supported api for loading image". engine/client/drivers/dial.go
+//     (dialDriver registered for tcp and unix with a nil loader,
+//     ImageLoader); engine/engineutil/containerimage.go
+//     Client.ExportContainerImage.
 //   - Export layout: export writes an OCI image layout tarball whose index
 //     lists one manifest per platform variant (core/container.go
 //     Container.Export, ExportContainerImage); the default answer writes
@@ -206,6 +213,7 @@ type Server struct {
 	startup  StartupFunc
 	images   map[string]*Healthcheck
 	plats    map[string][]string // normalized image -> platforms of its index
+	runner   string              // runner host scheme: "" = image:// (engine in Docker)
 	services []Service
 	secrets  map[string]string
 }
@@ -264,6 +272,15 @@ func (s *Server) checkPlatforms(chain []Call) error {
 		}
 	}
 	return nil
+}
+
+// RunnerHost sets the scheme of the runner host the session stands for
+// (_EXPERIMENTAL_DAGGER_RUNNER_HOST): "unix" and "tcp" have no image
+// loader, so exportImage fails as on such an engine.
+func (s *Server) RunnerHost(scheme string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runner = scheme
 }
 
 // Handle overrides the answer for leaf field (e.g. "stdout", "size").
@@ -518,6 +535,13 @@ func (s *Server) defaultAnswer(q Query) (any, error) {
 		return s.platform, nil
 	case "version":
 		return "v0.21.8", nil
+	case "exportImage":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.runner == "unix" || s.runner == "tcp" {
+			return nil, Failure("client has no supported api for loading image")
+		}
+		return nil, nil
 	case "imageRef":
 		if len(q.Chain) < 2 || q.Chain[len(q.Chain)-2].Field != "from" {
 			return nil, Failure("Image reference can only be retrieved immediately after the 'Container.From' call. Error in fetching imageRef as the container image is changed")
