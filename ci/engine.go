@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"dagger.io/dagger"
+
+	"github.com/example/sidecar/ci/dockerload"
 )
 
 // EngineError means no Dagger engine could be reached. Its message is one
@@ -77,16 +79,12 @@ func probeEngine(ctx context.Context) error {
 	}
 }
 
-// dockerProbeTimeout bounds `docker version`: a remote or VM-backed
-// daemon (Colima, Docker Desktop) may take a few seconds to answer.
-const dockerProbeTimeout = 15 * time.Second
-
 // probeDocker checks what Dagger itself checks before starting the engine
 // in Docker (engine/client/drivers/docker.go, docker.Available at v0.21.8):
-// a docker CLI on PATH, and `docker version` succeeding. Asking the CLI
-// means DOCKER_HOST, DOCKER_CONTEXT and the current context in the Docker
-// config are honoured exactly as Dagger will (Colima, OrbStack, Docker
-// Desktop without /var/run/docker.sock).
+// a docker CLI on PATH, and `docker version` succeeding (dockerload.Ping).
+// Asking the CLI means DOCKER_HOST, DOCKER_CONTEXT and the current context
+// in the Docker config are honoured exactly as Dagger will (Colima,
+// OrbStack, Docker Desktop without /var/run/docker.sock).
 func probeDocker(ctx context.Context) error {
 	if _, err := exec.LookPath("docker"); err != nil {
 		for _, alt := range []string{"podman", "nerdctl", "finch"} {
@@ -96,22 +94,11 @@ func probeDocker(ctx context.Context) error {
 		}
 		return &EngineError{Missing: "Docker is not installed (no docker on PATH) to start the engine: install Docker, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine", Err: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}")
-	cmd.WaitDelay = time.Second // a stuck CLI's children must not hold us
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		return nil
+	if err := dockerload.Ping(ctx); err != nil {
+		return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (%v): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
+			dockerTarget(os.LookupEnv), err), Err: err}
 	}
-	detail := lastLine(string(out))
-	if ctx.Err() != nil {
-		detail = fmt.Sprintf("no answer within %s", dockerProbeTimeout)
-	} else if detail == "" {
-		detail = err.Error()
-	}
-	return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (`docker version`: %s): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
-		dockerTarget(os.LookupEnv), detail), Err: err}
+	return nil
 }
 
 // dockerTarget names where the docker CLI looks for its daemon, in the
@@ -167,11 +154,6 @@ func contextEndpoint(cfgDir, name string) string {
 		return ""
 	}
 	return meta.Endpoints["docker"].Host
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func dial(ctx context.Context, network, addr string) error {
