@@ -61,9 +61,11 @@ func pinBaseImages(ctx context.Context, client *dagger.Client, cfg Config, engin
 		}
 		for _, plat := range plats {
 			pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s",
-					b.Arg, b.Ref, plat, err, hint)
+			switch {
+			case err != nil && strings.Contains(err.Error(), "no manifest matches requested platform"):
+				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s", b.Arg, b.Ref, plat, err, hint)
+			case err != nil:
+				return nil, fmt.Errorf("resolve %s=%s to a digest for %s (nothing was built): %w", b.Arg, b.Ref, plat, err)
 			}
 			if !strings.Contains(pinned, "@sha256:") {
 				return nil, fmt.Errorf("resolve %s=%s for %s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, plat, pinned)

@@ -89,6 +89,15 @@ import (
 	"github.com/example/sidecar/internal/testkit"
 )
 
+// Version is the engine and SDK version this model was read from
+// (github.com/dagger/dagger at ModelCommit). A test fails when go.mod's
+// dagger.io/dagger differs: a Dagger bump must revisit every behaviour
+// listed in the package comment.
+const (
+	Version     = "v0.21.8"
+	ModelCommit = "7902e644be"
+)
+
 // Call is one field selection in a chain with its arguments.
 type Call struct {
 	Field string
@@ -381,16 +390,22 @@ type gqlError struct {
 func (e *gqlError) Error() string { return e.Message }
 
 // ExecFailure is the error the engine returns when a withExec exits
-// non-zero; the SDK turns it into *dagger.ExecError.
+// non-zero; the SDK turns it into *dagger.ExecError. As the engine makes
+// it (core/exec_error.go execErrorFromMetaRef): the message is the cause
+// with its trace origin appended, "exit code: N [traceparent:…]"
+// (telemetry.TrackOrigin), and stdout and stderr are trimmed of
+// surrounding whitespace.
 func ExecFailure(cmd []string, exitCode int, stdout, stderr string) error {
 	args := make([]any, len(cmd))
 	for i, c := range cmd {
 		args[i] = c
 	}
+	trace := sha256.Sum256([]byte(strings.Join(cmd, " ")))
 	return &gqlError{
-		Message: fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(cmd, " "), exitCode),
+		Message: fmt.Sprintf("exit code: %d [traceparent:00-%x-%x-01]", exitCode, trace[:16], trace[16:24]),
 		Extensions: map[string]any{
-			"_type": "EXEC_ERROR", "cmd": args, "exitCode": exitCode, "stdout": stdout, "stderr": stderr,
+			"_type": "EXEC_ERROR", "cmd": args, "exitCode": exitCode,
+			"stdout": strings.TrimSpace(stdout), "stderr": strings.TrimSpace(stderr),
 		},
 	}
 }
@@ -534,7 +549,7 @@ func (s *Server) defaultAnswer(q Query) (any, error) {
 		defer s.mu.Unlock()
 		return s.platform, nil
 	case "version":
-		return "v0.21.8", nil
+		return Version, nil
 	case "exportImage":
 		s.mu.Lock()
 		defer s.mu.Unlock()
