@@ -39,16 +39,52 @@ const probeTimeout = 3 * time.Second
 // and try to start an engine container) it checks that what the engine
 // needs is there, so a missing engine fails within seconds with one clear
 // message instead of a stack of SDK errors.
+//
+// When the CLI starts the engine in the local Docker, Connect also watches
+// that container: one that exits or cannot start fails the connect within
+// seconds, with its last log lines, instead of after the CLI's 300 s wait.
 func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
 	if err := probeEngine(ctx); err != nil {
 		return nil, err
 	}
-	c, err := dagger.Connect(ctx, dagger.WithLogOutput(log))
-	if err != nil {
-		fmt.Fprintln(log) // end the SDK's unterminated "Downloading CLI... " line
-		return nil, &EngineError{Missing: explainConnect(err), Err: err}
+	// The session lives as long as connectCtx: it is cancelled only when
+	// the connect is given up.
+	connectCtx, giveUp := context.WithCancelCause(ctx)
+	type result struct {
+		c   *dagger.Client
+		err error
 	}
-	return c, nil
+	done := make(chan result, 1)
+	abandon := func(err error) {
+		giveUp(err)
+		go func() { // a session that still comes up is closed
+			if res := <-done; res.c != nil {
+				res.c.Close()
+			}
+		}()
+	}
+	go func() {
+		c, err := dagger.Connect(connectCtx, dagger.WithLogOutput(log))
+		done <- result{c, err}
+	}()
+	var failed <-chan error
+	if engineInDocker() {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		failed = watchEngineStart(watchCtx, time.Now(), engineWatchPoll)
+	}
+	select {
+	case res := <-done:
+		if res.err != nil {
+			fmt.Fprintln(log) // end the SDK's unterminated "Downloading CLI... " line
+			return nil, &EngineError{Missing: explainConnect(res.err), Err: res.err}
+		}
+		return res.c, nil
+	case err := <-failed:
+		abandon(err)
+		fmt.Fprintln(log)
+		return nil, &EngineError{Missing: err.Error(), Err: err}
+	}
 }
 
 func probeEngine(ctx context.Context) error {
