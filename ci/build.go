@@ -109,9 +109,16 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		r.step("build: %s %s is %s", b.Arg, b.Ref, b.Pinned)
 		args = setArg(args, b.Arg, b.Pinned)
 	}
+	label := r.sourceLabel(src)
+	if label == "" {
+		r.step("build: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label")
+	}
 	for _, p := range cfg.Platforms {
 		r.step("build: Dockerfile for %s", p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
+		if label != "" {
+			c = c.WithLabel("org.opencontainers.image.source", label)
+		}
 		img.Variants = append(img.Variants, c)
 		img.Platforms = append(img.Platforms, p)
 	}
