@@ -58,7 +58,7 @@ func TestConnectSeesTheEngineContainerFail(t *testing.T) {
 			fakeDaggerCLI(t)
 			wait := 20 * time.Second
 			if tc.want == nil {
-				wait = 3 * time.Second
+				wait = 2500 * time.Millisecond // two polls
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
