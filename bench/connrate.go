@@ -42,30 +42,36 @@ type connRateResult struct {
 // request, reads the response and the server's close, and closes.
 func connRate(ctx context.Context, port, dialers int, d time.Duration) connRateResult {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	return repeatFor(ctx, dialers, d, func(ctx context.Context, buf []byte) error { return oneExchange(ctx, addr, buf) })
+}
+
+// repeatFor runs once in workers goroutines, over and over, for d, and
+// counts the completed and failed calls. Each worker has a 128-byte buffer.
+func repeatFor(ctx context.Context, workers int, d time.Duration, once func(context.Context, []byte) error) connRateResult {
 	start := time.Now()
 	end := start.Add(d)
 	runCtx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	var ok, bad atomic.Int64
 	var firstErr error
-	var once sync.Once
+	var first sync.Once
 	var wg sync.WaitGroup
 	// The clock, not runCtx.Err(), decides when the run is over: a dial can
 	// fail with "i/o timeout" at the deadline a moment before the context's
 	// own timer marks it done.
 	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
-	for range dialers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 128)
 			for !over() {
-				if err := oneExchange(runCtx, addr, buf); err != nil {
+				if err := once(runCtx, buf); err != nil {
 					if over() {
 						return
 					}
 					bad.Add(1)
-					once.Do(func() { firstErr = err })
+					first.Do(func() { firstErr = err })
 					continue
 				}
 				ok.Add(1)
