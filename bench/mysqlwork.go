@@ -40,14 +40,10 @@ func (r *runner) mysqlConnWorkload(ctx context.Context, round int, order []conte
 			r.fail(round, l.c, "mysql-conns", err)
 			continue
 		}
-		// The server counts TLS session resumptions; a plaintext session
-		// leaves the counter alone.
-		hits0, hitsErr := r.db.GlobalStatus(ctx, "Ssl_session_cache_hits")
 		res := mysqlConnRate(ctx, conn, r.cfg.connDialers, r.cfg.connTime)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		hits1, hitsErr1 := r.db.GlobalStatus(ctx, "Ssl_session_cache_hits")
 		after, err := l.usage(ctx)
 		if err != nil {
 			r.fail(round, l.c, "mysql-conns", err)
@@ -65,10 +61,6 @@ func (r *runner) mysqlConnWorkload(ctx context.Context, round int, order []conte
 		if l.c.isForwarder() {
 			m["mconn.cpu"] = float64(after.CPU-before.CPU) / float64(time.Microsecond) / float64(res.Conns)
 			extra = fmt.Sprintf(" cpu=%.0fµs/session", m["mconn.cpu"])
-		}
-		if l.c.mysqlOnly() && hitsErr == nil && hitsErr1 == nil {
-			m["mconn.resumed"] = 100 * float64(hits1-hits0) / float64(res.Conns+res.Errors)
-			extra += fmt.Sprintf(" tls-resumed=%.0f%%", m["mconn.resumed"])
 		}
 		r.record(round, l.c, m)
 		r.progress("mysql-conns round %d %-16s %.0f sessions/s errors=%d%s", round, l.c.name, res.Rate, res.Errors, extra)
