@@ -124,36 +124,11 @@ func (r *runner) connWorkload(ctx context.Context, round int, order []contestant
 	if err != nil {
 		return err
 	}
-	for _, l := range lives {
-		before, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "conns", err)
-			continue
-		}
-		res := connRate(ctx, l.port, r.cfg.connDialers, r.cfg.connTime)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		after, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "conns", err)
-			continue
-		}
-		if res.Errors > 0 {
-			r.note(fmt.Sprintf("round %d, %s, new connections: %d of %d failed, first: %v", round, l.c.name, res.Errors, res.Errors+res.Conns, res.First))
-		}
-		if res.Conns == 0 {
-			r.fail(round, l.c, "conns", fmt.Errorf("no connection completed: %v", res.First))
-			continue
-		}
-		m := map[string]float64{"conn.rate": res.Rate}
-		cpu := ""
-		if l.c.isForwarder() {
-			m["conn.cpu"] = float64(after.CPU-before.CPU) / float64(time.Microsecond) / float64(res.Conns)
-			cpu = fmt.Sprintf(" cpu=%.0fµs/conn", m["conn.cpu"])
-		}
-		r.record(round, l.c, m)
-		r.progress("conns round %d %-16s %.0f conn/s errors=%d%s", round, l.c.name, res.Rate, res.Errors, cpu)
-	}
-	return nil
+	var res connRateResult
+	return r.eachLive(ctx, round, lives, "conns", func(l *live) error {
+		res = connRate(ctx, l.port, r.cfg.connDialers, r.cfg.connTime)
+		return nil
+	}, func(l *live, used time.Duration) error {
+		return r.recordRate(round, l, res, used, "conns", "conn", "conn")
+	})
 }

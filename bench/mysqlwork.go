@@ -25,47 +25,31 @@ func mysqlConnRate(ctx context.Context, conn driver.Connector, workers int, d ti
 // mysqlConnWorkload measures new MySQL sessions per second (connect,
 // authenticate, quit) through every contestant.
 func (r *runner) mysqlConnWorkload(ctx context.Context, round int, order []contestant) error {
+	var res connRateResult
+	return r.eachMySQL(ctx, round, order, "mysql-conns", func(l *live, conn driver.Connector) error {
+		res = mysqlConnRate(ctx, conn, r.cfg.connDialers, r.cfg.connTime)
+		return nil
+	}, func(l *live, used time.Duration) error {
+		return r.recordRate(round, l, res, used, "mysql-conns", "mconn", "session")
+	})
+}
+
+// eachMySQL puts every contestant in front of the MySQL server and runs
+// eachLive with a connector for each one's client.
+func (r *runner) eachMySQL(ctx context.Context, round int, order []contestant, what string,
+	measure func(l *live, conn driver.Connector) error, result func(l *live, cpu time.Duration) error) error {
 	lives, err := r.launchAll(ctx, order, r.db.Port)
 	defer r.shutdownAll(lives)
 	if err != nil {
 		return err
 	}
-	for _, l := range lives {
+	return r.eachLive(ctx, round, lives, what, func(l *live) error {
 		conn, err := r.connector(l.c, l.port)
 		if err != nil {
 			return err
 		}
-		before, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "mysql-conns", err)
-			continue
-		}
-		res := mysqlConnRate(ctx, conn, r.cfg.connDialers, r.cfg.connTime)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		after, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "mysql-conns", err)
-			continue
-		}
-		if res.Errors > 0 {
-			r.note(fmt.Sprintf("round %d, %s, new MySQL sessions: %d of %d failed, first: %v", round, l.c.name, res.Errors, res.Errors+res.Conns, res.First))
-		}
-		if res.Conns == 0 {
-			r.fail(round, l.c, "mysql-conns", fmt.Errorf("no session completed: %v", res.First))
-			continue
-		}
-		m := map[string]float64{"mconn.rate": res.Rate}
-		extra := ""
-		if l.c.isForwarder() {
-			m["mconn.cpu"] = float64(after.CPU-before.CPU) / float64(time.Microsecond) / float64(res.Conns)
-			extra = fmt.Sprintf(" cpu=%.0fµs/session", m["mconn.cpu"])
-		}
-		r.record(round, l.c, m)
-		r.progress("mysql-conns round %d %-16s %.0f sessions/s errors=%d%s", round, l.c.name, res.Rate, res.Errors, extra)
-	}
-	return nil
+		return measure(l, conn)
+	}, result)
 }
 
 // bulkValue is the size of each value the MySQL bulk workload reads: big
@@ -109,42 +93,11 @@ func mysqlBulk(ctx context.Context, conn driver.Connector, d time.Duration) (bul
 // mysqlBulkWorkload measures large results (server to app) through every
 // contestant: the bulk figure that TLS contestants can run too.
 func (r *runner) mysqlBulkWorkload(ctx context.Context, round int, order []contestant) error {
-	lives, err := r.launchAll(ctx, order, r.db.Port)
-	defer r.shutdownAll(lives)
-	if err != nil {
+	var res bulkResult
+	return r.eachMySQL(ctx, round, order, "mysql-bulk", func(l *live, conn driver.Connector) (err error) {
+		res, err = mysqlBulk(ctx, conn, r.cfg.bulkTime)
 		return err
-	}
-	for _, l := range lives {
-		conn, err := r.connector(l.c, l.port)
-		if err != nil {
-			return err
-		}
-		before, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "mysql-bulk", err)
-			continue
-		}
-		res, err := mysqlBulk(ctx, conn, r.cfg.bulkTime)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			r.fail(round, l.c, "mysql-bulk", err)
-			continue
-		}
-		after, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "mysql-bulk", err)
-			continue
-		}
-		m := map[string]float64{"mbulk.gbps": res.Gbps}
-		cpu := ""
-		if l.c.isForwarder() {
-			m["mbulk.cpu"] = (after.CPU - before.CPU).Seconds() / (float64(res.Bytes) / 1e9)
-			cpu = fmt.Sprintf(" cpu=%.3fs/GB", m["mbulk.cpu"])
-		}
-		r.record(round, l.c, m)
-		r.progress("mysql-bulk round %d %-16s %.2f Gbit/s%s", round, l.c.name, res.Gbps, cpu)
-	}
-	return nil
+	}, func(l *live, used time.Duration) error {
+		return r.recordBulk(round, l, res, used, "mysql-bulk", "mbulk")
+	})
 }
