@@ -1,13 +1,15 @@
 // Command bench measures the sidecar against direct connections and socat on
 // loopback, in one run, with contestants interleaved and repeated:
 //
-//	go run ./bench            # full run, about 5-8 minutes
+//	go run ./bench            # full run, about 10 minutes (5 with -tls=false)
 //	go run ./bench -quick     # about 1-2 minutes
 //	go run ./bench -sidecar-env 'portable:DATA_PATH=portable' -o bench/RESULTS.md
 //
-// Workloads: MySQL point selects (sysbench, or a Go client), bulk throughput
+// Workloads: MySQL point selects (sysbench, or a Go client), new MySQL
+// sessions per second and large MySQL results (Go), bulk throughput
 // (iperf3, or Go), new connections per second (Go), and the forwarder's
-// memory with idle connections. Progress goes to stderr, the Markdown report
+// memory with idle connections. The TLS pair (sidecar-tls, app-tls) runs
+// the MySQL workloads only. Progress goes to stderr, the Markdown report
 // to stdout (and -o).
 package main
 

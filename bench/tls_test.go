@@ -131,6 +131,17 @@ func TestMySQLWorkloadsWithTLS(t *testing.T) {
 			}
 		})
 	}
+	// The Go stand-in for sysbench, doing TLS itself.
+	if err := goPrepare(ctx, r.db.DSN(r.db.Addr, "test"), 100); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := r.connector(appTLS, r.db.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := goPointSelects(ctx, conn, 2, 200*time.Millisecond, 100); err != nil || res.Queries == 0 {
+		t.Errorf("point selects with client TLS: %+v, %v", res, err)
+	}
 	if err := r.checkTLS(ctx, &live{c: appTLS, port: r.db.Port}); err != nil {
 		t.Errorf("client TLS straight to the server: %v", err)
 	}
