@@ -34,7 +34,8 @@ type TLSFiles struct {
 
 // TLSOptions shape the server's certificate.
 type TLSOptions struct {
-	Expired bool // the certificate expired yesterday
+	Expired bool     // the certificate expired yesterday
+	Extra   []string // more mariadbd options
 }
 
 // StartTLS starts a server that requires TLS on TCP
@@ -53,8 +54,9 @@ func StartTLS(t testing.TB, o TLSOptions) (*Server, TLSFiles) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := StartServer(ctx, "--ssl-ca="+files.CA, "--ssl-cert="+files.ServerCert, "--ssl-key="+files.ServerKey,
-		"--require-secure-transport=ON")
+	args := append([]string{"--ssl-ca=" + files.CA, "--ssl-cert=" + files.ServerCert, "--ssl-key=" + files.ServerKey,
+		"--require-secure-transport=ON"}, o.Extra...)
+	s, err := StartServer(ctx, args...)
 	if err != nil {
 		t.Fatalf("start MariaDB with TLS: %v", err)
 	}
