@@ -38,14 +38,18 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 	switch {
 	case getenv("AWS_ACCESS_KEY_ID") != "" || getenv("AWS_SECRET_ACCESS_KEY") != "":
 		if getenv("AWS_ACCESS_KEY_ID") == "" || getenv("AWS_SECRET_ACCESS_KEY") == "" {
-			return Source{}, fmt.Errorf("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together (only one is set)")
+			missing := "AWS_SECRET_ACCESS_KEY"
+			if getenv("AWS_ACCESS_KEY_ID") == "" {
+				missing = "AWS_ACCESS_KEY_ID"
+			}
+			return Source{}, &EnvError{Variable: missing, Accepted: "set together with the other of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither (then the task role is used)"}
 		}
 		p = credentials.NewStaticCredentialsProvider(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN"))
 		name = "environment (AWS_ACCESS_KEY_ID)"
 	case getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "":
 		role := getenv("AWS_ROLE_ARN")
 		if role == "" {
-			return Source{}, fmt.Errorf("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not; set both for web identity credentials")
+			return Source{}, &EnvError{Variable: "AWS_ROLE_ARN", Accepted: "a role ARN; required when AWS_WEB_IDENTITY_TOKEN_FILE is set"}
 		}
 		client := sts.New(sts.Options{Region: region})
 		p = stscreds.NewWebIdentityRoleProvider(client, role, stscreds.IdentityTokenFile(getenv("AWS_WEB_IDENTITY_TOKEN_FILE")),
@@ -54,14 +58,14 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 	case getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
 		rel := getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
 		if !strings.HasPrefix(rel, "/") {
-			return Source{}, fmt.Errorf("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=%q: want a path starting with /", rel)
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: rel, Accepted: "a path starting with / (ECS sets it)"}
 		}
 		p = endpointcreds.New(ecsCredentialsHost+rel, containerAuth(getenv))
 		name = "ECS task role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
 	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
 		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 		if err := checkFullURI(full); err != nil {
-			return Source{}, fmt.Errorf("AWS_CONTAINER_CREDENTIALS_FULL_URI=%q: %w", full, err)
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: full, Accepted: err.Error()}
 		}
 		p = endpointcreds.New(full, containerAuth(getenv))
 		name = "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
@@ -72,6 +76,19 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 	return Source{Provider: aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = RefreshBefore // fresh credentials before tokens signed with them must be replaced
 	}), Name: name}, nil
+}
+
+// EnvError is a credential variable that cannot work. Value is empty for
+// a variable that is missing; secrets are never put in it.
+type EnvError struct {
+	Variable, Value, Accepted string
+}
+
+func (e *EnvError) Error() string {
+	if e.Value == "" {
+		return e.Variable + " is not set; accepted: " + e.Accepted
+	}
+	return fmt.Sprintf("%s=%q is invalid; accepted: %s", e.Variable, e.Value, e.Accepted)
 }
 
 // containerAuth sends the ECS/EKS agent's authorization token, read from
