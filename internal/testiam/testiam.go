@@ -66,6 +66,9 @@ type Verdict struct {
 	Accepted bool   `json:"accepted"`
 	Reason   string `json:"reason,omitempty"`
 	TokenLen int    `json:"token_len"`
+	// Signature is the token's X-Amz-Signature, so tests can check that
+	// no log ever shows it.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Creds are AWS credentials shaped like a task role's: a session token of

@@ -13,8 +13,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
+	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/example/sidecar/internal/testiam"
@@ -34,6 +35,9 @@ func main() {
 	user := os.Getenv("PAM_USER")
 	verr := testiam.Verify(token, testiam.Want{Endpoint: cfg.Endpoint, Region: cfg.Region, User: user, Secrets: cfg.Secrets}, time.Now().Add(cfg.ClockSkew))
 	v := testiam.Verdict{User: user, Accepted: verr == nil, TokenLen: len(token)}
+	if u, err := url.Parse("https://" + token); err == nil {
+		v.Signature = u.Query().Get("X-Amz-Signature")
+	}
 	if verr != nil {
 		v.Reason = verr.Error()
 	}
