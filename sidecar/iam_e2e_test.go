@@ -433,7 +433,6 @@ func waitListening(t *testing.T, addr string) {
 	}
 }
 
-
 func TestIAMRulesExit2(t *testing.T) {
 	for name, extra := range map[string]map[string]string{
 		"without TLS":                    {"TARGET_TLS": "disabled", "LISTEN_ADDR": "127.0.0.1"},
