@@ -59,7 +59,8 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 		return nil, t.iamDenied(client, appSeq, r.User, err)
 	}
 	out := r
-	out.Caps = r.Caps&^(mysqlwire.ClientCompress|mysqlwire.ClientZstdCompressionAlgorithm) | need
+	// CLIENT_SSL as in the SSLRequest, as a client that did TLS sends it.
+	out.Caps = r.Caps&^(mysqlwire.ClientCompress|mysqlwire.ClientZstdCompressionAlgorithm) | need | mysqlwire.ClientSSL
 	out.Plugin = mysqlwire.ClearPassword
 	out.AuthData = append(append([]byte(nil), pw...), 0) // the cleartext plugin sends a C string
 	return &iamLogin{response: out.Append(nil), appSeq: appSeq, password: pw, user: r.User, caps: out.Caps, scramble: scramble}, nil
