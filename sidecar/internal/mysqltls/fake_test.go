@@ -103,10 +103,10 @@ type fakeServer struct {
 // fakeOpts shape a fakeServer.
 type fakeOpts struct {
 	cert     tls.Certificate
-	noTLS    bool // greeting without CLIENT_SSL
-	stallTLS bool // after the SSLRequest, never start TLS
-	exchange bool // after the response: auth switch, more data, then OK
-	tickets  bool // TLS session tickets on (resumption)
+	noTLS    bool   // greeting without CLIENT_SSL
+	stallTLS bool   // after the SSLRequest, never start TLS
+	exchange bool   // after the response: auth switch, more data, then OK
+	tickets  bool   // TLS session tickets on (resumption)
 	switchTo string // after the response, an auth switch to this plugin, then OK
 }
 
