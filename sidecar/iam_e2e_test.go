@@ -268,6 +268,20 @@ func TestIAMLocalPassword(t *testing.T) {
 	if p := r.recv(); p.Seq != 4 || p.Payload[0] != mysqlwire.OK {
 		t.Fatalf("after the switch: seq %d %q", p.Seq, p.Payload)
 	}
+	// COM_CHANGE_USER is held to LOCAL_PASSWORD too.
+	r2 := iamRawLogin(t, via, testiam.User, func(s []byte) []byte { return mysqlwire.NativeProof([]byte(local), s) })
+	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, AuthData: mysqlwire.NativeProof([]byte(local), r2.scramble),
+		Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+	r2.send(0, cu.Append(nil, iamRawCaps))
+	if p := r2.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("COM_CHANGE_USER with LOCAL_PASSWORD answered seq %d %q", p.Seq, p.Payload)
+	}
+	cu.AuthData = mysqlwire.NativeProof([]byte("wrong"), r2.scramble)
+	r2.send(0, cu.Append(nil, iamRawCaps))
+	p, err := mysqlwire.ReadPacket(r2.c, 1<<20)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || !strings.Contains(msg, "LOCAL_PASSWORD") {
+		t.Fatalf("COM_CHANGE_USER with a wrong password: %v %q", err, p.Payload)
+	}
 	if found := secretsIn(logs.String(), map[string]string{"LOCAL_PASSWORD": local}); len(found) > 0 {
 		t.Fatal("the logs show LOCAL_PASSWORD")
 	}
