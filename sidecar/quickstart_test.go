@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,6 +119,8 @@ func TestQuickStartAsPasted(t *testing.T) {
 
 	// Pasted as one piece into an interactive shell on a terminal: a
 	// prompt (mysql -p) would read the lines pasted after it.
+	bin := filepath.Join(clone, "bin", "sidecar")
+	t.Cleanup(func() { killByExecutable(bin) }) // a failed paste can leave its background sidecar running
 	pasteCtx, cancelPaste := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelPaste()
 	cmd := exec.CommandContext(pasteCtx, "script", "--quiet", "--return", "--command", "bash --noprofile --norc -i", "/dev/null")
@@ -151,7 +154,6 @@ func TestQuickStartAsPasted(t *testing.T) {
 	}
 
 	// The README promises a static binary.
-	bin := filepath.Join(clone, "bin", "sidecar")
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatalf("the quick start built no ELF binary at bin/sidecar: %v", err)
@@ -160,6 +162,18 @@ func TestQuickStartAsPasted(t *testing.T) {
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			t.Errorf("bin/sidecar is dynamically linked (has PT_INTERP)")
+		}
+	}
+}
+
+// killByExecutable kills every process running the program at path.
+func killByExecutable(path string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if exe, err := os.Readlink(filepath.Join(p, "exe")); err == nil && exe == path {
+			if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 	}
 }
