@@ -116,7 +116,7 @@ func BenchmarkTLSModes(b *testing.B) {
 
 // benchSidecar starts the sidecar binary in front of srv and returns its
 // address and pid.
-func benchSidecar(b *testing.B, srv *testmysql.Server, extra map[string]string) (string, int) {
+func benchSidecar(b testing.TB, srv *testmysql.Server, extra map[string]string) (string, int) {
 	b.Helper()
 	listen := strconv.Itoa(testkit.FreePort(b))
 	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(srv.Port), "LISTEN_ADDR": "127.0.0.1",
@@ -154,7 +154,7 @@ func benchTable(srv *testmysql.Server, rows int) error {
 
 // pointSelects runs prepared point selects on conns connections for d
 // and returns how many completed.
-func pointSelects(b *testing.B, c *mysql.Config, conns, rows int, d time.Duration) int64 {
+func pointSelects(b testing.TB, c *mysql.Config, conns, rows int, d time.Duration) int64 {
 	b.Helper()
 	conn, err := mysql.NewConnector(c)
 	if err != nil {
