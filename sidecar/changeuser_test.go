@@ -89,6 +89,7 @@ func (r *rawClient) query(q string) string {
 }
 
 func TestChangeUserAndResetConnectionThroughTLS(t *testing.T) {
+	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
 	root, err := sql.Open("mysql", "root@unix("+srv.Socket+")/")
 	if err != nil {

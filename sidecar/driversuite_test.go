@@ -6,11 +6,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,13 +32,16 @@ func TestGoSQLDriverSuiteThroughTLSSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: go-sql-driver's suite runs twice (about a minute)")
 	}
+	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
 	root, err := sql.Open("mysql", "root@unix("+srv.Socket+")/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := root.Exec("CREATE DATABASE gotest"); err != nil {
-		t.Fatal(err)
+	for _, q := range []string{"CREATE DATABASE gotest", "CREATE DATABASE gotest_sidecar"} {
+		if _, err := root.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_ = root.Close()
 	suite := copyDriverSource(t)
@@ -44,10 +49,12 @@ func TestGoSQLDriverSuiteThroughTLSSidecar(t *testing.T) {
 
 	// The suite builds its DSN as user:pass@tcp(addr)/dbname?timeout=30s;
 	// parameters ride in dbname, and connectionAttributes swallows the
-	// trailing "?timeout=30s" harmlessly.
-	direct := runDriverSuite(t, suite, srv.User, srv.Password, srv.Addr, "gotest?tls=skip-verify&connectionAttributes=suite:direct")
-	sidecar := runDriverSuite(t, suite, srv.User, srv.Password, via, "gotest?tls=false&connectionAttributes=suite:sidecar")
-
+	// trailing "?timeout=30s" harmlessly. Both runs go at once, each in
+	// its own database.
+	got := runDriverSuites(t, suite,
+		suiteRun{srv.User, srv.Password, srv.Addr, "gotest?tls=skip-verify&connectionAttributes=suite:direct"},
+		suiteRun{srv.User, srv.Password, via, "gotest_sidecar?tls=false&connectionAttributes=suite:sidecar"})
+	direct, sidecar := got[0], got[1]
 	compareSuites(t, direct, sidecar, nil)
 }
 
@@ -103,16 +110,53 @@ func copyDriverSource(t *testing.T) string {
 	return dst
 }
 
-// runDriverSuite runs the suite against addr and returns each top-level
-// test's outcome (pass, fail or skip).
-func runDriverSuite(t *testing.T, dir, user, password, addr, dbname string) map[string]string {
+// suiteRun is one run of the suite: who logs in where.
+type suiteRun struct{ user, password, addr, dbname string }
+
+// runDriverSuites runs the suite once per run, at the same time (each
+// against its own database), and returns each run's top-level outcomes
+// (pass, fail or skip), in order.
+func runDriverSuites(t *testing.T, dir string, runs ...suiteRun) []map[string]string {
 	t.Helper()
+	type outcome struct {
+		got map[string]string
+		err error
+	}
+	outs := make([]outcome, len(runs))
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i].got, outs[i].err = driverSuite(dir, r)
+		}()
+	}
+	wg.Wait()
+	var all []map[string]string
+	for i, o := range outs {
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		var failed []string
+		for name, r := range o.got {
+			if r == "fail" {
+				failed = append(failed, name)
+			}
+		}
+		sort.Strings(failed)
+		t.Logf("suite against %s: %d tests, failed: %v", runs[i].addr, len(o.got), failed)
+		all = append(all, o.got)
+	}
+	return all
+}
+
+func driverSuite(dir string, r suiteRun) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "test", "-json", "-count=1", "-skip", driverSuiteSkip, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "MYSQL_TEST_USER="+user, "MYSQL_TEST_PASS="+password,
-		"MYSQL_TEST_PROT=tcp", "MYSQL_TEST_ADDR="+addr, "MYSQL_TEST_DBNAME="+dbname)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "MYSQL_TEST_USER="+r.user, "MYSQL_TEST_PASS="+r.password,
+		"MYSQL_TEST_PROT=tcp", "MYSQL_TEST_ADDR="+r.addr, "MYSQL_TEST_DBNAME="+r.dbname)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, _ := cmd.Output() // failing tests are an outcome, not an error
@@ -130,15 +174,7 @@ func runDriverSuite(t *testing.T, dir, user, password, addr, dbname string) map[
 		}
 	}
 	if len(got) == 0 {
-		t.Fatalf("go-sql-driver's suite against %s reported no tests:\n%s\n%s", addr, stderr.String(), out)
+		return nil, fmt.Errorf("go-sql-driver's suite against %s reported no tests:\n%s\n%s", r.addr, stderr.String(), out)
 	}
-	var failed []string
-	for name, r := range got {
-		if r == "fail" {
-			failed = append(failed, name)
-		}
-	}
-	sort.Strings(failed)
-	t.Logf("suite against %s: %d tests, failed: %v", addr, len(got), failed)
-	return got
+	return got, nil
 }

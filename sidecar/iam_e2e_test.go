@@ -108,6 +108,7 @@ func secretsIn(text string, secrets map[string]string) []string {
 }
 
 func TestIAMThroughSidecar(t *testing.T) {
+	t.Parallel()
 	f := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -231,6 +232,7 @@ func iamRawLogin(t *testing.T, addr, user string, proof func(scramble []byte) []
 }
 
 func TestIAMLocalPassword(t *testing.T) {
+	t.Parallel()
 	f := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -290,6 +292,7 @@ func TestIAMLocalPassword(t *testing.T) {
 
 // TestIAMTokenCache: concurrent logins as one user share one signing.
 func TestIAMTokenCache(t *testing.T) {
+	t.Parallel()
 	f := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -330,6 +333,7 @@ func TestIAMTokenCache(t *testing.T) {
 // TestIAMContainerCredentials: the ECS task role's endpoint, with its
 // authorization token; /readyz holds until credentials come.
 func TestIAMContainerCredentials(t *testing.T) {
+	t.Parallel()
 	f := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -402,6 +406,7 @@ func TestIAMContainerCredentials(t *testing.T) {
 // TestIAMCredentialsUnavailable: no credentials → the app gets an ERR
 // naming the cause, and the sidecar stays up.
 func TestIAMCredentialsUnavailable(t *testing.T) {
+	t.Parallel()
 	f := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -473,13 +478,16 @@ func TestGoSQLDriverSuiteThroughIAMSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: go-sql-driver's suite runs twice (about a minute)")
 	}
+	t.Parallel()
 	f := testiam.Start(t)
+	f.AddDatabase(t, testiam.Database+"_sidecar")
 	suite := copyDriverSource(t)
 	via, _, _ := iamSidecar(t, f, nil)
 	token := f.Token(t, f.Endpoint, testiam.User, f.Creds) // valid 15 minutes: longer than the suite runs
-	direct := runDriverSuite(t, suite, testiam.User, token, f.Server.Addr,
-		testiam.Database+"?tls=skip-verify&allowCleartextPasswords=true&connectionAttributes=suite:direct")
-	sidecar := runDriverSuite(t, suite, testiam.User, "", via, testiam.Database+"?tls=false&connectionAttributes=suite:sidecar")
+	got := runDriverSuites(t, suite,
+		suiteRun{testiam.User, token, f.Server.Addr, testiam.Database + "?tls=skip-verify&allowCleartextPasswords=true&connectionAttributes=suite:direct"},
+		suiteRun{testiam.User, "", via, testiam.Database + "_sidecar?tls=false&connectionAttributes=suite:sidecar"})
+	direct, sidecar := got[0], got[1]
 	compareSuites(t, direct, sidecar, map[string]suiteDifference{
 		"TestEmptyPassword": {"fail", "pass", "an empty password is how an app logs in through the sidecar; directly, MariaDB's PAM " +
 			"closes the connection (2013) where the test wants 1045"},

@@ -163,6 +163,21 @@ func Start(t testing.TB) *Fixture {
 
 const pamScript = "/lib/x86_64-linux-gnu/security/pam_script.so"
 
+// AddDatabase creates another database the IAM users may use.
+func (f *Fixture) AddDatabase(t testing.TB, name string) {
+	t.Helper()
+	root, err := sql.Open("mysql", "root@unix("+f.Server.Socket+")/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for _, q := range []string{"CREATE DATABASE " + name, "GRANT ALL ON " + name + ".* TO '" + User + "'@'%', '" + OtherUser + "'@'%'"} {
+		if _, err := root.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // Token signs a token as the app would, with the given credentials.
 func (f *Fixture) Token(t testing.TB, endpoint, user string, c Creds) string {
 	t.Helper()
