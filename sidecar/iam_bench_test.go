@@ -33,14 +33,9 @@ import (
 //	go test -run '^$' -bench IAMNewConnections -benchtime 1x ./sidecar/
 func BenchmarkIAMNewConnections(b *testing.B) {
 	f := testiam.Start(b)
-	listen := strconv.Itoa(testkit.FreePort(b))
-	env := map[string]string{
-		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(f.Server.Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(b)),
-		"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": testmysql.ClusterName, "TARGET_TLS_CA": f.TLS.CA,
-		"TARGET_AUTH": "iam", "AWS_REGION": testiam.Region, "LOG_LEVEL": "warning",
-		"AWS_ACCESS_KEY_ID": f.Creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": f.Creds.SecretAccessKey, "AWS_SESSION_TOKEN": f.Creds.SessionToken,
-	}
+	env := iamEnv(b, f, map[string]string{"LOG_LEVEL": "warning",
+		"AWS_ACCESS_KEY_ID": f.Creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": f.Creds.SecretAccessKey, "AWS_SESSION_TOKEN": f.Creds.SessionToken})
+	listen := env["LISTEN_PORT"]
 	cmd := exec.Command(sidecarBinary(b))
 	cmd.Env = environ(env)
 	p := testkit.Start(b, cmd)

@@ -34,14 +34,8 @@ import (
 // (a value "" deletes a variable).
 func iamSidecar(t *testing.T, f *testiam.Fixture, extra map[string]string) (addr string, env map[string]string, logs *testkit.LockedBuffer) {
 	t.Helper()
-	listen := strconv.Itoa(testkit.FreePort(t))
-	env = map[string]string{
-		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(f.Server.Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
-		"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": testmysql.ClusterName, "TARGET_TLS_CA": f.TLS.CA,
-		"TARGET_AUTH": "iam", "AWS_REGION": testiam.Region, "LOG_LEVEL": "debug",
-		"AWS_ACCESS_KEY_ID": f.Creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": f.Creds.SecretAccessKey, "AWS_SESSION_TOKEN": f.Creds.SessionToken,
-	}
+	env = iamEnv(t, f, map[string]string{"LOG_LEVEL": "debug",
+		"AWS_ACCESS_KEY_ID": f.Creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": f.Creds.SecretAccessKey, "AWS_SESSION_TOKEN": f.Creds.SessionToken})
 	for k, v := range extra {
 		if v == "" {
 			delete(env, k)
@@ -51,7 +45,22 @@ func iamSidecar(t *testing.T, f *testiam.Fixture, extra map[string]string) (addr
 	}
 	_, _, logs = runAsync(t, env)
 	waitHealthy(t, env, true)
-	return "127.0.0.1:" + listen, env, logs
+	return "127.0.0.1:" + env["LISTEN_PORT"], env, logs
+}
+
+// iamEnv is an iam-mode sidecar's environment in front of f, on free
+// loopback ports, plus extra.
+func iamEnv(t testing.TB, f *testiam.Fixture, extra map[string]string) map[string]string {
+	env := map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(f.Server.Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
+		"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": testmysql.ClusterName, "TARGET_TLS_CA": f.TLS.CA,
+		"TARGET_AUTH": "iam", "AWS_REGION": testiam.Region,
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
 }
 
 // iamDB opens a go-sql-driver pool in plaintext to addr as user, with
@@ -354,14 +363,9 @@ func TestIAMContainerCredentials(t *testing.T) {
 			"Token": f.Creds.SessionToken, "Expiration": time.Now().Add(6 * time.Hour).UTC().Format(time.RFC3339)})
 	}))
 	defer creds.Close()
-	listen := strconv.Itoa(testkit.FreePort(t))
-	env := map[string]string{
-		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(f.Server.Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
-		"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": testmysql.ClusterName, "TARGET_TLS_CA": f.TLS.CA,
-		"TARGET_AUTH": "iam", "AWS_REGION": testiam.Region, "LOG_LEVEL": "debug",
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI": creds.URL + "/v2/credentials/task", "AWS_CONTAINER_AUTHORIZATION_TOKEN": agentToken,
-	}
+	env := iamEnv(t, f, map[string]string{"LOG_LEVEL": "debug",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI": creds.URL + "/v2/credentials/task", "AWS_CONTAINER_AUTHORIZATION_TOKEN": agentToken})
+	listen := env["LISTEN_PORT"]
 	_, _, logs := runAsync(t, env)
 	readyz := func() (int, string) {
 		resp, err := http.Get("http://127.0.0.1:" + env["ADMIN_PORT"] + "/readyz")
@@ -411,13 +415,8 @@ func TestIAMCredentialsUnavailable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dead := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)) + "/creds"
-	listen := strconv.Itoa(testkit.FreePort(t))
-	env := map[string]string{
-		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(f.Server.Port),
-		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
-		"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": testmysql.ClusterName, "TARGET_TLS_CA": f.TLS.CA,
-		"TARGET_AUTH": "iam", "AWS_REGION": testiam.Region, "AWS_CONTAINER_CREDENTIALS_FULL_URI": dead,
-	}
+	env := iamEnv(t, f, map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": dead})
+	listen := env["LISTEN_PORT"]
 	_, done, _ := runAsync(t, env)
 	waitListening(t, "127.0.0.1:"+listen)
 	for range 2 {
