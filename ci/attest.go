@@ -172,8 +172,8 @@ func platformDigests(pushed ecr.Pushed) []string {
 // image's files.
 func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins []PinnedImage, reg *ecr.Registry, pushed ecr.Pushed, src source) ([]referrers.Artifact, error) {
 	bases := baseImages(r.Config)
-	created, err := time.Parse(time.RFC3339, src.created)
-	if err != nil {
+	created := src.created
+	if created.IsZero() {
 		created = time.Now()
 	}
 	var docs []referrers.Artifact
@@ -203,7 +203,7 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins 
 		})
 	}
 
-	// Named by the commit tag the index was pushed under (gitref.Ref.Tags).
+	// Named by the commit tag the index was pushed under (imagetag.Decide).
 	tag := src.revision
 	if len(tag) > gitref.ShortLen {
 		tag = tag[:gitref.ShortLen]
@@ -286,8 +286,8 @@ func sourceRepo(dir string, src source, lookup func(string) (string, bool)) prov
 	// Neither: the repository is unknown and left out, not guessed.
 	if s.Ref == "" {
 		switch {
-		case src.version != "" && src.version != "dev":
-			s.Ref = "refs/tags/" + src.version
+		case src.gitTag != "":
+			s.Ref = "refs/tags/" + src.gitTag
 		default:
 			if out, err := exec.Command("git", "-C", dir, "symbolic-ref", "-q", "HEAD").Output(); err == nil {
 				s.Ref = strings.TrimSpace(string(out))

@@ -41,25 +41,41 @@ type PinnedImage struct {
 
 // pinBaseImages resolves each base image to the digest its tag points at
 // now, so the build uses exactly the images the provenance records even
-// if a tag moves mid-run. The engine resolves a tag to its root
-// descriptor (the index of a multi-platform image), the same for every
-// platform; each is resolved for a platform it is used on, so one that
-// lacks the platform fails here.
+// if a tag moves mid-run. Each image is resolved for every platform it is
+// used on: RUNTIME_IMAGE for every target platform, GO_IMAGE for the
+// engine's (FROM --platform=$BUILDPLATFORM). The engine fails from() for
+// a platform the image's index lacks (engine/server/resolver/resolver.go
+// Resolver.ResolveImageConfig, metadata.go imageConfigMetadataChildrenHandler),
+// so such an image fails here, before any build, naming the variable,
+// the reference and the platform. The engine answers the root
+// descriptor's digest (the index), the same for every platform.
 func pinBaseImages(ctx context.Context, client *dagger.Client, cfg Config, engine dagger.Platform) ([]PinnedImage, error) {
 	var out []PinnedImage
 	for _, b := range baseImages(cfg) {
-		plat := engine // GO_IMAGE: FROM --platform=$BUILDPLATFORM
-		if b.Arg == "RUNTIME_IMAGE" && len(cfg.Platforms) > 0 {
-			plat = cfg.Platforms[0]
+		plats := []dagger.Platform{engine}
+		hint := "use an image that has it (the Go build runs on the engine's platform)"
+		if b.Arg == "RUNTIME_IMAGE" {
+			plats = cfg.Platforms
+			hint = "use an image that has it, or leave it out of PLATFORMS"
 		}
-		pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s=%s to a digest: %w", b.Arg, b.Ref, err)
+		for _, plat := range plats {
+			pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s",
+					b.Arg, b.Ref, plat, err, hint)
+			}
+			if !strings.Contains(pinned, "@sha256:") {
+				return nil, fmt.Errorf("resolve %s=%s for %s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, plat, pinned)
+			}
+			if len(out) > 0 && out[len(out)-1].Arg == b.Arg {
+				if prev := out[len(out)-1].Pinned; prev != pinned {
+					return nil, fmt.Errorf("resolve %s=%s: %s for %s but %s for %s; the tag moved during the run, run again",
+						b.Arg, b.Ref, prev, plats[0], pinned, plat)
+				}
+				continue
+			}
+			out = append(out, PinnedImage{Arg: b.Arg, Ref: b.Ref, Pinned: pinned})
 		}
-		if !strings.Contains(pinned, "@sha256:") {
-			return nil, fmt.Errorf("resolve %s=%s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, pinned)
-		}
-		out = append(out, PinnedImage{Arg: b.Arg, Ref: b.Ref, Pinned: pinned})
 	}
 	return out, nil
 }
@@ -172,7 +188,7 @@ func buildArgs(cfg Config, src source, engine dagger.Platform) []dagger.BuildArg
 	add("RUNTIME_IMAGE", cfg.RuntimeImage)
 	add("VERSION", src.version)
 	add("REVISION", src.revision)
-	add("CREATED", src.created)
+	add("CREATED", src.createdArg())
 	return args
 }
 

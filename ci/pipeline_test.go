@@ -608,15 +608,15 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	if n := len(fe.leaves("publish")); n != 0 {
 		t.Errorf("published %d times, want 0 (the version tag is put on the pushed image)", n)
 	}
-	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v1.4.0"] != fe.digest {
-		t.Errorf("v1.4.0 at %q, want %s", repo.Tags["v1.4.0"], fe.digest)
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["1.4.0"] != fe.digest {
+		t.Errorf("1.4.0 at %q, want %s", repo.Tags["1.4.0"], fe.digest)
 	}
 	if !strings.Contains(fe.log.String(), "sidecar:"+short+" already at "+fe.digest) {
 		t.Errorf("log does not say the commit tag was skipped:\n%s", fe.log)
 	}
 	builds := fe.srv.Select(func(q daggertest.Query) bool { return q.Leaf().Field == "id" && q.Has("dockerBuild") })
 	b, _ := builds[0].Find("dockerBuild")
-	if args := fmt.Sprint(b.Args["buildArgs"]); !strings.Contains(args, "name:VERSION value:v1.4.0") {
+	if args := fmt.Sprint(b.Args["buildArgs"]); !strings.Contains(args, "name:VERSION value:1.4.0") {
 		t.Errorf("VERSION build arg is not the tag: %s", args)
 	}
 
@@ -639,7 +639,7 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 	if n := strings.Count(strings.Join(ecrSrv.Operations(), " "), "PutImage"); n != len(puts) {
 		t.Errorf("second push re-tagged: %d PutImage calls, %d before", n, len(puts))
 	}
-	if !strings.Contains(fe.log.String(), "every tag already points at the commit's image") || !strings.Contains(fe.out.String(), "sidecar:v1.4.0@"+fe.digest) {
+	if !strings.Contains(fe.log.String(), "every tag already points at the commit's image") || !strings.Contains(fe.out.String(), "sidecar:1.4.0@"+fe.digest) {
 		t.Errorf("second push does not say it skipped:\nlog:\n%s\nout:\n%s", fe.log, fe.out)
 	}
 }
@@ -658,19 +658,19 @@ func TestPushReleasesThePushedCommitImage(t *testing.T) {
 		t.Errorf("pushed the rebuild %d times", n)
 	}
 	repo, _ := ecrSrv.Repository("sidecar")
-	if repo.Tags["v1.5.0"] != mainBuild || repo.Tags[short] != mainBuild {
+	if repo.Tags["1.5.0"] != mainBuild || repo.Tags[short] != mainBuild {
 		t.Errorf("tags after release: %v, want both at %s", repo.Tags, mainBuild)
 	}
 	if !slices.Contains(ecrSrv.Operations(), "PutImage") {
 		t.Errorf("no PutImage call: %v", ecrSrv.Operations())
 	}
 	out := fe.out.String()
-	for _, want := range []string{ecrSrv.Host() + "/sidecar:" + short + "@" + mainBuild, ecrSrv.Host() + "/sidecar:v1.5.0@" + mainBuild} {
+	for _, want := range []string{ecrSrv.Host() + "/sidecar:" + short + "@" + mainBuild, ecrSrv.Host() + "/sidecar:1.5.0@" + mainBuild} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %s:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(fe.log.String(), "releasing "+mainBuild+" as "+ecrSrv.Host()+"/sidecar:v1.5.0") {
+	if !strings.Contains(fe.log.String(), "releasing "+mainBuild+" as "+ecrSrv.Host()+"/sidecar:1.5.0") {
 		t.Errorf("log does not explain the release:\n%s", fe.log)
 	}
 }
@@ -733,13 +733,13 @@ func TestPushRefusals(t *testing.T) {
 	}{
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
-			e.SetTag("sidecar", "v2.0.0", "sha256:"+strings.Repeat("1", 64))
-		}, want: []string{`tag "v2.0.0"`, "immutable", "nothing pushed"}},
+			e.SetTag("sidecar", "2.0.0", "sha256:"+strings.Repeat("1", 64))
+		}, want: []string{`tag "2.0.0"`, "immutable", "nothing pushed"}},
 		{name: "re-run: version tag names another image than the pushed commit", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.1.0")
 			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
-			e.SetTag("sidecar", "v2.1.0", "sha256:"+strings.Repeat("1", 64))
-		}, want: []string{`tag "v2.1.0"`, "already points at sha256:111", "sha256:000", "immutable", "nothing pushed"}},
+			e.SetTag("sidecar", "2.1.0", "sha256:"+strings.Repeat("1", 64))
+		}, want: []string{`tag "2.1.0"`, "already points at sha256:111", "sha256:000", "immutable", "nothing pushed"}},
 		{name: "smoke test fails", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) {
 				return nil, daggertest.ExecFailure([]string{"sh"}, 1, "", "boom\n")

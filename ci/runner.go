@@ -12,6 +12,7 @@ import (
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
+	"github.com/example/sidecar/ci/imagetag"
 )
 
 // Runner runs the pipelines. Each entry point (Build, Test, Push) opens
@@ -104,7 +105,10 @@ func (r *Runner) Push(ctx context.Context) error {
 	if ref.Dirty {
 		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files; the image would not match commit %s — commit or stash them first", ref.Short)
 	}
-	tags := ref.Tags(r.Config.PushLatest)
+	tags := imagetag.Decide(imagetag.Input{Short: ref.Short, GitTag: ref.GitTag, PushLatest: r.Config.PushLatest})
+	for _, skip := range tags.Skips() {
+		r.step("push: %s", skip)
+	}
 	if err := r.probeVulnDB(ctx); err != nil {
 		return err
 	}
@@ -161,7 +165,19 @@ func (r *Runner) withEngine(ctx context.Context, target string, pipeline func(cl
 // source is what the image is stamped with (VERSION, REVISION, CREATED
 // build args). Outside a git checkout the Dockerfile defaults stand.
 type source struct {
-	version, revision, created string
+	gitTag   string    // the v* git tag on HEAD, "" when none
+	version  string    // imagetag.VersionOf(gitTag), or "dev"
+	revision string    // commit hash, "-dirty" when the worktree is
+	created  time.Time // commit time; zero = unknown
+}
+
+// createdArg is the CREATED build arg: RFC 3339, "" when unknown (the
+// Dockerfile's default then).
+func (s source) createdArg() string {
+	if s.created.IsZero() {
+		return ""
+	}
+	return s.created.UTC().Format(time.RFC3339)
 }
 
 func (r *Runner) source(ctx context.Context) source {
@@ -175,9 +191,10 @@ func (r *Runner) source(ctx context.Context) source {
 
 func sourceOf(ref gitref.Ref) source {
 	s := source{
-		version:  ref.Version,
+		gitTag:   ref.GitTag,
+		version:  imagetag.VersionOf(ref.GitTag),
 		revision: ref.Commit,
-		created:  ref.Time.Format(time.RFC3339),
+		created:  ref.Time,
 	}
 	if s.version == "" {
 		s.version = "dev"

@@ -47,6 +47,13 @@
 //     reference.WithDigest), containerSchema.imageRef;
 //     engine/server/resolver/resolver.go Resolver.ResolveImageConfig
 //     (digest: rootDesc.Digest); core/container.go Container.ImageRefOrErr.
+//   - Image platforms (ImagePlatforms): from(address) on a container of a
+//     platform the image's index lacks fails with "no manifest matches
+//     requested platform for <index digest>"; a container with no platform
+//     argument is of the engine's platform. engine/server/resolver/resolver.go
+//     Resolver.ResolveImageConfig (imageConfigPlatformMatcher:
+//     platforms.Only) and engine/server/resolver/metadata.go
+//     imageConfigMetadataChildrenHandler.
 //   - Export layout: export writes an OCI image layout tarball whose index
 //     lists one manifest per platform variant (core/container.go
 //     Container.Export, ExportContainerImage); the default answer writes
@@ -198,6 +205,7 @@ type Server struct {
 	platform string
 	startup  StartupFunc
 	images   map[string]*Healthcheck
+	plats    map[string][]string // normalized image -> platforms of its index
 	services []Service
 	secrets  map[string]string
 }
@@ -208,7 +216,7 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{},
-		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}}
+		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}, plats: map[string][]string{}}
 	l := testkit.Listen(t) // 127.0.0.1 only: httptest would fall back to ::1
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	srv.Listener.Close()
@@ -226,6 +234,36 @@ func (s *Server) Platform(p string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.platform = p
+}
+
+// ImagePlatforms declares the platforms of ref's index (by default an
+// image has every platform): from(ref) for another platform then fails.
+func (s *Server) ImagePlatforms(ref string, platforms ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plats[NormalizeImage(ref)] = platforms
+}
+
+// checkPlatforms fails a chain that takes an image from a registry for a
+// platform its index lacks (see ImagePlatforms).
+func (s *Server) checkPlatforms(chain []Call) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	plat := s.platform // container() without a platform: the engine's
+	for _, c := range chain {
+		switch c.Field {
+		case "container":
+			if p := c.Arg("platform"); p != "" {
+				plat = p
+			}
+		case "from":
+			ref := c.Arg("address")
+			if ps, ok := s.plats[NormalizeImage(ref)]; ok && !slices.Contains(ps, plat) {
+				return Failure("no manifest matches requested platform for " + ImageDigest(ref))
+			}
+		}
+	}
+	return nil
 }
 
 // Handle overrides the answer for leaf field (e.g. "stdout", "size").
@@ -435,6 +473,9 @@ func (s *Server) leaf(text string, chain []Call) (any, error) {
 	s.mu.Unlock()
 	if obs != nil {
 		obs(q)
+	}
+	if err := s.checkPlatforms(q.Chain); err != nil {
+		return nil, err
 	}
 	if resolves[q.Leaf().Field] {
 		if err := s.resolveSecrets(q.Chain, map[string]bool{}); err != nil {

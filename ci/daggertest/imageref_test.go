@@ -32,3 +32,24 @@ func TestImageRef(t *testing.T) {
 		t.Errorf("imageRef after withExec: %v", err)
 	}
 }
+
+// An image whose index lacks a platform fails from for that platform,
+// naming the index; a container without a platform is the engine's.
+func TestImagePlatforms(t *testing.T) {
+	s, c, ctx := connect(t)
+	s.ImagePlatforms("mirror.example/alpine:3.22", "linux/amd64")
+	s.Platform("linux/amd64")
+	if _, err := c.Container(dagger.ContainerOpts{Platform: "linux/amd64"}).From("mirror.example/alpine:3.22").ImageRef(ctx); err != nil {
+		t.Errorf("amd64: %v", err)
+	}
+	if _, err := c.Container().From("mirror.example/alpine:3.22").ImageRef(ctx); err != nil {
+		t.Errorf("engine platform: %v", err)
+	}
+	_, err := c.Container(dagger.ContainerOpts{Platform: "linux/arm64"}).From("mirror.example/alpine:3.22").ImageRef(ctx)
+	if want := "no manifest matches requested platform for " + daggertest.ImageDigest("mirror.example/alpine:3.22"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("arm64: %v, want %q", err, want)
+	}
+	if _, err := c.Container(dagger.ContainerOpts{Platform: "linux/arm64"}).From("alpine:3.22").ImageRef(ctx); err != nil {
+		t.Errorf("an undeclared image has every platform: %v", err)
+	}
+}

@@ -403,20 +403,6 @@ func sortTypos(ts []Typo) {
 	}
 }
 
-func TestEditDistance(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0}, {"MODE", "MODE", 0}, {"MODE", "MDOE", 1}, {"MODE", "HOME", 2}, {"LISTN_PORT", "LISTEN_PORT", 1},
-		{"TARGET_HOTS", "TARGET_HOST", 1}, {"KEEPALIVE", "KEEP_ALIVE", 1}, {"ABC", "", 3}, {"TARGET_PORT", "TARGET_HOST", 2},
-	} {
-		if got := editDistance(tc.a, tc.b); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-	}
-}
-
 // Next to ECS Service Connect the sidecar shares the task's network
 // namespace with Envoy and its agent: no default port may be one of theirs.
 func TestDefaultPortsAvoidServiceConnect(t *testing.T) {
