@@ -50,6 +50,8 @@ ENV CGO_ENABLED=0 \
     GOMODCACHE=/root/go/pkg/mod
 WORKDIR /src
 COPY go.mod go.sum ./
+# The typo finder is shared with the pipeline, so it lives outside sidecar/.
+COPY internal/envtypo/ ./internal/envtypo/
 COPY sidecar/ ./sidecar/
 # Declared late: a new version or commit reuses the layers above.
 ARG VERSION=dev
