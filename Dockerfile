@@ -99,7 +99,6 @@ ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
 LABEL org.opencontainers.image.title="sidecar" \
       org.opencontainers.image.description="ECS sidecar: forwards a local port to an Aurora MySQL endpoint, or idles for ECS Exec" \
-      org.opencontainers.image.source="https://github.com/example/sidecar" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \

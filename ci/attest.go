@@ -230,10 +230,7 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins 
 		}
 		deps = append(deps, d)
 	}
-	lookup := r.lookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := r.env()
 	st, err := provenance.Build(provenance.Input{
 		Subjects: subjects, Source: sourceRepo(r.Config.Dir, src, lookup), BuildArgs: args, Platforms: plats,
 		BaseImages: deps, Builder: provenance.DetectBuilder(lookup), Started: r.start, Finished: time.Now(),
@@ -297,6 +294,26 @@ func sourceRepo(dir string, src source, lookup func(string) (string, bool)) prov
 		}
 	}
 	return s
+}
+
+// env reads the CI's variables (os.LookupEnv unless a test set lookupEnv).
+func (r *Runner) env() func(string) (string, bool) {
+	if r.lookupEnv == nil {
+		return os.LookupEnv
+	}
+	return r.lookupEnv
+}
+
+// sourceLabel is the image's org.opencontainers.image.source: the
+// repository sourceRepo finds (GitHub's variables in Actions, else the
+// origin remote) when it is an http(s) address, "" (no label) otherwise:
+// never a made-up address.
+func (r *Runner) sourceLabel(src source) string {
+	repo := strings.TrimSuffix(sourceRepo(r.Config.Dir, src, r.env()).Repository, ".git")
+	if !strings.HasPrefix(repo, "https://") && !strings.HasPrefix(repo, "http://") {
+		return ""
+	}
+	return repo
 }
 
 // stripUserinfo drops user:token@ from a remote URL, which must never

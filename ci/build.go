@@ -12,6 +12,8 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 )
@@ -20,7 +22,6 @@ import (
 type Image struct {
 	Variants  []*dagger.Container // in Config.Platforms order
 	Platforms []dagger.Platform   // of Variants
-	Host      *dagger.Container   // the Config.HostPlatform variant
 	// Engine is the engine's own platform: the Go build runs there, and
 	// the smoke test runs that variant.
 	Engine dagger.Platform
@@ -60,9 +61,11 @@ func pinBaseImages(ctx context.Context, client *dagger.Client, cfg Config, engin
 		}
 		for _, plat := range plats {
 			pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s",
-					b.Arg, b.Ref, plat, err, hint)
+			switch {
+			case err != nil && strings.Contains(err.Error(), "no manifest matches requested platform"):
+				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s", b.Arg, b.Ref, plat, err, hint)
+			case err != nil:
+				return nil, fmt.Errorf("resolve %s=%s to a digest for %s (nothing was built): %w", b.Arg, b.Ref, plat, err)
 			}
 			if !strings.Contains(pinned, "@sha256:") {
 				return nil, fmt.Errorf("resolve %s=%s for %s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, plat, pinned)
@@ -106,14 +109,18 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		r.step("build: %s %s is %s", b.Arg, b.Ref, b.Pinned)
 		args = setArg(args, b.Arg, b.Pinned)
 	}
+	label := r.sourceLabel(src)
+	if label == "" {
+		r.step("build: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label")
+	}
 	for _, p := range cfg.Platforms {
 		r.step("build: Dockerfile for %s", p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
+		if label != "" {
+			c = c.WithLabel("org.opencontainers.image.source", label)
+		}
 		img.Variants = append(img.Variants, c)
 		img.Platforms = append(img.Platforms, p)
-		if p == cfg.HostPlatform {
-			img.Host = c
-		}
 	}
 
 	tmp, err := os.MkdirTemp("", "sidecar-image-")
@@ -140,7 +147,16 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 	if err := checkSizes(r.log(), cfg, img.Sizes); err != nil {
 		return nil, err
 	}
-	if img.Files, err = imagefiles.Read(tarball, imagePaths()...); err != nil {
+	// One read of the export: the release's files and the local load.
+	layoutDir := filepath.Join(tmp, "layout")
+	if err := imagefiles.Untar(tarball, layoutDir); err != nil {
+		return nil, fmt.Errorf("read the built image: %w", err)
+	}
+	idx, err := layout.ImageIndexFromPath(layoutDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the built image: not an OCI image layout: %w", err)
+	}
+	if img.Files, err = imagefiles.FromIndex(idx, imagePaths()...); err != nil {
 		return nil, fmt.Errorf("read the built image: %w", err)
 	}
 	r.step("build: image %s within the %s budget", orUnknown(img.Digest), imagesize.Human(cfg.SizeBudget))
@@ -152,8 +168,11 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		r.step("build: wrote OCI tarball %s", cfg.OCITarball)
 	}
 	if cfg.LocalImage != "" {
-		r.step("build: loading %s image into local Docker as %s", cfg.HostPlatform, cfg.LocalImage)
-		if err := img.Host.ExportImage(ctx, cfg.LocalImage); err != nil {
+		// From the export, on this side: Container.ExportImage needs an
+		// engine driver with an image loader, which unix:// and tcp://
+		// runner hosts lack (engine engine/client/drivers/dial.go).
+		r.step("build: loading the %s image into local Docker as %s (docker load)", cfg.HostPlatform, cfg.LocalImage)
+		if err := r.loader()(ctx, idx, string(cfg.HostPlatform), cfg.LocalImage); err != nil {
 			return nil, fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", cfg.LocalImage, err)
 		}
 	}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"dagger.io/dagger"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/dockerload"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagetag"
@@ -36,6 +38,36 @@ type Runner struct {
 	// lookupEnv reads the CI's variables for the provenance (GitHub
 	// Actions); os.LookupEnv when nil.
 	lookupEnv func(string) (string, bool)
+	// loadImage and pingDocker reach the local Docker for LOCAL_IMAGE
+	// (dockerload.Load and dockerload.Ping when nil); pipeline tests, whose
+	// images are not runnable, record the load instead.
+	loadImage  func(ctx context.Context, idx v1.ImageIndex, platform, name string) error
+	pingDocker func(ctx context.Context) error
+}
+
+func (r *Runner) loader() func(ctx context.Context, idx v1.ImageIndex, platform, name string) error {
+	if r.loadImage == nil {
+		return dockerload.Load
+	}
+	return r.loadImage
+}
+
+// checkLocalDocker fails in seconds, before any build, when LOCAL_IMAGE
+// asks for a load into a Docker that does not answer.
+func (r *Runner) checkLocalDocker(ctx context.Context, target string) error {
+	if r.Config.LocalImage == "" {
+		return nil
+	}
+	r.step("%s: checking the local Docker for LOCAL_IMAGE=%s", target, r.Config.LocalImage)
+	ping := r.pingDocker
+	if ping == nil {
+		ping = dockerload.Ping
+	}
+	if err := ping(ctx); err != nil {
+		return fmt.Errorf("LOCAL_IMAGE=%s needs the local Docker, which is not reachable through %s (nothing was built): %w; "+
+			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, dockerTarget(os.LookupEnv), err)
+	}
+	return nil
 }
 
 func (r *Runner) log() io.Writer {
@@ -153,6 +185,9 @@ func (r *Runner) Push(ctx context.Context) error {
 // withEngine opens the run's one Dagger session, runs the pipeline in it
 // and closes it, whatever the pipeline returned.
 func (r *Runner) withEngine(ctx context.Context, target string, pipeline func(client *dagger.Client) error) error {
+	if err := r.checkLocalDocker(ctx, target); err != nil {
+		return err
+	}
 	r.step("%s: connecting to the Dagger engine", target)
 	client, err := Connect(ctx, r.log())
 	if err != nil {

@@ -165,7 +165,7 @@ func testMetadata(t *testing.T, d docker, img builtImage) {
 		{"stop signal", c.StopSignal, "SIGTERM"},
 		{"exposed ports", c.ExposedPorts, map[string]struct{}{"8080/tcp": {}}},
 		{"healthcheck", c.Healthcheck, &struct{ Test []string }{[]string{"CMD", "/usr/local/bin/sidecar", "healthcheck"}}},
-		{"label source", c.Labels["org.opencontainers.image.source"], "https://github.com/example/sidecar"},
+		{"label source (only the pipeline sets it, from the real repository)", c.Labels["org.opencontainers.image.source"], ""},
 		{"label version", c.Labels["org.opencontainers.image.version"], testVersion},
 		{"label revision", c.Labels["org.opencontainers.image.revision"], testRevision},
 		{"label created", c.Labels["org.opencontainers.image.created"], testCreated},

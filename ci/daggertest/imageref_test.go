@@ -53,3 +53,19 @@ func TestImagePlatforms(t *testing.T) {
 		t.Errorf("an undeclared image has every platform: %v", err)
 	}
 }
+
+// exportImage works on the default driver and is refused on the unix://
+// and tcp:// drivers, which have no image loader.
+func TestExportImageRunnerHost(t *testing.T) {
+	for _, tc := range []struct {
+		scheme string
+		fails  bool
+	}{{"", false}, {"image", false}, {"unix", true}, {"tcp", true}} {
+		s, c, ctx := connect(t)
+		s.RunnerHost(tc.scheme)
+		err := c.Container().From("alpine:3.22").ExportImage(ctx, "x:latest")
+		if got := err != nil && strings.Contains(err.Error(), "client has no supported api for loading image"); got != tc.fails {
+			t.Errorf("runner %q: exportImage error %v, want refused: %v", tc.scheme, err, tc.fails)
+		}
+	}
+}
