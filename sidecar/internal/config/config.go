@@ -347,6 +347,13 @@ func (p *parser) iam(c *Config) {
 			"so anyone who can reach the listener would get the task role's database access. "+
 			"Set LISTEN_ADDR=127.0.0.1 (the app shares the task's network namespace), or set LOCAL_PASSWORD", c.ListenAddr))
 	}
+	for _, f := range c.Forwards {
+		if c.TLS != TLSDisabled && c.ServerName(f) == "" {
+			p.unset("TARGET_SERVER_NAME", fmt.Sprintf("%s; required with TARGET_AUTH=iam because the target host %s is an IP address: "+
+				"tokens are signed for the name the database knows itself by, never an IP", setting("TARGET_SERVER_NAME").Accepted, f.TargetHost))
+			break
+		}
+	}
 	if c.AWSRegion == "" {
 		if _, set := p.get("AWS_REGION"); !set {
 			p.unset("AWS_REGION", setting("AWS_REGION").Accepted+"; required with TARGET_AUTH=iam: tokens are signed for a region")
@@ -599,13 +606,9 @@ func (c Config) Proxy() proxy.Config {
 }
 
 // authority is f's IAM login: tokens are signed for the name the server
-// knows itself by, never the IP dialed.
+// knows itself by, never the IP dialed (iam's rules require a name).
 func (c Config) authority(f Forward) *iamauth.Authority {
-	name := c.ServerName(f)
-	if name == "" {
-		name = f.TargetHost
-	}
-	a := &iamauth.Authority{Tokens: c.IAM, Endpoint: net.JoinHostPort(name, strconv.Itoa(f.TargetPort))}
+	a := &iamauth.Authority{Tokens: c.IAM, Endpoint: net.JoinHostPort(c.ServerName(f), strconv.Itoa(f.TargetPort))}
 	if c.IAMUsers != nil {
 		a.Users = map[string]bool{}
 		for _, u := range c.IAMUsers {

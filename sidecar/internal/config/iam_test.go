@@ -38,6 +38,7 @@ func TestIAMRules(t *testing.T) {
 		{"bad IAM_USERS", with("IAM_USERS", "app,,report"), []string{`IAM_USERS="app,,report"`}},
 		{"bad auth", with("TARGET_AUTH", "token"), []string{`TARGET_AUTH="token"`, "passthrough or iam"}},
 		{"half keys", with("AWS_SECRET_ACCESS_KEY", ""), []string{"AWS_SECRET_ACCESS_KEY is not set"}},
+		{"IP target without a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", "verify-ca"), []string{"TARGET_SERVER_NAME is not set", "TARGET_AUTH=iam", "10.0.0.5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse(env(tc.env))
