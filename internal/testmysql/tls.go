@@ -39,7 +39,8 @@ type TLSFiles struct {
 
 // TLSOptions shape the server's certificate.
 type TLSOptions struct {
-	Expired bool // the certificate expired yesterday
+	Expired bool     // the certificate expired yesterday
+	Extra   []string // more mariadbd options
 }
 
 // StartTLS starts a server that requires TLS on TCP
@@ -58,7 +59,8 @@ func StartTLS(t testing.TB, o TLSOptions) (*Server, TLSFiles) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := StartServer(ctx, append(files.ServerArgs(), "--require-secure-transport=ON")...)
+	args := append(append(files.ServerArgs(), "--require-secure-transport=ON"), o.Extra...)
+	s, err := StartServer(ctx, args...)
 	if err != nil {
 		t.Fatalf("start MariaDB with TLS: %v", err)
 	}
