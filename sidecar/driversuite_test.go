@@ -51,11 +51,9 @@ func TestGoSQLDriverSuiteThroughTLSSidecar(t *testing.T) {
 	// parameters ride in dbname, and connectionAttributes swallows the
 	// trailing "?timeout=30s" harmlessly. Both runs go at once, each in
 	// its own database.
-	got := runDriverSuites(t, suite,
-		suiteRun{srv.User, srv.Password, srv.Addr, "gotest?tls=skip-verify&connectionAttributes=suite:direct"},
-		suiteRun{srv.User, srv.Password, via, "gotest_sidecar?tls=false&connectionAttributes=suite:sidecar"})
-	direct, sidecar := got[0], got[1]
-	compareSuites(t, direct, sidecar, nil)
+	compareDriverSuites(t, suite,
+		suiteRun{user: srv.User, password: srv.Password, addr: srv.Addr, dbname: "gotest?tls=skip-verify&connectionAttributes=suite:direct"},
+		suiteRun{user: srv.User, password: srv.Password, addr: via, dbname: "gotest_sidecar?tls=false&connectionAttributes=suite:sidecar"}, nil)
 }
 
 // suiteDifference is an outcome that must differ, and why.
@@ -111,7 +109,42 @@ func copyDriverSource(t *testing.T) string {
 }
 
 // suiteRun is one run of the suite: who logs in where.
-type suiteRun struct{ user, password, addr, dbname string }
+type suiteRun struct {
+	user, password, addr, dbname string
+	only                         []string // run just these tests; nil = all
+}
+
+// compareDriverSuites runs the suite directly and through the sidecar and
+// compares the outcomes (compareSuites). Tests whose outcomes differ are
+// run once more, one run after the other, and their second outcomes
+// count: some of the suite's tests time cancellations and go wrong on a
+// loaded machine, directly as well as through the sidecar. A real
+// difference differs twice.
+func compareDriverSuites(t *testing.T, dir string, direct, sidecar suiteRun, differ map[string]suiteDifference) {
+	t.Helper()
+	got := runDriverSuites(t, dir, direct, sidecar)
+	var again []string
+	for name, d := range got[0] {
+		if _, expected := differ[name]; !expected && got[1][name] != d {
+			again = append(again, name)
+		}
+	}
+	if len(again) > 0 && len(again) <= 5 {
+		sort.Strings(again)
+		t.Logf("outcomes differ for %v: running them again, one run after the other", again)
+		direct.only, sidecar.only = again, again
+		for i, r := range []suiteRun{direct, sidecar} {
+			second, err := driverSuite(dir, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range again {
+				got[i][name] = second[name]
+			}
+		}
+	}
+	compareSuites(t, got[0], got[1], differ)
+}
 
 // runDriverSuites runs the suite once per run, at the same time (each
 // against its own database), and returns each run's top-level outcomes
@@ -153,7 +186,11 @@ func runDriverSuites(t *testing.T, dir string, runs ...suiteRun) []map[string]st
 func driverSuite(dir string, r suiteRun) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "test", "-json", "-count=1", "-skip", driverSuiteSkip, ".")
+	args := []string{"test", "-json", "-count=1", "-skip", driverSuiteSkip}
+	if r.only != nil {
+		args = append(args, "-run", "^("+strings.Join(r.only, "|")+")$")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, ".")...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "MYSQL_TEST_USER="+r.user, "MYSQL_TEST_PASS="+r.password,
 		"MYSQL_TEST_PROT=tcp", "MYSQL_TEST_ADDR="+r.addr, "MYSQL_TEST_DBNAME="+r.dbname)

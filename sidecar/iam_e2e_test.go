@@ -483,12 +483,12 @@ func TestGoSQLDriverSuiteThroughIAMSidecar(t *testing.T) {
 	suite := copyDriverSource(t)
 	via, _, _ := iamSidecar(t, f, nil)
 	token := f.Token(t, f.Endpoint, testiam.User, f.Creds) // valid 15 minutes: longer than the suite runs
-	got := runDriverSuites(t, suite,
-		suiteRun{testiam.User, token, f.Server.Addr, testiam.Database + "?tls=skip-verify&allowCleartextPasswords=true&connectionAttributes=suite:direct"},
-		suiteRun{testiam.User, "", via, testiam.Database + "_sidecar?tls=false&connectionAttributes=suite:sidecar"})
-	direct, sidecar := got[0], got[1]
-	compareSuites(t, direct, sidecar, map[string]suiteDifference{
-		"TestEmptyPassword": {"fail", "pass", "an empty password is how an app logs in through the sidecar; directly, MariaDB's PAM " +
-			"closes the connection (2013) where the test wants 1045"},
-	})
+	compareDriverSuites(t, suite,
+		suiteRun{user: testiam.User, password: token, addr: f.Server.Addr,
+			dbname: testiam.Database + "?tls=skip-verify&allowCleartextPasswords=true&connectionAttributes=suite:direct"},
+		suiteRun{user: testiam.User, addr: via, dbname: testiam.Database + "_sidecar?tls=false&connectionAttributes=suite:sidecar"},
+		map[string]suiteDifference{
+			"TestEmptyPassword": {"fail", "pass", "an empty password is how an app logs in through the sidecar; directly, MariaDB's PAM " +
+				"closes the connection (2013) where the test wants 1045"},
+		})
 }
