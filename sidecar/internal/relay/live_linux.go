@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/example/sidecar/sidecar/internal/splicepipe"
@@ -14,7 +13,7 @@ import (
 // io.Copy on Linux, but returns to us after every chunk so each one is
 // added to live once delivered (io.Copy's splice reports only at the end).
 // Waiting for readiness goes through the runtime's netpoller (RawConn).
-func liveCopy(dst, src *net.TCPConn, live *atomic.Int64) (int64, error) {
+func liveCopy(dst, src *net.TCPConn, live counts) (int64, error) {
 	srcRaw, err := src.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -53,7 +52,7 @@ func liveCopy(dst, src *net.TCPConn, live *atomic.Int64) (int64, error) {
 			}
 			left -= m
 			total += int64(m)
-			live.Add(int64(m))
+			live.add(int64(m))
 		}
 	}
 }
