@@ -81,10 +81,10 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.clientLeft(f, client, start)
 		return
 	}
-	dialCtx, stopWatch := watchClient(s.hardCtx, client)
+	dialCtx, stopWatch := watchClient(withClient(s.hardCtx, client), client)
 	upstream, addr, why, err := s.dial(dialCtx, f)
 	stopWatch()
-	if err != nil && context.Cause(dialCtx) == errClientGone {
+	if err != nil && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
 		s.clientLeft(f, client, start)
 		return
 	}
