@@ -145,7 +145,17 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 	if f.TLS == nil {
 		return s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout), true
 	}
-	tc, err := f.TLS.Handshake(ctx, client, upstream)
+	// A client that leaves while the login waits for a slow server's
+	// greeting ends the login at once: its slot is not held for LoginTimeout.
+	loginCtx, stopWatch := watchClient(ctx, client)
+	tc, err := f.TLS.Handshake(loginCtx, client, upstream)
+	gone := context.Cause(loginCtx) == errClientGone
+	stopWatch()
+	if err != nil && gone {
+		_ = client.Close()
+		_ = upstream.Close()
+		return relay.Result{Reason: relay.ReasonClientGone}, true
+	}
 	if err != nil {
 		reason := mysqltls.ReasonIO
 		var r *mysqltls.Refusal
