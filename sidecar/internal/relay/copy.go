@@ -12,13 +12,13 @@ import (
 	"time"
 )
 
-// Copy is the portable Func: one goroutine per direction. Without an idle
-// timeout each direction splices (zero copy) chunk by chunk on Linux
-// (liveCopy), adding each chunk as it is delivered to the run's own
-// counts, which tell a client that left before a byte moved
-// (ReasonClientGone) from one that half-closed a session, and to ctx's
-// Counters if any. With an idle timeout the directions copy through a
-// buffer instead, because idleness needs to see every read.
+// Copy is the portable Func: one goroutine per direction, the caller's
+// being one of them. Without an idle timeout each direction splices (zero
+// copy) chunk by chunk on Linux (liveCopy), adding each chunk as it is
+// delivered to the run's own counts, which tell a client that left before
+// a byte moved (ReasonClientGone) from one that half-closed a session, and
+// to ctx's Counters if any. With an idle timeout the directions copy
+// through a buffer instead, because idleness needs to see every read.
 func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result {
 	r := &copyRun{client: client, upstream: upstream, idle: idle}
 	if c := CountersFrom(ctx); c != nil {
@@ -32,7 +32,9 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go r.pumpDirection(&wg, r.upstream, r.client, counts{&r.own.ToUpstream, r.sharedToUpstream}, &r.toUpstream)
-	go r.pumpDirection(&wg, r.client, r.upstream, counts{&r.own.ToClient, r.sharedToClient}, &r.toClient)
+	// The caller's goroutine pumps the second direction: an idle
+	// connection parks two goroutines, not three (a stack each).
+	r.pumpDirection(&wg, r.client, r.upstream, counts{&r.own.ToClient, r.sharedToClient}, &r.toClient)
 	wg.Wait()
 	r.end(ReasonDone, nil) // no-op if something ended the relay earlier
 	stop()
