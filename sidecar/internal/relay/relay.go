@@ -1,6 +1,6 @@
 // Package relay defines the contract between the forwarder, which accepts and
 // dials connections, and a data path, which moves bytes between a client and
-// its upstream. The portable data path (goroutines, io.Copy with splice) and
+// its upstream. The portable data path (a goroutine per direction, splice) and
 // the Linux epoll data path both implement Func, and both must pass the same
 // test suite.
 package relay
