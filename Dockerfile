@@ -8,6 +8,7 @@
 #   VERSION        stamped into the binary and labels       (dev)
 #   REVISION       git commit, binary and labels            (unknown)
 #   CREATED        RFC 3339 build time for the label        (1970-01-01T00:00:00Z)
+#   GOPROXY        Go module proxy for aws-sdk-go-v2         (https://proxy.golang.org)
 # The base images default to ECR Public's mirror of the Docker Official
 # Images, which has no Docker Hub anonymous pull limit; --build-arg
 # GO_IMAGE=golang:1.26-alpine RUNTIME_IMAGE=alpine:3.22 pulls from Docker Hub.
@@ -35,17 +36,22 @@ FROM ${RUNTIME_IMAGE} AS runtime
 FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
 ARG TARGETOS
 ARG TARGETARCH
-# The forwarder is standard library only: the build must never reach the
-# network (no module download, no toolchain switch). go.mod lists the
-# pipeline's dependencies too; building ./sidecar does not load them.
+# The forwarder's only third-party code is aws-sdk-go-v2 (IAM), fetched
+# from the Go module proxy and checked against go.sum; nothing else is
+# downloaded (no toolchain switch). GOPROXY is a build arg for a private
+# mirror. go.mod lists the pipeline's dependencies too; building ./sidecar
+# fetches only what it imports.
+ARG GOPROXY=https://proxy.golang.org
 ENV CGO_ENABLED=0 \
     GOTOOLCHAIN=local \
-    GOPROXY=off \
     GOFLAGS=-mod=readonly \
     GOWORK=off \
-    GOCACHE=/root/.cache/go-build
+    GOCACHE=/root/.cache/go-build \
+    GOMODCACHE=/root/go/pkg/mod
 WORKDIR /src
 COPY go.mod go.sum ./
+# The typo finder is shared with the pipeline, so it lives outside sidecar/.
+COPY internal/envtypo/ ./internal/envtypo/
 COPY sidecar/ ./sidecar/
 # Declared late: a new version or commit reuses the layers above.
 ARG VERSION=dev
@@ -54,7 +60,8 @@ ARG REVISION=unknown
 # govulncheck sees which functions are linked in; without it every known
 # vulnerability of the Go version counts. internal/sidecarbin reads this line.
 RUN --mount=type=cache,target=/root/.cache/go-build \
-    GOOS="$TARGETOS" GOARCH="$TARGETARCH" go build -trimpath -buildvcs=false \
+    --mount=type=cache,target=/root/go/pkg/mod \
+    GOPROXY="$GOPROXY" GOOS="$TARGETOS" GOARCH="$TARGETARCH" go build -trimpath -buildvcs=false \
         -ldflags "-w -X main.version=${VERSION} -X main.commit=${REVISION}" \
         -o /out/sidecar ./sidecar
 
@@ -92,7 +99,6 @@ ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
 LABEL org.opencontainers.image.title="sidecar" \
       org.opencontainers.image.description="ECS sidecar: forwards a local port to an Aurora MySQL endpoint, or idles for ECS Exec" \
-      org.opencontainers.image.source="https://github.com/example/sidecar" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \

@@ -197,34 +197,11 @@ func (r *runner) bulkWorkload(ctx context.Context, round int, order []contestant
 	if err != nil {
 		return err
 	}
-	for _, l := range lives {
-		before, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "bulk", err)
-			continue
-		}
-		res, err := r.bulkOnce(ctx, target, l.port)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			r.fail(round, l.c, "bulk", err)
-			continue
-		}
-		after, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "bulk", err)
-			continue
-		}
-		m := map[string]float64{"bulk.gbps": res.Gbps}
-		cpu := ""
-		if l.c.isForwarder() {
-			// Forwarder CPU seconds per GB moved.
-			m["bulk.cpu"] = (after.CPU - before.CPU).Seconds() / (float64(res.Bytes) / 1e9)
-			cpu = fmt.Sprintf(" cpu=%.3fs/GB", m["bulk.cpu"])
-		}
-		r.record(round, l.c, m)
-		r.progress("bulk  round %d %-16s %.2f Gbit/s%s", round, l.c.name, res.Gbps, cpu)
-	}
-	return nil
+	var res bulkResult
+	return r.eachLive(ctx, round, lives, "bulk", func(l *live) (err error) {
+		res, err = r.bulkOnce(ctx, target, l.port)
+		return err
+	}, func(l *live, used time.Duration) error {
+		return r.recordBulk(round, l, res, used, "bulk", "bulk")
+	})
 }

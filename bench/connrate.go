@@ -42,30 +42,36 @@ type connRateResult struct {
 // request, reads the response and the server's close, and closes.
 func connRate(ctx context.Context, port, dialers int, d time.Duration) connRateResult {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	return repeatFor(ctx, dialers, d, func(ctx context.Context, buf []byte) error { return oneExchange(ctx, addr, buf) })
+}
+
+// repeatFor runs once in workers goroutines, over and over, for d, and
+// counts the completed and failed calls. Each worker has a 128-byte buffer.
+func repeatFor(ctx context.Context, workers int, d time.Duration, once func(context.Context, []byte) error) connRateResult {
 	start := time.Now()
 	end := start.Add(d)
 	runCtx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	var ok, bad atomic.Int64
 	var firstErr error
-	var once sync.Once
+	var first sync.Once
 	var wg sync.WaitGroup
 	// The clock, not runCtx.Err(), decides when the run is over: a dial can
 	// fail with "i/o timeout" at the deadline a moment before the context's
 	// own timer marks it done.
 	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
-	for range dialers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 128)
 			for !over() {
-				if err := oneExchange(runCtx, addr, buf); err != nil {
+				if err := once(runCtx, buf); err != nil {
 					if over() {
 						return
 					}
 					bad.Add(1)
-					once.Do(func() { firstErr = err })
+					first.Do(func() { firstErr = err })
 					continue
 				}
 				ok.Add(1)
@@ -118,36 +124,11 @@ func (r *runner) connWorkload(ctx context.Context, round int, order []contestant
 	if err != nil {
 		return err
 	}
-	for _, l := range lives {
-		before, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "conns", err)
-			continue
-		}
-		res := connRate(ctx, l.port, r.cfg.connDialers, r.cfg.connTime)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		after, err := l.usage(ctx)
-		if err != nil {
-			r.fail(round, l.c, "conns", err)
-			continue
-		}
-		if res.Errors > 0 {
-			r.note(fmt.Sprintf("round %d, %s, new connections: %d of %d failed, first: %v", round, l.c.name, res.Errors, res.Errors+res.Conns, res.First))
-		}
-		if res.Conns == 0 {
-			r.fail(round, l.c, "conns", fmt.Errorf("no connection completed: %v", res.First))
-			continue
-		}
-		m := map[string]float64{"conn.rate": res.Rate}
-		cpu := ""
-		if l.c.isForwarder() {
-			m["conn.cpu"] = float64(after.CPU-before.CPU) / float64(time.Microsecond) / float64(res.Conns)
-			cpu = fmt.Sprintf(" cpu=%.0fµs/conn", m["conn.cpu"])
-		}
-		r.record(round, l.c, m)
-		r.progress("conns round %d %-16s %.0f conn/s errors=%d%s", round, l.c.name, res.Rate, res.Errors, cpu)
-	}
-	return nil
+	var res connRateResult
+	return r.eachLive(ctx, round, lives, "conns", func(l *live) error {
+		res = connRate(ctx, l.port, r.cfg.connDialers, r.cfg.connTime)
+		return nil
+	}, func(l *live, used time.Duration) error {
+		return r.recordRate(round, l, res, used, "conns", "conn", "conn")
+	})
 }

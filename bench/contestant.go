@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/internal/testmysql"
 )
 
 type kind int
@@ -30,9 +31,50 @@ type contestant struct {
 	kind kind
 	env  []string // sidecar only: KEY=VAL added to (and overriding) the base env
 	bin  string   // sidecar only: this binary instead of the one built (a baseline)
+	// The TLS pair (issue 15) runs the MySQL workloads only: sidecarTLS
+	// makes the sidecar open verified TLS to the server (it then speaks
+	// MySQL, not bytes), clientTLS makes the client do TLS itself through
+	// the plain relay.
+	sidecarTLS bool
+	clientTLS  bool
 }
 
 func (c contestant) isForwarder() bool { return c.kind != kindDirect }
+
+// mysqlOnly is true for the TLS pair: their other workloads would repeat
+// the plain sidecar's (app-tls) or cannot run (sidecar-tls needs a MySQL
+// server behind it).
+func (c contestant) mysqlOnly() bool { return c.sidecarTLS || c.clientTLS }
+
+// Names of the TLS pair.
+const (
+	nameSidecarTLS = "sidecar-tls"
+	nameAppTLS     = "app-tls"
+)
+
+// tlsPair is the TLS contestants: the sidecar doing verify-identity TLS
+// to the server with a plaintext client, and the client doing TLS itself
+// through the plain relay. The server's certificate names only
+// testmysql.ClusterName; both connect to 127.0.0.1 and name it, so no
+// name is ever resolved.
+func tlsPair(caFile string) []contestant {
+	return []contestant{
+		{name: nameSidecarTLS, kind: kindSidecar, sidecarTLS: true, env: []string{
+			"TARGET_TLS=verify-identity", "TARGET_TLS_CA=" + caFile, "TARGET_SERVER_NAME=" + testmysql.ClusterName}},
+		{name: nameAppTLS, kind: kindSidecar, clientTLS: true},
+	}
+}
+
+// withoutMySQLOnly drops the TLS pair, for the workloads that are not MySQL.
+func withoutMySQLOnly(cs []contestant) []contestant {
+	var out []contestant
+	for _, c := range cs {
+		if !c.mysqlOnly() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
 
 // live is a contestant set up in front of one target.
 type live struct {

@@ -1,18 +1,21 @@
 // Command bench measures the sidecar against direct connections and socat on
 // loopback, in one run, with contestants interleaved and repeated:
 //
-//	go run ./bench            # full run, about 5-8 minutes
+//	go run ./bench            # full run, about 10 minutes (5 with -tls=false)
 //	go run ./bench -quick     # about 1-2 minutes
 //	go run ./bench -sidecar-env 'portable:DATA_PATH=portable' -o bench/RESULTS.md
 //
-// Workloads: MySQL point selects (sysbench, or a Go client), bulk throughput
+// Workloads: MySQL point selects (sysbench, or a Go client), new MySQL
+// sessions per second and large MySQL results (Go), bulk throughput
 // (iperf3, or Go), new connections per second (Go), and the forwarder's
-// memory with idle connections. Progress goes to stderr, the Markdown report
+// memory with idle connections. The TLS pair (sidecar-tls, app-tls) runs
+// the MySQL workloads only. Progress goes to stderr, the Markdown report
 // to stdout (and -o).
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,16 +55,22 @@ type config struct {
 	baselineBin  string        // optional older sidecar binary, run as contestant sidecar-baseline
 	burstSettle  time.Duration // how long after closing the idle connections RSS is read again
 	variants     sidecarFlags
+	tls          bool // add the TLS pair (sidecar-tls, app-tls)
 	flood        floodConfig
 	out          string
 }
 
 var (
-	allWorkloads = []string{"mysql", "bulk", "conns", "idle", "flood"}
+	allWorkloads = []string{"mysql", "mysql-conns", "mysql-bulk", "bulk", "conns", "idle", "flood"}
 	// The flood workload (several minutes: 10 floods and a minute's quiet
 	// per forwarder) runs when asked for.
-	defaultWorkloads = allWorkloads[:4]
+	defaultWorkloads = allWorkloads[:len(allWorkloads)-1]
 )
+
+// needsMySQL reports whether the workloads need the throwaway MariaDB.
+func (c config) needsMySQL() bool {
+	return slices.ContainsFunc(c.workloads, func(w string) bool { return strings.HasPrefix(w, "mysql") || w == "flood" })
+}
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
@@ -87,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.baselineBin, "baseline-bin", "", "also run this (older) sidecar binary, as contestant sidecar-baseline, for before/after ratios in one run")
 	fs.DurationVar(&cfg.burstSettle, "burst-settle", 30*time.Second, "after the idle connections close, wait this long and read the forwarder's RSS again (0: skip)")
 	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. portable:DATA_PATH=portable")
+	fs.BoolVar(&cfg.tls, "tls", true, "also run the TLS pair on the MySQL workloads: "+nameSidecarTLS+" (TARGET_TLS=verify-identity, plaintext client) and "+nameAppTLS+" (the client does TLS through the plain relay)")
 	floodFlags(fs, &cfg.flood)
 	fs.StringVar(&cfg.out, "o", "", "also write the Markdown report to this file")
 	if err := fs.Parse(args); err != nil {
@@ -169,6 +179,9 @@ type runner struct {
 	othersRounds []float64
 	othersRun    float64
 	db           *testmysql.Server
+	tlsFiles     testmysql.TLSFiles
+	tlsClient    *tls.Config // the app-tls client's: verify-identity against tlsFiles.CA
+	sysbenchDir  string      // sysbench --mysql-ssl=on reads its PEM files from its working directory
 	res          *results
 }
 
@@ -230,17 +243,24 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		r.contestants = append(r.contestants, contestant{name: "sidecar-baseline", kind: kindSidecar, bin: cfg.baselineBin})
 	}
 
-	if slices.Contains(cfg.workloads, "mysql") || slices.Contains(cfg.workloads, "flood") {
+	if cfg.needsMySQL() {
+		var serverArgs []string
+		if cfg.tls && r.sidecarPath != "" {
+			if serverArgs, err = r.setUpTLS(tmp); err != nil {
+				return err
+			}
+			r.contestants = append(r.contestants, tlsPair(r.tlsFiles.CA)...)
+		}
 		r.progress("starting a throwaway MariaDB")
 		dbCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		r.db, err = testmysql.StartServer(dbCtx)
+		r.db, err = testmysql.StartServer(dbCtx, serverArgs...)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("start MariaDB (needs mariadb-server): %w", err)
 		}
 		defer r.db.Stop()
 	}
-	if slices.Contains(cfg.workloads, "mysql") {
+	if slices.ContainsFunc(cfg.workloads, func(w string) bool { return strings.HasPrefix(w, "mysql") }) {
 		r.progress("preparing sbtest1 (%d rows) with %s", cfg.tableSize, r.sysbench)
 		if err := r.prepareMySQL(ctx); err != nil {
 			return err
@@ -266,17 +286,21 @@ rounds:
 			switch w {
 			case "mysql":
 				err = r.mysqlWorkload(ctx, round, order)
+			case "mysql-conns":
+				err = r.mysqlConnWorkload(ctx, round, order)
+			case "mysql-bulk":
+				err = r.mysqlBulkWorkload(ctx, round, order)
 			case "bulk":
-				err = r.bulkWorkload(ctx, round, order)
+				err = r.bulkWorkload(ctx, round, withoutMySQLOnly(order))
 			case "conns":
-				err = r.connWorkload(ctx, round, order)
+				err = r.connWorkload(ctx, round, withoutMySQLOnly(order))
 			case "idle":
 				if round == 1 {
-					err = r.idleWorkload(ctx, order)
+					err = r.idleWorkload(ctx, withoutMySQLOnly(order))
 				}
 			case "flood":
 				if round == 1 {
-					err = r.floodWorkload(ctx, order)
+					err = r.floodWorkload(ctx, withoutMySQLOnly(order))
 				}
 			}
 			if ctx.Err() != nil {

@@ -133,6 +133,21 @@ func TestParseFlags(t *testing.T) {
 		{name: "every problem listed", args: []string{"-threads", "1,x,0", "-rounds", "0", "-mysql-time", "10ms", "-workloads", "mysql,disk", "-mysql-client", "jdbc"},
 			wantErr: []string{`-threads "1,x,0": "x"`, `"0" is not a count`, "-rounds 0", "-mysql-time 10ms", `"disk" is not one of`, `-mysql-client "jdbc"`}},
 		{name: "stray argument", args: []string{"quick"}, wantErr: []string{`unexpected arguments ["quick"]`}},
+		{name: "TLS pair on by default", check: func(t *testing.T, c config) {
+			if !c.tls || !c.needsMySQL() {
+				t.Errorf("tls %v needsMySQL %v", c.tls, c.needsMySQL())
+			}
+		}},
+		{name: "TLS pair off, MySQL sessions only", args: []string{"-tls=false", "-workloads", "mysql-conns,bulk"}, check: func(t *testing.T, c config) {
+			if c.tls || !c.needsMySQL() || !slices.Equal(c.workloads, []string{"mysql-conns", "bulk"}) {
+				t.Errorf("tls %v needsMySQL %v workloads %v", c.tls, c.needsMySQL(), c.workloads)
+			}
+		}},
+		{name: "no MySQL workload", args: []string{"-workloads", "bulk,conns,idle"}, check: func(t *testing.T, c config) {
+			if c.needsMySQL() {
+				t.Error("needsMySQL without a MySQL workload")
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

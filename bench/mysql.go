@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math"
@@ -39,13 +40,17 @@ func (r *runner) prepareMySQL(ctx context.Context) error {
 	return goPrepare(ctx, r.db.DSN(r.db.Addr, "test"), r.cfg.tableSize)
 }
 
-// pointSelects runs one measurement at the given concurrency through port.
-func (r *runner) pointSelects(ctx context.Context, port, threads int) (sysbenchResult, error) {
+// pointSelects runs one measurement at the given concurrency through l.
+func (r *runner) pointSelects(ctx context.Context, l *live, threads int) (sysbenchResult, error) {
 	secs := int(math.Max(1, math.Round(r.cfg.mysqlTime.Seconds())))
 	if r.sysbenchPath != "" {
-		args := append(r.sysbenchArgs(port), "--threads="+strconv.Itoa(threads),
+		args := append(r.sysbenchArgs(l.port), "--threads="+strconv.Itoa(threads),
 			"--time="+strconv.Itoa(secs), "--percentile=99", "run")
-		out, err := runTool(ctx, r.sysbenchPath, args...)
+		dir := ""
+		if l.c.clientTLS {
+			args, dir = append(args, "--mysql-ssl=on"), r.sysbenchDir
+		}
+		out, err := runToolIn(ctx, dir, r.sysbenchPath, args...)
 		if ctx.Err() != nil {
 			return sysbenchResult{}, ctx.Err()
 		}
@@ -58,7 +63,11 @@ func (r *runner) pointSelects(ctx context.Context, port, threads int) (sysbenchR
 		}
 		return res, nil
 	}
-	return goPointSelects(ctx, r.db.DSN(fmt.Sprintf("127.0.0.1:%d", port), "test"), threads, time.Duration(secs)*time.Second, r.cfg.tableSize)
+	conn, err := r.connector(l.c, l.port)
+	if err != nil {
+		return sysbenchResult{}, err
+	}
+	return goPointSelects(ctx, conn, threads, time.Duration(secs)*time.Second, r.cfg.tableSize)
 }
 
 // goPrepare creates sysbench's sbtest1 schema and rows, for machines
@@ -97,12 +106,9 @@ func goPrepare(ctx context.Context, dsn string, rows int) error {
 // goPointSelects is the Go stand-in for sysbench oltp_point_select: a pool
 // of threads connections, each worker running a prepared
 // "SELECT c FROM sbtest1 WHERE id=?" with a random id.
-func goPointSelects(ctx context.Context, dsn string, threads int, d time.Duration, rows int) (sysbenchResult, error) {
+func goPointSelects(ctx context.Context, conn driver.Connector, threads int, d time.Duration, rows int) (sysbenchResult, error) {
 	res := sysbenchResult{Threads: threads}
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		return res, err
-	}
+	db := sql.OpenDB(conn)
 	defer db.Close()
 	db.SetMaxOpenConns(threads)
 	db.SetMaxIdleConns(threads)
@@ -184,6 +190,7 @@ func (r *runner) mysqlWorkload(ctx context.Context, round int, order []contestan
 	if err != nil {
 		return err
 	}
+	lives = r.provenTLS(ctx, round, lives)
 	for _, threads := range r.cfg.threads {
 		for _, l := range lives {
 			res, before, after, err := r.pointSelectsWithCPU(ctx, round, l, threads)
@@ -226,7 +233,7 @@ func (r *runner) pointSelectsWithCPU(ctx context.Context, round int, l *live, th
 		if before, err = l.usage(ctx); err != nil {
 			return
 		}
-		res, err = r.pointSelects(ctx, l.port, threads)
+		res, err = r.pointSelects(ctx, l, threads)
 		if ctx.Err() != nil {
 			return res, before, after, ctx.Err()
 		}

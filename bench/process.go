@@ -108,7 +108,13 @@ func (g *procGroup) killAll() {
 // runTool runs a client tool (sysbench, iperf3) to completion in its own
 // process group, killed as a group when ctx ends.
 func runTool(ctx context.Context, bin string, args ...string) (string, error) {
+	return runToolIn(ctx, "", bin, args...)
+}
+
+// runToolIn is runTool in working directory dir ("" = the bench's).
+func runToolIn(ctx context.Context, dir, bin string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

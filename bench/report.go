@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/example/sidecar/internal/testmysql"
 )
 
 // metric is one row of the report.
@@ -29,6 +32,8 @@ type goal struct {
 	atLeast bool    // ratio/value must be >= bound (else <=)
 	bound   float64 // ratio or absolute value
 	text    string
+	// reportOnly goals have no bound: the issue asks for the figure only.
+	reportOnly bool
 }
 
 func (r *runner) metrics() []metric {
@@ -47,6 +52,10 @@ func (r *runner) metrics() []metric {
 		metric{key: "bulk.cpu", label: "forwarder CPU per GB moved", unit: "s", prec: 3, forwarder: true},
 		metric{key: "conn.rate", label: fmt.Sprintf("new connections, %d dialers", r.cfg.connDialers), unit: "conn/s", higher: true},
 		metric{key: "conn.cpu", label: "forwarder CPU per new connection", unit: "µs", prec: 1, forwarder: true},
+		metric{key: "mconn.rate", label: fmt.Sprintf("new MySQL sessions (connect, log in, quit), %d clients", r.cfg.connDialers), unit: "sessions/s", higher: true},
+		metric{key: "mconn.cpu", label: "forwarder CPU per new MySQL session", unit: "µs", prec: 1, forwarder: true},
+		metric{key: "mbulk.gbps", label: "MySQL bulk: 4 MiB results, 1 session", unit: "Gbit/s", higher: true, prec: 2},
+		metric{key: "mbulk.cpu", label: "forwarder CPU per GB of MySQL results", unit: "s", prec: 3, forwarder: true},
 		metric{key: "idle.rss.0", label: "forwarder RSS, no connections", unit: "MiB", prec: 1, forwarder: true},
 		metric{key: "idle.rss.first", label: fmt.Sprintf("forwarder RSS, %d idle conns", r.cfg.idleFirst), unit: "MiB", prec: 1, forwarder: true},
 		metric{key: "idle.pss.first", label: fmt.Sprintf("forwarder PSS, %d idle conns", r.cfg.idleFirst), unit: "MiB", prec: 1, forwarder: true},
@@ -77,6 +86,21 @@ func (r *runner) goals() []goal {
 	)
 }
 
+// tlsGoals are issue 15's speed goals for sidecar-tls.
+func (r *runner) tlsGoals() []goal {
+	var gs []goal
+	for _, t := range r.cfg.threads {
+		gs = append(gs, goal{metric: fmt.Sprintf("mysql.qps.%d", t), against: nameAppTLS, atLeast: true, bound: 1, text: fmt.Sprintf("qps ≥ %s at %d conn", nameAppTLS, t)})
+	}
+	for _, t := range r.cfg.threads {
+		gs = append(gs, goal{metric: fmt.Sprintf("mysql.cpu.%d", t), against: "sidecar", bound: 1.5, text: fmt.Sprintf("CPU per query ≤ 1.5× plaintext sidecar at %d conn", t)})
+	}
+	return append(gs,
+		goal{metric: "mconn.rate", against: nameAppTLS, atLeast: true, bound: 1, text: "new MySQL sessions/s ≥ " + nameAppTLS},
+		goal{metric: "mbulk.gbps", against: nameAppTLS, reportOnly: true, text: "MySQL bulk throughput (reported)"},
+	)
+}
+
 // evaluate returns the figure the goal is judged on (a ratio, or the
 // absolute value) and whether it is met; ok false when a figure is missing.
 func (r *runner) evaluate(g goal, sidecar string) (figure float64, met, ok bool) {
@@ -91,7 +115,10 @@ func (r *runner) evaluate(g goal, sidecar string) (figure float64, met, ok bool)
 		}
 		v /= base
 	}
-	if g.atLeast {
+	switch {
+	case g.reportOnly:
+		return v, true, true
+	case g.atLeast:
 		return v, v >= g.bound, true
 	}
 	return v, v <= g.bound, true
@@ -109,10 +136,11 @@ func (r *runner) report(start, end time.Time) string {
 	r.reportGoals(p)
 	r.reportAbsolute(p)
 	for _, sc := range r.contestants {
-		if sc.kind == kindSidecar {
+		if sc.kind == kindSidecar && !sc.mysqlOnly() {
 			r.reportRatios(p, sc)
 		}
 	}
+	r.reportTLS(p)
 	r.reportMethod(p)
 	r.reportRounds(p)
 	return b.String()
@@ -124,7 +152,7 @@ type printf func(format string, a ...any)
 func (r *runner) reportGoals(p printf) {
 	var sidecars []contestant
 	for _, c := range r.contestants {
-		if c.kind == kindSidecar {
+		if c.kind == kindSidecar && !c.mysqlOnly() {
 			sidecars = append(sidecars, c)
 		}
 	}
@@ -156,7 +184,10 @@ func (r *runner) verdict(g goal, sidecar string) string {
 		return "no data"
 	}
 	v := "**not met**"
-	if met {
+	switch {
+	case g.reportOnly:
+		v = "reported"
+	case met:
 		v = "met"
 	}
 	if g.against == "" {
@@ -237,6 +268,45 @@ func (r *runner) reportRatios(p printf, sc contestant) {
 	}
 }
 
+// reportTLS compares sidecar-tls with app-tls (the app doing TLS itself
+// through the plain relay) and with the plaintext sidecar, on the MySQL
+// metrics, with issue 15's goals.
+func (r *runner) reportTLS(p printf) {
+	if !slices.ContainsFunc(r.contestants, func(c contestant) bool { return c.name == nameSidecarTLS }) {
+		return
+	}
+	p("\n## TLS to the database (issue 15): %s against %s and the plaintext relay\n\n", nameSidecarTLS, nameAppTLS)
+	p("%s: the client speaks plaintext to the sidecar, which does `TARGET_TLS=verify-identity` TLS to MariaDB. "+
+		"%s: the client does TLS itself (verified) through the sidecar's plain relay (`TARGET_TLS=disabled`). "+
+		"sidecar: plaintext end to end. Medians; forwarder CPU is the sidecar process only: MariaDB's CPU and the client's are not included "+
+		"(so %s's TLS work, done in the client, is not in its forwarder CPU).\n\n", nameSidecarTLS, nameAppTLS, nameAppTLS)
+	p("| metric | %s | %s | sidecar | %s ÷ %s | %s ÷ sidecar | goal | met? |\n|---|---:|---:|---:|---:|---:|---|---|\n",
+		nameSidecarTLS, nameAppTLS, nameSidecarTLS, nameAppTLS, nameSidecarTLS)
+	goals := map[string]goal{}
+	for _, g := range r.tlsGoals() {
+		goals[g.metric] = g
+	}
+	for _, m := range r.metrics() {
+		if !strings.HasPrefix(m.key, "mysql.") && !strings.HasPrefix(m.key, "mconn.") && !strings.HasPrefix(m.key, "mbulk.") {
+			continue
+		}
+		p("| %s |", m.label)
+		for _, c := range []string{nameSidecarTLS, nameAppTLS, "sidecar"} {
+			if v, _, ok := r.res.get(c, m.key); ok {
+				p(" %s %s |", strconv.FormatFloat(v, 'f', m.prec, 64), m.unit)
+			} else {
+				p(" n/a |")
+			}
+		}
+		p(" %s | %s |", r.ratio(nameSidecarTLS, nameAppTLS, m), r.ratio(nameSidecarTLS, "sidecar", m))
+		if g, ok := goals[m.key]; ok {
+			p(" %s | %s |\n", g.text, r.verdict(g, nameSidecarTLS))
+		} else {
+			p(" | |\n")
+		}
+	}
+}
+
 func (r *runner) reportMethod(p printf) {
 	p("\n## Method\n\n")
 	p("- Everything on loopback. Contestants: %s. ", names(r.contestants))
@@ -261,6 +331,10 @@ func (r *runner) reportMethod(p printf) {
 		bulkTool = "a Go sender and receiver, one stream"
 	}
 	p("- Bulk: %s, %v per measurement, receiver's rate.\n", bulkTool, r.cfg.bulkTime)
+	p("- MySQL sessions: %d Go clients (go-sql-driver/mysql) for %v, each opening a session (connect, log in), then quitting (COM_QUIT, close). MySQL bulk: one session reading `SELECT REPEAT('x', %d)` over and over for %v; the client's rate.\n", r.cfg.connDialers, r.cfg.connTime, bulkValue, r.cfg.bulkTime)
+	if r.tlsClient != nil {
+		p("- TLS: MariaDB has a certificate from a CA made for the run, naming only `%s` (no IP address); everyone connects to 127.0.0.1, and the TLS clients check that name, so nothing is resolved. MariaDB also takes plaintext logins, so every contestant uses the same server and table; each TLS contestant is checked once per round (the server reports a TLS version for its session). %s's client is sysbench `--mysql-ssl=on` (which also sends a client certificate, and does not check the server's name) or go-sql-driver with a verify-identity `tls.Config` without a session cache, as go-sql-driver's `tls=true` and libmysqlclient do by default; the sidecar keeps a client session cache and resumes TLS sessions. %s and %s run only the MySQL workloads.\n", testmysql.ClusterName, nameAppTLS, nameSidecarTLS, nameAppTLS)
+	}
 	p("- New connections: %d Go dialers for %v against a small Go server; each connection sends a 22-byte request, reads a 38-byte response and the server's close, then closes.\n", r.cfg.connDialers, r.cfg.connTime)
 	p("- Memory: each forwarder fresh, once per run; connections opened 8 at a time, each proven end to end by a 1-byte echo, then idle; read 1 s after the last one opened. RSS sums resident pages over the forwarder and its children (socat's shared pages count once per process); PSS (from smaps_rollup) splits shared pages, so it is the fairer figure for socat. The second step opens as many as RLIMIT_NOFILE allows the bench process (two descriptors per connection): %d; a forwarder that needs more than two descriptors per connection (it inherits the same limit) stops earlier, and the count it reached is reported. Descriptors per connection are counted in /proc/<pid>/fd (summed over socat's children) at the first step.\n", r.idleMax)
 }

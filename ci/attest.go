@@ -172,8 +172,8 @@ func platformDigests(pushed ecr.Pushed) []string {
 // image's files.
 func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins []PinnedImage, reg *ecr.Registry, pushed ecr.Pushed, src source) ([]referrers.Artifact, error) {
 	bases := baseImages(r.Config)
-	created, err := time.Parse(time.RFC3339, src.created)
-	if err != nil {
+	created := src.created
+	if created.IsZero() {
 		created = time.Now()
 	}
 	var docs []referrers.Artifact
@@ -203,7 +203,7 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins 
 		})
 	}
 
-	// Named by the commit tag the index was pushed under (gitref.Ref.Tags).
+	// Named by the commit tag the index was pushed under (imagetag.Decide).
 	tag := src.revision
 	if len(tag) > gitref.ShortLen {
 		tag = tag[:gitref.ShortLen]
@@ -230,10 +230,7 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins 
 		}
 		deps = append(deps, d)
 	}
-	lookup := r.lookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := r.env()
 	st, err := provenance.Build(provenance.Input{
 		Subjects: subjects, Source: sourceRepo(r.Config.Dir, src, lookup), BuildArgs: args, Platforms: plats,
 		BaseImages: deps, Builder: provenance.DetectBuilder(lookup), Started: r.start, Finished: time.Now(),
@@ -286,8 +283,8 @@ func sourceRepo(dir string, src source, lookup func(string) (string, bool)) prov
 	// Neither: the repository is unknown and left out, not guessed.
 	if s.Ref == "" {
 		switch {
-		case src.version != "" && src.version != "dev":
-			s.Ref = "refs/tags/" + src.version
+		case src.gitTag != "":
+			s.Ref = "refs/tags/" + src.gitTag
 		default:
 			if out, err := exec.Command("git", "-C", dir, "symbolic-ref", "-q", "HEAD").Output(); err == nil {
 				s.Ref = strings.TrimSpace(string(out))
@@ -297,6 +294,26 @@ func sourceRepo(dir string, src source, lookup func(string) (string, bool)) prov
 		}
 	}
 	return s
+}
+
+// env reads the CI's variables (os.LookupEnv unless a test set lookupEnv).
+func (r *Runner) env() func(string) (string, bool) {
+	if r.lookupEnv == nil {
+		return os.LookupEnv
+	}
+	return r.lookupEnv
+}
+
+// sourceLabel is the image's org.opencontainers.image.source: the
+// repository sourceRepo finds (GitHub's variables in Actions, else the
+// origin remote) when it is an http(s) address, "" (no label) otherwise:
+// never a made-up address.
+func (r *Runner) sourceLabel(src source) string {
+	repo := strings.TrimSuffix(sourceRepo(r.Config.Dir, src, r.env()).Repository, ".git")
+	if !strings.HasPrefix(repo, "https://") && !strings.HasPrefix(repo, "http://") {
+		return ""
+	}
+	return repo
 }
 
 // stripUserinfo drops user:token@ from a remote URL, which must never

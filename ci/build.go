@@ -12,6 +12,8 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 )
@@ -20,7 +22,6 @@ import (
 type Image struct {
 	Variants  []*dagger.Container // in Config.Platforms order
 	Platforms []dagger.Platform   // of Variants
-	Host      *dagger.Container   // the Config.HostPlatform variant
 	// Engine is the engine's own platform: the Go build runs there, and
 	// the smoke test runs that variant.
 	Engine dagger.Platform
@@ -41,25 +42,43 @@ type PinnedImage struct {
 
 // pinBaseImages resolves each base image to the digest its tag points at
 // now, so the build uses exactly the images the provenance records even
-// if a tag moves mid-run. The engine resolves a tag to its root
-// descriptor (the index of a multi-platform image), the same for every
-// platform; each is resolved for a platform it is used on, so one that
-// lacks the platform fails here.
+// if a tag moves mid-run. Each image is resolved for every platform it is
+// used on: RUNTIME_IMAGE for every target platform, GO_IMAGE for the
+// engine's (FROM --platform=$BUILDPLATFORM). The engine fails from() for
+// a platform the image's index lacks (engine/server/resolver/resolver.go
+// Resolver.ResolveImageConfig, metadata.go imageConfigMetadataChildrenHandler),
+// so such an image fails here, before any build, naming the variable,
+// the reference and the platform. The engine answers the root
+// descriptor's digest (the index), the same for every platform.
 func pinBaseImages(ctx context.Context, client *dagger.Client, cfg Config, engine dagger.Platform) ([]PinnedImage, error) {
 	var out []PinnedImage
 	for _, b := range baseImages(cfg) {
-		plat := engine // GO_IMAGE: FROM --platform=$BUILDPLATFORM
-		if b.Arg == "RUNTIME_IMAGE" && len(cfg.Platforms) > 0 {
-			plat = cfg.Platforms[0]
+		plats := []dagger.Platform{engine}
+		hint := "use an image that has it (the Go build runs on the engine's platform)"
+		if b.Arg == "RUNTIME_IMAGE" {
+			plats = cfg.Platforms
+			hint = "use an image that has it, or leave it out of PLATFORMS"
 		}
-		pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s=%s to a digest: %w", b.Arg, b.Ref, err)
+		for _, plat := range plats {
+			pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
+			switch {
+			case err != nil && strings.Contains(err.Error(), "no manifest matches requested platform"):
+				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s", b.Arg, b.Ref, plat, err, hint)
+			case err != nil:
+				return nil, fmt.Errorf("resolve %s=%s to a digest for %s (nothing was built): %w", b.Arg, b.Ref, plat, err)
+			}
+			if !strings.Contains(pinned, "@sha256:") {
+				return nil, fmt.Errorf("resolve %s=%s for %s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, plat, pinned)
+			}
+			if len(out) > 0 && out[len(out)-1].Arg == b.Arg {
+				if prev := out[len(out)-1].Pinned; prev != pinned {
+					return nil, fmt.Errorf("resolve %s=%s: %s for %s but %s for %s; the tag moved during the run, run again",
+						b.Arg, b.Ref, prev, plats[0], pinned, plat)
+				}
+				continue
+			}
+			out = append(out, PinnedImage{Arg: b.Arg, Ref: b.Ref, Pinned: pinned})
 		}
-		if !strings.Contains(pinned, "@sha256:") {
-			return nil, fmt.Errorf("resolve %s=%s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, pinned)
-		}
-		out = append(out, PinnedImage{Arg: b.Arg, Ref: b.Ref, Pinned: pinned})
 	}
 	return out, nil
 }
@@ -90,14 +109,18 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		r.step("build: %s %s is %s", b.Arg, b.Ref, b.Pinned)
 		args = setArg(args, b.Arg, b.Pinned)
 	}
+	label := r.sourceLabel(src)
+	if label == "" {
+		r.step("build: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label")
+	}
 	for _, p := range cfg.Platforms {
 		r.step("build: Dockerfile for %s", p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
+		if label != "" {
+			c = c.WithLabel("org.opencontainers.image.source", label)
+		}
 		img.Variants = append(img.Variants, c)
 		img.Platforms = append(img.Platforms, p)
-		if p == cfg.HostPlatform {
-			img.Host = c
-		}
 	}
 
 	tmp, err := os.MkdirTemp("", "sidecar-image-")
@@ -124,7 +147,16 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 	if err := checkSizes(r.log(), cfg, img.Sizes); err != nil {
 		return nil, err
 	}
-	if img.Files, err = imagefiles.Read(tarball, imagePaths()...); err != nil {
+	// One read of the export: the release's files and the local load.
+	layoutDir := filepath.Join(tmp, "layout")
+	if err := imagefiles.Untar(tarball, layoutDir); err != nil {
+		return nil, fmt.Errorf("read the built image: %w", err)
+	}
+	idx, err := layout.ImageIndexFromPath(layoutDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the built image: not an OCI image layout: %w", err)
+	}
+	if img.Files, err = imagefiles.FromIndex(idx, imagePaths()...); err != nil {
 		return nil, fmt.Errorf("read the built image: %w", err)
 	}
 	r.step("build: image %s within the %s budget", orUnknown(img.Digest), imagesize.Human(cfg.SizeBudget))
@@ -136,8 +168,11 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		r.step("build: wrote OCI tarball %s", cfg.OCITarball)
 	}
 	if cfg.LocalImage != "" {
-		r.step("build: loading %s image into local Docker as %s", cfg.HostPlatform, cfg.LocalImage)
-		if err := img.Host.ExportImage(ctx, cfg.LocalImage); err != nil {
+		// From the export, on this side: Container.ExportImage needs an
+		// engine driver with an image loader, which unix:// and tcp://
+		// runner hosts lack (engine engine/client/drivers/dial.go).
+		r.step("build: loading the %s image into local Docker as %s (docker load)", cfg.HostPlatform, cfg.LocalImage)
+		if err := r.loader()(ctx, idx, string(cfg.HostPlatform), cfg.LocalImage); err != nil {
 			return nil, fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", cfg.LocalImage, err)
 		}
 	}
@@ -172,7 +207,7 @@ func buildArgs(cfg Config, src source, engine dagger.Platform) []dagger.BuildArg
 	add("RUNTIME_IMAGE", cfg.RuntimeImage)
 	add("VERSION", src.version)
 	add("REVISION", src.revision)
-	add("CREATED", src.created)
+	add("CREATED", src.createdArg())
 	return args
 }
 

@@ -98,15 +98,14 @@ func labelSource(idx v1.ImageIndex, fallback source) (source, error) {
 			return source{}, fmt.Errorf("config of %s: %w", d.Digest, err)
 		}
 		l := cf.Config.Labels
-		s := source{version: l["org.opencontainers.image.version"], revision: l["org.opencontainers.image.revision"],
-			created: l["org.opencontainers.image.created"]}
+		s := source{gitTag: fallback.gitTag, version: l["org.opencontainers.image.version"], revision: l["org.opencontainers.image.revision"]}
 		if s.version == "" {
 			s.version = fallback.version
 		}
 		if s.revision == "" {
 			s.revision = fallback.revision
 		}
-		if _, err := time.Parse(time.RFC3339, s.created); err != nil {
+		if s.created, err = time.Parse(time.RFC3339, l["org.opencontainers.image.created"]); err != nil {
 			s.created = fallback.created
 		}
 		return s, nil

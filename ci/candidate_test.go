@@ -122,7 +122,7 @@ func TestPushDocumentsAnUndocumentedCandidate(t *testing.T) {
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
 	}
-	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v1.5.0"] != cand {
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["1.5.0"] != cand {
 		t.Errorf("tags %v, want v1.5.0 at the candidate %s", repo.Tags, cand)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
@@ -167,12 +167,12 @@ func TestPushRefusesACandidateItCannotRead(t *testing.T) {
 	if IsConfigError(err) {
 		t.Errorf("exit 2 for a candidate that cannot be read: %v", err)
 	}
-	for _, w := range []string{"release refused", cand, "SBOM and provenance", "v1.5.0 not moved", "batch-delete-image --repository-name sidecar --image-ids imageTag=" + short} {
+	for _, w := range []string{"release refused", cand, "SBOM and provenance", "1.5.0 not moved", "batch-delete-image --repository-name sidecar --image-ids imageTag=" + short} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q:\n%v", w, err)
 		}
 	}
-	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v1.5.0"] != "" || slices.Contains(ecrSrv.Operations(), "PutImage") {
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["1.5.0"] != "" || slices.Contains(ecrSrv.Operations(), "PutImage") {
 		t.Errorf("a tag moved: %v %v", repo.Tags, ecrSrv.Operations())
 	}
 	assertSecretHidden(t, fe, ecrSrv.Password)
@@ -237,7 +237,7 @@ func TestPushCompletesAPartialAttach(t *testing.T) {
 			t.Errorf("dist/%s: %v", title, err)
 		}
 	}
-	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v1.6.0"] != cand {
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["1.6.0"] != cand {
 		t.Errorf("tags %v", repo.Tags)
 	}
 }
@@ -269,7 +269,7 @@ func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
 				}
-				if repo.Tags["v1.7.0"] != cand {
+				if repo.Tags["1.7.0"] != cand {
 					t.Errorf("tags %v", repo.Tags)
 				}
 				return
@@ -277,12 +277,12 @@ func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Push released a candidate with a vulnerable binary; log:\n%s", fe.log)
 			}
-			for _, w := range []string{"GO-2026-0100", image, "v1.7.0 not moved"} {
+			for _, w := range []string{"GO-2026-0100", image, "1.7.0 not moved"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q: %v", w, err)
 				}
 			}
-			if repo.Tags["v1.7.0"] != "" {
+			if repo.Tags["1.7.0"] != "" {
 				t.Errorf("version tag moved: %v", repo.Tags)
 			}
 		})

@@ -61,124 +61,190 @@ var imageRefRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$`)
 // knownPlatforms are the platforms ECS (Fargate and EC2) runs.
 func knownPlatforms() []string { return []string{"linux/amd64", "linux/arm64"} }
 
-// LoadConfig reads the configuration for the source in dir from lookup
-// (os.LookupEnv in production) and validates all of it.
-func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) {
-	vars := loadSettings()
-	var problems []string
-	// problem reports a bad value of name, saying why (detail).
-	problem := func(name, val, detail string) {
-		problems = append(problems, fmt.Sprintf("%s=%q: %s", name, val, detail))
-	}
-	// bad reports a bad value of name with what the table accepts.
-	bad := func(name, val string) { problem(name, val, vars.row(name).Accepted) }
-	get := func(name string) string {
-		def := vars.value(name)
-		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
-			return strings.TrimSpace(v)
-		}
-		return def
-	}
-	boolean := func(name string) bool {
-		v := get(name)
-		b, err := envbool.Parse(v)
-		if err != nil {
-			bad(name, v)
-		}
-		return b
-	}
-	image := func(name string) string {
-		v := get(name)
-		if v != "" && !imageRefRE.MatchString(v) {
-			bad(name, v)
-		}
-		return v
-	}
+// errAccepted is a parser's "bad value": the problem then says what the
+// row accepts (Var.Accepted).
+var errAccepted = errors.New("not an accepted value")
 
+// LoadConfig reads the configuration for the source in dir from lookup
+// (os.LookupEnv in production) and validates all of it: every row of Vars
+// that the pipeline reads, by the row's parser, in table order.
+func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) {
+	var problems []string
+	problem := func(v Var, val, detail string) {
+		if v.Shown != nil {
+			val = v.Shown(val)
+		}
+		problems = append(problems, fmt.Sprintf("%s=%q: %s", v.Name, val, detail))
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		problems = append(problems, fmt.Sprintf("source directory %q: %v", dir, err))
 	}
 	c := Config{Dir: abs, HostPlatform: dagger.Platform("linux/" + runtime.GOARCH)}
-
-	plats := get("PLATFORMS")
-	emptyEntry := false
-	for _, p := range strings.Split(plats, ",") {
-		p = strings.TrimSpace(p)
-		switch {
-		case p == "":
-			if !emptyEntry { // once, however many commas
-				problem("PLATFORMS", plats, fmt.Sprintf("has an empty entry; want a comma-separated list of %s", strings.Join(knownPlatforms(), ", ")))
+	read := map[string]string{}
+	for _, v := range Vars() {
+		if v.Parse == nil {
+			continue
+		}
+		val := v.value(lookup)
+		read[v.Name] = val
+		for _, err := range unjoin(v.Parse(&c, val)) {
+			detail := err.Error()
+			if errors.Is(err, errAccepted) { // Accepted, plus any reason wrapped with it
+				detail = v.Accepted + strings.TrimPrefix(detail, errAccepted.Error())
 			}
-			emptyEntry = true
-		case !slices.Contains(knownPlatforms(), p):
-			problem("PLATFORMS", plats, fmt.Sprintf("platform %q is not one of %s", p, strings.Join(knownPlatforms(), ", ")))
-		case slices.Contains(c.Platforms, dagger.Platform(p)):
-			problem("PLATFORMS", plats, fmt.Sprintf("platform %q is listed twice", p))
-		default:
-			c.Platforms = append(c.Platforms, dagger.Platform(p))
+			problem(v, val, detail)
 		}
 	}
-	budget := get("SIZE_BUDGET")
-	if c.SizeBudget, err = imagesize.ParseSize(budget); err != nil {
-		bad("SIZE_BUDGET", budget)
+	// The local Docker runs this machine's platform.
+	if c.LocalImage != "" && len(c.Platforms) > 0 && !slices.Contains(c.Platforms, c.HostPlatform) {
+		problem(Var{Name: "PLATFORMS"}, read["PLATFORMS"],
+			fmt.Sprintf("must include this machine's platform %s for the local image (or set LOCAL_IMAGE=none)", c.HostPlatform))
 	}
-
-	c.LocalImage = get("LOCAL_IMAGE")
-	switch {
-	case c.LocalImage == "none":
-		c.LocalImage = ""
-	case !imageRefRE.MatchString(c.LocalImage):
-		bad("LOCAL_IMAGE", c.LocalImage)
-	case len(c.Platforms) > 0 && !slices.Contains(c.Platforms, c.HostPlatform):
-		// The local Docker runs this machine's platform.
-		problem("PLATFORMS", plats, fmt.Sprintf("must include this machine's platform %s for the local image (or set LOCAL_IMAGE=none)", c.HostPlatform))
-	}
-
-	if c.OCITarball = get("OCI_TARBALL"); c.OCITarball != "" {
-		if c.OCITarball, err = filepath.Abs(c.OCITarball); err != nil {
-			problem("OCI_TARBALL", c.OCITarball, err.Error())
-		} else if st, err := os.Stat(filepath.Dir(c.OCITarball)); err != nil || !st.IsDir() {
-			bad("OCI_TARBALL", c.OCITarball)
-		} else if st, err := os.Stat(c.OCITarball); err == nil && st.IsDir() {
-			problem("OCI_TARBALL", c.OCITarball, "is a directory; want a file path in an existing directory (e.g. dist/sidecar.tar)")
-		} else if err := writableDir(filepath.Dir(c.OCITarball)); err != nil {
-			problem("OCI_TARBALL", c.OCITarball, fmt.Sprintf("its directory is not writable (%v); want a file path in a directory this user can write", err))
-		}
-	}
-
-	c.GoImage = image("GO_IMAGE")
-	c.RuntimeImage = image("RUNTIME_IMAGE")
-	c.MySQLImage = image("MYSQL_IMAGE")
-	c.UnitTests = boolean("UNIT_TESTS")
-
-	c.Repository = get("ECR_REPOSITORY")
-	if !ecr.ValidRepositoryName(c.Repository) {
-		bad("ECR_REPOSITORY", c.Repository)
-	}
-	c.CreateRepository = boolean("ECR_CREATE_REPOSITORY")
-	c.ScanOnPush = boolean("ECR_SCAN_ON_PUSH")
-	c.ImmutableTags = boolean("ECR_IMMUTABLE_TAGS")
-	c.PushLatest = boolean("PUSH_LATEST")
-
-	c.VulnCheck = boolean("VULN_CHECK")
-	c.VulnDB = get("GOVULNDB")
-	if err := vulncheck.ValidDB(c.VulnDB); err != nil {
-		problem("GOVULNDB", vulncheck.Redact(c.VulnDB), vars.row("GOVULNDB").Accepted+" ("+err.Error()+")")
-	}
-	timeout := get("SCAN_TIMEOUT")
-	if c.ScanTimeout, err = time.ParseDuration(timeout); err != nil || c.ScanTimeout <= 0 {
-		bad("SCAN_TIMEOUT", timeout)
-	}
-	failOn := get("SCAN_FAIL_ON")
-	if c.ScanFailOn, err = ecr.ParseFailOn(failOn); err != nil {
-		bad("SCAN_FAIL_ON", failOn)
-	}
-
 	if len(problems) > 0 {
 		return Config{}, &ConfigError{Problems: problems}
 	}
 	return c, nil
+}
+
+// value is the row's value from lookup: trimmed, and the default when
+// unset or blank.
+func (v Var) value(lookup func(string) (string, bool)) string {
+	if s, ok := lookup(v.Name); ok && strings.TrimSpace(s) != "" {
+		return strings.TrimSpace(s)
+	}
+	if v.NoValue {
+		return ""
+	}
+	return v.Default
+}
+
+// unjoin lists the errors errors.Join joined (err itself otherwise).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// boolean parses a true/false row into the field it points at.
+func boolean(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, val string) error {
+		b, err := envbool.Parse(val)
+		if err != nil {
+			return errAccepted
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+// image parses an image reference row ("" = the Dockerfile's default).
+func image(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, val string) error {
+		if val != "" && !imageRefRE.MatchString(val) {
+			return errAccepted
+		}
+		*field(c) = val
+		return nil
+	}
+}
+
+func parsePlatforms(c *Config, val string) error {
+	var errs []error
+	emptyEntry := false
+	for _, p := range strings.Split(val, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "":
+			if !emptyEntry { // once, however many commas
+				errs = append(errs, fmt.Errorf("has an empty entry; want a comma-separated list of %s", strings.Join(knownPlatforms(), ", ")))
+			}
+			emptyEntry = true
+		case !slices.Contains(knownPlatforms(), p):
+			errs = append(errs, fmt.Errorf("platform %q is not one of %s", p, strings.Join(knownPlatforms(), ", ")))
+		case slices.Contains(c.Platforms, dagger.Platform(p)):
+			errs = append(errs, fmt.Errorf("platform %q is listed twice", p))
+		default:
+			c.Platforms = append(c.Platforms, dagger.Platform(p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func parseSizeBudget(c *Config, val string) (err error) {
+	if c.SizeBudget, err = imagesize.ParseSize(val); err != nil {
+		return errAccepted
+	}
+	return nil
+}
+
+func parseLocalImage(c *Config, val string) error {
+	switch {
+	case val == "none":
+		c.LocalImage = ""
+	case !imageRefRE.MatchString(val):
+		return errAccepted
+	default:
+		c.LocalImage = val
+	}
+	return nil
+}
+
+func parseOCITarball(c *Config, val string) error {
+	if val == "" {
+		return nil
+	}
+	path, err := filepath.Abs(val)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return errAccepted
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return errors.New("is a directory; want a file path in an existing directory (e.g. dist/sidecar.tar)")
+	}
+	if err := writableDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("its directory is not writable (%v); want a file path in a directory this user can write", err)
+	}
+	c.OCITarball = path
+	return nil
+}
+
+func parseRepository(c *Config, val string) error {
+	if !ecr.ValidRepositoryName(val) {
+		return errAccepted
+	}
+	c.Repository = val
+	return nil
+}
+
+func parseVulnDB(c *Config, val string) error {
+	if err := vulncheck.ValidDB(val); err != nil {
+		return fmt.Errorf("%w (%v)", errAccepted, err)
+	}
+	c.VulnDB = val
+	return nil
+}
+
+func parseScanTimeout(c *Config, val string) error {
+	d, err := time.ParseDuration(val)
+	if err != nil || d <= 0 {
+		return errAccepted
+	}
+	c.ScanTimeout = d
+	return nil
+}
+
+func parseFailOn(c *Config, val string) (err error) {
+	if c.ScanFailOn, err = ecr.ParseFailOn(val); err != nil {
+		return errAccepted
+	}
+	return nil
 }
 
 // IsConfigError reports whether err is a configuration problem (exit 2).

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"dagger.io/dagger"
+
+	"github.com/example/sidecar/ci/dockerload"
 )
 
 // EngineError means no Dagger engine could be reached. Its message is one
@@ -37,16 +39,52 @@ const probeTimeout = 3 * time.Second
 // and try to start an engine container) it checks that what the engine
 // needs is there, so a missing engine fails within seconds with one clear
 // message instead of a stack of SDK errors.
+//
+// When the CLI starts the engine in the local Docker, Connect also watches
+// that container: one that exits or cannot start fails the connect within
+// seconds, with its last log lines, instead of after the CLI's 300 s wait.
 func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
 	if err := probeEngine(ctx); err != nil {
 		return nil, err
 	}
-	c, err := dagger.Connect(ctx, dagger.WithLogOutput(log))
-	if err != nil {
-		fmt.Fprintln(log) // end the SDK's unterminated "Downloading CLI... " line
-		return nil, &EngineError{Missing: explainConnect(err), Err: err}
+	// The session lives as long as connectCtx: it is cancelled only when
+	// the connect is given up.
+	connectCtx, giveUp := context.WithCancelCause(ctx)
+	type result struct {
+		c   *dagger.Client
+		err error
 	}
-	return c, nil
+	done := make(chan result, 1)
+	abandon := func(err error) {
+		giveUp(err)
+		go func() { // a session that still comes up is closed
+			if res := <-done; res.c != nil {
+				res.c.Close()
+			}
+		}()
+	}
+	go func() {
+		c, err := dagger.Connect(connectCtx, dagger.WithLogOutput(log))
+		done <- result{c, err}
+	}()
+	var failed <-chan error
+	if engineInDocker() {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		failed = watchEngineStart(watchCtx, time.Now(), engineWatchPoll)
+	}
+	select {
+	case res := <-done:
+		if res.err != nil {
+			fmt.Fprintln(log) // end the SDK's unterminated "Downloading CLI... " line
+			return nil, &EngineError{Missing: explainConnect(res.err), Err: res.err}
+		}
+		return res.c, nil
+	case err := <-failed:
+		abandon(err)
+		fmt.Fprintln(log)
+		return nil, &EngineError{Missing: err.Error(), Err: err}
+	}
 }
 
 func probeEngine(ctx context.Context) error {
@@ -77,16 +115,12 @@ func probeEngine(ctx context.Context) error {
 	}
 }
 
-// dockerProbeTimeout bounds `docker version`: a remote or VM-backed
-// daemon (Colima, Docker Desktop) may take a few seconds to answer.
-const dockerProbeTimeout = 15 * time.Second
-
 // probeDocker checks what Dagger itself checks before starting the engine
 // in Docker (engine/client/drivers/docker.go, docker.Available at v0.21.8):
-// a docker CLI on PATH, and `docker version` succeeding. Asking the CLI
-// means DOCKER_HOST, DOCKER_CONTEXT and the current context in the Docker
-// config are honoured exactly as Dagger will (Colima, OrbStack, Docker
-// Desktop without /var/run/docker.sock).
+// a docker CLI on PATH, and `docker version` succeeding (dockerload.Ping).
+// Asking the CLI means DOCKER_HOST, DOCKER_CONTEXT and the current context
+// in the Docker config are honoured exactly as Dagger will (Colima,
+// OrbStack, Docker Desktop without /var/run/docker.sock).
 func probeDocker(ctx context.Context) error {
 	if _, err := exec.LookPath("docker"); err != nil {
 		for _, alt := range []string{"podman", "nerdctl", "finch"} {
@@ -96,22 +130,11 @@ func probeDocker(ctx context.Context) error {
 		}
 		return &EngineError{Missing: "Docker is not installed (no docker on PATH) to start the engine: install Docker, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine", Err: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}")
-	cmd.WaitDelay = time.Second // a stuck CLI's children must not hold us
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		return nil
+	if err := dockerload.Ping(ctx); err != nil {
+		return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (%v): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
+			dockerTarget(os.LookupEnv), err), Err: err}
 	}
-	detail := lastLine(string(out))
-	if ctx.Err() != nil {
-		detail = fmt.Sprintf("no answer within %s", dockerProbeTimeout)
-	} else if detail == "" {
-		detail = err.Error()
-	}
-	return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (`docker version`: %s): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
-		dockerTarget(os.LookupEnv), detail), Err: err}
+	return nil
 }
 
 // dockerTarget names where the docker CLI looks for its daemon, in the
@@ -167,11 +190,6 @@ func contextEndpoint(cfgDir, name string) string {
 		return ""
 	}
 	return meta.Endpoints["docker"].Host
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func dial(ctx context.Context, network, addr string) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagefiles"
+	"github.com/example/sidecar/ci/imagetag"
 )
 
 // publish releases the tested multi-platform image in five steps:
@@ -33,22 +34,22 @@ import (
 // nothing; a stop after the candidate leaves the commit tag as an
 // unreleased candidate, documented, so a released tag never lacks its
 // SBOM and provenance.
-func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image, reg *ecr.Registry, tags []string, src source) error {
+func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image, reg *ecr.Registry, tags imagetag.Tags, src source) error {
 	if err := removeDocuments(filepath.Join(r.Config.Dir, distDir)); err != nil {
 		return err
 	}
-	r.step("push: checking tags %s in %s", strings.Join(tags, ", "), reg.URI)
-	existing, err := reg.Lookup(ctx, tags)
+	r.step("push: checking tags %s in %s", strings.Join(tags.Names(), ", "), reg.URI)
+	existing, err := reg.Lookup(ctx, tags.Names())
 	if err != nil {
 		return err
 	}
-	plan, err := ecr.Decide(reg.Repository, img.Digest, tags, existing, reg.Immutable)
+	commit := tags.Commit()
+	plan, err := ecr.Decide(reg.Repository, img.Digest, commit, tags.Release(), existing, reg.Immutable)
 	if err != nil {
 		return fmt.Errorf("push refused (nothing pushed): %w", err)
 	}
-	commit := tags[0]
 	var promote, already []string
-	for _, tag := range tags[1:] {
+	for _, tag := range tags.Release() {
 		if _, ok := plan.Skip[tag]; ok {
 			already = append(already, tag)
 		} else {
@@ -128,7 +129,7 @@ func (r *Runner) publish(ctx context.Context, client *dagger.Client, img *Image,
 		}
 		fmt.Fprintln(r.out(), reg.Ref(tag)+"@"+candidate)
 	}
-	if len(promote) == 0 && len(tags) > 1 {
+	if len(promote) == 0 && len(tags.Release()) > 0 {
 		r.step("push: every tag already points at the commit's image")
 	}
 	return nil

@@ -36,6 +36,7 @@ import (
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
+	"github.com/example/sidecar/ci/imagetag"
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
 	"github.com/example/sidecar/ci/sbom"
@@ -507,7 +508,7 @@ func TestPushScanGate(t *testing.T) {
 			logWant: []string{"waiting for the ECR scan of linux/amd64 (NOT_STARTED)", "linux/amd64", "CRITICAL 0, HIGH 0, MEDIUM 0, LOW 1", "no ECR findings at or above CRITICAL"}},
 		{name: "critical stops the release", scanType: "BASIC", freq: "SCAN_ON_PUSH",
 			amd: []ecrtest.ScanState{complete(crit, high, medium, low)}, arm: []ecrtest.ScanState{complete()},
-			errWant: []string{"SCAN_FAIL_ON=CRITICAL", "linux/amd64: CRITICAL CVE-2026-1111 (busybox 1.37.0-r19)", "stays as an unreleased candidate", "v3.0.0 and latest not moved"},
+			errWant: []string{"SCAN_FAIL_ON=CRITICAL", "linux/amd64: CRITICAL CVE-2026-1111 (busybox 1.37.0-r19)", "stays as an unreleased candidate", "3.0.0 and latest not moved"},
 			logWant: []string{"CRITICAL 1, HIGH 1, MEDIUM 1, LOW 1"}},
 		{name: "HIGH threshold", scanType: "ENHANCED", freq: "CONTINUOUS_SCAN", env: map[string]string{"SCAN_FAIL_ON": "HIGH"},
 			amd: []ecrtest.ScanState{{Status: "PENDING"}, {Status: "ACTIVE", Findings: []ecrtest.ScanFinding{medium}}}, arm: []ecrtest.ScanState{{Status: "ACTIVE", Findings: []ecrtest.ScanFinding{high}}},
@@ -559,14 +560,14 @@ func TestPushScanGate(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
 				}
-				if repo.Tags["v3.0.0"] != fe.digest || repo.Tags["latest"] != fe.digest {
+				if repo.Tags["3.0.0"] != fe.digest || repo.Tags["latest"] != fe.digest {
 					t.Errorf("tags %v, want v3.0.0 and latest at %s", repo.Tags, fe.digest)
 				}
 			} else {
 				if err == nil {
 					t.Fatalf("Push passed; log:\n%s", fe.log)
 				}
-				if _, ok := repo.Tags["v3.0.0"]; ok {
+				if _, ok := repo.Tags["3.0.0"]; ok {
 					t.Errorf("version tag moved: %v", repo.Tags)
 				}
 				if _, ok := repo.Tags["latest"]; ok {
@@ -610,8 +611,8 @@ func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
 		want    string
 	}{
 		{"main push: nothing to promote", "", false, "this run had no version tag or latest to move"},
-		{"version tag", "v3.1.0", false, "stays as an unreleased candidate; v3.1.0 not moved"},
-		{"version tag already on the image", "v3.1.0", true, "v3.1.0 already pointed at the commit's image"},
+		{"version tag", "v3.1.0", false, "stays as an unreleased candidate; 3.1.0 not moved"},
+		{"version tag already on the image", "v3.1.0", true, "3.1.0 already pointed at the commit's image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ecrSrv, fe := scanningPush(t, "BASIC", nil)
@@ -620,7 +621,7 @@ func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
 			}
 			if tc.already {
 				ecrSrv.PushImage("sidecar", gitHead(t, fe.dir)[:12], fe.topType, fe.top)
-				ecrSrv.SetTag("sidecar", tc.version, fe.digest)
+				ecrSrv.SetTag("sidecar", imagetag.VersionOf(tc.version), fe.digest)
 			}
 			for _, d := range fe.platformDigests(t) {
 				ecrSrv.ScriptScan(d, crit)
@@ -740,7 +741,7 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 			if src["commit"] != commit || src["ref"] != "refs/tags/v4.0.0" || src["repository"] != "https://github.com/example/sidecar" {
 				t.Errorf("source %v", src)
 			}
-			if args := pred.BuildDefinition.ExternalParameters.AsMap()["buildArgs"].(map[string]any); args["VERSION"] != "v4.0.0" || args["RUNTIME_IMAGE"] != "mirror.example/alpine:3.22" {
+			if args := pred.BuildDefinition.ExternalParameters.AsMap()["buildArgs"].(map[string]any); args["VERSION"] != "4.0.0" || args["RUNTIME_IMAGE"] != "mirror.example/alpine:3.22" {
 				t.Errorf("build args %v", args)
 			}
 			if id := pred.RunDetails.Builder.Id; id != "https://github.com/example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0" {
@@ -807,7 +808,7 @@ func TestPushSinglePlatform(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(fe.dir, "dist", "sbom-"+strings.ReplaceAll(host, "/", "-")+".spdx.json")); err != nil {
 		t.Error(err)
 	}
-	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.0.0"] != fe.digest {
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["5.0.0"] != fe.digest {
 		t.Errorf("tags %v", repo.Tags)
 	}
 }
@@ -840,7 +841,7 @@ func TestPushSinglePlatformCandidate(t *testing.T) {
 	if f.Annotations[platformAnnotation] != host {
 		t.Errorf("SBOM annotated %v", f.Annotations)
 	}
-	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v5.1.0"] != cand {
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["5.1.0"] != cand {
 		t.Errorf("tags %v", repo.Tags)
 	}
 }
@@ -855,7 +856,7 @@ func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "attach sbom-") || !strings.Contains(err.Error(), "stays as an unreleased candidate") {
 		t.Fatalf("err = %v\nlog:\n%s", err, fe.log)
 	}
-	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["v6.0.0"] != "" {
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["6.0.0"] != "" {
 		t.Errorf("version tag moved: %v", repo.Tags)
 	}
 	if _, err := os.Stat(filepath.Join(fe.dir, "dist", "provenance.intoto.json")); err != nil {

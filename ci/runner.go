@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"dagger.io/dagger"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/dockerload"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
+	"github.com/example/sidecar/ci/imagetag"
 )
 
 // Runner runs the pipelines. Each entry point (Build, Test, Push) opens
@@ -35,6 +38,36 @@ type Runner struct {
 	// lookupEnv reads the CI's variables for the provenance (GitHub
 	// Actions); os.LookupEnv when nil.
 	lookupEnv func(string) (string, bool)
+	// loadImage and pingDocker reach the local Docker for LOCAL_IMAGE
+	// (dockerload.Load and dockerload.Ping when nil); pipeline tests, whose
+	// images are not runnable, record the load instead.
+	loadImage  func(ctx context.Context, idx v1.ImageIndex, platform, name string) error
+	pingDocker func(ctx context.Context) error
+}
+
+func (r *Runner) loader() func(ctx context.Context, idx v1.ImageIndex, platform, name string) error {
+	if r.loadImage == nil {
+		return dockerload.Load
+	}
+	return r.loadImage
+}
+
+// checkLocalDocker fails in seconds, before any build, when LOCAL_IMAGE
+// asks for a load into a Docker that does not answer.
+func (r *Runner) checkLocalDocker(ctx context.Context, target string) error {
+	if r.Config.LocalImage == "" {
+		return nil
+	}
+	r.step("%s: checking the local Docker for LOCAL_IMAGE=%s", target, r.Config.LocalImage)
+	ping := r.pingDocker
+	if ping == nil {
+		ping = dockerload.Ping
+	}
+	if err := ping(ctx); err != nil {
+		return fmt.Errorf("LOCAL_IMAGE=%s needs the local Docker, which is not reachable through %s (nothing was built): %w; "+
+			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, dockerTarget(os.LookupEnv), err)
+	}
+	return nil
 }
 
 func (r *Runner) log() io.Writer {
@@ -104,7 +137,10 @@ func (r *Runner) Push(ctx context.Context) error {
 	if ref.Dirty {
 		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files; the image would not match commit %s — commit or stash them first", ref.Short)
 	}
-	tags := ref.Tags(r.Config.PushLatest)
+	tags := imagetag.Decide(imagetag.Input{Short: ref.Short, GitTag: ref.GitTag, PushLatest: r.Config.PushLatest})
+	for _, skip := range tags.Skips() {
+		r.step("push: %s", skip)
+	}
 	if err := r.probeVulnDB(ctx); err != nil {
 		return err
 	}
@@ -149,6 +185,9 @@ func (r *Runner) Push(ctx context.Context) error {
 // withEngine opens the run's one Dagger session, runs the pipeline in it
 // and closes it, whatever the pipeline returned.
 func (r *Runner) withEngine(ctx context.Context, target string, pipeline func(client *dagger.Client) error) error {
+	if err := r.checkLocalDocker(ctx, target); err != nil {
+		return err
+	}
 	r.step("%s: connecting to the Dagger engine", target)
 	client, err := Connect(ctx, r.log())
 	if err != nil {
@@ -161,7 +200,19 @@ func (r *Runner) withEngine(ctx context.Context, target string, pipeline func(cl
 // source is what the image is stamped with (VERSION, REVISION, CREATED
 // build args). Outside a git checkout the Dockerfile defaults stand.
 type source struct {
-	version, revision, created string
+	gitTag   string    // the v* git tag on HEAD, "" when none
+	version  string    // imagetag.VersionOf(gitTag), or "dev"
+	revision string    // commit hash, "-dirty" when the worktree is
+	created  time.Time // commit time; zero = unknown
+}
+
+// createdArg is the CREATED build arg: RFC 3339, "" when unknown (the
+// Dockerfile's default then).
+func (s source) createdArg() string {
+	if s.created.IsZero() {
+		return ""
+	}
+	return s.created.UTC().Format(time.RFC3339)
 }
 
 func (r *Runner) source(ctx context.Context) source {
@@ -175,9 +226,10 @@ func (r *Runner) source(ctx context.Context) source {
 
 func sourceOf(ref gitref.Ref) source {
 	s := source{
-		version:  ref.Version,
+		gitTag:   ref.GitTag,
+		version:  imagetag.VersionOf(ref.GitTag),
 		revision: ref.Commit,
-		created:  ref.Time.Format(time.RFC3339),
+		created:  ref.Time,
 	}
 	if s.version == "" {
 		s.version = "dev"

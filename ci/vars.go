@@ -1,18 +1,20 @@
 package ci
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/vulncheck"
 	"github.com/example/sidecar/internal/envbool"
+	"github.com/example/sidecar/internal/envtypo"
 )
 
 // Var is one row of the pipeline's settings table, Vars. The table is the
-// one owner of every setting's name, default, accepted values and meaning:
-// LoadConfig takes its defaults and the accepted-values text of its errors
-// from it, and tests tie docs/pipeline.md's variables table and the Mage
-// targets' help to it.
+// one owner of every setting's name, default, accepted values, meaning and
+// parser: LoadConfig runs the rows' parsers in order, and tests tie
+// docs/pipeline.md's variables table and the Mage targets' help to it.
 type Var struct {
 	// Name is the environment variable.
 	Name string
@@ -34,6 +36,14 @@ type Var struct {
 	// Label is the docs' Variable cell where the row documents a group of
 	// variables read together (it names Name among them); "" = `Name`.
 	Label string
+	// Parse stores the value (trimmed; Default when unset or blank and
+	// not NoValue) in c. Its error is errAccepted (the problem then says
+	// Accepted), or says itself what is wrong; errors.Join for several.
+	// nil for the rows another program reads.
+	Parse func(c *Config, val string) error
+	// Shown is how a bad value appears in the error (GOVULNDB hides a
+	// password); nil = as given.
+	Shown func(string) string
 }
 
 // Accepted values shared by several rows.
@@ -44,42 +54,42 @@ const (
 
 // Vars lists every variable the pipeline reads: first LoadConfig's, then
 // those it leaves to the AWS SDK, the Dagger SDK and the docker CLI.
-// Adding a setting is one row here (and a line in LoadConfig parsing it).
+// Adding a setting is one row here, with its parser.
 func Vars() []Var {
 	return []Var{
-		{Name: "PLATFORMS", Default: strings.Join(knownPlatforms(), ","),
+		{Name: "PLATFORMS", Default: strings.Join(knownPlatforms(), ","), Parse: parsePlatforms,
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
-		{Name: "SIZE_BUDGET", Default: "50MB", Accepted: "want bytes or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)",
+		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want bytes or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)",
 			Help: "Largest allowed **uncompressed** image per platform. Units: `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB`, or plain bytes."},
-		{Name: "LOCAL_IMAGE", Default: "sidecar:latest", Accepted: "want an image name such as sidecar:latest, or none",
+		{Name: "LOCAL_IMAGE", Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest, or none",
 			Help: "Name of the image that `build` loads into the local Docker; `none` skips the load."},
-		{Name: "OCI_TARBALL", Default: "unset", NoValue: true, Accepted: "want a file path in an existing directory",
+		{Name: "OCI_TARBALL", Default: "unset", NoValue: true, Parse: parseOCITarball, Accepted: "want a file path in an existing directory",
 			Help: "Also write the multi-platform image as an OCI tarball to this path."},
-		{Name: "GO_IMAGE", Default: DefaultGoImage + ", the Dockerfile's default", NoValue: true, Accepted: acceptImage,
+		{Name: "GO_IMAGE", Default: DefaultGoImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.GoImage }), Accepted: acceptImage,
 			Help: "Go build image. `golang:1.26-alpine` pulls from Docker Hub; or an ECR pull-through cache or company mirror."},
-		{Name: "RUNTIME_IMAGE", Default: DefaultRuntimeImage + ", the Dockerfile's default", NoValue: true, Accepted: acceptImage,
+		{Name: "RUNTIME_IMAGE", Default: DefaultRuntimeImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.RuntimeImage }), Accepted: acceptImage,
 			Help: "Runtime base image (`alpine:3.22` for Docker Hub, or a mirror)."},
-		{Name: "MYSQL_IMAGE", Default: DefaultMySQLImage, Accepted: acceptImage,
+		{Name: "MYSQL_IMAGE", Default: DefaultMySQLImage, Parse: image(func(c *Config) *string { return &c.MySQLImage }), Accepted: acceptImage,
 			Help: "Database and client image for the smoke test (`mysql:8.4` for Docker Hub). MariaDB images (`mariadb:11`) work too."},
-		{Name: "UNIT_TESTS", Default: "true", Accepted: acceptBool,
+		{Name: "UNIT_TESTS", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.UnitTests }), Accepted: acceptBool,
 			Help: "Run `go test ./...` in `test` and `push`. CI sets `false` because it runs the unit tests in its own step."},
-		{Name: "ECR_REPOSITORY", Default: "sidecar", Accepted: "want lowercase letters, digits, . _ - with / separators, 2-256 characters (e.g. sidecar or team/sidecar)",
+		{Name: "ECR_REPOSITORY", Default: "sidecar", Parse: parseRepository, Accepted: "want lowercase letters, digits, . _ - with / separators, 2-256 characters (e.g. sidecar or team/sidecar)",
 			Help: "ECR repository to push to (e.g. `team/sidecar`)."},
-		{Name: "ECR_CREATE_REPOSITORY", Default: "true", Accepted: acceptBool,
+		{Name: "ECR_CREATE_REPOSITORY", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.CreateRepository }), Accepted: acceptBool,
 			Help: "Create the repository when it is missing. Set `false` to require an existing one (the role then needs no `ecr:CreateRepository`)."},
-		{Name: "ECR_SCAN_ON_PUSH", Default: "true", Accepted: acceptBool,
+		{Name: "ECR_SCAN_ON_PUSH", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.ScanOnPush }), Accepted: acceptBool,
 			Help: "Scan-on-push for a repository the pipeline creates."},
-		{Name: "ECR_IMMUTABLE_TAGS", Default: "true", Accepted: acceptBool,
+		{Name: "ECR_IMMUTABLE_TAGS", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.ImmutableTags }), Accepted: acceptBool,
 			Help: "Immutable tags for a repository the pipeline creates."},
-		{Name: "PUSH_LATEST", Default: "false", Accepted: acceptBool,
+		{Name: "PUSH_LATEST", Default: "false", Parse: boolean(func(c *Config) *bool { return &c.PushLatest }), Accepted: acceptBool,
 			Help: "Also push `latest`. Requires a repository with mutable tags."},
-		{Name: "VULN_CHECK", Default: "true", Accepted: acceptBool,
+		{Name: "VULN_CHECK", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.VulnCheck }), Accepted: acceptBool,
 			Help: "Before `push` pushes anything, run govulncheck (binary mode) on each platform's `sidecar` binary from the built image; a finding that affects it stops the push. `false` skips the check."},
-		{Name: "GOVULNDB", Default: vulncheck.DefaultDB, Accepted: "want an http(s):// or file:// URL of a Go vulnerability database, e.g. " + vulncheck.DefaultDB,
+		{Name: "GOVULNDB", Default: vulncheck.DefaultDB, Parse: parseVulnDB, Shown: vulncheck.Redact, Accepted: "want an http(s):// or file:// URL of a Go vulnerability database, e.g. " + vulncheck.DefaultDB,
 			Help: "Go vulnerability database for `VULN_CHECK`: the public one, a mirror (`https://…`), or a local copy (`file:///absolute/path`; `file://relative/db` is refused). An authenticated mirror's password (`https://user:token@mirror/`) is printed as `xxxxx`. Checked before the build; unreachable fails within seconds."},
-		{Name: "SCAN_TIMEOUT", Default: "10m", Accepted: "want a duration greater than zero such as 90s, 10m or 1h",
+		{Name: "SCAN_TIMEOUT", Default: "10m", Parse: parseScanTimeout, Accepted: "want a duration greater than zero such as 90s, 10m or 1h",
 			Help: "Longest wait for ECR's scan of the pushed candidate (every platform manifest). A Go duration: `90s`, `10m`, `1h`."},
-		{Name: "SCAN_FAIL_ON", Default: "CRITICAL", Accepted: "want one of " + strings.Join(ecr.FailOnValues(), ", "),
+		{Name: "SCAN_FAIL_ON", Default: "CRITICAL", Parse: parseFailOn, Accepted: "want one of " + strings.Join(ecr.FailOnValues(), ", "),
 			Help: "Lowest ECR scan severity that stops the release: `CRITICAL`, `HIGH`, `MEDIUM`, `LOW`, or `none` (never stop). The version tag and `latest` are then not moved; the commit tag stays as an unreleased candidate."},
 
 		{Name: "AWS_REGION", Default: "AWS SDK chain", NoValue: true, ReadBy: "AWS SDK",
@@ -97,33 +107,52 @@ func Vars() []Var {
 	}
 }
 
-// settings indexes the rows LoadConfig reads by name.
-type settings map[string]Var
+// labelNameRE finds the variable names a row's Label documents with it.
+var labelNameRE = regexp.MustCompile(`\b_*[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b`)
 
-func loadSettings() settings {
-	s := settings{}
+// names is every variable name Vars documents, Labels' included.
+func names() []string {
+	var ns []string
 	for _, v := range Vars() {
-		if v.ReadBy == "" {
-			s[v.Name] = v
+		ns = append(ns, v.Name)
+		for _, n := range labelNameRE.FindAllString(v.Label, -1) {
+			if n != v.Name {
+				ns = append(ns, n)
+			}
 		}
 	}
-	return s
+	return ns
 }
 
-// row is name's row. A name missing from the table is a bug in
-// LoadConfig, which every test of it would hit.
-func (s settings) row(name string) Var {
-	v, ok := s[name]
-	if !ok {
-		panic("ci: LoadConfig reads " + name + ", which is not in Vars")
+// TypoWarnings warns about each variable in environ (os.Environ form) that
+// no program of the pipeline reads but that looks like one it does
+// (envtypo.Find: ECR_REPO for ECR_REPOSITORY), saying what applies
+// instead. Values are not shown.
+func TypoWarnings(environ []string) []string {
+	rows := map[string]Var{}
+	for _, v := range Vars() {
+		rows[v.Name] = v
 	}
-	return v
+	var out []string
+	for _, t := range envtypo.Find(environ, names()) {
+		w := fmt.Sprintf("WARNING: %s is set but not read; did you mean %s?", t.Variable, t.Meant)
+		if v, ok := rows[t.Meant]; ok && v.ReadBy == "" {
+			w += " " + applies(v, environ)
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
-// value is what applies when name is unset or blank.
-func (s settings) value(name string) string {
-	if v := s.row(name); !v.NoValue {
-		return v.Default
+// applies says what the pipeline uses for v instead of the typo.
+func applies(v Var, environ []string) string {
+	for _, kv := range environ {
+		if name, _, _ := strings.Cut(kv, "="); name == v.Name {
+			return v.Name + " is set too."
+		}
 	}
-	return ""
+	if v.NoValue {
+		return v.Name + " is unset."
+	}
+	return v.Name + " is unset, so " + v.Name + "=" + v.Default + " applies."
 }

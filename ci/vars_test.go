@@ -218,3 +218,31 @@ func TestLoadConfigAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestVarsParse checks that LoadConfig's rows have a parser and the rows
+// another program reads have none.
+func TestVarsParse(t *testing.T) {
+	for _, v := range Vars() {
+		if (v.Parse == nil) != (v.ReadBy != "") {
+			t.Errorf("%s: parser %v, read by %q", v.Name, v.Parse != nil, v.ReadBy)
+		}
+	}
+}
+
+func TestTypoWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		environ []string
+		want    []string
+	}{
+		{[]string{"ECR_REPO=team/app"}, []string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is unset, so ECR_REPOSITORY=sidecar applies."}},
+		{[]string{"ECR_REPO=team/app", "ECR_REPOSITORY=team/app"}, []string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is set too."}},
+		{[]string{"OCI_TARBAL=x"}, []string{"WARNING: OCI_TARBAL is set but not read; did you mean OCI_TARBALL? OCI_TARBALL is unset."}},
+		{[]string{"AWS_REGOIN=eu-west-1"}, []string{"WARNING: AWS_REGOIN is set but not read; did you mean AWS_REGION?"}},
+		// Names a row documents with it are not typos of its Name.
+		{[]string{"AWS_PROFILE=x", "DOCKER_CONTEXT=colima", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "PATH=/bin", "HOME=/root"}, nil},
+	} {
+		if got := TypoWarnings(tc.environ); !slices.Equal(got, tc.want) {
+			t.Errorf("TypoWarnings(%v) =\n%q\nwant\n%q", tc.environ, got, tc.want)
+		}
+	}
+}

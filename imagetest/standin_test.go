@@ -104,8 +104,8 @@ func ensureStandins(t testing.TB, d docker) standins {
 	}{
 		{s.Runtime, runtimeRecipe, []string{"ENV " + pathEnv, `CMD ["/bin/sh"]`}, nil},
 		// Like the official golang image: toolchain on PATH, GOPATH=/go,
-		// GOTOOLCHAIN=local. Nothing more (no GOPROXY=off, no GOFLAGS): the
-		// Dockerfile itself must keep the build offline.
+		// GOTOOLCHAIN=local. Nothing more (no GOPROXY, no GOFLAGS): the
+		// Dockerfile itself must say what the build may fetch.
 		{s.Go, goRecipe, []string{
 			"ENV PATH=/usr/local/go/bin:/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"ENV GOPATH=/go", "ENV GOTOOLCHAIN=local", "ENV GOLANG_VERSION=" + strings.TrimPrefix(goTC.version, "go"),

@@ -81,20 +81,25 @@ func Test(ctx context.Context) error {
 // the ECR API endpoint. GOVULNDB (default: https://vuln.go.dev) is probed
 // first too. Then Build and Test run, and if VULN_CHECK (default: true)
 // govulncheck checks each platform's sidecar binary from the built image;
-// nothing is pushed if any of them fails. Release flow: the image is pushed
-// under the 12-character commit tag only (the candidate); when the
-// repository scans, push waits up to SCAN_TIMEOUT (default: 10m) for the
-// scan of every platform manifest, prints counts by severity, and stops on
-// findings at or above SCAN_FAIL_ON (default: CRITICAL), which also takes
-// HIGH, MEDIUM, LOW or none, leaving the candidate unreleased. Then it writes an SPDX SBOM
-// per platform and SLSA provenance to dist/ and attaches them to the image
-// index as OCI referrers; only then do the version tag (when HEAD has a v*
-// tag) and latest (when PUSH_LATEST (default: false) is true; needs mutable
-// tags) go onto the candidate with ECR PutImage. A tag already pointing at
-// this image is skipped. A commit already in ECR keeps its pushed image and
-// documents: the rebuild (never byte-identical) is not pushed. A version
-// tag pointing at another image in an immutable repository is an error and
-// nothing is pushed. Prints every reference with its digest on stdout.
+// nothing is pushed if any of them fails. Tags (imagetag.Decide):
+// commit tag: the 12-character commit hash (3f9c2a7b1d04), always pushed,
+// first, as the candidate; version tag: the v* git tag on HEAD without its
+// leading v (v1.0.0 is pushed as 1.0.0, also the image's version label);
+// skipped when there is none (no v* git tag on HEAD); latest: only when
+// PUSH_LATEST is true; skipped otherwise (PUSH_LATEST=false). PUSH_LATEST
+// (default: false) needs mutable tags. Release flow: the image is pushed
+// under the commit tag only (the candidate); an SPDX SBOM per platform and
+// SLSA provenance are written to dist/ and attached to the image index as
+// OCI referrers; when the repository scans, push waits up to SCAN_TIMEOUT
+// (default: 10m) for the scan of every platform manifest, prints counts by
+// severity, and stops on findings at or above SCAN_FAIL_ON (default:
+// CRITICAL), which also takes HIGH, MEDIUM, LOW or none, leaving the
+// candidate unreleased; only then do the version tag and latest go onto
+// the candidate with ECR PutImage. A tag already pointing at this image is
+// skipped. A commit already in ECR keeps its pushed image and documents:
+// the rebuild (never byte-identical) is not pushed. A version tag pointing
+// at another image in an immutable repository is an error and nothing is
+// pushed. Prints every reference with its digest on stdout.
 // Other environment as for Build and Test.
 func Push(ctx context.Context) error {
 	r, err := runner()
@@ -133,8 +138,12 @@ func Bench(ctx context.Context) error {
 	return nil
 }
 
-// runner loads and validates the configuration once, before any work.
+// runner loads and validates the configuration once, before any work,
+// after warning about variables that look like misspelt pipeline ones.
 func runner() (*ci.Runner, error) {
+	for _, w := range ci.TypoWarnings(os.Environ()) {
+		fmt.Fprintln(os.Stderr, w)
+	}
 	cfg, err := ci.LoadConfig(".", os.LookupEnv)
 	if err != nil {
 		return nil, mg.Fatal(exitConfig, err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha1"
 	"database/sql"
 	"encoding/binary"
 	"net"
@@ -15,16 +14,7 @@ import (
 
 // nativePassword is mysql_native_password's answer to scramble.
 func nativePassword(scramble []byte, password string) []byte {
-	s1 := sha1.Sum([]byte(password))
-	s2 := sha1.Sum(s1[:])
-	h := sha1.New()
-	h.Write(scramble)
-	h.Write(s2[:])
-	out := h.Sum(nil)
-	for i := range out {
-		out[i] ^= s1[i]
-	}
-	return out
+	return mysqlwire.NativeProof([]byte(password), scramble)
 }
 
 // rawClient is a minimal MySQL client, for the commands no driver here
@@ -89,6 +79,7 @@ func (r *rawClient) query(q string) string {
 }
 
 func TestChangeUserAndResetConnectionThroughTLS(t *testing.T) {
+	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
 	root, err := sql.Open("mysql", "root@unix("+srv.Socket+")/")
 	if err != nil {

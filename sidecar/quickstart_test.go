@@ -5,17 +5,18 @@ import (
 	"context"
 	"debug/elf"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/internal/testmysql"
 	"github.com/example/sidecar/sidecar/internal/config"
 )
@@ -54,7 +55,9 @@ func quickStartBlock(readme string) ([]string, error) {
 // serves metrics and exits 0 on SIGTERM. Only what a reader must adapt to
 // their own database is replaced: the MySQL port and the user (whose
 // password, given as MYSQL_PWD in the block so that no prompt swallows the
-// lines pasted after it).
+// lines pasted after it), and the ports, which may be busy here. It is
+// pasted through a pseudo-terminal into an interactive bash, as a reader's
+// paste arrives.
 func TestQuickStartAsPasted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds the sidecar in a fresh clone")
@@ -64,12 +67,8 @@ func TestQuickStartAsPasted(t *testing.T) {
 			testenv.Unavailable(t, "%s not on PATH (the quick start uses it; Debian packages git, golang, bash, curl, mariadb-client)", tool)
 		}
 	}
-	for _, port := range []string{"13306", config.Default("ADMIN_PORT")} {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
-		if err != nil {
-			t.Fatalf("the quick start uses port %s, which is busy here: %v", port, err)
-		}
-		_ = ln.Close()
+	if _, err := exec.LookPath("script"); err != nil {
+		testenv.Unavailable(t, "script not on PATH (util-linux's, from Debian's bsdutils: it gives the paste a pseudo-terminal)")
 	}
 	srv := testmysql.Start(t)
 
@@ -101,8 +100,14 @@ func TestQuickStartAsPasted(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := strings.Join(lines, "\n")
+	// The block's ports may be held by other tests or programs here: use
+	// free ones, the admin port through ADMIN_PORT as a reader would.
+	listen, adminPort := strconv.Itoa(testkit.FreePort(t)), strconv.Itoa(testkit.FreePort(t))
 	for _, r := range []struct{ old, new string }{
 		{"TARGET_PORT=3306", "TARGET_PORT=" + strconv.Itoa(srv.Port)},
+		{"LISTEN_PORT=13306", "LISTEN_PORT=" + listen},
+		{"-P 13306", "-P " + listen},
+		{"127.0.0.1:" + config.Default("ADMIN_PORT"), "127.0.0.1:" + adminPort},
 		{"MYSQL_PWD='app-password' ", "MYSQL_PWD='" + srv.Password + "' "},
 		{"-u app ", "-u " + srv.User + " "},
 	} {
@@ -112,11 +117,21 @@ func TestQuickStartAsPasted(t *testing.T) {
 		script = strings.ReplaceAll(script, r.old, r.new)
 	}
 
-	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	// Pasted as one piece into an interactive shell on a terminal: a
+	// prompt (mysql -p) would read the lines pasted after it.
+	bin := filepath.Join(clone, "bin", "sidecar")
+	t.Cleanup(func() { killByExecutable(bin) }) // a failed paste can leave its background sidecar running
+	pasteCtx, cancelPaste := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelPaste()
+	cmd := exec.CommandContext(pasteCtx, "script", "--quiet", "--return", "--command", "bash --noprofile --norc -i", "/dev/null")
 	cmd.Dir = clone
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), "ADMIN_PORT="+adminPort, "PS1=$ ", "TERM=dumb")
+	cmd.Stdin = strings.NewReader(script + "\nexit\n")
 	out, err := cmd.CombinedOutput()
-	text := string(out)
+	text := strings.ReplaceAll(string(out), "\r\n", "\n")
+	if pasteCtx.Err() != nil {
+		t.Fatalf("the pasted quick start did not finish within 2 minutes: a prompt may have read the lines pasted after it\n--- script\n%s\n--- output\n%s", script, text)
+	}
 	if err != nil {
 		t.Fatalf("quick start failed: %v\n--- script\n%s\n--- output\n%s", err, script, text)
 	}
@@ -131,7 +146,7 @@ func TestQuickStartAsPasted(t *testing.T) {
 			t.Errorf("quick start output lacks %q\n--- output\n%s", want, text)
 		}
 	}
-	if !strings.Contains(text, "\n1\n") { // mysql -e 'SELECT 1' through the sidecar
+	if strings.Count(text, "| 1 |") < 2 { // mysql -e 'SELECT 1' through the sidecar: on a terminal, a table
 		t.Errorf("mysql through the sidecar printed no row 1\n--- output\n%s", text)
 	}
 	if strings.Contains(text, `"level":"ERROR"`) {
@@ -139,7 +154,6 @@ func TestQuickStartAsPasted(t *testing.T) {
 	}
 
 	// The README promises a static binary.
-	bin := filepath.Join(clone, "bin", "sidecar")
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatalf("the quick start built no ELF binary at bin/sidecar: %v", err)
@@ -148,6 +162,18 @@ func TestQuickStartAsPasted(t *testing.T) {
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			t.Errorf("bin/sidecar is dynamically linked (has PT_INTERP)")
+		}
+	}
+}
+
+// killByExecutable kills every process running the program at path.
+func killByExecutable(path string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if exe, err := os.Readlink(filepath.Join(p, "exe")); err == nil && exe == path {
+			if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 	}
 }

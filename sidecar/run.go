@@ -13,6 +13,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/admin"
 	"github.com/example/sidecar/sidecar/internal/config"
 	"github.com/example/sidecar/sidecar/internal/epollrelay"
+	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
@@ -152,7 +153,10 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 		log.Error("not started", "err", err)
 		return exitFailure
 	}
-	adminCfg.Ready, adminCfg.Snapshot = srv.Ready, srv.Snapshot
+	adminCfg.Ready, adminCfg.Snapshot, adminCfg.IAM = srv.Ready, srv.Snapshot, cfg.IAM
+	if cfg.IAM != nil {
+		go warmIAM(ctx, cfg.IAM, log)
+	}
 	adm, err := admin.Listen(ctx, adminCfg)
 	if err != nil {
 		srv.Close()
@@ -169,6 +173,18 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	}
 	log.Info("stopped", "connections_cut", cut)
 	return exitOK
+}
+
+// warmIAM gets AWS credentials once, so /readyz can hold traffic until
+// they work and the first login does not wait for them.
+func warmIAM(ctx context.Context, tokens *iamauth.Tokens, log *slog.Logger) {
+	tokens.Warm(ctx, func(attempt int, err error) {
+		log.Warn("cannot get AWS credentials for IAM authentication; not ready, retrying", "credential_source", tokens.Source.Name,
+			"attempt", attempt, "err", err.Error())
+	})
+	if ok, _ := tokens.Ready(); ok {
+		log.Info("AWS credentials obtained; ready for IAM logins", "credential_source", tokens.Source.Name)
+	}
 }
 
 // warnTypos logs one warning per variable that looks like a misspelling of

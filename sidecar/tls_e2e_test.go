@@ -75,6 +75,7 @@ func sslVersion(ctx context.Context, db *sql.DB) (string, error) {
 // The fixture first: it really requires TLS, and its certificate names
 // only the Aurora-like endpoints.
 func TestTLSFixture(t *testing.T) {
+	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -105,6 +106,7 @@ func TestTLSFixture(t *testing.T) {
 }
 
 func TestTLSThroughSidecar(t *testing.T) {
+	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -259,6 +261,7 @@ print(c.server_thread_id[0] == cid, db, cur.fetchone()[1])`
 // Every refusal reaches the client as a MySQL error that starts with
 // "sidecar:", within seconds, and the sidecar stays up.
 func TestTLSRefusals(t *testing.T) {
+	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
 	expired, expiredFiles := testmysql.StartTLS(t, testmysql.TLSOptions{Expired: true})
 	plain := testmysql.Start(t)

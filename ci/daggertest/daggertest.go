@@ -47,6 +47,20 @@
 //     reference.WithDigest), containerSchema.imageRef;
 //     engine/server/resolver/resolver.go Resolver.ResolveImageConfig
 //     (digest: rootDesc.Digest); core/container.go Container.ImageRefOrErr.
+//   - Image platforms (ImagePlatforms): from(address) on a container of a
+//     platform the image's index lacks fails with "no manifest matches
+//     requested platform for <index digest>"; a container with no platform
+//     argument is of the engine's platform. engine/server/resolver/resolver.go
+//     Resolver.ResolveImageConfig (imageConfigPlatformMatcher:
+//     platforms.Only) and engine/server/resolver/metadata.go
+//     imageConfigMetadataChildrenHandler.
+//   - Image loading (RunnerHost): exportImage loads into the client's
+//     Docker only through a driver with an image loader; the unix:// and
+//     tcp:// drivers have none, so exportImage fails with "client has no
+//     supported api for loading image". engine/client/drivers/dial.go
+//     (dialDriver registered for tcp and unix with a nil loader,
+//     ImageLoader); engine/engineutil/containerimage.go
+//     Client.ExportContainerImage.
 //   - Export layout: export writes an OCI image layout tarball whose index
 //     lists one manifest per platform variant (core/container.go
 //     Container.Export, ExportContainerImage); the default answer writes
@@ -73,6 +87,15 @@ import (
 	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/example/sidecar/internal/testkit"
+)
+
+// Version is the engine and SDK version this model was read from
+// (github.com/dagger/dagger at ModelCommit). A test fails when go.mod's
+// dagger.io/dagger differs: a Dagger bump must revisit every behaviour
+// listed in the package comment.
+const (
+	Version     = "v0.21.8"
+	ModelCommit = "7902e644be"
 )
 
 // Call is one field selection in a chain with its arguments.
@@ -198,6 +221,8 @@ type Server struct {
 	platform string
 	startup  StartupFunc
 	images   map[string]*Healthcheck
+	plats    map[string][]string // normalized image -> platforms of its index
+	runner   string              // runner host scheme: "" = image:// (engine in Docker)
 	services []Service
 	secrets  map[string]string
 }
@@ -208,7 +233,7 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{},
-		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}}
+		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}, plats: map[string][]string{}}
 	l := testkit.Listen(t) // 127.0.0.1 only: httptest would fall back to ::1
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	srv.Listener.Close()
@@ -226,6 +251,45 @@ func (s *Server) Platform(p string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.platform = p
+}
+
+// ImagePlatforms declares the platforms of ref's index (by default an
+// image has every platform): from(ref) for another platform then fails.
+func (s *Server) ImagePlatforms(ref string, platforms ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plats[NormalizeImage(ref)] = platforms
+}
+
+// checkPlatforms fails a chain that takes an image from a registry for a
+// platform its index lacks (see ImagePlatforms).
+func (s *Server) checkPlatforms(chain []Call) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	plat := s.platform // container() without a platform: the engine's
+	for _, c := range chain {
+		switch c.Field {
+		case "container":
+			if p := c.Arg("platform"); p != "" {
+				plat = p
+			}
+		case "from":
+			ref := c.Arg("address")
+			if ps, ok := s.plats[NormalizeImage(ref)]; ok && !slices.Contains(ps, plat) {
+				return Failure("no manifest matches requested platform for " + ImageDigest(ref))
+			}
+		}
+	}
+	return nil
+}
+
+// RunnerHost sets the scheme of the runner host the session stands for
+// (_EXPERIMENTAL_DAGGER_RUNNER_HOST): "unix" and "tcp" have no image
+// loader, so exportImage fails as on such an engine.
+func (s *Server) RunnerHost(scheme string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runner = scheme
 }
 
 // Handle overrides the answer for leaf field (e.g. "stdout", "size").
@@ -326,16 +390,22 @@ type gqlError struct {
 func (e *gqlError) Error() string { return e.Message }
 
 // ExecFailure is the error the engine returns when a withExec exits
-// non-zero; the SDK turns it into *dagger.ExecError.
+// non-zero; the SDK turns it into *dagger.ExecError. As the engine makes
+// it (core/exec_error.go execErrorFromMetaRef): the message is the cause
+// with its trace origin appended, "exit code: N [traceparent:…]"
+// (telemetry.TrackOrigin), and stdout and stderr are trimmed of
+// surrounding whitespace.
 func ExecFailure(cmd []string, exitCode int, stdout, stderr string) error {
 	args := make([]any, len(cmd))
 	for i, c := range cmd {
 		args[i] = c
 	}
+	trace := sha256.Sum256([]byte(strings.Join(cmd, " ")))
 	return &gqlError{
-		Message: fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(cmd, " "), exitCode),
+		Message: fmt.Sprintf("exit code: %d [traceparent:00-%x-%x-01]", exitCode, trace[:16], trace[16:24]),
 		Extensions: map[string]any{
-			"_type": "EXEC_ERROR", "cmd": args, "exitCode": exitCode, "stdout": stdout, "stderr": stderr,
+			"_type": "EXEC_ERROR", "cmd": args, "exitCode": exitCode,
+			"stdout": strings.TrimSpace(stdout), "stderr": strings.TrimSpace(stderr),
 		},
 	}
 }
@@ -436,6 +506,9 @@ func (s *Server) leaf(text string, chain []Call) (any, error) {
 	if obs != nil {
 		obs(q)
 	}
+	if err := s.checkPlatforms(q.Chain); err != nil {
+		return nil, err
+	}
 	if resolves[q.Leaf().Field] {
 		if err := s.resolveSecrets(q.Chain, map[string]bool{}); err != nil {
 			return nil, err
@@ -476,7 +549,14 @@ func (s *Server) defaultAnswer(q Query) (any, error) {
 		defer s.mu.Unlock()
 		return s.platform, nil
 	case "version":
-		return "v0.21.8", nil
+		return Version, nil
+	case "exportImage":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.runner == "unix" || s.runner == "tcp" {
+			return nil, Failure("client has no supported api for loading image")
+		}
+		return nil, nil
 	case "imageRef":
 		if len(q.Chain) < 2 || q.Chain[len(q.Chain)-2].Field != "from" {
 			return nil, Failure("Image reference can only be retrieved immediately after the 'Container.From' call. Error in fetching imageRef as the container image is changed")

@@ -3,6 +3,7 @@ package daggertest_test
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -63,8 +64,12 @@ func TestExecFailureBecomesExecError(t *testing.T) {
 	if !errors.As(err, &ee) {
 		t.Fatalf("err = %T %v, want *dagger.ExecError", err, err)
 	}
-	if ee.ExitCode != 7 || ee.Stdout != "out\n" || ee.Stderr != "err\n" || strings.Join(ee.Cmd, " ") != "sh -c exit 7" {
+	// Trimmed, and the message is the engine's (core/exec_error.go).
+	if ee.ExitCode != 7 || ee.Stdout != "out" || ee.Stderr != "err" || strings.Join(ee.Cmd, " ") != "sh -c exit 7" {
 		t.Errorf("ExecError = %+v", ee)
+	}
+	if !regexp.MustCompile(`exit code: 7 \[traceparent:00-[0-9a-f]{32}-[0-9a-f]{16}-01\]`).MatchString(err.Error()) {
+		t.Errorf("message %q, want exit code: 7 [traceparent:…]", err)
 	}
 }
 

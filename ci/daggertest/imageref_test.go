@@ -32,3 +32,40 @@ func TestImageRef(t *testing.T) {
 		t.Errorf("imageRef after withExec: %v", err)
 	}
 }
+
+// An image whose index lacks a platform fails from for that platform,
+// naming the index; a container without a platform is the engine's.
+func TestImagePlatforms(t *testing.T) {
+	s, c, ctx := connect(t)
+	s.ImagePlatforms("mirror.example/alpine:3.22", "linux/amd64")
+	s.Platform("linux/amd64")
+	if _, err := c.Container(dagger.ContainerOpts{Platform: "linux/amd64"}).From("mirror.example/alpine:3.22").ImageRef(ctx); err != nil {
+		t.Errorf("amd64: %v", err)
+	}
+	if _, err := c.Container().From("mirror.example/alpine:3.22").ImageRef(ctx); err != nil {
+		t.Errorf("engine platform: %v", err)
+	}
+	_, err := c.Container(dagger.ContainerOpts{Platform: "linux/arm64"}).From("mirror.example/alpine:3.22").ImageRef(ctx)
+	if want := "no manifest matches requested platform for " + daggertest.ImageDigest("mirror.example/alpine:3.22"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("arm64: %v, want %q", err, want)
+	}
+	if _, err := c.Container(dagger.ContainerOpts{Platform: "linux/arm64"}).From("alpine:3.22").ImageRef(ctx); err != nil {
+		t.Errorf("an undeclared image has every platform: %v", err)
+	}
+}
+
+// exportImage works on the default driver and is refused on the unix://
+// and tcp:// drivers, which have no image loader.
+func TestExportImageRunnerHost(t *testing.T) {
+	for _, tc := range []struct {
+		scheme string
+		fails  bool
+	}{{"", false}, {"image", false}, {"unix", true}, {"tcp", true}} {
+		s, c, ctx := connect(t)
+		s.RunnerHost(tc.scheme)
+		err := c.Container().From("alpine:3.22").ExportImage(ctx, "x:latest")
+		if got := err != nil && strings.Contains(err.Error(), "client has no supported api for loading image"); got != tc.fails {
+			t.Errorf("runner %q: exportImage error %v, want refused: %v", tc.scheme, err, tc.fails)
+		}
+	}
+}

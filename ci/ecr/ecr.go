@@ -37,6 +37,10 @@ type Options struct {
 	// CredentialsTimeout bounds the credential chain (which may probe the
 	// EC2 metadata service); default 15s.
 	CredentialsTimeout time.Duration
+	// CallTimeout bounds each ECR API call; 0 = CallTimeout (the constant).
+	CallTimeout time.Duration
+	// ProgressEvery is how often a long wait is reported; 0 = ProgressEvery.
+	ProgressEvery time.Duration
 	// Log receives the AWS SDK's own log lines, less the IMDSv1 fallback
 	// warning (see sdkLogger); os.Stderr when nil.
 	Log io.Writer
@@ -125,11 +129,19 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 	}
 	timeout := opts.CredentialsTimeout
 	if timeout <= 0 {
-		timeout = 15 * time.Second
+		timeout = DefaultCredentialsTimeout
 	}
-	credCtx, cancel := context.WithTimeout(ctx, timeout)
-	_, err = cfg.Credentials.Retrieve(credCtx)
-	cancel()
+	bound, every := opts.CallTimeout, opts.ProgressEvery
+	if bound <= 0 {
+		bound = CallTimeout
+	}
+	if every <= 0 {
+		every = ProgressEvery
+	}
+	err = watched(ctx, log, "AWS credentials", timeout, every, func(ctx context.Context) error {
+		_, err := cfg.Credentials.Retrieve(ctx)
+		return err
+	})
 	if err != nil {
 		problems = append(problems, "AWS credentials not found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "+
 			"or run with a role (GitHub Actions: aws-actions/configure-aws-credentials) — "+firstLine(err))
@@ -138,10 +150,15 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 		return nil, &PreflightError{Problems: problems}
 	}
 
+	endpoint := "the ECR endpoint of " + cfg.Region
+	if opts.BaseEndpoint != "" {
+		endpoint = opts.BaseEndpoint
+	}
 	client := ecr.NewFromConfig(cfg, func(o *ecr.Options) {
 		if opts.BaseEndpoint != "" {
 			o.BaseEndpoint = aws.String(opts.BaseEndpoint)
 		}
+		o.APIOptions = append(o.APIOptions, watchCalls(log, endpoint, bound, every))
 	})
 	reg := &Registry{client: client, Region: cfg.Region, Repository: opts.Repository}
 	if err := reg.login(ctx); err != nil {

@@ -211,47 +211,45 @@ func TestLookup(t *testing.T) {
 
 func TestDecide(t *testing.T) {
 	const local = "sha256:1111"
-	both := []string{"abc123abc123", "v1.2.0"}
+	const commit = "abc123abc123"
+	both := []string{"1.2.0", commit} // sorted, as sortedKeys returns them
+	version := both[:1]
 	for _, tc := range []struct {
 		name         string
-		tags         []string
+		release      []string // version, latest
 		existing     map[string]string
 		immutable    bool
-		wantPublish  []string
-		wantPromote  map[string]string
 		wantSkip     []string
 		wantMoves    []string
 		wantReleased bool
 		wantErr      []string // tags named in conflicts
 	}{
-		{name: "new commit", tags: both, immutable: true, wantPublish: both},
-		{name: "same commit again, same digest", tags: both, immutable: true,
-			existing: map[string]string{"abc123abc123": local, "v1.2.0": local}, wantSkip: both},
-		{name: "version tag added to a commit pushed from this very build", tags: both, immutable: true,
-			existing: map[string]string{"abc123abc123": local}, wantPublish: []string{"v1.2.0"}, wantSkip: []string{"abc123abc123"}},
-		{name: "same commit again, different digest, immutable: the pushed image stands", tags: both[:1], immutable: true,
-			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantSkip: both[:1], wantReleased: true},
-		{name: "same commit again, different digest, mutable moves", tags: both[:1],
-			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantPublish: both[:1], wantMoves: both[:1]},
-		{name: "release of a commit main already pushed", tags: both, immutable: true,
-			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantReleased: true,
-			wantPromote: map[string]string{"v1.2.0": "sha256:2222"}, wantSkip: []string{"abc123abc123"}},
-		{name: "release re-run", tags: both, immutable: true, wantReleased: true,
-			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:2222"}, wantSkip: both},
-		{name: "version already names another image", tags: both, immutable: true,
-			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
-		{name: "version of a new commit already taken", tags: both, immutable: true,
-			existing: map[string]string{"v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
-		{name: "re-run of a commit whose version tag names another image", tags: both, immutable: true,
-			existing: map[string]string{"abc123abc123": local, "v1.2.0": "sha256:3333"}, wantErr: []string{"v1.2.0"}},
-		{name: "mutable release of a commit already pushed", tags: both,
-			existing: map[string]string{"abc123abc123": "sha256:2222", "v1.2.0": "sha256:3333"}, wantReleased: true,
-			wantPromote: map[string]string{"v1.2.0": "sha256:2222"}, wantSkip: []string{"abc123abc123"}, wantMoves: []string{"v1.2.0"}},
-		{name: "mutable latest moves", tags: []string{"abc123abc123", "latest"},
-			existing: map[string]string{"latest": "sha256:3333"}, wantPublish: []string{"abc123abc123", "latest"}, wantMoves: []string{"latest"}},
+		{name: "new commit", release: version, immutable: true},
+		{name: "same commit again, same digest", release: version, immutable: true,
+			existing: map[string]string{"abc123abc123": local, "1.2.0": local}, wantSkip: both},
+		{name: "version tag added to a commit pushed from this very build", release: version, immutable: true,
+			existing: map[string]string{"abc123abc123": local}, wantSkip: []string{"abc123abc123"}},
+		{name: "same commit again, different digest, immutable: the pushed image stands", release: nil, immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantSkip: both[1:], wantReleased: true},
+		{name: "same commit again, different digest, mutable moves", release: nil,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantMoves: both[1:]},
+		{name: "release of a commit main already pushed", release: version, immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222"}, wantReleased: true, wantSkip: []string{"abc123abc123"}},
+		{name: "release re-run", release: version, immutable: true, wantReleased: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "1.2.0": "sha256:2222"}, wantSkip: both},
+		{name: "version already names another image", release: version, immutable: true,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "1.2.0": "sha256:3333"}, wantErr: []string{"1.2.0"}},
+		{name: "version of a new commit already taken", release: version, immutable: true,
+			existing: map[string]string{"1.2.0": "sha256:3333"}, wantErr: []string{"1.2.0"}},
+		{name: "re-run of a commit whose version tag names another image", release: version, immutable: true,
+			existing: map[string]string{"abc123abc123": local, "1.2.0": "sha256:3333"}, wantErr: []string{"1.2.0"}},
+		{name: "mutable release of a commit already pushed", release: version,
+			existing: map[string]string{"abc123abc123": "sha256:2222", "1.2.0": "sha256:3333"}, wantReleased: true, wantSkip: []string{"abc123abc123"}, wantMoves: []string{"1.2.0"}},
+		{name: "mutable latest moves", release: []string{"latest"},
+			existing: map[string]string{"latest": "sha256:3333"}, wantMoves: []string{"latest"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ecr.Decide("sidecar", local, tc.tags, tc.existing, tc.immutable)
+			p, err := ecr.Decide("sidecar", local, commit, tc.release, tc.existing, tc.immutable)
 			if len(tc.wantErr) > 0 {
 				var ce *ecr.ConflictError
 				if !errors.As(err, &ce) {
@@ -265,19 +263,13 @@ func TestDecide(t *testing.T) {
 				if n := strings.Count(err.Error(), "already points at"); n != len(tc.wantErr) {
 					t.Errorf("%d conflicts reported, want %d: %v", n, len(tc.wantErr), err)
 				}
-				if len(p.Publish)+len(p.Promote) != 0 {
-					t.Errorf("a failed decision still plans to push %v %v", p.Publish, p.Promote)
+				if len(p.Skip)+len(p.Moves) != 0 || p.Released {
+					t.Errorf("a failed decision still plans: %+v", p)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
-			}
-			if !slices.Equal(p.Publish, tc.wantPublish) {
-				t.Errorf("publish = %v, want %v", p.Publish, tc.wantPublish)
-			}
-			if fmt.Sprint(p.Promote) != fmt.Sprint(orEmpty(tc.wantPromote)) {
-				t.Errorf("promote = %v, want %v", p.Promote, tc.wantPromote)
 			}
 			if got := sortedKeys(p.Skip); !slices.Equal(got, tc.wantSkip) {
 				t.Errorf("skip = %v, want %v", got, tc.wantSkip)
@@ -290,13 +282,6 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
-}
-
-func orEmpty(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
 }
 
 func TestRetag(t *testing.T) {
@@ -321,16 +306,16 @@ func TestRetag(t *testing.T) {
 }
 
 func TestDecideUnknownLocalDigest(t *testing.T) {
-	_, err := ecr.Decide("sidecar", "", []string{"abc", "v1.0.0"}, map[string]string{"v1.0.0": "sha256:1"}, true)
+	_, err := ecr.Decide("sidecar", "", "abc", []string{"1.0.0"}, map[string]string{"1.0.0": "sha256:1"}, true)
 	if err == nil || !strings.Contains(err.Error(), "digest is unknown") {
 		t.Fatalf("version tag taken, unknown digest: err = %v", err)
 	}
-	p, err := ecr.Decide("sidecar", "", []string{"abc"}, map[string]string{"abc": "sha256:1"}, true)
-	if err != nil || !p.Released || p.Skip["abc"] != "sha256:1" || len(p.Publish) != 0 {
+	p, err := ecr.Decide("sidecar", "", "abc", nil, map[string]string{"abc": "sha256:1"}, true)
+	if err != nil || !p.Released || p.Skip["abc"] != "sha256:1" || len(p.Moves) != 0 {
 		t.Fatalf("commit already pushed, unknown digest: %+v %v", p, err)
 	}
-	p, err = ecr.Decide("sidecar", "", []string{"abc"}, nil, true)
-	if err != nil || !slices.Equal(p.Publish, []string{"abc"}) {
+	p, err = ecr.Decide("sidecar", "", "abc", nil, nil, true)
+	if _, skip := p.Skip["abc"]; err != nil || skip || p.Released {
 		t.Fatalf("absent tag with unknown digest: %v %v", p, err)
 	}
 }

@@ -7,11 +7,11 @@ import (
 )
 
 // Plan is what to do with each tag, decided before anything is pushed.
+// A tag in neither Skip nor a ConflictError goes onto the released image:
+// the commit tag by this build's push, the release tags by PutImage.
 type Plan struct {
-	Publish []string          // tags to push this build under
-	Promote map[string]string // tag -> digest of the image already pushed for this commit
-	Skip    map[string]string // tag -> digest: already where it should be
-	Moves   map[string]string // tag -> old digest, for mutable tags that move
+	Skip  map[string]string // tag -> digest: already where it should be
+	Moves map[string]string // tag -> old digest, for mutable tags that move
 	// Released is set when the commit was already pushed from another
 	// build: the run keeps that image (and releases it under the other
 	// tags) instead of pushing a rebuild (which would differ byte for byte).
@@ -34,8 +34,8 @@ func (e *ConflictError) Error() string {
 		e.Tag, e.Repository, e.Existing, e.Local)
 }
 
-// Decide compares the local image digest with what the tags point at now.
-// tags[0] is the commit tag; the rest are the version tag and latest.
+// Decide compares the local image digest with what the commit tag and the
+// release tags (version, latest: imagetag.Tags.Release) point at now.
 //
 //   - same digest: skip the tag;
 //   - tag absent: publish this build under it;
@@ -46,36 +46,26 @@ func (e *ConflictError) Error() string {
 // byte-identical (a fresh runner, "Re-run jobs"): when the commit tag
 // already exists with another digest, that commit was pushed before and its
 // image stands. The rebuild is not pushed (Released); the commit tag is
-// skipped and the other tags, if any, go onto the pushed image (Promote).
+// skipped and the release tags, if any, go onto the pushed image.
 // A version tag on yet another image is still a conflict. In a mutable
 // repository a lone commit tag moves to the rebuild, as any mutable tag.
-func Decide(repository, local string, tags []string, existing map[string]string, immutable bool) (Plan, error) {
-	p := Plan{Promote: map[string]string{}, Skip: map[string]string{}, Moves: map[string]string{}}
-	if len(tags) == 0 {
-		return p, nil
-	}
+func Decide(repository, local, commit string, release []string, existing map[string]string, immutable bool) (Plan, error) {
+	p := Plan{Skip: map[string]string{}, Moves: map[string]string{}}
 	target := local
-	if pushed, ok := existing[tags[0]]; ok && !sameDigest(pushed, local) && (immutable || len(tags) > 1) {
+	if pushed, ok := existing[commit]; ok && !sameDigest(pushed, local) && (immutable || len(release) > 0) {
 		p.Released = true
 		target = pushed
 	}
 	var errs []error
-	for _, tag := range tags {
+	for _, tag := range append([]string{commit}, release...) {
 		have, ok := existing[tag]
 		switch {
 		case ok && sameDigest(have, target):
 			p.Skip[tag] = have
 		case ok && immutable:
 			errs = append(errs, &ConflictError{Tag: tag, Existing: have, Local: target, Repository: repository})
-		default:
-			if ok {
-				p.Moves[tag] = have
-			}
-			if p.Released {
-				p.Promote[tag] = target
-			} else {
-				p.Publish = append(p.Publish, tag)
-			}
+		case ok:
+			p.Moves[tag] = have
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -1,6 +1,7 @@
 // Package gitref reads what the pipeline needs to know about the source's
 // git state: the commit, the v* version tag on HEAD, the commit time and
-// whether the worktree has uncommitted changes. Image tags come from here.
+// whether the worktree has uncommitted changes. Image tags are decided
+// from it by package imagetag.
 package gitref
 
 import (
@@ -22,24 +23,11 @@ const ShortLen = 12
 
 // Ref is the git state of a source tree.
 type Ref struct {
-	Commit  string    // full commit hash of HEAD
-	Short   string    // first ShortLen characters of Commit
-	Version string    // highest v* tag pointing at HEAD, "" when none
-	Time    time.Time // committer time of HEAD (reproducible CREATED label)
-	Dirty   bool      // tracked files differ from HEAD
-}
-
-// Tags returns the image tags for this ref: the short commit, plus the
-// version tag when HEAD has one, plus "latest" when asked for.
-func (r Ref) Tags(latest bool) []string {
-	tags := []string{r.Short}
-	if r.Version != "" {
-		tags = append(tags, r.Version)
-	}
-	if latest {
-		tags = append(tags, "latest")
-	}
-	return tags
+	Commit string    // full commit hash of HEAD
+	Short  string    // first ShortLen characters of Commit
+	GitTag string    // highest v* git tag pointing at HEAD, "" when none
+	Time   time.Time // committer time of HEAD (reproducible CREATED label)
+	Dirty  bool      // tracked files differ from HEAD
 }
 
 // tagRE is the OCI distribution spec's tag grammar.
@@ -68,7 +56,7 @@ func Read(ctx context.Context, dir string) (Ref, error) {
 	if err != nil {
 		return Ref{}, err
 	}
-	ref.Version, err = pickVersion(strings.Fields(tags))
+	ref.GitTag, err = pickVersion(strings.Fields(tags))
 	if err != nil {
 		return Ref{}, err
 	}

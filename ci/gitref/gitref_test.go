@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,24 +50,15 @@ func TestRead(t *testing.T) {
 		tags      []string // lightweight tags on HEAD
 		dirty     bool
 		untracked bool
-		latest    bool
 		wantVer   string
-		wantTags  func(short string) []string
 		wantDirty bool
 	}{
-		{name: "plain commit", wantTags: func(s string) []string { return []string{s} }},
-		{name: "version tag", tags: []string{"v1.2.3"}, wantVer: "v1.2.3",
-			wantTags: func(s string) []string { return []string{s, "v1.2.3"} }},
-		{name: "highest of several", tags: []string{"v1.9.0", "v1.10.0", "v1.10.0-rc1"}, wantVer: "v1.10.0",
-			wantTags: func(s string) []string { return []string{s, "v1.10.0"} }},
-		{name: "non-version tags ignored", tags: []string{"release-7"},
-			wantTags: func(s string) []string { return []string{s} }},
-		{name: "latest on request", tags: []string{"v2.0.0"}, latest: true, wantVer: "v2.0.0",
-			wantTags: func(s string) []string { return []string{s, "v2.0.0", "latest"} }},
-		{name: "modified tracked file", dirty: true, wantDirty: true,
-			wantTags: func(s string) []string { return []string{s} }},
-		{name: "untracked file is not dirty", untracked: true,
-			wantTags: func(s string) []string { return []string{s} }},
+		{name: "plain commit"},
+		{name: "version tag", tags: []string{"v1.2.3"}, wantVer: "v1.2.3"},
+		{name: "highest of several", tags: []string{"v1.9.0", "v1.10.0", "v1.10.0-rc1"}, wantVer: "v1.10.0"},
+		{name: "non-version tags ignored", tags: []string{"release-7"}},
+		{name: "modified tracked file", dirty: true, wantDirty: true},
+		{name: "untracked file is not dirty", untracked: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := repo(t)
@@ -93,17 +83,14 @@ func TestRead(t *testing.T) {
 			if ref.Commit != full || ref.Short != full[:ShortLen] {
 				t.Errorf("commit = %q/%q, want %q", ref.Commit, ref.Short, full)
 			}
-			if ref.Version != tc.wantVer {
-				t.Errorf("version = %q, want %q", ref.Version, tc.wantVer)
+			if ref.GitTag != tc.wantVer {
+				t.Errorf("git tag = %q, want %q", ref.GitTag, tc.wantVer)
 			}
 			if ref.Dirty != tc.wantDirty {
 				t.Errorf("dirty = %v, want %v", ref.Dirty, tc.wantDirty)
 			}
 			if want := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC); !ref.Time.Equal(want) {
 				t.Errorf("time = %v, want %v", ref.Time, want)
-			}
-			if got, want := ref.Tags(tc.latest), tc.wantTags(ref.Short); !slices.Equal(got, want) {
-				t.Errorf("tags = %v, want %v", got, want)
 			}
 		})
 	}

@@ -197,3 +197,23 @@ func Untar(file, dir string) error {
 		}
 	}
 }
+
+// Image is the image of platform ("linux/amd64") in idx, found as
+// FromIndex finds every platform's.
+func Image(idx v1.ImageIndex, platform string) (v1.Image, error) {
+	var found v1.Image
+	var have []string
+	if err := walk(idx, nil, 0, func(p string, img v1.Image) error {
+		have = append(have, p)
+		if p == platform && found == nil {
+			found = img
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no %s image (the index has %s)", platform, strings.Join(have, ", "))
+	}
+	return found, nil
+}

@@ -202,7 +202,7 @@ func Build(in Input) (*spdx.Document, error) {
 		PackageFileName:           in.BinaryPath,
 		PrimaryPackagePurpose:     "APPLICATION",
 		PackageChecksums:          []common.Checksum{{Algorithm: common.SHA256, Value: binSum}},
-		PackageExternalReferences: purl(fmt.Sprintf("pkg:golang/%s@%s?goos=%s&goarch=%s", bi.Main.Path, in.Version, goos, goarch)),
+		PackageExternalReferences: purl(fmt.Sprintf("pkg:golang/%s@%s?goos=%s&goarch=%s", bi.Main.Path, goModuleVersion(in.Version), goos, goarch)),
 		PackageComment:            "Go build settings: " + strings.Join(settings, " "),
 	})
 	rel(image.PackageSPDXIdentifier, "CONTAINS", binary.PackageSPDXIdentifier)
@@ -346,4 +346,14 @@ func Verify(b []byte, digest string, binary []byte) error {
 		return fmt.Errorf("does not list the image's sidecar binary (sha256:%s)", hex.EncodeToString(sum[:]))
 	}
 	return nil
+}
+
+// goModuleVersion is the Go module version of an image version: the image
+// drops the git tag's v (1.2.3, see imagetag.VersionOf), Go module
+// versions keep it (v1.2.3); "dev" stays.
+func goModuleVersion(v string) string {
+	if v != "" && v[0] >= '0' && v[0] <= '9' {
+		return "v" + v
+	}
+	return v
 }

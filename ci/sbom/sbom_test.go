@@ -187,3 +187,11 @@ func TestVerify(t *testing.T) {
 		})
 	}
 }
+
+func TestGoModuleVersion(t *testing.T) {
+	for in, want := range map[string]string{"1.2.3": "v1.2.3", "v1.2.3": "v1.2.3", "dev": "dev", "": ""} {
+		if got := goModuleVersion(in); got != want {
+			t.Errorf("goModuleVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -30,11 +30,17 @@ type TLSFiles struct {
 	OtherCA    string // a CA unrelated to the server
 	ServerCert string
 	ServerKey  string
+	// A client certificate from CA, for clients that insist on sending one
+	// (sysbench 1.0 with --mysql-ssl=on reads client-cert.pem and
+	// client-key.pem from its working directory).
+	ClientCert string
+	ClientKey  string
 }
 
 // TLSOptions shape the server's certificate.
 type TLSOptions struct {
-	Expired bool // the certificate expired yesterday
+	Expired bool     // the certificate expired yesterday
+	Extra   []string // more mariadbd options
 }
 
 // StartTLS starts a server that requires TLS on TCP
@@ -47,14 +53,14 @@ func StartTLS(t testing.TB, o TLSOptions) (*Server, TLSFiles) {
 		testenv.Unavailable(t, "MariaDB: %s", missing)
 	}
 	dir := t.TempDir()
-	files, err := writeTLSFiles(dir, o)
+	files, err := WriteTLSFiles(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := StartServer(ctx, "--ssl-ca="+files.CA, "--ssl-cert="+files.ServerCert, "--ssl-key="+files.ServerKey,
-		"--require-secure-transport=ON")
+	args := append(append(files.ServerArgs(), "--require-secure-transport=ON"), o.Extra...)
+	s, err := StartServer(ctx, args...)
 	if err != nil {
 		t.Fatalf("start MariaDB with TLS: %v", err)
 	}
@@ -62,9 +68,19 @@ func StartTLS(t testing.TB, o TLSOptions) (*Server, TLSFiles) {
 	return s, files
 }
 
-func writeTLSFiles(dir string, o TLSOptions) (TLSFiles, error) {
+// ServerArgs are the mariadbd options that enable TLS with these files.
+// Without --require-secure-transport=ON the server also takes plaintext
+// logins.
+func (f TLSFiles) ServerArgs() []string {
+	return []string{"--ssl-ca=" + f.CA, "--ssl-cert=" + f.ServerCert, "--ssl-key=" + f.ServerKey}
+}
+
+// WriteTLSFiles writes a test CA, an unrelated CA and a server certificate
+// for ClusterName and ClusterROName (no IP address) into dir.
+func WriteTLSFiles(dir string, o TLSOptions) (TLSFiles, error) {
 	f := TLSFiles{CA: filepath.Join(dir, "ca.pem"), OtherCA: filepath.Join(dir, "other-ca.pem"),
-		ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem")}
+		ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
+		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem")}
 	now := time.Now()
 	caKey, caDER, err := selfSigned("sidecar test CA", now)
 	if err != nil {
@@ -91,10 +107,23 @@ func writeTLSFiles(dir string, o TLSOptions) (TLSFiles, error) {
 	if err != nil {
 		return f, err
 	}
+	clientKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	client := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "sidecar test client"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	clientDER, err := x509.CreateCertificate(rand.Reader, client, ca, &clientKey.PublicKey, caKey)
+	if err != nil {
+		return f, err
+	}
+	clientKeyDER, err := x509.MarshalPKCS8PrivateKey(clientKey)
+	if err != nil {
+		return f, err
+	}
 	for _, w := range []struct {
 		path, typ string
 		der       []byte
-	}{{f.CA, "CERTIFICATE", caDER}, {f.OtherCA, "CERTIFICATE", otherDER}, {f.ServerCert, "CERTIFICATE", leafDER}, {f.ServerKey, "PRIVATE KEY", keyDER}} {
+	}{{f.CA, "CERTIFICATE", caDER}, {f.OtherCA, "CERTIFICATE", otherDER}, {f.ServerCert, "CERTIFICATE", leafDER}, {f.ServerKey, "PRIVATE KEY", keyDER},
+		{f.ClientCert, "CERTIFICATE", clientDER}, {f.ClientKey, "PRIVATE KEY", clientKeyDER}} {
 		if err := os.WriteFile(w.path, pem.EncodeToMemory(&pem.Block{Type: w.typ, Bytes: w.der}), 0o644); err != nil {
 			return f, err
 		}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -27,6 +28,22 @@ type Config struct {
 	Ready    func() bool           // nil = always ready (sleep mode)
 	Snapshot func() proxy.Snapshot // nil = no forwarding metrics (sleep mode)
 	Logger   *slog.Logger          // nil = slog.Default()
+	// IAM, with TARGET_AUTH=iam, holds readiness until credentials have
+	// been obtained once, and gives the token metrics; nil = none.
+	IAM *iamauth.Tokens
+}
+
+// readiness is Ready and the IAM gate together, with why not.
+func (cfg Config) readiness() (bool, string) {
+	if cfg.Ready != nil && !cfg.Ready() {
+		return false, "listeners down or draining"
+	}
+	if cfg.IAM != nil {
+		if ok, why := cfg.IAM.Ready(); !ok {
+			return false, why
+		}
+	}
+	return true, ""
 }
 
 // Server is a listening admin endpoint.
@@ -78,10 +95,6 @@ func (s *Server) Close() error { return s.http.Close() }
 
 // Handler serves /livez, /readyz and /metrics.
 func Handler(cfg Config) http.Handler {
-	ready := cfg.Ready
-	if ready == nil {
-		ready = func() bool { return true }
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -89,9 +102,9 @@ func Handler(cfg Config) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !ready() {
+		if ok, why := cfg.readiness(); !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: listeners down or draining\n"))
+			_, _ = w.Write([]byte("not ready: " + why + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte(ReadyBody(cfg.Version, cfg.Mode)))
@@ -103,7 +116,8 @@ func Handler(cfg Config) http.Handler {
 			s := cfg.Snapshot()
 			snap = &s
 		}
-		_ = WriteMetrics(w, cfg, ready(), snap)
+		ok, _ := cfg.readiness()
+		_ = WriteMetrics(w, cfg, ok, snap)
 	})
 	return mux
 }

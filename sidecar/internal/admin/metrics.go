@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -29,6 +30,17 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 	p.family("sidecar_draining", "gauge", "1 once shutdown has begun: not accepting, in-flight connections finishing.")
 	p.sample("sidecar_draining", "", boolGauge(draining))
 
+	if cfg.IAM != nil {
+		st := cfg.IAM.Stats()
+		p.family("sidecar_iam_tokens_signed_total", "counter", "IAM auth tokens signed (TARGET_AUTH=iam).")
+		p.sample("sidecar_iam_tokens_signed_total", "", float64(st.Signed))
+		p.family("sidecar_iam_tokens_reused_total", "counter", "Logins that reused a cached IAM token.")
+		p.sample("sidecar_iam_tokens_reused_total", "", float64(st.Reused))
+		p.family("sidecar_iam_failures_total", "counter", "IAM logins that failed, by reason; the app got an ERR saying why.")
+		for _, r := range iamauth.Reasons {
+			p.sample("sidecar_iam_failures_total", labels("reason", r), float64(st.Failures[r]))
+		}
+	}
 	writeRuntimeMetrics(&p)
 	if fds, ok := openFDs(); ok {
 		p.family("process_open_fds", "gauge", "Open file descriptors.")

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/rdsca"
@@ -111,6 +112,45 @@ type Config struct {
 	TLSCAFrom string         // where TLSCA came from, for messages and logs
 	// TARGET_SERVER_NAME; "" = each forward's own host (ServerName)
 	TLSServerName string
+
+	Auth          AuthMode
+	IAMUsers      []string // nil = any user
+	LocalPassword string   // "" = none; a secret: never logged
+	AWSRegion     string
+	// IAM signs and caches tokens for every forward; nil unless
+	// TARGET_AUTH=iam.
+	IAM *iamauth.Tokens
+}
+
+// AuthMode is TARGET_AUTH: whose credentials log in to the database.
+type AuthMode string
+
+const (
+	AuthPassthrough AuthMode = "passthrough" // the app's own, unchanged
+	AuthIAM         AuthMode = "iam"         // an IAM token the sidecar signs
+)
+
+// regionPattern accepts names shaped like AWS regions (us-east-1,
+// us-gov-west-1, cn-north-1, eu-central-2), so a typo fails at start
+// rather than as a refused token.
+func regionPattern(v string) bool {
+	parts := strings.Split(v, "-")
+	if len(parts) < 3 || len(v) > 32 {
+		return false
+	}
+	for i, part := range parts {
+		if part == "" {
+			return false
+		}
+		for _, r := range part {
+			digit := r >= '0' && r <= '9'
+			if !(r >= 'a' && r <= 'z' || digit) || (i < len(parts)-1 && digit) {
+				return false
+			}
+		}
+	}
+	last := parts[len(parts)-1]
+	return strings.Trim(last, "0123456789") == ""
 }
 
 // ServerName is the name TLS checks for f's target and sends as SNI: the
@@ -230,6 +270,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	}
 	sort.Slice(c.Forwards, func(i, j int) bool { return c.Forwards[i].ListenPort < c.Forwards[j].ListenPort })
 	p.tls(&c)
+	p.iam(&c)
 	for _, f := range c.Forwards {
 		if f.ListenPort == c.AdminPort {
 			p.badBecause("ADMIN_PORT", strconv.Itoa(c.AdminPort), ": the admin port is also a listen port", "a port no forward listens on")
@@ -286,6 +327,46 @@ func (p *parser) tls(c *Config) {
 			return
 		}
 	}
+}
+
+// iam checks TARGET_AUTH=iam's rules and picks the credential source.
+// IAM_USERS, LOCAL_PASSWORD and AWS_REGION are read only with iam, so a
+// task definition can keep them while switching back to passthrough.
+func (p *parser) iam(c *Config) {
+	if c.Auth != AuthIAM {
+		c.IAMUsers, c.LocalPassword, c.AWSRegion = nil, "", ""
+		return
+	}
+	if c.TLS == TLSDisabled {
+		p.problems = append(p.problems, Problem{Variable: "TARGET_TLS", Value: string(c.TLS), Set: true,
+			Reason:   " with TARGET_AUTH=iam: Aurora accepts IAM tokens only over TLS, and a token must never cross the network in the clear",
+			Accepted: "verify-ca or verify-identity with TARGET_AUTH=iam"})
+	}
+	if ip := net.ParseIP(c.ListenAddr); ip != nil && !ip.IsLoopback() && c.LocalPassword == "" {
+		p.unset("LOCAL_PASSWORD", fmt.Sprintf("a password the app must send; required with TARGET_AUTH=iam because LISTEN_ADDR=%s is not loopback, "+
+			"so anyone who can reach the listener would get the task role's database access. "+
+			"Set LISTEN_ADDR=127.0.0.1 (the app shares the task's network namespace), or set LOCAL_PASSWORD", c.ListenAddr))
+	}
+	for _, f := range c.Forwards {
+		if c.TLS != TLSDisabled && c.ServerName(f) == "" {
+			p.unset("TARGET_SERVER_NAME", fmt.Sprintf("%s; required with TARGET_AUTH=iam because the target host %s is an IP address: "+
+				"tokens are signed for the name the database knows itself by, never an IP", setting("TARGET_SERVER_NAME").Accepted, f.TargetHost))
+			break
+		}
+	}
+	if c.AWSRegion == "" {
+		if _, set := p.get("AWS_REGION"); !set {
+			p.unset("AWS_REGION", setting("AWS_REGION").Accepted+"; required with TARGET_AUTH=iam: tokens are signed for a region")
+		}
+		return
+	}
+	getenv := func(k string) string { v, _ := p.get(k); return v }
+	src, err := iamauth.CredentialSource(getenv, c.AWSRegion)
+	if e := (*iamauth.EnvError)(nil); errors.As(err, &e) {
+		p.problems = append(p.problems, Problem{Variable: e.Variable, Value: e.Value, Set: e.Value != "", Accepted: e.Accepted})
+		return
+	}
+	c.IAM = &iamauth.Tokens{Source: src, Region: c.AWSRegion}
 }
 
 // loadCA reads a PEM file of CA certificates.
@@ -515,10 +596,29 @@ func (c Config) Proxy() proxy.Config {
 		if c.TLS != TLSDisabled && c.TLS != "" {
 			pf.TLS = &mysqltls.Target{Mode: mysqltls.Mode(c.TLS), Roots: c.TLSCA, RootsFrom: c.TLSCAFrom,
 				ServerName: c.ServerName(f), HandshakeTimeout: c.ConnectTimeout, Sessions: tls.NewLRUClientSessionCache(0)}
+			if c.IAM != nil {
+				pf.TLS.IAM = c.authority(f)
+			}
 		}
 		pc.Forwards = append(pc.Forwards, pf)
 	}
 	return pc
+}
+
+// authority is f's IAM login: tokens are signed for the name the server
+// knows itself by, never the IP dialed (iam's rules require a name).
+func (c Config) authority(f Forward) *iamauth.Authority {
+	a := &iamauth.Authority{Tokens: c.IAM, Endpoint: net.JoinHostPort(c.ServerName(f), strconv.Itoa(f.TargetPort))}
+	if c.IAMUsers != nil {
+		a.Users = map[string]bool{}
+		for _, u := range c.IAMUsers {
+			a.Users[u] = true
+		}
+	}
+	if c.LocalPassword != "" {
+		a.LocalPassword = []byte(c.LocalPassword)
+	}
+	return a
 }
 
 // LogAttrs is the effective configuration for the startup log line. Nothing
@@ -554,6 +654,15 @@ func (c Config) LogAttrs() []slog.Attr {
 			names[i] = c.ServerName(f)
 		}
 		attrs = append(attrs, slog.String("target_tls_ca", c.TLSCAFrom), slog.Any("server_names", names))
+	}
+	attrs = append(attrs, slog.String("target_auth", string(c.Auth)))
+	if c.IAM != nil {
+		users := any("any")
+		if c.IAMUsers != nil {
+			users = c.IAMUsers
+		}
+		attrs = append(attrs, slog.String("aws_region", c.AWSRegion), slog.String("credential_source", c.IAM.Source.Name),
+			slog.Any("iam_users", users), slog.Bool("local_password", c.LocalPassword != ""))
 	}
 	return attrs
 }

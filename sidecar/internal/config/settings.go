@@ -59,6 +59,38 @@ var Settings = []Setting{
 		Meaning: "the CAs trusted for the database's certificate; unset = the Amazon RDS CA bundle embedded in the binary"},
 	{Name: "TARGET_SERVER_NAME", Accepted: "a DNS name, such as mydb.cluster-abc123.us-east-1.rds.amazonaws.com",
 		Meaning: "the name verify-identity checks in the certificate and sends as SNI; unset = each target's host when it is a DNS name"},
+	{Name: "TARGET_AUTH", Default: string(AuthPassthrough), Accepted: "passthrough or iam (any case)",
+		Meaning: "iam: the sidecar logs the app in with an IAM token, so the app holds no database password (docs/iam.md)",
+		set: func(c *Config, v string) bool {
+			m := AuthMode(strings.ToLower(v))
+			c.Auth = m
+			return m == AuthPassthrough || m == AuthIAM
+		}},
+	{Name: "IAM_USERS", Accepted: "a comma-separated list of database user names, such as app,report",
+		Meaning: "with TARGET_AUTH=iam, the users the sidecar signs tokens for; unset = any user the app names",
+		set: func(c *Config, v string) bool {
+			c.IAMUsers = nil
+			for _, u := range strings.Split(v, ",") {
+				u = strings.TrimSpace(u)
+				if u == "" || len(u) > 80 {
+					return false
+				}
+				c.IAMUsers = append(c.IAMUsers, u)
+			}
+			return true
+		}},
+	{Name: "LOCAL_PASSWORD", Accepted: "any text; never logged",
+		Meaning: "with TARGET_AUTH=iam, a password the app must send the sidecar (mysql_native_password); required unless LISTEN_ADDR is loopback",
+		set: func(c *Config, v string) bool {
+			c.LocalPassword = v
+			return true
+		}},
+	{Name: "AWS_REGION", Accepted: "an AWS region, such as us-east-1",
+		Meaning: "with TARGET_AUTH=iam, the region tokens are signed for (required)",
+		set: func(c *Config, v string) bool {
+			c.AWSRegion = v
+			return regionPattern(v)
+		}},
 	{Name: "LISTEN_PORT", Default: "8080", Accepted: portAccepted,
 		Meaning: "the port the app connects to"},
 	{Name: "LISTEN_ADDR", Default: "0.0.0.0", Accepted: "an IP address to bind, such as 0.0.0.0 (IPv4 only), 127.0.0.1 or :: (IPv4 and IPv6)",

@@ -94,6 +94,7 @@ type fakeServer struct {
 	tlsConf   *tls.Config // one for every connection: its ticket keys make resumption possible
 	sslReqs   [][]byte    // SSLRequest payloads
 	responses [][]byte    // HandshakeResponse payloads
+	switched  [][]byte    // answers to switchTo
 	seqs      []byte      // sequence ids of every client packet in the login
 	resumed   []bool
 	errs      []error
@@ -102,10 +103,11 @@ type fakeServer struct {
 // fakeOpts shape a fakeServer.
 type fakeOpts struct {
 	cert     tls.Certificate
-	noTLS    bool // greeting without CLIENT_SSL
-	stallTLS bool // after the SSLRequest, never start TLS
-	exchange bool // after the response: auth switch, more data, then OK
-	tickets  bool // TLS session tickets on (resumption)
+	noTLS    bool   // greeting without CLIENT_SSL
+	stallTLS bool   // after the SSLRequest, never start TLS
+	exchange bool   // after the response: auth switch, more data, then OK
+	tickets  bool   // TLS session tickets on (resumption)
+	switchTo string // after the response, an auth switch to this plugin, then OK
 }
 
 type atomic32 struct {
@@ -197,6 +199,21 @@ func (f *fakeServer) serve(c net.Conn) {
 	f.seqs = append(f.seqs, resp.Seq)
 	f.mu.Unlock()
 	seq := resp.Seq + 1
+	if f.switchTo != "" {
+		if _, err := mysqlwire.WritePacket(ts, seq, mysqlwire.AuthSwitchRequest(f.switchTo, []byte("new-scramble-01234567"))); err != nil {
+			f.fail(err)
+			return
+		}
+		ans, err := mysqlwire.ReadPacket(ts, 1<<20)
+		if err != nil {
+			return // refused by the sidecar: expected for other plugins
+		}
+		f.mu.Lock()
+		f.switched = append(f.switched, ans.Payload)
+		f.seqs = append(f.seqs, ans.Seq)
+		f.mu.Unlock()
+		seq = ans.Seq + 1
+	}
 	if f.exchange {
 		// auth switch → client answers → more data (a public key) → client answers → OK
 		for _, p := range [][]byte{append([]byte{mysqlwire.AuthSwitch}, "sha256_password\x00scramble-for-switch\x00"...),

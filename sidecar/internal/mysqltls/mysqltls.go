@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
@@ -64,6 +65,16 @@ type Target struct {
 	HandshakeTimeout time.Duration
 	// Sessions resumes TLS sessions across connections; nil = none.
 	Sessions tls.ClientSessionCache
+
+	// IAM, when set, logs the app in with IAM database authentication
+	// (TARGET_AUTH=iam) instead of passing its credentials on; see iam.go.
+	IAM *iamauth.Authority
+}
+
+// Conn is the server side of a session after the login.
+type Conn struct {
+	*tls.Conn
+	iam *iamSession // nil unless IAM
 }
 
 // Refusal is why a connection was refused; the app has been sent an ERR
@@ -72,6 +83,7 @@ type Refusal struct {
 	Reason  string // stable, for logs and metrics: see the Reason* constants
 	Message string // as sent to the app
 	Err     error  // the underlying error, if any
+	User    string // with IAM, the database user the app named
 }
 
 func (r *Refusal) Error() string {
@@ -97,16 +109,18 @@ const (
 	ReasonTLSTimeout     = "tls_timeout"
 	ReasonTLSHandshake   = "tls_handshake"
 	ReasonIO             = "io_error" // a side closed or failed mid-login
+	ReasonIAM            = "iam"      // an IAM login failed: sidecar_iam_failures_total says why
 )
 
 // Reasons lists every reason, for metrics.
 var Reasons = []string{ReasonDialFailed, ReasonServerNoTLS, ReasonServerError, ReasonClientTLS, ReasonClientProtocol,
-	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonIO}
+	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonIO, ReasonIAM}
 
 // MySQL error codes used in the ERR packets sent to the app.
 const (
 	codeConnect   = 2003 // CR_CONN_HOST_ERROR: the app's libraries treat it as "cannot reach the server"
 	codeHandshake = 1043 // ER_HANDSHAKE_ERROR
+	codeDenied    = 1045 // ER_ACCESS_DENIED_ERROR
 )
 
 // RefuseDial tells a client whose target could not be dialed, as the
@@ -123,7 +137,7 @@ func RefuseDial(client net.Conn, target string, err error) *Refusal {
 // connection to the server, ready for the session. On failure the client
 // has been sent an ERR packet, and the error is a *Refusal. Neither
 // connection is closed here.
-func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*tls.Conn, error) {
+func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn, error) {
 	deadline := time.Now().Add(LoginTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -145,7 +159,7 @@ func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*tls.C
 	return tc, nil
 }
 
-func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*tls.Conn, error) {
+func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*Conn, error) {
 	greeting, err := mysqlwire.ReadPacket(server, maxPacket)
 	if err != nil {
 		return nil, t.refuse(client, 0, ReasonIO, "sidecar: the database closed the connection before its greeting; check that TARGET_PORT is a MySQL port", err)
@@ -163,7 +177,13 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*tls.C
 		return nil, t.refuse(client, 0, ReasonServerNoTLS, fmt.Sprintf(
 			"sidecar: the database server does not offer TLS, and TARGET_TLS=%s requires it; enable TLS on the server or set TARGET_TLS=disabled", t.Mode), nil)
 	}
-	toApp, _ := mysqlwire.WithoutGreetingCaps(greeting.Payload, mysqlwire.ClientSSL)
+	hidden := mysqlwire.ClientSSL
+	if t.IAM != nil {
+		// The sidecar reads the app's commands (COM_CHANGE_USER), which
+		// compression would hide.
+		hidden |= mysqlwire.ClientCompress | mysqlwire.ClientZstdCompressionAlgorithm
+	}
+	toApp, _ := mysqlwire.WithoutGreetingCaps(greeting.Payload, hidden)
 	if _, err := mysqlwire.WritePacket(client, greeting.Seq, toApp); err != nil {
 		return nil, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
 	}
@@ -181,7 +201,16 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*tls.C
 		return nil, t.refuse(client, resp.Seq+1, ReasonClientProtocol,
 			"sidecar: the client uses the pre-4.1 MySQL protocol, which cannot be carried over TLS; use a current MySQL client library", err)
 	}
+	var login *iamLogin
+	if t.IAM != nil {
+		if login, err = t.iamAdmit(ctx, client, resp, greeting.Payload, caps); err != nil {
+			return nil, err
+		}
+	}
 	sslReq, _ := mysqlwire.SSLRequestFrom(resp.Payload)
+	if login != nil {
+		sslReq, _ = mysqlwire.SSLRequestFrom(login.response)
+	}
 	if _, err := mysqlwire.WritePacket(server, resp.Seq, sslReq); err != nil {
 		return nil, t.refuse(client, resp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
 	}
@@ -190,10 +219,13 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*tls.C
 		reason, msg := t.explain(err)
 		return nil, t.refuse(client, resp.Seq+1, reason, msg, err)
 	}
+	if login != nil {
+		return t.iamLogin(client, tc, resp.Seq+1, login)
+	}
 	if err := t.authenticate(client, tc, resp); err != nil {
 		return nil, err
 	}
-	return tc, nil
+	return &Conn{Conn: tc}, nil
 }
 
 // authenticate forwards the app's response and the authentication exchange
@@ -312,6 +344,8 @@ func (t *Target) refuse(client net.Conn, seq byte, reason, msg string, err error
 }
 
 func sendErr(client net.Conn, seq byte, code uint16, msg string) {
-	_ = client.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = mysqlwire.WritePacket(client, seq, mysqlwire.ErrPacket(code, "08S01", msg))
+	sendErrTo(client, seq, code, "08S01", msg)
 }
+
+// errWriteTimeout bounds sending an ERR to an app that does not read.
+const errWriteTimeout = 5 * time.Second

@@ -17,8 +17,8 @@ import (
 // connection to the server, with relay.Func's contract (half-close, idle,
 // ctx, live Counters). The byte relays cannot serve here: TLS needs the
 // bytes in user space.
-func Relay(ctx context.Context, client *net.TCPConn, server *tls.Conn, idle time.Duration) relay.Result {
-	s := &session{client: client, server: server, idle: idle}
+func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Duration) relay.Result {
+	s := &session{client: client, server: server.Conn, idle: idle}
 	s.touch()
 	var toUpstream, toClient *atomic.Int64
 	if c := relay.CountersFrom(ctx); c != nil {
@@ -33,8 +33,12 @@ func Relay(ctx context.Context, client *net.TCPConn, server *tls.Conn, idle time
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, func() error { return server.CloseWrite() })
-	go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
+	if server.iam != nil {
+		s.relayIAM(&wg, server.iam, toUpstream, toClient)
+	} else {
+		go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, func() error { return server.CloseWrite() })
+		go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
+	}
 	wg.Wait()
 	s.end(relay.ReasonDone, nil)
 	s.mu.Lock()

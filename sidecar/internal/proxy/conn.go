@@ -157,10 +157,10 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		return relay.Result{Reason: relay.ReasonClientGone}, true
 	}
 	if err != nil {
-		reason := mysqltls.ReasonIO
+		reason, user := mysqltls.ReasonIO, ""
 		var r *mysqltls.Refusal
 		if errors.As(err, &r) {
-			reason = r.Reason
+			reason, user = r.Reason, r.User
 		}
 		f.stats.tlsRefused(reason)
 		level := slog.LevelWarn
@@ -169,7 +169,7 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		}
 		s.log.Log(context.Background(), level, "TLS login refused; the app was sent a MySQL error", "listen_port", f.port,
 			"client", client.RemoteAddr().String(), "target", f.target, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
-			"server_name", f.TLS.ServerName, "reason", reason, "err", err.Error())
+			"server_name", f.TLS.ServerName, "reason", reason, "user", user, "err", err.Error())
 		_ = client.Close()
 		_ = upstream.Close()
 		return relay.Result{}, false

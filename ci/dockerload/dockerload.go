@@ -1,0 +1,87 @@
+// Package dockerload loads an image into the local Docker from the client
+// side: one platform's image of an OCI layout (what the pipeline exports)
+// is streamed as a `docker save` archive into `docker load`, the Docker
+// client's image load (Engine API POST /images/load). It works whatever
+// runs the Dagger engine: Container.ExportImage needs a driver with an
+// image loader, which unix:// and tcp:// runner hosts lack (engine
+// engine/client/drivers/dial.go). The docker CLI finds the daemon as it
+// always does (DOCKER_HOST, DOCKER_CONTEXT, the current context).
+package dockerload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/example/sidecar/ci/imagefiles"
+)
+
+// PingTimeout bounds Ping: a VM-backed daemon (Colima, Docker Desktop)
+// may take a few seconds to answer; nothing there fails within it.
+const PingTimeout = 15 * time.Second
+
+// Ping checks that the docker CLI reaches a daemon (`docker version`),
+// within PingTimeout. Its error says what failed, in one line.
+func Ping(ctx context.Context) error {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return fmt.Errorf("no docker on PATH: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}")
+	cmd.WaitDelay = time.Second // a stuck CLI's children must not hold us
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("`docker version`: no answer within %s", PingTimeout)
+	}
+	detail := LastLine(string(out))
+	if detail == "" {
+		detail = err.Error()
+	}
+	return fmt.Errorf("`docker version`: %s", detail)
+}
+
+// Load loads platform's image of idx into the local Docker as ref.
+func Load(ctx context.Context, idx v1.ImageIndex, platform, ref string) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("image name %q: %w", ref, err)
+	}
+	img, err := imagefiles.Image(idx, platform)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarball.Write(tag, img, pw)) }()
+	cmd := exec.CommandContext(ctx, "docker", "load")
+	cmd.Stdin = pr
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	pr.CloseWithError(errors.New("docker load ended")) // unblock the writer
+	if err != nil {
+		return fmt.Errorf("`docker load`: %s (%w)", LastLine(out.String()), err)
+	}
+	if !strings.Contains(out.String(), tag.String()) {
+		return fmt.Errorf("`docker load` did not report %s: %s", tag, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// LastLine is the last non-empty line of s, trimmed.
+func LastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}

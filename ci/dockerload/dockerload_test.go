@@ -1,0 +1,96 @@
+package dockerload
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/example/sidecar/internal/testenv"
+)
+
+// twoPlatforms is an index of two small random images, as the pipeline's
+// export holds one per platform.
+func twoPlatforms(t *testing.T) (v1.ImageIndex, map[string]v1.Hash) {
+	t.Helper()
+	idx := v1.ImageIndex(empty.Index)
+	ids := map[string]v1.Hash{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(1024, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture = "linux", arch
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			t.Fatal(err)
+		}
+		if ids["linux/"+arch], err = img.ConfigName(); err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	return idx, ids
+}
+
+func needDocker(t *testing.T) {
+	t.Helper()
+	if err := Ping(context.Background()); err != nil {
+		testenv.Unavailable(t, "a Docker daemon (%v)", err)
+	}
+}
+
+// Load puts exactly the asked platform's image into the daemon under the
+// asked name: its image ID is that image's config digest.
+func TestLoad(t *testing.T) {
+	needDocker(t)
+	idx, ids := twoPlatforms(t)
+	for _, plat := range []string{"linux/arm64", "linux/amd64"} {
+		ref := fmt.Sprintf("dockerload-test-%d:%s", os.Getpid(), strings.ReplaceAll(plat, "/", "-"))
+		t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", ref).Run() })
+		if err := Load(context.Background(), idx, plat, ref); err != nil {
+			t.Fatalf("Load %s: %v", plat, err)
+		}
+		out, err := exec.Command("docker", "image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}", ref).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker image inspect %s: %v\n%s", ref, err, out)
+		}
+		if got, want := strings.TrimSpace(string(out)), ids[plat].String()+" "+plat; got != want {
+			t.Errorf("%s loaded as %q, want %q", ref, got, want)
+		}
+	}
+}
+
+func TestLoadMissingPlatform(t *testing.T) {
+	idx, _ := twoPlatforms(t)
+	err := Load(context.Background(), idx, "linux/s390x", "x:latest")
+	if err == nil || !strings.Contains(err.Error(), "no linux/s390x image (the index has linux/amd64, linux/arm64)") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// With no daemon behind DOCKER_HOST, Ping fails at once, saying why.
+func TestPingUnreachable(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		testenv.Unavailable(t, "the docker CLI")
+	}
+	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/none.sock")
+	start := time.Now()
+	err := Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "`docker version`") || !strings.Contains(err.Error(), "none.sock") {
+		t.Errorf("err = %v", err)
+	}
+	t.Logf("failed after %s", time.Since(start).Round(time.Millisecond))
+}

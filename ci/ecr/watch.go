@@ -1,0 +1,69 @@
+package ecr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/smithy-go/middleware"
+)
+
+// CallTimeout bounds each ECR API call, its retries included: a network
+// that drops packets ends in an error naming the call, not a long silence
+// (the SDK alone retries for about a minute). docs/pipeline.md states it.
+const CallTimeout = 30 * time.Second
+
+// DefaultCredentialsTimeout bounds the credential chain, which may probe
+// the EC2 metadata service.
+const DefaultCredentialsTimeout = 15 * time.Second
+
+// ProgressEvery is how often a wait on AWS says what it is waiting for.
+const ProgressEvery = 5 * time.Second
+
+// watched runs fn under bound, writing to log every ProgressEvery what it
+// still waits for (what), and turns a timeout into an error saying so.
+func watched(ctx context.Context, log io.Writer, what string, bound, every time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	start := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintf(log, "still waiting for %s: %s so far; giving up after %s\n", what, time.Since(start).Round(time.Second), bound)
+			}
+		}
+	}()
+	err := fn(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer from %s within %s: check the network path to AWS (a proxy, or a firewall dropping packets): %w", what, bound, err)
+	}
+	return err
+}
+
+// watchCalls applies watched to every ECR API call of a client.
+func watchCalls(log io.Writer, endpoint string, bound, every time.Duration) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("SidecarWatchCall",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				var out middleware.InitializeOutput
+				var md middleware.Metadata
+				what := "ECR (ecr:" + awsmiddleware.GetOperationName(ctx) + ") at " + endpoint
+				err := watched(ctx, log, what, bound, every, func(ctx context.Context) error {
+					var err error
+					out, md, err = next.HandleInitialize(ctx, in)
+					return err
+				})
+				return out, md, err
+			}), middleware.Before)
+	}
+}

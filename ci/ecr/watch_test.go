@@ -1,0 +1,86 @@
+package ecr_test
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/internal/testkit"
+)
+
+// blackhole accepts connections and never answers, like a path that drops
+// packets after the handshake.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A wait on AWS is never silent: it says what it waits for while it waits,
+// and ends in an error naming the call and the bound.
+func TestWaitsAreNeverSilent(t *testing.T) {
+	for _, tc := range []struct {
+		name, waitsFor, err string
+		setup               func(t *testing.T, o *ecr.Options, hole string)
+	}{
+		{"ECR API call", "still waiting for ECR (ecr:GetAuthorizationToken) at http://", "no answer from ECR (ecr:GetAuthorizationToken)",
+			func(t *testing.T, o *ecr.Options, hole string) {
+				t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
+				o.BaseEndpoint = "http://" + hole
+			}},
+		{"credentials", "still waiting for AWS credentials", "AWS credentials not found",
+			func(t *testing.T, o *ecr.Options, hole string) {
+				t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://"+hole+"/creds")
+				o.CredentialsTimeout = 2 * time.Second
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ecrtest.Isolate(t)
+			t.Setenv("AWS_REGION", "us-east-2")
+			var log testkit.LockedBuffer
+			o := defaults()
+			o.Log = &log
+			o.CallTimeout, o.ProgressEvery = 2*time.Second, 300*time.Millisecond
+			tc.setup(t, &o, blackhole(t))
+			_, err := ecr.Preflight(ctx(t), o)
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.err)
+			}
+			if n := strings.Count(log.String(), tc.waitsFor); n < 3 {
+				t.Fatalf("%d progress lines %q in:\n%s", n, tc.waitsFor, log.String())
+			}
+			if !strings.Contains(log.String(), "giving up after 2s") {
+				t.Fatalf("the progress lines do not state the bound:\n%s", log.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,63 @@
+package ci
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// The verification command docs/pipeline.md gives a security team is the
+// one the release job runs on every pushed digest.
+func TestDocumentedVerifyCommandIsRun(t *testing.T) {
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile("../docs/pipeline.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*run: (gh attestation verify .*)$`).FindSubmatch(wf)
+	if m == nil {
+		t.Fatal("pipeline.yml runs no gh attestation verify")
+	}
+	cmd := strings.TrimSpace(string(m[1]))
+	if !strings.Contains(string(md), "```sh\n"+cmd+"\n```") {
+		t.Errorf("docs/pipeline.md does not give the workflow's verification command in a sh block:\n%s", cmd)
+	}
+}
+
+// Only the job that runs on push may mint an OIDC token or write
+// attestations.
+func TestWorkflowPermissions(t *testing.T) {
+	wf, err := os.ReadFile("../.github/workflows/ci.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, jobs, ok := strings.Cut(string(wf), "\njobs:\n")
+	if !ok {
+		t.Fatal("ci.yml has no jobs")
+	}
+	top := strings.Split(string(wf), "\njobs:\n")[0]
+	for _, w := range []string{"id-token", "attestations"} {
+		if strings.Contains(top, w+":") {
+			t.Errorf("ci.yml grants %s at the top level", w)
+		}
+	}
+	parts := regexp.MustCompile(`(?m)^  \w+:\n`).Split(jobs, -1)[1:]
+	if len(parts) != 2 {
+		t.Fatalf("%d jobs in ci.yml, want check and release", len(parts))
+	}
+	for _, job := range parts {
+		push := strings.Contains(job, "if: github.event_name == 'push'")
+		for _, w := range []string{"id-token: write", "attestations: write"} {
+			if strings.Contains(job, w) != push {
+				t.Errorf("a job (push-only %v) has %s %v:\n%s", push, w, strings.Contains(job, w), job)
+			}
+		}
+	}
+	if p, err := os.ReadFile("../.github/workflows/pipeline.yml"); err != nil || strings.Contains(string(p), "permissions:") {
+		t.Errorf("pipeline.yml must take its permissions from the calling job (%v)", err)
+	}
+}

@@ -1,0 +1,494 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/example/sidecar/internal/testiam"
+	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/internal/testmysql"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+)
+
+// iamSidecar runs the sidecar in-process in iam mode in front of f, with
+// the fixture's credentials in the environment unless extra replaces them
+// (a value "" deletes a variable).
+func iamSidecar(t *testing.T, f *testiam.Fixture, extra map[string]string) (addr string, env map[string]string, logs *testkit.LockedBuffer) {
+	t.Helper()
+	env = iamEnv(t, f, map[string]string{"LOG_LEVEL": "debug",
+		"AWS_ACCESS_KEY_ID": f.Creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": f.Creds.SecretAccessKey, "AWS_SESSION_TOKEN": f.Creds.SessionToken})
+	for k, v := range extra {
+		if v == "" {
+			delete(env, k)
+		} else {
+			env[k] = v
+		}
+	}
+	_, _, logs = runAsync(t, env)
+	waitHealthy(t, env, true)
+	return "127.0.0.1:" + env["LISTEN_PORT"], env, logs
+}
+
+// iamEnv is an iam-mode sidecar's environment in front of f, on free
+// loopback ports, plus extra.
+func iamEnv(t testing.TB, f *testiam.Fixture, extra map[string]string) map[string]string {
+	env := map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(f.Server.Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
+		"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": testmysql.ClusterName, "TARGET_TLS_CA": f.TLS.CA,
+		"TARGET_AUTH": "iam", "AWS_REGION": testiam.Region,
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+// iamDB opens a go-sql-driver pool in plaintext to addr as user, with
+// password (none for IAM: the sidecar holds the credentials).
+func iamDB(t *testing.T, addr, user, password string) *sql.DB {
+	t.Helper()
+	c := mysql.NewConfig()
+	c.User, c.Passwd, c.Net, c.Addr, c.DBName = user, password, "tcp", addr, testiam.Database
+	c.Timeout = 10 * time.Second
+	conn, err := mysql.NewConnector(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func whoAmI(ctx context.Context, db *sql.DB) (string, error) {
+	var user, dbname, ssl string
+	err := db.QueryRowContext(ctx, "SELECT CURRENT_USER(), DATABASE(), (SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME='Ssl_version')").Scan(&user, &dbname, &ssl)
+	return user + " " + dbname + " " + ssl, err
+}
+
+// metric reads one unlabelled or labelled sample from /metrics.
+func metric(t *testing.T, env map[string]string, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + env["ADMIN_PORT"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no %s in /metrics:\n%s", sample, body)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// secretsIn lists which of the secrets (plain or URL-encoded) text holds.
+func secretsIn(text string, secrets map[string]string) []string {
+	var found []string
+	for name, s := range secrets {
+		if s == "" {
+			continue
+		}
+		if strings.Contains(text, s) || strings.Contains(text, url.QueryEscape(s)) || strings.Contains(text, url.PathEscape(s)) {
+			found = append(found, name)
+		}
+	}
+	return found
+}
+
+func TestIAMThroughSidecar(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	via, env, logs := iamSidecar(t, f, map[string]string{"IAM_USERS": testiam.User + "," + testiam.OtherUser + "," + testiam.NativeUser})
+	want := testiam.User + "@% " + testiam.Database + " TLSv1."
+
+	t.Run("go-sql-driver", func(t *testing.T) {
+		got, err := whoAmI(ctx, iamDB(t, via, testiam.User, ""))
+		if err != nil || !strings.HasPrefix(got, want) {
+			t.Fatalf("got %q, %v; want %q…", got, err, want)
+		}
+	})
+	t.Run("mariadb client", func(t *testing.T) {
+		out, err := exec.CommandContext(ctx, "mariadb", "--no-defaults", "-h127.0.0.1", "-P"+env["LISTEN_PORT"], "-u"+testiam.User,
+			"-D"+testiam.Database, "-N", "-e", "SELECT CURRENT_USER(), DATABASE()").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != testiam.User+"@%\t"+testiam.Database {
+			t.Fatalf("%v: %s", err, out)
+		}
+	})
+	t.Run("pymysql", func(t *testing.T) {
+		py := `import pymysql,sys
+c = pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user=sys.argv[2], database=sys.argv[3])
+cur = c.cursor(); cur.execute("SELECT CURRENT_USER(), DATABASE()"); print("%s %s" % cur.fetchone())`
+		out, err := exec.CommandContext(ctx, "/usr/bin/python3", "-c", py, env["LISTEN_PORT"], testiam.User, testiam.Database).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != testiam.User+"@% "+testiam.Database {
+			t.Fatalf("%v: %s", err, out)
+		}
+	})
+	t.Run("COM_CHANGE_USER to a second IAM user", func(t *testing.T) {
+		r := iamRawLogin(t, via, testiam.User, nil)
+		if out := r.query("SELECT CURRENT_USER()"); !strings.Contains(out, testiam.User+"@") {
+			t.Fatalf("before: %q", out)
+		}
+		before := len(f.Verdicts(t))
+		cu := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+		r.send(0, cu.Append(nil, iamRawCaps))
+		if p := r.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+			t.Fatalf("COM_CHANGE_USER answered seq %d %q", p.Seq, p.Payload)
+		}
+		if out := r.query("SELECT CURRENT_USER(), DATABASE()"); !strings.Contains(out, testiam.OtherUser+"@") || !strings.Contains(out, testiam.Database) {
+			t.Fatalf("after: %q", out)
+		}
+		if vs := f.Verdicts(t)[before:]; len(vs) != 1 || !vs[0].Accepted || vs[0].User != testiam.OtherUser {
+			t.Fatalf("verdicts for the change: %+v", vs)
+		}
+		// Changing to a user outside IAM_USERS is refused and ends the session.
+		cu.User = "intruder"
+		r.send(0, cu.Append(nil, iamRawCaps))
+		p, err := mysqlwire.ReadPacket(r.c, 1<<20)
+		if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 1 || !strings.Contains(msg, "IAM_USERS") {
+			t.Fatalf("change to intruder: %v seq %d %q", err, p.Seq, p.Payload)
+		}
+	})
+	t.Run("user not in IAM_USERS", func(t *testing.T) {
+		signed := metric(t, env, "sidecar_iam_tokens_signed_total")
+		before := len(f.Verdicts(t))
+		err := iamDB(t, via, "nobody", "").PingContext(ctx)
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1045 || !strings.Contains(me.Message, "IAM_USERS") {
+			t.Fatalf("got %v, want ERR 1045 naming IAM_USERS", err)
+		}
+		if n := metric(t, env, "sidecar_iam_tokens_signed_total"); n != signed {
+			t.Fatalf("a token was signed for a user not in IAM_USERS (%v → %v)", signed, n)
+		}
+		if len(f.Verdicts(t)) != before {
+			t.Fatal("the server was asked to check a token for a user not in IAM_USERS")
+		}
+	})
+	t.Run("user not set up for IAM", func(t *testing.T) {
+		err := iamDB(t, via, testiam.NativeUser, "").PingContext(ctx)
+		if err == nil || !strings.Contains(err.Error(), "not set up for IAM") || !strings.Contains(err.Error(), "AWSAuthenticationPlugin") {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	vs := f.Verdicts(t)
+	secrets := map[string]string{"secret key": f.Creds.SecretAccessKey, "session token": f.Creds.SessionToken}
+	for i, v := range vs {
+		secrets[fmt.Sprintf("signature %d", i)] = v.Signature
+	}
+	if found := secretsIn(logs.String(), secrets); len(found) > 0 {
+		t.Fatalf("the debug logs show %v", found)
+	}
+	if !strings.Contains(logs.String(), `"credential_source":"environment (AWS_ACCESS_KEY_ID)"`) {
+		t.Errorf("the start log does not name the credential source:\n%s", logs.String())
+	}
+	if metric(t, env, `sidecar_iam_failures_total{reason="user_not_allowed"}`) < 2 || metric(t, env, `sidecar_iam_failures_total{reason="user_not_iam"}`) < 1 {
+		t.Error("failures are not counted by reason")
+	}
+}
+
+// iamRawCaps are the raw client's capability flags.
+const iamRawCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientProtocol41 | mysqlwire.ClientSecureConnection |
+	mysqlwire.ClientPluginAuth | mysqlwire.ClientTransactions | mysqlwire.ClientConnectWithDB
+
+// iamRawLogin logs in as user through the sidecar with a raw client, with
+// proof as the auth data.
+func iamRawLogin(t *testing.T, addr, user string, proof func(scramble []byte) []byte) *rawClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := &rawClient{t: t, c: c}
+	g := r.recv()
+	if r.scramble, err = mysqlwire.GreetingScramble(g.Payload); err != nil {
+		t.Fatal(err)
+	}
+	resp := mysqlwire.HandshakeResponse{Caps: iamRawCaps, MaxPacket: 1 << 24, Charset: 33, User: user,
+		Database: testiam.Database, Plugin: mysqlwire.NativePassword}
+	if proof != nil {
+		resp.AuthData = proof(r.scramble)
+	}
+	r.send(1, resp.Append(nil))
+	if p := r.recv(); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login answered seq %d %q", p.Seq, p.Payload)
+	}
+	return r
+}
+
+func TestIAMLocalPassword(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const local = "local-app-secret"
+	via, env, logs := iamSidecar(t, f, map[string]string{"LOCAL_PASSWORD": local, "LISTEN_ADDR": "0.0.0.0"})
+	if got, err := whoAmI(ctx, iamDB(t, via, testiam.User, local)); err != nil || !strings.HasPrefix(got, testiam.User+"@%") {
+		t.Fatalf("right LOCAL_PASSWORD: %q, %v", got, err)
+	}
+	for _, pw := range []string{"", "wrong"} {
+		err := iamDB(t, via, testiam.User, pw).PingContext(ctx)
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1045 || !strings.Contains(me.Message, "LOCAL_PASSWORD") {
+			t.Fatalf("password %q: got %v, want ERR 1045 naming LOCAL_PASSWORD", pw, err)
+		}
+	}
+	// A client answering with another plugin is switched to
+	// mysql_native_password over the same scramble.
+	r := &rawClient{t: t}
+	c, err := net.DialTimeout("tcp", via, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r.c = c
+	g := r.recv()
+	r.scramble, _ = mysqlwire.GreetingScramble(g.Payload)
+	resp := mysqlwire.HandshakeResponse{Caps: iamRawCaps, MaxPacket: 1 << 24, Charset: 33, User: testiam.User,
+		Database: testiam.Database, Plugin: "caching_sha2_password", AuthData: make([]byte, 32)}
+	r.send(1, resp.Append(nil))
+	sw := r.recv()
+	if plugin, data, ok := mysqlwire.ParseAuthSwitch(sw.Payload); !ok || sw.Seq != 2 || plugin != mysqlwire.NativePassword || !bytes.HasPrefix(data, r.scramble) {
+		t.Fatalf("want a switch to mysql_native_password at seq 2, got seq %d %q", sw.Seq, sw.Payload)
+	}
+	r.send(3, mysqlwire.NativeProof([]byte(local), r.scramble))
+	if p := r.recv(); p.Seq != 4 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("after the switch: seq %d %q", p.Seq, p.Payload)
+	}
+	// COM_CHANGE_USER is held to LOCAL_PASSWORD too.
+	r2 := iamRawLogin(t, via, testiam.User, func(s []byte) []byte { return mysqlwire.NativeProof([]byte(local), s) })
+	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, AuthData: mysqlwire.NativeProof([]byte(local), r2.scramble),
+		Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+	r2.send(0, cu.Append(nil, iamRawCaps))
+	if p := r2.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("COM_CHANGE_USER with LOCAL_PASSWORD answered seq %d %q", p.Seq, p.Payload)
+	}
+	cu.AuthData = mysqlwire.NativeProof([]byte("wrong"), r2.scramble)
+	r2.send(0, cu.Append(nil, iamRawCaps))
+	p, err := mysqlwire.ReadPacket(r2.c, 1<<20)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || !strings.Contains(msg, "LOCAL_PASSWORD") {
+		t.Fatalf("COM_CHANGE_USER with a wrong password: %v %q", err, p.Payload)
+	}
+	if found := secretsIn(logs.String(), map[string]string{"LOCAL_PASSWORD": local}); len(found) > 0 {
+		t.Fatal("the logs show LOCAL_PASSWORD")
+	}
+	_ = env
+}
+
+// TestIAMTokenCache: concurrent logins as one user share one signing.
+func TestIAMTokenCache(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	via, env, _ := iamSidecar(t, f, nil)
+	const n = 100
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	start := make(chan struct{})
+	dbs := make([]*sql.DB, n)
+	for i := range dbs {
+		dbs[i] = iamDB(t, via, testiam.User, "")
+	}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := dbs[i].PingContext(ctx); err != nil {
+				failed.Add(1)
+				t.Log(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d logins failed", failed.Load(), n)
+	}
+	signed, reused := metric(t, env, "sidecar_iam_tokens_signed_total"), metric(t, env, "sidecar_iam_tokens_reused_total")
+	if signed != 1 || reused != n-1 {
+		t.Fatalf("%d logins: %v tokens signed, %v reused; want 1 and %d", n, signed, reused, n-1)
+	}
+	if vs := f.Verdicts(t); len(vs) != n {
+		t.Fatalf("the server checked %d tokens for %d logins", len(vs), n)
+	}
+}
+
+// TestIAMContainerCredentials: the ECS task role's endpoint, with its
+// authorization token; /readyz holds until credentials come.
+func TestIAMContainerCredentials(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const agentToken = "ecs-agent-authorization-token"
+	var asked atomic.Int64
+	var open atomic.Bool // refuse until the test has seen /readyz wait
+	creds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != agentToken {
+			http.Error(w, "no authorization", http.StatusUnauthorized)
+			return
+		}
+		asked.Add(1)
+		if !open.Load() {
+			http.Error(w, "not yet", http.StatusInternalServerError)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"AccessKeyId": f.Creds.AccessKeyID, "SecretAccessKey": f.Creds.SecretAccessKey,
+			"Token": f.Creds.SessionToken, "Expiration": time.Now().Add(6 * time.Hour).UTC().Format(time.RFC3339)})
+	}))
+	defer creds.Close()
+	env := iamEnv(t, f, map[string]string{"LOG_LEVEL": "debug",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI": creds.URL + "/v2/credentials/task", "AWS_CONTAINER_AUTHORIZATION_TOKEN": agentToken})
+	listen := env["LISTEN_PORT"]
+	_, _, logs := runAsync(t, env)
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://127.0.0.1:" + env["ADMIN_PORT"] + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	sawWaiting := false
+	for {
+		code, body := readyz()
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for AWS credentials from container credentials endpoint") {
+			sawWaiting = true
+			open.Store(true)
+		}
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never became ready: %d %q", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !sawWaiting {
+		t.Error("/readyz never said it was waiting for credentials while the endpoint refused")
+	}
+	if got, err := whoAmI(ctx, iamDB(t, "127.0.0.1:"+listen, testiam.User, "")); err != nil || !strings.HasPrefix(got, testiam.User+"@%") {
+		t.Fatalf("login with task-role credentials: %q, %v", got, err)
+	}
+	if asked.Load() < 2 {
+		t.Fatalf("the credentials endpoint was asked %d times", asked.Load())
+	}
+	if found := secretsIn(logs.String(), map[string]string{"secret key": f.Creds.SecretAccessKey, "session token": f.Creds.SessionToken,
+		"agent token": agentToken}); len(found) > 0 {
+		t.Fatalf("the logs show %v", found)
+	}
+}
+
+// TestIAMCredentialsUnavailable: no credentials → the app gets an ERR
+// naming the cause, and the sidecar stays up.
+func TestIAMCredentialsUnavailable(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dead := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)) + "/creds"
+	env := iamEnv(t, f, map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": dead})
+	listen := env["LISTEN_PORT"]
+	_, done, _ := runAsync(t, env)
+	waitListening(t, "127.0.0.1:"+listen)
+	for range 2 {
+		err := iamDB(t, "127.0.0.1:"+listen, testiam.User, "").PingContext(ctx)
+		if err == nil || !strings.Contains(err.Error(), "AWS credentials") || !strings.Contains(err.Error(), "container credentials endpoint") {
+			t.Fatalf("got %v, want an ERR naming the credential source", err)
+		}
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("the sidecar exited (%d) when credentials were unavailable", code)
+	default:
+	}
+	if v := metric(t, env, `sidecar_iam_failures_total{reason="endpoint_unreachable"}`); v < 2 {
+		t.Fatalf("endpoint_unreachable failures: %v", v)
+	}
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(safety)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never listened: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestIAMRulesExit2(t *testing.T) {
+	for name, extra := range map[string]map[string]string{
+		"without TLS":                    {"TARGET_TLS": "disabled", "LISTEN_ADDR": "127.0.0.1"},
+		"0.0.0.0 without LOCAL_PASSWORD": {"TARGET_TLS": "verify-ca"},
+	} {
+		env := map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_AUTH": "iam", "AWS_REGION": "us-east-1"}
+		for k, v := range extra {
+			env[k] = v
+		}
+		var stderr testkit.LockedBuffer
+		if code := run(context.Background(), nil, environ(env), io.Discard, &stderr); code != 2 {
+			t.Errorf("%s: exit %d, want 2:\n%s", name, code, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "TARGET_AUTH=iam") {
+			t.Errorf("%s: the error does not say why:\n%s", name, stderr.String())
+		}
+	}
+}
+
+// go-sql-driver's own suite logs in as the IAM user: directly with a token
+// it signs as an app would, and through the sidecar with no password. The
+// outcomes must be the same.
+func TestGoSQLDriverSuiteThroughIAMSidecar(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: go-sql-driver's suite runs twice (about a minute)")
+	}
+	t.Parallel()
+	f := testiam.Start(t)
+	f.AddDatabase(t, testiam.Database+"_sidecar")
+	suite := copyDriverSource(t)
+	via, _, _ := iamSidecar(t, f, nil)
+	token := f.Token(t, f.Endpoint, testiam.User, f.Creds) // valid 15 minutes: longer than the suite runs
+	got := runDriverSuites(t, suite,
+		suiteRun{testiam.User, token, f.Server.Addr, testiam.Database + "?tls=skip-verify&allowCleartextPasswords=true&connectionAttributes=suite:direct"},
+		suiteRun{testiam.User, "", via, testiam.Database + "_sidecar?tls=false&connectionAttributes=suite:sidecar"})
+	direct, sidecar := got[0], got[1]
+	compareSuites(t, direct, sidecar, map[string]suiteDifference{
+		"TestEmptyPassword": {"fail", "pass", "an empty password is how an app logs in through the sidecar; directly, MariaDB's PAM " +
+			"closes the connection (2013) where the test wants 1045"},
+	})
+}

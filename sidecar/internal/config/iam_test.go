@@ -1,0 +1,93 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestIAMRules(t *testing.T) {
+	base := map[string]string{"TARGET_HOST": "db.cluster-x.us-east-1.rds.amazonaws.com", "TARGET_PORT": "3306",
+		"TARGET_TLS": "verify-identity", "TARGET_AUTH": "IAM", "AWS_REGION": "us-east-1", "LISTEN_ADDR": "127.0.0.1",
+		"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "top-secret-key"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(m, kv[i])
+			} else {
+				m[kv[i]] = kv[i+1]
+			}
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string // every one must appear; nil = valid
+	}{
+		{"valid", with(), nil},
+		{"valid with LOCAL_PASSWORD on 0.0.0.0", with("LISTEN_ADDR", "0.0.0.0", "LOCAL_PASSWORD", "pw"), nil},
+		{"without TLS", with("TARGET_TLS", ""), []string{"TARGET_TLS", "TARGET_AUTH=iam", "verify-ca or verify-identity"}},
+		{"0.0.0.0 without LOCAL_PASSWORD", with("LISTEN_ADDR", ""), []string{"LOCAL_PASSWORD", "LISTEN_ADDR=0.0.0.0", "LISTEN_ADDR=127.0.0.1"}},
+		{":: without LOCAL_PASSWORD", with("LISTEN_ADDR", "::"), []string{"LOCAL_PASSWORD", "LISTEN_ADDR=::"}},
+		{"no region", with("AWS_REGION", ""), []string{"AWS_REGION is not set", "TARGET_AUTH=iam"}},
+		{"bad region", with("AWS_REGION", "us-east"), []string{`AWS_REGION="us-east"`}},
+		{"bad IAM_USERS", with("IAM_USERS", "app,,report"), []string{`IAM_USERS="app,,report"`}},
+		{"bad auth", with("TARGET_AUTH", "token"), []string{`TARGET_AUTH="token"`, "passthrough or iam"}},
+		{"half keys", with("AWS_SECRET_ACCESS_KEY", ""), []string{"AWS_SECRET_ACCESS_KEY is not set"}},
+		{"IP target without a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", "verify-ca"), []string{"TARGET_SERVER_NAME is not set", "TARGET_AUTH=iam", "10.0.0.5"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(env(tc.env))
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.IAM == nil || c.Auth != AuthIAM {
+					t.Fatal("no IAM token source")
+				}
+				a := c.Proxy().Forwards[0].TLS.IAM
+				if a == nil || a.Endpoint != "db.cluster-x.us-east-1.rds.amazonaws.com:3306" {
+					t.Fatalf("authority %+v", a)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%s", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "top-secret-key") {
+				t.Error("the error shows the secret key")
+			}
+		})
+	}
+}
+
+// Tokens are signed for the name the server knows itself by, never the
+// IP dialed; the IAM variables are ignored in passthrough.
+func TestIAMEndpointAndPassthrough(t *testing.T) {
+	c, err := Parse(env(map[string]string{"TARGET_HOST": "10.0.0.5", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity",
+		"TARGET_SERVER_NAME": "db.cluster-x.us-east-1.rds.amazonaws.com", "TARGET_AUTH": "iam", "AWS_REGION": "eu-west-1",
+		"LISTEN_ADDR": "127.0.0.1", "IAM_USERS": "app, report"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Proxy().Forwards[0].TLS.IAM
+	if a.Endpoint != "db.cluster-x.us-east-1.rds.amazonaws.com:3306" || !a.Users["report"] || len(a.Users) != 2 || c.IAM.Region != "eu-west-1" {
+		t.Fatalf("authority %+v region %s", a, c.IAM.Region)
+	}
+	if !strings.HasPrefix(c.IAM.Source.Name, "EC2 instance metadata") {
+		t.Fatalf("source %q", c.IAM.Source.Name)
+	}
+	p, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "IAM_USERS": "app", "LOCAL_PASSWORD": "x"}))
+	if err != nil || p.IAM != nil || p.IAMUsers != nil || p.LocalPassword != "" || p.Proxy().Forwards[0].TLS != nil {
+		t.Fatalf("passthrough kept IAM settings: %+v, %v", p, err)
+	}
+}

@@ -1,0 +1,66 @@
+package iamauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+)
+
+// Authority logs apps in for one forward's target.
+type Authority struct {
+	Tokens   *Tokens
+	Endpoint string          // TARGET_SERVER_NAME:TARGET_PORT: what tokens are signed for
+	Users    map[string]bool // IAM_USERS; nil = any user the app names
+	// LocalPassword is LOCAL_PASSWORD; nil = the app sends any or no password.
+	LocalPassword []byte
+}
+
+// WantsProof reports whether the app must prove LOCAL_PASSWORD.
+func (a *Authority) WantsProof() bool { return a.LocalPassword != nil }
+
+// Password checks the app's user and its mysql_native_password proof of
+// LOCAL_PASSWORD over scramble, and returns the password to give the
+// server: a token for user. Errors are *Failure, and their text is for
+// the app.
+func (a *Authority) Password(ctx context.Context, user string, proof, scramble []byte) ([]byte, error) {
+	if a.Users != nil && !a.Users[user] {
+		a.Tokens.count(ReasonUserNotAllowed)
+		return nil, &Failure{Reason: ReasonUserNotAllowed, Err: fmt.Errorf(
+			"sidecar: user %q is not in IAM_USERS, so the sidecar does not sign IAM tokens for it; allowed: %s", user, a.allowed())}
+	}
+	if a.LocalPassword != nil {
+		want := mysqlwire.NativeProof(a.LocalPassword, scramble)
+		if subtle.ConstantTimeCompare(want, proof) != 1 {
+			a.Tokens.count(ReasonLocalPassword)
+			return nil, &Failure{Reason: ReasonLocalPassword, Err: fmt.Errorf(
+				"sidecar: wrong or missing password for %q; this sidecar requires the app to send LOCAL_PASSWORD (mysql_native_password)", user)}
+		}
+	}
+	token, err := a.Tokens.Token(ctx, a.Endpoint, user)
+	if err != nil {
+		f, _ := err.(*Failure)
+		reason := ReasonSigning
+		if f != nil {
+			reason = f.Reason
+		}
+		return nil, &Failure{Reason: reason, Err: fmt.Errorf("sidecar: cannot log in %q with IAM: %w", user, err)}
+	}
+	return []byte(token), nil
+}
+
+// Failed counts a failure the server reported (ReasonUserNotIAM,
+// ReasonServerRefused).
+func (a *Authority) Failed(reason string) { a.Tokens.count(reason) }
+
+func (a *Authority) allowed() string {
+	names := make([]string, 0, len(a.Users))
+	for u := range a.Users {
+		names = append(names, u)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,141 @@
+package iamauth
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
+	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// ecsCredentialsHost is where ECS serves a task role's credentials to
+// AWS_CONTAINER_CREDENTIALS_RELATIVE_URI.
+const ecsCredentialsHost = "http://169.254.170.2"
+
+// Source is where credentials come from.
+type Source struct {
+	Provider aws.CredentialsProvider // cached
+	Name     string                  // for logs: "environment", "ECS task role (…)", …
+}
+
+// CredentialSource picks the credential source as the AWS SDKs' default
+// chain does, from the environment: keys in the environment, then web
+// identity, then the ECS container endpoint, then instance metadata. It
+// is built from the SDK's providers rather than its config module, which
+// would add shared-config, SSO and login code a sidecar never uses (about
+// 1.7 MB). A malformed setting is an error naming the variable.
+func CredentialSource(getenv func(string) string, region string) (Source, error) {
+	var p aws.CredentialsProvider
+	var name string
+	switch {
+	case getenv("AWS_ACCESS_KEY_ID") != "" || getenv("AWS_SECRET_ACCESS_KEY") != "":
+		if getenv("AWS_ACCESS_KEY_ID") == "" || getenv("AWS_SECRET_ACCESS_KEY") == "" {
+			missing := "AWS_SECRET_ACCESS_KEY"
+			if getenv("AWS_ACCESS_KEY_ID") == "" {
+				missing = "AWS_ACCESS_KEY_ID"
+			}
+			return Source{}, &EnvError{Variable: missing, Accepted: "set together with the other of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither (then the task role is used)"}
+		}
+		p = credentials.NewStaticCredentialsProvider(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN"))
+		name = "environment (AWS_ACCESS_KEY_ID)"
+	case getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "":
+		role := getenv("AWS_ROLE_ARN")
+		if role == "" {
+			return Source{}, &EnvError{Variable: "AWS_ROLE_ARN", Accepted: "a role ARN; required when AWS_WEB_IDENTITY_TOKEN_FILE is set"}
+		}
+		client := sts.New(sts.Options{Region: region})
+		p = stscreds.NewWebIdentityRoleProvider(client, role, stscreds.IdentityTokenFile(getenv("AWS_WEB_IDENTITY_TOKEN_FILE")),
+			func(o *stscreds.WebIdentityRoleOptions) { o.RoleSessionName = getenv("AWS_ROLE_SESSION_NAME") })
+		name = "web identity (" + role + ")"
+	case getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
+		rel := getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+		if !strings.HasPrefix(rel, "/") {
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: rel, Accepted: "a path starting with / (ECS sets it)"}
+		}
+		p = endpointcreds.New(ecsCredentialsHost+rel, containerAuth(getenv))
+		name = "ECS task role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
+	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
+		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+		if err := checkFullURI(full); err != nil {
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: full, Accepted: err.Error()}
+		}
+		p = endpointcreds.New(full, containerAuth(getenv))
+		name = "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
+	default:
+		p = ec2rolecreds.New()
+		name = "EC2 instance metadata (no AWS_* credential variables set)"
+	}
+	return Source{Provider: aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
+		o.ExpiryWindow = RefreshBefore // fresh credentials before tokens signed with them must be replaced
+	}), Name: name}, nil
+}
+
+// EnvError is a credential variable that cannot work. Value is empty for
+// a variable that is missing; secrets are never put in it.
+type EnvError struct {
+	Variable, Value, Accepted string
+}
+
+func (e *EnvError) Error() string {
+	if e.Value == "" {
+		return e.Variable + " is not set; accepted: " + e.Accepted
+	}
+	return fmt.Sprintf("%s=%q is invalid; accepted: %s", e.Variable, e.Value, e.Accepted)
+}
+
+// containerAuth sends the ECS/EKS agent's authorization token, read from
+// the file on every call because the agent rotates it.
+func containerAuth(getenv func(string) string) func(*endpointcreds.Options) {
+	return func(o *endpointcreds.Options) {
+		if file := getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"); file != "" {
+			o.AuthorizationTokenProvider = endpointcreds.TokenProviderFunc(func() (string, error) {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return "", fmt.Errorf("read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: %w", err)
+				}
+				return strings.TrimSpace(string(b)), nil
+			})
+		} else if tok := getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN"); tok != "" {
+			o.AuthorizationToken = tok
+		}
+	}
+}
+
+// checkFullURI allows what the SDKs allow: https anywhere, http only to
+// loopback or the ECS and EKS credential addresses, so credentials never
+// cross a network in the clear.
+func checkFullURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("want an http:// or https:// URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if host == "localhost" {
+			return nil
+		}
+		ip := net.ParseIP(host)
+		if ip != nil && (ip.IsLoopback() || ip.Equal(net.ParseIP("169.254.170.2")) || ip.Equal(net.ParseIP("169.254.170.23")) || ip.Equal(net.ParseIP("fd00:ec2::23"))) {
+			return nil
+		}
+		return fmt.Errorf("http is allowed only to loopback, 169.254.170.2 (ECS) or 169.254.170.23 (EKS); use https")
+	default:
+		return fmt.Errorf("want an http:// or https:// URL")
+	}
+}
+
+// retrieve is Retrieve with the provider's context.
+func (s Source) retrieve(ctx context.Context) (aws.Credentials, error) {
+	return s.Provider.Retrieve(ctx)
+}

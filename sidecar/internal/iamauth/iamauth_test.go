@@ -1,0 +1,208 @@
+package iamauth
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+)
+
+// countingProvider serves fixed credentials and counts retrievals.
+type countingProvider struct {
+	creds aws.Credentials
+	err   error
+	calls atomic.Int64
+}
+
+func (p *countingProvider) Retrieve(context.Context) (aws.Credentials, error) {
+	p.calls.Add(1)
+	return p.creds, p.err
+}
+
+func testTokens(p aws.CredentialsProvider, clock *time.Time, mu *sync.Mutex) *Tokens {
+	return &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1", Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return *clock
+	}}
+}
+
+func TestTokenReuseAndRefresh(t *testing.T) {
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "secret"}}
+	var mu sync.Mutex
+	now := time.Now()
+	tk := testTokens(p, &now, &mu)
+	ctx := context.Background()
+	first, err := tk.Token(ctx, "db.example:3306", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("https://" + first)
+	if u.Host != "db.example:3306" || u.Query().Get("DBUser") != "app" || !strings.Contains(u.Query().Get("X-Amz-Credential"), "/us-east-1/rds-db/") {
+		t.Fatalf("token for the wrong endpoint, user or region: %s", u.Redacted())
+	}
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	advance(TokenLife - RefreshBefore - time.Second)
+	if again, _ := tk.Token(ctx, "db.example:3306", "app"); again != first {
+		t.Fatal("a fresh token was not reused")
+	}
+	if _, err := tk.Token(ctx, "db.example:3306", "other"); err != nil {
+		t.Fatal(err)
+	}
+	advance(2 * time.Second) // past the refresh point
+	if _, err := tk.Token(ctx, "db.example:3306", "app"); err != nil {
+		t.Fatal(err)
+	}
+	st := tk.Stats()
+	if st.Signed != 3 || st.Reused != 1 {
+		t.Fatalf("signed %d reused %d; want 3 and 1", st.Signed, st.Reused)
+	}
+}
+
+func TestTokenLifeFollowsCredentials(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s", CanExpire: true, Expires: now.Add(7 * time.Minute)}}
+	tk := testTokens(p, &now, &mu)
+	ctx := context.Background()
+	if _, err := tk.Token(ctx, "db:3306", "app"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(3 * time.Minute) // 4 min before the credentials expire: inside RefreshBefore
+	mu.Unlock()
+	if _, err := tk.Token(ctx, "db:3306", "app"); err != nil {
+		t.Fatal(err)
+	}
+	if st := tk.Stats(); st.Signed != 2 {
+		t.Fatalf("a token was reused past its credentials' refresh point (signed %d)", st.Signed)
+	}
+}
+
+func TestConcurrentLoginsShareOneSigning(t *testing.T) {
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}}
+	tk := &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1"}
+	var wg sync.WaitGroup
+	tokens := make([]string, 100)
+	for i := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tokens[i], _ = tk.Token(context.Background(), "db:3306", "app")
+		}()
+	}
+	wg.Wait()
+	for _, tok := range tokens {
+		if tok == "" || tok != tokens[0] {
+			t.Fatal("logins got different or no tokens")
+		}
+	}
+	if st := tk.Stats(); st.Signed != 1 || st.Reused != 99 || p.calls.Load() != 1 {
+		t.Fatalf("signed %d, reused %d, credential calls %d", st.Signed, st.Reused, p.calls.Load())
+	}
+}
+
+func TestCredentialFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		p      *countingProvider
+		reason string
+	}{
+		{"none", &countingProvider{err: errors.New("no EC2 IMDS role found")}, ReasonNoCredentials},
+		{"expired", &countingProvider{creds: aws.Credentials{AccessKeyID: "A", SecretAccessKey: "s", CanExpire: true, Expires: time.Now().Add(-time.Minute)}}, ReasonExpired},
+		{"unreachable", &countingProvider{err: &url.Error{Op: "Get", URL: "http://127.0.0.1:1", Err: errors.New("dial tcp 127.0.0.1:1: connect: connection refused")}}, ReasonUnreachable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tk := &Tokens{Source: Source{Provider: tc.p, Name: "test source"}, Region: "us-east-1"}
+			a := &Authority{Tokens: tk, Endpoint: "db:3306"}
+			_, err := a.Password(context.Background(), "app", nil, nil)
+			var f *Failure
+			if !errors.As(err, &f) || f.Reason != tc.reason || !strings.Contains(err.Error(), "test source") {
+				t.Fatalf("got %v, want reason %s naming the source", err, tc.reason)
+			}
+			if tk.Stats().Failures[tc.reason] != 1 {
+				t.Fatal("failure not counted")
+			}
+			if ok, why := tk.Ready(); ok || !strings.Contains(why, "test source") {
+				t.Fatalf("Ready() = %v, %q", ok, why)
+			}
+		})
+	}
+}
+
+func TestCredentialSource(t *testing.T) {
+	for _, tc := range []struct {
+		name, want, errVar string
+		env                map[string]string
+	}{
+		{"keys", "environment", "", map[string]string{"AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "s"}},
+		{"half keys", "", "AWS_SECRET_ACCESS_KEY", map[string]string{"AWS_ACCESS_KEY_ID": "A"}},
+		{"web identity", "web identity", "", map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ROLE_ARN": "arn:aws:iam::1:role/r"}},
+		{"web identity without role", "", "AWS_ROLE_ARN", map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/t"}},
+		{"ECS task role", "ECS task role", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x"}},
+		{"bad relative", "", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "v2"}},
+		{"full loopback", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/c"}},
+		{"full EKS", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials"}},
+		{"full https", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "https://creds.example/c"}},
+		{"full http elsewhere", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.0.0.1/c"}},
+		{"nothing", "EC2 instance metadata", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := CredentialSource(func(k string) string { return tc.env[k] }, "us-east-1")
+			if tc.errVar != "" {
+				var e *EnvError
+				if !errors.As(err, &e) || e.Variable != tc.errVar {
+					t.Fatalf("got %v, want an error naming %s", err, tc.errVar)
+				}
+				if strings.Contains(err.Error(), `"s"`) {
+					t.Fatal("the error shows a secret")
+				}
+				return
+			}
+			if err != nil || !strings.HasPrefix(src.Name, tc.want) {
+				t.Fatalf("got %q, %v; want %q", src.Name, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAuthorityChecks(t *testing.T) {
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}}
+	tk := &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1"}
+	scramble := []byte("01234567890123456789")
+	a := &Authority{Tokens: tk, Endpoint: "db:3306", Users: map[string]bool{"app": true}, LocalPassword: []byte("pw")}
+	good := nativeProofForTest("pw", scramble)
+	if _, err := a.Password(context.Background(), "app", good, scramble); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user   string
+		proof  []byte
+		reason string
+	}{
+		{"root", good, ReasonUserNotAllowed},
+		{"app", nativeProofForTest("wrong", scramble), ReasonLocalPassword},
+		{"app", nil, ReasonLocalPassword},
+	} {
+		_, err := a.Password(context.Background(), tc.user, tc.proof, scramble)
+		var f *Failure
+		if !errors.As(err, &f) || f.Reason != tc.reason {
+			t.Errorf("%s: got %v, want %s", tc.user, err, tc.reason)
+		}
+	}
+	if st := tk.Stats(); st.Signed != 1 || p.calls.Load() != 1 {
+		t.Fatalf("refused logins signed tokens: %+v", st)
+	}
+}
+
+func nativeProofForTest(pw string, scramble []byte) []byte {
+	return mysqlwire.NativeProof([]byte(pw), scramble)
+}

@@ -1,0 +1,255 @@
+// Package iamauth logs apps in to Aurora with IAM database authentication:
+// it checks the app against IAM_USERS and LOCAL_PASSWORD, and signs RDS
+// auth tokens with the task's AWS credentials, caching them per user.
+// The MySQL side of the login is mysqltls's; this package never sees a
+// socket.
+package iamauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
+)
+
+// TokenLife is how long Aurora accepts a token (X-Amz-Expires=900, set by
+// the SDK's BuildAuthToken).
+const TokenLife = 15 * time.Minute
+
+// RefreshBefore is how long before its expiry a token is replaced, so a
+// login never races a token's end.
+const RefreshBefore = 5 * time.Minute
+
+// Failure reasons, stable: the reason label of sidecar_iam_failures_total.
+const (
+	ReasonUserNotAllowed = "user_not_allowed"     // not in IAM_USERS
+	ReasonLocalPassword  = "local_password"       // wrong or missing LOCAL_PASSWORD
+	ReasonNoCredentials  = "no_credentials"       // the chain found or returned none
+	ReasonExpired        = "credentials_expired"  // the source returned expired credentials
+	ReasonUnreachable    = "endpoint_unreachable" // the credentials endpoint did not answer
+	ReasonSigning        = "signing_failed"
+	ReasonUserNotIAM     = "user_not_iam"   // the server asked for another auth plugin
+	ReasonServerRefused  = "server_refused" // the server refused the token
+)
+
+// Reasons lists every failure reason, for metrics.
+var Reasons = []string{ReasonUserNotAllowed, ReasonLocalPassword, ReasonNoCredentials, ReasonExpired,
+	ReasonUnreachable, ReasonSigning, ReasonUserNotIAM, ReasonServerRefused}
+
+// Tokens signs and caches tokens. One Tokens serves every forward.
+type Tokens struct {
+	Source Source
+	Region string
+	// Now is the clock that decides reuse; nil = time.Now.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	cache   map[tokenKey]*entry
+	ready   bool
+	waitErr error
+
+	signed, reused atomic.Int64
+	failures       sync.Map // reason → *atomic.Int64
+}
+
+type tokenKey struct{ endpoint, user string }
+
+// entry is one user's token; done is closed when the signing that fills
+// it has finished, so concurrent logins share one signing.
+type entry struct {
+	done    chan struct{}
+	token   string
+	refresh time.Time // reuse until then
+	err     error
+}
+
+// Stats are the counters for metrics.
+type Stats struct {
+	Signed, Reused int64
+	Failures       map[string]int64
+}
+
+func (t *Tokens) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+// Token returns a token for user at endpoint (host:port, the name the
+// server knows itself by), signing one only when none is fresh.
+func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, error) {
+	k := tokenKey{endpoint, user}
+	t.mu.Lock()
+	if t.cache == nil {
+		t.cache = map[tokenKey]*entry{}
+	}
+	e := t.cache[k]
+	if e != nil {
+		select {
+		case <-e.done:
+			if e.err == nil && t.now().Before(e.refresh) {
+				t.mu.Unlock()
+				t.reused.Add(1)
+				return e.token, nil
+			}
+			e = nil // failed or stale: sign again
+		default: // a signing is under way: share it
+		}
+	}
+	if e == nil {
+		e = &entry{done: make(chan struct{})}
+		t.cache[k] = e
+		t.mu.Unlock()
+		e.token, e.refresh, e.err = t.sign(ctx, endpoint, user)
+		close(e.done)
+		if e.err != nil {
+			t.mu.Lock()
+			if t.cache[k] == e {
+				delete(t.cache, k)
+			}
+			t.mu.Unlock()
+			return "", e.err
+		}
+		t.signed.Add(1)
+		return e.token, nil
+	}
+	t.mu.Unlock()
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if e.err != nil {
+		return "", e.err
+	}
+	t.reused.Add(1)
+	return e.token, nil
+}
+
+func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.Time, error) {
+	signedAt := t.now()
+	creds, err := t.Source.retrieve(ctx)
+	if err == nil && creds.Expired() {
+		err = errExpired
+	}
+	if err != nil {
+		return "", time.Time{}, t.fail(t.credentialReason(err), fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err))
+	}
+	t.markReady()
+	static := credentials.StaticCredentialsProvider{Value: creds}
+	token, err := auth.BuildAuthToken(ctx, endpoint, t.Region, user, static)
+	if err != nil {
+		return "", time.Time{}, t.fail(ReasonSigning, fmt.Errorf("sign an IAM token for %s at %s: %w", user, endpoint, err))
+	}
+	expires := signedAt.Add(TokenLife)
+	if creds.CanExpire && creds.Expires.Before(expires) {
+		expires = creds.Expires // Aurora refuses a token once its credentials expire
+	}
+	return token, expires.Add(-RefreshBefore), nil
+}
+
+var errExpired = errors.New("the credentials returned have already expired")
+
+// Failure is a login failure with a stable reason.
+type Failure struct {
+	Reason string
+	Err    error
+}
+
+func (f *Failure) Error() string { return f.Err.Error() }
+func (f *Failure) Unwrap() error { return f.Err }
+
+func (t *Tokens) fail(reason string, err error) error {
+	t.count(reason)
+	return &Failure{Reason: reason, Err: err}
+}
+
+func (t *Tokens) count(reason string) {
+	c, _ := t.failures.LoadOrStore(reason, new(atomic.Int64))
+	c.(*atomic.Int64).Add(1)
+}
+
+func (t *Tokens) credentialReason(err error) string {
+	var netErr net.Error
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, errExpired):
+		return ReasonExpired
+	case errors.As(err, &opErr), errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded),
+		strings.Contains(err.Error(), "connection refused"), strings.Contains(err.Error(), "no such host"):
+		return ReasonUnreachable
+	default:
+		return ReasonNoCredentials
+	}
+}
+
+func (t *Tokens) markReady() {
+	t.mu.Lock()
+	t.ready, t.waitErr = true, nil
+	t.mu.Unlock()
+}
+
+// Ready reports whether credentials have been obtained once and, if not,
+// why, for /readyz.
+func (t *Tokens) Ready() (bool, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ready {
+		return true, ""
+	}
+	why := "waiting for AWS credentials from " + t.Source.Name
+	if t.waitErr != nil {
+		why += ": " + t.waitErr.Error()
+	}
+	return false, why
+}
+
+// Warm gets credentials until it succeeds once or ctx ends, so the first
+// login does not wait for them and /readyz can tell. It retries with a
+// backoff from 1 s to 30 s, calling report after each failure.
+func (t *Tokens) Warm(ctx context.Context, report func(attempt int, err error)) {
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		c, err := t.Source.retrieve(ctx)
+		if err == nil && c.Expired() {
+			err = errExpired
+		}
+		if err == nil {
+			t.markReady()
+			return
+		}
+		t.mu.Lock()
+		t.waitErr = err
+		t.mu.Unlock()
+		if report != nil {
+			report(attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// Stats returns the counters.
+func (t *Tokens) Stats() Stats {
+	s := Stats{Signed: t.signed.Load(), Reused: t.reused.Load(), Failures: map[string]int64{}}
+	for _, r := range Reasons {
+		if c, ok := t.failures.Load(r); ok {
+			s.Failures[r] = c.(*atomic.Int64).Load()
+		} else {
+			s.Failures[r] = 0
+		}
+	}
+	return s
+}

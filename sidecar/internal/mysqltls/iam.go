@@ -1,0 +1,396 @@
+package mysqltls
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/iamauth"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// IAM login (TARGET_AUTH=iam). The app names a user and sends any or no
+// password; the sidecar checks it (IAM_USERS, LOCAL_PASSWORD), then logs
+// in to the server over its verified TLS with mysql_clear_password and a
+// token in the first packet, carrying the app's database, flags, character
+// set and attributes. COM_CHANGE_USER is re-authenticated the same way.
+
+// iamLogin is an admitted app's login, ready for the server.
+type iamLogin struct {
+	response []byte // the HandshakeResponse for the server
+	appSeq   byte   // the sequence id the app expects the verdict at
+	password []byte // the token
+	user     string
+	caps     uint32 // the session's capability flags
+	scramble []byte
+}
+
+// iamAdmit reads the app's login and checks it; on failure the app has
+// been sent an ERR.
+func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.Packet, greeting []byte, serverCaps uint32) (*iamLogin, error) {
+	r, err := mysqlwire.ParseHandshakeResponse(resp.Payload)
+	if err != nil {
+		return nil, t.refuse(client, resp.Seq+1, ReasonClientProtocol, "sidecar: cannot read the app's login packet", err)
+	}
+	need := mysqlwire.ClientPluginAuth | mysqlwire.ClientPluginAuthLenencClientData | mysqlwire.ClientSecureConnection
+	if serverCaps&need != need {
+		return nil, t.refuse(client, resp.Seq+1, ReasonIAM, "sidecar: the database server cannot take an IAM token (it lacks CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA); TARGET_AUTH=iam needs Aurora MySQL or MySQL 5.7+", nil)
+	}
+	scramble, err := mysqlwire.GreetingScramble(greeting)
+	if err != nil {
+		return nil, t.refuse(client, resp.Seq+1, ReasonIO, "sidecar: the database's greeting has no scramble", err)
+	}
+	appSeq := resp.Seq + 1
+	proof, appSeq, err := t.iamProof(client, client, r.Plugin, r.AuthData, r.Caps, scramble, appSeq)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := t.IAM.Password(ctx, r.User, proof, scramble)
+	if err != nil {
+		return nil, t.iamDenied(client, appSeq, r.User, err)
+	}
+	out := r
+	// CLIENT_SSL as in the SSLRequest, as a client that did TLS sends it.
+	out.Caps = r.Caps&^(mysqlwire.ClientCompress|mysqlwire.ClientZstdCompressionAlgorithm) | need | mysqlwire.ClientSSL
+	out.Plugin = mysqlwire.ClearPassword
+	out.AuthData = append(append([]byte(nil), pw...), 0) // the cleartext plugin sends a C string
+	return &iamLogin{response: out.Append(nil), appSeq: appSeq, password: pw, user: r.User, caps: out.Caps, scramble: scramble}, nil
+}
+
+// iamProof returns the app's mysql_native_password answer over scramble
+// when LOCAL_PASSWORD is set, switching the app to that plugin when it
+// answered with another; and the sequence id the app expects next.
+func (t *Target) iamProof(w io.Writer, r io.Reader, plugin string, data []byte, caps uint32, scramble []byte, seq byte) ([]byte, byte, error) {
+	if !t.IAM.WantsProof() || plugin == mysqlwire.NativePassword || caps&mysqlwire.ClientPluginAuth == 0 {
+		return data, seq, nil
+	}
+	if _, err := mysqlwire.WritePacket(w, seq, mysqlwire.AuthSwitchRequest(mysqlwire.NativePassword, scramble)); err != nil {
+		return nil, 0, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+	}
+	p, err := mysqlwire.ReadPacket(r, maxPacket)
+	if err != nil {
+		return nil, 0, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+	}
+	return p.Payload, p.Seq + 1, nil
+}
+
+// iamDenied tells the app why the sidecar would not log it in.
+func (t *Target) iamDenied(client io.Writer, seq byte, user string, err error) error {
+	code, state := uint16(codeDenied), "28000"
+	var f *iamauth.Failure
+	if errors.As(err, &f) && f.Reason != iamauth.ReasonUserNotAllowed && f.Reason != iamauth.ReasonLocalPassword {
+		code, state = codeHandshake, "08S01" // credentials: the operator's to fix, and maybe passing
+	}
+	sendErrTo(client, seq, code, state, err.Error())
+	return &Refusal{Reason: ReasonIAM, Message: err.Error(), User: user}
+}
+
+// iamLogin logs in to the server with the token and gives the app the
+// server's verdict at the sequence id it expects.
+func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) (*Conn, error) {
+	if _, err := mysqlwire.WritePacket(tc, seq, l.response); err != nil {
+		return nil, t.refuse(client, l.appSeq, ReasonIO, "sidecar: the database closed the connection during the login", err)
+	}
+	for {
+		p, err := mysqlwire.ReadPacket(tc, maxPacket)
+		if err != nil {
+			return nil, t.refuse(client, l.appSeq, ReasonIO, "sidecar: the database closed the connection during the login", err)
+		}
+		v, err := t.iamVerdict(tc, p, l.password, l.user)
+		switch {
+		case err != nil:
+			sendErrTo(client, l.appSeq, codeDenied, "28000", err.Error())
+			return nil, &Refusal{Reason: ReasonIAM, Message: err.Error(), User: l.user}
+		case v == verdictMore:
+			continue
+		}
+		if _, werr := mysqlwire.WritePacket(client, l.appSeq, p.Payload); werr != nil {
+			return nil, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: werr}
+		}
+		if v == verdictRefused {
+			_, msg, _ := mysqlwire.ErrMessage(p.Payload)
+			return nil, &Refusal{Reason: ReasonIAM, User: l.user,
+				Message: "the database refused the IAM token (" + msg + "); check the task role's rds-db:connect permission for this user and cluster"}
+		}
+		return &Conn{Conn: tc, iam: &iamSession{target: t, caps: l.caps, scramble: l.scramble}}, nil
+	}
+}
+
+type verdict int
+
+const (
+	verdictOK verdict = iota
+	verdictRefused
+	verdictMore // the token was sent after an auth switch; read on
+)
+
+// iamVerdict handles one server packet of an IAM login: OK and ERR are the
+// verdict; a switch to mysql_clear_password is answered with the token;
+// any other switch means the user is not set up for IAM (the error).
+func (t *Target) iamVerdict(server io.Writer, p mysqlwire.Packet, password []byte, user string) (verdict, error) {
+	if len(p.Payload) == 0 {
+		return 0, errors.New("sidecar: the database sent an empty packet during the login")
+	}
+	switch p.Payload[0] {
+	case mysqlwire.OK:
+		return verdictOK, nil
+	case mysqlwire.ErrPacketHdr:
+		t.IAM.Failed(iamauth.ReasonServerRefused)
+		return verdictRefused, nil
+	case mysqlwire.AuthSwitch:
+		plugin, _, _ := mysqlwire.ParseAuthSwitch(p.Payload)
+		if plugin == mysqlwire.ClearPassword {
+			if _, err := mysqlwire.WritePacket(server, p.Seq+1, append(append([]byte(nil), password...), 0)); err != nil {
+				return 0, fmt.Errorf("sidecar: the database closed the connection during the login: %w", err)
+			}
+			return verdictMore, nil
+		}
+		t.IAM.Failed(iamauth.ReasonUserNotIAM)
+		return 0, fmt.Errorf("sidecar: the database user %q is not set up for IAM authentication (the server asked for %s); "+
+			"create it with CREATE USER '%s' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS', or set TARGET_AUTH=passthrough", user, plugin, user)
+	default:
+		return 0, fmt.Errorf("sidecar: unexpected packet 0x%02x from the database during the IAM login", p.Payload[0])
+	}
+}
+
+// iamSession is what the session relay needs to re-authenticate a
+// COM_CHANGE_USER.
+type iamSession struct {
+	target   *Target
+	caps     uint32
+	scramble []byte
+	pending  atomic.Pointer[changeUser] // a COM_CHANGE_USER awaiting the server's verdict
+}
+
+type changeUser struct {
+	password []byte
+	user     string
+	appSeq   byte
+}
+
+// lockedWriter serializes writes from the two pumps to one connection.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+const frameHeader = 4
+
+// relayIAM is Relay's IAM form: both directions are read frame by frame,
+// so the client's COM_CHANGE_USER can be re-authenticated, and the
+// server's answer to it given back at the sequence ids the app expects.
+func (s *session) relayIAM(wg *sync.WaitGroup, is *iamSession, toUpstream, toClient *atomic.Int64) {
+	var cmu, smu sync.Mutex
+	client := lockedWriter{&cmu, s.client}
+	server := lockedWriter{&smu, s.server}
+	go s.pumpCommands(wg, is, client, server, toUpstream)
+	go s.pumpReplies(wg, is, client, server, toClient)
+}
+
+// pumpCommands copies the client's packets to the server. A packet is a
+// command when it starts at sequence id 0 and continues nothing: not the
+// next frame of a 16 MiB packet, nor a LOAD DATA stream whose ids wrapped
+// from 255.
+func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
+	defer wg.Done()
+	br := bufio.NewReaderSize(s.client, 32*1024)
+	bw := bufio.NewWriterSize(server, 32*1024)
+	var hdr [frameHeader]byte
+	midPacket, prevSeq, started := false, byte(0), false
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if flushErr := bw.Flush(); flushErr != nil {
+				s.end(relay.ReasonUpstreamError, flushErr)
+				return
+			}
+			if errors.Is(err, io.EOF) {
+				if cerr := s.server.CloseWrite(); cerr != nil {
+					s.end(relay.ReasonUpstreamError, cerr)
+				}
+				return
+			}
+			s.end(relay.ReasonClientError, err)
+			return
+		}
+		s.touch()
+		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+		seq := hdr[3]
+		command := !midPacket && seq == 0 && !(started && prevSeq == 255)
+		midPacket, prevSeq, started = n == mysqlwire.MaxPayload, seq, true
+		if command && n > 0 && n < mysqlwire.MaxPayload {
+			if b, err := br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
+				payload := make([]byte, n)
+				if _, err := io.ReadFull(br, payload); err != nil {
+					s.end(relay.ReasonClientError, err)
+					return
+				}
+				if err := bw.Flush(); err != nil {
+					s.end(relay.ReasonUpstreamError, err)
+					return
+				}
+				if !s.changeUser(is, br, client, server, payload) {
+					return
+				}
+				continue
+			}
+		}
+		if _, err := bw.Write(hdr[:]); err != nil {
+			s.end(relay.ReasonUpstreamError, err)
+			return
+		}
+		copied, err := io.CopyN(bw, br, int64(n))
+		s.toUpstream.Add(copied + frameHeader)
+		if live != nil {
+			live.Add(copied + frameHeader)
+		}
+		if err != nil {
+			s.end(relay.ReasonClientError, err) // a write error surfaces at Flush
+			return
+		}
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				s.end(relay.ReasonUpstreamError, err)
+				return
+			}
+		}
+	}
+}
+
+// changeUser re-authenticates a COM_CHANGE_USER under the login's rules
+// and sends the server one with no credentials of the app's, asking for
+// another plugin so that the server switches to mysql_clear_password (a
+// token does not fit COM_CHANGE_USER's 255-byte field). pumpReplies
+// answers the switch. It reports whether the session goes on.
+func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io.Writer, payload []byte) bool {
+	cu, err := mysqlwire.ParseChangeUser(payload, is.caps)
+	if err != nil {
+		sendErrTo(client, 1, codeHandshake, "08S01", "sidecar: cannot read the app's COM_CHANGE_USER: "+err.Error())
+		s.end(relay.ReasonClientError, err)
+		return false
+	}
+	t := is.target
+	proof, appSeq, err := t.iamProof(client, br, cu.Plugin, cu.AuthData, is.caps, is.scramble, 1)
+	if err != nil {
+		s.end(relay.ReasonClientError, err)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), LoginTimeout)
+	pw, err := t.IAM.Password(ctx, cu.User, proof, is.scramble)
+	cancel()
+	if err != nil {
+		// The server still holds the old user's session: end it rather
+		// than leave the app on credentials it failed to change.
+		_ = t.iamDenied(client, appSeq, cu.User, err)
+		s.end(relay.ReasonDone, nil)
+		return false
+	}
+	decoy := make([]byte, 20) // matches no password, so only the switch can log in
+	_, _ = rand.Read(decoy)
+	out := mysqlwire.ChangeUser{User: cu.User, AuthData: decoy, Database: cu.Database, Charset: cu.Charset,
+		Plugin: mysqlwire.NativePassword, Attrs: cu.Attrs}
+	is.pending.Store(&changeUser{password: pw, user: cu.User, appSeq: appSeq})
+	if _, err := mysqlwire.WritePacket(server, 0, out.Append(nil, is.caps)); err != nil {
+		s.end(relay.ReasonUpstreamError, err)
+		return false
+	}
+	return true
+}
+
+// pumpReplies copies the server's packets to the client, and answers the
+// server's side of a pending COM_CHANGE_USER.
+func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
+	defer wg.Done()
+	br := bufio.NewReaderSize(s.server, 32*1024)
+	bw := bufio.NewWriterSize(client, 32*1024)
+	var hdr [frameHeader]byte
+	midPacket := false
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if flushErr := bw.Flush(); flushErr != nil {
+				s.end(relay.ReasonClientError, flushErr)
+				return
+			}
+			if errors.Is(err, io.EOF) {
+				if cerr := s.client.CloseWrite(); cerr != nil {
+					s.end(relay.ReasonClientError, cerr)
+				}
+				return
+			}
+			s.end(relay.ReasonUpstreamError, err)
+			return
+		}
+		s.touch()
+		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+		if cu := is.pending.Load(); cu != nil && !midPacket && n < mysqlwire.MaxPayload {
+			payload := make([]byte, n)
+			if _, err := io.ReadFull(br, payload); err != nil {
+				s.end(relay.ReasonUpstreamError, err)
+				return
+			}
+			if !s.changeUserReply(is, cu, client, server, mysqlwire.Packet{Seq: hdr[3], Payload: payload}) {
+				return
+			}
+			continue
+		}
+		midPacket = n == mysqlwire.MaxPayload
+		if _, err := bw.Write(hdr[:]); err != nil {
+			s.end(relay.ReasonClientError, err)
+			return
+		}
+		copied, err := io.CopyN(bw, br, int64(n))
+		s.toClient.Add(copied + frameHeader)
+		if live != nil {
+			live.Add(copied + frameHeader)
+		}
+		if err != nil {
+			s.end(relay.ReasonUpstreamError, err)
+			return
+		}
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				s.end(relay.ReasonClientError, err)
+				return
+			}
+		}
+	}
+}
+
+func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server io.Writer, p mysqlwire.Packet) bool {
+	v, err := is.target.iamVerdict(server, p, cu.password, cu.user)
+	switch {
+	case err != nil:
+		sendErrTo(client, cu.appSeq, codeDenied, "28000", err.Error())
+		s.end(relay.ReasonDone, nil)
+		return false
+	case v == verdictMore:
+		return true
+	}
+	is.pending.Store(nil)
+	if _, err := mysqlwire.WritePacket(client, cu.appSeq, p.Payload); err != nil {
+		s.end(relay.ReasonClientError, err)
+		return false
+	}
+	return true
+}
+
+func sendErrTo(w io.Writer, seq byte, code uint16, state, msg string) {
+	if c, ok := w.(net.Conn); ok {
+		_ = c.SetWriteDeadline(time.Now().Add(errWriteTimeout))
+	}
+	_, _ = mysqlwire.WritePacket(w, seq, mysqlwire.ErrPacket(code, state, msg))
+}

@@ -1,0 +1,103 @@
+package mysqltls_test
+
+import (
+	"bytes"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/example/sidecar/sidecar/internal/iamauth"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+)
+
+func iamTarget(t *testing.T, ca *testCA) mysqltls.Target {
+	t.Helper()
+	tokens := &iamauth.Tokens{Region: "us-east-1", Source: iamauth.Source{Name: "test",
+		Provider: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session"))}}
+	return mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, RootsFrom: "the test CA", ServerName: clusterName,
+		IAM: &iamauth.Authority{Tokens: tokens, Endpoint: clusterName + ":3306"}}
+}
+
+// iamLogin sends the app's login (database, charset, attributes, no
+// password) and returns the sidecar's answer to it.
+func iamLogin(t *testing.T, addr string) (*app, mysqlwire.Packet) {
+	t.Helper()
+	a := dialApp(t, addr)
+	g := a.read()
+	caps, _, _, err := mysqlwire.GreetingCaps(g.Payload)
+	if err != nil || caps&mysqlwire.ClientCompress != 0 || caps&mysqlwire.ClientSSL != 0 {
+		t.Fatalf("greeting flags %#x, %v: compression and TLS must be hidden in iam mode", caps, err)
+	}
+	resp := handshakeResponse(appCaps &^ mysqlwire.ClientCompress)
+	a.write(1, resp)
+	return a, a.read()
+}
+
+func TestIAMLoginCarriesTheAppsSession(t *testing.T) {
+	ca := newCA(t, "test CA")
+	for _, tc := range []struct {
+		name, switchTo string
+	}{{"token in the first packet", ""}, {"token after a switch to mysql_clear_password", mysqlwire.ClearPassword}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: tc.switchTo})
+			addr, _ := sidecar(t, srv, iamTarget(t, ca))
+			a, ok := iamLogin(t, addr)
+			if ok.Seq != 2 || ok.Payload[0] != mysqlwire.OK {
+				t.Fatalf("app got seq %d %q, want OK at seq 2", ok.Seq, ok.Payload)
+			}
+			a.write(0, []byte("\x03SELECT 1"))
+			if echo := a.read(); echo.Seq != 1 || string(echo.Payload) != "\x03SELECT 1" {
+				t.Fatalf("session after the login: %d %q", echo.Seq, echo.Payload)
+			}
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			r, err := mysqlwire.ParseHandshakeResponse(srv.responses[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.User != "app" || r.Database != "orders" || r.Charset != 45 || !bytes.Equal(r.Attrs, []byte{3, 'k', 'e', 'y', 5, 'v', 'a', 'l', 'u', 'e'}) {
+				t.Fatalf("the server's login lost the app's session: %+v", r)
+			}
+			if r.Plugin != mysqlwire.ClearPassword || r.Caps&mysqlwire.ClientPluginAuthLenencClientData == 0 {
+				t.Fatalf("plugin %q caps %#x", r.Plugin, r.Caps)
+			}
+			if want := (appCaps &^ mysqlwire.ClientCompress) | mysqlwire.ClientSSL; r.Caps != want|mysqlwire.ClientSecureConnection {
+				t.Fatalf("caps %#x, want the app's %#x", r.Caps, want)
+			}
+			if ssl, _ := mysqlwire.ResponseCaps(srv.sslReqs[0]); ssl != r.Caps {
+				t.Fatalf("SSLRequest caps %#x differ from the login's %#x", ssl, r.Caps)
+			}
+			token := string(bytes.TrimSuffix(r.AuthData, []byte{0}))
+			if tc.switchTo != "" {
+				if want := srv.responses[0]; len(srv.switched) != 1 || !bytes.Equal(srv.switched[0], r.AuthData) {
+					t.Fatalf("answer to the switch %q, want the token (%d bytes)", srv.switched, len(want))
+				}
+			}
+			u, err := url.Parse("https://" + token)
+			if err != nil || u.Host != clusterName+":3306" || u.Query().Get("DBUser") != "app" || !bytes.HasSuffix(r.AuthData, []byte{0}) {
+				t.Fatalf("token %q: want one for %s:3306 and user app, NUL-terminated", u.Redacted(), clusterName)
+			}
+		})
+	}
+}
+
+func TestIAMOtherAuthSwitchMeansNotAnIAMUser(t *testing.T) {
+	ca := newCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: "mysql_native_password"})
+	target := iamTarget(t, ca)
+	addr, _ := sidecar(t, srv, target)
+	a, p := iamLogin(t, addr)
+	_, msg, isErr := mysqlwire.ErrMessage(p.Payload)
+	if !isErr || p.Seq != 2 || !strings.Contains(msg, "not set up for IAM") || !strings.Contains(msg, "IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'") {
+		t.Fatalf("got seq %d %q", p.Seq, p.Payload)
+	}
+	_ = a
+	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 1 {
+		t.Fatalf("user_not_iam failures: %d", n)
+	}
+}
