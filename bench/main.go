@@ -56,14 +56,20 @@ type config struct {
 	burstSettle  time.Duration // how long after closing the idle connections RSS is read again
 	variants     sidecarFlags
 	tls          bool // add the TLS pair (sidecar-tls, app-tls)
+	flood        floodConfig
 	out          string
 }
 
-var allWorkloads = []string{"mysql", "mysql-conns", "mysql-bulk", "bulk", "conns", "idle"}
+var (
+	allWorkloads = []string{"mysql", "mysql-conns", "mysql-bulk", "bulk", "conns", "idle", "flood"}
+	// The flood workload (several minutes: 10 floods and a minute's quiet
+	// per forwarder) runs when asked for.
+	defaultWorkloads = allWorkloads[:len(allWorkloads)-1]
+)
 
 // needsMySQL reports whether the workloads need the throwaway MariaDB.
 func (c config) needsMySQL() bool {
-	return slices.ContainsFunc(c.workloads, func(w string) bool { return strings.HasPrefix(w, "mysql") })
+	return slices.ContainsFunc(c.workloads, func(w string) bool { return strings.HasPrefix(w, "mysql") || w == "flood" })
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -82,7 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.connDialers, "conn-dialers", 8, "concurrent dialers for new connections")
 	fs.IntVar(&cfg.idleFirst, "idle", 1000, "idle connections for the first memory reading")
 	fs.IntVar(&cfg.idleMax, "idle-max", 0, "idle connections for the second memory reading (0: as many as the descriptor limit allows)")
-	work := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated subset of "+strings.Join(allWorkloads, ","))
+	work := fs.String("workloads", strings.Join(defaultWorkloads, ","), "comma-separated subset of "+strings.Join(allWorkloads, ","))
 	fs.BoolVar(&cfg.noSocat, "no-socat", false, "leave socat out even when it is on PATH")
 	fs.IntVar(&cfg.socatBacklog, "socat-backlog", 0, "socat's listen backlog (0: socat's default of 5, as users run it; 32 clients connecting at once can then stall for 15-31 s)")
 	fs.StringVar(&cfg.sidecarPkg, "sidecar-pkg", "./sidecar", "package to build the sidecar from (go build -trimpath)")
@@ -91,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.burstSettle, "burst-settle", 30*time.Second, "after the idle connections close, wait this long and read the forwarder's RSS again (0: skip)")
 	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. portable:DATA_PATH=portable")
 	fs.BoolVar(&cfg.tls, "tls", true, "also run the TLS pair on the MySQL workloads: "+nameSidecarTLS+" (TARGET_TLS=verify-identity, plaintext client) and "+nameAppTLS+" (the client does TLS through the plain relay)")
+	floodFlags(fs, &cfg.flood)
 	fs.StringVar(&cfg.out, "o", "", "also write the Markdown report to this file")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -146,6 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	check(cfg.socatBacklog >= 0 && cfg.socatBacklog <= 65535, "-socat-backlog %d: want 0 (socat's default) to 65535", cfg.socatBacklog)
 	check(cfg.idleFirst >= 1 && cfg.idleFirst <= 100_000, "-idle %d: want 1 to 100000", cfg.idleFirst)
 	check(cfg.idleMax >= 0 && cfg.idleMax <= 1_000_000, "-idle-max %d: want 0 (descriptor limit) up to 1000000", cfg.idleMax)
+	errs = append(errs, cfg.flood.check()...)
 	check(cfg.burstSettle >= 0 && cfg.burstSettle <= 10*time.Minute, "-burst-settle %v: want 0 (skip) up to 10m", cfg.burstSettle)
 	return cfg, errors.Join(errs...)
 }
@@ -251,6 +259,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 			return fmt.Errorf("start MariaDB (needs mariadb-server): %w", err)
 		}
 		defer r.db.Stop()
+	}
+	if slices.ContainsFunc(cfg.workloads, func(w string) bool { return strings.HasPrefix(w, "mysql") }) {
 		r.progress("preparing sbtest1 (%d rows) with %s", cfg.tableSize, r.sysbench)
 		if err := r.prepareMySQL(ctx); err != nil {
 			return err
@@ -287,6 +297,10 @@ rounds:
 			case "idle":
 				if round == 1 {
 					err = r.idleWorkload(ctx, withoutMySQLOnly(order))
+				}
+			case "flood":
+				if round == 1 {
+					err = r.floodWorkload(ctx, withoutMySQLOnly(order))
 				}
 			}
 			if ctx.Err() != nil {

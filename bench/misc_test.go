@@ -102,7 +102,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.rounds != 5 || c.mysqlTime != 3*time.Second || !slices.Equal(c.threads, []int{1, 8, 32}) ||
-				c.idleFirst != 1000 || c.idleMax != 0 || !slices.Equal(c.workloads, allWorkloads) {
+				c.idleFirst != 1000 || c.idleMax != 0 || !slices.Equal(c.workloads, defaultWorkloads) {
 				t.Errorf("defaults: %+v", c)
 			}
 		}},

@@ -65,7 +65,7 @@ func (r *runner) metrics() []metric {
 		metric{key: "idle.pss.max", label: "forwarder PSS at that count", unit: "MiB", prec: 1, forwarder: true},
 		metric{key: "idle.rss.after", label: fmt.Sprintf("forwarder RSS %v after they all closed", r.cfg.burstSettle), unit: "MiB", prec: 1, forwarder: true},
 	)
-	return ms
+	return append(ms, r.floodMetrics()...)
 }
 
 func (r *runner) goals() []goal {

@@ -64,7 +64,7 @@ type DataPath string
 const (
 	DataPathAuto     DataPath = "auto"     // epoll where supported, else portable
 	DataPathEpoll    DataPath = "epoll"    // epoll, or refuse to start
-	DataPathPortable DataPath = "portable" // goroutines and io.Copy (splice) on Go's netpoller
+	DataPathPortable DataPath = "portable" // a goroutine per direction (splice for bulk) on Go's netpoller
 )
 
 // TLSMode is TARGET_TLS: whether and how the sidecar secures the

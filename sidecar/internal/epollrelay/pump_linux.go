@@ -93,6 +93,12 @@ func (l *loop) received(d *direction, n int, e syscall.Errno) bool {
 // ended handles EOF on d.src: pass the half-close on to d.dst, and finish the
 // pair once both directions have ended.
 func (l *loop) ended(d *direction) {
+	if p := d.src.p; d == &p.toU && p.toU.n == 0 && p.toC.n == 0 && !p.toC.pending() {
+		// The client left before a byte moved (relay.ReasonClientGone):
+		// free its slot now, not when a slow upstream greets or closes.
+		l.finish(p, relay.ReasonClientGone, nil)
+		return
+	}
 	d.eof = true
 	sysShutdownWrite(d.dst.fd) // a peer already gone reports itself on its own socket
 	if p := d.src.p; p.toU.eof && p.toC.eof {

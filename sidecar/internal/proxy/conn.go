@@ -81,10 +81,10 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.clientLeft(f, client, start)
 		return
 	}
-	dialCtx, stopWatch := watchClient(s.hardCtx, client)
+	dialCtx, stopWatch := watchClient(withClient(s.hardCtx, client), client)
 	upstream, addr, why, err := s.dial(dialCtx, f)
 	stopWatch()
-	if err != nil && context.Cause(dialCtx) == errClientGone {
+	if err != nil && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
 		s.clientLeft(f, client, start)
 		return
 	}
@@ -145,7 +145,17 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 	if f.TLS == nil {
 		return s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout), true
 	}
-	tc, err := f.TLS.Handshake(ctx, client, upstream)
+	// A client that leaves while the login waits for a slow server's
+	// greeting ends the login at once: its slot is not held for LoginTimeout.
+	loginCtx, stopWatch := watchClient(ctx, client)
+	tc, err := f.TLS.Handshake(loginCtx, client, upstream)
+	gone := context.Cause(loginCtx) == errClientGone
+	stopWatch()
+	if err != nil && gone {
+		_ = client.Close()
+		_ = upstream.Close()
+		return relay.Result{Reason: relay.ReasonClientGone}, true
+	}
 	if err != nil {
 		reason, user := mysqltls.ReasonIO, ""
 		var r *mysqltls.Refusal

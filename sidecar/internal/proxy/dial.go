@@ -26,7 +26,7 @@ func (s *Server) dial(parent context.Context, f *forward) (*net.TCPConn, netip.A
 		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
 		c, err := s.cfg.DialContext(ctx, "tcp", target)
 		cancel()
-		if err != nil && context.Cause(parent) == errClientGone {
+		if err != nil && (context.Cause(parent) == errClientGone || errors.Is(err, errClientGone)) {
 			return nil, netip.Addr{}, failCanceled, errClientGone // not the target's failure: not counted
 		}
 		if err != nil {

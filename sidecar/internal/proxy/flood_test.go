@@ -2,11 +2,13 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -99,5 +101,31 @@ func TestClientLeavingDuringDialCancelsIt(t *testing.T) {
 	}
 	if n := countOf(snap.DialFailures, "canceled"); n != 0 {
 		t.Errorf("%d departed clients counted as failed dials of the target", n)
+	}
+}
+
+// On the MySQL-aware (TLS) path, a client that leaves while the server has
+// not greeted yet ends the login at once: no slot waits for LoginTimeout.
+func TestTLSLoginEndsWhenClientLeaves(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", hold) // accepts, never greets
+	fw := forwardTo(up)
+	fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+	const maxConns, clients = 5, 20
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}, MaxConnections: maxConns})
+	for i := range clients {
+		c := dial(t, r.addrs[0])
+		waitFor(t, "the upstream connection or a rejection", func() bool {
+			return up.count() == i+1 || forwardSnap(r, 0).Rejected > 0
+		})
+		if i%2 == 1 {
+			_ = c.SetLinger(0)
+		}
+		_ = c.Close()
+	}
+	waitFor(t, "every slot released", func() bool { return forwardSnap(r, 0).Active == 0 })
+	snap := forwardSnap(r, 0)
+	if snap.Rejected != 0 || countOf(snap.ConnectionsClosed, "client_gone") != clients {
+		t.Errorf("%d clients left during the login: %d rejected, closed by reason %v; want 0 rejected, all client_gone",
+			clients, snap.Rejected, snap.ConnectionsClosed)
 	}
 }

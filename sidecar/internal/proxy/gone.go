@@ -43,6 +43,36 @@ func peekGone(fd int) bool {
 	}
 }
 
+type clientKey struct{}
+
+// withClient returns a dial context that carries the client it dials for.
+func withClient(ctx context.Context, c *net.TCPConn) context.Context {
+	return context.WithValue(ctx, clientKey{}, c)
+}
+
+// refuseIfClientGone is the default dialer's last step before connect():
+// it fails the dial with errClientGone if the dial context's client has
+// left meanwhile. One non-blocking peek: a client that stays waits for
+// nothing.
+func refuseIfClientGone(ctx context.Context, _, _ string, _ syscall.RawConn) error {
+	c, ok := ctx.Value(clientKey{}).(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	gone := false
+	// Control, not Read: watchClient holds the client's read lock while
+	// it waits, and a peek needs no lock.
+	_ = rc.Control(func(fd uintptr) { gone = peekGone(int(fd)) })
+	if gone {
+		return errClientGone
+	}
+	return nil
+}
+
 // watchClient returns a context for dialing client's upstream that is
 // canceled with errClientGone if the client leaves meanwhile, and a stop
 // function that ends the watch; after stop returns nothing reads the client.

@@ -107,7 +107,11 @@ func (c Config) withDefaults() Config {
 		c.Listen = lc.Listen
 	}
 	if c.DialContext == nil {
-		d := net.Dialer{KeepAlive: -1} // keepalive is set below, the same way on both sides
+		// Keepalive is set below, the same way on both sides. The client is
+		// checked once more just before connect(): on a fast network the
+		// connection is complete within the call, and a database counts
+		// every connection that never logs in as an aborted connect.
+		d := net.Dialer{KeepAlive: -1, ControlContext: refuseIfClientGone}
 		c.DialContext = d.DialContext
 	}
 	if c.Resolver == nil {

@@ -22,8 +22,8 @@ const (
 	closeDialFailed    closeReason = "dial_failed"
 	closeStale         closeReason = "stale_upstream"
 	closeDrainDeadline closeReason = "drain_deadline"
-	closeClientGone    closeReason = "client_gone" // the client left before its upstream was connected: no upstream kept
-	closeTLSRefused    closeReason = "tls_refused" // the MySQL login over TLS was refused (sidecar_tls_refusals_total says why)
+	closeClientGone                = closeReason(relay.ReasonClientGone) // the client left before a byte moved: before or after its upstream was connected
+	closeTLSRefused    closeReason = "tls_refused"                       // the MySQL login over TLS was refused (sidecar_tls_refusals_total says why)
 )
 
 // closeReasons are every close reason: metrics start each at zero.
@@ -39,6 +39,9 @@ var (
 // closeReasonOf names why a relay ended: a cancellation is refined into
 // the forwarder's own reason when it caused it.
 func closeReasonOf(res relay.Result, ctx context.Context) closeReason {
+	if res.Reason == relay.ReasonClientError && res.ToUpstream == 0 && res.ToClient == 0 {
+		return closeClientGone // reset before the greeting: left, like a FIN then
+	}
 	if res.Reason == relay.ReasonCanceled {
 		switch context.Cause(ctx) {
 		case errStale:

@@ -12,20 +12,17 @@ import (
 	"time"
 )
 
-// Copy is the portable Func: one goroutine per direction. Without an idle
-// timeout each direction is a plain io.Copy between the raw *net.TCPConns,
-// which the runtime turns into splice(2) on Linux (zero copy), and the byte
-// counts come from io.Copy's return values. With an idle timeout the
-// directions copy through a buffer instead, because splice reports progress
-// only when it returns and idleness needs to see every read.
-//
-// With Counters in ctx, each direction without an idle timeout splices
-// chunk by chunk itself on Linux (liveCopy), adding each chunk to the
-// Counters as it is delivered.
+// Copy is the portable Func: one goroutine per direction, the caller's
+// being one of them. Without an idle timeout each direction splices (zero
+// copy) chunk by chunk on Linux (liveCopy), adding each chunk as it is
+// delivered to the run's own counts, which tell a client that left before
+// a byte moved (ReasonClientGone) from one that half-closed a session, and
+// to ctx's Counters if any. With an idle timeout the directions copy
+// through a buffer instead, because idleness needs to see every read.
 func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result {
 	r := &copyRun{client: client, upstream: upstream, idle: idle}
 	if c := CountersFrom(ctx); c != nil {
-		r.liveToUpstream, r.liveToClient = &c.ToUpstream, &c.ToClient
+		r.sharedToUpstream, r.sharedToClient = &c.ToUpstream, &c.ToClient
 	}
 	r.touch()
 
@@ -34,8 +31,10 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go r.pumpDirection(&wg, r.upstream, r.client, r.liveToUpstream, &r.toUpstream)
-	go r.pumpDirection(&wg, r.client, r.upstream, r.liveToClient, &r.toClient)
+	go r.pumpDirection(&wg, r.upstream, r.client, counts{&r.own.ToUpstream, r.sharedToUpstream}, &r.toUpstream)
+	// The caller's goroutine pumps the second direction: an idle
+	// connection parks two goroutines, not three (a stack each).
+	r.pumpDirection(&wg, r.client, r.upstream, counts{&r.own.ToClient, r.sharedToClient}, &r.toClient)
 	wg.Wait()
 	r.end(ReasonDone, nil) // no-op if something ended the relay earlier
 	stop()
@@ -51,7 +50,8 @@ type copyRun struct {
 	idle             time.Duration
 	lastActive       atomic.Int64 // unix nanos of the last byte moved, either way
 
-	liveToUpstream, liveToClient *atomic.Int64 // from Counters; nil = none
+	own                              Counters      // this run's bytes, live
+	sharedToUpstream, sharedToClient *atomic.Int64 // ctx's Counters; nil = none
 
 	mu         sync.Mutex
 	ended      bool
@@ -64,13 +64,33 @@ type copyRun struct {
 // pumpDirection is one direction's goroutine: it copies src to dst until
 // that ends, records the bytes moved in *total (under r.mu) and finishes
 // the direction.
-func (r *copyRun) pumpDirection(wg *sync.WaitGroup, dst, src *net.TCPConn, live *atomic.Int64, total *int64) {
+func (r *copyRun) pumpDirection(wg *sync.WaitGroup, dst, src *net.TCPConn, live counts, total *int64) {
 	defer wg.Done()
 	n, err := r.pump(dst, src, live)
 	r.mu.Lock()
 	*total = n
 	r.mu.Unlock()
+	if src == r.client && err == nil && n == 0 && !r.clientGotBytes() {
+		r.end(ReasonClientGone, nil)
+		return
+	}
 	r.finish(dst, src, err)
+}
+
+// clientGotBytes reports whether anything reached the client yet. A chunk
+// spliced but not yet counted makes a half-close look like a client gone:
+// both sides are then closed, as they would be at the client's next read.
+func (r *copyRun) clientGotBytes() bool { return r.own.ToClient.Load() != 0 }
+
+// counts are where a direction adds the bytes it delivers: the run's own
+// and, if not nil, ctx's Counters.
+type counts struct{ own, shared *atomic.Int64 }
+
+func (c counts) add(n int64) {
+	c.own.Add(n)
+	if c.shared != nil {
+		c.shared.Add(n)
+	}
 }
 
 // finish handles the end of one direction: a clean EOF passes on as a
@@ -96,12 +116,9 @@ var errIdle = errors.New("relay: idle timeout")
 
 // pump copies src to dst until EOF (nil error) or an error, adding what
 // it delivers to live (if not nil) as it goes.
-func (r *copyRun) pump(dst, src *net.TCPConn, live *atomic.Int64) (int64, error) {
+func (r *copyRun) pump(dst, src *net.TCPConn, live counts) (int64, error) {
 	if r.idle <= 0 {
-		if live != nil {
-			return liveCopy(dst, src, live)
-		}
-		return io.Copy(dst, src) // splice on Linux
+		return liveCopy(dst, src, live) // splice on Linux
 	}
 	buf := make([]byte, 32*1024)
 	var total int64
@@ -114,9 +131,7 @@ func (r *copyRun) pump(dst, src *net.TCPConn, live *atomic.Int64) (int64, error)
 			r.touch()
 			n, werr := r.writeAll(dst, buf[:nr])
 			total += n
-			if live != nil {
-				live.Add(n)
-			}
+			live.add(n)
 			if werr != nil {
 				return total, werr
 			}

@@ -1,6 +1,6 @@
 // Package relay defines the contract between the forwarder, which accepts and
 // dials connections, and a data path, which moves bytes between a client and
-// its upstream. The portable data path (goroutines, io.Copy with splice) and
+// its upstream. The portable data path (a goroutine per direction, splice) and
 // the Linux epoll data path both implement Func, and both must pass the same
 // test suite.
 package relay
@@ -16,6 +16,8 @@ import (
 // directions have ended, then closes both connections. It takes ownership
 // of both connections.
 //
+//   - When the client sends EOF before a byte has moved either way, both
+//     connections are closed at once and Result.Reason is ReasonClientGone.
 //   - When one side stops sending (EOF), the other side's write half is
 //     closed (CloseWrite), so half-closed protocols keep working; the relay
 //     ends once both directions have ended.
@@ -45,6 +47,11 @@ const (
 	ReasonUpstreamError Reason = "upstream_error" // read/write error on the upstream side (e.g. reset)
 	ReasonIdle          Reason = "idle_timeout"
 	ReasonCanceled      Reason = "canceled" // ctx done: drain deadline passed or upstream went stale
+	// The client closed before a byte moved either way. MySQL is
+	// server-first, so such a client has left (a pool giving up, `nc -z`),
+	// not half-closed a request: the relay ends at once rather than hold
+	// a slot until a slow upstream greets or closes.
+	ReasonClientGone Reason = "client_gone"
 )
 
 // Counters are live byte counts: a data path adds to them as it delivers

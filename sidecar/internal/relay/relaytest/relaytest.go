@@ -45,6 +45,10 @@ func Run(t *testing.T, f relay.Func) {
 		{"StalledClientDoesNotSlowOthers", testStalledClient},
 		{"LiveCounters", func(t *testing.T, f relay.Func) { testLiveCounters(t, f, 0) }},
 		{"LiveCountersWithIdleTimeoutSet", func(t *testing.T, f relay.Func) { testLiveCounters(t, f, time.Minute) }},
+		{"ClientLeavesBeforeGreeting", func(t *testing.T, f relay.Func) { testClientLeaves(t, f, false) }},
+		{"ClientResetsBeforeGreeting", func(t *testing.T, f relay.Func) { testClientLeaves(t, f, true) }},
+		{"FloodOfDepartingClients", func(t *testing.T, f relay.Func) { testFlood(t, f, 0) }},
+		{"FloodWhileUpstreamSlowToAccept", func(t *testing.T, f relay.Func) { testFlood(t, f, 10*time.Millisecond) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -356,5 +360,25 @@ func testLiveCounters(t *testing.T, f relay.Func, idle time.Duration) {
 	checkResult(t, r.Wait(t), relay.ReasonDone, up, down)
 	if c.ToUpstream.Load() != up || c.ToClient.Load() != down {
 		t.Errorf("live counters at the end: %d up, %d down; want %d and %d", c.ToUpstream.Load(), c.ToClient.Load(), up, down)
+	}
+}
+
+// A client that leaves before a byte moved either way (MySQL is
+// server-first: it has not even seen the greeting) ends the relay at once,
+// while the upstream is silent: its slot must not wait for the server.
+func testClientLeaves(t *testing.T, f relay.Func, reset bool) {
+	r := Start(t, f, 0)
+	want := relay.ReasonClientGone
+	if reset {
+		_ = r.Client.SetLinger(0)
+		want = relay.ReasonClientError
+	}
+	_ = r.Client.Close()
+	res := r.Wait(t)
+	if res.Reason != want || res.ToUpstream != 0 || res.ToClient != 0 {
+		t.Errorf("result %+v, want reason %q and no bytes", res, want)
+	}
+	if _, err := readAllWithin(r.Upstream); err != nil && isTimeout(err) {
+		t.Errorf("upstream not closed after the client left: %v", err)
 	}
 }

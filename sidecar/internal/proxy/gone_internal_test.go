@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/internal/testkit"
+)
+
+// The default dialer's last check before connect(): a dial for a client
+// that has left makes no connection at all; one for a client that is
+// still there, or for none, goes ahead.
+func TestDialerRefusesForDepartedClient(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		leave   func(*net.TCPConn) // nil: the client stays
+		noValue bool               // the dial context carries no client
+		want    error
+	}{
+		{name: "client stays"},
+		{name: "client closed", leave: func(c *net.TCPConn) { _ = c.Close() }, want: errClientGone},
+		{name: "client reset", leave: func(c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, want: errClientGone},
+		{name: "no client in the context", leave: func(c *net.TCPConn) { _ = c.Close() }, noValue: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln := testkit.Listen(t)
+			app, client := testkit.Pair(t, ln)
+			if tc.leave != nil {
+				tc.leave(app)
+				deadline := time.Now().Add(10 * time.Second)
+				for !clientGone(client) && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			ctx := context.Background()
+			if !tc.noValue {
+				ctx = withClient(ctx, client)
+			}
+			upstream := testkit.Listen(t)
+			d := net.Dialer{ControlContext: refuseIfClientGone}
+			c, err := d.DialContext(ctx, "tcp", upstream.Addr().String())
+			if c != nil {
+				_ = c.Close()
+			}
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Errorf("dial: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
