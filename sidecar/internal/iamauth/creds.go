@@ -1,7 +1,6 @@
 package iamauth
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -133,9 +132,4 @@ func checkFullURI(raw string) error {
 	default:
 		return fmt.Errorf("want an http:// or https:// URL")
 	}
-}
-
-// retrieve is Retrieve with the provider's context.
-func (s Source) retrieve(ctx context.Context) (aws.Credentials, error) {
-	return s.Provider.Retrieve(ctx)
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
 )
@@ -136,10 +137,7 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 
 func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.Time, error) {
 	signedAt := t.now()
-	creds, err := t.Source.retrieve(ctx)
-	if err == nil && creds.Expired() {
-		err = errExpired
-	}
+	creds, err := t.credentials(ctx)
 	if err != nil {
 		return "", time.Time{}, t.fail(t.credentialReason(err), fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err))
 	}
@@ -157,6 +155,15 @@ func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.
 }
 
 var errExpired = errors.New("the credentials returned have already expired")
+
+// credentials gets credentials from the source; expired ones are an error.
+func (t *Tokens) credentials(ctx context.Context) (aws.Credentials, error) {
+	c, err := t.Source.Provider.Retrieve(ctx)
+	if err == nil && c.Expired() {
+		err = errExpired
+	}
+	return c, err
+}
 
 // Failure is a login failure with a stable reason.
 type Failure struct {
@@ -218,10 +225,7 @@ func (t *Tokens) Ready() (bool, string) {
 func (t *Tokens) Warm(ctx context.Context, report func(attempt int, err error)) {
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
-		c, err := t.Source.retrieve(ctx)
-		if err == nil && c.Expired() {
-			err = errExpired
-		}
+		_, err := t.credentials(ctx)
 		if err == nil {
 			t.markReady()
 			return

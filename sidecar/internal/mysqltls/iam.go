@@ -62,7 +62,7 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 	// CLIENT_SSL as in the SSLRequest, as a client that did TLS sends it.
 	out.Caps = r.Caps&^(mysqlwire.ClientCompress|mysqlwire.ClientZstdCompressionAlgorithm) | need | mysqlwire.ClientSSL
 	out.Plugin = mysqlwire.ClearPassword
-	out.AuthData = append(append([]byte(nil), pw...), 0) // the cleartext plugin sends a C string
+	out.AuthData = cleartext(pw)
 	return &iamLogin{response: out.Append(nil), appSeq: appSeq, password: pw, user: r.User, caps: out.Caps, scramble: scramble}, nil
 }
 
@@ -125,6 +125,9 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 	}
 }
 
+// cleartext is mysql_clear_password's answer: the password as a C string.
+func cleartext(password []byte) []byte { return append(append([]byte(nil), password...), 0) }
+
 type verdict int
 
 const (
@@ -149,7 +152,7 @@ func (t *Target) iamVerdict(server io.Writer, p mysqlwire.Packet, password []byt
 	case mysqlwire.AuthSwitch:
 		plugin, _, _ := mysqlwire.ParseAuthSwitch(p.Payload)
 		if plugin == mysqlwire.ClearPassword {
-			if _, err := mysqlwire.WritePacket(server, p.Seq+1, append(append([]byte(nil), password...), 0)); err != nil {
+			if _, err := mysqlwire.WritePacket(server, p.Seq+1, cleartext(password)); err != nil {
 				return 0, fmt.Errorf("sidecar: the database closed the connection during the login: %w", err)
 			}
 			return verdictMore, nil
@@ -202,71 +205,108 @@ func (s *session) relayIAM(wg *sync.WaitGroup, is *iamSession, toUpstream, toCli
 	go s.pumpReplies(wg, is, client, server, toClient)
 }
 
+// frames moves one direction frame by frame, so that a pump can look at
+// a frame before passing it on: src's frames to dst, with the session's
+// half-close, counters and flushing when src has nothing buffered.
+type frames struct {
+	br             *bufio.Reader
+	bw             *bufio.Writer
+	srcErr, dstErr relay.Reason
+	closeWrite     func() error // passes src's EOF on
+	total, live    *atomic.Int64
+}
+
+func newFrames(src io.Reader, dst io.Writer, srcErr, dstErr relay.Reason, closeWrite func() error, total, live *atomic.Int64) *frames {
+	return &frames{br: bufio.NewReaderSize(src, 32*1024), bw: bufio.NewWriterSize(dst, 32*1024),
+		srcErr: srcErr, dstErr: dstErr, closeWrite: closeWrite, total: total, live: live}
+}
+
+// next reads the next frame header and returns the payload length; false
+// when the direction has ended (the session is told why).
+func (f *frames) next(s *session, hdr *[frameHeader]byte) (int, bool) {
+	if _, err := io.ReadFull(f.br, hdr[:]); err != nil {
+		switch {
+		case f.flush(s) != nil:
+		case errors.Is(err, io.EOF):
+			if cerr := f.closeWrite(); cerr != nil {
+				s.end(f.dstErr, cerr)
+			}
+		default:
+			s.end(f.srcErr, err)
+		}
+		return 0, false
+	}
+	s.touch()
+	return int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16, true
+}
+
+// payload reads a frame's payload of n bytes, to look at it.
+func (f *frames) payload(s *session, n int) ([]byte, bool) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(f.br, b); err != nil {
+		s.end(f.srcErr, err)
+		return nil, false
+	}
+	return b, true
+}
+
+// forward passes the frame with header hdr and n payload bytes on.
+func (f *frames) forward(s *session, hdr [frameHeader]byte, n int) bool {
+	if _, err := f.bw.Write(hdr[:]); err != nil {
+		s.end(f.dstErr, err)
+		return false
+	}
+	copied, err := io.CopyN(f.bw, f.br, int64(n))
+	f.total.Add(copied + frameHeader)
+	if f.live != nil {
+		f.live.Add(copied + frameHeader)
+	}
+	if err != nil {
+		s.end(f.srcErr, err) // a write error surfaces at the flush
+		return false
+	}
+	if f.br.Buffered() == 0 {
+		return f.flush(s) == nil
+	}
+	return true
+}
+
+func (f *frames) flush(s *session) error {
+	err := f.bw.Flush()
+	if err != nil {
+		s.end(f.dstErr, err)
+	}
+	return err
+}
+
 // pumpCommands copies the client's packets to the server. A packet is a
 // command when it starts at sequence id 0 and continues nothing: not the
 // next frame of a 16 MiB packet, nor a LOAD DATA stream whose ids wrapped
 // from 255.
 func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
-	br := bufio.NewReaderSize(s.client, 32*1024)
-	bw := bufio.NewWriterSize(server, 32*1024)
+	f := newFrames(s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.server.CloseWrite, &s.toUpstream, live)
 	var hdr [frameHeader]byte
 	midPacket, prevSeq, started := false, byte(0), false
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			if flushErr := bw.Flush(); flushErr != nil {
-				s.end(relay.ReasonUpstreamError, flushErr)
-				return
-			}
-			if errors.Is(err, io.EOF) {
-				if cerr := s.server.CloseWrite(); cerr != nil {
-					s.end(relay.ReasonUpstreamError, cerr)
-				}
-				return
-			}
-			s.end(relay.ReasonClientError, err)
+		n, ok := f.next(s, &hdr)
+		if !ok {
 			return
 		}
-		s.touch()
-		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
 		seq := hdr[3]
 		command := !midPacket && seq == 0 && !(started && prevSeq == 255)
 		midPacket, prevSeq, started = n == mysqlwire.MaxPayload, seq, true
 		if command && n > 0 && n < mysqlwire.MaxPayload {
-			if b, err := br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
-				payload := make([]byte, n)
-				if _, err := io.ReadFull(br, payload); err != nil {
-					s.end(relay.ReasonClientError, err)
-					return
-				}
-				if err := bw.Flush(); err != nil {
-					s.end(relay.ReasonUpstreamError, err)
-					return
-				}
-				if !s.changeUser(is, br, client, server, payload) {
+			if b, err := f.br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
+				payload, ok := f.payload(s, n)
+				if !ok || f.flush(s) != nil || !s.changeUser(is, f.br, client, server, payload) {
 					return
 				}
 				continue
 			}
 		}
-		if _, err := bw.Write(hdr[:]); err != nil {
-			s.end(relay.ReasonUpstreamError, err)
+		if !f.forward(s, hdr, n) {
 			return
-		}
-		copied, err := io.CopyN(bw, br, int64(n))
-		s.toUpstream.Add(copied + frameHeader)
-		if live != nil {
-			live.Add(copied + frameHeader)
-		}
-		if err != nil {
-			s.end(relay.ReasonClientError, err) // a write error surfaces at Flush
-			return
-		}
-		if br.Buffered() == 0 {
-			if err := bw.Flush(); err != nil {
-				s.end(relay.ReasonUpstreamError, err)
-				return
-			}
 		}
 	}
 }
@@ -315,57 +355,24 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 // server's side of a pending COM_CHANGE_USER.
 func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
-	br := bufio.NewReaderSize(s.server, 32*1024)
-	bw := bufio.NewWriterSize(client, 32*1024)
+	f := newFrames(s.server, client, relay.ReasonUpstreamError, relay.ReasonClientError, s.client.CloseWrite, &s.toClient, live)
 	var hdr [frameHeader]byte
 	midPacket := false
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			if flushErr := bw.Flush(); flushErr != nil {
-				s.end(relay.ReasonClientError, flushErr)
-				return
-			}
-			if errors.Is(err, io.EOF) {
-				if cerr := s.client.CloseWrite(); cerr != nil {
-					s.end(relay.ReasonClientError, cerr)
-				}
-				return
-			}
-			s.end(relay.ReasonUpstreamError, err)
+		n, ok := f.next(s, &hdr)
+		if !ok {
 			return
 		}
-		s.touch()
-		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
 		if cu := is.pending.Load(); cu != nil && !midPacket && n < mysqlwire.MaxPayload {
-			payload := make([]byte, n)
-			if _, err := io.ReadFull(br, payload); err != nil {
-				s.end(relay.ReasonUpstreamError, err)
-				return
-			}
-			if !s.changeUserReply(is, cu, client, server, mysqlwire.Packet{Seq: hdr[3], Payload: payload}) {
+			payload, ok := f.payload(s, n)
+			if !ok || !s.changeUserReply(is, cu, client, server, mysqlwire.Packet{Seq: hdr[3], Payload: payload}) {
 				return
 			}
 			continue
 		}
 		midPacket = n == mysqlwire.MaxPayload
-		if _, err := bw.Write(hdr[:]); err != nil {
-			s.end(relay.ReasonClientError, err)
+		if !f.forward(s, hdr, n) {
 			return
-		}
-		copied, err := io.CopyN(bw, br, int64(n))
-		s.toClient.Add(copied + frameHeader)
-		if live != nil {
-			live.Add(copied + frameHeader)
-		}
-		if err != nil {
-			s.end(relay.ReasonUpstreamError, err)
-			return
-		}
-		if br.Buffered() == 0 {
-			if err := bw.Flush(); err != nil {
-				s.end(relay.ReasonClientError, err)
-				return
-			}
 		}
 	}
 }
