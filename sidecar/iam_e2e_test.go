@@ -246,7 +246,7 @@ func TestIAMLocalPassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const local = "local-app-secret"
-	via, env, logs := iamSidecar(t, f, map[string]string{"LOCAL_PASSWORD": local, "LISTEN_ADDR": "0.0.0.0"})
+	via, _, logs := iamSidecar(t, f, map[string]string{"LOCAL_PASSWORD": local, "LISTEN_ADDR": "0.0.0.0"})
 	if got, err := whoAmI(ctx, iamDB(t, via, testiam.User, local)); err != nil || !strings.HasPrefix(got, testiam.User+"@%") {
 		t.Fatalf("right LOCAL_PASSWORD: %q, %v", got, err)
 	}
@@ -296,7 +296,6 @@ func TestIAMLocalPassword(t *testing.T) {
 	if found := secretsIn(logs.String(), map[string]string{"LOCAL_PASSWORD": local}); len(found) > 0 {
 		t.Fatal("the logs show LOCAL_PASSWORD")
 	}
-	_ = env
 }
 
 // TestIAMTokenCache: concurrent logins as one user share one signing.

@@ -91,12 +91,11 @@ func TestIAMOtherAuthSwitchMeansNotAnIAMUser(t *testing.T) {
 	srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: "mysql_native_password"})
 	target := iamTarget(t, ca)
 	addr, _ := sidecar(t, srv, target)
-	a, p := iamLogin(t, addr)
+	_, p := iamLogin(t, addr)
 	_, msg, isErr := mysqlwire.ErrMessage(p.Payload)
 	if !isErr || p.Seq != 2 || !strings.Contains(msg, "not set up for IAM") || !strings.Contains(msg, "IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'") {
 		t.Fatalf("got seq %d %q", p.Seq, p.Payload)
 	}
-	_ = a
 	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 1 {
 		t.Fatalf("user_not_iam failures: %d", n)
 	}
