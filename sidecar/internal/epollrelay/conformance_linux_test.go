@@ -23,6 +23,7 @@ func TestConformance(t *testing.T) {
 func TestConformanceCodec(t *testing.T) {
 	for _, c := range engineConfigs {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // an engine each
 			relaytest.RunCodec(t, newEngine(t, c.opts).RelayCodec)
 		})
 	}
