@@ -2,17 +2,12 @@ package tlscodec_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
-	"math/big"
 	"net"
 	"testing"
-	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
 
@@ -27,24 +22,12 @@ type session struct {
 
 func newSession(t *testing.T, version uint16) *session {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"db"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
+	cert, roots := testkit.SelfSignedTLS(t, "db")
 	clientEnd, serverEnd := net.Pipe()
 	t.Cleanup(func() { clientEnd.Close(); serverEnd.Close() })
 	transport := tlscodec.NewTransport(clientEnd)
 	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: version, MaxVersion: version})
-	ts := tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	ts := tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}})
 	errc := make(chan error, 1)
 	go func() { errc <- ts.Handshake() }()
 	if err := tc.Handshake(); err != nil {

@@ -2,20 +2,15 @@ package relaytest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/relay"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
@@ -92,36 +87,12 @@ func terminate(ts *tls.Conn, raw, plain *net.TCPConn) {
 	_ = plain.Close()
 }
 
-// tlsConfigs makes a throwaway certificate and the configurations of both
-// TLS ends, the client's with a session cache as the sidecar's.
+// tlsConfigs returns the configurations of both TLS ends, the client's
+// with a session cache as the sidecar's.
 func tlsConfigs(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "relaytest"},
-		DNSNames:              []string{"relaytest"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	cert, roots := testkit.SelfSignedTLS(t, "relaytest")
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	client = &tls.Config{RootCAs: roots, ServerName: "relaytest", MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(16)}
 	return server, client
 }
