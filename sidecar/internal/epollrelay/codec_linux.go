@@ -112,14 +112,7 @@ func (l *loop) drainOpen(d *direction) {
 // flushOpened sends opened bytes the client did not take before, then
 // drains the codec, which may hold more.
 func (l *loop) flushOpened(d *direction) {
-	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
-	if l.classify(d.dst, "write", e) != moved {
-		return
-	}
-	d.sent(m)
-	d.off += m
-	d.src.p.last = l.now
-	if d.off < d.end {
+	if !l.sendBuffered(d) {
 		return
 	}
 	l.putBuf(d.buf)

@@ -177,14 +177,7 @@ func (l *loop) flush(d *direction) {
 		l.flushOpened(d)
 		return
 	}
-	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
-	if l.classify(d.dst, "write", e) != moved {
-		return
-	}
-	d.sent(m)
-	d.off += m
-	d.src.p.last = l.now
-	if d.off == d.end {
+	if l.sendBuffered(d) {
 		d.off, d.end = 0, 0
 		if d.pipeR >= 0 && l.splice {
 			// The copied bytes that were waiting for a pipe are out.
@@ -194,6 +187,19 @@ func (l *loop) flush(d *direction) {
 		}
 		// Otherwise keep d.buf: the source is likely sending a burst.
 	}
+}
+
+// sendBuffered sends what waits in d.buf to d.dst; true once all of it
+// is out.
+func (l *loop) sendBuffered(d *direction) bool {
+	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
+	if l.classify(d.dst, "write", e) != moved {
+		return false
+	}
+	d.sent(m)
+	d.off += m
+	d.src.p.last = l.now
+	return d.off == d.end
 }
 
 // outcome is what a non-blocking read, send or splice came to.
