@@ -20,7 +20,7 @@ type session struct {
 	peer   net.Conn // the server's end
 }
 
-func newSession(t *testing.T, version uint16) *session {
+func newSession(t testing.TB, version uint16) *session {
 	t.Helper()
 	cert, roots := testkit.SelfSignedTLS(t, "db")
 	clientEnd, serverEnd := net.Pipe()
