@@ -13,6 +13,7 @@ import (
 func TestConformance(t *testing.T) {
 	for _, c := range engineConfigs {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // an engine each, and the suite checks nothing process-wide
 			relaytest.Run(t, newEngine(t, c.opts).Relay)
 		})
 	}
