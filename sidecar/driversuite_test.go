@@ -30,7 +30,7 @@ const driverSuiteSkip = "^(TestConnectorReturnsTimeout|TestTLS|TestIssue1567)$"
 // verify-identity mode (the driver in plaintext).
 func TestGoSQLDriverSuiteThroughTLSSidecar(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: go-sql-driver's suite runs twice (about a minute)")
+		t.Skip("-short: go-sql-driver's whole suite, directly and through the sidecar (about a minute); TestTLSThroughSidecar and TestChangeUserAndResetConnectionThroughTLS still use go-sql-driver through it")
 	}
 	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
