@@ -13,6 +13,9 @@ import (
 func TestConformance(t *testing.T) {
 	for _, c := range engineConfigs {
 		t.Run(c.name, func(t *testing.T) {
+			if testing.Short() && c.name != engineConfigs[0].name {
+				t.Skip("-short: the suite runs against the first shape (the default) only; the engine tests (TestPingPong, TestBulkBothWays, TestIdleTimeout…) still run every shape")
+			}
 			relaytest.Run(t, newEngine(t, c.opts).Relay)
 		})
 	}
