@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
-	"flag"
 	"io"
 	"net"
 	"os"
@@ -28,23 +27,7 @@ var (
 	binError error
 )
 
-// minParallel is how many tests of this package run at once unless
-// -parallel says otherwise. Most of them wait: on MariaDB servers, PAM,
-// child processes and timers. With go test's default of one per CPU, the
-// two go-sql-driver suites (about a minute each) held both slots of a
-// 2-core machine while a dozen short tests queued behind them, in an
-// order go test does not fix.
-const minParallel = 4
-
 func TestMain(m *testing.M) {
-	flag.Parse()
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if p := flag.Lookup("test.parallel"); !given && p != nil {
-		if n, ok := p.Value.(flag.Getter).Get().(int); ok && n < minParallel {
-			_ = flag.Set("test.parallel", strconv.Itoa(minParallel))
-		}
-	}
 	dir, err := os.MkdirTemp("", "sidecar-bin")
 	if err != nil {
 		panic(err)

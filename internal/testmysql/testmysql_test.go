@@ -7,6 +7,7 @@ import (
 )
 
 func TestStartAndQuery(t *testing.T) {
+	t.Parallel() // each test has servers of its own
 	s := Start(t)
 	db, err := sql.Open("mysql", s.DSN(s.Addr, "test"))
 	if err != nil {
@@ -33,6 +34,7 @@ func TestStartAndQuery(t *testing.T) {
 // Servers start from copies of one data directory template: what one
 // server writes, another never sees.
 func TestServersDoNotShareData(t *testing.T) {
+	t.Parallel()
 	a, b := Start(t), Start(t)
 	dbA, err := sql.Open("mysql", "root@unix("+a.Socket+")/")
 	if err != nil {
