@@ -81,6 +81,11 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.clientLeft(f, client, start)
 		return
 	}
+	if s.cfg.DepartureGrace > 0 && f.departed.flooding(time.Now(), s.cfg.DepartureFlood) &&
+		!staysThrough(s.hardCtx, client, s.cfg.DepartureGrace) {
+		s.clientLeft(f, client, start)
+		return
+	}
 	dialCtx, stopWatch := watchClient(withClient(s.hardCtx, client), client)
 	upstream, addr, why, err := s.dial(dialCtx, f)
 	stopWatch()
@@ -112,6 +117,9 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	}
 
 	reason := closeReasonOf(res, ctx)
+	if reason == closeClientGone {
+		f.departed.add(time.Now())
+	}
 	level := slog.LevelDebug
 	switch reason {
 	case closeUpstreamError:
@@ -135,6 +143,7 @@ func (s *Server) clientLeft(f *forward, client *net.TCPConn, start time.Time) {
 	_ = client.Close()
 	s.log.Debug("client left before the upstream connection; none kept", "listen_port", f.port,
 		"client", client.RemoteAddr().String(), "duration_ms", durationMS(time.Since(start)), "reason", closeClientGone)
+	f.departed.add(time.Now())
 	f.stats.closed(closeClientGone)
 }
 

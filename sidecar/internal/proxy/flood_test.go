@@ -132,3 +132,69 @@ func TestTLSLoginEndsWhenClientLeaves(t *testing.T) {
 			clients, snap.Rejected, snap.ConnectionsClosed)
 	}
 }
+
+// While clients leave in a flood, a new client waits a grace before the
+// dial: one that leaves during it costs the database no connection, and
+// one that stays is connected after it.
+func TestDepartureGraceDuringFlood(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	gate := make(chan struct{}, 1)
+	listen := func(ctx context.Context, network, address string) (net.Listener, error) {
+		ln, err := (&net.ListenConfig{}).Listen(ctx, network, address)
+		return gatedListener{ln, gate}, err
+	}
+	const flood = 3
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, Listen: listen,
+		DepartureFlood: flood, DepartureGrace: time.Minute}) // longer than any test waits: a departure is always inside it
+	dial := func() *net.TCPConn {
+		c, err := net.DialTimeout("tcp", r.addrs[0], safety)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.TCPConn)
+	}
+	// The flood: clients gone before the sidecar takes them.
+	for i := range flood {
+		_ = dial().Close()
+		gate <- struct{}{}
+		waitFor(t, "the departure to be counted", func() bool {
+			return countOf(forwardSnap(r, 0).ConnectionsClosed, "client_gone") == uint64(i+1)
+		})
+	}
+	// This client is taken while it is still there (the pre-dial check
+	// passes), and leaves only then: without the grace, it would be dialed
+	// for at once.
+	c := dial()
+	gate <- struct{}{}
+	waitFor(t, "the sidecar to take the client", func() bool { return forwardSnap(r, 0).Active == 1 })
+	_ = c.Close()
+	waitFor(t, "the slot to be released", func() bool { return forwardSnap(r, 0).Active == 0 })
+	snap := forwardSnap(r, 0)
+	if up.count() != 0 || countOf(snap.ConnectionsClosed, "client_gone") != flood+1 {
+		t.Errorf("a client that left during the grace: %d upstream connections, %d client_gone; want 0 and %d",
+			up.count(), countOf(snap.ConnectionsClosed, "client_gone"), flood+1)
+	}
+}
+
+// A client that stays through the grace is connected and served.
+func TestDepartureGraceServesClientsThatStay(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DepartureFlood: 1, DepartureGrace: 50 * time.Millisecond})
+	c, err := net.DialTimeout("tcp", r.addrs[0], safety)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close() // one departure: the grace is on for the next client
+	waitFor(t, "the departure to be counted", func() bool {
+		return countOf(forwardSnap(r, 0).ConnectionsClosed, "client_gone") == 1
+	})
+	stays, err := net.DialTimeout("tcp", r.addrs[0], safety)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stays.Close()
+	_ = stays.SetDeadline(time.Now().Add(safety))
+	if err := echoRoundTrip(stays.(*net.TCPConn), []byte("still here")); err != nil {
+		t.Fatalf("a client that stayed through the grace: %v", err)
+	}
+}

@@ -85,6 +85,14 @@ type Config struct {
 	BurstConnections   int
 	ReleaseMemoryEvery time.Duration
 	FreeOSMemory       func() // nil = debug.FreeOSMemory
+
+	// While at least DepartureFlood clients per second leave a forward
+	// before a byte moved, each new client of it waits DepartureGrace
+	// before the dial, so one that leaves at once costs the database no
+	// connection (see departures). DepartureGrace: 0 = DefaultDepartureGrace,
+	// negative = never wait. DepartureFlood: 0 = DefaultDepartureFlood.
+	DepartureGrace time.Duration
+	DepartureFlood int
 }
 
 func (c Config) withDefaults() Config {
@@ -123,6 +131,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AcceptBackoffMax <= 0 {
 		c.AcceptBackoffMax = time.Second
+	}
+	if c.DepartureGrace == 0 {
+		c.DepartureGrace = DefaultDepartureGrace
+	}
+	if c.DepartureFlood <= 0 {
+		c.DepartureFlood = DefaultDepartureFlood
 	}
 	if c.BurstConnections == 0 {
 		c.BurstConnections = DefaultBurstConnections
@@ -174,6 +188,7 @@ type forward struct {
 	dialFailLog *logLimiter
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
+	departed      departures  // clients that left before a byte moved, for the departure grace
 }
 
 // New checks cfg and returns a Server that has not opened anything yet.
