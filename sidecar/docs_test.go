@@ -199,3 +199,16 @@ func TestHelpListsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+// The departure grace the docs state is the proxy's default.
+func TestDocsDepartureGrace(t *testing.T) {
+	text := strings.Join(strings.Fields(userDocs(t)["docs/operations.md"]), " ")
+	for _, want := range []string{
+		fmt.Sprintf("at least %d clients per second leave", proxy.DefaultDepartureFlood),
+		fmt.Sprintf("waits up to %s before the dial", strings.Replace(proxy.DefaultDepartureGrace.String(), "ms", " ms", 1)),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("docs/operations.md does not say %q", want)
+		}
+	}
+}
