@@ -441,7 +441,7 @@ func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
 		if err := fe.runner.Push(testCtx(t)); err != nil {
 			t.Fatalf("Push: %v", err)
 		}
-		if !strings.Contains(fe.log.String(), "vulnerability check skipped (VULN_CHECK=false)") || strings.Contains(fe.log.String(), "GO-2026-0042") {
+		if !strings.Contains(fe.log.String(), "vulncheck skipped (VULN_CHECK=false)") || strings.Contains(fe.log.String(), "GO-2026-0042") {
 			t.Errorf("log:\n%s", fe.log)
 		}
 	})

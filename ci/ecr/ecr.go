@@ -138,7 +138,7 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 	if every <= 0 {
 		every = ProgressEvery
 	}
-	err = watched(ctx, log, "AWS credentials", timeout, every, func(ctx context.Context) error {
+	err = watched(ctx, wait{log: log, what: "AWS credentials", bound: timeout, every: every}, func(ctx context.Context) error {
 		_, err := cfg.Credentials.Retrieve(ctx)
 		return err
 	})

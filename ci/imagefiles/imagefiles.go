@@ -38,6 +38,20 @@ func Read(file string, paths ...string) (Files, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	idx, err := Open(file, dir)
+	if err != nil {
+		return nil, err
+	}
+	out, err := FromIndex(idx, paths...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return out, nil
+}
+
+// Open unpacks the OCI layout tarball at file into dir (which the caller
+// removes) and returns its image index, read from there.
+func Open(file, dir string) (v1.ImageIndex, error) {
 	if err := Untar(file, dir); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -45,11 +59,7 @@ func Read(file string, paths ...string) (Files, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: not an OCI image layout: %w", file, err)
 	}
-	out, err := FromIndex(idx, paths...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	return out, nil
+	return idx, nil
 }
 
 // FromIndex returns the content of paths in every platform image of idx,
