@@ -16,6 +16,7 @@ import (
 
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/ocilayout"
 )
 
 // Image is the built, size-checked image: one container per platform.
@@ -130,14 +131,15 @@ func (s *run) build(ctx context.Context) (*Image, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("build failed: %w%s", err, execOutput(err))
 	}
-	if img.Digest, err = imagesize.Digest(s.tarball()); err != nil {
+	// One read of the export: its digest, the sizes, the release's files
+	// and the local load.
+	if img.Index, err = ocilayout.Open(s.tarball(), filepath.Join(s.tmp, "layout")); err != nil {
+		return nil, fmt.Errorf("read the built image: %w", err)
+	}
+	if img.Digest, err = imagesize.IndexDigest(img.Index); err != nil {
 		// Not fatal: only the idempotent-push check needs it, and without
 		// it push treats existing tags as different images.
 		s.step("build: note: no single image digest in the export (%v)", err)
-	}
-	// One read of the export: the release's files and the local load.
-	if img.Index, err = imagefiles.Open(s.tarball(), filepath.Join(s.tmp, "layout")); err != nil {
-		return nil, fmt.Errorf("read the built image: %w", err)
 	}
 	if img.Files, err = imagefiles.FromIndex(img.Index, imagePaths()...); err != nil {
 		return nil, fmt.Errorf("read the built image: %w", err)
@@ -170,7 +172,7 @@ func stepSize() Step {
 	return Step{Name: "size", Doc: "measures each platform's image, compressed and uncompressed, and fails naming any platform over SIZE_BUDGET; nothing has left the engine yet.",
 		do: func(_ context.Context, s *run) error {
 			var err error
-			if s.img.Sizes, err = imagesize.Measure(s.tarball()); err != nil {
+			if s.img.Sizes, err = imagesize.MeasureIndex(s.img.Index); err != nil {
 				return fmt.Errorf("measure the built image: %w", err)
 			}
 			if err := checkSizes(s.log(), s.Config, s.img.Sizes); err != nil {

@@ -11,6 +11,7 @@ import (
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c, err := LoadConfig(dir, func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -44,6 +45,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name  string

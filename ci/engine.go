@@ -44,7 +44,15 @@ const probeTimeout = 3 * time.Second
 // that container: one that exits or cannot start fails the connect within
 // seconds, with its last log lines, instead of after the CLI's 300 s wait.
 func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
-	if err := probeEngine(ctx); err != nil {
+	return connect(ctx, log, os.LookupEnv)
+}
+
+// connect is Connect with the engine's variables read from env
+// (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST, DOCKER_HOST, …)
+// and extra SDK options; a dagger.WithConn among them is the session to
+// use (tests: a recording session that env names).
+func connect(ctx context.Context, log io.Writer, env func(string) (string, bool), opts ...dagger.ClientOpt) (*dagger.Client, error) {
+	if err := probeEngineEnv(ctx, env); err != nil {
 		return nil, err
 	}
 	// The session lives as long as connectCtx: it is cancelled only when
@@ -64,11 +72,11 @@ func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
 		}()
 	}
 	go func() {
-		c, err := dagger.Connect(connectCtx, dagger.WithLogOutput(log))
+		c, err := dagger.Connect(connectCtx, append(opts, dagger.WithLogOutput(log))...)
 		done <- result{c, err}
 	}()
 	var failed <-chan error
-	if engineInDocker() {
+	if engineInDocker(env) {
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		failed = watchEngineStart(watchCtx, time.Now(), engineWatchPoll)
@@ -87,15 +95,18 @@ func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
 	}
 }
 
-func probeEngine(ctx context.Context) error {
-	if port, ok := os.LookupEnv("DAGGER_SESSION_PORT"); ok {
+func probeEngine(ctx context.Context) error { return probeEngineEnv(ctx, os.LookupEnv) }
+
+// probeEngineEnv checks that the engine env names is reachable.
+func probeEngineEnv(ctx context.Context, env func(string) (string, bool)) error {
+	if port, ok := env("DAGGER_SESSION_PORT"); ok {
 		// An existing session (`dagger run`): it must be listening.
 		if err := dial(ctx, "tcp", "127.0.0.1:"+port); err != nil {
 			return &EngineError{Missing: fmt.Sprintf("no session listening at DAGGER_SESSION_PORT=%s (unset it, or run inside `dagger run`): %v", port, err), Err: err}
 		}
 		return nil
 	}
-	runner := os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+	runner, _ := env("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
 	scheme, rest, _ := strings.Cut(runner, "://")
 	switch scheme {
 	case "tcp":
@@ -109,7 +120,7 @@ func probeEngine(ctx context.Context) error {
 		}
 		return nil
 	case "", "image", "docker-image":
-		return probeDocker(ctx) // the CLI starts the engine as a Docker container
+		return probeDocker(ctx, env) // the CLI starts the engine as a Docker container
 	default:
 		return nil // container://, kube-pod://, ...: left to the CLI
 	}
@@ -121,7 +132,7 @@ func probeEngine(ctx context.Context) error {
 // Asking the CLI means DOCKER_HOST, DOCKER_CONTEXT and the current context
 // in the Docker config are honoured exactly as Dagger will (Colima,
 // OrbStack, Docker Desktop without /var/run/docker.sock).
-func probeDocker(ctx context.Context) error {
+func probeDocker(ctx context.Context, env func(string) (string, bool)) error {
 	if _, err := exec.LookPath("docker"); err != nil {
 		for _, alt := range []string{"podman", "nerdctl", "finch"} {
 			if _, err := exec.LookPath(alt); err == nil {
@@ -132,7 +143,7 @@ func probeDocker(ctx context.Context) error {
 	}
 	if err := dockerload.Ping(ctx); err != nil {
 		return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (%v): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
-			dockerTarget(os.LookupEnv), err), Err: err}
+			dockerTarget(env), err), Err: err}
 	}
 	return nil
 }

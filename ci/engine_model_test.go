@@ -17,6 +17,7 @@ import (
 // dockerBuild must carry the engine's own platform, whatever the target
 // and whatever the engine runs on.
 func TestBuildPassesTheEnginesPlatformAsBuildPlatform(t *testing.T) {
+	t.Parallel()
 	for _, engine := range []string{"linux/amd64", "linux/arm64"} {
 		t.Run(engine, func(t *testing.T) {
 			fe := newEngine(t, nil, nil)
@@ -55,6 +56,7 @@ func TestBuildPassesTheEnginesPlatformAsBuildPlatform(t *testing.T) {
 // 1s interval, not the image's 10s; MySQL (no HEALTHCHECK) when its port
 // accepts; the running-sidecar check binds no database.
 func TestSmokeReadiness(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 	// Not ready at the first check, made the moment the container starts.
 	fe.srv.Startup(func(daggertest.Service) (time.Duration, bool) { return 300 * time.Millisecond, true })
@@ -90,6 +92,7 @@ func TestSmokeReadiness(t *testing.T) {
 }
 
 func TestSmokeFailsWhenTheSidecarNeverGetsHealthy(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 	fe.srv.Startup(func(s daggertest.Service) (time.Duration, bool) { return 0, s.Alias != sidecarAlias })
 	err := fe.runner.Test(testCtx(t))
@@ -106,6 +109,7 @@ func TestSmokeFailsWhenTheSidecarNeverGetsHealthy(t *testing.T) {
 // The default base images have one owner (images.go); the Dockerfile's ARG
 // defaults, Vars and the docs repeat them.
 func TestDefaultImagesAgree(t *testing.T) {
+	t.Parallel()
 	df, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,7 @@ func policyActions(t *testing.T) []string {
 // tag) and a reused candidate without a scan (StartImageScan). Layer
 // uploads go to the registry, not the API, and are not recorded here.
 func TestDocumentedPolicyCoversThePushOperations(t *testing.T) {
+	t.Parallel()
 	actions := policyActions(t)
 	for _, enhanced := range []string{"inspector2:ListFindings", "inspector2:ListCoverage"} {
 		if !slices.Contains(actions, enhanced) {

@@ -15,6 +15,7 @@ import (
 // mage build tag), checks the listing and help, and runs the targets for
 // real where they fail without an engine or AWS.
 func TestMage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("compiles the magefile")
 	}

@@ -18,6 +18,7 @@ import (
 // builder id naming this host as unverified, subject names without
 // spaces, and base images by the digests the build was pinned to.
 func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	fe := newPushEngine(t, ecrSrv, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
@@ -80,6 +81,7 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 // A base image that cannot be resolved stops the build before it starts,
 // naming the variable.
 func TestBuildStopsWhenABaseImageDoesNotResolve(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.99"}, nil)
 	fe.srv.Handle("imageRef", func(q daggertest.Query) (any, error) {
 		if from, _ := q.Find("from"); from.Arg("address") == "mirror.example/alpine:3.99" {

@@ -12,6 +12,7 @@ import (
 )
 
 func TestReleaseConfig(t *testing.T) {
+	t.Parallel()
 	none := func(string) (string, bool) { return "", false }
 	c, err := LoadConfig(t.TempDir(), none)
 	if err != nil {
@@ -60,6 +61,7 @@ func TestReleaseConfig(t *testing.T) {
 // leaves ecr.WaitOptions.Progress zero, so the default applies) and the
 // default SCAN_TIMEOUT as the timeout message prints it.
 func TestReleaseTimingsInTheDocs(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../docs/pipeline.md")
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +96,7 @@ func TestReleaseTimingsInTheDocs(t *testing.T) {
 // A GOVULNDB with credentials (an authenticated mirror) is printed
 // redacted in configuration errors; a file URL with a host is refused.
 func TestReleaseConfigVulnDBURL(t *testing.T) {
+	t.Parallel()
 	const pw = "s3cr3t-token"
 	for db, want := range map[string][]string{
 		"https://user:" + pw + "@/":     {`GOVULNDB="https://user:xxxxx@/"`, "no host"},

@@ -33,10 +33,10 @@ import (
 
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
-	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
 	"github.com/example/sidecar/ci/imagetag"
+	"github.com/example/sidecar/ci/ocilayout"
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
 	"github.com/example/sidecar/ci/sbom"
@@ -65,7 +65,7 @@ func (fe *fakeEngine) setFiles(t *testing.T, files map[string]map[string][]byte)
 		t.Fatal(err)
 	}
 	fe.layout = filepath.Join(t.TempDir(), "layout")
-	if err := imagefiles.Untar(probe, fe.layout); err != nil {
+	if err := ocilayout.Untar(probe, fe.layout); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -297,8 +297,7 @@ func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]str
 		d := ecrSrv.PushImage(repo, tag, fe.topType, fe.top)
 		return addr + "@" + d, nil
 	})
-	// Not the environment the tests run in (GitHub Actions or not).
-	fe.runner.lookupEnv = func(string) (string, bool) { return "", false }
+	fe.setEnv(ecrSrv.Vars(t))
 	return fe
 }
 
@@ -331,7 +330,7 @@ func pushedCandidate(t *testing.T, ecrSrv *ecrtest.Server, tag string, files map
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "layout")
-	if err := imagefiles.Untar(tarball, dir); err != nil {
+	if err := ocilayout.Untar(tarball, dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := pushLayoutDir(ecrSrv, dir, ecrSrv.Host()+"/sidecar:"+tag); err != nil {
@@ -402,6 +401,7 @@ func digestOf(s string) string {
 }
 
 func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	// The sidecar dials with net.Dialer and links nothing of net/smtp: only
@@ -448,6 +448,7 @@ func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
 }
 
 func TestPushUnreachableVulnDBFailsFast(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	db := "http://127.0.0.1:" + closedPort(t)
@@ -485,6 +486,7 @@ func (fe *fakeEngine) platformDigests(t *testing.T) []string {
 }
 
 func TestPushScanGate(t *testing.T) {
+	t.Parallel()
 	crit := ecrtest.ScanFinding{Severity: "CRITICAL", Name: "CVE-2026-1111", Package: "busybox", Version: "1.37.0-r19"}
 	high := ecrtest.ScanFinding{Severity: "HIGH", Name: "CVE-2026-2222", Package: "musl", Version: "1.2.5-r10"}
 	medium := ecrtest.ScanFinding{Severity: "MEDIUM", Name: "CVE-2026-3333", Package: "musl", Version: "1.2.5-r10"}
@@ -603,6 +605,7 @@ func TestPushScanGate(t *testing.T) {
 
 // The gate's message says what it held back: what this run was to move.
 func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
+	t.Parallel()
 	crit := ecrtest.ScanState{Status: "COMPLETE", Findings: []ecrtest.ScanFinding{{Severity: "CRITICAL", Name: "CVE-2026-1111", Package: "busybox"}}}
 	for _, tc := range []struct {
 		name    string
@@ -654,6 +657,7 @@ func lastIndex(s []string, v string) int {
 }
 
 func TestPushAttachesSBOMAndProvenance(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		noReferrers bool
@@ -669,7 +673,7 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 			env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
 				"GITHUB_RUN_ID": "99", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_REF": "refs/tags/v4.0.0",
 				"GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0"}
-			fe.runner.lookupEnv = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+			fe.setEnv(env)
 			gitTag(t, fe.dir, "v4.0.0")
 			commit := gitHead(t, fe.dir)
 			// Promotion waits for the documents: watch the order.
@@ -790,6 +794,7 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 // A single-platform push is one image manifest, not an index: it is
 // scanned, described and attested as that platform.
 func TestPushSinglePlatform(t *testing.T) {
+	t.Parallel()
 	mutable := false
 	ecrSrv := pushEnv(t, &mutable)
 	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
@@ -816,6 +821,7 @@ func TestPushSinglePlatform(t *testing.T) {
 // A single-platform commit already in ECR (a plain manifest) is read back
 // and documented as its platform, named by its config.
 func TestPushSinglePlatformCandidate(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	host := "linux/" + runtime.GOARCH
@@ -849,6 +855,7 @@ func TestPushSinglePlatformCandidate(t *testing.T) {
 // A registry that refuses the documents stops the release before the
 // version tag moves.
 func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe := scanningPush(t, "BASIC", nil)
 	gitTag(t, fe.dir, "v6.0.0")
 	ecrSrv.DenyReferrers()
@@ -865,6 +872,7 @@ func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
 }
 
 func TestStripUserinfo(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"https://x-access-token:ghs_secret@github.com/example/sidecar.git": "https://github.com/example/sidecar.git",
 		"https://github.com/example/sidecar":                               "https://github.com/example/sidecar",

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"time"
 
+	"dagger.io/dagger"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/example/sidecar/ci/dockerload"
@@ -34,14 +35,21 @@ type Runner struct {
 	// scanPoll and scanProgress pace the ECR scan wait (ecr.WaitOptions
 	// defaults when zero); tests shorten them.
 	scanPoll, scanProgress time.Duration
-	// lookupEnv reads the CI's variables for the provenance (GitHub
-	// Actions); os.LookupEnv when nil.
+	// lookupEnv reads the variables the run reads besides Config's: the
+	// engine's (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST,
+	// DOCKER_HOST), AWS's (ecr.Options.Env) and the CI's for the
+	// provenance (GitHub Actions); os.LookupEnv when nil.
 	lookupEnv func(string) (string, bool)
 	// loadImage and pingDocker reach the local Docker for LOCAL_IMAGE
 	// (dockerload.Load and dockerload.Ping when nil); pipeline tests, whose
 	// images are not runnable, record the load instead.
 	loadImage  func(ctx context.Context, idx v1.ImageIndex, platform, name string) error
 	pingDocker func(ctx context.Context) error
+	// sessionOpts are extra Dagger SDK options for the session: tests
+	// pass their recording session's connection (dagger.WithConn), which
+	// lookupEnv's DAGGER_SESSION_PORT names, so they need not set the
+	// process environment and can run in parallel.
+	sessionOpts []dagger.ClientOpt
 }
 
 func (r *Runner) loader() func(ctx context.Context, idx v1.ImageIndex, platform, name string) error {
@@ -64,7 +72,7 @@ func (r *Runner) checkLocalDocker(ctx context.Context, target string) error {
 	}
 	if err := ping(ctx); err != nil {
 		return fmt.Errorf("LOCAL_IMAGE=%s needs the local Docker, which is not reachable through %s (nothing was built): %w; "+
-			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, dockerTarget(os.LookupEnv), err)
+			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, dockerTarget(r.env()), err)
 	}
 	return nil
 }
@@ -124,7 +132,7 @@ func stepPreflight(target string) Step {
 			return err
 		}
 		s.step("%s: connecting to the Dagger engine", target)
-		client, err := Connect(ctx, s.log())
+		client, err := connect(ctx, s.log(), s.env(), s.sessionOpts...)
 		if err != nil {
 			return err
 		}
@@ -139,7 +147,7 @@ func stepPreflight(target string) Step {
 // builds nothing), then git, the tags, GOVULNDB and AWS.
 func (s *run) pushPreflight(ctx context.Context) error {
 	s.step("push: checking for a Dagger engine")
-	if err := probeEngine(ctx); err != nil {
+	if err := probeEngineEnv(ctx, s.env()); err != nil {
 		return err
 	}
 	s.step("push: reading git state")
@@ -169,6 +177,7 @@ func (s *run) awsPreflight(ctx context.Context) error {
 		ScanOnPush:    s.Config.ScanOnPush,
 		ImmutableTags: s.Config.ImmutableTags,
 		Log:           s.log(),
+		Env:           s.lookupEnv, // nil: the SDK reads the process environment
 	})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 // The gate fails closed: a failure entry for the repository stops the
 // release, naming the API call; an unreadable scan type is "unknown".
 func TestPushScanGateFailsClosed(t *testing.T) {
+	t.Parallel()
 	t.Run("failure entry", func(t *testing.T) {
 		ecrSrv, fe := scanningPush(t, "BASIC", map[string]string{"PUSH_LATEST": "true"})
 		ecrSrv.FailScanningConfiguration("sidecar", "REPOSITORY_NOT_FOUND")
@@ -48,6 +49,7 @@ func TestPushScanGateFailsClosed(t *testing.T) {
 // counts from findingSeverityCounts; each platform's line has the scan's
 // completion time and the age of its vulnerability data.
 func TestPushScanGateCountsBeyondTheNamedFindings(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe := scanningPush(t, "BASIC", nil)
 	fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
 	var many []ecrtest.ScanFinding
@@ -71,6 +73,7 @@ func TestPushScanGateCountsBeyondTheNamedFindings(t *testing.T) {
 // scan: under basic scanning the gate starts one (once) instead of
 // waiting out SCAN_TIMEOUT; under enhanced scanning it fails at once.
 func TestPushScanGateCandidateWithoutScan(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		scanType string
 		released bool

@@ -168,6 +168,7 @@ echo "`+smokesql.Expected()+`"
 // MariaDB, the real client; only the Dagger wiring (services, hostnames)
 // is replaced by loopback ports.
 func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
+	t.Parallel()
 	busybox(t)
 	client := ""
 	for _, name := range []string{"mysql", "mariadb"} {

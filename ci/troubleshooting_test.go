@@ -13,6 +13,7 @@ import (
 // headers of the configuration and engine errors. (The messages of the
 // steps below them are documented by step, not tied one by one.)
 func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../docs/troubleshooting.md")
 	if err != nil {
 		t.Fatal(err)

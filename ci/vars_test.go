@@ -28,6 +28,7 @@ func docsRow(v Var) string {
 // TestVarsDocsTable ties docs/pipeline.md's variables table to Vars: the
 // same rows, in the same order, with the same default and meaning.
 func TestVarsDocsTable(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../docs/pipeline.md")
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +91,7 @@ var defaultRE = regexp.MustCompile(`\b(_*[A-Z][A-Z0-9_]*) \(default: ([^)]*)\)`)
 // pipeline target names is in the table, every default it states is the
 // table's, and every variable LoadConfig reads has its default stated.
 func TestMageHelpAgrees(t *testing.T) {
+	t.Parallel()
 	docs, err := pipelineTargetDocs("../magefiles/magefile.go")
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +169,7 @@ func pipelineTargetDocs(file string) (map[string]string, error) {
 // TestLoadConfigReadsTheTable checks that LoadConfig reads exactly the rows
 // of Vars it owns (ReadBy ""), and none that another program reads.
 func TestLoadConfigReadsTheTable(t *testing.T) {
+	t.Parallel()
 	for _, env := range []map[string]string{
 		{}, // defaults
 		{"PLATFORMS": "linux/amd64,windows/amd64", "SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
@@ -193,6 +196,7 @@ func TestLoadConfigReadsTheTable(t *testing.T) {
 // TestLoadConfigAccepted checks that a bad value's error says what the
 // table accepts for that variable.
 func TestLoadConfigAccepted(t *testing.T) {
+	t.Parallel()
 	bad := map[string]string{"SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
 		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
 		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE"}
@@ -222,6 +226,7 @@ func TestLoadConfigAccepted(t *testing.T) {
 // TestVarsParse checks that LoadConfig's rows have a parser and the rows
 // another program reads have none.
 func TestVarsParse(t *testing.T) {
+	t.Parallel()
 	for _, v := range Vars() {
 		if (v.Parse == nil) != (v.ReadBy != "") {
 			t.Errorf("%s: parser %v, read by %q", v.Name, v.Parse != nil, v.ReadBy)
@@ -230,6 +235,7 @@ func TestVarsParse(t *testing.T) {
 }
 
 func TestTypoWarnings(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		environ []string
 		want    []string

@@ -10,6 +10,7 @@ import (
 // GOVULNDB=https://user:token@mirror/ is how an authenticated mirror is
 // reached: the token appears in no step line, probe or scan error.
 func TestPushNeverPrintsVulnDBCredentials(t *testing.T) {
+	t.Parallel()
 	const pw = "s3cr3t-token"
 	for _, tc := range []struct {
 		name  string

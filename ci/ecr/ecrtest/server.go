@@ -514,11 +514,27 @@ func Isolate(t testing.TB) {
 
 // Env isolates the test's AWS configuration and points it at the
 // stand-in: static test credentials, the region, AWS_ENDPOINT_URL_ECR.
+// It sets the process environment, so the test cannot run in parallel;
+// Vars, passed as ecr.Options.Env, does the same without.
 func (s *Server) Env(t testing.TB) {
 	t.Helper()
 	Isolate(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
-	t.Setenv("AWS_REGION", s.Region)
-	t.Setenv("AWS_ENDPOINT_URL_ECR", s.URL)
+	for k, v := range s.Vars(t) {
+		t.Setenv(k, v)
+	}
+}
+
+// Vars are the AWS variables that point a preflight at the stand-in:
+// static test credentials, the region, AWS_ENDPOINT_URL_ECR, and shared
+// config files that do not exist (none of the developer's profiles).
+func (s *Server) Vars(t testing.TB) map[string]string {
+	dir := t.TempDir()
+	return map[string]string{
+		"AWS_ACCESS_KEY_ID":           "AKIDSTANDIN",
+		"AWS_SECRET_ACCESS_KEY":       "standin-secret",
+		"AWS_REGION":                  s.Region,
+		"AWS_ENDPOINT_URL_ECR":        s.URL,
+		"AWS_CONFIG_FILE":             dir + "/config",
+		"AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials",
+	}
 }
