@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // TestMage compiles magefiles/ the way users run it (go vet skips the
@@ -115,4 +118,10 @@ func TestMage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	return strconv.Itoa(testkit.FreePort(t))
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
@@ -850,7 +851,7 @@ func TestNoEngineFailsFirst(t *testing.T) {
 			fe := newEngine(t, nil, nil)
 			fe.vars["DAGGER_SESSION_PORT"] = closedPort(t) // the session is gone
 			err := tc.run(fe.runner, testCtx(t))
-			var ee *EngineError
+			var ee *engine.Error
 			if !errors.As(err, &ee) {
 				t.Fatalf("err = %v, want EngineError", err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagefiles"
+	"github.com/example/sidecar/ci/secrets"
 )
 
 // The release steps. They decide for every tag before pushing any, so a
@@ -227,12 +228,12 @@ func platformNames(pushed ecr.Pushed) []string {
 // the digest the registry reports.
 func (s *run) pushCandidate(ctx context.Context) (string, error) {
 	reg, img, tag := s.reg, s.img, s.rel.commit
-	secrets, err := newSecretFile()
+	secretFiles, err := secrets.NewFiles()
 	if err != nil {
 		return "", err
 	}
-	defer secrets.Close()
-	pw, err := secrets.secret(s.client, "ecr-password", reg.Password())
+	defer secretFiles.Close()
+	pw, err := secretFiles.Secret(s.client, "ecr-password", reg.Password())
 	if err != nil {
 		return "", err
 	}

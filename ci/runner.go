@@ -13,6 +13,7 @@ import (
 
 	"github.com/example/sidecar/ci/dockerload"
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagetag"
 )
@@ -72,7 +73,7 @@ func (r *Runner) checkLocalDocker(ctx context.Context, target string) error {
 	}
 	if err := ping(ctx); err != nil {
 		return fmt.Errorf("LOCAL_IMAGE=%s needs the local Docker, which is not reachable through %s (nothing was built): %w; "+
-			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, dockerTarget(r.env()), err)
+			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, engine.DockerTarget(r.env()), err)
 	}
 	return nil
 }
@@ -132,7 +133,7 @@ func stepPreflight(target string) Step {
 			return err
 		}
 		s.step("%s: connecting to the Dagger engine", target)
-		client, err := connect(ctx, s.log(), s.env(), s.sessionOpts...)
+		client, err := engine.ConnectEnv(ctx, s.log(), s.env(), s.sessionOpts...)
 		if err != nil {
 			return err
 		}
@@ -147,7 +148,7 @@ func stepPreflight(target string) Step {
 // builds nothing), then git, the tags, GOVULNDB and AWS.
 func (s *run) pushPreflight(ctx context.Context) error {
 	s.step("push: checking for a Dagger engine")
-	if err := probeEngineEnv(ctx, s.env()); err != nil {
+	if err := engine.Probe(ctx, s.env()); err != nil {
 		return err
 	}
 	s.step("push: reading git state")

@@ -8,6 +8,7 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/example/sidecar/ci/secrets"
 	"github.com/example/sidecar/ci/smokesql"
 )
 
@@ -104,17 +105,17 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 	if !ok {
 		return fmt.Errorf("the engine runs %s, which PLATFORMS (%v) does not build: add it so the smoke test runs natively", img.Engine, img.Platforms)
 	}
-	secrets, err := newSecretFile()
+	secretFiles, err := secrets.NewFiles()
 	if err != nil {
 		return err
 	}
-	defer secrets.Close()
-	password := randomHex(24)
-	sr := &smokeRun{native: native, runID: randomHex(8), scrub: redactor(password), platform: img.Engine}
-	if sr.rootPW, err = secrets.secret(client, "mysql-root-password", password); err != nil {
+	defer secretFiles.Close()
+	password := secrets.RandomHex(24)
+	sr := &smokeRun{native: native, runID: secrets.RandomHex(8), scrub: secrets.Redactor(password), platform: img.Engine}
+	if sr.rootPW, err = secretFiles.Secret(client, "mysql-root-password", password); err != nil {
 		return err
 	}
-	if sr.cnf, err = secrets.secret(client, "smoke-client.cnf", "[client]\nuser=root\npassword="+password+"\n"); err != nil {
+	if sr.cnf, err = secretFiles.Secret(client, "smoke-client.cnf", "[client]\nuser=root\npassword="+password+"\n"); err != nil {
 		return err
 	}
 	if err := r.smokeSQL(ctx, client, sr); err != nil {

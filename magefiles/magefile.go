@@ -17,6 +17,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/example/sidecar/ci"
+	"github.com/example/sidecar/ci/engine"
 )
 
 // Exit codes: 1 the pipeline failed, 2 bad configuration, 3 no engine.
@@ -228,7 +229,7 @@ func exit(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ee *ci.EngineError
+	var ee *engine.Error
 	if errors.As(err, &ee) {
 		return mg.Fatal(exitNoEngine, err)
 	}
