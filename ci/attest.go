@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagefiles"
@@ -294,7 +295,7 @@ func (s *run) baseDeps() []provenance.BaseImage {
 
 // baseImages are the Dockerfile's base images: the configured mirrors, or
 // the Dockerfile's defaults (images.go, tied to the Dockerfile by tests).
-func baseImages(cfg Config) []sbom.BaseImage {
+func baseImages(cfg config.Config) []sbom.BaseImage {
 	orDefault := func(v, d string) string {
 		if v == "" {
 			return d
@@ -302,8 +303,8 @@ func baseImages(cfg Config) []sbom.BaseImage {
 		return v
 	}
 	return []sbom.BaseImage{
-		{Ref: orDefault(cfg.GoImage, DefaultGoImage), Arg: "GO_IMAGE", Stage: "build"},
-		{Ref: orDefault(cfg.RuntimeImage, DefaultRuntimeImage), Arg: "RUNTIME_IMAGE", Stage: "runtime"},
+		{Ref: orDefault(cfg.GoImage, config.DefaultGoImage), Arg: "GO_IMAGE", Stage: "build"},
+		{Ref: orDefault(cfg.RuntimeImage, config.DefaultRuntimeImage), Arg: "RUNTIME_IMAGE", Stage: "runtime"},
 	}
 }
 

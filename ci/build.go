@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/ocilayout"
@@ -54,7 +55,7 @@ type PinnedImage struct {
 // so such an image fails here, before any build, naming the variable,
 // the reference and the platform. The engine answers the root
 // descriptor's digest (the index), the same for every platform.
-func pinBaseImages(ctx context.Context, client *dagger.Client, cfg Config, engine dagger.Platform) ([]PinnedImage, error) {
+func pinBaseImages(ctx context.Context, client *dagger.Client, cfg config.Config, engine dagger.Platform) ([]PinnedImage, error) {
 	var out []PinnedImage
 	for _, b := range baseImages(cfg) {
 		plats := []dagger.Platform{engine}
@@ -228,7 +229,7 @@ func stepExport() Step {
 // (frontend/dockerui/config.go), and Container.Build builds its ConvertOpt
 // without an Epoch, so v0.21.8 would ignore it; rebuilds are not
 // byte-identical, which push handles (see ecr.Decide).
-func buildArgs(cfg Config, src source, engine dagger.Platform) []dagger.BuildArg {
+func buildArgs(cfg config.Config, src source, engine dagger.Platform) []dagger.BuildArg {
 	var args []dagger.BuildArg
 	add := func(name, value string) {
 		if value != "" { // empty: the Dockerfile's default applies
@@ -257,7 +258,7 @@ func setArg(args []dagger.BuildArg, name, value string) []dagger.BuildArg {
 
 // checkSizes prints the size table and fails naming each platform over
 // the budget. Every configured platform must have been measured.
-func checkSizes(w io.Writer, cfg Config, sizes []imagesize.Image) error {
+func checkSizes(w io.Writer, cfg config.Config, sizes []imagesize.Image) error {
 	fmt.Fprintln(w)
 	if err := imagesize.Table(w, sizes, cfg.SizeBudget); err != nil {
 		return err

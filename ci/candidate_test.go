@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	spdxjson "github.com/spdx/tools-golang/json"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/provenance"
@@ -166,7 +167,7 @@ func TestPushRefusesACandidateItCannotRead(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Push released a candidate it could not document; log:\n%s", fe.log)
 	}
-	if IsConfigError(err) {
+	if config.IsError(err) {
 		t.Errorf("exit 2 for a candidate that cannot be read: %v", err)
 	}
 	for _, w := range []string{"release refused", cand, "SBOM and provenance", "1.5.0 not moved", "batch-delete-image --repository-name sidecar --image-ids imageTag=" + short} {
@@ -262,7 +263,7 @@ func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ecrSrv, fe, short := versionRelease(t, "v1.7.0", map[string]string{"GOVULNDB": vulndbtest.Write(t, tc.entry), "VULN_CHECK": "true"})
-			cand, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
+			cand, _ := pushedCandidate(t, ecrSrv, short, earlierFilesOf(t, sidecarFiles(t)))
 			err := fe.runner.Push(testCtx(t))
 			image := ecrSrv.Host() + "/sidecar@" + cand
 			if !strings.Contains(fe.log.String(), "sidecar binary of the commit's image "+image) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 )
 
@@ -114,28 +115,28 @@ func TestDefaultImagesAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"GO_IMAGE": DefaultGoImage, "RUNTIME_IMAGE": DefaultRuntimeImage} {
+	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage} {
 		m := regexp.MustCompile(`(?m)^ARG ` + name + `=(\S+)$`).FindSubmatch(df)
 		if m == nil || string(m[1]) != want {
 			t.Errorf("Dockerfile ARG %s default %q, want %s", name, m, want)
 		}
 	}
-	for _, img := range []string{DefaultGoImage, DefaultRuntimeImage, DefaultMySQLImage} {
+	for _, img := range []string{config.DefaultGoImage, config.DefaultRuntimeImage, config.DefaultMySQLImage} {
 		if !strings.HasPrefix(img, "public.ecr.aws/docker/library/") {
 			t.Errorf("default %s is not on ECR Public's Docker Official Images mirror", img)
 		}
 	}
 	vars := map[string]string{}
-	for _, v := range Vars() {
+	for _, v := range config.Vars() {
 		vars[v.Name] = v.Default
 	}
-	for name, want := range map[string]string{"GO_IMAGE": DefaultGoImage, "RUNTIME_IMAGE": DefaultRuntimeImage, "MYSQL_IMAGE": DefaultMySQLImage} {
+	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage, "MYSQL_IMAGE": config.DefaultMySQLImage} {
 		if !strings.HasPrefix(vars[name], want) {
 			t.Errorf("Vars %s default %q, want %s", name, vars[name], want)
 		}
 	}
 	docs := readDocs(t)
-	for _, img := range []string{DefaultGoImage, DefaultRuntimeImage, DefaultMySQLImage} {
+	for _, img := range []string{config.DefaultGoImage, config.DefaultRuntimeImage, config.DefaultMySQLImage} {
 		if !strings.Contains(docs, img) {
 			t.Errorf("the docs never name the default %s", img)
 		}

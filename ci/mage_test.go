@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/internal/testkit"
 )
 
@@ -63,7 +64,7 @@ func TestMage(t *testing.T) {
 			}
 		}
 		all := ok("-h", "build") + ok("-h", "test") + help
-		for _, v := range Vars() {
+		for _, v := range config.Vars() {
 			if !strings.Contains(all, v.Name) {
 				t.Errorf("no mage help mentions %s", v.Name)
 			}

@@ -23,6 +23,7 @@ import (
 	"dagger.io/dagger"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
@@ -145,7 +146,7 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 		}
 		return v, ok
 	}
-	cfg, err := LoadConfig(fe.dir, lookup)
+	cfg, err := config.Load(fe.dir, lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +262,7 @@ func TestBuildPipeline(t *testing.T) {
 		// Base images pinned to the digests their tags resolve to (an
 		// unset one is the Dockerfile's default, pinned).
 		for _, want := range []string{"name:GO_IMAGE value:" + daggertest.ImageRef("mirror.example/golang:1.26-alpine") + "]",
-			"name:RUNTIME_IMAGE value:" + daggertest.ImageRef(DefaultRuntimeImage) + "]",
+			"name:RUNTIME_IMAGE value:" + daggertest.ImageRef(config.DefaultRuntimeImage) + "]",
 			"name:REVISION value:" + head, "name:VERSION value:dev", "name:CREATED value:"} {
 			if !strings.Contains(args, want) {
 				t.Errorf("build args %s lack %q", args, want)
@@ -551,7 +552,7 @@ func versionRelease(t *testing.T, version string, env map[string]string) (*ecrte
 	t.Helper()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, env)
+	fe := newLightPushEngine(t, ecrSrv, env)
 	gitTag(t, fe.dir, version)
 	return ecrSrv, fe, gitHead(t, fe.dir)[:12]
 }
@@ -724,7 +725,7 @@ func TestPushRerunKeepsThePushedCommitImage(t *testing.T) {
 	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, nil)
+	fe := newLightPushEngine(t, ecrSrv, nil)
 	short := gitHead(t, fe.dir)[:12]
 	first, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 
@@ -803,7 +804,7 @@ func TestPushRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ecrSrv := pushEnv(t, &immutable)
-			fe := newPushEngine(t, ecrSrv, tc.env)
+			fe := newLightPushEngine(t, ecrSrv, tc.env)
 			if tc.setup != nil {
 				tc.setup(t, fe, ecrSrv)
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/provenance"
@@ -21,7 +22,7 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
+	fe := newLightPushEngine(t, ecrSrv, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
 	fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -55,7 +56,7 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 	}
 	// What is recorded is what was built from.
 	pinned := map[string]string{
-		"GO_IMAGE":      daggertest.ImageRef(DefaultGoImage),
+		"GO_IMAGE":      daggertest.ImageRef(config.DefaultGoImage),
 		"RUNTIME_IMAGE": daggertest.ImageRef("mirror.example/alpine:3.22"),
 	}
 	for _, d := range deps[1:] {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -31,6 +32,7 @@ import (
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdxlib"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/imagesize"
@@ -212,6 +214,57 @@ func sidecarFiles(t *testing.T) map[string]map[string][]byte {
 	return out
 }
 
+var (
+	tinyOnce sync.Once
+	tinyDir  string
+	tinyErr  error
+)
+
+// tinyFiles are sidecarFiles with, in place of the sidecar, the smallest
+// Go program (built once per test run for both platforms, about a tenth
+// of the sidecar's size): a binary with build info, as the SBOM needs,
+// for the push tests that are not about the binary. Under -race the
+// bytes an image carries through export, measure, read and push are
+// most of a push test's time.
+func tinyFiles(t *testing.T) map[string]map[string][]byte {
+	t.Helper()
+	tinyOnce.Do(func() { tinyDir, tinyErr = buildTiny() })
+	if tinyErr != nil {
+		t.Fatal(tinyErr)
+	}
+	out := map[string]map[string][]byte{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		b, err := os.ReadFile(filepath.Join(tinyDir, arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["linux/"+arch] = map[string][]byte{binaryPath: b, apkDBPath: []byte(testAPKDB(arch))}
+	}
+	return out
+}
+
+func buildTiny() (string, error) {
+	dir, err := os.MkdirTemp("", "ci-test-tiny-")
+	if err != nil {
+		return "", err
+	}
+	src := map[string]string{"go.mod": "module example.com/tiny\n\ngo 1.24\n", "main.go": "package main\n\nfunc main() {}\n"}
+	for name, body := range src {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return dir, err
+		}
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", arch, ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GOFLAGS=", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return dir, fmt.Errorf("go build of the tiny program for %s: %v\n%s", arch, err, out)
+		}
+	}
+	return dir, nil
+}
+
 // onceT lets a helper that takes a testing.TB run inside sync.Once: its
 // temporary directories outlive the test that happened to run it first.
 type onceT struct{ testing.TB }
@@ -226,8 +279,10 @@ func (o *onceT) TempDir() string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, d := range []string{binDir, tinyDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }
@@ -249,7 +304,7 @@ func scanningPush(t *testing.T, scanType string, env map[string]string) (*ecrtes
 	mutable := false
 	ecrSrv := pushEnv(t, &mutable)
 	ecrSrv.SetScanning("sidecar", scanType, "SCAN_ON_PUSH")
-	return ecrSrv, newPushEngine(t, ecrSrv, env)
+	return ecrSrv, newLightPushEngine(t, ecrSrv, env)
 }
 
 // newPushEngine is newEngine for push runs against ecrSrv: the export
@@ -279,8 +334,28 @@ func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]str
 		}
 		env["VULN_CHECK"] = "false"
 	}
+	return newPushEngineFiles(t, ecrSrv, env, sizes, sidecarFiles(t))
+}
+
+// newLightPushEngine is newPushEngine with tinyFiles' binaries: for
+// tests of what the release does with tags, gates and candidates, which
+// read no more of the binary than its checksum and build info.
+func newLightPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
+	t.Helper()
+	if _, ok := env["VULN_CHECK"]; !ok {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["VULN_CHECK"] = "false"
+	}
+	return newPushEngineFiles(t, ecrSrv, env, nil, tinyFiles(t))
+}
+
+// newPushEngineFiles is newPushEngineSizes with the images' files.
+func newPushEngineFiles(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string, sizes layerBytes, files map[string]map[string][]byte) *fakeEngine {
+	t.Helper()
 	fe := newEngine(t, env, sizes)
-	files := sidecarFiles(t)
 	for p := range files {
 		if _, ok := sizes[p]; sizes != nil && !ok {
 			delete(files, p)
@@ -372,7 +447,14 @@ func olderGo() string {
 // files it read.
 func earlierFiles(t *testing.T) map[string]map[string][]byte {
 	t.Helper()
-	out := sidecarFiles(t)
+	return earlierFilesOf(t, tinyFiles(t))
+}
+
+// earlierFilesOf is earlierFiles made from the files out, which it
+// changes: sidecarFiles for a test that needs the sidecar's own code in
+// the candidate (govulncheck's symbol-level findings).
+func earlierFilesOf(t *testing.T, out map[string]map[string][]byte) map[string]map[string][]byte {
+	t.Helper()
 	for p, fs := range out {
 		bin := slices.Clone(fs[binaryPath])
 		magic := bytes.Index(bin, []byte("\xff Go buildinf:"))
@@ -542,7 +624,7 @@ func TestPushScanGate(t *testing.T) {
 			for k, v := range tc.env {
 				env[k] = v
 			}
-			fe := newPushEngine(t, ecrSrv, env)
+			fe := newLightPushEngine(t, ecrSrv, env)
 			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
 			gitTag(t, fe.dir, "v3.0.0")
 			short := gitHead(t, fe.dir)[:12]
@@ -575,7 +657,7 @@ func TestPushScanGate(t *testing.T) {
 				if _, ok := repo.Tags["latest"]; ok {
 					t.Errorf("latest moved: %v", repo.Tags)
 				}
-				if IsConfigError(err) {
+				if config.IsError(err) {
 					t.Errorf("a gate failure is not a configuration error")
 				}
 				// Documented before the gate: a later run cannot promote

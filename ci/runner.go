@@ -11,6 +11,7 @@ import (
 	"dagger.io/dagger"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/dockerload"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/engine"
@@ -21,7 +22,7 @@ import (
 // Runner runs the pipelines. Each entry point (Build, Test, Push) opens
 // one Dagger session for the whole run.
 type Runner struct {
-	Config Config
+	Config config.Config
 	// Log receives engine progress and the pipeline's own step lines;
 	// os.Stderr when nil.
 	Log io.Writer

@@ -34,7 +34,7 @@ func TestPushScanGateFailsClosed(t *testing.T) {
 		ecrSrv := pushEnv(t, &mutable)
 		ecrSrv.SetScanning("sidecar", "ENHANCED", "SCAN_ON_PUSH")
 		ecrSrv.Deny("GetRegistryScanningConfiguration")
-		fe := newPushEngine(t, ecrSrv, nil)
+		fe := newLightPushEngine(t, ecrSrv, nil)
 		fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
 		if err := fe.runner.Push(testCtx(t)); err != nil {
 			t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -86,7 +86,7 @@ func TestPushScanGateCandidateWithoutScan(t *testing.T) {
 			immutable := true
 			ecrSrv := pushEnv(t, &immutable)
 			ecrSrv.SetScanning("sidecar", tc.scanType, "SCAN_ON_PUSH")
-			fe := newPushEngine(t, ecrSrv, map[string]string{"SCAN_TIMEOUT": "1h"})
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"SCAN_TIMEOUT": "1h"})
 			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
 			short := gitHead(t, fe.dir)[:12]
 			ecrSrv.PushImage("sidecar", short, fe.topType, fe.top)

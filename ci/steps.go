@@ -1,3 +1,7 @@
+// Package ci is the build pipeline: build, test and push of the sidecar
+// image as Dagger pipelines, each an ordered list of named steps (Steps)
+// over one run state, driven by the Mage targets in magefiles/. The
+// configuration is ci/config's, read and validated before any step.
 package ci
 
 import (

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/internal/msgdoc"
 )
@@ -22,7 +23,7 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 	_, pipeline, _ := strings.Cut(string(b), "\n## The pipeline")
 	msgdoc.Require(t, pipeline, []string{"../magefiles", "runner.go"}, false, msgdoc.Errors|msgdoc.Stderr|msgdoc.Logs, 5)
 	for _, head := range []string{
-		strings.SplitN((&ConfigError{}).Error(), ":", 2)[0],
+		strings.SplitN((&config.Error{}).Error(), ":", 2)[0],
 		strings.TrimSpace((&engine.Error{}).Error()),
 	} {
 		if !strings.Contains(pipeline, "`"+strings.TrimRight(head, ": ")) {

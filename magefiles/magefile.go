@@ -17,6 +17,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/example/sidecar/ci"
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/engine"
 )
 
@@ -214,10 +215,10 @@ func Bench(ctx context.Context) error {
 // runner loads and validates the configuration once, before any work,
 // after warning about variables that look like misspelt pipeline ones.
 func runner() (*ci.Runner, error) {
-	for _, w := range ci.TypoWarnings(os.Environ()) {
+	for _, w := range config.TypoWarnings(os.Environ()) {
 		fmt.Fprintln(os.Stderr, w)
 	}
-	cfg, err := ci.LoadConfig(".", os.LookupEnv)
+	cfg, err := config.Load(".", os.LookupEnv)
 	if err != nil {
 		return nil, mg.Fatal(exitConfig, err)
 	}
