@@ -262,6 +262,7 @@ func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
 		{"the rebuild is vulnerable, the candidate not", onlyThis, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ecrSrv, fe, short := versionRelease(t, "v1.7.0", map[string]string{"GOVULNDB": vulndbtest.Write(t, tc.entry), "VULN_CHECK": "true"})
 			cand, _ := pushedCandidate(t, ecrSrv, short, earlierFilesOf(t, sidecarFiles(t)))
 			err := fe.runner.Push(testCtx(t))

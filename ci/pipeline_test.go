@@ -774,6 +774,7 @@ func TestPushRefusals(t *testing.T) {
 		want      []string
 		noQueries bool // refused before the engine was touched
 		noECR     bool // refused before ECR was called
+		serial    bool // sets the process environment
 	}{
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
@@ -800,9 +801,12 @@ func TestPushRefusals(t *testing.T) {
 		{name: "no AWS region", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			ecrtest.Isolate(t)
 			delete(fe.vars, "AWS_REGION")
-		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true},
+		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true, serial: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.serial {
+				t.Parallel()
+			}
 			ecrSrv := pushEnv(t, &immutable)
 			fe := newLightPushEngine(t, ecrSrv, tc.env)
 			if tc.setup != nil {

@@ -181,6 +181,9 @@ var (
 // Alpine apk database.
 func sidecarFiles(t *testing.T) map[string]map[string][]byte {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("end to end with the real sidecar binaries (built for two platforms, read by govulncheck and the SBOM): not run with -short")
+	}
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "ci-test-sidecar-")
 		if binErr != nil {
@@ -617,6 +620,7 @@ func TestPushScanGate(t *testing.T) {
 			logWant: []string{"WARNING", "does not scan pushed images", "no scan gate"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			mutable := false
 			ecrSrv := pushEnv(t, &mutable)
 			ecrSrv.SetScanning("sidecar", tc.scanType, tc.freq)
@@ -700,6 +704,7 @@ func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
 		{"version tag already on the image", "v3.1.0", true, "3.1.0 already pointed at the commit's image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ecrSrv, fe := scanningPush(t, "BASIC", nil)
 			if tc.version != "" {
 				gitTag(t, fe.dir, tc.version)
@@ -745,6 +750,7 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 		noReferrers bool
 	}{{"referrers API", false}, {"no referrers API: referrers tag", true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			mutable := false
 			ecrSrv := pushEnv(t, &mutable)
 			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")

@@ -15,6 +15,7 @@ import (
 func TestPushScanGateFailsClosed(t *testing.T) {
 	t.Parallel()
 	t.Run("failure entry", func(t *testing.T) {
+		t.Parallel()
 		ecrSrv, fe := scanningPush(t, "BASIC", map[string]string{"PUSH_LATEST": "true"})
 		ecrSrv.FailScanningConfiguration("sidecar", "REPOSITORY_NOT_FOUND")
 		err := fe.runner.Push(testCtx(t))
@@ -30,6 +31,7 @@ func TestPushScanGateFailsClosed(t *testing.T) {
 		}
 	})
 	t.Run("scan type unknown", func(t *testing.T) {
+		t.Parallel()
 		mutable := false
 		ecrSrv := pushEnv(t, &mutable)
 		ecrSrv.SetScanning("sidecar", "ENHANCED", "SCAN_ON_PUSH")
@@ -83,6 +85,7 @@ func TestPushScanGateCandidateWithoutScan(t *testing.T) {
 		{"ENHANCED", false, "cannot scan it on demand"},
 	} {
 		t.Run(tc.scanType, func(t *testing.T) {
+			t.Parallel()
 			immutable := true
 			ecrSrv := pushEnv(t, &immutable)
 			ecrSrv.SetScanning("sidecar", tc.scanType, "SCAN_ON_PUSH")

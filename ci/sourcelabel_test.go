@@ -24,6 +24,7 @@ func TestSourceLabel(t *testing.T) {
 		{"nothing known", nil, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			fe := newEngine(t, map[string]string{"LOCAL_IMAGE": "none"}, nil)
 			fe.setEnv(tc.env)
 			if tc.remote != "" {
