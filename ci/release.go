@@ -8,6 +8,7 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/secrets"
@@ -114,12 +115,7 @@ func (s *run) readCandidate(ctx context.Context) error {
 
 func stepVulncheck() Step {
 	return Step{Name: "vulncheck", Doc: "govulncheck (binary mode, GOVULNDB) on each platform's sidecar binary of the image to be released; a finding that affects it stops the push, nothing pushed.",
-		skip: func(s *run) string {
-			if !s.Config.VulnCheck {
-				return "VULN_CHECK=false"
-			}
-			return ""
-		},
+		skip: skipUnless(func(c config.Config) bool { return c.VulnCheck }, "VULN_CHECK=false"),
 		do: func(ctx context.Context, s *run) error {
 			if s.rel.origin == inECRBefore {
 				return s.vulnCheck(ctx, s.rel.files, platformNames(s.rel.pushed), "the commit's image "+s.reg.URI+"@"+s.rel.digest, s.rel.onStop)

@@ -203,12 +203,19 @@ func sidecarFiles(t *testing.T) map[string]map[string][]byte {
 			}
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	return imageFilesIn(t, binDir, binErr)
+}
+
+// imageFilesIn are an image's files per platform with dir's binary of
+// each (amd64, arm64, as built there unless err) and an apk database.
+func imageFilesIn(t *testing.T, dir string, err error) map[string]map[string][]byte {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 	out := map[string]map[string][]byte{}
 	for _, arch := range []string{"amd64", "arm64"} {
-		b, err := os.ReadFile(filepath.Join(binDir, arch))
+		b, err := os.ReadFile(filepath.Join(dir, arch))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,18 +239,7 @@ var (
 func tinyFiles(t *testing.T) map[string]map[string][]byte {
 	t.Helper()
 	tinyOnce.Do(func() { tinyDir, tinyErr = buildTiny() })
-	if tinyErr != nil {
-		t.Fatal(tinyErr)
-	}
-	out := map[string]map[string][]byte{}
-	for _, arch := range []string{"amd64", "arm64"} {
-		b, err := os.ReadFile(filepath.Join(tinyDir, arch))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["linux/"+arch] = map[string][]byte{binaryPath: b, apkDBPath: []byte(testAPKDB(arch))}
-	}
-	return out
+	return imageFilesIn(t, tinyDir, tinyErr)
 }
 
 func buildTiny() (string, error) {

@@ -241,12 +241,7 @@ func sourceOf(ref gitref.Ref) source {
 
 func stepUnitTests() Step {
 	return Step{Name: "unit tests", Doc: "go test ./... on the host.",
-		skip: func(s *run) string {
-			if !s.Config.UnitTests {
-				return "UNIT_TESTS=false"
-			}
-			return ""
-		},
+		skip: skipUnless(func(c config.Config) bool { return c.UnitTests }, "UNIT_TESTS=false"),
 		do: func(ctx context.Context, s *run) error {
 			run := s.GoTest
 			if run == nil {

@@ -13,6 +13,7 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagetag"
@@ -53,6 +54,17 @@ func (s *run) close() {
 	}
 	if s.tmp != "" {
 		os.RemoveAll(s.tmp)
+	}
+}
+
+// skipUnless skips a step, saying why, unless the setting enabled reads
+// is on.
+func skipUnless(enabled func(config.Config) bool, why string) func(*run) string {
+	return func(s *run) string {
+		if enabled(s.Config) {
+			return ""
+		}
+		return why
 	}
 }
 
