@@ -518,7 +518,7 @@ func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
 
 	t.Run("VULN_CHECK=false", func(t *testing.T) {
 		ecrSrv := pushEnv(t, &immutable)
-		fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "false"})
+		fe := newLightPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "false"})
 		if err := fe.runner.Push(testCtx(t)); err != nil {
 			t.Fatalf("Push: %v", err)
 		}
@@ -533,7 +533,7 @@ func TestPushUnreachableVulnDBFailsFast(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	db := "http://127.0.0.1:" + closedPort(t)
-	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
+	fe := newLightPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
 	start := time.Now()
 	err := fe.runner.Push(testCtx(t))
 	if err == nil || !strings.Contains(err.Error(), "GOVULNDB="+db) || !strings.Contains(err.Error(), "nothing was built or pushed") {
@@ -883,7 +883,7 @@ func TestPushSinglePlatform(t *testing.T) {
 	ecrSrv := pushEnv(t, &mutable)
 	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
 	host := "linux/" + runtime.GOARCH
-	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	fe := newPushEngineFiles(t, ecrSrv, map[string]string{"PLATFORMS": host, "VULN_CHECK": "false"}, layerBytes{host: {1000}}, tinyFiles(t))
 	if !strings.Contains(fe.topType, "manifest") {
 		t.Fatalf("export's top manifest is %s, want an image manifest", fe.topType)
 	}
@@ -909,7 +909,7 @@ func TestPushSinglePlatformCandidate(t *testing.T) {
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	host := "linux/" + runtime.GOARCH
-	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	fe := newPushEngineFiles(t, ecrSrv, map[string]string{"PLATFORMS": host, "VULN_CHECK": "false"}, layerBytes{host: {1000}}, tinyFiles(t))
 	gitTag(t, fe.dir, "v5.1.0")
 	short := gitHead(t, fe.dir)[:12]
 	files := earlierFiles(t)
