@@ -21,9 +21,13 @@ import (
 type docker struct{ bin string }
 
 // requireDocker returns a client whose daemon answers, or skips the test
-// (fails it in CI) saying what is missing.
+// (fails it in CI) saying what is missing. With -short it skips: every
+// test here builds or runs images, which takes about a minute in all.
 func requireDocker(t *testing.T) docker {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds and runs the image in Docker (about a minute); the full run (go test ./..., as CI runs it) covers it")
+	}
 	bin := "/usr/bin/docker"
 	if _, err := os.Stat(bin); err != nil {
 		if bin, err = exec.LookPath("docker"); err != nil {

@@ -30,7 +30,7 @@ const driverSuiteSkip = "^(TestConnectorReturnsTimeout|TestTLS|TestIssue1567)$"
 // verify-identity mode (the driver in plaintext).
 func TestGoSQLDriverSuiteThroughTLSSidecar(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: go-sql-driver's suite runs twice (about a minute)")
+		t.Skip("-short: go-sql-driver's whole suite, directly and through the sidecar (about a minute); TestTLSThroughSidecar and TestChangeUserAndResetConnectionThroughTLS still use go-sql-driver through it")
 	}
 	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
@@ -44,7 +44,7 @@ func TestGoSQLDriverSuiteThroughTLSSidecar(t *testing.T) {
 		}
 	}
 	_ = root.Close()
-	suite := copyDriverSource(t)
+	suite := driverSuiteBinary(t)
 	via := tlsSidecar(t, srv, map[string]string{"TARGET_TLS_CA": files.CA})
 
 	// The suite builds its DSN as user:pass@tcp(addr)/dbname?timeout=30s;
@@ -90,22 +90,33 @@ func compareSuites(t *testing.T, direct, sidecar map[string]string, differ map[s
 	t.Logf("go-sql-driver suite: %d tests, %d passed, the same directly and through the sidecar (%d expected differences)", len(direct), passed, len(differ))
 }
 
-// copyDriverSource copies go-sql-driver's module (read-only in the module
-// cache) to a directory where its tests can build.
-func copyDriverSource(t *testing.T) string {
+// The driver suite's test binary, built once for both suites (building
+// it takes longer than some of its runs).
+var (
+	suiteOnce  sync.Once
+	suiteBin   string
+	suiteError error
+)
+
+// driverSuiteBinary builds go-sql-driver's tests (go test -c) at the
+// version this module requires, and returns the binary. Built in place in
+// the module cache, where its sources never move, the compiled package
+// stays in the build cache from one run to the next.
+func driverSuiteBinary(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/go-sql-driver/mysql").Output()
-	if err != nil {
-		t.Fatalf("go list -m github.com/go-sql-driver/mysql: %v", err)
+	suiteOnce.Do(func() {
+		bin := filepath.Join(binDir, "go-sql-driver.test")
+		out, err := exec.Command("go", "test", "-c", "-o", bin, "github.com/go-sql-driver/mysql").CombinedOutput()
+		if err != nil {
+			suiteError = fmt.Errorf("go test -c github.com/go-sql-driver/mysql: %w\n%s", err, out)
+			return
+		}
+		suiteBin = bin
+	})
+	if suiteError != nil {
+		t.Fatal(suiteError)
 	}
-	dst := filepath.Join(t.TempDir(), "mysql")
-	if out, err := exec.Command("cp", "-r", strings.TrimSpace(string(out)), dst).CombinedOutput(); err != nil {
-		t.Fatalf("copy go-sql-driver: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("chmod", "-R", "u+w", dst).CombinedOutput(); err != nil {
-		t.Fatalf("chmod: %v\n%s", err, out)
-	}
-	return dst
+	return suiteBin
 }
 
 // suiteRun is one run of the suite: who logs in where.
@@ -120,9 +131,9 @@ type suiteRun struct {
 // count: some of the suite's tests time cancellations and go wrong on a
 // loaded machine, directly as well as through the sidecar. A real
 // difference differs twice.
-func compareDriverSuites(t *testing.T, dir string, direct, sidecar suiteRun, differ map[string]suiteDifference) {
+func compareDriverSuites(t *testing.T, bin string, direct, sidecar suiteRun, differ map[string]suiteDifference) {
 	t.Helper()
-	got := runDriverSuites(t, dir, direct, sidecar)
+	got := runDriverSuites(t, bin, direct, sidecar)
 	var again []string
 	for name, d := range got[0] {
 		if _, expected := differ[name]; !expected && got[1][name] != d {
@@ -134,7 +145,7 @@ func compareDriverSuites(t *testing.T, dir string, direct, sidecar suiteRun, dif
 		t.Logf("outcomes differ for %v: running them again, one run after the other", again)
 		direct.only, sidecar.only = again, again
 		for i, r := range []suiteRun{direct, sidecar} {
-			second, err := driverSuite(dir, r)
+			second, err := driverSuite(bin, r)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +160,7 @@ func compareDriverSuites(t *testing.T, dir string, direct, sidecar suiteRun, dif
 // runDriverSuites runs the suite once per run, at the same time (each
 // against its own database), and returns each run's top-level outcomes
 // (pass, fail or skip), in order.
-func runDriverSuites(t *testing.T, dir string, runs ...suiteRun) []map[string]string {
+func runDriverSuites(t *testing.T, bin string, runs ...suiteRun) []map[string]string {
 	t.Helper()
 	type outcome struct {
 		got map[string]string
@@ -161,7 +172,7 @@ func runDriverSuites(t *testing.T, dir string, runs ...suiteRun) []map[string]st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i].got, outs[i].err = driverSuite(dir, r)
+			outs[i].got, outs[i].err = driverSuite(bin, r)
 		}()
 	}
 	wg.Wait()
@@ -183,16 +194,18 @@ func runDriverSuites(t *testing.T, dir string, runs ...suiteRun) []map[string]st
 	return all
 }
 
-func driverSuite(dir string, r suiteRun) (map[string]string, error) {
+// driverSuite runs the suite's binary bin (driverSuiteBinary) through
+// test2json, as go test -json would.
+func driverSuite(bin string, r suiteRun) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	args := []string{"test", "-json", "-count=1", "-skip", driverSuiteSkip}
+	args := []string{"tool", "test2json", "-t", bin, "-test.v=test2json", "-test.count=1", "-test.skip", driverSuiteSkip}
 	if r.only != nil {
-		args = append(args, "-run", "^("+strings.Join(r.only, "|")+")$")
+		args = append(args, "-test.run", "^("+strings.Join(r.only, "|")+")$")
 	}
-	cmd := exec.CommandContext(ctx, "go", append(args, ".")...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "MYSQL_TEST_USER="+r.user, "MYSQL_TEST_PASS="+r.password,
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = filepath.Dir(bin)
+	cmd.Env = append(os.Environ(), "MYSQL_TEST_USER="+r.user, "MYSQL_TEST_PASS="+r.password,
 		"MYSQL_TEST_PROT=tcp", "MYSQL_TEST_ADDR="+r.addr, "MYSQL_TEST_DBNAME="+r.dbname)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -23,6 +23,7 @@ import (
 // End to end: the built binary, configured only by environment, in front of
 // a real MariaDB, used by a real MySQL client, on each data path.
 func TestEndToEndMariaDB(t *testing.T) {
+	t.Parallel() // its own server; the data paths run one after the other, as the counters need
 	srv := testmysql.Start(t)
 	for _, dataPath := range []string{"epoll", "portable"} {
 		t.Run(dataPath, func(t *testing.T) { endToEnd(t, srv, dataPath) })

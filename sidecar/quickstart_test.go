@@ -60,8 +60,9 @@ func quickStartBlock(readme string) ([]string, error) {
 // paste arrives.
 func TestQuickStartAsPasted(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: builds the sidecar in a fresh clone")
+		t.Skip("-short: builds the sidecar in a fresh clone (5-10 s); TestReadmeBlocksDoNotPrompt still reads the README blocks; the TestBinary tests and TestEndToEndMariaDB run the built binary")
 	}
+	t.Parallel() // its own clone, server and free ports
 	for _, tool := range []string{"git", "go", "bash", "curl", "mysql"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testenv.Unavailable(t, "%s not on PATH (the quick start uses it; Debian packages git, golang, bash, curl, mariadb-client)", tool)

@@ -14,6 +14,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/config"
 	"github.com/example/sidecar/sidecar/internal/epollrelay"
 	"github.com/example/sidecar/sidecar/internal/iamauth"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
@@ -140,7 +141,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	if engine != nil {
 		// Closed after Serve returns, when every relay has ended.
 		defer engine.Close()
-		pc.Relay = engine.Relay
+		pc.Relay, pc.RelayCodec = engine.Relay, engine.RelayCodec
 	}
 	srv, err := proxy.New(pc)
 	if err != nil {
@@ -250,7 +251,7 @@ func dataPath(choice config.DataPath, log *slog.Logger) (*epollrelay.Engine, err
 		log.Info("data path", "data_path", "portable")
 		return nil, nil
 	}
-	engine, err := epollrelay.New(epollrelay.Options{Fallback: relay.Copy})
+	engine, err := epollrelay.New(epollrelay.Options{Fallback: relay.Copy, CodecFallback: mysqltls.RelayCodec})
 	if err != nil {
 		if choice == config.DataPathEpoll {
 			return nil, fmt.Errorf("DATA_PATH=epoll: %w (use DATA_PATH=auto or portable)", err)

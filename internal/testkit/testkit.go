@@ -1,6 +1,7 @@
 // Package testkit holds the helpers that tests in several packages share:
 // an output buffer a child may write while the test reads it, loopback
-// ports and connections, and child processes that end with the test.
+// ports and connections, child processes that end with the test, and a
+// self-signed TLS certificate.
 // Standard library only, so the forwarder's tests (sidecar/ builds offline)
 // may import it.
 //

@@ -9,6 +9,7 @@ package testmysql
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,10 +98,12 @@ func StartServer(ctx context.Context, extra ...string) (*Server, error) {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fail(err)
 	}
-	install := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+data, "--tmpdir="+tmp,
-		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db")
-	if out, err := install.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("mariadb-install-db: %w\n%s", err, out))
+	template, err := dataTemplate(ctx, installDB, mariadbd)
+	if err != nil {
+		return fail(err)
+	}
+	if out, err := exec.CommandContext(ctx, "cp", "-a", template, data).CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("copy the data directory template %s: %w\n%s", template, err, out))
 	}
 	s.Port, err = testkit.LoopbackPort()
 	if err != nil {
@@ -186,6 +190,54 @@ func (s *Server) Stop() {
 	}
 	_ = os.RemoveAll(s.dir)
 }
+
+// dataTemplate returns a data directory that mariadb-install-db made for
+// this MariaDB, to be copied (never used in place). mariadb-install-db
+// takes seconds, most of them syncing files, and would run for every
+// server; a copy takes a fraction of that. The template lives in the
+// temporary directory under a name that changes with the MariaDB binaries,
+// so servers started by other test processes share it; it is made aside
+// and renamed into place, so nobody copies a half-made one.
+func dataTemplate(ctx context.Context, installDB, mariadbd string) (string, error) {
+	h := sha256.New()
+	for _, bin := range []string{installDB, mariadbd} {
+		st, err := os.Stat(bin)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", bin, st.Size(), st.ModTime().UnixNano())
+	}
+	fmt.Fprintln(h, installOptions)
+	dir := filepath.Join(os.TempDir(), "testmysql-datadir-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		return dir, nil
+	}
+	work, err := os.MkdirTemp("", "testmysql-install")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(work)
+	tmp := filepath.Join(work, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return "", err
+	}
+	data := filepath.Join(work, "data")
+	args := append([]string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp}, strings.Fields(installOptions)...)
+	if out, err := exec.CommandContext(ctx, installDB, args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("mariadb-install-db: %w\n%s", err, out)
+	}
+	if err := os.Rename(data, dir); err != nil {
+		// Another process made it first: use theirs.
+		if st, serr := os.Stat(dir); serr == nil && st.IsDir() {
+			return dir, nil
+		}
+		return "", fmt.Errorf("keep the data directory template: %w", err)
+	}
+	return dir, nil
+}
+
+// installOptions are mariadb-install-db's options besides the directories.
+const installOptions = "--user=root --auth-root-authentication-method=normal --skip-test-db"
 
 // lookPath also looks in sbin directories, which a non-root PATH may lack.
 func lookPath(bin string) (string, error) {

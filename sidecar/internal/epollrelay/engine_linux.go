@@ -72,21 +72,50 @@ func (e *Engine) Close() error {
 // (duplicating their fds, then closing the Go connections) and blocks until
 // the pair has finished; the calling goroutine costs nothing meanwhile.
 func (e *Engine) Relay(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) relay.Result {
-	cfd, err := dupConn(client)
+	cfd, ufd, err := take(client, upstream)
 	if err != nil {
-		return e.cannot(ctx, client, upstream, idle, fmt.Errorf("epollrelay: take client socket: %w", err))
+		return e.cannot(ctx, client, upstream, idle, err)
 	}
-	ufd, err := dupConn(upstream)
+	return e.run(ctx, newPair(cfd, ufd, idle, relay.CountersFrom(ctx), nil))
+}
+
+// RelayCodec implements relay.CodecFunc: the same, with the upstream's
+// bytes sealed and opened by codec (TLS) inside the loop.
+func (e *Engine) RelayCodec(ctx context.Context, client, upstream *net.TCPConn, codec relay.Codec, idle time.Duration) relay.Result {
+	cfd, ufd, err := take(client, upstream)
+	if err != nil {
+		if e.opts.CodecFallback != nil {
+			return e.opts.CodecFallback(ctx, client, upstream, codec, idle)
+		}
+		client.Close()
+		upstream.Close()
+		return relay.Result{Reason: relay.ReasonClientError, Err: err}
+	}
+	codec.Start()
+	return e.run(ctx, newPair(cfd, ufd, idle, relay.CountersFrom(ctx), codec))
+}
+
+// take duplicates both sockets for the engine and closes the Go side,
+// which removes them from the runtime's netpoller so it gets no events.
+// On failure nothing is closed.
+func take(client, upstream *net.TCPConn) (cfd, ufd int, err error) {
+	cfd, err = dupConn(client)
+	if err != nil {
+		return -1, -1, fmt.Errorf("epollrelay: take client socket: %w", err)
+	}
+	ufd, err = dupConn(upstream)
 	if err != nil {
 		syscall.Close(cfd)
-		return e.cannot(ctx, client, upstream, idle, fmt.Errorf("epollrelay: take upstream socket: %w", err))
+		return -1, -1, fmt.Errorf("epollrelay: take upstream socket: %w", err)
 	}
-	// The engine's duplicates keep the sockets open; closing the Go side
-	// removes them from the runtime's netpoller so it gets no events.
 	client.Close()
 	upstream.Close()
+	return cfd, ufd, nil
+}
 
-	p := newPair(cfd, ufd, idle, relay.CountersFrom(ctx))
+// run hands p to a loop and waits for its result.
+func (e *Engine) run(ctx context.Context, p *pair) relay.Result {
+	cfd, ufd := p.c.fd, p.u.fd
 	l := e.loops[e.next.Add(1)%uint32(len(e.loops))]
 	if !l.submit(op{kind: opAdd, p: p}) {
 		syscall.Close(cfd)
@@ -131,21 +160,25 @@ type endpoint struct {
 type pair struct {
 	c, u     endpoint
 	toU, toC direction
-	idle     int64 // ns; 0 = no idle timeout
-	last     int64 // loop clock of the last byte moved
-	idx      int   // position in loop.pairs
+	codec    relay.Codec // nil: the upstream carries the session's bytes as they are
+	idle     int64       // ns; 0 = no idle timeout
+	last     int64       // loop clock of the last byte moved
+	idx      int         // position in loop.pairs
 	finished bool
 	done     chan relay.Result
 }
 
-func newPair(cfd, ufd int, idle time.Duration, live *relay.Counters) *pair {
-	p := &pair{idle: int64(idle), done: make(chan relay.Result, 1)}
+func newPair(cfd, ufd int, idle time.Duration, live *relay.Counters, codec relay.Codec) *pair {
+	p := &pair{idle: int64(idle), done: make(chan relay.Result, 1), codec: codec}
 	p.c = endpoint{fd: cfd, p: p, rd: &p.toU, wr: &p.toC, side: relay.ReasonClientError, name: "client"}
 	p.u = endpoint{fd: ufd, p: p, rd: &p.toC, wr: &p.toU, side: relay.ReasonUpstreamError, name: "upstream"}
 	p.toU = direction{src: &p.c, dst: &p.u, pipeR: -1, pipeW: -1}
 	p.toC = direction{src: &p.u, dst: &p.c, pipeR: -1, pipeW: -1}
 	if live != nil {
 		p.toU.live, p.toC.live = &live.ToUpstream, &live.ToClient
+	}
+	if codec != nil {
+		p.toU.seal, p.toC.open = codec, codec
 	}
 	return p
 }

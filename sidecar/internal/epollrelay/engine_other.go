@@ -23,5 +23,12 @@ func (e *Engine) Relay(_ context.Context, client, upstream *net.TCPConn, _ time.
 	return relay.Result{Reason: relay.ReasonClientError, Err: ErrUnsupported}
 }
 
+// RelayCodec is never reached because New fails; it closes both connections.
+func (e *Engine) RelayCodec(_ context.Context, client, upstream *net.TCPConn, _ relay.Codec, _ time.Duration) relay.Result {
+	client.Close()
+	upstream.Close()
+	return relay.Result{Reason: relay.ReasonClientError, Err: ErrUnsupported}
+}
+
 // Close does nothing.
 func (e *Engine) Close() error { return nil }

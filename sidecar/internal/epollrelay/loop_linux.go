@@ -46,7 +46,8 @@ type loop struct {
 	splice  bool
 	bufSize int
 
-	scratch   []byte
+	scratch   []byte // what one read takes in
+	plain     []byte // what a codec opens from it, on its way to the client
 	free      [][]byte
 	eps       []*endpoint // by fd
 	pairs     []*pair
@@ -80,6 +81,7 @@ func newLoop(opts Options) (*loop, error) {
 		splice:  !opts.NoSplice,
 		bufSize: opts.bufferSize(),
 		scratch: make([]byte, opts.bufferSize()),
+		plain:   make([]byte, opts.bufferSize()),
 		epoch:   time.Now(),
 	}, nil
 }
@@ -231,6 +233,12 @@ func (l *loop) add(p *pair) {
 		l.minIdle = p.idle
 		if next := l.now + sweepPeriod(p.idle); l.nextSweep == 0 || next < l.nextSweep || l.nextSweep < l.now {
 			l.nextSweep = next
+		}
+	}
+	if p.codec != nil {
+		l.drainOpen(&p.toC) // what the codec read ahead during the login
+		if p.finished {
+			return
 		}
 	}
 	l.sync(&p.c)

@@ -20,6 +20,9 @@ type Options struct {
 	// a socket fails because the process is out of file descriptors. Nil
 	// means such a pair is closed and reported as a client error.
 	Fallback relay.Func
+	// CodecFallback is Fallback for RelayCodec's pairs. Nil means such a
+	// pair is closed and reported as a client error.
+	CodecFallback relay.CodecFunc
 	// NoSplice keeps bulk transfers on read and send. By default a
 	// direction whose read fills the whole buffer switches to splice(2)
 	// through its own pipe (two more fds while the pair lives), which saves

@@ -24,9 +24,14 @@ type direction struct {
 	pipeR, pipeW int // -1 until the direction first goes bulk
 	pipeSize     int
 	inPipe       int // bytes spliced from src not yet spliced to dst
+
+	seal relay.Codec // client to upstream through a codec: it holds the pending bytes
+	open relay.Codec // upstream to client through a codec
 }
 
-func (d *direction) pending() bool { return d.end > d.off || d.inPipe > 0 }
+func (d *direction) pending() bool {
+	return d.end > d.off || d.inPipe > 0 || (d.seal != nil && len(d.seal.Outgoing()) > 0)
+}
 
 // sent counts m bytes written to dst.
 func (d *direction) sent(m int) {
@@ -39,8 +44,15 @@ func (d *direction) sent(m int) {
 // pump reads once from d.src and sends what it got to d.dst. What dst does
 // not take waits in d.buf, and d.src is not read again until it is sent.
 func (l *loop) pump(d *direction) {
-	if d.splicing {
+	switch {
+	case d.splicing:
 		l.pumpSplice(d)
+		return
+	case d.seal != nil:
+		l.pumpSeal(d)
+		return
+	case d.open != nil:
+		l.pumpOpen(d)
 		return
 	}
 	buf := d.buf
@@ -93,6 +105,10 @@ func (l *loop) received(d *direction, n int, e syscall.Errno) bool {
 // ended handles EOF on d.src: pass the half-close on to d.dst, and finish the
 // pair once both directions have ended.
 func (l *loop) ended(d *direction) {
+	if d.seal != nil || d.open != nil {
+		l.endedCodec(d)
+		return
+	}
 	if p := d.src.p; d == &p.toU && p.toU.n == 0 && p.toC.n == 0 && !p.toC.pending() {
 		// The client left before a byte moved (relay.ReasonClientGone):
 		// free its slot now, not when a slow upstream greets or closes.
@@ -150,18 +166,18 @@ func (l *loop) flushPipe(d *direction) {
 
 // flush sends pending bytes to d.dst.
 func (l *loop) flush(d *direction) {
-	if d.inPipe > 0 {
+	switch {
+	case d.inPipe > 0:
 		l.flushPipe(d)
 		return
-	}
-	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
-	if l.classify(d.dst, "write", e) != moved {
+	case d.seal != nil:
+		l.flushSealed(d)
+		return
+	case d.open != nil:
+		l.flushOpened(d)
 		return
 	}
-	d.sent(m)
-	d.off += m
-	d.src.p.last = l.now
-	if d.off == d.end {
+	if l.sendBuffered(d) {
 		d.off, d.end = 0, 0
 		if d.pipeR >= 0 && l.splice {
 			// The copied bytes that were waiting for a pipe are out.
@@ -171,6 +187,19 @@ func (l *loop) flush(d *direction) {
 		}
 		// Otherwise keep d.buf: the source is likely sending a burst.
 	}
+}
+
+// sendBuffered sends what waits in d.buf to d.dst; true once all of it
+// is out.
+func (l *loop) sendBuffered(d *direction) bool {
+	m, e := sysSend(d.dst.fd, d.buf[d.off:d.end])
+	if l.classify(d.dst, "write", e) != moved {
+		return false
+	}
+	d.sent(m)
+	d.off += m
+	d.src.p.last = l.now
+	return d.off == d.end
 }
 
 // outcome is what a non-blocking read, send or splice came to.

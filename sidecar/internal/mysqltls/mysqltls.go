@@ -34,6 +34,8 @@ import (
 
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
 
 // Mode is how the server's certificate is checked. There is no mode that
@@ -74,7 +76,18 @@ type Target struct {
 // Conn is the server side of a session after the login.
 type Conn struct {
 	*tls.Conn
-	iam *iamSession // nil unless IAM
+	iam   *iamSession     // nil unless IAM
+	codec *tlscodec.Codec // the same connection, for an event loop
+}
+
+// Codec returns the connection as a relay.Codec, for a data path that
+// runs TLS in its own loop (relay.CodecFunc); nil with IAM, whose session
+// the sidecar reads frame by frame (Relay).
+func (c *Conn) Codec() relay.Codec {
+	if c.iam != nil || c.codec == nil {
+		return nil
+	}
+	return c.codec
 }
 
 // Refusal is why a connection was refused; the app has been sent an ERR
@@ -214,7 +227,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*Conn,
 	if _, err := mysqlwire.WritePacket(server, resp.Seq, sslReq); err != nil {
 		return nil, t.refuse(client, resp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
 	}
-	tc, err := t.startTLS(ctx, server)
+	tc, transport, err := t.startTLS(ctx, server)
 	if err != nil {
 		reason, msg := t.explain(err)
 		return nil, t.refuse(client, resp.Seq+1, reason, msg, err)
@@ -225,7 +238,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*Conn,
 	if err := t.authenticate(client, tc, resp); err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: tc}, nil
+	return &Conn{Conn: tc, codec: tlscodec.New(tc, transport)}, nil
 }
 
 // authenticate forwards the app's response and the authentication exchange
@@ -294,21 +307,24 @@ func (t *Target) tlsConfig() *tls.Config {
 	return cfg
 }
 
-func (t *Target) startTLS(ctx context.Context, server net.Conn) (*tls.Conn, error) {
+// startTLS runs the TLS handshake over a tlscodec.Transport, so that an
+// event loop can take the session over after the login.
+func (t *Target) startTLS(ctx context.Context, server net.Conn) (*tls.Conn, *tlscodec.Transport, error) {
 	timeout := t.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tc := tls.Client(server, t.tlsConfig())
+	transport := tlscodec.NewTransport(server)
+	tc := tls.Client(transport, t.tlsConfig())
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
-			return nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+			return nil, nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return tc, nil
+	return tc, transport, nil
 }
 
 // explain turns a TLS handshake failure into a reason and what to fix.

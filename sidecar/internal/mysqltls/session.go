@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -11,7 +12,21 @@ import (
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
+
+// RelayCodec is Relay for a session handed over as its Codec, when the
+// data path that was to run it cannot (relay.CodecFunc). codec must come
+// from Conn.Codec.
+func RelayCodec(ctx context.Context, client, upstream *net.TCPConn, codec relay.Codec, idle time.Duration) relay.Result {
+	c, ok := codec.(*tlscodec.Codec)
+	if !ok {
+		_ = client.Close()
+		_ = upstream.Close()
+		return relay.Result{Reason: relay.ReasonClientError, Err: fmt.Errorf("mysqltls: RelayCodec got a %T, not a codec from Conn.Codec", codec)}
+	}
+	return Relay(ctx, client, &Conn{Conn: c.TLS()}, idle)
+}
 
 // Relay moves the session between the plaintext client and the TLS
 // connection to the server, with relay.Func's contract (half-close, idle,

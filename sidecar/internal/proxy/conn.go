@@ -174,6 +174,9 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		_ = upstream.Close()
 		return relay.Result{}, false
 	}
+	if codec := tc.Codec(); codec != nil && s.cfg.RelayCodec != nil {
+		return s.cfg.RelayCodec(ctx, client, upstream, codec, s.cfg.IdleTimeout), true
+	}
 	return mysqltls.Relay(ctx, client, tc, s.cfg.IdleTimeout), true
 }
 

@@ -67,6 +67,7 @@ type Config struct {
 	StaleCheckInterval time.Duration // re-resolve targets this often and close connections to addresses gone from DNS; 0 = off
 
 	Relay       relay.Func                                                               // nil = relay.Copy
+	RelayCodec  relay.CodecFunc                                                          // TLS sessions (TARGET_TLS); nil = mysqltls.Relay, two goroutines each
 	Listen      func(ctx context.Context, network, address string) (net.Listener, error) // nil = net.ListenConfig.Listen
 	DialContext func(ctx context.Context, network, address string) (net.Conn, error)     // nil = net.Dialer; must return *net.TCPConn
 	Resolver    Resolver                                                                 // nil = net.DefaultResolver

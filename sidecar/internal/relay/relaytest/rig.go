@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +35,13 @@ func Start(t testing.TB, f relay.Func, idle time.Duration) *Rig {
 // StartContext is Start with a parent context for the relay.
 func StartContext(t testing.TB, parent context.Context, f relay.Func, idle time.Duration) *Rig {
 	t.Helper()
-	client, relayClient := Pair(t)
+	return start(t, parent, f, idle, Pair)
+}
+
+// start is StartContext with the client's connection made by clientPair.
+func start(t testing.TB, parent context.Context, f relay.Func, idle time.Duration, clientPair func(testing.TB) (*net.TCPConn, *net.TCPConn)) *Rig {
+	t.Helper()
+	client, relayClient := clientPair(t)
 	relayUpstream, upstream := Pair(t)
 	ctx, cancel := context.WithCancel(parent)
 	r := &Rig{Client: client, Upstream: upstream, Cancel: cancel, done: make(chan relay.Result, 1)}
@@ -71,6 +78,41 @@ func Pair(t testing.TB) (dialed, accepted *net.TCPConn) {
 	ln := testkit.Listen(t)
 	defer ln.Close() // now: suites open many pairs
 	return testkit.Pair(t, ln)
+}
+
+// smallBufferPair is Pair with 4 KiB socket buffers, set before the
+// connection is made (shrinking them later makes Linux drop segments and
+// back off): the dialed end receives slowly and the accepted end's sends
+// block early.
+func smallBufferPair(t testing.TB) (dialed, accepted *net.TCPConn) {
+	t.Helper()
+	small := func(opt int) func(string, string, syscall.RawConn) error {
+		return func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096) })
+			return errors.Join(err, serr)
+		}
+	}
+	lc := net.ListenConfig{Control: small(syscall.SO_SNDBUF)} // inherited by the accepted socket
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	d := net.Dialer{Control: small(syscall.SO_RCVBUF)}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	dialed = c.(*net.TCPConn)
+	t.Cleanup(func() { _ = dialed.Close() })
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	accepted = a.(*net.TCPConn)
+	t.Cleanup(func() { _ = accepted.Close() })
+	return dialed, accepted
 }
 
 // RandomBytes returns n random bytes.

@@ -1,0 +1,187 @@
+// Package tlscodec runs a crypto/tls client connection over bytes that an
+// event loop moves, so a data path can carry TLS sessions on its own
+// sockets (relay.Codec) instead of two goroutines per connection.
+//
+// The tls.Conn is built over a Transport. During the handshake (and the
+// MySQL login after it) the Transport is the socket. Detach then turns it
+// into memory: crypto/tls reads the raw bytes the loop fed it and writes
+// into a buffer the loop sends. When the fed bytes run out, Read returns a
+// temporary net.Error, which crypto/tls passes up without poisoning the
+// connection (conn.go, readRecordOrCCS: only errors that are not
+// Temporary are kept), so a record split across reads is resumed later.
+package tlscodec
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// Transport is the net.Conn under a tls.Conn: the socket until Detach,
+// memory after it. After Detach it must be used from one goroutine.
+type Transport struct {
+	net.Conn // the socket; not used after Detach
+
+	detached bool
+	in       []byte // fed, not read yet
+	borrowed bool   // in is the caller's buffer, not a copy
+	eof      bool
+	out      []byte // written by crypto/tls; out[sent:] is not sent yet
+	sent     int
+}
+
+// NewTransport wraps the socket a TLS client connection will run over.
+func NewTransport(socket net.Conn) *Transport { return &Transport{Conn: socket} }
+
+// errWouldBlock is returned by a detached Transport's Read when every fed
+// byte has been read.
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "tlscodec: waiting for more bytes from the socket" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true } // read by crypto/tls: keep the connection
+
+func (t *Transport) Read(p []byte) (int, error) {
+	if !t.detached {
+		return t.Conn.Read(p)
+	}
+	if len(t.in) == 0 {
+		if t.eof {
+			return 0, io.EOF
+		}
+		return 0, errWouldBlock
+	}
+	n := copy(p, t.in)
+	t.in = t.in[n:]
+	return n, nil
+}
+
+func (t *Transport) Write(p []byte) (int, error) {
+	if !t.detached {
+		return t.Conn.Write(p)
+	}
+	t.out = append(t.out, p...)
+	return len(p), nil
+}
+
+// The deadlines and Close apply to the socket until Detach; after it the
+// event loop owns the socket and crypto/tls's own deadline calls
+// (closeNotify sets one) must not reach it.
+
+func (t *Transport) SetDeadline(d time.Time) error {
+	if t.detached {
+		return nil
+	}
+	return t.Conn.SetDeadline(d)
+}
+
+func (t *Transport) SetReadDeadline(d time.Time) error {
+	if t.detached {
+		return nil
+	}
+	return t.Conn.SetReadDeadline(d)
+}
+
+func (t *Transport) SetWriteDeadline(d time.Time) error {
+	if t.detached {
+		return nil
+	}
+	return t.Conn.SetWriteDeadline(d)
+}
+
+func (t *Transport) Close() error {
+	if t.detached {
+		return nil
+	}
+	return t.Conn.Close()
+}
+
+// Codec is a TLS client connection over a detached Transport, as a
+// relay.Codec.
+type Codec struct {
+	tls *tls.Conn
+	t   *Transport
+}
+
+// New returns the codec of tc, whose transport is t. Until Start, tc
+// still runs over the socket.
+func New(tc *tls.Conn, t *Transport) *Codec { return &Codec{tls: tc, t: t} }
+
+// Start detaches the transport: from now on tc never touches the socket,
+// and only the codec's caller uses tc, through the codec.
+func (c *Codec) Start() { c.t.detached = true }
+
+// Seal encrypts p into Outgoing.
+func (c *Codec) Seal(p []byte) error {
+	_, err := c.tls.Write(p)
+	return err
+}
+
+// Outgoing returns the raw bytes waiting to be sent.
+func (c *Codec) Outgoing() []byte { return c.t.out[c.t.sent:] }
+
+// maxKept is the largest outgoing buffer kept once empty: a pool's idle
+// connections should hold no bulk-sized buffers.
+const maxKept = 16 << 10
+
+// Sent drops the first n outgoing bytes.
+func (c *Codec) Sent(n int) {
+	t := c.t
+	t.sent += n
+	if t.sent < len(t.out) {
+		return
+	}
+	t.sent = 0
+	if cap(t.out) > maxKept {
+		t.out = nil
+		return
+	}
+	t.out = t.out[:0]
+}
+
+// Feed hands over raw bytes read from the socket (nil: EOF).
+func (c *Codec) Feed(raw []byte) {
+	t := c.t
+	switch {
+	case raw == nil:
+		t.eof = true
+	case len(t.in) == 0:
+		t.in, t.borrowed = raw, true // Open or Hold releases it
+	default:
+		c.Hold()
+		t.in = append(t.in, raw...)
+	}
+}
+
+// Hold copies the fed bytes not opened yet, so the caller can reuse its
+// buffer.
+func (c *Codec) Hold() {
+	t := c.t
+	if t.borrowed && len(t.in) > 0 {
+		t.in = append([]byte(nil), t.in...)
+	}
+	t.borrowed = false
+}
+
+// Open decrypts what the fed bytes hold into p.
+func (c *Codec) Open(p []byte) (int, error) {
+	n, err := c.tls.Read(p)
+	if errors.Is(err, errWouldBlock) {
+		err = nil
+	}
+	if len(c.t.in) == 0 {
+		c.t.in, c.t.borrowed = nil, false
+	}
+	return n, err
+}
+
+// CloseWrite seals a close_notify alert into Outgoing.
+func (c *Codec) CloseWrite() error { return c.tls.CloseWrite() }
+
+// TLS returns the connection, for a data path that cannot take the codec
+// and relays over it as a net.Conn instead. Only before Start.
+func (c *Codec) TLS() *tls.Conn { return c.tls }

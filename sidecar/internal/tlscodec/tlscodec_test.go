@@ -1,0 +1,170 @@
+package tlscodec_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/tlscodec"
+)
+
+// session is a codec whose TLS peer is a real tls.Server over net.Pipe:
+// the test carries raw bytes between them by hand, as an event loop does.
+type session struct {
+	codec  *tlscodec.Codec
+	server *tls.Conn
+	raw    net.Conn // the codec's end of the pipe: what the server sent arrives here
+	peer   net.Conn // the server's end
+}
+
+func newSession(t testing.TB, version uint16) *session {
+	t.Helper()
+	cert, roots := testkit.SelfSignedTLS(t, "db")
+	clientEnd, serverEnd := net.Pipe()
+	t.Cleanup(func() { clientEnd.Close(); serverEnd.Close() })
+	transport := tlscodec.NewTransport(clientEnd)
+	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: version, MaxVersion: version})
+	ts := tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}})
+	errc := make(chan error, 1)
+	go func() { errc <- ts.Handshake() }()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	c := tlscodec.New(tc, transport)
+	c.Start()
+	return &session{codec: c, server: ts, raw: clientEnd, peer: serverEnd}
+}
+
+// serverSends has the server write msgs (one record each) and then, if
+// closeNotify, its close_notify; it closes the server's end and returns
+// the raw bytes the server produced.
+func (s *session) serverSends(t *testing.T, closeNotify bool, msgs ...[]byte) []byte {
+	t.Helper()
+	done := make(chan []byte)
+	go func() {
+		raw, _ := io.ReadAll(s.raw) // net.Pipe: each write waits for this read
+		done <- raw
+	}()
+	for _, m := range msgs {
+		if _, err := s.server.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if closeNotify {
+		_ = s.server.CloseWrite()
+	}
+	_ = s.peer.Close()
+	return <-done
+}
+
+// TestOpenAcrossSplits feeds the server's records in pieces of every size
+// from 1 byte up, holding between feeds as the loop does before reusing its
+// buffer, and checks the plaintext and the clean end.
+func TestOpenAcrossSplits(t *testing.T) {
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		for _, piece := range []int{1, 2, 5, 100, 1500, 64 << 10} {
+			s := newSession(t, version)
+			want := [][]byte{[]byte("greeting"), bytes.Repeat([]byte{7}, 40_000), []byte("ok")}
+			raw := s.serverSends(t, true, want...)
+			var got []byte
+			var end error
+			scratch := make([]byte, piece)
+			out := make([]byte, 1000)
+			for off := 0; off < len(raw) && end == nil; {
+				n := copy(scratch, raw[off:])
+				off += n
+				s.codec.Feed(scratch[:n])
+				// One Open per feed, as when the client stops taking bytes:
+				// fed bytes are often left over, and must survive Hold.
+				m, err := s.codec.Open(out)
+				got, end = append(got, out[:m]...), err
+				s.codec.Hold()
+				for i := range scratch { // the loop reuses its buffer
+					scratch[i] = 0xff
+				}
+			}
+			for end == nil { // the rest of what was fed
+				m, err := s.codec.Open(out)
+				got, end = append(got, out[:m]...), err
+				if m == 0 && err == nil {
+					t.Fatalf("TLS %x, pieces of %d: the codec wants more bytes after all were fed", version, piece)
+				}
+			}
+			if end != io.EOF {
+				t.Errorf("TLS %x, pieces of %d: ended with %v, want io.EOF from close_notify", version, piece, end)
+			}
+			if !bytes.Equal(got, bytes.Join(want, nil)) {
+				t.Errorf("TLS %x, pieces of %d: opened %d bytes, want %d, or they differ", version, piece, len(got), len(bytes.Join(want, nil)))
+			}
+		}
+	}
+}
+
+// A stream cut mid-record is an error, not a clean end; a stream that
+// stops at a record boundary without close_notify ends as io.EOF (as
+// crypto/tls reads it).
+func TestOpenEOF(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cut  int // raw bytes dropped from the end
+		want error
+	}{
+		{"at a record boundary", 0, io.EOF},
+		{"mid-record", 3, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSession(t, tls.VersionTLS13)
+			raw := s.serverSends(t, false, []byte("row"))
+			s.codec.Feed(raw[:len(raw)-tc.cut])
+			out := make([]byte, 100)
+			if n, err := s.codec.Open(out); tc.cut == 0 && (err != nil || string(out[:n]) != "row") {
+				t.Fatalf("Open = %q, %v; want the row", out[:n], err)
+			}
+			s.codec.Feed(nil)
+			var err error
+			for err == nil {
+				_, err = s.codec.Open(out)
+			}
+			if err != tc.want {
+				t.Errorf("after EOF, Open error = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// Sealed bytes wait in Outgoing until Sent; the server reads them as sent,
+// in pieces, then the close_notify.
+func TestSealAndCloseWrite(t *testing.T) {
+	s := newSession(t, tls.VersionTLS13)
+	msg := bytes.Repeat([]byte("q"), 50_000)
+	if err := s.codec.Seal(msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.codec.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(s.server)
+		got <- b
+	}()
+	for out := s.codec.Outgoing(); len(out) > 0; out = s.codec.Outgoing() {
+		n := min(len(out), 777)
+		if _, err := s.raw.Write(out[:n]); err != nil {
+			t.Fatal(err)
+		}
+		s.codec.Sent(n)
+	}
+	if b := <-got; !bytes.Equal(b, msg) {
+		t.Errorf("server read %d bytes, want %d (then close_notify as EOF)", len(b), len(msg))
+	}
+	if len(s.codec.Outgoing()) != 0 {
+		t.Error("Outgoing not empty after everything was sent")
+	}
+}
