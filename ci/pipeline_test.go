@@ -634,6 +634,17 @@ func TestPushPipeline(t *testing.T) {
 	if got, want := strings.TrimSpace(fe.out.String()), ecrSrv.Host()+"/sidecar:"+short+"@"+fe.digest; got != want {
 		t.Errorf("printed %q, want %q", got, want)
 	}
+
+	// Every step of Steps("push") ran, in that order, and said so.
+	log, last, steps := fe.log.String(), -1, Steps("push")
+	for i, s := range steps {
+		line := fmt.Sprintf("==> push: [%d/%d] %s (", i+1, len(steps), s.Name)
+		at := strings.Index(log, line)
+		if at < 0 || at < last || !strings.Contains(log, "==> push: "+s.Name+" done in ") {
+			t.Errorf("log lacks %q and its end after step %d, in order:\n%s", line, i, log)
+		}
+		last = at
+	}
 }
 
 func TestPushVersionTagAndIdempotence(t *testing.T) {
