@@ -10,11 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"dagger.io/dagger"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagefiles"
@@ -54,73 +53,93 @@ func removeDocuments(dist string) error {
 }
 
 // attest writes an SBOM per platform and the build provenance to dist/ and
-// attaches them to the pushed image index in ECR as OCI referrers. files
-// are the image's own (the candidate's, when an earlier run pushed it);
-// pins are the base images this image was built from as resolved by the
-// build, nil when unknown (a candidate an earlier run built).
-// built says this run pushed the index; when an earlier run did, the
-// documents already attached to it stand, each checked (parsed, and
-// describing this image) and copied to dist/, and only the missing or
-// unusable ones are made and attached (re-runs do not pile up referrers,
-// and a partial attach is completed).
-func (r *Runner) attest(ctx context.Context, files imagefiles.Files, engine dagger.Platform, pins []PinnedImage, reg *ecr.Registry, pushed ecr.Pushed, src source, built bool) error {
-	dist := filepath.Join(r.Config.Dir, distDir)
+// attaches them to the candidate's image index in ECR as OCI referrers,
+// made from the candidate's own files (release.files). For a candidate an
+// earlier run pushed, the documents already attached to it stand, each
+// checked (parsed, and describing this image) and copied to dist/, and
+// only the missing or unusable ones are made and attached (re-runs do not
+// pile up referrers, and a partial attach is completed).
+func (s *run) attest(ctx context.Context) error {
+	reg, pushed := s.reg, s.rel.pushed
+	dist := filepath.Join(s.Config.Dir, distDir)
 	if err := os.MkdirAll(dist, 0o755); err != nil {
 		return fmt.Errorf("SBOM and provenance: %w", err)
 	}
-	auth := registryAuth(reg)
-	docs, err := r.documents(files, engine, pins, reg, pushed, src)
+	docs, err := s.documents()
 	if err != nil {
 		return err
 	}
 	have := map[string]referrers.Found{} // title -> the attached document that stands
-	if !built {
-		found, err := referrers.List(ctx, reg.URI, pushed.Digest, "", auth)
-		if err != nil {
-			return fmt.Errorf("read the SBOM and provenance attached to %s: %w", pushed.Digest, err)
-		}
-		for _, f := range found {
-			i := slices.IndexFunc(docs, func(d referrers.Artifact) bool { return d.Title == f.Title })
-			if _, dup := have[f.Title]; i < 0 || dup {
-				continue // not one of the release's documents, or one already found
-			}
-			if err := checkAttached(f, docs[i], pushed, files); err != nil {
-				r.step("push: WARNING: %s attached to %s (%s) is not accepted: %v; a new one is attached", f.Title, pushed.Digest, f.Digest, err)
-				continue
-			}
-			have[f.Title] = f
+	if s.rel.origin == inECRBefore {
+		if have, err = s.attached(ctx, docs); err != nil {
+			return err
 		}
 	}
 	subject := v1.Descriptor{MediaType: types.MediaType(pushed.MediaType), Size: pushed.Size}
 	if subject.Digest, err = v1.NewHash(pushed.Digest); err != nil {
 		return fmt.Errorf("pushed digest %q: %w", pushed.Digest, err)
 	}
-	var missing []referrers.Artifact
-	for _, d := range docs {
-		if f, ok := have[d.Title]; ok {
-			if err := os.WriteFile(filepath.Join(dist, d.Title), f.Payload, 0o644); err != nil {
-				return err
-			}
-			r.step("push: %s is attached to %s (%s); copied to %s", f.Title, pushed.Digest, f.Digest, filepath.Join(distDir, f.Title))
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dist, d.Title), d.Payload, 0o644); err != nil {
-			return err
-		}
-		r.step("push: wrote %s", filepath.Join(distDir, d.Title))
-		missing = append(missing, d)
+	missing, err := s.writeDocuments(dist, docs, have)
+	if err != nil {
+		return err
 	}
-	if !built && len(missing) > 0 {
-		r.step("push: %s lacks %d of its %d documents: made from its own files and attached", pushed.Digest, len(missing), len(docs))
+	if s.rel.origin == inECRBefore && len(missing) > 0 {
+		s.step("push: %s lacks %d of its %d documents: made from its own files and attached", pushed.Digest, len(missing), len(docs))
 	}
+	auth := registryAuth(reg)
 	for _, d := range missing {
 		h, err := referrers.Attach(ctx, reg.URI, subject, d, auth)
 		if err != nil {
 			return fmt.Errorf("attach %s to %s (the documents are in %s/): %w", d.Title, pushed.Digest, distDir, err)
 		}
-		r.step("push: attached %s (%s) to %s@%s as %s", d.Title, d.ArtifactType, reg.URI, pushed.Digest, h)
+		s.step("push: attached %s (%s) to %s@%s as %s", d.Title, d.ArtifactType, reg.URI, pushed.Digest, h)
 	}
 	return nil
+}
+
+// attached is the documents already attached to a candidate an earlier
+// run pushed that stand, by title.
+func (s *run) attached(ctx context.Context, docs []referrers.Artifact) (map[string]referrers.Found, error) {
+	pushed := s.rel.pushed
+	found, err := referrers.List(ctx, s.reg.URI, pushed.Digest, "", registryAuth(s.reg))
+	if err != nil {
+		return nil, fmt.Errorf("read the SBOM and provenance attached to %s: %w", pushed.Digest, err)
+	}
+	have := map[string]referrers.Found{}
+	for _, f := range found {
+		i := slices.IndexFunc(docs, func(d referrers.Artifact) bool { return d.Title == f.Title })
+		if _, dup := have[f.Title]; i < 0 || dup {
+			continue // not one of the release's documents, or one already found
+		}
+		if err := checkAttached(f, docs[i], pushed, s.rel.files); err != nil {
+			s.step("push: WARNING: %s attached to %s (%s) is not accepted: %v; a new one is attached", f.Title, pushed.Digest, f.Digest, err)
+			continue
+		}
+		have[f.Title] = f
+	}
+	return have, nil
+}
+
+// writeDocuments writes every document to dist: the attached one where
+// one stands, else the one made here, which it returns as missing.
+func (s *run) writeDocuments(dist string, docs []referrers.Artifact, have map[string]referrers.Found) ([]referrers.Artifact, error) {
+	pushed := s.rel.pushed
+	var missing []referrers.Artifact
+	for _, d := range docs {
+		if f, ok := have[d.Title]; ok {
+			if err := os.WriteFile(filepath.Join(dist, d.Title), f.Payload, 0o644); err != nil {
+				return nil, err
+			}
+			s.step("push: %s is attached to %s (%s); copied to %s", f.Title, pushed.Digest, f.Digest, filepath.Join(distDir, f.Title))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dist, d.Title), d.Payload, 0o644); err != nil {
+			return nil, err
+		}
+		s.step("push: wrote %s", filepath.Join(distDir, d.Title))
+		missing = append(missing, d)
+	}
+	return missing, nil
 }
 
 // checkAttached accepts a document found attached to the image only if it
@@ -169,26 +188,39 @@ func platformDigests(pushed ecr.Pushed) []string {
 }
 
 // documents builds the SBOM of every platform and the provenance from the
-// image's files.
-func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins []PinnedImage, reg *ecr.Registry, pushed ecr.Pushed, src source) ([]referrers.Artifact, error) {
-	bases := baseImages(r.Config)
-	created := src.created
+// candidate's files.
+func (s *run) documents() ([]referrers.Artifact, error) {
+	created := s.rel.src.created
 	if created.IsZero() {
 		created = time.Now()
 	}
+	docs, err := s.sboms(created)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := s.provenance()
+	if err != nil {
+		return nil, err
+	}
+	return append(docs, prov), nil
+}
+
+// sboms is the SBOM of every platform of the candidate.
+func (s *run) sboms(created time.Time) ([]referrers.Artifact, error) {
+	reg, src, files := s.reg, s.rel.src, s.rel.files
 	var docs []referrers.Artifact
-	for _, m := range pushed.Platforms {
+	for _, m := range s.rel.pushed.Platforms {
 		pf, ok := files[m.Platform]
 		if !ok || pf[binaryPath] == nil {
 			return nil, fmt.Errorf("SBOM: the image has no %s for %s", binaryPath, m.Platform)
 		}
 		if pf[apkDBPath] == nil {
-			r.step("push: note: the %s image has no %s: the SBOM lists no OS packages", m.Platform, apkDBPath)
+			s.step("push: note: the %s image has no %s: the SBOM lists no OS packages", m.Platform, apkDBPath)
 		}
 		doc, err := sbom.Build(sbom.Input{
 			Name: reg.Repository, Version: src.version, Revision: src.revision, Platform: m.Platform,
 			Image: reg.URI + "@" + m.Digest, Binary: pf[binaryPath], BinaryPath: binaryPath, APKInstalled: pf[apkDBPath],
-			BaseImages: bases, Created: created,
+			BaseImages: baseImages(s.Config), Created: created,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("SBOM for %s: %w", m.Platform, err)
@@ -202,7 +234,12 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins 
 			Annotations: map[string]string{platformAnnotation: m.Platform, "org.opencontainers.image.created": created.UTC().Format(time.RFC3339)},
 		})
 	}
+	return docs, nil
+}
 
+// provenance is the candidate's SLSA provenance statement.
+func (s *run) provenance() (referrers.Artifact, error) {
+	reg, src, pushed := s.reg, s.rel.src, s.rel.pushed
 	// Named by the commit tag the index was pushed under (imagetag.Decide).
 	tag := src.revision
 	if len(tag) > gitref.ShortLen {
@@ -215,13 +252,36 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins 
 		plats = append(plats, m.Platform)
 	}
 	args := map[string]string{}
-	for _, a := range buildArgs(r.Config, src, engine) {
+	for _, a := range buildArgs(s.Config, src, s.img.Engine) {
 		args[a.Name] = a.Value
 	}
-	// The digests the build was pinned to (build, pinBaseImages); a base
-	// not pinned is recorded as an unresolved tag, never as a guess.
+	lookup := s.env()
+	st, err := provenance.Build(provenance.Input{
+		Subjects: subjects, Source: sourceRepo(s.Config.Dir, src, lookup), BuildArgs: args, Platforms: plats,
+		BaseImages: s.baseDeps(), Builder: provenance.DetectBuilder(lookup), Started: s.start, Finished: time.Now(),
+	})
+	if err != nil {
+		return referrers.Artifact{}, err
+	}
+	b, err := provenance.JSON(st)
+	if err != nil {
+		return referrers.Artifact{}, err
+	}
+	return referrers.Artifact{ArtifactType: provenance.MediaType, Payload: b, Title: provenanceTitle,
+		Annotations: map[string]string{"org.opencontainers.image.created": time.Now().UTC().Format(time.RFC3339)}}, nil
+}
+
+// baseDeps are the base images with the digests the build was pinned to
+// (build, pinBaseImages). A base not pinned, or a candidate an earlier
+// run built (whose pins are not known), is recorded as an unresolved
+// tag, never as a guess.
+func (s *run) baseDeps() []provenance.BaseImage {
+	var pins []PinnedImage
+	if s.rel.origin == pushedNow {
+		pins = s.img.Bases
+	}
 	var deps []provenance.BaseImage
-	for _, b := range bases {
+	for _, b := range baseImages(s.Config) {
 		d := provenance.BaseImage{Arg: b.Arg, Ref: b.Ref}
 		for _, p := range pins {
 			if p.Arg == b.Arg && p.Ref == b.Ref {
@@ -230,26 +290,12 @@ func (r *Runner) documents(files imagefiles.Files, engine dagger.Platform, pins 
 		}
 		deps = append(deps, d)
 	}
-	lookup := r.env()
-	st, err := provenance.Build(provenance.Input{
-		Subjects: subjects, Source: sourceRepo(r.Config.Dir, src, lookup), BuildArgs: args, Platforms: plats,
-		BaseImages: deps, Builder: provenance.DetectBuilder(lookup), Started: r.start, Finished: time.Now(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	b, err := provenance.JSON(st)
-	if err != nil {
-		return nil, err
-	}
-	docs = append(docs, referrers.Artifact{ArtifactType: provenance.MediaType, Payload: b, Title: provenanceTitle,
-		Annotations: map[string]string{"org.opencontainers.image.created": time.Now().UTC().Format(time.RFC3339)}})
-	return docs, nil
+	return deps
 }
 
 // baseImages are the Dockerfile's base images: the configured mirrors, or
 // the Dockerfile's defaults (images.go, tied to the Dockerfile by tests).
-func baseImages(cfg Config) []sbom.BaseImage {
+func baseImages(cfg config.Config) []sbom.BaseImage {
 	orDefault := func(v, d string) string {
 		if v == "" {
 			return d
@@ -257,8 +303,8 @@ func baseImages(cfg Config) []sbom.BaseImage {
 		return v
 	}
 	return []sbom.BaseImage{
-		{Ref: orDefault(cfg.GoImage, DefaultGoImage), Arg: "GO_IMAGE", Stage: "build"},
-		{Ref: orDefault(cfg.RuntimeImage, DefaultRuntimeImage), Arg: "RUNTIME_IMAGE", Stage: "runtime"},
+		{Ref: orDefault(cfg.GoImage, config.DefaultGoImage), Arg: "GO_IMAGE", Stage: "build"},
+		{Ref: orDefault(cfg.RuntimeImage, config.DefaultRuntimeImage), Arg: "RUNTIME_IMAGE", Stage: "runtime"},
 	}
 }
 

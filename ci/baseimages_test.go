@@ -28,6 +28,7 @@ func imageRefs(fe *fakeEngine, engine string) []string {
 // engine's platform; an image whose index lacks a platform fails before
 // any build, naming the variable, the reference and the platform.
 func TestBaseImagesPerPlatform(t *testing.T) {
+	t.Parallel()
 	const runtimeImg, goImg = "mirror.example/alpine:3.22", "mirror.example/golang:1.26-alpine"
 	env := map[string]string{"PLATFORMS": "linux/amd64,linux/arm64", "RUNTIME_IMAGE": runtimeImg, "GO_IMAGE": goImg, "LOCAL_IMAGE": "none"}
 	for _, tc := range []struct {

@@ -12,10 +12,12 @@ import (
 
 	"dagger.io/dagger"
 
-	"github.com/google/go-containerregistry/pkg/v1/layout"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/ocilayout"
 )
 
 // Image is the built, size-checked image: one container per platform.
@@ -33,6 +35,9 @@ type Image struct {
 	// Bases are the base images as configured and as pinned for the
 	// build (name:tag@digest); the provenance records the pins.
 	Bases []PinnedImage
+	// Index is the exported image, read from its OCI layout (the local
+	// load reads it).
+	Index v1.ImageIndex
 }
 
 // PinnedImage is a base image build argument resolved to a digest.
@@ -50,7 +55,7 @@ type PinnedImage struct {
 // so such an image fails here, before any build, naming the variable,
 // the reference and the platform. The engine answers the root
 // descriptor's digest (the index), the same for every platform.
-func pinBaseImages(ctx context.Context, client *dagger.Client, cfg Config, engine dagger.Platform) ([]PinnedImage, error) {
+func pinBaseImages(ctx context.Context, client *dagger.Client, cfg config.Config, engine dagger.Platform) ([]PinnedImage, error) {
 	var out []PinnedImage
 	for _, b := range baseImages(cfg) {
 		plats := []dagger.Platform{engine}
@@ -89,32 +94,69 @@ func sourceExcludes() []string {
 	return []string{".git", ".github", "dist", "bin", "*.test", "*.out", "*.tar", ".ci"}
 }
 
+func stepBuild() Step {
+	return Step{Name: "build", Doc: "pins the base images to digests for every platform they are used on, " +
+		"runs the Dockerfile per platform of PLATFORMS and exports the multi-platform image once as an OCI tarball.",
+		do: func(ctx context.Context, s *run) error {
+			img, err := s.build(ctx)
+			s.img = img
+			return err
+		}}
+}
+
 // build runs the Dockerfile per platform, exports the multi-platform image
-// once as an OCI tarball, measures it, and fails on the size budget before
-// anything leaves this function. Then it loads the host variant into the
-// local Docker and keeps the tarball if asked.
-func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (*Image, error) {
-	cfg := r.Config
-	dir := client.Host().Directory(cfg.Dir, dagger.HostDirectoryOpts{Exclude: sourceExcludes(), Gitignore: true})
-	engine, err := client.DefaultPlatform(ctx)
+// once as an OCI tarball and reads back the files the release needs.
+func (s *run) build(ctx context.Context) (*Image, error) {
+	cfg := s.Config
+	engine, err := s.client.DefaultPlatform(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ask the engine for its platform: %w", err)
 	}
 	img := &Image{Engine: engine}
-	if img.Bases, err = pinBaseImages(ctx, client, cfg, engine); err != nil {
+	if img.Bases, err = pinBaseImages(ctx, s.client, cfg, engine); err != nil {
 		return nil, err
 	}
-	args := buildArgs(cfg, src, engine)
+	args := buildArgs(cfg, s.src, engine)
 	for _, b := range img.Bases {
-		r.step("build: %s %s is %s", b.Arg, b.Ref, b.Pinned)
+		s.step("build: %s %s is %s", b.Arg, b.Ref, b.Pinned)
 		args = setArg(args, b.Arg, b.Pinned)
 	}
-	label := r.sourceLabel(src)
-	if label == "" {
-		r.step("build: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label")
+	s.dockerBuilds(img, args)
+	if s.tmp, err = os.MkdirTemp("", "sidecar-image-"); err != nil {
+		return nil, fmt.Errorf("temporary directory for the image export: %w", err)
 	}
-	for _, p := range cfg.Platforms {
-		r.step("build: Dockerfile for %s", p)
+	s.step("build: exporting the %d-platform image", len(img.Variants))
+	// Gzip, as publish uses: the exported digest is the one pushed.
+	if _, err := s.client.Container().Export(ctx, s.tarball(), dagger.ContainerExportOpts{
+		PlatformVariants: img.Variants, ForcedCompression: dagger.ImageLayerCompressionGzip,
+	}); err != nil {
+		return nil, fmt.Errorf("build failed: %w%s", err, execOutput(err))
+	}
+	// One read of the export: its digest, the sizes, the release's files
+	// and the local load.
+	if img.Index, err = ocilayout.Open(s.tarball(), filepath.Join(s.tmp, "layout")); err != nil {
+		return nil, fmt.Errorf("read the built image: %w", err)
+	}
+	if img.Digest, err = imagesize.IndexDigest(img.Index); err != nil {
+		// Not fatal: only the idempotent-push check needs it, and without
+		// it push treats existing tags as different images.
+		s.step("build: note: no single image digest in the export (%v)", err)
+	}
+	if img.Files, err = imagefiles.FromIndex(img.Index, imagePaths()...); err != nil {
+		return nil, fmt.Errorf("read the built image: %w", err)
+	}
+	return img, nil
+}
+
+// dockerBuilds adds one Dockerfile build per platform of PLATFORMS to img.
+func (s *run) dockerBuilds(img *Image, args []dagger.BuildArg) {
+	dir := s.client.Host().Directory(s.Config.Dir, dagger.HostDirectoryOpts{Exclude: sourceExcludes(), Gitignore: true})
+	label := s.sourceLabel(s.src)
+	if label == "" {
+		s.step("build: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label")
+	}
+	for _, p := range s.Config.Platforms {
+		s.step("build: Dockerfile for %s", p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
 		if label != "" {
 			c = c.WithLabel("org.opencontainers.image.source", label)
@@ -122,61 +164,53 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 		img.Variants = append(img.Variants, c)
 		img.Platforms = append(img.Platforms, p)
 	}
+}
 
-	tmp, err := os.MkdirTemp("", "sidecar-image-")
-	if err != nil {
-		return nil, fmt.Errorf("temporary directory for the image export: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	tarball := filepath.Join(tmp, "image.tar")
-	r.step("build: exporting the %d-platform image to measure it", len(img.Variants))
-	// Gzip, as publish uses: the exported digest is the one pushed.
-	if _, err := client.Container().Export(ctx, tarball, dagger.ContainerExportOpts{
-		PlatformVariants: img.Variants, ForcedCompression: dagger.ImageLayerCompressionGzip,
-	}); err != nil {
-		return nil, fmt.Errorf("build failed: %w%s", err, execOutput(err))
-	}
-	if img.Sizes, err = imagesize.Measure(tarball); err != nil {
-		return nil, fmt.Errorf("measure the built image: %w", err)
-	}
-	if img.Digest, err = imagesize.Digest(tarball); err != nil {
-		// Not fatal: only the idempotent-push check needs it, and without
-		// it push treats existing tags as different images.
-		r.step("build: note: no single image digest in the export (%v)", err)
-	}
-	if err := checkSizes(r.log(), cfg, img.Sizes); err != nil {
-		return nil, err
-	}
-	// One read of the export: the release's files and the local load.
-	layoutDir := filepath.Join(tmp, "layout")
-	if err := imagefiles.Untar(tarball, layoutDir); err != nil {
-		return nil, fmt.Errorf("read the built image: %w", err)
-	}
-	idx, err := layout.ImageIndexFromPath(layoutDir)
-	if err != nil {
-		return nil, fmt.Errorf("read the built image: not an OCI image layout: %w", err)
-	}
-	if img.Files, err = imagefiles.FromIndex(idx, imagePaths()...); err != nil {
-		return nil, fmt.Errorf("read the built image: %w", err)
-	}
-	r.step("build: image %s within the %s budget", orUnknown(img.Digest), imagesize.Human(cfg.SizeBudget))
+// tarball is the build's OCI export.
+func (s *run) tarball() string { return filepath.Join(s.tmp, "image.tar") }
 
-	if cfg.OCITarball != "" {
-		if err := moveFile(tarball, cfg.OCITarball); err != nil {
-			return nil, fmt.Errorf("OCI_TARBALL: %w", err)
-		}
-		r.step("build: wrote OCI tarball %s", cfg.OCITarball)
-	}
-	if cfg.LocalImage != "" {
-		// From the export, on this side: Container.ExportImage needs an
-		// engine driver with an image loader, which unix:// and tcp://
-		// runner hosts lack (engine engine/client/drivers/dial.go).
-		r.step("build: loading the %s image into local Docker as %s (docker load)", cfg.HostPlatform, cfg.LocalImage)
-		if err := r.loader()(ctx, idx, string(cfg.HostPlatform), cfg.LocalImage); err != nil {
-			return nil, fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", cfg.LocalImage, err)
-		}
-	}
-	return img, nil
+func stepSize() Step {
+	return Step{Name: "size", Doc: "measures each platform's image, compressed and uncompressed, and fails naming any platform over SIZE_BUDGET; nothing has left the engine yet.",
+		do: func(_ context.Context, s *run) error {
+			var err error
+			if s.img.Sizes, err = imagesize.MeasureIndex(s.img.Index); err != nil {
+				return fmt.Errorf("measure the built image: %w", err)
+			}
+			if err := checkSizes(s.log(), s.Config, s.img.Sizes); err != nil {
+				return err
+			}
+			s.step("build: image %s within the %s budget", orUnknown(s.img.Digest), imagesize.Human(s.Config.SizeBudget))
+			return nil
+		}}
+}
+
+func stepExport() Step {
+	return Step{Name: "export", Doc: "writes the OCI tarball to OCI_TARBALL when set, and loads the host platform's image into the local Docker as LOCAL_IMAGE (docker load from the exported tarball, on this side, so it works with every engine).",
+		skip: func(s *run) string {
+			if s.Config.OCITarball == "" && s.Config.LocalImage == "" {
+				return "LOCAL_IMAGE=none, OCI_TARBALL unset"
+			}
+			return ""
+		},
+		do: func(ctx context.Context, s *run) error {
+			cfg := s.Config
+			if cfg.OCITarball != "" {
+				if err := moveFile(s.tarball(), cfg.OCITarball); err != nil {
+					return fmt.Errorf("OCI_TARBALL: %w", err)
+				}
+				s.step("build: wrote OCI tarball %s", cfg.OCITarball)
+			}
+			if cfg.LocalImage != "" {
+				// From the export, on this side: Container.ExportImage needs an
+				// engine driver with an image loader, which unix:// and tcp://
+				// runner hosts lack (engine engine/client/drivers/dial.go).
+				s.step("build: loading the %s image into local Docker as %s (docker load)", cfg.HostPlatform, cfg.LocalImage)
+				if err := s.loader()(ctx, s.img.Index, string(cfg.HostPlatform), cfg.LocalImage); err != nil {
+					return fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", cfg.LocalImage, err)
+				}
+			}
+			return nil
+		}}
 }
 
 // buildArgs are the Dockerfile's build args. BUILDPLATFORM is the
@@ -195,7 +229,7 @@ func (r *Runner) build(ctx context.Context, client *dagger.Client, src source) (
 // (frontend/dockerui/config.go), and Container.Build builds its ConvertOpt
 // without an Epoch, so v0.21.8 would ignore it; rebuilds are not
 // byte-identical, which push handles (see ecr.Decide).
-func buildArgs(cfg Config, src source, engine dagger.Platform) []dagger.BuildArg {
+func buildArgs(cfg config.Config, src source, engine dagger.Platform) []dagger.BuildArg {
 	var args []dagger.BuildArg
 	add := func(name, value string) {
 		if value != "" { // empty: the Dockerfile's default applies
@@ -224,7 +258,7 @@ func setArg(args []dagger.BuildArg, name, value string) []dagger.BuildArg {
 
 // checkSizes prints the size table and fails naming each platform over
 // the budget. Every configured platform must have been measured.
-func checkSizes(w io.Writer, cfg Config, sizes []imagesize.Image) error {
+func checkSizes(w io.Writer, cfg config.Config, sizes []imagesize.Image) error {
 	fmt.Fprintln(w)
 	if err := imagesize.Table(w, sizes, cfg.SizeBudget); err != nil {
 		return err

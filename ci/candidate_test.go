@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	spdxjson "github.com/spdx/tools-golang/json"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
 	"github.com/example/sidecar/ci/provenance"
@@ -104,6 +105,7 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 // release attaches them, made from the candidate's own files, before the
 // version tag moves.
 func TestPushDocumentsAnUndocumentedCandidate(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe, short := versionRelease(t, "v1.5.0", nil)
 	cand, plats := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 	// An earlier run's documents, which do not belong to this run.
@@ -158,13 +160,14 @@ func TestPushDocumentsAnUndocumentedCandidate(t *testing.T) {
 // registry does not have it) cannot be documented: the release is refused
 // and says what to do; no tag moves.
 func TestPushRefusesACandidateItCannotRead(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe, short := versionRelease(t, "v1.5.0", nil)
 	cand := prePushed(t, ecrSrv, short, "unreadable")
 	err := fe.runner.Push(testCtx(t))
 	if err == nil {
 		t.Fatalf("Push released a candidate it could not document; log:\n%s", fe.log)
 	}
-	if IsConfigError(err) {
+	if config.IsError(err) {
 		t.Errorf("exit 2 for a candidate that cannot be read: %v", err)
 	}
 	for _, w := range []string{"release refused", cand, "SBOM and provenance", "1.5.0 not moved", "batch-delete-image --repository-name sidecar --image-ids imageTag=" + short} {
@@ -181,6 +184,7 @@ func TestPushRefusesACandidateItCannotRead(t *testing.T) {
 // A candidate with only some of its documents, or unusable ones ({}
 // under the right title), gets the missing ones; the good one stands.
 func TestPushCompletesAPartialAttach(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe, short := versionRelease(t, "v1.6.0", nil)
 	files := earlierFiles(t)
 	cand, plats := pushedCandidate(t, ecrSrv, short, files)
@@ -245,6 +249,7 @@ func TestPushCompletesAPartialAttach(t *testing.T) {
 // The released image is the candidate: govulncheck checks its binaries,
 // not the rebuild's.
 func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
+	t.Parallel()
 	onlyOlder := vulndbtest.Entry{ID: "GO-2026-0100", Module: "stdlib", Package: "net", Symbols: []string{"Dialer.DialContext"}, Fixed: "1.21.0"}
 	onlyThis := vulndbtest.StdlibNow("GO-2026-0200", "net", "Dialer.DialContext")
 	onlyThis.Introduced = strings.TrimPrefix(runtimeMinor(), "go") + ".0"
@@ -257,8 +262,9 @@ func TestPushVulnChecksTheReusedCandidate(t *testing.T) {
 		{"the rebuild is vulnerable, the candidate not", onlyThis, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ecrSrv, fe, short := versionRelease(t, "v1.7.0", map[string]string{"GOVULNDB": vulndbtest.Write(t, tc.entry), "VULN_CHECK": "true"})
-			cand, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
+			cand, _ := pushedCandidate(t, ecrSrv, short, earlierFilesOf(t, sidecarFiles(t)))
 			err := fe.runner.Push(testCtx(t))
 			image := ecrSrv.Host() + "/sidecar@" + cand
 			if !strings.Contains(fe.log.String(), "sidecar binary of the commit's image "+image) {
@@ -299,6 +305,7 @@ func runtimeMinor() string {
 // checkAttached accepts only a document that is one of ours for this
 // image.
 func TestCheckAttached(t *testing.T) {
+	t.Parallel()
 	files := sidecarFiles(t)
 	const index, amd, arm = "sha256:1000000000000000000000000000000000000000000000000000000000000000",
 		"sha256:2000000000000000000000000000000000000000000000000000000000000000",

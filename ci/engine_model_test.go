@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 )
 
@@ -17,6 +18,7 @@ import (
 // dockerBuild must carry the engine's own platform, whatever the target
 // and whatever the engine runs on.
 func TestBuildPassesTheEnginesPlatformAsBuildPlatform(t *testing.T) {
+	t.Parallel()
 	for _, engine := range []string{"linux/amd64", "linux/arm64"} {
 		t.Run(engine, func(t *testing.T) {
 			fe := newEngine(t, nil, nil)
@@ -55,6 +57,7 @@ func TestBuildPassesTheEnginesPlatformAsBuildPlatform(t *testing.T) {
 // 1s interval, not the image's 10s; MySQL (no HEALTHCHECK) when its port
 // accepts; the running-sidecar check binds no database.
 func TestSmokeReadiness(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 	// Not ready at the first check, made the moment the container starts.
 	fe.srv.Startup(func(daggertest.Service) (time.Duration, bool) { return 300 * time.Millisecond, true })
@@ -90,6 +93,7 @@ func TestSmokeReadiness(t *testing.T) {
 }
 
 func TestSmokeFailsWhenTheSidecarNeverGetsHealthy(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 	fe.srv.Startup(func(s daggertest.Service) (time.Duration, bool) { return 0, s.Alias != sidecarAlias })
 	err := fe.runner.Test(testCtx(t))
@@ -106,32 +110,33 @@ func TestSmokeFailsWhenTheSidecarNeverGetsHealthy(t *testing.T) {
 // The default base images have one owner (images.go); the Dockerfile's ARG
 // defaults, Vars and the docs repeat them.
 func TestDefaultImagesAgree(t *testing.T) {
+	t.Parallel()
 	df, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"GO_IMAGE": DefaultGoImage, "RUNTIME_IMAGE": DefaultRuntimeImage} {
+	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage} {
 		m := regexp.MustCompile(`(?m)^ARG ` + name + `=(\S+)$`).FindSubmatch(df)
 		if m == nil || string(m[1]) != want {
 			t.Errorf("Dockerfile ARG %s default %q, want %s", name, m, want)
 		}
 	}
-	for _, img := range []string{DefaultGoImage, DefaultRuntimeImage, DefaultMySQLImage} {
+	for _, img := range []string{config.DefaultGoImage, config.DefaultRuntimeImage, config.DefaultMySQLImage} {
 		if !strings.HasPrefix(img, "public.ecr.aws/docker/library/") {
 			t.Errorf("default %s is not on ECR Public's Docker Official Images mirror", img)
 		}
 	}
 	vars := map[string]string{}
-	for _, v := range Vars() {
+	for _, v := range config.Vars() {
 		vars[v.Name] = v.Default
 	}
-	for name, want := range map[string]string{"GO_IMAGE": DefaultGoImage, "RUNTIME_IMAGE": DefaultRuntimeImage, "MYSQL_IMAGE": DefaultMySQLImage} {
+	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage, "MYSQL_IMAGE": config.DefaultMySQLImage} {
 		if !strings.HasPrefix(vars[name], want) {
 			t.Errorf("Vars %s default %q, want %s", name, vars[name], want)
 		}
 	}
 	docs := readDocs(t)
-	for _, img := range []string{DefaultGoImage, DefaultRuntimeImage, DefaultMySQLImage} {
+	for _, img := range []string{config.DefaultGoImage, config.DefaultRuntimeImage, config.DefaultMySQLImage} {
 		if !strings.Contains(docs, img) {
 			t.Errorf("the docs never name the default %s", img)
 		}

@@ -53,6 +53,7 @@ func policyActions(t *testing.T) []string {
 // tag) and a reused candidate without a scan (StartImageScan). Layer
 // uploads go to the registry, not the API, and are not recorded here.
 func TestDocumentedPolicyCoversThePushOperations(t *testing.T) {
+	t.Parallel()
 	actions := policyActions(t)
 	for _, enhanced := range []string{"inspector2:ListFindings", "inspector2:ListCoverage"} {
 		if !slices.Contains(actions, enhanced) {
@@ -62,7 +63,7 @@ func TestDocumentedPolicyCoversThePushOperations(t *testing.T) {
 	var ops []string
 	t.Run("fresh repository", func(t *testing.T) {
 		ecrSrv := pushEnv(t, nil)
-		fe := newPushEngine(t, ecrSrv, nil)
+		fe := newLightPushEngine(t, ecrSrv, nil)
 		fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
 		gitTag(t, fe.dir, "v1.0.0")
 		err := fe.runner.Push(testCtx(t))
@@ -75,7 +76,7 @@ func TestDocumentedPolicyCoversThePushOperations(t *testing.T) {
 		immutable := true
 		ecrSrv := pushEnv(t, &immutable)
 		ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
-		fe := newPushEngine(t, ecrSrv, nil)
+		fe := newLightPushEngine(t, ecrSrv, nil)
 		fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
 		ecrSrv.PushImage("sidecar", gitHead(t, fe.dir)[:12], fe.topType, fe.top)
 		for _, d := range fe.platformDigests(t) {

@@ -15,6 +15,7 @@ import (
 // imagetag.Decide: both state its rules word for word (Rules computes the
 // examples in them by calling Decide).
 func TestTagRulesShown(t *testing.T) {
+	t.Parallel()
 	docs, err := pipelineTargetDocs("../magefiles/magefile.go")
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +45,7 @@ var semverTagRE = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
 // is a tag imagetag.Decide pushes: a commit tag, latest, or the version
 // tag of a v<semver> git tag (so sidecar:v1.0.0, which no push makes, fails).
 func TestDocsTagsAreDecided(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("../docs/*.md")
 	if err != nil {
 		t.Fatal(err)

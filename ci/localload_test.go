@@ -11,6 +11,7 @@ import (
 // daggertest.RunnerHost); build loads the host variant from its own
 // export instead, after the size check.
 func TestBuildLoadsFromExportWithRemoteEngine(t *testing.T) {
+	t.Parallel()
 	for _, scheme := range []string{"unix", "tcp", ""} {
 		t.Run("runner "+scheme, func(t *testing.T) {
 			fe := newEngine(t, nil, nil)
@@ -35,8 +36,12 @@ func TestBuildLoadsFromExportWithRemoteEngine(t *testing.T) {
 // asked anything, naming LOCAL_IMAGE=none; with LOCAL_IMAGE=none Docker
 // is not needed.
 func TestBuildChecksLocalDockerFirst(t *testing.T) {
-	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/none.sock")
+	// The docker CLI the check runs reads the process environment; the
+	// run names what its own environment says.
+	host := "unix://" + t.TempDir() + "/none.sock"
+	t.Setenv("DOCKER_HOST", host)
 	fe := newEngine(t, nil, nil)
+	fe.setEnv(map[string]string{"DOCKER_HOST": host})
 	fe.runner.pingDocker = nil // the real check, against DOCKER_HOST
 	start := time.Now()
 	err := fe.runner.Build(testCtx(t))

@@ -6,15 +6,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/ci/config"
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // TestMage compiles magefiles/ the way users run it (go vet skips the
 // mage build tag), checks the listing and help, and runs the targets for
 // real where they fail without an engine or AWS.
 func TestMage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("compiles the magefile")
 	}
@@ -59,7 +64,7 @@ func TestMage(t *testing.T) {
 			}
 		}
 		all := ok("-h", "build") + ok("-h", "test") + help
-		for _, v := range Vars() {
+		for _, v := range config.Vars() {
 			if !strings.Contains(all, v.Name) {
 				t.Errorf("no mage help mentions %s", v.Name)
 			}
@@ -91,7 +96,7 @@ func TestMage(t *testing.T) {
 		// that answers nothing and no credentials would fail otherwise.
 		{"push with no engine exits 3 before AWS", []string{"push"}, []string{"DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x",
 			"AWS_REGION=eu-west-1", "AWS_ENDPOINT_URL_ECR=http://127.0.0.1:" + closedPort(t), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true"}, 3,
-			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic", "preflight", "AWS", "git"}},
+			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic", "AWS", "git"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := mage(tc.env, tc.args...)
@@ -114,4 +119,10 @@ func TestMage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	return strconv.Itoa(testkit.FreePort(t))
 }

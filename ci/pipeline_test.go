@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"dagger.io/dagger"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
@@ -50,6 +54,10 @@ type fakeEngine struct {
 	topType      string // media type of the export's top manifest
 	top          []byte // the export's top manifest (an index for several platforms)
 	layout       string // the export unpacked (an OCI layout directory)
+	// vars is the environment the run sees besides Config's (its
+	// lookupEnv): the recording session's DAGGER_SESSION_PORT and token,
+	// for push the ECR stand-in's AWS variables; never the process's.
+	vars map[string]string
 	// dockerLoads records the local loads ("name platform config-digest",
 	// with the session's query count then); the pipeline's fake images
 	// are not runnable, dockerload's own tests load real ones.
@@ -104,7 +112,8 @@ func gitHead(t *testing.T, dir string) string {
 // working sidecar prints.
 func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngine {
 	t.Helper()
-	fe := &fakeEngine{srv: daggertest.Start(t), log: &testkit.LockedBuffer{}, out: &testkit.LockedBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
+	fe := &fakeEngine{srv: daggertest.Serve(t), log: &testkit.LockedBuffer{}, out: &testkit.LockedBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
+	fe.vars = fe.srv.Env()
 	if sizes == nil {
 		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
 	}
@@ -137,7 +146,7 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 		}
 		return v, ok
 	}
-	cfg, err := LoadConfig(fe.dir, lookup)
+	cfg, err := config.Load(fe.dir, lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +154,8 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 		*fe.goTests = append(*fe.goTests, fmt.Sprintf("%s after %d queries", dir, len(fe.srv.Queries())))
 		return nil
 	}}
+	fe.runner.lookupEnv = func(k string) (string, bool) { v, ok := fe.vars[k]; return v, ok }
+	fe.runner.sessionOpts = []dagger.ClientOpt{dagger.WithConn(fe.srv.Conn())}
 	fe.dockerLoads = &[]string{}
 	fe.runner.pingDocker = func(context.Context) error { return nil }
 	fe.runner.loadImage = func(_ context.Context, idx v1.ImageIndex, platform, name string) error {
@@ -160,6 +171,11 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 		return nil
 	}
 	return fe
+}
+
+// setEnv adds env to what the run sees (GitHub's variables, …).
+func (fe *fakeEngine) setEnv(env map[string]string) {
+	maps.Copy(fe.vars, env)
 }
 
 // execScript is the shell script of the chain's last withExec.
@@ -220,6 +236,7 @@ func testCtx(t *testing.T) context.Context {
 }
 
 func TestBuildPipeline(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"GO_IMAGE": "mirror.example/golang:1.26-alpine"}, nil)
 	if err := fe.runner.Build(testCtx(t)); err != nil {
 		t.Fatalf("Build: %v\nlog:\n%s", err, fe.log)
@@ -245,7 +262,7 @@ func TestBuildPipeline(t *testing.T) {
 		// Base images pinned to the digests their tags resolve to (an
 		// unset one is the Dockerfile's default, pinned).
 		for _, want := range []string{"name:GO_IMAGE value:" + daggertest.ImageRef("mirror.example/golang:1.26-alpine") + "]",
-			"name:RUNTIME_IMAGE value:" + daggertest.ImageRef(DefaultRuntimeImage) + "]",
+			"name:RUNTIME_IMAGE value:" + daggertest.ImageRef(config.DefaultRuntimeImage) + "]",
 			"name:REVISION value:" + head, "name:VERSION value:dev", "name:CREATED value:"} {
 			if !strings.Contains(args, want) {
 				t.Errorf("build args %s lack %q", args, want)
@@ -290,6 +307,7 @@ func TestBuildPipeline(t *testing.T) {
 }
 
 func TestBuildOverBudgetStopsBeforeAnythingLeaves(t *testing.T) {
+	t.Parallel()
 	tarball := filepath.Join(t.TempDir(), "out.tar")
 	fe := newEngine(t, map[string]string{"SIZE_BUDGET": "100kB", "OCI_TARBALL": tarball},
 		layerBytes{"linux/amd64": {60_000}, "linux/arm64": {150_000}})
@@ -318,6 +336,7 @@ func TestBuildOverBudgetStopsBeforeAnythingLeaves(t *testing.T) {
 }
 
 func TestBuildFailureShowsTheFailingStep(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, nil, nil)
 	fe.srv.Handle("export", func(q daggertest.Query) (any, error) {
 		return nil, daggertest.ExecFailure([]string{"/bin/sh", "-c", "go build ./sidecar"}, 1, "", "sidecar/main.go:3:1: syntax error\n")
@@ -332,6 +351,7 @@ func TestBuildFailureShowsTheFailingStep(t *testing.T) {
 }
 
 func TestBuildWritesOCITarballAndSkipsLocalLoad(t *testing.T) {
+	t.Parallel()
 	tarball := filepath.Join(t.TempDir(), "sidecar.tar")
 	fe := newEngine(t, map[string]string{"OCI_TARBALL": tarball, "LOCAL_IMAGE": "none"}, nil)
 	if err := fe.runner.Build(testCtx(t)); err != nil {
@@ -375,6 +395,7 @@ func envOf(q daggertest.Query) map[string]string {
 }
 
 func TestTestPipeline(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, nil, nil)
 	if err := fe.runner.Test(testCtx(t)); err != nil {
 		t.Fatalf("Test: %v\nlog:\n%s", err, fe.log)
@@ -476,6 +497,7 @@ func assertSecretHidden(t *testing.T, fe *fakeEngine, secret string) {
 }
 
 func TestSmokeFailureReportsOutput(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		stdout func(q daggertest.Query) (any, error)
@@ -530,16 +552,15 @@ func versionRelease(t *testing.T, version string, env map[string]string) (*ecrte
 	t.Helper()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, env)
+	fe := newLightPushEngine(t, ecrSrv, env)
 	gitTag(t, fe.dir, version)
 	return ecrSrv, fe, gitHead(t, fe.dir)[:12]
 }
 
-// pushEnv points the run at an ECR stand-in.
+// pushEnv starts an ECR stand-in (newPushEngine points the run at it).
 func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
 	t.Helper()
 	ecrSrv := ecrtest.Start(t, "eu-west-1")
-	ecrSrv.Env(t)
 	if immutable != nil {
 		ecrSrv.AddRepository("sidecar", *immutable)
 	}
@@ -547,6 +568,7 @@ func pushEnv(t *testing.T, immutable *bool) *ecrtest.Server {
 }
 
 func TestPushPipeline(t *testing.T) {
+	t.Parallel()
 	ecrSrv := pushEnv(t, nil)
 	fe := newPushEngine(t, ecrSrv, map[string]string{"VULN_CHECK": "true"}) // the default, checked by TestReleaseConfig
 	// Written by the session's handler goroutine: read it under the lock.
@@ -612,9 +634,21 @@ func TestPushPipeline(t *testing.T) {
 	if got, want := strings.TrimSpace(fe.out.String()), ecrSrv.Host()+"/sidecar:"+short+"@"+fe.digest; got != want {
 		t.Errorf("printed %q, want %q", got, want)
 	}
+
+	// Every step of Steps("push") ran, in that order, and said so.
+	log, last, steps := fe.log.String(), -1, Steps("push")
+	for i, s := range steps {
+		line := fmt.Sprintf("==> push: [%d/%d] %s (", i+1, len(steps), s.Name)
+		at := strings.Index(log, line)
+		if at < 0 || at < last || !strings.Contains(log, "==> push: "+s.Name+" done in ") {
+			t.Errorf("log lacks %q and its end after step %d, in order:\n%s", line, i, log)
+		}
+		last = at
+	}
 }
 
 func TestPushVersionTagAndIdempotence(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe, short := versionRelease(t, "v1.4.0", nil)
 	// The commit was pushed before with this very image; v1.4.0 is new.
 	ecrSrv.PushImage("sidecar", short, fe.topType, fe.top)
@@ -666,6 +700,7 @@ func TestPushVersionTagAndIdempotence(t *testing.T) {
 // that is not byte-identical) releases the pushed image: no rebuild is
 // pushed, the version tag is put on the existing image.
 func TestPushReleasesThePushedCommitImage(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe, short := versionRelease(t, "v1.5.0", nil)
 	mainBuild, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 
@@ -698,9 +733,10 @@ func TestPushReleasesThePushedCommitImage(t *testing.T) {
 // commit's pushed image stands: the rebuild is not pushed, and that is not
 // an error.
 func TestPushRerunKeepsThePushedCommitImage(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, nil)
+	fe := newLightPushEngine(t, ecrSrv, nil)
 	short := gitHead(t, fe.dir)[:12]
 	first, _ := pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 
@@ -727,6 +763,7 @@ func TestPushRerunKeepsThePushedCommitImage(t *testing.T) {
 }
 
 func TestUnitTestsCanBeSkipped(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 	if err := fe.runner.Test(testCtx(t)); err != nil {
 		t.Fatal(err)
@@ -748,6 +785,7 @@ func TestPushRefusals(t *testing.T) {
 		want      []string
 		noQueries bool // refused before the engine was touched
 		noECR     bool // refused before ECR was called
+		serial    bool // sets the process environment
 	}{
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
@@ -770,13 +808,18 @@ func TestPushRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, want: []string{"uncommitted changes"}, noQueries: true, noECR: true},
+		// The SDK also reads the process environment: cleared for this one.
 		{name: "no AWS region", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
-			t.Setenv("AWS_REGION", "")
-		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true},
+			ecrtest.Isolate(t)
+			delete(fe.vars, "AWS_REGION")
+		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true, serial: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if !tc.serial {
+				t.Parallel()
+			}
 			ecrSrv := pushEnv(t, &immutable)
-			fe := newPushEngine(t, ecrSrv, tc.env)
+			fe := newLightPushEngine(t, ecrSrv, tc.env)
 			if tc.setup != nil {
 				tc.setup(t, fe, ecrSrv)
 			}
@@ -811,6 +854,7 @@ func TestPushRefusals(t *testing.T) {
 
 // With no engine, Test and Push fail first thing: no unit tests, no AWS.
 func TestNoEngineFailsFirst(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		run  func(*Runner, context.Context) error
@@ -821,9 +865,9 @@ func TestNoEngineFailsFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ecrSrv := pushEnv(t, nil)
 			fe := newEngine(t, nil, nil)
-			t.Setenv("DAGGER_SESSION_PORT", closedPort(t)) // the session is gone
+			fe.vars["DAGGER_SESSION_PORT"] = closedPort(t) // the session is gone
 			err := tc.run(fe.runner, testCtx(t))
-			var ee *EngineError
+			var ee *engine.Error
 			if !errors.As(err, &ee) {
 				t.Fatalf("err = %v, want EngineError", err)
 			}
@@ -840,6 +884,7 @@ func TestNoEngineFailsFirst(t *testing.T) {
 // With a shared remote engine of another architecture, the smoke test runs
 // the variant native to the engine.
 func TestSmokeRunsTheEnginesPlatform(t *testing.T) {
+	t.Parallel()
 	other := "linux/arm64"
 	if runtime.GOARCH == "arm64" {
 		other = "linux/amd64"

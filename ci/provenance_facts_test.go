@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/provenance"
@@ -18,9 +19,10 @@ import (
 // builder id naming this host as unverified, subject names without
 // spaces, and base images by the digests the build was pinned to.
 func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	fe := newPushEngine(t, ecrSrv, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
+	fe := newLightPushEngine(t, ecrSrv, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
 	fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -54,7 +56,7 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 	}
 	// What is recorded is what was built from.
 	pinned := map[string]string{
-		"GO_IMAGE":      daggertest.ImageRef(DefaultGoImage),
+		"GO_IMAGE":      daggertest.ImageRef(config.DefaultGoImage),
 		"RUNTIME_IMAGE": daggertest.ImageRef("mirror.example/alpine:3.22"),
 	}
 	for _, d := range deps[1:] {
@@ -80,6 +82,7 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 // A base image that cannot be resolved stops the build before it starts,
 // naming the variable.
 func TestBuildStopsWhenABaseImageDoesNotResolve(t *testing.T) {
+	t.Parallel()
 	fe := newEngine(t, map[string]string{"RUNTIME_IMAGE": "mirror.example/alpine:3.99"}, nil)
 	fe.srv.Handle("imageRef", func(q daggertest.Query) (any, error) {
 		if from, _ := q.Find("from"); from.Arg("address") == "mirror.example/alpine:3.99" {

@@ -7,13 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/vulncheck"
 )
 
 func TestReleaseConfig(t *testing.T) {
+	t.Parallel()
 	none := func(string) (string, bool) { return "", false }
-	c, err := LoadConfig(t.TempDir(), none)
+	c, err := config.Load(t.TempDir(), none)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,27 +25,27 @@ func TestReleaseConfig(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string
 		want []string
-		ok   func(Config) bool
+		ok   func(config.Config) bool
 	}{
 		{env: map[string]string{"VULN_CHECK": "false", "GOVULNDB": "file:///srv/vulndb", "SCAN_TIMEOUT": "90s", "SCAN_FAIL_ON": "none"},
-			ok: func(c Config) bool {
+			ok: func(c config.Config) bool {
 				return !c.VulnCheck && c.VulnDB == "file:///srv/vulndb" && c.ScanTimeout == 90*time.Second && c.ScanFailOn == ""
 			}},
-		{env: map[string]string{"SCAN_FAIL_ON": "high"}, ok: func(c Config) bool { return c.ScanFailOn == "HIGH" }},
+		{env: map[string]string{"SCAN_FAIL_ON": "high"}, ok: func(c config.Config) bool { return c.ScanFailOn == "HIGH" }},
 		{env: map[string]string{"VULN_CHECK": "sometimes"}, want: []string{`VULN_CHECK="sometimes"`, "true or false"}},
 		{env: map[string]string{"GOVULNDB": "vuln.example.com"}, want: []string{`GOVULNDB="vuln.example.com"`, "http(s):// or file://"}},
 		{env: map[string]string{"SCAN_TIMEOUT": "10"}, want: []string{`SCAN_TIMEOUT="10"`, "90s, 10m"}},
 		{env: map[string]string{"SCAN_TIMEOUT": "-1m"}, want: []string{`SCAN_TIMEOUT="-1m"`, "greater than zero"}},
 		{env: map[string]string{"SCAN_FAIL_ON": "SEVERE"}, want: []string{`SCAN_FAIL_ON="SEVERE"`, "CRITICAL, HIGH, MEDIUM, LOW, none"}},
 	} {
-		c, err := LoadConfig(t.TempDir(), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+		c, err := config.Load(t.TempDir(), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
 		if tc.ok != nil {
 			if err != nil || !tc.ok(c) {
 				t.Errorf("%v: %v %+v", tc.env, err, c)
 			}
 			continue
 		}
-		if !IsConfigError(err) {
+		if !config.IsError(err) {
 			t.Errorf("%v: err = %v, want a ConfigError", tc.env, err)
 			continue
 		}
@@ -60,11 +62,12 @@ func TestReleaseConfig(t *testing.T) {
 // leaves ecr.WaitOptions.Progress zero, so the default applies) and the
 // default SCAN_TIMEOUT as the timeout message prints it.
 func TestReleaseTimingsInTheDocs(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../docs/pipeline.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadConfig(t.TempDir(), func(string) (string, bool) { return "", false })
+	c, err := config.Load(t.TempDir(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,14 +97,15 @@ func TestReleaseTimingsInTheDocs(t *testing.T) {
 // A GOVULNDB with credentials (an authenticated mirror) is printed
 // redacted in configuration errors; a file URL with a host is refused.
 func TestReleaseConfigVulnDBURL(t *testing.T) {
+	t.Parallel()
 	const pw = "s3cr3t-token"
 	for db, want := range map[string][]string{
 		"https://user:" + pw + "@/":     {`GOVULNDB="https://user:xxxxx@/"`, "no host"},
 		"https://user:" + pw + "%zz@m/": {`GOVULNDB="https://xxxxx@m/"`, "not a URL"},
 		"file://relative/db":            {`GOVULNDB="file://relative/db"`, "file:///absolute/path"},
 	} {
-		_, err := LoadConfig(t.TempDir(), func(k string) (string, bool) { return db, k == "GOVULNDB" })
-		if !IsConfigError(err) {
+		_, err := config.Load(t.TempDir(), func(k string) (string, bool) { return db, k == "GOVULNDB" })
+		if !config.IsError(err) {
 			t.Errorf("GOVULNDB=%s: err = %v, want a ConfigError (exit 2)", vulncheck.Redact(db), err)
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -31,12 +32,13 @@ import (
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdxlib"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/ecr/ecrtest"
-	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
 	"github.com/example/sidecar/ci/imagetag"
+	"github.com/example/sidecar/ci/ocilayout"
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
 	"github.com/example/sidecar/ci/sbom"
@@ -65,7 +67,7 @@ func (fe *fakeEngine) setFiles(t *testing.T, files map[string]map[string][]byte)
 		t.Fatal(err)
 	}
 	fe.layout = filepath.Join(t.TempDir(), "layout")
-	if err := imagefiles.Untar(probe, fe.layout); err != nil {
+	if err := ocilayout.Untar(probe, fe.layout); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -179,6 +181,9 @@ var (
 // Alpine apk database.
 func sidecarFiles(t *testing.T) map[string]map[string][]byte {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("end to end with the real sidecar binaries (built for two platforms, read by govulncheck and the SBOM): not run with -short")
+	}
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "ci-test-sidecar-")
 		if binErr != nil {
@@ -198,18 +203,65 @@ func sidecarFiles(t *testing.T) map[string]map[string][]byte {
 			}
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	return imageFilesIn(t, binDir, binErr)
+}
+
+// imageFilesIn are an image's files per platform with dir's binary of
+// each (amd64, arm64, as built there unless err) and an apk database.
+func imageFilesIn(t *testing.T, dir string, err error) map[string]map[string][]byte {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 	out := map[string]map[string][]byte{}
 	for _, arch := range []string{"amd64", "arm64"} {
-		b, err := os.ReadFile(filepath.Join(binDir, arch))
+		b, err := os.ReadFile(filepath.Join(dir, arch))
 		if err != nil {
 			t.Fatal(err)
 		}
 		out["linux/"+arch] = map[string][]byte{binaryPath: b, apkDBPath: []byte(testAPKDB(arch))}
 	}
 	return out
+}
+
+var (
+	tinyOnce sync.Once
+	tinyDir  string
+	tinyErr  error
+)
+
+// tinyFiles are sidecarFiles with, in place of the sidecar, the smallest
+// Go program (built once per test run for both platforms, about a tenth
+// of the sidecar's size): a binary with build info, as the SBOM needs,
+// for the push tests that are not about the binary. Under -race the
+// bytes an image carries through export, measure, read and push are
+// most of a push test's time.
+func tinyFiles(t *testing.T) map[string]map[string][]byte {
+	t.Helper()
+	tinyOnce.Do(func() { tinyDir, tinyErr = buildTiny() })
+	return imageFilesIn(t, tinyDir, tinyErr)
+}
+
+func buildTiny() (string, error) {
+	dir, err := os.MkdirTemp("", "ci-test-tiny-")
+	if err != nil {
+		return "", err
+	}
+	src := map[string]string{"go.mod": "module example.com/tiny\n\ngo 1.24\n", "main.go": "package main\n\nfunc main() {}\n"}
+	for name, body := range src {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return dir, err
+		}
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", arch, ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GOFLAGS=", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return dir, fmt.Errorf("go build of the tiny program for %s: %v\n%s", arch, err, out)
+		}
+	}
+	return dir, nil
 }
 
 // onceT lets a helper that takes a testing.TB run inside sync.Once: its
@@ -226,8 +278,10 @@ func (o *onceT) TempDir() string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, d := range []string{binDir, tinyDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }
@@ -249,7 +303,7 @@ func scanningPush(t *testing.T, scanType string, env map[string]string) (*ecrtes
 	mutable := false
 	ecrSrv := pushEnv(t, &mutable)
 	ecrSrv.SetScanning("sidecar", scanType, "SCAN_ON_PUSH")
-	return ecrSrv, newPushEngine(t, ecrSrv, env)
+	return ecrSrv, newLightPushEngine(t, ecrSrv, env)
 }
 
 // newPushEngine is newEngine for push runs against ecrSrv: the export
@@ -279,8 +333,28 @@ func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]str
 		}
 		env["VULN_CHECK"] = "false"
 	}
+	return newPushEngineFiles(t, ecrSrv, env, sizes, sidecarFiles(t))
+}
+
+// newLightPushEngine is newPushEngine with tinyFiles' binaries: for
+// tests of what the release does with tags, gates and candidates, which
+// read no more of the binary than its checksum and build info.
+func newLightPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
+	t.Helper()
+	if _, ok := env["VULN_CHECK"]; !ok {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["VULN_CHECK"] = "false"
+	}
+	return newPushEngineFiles(t, ecrSrv, env, nil, tinyFiles(t))
+}
+
+// newPushEngineFiles is newPushEngineSizes with the images' files.
+func newPushEngineFiles(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string, sizes layerBytes, files map[string]map[string][]byte) *fakeEngine {
+	t.Helper()
 	fe := newEngine(t, env, sizes)
-	files := sidecarFiles(t)
 	for p := range files {
 		if _, ok := sizes[p]; sizes != nil && !ok {
 			delete(files, p)
@@ -297,8 +371,7 @@ func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]str
 		d := ecrSrv.PushImage(repo, tag, fe.topType, fe.top)
 		return addr + "@" + d, nil
 	})
-	// Not the environment the tests run in (GitHub Actions or not).
-	fe.runner.lookupEnv = func(string) (string, bool) { return "", false }
+	fe.setEnv(ecrSrv.Vars(t))
 	return fe
 }
 
@@ -331,7 +404,7 @@ func pushedCandidate(t *testing.T, ecrSrv *ecrtest.Server, tag string, files map
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "layout")
-	if err := imagefiles.Untar(tarball, dir); err != nil {
+	if err := ocilayout.Untar(tarball, dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := pushLayoutDir(ecrSrv, dir, ecrSrv.Host()+"/sidecar:"+tag); err != nil {
@@ -373,7 +446,14 @@ func olderGo() string {
 // files it read.
 func earlierFiles(t *testing.T) map[string]map[string][]byte {
 	t.Helper()
-	out := sidecarFiles(t)
+	return earlierFilesOf(t, tinyFiles(t))
+}
+
+// earlierFilesOf is earlierFiles made from the files out, which it
+// changes: sidecarFiles for a test that needs the sidecar's own code in
+// the candidate (govulncheck's symbol-level findings).
+func earlierFilesOf(t *testing.T, out map[string]map[string][]byte) map[string]map[string][]byte {
+	t.Helper()
 	for p, fs := range out {
 		bin := slices.Clone(fs[binaryPath])
 		magic := bytes.Index(bin, []byte("\xff Go buildinf:"))
@@ -402,6 +482,7 @@ func digestOf(s string) string {
 }
 
 func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	// The sidecar dials with net.Dialer and links nothing of net/smtp: only
@@ -437,21 +518,22 @@ func TestPushStopsOnAVulnerabilityAffectingTheBinary(t *testing.T) {
 
 	t.Run("VULN_CHECK=false", func(t *testing.T) {
 		ecrSrv := pushEnv(t, &immutable)
-		fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "false"})
+		fe := newLightPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "false"})
 		if err := fe.runner.Push(testCtx(t)); err != nil {
 			t.Fatalf("Push: %v", err)
 		}
-		if !strings.Contains(fe.log.String(), "vulnerability check skipped (VULN_CHECK=false)") || strings.Contains(fe.log.String(), "GO-2026-0042") {
+		if !strings.Contains(fe.log.String(), "vulncheck skipped (VULN_CHECK=false)") || strings.Contains(fe.log.String(), "GO-2026-0042") {
 			t.Errorf("log:\n%s", fe.log)
 		}
 	})
 }
 
 func TestPushUnreachableVulnDBFailsFast(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	db := "http://127.0.0.1:" + closedPort(t)
-	fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
+	fe := newLightPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
 	start := time.Now()
 	err := fe.runner.Push(testCtx(t))
 	if err == nil || !strings.Contains(err.Error(), "GOVULNDB="+db) || !strings.Contains(err.Error(), "nothing was built or pushed") {
@@ -485,6 +567,7 @@ func (fe *fakeEngine) platformDigests(t *testing.T) []string {
 }
 
 func TestPushScanGate(t *testing.T) {
+	t.Parallel()
 	crit := ecrtest.ScanFinding{Severity: "CRITICAL", Name: "CVE-2026-1111", Package: "busybox", Version: "1.37.0-r19"}
 	high := ecrtest.ScanFinding{Severity: "HIGH", Name: "CVE-2026-2222", Package: "musl", Version: "1.2.5-r10"}
 	medium := ecrtest.ScanFinding{Severity: "MEDIUM", Name: "CVE-2026-3333", Package: "musl", Version: "1.2.5-r10"}
@@ -533,6 +616,7 @@ func TestPushScanGate(t *testing.T) {
 			logWant: []string{"WARNING", "does not scan pushed images", "no scan gate"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			mutable := false
 			ecrSrv := pushEnv(t, &mutable)
 			ecrSrv.SetScanning("sidecar", tc.scanType, tc.freq)
@@ -540,7 +624,7 @@ func TestPushScanGate(t *testing.T) {
 			for k, v := range tc.env {
 				env[k] = v
 			}
-			fe := newPushEngine(t, ecrSrv, env)
+			fe := newLightPushEngine(t, ecrSrv, env)
 			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
 			gitTag(t, fe.dir, "v3.0.0")
 			short := gitHead(t, fe.dir)[:12]
@@ -573,7 +657,7 @@ func TestPushScanGate(t *testing.T) {
 				if _, ok := repo.Tags["latest"]; ok {
 					t.Errorf("latest moved: %v", repo.Tags)
 				}
-				if IsConfigError(err) {
+				if config.IsError(err) {
 					t.Errorf("a gate failure is not a configuration error")
 				}
 				// Documented before the gate: a later run cannot promote
@@ -603,6 +687,7 @@ func TestPushScanGate(t *testing.T) {
 
 // The gate's message says what it held back: what this run was to move.
 func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
+	t.Parallel()
 	crit := ecrtest.ScanState{Status: "COMPLETE", Findings: []ecrtest.ScanFinding{{Severity: "CRITICAL", Name: "CVE-2026-1111", Package: "busybox"}}}
 	for _, tc := range []struct {
 		name    string
@@ -615,6 +700,7 @@ func TestPushGateFailureSaysWhatWasHeld(t *testing.T) {
 		{"version tag already on the image", "v3.1.0", true, "3.1.0 already pointed at the commit's image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ecrSrv, fe := scanningPush(t, "BASIC", nil)
 			if tc.version != "" {
 				gitTag(t, fe.dir, tc.version)
@@ -654,11 +740,13 @@ func lastIndex(s []string, v string) int {
 }
 
 func TestPushAttachesSBOMAndProvenance(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		noReferrers bool
 	}{{"referrers API", false}, {"no referrers API: referrers tag", true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			mutable := false
 			ecrSrv := pushEnv(t, &mutable)
 			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
@@ -669,7 +757,7 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 			env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
 				"GITHUB_RUN_ID": "99", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_REF": "refs/tags/v4.0.0",
 				"GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0"}
-			fe.runner.lookupEnv = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+			fe.setEnv(env)
 			gitTag(t, fe.dir, "v4.0.0")
 			commit := gitHead(t, fe.dir)
 			// Promotion waits for the documents: watch the order.
@@ -790,11 +878,12 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 // A single-platform push is one image manifest, not an index: it is
 // scanned, described and attested as that platform.
 func TestPushSinglePlatform(t *testing.T) {
+	t.Parallel()
 	mutable := false
 	ecrSrv := pushEnv(t, &mutable)
 	ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
 	host := "linux/" + runtime.GOARCH
-	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	fe := newPushEngineFiles(t, ecrSrv, map[string]string{"PLATFORMS": host, "VULN_CHECK": "false"}, layerBytes{host: {1000}}, tinyFiles(t))
 	if !strings.Contains(fe.topType, "manifest") {
 		t.Fatalf("export's top manifest is %s, want an image manifest", fe.topType)
 	}
@@ -816,10 +905,11 @@ func TestPushSinglePlatform(t *testing.T) {
 // A single-platform commit already in ECR (a plain manifest) is read back
 // and documented as its platform, named by its config.
 func TestPushSinglePlatformCandidate(t *testing.T) {
+	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
 	host := "linux/" + runtime.GOARCH
-	fe := newPushEngineSizes(t, ecrSrv, map[string]string{"PLATFORMS": host}, layerBytes{host: {1000}})
+	fe := newPushEngineFiles(t, ecrSrv, map[string]string{"PLATFORMS": host, "VULN_CHECK": "false"}, layerBytes{host: {1000}}, tinyFiles(t))
 	gitTag(t, fe.dir, "v5.1.0")
 	short := gitHead(t, fe.dir)[:12]
 	files := earlierFiles(t)
@@ -849,6 +939,7 @@ func TestPushSinglePlatformCandidate(t *testing.T) {
 // A registry that refuses the documents stops the release before the
 // version tag moves.
 func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe := scanningPush(t, "BASIC", nil)
 	gitTag(t, fe.dir, "v6.0.0")
 	ecrSrv.DenyReferrers()
@@ -865,6 +956,7 @@ func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
 }
 
 func TestStripUserinfo(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"https://x-access-token:ghs_secret@github.com/example/sidecar.git": "https://github.com/example/sidecar.git",
 		"https://github.com/example/sidecar":                               "https://github.com/example/sidecar",

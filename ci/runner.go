@@ -11,8 +11,10 @@ import (
 	"dagger.io/dagger"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/dockerload"
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagetag"
 )
@@ -20,7 +22,7 @@ import (
 // Runner runs the pipelines. Each entry point (Build, Test, Push) opens
 // one Dagger session for the whole run.
 type Runner struct {
-	Config Config
+	Config config.Config
 	// Log receives engine progress and the pipeline's own step lines;
 	// os.Stderr when nil.
 	Log io.Writer
@@ -35,14 +37,21 @@ type Runner struct {
 	// scanPoll and scanProgress pace the ECR scan wait (ecr.WaitOptions
 	// defaults when zero); tests shorten them.
 	scanPoll, scanProgress time.Duration
-	// lookupEnv reads the CI's variables for the provenance (GitHub
-	// Actions); os.LookupEnv when nil.
+	// lookupEnv reads the variables the run reads besides Config's: the
+	// engine's (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST,
+	// DOCKER_HOST), AWS's (ecr.Options.Env) and the CI's for the
+	// provenance (GitHub Actions); os.LookupEnv when nil.
 	lookupEnv func(string) (string, bool)
 	// loadImage and pingDocker reach the local Docker for LOCAL_IMAGE
 	// (dockerload.Load and dockerload.Ping when nil); pipeline tests, whose
 	// images are not runnable, record the load instead.
 	loadImage  func(ctx context.Context, idx v1.ImageIndex, platform, name string) error
 	pingDocker func(ctx context.Context) error
+	// sessionOpts are extra Dagger SDK options for the session: tests
+	// pass their recording session's connection (dagger.WithConn), which
+	// lookupEnv's DAGGER_SESSION_PORT names, so they need not set the
+	// process environment and can run in parallel.
+	sessionOpts []dagger.ClientOpt
 }
 
 func (r *Runner) loader() func(ctx context.Context, idx v1.ImageIndex, platform, name string) error {
@@ -65,7 +74,7 @@ func (r *Runner) checkLocalDocker(ctx context.Context, target string) error {
 	}
 	if err := ping(ctx); err != nil {
 		return fmt.Errorf("LOCAL_IMAGE=%s needs the local Docker, which is not reachable through %s (nothing was built): %w; "+
-			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, dockerTarget(os.LookupEnv), err)
+			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, engine.DockerTarget(r.env()), err)
 	}
 	return nil
 }
@@ -93,108 +102,98 @@ func (r *Runner) step(format string, args ...any) {
 }
 
 // Build builds every platform, checks the size budget and loads the
-// host-platform image into the local Docker.
-func (r *Runner) Build(ctx context.Context) error {
-	return r.withEngine(ctx, "build", func(client *dagger.Client) error {
-		_, err := r.build(ctx, client, r.source(ctx))
-		return err
-	})
-}
+// host-platform image into the local Docker: Steps("build").
+func (r *Runner) Build(ctx context.Context) error { return r.runSteps(ctx, "build") }
 
 // Test runs the unit tests, then builds the image and smoke-tests it
-// against a throwaway MySQL.
-func (r *Runner) Test(ctx context.Context) error {
-	// Engine first: a missing engine must fail in seconds, not after the
-	// unit tests.
-	return r.withEngine(ctx, "test", func(client *dagger.Client) error {
-		if err := r.goTest(ctx); err != nil {
-			return err
-		}
-		img, err := r.build(ctx, client, r.source(ctx))
-		if err != nil {
-			return err
-		}
-		return r.smoke(ctx, client, img)
-	})
-}
+// against a throwaway MySQL: Steps("test").
+func (r *Runner) Test(ctx context.Context) error { return r.runSteps(ctx, "test") }
 
 // Push checks AWS and ECR first (before any build), then builds, tests,
 // and publishes the multi-platform image under the commit tag (plus the
-// version tag on a v* tagged HEAD, plus latest when asked for).
-func (r *Runner) Push(ctx context.Context) error {
-	// Engine first, as for Test: with no engine the run must end in
-	// seconds naming Dagger, not after AWS calls and a credential wait.
-	// The probe builds nothing, so the preflight still precedes any build.
-	r.step("push: checking for a Dagger engine")
-	if err := probeEngine(ctx); err != nil {
+// version tag on a v* tagged HEAD, plus latest when asked for):
+// Steps("push").
+func (r *Runner) Push(ctx context.Context) error { return r.runSteps(ctx, "push") }
+
+func stepPreflight(target string) Step {
+	doc := "checks the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session (no engine: exit 3 at once)."
+	if target == "push" {
+		doc = "before any build, checks that a Dagger engine answers (none: exit 3 at once), that the worktree is clean, " +
+			"decides the tags, probes GOVULNDB, runs the AWS preflight (region, credentials, ECR login, the repository, created when missing), " +
+			"checks the local Docker when LOCAL_IMAGE is not none, then opens the run's one Dagger session."
+	}
+	return Step{Name: "preflight", Doc: doc, do: func(ctx context.Context, s *run) error {
+		if target == "push" {
+			if err := s.pushPreflight(ctx); err != nil {
+				return err
+			}
+		} else {
+			s.src = s.source(ctx)
+		}
+		if err := s.checkLocalDocker(ctx, target); err != nil {
+			return err
+		}
+		s.step("%s: connecting to the Dagger engine", target)
+		client, err := engine.ConnectEnv(ctx, s.log(), s.env(), s.sessionOpts...)
+		if err != nil {
+			return err
+		}
+		s.client = client
+		return nil
+	}}
+}
+
+// pushPreflight is what push checks before the engine session: the
+// engine first, as for test (with no engine the run must end in seconds
+// naming Dagger, not after AWS calls and a credential wait; the probe
+// builds nothing), then git, the tags, GOVULNDB and AWS.
+func (s *run) pushPreflight(ctx context.Context) error {
+	s.step("push: checking for a Dagger engine")
+	if err := engine.Probe(ctx, s.env()); err != nil {
 		return err
 	}
-	r.step("push: reading git state")
-	ref, err := gitref.Read(ctx, r.Config.Dir)
+	s.step("push: reading git state")
+	ref, err := gitref.Read(ctx, s.Config.Dir)
 	if err != nil {
 		return fmt.Errorf("push needs the source in a git repository (tags come from the commit): %w", err)
 	}
 	if ref.Dirty {
 		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files; the image would not match commit %s — commit or stash them first", ref.Short)
 	}
-	tags := imagetag.Decide(imagetag.Input{Short: ref.Short, GitTag: ref.GitTag, PushLatest: r.Config.PushLatest})
-	for _, skip := range tags.Skips() {
-		r.step("push: %s", skip)
+	s.ref, s.src = ref, sourceOf(ref)
+	s.tags = imagetag.Decide(imagetag.Input{Short: ref.Short, GitTag: ref.GitTag, PushLatest: s.Config.PushLatest})
+	for _, skip := range s.tags.Skips() {
+		s.step("push: %s", skip)
 	}
-	if err := r.probeVulnDB(ctx); err != nil {
+	if err := s.probeVulnDB(ctx); err != nil {
 		return err
 	}
+	return s.awsPreflight(ctx)
+}
 
-	r.step("push: AWS preflight (region, credentials, ECR login, repository %q)", r.Config.Repository)
+func (s *run) awsPreflight(ctx context.Context) error {
+	s.step("push: AWS preflight (region, credentials, ECR login, repository %q)", s.Config.Repository)
 	reg, err := ecr.Preflight(ctx, ecr.Options{
-		Repository:    r.Config.Repository,
-		Create:        r.Config.CreateRepository,
-		ScanOnPush:    r.Config.ScanOnPush,
-		ImmutableTags: r.Config.ImmutableTags,
-		Log:           r.log(),
+		Repository:    s.Config.Repository,
+		Create:        s.Config.CreateRepository,
+		ScanOnPush:    s.Config.ScanOnPush,
+		ImmutableTags: s.Config.ImmutableTags,
+		Log:           s.log(),
+		Env:           s.lookupEnv, // nil: the SDK reads the process environment
 	})
 	if err != nil {
 		return err
 	}
 	if reg.Created {
-		r.step("push: created ECR repository %s", reg)
+		s.step("push: created ECR repository %s", reg)
 	} else {
-		r.step("push: using ECR repository %s", reg)
+		s.step("push: using ECR repository %s", reg)
 	}
-	if r.Config.PushLatest && reg.Immutable {
+	if s.Config.PushLatest && reg.Immutable {
 		return fmt.Errorf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)
 	}
-
-	return r.withEngine(ctx, "push", func(client *dagger.Client) error {
-		if err := r.goTest(ctx); err != nil {
-			return err
-		}
-		img, err := r.build(ctx, client, sourceOf(ref))
-		if err != nil {
-			return err
-		}
-		if err := r.smoke(ctx, client, img); err != nil {
-			return err
-		}
-		// The vulnerability check is publish's: it checks the image that
-		// is released, which is not this build when the commit is in ECR.
-		return r.publish(ctx, client, img, reg, tags, sourceOf(ref))
-	})
-}
-
-// withEngine opens the run's one Dagger session, runs the pipeline in it
-// and closes it, whatever the pipeline returned.
-func (r *Runner) withEngine(ctx context.Context, target string, pipeline func(client *dagger.Client) error) error {
-	if err := r.checkLocalDocker(ctx, target); err != nil {
-		return err
-	}
-	r.step("%s: connecting to the Dagger engine", target)
-	client, err := Connect(ctx, r.log())
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	return pipeline(client)
+	s.reg = reg
+	return nil
 }
 
 // source is what the image is stamped with (VERSION, REVISION, CREATED
@@ -240,20 +239,19 @@ func sourceOf(ref gitref.Ref) source {
 	return s
 }
 
-func (r *Runner) goTest(ctx context.Context) error {
-	if !r.Config.UnitTests {
-		r.step("test: go test ./... skipped (UNIT_TESTS=false)")
-		return nil
-	}
-	r.step("test: go test ./...")
-	run := r.GoTest
-	if run == nil {
-		run = goTestHost
-	}
-	if err := run(ctx, r.Config.Dir, r.log()); err != nil {
-		return fmt.Errorf("unit tests failed (go test ./...): %w", err)
-	}
-	return nil
+func stepUnitTests() Step {
+	return Step{Name: "unit tests", Doc: "go test ./... on the host.",
+		skip: skipUnless(func(c config.Config) bool { return c.UnitTests }, "UNIT_TESTS=false"),
+		do: func(ctx context.Context, s *run) error {
+			run := s.GoTest
+			if run == nil {
+				run = goTestHost
+			}
+			if err := run(ctx, s.Config.Dir, s.log()); err != nil {
+				return fmt.Errorf("unit tests failed (go test ./...): %w", err)
+			}
+			return nil
+		}}
 }
 
 func goTestHost(ctx context.Context, dir string, log io.Writer) error {

@@ -13,7 +13,9 @@ import (
 // The gate fails closed: a failure entry for the repository stops the
 // release, naming the API call; an unreadable scan type is "unknown".
 func TestPushScanGateFailsClosed(t *testing.T) {
+	t.Parallel()
 	t.Run("failure entry", func(t *testing.T) {
+		t.Parallel()
 		ecrSrv, fe := scanningPush(t, "BASIC", map[string]string{"PUSH_LATEST": "true"})
 		ecrSrv.FailScanningConfiguration("sidecar", "REPOSITORY_NOT_FOUND")
 		err := fe.runner.Push(testCtx(t))
@@ -29,11 +31,12 @@ func TestPushScanGateFailsClosed(t *testing.T) {
 		}
 	})
 	t.Run("scan type unknown", func(t *testing.T) {
+		t.Parallel()
 		mutable := false
 		ecrSrv := pushEnv(t, &mutable)
 		ecrSrv.SetScanning("sidecar", "ENHANCED", "SCAN_ON_PUSH")
 		ecrSrv.Deny("GetRegistryScanningConfiguration")
-		fe := newPushEngine(t, ecrSrv, nil)
+		fe := newLightPushEngine(t, ecrSrv, nil)
 		fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
 		if err := fe.runner.Push(testCtx(t)); err != nil {
 			t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
@@ -48,6 +51,7 @@ func TestPushScanGateFailsClosed(t *testing.T) {
 // counts from findingSeverityCounts; each platform's line has the scan's
 // completion time and the age of its vulnerability data.
 func TestPushScanGateCountsBeyondTheNamedFindings(t *testing.T) {
+	t.Parallel()
 	ecrSrv, fe := scanningPush(t, "BASIC", nil)
 	fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
 	var many []ecrtest.ScanFinding
@@ -71,6 +75,7 @@ func TestPushScanGateCountsBeyondTheNamedFindings(t *testing.T) {
 // scan: under basic scanning the gate starts one (once) instead of
 // waiting out SCAN_TIMEOUT; under enhanced scanning it fails at once.
 func TestPushScanGateCandidateWithoutScan(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		scanType string
 		released bool
@@ -80,10 +85,11 @@ func TestPushScanGateCandidateWithoutScan(t *testing.T) {
 		{"ENHANCED", false, "cannot scan it on demand"},
 	} {
 		t.Run(tc.scanType, func(t *testing.T) {
+			t.Parallel()
 			immutable := true
 			ecrSrv := pushEnv(t, &immutable)
 			ecrSrv.SetScanning("sidecar", tc.scanType, "SCAN_ON_PUSH")
-			fe := newPushEngine(t, ecrSrv, map[string]string{"SCAN_TIMEOUT": "1h"})
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"SCAN_TIMEOUT": "1h"})
 			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
 			short := gitHead(t, fe.dir)[:12]
 			ecrSrv.PushImage("sidecar", short, fe.topType, fe.top)

@@ -8,6 +8,7 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/example/sidecar/ci/secrets"
 	"github.com/example/sidecar/ci/smokesql"
 )
 
@@ -83,55 +84,82 @@ kill -TERM "$pid"; wait "$pid"; echo "exit=$?"`, sleepUpFor, sleepUpFor)
 // a test ties them).
 func smokeHealthcheck() []string { return []string{sidecarBin, "healthcheck"} }
 
+// smokeRun is one smoke test's fixtures: the image variant it runs, the
+// secrets, and the run id that makes every exec fresh.
+type smokeRun struct {
+	native   *dagger.Container
+	rootPW   *dagger.Secret
+	cnf      *dagger.Secret
+	runID    string // fresh exec every run: a smoke test must not be a cache hit
+	scrub    func(string) string
+	platform dagger.Platform
+}
+
 // smoke runs the image (host platform) against a throwaway MySQL:
 // a SQL round trip through the sidecar service, then the checks of a
 // running sidecar (UID 1000, healthcheck) and of sleep mode.
 func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) error {
 	// Run the variant native to the engine, which is not this machine's
 	// platform when a shared remote engine is used.
-	enginePlatform := img.Engine
-	native, ok := img.variant(enginePlatform)
+	native, ok := img.variant(img.Engine)
 	if !ok {
-		return fmt.Errorf("the engine runs %s, which PLATFORMS (%v) does not build: add it so the smoke test runs natively", enginePlatform, img.Platforms)
+		return fmt.Errorf("the engine runs %s, which PLATFORMS (%v) does not build: add it so the smoke test runs natively", img.Engine, img.Platforms)
 	}
-	secrets, err := newSecretFile()
+	secretFiles, err := secrets.NewFiles()
 	if err != nil {
 		return err
 	}
-	defer secrets.Close()
-	password := randomHex(24)
-	rootPW, err := secrets.secret(client, "mysql-root-password", password)
-	if err != nil {
+	defer secretFiles.Close()
+	password := secrets.RandomHex(24)
+	sr := &smokeRun{native: native, runID: secrets.RandomHex(8), scrub: secrets.Redactor(password), platform: img.Engine}
+	if sr.rootPW, err = secretFiles.Secret(client, "mysql-root-password", password); err != nil {
 		return err
 	}
-	cnf, err := secrets.secret(client, "smoke-client.cnf", "[client]\nuser=root\npassword="+password+"\n")
-	if err != nil {
+	if sr.cnf, err = secretFiles.Secret(client, "smoke-client.cnf", "[client]\nuser=root\npassword="+password+"\n"); err != nil {
 		return err
 	}
-	run := randomHex(8) // fresh exec every run: a smoke test must not be a cache hit
-	scrub := redactor(password)
+	if err := r.smokeSQL(ctx, client, sr); err != nil {
+		return err
+	}
+	r.step("test: running sidecar: UID and healthcheck")
+	if err := sr.checkIn(ctx, proxyEnv(native, sidecarPort+1), smokeCheck{script: runningCheckScript(),
+		execWhat: "healthcheck inside the running sidecar", outWhat: "running sidecar", want: []string{"uid=1000", "healthcheck=ok", "exit=0"}}); err != nil {
+		return err
+	}
+	r.step("test: sleep mode stays up for %ds", sleepUpFor)
+	if err := sr.checkIn(ctx, native.WithEnvVariable("MODE", "sleep"), smokeCheck{script: sleepCheckScript(),
+		execWhat: "sleep mode", outWhat: "sleep mode", want: []string{"stayed-up", "healthcheck=ok", "exit=0"}}); err != nil {
+		return err
+	}
+	r.step("test: smoke test passed")
+	return nil
+}
 
-	r.step("test: starting MySQL (%s) and the %s sidecar in proxy mode", r.Config.MySQLImage, enginePlatform)
+// proxyEnv configures c as a sidecar in proxy mode in front of the MySQL
+// service. The sidecar resolves and dials TARGET_HOST per connection, so
+// a sidecar that is never connected to needs no database bound.
+func proxyEnv(c *dagger.Container, listen int) *dagger.Container {
+	return c.WithEnvVariable("MODE", "proxy").
+		WithEnvVariable("TARGET_HOST", mysqlAlias).
+		WithEnvVariable("TARGET_PORT", "3306").
+		WithEnvVariable("LISTEN_PORT", fmt.Sprint(listen)).
+		WithEnvVariable("LOG_LEVEL", "debug")
+}
+
+// smokeSQL makes the SQL round trip: MySQL as a service, the sidecar as a
+// service in front of it, and the mysql client through the sidecar.
+func (r *Runner) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun) error {
+	r.step("test: starting MySQL (%s) and the %s sidecar in proxy mode", r.Config.MySQLImage, sr.platform)
 	mysql := client.Container().From(r.Config.MySQLImage).
-		WithSecretVariable("MYSQL_ROOT_PASSWORD", rootPW).
-		WithEnvVariable("SMOKE_RUN", run).
+		WithSecretVariable("MYSQL_ROOT_PASSWORD", sr.rootPW).
+		WithEnvVariable("SMOKE_RUN", sr.runID).
 		WithExposedPort(3306).
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
-
-	// The sidecar resolves and dials TARGET_HOST per connection, so a
-	// sidecar that is never connected to needs no database bound.
-	proxyEnv := func(c *dagger.Container, listen int) *dagger.Container {
-		return c.WithEnvVariable("MODE", "proxy").
-			WithEnvVariable("TARGET_HOST", mysqlAlias).
-			WithEnvVariable("TARGET_PORT", "3306").
-			WithEnvVariable("LISTEN_PORT", fmt.Sprint(listen)).
-			WithEnvVariable("LOG_LEVEL", "debug")
-	}
 	// The engine runs the image's HEALTHCHECK as the service's readiness
 	// check, waiting its interval (10s) between tries; the sidecar is not
 	// up at the first one, so the same check at a 1s interval makes the
 	// smoke test wait about a second. The image keeps its own HEALTHCHECK.
-	sidecar := proxyEnv(native, sidecarPort).
+	sidecar := proxyEnv(sr.native, sidecarPort).
 		WithServiceBinding(mysqlAlias, mysql).
 		WithExposedPort(sidecarPort).
 		WithDockerHealthcheck(smokeHealthcheck(), dagger.ContainerWithDockerHealthcheckOpts{
@@ -142,46 +170,39 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 	r.step("test: SQL round trip through the sidecar")
 	out, err := client.Container().From(r.Config.MySQLImage).
 		WithServiceBinding(sidecarAlias, sidecar).
-		WithMountedSecret(clientCnf, cnf).
+		WithMountedSecret(clientCnf, sr.cnf).
 		WithEnvVariable("SMOKE_SQL", smokesql.SQL).
-		WithEnvVariable("SMOKE_RUN", run).
+		WithEnvVariable("SMOKE_RUN", sr.runID).
 		WithExec([]string{"sh", "-c", clientScript()}).
 		Stdout(ctx)
 	if err != nil {
-		return smokeFailure("SQL round trip through the sidecar", err, scrub)
+		return smokeFailure("SQL round trip through the sidecar", err, sr.scrub)
 	}
 	if err := smokesql.Check(out); err != nil {
 		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)
 	}
+	return nil
+}
 
-	// checkIn runs script in c, a fresh exec each run, and expects the
-	// lines want in its output; execWhat and outWhat name the check in
-	// the error for a failed exec and for missing lines.
-	checkIn := func(c *dagger.Container, script, execWhat, outWhat string, want ...string) error {
-		out, err := c.WithEnvVariable("SMOKE_RUN", run).
-			WithExec([]string{"sh", "-c", script}).
-			Stdout(ctx)
-		if err != nil {
-			return smokeFailure(execWhat, err, scrub)
-		}
-		if err := expectLines(out, want...); err != nil {
-			return fmt.Errorf("smoke test failed (nothing pushed): %s: %w", outWhat, err)
-		}
-		return nil
-	}
+// smokeCheck is a script run in the image and the lines it must print;
+// execWhat and outWhat name the check in the error for a failed exec and
+// for missing lines.
+type smokeCheck struct {
+	script, execWhat, outWhat string
+	want                      []string
+}
 
-	r.step("test: running sidecar: UID and healthcheck")
-	if err := checkIn(proxyEnv(native, sidecarPort+1), runningCheckScript(),
-		"healthcheck inside the running sidecar", "running sidecar", "uid=1000", "healthcheck=ok", "exit=0"); err != nil {
-		return err
+// checkIn runs the check's script in c, a fresh exec each run.
+func (sr *smokeRun) checkIn(ctx context.Context, c *dagger.Container, check smokeCheck) error {
+	out, err := c.WithEnvVariable("SMOKE_RUN", sr.runID).
+		WithExec([]string{"sh", "-c", check.script}).
+		Stdout(ctx)
+	if err != nil {
+		return smokeFailure(check.execWhat, err, sr.scrub)
 	}
-
-	r.step("test: sleep mode stays up for %ds", sleepUpFor)
-	if err := checkIn(native.WithEnvVariable("MODE", "sleep"), sleepCheckScript(),
-		"sleep mode", "sleep mode", "stayed-up", "healthcheck=ok", "exit=0"); err != nil {
-		return err
+	if err := expectLines(out, check.want...); err != nil {
+		return fmt.Errorf("smoke test failed (nothing pushed): %s: %w", check.outWhat, err)
 	}
-	r.step("test: smoke test passed")
 	return nil
 }
 
@@ -220,4 +241,9 @@ func indent(s string) string {
 		return "  (empty)\n"
 	}
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ") + "\n"
+}
+
+func stepSmoke() Step {
+	return Step{Name: "smoke", Doc: "runs the engine platform's image in proxy mode in front of a throwaway MySQL (MYSQL_IMAGE) and makes a SQL round trip through it, then checks UID 1000, sidecar healthcheck inside a running sidecar, and that sleep mode stays up.",
+		do: func(ctx context.Context, s *run) error { return s.smoke(ctx, s.client, s.img) }}
 }

@@ -168,6 +168,10 @@ echo "`+smokesql.Expected()+`"
 // MariaDB, the real client; only the Dagger wiring (services, hostnames)
 // is replaced by loopback ports.
 func TestSmokeScriptsAgainstRealSidecar(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("end to end: builds the sidecar and runs the smoke scripts against it and a real MariaDB; not run with -short")
+	}
 	busybox(t)
 	client := ""
 	for _, name := range []string{"mysql", "mariadb"} {

@@ -10,6 +10,7 @@ import (
 // The image's source label is the real repository, GitHub's in Actions or
 // the http(s) origin remote, and is left out when neither is known.
 func TestSourceLabel(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		env    map[string]string
@@ -23,8 +24,9 @@ func TestSourceLabel(t *testing.T) {
 		{"nothing known", nil, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			fe := newEngine(t, map[string]string{"LOCAL_IMAGE": "none"}, nil)
-			fe.runner.lookupEnv = func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			fe.setEnv(tc.env)
 			if tc.remote != "" {
 				if out, err := exec.Command("git", "-C", fe.dir, "remote", "add", "origin", tc.remote).CombinedOutput(); err != nil {
 					t.Fatalf("git remote add: %v %s", err, out)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/example/sidecar/ci/config"
+	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/internal/msgdoc"
 )
 
@@ -13,6 +15,7 @@ import (
 // headers of the configuration and engine errors. (The messages of the
 // steps below them are documented by step, not tied one by one.)
 func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../docs/troubleshooting.md")
 	if err != nil {
 		t.Fatal(err)
@@ -20,8 +23,8 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 	_, pipeline, _ := strings.Cut(string(b), "\n## The pipeline")
 	msgdoc.Require(t, pipeline, []string{"../magefiles", "runner.go"}, false, msgdoc.Errors|msgdoc.Stderr|msgdoc.Logs, 5)
 	for _, head := range []string{
-		strings.SplitN((&ConfigError{}).Error(), ":", 2)[0],
-		strings.TrimSpace((&EngineError{}).Error()),
+		strings.SplitN((&config.Error{}).Error(), ":", 2)[0],
+		strings.TrimSpace((&engine.Error{}).Error()),
 	} {
 		if !strings.Contains(pipeline, "`"+strings.TrimRight(head, ": ")) {
 			t.Errorf("docs/troubleshooting.md's pipeline section does not explain %q", head)

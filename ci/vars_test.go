@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/example/sidecar/ci/config"
 )
 
 // docsRow is how docs/pipeline.md's variables table shows a row of Vars.
-func docsRow(v Var) string {
+func docsRow(v config.Var) string {
 	name := "`" + v.Name + "`"
 	if v.Label != "" {
 		name = v.Label
@@ -28,6 +30,7 @@ func docsRow(v Var) string {
 // TestVarsDocsTable ties docs/pipeline.md's variables table to Vars: the
 // same rows, in the same order, with the same default and meaning.
 func TestVarsDocsTable(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../docs/pipeline.md")
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +40,7 @@ func TestVarsDocsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []string
-	for _, v := range Vars() {
+	for _, v := range config.Vars() {
 		want = append(want, docsRow(v))
 	}
 	if !slices.Equal(got, want) {
@@ -90,6 +93,7 @@ var defaultRE = regexp.MustCompile(`\b(_*[A-Z][A-Z0-9_]*) \(default: ([^)]*)\)`)
 // pipeline target names is in the table, every default it states is the
 // table's, and every variable LoadConfig reads has its default stated.
 func TestMageHelpAgrees(t *testing.T) {
+	t.Parallel()
 	docs, err := pipelineTargetDocs("../magefiles/magefile.go")
 	if err != nil {
 		t.Fatal(err)
@@ -97,8 +101,8 @@ func TestMageHelpAgrees(t *testing.T) {
 	if len(docs) < 3 {
 		t.Fatalf("found the help of %d pipeline targets (%v), want build, test and push", len(docs), docs)
 	}
-	rows := map[string]Var{} // by every name a row documents
-	for _, v := range Vars() {
+	rows := map[string]config.Var{} // by every name a row documents
+	for _, v := range config.Vars() {
 		rows[v.Name] = v
 		for _, n := range envNameRE.FindAllString(v.Label, -1) {
 			rows[n] = v
@@ -127,7 +131,7 @@ func TestMageHelpAgrees(t *testing.T) {
 			t.Errorf("mage -h %s states a default not in the form NAME (default: VALUE), which this test checks:\n%s", target, rest)
 		}
 	}
-	for _, v := range Vars() {
+	for _, v := range config.Vars() {
 		if v.ReadBy == "" && !stated[v.Name] {
 			t.Errorf("no pipeline target's help states %s (default: %s)", v.Name, v.Default)
 		}
@@ -162,87 +166,4 @@ func pipelineTargetDocs(file string) (map[string]string, error) {
 		}
 	}
 	return docs, nil
-}
-
-// TestLoadConfigReadsTheTable checks that LoadConfig reads exactly the rows
-// of Vars it owns (ReadBy ""), and none that another program reads.
-func TestLoadConfigReadsTheTable(t *testing.T) {
-	for _, env := range []map[string]string{
-		{}, // defaults
-		{"PLATFORMS": "linux/amd64,windows/amd64", "SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
-			"GO_IMAGE": "a b", "UNIT_TESTS": "maybe", "ECR_REPOSITORY": "Bad!", "PUSH_LATEST": "perhaps"},
-	} {
-		read := map[string]bool{}
-		_, _ = LoadConfig(t.TempDir(), func(name string) (string, bool) {
-			read[name] = true
-			v, ok := env[name]
-			return v, ok
-		})
-		for _, v := range Vars() {
-			if owned := v.ReadBy == ""; read[v.Name] != owned {
-				t.Errorf("%s: LoadConfig reads it: %v; Vars says read by %q", v.Name, read[v.Name], v.ReadBy)
-			}
-			delete(read, v.Name)
-		}
-		for name := range read {
-			t.Errorf("LoadConfig reads %s, which Vars does not list", name)
-		}
-	}
-}
-
-// TestLoadConfigAccepted checks that a bad value's error says what the
-// table accepts for that variable.
-func TestLoadConfigAccepted(t *testing.T) {
-	bad := map[string]string{"SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
-		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
-		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE"}
-	for _, v := range Vars() {
-		if v.Accepted == acceptBool {
-			bad[v.Name] = "maybe"
-		}
-	}
-	for _, v := range Vars() {
-		if v.Accepted == "" {
-			continue
-		}
-		val, ok := bad[v.Name]
-		if !ok {
-			t.Errorf("%s: no bad value to try", v.Name)
-			continue
-		}
-		_, err := LoadConfig(t.TempDir(), func(name string) (string, bool) {
-			return val, name == v.Name
-		})
-		if want := v.Name + "=" + `"` + val + `": ` + v.Accepted; err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s=%q: error %v, want it to say %q", v.Name, val, err, want)
-		}
-	}
-}
-
-// TestVarsParse checks that LoadConfig's rows have a parser and the rows
-// another program reads have none.
-func TestVarsParse(t *testing.T) {
-	for _, v := range Vars() {
-		if (v.Parse == nil) != (v.ReadBy != "") {
-			t.Errorf("%s: parser %v, read by %q", v.Name, v.Parse != nil, v.ReadBy)
-		}
-	}
-}
-
-func TestTypoWarnings(t *testing.T) {
-	for _, tc := range []struct {
-		environ []string
-		want    []string
-	}{
-		{[]string{"ECR_REPO=team/app"}, []string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is unset, so ECR_REPOSITORY=sidecar applies."}},
-		{[]string{"ECR_REPO=team/app", "ECR_REPOSITORY=team/app"}, []string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is set too."}},
-		{[]string{"OCI_TARBAL=x"}, []string{"WARNING: OCI_TARBAL is set but not read; did you mean OCI_TARBALL? OCI_TARBALL is unset."}},
-		{[]string{"AWS_REGOIN=eu-west-1"}, []string{"WARNING: AWS_REGOIN is set but not read; did you mean AWS_REGION?"}},
-		// Names a row documents with it are not typos of its Name.
-		{[]string{"AWS_PROFILE=x", "DOCKER_CONTEXT=colima", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "PATH=/bin", "HOME=/root"}, nil},
-	} {
-		if got := TypoWarnings(tc.environ); !slices.Equal(got, tc.want) {
-			t.Errorf("TypoWarnings(%v) =\n%q\nwant\n%q", tc.environ, got, tc.want)
-		}
-	}
 }

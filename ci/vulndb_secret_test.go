@@ -10,6 +10,7 @@ import (
 // GOVULNDB=https://user:token@mirror/ is how an authenticated mirror is
 // reached: the token appears in no step line, probe or scan error.
 func TestPushNeverPrintsVulnDBCredentials(t *testing.T) {
+	t.Parallel()
 	const pw = "s3cr3t-token"
 	for _, tc := range []struct {
 		name  string
@@ -35,7 +36,7 @@ func TestPushNeverPrintsVulnDBCredentials(t *testing.T) {
 			db := strings.Replace(srv.URL, "http://", "http://user:"+pw+"@", 1)
 			immutable := true
 			ecrSrv := pushEnv(t, &immutable)
-			fe := newPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
 			err := fe.runner.Push(testCtx(t))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)

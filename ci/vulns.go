@@ -44,10 +44,6 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 // when any affects the binary. held says what that failure leaves undone
 // ("nothing pushed" before the candidate is pushed).
 func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platforms []string, image, held string) error {
-	if !r.Config.VulnCheck {
-		r.step("push: vulnerability check skipped (VULN_CHECK=false)")
-		return nil
-	}
 	tmp, err := os.MkdirTemp("", "sidecar-vulncheck-")
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 // The verification command docs/pipeline.md gives a security team is the
 // one the release job runs on every pushed digest.
 func TestDocumentedVerifyCommandIsRun(t *testing.T) {
+	t.Parallel()
 	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +32,7 @@ func TestDocumentedVerifyCommandIsRun(t *testing.T) {
 // Only the job that runs on push may mint an OIDC token or write
 // attestations.
 func TestWorkflowPermissions(t *testing.T) {
+	t.Parallel()
 	wf, err := os.ReadFile("../.github/workflows/ci.yml")
 	if err != nil {
 		t.Fatal(err)

@@ -15,21 +15,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/ci"
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/imagesize"
 )
 
 // defaultSizeBudget is the pipeline's default SIZE_BUDGET (its one owner is
-// ci.Vars): the largest allowed image, uncompressed as `docker images`
+// config.Vars): the largest allowed image, uncompressed as `docker images`
 // reports it.
 func defaultSizeBudget(t *testing.T) string {
 	t.Helper()
-	for _, v := range ci.Vars() {
+	for _, v := range config.Vars() {
 		if v.Name == "SIZE_BUDGET" {
 			return v.Default
 		}
 	}
-	t.Fatal("ci.Vars has no SIZE_BUDGET")
+	t.Fatal("config.Vars has no SIZE_BUDGET")
 	return ""
 }
 

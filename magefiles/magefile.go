@@ -17,6 +17,8 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/example/sidecar/ci"
+	"github.com/example/sidecar/ci/config"
+	"github.com/example/sidecar/ci/engine"
 )
 
 // Exit codes: 1 the pipeline failed, 2 bad configuration, 3 no engine.
@@ -28,9 +30,25 @@ const (
 
 // Build builds the image for linux/amd64 and linux/arm64 and checks the size budget.
 //
-// Prints compressed and uncompressed sizes per platform and fails naming the
-// platform over budget; then loads the host-platform image into the local
-// Docker as sidecar:latest. Environment: PLATFORMS (default:
+// Steps, in order (each logs its start and duration, or why it is skipped):
+// preflight → build → size → export.
+//
+//  1. preflight: checks the local Docker when LOCAL_IMAGE is not none (in
+//     seconds, before any build), then opens the run's one Dagger session (no
+//     engine: exit 3 at once).
+//  2. build: pins the base images to digests for every platform they are used
+//     on, runs the Dockerfile per platform of PLATFORMS and exports the
+//     multi-platform image once as an OCI tarball.
+//  3. size: measures each platform's image, compressed and uncompressed, and
+//     fails naming any platform over SIZE_BUDGET; nothing has left the engine
+//     yet.
+//  4. export: writes the OCI tarball to OCI_TARBALL when set, and loads the
+//     host platform's image into the local Docker as LOCAL_IMAGE (docker load
+//     from the exported tarball, on this side, so it works with every
+//     engine).
+//
+// Prints compressed and uncompressed sizes per platform; the host-platform
+// image is loaded as sidecar:latest. Environment: PLATFORMS (default:
 // linux/amd64,linux/arm64), the platforms to build; SIZE_BUDGET (default:
 // 50MB), the largest uncompressed image per platform as docker images shows
 // it; LOCAL_IMAGE (default: sidecar:latest), or none to skip the load;
@@ -53,13 +71,32 @@ func Build(ctx context.Context) error {
 
 // Test runs the unit tests, then smoke-tests the image against a throwaway MySQL.
 //
-// Runs go test ./..., builds as Build does, then starts MySQL from
-// MYSQL_IMAGE (default: public.ecr.aws/docker/library/mysql:8.4) with a
-// random root password passed as a Dagger secret, the image as a service in
-// proxy mode in front of it, and a SQL round trip with the mysql client
-// through the sidecar. Also checks UID 1000, sidecar healthcheck inside a
-// running sidecar, and that sleep mode stays up. UNIT_TESTS (default: true)
-// set to false skips go test. Other environment as for Build.
+// Steps, in order (each logs its start and duration, or why it is skipped):
+// preflight → unit tests → build → size → export → smoke.
+//
+//  1. preflight: checks the local Docker when LOCAL_IMAGE is not none (in
+//     seconds, before any build), then opens the run's one Dagger session (no
+//     engine: exit 3 at once).
+//  2. unit tests: go test ./... on the host.
+//  3. build: pins the base images to digests for every platform they are used
+//     on, runs the Dockerfile per platform of PLATFORMS and exports the
+//     multi-platform image once as an OCI tarball.
+//  4. size: measures each platform's image, compressed and uncompressed, and
+//     fails naming any platform over SIZE_BUDGET; nothing has left the engine
+//     yet.
+//  5. export: writes the OCI tarball to OCI_TARBALL when set, and loads the
+//     host platform's image into the local Docker as LOCAL_IMAGE (docker load
+//     from the exported tarball, on this side, so it works with every
+//     engine).
+//  6. smoke: runs the engine platform's image in proxy mode in front of a
+//     throwaway MySQL (MYSQL_IMAGE) and makes a SQL round trip through it,
+//     then checks UID 1000, sidecar healthcheck inside a running sidecar, and
+//     that sleep mode stays up.
+//
+// MYSQL_IMAGE (default: public.ecr.aws/docker/library/mysql:8.4) is the
+// database and client; its random root password is passed as a Dagger
+// secret. UNIT_TESTS (default: true) set to false skips go test. Other
+// environment as for Build.
 func Test(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {
@@ -68,38 +105,75 @@ func Test(ctx context.Context) error {
 	return exit(r.Test(ctx))
 }
 
-// Push checks AWS and ECR, builds, tests and vulnerability-checks, pushes a candidate, gates on ECR's scan, then releases.
+// Push checks AWS and ECR, builds, tests and vulnerability-checks, pushes a candidate, documents it, gates on ECR's scan, then releases.
 //
-// After a check that a Dagger engine is reachable (none: exit 3 at once),
-// the AWS preflight runs before any build: region and credentials,
-// AWS_REGION (default: AWS SDK chain) with AWS_PROFILE or AWS_ACCESS_KEY_ID
-// and AWS_SECRET_ACCESS_KEY or a role, ECR login, and the repository
-// ECR_REPOSITORY (default: sidecar), created when missing if
-// ECR_CREATE_REPOSITORY (default: true), with scan on push if
+// Steps, in order (each logs its start and duration, or why it is skipped):
+// preflight → unit tests → build → size → export → smoke →
+// release plan → vulncheck → candidate → sbom+provenance → scan gate
+// → release tags.
+//
+//  1. preflight: before any build, checks that a Dagger engine answers (none:
+//     exit 3 at once), that the worktree is clean, decides the tags, probes
+//     GOVULNDB, runs the AWS preflight (region, credentials, ECR login, the
+//     repository, created when missing), checks the local Docker when
+//     LOCAL_IMAGE is not none, then opens the run's one Dagger session.
+//  2. unit tests: go test ./... on the host.
+//  3. build: pins the base images to digests for every platform they are used
+//     on, runs the Dockerfile per platform of PLATFORMS and exports the
+//     multi-platform image once as an OCI tarball.
+//  4. size: measures each platform's image, compressed and uncompressed, and
+//     fails naming any platform over SIZE_BUDGET; nothing has left the engine
+//     yet.
+//  5. export: writes the OCI tarball to OCI_TARBALL when set, and loads the
+//     host platform's image into the local Docker as LOCAL_IMAGE (docker load
+//     from the exported tarball, on this side, so it works with every
+//     engine).
+//  6. smoke: runs the engine platform's image in proxy mode in front of a
+//     throwaway MySQL (MYSQL_IMAGE) and makes a SQL round trip through it,
+//     then checks UID 1000, sidecar healthcheck inside a running sidecar, and
+//     that sleep mode stays up.
+//  7. release plan: looks up every tag in ECR and decides, for each, push,
+//     move or skip (a version tag on another image in an immutable repository
+//     stops here, nothing pushed); a commit already in ECR keeps its pushed
+//     image, which is read back from ECR and released instead of this
+//     rebuild.
+//  8. vulncheck: govulncheck (binary mode, GOVULNDB) on each platform's
+//     sidecar binary of the image to be released; a finding that affects it
+//     stops the push, nothing pushed.
+//  9. candidate: pushes the image under the commit tag only, unless the
+//     commit is in ECR already; prints every reference with its digest on
+//     stdout.
+//  10. sbom+provenance: writes an SPDX SBOM per platform and the SLSA
+//     provenance to dist/ and attaches them to the candidate as OCI
+//     referrers, before the scan gate, so a candidate the gate stops is
+//     documented too; a candidate already in ECR keeps the valid ones it has
+//     and gets the missing ones.
+//  11. scan gate: when the repository scans, waits up to SCAN_TIMEOUT for
+//     ECR's scan of every platform manifest, prints counts by severity, and
+//     stops on findings at or above SCAN_FAIL_ON, leaving the candidate
+//     unreleased.
+//  12. release tags: puts the version tag and latest on the candidate with ECR
+//     PutImage (no second push); a tag already on it is skipped.
+//
+// AWS: AWS_REGION (default: AWS SDK chain) with AWS_PROFILE or
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a role;
+// AWS_ENDPOINT_URL_ECR (default: AWS default) overrides the ECR API
+// endpoint. The repository ECR_REPOSITORY (default: sidecar) is created when
+// missing if ECR_CREATE_REPOSITORY (default: true), with scan on push if
 // ECR_SCAN_ON_PUSH (default: true) and immutable tags if ECR_IMMUTABLE_TAGS
-// (default: true). AWS_ENDPOINT_URL_ECR (default: AWS default) overrides
-// the ECR API endpoint. GOVULNDB (default: https://vuln.go.dev) is probed
-// first too. Then Build and Test run, and if VULN_CHECK (default: true)
-// govulncheck checks each platform's sidecar binary from the built image;
-// nothing is pushed if any of them fails. Tags (imagetag.Decide):
-// commit tag: the 12-character commit hash (3f9c2a7b1d04), always pushed,
-// first, as the candidate; version tag: the v* git tag on HEAD without its
-// leading v (v1.0.0 is pushed as 1.0.0, also the image's version label);
-// skipped when there is none (no v* git tag on HEAD); latest: only when
-// PUSH_LATEST is true; skipped otherwise (PUSH_LATEST=false). PUSH_LATEST
-// (default: false) needs mutable tags. Release flow: the image is pushed
-// under the commit tag only (the candidate); an SPDX SBOM per platform and
-// SLSA provenance are written to dist/ and attached to the image index as
-// OCI referrers; when the repository scans, push waits up to SCAN_TIMEOUT
-// (default: 10m) for the scan of every platform manifest, prints counts by
-// severity, and stops on findings at or above SCAN_FAIL_ON (default:
-// CRITICAL), which also takes HIGH, MEDIUM, LOW or none, leaving the
-// candidate unreleased; only then do the version tag and latest go onto
-// the candidate with ECR PutImage. A tag already pointing at this image is
-// skipped. A commit already in ECR keeps its pushed image and documents:
-// the rebuild (never byte-identical) is not pushed. A version tag pointing
-// at another image in an immutable repository is an error and nothing is
-// pushed. Prints every reference with its digest on stdout.
+// (default: true). VULN_CHECK (default: true) and GOVULNDB (default:
+// https://vuln.go.dev) set the vulnerability check; SCAN_TIMEOUT (default:
+// 10m) and SCAN_FAIL_ON (default: CRITICAL), which also takes HIGH, MEDIUM,
+// LOW or none, set the scan gate. Tags (imagetag.Decide): commit tag: the
+// 12-character commit hash (3f9c2a7b1d04), always pushed, first, as the
+// candidate; version tag: the v* git tag on HEAD without its leading v
+// (v1.0.0 is pushed as 1.0.0, also the image's version label); skipped when
+// there is none (no v* git tag on HEAD); latest: only when PUSH_LATEST is
+// true; skipped otherwise (PUSH_LATEST=false). PUSH_LATEST (default: false)
+// needs mutable tags. A tag already pointing at this image is skipped. A
+// commit already in ECR keeps its pushed image and documents: the rebuild
+// (never byte-identical) is not pushed. A version tag pointing at another
+// image in an immutable repository is an error and nothing is pushed.
 // Other environment as for Build and Test.
 func Push(ctx context.Context) error {
 	r, err := runner()
@@ -141,10 +215,10 @@ func Bench(ctx context.Context) error {
 // runner loads and validates the configuration once, before any work,
 // after warning about variables that look like misspelt pipeline ones.
 func runner() (*ci.Runner, error) {
-	for _, w := range ci.TypoWarnings(os.Environ()) {
+	for _, w := range config.TypoWarnings(os.Environ()) {
 		fmt.Fprintln(os.Stderr, w)
 	}
-	cfg, err := ci.LoadConfig(".", os.LookupEnv)
+	cfg, err := config.Load(".", os.LookupEnv)
 	if err != nil {
 		return nil, mg.Fatal(exitConfig, err)
 	}
@@ -156,7 +230,7 @@ func exit(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ee *ci.EngineError
+	var ee *engine.Error
 	if errors.As(err, &ee) {
 		return mg.Fatal(exitNoEngine, err)
 	}

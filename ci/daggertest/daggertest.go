@@ -68,6 +68,7 @@
 package daggertest
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -83,6 +84,7 @@ import (
 	"sync"
 	"testing"
 
+	"dagger.io/dagger/engineconn"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
 
@@ -225,12 +227,26 @@ type Server struct {
 	runner   string              // runner host scheme: "" = image:// (engine in Docker)
 	services []Service
 	secrets  map[string]string
+	port     int // where it listens on 127.0.0.1
 }
 
 // Start serves a session on 127.0.0.1 until the test ends and points the
 // SDK at it through DAGGER_SESSION_PORT/DAGGER_SESSION_TOKEN (restored
-// after the test).
+// after the test), as `dagger run` does. Such a test cannot run in
+// parallel; Serve's can.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	s := Serve(t)
+	for k, v := range s.Env() {
+		t.Setenv(k, v)
+	}
+	return s
+}
+
+// Serve serves a session on 127.0.0.1 until the test ends, leaving the
+// environment alone: the code under test reaches it through Env (the
+// variables `dagger run` would set) and Conn.
+func Serve(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{},
 		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}, plats: map[string][]string{}}
@@ -240,10 +256,41 @@ func Start(t testing.TB) *Server {
 	srv.Listener = l
 	srv.Start()
 	t.Cleanup(srv.Close)
-	t.Setenv("DAGGER_SESSION_PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-	t.Setenv("DAGGER_SESSION_TOKEN", s.Token)
+	s.port = l.Addr().(*net.TCPAddr).Port
 	return s
 }
+
+// Env is the session's DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN.
+func (s *Server) Env() map[string]string {
+	return map[string]string{"DAGGER_SESSION_PORT": strconv.Itoa(s.port), "DAGGER_SESSION_TOKEN": s.Token}
+}
+
+// Conn is a connection to the session for dagger.WithConn, made as the
+// SDK makes one from DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN
+// (dagger.io/dagger engineconn/env.go FromSessionEnv, engineconn.go
+// defaultHTTPClient: every request to 127.0.0.1:port, the token as the
+// basic-auth user), without reading the environment.
+func (s *Server) Conn() engineconn.EngineConn {
+	port, token := s.port, s.Token
+	dial := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	}}
+	return &sessionConn{host: fmt.Sprintf("127.0.0.1:%d", port), Client: &http.Client{
+		Transport: engineconn.RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			r.SetBasicAuth(token, "")
+			return dial.RoundTrip(r)
+		}),
+	}}
+}
+
+type sessionConn struct {
+	*http.Client
+	host string
+}
+
+func (c *sessionConn) Host() string { return c.host }
+func (c *sessionConn) Close() error { return nil }
 
 // Platform sets what defaultPlatform answers: the engine's own platform
 // (default: this machine's, as for an engine started here).

@@ -9,24 +9,49 @@ import (
 	"time"
 
 	"dagger.io/dagger"
+	"dagger.io/dagger/engineconn"
 
 	"github.com/example/sidecar/ci/daggertest"
 )
 
+// connect serves a session and connects to it through Conn; the test
+// runs in parallel with the others.
 func connect(t *testing.T) (*daggertest.Server, *dagger.Client, context.Context) {
 	t.Helper()
+	srv := daggertest.Serve(t)
+	return srv, dial(t, srv.Conn()), testCtx(t)
+}
+
+// connectEnv serves a session and connects to it as the SDK finds it,
+// through DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN (Start).
+func connectEnv(t *testing.T) (*daggertest.Server, *dagger.Client, context.Context) {
+	t.Helper()
 	srv := daggertest.Start(t)
+	return srv, dial(t), testCtx(t)
+}
+
+func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // safety net
 	t.Cleanup(cancel)
-	c, err := dagger.Connect(ctx)
+	return ctx
+}
+
+func dial(t *testing.T, conn ...engineconn.EngineConn) *dagger.Client {
+	t.Helper()
+	var opts []dagger.ClientOpt
+	for _, c := range conn {
+		opts = append(opts, dagger.WithConn(c))
+	}
+	c, err := dagger.Connect(testCtx(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return srv, c, ctx
+	return c
 }
 
 func TestRecordsChainsAndResolvesIDs(t *testing.T) {
+	t.Parallel()
 	srv, c, ctx := connect(t)
 	amd := c.Container(dagger.ContainerOpts{Platform: "linux/amd64"}).From("alpine:3.22")
 	arm := c.Container(dagger.ContainerOpts{Platform: "linux/arm64"}).From("alpine:3.22")
@@ -55,6 +80,7 @@ func TestRecordsChainsAndResolvesIDs(t *testing.T) {
 }
 
 func TestExecFailureBecomesExecError(t *testing.T) {
+	t.Parallel()
 	srv, c, ctx := connect(t)
 	srv.Handle("stdout", func(q daggertest.Query) (any, error) {
 		return nil, daggertest.ExecFailure([]string{"sh", "-c", "exit 7"}, 7, "out\n", "err\n")
@@ -74,7 +100,7 @@ func TestExecFailureBecomesExecError(t *testing.T) {
 }
 
 func TestRejectsWrongToken(t *testing.T) {
-	_, c, ctx := connect(t)
+	_, c, ctx := connectEnv(t)
 	t.Setenv("DAGGER_SESSION_TOKEN", "wrong")
 	c2, err := dagger.Connect(ctx)
 	if err != nil {

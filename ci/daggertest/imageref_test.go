@@ -12,6 +12,7 @@ import (
 // from + imageRef pins a tag to a digest the same for every platform
 // (the root descriptor's), and keeps a digest already in the address.
 func TestImageRef(t *testing.T) {
+	t.Parallel()
 	_, c, ctx := connect(t)
 	digest := "sha256:" + strings.Repeat("d", 64)
 	for in, want := range map[string]string{
@@ -36,6 +37,7 @@ func TestImageRef(t *testing.T) {
 // An image whose index lacks a platform fails from for that platform,
 // naming the index; a container without a platform is the engine's.
 func TestImagePlatforms(t *testing.T) {
+	t.Parallel()
 	s, c, ctx := connect(t)
 	s.ImagePlatforms("mirror.example/alpine:3.22", "linux/amd64")
 	s.Platform("linux/amd64")
@@ -57,6 +59,7 @@ func TestImagePlatforms(t *testing.T) {
 // exportImage works on the default driver and is refused on the unix://
 // and tcp:// drivers, which have no image loader.
 func TestExportImageRunnerHost(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		scheme string
 		fails  bool

@@ -24,6 +24,7 @@ func dockerfileDir(t *testing.T, body string) string {
 }
 
 func TestServiceReadiness(t *testing.T) {
+	t.Parallel()
 	const hc = "FROM busybox AS build\nHEALTHCHECK CMD [\"/bin/false\"]\nFROM busybox\n" +
 		"HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \\\n    CMD [\"/bin/app\", \"healthcheck\"]\n"
 	for _, tc := range []struct {
@@ -89,6 +90,7 @@ func TestServiceReadiness(t *testing.T) {
 }
 
 func TestSecretsAreReadWhenNeeded(t *testing.T) {
+	t.Parallel()
 	srv, c, ctx := connect(t)
 	path := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(path, []byte("s3cret"), 0o600); err != nil {
@@ -111,6 +113,7 @@ func TestSecretsAreReadWhenNeeded(t *testing.T) {
 }
 
 func TestDefaultPlatformIsTheEngines(t *testing.T) {
+	t.Parallel()
 	srv, c, ctx := connect(t)
 	srv.Platform("linux/arm64")
 	if p, err := c.DefaultPlatform(ctx); err != nil || p != "linux/arm64" {

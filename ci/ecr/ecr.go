@@ -8,6 +8,7 @@
 package ecr
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/smithy-go/logging"
@@ -44,6 +46,46 @@ type Options struct {
 	// Log receives the AWS SDK's own log lines, less the IMDSv1 fallback
 	// warning (see sdkLogger); os.Stderr when nil.
 	Log io.Writer
+	// Env, when set, supplies the AWS variables the preflight names
+	// (awsVars) ahead of the process environment, which the SDK still
+	// reads for everything else; nil: the SDK reads the process
+	// environment alone (production). Tests that each point at their own
+	// ECR stand-in run in parallel through it.
+	Env func(string) (string, bool)
+}
+
+// awsVars are the variables Options.Env may supply.
+func awsVars() []string {
+	return []string{"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL"}
+}
+
+// envOptions turns what env sets of awsVars into SDK options, which take
+// precedence over the process environment as the variables themselves
+// do over the shared files: the region, static keys, the profile and
+// its files. It also returns the ECR endpoint env names, "" for none.
+func envOptions(env func(string) (string, bool)) ([]func(*config.LoadOptions) error, string) {
+	if env == nil {
+		return nil, ""
+	}
+	get := func(k string) string { v, _ := env(k); return strings.TrimSpace(v) }
+	var opts []func(*config.LoadOptions) error
+	if r := cmp.Or(get("AWS_REGION"), get("AWS_DEFAULT_REGION")); r != "" {
+		opts = append(opts, config.WithRegion(r))
+	}
+	if id, secret := get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(id, secret, get("AWS_SESSION_TOKEN"))))
+	}
+	if p := get("AWS_PROFILE"); p != "" {
+		opts = append(opts, config.WithSharedConfigProfile(p))
+	}
+	if f := get("AWS_CONFIG_FILE"); f != "" {
+		opts = append(opts, config.WithSharedConfigFiles([]string{f}))
+	}
+	if f := get("AWS_SHARED_CREDENTIALS_FILE"); f != "" {
+		opts = append(opts, config.WithSharedCredentialsFiles([]string{f}))
+	}
+	return opts, cmp.Or(get("AWS_ENDPOINT_URL_ECR"), get("AWS_ENDPOINT_URL"))
 }
 
 // Registry is a logged-in ECR repository. Its password is kept out of
@@ -109,36 +151,18 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 	fmt.Fprintf(l.w, "SDK %s %s %s\n", time.Now().Format("2006/01/02 15:04:05"), c, fmt.Sprintf(format, v...))
 }
 
-// Preflight checks region and credentials, logs in to ECR and ensures the
-// repository exists. It fails fast and names what is missing.
-func Preflight(ctx context.Context, opts Options) (*Registry, error) {
-	if !ValidRepositoryName(opts.Repository) {
-		return nil, fmt.Errorf("ECR_REPOSITORY=%q is not a valid repository name (lowercase letters, digits, . _ - and / separators, 2-256 characters)", opts.Repository)
-	}
-	log := opts.Log
-	if log == nil {
-		log = os.Stderr
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithLogger(sdkLogger{log}))
-	if err != nil {
-		return nil, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
-	}
+// checkRegionAndCredentials fails naming each of the region and the
+// credentials that is missing; the credential chain's wait is w (its
+// bound DefaultCredentialsTimeout when zero).
+func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w wait) error {
 	var problems []string
 	if cfg.Region == "" {
 		problems = append(problems, "AWS region is not set: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS_PROFILE)")
 	}
-	timeout := opts.CredentialsTimeout
-	if timeout <= 0 {
-		timeout = DefaultCredentialsTimeout
+	if w.bound <= 0 {
+		w.bound = DefaultCredentialsTimeout
 	}
-	bound, every := opts.CallTimeout, opts.ProgressEvery
-	if bound <= 0 {
-		bound = CallTimeout
-	}
-	if every <= 0 {
-		every = ProgressEvery
-	}
-	err = watched(ctx, log, "AWS credentials", timeout, every, func(ctx context.Context) error {
+	err := watched(ctx, w, func(ctx context.Context) error {
 		_, err := cfg.Credentials.Retrieve(ctx)
 		return err
 	})
@@ -147,9 +171,28 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 			"or run with a role (GitHub Actions: aws-actions/configure-aws-credentials) — "+firstLine(err))
 	}
 	if len(problems) > 0 {
-		return nil, &PreflightError{Problems: problems}
+		return &PreflightError{Problems: problems}
 	}
+	return nil
+}
 
+// Preflight checks region and credentials, logs in to ECR and ensures the
+// repository exists. It fails fast and names what is missing.
+func Preflight(ctx context.Context, opts Options) (*Registry, error) {
+	if !ValidRepositoryName(opts.Repository) {
+		return nil, fmt.Errorf("ECR_REPOSITORY=%q is not a valid repository name (lowercase letters, digits, . _ - and / separators, 2-256 characters)", opts.Repository)
+	}
+	log := cmp.Or[io.Writer](opts.Log, os.Stderr)
+	loadOpts, envEndpoint := envOptions(opts.Env)
+	opts.BaseEndpoint = cmp.Or(opts.BaseEndpoint, envEndpoint)
+	bound, every := cmp.Or(opts.CallTimeout, CallTimeout), cmp.Or(opts.ProgressEvery, ProgressEvery)
+	cfg, err := config.LoadDefaultConfig(ctx, append(loadOpts, config.WithLogger(sdkLogger{log}))...)
+	if err != nil {
+		return nil, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
+	}
+	if err := checkRegionAndCredentials(ctx, cfg, wait{log: log, what: "AWS credentials", bound: opts.CredentialsTimeout, every: every}); err != nil {
+		return nil, err
+	}
 	endpoint := "the ECR endpoint of " + cfg.Region
 	if opts.BaseEndpoint != "" {
 		endpoint = opts.BaseEndpoint

@@ -249,7 +249,7 @@ func TestDecide(t *testing.T) {
 			existing: map[string]string{"latest": "sha256:3333"}, wantMoves: []string{"latest"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ecr.Decide("sidecar", local, commit, tc.release, tc.existing, tc.immutable)
+			p, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: tc.immutable, Existing: tc.existing}, local, commit, tc.release)
 			if len(tc.wantErr) > 0 {
 				var ce *ecr.ConflictError
 				if !errors.As(err, &ce) {
@@ -306,15 +306,15 @@ func TestRetag(t *testing.T) {
 }
 
 func TestDecideUnknownLocalDigest(t *testing.T) {
-	_, err := ecr.Decide("sidecar", "", "abc", []string{"1.0.0"}, map[string]string{"1.0.0": "sha256:1"}, true)
+	_, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true, Existing: map[string]string{"1.0.0": "sha256:1"}}, "", "abc", []string{"1.0.0"})
 	if err == nil || !strings.Contains(err.Error(), "digest is unknown") {
 		t.Fatalf("version tag taken, unknown digest: err = %v", err)
 	}
-	p, err := ecr.Decide("sidecar", "", "abc", nil, map[string]string{"abc": "sha256:1"}, true)
+	p, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true, Existing: map[string]string{"abc": "sha256:1"}}, "", "abc", nil)
 	if err != nil || !p.Released || p.Skip["abc"] != "sha256:1" || len(p.Moves) != 0 {
 		t.Fatalf("commit already pushed, unknown digest: %+v %v", p, err)
 	}
-	p, err = ecr.Decide("sidecar", "", "abc", nil, nil, true)
+	p, err = ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true}, "", "abc", nil)
 	if _, skip := p.Skip["abc"]; err != nil || skip || p.Released {
 		t.Fatalf("absent tag with unknown digest: %v %v", p, err)
 	}

@@ -34,6 +34,14 @@ func (e *ConflictError) Error() string {
 		e.Tag, e.Repository, e.Existing, e.Local)
 }
 
+// Tags is what Decide knows of a repository: its name, whether its tags
+// are immutable, and what the tags looked up point at now (Lookup).
+type Tags struct {
+	Repository string
+	Immutable  bool
+	Existing   map[string]string // tag -> digest
+}
+
 // Decide compares the local image digest with what the commit tag and the
 // release tags (version, latest: imagetag.Tags.Release) point at now.
 //
@@ -49,7 +57,8 @@ func (e *ConflictError) Error() string {
 // skipped and the release tags, if any, go onto the pushed image.
 // A version tag on yet another image is still a conflict. In a mutable
 // repository a lone commit tag moves to the rebuild, as any mutable tag.
-func Decide(repository, local, commit string, release []string, existing map[string]string, immutable bool) (Plan, error) {
+func Decide(repo Tags, local, commit string, release []string) (Plan, error) {
+	repository, existing, immutable := repo.Repository, repo.Existing, repo.Immutable
 	p := Plan{Skip: map[string]string{}, Moves: map[string]string{}}
 	target := local
 	if pushed, ok := existing[commit]; ok && !sameDigest(pushed, local) && (immutable || len(release) > 0) {

@@ -23,9 +23,18 @@ const DefaultCredentialsTimeout = 15 * time.Second
 // ProgressEvery is how often a wait on AWS says what it is waiting for.
 const ProgressEvery = 5 * time.Second
 
-// watched runs fn under bound, writing to log every ProgressEvery what it
-// still waits for (what), and turns a timeout into an error saying so.
-func watched(ctx context.Context, log io.Writer, what string, bound, every time.Duration, fn func(context.Context) error) error {
+// wait is one watched wait on AWS: what it waits for, where its progress
+// lines go and how often, and its bound.
+type wait struct {
+	log          io.Writer
+	what         string
+	bound, every time.Duration
+}
+
+// watched runs fn under w.bound, writing to w.log every w.every what it
+// still waits for (w.what), and turns a timeout into an error saying so.
+func watched(ctx context.Context, w wait, fn func(context.Context) error) error {
+	log, what, bound, every := w.log, w.what, w.bound, w.every
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	start := time.Now()
@@ -58,7 +67,7 @@ func watchCalls(log io.Writer, endpoint string, bound, every time.Duration) func
 				var out middleware.InitializeOutput
 				var md middleware.Metadata
 				what := "ECR (ecr:" + awsmiddleware.GetOperationName(ctx) + ") at " + endpoint
-				err := watched(ctx, log, what, bound, every, func(ctx context.Context) error {
+				err := watched(ctx, wait{log: log, what: what, bound: bound, every: every}, func(ctx context.Context) error {
 					var err error
 					out, md, err = next.HandleInitialize(ctx, in)
 					return err

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
+	"github.com/example/sidecar/ci/ocilayout"
 )
 
 func TestRead(t *testing.T) {
@@ -62,7 +63,7 @@ func TestFromIndexLoneImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := Untar(tarball, dir); err != nil {
+	if err := ocilayout.Untar(tarball, dir); err != nil {
 		t.Fatal(err)
 	}
 	idx, err := layout.ImageIndexFromPath(dir)

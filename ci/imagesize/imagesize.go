@@ -13,15 +13,18 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/example/sidecar/ci/ocilayout"
 )
 
 // Image is the size of one platform's image.
@@ -32,206 +35,81 @@ type Image struct {
 	Layers       int
 }
 
-type descriptor struct {
-	MediaType string    `json:"mediaType"`
-	Digest    string    `json:"digest"`
-	Size      int64     `json:"size"`
-	Platform  *platform `json:"platform,omitempty"`
-}
-
-type platform struct {
-	OS           string `json:"os"`
-	Architecture string `json:"architecture"`
-	Variant      string `json:"variant,omitempty"`
-}
-
-func (p *platform) String() string {
-	if p == nil {
-		return ""
-	}
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}
-
-// index covers both an OCI index and a Docker manifest list; manifest
-// covers both image manifest formats. They share field names.
-type index struct {
-	MediaType string       `json:"mediaType"`
-	Manifests []descriptor `json:"manifests"`
-	Layers    []descriptor `json:"layers"`
-	Config    *descriptor  `json:"config"`
-}
-
-// metadataLimit bounds what is held in memory: indexes, manifests and
-// configs are small; layers are streamed.
-const metadataLimit = 4 << 20
-
 // Measure reads the OCI layout tarball at file and returns the size of
-// every image manifest in it, in index order.
+// every platform image in it, in index order.
 func Measure(file string) ([]Image, error) {
-	small, err := readSmall(file)
+	dir, err := os.MkdirTemp("", "imagesize-")
 	if err != nil {
 		return nil, err
 	}
-	top, ok := small["index.json"]
-	if !ok {
-		return nil, fmt.Errorf("%s: no index.json: not an OCI image layout tarball", file)
-	}
-	var images []Image
-	layerOf := map[string][]int{} // layer digest -> indexes into images
-	var walk func(raw []byte, plat *platform, depth int) error
-	walk = func(raw []byte, plat *platform, depth int) error {
-		if depth > 4 {
-			return fmt.Errorf("%s: indexes nested too deep", file)
-		}
-		var doc index
-		if err := json.Unmarshal(raw, &doc); err != nil {
-			return fmt.Errorf("%s: bad JSON document: %w", file, err)
-		}
-		if doc.Config != nil { // an image manifest
-			img := Image{Platform: plat.String(), Layers: len(doc.Layers)}
-			if img.Platform == "" {
-				img.Platform, _ = configPlatform(small, doc.Config.Digest)
-			}
-			for _, l := range doc.Layers {
-				img.Compressed += l.Size
-				layerOf[l.Digest] = append(layerOf[l.Digest], len(images))
-			}
-			images = append(images, img)
-			return nil
-		}
-		for _, d := range doc.Manifests {
-			if isAttestation(d) {
-				continue
-			}
-			blob, ok := small[blobPath(d.Digest)]
-			if !ok {
-				return fmt.Errorf("%s: manifest %s listed but missing", file, d.Digest)
-			}
-			p := d.Platform
-			if p == nil {
-				p = plat
-			}
-			if err := walk(blob, p, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk(top, nil, 0); err != nil {
+	defer os.RemoveAll(dir)
+	idx, err := ocilayout.Open(file, dir)
+	if err != nil {
 		return nil, err
 	}
-	if len(images) == 0 {
-		return nil, fmt.Errorf("%s: no image manifest found", file)
-	}
-	if err := addUncompressed(file, small, images, layerOf); err != nil {
-		return nil, err
+	images, err := MeasureIndex(idx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return images, nil
 }
 
-// isAttestation skips BuildKit's provenance/SBOM entries, which are not
-// images anyone runs.
-func isAttestation(d descriptor) bool {
-	return d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown"
-}
-
-func blobPath(digest string) string {
-	alg, hexsum, _ := strings.Cut(digest, ":")
-	return path.Join("blobs", alg, hexsum)
-}
-
-func configPlatform(small map[string][]byte, digest string) (string, bool) {
-	var p platform
-	if err := json.Unmarshal(small[blobPath(digest)], &p); err != nil || p.OS == "" {
-		return "unknown", false
-	}
-	return p.String(), true
-}
-
-func readSmall(file string) (map[string][]byte, error) {
-	small := map[string][]byte{}
-	err := eachImageEntry(file, func(h *tar.Header, tr *tar.Reader) error {
-		if h.Typeflag != tar.TypeReg || h.Size > metadataLimit {
-			return nil
-		}
-		b, err := io.ReadAll(tr)
+// MeasureIndex returns the size of every platform image of idx (read
+// with ocilayout.Images), in index order. Each layer is read once, even
+// when several images share it, and its digest is checked.
+func MeasureIndex(idx v1.ImageIndex) ([]Image, error) {
+	var images []Image
+	layers := map[v1.Hash]v1.Layer{}
+	var order []v1.Hash
+	layerOf := map[v1.Hash][]int{} // layer digest -> indexes into images
+	err := ocilayout.Images(idx, func(platform string, img v1.Image) error {
+		m, err := img.Manifest()
 		if err != nil {
-			return fmt.Errorf("%s: read %s: %w", file, h.Name, err)
+			return fmt.Errorf("%s manifest: %w", platform, err)
 		}
-		small[path.Clean(h.Name)] = b
+		im := Image{Platform: platform, Layers: len(m.Layers)}
+		for _, l := range m.Layers {
+			im.Compressed += l.Size
+			if _, ok := layers[l.Digest]; !ok {
+				if layers[l.Digest], err = img.LayerByDigest(l.Digest); err != nil {
+					return fmt.Errorf("layer %s: %w", l.Digest, err)
+				}
+				order = append(order, l.Digest)
+			}
+			layerOf[l.Digest] = append(layerOf[l.Digest], len(images))
+		}
+		images = append(images, im)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return small, nil
-}
-
-// eachImageEntry calls fn for each entry of the image tarball file.
-func eachImageEntry(file string, fn func(*tar.Header, *tar.Reader) error) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return fmt.Errorf("open image tarball: %w", err)
+	if len(images) == 0 {
+		return nil, errors.New("no image manifest found")
 	}
-	defer f.Close()
-	return eachEntry(f, file+": read tar", fn)
-}
-
-// eachEntry calls fn for each entry of the tar stream r, with the reader
-// at that entry's content, until the end, a read error (wrapped after
-// what) or an error from fn (returned as it is).
-func eachEntry(r io.Reader, what string, fn func(*tar.Header, *tar.Reader) error) error {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
+	for _, d := range order {
+		n, err := layerContent(layers[d], d)
 		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return nil, fmt.Errorf("layer %s: %w", d, err)
 		}
-		if err := fn(h, tr); err != nil {
-			return err
-		}
-	}
-}
-
-// addUncompressed streams every layer once, checking its digest and
-// counting its content bytes.
-func addUncompressed(file string, small map[string][]byte, images []Image, layerOf map[string][]int) error {
-	byPath := map[string]string{}
-	for d := range layerOf {
-		byPath[blobPath(d)] = d
-	}
-	seen := map[string]bool{}
-	err := eachImageEntry(file, func(h *tar.Header, tr *tar.Reader) error {
-		digest, ok := byPath[path.Clean(h.Name)]
-		if !ok || seen[digest] {
-			return nil
-		}
-		n, err := contentSize(tr, digest)
-		if err != nil {
-			return fmt.Errorf("%s: layer %s: %w", file, digest, err)
-		}
-		seen[digest] = true
-		for _, i := range layerOf[digest] {
+		for _, i := range layerOf[d] {
 			images[i].Uncompressed += n
 		}
-		return nil
-	})
+	}
+	return images, nil
+}
+
+// layerContent is contentSize of the layer's blob as stored.
+func layerContent(l v1.Layer, d v1.Hash) (int64, error) {
+	rc, err := l.Compressed()
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("listed but missing: %w", err)
+	}
 	if err != nil {
-		return err
+		return 0, err
 	}
-	for d := range layerOf {
-		if !seen[d] {
-			return fmt.Errorf("%s: layer %s listed but missing", file, d)
-		}
-	}
-	return nil
+	defer rc.Close()
+	return contentSize(rc, d.String())
 }
 
 // contentSize reads one layer blob (gzip or plain tar) and returns the
@@ -259,7 +137,7 @@ func contentSize(r io.Reader, digest string) (int64, error) {
 		layer = zr
 	}
 	var n int64
-	err := eachEntry(layer, "read layer tar", func(h *tar.Header, _ *tar.Reader) error {
+	err := ocilayout.Walk(layer, func(h *tar.Header, _ io.Reader) error {
 		if h.Typeflag == tar.TypeReg {
 			n += h.Size
 		}
@@ -391,20 +269,30 @@ func ParseSize(s string) (int64, error) {
 // tarball's index.json names: the digest a registry reports when the same
 // image is pushed. It fails when index.json does not name exactly one.
 func Digest(file string) (string, error) {
-	small, err := readSmall(file)
+	dir, err := os.MkdirTemp("", "imagesize-")
 	if err != nil {
 		return "", err
 	}
-	var top index
-	raw, ok := small["index.json"]
-	if !ok {
-		return "", fmt.Errorf("%s: no index.json: not an OCI image layout tarball", file)
+	defer os.RemoveAll(dir)
+	idx, err := ocilayout.Open(file, dir)
+	if err != nil {
+		return "", err
 	}
-	if err := json.Unmarshal(raw, &top); err != nil {
-		return "", fmt.Errorf("%s: index.json: %w", file, err)
+	d, err := IndexDigest(idx)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", file, err)
+	}
+	return d, nil
+}
+
+// IndexDigest is Digest of a layout's index (index.json).
+func IndexDigest(idx v1.ImageIndex) (string, error) {
+	top, err := idx.IndexManifest()
+	if err != nil {
+		return "", fmt.Errorf("index.json: %w", err)
 	}
 	if len(top.Manifests) != 1 {
-		return "", fmt.Errorf("%s: index.json names %d images, want 1", file, len(top.Manifests))
+		return "", fmt.Errorf("index.json names %d images, want 1", len(top.Manifests))
 	}
-	return top.Manifests[0].Digest, nil
+	return top.Manifests[0].Digest.String(), nil
 }

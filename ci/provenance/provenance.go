@@ -136,50 +136,13 @@ func Build(in Input) (*intoto.Statement, error) {
 		}
 		subjects = append(subjects, &intoto.ResourceDescriptor{Name: s.Name, Digest: map[string]string{alg: hex}})
 	}
-	args := map[string]any{}
-	for _, k := range sortedKeys(in.BuildArgs) {
-		args[k] = in.BuildArgs[k]
-	}
-	plats := make([]any, len(in.Platforms))
-	for i, p := range in.Platforms {
-		plats[i] = p
-	}
-	source := map[string]any{"ref": in.Source.Ref, "commit": in.Source.Commit}
-	if in.Source.Repository != "" {
-		source["repository"] = in.Source.Repository
-	}
-	ext, err := structpb.NewStruct(map[string]any{
-		"source":     source,
-		"dockerfile": "Dockerfile",
-		"buildArgs":  args,
-		"platforms":  plats,
-	})
+	ext, err := externalParameters(in)
 	if err != nil {
 		return nil, err
 	}
-	// The commit; its repository only when known (no invented URL).
-	src := &intoto.ResourceDescriptor{Name: "source", Digest: map[string]string{"gitCommit": in.Source.Commit}}
-	if in.Source.Repository != "" {
-		src.Uri = "git+" + in.Source.Repository + "@" + in.Source.Ref
-	}
-	deps := []*intoto.ResourceDescriptor{src}
-	for _, b := range in.BaseImages {
-		ref := b.Ref
-		if b.Pinned != "" {
-			ref = b.Pinned
-		}
-		d := &intoto.ResourceDescriptor{Name: b.Arg, Uri: "oci://" + ref}
-		if _, digest, ok := strings.Cut(ref, "@"); ok {
-			alg, hex, _ := strings.Cut(digest, ":")
-			d.Digest = map[string]string{alg: hex}
-		} else {
-			ann, err := structpb.NewStruct(map[string]any{UnresolvedAnnotation: "a tag, not resolved to a digest: the image it named at build time is not recorded"})
-			if err != nil {
-				return nil, err
-			}
-			d.Annotations = ann
-		}
-		deps = append(deps, d)
+	deps, err := dependencies(in)
+	if err != nil {
+		return nil, err
 	}
 	var versions map[string]string
 	if len(in.Builder.Version) > 0 {
@@ -213,6 +176,59 @@ func Build(in Input) (*intoto.Statement, error) {
 		return nil, fmt.Errorf("in-toto statement: %w", err)
 	}
 	return st, nil
+}
+
+// externalParameters are what the build was asked for: the source, the
+// Dockerfile, its build arguments and the platforms.
+func externalParameters(in Input) (*structpb.Struct, error) {
+	args := map[string]any{}
+	for _, k := range sortedKeys(in.BuildArgs) {
+		args[k] = in.BuildArgs[k]
+	}
+	plats := make([]any, len(in.Platforms))
+	for i, p := range in.Platforms {
+		plats[i] = p
+	}
+	source := map[string]any{"ref": in.Source.Ref, "commit": in.Source.Commit}
+	if in.Source.Repository != "" {
+		source["repository"] = in.Source.Repository
+	}
+	return structpb.NewStruct(map[string]any{
+		"source":     source,
+		"dockerfile": "Dockerfile",
+		"buildArgs":  args,
+		"platforms":  plats,
+	})
+}
+
+// dependencies are the resolved dependencies: the commit (its repository
+// only when known: no invented URL), then the base images, by digest
+// where pinned, else by tag with an annotation saying so.
+func dependencies(in Input) ([]*intoto.ResourceDescriptor, error) {
+	src := &intoto.ResourceDescriptor{Name: "source", Digest: map[string]string{"gitCommit": in.Source.Commit}}
+	if in.Source.Repository != "" {
+		src.Uri = "git+" + in.Source.Repository + "@" + in.Source.Ref
+	}
+	deps := []*intoto.ResourceDescriptor{src}
+	for _, b := range in.BaseImages {
+		ref := b.Ref
+		if b.Pinned != "" {
+			ref = b.Pinned
+		}
+		d := &intoto.ResourceDescriptor{Name: b.Arg, Uri: "oci://" + ref}
+		if _, digest, ok := strings.Cut(ref, "@"); ok {
+			alg, hex, _ := strings.Cut(digest, ":")
+			d.Digest = map[string]string{alg: hex}
+		} else {
+			ann, err := structpb.NewStruct(map[string]any{UnresolvedAnnotation: "a tag, not resolved to a digest: the image it named at build time is not recorded"})
+			if err != nil {
+				return nil, err
+			}
+			d.Annotations = ann
+		}
+		deps = append(deps, d)
+	}
+	return deps, nil
 }
 
 // JSON renders the statement in its canonical JSON form (protojson with

@@ -132,6 +132,30 @@ func Build(in Input) (*spdx.Document, error) {
 	}
 	sum := sha256.Sum256(in.Binary)
 	binSum := hex.EncodeToString(sum[:])
+	d := &document{newDocument(in, binSum)}
+	image := d.pkg(&spdx.Package{
+		PackageName: in.Name, PackageSPDXIdentifier: "Image", PackageVersion: in.Version,
+		PrimaryPackagePurpose: "CONTAINER",
+		PackageComment:        fmt.Sprintf("The %s image for %s, from commit %s.", in.Name, in.Platform, in.Revision),
+		PackageSourceInfo:     in.Image,
+	})
+	d.rel("DOCUMENT", "DESCRIBES", image)
+	binary := d.goBinary(in, bi, binSum)
+	d.rel(image, "CONTAINS", binary)
+	if in.APKInstalled != nil {
+		if err := d.apks(in.APKInstalled, image); err != nil {
+			return nil, err
+		}
+	}
+	d.baseImages(in.BaseImages, image, binary)
+	if err := spdxlib.ValidateDocument(d.Document); err != nil {
+		return nil, fmt.Errorf("SPDX document: %w", err)
+	}
+	return d.Document, nil
+}
+
+// newDocument is the document's header: its name, namespace and creation.
+func newDocument(in Input, binSum string) *spdx.Document {
 	created := in.Created.UTC()
 	if created.IsZero() {
 		created = time.Now().UTC()
@@ -140,7 +164,7 @@ func Build(in Input) (*spdx.Document, error) {
 	if tool == "" {
 		tool = "sidecar-ci"
 	}
-	doc := &spdx.Document{
+	return &spdx.Document{
 		SPDXVersion:    spdx.Version,
 		DataLicense:    spdx.DataLicense,
 		SPDXIdentifier: "DOCUMENT",
@@ -152,40 +176,44 @@ func Build(in Input) (*spdx.Document, error) {
 			Created:  created.Format(time.RFC3339),
 		},
 	}
-	rel := func(a common.ElementID, typ string, b common.ElementID) {
-		doc.Relationships = append(doc.Relationships, &spdx.Relationship{
-			RefA: common.MakeDocElementID("", string(a)), RefB: common.MakeDocElementID("", string(b)), Relationship: typ,
-		})
-	}
-	pkg := func(p *spdx.Package) *spdx.Package {
-		if p.PackageDownloadLocation == "" {
-			p.PackageDownloadLocation = noAssertion
-		}
-		if p.PackageLicenseConcluded == "" {
-			p.PackageLicenseConcluded = noAssertion
-		}
-		if p.PackageLicenseDeclared == "" {
-			p.PackageLicenseDeclared = noAssertion
-		}
-		if p.PackageCopyrightText == "" {
-			p.PackageCopyrightText = noAssertion
-		}
-		p.IsFilesAnalyzedTagPresent = true
-		doc.Packages = append(doc.Packages, p)
-		return p
-	}
-	purl := func(locator string) []*spdx.PackageExternalReference {
-		return []*spdx.PackageExternalReference{{Category: "PACKAGE-MANAGER", RefType: "purl", Locator: locator}}
-	}
+}
 
-	image := pkg(&spdx.Package{
-		PackageName: in.Name, PackageSPDXIdentifier: "Image", PackageVersion: in.Version,
-		PrimaryPackagePurpose: "CONTAINER",
-		PackageComment:        fmt.Sprintf("The %s image for %s, from commit %s.", in.Name, in.Platform, in.Revision),
-		PackageSourceInfo:     in.Image,
+// document adds packages and relationships to an SPDX document.
+type document struct{ *spdx.Document }
+
+// rel records that a relates to b as typ.
+func (d *document) rel(a common.ElementID, typ string, b common.ElementID) {
+	d.Relationships = append(d.Relationships, &spdx.Relationship{
+		RefA: common.MakeDocElementID("", string(a)), RefB: common.MakeDocElementID("", string(b)), Relationship: typ,
 	})
-	rel("DOCUMENT", "DESCRIBES", image.PackageSPDXIdentifier)
+}
 
+// pkg adds p, with NOASSERTION for what it leaves unsaid, and returns its id.
+func (d *document) pkg(p *spdx.Package) common.ElementID {
+	if p.PackageDownloadLocation == "" {
+		p.PackageDownloadLocation = noAssertion
+	}
+	if p.PackageLicenseConcluded == "" {
+		p.PackageLicenseConcluded = noAssertion
+	}
+	if p.PackageLicenseDeclared == "" {
+		p.PackageLicenseDeclared = noAssertion
+	}
+	if p.PackageCopyrightText == "" {
+		p.PackageCopyrightText = noAssertion
+	}
+	p.IsFilesAnalyzedTagPresent = true
+	d.Packages = append(d.Packages, p)
+	return p.PackageSPDXIdentifier
+}
+
+func purl(locator string) []*spdx.PackageExternalReference {
+	return []*spdx.PackageExternalReference{{Category: "PACKAGE-MANAGER", RefType: "purl", Locator: locator}}
+}
+
+// goBinary adds the Go binary, its toolchain, main module and dependency
+// modules, and returns the binary's id.
+func (d *document) goBinary(in Input, bi *buildinfo.BuildInfo, binSum string) common.ElementID {
 	goarch, goos := "", ""
 	var settings []string
 	for _, s := range bi.Settings {
@@ -197,7 +225,7 @@ func Build(in Input) (*spdx.Document, error) {
 		}
 		settings = append(settings, s.Key+"="+s.Value)
 	}
-	binary := pkg(&spdx.Package{
+	binary := d.pkg(&spdx.Package{
 		PackageName: bi.Path, PackageSPDXIdentifier: "Binary-sidecar", PackageVersion: in.Version,
 		PackageFileName:           in.BinaryPath,
 		PrimaryPackagePurpose:     "APPLICATION",
@@ -205,9 +233,7 @@ func Build(in Input) (*spdx.Document, error) {
 		PackageExternalReferences: purl(fmt.Sprintf("pkg:golang/%s@%s?goos=%s&goarch=%s", bi.Main.Path, goModuleVersion(in.Version), goos, goarch)),
 		PackageComment:            "Go build settings: " + strings.Join(settings, " "),
 	})
-	rel(image.PackageSPDXIdentifier, "CONTAINS", binary.PackageSPDXIdentifier)
-
-	stdlib := pkg(&spdx.Package{
+	stdlib := d.pkg(&spdx.Package{
 		PackageName: "stdlib", PackageSPDXIdentifier: "Go-stdlib", PackageVersion: bi.GoVersion,
 		PackageDownloadLocation:   "https://go.dev/dl/",
 		PackageLicenseDeclared:    "BSD-3-Clause",
@@ -215,60 +241,63 @@ func Build(in Input) (*spdx.Document, error) {
 		PackageExternalReferences: purl("pkg:golang/stdlib@" + bi.GoVersion),
 		PackageComment:            "The Go toolchain and standard library the binary was built with.",
 	})
-	rel(binary.PackageSPDXIdentifier, "DEPENDS_ON", stdlib.PackageSPDXIdentifier)
+	d.rel(binary, "DEPENDS_ON", stdlib)
 	if bi.Main.Path != "" && bi.Main.Path != bi.Path {
-		main := pkg(&spdx.Package{
+		main := d.pkg(&spdx.Package{
 			PackageName: bi.Main.Path, PackageSPDXIdentifier: elementID("GoModule", bi.Main.Path), PackageVersion: in.Version,
 			PrimaryPackagePurpose: "SOURCE", PackageComment: "The main module (build info version " + bi.Main.Version + ").",
 		})
-		rel(binary.PackageSPDXIdentifier, "GENERATED_FROM", main.PackageSPDXIdentifier)
+		d.rel(binary, "GENERATED_FROM", main)
 	}
-	deps := append([]*debugModule(nil), modules(bi)...)
-	for _, d := range deps {
-		p := pkg(&spdx.Package{
-			PackageName: d.path, PackageSPDXIdentifier: elementID("GoModule", d.path+"-"+d.version), PackageVersion: d.version,
-			PrimaryPackagePurpose: "LIBRARY", PackageExternalReferences: purl("pkg:golang/" + d.path + "@" + d.version),
-			PackageComment: d.comment,
+	for _, m := range modules(bi) {
+		p := d.pkg(&spdx.Package{
+			PackageName: m.path, PackageSPDXIdentifier: elementID("GoModule", m.path+"-"+m.version), PackageVersion: m.version,
+			PrimaryPackagePurpose: "LIBRARY", PackageExternalReferences: purl("pkg:golang/" + m.path + "@" + m.version),
+			PackageComment: m.comment,
 		})
-		rel(binary.PackageSPDXIdentifier, "DEPENDS_ON", p.PackageSPDXIdentifier)
+		d.rel(binary, "DEPENDS_ON", p)
 	}
+	return binary
+}
 
-	if in.APKInstalled != nil {
-		apks, err := ParseAPK(in.APKInstalled)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range apks {
-			p := pkg(&spdx.Package{
-				PackageName: a.Name, PackageSPDXIdentifier: elementID("APK", a.Name+"-"+a.Version), PackageVersion: a.Version,
-				PackageHomePage: a.URL, PackageSummary: a.Description, PackageLicenseDeclared: a.License,
-				PrimaryPackagePurpose:     "OPERATING-SYSTEM",
-				PackageExternalReferences: purl(fmt.Sprintf("pkg:apk/alpine/%s@%s?arch=%s", a.Name, a.Version, a.Arch)),
-				PackageSourceInfo:         "origin " + a.Origin + "; from /lib/apk/db/installed",
-			})
-			if a.Maintainer != "" {
-				p.PackageSupplier = &common.Supplier{SupplierType: "Person", Supplier: a.Maintainer}
-			}
-			rel(image.PackageSPDXIdentifier, "CONTAINS", p.PackageSPDXIdentifier)
-		}
+// apks adds the Alpine packages of the installed database as contained in
+// the image.
+func (d *document) apks(installed []byte, image common.ElementID) error {
+	apks, err := ParseAPK(installed)
+	if err != nil {
+		return err
 	}
+	for _, a := range apks {
+		p := &spdx.Package{
+			PackageName: a.Name, PackageSPDXIdentifier: elementID("APK", a.Name+"-"+a.Version), PackageVersion: a.Version,
+			PackageHomePage: a.URL, PackageSummary: a.Description, PackageLicenseDeclared: a.License,
+			PrimaryPackagePurpose:     "OPERATING-SYSTEM",
+			PackageExternalReferences: purl(fmt.Sprintf("pkg:apk/alpine/%s@%s?arch=%s", a.Name, a.Version, a.Arch)),
+			PackageSourceInfo:         "origin " + a.Origin + "; from /lib/apk/db/installed",
+		}
+		if a.Maintainer != "" {
+			p.PackageSupplier = &common.Supplier{SupplierType: "Person", Supplier: a.Maintainer}
+		}
+		d.rel(image, "CONTAINS", d.pkg(p))
+	}
+	return nil
+}
 
-	for _, b := range in.BaseImages {
-		p := pkg(&spdx.Package{
+// baseImages adds the Dockerfile's base images: the runtime stage's as
+// the image's ancestor, the build stage's as the binary's build tool.
+func (d *document) baseImages(bases []BaseImage, image, binary common.ElementID) {
+	for _, b := range bases {
+		p := d.pkg(&spdx.Package{
 			PackageName: b.Ref, PackageSPDXIdentifier: elementID("BaseImage", b.Arg), PrimaryPackagePurpose: "CONTAINER",
 			PackageExternalReferences: purl(ociPurl(b.Ref)),
 			PackageComment:            fmt.Sprintf("Base image of the %s stage (Dockerfile %s), by reference.", b.Stage, b.Arg),
 		})
 		if b.Stage == "runtime" {
-			rel(image.PackageSPDXIdentifier, "DESCENDANT_OF", p.PackageSPDXIdentifier)
+			d.rel(image, "DESCENDANT_OF", p)
 		} else {
-			rel(p.PackageSPDXIdentifier, "BUILD_TOOL_OF", binary.PackageSPDXIdentifier)
+			d.rel(p, "BUILD_TOOL_OF", binary)
 		}
 	}
-	if err := spdxlib.ValidateDocument(doc); err != nil {
-		return nil, fmt.Errorf("SPDX document: %w", err)
-	}
-	return doc, nil
 }
 
 type debugModule struct{ path, version, comment string }

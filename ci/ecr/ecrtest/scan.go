@@ -147,51 +147,68 @@ func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
 		"imageScanStatus": map[string]any{"status": st.Status, "description": st.Description},
 	}
 	if st.Status == "COMPLETE" || st.Status == "ACTIVE" {
-		counts := map[string]any{}
-		for _, f := range st.Findings {
-			n, _ := counts[f.Severity].(int)
-			counts[f.Severity] = n + 1
-		}
-		size := 100
-		if m, ok := body["maxResults"].(float64); ok && m > 0 {
-			size = int(m)
-		}
-		from := 0
-		if tok, ok := body["nextToken"].(string); ok {
-			fmt.Sscanf(tok, "page-%d", &from)
-		}
-		to := min(from+size, len(st.Findings))
-		var basic, enhanced []any
-		for _, f := range st.Findings[from:to] {
-			if s.scanType == "ENHANCED" {
-				enhanced = append(enhanced, map[string]any{
-					"severity": f.Severity, "title": f.Name + " - " + f.Package, "type": "PACKAGE_VULNERABILITY", "status": "ACTIVE",
-					"packageVulnerabilityDetails": map[string]any{"vulnerabilityId": f.Name, "source": "NVD",
-						"vulnerablePackages": []any{map[string]any{"name": f.Package, "version": f.Version}}},
-				})
-			} else {
-				basic = append(basic, map[string]any{
-					"name": f.Name, "severity": f.Severity, "uri": "https://nvd.nist.gov/vuln/detail/" + f.Name,
-					"attributes": []any{map[string]any{"key": "package_name", "value": f.Package}, map[string]any{"key": "package_version", "value": f.Version}},
-				})
-			}
-		}
-		findings := map[string]any{"findingSeverityCounts": counts, "imageScanCompletedAt": float64(s.ScanClock.Unix())}
-		if s.scanType != "ENHANCED" { // basic scanning's CVE data date
-			findings["vulnerabilitySourceUpdatedAt"] = float64(s.ScanClock.Add(-6 * time.Hour).Unix())
-		}
-		if basic != nil {
-			findings["findings"] = basic
-		}
-		if enhanced != nil {
-			findings["enhancedFindings"] = enhanced
-		}
-		out["imageScanFindings"] = findings
-		if to < len(st.Findings) {
-			out["nextToken"] = fmt.Sprintf("page-%d", to)
-		}
+		s.scanFindings(out, st, body)
 	}
 	reply(w, out)
+}
+
+// scanFindings adds a finished scan's counts and one page of its findings
+// to out.
+func (s *Server) scanFindings(out map[string]any, st ScanState, body map[string]any) {
+	counts := map[string]any{}
+	for _, f := range st.Findings {
+		n, _ := counts[f.Severity].(int)
+		counts[f.Severity] = n + 1
+	}
+	size := 100
+	if m, ok := body["maxResults"].(float64); ok && m > 0 {
+		size = int(m)
+	}
+	from := 0
+	if tok, ok := body["nextToken"].(string); ok {
+		fmt.Sscanf(tok, "page-%d", &from)
+	}
+	to := min(from+size, len(st.Findings))
+	findings := map[string]any{"findingSeverityCounts": counts, "imageScanCompletedAt": float64(s.ScanClock.Unix())}
+	if s.scanType != "ENHANCED" { // basic scanning's CVE data date
+		findings["vulnerabilitySourceUpdatedAt"] = float64(s.ScanClock.Add(-6 * time.Hour).Unix())
+	}
+	if page := st.Findings[from:to]; len(page) > 0 {
+		if s.scanType == "ENHANCED" {
+			findings["enhancedFindings"] = enhancedFindings(page)
+		} else {
+			findings["findings"] = basicFindings(page)
+		}
+	}
+	out["imageScanFindings"] = findings
+	if to < len(st.Findings) {
+		out["nextToken"] = fmt.Sprintf("page-%d", to)
+	}
+}
+
+// enhancedFindings are findings in enhanced (Inspector) scanning's format.
+func enhancedFindings(fs []ScanFinding) []any {
+	var out []any
+	for _, f := range fs {
+		out = append(out, map[string]any{
+			"severity": f.Severity, "title": f.Name + " - " + f.Package, "type": "PACKAGE_VULNERABILITY", "status": "ACTIVE",
+			"packageVulnerabilityDetails": map[string]any{"vulnerabilityId": f.Name, "source": "NVD",
+				"vulnerablePackages": []any{map[string]any{"name": f.Package, "version": f.Version}}},
+		})
+	}
+	return out
+}
+
+// basicFindings are findings in basic scanning's format.
+func basicFindings(fs []ScanFinding) []any {
+	var out []any
+	for _, f := range fs {
+		out = append(out, map[string]any{
+			"name": f.Name, "severity": f.Severity, "uri": "https://nvd.nist.gov/vuln/detail/" + f.Name,
+			"attributes": []any{map[string]any{"key": "package_name", "value": f.Package}, map[string]any{"key": "package_version", "value": f.Version}},
+		})
+	}
+	return out
 }
 
 func frequency(r *Repo) string {

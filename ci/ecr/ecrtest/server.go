@@ -240,148 +240,175 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("User: arn:aws:iam::%s:user/ci is not authorized to perform: ecr:%s", s.Account, op))
 		return
 	}
-	switch op {
-	case "GetAuthorizationToken":
-		token := base64.StdEncoding.EncodeToString([]byte("AWS:" + s.Password))
-		reply(w, map[string]any{"authorizationData": []any{map[string]any{
-			"authorizationToken": token,
-			"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
-			"proxyEndpoint":      "https://" + s.Host(),
-		}}})
-	case "DescribeRepositories":
-		var out []any
-		for _, n := range stringList(body["repositoryNames"]) {
-			repo, ok := s.repos[n]
-			if !ok {
-				awsError(w, http.StatusBadRequest, "RepositoryNotFoundException",
-					fmt.Sprintf("The repository with name '%s' does not exist in the registry with id '%s'", n, s.Account))
-				return
-			}
-			out = append(out, s.repoJSON(repo))
-		}
-		reply(w, map[string]any{"repositories": out})
-	case "CreateRepository":
-		name, _ := body["repositoryName"].(string)
-		if _, ok := s.repos[name]; ok || s.createRace {
-			if !ok {
-				s.repos[name] = &Repo{Name: name, Immutable: true, Tags: map[string]string{}}
-			}
-			s.createRace = false
-			awsError(w, http.StatusBadRequest, "RepositoryAlreadyExistsException",
-				fmt.Sprintf("The repository with name '%s' already exists in the registry with id '%s'", name, s.Account))
-			return
-		}
-		repo := &Repo{Name: name, Tags: map[string]string{}}
-		repo.Immutable = body["imageTagMutability"] == "IMMUTABLE"
-		if sc, ok := body["imageScanningConfiguration"].(map[string]any); ok {
-			repo.ScanOnPush, _ = sc["scanOnPush"].(bool)
-		}
-		s.repos[name] = repo
-		reply(w, map[string]any{"repository": s.repoJSON(repo)})
-	case "BatchGetImage":
-		name, repo, ok := s.requestRepo(w, body)
-		if !ok {
-			return
-		}
-		images, failures := []any{}, []any{}
-		ids, _ := body["imageIds"].([]any)
-		for _, id := range ids {
-			tag, _ := id.(map[string]any)["imageTag"].(string)
-			digest, _ := id.(map[string]any)["imageDigest"].(string)
-			found := false
-			if tag != "" {
-				digest, found = repo.Tags[tag]
-			} else {
-				for _, d := range repo.Tags {
-					found = found || d == digest
-				}
-				_, pushed := s.manifests[digest]
-				found = found || pushed
-			}
-			if !found {
-				failures = append(failures, map[string]any{
-					"imageId": id, "failureCode": "ImageNotFound", "failureReason": "Requested image not found",
-				})
-				continue
-			}
-			imageID := map[string]any{"imageDigest": digest}
-			if tag != "" {
-				imageID["imageTag"] = tag
-			}
-			m, ok := s.manifests[digest]
-			if !ok {
-				m = manifest{mediaType: "application/vnd.oci.image.index.v1+json", body: manifestFor(digest)}
-			}
-			images = append(images, map[string]any{
-				"registryId": s.Account, "repositoryName": name, "imageId": imageID,
-				"imageManifest":          m.body,
-				"imageManifestMediaType": m.mediaType,
-			})
-		}
-		reply(w, map[string]any{"images": images, "failures": failures})
-	case "PutImage":
-		name, repo, ok := s.requestRepo(w, body)
-		if !ok {
-			return
-		}
-		manifest, _ := body["imageManifest"].(string)
-		tag, _ := body["imageTag"].(string)
-		digest, _ := body["imageDigest"].(string)
-		if manifest != manifestFor(digest) && digestOf([]byte(manifest)) != digest {
-			awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
-			return
-		}
-		switch have, exists := repo.Tags[tag]; {
-		case exists && have == digest:
-			awsError(w, http.StatusBadRequest, "ImageAlreadyExistsException", "Image with digest '"+digest+"' and tag '"+tag+"' already exists")
-			return
-		case exists && repo.Immutable:
-			awsError(w, http.StatusBadRequest, "ImageTagAlreadyExistsException", "The image tag '"+tag+"' already exists and cannot be overwritten because the repository is immutable.")
-			return
-		}
-		repo.Tags[tag] = digest
-		reply(w, map[string]any{"image": map[string]any{
-			"registryId": s.Account, "repositoryName": name,
-			"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
-		}})
-	case "GetRegistryScanningConfiguration":
-		typ := s.scanType
-		if typ == "" {
-			typ = "BASIC"
-		}
-		reply(w, map[string]any{"registryId": s.Account, "scanningConfiguration": map[string]any{"scanType": typ, "rules": []any{}}})
-	case "BatchGetRepositoryScanningConfiguration":
-		// Per-repository problems are failures entries of a 200 answer
-		// (RepositoryScanningConfigurationFailure, failureCode
-		// REPOSITORY_NOT_FOUND), not an exception.
-		var confs, failures []any
-		for _, n := range stringList(body["repositoryNames"]) {
-			repo, ok := s.repos[n]
-			code, scripted := s.scanConfFailure[n]
-			switch {
-			case !ok:
-				code, scripted = "REPOSITORY_NOT_FOUND", true
-			case scripted && code == "":
-				continue // answered with neither entry
-			}
-			if scripted {
-				failures = append(failures, map[string]any{"repositoryName": n, "failureCode": code,
-					"failureReason": fmt.Sprintf("The repository with name '%s' does not exist in the registry with id '%s'", n, s.Account)})
-				continue
-			}
-			confs = append(confs, map[string]any{
-				"repositoryArn":  fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, n),
-				"repositoryName": n, "scanOnPush": repo.ScanOnPush, "scanFrequency": frequency(repo), "appliedScanFilters": []any{},
-			})
-		}
-		reply(w, map[string]any{"scanningConfigurations": confs, "failures": failures})
-	case "DescribeImageScanFindings":
-		s.describeScan(w, body)
-	case "StartImageScan":
-		s.startScan(w, body)
-	default:
+	handle, ok := s.operations()[op]
+	if !ok {
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", "stand-in does not implement "+op)
+		return
 	}
+	handle(w, body)
+}
+
+// operations are the ECR API operations the stand-in answers (s.mu held).
+func (s *Server) operations() map[string]func(http.ResponseWriter, map[string]any) {
+	return map[string]func(http.ResponseWriter, map[string]any){
+		"GetAuthorizationToken":                   s.getAuthorizationToken,
+		"DescribeRepositories":                    s.describeRepositories,
+		"CreateRepository":                        s.createRepository,
+		"BatchGetImage":                           s.batchGetImage,
+		"PutImage":                                s.putImage,
+		"GetRegistryScanningConfiguration":        s.getRegistryScanningConfiguration,
+		"BatchGetRepositoryScanningConfiguration": s.batchGetRepositoryScanningConfiguration,
+		"DescribeImageScanFindings":               s.describeScan,
+		"StartImageScan":                          s.startScan,
+	}
+}
+
+func (s *Server) getAuthorizationToken(w http.ResponseWriter, body map[string]any) {
+	token := base64.StdEncoding.EncodeToString([]byte("AWS:" + s.Password))
+	reply(w, map[string]any{"authorizationData": []any{map[string]any{
+		"authorizationToken": token,
+		"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
+		"proxyEndpoint":      "https://" + s.Host(),
+	}}})
+}
+
+func (s *Server) describeRepositories(w http.ResponseWriter, body map[string]any) {
+	var out []any
+	for _, n := range stringList(body["repositoryNames"]) {
+		repo, ok := s.repos[n]
+		if !ok {
+			awsError(w, http.StatusBadRequest, "RepositoryNotFoundException",
+				fmt.Sprintf("The repository with name '%s' does not exist in the registry with id '%s'", n, s.Account))
+			return
+		}
+		out = append(out, s.repoJSON(repo))
+	}
+	reply(w, map[string]any{"repositories": out})
+}
+
+func (s *Server) createRepository(w http.ResponseWriter, body map[string]any) {
+	name, _ := body["repositoryName"].(string)
+	if _, ok := s.repos[name]; ok || s.createRace {
+		if !ok {
+			s.repos[name] = &Repo{Name: name, Immutable: true, Tags: map[string]string{}}
+		}
+		s.createRace = false
+		awsError(w, http.StatusBadRequest, "RepositoryAlreadyExistsException",
+			fmt.Sprintf("The repository with name '%s' already exists in the registry with id '%s'", name, s.Account))
+		return
+	}
+	repo := &Repo{Name: name, Tags: map[string]string{}}
+	repo.Immutable = body["imageTagMutability"] == "IMMUTABLE"
+	if sc, ok := body["imageScanningConfiguration"].(map[string]any); ok {
+		repo.ScanOnPush, _ = sc["scanOnPush"].(bool)
+	}
+	s.repos[name] = repo
+	reply(w, map[string]any{"repository": s.repoJSON(repo)})
+}
+
+func (s *Server) batchGetImage(w http.ResponseWriter, body map[string]any) {
+	name, repo, ok := s.requestRepo(w, body)
+	if !ok {
+		return
+	}
+	images, failures := []any{}, []any{}
+	ids, _ := body["imageIds"].([]any)
+	for _, id := range ids {
+		tag, _ := id.(map[string]any)["imageTag"].(string)
+		digest, _ := id.(map[string]any)["imageDigest"].(string)
+		found := false
+		if tag != "" {
+			digest, found = repo.Tags[tag]
+		} else {
+			for _, d := range repo.Tags {
+				found = found || d == digest
+			}
+			_, pushed := s.manifests[digest]
+			found = found || pushed
+		}
+		if !found {
+			failures = append(failures, map[string]any{
+				"imageId": id, "failureCode": "ImageNotFound", "failureReason": "Requested image not found",
+			})
+			continue
+		}
+		imageID := map[string]any{"imageDigest": digest}
+		if tag != "" {
+			imageID["imageTag"] = tag
+		}
+		m, ok := s.manifests[digest]
+		if !ok {
+			m = manifest{mediaType: "application/vnd.oci.image.index.v1+json", body: manifestFor(digest)}
+		}
+		images = append(images, map[string]any{
+			"registryId": s.Account, "repositoryName": name, "imageId": imageID,
+			"imageManifest":          m.body,
+			"imageManifestMediaType": m.mediaType,
+		})
+	}
+	reply(w, map[string]any{"images": images, "failures": failures})
+}
+
+func (s *Server) putImage(w http.ResponseWriter, body map[string]any) {
+	name, repo, ok := s.requestRepo(w, body)
+	if !ok {
+		return
+	}
+	manifest, _ := body["imageManifest"].(string)
+	tag, _ := body["imageTag"].(string)
+	digest, _ := body["imageDigest"].(string)
+	if manifest != manifestFor(digest) && digestOf([]byte(manifest)) != digest {
+		awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
+		return
+	}
+	switch have, exists := repo.Tags[tag]; {
+	case exists && have == digest:
+		awsError(w, http.StatusBadRequest, "ImageAlreadyExistsException", "Image with digest '"+digest+"' and tag '"+tag+"' already exists")
+		return
+	case exists && repo.Immutable:
+		awsError(w, http.StatusBadRequest, "ImageTagAlreadyExistsException", "The image tag '"+tag+"' already exists and cannot be overwritten because the repository is immutable.")
+		return
+	}
+	repo.Tags[tag] = digest
+	reply(w, map[string]any{"image": map[string]any{
+		"registryId": s.Account, "repositoryName": name,
+		"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
+	}})
+}
+
+func (s *Server) getRegistryScanningConfiguration(w http.ResponseWriter, body map[string]any) {
+	typ := s.scanType
+	if typ == "" {
+		typ = "BASIC"
+	}
+	reply(w, map[string]any{"registryId": s.Account, "scanningConfiguration": map[string]any{"scanType": typ, "rules": []any{}}})
+}
+
+func (s *Server) batchGetRepositoryScanningConfiguration(w http.ResponseWriter, body map[string]any) {
+	// Per-repository problems are failures entries of a 200 answer
+	// (RepositoryScanningConfigurationFailure, failureCode
+	// REPOSITORY_NOT_FOUND), not an exception.
+	var confs, failures []any
+	for _, n := range stringList(body["repositoryNames"]) {
+		repo, ok := s.repos[n]
+		code, scripted := s.scanConfFailure[n]
+		switch {
+		case !ok:
+			code, scripted = "REPOSITORY_NOT_FOUND", true
+		case scripted && code == "":
+			continue // answered with neither entry
+		}
+		if scripted {
+			failures = append(failures, map[string]any{"repositoryName": n, "failureCode": code,
+				"failureReason": fmt.Sprintf("The repository with name '%s' does not exist in the registry with id '%s'", n, s.Account)})
+			continue
+		}
+		confs = append(confs, map[string]any{
+			"repositoryArn":  fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, n),
+			"repositoryName": n, "scanOnPush": repo.ScanOnPush, "scanFrequency": frequency(repo), "appliedScanFilters": []any{},
+		})
+	}
+	reply(w, map[string]any{"scanningConfigurations": confs, "failures": failures})
 }
 
 // requestRepo looks up the request's repositoryName (s.mu held); where
@@ -487,11 +514,27 @@ func Isolate(t testing.TB) {
 
 // Env isolates the test's AWS configuration and points it at the
 // stand-in: static test credentials, the region, AWS_ENDPOINT_URL_ECR.
+// It sets the process environment, so the test cannot run in parallel;
+// Vars, passed as ecr.Options.Env, does the same without.
 func (s *Server) Env(t testing.TB) {
 	t.Helper()
 	Isolate(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
-	t.Setenv("AWS_REGION", s.Region)
-	t.Setenv("AWS_ENDPOINT_URL_ECR", s.URL)
+	for k, v := range s.Vars(t) {
+		t.Setenv(k, v)
+	}
+}
+
+// Vars are the AWS variables that point a preflight at the stand-in:
+// static test credentials, the region, AWS_ENDPOINT_URL_ECR, and shared
+// config files that do not exist (none of the developer's profiles).
+func (s *Server) Vars(t testing.TB) map[string]string {
+	dir := t.TempDir()
+	return map[string]string{
+		"AWS_ACCESS_KEY_ID":           "AKIDSTANDIN",
+		"AWS_SECRET_ACCESS_KEY":       "standin-secret",
+		"AWS_REGION":                  s.Region,
+		"AWS_ENDPOINT_URL_ECR":        s.URL,
+		"AWS_CONFIG_FILE":             dir + "/config",
+		"AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials",
+	}
 }

@@ -139,49 +139,12 @@ func Write(path string, images ...Image) ([]Want, error) {
 	var wants []Want
 	seed := byte(0)
 	for _, img := range images {
-		os_, arch, _ := strings.Cut(img.Platform, "/")
-		cfg := newBlob(mustJSON(map[string]any{"os": os_, "architecture": arch, "config": map[string]any{"User": "sidecar"}}))
-		blobs = append(blobs, cfg)
-		want := Want{Platform: img.Platform}
-		var layers []map[string]any
-		for _, n := range img.LayerBytes {
-			data, content := Layer(n, seed)
-			mediaType := "application/vnd.oci.image.layer.v1.tar+gzip"
-			if img.Plain {
-				var raw bytes.Buffer
-				if err := TarLayer(&raw, n, seed); err != nil {
-					return nil, err
-				}
-				data, mediaType = raw.Bytes(), "application/vnd.oci.image.layer.v1.tar"
-			}
-			seed++
-			l := newBlob(data)
-			blobs = append(blobs, l)
-			layers = append(layers, map[string]any{"mediaType": mediaType, "digest": l.digest, "size": len(data)})
-			want.Compressed += int64(len(data))
-			want.Uncompressed += content
+		bs, m, want, err := writeImage(img, &seed)
+		if err != nil {
+			return nil, err
 		}
-		if len(img.Files) > 0 || img.FilesGz != nil {
-			data, content := img.FilesGz, img.FilesContent
-			if data == nil {
-				data, content = FilesLayer(img.Files)
-			}
-			l := newBlob(data)
-			blobs = append(blobs, l)
-			layers = append(layers, map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": len(data)})
-			want.Compressed += int64(len(data))
-			want.Uncompressed += content
-		}
-		m := newBlob(mustJSON(map[string]any{
-			"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-			"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.digest, "size": len(cfg.data)},
-			"layers": layers,
-		}))
-		blobs = append(blobs, m)
-		manifests = append(manifests, map[string]any{
-			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m.digest, "size": len(m.data),
-			"platform": map[string]any{"os": os_, "architecture": arch},
-		})
+		blobs = append(blobs, bs...)
+		manifests = append(manifests, m)
 		wants = append(wants, want)
 	}
 	top := manifests
@@ -191,10 +154,63 @@ func Write(path string, images ...Image) ([]Want, error) {
 		top = []map[string]any{{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx.digest, "size": len(idx.data)}}
 	}
 	indexJSON := mustJSON(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": top})
+	return wants, writeLayout(path, indexJSON, blobs)
+}
 
+// writeImage makes one platform's blobs (config, layers, manifest) and
+// returns them with the manifest's index entry and the sizes a correct
+// measurement reports. seed numbers the generated layers across images.
+func writeImage(img Image, seed *byte) ([]blob, map[string]any, Want, error) {
+	os_, arch, _ := strings.Cut(img.Platform, "/")
+	cfg := newBlob(mustJSON(map[string]any{"os": os_, "architecture": arch, "config": map[string]any{"User": "sidecar"}}))
+	blobs := []blob{cfg}
+	want := Want{Platform: img.Platform}
+	var layers []map[string]any
+	addLayer := func(data []byte, mediaType string, content int64) {
+		l := newBlob(data)
+		blobs = append(blobs, l)
+		layers = append(layers, map[string]any{"mediaType": mediaType, "digest": l.digest, "size": len(data)})
+		want.Compressed += int64(len(data))
+		want.Uncompressed += content
+	}
+	for _, n := range img.LayerBytes {
+		data, content := Layer(n, *seed)
+		mediaType := "application/vnd.oci.image.layer.v1.tar+gzip"
+		if img.Plain {
+			var raw bytes.Buffer
+			if err := TarLayer(&raw, n, *seed); err != nil {
+				return nil, nil, Want{}, err
+			}
+			data, mediaType = raw.Bytes(), "application/vnd.oci.image.layer.v1.tar"
+		}
+		*seed++
+		addLayer(data, mediaType, content)
+	}
+	if len(img.Files) > 0 || img.FilesGz != nil {
+		data, content := img.FilesGz, img.FilesContent
+		if data == nil {
+			data, content = FilesLayer(img.Files)
+		}
+		addLayer(data, "application/vnd.oci.image.layer.v1.tar+gzip", content)
+	}
+	m := newBlob(mustJSON(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.digest, "size": len(cfg.data)},
+		"layers": layers,
+	}))
+	entry := map[string]any{
+		"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m.digest, "size": len(m.data),
+		"platform": map[string]any{"os": os_, "architecture": arch},
+	}
+	return append(blobs, m), entry, want, nil
+}
+
+// writeLayout writes the OCI layout tarball: oci-layout, index.json and
+// the blobs.
+func writeLayout(path string, indexJSON []byte, blobs []blob) error {
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tw := tar.NewWriter(f)
 	add := func(name string, data []byte) {
@@ -208,9 +224,9 @@ func Write(path string, images ...Image) ([]Want, error) {
 	}
 	if err := tw.Close(); err != nil {
 		f.Close()
-		return nil, err
+		return err
 	}
-	return wants, f.Close()
+	return f.Close()
 }
 
 func mustJSON(v any) []byte {

@@ -1,4 +1,4 @@
-package ci
+package engine
 
 import (
 	"context"
@@ -68,7 +68,7 @@ func TestConnectSeesTheEngineContainerFail(t *testing.T) {
 				c.Close()
 				t.Fatal("connected to no engine")
 			}
-			var ee *EngineError
+			var ee *Error
 			if !errors.As(err, &ee) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("err = %v, want one line naming Dagger", err)
 			}

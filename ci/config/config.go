@@ -1,9 +1,8 @@
-// Package ci is the build pipeline: build, test and push of the sidecar
-// image as Dagger pipelines, driven by the Mage targets in magefiles/.
-// Configuration comes from environment variables, parsed and validated
-// once, up front, into Config (LoadConfig); Vars is the table of every
-// one, with its default.
-package ci
+// Package config is the pipeline's configuration: Vars, the table of
+// every environment variable it reads (name, default, accepted values,
+// meaning, parser), and Load, which reads and validates all of them at
+// once, up front, into a Config.
+package config
 
 import (
 	"errors"
@@ -49,10 +48,10 @@ type Config struct {
 	ScanFailOn  string        // lowest ECR severity that stops the release; "" = none
 }
 
-// ConfigError lists every bad variable at once, one line each.
-type ConfigError struct{ Problems []string }
+// Error lists every bad variable at once, one line each.
+type Error struct{ Problems []string }
 
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	return "bad configuration (nothing was run):\n  - " + strings.Join(e.Problems, "\n  - ")
 }
 
@@ -65,10 +64,10 @@ func knownPlatforms() []string { return []string{"linux/amd64", "linux/arm64"} }
 // row accepts (Var.Accepted).
 var errAccepted = errors.New("not an accepted value")
 
-// LoadConfig reads the configuration for the source in dir from lookup
+// Load reads the configuration for the source in dir from lookup
 // (os.LookupEnv in production) and validates all of it: every row of Vars
 // that the pipeline reads, by the row's parser, in table order.
-func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) {
+func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 	var problems []string
 	problem := func(v Var, val, detail string) {
 		if v.Shown != nil {
@@ -102,7 +101,7 @@ func LoadConfig(dir string, lookup func(string) (string, bool)) (Config, error) 
 			fmt.Sprintf("must include this machine's platform %s for the local image (or set LOCAL_IMAGE=none)", c.HostPlatform))
 	}
 	if len(problems) > 0 {
-		return Config{}, &ConfigError{Problems: problems}
+		return Config{}, &Error{Problems: problems}
 	}
 	return c, nil
 }
@@ -247,9 +246,9 @@ func parseFailOn(c *Config, val string) (err error) {
 	return nil
 }
 
-// IsConfigError reports whether err is a configuration problem (exit 2).
-func IsConfigError(err error) bool {
-	var ce *ConfigError
+// IsError reports whether err is a configuration problem (exit 2).
+func IsError(err error) bool {
+	var ce *Error
 	return errors.As(err, &ce)
 }
 

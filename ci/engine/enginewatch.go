@@ -1,9 +1,8 @@
-package ci
+package engine
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,11 +20,12 @@ const engineLogLines = 8
 // engineInDocker reports whether the Dagger CLI will start the engine as a
 // container of the local Docker (the default image:// driver), whose
 // failure Connect can then see.
-func engineInDocker() bool {
-	if _, ok := os.LookupEnv("DAGGER_SESSION_PORT"); ok {
+func engineInDocker(env func(string) (string, bool)) bool {
+	if _, ok := env("DAGGER_SESSION_PORT"); ok {
 		return false
 	}
-	scheme, _, _ := strings.Cut(os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST"), "://")
+	runner, _ := env("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+	scheme, _, _ := strings.Cut(runner, "://")
 	switch scheme {
 	case "", "image", "docker-image":
 		_, err := exec.LookPath("docker")

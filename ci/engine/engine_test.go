@@ -1,4 +1,4 @@
-package ci
+package engine
 
 import (
 	"bytes"
@@ -28,6 +28,12 @@ func noEngineEnv(t *testing.T) {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // safety net
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // closedPort returns a loopback port nothing listens on.
@@ -129,14 +135,14 @@ func TestProbeDockerFollowsTheContext(t *testing.T) {
 				}
 			}
 			use("vm")
-			if err := probeEngine(testCtx(t)); err != nil {
+			if err := Probe(testCtx(t), os.LookupEnv); err != nil {
 				t.Fatalf("probe through context vm at %s: %v", host, err)
 			}
 			if versions.Load() == 0 {
 				t.Error("the probe succeeded without asking the context's daemon")
 			}
 			use("gone")
-			err := probeEngine(testCtx(t))
+			err := Probe(testCtx(t), os.LookupEnv)
 			if err == nil {
 				t.Fatal("probe succeeded through a context whose daemon is gone")
 			}
@@ -198,9 +204,9 @@ func TestConnectNamesWhatIsMissing(t *testing.T) {
 				c.Close()
 				t.Fatal("Connect succeeded with no engine")
 			}
-			var ee *EngineError
+			var ee *Error
 			if !errors.As(err, &ee) {
-				t.Fatalf("err is %T (%v), want *EngineError", err, err)
+				t.Fatalf("err is %T (%v), want *Error", err, err)
 			}
 			msg := err.Error()
 			if !strings.HasPrefix(msg, "Dagger engine unavailable: ") || strings.Contains(msg, "\n") {

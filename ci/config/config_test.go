@@ -1,4 +1,4 @@
-package ci
+package config
 
 import (
 	"path/filepath"
@@ -11,8 +11,9 @@ import (
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	c, err := LoadConfig(dir, func(string) (string, bool) { return "", false })
+	c, err := Load(dir, func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +45,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name  string
@@ -95,7 +97,7 @@ func TestLoadConfig(t *testing.T) {
 			if strings.HasPrefix(tc.env["OCI_TARBALL"], "/proc/") && runtime.GOOS != "linux" {
 				t.Skip("needs Linux's /proc, a directory even root cannot write")
 			}
-			c, err := LoadConfig(dir, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			c, err := Load(dir, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
 			if len(tc.bad) == 0 {
 				if err != nil {
 					t.Fatal(err)
@@ -103,8 +105,8 @@ func TestLoadConfig(t *testing.T) {
 				tc.check(t, c)
 				return
 			}
-			if !IsConfigError(err) {
-				t.Fatalf("err = %v, want a ConfigError", err)
+			if !IsError(err) {
+				t.Fatalf("err = %v, want a Error", err)
 			}
 			for _, b := range tc.bad {
 				if !strings.Contains(err.Error(), b) {

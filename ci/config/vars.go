@@ -1,4 +1,4 @@
-package ci
+package config
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 
 // Var is one row of the pipeline's settings table, Vars. The table is the
 // one owner of every setting's name, default, accepted values, meaning and
-// parser: LoadConfig runs the rows' parsers in order, and tests tie
+// parser: Load runs the rows' parsers in order, and tests tie
 // docs/pipeline.md's variables table and the Mage targets' help to it.
 type Var struct {
 	// Name is the environment variable.
@@ -24,14 +24,14 @@ type Var struct {
 	// the Mage help both show it.
 	Default string
 	NoValue bool
-	// Accepted is what LoadConfig's error for a bad value says is accepted
+	// Accepted is what Load's error for a bad value says is accepted
 	// (e.g. "want true or false (also 1/0)"); "" where the checks give more
 	// specific messages, or another program reads the variable.
 	Accepted string
 	// Help is the meaning, as docs/pipeline.md shows it (Markdown).
 	Help string
-	// ReadBy names the program that reads the variable when LoadConfig
-	// does not ("" = LoadConfig): the pipeline passes it through.
+	// ReadBy names the program that reads the variable when Load
+	// does not ("" = Load): the pipeline passes it through.
 	ReadBy string
 	// Label is the docs' Variable cell where the row documents a group of
 	// variables read together (it names Name among them); "" = `Name`.
@@ -52,7 +52,7 @@ const (
 	acceptImage = "want an image reference such as mysql:8.4 or registry.example.com/team/golang:1.26-alpine"
 )
 
-// Vars lists every variable the pipeline reads: first LoadConfig's, then
+// Vars lists every variable the pipeline reads: first Load's, then
 // those it leaves to the AWS SDK, the Dagger SDK and the docker CLI.
 // Adding a setting is one row here, with its parser.
 func Vars() []Var {

@@ -1,4 +1,9 @@
-package ci
+// Package engine reaches the pipeline's Dagger engine: it checks, in
+// seconds, that what the engine needs is there (Probe), opens the run's
+// one session (Connect), and watches an engine container the Dagger CLI
+// starts in the local Docker, so one that dies fails the connect with its
+// last log lines.
+package engine
 
 import (
 	"context"
@@ -20,15 +25,15 @@ import (
 	"github.com/example/sidecar/ci/dockerload"
 )
 
-// EngineError means no Dagger engine could be reached. Its message is one
+// Error means no Dagger engine could be reached. Its message is one
 // line naming Dagger and what is missing.
-type EngineError struct {
+type Error struct {
 	Missing string // what is missing, and how to fix it
 	Err     error  // underlying cause, for errors.Is/As; not printed
 }
 
-func (e *EngineError) Error() string { return "Dagger engine unavailable: " + e.Missing }
-func (e *EngineError) Unwrap() error { return e.Err }
+func (e *Error) Error() string { return "Dagger engine unavailable: " + e.Missing }
+func (e *Error) Unwrap() error { return e.Err }
 
 // probeTimeout bounds each reachability check: long enough for a loaded
 // local daemon, short enough that "nothing there" fails within seconds.
@@ -44,7 +49,15 @@ const probeTimeout = 3 * time.Second
 // that container: one that exits or cannot start fails the connect within
 // seconds, with its last log lines, instead of after the CLI's 300 s wait.
 func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
-	if err := probeEngine(ctx); err != nil {
+	return ConnectEnv(ctx, log, os.LookupEnv)
+}
+
+// ConnectEnv is Connect with the engine's variables read from env
+// (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST, DOCKER_HOST, …)
+// and extra SDK options; a dagger.WithConn among them is the session to
+// use (tests: a recording session that env names).
+func ConnectEnv(ctx context.Context, log io.Writer, env func(string) (string, bool), opts ...dagger.ClientOpt) (*dagger.Client, error) {
+	if err := Probe(ctx, env); err != nil {
 		return nil, err
 	}
 	// The session lives as long as connectCtx: it is cancelled only when
@@ -64,11 +77,11 @@ func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
 		}()
 	}
 	go func() {
-		c, err := dagger.Connect(connectCtx, dagger.WithLogOutput(log))
+		c, err := dagger.Connect(connectCtx, append(opts, dagger.WithLogOutput(log))...)
 		done <- result{c, err}
 	}()
 	var failed <-chan error
-	if engineInDocker() {
+	if engineInDocker(env) {
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		failed = watchEngineStart(watchCtx, time.Now(), engineWatchPoll)
@@ -77,39 +90,40 @@ func Connect(ctx context.Context, log io.Writer) (*dagger.Client, error) {
 	case res := <-done:
 		if res.err != nil {
 			fmt.Fprintln(log) // end the SDK's unterminated "Downloading CLI... " line
-			return nil, &EngineError{Missing: explainConnect(res.err), Err: res.err}
+			return nil, &Error{Missing: explainConnect(res.err), Err: res.err}
 		}
 		return res.c, nil
 	case err := <-failed:
 		abandon(err)
 		fmt.Fprintln(log)
-		return nil, &EngineError{Missing: err.Error(), Err: err}
+		return nil, &Error{Missing: err.Error(), Err: err}
 	}
 }
 
-func probeEngine(ctx context.Context) error {
-	if port, ok := os.LookupEnv("DAGGER_SESSION_PORT"); ok {
+// Probe checks that the engine env names is reachable.
+func Probe(ctx context.Context, env func(string) (string, bool)) error {
+	if port, ok := env("DAGGER_SESSION_PORT"); ok {
 		// An existing session (`dagger run`): it must be listening.
 		if err := dial(ctx, "tcp", "127.0.0.1:"+port); err != nil {
-			return &EngineError{Missing: fmt.Sprintf("no session listening at DAGGER_SESSION_PORT=%s (unset it, or run inside `dagger run`): %v", port, err), Err: err}
+			return &Error{Missing: fmt.Sprintf("no session listening at DAGGER_SESSION_PORT=%s (unset it, or run inside `dagger run`): %v", port, err), Err: err}
 		}
 		return nil
 	}
-	runner := os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+	runner, _ := env("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
 	scheme, rest, _ := strings.Cut(runner, "://")
 	switch scheme {
 	case "tcp":
 		if err := dial(ctx, "tcp", strings.TrimSuffix(rest, "/")); err != nil {
-			return &EngineError{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", runner, err), Err: err}
+			return &Error{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", runner, err), Err: err}
 		}
 		return nil
 	case "unix":
 		if err := dial(ctx, "unix", rest); err != nil {
-			return &EngineError{Missing: fmt.Sprintf("engine socket _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", runner, err), Err: err}
+			return &Error{Missing: fmt.Sprintf("engine socket _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", runner, err), Err: err}
 		}
 		return nil
 	case "", "image", "docker-image":
-		return probeDocker(ctx) // the CLI starts the engine as a Docker container
+		return probeDocker(ctx, env) // the CLI starts the engine as a Docker container
 	default:
 		return nil // container://, kube-pod://, ...: left to the CLI
 	}
@@ -121,26 +135,26 @@ func probeEngine(ctx context.Context) error {
 // Asking the CLI means DOCKER_HOST, DOCKER_CONTEXT and the current context
 // in the Docker config are honoured exactly as Dagger will (Colima,
 // OrbStack, Docker Desktop without /var/run/docker.sock).
-func probeDocker(ctx context.Context) error {
+func probeDocker(ctx context.Context, env func(string) (string, bool)) error {
 	if _, err := exec.LookPath("docker"); err != nil {
 		for _, alt := range []string{"podman", "nerdctl", "finch"} {
 			if _, err := exec.LookPath(alt); err == nil {
 				return nil // Dagger can use these; it will report its own errors
 			}
 		}
-		return &EngineError{Missing: "Docker is not installed (no docker on PATH) to start the engine: install Docker, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine", Err: err}
+		return &Error{Missing: "Docker is not installed (no docker on PATH) to start the engine: install Docker, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine", Err: err}
 	}
 	if err := dockerload.Ping(ctx); err != nil {
-		return &EngineError{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (%v): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
-			dockerTarget(os.LookupEnv), err), Err: err}
+		return &Error{Missing: fmt.Sprintf("the Docker daemon is not reachable through %s to start the engine (%v): start Docker, pick a working context with `docker context use`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
+			DockerTarget(env), err), Err: err}
 	}
 	return nil
 }
 
-// dockerTarget names where the docker CLI looks for its daemon, in the
+// DockerTarget names where the docker CLI looks for its daemon, in the
 // CLI's order: DOCKER_HOST, then DOCKER_CONTEXT, then the config's
 // currentContext, else the default context.
-func dockerTarget(lookup func(string) (string, bool)) string {
+func DockerTarget(lookup func(string) (string, bool)) string {
 	if h, ok := lookup("DOCKER_HOST"); ok && h != "" {
 		return "DOCKER_HOST=" + h
 	}

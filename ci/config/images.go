@@ -1,4 +1,4 @@
-package ci
+package config
 
 // Default base images: ECR Public's mirror of the Docker Official Images
 // (same names and tags as on Docker Hub, under public.ecr.aws/docker/library),

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestLoadReadsTheTable checks that Load reads exactly the rows
+// of Vars it owns (ReadBy ""), and none that another program reads.
+func TestLoadReadsTheTable(t *testing.T) {
+	t.Parallel()
+	for _, env := range []map[string]string{
+		{}, // defaults
+		{"PLATFORMS": "linux/amd64,windows/amd64", "SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
+			"GO_IMAGE": "a b", "UNIT_TESTS": "maybe", "ECR_REPOSITORY": "Bad!", "PUSH_LATEST": "perhaps"},
+	} {
+		read := map[string]bool{}
+		_, _ = Load(t.TempDir(), func(name string) (string, bool) {
+			read[name] = true
+			v, ok := env[name]
+			return v, ok
+		})
+		for _, v := range Vars() {
+			if owned := v.ReadBy == ""; read[v.Name] != owned {
+				t.Errorf("%s: Load reads it: %v; Vars says read by %q", v.Name, read[v.Name], v.ReadBy)
+			}
+			delete(read, v.Name)
+		}
+		for name := range read {
+			t.Errorf("Load reads %s, which Vars does not list", name)
+		}
+	}
+}
+
+// TestLoadAccepted checks that a bad value's error says what the
+// table accepts for that variable.
+func TestLoadAccepted(t *testing.T) {
+	t.Parallel()
+	bad := map[string]string{"SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
+		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
+		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE"}
+	for _, v := range Vars() {
+		if v.Accepted == acceptBool {
+			bad[v.Name] = "maybe"
+		}
+	}
+	for _, v := range Vars() {
+		if v.Accepted == "" {
+			continue
+		}
+		val, ok := bad[v.Name]
+		if !ok {
+			t.Errorf("%s: no bad value to try", v.Name)
+			continue
+		}
+		_, err := Load(t.TempDir(), func(name string) (string, bool) {
+			return val, name == v.Name
+		})
+		if want := v.Name + "=" + `"` + val + `": ` + v.Accepted; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s=%q: error %v, want it to say %q", v.Name, val, err, want)
+		}
+	}
+}
+
+// TestVarsParse checks that Load's rows have a parser and the rows
+// another program reads have none.
+func TestVarsParse(t *testing.T) {
+	t.Parallel()
+	for _, v := range Vars() {
+		if (v.Parse == nil) != (v.ReadBy != "") {
+			t.Errorf("%s: parser %v, read by %q", v.Name, v.Parse != nil, v.ReadBy)
+		}
+	}
+}
+
+func TestTypoWarnings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		environ []string
+		want    []string
+	}{
+		{[]string{"ECR_REPO=team/app"}, []string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is unset, so ECR_REPOSITORY=sidecar applies."}},
+		{[]string{"ECR_REPO=team/app", "ECR_REPOSITORY=team/app"}, []string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is set too."}},
+		{[]string{"OCI_TARBAL=x"}, []string{"WARNING: OCI_TARBAL is set but not read; did you mean OCI_TARBALL? OCI_TARBALL is unset."}},
+		{[]string{"AWS_REGOIN=eu-west-1"}, []string{"WARNING: AWS_REGOIN is set but not read; did you mean AWS_REGION?"}},
+		// Names a row documents with it are not typos of its Name.
+		{[]string{"AWS_PROFILE=x", "DOCKER_CONTEXT=colima", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "PATH=/bin", "HOME=/root"}, nil},
+	} {
+		if got := TypoWarnings(tc.environ); !slices.Equal(got, tc.want) {
+			t.Errorf("TypoWarnings(%v) =\n%q\nwant\n%q", tc.environ, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,345 @@
+package ci
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"dagger.io/dagger"
+
+	"github.com/example/sidecar/ci/config"
+	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/imagefiles"
+	"github.com/example/sidecar/ci/secrets"
+)
+
+// The release steps. They decide for every tag before pushing any, so a
+// conflict pushes nothing; a stop after the candidate leaves the commit
+// tag as an unreleased candidate, documented, so a released tag never
+// lacks its SBOM and provenance.
+
+// candidateOrigin says where the image under the commit tag, the one
+// this run releases, comes from.
+type candidateOrigin int
+
+const (
+	// pushedNow: the commit tag was free (or a mutable tag to move); this
+	// run pushes its own build under it.
+	pushedNow candidateOrigin = iota
+	// inECRBefore: an earlier run pushed the commit; its image stands (a
+	// rebuild is not byte-identical, so it is not pushed) and is what is
+	// checked, documented and released.
+	inECRBefore
+)
+
+// release is what the release steps decide and share.
+type release struct {
+	plan    ecr.Plan
+	commit  string   // the commit tag
+	promote []string // release tags to put on the candidate
+	inPlace []string // release tags already on it before this run
+	origin  candidateOrigin
+	digest  string           // the candidate's digest, once known
+	pushed  ecr.Pushed       // the candidate as ECR describes it
+	files   imagefiles.Files // the candidate's files (for checks and documents)
+	src     source           // what the candidate's labels record
+	// onStop says what a stop before the release tags leaves undone.
+	onStop string
+}
+
+func stepReleasePlan() Step {
+	return Step{Name: "release plan", Doc: "looks up every tag in ECR and decides, for each, push, move or skip (a version tag on another image in an immutable repository stops here, nothing pushed); " +
+		"a commit already in ECR keeps its pushed image, which is read back from ECR and released instead of this rebuild.",
+		do: func(ctx context.Context, s *run) error { return s.planRelease(ctx) }}
+}
+
+func (s *run) planRelease(ctx context.Context) error {
+	if err := removeDocuments(filepath.Join(s.Config.Dir, distDir)); err != nil {
+		return err
+	}
+	reg, img := s.reg, s.img
+	s.step("push: checking tags %s in %s", strings.Join(s.tags.Names(), ", "), reg.URI)
+	existing, err := reg.Lookup(ctx, s.tags.Names())
+	if err != nil {
+		return err
+	}
+	rel := &release{commit: s.tags.Commit(), files: img.Files, src: s.src}
+	if rel.plan, err = ecr.Decide(ecr.Tags{Repository: reg.Repository, Immutable: reg.Immutable, Existing: existing}, img.Digest, rel.commit, s.tags.Release()); err != nil {
+		return fmt.Errorf("push refused (nothing pushed): %w", err)
+	}
+	for _, tag := range s.tags.Release() {
+		if _, ok := rel.plan.Skip[tag]; ok {
+			rel.inPlace = append(rel.inPlace, tag)
+		} else {
+			rel.promote = append(rel.promote, tag)
+		}
+	}
+	rel.onStop = onStop(reg, rel.commit, rel.promote, rel.inPlace)
+	s.rel = rel
+	digest, ok := rel.plan.Skip[rel.commit]
+	if !ok {
+		return nil
+	}
+	rel.origin, rel.digest = inECRBefore, digest
+	return s.readCandidate(ctx)
+}
+
+// readCandidate describes the commit's image already in ECR and, when it
+// is not this build, reads its files and labels back from ECR.
+func (s *run) readCandidate(ctx context.Context) error {
+	reg, rel := s.reg, s.rel
+	if rel.plan.Released {
+		s.step("push: commit %s already in ECR as %s; this rebuild (%s) is not pushed", rel.commit, rel.digest, orUnknown(s.img.Digest))
+	} else {
+		s.step("push: %s already at %s: skipped", reg.Ref(rel.commit), rel.digest)
+	}
+	var err error
+	if rel.pushed, err = reg.Describe(ctx, rel.digest); err != nil {
+		return err
+	}
+	if rel.digest != s.img.Digest { // not this build: read the candidate itself
+		c, err := s.pullCandidate(ctx, reg, rel.pushed, s.src)
+		if err != nil {
+			return fmt.Errorf("release refused: the commit's image %s@%s in ECR is what this run releases, but its files "+
+				"could not be read to check it and to make its SBOM and provenance: %w; %s. "+
+				"Check that the ECR login may pull (ecr:BatchGetImage, ecr:GetDownloadUrlForLayer), or delete that image "+
+				"(aws ecr batch-delete-image --repository-name %s --image-ids imageTag=%s) and run again, so that the run pushes and documents its own build",
+				reg.URI, rel.digest, err, rel.onStop, reg.Repository, rel.commit)
+		}
+		rel.files, rel.src = c.files, c.src
+	}
+	namePlatform(&rel.pushed, rel.files)
+	return nil
+}
+
+func stepVulncheck() Step {
+	return Step{Name: "vulncheck", Doc: "govulncheck (binary mode, GOVULNDB) on each platform's sidecar binary of the image to be released; a finding that affects it stops the push, nothing pushed.",
+		skip: skipUnless(func(c config.Config) bool { return c.VulnCheck }, "VULN_CHECK=false"),
+		do: func(ctx context.Context, s *run) error {
+			if s.rel.origin == inECRBefore {
+				return s.vulnCheck(ctx, s.rel.files, platformNames(s.rel.pushed), "the commit's image "+s.reg.URI+"@"+s.rel.digest, s.rel.onStop)
+			}
+			var plats []string
+			for _, p := range s.img.Platforms {
+				plats = append(plats, string(p))
+			}
+			return s.vulnCheck(ctx, s.img.Files, plats, "this build "+orUnknown(s.img.Digest), "nothing pushed")
+		}}
+}
+
+func stepCandidate() Step {
+	return Step{Name: "candidate", Doc: "pushes the image under the commit tag only, unless the commit is in ECR already; prints every reference with its digest on stdout.",
+		do: func(ctx context.Context, s *run) error {
+			reg, rel := s.reg, s.rel
+			if rel.origin == pushedNow {
+				var err error
+				if rel.digest, err = s.pushCandidate(ctx); err != nil {
+					return err
+				}
+				if rel.pushed, err = reg.Describe(ctx, rel.digest); err != nil {
+					return err
+				}
+				namePlatform(&rel.pushed, rel.files)
+			}
+			fmt.Fprintln(s.out(), reg.Ref(rel.commit)+"@"+rel.digest)
+			for _, tag := range rel.inPlace {
+				s.step("push: %s already at %s: skipped", reg.Ref(tag), rel.plan.Skip[tag])
+				fmt.Fprintln(s.out(), reg.Ref(tag)+"@"+rel.plan.Skip[tag])
+			}
+			return nil
+		}}
+}
+
+func stepDocuments() Step {
+	return Step{Name: "sbom+provenance", Doc: "writes an SPDX SBOM per platform and the SLSA provenance to dist/ and attaches them to the candidate as OCI referrers, " +
+		"before the scan gate, so a candidate the gate stops is documented too; a candidate already in ECR keeps the valid ones it has and gets the missing ones.",
+		do: func(ctx context.Context, s *run) error {
+			if err := s.attest(ctx); err != nil {
+				return fmt.Errorf("%w; %s", err, s.rel.onStop)
+			}
+			return nil
+		}}
+}
+
+func stepScanGate() Step {
+	return Step{Name: "scan gate", Doc: "when the repository scans, waits up to SCAN_TIMEOUT for ECR's scan of every platform manifest, prints counts by severity, " +
+		"and stops on findings at or above SCAN_FAIL_ON, leaving the candidate unreleased.",
+		do: func(ctx context.Context, s *run) error { return s.scanGate(ctx) }}
+}
+
+func stepReleaseTags() Step {
+	return Step{Name: "release tags", Doc: "puts the version tag and latest on the candidate with ECR PutImage (no second push); a tag already on it is skipped.",
+		do: func(ctx context.Context, s *run) error {
+			reg, rel := s.reg, s.rel
+			for _, tag := range rel.promote {
+				if old, ok := rel.plan.Moves[tag]; ok {
+					s.step("push: moving mutable tag %s from %s", tag, old)
+				}
+				s.step("push: releasing %s as %s", rel.digest, reg.Ref(tag))
+				if err := reg.Retag(ctx, rel.digest, tag); err != nil {
+					return fmt.Errorf("promote %s (the candidate %s stays): %w", tag, reg.Ref(rel.commit), err)
+				}
+				fmt.Fprintln(s.out(), reg.Ref(tag)+"@"+rel.digest)
+			}
+			if len(rel.promote) == 0 && len(s.tags.Release()) > 0 {
+				s.step("push: every tag already points at the commit's image")
+			}
+			return nil
+		}}
+}
+
+// onStop says what a stop before the release tags leaves undone, by what
+// this run was to move.
+func onStop(reg *ecr.Registry, commit string, promote, inPlace []string) string {
+	switch {
+	case len(promote) > 0:
+		return fmt.Sprintf("%s stays as an unreleased candidate; %s not moved", reg.Ref(commit), strings.Join(promote, " and "))
+	case len(inPlace) > 0:
+		return fmt.Sprintf("%s already pointed at the commit's image %s before this run; no tag was moved", strings.Join(inPlace, " and "), reg.Ref(commit))
+	default:
+		return fmt.Sprintf("%s stays in ECR; this run had no version tag or latest to move (no v* tag on HEAD, PUSH_LATEST=false)", reg.Ref(commit))
+	}
+}
+
+// namePlatform names the platform of a single-platform image (a plain
+// manifest, which names none) from its files.
+func namePlatform(pushed *ecr.Pushed, files imagefiles.Files) {
+	if len(pushed.Platforms) == 1 && pushed.Platforms[0].Digest == pushed.Digest && len(files) == 1 {
+		for p := range files {
+			pushed.Platforms[0].Platform = p
+		}
+	}
+}
+
+func platformNames(pushed ecr.Pushed) []string {
+	var ps []string
+	for _, m := range pushed.Platforms {
+		ps = append(ps, m.Platform)
+	}
+	return ps
+}
+
+// pushCandidate publishes this build under the commit tag and returns
+// the digest the registry reports.
+func (s *run) pushCandidate(ctx context.Context) (string, error) {
+	reg, img, tag := s.reg, s.img, s.rel.commit
+	secretFiles, err := secrets.NewFiles()
+	if err != nil {
+		return "", err
+	}
+	defer secretFiles.Close()
+	pw, err := secretFiles.Secret(s.client, "ecr-password", reg.Password())
+	if err != nil {
+		return "", err
+	}
+	if moved := s.rel.plan.Moves[tag]; moved != "" {
+		s.step("push: moving mutable tag %s from %s", tag, moved)
+	}
+	s.step("push: publishing the candidate %s (%d platforms)", reg.Ref(tag), len(img.Variants))
+	ref, err := s.client.Container().WithRegistryAuth(reg.Host, reg.Username, pw).Publish(ctx, reg.Ref(tag), dagger.ContainerPublishOpts{
+		PlatformVariants: img.Variants, ForcedCompression: dagger.ImageLayerCompressionGzip,
+	})
+	if err != nil {
+		return "", fmt.Errorf("publish %s (nothing pushed): %w", reg.Ref(tag), err)
+	}
+	_, digest, ok := strings.Cut(ref, "@")
+	if !ok {
+		return "", fmt.Errorf("publish %s: the engine returned %q, not a reference with a digest", reg.Ref(tag), ref)
+	}
+	s.step("push: pushed %s", ref)
+	if digest != img.Digest {
+		s.step("push: note: registry digest %s differs from the measured export %s", digest, img.Digest)
+	}
+	return digest, nil
+}
+
+// scanGate waits for ECR's scan of every platform manifest of the
+// candidate (an index itself is not scanned) and fails on findings at or
+// above SCAN_FAIL_ON, saying what that holds back (release.onStop). A
+// repository that does not scan skips the gate with a warning; a scan
+// that fails or times out is an error, not a pass. A candidate pushed by
+// an earlier run has no scan coming (see ecr.WaitOptions.JustPushed).
+func (s *run) scanGate(ctx context.Context) error {
+	reg, pushed, onStop := s.reg, s.rel.pushed, s.rel.onStop
+	setting, err := reg.ScanSetting(ctx)
+	if err != nil {
+		return fmt.Errorf("scan gate: %w; %s", err, onStop)
+	}
+	if !setting.Scans {
+		s.step("push: WARNING: ECR repository %q does not scan pushed images (%s): no scan gate; "+
+			"turn on scan on push (basic) or enhanced scanning to gate releases on it", reg.Repository, setting.How)
+		return nil
+	}
+	s.step("push: waiting for the %s ECR scan (%s) of %d platform manifest(s), up to SCAN_TIMEOUT=%s",
+		scanKind(setting.Type), setting.How, len(pushed.Platforms), s.Config.ScanTimeout)
+	scans, err := reg.WaitForScans(ctx, pushed.Platforms, ecr.WaitOptions{
+		Timeout: s.Config.ScanTimeout, Poll: s.scanPoll, Progress: s.scanProgress,
+		Report:     func(line string) { s.step("push: %s", line) },
+		JustPushed: s.rel.origin == pushedNow, ScanType: setting.Type,
+	})
+	if err != nil {
+		return fmt.Errorf("scan gate: %w; %s", err, onStop)
+	}
+	var blocking []string
+	for i, m := range pushed.Platforms {
+		line := ecr.CountsLine(scans[i].Counts)
+		if t := scans[i].Times(); t != "" {
+			line += " (" + t + ")"
+		}
+		s.step("push: ECR scan of %s (%s): %s", m.Platform, m.Digest, line)
+		blocking = append(blocking, blockingFindings(m.Platform, scans[i], s.Config.ScanFailOn)...)
+	}
+	if s.Config.ScanFailOn == "" {
+		s.step("push: SCAN_FAIL_ON=none: scan results do not gate the release")
+		return nil
+	}
+	if len(blocking) > 0 {
+		return fmt.Errorf("release stopped: the ECR scan found vulnerabilities at or above SCAN_FAIL_ON=%s:\n  - %s\n%s",
+			s.Config.ScanFailOn, strings.Join(blocking, "\n  - "), onStop)
+	}
+	s.step("push: no ECR findings at or above %s", s.Config.ScanFailOn)
+	return nil
+}
+
+// scanKind names an ECR scan type for the log.
+func scanKind(scanType string) string {
+	switch scanType {
+	case "BASIC":
+		return "basic"
+	case "ENHANCED":
+		return "enhanced (Inspector)"
+	default: // ecr:GetRegistryScanningConfiguration did not answer
+		return "(scan type unknown)"
+	}
+}
+
+// blockingFindings lists one platform's findings at or above failOn:
+// the first ten by name, then how many more the counts hold
+// (findingSeverityCounts rule: the named findings are capped).
+func blockingFindings(platform string, scan ecr.Scan, failOn string) []string {
+	total := 0
+	for _, sev := range ecr.Severities() {
+		if ecr.AtOrAbove(sev, failOn) {
+			total += scan.Counts[sev]
+		}
+	}
+	var blocking []string
+	for _, f := range scan.Findings {
+		if len(blocking) < 10 && ecr.AtOrAbove(f.Severity, failOn) {
+			blocking = append(blocking, platform+": "+f.String())
+		}
+	}
+	named := len(blocking)
+	switch {
+	case named == 0: // counts without named findings (not expected, but counts rule)
+		for _, sev := range ecr.Severities() {
+			if c := scan.Counts[sev]; c > 0 && ecr.AtOrAbove(sev, failOn) {
+				blocking = append(blocking, fmt.Sprintf("%s: %d %s", platform, c, sev))
+			}
+		}
+	case total > named:
+		blocking = append(blocking, fmt.Sprintf("%s: and %d more", platform, total-named))
+	}
+	return blocking
+}
