@@ -30,12 +30,17 @@ import (
 const PingTimeout = 15 * time.Second
 
 // Ping checks that the docker CLI reaches a daemon (`docker version`),
-// within PingTimeout. Its error says what failed, in one line.
+// within PingTimeout or ctx's deadline, whichever is sooner. Its error
+// says what failed, in one line.
 func Ping(ctx context.Context) error {
 	if _, err := exec.LookPath("docker"); err != nil {
 		return fmt.Errorf("no docker on PATH: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	within := PingTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < within {
+		within = time.Until(d).Round(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}")
 	cmd.WaitDelay = time.Second // a stuck CLI's children must not hold us
@@ -44,7 +49,7 @@ func Ping(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("`docker version`: no answer within %s", PingTimeout)
+		return fmt.Errorf("`docker version`: no answer within %s", within)
 	}
 	detail := LastLine(string(out))
 	if detail == "" {
