@@ -193,19 +193,7 @@ func TestConnectNamesWhatIsMissing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			noEngineEnv(t)
 			tc.setup(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // safety net
-			defer cancel()
-			var log bytes.Buffer
-			c, err := Connect(ctx, &log)
-			if err == nil {
-				c.Close()
-				t.Fatal("Connect succeeded with no engine")
-			}
-			var ee *Error
-			if !errors.As(err, &ee) {
-				t.Fatalf("err is %T (%v), want *Error", err, err)
-			}
-			msg := err.Error()
+			msg := connectFails(t, 30*time.Second) // a safety net
 			if !strings.HasPrefix(msg, "Dagger engine unavailable: ") || strings.Contains(msg, "\n") {
 				t.Errorf("want one line naming Dagger, got %q", msg)
 			}
@@ -223,7 +211,16 @@ func TestConnectNamesWhatIsMissing(t *testing.T) {
 func TestConnectWhenDockerHangs(t *testing.T) {
 	noEngineEnv(t)
 	fakeDockerCLI(t, "exec /bin/sleep 60")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if msg := connectFails(t, time.Second); !strings.Contains(msg, "`docker version`: no answer within 1s") {
+		t.Errorf("err = %q, want it to say docker gave no answer within 1s", msg)
+	}
+}
+
+// connectFails runs Connect with a deadline of within and returns its
+// error's message, failing the test unless it is an *Error.
+func connectFails(t *testing.T, within time.Duration) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	var log bytes.Buffer
 	c, err := Connect(ctx, &log)
@@ -232,9 +229,10 @@ func TestConnectWhenDockerHangs(t *testing.T) {
 		t.Fatal("Connect succeeded with no engine")
 	}
 	var ee *Error
-	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "`docker version`: no answer within 1s") {
-		t.Errorf("err = %v (%T), want an engine Error saying docker gave no answer within 1s", err, err)
+	if !errors.As(err, &ee) {
+		t.Fatalf("err is %T (%v), want *Error", err, err)
 	}
+	return err.Error()
 }
 
 // TestConnectWithoutCLI runs the real SDK path with a reachable Docker but
