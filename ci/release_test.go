@@ -118,19 +118,15 @@ func topManifest(path string) (string, []byte, error) {
 	}
 	defer f.Close()
 	blobs := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", nil, err
-		}
+	if err := ocilayout.Walk(f, func(h *tar.Header, r io.Reader) error {
 		if h.Name == "index.json" || strings.HasPrefix(h.Name, "blobs/") && h.Size < 1<<20 {
-			b, _ := io.ReadAll(tr)
+			b, err := io.ReadAll(r)
 			blobs[h.Name] = b
+			return err
 		}
+		return nil
+	}); err != nil {
+		return "", nil, err
 	}
 	var idx struct {
 		Manifests []struct{ MediaType, Digest string } `json:"manifests"`

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/ci/imagesize"
+	"github.com/example/sidecar/ci/ocilayout"
 )
 
 // sizeTolerance is how far the pipeline's measure may be from Docker's own
@@ -204,19 +204,16 @@ func eachFile(file string, fn func(name string, r io.Reader) error) error {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
+	if err := ocilayout.Walk(f, func(h *tar.Header, r io.Reader) error {
+		if h.Typeflag != tar.TypeReg {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
+		if err := fn(path.Clean(h.Name), r); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
 		}
-		if h.Typeflag == tar.TypeReg {
-			if err := fn(path.Clean(h.Name), tr); err != nil {
-				return fmt.Errorf("%s: %s: %w", file, h.Name, err)
-			}
-		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
 	}
+	return nil
 }
