@@ -77,15 +77,15 @@ type Target struct {
 type Conn struct {
 	*tls.Conn
 	iam   *iamSession     // nil unless IAM
-	codec *tlscodec.Codec // the same connection, for an event loop
+	codec *tlscodec.Codec // the same connection, for an event loop; nil with IAM
 }
 
 // Codec returns the connection as a relay.Codec, for a data path that
 // runs TLS in its own loop (relay.CodecFunc); nil with IAM, whose session
 // the sidecar reads frame by frame (Relay).
 func (c *Conn) Codec() relay.Codec {
-	if c.iam != nil || c.codec == nil {
-		return nil
+	if c.codec == nil {
+		return nil // not a nil *tlscodec.Codec in a non-nil interface
 	}
 	return c.codec
 }

@@ -81,12 +81,16 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.clientLeft(f, client, start)
 		return
 	}
-	if s.cfg.DepartureGrace > 0 && f.departed.flooding(time.Now(), s.cfg.DepartureFlood) &&
-		!staysThrough(s.hardCtx, client, s.cfg.DepartureGrace) {
-		s.clientLeft(f, client, start)
-		return
-	}
 	dialCtx, stopWatch := watchClient(withClient(s.hardCtx, client), client)
+	if s.cfg.DepartureGrace > 0 && f.departed.flooding(time.Now(), s.cfg.DepartureFlood) {
+		// The watch sees a client that leaves during the grace.
+		pause(dialCtx, s.cfg.DepartureGrace)
+		if context.Cause(dialCtx) == errClientGone {
+			stopWatch()
+			s.clientLeft(f, client, start)
+			return
+		}
+	}
 	upstream, addr, why, err := s.dial(dialCtx, f)
 	stopWatch()
 	if err != nil && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"net"
 	"sync"
 	"time"
 )
@@ -54,14 +53,12 @@ func (d *departures) roll(now time.Time) {
 	}
 }
 
-// staysThrough waits up to grace for client to leave; false if it did.
-// A client that stays (MySQL clients wait for the greeting) waits grace.
-func staysThrough(ctx context.Context, client *net.TCPConn, grace time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, grace)
-	defer cancel()
-	watch, stop := watchClient(ctx, client)
-	<-watch.Done()
-	gone := context.Cause(watch) == errClientGone
-	stop()
-	return !gone
+// pause waits d, or until ctx is done.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
