@@ -22,13 +22,7 @@ import (
 // leaving before a byte moved (ReasonClientGone) do not apply: a codec's
 // relay starts after the login.
 func RunCodec(t *testing.T, f relay.CodecFunc) {
-	run(t, viaTLS(t, f), func(name string) bool {
-		switch name {
-		case "ClientLeavesBeforeGreeting", "ClientResetsBeforeGreeting", "FloodOfDepartingClients", "FloodWhileUpstreamSlowToAccept":
-			return false
-		}
-		return true
-	})
+	run(t, viaTLS(t, f), false)
 }
 
 // viaTLS returns a relay.Func that puts a TLS hop on the upstream side:
