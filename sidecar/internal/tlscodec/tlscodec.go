@@ -9,10 +9,18 @@
 // temporary net.Error, which crypto/tls passes up without poisoning the
 // connection (conn.go, readRecordOrCCS: only errors that are not
 // Temporary are kept), so a record split across reads is resumed later.
+//
+// The Transport follows the record boundaries in every byte crypto/tls
+// reads, and once detached it hands over at most the rest of one record
+// per Read. crypto/tls then holds at most part of one record between
+// reads, so when no fed byte is left Open knows that nothing can be opened
+// without asking crypto/tls (a call that costs about as much as opening a
+// small record).
 package tlscodec
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -30,7 +38,16 @@ type Transport struct {
 	eof      bool
 	out      []byte // written by crypto/tls; out[sent:] is not sent yet
 	sent     int
+
+	// The record being handed to crypto/tls: its header bytes read so
+	// far, and once the header is whole, the bytes of it not read yet.
+	header  [recordHeaderLen]byte
+	headerN int
+	left    int
 }
+
+// recordHeaderLen is a TLS record header's size: type, version, length.
+const recordHeaderLen = 5
 
 // NewTransport wraps the socket a TLS client connection will run over.
 func NewTransport(socket net.Conn) *Transport { return &Transport{Conn: socket} }
@@ -47,7 +64,9 @@ func (wouldBlock) Temporary() bool { return true } // read by crypto/tls: keep t
 
 func (t *Transport) Read(p []byte) (int, error) {
 	if !t.detached {
-		return t.Conn.Read(p)
+		n, err := t.Conn.Read(p)
+		t.took(p[:n])
+		return n, err
 	}
 	if len(t.in) == 0 {
 		if t.eof {
@@ -55,9 +74,45 @@ func (t *Transport) Read(p []byte) (int, error) {
 		}
 		return 0, errWouldBlock
 	}
-	n := copy(p, t.in)
+	n := copy(p[:min(len(p), t.recordEnd())], t.in)
+	t.took(t.in[:n])
 	t.in = t.in[n:]
 	return n, nil
+}
+
+// recordEnd is how many fed bytes belong to the record being read.
+func (t *Transport) recordEnd() int {
+	if t.headerN == recordHeaderLen {
+		return t.left
+	}
+	need := recordHeaderLen - t.headerN
+	if len(t.in) < need {
+		return len(t.in)
+	}
+	var h [recordHeaderLen]byte
+	copy(h[copy(h[:], t.header[:t.headerN]):], t.in[:need])
+	return need + int(binary.BigEndian.Uint16(h[3:]))
+}
+
+// took follows the record boundaries through the bytes crypto/tls read.
+func (t *Transport) took(b []byte) {
+	for len(b) > 0 {
+		if t.headerN < recordHeaderLen {
+			k := copy(t.header[t.headerN:], b)
+			t.headerN += k
+			b = b[k:]
+			if t.headerN == recordHeaderLen {
+				t.left = int(binary.BigEndian.Uint16(t.header[3:]))
+			}
+		} else {
+			k := min(len(b), t.left)
+			t.left -= k
+			b = b[k:]
+		}
+		if t.headerN == recordHeaderLen && t.left == 0 {
+			t.headerN = 0
+		}
+	}
 }
 
 func (t *Transport) Write(p []byte) (int, error) {
@@ -105,6 +160,10 @@ func (t *Transport) Close() error {
 type Codec struct {
 	tls *tls.Conn
 	t   *Transport
+	// mayHold: crypto/tls may hold opened bytes or whole records. True
+	// from Start (the socket-mode reads were not bounded by records) until
+	// a Read runs out of fed bytes, and after a Read that filled its buffer.
+	mayHold bool
 }
 
 // New returns the codec of tc, whose transport is t. Until Start, tc
@@ -113,7 +172,7 @@ func New(tc *tls.Conn, t *Transport) *Codec { return &Codec{tls: tc, t: t} }
 
 // Start detaches the transport: from now on tc never touches the socket,
 // and only the codec's caller uses tc, through the codec.
-func (c *Codec) Start() { c.t.detached = true }
+func (c *Codec) Start() { c.t.detached, c.mayHold = true, true }
 
 // Seal encrypts p into Outgoing.
 func (c *Codec) Seal(p []byte) error {
@@ -169,9 +228,15 @@ func (c *Codec) Hold() {
 
 // Open decrypts what the fed bytes hold into p.
 func (c *Codec) Open(p []byte) (int, error) {
+	if len(c.t.in) == 0 && !c.t.eof && !c.mayHold {
+		return 0, nil
+	}
 	n, err := c.tls.Read(p)
-	if errors.Is(err, errWouldBlock) {
-		err = nil
+	switch {
+	case errors.Is(err, errWouldBlock):
+		err, c.mayHold = nil, false
+	case n == len(p):
+		c.mayHold = true
 	}
 	if len(c.t.in) == 0 {
 		c.t.in, c.t.borrowed = nil, false

@@ -3,9 +3,12 @@ package tlscodec_test
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"io"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
@@ -167,4 +170,91 @@ func TestSealAndCloseWrite(t *testing.T) {
 	if len(s.codec.Outgoing()) != 0 {
 		t.Error("Outgoing not empty after everything was sent")
 	}
+}
+
+// Records crypto/tls took from the socket during the login but did not
+// open yet are opened after Start without new bytes. After that the codec
+// tells "nothing to open" without asking crypto/tls, so these check the
+// two cases where it must ask: more records fed at once than one Open
+// takes, and a record larger than Open's buffer.
+func TestOpenWhatTheLoginLeft(t *testing.T) {
+	cert, roots := testkit.SelfSignedTLS(t, "db")
+	dialed, accepted := testkit.Pair(t, testkit.Listen(t))
+	transport := tlscodec.NewTransport(dialed)
+	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db"})
+	ts := tls.Server(accepted, &tls.Config{Certificates: []tls.Certificate{cert}})
+	serverWrites := func(msgs ...string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			for _, m := range msgs {
+				if _, err = ts.Write([]byte(m)); err != nil {
+					break
+				}
+			}
+			done <- err
+		}()
+		return done
+	}
+	handshook := make(chan error, 1)
+	go func() { handshook <- ts.Handshake() }()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-handshook; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-serverWrites("ok", "left"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // both records in the socket, so crypto/tls reads them in one go
+	out := make([]byte, 1000)
+	if n, err := tc.Read(out); err != nil || string(out[:n]) != "ok" {
+		t.Fatalf("login Read = %q, %v; want ok", out[:n], err)
+	}
+
+	c := tlscodec.New(tc, transport)
+	c.Start()
+	opens := func(want ...string) {
+		t.Helper()
+		for _, w := range append(want, "") {
+			if n, err := c.Open(out); err != nil || string(out[:n]) != w {
+				t.Fatalf("Open = %.20q (%d bytes), %v; want %.20q (%d bytes)", out[:n], n, err, w, len(w))
+			}
+		}
+	}
+	opens("left")
+
+	big := strings.Repeat("b", 2500)
+	for _, batch := range [][]string{{"row", "rows"}, {big}} {
+		if err := <-serverWrites(batch...); err != nil {
+			t.Fatal(err)
+		}
+		c.Feed(readRecords(t, dialed, len(batch)))
+		want := batch
+		if len(batch[0]) > len(out) {
+			want = []string{big[:1000], big[1000:2000], big[2000:]}
+		}
+		opens(want...)
+	}
+}
+
+// readRecords reads raw bytes from conn until they hold n whole TLS records.
+func readRecords(t *testing.T, conn net.Conn, n int) []byte {
+	t.Helper()
+	var raw []byte
+	buf := make([]byte, 64<<10)
+	for end := 0; n > 0; {
+		if len(raw) >= end+5 && len(raw) >= end+5+int(binary.BigEndian.Uint16(raw[end+3:])) {
+			end += 5 + int(binary.BigEndian.Uint16(raw[end+3:]))
+			n--
+			continue
+		}
+		m, err := conn.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, buf[:m]...)
+	}
+	return raw
 }
