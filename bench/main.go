@@ -433,7 +433,7 @@ func (r *runner) fail(round int, c contestant, what string, err error) {
 }
 
 func (r *runner) record(round int, c contestant, m map[string]float64) {
-	r.res.add(c.name, m)
+	r.res.add(c.name, round, m)
 }
 
 func names(cs []contestant) string {
@@ -445,23 +445,28 @@ func names(cs []contestant) string {
 }
 
 // results collects every measurement by contestant and metric, one value
-// per round.
+// per round, in round order.
 type results struct {
 	mu     sync.Mutex
-	values map[string]map[string][]float64
+	values map[string]map[string][]sample
 	notes  []string
 }
 
-func newResults() *results { return &results{values: map[string]map[string][]float64{}} }
+type sample struct {
+	round int
+	v     float64
+}
 
-func (r *results) add(contestant string, m map[string]float64) {
+func newResults() *results { return &results{values: map[string]map[string][]sample{}} }
+
+func (r *results) add(contestant string, round int, m map[string]float64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.values[contestant] == nil {
-		r.values[contestant] = map[string][]float64{}
+		r.values[contestant] = map[string][]sample{}
 	}
 	for k, v := range m {
-		r.values[contestant][k] = append(r.values[contestant][k], v)
+		r.values[contestant][k] = append(r.values[contestant][k], sample{round, v})
 	}
 }
 
@@ -477,11 +482,32 @@ func (r *results) addNote(s string) {
 func (r *results) get(contestant, metric string) (float64, []float64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v := r.values[contestant][metric]
+	var v []float64
+	for _, s := range r.values[contestant][metric] {
+		v = append(v, s.v)
+	}
 	if len(v) == 0 {
 		return 0, nil, false
 	}
 	return median(v), v, true
+}
+
+// paired returns a's value ÷ b's for each round in which both have the
+// metric. Contestants run back to back within a round, so these ratios
+// are not moved by the machine's speed drifting between rounds, as a
+// ratio of two medians (often from different rounds) is.
+func (r *results) paired(a, b, metric string) []float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ratios []float64
+	for _, sa := range r.values[a][metric] {
+		for _, sb := range r.values[b][metric] {
+			if sa.round == sb.round && sb.v != 0 {
+				ratios = append(ratios, sa.v/sb.v)
+			}
+		}
+	}
+	return ratios
 }
 
 func median(v []float64) float64 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"runtime"
 	"slices"
@@ -173,12 +174,12 @@ func TestParseFlags(t *testing.T) {
 
 func TestGoals(t *testing.T) {
 	r := &runner{cfg: config{threads: []int{1}, idleFirst: 1000}, res: newResults()}
-	r.res.add("direct", map[string]float64{"mysql.qps.1": 6000, "bulk.gbps": 10})
-	r.res.add("socat", map[string]float64{"mysql.qps.1": 3000, "mysql.p99.1": 1, "mysql.cpu.1": 70, "conn.rate": 1000})
-	r.res.add("sidecar", map[string]float64{"mysql.qps.1": 3300, "mysql.p99.1": 1.2, "mysql.cpu.1": 56, "bulk.gbps": 5.9, "conn.rate": 3000, "idle.rss.first": 12})
+	r.res.add("direct", 1, map[string]float64{"mysql.qps.1": 6000, "bulk.gbps": 10})
+	r.res.add("socat", 1, map[string]float64{"mysql.qps.1": 3000, "mysql.p99.1": 1, "mysql.cpu.1": 70, "conn.rate": 1000})
+	r.res.add("sidecar", 1, map[string]float64{"mysql.qps.1": 3300, "mysql.p99.1": 1.2, "mysql.cpu.1": 56, "bulk.gbps": 5.9, "conn.rate": 3000, "idle.rss.first": 12})
 	// Rounds: the median decides.
-	r.res.add("sidecar", map[string]float64{"mysql.qps.1": 2000, "conn.rate": 3100})
-	r.res.add("sidecar", map[string]float64{"mysql.qps.1": 3400, "conn.rate": 2900})
+	r.res.add("sidecar", 2, map[string]float64{"mysql.qps.1": 2000, "conn.rate": 3100})
+	r.res.add("sidecar", 3, map[string]float64{"mysql.qps.1": 3400, "conn.rate": 2900})
 	want := map[string]struct {
 		fig float64
 		met bool
@@ -252,10 +253,10 @@ func TestReportTables(t *testing.T) {
 	r := &runner{cfg: config{threads: []int{1}, idleFirst: 1000, rounds: 1, connDialers: 8}, res: newResults(), idleMax: 9000,
 		contestants: []contestant{{name: "direct"}, {name: "socat", kind: kindSocat}, {name: "sidecar", kind: kindSidecar},
 			{name: "sidecar-rw", kind: kindSidecar, env: []string{"IDLE_TIMEOUT=1h"}}}}
-	r.res.add("direct", map[string]float64{"mysql.qps.1": 6000})
-	r.res.add("socat", map[string]float64{"mysql.qps.1": 3000, "mysql.cpu.1": 70})
-	r.res.add("sidecar", map[string]float64{"mysql.qps.1": 3300, "mysql.cpu.1": 63, "idle.rss.first": 37.3})
-	r.res.add("sidecar-rw", map[string]float64{"mysql.qps.1": 2700})
+	r.res.add("direct", 1, map[string]float64{"mysql.qps.1": 6000})
+	r.res.add("socat", 1, map[string]float64{"mysql.qps.1": 3000, "mysql.cpu.1": 70})
+	r.res.add("sidecar", 1, map[string]float64{"mysql.qps.1": 3300, "mysql.cpu.1": 63, "idle.rss.first": 37.3})
+	r.res.add("sidecar-rw", 1, map[string]float64{"mysql.qps.1": 2700})
 	r.note("a note\nover two lines")
 	rep := r.report(time.Unix(0, 0), time.Unix(90, 0))
 	for _, want := range []string{
@@ -287,5 +288,17 @@ func TestSocatListen(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-socat-backlog", "-1"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-socat-backlog -1") {
 		t.Errorf("negative backlog: err = %v", err)
+	}
+}
+
+// runToolIn reports the CPU the tool used, which the bench divides into
+// the client's CPU per query.
+func TestRunToolCountsCPU(t *testing.T) {
+	out, cpu, err := runToolIn(context.Background(), "", "/bin/sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo done")
+	if err != nil || strings.TrimSpace(out) != "done" {
+		t.Fatalf("runToolIn = %q, %v", out, err)
+	}
+	if cpu < 10*time.Millisecond {
+		t.Errorf("CPU = %v for a shell counting to 200000; want the child's user and system time", cpu)
 	}
 }

@@ -50,11 +50,12 @@ func (r *runner) pointSelects(ctx context.Context, l *live, threads int) (sysben
 		if l.c.clientTLS {
 			args, dir = append(args, "--mysql-ssl=on"), r.sysbenchDir
 		}
-		out, err := runToolIn(ctx, dir, r.sysbenchPath, args...)
+		out, cpu, err := runToolIn(ctx, dir, r.sysbenchPath, args...)
 		if ctx.Err() != nil {
 			return sysbenchResult{}, ctx.Err()
 		}
 		res, perr := parseSysbench(out)
+		res.ClientCPU = cpu
 		if perr != nil {
 			return res, fmt.Errorf("sysbench run (exit %v): %w", err, perr)
 		}
@@ -211,6 +212,11 @@ func (r *runner) mysqlWorkload(ctx context.Context, round int, order []contestan
 				perQuery := float64(after.CPU-before.CPU) / float64(time.Microsecond) / float64(res.Queries)
 				m["mysql.cpu."+t] = perQuery
 				cpu = fmt.Sprintf(" cpu=%.1fµs/query", perQuery)
+			}
+			if res.ClientCPU > 0 {
+				perQuery := float64(res.ClientCPU) / float64(time.Microsecond) / float64(res.Queries)
+				m["mysql.clientcpu."+t] = perQuery
+				cpu += fmt.Sprintf(" client=%.1fµs/query", perQuery)
 			}
 			if res.Errors > 0 || res.Reconnect > 0 {
 				r.note(fmt.Sprintf("round %d, %s, %d threads: %d ignored errors, %d reconnects", round, l.c.name, threads, res.Errors, res.Reconnect))

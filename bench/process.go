@@ -108,11 +108,13 @@ func (g *procGroup) killAll() {
 // runTool runs a client tool (sysbench, iperf3) to completion in its own
 // process group, killed as a group when ctx ends.
 func runTool(ctx context.Context, bin string, args ...string) (string, error) {
-	return runToolIn(ctx, "", bin, args...)
+	out, _, err := runToolIn(ctx, "", bin, args...)
+	return out, err
 }
 
-// runToolIn is runTool in working directory dir ("" = the bench's).
-func runToolIn(ctx context.Context, dir, bin string, args ...string) (string, error) {
+// runToolIn is runTool in working directory dir ("" = the bench's); it
+// also returns the CPU time the tool used (user and system).
+func runToolIn(ctx context.Context, dir, bin string, args ...string) (string, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	var out bytes.Buffer
@@ -121,10 +123,14 @@ func runToolIn(ctx context.Context, dir, bin string, args ...string) (string, er
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
-	if ctx.Err() != nil {
-		return out.String(), ctx.Err()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
-	return out.String(), err
+	if ctx.Err() != nil {
+		return out.String(), cpu, ctx.Err()
+	}
+	return out.String(), cpu, err
 }
 
 // waitListening waits until something listens on 127.0.0.1:port, by reading

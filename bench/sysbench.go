@@ -18,6 +18,9 @@ type sysbenchResult struct {
 	TotalTime time.Duration // "total time:"
 	Errors    int64         // "ignored errors:"
 	Reconnect int64         // "reconnects:"
+	// ClientCPU is the client's own CPU time over the whole run (sysbench's
+	// rusage); zero for the Go client, which shares the bench's process.
+	ClientCPU time.Duration
 }
 
 // parseSysbench parses the text report of sysbench 1.0 `run` with
