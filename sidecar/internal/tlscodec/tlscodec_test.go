@@ -240,14 +240,13 @@ func TestOpenWhatTheLoginLeft(t *testing.T) {
 }
 
 // readRecords reads raw bytes from conn until they hold n whole TLS records.
-func readRecords(t *testing.T, conn net.Conn, n int) []byte {
+func readRecords(t testing.TB, conn net.Conn, n int) []byte {
 	t.Helper()
 	var raw []byte
 	buf := make([]byte, 64<<10)
 	for end := 0; n > 0; {
-		if len(raw) >= end+5 && len(raw) >= end+5+int(binary.BigEndian.Uint16(raw[end+3:])) {
-			end += 5 + int(binary.BigEndian.Uint16(raw[end+3:]))
-			n--
+		if l := recordLen(raw[end:]); l > 0 {
+			end, n = end+l, n-1
 			continue
 		}
 		m, err := conn.Read(buf)
@@ -257,4 +256,16 @@ func readRecords(t *testing.T, conn net.Conn, n int) []byte {
 		raw = append(raw, buf[:m]...)
 	}
 	return raw
+}
+
+// recordLen is the length of the whole TLS record raw starts with, or 0
+// if raw does not hold all of it yet.
+func recordLen(raw []byte) int {
+	if len(raw) < 5 {
+		return 0
+	}
+	if l := 5 + int(binary.BigEndian.Uint16(raw[3:])); len(raw) >= l {
+		return l
+	}
+	return 0
 }
