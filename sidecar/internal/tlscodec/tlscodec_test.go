@@ -31,6 +31,15 @@ func newSession(t testing.TB, version uint16) *session {
 	transport := tlscodec.NewTransport(clientEnd)
 	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: version, MaxVersion: version})
 	ts := tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}})
+	handshake(t, tc, ts)
+	c := tlscodec.New(tc, transport)
+	c.Start()
+	return &session{codec: c, server: ts, raw: clientEnd, peer: serverEnd}
+}
+
+// handshake runs the client's and the server's TLS handshakes.
+func handshake(t testing.TB, tc, ts *tls.Conn) {
+	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- ts.Handshake() }()
 	if err := tc.Handshake(); err != nil {
@@ -39,9 +48,6 @@ func newSession(t testing.TB, version uint16) *session {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	c := tlscodec.New(tc, transport)
-	c.Start()
-	return &session{codec: c, server: ts, raw: clientEnd, peer: serverEnd}
 }
 
 // serverSends has the server write msgs (one record each) and then, if
@@ -196,14 +202,7 @@ func TestOpenWhatTheLoginLeft(t *testing.T) {
 		}()
 		return done
 	}
-	handshook := make(chan error, 1)
-	go func() { handshook <- ts.Handshake() }()
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-handshook; err != nil {
-		t.Fatal(err)
-	}
+	handshake(t, tc, ts)
 	if err := <-serverWrites("ok", "left"); err != nil {
 		t.Fatal(err)
 	}
