@@ -81,8 +81,10 @@ func TestMage(t *testing.T) {
 	}{
 		{"bad configuration exits 2", []string{"push"}, []string{"SIZE_BUDGET=huge", "PUSH_LATEST=perhaps"}, 2,
 			[]string{`SIZE_BUDGET="huge"`, `PUSH_LATEST="perhaps"`, "nothing was run"}, []string{"AWS", "Dagger"}},
-		// The typo warning comes first, without the value, and the run goes on.
-		{"typo of a pipeline variable is warned about", []string{"build"}, []string{"ECR_REPO=team/app", "DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x"}, 3,
+		// The typo warning comes first, without the value, and the run goes
+		// on. LOCAL_IMAGE=none here and below: these are about the engine,
+		// and must not depend on whether this machine runs Docker.
+		{"typo of a pipeline variable is warned about", []string{"build"}, []string{"ECR_REPO=team/app", "DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
 			[]string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is unset, so ECR_REPOSITORY=sidecar applies.",
 				"Dagger engine unavailable"}, []string{"team/app"}},
 		// A remote engine cannot load into Docker; the load is the
@@ -90,7 +92,7 @@ func TestMage(t *testing.T) {
 		{"unreachable Docker fails before building", []string{"build"}, []string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST=unix://" + t.TempDir() + "/engine.sock",
 			"DOCKER_HOST=unix://" + t.TempDir() + "/docker.sock", "LOCAL_IMAGE=sidecar:latest"}, 1,
 			[]string{"LOCAL_IMAGE=sidecar:latest needs the local Docker", "set LOCAL_IMAGE=none"}, []string{"connecting to the Dagger engine", "goroutine"}},
-		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x"}, 3,
+		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
 			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic"}},
 		// Push checks for the engine before git and AWS: an ECR endpoint
 		// that answers nothing and no credentials would fail otherwise.
