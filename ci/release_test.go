@@ -166,11 +166,35 @@ func layerOf(platform string, files map[string][]byte) ([]byte, int64) {
 	return gz, n
 }
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
+// builtBinaries is a directory holding a binary per platform (amd64,
+// arm64), built once per test run, and the error building it gave.
+type builtBinaries struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// sidecarBins and tinyBins are removed by TestMain.
+var sidecarBins, tinyBins builtBinaries
+
+// imageFiles builds the binaries the first time it is called, and returns
+// an image's files per platform: the binary of each and an apk database.
+func (b *builtBinaries) imageFiles(t *testing.T, build func() (string, error)) map[string]map[string][]byte {
+	t.Helper()
+	b.once.Do(func() { b.dir, b.err = build() })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	out := map[string]map[string][]byte{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		bin, err := os.ReadFile(filepath.Join(b.dir, arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["linux/"+arch] = map[string][]byte{binaryPath: bin, apkDBPath: []byte(testAPKDB(arch))}
+	}
+	return out
+}
 
 // sidecarFiles are the files the release reads from a real image: the
 // sidecar binary (built once per test run for both platforms) and an
@@ -180,51 +204,27 @@ func sidecarFiles(t *testing.T) map[string]map[string][]byte {
 	if testing.Short() {
 		t.Skip("end to end with the real sidecar binaries (built for two platforms, read by govulncheck and the SBOM): not run with -short")
 	}
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "ci-test-sidecar-")
-		if binErr != nil {
-			return
-		}
-		for _, arch := range []string{"amd64", "arm64"} {
-			sub := &onceT{TB: t}
-			p := sidecarbin.Build(sub, arch)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				binErr = err
-				return
-			}
-			if err := os.WriteFile(filepath.Join(binDir, arch), b, 0o644); err != nil {
-				binErr = err
-				return
-			}
-		}
-	})
-	return imageFilesIn(t, binDir, binErr)
+	return sidecarBins.imageFiles(t, func() (string, error) { return buildSidecars(t) })
 }
 
-// imageFilesIn are an image's files per platform with dir's binary of
-// each (amd64, arm64, as built there unless err) and an apk database.
-func imageFilesIn(t *testing.T, dir string, err error) map[string]map[string][]byte {
-	t.Helper()
+// buildSidecars builds the sidecar for both platforms into a new
+// directory.
+func buildSidecars(t *testing.T) (string, error) {
+	dir, err := os.MkdirTemp("", "ci-test-sidecar-")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	out := map[string]map[string][]byte{}
 	for _, arch := range []string{"amd64", "arm64"} {
-		b, err := os.ReadFile(filepath.Join(dir, arch))
+		b, err := os.ReadFile(sidecarbin.Build(&onceT{TB: t, dir: dir}, arch))
 		if err != nil {
-			t.Fatal(err)
+			return dir, err
 		}
-		out["linux/"+arch] = map[string][]byte{binaryPath: b, apkDBPath: []byte(testAPKDB(arch))}
+		if err := os.WriteFile(filepath.Join(dir, arch), b, 0o644); err != nil {
+			return dir, err
+		}
 	}
-	return out
+	return dir, nil
 }
-
-var (
-	tinyOnce sync.Once
-	tinyDir  string
-	tinyErr  error
-)
 
 // tinyFiles are sidecarFiles with, in place of the sidecar, the smallest
 // Go program (built once per test run for both platforms, about a tenth
@@ -234,8 +234,7 @@ var (
 // most of a push test's time.
 func tinyFiles(t *testing.T) map[string]map[string][]byte {
 	t.Helper()
-	tinyOnce.Do(func() { tinyDir, tinyErr = buildTiny() })
-	return imageFilesIn(t, tinyDir, tinyErr)
+	return tinyBins.imageFiles(t, buildTiny)
 }
 
 func buildTiny() (string, error) {
@@ -261,11 +260,15 @@ func buildTiny() (string, error) {
 }
 
 // onceT lets a helper that takes a testing.TB run inside sync.Once: its
-// temporary directories outlive the test that happened to run it first.
-type onceT struct{ testing.TB }
+// temporary directories, made in dir, outlive the test that happened to
+// run it first.
+type onceT struct {
+	testing.TB
+	dir string
+}
 
 func (o *onceT) TempDir() string {
-	d, err := os.MkdirTemp(binDir, "build-")
+	d, err := os.MkdirTemp(o.dir, "build-")
 	if err != nil {
 		o.TB.Fatal(err)
 	}
@@ -274,7 +277,7 @@ func (o *onceT) TempDir() string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, d := range []string{binDir, tinyDir} {
+	for _, d := range []string{sidecarBins.dir, tinyBins.dir} {
 		if d != "" {
 			os.RemoveAll(d)
 		}
