@@ -12,21 +12,23 @@ import (
 	"time"
 )
 
-// SelfSignedTLS returns a throwaway server certificate for name, valid for
-// an hour either side of now, and the pool that trusts it: a TLS peer for
-// tests that need one but no CA of their own.
-func SelfSignedTLS(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
+// CA is a throwaway certificate authority for tests.
+type CA struct {
+	Cert *x509.Certificate
+	Pool *x509.CertPool // trusts this CA only
+	key  *ecdsa.PrivateKey
+}
+
+// NewCA makes a CA named cn, valid for an hour either side of now.
+func NewCA(t testing.TB, cn string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
-	}
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +37,34 @@ func SelfSignedTLS(t testing.TB, name string) (tls.Certificate, *x509.CertPool) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, roots
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &CA{Cert: cert, Pool: pool, key: key}
+}
+
+// Leaf issues a server certificate for names (the first is also its
+// common name), valid from notBefore to notAfter.
+func (ca *CA) Leaf(t testing.TB, notBefore, notAfter time.Time, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: notBefore, NotAfter: notAfter, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// ServerTLS returns a throwaway server certificate for name, valid for an
+// hour either side of now, and the pool that trusts it: a TLS peer for
+// tests that need one but no CA of their own.
+func ServerTLS(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	ca := NewCA(t, name+" CA")
+	return ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), name), ca.Pool
 }

@@ -10,16 +10,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
-func iamTarget(t *testing.T, ca *testCA) mysqltls.Target {
+func iamTarget(t *testing.T, ca *testkit.CA) mysqltls.Target {
 	t.Helper()
 	tokens := &iamauth.Tokens{Region: "us-east-1", Source: iamauth.Source{Name: "test",
 		Provider: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session"))}}
-	return mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, RootsFrom: "the test CA", ServerName: clusterName,
+	return mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, RootsFrom: "the test CA", ServerName: clusterName,
 		IAM: &iamauth.Authority{Tokens: tokens, Endpoint: clusterName + ":3306"}}
 }
 
@@ -39,12 +40,12 @@ func iamLogin(t *testing.T, addr string) (*app, mysqlwire.Packet) {
 }
 
 func TestIAMLoginCarriesTheAppsSession(t *testing.T) {
-	ca := newCA(t, "test CA")
+	ca := testkit.NewCA(t, "test CA")
 	for _, tc := range []struct {
 		name, switchTo string
 	}{{"token in the first packet", ""}, {"token after a switch to mysql_clear_password", mysqlwire.ClearPassword}} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: tc.switchTo})
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: tc.switchTo})
 			addr, _ := sidecar(t, srv, iamTarget(t, ca))
 			a, ok := iamLogin(t, addr)
 			if ok.Seq != 2 || ok.Payload[0] != mysqlwire.OK {
@@ -87,8 +88,8 @@ func TestIAMLoginCarriesTheAppsSession(t *testing.T) {
 }
 
 func TestIAMOtherAuthSwitchMeansNotAnIAMUser(t *testing.T) {
-	ca := newCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: "mysql_native_password"})
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: "mysql_native_password"})
 	target := iamTarget(t, ca)
 	addr, _ := sidecar(t, srv, target)
 	_, p := iamLogin(t, addr)

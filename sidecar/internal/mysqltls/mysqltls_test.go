@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
@@ -92,9 +93,9 @@ func (a *app) expectRefusal(seq byte, want string) {
 }
 
 func TestLoginOverVerifiedTLS(t *testing.T) {
-	ca := newCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true, tickets: true})
-	addr, s := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName})
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true, tickets: true})
+	addr, s := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName})
 
 	for i := range 2 {
 		a := dialApp(t, addr)
@@ -172,11 +173,11 @@ func TestLoginOverVerifiedTLS(t *testing.T) {
 }
 
 func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
-	ca := newCA(t, "test CA")
-	other := newCA(t, "unrelated CA")
+	ca := testkit.NewCA(t, "test CA")
+	other := testkit.NewCA(t, "unrelated CA")
 	now := time.Now()
-	good := ca.leaf(t, now.Add(-time.Hour), now.Add(time.Hour), clusterName, "x.cluster-ro-abc.us-east-1.rds.amazonaws.com")
-	expired := ca.leaf(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), clusterName)
+	good := ca.Leaf(t, now.Add(-time.Hour), now.Add(time.Hour), clusterName, "x.cluster-ro-abc.us-east-1.rds.amazonaws.com")
+	expired := ca.Leaf(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), clusterName)
 	for _, tc := range []struct {
 		name    string
 		srv     fakeOpts
@@ -187,25 +188,25 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 		reason  string
 		success bool
 	}{
-		{name: "unrelated CA", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: other.pool, RootsFrom: "TARGET_TLS_CA=/x.pem", ServerName: clusterName},
+		{name: "unrelated CA", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: other.Pool, RootsFrom: "TARGET_TLS_CA=/x.pem", ServerName: clusterName},
 			seq: 2, want: "not signed by a CA in TARGET_TLS_CA=/x.pem", reason: mysqltls.ReasonUnknownCA},
-		{name: "wrong name", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: "y.cluster-abc.us-east-1.rds.amazonaws.com"},
+		{name: "wrong name", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: "y.cluster-abc.us-east-1.rds.amazonaws.com"},
 			seq: 2, want: `not valid for "y.cluster-abc.us-east-1.rds.amazonaws.com"`, reason: mysqltls.ReasonNameMismatch},
-		{name: "expired certificate", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+		{name: "expired certificate", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
-		{name: "expired certificate, verify-ca", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
+		{name: "expired certificate, verify-ca", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.Pool},
 			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
-		{name: "unrelated CA, verify-ca", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: other.pool},
+		{name: "unrelated CA, verify-ca", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: other.Pool},
 			seq: 2, want: "not signed by a CA", reason: mysqltls.ReasonUnknownCA},
-		{name: "server without TLS, verify-identity", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+		{name: "server without TLS, verify-identity", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			seq: 0, want: "does not offer TLS", reason: mysqltls.ReasonServerNoTLS},
-		{name: "server without TLS, verify-ca", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool},
+		{name: "server without TLS, verify-ca", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.Pool},
 			seq: 0, want: "TARGET_TLS=verify-ca requires it", reason: mysqltls.ReasonServerNoTLS},
-		{name: "TLS handshake timeout", srv: fakeOpts{cert: good, stallTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName, HandshakeTimeout: 300 * time.Millisecond},
+		{name: "TLS handshake timeout", srv: fakeOpts{cert: good, stallTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName, HandshakeTimeout: 300 * time.Millisecond},
 			seq: 2, want: "timed out", reason: mysqltls.ReasonTLSTimeout},
-		{name: "the app asks for TLS", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.pool, ServerName: clusterName},
+		{name: "the app asks for TLS", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			appTLS: true, seq: 2, want: "connect in plaintext", reason: mysqltls.ReasonClientTLS},
-		{name: "verify-ca accepts a name not in the certificate", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.pool, ServerName: "instance-1.abc.us-east-1.rds.amazonaws.com"},
+		{name: "verify-ca accepts a name not in the certificate", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.Pool, ServerName: "instance-1.abc.us-east-1.rds.amazonaws.com"},
 			success: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,7 +25,7 @@ type session struct {
 
 func newSession(t testing.TB, version uint16) *session {
 	t.Helper()
-	cert, roots := testkit.SelfSignedTLS(t, "db")
+	cert, roots := testkit.ServerTLS(t, "db")
 	clientEnd, serverEnd := net.Pipe()
 	t.Cleanup(func() { clientEnd.Close(); serverEnd.Close() })
 	transport := tlscodec.NewTransport(clientEnd)
@@ -184,7 +184,7 @@ func TestSealAndCloseWrite(t *testing.T) {
 // two cases where it must ask: more records fed at once than one Open
 // takes, and a record larger than Open's buffer.
 func TestOpenWhatTheLoginLeft(t *testing.T) {
-	cert, roots := testkit.SelfSignedTLS(t, "db")
+	cert, roots := testkit.ServerTLS(t, "db")
 	dialed, accepted := testkit.Pair(t, testkit.Listen(t))
 	transport := tlscodec.NewTransport(dialed)
 	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db"})

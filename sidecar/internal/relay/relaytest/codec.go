@@ -85,7 +85,7 @@ func terminate(ts *tls.Conn, raw, plain *net.TCPConn) {
 // with a session cache as the sidecar's.
 func tlsConfigs(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	cert, roots := testkit.SelfSignedTLS(t, "relaytest")
+	cert, roots := testkit.ServerTLS(t, "relaytest")
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	client = &tls.Config{RootCAs: roots, ServerName: "relaytest", MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(16)}
 	return server, client
