@@ -322,17 +322,23 @@ func newPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) 
 // sizes) the export holds, as newEngine takes them.
 func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string, sizes layerBytes) *fakeEngine {
 	t.Helper()
-	if _, ok := env["VULN_CHECK"]; !ok {
-		// govulncheck runs in process; under -race it takes seconds per
-		// binary. The tests of the check itself and TestPushPipeline run
-		// it; the other push tests are about what follows.
-		env = maps.Clone(env)
-		if env == nil {
-			env = map[string]string{}
-		}
-		env["VULN_CHECK"] = "false"
+	return newPushEngineFiles(t, ecrSrv, vulnCheckOff(env), sizes, sidecarFiles(t))
+}
+
+// vulnCheckOff is env with VULN_CHECK=false unless env sets it.
+// govulncheck runs in process; under -race it takes seconds per binary.
+// The tests of the check itself and TestPushPipeline run it; the other
+// push tests are about what follows.
+func vulnCheckOff(env map[string]string) map[string]string {
+	if _, ok := env["VULN_CHECK"]; ok {
+		return env
 	}
-	return newPushEngineFiles(t, ecrSrv, env, sizes, sidecarFiles(t))
+	env = maps.Clone(env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["VULN_CHECK"] = "false"
+	return env
 }
 
 // newLightPushEngine is newPushEngine with tinyFiles' binaries: for
@@ -340,14 +346,7 @@ func newPushEngineSizes(t *testing.T, ecrSrv *ecrtest.Server, env map[string]str
 // read no more of the binary than its checksum and build info.
 func newLightPushEngine(t *testing.T, ecrSrv *ecrtest.Server, env map[string]string) *fakeEngine {
 	t.Helper()
-	if _, ok := env["VULN_CHECK"]; !ok {
-		env = maps.Clone(env)
-		if env == nil {
-			env = map[string]string{}
-		}
-		env["VULN_CHECK"] = "false"
-	}
-	return newPushEngineFiles(t, ecrSrv, env, nil, tinyFiles(t))
+	return newPushEngineFiles(t, ecrSrv, vulnCheckOff(env), nil, tinyFiles(t))
 }
 
 // newPushEngineFiles is newPushEngineSizes with the images' files.
