@@ -218,6 +218,15 @@ func (r *runner) mysqlWorkload(ctx context.Context, round int, order []contestan
 				m["mysql.clientcpu."+t] = perQuery
 				cpu += fmt.Sprintf(" client=%.1fµs/query", perQuery)
 			}
+			if res.ServerCPU > 0 {
+				perQuery := float64(res.ServerCPU) / float64(time.Microsecond) / float64(res.Queries)
+				m["mysql.servercpu."+t] = perQuery
+				cpu += fmt.Sprintf(" server=%.1fµs/query", perQuery)
+				if res.ClientCPU > 0 {
+					all := res.ClientCPU + res.ServerCPU + (after.CPU - before.CPU)
+					m["mysql.allcpu."+t] = float64(all) / float64(time.Microsecond) / float64(res.Queries)
+				}
+			}
 			if res.Errors > 0 || res.Reconnect > 0 {
 				r.note(fmt.Sprintf("round %d, %s, %d threads: %d ignored errors, %d reconnects", round, l.c.name, threads, res.Errors, res.Reconnect))
 			}
@@ -239,11 +248,15 @@ func (r *runner) pointSelectsWithCPU(ctx context.Context, round int, l *live, th
 		if before, err = l.usage(ctx); err != nil {
 			return
 		}
+		server, serr := readProcStat("/proc", r.db.Pid())
 		res, err = r.pointSelects(ctx, l, threads)
 		if ctx.Err() != nil {
 			return res, before, after, ctx.Err()
 		}
 		if err == nil {
+			if server2, serr2 := readProcStat("/proc", r.db.Pid()); serr == nil && serr2 == nil {
+				res.ServerCPU = time.Duration(server2.OwnAndReaped()-server.OwnAndReaped()) * time.Second / clockTicks
+			}
 			after, err = l.usage(ctx)
 			return
 		}

@@ -50,6 +50,12 @@ func (r *runner) metrics() []metric {
 	for _, t := range r.cfg.threads {
 		ms = append(ms, metric{key: fmt.Sprintf("mysql.clientcpu.%d", t), label: fmt.Sprintf("client (sysbench) CPU per query, %d conn", t), unit: "µs", prec: 1})
 	}
+	for _, t := range r.cfg.threads {
+		ms = append(ms, metric{key: fmt.Sprintf("mysql.servercpu.%d", t), label: fmt.Sprintf("server (MariaDB) CPU per query, %d conn", t), unit: "µs", prec: 1})
+	}
+	for _, t := range r.cfg.threads {
+		ms = append(ms, metric{key: fmt.Sprintf("mysql.allcpu.%d", t), label: fmt.Sprintf("client + forwarder + server CPU per query, %d conn", t), unit: "µs", prec: 1})
+	}
 	ms = append(ms,
 		metric{key: "bulk.gbps", label: "bulk throughput, 1 stream", unit: "Gbit/s", higher: true, prec: 2},
 		metric{key: "bulk.cpu", label: "forwarder CPU per GB moved", unit: "s", prec: 3, forwarder: true},
@@ -281,8 +287,9 @@ func (r *runner) reportTLS(p printf) {
 	p("\n## TLS to the database (issue 15): %s against %s and the plaintext relay\n\n", nameSidecarTLS, nameAppTLS)
 	p("%s: the client speaks plaintext to the sidecar, which does `TARGET_TLS=verify-identity` TLS to MariaDB. "+
 		"%s: the client does TLS itself (verified) through the sidecar's plain relay (`TARGET_TLS=disabled`). "+
-		"sidecar: plaintext end to end. Medians; forwarder CPU is the sidecar process only, MariaDB's is not included, "+
-		"and the client's own CPU (sysbench's) is its own row: %s's TLS work is done in the client. "+
+		"sidecar: plaintext end to end. Medians; forwarder CPU is the sidecar process only; "+
+		"the client's (sysbench's) and the server's (MariaDB's) CPU are their own rows, %s's TLS work being done in the client, "+
+		"and the three add up to the machine's CPU per query, which sets qps once the machine's cores are busy. "+
 		"The per-round column divides the two contestants' values round by round (they run back to back) and gives the median and the range: "+
 		"on a machine whose speed drifts between rounds it is the steadier comparison.\n\n", nameSidecarTLS, nameAppTLS, nameAppTLS)
 	p("| metric | %s | %s | sidecar | %s ÷ %s | per round: median (range) | %s ÷ sidecar | goal | met? |\n|---|---:|---:|---:|---:|---:|---:|---|---|\n",
@@ -331,6 +338,7 @@ func (r *runner) reportMethod(p printf) {
 	p("- MySQL: %s against a throwaway MariaDB, table of %d rows, %v per measurement at %s connections. qps and p99 as the client reports them.\n",
 		r.sysbench, r.cfg.tableSize, r.cfg.mysqlTime, joinInts(r.cfg.threads))
 	p("- Forwarder CPU: utime+stime+cutime+cstime from /proc/<pid>/stat of the forwarder plus every live descendant, read before and after each measurement once the forwarder has no children left (socat's per-connection children are counted once reaped; any still alive are summed from their own /proc entries). Divided by the queries, bytes or connections of that measurement. Direct has no forwarder.\n")
+	p("- Client and server CPU per query: sysbench's own rusage, and mariadbd's utime+stime from /proc/<pid>/stat read before and after each point-select measurement (the server also serves the connection set-up, as the client does).\n")
 	bulkTool := "iperf3, one stream"
 	if r.iperfPath == "" {
 		bulkTool = "a Go sender and receiver, one stream"

@@ -21,6 +21,8 @@ type sysbenchResult struct {
 	// ClientCPU is the client's own CPU time over the whole run (sysbench's
 	// rusage); zero for the Go client, which shares the bench's process.
 	ClientCPU time.Duration
+	// ServerCPU is mariadbd's CPU time over the whole run, read from /proc.
+	ServerCPU time.Duration
 }
 
 // parseSysbench parses the text report of sysbench 1.0 `run` with

@@ -65,8 +65,8 @@ func TestReportTLS(t *testing.T) {
 	r := &runner{cfg: config{threads: []int{1}, idleFirst: 1000, rounds: 1, connDialers: 8}, res: newResults(), idleMax: 9000,
 		contestants: append([]contestant{{name: "direct"}, {name: "sidecar", kind: kindSidecar}}, tlsPair("/x/ca.pem")...)}
 	r.res.add("sidecar", 1, map[string]float64{"mysql.qps.1": 4000, "mysql.cpu.1": 40, "mconn.rate": 2000, "mbulk.gbps": 3})
-	r.res.add(nameAppTLS, 1, map[string]float64{"mysql.qps.1": 3000, "mysql.cpu.1": 41, "mysql.clientcpu.1": 23, "mconn.rate": 800, "mbulk.gbps": 2})
-	r.res.add(nameSidecarTLS, 1, map[string]float64{"mysql.qps.1": 3300, "mysql.cpu.1": 70, "mysql.clientcpu.1": 20, "mconn.rate": 1000, "mbulk.gbps": 1.5})
+	r.res.add(nameAppTLS, 1, map[string]float64{"mysql.qps.1": 3000, "mysql.cpu.1": 41, "mysql.clientcpu.1": 23, "mysql.servercpu.1": 36, "mysql.allcpu.1": 100, "mconn.rate": 800, "mbulk.gbps": 2})
+	r.res.add(nameSidecarTLS, 1, map[string]float64{"mysql.qps.1": 3300, "mysql.cpu.1": 70, "mysql.clientcpu.1": 20, "mysql.servercpu.1": 36, "mysql.allcpu.1": 126, "mconn.rate": 1000, "mbulk.gbps": 1.5})
 	// A second round on a faster machine: the ratio of the medians (0.97)
 	// mixes rounds; round by round the ratios are 1.10 and 0.90.
 	r.res.add(nameAppTLS, 2, map[string]float64{"mysql.qps.1": 6000})
@@ -77,6 +77,8 @@ func TestReportTLS(t *testing.T) {
 		"| MySQL point selects, 1 conn | 4350 qps | 4500 qps | 4000 qps | 0.97× | 1.00× (0.90–1.10×) | 1.09× | qps ≥ app-tls at 1 conn | **not met** (0.97×) |",
 		"| forwarder CPU per query, 1 conn | 70.0 µs | 41.0 µs | 40.0 µs | 1.71× | 1.71× (1.71–1.71×) | 1.75× | CPU per query ≤ 1.5× plaintext sidecar at 1 conn | **not met** (1.75×) |",
 		"| client (sysbench) CPU per query, 1 conn | 20.0 µs | 23.0 µs | n/a | 0.87× | 0.87× (0.87–0.87×) | n/a | | |",
+		"| server (MariaDB) CPU per query, 1 conn | 36.0 µs | 36.0 µs | n/a | 1.00× | 1.00× (1.00–1.00×) | n/a | | |",
+		"| client + forwarder + server CPU per query, 1 conn | 126.0 µs | 100.0 µs | n/a | 1.26× | 1.26× (1.26–1.26×) | n/a | | |",
 		"| new MySQL sessions (connect, log in, quit), 8 clients | 1000 sessions/s | 800 sessions/s | 2000 sessions/s | 1.25× | 1.25× (1.25–1.25×) | 0.50× | new MySQL sessions/s ≥ app-tls | met (1.25×) |",
 		"| MySQL bulk: 4 MiB results, 1 session | 1.50 Gbit/s | 2.00 Gbit/s | 3.00 Gbit/s | 0.75× | 0.75× (0.75–0.75×) | 0.50× | MySQL bulk throughput (reported) | reported (0.75×) |",
 		// The issue-5 goals table has the plain sidecar's column only.
@@ -146,6 +148,11 @@ func TestMySQLWorkloadsWithTLS(t *testing.T) {
 	}
 	if res, err := goPointSelects(ctx, conn, 2, 200*time.Millisecond, 100); err != nil || res.Queries == 0 {
 		t.Errorf("point selects with client TLS: %+v, %v", res, err)
+	}
+	// The server's CPU is read around a measurement (a second of it).
+	r.cfg.tableSize = 100
+	if res, _, _, err := r.pointSelectsWithCPU(ctx, 1, &live{c: appTLS, port: r.db.Port}, 2); err != nil || res.Queries == 0 || res.ServerCPU <= 0 {
+		t.Errorf("point selects with the server's CPU: %+v, %v", res, err)
 	}
 	if err := r.checkTLS(ctx, &live{c: appTLS, port: r.db.Port}); err != nil {
 		t.Errorf("client TLS straight to the server: %v", err)

@@ -183,6 +183,9 @@ func (s *Server) GlobalStatus(ctx context.Context, name string) (int64, error) {
 	return v, err
 }
 
+// Pid is mariadbd's process id, for reading the CPU it uses.
+func (s *Server) Pid() int { return s.proc.Cmd.Process.Pid }
+
 // Stop kills the server and removes its directory.
 func (s *Server) Stop() {
 	if s.proc != nil {
