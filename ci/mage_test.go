@@ -84,7 +84,7 @@ func TestMage(t *testing.T) {
 		// The typo warning comes first, without the value, and the run goes
 		// on. LOCAL_IMAGE=none here and below: these are about the engine,
 		// and must not depend on whether this machine runs Docker.
-		{"typo of a pipeline variable is warned about", []string{"build"}, []string{"ECR_REPO=team/app", "DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
+		{"typo of a pipeline variable is warned about", []string{"build"}, []string{"ECR_REPO=team/app", "DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
 			[]string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is unset, so ECR_REPOSITORY=sidecar applies.",
 				"Dagger engine unavailable"}, []string{"team/app"}},
 		// A remote engine cannot load into Docker; the load is the
@@ -92,12 +92,12 @@ func TestMage(t *testing.T) {
 		{"unreachable Docker fails before building", []string{"build"}, []string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST=unix://" + t.TempDir() + "/engine.sock",
 			"DOCKER_HOST=unix://" + t.TempDir() + "/docker.sock", "LOCAL_IMAGE=sidecar:latest"}, 1,
 			[]string{"LOCAL_IMAGE=sidecar:latest needs the local Docker", "set LOCAL_IMAGE=none"}, []string{"connecting to the Dagger engine", "goroutine"}},
-		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
+		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
 			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic"}},
 		// Push checks for the engine before git and AWS: an ECR endpoint
 		// that answers nothing and no credentials would fail otherwise.
-		{"push with no engine exits 3 before AWS", []string{"push"}, []string{"DAGGER_SESSION_PORT=" + closedPort(t), "DAGGER_SESSION_TOKEN=x",
-			"AWS_REGION=eu-west-1", "AWS_ENDPOINT_URL_ECR=http://127.0.0.1:" + closedPort(t), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true"}, 3,
+		{"push with no engine exits 3 before AWS", []string{"push"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x",
+			"AWS_REGION=eu-west-1", "AWS_ENDPOINT_URL_ECR=http://127.0.0.1:" + refusedPort(t), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true"}, 3,
 			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic", "AWS", "git"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,8 +123,8 @@ func TestMage(t *testing.T) {
 	}
 }
 
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) string {
+// refusedPort is testkit.RefusedPort as the string an environment variable holds.
+func refusedPort(t *testing.T) string {
 	t.Helper()
-	return strconv.Itoa(testkit.FreePort(t))
+	return strconv.Itoa(testkit.RefusedPort(t))
 }

@@ -114,6 +114,9 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 	t.Helper()
 	fe := &fakeEngine{srv: daggertest.Serve(t), log: &testkit.LockedBuffer{}, out: &testkit.LockedBuffer{}, dir: gitRepo(t), goTests: &[]string{}}
 	fe.vars = fe.srv.Env()
+	// The runner sees only these variables. Should a test reach the AWS
+	// preflight without credentials, the SDK must not ask 169.254.169.254.
+	fe.vars["AWS_EC2_METADATA_DISABLED"] = "true"
 	if sizes == nil {
 		sizes = layerBytes{"linux/amd64": {60_000}, "linux/arm64": {55_000}}
 	}
@@ -865,7 +868,7 @@ func TestNoEngineFailsFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ecrSrv := pushEnv(t, nil)
 			fe := newEngine(t, nil, nil)
-			fe.vars["DAGGER_SESSION_PORT"] = closedPort(t) // the session is gone
+			fe.vars["DAGGER_SESSION_PORT"] = refusedPort(t) // the session is gone
 			err := tc.run(fe.runner, testCtx(t))
 			var ee *engine.Error
 			if !errors.As(err, &ee) {

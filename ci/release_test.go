@@ -530,7 +530,7 @@ func TestPushUnreachableVulnDBFailsFast(t *testing.T) {
 	t.Parallel()
 	immutable := true
 	ecrSrv := pushEnv(t, &immutable)
-	db := "http://127.0.0.1:" + closedPort(t)
+	db := "http://127.0.0.1:" + refusedPort(t)
 	fe := newLightPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": db, "VULN_CHECK": "true"})
 	start := time.Now()
 	err := fe.runner.Push(testCtx(t))

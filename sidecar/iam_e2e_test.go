@@ -415,7 +415,7 @@ func TestIAMCredentialsUnavailable(t *testing.T) {
 	f := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dead := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)) + "/creds"
+	dead := "http://127.0.0.1:" + strconv.Itoa(testkit.RefusedPort(t)) + "/creds"
 	env := iamEnv(t, f, map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": dead})
 	listen := env["LISTEN_PORT"]
 	_, done, _ := runAsync(t, env)

@@ -36,12 +36,6 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	return strconv.Itoa(testkit.FreePort(t))
-}
-
 // fakeDockerCLI makes PATH hold only a `docker` running script (none
 // when script is empty), and points DOCKER_CONFIG at an empty directory.
 func fakeDockerCLI(t *testing.T, script string) {
@@ -183,10 +177,10 @@ func TestConnectNamesWhatIsMissing(t *testing.T) {
 			fakeDockerCLI(t, "")
 		}, []string{"Docker is not installed"}},
 		{"remote engine unreachable", func(t *testing.T) {
-			t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://127.0.0.1:"+closedPort(t))
+			t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://127.0.0.1:"+strconv.Itoa(testkit.RefusedPort(t)))
 		}, []string{"remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=tcp://127.0.0.1:", "not reachable"}},
 		{"stale session", func(t *testing.T) {
-			t.Setenv("DAGGER_SESSION_PORT", closedPort(t))
+			t.Setenv("DAGGER_SESSION_PORT", strconv.Itoa(testkit.RefusedPort(t)))
 			t.Setenv("DAGGER_SESSION_TOKEN", "x")
 		}, []string{"DAGGER_SESSION_PORT="}},
 	} {
@@ -259,7 +253,7 @@ func TestConnectWithoutCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second) // safety net
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestConnectWithoutCLI$", "-test.count=1")
-	proxy := "http://127.0.0.1:" + closedPort(t)
+	proxy := "http://127.0.0.1:" + strconv.Itoa(testkit.RefusedPort(t))
 	cmd.Env = append(os.Environ(),
 		"CI_TEST_CONNECT_CHILD=1",
 		"DOCKER_HOST="+host,

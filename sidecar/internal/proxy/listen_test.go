@@ -64,7 +64,7 @@ func TestListenBindsWhatWasAsked(t *testing.T) {
 // numbers, so CloudWatch Logs Insights can compute on them.
 func TestLogFieldsAreNumbers(t *testing.T) {
 	up := startUpstream(t, "127.0.0.1", echo)
-	refused := testkit.FreePort(t)
+	refused := testkit.RefusedPort(t)
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up), {TargetHost: "127.0.0.1", TargetPort: refused}}})
 	c := dial(t, r.addrs[0])
 	if err := exchange(c, []byte("ping")); err != nil {

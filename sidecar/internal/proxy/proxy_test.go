@@ -78,7 +78,7 @@ func TestBulkBothWays(t *testing.T) {
 // the burst (a pool reconnecting during a failover) only in a summary a
 // second later that says how many were not logged.
 func TestUpstreamRefuses(t *testing.T) {
-	port := testkit.FreePort(t) // nothing listens here now: connections are refused
+	port := testkit.RefusedPort(t)
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}}})
 	const n = 20
 	for i := range n {
