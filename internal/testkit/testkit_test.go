@@ -126,7 +126,7 @@ func TestWaitListening(t *testing.T) {
 	if msg := fatalOf(t, func(tb testing.TB) { WaitListening(tb, ln.Addr().String(), 10*time.Second) }); msg != "" {
 		t.Errorf("with a listener: failed: %s", msg)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(RefusedPort(t))
 	msg := fatalOf(t, func(tb testing.TB) { WaitListening(tb, addr, 50*time.Millisecond) })
 	if !strings.Contains(msg, "nothing listening on "+addr) {
 		t.Errorf("with nothing listening: %q, want a failure naming %s", msg, addr)

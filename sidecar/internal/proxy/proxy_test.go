@@ -110,7 +110,7 @@ func TestUpstreamRefuses(t *testing.T) {
 // A summary still pending when the server stops is written before Serve
 // returns: no failure goes unlogged at exit.
 func TestDialFailureSummaryWrittenAtShutdown(t *testing.T) {
-	port := testkit.FreePort(t)
+	port := testkit.RefusedPort(t)
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: port}}})
 	for i := range 3 {
 		expectClosed(t, dial(t, r.addrs[0]), "client of a refused upstream")
