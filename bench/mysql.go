@@ -207,24 +207,27 @@ func (r *runner) mysqlWorkload(ctx context.Context, round int, order []contestan
 				"mysql.qps." + t: res.QPS,
 				"mysql.p99." + t: float64(res.P99) / float64(time.Millisecond),
 			}
+			// CPU per query of each party, and of the three together; the
+			// forwarder's is zero for direct.
+			fwd := after.CPU - before.CPU
 			cpu := ""
-			if l.c.isForwarder() {
-				perQuery := float64(after.CPU-before.CPU) / float64(time.Microsecond) / float64(res.Queries)
-				m["mysql.cpu."+t] = perQuery
-				cpu = fmt.Sprintf(" cpu=%.1fµs/query", perQuery)
-			}
-			if res.ClientCPU > 0 {
-				perQuery := float64(res.ClientCPU) / float64(time.Microsecond) / float64(res.Queries)
-				m["mysql.clientcpu."+t] = perQuery
-				cpu += fmt.Sprintf(" client=%.1fµs/query", perQuery)
-			}
-			if res.ServerCPU > 0 {
-				perQuery := float64(res.ServerCPU) / float64(time.Microsecond) / float64(res.Queries)
-				m["mysql.servercpu."+t] = perQuery
-				cpu += fmt.Sprintf(" server=%.1fµs/query", perQuery)
-				if res.ClientCPU > 0 {
-					all := res.ClientCPU + res.ServerCPU + (after.CPU - before.CPU)
-					m["mysql.allcpu."+t] = float64(all) / float64(time.Microsecond) / float64(res.Queries)
+			for _, part := range []struct {
+				key, log string // log "": recorded, not logged
+				used     time.Duration
+				measured bool
+			}{
+				{"cpu", "cpu", fwd, l.c.isForwarder()},
+				{"clientcpu", "client", res.ClientCPU, res.ClientCPU > 0},
+				{"servercpu", "server", res.ServerCPU, res.ServerCPU > 0},
+				{"allcpu", "", fwd + res.ClientCPU + res.ServerCPU, res.ClientCPU > 0 && res.ServerCPU > 0},
+			} {
+				if !part.measured {
+					continue
+				}
+				perQuery := float64(part.used) / float64(time.Microsecond) / float64(res.Queries)
+				m["mysql."+part.key+"."+t] = perQuery
+				if part.log != "" {
+					cpu += fmt.Sprintf(" %s=%.1fµs/query", part.log, perQuery)
 				}
 			}
 			if res.Errors > 0 || res.Reconnect > 0 {
