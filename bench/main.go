@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/example/sidecar/internal/testmysql"
 )
 
@@ -55,7 +57,8 @@ type config struct {
 	baselineBin  string        // optional older sidecar binary, run as contestant sidecar-baseline
 	burstSettle  time.Duration // how long after closing the idle connections RSS is read again
 	variants     sidecarFlags
-	tls          bool // add the TLS pair (sidecar-tls, app-tls)
+	tls          bool       // add the TLS pair (sidecar-tls, app-tls)
+	place        *placement // -db-cpus; nil: every process may run on every CPU
 	flood        floodConfig
 	out          string
 }
@@ -97,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.burstSettle, "burst-settle", 30*time.Second, "after the idle connections close, wait this long and read the forwarder's RSS again (0: skip)")
 	fs.Var(&cfg.variants, "sidecar-env", "extra sidecar contestant NAME:KEY=VAL[,KEY=VAL...] (repeatable), e.g. portable:DATA_PATH=portable")
 	fs.BoolVar(&cfg.tls, "tls", true, "also run the TLS pair on the MySQL workloads: "+nameSidecarTLS+" (TARGET_TLS=verify-identity, plaintext client) and "+nameAppTLS+" (the client does TLS through the plain relay)")
+	dbCPUs := fs.String("db-cpus", "", "run MariaDB on these CPUs (e.g. 1) and everything else on the others, as in production, where the database is another machine and the app and the sidecar share their task's CPUs (default: no placement)")
 	floodFlags(fs, &cfg.flood)
 	fs.StringVar(&cfg.out, "o", "", "also write the Markdown report to this file")
 	if err := fs.Parse(args); err != nil {
@@ -154,6 +158,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	check(cfg.idleFirst >= 1 && cfg.idleFirst <= 100_000, "-idle %d: want 1 to 100000", cfg.idleFirst)
 	check(cfg.idleMax >= 0 && cfg.idleMax <= 1_000_000, "-idle-max %d: want 0 (descriptor limit) up to 1000000", cfg.idleMax)
 	errs = append(errs, cfg.flood.check()...)
+	if *dbCPUs != "" {
+		var allowed unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+			errs = append(errs, fmt.Errorf("-db-cpus: read this process's CPUs: %w", err))
+		} else if p, err := parsePlacement(*dbCPUs, allowed); err != nil {
+			errs = append(errs, err)
+		} else {
+			cfg.place = &p
+		}
+		check(cfg.needsMySQL(), "-db-cpus %q: the workloads %s have no database to place; add a MySQL workload (mysql, mysql-conns, mysql-bulk or flood)", *dbCPUs, strings.Join(cfg.workloads, ","))
+	}
 	check(cfg.burstSettle >= 0 && cfg.burstSettle <= 10*time.Minute, "-burst-settle %v: want 0 (skip) up to 10m", cfg.burstSettle)
 	return cfg, errors.Join(errs...)
 }
@@ -210,6 +225,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 	r := &runner{cfg: cfg, log: log, procs: newProcGroup(), res: newResults()}
 	defer r.procs.killAll()
 	start := time.Now()
+	if cfg.place != nil {
+		// Before any child starts: each inherits the CPUs of the thread that made it.
+		if err := pinProcess(os.Getpid(), &cfg.place.task); err != nil {
+			return err
+		}
+		r.progress("placement: %s", cfg.place)
+	}
 
 	if err := r.raiseNoFile(); err != nil {
 		return err
@@ -259,6 +281,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 			return fmt.Errorf("start MariaDB (needs mariadb-server): %w", err)
 		}
 		defer r.db.Stop()
+		if cfg.place != nil {
+			if err := pinProcess(r.db.Pid(), &cfg.place.db); err != nil {
+				return err
+			}
+		}
 	}
 	if slices.ContainsFunc(cfg.workloads, func(w string) bool { return strings.HasPrefix(w, "mysql") }) {
 		r.progress("preparing sbtest1 (%d rows) with %s", cfg.tableSize, r.sysbench)

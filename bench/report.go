@@ -334,6 +334,11 @@ func (r *runner) reportMethod(p printf) {
 		}
 	}
 	p(".\n")
+	if r.cfg.place != nil {
+		p("- Placement (`-db-cpus`): %s, as in production, where the database is another machine and the app and the sidecar share their task's CPUs.\n", r.cfg.place)
+	} else {
+		p("- Placement: none; the database, the clients and the forwarders share every CPU (`-db-cpus` gives the database CPUs of its own).\n")
+	}
 	p("- %d rounds; in each round every workload runs every contestant, the order rotated by one per round. Figures are medians over rounds; per-round values are at the end.\n", r.cfg.rounds)
 	p("- MySQL: %s against a throwaway MariaDB, table of %d rows, %v per measurement at %s connections. qps and p99 as the client reports them.\n",
 		r.sysbench, r.cfg.tableSize, r.cfg.mysqlTime, joinInts(r.cfg.threads))
