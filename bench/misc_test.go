@@ -269,10 +269,19 @@ func TestReportTables(t *testing.T) {
 		"| MySQL point selects, 1 conn | 2700 qps | 0.45× | 0.90× | 0.82× | MySQL qps ≥ socat at 1 conn | **not met** (0.90×) |",
 		"sidecar-rw adds IDLE_TIMEOUT=1h",
 		"- a note over two lines",
+		"- Placement: none; the database, the clients and the forwarders share every CPU",
 	} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+	p, err := parsePlacement("1", cpuSet(0, 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.place = &p
+	if rep := r.report(time.Unix(0, 0), time.Unix(90, 0)); !strings.Contains(rep, "- Placement (`-db-cpus`): MariaDB on CPU 1; the clients and forwarders on CPU 0,2, as in production") {
+		t.Errorf("report with -db-cpus 1 does not state the placement:\n%s", rep)
 	}
 	if t.Failed() {
 		t.Log(rep)
