@@ -64,14 +64,22 @@ func TestParsePlacement(t *testing.T) {
 	}
 }
 
-func TestParseFlagsDBCPUs(t *testing.T) {
+// splittableCPUs returns the CPUs this process may run on, skipping the
+// test when there is only one.
+func splittableCPUs(t *testing.T) unix.CPUSet {
+	t.Helper()
 	var allowed unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
 		t.Fatal(err)
 	}
 	if allowed.Count() < 2 {
-		t.Skipf("this process may run on one CPU only (%s): nothing to split", cpuList(&allowed))
+		t.Skipf("this process may run on one CPU only (%s): there is nothing to split or pin", cpuList(&allowed))
 	}
+	return allowed
+}
+
+func TestParseFlagsDBCPUs(t *testing.T) {
+	allowed := splittableCPUs(t)
 	last := lastCPU(allowed)
 	c, err := parseFlags([]string{"-db-cpus", fmt.Sprint(last)}, io.Discard)
 	if err != nil {
@@ -145,13 +153,7 @@ func allowedList(pid, tid int) string {
 }
 
 func TestPinProcess(t *testing.T) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		t.Fatal(err)
-	}
-	if allowed.Count() < 2 {
-		t.Skipf("this process may run on one CPU only (%s): pinning would change nothing", cpuList(&allowed))
-	}
+	allowed := splittableCPUs(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), pinHelperEnv+"=1")
 	stdin, err := cmd.StdinPipe()
