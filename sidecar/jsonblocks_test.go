@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,40 @@ func TestDocsJSONBlocksParse(t *testing.T) {
 	}
 	if blocks == 0 {
 		t.Fatal("no JSON blocks found: is the test running from sidecar/?")
+	}
+}
+
+// Every health check command the docs show ("CMD", then the binary) names
+// the binary where the Dockerfile puts it (its ENTRYPOINT), so a pasted
+// task definition does not mark a working sidecar unhealthy.
+func TestDocsHealthCheckPathIsTheImages(t *testing.T) {
+	dockerfile, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := regexp.MustCompile(`(?m)^ENTRYPOINT \["([^"]+)"`).FindSubmatch(dockerfile)
+	if entry == nil {
+		t.Fatal(`the Dockerfile has no ENTRYPOINT ["…"] line`)
+	}
+	bin := string(entry[1])
+	files, _ := filepath.Glob("../docs/*.md")
+	files = append(files, "../README.md", "../Dockerfile")
+	// ECS's ["CMD", bin, …] and the Dockerfile's CMD [bin, …].
+	cmd := regexp.MustCompile(`(?:\["CMD",\s*|CMD \[)"([^"]+)",\s*"healthcheck"\]`)
+	seen := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range cmd.FindAllSubmatch(b, -1) {
+			seen++
+			if got := string(m[1]); got != bin {
+				t.Errorf("%s: health check runs %q; the image's binary is %q (the Dockerfile's ENTRYPOINT)", f, got, bin)
+			}
+		}
+	}
+	if seen < 7 {
+		t.Fatalf("found %d health check commands in the docs, README and Dockerfile; want at least 7", seen)
 	}
 }
