@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/example/sidecar/sidecar/internal/config"
 )
 
 // parseJSONBlock accepts a JSON document, JSON lines (log examples), or the
@@ -96,4 +98,78 @@ func TestDocsHealthCheckPathIsTheImages(t *testing.T) {
 	if seen < 7 {
 		t.Fatalf("found %d health check commands in the docs, README and Dockerfile; want at least 7", seen)
 	}
+}
+
+// Every sidecar container in the docs' task definitions (its image is
+// …/sidecar:…) sets only variables the sidecar reads, to values it accepts:
+// the examples start as pasted.
+func TestDocsTaskDefinitionsConfigureTheSidecar(t *testing.T) {
+	files, _ := filepath.Glob("../docs/*.md")
+	files = append(files, "../README.md")
+	known := map[string]bool{}
+	for _, n := range config.Names {
+		known[n] = true
+	}
+	containers := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, block := range codeBlocks(string(b), "json") {
+			var doc any
+			if json.Unmarshal([]byte(block), &doc) != nil && json.Unmarshal([]byte("{"+block+"}"), &doc) != nil {
+				continue // JSON lines: logs, not task definitions
+			}
+			for _, c := range sidecarContainers(doc) {
+				containers++
+				env := map[string]string{}
+				for _, e := range c.Environment {
+					if !known[e.Name] {
+						t.Errorf("%s: container %q sets %s, which the sidecar does not read", f, c.Name, e.Name)
+					}
+					env[e.Name] = e.Value
+				}
+				if _, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+					t.Errorf("%s: container %q's environment is refused: %v", f, c.Name, err)
+				}
+			}
+		}
+	}
+	if containers < 4 {
+		t.Fatalf("found %d sidecar containers in the docs' JSON blocks; want at least 4", containers)
+	}
+}
+
+type containerDef struct {
+	Name        string `json:"name"`
+	Image       string `json:"image"`
+	Environment []struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	} `json:"environment"`
+}
+
+// sidecarContainers finds the container definitions in doc whose image is
+// the sidecar's.
+func sidecarContainers(doc any) []containerDef {
+	var out []containerDef
+	switch v := doc.(type) {
+	case map[string]any:
+		if img, _ := v["image"].(string); strings.Contains(img, "/sidecar:") {
+			raw, _ := json.Marshal(v)
+			var c containerDef
+			if json.Unmarshal(raw, &c) == nil {
+				out = append(out, c)
+			}
+		}
+		for _, x := range v {
+			out = append(out, sidecarContainers(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, sidecarContainers(x)...)
+		}
+	}
+	return out
 }
