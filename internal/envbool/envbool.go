@@ -1,6 +1,6 @@
 // Package envbool parses the boolean values people write in environment
-// variables. The sidecar and the pipeline both use it, so a task definition
-// and a CI job accept the same spellings.
+// variables: the pipeline's settings use it, and a test holds any boolean
+// setting the sidecar adds to it, so both accept the same spellings.
 package envbool
 
 import (
