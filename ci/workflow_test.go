@@ -3,6 +3,7 @@ package ci
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -61,5 +62,48 @@ func TestWorkflowPermissions(t *testing.T) {
 	}
 	if p, err := os.ReadFile("../.github/workflows/pipeline.yml"); err != nil || strings.Contains(string(p), "permissions:") {
 		t.Errorf("pipeline.yml must take its permissions from the calling job (%v)", err)
+	}
+}
+
+// runnerHas are .ci/run's packages that GitHub's Ubuntu runner image
+// already has (its Docker is docker-ce, which docker.io would conflict with).
+var runnerHas = []string{"git", "curl", "openssl", "docker.io"}
+
+// The workflow runs the same tests as .ci/run, with CI set, so a service
+// it does not install fails a test there: it installs every package
+// .ci/run does, and runs the unit tests as root, as .ci/run does.
+func TestWorkflowInstallsWhatTheTestsNeed(t *testing.T) {
+	t.Parallel()
+	run, err := os.ReadFile("../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^pkgs=\(([^)]*)\)$`).FindSubmatch(run)
+	if m == nil {
+		t.Fatal(".ci/run has no pkgs=(…) line")
+	}
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installed := map[string]bool{}
+	im := regexp.MustCompile(`apt-get install[^\n]*?((?:[a-z0-9.+-]+[ \t]*(?:\\\n[ \t]*)?)+)\n`).FindSubmatch(wf)
+	if im == nil {
+		t.Fatal("pipeline.yml runs no apt-get install")
+	}
+	for _, p := range strings.Fields(strings.ReplaceAll(string(im[1]), `\`, " ")) {
+		installed[p] = true
+	}
+	for _, p := range strings.Fields(string(m[1])) {
+		if !installed[p] && !slices.Contains(runnerHas, p) {
+			t.Errorf("pipeline.yml does not install %s, which .ci/run installs for the tests", p)
+		}
+	}
+	step := regexp.MustCompile(`(?m)^\s*- name: Unit tests\n\s*run: (.*)$`).FindSubmatch(wf)
+	if step == nil {
+		t.Fatal("pipeline.yml has no Unit tests step")
+	}
+	if cmd := string(step[1]); !strings.HasPrefix(cmd, "sudo ") || !strings.Contains(cmd, "go test -race") {
+		t.Errorf("pipeline.yml's unit tests run as %q; want them under sudo (the IAM fixture needs root), with -race", cmd)
 	}
 }
