@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -45,15 +44,9 @@ func codeBlocks(markdown, lang string) []string {
 // Every JSON block in the README and docs/ is valid JSON, so a task
 // definition snippet pastes into the console or a CLI call as it is.
 func TestDocsJSONBlocksParse(t *testing.T) {
-	files, _ := filepath.Glob("../docs/*.md")
-	files = append(files, "../README.md")
 	blocks := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, block := range codeBlocks(string(b), "json") {
+	for f, text := range userDocs(t) {
+		for _, block := range codeBlocks(text, "json") {
 			blocks++
 			if err := parseJSONBlock(block); err != nil {
 				t.Errorf("%s: a JSON block does not parse (%v):\n%s", f, err, block)
@@ -78,19 +71,15 @@ func TestDocsHealthCheckPathIsTheImages(t *testing.T) {
 		t.Fatal(`the Dockerfile has no ENTRYPOINT ["…"] line`)
 	}
 	bin := string(entry[1])
-	files, _ := filepath.Glob("../docs/*.md")
-	files = append(files, "../README.md", "../Dockerfile")
+	texts := userDocs(t)
+	texts["Dockerfile"] = string(dockerfile)
 	// ECS's ["CMD", bin, …] and the Dockerfile's CMD [bin, …].
 	cmd := regexp.MustCompile(`(?:\["CMD",\s*|CMD \[)"([^"]+)",\s*"healthcheck"\]`)
 	seen := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range cmd.FindAllSubmatch(b, -1) {
+	for f, text := range texts {
+		for _, m := range cmd.FindAllStringSubmatch(text, -1) {
 			seen++
-			if got := string(m[1]); got != bin {
+			if got := m[1]; got != bin {
 				t.Errorf("%s: health check runs %q; the image's binary is %q (the Dockerfile's ENTRYPOINT)", f, got, bin)
 			}
 		}
@@ -104,19 +93,13 @@ func TestDocsHealthCheckPathIsTheImages(t *testing.T) {
 // …/sidecar:…) sets only variables the sidecar reads, to values it accepts:
 // the examples start as pasted.
 func TestDocsTaskDefinitionsConfigureTheSidecar(t *testing.T) {
-	files, _ := filepath.Glob("../docs/*.md")
-	files = append(files, "../README.md")
 	known := map[string]bool{}
 	for _, n := range config.Names {
 		known[n] = true
 	}
 	containers := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, block := range codeBlocks(string(b), "json") {
+	for f, text := range userDocs(t) {
+		for _, block := range codeBlocks(text, "json") {
 			var doc any
 			if json.Unmarshal([]byte(block), &doc) != nil && json.Unmarshal([]byte("{"+block+"}"), &doc) != nil {
 				continue // JSON lines: logs, not task definitions
