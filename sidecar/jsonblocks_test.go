@@ -4,20 +4,32 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/example/sidecar/sidecar/internal/config"
 )
 
-// parseJSONBlock accepts a JSON document, JSON lines (log examples), or the
-// members of an object (a fragment to add to a container definition).
-func parseJSONBlock(block string) error {
+// decodeJSONBlock decodes a JSON document, or the members of an object (a
+// fragment to add to a container definition) as that object.
+func decodeJSONBlock(block string) (any, error) {
 	var v any
 	err := json.Unmarshal([]byte(block), &v)
 	if err == nil || json.Unmarshal([]byte("{"+block+"}"), &v) == nil {
+		return v, nil
+	}
+	return nil, err
+}
+
+// parseJSONBlock accepts what decodeJSONBlock does, or JSON lines (log
+// examples).
+func parseJSONBlock(block string) error {
+	_, err := decodeJSONBlock(block)
+	if err == nil {
 		return nil
 	}
+	var v any
 	for _, l := range strings.Split(strings.TrimSpace(block), "\n") {
 		if json.Unmarshal([]byte(l), &v) != nil {
 			return err
@@ -93,22 +105,18 @@ func TestDocsHealthCheckPathIsTheImages(t *testing.T) {
 // …/sidecar:…) sets only variables the sidecar reads, to values it accepts:
 // the examples start as pasted.
 func TestDocsTaskDefinitionsConfigureTheSidecar(t *testing.T) {
-	known := map[string]bool{}
-	for _, n := range config.Names {
-		known[n] = true
-	}
 	containers := 0
 	for f, text := range userDocs(t) {
 		for _, block := range codeBlocks(text, "json") {
-			var doc any
-			if json.Unmarshal([]byte(block), &doc) != nil && json.Unmarshal([]byte("{"+block+"}"), &doc) != nil {
+			doc, err := decodeJSONBlock(block)
+			if err != nil {
 				continue // JSON lines: logs, not task definitions
 			}
 			for _, c := range sidecarContainers(doc) {
 				containers++
 				env := map[string]string{}
 				for _, e := range c.Environment {
-					if !known[e.Name] {
+					if !slices.Contains(config.Names, e.Name) {
 						t.Errorf("%s: container %q sets %s, which the sidecar does not read", f, c.Name, e.Name)
 					}
 					env[e.Name] = e.Value
@@ -126,7 +134,6 @@ func TestDocsTaskDefinitionsConfigureTheSidecar(t *testing.T) {
 
 type containerDef struct {
 	Name        string `json:"name"`
-	Image       string `json:"image"`
 	Environment []struct {
 		Name  string `json:"name"`
 		Value string `json:"value"`
