@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,15 @@ type placement struct {
 
 func (p placement) String() string {
 	return fmt.Sprintf("MariaDB on CPU %s; the clients and forwarders on CPU %s", cpuList(&p.db), cpuList(&p.task))
+}
+
+// busyPercent is how busy n CPUs were, in percent, when they used `used`
+// CPU time in `wall`: the side whose CPUs are near 100% limited qps.
+func busyPercent(used, wall time.Duration, n int) float64 {
+	if wall <= 0 || n <= 0 {
+		return 0
+	}
+	return 100 * float64(used) / float64(wall) / float64(n)
 }
 
 // parsePlacement reads -db-cpus: a list such as "1" or "2-3,5" of CPUs the

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,6 +77,24 @@ func splittableCPUs(t *testing.T) unix.CPUSet {
 		t.Skipf("this process may run on one CPU only (%s): there is nothing to split or pin", cpuList(&allowed))
 	}
 	return allowed
+}
+
+func TestBusyPercent(t *testing.T) {
+	for _, tt := range []struct {
+		used, wall time.Duration
+		n          int
+		want       float64
+	}{
+		{used: 3 * time.Second, wall: 3 * time.Second, n: 1, want: 100},
+		{used: 3 * time.Second, wall: 2 * time.Second, n: 2, want: 75},
+		{used: 0, wall: time.Second, n: 1, want: 0},
+		{used: time.Second, wall: 0, n: 1, want: 0}, // no measurement
+		{used: time.Second, wall: time.Second, n: 0, want: 0},
+	} {
+		if got := busyPercent(tt.used, tt.wall, tt.n); got != tt.want {
+			t.Errorf("busyPercent(%v, %v, %d) = %v, want %v", tt.used, tt.wall, tt.n, got, tt.want)
+		}
+	}
 }
 
 func TestParseFlagsDBCPUs(t *testing.T) {

@@ -275,13 +275,24 @@ func TestReportTables(t *testing.T) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
+	if strings.Contains(rep, "CPUs busy") {
+		t.Errorf("report without -db-cpus has CPUs-busy rows")
+	}
 	p, err := parsePlacement("1", cpuSet(0, 1, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.cfg.place = &p
-	if rep := r.report(time.Unix(0, 0), time.Unix(90, 0)); !strings.Contains(rep, "- Placement (`-db-cpus`): MariaDB on CPU 1; the clients and forwarders on CPU 0,2, as in production") {
-		t.Errorf("report with -db-cpus 1 does not state the placement:\n%s", rep)
+	r.res.add("sidecar", 1, map[string]float64{"mysql.taskbusy.1": 97.4, "mysql.dbbusy.1": 61.2})
+	rep = r.report(time.Unix(0, 0), time.Unix(90, 0))
+	for _, want := range []string{
+		"- Placement (`-db-cpus`): MariaDB on CPU 1; the clients and forwarders on CPU 0,2, as in production",
+		"| task CPUs busy (client + forwarder), 1 conn | % | n/a | n/a | 97 | n/a |",
+		"| database CPUs busy (server), 1 conn | % | n/a | n/a | 61 | n/a |",
+	} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report with -db-cpus 1 lacks %q", want)
+		}
 	}
 	if t.Failed() {
 		t.Log(rep)

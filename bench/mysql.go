@@ -230,6 +230,11 @@ func (r *runner) mysqlWorkload(ctx context.Context, round int, order []contestan
 					cpu += fmt.Sprintf(" %s=%.1fµs/query", part.log, perQuery)
 				}
 			}
+			if r.cfg.place != nil && res.ClientCPU > 0 && res.ServerCPU > 0 {
+				// Which side's CPUs limited qps: the one near 100%.
+				m["mysql.dbbusy."+t] = busyPercent(res.ServerCPU, res.Elapsed, r.cfg.place.db.Count())
+				m["mysql.taskbusy."+t] = busyPercent(fwd+res.ClientCPU, res.Elapsed, r.cfg.place.task.Count())
+			}
 			if res.Errors > 0 || res.Reconnect > 0 {
 				r.note(fmt.Sprintf("round %d, %s, %d threads: %d ignored errors, %d reconnects", round, l.c.name, threads, res.Errors, res.Reconnect))
 			}
@@ -252,6 +257,7 @@ func (r *runner) pointSelectsWithCPU(ctx context.Context, round int, l *live, th
 			return
 		}
 		server, serr := readProcStat("/proc", r.db.Pid())
+		start := time.Now()
 		res, err = r.pointSelects(ctx, l, threads)
 		if ctx.Err() != nil {
 			return res, before, after, ctx.Err()
@@ -259,6 +265,7 @@ func (r *runner) pointSelectsWithCPU(ctx context.Context, round int, l *live, th
 		if err == nil {
 			if server2, serr2 := readProcStat("/proc", r.db.Pid()); serr == nil && serr2 == nil {
 				res.ServerCPU = time.Duration(server2.OwnAndReaped()-server.OwnAndReaped()) * time.Second / clockTicks
+				res.Elapsed = time.Since(start)
 			}
 			after, err = l.usage(ctx)
 			return

@@ -56,6 +56,14 @@ func (r *runner) metrics() []metric {
 	for _, t := range r.cfg.threads {
 		ms = append(ms, metric{key: fmt.Sprintf("mysql.allcpu.%d", t), label: fmt.Sprintf("client + forwarder + server CPU per query, %d conn", t), unit: "µs", prec: 1})
 	}
+	if r.cfg.place != nil {
+		for _, t := range r.cfg.threads {
+			ms = append(ms, metric{key: fmt.Sprintf("mysql.taskbusy.%d", t), label: fmt.Sprintf("task CPUs busy (client + forwarder), %d conn", t), unit: "%", prec: 0})
+		}
+		for _, t := range r.cfg.threads {
+			ms = append(ms, metric{key: fmt.Sprintf("mysql.dbbusy.%d", t), label: fmt.Sprintf("database CPUs busy (server), %d conn", t), unit: "%", prec: 0})
+		}
+	}
 	ms = append(ms,
 		metric{key: "bulk.gbps", label: "bulk throughput, 1 stream", unit: "Gbit/s", higher: true, prec: 2},
 		metric{key: "bulk.cpu", label: "forwarder CPU per GB moved", unit: "s", prec: 3, forwarder: true},

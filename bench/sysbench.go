@@ -23,6 +23,8 @@ type sysbenchResult struct {
 	ClientCPU time.Duration
 	// ServerCPU is mariadbd's CPU time over the whole run, read from /proc.
 	ServerCPU time.Duration
+	// Elapsed is the wall time between the two readings of ServerCPU.
+	Elapsed time.Duration
 }
 
 // parseSysbench parses the text report of sysbench 1.0 `run` with
