@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
@@ -299,7 +300,9 @@ func (r *runner) reportTLS(p printf) {
 		"the client's (sysbench's) and the server's (MariaDB's) CPU are their own rows, %s's TLS work being done in the client, "+
 		"and the three add up to the machine's CPU per query, which sets qps once the machine's cores are busy. "+
 		"The per-round column divides the two contestants' values round by round (they run back to back) and gives the median and the range: "+
-		"on a machine whose speed drifts between rounds it is the steadier comparison.\n\n", nameSidecarTLS, nameAppTLS, nameAppTLS)
+		"on a machine whose speed drifts between rounds it is the steadier comparison. "+
+		"So the goals are judged on those ratios: met when a 95%% bootstrap interval of their median lies wholly on the goal's side, "+
+		"**not met** when it lies wholly on the other side, **not shown** when it holds the bound.\n\n", nameSidecarTLS, nameAppTLS, nameAppTLS)
 	p("| metric | %s | %s | sidecar | %s ÷ %s | per round: median (range) | %s ÷ sidecar | goal | met? |\n|---|---:|---:|---:|---:|---:|---:|---|---|\n",
 		nameSidecarTLS, nameAppTLS, nameSidecarTLS, nameAppTLS, nameSidecarTLS)
 	goals := map[string]goal{}
@@ -320,7 +323,7 @@ func (r *runner) reportTLS(p printf) {
 		}
 		p(" %s | %s | %s |", r.ratio(nameSidecarTLS, nameAppTLS, m), r.pairedRatio(nameSidecarTLS, nameAppTLS, m), r.ratio(nameSidecarTLS, "sidecar", m))
 		if g, ok := goals[m.key]; ok {
-			p(" %s | %s |\n", g.text, r.verdict(g, nameSidecarTLS))
+			p(" %s | %s |\n", g.text, r.pairedVerdict(g, nameSidecarTLS))
 		} else {
 			p(" | |\n")
 		}
@@ -401,6 +404,59 @@ func (r *runner) ratio(a, b string, m metric) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2f×", va/vb)
+}
+
+// minJudgedRounds is how many rounds a TLS goal needs before the bench
+// judges it: fewer give an interval too wide to say anything.
+const minJudgedRounds = 5
+
+// pairedVerdict judges a goal on the round-by-round ratios of sidecar to
+// the goal's baseline, which the machine's drift between rounds does not
+// move: met when the 95% interval of their median is wholly on the goal's
+// side of the bound, **not met** when it is wholly on the other side,
+// **not shown** when it holds the bound.
+func (r *runner) pairedVerdict(g goal, sidecar string) string {
+	ratios := r.res.paired(sidecar, g.against, g.metric)
+	if len(ratios) == 0 {
+		return "no data"
+	}
+	med, lo, hi := medianInterval(ratios)
+	switch {
+	case g.reportOnly:
+		return fmt.Sprintf("reported (%.2f×)", med)
+	case len(ratios) < minJudgedRounds:
+		return fmt.Sprintf("not judged (%.2f×; %d of the %d rounds needed)", med, len(ratios), minJudgedRounds)
+	}
+	good, bad := lo >= g.bound, hi < g.bound
+	if !g.atLeast {
+		good, bad = hi <= g.bound, lo > g.bound
+	}
+	v := "**not shown**"
+	switch {
+	case good:
+		v = "met"
+	case bad:
+		v = "**not met**"
+	}
+	return fmt.Sprintf("%s (%.2f×, 95%%: %.2f–%.2f×)", v, med, lo, hi)
+}
+
+// medianInterval is v's median and a 95% percentile-bootstrap interval
+// for it, from 10,000 resamples with a fixed seed, so a report's verdicts
+// can be reproduced from its own per-round values.
+func medianInterval(v []float64) (med, lo, hi float64) {
+	const resamples = 10000
+	rng := rand.New(rand.NewPCG(1, 1))
+	meds := make([]float64, resamples)
+	s := make([]float64, len(v))
+	for i := range meds {
+		for j := range s {
+			s[j] = v[rng.IntN(len(v))]
+		}
+		meds[i] = median(s)
+	}
+	slices.Sort(meds)
+	return median(v), meds[resamples*25/1000], meds[resamples*975/1000-1]
 }
 
 // pairedRatio is "1.02× (0.95–1.08×)": the median and range of a ÷ b
