@@ -14,6 +14,8 @@ package testkit
 
 import (
 	"bytes"
+	"encoding/json"
+	"strings"
 	"sync"
 )
 
@@ -44,4 +46,20 @@ func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// JSONLogLines decodes the JSON log lines in s whose msg contains msg;
+// other lines are skipped.
+func JSONLogLines(s, msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range strings.Split(s, "\n") {
+		var m map[string]any
+		if l == "" || json.Unmarshal([]byte(l), &m) != nil {
+			continue
+		}
+		if text, _ := m["msg"].(string); strings.Contains(text, msg) {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -46,7 +46,7 @@ func TestIAMLoginCarriesTheAppsSession(t *testing.T) {
 	}{{"token in the first packet", ""}, {"token after a switch to mysql_clear_password", mysqlwire.ClearPassword}} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: tc.switchTo})
-			addr, _ := sidecar(t, srv, iamTarget(t, ca))
+			addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
 			a, ok := iamLogin(t, addr)
 			if ok.Seq != 2 || ok.Payload[0] != mysqlwire.OK {
 				t.Fatalf("app got seq %d %q, want OK at seq 2", ok.Seq, ok.Payload)
@@ -91,7 +91,7 @@ func TestIAMOtherAuthSwitchMeansNotAnIAMUser(t *testing.T) {
 	ca := testkit.NewCA(t, "test CA")
 	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), switchTo: "mysql_native_password"})
 	target := iamTarget(t, ca)
-	addr, _ := sidecar(t, srv, target)
+	addr, _, _ := sidecar(t, srv, target)
 	_, p := iamLogin(t, addr)
 	_, msg, isErr := mysqlwire.ErrMessage(p.Payload)
 	if !isErr || p.Seq != 2 || !strings.Contains(msg, "not set up for IAM") || !strings.Contains(msg, "IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'") {

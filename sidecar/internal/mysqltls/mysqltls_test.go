@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -19,7 +20,7 @@ import (
 
 // sidecar runs a proxy.Server with TLS to target in front of srv, and
 // returns the address the app connects to.
-func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target) (string, *proxy.Server) {
+func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target) (string, *proxy.Server, *testkit.LockedBuffer) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(srv.addr())
 	p, _ := strconv.Atoi(port)
@@ -30,10 +31,11 @@ func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target) (string, *pr
 }
 
 // serveTLS runs a proxy.Server forwarding with TLS to host:port until the
-// test ends.
-func serveTLS(t *testing.T, host string, port int, target *mysqltls.Target) (string, *proxy.Server) {
+// test ends, logging JSON lines into the buffer it returns.
+func serveTLS(t *testing.T, host string, port int, target *mysqltls.Target) (string, *proxy.Server, *testkit.LockedBuffer) {
 	t.Helper()
-	s, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", ConnectTimeout: 2 * time.Second,
+	logs := &testkit.LockedBuffer{}
+	s, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", ConnectTimeout: 2 * time.Second, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
 		Forwards: []proxy.Forward{{TargetHost: host, TargetPort: port, TLS: target}}})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +47,7 @@ func serveTLS(t *testing.T, host string, port int, target *mysqltls.Target) (str
 	done := make(chan struct{})
 	go func() { _, _ = s.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return s.Addrs()[0].String(), s
+	return s.Addrs()[0].String(), s, logs
 }
 
 // app is the app's side of one connection.
@@ -95,7 +97,7 @@ func (a *app) expectRefusal(seq byte, want string) {
 func TestLoginOverVerifiedTLS(t *testing.T) {
 	ca := testkit.NewCA(t, "test CA")
 	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true, tickets: true})
-	addr, s := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName})
+	addr, s, _ := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName})
 
 	for i := range 2 {
 		a := dialApp(t, addr)
@@ -211,7 +213,7 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startFake(t, tc.srv)
-			addr, s := sidecar(t, srv, tc.target)
+			addr, s, logs := sidecar(t, srv, tc.target)
 			for range 2 { // the sidecar stays up and answers the same way
 				a := dialApp(t, addr)
 				if tc.seq == 0 && !tc.success {
@@ -236,20 +238,21 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 				return
 			}
 			deadline := time.Now().Add(5 * time.Second)
-			for {
-				var got uint64
-				for _, c := range s.Snapshot().Forwards[0].TLSRefusals {
-					if c.Label == tc.reason {
-						got = c.Value
-					}
-				}
-				if got == 2 {
-					break
-				}
+			for refusals(s, tc.reason) != 2 {
 				if time.Now().After(deadline) {
-					t.Fatalf("sidecar_tls_refusals_total{reason=%q} = %d, want 2: %+v", tc.reason, got, s.Snapshot().Forwards[0].TLSRefusals)
+					t.Fatalf("sidecar_tls_refusals_total{reason=%q} = %d, want 2: %+v", tc.reason, refusals(s, tc.reason), s.Snapshot().Forwards[0].TLSRefusals)
 				}
 				time.Sleep(10 * time.Millisecond)
+			}
+			// Each refusal's one log line, written before it is counted.
+			lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+			if len(lines) != 2 {
+				t.Fatalf("%d \"TLS login refused\" lines for 2 refusals:\n%s", len(lines), logs)
+			}
+			for _, l := range lines {
+				if l["reason"] != tc.reason || l["server_name"] != tc.target.ServerName || l["target"] != srv.addr() || l["level"] != "WARN" {
+					t.Errorf("log line %v; want reason %s, server_name %q, target %s at WARN", l, tc.reason, tc.target.ServerName, srv.addr())
+				}
 			}
 		})
 	}
@@ -262,9 +265,36 @@ func TestDialFailureIsAnErrPacket(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close() // nothing listens: connection refused
-	addr, _ := serveTLS(t, "127.0.0.1", port, &mysqltls.Target{Mode: mysqltls.VerifyCA})
+	addr, s, logs := serveTLS(t, "127.0.0.1", port, &mysqltls.Target{Mode: mysqltls.VerifyCA, ServerName: clusterName})
 	a := dialApp(t, addr)
 	a.expectRefusal(0, "cannot connect to the database at 127.0.0.1:"+strconv.Itoa(port))
+	// Its log line is the dial failure's, with the refusal's fields, and
+	// it is written before the refusal is counted.
+	deadline := time.Now().Add(5 * time.Second)
+	for refusals(s, mysqltls.ReasonDialFailed) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar_tls_refusals_total{reason=dial_failed} = %d, want 1", refusals(s, mysqltls.ReasonDialFailed))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lines := testkit.JSONLogLines(logs.String(), "dial target failed")
+	if len(lines) != 1 {
+		t.Fatalf("%d \"dial target failed\" lines for one refusal:\n%s", len(lines), logs)
+	}
+	l := lines[0]
+	if l["refusal"] != mysqltls.ReasonDialFailed || l["server_name"] != clusterName || l["target"] != "127.0.0.1:"+strconv.Itoa(port) || l["reason"] != "refused" {
+		t.Errorf("log line %v; want refusal %s, server_name %s, the target, and the dial's reason (refused)", l, mysqltls.ReasonDialFailed, clusterName)
+	}
+}
+
+// refusals is sidecar_tls_refusals_total{reason} of the first forward.
+func refusals(s *proxy.Server, reason string) uint64 {
+	for _, c := range s.Snapshot().Forwards[0].TLSRefusals {
+		if c.Label == reason {
+			return c.Value
+		}
+	}
+	return 0
 }
 
 func TestGreetingFlagsRoundTrip(t *testing.T) {

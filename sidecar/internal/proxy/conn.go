@@ -99,10 +99,17 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	}
 	if err != nil {
 		f.stats.closed(closeDialFailed)
-		f.dialFailLog.event("listen_port", f.port, "client", clientAddr, "target", f.target,
-			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error())
+		attrs := []any{"listen_port", f.port, "client", clientAddr, "target", f.target,
+			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error()}
+		var refusal *mysqltls.Refusal
 		if f.TLS != nil {
-			f.stats.tlsRefused(mysqltls.RefuseDial(client, f.target, err).Reason)
+			// This line is the refusal's: with what every other refusal's has.
+			refusal = mysqltls.RefuseDial(client, f.target, err)
+			attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)
+		}
+		f.dialFailLog.event(attrs...)
+		if refusal != nil {
+			f.stats.tlsRefused(refusal.Reason)
 		}
 		_ = client.Close()
 		return
@@ -175,7 +182,6 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		if errors.As(err, &r) {
 			reason, user = r.Reason, r.User
 		}
-		f.stats.tlsRefused(reason)
 		level := slog.LevelWarn
 		if reason == mysqltls.ReasonIO {
 			level = slog.LevelDebug // a client that left mid-login is not the operator's problem
@@ -183,6 +189,7 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		s.log.Log(context.Background(), level, "TLS login refused; the app was sent a MySQL error", "listen_port", f.port,
 			"client", client.RemoteAddr().String(), "target", f.target, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
 			"server_name", f.TLS.ServerName, "reason", reason, "user", user, "err", err.Error())
+		f.stats.tlsRefused(reason) // after the line, as every counter here
 		_ = client.Close()
 		_ = upstream.Close()
 		return relay.Result{}, false

@@ -5,14 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,22 +26,7 @@ const safety = 30 * time.Second
 type logBuffer struct{ testkit.LockedBuffer }
 
 // lines returns the decoded log records whose msg contains msg.
-func (b *logBuffer) lines(msg string) []map[string]any {
-	var out []map[string]any
-	for _, l := range strings.Split(b.String(), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			continue
-		}
-		if s, _ := m["msg"].(string); strings.Contains(s, msg) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func (b *logBuffer) lines(msg string) []map[string]any { return testkit.JSONLogLines(b.String(), msg) }
 
 // rig is a running proxy.Server.
 type rig struct {
