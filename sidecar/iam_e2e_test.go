@@ -163,12 +163,32 @@ cur = c.cursor(); cur.execute("SELECT CURRENT_USER(), DATABASE()"); print("%s %s
 		if vs := f.Verdicts(t)[before:]; len(vs) != 1 || !vs[0].Accepted || vs[0].User != testiam.OtherUser {
 			t.Fatalf("verdicts for the change: %+v", vs)
 		}
-		// Changing to a user outside IAM_USERS is refused and ends the session.
+		// Changing to a user outside IAM_USERS is refused and ends the
+		// session, and is logged and counted as every refused login is.
+		refusals := fmt.Sprintf(`sidecar_tls_refusals_total{listen_port="%s",target="%s:%s",reason="iam"}`, env["LISTEN_PORT"], env["TARGET_HOST"], env["TARGET_PORT"])
+		refusedBefore := metric(t, env, refusals)
 		cu.User = "intruder"
 		r.send(0, cu.Append(nil, iamRawCaps))
 		p, err := mysqlwire.ReadPacket(r.c, 1<<20)
 		if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 1 || !strings.Contains(msg, "IAM_USERS") {
 			t.Fatalf("change to intruder: %v seq %d %q", err, p.Seq, p.Payload)
+		}
+		var line map[string]any
+		for deadline := time.Now().Add(safety); line == nil; time.Sleep(10 * time.Millisecond) {
+			for _, l := range testkit.JSONLogLines(logs.String(), "TLS login refused") {
+				if l["user"] == "intruder" {
+					line = l
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no \"TLS login refused\" line for the refused COM_CHANGE_USER:\n%s", logs)
+			}
+		}
+		if line["reason"] != "iam" || line["command"] != "COM_CHANGE_USER" || line["level"] != "WARN" || !strings.Contains(fmt.Sprint(line["err"]), "IAM_USERS") {
+			t.Errorf("log line %v; want reason iam, command COM_CHANGE_USER, at WARN, with the error", line)
+		}
+		if n := metric(t, env, refusals); n != refusedBefore+1 {
+			t.Errorf("%s went from %v to %v; want one more", refusals, refusedBefore, n)
 		}
 	})
 	t.Run("user not in IAM_USERS", func(t *testing.T) {

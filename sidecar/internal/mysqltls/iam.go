@@ -335,8 +335,7 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 	if err != nil {
 		// The server still holds the old user's session: end it rather
 		// than leave the app on credentials it failed to change.
-		_ = t.iamDenied(client, appSeq, cu.User, err)
-		s.end(relay.ReasonDone, nil)
+		s.end(relay.ReasonDone, t.iamDenied(client, appSeq, cu.User, err))
 		return false
 	}
 	decoy := make([]byte, 20) // matches no password, so only the switch can log in
@@ -382,7 +381,7 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 	switch {
 	case err != nil:
 		sendErrTo(client, cu.appSeq, codeDenied, "28000", err.Error())
-		s.end(relay.ReasonDone, nil)
+		s.end(relay.ReasonDone, &Refusal{Reason: ReasonIAM, Message: err.Error(), User: cu.user})
 		return false
 	case v == verdictMore:
 		return true

@@ -130,7 +130,8 @@ func (s *session) end(reason relay.Reason, err error) {
 		return
 	}
 	s.ended, s.reason = true, reason
-	if reason == relay.ReasonClientError || reason == relay.ReasonUpstreamError {
+	var r *Refusal
+	if reason == relay.ReasonClientError || reason == relay.ReasonUpstreamError || errors.As(err, &r) {
 		s.err = err
 	}
 	s.mu.Unlock()

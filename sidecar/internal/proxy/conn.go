@@ -127,6 +127,13 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		return
 	}
 
+	if r := (*mysqltls.Refusal)(nil); errors.As(res.Err, &r) {
+		// A login within the session (COM_CHANGE_USER) was refused, which
+		// ended the session: logged and counted as a refused login.
+		s.loginRefused(f, client, addr, r.Reason, r.User, res.Err, "command", "COM_CHANGE_USER", "duration_ms", durationMS(time.Since(start)))
+		f.stats.closed(closeTLSRefused)
+		return
+	}
 	reason := closeReasonOf(res, ctx)
 	if reason == closeClientGone {
 		f.departed.add(time.Now())
@@ -182,14 +189,7 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		if errors.As(err, &r) {
 			reason, user = r.Reason, r.User
 		}
-		level := slog.LevelWarn
-		if reason == mysqltls.ReasonIO {
-			level = slog.LevelDebug // a client that left mid-login is not the operator's problem
-		}
-		s.log.Log(context.Background(), level, "TLS login refused; the app was sent a MySQL error", "listen_port", f.port,
-			"client", client.RemoteAddr().String(), "target", f.target, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(),
-			"server_name", f.TLS.ServerName, "reason", reason, "user", user, "err", err.Error())
-		f.stats.tlsRefused(reason) // after the line, as every counter here
+		s.loginRefused(f, client, addr, reason, user, err)
 		_ = client.Close()
 		_ = upstream.Close()
 		return relay.Result{}, false
@@ -198,6 +198,19 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		return s.cfg.RelayCodec(ctx, client, upstream, codec, s.cfg.IdleTimeout), true
 	}
 	return mysqltls.Relay(ctx, client, tc, s.cfg.IdleTimeout), true
+}
+
+// loginRefused logs a refused login and then counts it.
+func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reason, user string, err error, extra ...any) {
+	level := slog.LevelWarn
+	if reason == mysqltls.ReasonIO {
+		level = slog.LevelDebug // a client that left mid-login is not the operator's problem
+	}
+	attrs := append([]any{"listen_port", f.port, "client", client.RemoteAddr().String(), "target", f.target,
+		"upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(), "server_name", f.TLS.ServerName,
+		"reason", reason, "user", user, "err", err.Error()}, extra...)
+	s.log.Log(context.Background(), level, "TLS login refused; the app was sent a MySQL error", attrs...)
+	f.stats.tlsRefused(reason) // after the line, as every counter here
 }
 
 // connDone releases what a connection held. The global slot goes first,

@@ -35,7 +35,7 @@ type Result struct {
 	ToUpstream int64  // bytes read from the client and written to the upstream
 	ToClient   int64  // bytes read from the upstream and written to the client
 	Reason     Reason // why the relay ended
-	Err        error  // the first error, if Reason is ReasonClientError or ReasonUpstreamError
+	Err        error  // the first error, if Reason is ReasonClientError or ReasonUpstreamError; or what refused a command that ended the session (ReasonDone)
 }
 
 // Reason says why a relay ended. Values are stable: they appear in logs.
