@@ -103,7 +103,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error()}
 		var refusal *mysqltls.Refusal
 		if f.TLS != nil {
-			// This line is the refusal's: with what every other refusal's has.
+			// Also the refusal's line: server_name and the refusal, as a refused login's has.
 			refusal = mysqltls.RefuseDial(client, f.target, err)
 			attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)
 		}
