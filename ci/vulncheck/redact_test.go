@@ -40,6 +40,9 @@ func TestCredentialsNeverInErrors(t *testing.T) {
 	for in, want := range map[string]string{
 		db:                                   strings.Replace(db, pw, "xxxxx", 1),
 		"https://user:" + pw + "%zz@mirror/": "https://xxxxx@mirror/",
+		"https://" + pw + "@mirror/db":       "https://xxxxx@mirror/db", // a token as the user name
+		"https://mirror/db?token=" + pw:      "https://mirror/db?xxxxx",
+		"https://mirror/db#" + pw:            "https://mirror/db",
 		DefaultDB:                            DefaultDB,
 	} {
 		if got := Redact(in); got != want {
@@ -53,6 +56,7 @@ func TestValidDB(t *testing.T) {
 		DefaultDB: "", "file:///srv/vulndb": "", "https://user:pw@mirror.example/": "",
 		"file://relative/db": "file:///absolute/path", "file://": "no path",
 		"vuln.example.com": "scheme", "https://": "no host",
+		"https://mirror.example/db?token=x": "query", "https://mirror.example/db?": "query", "https://mirror.example/db#x": "fragment",
 	} {
 		err := ValidDB(db)
 		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {

@@ -80,6 +80,11 @@ func ValidDB(db string) error {
 		}
 		return errors.New("not a URL")
 	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		// Paths are appended to the URL, so a query could not work, and
+		// a token in it would be printed: credentials go in the user info.
+		return errors.New("a query (?…) or fragment (#…) is not accepted; give a mirror's token as https://user:token@mirror/")
+	}
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
@@ -106,6 +111,13 @@ func ValidDB(db string) error {
 // last @ replaced, so a malformed credential is not printed either.
 func Redact(db string) string {
 	if u, err := url.Parse(db); err == nil {
+		if lone := loneUser(u); lone != "" {
+			u.User = url.User("xxxxx") // https://token@mirror/: the name is the secret
+		}
+		if u.RawQuery != "" { // refused by ValidDB, as a fragment is; either may hold a token
+			u.RawQuery = "xxxxx"
+		}
+		u.Fragment, u.RawFragment = "", ""
 		return u.Redacted()
 	}
 	scheme, rest, ok := strings.Cut(db, "://")
@@ -123,13 +135,29 @@ func Redact(db string) string {
 func scrub(msg, db string) string {
 	msg = strings.ReplaceAll(msg, db, Redact(db))
 	if u, err := url.Parse(db); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-			msg = strings.ReplaceAll(msg, url.QueryEscape(pw), "xxxxx")
-			msg = strings.ReplaceAll(msg, url.PathEscape(pw), "xxxxx")
+		secret, ok := u.User.Password()
+		if !ok {
+			secret = loneUser(u)
+		}
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "xxxxx")
+			msg = strings.ReplaceAll(msg, url.QueryEscape(secret), "xxxxx")
+			msg = strings.ReplaceAll(msg, url.PathEscape(secret), "xxxxx")
 		}
 	}
 	return msg
+}
+
+// loneUser is u's user name when it has no password (a token given as
+// https://token@mirror/), else "".
+func loneUser(u *url.URL) string {
+	if u.User == nil {
+		return ""
+	}
+	if _, hasPassword := u.User.Password(); hasPassword {
+		return ""
+	}
+	return u.User.Username()
 }
 
 // Probe checks that db answers as a v1 vulnerability database, within
