@@ -178,6 +178,7 @@ func (s *run) awsPreflight(ctx context.Context) error {
 		Create:        s.Config.CreateRepository,
 		ScanOnPush:    s.Config.ScanOnPush,
 		ImmutableTags: s.Config.ImmutableTags,
+		PushLatest:    s.Config.PushLatest,
 		Log:           s.log(),
 		Env:           s.lookupEnv, // nil: the SDK reads the process environment
 	})

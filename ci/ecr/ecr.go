@@ -33,6 +33,10 @@ type Options struct {
 	Create        bool   // create the repository when missing
 	ScanOnPush    bool   // for a created repository
 	ImmutableTags bool   // for a created repository
+	// PushLatest: tag latest on every push, which a repository created
+	// with ImmutableTags would refuse after the first; then it is not
+	// created.
+	PushLatest bool
 	// BaseEndpoint overrides the ECR API endpoint (tests); empty means the
 	// SDK's resolution, which honours AWS_ENDPOINT_URL_ECR.
 	BaseEndpoint string
@@ -245,6 +249,9 @@ func (r *Registry) ensure(ctx context.Context, opts Options) error {
 	case errors.As(err, &nf):
 		if !opts.Create {
 			return fmt.Errorf("ECR repository %q does not exist in %s and ECR_CREATE_REPOSITORY=false: create it or allow creation", r.Repository, r.Region)
+		}
+		if opts.ImmutableTags && opts.PushLatest {
+			return fmt.Errorf("ECR repository %q does not exist in %s, and creating it with ECR_IMMUTABLE_TAGS=true would let PUSH_LATEST=true push latest only once: set ECR_IMMUTABLE_TAGS=false or drop PUSH_LATEST (nothing was created)", r.Repository, r.Region)
 		}
 		repo, err = r.create(ctx, opts)
 		if err != nil {

@@ -169,6 +169,26 @@ func TestPreflightBaseEndpointAndNoCreate(t *testing.T) {
 	}
 }
 
+// PUSH_LATEST into a repository that would be created immutable fails
+// before the repository exists; an existing mutable one takes it.
+func TestPreflightPushLatestNeedsMutableTags(t *testing.T) {
+	srv := ecrtest.Start(t, "eu-west-1")
+	srv.Env(t)
+	o := defaults()
+	o.PushLatest = true
+	_, err := ecr.Preflight(ctx(t), o)
+	if err == nil || !strings.Contains(err.Error(), "ECR_IMMUTABLE_TAGS=true") || !strings.Contains(err.Error(), "PUSH_LATEST=true") {
+		t.Fatalf("err = %v, want it to name ECR_IMMUTABLE_TAGS and PUSH_LATEST", err)
+	}
+	if _, ok := srv.Repository("sidecar"); ok || slices.Contains(srv.Operations(), "CreateRepository") {
+		t.Fatal("created an immutable repository that PUSH_LATEST cannot use")
+	}
+	o.ImmutableTags = false
+	if reg, err := ecr.Preflight(ctx(t), o); err != nil || !reg.Created || reg.Immutable {
+		t.Fatalf("with ECR_IMMUTABLE_TAGS=false: %+v, %v; want a mutable repository created", reg, err)
+	}
+}
+
 func TestPreflightRejectsBadRepositoryName(t *testing.T) {
 	o := defaults()
 	o.Repository = "Side Car"
