@@ -167,6 +167,12 @@ func TestParseSize(t *testing.T) {
 		{"-5MB", 0, false},
 		{"0", 0, false},
 		{"50TB", 0, false},
+		{"NaN", 0, false},
+		{"nanMB", 0, false},
+		{"Inf", 0, false},
+		{"0.5B", 0, false},   // under a byte: no budget, as 0 is not
+		{"1e-9MB", 0, false}, // the same
+		{"1B", 1, true},
 	} {
 		got, err := imagesize.ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
