@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
 
 	"dagger.io/dagger"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagesize"
@@ -54,8 +54,6 @@ type Error struct{ Problems []string }
 func (e *Error) Error() string {
 	return "bad configuration (nothing was run):\n  - " + strings.Join(e.Problems, "\n  - ")
 }
-
-var imageRefRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$`)
 
 // knownPlatforms are the platforms ECS (Fargate and EC2) runs.
 func knownPlatforms() []string { return []string{"linux/amd64", "linux/arm64"} }
@@ -144,8 +142,10 @@ func boolean(field func(*Config) *bool) func(*Config, string) error {
 // image parses an image reference row ("" = the Dockerfile's default).
 func image(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, val string) error {
-		if val != "" && !imageRefRE.MatchString(val) {
-			return errAccepted
+		if val != "" {
+			if _, err := name.ParseReference(val); err != nil {
+				return fmt.Errorf("%w (%v)", errAccepted, err)
+			}
 		}
 		*field(c) = val
 		return nil
@@ -183,11 +183,13 @@ func parseSizeBudget(c *Config, val string) (err error) {
 
 func parseLocalImage(c *Config, val string) error {
 	switch {
-	case val == "none":
+	case strings.EqualFold(val, "none"):
 		c.LocalImage = ""
-	case !imageRefRE.MatchString(val):
-		return errAccepted
 	default:
+		// As the load names it (dockerload.Load).
+		if _, err := name.NewTag(val); err != nil {
+			return fmt.Errorf("%w (%v)", errAccepted, err)
+		}
 		c.LocalImage = val
 	}
 	return nil

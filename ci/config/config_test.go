@@ -86,6 +86,18 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
 		{name: "bad image", env: map[string]string{"MYSQL_IMAGE": "mysql 8.4"}, bad: []string{`MYSQL_IMAGE="mysql 8.4"`}},
+		// Each passed a character check, and failed only in the engine, after the build.
+		{name: "upper-case repository", env: map[string]string{"MYSQL_IMAGE": "MySQL:8.4"}, bad: []string{`MYSQL_IMAGE="MySQL:8.4"`, "mysql:8.4"}},
+		{name: "bad digest", env: map[string]string{"GO_IMAGE": "golang:1.26@sha256:zzz"}, bad: []string{`GO_IMAGE="golang:1.26@sha256:zzz"`}},
+		{name: "two tags", env: map[string]string{"RUNTIME_IMAGE": "alpine:3.22:3"}, bad: []string{`RUNTIME_IMAGE="alpine:3.22:3"`}},
+		{name: "a URL", env: map[string]string{"RUNTIME_IMAGE": "http://alpine"}, bad: []string{`RUNTIME_IMAGE="http://alpine"`}},
+		{name: "bad local image", env: map[string]string{"LOCAL_IMAGE": "Sidecar:Latest"}, bad: []string{`LOCAL_IMAGE="Sidecar:Latest"`, "or none"}},
+		{name: "none in any case", env: map[string]string{"LOCAL_IMAGE": "NONE", "PLATFORMS": otherPlatform()}, check: func(t *testing.T, c Config) {
+			if c.LocalImage != "" {
+				t.Errorf("LOCAL_IMAGE=NONE loads %q; want no load", c.LocalImage)
+			}
+		}},
+		{name: "local image with an empty tag", env: map[string]string{"LOCAL_IMAGE": "sidecar:"}, bad: []string{`LOCAL_IMAGE="sidecar:"`}},
 		{name: "tarball in missing directory", env: map[string]string{"OCI_TARBALL": "/nonexistent/dir/x.tar"}, bad: []string{"OCI_TARBALL", "existing directory"}},
 		{name: "tarball is a directory", env: map[string]string{"OCI_TARBALL": dir}, bad: []string{"OCI_TARBALL", "is a directory"}},
 		{name: "tarball in a directory nobody can write", env: map[string]string{"OCI_TARBALL": "/proc/sidecar.tar"}, bad: []string{`OCI_TARBALL="/proc/sidecar.tar"`, "not writable"}},

@@ -61,7 +61,7 @@ func Vars() []Var {
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
 		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want bytes or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)",
 			Help: "Largest allowed **uncompressed** image per platform. Units: `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB`, or plain bytes."},
-		{Name: "LOCAL_IMAGE", Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest, or none",
+		{Name: "LOCAL_IMAGE", Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest (lower-case repository), or none (any case)",
 			Help: "Name of the image that `build` loads into the local Docker; `none` skips the load."},
 		{Name: "OCI_TARBALL", Default: "unset", NoValue: true, Parse: parseOCITarball, Accepted: "want a file path in an existing directory",
 			Help: "Also write the multi-platform image as an OCI tarball to this path."},
