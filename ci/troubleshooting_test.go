@@ -32,5 +32,5 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 	}
 	_, section, _ := strings.Cut(pipeline, "### Pipeline exit codes")
 	section, _, _ = strings.Cut(section, "\n### ")
-	msgdoc.RequireExitCodes(t, section, "../magefiles/magefile.go")
+	msgdoc.RequireExitCodes(t, section, "exitcode.go")
 }

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,14 +17,12 @@ import (
 
 	"github.com/example/sidecar/ci"
 	"github.com/example/sidecar/ci/config"
-	"github.com/example/sidecar/ci/engine"
 )
 
-// Exit codes: 1 the pipeline failed, 2 bad configuration, 3 no engine.
+// Exit codes: ci.ExitCode.
 const (
-	exitFailed   = 1
-	exitConfig   = 2
-	exitNoEngine = 3
+	exitFailed = ci.ExitFailed
+	exitConfig = ci.ExitConfig
 )
 
 // Build builds the image for linux/amd64 and linux/arm64 and checks the size budget.
@@ -230,11 +227,7 @@ func exit(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ee *engine.Error
-	if errors.As(err, &ee) {
-		return mg.Fatal(exitNoEngine, err)
-	}
-	return mg.Fatal(exitFailed, err)
+	return mg.Fatal(ci.ExitCode(err), err)
 }
 
 func run(ctx context.Context, env []string, name string, args ...string) error {

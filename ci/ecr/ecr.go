@@ -126,6 +126,9 @@ func (r *Registry) GoString() string { return "ecr.Registry{" + r.String() + "}"
 // Ref is the image reference for tag.
 func (r *Registry) Ref(tag string) string { return r.URI + ":" + tag }
 
+// regionRE matches AWS region names: us-east-1, us-gov-west-1, cn-northwest-1.
+var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+
 var repoRE = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
 
 // ValidRepositoryName reports whether name is an ECR repository name.
@@ -160,8 +163,12 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 // bound DefaultCredentialsTimeout when zero).
 func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w wait) error {
 	var problems []string
-	if cfg.Region == "" {
+	switch {
+	case cfg.Region == "":
 		problems = append(problems, "AWS region is not set: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS_PROFILE)")
+	case !regionRE.MatchString(cfg.Region):
+		// The SDK takes any text, and fails only when it builds the endpoint.
+		problems = append(problems, fmt.Sprintf("AWS region %q is not a region name; want one such as us-east-1 or eu-west-1, from AWS_REGION (or AWS_DEFAULT_REGION, or your AWS_PROFILE's region)", cfg.Region))
 	}
 	if w.bound <= 0 {
 		w.bound = DefaultCredentialsTimeout

@@ -34,6 +34,10 @@ func TestPreflightNamesWhatIsMissing(t *testing.T) {
 		{name: "no region", creds: true, want: []string{"AWS region is not set", "AWS_REGION"}, not_: []string{"credentials"}},
 		{name: "no credentials", region: "eu-west-1", want: []string{"AWS credentials not found", "AWS_ACCESS_KEY_ID"}, not_: []string{"region is not set"}},
 		{name: "neither", want: []string{"AWS region is not set", "AWS credentials not found"}},
+		// The SDK would take these and fail only when building the endpoint.
+		{name: "region with spaces", region: "eu west 1", creds: true, want: []string{`AWS region "eu west 1" is not a region name`, "us-east-1", "AWS_REGION"}},
+		{name: "region padded", region: " eu-west-1 ", creds: true, want: []string{`AWS region " eu-west-1 " is not a region name`}},
+		{name: "region with a slash", region: "not_a/region", creds: true, want: []string{"is not a region name"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := ecrtest.Start(t, "eu-west-1")

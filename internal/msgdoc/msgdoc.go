@@ -234,7 +234,7 @@ func ExitCodes(file string) (map[string]int, error) {
 		for _, s := range gd.Specs {
 			vs := s.(*ast.ValueSpec)
 			for i, n := range vs.Names {
-				if !strings.HasPrefix(n.Name, "exit") || i >= len(vs.Values) {
+				if !strings.HasPrefix(strings.ToLower(n.Name), "exit") || i >= len(vs.Values) {
 					continue
 				}
 				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.INT {
