@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -229,6 +230,34 @@ func parseVulnDB(c *Config, val string) error {
 		return fmt.Errorf("%w (%v)", errAccepted, err)
 	}
 	c.VulnDB = val
+	return nil
+}
+
+// parseRunnerHost checks the form only; the Dagger CLI reads the value
+// (and knows its schemes), so a bad form would fail only at connect, after
+// push's git and AWS steps.
+func parseRunnerHost(_ *Config, val string) error {
+	scheme, rest, ok := strings.Cut(val, "://")
+	if val != "" && (!ok || rest == "" || !schemeRE.MatchString(scheme)) {
+		return errAccepted
+	}
+	return nil
+}
+
+var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
+
+// parseCLIBin checks that the CLI the Dagger SDK will run is there.
+func parseCLIBin(_ *Config, val string) error {
+	if val == "" {
+		return nil
+	}
+	st, err := os.Stat(val)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w (%v)", errAccepted, err)
+	case !st.Mode().IsRegular() || st.Mode()&0o111 == 0:
+		return fmt.Errorf("%w (not an executable file)", errAccepted)
+	}
 	return nil
 }
 

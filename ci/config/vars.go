@@ -30,8 +30,9 @@ type Var struct {
 	Accepted string
 	// Help is the meaning, as docs/pipeline.md shows it (Markdown).
 	Help string
-	// ReadBy names the program that reads the variable when Load
-	// does not ("" = Load): the pipeline passes it through.
+	// ReadBy names the program that uses the variable when the pipeline
+	// does not ("" = Load stores it): the pipeline passes it through,
+	// after checking its form when the row has a Parse.
 	ReadBy string
 	// Label is the docs' Variable cell where the row documents a group of
 	// variables read together (it names Name among them); "" = `Name`.
@@ -97,10 +98,12 @@ func Vars() []Var {
 			Help:  "Region and credentials for `push`, resolved the usual AWS way (environment, profiles, SSO, web identity, instance or task role)."},
 		{Name: "AWS_ENDPOINT_URL_ECR", Default: "AWS default", NoValue: true, ReadBy: "AWS SDK",
 			Help: "Override the ECR API endpoint (VPC endpoint, tests). `AWS_ENDPOINT_URL` overrides it for all services."},
-		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK",
-			Help: "Use another Dagger engine, e.g. a shared remote one (see [Sharing one Dagger engine](#sharing-one-dagger-engine-and-its-cache-across-a-team))."},
-		{Name: "_EXPERIMENTAL_DAGGER_CLI_BIN", Default: "downloaded", NoValue: true, ReadBy: "Dagger SDK",
-			Help: "Use an installed `dagger` CLI (v0.21.8) instead of downloading one."},
+		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK", Parse: parseRunnerHost,
+			Accepted: "want an engine address scheme://…, such as tcp://engine.internal:1234, unix:///run/dagger/engine.sock or docker-container://dagger-engine",
+			Help:     "Use another Dagger engine, e.g. a shared remote one (see [Sharing one Dagger engine](#sharing-one-dagger-engine-and-its-cache-across-a-team))."},
+		{Name: "_EXPERIMENTAL_DAGGER_CLI_BIN", Default: "downloaded", NoValue: true, ReadBy: "Dagger SDK", Parse: parseCLIBin,
+			Accepted: "want the path of an executable dagger CLI",
+			Help:     "Use an installed `dagger` CLI (v0.21.8) instead of downloading one."},
 		{Name: "DOCKER_HOST", Default: "the docker CLI's current context", NoValue: true, ReadBy: "docker CLI",
 			Label: "`DOCKER_HOST`, `DOCKER_CONTEXT`",
 			Help:  "Docker daemon that starts the engine and receives `sidecar:latest`. Found as Dagger finds it, by running `docker version`, so `docker context use colima` (OrbStack, Docker Desktop) works without `DOCKER_HOST`; rootless Docker cannot run the engine, which needs a privileged container."},

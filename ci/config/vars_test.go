@@ -1,13 +1,14 @@
 package config
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
 )
 
 // TestLoadReadsTheTable checks that Load reads exactly the rows
-// of Vars it owns (ReadBy ""), and none that another program reads.
+// of Vars it owns (ReadBy "") or checks (a Parse), and no others.
 func TestLoadReadsTheTable(t *testing.T) {
 	t.Parallel()
 	for _, env := range []map[string]string{
@@ -22,7 +23,7 @@ func TestLoadReadsTheTable(t *testing.T) {
 			return v, ok
 		})
 		for _, v := range Vars() {
-			if owned := v.ReadBy == ""; read[v.Name] != owned {
+			if owned := v.ReadBy == "" || v.Parse != nil; read[v.Name] != owned {
 				t.Errorf("%s: Load reads it: %v; Vars says read by %q", v.Name, read[v.Name], v.ReadBy)
 			}
 			delete(read, v.Name)
@@ -39,7 +40,8 @@ func TestLoadAccepted(t *testing.T) {
 	t.Parallel()
 	bad := map[string]string{"SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
 		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
-		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE"}
+		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE",
+		"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp//127.0.0.1:1234", "_EXPERIMENTAL_DAGGER_CLI_BIN": "/nonexistent/dagger"}
 	for _, v := range Vars() {
 		if v.Accepted == acceptBool {
 			bad[v.Name] = "maybe"
@@ -63,13 +65,51 @@ func TestLoadAccepted(t *testing.T) {
 	}
 }
 
-// TestVarsParse checks that Load's rows have a parser and the rows
-// another program reads have none.
+// TestVarsParse checks that Load's rows have a parser, and that a row
+// another program reads has one only to check the form (it says what is
+// accepted).
 func TestVarsParse(t *testing.T) {
 	t.Parallel()
 	for _, v := range Vars() {
-		if (v.Parse == nil) != (v.ReadBy != "") {
-			t.Errorf("%s: parser %v, read by %q", v.Name, v.Parse != nil, v.ReadBy)
+		if v.ReadBy == "" && v.Parse == nil || v.ReadBy != "" && v.Parse != nil && v.Accepted == "" {
+			t.Errorf("%s: parser %v, read by %q, accepted %q", v.Name, v.Parse != nil, v.ReadBy, v.Accepted)
+		}
+	}
+}
+
+func TestEngineVariablesForm(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable() // this test binary: an executable file
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := t.TempDir() + "/dagger"
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, val string
+		ok        bool
+	}{
+		{"_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://127.0.0.1:1234", true},
+		{"_EXPERIMENTAL_DAGGER_RUNNER_HOST", "unix:///run/dagger/engine.sock", true},
+		{"_EXPERIMENTAL_DAGGER_RUNNER_HOST", "docker-container://dagger-engine", true},
+		{"_EXPERIMENTAL_DAGGER_RUNNER_HOST", "127.0.0.1:1234", false},
+		{"_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://", false},
+		{"_EXPERIMENTAL_DAGGER_RUNNER_HOST", "TCP://x:1", false},
+		{"_EXPERIMENTAL_DAGGER_CLI_BIN", exe, true},
+		{"_EXPERIMENTAL_DAGGER_CLI_BIN", "/nonexistent/dagger", false},
+		{"_EXPERIMENTAL_DAGGER_CLI_BIN", t.TempDir(), false}, // a directory
+		{"_EXPERIMENTAL_DAGGER_CLI_BIN", plain, false},       // not executable
+	} {
+		_, err := Load(t.TempDir(), func(name string) (string, bool) {
+			if name == "LOCAL_IMAGE" {
+				return "none", true // not about the platform
+			}
+			return tc.val, name == tc.name
+		})
+		if hit := err != nil && strings.Contains(err.Error(), tc.name+"="); hit == tc.ok {
+			t.Errorf("%s=%q: error %v; want accepted %v", tc.name, tc.val, err, tc.ok)
 		}
 	}
 }
