@@ -218,6 +218,10 @@ func parseOCITarball(c *Config, val string) error {
 }
 
 func parseRepository(c *Config, val string) error {
+	if host, name, ok := strings.Cut(val, "/"); ok && registryHostRE.MatchString(host) {
+		// A valid name too, so it would be created under that name.
+		return fmt.Errorf("%w (this is a repository URI: give the name after the host, %q)", errAccepted, name)
+	}
 	if !ecr.ValidRepositoryName(val) {
 		return errAccepted
 	}
@@ -243,6 +247,9 @@ func parseRunnerHost(_ *Config, val string) error {
 	}
 	return nil
 }
+
+// registryHostRE matches an ECR registry host (123456789012.dkr.ecr.eu-west-1.amazonaws.com).
+var registryHostRE = regexp.MustCompile(`^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
 
 var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
 

@@ -85,6 +85,8 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad size", env: map[string]string{"SIZE_BUDGET": "50 elephants"}, bad: []string{`SIZE_BUDGET="50 elephants"`, "50MB"}},
 		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
+		{name: "repository URI", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"},
+			bad: []string{`ECR_REPOSITORY="123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"`, `give the name after the host, "team/sidecar"`}},
 		{name: "bad image", env: map[string]string{"MYSQL_IMAGE": "mysql 8.4"}, bad: []string{`MYSQL_IMAGE="mysql 8.4"`}},
 		// Each passed a character check, and failed only in the engine, after the build.
 		{name: "upper-case repository", env: map[string]string{"MYSQL_IMAGE": "MySQL:8.4"}, bad: []string{`MYSQL_IMAGE="MySQL:8.4"`, "mysql:8.4"}},
