@@ -19,12 +19,6 @@ import (
 	"github.com/example/sidecar/ci/config"
 )
 
-// Exit codes: ci.ExitCode.
-const (
-	exitFailed = ci.ExitFailed
-	exitConfig = ci.ExitConfig
-)
-
 // Build builds the image for linux/amd64 and linux/arm64 and checks the size budget.
 //
 // Steps, in order (each logs its start and duration, or why it is skipped):
@@ -183,14 +177,14 @@ func Push(ctx context.Context) error {
 // Lint runs go vet and gofmt over the module.
 func Lint(ctx context.Context) error {
 	if err := run(ctx, nil, "go", "vet", "./..."); err != nil {
-		return mg.Fatalf(exitFailed, "go vet: %v", err)
+		return mg.Fatalf(ci.ExitFailed, "go vet: %v", err)
 	}
 	out, err := exec.CommandContext(ctx, "gofmt", "-l", ".").Output()
 	if err != nil {
-		return mg.Fatalf(exitFailed, "gofmt: %v", err)
+		return mg.Fatalf(ci.ExitFailed, "gofmt: %v", err)
 	}
 	if files := strings.TrimSpace(string(out)); files != "" {
-		return mg.Fatalf(exitFailed, "gofmt needed on:\n%s", files)
+		return mg.Fatalf(ci.ExitFailed, "gofmt needed on:\n%s", files)
 	}
 	return nil
 }
@@ -200,11 +194,11 @@ func Lint(ctx context.Context) error {
 // Example: BENCH_ARGS="-quick -workloads mysql" go tool mage bench (arguments are split on spaces).
 func Bench(ctx context.Context) error {
 	if _, err := os.Stat("bench"); err != nil {
-		return mg.Fatalf(exitFailed, "no ./bench program in this checkout: %v", err)
+		return mg.Fatalf(ci.ExitFailed, "no ./bench program in this checkout: %v", err)
 	}
 	args := append([]string{"run", "./bench"}, strings.Fields(os.Getenv("BENCH_ARGS"))...)
 	if err := run(ctx, nil, "go", args...); err != nil {
-		return mg.Fatalf(exitFailed, "bench: %v", err)
+		return mg.Fatalf(ci.ExitFailed, "bench: %v", err)
 	}
 	return nil
 }
@@ -217,12 +211,12 @@ func runner() (*ci.Runner, error) {
 	}
 	cfg, err := config.Load(".", os.LookupEnv)
 	if err != nil {
-		return nil, mg.Fatal(exitConfig, err)
+		return nil, mg.Fatal(ci.ExitConfig, err)
 	}
 	return &ci.Runner{Config: cfg, Log: os.Stderr}, nil
 }
 
-// exit maps pipeline errors to exit codes; mage prints the message once.
+// exit maps pipeline errors to exit codes (ci.ExitCode); mage prints the message once.
 func exit(err error) error {
 	if err == nil {
 		return nil
