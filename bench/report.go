@@ -133,13 +133,15 @@ func (r *runner) evaluate(g goal, sidecar string) (figure float64, met, ok bool)
 		}
 		v /= base
 	}
-	switch {
-	case g.reportOnly:
-		return v, true, true
-	case g.atLeast:
-		return v, v >= g.bound, true
+	return v, g.reportOnly || g.meets(v), true
+}
+
+// meets reports whether figure v is on the goal's side of its bound.
+func (g goal) meets(v float64) bool {
+	if g.atLeast {
+		return v >= g.bound
 	}
-	return v, v <= g.bound, true
+	return v <= g.bound
 }
 
 func (r *runner) report(start, end time.Time) string {
@@ -427,15 +429,11 @@ func (r *runner) pairedVerdict(g goal, sidecar string) string {
 	case len(ratios) < minJudgedRounds:
 		return fmt.Sprintf("not judged (%.2f×; %d of the %d rounds needed)", med, len(ratios), minJudgedRounds)
 	}
-	good, bad := lo >= g.bound, hi < g.bound
-	if !g.atLeast {
-		good, bad = hi <= g.bound, lo > g.bound
-	}
 	v := "**not shown**"
 	switch {
-	case good:
+	case g.meets(lo) && g.meets(hi):
 		v = "met"
-	case bad:
+	case !g.meets(lo) && !g.meets(hi):
 		v = "**not met**"
 	}
 	return fmt.Sprintf("%s (%.2f×, 95%%: %.2f–%.2f×)", v, med, lo, hi)
