@@ -259,11 +259,12 @@ func ParseSize(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(t, 64)
+	bytes := v * mult
 	// Written so that NaN fails too; under one byte is no budget.
-	if bytes := v * mult; err != nil || !(bytes >= 1 && bytes <= 1e13) {
+	if err != nil || !(bytes >= 1 && bytes <= 1e13) {
 		return 0, fmt.Errorf("%q is not a size: use bytes or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)", s)
 	}
-	return int64(v * mult), nil
+	return int64(bytes), nil
 }
 
 // Digest returns the digest of the one image (or image index) that the
