@@ -3,6 +3,7 @@ package ci
 import (
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,6 +49,43 @@ func TestPushNeverPrintsVulnDBCredentials(t *testing.T) {
 				t.Errorf("error does not name the (redacted) database: %v", err)
 			}
 			assertSecretHidden(t, fe, pw)
+		})
+	}
+}
+
+// A GOVULNDB=file:// copy that is not there is a bad setting (exit 2),
+// found before the AWS preflight touches ECR; an unreachable mirror is a
+// failure of the run (exit 1).
+func TestPushVulnDBExitCodes(t *testing.T) {
+	t.Parallel()
+	missing := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "no-vulndb"))
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	for _, tc := range []struct {
+		db       string
+		code     int
+		contains []string
+	}{
+		{missing, ExitConfig, []string{"bad configuration", `GOVULNDB="` + missing + `"`, "index/modules.json", "VULN_CHECK=false"}},
+		{down.URL, ExitFailed, []string{"GOVULNDB=" + down.URL, "503", "VULN_CHECK=false"}},
+	} {
+		t.Run(tc.db, func(t *testing.T) {
+			ecrSrv := pushEnv(t, nil)
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"GOVULNDB": tc.db, "VULN_CHECK": "true"})
+			err := fe.runner.Push(testCtx(t))
+			if got := ExitCode(err); got != tc.code {
+				t.Fatalf("exit code %d, want %d; err = %v", got, tc.code, err)
+			}
+			for _, want := range tc.contains {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q: %v", want, err)
+				}
+			}
+			if ops := ecrSrv.Operations(); len(ops) != 0 {
+				t.Errorf("ECR was called before GOVULNDB was checked: %v", ops)
+			}
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/vulncheck"
 )
@@ -32,6 +33,12 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 	db := vulncheck.Redact(r.Config.VulnDB) // a mirror's password is never printed
 	r.step("push: checking the Go vulnerability database GOVULNDB=%s", db)
 	if err := vulncheck.Probe(ctx, r.Config.VulnDB); err != nil {
+		if strings.HasPrefix(r.Config.VulnDB, "file:") {
+			// A local copy that is not there is the setting's fault, not
+			// the network's: exit 2, like any other bad value.
+			return &config.Error{Problems: []string{fmt.Sprintf("GOVULNDB=%q: %v; "+
+				"want a file:// URL of a directory holding a Go vulnerability database (index/modules.json), or set VULN_CHECK=false to skip the check", db, err)}}
+		}
 		return fmt.Errorf("GOVULNDB=%s: the Go vulnerability database is not usable (nothing was built or pushed): %w; "+
 			"point GOVULNDB at a reachable mirror or a file:// copy, or set VULN_CHECK=false to skip the check", db, err)
 	}
