@@ -49,9 +49,11 @@ import (
 // public.ecr.aws/docker/library/alpine:3.22, the Dockerfile's default), base
 // image mirrors; _EXPERIMENTAL_DAGGER_RUNNER_HOST (default: engine in local
 // Docker), a remote engine; _EXPERIMENTAL_DAGGER_CLI_BIN (default:
-// downloaded), an installed dagger CLI; DOCKER_HOST or DOCKER_CONTEXT
-// (default: the docker CLI's current context), the Docker daemon that runs
-// the engine. docs/pipeline.md lists them all.
+// downloaded), an installed dagger CLI; DAGGER_SESSION_PORT and
+// DAGGER_SESSION_TOKEN (default: unset), the session of a `dagger run`;
+// DOCKER_HOST or DOCKER_CONTEXT (default: the docker CLI's current
+// context), the Docker daemon that runs the engine. docs/pipeline.md lists
+// them all.
 func Build(ctx context.Context) error {
 	r, err := runner()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -252,6 +253,18 @@ func parseRunnerHost(_ *Config, val string) error {
 var registryHostRE = regexp.MustCompile(`^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
 
 var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
+
+// parseSessionPort checks the form only: the SDK dials 127.0.0.1 at that
+// port, and engine.Probe checks that something listens there.
+func parseSessionPort(_ *Config, val string) error {
+	if val == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(val); err != nil || n < 1 || n > 65535 {
+		return errAccepted
+	}
+	return nil
+}
 
 // parseCLIBin checks that the CLI the Dagger SDK will run is there.
 func parseCLIBin(_ *Config, val string) error {
