@@ -79,6 +79,8 @@ func TestMage(t *testing.T) {
 		want   []string
 		absent []string
 	}{
+		{"bad BENCH_ARGS exits 2 naming it", []string{"bench"}, []string{"BENCH_ARGS=-quick -rounds many"}, 2,
+			[]string{`invalid value "many" for flag -rounds`, `BENCH_ARGS="-quick -rounds many": the bench refused these arguments`}, []string{"goroutine"}},
 		{"bad configuration exits 2", []string{"push"}, []string{"SIZE_BUDGET=huge", "PUSH_LATEST=perhaps"}, 2,
 			[]string{`SIZE_BUDGET="huge"`, `PUSH_LATEST="perhaps"`, "nothing was run"}, []string{"AWS", "Dagger"}},
 		// The typo warning comes first, without the value, and the run goes
