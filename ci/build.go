@@ -108,11 +108,9 @@ func stepBuild() Step {
 // once as an OCI tarball and reads back the files the release needs.
 func (s *run) build(ctx context.Context) (*Image, error) {
 	cfg := s.Config
-	engine, err := s.client.DefaultPlatform(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("ask the engine for its platform: %w", err)
-	}
+	engine := s.enginePlatform
 	img := &Image{Engine: engine}
+	var err error
 	if img.Bases, err = pinBaseImages(ctx, s.client, cfg, engine); err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ func newEngine(t *testing.T, env map[string]string, sizes layerBytes) *fakeEngin
 		t.Fatal(err)
 	}
 	fe.runner = &Runner{Config: cfg, Log: fe.log, Out: fe.out, GoTest: func(ctx context.Context, dir string, _ io.Writer) error {
-		*fe.goTests = append(*fe.goTests, fmt.Sprintf("%s after %d queries", dir, len(fe.srv.Queries())))
+		*fe.goTests = append(*fe.goTests, fmt.Sprintf("%s after %d queries", dir, len(fe.workQueries())))
 		return nil
 	}}
 	fe.runner.lookupEnv = func(k string) (string, bool) { v, ok := fe.vars[k]; return v, ok }
@@ -395,6 +395,12 @@ func envOf(q daggertest.Query) map[string]string {
 		env[c.Arg("name")] = c.Arg("value")
 	}
 	return env
+}
+
+// workQueries are the recorded queries that make the engine work: all
+// but the preflight's question for its platform.
+func (fe *fakeEngine) workQueries() []daggertest.Query {
+	return fe.srv.Select(func(q daggertest.Query) bool { return q.Leaf().Field != "defaultPlatform" })
 }
 
 func TestTestPipeline(t *testing.T) {
@@ -912,8 +918,16 @@ func TestSmokeRunsTheEnginesPlatform(t *testing.T) {
 			layerBytes{"linux/" + runtime.GOARCH: {1000}})
 		fe.srv.Handle("defaultPlatform", func(daggertest.Query) (any, error) { return other, nil })
 		err := fe.runner.Test(testCtx(t))
-		if err == nil || !strings.Contains(err.Error(), "the engine runs "+other) || !strings.Contains(err.Error(), "PLATFORMS") {
-			t.Fatalf("err = %v", err)
+		if want := `PLATFORMS="linux/` + runtime.GOARCH + `": the engine runs ` + other; err == nil || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "want a list that includes "+other) {
+			t.Fatalf("err = %v, want it to say %q and what to include", err, want)
+		}
+		if ExitCode(err) != ExitConfig {
+			t.Errorf("exit code %d, want %d (bad configuration)", ExitCode(err), ExitConfig)
+		}
+		// Found before the unit tests and the build, not at the smoke step.
+		if len(*fe.goTests) != 0 || len(fe.workQueries()) != 0 {
+			t.Errorf("work done before the platform check: go test %v, queries %d", *fe.goTests, len(fe.workQueries()))
 		}
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"time"
 
 	"dagger.io/dagger"
@@ -116,11 +118,16 @@ func (r *Runner) Test(ctx context.Context) error { return r.runSteps(ctx, "test"
 func (r *Runner) Push(ctx context.Context) error { return r.runSteps(ctx, "push") }
 
 func stepPreflight(target string) Step {
-	doc := "checks the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session (no engine: exit 3 at once)."
+	doc := "checks the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session (no engine: exit 3 at once)"
 	if target == "push" {
 		doc = "before any build, checks that a Dagger engine answers (none: exit 3 at once), that the worktree is clean, " +
 			"decides the tags, probes GOVULNDB, runs the AWS preflight (region, credentials, ECR login, the repository, created when missing), " +
-			"checks the local Docker when LOCAL_IMAGE is not none, then opens the run's one Dagger session."
+			"checks the local Docker when LOCAL_IMAGE is not none, then opens the run's one Dagger session"
+	}
+	if target == "build" {
+		doc += "."
+	} else {
+		doc += " and checks that PLATFORMS holds the engine's platform, which the smoke test runs (exit 2 if not)."
 	}
 	return Step{Name: "preflight", Doc: doc, do: func(ctx context.Context, s *run) error {
 		if target == "push" {
@@ -139,6 +146,15 @@ func stepPreflight(target string) Step {
 			return err
 		}
 		s.client = client
+		if s.enginePlatform, err = client.DefaultPlatform(ctx); err != nil {
+			return fmt.Errorf("ask the engine for its platform: %w", err)
+		}
+		if target != "build" && !slices.Contains(s.Config.Platforms, s.enginePlatform) {
+			// Found here, not at the smoke step after the unit tests and
+			// the build: a shared remote engine of another architecture.
+			return &config.Error{Problems: []string{fmt.Sprintf("PLATFORMS=%q: the engine runs %s, which the smoke test runs natively; "+
+				"want a list that includes %s (or use an engine of this list's platforms)", platformList(s.Config.Platforms), s.enginePlatform, s.enginePlatform)}}
+		}
 		return nil
 	}}
 }
@@ -260,4 +276,13 @@ func goTestHost(ctx context.Context, dir string, log io.Writer) error {
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	return cmd.Run()
+}
+
+// platformList is platforms as PLATFORMS spells them.
+func platformList(platforms []dagger.Platform) string {
+	s := make([]string, len(platforms))
+	for i, p := range platforms {
+		s[i] = string(p)
+	}
+	return strings.Join(s, ",")
 }

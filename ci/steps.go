@@ -39,13 +39,15 @@ type run struct {
 	*Runner
 	target string
 	client *dagger.Client // the run's one Dagger session (preflight)
-	src    source         // what the image is stamped with
-	ref    gitref.Ref     // push: the commit being pushed
-	tags   imagetag.Tags  // push: the tags decided for it
-	reg    *ecr.Registry  // push: the repository, after the AWS preflight
-	img    *Image         // the built image (build)
-	tmp    string         // the export's directory, removed at the end
-	rel    *release       // push: what is released (release plan)
+	// enginePlatform is the engine's own platform (preflight).
+	enginePlatform dagger.Platform
+	src            source        // what the image is stamped with
+	ref            gitref.Ref    // push: the commit being pushed
+	tags           imagetag.Tags // push: the tags decided for it
+	reg            *ecr.Registry // push: the repository, after the AWS preflight
+	img            *Image        // the built image (build)
+	tmp            string        // the export's directory, removed at the end
+	rel            *release      // push: what is released (release plan)
 }
 
 func (s *run) close() {

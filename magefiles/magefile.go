@@ -71,7 +71,8 @@ func Build(ctx context.Context) error {
 //
 //  1. preflight: checks the local Docker when LOCAL_IMAGE is not none (in
 //     seconds, before any build), then opens the run's one Dagger session (no
-//     engine: exit 3 at once).
+//     engine: exit 3 at once) and checks that PLATFORMS holds the engine's
+//     platform, which the smoke test runs (exit 2 if not).
 //  2. unit tests: go test ./... on the host.
 //  3. build: pins the base images to digests for every platform they are used
 //     on, runs the Dockerfile per platform of PLATFORMS and exports the
@@ -111,7 +112,9 @@ func Test(ctx context.Context) error {
 //     exit 3 at once), that the worktree is clean, decides the tags, probes
 //     GOVULNDB, runs the AWS preflight (region, credentials, ECR login, the
 //     repository, created when missing), checks the local Docker when
-//     LOCAL_IMAGE is not none, then opens the run's one Dagger session.
+//     LOCAL_IMAGE is not none, then opens the run's one Dagger session and
+//     checks that PLATFORMS holds the engine's platform, which the smoke test
+//     runs (exit 2 if not).
 //  2. unit tests: go test ./... on the host.
 //  3. build: pins the base images to digests for every platform they are used
 //     on, runs the Dockerfile per platform of PLATFORMS and exports the
@@ -218,7 +221,7 @@ func Bench(ctx context.Context) error {
 	err = run(ctx, nil, bin, strings.Fields(argv)...)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() == benchRefusedArgs {
-		return mg.Fatalf(ci.ExitConfig, "BENCH_ARGS=%q: the bench refused these arguments (its message is above); accepted: the flags `go run ./bench -h` lists", argv)
+		return mg.Fatalf(ci.ExitConfig, "BENCH_ARGS=%q: the bench refused these arguments (its message is above); accepted: the flags that go run ./bench -h lists", argv)
 	}
 	if err != nil {
 		return mg.Fatalf(ci.ExitFailed, "bench: %v", err)
