@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/config"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -210,5 +212,27 @@ func TestDocsDepartureGrace(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("docs/operations.md does not say %q", want)
 		}
+	}
+}
+
+// docs/tls.md's refusal table has a row for every reason the sidecar logs
+// and counts, and no other.
+func TestDocsTLSRefusalReasons(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../docs/tls.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(b), "| `reason` | What the app reads | What to do |")
+	table, _, _ = strings.Cut(table, "\n\n")
+	var rows []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_0-9]+)` \\|").FindAllStringSubmatch(table, -1) {
+		rows = append(rows, m[1])
+	}
+	want := slices.Clone(mysqltls.Reasons)
+	slices.Sort(want)
+	slices.Sort(rows)
+	if !slices.Equal(rows, want) {
+		t.Errorf("docs/tls.md's refusal table has rows %v; want one per mysqltls.Reasons: %v", rows, want)
 	}
 }

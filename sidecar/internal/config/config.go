@@ -591,11 +591,12 @@ func (c Config) Proxy() proxy.Config {
 	if pc.DrainTimeout == 0 {
 		pc.DrainTimeout = -1 // proxy: negative = close at once
 	}
+	key := mysqltls.NewPasswordKey() // made on first use
 	for _, f := range c.Forwards {
 		pf := proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort}
 		if c.TLS != TLSDisabled && c.TLS != "" {
 			pf.TLS = &mysqltls.Target{Mode: mysqltls.Mode(c.TLS), Roots: c.TLSCA, RootsFrom: c.TLSCAFrom,
-				ServerName: c.ServerName(f), HandshakeTimeout: c.ConnectTimeout, Sessions: tls.NewLRUClientSessionCache(0)}
+				ServerName: c.ServerName(f), HandshakeTimeout: c.ConnectTimeout, Sessions: tls.NewLRUClientSessionCache(0), PasswordKey: key}
 			if c.IAM != nil {
 				pf.TLS.IAM = c.authority(f)
 			}

@@ -26,6 +26,14 @@ const serverCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientConnectWithDB 
 
 // greeting is a HandshakeV10 payload as MySQL 8 writes it.
 func greeting(threadID uint32, caps uint32) []byte {
+	return greetingFor(threadID, caps, mysqlwire.NativePassword)
+}
+
+// greetingNonce is the scramble in every greeting of the fake.
+const greetingNonce = "abcdefghijklmnopqrst"
+
+// greetingFor is greeting with another default plugin.
+func greetingFor(threadID uint32, caps uint32, plugin string) []byte {
 	g := []byte{10}
 	g = append(g, "8.0.39-aurora\x00"...)
 	g = binary.LittleEndian.AppendUint32(g, threadID)
@@ -38,7 +46,7 @@ func greeting(threadID uint32, caps uint32) []byte {
 	g = append(g, 21)
 	g = append(g, make([]byte, 10)...)
 	g = append(g, "ijklmnopqrst\x00"...) // scramble part 2
-	return append(g, "mysql_native_password\x00"...)
+	return append(g, plugin+"\x00"...)
 }
 
 // fakeServer speaks the server side of the MySQL connection phase over
@@ -66,6 +74,10 @@ type fakeOpts struct {
 	exchange bool   // after the response: auth switch, more data, then OK
 	tickets  bool   // TLS session tickets on (resumption)
 	switchTo string // after the response, an auth switch to this plugin, then OK
+	// account, when set, is the one account the fake checks passwords
+	// of, as MySQL does (fake_auth_test.go); the options above that shape
+	// the exchange are then unused.
+	account *fakeAccount
 }
 
 type atomic32 struct {
@@ -125,7 +137,12 @@ func (f *fakeServer) serve(c net.Conn) {
 	if f.noTLS {
 		caps &^= mysqlwire.ClientSSL
 	}
-	if _, err := mysqlwire.WritePacket(c, 0, greeting(f.threadID.next(), caps)); err != nil {
+	id := f.threadID.next()
+	greet := greeting(id, caps)
+	if f.account != nil {
+		greet = greetingFor(id, caps, f.account.greet)
+	}
+	if _, err := mysqlwire.WritePacket(c, 0, greet); err != nil {
 		return
 	}
 	req, err := mysqlwire.ReadPacket(c, 1<<20)
@@ -157,6 +174,14 @@ func (f *fakeServer) serve(c net.Conn) {
 	f.seqs = append(f.seqs, resp.Seq)
 	f.mu.Unlock()
 	seq := resp.Seq + 1
+	if f.account != nil {
+		var ok bool
+		if seq, ok = f.account.authenticate(f, ts, resp); !ok {
+			return
+		}
+		f.echo(ts)
+		return
+	}
 	if f.switchTo != "" {
 		if _, err := mysqlwire.WritePacket(ts, seq, mysqlwire.AuthSwitchRequest(f.switchTo, []byte("new-scramble-01234567"))); err != nil {
 			f.fail(err)
@@ -173,9 +198,10 @@ func (f *fakeServer) serve(c net.Conn) {
 		seq = ans.Seq + 1
 	}
 	if f.exchange {
-		// auth switch → client answers → more data (a public key) → client answers → OK
-		for _, p := range [][]byte{append([]byte{mysqlwire.AuthSwitch}, "sha256_password\x00scramble-for-switch\x00"...),
-			append([]byte{mysqlwire.MoreData}, "-----BEGIN PUBLIC KEY-----"...)} {
+		// auth switch → client answers → more data → client answers → OK,
+		// as MariaDB's dialog plugin (PAM) asks for a password, then a code.
+		for _, p := range [][]byte{append([]byte{mysqlwire.AuthSwitch}, "dialog\x00\x04Password: "...),
+			append([]byte{mysqlwire.MoreData}, "\x04Verification code: "...)} {
 			if _, err := mysqlwire.WritePacket(ts, seq, p); err != nil {
 				f.fail(err)
 				return
@@ -195,16 +221,28 @@ func (f *fakeServer) serve(c net.Conn) {
 		f.fail(err)
 		return
 	}
-	for { // command phase: echo
+	f.echo(ts)
+}
+
+// echo is the command phase: each command comes back as it was sent,
+// but COM_PING, which gets OK as from a server.
+func (f *fakeServer) echo(ts *tls.Conn) {
+	for {
 		p, err := mysqlwire.ReadPacket(ts, 1<<24)
 		if err != nil {
 			return
 		}
-		if _, err := mysqlwire.WritePacket(ts, p.Seq+1, p.Payload); err != nil {
+		answer := p.Payload
+		if len(answer) == 1 && answer[0] == comPing {
+			answer = []byte{mysqlwire.OK, 0, 0, 2, 0, 0, 0}
+		}
+		if _, err := mysqlwire.WritePacket(ts, p.Seq+1, answer); err != nil {
 			return
 		}
 	}
 }
+
+const comPing = 0x0e
 
 // appCaps are a client's flags that the server must see in the SSLRequest.
 const appCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientConnectWithDB | mysqlwire.ClientCompress |

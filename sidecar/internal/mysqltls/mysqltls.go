@@ -15,7 +15,9 @@
 //     the TLS handshake, verified per Mode;
 //  5. forward the app's response and the rest of the authentication
 //     exchange, shifting sequence ids by one (the SSLRequest took one),
-//     until the server's OK or ERR.
+//     until the server's OK or ERR; the RSA step of caching_sha2_password
+//     and sha256_password, which a server over TLS does not do, the
+//     sidecar answers itself (rsa.go).
 //
 // Every refusal reaches the app as a MySQL ERR packet whose message starts
 // with "sidecar:" and says what to fix.
@@ -67,6 +69,11 @@ type Target struct {
 	HandshakeTimeout time.Duration
 	// Sessions resumes TLS sessions across connections; nil = none.
 	Sessions tls.ClientSessionCache
+
+	// PasswordKey is the RSA key the app encrypts its password with for
+	// caching_sha2_password and sha256_password (rsa.go); nil = such a
+	// login is refused. One can serve every Target.
+	PasswordKey *PasswordKey
 
 	// IAM, when set, logs the app in with IAM database authentication
 	// (TARGET_AUTH=iam) instead of passing its credentials on; see iam.go.
@@ -121,13 +128,14 @@ const (
 	ReasonExpired        = "certificate_expired"
 	ReasonTLSTimeout     = "tls_timeout"
 	ReasonTLSHandshake   = "tls_handshake"
-	ReasonIO             = "io_error" // a side closed or failed mid-login
-	ReasonIAM            = "iam"      // an IAM login failed: sidecar_iam_failures_total says why
+	ReasonIO             = "io_error"     // a side closed or failed mid-login
+	ReasonIAM            = "iam"          // an IAM login failed: sidecar_iam_failures_total says why
+	ReasonPasswordKey    = "password_key" // the app encrypted its password with another RSA key than the sidecar's
 )
 
 // Reasons lists every reason, for metrics.
 var Reasons = []string{ReasonDialFailed, ReasonServerNoTLS, ReasonServerError, ReasonClientTLS, ReasonClientProtocol,
-	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonIO, ReasonIAM}
+	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonIO, ReasonIAM, ReasonPasswordKey}
 
 // MySQL error codes used in the ERR packets sent to the app.
 const (
@@ -235,7 +243,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*Conn,
 	if login != nil {
 		return t.iamLogin(client, tc, resp.Seq+1, login)
 	}
-	if err := t.authenticate(client, tc, resp); err != nil {
+	if err := t.authenticate(client, tc, resp, greeting.Payload); err != nil {
 		return nil, err
 	}
 	return &Conn{Conn: tc, codec: tlscodec.New(tc, transport)}, nil
@@ -243,23 +251,40 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*Conn,
 
 // authenticate forwards the app's response and the authentication exchange
 // that follows, until the server's OK or ERR. The server's sequence ids
-// are one ahead of the app's (the SSLRequest took one). Who speaks next is
-// known from the protocol, so nothing is read ahead of the session: after
-// an auth switch or more data the client answers, except after
-// caching_sha2_password's "fast auth succeeded" (0x01 0x03), which the
-// server follows with OK.
-func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Packet) error {
+// are one ahead of the app's (the SSLRequest took one), and two more
+// behind for each RSA key exchange the sidecar answers itself (rsa.go).
+// Who speaks next is known from the protocol, so nothing is read ahead of
+// the session: after an auth switch or more data the client answers,
+// except after caching_sha2_password's "fast auth succeeded" (0x01 0x03),
+// which the server follows with OK.
+func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Packet, greeting []byte) error {
+	a := &login{t: t, client: client, shift: -1}
+	a.nonce, _ = mysqlwire.GreetingScramble(greeting)
 	fromApp := resp
+	if r, err := mysqlwire.ParseHandshakeResponse(resp.Payload); err == nil && r.Caps&mysqlwire.ClientPluginAuth != 0 {
+		a.plugin = r.Plugin
+		if a.plugin == pluginSHA256 {
+			pw, seq, err := a.password(resp, r.AuthData)
+			if err != nil {
+				return err
+			}
+			if pw != nil {
+				r.AuthData = pw
+				fromApp = mysqlwire.Packet{Seq: seq, Payload: r.Append(nil)}
+			}
+		}
+	}
 	for {
-		if _, err := mysqlwire.WritePacket(tc, fromApp.Seq+1, fromApp.Payload); err != nil {
+		if _, err := mysqlwire.WritePacket(tc, byte(int(fromApp.Seq)-a.shift), fromApp.Payload); err != nil {
 			return t.refuse(client, fromApp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
 		}
+		rsaNext := false // the app's next packet may be an RSA step (rsa.go)
 		for {
 			p, err := mysqlwire.ReadPacket(tc, maxPacket)
 			if err != nil {
 				return t.refuse(client, fromApp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
 			}
-			if _, err := mysqlwire.WritePacket(client, p.Seq-1, p.Payload); err != nil {
+			if _, err := mysqlwire.WritePacket(client, byte(int(p.Seq)+a.shift), p.Payload); err != nil {
 				return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
 			}
 			if len(p.Payload) == 0 {
@@ -268,8 +293,13 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 			switch {
 			case p.Payload[0] == mysqlwire.OK || p.Payload[0] == mysqlwire.ErrPacketHdr:
 				return nil // the server's verdict is the app's to read
-			case p.Payload[0] == mysqlwire.MoreData && len(p.Payload) == 2 && p.Payload[1] == 0x03:
+			case p.Payload[0] == mysqlwire.MoreData && len(p.Payload) == 2 && p.Payload[1] == cachingSHA2FastAuthOK && a.plugin == pluginCachingSHA2:
 				continue // fast auth succeeded; OK follows
+			case p.Payload[0] == mysqlwire.MoreData && len(p.Payload) == 2 && p.Payload[1] == cachingSHA2FullAuth && a.plugin == pluginCachingSHA2:
+				rsaNext = true
+			case p.Payload[0] == mysqlwire.AuthSwitch:
+				a.plugin, a.nonce, _ = mysqlwire.ParseAuthSwitch(p.Payload)
+				rsaNext = a.plugin == pluginSHA256 // its first answer is the password
 			}
 			break
 		}
@@ -278,6 +308,15 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 			return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
 		}
 		fromApp = next
+		if rsaNext {
+			pw, seq, err := a.password(next, next.Payload)
+			if err != nil {
+				return err
+			}
+			if pw != nil {
+				fromApp = mysqlwire.Packet{Seq: seq, Payload: pw}
+			}
+		}
 	}
 }
 
