@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -234,6 +235,24 @@ func TestTLSThroughSidecar(t *testing.T) {
 		}
 		if greetingID == "" || greetingID != sqlID {
 			t.Fatalf("greeting thread id %q, CONNECTION_ID() %q:\n%s", greetingID, sqlID, out)
+		}
+	})
+	// The greeting offers the app no TLS, so a client set to require it
+	// refuses before it sends anything (docs/tls.md says what each prints).
+	t.Run("a client that requires TLS to the sidecar refuses on its own", func(t *testing.T) {
+		err := openVia(t, srv, via, "tlsdb", func(c *mysql.Config) { c.TLSConfig = "skip-verify" }).PingContext(ctx)
+		if !errors.Is(err, mysql.ErrNoTLS) {
+			t.Errorf("go-sql-driver with tls=skip-verify: %v; want %v", err, mysql.ErrNoTLS)
+		}
+		if _, err := exec.LookPath("mariadb"); err != nil {
+			testenv.Unavailable(t, "mariadb client not found (install Debian's mariadb-client package)")
+		}
+		host, port, _ := strings.Cut(via, ":")
+		cmd := exec.CommandContext(ctx, "mariadb", "--no-defaults", "-h", host, "-P", port, "-u", srv.User, "--ssl", "--ssl-verify-server-cert", "-e", "SELECT 1")
+		cmd.Env = append(os.Environ(), "MYSQL_PWD="+srv.Password)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "SSL is required, but the server does not support it") {
+			t.Errorf("mariadb --ssl-verify-server-cert: %v\n%s", err, out)
 		}
 	})
 	t.Run("pymysql", func(t *testing.T) {
