@@ -164,10 +164,7 @@ func TestREADMEConfigTableMatchesSettings(t *testing.T) {
 			continue
 		}
 		r := rows[i]
-		wantDefault := "—"
-		if st.Default != "" {
-			wantDefault = "`" + st.Default + "`"
-		}
+		wantDefault := defaultCell(st)
 		switch {
 		case r[0] != "`"+st.Name+"`":
 			t.Errorf("README row %d is %s, want %s (config.Settings order)", i+1, r[0], st.Name)
@@ -189,10 +186,7 @@ func TestHelpListsEverySetting(t *testing.T) {
 	}
 	out := stdout.String()
 	for _, st := range config.Settings {
-		def := st.Default
-		if def == "" {
-			def = "none"
-		}
+		def := st.DefaultText()
 		if !regexp.MustCompile(`(?m)^  ` + st.Name + ` +default: ` + regexp.QuoteMeta(def) + `$`).MatchString(out) {
 			t.Errorf("--help has no line for %s with default %s:\n%s", st.Name, def, out)
 		}
@@ -234,5 +228,44 @@ func TestDocsTLSRefusalReasons(t *testing.T) {
 	slices.Sort(rows)
 	if !slices.Equal(rows, want) {
 		t.Errorf("docs/tls.md's refusal table has rows %v; want one per mysqltls.Reasons: %v", rows, want)
+	}
+}
+
+// defaultCell is a setting's Default cell in a docs table.
+func defaultCell(st config.Setting) string {
+	switch {
+	case st.Default != "":
+		return "`" + st.Default + "`"
+	case st.Unset != "":
+		return "*(" + st.Unset + ")*"
+	}
+	return "—"
+}
+
+// docs/tls.md's settings table gives the same defaults as config.Settings.
+func TestDocsTLSSettingsDefaults(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../docs/tls.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(line, " | ")
+		if len(cells) < 3 || !strings.HasPrefix(cells[0], "| `") {
+			continue
+		}
+		name := strings.Trim(cells[0], "| `")
+		for _, st := range config.Settings {
+			if st.Name == name {
+				seen++
+				if cells[1] != defaultCell(st) {
+					t.Errorf("docs/tls.md: %s default %q, want %q (config.Settings)", name, cells[1], defaultCell(st))
+				}
+			}
+		}
+	}
+	if seen < 3 {
+		t.Errorf("docs/tls.md's settings table has %d of the TLS settings", seen)
 	}
 }

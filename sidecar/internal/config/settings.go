@@ -18,6 +18,7 @@ import (
 type Setting struct {
 	Name     string
 	Default  string // as written in the environment; "" = none
+	Unset    string // with no Default, what applies when unset, in words ("" = nothing)
 	Accepted string // what is accepted, as error messages say it
 	Meaning  string // one line, for sidecar --help
 
@@ -55,10 +56,10 @@ var Settings = []Setting{
 			c.TLS = m
 			return m == TLSDisabled || m == TLSVerifyCA || m == TLSVerifyIdentity
 		}},
-	{Name: "TARGET_TLS_CA", Default: "", Accepted: "a path to a PEM file with at least one CA certificate",
-		Meaning: "the CAs trusted for the database's certificate; unset = the Amazon RDS CA bundle embedded in the binary"},
-	{Name: "TARGET_SERVER_NAME", Accepted: "a DNS name, such as mydb.cluster-abc123.us-east-1.rds.amazonaws.com",
-		Meaning: "the name verify-identity checks in the certificate and sends as SNI; unset = each target's host when it is a DNS name"},
+	{Name: "TARGET_TLS_CA", Unset: "the Amazon RDS CA bundle, embedded", Accepted: "a path to a PEM file with at least one CA certificate",
+		Meaning: "the CAs trusted for the database's certificate"},
+	{Name: "TARGET_SERVER_NAME", Unset: "each target's host when it is a DNS name", Accepted: "a DNS name, such as mydb.cluster-abc123.us-east-1.rds.amazonaws.com",
+		Meaning: "the name verify-identity checks in the certificate and sends as SNI; required with verify-identity when a target is an IP address"},
 	{Name: "TARGET_AUTH", Default: string(AuthPassthrough), Accepted: "passthrough or iam (any case)",
 		Meaning: "iam: the sidecar logs the app in with an IAM token, so the app holds no database password (docs/iam.md)",
 		set: func(c *Config, v string) bool {
@@ -207,15 +208,23 @@ func durationSetter(field func(*Config) *time.Duration, r durationRule) func(*Co
 	}
 }
 
+// DefaultText is the default as --help shows it: the value, what applies
+// when unset in parentheses, or none.
+func (s Setting) DefaultText() string {
+	switch {
+	case s.Default != "":
+		return s.Default
+	case s.Unset != "":
+		return "(" + s.Unset + ")"
+	}
+	return "none"
+}
+
 // Help describes every variable with its default, for sidecar --help.
 func Help() string {
 	var b strings.Builder
 	for _, s := range Settings {
-		def := s.Default
-		if def == "" {
-			def = "none"
-		}
-		fmt.Fprintf(&b, "  %-21s default: %s\n      %s\n      accepted: %s\n", s.Name, def, s.Meaning, s.Accepted)
+		fmt.Fprintf(&b, "  %-21s default: %s\n      %s\n      accepted: %s\n", s.Name, s.DefaultText(), s.Meaning, s.Accepted)
 	}
 	return b.String()
 }
