@@ -470,3 +470,25 @@ func TestLogFormat(t *testing.T) {
 		t.Fatalf("LOG_FORMAT=text, stderr:\n%s", stderr.String())
 	}
 }
+
+// verify-identity needs a name to check: a target given as an IP address
+// and no TARGET_SERVER_NAME stops the sidecar at start, naming the
+// variable, before any port is opened.
+func TestVerifyIdentityWithAnIPTargetExits2(t *testing.T) {
+	var stdout, stderr testkit.LockedBuffer
+	port := testkit.FreePort(t)
+	code := run(context.Background(), nil, environ(map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "LISTEN_PORT": strconv.Itoa(port),
+	}), &stdout, &stderr)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+	if out := stderr.String(); !strings.Contains(out, "TARGET_SERVER_NAME") || !strings.Contains(out, "127.0.0.1") {
+		t.Errorf("the error does not name TARGET_SERVER_NAME and the address:\n%s", out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatalf("LISTEN_PORT %d was left open: %v", port, err)
+	}
+	ln.Close()
+}
