@@ -71,6 +71,10 @@ type fakeOpts struct {
 	cert     tls.Certificate
 	noTLS    bool   // greeting without CLIENT_SSL
 	stallTLS bool   // after the SSLRequest, never start TLS
+	silent   bool   // never greet
+	notMySQL bool   // greet as another protocol would
+	hangUp   bool   // close at once
+	dropTLS  bool   // close after the TLS handshake
 	exchange bool   // after the response: auth switch, more data, then OK
 	tickets  bool   // TLS session tickets on (resumption)
 	switchTo string // after the response, an auth switch to this plugin, then OK
@@ -133,6 +137,17 @@ func (f *fakeServer) fail(err error) {
 func (f *fakeServer) serve(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	switch {
+	case f.silent:
+		_, _ = io.Copy(io.Discard, c) // until the sidecar gives up
+		return
+	case f.notMySQL:
+		_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
+		_, _ = io.Copy(io.Discard, c)
+		return
+	case f.hangUp:
+		return
+	}
 	caps := serverCaps
 	if f.noTLS {
 		caps &^= mysqlwire.ClientSSL
@@ -164,6 +179,9 @@ func (f *fakeServer) serve(c net.Conn) {
 	f.mu.Lock()
 	f.resumed = append(f.resumed, ts.ConnectionState().DidResume)
 	f.mu.Unlock()
+	if f.dropTLS {
+		return
+	}
 	resp, err := mysqlwire.ReadPacket(ts, 1<<20)
 	if err != nil {
 		f.fail(err)

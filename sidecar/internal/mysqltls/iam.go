@@ -47,7 +47,7 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 	}
 	scramble, err := mysqlwire.GreetingScramble(greeting)
 	if err != nil {
-		return nil, t.refuse(client, resp.Seq+1, ReasonIO, "sidecar: the database's greeting has no scramble", err)
+		return nil, t.refuse(client, resp.Seq+1, ReasonNoGreeting, "sidecar: the database's greeting has no scramble", err)
 	}
 	appSeq := resp.Seq + 1
 	proof, appSeq, err := t.iamProof(client, client, r.Plugin, r.AuthData, r.Caps, scramble, appSeq)
@@ -98,12 +98,12 @@ func (t *Target) iamDenied(client io.Writer, seq byte, user string, err error) e
 // server's verdict at the sequence id it expects.
 func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) (*Conn, error) {
 	if _, err := mysqlwire.WritePacket(tc, seq, l.response); err != nil {
-		return nil, t.refuse(client, l.appSeq, ReasonIO, "sidecar: the database closed the connection during the login", err)
+		return nil, t.refuse(client, l.appSeq, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
 	}
 	for {
 		p, err := mysqlwire.ReadPacket(tc, maxPacket)
 		if err != nil {
-			return nil, t.refuse(client, l.appSeq, ReasonIO, "sidecar: the database closed the connection during the login", err)
+			return nil, t.refuse(client, l.appSeq, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
 		}
 		v, err := t.iamVerdict(tc, p, l.password, l.user)
 		switch {

@@ -65,7 +65,8 @@ type Target struct {
 	RootsFrom  string         // where Roots came from, for messages (a path, or "the embedded RDS bundle")
 	ServerName string         // checked by VerifyIdentity and sent as SNI; "" = none (VerifyCA with an IP)
 
-	// HandshakeTimeout bounds the TLS handshake; 0 = 5s.
+	// HandshakeTimeout bounds the wait for the server's greeting and the
+	// TLS handshake, each; 0 = 5s.
 	HandshakeTimeout time.Duration
 	// Sessions resumes TLS sessions across connections; nil = none.
 	Sessions tls.ClientSessionCache
@@ -128,14 +129,17 @@ const (
 	ReasonExpired        = "certificate_expired"
 	ReasonTLSTimeout     = "tls_timeout"
 	ReasonTLSHandshake   = "tls_handshake"
-	ReasonIO             = "io_error"     // a side closed or failed mid-login
-	ReasonIAM            = "iam"          // an IAM login failed: sidecar_iam_failures_total says why
-	ReasonPasswordKey    = "password_key" // the app encrypted its password with another RSA key than the sidecar's
+	ReasonNoGreeting     = "no_greeting"   // the target closed, stayed silent or spoke another protocol
+	ReasonServerClosed   = "server_closed" // the database closed or failed mid-login
+	ReasonIO             = "io_error"      // the app closed or failed mid-login
+	ReasonIAM            = "iam"           // an IAM login failed: sidecar_iam_failures_total says why
+	ReasonPasswordKey    = "password_key"  // the app encrypted its password with another RSA key than the sidecar's
 )
 
 // Reasons lists every reason, for metrics.
 var Reasons = []string{ReasonDialFailed, ReasonServerNoTLS, ReasonServerError, ReasonClientTLS, ReasonClientProtocol,
-	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonIO, ReasonIAM, ReasonPasswordKey}
+	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonNoGreeting, ReasonServerClosed,
+	ReasonIO, ReasonIAM, ReasonPasswordKey}
 
 // MySQL error codes used in the ERR packets sent to the app.
 const (
@@ -171,7 +175,7 @@ func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn,
 	})
 	defer stop()
 
-	tc, err := t.handshake(ctx, client, server)
+	tc, err := t.handshake(ctx, client, server, deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -180,19 +184,36 @@ func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn,
 	return tc, nil
 }
 
-func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*Conn, error) {
-	greeting, err := mysqlwire.ReadPacket(server, maxPacket)
-	if err != nil {
-		return nil, t.refuse(client, 0, ReasonIO, "sidecar: the database closed the connection before its greeting; check that TARGET_PORT is a MySQL port", err)
+func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadline time.Time) (*Conn, error) {
+	// A MySQL server greets at once; a port that waits for the client to
+	// speak (another service) must not hold the app for the whole login.
+	greetBy := time.Now().Add(t.handshakeTimeout())
+	if deadline.Before(greetBy) {
+		greetBy = deadline
 	}
+	readBy(ctx, server, greetBy)
+	greeting, err := mysqlwire.ReadPacket(server, maxPacket)
+	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+		return nil, t.refuse(client, 0, ReasonNoGreeting, fmt.Sprintf(
+			"sidecar: the database sent no greeting within %s; check that TARGET_PORT is the MySQL port", t.handshakeTimeout()), err)
+	}
+	if errors.Is(err, mysqlwire.ErrTooLarge) {
+		err = fmt.Errorf("a first packet that long is no greeting: %w", err) // another protocol's bytes read as a length
+	} else if err != nil {
+		return nil, t.refuse(client, 0, ReasonNoGreeting, "sidecar: the database closed the connection before its greeting; check that TARGET_PORT is a MySQL port", err)
+	}
+	readBy(ctx, server, deadline)
 	if len(greeting.Payload) > 0 && greeting.Payload[0] == mysqlwire.ErrPacketHdr {
 		_, _ = mysqlwire.WritePacket(client, greeting.Seq, greeting.Payload) // e.g. "Host is blocked": the server's own words
 		_, msg, _ := mysqlwire.ErrMessage(greeting.Payload)
 		return nil, &Refusal{Reason: ReasonServerError, Message: "the database refused the connection: " + msg}
 	}
-	caps, _, _, err := mysqlwire.GreetingCaps(greeting.Payload)
+	caps := uint32(0)
+	if err == nil {
+		caps, _, _, err = mysqlwire.GreetingCaps(greeting.Payload)
+	}
 	if err != nil {
-		return nil, t.refuse(client, 0, ReasonIO, "sidecar: the target did not send a MySQL greeting; check that TARGET_PORT is a MySQL port", err)
+		return nil, t.refuse(client, 0, ReasonNoGreeting, "sidecar: the target did not send a MySQL greeting; check that TARGET_PORT is a MySQL port", err)
 	}
 	if caps&mysqlwire.ClientSSL == 0 {
 		return nil, t.refuse(client, 0, ReasonServerNoTLS, fmt.Sprintf(
@@ -233,7 +254,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn) (*Conn,
 		sslReq, _ = mysqlwire.SSLRequestFrom(login.response)
 	}
 	if _, err := mysqlwire.WritePacket(server, resp.Seq, sslReq); err != nil {
-		return nil, t.refuse(client, resp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
+		return nil, t.refuse(client, resp.Seq+1, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
 	}
 	tc, transport, err := t.startTLS(ctx, server)
 	if err != nil {
@@ -276,13 +297,13 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 	}
 	for {
 		if _, err := mysqlwire.WritePacket(tc, byte(int(fromApp.Seq)-a.shift), fromApp.Payload); err != nil {
-			return t.refuse(client, fromApp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
+			return t.refuse(client, fromApp.Seq+1, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
 		}
 		rsaNext := false // the app's next packet may be an RSA step (rsa.go)
 		for {
 			p, err := mysqlwire.ReadPacket(tc, maxPacket)
 			if err != nil {
-				return t.refuse(client, fromApp.Seq+1, ReasonIO, "sidecar: the database closed the connection during the login", err)
+				return t.refuse(client, fromApp.Seq+1, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
 			}
 			if _, err := mysqlwire.WritePacket(client, byte(int(p.Seq)+a.shift), p.Payload); err != nil {
 				return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
@@ -349,11 +370,7 @@ func (t *Target) tlsConfig() *tls.Config {
 // startTLS runs the TLS handshake over a tlscodec.Transport, so that an
 // event loop can take the session over after the login.
 func (t *Target) startTLS(ctx context.Context, server net.Conn) (*tls.Conn, *tlscodec.Transport, error) {
-	timeout := t.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, t.handshakeTimeout())
 	defer cancel()
 	transport := tlscodec.NewTransport(server)
 	tc := tls.Client(transport, t.tlsConfig())
@@ -364,6 +381,22 @@ func (t *Target) startTLS(ctx context.Context, server net.Conn) (*tls.Conn, *tls
 		return nil, nil, err
 	}
 	return tc, transport, nil
+}
+
+// readBy sets c's read deadline, unless ctx has ended: Handshake's drain
+// deadline, set when it ends, must not be moved later.
+func readBy(ctx context.Context, c net.Conn, when time.Time) {
+	_ = c.SetReadDeadline(when)
+	if ctx.Err() != nil {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (t *Target) handshakeTimeout() time.Duration {
+	if t.HandshakeTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return t.HandshakeTimeout
 }
 
 // explain turns a TLS handshake failure into a reason and what to fix.
