@@ -15,6 +15,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/config"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/rdsca"
 )
 
 // userDocs returns README.md and docs/*.md, by path relative to the
@@ -267,5 +268,21 @@ func TestDocsTLSSettingsDefaults(t *testing.T) {
 	}
 	if seen < 3 {
 		t.Errorf("docs/tls.md's settings table has %d of the TLS settings", seen)
+	}
+}
+
+// docs/tls.md lists the regions the embedded bundle covers, as rdsca finds
+// them in it.
+func TestDocsRDSBundleRegions(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../docs/tls.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(b), "It has the RDS roots of these regions: ")
+	list, _, _ := strings.Cut(after, ".\n")
+	got := strings.Split(strings.Join(strings.Fields(list), " "), ", ")
+	if want := rdsca.Regions(); !slices.Equal(got, want) {
+		t.Errorf("docs/tls.md lists regions %v; the embedded bundle has %v", got, want)
 	}
 }

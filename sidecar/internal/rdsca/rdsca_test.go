@@ -48,3 +48,30 @@ func TestBundleParsesWholly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The regions with roots in the bundle, each with its three G1 roots.
+func TestRegions(t *testing.T) {
+	got := Regions()
+	want := []string{"af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2",
+		"ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ca-central-1", "eu-central-1", "eu-central-2",
+		"eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "me-central-1", "me-south-1", "sa-east-1",
+		"us-east-1", "us-east-2", "us-west-1", "us-west-2"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("Regions() = %v\nwant %v (update the pin and docs/tls.md when refreshing)", got, want)
+	}
+	roots := 0
+	rest := PEM
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		c, _ := x509.ParseCertificate(b.Bytes)
+		if regionRoot.MatchString(c.Subject.CommonName) {
+			roots++
+		}
+	}
+	if roots != 3*len(want) {
+		t.Errorf("%d G1 roots for %d regions; want RSA2048, RSA4096 and ECC384 for each", roots, len(want))
+	}
+}
