@@ -18,8 +18,13 @@ func TestCredentialsNeverInErrors(t *testing.T) {
 		http.Error(w, "denied", http.StatusUnauthorized)
 	}))
 	defer srv.Close()
-	db := strings.Replace(srv.URL, "http://", "http://user:"+pw+"@", 1)
 	ctx := context.Background()
+	// A token given as the user name, with no password, is masked too.
+	lone := strings.Replace(srv.URL, "http://", "http://"+pw+"@", 1)
+	if err := Probe(ctx, lone); err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "xxxxx@") {
+		t.Errorf("Probe with a token as the user name: %v", err)
+	}
+	db := strings.Replace(srv.URL, "http://", "http://user:"+pw+"@", 1)
 	check := func(what string, err error) {
 		t.Helper()
 		if err == nil {
@@ -42,7 +47,7 @@ func TestCredentialsNeverInErrors(t *testing.T) {
 		"https://user:" + pw + "%zz@mirror/": "https://xxxxx@mirror/",
 		"https://" + pw + "@mirror/db":       "https://xxxxx@mirror/db", // a token as the user name
 		"https://mirror/db?token=" + pw:      "https://mirror/db?xxxxx",
-		"https://mirror/db#" + pw:            "https://mirror/db",
+		"https://mirror/db#" + pw:            "https://mirror/db#xxxxx",
 		DefaultDB:                            DefaultDB,
 	} {
 		if got := Redact(in); got != want {

@@ -117,7 +117,9 @@ func Redact(db string) string {
 		if u.RawQuery != "" { // refused by ValidDB, as a fragment is; either may hold a token
 			u.RawQuery = "xxxxx"
 		}
-		u.Fragment, u.RawFragment = "", ""
+		if u.Fragment != "" || u.RawFragment != "" { // refused too: shown, not printed
+			u.Fragment, u.RawFragment = "xxxxx", ""
+		}
 		return u.Redacted()
 	}
 	scheme, rest, ok := strings.Cut(db, "://")
@@ -188,7 +190,9 @@ func Probe(ctx context.Context, db string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", req.URL.Redacted(), resp.Status)
+		// Redact, not URL.Redacted: a token given as the user name is
+		// a secret too.
+		return fmt.Errorf("GET %s/index/db.json: %s", strings.TrimRight(Redact(db), "/"), resp.Status)
 	}
 	return nil
 }
