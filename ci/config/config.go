@@ -71,7 +71,11 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 	var problems []string
 	problem := func(v Var, val, detail string) {
 		if v.Shown != nil {
-			val = v.Shown(val)
+			shown := v.Shown(val)
+			if val != "" {
+				detail = strings.ReplaceAll(detail, val, shown) // a parser's error may quote the value
+			}
+			val = shown
 		}
 		problems = append(problems, fmt.Sprintf("%s=%q: %s", v.Name, val, detail))
 	}

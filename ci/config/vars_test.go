@@ -132,3 +132,19 @@ func TestTypoWarnings(t *testing.T) {
 		}
 	}
 }
+
+// A value with credentials in it is refused without printing them.
+func TestBadValuesHideCredentials(t *testing.T) {
+	t.Parallel()
+	const secret = "S3CRET-pw"
+	for name, val := range map[string]string{
+		"GO_IMAGE":                         "user:" + secret + "@registry.example.com/golang:1.26",
+		"MYSQL_IMAGE":                      secret + "@Registry/mysql",
+		"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp//user:" + secret + "@engine:1234",
+	} {
+		_, err := Load(t.TempDir(), func(n string) (string, bool) { return val, n == name })
+		if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), name+"=") {
+			t.Errorf("%s: %v; want an error naming it without the secret", name, err)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"dagger.io/dagger"
 
 	"github.com/example/sidecar/ci/dockerload"
+	"github.com/example/sidecar/ci/secrets"
 )
 
 // Error means no Dagger engine could be reached. Its message is one
@@ -110,16 +111,21 @@ func Probe(ctx context.Context, env func(string) (string, bool)) error {
 		return nil
 	}
 	runner, _ := env("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+	shown := secrets.Userinfo(runner) // credentials in the address are never printed
 	scheme, rest, _ := strings.Cut(runner, "://")
 	switch scheme {
 	case "tcp":
-		if err := dial(ctx, "tcp", strings.TrimSuffix(rest, "/")); err != nil {
-			return &Error{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", runner, err), Err: err}
+		addr := strings.TrimSuffix(rest, "/")
+		if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+			addr = addr[at+1:] // dialed without them, so the dial error cannot quote them
+		}
+		if err := dial(ctx, "tcp", addr); err != nil {
+			return &Error{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", shown, err), Err: err}
 		}
 		return nil
 	case "unix":
 		if err := dial(ctx, "unix", rest); err != nil {
-			return &Error{Missing: fmt.Sprintf("engine socket _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", runner, err), Err: err}
+			return &Error{Missing: fmt.Sprintf("engine socket _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", shown, err), Err: err}
 		}
 		return nil
 	case "", "image", "docker-image":
@@ -156,7 +162,7 @@ func probeDocker(ctx context.Context, env func(string) (string, bool)) error {
 // currentContext, else the default context.
 func DockerTarget(lookup func(string) (string, bool)) string {
 	if h, ok := lookup("DOCKER_HOST"); ok && h != "" {
-		return "DOCKER_HOST=" + h
+		return "DOCKER_HOST=" + secrets.Userinfo(h)
 	}
 	cfgDir, ok := lookup("DOCKER_CONFIG")
 	if !ok || cfgDir == "" {

@@ -287,3 +287,31 @@ func TestConnectWithoutCLI(t *testing.T) {
 		t.Errorf("stack trace in output:\n%s%s", out, stderr.String())
 	}
 }
+
+// Credentials in an engine or Docker address are never printed, not even
+// inside a dial error.
+func TestAddressCredentialsNeverPrinted(t *testing.T) {
+	const secret = "S3CRET-in-the-address"
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T)
+		want  string
+	}{
+		{"remote engine", func(t *testing.T) {
+			t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://user:"+secret+"@127.0.0.1:"+strconv.Itoa(testkit.RefusedPort(t)))
+		}, "_EXPERIMENTAL_DAGGER_RUNNER_HOST=tcp://xxxxx@127.0.0.1:"},
+		{"Docker daemon", func(t *testing.T) {
+			fakeDockerCLI(t, dockerDown)
+			t.Setenv("DOCKER_HOST", "tcp://"+secret+"@127.0.0.1:"+strconv.Itoa(testkit.RefusedPort(t)))
+		}, "DOCKER_HOST=tcp://xxxxx@127.0.0.1:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			noEngineEnv(t)
+			tc.setup(t)
+			msg := connectFails(t, 30*time.Second)
+			if strings.Contains(msg, secret) || !strings.Contains(msg, tc.want) {
+				t.Errorf("message %q: want it to show %q and never the secret", msg, tc.want)
+			}
+		})
+	}
+}
