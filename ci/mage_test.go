@@ -3,6 +3,7 @@ package ci
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,10 +91,15 @@ func TestMage(t *testing.T) {
 			[]string{"WARNING: ECR_REPO is set but not read; did you mean ECR_REPOSITORY? ECR_REPOSITORY is unset, so ECR_REPOSITORY=sidecar applies.",
 				"Dagger engine unavailable"}, []string{"team/app"}},
 		// A remote engine cannot load into Docker; the load is the
-		// client's, so an unreachable Docker fails first, in seconds.
-		{"unreachable Docker fails before building", []string{"build"}, []string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST=unix://" + t.TempDir() + "/engine.sock",
+		// client's, so an unreachable Docker fails first, in seconds,
+		// once the engine answers (a socket that accepts).
+		{"unreachable Docker fails before building", []string{"build"}, []string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST=unix://" + listeningSocket(t),
 			"DOCKER_HOST=unix://" + t.TempDir() + "/docker.sock", "LOCAL_IMAGE=sidecar:latest"}, 1,
 			[]string{"LOCAL_IMAGE=sidecar:latest needs the local Docker", "set LOCAL_IMAGE=none"}, []string{"connecting to the Dagger engine", "goroutine"}},
+		// With the engine in the local Docker and Docker down, the
+		// engine is what is missing: exit 3, not the load's exit 1.
+		{"Docker down exits 3 naming the engine", []string{"build"}, []string{"DOCKER_HOST=unix://" + t.TempDir() + "/docker.sock", "LOCAL_IMAGE=sidecar:latest"}, 3,
+			[]string{"Dagger engine unavailable", "Docker"}, []string{"LOCAL_IMAGE=sidecar:latest needs the local Docker", "goroutine"}},
 		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
 			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic"}},
 		// Push checks for the engine before git and AWS: an ECR endpoint
@@ -129,4 +135,26 @@ func TestMage(t *testing.T) {
 func refusedPort(t *testing.T) string {
 	t.Helper()
 	return strconv.Itoa(testkit.RefusedPort(t))
+}
+
+// listeningSocket is a Unix socket that accepts connections until the test
+// ends, for an engine address that must answer a dial.
+func listeningSocket(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "engine.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return path
 }

@@ -118,7 +118,7 @@ func (r *Runner) Test(ctx context.Context) error { return r.runSteps(ctx, "test"
 func (r *Runner) Push(ctx context.Context) error { return r.runSteps(ctx, "push") }
 
 func stepPreflight(target string) Step {
-	doc := "checks the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session (no engine: exit 3 at once)"
+	doc := "checks that a Dagger engine answers (none: exit 3 at once), then the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session"
 	if target == "push" {
 		doc = "before any build, checks that a Dagger engine answers (none: exit 3 at once), that the worktree is clean, " +
 			"decides the tags, probes GOVULNDB, runs the AWS preflight (region, credentials, ECR login, the repository, created when missing), " +
@@ -135,6 +135,11 @@ func stepPreflight(target string) Step {
 				return err
 			}
 		} else {
+			// The engine first: with Docker down, that is what is missing
+			// (exit 3), not only the local load.
+			if err := engine.Probe(ctx, s.env()); err != nil {
+				return err
+			}
 			s.src = s.source(ctx)
 		}
 		if err := s.checkLocalDocker(ctx, target); err != nil {

@@ -26,9 +26,9 @@ import (
 // Steps, in order (each logs its start and duration, or why it is skipped):
 // preflight → build → size → export.
 //
-//  1. preflight: checks the local Docker when LOCAL_IMAGE is not none (in
-//     seconds, before any build), then opens the run's one Dagger session (no
-//     engine: exit 3 at once).
+//  1. preflight: checks that a Dagger engine answers (none: exit 3 at once),
+//     then the local Docker when LOCAL_IMAGE is not none (in seconds, before
+//     any build), then opens the run's one Dagger session.
 //  2. build: pins the base images to digests for every platform they are used
 //     on, runs the Dockerfile per platform of PLATFORMS and exports the
 //     multi-platform image once as an OCI tarball.
@@ -69,10 +69,11 @@ func Build(ctx context.Context) error {
 // Steps, in order (each logs its start and duration, or why it is skipped):
 // preflight → unit tests → build → size → export → smoke.
 //
-//  1. preflight: checks the local Docker when LOCAL_IMAGE is not none (in
-//     seconds, before any build), then opens the run's one Dagger session (no
-//     engine: exit 3 at once) and checks that PLATFORMS holds the engine's
-//     platform, which the smoke test runs (exit 2 if not).
+//  1. preflight: checks that a Dagger engine answers (none: exit 3 at once),
+//     then the local Docker when LOCAL_IMAGE is not none (in seconds, before
+//     any build), then opens the run's one Dagger session and checks that
+//     PLATFORMS holds the engine's platform, which the smoke test runs (exit 2
+//     if not).
 //  2. unit tests: go test ./... on the host.
 //  3. build: pins the base images to digests for every platform they are used
 //     on, runs the Dockerfile per platform of PLATFORMS and exports the
