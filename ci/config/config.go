@@ -91,6 +91,11 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 		}
 		val := v.value(lookup)
 		read[v.Name] = val
+		if raw, ok := lookup(v.Name); ok && v.ReadBy != "" && (val != "" && raw != val || v.BlankIsSet && strings.TrimSpace(raw) == "") {
+			// The program that reads it takes the value as it is.
+			problem(v, raw, fmt.Sprintf("blank, or with spaces around it, which the %s does not trim: unset it, or remove the spaces", v.ReadBy))
+			continue
+		}
 		for _, err := range unjoin(v.Parse(&c, val)) {
 			detail := err.Error()
 			if errors.Is(err, errAccepted) { // Accepted, plus any reason wrapped with it
@@ -98,6 +103,11 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 			}
 			problem(v, val, detail)
 		}
+	}
+	// engineconn/env.go at v0.21.8: the SDK wants a token with the port.
+	if tok, _ := lookup("DAGGER_SESSION_TOKEN"); read["DAGGER_SESSION_PORT"] != "" && tok == "" {
+		problem(Var{Name: "DAGGER_SESSION_PORT"}, read["DAGGER_SESSION_PORT"],
+			"set without DAGGER_SESSION_TOKEN; `dagger run` sets both: run inside it, or unset DAGGER_SESSION_PORT")
 	}
 	// The local Docker runs this machine's platform.
 	if c.LocalImage != "" && len(c.Platforms) > 0 && !slices.Contains(c.Platforms, c.HostPlatform) {

@@ -35,6 +35,12 @@ type Var struct {
 	// does not ("" = Load stores it): the pipeline passes it through,
 	// after checking its form when the row has a Parse.
 	ReadBy string
+	// BlankIsSet: ReadBy takes a variable that is set but blank as set
+	// (os.LookupEnv), so a blank value is refused rather than read as
+	// unset. The Dagger SDK does for DAGGER_SESSION_PORT
+	// (engineconn/env.go) and _EXPERIMENTAL_DAGGER_CLI_BIN
+	// (engineconn/cli.go) at v0.21.8.
+	BlankIsSet bool
 	// Label is the docs' Variable cell where the row documents a group of
 	// variables read together (it names Name among them); "" = `Name`.
 	Label string
@@ -102,10 +108,10 @@ func Vars() []Var {
 		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Shown: secrets.Userinfo, Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK", Parse: parseRunnerHost,
 			Accepted: "want an engine address scheme://…, such as tcp://engine.internal:1234, unix:///run/dagger/engine.sock or docker-container://dagger-engine",
 			Help:     "Use another Dagger engine, e.g. a shared remote one (see [Sharing one Dagger engine](#sharing-one-dagger-engine-and-its-cache-across-a-team))."},
-		{Name: "_EXPERIMENTAL_DAGGER_CLI_BIN", Default: "downloaded", NoValue: true, ReadBy: "Dagger SDK", Parse: parseCLIBin,
+		{Name: "_EXPERIMENTAL_DAGGER_CLI_BIN", Default: "downloaded", NoValue: true, ReadBy: "Dagger SDK", BlankIsSet: true, Parse: parseCLIBin,
 			Accepted: "want the path of an executable dagger CLI",
 			Help:     "Use an installed `dagger` CLI (v0.21.8) instead of downloading one."},
-		{Name: "DAGGER_SESSION_PORT", Default: "unset", NoValue: true, ReadBy: "Dagger SDK", Parse: parseSessionPort,
+		{Name: "DAGGER_SESSION_PORT", Default: "unset", NoValue: true, ReadBy: "Dagger SDK", BlankIsSet: true, Parse: parseSessionPort,
 			Label:    "`DAGGER_SESSION_PORT`, `DAGGER_SESSION_TOKEN`",
 			Accepted: "want a port number from 1 to 65535 on 127.0.0.1, as `dagger run` sets it; unset it to let the pipeline open its own session",
 			Help:     "Set by `dagger run`: the targets then use its session (and engine) instead of opening their own."},
