@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -267,6 +268,19 @@ func parseRunnerHost(_ *Config, val string) error {
 var registryHostRE = regexp.MustCompile(`^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
 
 var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
+
+// parseEndpoint checks the form only; the AWS SDK reads the value, and a
+// bad one would fail at push's first ECR call without naming it.
+func parseEndpoint(_ *Config, val string) error {
+	if val == "" {
+		return nil
+	}
+	u, err := url.Parse(val)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errAccepted
+	}
+	return nil
+}
 
 // parseSessionPort checks the form only: the SDK dials 127.0.0.1 at that
 // port, and engine.Probe checks that something listens there.

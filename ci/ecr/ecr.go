@@ -70,7 +70,9 @@ func awsVars() []string {
 // its files. It also returns the ECR endpoint env names, "" for none.
 func envOptions(env func(string) (string, bool)) ([]func(*config.LoadOptions) error, string) {
 	if env == nil {
-		return nil, ""
+		// The SDK reads the environment itself; the endpoint is still
+		// wanted, to name it in messages.
+		return nil, cmp.Or(strings.TrimSpace(os.Getenv("AWS_ENDPOINT_URL_ECR")), strings.TrimSpace(os.Getenv("AWS_ENDPOINT_URL")))
 	}
 	get := func(k string) string { v, _ := env(k); return strings.TrimSpace(v) }
 	var opts []func(*config.LoadOptions) error
