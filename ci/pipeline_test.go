@@ -5,6 +5,7 @@ package ci
 // and assert what the pipeline asks the engine and ECR to do, in order.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -795,6 +796,7 @@ func TestPushRefusals(t *testing.T) {
 		noQueries bool // refused before the engine was touched
 		noECR     bool // refused before ECR was called
 		serial    bool // sets the process environment
+		exit      int  // the exit code; 0 = ExitFailed
 	}{
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
@@ -811,7 +813,7 @@ func TestPushRefusals(t *testing.T) {
 			})
 		}, want: []string{"smoke test failed", "boom"}},
 		{name: "over budget", env: map[string]string{"SIZE_BUDGET": "50kB"}, want: []string{"size budget"}},
-		{name: "latest with immutable tags", env: map[string]string{"PUSH_LATEST": "true"}, want: []string{"PUSH_LATEST", "immutable"}, noQueries: true},
+		{name: "latest with immutable tags", env: map[string]string{"PUSH_LATEST": "true"}, want: []string{"PUSH_LATEST", "immutable"}, noQueries: true, exit: ExitConfig},
 		{name: "uncommitted changes", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			if err := os.WriteFile(filepath.Join(fe.dir, "Dockerfile"), []byte("FROM changed\n"), 0o644); err != nil {
 				t.Fatal(err)
@@ -821,7 +823,7 @@ func TestPushRefusals(t *testing.T) {
 		{name: "no AWS region", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			ecrtest.Isolate(t)
 			delete(fe.vars, "AWS_REGION")
-		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true, serial: true},
+		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true, serial: true, exit: ExitConfig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.serial {
@@ -835,6 +837,9 @@ func TestPushRefusals(t *testing.T) {
 			err := fe.runner.Push(testCtx(t))
 			if err == nil {
 				t.Fatalf("Push succeeded; log:\n%s", fe.log)
+			}
+			if want := cmp.Or(tc.exit, ExitFailed); ExitCode(err) != want {
+				t.Errorf("exit code %d, want %d: %v", ExitCode(err), want, err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {

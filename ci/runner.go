@@ -212,7 +212,8 @@ func (s *run) awsPreflight(ctx context.Context) error {
 		s.step("push: using ECR repository %s", reg)
 	}
 	if s.Config.PushLatest && reg.Immutable {
-		return fmt.Errorf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)
+		// A setting at odds with the repository: configuration (exit 2).
+		return &ecr.PreflightError{Problems: []string{fmt.Sprintf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)}}
 	}
 	s.reg = reg
 	return nil

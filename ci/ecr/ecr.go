@@ -257,10 +257,10 @@ func (r *Registry) ensure(ctx context.Context, opts Options) error {
 	switch {
 	case errors.As(err, &nf):
 		if !opts.Create {
-			return fmt.Errorf("ECR repository %q does not exist in %s and ECR_CREATE_REPOSITORY=false: create it or allow creation", r.Repository, r.Region)
+			return &PreflightError{Problems: []string{fmt.Sprintf("ECR repository %q does not exist in %s and ECR_CREATE_REPOSITORY=false: create it or allow creation", r.Repository, r.Region)}}
 		}
 		if opts.ImmutableTags && opts.PushLatest {
-			return fmt.Errorf("ECR repository %q does not exist in %s, and creating it with ECR_IMMUTABLE_TAGS=true would let PUSH_LATEST=true push latest only once: set ECR_IMMUTABLE_TAGS=false or drop PUSH_LATEST (nothing was created)", r.Repository, r.Region)
+			return &PreflightError{Problems: []string{fmt.Sprintf("ECR repository %q does not exist in %s, and creating it with ECR_IMMUTABLE_TAGS=true would let PUSH_LATEST=true push latest only once: set ECR_IMMUTABLE_TAGS=false or drop PUSH_LATEST (nothing was created)", r.Repository, r.Region)}}
 		}
 		repo, err = r.create(ctx, opts)
 		if err != nil {
