@@ -202,6 +202,9 @@ func parseLocalImage(c *Config, val string) error {
 	switch {
 	case strings.EqualFold(val, "none"):
 		c.LocalImage = ""
+	case isBoolWord(val):
+		// LOCAL_IMAGE=false would load an image named false:latest.
+		return fmt.Errorf("%w (to skip the load, write none)", errAccepted)
 	default:
 		// As the load names it (dockerload.Load).
 		if _, err := name.NewTag(val); err != nil {
@@ -210,6 +213,12 @@ func parseLocalImage(c *Config, val string) error {
 		c.LocalImage = val
 	}
 	return nil
+}
+
+// isBoolWord is a value written as a boolean (envbool's spellings).
+func isBoolWord(val string) bool {
+	_, err := envbool.Parse(val)
+	return err == nil
 }
 
 func parseOCITarball(c *Config, val string) error {

@@ -67,7 +67,7 @@ func Vars() []Var {
 	return []Var{
 		{Name: "PLATFORMS", Default: strings.Join(knownPlatforms(), ","), Parse: parsePlatforms,
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
-		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want bytes or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)",
+		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want a size from 1 byte to 10000GB: bytes, or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)",
 			Help: "Largest allowed **uncompressed** image per platform. Units: `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB`, or plain bytes."},
 		{Name: "LOCAL_IMAGE", Shown: secrets.Userinfo, Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest (lower-case repository), or none (any case)",
 			Help: "Name of the image that `build` loads into the local Docker; `none` skips the load."},

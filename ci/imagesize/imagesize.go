@@ -262,7 +262,7 @@ func ParseSize(s string) (int64, error) {
 	bytes := v * mult
 	// Written so that NaN fails too; under one byte is no budget.
 	if err != nil || !(bytes >= 1 && bytes <= 1e13) {
-		return 0, fmt.Errorf("%q is not a size: use bytes or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)", s)
+		return 0, fmt.Errorf("%q is not a size from 1 byte to 10000GB: use bytes, or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)", s)
 	}
 	return int64(bytes), nil
 }

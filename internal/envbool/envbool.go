@@ -9,7 +9,7 @@ import (
 )
 
 // Accepted is what Parse accepts, as error messages and docs say it.
-const Accepted = "true or false (also 1/0, yes/no, on/off; any case)"
+const Accepted = "true or false (also 1/0, yes/no, on/off, t/f; any case)"
 
 var values = map[string]bool{
 	"true": true, "1": true, "yes": true, "on": true,
