@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -266,17 +267,35 @@ func parseVulnDB(c *Config, val string) error {
 // (and knows its schemes), so a bad form would fail only at connect, after
 // push's git and AWS steps.
 func parseRunnerHost(_ *Config, val string) error {
+	if val == "" {
+		return nil
+	}
 	scheme, rest, ok := strings.Cut(val, "://")
-	if val != "" && (!ok || rest == "" || !schemeRE.MatchString(scheme)) {
+	if !ok || rest == "" {
 		return errAccepted
+	}
+	if !slices.Contains(runnerSchemes, scheme) {
+		return fmt.Errorf("%w (the Dagger CLI knows no scheme %q; it knows %s)", errAccepted, scheme, strings.Join(runnerSchemes, ", "))
+	}
+	if scheme == "tcp" {
+		if _, _, err := net.SplitHostPort(strings.TrimSuffix(rest[strings.LastIndexByte(rest, '@')+1:], "/")); err != nil {
+			return fmt.Errorf("%w (tcp:// wants host:port: %v)", errAccepted, err)
+		}
 	}
 	return nil
 }
 
+// runnerSchemes are the engine address schemes the Dagger CLI has drivers
+// for: the register calls in engine/client/drivers at v0.21.8 (cloud.go,
+// container.go, dial.go).
+var runnerSchemes = []string{"tcp", "unix", "ssh", "tls", "kube-pod", "dagger-cloud",
+	"image", "container", "docker-image", "docker-container",
+	"image+docker", "container+docker", "image+podman", "container+podman", "image+nerdctl", "container+nerdctl",
+	"image+finch", "container+finch", "image+apple", "container+apple"}
+
 // registryHostRE matches an ECR registry host (123456789012.dkr.ecr.eu-west-1.amazonaws.com).
 var registryHostRE = regexp.MustCompile(`^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
 
-var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
 
 // parseEndpoint checks the form only; the AWS SDK reads the value, and a
 // bad one would fail at push's first ECR call without naming it.

@@ -169,6 +169,11 @@ func TestEngineVariablesAsTheSDKReadsThem(t *testing.T) {
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": " tcp://127.0.0.1:1234"}, `_EXPERIMENTAL_DAGGER_RUNNER_HOST=" tcp://127.0.0.1:1234": blank`},
 		{map[string]string{"DAGGER_SESSION_PORT": "1234"}, `DAGGER_SESSION_PORT="1234": set without DAGGER_SESSION_TOKEN`},
 		{map[string]string{"DAGGER_SESSION_PORT": "1234", "DAGGER_SESSION_TOKEN": "x"}, ""},
+		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "docker-contianer://dagger-engine"}, `the Dagger CLI knows no scheme "docker-contianer"`},
+		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp://127.0.0.1"}, "tcp:// wants host:port"},
+		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "docker-container://dagger-engine"}, ""},
+		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "unix:///run/dagger/engine.sock"}, ""},
+		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "kube-pod://dagger-engine-0?namespace=ci"}, ""},
 		{map[string]string{"_EXPERIMENTAL_DAGGER_CLI_BIN": exe, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp://127.0.0.1:1234"}, ""},
 	} {
 		_, err := Load(t.TempDir(), func(n string) (string, bool) { v, ok := tc.env[n]; return v, ok })
