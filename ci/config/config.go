@@ -248,6 +248,10 @@ func parseRepository(c *Config, val string) error {
 		// A valid name too, so it would be created under that name.
 		return fmt.Errorf("%w (this is a repository URI: give the name after the host, %q)", errAccepted, name)
 	}
+	if host, _, ok := strings.Cut(val, "/"); ok && host == "public.ecr.aws" {
+		// Also a valid private name; push would create a private repository called that.
+		return fmt.Errorf("%w (public.ecr.aws is ECR Public, which push does not publish to: give a private repository name)", errAccepted)
+	}
 	if !ecr.ValidRepositoryName(val) {
 		return errAccepted
 	}

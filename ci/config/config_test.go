@@ -94,6 +94,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "two tags", env: map[string]string{"RUNTIME_IMAGE": "alpine:3.22:3"}, bad: []string{`RUNTIME_IMAGE="alpine:3.22:3"`}},
 		{name: "a URL", env: map[string]string{"RUNTIME_IMAGE": "http://alpine"}, bad: []string{`RUNTIME_IMAGE="http://alpine"`}},
 		{name: "bad local image", env: map[string]string{"LOCAL_IMAGE": "Sidecar:Latest"}, bad: []string{`LOCAL_IMAGE="Sidecar:Latest"`, "or none"}},
+		{name: "ECR Public repository", env: map[string]string{"ECR_REPOSITORY": "public.ecr.aws/x/sidecar"}, bad: []string{`ECR_REPOSITORY="public.ecr.aws/x/sidecar"`, "ECR Public"}},
 		{name: "local image off as a boolean", env: map[string]string{"LOCAL_IMAGE": "false"}, bad: []string{`LOCAL_IMAGE="false"`, "to skip the load, write none"}},
 		{name: "none in any case", env: map[string]string{"LOCAL_IMAGE": "NONE", "PLATFORMS": otherPlatform()}, check: func(t *testing.T, c Config) {
 			if c.LocalImage != "" {
