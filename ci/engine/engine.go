@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"dagger.io/dagger"
@@ -77,8 +78,9 @@ func ConnectEnv(ctx context.Context, log io.Writer, env func(string) (string, bo
 			}
 		}()
 	}
+	sdkLog := &lineEnd{w: log, ended: true}
 	go func() {
-		c, err := dagger.Connect(connectCtx, append(opts, dagger.WithLogOutput(log))...)
+		c, err := dagger.Connect(connectCtx, append(opts, dagger.WithLogOutput(sdkLog))...)
 		done <- result{c, err}
 	}()
 	var failed <-chan error
@@ -90,13 +92,13 @@ func ConnectEnv(ctx context.Context, log io.Writer, env func(string) (string, bo
 	select {
 	case res := <-done:
 		if res.err != nil {
-			fmt.Fprintln(log) // end the SDK's unterminated "Downloading CLI... " line
+			sdkLog.end() // the SDK's "Downloading CLI... " line has no newline
 			return nil, &Error{Missing: explainConnect(res.err), Err: res.err}
 		}
 		return res.c, nil
 	case err := <-failed:
 		abandon(err)
-		fmt.Fprintln(log)
+		sdkLog.end()
 		return nil, &Error{Missing: err.Error(), Err: err}
 	}
 }
@@ -235,4 +237,32 @@ func explainConnect(err error) string {
 		return "the engine session did not start in time — " + first
 	}
 	return "could not start an engine session — " + first
+}
+
+// lineEnd passes writes through and remembers whether the last one ended
+// a line, so a message after the SDK's output starts on a line of its own
+// without a blank line when the SDK wrote nothing.
+type lineEnd struct {
+	mu    sync.Mutex
+	w     io.Writer
+	ended bool
+}
+
+func (l *lineEnd) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(p) > 0 {
+		l.ended = p[len(p)-1] == '\n'
+	}
+	return l.w.Write(p)
+}
+
+// end writes a newline unless the last write ended its line.
+func (l *lineEnd) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ended {
+		fmt.Fprintln(l.w)
+		l.ended = true
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -313,5 +314,23 @@ func TestAddressCredentialsNeverPrinted(t *testing.T) {
 				t.Errorf("message %q: want it to show %q and never the secret", msg, tc.want)
 			}
 		})
+	}
+}
+
+// A failed connect ends the SDK's unterminated line, and adds no blank
+// line when the SDK wrote nothing or ended its line.
+func TestLineEnd(t *testing.T) {
+	for _, tc := range []struct{ written, want string }{
+		{"", ""},
+		{"Downloading CLI... ", "Downloading CLI... \n"},
+		{"engine started\n", "engine started\n"},
+	} {
+		var b strings.Builder
+		l := &lineEnd{w: &b, ended: true}
+		fmt.Fprint(l, tc.written)
+		l.end()
+		if b.String() != tc.want {
+			t.Errorf("after %q: %q, want %q", tc.written, b.String(), tc.want)
+		}
 	}
 }
