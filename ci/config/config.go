@@ -300,7 +300,6 @@ var runnerSchemes = []string{"tcp", "unix", "ssh", "tls", "kube-pod", "dagger-cl
 // registryHostRE matches an ECR registry host (123456789012.dkr.ecr.eu-west-1.amazonaws.com).
 var registryHostRE = regexp.MustCompile(`^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
 
-
 // parseEndpoint checks the form only; the AWS SDK reads the value, and a
 // bad one would fail at push's first ECR call without naming it.
 func parseEndpoint(_ *Config, val string) error {

@@ -105,7 +105,7 @@ func Vars() []Var {
 			Help:  "Region and credentials for `push`, resolved the usual AWS way (environment, profiles, SSO, web identity, instance or task role)."},
 		{Name: "AWS_ENDPOINT_URL_ECR", Default: "AWS default", NoValue: true, ReadBy: "AWS SDK", Parse: parseEndpoint, Shown: secrets.Userinfo,
 			Accepted: "want an http:// or https:// URL with a host, such as https://vpce-0abc.api.ecr.eu-west-1.vpce.amazonaws.com",
-			Help: "Override the ECR API endpoint (VPC endpoint, tests). `AWS_ENDPOINT_URL` overrides it for all services."},
+			Help:     "Override the ECR API endpoint (VPC endpoint, tests). `AWS_ENDPOINT_URL` overrides it for all services."},
 		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Shown: secrets.Userinfo, Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK", Parse: parseRunnerHost,
 			Accepted: "want an engine address scheme://…, such as tcp://engine.internal:1234, unix:///run/dagger/engine.sock or docker-container://dagger-engine",
 			Help:     "Use another Dagger engine, e.g. a shared remote one (see [Sharing one Dagger engine](#sharing-one-dagger-engine-and-its-cache-across-a-team))."},
