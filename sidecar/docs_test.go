@@ -214,11 +214,8 @@ func TestDocsDepartureGrace(t *testing.T) {
 // and counts, and no other.
 func TestDocsTLSRefusalReasons(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../docs/tls.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, table, _ := strings.Cut(string(b), "| `reason` | What the app reads | What to do |")
+	tlsDoc := userDocs(t)["docs/tls.md"]
+	_, table, _ := strings.Cut(tlsDoc, "| `reason` | What the app reads | What to do |")
 	table, _, _ = strings.Cut(table, "\n\n")
 	var rows []string
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_0-9]+)` \\|").FindAllStringSubmatch(table, -1) {
@@ -246,12 +243,9 @@ func defaultCell(st config.Setting) string {
 // docs/tls.md's settings table gives the same defaults as config.Settings.
 func TestDocsTLSSettingsDefaults(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../docs/tls.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tlsDoc := userDocs(t)["docs/tls.md"]
 	seen := 0
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(tlsDoc, "\n") {
 		cells := strings.Split(line, " | ")
 		if len(cells) < 3 || !strings.HasPrefix(cells[0], "| `") {
 			continue
@@ -275,11 +269,8 @@ func TestDocsTLSSettingsDefaults(t *testing.T) {
 // them in it.
 func TestDocsRDSBundleRegions(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../docs/tls.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, after, _ := strings.Cut(string(b), "It has the RDS roots of these regions: ")
+	tlsDoc := userDocs(t)["docs/tls.md"]
+	_, after, _ := strings.Cut(tlsDoc, "It has the RDS roots of these regions: ")
 	list, _, _ := strings.Cut(after, ".\n")
 	got := strings.Split(strings.Join(strings.Fields(list), " "), ", ")
 	if want := rdsca.Regions(); !slices.Equal(got, want) {
