@@ -153,6 +153,8 @@ func TestCredentialSource(t *testing.T) {
 		{"full EKS", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials"}},
 		{"full https", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "https://creds.example/c"}},
 		{"full http elsewhere", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.0.0.1/c"}},
+		// The password in the URL is the secret here, and the error hides it.
+		{"full http elsewhere with a password", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://admin:Sup3rSecret@10.0.0.1/c"}},
 		{"nothing", "EC2 instance metadata", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,8 +164,8 @@ func TestCredentialSource(t *testing.T) {
 				if !errors.As(err, &e) || e.Variable != tc.errVar {
 					t.Fatalf("got %v, want an error naming %s", err, tc.errVar)
 				}
-				if strings.Contains(err.Error(), `"s"`) {
-					t.Fatal("the error shows a secret")
+				if strings.Contains(err.Error(), `"s"`) || strings.Contains(err.Error(), "Sup3rSecret") {
+					t.Fatalf("the error shows a secret: %v", err)
 				}
 				return
 			}
