@@ -243,10 +243,14 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 			// Sleep mode forwards nothing: the forwarding variables a task
 			// definition still carries are ignored, so switching MODE
 			// alone is enough to get a shell.
-			if c.Mode == ModeSleep && !st.sleep {
+			if c.Mode == ModeSleep && !st.sleep || st.iamOnly && c.Auth != AuthIAM {
 				continue
 			}
-			if v, ok := p.get(st.Name); ok {
+			get := p.get
+			if st.raw {
+				get = p.getRaw
+			}
+			if v, ok := get(st.Name); ok {
 				probe := c
 				if !st.set(&probe, v) {
 					p.bad(st.Name, v, st.Accepted)
@@ -272,9 +276,19 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	p.tls(&c)
 	p.iam(&c)
 	for _, f := range c.Forwards {
-		if f.ListenPort == c.AdminPort {
-			p.badBecause("ADMIN_PORT", strconv.Itoa(c.AdminPort), ": the admin port is also a listen port", "a port no forward listens on")
+		if f.ListenPort != c.AdminPort {
+			continue
 		}
+		// Name the variable the user set: ADMIN_PORT, or else the one
+		// that put a listener on the admin port's default.
+		if v, set := p.get("ADMIN_PORT"); set {
+			p.badBecause("ADMIN_PORT", v, fmt.Sprintf(": the admin port is also a listen port (%s)", c.ListenPortVar), "a port no forward listens on")
+		} else {
+			v, _ := p.get(c.ListenPortVar)
+			p.badBecause(c.ListenPortVar, v, fmt.Sprintf(": port %d is also the admin port (ADMIN_PORT's default)", c.AdminPort),
+				fmt.Sprintf("a listen port other than %d, or another ADMIN_PORT", c.AdminPort))
+		}
+		break
 	}
 
 	if len(p.problems) > 0 {
@@ -307,6 +321,7 @@ func (p *parser) tls(c *Config) {
 		c.TLSCA = pool
 	}
 	name, hasName := p.get("TARGET_SERVER_NAME")
+	nameSet := hasName // set, though perhaps refused below: then not "unset" too
 	if hasName {
 		if h, err := checkHost(name); err != nil || isIPLiteral(h) {
 			reason := ": is an IP address; a certificate is checked against a DNS name"
@@ -321,7 +336,7 @@ func (p *parser) tls(c *Config) {
 		c.TLSServerName = strings.TrimSuffix(name, ".")
 	}
 	for _, f := range c.Forwards {
-		if c.TLS == TLSVerifyIdentity && c.ServerName(f) == "" {
+		if c.TLS == TLSVerifyIdentity && !nameSet && c.ServerName(f) == "" {
 			p.unset("TARGET_SERVER_NAME", fmt.Sprintf("%s; required with TARGET_TLS=verify-identity because the target host %s is an IP address, which a certificate does not name (or use TARGET_TLS=verify-ca)",
 				setting("TARGET_SERVER_NAME").Accepted, f.TargetHost))
 			return
@@ -338,7 +353,8 @@ func (p *parser) iam(c *Config) {
 		return
 	}
 	if c.TLS == TLSDisabled {
-		p.problems = append(p.problems, Problem{Variable: "TARGET_TLS", Value: string(c.TLS), Set: true,
+		_, set := p.get("TARGET_TLS")
+		p.problems = append(p.problems, Problem{Variable: "TARGET_TLS", Value: string(c.TLS), Set: set,
 			Reason:   " with TARGET_AUTH=iam: Aurora accepts IAM tokens only over TLS, and a token must never cross the network in the clear",
 			Accepted: "verify-ca or verify-identity with TARGET_AUTH=iam"})
 	}
@@ -347,8 +363,10 @@ func (p *parser) iam(c *Config) {
 			"so anyone who can reach the listener would get the task role's database access. "+
 			"Set LISTEN_ADDR=127.0.0.1 (the app shares the task's network namespace), or set LOCAL_PASSWORD", c.ListenAddr))
 	}
+	_, nameSet := p.get("TARGET_SERVER_NAME")
 	for _, f := range c.Forwards {
-		if c.TLS != TLSDisabled && c.ServerName(f) == "" {
+		// verify-identity's own check (tls) has reported a missing name.
+		if c.TLS == TLSVerifyCA && !nameSet && c.ServerName(f) == "" {
 			p.unset("TARGET_SERVER_NAME", fmt.Sprintf("%s; required with TARGET_AUTH=iam because the target host %s is an IP address: "+
 				"tokens are signed for the name the database knows itself by, never an IP", setting("TARGET_SERVER_NAME").Accepted, f.TargetHost))
 			break
@@ -392,6 +410,12 @@ type parser struct {
 func (p *parser) get(name string) (string, bool) {
 	v, ok := p.lookup(name)
 	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+// getRaw is get without trimming, for a value taken as written.
+func (p *parser) getRaw(name string) (string, bool) {
+	v, ok := p.lookup(name)
 	return v, ok && v != ""
 }
 

@@ -268,7 +268,28 @@ func TestParseInvalid(t *testing.T) {
 		{
 			name: "admin port collides with a listen port",
 			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "LISTEN_PORT": "9911"},
-			want: []string{`ADMIN_PORT="9911": the admin port is also a listen port`},
+			want: []string{`LISTEN_PORT="9911": port 9911 is also the admin port (ADMIN_PORT's default)`},
+		},
+		{
+			name: "admin port set onto a listen port",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "ADMIN_PORT": "8080"},
+			want: []string{`ADMIN_PORT="8080": the admin port is also a listen port (LISTEN_PORT)`},
+		},
+		{
+			name: "an invalid server name is not also reported unset",
+			env:  map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": "10.0.0.1"},
+			want: []string{`TARGET_SERVER_NAME="10.0.0.1": is an IP address`},
+		},
+		{
+			name: "a missing server name is reported once with iam",
+			env: map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam",
+				"AWS_REGION": "eu-west-1", "LISTEN_ADDR": "127.0.0.1"},
+			want: []string{`TARGET_SERVER_NAME is not set`},
+		},
+		{
+			name: "iam without TARGET_TLS set",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "TARGET_AUTH": "iam", "AWS_REGION": "eu-west-1", "LISTEN_ADDR": "127.0.0.1"},
+			want: []string{`TARGET_TLS is not set; accepted: verify-ca or verify-identity with TARGET_AUTH=iam`},
 		},
 		{
 			name: "sleep mode still checks its own variables",

@@ -91,3 +91,36 @@ func TestIAMEndpointAndPassthrough(t *testing.T) {
 		t.Fatalf("passthrough kept IAM settings: %+v, %v", p, err)
 	}
 }
+
+// IAM_USERS, LOCAL_PASSWORD and AWS_REGION are read only with iam: a task
+// definition, or an AWS_REGION the SDK's own conventions set, keeps them
+// harmlessly in passthrough mode. LOCAL_PASSWORD is taken as written.
+func TestIAMOnlySettings(t *testing.T) {
+	base := map[string]string{"TARGET_HOST": "db.cluster-abc.eu-west-1.rds.amazonaws.com", "TARGET_PORT": "3306",
+		"AWS_REGION": "local", "IAM_USERS": "app,,", "LOCAL_PASSWORD": " pw "}
+	c, err := Parse(env(base))
+	if err != nil {
+		t.Fatalf("passthrough with iam-only settings a passthrough ignores: %v", err)
+	}
+	if c.AWSRegion != "" || c.IAMUsers != nil || c.LocalPassword != "" {
+		t.Errorf("passthrough kept iam settings: %+v", c)
+	}
+	iam := map[string]string{"TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam", "AWS_REGION": "eu-west-1",
+		"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
+	for k, v := range base {
+		if _, ok := iam[k]; !ok && k != "IAM_USERS" {
+			iam[k] = v
+		}
+	}
+	c, err = Parse(env(iam))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LocalPassword != " pw " {
+		t.Errorf("LOCAL_PASSWORD = %q, want it as written", c.LocalPassword)
+	}
+	iam["IAM_USERS"] = "app,,"
+	if _, err := Parse(env(iam)); err == nil || !strings.Contains(err.Error(), `IAM_USERS="app,,"`) {
+		t.Errorf("iam with IAM_USERS=app,,: %v", err)
+	}
+}

@@ -22,7 +22,9 @@ type Setting struct {
 	Accepted string // what is accepted, as error messages say it
 	Meaning  string // one line, for sidecar --help
 
-	sleep bool // read in sleep mode too
+	sleep   bool // read in sleep mode too
+	iamOnly bool // read only with TARGET_AUTH=iam, so a task definition can keep it while switching back
+	raw     bool // taken as written, spaces included (a password)
 	// set parses a value into c and reports whether it is acceptable; nil
 	// for the forward variables, which forwards() reads together.
 	set func(c *Config, v string) bool
@@ -67,7 +69,7 @@ var Settings = []Setting{
 			c.Auth = m
 			return m == AuthPassthrough || m == AuthIAM
 		}},
-	{Name: "IAM_USERS", Accepted: "a comma-separated list of database user names, such as app,report",
+	{Name: "IAM_USERS", iamOnly: true, Accepted: "a comma-separated list of database user names, such as app,report",
 		Meaning: "with TARGET_AUTH=iam, the users the sidecar signs tokens for; unset = any user the app names",
 		set: func(c *Config, v string) bool {
 			c.IAMUsers = nil
@@ -80,13 +82,13 @@ var Settings = []Setting{
 			}
 			return true
 		}},
-	{Name: "LOCAL_PASSWORD", Accepted: "any text; never logged",
+	{Name: "LOCAL_PASSWORD", iamOnly: true, raw: true, Accepted: "any text; never logged",
 		Meaning: "with TARGET_AUTH=iam, a password the app must send the sidecar (mysql_native_password); required unless LISTEN_ADDR is loopback",
 		set: func(c *Config, v string) bool {
 			c.LocalPassword = v
 			return true
 		}},
-	{Name: "AWS_REGION", Accepted: "an AWS region, such as us-east-1",
+	{Name: "AWS_REGION", iamOnly: true, Accepted: "an AWS region, such as us-east-1",
 		Meaning: "with TARGET_AUTH=iam, the region tokens are signed for (required)",
 		set: func(c *Config, v string) bool {
 			c.AWSRegion = v
