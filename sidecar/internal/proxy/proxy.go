@@ -337,6 +337,10 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	cut = int(s.active.Load())
 	s.hardCancel(errDrainDeadline)
 	<-done
+	if cut == 0 { // DRAIN_TIMEOUT=0 with nothing open: nothing was cut
+		s.log.Info("drained", "connections_cut", 0)
+		return 0, nil
+	}
 	s.log.Warn("drain deadline passed, closed remaining connections", "connections_cut", cut)
 	return cut, nil
 }

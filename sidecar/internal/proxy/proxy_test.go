@@ -472,3 +472,17 @@ func accountedCloses(s proxy.ForwardSnapshot) uint64 {
 	}
 	return n
 }
+
+// DRAIN_TIMEOUT=0 with no connection open cuts nothing, and says so at
+// INFO: the deadline WARN is for connections that were cut.
+func TestZeroDrainWithNothingOpen(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", hold)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: -1})
+	if cut := r.shutdown(t); cut != 0 {
+		t.Errorf("connections cut = %d, want 0", cut)
+	}
+	logs := r.logs.String()
+	if strings.Contains(logs, "drain deadline passed") || len(testkit.JSONLogLines(logs, "drained")) != 1 {
+		t.Errorf("want one \"drained\" line and no deadline WARN:\n%s", logs)
+	}
+}
