@@ -140,12 +140,15 @@ func TestQuickStartAsPasted(t *testing.T) {
 		"\nhealthy\n",                // sidecar healthcheck
 		"sidecar_connections_total{", // curl …/metrics | grep
 		`"msg":"forwarding"`,         // the sidecar's own log
-		"sidecar exited with 0",      // kill %1 && wait %1
+		"sidecar exited with 0",      // kill $SIDECAR; wait $SIDECAR
 		`"msg":"stopped","connections_cut":0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("quick start output lacks %q\n--- output\n%s", want, text)
 		}
+	}
+	if n := strings.Count(text, "\nhealthy\n"); n != 1 {
+		t.Errorf("healthy printed %d times, want once (sidecar healthcheck prints it itself)\n--- output\n%s", n, text)
 	}
 	if strings.Count(text, "| 1 |") < 2 { // mysql -e 'SELECT 1' through the sidecar: on a terminal, a table
 		t.Errorf("mysql through the sidecar printed no row 1\n--- output\n%s", text)
