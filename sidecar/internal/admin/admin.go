@@ -145,10 +145,16 @@ func Check(ctx context.Context, addr string) error {
 		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_PORT?)", url, err)
 	}
 	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode != http.StatusOK {
+		// The sidecar's 503 says why (starting, draining, waiting for IAM
+		// credentials): pass its first line on.
+		why, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+		if why != "" {
+			return fmt.Errorf("GET %s: %s: %.200s", url, resp.Status, why)
+		}
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if !strings.HasPrefix(string(body), readyPrefix+" ") {
 		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds that port; give the sidecar a free ADMIN_PORT", url, body)
 	}

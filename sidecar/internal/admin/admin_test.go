@@ -120,8 +120,8 @@ func TestCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), "503") {
-		t.Errorf("Check when not ready = %v, want a 503 error", err)
+	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), ": not ready: ") {
+		t.Errorf("Check when not ready = %v, want a 503 error with the sidecar's reason", err)
 	}
 	ready.Store(true)
 	if err := Check(ctx, port); err != nil {
