@@ -301,9 +301,11 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 // its server name. They are read only with TLS on, so a task definition
 // can keep them while switching TARGET_TLS off.
 func (p *parser) tls(c *Config) {
-	if c.TLS == TLSDisabled {
+	if c.TLS == TLSDisabled && !p.reported("TARGET_TLS") {
 		return
 	}
+	// A refused TARGET_TLS leaves the mode unknown: the other TLS
+	// settings are still checked, so every problem shows in one run.
 	c.TLSCAFrom = rdsca.Name
 	pemFile, hasCA := p.get("TARGET_TLS_CA")
 	if hasCA {
@@ -334,6 +336,10 @@ func (p *parser) tls(c *Config) {
 	}
 	if hasName {
 		c.TLSServerName = strings.TrimSuffix(name, ".")
+	}
+	if c.TLS == TLSDisabled {
+		c.TLSCA, c.TLSCAFrom, c.TLSServerName = nil, "", ""
+		return
 	}
 	for _, f := range c.Forwards {
 		if c.TLS == TLSVerifyIdentity && !nameSet && c.ServerName(f) == "" {
@@ -411,6 +417,16 @@ func (p *parser) get(name string) (string, bool) {
 	v, ok := p.lookup(name)
 	v = strings.TrimSpace(v)
 	return v, ok && v != ""
+}
+
+// reported is whether a problem names the variable already.
+func (p *parser) reported(name string) bool {
+	for _, pr := range p.problems {
+		if pr.Variable == name {
+			return true
+		}
+	}
+	return false
 }
 
 // getRaw is get without trimming, for a value taken as written.
