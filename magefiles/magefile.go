@@ -1,10 +1,14 @@
 //go:build mage
 
 // Targets for building, testing and pushing the sidecar image. Run them as
-// `go tool mage <target>`; `go tool mage -h <target>` explains one.
+// "go tool mage <target>"; "go tool mage -h <target>" explains one.
 // Configuration is read from environment variables, validated before any
 // work (bad values exit with code 2 and list every problem).
 package main
+
+// mage:multiline keeps the targets' help as written: the numbered steps stay
+// one per line. Mage then puts the doc comments in raw strings, so they
+// hold no backquotes.
 
 import (
 	"context"
@@ -52,7 +56,7 @@ import (
 // image mirrors; _EXPERIMENTAL_DAGGER_RUNNER_HOST (default: engine in local
 // Docker), a remote engine; _EXPERIMENTAL_DAGGER_CLI_BIN (default:
 // downloaded), an installed dagger CLI; DAGGER_SESSION_PORT and
-// DAGGER_SESSION_TOKEN (default: unset), the session of a `dagger run`;
+// DAGGER_SESSION_TOKEN (default: unset), the session of a dagger run;
 // DOCKER_HOST or DOCKER_CONTEXT (default: the docker CLI's current
 // context), the Docker daemon that runs the engine. docs/pipeline.md lists
 // them all.
