@@ -20,6 +20,7 @@ import (
 	_ "embed"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 )
@@ -45,20 +46,29 @@ var regionRoot = regexp.MustCompile(`^Amazon RDS ([a-z]+(?:-[a-z]+)+-[0-9]+) Roo
 // Regions returns the AWS regions the bundle has a root for, sorted.
 func Regions() []string {
 	var out []string
-	rest := PEM
-	for {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			continue // TestBundleParsesWholly fails on it
-		}
+	certs, _, _ := certificates() // TestBundleParsesWholly fails on an error
+	for _, c := range certs {
 		if m := regionRoot.FindStringSubmatch(c.Subject.CommonName); m != nil && !slices.Contains(out, m[1]) {
 			out = append(out, m[1])
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// certificates parses the bundle, up to the first certificate that does
+// not parse; rest is what follows the last PEM block.
+func certificates() (certs []*x509.Certificate, rest []byte, err error) {
+	rest = PEM
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return certs, rest, nil
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return certs, rest, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
 }

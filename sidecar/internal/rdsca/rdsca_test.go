@@ -1,25 +1,17 @@
 package rdsca
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"strings"
 	"testing"
 )
 
 func TestBundleParsesWholly(t *testing.T) {
-	rest := PEM
+	certs, rest, err := certificates()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var subjects []string
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			t.Fatalf("certificate %d: %v", len(subjects)+1, err)
-		}
+	for _, c := range certs {
 		if !c.IsCA {
 			t.Errorf("%s is not a CA certificate", c.Subject)
 		}
@@ -60,13 +52,8 @@ func TestRegions(t *testing.T) {
 		t.Errorf("Regions() = %v\nwant %v (update the pin and docs/tls.md when refreshing)", got, want)
 	}
 	roots := 0
-	rest := PEM
-	for {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		c, _ := x509.ParseCertificate(b.Bytes)
+	certs, _, _ := certificates()
+	for _, c := range certs {
 		if regionRoot.MatchString(c.Subject.CommonName) {
 			roots++
 		}
