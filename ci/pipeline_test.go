@@ -936,3 +936,15 @@ func TestSmokeRunsTheEnginesPlatform(t *testing.T) {
 		}
 	})
 }
+
+// A session that refuses the token (a stale DAGGER_SESSION_TOKEN) is no
+// engine to use: exit 3, naming both variables, before any work.
+func TestSessionRefusesTheToken(t *testing.T) {
+	t.Parallel()
+	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false", "LOCAL_IMAGE": "none"}, nil)
+	fe.srv.Token = "another-run's-token" // the session now refuses the one the client sends
+	err := fe.runner.Test(testCtx(t))
+	if ExitCode(err) != ExitNoEngine || !strings.Contains(err.Error(), "refused DAGGER_SESSION_TOKEN (401 Unauthorized)") {
+		t.Fatalf("exit %d: %v; want exit %d naming DAGGER_SESSION_TOKEN", ExitCode(err), err, ExitNoEngine)
+	}
+}

@@ -152,6 +152,12 @@ func stepPreflight(target string) Step {
 		}
 		s.client = client
 		if s.enginePlatform, err = client.DefaultPlatform(ctx); err != nil {
+			// A `dagger run` session answers a wrong token with 401
+			// (engine/client/client.go, Client.ServeHTTP, at v0.21.8).
+			if port, ok := s.env()("DAGGER_SESSION_PORT"); ok && strings.Contains(err.Error(), "401") {
+				return &engine.Error{Missing: fmt.Sprintf("the session at DAGGER_SESSION_PORT=%s refused DAGGER_SESSION_TOKEN (401 Unauthorized): "+
+					"run inside the dagger run that set them, or unset both so the pipeline opens its own session", port), Err: err}
+			}
 			return fmt.Errorf("ask the engine for its platform: %w", err)
 		}
 		if target != "build" && !slices.Contains(s.Config.Platforms, s.enginePlatform) {
