@@ -49,16 +49,12 @@ func goLogin(t *testing.T, addr, user, password, params string) error {
 // it in clear. A real MySQL server over TLS never answers a key request.
 func TestSHA2PasswordsThroughTLS(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ plugin, greet string }{
-		{"caching_sha2_password", "mysql_native_password"}, // Aurora MySQL 3's default plugin, then an auth switch
-		{"caching_sha2_password", "caching_sha2_password"}, // the account's plugin from the start
-		{"sha256_password", "mysql_native_password"},
-		{"sha256_password", "sha256_password"}, // the key request in the HandshakeResponse itself
-	} {
-		t.Run(tc.plugin+" after "+tc.greet, func(t *testing.T) {
+	const pw = "a password longer than the twenty-byte nonce"
+	// Greeted with sha256_password, the key request is in the
+	// HandshakeResponse itself.
+	for _, acct := range sha2Accounts(pw) {
+		t.Run(acct.plugin+" after "+acct.greet, func(t *testing.T) {
 			t.Parallel()
-			const pw = "a password longer than the twenty-byte nonce"
-			acct := &fakeAccount{user: "app", password: pw, plugin: tc.plugin, greet: tc.greet}
 			addr, srv := sha2Sidecar(t, acct)
 			for i := range 2 {
 				if err := goLogin(t, addr, "app", pw, ""); err != nil {
@@ -67,7 +63,7 @@ func TestSHA2PasswordsThroughTLS(t *testing.T) {
 			}
 			clear, fast := acct.received()
 			want := []string{pw, pw} // full authentication each time
-			if tc.plugin == "caching_sha2_password" {
+			if acct.plugin == "caching_sha2_password" {
 				want, fast = []string{pw}, fast-1 // then the server's cache: fast authentication
 			}
 			if strings.Join(clear, "|") != strings.Join(want, "|") || fast != 0 {
@@ -122,8 +118,8 @@ func TestSHA2PasswordsOtherClients(t *testing.T) {
 		if err != nil {
 			testenv.Unavailable(t, "mariadb-admin not installed (Debian's mariadb-client)")
 		}
-		for _, plugin := range []string{"caching_sha2_password", "sha256_password"} {
-			acct := &fakeAccount{user: "app", password: pw, plugin: plugin, greet: "mysql_native_password"}
+		for _, acct := range sha2Accounts(pw) {
+			plugin := acct.plugin + " after " + acct.greet
 			addr, _ := sha2Sidecar(t, acct)
 			host, port, _ := strings.Cut(addr, ":")
 			cmd := exec.Command(bin, "--no-defaults", "--protocol=tcp", "-h", host, "-P", port, "-u", "app", "--skip-ssl", "--connect-timeout=5", "ping")
@@ -142,8 +138,8 @@ func TestSHA2PasswordsOtherClients(t *testing.T) {
 		if err := exec.Command(py, "-c", "import pymysql, cryptography").Run(); err != nil {
 			testenv.Unavailable(t, "python3-pymysql or python3-cryptography not installed (Debian's packages of those names)")
 		}
-		for _, plugin := range []string{"caching_sha2_password", "sha256_password"} {
-			acct := &fakeAccount{user: "app", password: pw, plugin: plugin, greet: "mysql_native_password"}
+		for _, acct := range sha2Accounts(pw) {
+			plugin := acct.plugin + " after " + acct.greet
 			addr, _ := sha2Sidecar(t, acct)
 			host, port, _ := strings.Cut(addr, ":")
 			cmd := exec.Command(py, "-c", `import os, pymysql
@@ -159,4 +155,16 @@ print("pinged")`)
 			}
 		}
 	})
+}
+
+// sha2Accounts are an account of each plugin, greeted with Aurora's default
+// plugin (then an auth switch) and with its own.
+func sha2Accounts(password string) []*fakeAccount {
+	var out []*fakeAccount
+	for _, plugin := range []string{"caching_sha2_password", "sha256_password"} {
+		for _, greet := range []string{"mysql_native_password", plugin} {
+			out = append(out, &fakeAccount{user: "app", password: password, plugin: plugin, greet: greet})
+		}
+	}
+	return out
 }
