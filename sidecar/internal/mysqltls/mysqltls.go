@@ -283,6 +283,7 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 	a := &login{t: t, client: client, shift: -1}
 	a.nonce, _ = mysqlwire.GreetingScramble(greeting)
 	fromApp := resp
+	var secret [][]byte // a password in clear (rsa.go), wiped once sent
 	if r, err := mysqlwire.ParseHandshakeResponse(resp.Payload); err == nil && r.Caps&mysqlwire.ClientPluginAuth != 0 {
 		a.plugin = r.Plugin
 		if a.plugin == pluginSHA256 {
@@ -293,11 +294,17 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 			if pw != nil {
 				r.AuthData = pw
 				fromApp = mysqlwire.Packet{Seq: seq, Payload: r.Append(nil)}
+				secret = [][]byte{pw, fromApp.Payload}
 			}
 		}
 	}
 	for {
-		if _, err := mysqlwire.WritePacket(tc, byte(int(fromApp.Seq)-a.shift), fromApp.Payload); err != nil {
+		_, err := mysqlwire.WritePacket(tc, byte(int(fromApp.Seq)-a.shift), fromApp.Payload)
+		for _, b := range secret {
+			clear(b)
+		}
+		secret = nil
+		if err != nil {
 			return t.refuse(client, fromApp.Seq+1, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
 		}
 		rsaNext := false // the app's next packet may be an RSA step (rsa.go)
@@ -337,6 +344,7 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 			}
 			if pw != nil {
 				fromApp = mysqlwire.Packet{Seq: seq, Payload: pw}
+				secret = [][]byte{pw}
 			}
 		}
 	}
