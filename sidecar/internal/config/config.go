@@ -243,7 +243,9 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 			// Sleep mode forwards nothing: the forwarding variables a task
 			// definition still carries are ignored, so switching MODE
 			// alone is enough to get a shell.
-			if c.Mode == ModeSleep && !st.sleep || st.iamOnly && c.Auth != AuthIAM {
+			// A refused TARGET_AUTH leaves the mode unknown: the iam
+			// settings' forms are still checked, so all problems show.
+			if c.Mode == ModeSleep && !st.sleep || st.iamOnly && c.Auth != AuthIAM && !p.reported("TARGET_AUTH") {
 				continue
 			}
 			get := p.get

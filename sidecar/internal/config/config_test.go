@@ -292,6 +292,11 @@ func TestParseInvalid(t *testing.T) {
 			want: []string{`TARGET_TLS="verify_identity" is invalid`, `TARGET_TLS_CA="/nonexistent.pem": cannot be read`},
 		},
 		{
+			name: "a mistyped TARGET_AUTH does not hide the iam settings' problems",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "TARGET_AUTH": "IAMM", "AWS_REGION": "eu west 1"},
+			want: []string{`TARGET_AUTH="IAMM" is invalid`, `AWS_REGION="eu west 1" is invalid`},
+		},
+		{
 			name: "iam without TARGET_TLS set",
 			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "TARGET_AUTH": "iam", "AWS_REGION": "eu-west-1", "LISTEN_ADDR": "127.0.0.1"},
 			want: []string{`TARGET_TLS is not set; accepted: verify-ca or verify-identity with TARGET_AUTH=iam`},
