@@ -50,8 +50,10 @@ ENV CGO_ENABLED=0 \
     GOMODCACHE=/root/go/pkg/mod
 WORKDIR /src
 COPY go.mod go.sum ./
-# The typo finder is shared with the pipeline, so it lives outside sidecar/.
+# The typo finder and the redaction of addresses are shared with the
+# pipeline, so they live outside sidecar/.
 COPY internal/envtypo/ ./internal/envtypo/
+COPY internal/redact/ ./internal/redact/
 COPY sidecar/ ./sidecar/
 # Declared late: a new version or commit reuses the layers above.
 ARG VERSION=dev

@@ -6,10 +6,10 @@ import (
 	"strings"
 
 	"github.com/example/sidecar/ci/ecr"
-	"github.com/example/sidecar/ci/secrets"
 	"github.com/example/sidecar/ci/vulncheck"
 	"github.com/example/sidecar/internal/envbool"
 	"github.com/example/sidecar/internal/envtypo"
+	"github.com/example/sidecar/internal/redact"
 )
 
 // Var is one row of the pipeline's settings table, Vars. The table is the
@@ -69,15 +69,15 @@ func Vars() []Var {
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
 		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want a size from 1 byte to 10000GB: bytes, or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)",
 			Help: "Largest allowed **uncompressed** image per platform. Units: `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB`, or plain bytes."},
-		{Name: "LOCAL_IMAGE", Shown: secrets.Userinfo, Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest (lower-case repository), or none (any case)",
+		{Name: "LOCAL_IMAGE", Shown: redact.Userinfo, Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest (lower-case repository), or none (any case)",
 			Help: "Name of the image that `build` loads into the local Docker; `none` skips the load."},
 		{Name: "OCI_TARBALL", Default: "unset", NoValue: true, Parse: parseOCITarball, Accepted: "want a file path in an existing directory",
 			Help: "Also write the multi-platform image as an OCI tarball to this path."},
-		{Name: "GO_IMAGE", Shown: secrets.Userinfo, Default: DefaultGoImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.GoImage }), Accepted: acceptImage,
+		{Name: "GO_IMAGE", Shown: redact.Userinfo, Default: DefaultGoImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.GoImage }), Accepted: acceptImage,
 			Help: "Go build image. `golang:1.26-alpine` pulls from Docker Hub; or an ECR pull-through cache or company mirror."},
-		{Name: "RUNTIME_IMAGE", Shown: secrets.Userinfo, Default: DefaultRuntimeImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.RuntimeImage }), Accepted: acceptImage,
+		{Name: "RUNTIME_IMAGE", Shown: redact.Userinfo, Default: DefaultRuntimeImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.RuntimeImage }), Accepted: acceptImage,
 			Help: "Runtime base image (`alpine:3.22` for Docker Hub, or a mirror)."},
-		{Name: "MYSQL_IMAGE", Shown: secrets.Userinfo, Default: DefaultMySQLImage, Parse: image(func(c *Config) *string { return &c.MySQLImage }), Accepted: acceptImage,
+		{Name: "MYSQL_IMAGE", Shown: redact.Userinfo, Default: DefaultMySQLImage, Parse: image(func(c *Config) *string { return &c.MySQLImage }), Accepted: acceptImage,
 			Help: "Database and client image for the smoke test (`mysql:8.4` for Docker Hub). MariaDB images (`mariadb:11`) work too."},
 		{Name: "UNIT_TESTS", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.UnitTests }), Accepted: acceptBool,
 			Help: "Run `go test ./...` in `test` and `push`. CI sets `false` because it runs the unit tests in its own step."},
@@ -103,10 +103,10 @@ func Vars() []Var {
 		{Name: "AWS_REGION", Default: "AWS SDK chain", NoValue: true, ReadBy: "AWS SDK",
 			Label: "`AWS_REGION`, `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, …",
 			Help:  "Region and credentials for `push`, resolved the usual AWS way (environment, profiles, SSO, web identity, instance or task role)."},
-		{Name: "AWS_ENDPOINT_URL_ECR", Default: "AWS default", NoValue: true, ReadBy: "AWS SDK", Parse: parseEndpoint, Shown: secrets.Userinfo,
+		{Name: "AWS_ENDPOINT_URL_ECR", Default: "AWS default", NoValue: true, ReadBy: "AWS SDK", Parse: parseEndpoint, Shown: redact.Userinfo,
 			Accepted: "want an http:// or https:// URL with a host, such as https://vpce-0abc.api.ecr.eu-west-1.vpce.amazonaws.com",
 			Help:     "Override the ECR API endpoint (VPC endpoint, tests). `AWS_ENDPOINT_URL` overrides it for all services."},
-		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Shown: secrets.Userinfo, Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK", Parse: parseRunnerHost,
+		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Shown: redact.Userinfo, Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK", Parse: parseRunnerHost,
 			Accepted: "want an engine address scheme://…, such as tcp://engine.internal:1234, unix:///run/dagger/engine.sock or docker-container://dagger-engine",
 			Help:     "Use another Dagger engine, e.g. a shared remote one (see [Sharing one Dagger engine](#sharing-one-dagger-engine-and-its-cache-across-a-team))."},
 		{Name: "_EXPERIMENTAL_DAGGER_CLI_BIN", Default: "downloaded", NoValue: true, ReadBy: "Dagger SDK", BlankIsSet: true, Parse: parseCLIBin,

@@ -24,7 +24,7 @@ import (
 	"dagger.io/dagger"
 
 	"github.com/example/sidecar/ci/dockerload"
-	"github.com/example/sidecar/ci/secrets"
+	"github.com/example/sidecar/internal/redact"
 )
 
 // Error means no Dagger engine could be reached. Its message is one
@@ -113,7 +113,7 @@ func Probe(ctx context.Context, env func(string) (string, bool)) error {
 		return nil
 	}
 	runner, _ := env("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
-	shown := secrets.Userinfo(runner) // credentials in the address are never printed
+	shown := redact.Userinfo(runner) // credentials in the address are never printed
 	scheme, rest, _ := strings.Cut(runner, "://")
 	switch scheme {
 	case "tcp":
@@ -164,7 +164,7 @@ func probeDocker(ctx context.Context, env func(string) (string, bool)) error {
 // currentContext, else the default context.
 func DockerTarget(lookup func(string) (string, bool)) string {
 	if h, ok := lookup("DOCKER_HOST"); ok && h != "" {
-		return "DOCKER_HOST=" + secrets.Userinfo(h)
+		return "DOCKER_HOST=" + redact.Userinfo(h)
 	}
 	cfgDir, ok := lookup("DOCKER_CONFIG")
 	if !ok || cfgDir == "" {

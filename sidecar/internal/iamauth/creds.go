@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/example/sidecar/internal/redact"
 )
 
 // ecsCredentialsHost is where ECS serves a task role's credentials to
@@ -64,7 +66,7 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
 		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 		if err := checkFullURI(full); err != nil {
-			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: withoutUserinfo(full), Accepted: err.Error()}
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: redact.Userinfo(full), Accepted: err.Error()}
 		}
 		p = endpointcreds.New(full, containerAuth(getenv))
 		name = "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
@@ -111,25 +113,6 @@ func containerAuth(getenv func(string) string) func(*endpointcreds.Options) {
 // checkFullURI allows what the SDKs allow: https anywhere, http only to
 // loopback or the ECS and EKS credential addresses, so credentials never
 // cross a network in the clear.
-// withoutUserinfo is raw with any user:password@ before the host
-// replaced by xxxxx@, for messages.
-func withoutUserinfo(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		scheme, rest = "", raw
-	} else {
-		scheme += "://"
-	}
-	host, path, _ := strings.Cut(rest, "/")
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		rest = "xxxxx" + host[at:]
-		if path != "" || strings.Contains(raw[len(scheme):], "/") {
-			rest += "/" + path
-		}
-	}
-	return scheme + rest
-}
-
 func checkFullURI(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
