@@ -244,13 +244,14 @@ func parseOCITarball(c *Config, val string) error {
 }
 
 func parseRepository(c *Config, val string) error {
-	if host, name, ok := strings.Cut(val, "/"); ok && registryHostRE.MatchString(host) {
-		// A valid name too, so it would be created under that name.
-		return fmt.Errorf("%w (this is a repository URI: give the name after the host, %q)", errAccepted, name)
-	}
-	if host, _, ok := strings.Cut(val, "/"); ok && host == "public.ecr.aws" {
-		// Also a valid private name; push would create a private repository called that.
-		return fmt.Errorf("%w (public.ecr.aws is ECR Public, which push does not publish to: give a private repository name)", errAccepted)
+	// Both are valid names too, so push would create a repository so named.
+	if host, name, ok := strings.Cut(val, "/"); ok {
+		switch {
+		case registryHostRE.MatchString(host):
+			return fmt.Errorf("%w (this is a repository URI: give the name after the host, %q)", errAccepted, name)
+		case host == "public.ecr.aws":
+			return fmt.Errorf("%w (public.ecr.aws is ECR Public, which push does not publish to: give a private repository name)", errAccepted)
+		}
 	}
 	if !ecr.ValidRepositoryName(val) {
 		return errAccepted

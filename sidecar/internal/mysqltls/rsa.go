@@ -131,12 +131,15 @@ func (a *login) password(p mysqlwire.Packet, data []byte) ([]byte, byte, error) 
 	if a.plugin == pluginSHA256 {
 		request = sha256RequestKey
 	}
+	noKey := func(seq byte, err error) error {
+		return a.t.refuse(a.client, seq+1, ReasonPasswordKey, "sidecar: cannot make the RSA key for the app's password exchange; retry", err)
+	}
 	cipher := data
 	switch {
 	case len(data) == 1 && data[0] == request:
 		key, err := a.t.PasswordKey.PublicPEM()
 		if err != nil {
-			return nil, 0, a.t.refuse(a.client, p.Seq+1, ReasonPasswordKey, "sidecar: cannot make the RSA key for the app's password exchange; retry", err)
+			return nil, 0, noKey(p.Seq, err)
 		}
 		if _, err := mysqlwire.WritePacket(a.client, p.Seq+1, append([]byte{mysqlwire.MoreData}, key...)); err != nil {
 			return nil, 0, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
@@ -156,7 +159,7 @@ func (a *login) password(p mysqlwire.Packet, data []byte) ([]byte, byte, error) 
 	}
 	pw, err := a.t.PasswordKey.Password(cipher, nonce)
 	if err != nil && !errors.Is(err, errForeignKey) {
-		return nil, 0, a.t.refuse(a.client, p.Seq+1, ReasonPasswordKey, "sidecar: cannot make the RSA key for the app's password exchange; retry", err)
+		return nil, 0, noKey(p.Seq, err)
 	}
 	if err != nil {
 		return nil, 0, a.t.refuse(a.client, p.Seq+1, ReasonPasswordKey, fmt.Sprintf("sidecar: the app sent its %s password encrypted with a public key that is not the sidecar's. "+
