@@ -130,16 +130,19 @@ func stepPreflight(target string) Step {
 		doc += " and checks that PLATFORMS holds the engine's platform, which the smoke test runs (exit 2 if not)."
 	}
 	return Step{Name: "preflight", Doc: doc, do: func(ctx context.Context, s *run) error {
+		// The engine first: with none, the run ends in seconds naming
+		// Dagger, not after AWS calls and a credential wait (the probe
+		// builds nothing); with Docker down that is what is missing
+		// (exit 3), not only the local load.
+		s.step("%s: checking for a Dagger engine", target)
+		if err := engine.Probe(ctx, s.env()); err != nil {
+			return err
+		}
 		if target == "push" {
 			if err := s.pushPreflight(ctx); err != nil {
 				return err
 			}
 		} else {
-			// The engine first: with Docker down, that is what is missing
-			// (exit 3), not only the local load.
-			if err := engine.Probe(ctx, s.env()); err != nil {
-				return err
-			}
 			s.src = s.source(ctx)
 		}
 		if err := s.checkLocalDocker(ctx, target); err != nil {
@@ -170,15 +173,9 @@ func stepPreflight(target string) Step {
 	}}
 }
 
-// pushPreflight is what push checks before the engine session: the
-// engine first, as for test (with no engine the run must end in seconds
-// naming Dagger, not after AWS calls and a credential wait; the probe
-// builds nothing), then git, the tags, GOVULNDB and AWS.
+// pushPreflight is what push checks after the engine probe and before
+// the engine session: git, the tags, GOVULNDB and AWS.
 func (s *run) pushPreflight(ctx context.Context) error {
-	s.step("push: checking for a Dagger engine")
-	if err := engine.Probe(ctx, s.env()); err != nil {
-		return err
-	}
 	s.step("push: reading git state")
 	ref, err := gitref.Read(ctx, s.Config.Dir)
 	if err != nil {
