@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -863,6 +864,27 @@ func TestPushRefusals(t *testing.T) {
 				t.Errorf("err is %T, want *ecr.ConflictError", err)
 			}
 		})
+	}
+}
+
+// A slow answer from ECR is reported as the run's other progress is: a
+// "==> push:" line, with the run's clock, naming the call and its bound.
+func TestPushReportsASlowECRCall(t *testing.T) {
+	t.Parallel()
+	ecrSrv := pushEnv(t, nil)
+	ecrSrv.Delay("DescribeRepositories", 500*time.Millisecond)
+	fe := newLightPushEngine(t, ecrSrv, nil)
+	fe.runner.awsProgress = 100 * time.Millisecond
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	line := regexp.MustCompile(`(?m)^==> push: still waiting for ECR \(ecr:DescribeRepositories\) at ` +
+		regexp.QuoteMeta(ecrSrv.URL) + `: \d+s so far; giving up after ` + regexp.QuoteMeta(ecr.CallTimeout.String()) + ` \(\d+\.\ds\)$`)
+	if n := len(line.FindAllString(fe.log.String(), -1)); n < 2 {
+		t.Errorf("%d progress lines for the slow call, want at least 2, each %s:\n%s", n, line, fe.log)
+	}
+	if strings.Contains(fe.log.String(), "\nstill waiting") {
+		t.Errorf("a progress line without the step prefix:\n%s", fe.log)
 	}
 }
 

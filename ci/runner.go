@@ -39,6 +39,9 @@ type Runner struct {
 	// scanPoll and scanProgress pace the ECR scan wait (ecr.WaitOptions
 	// defaults when zero); tests shorten them.
 	scanPoll, scanProgress time.Duration
+	// awsProgress is how often a wait on an AWS call says what it waits
+	// for (ecr.ProgressEvery when zero); tests shorten it.
+	awsProgress time.Duration
 	// lookupEnv reads the variables the run reads besides Config's: the
 	// engine's (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST,
 	// DOCKER_HOST), AWS's (ecr.Options.Env) and the CI's for the
@@ -204,6 +207,8 @@ func (s *run) awsPreflight(ctx context.Context) error {
 		ImmutableTags: s.Config.ImmutableTags,
 		PushLatest:    s.Config.PushLatest,
 		Log:           s.log(),
+		Report:        func(line string) { s.step("push: %s", line) },
+		ProgressEvery: s.awsProgress,
 		Env:           s.lookupEnv, // nil: the SDK reads the process environment
 	})
 	if err != nil {

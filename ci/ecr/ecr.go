@@ -50,6 +50,9 @@ type Options struct {
 	// Log receives the AWS SDK's own log lines, less the IMDSv1 fallback
 	// warning (see sdkLogger); os.Stderr when nil.
 	Log io.Writer
+	// Report receives the lines saying what a long wait on AWS still
+	// waits for, one every ProgressEvery; nil: they go to Log.
+	Report func(line string)
 	// Env, when set, supplies the AWS variables the preflight names
 	// (awsVars) ahead of the process environment, which the SDK still
 	// reads for everything else; nil: the SDK reads the process
@@ -199,11 +202,15 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 	loadOpts, envEndpoint := envOptions(opts.Env)
 	opts.BaseEndpoint = cmp.Or(opts.BaseEndpoint, envEndpoint)
 	bound, every := cmp.Or(opts.CallTimeout, CallTimeout), cmp.Or(opts.ProgressEvery, ProgressEvery)
+	report := opts.Report
+	if report == nil {
+		report = func(line string) { fmt.Fprintln(log, line) }
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, append(loadOpts, config.WithLogger(sdkLogger{log}))...)
 	if err != nil {
 		return nil, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
 	}
-	if err := checkRegionAndCredentials(ctx, cfg, wait{log: log, what: "AWS credentials", bound: opts.CredentialsTimeout, every: every}); err != nil {
+	if err := checkRegionAndCredentials(ctx, cfg, wait{report: report, what: "AWS credentials", bound: opts.CredentialsTimeout, every: every}); err != nil {
 		return nil, err
 	}
 	endpoint := "the ECR endpoint of " + cfg.Region
@@ -214,7 +221,7 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 		if opts.BaseEndpoint != "" {
 			o.BaseEndpoint = aws.String(opts.BaseEndpoint)
 		}
-		o.APIOptions = append(o.APIOptions, watchCalls(log, endpoint, bound, every))
+		o.APIOptions = append(o.APIOptions, watchCalls(report, endpoint, bound, every))
 	})
 	reg := &Registry{client: client, Region: cfg.Region, Repository: opts.Repository}
 	if err := reg.login(ctx); err != nil {

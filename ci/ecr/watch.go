@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -26,15 +25,15 @@ const ProgressEvery = 5 * time.Second
 // wait is one watched wait on AWS: what it waits for, where its progress
 // lines go and how often, and its bound.
 type wait struct {
-	log          io.Writer
+	report       func(line string)
 	what         string
 	bound, every time.Duration
 }
 
-// watched runs fn under w.bound, writing to w.log every w.every what it
+// watched runs fn under w.bound, passing w.report every w.every what it
 // still waits for (w.what), and turns a timeout into an error saying so.
 func watched(ctx context.Context, w wait, fn func(context.Context) error) error {
-	log, what, bound, every := w.log, w.what, w.bound, w.every
+	report, what, bound, every := w.report, w.what, w.bound, w.every
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	start := time.Now()
@@ -48,7 +47,7 @@ func watched(ctx context.Context, w wait, fn func(context.Context) error) error 
 			case <-done:
 				return
 			case <-t.C:
-				fmt.Fprintf(log, "still waiting for %s: %s so far; giving up after %s\n", what, time.Since(start).Round(time.Second), bound)
+				report(fmt.Sprintf("still waiting for %s: %s so far; giving up after %s", what, time.Since(start).Round(time.Second), bound))
 			}
 		}
 	}()
@@ -60,14 +59,14 @@ func watched(ctx context.Context, w wait, fn func(context.Context) error) error 
 }
 
 // watchCalls applies watched to every ECR API call of a client.
-func watchCalls(log io.Writer, endpoint string, bound, every time.Duration) func(*middleware.Stack) error {
+func watchCalls(report func(string), endpoint string, bound, every time.Duration) func(*middleware.Stack) error {
 	return func(s *middleware.Stack) error {
 		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("SidecarWatchCall",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 				var out middleware.InitializeOutput
 				var md middleware.Metadata
 				what := "ECR (ecr:" + awsmiddleware.GetOperationName(ctx) + ") at " + endpoint
-				err := watched(ctx, wait{log: log, what: what, bound: bound, every: every}, func(ctx context.Context) error {
+				err := watched(ctx, wait{report: report, what: what, bound: bound, every: every}, func(ctx context.Context) error {
 					var err error
 					out, md, err = next.HandleInitialize(ctx, in)
 					return err

@@ -45,6 +45,14 @@ func (s *Server) Deny(op string) {
 	s.denied[op] = true
 }
 
+// Delay makes operation op answer only after d, as a slow or congested
+// path to ECR does.
+func (s *Server) Delay(op string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delays[op] = d
+}
+
 // ScanStarted reports whether StartImageScan was called for digest.
 func (s *Server) ScanStarted(digest string) bool {
 	s.mu.Lock()

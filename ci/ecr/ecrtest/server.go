@@ -77,8 +77,9 @@ type Server struct {
 	// scanConfFailure scripts BatchGetRepositoryScanningConfiguration
 	// per repository: a failure code, or "" for no entry at all.
 	scanConfFailure map[string]string
-	denied          map[string]bool // operations answered AccessDeniedException
-	started         map[string]bool // digests StartImageScan was called for
+	denied          map[string]bool          // operations answered AccessDeniedException
+	delays          map[string]time.Duration // operations answered this late
+	started         map[string]bool          // digests StartImageScan was called for
 }
 
 // Start serves the stand-in until the test ends.
@@ -89,7 +90,7 @@ func Start(t testing.TB, region string) *Server {
 	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{},
 		ScanClock: time.Now().UTC().Truncate(time.Second),
 		manifests: map[string]manifest{}, scans: map[string][]ScanState{},
-		scanConfFailure: map[string]string{}, denied: map[string]bool{}, started: map[string]bool{}}
+		scanConfFailure: map[string]string{}, denied: map[string]bool{}, delays: map[string]time.Duration{}, started: map[string]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -232,6 +233,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := strings.TrimPrefix(target, targetPrefix)
+	s.mu.Lock()
+	delay := s.delays[op]
+	s.mu.Unlock()
+	select { // a slow answer, which the caller may give up on
+	case <-time.After(delay):
+	case <-r.Context().Done():
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, Call{Operation: op, Body: body})
