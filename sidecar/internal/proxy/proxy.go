@@ -322,6 +322,18 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	inFlight := s.active.Load()
 	s.log.Info("draining", "in_flight", inFlight, "drain_timeout_ms", max(s.cfg.DrainTimeout, 0).Milliseconds())
 
+	if cut = s.drainOrCut(); cut == 0 {
+		s.log.Info("drained", "connections_cut", 0)
+		return 0, nil
+	}
+	s.log.Warn("drain deadline passed, closed remaining connections", "connections_cut", cut)
+	return cut, nil
+}
+
+// drainOrCut waits up to DrainTimeout for the open connections to end,
+// then closes those left and waits for them; it returns how many it
+// closed (0 also when DRAIN_TIMEOUT=0 found nothing open).
+func (s *Server) drainOrCut() int {
 	done := make(chan struct{})
 	go waitConns(&s.conns, done)
 	if s.cfg.DrainTimeout > 0 {
@@ -329,20 +341,14 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 		defer timer.Stop()
 		select {
 		case <-done:
-			s.log.Info("drained", "connections_cut", 0)
-			return 0, nil
+			return 0
 		case <-timer.C:
 		}
 	}
-	cut = int(s.active.Load())
+	cut := int(s.active.Load())
 	s.hardCancel(errDrainDeadline)
 	<-done
-	if cut == 0 { // DRAIN_TIMEOUT=0 with nothing open: nothing was cut
-		s.log.Info("drained", "connections_cut", 0)
-		return 0, nil
-	}
-	s.log.Warn("drain deadline passed, closed remaining connections", "connections_cut", cut)
-	return cut, nil
+	return cut
 }
 
 // releaseMemory returns memory to the OS after bursts, until the drain.
