@@ -240,8 +240,13 @@ func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
 		err = c.SetKeepAlive(false)
 	} else {
 		// First probe after ka of silence, then every ka/3: a dead peer (a
-		// failed-over writer that vanished) is noticed within about 2×ka.
-		err = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3})
+		// failed-over writer that vanished) is noticed within about 2×ka,
+		// and the same bound holds while sent data waits for an ACK.
+		kc := net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3}
+		err = c.SetKeepAliveConfig(kc)
+		if err == nil {
+			err = setUserTimeout(c, kc.Idle+time.Duration(kc.Count)*kc.Interval) // as long as keepalive takes to give up
+		}
 	}
 	if err != nil && f.sockoptFailed.CompareAndSwap(false, true) {
 		s.log.Error("setting TCP keepalive failed; the socket keeps the kernel's settings (logged once per forward)",

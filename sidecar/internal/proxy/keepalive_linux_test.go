@@ -17,6 +17,7 @@ import (
 type keepaliveOpts struct {
 	on                  bool
 	idle, intvl, probes int // seconds, seconds, count
+	userTimeout         int // TCP_USER_TIMEOUT, milliseconds (0: the kernel's default)
 }
 
 // readKeepalive reads fd's keepalive options.
@@ -30,10 +31,11 @@ func readKeepalive(t *testing.T, fd int) keepaliveOpts {
 		return v
 	}
 	return keepaliveOpts{
-		on:     get(syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0,
-		idle:   get(syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE),
-		intvl:  get(syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL),
-		probes: get(syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT),
+		on:          get(syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0,
+		idle:        get(syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE),
+		intvl:       get(syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL),
+		probes:      get(syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT),
+		userTimeout: get(syscall.IPPROTO_TCP, 0x12), // TCP_USER_TIMEOUT
 	}
 }
 
@@ -70,7 +72,9 @@ type capturedFD struct {
 
 // Keepalive is set on both the client-side and the upstream-side sockets,
 // with the configured idle time, a third of it between probes and 3
-// probes; Keepalive < 0 turns it off on both. The listener and dialer here
+// probes, and sent data may wait for an ACK as long as those probes take
+// (TCP_USER_TIMEOUT), since keepalive does not probe while it waits;
+// Keepalive < 0 turns it off on both. The listener and dialer here
 // are Go's defaults, which enable a 15s keepalive of their own, so the
 // off case fails unless the proxy switches it off.
 func TestKeepaliveBothSides(t *testing.T) {
@@ -79,7 +83,7 @@ func TestKeepaliveBothSides(t *testing.T) {
 		keepalive time.Duration
 		want      keepaliveOpts
 	}{
-		{"9s", 9 * time.Second, keepaliveOpts{on: true, idle: 9, intvl: 3, probes: 3}},
+		{"9s", 9 * time.Second, keepaliveOpts{on: true, idle: 9, intvl: 3, probes: 3, userTimeout: 18000}},
 		{"off", -1, keepaliveOpts{on: false}},
 	}
 	for _, tt := range tests {

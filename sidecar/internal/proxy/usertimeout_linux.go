@@ -1,0 +1,30 @@
+package proxy
+
+import (
+	"net"
+	"syscall"
+	"time"
+)
+
+// tcpUserTimeout is Linux's TCP_USER_TIMEOUT (linux/tcp.h), which package
+// syscall defines only for some architectures.
+const tcpUserTimeout = 0x12
+
+// setUserTimeout bounds how long data sent on c may stay unacknowledged
+// before the kernel drops the connection. Keepalive alone never fires
+// while sent data waits for an ACK (the kernel retransmits instead, for
+// about 15 minutes), which is just when an app waits on a query to a
+// database host that vanished.
+func setUserTimeout(c *net.TCPConn, d time.Duration) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(d.Milliseconds()))
+	}); err != nil {
+		return err
+	}
+	return serr
+}
