@@ -346,23 +346,26 @@ func TestDrainLetsTransferFinish(t *testing.T) {
 	}
 }
 
-// Connections still open at the drain deadline are closed, and counted.
+// Connections still open at the drain deadline are closed, and counted, on
+// both data paths.
 func TestDrainDeadlineClosesTheRest(t *testing.T) {
-	up := startUpstream(t, "127.0.0.1", hold)
-	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: 200 * time.Millisecond})
-	c := dial(t, r.addrs[0])
-	waitFor(t, "connection active", func() bool { return forwardSnap(r, 0).Active == 1 })
-	began := time.Now()
-	if cut := r.shutdown(t); cut != 1 {
-		t.Errorf("connections cut = %d, want 1", cut)
-	}
-	if d := time.Since(began); d < 200*time.Millisecond {
-		t.Errorf("cut after %v, before the 200ms drain deadline", d)
-	}
-	expectClosed(t, c, "straggler after the drain deadline")
-	if n := countOf(forwardSnap(r, 0).ConnectionsClosed, "drain_deadline"); n != 1 {
-		t.Errorf("closed{drain_deadline} = %d, want 1", n)
-	}
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", hold)
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: 200 * time.Millisecond, Relay: f})
+		c := dial(t, r.addrs[0])
+		waitFor(t, "connection active", func() bool { return forwardSnap(r, 0).Active == 1 })
+		began := time.Now()
+		if cut := r.shutdown(t); cut != 1 {
+			t.Errorf("connections cut = %d, want 1", cut)
+		}
+		if d := time.Since(began); d < 200*time.Millisecond {
+			t.Errorf("cut after %v, before the 200ms drain deadline", d)
+		}
+		expectClosed(t, c, "straggler after the drain deadline")
+		if n := countOf(forwardSnap(r, 0).ConnectionsClosed, "drain_deadline"); n != 1 {
+			t.Errorf("closed{drain_deadline} = %d, want 1", n)
+		}
+	})
 }
 
 // A port in use: Listen fails naming the address, and the listeners it had
