@@ -112,7 +112,11 @@ func vanishInside(t *testing.T, bin string) {
 		t.Fatal("got a byte from a database that vanished")
 	}
 	t.Logf("the app's connection ended %s after the database vanished: %v", time.Since(start).Round(100*time.Millisecond), err)
-	if !strings.Contains(p.Output.String(), `"reason":"upstream_error"`) {
-		t.Errorf("the sidecar did not log the upstream's failure:\n%s", p.Output.String())
+	// The line is written once both sockets are closed, just after the app saw its end.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Output.String(), `"reason":"upstream_error"`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar did not log the upstream's failure:\n%s", p.Output.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
