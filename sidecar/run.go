@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"time"
@@ -117,6 +118,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	log := config.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	warnTypos(ctx, log, environ)
 	warnServiceConnectPorts(ctx, log, cfg)
+	warnPlaintextOnTheNetwork(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
@@ -214,6 +216,20 @@ func warnServiceConnectPorts(ctx context.Context, log *slog.Logger, cfg config.C
 				slog.String("variable", vars[i]), slog.Int("port", port))
 		}
 	}
+}
+
+// warnPlaintextOnTheNetwork warns when the sidecar makes the TLS but its
+// listeners take plaintext from other hosts too: their passwords and
+// queries would cross the network in the clear before it. Never an error:
+// a bridge-mode task needs it, and then the warning is the point.
+func warnPlaintextOnTheNetwork(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	if ip := net.ParseIP(cfg.ListenAddr); cfg.TLS == config.TLSDisabled || ip == nil || ip.IsLoopback() {
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("LISTEN_ADDR=%s is not loopback: with TARGET_TLS=%s, clients on other hosts "+
+		"send their passwords and queries to the sidecar unencrypted; set LISTEN_ADDR=127.0.0.1 "+
+		"(the containers of an awsvpc task share it)", cfg.ListenAddr, cfg.TLS),
+		slog.String("variable", "LISTEN_ADDR"), slog.String("value", cfg.ListenAddr))
 }
 
 // sleep is MODE=sleep: nothing but the admin listener, until a signal.

@@ -436,6 +436,43 @@ func TestServiceConnectPortWarning(t *testing.T) {
 	}
 }
 
+// With the sidecar making the TLS, listeners open to other hosts get a
+// warning (their hop is plaintext on the network); loopback, or no TLS,
+// gets none.
+func TestPlaintextOnTheNetworkWarning(t *testing.T) {
+	up := testkit.Listen(t)
+	upPort := strconv.Itoa(up.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct {
+		listen, tls string
+		warn        bool
+	}{
+		{"0.0.0.0", "verify-ca", true},
+		{"127.0.0.1", "verify-ca", false},
+		{"0.0.0.0", "disabled", false},
+	} {
+		t.Run(tc.listen+" "+tc.tls, func(t *testing.T) {
+			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "TARGET_TLS": tc.tls,
+				"LISTEN_ADDR": tc.listen, "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+			cancel, done, stderr := runAsync(t, env)
+			waitHealthy(t, env, true)
+			stopClean(t, cancel, done, stderr)
+			var warned []map[string]any
+			for _, l := range jsonLines(t, stderr.String()) {
+				if l["level"] == "WARN" && l["variable"] == "LISTEN_ADDR" {
+					warned = append(warned, l)
+				}
+			}
+			switch {
+			case !tc.warn && len(warned) != 0:
+				t.Errorf("warned %v, want no warning", warned)
+			case tc.warn && (len(warned) != 1 || warned[0]["value"] != tc.listen ||
+				!strings.Contains(warned[0]["msg"].(string), "TARGET_TLS="+tc.tls) || !strings.Contains(warned[0]["msg"].(string), "LISTEN_ADDR=127.0.0.1")):
+				t.Errorf("warnings %v, want one naming LISTEN_ADDR=%s, TARGET_TLS=%s and the fix", warned, tc.listen, tc.tls)
+			}
+		})
+	}
+}
+
 func TestLogFormat(t *testing.T) {
 	for _, tc := range []struct {
 		name string
