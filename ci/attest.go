@@ -362,14 +362,26 @@ func (r *Runner) sourceLabel(src source) string {
 	return repo
 }
 
-// stripUserinfo drops user:token@ from a remote URL, which must never
-// reach a published document.
+// stripUserinfo drops what may carry a credential from a remote URL,
+// which must never reach a published document: the user info (up to the
+// host's last @, since a password may hold one) and a query or fragment.
+// A remote without a scheme (scp-like user@host:path) names a user, not a
+// secret, and is kept.
 func stripUserinfo(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		rest := u[i+3:]
-		if at := strings.Index(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
-			return u[:i+3] + rest[at+1:]
-		}
+	i := strings.Index(u, "://")
+	if i < 0 {
+		return u
 	}
-	return u
+	prefix, rest := u[:i+3], u[i+3:]
+	if q := strings.IndexAny(rest, "?#"); q >= 0 {
+		rest = rest[:q]
+	}
+	host := rest
+	if slash := strings.IndexByte(rest, '/'); slash >= 0 {
+		host = rest[:slash]
+	}
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	return prefix + rest
 }

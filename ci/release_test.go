@@ -961,6 +961,9 @@ func TestStripUserinfo(t *testing.T) {
 		"git@github.com:example/sidecar.git":                               "git@github.com:example/sidecar.git",
 		"ssh://git@github.com/example/sidecar.git":                         "ssh://github.com/example/sidecar.git",
 		"https://github.com/example/a@b":                                   "https://github.com/example/a@b",
+		"https://user:p@ss@github.com/example/sidecar.git":                 "https://github.com/example/sidecar.git",
+		"https://github.com/example/sidecar.git?access_token=ghs_secret":   "https://github.com/example/sidecar.git",
+		"https://github.com/example/sidecar.git#ghs_secret":                "https://github.com/example/sidecar.git",
 	} {
 		if got := stripUserinfo(in); got != want {
 			t.Errorf("stripUserinfo(%q) = %q, want %q", in, got, want)
