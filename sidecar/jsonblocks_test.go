@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/example/sidecar/sidecar/internal/config"
+	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 // decodeJSONBlock decodes a JSON document, or the members of an object (a
@@ -162,4 +164,72 @@ func sidecarContainers(doc any) []containerDef {
 		}
 	}
 	return out
+}
+
+// Every whole task definition in the docs (a block with containerDefinitions)
+// registers and stops as the docs say: each dependsOn names a container of
+// the same task, the task has memory (at the task level, as Fargate
+// requires, or on every container), and every sidecar container's
+// stopTimeout (ECS's 30 s when unset) leaves its DRAIN_TIMEOUT room to end
+// in time.
+func TestDocsTaskDefinitionsHangTogether(t *testing.T) {
+	tasks := 0
+	for f, text := range userDocs(t) {
+		for _, block := range codeBlocks(text, "json") {
+			var task struct {
+				Memory     string `json:"memory"`
+				Containers []struct {
+					containerDef
+					Image       string `json:"image"`
+					Memory      int    `json:"memory"`
+					Reservation int    `json:"memoryReservation"`
+					StopTimeout int    `json:"stopTimeout"`
+					DependsOn   []struct {
+						ContainerName string `json:"containerName"`
+					} `json:"dependsOn"`
+				} `json:"containerDefinitions"`
+			}
+			if json.Unmarshal([]byte(block), &task) != nil || len(task.Containers) == 0 {
+				continue
+			}
+			tasks++
+			names := map[string]bool{}
+			for _, c := range task.Containers {
+				names[c.Name] = true
+			}
+			for _, c := range task.Containers {
+				for _, d := range c.DependsOn {
+					if !names[d.ContainerName] {
+						t.Errorf("%s: container %q depends on %q, which the task does not define", f, c.Name, d.ContainerName)
+					}
+				}
+				if task.Memory == "" && c.Memory == 0 && c.Reservation == 0 {
+					t.Errorf("%s: the task has no memory and container %q none either: ECS refuses it", f, c.Name)
+				}
+				if !strings.Contains(c.Image, "/sidecar:") {
+					continue
+				}
+				drain := proxy.DefaultDrainTimeout
+				for _, e := range c.Environment {
+					if e.Name == "DRAIN_TIMEOUT" {
+						d, err := time.ParseDuration(e.Value)
+						if err != nil {
+							t.Fatalf("%s: DRAIN_TIMEOUT=%q: %v", f, e.Value, err)
+						}
+						drain = d
+					}
+				}
+				stop := 30 * time.Second // ECS's default stopTimeout
+				if c.StopTimeout != 0 {
+					stop = time.Duration(c.StopTimeout) * time.Second
+				}
+				if stop < drain+5*time.Second {
+					t.Errorf("%s: container %q stops after %s but drains for %s: ECS would kill it mid-drain", f, c.Name, stop, drain)
+				}
+			}
+		}
+	}
+	if tasks < 3 {
+		t.Fatalf("found %d whole task definitions in the docs; want at least 3", tasks)
+	}
 }
