@@ -121,7 +121,7 @@ func Rules() []string {
 	return []string{
 		"commit tag: the 12-character commit hash (" + ex.Commit() + "), always pushed, first, as the candidate;",
 		"version tag: the v* git tag on HEAD without its leading v (v1.0.0 is pushed as " + ex.Get(Version).Name +
-			", also the image's version label); skipped when there is none (" + none.Get(Version).Skipped + ");",
+			", also the image's version label when this run builds the image); skipped when there is none (" + none.Get(Version).Skipped + ");",
 		"latest: only when PUSH_LATEST is true; skipped otherwise (" + none.Get(Latest).Skipped + ").",
 	}
 }
