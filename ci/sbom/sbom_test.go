@@ -3,9 +3,12 @@ package sbom
 import (
 	"bytes"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"encoding/hex"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +80,28 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	b := byName["github.com/example/sidecar/sidecar"]
 	if b == nil || b.PackageChecksums[0].Value != hex.EncodeToString(sum[:]) || !strings.Contains(b.PackageComment, "GOARCH=arm64") {
 		t.Errorf("binary package %+v", b)
+	}
+	// Every module linked into the binary (go version -m lists the same)
+	// is a package of its own, with its version and package URL; the
+	// sidecar links aws-sdk-go-v2, so a list that lost them fails here.
+	bi, err := buildinfo.Read(bytes.NewReader(bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	libraries := 0
+	for _, p := range back.Packages {
+		if p.PrimaryPackagePurpose == "LIBRARY" && p.PackageName != "stdlib" {
+			libraries++
+		}
+	}
+	if libraries != len(bi.Deps) || !slices.ContainsFunc(bi.Deps, func(m *debug.Module) bool { return m.Path == "github.com/aws/aws-sdk-go-v2" }) {
+		t.Errorf("%d module packages for the binary's %d modules (aws-sdk-go-v2 among them)", libraries, len(bi.Deps))
+	}
+	for _, m := range bi.Deps {
+		p := byName[m.Path]
+		if p == nil || p.PackageVersion != m.Version || p.PackageExternalReferences[0].Locator != "pkg:golang/"+m.Path+"@"+m.Version {
+			t.Errorf("module %s %s: package %+v", m.Path, m.Version, p)
+		}
 	}
 	if p := byName["stdlib"]; p == nil || p.PackageVersion != runtime.Version() || p.PackageExternalReferences[0].Locator != "pkg:golang/stdlib@"+runtime.Version() {
 		t.Errorf("stdlib package %+v", p)
