@@ -98,12 +98,12 @@ func (t *Target) iamDenied(client io.Writer, seq byte, user string, err error) e
 // server's verdict at the sequence id it expects.
 func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) (*Conn, error) {
 	if _, err := mysqlwire.WritePacket(tc, seq, l.response); err != nil {
-		return nil, t.refuse(client, l.appSeq, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
+		return nil, t.serverClosed(client, l.appSeq, err)
 	}
 	for {
 		p, err := mysqlwire.ReadPacket(tc, maxPacket)
 		if err != nil {
-			return nil, t.refuse(client, l.appSeq, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
+			return nil, t.serverClosed(client, l.appSeq, err)
 		}
 		v, err := t.iamVerdict(tc, p, l.password, l.user)
 		switch {
@@ -153,7 +153,7 @@ func (t *Target) iamVerdict(server io.Writer, p mysqlwire.Packet, password []byt
 		plugin, _, _ := mysqlwire.ParseAuthSwitch(p.Payload)
 		if plugin == mysqlwire.ClearPassword {
 			if _, err := mysqlwire.WritePacket(server, p.Seq+1, cleartext(password)); err != nil {
-				return 0, fmt.Errorf("sidecar: the database closed the connection during the login: %w", err)
+				return 0, fmt.Errorf("%s: %w", msgServerClosed, err)
 			}
 			return verdictMore, nil
 		}

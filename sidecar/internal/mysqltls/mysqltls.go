@@ -255,7 +255,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 		sslReq, _ = mysqlwire.SSLRequestFrom(login.response)
 	}
 	if _, err := mysqlwire.WritePacket(server, resp.Seq, sslReq); err != nil {
-		return nil, t.refuse(client, resp.Seq+1, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
+		return nil, t.serverClosed(client, resp.Seq+1, err)
 	}
 	tc, transport, err := t.startTLS(ctx, server)
 	if err != nil {
@@ -305,13 +305,13 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 		}
 		secret = nil
 		if err != nil {
-			return t.refuse(client, fromApp.Seq+1, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
+			return t.serverClosed(client, fromApp.Seq+1, err)
 		}
 		rsaNext := false // the app's next packet may be an RSA step (rsa.go)
 		for {
 			p, err := mysqlwire.ReadPacket(tc, maxPacket)
 			if err != nil {
-				return t.refuse(client, fromApp.Seq+1, ReasonServerClosed, "sidecar: the database closed the connection during the login", err)
+				return t.serverClosed(client, fromApp.Seq+1, err)
 			}
 			if _, err := mysqlwire.WritePacket(client, byte(int(p.Seq)+a.shift), p.Payload); err != nil {
 				return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
@@ -442,6 +442,14 @@ func (t *Target) explain(err error) (string, string) {
 func (t *Target) refuse(client net.Conn, seq byte, reason, msg string, err error) *Refusal {
 	sendErr(client, seq, codeHandshake, msg)
 	return &Refusal{Reason: reason, Message: msg, Err: err}
+}
+
+// msgServerClosed is what the app reads when the database leaves mid-login.
+const msgServerClosed = "sidecar: the database closed the connection during the login"
+
+// serverClosed refuses the login the database left (ReasonServerClosed).
+func (t *Target) serverClosed(client net.Conn, seq byte, err error) *Refusal {
+	return t.refuse(client, seq, ReasonServerClosed, msgServerClosed, err)
 }
 
 func sendErr(client net.Conn, seq byte, code uint16, msg string) {
