@@ -20,6 +20,7 @@ import (
 	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/ci/referrers"
 	"github.com/example/sidecar/ci/sbom"
+	"github.com/example/sidecar/internal/redact"
 )
 
 // distDir is where the release documents are written for the workflow,
@@ -323,7 +324,7 @@ func sourceRepo(dir string, src source, lookup func(string) (string, bool)) prov
 	}
 	if s.Repository == "" {
 		if out, err := exec.Command("git", "-C", dir, "config", "--get", "remote.origin.url").Output(); err == nil {
-			s.Repository = stripUserinfo(strings.TrimSpace(string(out)))
+			s.Repository = redact.URL(strings.TrimSpace(string(out)))
 		}
 	}
 	// Neither: the repository is unknown and left out, not guessed.
@@ -360,28 +361,4 @@ func (r *Runner) sourceLabel(src source) string {
 		return ""
 	}
 	return repo
-}
-
-// stripUserinfo drops what may carry a credential from a remote URL,
-// which must never reach a published document: the user info (up to the
-// host's last @, since a password may hold one) and a query or fragment.
-// A remote without a scheme (scp-like user@host:path) names a user, not a
-// secret, and is kept.
-func stripUserinfo(u string) string {
-	i := strings.Index(u, "://")
-	if i < 0 {
-		return u
-	}
-	prefix, rest := u[:i+3], u[i+3:]
-	if q := strings.IndexAny(rest, "?#"); q >= 0 {
-		rest = rest[:q]
-	}
-	host := rest
-	if slash := strings.IndexByte(rest, '/'); slash >= 0 {
-		host = rest[:slash]
-	}
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		rest = rest[at+1:]
-	}
-	return prefix + rest
 }

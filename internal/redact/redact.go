@@ -1,6 +1,6 @@
-// Package redact makes addresses fit to print: the sidecar's and the
-// pipeline's messages quote the addresses they were given, never the
-// credentials in them.
+// Package redact makes addresses fit to print or publish: the sidecar's
+// and the pipeline's messages and documents quote the addresses they were
+// given, never the credentials in them.
 package redact
 
 import "strings"
@@ -19,13 +19,40 @@ func Userinfo(addr string) string {
 	if i := strings.Index(body, "://"); i >= 0 {
 		prefix, rest = body[:i+3], body[i+3:]
 	}
-	host := rest
-	if i := strings.IndexByte(rest, '/'); i >= 0 && prefix != "" {
-		host = rest[:i]
-	}
-	at := strings.LastIndexByte(host, '@')
+	at := userinfoEnd(rest, prefix != "")
 	if at < 0 {
 		return addr
 	}
 	return prefix + "xxxxx" + rest[at:] + digest
+}
+
+// URL returns a URL fit to publish (a provenance, an image label): the
+// user info dropped, not masked, and a query or fragment too, since
+// either may carry a token. A value without a scheme (a git scp-like
+// user@host:path) names a user, not a secret, and is kept.
+func URL(u string) string {
+	i := strings.Index(u, "://")
+	if i < 0 {
+		return u
+	}
+	prefix, rest := u[:i+3], u[i+3:]
+	if q := strings.IndexAny(rest, "?#"); q >= 0 {
+		rest = rest[:q]
+	}
+	if at := userinfoEnd(rest, true); at >= 0 {
+		rest = rest[at+1:]
+	}
+	return prefix + rest
+}
+
+// userinfoEnd is the index of the @ that ends the credentials in what
+// follows an address's scheme (the host's last @: a password may hold
+// one), or -1. With a scheme only the part before the first / can hold
+// them.
+func userinfoEnd(rest string, scheme bool) int {
+	host := rest
+	if i := strings.IndexByte(rest, '/'); i >= 0 && scheme {
+		host = rest[:i]
+	}
+	return strings.LastIndexByte(host, '@')
 }

@@ -18,3 +18,21 @@ func TestUserinfo(t *testing.T) {
 		}
 	}
 }
+
+// A remote URL as the provenance and the source label publish it.
+func TestURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://x-access-token:ghs_secret@github.com/example/sidecar.git": "https://github.com/example/sidecar.git",
+		"https://github.com/example/sidecar":                               "https://github.com/example/sidecar",
+		"git@github.com:example/sidecar.git":                               "git@github.com:example/sidecar.git",
+		"ssh://git@github.com/example/sidecar.git":                         "ssh://github.com/example/sidecar.git",
+		"https://github.com/example/a@b":                                   "https://github.com/example/a@b",
+		"https://user:p@ss@github.com/example/sidecar.git":                 "https://github.com/example/sidecar.git",
+		"https://github.com/example/sidecar.git?access_token=ghs_secret":   "https://github.com/example/sidecar.git",
+		"https://github.com/example/sidecar.git#ghs_secret":                "https://github.com/example/sidecar.git",
+	} {
+		if got := URL(in); got != want {
+			t.Errorf("URL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
