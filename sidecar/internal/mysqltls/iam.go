@@ -74,11 +74,11 @@ func (t *Target) iamProof(w io.Writer, r io.Reader, plugin string, data []byte, 
 		return data, seq, nil
 	}
 	if _, err := mysqlwire.WritePacket(w, seq, mysqlwire.AuthSwitchRequest(mysqlwire.NativePassword, scramble)); err != nil {
-		return nil, 0, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+		return nil, 0, appLeft(err)
 	}
 	p, err := mysqlwire.ReadPacket(r, maxPacket)
 	if err != nil {
-		return nil, 0, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+		return nil, 0, appLeft(err)
 	}
 	return p.Payload, p.Seq + 1, nil
 }
@@ -114,7 +114,7 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 			continue
 		}
 		if _, werr := mysqlwire.WritePacket(client, l.appSeq, p.Payload); werr != nil {
-			return nil, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: werr}
+			return nil, appLeft(werr)
 		}
 		if v == verdictRefused {
 			_, msg, _ := mysqlwire.ErrMessage(p.Payload)

@@ -228,12 +228,12 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 	}
 	toApp, _ := mysqlwire.WithoutGreetingCaps(greeting.Payload, hidden)
 	if _, err := mysqlwire.WritePacket(client, greeting.Seq, toApp); err != nil {
-		return nil, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+		return nil, appLeft(err)
 	}
 
 	resp, err := mysqlwire.ReadPacket(client, maxPacket)
 	if err != nil {
-		return nil, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+		return nil, appLeft(err)
 	}
 	if mysqlwire.IsSSLRequest(resp.Payload) {
 		return nil, t.refuse(client, resp.Seq+1, ReasonClientTLS,
@@ -314,7 +314,7 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 				return t.serverClosed(client, fromApp.Seq+1, err)
 			}
 			if _, err := mysqlwire.WritePacket(client, byte(int(p.Seq)+a.shift), p.Payload); err != nil {
-				return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+				return appLeft(err)
 			}
 			if len(p.Payload) == 0 {
 				continue
@@ -334,7 +334,7 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 		}
 		next, err := mysqlwire.ReadPacket(client, maxPacket)
 		if err != nil {
-			return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+			return appLeft(err)
 		}
 		fromApp = next
 		if rsaNext {
@@ -446,6 +446,12 @@ func (t *Target) refuse(client net.Conn, seq byte, reason, msg string, err error
 
 // msgServerClosed is what the app reads when the database leaves mid-login.
 const msgServerClosed = "sidecar: the database closed the connection during the login"
+
+// appLeft is the refusal of a login the app left: nobody is there to
+// read an ERR.
+func appLeft(err error) *Refusal {
+	return appLeft(err)
+}
 
 // serverClosed refuses the login the database left (ReasonServerClosed).
 func (t *Target) serverClosed(client net.Conn, seq byte, err error) *Refusal {

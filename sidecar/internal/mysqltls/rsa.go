@@ -142,11 +142,11 @@ func (a *login) password(p mysqlwire.Packet, data []byte) ([]byte, byte, error) 
 			return nil, 0, noKey(p.Seq, err)
 		}
 		if _, err := mysqlwire.WritePacket(a.client, p.Seq+1, append([]byte{mysqlwire.MoreData}, key...)); err != nil {
-			return nil, 0, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+			return nil, 0, appLeft(err)
 		}
 		next, err := mysqlwire.ReadPacket(a.client, maxPacket)
 		if err != nil {
-			return nil, 0, &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+			return nil, 0, appLeft(err)
 		}
 		a.shift += 2 // the request and the key never reach the server
 		p, cipher = next, next.Payload
