@@ -450,7 +450,7 @@ const msgServerClosed = "sidecar: the database closed the connection during the 
 // appLeft is the refusal of a login the app left: nobody is there to
 // read an ERR.
 func appLeft(err error) *Refusal {
-	return appLeft(err)
+	return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
 }
 
 // serverClosed refuses the login the database left (ReasonServerClosed).
