@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"net"
 	"strconv"
@@ -332,5 +333,90 @@ func TestGreetingFlagsRoundTrip(t *testing.T) {
 	}
 	if binary.LittleEndian.Uint32(handshakeResponse(appCaps)) != appCaps {
 		t.Fatal("test response")
+	}
+}
+
+// An app that leaves mid-login ends the login and the database's side of
+// it at once, is counted as io_error (logged below INFO: not the
+// operator's problem), and the sidecar goes on logging other apps in.
+func TestAppLeavingMidLogin(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true})
+	addr, s, logs := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName})
+	for i, tc := range []struct {
+		name      string
+		leave     func(a *app)
+		serverErr bool // the database was mid-login too: its read ends
+	}{
+		{name: "mid-response", leave: func(a *app) {
+			a.read() // greeting
+			resp := handshakeResponse(appCaps)
+			hdr := []byte{byte(len(resp)), byte(len(resp) >> 8), byte(len(resp) >> 16), 1}
+			if _, err := a.c.Write(append(hdr, resp[:10]...)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "at the auth switch", serverErr: true, leave: func(a *app) {
+			a.read()
+			a.write(1, handshakeResponse(appCaps))
+			if p := a.read(); p.Payload[0] != mysqlwire.AuthSwitch {
+				t.Fatalf("got %q, want the auth switch", p.Payload)
+			}
+		}},
+		{name: "after answering the auth switch", serverErr: true, leave: func(a *app) {
+			a.read()
+			a.write(1, handshakeResponse(appCaps))
+			a.read()
+			a.write(3, []byte("answer"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.mu.Lock()
+			errsBefore := len(srv.errs)
+			srv.mu.Unlock()
+			a := dialApp(t, addr)
+			tc.leave(a)
+			_ = a.c.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for refusals(s, mysqltls.ReasonIO) != uint64(i+1) {
+				if time.Now().After(deadline) {
+					t.Fatalf("sidecar_tls_refusals_total{reason=io_error} = %d, want %d", refusals(s, mysqltls.ReasonIO), i+1)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !tc.serverErr {
+				return
+			}
+			for {
+				srv.mu.Lock()
+				errs := srv.errs[errsBefore:]
+				srv.mu.Unlock()
+				if len(errs) > 0 {
+					// The sidecar closed it, not the fake's own 20 s deadline.
+					if ne := net.Error(nil); errors.As(errs[0], &ne) && ne.Timeout() {
+						t.Fatalf("the database's side ended with %v; want the sidecar to close it", errs[0])
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the database's side of the login was still open 5 s after the app left")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	if lines := testkit.JSONLogLines(logs.String(), "TLS login refused"); len(lines) != 0 {
+		t.Errorf("apps leaving mid-login logged at INFO or above: %v", lines)
+	}
+	// Still up: the next app logs in.
+	a := dialApp(t, addr)
+	a.read()
+	a.write(1, handshakeResponse(appCaps))
+	for _, seq := range []byte{2, 4} {
+		a.read()
+		a.write(seq+1, []byte("answer"))
+	}
+	if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login after the apps that left: got %q, want OK", ok.Payload)
 	}
 }
