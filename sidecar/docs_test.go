@@ -128,6 +128,20 @@ func TestDocsMemoryRelease(t *testing.T) {
 	}
 }
 
+// ecs.md's stopTimeout bullet states Fargate's limit that the start-up
+// warning uses, and that the sidecar warns.
+func TestDocsFargateStopTimeout(t *testing.T) {
+	text := strings.Join(strings.Fields(userDocs(t)["docs/ecs.md"]), " ")
+	for _, want := range []string{
+		fmt.Sprintf("Fargate maximum %d s", int(config.FargateMaxStopTimeout.Seconds())),
+		"On Fargate the sidecar warns at start",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("docs/ecs.md does not say %q", want)
+		}
+	}
+}
+
 // The limits the configuration enforces are the ones the table states.
 func TestDocsDurationLimits(t *testing.T) {
 	readme := userDocs(t)["README.md"]

@@ -223,7 +223,7 @@ func TestDocsTaskDefinitionsHangTogether(t *testing.T) {
 				if c.StopTimeout != 0 {
 					stop = time.Duration(c.StopTimeout) * time.Second
 				}
-				if stop < drain+5*time.Second {
+				if stop < drain+config.StopMargin {
 					t.Errorf("%s: container %q stops after %s but drains for %s: ECS would kill it mid-drain", f, c.Name, stop, drain)
 				}
 			}

@@ -119,6 +119,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnTypos(ctx, log, environ)
 	warnServiceConnectPorts(ctx, log, cfg)
 	warnPlaintextOnTheNetwork(ctx, log, cfg)
+	warnDrainPastFargateStop(ctx, log, cfg, lookup)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
@@ -230,6 +231,20 @@ func warnPlaintextOnTheNetwork(ctx context.Context, log *slog.Logger, cfg config
 		"send their passwords and queries to the sidecar unencrypted; set LISTEN_ADDR=127.0.0.1 "+
 		"(the containers of an awsvpc task share it)", cfg.ListenAddr, cfg.TLS),
 		slog.String("variable", "LISTEN_ADDR"), slog.String("value", cfg.ListenAddr))
+}
+
+// warnDrainPastFargateStop warns when, on Fargate (ECS sets
+// AWS_EXECUTION_ENV), DRAIN_TIMEOUT is longer than any stopTimeout allows:
+// every deploy would end in SIGKILL with connections still open. EC2
+// allows longer stopTimeouts, so only Fargate is warned.
+func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.Config, lookup func(string) (string, bool)) {
+	limit := config.FargateMaxStopTimeout - config.StopMargin
+	if env, _ := lookup("AWS_EXECUTION_ENV"); env != "AWS_ECS_FARGATE" || cfg.DrainTimeout <= limit {
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("DRAIN_TIMEOUT=%s is longer than Fargate lets a container stop (stopTimeout %s at most): "+
+		"a drain that long ends in SIGKILL; set DRAIN_TIMEOUT to %s or less", cfg.DrainTimeout, config.FargateMaxStopTimeout, limit),
+		slog.String("variable", "DRAIN_TIMEOUT"), slog.String("value", cfg.DrainTimeout.String()))
 }
 
 // sleep is MODE=sleep: nothing but the admin listener, until a signal.

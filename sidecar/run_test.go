@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/config"
 )
 
 // safety bounds every wait; reaching it means a hang.
@@ -468,6 +469,43 @@ func TestPlaintextOnTheNetworkWarning(t *testing.T) {
 			case tc.warn && (len(warned) != 1 || warned[0]["value"] != tc.listen ||
 				!strings.Contains(warned[0]["msg"].(string), "TARGET_TLS="+tc.tls) || !strings.Contains(warned[0]["msg"].(string), "LISTEN_ADDR=127.0.0.1")):
 				t.Errorf("warnings %v, want one naming LISTEN_ADDR=%s, TARGET_TLS=%s and the fix", warned, tc.listen, tc.tls)
+			}
+		})
+	}
+}
+
+func TestDrainPastFargateStopWarning(t *testing.T) {
+	up := testkit.Listen(t)
+	upPort := strconv.Itoa(up.Addr().(*net.TCPAddr).Port)
+	limit := config.FargateMaxStopTimeout - config.StopMargin
+	for _, tc := range []struct {
+		execEnv string
+		drain   time.Duration
+		warn    bool
+	}{
+		{"AWS_ECS_FARGATE", limit + time.Second, true},
+		{"AWS_ECS_FARGATE", limit, false},
+		{"AWS_ECS_EC2", limit + time.Second, false}, // EC2 allows a longer stopTimeout
+	} {
+		t.Run(tc.execEnv+" "+tc.drain.String(), func(t *testing.T) {
+			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "DRAIN_TIMEOUT": tc.drain.String(),
+				"AWS_EXECUTION_ENV": tc.execEnv, "LISTEN_ADDR": "127.0.0.1",
+				"LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+			cancel, done, stderr := runAsync(t, env)
+			waitHealthy(t, env, true)
+			stopClean(t, cancel, done, stderr)
+			var warned []map[string]any
+			for _, l := range jsonLines(t, stderr.String()) {
+				if l["level"] == "WARN" && l["variable"] == "DRAIN_TIMEOUT" {
+					warned = append(warned, l)
+				}
+			}
+			switch {
+			case !tc.warn && len(warned) != 0:
+				t.Errorf("warned %v, want no warning", warned)
+			case tc.warn && (len(warned) != 1 || warned[0]["value"] != tc.drain.String() ||
+				!strings.Contains(warned[0]["msg"].(string), "set DRAIN_TIMEOUT to "+limit.String()+" or less")):
+				t.Errorf("warnings %v, want one naming DRAIN_TIMEOUT=%s and the most Fargate allows, %s", warned, tc.drain, limit)
 			}
 		})
 	}

@@ -180,6 +180,15 @@ var ServiceConnectPorts = map[int]string{
 	9902: "ECS Service Connect agent management interface",
 }
 
+// ECS sends SIGKILL a container's stopTimeout after SIGTERM; Fargate
+// accepts at most FargateMaxStopTimeout (ContainerDefinition.stopTimeout
+// in the ECS API reference). StopMargin is what the sidecar needs beyond
+// DRAIN_TIMEOUT to close what is left and exit on its own.
+const (
+	FargateMaxStopTimeout = 120 * time.Second
+	StopMargin            = 5 * time.Second
+)
+
 // Limits on durations: below or above them the value is a typo (1ms for
 // 1m) or something the kernel cannot honour.
 const (
