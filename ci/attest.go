@@ -221,7 +221,7 @@ func (s *run) sboms(created time.Time) ([]referrers.Artifact, error) {
 		doc, err := sbom.Build(sbom.Input{
 			Name: reg.Repository, Version: src.version, Revision: src.revision, Platform: m.Platform,
 			Image: reg.URI + "@" + m.Digest, Binary: pf[binaryPath], BinaryPath: binaryPath, APKInstalled: pf[apkDBPath],
-			BaseImages: baseImages(s.Config), Created: created,
+			BaseImages: s.pinnedBases(), Created: created,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("SBOM for %s: %w", m.Platform, err)
@@ -272,24 +272,31 @@ func (s *run) provenance() (referrers.Artifact, error) {
 		Annotations: map[string]string{"org.opencontainers.image.created": time.Now().UTC().Format(time.RFC3339)}}, nil
 }
 
-// baseDeps are the base images with the digests the build was pinned to
-// (build, pinBaseImages). A base not pinned, or a candidate an earlier
-// run built (whose pins are not known), is recorded as an unresolved
-// tag, never as a guess.
-func (s *run) baseDeps() []provenance.BaseImage {
+// pinnedBases are the base images with the digests the build was pinned
+// to (build, pinBaseImages). A base not pinned, or a candidate an earlier
+// run built (whose pins are not known), is recorded as an unresolved tag,
+// never as a guess.
+func (s *run) pinnedBases() []sbom.BaseImage {
 	var pins []PinnedImage
 	if s.rel.origin == pushedNow {
 		pins = s.img.Bases
 	}
-	var deps []provenance.BaseImage
-	for _, b := range baseImages(s.Config) {
-		d := provenance.BaseImage{Arg: b.Arg, Ref: b.Ref}
+	bases := baseImages(s.Config)
+	for i, b := range bases {
 		for _, p := range pins {
 			if p.Arg == b.Arg && p.Ref == b.Ref {
-				d.Pinned = p.Pinned
+				bases[i].Pinned = p.Pinned
 			}
 		}
-		deps = append(deps, d)
+	}
+	return bases
+}
+
+// baseDeps are pinnedBases as the provenance records them.
+func (s *run) baseDeps() []provenance.BaseImage {
+	var deps []provenance.BaseImage
+	for _, b := range s.pinnedBases() {
+		deps = append(deps, provenance.BaseImage{Arg: b.Arg, Ref: b.Ref, Pinned: b.Pinned})
 	}
 	return deps
 }

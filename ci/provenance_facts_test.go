@@ -74,6 +74,18 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 			}
 		}
 	}
+	// The SBOMs name the same digests (as purl versions).
+	for _, plat := range []string{"linux/amd64", "linux/arm64"} {
+		doc, err := os.ReadFile(filepath.Join(fe.dir, distDir, sbomTitle(plat)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for arg, p := range pinned {
+			if digest := strings.SplitN(p, "@", 2)[1]; !strings.Contains(string(doc), "@"+strings.ReplaceAll(digest, ":", "%3A")+"?") {
+				t.Errorf("%s SBOM does not name %s by its pinned digest %s", plat, arg, digest)
+			}
+		}
+	}
 	if !strings.Contains(fe.log.String(), "build: RUNTIME_IMAGE mirror.example/alpine:3.22 is "+pinned["RUNTIME_IMAGE"]) {
 		t.Errorf("log does not say what the base images were pinned to:\n%s", fe.log)
 	}

@@ -29,11 +29,13 @@ import (
 // MediaType is the artifact type of an SPDX JSON document.
 const MediaType = "application/spdx+json"
 
-// BaseImage is a base image of the Dockerfile, by reference.
+// BaseImage is a base image of the Dockerfile, by reference and, when
+// the build was pinned to it, by digest.
 type BaseImage struct {
-	Ref   string // e.g. golang:1.26-alpine, or a mirror's reference
-	Arg   string // the Dockerfile build argument naming it: GO_IMAGE, RUNTIME_IMAGE
-	Stage string // "build" (toolchain only) or "runtime" (the image's base)
+	Ref    string // e.g. golang:1.26-alpine, or a mirror's reference
+	Pinned string // Ref@sha256:… the build used; "" when not known
+	Arg    string // the Dockerfile build argument naming it: GO_IMAGE, RUNTIME_IMAGE
+	Stage  string // "build" (toolchain only) or "runtime" (the image's base)
 }
 
 // Input is what the SBOM describes.
@@ -287,10 +289,14 @@ func (d *document) apks(installed []byte, image common.ElementID) error {
 // the image's ancestor, the build stage's as the binary's build tool.
 func (d *document) baseImages(bases []BaseImage, image, binary common.ElementID) {
 	for _, b := range bases {
+		ref, by := b.Ref, "by tag: the digest it named at build time is not recorded"
+		if b.Pinned != "" {
+			ref, by = b.Pinned, "by the digest the build was pinned to"
+		}
 		p := d.pkg(&spdx.Package{
 			PackageName: b.Ref, PackageSPDXIdentifier: elementID("BaseImage", b.Arg), PrimaryPackagePurpose: "CONTAINER",
-			PackageExternalReferences: purl(ociPurl(b.Ref)),
-			PackageComment:            fmt.Sprintf("Base image of the %s stage (Dockerfile %s), by reference.", b.Stage, b.Arg),
+			PackageExternalReferences: purl(ociPurl(ref)),
+			PackageComment:            fmt.Sprintf("Base image of the %s stage (Dockerfile %s), %s.", b.Stage, b.Arg, by),
 		})
 		if b.Stage == "runtime" {
 			d.rel(image, "DESCENDANT_OF", p)

@@ -43,11 +43,15 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	goDigest := "sha256:" + strings.Repeat("a", 64)
+	// One base pinned by the build, one known only by its tag.
+	bases := []BaseImage{{Ref: "golang:1.26-alpine", Pinned: "golang:1.26-alpine@" + goDigest, Arg: "GO_IMAGE", Stage: "build"},
+		{Ref: "alpine:3.22", Arg: "RUNTIME_IMAGE", Stage: "runtime"}}
 	doc, err := Build(Input{
 		Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
 		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
 		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
-		BaseImages: []BaseImage{{Ref: "golang:1.26-alpine", Arg: "GO_IMAGE", Stage: "build"}, {Ref: "alpine:3.22", Arg: "RUNTIME_IMAGE", Stage: "runtime"}},
+		BaseImages: bases,
 		Created:    created,
 	})
 	if err != nil {
@@ -113,11 +117,14 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	if p := byName["musl"]; p == nil || p.PackageVersion != "1.2.5-r10" {
 		t.Errorf("musl package %+v", p)
 	}
-	if p := byName["alpine:3.22"]; p == nil || p.PackageExternalReferences[0].Locator != "pkg:oci/alpine?repository_url=alpine&tag=3.22" {
-		t.Errorf("runtime base %+v", p)
+	if p := byName["alpine:3.22"]; p == nil || p.PackageExternalReferences[0].Locator != "pkg:oci/alpine?repository_url=alpine&tag=3.22" ||
+		!strings.Contains(p.PackageComment, "by tag: the digest it named at build time is not recorded") {
+		t.Errorf("runtime base (not pinned) %+v", p)
 	}
-	if byName["golang:1.26-alpine"] == nil {
-		t.Error("no build base image")
+	if p := byName["golang:1.26-alpine"]; p == nil ||
+		p.PackageExternalReferences[0].Locator != "pkg:oci/golang@sha256%3A"+strings.Repeat("a", 64)+"?repository_url=golang&tag=1.26-alpine" ||
+		!strings.Contains(p.PackageComment, "by the digest the build was pinned to") {
+		t.Errorf("build base (pinned) %+v", p)
 	}
 	rels := map[string]bool{}
 	for _, r := range back.Relationships {
@@ -136,7 +143,7 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	doc2, _ := Build(Input{Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
 		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
 		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
-		BaseImages: []BaseImage{{Ref: "golang:1.26-alpine", Arg: "GO_IMAGE", Stage: "build"}, {Ref: "alpine:3.22", Arg: "RUNTIME_IMAGE", Stage: "runtime"}},
+		BaseImages: bases,
 		Created:    created})
 	raw2, _ := JSON(doc2)
 	if !bytes.Equal(raw, raw2) {
