@@ -68,6 +68,7 @@ type Server struct {
 	scans        map[string][]ScanState // digest -> script, one step per call
 	scanType     string                 // BASIC (default) or ENHANCED
 	registryHost string                 // 127.0.0.1:port of the registry (Host)
+	registry     http.Handler           // the registry itself, without the login check
 	noReferrers  bool                   // the registry answers the referrers API with 404
 	denyDigests  bool                   // the registry refuses manifests with a subject
 	// createRace makes CreateRepository behave as if another run created
@@ -98,6 +99,7 @@ func Start(t testing.TB, region string) *Server {
 	// registry (go-containerregistry's, with the referrers API) that
 	// wants the login GetAuthorizationToken hands out.
 	reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	s.registry = reg
 	rs := httptest.NewServer(s.registryAuth(reg))
 	t.Cleanup(rs.Close)
 	s.registryHost = strings.TrimPrefix(rs.URL, "http://")
@@ -379,6 +381,17 @@ func (s *Server) putImage(w http.ResponseWriter, body map[string]any) {
 		return
 	}
 	repo.Tags[tag] = digest
+	// ECR has one store: a tag PutImage sets is pulled from the registry.
+	if m, ok := s.manifests[digest]; ok && m.body == manifest {
+		req := httptest.NewRequest(http.MethodPut, "/v2/"+name+"/manifests/"+tag, strings.NewReader(manifest))
+		req.Header.Set("Content-Type", m.mediaType)
+		rec := httptest.NewRecorder()
+		s.registry.ServeHTTP(rec, req)
+		if rec.Code != http.StatusCreated {
+			awsError(w, http.StatusInternalServerError, "ServerException", "stand-in registry refused tag "+tag+": "+rec.Body.String())
+			return
+		}
+	}
 	reply(w, map[string]any{"image": map[string]any{
 		"registryId": s.Account, "repositoryName": name,
 		"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
