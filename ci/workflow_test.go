@@ -67,8 +67,9 @@ func TestWorkflowPermissions(t *testing.T) {
 
 // runnerHas are .ci/run's packages that GitHub's Ubuntu runner image
 // already has (its Docker is docker-ce, which docker.io would conflict with;
-// iptables and iproute2 are in every Ubuntu image).
-var runnerHas = []string{"git", "curl", "openssl", "iptables", "iproute2", "docker.io"}
+// iptables and iproute2 are in every Ubuntu image; jq is in the runner's
+// tool list).
+var runnerHas = []string{"git", "curl", "openssl", "jq", "iptables", "iproute2", "docker.io"}
 
 // The workflow runs the same tests as .ci/run, with CI set, so a service
 // it does not install fails a test there: it installs every package

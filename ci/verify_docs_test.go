@@ -1,0 +1,122 @@
+package ci
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/internal/testenv"
+)
+
+// orasVersion is the oras the docs' check is run with (and say so).
+const orasVersion = "v1.3.6"
+
+// The commands pipeline.md gives for checking an image's documents work:
+// run as written (but for the registry's address) with oras against a
+// released image in the ECR stand-in's registry, with the referrers API
+// and with the referrers tag schema; and they fail when the documents are
+// checked against another image.
+func TestDocsCheckDocumentsRecipe(t *testing.T) {
+	t.Parallel()
+	md, err := os.ReadFile("../docs/pipeline.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(md)
+	if _, after, ok := strings.Cut(section, "### Check an image's documents yourself\n"); ok {
+		section = after
+	} else {
+		t.Fatal(`docs/pipeline.md has no "### Check an image's documents yourself" section`)
+	}
+	m := regexp.MustCompile("(?s)```sh\n(.*?)\n```").FindStringSubmatch(section)
+	if m == nil {
+		t.Fatal("the section has no sh block")
+	}
+	recipe := m[1]
+	if !strings.Contains(section, "oras "+orasVersion) {
+		t.Errorf("the section does not name the oras it is checked with (%s)", orasVersion)
+	}
+	if _, err := exec.LookPath("jq"); err != nil {
+		testenv.Unavailable(t, "jq is not installed (apt-get install jq)")
+	}
+	bin := t.TempDir()
+	install := exec.Command("go", "install", "oras.land/oras/cmd/oras@"+orasVersion)
+	install.Env = append(os.Environ(), "GOBIN="+bin)
+	if out, err := install.CombinedOutput(); err != nil {
+		testenv.Unavailable(t, "cannot build oras %s from the Go module proxy: %v\n%s", orasVersion, err, out)
+	}
+
+	for _, tc := range []struct {
+		name        string
+		noReferrers bool
+	}{{"referrers API", false}, {"referrers tag schema", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ecrSrv := pushEnv(t, new(bool))
+			if tc.noReferrers {
+				ecrSrv.NoReferrersAPI()
+			}
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+			gitTag(t, fe.dir, "v1.4.0")
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			out, err := runRecipe(t, bin, ecrSrv, recipe)
+			if err != nil {
+				t.Fatalf("the recipe failed on a released image: %v\n%s\npush log:\n%s", err, out, fe.log)
+			}
+			if got := strings.Count(out, "true\n"); got != 3 {
+				t.Errorf("the recipe printed true %d times, want 3 (the provenance and two SBOMs):\n%s", got, out)
+			}
+			for _, f := range []string{"sbom-linux-amd64.spdx.json", "sbom-linux-arm64.spdx.json", "provenance.intoto.json"} {
+				if !strings.Contains(out, f) {
+					t.Errorf("the tree shows no %s:\n%s", f, out)
+				}
+			}
+			// Checked against another image, each check fails.
+			other := "sha256:" + strings.Repeat("0", 64)
+			for _, swap := range [][2]string{
+				{`index=$(oras resolve "$IMAGE")`, "index=" + other},
+				{`image=$(oras resolve --platform "linux/$arch" "$IMAGE")`, "image=" + other},
+			} {
+				swapped := strings.Replace(recipe, swap[0], swap[1], 1)
+				if swapped == recipe {
+					t.Fatalf("the recipe has no line %s", swap[0])
+				}
+				if out, err := runRecipe(t, bin, ecrSrv, swapped); err == nil {
+					t.Errorf("with %s the recipe passed documents of another image:\n%s", swap[1], out)
+				}
+			}
+		})
+	}
+
+}
+
+// runRecipe runs the docs' commands in a scratch directory, with the
+// stand-in's registry for REGISTRY, an aws that prints its login password,
+// and oras over plain HTTP (the stand-in's registry has no TLS).
+func runRecipe(t *testing.T, orasDir string, ecrSrv *ecrtest.Server, recipe string) (string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	shims := filepath.Join(dir, "bin")
+	if err := os.Mkdir(shims, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(shims, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("aws", `[ "$1 $2" = "ecr get-login-password" ] || { echo "aws shim: unexpected $*" >&2; exit 2; }; echo `+ecrSrv.Password)
+	write("oras", `cmd=$1; shift; exec `+filepath.Join(orasDir, "oras")+` "$cmd" --plain-http "$@"`)
+	script := regexp.MustCompile(`(?m)^REGISTRY=.*$`).ReplaceAllString(recipe, "REGISTRY="+ecrSrv.Host())
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"), "HOME="+dir, "DOCKER_CONFIG="+filepath.Join(dir, ".docker"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
