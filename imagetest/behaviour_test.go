@@ -20,19 +20,20 @@ import (
 	"github.com/example/sidecar/internal/testmysql"
 )
 
-// testProxy runs the image as ECS does in front of a real MariaDB: host
-// network, read-only root with no writable mounts, and checks the shared
+// testProxy runs the image as the docs' task definitions do in front of a
+// real MariaDB: host network, read-only root with no writable mounts, no
+// capabilities, and checks the shared
 // smoke SQL round trip, `sidecar healthcheck` and the Dockerfile's
 // HEALTHCHECK, then a clean stop.
 func testProxy(t *testing.T, d docker, img builtImage) {
 	client := mysqlClient(t)
 	srv := testmysql.Start(t)
 	listen, admin := testkit.FreePort(t), testkit.FreePort(t)
-	name := run(t, d, img, []string{"--read-only"},
+	name := run(t, d, img, []string{"--read-only", "--cap-drop", "ALL"},
 		"MODE=proxy", "TARGET_HOST=127.0.0.1", "TARGET_PORT="+itoa(srv.Port),
 		"LISTEN_ADDR=127.0.0.1", "LISTEN_PORT="+itoa(listen), "ADMIN_PORT="+itoa(admin))
-	if got := d.inspect(t, "{{.HostConfig.ReadonlyRootfs}} {{len .Mounts}}", name); got != "true 0" {
-		t.Fatalf("read-only root and mounts = %q, want \"true 0\"", got)
+	if got := d.inspect(t, "{{.HostConfig.ReadonlyRootfs}} {{len .Mounts}} {{.HostConfig.CapDrop}}", name); got != "true 0 [ALL]" {
+		t.Fatalf("read-only root, mounts and dropped capabilities = %q, want \"true 0 [ALL]\"", got)
 	}
 	waitHealthy(t, d, name)
 

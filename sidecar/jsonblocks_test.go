@@ -105,7 +105,7 @@ func TestDocsHealthCheckPathIsTheImages(t *testing.T) {
 
 // Every sidecar container in the docs' task definitions (its image is
 // …/sidecar:…) sets only variables the sidecar reads, to values it accepts:
-// the examples start as pasted.
+// the examples start as pasted. Those that forward are hardened.
 func TestDocsTaskDefinitionsConfigureTheSidecar(t *testing.T) {
 	containers := 0
 	for f, text := range userDocs(t) {
@@ -126,6 +126,12 @@ func TestDocsTaskDefinitionsConfigureTheSidecar(t *testing.T) {
 				if _, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 					t.Errorf("%s: container %q's environment is refused: %v", f, c.Name, err)
 				}
+				// Forwarding needs neither a writable root nor a capability
+				// (imagetest runs the image so); only sleep mode, for ECS
+				// Exec, may need them.
+				if env["MODE"] != "sleep" && (!c.ReadonlyRoot || !slices.Equal(c.LinuxParameters.Capabilities.Drop, []string{"ALL"})) {
+					t.Errorf("%s: container %q forwards without readonlyRootFilesystem true and capabilities drop [ALL]", f, c.Name)
+				}
 			}
 		}
 	}
@@ -140,6 +146,12 @@ type containerDef struct {
 		Name  string `json:"name"`
 		Value string `json:"value"`
 	} `json:"environment"`
+	ReadonlyRoot    bool `json:"readonlyRootFilesystem"`
+	LinuxParameters struct {
+		Capabilities struct {
+			Drop []string `json:"drop"`
+		} `json:"capabilities"`
+	} `json:"linuxParameters"`
 }
 
 // sidecarContainers finds the container definitions in doc whose image is
