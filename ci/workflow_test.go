@@ -1,15 +1,21 @@
 package ci
 
 import (
+	"encoding/json"
+	"maps"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/example/sidecar/internal/testenv"
 )
 
-// The verification command docs/pipeline.md gives a security team is the
-// one the release job runs on every pushed digest.
+// The verification commands docs/pipeline.md gives a security team are
+// the ones the release job runs on every pushed digest.
 func TestDocumentedVerifyCommandIsRun(t *testing.T) {
 	t.Parallel()
 	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
@@ -20,13 +26,15 @@ func TestDocumentedVerifyCommandIsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^\s*run: (gh attestation verify .*)$`).FindSubmatch(wf)
-	if m == nil {
-		t.Fatal("pipeline.yml runs no gh attestation verify")
+	cmds := regexp.MustCompile(`(?m)^\s*(?:run: )?(gh attestation verify .*)$`).FindAllSubmatch(wf, -1)
+	if len(cmds) != 2 {
+		t.Fatalf("pipeline.yml runs gh attestation verify %d times; want 2 (the provenance, the SBOMs)", len(cmds))
 	}
-	cmd := strings.TrimSpace(string(m[1]))
-	if !strings.Contains(string(md), "```sh\n"+cmd+"\n```") {
-		t.Errorf("docs/pipeline.md does not give the workflow's verification command in a sh block:\n%s", cmd)
+	for _, m := range cmds {
+		cmd := strings.TrimSpace(string(m[1]))
+		if !strings.Contains(string(md), "```sh\n"+cmd+"\n```") {
+			t.Errorf("docs/pipeline.md does not give the workflow's verification command in a sh block:\n%s", cmd)
+		}
 	}
 }
 
@@ -108,4 +116,92 @@ func TestWorkflowInstallsWhatTheTestsNeed(t *testing.T) {
 	if cmd := string(step[1]); !strings.HasPrefix(cmd, "sudo ") || !strings.Contains(cmd, "go test -race") {
 		t.Errorf("pipeline.yml's unit tests run as %q; want them under sudo (the IAM fixture needs root), with -race", cmd)
 	}
+}
+
+// The release job's step that finds each SBOM's subject (the platform
+// image its Image package names) gives, run on what push wrote to dist/,
+// the digest of that platform's manifest in the pushed index.
+func TestWorkflowFindsTheSBOMSubjects(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("jq"); err != nil {
+		testenv.Unavailable(t, "jq is not installed (apt-get install jq)")
+	}
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := stepRun(t, string(wf), "sboms")
+	ecrSrv := pushEnv(t, new(bool))
+	fe := newLightPushEngine(t, ecrSrv, nil)
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	var idx struct {
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform struct {
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(fe.top, &idx); err != nil || len(idx.Manifests) != 2 {
+		t.Fatalf("pushed index: %v %s", err, fe.top)
+	}
+	want := map[string]string{}
+	for _, m := range idx.Manifests {
+		want[m.Platform.Architecture] = m.Digest
+	}
+	out := filepath.Join(t.TempDir(), "github_output")
+	if b, err := runStep(script, fe.dir, out).CombinedOutput(); err != nil {
+		t.Fatalf("the step failed: %v\n%s", err, b)
+	}
+	b, _ := os.ReadFile(out)
+	got := map[string]string{}
+	for _, line := range strings.Fields(string(b)) {
+		k, v, _ := strings.Cut(line, "=")
+		got[k] = v
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("step outputs %v; want each platform's manifest digest %v", got, want)
+	}
+
+	// An SBOM that names no digest stops the job rather than attest nothing.
+	f := filepath.Join(fe.dir, "dist", "sbom-linux-arm64.spdx.json")
+	doc, _ := os.ReadFile(f)
+	if err := os.WriteFile(f, []byte(strings.ReplaceAll(string(doc), "@"+want["arm64"], "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := runStep(script, fe.dir, out).CombinedOutput(); err == nil || !strings.Contains(string(b), "names no image digest") {
+		t.Errorf("with an SBOM naming no digest the step gave %v:\n%s", err, b)
+	}
+}
+
+// runStep runs a step's script in dir as the runner would (bash -e),
+// with GITHUB_OUTPUT at out.
+func runStep(script, dir, out string) *exec.Cmd {
+	cmd := exec.Command("bash", "-e", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GITHUB_OUTPUT="+out)
+	return cmd
+}
+
+// stepRun is the run: | block of the workflow step with this id.
+func stepRun(t *testing.T, wf, id string) string {
+	t.Helper()
+	_, after, ok := strings.Cut(wf, "\n        id: "+id+"\n")
+	if !ok {
+		t.Fatalf("pipeline.yml has no step with id %s", id)
+	}
+	_, after, ok = strings.Cut(after, "        run: |\n")
+	if !ok {
+		t.Fatalf("step %s has no run: | block", id)
+	}
+	var lines []string
+	for _, l := range strings.Split(after, "\n") {
+		if !strings.HasPrefix(l, "          ") && strings.TrimSpace(l) != "" {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(l, "          "))
+	}
+	return strings.Join(lines, "\n")
 }
