@@ -174,6 +174,14 @@ func TestWorkflowFindsTheSBOMSubjects(t *testing.T) {
 	if b, err := runStep(script, fe.dir, out).CombinedOutput(); err == nil || !strings.Contains(string(b), "names no image digest") {
 		t.Errorf("with an SBOM naming no digest the step gave %v:\n%s", err, b)
 	}
+	// No SBOM at all stops it too: nothing would be attested, and the
+	// verification would pass on nothing.
+	if err := os.RemoveAll(filepath.Join(fe.dir, "dist")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := runStep(script, fe.dir, out).CombinedOutput(); err == nil || !strings.Contains(string(b), "push wrote no SBOM") {
+		t.Errorf("with no SBOM the step gave %v:\n%s", err, b)
+	}
 }
 
 // runStep runs a step's script in dir as the runner would (bash -e),
