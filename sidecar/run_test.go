@@ -454,15 +454,7 @@ func TestPlaintextOnTheNetworkWarning(t *testing.T) {
 		t.Run(tc.listen+" "+tc.tls, func(t *testing.T) {
 			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "TARGET_TLS": tc.tls,
 				"LISTEN_ADDR": tc.listen, "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
-			cancel, done, stderr := runAsync(t, env)
-			waitHealthy(t, env, true)
-			stopClean(t, cancel, done, stderr)
-			var warned []map[string]any
-			for _, l := range jsonLines(t, stderr.String()) {
-				if l["level"] == "WARN" && l["variable"] == "LISTEN_ADDR" {
-					warned = append(warned, l)
-				}
-			}
+			warned := startupWarnings(t, env, "LISTEN_ADDR")
 			switch {
 			case !tc.warn && len(warned) != 0:
 				t.Errorf("warned %v, want no warning", warned)
@@ -472,6 +464,22 @@ func TestPlaintextOnTheNetworkWarning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startupWarnings runs the sidecar with env until it is healthy, stops it,
+// and returns its WARN lines about variable.
+func startupWarnings(t *testing.T, env map[string]string, variable string) []map[string]any {
+	t.Helper()
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	stopClean(t, cancel, done, stderr)
+	var warned []map[string]any
+	for _, l := range jsonLines(t, stderr.String()) {
+		if l["level"] == "WARN" && l["variable"] == variable {
+			warned = append(warned, l)
+		}
+	}
+	return warned
 }
 
 func TestDrainPastFargateStopWarning(t *testing.T) {
@@ -491,15 +499,7 @@ func TestDrainPastFargateStopWarning(t *testing.T) {
 			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "DRAIN_TIMEOUT": tc.drain.String(),
 				"AWS_EXECUTION_ENV": tc.execEnv, "LISTEN_ADDR": "127.0.0.1",
 				"LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
-			cancel, done, stderr := runAsync(t, env)
-			waitHealthy(t, env, true)
-			stopClean(t, cancel, done, stderr)
-			var warned []map[string]any
-			for _, l := range jsonLines(t, stderr.String()) {
-				if l["level"] == "WARN" && l["variable"] == "DRAIN_TIMEOUT" {
-					warned = append(warned, l)
-				}
-			}
+			warned := startupWarnings(t, env, "DRAIN_TIMEOUT")
 			switch {
 			case !tc.warn && len(warned) != 0:
 				t.Errorf("warned %v, want no warning", warned)
