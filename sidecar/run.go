@@ -235,11 +235,12 @@ func warnPlaintextOnTheNetwork(ctx context.Context, log *slog.Logger, cfg config
 
 // warnDrainPastFargateStop warns when, on Fargate (ECS sets
 // AWS_EXECUTION_ENV), DRAIN_TIMEOUT is longer than any stopTimeout allows:
-// every deploy would end in SIGKILL with connections still open. EC2
-// allows longer stopTimeouts, so only Fargate is warned.
+// a drain that runs that long ends in SIGKILL with connections still
+// open. EC2 allows longer stopTimeouts, and sleep mode does not drain.
 func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.Config, lookup func(string) (string, bool)) {
 	limit := config.FargateMaxStopTimeout - config.StopMargin
-	if env, _ := lookup("AWS_EXECUTION_ENV"); env != "AWS_ECS_FARGATE" || cfg.DrainTimeout <= limit {
+	env, _ := lookup("AWS_EXECUTION_ENV")
+	if env != "AWS_ECS_FARGATE" || cfg.Mode == config.ModeSleep || cfg.DrainTimeout <= limit {
 		return
 	}
 	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("DRAIN_TIMEOUT=%s is longer than Fargate lets a container stop (stopTimeout %s at most): "+

@@ -487,17 +487,18 @@ func TestDrainPastFargateStopWarning(t *testing.T) {
 	upPort := strconv.Itoa(up.Addr().(*net.TCPAddr).Port)
 	limit := config.FargateMaxStopTimeout - config.StopMargin
 	for _, tc := range []struct {
-		execEnv string
-		drain   time.Duration
-		warn    bool
+		execEnv, mode string
+		drain         time.Duration
+		warn          bool
 	}{
-		{"AWS_ECS_FARGATE", limit + time.Second, true},
-		{"AWS_ECS_FARGATE", limit, false},
-		{"AWS_ECS_EC2", limit + time.Second, false}, // EC2 allows a longer stopTimeout
+		{"AWS_ECS_FARGATE", "proxy", limit + time.Second, true},
+		{"AWS_ECS_FARGATE", "proxy", limit, false},
+		{"AWS_ECS_EC2", "proxy", limit + time.Second, false},     // EC2 allows a longer stopTimeout
+		{"AWS_ECS_FARGATE", "sleep", limit + time.Second, false}, // nothing to drain
 	} {
-		t.Run(tc.execEnv+" "+tc.drain.String(), func(t *testing.T) {
+		t.Run(tc.execEnv+" "+tc.mode+" "+tc.drain.String(), func(t *testing.T) {
 			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "DRAIN_TIMEOUT": tc.drain.String(),
-				"AWS_EXECUTION_ENV": tc.execEnv, "LISTEN_ADDR": "127.0.0.1",
+				"AWS_EXECUTION_ENV": tc.execEnv, "MODE": tc.mode, "LISTEN_ADDR": "127.0.0.1",
 				"LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
 			warned := startupWarnings(t, env, "DRAIN_TIMEOUT")
 			switch {
