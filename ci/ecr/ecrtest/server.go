@@ -380,22 +380,33 @@ func (s *Server) putImage(w http.ResponseWriter, body map[string]any) {
 		awsError(w, http.StatusBadRequest, "ImageTagAlreadyExistsException", "The image tag '"+tag+"' already exists and cannot be overwritten because the repository is immutable.")
 		return
 	}
-	repo.Tags[tag] = digest
 	// ECR has one store: a tag PutImage sets is pulled from the registry.
-	if m, ok := s.manifests[digest]; ok && m.body == manifest {
+	// Images recorded with PushImage alone (not in the registry) get the
+	// tag in the API only.
+	if m, ok := s.manifests[digest]; ok && m.body == manifest && s.inRegistry(name, digest) {
 		req := httptest.NewRequest(http.MethodPut, "/v2/"+name+"/manifests/"+tag, strings.NewReader(manifest))
 		req.Header.Set("Content-Type", m.mediaType)
 		rec := httptest.NewRecorder()
 		s.registry.ServeHTTP(rec, req)
 		if rec.Code != http.StatusCreated {
-			awsError(w, http.StatusInternalServerError, "ServerException", "stand-in registry refused tag "+tag+": "+rec.Body.String())
+			// Not retryable: the SDK would retry a 5xx into ImageAlreadyExists.
+			awsError(w, http.StatusBadRequest, "InvalidParameterException", "stand-in registry refused tag "+tag+": "+rec.Body.String())
 			return
 		}
 	}
+	repo.Tags[tag] = digest
 	reply(w, map[string]any{"image": map[string]any{
 		"registryId": s.Account, "repositoryName": name,
 		"imageId": map[string]any{"imageTag": tag, "imageDigest": digest}, "imageManifest": manifest,
 	}})
+}
+
+// inRegistry reports whether the registry holds the manifest digest in
+// repository name.
+func (s *Server) inRegistry(name, digest string) bool {
+	rec := httptest.NewRecorder()
+	s.registry.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/v2/"+name+"/manifests/"+digest, nil))
+	return rec.Code == http.StatusOK
 }
 
 func (s *Server) getRegistryScanningConfiguration(w http.ResponseWriter, body map[string]any) {
