@@ -1,6 +1,7 @@
 package ci
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,7 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/example/sidecar/ci/ecr/ecrtest"
+	"github.com/example/sidecar/ci/referrers"
 	"github.com/example/sidecar/internal/testenv"
 )
 
@@ -44,7 +50,7 @@ func TestDocsCheckDocumentsRecipe(t *testing.T) {
 		testenv.Unavailable(t, "jq is not installed (apt-get install jq)")
 	}
 	bin := t.TempDir()
-	install := exec.Command("go", "install", "oras.land/oras/cmd/oras@"+orasVersion)
+	install := exec.CommandContext(testCtx(t), "go", "install", "oras.land/oras/cmd/oras@"+orasVersion)
 	install.Env = append(os.Environ(), "GOBIN="+bin)
 	if out, err := install.CombinedOutput(); err != nil {
 		testenv.Unavailable(t, "cannot build oras %s from the Go module proxy: %v\n%s", orasVersion, err, out)
@@ -64,6 +70,14 @@ func TestDocsCheckDocumentsRecipe(t *testing.T) {
 			gitTag(t, fe.dir, "v1.4.0")
 			if err := fe.runner.Push(testCtx(t)); err != nil {
 				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			// In ECR the index also carries GitHub's signed attestation,
+			// a referrer whose layer has no file name.
+			subject := v1.Descriptor{MediaType: types.MediaType(fe.topType), Digest: v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(fe.digest, "sha256:")}, Size: int64(len(fe.top))}
+			if _, err := referrers.Attach(testCtx(t), ecrSrv.Host()+"/sidecar", subject,
+				referrers.Artifact{ArtifactType: "application/vnd.dev.sigstore.bundle.v0.3+json", Payload: []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`)},
+				&authn.Basic{Username: "AWS", Password: ecrSrv.Password}); err != nil {
+				t.Fatal(err)
 			}
 			out, err := runRecipe(t, bin, ecrSrv, recipe)
 			if err != nil {
@@ -87,8 +101,11 @@ func TestDocsCheckDocumentsRecipe(t *testing.T) {
 				if swapped == recipe {
 					t.Fatalf("the recipe has no line %s", swap[0])
 				}
-				if out, err := runRecipe(t, bin, ecrSrv, swapped); err == nil {
-					t.Errorf("with %s the recipe passed documents of another image:\n%s", swap[1], out)
+				// The check itself fails (jq -e: false, exit 1), not a command before it.
+				out, err := runRecipe(t, bin, ecrSrv, swapped)
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasSuffix(out, "false\n") {
+					t.Errorf("with %s the recipe gave %v, want a check printing false and exit code 1:\n%s", swap[1], err, out)
 				}
 			}
 		})
@@ -114,7 +131,7 @@ func runRecipe(t *testing.T, orasDir string, ecrSrv *ecrtest.Server, recipe stri
 	write("aws", `[ "$1 $2" = "ecr get-login-password" ] || { echo "aws shim: unexpected $*" >&2; exit 2; }; echo `+ecrSrv.Password)
 	write("oras", `cmd=$1; shift; exec `+filepath.Join(orasDir, "oras")+` "$cmd" --plain-http "$@"`)
 	script := regexp.MustCompile(`(?m)^REGISTRY=.*$`).ReplaceAllString(recipe, "REGISTRY="+ecrSrv.Host())
-	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd := exec.CommandContext(testCtx(t), "bash", "-c", script) // the block sets its own -euo pipefail
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"), "HOME="+dir, "DOCKER_CONFIG="+filepath.Join(dir, ".docker"))
 	out, err := cmd.CombinedOutput()
