@@ -64,6 +64,7 @@ type fakeServer struct {
 	seqs      []byte      // sequence ids of every client packet in the login
 	resumed   []bool
 	errs      []error
+	ended     int // connections the fake has finished with
 }
 
 // fakeOpts shape a fakeServer.
@@ -135,7 +136,12 @@ func (f *fakeServer) fail(err error) {
 }
 
 func (f *fakeServer) serve(c net.Conn) {
-	defer c.Close()
+	defer func() {
+		_ = c.Close()
+		f.mu.Lock()
+		f.ended++
+		f.mu.Unlock()
+	}()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	switch {
 	case f.silent:
