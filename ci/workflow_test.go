@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spdx/tools-golang/spdx"
+
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/internal/testenv"
 )
 
@@ -75,9 +78,8 @@ func TestWorkflowPermissions(t *testing.T) {
 
 // runnerHas are .ci/run's packages that GitHub's Ubuntu runner image
 // already has (its Docker is docker-ce, which docker.io would conflict with;
-// iptables and iproute2 are in every Ubuntu image; jq is in the runner's
-// tool list).
-var runnerHas = []string{"git", "curl", "openssl", "jq", "iptables", "iproute2", "docker.io"}
+// iptables and iproute2 are in every Ubuntu image).
+var runnerHas = []string{"git", "curl", "openssl", "iptables", "iproute2", "docker.io"}
 
 // The workflow runs the same tests as .ci/run, with CI set, so a service
 // it does not install fails a test there: it installs every package
@@ -181,6 +183,32 @@ func TestWorkflowFindsTheSBOMSubjects(t *testing.T) {
 	}
 	if b, err := runStep(script, fe.dir, out).CombinedOutput(); err == nil || !strings.Contains(string(b), "push wrote no SBOM") {
 		t.Errorf("with no SBOM the step gave %v:\n%s", err, b)
+	}
+}
+
+// The release job's SBOM steps name the files push writes (sbomTitle) for
+// every platform it can build, and verify the predicate type actions/attest
+// gives the SPDX version the SBOMs are written in
+// (https://spdx.dev/Document/v<version>, its src/sbom.ts).
+func TestWorkflowSBOMStepsMatchWhatPushWrites(t *testing.T) {
+	t.Parallel()
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var platforms string
+	for _, v := range config.Vars() {
+		if v.Name == "PLATFORMS" {
+			platforms = v.Default // every platform push can build
+		}
+	}
+	for _, p := range strings.Split(platforms, ",") {
+		if want := "sbom-path: dist/" + sbomTitle(p); !strings.Contains(string(wf), want) {
+			t.Errorf("pipeline.yml has no %q", want)
+		}
+	}
+	if want := "--predicate-type https://spdx.dev/Document/v" + strings.TrimPrefix(spdx.Version, "SPDX-"); !strings.Contains(string(wf), want) {
+		t.Errorf("pipeline.yml does not verify with %q", want)
 	}
 }
 
