@@ -182,8 +182,9 @@ var ServiceConnectPorts = map[int]string{
 
 // ECS sends SIGKILL a container's stopTimeout after SIGTERM; Fargate
 // accepts at most FargateMaxStopTimeout (ContainerDefinition.stopTimeout
-// in the ECS API reference). StopMargin is what the sidecar needs beyond
-// DRAIN_TIMEOUT to close what is left and exit on its own.
+// in the ECS API reference). StopMargin is the room the docs leave between
+// DRAIN_TIMEOUT and stopTimeout for the sidecar to close what is left and
+// exit on its own (proxy's drain-deadline test bounds that time by it).
 const (
 	FargateMaxStopTimeout = 120 * time.Second
 	StopMargin            = 5 * time.Second
