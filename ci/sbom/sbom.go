@@ -15,6 +15,7 @@ import (
 	"debug/buildinfo"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -213,6 +214,29 @@ func purl(locator string) []*spdx.PackageExternalReference {
 	return []*spdx.PackageExternalReference{{Category: "PACKAGE-MANAGER", RefType: "purl", Locator: locator}}
 }
 
+// stdlibRefs names the Go standard library as scanners look it up: a
+// release's purl and CPE versions drop the "go" prefix and any
+// experiments (as syft writes them; grype matches the CPE against NVD,
+// Trivy parses the purl's version as semver), and a release candidate's
+// "rc1" is the CPE's update field. A devel toolchain gets no CPE.
+func stdlibRefs(goVersion string) []*spdx.PackageExternalReference {
+	release, _, _ := strings.Cut(strings.TrimPrefix(goVersion, "go"), " ") // "go1.26.8 X:nodwarf5"
+	m := goRelease.FindStringSubmatch(release)
+	if m == nil {
+		return purl("pkg:golang/stdlib@" + url.PathEscape(goVersion))
+	}
+	update := "-"
+	if m[2] != "" {
+		update = m[2]
+	}
+	return append(purl("pkg:golang/stdlib@"+release), &spdx.PackageExternalReference{
+		Category: "SECURITY", RefType: "cpe23Type", Locator: "cpe:2.3:a:golang:go:" + m[1] + ":" + update + ":*:*:*:*:*:*",
+	})
+}
+
+// goRelease is a Go release's version after "go": 1.26.8, 1.27rc1.
+var goRelease = regexp.MustCompile(`^(\d+\.\d+(?:\.\d+)?)((?:rc|beta)\d+)?$`)
+
 // goBinary adds the Go binary, its toolchain, main module and dependency
 // modules, and returns the binary's id.
 func (d *document) goBinary(in Input, bi *buildinfo.BuildInfo, binSum string) common.ElementID {
@@ -240,7 +264,7 @@ func (d *document) goBinary(in Input, bi *buildinfo.BuildInfo, binSum string) co
 		PackageDownloadLocation:   "https://go.dev/dl/",
 		PackageLicenseDeclared:    "BSD-3-Clause",
 		PrimaryPackagePurpose:     "LIBRARY",
-		PackageExternalReferences: purl("pkg:golang/stdlib@" + bi.GoVersion),
+		PackageExternalReferences: stdlibRefs(bi.GoVersion),
 		PackageComment:            "The Go toolchain and standard library the binary was built with.",
 	})
 	d.rel(binary, "DEPENDS_ON", stdlib)

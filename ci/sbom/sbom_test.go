@@ -107,7 +107,9 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 			t.Errorf("module %s %s: package %+v", m.Path, m.Version, p)
 		}
 	}
-	if p := byName["stdlib"]; p == nil || p.PackageVersion != runtime.Version() || p.PackageExternalReferences[0].Locator != "pkg:golang/stdlib@"+runtime.Version() {
+	if p := byName["stdlib"]; p == nil || p.PackageVersion != runtime.Version() || len(p.PackageExternalReferences) != 2 ||
+		p.PackageExternalReferences[0].Locator != "pkg:golang/stdlib@"+strings.TrimPrefix(runtime.Version(), "go") ||
+		p.PackageExternalReferences[1].Locator != "cpe:2.3:a:golang:go:"+strings.TrimPrefix(runtime.Version(), "go")+":-:*:*:*:*:*:*" {
 		t.Errorf("stdlib package %+v", p)
 	}
 	if p := byName["busybox"]; p == nil || p.PackageVersion != "1.37.0-r19" || p.PackageLicenseDeclared != "GPL-2.0-only" ||
@@ -225,5 +227,32 @@ func TestGoModuleVersion(t *testing.T) {
 		if got := goModuleVersion(in); got != want {
 			t.Errorf("goModuleVersion(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Scanners find the standard library's vulnerabilities by these: syft
+// writes the same purl and CPE for a Go binary it catalogs.
+func TestStdlibRefs(t *testing.T) {
+	for _, tc := range []struct{ goVersion, purl, cpe string }{
+		{"go1.26.8", "pkg:golang/stdlib@1.26.8", "cpe:2.3:a:golang:go:1.26.8:-:*:*:*:*:*:*"},
+		{"go1.27", "pkg:golang/stdlib@1.27", "cpe:2.3:a:golang:go:1.27:-:*:*:*:*:*:*"},
+		{"go1.27rc1", "pkg:golang/stdlib@1.27rc1", "cpe:2.3:a:golang:go:1.27:rc1:*:*:*:*:*:*"},
+		{"go1.26.8 X:nodwarf5", "pkg:golang/stdlib@1.26.8", "cpe:2.3:a:golang:go:1.26.8:-:*:*:*:*:*:*"},
+		{"devel go1.27-4b0a3c9 Tue Dec 1 10:00:00 2026 +0000", "pkg:golang/stdlib@devel%20go1.27-4b0a3c9%20Tue%20Dec%201%2010:00:00%202026%20+0000", ""},
+	} {
+		t.Run(tc.goVersion, func(t *testing.T) {
+			refs := stdlibRefs(tc.goVersion)
+			var got []string
+			for _, r := range refs {
+				got = append(got, r.Category+" "+r.RefType+" "+r.Locator)
+			}
+			want := []string{"PACKAGE-MANAGER purl " + tc.purl}
+			if tc.cpe != "" {
+				want = append(want, "SECURITY cpe23Type "+tc.cpe)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("stdlibRefs(%q) = %q, want %q", tc.goVersion, got, want)
+			}
+		})
 	}
 }
