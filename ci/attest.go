@@ -217,11 +217,13 @@ func (s *run) sboms(created time.Time) ([]referrers.Artifact, error) {
 		}
 		if pf[apkDBPath] == nil {
 			s.step("push: note: the %s image has no %s: the SBOM lists no OS packages", m.Platform, apkDBPath)
+		} else if sbom.ParseOSRelease(osRelease(pf)).VersionID == "" {
+			s.step("push: note: the %s image's os-release names no VERSION_ID: the SBOM's OS packages name no distribution release, so scanners may not match them", m.Platform)
 		}
 		doc, err := sbom.Build(sbom.Input{
 			Name: reg.Repository, Version: src.version, Revision: src.revision, Platform: m.Platform,
 			Image: reg.URI + "@" + m.Digest, Binary: pf[binaryPath], BinaryPath: binaryPath, APKInstalled: pf[apkDBPath],
-			BaseImages: s.pinnedBases(), Created: created,
+			OSRelease: osRelease(pf), BaseImages: s.pinnedBases(), Created: created,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("SBOM for %s: %w", m.Platform, err)

@@ -41,7 +41,7 @@ func (r *Runner) pullCandidate(ctx context.Context, reg *ecr.Registry, pushed ec
 	if err != nil {
 		return nil, fmt.Errorf("candidate reference: %w", err)
 	}
-	r.step("push: reading %s and %s of each platform from %s", binaryPath, apkDBPath, ref)
+	r.step("push: reading %s, %s and os-release of each platform from %s", binaryPath, apkDBPath, ref)
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(registryAuth(reg))}
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {

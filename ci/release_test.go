@@ -191,7 +191,7 @@ func (b *builtBinaries) imageFiles(t *testing.T, build func() (string, error)) m
 		if err != nil {
 			t.Fatal(err)
 		}
-		out["linux/"+arch] = map[string][]byte{binaryPath: bin, apkDBPath: []byte(testAPKDB(arch))}
+		out["linux/"+arch] = map[string][]byte{binaryPath: bin, apkDBPath: []byte(testAPKDB(arch)), osReleaseLibPath: []byte(testOSRelease)}
 	}
 	return out
 }
@@ -284,6 +284,10 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// testOSRelease is Alpine's os-release, which Alpine keeps in
+// /usr/lib/os-release (/etc/os-release links to it).
+const testOSRelease = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.22.2\nPRETTY_NAME=\"Alpine Linux v3.22\"\n"
 
 // testAPKDB is an Alpine installed database in apk's format (one
 // paragraph per package, single-letter keys).
@@ -794,6 +798,9 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 				names := map[string]string{}
 				for _, p := range doc.Packages {
 					names[p.PackageName] = p.PackageVersion
+					if want := "pkg:apk/alpine/busybox@1.37.0-r19?arch=" + map[string]string{"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[plat] + "&distro=alpine-3.22.2"; p.PackageName == "busybox" && p.PackageExternalReferences[0].Locator != want {
+						t.Errorf("%s: busybox is %s, want %s (the distribution from the image's os-release)", f.Title, p.PackageExternalReferences[0].Locator, want)
+					}
 					if p.PackageName == "github.com/example/sidecar/sidecar" {
 						sum := sha256.Sum256(files[plat][binaryPath])
 						if p.PackageChecksums[0].Value != hex.EncodeToString(sum[:]) {

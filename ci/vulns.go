@@ -17,12 +17,24 @@ import (
 const (
 	binaryPath = "/usr/local/bin/sidecar"
 	apkDBPath  = "/lib/apk/db/installed"
+	// os-release(5): /etc/os-release, else /usr/lib/os-release (Alpine's
+	// /etc one is a symbolic link to it, which imagefiles does not follow).
+	osReleasePath    = "/etc/os-release"
+	osReleaseLibPath = "/usr/lib/os-release"
 )
+
+// osRelease is the image's os-release file, nil when it has none.
+func osRelease(files map[string][]byte) []byte {
+	if b, ok := files[osReleasePath]; ok {
+		return b
+	}
+	return files[osReleaseLibPath]
+}
 
 // scanLimit bounds one govulncheck run (seconds with a reachable database).
 const scanLimit = 5 * time.Minute
 
-func imagePaths() []string { return []string{binaryPath, apkDBPath} }
+func imagePaths() []string { return []string{binaryPath, apkDBPath, osReleasePath, osReleaseLibPath} }
 
 // probeVulnDB checks GOVULNDB answers before anything is built, so an
 // unreachable database fails in seconds.

@@ -100,11 +100,11 @@ func TestImageSBOM(t *testing.T) {
 		}
 		return b
 	}
-	bin, apkdb := read("/usr/local/bin/sidecar"), read("/lib/apk/db/installed")
+	bin, apkdb, osRelease := read("/usr/local/bin/sidecar"), read("/lib/apk/db/installed"), read("/etc/os-release")
 
 	doc, err := sbom.Build(sbom.Input{
 		Name: "sidecar", Version: testVersion, Revision: testRevision, Platform: "linux/" + runtime.GOARCH,
-		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: apkdb,
+		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: apkdb, OSRelease: osRelease,
 		BaseImages: []sbom.BaseImage{{Ref: s.Go, Arg: "GO_IMAGE", Stage: "build"}, {Ref: s.Runtime, Arg: "RUNTIME_IMAGE", Stage: "runtime"}},
 		Created:    time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	})
@@ -125,6 +125,12 @@ func TestImageSBOM(t *testing.T) {
 	versions := map[string]string{}
 	for _, p := range back.Packages {
 		versions[p.PackageName] = p.PackageVersion
+		// The runtime base's os-release reaches the final image, and names
+		// the distribution in each OS package's URL.
+		if want := "&distro=sidecar-standin-" + standinOSVersion; p.PackageName == "busybox" &&
+			(!strings.HasPrefix(p.PackageExternalReferences[0].Locator, "pkg:apk/sidecar-standin/busybox@") || !strings.HasSuffix(p.PackageExternalReferences[0].Locator, want)) {
+			t.Errorf("SBOM of the built image: busybox is %s, want the stand-in's distribution (%s)", p.PackageExternalReferences[0].Locator, want)
+		}
 	}
 	goTC := findHostGo(t) // the Go stand-in carries this toolchain
 	for pkg, want := range map[string]string{

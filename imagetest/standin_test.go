@@ -314,6 +314,10 @@ func recipeHash(parts ...any) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
+// standinOSVersion is the stand-in's VERSION_ID, which the SBOM's OS
+// package URLs carry.
+const standinOSVersion = "1"
+
 // rootFile is a file the stand-in rootfs gets beyond busybox itself.
 type rootFile struct {
 	name string
@@ -329,6 +333,6 @@ func rootfsFiles() []rootFile {
 		{"etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n"},
 		{"etc/group", 0o644, "root:x:0:root\nnogroup:x:65533:\nnobody:x:65534:\n"},
 		{"etc/shadow", 0o640, "root:*::0:::::\nnobody:!::0:::::\n"},
-		{"etc/os-release", 0o644, "NAME=\"sidecar test stand-in (busybox-static)\"\nID=sidecar-standin\n"},
+		{"etc/os-release", 0o644, "NAME=\"sidecar test stand-in (busybox-static)\"\nID=sidecar-standin\nVERSION_ID=" + standinOSVersion + "\n"},
 	}
 }

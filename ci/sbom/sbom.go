@@ -49,6 +49,7 @@ type Input struct {
 	Binary       []byte // the sidecar binary as shipped
 	BinaryPath   string // its path in the image
 	APKInstalled []byte // /lib/apk/db/installed; nil when the image has none
+	OSRelease    []byte // the image's os-release file; nil when it has none
 	BaseImages   []BaseImage
 	Created      time.Time // document creation time (the commit time keeps it reproducible)
 	Tool         string    // creator tool, e.g. sidecar-ci
@@ -57,6 +58,31 @@ type Input struct {
 // APKPackage is one package of an apk installed database.
 type APKPackage struct {
 	Name, Version, Arch, License, URL, Description, Origin, Maintainer string
+}
+
+// OSRelease is what an os-release file says of the image's distribution.
+type OSRelease struct{ ID, VersionID string }
+
+// ParseOSRelease reads ID and VERSION_ID from an os-release file
+// (KEY=value lines, values optionally quoted; see os-release(5)).
+func ParseOSRelease(b []byte) OSRelease {
+	var r OSRelease
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		switch k {
+		case "ID":
+			r.ID = v
+		case "VERSION_ID":
+			r.VersionID = v
+		}
+	}
+	return r
 }
 
 // ParseAPK reads an apk installed database: paragraphs separated by blank
@@ -146,7 +172,7 @@ func Build(in Input) (*spdx.Document, error) {
 	binary := d.goBinary(in, bi, binSum)
 	d.rel(image, "CONTAINS", binary)
 	if in.APKInstalled != nil {
-		if err := d.apks(in.APKInstalled, image); err != nil {
+		if err := d.apks(in.APKInstalled, ParseOSRelease(in.OSRelease), image); err != nil {
 			return nil, err
 		}
 	}
@@ -288,7 +314,7 @@ func (d *document) goBinary(in Input, bi *buildinfo.BuildInfo, binSum string) co
 
 // apks adds the Alpine packages of the installed database as contained in
 // the image.
-func (d *document) apks(installed []byte, image common.ElementID) error {
+func (d *document) apks(installed []byte, osr OSRelease, image common.ElementID) error {
 	apks, err := ParseAPK(installed)
 	if err != nil {
 		return err
@@ -298,7 +324,7 @@ func (d *document) apks(installed []byte, image common.ElementID) error {
 			PackageName: a.Name, PackageSPDXIdentifier: elementID("APK", a.Name+"-"+a.Version), PackageVersion: a.Version,
 			PackageHomePage: a.URL, PackageSummary: a.Description, PackageLicenseDeclared: a.License,
 			PrimaryPackagePurpose:     "OPERATING-SYSTEM",
-			PackageExternalReferences: purl(fmt.Sprintf("pkg:apk/alpine/%s@%s?arch=%s", a.Name, a.Version, a.Arch)),
+			PackageExternalReferences: purl(apkPurl(a, osr)),
 			PackageSourceInfo:         "origin " + a.Origin + "; from /lib/apk/db/installed",
 		}
 		if a.Maintainer != "" {
@@ -415,4 +441,30 @@ func goModuleVersion(v string) string {
 		return "v" + v
 	}
 	return v
+}
+
+// apkPurl is an apk package's URL as syft writes it. Scanners read the
+// distribution from its distro qualifier (grype picks Alpine's security
+// database by it) and match vulnerabilities, which Alpine files by origin
+// package, through upstream.
+func apkPurl(a APKPackage, osr OSRelease) string {
+	ns := "alpine" // apk's own distribution, when the image does not name one
+	if osr.ID != "" {
+		ns = strings.ToLower(osr.ID)
+	}
+	q := url.Values{}
+	if a.Arch != "" {
+		q.Set("arch", a.Arch)
+	}
+	if osr.ID != "" && osr.VersionID != "" {
+		q.Set("distro", osr.ID+"-"+osr.VersionID)
+	}
+	if a.Origin != "" && a.Origin != a.Name {
+		q.Set("upstream", a.Origin)
+	}
+	u := "pkg:apk/" + ns + "/" + url.PathEscape(a.Name) + "@" + url.PathEscape(a.Version)
+	if len(q) > 0 {
+		u += "?" + q.Encode() // sorted by key, as purl's canonical form wants
+	}
+	return u
 }

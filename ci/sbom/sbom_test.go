@@ -35,6 +35,21 @@ V:1.2.5-r10
 A:x86_64
 L:MIT
 o:musl
+
+P:libcrypto3
+V:3.5.4-r0
+A:x86_64
+L:Apache-2.0
+o:openssl
+`
+
+// alpineOSRelease is Alpine 3.22's /etc/os-release.
+const alpineOSRelease = `NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.22.2
+PRETTY_NAME="Alpine Linux v3.22"
+HOME_URL="https://alpinelinux.org/"
+BUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"
 `
 
 func TestBuildFromTheRealBinary(t *testing.T) {
@@ -50,7 +65,7 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	doc, err := Build(Input{
 		Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
 		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
-		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
+		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB), OSRelease: []byte(alpineOSRelease),
 		BaseImages: bases,
 		Created:    created,
 	})
@@ -113,11 +128,15 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 		t.Errorf("stdlib package %+v", p)
 	}
 	if p := byName["busybox"]; p == nil || p.PackageVersion != "1.37.0-r19" || p.PackageLicenseDeclared != "GPL-2.0-only" ||
-		p.PackageExternalReferences[0].Locator != "pkg:apk/alpine/busybox@1.37.0-r19?arch=x86_64" || p.PackageSupplier == nil {
+		p.PackageExternalReferences[0].Locator != "pkg:apk/alpine/busybox@1.37.0-r19?arch=x86_64&distro=alpine-3.22.2" || p.PackageSupplier == nil {
 		t.Errorf("busybox package %+v", p)
 	}
 	if p := byName["musl"]; p == nil || p.PackageVersion != "1.2.5-r10" {
 		t.Errorf("musl package %+v", p)
+	}
+	if p := byName["libcrypto3"]; p == nil ||
+		p.PackageExternalReferences[0].Locator != "pkg:apk/alpine/libcrypto3@3.5.4-r0?arch=x86_64&distro=alpine-3.22.2&upstream=openssl" {
+		t.Errorf("libcrypto3 package (origin openssl) %+v", p)
 	}
 	if p := byName["alpine:3.22"]; p == nil || p.PackageExternalReferences[0].Locator != "pkg:oci/alpine?repository_url=alpine&tag=3.22" ||
 		!strings.Contains(p.PackageComment, "by tag: the digest it named at build time is not recorded") {
@@ -144,7 +163,7 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	// Reproducible: the same input gives the same bytes.
 	doc2, _ := Build(Input{Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
 		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
-		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB),
+		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(apkDB), OSRelease: []byte(alpineOSRelease),
 		BaseImages: bases,
 		Created:    created})
 	raw2, _ := JSON(doc2)
@@ -163,7 +182,7 @@ func TestBuildRefusesBadInput(t *testing.T) {
 		}
 	}
 	pkgs, err := ParseAPK([]byte(apkDB))
-	if err != nil || len(pkgs) != 2 || pkgs[1].Name != "musl" {
+	if err != nil || len(pkgs) != 3 || pkgs[1].Name != "musl" || pkgs[2].Origin != "openssl" {
 		t.Errorf("ParseAPK: %v %+v", err, pkgs)
 	}
 }
@@ -252,6 +271,56 @@ func TestStdlibRefs(t *testing.T) {
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("stdlibRefs(%q) = %q, want %q", tc.goVersion, got, want)
+			}
+		})
+	}
+}
+
+// grype reads the distribution of an SBOM's OS packages from the purls'
+// distro qualifier, and matches a package whose origin differs from its
+// name through upstream; without them it finds no Alpine vulnerabilities.
+func TestAPKPurl(t *testing.T) {
+	alpine := ParseOSRelease([]byte(alpineOSRelease))
+	for _, tc := range []struct {
+		name string
+		a    APKPackage
+		osr  OSRelease
+		want string
+	}{
+		{"alpine", APKPackage{Name: "busybox", Version: "1.37.0-r19", Arch: "aarch64", Origin: "busybox"}, alpine,
+			"pkg:apk/alpine/busybox@1.37.0-r19?arch=aarch64&distro=alpine-3.22.2"},
+		{"origin differs", APKPackage{Name: "libssl3", Version: "3.5.4-r0", Arch: "x86_64", Origin: "openssl"}, alpine,
+			"pkg:apk/alpine/libssl3@3.5.4-r0?arch=x86_64&distro=alpine-3.22.2&upstream=openssl"},
+		{"another apk distribution", APKPackage{Name: "busybox", Version: "1.37.0-r5", Arch: "x86_64"}, OSRelease{ID: "wolfi", VersionID: "20230201"},
+			"pkg:apk/wolfi/busybox@1.37.0-r5?arch=x86_64&distro=wolfi-20230201"},
+		{"no os-release", APKPackage{Name: "musl", Version: "1.2.5-r10", Arch: "x86_64", Origin: "musl"}, OSRelease{},
+			"pkg:apk/alpine/musl@1.2.5-r10?arch=x86_64"},
+		{"no VERSION_ID", APKPackage{Name: "musl", Version: "1.2.5-r10", Arch: "x86_64"}, OSRelease{ID: "alpine"},
+			"pkg:apk/alpine/musl@1.2.5-r10?arch=x86_64"},
+		{"a name to escape", APKPackage{Name: "libstdc++", Version: "14.2.0-r6", Arch: "x86_64", Origin: "gcc"}, alpine,
+			"pkg:apk/alpine/libstdc++@14.2.0-r6?arch=x86_64&distro=alpine-3.22.2&upstream=gcc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := apkPurl(tc.a, tc.osr); got != tc.want {
+				t.Errorf("apkPurl(%+v, %+v) =\n %s, want\n %s", tc.a, tc.osr, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseOSRelease(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		want       OSRelease
+	}{
+		{"alpine", alpineOSRelease, OSRelease{ID: "alpine", VersionID: "3.22.2"}},
+		{"quoted", "ID='debian'\nVERSION_ID=\"12\"\n", OSRelease{ID: "debian", VersionID: "12"}},
+		{"comments and blanks", "# made by hand\n\nID=sidecar-standin\n", OSRelease{ID: "sidecar-standin"}},
+		{"empty", "", OSRelease{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ParseOSRelease([]byte(tc.file)); got != tc.want {
+				t.Errorf("ParseOSRelease(%q) = %+v, want %+v", tc.file, got, tc.want)
 			}
 		})
 	}
