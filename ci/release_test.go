@@ -473,9 +473,41 @@ func earlierFilesOf(t *testing.T, out map[string]map[string][]byte) map[string]m
 			t.Fatalf("patched build info: %v %v", bi, err)
 		}
 		db := strings.ReplaceAll(string(fs[apkDBPath]), "V:1.37.0-r19", "V:1.36.1-r0")
-		out[p] = map[string][]byte{binaryPath: bin, apkDBPath: []byte(db)}
+		out[p] = map[string][]byte{binaryPath: bin, apkDBPath: []byte(db), osReleaseLibPath: fs[osReleaseLibPath]}
 	}
 	return out
+}
+
+// An image whose OS packages cannot be named fully still gets its SBOM, and
+// the log says what it lacks: no apk database (no OS packages listed), or
+// no VERSION_ID in os-release (package URLs without a distro release,
+// which scanners need).
+func TestPushNotesWhatTheSBOMCannotSay(t *testing.T) {
+	t.Parallel()
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	files := tinyFiles(t)
+	delete(files["linux/amd64"], apkDBPath)
+	files["linux/arm64"][osReleaseLibPath] = []byte("NAME=\"Alpine Linux\"\nID=alpine\n")
+	fe := newPushEngineFiles(t, ecrSrv, vulnCheckOff(nil), nil, files)
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	for _, w := range []string{
+		"push: note: the linux/amd64 image has no /lib/apk/db/installed: the SBOM lists no OS packages",
+		"push: note: the linux/arm64 image's os-release names no VERSION_ID",
+	} {
+		if !strings.Contains(fe.log.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, fe.log)
+		}
+	}
+	sbom, err := os.ReadFile(filepath.Join(fe.dir, "dist", "sbom-linux-arm64.spdx.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(sbom), `"pkg:apk/alpine/busybox@1.37.0-r19?arch=aarch64"`) {
+		t.Errorf("arm64 SBOM: want busybox's purl without a distro qualifier:\n%s", sbom)
+	}
 }
 
 func digestOf(s string) string {
