@@ -285,8 +285,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testOSRelease is Alpine's os-release, which Alpine keeps in
-// /usr/lib/os-release (/etc/os-release links to it).
+// testOSRelease is Alpine's os-release, here only at
+// /usr/lib/os-release, as where /etc/os-release is a link to it.
 const testOSRelease = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.22.2\nPRETTY_NAME=\"Alpine Linux v3.22\"\n"
 
 // testAPKDB is an Alpine installed database in apk's format (one

@@ -17,7 +17,7 @@ import (
 const (
 	binaryPath = "/usr/local/bin/sidecar"
 	apkDBPath  = "/lib/apk/db/installed"
-	// os-release(5): /etc/os-release, else /usr/lib/os-release (Alpine's
+	// os-release(5): /etc/os-release, else /usr/lib/os-release (where the
 	// /etc one is a symbolic link to it, which imagefiles does not follow).
 	osReleasePath    = "/etc/os-release"
 	osReleaseLibPath = "/usr/lib/os-release"
