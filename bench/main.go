@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures the sidecar against direct connections and socat on
 // loopback, in one run, with contestants interleaved and repeated:
 //

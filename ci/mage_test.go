@@ -158,3 +158,23 @@ func listeningSocket(t *testing.T) string {
 	}()
 	return path
 }
+
+// The quick start runs `go tool mage test` on a laptop, often a Mac: every
+// package of the module, tests included, must build there (the unit-test
+// step runs go test ./...). The bench is Linux-only and says so there.
+func TestModuleBuildsOnMacOS(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("type-checks the module for darwin")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // safety net
+	defer cancel()
+	for _, arch := range []string{"arm64", "amd64"} {
+		cmd := exec.CommandContext(ctx, "go", "vet", "./...")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH="+arch, "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("GOOS=darwin GOARCH=%s go vet ./...: %v\n%s", arch, err, out)
+		}
+	}
+}
