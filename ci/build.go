@@ -94,6 +94,19 @@ func sourceExcludes() []string {
 	return []string{".git", ".github", "dist", "bin", "*.test", "*.out", "*.tar", ".ci"}
 }
 
+// patternEscape makes a path match itself as an exclude pattern (the
+// engine's filter reads *, ?, [ and \ as pattern syntax).
+func patternEscape(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 func stepBuild() Step {
 	return Step{Name: "build", Doc: "pins the base images to digests for every platform they are used on, " +
 		"runs the Dockerfile per platform of PLATFORMS and exports the multi-platform image once as an OCI tarball.",
@@ -148,7 +161,14 @@ func (s *run) build(ctx context.Context) (*Image, error) {
 
 // dockerBuilds adds one Dockerfile build per platform of PLATFORMS to img.
 func (s *run) dockerBuilds(img *Image, args []dagger.BuildArg) {
-	dir := s.client.Host().Directory(s.Config.Dir, dagger.HostDirectoryOpts{Exclude: sourceExcludes(), Gitignore: true})
+	// A push builds the commit: untracked files (Go compiles every file
+	// of a package's directory) stay out; push already refused changes to
+	// tracked ones. A local build takes the worktree as it is.
+	excludes := sourceExcludes()
+	for _, p := range s.ref.Untracked {
+		excludes = append(excludes, patternEscape(strings.TrimSuffix(p, "/")))
+	}
+	dir := s.client.Host().Directory(s.Config.Dir, dagger.HostDirectoryOpts{Exclude: excludes, Gitignore: true})
 	label := s.sourceLabel(s.src)
 	if label == "" {
 		s.step("build: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label")

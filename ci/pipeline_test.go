@@ -970,3 +970,63 @@ func TestSessionRefusesTheToken(t *testing.T) {
 		t.Fatalf("exit %d: %v; want exit %d naming DAGGER_SESSION_TOKEN", ExitCode(err), err, ExitNoEngine)
 	}
 }
+
+// A push builds the commit it tags: untracked files (a new .go file in a
+// package's directory would be compiled in) stay out of the build context,
+// and the log names them. A local build takes the worktree as it is.
+func TestPushLeavesUntrackedFilesOutOfTheBuild(t *testing.T) {
+	t.Parallel()
+	untracked := func(t *testing.T, dir string) {
+		for _, name := range []string{"wip.go", "notes/a.md", "notes/b.md", "odd*name.go"} {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte("package main\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	excludes := func(t *testing.T, fe *fakeEngine) []string {
+		builds := fe.srv.Select(func(q daggertest.Query) bool { return q.Leaf().Field == "id" && q.Has("dockerBuild") })
+		if len(builds) == 0 {
+			t.Fatalf("no Dockerfile build; log:\n%s", fe.log)
+		}
+		dir, _ := builds[0].Find("directory")
+		var out []string
+		for _, e := range dir.Args["exclude"].([]any) {
+			out = append(out, fmt.Sprint(e))
+		}
+		return out
+	}
+	left := []string{"wip.go", "notes", `odd\*name.go`}
+
+	t.Run("push", func(t *testing.T) {
+		t.Parallel()
+		fe := newLightPushEngine(t, pushEnv(t, nil), nil)
+		untracked(t, fe.dir)
+		if err := fe.runner.Push(testCtx(t)); err != nil {
+			t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+		}
+		got := excludes(t, fe)
+		for _, w := range left {
+			if !slices.Contains(got, w) {
+				t.Errorf("push build context excludes %q, want %q among them", got, w)
+			}
+		}
+		if want := "push: leaving 3 untracked path(s) out of the build, so the image is commit " + gitHead(t, fe.dir)[:12] + "'s: notes/, odd*name.go, wip.go"; !strings.Contains(fe.log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, fe.log)
+		}
+	})
+	t.Run("build", func(t *testing.T) {
+		t.Parallel()
+		fe := newEngine(t, nil, nil)
+		untracked(t, fe.dir)
+		if err := fe.runner.Build(testCtx(t)); err != nil {
+			t.Fatalf("Build: %v\nlog:\n%s", err, fe.log)
+		}
+		if got := excludes(t, fe); slices.Contains(got, "wip.go") {
+			t.Errorf("local build context excludes %q: a local build takes the worktree", got)
+		}
+	})
+}

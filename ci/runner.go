@@ -188,6 +188,9 @@ func (s *run) pushPreflight(ctx context.Context) error {
 		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files; the image would not match commit %s — commit or stash them first", ref.Short)
 	}
 	s.ref, s.src = ref, sourceOf(ref)
+	if n := len(ref.Untracked); n > 0 {
+		s.step("push: leaving %d untracked path(s) out of the build, so the image is commit %s's: %s", n, ref.Short, listSome(ref.Untracked, 5))
+	}
 	s.tags = imagetag.Decide(imagetag.Input{Short: ref.Short, GitTag: ref.GitTag, PushLatest: s.Config.PushLatest})
 	for _, skip := range s.tags.Skips() {
 		s.step("push: %s", skip)
@@ -299,4 +302,12 @@ func platformList(platforms []dagger.Platform) string {
 		s[i] = string(p)
 	}
 	return strings.Join(s, ",")
+}
+
+// listSome joins the first n of items, saying how many more there are.
+func listSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }

@@ -28,6 +28,9 @@ type Ref struct {
 	GitTag string    // highest v* git tag pointing at HEAD, "" when none
 	Time   time.Time // committer time of HEAD (reproducible CREATED label)
 	Dirty  bool      // tracked files differ from HEAD
+	// Untracked files that .gitignore does not ignore, relative to the
+	// directory read; a wholly untracked directory is one entry, "dir/".
+	Untracked []string
 }
 
 // tagRE is the OCI distribution spec's tag grammar.
@@ -68,6 +71,16 @@ func Read(ctx context.Context, dir string) (Ref, error) {
 		return Ref{}, err
 	}
 	ref.Dirty = strings.TrimSpace(status) != ""
+
+	others, err := git(ctx, dir, "ls-files", "-z", "--others", "--exclude-standard", "--directory", "--no-empty-directory")
+	if err != nil {
+		return Ref{}, err
+	}
+	for _, p := range strings.Split(others, "\x00") {
+		if p != "" {
+			ref.Untracked = append(ref.Untracked, p)
+		}
+	}
 	return ref, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,13 +53,14 @@ func TestRead(t *testing.T) {
 		untracked bool
 		wantVer   string
 		wantDirty bool
+		wantOther []string
 	}{
 		{name: "plain commit"},
 		{name: "version tag", tags: []string{"v1.2.3"}, wantVer: "v1.2.3"},
 		{name: "highest of several", tags: []string{"v1.9.0", "v1.10.0", "v1.10.0-rc1"}, wantVer: "v1.10.0"},
 		{name: "non-version tags ignored", tags: []string{"release-7"}},
 		{name: "modified tracked file", dirty: true, wantDirty: true},
-		{name: "untracked file is not dirty", untracked: true},
+		{name: "untracked file is not dirty", untracked: true, wantOther: []string{".gitignore", "b.txt", "wip/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := repo(t)
@@ -71,8 +73,14 @@ func TestRead(t *testing.T) {
 				}
 			}
 			if tc.untracked {
-				if err := os.WriteFile(filepath.Join(dir, "b.txt"), []byte("x\n"), 0o644); err != nil {
-					t.Fatal(err)
+				// An ignored file is not listed; a new directory is one entry.
+				for name, body := range map[string]string{"b.txt": "x\n", ".gitignore": "*.log\n", "run.log": "x\n", "wip/c.go": "package wip\n", "wip/d.go": "package wip\n"} {
+					if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			ref, err := Read(ctx, dir)
@@ -88,6 +96,9 @@ func TestRead(t *testing.T) {
 			}
 			if ref.Dirty != tc.wantDirty {
 				t.Errorf("dirty = %v, want %v", ref.Dirty, tc.wantDirty)
+			}
+			if !slices.Equal(ref.Untracked, tc.wantOther) {
+				t.Errorf("untracked = %q, want %q", ref.Untracked, tc.wantOther)
 			}
 			if want := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC); !ref.Time.Equal(want) {
 				t.Errorf("time = %v, want %v", ref.Time, want)
