@@ -71,6 +71,14 @@ func TestWorkflowPermissions(t *testing.T) {
 			}
 		}
 	}
+	// Two refs pushed at once (main and its v* tag) release one commit:
+	// their release jobs must not run side by side.
+	for _, job := range parts {
+		if strings.Contains(job, "if: github.event_name == 'push'") &&
+			!strings.Contains(job, "concurrency:\n      group: release-${{ github.sha }}\n      cancel-in-progress: false\n") {
+			t.Errorf("the release job has no per-commit concurrency group that waits (group: release-${{ github.sha }}, cancel-in-progress: false):\n%s", job)
+		}
+	}
 	if p, err := os.ReadFile("../.github/workflows/pipeline.yml"); err != nil || strings.Contains(string(p), "permissions:") {
 		t.Errorf("pipeline.yml must take its permissions from the calling job (%v)", err)
 	}
