@@ -359,3 +359,31 @@ func TestCheckAttached(t *testing.T) {
 		})
 	}
 }
+
+// The commit's image in ECR is what a run releases: one pushed earlier
+// with fewer platforms than PLATFORMS (a local PLATFORMS=linux/amd64
+// push) is refused, so a version tag never names an image that tasks of
+// the missing architecture cannot pull.
+func TestPushRefusesACandidateLackingAPlatform(t *testing.T) {
+	t.Parallel()
+	ecrSrv, fe, short := versionRelease(t, "v9.0.0", nil)
+	files := tinyFiles(t)
+	delete(files, "linux/arm64")
+	cand, _ := pushedCandidate(t, ecrSrv, short, files)
+	err := fe.runner.Push(testCtx(t))
+	if err == nil {
+		t.Fatalf("Push released an amd64-only candidate for PLATFORMS=linux/amd64,linux/arm64; log:\n%s", fe.log)
+	}
+	if config.IsError(err) {
+		t.Errorf("exit 2 for a candidate lacking a platform: %v", err)
+	}
+	for _, w := range []string{"release refused", cand, "has no linux/arm64 image", "PLATFORMS=linux/amd64,linux/arm64; it has linux/amd64",
+		"9.0.0 not moved", "batch-delete-image --repository-name sidecar --image-ids imageTag=" + short} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["9.0.0"] != "" || slices.Contains(ecrSrv.Operations(), "PutImage") {
+		t.Errorf("a tag moved: %v %v", repo.Tags, ecrSrv.Operations())
+	}
+}

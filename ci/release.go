@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"dagger.io/dagger"
@@ -110,7 +111,27 @@ func (s *run) readCandidate(ctx context.Context) error {
 		rel.files, rel.src = c.files, c.src
 	}
 	namePlatform(&rel.pushed, rel.files)
+	if missing := missingPlatforms(rel.pushed, s.Config.Platforms); len(missing) > 0 {
+		return fmt.Errorf("release refused: the commit's image %s@%s in ECR, which this run releases, has no %s image "+
+			"(PLATFORMS=%s; it has %s): an earlier run pushed it with fewer platforms; %s. "+
+			"Delete that image (aws ecr batch-delete-image --repository-name %s --image-ids imageTag=%s) and run again, "+
+			"so that the run pushes its own build",
+			reg.URI, rel.digest, strings.Join(missing, " or "), platformList(s.Config.Platforms), strings.Join(platformNames(rel.pushed), ", "),
+			rel.onStop, reg.Repository, rel.commit)
+	}
 	return nil
+}
+
+// missingPlatforms are the platforms of want that pushed lacks.
+func missingPlatforms(pushed ecr.Pushed, want []dagger.Platform) []string {
+	have := platformNames(pushed)
+	var missing []string
+	for _, p := range want {
+		if !slices.Contains(have, string(p)) {
+			missing = append(missing, string(p))
+		}
+	}
+	return missing
 }
 
 func stepVulncheck() Step {
