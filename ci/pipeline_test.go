@@ -820,6 +820,9 @@ func TestPushRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, want: []string{"uncommitted changes"}, noQueries: true, noECR: true},
+		{name: "version tag that cannot be released", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			gitTag(t, fe.dir, "v1.4.0+build.7")
+		}, want: []string{`git tag "v1.4.0+build.7" on HEAD is not a version tag`, "v1.4.0-rc.1"}, noQueries: true, noECR: true, exit: ExitConfig},
 		// The SDK also reads the process environment: cleared for this one.
 		{name: "no AWS region", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			ecrtest.Isolate(t)

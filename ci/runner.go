@@ -2,6 +2,7 @@ package ci
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -181,6 +182,10 @@ func stepPreflight(target string) Step {
 func (s *run) pushPreflight(ctx context.Context) error {
 	s.step("push: reading git state")
 	ref, err := gitref.Read(ctx, s.Config.Dir)
+	var badTag *gitref.BadTagError
+	if errors.As(err, &badTag) {
+		return &config.Error{Problems: []string{badTag.Error()}}
+	}
 	if err != nil {
 		return fmt.Errorf("push needs the source in a git repository (tags come from the commit): %w", err)
 	}
@@ -250,7 +255,10 @@ func (s source) createdArg() string {
 
 func (r *Runner) source(ctx context.Context) source {
 	ref, err := gitref.Read(ctx, r.Config.Dir)
-	if err != nil {
+	var badTag *gitref.BadTagError
+	if errors.As(err, &badTag) {
+		r.step("note: %v; this build's version is dev", badTag)
+	} else if err != nil {
 		r.step("note: no git metadata (%v); image labels use the Dockerfile defaults", err)
 		return source{}
 	}

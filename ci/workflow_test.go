@@ -71,6 +71,11 @@ func TestWorkflowPermissions(t *testing.T) {
 			}
 		}
 	}
+	// Releases run for version tags only (gitref takes v and a digit as
+	// one), not for every tag that starts with v.
+	if !strings.Contains(string(wf), "\n    tags: [\"v[0-9]*\"]") {
+		t.Errorf("ci.yml's push trigger does not take tags v[0-9]* only")
+	}
 	// Two refs pushed at once (main and its v* tag) release one commit:
 	// their release jobs must not run side by side.
 	for _, job := range parts {

@@ -169,9 +169,10 @@ func Test(ctx context.Context) error {
 // 10m) and SCAN_FAIL_ON (default: CRITICAL), which also takes HIGH, MEDIUM,
 // LOW or none, set the scan gate. Tags (imagetag.Decide): commit tag: the
 // 12-character commit hash (3f9c2a7b1d04), always pushed, first, as the
-// candidate; version tag: the v* git tag on HEAD without its leading v
-// (v1.0.0 is pushed as 1.0.0, also the image's version label when this run
-// builds the image); skipped when there is none (no v* git tag on HEAD);
+// candidate; version tag: the highest version git tag on HEAD (v and a
+// semantic version) without its leading v (v1.0.0 is pushed as 1.0.0, also
+// the image's version label when this run builds the image); skipped when
+// there is none (no v* git tag on HEAD);
 // latest: only when PUSH_LATEST is true; skipped otherwise
 // (PUSH_LATEST=false). PUSH_LATEST (default: false)
 // needs mutable tags. A tag already pointing at this image is skipped. A

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/semver"
 )
 
 // ShortLen is the length of the commit tag. Fixed (not git's adaptive
@@ -39,8 +41,11 @@ var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 // ValidTag reports whether s can be used as an image tag.
 func ValidTag(s string) bool { return tagRE.MatchString(s) }
 
-// Read inspects the git repository containing dir.
+// Read inspects the git repository containing dir. A version-like tag on
+// HEAD that cannot be released is a *BadTagError, returned with the rest
+// of the Ref read (GitTag "").
 func Read(ctx context.Context, dir string) (Ref, error) {
+	var badTag error
 	out, err := git(ctx, dir, "log", "-1", "--format=%H %ct")
 	if err != nil {
 		return Ref{}, err
@@ -59,10 +64,7 @@ func Read(ctx context.Context, dir string) (Ref, error) {
 	if err != nil {
 		return Ref{}, err
 	}
-	ref.GitTag, err = pickVersion(strings.Fields(tags))
-	if err != nil {
-		return Ref{}, err
-	}
+	ref.GitTag, badTag = pickVersion(strings.Fields(tags))
 
 	// --untracked-files=no: a stray build artefact doesn't change what the
 	// commit tag names; a modified tracked file does.
@@ -81,55 +83,39 @@ func Read(ctx context.Context, dir string) (Ref, error) {
 			ref.Untracked = append(ref.Untracked, p)
 		}
 	}
-	return ref, nil
+	return ref, badTag
 }
 
-// pickVersion chooses the highest version among the v* tags on HEAD
-// (v1.10.0 beats v1.9.0), ignoring names that are not valid image tags.
+// BadTagError is a git tag on HEAD that looks like a version (v and a
+// digit) but is not one a release can carry.
+type BadTagError struct{ Tag string }
+
+func (e *BadTagError) Error() string {
+	return fmt.Sprintf("git tag %q on HEAD is not a version tag: want v and a semantic version without build metadata, "+
+		"such as v1.4.0 or v1.4.0-rc.1 (pushed as image tag 1.4.0-rc.1)", e.Tag)
+}
+
+// pickVersion chooses the highest version tag among the v* tags on HEAD,
+// by semantic version order (v1.10.0 beats v1.9.0, rc.10 beats rc.9, a
+// release its pre-releases). A tag that is not v and a digit (vendor-sync)
+// names no version and is ignored; one that is, but is not a semantic
+// version usable as an image tag (v1.4.0+build, v1.4.0_1), is refused.
 func pickVersion(tags []string) (string, error) {
 	var ok []string
-	var bad []string
 	for _, t := range tags {
-		if ValidTag(t) {
-			ok = append(ok, t)
-		} else {
-			bad = append(bad, t)
+		if len(t) < 2 || t[0] != 'v' || t[1] < '0' || t[1] > '9' {
+			continue
 		}
+		if !semver.IsValid(t) || semver.Build(t) != "" || !ValidTag(t) {
+			return "", &BadTagError{Tag: t}
+		}
+		ok = append(ok, t)
 	}
 	if len(ok) == 0 {
-		if len(bad) > 0 {
-			return "", fmt.Errorf("git tag %q on HEAD cannot be an image tag (allowed: letters, digits, _ . -, at most 128 characters)", bad[0])
-		}
 		return "", nil
 	}
-	sort.Slice(ok, func(i, j int) bool { return versionLess(ok[i], ok[j]) })
+	slices.SortFunc(ok, semver.Compare)
 	return ok[len(ok)-1], nil
-}
-
-// versionLess compares dotted versions numerically where both parts are
-// numbers and as strings elsewhere; a pre-release (v1.0.0-rc1) sorts below
-// its release.
-func versionLess(a, b string) bool {
-	ac, apre, _ := strings.Cut(strings.TrimPrefix(a, "v"), "-")
-	bc, bpre, _ := strings.Cut(strings.TrimPrefix(b, "v"), "-")
-	ap, bp := strings.Split(ac, "."), strings.Split(bc, ".")
-	for i := 0; i < len(ap) && i < len(bp); i++ {
-		an, aerr := strconv.Atoi(ap[i])
-		bn, berr := strconv.Atoi(bp[i])
-		switch {
-		case aerr == nil && berr == nil && an != bn:
-			return an < bn
-		case (aerr != nil || berr != nil) && ap[i] != bp[i]:
-			return ap[i] < bp[i]
-		}
-	}
-	if len(ap) != len(bp) {
-		return len(ap) < len(bp)
-	}
-	if (apre == "") != (bpre == "") {
-		return apre != "" // the pre-release is lower
-	}
-	return apre < bpre
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {

@@ -2,6 +2,7 @@ package gitref
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,7 @@ func TestRead(t *testing.T) {
 		{name: "version tag", tags: []string{"v1.2.3"}, wantVer: "v1.2.3"},
 		{name: "highest of several", tags: []string{"v1.9.0", "v1.10.0", "v1.10.0-rc1"}, wantVer: "v1.10.0"},
 		{name: "non-version tags ignored", tags: []string{"release-7"}},
+		{name: "v-words are not versions", tags: []string{"vendor-sync", "v1.2.0"}, wantVer: "v1.2.0"},
 		{name: "modified tracked file", dirty: true, wantDirty: true},
 		{name: "untracked file is not dirty", untracked: true, wantOther: []string{".gitignore", "b.txt", "wip/"}},
 	} {
@@ -107,6 +109,22 @@ func TestRead(t *testing.T) {
 	}
 }
 
+// A tag that looks like a version but cannot be released is an error
+// that still comes with the rest of the state, so a local build can go on
+// as dev while a push refuses.
+func TestReadBadVersionTag(t *testing.T) {
+	dir := repo(t)
+	run(t, dir, "tag", "v1.4.0+build.7")
+	ref, err := Read(context.Background(), dir)
+	var bt *BadTagError
+	if !errors.As(err, &bt) || bt.Tag != "v1.4.0+build.7" {
+		t.Fatalf("Read: %v, want a BadTagError for v1.4.0+build.7", err)
+	}
+	if ref.Commit == "" || ref.GitTag != "" || ref.Time.IsZero() {
+		t.Errorf("ref with the bad tag = %+v, want the commit and time, no version", ref)
+	}
+}
+
 func TestReadOutsideRepo(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		testenv.Unavailable(t, "git is not installed (apt-get install git)")
@@ -119,20 +137,33 @@ func TestReadOutsideRepo(t *testing.T) {
 	}
 }
 
-func TestVersionLess(t *testing.T) {
+func TestPickVersion(t *testing.T) {
 	for _, tc := range []struct {
-		a, b string
-		want bool
+		name string
+		tags []string
+		want string
+		bad  string // the tag refused
 	}{
-		{"v1.9.0", "v1.10.0", true},
-		{"v1.10.0", "v1.9.0", false},
-		{"v1.0.0-rc1", "v1.0.0", true},
-		{"v1.0.0", "v1.0.0-rc1", false},
-		{"v1.0", "v1.0.1", true},
-		{"v1.0.0-rc1", "v1.0.0-rc2", true},
+		{name: "numeric order", tags: []string{"v1.9.0", "v1.10.0"}, want: "v1.10.0"},
+		{name: "a release beats its pre-release", tags: []string{"v1.0.0", "v1.0.0-rc1"}, want: "v1.0.0"},
+		{name: "numeric pre-release identifiers", tags: []string{"v1.0.0-rc.10", "v1.0.0-rc.9"}, want: "v1.0.0-rc.10"},
+		{name: "shorthand", tags: []string{"v1.0", "v1.0.1"}, want: "v1.0.1"},
+		{name: "not versions: ignored", tags: []string{"vendor-sync", "v1.2.0", "very-good", "v"}, want: "v1.2.0"},
+		{name: "only non-versions", tags: []string{"vendor-sync"}},
+		{name: "none"},
+		{name: "build metadata cannot be an image tag", tags: []string{"v1.2.0", "v1.2.0+build.5"}, bad: "v1.2.0+build.5"},
+		{name: "not semver", tags: []string{"v1.2.3.4"}, bad: "v1.2.3.4"},
+		{name: "not semver either", tags: []string{"v2_final"}, bad: "v2_final"},
 	} {
-		if got := versionLess(tc.a, tc.b); got != tc.want {
-			t.Errorf("versionLess(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := pickVersion(tc.tags)
+			var bt *BadTagError
+			switch {
+			case tc.bad != "" && (!errors.As(err, &bt) || bt.Tag != tc.bad || !strings.Contains(err.Error(), "v1.4.0-rc.1")):
+				t.Errorf("pickVersion(%q) = %q, %v; want a BadTagError for %q saying what is accepted", tc.tags, got, err, tc.bad)
+			case tc.bad == "" && (err != nil || got != tc.want):
+				t.Errorf("pickVersion(%q) = %q, %v; want %q", tc.tags, got, err, tc.want)
+			}
+		})
 	}
 }

@@ -120,7 +120,7 @@ func Rules() []string {
 	none := Decide(Input{Short: ex.Commit()})
 	return []string{
 		"commit tag: the 12-character commit hash (" + ex.Commit() + "), always pushed, first, as the candidate;",
-		"version tag: the v* git tag on HEAD without its leading v (v1.0.0 is pushed as " + ex.Get(Version).Name +
+		"version tag: the highest version git tag on HEAD (v and a semantic version) without its leading v (v1.0.0 is pushed as " + ex.Get(Version).Name +
 			", also the image's version label when this run builds the image); skipped when there is none (" + none.Get(Version).Skipped + ");",
 		"latest: only when PUSH_LATEST is true; skipped otherwise (" + none.Get(Latest).Skipped + ").",
 	}
