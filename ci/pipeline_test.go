@@ -802,12 +802,12 @@ func TestPushRefusals(t *testing.T) {
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
 			e.SetTag("sidecar", "2.0.0", "sha256:"+strings.Repeat("1", 64))
-		}, want: []string{`tag "2.0.0"`, "immutable", "nothing pushed"}},
+		}, want: []string{`tag "2.0.0"`, "another commit's", "immutable", "nothing built or pushed", "tag a new version"}, noQueries: true},
 		{name: "re-run: version tag names another image than the pushed commit", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.1.0")
 			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
 			e.SetTag("sidecar", "2.1.0", "sha256:"+strings.Repeat("1", 64))
-		}, want: []string{`tag "2.1.0"`, "already points at sha256:111", "sha256:000", "immutable", "nothing pushed"}},
+		}, want: []string{`tag "2.1.0"`, "already points at sha256:111", "sha256:000", "immutable", "nothing built or pushed"}, noQueries: true},
 		{name: "smoke test fails", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) {
 				return nil, daggertest.ExecFailure([]string{"sh"}, 1, "", "boom\n")

@@ -232,6 +232,25 @@ func (s *run) awsPreflight(ctx context.Context) error {
 		return &ecr.PreflightError{Problems: []string{fmt.Sprintf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)}}
 	}
 	s.reg = reg
+	return s.earlyConflicts(ctx)
+}
+
+// earlyConflicts refuses, before any build, a release tag that names
+// another image in an immutable repository. Every push tags its image
+// with the commit first, so a version tag on an image that does not carry
+// this commit's tag is another commit's: no build of this one can match it.
+func (s *run) earlyConflicts(ctx context.Context) error {
+	reg := s.reg
+	if !reg.Immutable || len(s.tags.Release()) == 0 {
+		return nil
+	}
+	existing, err := reg.Lookup(ctx, s.tags.Names())
+	if err != nil {
+		return err
+	}
+	if _, err := ecr.Decide(ecr.Tags{Repository: reg.Repository, Immutable: true, Existing: existing}, "", s.tags.Commit(), s.tags.Release()); err != nil {
+		return fmt.Errorf("push refused (nothing built or pushed): %w", err)
+	}
 	return nil
 }
 

@@ -331,7 +331,7 @@ func TestRetag(t *testing.T) {
 
 func TestDecideUnknownLocalDigest(t *testing.T) {
 	_, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true, Existing: map[string]string{"1.0.0": "sha256:1"}}, "", "abc", []string{"1.0.0"})
-	if err == nil || !strings.Contains(err.Error(), "digest is unknown") {
+	if err == nil || !strings.Contains(err.Error(), "an image without this commit's tag (another commit's)") {
 		t.Fatalf("version tag taken, unknown digest: err = %v", err)
 	}
 	p, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true, Existing: map[string]string{"abc": "sha256:1"}}, "", "abc", nil)

@@ -26,8 +26,10 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string {
 	if e.Local == "" {
-		return fmt.Sprintf("tag %q in ECR repository %q already points at %s and this build's digest is unknown; "+
-			"the repository has immutable tags, so it cannot be moved", e.Tag, e.Repository, e.Existing)
+		// Every push tags its image with the commit first: an image
+		// without this commit's tag is another commit's.
+		return fmt.Sprintf("tag %q in ECR repository %q already points at %s, an image without this commit's tag (another commit's); "+
+			"the repository has immutable tags, so it cannot be moved (tag a new version)", e.Tag, e.Repository, e.Existing)
 	}
 	return fmt.Sprintf("tag %q in ECR repository %q already points at %s, but this commit's image is %s; "+
 		"the repository has immutable tags, so it cannot be moved (tag a new version)",
