@@ -257,6 +257,7 @@ func buildArgs(cfg config.Config, src source, engine dagger.Platform) []dagger.B
 	add("BUILDPLATFORM", string(engine))
 	add("GO_IMAGE", cfg.GoImage)
 	add("RUNTIME_IMAGE", cfg.RuntimeImage)
+	add("GOPROXY", cfg.GoProxy)
 	add("VERSION", src.version)
 	add("REVISION", src.revision)
 	add("CREATED", src.createdArg())

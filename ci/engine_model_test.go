@@ -115,7 +115,7 @@ func TestDefaultImagesAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage} {
+	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage, "GOPROXY": config.DefaultGoProxy} {
 		m := regexp.MustCompile(`(?m)^ARG ` + name + `=(\S+)$`).FindSubmatch(df)
 		if m == nil || string(m[1]) != want {
 			t.Errorf("Dockerfile ARG %s default %q, want %s", name, m, want)
@@ -130,7 +130,7 @@ func TestDefaultImagesAgree(t *testing.T) {
 	for _, v := range config.Vars() {
 		vars[v.Name] = v.Default
 	}
-	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage, "MYSQL_IMAGE": config.DefaultMySQLImage} {
+	for name, want := range map[string]string{"GO_IMAGE": config.DefaultGoImage, "RUNTIME_IMAGE": config.DefaultRuntimeImage, "MYSQL_IMAGE": config.DefaultMySQLImage, "GOPROXY": config.DefaultGoProxy} {
 		if !strings.HasPrefix(vars[name], want) {
 			t.Errorf("Vars %s default %q, want %s", name, vars[name], want)
 		}

@@ -242,7 +242,7 @@ func testCtx(t *testing.T) context.Context {
 
 func TestBuildPipeline(t *testing.T) {
 	t.Parallel()
-	fe := newEngine(t, map[string]string{"GO_IMAGE": "mirror.example/golang:1.26-alpine"}, nil)
+	fe := newEngine(t, map[string]string{"GO_IMAGE": "mirror.example/golang:1.26-alpine", "GOPROXY": "https://goproxy.corp.example,direct"}, nil)
 	if err := fe.runner.Build(testCtx(t)); err != nil {
 		t.Fatalf("Build: %v\nlog:\n%s", err, fe.log)
 	}
@@ -268,7 +268,7 @@ func TestBuildPipeline(t *testing.T) {
 		// unset one is the Dockerfile's default, pinned).
 		for _, want := range []string{"name:GO_IMAGE value:" + daggertest.ImageRef("mirror.example/golang:1.26-alpine") + "]",
 			"name:RUNTIME_IMAGE value:" + daggertest.ImageRef(config.DefaultRuntimeImage) + "]",
-			"name:REVISION value:" + head, "name:VERSION value:dev", "name:CREATED value:"} {
+			"name:REVISION value:" + head, "name:VERSION value:dev", "name:CREATED value:", "name:GOPROXY value:https://goproxy.corp.example,direct]"} {
 			if !strings.Contains(args, want) {
 				t.Errorf("build args %s lack %q", args, want)
 			}

@@ -53,7 +53,9 @@ import (
 // GO_IMAGE (default: public.ecr.aws/docker/library/golang:1.26-alpine, the
 // Dockerfile's default) and RUNTIME_IMAGE (default:
 // public.ecr.aws/docker/library/alpine:3.22, the Dockerfile's default), base
-// image mirrors; _EXPERIMENTAL_DAGGER_RUNNER_HOST (default: engine in local
+// image mirrors; GOPROXY (default: https://proxy.golang.org, the
+// Dockerfile's default), the Go module proxy of the image's go build;
+// _EXPERIMENTAL_DAGGER_RUNNER_HOST (default: engine in local
 // Docker), a remote engine; _EXPERIMENTAL_DAGGER_CLI_BIN (default:
 // downloaded), an installed dagger CLI; DAGGER_SESSION_PORT and
 // DAGGER_SESSION_TOKEN (default: unset), the session of a dagger run;

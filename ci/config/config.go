@@ -25,6 +25,7 @@ import (
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/vulncheck"
 	"github.com/example/sidecar/internal/envbool"
+	"github.com/example/sidecar/internal/redact"
 )
 
 // Config is the validated pipeline configuration.
@@ -37,6 +38,7 @@ type Config struct {
 	OCITarball   string            // write the multi-platform OCI tarball here; "" = don't
 	GoImage      string            // Dockerfile GO_IMAGE; "" = Dockerfile default
 	RuntimeImage string            // Dockerfile RUNTIME_IMAGE; "" = Dockerfile default
+	GoProxy      string            // Dockerfile GOPROXY; "" = Dockerfile default (DefaultGoProxy)
 	MySQLImage   string            // smoke-test database and client image
 	UnitTests    bool              // run go test ./... before the smoke test
 
@@ -266,6 +268,43 @@ func parseVulnDB(c *Config, val string) error {
 	}
 	c.VulnDB = val
 	return nil
+}
+
+// DefaultGoProxy is the Dockerfile's GOPROXY default (TestDefaultImagesAgree
+// ties the ARG to it).
+const DefaultGoProxy = "https://proxy.golang.org"
+
+// parseGoProxy takes Go's GOPROXY list for the image's go build, which runs
+// in the engine's build container: only proxies that container can reach,
+// and no credentials (build arguments reach the provenance).
+func parseGoProxy(c *Config, val string) error {
+	if val == "" {
+		return nil
+	}
+	for _, el := range strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == '|' }) {
+		if el == "direct" || el == "off" {
+			continue
+		}
+		u, err := url.Parse(el)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+			return fmt.Errorf("%w (%q is not an http(s) URL, direct or off)", errAccepted, el)
+		case u.User != nil:
+			return fmt.Errorf("%w (%s has credentials in it; build arguments are recorded in the image's provenance)", errAccepted, redact.Userinfo(el))
+		case isLoopback(u.Hostname()):
+			return fmt.Errorf("%w (%s is this machine's loopback, which the build container cannot reach; unset GOPROXY for the command, or name a proxy by an address the engine reaches)", errAccepted, el)
+		}
+	}
+	c.GoProxy = val
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // parseRunnerHost checks the form only; the Dagger CLI reads the value

@@ -63,7 +63,10 @@ const (
 // Vars lists every variable the pipeline reads: first Load's, then
 // those it leaves to the AWS SDK, the Dagger SDK and the docker CLI.
 // Adding a setting is one row here, with its parser.
-func Vars() []Var {
+func Vars() []Var { return append(pipelineVars(), toolVars()...) }
+
+// pipelineVars are the variables Load parses into a Config.
+func pipelineVars() []Var {
 	return []Var{
 		{Name: "PLATFORMS", Default: strings.Join(knownPlatforms(), ","), Parse: parsePlatforms,
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
@@ -77,6 +80,9 @@ func Vars() []Var {
 			Help: "Go build image. `golang:1.26-alpine` pulls from Docker Hub; or an ECR pull-through cache or company mirror."},
 		{Name: "RUNTIME_IMAGE", Shown: redact.Userinfo, Default: DefaultRuntimeImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.RuntimeImage }), Accepted: acceptImage,
 			Help: "Runtime base image (`alpine:3.22` for Docker Hub, or a mirror)."},
+		{Name: "GOPROXY", Shown: redact.Userinfo, Default: DefaultGoProxy + ", the Dockerfile's default", NoValue: true, Parse: parseGoProxy,
+			Accepted: "want Go's GOPROXY list: http(s):// URLs without credentials, direct or off, separated by , or | (not file:// or a loopback address, which the build container cannot reach)",
+			Help:     "Go module proxy for the image's `go build`, which runs in the engine: a company mirror where `proxy.golang.org` is blocked. This machine's `GOPROXY` is passed on; unset it for the command if the engine cannot reach that proxy."},
 		{Name: "MYSQL_IMAGE", Shown: redact.Userinfo, Default: DefaultMySQLImage, Parse: image(func(c *Config) *string { return &c.MySQLImage }), Accepted: acceptImage,
 			Help: "Database and client image for the smoke test (`mysql:8.4` for Docker Hub). MariaDB images (`mariadb:11`) work too."},
 		{Name: "UNIT_TESTS", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.UnitTests }), Accepted: acceptBool,
@@ -99,7 +105,13 @@ func Vars() []Var {
 			Help: "Longest wait for ECR's scan of the pushed candidate (every platform manifest). A Go duration: `90s`, `10m`, `1h`."},
 		{Name: "SCAN_FAIL_ON", Default: "CRITICAL", Parse: parseFailOn, Accepted: "want one of " + strings.Join(ecr.FailOnValues(), ", "),
 			Help: "Lowest ECR scan severity that stops the release: `CRITICAL`, `HIGH`, `MEDIUM`, `LOW`, or `none` (never stop). The version tag and `latest` are then not moved; the commit tag stays as an unreleased candidate."},
+	}
+}
 
+// toolVars are left to the AWS SDK, the Dagger SDK and the docker CLI;
+// Load checks the form of some of them.
+func toolVars() []Var {
+	return []Var{
 		{Name: "AWS_REGION", Default: "AWS SDK chain", NoValue: true, ReadBy: "AWS SDK",
 			Label: "`AWS_REGION`, `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, …",
 			Help:  "Region and credentials for `push`, resolved the usual AWS way (environment, profiles, SSO, web identity, instance or task role)."},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -41,7 +42,7 @@ func TestLoadReadsTheTable(t *testing.T) {
 func TestLoadAccepted(t *testing.T) {
 	t.Parallel()
 	bad := map[string]string{"SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
-		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
+		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "GOPROXY": "file:///srv/mods", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
 		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE",
 		"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp//127.0.0.1:1234", "_EXPERIMENTAL_DAGGER_CLI_BIN": "/nonexistent/dagger", "DAGGER_SESSION_PORT": "abc", "AWS_ENDPOINT_URL_ECR": "not a url"}
 	for _, v := range Vars() {
@@ -180,5 +181,51 @@ func TestEngineVariablesAsTheSDKReadsThem(t *testing.T) {
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%v: %v; want %q", tc.env, err, tc.want)
 		}
+	}
+}
+
+// GOPROXY reaches the image's go build in the engine's container: only
+// proxies it can reach, and no credentials (build arguments are in the
+// provenance).
+func TestParseGoProxy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		val, refused string // refused: a part of the message, "" = accepted
+	}{
+		{val: "https://goproxy.corp.example/mods,direct"},
+		{val: "https://a.example|https://b.example,off"},
+		{val: "http://athens.build.internal:3000"},
+		{val: "file:///srv/mods", refused: `"file:///srv/mods" is not an http(s) URL, direct or off`},
+		{val: "goproxy.corp.example", refused: `"goproxy.corp.example" is not an http(s) URL`},
+		{val: "https://user:s3cret@goproxy.corp.example", refused: "has credentials in it"},
+		{val: "http://localhost:3000", refused: "loopback, which the build container cannot reach"},
+		{val: "https://proxy.golang.org,http://127.0.0.1:8081", refused: "loopback"},
+		{val: "http://[::1]:3000", refused: "loopback"},
+	} {
+		var c Config
+		err := parseGoProxy(&c, tc.val)
+		switch {
+		case tc.refused == "" && (err != nil || c.GoProxy != tc.val):
+			t.Errorf("GOPROXY=%s: %v, GoProxy %q; want it accepted", tc.val, err, c.GoProxy)
+		case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
+			t.Errorf("GOPROXY=%s: %v; want a refusal saying %q", tc.val, err, tc.refused)
+		case strings.Contains(fmt.Sprint(err), "s3cret"):
+			t.Errorf("GOPROXY refusal shows the password: %v", err)
+		}
+	}
+}
+
+// A refused value is shown as its row's Shown prints it: a GOPROXY with a
+// password in it is named without the password.
+func TestLoadHidesGoProxyCredentials(t *testing.T) {
+	t.Parallel()
+	_, err := Load(t.TempDir(), func(name string) (string, bool) {
+		if name == "GOPROXY" {
+			return "https://ci:s3cret@goproxy.corp.example", true
+		}
+		return "", false
+	})
+	if !IsError(err) || !strings.Contains(err.Error(), "GOPROXY") || !strings.Contains(err.Error(), "goproxy.corp.example") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Load with a credentialed GOPROXY: %v; want a configuration error naming it without the password", err)
 	}
 }
