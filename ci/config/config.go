@@ -250,6 +250,10 @@ func parseRepository(c *Config, val string) error {
 	if host, name, ok := strings.Cut(val, "/"); ok {
 		switch {
 		case registryHostRE.MatchString(host):
+			name, _, _ = strings.Cut(name, "@") // a digest or tag names an image, not the repository
+			if i := strings.LastIndexByte(name, ':'); i >= 0 {
+				name = name[:i]
+			}
 			return fmt.Errorf("%w (this is a repository URI: give the name after the host, %q)", errAccepted, name)
 		case host == "public.ecr.aws":
 			return fmt.Errorf("%w (public.ecr.aws is ECR Public, which push does not publish to: give a private repository name)", errAccepted)

@@ -87,6 +87,11 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
 		{name: "repository URI", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"},
 			bad: []string{`ECR_REPOSITORY="123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"`, `give the name after the host, "team/sidecar"`}},
+		{name: "image URI", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar:latest"},
+			bad: []string{`give the name after the host, "sidecar")`}},
+		{name: "image URI by digest", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar@sha256:abc"},
+			bad: []string{`give the name after the host, "team/sidecar")`}},
+		{name: "bad endpoint", env: map[string]string{"AWS_ENDPOINT_URL": "localhost:4566"}, bad: []string{`AWS_ENDPOINT_URL="localhost:4566"`, "http:// or https:// URL"}},
 		{name: "bad image", env: map[string]string{"MYSQL_IMAGE": "mysql 8.4"}, bad: []string{`MYSQL_IMAGE="mysql 8.4"`}},
 		// Each passed a character check, and failed only in the engine, after the build.
 		{name: "upper-case repository", env: map[string]string{"MYSQL_IMAGE": "MySQL:8.4"}, bad: []string{`MYSQL_IMAGE="MySQL:8.4"`, "mysql:8.4"}},
