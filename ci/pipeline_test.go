@@ -803,6 +803,12 @@ func TestPushRefusals(t *testing.T) {
 			gitTag(t, fe.dir, "v2.0.0")
 			e.SetTag("sidecar", "2.0.0", "sha256:"+strings.Repeat("1", 64))
 		}, want: []string{`tag "2.0.0"`, "another commit's", "immutable", "nothing built or pushed", "tag a new version"}, noQueries: true},
+		{name: "version tag names another image, immutable by an exclusion filter", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			e.AddRepository("sidecar", false)
+			e.SetExclusions("sidecar", "*.*.*") // MUTABLE_WITH_EXCLUSION: release versions cannot move
+			gitTag(t, fe.dir, "v2.0.0")
+			e.SetTag("sidecar", "2.0.0", "sha256:"+strings.Repeat("1", 64))
+		}, want: []string{`tag "2.0.0"`, "another commit's", "nothing built or pushed"}, noQueries: true},
 		{name: "re-run: version tag names another image than the pushed commit", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.1.0")
 			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
@@ -1032,4 +1038,26 @@ func TestPushLeavesUntrackedFilesOutOfTheBuild(t *testing.T) {
 			t.Errorf("local build context excludes %q: a local build takes the worktree", got)
 		}
 	})
+}
+
+// ECR's IMMUTABLE_WITH_EXCLUSION with latest excluded is how AWS suggests
+// keeping versions immutable and latest moving: PUSH_LATEST works there.
+func TestPushLatestInAnImmutableRepositoryThatExcludesIt(t *testing.T) {
+	t.Parallel()
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	ecrSrv.SetExclusions("sidecar", "latest")
+	ecrSrv.SetTag("sidecar", "latest", "sha256:"+strings.Repeat("1", 64)) // an earlier release's
+	fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	repo, _ := ecrSrv.Repository("sidecar")
+	short := gitHead(t, fe.dir)[:12]
+	if repo.Tags["latest"] == "" || repo.Tags["latest"] != repo.Tags[short] {
+		t.Errorf("latest is %q, want the commit's image %q: %v", repo.Tags["latest"], repo.Tags[short], repo.Tags)
+	}
+	if !strings.Contains(fe.log.String(), "immutable tags except latest") {
+		t.Errorf("the log does not describe the repository's exclusion:\n%s", fe.log)
+	}
 }

@@ -66,7 +66,7 @@ func (s *run) planRelease(ctx context.Context) error {
 		return err
 	}
 	rel := &release{commit: s.tags.Commit(), files: img.Files, src: s.src}
-	if rel.plan, err = ecr.Decide(ecr.Tags{Repository: reg.Repository, Immutable: reg.Immutable, Existing: existing}, img.Digest, rel.commit, s.tags.Release()); err != nil {
+	if rel.plan, err = ecr.Decide(ecr.Tags{Repository: reg.Repository, Immutable: reg.ImmutableTag, Existing: existing}, img.Digest, rel.commit, s.tags.Release()); err != nil {
 		return fmt.Errorf("push refused (nothing pushed): %w", err)
 	}
 	for _, tag := range s.tags.Release() {

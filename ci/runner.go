@@ -227,9 +227,9 @@ func (s *run) awsPreflight(ctx context.Context) error {
 	} else {
 		s.step("push: using ECR repository %s", reg)
 	}
-	if s.Config.PushLatest && reg.Immutable {
+	if s.Config.PushLatest && reg.ImmutableTag("latest") {
 		// A setting at odds with the repository: configuration (exit 2).
-		return &ecr.PreflightError{Problems: []string{fmt.Sprintf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: use a mutable repository or drop PUSH_LATEST", reg.Repository)}}
+		return &ecr.PreflightError{Problems: []string{fmt.Sprintf("PUSH_LATEST=true but ECR repository %q has immutable tags, so latest could be pushed only once: exclude latest from immutability (IMMUTABLE_WITH_EXCLUSION with the filter latest), use a mutable repository, or drop PUSH_LATEST", reg.Repository)}}
 	}
 	s.reg = reg
 	return s.earlyConflicts(ctx)
@@ -241,14 +241,14 @@ func (s *run) awsPreflight(ctx context.Context) error {
 // this commit's tag is another commit's: no build of this one can match it.
 func (s *run) earlyConflicts(ctx context.Context) error {
 	reg := s.reg
-	if !reg.Immutable || len(s.tags.Release()) == 0 {
+	if !slices.ContainsFunc(s.tags.Release(), reg.ImmutableTag) {
 		return nil
 	}
 	existing, err := reg.Lookup(ctx, s.tags.Names())
 	if err != nil {
 		return err
 	}
-	if _, err := ecr.Decide(ecr.Tags{Repository: reg.Repository, Immutable: true, Existing: existing}, "", s.tags.Commit(), s.tags.Release()); err != nil {
+	if _, err := ecr.Decide(ecr.Tags{Repository: reg.Repository, Immutable: reg.ImmutableTag, Existing: existing}, "", s.tags.Commit(), s.tags.Release()); err != nil {
 		return fmt.Errorf("push refused (nothing built or pushed): %w", err)
 	}
 	return nil

@@ -177,7 +177,7 @@ func Test(ctx context.Context) error {
 // there is none (no v* git tag on HEAD);
 // latest: only when PUSH_LATEST is true; skipped otherwise
 // (PUSH_LATEST=false). PUSH_LATEST (default: false)
-// needs mutable tags. A tag already pointing at this image is skipped. A
+// needs latest to be mutable. A tag already pointing at this image is skipped. A
 // commit already in ECR keeps its pushed image and documents: the rebuild
 // (never byte-identical) is not pushed. A version tag pointing at another
 // image in an immutable repository is an error and nothing is pushed.

@@ -96,7 +96,7 @@ func pipelineVars() []Var {
 		{Name: "ECR_IMMUTABLE_TAGS", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.ImmutableTags }), Accepted: acceptBool,
 			Help: "Immutable tags for a repository the pipeline creates."},
 		{Name: "PUSH_LATEST", Default: "false", Parse: boolean(func(c *Config) *bool { return &c.PushLatest }), Accepted: acceptBool,
-			Help: "Also push `latest`. Requires a repository with mutable tags."},
+			Help: "Also push `latest`. Requires `latest` to be mutable: a repository with mutable tags, or immutable ones with an exclusion filter matching `latest` (`IMMUTABLE_WITH_EXCLUSION`)."},
 		{Name: "VULN_CHECK", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.VulnCheck }), Accepted: acceptBool,
 			Help: "Before `push` pushes anything, run govulncheck (binary mode) on each platform's `sidecar` binary from the built image; a finding that affects it stops the push. `false` skips the check."},
 		{Name: "GOVULNDB", Default: vulncheck.DefaultDB, Parse: parseVulnDB, Shown: vulncheck.Redact, Accepted: "want an http(s):// or file:// URL of a Go vulnerability database, e.g. " + vulncheck.DefaultDB,

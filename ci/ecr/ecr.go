@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,7 +109,10 @@ type Registry struct {
 	Host       string // registry host for WithRegistryAuth
 	Username   string
 	password   string
-	Immutable  bool // the repository's actual tag mutability
+	Immutable  bool // the repository's tag mutability (IMMUTABLE or IMMUTABLE_WITH_EXCLUSION)
+	// Exclusions are the wildcard filters of a *_WITH_EXCLUSION setting:
+	// tags they match have the other mutability.
+	Exclusions []string
 	Created    bool // this preflight created the repository
 	ExpiresAt  time.Time
 }
@@ -122,7 +127,24 @@ func (r *Registry) String() string {
 	if r.Immutable {
 		mut = "immutable tags"
 	}
+	if len(r.Exclusions) > 0 {
+		mut += " except " + strings.Join(r.Exclusions, ", ")
+	}
 	return fmt.Sprintf("%s (%s, %s)", r.URI, r.Region, mut)
+}
+
+// ImmutableTag reports whether tag, once set, cannot be moved: the
+// repository's setting, reversed for a tag its exclusion filters match.
+func (r *Registry) ImmutableTag(tag string) bool {
+	return r.Immutable != slices.ContainsFunc(r.Exclusions, func(f string) bool { return wildcardMatch(f, tag) })
+}
+
+// wildcardMatch is ECR's WILDCARD filter: * stands for any run of
+// characters. A filter holds only tag characters and *, none of which
+// path.Match reads otherwise (nor does a tag hold a /).
+func wildcardMatch(filter, tag string) bool {
+	ok, _ := path.Match(filter, tag)
+	return ok
 }
 
 // GoString keeps %#v from printing the password.
@@ -284,6 +306,12 @@ func (r *Registry) ensure(ctx context.Context, opts Options) error {
 		r.Host, _, _ = strings.Cut(r.URI, "/")
 	}
 	r.Immutable = strings.HasPrefix(string(repo.ImageTagMutability), string(types.ImageTagMutabilityImmutable))
+	r.Exclusions = nil
+	if strings.HasSuffix(string(repo.ImageTagMutability), "_WITH_EXCLUSION") {
+		for _, f := range repo.ImageTagMutabilityExclusionFilters {
+			r.Exclusions = append(r.Exclusions, aws.ToString(f.Filter))
+		}
+	}
 	return nil
 }
 

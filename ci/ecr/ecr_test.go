@@ -273,7 +273,7 @@ func TestDecide(t *testing.T) {
 			existing: map[string]string{"latest": "sha256:3333"}, wantMoves: []string{"latest"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: tc.immutable, Existing: tc.existing}, local, commit, tc.release)
+			p, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: func(string) bool { return tc.immutable }, Existing: tc.existing}, local, commit, tc.release)
 			if len(tc.wantErr) > 0 {
 				var ce *ecr.ConflictError
 				if !errors.As(err, &ce) {
@@ -330,15 +330,15 @@ func TestRetag(t *testing.T) {
 }
 
 func TestDecideUnknownLocalDigest(t *testing.T) {
-	_, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true, Existing: map[string]string{"1.0.0": "sha256:1"}}, "", "abc", []string{"1.0.0"})
+	_, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: allImmutable, Existing: map[string]string{"1.0.0": "sha256:1"}}, "", "abc", []string{"1.0.0"})
 	if err == nil || !strings.Contains(err.Error(), "an image without this commit's tag (another commit's)") {
 		t.Fatalf("version tag taken, unknown digest: err = %v", err)
 	}
-	p, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true, Existing: map[string]string{"abc": "sha256:1"}}, "", "abc", nil)
+	p, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: allImmutable, Existing: map[string]string{"abc": "sha256:1"}}, "", "abc", nil)
 	if err != nil || !p.Released || p.Skip["abc"] != "sha256:1" || len(p.Moves) != 0 {
 		t.Fatalf("commit already pushed, unknown digest: %+v %v", p, err)
 	}
-	p, err = ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: true}, "", "abc", nil)
+	p, err = ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: allImmutable}, "", "abc", nil)
 	if _, skip := p.Skip["abc"]; err != nil || skip || p.Released {
 		t.Fatalf("absent tag with unknown digest: %v %v", p, err)
 	}
@@ -354,3 +354,53 @@ func sortedKeys(m map[string]string) []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func allImmutable(string) bool { return true }
+
+// ECR's *_WITH_EXCLUSION settings reverse the repository's mutability for
+// the tags a wildcard filter matches; the run reads them from
+// DescribeRepositories and decides tag by tag.
+func TestPreflightReadsTagMutabilityExclusions(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		immutable                  bool
+		filters                    []string
+		immutableTags, mutableTags []string
+		describe                   string
+	}{
+		{name: "immutable", immutable: true, immutableTags: []string{"1.4.0", "latest"}, describe: "immutable tags)"},
+		{name: "mutable", mutableTags: []string{"1.4.0", "latest"}, describe: "mutable tags)"},
+		{name: "immutable except latest and dev-*", immutable: true, filters: []string{"latest", "dev-*"},
+			immutableTags: []string{"1.4.0", "3f9c2a7b1d04", "latest2", "xdev-1"}, mutableTags: []string{"latest", "dev-1", "dev-"},
+			describe: "immutable tags except latest, dev-*)"},
+		{name: "mutable except release tags", filters: []string{"*.*.*"},
+			immutableTags: []string{"1.4.0", "1.4.0-rc.1"}, mutableTags: []string{"latest", "3f9c2a7b1d04"},
+			describe: "mutable tags except *.*.*)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := ecrtest.Start(t, "eu-west-1")
+			srv.Env(t)
+			srv.AddRepository("sidecar", tc.immutable)
+			if tc.filters != nil {
+				srv.SetExclusions("sidecar", tc.filters...)
+			}
+			reg, err := ecr.Preflight(ctx(t), defaults())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tag := range tc.immutableTags {
+				if !reg.ImmutableTag(tag) {
+					t.Errorf("tag %s is mutable, want immutable", tag)
+				}
+			}
+			for _, tag := range tc.mutableTags {
+				if reg.ImmutableTag(tag) {
+					t.Errorf("tag %s is immutable, want mutable", tag)
+				}
+			}
+			if !strings.HasSuffix(reg.String(), tc.describe) {
+				t.Errorf("registry described as %q, want it to end %q", reg, tc.describe)
+			}
+		})
+	}
+}

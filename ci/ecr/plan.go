@@ -40,8 +40,8 @@ func (e *ConflictError) Error() string {
 // are immutable, and what the tags looked up point at now (Lookup).
 type Tags struct {
 	Repository string
-	Immutable  bool
-	Existing   map[string]string // tag -> digest
+	Immutable  func(tag string) bool // Registry.ImmutableTag
+	Existing   map[string]string     // tag -> digest
 }
 
 // Decide compares the local image digest with what the commit tag and the
@@ -63,7 +63,7 @@ func Decide(repo Tags, local, commit string, release []string) (Plan, error) {
 	repository, existing, immutable := repo.Repository, repo.Existing, repo.Immutable
 	p := Plan{Skip: map[string]string{}, Moves: map[string]string{}}
 	target := local
-	if pushed, ok := existing[commit]; ok && !sameDigest(pushed, local) && (immutable || len(release) > 0) {
+	if pushed, ok := existing[commit]; ok && !sameDigest(pushed, local) && (immutable(commit) || len(release) > 0) {
 		p.Released = true
 		target = pushed
 	}
@@ -73,7 +73,7 @@ func Decide(repo Tags, local, commit string, release []string) (Plan, error) {
 		switch {
 		case ok && sameDigest(have, target):
 			p.Skip[tag] = have
-		case ok && immutable:
+		case ok && immutable(tag):
 			errs = append(errs, &ConflictError{Tag: tag, Existing: have, Local: target, Repository: repository})
 		case ok:
 			p.Moves[tag] = have

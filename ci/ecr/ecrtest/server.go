@@ -17,6 +17,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,8 +37,11 @@ func manifestFor(digest string) string {
 
 // Repo is a repository in the stand-in.
 type Repo struct {
-	Name       string
-	Immutable  bool
+	Name      string
+	Immutable bool
+	// Exclusions are wildcard filters whose tags have the other
+	// mutability (IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION).
+	Exclusions []string
 	ScanOnPush bool
 	// ScanFrequency is the effective scanning rule
 	// (BatchGetRepositoryScanningConfiguration): SCAN_ON_PUSH,
@@ -158,6 +163,20 @@ func (s *Server) AddRepository(name string, immutable bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.repos[name] = &Repo{Name: name, Immutable: immutable, Tags: map[string]string{}}
+}
+
+// SetExclusions gives repository name tag mutability exclusion filters.
+func (s *Server) SetExclusions(name string, filters ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repos[name].Exclusions = filters
+}
+
+// immutableTag is ECR's rule: the repository's mutability, reversed for
+// tags an exclusion filter matches.
+func (r *Repo) immutableTag(tag string) bool {
+	excluded := slices.ContainsFunc(r.Exclusions, func(f string) bool { ok, _ := path.Match(f, tag); return ok })
+	return r.Immutable != excluded
 }
 
 // SetTag points tag at digest in repository name.
@@ -376,7 +395,7 @@ func (s *Server) putImage(w http.ResponseWriter, body map[string]any) {
 	case exists && have == digest:
 		awsError(w, http.StatusBadRequest, "ImageAlreadyExistsException", "Image with digest '"+digest+"' and tag '"+tag+"' already exists")
 		return
-	case exists && repo.Immutable:
+	case exists && repo.immutableTag(tag):
 		awsError(w, http.StatusBadRequest, "ImageTagAlreadyExistsException", "The image tag '"+tag+"' already exists and cannot be overwritten because the repository is immutable.")
 		return
 	}
@@ -483,14 +502,22 @@ func (s *Server) repoJSON(r *Repo) map[string]any {
 	if r.Immutable {
 		mut = "IMMUTABLE"
 	}
+	var filters []map[string]any
+	if len(r.Exclusions) > 0 {
+		mut += "_WITH_EXCLUSION"
+		for _, f := range r.Exclusions {
+			filters = append(filters, map[string]any{"filterType": "WILDCARD", "filter": f})
+		}
+	}
 	return map[string]any{
-		"repositoryName":             r.Name,
-		"repositoryArn":              fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, r.Name),
-		"registryId":                 s.Account,
-		"repositoryUri":              s.Host() + "/" + r.Name,
-		"imageTagMutability":         mut,
-		"imageScanningConfiguration": map[string]any{"scanOnPush": r.ScanOnPush},
-		"createdAt":                  float64(time.Now().Unix()),
+		"imageTagMutabilityExclusionFilters": filters,
+		"repositoryName":                     r.Name,
+		"repositoryArn":                      fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", s.Region, s.Account, r.Name),
+		"registryId":                         s.Account,
+		"repositoryUri":                      s.Host() + "/" + r.Name,
+		"imageTagMutability":                 mut,
+		"imageScanningConfiguration":         map[string]any{"scanOnPush": r.ScanOnPush},
+		"createdAt":                          float64(time.Now().Unix()),
 	}
 }
 
