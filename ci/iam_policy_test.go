@@ -87,7 +87,18 @@ func TestDocumentedPolicyCoversThePushOperations(t *testing.T) {
 		}
 		ops = append(ops, ecrSrv.Operations()...)
 	})
-	for _, want := range []string{"CreateRepository", "PutImage", "StartImageScan", "DescribeImageScanFindings"} {
+	t.Run("latest to move", func(t *testing.T) {
+		mutable := false
+		ecrSrv := pushEnv(t, &mutable)
+		ecrSrv.SetTag("sidecar", "latest", "sha256:"+strings.Repeat("1", 64))
+		fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+		gitTag(t, fe.dir, "v1.1.0")
+		if err := fe.runner.Push(testCtx(t)); err != nil {
+			t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+		}
+		ops = append(ops, ecrSrv.Operations()...)
+	})
+	for _, want := range []string{"CreateRepository", "PutImage", "StartImageScan", "DescribeImageScanFindings", "DescribeImages"} {
 		if !slices.Contains(ops, want) {
 			t.Errorf("the pushes did not call %s (the scenarios no longer cover it): %v", want, ops)
 		}

@@ -1061,3 +1061,44 @@ func TestPushLatestInAnImmutableRepositoryThatExcludesIt(t *testing.T) {
 		t.Errorf("the log does not describe the repository's exclusion:\n%s", fe.log)
 	}
 }
+
+// latest never moves back: an older version's release (its job re-run
+// after a newer release) leaves latest on the newer version's image, and
+// a newer one moves it.
+func TestPushKeepsLatestOnANewerVersion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, onLatest string // the version tag on latest's image
+		moves          bool
+	}{
+		{name: "latest on a newer version stays", onLatest: "1.10.0"},
+		{name: "latest on an older version moves", onLatest: "1.9.0", moves: true},
+		{name: "latest on a pre-release of this version moves", onLatest: "1.9.5-rc.1", moves: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			other := "sha256:" + strings.Repeat("1", 64)
+			ecrSrv.SetTag("sidecar", tc.onLatest, other)
+			ecrSrv.SetTag("sidecar", "latest", other)
+			ecrSrv.SetTag("sidecar", "123456789012", other) // an all-digit commit tag is no version
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+			gitTag(t, fe.dir, "v1.9.5")
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			repo, _ := ecrSrv.Repository("sidecar")
+			mine := repo.Tags[gitHead(t, fe.dir)[:12]]
+			if repo.Tags["1.9.5"] != mine {
+				t.Errorf("1.9.5 is on %s, want the commit's image %s", repo.Tags["1.9.5"], mine)
+			}
+			if want := map[bool]string{true: mine, false: other}[tc.moves]; repo.Tags["latest"] != want {
+				t.Errorf("latest is on %s, want %s", repo.Tags["latest"], want)
+			}
+			if stays := "push: latest stays on " + tc.onLatest; strings.Contains(fe.log.String(), stays) == tc.moves {
+				t.Errorf("log says %q: %v, want %v:\n%s", stays, !tc.moves, !tc.moves, fe.log)
+			}
+		})
+	}
+}

@@ -8,10 +8,12 @@ import (
 	"strings"
 
 	"dagger.io/dagger"
+	"golang.org/x/mod/semver"
 
 	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagefiles"
+	"github.com/example/sidecar/ci/imagetag"
 	"github.com/example/sidecar/ci/secrets"
 )
 
@@ -76,6 +78,9 @@ func (s *run) planRelease(ctx context.Context) error {
 			rel.promote = append(rel.promote, tag)
 		}
 	}
+	if err := s.keepNewerLatest(ctx, rel, existing); err != nil {
+		return err
+	}
 	rel.onStop = onStop(reg, rel.commit, rel.promote, rel.inPlace)
 	s.rel = rel
 	digest, ok := rel.plan.Skip[rel.commit]
@@ -119,6 +124,35 @@ func (s *run) readCandidate(ctx context.Context) error {
 			reg.URI, rel.digest, strings.Join(missing, " or "), platformList(s.Config.Platforms), strings.Join(platformNames(rel.pushed), ", "),
 			rel.onStop, reg.Repository, rel.commit)
 	}
+	return nil
+}
+
+// keepNewerLatest leaves latest where it is when its image carries a
+// newer version tag than this release (an older tag's job re-run after a
+// newer release): latest never moves back to an older version.
+func (s *run) keepNewerLatest(ctx context.Context, rel *release, existing map[string]string) error {
+	version := s.tags.Get(imagetag.Version).Name
+	at, ok := existing["latest"]
+	if version == "" || !ok || !slices.Contains(rel.promote, "latest") {
+		return nil
+	}
+	tags, err := s.reg.TagsOf(ctx, at)
+	if err != nil {
+		return fmt.Errorf("push refused (nothing pushed): which version latest is on: %w", err)
+	}
+	newest := ""
+	for _, t := range tags {
+		// A commit tag has no dot; an all-digit one would read as vN.
+		if strings.Contains(t, ".") && semver.IsValid("v"+t) && (newest == "" || semver.Compare("v"+t, "v"+newest) > 0) {
+			newest = t
+		}
+	}
+	if newest == "" || semver.Compare("v"+newest, "v"+version) <= 0 {
+		return nil
+	}
+	rel.promote = slices.DeleteFunc(rel.promote, func(t string) bool { return t == "latest" })
+	delete(rel.plan.Moves, "latest")
+	s.step("push: latest stays on %s (%s), newer than this release, %s", newest, at, version)
 	return nil
 }
 

@@ -414,6 +414,21 @@ func firstLine(err error) string {
 	return s
 }
 
+// TagsOf is every tag on the image with digest (ecr:DescribeImages).
+func (r *Registry) TagsOf(ctx context.Context, digest string) ([]string, error) {
+	out, err := r.client.DescribeImages(ctx, &ecr.DescribeImagesInput{
+		RepositoryName: aws.String(r.Repository), ImageIds: []types.ImageIdentifier{{ImageDigest: aws.String(digest)}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ecr:DescribeImages %s in %q: %w", digest, r.Repository, err)
+	}
+	var tags []string
+	for _, d := range out.ImageDetails {
+		tags = append(tags, d.ImageTags...)
+	}
+	return tags, nil
+}
+
 // Retag points tag at the image already in the repository with digest,
 // without pushing anything: ECR's PutImage with that image's manifest.
 // Used to release (tag v1.2.3) the image a commit was already pushed as.

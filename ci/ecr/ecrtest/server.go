@@ -285,6 +285,7 @@ func (s *Server) operations() map[string]func(http.ResponseWriter, map[string]an
 		"DescribeRepositories":                    s.describeRepositories,
 		"CreateRepository":                        s.createRepository,
 		"BatchGetImage":                           s.batchGetImage,
+		"DescribeImages":                          s.describeImages,
 		"PutImage":                                s.putImage,
 		"GetRegistryScanningConfiguration":        s.getRegistryScanningConfiguration,
 		"BatchGetRepositoryScanningConfiguration": s.batchGetRepositoryScanningConfiguration,
@@ -334,6 +335,33 @@ func (s *Server) createRepository(w http.ResponseWriter, body map[string]any) {
 	}
 	s.repos[name] = repo
 	reply(w, map[string]any{"repository": s.repoJSON(repo)})
+}
+
+// describeImages answers for images by digest, with the tags on each (as
+// ECR does, sorted here); an unknown digest is ImageNotFoundException.
+func (s *Server) describeImages(w http.ResponseWriter, body map[string]any) {
+	name, repo, ok := s.requestRepo(w, body)
+	if !ok {
+		return
+	}
+	details := []any{}
+	ids, _ := body["imageIds"].([]any)
+	for _, id := range ids {
+		digest, _ := id.(map[string]any)["imageDigest"].(string)
+		var tags []string
+		for tag, d := range repo.Tags {
+			if d == digest {
+				tags = append(tags, tag)
+			}
+		}
+		if _, pushed := s.manifests[digest]; len(tags) == 0 && !pushed {
+			awsError(w, http.StatusBadRequest, "ImageNotFoundException", "The image with imageId {imageDigest:'"+digest+"'} does not exist within the repository with name '"+name+"'")
+			return
+		}
+		slices.Sort(tags)
+		details = append(details, map[string]any{"registryId": s.Account, "repositoryName": name, "imageDigest": digest, "imageTags": tags})
+	}
+	reply(w, map[string]any{"imageDetails": details})
 }
 
 func (s *Server) batchGetImage(w http.ResponseWriter, body map[string]any) {
