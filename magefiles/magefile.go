@@ -166,7 +166,7 @@ func Test(ctx context.Context) error {
 // endpoint. The repository ECR_REPOSITORY (default: sidecar) is created when
 // missing if ECR_CREATE_REPOSITORY (default: true), with scan on push if
 // ECR_SCAN_ON_PUSH (default: true) and immutable tags if ECR_IMMUTABLE_TAGS
-// (default: true). VULN_CHECK (default: true) and GOVULNDB (default:
+// (default: true), all but latest with PUSH_LATEST. VULN_CHECK (default: true) and GOVULNDB (default:
 // https://vuln.go.dev) set the vulnerability check; SCAN_TIMEOUT (default:
 // 10m) and SCAN_FAIL_ON (default: CRITICAL), which also takes HIGH, MEDIUM,
 // LOW or none, set the scan gate. Tags (imagetag.Decide): commit tag: the

@@ -94,7 +94,7 @@ func pipelineVars() []Var {
 		{Name: "ECR_SCAN_ON_PUSH", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.ScanOnPush }), Accepted: acceptBool,
 			Help: "Scan-on-push for a repository the pipeline creates."},
 		{Name: "ECR_IMMUTABLE_TAGS", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.ImmutableTags }), Accepted: acceptBool,
-			Help: "Immutable tags for a repository the pipeline creates."},
+			Help: "Immutable tags for a repository the pipeline creates; with `PUSH_LATEST=true`, every tag but `latest` (`IMMUTABLE_WITH_EXCLUSION`)."},
 		{Name: "PUSH_LATEST", Default: "false", Parse: boolean(func(c *Config) *bool { return &c.PushLatest }), Accepted: acceptBool,
 			Help: "Also push `latest`. Requires `latest` to be mutable: a repository with mutable tags, or immutable ones with an exclusion filter matching `latest` (`IMMUTABLE_WITH_EXCLUSION`)."},
 		{Name: "VULN_CHECK", Default: "true", Parse: boolean(func(c *Config) *bool { return &c.VulnCheck }), Accepted: acceptBool,

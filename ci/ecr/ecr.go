@@ -288,9 +288,6 @@ func (r *Registry) ensure(ctx context.Context, opts Options) error {
 		if !opts.Create {
 			return &PreflightError{Problems: []string{fmt.Sprintf("ECR repository %q does not exist in %s and ECR_CREATE_REPOSITORY=false: create it or allow creation", r.Repository, r.Region)}}
 		}
-		if opts.ImmutableTags && opts.PushLatest {
-			return &PreflightError{Problems: []string{fmt.Sprintf("ECR repository %q does not exist in %s, and creating it with ECR_IMMUTABLE_TAGS=true would let PUSH_LATEST=true push latest only once: set ECR_IMMUTABLE_TAGS=false or drop PUSH_LATEST (nothing was created)", r.Repository, r.Region)}}
-		}
 		repo, err = r.create(ctx, opts)
 		if err != nil {
 			return err
@@ -332,13 +329,20 @@ func (r *Registry) describe(ctx context.Context) (types.Repository, error) {
 
 func (r *Registry) create(ctx context.Context, opts Options) (types.Repository, error) {
 	mut := types.ImageTagMutabilityMutable
-	if opts.ImmutableTags {
+	var exclude []types.ImageTagMutabilityExclusionFilter
+	switch {
+	case opts.ImmutableTags && opts.PushLatest:
+		// Versions stay immutable; latest must move on every release.
+		mut = types.ImageTagMutabilityImmutableWithExclusion
+		exclude = []types.ImageTagMutabilityExclusionFilter{{FilterType: types.ImageTagMutabilityExclusionFilterTypeWildcard, Filter: aws.String("latest")}}
+	case opts.ImmutableTags:
 		mut = types.ImageTagMutabilityImmutable
 	}
 	out, err := r.client.CreateRepository(ctx, &ecr.CreateRepositoryInput{
-		RepositoryName:             aws.String(r.Repository),
-		ImageScanningConfiguration: &types.ImageScanningConfiguration{ScanOnPush: opts.ScanOnPush},
-		ImageTagMutability:         mut,
+		RepositoryName:                     aws.String(r.Repository),
+		ImageScanningConfiguration:         &types.ImageScanningConfiguration{ScanOnPush: opts.ScanOnPush},
+		ImageTagMutability:                 mut,
+		ImageTagMutabilityExclusionFilters: exclude,
 	})
 	var exists *types.RepositoryAlreadyExistsException
 	switch {

@@ -173,23 +173,26 @@ func TestPreflightBaseEndpointAndNoCreate(t *testing.T) {
 	}
 }
 
-// PUSH_LATEST into a repository that would be created immutable fails
-// before the repository exists; an existing mutable one takes it.
-func TestPreflightPushLatestNeedsMutableTags(t *testing.T) {
-	srv := ecrtest.Start(t, "eu-west-1")
-	srv.Env(t)
-	o := defaults()
-	o.PushLatest = true
-	_, err := ecr.Preflight(ctx(t), o)
-	if err == nil || !strings.Contains(err.Error(), "ECR_IMMUTABLE_TAGS=true") || !strings.Contains(err.Error(), "PUSH_LATEST=true") {
-		t.Fatalf("err = %v, want it to name ECR_IMMUTABLE_TAGS and PUSH_LATEST", err)
-	}
-	if _, ok := srv.Repository("sidecar"); ok || slices.Contains(srv.Operations(), "CreateRepository") {
-		t.Fatal("created an immutable repository that PUSH_LATEST cannot use")
-	}
-	o.ImmutableTags = false
-	if reg, err := ecr.Preflight(ctx(t), o); err != nil || !reg.Created || reg.Immutable {
-		t.Fatalf("with ECR_IMMUTABLE_TAGS=false: %+v, %v; want a mutable repository created", reg, err)
+// With PUSH_LATEST a repository created with immutable tags excludes
+// latest (IMMUTABLE_WITH_EXCLUSION), so versions stay fixed and latest
+// moves; with ECR_IMMUTABLE_TAGS=false it is simply mutable.
+func TestPreflightCreatesARepositoryLatestCanMoveIn(t *testing.T) {
+	for _, immutable := range []bool{true, false} {
+		srv := ecrtest.Start(t, "eu-west-1")
+		srv.Env(t)
+		o := defaults()
+		o.PushLatest, o.ImmutableTags = true, immutable
+		reg, err := ecr.Preflight(ctx(t), o)
+		if err != nil || !reg.Created {
+			t.Fatalf("ECR_IMMUTABLE_TAGS=%v: %+v, %v; want a repository created", immutable, reg, err)
+		}
+		if reg.ImmutableTag("latest") || reg.ImmutableTag("1.4.0") != immutable {
+			t.Errorf("ECR_IMMUTABLE_TAGS=%v: latest immutable %v, 1.4.0 immutable %v; want latest mutable, 1.4.0 %v", immutable,
+				reg.ImmutableTag("latest"), reg.ImmutableTag("1.4.0"), immutable)
+		}
+		if repo, _ := srv.Repository("sidecar"); repo.Immutable != immutable || (immutable && !slices.Equal(repo.Exclusions, []string{"latest"})) {
+			t.Errorf("ECR_IMMUTABLE_TAGS=%v: created %+v", immutable, repo)
+		}
 	}
 }
 

@@ -329,7 +329,17 @@ func (s *Server) createRepository(w http.ResponseWriter, body map[string]any) {
 		return
 	}
 	repo := &Repo{Name: name, Tags: map[string]string{}}
-	repo.Immutable = body["imageTagMutability"] == "IMMUTABLE"
+	mut, _ := body["imageTagMutability"].(string)
+	repo.Immutable = strings.HasPrefix(mut, "IMMUTABLE")
+	filters, _ := body["imageTagMutabilityExclusionFilters"].([]any)
+	if strings.HasSuffix(mut, "_WITH_EXCLUSION") != (len(filters) > 0) {
+		awsError(w, http.StatusBadRequest, "InvalidParameterException", "imageTagMutabilityExclusionFilters go with a *_WITH_EXCLUSION imageTagMutability, and only with one")
+		return
+	}
+	for _, f := range filters {
+		filter, _ := f.(map[string]any)["filter"].(string)
+		repo.Exclusions = append(repo.Exclusions, filter)
+	}
 	if sc, ok := body["imageScanningConfiguration"].(map[string]any); ok {
 		repo.ScanOnPush, _ = sc["scanOnPush"].(bool)
 	}
