@@ -254,3 +254,70 @@ func stepRun(t *testing.T, wf, id string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// The release job decides first, before the build, whether it can push: a
+// repository without AWS_ROLE_ARN (a fork) builds and tests and says so; a
+// role without a region, or a value that is no role ARN, stops the job
+// there rather than after the build. Every push step follows that decision.
+func TestWorkflowReleaseSettings(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf := string(b)
+	script := stepRun(t, wf, "release")
+	const role = "arn:aws:iam::123456789012:role/sidecar-ci"
+	for _, tc := range []struct {
+		name, push, role, region string
+		wantPush                 string // "" when the step must fail
+		wantOut                  []string
+	}{
+		{"pull request", "false", "", "", "false", nil},
+		{"pull request in a set-up repository", "false", role, "eu-west-1", "false", nil},
+		{"no role (a fork)", "true", "", "eu-west-1", "false", []string{"::warning", "AWS_ROLE_ARN is not set", "pushes nothing"}},
+		{"role without region", "true", role, "", "", []string{"::error", "AWS_REGION is not set", "eu-west-1"}},
+		{"not a role ARN", "true", "sidecar-ci", "eu-west-1", "", []string{"::error", "AWS_ROLE_ARN is 'sidecar-ci'", "arn:aws:iam::123456789012:role/"}},
+		{"a user ARN", "true", "arn:aws:iam::123456789012:user/ci", "eu-west-1", "", []string{"AWS_ROLE_ARN is 'arn:aws:iam::123456789012:user/ci'"}},
+		{"China partition", "true", "arn:aws-cn:iam::123456789012:role/ci", "cn-north-1", "true", nil},
+		{"set up", "true", role, "eu-west-1", "true", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "github_output")
+			cmd := runStep(script, dir, out)
+			cmd.Env = append(cmd.Env, "PUSH="+tc.push, "AWS_ROLE_ARN="+tc.role, "AWS_REGION="+tc.region,
+				"GITHUB_STEP_SUMMARY="+filepath.Join(dir, "summary"))
+			b, err := cmd.CombinedOutput()
+			if (err != nil) != (tc.wantPush == "") {
+				t.Fatalf("step exit %v; want failure %v:\n%s", err, tc.wantPush == "", b)
+			}
+			for _, w := range tc.wantOut {
+				if !strings.Contains(string(b), w) {
+					t.Errorf("step output lacks %q:\n%s", w, b)
+				}
+			}
+			got, _ := os.ReadFile(out)
+			if want := "push=" + tc.wantPush + "\n"; tc.wantPush != "" && string(got) != want {
+				t.Errorf("GITHUB_OUTPUT %q; want %q", got, want)
+			}
+		})
+	}
+
+	// The step comes first, and no step pushes, logs in or attests on
+	// inputs.push alone.
+	if first := regexp.MustCompile(`(?m)^      - `).FindStringIndex(wf); first == nil ||
+		!strings.HasPrefix(wf[first[0]:], "      - name: Release settings\n        id: release\n") {
+		t.Error("pipeline.yml's first step is not Release settings (id: release)")
+	}
+	if n := strings.Count(wf, "inputs.push"); n != 1 {
+		t.Errorf("pipeline.yml uses inputs.push %d times; want once, in the Release settings step", n)
+	}
+	for _, step := range []string{"AWS credentials (OIDC)", "Push to ECR (go tool mage push)", "Attest the pushed image"} {
+		_, after, _ := strings.Cut(wf, "- name: "+step)
+		_, next, _ := strings.Cut(after, "\n")
+		if !strings.HasPrefix(next, "        if: steps.release.outputs.push == 'true'\n") {
+			t.Errorf("step %q does not run on steps.release.outputs.push", step)
+		}
+	}
+}
