@@ -584,10 +584,12 @@ func TestPushPipeline(t *testing.T) {
 	fe := newPushEngine(t, ecrSrv, map[string]string{"VULN_CHECK": "true"}) // the default, checked by TestReleaseConfig
 	// Written by the session's handler goroutine: read it under the lock.
 	var mu sync.Mutex
-	var opsAtFirstQuery []string
+	var opsAtFirstQuery, opsAtPlatform []string
 	fe.srv.Observe(func(q daggertest.Query) {
 		mu.Lock()
-		if opsAtFirstQuery == nil {
+		if q.Leaf().Field == "defaultPlatform" {
+			opsAtPlatform = append([]string{}, ecrSrv.Operations()...)
+		} else if opsAtFirstQuery == nil {
 			opsAtFirstQuery = ecrSrv.Operations()
 		}
 		mu.Unlock()
@@ -597,12 +599,17 @@ func TestPushPipeline(t *testing.T) {
 	}
 	short := gitHead(t, fe.dir)[:12]
 
-	// Preflight (login, repository) happened before any engine work.
+	// The AWS preflight (login, repository) came after the engine's
+	// platform check, which a run may fail without having created the
+	// repository, and before any engine work.
 	mu.Lock()
-	ops := opsAtFirstQuery
+	ops, atPlatform := opsAtFirstQuery, opsAtPlatform
 	mu.Unlock()
+	if atPlatform == nil || len(atPlatform) != 0 {
+		t.Errorf("ECR calls before the engine's platform check: %v (nil: no check), want none", atPlatform)
+	}
 	if want := []string{"GetAuthorizationToken", "DescribeRepositories", "CreateRepository"}; !slices.Equal(ops, want) {
-		t.Errorf("ECR calls before the first engine query: %v, want %v", ops, want)
+		t.Errorf("ECR calls before the first engine work: %v, want %v", ops, want)
 	}
 	repo, _ := ecrSrv.Repository("sidecar")
 	if !repo.Immutable || !repo.ScanOnPush {
@@ -790,50 +797,60 @@ func TestUnitTestsCanBeSkipped(t *testing.T) {
 func TestPushRefusals(t *testing.T) {
 	immutable := true
 	for _, tc := range []struct {
-		name      string
-		setup     func(t *testing.T, fe *fakeEngine, ecrSrv *ecrtest.Server)
-		env       map[string]string
-		want      []string
-		noQueries bool // refused before the engine was touched
-		noECR     bool // refused before ECR was called
-		serial    bool // sets the process environment
-		exit      int  // the exit code; 0 = ExitFailed
+		name   string
+		setup  func(t *testing.T, fe *fakeEngine, ecrSrv *ecrtest.Server)
+		env    map[string]string
+		want   []string
+		noWork bool // refused before any engine work (at most the platform question)
+		noECR  bool // refused before ECR was called
+		serial bool // sets the process environment
+		exit   int  // the exit code; 0 = ExitFailed
 	}{
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
 			e.SetTag("sidecar", "2.0.0", "sha256:"+strings.Repeat("1", 64))
-		}, want: []string{`tag "2.0.0"`, "another commit's", "immutable", "nothing built or pushed", "tag a new version"}, noQueries: true},
+		}, want: []string{`tag "2.0.0"`, "another commit's", "immutable", "nothing built or pushed", "tag a new version"}, noWork: true},
 		{name: "version tag names another image, immutable by an exclusion filter", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			e.AddRepository("sidecar", false)
 			e.SetExclusions("sidecar", "*.*.*") // MUTABLE_WITH_EXCLUSION: release versions cannot move
 			gitTag(t, fe.dir, "v2.0.0")
 			e.SetTag("sidecar", "2.0.0", "sha256:"+strings.Repeat("1", 64))
-		}, want: []string{`tag "2.0.0"`, "another commit's", "nothing built or pushed"}, noQueries: true},
+		}, want: []string{`tag "2.0.0"`, "another commit's", "nothing built or pushed"}, noWork: true},
 		{name: "re-run: version tag names another image than the pushed commit", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.1.0")
 			e.SetTag("sidecar", gitHead(t, fe.dir)[:12], "sha256:"+strings.Repeat("0", 64))
 			e.SetTag("sidecar", "2.1.0", "sha256:"+strings.Repeat("1", 64))
-		}, want: []string{`tag "2.1.0"`, "already points at sha256:111", "sha256:000", "immutable", "nothing built or pushed"}, noQueries: true},
+		}, want: []string{`tag "2.1.0"`, "already points at sha256:111", "sha256:000", "immutable", "nothing built or pushed"}, noWork: true},
 		{name: "smoke test fails", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) {
 				return nil, daggertest.ExecFailure([]string{"sh"}, 1, "", "boom\n")
 			})
 		}, want: []string{"smoke test failed", "boom"}},
 		{name: "over budget", env: map[string]string{"SIZE_BUDGET": "50kB"}, want: []string{"size budget"}},
-		{name: "latest with immutable tags", env: map[string]string{"PUSH_LATEST": "true"}, want: []string{"PUSH_LATEST", "immutable"}, noQueries: true, exit: ExitConfig},
+		{name: "latest with immutable tags", env: map[string]string{"PUSH_LATEST": "true"}, want: []string{"PUSH_LATEST", "immutable"}, noWork: true, exit: ExitConfig},
 		{name: "uncommitted changes", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			if err := os.WriteFile(filepath.Join(fe.dir, "Dockerfile"), []byte("FROM changed\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, want: []string{"uncommitted changes"}, noQueries: true, noECR: true},
+		}, want: []string{"uncommitted changes"}, noWork: true, noECR: true},
 		{name: "version tag that cannot be released", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v1.4.0+build.7")
-		}, want: []string{`git tag "v1.4.0+build.7" on HEAD is not a version tag`, "v1.4.0-rc.1"}, noQueries: true, noECR: true, exit: ExitConfig},
+		}, want: []string{`git tag "v1.4.0+build.7" on HEAD is not a version tag`, "v1.4.0-rc.1"}, noWork: true, noECR: true, exit: ExitConfig},
+		// Local refusals come before the AWS preflight, which may create
+		// the repository: a run refused here has changed nothing in AWS.
+		{name: "engine platform not in PLATFORMS", env: map[string]string{"PLATFORMS": "linux/" + runtime.GOARCH},
+			setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+				fe.srv.Handle("defaultPlatform", func(daggertest.Query) (any, error) { return otherPlatform(), nil })
+			}, want: []string{"PLATFORMS=", "the engine runs " + otherPlatform()}, noWork: true, noECR: true, exit: ExitConfig},
+		{name: "local Docker not reachable", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
+			fe.runner.Config.LocalImage = "sidecar:dev"
+			fe.runner.pingDocker = func(context.Context) error { return errors.New("connection refused") }
+		}, want: []string{"LOCAL_IMAGE=sidecar:dev needs the local Docker", "nothing was built"}, noWork: true, noECR: true},
 		// The SDK also reads the process environment: cleared for this one.
 		{name: "no AWS region", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			ecrtest.Isolate(t)
 			delete(fe.vars, "AWS_REGION")
-		}, want: []string{"AWS region is not set"}, noQueries: true, noECR: true, serial: true, exit: ExitConfig},
+		}, want: []string{"AWS region is not set"}, noWork: true, noECR: true, serial: true, exit: ExitConfig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.serial {
@@ -859,7 +876,7 @@ func TestPushRefusals(t *testing.T) {
 			if n := len(fe.leaves("publish")); n != 0 {
 				t.Errorf("published %d times", n)
 			}
-			if n := len(fe.srv.Queries()); tc.noQueries && n != 0 {
+			if n := len(fe.workQueries()); tc.noWork && n != 0 {
 				t.Errorf("%d engine queries before the refusal", n)
 			}
 			if ops := ecrSrv.Operations(); tc.noECR && len(ops) != 0 {
@@ -930,10 +947,7 @@ func TestNoEngineFailsFirst(t *testing.T) {
 // the variant native to the engine.
 func TestSmokeRunsTheEnginesPlatform(t *testing.T) {
 	t.Parallel()
-	other := "linux/arm64"
-	if runtime.GOARCH == "arm64" {
-		other = "linux/amd64"
-	}
+	other := otherPlatform()
 	t.Run("engine platform built", func(t *testing.T) {
 		fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)
 		fe.srv.Handle("defaultPlatform", func(daggertest.Query) (any, error) { return other, nil })
@@ -966,6 +980,15 @@ func TestSmokeRunsTheEnginesPlatform(t *testing.T) {
 			t.Errorf("work done before the platform check: go test %v, queries %d", *fe.goTests, len(fe.workQueries()))
 		}
 	})
+}
+
+// otherPlatform is a platform the default PLATFORMS builds that is not
+// this machine's: a shared remote engine of another architecture.
+func otherPlatform() string {
+	if runtime.GOARCH == "arm64" {
+		return "linux/amd64"
+	}
+	return "linux/arm64"
 }
 
 // A session that refuses the token (a stale DAGGER_SESSION_TOKEN) is no

@@ -125,10 +125,10 @@ func stepPreflight(target string) Step {
 	doc := "checks that a Dagger engine answers (none: exit 3 at once), then the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session"
 	if target == "push" {
 		doc = "before any build, checks that a Dagger engine answers (none: exit 3 at once), that the worktree is clean, " +
-			"decides the tags, probes GOVULNDB, runs the AWS preflight (region, credentials, ECR login, the repository, created when missing), " +
-			"checks the local Docker when LOCAL_IMAGE is not none, then opens the run's one Dagger session"
-	}
-	if target == "build" {
+			"decides the tags, probes GOVULNDB, checks the local Docker when LOCAL_IMAGE is not none, " +
+			"opens the run's one Dagger session and checks that PLATFORMS holds the engine's platform, which the smoke test runs (exit 2 if not), " +
+			"then runs the AWS preflight (region, credentials, ECR login, the repository, created when missing): last, so a run refused earlier has changed nothing in AWS."
+	} else if target == "build" {
 		doc += "."
 	} else {
 		doc += " and checks that PLATFORMS holds the engine's platform, which the smoke test runs (exit 2 if not)."
@@ -152,33 +152,46 @@ func stepPreflight(target string) Step {
 		if err := s.checkLocalDocker(ctx, target); err != nil {
 			return err
 		}
-		s.step("%s: connecting to the Dagger engine", target)
-		client, err := engine.ConnectEnv(ctx, s.log(), s.env(), s.sessionOpts...)
-		if err != nil {
+		if err := s.connect(ctx, target); err != nil {
 			return err
 		}
-		s.client = client
-		if s.enginePlatform, err = client.DefaultPlatform(ctx); err != nil {
-			// A `dagger run` session answers a wrong token with 401
-			// (engine/client/client.go, Client.ServeHTTP, at v0.21.8).
-			if port, ok := s.env()("DAGGER_SESSION_PORT"); ok && strings.Contains(err.Error(), "401") {
-				return &engine.Error{Missing: fmt.Sprintf("the session at DAGGER_SESSION_PORT=%s refused DAGGER_SESSION_TOKEN (401 Unauthorized): "+
-					"run inside the dagger run that set them, or unset both so the pipeline opens its own session", port), Err: err}
-			}
-			return fmt.Errorf("ask the engine for its platform: %w", err)
-		}
-		if target != "build" && !slices.Contains(s.Config.Platforms, s.enginePlatform) {
-			// Found here, not at the smoke step after the unit tests and
-			// the build: a shared remote engine of another architecture.
-			return &config.Error{Problems: []string{fmt.Sprintf("PLATFORMS=%q: the engine runs %s, which the smoke test runs natively; "+
-				"want a list that includes %s (or use an engine of this list's platforms)", platformList(s.Config.Platforms), s.enginePlatform, s.enginePlatform)}}
+		if target == "push" {
+			// Last: it may create the repository.
+			return s.awsPreflight(ctx)
 		}
 		return nil
 	}}
 }
 
+// connect opens the run's one Dagger session and, unless only building,
+// checks that the smoke test can run on the engine's platform.
+func (s *run) connect(ctx context.Context, target string) error {
+	s.step("%s: connecting to the Dagger engine", target)
+	client, err := engine.ConnectEnv(ctx, s.log(), s.env(), s.sessionOpts...)
+	if err != nil {
+		return err
+	}
+	s.client = client
+	if s.enginePlatform, err = client.DefaultPlatform(ctx); err != nil {
+		// A `dagger run` session answers a wrong token with 401
+		// (engine/client/client.go, Client.ServeHTTP, at v0.21.8).
+		if port, ok := s.env()("DAGGER_SESSION_PORT"); ok && strings.Contains(err.Error(), "401") {
+			return &engine.Error{Missing: fmt.Sprintf("the session at DAGGER_SESSION_PORT=%s refused DAGGER_SESSION_TOKEN (401 Unauthorized): "+
+				"run inside the dagger run that set them, or unset both so the pipeline opens its own session", port), Err: err}
+		}
+		return fmt.Errorf("ask the engine for its platform: %w", err)
+	}
+	if target != "build" && !slices.Contains(s.Config.Platforms, s.enginePlatform) {
+		// Found here, not at the smoke step after the unit tests and
+		// the build: a shared remote engine of another architecture.
+		return &config.Error{Problems: []string{fmt.Sprintf("PLATFORMS=%q: the engine runs %s, which the smoke test runs natively; "+
+			"want a list that includes %s (or use an engine of this list's platforms)", platformList(s.Config.Platforms), s.enginePlatform, s.enginePlatform)}}
+	}
+	return nil
+}
+
 // pushPreflight is what push checks after the engine probe and before
-// the engine session: git, the tags, GOVULNDB and AWS.
+// the engine session: git, the tags and GOVULNDB.
 func (s *run) pushPreflight(ctx context.Context) error {
 	s.step("push: reading git state")
 	ref, err := gitref.Read(ctx, s.Config.Dir)
@@ -200,10 +213,7 @@ func (s *run) pushPreflight(ctx context.Context) error {
 	for _, skip := range s.tags.Skips() {
 		s.step("push: %s", skip)
 	}
-	if err := s.probeVulnDB(ctx); err != nil {
-		return err
-	}
-	return s.awsPreflight(ctx)
+	return s.probeVulnDB(ctx)
 }
 
 func (s *run) awsPreflight(ctx context.Context) error {
