@@ -84,14 +84,23 @@ func gitRepo(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"init", "-q"}, {"add", "Dockerfile"}, {"commit", "-q", "-m", "init"}} {
-		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
+		gitRun(t, dir, args...)
 	}
 	return dir
+}
+
+// gitRun runs git in dir as a committer with no configuration of its own,
+// and returns its output.
+func gitRun(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func gitTag(t *testing.T, dir, tag string) {
@@ -1082,6 +1091,61 @@ func TestPushLatestInAnImmutableRepositoryThatExcludesIt(t *testing.T) {
 	}
 	if !strings.Contains(fe.log.String(), "immutable tags except latest") {
 		t.Errorf("the log does not describe the repository's exclusion:\n%s", fe.log)
+	}
+}
+
+// latest never moves back along the history either: with latest following
+// main (no version tags), an older commit's job re-run after a later
+// commit's leaves latest on the later one, as does a version released on
+// an older commit; a later commit moves it, and so does one this clone
+// cannot place (said in the log).
+func TestPushKeepsLatestOnALaterCommit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		onLatest string // which commit latest's image carries: later, earlier, unknown
+		version  string // a version tag on this commit
+		moves    bool
+		log      string
+	}{
+		{name: "latest on a later commit stays", onLatest: "later", log: "push: latest stays on commit %s ("},
+		{name: "a version on an older commit leaves latest on the later one", onLatest: "later", version: "v1.2.0", log: "push: latest stays on commit %s ("},
+		{name: "latest on an earlier commit moves", onLatest: "earlier", moves: true},
+		{name: "latest on a commit not in this clone moves", onLatest: "unknown", moves: true, log: "push: latest is on commit %s, which this clone's history lacks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+			earlier := gitHead(t, fe.dir)
+			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "this")
+			this := gitHead(t, fe.dir)
+			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "later")
+			later := gitHead(t, fe.dir)
+			gitRun(t, fe.dir, "checkout", "-q", this)
+			if tc.version != "" {
+				gitTag(t, fe.dir, tc.version)
+			}
+			other := "sha256:" + strings.Repeat("1", 64)
+			onLatest := map[string]string{"later": later, "earlier": earlier, "unknown": strings.Repeat("ab", 20)}[tc.onLatest][:12]
+			ecrSrv.SetTag("sidecar", onLatest, other)
+			ecrSrv.SetTag("sidecar", "latest", other)
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			repo, _ := ecrSrv.Repository("sidecar")
+			mine := repo.Tags[this[:12]]
+			if want := map[bool]string{true: mine, false: other}[tc.moves]; mine == "" || repo.Tags["latest"] != want {
+				t.Errorf("latest is on %s, want %s (this commit's image %s)", repo.Tags["latest"], want, mine)
+			}
+			if want := fmt.Sprintf(tc.log, onLatest); tc.log != "" && !strings.Contains(fe.log.String(), want) {
+				t.Errorf("log does not say %q:\n%s", want, fe.log)
+			}
+			if tc.moves == strings.Contains(fe.log.String(), "latest stays") {
+				t.Errorf("log says latest stays: %v, want %v:\n%s", !tc.moves, !tc.moves, fe.log)
+			}
+		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagetag"
 	"github.com/example/sidecar/ci/secrets"
@@ -78,7 +79,7 @@ func (s *run) planRelease(ctx context.Context) error {
 			rel.promote = append(rel.promote, tag)
 		}
 	}
-	if err := s.keepNewerLatest(ctx, rel, existing); err != nil {
+	if err := s.keepNewerLatest(ctx, rel); err != nil {
 		return err
 	}
 	rel.onStop = onStop(reg, rel.commit, rel.promote, rel.inPlace)
@@ -127,19 +128,38 @@ func (s *run) readCandidate(ctx context.Context) error {
 	return nil
 }
 
-// keepNewerLatest leaves latest where it is when its image carries a
-// newer version tag than this release (an older tag's job re-run after a
-// newer release): latest never moves back to an older version.
-func (s *run) keepNewerLatest(ctx context.Context, rel *release, existing map[string]string) error {
-	version := s.tags.Get(imagetag.Version).Name
-	at, ok := existing["latest"]
-	if version == "" || !ok || !slices.Contains(rel.promote, "latest") {
+// keepNewerLatest leaves latest where it is when its image is newer than
+// this release: by version when both carry one, else by history (latest's
+// image carries a commit tag of a later commit on this one's line; latest
+// following main, an older commit's job re-run).
+func (s *run) keepNewerLatest(ctx context.Context, rel *release) error {
+	at, ok := rel.plan.Moves["latest"]
+	if !ok || !slices.Contains(rel.promote, "latest") {
 		return nil
 	}
 	tags, err := s.reg.TagsOf(ctx, at)
 	if err != nil {
 		return fmt.Errorf("push refused (nothing pushed): which version latest is on: %w", err)
 	}
+	why := ""
+	if version, newest := s.tags.Get(imagetag.Version).Name, newestVersion(tags); version != "" && newest != "" {
+		if semver.Compare("v"+newest, "v"+version) > 0 {
+			why = fmt.Sprintf("%s (%s), newer than this release, %s", newest, at, version)
+		}
+	} else if why, err = s.laterOnLatest(ctx, at, tags); err != nil {
+		return err
+	}
+	if why == "" {
+		return nil
+	}
+	rel.promote = slices.DeleteFunc(rel.promote, func(t string) bool { return t == "latest" })
+	delete(rel.plan.Moves, "latest")
+	s.step("push: latest stays on %s", why)
+	return nil
+}
+
+// newestVersion is the highest version tag of tags, "" when none.
+func newestVersion(tags []string) string {
 	newest := ""
 	for _, t := range tags {
 		// A commit tag has no dot; an all-digit one would read as vN.
@@ -147,13 +167,24 @@ func (s *run) keepNewerLatest(ctx context.Context, rel *release, existing map[st
 			newest = t
 		}
 	}
-	if newest == "" || semver.Compare("v"+newest, "v"+version) <= 0 {
-		return nil
+	return newest
+}
+
+// laterOnLatest says why latest stays when its image at carries the commit
+// tag of a later commit than this one; "" when none does.
+func (s *run) laterOnLatest(ctx context.Context, at string, tags []string) (string, error) {
+	for _, t := range tags {
+		later, known, err := gitref.Later(ctx, s.Config.Dir, s.ref.Commit, t)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("push refused (nothing pushed): is latest's commit %s later than this one: %w", t, err)
+		case later:
+			return fmt.Sprintf("commit %s (%s), a later commit than this one, %s", t, at, s.ref.Short), nil
+		case !known && gitref.IsCommitTag(t):
+			s.step("push: latest is on commit %s, which this clone's history lacks (a shallow clone?), so it cannot tell which is later: moving latest", t)
+		}
 	}
-	rel.promote = slices.DeleteFunc(rel.promote, func(t string) bool { return t == "latest" })
-	delete(rel.plan.Moves, "latest")
-	s.step("push: latest stays on %s (%s), newer than this release, %s", newest, at, version)
-	return nil
+	return "", nil
 }
 
 // missingPlatforms are the platforms of want that pushed lacks.

@@ -35,6 +35,46 @@ type Ref struct {
 	Untracked []string
 }
 
+// commitTagRE is a commit tag: ShortLen lowercase hex digits.
+var commitTagRE = regexp.MustCompile(fmt.Sprintf(`^[0-9a-f]{%d}$`, ShortLen))
+
+// IsCommitTag reports whether tag has a commit tag's form.
+func IsCommitTag(tag string) bool { return commitTagRE.MatchString(tag) }
+
+// Later reports whether the commit that the commit tag tag names is a
+// strict descendant of commit in the history of the repository holding
+// dir: a later commit of the same line. known is false when that history
+// lacks it (a shallow clone, a branch not fetched) or tag is no commit
+// tag: nothing can be said then.
+func Later(ctx context.Context, dir, commit, tag string) (later, known bool, err error) {
+	if !IsCommitTag(tag) {
+		return false, false, nil
+	}
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--verify", "--quiet", tag+"^{commit}").Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return false, false, nil // not in this history, or ambiguous
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("git rev-parse in %s: %w (is git installed?)", dir, err)
+	}
+	full := strings.TrimSpace(string(out))
+	if full == commit {
+		return false, true, nil
+	}
+	cmd := exec.CommandContext(ctx, "git", "-C", dir, "merge-base", "--is-ancestor", commit, full)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	switch err := cmd.Run(); {
+	case err == nil:
+		return true, true, nil
+	case errors.As(err, &ee) && ee.ExitCode() == 1:
+		return false, true, nil
+	default:
+		return false, false, fmt.Errorf("git merge-base --is-ancestor %s %s in %s: %w %s", commit, full, dir, err, strings.TrimSpace(stderr.String()))
+	}
+}
+
 // tagRE is the OCI distribution spec's tag grammar.
 var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 

@@ -167,3 +167,38 @@ func TestPickVersion(t *testing.T) {
 		})
 	}
 }
+
+// Later follows git's history: main's next commit is later, the same,
+// an earlier one or a side branch's is not, and a commit the history
+// lacks is unknown.
+func TestLater(t *testing.T) {
+	ctx := context.Background()
+	dir := repo(t)
+	first := run(t, dir, "rev-parse", "HEAD")
+	run(t, dir, "commit", "-q", "--allow-empty", "-m", "second")
+	second := run(t, dir, "rev-parse", "HEAD")
+	run(t, dir, "checkout", "-q", "-b", "side", first)
+	run(t, dir, "commit", "-q", "--allow-empty", "-m", "side")
+	side := run(t, dir, "rev-parse", "HEAD")
+	short := func(c string) string { return c[:ShortLen] }
+	for _, tc := range []struct {
+		name         string
+		commit, tag  string
+		later, known bool
+	}{
+		{"a later commit", first, short(second), true, true},
+		{"an earlier commit", second, short(first), false, true},
+		{"the same commit", second, short(second), false, true},
+		{"another branch", second, short(side), false, true},
+		{"not in this history", first, strings.Repeat("ab", ShortLen/2), false, false},
+		{"not a commit tag", first, "1.4.0", false, false},
+		{"a full hash is no commit tag", first, second, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			later, known, err := Later(ctx, dir, tc.commit, tc.tag)
+			if err != nil || later != tc.later || known != tc.known {
+				t.Errorf("Later(%.7s, %s) = %v, %v, %v; want %v, %v", tc.commit, tc.tag, later, known, err, tc.later, tc.known)
+			}
+		})
+	}
+}
