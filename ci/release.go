@@ -139,7 +139,7 @@ func (s *run) keepNewerLatest(ctx context.Context, rel *release) error {
 	}
 	tags, err := s.reg.TagsOf(ctx, at)
 	if err != nil {
-		return fmt.Errorf("push refused (nothing pushed): which version latest is on: %w", err)
+		return fmt.Errorf("push refused (nothing pushed): reading the tags of latest's image, to keep latest from moving back: %w", err)
 	}
 	why := ""
 	if version, newest := s.tags.Get(imagetag.Version).Name, newestVersion(tags); version != "" && newest != "" {
