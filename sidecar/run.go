@@ -120,6 +120,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnServiceConnectPorts(ctx, log, cfg)
 	warnPlaintextOnTheNetwork(ctx, log, cfg)
 	warnDrainPastFargateStop(ctx, log, cfg, lookup)
+	warnUnused(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
 
@@ -231,6 +232,16 @@ func warnPlaintextOnTheNetwork(ctx context.Context, log *slog.Logger, cfg config
 		"send their passwords and queries to the sidecar unencrypted; set LISTEN_ADDR=127.0.0.1 "+
 		"(the containers of an awsvpc task share it)", cfg.ListenAddr, cfg.TLS),
 		slog.String("variable", "LISTEN_ADDR"), slog.String("value", cfg.ListenAddr))
+}
+
+// warnUnused warns of each TLS or IAM setting given without its switch
+// on: its author expected TLS or IAM, and gets neither. The value stays
+// out of the line (LOCAL_PASSWORD is a secret).
+func warnUnused(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	for _, u := range cfg.Unused {
+		log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("%s is set but %s, so it is ignored: %s, or remove %s", u.Variable, u.Off, u.Fix, u.Variable),
+			slog.String("variable", u.Variable))
+	}
 }
 
 // warnDrainPastFargateStop warns when, on Fargate (ECS sets

@@ -512,6 +512,43 @@ func TestDrainPastFargateStopWarning(t *testing.T) {
 	}
 }
 
+// A TLS or IAM setting without its switch is warned of at start, naming
+// the switch and the fix; LOCAL_PASSWORD's value stays out of the log.
+func TestUnusedSettingWarning(t *testing.T) {
+	up := testkit.Listen(t)
+	upPort := strconv.Itoa(up.Addr().(*net.TCPAddr).Port)
+	const secret = "s3cret-local-password"
+	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "LISTEN_ADDR": "127.0.0.1",
+		"TARGET_TLS_CA": "/etc/ssl/certs/private-ca.pem", "LOCAL_PASSWORD": secret,
+		"LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	stopClean(t, cancel, done, stderr)
+	for variable, want := range map[string][]string{
+		"TARGET_TLS_CA":  {"TARGET_TLS=disabled", "set TARGET_TLS=verify-identity"},
+		"LOCAL_PASSWORD": {"TARGET_AUTH=passthrough", "set TARGET_AUTH=iam"},
+	} {
+		var warned []string
+		for _, l := range jsonLines(t, stderr.String()) {
+			if l["level"] == "WARN" && l["variable"] == variable {
+				warned = append(warned, l["msg"].(string))
+			}
+		}
+		if len(warned) != 1 {
+			t.Errorf("%d warnings about %s, want 1: %q", len(warned), variable, warned)
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(warned[0], w) {
+				t.Errorf("warning about %s does not say %q: %s", variable, w, warned[0])
+			}
+		}
+	}
+	if strings.Contains(stderr.String(), secret) {
+		t.Error("LOCAL_PASSWORD's value is in the log")
+	}
+}
+
 func TestLogFormat(t *testing.T) {
 	for _, tc := range []struct {
 		name string

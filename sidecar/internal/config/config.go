@@ -120,6 +120,19 @@ type Config struct {
 	// IAM signs and caches tokens for every forward; nil unless
 	// TARGET_AUTH=iam.
 	IAM *iamauth.Tokens
+
+	// Unused are the variables set that this configuration does not read,
+	// so that a TLS or IAM setting without its switch is warned of, not
+	// silently plaintext or passthrough. They are ignored rather than
+	// refused so a task definition can turn TLS or IAM off by one variable.
+	Unused []Unused
+}
+
+// Unused is a variable set but not read.
+type Unused struct {
+	Variable string
+	Off      string // the setting that turns it off: TARGET_TLS=disabled
+	Fix      string // what to set to use it
 }
 
 // AuthMode is TARGET_AUTH: whose credentials log in to the database.
@@ -255,7 +268,14 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 			// alone is enough to get a shell.
 			// A refused TARGET_AUTH leaves the mode unknown: the iam
 			// settings' forms are still checked, so all problems show.
-			if c.Mode == ModeSleep && !st.sleep || st.iamOnly && c.Auth != AuthIAM && !p.reported("TARGET_AUTH") {
+			if c.Mode == ModeSleep && !st.sleep {
+				continue
+			}
+			if st.iamOnly && c.Auth != AuthIAM && !p.reported("TARGET_AUTH") {
+				// AWS_REGION has other readers: a task may well set it.
+				if _, set := p.get(st.Name); set && st.Name != "AWS_REGION" {
+					c.Unused = append(c.Unused, Unused{st.Name, "TARGET_AUTH=" + string(c.Auth), "the app logs in with its own credentials; set TARGET_AUTH=iam to use it"})
+				}
 				continue
 			}
 			get := p.get
@@ -314,6 +334,12 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 // can keep them while switching TARGET_TLS off.
 func (p *parser) tls(c *Config) {
 	if c.TLS == TLSDisabled && !p.reported("TARGET_TLS") {
+		for _, name := range []string{"TARGET_TLS_CA", "TARGET_SERVER_NAME"} {
+			if _, set := p.get(name); set {
+				c.Unused = append(c.Unused, Unused{name, "TARGET_TLS=" + string(c.TLS),
+					"the sidecar neither encrypts nor verifies the connection to the database; set TARGET_TLS=verify-identity (or verify-ca) to use it"})
+			}
+		}
 		return
 	}
 	// A refused TARGET_TLS leaves the mode unknown: the other TLS

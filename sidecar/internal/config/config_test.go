@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"log/slog"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -539,5 +541,47 @@ func TestBooleanSettingsUseEnvbool(t *testing.T) {
 		if st.set(&c, "maybe") {
 			t.Errorf("%s accepts %q, which envbool refuses", st.Name, "maybe")
 		}
+	}
+}
+
+// A TLS or IAM setting given without its switch is listed as unused (the
+// sidecar warns of it), not refused; with the switch on, or in sleep mode
+// (which reads no forwarding setting), it is not; AWS_REGION never is.
+func TestUnused(t *testing.T) {
+	base := map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306"}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string // "VARIABLE off-setting"
+	}{
+		{"nothing extra", nil, nil},
+		{"TLS settings without TARGET_TLS", map[string]string{"TARGET_TLS_CA": "/nonexistent.pem", "TARGET_SERVER_NAME": "x.example"},
+			[]string{"TARGET_TLS_CA TARGET_TLS=disabled", "TARGET_SERVER_NAME TARGET_TLS=disabled"}},
+		{"TLS disabled explicitly", map[string]string{"TARGET_TLS": "DISABLED", "TARGET_SERVER_NAME": "x.example"},
+			[]string{"TARGET_SERVER_NAME TARGET_TLS=disabled"}},
+		{"TLS on", map[string]string{"TARGET_TLS": "verify-ca", "TARGET_SERVER_NAME": "x.example"}, nil},
+		{"IAM settings without TARGET_AUTH", map[string]string{"IAM_USERS": "app", "LOCAL_PASSWORD": "s3cret", "AWS_REGION": "us-east-1"},
+			[]string{"IAM_USERS TARGET_AUTH=passthrough", "LOCAL_PASSWORD TARGET_AUTH=passthrough"}},
+		{"an empty value counts as unset", map[string]string{"TARGET_TLS_CA": " ", "IAM_USERS": ""}, nil},
+		{"sleep mode", map[string]string{"MODE": "sleep", "TARGET_TLS_CA": "/x.pem", "IAM_USERS": "app"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kv := maps.Clone(base)
+			maps.Copy(kv, tc.env)
+			c, err := Parse(env(kv))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, u := range c.Unused {
+				got = append(got, u.Variable+" "+u.Off)
+				if u.Fix == "" {
+					t.Errorf("%s: no fix given", u.Variable)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("unused %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
