@@ -241,10 +241,13 @@ func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
 	} else {
 		// First probe after ka of silence, then every ka/3: a dead peer (a
 		// failed-over writer that vanished) is noticed within about 2×ka,
-		// and the same bound holds while sent data waits for an ACK.
+		// and upstream the same bound holds while sent data waits for an
+		// ACK. Not on the app's side: there the timeout also cut an app
+		// that was alive but read a large result slowly (a zero window
+		// for 2×ka), and a peer in the task cannot vanish unannounced.
 		kc := net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3}
 		err = c.SetKeepAliveConfig(kc)
-		if err == nil {
+		if err == nil && side == "upstream" {
 			err = setUserTimeout(c, kc.Idle+time.Duration(kc.Count)*kc.Interval) // as long as keepalive takes to give up
 		}
 	}

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -72,8 +73,9 @@ type capturedFD struct {
 
 // Keepalive is set on both the client-side and the upstream-side sockets,
 // with the configured idle time, a third of it between probes and 3
-// probes, and sent data may wait for an ACK as long as those probes take
-// (TCP_USER_TIMEOUT), since keepalive does not probe while it waits;
+// probes, and upstream, sent data may wait for an ACK as long as those
+// probes take (TCP_USER_TIMEOUT), since keepalive does not probe while it
+// waits;
 // Keepalive < 0 turns it off on both. The listener and dialer here
 // are Go's defaults, which enable a 15s keepalive of their own, so the
 // off case fails unless the proxy switches it off.
@@ -124,11 +126,14 @@ func TestKeepaliveBothSides(t *testing.T) {
 					if side.c.err != nil {
 						t.Fatalf("%s: %v", side.name, side.c.err)
 					}
-					got := readKeepalive(t, side.c.fd)
+					got, want := readKeepalive(t, side.c.fd), tt.want
 					if !tt.want.on {
 						got.idle, got.intvl, got.probes = 0, 0, 0 // meaningless when off
 					}
-					if got != tt.want {
+					if side.name == "client side" {
+						want.userTimeout = 0 // the kernel's: a slow reader is not a dead one
+					}
+					if got != want {
 						t.Errorf("%s: keepalive %+v, want %+v", side.name, got, tt.want)
 					}
 				}
@@ -183,4 +188,28 @@ func TestKeepaliveErrorLoggedOncePerForward(t *testing.T) {
 	if len(ports) != 2 {
 		t.Errorf("lines name ports %v, want both forwards", ports)
 	}
+}
+
+// An app that is alive but stops reading a large result for longer than
+// the keepalive bound (a zero window) keeps its connection and gets every
+// byte: TCP_USER_TIMEOUT on the app's side cut it with "connection timed
+// out".
+func TestSlowReaderKeepsItsConnection(t *testing.T) {
+	const size = 32 << 20
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
+			_, _ = c.Write(make([]byte, size))
+			_ = c.CloseWrite()
+			_, _ = io.Copy(io.Discard, c)
+		})
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, Keepalive: time.Second, Relay: f})
+		c := dial(t, r.addrs[0])
+		_ = c.SetReadBuffer(64 << 10)
+		time.Sleep(6 * time.Second) // past the 4 s bound of a 1 s keepalive
+		_ = c.SetReadDeadline(time.Now().Add(safety))
+		n, err := io.Copy(io.Discard, c)
+		if err != nil || n != size {
+			t.Errorf("read %d bytes, %v; want all %d", n, err, size)
+		}
+	})
 }
