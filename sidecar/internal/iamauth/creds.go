@@ -66,7 +66,12 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
 		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 		if err := checkFullURI(full); err != nil {
-			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: redact.Userinfo(full), Accepted: err.Error()}
+			// A query or fragment may carry a token, as user info may.
+			shown := redact.Userinfo(full)
+			if i := strings.IndexAny(shown, "?#"); i >= 0 {
+				shown = shown[:i+1] + "xxxxx"
+			}
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: shown, Accepted: err.Error()}
 		}
 		p = endpointcreds.New(full, containerAuth(getenv))
 		name = "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"

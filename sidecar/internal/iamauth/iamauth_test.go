@@ -155,6 +155,8 @@ func TestCredentialSource(t *testing.T) {
 		{"full http elsewhere", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.0.0.1/c"}},
 		// The password in the URL is the secret here, and the error hides it.
 		{"full http elsewhere with a password", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://admin:Sup3rSecret@10.0.0.1/c"}},
+		{"full http elsewhere with a token in the query", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.0.0.1/c?token=Sup3rSecret"}},
+		{"full http elsewhere with a token in the fragment", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.0.0.1/c#Sup3rSecret"}},
 		{"nothing", "EC2 instance metadata", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
