@@ -17,6 +17,7 @@ import (
 // conn is an in-flight connection, tracked for drain and the stale check.
 type conn struct {
 	upstream netip.Addr
+	asked    time.Time // when the lookup that chose upstream began
 	cancel   context.CancelCauseFunc
 }
 
@@ -91,6 +92,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 			return
 		}
 	}
+	asked := time.Now()
 	upstream, addr, why, err := s.dial(dialCtx, f)
 	stopWatch()
 	if err != nil && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
@@ -118,7 +120,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 
 	ctx, cancel := context.WithCancelCause(s.hardCtx)
 	defer cancel(nil)
-	c := &conn{upstream: addr, cancel: cancel}
+	c := &conn{upstream: addr, asked: asked, cancel: cancel}
 	f.track(c)
 	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, client, upstream, addr)
 	f.untrack(c)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -21,6 +22,7 @@ func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGrou
 			return
 		case <-t.C:
 		}
+		asked := time.Now()
 		addrs, err := s.resolve(ctx, f.TargetHost)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -28,18 +30,7 @@ func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGrou
 			}
 			continue
 		}
-		current := make(map[netip.Addr]bool, len(addrs))
-		for _, a := range addrs {
-			current[a] = true
-		}
-		var stale []*conn
-		f.mu.Lock()
-		for c := range f.conns {
-			if !current[c.upstream] {
-				stale = append(stale, c)
-			}
-		}
-		f.mu.Unlock()
+		stale := f.staleConns(asked, addrs)
 		if len(stale) > 0 {
 			s.log.Info("stale check: closing connections to addresses no longer in DNS", "target", f.target, "connections", len(stale), "answer", addrs)
 		}
@@ -47,4 +38,19 @@ func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGrou
 			c.cancel(errStale)
 		}
 	}
+}
+
+// staleConns are the connections to addresses not in addrs, an answer to
+// a lookup that began at asked. A connection whose own lookup began later
+// may have seen a newer answer, so it waits for the next check.
+func (f *forward) staleConns(asked time.Time, addrs []netip.Addr) []*conn {
+	var stale []*conn
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		if !slices.Contains(addrs, c.upstream) && c.asked.Before(asked) {
+			stale = append(stale, c)
+		}
+	}
+	return stale
 }
