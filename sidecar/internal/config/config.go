@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -305,6 +306,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		c.ListenPortVar = "FORWARDS"
 	}
 	sort.Slice(c.Forwards, func(i, j int) bool { return c.Forwards[i].ListenPort < c.Forwards[j].ListenPort })
+	p.loops(&c)
 	p.tls(&c)
 	p.iam(&c)
 	for _, f := range c.Forwards {
@@ -562,6 +564,83 @@ func (p *parser) forwards() []Forward {
 		return nil
 	}
 	return []Forward{f}
+}
+
+// loops refuses forwards whose targets lead back to the sidecar's own
+// listeners in a circle (TARGET_HOST=localhost with TARGET_PORT equal to
+// LISTEN_PORT): each connection would open another until MAX_CONNECTIONS
+// or the file limit, and no byte would reach a database. Only addresses
+// known without a lookup count: loopback, localhost and LISTEN_ADDR.
+func (p *parser) loops(c *Config) {
+	if p.reported("LISTEN_ADDR") {
+		return
+	}
+	next := map[int]int{} // listen port -> the own listen port its target is
+	for _, f := range c.Forwards {
+		if reachesListener(c.ListenAddr, f.TargetHost) {
+			next[f.ListenPort] = f.TargetPort
+		}
+	}
+	for _, f := range c.Forwards {
+		path := []int{f.ListenPort}
+		for port, ok := next[f.ListenPort]; ok; port, ok = next[port] {
+			if port == f.ListenPort {
+				p.loop(c, path)
+				break
+			}
+			if slices.Contains(path, port) || port < f.ListenPort {
+				break // a circle reported from its lowest port, or none through f
+			}
+			path = append(path, port)
+		}
+	}
+}
+
+func (p *parser) loop(c *Config, path []int) {
+	const accepted = "a target that is the database (such as the Aurora cluster endpoint), not one of the sidecar's own listen ports"
+	why := fmt.Sprintf("every connection would come back into the sidecar (LISTEN_ADDR=%s) and open another, and none would reach a database", c.ListenAddr)
+	if c.ListenPortVar != "FORWARDS" {
+		host, _ := p.get("TARGET_HOST")
+		p.badBecause("TARGET_HOST", host, fmt.Sprintf(": with TARGET_PORT=%d this is the sidecar's own listener (LISTEN_PORT=%d): %s", path[0], path[0], why), accepted)
+		return
+	}
+	list, _ := p.get("FORWARDS")
+	steps := make([]string, 0, len(path)+1)
+	for _, port := range append(path, path[0]) {
+		steps = append(steps, strconv.Itoa(port))
+	}
+	p.badBecause("FORWARDS", list, fmt.Sprintf(": listen ports %s form a loop: %s", strings.Join(steps, " -> "), why), accepted)
+}
+
+// reachesListener is whether a connection to host lands on a listener
+// bound to listenAddr in this network namespace.
+func reachesListener(listenAddr, host string) bool {
+	la := net.ParseIP(listenAddr)
+	if la == nil {
+		return false
+	}
+	targets := []net.IP{net.ParseIP(host)}
+	if ip := targets[0]; ip != nil && ip.IsUnspecified() { // Linux connects 0.0.0.0 and :: to this host
+		targets[0] = net.IPv6loopback
+		if ip.To4() != nil {
+			targets[0] = net.IPv4(127, 0, 0, 1)
+		}
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		targets = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	for _, ip := range targets {
+		switch {
+		case ip == nil:
+		case la.Equal(ip):
+			return true
+		case la.Equal(net.IPv6unspecified): // :: takes IPv4 too
+			return ip.IsLoopback()
+		case la.Equal(net.IPv4zero):
+			return ip.IsLoopback() && ip.To4() != nil
+		}
+	}
+	return false
 }
 
 func (p *parser) forwardList(list string) []Forward {

@@ -585,3 +585,53 @@ func TestUnused(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardLoops: a forward whose target is the sidecar's own listener,
+// directly or through other forwards, is refused; near misses are not.
+func TestForwardLoops(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // the problem; "" for accepted
+	}{
+		{"localhost to its own port", map[string]string{"TARGET_HOST": "localhost", "TARGET_PORT": "8080"},
+			`TARGET_HOST="localhost": with TARGET_PORT=8080 this is the sidecar's own listener (LISTEN_PORT=8080): every connection would come back into the sidecar (LISTEN_ADDR=0.0.0.0)`},
+		{"LOCALHOST. to its own port", map[string]string{"TARGET_HOST": "LOCALHOST.", "TARGET_PORT": "8080"}, `TARGET_HOST="LOCALHOST.": with TARGET_PORT=8080`},
+		{"127.0.0.2 with the wildcard", map[string]string{"TARGET_HOST": "127.0.0.2", "TARGET_PORT": "3306", "LISTEN_PORT": "3306"}, `TARGET_HOST="127.0.0.2": with TARGET_PORT=3306`},
+		{"0.0.0.0 is 127.0.0.1", map[string]string{"TARGET_HOST": "0.0.0.0", "TARGET_PORT": "8080", "LISTEN_ADDR": "127.0.0.1"}, `TARGET_HOST="0.0.0.0"`},
+		{":: is ::1", map[string]string{"TARGET_HOST": "::", "TARGET_PORT": "8080", "LISTEN_ADDR": "::1"}, `TARGET_HOST="::"`},
+		{"::1 with ::", map[string]string{"TARGET_HOST": "::1", "TARGET_PORT": "8080", "LISTEN_ADDR": "::"}, `TARGET_HOST="::1"`},
+		{"127.0.0.1 with ::", map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "8080", "LISTEN_ADDR": "::"}, `TARGET_HOST="127.0.0.1"`},
+		{"its own LISTEN_ADDR", map[string]string{"TARGET_HOST": "10.1.2.3", "TARGET_PORT": "8080", "LISTEN_ADDR": "10.1.2.3"}, `(LISTEN_ADDR=10.1.2.3)`},
+		{"forwards in a circle", map[string]string{"FORWARDS": "8082=db.example:3306,8081=localhost:8080,8080=127.0.0.1:8081"},
+			`FORWARDS="8082=db.example:3306,8081=localhost:8080,8080=127.0.0.1:8081": listen ports 8080 -> 8081 -> 8080 form a loop`},
+		{"a forward to itself in a list", map[string]string{"FORWARDS": "8080=db.example:3306,8081=localhost:8081"}, `listen ports 8081 -> 8081 form a loop`},
+		{"a tail into a circle is reported once, from the circle", map[string]string{"FORWARDS": "8080=localhost:8082,8081=localhost:8082,8082=localhost:8081"},
+			`listen ports 8081 -> 8082 -> 8081 form a loop`},
+
+		{"loopback to another port", map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306"}, ""},
+		{"another loopback address than LISTEN_ADDR", map[string]string{"TARGET_HOST": "127.0.0.2", "TARGET_PORT": "8080", "LISTEN_ADDR": "127.0.0.1"}, ""},
+		{"::1 is not 0.0.0.0", map[string]string{"TARGET_HOST": "::1", "TARGET_PORT": "8080"}, ""},
+		{"a name is not looked up", map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "8080"}, ""},
+		{"a chain that ends at a database", map[string]string{"FORWARDS": "8080=localhost:8081,8081=db.example:3306"}, ""},
+		{"a target port no forward listens on", map[string]string{"FORWARDS": "8080=localhost:8081,8082=localhost:8080"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(env(tt.env))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var cerr *Error
+			if !errors.As(err, &cerr) || len(cerr.Problems) != 1 {
+				t.Fatalf("want one problem %q, got %v", tt.want, err)
+			}
+			if got := cerr.Problems[0].String(); !strings.Contains(got, tt.want) || !strings.Contains(got, "accepted: a target that is the database") {
+				t.Errorf("problem %q\nwant it to contain %q and what is accepted", got, tt.want)
+			}
+		})
+	}
+}
