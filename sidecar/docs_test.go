@@ -149,6 +149,7 @@ func TestDocsDurationLimits(t *testing.T) {
 		"CONNECT_TIMEOUT":      "`" + config.MinConnectTimeout.String() + "`",
 		"IDLE_TIMEOUT":         "`" + config.MinIdleTimeout.String() + "`",
 		"STALE_CHECK_INTERVAL": "`" + config.MinStaleCheckInterval.String() + "`",
+		"DNS_CACHE_TTL":        "`" + config.MaxDNSCacheTTL.String() + "`",
 		"KEEPALIVE":            "`" + strconv.Itoa(int(config.MaxKeepalive.Seconds())) + "s`",
 	} {
 		if row := configRow(t, readme, name); !strings.Contains(strings.ReplaceAll(row, "`", ""), strings.Trim(limit, "`")) {

@@ -81,7 +81,7 @@ const (
 // Forward is one listening port and the target its connections go to.
 type Forward struct {
 	ListenPort int
-	TargetHost string // hostname (resolved for every new connection) or IP literal
+	TargetHost string // hostname (looked up again once its answer is DNSCacheTTL old) or IP literal
 	TargetPort int
 }
 
@@ -106,6 +106,7 @@ type Config struct {
 	MaxConnections     int           // per process, across forwards
 	Keepalive          time.Duration // TCP keepalive idle time on both sides; 0 = off
 	StaleCheckInterval time.Duration // 0 = off: never close connections whose upstream left DNS
+	DNSCacheTTL        time.Duration // 0 = off: look the target up for every connection
 	DataPath           DataPath
 
 	TLS       TLSMode
@@ -211,6 +212,7 @@ const (
 	MinIdleTimeout        = time.Second            // below it every pooled MySQL session dies between queries
 	MaxKeepalive          = 32767 * time.Second    // Linux MAX_TCP_KEEPIDLE (and MAX_TCP_KEEPINTVL); beyond it setsockopt fails
 	MinStaleCheckInterval = 100 * time.Millisecond // a DNS query pair per target per interval
+	MaxDNSCacheTTL        = 5 * time.Second        // Aurora endpoints' DNS TTL: no staler than the VPC resolver may be
 )
 
 // Problem is one configuration mistake: the variable, its value ("" when
@@ -741,12 +743,16 @@ func (c Config) Proxy() proxy.Config {
 		MaxConnections:     c.MaxConnections,
 		DrainTimeout:       c.DrainTimeout,
 		StaleCheckInterval: c.StaleCheckInterval,
+		DNSCacheTTL:        c.DNSCacheTTL,
 	}
 	if pc.Keepalive == 0 {
 		pc.Keepalive = -1 // proxy: negative = off
 	}
 	if pc.DrainTimeout == 0 {
 		pc.DrainTimeout = -1 // proxy: negative = close at once
+	}
+	if pc.DNSCacheTTL == 0 {
+		pc.DNSCacheTTL = -1 // proxy: negative = a lookup per connection
 	}
 	key := mysqltls.NewPasswordKey() // made on first use
 	for _, f := range c.Forwards {
@@ -803,6 +809,7 @@ func (c Config) LogAttrs() []slog.Attr {
 		slog.Int("max_connections", c.MaxConnections),
 		slog.Int64("keepalive_ms", c.Keepalive.Milliseconds()),
 		slog.Int64("stale_check_interval_ms", c.StaleCheckInterval.Milliseconds()),
+		slog.Int64("dns_cache_ttl_ms", c.DNSCacheTTL.Milliseconds()),
 		slog.String("data_path", string(c.DataPath)),
 		slog.String("target_tls", string(c.TLS)),
 	)

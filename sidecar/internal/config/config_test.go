@@ -23,7 +23,7 @@ func defaults(fw ...Forward) Config {
 		Mode: ModeProxy, ListenAddr: "0.0.0.0", Forwards: fw, LogLevel: slog.LevelInfo,
 		AdminAddr: "127.0.0.1", AdminPort: 9911, DrainTimeout: 20 * time.Second, ConnectTimeout: 5 * time.Second,
 		MaxConnections: 1024, Keepalive: 30 * time.Second, DataPath: DataPathAuto, TLS: TLSDisabled, Auth: AuthPassthrough,
-		LogFormat: LogJSON,
+		LogFormat: LogJSON, DNSCacheTTL: time.Second,
 	}
 	if len(fw) > 0 {
 		c.ListenPortVar = "LISTEN_PORT"
@@ -124,10 +124,11 @@ func TestParseValid(t *testing.T) {
 		{
 			name: "limits of the duration variables are accepted",
 			env: map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "KEEPALIVE": "32767s",
-				"IDLE_TIMEOUT": "1s", "CONNECT_TIMEOUT": "1ms", "STALE_CHECK_INTERVAL": "100ms"},
+				"IDLE_TIMEOUT": "1s", "CONNECT_TIMEOUT": "1ms", "STALE_CHECK_INTERVAL": "100ms", "DNS_CACHE_TTL": "5s"},
 			want: func() Config {
 				c := defaults(Forward{8080, "db.example", 3306})
 				c.Keepalive, c.IdleTimeout, c.ConnectTimeout, c.StaleCheckInterval = 32767*time.Second, time.Second, time.Millisecond, 100*time.Millisecond
+				c.DNSCacheTTL = 5 * time.Second
 				return c
 			},
 		},
@@ -178,7 +179,7 @@ func TestParseInvalid(t *testing.T) {
 			env: map[string]string{"MODE": "proxy", "TARGET_HOST": "bad host", "TARGET_PORT": "0", "LISTEN_PORT": "70000",
 				"LISTEN_ADDR": "localhost", "LOG_LEVEL": "verbose", "ADMIN_PORT": "-1", "DRAIN_TIMEOUT": "20",
 				"CONNECT_TIMEOUT": "0s", "IDLE_TIMEOUT": "-1s", "MAX_CONNECTIONS": "0", "KEEPALIVE": "forever",
-				"STALE_CHECK_INTERVAL": "1ms", "DATA_PATH": "fast"},
+				"STALE_CHECK_INTERVAL": "1ms", "DATA_PATH": "fast", "DNS_CACHE_TTL": "6s"},
 			want: []string{
 				`LOG_LEVEL="verbose" is invalid; accepted: error, warn (or warning), info or debug`,
 				`ADMIN_PORT="-1" is invalid; accepted: a port number from 1 to 65535`,
@@ -188,6 +189,7 @@ func TestParseInvalid(t *testing.T) {
 				`IDLE_TIMEOUT="-1s" is invalid`,
 				`KEEPALIVE="forever" is invalid`,
 				`STALE_CHECK_INTERVAL="1ms" is invalid; accepted: 0 (off) or at least 100ms`,
+				`DNS_CACHE_TTL="6s" is invalid; accepted: 0 (a lookup for every connection) or a duration from 1ms to 5s`,
 				`DATA_PATH="fast" is invalid; accepted: auto, epoll or portable`,
 				`MAX_CONNECTIONS="0" is invalid; accepted: an integer from 1 to 1048576`,
 				`LISTEN_PORT="70000" is invalid`,
@@ -461,13 +463,14 @@ func TestDefaultPortsAvoidServiceConnect(t *testing.T) {
 // for the proxy (negative), never a zero it would read as its default.
 func TestProxyConfigIsFinal(t *testing.T) {
 	c, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "KEEPALIVE": "0",
-		"DRAIN_TIMEOUT": "0", "LISTEN_ADDR": "127.0.0.1"}))
+		"DRAIN_TIMEOUT": "0", "DNS_CACHE_TTL": "0", "LISTEN_ADDR": "127.0.0.1"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pc := c.Proxy()
-	if pc.Keepalive >= 0 || pc.DrainTimeout >= 0 {
-		t.Errorf("KEEPALIVE=0, DRAIN_TIMEOUT=0 gave Keepalive %v, DrainTimeout %v; want both negative (off)", pc.Keepalive, pc.DrainTimeout)
+	if pc.Keepalive >= 0 || pc.DrainTimeout >= 0 || pc.DNSCacheTTL >= 0 {
+		t.Errorf("KEEPALIVE=0, DRAIN_TIMEOUT=0, DNS_CACHE_TTL=0 gave Keepalive %v, DrainTimeout %v, DNSCacheTTL %v; want all negative (off)",
+			pc.Keepalive, pc.DrainTimeout, pc.DNSCacheTTL)
 	}
 	if pc.ConnectTimeout != 5*time.Second || pc.MaxConnections != 1024 || pc.ListenAddr != "127.0.0.1" ||
 		len(pc.Forwards) != 1 || pc.Forwards[0].TargetHost != "db.example" || pc.Forwards[0].ListenPort != 8080 {
@@ -477,8 +480,8 @@ func TestProxyConfigIsFinal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pd := d.Proxy(); pd.Keepalive != 30*time.Second || pd.DrainTimeout != 20*time.Second {
-		t.Errorf("defaults gave Keepalive %v, DrainTimeout %v; want 30s and 20s", pd.Keepalive, pd.DrainTimeout)
+	if pd := d.Proxy(); pd.Keepalive != 30*time.Second || pd.DrainTimeout != 20*time.Second || pd.DNSCacheTTL != time.Second {
+		t.Errorf("defaults gave Keepalive %v, DrainTimeout %v, DNSCacheTTL %v; want 30s, 20s and 1s", pd.Keepalive, pd.DrainTimeout, pd.DNSCacheTTL)
 	}
 }
 

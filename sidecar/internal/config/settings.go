@@ -48,7 +48,7 @@ var Settings = []Setting{
 			return m == ModeProxy || m == ModeSleep
 		}},
 	{Name: "TARGET_HOST", Accepted: hostAccepted,
-		Meaning: "where connections go; a name is resolved for every new connection"},
+		Meaning: "where connections go; a name is looked up again once its answer is DNS_CACHE_TTL old"},
 	{Name: "TARGET_PORT", Accepted: portAccepted,
 		Meaning: "the target's port"},
 	{Name: "TARGET_TLS", Default: string(TLSDisabled), Accepted: tlsAccepted,
@@ -156,6 +156,11 @@ var Settings = []Setting{
 		Meaning:  "re-resolve each target this often and close connections to addresses gone from DNS",
 		set: durationSetter(func(c *Config) *time.Duration { return &c.StaleCheckInterval },
 			durationRule{min: MinStaleCheckInterval, zeroOK: true})},
+	{Name: "DNS_CACHE_TTL", Default: proxy.DefaultDNSCacheTTL.String(),
+		Accepted: "0 (a lookup for every connection) or a duration from 1ms to " + MaxDNSCacheTTL.String() + ", such as 1s",
+		Meaning:  "reuse a target's DNS answer for new connections this long, so a reconnect storm stays under the VPC resolver's 1024 packets a second",
+		set: durationSetter(func(c *Config) *time.Duration { return &c.DNSCacheTTL },
+			durationRule{min: time.Millisecond, max: MaxDNSCacheTTL, zeroOK: true})},
 	{Name: "DATA_PATH", Default: string(DataPathAuto), Accepted: "auto, epoll or portable (any case)",
 		Meaning: "how bytes move: auto uses epoll where supported, else portable",
 		set: func(c *Config, v string) bool {

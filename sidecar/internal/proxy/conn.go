@@ -92,8 +92,8 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 			return
 		}
 	}
-	asked := time.Now()
-	upstream, addr, why, err := s.dial(dialCtx, f)
+	d, why, err := s.dial(dialCtx, f)
+	upstream, addr := d.conn, d.addr
 	stopWatch()
 	if err != nil && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
 		s.clientLeft(f, client, start)
@@ -120,7 +120,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 
 	ctx, cancel := context.WithCancelCause(s.hardCtx)
 	defer cancel(nil)
-	c := &conn{upstream: addr, asked: asked, cancel: cancel}
+	c := &conn{upstream: addr, asked: d.asked, cancel: cancel}
 	f.track(c)
 	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, client, upstream, addr)
 	f.untrack(c)

@@ -6,28 +6,37 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 )
 
-// dial resolves the target now (no cache of our own: failover moves DNS)
-// and tries each address in turn, each with the connect timeout.
-func (s *Server) dial(parent context.Context, f *forward) (*net.TCPConn, netip.Addr, dialFailure, error) {
-	addrs, err := s.resolve(parent, f.TargetHost)
+// dialed is a connection to the target, the address it reached and when
+// the lookup that chose the address began.
+type dialed struct {
+	conn  *net.TCPConn
+	addr  netip.Addr
+	asked time.Time
+}
+
+// dial looks the target up (an answer at most DNSCacheTTL old: failover
+// moves DNS) and tries each address in turn, each with the connect timeout.
+func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, error) {
+	addrs, asked, err := s.lookup(parent, f)
 	if err != nil {
 		f.stats.dialFailure(failDNS)
-		return nil, netip.Addr{}, failDNS, err
+		return dialed{}, failDNS, err
 	}
 	var errs []error
 	why := failOther
 	for _, a := range addrs {
 		if parent.Err() != nil {
-			return nil, netip.Addr{}, failCanceled, context.Cause(parent)
+			return dialed{}, failCanceled, context.Cause(parent)
 		}
 		ctx, cancel := context.WithTimeout(parent, s.cfg.ConnectTimeout)
 		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
 		c, err := s.cfg.DialContext(ctx, "tcp", target)
 		cancel()
 		if err != nil && (context.Cause(parent) == errClientGone || errors.Is(err, errClientGone)) {
-			return nil, netip.Addr{}, failCanceled, errClientGone // not the target's failure: not counted
+			return dialed{}, failCanceled, errClientGone // not the target's failure: not counted
 		}
 		if err != nil {
 			why = dialFailReason(err)
@@ -43,9 +52,9 @@ func (s *Server) dial(parent context.Context, f *forward) (*net.TCPConn, netip.A
 			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
 			continue
 		}
-		return tc, a, "", nil
+		return dialed{tc, a, asked}, "", nil
 	}
-	return nil, netip.Addr{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
+	return dialed{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
 }
 
 // resolve returns the target's addresses; an IP literal is used as is.

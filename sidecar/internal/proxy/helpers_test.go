@@ -38,7 +38,7 @@ type rig struct {
 }
 
 // startProxy listens and serves cfg on loopback (ports default to free ones).
-func startProxy(t *testing.T, cfg proxy.Config) *rig {
+func startProxy(t testing.TB, cfg proxy.Config) *rig {
 	t.Helper()
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1"
@@ -94,7 +94,7 @@ func (r *rig) shutdown(t *testing.T) int {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(safety)
 	for !cond() {

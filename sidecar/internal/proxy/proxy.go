@@ -1,5 +1,5 @@
 // Package proxy is the forwarder: it listens on each forward's port, and for
-// every accepted connection resolves the target afresh, dials it and hands
+// every accepted connection looks the target up (DNSCacheTTL), dials it and hands
 // both connections to a relay.Func. It owns limits, drain and the
 // stale-upstream check; the bytes move in the relay.
 package proxy
@@ -24,7 +24,7 @@ import (
 // Forward is one listening port and the target behind it.
 type Forward struct {
 	ListenPort int    // 0 picks a free port (tests)
-	TargetHost string // DNS name, resolved for every new connection, or IP literal
+	TargetHost string // DNS name, looked up again once its answer is DNSCacheTTL old, or IP literal
 	TargetPort int
 
 	// TLS, when set, makes the sidecar take part in each connection's MySQL
@@ -45,6 +45,7 @@ const (
 	DefaultKeepalive      = 30 * time.Second
 	DefaultMaxConnections = 1024
 	DefaultDrainTimeout   = 20 * time.Second
+	DefaultDNSCacheTTL    = time.Second
 
 	// Memory goes back to the OS after a burst of at least this many
 	// connections has drained, at most once per DefaultReleaseMemoryEvery
@@ -65,6 +66,7 @@ type Config struct {
 	MaxConnections     int           // concurrent connections across forwards; 0 = 1024
 	DrainTimeout       time.Duration // how long in-flight connections may finish after shutdown begins; 0 = 20s, negative = none
 	StaleCheckInterval time.Duration // re-resolve targets this often and close connections to addresses gone from DNS; 0 = off
+	DNSCacheTTL        time.Duration // reuse a target's DNS answer for new connections this long; 0 = 1s, negative = look up for every connection
 
 	Relay       relay.Func                                                               // nil = relay.Copy
 	RelayCodec  relay.CodecFunc                                                          // TLS sessions (TARGET_TLS); nil = mysqltls.Relay, two goroutines each
@@ -107,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.DNSCacheTTL == 0 {
+		c.DNSCacheTTL = DefaultDNSCacheTTL
 	}
 	if c.Relay == nil {
 		c.Relay = relay.Copy
@@ -180,6 +185,8 @@ type forward struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
+
+	answers answers // the target's last DNS answer (DNSCacheTTL)
 
 	// Rate-limited, so a reconnect storm or a failover cannot flood the
 	// logs: "connection limit reached" from the accept loop, "dial target

@@ -244,8 +244,13 @@ func startPair(t *testing.T) (a, b *upstream) {
 // startFailover starts an upstream pair, a DNS server answering
 // db.sidecar.test with a, and a proxy with cfg forwarding to that name
 // through the server's resolver. Tests fail over by setting the answer to b.
+// Unless cfg says otherwise, every connection looks the name up, so a test
+// sees a DNS change at the next connection (dnscache_test.go covers the cache).
 func startFailover(t *testing.T, cfg proxy.Config) (dns *testdns.Server, a, b *upstream, r *rig) {
 	t.Helper()
+	if cfg.DNSCacheTTL == 0 {
+		cfg.DNSCacheTTL = -1
+	}
 	dns = testdns.Start(t)
 	a, b = startPair(t)
 	dns.Set("db.sidecar.test", a.addr.Addr())

@@ -28,3 +28,23 @@ func TestStaleConns(t *testing.T) {
 		t.Errorf("a later check: stale = %d connections, want the 3 to the old writer", len(got))
 	}
 }
+
+// The cached answer is the newest lookup's, whatever order lookups end in,
+// and it serves only while younger than the TTL.
+func TestAnswers(t *testing.T) {
+	t0 := time.Now()
+	older, newer := []netip.Addr{netip.MustParseAddr("10.0.0.1")}, []netip.Addr{netip.MustParseAddr("10.0.0.2")}
+	var a answers
+	if _, _, ok := a.get(t0, time.Hour); ok {
+		t.Fatal("an empty cache answered")
+	}
+	a.put(newer, t0)
+	a.put(older, t0.Add(-time.Millisecond)) // a slower lookup that began first
+	got, asked, ok := a.get(t0.Add(999*time.Millisecond), time.Second)
+	if !ok || !slices.Equal(got, newer) || !asked.Equal(t0) {
+		t.Errorf("get = %v asked %v, %v; want the newer lookup's answer", got, asked, ok)
+	}
+	if _, _, ok := a.get(t0.Add(time.Second), time.Second); ok {
+		t.Error("an answer as old as the TTL still served")
+	}
+}

@@ -1,0 +1,56 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// answers is a target's last DNS answer, reused for new connections for
+// DNSCacheTTL: in a reconnect storm a lookup per connection would pass the
+// VPC resolver's limit (1024 packets a second per network interface, then
+// dropped), failing the app's own lookups as well as the sidecar's.
+type answers struct {
+	mu    sync.Mutex
+	addrs []netip.Addr
+	asked time.Time // when the lookup that gave addrs began
+}
+
+// get is the answer if it was asked for less than ttl before now.
+func (a *answers) get(now time.Time, ttl time.Duration) ([]netip.Addr, time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.addrs == nil || now.Sub(a.asked) >= ttl {
+		return nil, time.Time{}, false
+	}
+	return a.addrs, a.asked, true
+}
+
+// put keeps addrs unless a lookup that began later has answered already.
+func (a *answers) put(addrs []netip.Addr, asked time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if asked.Before(a.asked) {
+		return
+	}
+	a.addrs, a.asked = addrs, asked
+}
+
+// lookup is the target's addresses and when the lookup that gave them
+// began: the cached answer while it is younger than DNSCacheTTL, else a
+// new one. An IP literal is its own answer.
+func (s *Server) lookup(ctx context.Context, f *forward) ([]netip.Addr, time.Time, error) {
+	now := time.Now()
+	if s.cfg.DNSCacheTTL > 0 && !isIP(f.TargetHost) {
+		if addrs, asked, ok := f.answers.get(now, s.cfg.DNSCacheTTL); ok {
+			return addrs, asked, nil
+		}
+	}
+	addrs, err := s.resolve(ctx, f.TargetHost)
+	if err != nil {
+		return nil, now, err
+	}
+	f.answers.put(addrs, now)
+	return addrs, now, nil
+}

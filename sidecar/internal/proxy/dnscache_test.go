@@ -1,0 +1,120 @@
+package proxy_test
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/testdns"
+)
+
+// connectEcho opens a connection through r, checks that it carries bytes,
+// and closes it.
+func connectEcho(t *testing.T, r *rig) {
+	t.Helper()
+	c := dial(t, r.addrs[0])
+	defer c.Close()
+	if err := exchange(c, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A burst of connections shares one DNS answer while it is younger than
+// DNSCacheTTL; with the cache off each connection looks the name up.
+func TestDNSCacheBoundsLookups(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"cached", time.Hour}, {"off", -1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: tt.ttl})
+			connectEcho(t, r)
+			first := dns.Queries()
+			const n = 50
+			for range n {
+				connectEcho(t, r)
+			}
+			more := dns.Queries() - first
+			if tt.ttl > 0 && more != 0 {
+				t.Errorf("%d connections within the TTL sent %d more DNS queries, want 0", n, more)
+			}
+			if tt.ttl < 0 && more < n {
+				t.Errorf("%d connections with the cache off sent %d DNS queries, want one lookup each", n, more)
+			}
+			if a.count() != n+1 {
+				t.Errorf("upstream got %d connections, want %d", a.count(), n+1)
+			}
+		})
+	}
+}
+
+// After a DNS change new connections follow once the cached answer is
+// DNSCacheTTL old, or at once when a stale check has heard the new answer.
+func TestDNSCacheFollowsFailover(t *testing.T) {
+	t.Run("expiry", func(t *testing.T) {
+		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: 200 * time.Millisecond})
+		connectEcho(t, r)
+		dns.Set("db.sidecar.test", b.addr.Addr()) // failover
+		waitFor(t, "a new connection on B", func() bool { connectEcho(t, r); return b.count() > 0 })
+		if a.count() < 1 {
+			t.Errorf("A got no connection")
+		}
+	})
+	t.Run("stale check refreshes", func(t *testing.T) {
+		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 100 * time.Millisecond})
+		connectEcho(t, r)
+		connectEcho(t, r)
+		if a.count() != 2 {
+			t.Fatalf("A got %d connections, want 2", a.count())
+		}
+		dns.Set("db.sidecar.test", b.addr.Addr())
+		q := dns.Queries()
+		waitFor(t, "a stale check after the change", func() bool { return dns.Queries() >= q+4 })
+		connectEcho(t, r)
+		if b.count() != 1 {
+			t.Errorf("B got %d connections after the stale check heard it, want 1 (the hour-long cache was not refreshed)", b.count())
+		}
+	})
+}
+
+// BenchmarkConnectThroughDNS opens connections through a forward to a DNS
+// name, looked up for each connection or cached, and reports the DNS
+// queries each connection cost (the VPC resolver drops what passes 1024
+// packets a second per network interface).
+// go test -run '^$' -bench ConnectThroughDNS -benchtime 5000x ./sidecar/internal/proxy
+func BenchmarkConnectThroughDNS(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"lookup-per-connection", -1}, {"cache-default", proxy.DefaultDNSCacheTTL}} {
+		b.Run(bc.name, func(b *testing.B) {
+			dns := testdns.Start(b)
+			up := startUpstream(b, "127.0.0.1", echo)
+			dns.Set("db.sidecar.test", up.addr.Addr())
+			r := startProxy(b, proxy.Config{DNSCacheTTL: bc.ttl, Resolver: dns.Resolver(),
+				Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}}})
+			q := dns.Queries()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := dialExchange(r.addrs[0]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(dns.Queries()-q)/float64(b.N), "queries/conn")
+		})
+	}
+}
+
+func dialExchange(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, safety)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return exchange(c.(*net.TCPConn), []byte("ping"))
+}
