@@ -25,13 +25,9 @@ func (a *Authority) WantsProof() bool { return a.LocalPassword != nil }
 // Password checks the app's user and its mysql_native_password proof of
 // LOCAL_PASSWORD over scramble, and returns the password to give the
 // server: a token for user. Errors are *Failure, and their text is for
-// the app.
+// the app. The password comes first: IAM_USERS is shown only to a client
+// that knows it.
 func (a *Authority) Password(ctx context.Context, user string, proof, scramble []byte) ([]byte, error) {
-	if a.Users != nil && !a.Users[user] {
-		a.Tokens.count(ReasonUserNotAllowed)
-		return nil, &Failure{Reason: ReasonUserNotAllowed, Err: fmt.Errorf(
-			"sidecar: user %q is not in IAM_USERS, so the sidecar does not sign IAM tokens for it; allowed: %s", user, a.allowed())}
-	}
 	if a.LocalPassword != nil {
 		want := mysqlwire.NativeProof(a.LocalPassword, scramble)
 		if subtle.ConstantTimeCompare(want, proof) != 1 {
@@ -39,6 +35,11 @@ func (a *Authority) Password(ctx context.Context, user string, proof, scramble [
 			return nil, &Failure{Reason: ReasonLocalPassword, Err: fmt.Errorf(
 				"sidecar: wrong or missing password for %q; this sidecar requires the app to send LOCAL_PASSWORD (mysql_native_password)", user)}
 		}
+	}
+	if a.Users != nil && !a.Users[user] {
+		a.Tokens.count(ReasonUserNotAllowed)
+		return nil, &Failure{Reason: ReasonUserNotAllowed, Err: fmt.Errorf(
+			"sidecar: user %q is not in IAM_USERS, so the sidecar does not sign IAM tokens for it; allowed: %s", user, a.allowed())}
 	}
 	token, err := a.Tokens.Token(ctx, a.Endpoint, user)
 	if err != nil {

@@ -195,11 +195,15 @@ func TestAuthorityChecks(t *testing.T) {
 		{"root", good, ReasonUserNotAllowed},
 		{"app", nativeProofForTest("wrong", scramble), ReasonLocalPassword},
 		{"app", nil, ReasonLocalPassword},
+		{"root", nil, ReasonLocalPassword}, // IAM_USERS only for a client that knows the password
 	} {
 		_, err := a.Password(context.Background(), tc.user, tc.proof, scramble)
 		var f *Failure
 		if !errors.As(err, &f) || f.Reason != tc.reason {
 			t.Errorf("%s: got %v, want %s", tc.user, err, tc.reason)
+		}
+		if tc.reason == ReasonLocalPassword && strings.Contains(err.Error(), "allowed") {
+			t.Errorf("%s without the password: %q shows IAM_USERS", tc.user, err)
 		}
 	}
 	if st := tk.Stats(); st.Signed != 1 || p.calls.Load() != 1 {
