@@ -37,20 +37,30 @@ func (a *answers) put(addrs []netip.Addr, asked time.Time) {
 	a.addrs, a.asked = addrs, asked
 }
 
-// lookup is the target's addresses and when the lookup that gave them
-// began: the cached answer while it is younger than DNSCacheTTL, else a
-// new one. An IP literal is its own answer.
-func (s *Server) lookup(ctx context.Context, f *forward) ([]netip.Addr, time.Time, error) {
+// forget drops the answer a lookup that began at asked gave, unless a
+// newer one has replaced it.
+func (a *answers) forget(asked time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.asked.Equal(asked) {
+		a.addrs = nil
+	}
+}
+
+// lookup is the target's addresses, when the lookup that gave them began,
+// and whether they came from the cache: the cached answer while it is
+// younger than DNSCacheTTL, else a new one. An IP literal is its own answer.
+func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, asked time.Time, cached bool, err error) {
 	now := time.Now()
 	if s.cfg.DNSCacheTTL > 0 && !isIP(f.TargetHost) {
 		if addrs, asked, ok := f.answers.get(now, s.cfg.DNSCacheTTL); ok {
-			return addrs, asked, nil
+			return addrs, asked, true, nil
 		}
 	}
-	addrs, err := s.resolve(ctx, f.TargetHost)
+	addrs, err = s.resolve(ctx, f.TargetHost)
 	if err != nil {
-		return nil, now, err
+		return nil, now, false, err
 	}
 	f.answers.put(addrs, now)
-	return addrs, now, nil
+	return addrs, now, false, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -19,12 +20,29 @@ type dialed struct {
 
 // dial looks the target up (an answer at most DNSCacheTTL old: failover
 // moves DNS) and tries each address in turn, each with the connect timeout.
+// When every address of a cached answer fails, failover may have just
+// replaced it: the answer is dropped, and a new one different from it is
+// tried too.
 func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, error) {
-	addrs, asked, err := s.lookup(parent, f)
+	addrs, asked, cached, err := s.lookup(parent, f)
 	if err != nil {
 		f.stats.dialFailure(failDNS)
 		return dialed{}, failDNS, err
 	}
+	d, why, err := s.dialAddrs(parent, f, addrs, asked)
+	if err == nil || !cached || why == failCanceled {
+		return d, why, err
+	}
+	f.answers.forget(asked)
+	fresh, freshAsked, _, lerr := s.lookup(parent, f)
+	if lerr != nil || slices.Equal(fresh, addrs) {
+		return d, why, err
+	}
+	return s.dialAddrs(parent, f, fresh, freshAsked)
+}
+
+// dialAddrs tries each address in turn, each with the connect timeout.
+func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
 	var errs []error
 	why := failOther
 	for _, a := range addrs {

@@ -61,6 +61,20 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 			t.Errorf("A got no connection")
 		}
 	})
+	t.Run("the cached writer refuses", func(t *testing.T) {
+		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
+		connectEcho(t, r)
+		dns.Set("db.sidecar.test", b.addr.Addr())
+		_ = a.ln.Close() // the old writer restarts: refused
+		connectEcho(t, r) // the cached answer fails; the same connection is dialed to the new answer
+		if b.count() != 1 {
+			t.Errorf("B got %d connections, want 1", b.count())
+		}
+		connectEcho(t, r) // and the new answer is the cache now
+		if b.count() != 2 || dns.Queries() > 4 {
+			t.Errorf("B got %d connections and DNS %d queries; want 2 and 2 lookups", b.count(), dns.Queries())
+		}
+	})
 	t.Run("stale check refreshes", func(t *testing.T) {
 		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 100 * time.Millisecond})
 		connectEcho(t, r)

@@ -47,4 +47,12 @@ func TestAnswers(t *testing.T) {
 	if _, _, ok := a.get(t0.Add(time.Second), time.Second); ok {
 		t.Error("an answer as old as the TTL still served")
 	}
+	a.forget(t0.Add(-time.Millisecond)) // the older answer failed: not the cached one
+	if _, _, ok := a.get(t0, time.Second); !ok {
+		t.Error("forgetting an older answer dropped the newer one")
+	}
+	a.forget(t0)
+	if _, _, ok := a.get(t0, time.Second); ok {
+		t.Error("a forgotten answer still served")
+	}
 }
