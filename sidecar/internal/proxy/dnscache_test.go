@@ -65,7 +65,7 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
 		connectEcho(t, r)
 		dns.Set("db.sidecar.test", b.addr.Addr())
-		_ = a.ln.Close() // the old writer restarts: refused
+		_ = a.ln.Close()  // the old writer restarts: refused
 		connectEcho(t, r) // the cached answer fails; the same connection is dialed to the new answer
 		if b.count() != 1 {
 			t.Errorf("B got %d connections, want 1", b.count())
