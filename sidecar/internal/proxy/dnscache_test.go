@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -13,9 +12,7 @@ import (
 // and closes it.
 func connectEcho(t *testing.T, r *rig) {
 	t.Helper()
-	c := dial(t, r.addrs[0])
-	defer c.Close()
-	if err := exchange(c, []byte("hello")); err != nil {
+	if err := dialExchange(r.addrs[0], []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -112,7 +109,7 @@ func BenchmarkConnectThroughDNS(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := dialExchange(r.addrs[0]); err != nil {
+					if err := dialExchange(r.addrs[0], []byte("ping")); err != nil {
 						b.Error(err)
 						return
 					}
@@ -122,13 +119,4 @@ func BenchmarkConnectThroughDNS(b *testing.B) {
 			b.ReportMetric(float64(dns.Queries()-q)/float64(b.N), "queries/conn")
 		})
 	}
-}
-
-func dialExchange(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, safety)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return exchange(c.(*net.TCPConn), []byte("ping"))
 }

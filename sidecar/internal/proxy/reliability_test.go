@@ -397,13 +397,18 @@ func keepExchanging(c *net.TCPConn, stop <-chan struct{}, count *atomic.Int64, e
 }
 
 func newConnExchange(addr string, errs chan<- error) {
+	errs <- dialExchange(addr, []byte("new connection"))
+}
+
+// dialExchange opens a connection to addr, exchanges msg on it and closes
+// it; unlike dial it may run outside the test's goroutine.
+func dialExchange(addr string, msg []byte) error {
 	nc, err := net.DialTimeout("tcp", addr, safety)
 	if err != nil {
-		errs <- err
-		return
+		return err
 	}
 	defer nc.Close()
-	errs <- exchange(nc.(*net.TCPConn), []byte("new connection"))
+	return exchange(nc.(*net.TCPConn), msg)
 }
 
 // The opt-in stale check closes connections whose upstream address left
