@@ -128,6 +128,16 @@ func TestDocsMemoryRelease(t *testing.T) {
 	}
 }
 
+// The failover section states proxy.MinRelookup, the age below which a
+// failing cached answer is not looked up again.
+func TestDocsMinRelookup(t *testing.T) {
+	text := strings.Join(strings.Fields(docSection(t, "docs/operations.md", "## Aurora failover")), " ")
+	want := fmt.Sprintf("An answer younger than %d ms is not looked up again", proxy.MinRelookup.Milliseconds())
+	if !strings.Contains(text, want) {
+		t.Errorf("the failover section does not say %q", want)
+	}
+}
+
 // ecs.md's stopTimeout bullet states Fargate's limit that the start-up
 // warning uses, and that the sidecar warns.
 func TestDocsFargateStopTimeout(t *testing.T) {

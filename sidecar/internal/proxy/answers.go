@@ -7,6 +7,12 @@ import (
 	"time"
 )
 
+// MinRelookup is how old a cached answer must be before a connection whose
+// every address in it failed looks the target up again: so while a writer
+// is down a target costs at most two DNS queries per MinRelookup on top of
+// two per DNSCacheTTL (docs/operations.md quotes it; a test ties them).
+const MinRelookup = 100 * time.Millisecond
+
 // answers is a target's last DNS answer, reused for new connections for
 // DNSCacheTTL: in a reconnect storm a lookup per connection would pass the
 // VPC resolver's limit (1024 packets a second per network interface, then
@@ -37,14 +43,23 @@ func (a *answers) put(addrs []netip.Addr, asked time.Time) {
 	a.addrs, a.asked = addrs, asked
 }
 
-// forget drops the answer a lookup that began at asked gave, unless a
-// newer one has replaced it.
-func (a *answers) forget(asked time.Time) {
+// forget drops the answer a lookup that began at asked gave, because
+// every address in it failed, and reports whether a lookup now may find
+// another. An answer younger than MinRelookup is kept: DNS gave it so
+// recently that a new lookup would most likely repeat it, and a lookup for
+// every failed connection, while a writer is down, is the flood the cache
+// is there to prevent.
+func (a *answers) forget(asked, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.asked.Equal(asked) {
-		a.addrs = nil
+	if !a.asked.Equal(asked) {
+		return true // a newer lookup has answered already
 	}
+	if now.Sub(asked) < MinRelookup {
+		return false
+	}
+	a.addrs = nil
+	return true
 }
 
 // lookup is the target's addresses, when the lookup that gave them began,

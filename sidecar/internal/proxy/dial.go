@@ -21,8 +21,8 @@ type dialed struct {
 // dial looks the target up (an answer at most DNSCacheTTL old: failover
 // moves DNS) and tries each address in turn, each with the connect timeout.
 // When every address of a cached answer fails, failover may have just
-// replaced it: the answer is dropped, and a new one different from it is
-// tried too.
+// replaced it: unless the answer is younger than MinRelookup, it is
+// dropped, and a new one different from it is tried too.
 func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, error) {
 	addrs, asked, cached, err := s.lookup(parent, f)
 	if err != nil {
@@ -30,10 +30,9 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 		return dialed{}, failDNS, err
 	}
 	d, why, err := s.dialAddrs(parent, f, addrs, asked)
-	if err == nil || !cached || why == failCanceled {
+	if err == nil || !cached || why == failCanceled || !f.answers.forget(asked, time.Now()) {
 		return d, why, err
 	}
-	f.answers.forget(asked)
 	fresh, freshAsked, _, lerr := s.lookup(parent, f)
 	if lerr != nil || slices.Equal(fresh, addrs) {
 		return d, why, err

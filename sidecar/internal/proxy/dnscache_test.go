@@ -61,6 +61,7 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 	t.Run("the cached writer refuses", func(t *testing.T) {
 		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
 		connectEcho(t, r)
+		time.Sleep(proxy.MinRelookup) // a younger answer is not second-guessed
 		dns.Set("db.sidecar.test", b.addr.Addr())
 		_ = a.ln.Close()  // the old writer restarts: refused
 		connectEcho(t, r) // the cached answer fails; the same connection is dialed to the new answer
@@ -70,6 +71,27 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 		connectEcho(t, r) // and the new answer is the cache now
 		if b.count() != 2 || dns.Queries() > 4 {
 			t.Errorf("B got %d connections and DNS %d queries; want 2 and 2 lookups", b.count(), dns.Queries())
+		}
+	})
+	t.Run("the writer is down", func(t *testing.T) {
+		// DNS still names the refusing writer: failed connections look it
+		// up again at most once per MinRelookup, not each time.
+		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
+		connectEcho(t, r)
+		_ = a.ln.Close()
+		time.Sleep(proxy.MinRelookup)
+		q := dns.Queries()
+		start := time.Now()
+		const n = 50
+		for range n {
+			if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+				t.Fatal("a connection to a refusing writer carried bytes")
+			}
+		}
+		lookups := (dns.Queries() - q) / 2 // A and AAAA
+		most := 1 + int64(time.Since(start)/proxy.MinRelookup)
+		if lookups < 1 || lookups > most {
+			t.Errorf("%d failed connections in %v made %d lookups, want 1 to %d", n, time.Since(start), lookups, most)
 		}
 	})
 	t.Run("stale check refreshes", func(t *testing.T) {

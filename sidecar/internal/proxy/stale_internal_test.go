@@ -47,11 +47,21 @@ func TestAnswers(t *testing.T) {
 	if _, _, ok := a.get(t0.Add(time.Second), time.Second); ok {
 		t.Error("an answer as old as the TTL still served")
 	}
-	a.forget(t0.Add(-time.Millisecond)) // the older answer failed: not the cached one
+	if !a.forget(t0.Add(-time.Millisecond), t0.Add(time.Second)) { // the older answer failed: not the cached one
+		t.Error("forget of a replaced answer said a new lookup would not help")
+	}
 	if _, _, ok := a.get(t0, time.Second); !ok {
 		t.Error("forgetting an older answer dropped the newer one")
 	}
-	a.forget(t0)
+	if a.forget(t0, t0.Add(MinRelookup-time.Millisecond)) {
+		t.Error("forget asked for a new lookup of an answer younger than MinRelookup")
+	}
+	if _, _, ok := a.get(t0, time.Second); !ok {
+		t.Error("an answer younger than MinRelookup was dropped")
+	}
+	if !a.forget(t0, t0.Add(MinRelookup)) {
+		t.Error("forget of an answer MinRelookup old said a new lookup would not help")
+	}
 	if _, _, ok := a.get(t0, time.Second); ok {
 		t.Error("a forgotten answer still served")
 	}
