@@ -158,7 +158,7 @@ var Settings = []Setting{
 			durationRule{min: MinStaleCheckInterval, zeroOK: true})},
 	{Name: "DNS_CACHE_TTL", Default: proxy.DefaultDNSCacheTTL.String(),
 		Accepted: "0 (a lookup for every connection) or a duration from 1ms to " + MaxDNSCacheTTL.String() + ", such as 1s",
-		Meaning:  "reuse a target's DNS answer for new connections this long, so a reconnect storm stays under the VPC resolver's 1024 packets a second",
+		Meaning:  "reuse a target's DNS answer for new connections this long, so a reconnect storm stays under the VPC resolver's 1024 packets a second; a failed lookup keeps the last answer another TTL",
 		set: durationSetter(func(c *Config) *time.Duration { return &c.DNSCacheTTL },
 			durationRule{min: time.Millisecond, max: MaxDNSCacheTTL, zeroOK: true})},
 	{Name: "DATA_PATH", Default: string(DataPathAuto), Accepted: "auto, epoll or portable (any case)",

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -21,16 +22,42 @@ type answers struct {
 	mu    sync.Mutex
 	addrs []netip.Addr
 	asked time.Time // when the lookup that gave addrs began
+	held  time.Time // until then addrs serve whatever their age: a lookup failed
 }
 
-// get is the answer if it was asked for less than ttl before now.
-func (a *answers) get(now time.Time, ttl time.Duration) ([]netip.Addr, time.Time, bool) {
+// get is the answer if it was asked for less than ttl before now, or while
+// a failed lookup holds it. When a hold ends, the caller told to miss
+// looks the name up again while the others keep the answer for as long as
+// that lookup may take (lookupTimeout), so a resolver that stays down
+// delays one connection per hold, not all of them.
+func (a *answers) get(now time.Time, ttl, lookupTimeout time.Duration) ([]netip.Addr, time.Time, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.addrs == nil || now.Sub(a.asked) >= ttl {
+	switch {
+	case a.addrs == nil:
 		return nil, time.Time{}, false
+	case now.Sub(a.asked) < ttl || now.Before(a.held):
+		return a.addrs, a.asked, true
+	case !a.held.IsZero():
+		a.held = now.Add(lookupTimeout)
 	}
-	return a.addrs, a.asked, true
+	return nil, time.Time{}, false
+}
+
+// hold keeps serving the last answer for ttl after a lookup failed, as
+// resolvers serve stale answers (RFC 8767): a resolver dropping queries,
+// the VPC resolver over its limit, must not fail connections to a
+// database that has not moved. A lookup that answers ends the hold.
+// started is whether this failure began it (the others continue it).
+func (a *answers) hold(now time.Time, ttl time.Duration) (addrs []netip.Addr, asked time.Time, started, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.addrs == nil {
+		return nil, time.Time{}, false, false
+	}
+	started = a.held.IsZero()
+	a.held = now.Add(ttl)
+	return a.addrs, a.asked, started, true
 }
 
 // put keeps addrs unless a lookup that began later has answered already.
@@ -40,7 +67,7 @@ func (a *answers) put(addrs []netip.Addr, asked time.Time) {
 	if asked.Before(a.asked) {
 		return
 	}
-	a.addrs, a.asked = addrs, asked
+	a.addrs, a.asked, a.held = addrs, asked, time.Time{}
 }
 
 // forget drops the answer a lookup that began at asked gave, because
@@ -58,7 +85,7 @@ func (a *answers) forget(asked, now time.Time) bool {
 	if now.Sub(asked) < MinRelookup {
 		return false
 	}
-	a.addrs = nil
+	a.addrs, a.held = nil, time.Time{}
 	return true
 }
 
@@ -68,13 +95,24 @@ func (a *answers) forget(asked, now time.Time) bool {
 func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, asked time.Time, cached bool, err error) {
 	now := time.Now()
 	if s.cfg.DNSCacheTTL > 0 && !isIP(f.TargetHost) {
-		if addrs, asked, ok := f.answers.get(now, s.cfg.DNSCacheTTL); ok {
+		if addrs, asked, ok := f.answers.get(now, s.cfg.DNSCacheTTL, s.cfg.ConnectTimeout); ok {
 			return addrs, asked, true, nil
 		}
 	}
 	addrs, err = s.resolve(ctx, f.TargetHost)
 	if err != nil {
-		return nil, now, false, err
+		if s.cfg.DNSCacheTTL <= 0 || ctx.Err() != nil || errors.Is(err, errNotFound) {
+			return nil, now, false, err // no such name is an answer, not a failure
+		}
+		old, oldAsked, started, ok := f.answers.hold(time.Now(), s.cfg.DNSCacheTTL)
+		if !ok {
+			return nil, now, false, err
+		}
+		if started {
+			s.log.Warn("DNS lookup failed; using the last answer", "target", f.target, "answer", old,
+				"answer_age_ms", durationMS(now.Sub(oldAsked)), "held_ms", s.cfg.DNSCacheTTL.Milliseconds(), "err", err.Error())
+		}
+		return old, oldAsked, true, nil
 	}
 	f.answers.put(addrs, now)
 	return addrs, now, false, nil

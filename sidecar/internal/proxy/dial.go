@@ -74,6 +74,10 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 	return dialed{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
 }
 
+// errNotFound is DNS saying the name has no addresses: an answer, unlike
+// a lookup that failed.
+var errNotFound = errors.New("no addresses")
+
 // resolve returns the target's addresses; an IP literal is used as is.
 func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -82,11 +86,14 @@ func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
 	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+	if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		err = fmt.Errorf("%w: %w", errNotFound, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", host, err)
 	}
 	if len(addrs) == 0 {
-		return nil, fmt.Errorf("resolve %s: no addresses", host)
+		return nil, fmt.Errorf("resolve %s: %w", host, errNotFound)
 	}
 	for i := range addrs {
 		addrs[i] = addrs[i].Unmap()

@@ -142,3 +142,57 @@ func BenchmarkConnectThroughDNS(b *testing.B) {
 		})
 	}
 }
+
+// When a lookup fails, the last answer keeps serving (one log line for the
+// outage), unless DNS said the name has no addresses or the cache is off.
+func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
+	const ttl = 100 * time.Millisecond
+	t.Run("resolver failing", func(t *testing.T) {
+		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+		connectEcho(t, r)
+		dns.Fail("db.sidecar.test")
+		deadline := time.Now().Add(3 * ttl) // past the TTL, and past a hold and its renewal
+		n := 1
+		for time.Now().Before(deadline) {
+			connectEcho(t, r)
+			n++
+			time.Sleep(ttl / 10)
+		}
+		if a.count() != n {
+			t.Errorf("upstream got %d connections, want %d", a.count(), n)
+		}
+		lines := r.logs.lines("DNS lookup failed; using the last answer")
+		if len(lines) != 1 {
+			t.Fatalf("%d lines saying the last answer is used, want 1 for the outage:\n%s", len(lines), r.logs)
+		}
+		if age, _ := lines[0]["answer_age_ms"].(float64); age < float64(ttl.Milliseconds()) || lines[0]["err"] == "" {
+			t.Errorf("log line %v: want the answer's age (at least the TTL) and the lookup's error", lines[0])
+		}
+		dns.Set("db.sidecar.test", a.addr.Addr()) // answers again: a later outage is logged again
+		waitFor(t, "a lookup that answers", func() bool { q := dns.Queries(); connectEcho(t, r); return dns.Queries() > q })
+		dns.Fail("db.sidecar.test")
+		time.Sleep(ttl)
+		connectEcho(t, r)
+		if got := len(r.logs.lines("DNS lookup failed; using the last answer")); got != 2 {
+			t.Errorf("%d lines after a second outage, want 2", got)
+		}
+	})
+	for _, tt := range []struct {
+		name string
+		ttl  time.Duration
+		fail func(*testdns.Server)
+	}{
+		{"no such name", ttl, func(d *testdns.Server) { d.Set("db.sidecar.test") }},
+		{"cache off", -1, func(d *testdns.Server) { d.Fail("db.sidecar.test") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: tt.ttl})
+			connectEcho(t, r)
+			tt.fail(dns)
+			time.Sleep(ttl)
+			if err := dialExchange(r.addrs[0], []byte("hello")); err == nil || a.count() != 1 {
+				t.Errorf("a connection after the lookup failed reached the upstream (%d connections, err %v); want it refused", a.count(), err)
+			}
+		})
+	}
+}

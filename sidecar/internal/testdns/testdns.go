@@ -24,6 +24,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	answers map[string][]netip.Addr // lower-case name without the final dot
+	failing map[string]bool
 }
 
 // Start starts a server that stops when the test ends.
@@ -33,7 +34,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("testdns: %v", err)
 	}
-	s := &Server{Addr: c.LocalAddr().String(), conn: c, answers: map[string][]netip.Addr{}}
+	s := &Server{Addr: c.LocalAddr().String(), conn: c, answers: map[string][]netip.Addr{}, failing: map[string]bool{}}
 	done := make(chan struct{})
 	go s.serve(done)
 	t.Cleanup(func() { _ = c.Close(); <-done })
@@ -45,6 +46,15 @@ func (s *Server) Set(name string, addrs ...netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.answers[canonical(name)] = addrs
+	delete(s.failing, canonical(name))
+}
+
+// Fail makes the server answer SERVFAIL for name, as a resolver that
+// cannot get an answer does, until the next Set.
+func (s *Server) Fail(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing[canonical(name)] = true
 }
 
 // Queries is how many questions the server has answered.
@@ -118,8 +128,13 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 	question := q[12 : i+4]
 
 	s.mu.Lock()
-	addrs, known := s.answers[canonical(strings.Join(labels, "."))]
+	name := canonical(strings.Join(labels, "."))
+	addrs, known := s.answers[name]
+	failing := s.failing[name]
 	s.mu.Unlock()
+	if failing {
+		addrs = nil
+	}
 
 	var records [][]byte
 	for _, a := range addrs {
@@ -143,7 +158,10 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 
 	flags := uint16(0x8000 | 0x0400 | 0x0080)         // response, authoritative, recursion available
 	flags |= binary.BigEndian.Uint16(q[2:4]) & 0x0100 // echo recursion desired
-	if !known || len(addrs) == 0 {
+	switch {
+	case failing:
+		flags |= 2 // SERVFAIL
+	case !known || len(addrs) == 0:
 		flags |= 3 // NXDOMAIN
 	}
 	resp := append([]byte{}, q[0:2]...) // ID

@@ -2,6 +2,8 @@ package testdns
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -38,5 +40,29 @@ func TestAnswersFollowSet(t *testing.T) {
 	}
 	if s.Queries() == 0 {
 		t.Error("no queries counted")
+	}
+}
+
+// Fail gives a lookup error that is not "no such host", until Set.
+func TestFail(t *testing.T) {
+	s := Start(t)
+	r := s.Resolver()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := netip.MustParseAddr("127.0.0.2")
+	s.Set("db.sidecar.test", a)
+	s.Fail("DB.sidecar.test.")
+	_, err := r.LookupNetIP(ctx, "ip", "db.sidecar.test")
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || dnsErr.IsNotFound {
+		t.Fatalf("lookup of a failing name: %v; want a DNS error other than not found", err)
+	}
+	s.Set("db.sidecar.test", a)
+	if got, err := r.LookupNetIP(ctx, "ip", "db.sidecar.test"); err != nil || !reflect.DeepEqual(got, []netip.Addr{a}) {
+		t.Errorf("after Set: %v, %v; want %v", got, err, a)
+	}
+	s.Set("db.sidecar.test")
+	if _, err := r.LookupNetIP(ctx, "ip", "db.sidecar.test"); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Errorf("lookup of a removed name: %v; want not found", err)
 	}
 }
