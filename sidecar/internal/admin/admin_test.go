@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -56,7 +57,7 @@ var sampleLine = regexp.MustCompile(`^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})?
 
 func TestMetrics(t *testing.T) {
 	snap := proxy.Snapshot{Draining: true, Forwards: []proxy.ForwardSnapshot{{
-		Listen: "8080", Target: "writer.example:3306", Active: 3, Total: 10, Rejected: 1, AcceptErrors: 2,
+		Listen: "8080", Target: "writer.example:3306", Active: 3, Total: 10, Rejected: 1, AcceptErrors: 2, HeldAnswers: 5,
 		BytesToUpstream: 1234, BytesToClient: 5678,
 		DialFailures:      []proxy.Count{{Label: "refused", Value: 4}, {Label: "timeout", Value: 0}},
 		ConnectionsClosed: []proxy.Count{{Label: "eof", Value: 6}},
@@ -77,6 +78,7 @@ func TestMetrics(t *testing.T) {
 		`sidecar_connections_total{listen_port="8080",target="writer.example:3306"} 10`,
 		`sidecar_connections_rejected_total{listen_port="8080",target="writer.example:3306"} 1`,
 		`sidecar_accept_errors_total{listen_port="8080",target="writer.example:3306"} 2`,
+		`sidecar_dns_held_answers_total{listen_port="8080",target="writer.example:3306"} 5`,
 		`sidecar_dial_failures_total{listen_port="8080",target="writer.example:3306",reason="refused"} 4`,
 		`sidecar_dial_failures_total{listen_port="8080",target="writer.example:3306",reason="timeout"} 0`,
 		`sidecar_connections_closed_total{listen_port="8080",target="writer.example:3306",reason="eof"} 6`,
@@ -96,6 +98,34 @@ func TestMetrics(t *testing.T) {
 	for _, w := range want {
 		if !lines[w] {
 			t.Errorf("missing line %q in:\n%s", w, body)
+		}
+	}
+}
+
+// docs/operations.md's metrics table lists every sidecar_* family a proxy
+// without IAM exposes (docs/iam.md has the IAM ones), and no other.
+func TestMetricsTableMatchesExposition(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(sidecar_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	snap := proxy.Snapshot{Forwards: []proxy.ForwardSnapshot{{Listen: "8080", Target: "w.example:3306",
+		DialFailures: []proxy.Count{{Label: "dns"}}, ConnectionsClosed: []proxy.Count{{Label: "eof"}}, TLSRefusals: []proxy.Count{{Label: "unknown_ca"}}}}}
+	_, body := get(t, Handler(Config{Mode: "proxy", Snapshot: func() proxy.Snapshot { return snap }}), "/metrics")
+	exposed := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (sidecar_[a-z_]+) `).FindAllStringSubmatch(body, -1) {
+		exposed[m[1]] = true
+		if !documented[m[1]] {
+			t.Errorf("%s is exposed but not in docs/operations.md's metrics table", m[1])
+		}
+	}
+	for name := range documented {
+		if !exposed[name] {
+			t.Errorf("docs/operations.md's metrics table has %s, which /metrics does not expose", name)
 		}
 	}
 }

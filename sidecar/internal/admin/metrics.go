@@ -76,6 +76,8 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 			func(f proxy.ForwardSnapshot) float64 { return float64(f.Rejected) })
 		each("sidecar_accept_errors_total", "counter", "Failed accepts (for example out of file descriptors).",
 			func(f proxy.ForwardSnapshot) float64 { return float64(f.AcceptErrors) })
+		each("sidecar_dns_held_answers_total", "counter", "Failed lookups of the target (timeout or SERVFAIL) after which new connections kept using the last DNS answer (DNS_CACHE_TTL).",
+			func(f proxy.ForwardSnapshot) float64 { return float64(f.HeldAnswers) })
 		byLabel("sidecar_dial_failures_total", "Failed dials to the target, per address tried, by reason.", "reason",
 			func(f proxy.ForwardSnapshot) []proxy.Count { return f.DialFailures })
 		byLabel("sidecar_connections_closed_total", "Connections ended, by reason.", "reason",

@@ -108,6 +108,7 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 		if !ok {
 			return nil, now, false, err
 		}
+		f.stats.heldAnswers.Add(1)
 		if started {
 			s.log.Warn("DNS lookup failed; using the last answer", "target", f.target, "answer", old,
 				"answer_age_ms", durationMS(now.Sub(oldAsked)), "held_ms", s.cfg.DNSCacheTTL.Milliseconds(), "err", err.Error())

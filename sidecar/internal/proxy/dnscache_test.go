@@ -161,6 +161,9 @@ func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
 		if a.count() != n {
 			t.Errorf("upstream got %d connections, want %d", a.count(), n)
 		}
+		if held := r.srv.Snapshot().Forwards[0].HeldAnswers; held < 1 || held > 3 {
+			t.Errorf("sidecar_dns_held_answers_total = %d after a TTL and two holds, want 1 to 3 (one per failed lookup)", held)
+		}
 		lines := r.logs.lines("DNS lookup failed; using the last answer")
 		if len(lines) != 1 {
 			t.Fatalf("%d lines saying the last answer is used, want 1 for the outage:\n%s", len(lines), r.logs)

@@ -16,6 +16,7 @@ type stats struct {
 	total        atomic.Uint64
 	rejected     atomic.Uint64
 	acceptErrors atomic.Uint64
+	heldAnswers  atomic.Uint64  // failed lookups answered with the last answer
 	bytes        relay.Counters // the data path adds to these as it delivers bytes
 
 	mu           sync.Mutex
@@ -77,6 +78,7 @@ type ForwardSnapshot struct {
 	Total             uint64
 	Rejected          uint64 // closed at once: MaxConnections reached
 	AcceptErrors      uint64
+	HeldAnswers       uint64 // failed lookups after which the last DNS answer kept serving
 	BytesToUpstream   uint64 // live: grows as bytes are delivered, not only when connections end
 	BytesToClient     uint64
 	DialFailures      []Count // by reason, sorted
@@ -101,6 +103,7 @@ func (s *Server) Snapshot() Snapshot {
 			Total:           f.stats.total.Load(),
 			Rejected:        f.stats.rejected.Load(),
 			AcceptErrors:    f.stats.acceptErrors.Load(),
+			HeldAnswers:     f.stats.heldAnswers.Load(),
 			BytesToUpstream: uint64(f.stats.bytes.ToUpstream.Load()),
 			BytesToClient:   uint64(f.stats.bytes.ToClient.Load()),
 		}
