@@ -5,6 +5,7 @@
 package testdns
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -25,6 +26,14 @@ type Server struct {
 	mu      sync.Mutex
 	answers map[string][]netip.Addr // lower-case name without the final dot
 	failing map[string]bool
+	stalled []query // held by Stall until its release
+	stall   bool
+}
+
+// query is a question received and not answered yet.
+type query struct {
+	msg  []byte
+	from *net.UDPAddr
 }
 
 // Start starts a server that stops when the test ends.
@@ -57,6 +66,31 @@ func (s *Server) Fail(name string) {
 	s.failing[canonical(name)] = true
 }
 
+// Stall holds every query from now on, unanswered, as a resolver that
+// drops them does, until release answers them (as the table is then) and
+// ends the stall. A client that gives up first has timed out.
+func (s *Server) Stall() (release func()) {
+	s.mu.Lock()
+	s.stall = true
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		held := s.stalled
+		s.stalled, s.stall = nil, false
+		s.mu.Unlock()
+		for _, q := range held {
+			s.reply(q)
+		}
+	}
+}
+
+// Stalled is how many queries the stall holds unanswered.
+func (s *Server) Stalled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.stalled)
+}
+
 // Queries is how many questions the server has answered.
 func (s *Server) Queries() int64 { return s.queries.Load() }
 
@@ -83,13 +117,26 @@ func (s *Server) serve(done chan<- struct{}) {
 			}
 			continue
 		}
-		resp, err := s.answer(buf[:n])
-		if err != nil {
-			continue // not a query we understand: let the client time out
+		q := query{bytes.Clone(buf[:n]), from}
+		s.mu.Lock()
+		if s.stall {
+			s.stalled = append(s.stalled, q)
+			q.msg = nil
 		}
-		s.queries.Add(1)
-		_, _ = s.conn.WriteToUDP(resp, from)
+		s.mu.Unlock()
+		if q.msg != nil {
+			s.reply(q)
+		}
 	}
+}
+
+func (s *Server) reply(q query) {
+	resp, err := s.answer(q.msg)
+	if err != nil {
+		return // not a query we understand: let the client time out
+	}
+	s.queries.Add(1)
+	_, _ = s.conn.WriteToUDP(resp, q.from)
 }
 
 const (

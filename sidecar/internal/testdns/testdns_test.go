@@ -66,3 +66,38 @@ func TestFail(t *testing.T) {
 		t.Errorf("lookup of a removed name: %v; want not found", err)
 	}
 }
+
+// Stall holds queries until release, which answers them as the table is
+// then; a client that gives up first sees a timeout.
+func TestStall(t *testing.T) {
+	s := Start(t)
+	r := s.Resolver()
+	a, b := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	s.Set("db.sidecar.test", a)
+	release := s.Stall()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := r.LookupNetIP(ctx, "ip4", "db.sidecar.test")
+	cancel()
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || !dnsErr.IsTimeout || s.Queries() != 0 {
+		t.Fatalf("lookup during a stall: %v, %d answered; want a timeout and none answered", err, s.Queries())
+	}
+	got := make(chan []netip.Addr, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		addrs, _ := r.LookupNetIP(ctx, "ip4", "db.sidecar.test")
+		got <- addrs
+	}()
+	for s.Stalled() < 2 { // the timed-out query and this one
+		time.Sleep(time.Millisecond)
+	}
+	s.Set("db.sidecar.test", b)
+	release()
+	if addrs := <-got; !reflect.DeepEqual(addrs, []netip.Addr{b}) {
+		t.Errorf("lookup answered at release: %v; want %v, the table at release", addrs, b)
+	}
+	if s.Stalled() != 0 || s.Queries() != 2 {
+		t.Errorf("after release: %d stalled, %d answered; want 0 and 2", s.Stalled(), s.Queries())
+	}
+}
