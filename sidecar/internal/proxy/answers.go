@@ -23,25 +23,35 @@ type answers struct {
 	addrs []netip.Addr
 	asked time.Time // when the lookup that gave addrs began
 	held  time.Time // until then addrs serve whatever their age: a lookup failed
+	// Until then addrs serve whatever their age: one caller is looking
+	// the name up again (zero when none is).
+	revalidating time.Time
 }
 
 // get is the answer if it was asked for less than ttl before now, or while
-// a failed lookup holds it. When a hold ends, the caller told to miss
-// looks the name up again while the others keep the answer for as long as
-// that lookup may take (lookupTimeout), so a resolver that stays down
-// delays one connection per hold, not all of them.
+// a failed lookup holds it. Else the caller told to miss looks the name up
+// again while the others keep the answer for as long as that lookup may
+// take (lookupTimeout): a resolver that drops queries then delays the one
+// connection that asks, not every connection until the lookup times out.
 func (a *answers) get(now time.Time, ttl, lookupTimeout time.Duration) ([]netip.Addr, time.Time, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case a.addrs == nil:
 		return nil, time.Time{}, false
-	case now.Sub(a.asked) < ttl || now.Before(a.held):
+	case now.Sub(a.asked) < ttl || now.Before(a.held) || now.Before(a.revalidating):
 		return a.addrs, a.asked, true
-	case !a.held.IsZero():
-		a.held = now.Add(lookupTimeout)
 	}
+	a.revalidating = now.Add(lookupTimeout)
 	return nil, time.Time{}, false
+}
+
+// abandon says the caller told to miss gave up its lookup (its client
+// left): the next caller looks the name up instead.
+func (a *answers) abandon() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.revalidating = time.Time{}
 }
 
 // hold keeps serving the last answer for ttl after a lookup failed, as
@@ -56,7 +66,7 @@ func (a *answers) hold(now time.Time, ttl time.Duration) (addrs []netip.Addr, as
 		return nil, time.Time{}, false, false
 	}
 	started = a.held.IsZero()
-	a.held = now.Add(ttl)
+	a.held, a.revalidating = now.Add(ttl), time.Time{}
 	return a.addrs, a.asked, started, true
 }
 
@@ -67,7 +77,7 @@ func (a *answers) put(addrs []netip.Addr, asked time.Time) {
 	if asked.Before(a.asked) {
 		return
 	}
-	a.addrs, a.asked, a.held = addrs, asked, time.Time{}
+	a.addrs, a.asked, a.held, a.revalidating = addrs, asked, time.Time{}, time.Time{}
 }
 
 // forget drops the answer a lookup that began at asked gave, because
@@ -85,7 +95,7 @@ func (a *answers) forget(asked, now time.Time) bool {
 	if now.Sub(asked) < MinRelookup {
 		return false
 	}
-	a.addrs, a.held = nil, time.Time{}
+	a.addrs, a.held, a.revalidating = nil, time.Time{}, time.Time{}
 	return true
 }
 
@@ -101,7 +111,11 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 	}
 	addrs, err = s.resolve(ctx, f.TargetHost)
 	if err != nil {
-		if s.cfg.DNSCacheTTL <= 0 || ctx.Err() != nil || errors.Is(err, errNotFound) {
+		if ctx.Err() != nil {
+			f.answers.abandon()
+			return nil, now, false, err
+		}
+		if s.cfg.DNSCacheTTL <= 0 || errors.Is(err, errNotFound) {
 			return nil, now, false, err // no such name is an answer, not a failure
 		}
 		old, oldAsked, started, ok := f.answers.hold(time.Now(), s.cfg.DNSCacheTTL)

@@ -25,6 +25,9 @@ type dialed struct {
 // dropped, and a new one different from it is tried too.
 func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, error) {
 	addrs, asked, cached, err := s.lookup(parent, f)
+	if err != nil && parent.Err() != nil {
+		return dialed{}, failCanceled, context.Cause(parent) // not the target's failure: not counted
+	}
 	if err != nil {
 		f.stats.dialFailure(failDNS)
 		return dialed{}, failDNS, err

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -107,6 +108,123 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 		connectEcho(t, r)
 		if b.count() != 1 {
 			t.Errorf("B got %d connections after the stale check heard it, want 1 (the hour-long cache was not refreshed)", b.count())
+		}
+	})
+}
+
+// Connections that arrive while the target is being looked up do not look
+// it up again: a burst on a cold cache waits for one lookup (the resolver
+// shares it), and with an answer in hand they use it meanwhile, so a
+// resolver that drops queries delays the one connection that asks, not all.
+func TestDNSCacheSharesLookups(t *testing.T) {
+	t.Run("cold burst", func(t *testing.T) {
+		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
+		release := dns.Stall()
+		const n = 20
+		errs := make(chan error, n)
+		for range n {
+			go func() { errs <- dialExchange(r.addrs[0], []byte("hello")) }()
+		}
+		waitFor(t, "every connection dialing", func() bool { return r.srv.Snapshot().Forwards[0].Active == n })
+		waitFor(t, "a lookup", func() bool { return dns.Stalled() > 0 })
+		release()
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if lookups := dns.Queries() / 2; lookups != 1 || a.count() != n { // A and AAAA
+			t.Errorf("%d connections arriving together made %d lookups and %d upstream connections; want 1 and %d", n, lookups, a.count(), n)
+		}
+	})
+	t.Run("lookup under way", func(t *testing.T) {
+		const ttl = 100 * time.Millisecond
+		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+		connectEcho(t, r)
+		time.Sleep(ttl)
+		release := dns.Stall()
+		first := make(chan error, 1)
+		go func() { first <- dialExchange(r.addrs[0], []byte("hello")) }()
+		waitFor(t, "the first connection's lookup", func() bool { return dns.Stalled() > 0 })
+		time.Sleep(10 * time.Millisecond) // its A and AAAA queries both
+		asked := dns.Stalled()
+		const n = 10
+		for range n {
+			connectEcho(t, r) // the last answer, while the first connection's lookup is under way
+		}
+		if more := dns.Stalled() - asked; more != 0 {
+			t.Errorf("%d connections during a lookup sent %d more queries, want 0", n, more)
+		}
+		select {
+		case err := <-first:
+			t.Fatalf("the first connection ended (%v) before its lookup was answered: the others waited for the lookup", err)
+		default:
+		}
+		release()
+		if err := <-first; err != nil {
+			t.Error(err)
+		}
+		if a.count() != n+2 {
+			t.Errorf("upstream got %d connections, want %d", a.count(), n+2)
+		}
+	})
+	t.Run("its client leaves", func(t *testing.T) {
+		// The connection looking the name up gave up: the next one looks
+		// it up instead of using the old answer for as long as that
+		// lookup could have taken.
+		const ttl = 100 * time.Millisecond
+		dns, _, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+		connectEcho(t, r)
+		time.Sleep(ttl)
+		release := dns.Stall()
+		defer release()
+		c, err := net.Dial("tcp", r.addrs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the first connection's lookup", func() bool { return dns.Stalled() > 0 })
+		_ = c.Close()
+		waitFor(t, "the client's departure", func() bool {
+			return countOf(r.srv.Snapshot().Forwards[0].ConnectionsClosed, "client_gone") == 1
+		})
+		if n := countOf(r.srv.Snapshot().Forwards[0].DialFailures, "dns"); n != 0 {
+			t.Errorf("a client that left during the lookup counted %d DNS failures, want 0", n)
+		}
+		asked := dns.Stalled()
+		next := make(chan error, 1)
+		go func() { next <- dialExchange(r.addrs[0], []byte("hello")) }()
+		for dns.Stalled() == asked {
+			select {
+			case err := <-next:
+				t.Fatalf("the next connection (%v) used the old answer without looking the name up", err)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
+	t.Run("lookup times out", func(t *testing.T) {
+		const ttl = 100 * time.Millisecond
+		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, ConnectTimeout: time.Second})
+		connectEcho(t, r)
+		time.Sleep(ttl)
+		dns.Stall() // never answered
+		first := make(chan error, 1)
+		go func() { first <- dialExchange(r.addrs[0], []byte("hello")) }()
+		waitFor(t, "the first connection's lookup", func() bool { return dns.Stalled() > 0 })
+		const n = 10
+		for range n {
+			connectEcho(t, r)
+		}
+		if err := <-first; err != nil {
+			t.Errorf("the connection whose lookup timed out: %v; want it served by the last answer", err)
+		}
+		if a.count() != n+2 {
+			t.Errorf("upstream got %d connections, want %d", a.count(), n+2)
+		}
+		if held := r.srv.Snapshot().Forwards[0].HeldAnswers; held != 1 {
+			t.Errorf("sidecar_dns_held_answers_total = %d after one lookup timed out, want 1", held)
+		}
+		if lines := r.logs.lines("DNS lookup failed; using the last answer"); len(lines) != 1 {
+			t.Errorf("%d lines saying the last answer is used, want 1:\n%s", len(lines), r.logs)
 		}
 	})
 }

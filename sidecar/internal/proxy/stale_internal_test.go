@@ -67,6 +67,36 @@ func TestAnswers(t *testing.T) {
 	}
 }
 
+// Past the TTL the first caller misses and looks the name up again; the
+// others keep the answer while that lookup may take, unless it is
+// abandoned or answers.
+func TestAnswersRevalidate(t *testing.T) {
+	t0 := time.Now()
+	const ttl, lookup = time.Second, 5 * time.Second
+	old, newer := []netip.Addr{netip.MustParseAddr("10.0.0.1")}, []netip.Addr{netip.MustParseAddr("10.0.0.2")}
+	var a answers
+	a.put(old, t0)
+	exp := t0.Add(ttl)
+	if _, _, ok := a.get(exp, ttl, lookup); ok {
+		t.Fatal("an expired answer served the first caller: no one would look the name up")
+	}
+	if got, _, ok := a.get(exp.Add(lookup-time.Millisecond), ttl, lookup); !ok || !slices.Equal(got, old) {
+		t.Errorf("get while one caller looks up = %v, %v; want the last answer", got, ok)
+	}
+	if _, _, ok := a.get(exp.Add(lookup), ttl, lookup); ok {
+		t.Error("the last answer served past the time the lookup may take")
+	}
+	a.abandon()
+	late := exp.Add(lookup + time.Millisecond)
+	if _, _, ok := a.get(late, ttl, lookup); ok {
+		t.Error("the last answer served after the lookup was abandoned")
+	}
+	a.put(newer, late)
+	if got, _, ok := a.get(late.Add(ttl), ttl, lookup); ok {
+		t.Errorf("an answer as old as the TTL served %v: the lookup's answer did not end the wait for it", got)
+	}
+}
+
 // After a failed lookup the last answer serves for the TTL; when that
 // ends, one caller looks up again while the others keep the answer; an
 // answer ends the hold.
