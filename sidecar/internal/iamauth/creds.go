@@ -59,19 +59,14 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 	case getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
 		rel := getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
 		if !strings.HasPrefix(rel, "/") {
-			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: rel, Accepted: "a path starting with / (ECS sets it)"}
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: shownURI(rel), Accepted: "a path starting with / (ECS sets it)"}
 		}
 		p = endpointcreds.New(ecsCredentialsHost+rel, containerAuth(getenv))
 		name = "ECS task role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
 	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
 		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 		if err := checkFullURI(full); err != nil {
-			// A query or fragment may carry a token, as user info may.
-			shown := redact.Userinfo(full)
-			if i := strings.IndexAny(shown, "?#"); i >= 0 {
-				shown = shown[:i+1] + "xxxxx"
-			}
-			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: shown, Accepted: err.Error()}
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: shownURI(full), Accepted: err.Error()}
 		}
 		p = endpointcreds.New(full, containerAuth(getenv))
 		name = "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
@@ -82,6 +77,16 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 	return Source{Provider: aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = RefreshBefore // fresh credentials before tokens signed with them must be replaced
 	}), Name: name}, nil
+}
+
+// shownURI is a credentials endpoint's URI fit for an error message: a
+// query or fragment may carry a token, as user info may.
+func shownURI(uri string) string {
+	shown := redact.Userinfo(uri)
+	if i := strings.IndexAny(shown, "?#"); i >= 0 {
+		shown = shown[:i+1] + "xxxxx"
+	}
+	return shown
 }
 
 // EnvError is a credential variable that cannot work. Value is empty for

@@ -149,6 +149,7 @@ func TestCredentialSource(t *testing.T) {
 		{"web identity without role", "", "AWS_ROLE_ARN", map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/t"}},
 		{"ECS task role", "ECS task role", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x"}},
 		{"bad relative", "", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "v2"}},
+		{"bad relative with a token in the query", "", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "v2/credentials?token=Sup3rSecret"}},
 		{"full loopback", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/c"}},
 		{"full EKS", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials"}},
 		{"full https", "container credentials endpoint", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "https://creds.example/c"}},
