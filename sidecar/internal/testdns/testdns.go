@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Server answers DNS queries on a loopback UDP port.
@@ -26,6 +27,7 @@ type Server struct {
 	mu      sync.Mutex
 	answers map[string][]netip.Addr // lower-case name without the final dot
 	failing map[string]bool
+	failA   map[string]bool
 	stalled []query // held by Stall until its release
 	stall   bool
 }
@@ -43,7 +45,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("testdns: %v", err)
 	}
-	s := &Server{Addr: c.LocalAddr().String(), conn: c, answers: map[string][]netip.Addr{}, failing: map[string]bool{}}
+	s := &Server{Addr: c.LocalAddr().String(), conn: c, answers: map[string][]netip.Addr{}, failing: map[string]bool{}, failA: map[string]bool{}}
 	done := make(chan struct{})
 	go s.serve(done)
 	t.Cleanup(func() { _ = c.Close(); <-done })
@@ -56,6 +58,7 @@ func (s *Server) Set(name string, addrs ...netip.Addr) {
 	defer s.mu.Unlock()
 	s.answers[canonical(name)] = addrs
 	delete(s.failing, canonical(name))
+	delete(s.failA, canonical(name))
 }
 
 // Fail makes the server answer SERVFAIL for name, as a resolver that
@@ -90,6 +93,19 @@ func (s *Server) Stalled() int {
 	defer s.mu.Unlock()
 	return len(s.stalled)
 }
+
+// FailA makes the server answer SERVFAIL for name's A questions only,
+// until the next Set, and answer its other questions (an IPv4-only name:
+// no AAAA records) AAAALater after the question: a client asking for both
+// families hears the failure first and the empty answer last.
+func (s *Server) FailA(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failA[canonical(name)] = true
+}
+
+// AAAALater is how long FailA delays the answers it does not fail.
+const AAAALater = 20 * time.Millisecond
 
 // Queries is how many questions the server has answered.
 func (s *Server) Queries() int64 { return s.queries.Load() }
@@ -131,12 +147,19 @@ func (s *Server) serve(done chan<- struct{}) {
 }
 
 func (s *Server) reply(q query) {
-	resp, err := s.answer(q.msg)
+	resp, later, err := s.answer(q.msg)
 	if err != nil {
 		return // not a query we understand: let the client time out
 	}
-	s.queries.Add(1)
-	_, _ = s.conn.WriteToUDP(resp, q.from)
+	send := func() {
+		s.queries.Add(1)
+		_, _ = s.conn.WriteToUDP(resp, q.from)
+	}
+	if later {
+		time.AfterFunc(AAAALater, send)
+		return
+	}
+	send()
 }
 
 const (
@@ -145,17 +168,18 @@ const (
 )
 
 // answer builds the response to one query: header, the question echoed,
-// then one answer record per address of the asked family.
-func (s *Server) answer(q []byte) ([]byte, error) {
+// then one answer record per address of the asked family; later is
+// whether FailA delays it.
+func (s *Server) answer(q []byte) (resp []byte, later bool, err error) {
 	if len(q) < 12 || binary.BigEndian.Uint16(q[4:6]) != 1 {
-		return nil, errors.New("want exactly one question")
+		return nil, false, errors.New("want exactly one question")
 	}
 	// Question: labels up to a zero byte, then type and class.
 	i := 12
 	var labels []string
 	for {
 		if i >= len(q) {
-			return nil, errors.New("truncated name")
+			return nil, false, errors.New("truncated name")
 		}
 		l := int(q[i])
 		i++
@@ -163,13 +187,13 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 			break
 		}
 		if l > 63 || i+l > len(q) {
-			return nil, errors.New("bad label")
+			return nil, false, errors.New("bad label")
 		}
 		labels = append(labels, string(q[i:i+l]))
 		i += l
 	}
 	if i+4 > len(q) {
-		return nil, errors.New("truncated question")
+		return nil, false, errors.New("truncated question")
 	}
 	qtype := binary.BigEndian.Uint16(q[i : i+2])
 	question := q[12 : i+4]
@@ -177,7 +201,8 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 	s.mu.Lock()
 	name := canonical(strings.Join(labels, "."))
 	addrs, known := s.answers[name]
-	failing := s.failing[name]
+	failing := s.failing[name] || (s.failA[name] && qtype == typeA)
+	later = s.failA[name] && !failing
 	s.mu.Unlock()
 	if failing {
 		addrs = nil
@@ -211,7 +236,7 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 	case !known || len(addrs) == 0:
 		flags |= 3 // NXDOMAIN
 	}
-	resp := append([]byte{}, q[0:2]...) // ID
+	resp = append([]byte{}, q[0:2]...) // ID
 	resp = binary.BigEndian.AppendUint16(resp, flags)
 	resp = binary.BigEndian.AppendUint16(resp, 1)
 	resp = binary.BigEndian.AppendUint16(resp, uint16(len(records)))
@@ -221,5 +246,5 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 	for _, rr := range records {
 		resp = append(resp, rr...)
 	}
-	return resp, nil
+	return resp, later, nil
 }

@@ -101,3 +101,25 @@ func TestStall(t *testing.T) {
 		t.Errorf("after release: %d stalled, %d answered; want 0 and 2", s.Stalled(), s.Queries())
 	}
 }
+
+// FailA fails A questions only, and answers AAAA (none, for an IPv4-only
+// name) after the failure: asked for both families at once, Go's resolver
+// then reports the last error heard, "no such host".
+func TestFailA(t *testing.T) {
+	s := Start(t)
+	r := s.Resolver()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Set("db.sidecar.test", netip.MustParseAddr("127.0.0.2"))
+	s.FailA("db.sidecar.test")
+	var dnsErr *net.DNSError
+	if _, err := r.LookupNetIP(ctx, "ip4", "db.sidecar.test"); !errors.As(err, &dnsErr) || dnsErr.IsNotFound {
+		t.Errorf("A lookup: %v; want a failure other than not found", err)
+	}
+	if addrs, err := r.LookupNetIP(ctx, "ip6", "db.sidecar.test"); len(addrs) != 0 || !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Errorf("AAAA lookup: %v, %v; want no addresses", addrs, err)
+	}
+	if _, err := r.LookupNetIP(ctx, "ip", "db.sidecar.test"); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Errorf("lookup of both: %v; want not found, the error heard last", err)
+	}
+}
