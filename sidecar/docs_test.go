@@ -128,11 +128,11 @@ func TestDocsMemoryRelease(t *testing.T) {
 	}
 }
 
-// The failover section states proxy.MinRelookup, the age below which a
-// failing cached answer is not looked up again.
+// The failover section states proxy.MinRelookup, how soon after a lookup
+// a failing answer may be looked up again.
 func TestDocsMinRelookup(t *testing.T) {
 	text := strings.Join(strings.Fields(docSection(t, "docs/operations.md", "## Aurora failover")), " ")
-	want := fmt.Sprintf("An answer younger than %d ms is not looked up again", proxy.MinRelookup.Milliseconds())
+	want := fmt.Sprintf("A name looked up in the last %d ms is not looked up again", proxy.MinRelookup.Milliseconds())
 	if !strings.Contains(text, want) {
 		t.Errorf("the failover section does not say %q", want)
 	}

@@ -8,10 +8,10 @@ import (
 	"time"
 )
 
-// MinRelookup is how old a cached answer must be before a connection whose
-// every address in it failed looks the target up again: so while a writer
-// is down a target costs at most two DNS queries per MinRelookup on top of
-// two per DNSCacheTTL (docs/operations.md quotes it; a test ties them).
+// MinRelookup is how long after a lookup of the target a connection whose
+// every address failed may look it up again: so while a writer is down a
+// target costs at most two DNS queries per MinRelookup on top of two per
+// DNSCacheTTL (docs/operations.md quotes it; a test ties them).
 const MinRelookup = 100 * time.Millisecond
 
 // answers is a target's last DNS answer, reused for new connections for
@@ -19,83 +19,119 @@ const MinRelookup = 100 * time.Millisecond
 // VPC resolver's limit (1024 packets a second per network interface, then
 // dropped), failing the app's own lookups as well as the sidecar's.
 type answers struct {
-	mu    sync.Mutex
+	mu       sync.Mutex
+	addrs    []netip.Addr // nil when there is no answer, or DNS said there are no addresses
+	notFound error        // DNS said the name has no addresses: an answer too, cached as long
+	asked    time.Time    // when the lookup that gave the answer began
+	held     time.Time    // until then addrs serve whatever their age: a lookup failed
+	failed   bool         // every address of addrs failed a connection: look the name up first
+	relooked time.Time    // when the last lookup for a connection began (MinRelookup)
+	owner    *ticket      // the lookup the others keep the last answer for; nil if none
+}
+
+// ticket is a connection's lookup of the target, after a miss.
+type ticket struct {
+	began time.Time
+	// until then, unless the lookup ends first, the others keep using the
+	// last answer (zero: another lookup had that role). Twice the lookup's
+	// timeout, as the lookup ends the role itself on every path.
+	until time.Time
+}
+
+// answer is what the cache gives a connection: addresses, or the error
+// DNS gave for a name without any, as found by a lookup begun at asked.
+type answer struct {
 	addrs []netip.Addr
-	asked time.Time // when the lookup that gave addrs began
-	held  time.Time // until then addrs serve whatever their age: a lookup failed
-	// Until then addrs serve whatever their age: one caller is looking
-	// the name up again (zero when none is).
-	revalidating time.Time
+	asked time.Time
+	err   error
 }
 
 // get is the answer if it was asked for less than ttl before now, or while
-// a failed lookup holds it. Else the caller told to miss looks the name up
-// again while the others keep the answer for as long as that lookup may
-// take (lookupTimeout): a resolver that drops queries then delays the one
-// connection that asks, not every connection until the lookup times out.
-func (a *answers) get(now time.Time, ttl, lookupTimeout time.Duration) ([]netip.Addr, time.Time, bool) {
+// a failed lookup holds it. Else it is a miss: the caller looks the name
+// up with the ticket, and when the last answer has addresses the others
+// keep using it while that lookup runs, so a resolver that drops queries
+// delays the one connection that asks, not every one until it times out.
+// An answer whose addresses all failed is never used so: a connection
+// waits for the lookup rather than dial what just failed.
+func (a *answers) get(now time.Time, ttl, lookupTimeout time.Duration) (answer, *ticket) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	usable := a.addrs != nil && !a.failed
+	switch {
+	case a.notFound != nil && now.Sub(a.asked) < ttl:
+		return answer{asked: a.asked, err: a.notFound}, nil
+	case usable && (now.Sub(a.asked) < ttl || now.Before(a.held)),
+		usable && a.owner != nil && now.Before(a.owner.until):
+		return answer{addrs: a.addrs, asked: a.asked}, nil
+	}
+	t := &ticket{began: now}
+	a.relooked = now
+	if a.owner == nil || !now.Before(a.owner.until) {
+		t.until = now.Add(2 * lookupTimeout)
+		a.owner = t
+	}
+	return answer{}, t
+}
+
+// end says the lookup t is over, however it ended: if the others were
+// keeping the last answer for it, the next miss looks the name up.
+func (a *answers) end(t *ticket) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.owner == t {
+		a.owner = nil
+	}
+}
+
+// put keeps a lookup's answer, addresses or notFound, unless a lookup that
+// began later has answered already. It ends a hold.
+func (a *answers) put(addrs []netip.Addr, notFound error, began time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if began.Before(a.asked) {
+		return
+	}
+	a.addrs, a.notFound, a.asked, a.held, a.failed = addrs, notFound, began, time.Time{}, false
+}
+
+// hold keeps serving the last answer for ttl after the lookup t failed, as
+// resolvers serve stale answers (RFC 8767): a resolver dropping queries,
+// the VPC resolver over its limit, must not fail connections to a
+// database that has not moved. A lookup that answers ends the hold. The
+// answer is the held one, or a newer one (not held) if a lookup that began
+// after t has answered; none (no addresses, no error) if there is none.
+// started is whether this failure began the hold.
+func (a *answers) hold(t *ticket, now time.Time, ttl time.Duration) (ans answer, held, started bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
+	case a.asked.After(t.began):
+		return answer{addrs: a.addrs, asked: a.asked, err: a.notFound}, false, false
 	case a.addrs == nil:
-		return nil, time.Time{}, false
-	case now.Sub(a.asked) < ttl || now.Before(a.held) || now.Before(a.revalidating):
-		return a.addrs, a.asked, true
-	}
-	a.revalidating = now.Add(lookupTimeout)
-	return nil, time.Time{}, false
-}
-
-// abandon says the caller told to miss gave up its lookup (its client
-// left): the next caller looks the name up instead.
-func (a *answers) abandon() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.revalidating = time.Time{}
-}
-
-// hold keeps serving the last answer for ttl after a lookup failed, as
-// resolvers serve stale answers (RFC 8767): a resolver dropping queries,
-// the VPC resolver over its limit, must not fail connections to a
-// database that has not moved. A lookup that answers ends the hold.
-// started is whether this failure began it (the others continue it).
-func (a *answers) hold(now time.Time, ttl time.Duration) (addrs []netip.Addr, asked time.Time, started, ok bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.addrs == nil {
-		return nil, time.Time{}, false, false
+		return answer{}, false, false
 	}
 	started = a.held.IsZero()
-	a.held, a.revalidating = now.Add(ttl), time.Time{}
-	return a.addrs, a.asked, started, true
+	a.held, a.failed = now.Add(ttl), false
+	return answer{addrs: a.addrs, asked: a.asked}, true, started
 }
 
-// put keeps addrs unless a lookup that began later has answered already.
-func (a *answers) put(addrs []netip.Addr, asked time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if asked.Before(a.asked) {
-		return
-	}
-	a.addrs, a.asked, a.held, a.revalidating = addrs, asked, time.Time{}, time.Time{}
-}
-
-// forget drops the answer a lookup that began at asked gave, because
-// every address in it failed, and reports whether a lookup now may find
-// another. An answer younger than MinRelookup is kept: DNS gave it so
-// recently that a new lookup would most likely repeat it, and a lookup for
-// every failed connection, while a writer is down, is the flood the cache
-// is there to prevent.
+// forget marks the answer a lookup that began at asked gave as failed,
+// because every address in it failed, and reports whether a lookup now
+// may find another. Within MinRelookup of the last lookup it does not: DNS
+// answered so recently that a new lookup would most likely repeat it, and
+// a lookup for every failed connection, while a writer is down, is the
+// flood the cache is there to prevent. The answer is kept until another
+// replaces it: if DNS is failing too, it is still the best there is.
 func (a *answers) forget(asked, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.asked.Equal(asked) {
 		return true // a newer lookup has answered already
 	}
-	if now.Sub(asked) < MinRelookup {
+	if now.Sub(a.relooked) < MinRelookup {
 		return false
 	}
-	a.addrs, a.held, a.revalidating = nil, time.Time{}, time.Time{}
+	a.failed = true
 	return true
 }
 
@@ -103,32 +139,37 @@ func (a *answers) forget(asked, now time.Time) bool {
 // and whether they came from the cache: the cached answer while it is
 // younger than DNSCacheTTL, else a new one. An IP literal is its own answer.
 func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, asked time.Time, cached bool, err error) {
-	now := time.Now()
-	if s.cfg.DNSCacheTTL > 0 && !isIP(f.TargetHost) {
-		if addrs, asked, ok := f.answers.get(now, s.cfg.DNSCacheTTL, s.cfg.ConnectTimeout); ok {
-			return addrs, asked, true, nil
-		}
+	if s.cfg.DNSCacheTTL <= 0 || isIP(f.TargetHost) {
+		asked = time.Now()
+		addrs, err = s.resolve(ctx, f.TargetHost)
+		return addrs, asked, false, err
 	}
+	hit, t := f.answers.get(time.Now(), s.cfg.DNSCacheTTL, s.cfg.ConnectTimeout)
+	if t == nil {
+		return hit.addrs, hit.asked, hit.err == nil, hit.err
+	}
+	defer f.answers.end(t)
 	addrs, err = s.resolve(ctx, f.TargetHost)
-	if err != nil {
-		if ctx.Err() != nil {
-			f.answers.abandon()
-			return nil, now, false, err
-		}
-		if s.cfg.DNSCacheTTL <= 0 || errors.Is(err, errNotFound) {
-			return nil, now, false, err // no such name is an answer, not a failure
-		}
-		old, oldAsked, started, ok := f.answers.hold(time.Now(), s.cfg.DNSCacheTTL)
-		if !ok {
-			return nil, now, false, err
-		}
-		f.stats.heldAnswers.Add(1)
-		if started {
-			s.log.Warn("DNS lookup failed; using the last answer", "target", f.target, "answer", old,
-				"answer_age_ms", durationMS(now.Sub(oldAsked)), "held_ms", s.cfg.DNSCacheTTL.Milliseconds(), "err", err.Error())
-		}
-		return old, oldAsked, true, nil
+	switch {
+	case err == nil:
+		f.answers.put(addrs, nil, t.began)
+		return addrs, t.began, false, nil
+	case ctx.Err() != nil:
+		return nil, t.began, false, err // given up: the next miss looks the name up
+	case errors.Is(err, errNotFound):
+		f.answers.put(nil, err, t.began) // an answer, not a failure: it fails connections for the TTL
+		return nil, t.began, false, err
 	}
-	f.answers.put(addrs, now)
-	return addrs, now, false, nil
+	old, held, started := f.answers.hold(t, time.Now(), s.cfg.DNSCacheTTL)
+	if old.addrs == nil && old.err == nil {
+		return nil, t.began, false, err
+	}
+	if held && !t.until.IsZero() { // the others shared this lookup: counted once
+		f.stats.heldAnswers.Add(1)
+	}
+	if started {
+		s.log.Warn("DNS lookup failed; using the last answer", "target", f.target, "answer", old.addrs,
+			"answer_age_ms", durationMS(t.began.Sub(old.asked)), "held_ms", s.cfg.DNSCacheTTL.Milliseconds(), "err", err.Error())
+	}
+	return old.addrs, old.asked, old.err == nil, old.err
 }

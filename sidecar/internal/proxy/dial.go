@@ -82,26 +82,47 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 var errNotFound = errors.New("no addresses")
 
 // resolve returns the target's addresses; an IP literal is used as is.
+// The families are looked up apart: asked for both at once, Go's resolver
+// reports whichever error came last, so a SERVFAIL for A followed by an
+// empty AAAA answer (an IPv4-only endpoint) would read as no such name.
 func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a.Unmap()}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
-	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
-	if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-		err = fmt.Errorf("%w: %w", errNotFound, err)
+	type found struct {
+		addrs []netip.Addr
+		err   error
 	}
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	v6 := make(chan found, 1)
+	go func() {
+		addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip6", host)
+		v6 <- found{addrs, err}
+	}()
+	addrs, err4 := s.cfg.Resolver.LookupNetIP(ctx, "ip4", host)
+	r6 := <-v6
+	addrs = append(addrs, r6.addrs...)
+	if len(addrs) > 0 {
+		for i := range addrs {
+			addrs[i] = addrs[i].Unmap()
+		}
+		return addrs, nil
 	}
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("resolve %s: %w", host, errNotFound)
+	switch {
+	case err4 != nil && !isNotFound(err4):
+		return nil, fmt.Errorf("resolve %s: %w", host, err4)
+	case r6.err != nil && !isNotFound(r6.err):
+		return nil, fmt.Errorf("resolve %s: %w", host, r6.err)
+	case err4 != nil:
+		return nil, fmt.Errorf("resolve %s: %w: %w", host, errNotFound, err4)
 	}
-	for i := range addrs {
-		addrs[i] = addrs[i].Unmap()
-	}
-	return addrs, nil
+	return nil, fmt.Errorf("resolve %s: %w", host, errNotFound)
+}
+
+func isNotFound(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
 }
 
 func isIP(host string) bool {

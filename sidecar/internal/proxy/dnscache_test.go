@@ -1,7 +1,11 @@
 package proxy_test
 
 import (
+	"context"
 	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -298,6 +302,51 @@ func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
 			t.Errorf("%d lines after a second outage, want 2", got)
 		}
 	})
+	t.Run("A fails, AAAA has none", func(t *testing.T) {
+		// Go's resolver, asked for both families at once, reports the
+		// error heard last: here "no such host", which is not what DNS said.
+		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+		connectEcho(t, r)
+		dns.FailA("db.sidecar.test")
+		time.Sleep(ttl)
+		if err := dialExchange(r.addrs[0], []byte("hello")); err != nil || a.count() != 2 {
+			t.Fatalf("a connection while A lookups fail: %v (upstream got %d); want it served by the last answer", err, a.count())
+		}
+		if held := r.srv.Snapshot().Forwards[0].HeldAnswers; held != 1 {
+			t.Errorf("sidecar_dns_held_answers_total = %d, want 1", held)
+		}
+	})
+	t.Run("a dial fails during the hold", func(t *testing.T) {
+		// Every address of the held answer failed once (a refusal), and
+		// the lookup that follows fails too: the answer is still the best
+		// there is, so it stays.
+		var refuse atomic.Int32
+		var d net.Dialer
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if refuse.Add(-1) >= 0 {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+		const ttl = 5 * proxy.MinRelookup // the hold outlasts the wait below
+		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, DialContext: dial})
+		connectEcho(t, r)
+		dns.Fail("db.sidecar.test")
+		time.Sleep(ttl)
+		connectEcho(t, r)             // held
+		time.Sleep(proxy.MinRelookup) // so the refusal may look the name up again
+		refuse.Store(1)
+		if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+			t.Fatal("the refused connection carried bytes")
+		}
+		const n = 10
+		for range n {
+			connectEcho(t, r)
+		}
+		if a.count() != n+2 {
+			t.Errorf("upstream got %d connections, want %d", a.count(), n+2)
+		}
+	})
 	for _, tt := range []struct {
 		name string
 		ttl  time.Duration
@@ -315,5 +364,73 @@ func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
 				t.Errorf("a connection after the lookup failed reached the upstream (%d connections, err %v); want it refused", a.count(), err)
 			}
 		})
+	}
+}
+
+// DNS saying the name has no addresses is an answer: no connection reaches
+// the old address, and it is cached like one, not looked up per connection.
+func TestDNSCacheNoSuchName(t *testing.T) {
+	const ttl = 200 * time.Millisecond
+	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+	connectEcho(t, r)
+	dns.Set("db.sidecar.test")
+	time.Sleep(ttl)
+	q := dns.Queries()
+	if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+		t.Fatal("a connection after DNS said no such name carried bytes")
+	}
+	perLookup := dns.Queries() - q // A and AAAA, and the search list's names
+	q, start := dns.Queries(), time.Now()
+	const n = 10
+	for range n {
+		if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+			t.Fatal("a connection after DNS said no such name reached the old address")
+		}
+	}
+	lookups := (dns.Queries() - q) / perLookup
+	if most := int64(time.Since(start) / ttl); lookups > most || a.count() != 1 {
+		t.Errorf("%d connections in %v made %d lookups (upstream got %d); want at most %d (one per TTL) and 1",
+			n, time.Since(start), lookups, a.count(), most)
+	}
+	dns.Set("db.sidecar.test", a.addr.Addr())
+	waitFor(t, "a connection once the name is back", func() bool { return dialExchange(r.addrs[0], []byte("hello")) == nil })
+}
+
+// A resolver that stays down: each failed lookup delays one connection
+// and is counted once, and the next one waits for the hold to end.
+func TestDNSCacheLookupsFailUnderLoad(t *testing.T) {
+	const ttl, timeout = 50 * time.Millisecond, 300 * time.Millisecond
+	dns, _, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, ConnectTimeout: timeout})
+	connectEcho(t, r)
+	time.Sleep(ttl)
+	dns.Stall()
+	start := time.Now()
+	stop := start.Add(3 * (timeout + ttl))
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if err := dialExchange(r.addrs[0], []byte("hello")); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// A lookup ends by timing out, the hold lasts a TTL: lookups begin at
+	// least timeout+ttl apart.
+	lookups := int64(dns.Stalled() / 2)
+	most := 1 + int64(time.Since(start)/(timeout+ttl))
+	held := r.srv.Snapshot().Forwards[0].HeldAnswers
+	if lookups < 1 || lookups > most || held != uint64(lookups) {
+		t.Errorf("in %v: %d lookups and %d held answers; want 1 to %d lookups, each counted once", time.Since(start), lookups, held, most)
 	}
 }
