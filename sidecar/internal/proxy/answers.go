@@ -20,8 +20,8 @@ const MinRelookup = 100 * time.Millisecond
 // dropped), failing the app's own lookups as well as the sidecar's.
 type answers struct {
 	mu       sync.Mutex
-	addrs    []netip.Addr // nil when there is no answer, or DNS said there are no addresses
-	notFound error        // DNS said the name has no addresses: an answer too, cached as long
+	addrs    []netip.Addr // nil when there is no answer, or the answer is err
+	err      error        // no such name, or a failed lookup with no addresses to hold: cached as long
 	asked    time.Time    // when the lookup that gave the answer began
 	held     time.Time    // until then addrs serve whatever their age: a lookup failed
 	failed   bool         // every address of addrs failed a connection: look the name up first
@@ -38,8 +38,9 @@ type ticket struct {
 	until time.Time
 }
 
-// answer is what the cache gives a connection: addresses, or the error
-// DNS gave for a name without any, as found by a lookup begun at asked.
+// answer is what the cache gives a connection: addresses, or the error a
+// lookup begun at asked ended with (no such name, or a failure with no
+// addresses to fall back on).
 type answer struct {
 	addrs []netip.Addr
 	asked time.Time
@@ -58,8 +59,8 @@ func (a *answers) get(now time.Time, ttl, lookupTimeout time.Duration) (answer, 
 	defer a.mu.Unlock()
 	usable := a.addrs != nil && !a.failed
 	switch {
-	case a.notFound != nil && now.Sub(a.asked) < ttl:
-		return answer{asked: a.asked, err: a.notFound}, nil
+	case a.err != nil && now.Sub(a.asked) < ttl:
+		return answer{asked: a.asked, err: a.err}, nil
 	case usable && (now.Sub(a.asked) < ttl || now.Before(a.held)),
 		usable && a.owner != nil && now.Before(a.owner.until):
 		return answer{addrs: a.addrs, asked: a.asked}, nil
@@ -83,32 +84,34 @@ func (a *answers) end(t *ticket) {
 	}
 }
 
-// put keeps a lookup's answer, addresses or notFound, unless a lookup that
-// began later has answered already. It ends a hold.
-func (a *answers) put(addrs []netip.Addr, notFound error, began time.Time) {
+// put keeps a lookup's answer, addresses or no such name (err), unless a
+// lookup that began later has answered already. It ends a hold.
+func (a *answers) put(addrs []netip.Addr, err error, began time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if began.Before(a.asked) {
 		return
 	}
-	a.addrs, a.notFound, a.asked, a.held, a.failed = addrs, notFound, began, time.Time{}, false
+	a.addrs, a.err, a.asked, a.held, a.failed = addrs, err, began, time.Time{}, false
 }
 
-// hold keeps serving the last answer for ttl after the lookup t failed, as
-// resolvers serve stale answers (RFC 8767): a resolver dropping queries,
-// the VPC resolver over its limit, must not fail connections to a
-// database that has not moved. A lookup that answers ends the hold. The
-// answer is the held one, or a newer one (not held) if a lookup that began
-// after t has answered; none (no addresses, no error) if there is none.
+// hold keeps serving the last answer for ttl after the lookup t failed
+// with err, as resolvers serve stale answers (RFC 8767): a resolver
+// dropping queries, the VPC resolver over its limit, must not fail
+// connections to a database that has not moved. A lookup that answers
+// ends the hold. If a lookup that began after t has answered, the answer
+// is that one, not held. With no addresses to hold, err is the answer for
+// ttl, so a failing resolver is not asked again for every connection.
 // started is whether this failure began the hold.
-func (a *answers) hold(t *ticket, now time.Time, ttl time.Duration) (ans answer, held, started bool) {
+func (a *answers) hold(t *ticket, err error, now time.Time, ttl time.Duration) (ans answer, held, started bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case a.asked.After(t.began):
-		return answer{addrs: a.addrs, asked: a.asked, err: a.notFound}, false, false
+		return answer{addrs: a.addrs, asked: a.asked, err: a.err}, false, false
 	case a.addrs == nil:
-		return answer{}, false, false
+		a.err, a.asked, a.held, a.failed = err, t.began, time.Time{}, false
+		return answer{asked: t.began, err: err}, false, false
 	}
 	started = a.held.IsZero()
 	a.held, a.failed = now.Add(ttl), false
@@ -120,16 +123,17 @@ func (a *answers) hold(t *ticket, now time.Time, ttl time.Duration) (ans answer,
 // may find another. Within MinRelookup of the last lookup it does not: DNS
 // answered so recently that a new lookup would most likely repeat it, and
 // a lookup for every failed connection, while a writer is down, is the
-// flood the cache is there to prevent. The answer is kept until another
-// replaces it: if DNS is failing too, it is still the best there is.
+// flood the cache is there to prevent. Nor while a failed lookup holds
+// the answer. The answer is kept until another replaces it: if DNS fails
+// too, it is still the best there is.
 func (a *answers) forget(asked, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.asked.Equal(asked) {
 		return true // a newer lookup has answered already
 	}
-	if now.Sub(a.relooked) < MinRelookup {
-		return false
+	if now.Sub(a.relooked) < MinRelookup || now.Before(a.held) {
+		return false // a lookup failed: DNS has nothing newer to say until the hold ends
 	}
 	a.failed = true
 	return true
@@ -141,7 +145,7 @@ func (a *answers) forget(asked, now time.Time) bool {
 func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, asked time.Time, cached bool, err error) {
 	if s.cfg.DNSCacheTTL <= 0 || isIP(f.TargetHost) {
 		asked = time.Now()
-		addrs, err = s.resolve(ctx, f.TargetHost)
+		addrs, err = s.resolve(ctx, f.TargetHost, false)
 		return addrs, asked, false, err
 	}
 	hit, t := f.answers.get(time.Now(), s.cfg.DNSCacheTTL, s.cfg.ConnectTimeout)
@@ -149,7 +153,7 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 		return hit.addrs, hit.asked, hit.err == nil, hit.err
 	}
 	defer f.answers.end(t)
-	addrs, err = s.resolve(ctx, f.TargetHost)
+	addrs, err = s.resolve(ctx, f.TargetHost, false)
 	switch {
 	case err == nil:
 		f.answers.put(addrs, nil, t.began)
@@ -160,11 +164,8 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 		f.answers.put(nil, err, t.began) // an answer, not a failure: it fails connections for the TTL
 		return nil, t.began, false, err
 	}
-	old, held, started := f.answers.hold(t, time.Now(), s.cfg.DNSCacheTTL)
-	if old.addrs == nil && old.err == nil {
-		return nil, t.began, false, err
-	}
-	if held && !t.until.IsZero() { // the others shared this lookup: counted once
+	old, held, started := f.answers.hold(t, err, time.Now(), s.cfg.DNSCacheTTL)
+	if held && (started || !t.until.IsZero()) { // others sharing this lookup count it once
 		f.stats.heldAnswers.Add(1)
 	}
 	if started {

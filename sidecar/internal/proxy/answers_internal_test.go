@@ -14,8 +14,9 @@ const (
 )
 
 var (
-	addrA = []netip.Addr{netip.MustParseAddr("10.0.0.1")}
-	addrB = []netip.Addr{netip.MustParseAddr("10.0.0.2")}
+	errFail = errors.New("server misbehaving")
+	addrA   = []netip.Addr{netip.MustParseAddr("10.0.0.1")}
+	addrB   = []netip.Addr{netip.MustParseAddr("10.0.0.2")}
 )
 
 // hit fails the test unless the cache answers at now with want.
@@ -81,7 +82,8 @@ func TestAnswersNotFound(t *testing.T) {
 
 // A connection whose every address failed marks the answer (unless DNS
 // was asked within MinRelookup): the next callers look the name up rather
-// than dial it, and the answer stays until another replaces it.
+// than dial it, and the answer stays until another replaces it. While a
+// failed lookup holds it, it is not marked: DNS has nothing newer to say.
 func TestAnswersForget(t *testing.T) {
 	t0 := time.Now()
 	var a answers
@@ -101,11 +103,16 @@ func TestAnswersForget(t *testing.T) {
 	}
 	relook := miss(t, &a, t0.Add(MinRelookup), "a failed answer")
 	miss(t, &a, t0.Add(MinRelookup+time.Millisecond), "a failed answer while it is looked up again")
-	if got, held, _ := a.hold(relook, t0.Add(MinRelookup+testLookup), testTTL); !held || !slices.Equal(got.addrs, addrA) {
+	failed := relook.began.Add(testLookup)
+	if got, held, _ := a.hold(relook, errFail, failed, testTTL); !held || !slices.Equal(got.addrs, addrA) {
 		t.Fatalf("hold of a failed answer when DNS fails = %v, held %v; want it kept", got.addrs, held)
 	}
 	a.end(relook)
-	hit(t, &a, t0.Add(MinRelookup+testLookup+time.Millisecond), addrA, "a failed answer held: DNS failed too")
+	hit(t, &a, failed.Add(time.Millisecond), addrA, "a failed answer held: DNS failed too")
+	if a.forget(t0, failed.Add(MinRelookup)) {
+		t.Error("forget during a hold asked for a lookup: DNS failed, it has nothing newer to say")
+	}
+	hit(t, &a, failed.Add(MinRelookup), addrA, "an answer failing again during the hold")
 }
 
 // After a failed lookup the last answer serves for the TTL; then one
@@ -114,18 +121,21 @@ func TestAnswersForget(t *testing.T) {
 func TestAnswersHold(t *testing.T) {
 	t0 := time.Now()
 	var a answers
-	if got, held, _ := a.hold(&ticket{began: t0}, t0, testTTL); held || got.addrs != nil || got.err != nil {
-		t.Fatalf("hold of an empty cache = %v, %v, held %v", got.addrs, got.err, held)
+	if got, held, _ := a.hold(&ticket{began: t0}, errFail, t0, testTTL); held || got.addrs != nil || got.err != errFail {
+		t.Fatalf("hold of an empty cache = %v, %v, held %v; want the failure", got.addrs, got.err, held)
+	}
+	if got, tk := a.get(t0.Add(testTTL-time.Millisecond), testTTL, testLookup); tk != nil || got.err != errFail {
+		t.Fatalf("get after a failure with nothing to hold = %v, miss %v; want the failure, cached for the TTL", got.err, tk != nil)
 	}
 	a.put(addrA, nil, t0)
 	tk := miss(t, &a, t0.Add(2*testTTL), "an expired answer before any lookup failed")
 	failed := tk.began.Add(testLookup)
-	got, held, started := a.hold(tk, failed, testTTL)
+	got, held, started := a.hold(tk, errFail, failed, testTTL)
 	if !held || !started || !slices.Equal(got.addrs, addrA) || !got.asked.Equal(t0) {
 		t.Fatalf("hold = %v asked %v, held %v, started %v; want the last answer, asked at t0, held, started", got.addrs, got.asked, held, started)
 	}
 	a.end(tk)
-	if _, _, started := a.hold(tk, failed.Add(time.Millisecond), testTTL); started {
+	if _, _, started := a.hold(tk, errFail, failed.Add(time.Millisecond), testTTL); started {
 		t.Error("a second failure during the hold said it started one")
 	}
 	hit(t, &a, failed.Add(testTTL), addrA, "during the hold")
@@ -137,12 +147,12 @@ func TestAnswersHold(t *testing.T) {
 	miss(t, &a, end.Add(testTTL), "an answer as old as the TTL after a lookup answered: the hold survived")
 
 	late := &ticket{began: end.Add(-time.Millisecond)} // began before the answer above
-	if got, held, started := a.hold(late, end.Add(testTTL), testTTL); held || started || !slices.Equal(got.addrs, addrB) {
+	if got, held, started := a.hold(late, errFail, end.Add(testTTL), testTTL); held || started || !slices.Equal(got.addrs, addrB) {
 		t.Errorf("hold for a lookup older than the answer = %v, held %v, started %v; want the newer answer, not held", got.addrs, held, started)
 	}
 	a.put(nil, errors.New("no such host"), end.Add(testTTL))
 	after := &ticket{began: end.Add(2 * testTTL)}
-	if got, held, _ := a.hold(after, after.began, testTTL); held || got.addrs != nil || got.err != nil {
-		t.Errorf("hold after no such name = %v, %v, held %v; want nothing to hold", got.addrs, got.err, held)
+	if got, held, _ := a.hold(after, errFail, after.began, testTTL); held || got.addrs != nil || got.err != errFail {
+		t.Errorf("hold after no such name = %v, %v, held %v; want the failure, nothing to hold", got.addrs, got.err, held)
 	}
 }

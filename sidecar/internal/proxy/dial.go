@@ -82,15 +82,49 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 var errNotFound = errors.New("no addresses")
 
 // resolve returns the target's addresses; an IP literal is used as is.
-// The families are looked up apart: asked for both at once, Go's resolver
-// reports whichever error came last, so a SERVFAIL for A followed by an
-// empty AAAA answer (an IPv4-only endpoint) would read as no such name.
-func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+// With every, a family whose lookup failed fails the whole (the stale
+// check, which closes connections to addresses missing from the answer,
+// must not read a failed A lookup as the writer having moved); else the
+// other family's addresses do, as Go's resolver has it.
+func (s *Server) resolve(ctx context.Context, host string, every bool) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a.Unmap()}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
+	var addrs []netip.Addr
+	var err error
+	if !every {
+		addrs, err = s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+	}
+	if !every && err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if every || len(addrs) == 0 {
+		// Go's resolver reports the error it heard last, so a failed A
+		// lookup followed by the empty AAAA answer of an IPv4-only name
+		// reads as no such host: ask each family to be sure (only now, as
+		// apart a name with no AAAA records costs a query per search domain).
+		var ferr error
+		if addrs, ferr = s.lookupFamilies(ctx, host); ferr != nil {
+			return nil, fmt.Errorf("resolve %s: %w", host, ferr)
+		}
+	}
+	if len(addrs) == 0 && err != nil {
+		return nil, fmt.Errorf("resolve %s: %w: %w", host, errNotFound, err)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("resolve %s: %w", host, errNotFound)
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
+
+// lookupFamilies looks up the IPv4 and IPv6 addresses apart; the error is
+// a family's lookup failing other than with no such host.
+func (s *Server) lookupFamilies(ctx context.Context, host string) ([]netip.Addr, error) {
 	type found struct {
 		addrs []netip.Addr
 		err   error
@@ -102,22 +136,13 @@ func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 	}()
 	addrs, err4 := s.cfg.Resolver.LookupNetIP(ctx, "ip4", host)
 	r6 := <-v6
-	addrs = append(addrs, r6.addrs...)
-	if len(addrs) > 0 {
-		for i := range addrs {
-			addrs[i] = addrs[i].Unmap()
-		}
-		return addrs, nil
-	}
 	switch {
 	case err4 != nil && !isNotFound(err4):
-		return nil, fmt.Errorf("resolve %s: %w", host, err4)
+		return nil, err4
 	case r6.err != nil && !isNotFound(r6.err):
-		return nil, fmt.Errorf("resolve %s: %w", host, r6.err)
-	case err4 != nil:
-		return nil, fmt.Errorf("resolve %s: %w: %w", host, errNotFound, err4)
+		return nil, r6.err
 	}
-	return nil, fmt.Errorf("resolve %s: %w", host, errNotFound)
+	return append(addrs, r6.addrs...), nil
 }
 
 func isNotFound(err error) bool {

@@ -347,6 +347,27 @@ func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
 			t.Errorf("upstream got %d connections, want %d", a.count(), n+2)
 		}
 	})
+	t.Run("the writer refuses too", func(t *testing.T) {
+		// Refusals during the hold do not look the name up again: DNS is
+		// failing, it has nothing newer to say until the hold ends.
+		refuse := func(context.Context, string, string) (net.Conn, error) {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}
+		const ttl = 3 * proxy.MinRelookup
+		dns, _, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, DialContext: refuse})
+		_ = dialExchange(r.addrs[0], []byte("hello")) // caches the answer
+		dns.Fail("db.sidecar.test")
+		time.Sleep(ttl)
+		start := time.Now()
+		for time.Since(start) < 2*ttl {
+			_ = dialExchange(r.addrs[0], []byte("hello"))
+			time.Sleep(5 * time.Millisecond)
+		}
+		most := 1 + uint64(time.Since(start)/ttl)
+		if held := forwardSnap(r, 0).HeldAnswers; held < 1 || held > most {
+			t.Errorf("%d failed lookups held the answer in %v; want 1 to %d, one per TTL", held, time.Since(start), most)
+		}
+	})
 	for _, tt := range []struct {
 		name string
 		ttl  time.Duration
@@ -432,5 +453,41 @@ func TestDNSCacheLookupsFailUnderLoad(t *testing.T) {
 	held := r.srv.Snapshot().Forwards[0].HeldAnswers
 	if lookups < 1 || lookups > most || held != uint64(lookups) {
 		t.Errorf("in %v: %d lookups and %d held answers; want 1 to %d lookups, each counted once", time.Since(start), lookups, held, most)
+	}
+}
+
+// A lookup that fails with no answer to fall back on is the answer for
+// the TTL: a failing resolver is not asked again for every connection.
+func TestDNSCacheFailureWithNothingToHold(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		first func(*testdns.Server) // the state before the resolver fails
+	}{
+		{"cold cache", func(d *testdns.Server) { d.Fail("db.sidecar.test") }},
+		{"after no such name", func(d *testdns.Server) { d.Set("db.sidecar.test") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const ttl = 200 * time.Millisecond
+			dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+			tt.first(dns)
+			_ = dialExchange(r.addrs[0], []byte("hello"))
+			time.Sleep(ttl)
+			dns.Fail("db.sidecar.test")
+			q := dns.Queries()
+			_ = dialExchange(r.addrs[0], []byte("hello"))
+			perLookup := dns.Queries() - q // retried: a failure costs more queries than an answer
+			q, start := dns.Queries(), time.Now()
+			const n = 10
+			for range n {
+				if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+					t.Fatal("a connection carried bytes while DNS failed with no answer to hold")
+				}
+			}
+			if lookups, most := (dns.Queries()-q)/perLookup, int64(time.Since(start)/ttl); lookups > most {
+				t.Errorf("%d connections in %v made %d lookups; want at most %d, one per TTL", n, time.Since(start), lookups, most)
+			}
+			dns.Set("db.sidecar.test", a.addr.Addr())
+			waitFor(t, "a connection once DNS answers", func() bool { return dialExchange(r.addrs[0], []byte("hello")) == nil })
+		})
 	}
 }

@@ -453,6 +453,23 @@ func TestStaleCheckClosesDemotedUpstream(t *testing.T) {
 	})
 }
 
+// A stale check whose A lookup fails while AAAA answers (a dual-stack
+// name, a throttled resolver) closes nothing: the writer has not moved.
+func TestStaleCheckIgnoresPartialAnswer(t *testing.T) {
+	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 50 * time.Millisecond})
+	dns.Set("db.sidecar.test", a.addr.Addr(), netip.MustParseAddr("fd00::1"))
+	c := dial(t, r.addrs[0])
+	if err := exchange(c, []byte("writer")); err != nil {
+		t.Fatal(err)
+	}
+	dns.FailA("db.sidecar.test")
+	q := dns.Queries()
+	waitFor(t, "three stale checks", func() bool { return dns.Queries() >= q+6 })
+	if err := exchange(c, []byte("still writer")); err != nil {
+		t.Errorf("connection to the unchanged writer closed after its A lookup failed: %v (closed: %v)", err, forwardSnap(r, 0).ConnectionsClosed)
+	}
+}
+
 // flakyListener fails Accept with EMFILE while failing is set, as a process
 // out of file descriptors does.
 type flakyListener struct {

@@ -23,7 +23,7 @@ func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGrou
 		case <-t.C:
 		}
 		asked := time.Now()
-		addrs, err := s.resolve(ctx, f.TargetHost)
+		addrs, err := s.resolve(ctx, f.TargetHost, true)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("stale check: lookup failed; closing nothing", "target", f.target, "err", err)
