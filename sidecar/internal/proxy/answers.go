@@ -124,8 +124,9 @@ func (a *answers) hold(t *ticket, err error, now time.Time, ttl time.Duration) (
 // answered so recently that a new lookup would most likely repeat it, and
 // a lookup for every failed connection, while a writer is down, is the
 // flood the cache is there to prevent. Nor while a failed lookup holds
-// the answer. The answer is kept until another replaces it: if DNS fails
-// too, it is still the best there is.
+// the answer: DNS has nothing newer to say until the hold ends. The answer
+// is kept until another replaces it: if DNS fails too, it is still the
+// best there is.
 func (a *answers) forget(asked, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -133,7 +134,7 @@ func (a *answers) forget(asked, now time.Time) bool {
 		return true // a newer lookup has answered already
 	}
 	if now.Sub(a.relooked) < MinRelookup || now.Before(a.held) {
-		return false // a lookup failed: DNS has nothing newer to say until the hold ends
+		return false
 	}
 	a.failed = true
 	return true
