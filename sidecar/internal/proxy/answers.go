@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -21,101 +22,113 @@ const MinRelookup = 100 * time.Millisecond
 type answers struct {
 	mu       sync.Mutex
 	addrs    []netip.Addr // nil when there is no answer, or the answer is err
-	err      error        // no such name, or a failed lookup with no addresses to hold: cached as long
-	asked    time.Time    // when the lookup that gave the answer began
+	err      error        // no such name, or a failed lookup with no addresses to hold
+	asked    time.Time    // when the lookup that gave the answer began: orders answers
+	answered time.Time    // when it ended: the TTL counts from then
 	held     time.Time    // until then addrs serve whatever their age: a lookup failed
 	failed   bool         // every address of addrs failed a connection: look the name up first
-	relooked time.Time    // when the last lookup for a connection began (MinRelookup)
-	owner    *ticket      // the lookup the others keep the last answer for; nil if none
+	relooked time.Time    // when the last lookup began (MinRelookup)
+	running  *lookupCall  // the lookup under way; nil if none
 }
 
-// ticket is a connection's lookup of the target, after a miss.
-type ticket struct {
+// lookupCall is one lookup of the target, shared by the connections that
+// wait for it. It runs apart from them, so a client that leaves (an app
+// whose connect timeout is shorter than the lookup) does not end it: its
+// answer or failure still reaches the cache.
+type lookupCall struct {
 	began time.Time
-	// until then, unless the lookup ends first, the others keep using the
-	// last answer (zero: another lookup had that role). Twice the lookup's
-	// timeout, as the lookup ends the role itself on every path.
+	// until then, unless the lookup ends first, connections that can keep
+	// using the last answer do. The lookup ends itself within
+	// CONNECT_TIMEOUT; this is the backstop.
 	until time.Time
+	done  chan struct{} // closed when res is set
+	res   answer
 }
 
 // answer is what the cache gives a connection: addresses, or the error a
 // lookup begun at asked ended with (no such name, or a failure with no
-// addresses to fall back on).
+// addresses to fall back on). cached is whether it may be out of date:
+// when its every address fails, the connection asks forget.
 type answer struct {
-	addrs []netip.Addr
-	asked time.Time
-	err   error
+	addrs  []netip.Addr
+	asked  time.Time
+	err    error
+	cached bool
 }
 
-// get is the answer if it was asked for less than ttl before now, or while
-// a failed lookup holds it. Else it is a miss: the caller looks the name
-// up with the ticket, and when the last answer has addresses the others
-// keep using it while that lookup runs, so a resolver that drops queries
-// delays the one connection that asks, not every one until it times out.
-// An answer whose addresses all failed is never used so: a connection
-// waits for the lookup rather than dial what just failed.
-func (a *answers) get(now time.Time, ttl, lookupTimeout time.Duration) (answer, *ticket) {
+// get is the answer if it arrived less than ttl before now, or while a
+// failed lookup holds it. Else the caller waits for the lookup under way,
+// or starts one (start). While a lookup runs, connections keep using the
+// last addresses, so a resolver that drops queries delays only those that
+// have nothing else: not addresses that just failed (they wait for the
+// lookup rather than dial them again), nor an error.
+func (a *answers) get(now time.Time, ttl, lookupTimeout time.Duration) (hit answer, wait *lookupCall, start bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	fresh := now.Sub(a.answered) < ttl
 	usable := a.addrs != nil && !a.failed
+	running := a.running != nil && now.Before(a.running.until)
 	switch {
-	case a.err != nil && now.Sub(a.asked) < ttl:
-		return answer{asked: a.asked, err: a.err}, nil
-	case usable && (now.Sub(a.asked) < ttl || now.Before(a.held)),
-		usable && a.owner != nil && now.Before(a.owner.until):
-		return answer{addrs: a.addrs, asked: a.asked}, nil
+	case a.err != nil && fresh:
+		return answer{asked: a.asked, err: a.err}, nil, false
+	case usable && (fresh || now.Before(a.held) || running):
+		return answer{addrs: a.addrs, asked: a.asked, cached: true}, nil, false
+	case running:
+		return answer{}, a.running, false
 	}
-	t := &ticket{began: now}
+	a.running = &lookupCall{began: now, until: now.Add(2 * lookupTimeout), done: make(chan struct{})}
 	a.relooked = now
-	if a.owner == nil || !now.Before(a.owner.until) {
-		t.until = now.Add(2 * lookupTimeout)
-		a.owner = t
-	}
-	return answer{}, t
+	return answer{}, a.running, true
 }
 
-// end says the lookup t is over, however it ended: if the others were
-// keeping the last answer for it, the next miss looks the name up.
-func (a *answers) end(t *ticket) {
+// end gives the lookup c's result to those waiting for it.
+func (a *answers) end(c *lookupCall, res answer) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.owner == t {
-		a.owner = nil
+	if a.running == c {
+		a.running = nil
 	}
+	c.res = res
+	close(c.done)
 }
 
-// put keeps a lookup's answer, addresses or no such name (err), unless a
-// lookup that began later has answered already. It ends a hold.
-func (a *answers) put(addrs []netip.Addr, err error, began time.Time) {
+// put keeps the answer (addresses, or no such name as err) of a lookup
+// that began at asked and ended at now, unless one that began later has
+// answered already. It ends a hold.
+func (a *answers) put(addrs []netip.Addr, err error, asked, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if began.Before(a.asked) {
+	if asked.After(a.relooked) {
+		a.relooked = asked // the stale check's lookups count too
+	}
+	if asked.Before(a.asked) {
 		return
 	}
-	a.addrs, a.err, a.asked, a.held, a.failed = addrs, err, began, time.Time{}, false
+	a.addrs, a.err, a.asked, a.answered, a.held, a.failed = addrs, err, asked, now, time.Time{}, false
 }
 
-// hold keeps serving the last answer for ttl after the lookup t failed
+// hold keeps serving the last answer for ttl after the lookup c failed
 // with err, as resolvers serve stale answers (RFC 8767): a resolver
 // dropping queries, the VPC resolver over its limit, must not fail
 // connections to a database that has not moved. A lookup that answers
-// ends the hold. If a lookup that began after t has answered, the answer
-// is that one, not held. With no addresses to hold, err is the answer for
-// ttl, so a failing resolver is not asked again for every connection.
-// started is whether this failure began the hold.
-func (a *answers) hold(t *ticket, err error, now time.Time, ttl time.Duration) (ans answer, held, started bool) {
+// ends the hold. If one that began after c has answered, the answer is
+// that one. With no addresses to hold, err is the answer for ttl, so a
+// failing resolver is not asked again for every connection. renewed is
+// whether a new hold period began (the last one, if any, had ended), and
+// started whether it is the first since a lookup answered: an outage.
+func (a *answers) hold(c *lookupCall, err error, now time.Time, ttl time.Duration) (ans answer, renewed, started bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
-	case a.asked.After(t.began):
-		return answer{addrs: a.addrs, asked: a.asked, err: a.err}, false, false
+	case a.asked.After(c.began):
+		return answer{addrs: a.addrs, asked: a.asked, err: a.err, cached: a.err == nil}, false, false
 	case a.addrs == nil:
-		a.err, a.asked, a.held, a.failed = err, t.began, time.Time{}, false
-		return answer{asked: t.began, err: err}, false, false
+		a.err, a.asked, a.answered, a.held, a.failed = err, c.began, now, time.Time{}, false
+		return answer{asked: c.began, err: err}, false, false
 	}
-	started = a.held.IsZero()
+	renewed, started = !now.Before(a.held), a.held.IsZero()
 	a.held, a.failed = now.Add(ttl), false
-	return answer{addrs: a.addrs, asked: a.asked}, true, started
+	return answer{addrs: a.addrs, asked: a.asked, cached: true}, renewed, started
 }
 
 // forget marks the answer a lookup that began at asked gave as failed,
@@ -149,29 +162,47 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 		addrs, err = s.resolve(ctx, f.TargetHost, false)
 		return addrs, asked, false, err
 	}
-	hit, t := f.answers.get(time.Now(), s.cfg.DNSCacheTTL, s.cfg.ConnectTimeout)
-	if t == nil {
-		return hit.addrs, hit.asked, hit.err == nil, hit.err
+	hit, c, start := f.answers.get(time.Now(), s.cfg.DNSCacheTTL, s.cfg.ConnectTimeout)
+	if c == nil {
+		return hit.addrs, hit.asked, hit.cached, hit.err
 	}
-	defer f.answers.end(t)
-	addrs, err = s.resolve(ctx, f.TargetHost, false)
+	if start {
+		s.conns.Add(1) // the caller holds one: Serve is still waiting
+		go s.lookupTarget(f, c)
+	}
+	select {
+	case <-c.done:
+		return c.res.addrs, c.res.asked, c.res.cached, c.res.err
+	case <-ctx.Done():
+		return nil, c.began, false, fmt.Errorf("resolve %s: %w", f.TargetHost, context.Cause(ctx))
+	}
+}
+
+// lookupTarget runs the lookup c and keeps its result in the cache.
+func (s *Server) lookupTarget(f *forward, c *lookupCall) {
+	defer s.conns.Done()
+	addrs, err := s.resolve(s.hardCtx, f.TargetHost, false)
+	now := time.Now()
 	switch {
 	case err == nil:
-		f.answers.put(addrs, nil, t.began)
-		return addrs, t.began, false, nil
-	case ctx.Err() != nil:
-		return nil, t.began, false, err // given up: the next miss looks the name up
+		f.answers.put(addrs, nil, c.began, now)
+		f.answers.end(c, answer{addrs: addrs, asked: c.began})
+		return
+	case s.hardCtx.Err() != nil:
+		f.answers.end(c, answer{asked: c.began, err: err}) // stopping
+		return
 	case errors.Is(err, errNotFound):
-		f.answers.put(nil, err, t.began) // an answer, not a failure: it fails connections for the TTL
-		return nil, t.began, false, err
+		f.answers.put(nil, err, c.began, now) // an answer, not a failure: it fails connections for the TTL
+		f.answers.end(c, answer{asked: c.began, err: err})
+		return
 	}
-	old, held, started := f.answers.hold(t, err, time.Now(), s.cfg.DNSCacheTTL)
-	if held && (started || !t.until.IsZero()) { // others sharing this lookup count it once
+	old, renewed, started := f.answers.hold(c, err, now, s.cfg.DNSCacheTTL)
+	if renewed {
 		f.stats.heldAnswers.Add(1)
 	}
 	if started {
 		s.log.Warn("DNS lookup failed; using the last answer", "target", f.target, "answer", old.addrs,
-			"answer_age_ms", durationMS(t.began.Sub(old.asked)), "held_ms", s.cfg.DNSCacheTTL.Milliseconds(), "err", err.Error())
+			"answer_age_ms", durationMS(c.began.Sub(old.asked)), "held_ms", s.cfg.DNSCacheTTL.Milliseconds(), "err", err.Error())
 	}
-	return old.addrs, old.asked, old.err == nil, old.err
+	f.answers.end(c, old)
 }

@@ -22,47 +22,58 @@ var (
 // hit fails the test unless the cache answers at now with want.
 func hit(t *testing.T, a *answers, now time.Time, want []netip.Addr, why string) {
 	t.Helper()
-	got, tk := a.get(now, testTTL, testLookup)
-	if tk != nil || got.err != nil || !slices.Equal(got.addrs, want) {
-		t.Fatalf("%s: get = %v, %v, miss %v; want %v", why, got.addrs, got.err, tk != nil, want)
+	got, c, _ := a.get(now, testTTL, testLookup)
+	if c != nil || got.err != nil || !slices.Equal(got.addrs, want) {
+		t.Fatalf("%s: get = %v, %v, lookup %v; want %v", why, got.addrs, got.err, c != nil, want)
 	}
 }
 
-// miss fails the test unless the cache sends the caller to look up at now.
-func miss(t *testing.T, a *answers, now time.Time, why string) *ticket {
+// miss fails the test unless the cache sends the caller to a lookup at
+// now, one it starts if start.
+func miss(t *testing.T, a *answers, now time.Time, start bool, why string) *lookupCall {
 	t.Helper()
-	got, tk := a.get(now, testTTL, testLookup)
-	if tk == nil {
-		t.Fatalf("%s: get = %v, %v; want a miss", why, got.addrs, got.err)
+	got, c, started := a.get(now, testTTL, testLookup)
+	if c == nil || started != start {
+		t.Fatalf("%s: get = %v, %v, lookup %v, started %v; want a lookup, started %v", why, got.addrs, got.err, c != nil, started, start)
 	}
-	return tk
+	return c
+}
+
+// answered ends the lookup c with addrs at now, as lookupTarget does.
+func answered(a *answers, c *lookupCall, addrs []netip.Addr, now time.Time) {
+	a.put(addrs, nil, c.began, now)
+	a.end(c, answer{addrs: addrs, asked: c.began})
 }
 
 // The cached answer is the newest lookup's, whatever order lookups end in,
-// and serves while younger than the TTL; then the first caller looks up
-// and the others keep the answer until that lookup ends (or could have).
+// and serves for the TTL from its arrival; then one caller starts a lookup
+// and the others keep the answer until it ends (or could have).
 func TestAnswers(t *testing.T) {
 	t0 := time.Now()
 	var a answers
-	a.end(miss(t, &a, t0, "an empty cache"))
-	a.put(addrB, nil, t0)
-	a.put(addrA, nil, t0.Add(-time.Millisecond)) // a slower lookup that began first
-	hit(t, &a, t0.Add(testTTL-time.Millisecond), addrB, "the newer lookup's answer, within the TTL")
+	first := miss(t, &a, t0, true, "an empty cache")
+	if c := miss(t, &a, t0.Add(time.Millisecond), false, "an empty cache while a lookup runs"); c != first {
+		t.Fatal("a second caller got a lookup of its own, not the one under way")
+	}
+	slow := t0.Add(3 * time.Second) // the lookup took longer than the TTL
+	answered(&a, first, addrB, slow)
+	select {
+	case <-first.done:
+	default:
+		t.Fatal("the lookup ended but those waiting for it were not told")
+	}
+	a.put(addrA, nil, t0.Add(-time.Millisecond), slow) // a slower lookup that began first
+	hit(t, &a, slow.Add(testTTL-time.Millisecond), addrB, "the newer lookup's answer, for the TTL from its arrival")
 
-	exp := t0.Add(testTTL)
-	first := miss(t, &a, exp, "an answer as old as the TTL")
-	hit(t, &a, exp.Add(time.Millisecond), addrB, "while the first caller looks up")
-	a.end(first) // given up: its client left
-	second := miss(t, &a, exp.Add(2*time.Millisecond), "after the lookup was given up")
-	hit(t, &a, exp.Add(3*time.Millisecond), addrB, "while the second caller looks up")
-	third := miss(t, &a, second.began.Add(2*testLookup), "after the second lookup could have ended")
-	a.end(second) // ends late: the third lookup keeps its role
-	hit(t, &a, third.began.Add(time.Millisecond), addrB, "while the third caller looks up")
-
-	a.put(addrA, nil, second.began)
-	a.end(third)
-	hit(t, &a, second.began.Add(testTTL-time.Millisecond), addrA, "the lookup's answer")
-	miss(t, &a, second.began.Add(testTTL), "the lookup's answer as old as the TTL")
+	exp := slow.Add(testTTL)
+	second := miss(t, &a, exp, true, "an answer as old as the TTL")
+	hit(t, &a, exp.Add(time.Millisecond), addrB, "while the lookup runs")
+	hit(t, &a, second.until.Add(-time.Millisecond), addrB, "while the lookup may still run")
+	third := miss(t, &a, second.until, true, "past the time the lookup could take")
+	a.end(second, answer{}) // ends late: the third lookup keeps its role
+	hit(t, &a, third.began.Add(time.Millisecond), addrB, "while the third lookup runs")
+	answered(&a, third, addrA, third.began.Add(time.Millisecond))
+	hit(t, &a, third.began.Add(testTTL), addrA, "the third lookup's answer")
 }
 
 // No such name is an answer: it fails connections for the TTL without a
@@ -71,25 +82,23 @@ func TestAnswersNotFound(t *testing.T) {
 	t0 := time.Now()
 	errNone := errors.New("no such host")
 	var a answers
-	a.put(addrA, nil, t0.Add(-testTTL))
-	a.put(nil, errNone, t0)
-	if got, tk := a.get(t0.Add(testTTL-time.Millisecond), testTTL, testLookup); tk != nil || got.err != errNone || got.addrs != nil {
-		t.Fatalf("get = %v, %v, miss %v; want the cached no such name", got.addrs, got.err, tk != nil)
+	a.put(addrA, nil, t0.Add(-testTTL), t0.Add(-testTTL))
+	a.put(nil, errNone, t0, t0)
+	if got, c, _ := a.get(t0.Add(testTTL-time.Millisecond), testTTL, testLookup); c != nil || got.err != errNone || got.addrs != nil {
+		t.Fatalf("get = %v, %v, lookup %v; want the cached no such name", got.addrs, got.err, c != nil)
 	}
-	miss(t, &a, t0.Add(testTTL), "no such name as old as the TTL")
-	miss(t, &a, t0.Add(testTTL+time.Millisecond), "no such name while it is looked up again")
+	miss(t, &a, t0.Add(testTTL), true, "no such name as old as the TTL")
+	miss(t, &a, t0.Add(testTTL+time.Millisecond), false, "no such name while it is looked up again")
 }
 
 // A connection whose every address failed marks the answer (unless DNS
-// was asked within MinRelookup): the next callers look the name up rather
+// was asked within MinRelookup): the next callers wait for a lookup rather
 // than dial it, and the answer stays until another replaces it. While a
 // failed lookup holds it, it is not marked: DNS has nothing newer to say.
 func TestAnswersForget(t *testing.T) {
 	t0 := time.Now()
 	var a answers
-	tk := miss(t, &a, t0, "an empty cache")
-	a.put(addrA, nil, tk.began)
-	a.end(tk)
+	answered(&a, miss(t, &a, t0, true, "an empty cache"), addrA, t0)
 	if !a.forget(t0.Add(-time.Millisecond), t0.Add(MinRelookup)) {
 		t.Error("forget of a replaced answer said a new lookup would not help")
 	}
@@ -97,19 +106,24 @@ func TestAnswersForget(t *testing.T) {
 	if a.forget(t0, t0.Add(MinRelookup-time.Millisecond)) {
 		t.Error("forget asked for a lookup within MinRelookup of the last")
 	}
+	a.put(addrA, nil, t0.Add(MinRelookup/2), t0.Add(MinRelookup/2)) // the stale check's
+	if a.forget(t0.Add(MinRelookup/2), t0.Add(MinRelookup)) {
+		t.Error("forget asked for a lookup within MinRelookup of the stale check's")
+	}
 	hit(t, &a, t0.Add(MinRelookup), addrA, "an answer not marked")
-	if !a.forget(t0, t0.Add(MinRelookup)) {
+	now := t0.Add(2 * MinRelookup)
+	if !a.forget(t0.Add(MinRelookup/2), now) {
 		t.Fatal("forget MinRelookup after the last lookup said a new one would not help")
 	}
-	relook := miss(t, &a, t0.Add(MinRelookup), "a failed answer")
-	miss(t, &a, t0.Add(MinRelookup+time.Millisecond), "a failed answer while it is looked up again")
-	failed := relook.began.Add(testLookup)
-	if got, held, _ := a.hold(relook, errFail, failed, testTTL); !held || !slices.Equal(got.addrs, addrA) {
-		t.Fatalf("hold of a failed answer when DNS fails = %v, held %v; want it kept", got.addrs, held)
+	relook := miss(t, &a, now, true, "a failed answer")
+	miss(t, &a, now.Add(time.Millisecond), false, "a failed answer while it is looked up again")
+	failed := now.Add(testLookup)
+	if got, _, _ := a.hold(relook, errFail, failed, testTTL); !got.cached || !slices.Equal(got.addrs, addrA) {
+		t.Fatalf("hold of a failed answer when DNS fails = %v, %v; want it kept", got.addrs, got.err)
 	}
-	a.end(relook)
+	a.end(relook, answer{})
 	hit(t, &a, failed.Add(time.Millisecond), addrA, "a failed answer held: DNS failed too")
-	if a.forget(t0, failed.Add(MinRelookup)) {
+	if a.forget(t0.Add(MinRelookup/2), failed.Add(MinRelookup)) {
 		t.Error("forget during a hold asked for a lookup: DNS failed, it has nothing newer to say")
 	}
 	hit(t, &a, failed.Add(MinRelookup), addrA, "an answer failing again during the hold")
@@ -117,42 +131,51 @@ func TestAnswersForget(t *testing.T) {
 
 // After a failed lookup the last answer serves for the TTL; then one
 // caller looks up again while the others keep it; an answer ends the hold,
-// and a lookup that failed after a newer one answered holds nothing.
+// and a lookup that failed after a newer one answered holds nothing. With
+// nothing to hold, the failure is the answer for the TTL from its arrival.
 func TestAnswersHold(t *testing.T) {
 	t0 := time.Now()
 	var a answers
-	if got, held, _ := a.hold(&ticket{began: t0}, errFail, t0, testTTL); held || got.addrs != nil || got.err != errFail {
-		t.Fatalf("hold of an empty cache = %v, %v, held %v; want the failure", got.addrs, got.err, held)
+	cold := miss(t, &a, t0, true, "an empty cache")
+	if got, renewed, _ := a.hold(cold, errFail, t0.Add(testLookup), testTTL); renewed || got.addrs != nil || got.err != errFail {
+		t.Fatalf("hold of an empty cache = %v, %v, renewed %v; want the failure", got.addrs, got.err, renewed)
 	}
-	if got, tk := a.get(t0.Add(testTTL-time.Millisecond), testTTL, testLookup); tk != nil || got.err != errFail {
-		t.Fatalf("get after a failure with nothing to hold = %v, miss %v; want the failure, cached for the TTL", got.err, tk != nil)
+	a.end(cold, answer{})
+	if got, c, _ := a.get(t0.Add(testLookup+testTTL-time.Millisecond), testTTL, testLookup); c != nil || got.err != errFail {
+		t.Fatalf("get after a failure with nothing to hold = %v, lookup %v; want the failure, for the TTL from its arrival", got.err, c != nil)
 	}
-	a.put(addrA, nil, t0)
-	tk := miss(t, &a, t0.Add(2*testTTL), "an expired answer before any lookup failed")
-	failed := tk.began.Add(testLookup)
-	got, held, started := a.hold(tk, errFail, failed, testTTL)
-	if !held || !started || !slices.Equal(got.addrs, addrA) || !got.asked.Equal(t0) {
-		t.Fatalf("hold = %v asked %v, held %v, started %v; want the last answer, asked at t0, held, started", got.addrs, got.asked, held, started)
+
+	a.put(addrA, nil, t0.Add(testLookup), t0.Add(testLookup))
+	asked := t0.Add(testLookup)
+	c := miss(t, &a, asked.Add(2*testTTL), true, "an expired answer before any lookup failed")
+	failed := c.began.Add(testLookup)
+	got, renewed, started := a.hold(c, errFail, failed, testTTL)
+	if !renewed || !started || !got.cached || !slices.Equal(got.addrs, addrA) || !got.asked.Equal(asked) {
+		t.Fatalf("hold = %v asked %v, renewed %v, started %v; want the last answer, renewed, started", got.addrs, got.asked, renewed, started)
 	}
-	a.end(tk)
-	if _, _, started := a.hold(tk, errFail, failed.Add(time.Millisecond), testTTL); started {
-		t.Error("a second failure during the hold said it started one")
+	a.end(c, got)
+	if _, renewed, started := a.hold(c, errFail, failed.Add(time.Millisecond), testTTL); renewed || started {
+		t.Error("a second failure during the hold said it began a hold period")
 	}
 	hit(t, &a, failed.Add(testTTL), addrA, "during the hold")
 	end := failed.Add(time.Millisecond + testTTL) // the second failure renewed the hold
-	again := miss(t, &a, end, "as the hold ended")
+	again := miss(t, &a, end, true, "as the hold ended")
 	hit(t, &a, end.Add(time.Millisecond), addrA, "while one caller looks up again")
-	a.put(addrB, nil, again.began)
-	a.end(again)
-	miss(t, &a, end.Add(testTTL), "an answer as old as the TTL after a lookup answered: the hold survived")
-
-	late := &ticket{began: end.Add(-time.Millisecond)} // began before the answer above
-	if got, held, started := a.hold(late, errFail, end.Add(testTTL), testTTL); held || started || !slices.Equal(got.addrs, addrB) {
-		t.Errorf("hold for a lookup older than the answer = %v, held %v, started %v; want the newer answer, not held", got.addrs, held, started)
+	if _, renewed, started := a.hold(again, errFail, end.Add(testLookup), testTTL); !renewed || started {
+		t.Errorf("a failure after the hold ended: renewed %v, started %v; want a new period of the same outage", renewed, started)
 	}
-	a.put(nil, errors.New("no such host"), end.Add(testTTL))
-	after := &ticket{began: end.Add(2 * testTTL)}
-	if got, held, _ := a.hold(after, errFail, after.began, testTTL); held || got.addrs != nil || got.err != errFail {
-		t.Errorf("hold after no such name = %v, %v, held %v; want the failure, nothing to hold", got.addrs, got.err, held)
+	a.end(again, answer{})
+	back := miss(t, &a, end.Add(testLookup+testTTL), true, "as the second hold ended")
+	answered(&a, back, addrB, back.began)
+	miss(t, &a, back.began.Add(testTTL), true, "an answer as old as the TTL after a lookup answered: the hold survived")
+
+	late := &lookupCall{began: back.began.Add(-time.Millisecond)} // began before the answer above
+	if got, renewed, _ := a.hold(late, errFail, back.began.Add(testTTL), testTTL); renewed || !slices.Equal(got.addrs, addrB) {
+		t.Errorf("hold for a lookup older than the answer = %v, renewed %v; want the newer answer, not held", got.addrs, renewed)
+	}
+	a.put(nil, errors.New("no such host"), back.began.Add(testTTL), back.began.Add(testTTL))
+	after := &lookupCall{began: back.began.Add(2 * testTTL)}
+	if got, renewed, _ := a.hold(after, errFail, after.began, testTTL); renewed || got.addrs != nil || got.err != errFail {
+		t.Errorf("hold after no such name = %v, %v, renewed %v; want the failure, nothing to hold", got.addrs, got.err, renewed)
 	}
 }

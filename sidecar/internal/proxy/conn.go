@@ -99,6 +99,11 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.clientLeft(f, client, start)
 		return
 	}
+	if err != nil && context.Cause(dialCtx) == errDrainDeadline {
+		_ = client.Close() // cut by the drain, as Serve reports: not the target's failure
+		f.stats.closed(closeDrainDeadline)
+		return
+	}
 	if err != nil {
 		f.stats.closed(closeDialFailed)
 		attrs := []any{"listen_port", f.port, "client", clientAddr, "target", f.target,

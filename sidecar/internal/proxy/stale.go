@@ -30,7 +30,7 @@ func (s *Server) staleLoop(ctx context.Context, f *forward, loops *sync.WaitGrou
 			}
 			continue
 		}
-		f.answers.put(addrs, nil, asked) // fresher for new connections too
+		f.answers.put(addrs, nil, asked, time.Now()) // fresher for new connections too
 		stale := f.staleConns(asked, addrs)
 		if len(stale) > 0 {
 			s.log.Info("stale check: closing connections to addresses no longer in DNS", "target", f.target, "connections", len(stale), "answer", addrs)
