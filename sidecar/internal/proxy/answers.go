@@ -28,6 +28,7 @@ type answers struct {
 	held     time.Time    // until then addrs serve whatever their age: a lookup failed
 	failed   bool         // every address of addrs failed a connection: look the name up first
 	relooked time.Time    // when the last lookup began (MinRelookup)
+	failure  bool         // err is a failed lookup's, not an answer: any answer replaces it
 	running  *lookupCall  // the lookup under way; nil if none
 }
 
@@ -94,17 +95,19 @@ func (a *answers) end(c *lookupCall, res answer) {
 
 // put keeps the answer (addresses, or no such name as err) of a lookup
 // that began at asked and ended at now, unless one that began later has
-// answered already. It ends a hold.
-func (a *answers) put(addrs []netip.Addr, err error, asked, now time.Time) {
+// answered already, and returns the answer the cache holds then. It ends
+// a hold.
+func (a *answers) put(addrs []netip.Addr, err error, asked, now time.Time) answer {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if asked.After(a.relooked) {
 		a.relooked = asked // the stale check's lookups count too
 	}
-	if asked.Before(a.asked) {
-		return
+	if asked.Before(a.asked) && !a.failure {
+		return answer{addrs: a.addrs, asked: a.asked, err: a.err, cached: a.err == nil}
 	}
-	a.addrs, a.err, a.asked, a.answered, a.held, a.failed = addrs, err, asked, now, time.Time{}, false
+	a.addrs, a.err, a.asked, a.answered, a.held, a.failed, a.failure = addrs, err, asked, now, time.Time{}, false, false
+	return answer{addrs: addrs, asked: asked, err: err}
 }
 
 // hold keeps serving the last answer for ttl after the lookup c failed
@@ -123,7 +126,7 @@ func (a *answers) hold(c *lookupCall, err error, now time.Time, ttl time.Duratio
 	case a.asked.After(c.began):
 		return answer{addrs: a.addrs, asked: a.asked, err: a.err, cached: a.err == nil}, false, false
 	case a.addrs == nil:
-		a.err, a.asked, a.answered, a.held, a.failed = err, c.began, now, time.Time{}, false
+		a.err, a.asked, a.answered, a.held, a.failed, a.failure = err, c.began, now, time.Time{}, false, true
 		return answer{asked: c.began, err: err}, false, false
 	}
 	renewed, started = !now.Before(a.held), a.held.IsZero()
@@ -146,6 +149,10 @@ func (a *answers) forget(asked, now time.Time) bool {
 	if !a.asked.Equal(asked) {
 		return true // a newer lookup has answered already
 	}
+	if a.running != nil && now.Before(a.running.until) {
+		a.failed = true // wait for the lookup under way: it costs no query
+		return true
+	}
 	if now.Sub(a.relooked) < MinRelookup || now.Before(a.held) {
 		return false
 	}
@@ -167,7 +174,7 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 		return hit.addrs, hit.asked, hit.cached, hit.err
 	}
 	if start {
-		s.conns.Add(1) // the caller holds one: Serve is still waiting
+		s.lookups.Add(1) // the caller holds a conns count: waitConns has not reached lookups.Wait
 		go s.lookupTarget(f, c)
 	}
 	select {
@@ -180,20 +187,18 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 
 // lookupTarget runs the lookup c and keeps its result in the cache.
 func (s *Server) lookupTarget(f *forward, c *lookupCall) {
-	defer s.conns.Done()
-	addrs, err := s.resolve(s.hardCtx, f.TargetHost, false)
+	defer s.lookups.Done()
+	addrs, err := s.resolve(s.lookupCtx, f.TargetHost, false)
 	now := time.Now()
 	switch {
 	case err == nil:
-		f.answers.put(addrs, nil, c.began, now)
-		f.answers.end(c, answer{addrs: addrs, asked: c.began})
+		f.answers.end(c, f.answers.put(addrs, nil, c.began, now))
 		return
-	case s.hardCtx.Err() != nil:
+	case s.lookupCtx.Err() != nil:
 		f.answers.end(c, answer{asked: c.began, err: err}) // stopping
 		return
 	case errors.Is(err, errNotFound):
-		f.answers.put(nil, err, c.began, now) // an answer, not a failure: it fails connections for the TTL
-		f.answers.end(c, answer{asked: c.began, err: err})
+		f.answers.end(c, f.answers.put(nil, err, c.began, now)) // an answer, not a failure: for the TTL
 		return
 	}
 	old, renewed, started := f.answers.hold(c, err, now, s.cfg.DNSCacheTTL)

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -177,5 +180,86 @@ func TestAnswersHold(t *testing.T) {
 	after := &lookupCall{began: back.began.Add(2 * testTTL)}
 	if got, renewed, _ := a.hold(after, errFail, after.began, testTTL); renewed || got.addrs != nil || got.err != errFail {
 		t.Errorf("hold after no such name = %v, %v, renewed %v; want the failure, nothing to hold", got.addrs, got.err, renewed)
+	}
+	// An answer from a lookup that began just before the failed one (the
+	// stale check's) and arrived after it replaces the failure.
+	a.put(addrA, nil, after.began.Add(-time.Millisecond), after.began.Add(time.Millisecond))
+	hit(t, &a, after.began.Add(2*time.Millisecond), addrA, "an answer arriving after a failure")
+}
+
+// gateResolver answers every lookup with addrs once gate is closed.
+type gateResolver struct {
+	gate  chan struct{}
+	addrs []netip.Addr
+}
+
+func (g *gateResolver) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Addr, error) {
+	select {
+	case <-g.gate:
+		return g.addrs, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A lookup answering after a newer one (the stale check's) gives those
+// waiting for it the cache's answer, not its own older one: around a
+// failover that is the new writer rather than the old.
+func TestLookupWaitersGetTheNewestAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	oldWriter, newWriter := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")
+	res := &gateResolver{gate: make(chan struct{}), addrs: []netip.Addr{oldWriter}}
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if netip.MustParseAddrPort(addr).Addr() == oldWriter {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	s, err := New(Config{Forwards: []Forward{{TargetHost: "db.sidecar.test", TargetPort: ln.Addr().(*net.TCPAddr).Port}},
+		Resolver: res, DialContext: dial, DNSCacheTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.hardCancel(nil)
+	f := s.fwds[0]
+	s.conns.Add(1) // as serveConn holds
+	type result struct {
+		d   dialed
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { d, _, err := s.dial(context.Background(), f); done <- result{d, err} }()
+	var began time.Time
+	for began.IsZero() {
+		f.answers.mu.Lock()
+		if f.answers.running != nil {
+			began = f.answers.running.began
+		}
+		f.answers.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	f.answers.put([]netip.Addr{newWriter}, nil, began.Add(time.Millisecond), time.Now()) // the stale check's
+	close(res.gate)                                                                      // the lookup answers: the old writer
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("dial: %v; want the newer answer in the cache, %v", r.err, newWriter)
+	}
+	_ = r.d.conn.Close()
+	if r.d.addr != newWriter {
+		t.Errorf("dialed %v, want %v", r.d.addr, newWriter)
 	}
 }

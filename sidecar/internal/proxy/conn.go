@@ -99,7 +99,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.clientLeft(f, client, start)
 		return
 	}
-	if err != nil && context.Cause(dialCtx) == errDrainDeadline {
+	if err != nil && context.Cause(s.hardCtx) == errDrainDeadline { // the dial's own context may not know yet
 		_ = client.Close() // cut by the drain, as Serve reports: not the target's failure
 		f.stats.closed(closeDrainDeadline)
 		return

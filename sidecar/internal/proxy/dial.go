@@ -25,8 +25,8 @@ type dialed struct {
 // dropped, and a new one different from it is tried too.
 func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, error) {
 	addrs, asked, cached, err := s.lookup(parent, f)
-	if err != nil && parent.Err() != nil {
-		return dialed{}, failCanceled, context.Cause(parent) // not the target's failure: not counted
+	if err != nil && (parent.Err() != nil || s.hardCtx.Err() != nil) {
+		return dialed{}, failCanceled, err // not the target's failure: not counted
 	}
 	if err != nil {
 		f.stats.dialFailure(failDNS)

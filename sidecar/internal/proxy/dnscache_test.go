@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -99,6 +100,34 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 			t.Errorf("%d failed connections in %v made %d lookups, want 1 to %d", n, time.Since(start), lookups, most)
 		}
 	})
+	t.Run("refused while the lookup runs", func(t *testing.T) {
+		// The old writer refuses a connection that used the last answer
+		// while the lookup that will name the new one runs: the connection
+		// waits for that lookup (no query more) rather than fail.
+		const ttl = 200 * time.Millisecond
+		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+		connectEcho(t, r)
+		time.Sleep(ttl)
+		release := dns.Stall()
+		dns.Set("db.sidecar.test", b.addr.Addr()) // failover
+		_ = a.ln.Close()                          // the old writer refuses
+		first := make(chan error, 1)
+		go func() { first <- dialExchange(r.addrs[0], []byte("hello")) }()
+		waitFor(t, "the lookup", func() bool { return dns.Stalled() > 0 })
+		second := make(chan error, 1)
+		go func() { second <- dialExchange(r.addrs[0], []byte("hello")) }()
+		waitFor(t, "the refusal", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "refused") == 1 })
+		release()
+		if err := <-first; err != nil {
+			t.Errorf("the connection that started the lookup: %v", err)
+		}
+		if err := <-second; err != nil {
+			t.Errorf("the connection refused while the lookup ran: %v; want it dialed to the lookup's answer", err)
+		}
+		if b.count() != 2 {
+			t.Errorf("B got %d connections, want 2", b.count())
+		}
+	})
 	t.Run("stale check refreshes", func(t *testing.T) {
 		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 100 * time.Millisecond})
 		connectEcho(t, r)
@@ -115,13 +144,31 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 	})
 }
 
+// countingResolver counts the lookups asked of it: Go's resolver shares
+// concurrent identical lookups itself, so DNS queries cannot show whether
+// the cache does.
+type countingResolver struct {
+	proxy.Resolver
+	calls atomic.Int64
+}
+
+func (c *countingResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	c.calls.Add(1)
+	return c.Resolver.LookupNetIP(ctx, network, host)
+}
+
 // Connections that arrive while the target is being looked up do not look
-// it up again: a burst on a cold cache waits for one lookup (the resolver
-// shares it), and with an answer in hand they use it meanwhile, so a
-// resolver that drops queries delays the one connection that asks, not all.
+// it up again: a burst on a cold cache waits for one lookup, and with an
+// answer in hand they use it meanwhile, so a resolver that drops queries
+// delays the one connection that asks, not all.
 func TestDNSCacheSharesLookups(t *testing.T) {
 	t.Run("cold burst", func(t *testing.T) {
-		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
+		dns := testdns.Start(t)
+		a, _ := startPair(t)
+		dns.Set("db.sidecar.test", a.addr.Addr())
+		res := &countingResolver{Resolver: dns.Resolver()}
+		r := startProxy(t, proxy.Config{DNSCacheTTL: time.Hour, Resolver: res,
+			Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}}})
 		release := dns.Stall()
 		const n = 20
 		errs := make(chan error, n)
@@ -136,7 +183,7 @@ func TestDNSCacheSharesLookups(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		if lookups := dns.Queries() / 2; lookups != 1 || a.count() != n { // A and AAAA
+		if lookups := res.calls.Load(); lookups != 1 || a.count() != n {
 			t.Errorf("%d connections arriving together made %d lookups and %d upstream connections; want 1 and %d", n, lookups, a.count(), n)
 		}
 	})
@@ -571,4 +618,31 @@ func TestDrainDeadlineDuringLookup(t *testing.T) {
 	if lines := r.logs.lines("dial target failed; closing client"); len(lines) != 0 {
 		t.Errorf("%d dial failure lines for a connection the drain cut", len(lines))
 	}
+}
+
+// Connections have all ended: a lookup nobody waits for any more (its
+// client left) does not hold Serve up.
+func TestDrainStopsOrphanLookup(t *testing.T) {
+	a, _ := startPair(t)
+	res := &countingResolver{Resolver: blockingResolver{}}
+	r := startProxy(t, proxy.Config{DNSCacheTTL: time.Hour, ConnectTimeout: time.Minute, DrainTimeout: time.Minute, Resolver: res,
+		Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(a.addr.Port())}}})
+	c, err := net.Dial("tcp", r.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lookup", func() bool { return res.calls.Load() > 0 })
+	_ = c.Close()
+	waitFor(t, "the client's departure", func() bool { return forwardSnap(r, 0).Active == 0 })
+	if cut := r.shutdown(t); cut != 0 { // fails after `safety` if Serve waits for the lookup
+		t.Errorf("cut %d connections, want 0", cut)
+	}
+}
+
+// blockingResolver answers no lookup: each lasts until its context ends.
+type blockingResolver struct{}
+
+func (blockingResolver) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Addr, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
 }

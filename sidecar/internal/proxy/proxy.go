@@ -172,8 +172,13 @@ type Server struct {
 	hardCtx    context.Context
 	hardCancel context.CancelCauseFunc
 	conns      sync.WaitGroup
-	stopAccept chan struct{}   // closed when the drain begins: wakes accept loops from their backoff
-	mem        *memoryReleaser // nil when BurstConnections < 0
+	// DNS lookups run apart from connections (answers.go), under
+	// lookupCtx: ended when no connection is left to wait for them.
+	lookups     sync.WaitGroup
+	lookupCtx   context.Context
+	stopLookups context.CancelFunc
+	stopAccept  chan struct{}   // closed when the drain begins: wakes accept loops from their backoff
+	mem         *memoryReleaser // nil when BurstConnections < 0
 }
 
 // forward is one listener, its target and its counters.
@@ -208,6 +213,7 @@ func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, stopAccept: make(chan struct{})}
 	s.hardCtx, s.hardCancel = context.WithCancelCause(context.Background())
+	s.lookupCtx, s.stopLookups = context.WithCancel(s.hardCtx)
 	if cfg.BurstConnections > 0 {
 		s.mem = newMemoryReleaser(cfg.BurstConnections, cfg.ReleaseMemoryEvery, cfg.FreeOSMemory)
 	}
@@ -344,7 +350,7 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 // closed (0 also when DRAIN_TIMEOUT=0 found nothing open).
 func (s *Server) drainOrCut() int {
 	done := make(chan struct{})
-	go waitConns(&s.conns, done)
+	go s.waitConns(done)
 	if s.cfg.DrainTimeout > 0 {
 		timer := time.NewTimer(s.cfg.DrainTimeout)
 		defer timer.Stop()
@@ -377,8 +383,13 @@ func (s *Server) flushLogs() {
 	}
 }
 
-func waitConns(wg *sync.WaitGroup, done chan<- struct{}) {
-	wg.Wait()
+// waitConns closes done once every connection has ended, and with them
+// the lookups only they start: one nobody waits for any more (its client
+// left) is stopped, not waited out for up to CONNECT_TIMEOUT.
+func (s *Server) waitConns(done chan<- struct{}) {
+	s.conns.Wait()
+	s.stopLookups()
+	s.lookups.Wait()
 	close(done)
 }
 
