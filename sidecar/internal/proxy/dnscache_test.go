@@ -104,16 +104,9 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 		// The old writer refuses a connection that used the last answer
 		// while the lookup that will name the new one runs: the connection
 		// waits for that lookup (no query more) rather than fail.
-		const ttl = 200 * time.Millisecond
-		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
-		connectEcho(t, r)
-		time.Sleep(ttl)
-		release := dns.Stall()
-		dns.Set("db.sidecar.test", b.addr.Addr()) // failover
+		dns, a, b, r, release, first := expireAndStall(t, proxy.Config{DNSCacheTTL: 200 * time.Millisecond})
+		dns.Set("db.sidecar.test", b.addr.Addr()) // failover: the stalled lookup will answer B
 		_ = a.ln.Close()                          // the old writer refuses
-		first := make(chan error, 1)
-		go func() { first <- dialExchange(r.addrs[0], []byte("hello")) }()
-		waitFor(t, "the lookup", func() bool { return dns.Stalled() > 0 })
 		second := make(chan error, 1)
 		go func() { second <- dialExchange(r.addrs[0], []byte("hello")) }()
 		waitFor(t, "the refusal", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "refused") == 1 })
@@ -157,6 +150,21 @@ func (c *countingResolver) LookupNetIP(ctx context.Context, network, host string
 	return c.Resolver.LookupNetIP(ctx, network, host)
 }
 
+// expireAndStall caches the target's answer, lets it expire, stalls DNS
+// and starts a connection, whose lookup DNS then holds: its result comes
+// on first once release (or the lookup's timeout) ends the stall.
+func expireAndStall(t *testing.T, cfg proxy.Config) (dns *testdns.Server, a, b *upstream, r *rig, release func(), first <-chan error) {
+	t.Helper()
+	dns, a, b, r = startFailover(t, cfg)
+	connectEcho(t, r)
+	time.Sleep(cfg.DNSCacheTTL)
+	release = dns.Stall()
+	errs := make(chan error, 1)
+	go func() { errs <- dialExchange(r.addrs[0], []byte("hello")) }()
+	waitFor(t, "the first connection's lookup", func() bool { return dns.Stalled() >= 2 }) // A and AAAA
+	return dns, a, b, r, release, errs
+}
+
 // Connections that arrive while the target is being looked up do not look
 // it up again: a burst on a cold cache waits for one lookup, and with an
 // answer in hand they use it meanwhile, so a resolver that drops queries
@@ -188,14 +196,7 @@ func TestDNSCacheSharesLookups(t *testing.T) {
 		}
 	})
 	t.Run("lookup under way", func(t *testing.T) {
-		const ttl = 100 * time.Millisecond
-		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
-		connectEcho(t, r)
-		time.Sleep(ttl)
-		release := dns.Stall()
-		first := make(chan error, 1)
-		go func() { first <- dialExchange(r.addrs[0], []byte("hello")) }()
-		waitFor(t, "the first connection's lookup", func() bool { return dns.Stalled() >= 2 }) // A and AAAA
+		dns, a, _, r, release, first := expireAndStall(t, proxy.Config{DNSCacheTTL: 100 * time.Millisecond})
 		asked := dns.Stalled()
 		const n = 10
 		for range n {
@@ -254,14 +255,7 @@ func TestDNSCacheSharesLookups(t *testing.T) {
 		}
 	})
 	t.Run("lookup times out", func(t *testing.T) {
-		const ttl = 100 * time.Millisecond
-		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, ConnectTimeout: time.Second})
-		connectEcho(t, r)
-		time.Sleep(ttl)
-		dns.Stall() // never answered
-		first := make(chan error, 1)
-		go func() { first <- dialExchange(r.addrs[0], []byte("hello")) }()
-		waitFor(t, "the first connection's lookup", func() bool { return dns.Stalled() > 0 })
+		_, a, _, r, _, first := expireAndStall(t, proxy.Config{DNSCacheTTL: 100 * time.Millisecond, ConnectTimeout: time.Second}) // never released
 		const n = 10
 		for range n {
 			connectEcho(t, r)
