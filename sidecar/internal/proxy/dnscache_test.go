@@ -362,14 +362,7 @@ func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
 		// Every address of the held answer failed once (a refusal), and
 		// the lookup that follows fails too: the answer is still the best
 		// there is, so it stays.
-		var refuse atomic.Int32
-		var d net.Dialer
-		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if refuse.Add(-1) >= 0 {
-				return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
-			}
-			return d.DialContext(ctx, network, addr)
-		}
+		refuse, dial := refusingDial()
 		const ttl = 5 * proxy.MinRelookup // the hold outlasts the wait below
 		dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, DialContext: dial})
 		connectEcho(t, r)
@@ -558,14 +551,7 @@ func TestDNSCacheTimeoutWithNothingToHold(t *testing.T) {
 // timeout is shorter than the lookup's: the lookup still ends (it runs
 // apart from them) and holds the answer, so connections are served again.
 func TestDNSCacheLookupOutlivesImpatientClients(t *testing.T) {
-	var refuse atomic.Int32
-	var d net.Dialer
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if refuse.Add(-1) >= 0 {
-			return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
-		}
-		return d.DialContext(ctx, network, addr)
-	}
+	refuse, dial := refusingDial()
 	const timeout = 300 * time.Millisecond
 	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, ConnectTimeout: timeout, DialContext: dial})
 	connectEcho(t, r)
@@ -639,4 +625,17 @@ type blockingResolver struct{}
 func (blockingResolver) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Addr, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
+}
+
+// refusingDial dials as usual, except that each of the next *refuse dials
+// is refused, as by a database restarting.
+func refusingDial() (refuse *atomic.Int32, dial func(context.Context, string, string) (net.Conn, error)) {
+	refuse = new(atomic.Int32)
+	var d net.Dialer
+	return refuse, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if refuse.Add(-1) >= 0 {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 }
