@@ -44,6 +44,7 @@ type lookupCall struct {
 	until time.Time
 	done  chan struct{} // closed when res is set
 	res   answer
+	ended bool // res is set: by end, or by put with a newer answer
 }
 
 // answer is what the cache gives a connection: addresses, or the error a
@@ -89,25 +90,35 @@ func (a *answers) end(c *lookupCall, res answer) {
 	if a.running == c {
 		a.running = nil
 	}
-	c.res = res
-	close(c.done)
+	if !c.ended {
+		c.res, c.ended = res, true
+		close(c.done)
+	}
 }
 
 // put keeps the answer (addresses, or no such name as err) of a lookup
 // that began at asked and ended at now, unless one that began later has
 // answered already, and returns the answer the cache holds then. It ends
-// a hold.
+// a hold. A failure, or addresses that failed, any answer replaces. An
+// answer from a lookup begun after the running one (the stale check's) is
+// given to those waiting for it: the running lookup may take until it
+// times out, and its own answer would be the older.
 func (a *answers) put(addrs []netip.Addr, err error, asked, now time.Time) answer {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if asked.After(a.relooked) {
 		a.relooked = asked // the stale check's lookups count too
 	}
-	if asked.Before(a.asked) && !a.failure {
+	if asked.Before(a.asked) && !a.failure && !a.failed {
 		return answer{addrs: a.addrs, asked: a.asked, err: a.err, cached: a.err == nil}
 	}
 	a.addrs, a.err, a.asked, a.answered, a.held, a.failed, a.failure = addrs, err, asked, now, time.Time{}, false, false
-	return answer{addrs: addrs, asked: asked, err: err}
+	ans := answer{addrs: addrs, asked: asked, err: err}
+	if c := a.running; c != nil && asked.After(c.began) {
+		a.running, c.res, c.ended = nil, ans, true
+		close(c.done)
+	}
+	return ans
 }
 
 // hold keeps serving the last answer for ttl after the lookup c failed

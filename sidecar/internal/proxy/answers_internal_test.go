@@ -75,8 +75,24 @@ func TestAnswers(t *testing.T) {
 	third := miss(t, &a, second.until, true, "past the time the lookup could take")
 	a.end(second, answer{}) // ends late: the third lookup keeps its role
 	hit(t, &a, third.began.Add(time.Millisecond), addrB, "while the third lookup runs")
-	answered(&a, third, addrA, third.began.Add(time.Millisecond))
-	hit(t, &a, third.began.Add(testTTL), addrA, "the third lookup's answer")
+
+	// A lookup begun after the running one answers first (the stale
+	// check's): those waiting for the running one get it at once.
+	stale := third.began.Add(time.Millisecond)
+	a.put(addrA, nil, stale, stale)
+	select {
+	case <-third.done:
+	default:
+		t.Fatal("a newer answer arrived, but those waiting for the running lookup still wait")
+	}
+	if !slices.Equal(third.res.addrs, addrA) || third.res.cached {
+		t.Fatalf("waiters got %v (cached %v); want the newer answer %v, fresh", third.res.addrs, third.res.cached, addrA)
+	}
+	answered(&a, third, addrB, stale.Add(time.Millisecond)) // the running lookup ends later, with the older answer
+	if !slices.Equal(third.res.addrs, addrA) {
+		t.Fatalf("the lookup's end replaced what its waiters were given: %v", third.res.addrs)
+	}
+	hit(t, &a, stale.Add(testTTL-time.Millisecond), addrA, "the newer lookup's answer, not the older one arriving after it")
 }
 
 // No such name is an answer: it fails connections for the TTL without a
@@ -130,6 +146,16 @@ func TestAnswersForget(t *testing.T) {
 		t.Error("forget during a hold asked for a lookup: DNS failed, it has nothing newer to say")
 	}
 	hit(t, &a, failed.Add(MinRelookup), addrA, "an answer failing again during the hold")
+
+	// Addresses that failed, any answer replaces, even one from a lookup
+	// that began before theirs.
+	later := failed.Add(testTTL)
+	a.put(addrA, nil, later, later)
+	if !a.forget(later, later.Add(MinRelookup)) {
+		t.Fatal("forget MinRelookup after the last lookup said a new one would not help")
+	}
+	a.put(addrB, nil, later.Add(-time.Millisecond), later.Add(MinRelookup))
+	hit(t, &a, later.Add(MinRelookup), addrB, "an older lookup's answer after the newer one failed")
 }
 
 // After a failed lookup the last answer serves for the TTL; then one
@@ -261,5 +287,60 @@ func TestLookupWaitersGetTheNewestAnswer(t *testing.T) {
 	_ = r.d.conn.Close()
 	if r.d.addr != newWriter {
 		t.Errorf("dialed %v, want %v", r.d.addr, newWriter)
+	}
+}
+
+// A connection waiting for a lookup that DNS drops takes the stale
+// check's newer answer as soon as it arrives, not after the lookup's
+// timeout (here a minute: the test's own timeout would end first).
+func TestLookupWaitersTakeANewerAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	res := &gateResolver{gate: make(chan struct{})} // never opened
+	s, err := New(Config{Forwards: []Forward{{TargetHost: "db.sidecar.test", TargetPort: ln.Addr().(*net.TCPAddr).Port}},
+		Resolver: res, DNSCacheTTL: time.Hour, ConnectTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.hardCancel(nil)
+	f := s.fwds[0]
+	s.conns.Add(1) // as serveConn holds
+	done := make(chan error, 1)
+	go func() {
+		d, _, err := s.dial(context.Background(), f)
+		if err == nil {
+			_ = d.conn.Close()
+		}
+		done <- err
+	}()
+	var began time.Time
+	for began.IsZero() {
+		f.answers.mu.Lock()
+		if f.answers.running != nil {
+			began = f.answers.running.began
+		}
+		f.answers.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	f.answers.put([]netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil, began.Add(time.Millisecond), time.Now()) // the stale check's
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("dial: %v; want the stale check's answer", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection still waits for the dropped lookup though the cache holds a newer answer")
 	}
 }
