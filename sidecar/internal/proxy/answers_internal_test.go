@@ -232,20 +232,7 @@ func (g *gateResolver) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Ad
 // waiting for it the cache's answer, not its own older one: around a
 // failover that is the new writer rather than the old.
 func TestLookupWaitersGetTheNewestAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
+	port := acceptingPort(t)
 	oldWriter, newWriter := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")
 	res := &gateResolver{gate: make(chan struct{}), addrs: []netip.Addr{oldWriter}}
 	var d net.Dialer
@@ -255,7 +242,7 @@ func TestLookupWaitersGetTheNewestAnswer(t *testing.T) {
 		}
 		return d.DialContext(ctx, network, addr)
 	}
-	s, err := New(Config{Forwards: []Forward{{TargetHost: "db.sidecar.test", TargetPort: ln.Addr().(*net.TCPAddr).Port}},
+	s, err := New(Config{Forwards: []Forward{{TargetHost: "db.sidecar.test", TargetPort: port}},
 		Resolver: res, DialContext: dial, DNSCacheTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -269,15 +256,7 @@ func TestLookupWaitersGetTheNewestAnswer(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() { d, _, err := s.dial(context.Background(), f); done <- result{d, err} }()
-	var began time.Time
-	for began.IsZero() {
-		f.answers.mu.Lock()
-		if f.answers.running != nil {
-			began = f.answers.running.began
-		}
-		f.answers.mu.Unlock()
-		time.Sleep(time.Millisecond)
-	}
+	began := runningLookup(f)
 	f.answers.put([]netip.Addr{newWriter}, nil, began.Add(time.Millisecond), time.Now()) // the stale check's
 	close(res.gate)                                                                      // the lookup answers: the old writer
 	r := <-done
@@ -294,22 +273,9 @@ func TestLookupWaitersGetTheNewestAnswer(t *testing.T) {
 // check's newer answer as soon as it arrives, not after the lookup's
 // timeout (here a minute: the test's own timeout would end first).
 func TestLookupWaitersTakeANewerAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
+	port := acceptingPort(t)
 	res := &gateResolver{gate: make(chan struct{})} // never opened
-	s, err := New(Config{Forwards: []Forward{{TargetHost: "db.sidecar.test", TargetPort: ln.Addr().(*net.TCPAddr).Port}},
+	s, err := New(Config{Forwards: []Forward{{TargetHost: "db.sidecar.test", TargetPort: port}},
 		Resolver: res, DNSCacheTTL: time.Hour, ConnectTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -325,15 +291,7 @@ func TestLookupWaitersTakeANewerAnswer(t *testing.T) {
 		}
 		done <- err
 	}()
-	var began time.Time
-	for began.IsZero() {
-		f.answers.mu.Lock()
-		if f.answers.running != nil {
-			began = f.answers.running.began
-		}
-		f.answers.mu.Unlock()
-		time.Sleep(time.Millisecond)
-	}
+	began := runningLookup(f)
 	f.answers.put([]netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil, began.Add(time.Millisecond), time.Now()) // the stale check's
 	select {
 	case err := <-done:
@@ -342,5 +300,39 @@ func TestLookupWaitersTakeANewerAnswer(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the connection still waits for the dropped lookup though the cache holds a newer answer")
+	}
+}
+
+// acceptingPort is a loopback port that accepts connections (and closes
+// them) until the test ends.
+func acceptingPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// runningLookup waits for f's lookup to start and is when it began.
+func runningLookup(f *forward) time.Time {
+	for {
+		f.answers.mu.Lock()
+		c := f.answers.running
+		f.answers.mu.Unlock()
+		if c != nil {
+			return c.began
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
