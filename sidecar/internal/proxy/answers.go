@@ -90,10 +90,21 @@ func (a *answers) end(c *lookupCall, res answer) {
 	if a.running == c {
 		a.running = nil
 	}
+	c.finish(res)
+}
+
+// finish gives res to those waiting for c, unless they have an answer
+// already. The answers' lock is held.
+func (c *lookupCall) finish(res answer) {
 	if !c.ended {
 		c.res, c.ended = res, true
 		close(c.done)
 	}
+}
+
+// current is the answer the cache holds. The lock is held.
+func (a *answers) current() answer {
+	return answer{addrs: a.addrs, asked: a.asked, err: a.err, cached: a.err == nil}
 }
 
 // put keeps the answer (addresses, or no such name as err) of a lookup
@@ -110,13 +121,13 @@ func (a *answers) put(addrs []netip.Addr, err error, asked, now time.Time) answe
 		a.relooked = asked // the stale check's lookups count too
 	}
 	if asked.Before(a.asked) && !a.failure && !a.failed {
-		return answer{addrs: a.addrs, asked: a.asked, err: a.err, cached: a.err == nil}
+		return a.current()
 	}
 	a.addrs, a.err, a.asked, a.answered, a.held, a.failed, a.failure = addrs, err, asked, now, time.Time{}, false, false
 	ans := answer{addrs: addrs, asked: asked, err: err}
 	if c := a.running; c != nil && asked.After(c.began) {
-		a.running, c.res, c.ended = nil, ans, true
-		close(c.done)
+		a.running = nil
+		c.finish(ans)
 	}
 	return ans
 }
@@ -135,7 +146,7 @@ func (a *answers) hold(c *lookupCall, err error, now time.Time, ttl time.Duratio
 	defer a.mu.Unlock()
 	switch {
 	case a.asked.After(c.began):
-		return answer{addrs: a.addrs, asked: a.asked, err: a.err, cached: a.err == nil}, false, false
+		return a.current(), false, false
 	case a.addrs == nil:
 		a.err, a.asked, a.answered, a.held, a.failed, a.failure = err, c.began, now, time.Time{}, false, true
 		return answer{asked: c.began, err: err}, false, false

@@ -21,8 +21,9 @@ type dialed struct {
 // dial looks the target up (an answer at most DNSCacheTTL old: failover
 // moves DNS) and tries each address in turn, each with the connect timeout.
 // When every address of a cached answer fails, failover may have just
-// replaced it: unless the answer is younger than MinRelookup, it is
-// dropped, and a new one different from it is tried too.
+// replaced it: unless the name was looked up within MinRelookup, the
+// answer is marked failed, looked up again, and a new one different from
+// it is tried too.
 func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, error) {
 	addrs, asked, cached, err := s.lookup(parent, f)
 	if err != nil && (parent.Err() != nil || s.hardCtx.Err() != nil) {
@@ -95,12 +96,11 @@ func (s *Server) resolve(ctx context.Context, host string, every bool) ([]netip.
 	var addrs []netip.Addr
 	var err error
 	if !every {
-		addrs, err = s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+		if addrs, err = s.cfg.Resolver.LookupNetIP(ctx, "ip", host); err != nil && !isNotFound(err) {
+			return nil, fmt.Errorf("resolve %s: %w", host, err)
+		}
 	}
-	if !every && err != nil && !isNotFound(err) {
-		return nil, fmt.Errorf("resolve %s: %w", host, err)
-	}
-	if every || len(addrs) == 0 {
+	if len(addrs) == 0 {
 		// Go's resolver reports the error it heard last, so a failed A
 		// lookup followed by the empty AAAA answer of an IPv4-only name
 		// reads as no such host: ask each family to be sure (only now, as

@@ -33,9 +33,7 @@ type Forward struct {
 	TLS *mysqltls.Target
 }
 
-// Resolver looks up a target's addresses; *net.Resolver implements it,
-// and shares one lookup among concurrent callers for the same name, which
-// keeps a burst of connections on a cold cache to one lookup.
+// Resolver looks up a target's addresses; *net.Resolver implements it.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
