@@ -135,12 +135,12 @@ func (s *Server) serve(done chan<- struct{}) {
 		}
 		q := query{bytes.Clone(buf[:n]), from}
 		s.mu.Lock()
-		if s.stall {
+		stalled := s.stall
+		if stalled {
 			s.stalled = append(s.stalled, q)
-			q.msg = nil
 		}
 		s.mu.Unlock()
-		if q.msg != nil {
+		if !stalled {
 			s.reply(q)
 		}
 	}
