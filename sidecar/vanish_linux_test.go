@@ -54,11 +54,35 @@ func TestBinaryNoticesADatabaseThatVanishesMidQuery(t *testing.T) {
 	}
 }
 
-// vanishInside runs in the fresh namespace, whose loopback is down.
+// vanishInside runs in the fresh namespace, whose loopback is down. Each
+// case has its own database, sidecar and iptables rules.
 func vanishInside(t *testing.T, bin string) {
 	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("ip link set lo up: %v: %s", err, out)
 	}
+	const keepalive = 2 * time.Second // probes at 2s, then every 1s, 3 of them: gone after 5s
+	for _, tc := range []struct {
+		name  string
+		quiet time.Duration // how long the connection rests before the database vanishes
+		last  func(c net.Conn) error
+	}{
+		{"a query sent at once", 0, func(c net.Conn) error { _, err := c.Write([]byte("SELECT 1\n")); return err }},
+		// The sidecar looked at the resting connection and found nothing
+		// waiting; what is sent after that must be looked at again.
+		{"a query after a rest", 2 * keepalive, func(c net.Conn) error { _, err := c.Write([]byte("SELECT 1\n")); return err }},
+		{"the app's close after a rest", 2 * keepalive, func(c net.Conn) error { return c.(*net.TCPConn).CloseWrite() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			vanishCase(t, bin, keepalive, tc.quiet, tc.last)
+		})
+	}
+}
+
+// vanishCase echoes a line through the sidecar, lets the connection rest
+// for quiet, makes the database vanish, has the app send last, and expects
+// the app's connection to end (not hang) and the sidecar to log why.
+func vanishCase(t *testing.T, bin string, keepalive, quiet time.Duration, last func(net.Conn) error) {
 	db, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +99,6 @@ func vanishInside(t *testing.T, bin string) {
 	}()
 	dbPort := db.Addr().(*net.TCPAddr).Port
 	listen := strconv.Itoa(testkit.FreePort(t))
-	const keepalive = 2 * time.Second // probes at 2s, then every 1s, 3 of them: gone after 5s
 	p := startBinary(t, map[string]string{
 		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(dbPort),
 		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen,
@@ -90,15 +113,16 @@ func vanishInside(t *testing.T, bin string) {
 	if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
 		t.Fatalf("echo through the sidecar: %q, %v", line, err)
 	}
+	time.Sleep(quiet)
 	// From now on the database's packets vanish, both ways.
 	port := strconv.Itoa(dbPort)
 	for _, dir := range []string{"--sport", "--dport"} {
-		if out, err := exec.Command("iptables", "-A", "INPUT", "-p", "tcp", dir, port, "-j", "DROP").CombinedOutput(); err != nil {
+		if out, err := exec.Command("iptables", "-w", "-A", "INPUT", "-p", "tcp", dir, port, "-j", "DROP").CombinedOutput(); err != nil {
 			t.Fatalf("iptables: %v: %s", err, out)
 		}
 	}
 	start := time.Now()
-	if _, err := c.Write([]byte("SELECT 1\n")); err != nil {
+	if err := last(c); err != nil {
 		t.Fatal(err)
 	}
 	// Six times the bound: a hang (the kernel's retransmissions) fails.
@@ -106,7 +130,7 @@ func vanishInside(t *testing.T, bin string) {
 	_, err = r.ReadByte()
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the app's query still hangs %s after the database vanished; the sidecar log:\n%s", time.Since(start).Round(time.Second), p.Output.String())
+		t.Fatalf("the app's connection still hangs %s after the database vanished; the sidecar log:\n%s", time.Since(start).Round(time.Second), p.Output.String())
 	}
 	if err == nil {
 		t.Fatal("got a byte from a database that vanished")

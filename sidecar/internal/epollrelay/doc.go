@@ -22,7 +22,10 @@
 // Relay takes ownership of both connections: it duplicates their fds into
 // the engine and closes the *net.TCPConns at once, so callers must not use
 // them afterwards (closing them again is harmless). Keepalive and other
-// socket options set before the call stay in force.
+// socket options set before the call stay in force, except the upstream's
+// TCP_USER_TIMEOUT: the engine clears it and cuts the pair itself once the
+// upstream has been silent that long with data waiting, so a peer that
+// answers zero-window probes (alive, just not reading) is never cut.
 //
 // On other systems New returns ErrUnsupported so the caller keeps the
 // portable path.

@@ -162,14 +162,17 @@ type pair struct {
 	toU, toC direction
 	codec    relay.Codec // nil: the upstream carries the session's bytes as they are
 	idle     int64       // ns; 0 = no idle timeout
+	stall    int64       // ns: the upstream's TCP_USER_TIMEOUT, enforced by the loop; 0 = none
 	last     int64       // loop clock of the last byte moved
+	calmAt   int64       // last when the upstream was last found with nothing waiting; -1 = never
+	calmEOF  bool        // toU.eof then (its FIN is sent without moving last)
 	idx      int         // position in loop.pairs
 	finished bool
 	done     chan relay.Result
 }
 
 func newPair(cfd, ufd int, idle time.Duration, live *relay.Counters, codec relay.Codec) *pair {
-	p := &pair{idle: int64(idle), done: make(chan relay.Result, 1), codec: codec}
+	p := &pair{idle: int64(idle), stall: int64(takeUserTimeout(ufd)), calmAt: -1, done: make(chan relay.Result, 1), codec: codec}
 	p.c = endpoint{fd: cfd, p: p, rd: &p.toU, wr: &p.toC, side: relay.ReasonClientError, name: "client"}
 	p.u = endpoint{fd: ufd, p: p, rd: &p.toC, wr: &p.toU, side: relay.ReasonUpstreamError, name: "upstream"}
 	p.toU = direction{src: &p.c, dst: &p.u, pipeR: -1, pipeW: -1}

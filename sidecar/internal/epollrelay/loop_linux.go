@@ -55,7 +55,8 @@ type loop struct {
 	gen       uint32
 	epoch     time.Time
 	now       int64
-	minIdle   int64
+	minIdle   int64 // the shortest idle timeout of the pairs; 0 = none
+	minStall  int64 // the shortest upstream user timeout of the pairs; 0 = none
 	nextSweep int64
 }
 
@@ -125,12 +126,12 @@ func (l *loop) run() {
 	events := make([]syscall.EpollEvent, 256)
 	for {
 		timeout := -1
-		if l.minIdle > 0 {
+		if l.sweeping() {
 			l.now = l.clock()
 			if l.now >= l.nextSweep {
 				l.sweep()
 			}
-			if l.minIdle > 0 {
+			if l.sweeping() {
 				timeout = int((l.nextSweep - l.now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
 			}
 		}
@@ -231,9 +232,11 @@ func (l *loop) add(p *pair) {
 	l.pairs = append(l.pairs, p)
 	if p.idle > 0 && (l.minIdle == 0 || p.idle < l.minIdle) {
 		l.minIdle = p.idle
-		if next := l.now + sweepPeriod(p.idle); l.nextSweep == 0 || next < l.nextSweep || l.nextSweep < l.now {
-			l.nextSweep = next
-		}
+		l.sweepWithin(sweepPeriod(p.idle))
+	}
+	if p.stall > 0 && (l.minStall == 0 || p.stall < l.minStall) {
+		l.minStall = p.stall
+		l.sweepWithin(stallPeriod(p.stall))
 	}
 	if p.codec != nil {
 		l.drainOpen(&p.toC) // what the codec read ahead during the login
@@ -251,25 +254,49 @@ func sweepPeriod(idle int64) int64 {
 	return max(idle/8, int64(time.Millisecond))
 }
 
+// sweeping reports whether some pair has a timeout the loop enforces.
+func (l *loop) sweeping() bool { return l.minIdle > 0 || l.minStall > 0 }
+
+// sweepWithin brings the next sweep forward to at most period from now.
+func (l *loop) sweepWithin(period int64) {
+	if next := l.now + period; l.nextSweep == 0 || next < l.nextSweep || l.nextSweep < l.now {
+		l.nextSweep = next
+	}
+}
+
+// sweep ends the pairs idle too long and those whose upstream went silent.
 func (l *loop) sweep() {
-	var minIdle int64
+	var minIdle, minStall int64
 	for i := 0; i < len(l.pairs); {
 		p := l.pairs[i]
-		if p.idle > 0 {
-			if l.now-p.last >= p.idle {
-				l.finish(p, relay.ReasonIdle, nil) // moves another pair to i
+		if p.idle > 0 && l.now-p.last >= p.idle {
+			l.finish(p, relay.ReasonIdle, nil) // moves another pair to i
+			continue
+		}
+		if p.stall > 0 {
+			l.checkStall(p)
+			if p.finished {
 				continue
 			}
-			if minIdle == 0 || p.idle < minIdle {
-				minIdle = p.idle
-			}
 		}
+		minIdle, minStall = minSet(minIdle, p.idle), minSet(minStall, p.stall)
 		i++
 	}
-	l.minIdle = minIdle
+	l.minIdle, l.minStall, l.nextSweep = minIdle, minStall, 0
 	if minIdle > 0 {
-		l.nextSweep = l.now + sweepPeriod(minIdle)
+		l.sweepWithin(sweepPeriod(minIdle))
 	}
+	if minStall > 0 {
+		l.sweepWithin(stallPeriod(minStall))
+	}
+}
+
+// minSet is the smaller of a and b, where 0 means unset.
+func minSet(a, b int64) int64 {
+	if a == 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // handle acts on one epoll event for ep. Level-triggered: whatever is left
