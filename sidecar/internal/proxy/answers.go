@@ -171,11 +171,16 @@ func (a *answers) forget(asked, now time.Time) bool {
 	if !a.asked.Equal(asked) {
 		return true // a newer lookup has answered already
 	}
-	if a.running != nil && now.Before(a.running.until) {
+	if now.Before(a.held) {
+		return false
+	}
+	// A lookup that has put or held its answer is still running until it
+	// has handed it to its waiters: its answer is the one that failed.
+	if a.running != nil && now.Before(a.running.until) && a.running.began.After(a.asked) {
 		a.failed = true // wait for the lookup under way: it costs no query
 		return true
 	}
-	if now.Sub(a.relooked) < MinRelookup || now.Before(a.held) {
+	if now.Sub(a.relooked) < MinRelookup {
 		return false
 	}
 	a.failed = true
