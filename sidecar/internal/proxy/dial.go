@@ -22,8 +22,8 @@ type dialed struct {
 // moves DNS) and tries each address in turn, each with the connect timeout.
 // When every address of a cached answer fails, failover may have just
 // replaced it: unless the name was looked up within MinRelookup, the
-// answer is marked failed, looked up again, and a new one different from
-// it is tried too.
+// answer is marked failed and looked up again, and the new answer's
+// addresses not tried yet are tried too.
 func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, error) {
 	addrs, asked, cached, err := s.lookup(parent, f)
 	if err != nil && (parent.Err() != nil || s.hardCtx.Err() != nil) {
@@ -38,10 +38,11 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 		return d, why, err
 	}
 	fresh, freshAsked, _, lerr := s.lookup(parent, f)
-	if lerr != nil || slices.Equal(fresh, addrs) {
+	untried := slices.DeleteFunc(slices.Clone(fresh), func(a netip.Addr) bool { return slices.Contains(addrs, a) })
+	if lerr != nil || len(untried) == 0 {
 		return d, why, err
 	}
-	return s.dialAddrs(parent, f, fresh, freshAsked)
+	return s.dialAddrs(parent, f, untried, freshAsked)
 }
 
 // dialAddrs tries each address in turn, each with the connect timeout.

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -77,6 +78,20 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 		connectEcho(t, r) // and the new answer is the cache now
 		if b.count() != 2 || dns.Queries() > 4 {
 			t.Errorf("B got %d connections and DNS %d queries; want 2 and 2 lookups", b.count(), dns.Queries())
+		}
+	})
+	t.Run("the new answer still lists the refusing writer", func(t *testing.T) {
+		// DNS lags: it names the new writer but still lists the old one
+		// first. The connection dials only what it has not tried: the old
+		// writer refused it a moment ago.
+		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
+		connectEcho(t, r)
+		time.Sleep(proxy.MinRelookup)
+		dns.Set("db.sidecar.test", a.addr.Addr(), b.addr.Addr())
+		_ = a.ln.Close()
+		connectEcho(t, r)
+		if refused := countOf(forwardSnap(r, 0).DialFailures, "refused"); refused != 1 || b.count() != 1 {
+			t.Errorf("%d refused dials and %d connections to B; want the old writer dialed once, then B", refused, b.count())
 		}
 	})
 	t.Run("the writer is down", func(t *testing.T) {
@@ -637,5 +652,63 @@ func refusingDial() (refuse *atomic.Int32, dial func(context.Context, string, st
 			return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
 		}
 		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// gateHandler blocks the first record whose message is msg until open is
+// closed, as a log write to a full stderr pipe would; entered is closed
+// when it blocks.
+type gateHandler struct {
+	slog.Handler
+	msg     string
+	once    *sync.Once
+	entered chan struct{}
+	open    chan struct{}
+}
+
+func (h gateHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.entered); <-h.open })
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// During a hold (DNS failing) a connection whose address is refused does
+// not look the name up again before the hold ends (docs/operations.md),
+// even when its forget lands between the failed lookup's hold and its end
+// (here widened by the lookup's log line, as a full stderr pipe would): it
+// marked the held answer failed, and the next connection, well inside the
+// hold, looked the name up again.
+func TestDNSCacheRefusalAfterHoldBeforeEnd(t *testing.T) {
+	const ttl = 2 * time.Second // the hold outlasts the test's steps
+	gate := gateHandler{Handler: slog.NewTextHandler(&logBuffer{}, nil), msg: "DNS lookup failed; using the last answer",
+		once: new(sync.Once), entered: make(chan struct{}), open: make(chan struct{})}
+	refuse, dialer := refusingDial()
+	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, DialContext: dialer, Logger: slog.New(gate)})
+	connectEcho(t, r)
+	dns.Fail("db.sidecar.test")
+	time.Sleep(ttl)
+
+	first := make(chan error, 1)
+	go func() { first <- dialExchange(r.addrs[0], []byte("hello")) }() // its lookup fails: the answer is held
+	<-gate.entered                                                     // hold done, end not yet
+	refuse.Store(1)
+	second := make(chan error, 1)
+	go func() { second <- dialExchange(r.addrs[0], []byte("hello")) }() // served the held answer: refused
+	waitFor(t, "the refusal", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "refused") == 1 })
+	time.Sleep(50 * time.Millisecond) // its forget
+	close(gate.open)
+	if err := <-first; err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	<-second
+
+	q := dns.Queries()
+	connectEcho(t, r) // well within the hold
+	if more := dns.Queries() - q; more != 0 {
+		t.Errorf("a connection during the hold sent %d DNS queries, want 0 (the hold has %v left)", more, ttl-100*time.Millisecond)
+	}
+	if a.count() != 3 {
+		t.Errorf("upstream got %d connections, want 3", a.count())
 	}
 }
