@@ -71,6 +71,8 @@ func vanishInside(t *testing.T, bin string) {
 		// waiting; what is sent after that must be looked at again.
 		{"a query after a rest", 2 * keepalive, func(c net.Conn) error { _, err := c.Write([]byte("SELECT 1\n")); return err }},
 		{"the app's close after a rest", 2 * keepalive, func(c net.Conn) error { return c.(*net.TCPConn).CloseWrite() }},
+		// Bytes sent to the database say nothing of whether it is there.
+		{"a trickle of writes", 0, func(c net.Conn) error { go trickle(c); return nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -142,5 +144,16 @@ func vanishCase(t *testing.T, bin string, keepalive, quiet time.Duration, last f
 			t.Fatalf("the sidecar did not log the upstream's failure:\n%s", p.Output.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// trickle writes a byte every 250 ms, as an app feeding LOAD DATA LOCAL
+// INFILE from a slow producer would, until the connection fails.
+func trickle(c net.Conn) {
+	for range 240 {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

@@ -61,6 +61,7 @@ func (l *loop) pumpOpen(d *direction) {
 	} else {
 		d.open.Feed(l.scratch[:n])
 		d.src.p.last = l.now
+		d.src.heard = l.now
 	}
 	l.drainOpen(d)
 }

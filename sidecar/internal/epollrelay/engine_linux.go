@@ -154,6 +154,7 @@ type endpoint struct {
 	wr       *direction   // bytes written to this socket
 	side     relay.Reason // the Reason for an error on this socket
 	name     string
+	heard    int64 // loop clock of the last byte read from this socket
 }
 
 // pair is one relayed connection: its two sockets and both directions.

@@ -216,7 +216,7 @@ func (l *loop) stop(err error) {
 
 func (l *loop) add(p *pair) {
 	l.now = l.clock()
-	p.last = l.now
+	p.last, p.u.heard = l.now, l.now
 	for _, ep := range [2]*endpoint{&p.c, &p.u} {
 		l.gen++
 		if l.gen == 0 {

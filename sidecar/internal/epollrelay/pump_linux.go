@@ -99,6 +99,7 @@ func (l *loop) received(d *direction, n int, e syscall.Errno) bool {
 		return false
 	}
 	d.src.p.last = l.now
+	d.src.heard = l.now
 	return true
 }
 

@@ -20,10 +20,11 @@ import (
 const tcpUserTimeout = 0x12
 
 // windowSilenceLimit is how long a peer that has closed its window may go
-// unheard before it is taken for gone: twice TCP_RTO_MAX (120 s), as the
-// kernel allows (tcp_rtx_probe0_timed_out), since window probes back off
-// to one every 120 s and only their answers are heard meanwhile.
-const windowSilenceLimit = 240 * time.Second
+// unheard before it is taken for gone: window probes back off to one
+// every TCP_RTO_MAX (120 s), and only their answers are heard meanwhile,
+// so three times that lets one probe or answer be lost. (The kernel's own
+// limit, tcp_rtx_probe0_timed_out, is twice.)
+const windowSilenceLimit = 360 * time.Second
 
 // tcpInfo is the head of the kernel's struct tcp_info (linux/tcp.h), up to
 // tcpi_snd_wnd (Linux 5.4); package syscall's TCPInfo stops before
@@ -97,12 +98,13 @@ func stallPeriod(bound int64) int64 {
 	return max(bound/8, int64(100*time.Millisecond))
 }
 
-// checkStall cuts p if its upstream has gone silent. Pairs that moved a
-// byte within half the bound are not asked (a peer that answered then
-// cannot have been silent for the bound), nor are pairs found with nothing
-// waiting whose upstream has not been sent anything since.
+// checkStall cuts p if its upstream has gone silent. Pairs whose upstream
+// was read within half the bound are not asked (a peer heard then cannot
+// have been silent for the bound; bytes sent to it prove nothing), nor are
+// pairs found with nothing waiting whose upstream has not been sent
+// anything since.
 func (l *loop) checkStall(p *pair) {
-	if l.now-p.last < p.stall/2 || (p.last == p.calmAt && p.toU.eof == p.calmEOF) {
+	if l.now-p.u.heard < p.stall/2 || (p.last == p.calmAt && p.toU.eof == p.calmEOF) {
 		return
 	}
 	ti, wnd, e := readTCPInfo(p.u.fd)
