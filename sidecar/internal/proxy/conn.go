@@ -190,6 +190,11 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		_ = upstream.Close()
 		return relay.Result{Reason: relay.ReasonClientGone}, true
 	}
+	if err != nil && ctx.Err() != nil { // cut by the drain deadline or the stale check: nothing was refused
+		_ = client.Close()
+		_ = upstream.Close()
+		return relay.Result{Reason: relay.ReasonCanceled}, true
+	}
 	if err != nil {
 		reason, user := mysqltls.ReasonIO, ""
 		var r *mysqltls.Refusal

@@ -133,6 +133,24 @@ func TestTLSLoginEndsWhenClientLeaves(t *testing.T) {
 	}
 }
 
+// A login the drain deadline cuts is counted as cut by the drain, not as a
+// refused TLS login: the server did not refuse anything.
+func TestTLSLoginCutByDrainDeadline(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", hold) // accepts, never greets
+	fw := forwardTo(up)
+	fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}, DrainTimeout: 200 * time.Millisecond})
+	_ = dial(t, r.addrs[0])
+	waitFor(t, "the login to wait for the greeting", func() bool { return up.count() == 1 })
+	if cut := r.shutdown(t); cut != 1 {
+		t.Errorf("connections cut = %d, want 1", cut)
+	}
+	snap := forwardSnap(r, 0)
+	if countOf(snap.ConnectionsClosed, "drain_deadline") != 1 || len(r.logs.lines("TLS login refused; the app was sent a MySQL error")) != 0 {
+		t.Errorf("closed by reason %v, TLS refusals %v; want one drain_deadline and no refusal\n%s", snap.ConnectionsClosed, snap.TLSRefusals, r.logs)
+	}
+}
+
 // While clients leave in a flood, a new client waits a grace before the
 // dial: one that leaves during it costs the database no connection, and
 // one that stays is connected after it.
