@@ -342,34 +342,26 @@ func runningLookup(f *forward) time.Time {
 // end hands it over: the held answer stays, and nothing is looked up
 // before the hold ends.
 func TestAnswersForgetAfterHoldBeforeEnd(t *testing.T) {
-	t0 := time.Now()
-	var a answers
-	answered(&a, miss(t, &a, t0, true, "an empty cache"), addrA, t0)
-	exp := t0.Add(testTTL)
-	c := miss(t, &a, exp, true, "an expired answer")
+	a, c, exp := relooking(t)
 	failed := exp.Add(10 * time.Millisecond)
 	old, _, _ := a.hold(c, errFail, failed, testTTL) // the lookup failed: addrA held for the TTL
 	// lookupTarget has not called end yet (it logs first): a connection
 	// served addrA meanwhile fails on every address and asks forget.
-	hit(t, &a, failed, addrA, "the held answer")
-	a.forget(t0, failed.Add(time.Millisecond))
+	hit(t, a, failed, addrA, "the held answer")
+	a.forget(exp.Add(-testTTL), failed.Add(time.Millisecond))
 	a.end(c, old)
 	// Still well inside the hold: DNS failed, it has nothing newer to say.
-	hit(t, &a, failed.Add(2*time.Millisecond), addrA, "the held answer after a connection to it failed")
+	hit(t, a, failed.Add(2*time.Millisecond), addrA, "the held answer after a connection to it failed")
 }
 
 // The same window on success: forget between put and end is paced by
 // MinRelookup like any other, so the next connection does not look the
 // name up again at once.
 func TestAnswersForgetAfterPutBeforeEnd(t *testing.T) {
-	t0 := time.Now()
-	var a answers
-	answered(&a, miss(t, &a, t0, true, "an empty cache"), addrA, t0)
-	exp := t0.Add(testTTL)
-	c := miss(t, &a, exp, true, "an expired answer")
+	a, c, exp := relooking(t)
 	now := exp.Add(time.Millisecond)
 	res := a.put(addrA, nil, c.began, now) // the lookup answered
-	hit(t, &a, now, addrA, "the answer just put")
+	hit(t, a, now, addrA, "the answer just put")
 	ok := a.forget(c.began, now.Add(time.Millisecond)) // a connection to it failed, 2 ms after the lookup began
 	a.end(c, res)
 	if ok {
@@ -378,4 +370,15 @@ func TestAnswersForgetAfterPutBeforeEnd(t *testing.T) {
 	if _, c2, start := a.get(now.Add(2*time.Millisecond), testTTL, testLookup); c2 != nil || start {
 		t.Errorf("a new lookup started %v after the last began; MinRelookup is %v", now.Add(2*time.Millisecond).Sub(c.began), MinRelookup)
 	}
+}
+
+// relooking is a cache that answered addrA when it was empty and a lookup
+// c begun when that answer expired, at exp.
+func relooking(t *testing.T) (a *answers, c *lookupCall, exp time.Time) {
+	t.Helper()
+	a = &answers{}
+	t0 := time.Now()
+	answered(a, miss(t, a, t0, true, "an empty cache"), addrA, t0)
+	exp = t0.Add(testTTL)
+	return a, miss(t, a, exp, true, "an expired answer"), exp
 }
