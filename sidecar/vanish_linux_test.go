@@ -74,17 +74,19 @@ func vanishInside(t *testing.T, bin string) {
 		// Bytes sent to the database say nothing of whether it is there.
 		{"a trickle of writes", 0, func(c net.Conn) error { go trickle(c); return nil }},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			vanishCase(t, bin, keepalive, tc.quiet, tc.last)
-		})
+		for _, path := range []string{"epoll", "portable"} {
+			t.Run(path+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				vanishCase(t, bin, path, keepalive, tc.quiet, tc.last)
+			})
+		}
 	}
 }
 
-// vanishCase echoes a line through the sidecar, lets the connection rest
+// vanishCase echoes a line through the sidecar on dataPath, lets the connection rest
 // for quiet, makes the database vanish, has the app send last, and expects
 // the app's connection to end (not hang) and the sidecar to log why.
-func vanishCase(t *testing.T, bin string, keepalive, quiet time.Duration, last func(net.Conn) error) {
+func vanishCase(t *testing.T, bin, dataPath string, keepalive, quiet time.Duration, last func(net.Conn) error) {
 	db, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +106,7 @@ func vanishCase(t *testing.T, bin string, keepalive, quiet time.Duration, last f
 	p := startBinary(t, map[string]string{
 		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(dbPort),
 		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen,
-		"ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)), "KEEPALIVE": keepalive.String(),
+		"ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)), "KEEPALIVE": keepalive.String(), "DATA_PATH": dataPath,
 	})
 	testkit.WaitListening(t, "127.0.0.1:"+listen, safety)
 	c := dialForward(t, listen)

@@ -23,9 +23,8 @@
 // the engine and closes the *net.TCPConns at once, so callers must not use
 // them afterwards (closing them again is harmless). Keepalive and other
 // socket options set before the call stay in force, except the upstream's
-// TCP_USER_TIMEOUT: the engine clears it and cuts the pair itself once the
-// upstream has been silent that long with data waiting, so a peer that
-// answers zero-window probes (alive, just not reading) is never cut.
+// TCP_USER_TIMEOUT, which the engine takes over (package tcpstall): a peer
+// that answers zero-window probes (alive, just not reading) is not cut.
 //
 // On other systems New returns ErrUnsupported so the caller keeps the
 // portable path.

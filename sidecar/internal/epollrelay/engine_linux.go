@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
 
 // Engine runs the event loops. Create one per process with New, pass
@@ -173,7 +174,7 @@ type pair struct {
 }
 
 func newPair(cfd, ufd int, idle time.Duration, live *relay.Counters, codec relay.Codec) *pair {
-	p := &pair{idle: int64(idle), stall: int64(takeUserTimeout(ufd)), calmAt: -1, done: make(chan relay.Result, 1), codec: codec}
+	p := &pair{idle: int64(idle), stall: int64(tcpstall.Take(ufd)), calmAt: -1, done: make(chan relay.Result, 1), codec: codec}
 	p.c = endpoint{fd: cfd, p: p, rd: &p.toU, wr: &p.toC, side: relay.ReasonClientError, name: "client"}
 	p.u = endpoint{fd: ufd, p: p, rd: &p.toC, wr: &p.toU, side: relay.ReasonUpstreamError, name: "upstream"}
 	p.toU = direction{src: &p.c, dst: &p.u, pipeR: -1, pipeW: -1}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/tcpstall"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
 
@@ -41,6 +42,12 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 	}
 	stop := context.AfterFunc(ctx, func() { s.end(relay.ReasonCanceled, nil) })
 	defer stop()
+	if tcp := socketOf(server.Conn); tcp != nil {
+		// The server's TCP_USER_TIMEOUT, enforced so that a live server
+		// that stops reading is not cut (package tcpstall).
+		stopWatch := tcpstall.Watch(tcp, func(err error) { s.end(relay.ReasonUpstreamError, fmt.Errorf("upstream: %w", err)) })
+		defer stopWatch()
+	}
 	if idle > 0 {
 		t := time.AfterFunc(idle, s.checkIdle)
 		defer t.Stop()
@@ -137,4 +144,19 @@ func (s *session) end(reason relay.Reason, err error) {
 	s.mu.Unlock()
 	_ = s.client.Close()
 	_ = s.server.Close()
+}
+
+// socketOf is the TCP socket under c, through the layers that expose theirs
+// (tls.Conn, tlscodec.Transport); nil if there is none.
+func socketOf(c net.Conn) *net.TCPConn {
+	for {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
 }

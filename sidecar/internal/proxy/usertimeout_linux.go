@@ -14,9 +14,9 @@ const tcpUserTimeout = 0x12
 // before the kernel drops the connection. Keepalive alone never fires
 // while sent data waits for an ACK (the kernel retransmits instead, for
 // about 15 minutes), which is just when an app waits on a query to a
-// database host that vanished. The epoll engine takes the bound over from
-// the kernel (epollrelay's stall check), so a live peer that stops reading
-// is not cut.
+// database host that vanished. The data paths take the bound over from
+// the kernel (package tcpstall), so a live peer that stops reading is not
+// cut.
 func setUserTimeout(c *net.TCPConn, d time.Duration) error {
 	rc, err := c.SyscallConn()
 	if err != nil {

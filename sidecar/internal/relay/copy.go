@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
 
 // Copy is the portable Func: one goroutine per direction, the caller's
@@ -28,6 +31,10 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 
 	// Closing both connections is what unblocks the pumps when ctx ends.
 	stop := context.AfterFunc(ctx, func() { r.end(ReasonCanceled, nil) })
+	// The upstream's TCP_USER_TIMEOUT, enforced so that a live peer that
+	// stops reading is not cut (package tcpstall).
+	stopWatch := tcpstall.Watch(upstream, func(err error) { r.end(ReasonUpstreamError, fmt.Errorf("upstream: %w", err)) })
+	defer stopWatch()
 
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -52,6 +52,9 @@ const recordHeaderLen = 5
 // NewTransport wraps the socket a TLS client connection will run over.
 func NewTransport(socket net.Conn) *Transport { return &Transport{Conn: socket} }
 
+// NetConn returns the socket, as tls.Conn's NetConn does.
+func (t *Transport) NetConn() net.Conn { return t.Conn }
+
 // errWouldBlock is returned by a detached Transport's Read when every fed
 // byte has been read.
 var errWouldBlock error = wouldBlock{}

@@ -45,6 +45,10 @@ func viaTLS(t *testing.T, f relay.CodecFunc) relay.Func {
 			t.Errorf("TLS handshake (server): %v", err)
 		}
 		go terminate(ts, terminated, upstream)
+		if d := userTimeoutOf(upstream); d > 0 { // the TLS hop stands in for the upstream socket
+			setUserTimeout(t, sealed, d)
+			setUserTimeout(t, upstream, 0)
+		}
 		return f(ctx, client, sealed, tlscodec.New(tc, transport), idle)
 	}
 }

@@ -40,6 +40,7 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 		{"HalfCloseUpstreamFirst", testHalfCloseUpstreamFirst},
 		{"BulkBothWays", func(t *testing.T, f relay.Func) { testBulk(t, f, 0) }},
 		{"BulkBothWaysWithIdleTimeoutSet", func(t *testing.T, f relay.Func) { testBulk(t, f, time.Minute) }},
+		{"StalledUpstreamKeepsItsConnection", testStalledUpstream},
 		{"IdleTimeout", testIdleTimeout},
 		{"TrafficOneWayKeepsBothAlive", testTrafficKeepsAlive},
 		{"ContextCancel", testContextCancel},
@@ -121,6 +122,33 @@ func testBulk(t *testing.T, f relay.Func, idle time.Duration) {
 		}
 	}
 	checkResult(t, r.Wait(t), relay.ReasonDone, size, size)
+}
+
+// The upstream stops reading (a zero window: a database running LOAD DATA
+// LOCAL INFILE while it waits on a lock) for longer than its socket's
+// TCP_USER_TIMEOUT, then reads again: the connection is kept and every
+// byte arrives. Left to the kernel, the timeout cut it: Linux counts a
+// closed window from its first probe, answered or not (package tcpstall).
+func testStalledUpstream(t *testing.T, f relay.Func) {
+	const userTimeout = 500 * time.Millisecond
+	r := Start(t, func(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) relay.Result {
+		setUserTimeout(t, upstream, userTimeout)
+		return f(ctx, client, upstream, idle)
+	}, 0)
+	_ = r.Upstream.SetReadBuffer(64 << 10)
+	const size = 64 << 20 // more than every buffer on the way holds
+	up := RandomBytes(t, size)
+	errs := make(chan error, 2)
+	go sendAndHalfClose(r.Client, up, errs)
+	time.Sleep(4 * userTimeout)
+	go expectSum(r.Upstream, sha256.Sum256(up), size, "upstream", errs)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	_ = r.Upstream.CloseWrite()
+	checkResult(t, r.Wait(t), relay.ReasonDone, size, 0)
 }
 
 func sendAndHalfClose(c *net.TCPConn, b []byte, errs chan<- error) {

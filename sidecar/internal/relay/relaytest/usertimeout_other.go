@@ -1,0 +1,17 @@
+//go:build !linux
+
+package relaytest
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// setUserTimeout skips: TCP_USER_TIMEOUT is Linux's.
+func setUserTimeout(t testing.TB, _ *net.TCPConn, _ time.Duration) {
+	t.Skip("TCP_USER_TIMEOUT is Linux's")
+}
+
+// userTimeoutOf is 0 where there is no TCP_USER_TIMEOUT.
+func userTimeoutOf(*net.TCPConn) time.Duration { return 0 }
