@@ -11,6 +11,10 @@ import (
 	"unsafe"
 )
 
+// Supported says this build enforces timeouts itself; where it does not,
+// Take leaves them to the kernel.
+const Supported = true
+
 // tcpUserTimeout is TCP_USER_TIMEOUT (linux/tcp.h), which package syscall
 // defines only for some architectures.
 const tcpUserTimeout = 0x12

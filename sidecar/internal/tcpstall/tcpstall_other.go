@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// Supported: see the Linux build.
+const Supported = false
+
 // Take returns 0: without TCP_INFO the kernel keeps its own timeout.
 func Take(int) time.Duration { return 0 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
 
 // safety bounds every wait in the suite; reaching it is a failure (a hang).
@@ -130,6 +131,9 @@ func testBulk(t *testing.T, f relay.Func, idle time.Duration) {
 // byte arrives. Left to the kernel, the timeout cut it: Linux counts a
 // closed window from its first probe, answered or not (package tcpstall).
 func testStalledUpstream(t *testing.T, f relay.Func) {
+	if !tcpstall.Supported {
+		t.Skip("this build leaves TCP_USER_TIMEOUT to the kernel (package tcpstall)")
+	}
 	const userTimeout = 500 * time.Millisecond
 	r := Start(t, func(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) relay.Result {
 		setUserTimeout(t, upstream, userTimeout)
