@@ -161,8 +161,8 @@ func RefuseDial(client net.Conn, target string, err error) *Refusal {
 // Handshake does the connection phase between client (plaintext) and
 // server (a fresh TCP connection to the target) and returns the TLS
 // connection to the server, ready for the session. On failure the client
-// has been sent an ERR packet, and the error is a *Refusal. Neither
-// connection is closed here.
+// has been sent an ERR packet (unless ctx ended the login), and the error
+// is a *Refusal. Neither connection is closed here.
 func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn, error) {
 	deadline := time.Now().Add(LoginTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -176,13 +176,29 @@ func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn,
 	})
 	defer stop()
 
-	tc, err := t.handshake(ctx, client, server, deadline)
+	tc, err := t.handshake(ctx, afterCut{client, ctx}, server, deadline)
 	if err != nil {
 		return nil, err
 	}
 	_ = client.SetDeadline(time.Time{})
 	_ = tc.SetDeadline(time.Time{})
 	return tc, nil
+}
+
+// afterCut is the app's side of a login: once ctx has ended it (the drain
+// deadline, the stale check, the app leaving), nothing more is written to
+// it, so the app sees its connection close rather than an ERR that blames
+// the database for what cut the login.
+type afterCut struct {
+	net.Conn
+	ctx context.Context
+}
+
+func (c afterCut) Write(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(p)
 }
 
 func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadline time.Time) (*Conn, error) {

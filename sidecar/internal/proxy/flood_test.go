@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"crypto/x509"
+	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -134,16 +135,21 @@ func TestTLSLoginEndsWhenClientLeaves(t *testing.T) {
 }
 
 // A login the drain deadline cuts is counted as cut by the drain, not as a
-// refused TLS login: the server did not refuse anything.
+// refused TLS login: the server did not refuse anything. The app sees its
+// connection close, not an ERR blaming the database.
 func TestTLSLoginCutByDrainDeadline(t *testing.T) {
 	up := startUpstream(t, "127.0.0.1", hold) // accepts, never greets
 	fw := forwardTo(up)
 	fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}, DrainTimeout: 200 * time.Millisecond})
-	_ = dial(t, r.addrs[0])
+	c := dial(t, r.addrs[0])
 	waitFor(t, "the login to wait for the greeting", func() bool { return up.count() == 1 })
 	if cut := r.shutdown(t); cut != 1 {
 		t.Errorf("connections cut = %d, want 1", cut)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(safety))
+	if b, err := io.ReadAll(c); len(b) != 0 || err != nil {
+		t.Errorf("the app read %q, %v; want its connection closed, nothing sent", b, err)
 	}
 	snap := forwardSnap(r, 0)
 	if countOf(snap.ConnectionsClosed, "drain_deadline") != 1 || len(r.logs.lines("TLS login refused; the app was sent a MySQL error")) != 0 {
