@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 const (
@@ -307,11 +309,7 @@ func TestLookupWaitersTakeANewerAnswer(t *testing.T) {
 // them) until the test ends.
 func acceptingPort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
+	ln := testkit.Listen(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
