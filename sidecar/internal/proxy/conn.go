@@ -12,6 +12,7 @@ import (
 
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
 
 // conn is an in-flight connection, tracked for drain and the stale check.
@@ -260,7 +261,7 @@ func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
 		kc := net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3}
 		err = c.SetKeepAliveConfig(kc)
 		if err == nil && side == "upstream" {
-			err = setUserTimeout(c, kc.Idle+time.Duration(kc.Count)*kc.Interval) // as long as keepalive takes to give up
+			err = tcpstall.Set(c, kc.Idle+time.Duration(kc.Count)*kc.Interval) // as long as keepalive takes to give up
 		}
 	}
 	if err != nil && f.sockoptFailed.CompareAndSwap(false, true) {

@@ -10,7 +10,8 @@
 // the timeout, or for WindowSilence while the peer's window holds the data
 // back.
 //
-// Take reads a socket's timeout and clears it in the kernel; Check judges
+// Set puts the timeout on a socket (the forwarder does, on the database's
+// side); Take reads it back and clears it in the kernel; Check judges
 // the socket once (an event loop calls it from its own sweep); Watch
 // checks a connection on a timer, for data paths with a goroutine per
 // direction. Where TCP_INFO is not offered, Take returns 0 and the kernel

@@ -15,10 +15,6 @@ import (
 // Take leaves them to the kernel.
 const Supported = true
 
-// tcpUserTimeout is TCP_USER_TIMEOUT (linux/tcp.h), which package syscall
-// defines only for some architectures.
-const tcpUserTimeout = 0x12
-
 // tcpInfo is the head of the kernel's struct tcp_info (linux/tcp.h), up to
 // tcpi_snd_wnd (Linux 5.4); package syscall's TCPInfo stops before
 // tcpi_notsent_bytes. Only the fields the check reads are named.

@@ -5,21 +5,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
 
 // setUserTimeout sets c's TCP_USER_TIMEOUT, as the forwarder does on the
 // upstream side.
 func setUserTimeout(t testing.TB, c *net.TCPConn, d time.Duration) {
 	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12, int(d.Milliseconds())) // TCP_USER_TIMEOUT
-	}); err != nil || serr != nil {
-		t.Fatalf("set TCP_USER_TIMEOUT: %v, %v", err, serr)
+	if err := tcpstall.Set(c, d); err != nil {
+		t.Fatalf("set TCP_USER_TIMEOUT: %v", err)
 	}
 }
 
