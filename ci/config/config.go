@@ -292,7 +292,7 @@ func parseGoProxy(c *Config, val string) error {
 		u, err := url.Parse(el)
 		switch {
 		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
-			return fmt.Errorf("%w (%q is not an http(s) URL, direct or off)", errAccepted, el)
+			return fmt.Errorf("%w (%q is not an http(s) URL, direct or off)", errAccepted, redact.Userinfo(el))
 		case u.User != nil:
 			return fmt.Errorf("%w (%s has credentials in it; build arguments are recorded in the image's provenance)", errAccepted, redact.Userinfo(el))
 		case isLoopback(u.Hostname()):
@@ -301,6 +301,20 @@ func parseGoProxy(c *Config, val string) error {
 	}
 	c.GoProxy = val
 	return nil
+}
+
+// shownGoProxy is a GOPROXY list fit to print: each proxy's credentials
+// masked, wherever in the list it stands.
+func shownGoProxy(val string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexAny(val, ",|")
+		if i < 0 {
+			return b.String() + redact.Userinfo(val)
+		}
+		b.WriteString(redact.Userinfo(val[:i]) + val[i:i+1])
+		val = val[i+1:]
+	}
 }
 
 func isLoopback(host string) bool {

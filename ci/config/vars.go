@@ -80,7 +80,7 @@ func pipelineVars() []Var {
 			Help: "Go build image. `golang:1.26-alpine` pulls from Docker Hub; or an ECR pull-through cache or company mirror."},
 		{Name: "RUNTIME_IMAGE", Shown: redact.Userinfo, Default: DefaultRuntimeImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.RuntimeImage }), Accepted: acceptImage,
 			Help: "Runtime base image (`alpine:3.22` for Docker Hub, or a mirror)."},
-		{Name: "GOPROXY", Shown: redact.Userinfo, Default: DefaultGoProxy + ", the Dockerfile's default", NoValue: true, Parse: parseGoProxy,
+		{Name: "GOPROXY", Shown: shownGoProxy, Default: DefaultGoProxy + ", the Dockerfile's default", NoValue: true, Parse: parseGoProxy,
 			Accepted: "want Go's GOPROXY list: http(s):// URLs without credentials, direct or off, separated by , or | (not file:// or a loopback address, which the build container cannot reach)",
 			Help:     "Go module proxy for the image's `go build`, which runs in the engine: a company mirror where `proxy.golang.org` is blocked. This machine's `GOPROXY` is passed on; unset it for the command if the engine cannot reach that proxy."},
 		{Name: "MYSQL_IMAGE", Shown: redact.Userinfo, Default: DefaultMySQLImage, Parse: image(func(c *Config) *string { return &c.MySQLImage }), Accepted: acceptImage,

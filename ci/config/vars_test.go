@@ -217,15 +217,39 @@ func TestParseGoProxy(t *testing.T) {
 
 // A refused value is shown as its row's Shown prints it: a GOPROXY with a
 // password in it is named without the password.
+// The password is hidden wherever its proxy stands in the list, also when
+// the entry does not parse.
 func TestLoadHidesGoProxyCredentials(t *testing.T) {
 	t.Parallel()
-	_, err := Load(t.TempDir(), func(name string) (string, bool) {
-		if name == "GOPROXY" {
-			return "https://ci:s3cret@goproxy.corp.example", true
+	for _, val := range []string{
+		"https://ci:s3cret@goproxy.corp.example",
+		"https://proxy.golang.org,https://ci:s3cret@goproxy.corp.example/mods",
+		"direct|https://ci:s3cret@goproxy.corp.example/",
+		"https://proxy.golang.org,https://ci:s3cr%zzet@goproxy.corp.example", // url.Parse fails
+	} {
+		_, err := Load(t.TempDir(), func(name string) (string, bool) {
+			if name == "GOPROXY" {
+				return val, true
+			}
+			return "", false
+		})
+		if !IsError(err) || !strings.Contains(err.Error(), "GOPROXY") || !strings.Contains(err.Error(), "goproxy.corp.example") || strings.Contains(err.Error(), "s3cr") {
+			t.Errorf("Load with GOPROXY=%s: %v; want a configuration error naming it without the password", val, err)
 		}
-		return "", false
-	})
-	if !IsError(err) || !strings.Contains(err.Error(), "GOPROXY") || !strings.Contains(err.Error(), "goproxy.corp.example") || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("Load with a credentialed GOPROXY: %v; want a configuration error naming it without the password", err)
+	}
+}
+
+func TestShownGoProxy(t *testing.T) {
+	t.Parallel()
+	for val, want := range map[string]string{
+		"":                         "",
+		"direct":                   "direct",
+		"https://a.example,direct": "https://a.example,direct",
+		"https://u:p@a.example/x|https://b.example,https://t@c.example": "https://xxxxx@a.example/x|https://b.example,https://xxxxx@c.example",
+		"off,": "off,",
+	} {
+		if got := shownGoProxy(val); got != want {
+			t.Errorf("shownGoProxy(%q) = %q, want %q", val, got, want)
+		}
 	}
 }
