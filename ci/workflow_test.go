@@ -280,6 +280,7 @@ func TestWorkflowReleaseSettings(t *testing.T) {
 		{"not a role ARN", "true", "sidecar-ci", "eu-west-1", "", []string{"::error", "AWS_ROLE_ARN is 'sidecar-ci'", "arn:aws:iam::123456789012:role/"}},
 		{"a user ARN", "true", "arn:aws:iam::123456789012:user/ci", "eu-west-1", "", []string{"AWS_ROLE_ARN is 'arn:aws:iam::123456789012:user/ci'"}},
 		{"China partition", "true", "arn:aws-cn:iam::123456789012:role/ci", "cn-north-1", "true", nil},
+		{"European Sovereign Cloud", "true", "arn:aws-eusc:iam::123456789012:role/ci", "eusc-de-east-1", "true", nil},
 		{"set up", "true", role, "eu-west-1", "true", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

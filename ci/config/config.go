@@ -355,8 +355,9 @@ var runnerSchemes = []string{"tcp", "unix", "ssh", "tls", "kube-pod", "dagger-cl
 	"image+docker", "container+docker", "image+podman", "container+podman", "image+nerdctl", "container+nerdctl",
 	"image+finch", "container+finch", "image+apple", "container+apple"}
 
-// registryHostRE matches an ECR registry host (123456789012.dkr.ecr.eu-west-1.amazonaws.com).
-var registryHostRE = regexp.MustCompile(`^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
+// registryHostRE matches an ECR registry host (123456789012.dkr.ecr.eu-west-1.amazonaws.com;
+// amazonaws.com.cn in China, amazonaws.eu in the European Sovereign Cloud).
+var registryHostRE = regexp.MustCompile(`^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.(com|com\.cn|eu)$`)
 
 // parseEndpoint checks the form only; the AWS SDK reads the value, and a
 // bad one would fail at push's first ECR call without naming it.

@@ -87,6 +87,8 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
 		{name: "repository URI", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"},
 			bad: []string{`ECR_REPOSITORY="123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"`, `give the name after the host, "team/sidecar"`}},
+		{name: "repository URI, European Sovereign Cloud", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu/sidecar"},
+			bad: []string{`give the name after the host, "sidecar"`}},
 		{name: "image URI", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar:latest"},
 			bad: []string{`give the name after the host, "sidecar")`}},
 		{name: "image URI by digest", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar@sha256:abc"},

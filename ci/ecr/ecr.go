@@ -153,8 +153,9 @@ func (r *Registry) GoString() string { return "ecr.Registry{" + r.String() + "}"
 // Ref is the image reference for tag.
 func (r *Registry) Ref(tag string) string { return r.URI + ":" + tag }
 
-// regionRE matches AWS region names: us-east-1, us-gov-west-1, cn-northwest-1.
-var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+// regionRE matches AWS region names: us-east-1, us-gov-west-1,
+// cn-northwest-1, eusc-de-east-1 (a test checks every region the SDK knows).
+var regionRE = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-[0-9]+$`)
 
 var repoRE = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
 
