@@ -13,6 +13,7 @@ import (
 
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/config"
+	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/rdsca"
@@ -135,6 +136,22 @@ func TestDocsMinRelookup(t *testing.T) {
 	want := fmt.Sprintf("A name looked up in the last %d ms is not looked up again", proxy.MinRelookup.Milliseconds())
 	if !strings.Contains(text, want) {
 		t.Errorf("the failover section does not say %q", want)
+	}
+}
+
+// iam.md states the bounds on the wait for credentials that iamauth and
+// mysqltls enforce, and the message an app then gets.
+func TestDocsIAMWaitForCredentials(t *testing.T) {
+	text := strings.Join(strings.Fields(userDocs(t)["docs/iam.md"]), " ")
+	for _, want := range []string{
+		fmt.Sprintf("A signing waits at most %d s for credentials, each request to the credentials endpoint at most %d s",
+			int(iamauth.DefaultSignTimeout.Seconds()), int(iamauth.RequestTimeout.Seconds())),
+		fmt.Sprintf("well inside the %d s login bound", int(mysqltls.LoginTimeout.Seconds())),
+		fmt.Sprintf("`no answer within %s`", iamauth.DefaultSignTimeout),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("docs/iam.md does not say %q", want)
+		}
 	}
 }
 

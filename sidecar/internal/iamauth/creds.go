@@ -5,9 +5,12 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
@@ -21,11 +24,43 @@ import (
 // AWS_CONTAINER_CREDENTIALS_RELATIVE_URI.
 const ecsCredentialsHost = "http://169.254.170.2"
 
+// RequestTimeout bounds one request for credentials (the SDK retries it
+// twice): the SDK's HTTP client waits for an answer without limit, and its
+// credentials cache shares one request among every caller, so a request
+// the endpoint never answers would stall every login after it.
+const RequestTimeout = 5 * time.Second
+
 // Source is where credentials come from.
 type Source struct {
 	Provider aws.CredentialsProvider // cached
 	Name     string                  // for logs: "environment", "ECS task role (…)", …
+	// endpoint is the credentials endpoint that errors quote; its path or
+	// query may be the task's credential id or a token. nil = none.
+	endpoint *url.URL
 }
+
+// hide masks the credentials endpoint's address in err's text (keeping
+// its host), still wrapping err.
+func (s Source) hide(err error) error {
+	if err == nil || s.endpoint == nil {
+		return err
+	}
+	scheme := s.endpoint.Scheme + "://"
+	re := regexp.MustCompile(regexp.QuoteMeta(scheme) + `[^\s"']*`)
+	text := re.ReplaceAllLiteralString(err.Error(), scheme+s.endpoint.Host+"/xxxxx")
+	if text == err.Error() {
+		return err
+	}
+	return &hidden{text: text, err: err}
+}
+
+type hidden struct {
+	text string
+	err  error
+}
+
+func (h *hidden) Error() string { return h.text }
+func (h *hidden) Unwrap() error { return h.err }
 
 // CredentialSource picks the credential source as the AWS SDKs' default
 // chain does, from the environment: keys in the environment, then web
@@ -34,8 +69,14 @@ type Source struct {
 // would add shared-config, SSO and login code a sidecar never uses (about
 // 1.7 MB). A malformed setting is an error naming the variable.
 func CredentialSource(getenv func(string) string, region string) (Source, error) {
+	return credentialSource(getenv, region, RequestTimeout)
+}
+
+func credentialSource(getenv func(string) string, region string, timeout time.Duration) (Source, error) {
 	var p aws.CredentialsProvider
 	var name string
+	var endpoint string
+	client := awshttp.NewBuildableClient().WithTimeout(timeout)
 	switch {
 	case getenv("AWS_ACCESS_KEY_ID") != "" || getenv("AWS_SECRET_ACCESS_KEY") != "":
 		if getenv("AWS_ACCESS_KEY_ID") == "" || getenv("AWS_SECRET_ACCESS_KEY") == "" {
@@ -52,8 +93,7 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 		if role == "" {
 			return Source{}, &EnvError{Variable: "AWS_ROLE_ARN", Accepted: "a role ARN; required when AWS_WEB_IDENTITY_TOKEN_FILE is set"}
 		}
-		client := sts.New(sts.Options{Region: region})
-		p = stscreds.NewWebIdentityRoleProvider(client, role, stscreds.IdentityTokenFile(getenv("AWS_WEB_IDENTITY_TOKEN_FILE")),
+		p = stscreds.NewWebIdentityRoleProvider(sts.New(sts.Options{Region: region, HTTPClient: client}), role, stscreds.IdentityTokenFile(getenv("AWS_WEB_IDENTITY_TOKEN_FILE")),
 			func(o *stscreds.WebIdentityRoleOptions) { o.RoleSessionName = getenv("AWS_ROLE_SESSION_NAME") })
 		name = "web identity (" + role + ")"
 	case getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
@@ -61,22 +101,29 @@ func CredentialSource(getenv func(string) string, region string) (Source, error)
 		if !strings.HasPrefix(rel, "/") {
 			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: shownURI(rel), Accepted: "a path starting with / (ECS sets it)"}
 		}
-		p = endpointcreds.New(ecsCredentialsHost+rel, containerAuth(getenv))
+		endpoint = ecsCredentialsHost + rel
+		p = endpointcreds.New(endpoint, containerAuth(getenv, client))
 		name = "ECS task role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
 	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
 		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 		if err := checkFullURI(full); err != nil {
 			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: shownURI(full), Accepted: err.Error()}
 		}
-		p = endpointcreds.New(full, containerAuth(getenv))
+		endpoint = full
+		p = endpointcreds.New(full, containerAuth(getenv, client))
 		name = "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
 	default:
 		p = ec2rolecreds.New()
 		name = "EC2 instance metadata (no AWS_* credential variables set)"
 	}
-	return Source{Provider: aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
-		o.ExpiryWindow = RefreshBefore // fresh credentials before tokens signed with them must be replaced
-	}), Name: name}, nil
+	// No ExpiryWindow: the cache would report credentials that expire
+	// within it as expired, and a login would be refused with credentials
+	// Aurora still accepts.
+	src := Source{Provider: aws.NewCredentialsCache(p), Name: name}
+	if endpoint != "" {
+		src.endpoint, _ = url.Parse(endpoint) // checked above
+	}
+	return src, nil
 }
 
 // shownURI is a credentials endpoint's URI fit for an error message: a
@@ -103,9 +150,10 @@ func (e *EnvError) Error() string {
 }
 
 // containerAuth sends the ECS/EKS agent's authorization token, read from
-// the file on every call because the agent rotates it.
-func containerAuth(getenv func(string) string) func(*endpointcreds.Options) {
+// the file on every call because the agent rotates it, with client.
+func containerAuth(getenv func(string) string, client *awshttp.BuildableClient) func(*endpointcreds.Options) {
 	return func(o *endpointcreds.Options) {
+		o.HTTPClient = client
 		if file := getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"); file != "" {
 			o.AuthorizationTokenProvider = endpointcreds.TokenProviderFunc(func() (string, error) {
 				b, err := os.ReadFile(file)

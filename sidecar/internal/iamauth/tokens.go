@@ -6,6 +6,7 @@
 package iamauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,12 +45,19 @@ const (
 var Reasons = []string{ReasonUserNotAllowed, ReasonLocalPassword, ReasonNoCredentials, ReasonExpired,
 	ReasonUnreachable, ReasonSigning, ReasonUserNotIAM, ReasonServerRefused}
 
+// DefaultSignTimeout bounds one signing, the wait for credentials
+// included. It is below mysqltls.LoginTimeout, so an app whose login waits
+// on credentials that never come gets an ERR saying so.
+const DefaultSignTimeout = 20 * time.Second
+
 // Tokens signs and caches tokens. One Tokens serves every forward.
 type Tokens struct {
 	Source Source
 	Region string
 	// Now is the clock that decides reuse; nil = time.Now.
 	Now func() time.Time
+	// SignTimeout bounds one signing; 0 = DefaultSignTimeout.
+	SignTimeout time.Duration
 
 	mu      sync.Mutex
 	cache   map[tokenKey]*entry
@@ -85,7 +93,9 @@ func (t *Tokens) now() time.Time {
 }
 
 // Token returns a token for user at endpoint (host:port, the name the
-// server knows itself by), signing one only when none is fresh.
+// server knows itself by), signing one only when none is fresh. The
+// signing runs apart from the login that began it, so a login that ends
+// (its app gave up) does not fail the others waiting for the same token.
 func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, error) {
 	k := tokenKey{endpoint, user}
 	t.mu.Lock()
@@ -105,39 +115,61 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 		default: // a signing is under way: share it
 		}
 	}
-	if e == nil {
+	shared := e != nil
+	if !shared {
 		e = &entry{done: make(chan struct{})}
 		t.cache[k] = e
-		t.mu.Unlock()
-		e.token, e.refresh, e.err = t.sign(ctx, endpoint, user)
-		close(e.done)
-		if e.err != nil {
-			t.mu.Lock()
-			if t.cache[k] == e {
-				delete(t.cache, k)
-			}
-			t.mu.Unlock()
-			return "", e.err
-		}
-		t.signed.Add(1)
-		return e.token, nil
+		go t.fill(context.WithoutCancel(ctx), k, e)
 	}
 	t.mu.Unlock()
 	select {
 	case <-e.done:
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return "", t.gaveUp(ctx)
 	}
 	if e.err != nil {
 		return "", e.err
 	}
-	t.reused.Add(1)
+	if shared {
+		t.reused.Add(1)
+	}
 	return e.token, nil
+}
+
+// fill signs the token of entry e, for as long as SignTimeout.
+func (t *Tokens) fill(ctx context.Context, k tokenKey, e *entry) {
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(t.SignTimeout, DefaultSignTimeout))
+	defer cancel()
+	e.token, e.refresh, e.err = t.sign(ctx, k.endpoint, k.user)
+	if e.err == nil {
+		t.signed.Add(1)
+	}
+	close(e.done)
+	if e.err != nil {
+		t.mu.Lock()
+		if t.cache[k] == e {
+			delete(t.cache, k)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// gaveUp is the error of a login whose ctx ended while its token was
+// being signed: counted when its time ran out, not when its app left.
+func (t *Tokens) gaveUp(ctx context.Context) error {
+	err := fmt.Errorf("get AWS credentials from %s: no answer before the login's time ran out: %w", t.Source.Name, ctx.Err())
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return t.fail(ReasonUnreachable, err)
+	}
+	return &Failure{Reason: ReasonUnreachable, Err: err}
 }
 
 func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.Time, error) {
 	signedAt := t.now()
 	creds, err := t.credentials(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("no answer within %s: %w", cmp.Or(t.SignTimeout, DefaultSignTimeout), err)
+	}
 	if err != nil {
 		return "", time.Time{}, t.fail(t.credentialReason(err), fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err))
 	}
@@ -156,13 +188,14 @@ func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.
 
 var errExpired = errors.New("the credentials returned have already expired")
 
-// credentials gets credentials from the source; expired ones are an error.
+// credentials gets credentials from the source; expired ones are an
+// error. The error's text hides what the source's address must not show.
 func (t *Tokens) credentials(ctx context.Context) (aws.Credentials, error) {
 	c, err := t.Source.Provider.Retrieve(ctx)
 	if err == nil && c.Expired() {
 		err = errExpired
 	}
-	return c, err
+	return c, t.Source.hide(err)
 }
 
 // Failure is a login failure with a stable reason.

@@ -35,8 +35,8 @@ type iamLogin struct {
 }
 
 // iamAdmit reads the app's login and checks it; on failure the app has
-// been sent an ERR.
-func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.Packet, greeting []byte, serverCaps uint32) (*iamLogin, error) {
+// been sent an ERR. The token is signed by deadline, the login's.
+func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.Packet, greeting []byte, serverCaps uint32, deadline time.Time) (*iamLogin, error) {
 	r, err := mysqlwire.ParseHandshakeResponse(resp.Payload)
 	if err != nil {
 		return nil, t.refuse(client, resp.Seq+1, ReasonClientProtocol, "sidecar: cannot read the app's login packet", err)
@@ -54,7 +54,9 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 	if err != nil {
 		return nil, err
 	}
-	pw, err := t.IAM.Password(ctx, r.User, proof, scramble)
+	signCtx, cancel := context.WithDeadline(ctx, deadline) // no socket waits meanwhile to end it
+	pw, err := t.IAM.Password(signCtx, r.User, proof, scramble)
+	cancel()
 	if err != nil {
 		return nil, t.iamDenied(client, appSeq, r.User, err)
 	}

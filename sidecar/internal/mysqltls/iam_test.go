@@ -2,6 +2,7 @@ package mysqltls_test
 
 import (
 	"bytes"
+	"context"
 	"net/url"
 	"strings"
 	"testing"
@@ -99,5 +100,34 @@ func TestIAMOtherAuthSwitchMeansNotAnIAMUser(t *testing.T) {
 	}
 	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 1 {
 		t.Fatalf("user_not_iam failures: %d", n)
+	}
+}
+
+// blockedProvider never answers until its context ends, as a credentials
+// endpoint that took the request and went silent.
+type blockedProvider struct{}
+
+func (blockedProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	<-ctx.Done()
+	return aws.Credentials{}, ctx.Err()
+}
+
+// A login waiting on credentials that never come ends with an ERR saying
+// so, within the signing's bound: the socket deadlines do not end it, as
+// nothing is read or written meanwhile.
+func TestIAMLoginEndsWhenCredentialsNeverCome(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	target := iamTarget(t, ca)
+	target.IAM.Tokens.Source = iamauth.Source{Name: "a silent endpoint", Provider: blockedProvider{}}
+	target.IAM.Tokens.SignTimeout = 300 * time.Millisecond
+	addr, _, _ := sidecar(t, srv, target)
+	_, p := iamLogin(t, addr) // the app's read has its own deadline, well below LoginTimeout
+	code, msg, isErr := mysqlwire.ErrMessage(p.Payload)
+	if !isErr || code != 1043 || !strings.Contains(msg, "a silent endpoint") || !strings.Contains(msg, "no answer within 300ms") {
+		t.Fatalf("got seq %d %q; want ERR 1043 naming the source and the bound", p.Seq, p.Payload)
+	}
+	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonUnreachable]; n != 1 {
+		t.Fatalf("endpoint_unreachable failures: %d, want 1", n)
 	}
 }

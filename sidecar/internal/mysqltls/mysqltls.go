@@ -262,7 +262,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 	}
 	var login *iamLogin
 	if t.IAM != nil {
-		if login, err = t.iamAdmit(ctx, client, resp, greeting.Payload, caps); err != nil {
+		if login, err = t.iamAdmit(ctx, client, resp, greeting.Payload, caps, deadline); err != nil {
 			return nil, err
 		}
 	}
