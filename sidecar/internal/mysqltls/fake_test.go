@@ -79,6 +79,9 @@ type fakeOpts struct {
 	exchange bool   // after the response: auth switch, more data, then OK
 	tickets  bool   // TLS session tickets on (resumption)
 	switchTo string // after the response, an auth switch to this plugin, then OK
+	// refuseChange answers COM_CHANGE_USER with a switch to
+	// mysql_clear_password, then refuses the password.
+	refuseChange bool
 	// account, when set, is the one account the fake checks passwords
 	// of, as MySQL does (fake_auth_test.go); the options above that shape
 	// the exchange are then unused.
@@ -249,12 +252,17 @@ func (f *fakeServer) serve(c net.Conn) {
 }
 
 // echo is the command phase: each command comes back as it was sent,
-// but COM_PING, which gets OK as from a server.
+// but COM_PING, which gets OK as from a server, and COM_CHANGE_USER with
+// refuseChange.
 func (f *fakeServer) echo(ts *tls.Conn) {
 	for {
 		p, err := mysqlwire.ReadPacket(ts, 1<<24)
 		if err != nil {
 			return
+		}
+		if f.refuseChange && len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ComChangeUser {
+			f.refuseChangeUser(ts, p.Seq+1)
+			continue
 		}
 		answer := p.Payload
 		if len(answer) == 1 && answer[0] == comPing {
@@ -267,6 +275,20 @@ func (f *fakeServer) echo(ts *tls.Conn) {
 }
 
 const comPing = 0x0e
+
+func (f *fakeServer) refuseChangeUser(ts *tls.Conn, seq byte) {
+	if _, err := mysqlwire.WritePacket(ts, seq, mysqlwire.AuthSwitchRequest(mysqlwire.ClearPassword, nil)); err != nil {
+		return
+	}
+	ans, err := mysqlwire.ReadPacket(ts, 1<<20)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	f.switched = append(f.switched, ans.Payload)
+	f.mu.Unlock()
+	_, _ = mysqlwire.WritePacket(ts, ans.Seq+1, mysqlwire.ErrPacket(1045, "28000", "Access denied for user 'other'@'10.0.0.1' (using password: YES)"))
+}
 
 // appCaps are a client's flags that the server must see in the SSLRequest.
 const appCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientConnectWithDB | mysqlwire.ClientCompress |

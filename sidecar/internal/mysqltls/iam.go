@@ -393,6 +393,13 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 		s.end(relay.ReasonClientError, err)
 		return false
 	}
+	if v == verdictRefused {
+		// Whatever the server holds now, the app asked to be another
+		// user and was refused: end it, as a refusal by the sidecar does.
+		_, msg, _ := mysqlwire.ErrMessage(p.Payload)
+		s.end(relay.ReasonDone, &Refusal{Reason: ReasonIAM, Message: "the database refused the token: " + msg, User: cu.user})
+		return false
+	}
 	return true
 }
 

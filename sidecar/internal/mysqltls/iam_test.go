@@ -3,6 +3,9 @@ package mysqltls_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -129,5 +132,40 @@ func TestIAMLoginEndsWhenCredentialsNeverCome(t *testing.T) {
 	}
 	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonUnreachable]; n != 1 {
 		t.Fatalf("endpoint_unreachable failures: %d, want 1", n)
+	}
+}
+
+// A COM_CHANGE_USER whose token the server refuses reaches the app as the
+// server's ERR, then ends the session and is logged as a refusal: the app
+// asked to be another user and is not.
+func TestIAMChangeUserRefusedByTheServerEndsTheSession(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: true})
+	target := iamTarget(t, ca)
+	addr, _, logs := sidecar(t, srv, target)
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: "other", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
+	a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+	p := a.read()
+	if code, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || code != 1045 || p.Seq != 1 || !strings.Contains(msg, "Access denied") {
+		t.Fatalf("app got seq %d %q; want the server's 1045 at seq 1", p.Seq, p.Payload)
+	}
+	if _, err := mysqlwire.ReadPacket(a.c, 1<<20); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the refused change the app read %v; want its connection closed", err)
+	}
+	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonServerRefused]; n != 1 {
+		t.Errorf("server_refused failures: %d, want 1", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+		if len(lines) == 1 && lines[0]["user"] == "other" && lines[0]["command"] == "COM_CHANGE_USER" && strings.Contains(fmt.Sprint(lines[0]["err"]), "Access denied") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want one \"TLS login refused\" line for user other, command COM_CHANGE_USER:\n%s", logs)
+		}
 	}
 }
