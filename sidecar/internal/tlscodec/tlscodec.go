@@ -238,7 +238,9 @@ func (c *Codec) Open(p []byte) (int, error) {
 	switch {
 	case errors.Is(err, errWouldBlock):
 		err, c.mayHold = nil, false
-	case n == len(p):
+	case n == len(p), err != nil:
+		// More may be held; and crypto/tls keeps its error (io.EOF after
+		// close_notify too) for the caller that could not take it yet.
 		c.mayHold = true
 	}
 	if len(c.t.in) == 0 {

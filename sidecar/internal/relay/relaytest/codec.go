@@ -1,6 +1,7 @@
 package relaytest
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,6 +24,58 @@ import (
 // relay starts after the login.
 func RunCodec(t *testing.T, f relay.CodecFunc) {
 	run(t, viaTLS(t, f), false)
+	t.Run("CloseNotifyWithoutFINToSlowClient", func(t *testing.T) { testCloseNotifyWithoutFIN(t, f) })
+}
+
+// testCloseNotifyWithoutFIN: the database ends its stream with close_notify
+// and keeps TCP open, as TLS allows, while the app reads slowly (the
+// relay's sends to it go partial): the app gets every byte, then EOF.
+func testCloseNotifyWithoutFIN(t *testing.T, f relay.CodecFunc) {
+	serverCfg, clientCfg := tlsConfigs(t)
+	app, client := smallBufferPair(t)
+	sealed, terminated := Pair(t)
+	transport := tlscodec.NewTransport(sealed)
+	tc := tls.Client(transport, clientCfg)
+	ts := tls.Server(terminated, serverCfg)
+	errc := make(chan error, 1)
+	go func() { errc <- ts.Handshake() }()
+	if err := errors.Join(tc.Handshake(), <-errc); err != nil {
+		t.Fatalf("TLS handshake: %v", err)
+	}
+	payload := RandomBytes(t, 1<<20+1600) // not a multiple of a relay's buffer
+	go func() {
+		_, _ = ts.Write(payload)
+		_ = ts.CloseWrite() // close_notify; no FIN
+	}()
+	res := make(chan relay.Result, 1)
+	go func() { res <- f(context.Background(), client, sealed, tlscodec.New(tc, transport), 0) }()
+	time.Sleep(200 * time.Millisecond) // the relay fills the app's small buffers
+	_ = app.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 0, len(payload))
+	buf := make([]byte, 1024)
+	for {
+		n, err := app.Read(buf)
+		got = append(got, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("app read after %d of %d bytes: %v (the close_notify never reached the app as EOF)", len(got), len(payload), err)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("app got %d bytes, not the %d sent", len(got), len(payload))
+	}
+	_ = app.CloseWrite()
+	select {
+	case r := <-res:
+		if r.Reason != relay.ReasonDone || r.ToClient != int64(len(payload)) {
+			t.Errorf("result %+v; want done with %d bytes to the client", r, len(payload))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not end after both sides closed")
+	}
 }
 
 // viaTLS returns a relay.Func that puts a TLS hop on the upstream side:
