@@ -55,7 +55,8 @@ type Server struct {
 // Listen opens the admin listener; Serve starts answering on it.
 func Listen(ctx context.Context, cfg Config) (*Server, error) {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	host, _, _ := net.SplitHostPort(cfg.Addr)
+	ln, err := lc.Listen(ctx, proxy.ListenNetwork(host), cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Addr, err)
 	}

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -241,5 +242,29 @@ func TestStandardMetricsAndPromtool(t *testing.T) {
 	cmd.Stdin = strings.NewReader(body)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// ADMIN_ADDR binds as LISTEN_ADDR does: 0.0.0.0 is IPv4 only (Go's "tcp"
+// on 0.0.0.0 would bind every IPv6 address too), :: both families, so
+// the healthcheck reaches it on 127.0.0.1 even where IPv6 is off.
+func TestListenBindsTheFamilyAsked(t *testing.T) {
+	for addr, want := range map[string]string{"0.0.0.0:0": "0.0.0.0", "127.0.0.1:0": "127.0.0.1", "[::]:0": "::"} {
+		s, err := Listen(context.Background(), Config{Addr: addr})
+		if err != nil {
+			t.Fatalf("Listen(%s): %v", addr, err)
+		}
+		if got := s.Addr().(*net.TCPAddr).IP.String(); got != want {
+			t.Errorf("ADMIN_ADDR %s bound %s, want %s", addr, got, want)
+		}
+		if want == "::" { // sidecar healthcheck reaches it on 127.0.0.1 (config.AdminEndpoint)
+			c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Addr().(*net.TCPAddr).Port)))
+			if err != nil {
+				t.Errorf("ADMIN_ADDR :: not reachable on 127.0.0.1: %v", err)
+			} else {
+				_ = c.Close()
+			}
+		}
+		_ = s.ln.Close()
 	}
 }

@@ -853,10 +853,9 @@ func AdminEndpoint(lookup func(string) (string, bool)) (string, error) {
 	}
 	host := c.AdminAddr
 	if ip := net.ParseIP(host); ip.IsUnspecified() {
+		// Also for ::, whose listener is dual-stack: ::1 may be missing
+		// where IPv6 is off on loopback, 127.0.0.1 never is.
 		host = "127.0.0.1"
-		if ip.To4() == nil {
-			host = "::1"
-		}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(c.AdminPort)), nil
 }

@@ -234,10 +234,11 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// listenNetwork binds what was asked: an IPv4 address (0.0.0.0 included)
+// ListenNetwork binds what was asked: an IPv4 address (0.0.0.0 included)
 // listens on IPv4 only; "::" or "" listens on both families (Go's "tcp"
 // on a wildcard address is dual-stack), another IPv6 address on IPv6.
-func listenNetwork(addr string) string {
+// The admin listener binds the same way.
+func ListenNetwork(addr string) string {
 	if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
 		return "tcp4"
 	}
@@ -249,7 +250,7 @@ func listenNetwork(addr string) string {
 func (s *Server) Listen(ctx context.Context) error {
 	for i, f := range s.fwds {
 		addr := net.JoinHostPort(s.cfg.ListenAddr, strconv.Itoa(f.ListenPort))
-		ln, err := s.cfg.Listen(ctx, listenNetwork(s.cfg.ListenAddr), addr)
+		ln, err := s.cfg.Listen(ctx, ListenNetwork(s.cfg.ListenAddr), addr)
 		if err != nil {
 			for _, g := range s.fwds[:i] {
 				_ = g.ln.Close()
