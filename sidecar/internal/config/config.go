@@ -312,8 +312,8 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	p.tls(&c)
 	p.iam(&c)
 	for _, f := range c.Forwards {
-		if f.ListenPort != c.AdminPort {
-			continue
+		if f.ListenPort != c.AdminPort || p.reported("ADMIN_PORT") || p.reported(c.ListenPortVar) {
+			continue // a refused value is not checked again as its default
 		}
 		// Name the variable the user set: ADMIN_PORT, or else the one
 		// that put a listener on the admin port's default.
@@ -400,13 +400,13 @@ func (p *parser) iam(c *Config) {
 		c.IAMUsers, c.LocalPassword, c.AWSRegion = nil, "", ""
 		return
 	}
-	if c.TLS == TLSDisabled {
+	if c.TLS == TLSDisabled && !p.reported("TARGET_TLS") {
 		_, set := p.get("TARGET_TLS")
 		p.problems = append(p.problems, Problem{Variable: "TARGET_TLS", Value: string(c.TLS), Set: set,
 			Reason:   " with TARGET_AUTH=iam: Aurora accepts IAM tokens only over TLS, and a token must never cross the network in the clear",
 			Accepted: "verify-ca or verify-identity with TARGET_AUTH=iam"})
 	}
-	if ip := net.ParseIP(c.ListenAddr); ip != nil && !ip.IsLoopback() && c.LocalPassword == "" {
+	if ip := net.ParseIP(c.ListenAddr); ip != nil && !ip.IsLoopback() && c.LocalPassword == "" && !p.reported("LISTEN_ADDR") {
 		p.unset("LOCAL_PASSWORD", fmt.Sprintf("a password the app must send; required with TARGET_AUTH=iam because LISTEN_ADDR=%s is not loopback, "+
 			"so anyone who can reach the listener would get the task role's database access. "+
 			"Set LISTEN_ADDR=127.0.0.1 (the app shares the task's network namespace), or set LOCAL_PASSWORD", c.ListenAddr))

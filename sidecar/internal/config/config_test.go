@@ -174,6 +174,24 @@ func TestParseInvalid(t *testing.T) {
 			env:  map[string]string{},
 			want: []string{"TARGET_HOST is not set", "TARGET_PORT is not set"},
 		},
+		// A refused value is not checked again as its default.
+		{
+			name: "bad ADMIN_PORT with a listener on its default",
+			env:  map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "LISTEN_PORT": "9911", "ADMIN_PORT": "abc"},
+			want: []string{`ADMIN_PORT="abc"`},
+		},
+		{
+			name: "TARGET_TLS typo with iam",
+			env: map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "LISTEN_ADDR": "127.0.0.1",
+				"TARGET_TLS": "verify", "TARGET_AUTH": "iam", "AWS_REGION": "us-east-1"},
+			want: []string{`TARGET_TLS="verify"`},
+		},
+		{
+			name: "LISTEN_ADDR typo with iam",
+			env: map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "LISTEN_ADDR": "127.0.0.l",
+				"TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam", "AWS_REGION": "us-east-1"},
+			want: []string{`LISTEN_ADDR="127.0.0.l"`},
+		},
 		{
 			name: "every value bad at once",
 			env: map[string]string{"MODE": "proxy", "TARGET_HOST": "bad host", "TARGET_PORT": "0", "LISTEN_PORT": "70000",
