@@ -27,6 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/smithy-go/logging"
+
+	"github.com/example/sidecar/internal/redact"
 )
 
 // Options configures the preflight.
@@ -238,7 +240,7 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 	}
 	endpoint := "the ECR endpoint of " + cfg.Region
 	if opts.BaseEndpoint != "" {
-		endpoint = opts.BaseEndpoint
+		endpoint = redact.Userinfo(opts.BaseEndpoint) // a proxy's password, as AWS_ENDPOINT_URL shows it
 	}
 	client := ecr.NewFromConfig(cfg, func(o *ecr.Options) {
 		if opts.BaseEndpoint != "" {

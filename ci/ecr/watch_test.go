@@ -57,6 +57,12 @@ func TestWaitsAreNeverSilent(t *testing.T) {
 				t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
 				o.BaseEndpoint = "http://" + hole
 			}},
+		{"ECR API call at an endpoint with a password", "still waiting for ECR (ecr:GetAuthorizationToken) at http://xxxxx@127.0.0.1:", "no answer from ECR (ecr:GetAuthorizationToken)",
+			func(t *testing.T, o *ecr.Options, hole string) {
+				t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "standin-secret")
+				o.BaseEndpoint = "http://proxyuser:S3CRETPW@" + hole
+			}},
 		{"credentials", "still waiting for AWS credentials", "AWS credentials not found",
 			func(t *testing.T, o *ecr.Options, hole string) {
 				t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://"+hole+"/creds")
@@ -80,6 +86,9 @@ func TestWaitsAreNeverSilent(t *testing.T) {
 			}
 			if !strings.Contains(log.String(), "giving up after 2s") {
 				t.Fatalf("the progress lines do not state the bound:\n%s", log.String())
+			}
+			if out := log.String() + err.Error(); strings.Contains(out, "S3CRETPW") || strings.Contains(out, "standin-secret") {
+				t.Fatalf("a secret is shown:\n%s", out)
 			}
 		})
 	}
