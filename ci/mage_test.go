@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,6 +129,63 @@ func TestMage(t *testing.T) {
 				t.Errorf("%d error messages, want 1:\n%s", n, out)
 			}
 		})
+	}
+}
+
+// Ctrl-C while a target waits (here for an engine session that accepts
+// and never answers) exits 130 saying so, not 3 ("Dagger engine
+// unavailable") or 2, which would send the user to fix what was fine.
+func TestMageCtrlC(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("compiles the magefile")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := testkit.Listen(t)
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // safety net
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "tool", "mage", "build")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "MAGEFILE_CACHE="+t.TempDir(), "LOCAL_IMAGE=none", "DAGGER_SESSION_TOKEN=x",
+		"DAGGER_SESSION_PORT="+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C signals the terminal's process group
+	var out testkit.LockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-accepted:
+		accepted <- c
+	case <-ctx.Done():
+		t.Fatalf("mage build never reached the engine session:\n%s", out.String())
+	}
+	time.Sleep(500 * time.Millisecond) // waiting on the session's answer
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted || !strings.Contains(out.String(), "Error: interrupted (Ctrl-C): ") {
+		t.Fatalf("exit: %v, want code %d saying it was interrupted:\n%s", err, ExitInterrupted, out.String())
 	}
 }
 

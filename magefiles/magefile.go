@@ -67,7 +67,7 @@ func Build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return exit(r.Build(ctx))
+	return exit(ctx, r.Build(ctx))
 }
 
 // Test runs the unit tests, then smoke-tests the image against a throwaway MySQL.
@@ -105,7 +105,7 @@ func Test(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return exit(r.Test(ctx))
+	return exit(ctx, r.Test(ctx))
 }
 
 // Push checks AWS and ECR, builds, tests and vulnerability-checks, pushes a candidate, documents it, gates on ECR's scan, then releases.
@@ -188,7 +188,7 @@ func Push(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return exit(r.Push(ctx))
+	return exit(ctx, r.Push(ctx))
 }
 
 // Lint runs go vet and gofmt over the module.
@@ -252,9 +252,10 @@ func runner() (*ci.Runner, error) {
 	return &ci.Runner{Config: cfg, Log: os.Stderr}, nil
 }
 
-// exit maps pipeline errors to exit codes (ci.ExitCode); mage prints the message once.
-func exit(err error) error {
-	if err == nil {
+// exit maps pipeline errors to exit codes (ci.ExitCode); mage prints the
+// message once. Mage cancels ctx on Ctrl-C.
+func exit(ctx context.Context, err error) error {
+	if err = ci.Interrupted(ctx, err); err == nil {
 		return nil
 	}
 	return mg.Fatal(ci.ExitCode(err), err)
