@@ -138,13 +138,18 @@ func (e *BadTagError) Error() string {
 // pickVersion chooses the highest version tag among the v* tags on HEAD,
 // by semantic version order (v1.10.0 beats v1.9.0, rc.10 beats rc.9, a
 // release its pre-releases). A tag that is not v and a digit (vendor-sync)
-// names no version and is ignored; one that is, but is not a semantic
-// version usable as an image tag (v1.4.0+build, v1.4.0_1), is refused.
+// names no version and is ignored, as are v1 and v1.4: moving tags that
+// name a release line (as GitHub Actions keep), not a release. One that
+// is v and a digit, but is not a semantic version usable as an image tag
+// (v1.4.0+build, v1.4.0_1), is refused.
 func pickVersion(tags []string) (string, error) {
 	var ok []string
 	for _, t := range tags {
 		if len(t) < 2 || t[0] != 'v' || t[1] < '0' || t[1] > '9' {
 			continue
+		}
+		if semver.IsValid(t) && strings.Count(t, ".") < 2 {
+			continue // semver's shorthand: vMAJOR or vMAJOR.MINOR, nothing after
 		}
 		if !semver.IsValid(t) || semver.Build(t) != "" || !ValidTag(t) {
 			return "", &BadTagError{Tag: t}
