@@ -116,7 +116,6 @@ type Registry struct {
 	// tags they match have the other mutability.
 	Exclusions []string
 	Created    bool // this preflight created the repository
-	ExpiresAt  time.Time
 }
 
 // Password is the registry password from GetAuthorizationToken. Pass it to
@@ -276,10 +275,7 @@ func (r *Registry) login(ctx context.Context) error {
 		return errors.New("ECR login: authorization token is not user:password")
 	}
 	r.Username, r.password = user, pass
-	r.Host = hostOf(aws.ToString(ad.ProxyEndpoint))
-	if ad.ExpiresAt != nil {
-		r.ExpiresAt = *ad.ExpiresAt
-	}
+	r.Host = hostOf(aws.ToString(ad.ProxyEndpoint)) // the token lasts 12 hours, longer than any run
 	return nil
 }
 
