@@ -561,7 +561,8 @@ func TestFallbackWhenOutOfFDs(t *testing.T) {
 }
 
 // A connection that goes bulk (splice), back to small messages (read and
-// send), and bulk again keeps every byte in order.
+// send), and bulk again keeps every byte in order; back to small messages,
+// it holds no pipe.
 func TestBulkThenSmallThenBulk(t *testing.T) {
 	const bulkSize = 4 << 20
 	forEachEngine(t, func(t *testing.T, f relay.Func) {
@@ -569,7 +570,9 @@ func TestBulkThenSmallThenBulk(t *testing.T) {
 		before := openFDs(t)
 		r := startRelay(t, ln, f, context.Background(), 0)
 		bound(t, r)
-		var up, down int64
+		passUp(t, r, []byte("taken over"))
+		idle := openFDs(t) // the relay holds the pair's sockets
+		var up, down int64 = int64(len("taken over")), 0
 		bulk := func(w, rd *net.TCPConn, seed uint64) {
 			t.Helper()
 			got := make(chan error, 1)
@@ -610,6 +613,7 @@ func TestBulkThenSmallThenBulk(t *testing.T) {
 			}
 			up, down = up+int64(len(msg)), down+int64(len(msg))
 		}
+		waitFDs(t, idle) // the bulk direction's pipe is given back
 		bulk(r.Server, r.App, 2)
 		bulk(r.App, r.Server, 3)
 		up, down = up+bulkSize, down+bulkSize

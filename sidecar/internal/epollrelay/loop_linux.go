@@ -387,11 +387,7 @@ func (l *loop) finish(p *pair, reason relay.Reason, err error) {
 			l.putBuf(d.buf)
 			d.buf = nil
 		}
-		if d.pipeR >= 0 {
-			syscall.Close(d.pipeR)
-			syscall.Close(d.pipeW)
-			d.pipeR, d.pipeW = -1, -1
-		}
+		closePipe(d)
 	}
 	if p.idx < len(l.pairs) && l.pairs[p.idx] == p {
 		last := len(l.pairs) - 1

@@ -151,7 +151,20 @@ func (l *loop) pumpSplice(d *direction) {
 	d.inPipe = n
 	l.flushPipe(d)
 	if !d.src.p.finished && d.inPipe == 0 && n < l.bufSize/4 {
-		d.splicing = false // small messages again: read and send is cheaper
+		// Small messages again: read and send is cheaper. Give the pipe
+		// back too, so a pooled connection that once carried bulk holds
+		// no pipe: two fds, and pages the kernel counts against the user
+		// (past fs.pipe-user-pages-soft, new pipes shrink to 8 KiB).
+		d.splicing = false
+		closePipe(d)
+	}
+}
+
+func closePipe(d *direction) {
+	if d.pipeR >= 0 {
+		syscall.Close(d.pipeR)
+		syscall.Close(d.pipeW)
+		d.pipeR, d.pipeW = -1, -1
 	}
 }
 

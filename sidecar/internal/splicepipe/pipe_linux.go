@@ -6,8 +6,8 @@ import "syscall"
 // that one splice moves up to 1 MiB (pages are only held while used).
 const Size = 1 << 20
 
-// defaultSize is what a pipe holds when the kernel refuses Size
-// (F_SETPIPE_SZ above /proc/sys/fs/pipe-max-size for an unprivileged user).
+// defaultSize is what a pipe holds when the kernel refuses Size and will
+// not say what it holds.
 const defaultSize = 64 << 10
 
 // Flags are the splice flags for moving through the pipe:
@@ -22,8 +22,14 @@ func New() (r, w, size int, err error) {
 	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		return -1, -1, 0, err
 	}
+	// Refused above fs.pipe-max-size, or once the user's pipes pass
+	// fs.pipe-user-pages-soft, when new pipes hold only 8 KiB: ask.
+	n, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), syscall.F_SETPIPE_SZ, Size)
+	if e != 0 {
+		n, _, e = syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), syscall.F_GETPIPE_SZ, 0)
+	}
 	size = defaultSize
-	if n, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), syscall.F_SETPIPE_SZ, Size); e == 0 {
+	if e == 0 && n > 0 {
 		size = int(n)
 	}
 	return p[0], p[1], size, nil
