@@ -155,6 +155,14 @@ func TestDocsIAMWaitForCredentials(t *testing.T) {
 	}
 }
 
+// tls.md's refusal table quotes the login packet limit.
+func TestDocsMaxLoginPacket(t *testing.T) {
+	want := fmt.Sprintf("`sidecar: the app's login packet is over %d bytes`", mysqltls.MaxLoginPacket)
+	if !strings.Contains(userDocs(t)["docs/tls.md"], want) {
+		t.Errorf("docs/tls.md does not say %s", want)
+	}
+}
+
 // ecs.md's stopTimeout bullet states Fargate's limit that the start-up
 // warning uses, and that the sidecar warns.
 func TestDocsFargateStopTimeout(t *testing.T) {

@@ -78,7 +78,7 @@ func (t *Target) iamProof(w io.Writer, r io.Reader, plugin string, data []byte, 
 	if _, err := mysqlwire.WritePacket(w, seq, mysqlwire.AuthSwitchRequest(mysqlwire.NativePassword, scramble)); err != nil {
 		return nil, 0, appLeft(err)
 	}
-	p, err := mysqlwire.ReadPacket(r, maxPacket)
+	p, err := mysqlwire.ReadPacket(r, MaxLoginPacket)
 	if err != nil {
 		return nil, 0, appLeft(err)
 	}
@@ -103,7 +103,7 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 		return nil, t.serverClosed(client, l.appSeq, err)
 	}
 	for {
-		p, err := mysqlwire.ReadPacket(tc, maxPacket)
+		p, err := mysqlwire.ReadPacket(tc, MaxLoginPacket)
 		if err != nil {
 			return nil, t.serverClosed(client, l.appSeq, err)
 		}

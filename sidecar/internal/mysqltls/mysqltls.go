@@ -29,6 +29,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -51,9 +52,10 @@ const (
 	VerifyIdentity Mode = "verify-identity" // chain, and the name is ServerName
 )
 
-// maxPacket bounds the connection-phase packets read here; a greeting or a
-// HandshakeResponse with attributes is far smaller.
-const maxPacket = 1 << 20
+// MaxLoginPacket bounds the connection-phase packets read here; a greeting
+// or a HandshakeResponse with attributes is far smaller (docs/tls.md
+// quotes it; a test ties them).
+const MaxLoginPacket = 1 << 20
 
 // LoginTimeout bounds the whole connection phase, so a client or a server
 // that stops talking mid-login does not hold a connection slot for long.
@@ -209,7 +211,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 		greetBy = deadline
 	}
 	readBy(ctx, server, greetBy)
-	greeting, err := mysqlwire.ReadPacket(server, maxPacket)
+	greeting, err := mysqlwire.ReadPacket(server, MaxLoginPacket)
 	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 		return nil, t.refuse(client, 0, ReasonNoGreeting, fmt.Sprintf(
 			"sidecar: the database sent no greeting within %s; check that TARGET_PORT is the MySQL port", t.handshakeTimeout()), err)
@@ -247,9 +249,9 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 		return nil, appLeft(err)
 	}
 
-	resp, err := mysqlwire.ReadPacket(client, maxPacket)
+	resp, err := t.readApp(client, 2) // the app's response is 1
 	if err != nil {
-		return nil, appLeft(err)
+		return nil, err
 	}
 	if mysqlwire.IsSSLRequest(resp.Payload) {
 		return nil, t.refuse(client, resp.Seq+1, ReasonClientTLS,
@@ -308,8 +310,11 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 				return err
 			}
 			if pw != nil {
-				r.AuthData = pw
-				fromApp = mysqlwire.Packet{Seq: seq, Payload: r.Append(nil)}
+				payload, err := mysqlwire.WithAuthData(resp.Payload, pw)
+				if err != nil {
+					return t.refuse(client, seq+1, ReasonClientProtocol, "sidecar: cannot read the app's login packet", err)
+				}
+				fromApp = mysqlwire.Packet{Seq: seq, Payload: payload}
 				secret = [][]byte{pw, fromApp.Payload}
 			}
 		}
@@ -320,18 +325,20 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 			clear(b)
 		}
 		secret = nil
+		appNext := fromApp.Seq + 1 // the sequence id the app expects next
 		if err != nil {
-			return t.serverClosed(client, fromApp.Seq+1, err)
+			return t.serverClosed(client, appNext, err)
 		}
 		rsaNext := false // the app's next packet may be an RSA step (rsa.go)
 		for {
-			p, err := mysqlwire.ReadPacket(tc, maxPacket)
+			p, err := mysqlwire.ReadPacket(tc, MaxLoginPacket)
 			if err != nil {
-				return t.serverClosed(client, fromApp.Seq+1, err)
+				return t.serverClosed(client, appNext, err)
 			}
 			if _, err := mysqlwire.WritePacket(client, byte(int(p.Seq)+a.shift), p.Payload); err != nil {
 				return appLeft(err)
 			}
+			appNext = byte(int(p.Seq)+a.shift) + 1
 			if len(p.Payload) == 0 {
 				continue
 			}
@@ -348,9 +355,9 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 			}
 			break
 		}
-		next, err := mysqlwire.ReadPacket(client, maxPacket)
+		next, err := t.readApp(client, appNext+1)
 		if err != nil {
-			return appLeft(err)
+			return err
 		}
 		fromApp = next
 		if rsaNext {
@@ -465,6 +472,24 @@ const msgServerClosed = "sidecar: the database closed the connection during the 
 
 // appLeft is the refusal of a login the app left: nobody is there to
 // read an ERR.
+// readApp reads the app's next login packet. One over MaxLoginPacket (no
+// client sends one) is refused with an ERR at seq, after its rest is read
+// away for a moment, so closing does not reset the ERR away unread; any
+// other error means the app left.
+func (t *Target) readApp(client net.Conn, seq byte) (mysqlwire.Packet, error) {
+	p, err := mysqlwire.ReadPacket(client, MaxLoginPacket)
+	switch {
+	case errors.Is(err, mysqlwire.ErrTooLarge):
+		r := t.refuse(client, seq, ReasonClientProtocol, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", MaxLoginPacket), err)
+		_ = client.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(client, 1<<24))
+		return p, r
+	case err != nil:
+		return p, appLeft(err)
+	}
+	return p, nil
+}
+
 func appLeft(err error) *Refusal {
 	return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
 }

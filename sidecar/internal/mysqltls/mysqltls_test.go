@@ -428,3 +428,22 @@ func TestAppLeavingMidLogin(t *testing.T) {
 		t.Fatalf("login after the apps that left: got %q, want OK", ok.Payload)
 	}
 }
+
+// A login packet over the sidecar's limit is refused with an ERR the app
+// can read, not a reset.
+func TestOversizedLoginPacketIsRefused(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	addr, _, logs := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName})
+	a := dialApp(t, addr)
+	a.read()
+	r := mysqlwire.HandshakeResponse{Caps: appCaps, MaxPacket: 1 << 24, Charset: 45, User: "app", AuthData: []byte{1},
+		Plugin: mysqlwire.NativePassword, Attrs: bytes.Repeat([]byte("a"), 1<<20)}
+	a.write(1, r.Append(nil))
+	a.expectRefusal(2, "login packet is over")
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), `"reason":"client_protocol"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal logged with reason client_protocol:\n%s", logs)
+		}
+	}
+}

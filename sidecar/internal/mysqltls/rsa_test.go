@@ -1,13 +1,21 @@
 package mysqltls_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +25,7 @@ import (
 	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
 // sha2Sidecar is a sidecar in verify-identity mode in front of a fake
@@ -86,17 +95,22 @@ func TestSHA2PasswordsThroughTLS(t *testing.T) {
 // over TLS would take the blob as the password. The app is told why.
 func TestSHA2PasswordWithForeignKey(t *testing.T) {
 	t.Parallel()
-	other, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
+	for _, bits := range []int{2048, 4096} { // the sidecar's key's size, and another
+		other, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mysql.RegisterServerPubKey(fmt.Sprintf("foreign-test-key-%d", bits), &other.PublicKey)
 	}
-	mysql.RegisterServerPubKey("foreign-test-key", &other.PublicKey)
-	for _, plugin := range []string{"caching_sha2_password", "sha256_password"} {
-		t.Run(plugin, func(t *testing.T) {
+	for _, tc := range []struct {
+		plugin string
+		bits   int
+	}{{"caching_sha2_password", 2048}, {"sha256_password", 2048}, {"caching_sha2_password", 4096}, {"sha256_password", 4096}} {
+		t.Run(fmt.Sprintf("%s/%d", tc.plugin, tc.bits), func(t *testing.T) {
 			t.Parallel()
-			acct := &fakeAccount{user: "app", password: "pw", plugin: plugin, greet: plugin}
+			acct := &fakeAccount{user: "app", password: "pw", plugin: tc.plugin, greet: tc.plugin}
 			addr, _ := sha2Sidecar(t, acct)
-			err := goLogin(t, addr, "app", "pw", "&serverPubKey=foreign-test-key")
+			err := goLogin(t, addr, "app", "pw", fmt.Sprintf("&serverPubKey=foreign-test-key-%d", tc.bits))
 			var me *mysql.MySQLError
 			if !errors.As(err, &me) || !strings.HasPrefix(me.Message, "sidecar: ") || !strings.Contains(me.Message, "not the sidecar's") {
 				t.Fatalf("err = %v; want the sidecar's ERR about the key", err)
@@ -167,4 +181,88 @@ func sha2Accounts(password string) []*fakeAccount {
 		}
 	}
 	return out
+}
+
+// A server that dies between "fast auth succeeded" (0x01 0x03) and its OK:
+// the app's ERR follows the 0x01 0x03 it got, at the next sequence id, so
+// its driver reads the sidecar's message, not "packets out of order".
+func TestServerClosesAfterFastAuth(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	cert := ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)
+	ln := testkit.Listen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				_, _ = mysqlwire.WritePacket(c, 0, greetingFor(1, serverCaps, "caching_sha2_password"))
+				if _, err := mysqlwire.ReadPacket(c, 1<<20); err != nil {
+					return
+				}
+				ts := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+				resp, err := mysqlwire.ReadPacket(ts, 1<<20)
+				if err != nil {
+					return
+				}
+				_, _ = mysqlwire.WritePacket(ts, resp.Seq+1, []byte{mysqlwire.MoreData, 0x03})
+				_ = ts.Close() // gone before the OK
+			}(c)
+		}
+	}()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	addr, _, _ := serveTLS(t, host, p, &mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName,
+		Sessions: tls.NewLRUClientSessionCache(0)})
+	a := dialApp(t, addr)
+	a.read()
+	r := mysqlwire.HandshakeResponse{Caps: appCaps, MaxPacket: 1 << 24, Charset: 45, User: "app",
+		AuthData: bytes.Repeat([]byte{7}, 32), Plugin: "caching_sha2_password"}
+	a.write(1, r.Append(nil))
+	if p := a.read(); p.Seq != 2 || !bytes.Equal(p.Payload, []byte{mysqlwire.MoreData, 0x03}) {
+		t.Fatalf("got seq %d %x, want 0x01 0x03 at 2", p.Seq, p.Payload)
+	}
+	a.expectRefusal(3, "closed the connection during the login")
+}
+
+// The response the sidecar rebuilds with a sha256_password in clear keeps
+// every other byte the app sent: MySQL 8's zstd level after the attributes
+// too, without which the server would read a level that is not there.
+func TestSHA256ResponseKeepsTheZstdLevel(t *testing.T) {
+	const pw = "pw"
+	acct := &fakeAccount{user: "app", password: pw, plugin: "sha256_password", greet: "sha256_password"}
+	addr, srv := sha2Sidecar(t, acct)
+	a := dialApp(t, addr)
+	nonce, _ := mysqlwire.GreetingScramble(a.read().Payload)
+	r := mysqlwire.HandshakeResponse{Caps: appCaps | mysqlwire.ClientZstdCompressionAlgorithm, MaxPacket: 1 << 24, Charset: 45, User: "app",
+		AuthData: []byte{1}, Plugin: "sha256_password", Attrs: []byte("\x04_pid\x03123")}
+	a.write(1, append(r.Append(nil), 3)) // zstd compression level 3
+	key := a.read()
+	if key.Seq != 2 || key.Payload[0] != mysqlwire.MoreData {
+		t.Fatalf("got seq %d %q, want the key at 2", key.Seq, key.Payload)
+	}
+	b, _ := pem.Decode(key.Payload[1:])
+	pub, err := x509.ParsePKIXPublicKey(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := append([]byte(pw), 0)
+	for i := range plain {
+		plain[i] ^= nonce[i%len(nonce)]
+	}
+	cipher, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub.(*rsa.PublicKey), plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.write(3, cipher)
+	if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("got %q, want OK", ok.Payload)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if got := srv.responses[0]; got[len(got)-1] != 3 || !bytes.Contains(got, []byte("\x04_pid\x03123\x03")) {
+		t.Errorf("the server's response ends % x: the zstd level after the attributes is gone", got[max(0, len(got)-8):])
+	}
 }

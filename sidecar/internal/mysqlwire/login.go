@@ -76,14 +76,7 @@ func (r *HandshakeResponse) Append(dst []byte) []byte {
 	dst = append(dst, r.Charset)
 	dst = append(dst, r.Filler[:]...)
 	dst = append(append(dst, r.User...), 0)
-	switch {
-	case r.Caps&ClientPluginAuthLenencClientData != 0:
-		dst = appendLenencBytes(dst, r.AuthData)
-	case r.Caps&ClientSecureConnection != 0:
-		dst = append(append(dst, byte(len(r.AuthData))), r.AuthData...)
-	default:
-		dst = append(append(dst, r.AuthData...), 0)
-	}
+	dst = appendAuthData(dst, r.Caps, r.AuthData)
 	if r.Caps&ClientConnectWithDB != 0 {
 		dst = append(append(dst, r.Database...), 0)
 	}
@@ -94,6 +87,35 @@ func (r *HandshakeResponse) Append(dst []byte) []byte {
 		dst = appendLenencBytes(dst, r.Attrs)
 	}
 	return dst
+}
+
+func appendAuthData(dst []byte, caps uint32, data []byte) []byte {
+	switch {
+	case caps&ClientPluginAuthLenencClientData != 0:
+		return appendLenencBytes(dst, data)
+	case caps&ClientSecureConnection != 0:
+		return append(append(dst, byte(len(data))), data...)
+	default:
+		return append(append(dst, data...), 0)
+	}
+}
+
+// WithAuthData returns a HandshakeResponse41 payload with its auth data
+// replaced by data, and every other byte as sent: what follows the
+// attributes too (MySQL 8's zstd level), which a parse and Append would
+// drop.
+func WithAuthData(payload, data []byte) ([]byte, error) {
+	r, err := ParseHandshakeResponse(payload)
+	if err != nil {
+		return nil, err
+	}
+	start := SSLRequestLen + len(r.User) + 1
+	old := appendAuthData(nil, r.Caps, r.AuthData)
+	if len(payload) < start+len(old) || !bytes.Equal(payload[start:start+len(old)], old) {
+		return nil, errors.New("mysqlwire: handshake response's auth data is not where it parsed")
+	}
+	out := appendAuthData(append([]byte(nil), payload[:start]...), r.Caps, data)
+	return append(out, payload[start+len(old):]...), nil
 }
 
 // ChangeUser is a COM_CHANGE_USER payload; which fields it has depends on

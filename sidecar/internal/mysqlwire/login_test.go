@@ -112,3 +112,42 @@ func TestNativeProof(t *testing.T) {
 		t.Fatal("empty password must answer nothing")
 	}
 }
+
+// WithAuthData changes the auth data alone: bytes after the attributes
+// (MySQL 8's zstd level) and a CONNECT_ATTRS flag with no attribute block
+// stay as sent, in every auth data framing.
+func TestWithAuthDataKeepsEveryOtherByte(t *testing.T) {
+	base := ClientProtocol41 | ClientSecureConnection | ClientPluginAuth | ClientConnectWithDB | ClientConnectAttrs
+	for _, tc := range []struct {
+		name    string
+		caps    uint32
+		tail    []byte // after the encoded fields
+		noAttrs bool
+	}{
+		{name: "zstd level after the attributes", caps: base | ClientPluginAuthLenencClientData | ClientZstdCompressionAlgorithm, tail: []byte{3}},
+		{name: "one-byte length", caps: base, tail: []byte{3}},
+		{name: "attributes flag without a block", caps: base | ClientPluginAuthLenencClientData, noAttrs: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := HandshakeResponse{Caps: tc.caps, MaxPacket: 1 << 24, Charset: 45, User: "app", AuthData: []byte{1},
+				Database: "orders", Plugin: "sha256_password", Attrs: []byte("\x04_pid\x03123")}
+			payload := append(r.Append(nil), tc.tail...)
+			if tc.noAttrs {
+				payload = payload[:len(payload)-len(r.Attrs)-1]
+			}
+			pw := []byte("s3cret\x00")
+			got, err := WithAuthData(payload, pw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.AuthData = pw
+			want := append(r.Append(nil), tc.tail...)
+			if tc.noAttrs {
+				want = want[:len(want)-len(r.Attrs)-1]
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("got  %x\nwant %x", got, want)
+			}
+		})
+	}
+}
