@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -31,16 +32,11 @@ func RunCodec(t *testing.T, f relay.CodecFunc) {
 // and keeps TCP open, as TLS allows, while the app reads slowly (the
 // relay's sends to it go partial): the app gets every byte, then EOF.
 func testCloseNotifyWithoutFIN(t *testing.T, f relay.CodecFunc) {
-	serverCfg, clientCfg := tlsConfigs(t)
 	app, client := smallBufferPair(t)
-	sealed, terminated := Pair(t)
-	transport := tlscodec.NewTransport(sealed)
-	tc := tls.Client(transport, clientCfg)
-	ts := tls.Server(terminated, serverCfg)
-	errc := make(chan error, 1)
-	go func() { errc <- ts.Handshake() }()
-	if err := errors.Join(tc.Handshake(), <-errc); err != nil {
-		t.Fatalf("TLS handshake: %v", err)
+	serverCfg, clientCfg := tlsConfigs(t)
+	sealed, codec, ts, err := tlsHop(t, serverCfg, clientCfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	payload := RandomBytes(t, 1<<20+1600) // not a multiple of a relay's buffer
 	go func() {
@@ -48,7 +44,7 @@ func testCloseNotifyWithoutFIN(t *testing.T, f relay.CodecFunc) {
 		_ = ts.CloseWrite() // close_notify; no FIN
 	}()
 	res := make(chan relay.Result, 1)
-	go func() { res <- f(context.Background(), client, sealed, tlscodec.New(tc, transport), 0) }()
+	go func() { res <- f(context.Background(), client, sealed, codec, 0) }()
 	time.Sleep(200 * time.Millisecond) // the relay fills the app's small buffers
 	_ = app.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got := make([]byte, 0, len(payload))
@@ -85,25 +81,33 @@ func testCloseNotifyWithoutFIN(t *testing.T, f relay.CodecFunc) {
 func viaTLS(t *testing.T, f relay.CodecFunc) relay.Func {
 	serverCfg, clientCfg := tlsConfigs(t)
 	return func(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) relay.Result {
-		sealed, terminated := Pair(t)
-		transport := tlscodec.NewTransport(sealed)
-		tc := tls.Client(transport, clientCfg)
-		ts := tls.Server(terminated, serverCfg)
-		errc := make(chan error, 1)
-		go func() { errc <- ts.Handshake() }()
-		if err := tc.Handshake(); err != nil {
-			t.Errorf("TLS handshake: %v", err)
+		sealed, codec, ts, err := tlsHop(t, serverCfg, clientCfg)
+		if err != nil {
+			t.Error(err) // not Fatal: the relay may run off the test's goroutine
 		}
-		if err := <-errc; err != nil {
-			t.Errorf("TLS handshake (server): %v", err)
-		}
-		go terminate(ts, terminated, upstream)
+		go terminate(ts, ts.NetConn().(*net.TCPConn), upstream)
 		if d := userTimeoutOf(upstream); d > 0 { // the TLS hop stands in for the upstream socket
 			setUserTimeout(t, sealed, d)
 			setUserTimeout(t, upstream, 0)
 		}
-		return f(ctx, client, sealed, tlscodec.New(tc, transport), idle)
+		return f(ctx, client, sealed, codec, idle)
 	}
+}
+
+// tlsHop is a TLS connection over a fresh socket pair, handshake done: the
+// client end (sealed) through a codec, as the sidecar holds it, and the
+// server end as the database's.
+func tlsHop(t testing.TB, serverCfg, clientCfg *tls.Config) (sealed *net.TCPConn, codec *tlscodec.Codec, ts *tls.Conn, err error) {
+	sealed, terminated := Pair(t)
+	transport := tlscodec.NewTransport(sealed)
+	tc := tls.Client(transport, clientCfg)
+	ts = tls.Server(terminated, serverCfg)
+	errc := make(chan error, 1)
+	go func() { errc <- ts.Handshake() }()
+	if err = errors.Join(tc.Handshake(), <-errc); err != nil {
+		err = fmt.Errorf("TLS handshake: %w", err) // the ends are still returned, to be closed
+	}
+	return sealed, tlscodec.New(tc, transport), ts, err
 }
 
 // terminate relays between the TLS server side and the plaintext upstream
