@@ -130,20 +130,13 @@ func TestMage(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Ctrl-C exits 130 saying so", func(t *testing.T) { testCtrlC(ctx, t, root, cache) })
 }
 
 // Ctrl-C while a target waits (here for an engine session that accepts
 // and never answers) exits 130 saying so, not 3 ("Dagger engine
 // unavailable") or 2, which would send the user to fix what was fine.
-func TestMageCtrlC(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("compiles the magefile")
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+func testCtrlC(ctx context.Context, t *testing.T, root, cache string) {
 	ln := testkit.Listen(t)
 	accepted := make(chan net.Conn, 8)
 	go func() {
@@ -160,11 +153,9 @@ func TestMageCtrlC(t *testing.T) {
 			(<-accepted).Close()
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // safety net
-	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "tool", "mage", "build")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "MAGEFILE_CACHE="+t.TempDir(), "LOCAL_IMAGE=none", "DAGGER_SESSION_TOKEN=x",
+	cmd.Env = append(os.Environ(), "MAGEFILE_CACHE="+cache, "LOCAL_IMAGE=none", "DAGGER_SESSION_TOKEN=x",
 		"DAGGER_SESSION_PORT="+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C signals the terminal's process group
 	var out testkit.LockedBuffer
@@ -182,7 +173,7 @@ func TestMageCtrlC(t *testing.T) {
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted || !strings.Contains(out.String(), "Error: interrupted (Ctrl-C): ") {
 		t.Fatalf("exit: %v, want code %d saying it was interrupted:\n%s", err, ExitInterrupted, out.String())
