@@ -362,7 +362,8 @@ func (l *loop) sync(ep *endpoint) {
 }
 
 func (l *loop) fail(ep *endpoint, call string, e syscall.Errno) {
-	l.finish(ep.p, ep.side, fmt.Errorf("%s %s: %w", call, ep.name, e))
+	reason, err := relay.Settle(ep.side, fmt.Errorf("%s %s: %w", call, ep.name, e), ep.p.toU.eof)
+	l.finish(ep.p, reason, err)
 }
 
 // finish closes both sockets (after removing them from epoll) and

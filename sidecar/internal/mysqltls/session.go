@@ -58,7 +58,10 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 	if server.iam != nil {
 		s.relayIAM(&wg, server.iam, toUpstream, toClient)
 	} else {
-		go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, func() error { return server.CloseWrite() })
+		go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, func() error {
+			s.clientDone.Store(true)
+			return server.CloseWrite()
+		})
 		go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
 	}
 	wg.Wait()
@@ -76,6 +79,7 @@ type session struct {
 	lastActive atomic.Int64
 
 	toUpstream, toClient atomic.Int64
+	clientDone           atomic.Bool // the client's EOF was passed on (relay.Settle)
 
 	mu     sync.Mutex
 	ended  bool
@@ -136,6 +140,7 @@ func (s *session) end(reason relay.Reason, err error) {
 		s.mu.Unlock()
 		return
 	}
+	reason, err = relay.Settle(reason, err, s.clientDone.Load())
 	s.ended, s.reason = true, reason
 	var r *Refusal
 	if reason == relay.ReasonClientError || reason == relay.ReasonUpstreamError || errors.As(err, &r) {

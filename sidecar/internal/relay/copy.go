@@ -60,6 +60,8 @@ type copyRun struct {
 	own                              Counters      // this run's bytes, live
 	sharedToUpstream, sharedToClient *atomic.Int64 // ctx's Counters; nil = none
 
+	clientDone atomic.Bool // the client's EOF was passed on (Settle)
+
 	mu         sync.Mutex
 	ended      bool
 	reason     Reason
@@ -106,6 +108,9 @@ func (r *copyRun) finish(dst, src *net.TCPConn, err error) {
 	switch {
 	case err == nil:
 		// src sent FIN: pass it on, keep the other direction running.
+		if src == r.client {
+			r.clientDone.Store(true)
+		}
 		if cerr := dst.CloseWrite(); cerr != nil && !r.isEnded() {
 			r.end(r.blame(dst, src, cerr, true), cerr)
 		}
@@ -203,6 +208,7 @@ func (r *copyRun) end(reason Reason, err error) {
 		r.mu.Unlock()
 		return
 	}
+	reason, err = Settle(reason, err, r.clientDone.Load())
 	r.ended, r.reason = true, reason
 	if reason == ReasonClientError || reason == ReasonUpstreamError {
 		r.err = err

@@ -7,8 +7,10 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -76,4 +78,16 @@ func WithCounters(ctx context.Context, c *Counters) context.Context {
 func CountersFrom(ctx context.Context) *Counters {
 	c, _ := ctx.Value(countersKey{}).(*Counters)
 	return c
+}
+
+// Settle is how a relay ends: after the client's EOF has been passed on
+// (the app is done), an upstream reset or broken pipe is ReasonDone. The
+// database closed first and reset what followed: MariaDB and MySQL close
+// on COM_QUIT, and a TLS close_notify arriving after that is answered with
+// a reset. Every pooled connection in TLS mode ends so.
+func Settle(reason Reason, err error, clientDone bool) (Reason, error) {
+	if reason == ReasonUpstreamError && clientDone && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		return ReasonDone, nil
+	}
+	return reason, err
 }
