@@ -48,6 +48,7 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 		{"ContextAlreadyDone", testContextAlreadyDone},
 		{"UpstreamResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, true) }},
 		{"ClientResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, false) }},
+		{"UpstreamResetAfterClientClosed", testResetAfterClientClosed},
 		{"ClientResetWhileUpstreamStreams", testResetWhileStreaming},
 		{"ManyConcurrent", testManyConcurrent},
 		{"StalledClientDoesNotSlowOthers", testStalledClient},
@@ -282,6 +283,27 @@ func testPeerReset(t *testing.T, f relay.Func, upstreamResets bool) {
 		toUp, toCl = toCl, toUp
 	}
 	checkResult(t, r.Wait(t), reason, toUp, toCl)
+}
+
+// The client sends its last bytes and closes its side (an app's COM_QUIT
+// and close); the upstream reads them, then resets, as a database that
+// closed on COM_QUIT answers a TLS close_notify: the app was done, so the
+// relay ends as ReasonDone (relay.Settle).
+func testResetAfterClientClosed(t *testing.T, f relay.Func) {
+	r := Start(t, f, 0)
+	quit := []byte{1, 0, 0, 0, 1} // COM_QUIT
+	if _, err := r.Client.Write(quit); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Client.CloseWrite()
+	_ = r.Upstream.SetReadDeadline(time.Now().Add(safety))
+	got, err := io.ReadAll(r.Upstream) // to the client's EOF
+	if err != nil || !bytes.Equal(got, quit) {
+		t.Fatalf("upstream read %q, %v; want %q then EOF", got, err, quit)
+	}
+	_ = r.Upstream.SetLinger(0) // close with RST
+	_ = r.Upstream.Close()
+	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(quit)), 0)
 }
 
 // The upstream streams; the client resets. The relay's failure is a write to
