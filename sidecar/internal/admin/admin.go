@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -143,6 +144,9 @@ func Check(ctx context.Context, addr string) error {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	resp, err := client.Do(req)
 	if err != nil {
+		if ue, ok := err.(*neturl.Error); ok {
+			err = ue.Err // it names the URL again
+		}
 		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_PORT?)", url, err)
 	}
 	defer resp.Body.Close()

@@ -413,8 +413,9 @@ func (p *parser) iam(c *Config) {
 	}
 	_, nameSet := p.get("TARGET_SERVER_NAME")
 	for _, f := range c.Forwards {
-		// verify-identity's own check (tls) has reported a missing name.
-		if c.TLS == TLSVerifyCA && !nameSet && c.ServerName(f) == "" {
+		// verify-identity's own check (tls) has reported a missing name;
+		// with TLS off (refused above) it is needed all the same.
+		if c.TLS != TLSVerifyIdentity && !nameSet && c.ServerName(f) == "" {
 			p.unset("TARGET_SERVER_NAME", fmt.Sprintf("%s; required with TARGET_AUTH=iam because the target host %s is an IP address: "+
 				"tokens are signed for the name the database knows itself by, never an IP", setting("TARGET_SERVER_NAME").Accepted, f.TargetHost))
 			break

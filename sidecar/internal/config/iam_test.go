@@ -39,6 +39,8 @@ func TestIAMRules(t *testing.T) {
 		{"bad auth", with("TARGET_AUTH", "token"), []string{`TARGET_AUTH="token"`, "passthrough or iam"}},
 		{"half keys", with("AWS_SECRET_ACCESS_KEY", ""), []string{"AWS_SECRET_ACCESS_KEY is not set"}},
 		{"IP target without a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", "verify-ca"), []string{"TARGET_SERVER_NAME is not set", "TARGET_AUTH=iam", "10.0.0.5"}},
+		// Both at once, not the name only once TLS is fixed.
+		{"IP target without TLS or a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", ""), []string{"TARGET_TLS", "TARGET_SERVER_NAME is not set", "10.0.0.5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse(env(tc.env))
