@@ -137,17 +137,8 @@ func TestMage(t *testing.T) {
 // and never answers) exits 130 saying so, not 3 ("Dagger engine
 // unavailable") or 2, which would send the user to fix what was fine.
 func testCtrlC(ctx context.Context, t *testing.T, root, cache string) {
-	ln := testkit.Listen(t)
 	accepted := make(chan net.Conn, 8)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c // held open, never answered
-		}
-	}()
+	ln := testkit.Serve(t, func(c net.Conn) { accepted <- c }) // held open, never answered
 	t.Cleanup(func() {
 		for len(accepted) > 0 {
 			(<-accepted).Close()

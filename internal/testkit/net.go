@@ -41,6 +41,23 @@ func Listen(t testing.TB) *net.TCPListener {
 	return ln
 }
 
+// Serve listens as Listen does and hands each connection it accepts to
+// handle, on a goroutine of its own, until the test ends.
+func Serve(t testing.TB, handle func(net.Conn)) *net.TCPListener {
+	t.Helper()
+	ln := Listen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln
+}
+
 // Pair dials ln and accepts: the two ends of one loopback TCP connection,
 // both closed when the test ends (closing them earlier is fine). Nothing
 // else may be accepting on ln meanwhile.

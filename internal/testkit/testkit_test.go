@@ -198,3 +198,36 @@ func TestStartFailsForAMissingProgram(t *testing.T) {
 		t.Errorf("Start of a missing program: %q, want a failure naming it", msg)
 	}
 }
+
+// Serve hands every connection to the handler, each on its own goroutine:
+// one that blocks does not hold up the next.
+func TestServe(t *testing.T) {
+	got := make(chan string, 2)
+	block := make(chan struct{})
+	defer close(block)
+	ln := Serve(t, func(c net.Conn) {
+		defer c.Close()
+		b := make([]byte, 1)
+		if _, err := c.Read(b); err == nil {
+			got <- string(b)
+		}
+		<-block
+	})
+	for _, msg := range []string{"a", "b"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a connection was not handled while another's handler blocked")
+		}
+	}
+}

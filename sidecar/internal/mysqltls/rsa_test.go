@@ -189,29 +189,20 @@ func sha2Accounts(password string) []*fakeAccount {
 func TestServerClosesAfterFastAuth(t *testing.T) {
 	ca := testkit.NewCA(t, "test CA")
 	cert := ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)
-	ln := testkit.Listen(t)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				_, _ = mysqlwire.WritePacket(c, 0, greetingFor(1, serverCaps, "caching_sha2_password"))
-				if _, err := mysqlwire.ReadPacket(c, 1<<20); err != nil {
-					return
-				}
-				ts := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
-				resp, err := mysqlwire.ReadPacket(ts, 1<<20)
-				if err != nil {
-					return
-				}
-				_, _ = mysqlwire.WritePacket(ts, resp.Seq+1, []byte{mysqlwire.MoreData, 0x03})
-				_ = ts.Close() // gone before the OK
-			}(c)
+	ln := testkit.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		_, _ = mysqlwire.WritePacket(c, 0, greetingFor(1, serverCaps, "caching_sha2_password"))
+		if _, err := mysqlwire.ReadPacket(c, 1<<20); err != nil {
+			return
 		}
-	}()
+		ts := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		resp, err := mysqlwire.ReadPacket(ts, 1<<20)
+		if err != nil {
+			return
+		}
+		_, _ = mysqlwire.WritePacket(ts, resp.Seq+1, []byte{mysqlwire.MoreData, 0x03})
+		_ = ts.Close() // gone before the OK
+	})
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
 	addr, _, _ := serveTLS(t, host, p, &mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName,

@@ -309,16 +309,7 @@ func TestLookupWaitersTakeANewerAnswer(t *testing.T) {
 // them) until the test ends.
 func acceptingPort(t *testing.T) int {
 	t.Helper()
-	ln := testkit.Listen(t)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
+	ln := testkit.Serve(t, func(c net.Conn) { _ = c.Close() })
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
