@@ -304,7 +304,7 @@ func (d *document) goBinary(in Input, bi *buildinfo.BuildInfo, binSum string) co
 	for _, m := range modules(bi) {
 		p := d.pkg(&spdx.Package{
 			PackageName: m.path, PackageSPDXIdentifier: elementID("GoModule", m.path+"-"+m.version), PackageVersion: m.version,
-			PrimaryPackagePurpose: "LIBRARY", PackageExternalReferences: purl("pkg:golang/" + m.path + "@" + m.version),
+			PrimaryPackagePurpose: "LIBRARY", PackageExternalReferences: purl(m.purl),
 			PackageComment: m.comment,
 		})
 		d.rel(binary, "DEPENDS_ON", p)
@@ -356,16 +356,26 @@ func (d *document) baseImages(bases []BaseImage, image, binary common.ElementID)
 	}
 }
 
-type debugModule struct{ path, version, comment string }
+type debugModule struct{ path, version, purl, comment string }
 
-// modules are the binary's dependency modules (replacements resolved),
-// sorted by path.
+// modules are the binary's dependency modules, sorted by path: for a
+// replaced one, what the binary holds (the replacement), as scanners must
+// match; a local directory has no version, and its purl none either.
 func modules(bi *buildinfo.BuildInfo) []*debugModule {
 	var out []*debugModule
 	for _, d := range bi.Deps {
 		m := &debugModule{path: d.Path, version: d.Version, comment: "go.sum " + d.Sum}
-		if d.Replace != nil {
-			m.comment = fmt.Sprintf("replaced by %s %s (go.sum %s)", d.Replace.Path, d.Replace.Version, d.Replace.Sum)
+		switch r := d.Replace; {
+		case r != nil && r.Version != "":
+			m.path, m.version = r.Path, r.Version
+			m.comment = fmt.Sprintf("replaces %s %s (go.sum %s)", d.Path, d.Version, r.Sum)
+		case r != nil:
+			m.version = "(devel)"
+			m.comment = fmt.Sprintf("%s %s replaced by the local directory %s", d.Path, d.Version, r.Path)
+		}
+		m.purl = "pkg:golang/" + m.path
+		if m.version != "(devel)" {
+			m.purl += "@" + m.version
 		}
 		out = append(out, m)
 	}
