@@ -293,8 +293,8 @@ func parseGoProxy(c *Config, val string) error {
 		switch {
 		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
 			return fmt.Errorf("%w (%q is not an http(s) URL, direct or off)", errAccepted, redact.Userinfo(el))
-		case u.User != nil:
-			return fmt.Errorf("%w (%s has credentials in it; build arguments are recorded in the image's provenance)", errAccepted, redact.Userinfo(el))
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			return fmt.Errorf("%w (%s has credentials, a query or a fragment in it; build arguments are recorded in the image's provenance)", errAccepted, redact.URL(el))
 		case isLoopback(u.Hostname()):
 			return fmt.Errorf("%w (%s is this machine's loopback, which the build container cannot reach; unset GOPROXY for the command, or name a proxy by an address the engine reaches)", errAccepted, el)
 		}
@@ -304,15 +304,23 @@ func parseGoProxy(c *Config, val string) error {
 }
 
 // shownGoProxy is a GOPROXY list fit to print: each proxy's credentials
-// masked, wherever in the list it stands.
+// and query (either may hold a token) masked, wherever in the list it
+// stands.
 func shownGoProxy(val string) string {
+	shown := func(el string) string {
+		el = redact.Userinfo(el)
+		if i := strings.IndexAny(el, "?#"); i >= 0 {
+			el = el[:i+1] + "xxxxx"
+		}
+		return el
+	}
 	var b strings.Builder
 	for {
 		i := strings.IndexAny(val, ",|")
 		if i < 0 {
-			return b.String() + redact.Userinfo(val)
+			return b.String() + shown(val)
 		}
-		b.WriteString(redact.Userinfo(val[:i]) + val[i:i+1])
+		b.WriteString(shown(val[:i]) + val[i:i+1])
 		val = val[i+1:]
 	}
 }

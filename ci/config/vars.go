@@ -81,7 +81,7 @@ func pipelineVars() []Var {
 		{Name: "RUNTIME_IMAGE", Shown: redact.Userinfo, Default: DefaultRuntimeImage + ", the Dockerfile's default", NoValue: true, Parse: image(func(c *Config) *string { return &c.RuntimeImage }), Accepted: acceptImage,
 			Help: "Runtime base image (`alpine:3.22` for Docker Hub, or a mirror)."},
 		{Name: "GOPROXY", Shown: shownGoProxy, Default: DefaultGoProxy + ", the Dockerfile's default", NoValue: true, Parse: parseGoProxy,
-			Accepted: "want Go's GOPROXY list: http(s):// URLs without credentials, direct or off, separated by , or | (not file:// or a loopback address, which the build container cannot reach)",
+			Accepted: "want Go's GOPROXY list: http(s):// URLs without credentials or a query, direct or off, separated by , or | (not file:// or a loopback address, which the build container cannot reach)",
 			Help:     "Go module proxy for the image's `go build`, which runs in the engine: a company mirror where `proxy.golang.org` is blocked. This machine's `GOPROXY` is passed on; unset it for the command if the engine cannot reach that proxy."},
 		{Name: "MYSQL_IMAGE", Shown: redact.Userinfo, Default: DefaultMySQLImage, Parse: image(func(c *Config) *string { return &c.MySQLImage }), Accepted: acceptImage,
 			Help: "Database and client image for the smoke test (`mysql:8.4` for Docker Hub). MariaDB images (`mariadb:11`) work too."},

@@ -197,7 +197,9 @@ func TestParseGoProxy(t *testing.T) {
 		{val: "http://athens.build.internal:3000"},
 		{val: "file:///srv/mods", refused: `"file:///srv/mods" is not an http(s) URL, direct or off`},
 		{val: "goproxy.corp.example", refused: `"goproxy.corp.example" is not an http(s) URL`},
-		{val: "https://user:s3cret@goproxy.corp.example", refused: "has credentials in it"},
+		{val: "https://user:s3cret@goproxy.corp.example", refused: "has credentials, a query or a fragment in it"},
+		{val: "https://goproxy.corp.example/?token=s3cret", refused: "a query"},
+		{val: "https://proxy.golang.org,https://goproxy.corp.example/mods#s3cret", refused: "a fragment"},
 		{val: "http://localhost:3000", refused: "loopback, which the build container cannot reach"},
 		{val: "https://proxy.golang.org,http://127.0.0.1:8081", refused: "loopback"},
 		{val: "http://[::1]:3000", refused: "loopback"},
@@ -226,6 +228,7 @@ func TestLoadHidesGoProxyCredentials(t *testing.T) {
 		"https://proxy.golang.org,https://ci:s3cret@goproxy.corp.example/mods",
 		"direct|https://ci:s3cret@goproxy.corp.example/",
 		"https://proxy.golang.org,https://ci:s3cr%zzet@goproxy.corp.example", // url.Parse fails
+		"https://goproxy.corp.example/?token=s3cret",                         // a query reaches the provenance too
 	} {
 		_, err := Load(t.TempDir(), func(name string) (string, bool) {
 			if name == "GOPROXY" {
@@ -246,7 +249,8 @@ func TestShownGoProxy(t *testing.T) {
 		"direct":                   "direct",
 		"https://a.example,direct": "https://a.example,direct",
 		"https://u:p@a.example/x|https://b.example,https://t@c.example": "https://xxxxx@a.example/x|https://b.example,https://xxxxx@c.example",
-		"off,": "off,",
+		"off,":                              "off,",
+		"https://a.example/?token=t|direct": "https://a.example/?xxxxx|direct",
 	} {
 		if got := shownGoProxy(val); got != want {
 			t.Errorf("shownGoProxy(%q) = %q, want %q", val, got, want)
