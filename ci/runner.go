@@ -291,7 +291,13 @@ func (r *Runner) source(ctx context.Context) source {
 		r.step("note: no git metadata (%v); image labels use the Dockerfile defaults", err)
 		return source{}
 	}
-	return sourceOf(ref)
+	src := sourceOf(ref)
+	if len(ref.Untracked) > 0 && !ref.Dirty {
+		// A local build takes the worktree as it is, untracked files
+		// too (push leaves them out): not the commit alone.
+		src.revision += "-dirty"
+	}
+	return src
 }
 
 func sourceOf(ref gitref.Ref) source {
