@@ -17,11 +17,22 @@ import (
 const (
 	binaryPath = "/usr/local/bin/sidecar"
 	apkDBPath  = "/lib/apk/db/installed"
+	// On a usr-merged base (Wolfi, Chainguard) /lib is a symbolic link to
+	// usr/lib, which imagefiles does not follow.
+	apkDBUsrPath = "/usr/lib/apk/db/installed"
 	// os-release(5): /etc/os-release, else /usr/lib/os-release (where the
 	// /etc one is a symbolic link to it, which imagefiles does not follow).
 	osReleasePath    = "/etc/os-release"
 	osReleaseLibPath = "/usr/lib/os-release"
 )
+
+// apkDB is the image's apk database, nil when it has none.
+func apkDB(files map[string][]byte) []byte {
+	if b, ok := files[apkDBPath]; ok {
+		return b
+	}
+	return files[apkDBUsrPath]
+}
 
 // osRelease is the image's os-release file, nil when it has none.
 func osRelease(files map[string][]byte) []byte {
@@ -34,7 +45,9 @@ func osRelease(files map[string][]byte) []byte {
 // scanLimit bounds one govulncheck run (seconds with a reachable database).
 const scanLimit = 5 * time.Minute
 
-func imagePaths() []string { return []string{binaryPath, apkDBPath, osReleasePath, osReleaseLibPath} }
+func imagePaths() []string {
+	return []string{binaryPath, apkDBPath, apkDBUsrPath, osReleasePath, osReleaseLibPath}
+}
 
 // probeVulnDB checks GOVULNDB answers before anything is built, so an
 // unreachable database fails in seconds.
