@@ -3,6 +3,7 @@ package sbom
 import (
 	"debug/buildinfo"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/spdx/tools-golang/spdx"
@@ -39,5 +40,36 @@ func TestReplacedModulesAreListedAsBuilt(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("not listed: %v", want)
+	}
+}
+
+// Module paths that elementID maps to one id still get an id each, and
+// the binary's DEPENDS_ON names each of them.
+func TestModuleIDsAreUnique(t *testing.T) {
+	bi := &buildinfo.BuildInfo{
+		GoVersion: "go1.26.8", Path: "github.com/example/sidecar/sidecar",
+		Main: debug.Module{Path: "github.com/example/sidecar", Version: "(devel)"},
+		Deps: []*debug.Module{
+			{Path: "github.com/foo/bar-baz", Version: "v1.0.0"},
+			{Path: "github.com/foo-bar/baz", Version: "v1.0.0"},
+		},
+	}
+	d := &document{&spdx.Document{}}
+	d.goBinary(Input{Version: "dev"}, bi, "00")
+	ids := map[string]string{}
+	for _, p := range d.Packages {
+		if other, dup := ids[string(p.PackageSPDXIdentifier)]; dup {
+			t.Errorf("%s and %s share the SPDX id %s", other, p.PackageName, p.PackageSPDXIdentifier)
+		}
+		ids[string(p.PackageSPDXIdentifier)] = p.PackageName
+	}
+	depends := 0
+	for _, r := range d.Relationships {
+		if r.Relationship == "DEPENDS_ON" && ids[string(r.RefB.ElementRefID)] != "" && strings.HasPrefix(ids[string(r.RefB.ElementRefID)], "github.com/foo") {
+			depends++
+		}
+	}
+	if depends != 2 {
+		t.Errorf("%d DEPENDS_ON relationships name the two modules, want 2", depends)
 	}
 }

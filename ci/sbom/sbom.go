@@ -232,8 +232,23 @@ func (d *document) pkg(p *spdx.Package) common.ElementID {
 		p.PackageCopyrightText = noAssertion
 	}
 	p.IsFilesAnalyzedTagPresent = true
+	// elementID maps / and - alike (github.com/a/b-c, github.com/a-b/c):
+	// a later package whose id is taken gets a suffix, in a stable order.
+	base := p.PackageSPDXIdentifier
+	for n := 2; d.hasID(p.PackageSPDXIdentifier); n++ {
+		p.PackageSPDXIdentifier = common.ElementID(fmt.Sprintf("%s-%d", base, n))
+	}
 	d.Packages = append(d.Packages, p)
 	return p.PackageSPDXIdentifier
+}
+
+func (d *document) hasID(id common.ElementID) bool {
+	for _, q := range d.Packages {
+		if q.PackageSPDXIdentifier == id {
+			return true
+		}
+	}
+	return false
 }
 
 func purl(locator string) []*spdx.PackageExternalReference {
