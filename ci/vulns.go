@@ -57,7 +57,8 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 	}
 	db := vulncheck.Redact(r.Config.VulnDB) // a mirror's password is never printed
 	r.step("push: checking the Go vulnerability database GOVULNDB=%s", db)
-	if err := vulncheck.Probe(ctx, r.Config.VulnDB); err != nil {
+	modified, err := vulncheck.Probe(ctx, r.Config.VulnDB)
+	if err != nil {
 		if strings.HasPrefix(r.Config.VulnDB, "file:") {
 			// A local copy that is not there is the setting's fault, not
 			// the network's: exit 2, like any other bad value.
@@ -66,6 +67,13 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 		}
 		return fmt.Errorf("GOVULNDB=%s: the Go vulnerability database is not usable (nothing was built or pushed): %w; "+
 			"point GOVULNDB at a reachable mirror or a file:// copy, or set VULN_CHECK=false to skip the check", db, err)
+	}
+	if !modified.IsZero() {
+		days := int(time.Since(modified).Hours() / 24)
+		r.step("push: the vulnerability database was last modified %s (%d days ago)", modified.UTC().Format(time.DateOnly), days)
+		if time.Since(modified) > vulncheck.StaleAfter {
+			r.step("push: note: the vulnerability database is %d days old: vulnerabilities published since are not checked; refresh GOVULNDB's copy or mirror", days)
+		}
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func TestCredentialsNeverInErrors(t *testing.T) {
 	ctx := context.Background()
 	// A token given as the user name, with no password, is masked too.
 	lone := strings.Replace(srv.URL, "http://", "http://"+pw+"@", 1)
-	if err := Probe(ctx, lone); err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "xxxxx@") {
+	if _, err := Probe(ctx, lone); err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "xxxxx@") {
 		t.Errorf("Probe with a token as the user name: %v", err)
 	}
 	db := strings.Replace(srv.URL, "http://", "http://user:"+pw+"@", 1)
@@ -34,7 +34,7 @@ func TestCredentialsNeverInErrors(t *testing.T) {
 			t.Errorf("%s error shows the password: %v", what, err)
 		}
 	}
-	err := Probe(ctx, db)
+	_, err := Probe(ctx, db)
 	check("Probe", err)
 	if !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "user:xxxxx@") {
 		t.Errorf("Probe error does not say what failed: %v", err)

@@ -3,7 +3,7 @@
 //
 // Typical use, before anything is pushed:
 //
-//	if err := vulncheck.Probe(ctx, db); err != nil { ... } // seconds, not a hang
+//	if _, err := vulncheck.Probe(ctx, db); err != nil { ... } // seconds, not a hang
 //	findings, err := vulncheck.Scan(ctx, db, "/tmp/sidecar-amd64")
 //	vulncheck.Table(os.Stderr, findings)
 //	if vulncheck.Affected(findings) { ... } // stop the release
@@ -162,39 +162,56 @@ func loneUser(u *url.URL) string {
 	return u.User.Username()
 }
 
+// StaleAfter is the age past which a database is reported as old: the
+// public one changes daily, so a copy this old misses what was published
+// since.
+const StaleAfter = 7 * 24 * time.Hour
+
 // Probe checks that db answers as a v1 vulnerability database, within
 // ProbeTimeout for a remote one, so an unreachable database fails fast
-// instead of stalling the scan.
-func Probe(ctx context.Context, db string) error {
+// instead of stalling the scan. It returns when the database was last
+// modified (index/db.json), zero when it does not say.
+func Probe(ctx context.Context, db string) (time.Time, error) {
 	if err := ValidDB(db); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	u, _ := url.Parse(db)
 	if u.Scheme == "file" {
 		dir := filepath.FromSlash(u.Path)
 		if _, err := os.Stat(filepath.Join(dir, "index", "modules.json")); err != nil {
-			return fmt.Errorf("not a vulnerability database directory (want index/modules.json in %s): %w", dir, err)
+			return time.Time{}, fmt.Errorf("not a vulnerability database directory (want index/modules.json in %s): %w", dir, err)
 		}
-		return nil
+		b, _ := os.ReadFile(filepath.Join(dir, "index", "db.json"))
+		return modifiedOf(b), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(db, "/")+"/index/db.json", nil)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		// net/http strips the password from its *url.Error; scrub anyway.
-		return fmt.Errorf("unreachable: %s", scrub(err.Error(), db))
+		return time.Time{}, fmt.Errorf("unreachable: %s", scrub(err.Error(), db))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		// Redact, not URL.Redacted: a token given as the user name is
 		// a secret too.
-		return fmt.Errorf("GET %s/index/db.json: %s", strings.TrimRight(Redact(db), "/"), resp.Status)
+		return time.Time{}, fmt.Errorf("GET %s/index/db.json: %s", strings.TrimRight(Redact(db), "/"), resp.Status)
 	}
-	return nil
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	return modifiedOf(b), nil
+}
+
+// modifiedOf reads index/db.json's modified time; zero if it has none.
+func modifiedOf(dbJSON []byte) time.Time {
+	var v struct {
+		Modified time.Time `json:"modified"`
+	}
+	_ = json.Unmarshal(dbJSON, &v)
+	return v.Modified
 }
 
 // message is the part of govulncheck's -format json stream used here

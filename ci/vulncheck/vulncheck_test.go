@@ -77,8 +77,8 @@ func TestScanFindsStdlibVulnerabilityInTheSidecar(t *testing.T) {
 				}
 			}
 			db := vulndbtest.Write(t, tc.entries...)
-			if err := Probe(ctx, db); err != nil {
-				t.Fatalf("Probe: %v", err)
+			if modified, err := Probe(ctx, db); err != nil || !modified.Equal(vulndbtest.Modified()) {
+				t.Fatalf("Probe: %v, modified %v; want %v", err, modified, vulndbtest.Modified())
 			}
 			fs, err := Scan(ctx, db, bin)
 			if err != nil {
@@ -163,7 +163,7 @@ func TestProbeFailsFast(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	if err := Probe(ctx, "http://"+l.Addr().String()); err == nil {
+	if _, err := Probe(ctx, "http://"+l.Addr().String()); err == nil {
 		t.Fatal("Probe of a silent server passed")
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -174,7 +174,7 @@ func TestProbeFailsFast(t *testing.T) {
 			t.Errorf("ValidDB(%q) passed", bad)
 		}
 	}
-	if err := Probe(context.Background(), "file:///nonexistent"); err == nil || !strings.Contains(err.Error(), "index/modules.json") {
+	if _, err := Probe(context.Background(), "file:///nonexistent"); err == nil || !strings.Contains(err.Error(), "index/modules.json") {
 		t.Errorf("Probe of a missing directory: %v", err)
 	}
 }

@@ -42,12 +42,16 @@ func StdlibNow(id, pkg string, symbols ...string) Entry {
 	return Entry{ID: id, Module: "stdlib", Package: pkg, Symbols: symbols, Fixed: fixed}
 }
 
+// Modified is the time every database Write makes says it was last
+// modified (index/db.json), its entries too.
+func Modified() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+
 // Write creates a database with entries in a new temporary directory and
 // returns its file:// URL. No entries: an empty (but valid) database.
 func Write(t testing.TB, entries ...Entry) string {
 	t.Helper()
 	dir := t.TempDir()
-	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Format(time.RFC3339)
+	mod := Modified().Format(time.RFC3339)
 	type vulnRef struct {
 		ID       string `json:"id"`
 		Modified string `json:"modified"`
