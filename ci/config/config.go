@@ -307,20 +307,13 @@ func parseGoProxy(c *Config, val string) error {
 // and query (either may hold a token) masked, wherever in the list it
 // stands.
 func shownGoProxy(val string) string {
-	shown := func(el string) string {
-		el = redact.Userinfo(el)
-		if i := strings.IndexAny(el, "?#"); i >= 0 {
-			el = el[:i+1] + "xxxxx"
-		}
-		return el
-	}
 	var b strings.Builder
 	for {
 		i := strings.IndexAny(val, ",|")
 		if i < 0 {
-			return b.String() + shown(val)
+			return b.String() + redact.Query(val)
 		}
-		b.WriteString(shown(val[:i]) + val[i:i+1])
+		b.WriteString(redact.Query(val[:i]) + val[i:i+1])
 		val = val[i+1:]
 	}
 }

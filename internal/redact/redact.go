@@ -26,6 +26,17 @@ func Userinfo(addr string) string {
 	return prefix + "xxxxx" + rest[at:] + digest
 }
 
+// Query is Userinfo with a query or fragment masked too (either may carry
+// a token): for messages, which keep the address's shape, where URL drops
+// the parts.
+func Query(addr string) string {
+	shown := Userinfo(addr)
+	if i := strings.IndexAny(shown, "?#"); i >= 0 {
+		shown = shown[:i+1] + "xxxxx"
+	}
+	return shown
+}
+
 // URL returns a URL fit to publish (a provenance, an image label): the
 // user info dropped, not masked, and a query or fragment too, since
 // either may carry a token. A value without a scheme (a git scp-like

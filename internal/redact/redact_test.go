@@ -19,6 +19,20 @@ func TestUserinfo(t *testing.T) {
 	}
 }
 
+// An address as a message shows it: credentials, query and fragment masked.
+func TestQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:1/creds?token=s3cret": "http://127.0.0.1:1/creds?xxxxx",
+		"https://u:p@proxy.example/mods#s3cret": "https://xxxxx@proxy.example/mods#xxxxx",
+		"https://proxy.example/mods":            "https://proxy.example/mods",
+		"/v2/credentials/id?x=1":                "/v2/credentials/id?xxxxx",
+	} {
+		if got := Query(in); got != want {
+			t.Errorf("Query(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // A remote URL as the provenance and the source label publish it.
 func TestURL(t *testing.T) {
 	for in, want := range map[string]string{

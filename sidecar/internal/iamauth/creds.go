@@ -99,7 +99,7 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 	case getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
 		rel := getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
 		if !strings.HasPrefix(rel, "/") {
-			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: shownURI(rel), Accepted: "a path starting with / (ECS sets it)"}
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: redact.Query(rel), Accepted: "a path starting with / (ECS sets it)"}
 		}
 		endpoint = ecsCredentialsHost + rel
 		p = endpointcreds.New(endpoint, containerAuth(getenv, client))
@@ -107,7 +107,7 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 	case getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
 		full := getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
 		if err := checkFullURI(full); err != nil {
-			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: shownURI(full), Accepted: err.Error()}
+			return Source{}, &EnvError{Variable: "AWS_CONTAINER_CREDENTIALS_FULL_URI", Value: redact.Query(full), Accepted: err.Error()}
 		}
 		endpoint = full
 		p = endpointcreds.New(full, containerAuth(getenv, client))
@@ -124,16 +124,6 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 		src.endpoint, _ = url.Parse(endpoint) // checked above
 	}
 	return src, nil
-}
-
-// shownURI is a credentials endpoint's URI fit for an error message: a
-// query or fragment may carry a token, as user info may.
-func shownURI(uri string) string {
-	shown := redact.Userinfo(uri)
-	if i := strings.IndexAny(shown, "?#"); i >= 0 {
-		shown = shown[:i+1] + "xxxxx"
-	}
-	return shown
 }
 
 // EnvError is a credential variable that cannot work. Value is empty for
