@@ -69,9 +69,10 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 			"point GOVULNDB at a reachable mirror or a file:// copy, or set VULN_CHECK=false to skip the check", db, err)
 	}
 	if !modified.IsZero() {
-		days := int(time.Since(modified).Hours() / 24)
+		age := time.Since(modified)
+		days := int(age.Hours() / 24)
 		r.step("push: the vulnerability database was last modified %s (%d days ago)", modified.UTC().Format(time.DateOnly), days)
-		if time.Since(modified) > vulncheck.StaleAfter {
+		if age > vulncheck.StaleAfter {
 			r.step("push: note: the vulnerability database is %d days old: vulnerabilities published since are not checked; refresh GOVULNDB's copy or mirror", days)
 		}
 	}

@@ -138,7 +138,7 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 
 // fill signs the token of entry e, for as long as SignTimeout.
 func (t *Tokens) fill(ctx context.Context, k tokenKey, e *entry) {
-	ctx, cancel := context.WithTimeout(ctx, cmp.Or(t.SignTimeout, DefaultSignTimeout))
+	ctx, cancel := context.WithTimeout(ctx, t.signTimeout())
 	defer cancel()
 	e.token, e.refresh, e.err = t.sign(ctx, k.endpoint, k.user)
 	if e.err == nil {
@@ -154,6 +154,8 @@ func (t *Tokens) fill(ctx context.Context, k tokenKey, e *entry) {
 	}
 }
 
+func (t *Tokens) signTimeout() time.Duration { return cmp.Or(t.SignTimeout, DefaultSignTimeout) }
+
 // gaveUp is the error of a login whose ctx ended while its token was
 // being signed: counted when its time ran out, not when its app left.
 func (t *Tokens) gaveUp(ctx context.Context) error {
@@ -168,7 +170,7 @@ func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.
 	signedAt := t.now()
 	creds, err := t.credentials(ctx)
 	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("no answer within %s: %w", cmp.Or(t.SignTimeout, DefaultSignTimeout), err)
+		err = fmt.Errorf("no answer within %s: %w", t.signTimeout(), err)
 	}
 	if err != nil {
 		return "", time.Time{}, t.fail(t.credentialReason(err), fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err))

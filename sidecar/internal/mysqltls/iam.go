@@ -287,10 +287,7 @@ func (f *frames) flush(s *session) error {
 // from 255.
 func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
-	f := newFrames(s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, func() error {
-		s.clientDone.Store(true)
-		return s.server.CloseWrite()
-	}, &s.toUpstream, live)
+	f := newFrames(s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded, &s.toUpstream, live)
 	var hdr [frameHeader]byte
 	midPacket, prevSeq, started := false, byte(0), false
 	for {

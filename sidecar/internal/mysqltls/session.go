@@ -58,10 +58,7 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 	if server.iam != nil {
 		s.relayIAM(&wg, server.iam, toUpstream, toClient)
 	} else {
-		go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, func() error {
-			s.clientDone.Store(true)
-			return server.CloseWrite()
-		})
+		go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded)
 		go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
 	}
 	wg.Wait()
@@ -130,6 +127,14 @@ func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, t
 			return
 		}
 	}
+}
+
+// clientEnded passes the client's EOF on to the server (close_notify and
+// FIN), after which a reset from the server ends the session as done
+// (relay.Settle).
+func (s *session) clientEnded() error {
+	s.clientDone.Store(true)
+	return s.server.CloseWrite()
 }
 
 // end records the first reason and closes both sides, which unblocks the
