@@ -229,6 +229,7 @@ func TestLoadHidesGoProxyCredentials(t *testing.T) {
 		"direct|https://ci:s3cret@goproxy.corp.example/",
 		"https://proxy.golang.org,https://ci:s3cr%zzet@goproxy.corp.example", // url.Parse fails
 		"https://goproxy.corp.example/?token=s3cret",                         // a query reaches the provenance too
+		"https://ci:s3cr/et@goproxy.corp.example/mods",                       // a / in the password (base64)
 	} {
 		_, err := Load(t.TempDir(), func(name string) (string, bool) {
 			if name == "GOPROXY" {

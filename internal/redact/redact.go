@@ -8,8 +8,8 @@ import "strings"
 // Userinfo returns an address fit to print: credentials before the host
 // (scheme://user:password@host/…, user:password@registry/image, or a
 // token as the user name) replaced by xxxxx. With a scheme, only the part
-// before the first / can hold them; an image digest (@sha256:) is kept.
-// A malformed value is masked up to its last @, to be safe.
+// before the first / can hold them (but see userinfoEnd); an image digest
+// (@sha256:) is kept.
 func Userinfo(addr string) string {
 	body, digest := addr, ""
 	if i := strings.LastIndex(addr, "@sha256:"); i >= 0 {
@@ -59,11 +59,23 @@ func URL(u string) string {
 // userinfoEnd is the index of the @ that ends the credentials in what
 // follows an address's scheme (the host's last @: a password may hold
 // one), or -1. With a scheme only the part before the first / can hold
-// them.
+// them, unless that part holds a : or an @ and an @ follows the /: a
+// password with a / in it (base64 has them) cuts the host short, and
+// masking a path is better than printing a password.
 func userinfoEnd(rest string, scheme bool) int {
-	host := rest
-	if i := strings.IndexByte(rest, '/'); i >= 0 && scheme {
-		host = rest[:i]
+	if !scheme {
+		return strings.LastIndexByte(rest, '@')
+	}
+	if q := strings.IndexAny(rest, "?#"); q >= 0 {
+		rest = rest[:q]
+	}
+	slash := strings.IndexByte(rest, '/')
+	if slash < 0 {
+		return strings.LastIndexByte(rest, '@')
+	}
+	host := rest[:slash]
+	if at := strings.LastIndexByte(rest, '@'); at > slash && strings.ContainsAny(host, ":@") {
+		return at
 	}
 	return strings.LastIndexByte(host, '@')
 }

@@ -10,7 +10,11 @@ func TestUserinfo(t *testing.T) {
 		"registry.example.com/golang@sha256:abcd":    "registry.example.com/golang@sha256:abcd",
 		"unix:///run/dagger/engine.sock":             "unix:///run/dagger/engine.sock",
 		"docker-container://dagger-engine":           "docker-container://dagger-engine",
-		"tcp://u:p@w@host:1/path@x":                  "tcp://xxxxx@host:1/path@x",
+		"tcp://u:p@w@host:1/path@x":                  "tcp://xxxxx@x", // p@w/path may be the password
+		"https://ci:s3cr/et@goproxy.corp.example":    "https://xxxxx@goproxy.corp.example",
+		"https://ci:2024/s3cret@proxy.example/mods":  "https://xxxxx@proxy.example/mods",
+		"https://proxy.example/mods@v/list":          "https://proxy.example/mods@v/list",
+		"http://127.0.0.1:1/creds?who=a@b":           "http://127.0.0.1:1/creds?who=a@b",
 		"public.ecr.aws/docker/library/mysql:8.4":    "public.ecr.aws/docker/library/mysql:8.4",
 	} {
 		if got := Userinfo(in); got != want {
@@ -44,6 +48,7 @@ func TestURL(t *testing.T) {
 		"https://user:p@ss@github.com/example/sidecar.git":                 "https://github.com/example/sidecar.git",
 		"https://github.com/example/sidecar.git?access_token=ghs_secret":   "https://github.com/example/sidecar.git",
 		"https://github.com/example/sidecar.git#ghs_secret":                "https://github.com/example/sidecar.git",
+		"https://ci:ghs/secret@github.com/example/sidecar.git":             "https://github.com/example/sidecar.git",
 	} {
 		if got := URL(in); got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)
