@@ -206,6 +206,32 @@ cur = c.cursor(); cur.execute("SELECT CURRENT_USER(), DATABASE()"); print("%s %s
 			t.Fatal("the server was asked to check a token for a user not in IAM_USERS")
 		}
 	})
+	t.Run("unknown database: the server's error, not a refused token", func(t *testing.T) {
+		refusals := fmt.Sprintf(`sidecar_tls_refusals_total{listen_port="%s",target="%s:%s",reason="iam"}`, env["LISTEN_PORT"], env["TARGET_HOST"], env["TARGET_PORT"])
+		refusedBefore, serverRefused := metric(t, env, refusals), metric(t, env, `sidecar_iam_failures_total{reason="server_refused"}`)
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Net, cfg.Addr, cfg.DBName = testiam.User, "tcp", via, "no_such_db"
+		conn, err := mysql.NewConnector(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(conn)
+		defer db.Close()
+		err = db.PingContext(ctx)
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1049 && me.Number != 1044 || strings.Contains(me.Message, "sidecar") {
+			t.Fatalf("got %v, want the server's 1049 or 1044 about the database", err)
+		}
+		if n := metric(t, env, `sidecar_iam_failures_total{reason="server_refused"}`); n != serverRefused {
+			t.Errorf("server_refused went from %v to %v: an unknown database is not a refused token", serverRefused, n)
+		}
+		if n := metric(t, env, refusals); n != refusedBefore {
+			t.Errorf("%s went from %v to %v; the sidecar refused nothing", refusals, refusedBefore, n)
+		}
+		if strings.Contains(logs.String(), "no_such_db") || strings.Contains(logs.String(), "Unknown database") {
+			t.Errorf("logged as a refused login:\n%s", logs)
+		}
+	})
 	t.Run("user not set up for IAM", func(t *testing.T) {
 		err := iamDB(t, via, testiam.NativeUser, "").PingContext(ctx)
 		if err == nil || !strings.Contains(err.Error(), "not set up for IAM") || !strings.Contains(err.Error(), "AWSAuthenticationPlugin") {

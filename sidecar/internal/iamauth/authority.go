@@ -3,6 +3,7 @@ package iamauth
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -47,6 +48,9 @@ func (a *Authority) Password(ctx context.Context, user string, proof, scramble [
 		reason := ReasonSigning
 		if f != nil {
 			reason = f.Reason
+		}
+		if !errors.Is(err, context.Canceled) { // its app left: not a failure
+			a.Tokens.count(reason)
 		}
 		return nil, &Failure{Reason: reason, Err: fmt.Errorf("sidecar: cannot log in %q with IAM: %w", user, err)}
 	}

@@ -32,14 +32,15 @@ func (p slowProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
 // waiting for the same token still get it.
 func TestSigningOutlivesTheLoginThatBeganIt(t *testing.T) {
 	tk := &Tokens{Source: Source{Provider: aws.NewCredentialsCache(slowProvider{300 * time.Millisecond}), Name: "test"}, Region: "us-east-1"}
+	a := &Authority{Tokens: tk, Endpoint: "db:3306"}
 	first, leave := context.WithCancel(context.Background())
 	began := make(chan error, 1)
-	go func() { _, err := tk.Token(first, "db:3306", "app"); began <- err }()
+	go func() { _, err := a.Password(first, "app", nil, nil); began <- err }()
 	time.Sleep(20 * time.Millisecond) // the first login owns the signing
 	var wg sync.WaitGroup
 	errs := make([]error, 5)
 	for i := range errs {
-		wg.Go(func() { _, errs[i] = tk.Token(context.Background(), "db:3306", "app") })
+		wg.Go(func() { _, errs[i] = a.Password(context.Background(), "app", nil, nil) })
 	}
 	time.Sleep(20 * time.Millisecond)
 	leave()
@@ -61,9 +62,10 @@ func TestSigningOutlivesTheLoginThatBeganIt(t *testing.T) {
 // and counted; the credentials arriving later still serve the next one.
 func TestLoginTimeBoundsTheWaitForCredentials(t *testing.T) {
 	tk := &Tokens{Source: Source{Provider: aws.NewCredentialsCache(slowProvider{time.Second}), Name: "slow source"}, Region: "us-east-1"}
+	a := &Authority{Tokens: tk, Endpoint: "db:3306"}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := tk.Token(ctx, "db:3306", "app")
+	_, err := a.Password(ctx, "app", nil, nil)
 	var f *Failure
 	if !errors.As(err, &f) || f.Reason != ReasonUnreachable || !strings.Contains(err.Error(), "slow source") {
 		t.Fatalf("got %v, want an endpoint_unreachable failure naming the source", err)

@@ -157,13 +157,11 @@ func (t *Tokens) fill(ctx context.Context, k tokenKey, e *entry) {
 func (t *Tokens) signTimeout() time.Duration { return cmp.Or(t.SignTimeout, DefaultSignTimeout) }
 
 // gaveUp is the error of a login whose ctx ended while its token was
-// being signed: counted when its time ran out, not when its app left.
+// being signed. It wraps ctx's error: Authority counts the login when its
+// time ran out, not when its app left.
 func (t *Tokens) gaveUp(ctx context.Context) error {
-	err := fmt.Errorf("get AWS credentials from %s: no answer before the login's time ran out: %w", t.Source.Name, ctx.Err())
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return t.fail(ReasonUnreachable, err)
-	}
-	return &Failure{Reason: ReasonUnreachable, Err: err}
+	return &Failure{Reason: ReasonUnreachable, Err: fmt.Errorf(
+		"get AWS credentials from %s: no answer before the login's time ran out: %w", t.Source.Name, ctx.Err())}
 }
 
 func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.Time, error) {
@@ -173,13 +171,13 @@ func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.
 		err = fmt.Errorf("no answer within %s: %w", t.signTimeout(), err)
 	}
 	if err != nil {
-		return "", time.Time{}, t.fail(t.credentialReason(err), fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err))
+		return "", time.Time{}, &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
 	}
 	t.markReady()
 	static := credentials.StaticCredentialsProvider{Value: creds}
 	token, err := auth.BuildAuthToken(ctx, endpoint, t.Region, user, static)
 	if err != nil {
-		return "", time.Time{}, t.fail(ReasonSigning, fmt.Errorf("sign an IAM token for %s at %s: %w", user, endpoint, err))
+		return "", time.Time{}, &Failure{Reason: ReasonSigning, Err: fmt.Errorf("sign an IAM token for %s at %s: %w", user, endpoint, err)}
 	}
 	expires := signedAt.Add(TokenLife)
 	if creds.CanExpire && creds.Expires.Before(expires) {
@@ -209,11 +207,8 @@ type Failure struct {
 func (f *Failure) Error() string { return f.Err.Error() }
 func (f *Failure) Unwrap() error { return f.Err }
 
-func (t *Tokens) fail(reason string, err error) error {
-	t.count(reason)
-	return &Failure{Reason: reason, Err: err}
-}
-
+// count counts one failed login. Logins are counted, not signings: a
+// signing that fails every login waiting for it counts each of them.
 func (t *Tokens) count(reason string) {
 	c, _ := t.failures.LoadOrStore(reason, new(atomic.Int64))
 	c.(*atomic.Int64).Add(1)

@@ -79,9 +79,10 @@ type fakeOpts struct {
 	exchange bool   // after the response: auth switch, more data, then OK
 	tickets  bool   // TLS session tickets on (resumption)
 	switchTo string // after the response, an auth switch to this plugin, then OK
-	// refuseChange answers COM_CHANGE_USER with a switch to
-	// mysql_clear_password, then refuses the password.
-	refuseChange bool
+	// refuseChange, when set, answers COM_CHANGE_USER with a switch to
+	// mysql_clear_password, then an ERR with this code (1045: the
+	// password refused; 1049: an unknown database).
+	refuseChange uint16
 	// account, when set, is the one account the fake checks passwords
 	// of, as MySQL does (fake_auth_test.go); the options above that shape
 	// the exchange are then unused.
@@ -260,7 +261,7 @@ func (f *fakeServer) echo(ts *tls.Conn) {
 		if err != nil {
 			return
 		}
-		if f.refuseChange && len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ComChangeUser {
+		if f.refuseChange != 0 && len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ComChangeUser {
 			f.refuseChangeUser(ts, p.Seq+1)
 			continue
 		}
@@ -287,7 +288,8 @@ func (f *fakeServer) refuseChangeUser(ts *tls.Conn, seq byte) {
 	f.mu.Lock()
 	f.switched = append(f.switched, ans.Payload)
 	f.mu.Unlock()
-	_, _ = mysqlwire.WritePacket(ts, ans.Seq+1, mysqlwire.ErrPacket(1045, "28000", "Access denied for user 'other'@'10.0.0.1' (using password: YES)"))
+	msg := map[uint16]string{1045: "Access denied for user 'other'@'10.0.0.1' (using password: YES)", 1049: "Unknown database 'orders'"}[f.refuseChange]
+	_, _ = mysqlwire.WritePacket(ts, ans.Seq+1, mysqlwire.ErrPacket(f.refuseChange, "28000", msg))
 }
 
 // appCaps are a client's flags that the server must see in the SSLRequest.

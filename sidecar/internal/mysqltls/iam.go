@@ -123,6 +123,8 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 			return nil, &Refusal{Reason: ReasonIAM, User: l.user,
 				Message: "the database refused the IAM token (" + msg + "); check the task role's rds-db:connect permission for this user and cluster"}
 		}
+		// OK, or an ERR the app reads as it would without IAM; the
+		// server closes after it.
 		return &Conn{Conn: tc, iam: &iamSession{target: t, caps: l.caps, scramble: l.scramble}}, nil
 	}
 }
@@ -133,14 +135,16 @@ func cleartext(password []byte) []byte { return append(append([]byte(nil), passw
 type verdict int
 
 const (
-	verdictOK verdict = iota
-	verdictRefused
-	verdictMore // the token was sent after an auth switch; read on
+	verdictOK          verdict = iota
+	verdictRefused             // 1045: the server refused the token
+	verdictServerError         // another ERR: the app's to read, as without IAM
+	verdictMore                // the token was sent after an auth switch; read on
 )
 
 // iamVerdict handles one server packet of an IAM login: OK and ERR are the
-// verdict; a switch to mysql_clear_password is answered with the token;
-// any other switch means the user is not set up for IAM (the error).
+// verdict (only 1045 refuses the token: Aurora's answer to a bad one); a
+// switch to mysql_clear_password is answered with the token; any other
+// switch means the user is not set up for IAM (the error).
 func (t *Target) iamVerdict(server io.Writer, p mysqlwire.Packet, password []byte, user string) (verdict, error) {
 	if len(p.Payload) == 0 {
 		return 0, errors.New("sidecar: the database sent an empty packet during the login")
@@ -149,6 +153,9 @@ func (t *Target) iamVerdict(server io.Writer, p mysqlwire.Packet, password []byt
 	case mysqlwire.OK:
 		return verdictOK, nil
 	case mysqlwire.ErrPacketHdr:
+		if code, _, _ := mysqlwire.ErrMessage(p.Payload); code != codeDenied {
+			return verdictServerError, nil // not about the token: an unknown database, a connection limit
+		}
 		t.IAM.Failed(iamauth.ReasonServerRefused)
 		return verdictRefused, nil
 	case mysqlwire.AuthSwitch:
@@ -393,11 +400,14 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 		s.end(relay.ReasonClientError, err)
 		return false
 	}
-	if v == verdictRefused {
-		// Whatever the server holds now, the app asked to be another
-		// user and was refused: end it, as a refusal by the sidecar does.
-		_, msg, _ := mysqlwire.ErrMessage(p.Payload)
+	// Whatever the server holds after an ERR, the app asked to be another
+	// user and was refused: end it, as a refusal by the sidecar does.
+	switch _, msg, _ := mysqlwire.ErrMessage(p.Payload); v {
+	case verdictRefused:
 		s.end(relay.ReasonDone, &Refusal{Reason: ReasonIAM, Message: "the database refused the token: " + msg, User: cu.user})
+		return false
+	case verdictServerError:
+		s.end(relay.ReasonDone, fmt.Errorf("the database refused COM_CHANGE_USER to %q: %s", cu.user, msg))
 		return false
 	}
 	return true

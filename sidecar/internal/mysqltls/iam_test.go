@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 func iamTarget(t *testing.T, ca *testkit.CA) mysqltls.Target {
@@ -135,37 +137,54 @@ func TestIAMLoginEndsWhenCredentialsNeverCome(t *testing.T) {
 	}
 }
 
-// A COM_CHANGE_USER whose token the server refuses reaches the app as the
-// server's ERR, then ends the session and is logged as a refusal: the app
-// asked to be another user and is not.
+// A COM_CHANGE_USER the server refuses reaches the app as the server's
+// ERR, then ends the session: the app asked to be another user and is
+// not. A refused token (1045) is logged and counted as a refusal; another
+// error (an unknown database) is the app's, as without IAM.
 func TestIAMChangeUserRefusedByTheServerEndsTheSession(t *testing.T) {
-	ca := testkit.NewCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: true})
-	target := iamTarget(t, ca)
-	addr, _, logs := sidecar(t, srv, target)
-	a, ok := iamLogin(t, addr)
-	if ok.Payload[0] != mysqlwire.OK {
-		t.Fatalf("login: %q", ok.Payload)
-	}
-	cu := mysqlwire.ChangeUser{User: "other", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
-	a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
-	p := a.read()
-	if code, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || code != 1045 || p.Seq != 1 || !strings.Contains(msg, "Access denied") {
-		t.Fatalf("app got seq %d %q; want the server's 1045 at seq 1", p.Seq, p.Payload)
-	}
-	if _, err := mysqlwire.ReadPacket(a.c, 1<<20); !errors.Is(err, io.EOF) {
-		t.Fatalf("after the refused change the app read %v; want its connection closed", err)
-	}
-	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonServerRefused]; n != 1 {
-		t.Errorf("server_refused failures: %d, want 1", n)
-	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
-		if len(lines) == 1 && lines[0]["user"] == "other" && lines[0]["command"] == "COM_CHANGE_USER" && strings.Contains(fmt.Sprint(lines[0]["err"]), "Access denied") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("want one \"TLS login refused\" line for user other, command COM_CHANGE_USER:\n%s", logs)
-		}
+	for _, tc := range []struct {
+		code    uint16
+		msg     string
+		refused bool
+	}{
+		{1045, "Access denied", true},
+		{1049, "Unknown database", false},
+	} {
+		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
+			ca := testkit.NewCA(t, "test CA")
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: tc.code})
+			target := iamTarget(t, ca)
+			addr, s, logs := sidecar(t, srv, target)
+			a, ok := iamLogin(t, addr)
+			if ok.Payload[0] != mysqlwire.OK {
+				t.Fatalf("login: %q", ok.Payload)
+			}
+			cu := mysqlwire.ChangeUser{User: "other", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
+			a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+			p := a.read()
+			if code, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || code != tc.code || p.Seq != 1 || !strings.Contains(msg, tc.msg) {
+				t.Fatalf("app got seq %d %q; want the server's %d at seq 1", p.Seq, p.Payload, tc.code)
+			}
+			if _, err := mysqlwire.ReadPacket(a.c, 1<<20); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the refused change the app read %v; want its connection closed", err)
+			}
+			if n, want := target.IAM.Tokens.Stats().Failures[iamauth.ReasonServerRefused], map[bool]int64{true: 1}[tc.refused]; n != want {
+				t.Errorf("server_refused failures: %d, want %d", n, want)
+			}
+			closed := map[bool]string{true: "tls_refused", false: "eof"}[tc.refused]
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if closes := s.Snapshot().Forwards[0].ConnectionsClosed; slices.Contains(closes, proxy.Count{Label: closed, Value: 1}) {
+					break // counted after its log line
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the session did not end as %s: %v", closed, s.Snapshot().Forwards[0].ConnectionsClosed)
+				}
+			}
+			lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+			if tc.refused && (len(lines) != 1 || lines[0]["user"] != "other" || lines[0]["command"] != "COM_CHANGE_USER" || !strings.Contains(fmt.Sprint(lines[0]["err"]), tc.msg)) ||
+				!tc.refused && len(lines) != 0 {
+				t.Fatalf("want one \"TLS login refused\" line for user other, command COM_CHANGE_USER, only for a refused token:\n%s", logs)
+			}
+		})
 	}
 }
