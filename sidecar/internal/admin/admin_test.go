@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -104,7 +107,7 @@ func TestMetrics(t *testing.T) {
 }
 
 // docs/operations.md's metrics table lists every sidecar_* family a proxy
-// without IAM exposes (docs/iam.md has the IAM ones), and no other.
+// exposes, IAM's included, and no other.
 func TestMetricsTableMatchesExposition(t *testing.T) {
 	doc, err := os.ReadFile("../../../docs/operations.md")
 	if err != nil {
@@ -116,7 +119,8 @@ func TestMetricsTableMatchesExposition(t *testing.T) {
 	}
 	snap := proxy.Snapshot{Forwards: []proxy.ForwardSnapshot{{Listen: "8080", Target: "w.example:3306",
 		DialFailures: []proxy.Count{{Label: "dns"}}, ConnectionsClosed: []proxy.Count{{Label: "eof"}}, TLSRefusals: []proxy.Count{{Label: "unknown_ca"}}}}}
-	_, body := get(t, Handler(Config{Mode: "proxy", Snapshot: func() proxy.Snapshot { return snap }}), "/metrics")
+	tokens := &iamauth.Tokens{Region: "us-east-1", Source: iamauth.Source{Name: "test", Provider: credentials.NewStaticCredentialsProvider("AKID", "s", "")}}
+	_, body := get(t, Handler(Config{Mode: "proxy", IAM: tokens, Snapshot: func() proxy.Snapshot { return snap }}), "/metrics")
 	exposed := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^# TYPE (sidecar_[a-z_]+) `).FindAllStringSubmatch(body, -1) {
 		exposed[m[1]] = true

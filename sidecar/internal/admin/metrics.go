@@ -21,7 +21,7 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 
 	p.family("sidecar_build_info", "gauge", "Always 1; labels say what runs.")
 	p.sample("sidecar_build_info", labels("version", cfg.Version, "commit", cfg.Commit, "mode", cfg.Mode), 1)
-	p.family("sidecar_ready", "gauge", "1 when every listener is up and no drain has begun (what /readyz reports).")
+	p.family("sidecar_ready", "gauge", "1 when every listener is up, no drain has begun and, with TARGET_AUTH=iam, AWS credentials were obtained (what /readyz reports).")
 	p.sample("sidecar_ready", "", boolGauge(ready))
 	draining := false
 	if snap != nil {
