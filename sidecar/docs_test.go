@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/config"
@@ -137,6 +138,26 @@ func TestDocsMinRelookup(t *testing.T) {
 	if !strings.Contains(text, want) {
 		t.Errorf("the failover section does not say %q", want)
 	}
+}
+
+// The failover section and the troubleshooting row state how long a
+// failed address is tried last (proxy.DownFor, proxy.DownForMax).
+func TestDocsDownFor(t *testing.T) {
+	for _, doc := range []string{"docs/operations.md", "docs/troubleshooting.md"} {
+		text := strings.Join(strings.Fields(userDocs(t)[doc]), " ")
+		want := fmt.Sprintf("after the others for %s, then twice as long each time it fails again, up to %s", humanDuration(proxy.DownFor), humanDuration(proxy.DownForMax))
+		if !strings.Contains(text, want) {
+			t.Errorf("%s does not say %q", doc, want)
+		}
+	}
+}
+
+// humanDuration is d as the docs write it: 30 s, 10 minutes.
+func humanDuration(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute == 0 {
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	}
+	return fmt.Sprintf("%d s", d/time.Second)
 }
 
 // iam.md states the bounds on the wait for credentials that iamauth and

@@ -96,7 +96,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	d, why, err := s.dial(dialCtx, f)
 	upstream, addr := d.conn, d.addr
 	stopWatch()
-	if err != nil && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
+	if err != nil && why != failUnanswered && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
 		s.clientLeft(f, client, start)
 		return
 	}
@@ -110,7 +110,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		attrs := []any{"listen_port", f.port, "client", clientAddr, "target", f.target,
 			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error()}
 		var refusal *mysqltls.Refusal
-		if f.TLS != nil {
+		if f.TLS != nil && why != failUnanswered { // the client has left: nobody to tell
 			// Also the refusal's line: server_name and the refusal, as a refused login's has.
 			refusal = mysqltls.RefuseDial(client, f.target, err)
 			attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)

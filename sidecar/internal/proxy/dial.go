@@ -45,23 +45,41 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 	return s.dialAddrs(parent, f, untried, freshAsked)
 }
 
-// dialAddrs tries each address in turn, each with the connect timeout.
+// unansweredAfter is how long a dial may go unanswered before the address
+// counts as failed when the client leaves first (an app whose connect
+// timeout is shorter than CONNECT_TIMEOUT): TCP sends an unanswered SYN
+// again after 1 s, and in a VPC the answer takes well under a millisecond.
+const unansweredAfter = time.Second
+
+// dialAddrs tries each address in turn, each with the connect timeout;
+// addresses whose dials failed lately go last (down.go).
 func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
 	var errs []error
 	why := failOther
-	for _, a := range addrs {
+	for _, a := range f.down.order(addrs, time.Now()) {
 		if parent.Err() != nil {
 			return dialed{}, failCanceled, context.Cause(parent)
 		}
 		ctx, cancel := context.WithTimeout(parent, s.cfg.ConnectTimeout)
 		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
+		began := time.Now()
 		c, err := s.cfg.DialContext(ctx, "tcp", target)
 		cancel()
 		if err != nil && (context.Cause(parent) == errClientGone || errors.Is(err, errClientGone)) {
+			if waited := time.Since(began); waited >= unansweredAfter {
+				// The address did not answer; the client not waiting longer
+				// does not make that the client's doing.
+				f.down.failed(a, time.Now())
+				f.stats.dialFailure(failUnanswered)
+				return dialed{}, failUnanswered, fmt.Errorf("%s: no answer in %s, when the client left: %w", target, waited.Round(time.Millisecond), errClientGone)
+			}
 			return dialed{}, failCanceled, errClientGone // not the target's failure: not counted
 		}
 		if err != nil {
 			why = dialFailReason(err)
+			if why != failCanceled {
+				f.down.failed(a, time.Now())
+			}
 			f.stats.dialFailure(why)
 			errs = append(errs, fmt.Errorf("%s: %s: %w", target, why, err))
 			continue
@@ -73,6 +91,10 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 			f.stats.dialFailure(why)
 			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
 			continue
+		}
+		f.down.answered(a)
+		if len(errs) > 0 {
+			f.addrFailLog.event("target", f.target, "upstream", target, "err", errors.Join(errs...).Error())
 		}
 		return dialed{tc, a, asked}, "", nil
 	}

@@ -191,13 +191,15 @@ type forward struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 
-	answers answers // the target's last DNS answer (DNSCacheTTL)
+	answers answers   // the target's last DNS answer (DNSCacheTTL)
+	down    downAddrs // addresses whose dials failed lately: tried last
 
 	// Rate-limited, so a reconnect storm or a failover cannot flood the
 	// logs: "connection limit reached" from the accept loop, "dial target
 	// failed" from every connection goroutine.
 	rejectLog   *logLimiter
 	dialFailLog *logLimiter
+	addrFailLog *logLimiter // an address failed, a later one answered
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 	departed      departures  // clients that left before a byte moved, for the departure grace
@@ -229,6 +231,8 @@ func New(cfg Config) (*Server, error) {
 			"connection limit reached for more clients; closed them (latest shown)")
 		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
 			"dial target failed for more clients; closed them (latest failure shown)")
+		fw.addrFailLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "dial of a target address failed; another answered, and the failed one is tried last for a while",
+			"dials of target addresses failed for more clients; others answered (latest shown)")
 		s.fwds = append(s.fwds, fw)
 	}
 	return s, nil
@@ -379,6 +383,7 @@ func (s *Server) flushLogs() {
 	for _, f := range s.fwds {
 		f.rejectLog.close()
 		f.dialFailLog.close()
+		f.addrFailLog.close()
 	}
 }
 

@@ -62,11 +62,12 @@ const (
 	failTimeout     dialFailure = "timeout"
 	failUnreachable dialFailure = "unreachable"
 	failCanceled    dialFailure = "canceled"
+	failUnanswered  dialFailure = "unanswered" // no answer for unansweredAfter, when the client left
 	failOther       dialFailure = "other"
 )
 
 // dialFailures are every dial failure reason: metrics start each at zero.
-var dialFailures = []dialFailure{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failOther}
+var dialFailures = []dialFailure{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failUnanswered, failOther}
 
 // dialFailReason sorts a dial error into the reasons metrics count.
 func dialFailReason(err error) dialFailure {

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// An address whose dial failed is tried after the target's other
+// addresses for a while, so one dead address in an answer (an IPv6 path a
+// security group drops, an instance gone from an NLB's zone) costs one
+// connection CONNECT_TIMEOUT, not every connection. The period doubles
+// while the address keeps failing, and ends when a dial of it succeeds.
+const (
+	DownFor    = 30 * time.Second // docs/operations.md quotes both
+	DownForMax = 10 * time.Minute
+)
+
+// downAddrs remembers the addresses of a target whose dials failed.
+type downAddrs struct {
+	mu    sync.Mutex
+	marks map[netip.Addr]downMark
+}
+
+type downMark struct {
+	until  time.Time     // tried last until then
+	period time.Duration // how long it was put last for
+}
+
+// order returns addrs with those down at now moved to the end, each group
+// in its order; addrs itself is not changed (the cache shares it).
+func (d *downAddrs) order(addrs []netip.Addr, now time.Time) []netip.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.marks) == 0 || len(addrs) < 2 {
+		return addrs
+	}
+	isDown := func(a netip.Addr) bool { m, ok := d.marks[a]; return ok && now.Before(m.until) }
+	if !slices.ContainsFunc(addrs, isDown) {
+		return addrs
+	}
+	up := slices.DeleteFunc(slices.Clone(addrs), isDown)
+	for _, a := range addrs {
+		if isDown(a) {
+			up = append(up, a)
+		}
+	}
+	return up
+}
+
+// failed puts a last for DownFor, or twice its last period if it failed
+// again within that period of its end, up to DownForMax. Marks long over
+// are dropped, so addresses DNS no longer gives are not kept.
+func (d *downAddrs) failed(a netip.Addr, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.marks == nil {
+		d.marks = map[netip.Addr]downMark{}
+	}
+	for b, m := range d.marks {
+		if now.After(m.until.Add(m.period)) {
+			delete(d.marks, b)
+		}
+	}
+	period := DownFor
+	if m, ok := d.marks[a]; ok {
+		period = min(2*m.period, DownForMax)
+		if now.Before(m.until) {
+			period = m.period // a connection that began before it was put last
+		}
+	}
+	d.marks[a] = downMark{until: now.Add(period), period: period}
+}
+
+// answered forgets a's failures.
+func (d *downAddrs) answered(a netip.Addr) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.marks, a)
+}

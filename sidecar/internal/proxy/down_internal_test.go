@@ -1,0 +1,64 @@
+package proxy
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestDownAddrs(t *testing.T) {
+	a, b, c := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	answer := []netip.Addr{a, b, c}
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name   string
+		failed []time.Duration // a fails at t0 plus each
+		ok     bool            // then a's dial succeeds
+		at     time.Duration
+		want   []netip.Addr
+	}{
+		{"nothing failed", nil, false, 0, answer},
+		{"failed: last", []time.Duration{0}, false, time.Second, []netip.Addr{b, c, a}},
+		{"back in place after DownFor", []time.Duration{0}, false, DownFor, answer},
+		{"failed again soon after: twice as long", []time.Duration{0, DownFor + time.Second}, false, 2*DownFor + 2*time.Second, []netip.Addr{b, c, a}},
+		{"the doubled period ends", []time.Duration{0, DownFor + time.Second}, false, 3*DownFor + 2*time.Second, answer},
+		{"failed long after: DownFor again", []time.Duration{0, 3 * DownFor}, false, 4*DownFor + time.Second, answer},
+		{"answered: back in place", []time.Duration{0}, true, time.Second, answer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d downAddrs
+			for _, f := range tc.failed {
+				d.failed(a, t0.Add(f))
+			}
+			if tc.ok {
+				d.answered(a)
+			}
+			got := d.order(answer, t0.Add(tc.at))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("order = %v, want %v", got, tc.want)
+			}
+			if !slices.Equal(answer, []netip.Addr{a, b, c}) {
+				t.Fatalf("order changed the cached answer: %v", answer)
+			}
+		})
+	}
+}
+
+// The period doubles up to DownForMax, and marks long over are dropped.
+func TestDownAddrsBounds(t *testing.T) {
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	var d downAddrs
+	now := time.Unix(1000, 0)
+	for range 10 {
+		d.failed(a, now)
+		now = d.marks[a].until.Add(time.Second)
+	}
+	if p := d.marks[a].period; p != DownForMax {
+		t.Errorf("period after 10 failures in a row: %v, want %v", p, DownForMax)
+	}
+	d.failed(b, now.Add(3*DownForMax))
+	if _, kept := d.marks[a]; kept || len(d.marks) != 1 {
+		t.Errorf("marks %v; want only %v's, %v's long over", d.marks, b, a)
+	}
+}

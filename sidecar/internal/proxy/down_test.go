@@ -1,0 +1,125 @@
+package proxy_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/testdns"
+)
+
+// deadAddr never answers a SYN (a dead instance, an IPv6 path a security
+// group drops): blackholing dials it, counting in dead, and dials every
+// other address for real.
+const deadAddr = "127.0.0.3"
+
+func blackholing(dead *atomic.Int32) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if strings.HasPrefix(addr, deadAddr+":") {
+			dead.Add(1)
+			<-ctx.Done()
+			return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// A dead first address costs one connection CONNECT_TIMEOUT: the next
+// ones try it last, and the operator is told.
+func TestDeadAddressIsTriedLast(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	up := startUpstream(t, "127.0.0.1", echo)
+	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr), up.addr.Addr())
+	var dead atomic.Int32
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
+		ConnectTimeout: 200 * time.Millisecond, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
+	})
+	for i := range 5 {
+		if err := dialExchange(r.addrs[0], []byte("hello")); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	if n := dead.Load(); n != 1 {
+		t.Errorf("the dead first address was dialed %d times by 5 connections; want once", n)
+	}
+	if n := countOf(forwardSnap(r, 0).DialFailures, "timeout"); n != 1 {
+		t.Errorf("dial_failures{timeout} = %d, want 1", n)
+	}
+	lines := r.logs.lines("dial of a target address failed")
+	if len(lines) != 1 || lines[0]["level"] != "WARN" || !strings.Contains(lines[0]["err"].(string), deadAddr) || lines[0]["upstream"] != up.addr.String() {
+		t.Errorf("want one WARN naming the dead address and the one that answered; got %v", lines)
+	}
+}
+
+// An app whose connect timeout is shorter than CONNECT_TIMEOUT leaves
+// while the sidecar waits on a dead address. A dial unanswered for a
+// second counts as failed (the operator sees it, and the address goes
+// last), so the app's next connection reaches the live address.
+func TestUnansweredDialWhenTheAppLeaves(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	greet := func(c *net.TCPConn) { _, _ = c.Write([]byte("greeting")); hold(c) } // MySQL is server-first
+	up := startUpstream(t, "127.0.0.1", greet)
+	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr), up.addr.Addr())
+	var dead atomic.Int32
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
+		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
+	})
+	impatient := dial(t, r.addrs[0])
+	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	time.Sleep(1100 * time.Millisecond) // the app's connect timeout, past the second after which a dial is unanswered
+	_ = impatient.Close()
+	waitFor(t, "the first connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+
+	s := forwardSnap(r, 0)
+	if countOf(s.DialFailures, "unanswered") != 1 || countOf(s.ConnectionsClosed, "dial_failed") != 1 || countOf(s.ConnectionsClosed, "client_gone") != 0 {
+		t.Errorf("dial failures %v, closed %v; want one unanswered dial, closed as dial_failed", s.DialFailures, s.ConnectionsClosed)
+	}
+	if lines := r.logs.lines("dial target failed"); len(lines) != 1 || lines[0]["reason"] != "unanswered" || !strings.Contains(lines[0]["err"].(string), deadAddr) {
+		t.Errorf("want one \"dial target failed\" line, reason unanswered, naming the address; got %v", lines)
+	}
+
+	next := dial(t, r.addrs[0])
+	_ = next.SetReadDeadline(time.Now().Add(safety))
+	if _, err := io.ReadFull(next, make([]byte, len("greeting"))); err != nil {
+		t.Fatalf("the next connection: %v", err)
+	}
+	if n := dead.Load(); n != 1 {
+		t.Errorf("the dead address was dialed %d times; want once", n)
+	}
+}
+
+// A client that leaves within the second (a pool giving up fast, an nc -z
+// check) says nothing about the address: not counted, not put last.
+func TestQuickDepartureDuringADialIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr))
+	var dead atomic.Int32
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: 3306}},
+		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
+	})
+	c := dial(t, r.addrs[0])
+	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	_ = c.Close()
+	waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	s := forwardSnap(r, 0)
+	var failures uint64
+	for _, f := range s.DialFailures {
+		failures += f.Value
+	}
+	if failures != 0 || countOf(s.ConnectionsClosed, "client_gone") != 1 {
+		t.Errorf("dial failures %v, closed %v; want none counted and the client gone", s.DialFailures, s.ConnectionsClosed)
+	}
+}
