@@ -152,6 +152,15 @@ func TestDocsDownFor(t *testing.T) {
 	}
 }
 
+// The stale check's section states proxy.DefaultStaleAfter.
+func TestDocsStaleAfter(t *testing.T) {
+	text := strings.Join(strings.Fields(docSection(t, "docs/operations.md", "## Aurora failover")), " ")
+	want := fmt.Sprintf("missing from two checks in a row, and from every check for at least %s", humanDuration(proxy.DefaultStaleAfter))
+	if !strings.Contains(text, want) {
+		t.Errorf("the failover section does not say %q", want)
+	}
+}
+
 // humanDuration is d as the docs write it: 30 s, 10 minutes.
 func humanDuration(d time.Duration) string {
 	if d >= time.Minute && d%time.Minute == 0 {

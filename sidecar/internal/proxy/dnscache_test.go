@@ -137,7 +137,7 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 		}
 	})
 	t.Run("stale check refreshes", func(t *testing.T) {
-		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 100 * time.Millisecond})
+		dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 100 * time.Millisecond, StaleAfter: 200 * time.Millisecond})
 		connectEcho(t, r)
 		connectEcho(t, r)
 		if a.count() != 2 {

@@ -66,6 +66,7 @@ type Config struct {
 	MaxConnections     int           // concurrent connections across forwards; 0 = 1024
 	DrainTimeout       time.Duration // how long in-flight connections may finish after shutdown begins; 0 = 20s, negative = none
 	StaleCheckInterval time.Duration // re-resolve targets this often and close connections to addresses gone from DNS; 0 = off
+	StaleAfter         time.Duration // close them once gone from two checks' answers and this long; 0 = DefaultStaleAfter
 	DNSCacheTTL        time.Duration // reuse a target's DNS answer for new connections this long; 0 = 1s, negative = look up for every connection
 
 	Relay       relay.Func                                                               // nil = relay.Copy
@@ -98,6 +99,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = DefaultStaleAfter
+	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}

@@ -416,7 +416,7 @@ func dialExchange(addr string, msg []byte) error {
 // the lookup fails.
 func TestStaleCheckClosesDemotedUpstream(t *testing.T) {
 	eachRelay(t, func(t *testing.T, f relay.Func) {
-		dns, _, b, r := startFailover(t, proxy.Config{StaleCheckInterval: 100 * time.Millisecond, Relay: f})
+		dns, _, b, r := startFailover(t, proxy.Config{StaleCheckInterval: 100 * time.Millisecond, StaleAfter: 200 * time.Millisecond, Relay: f})
 		onA := dial(t, r.addrs[0])
 		if err := exchange(onA, []byte("writer")); err != nil {
 			t.Fatal(err)
@@ -456,7 +456,7 @@ func TestStaleCheckClosesDemotedUpstream(t *testing.T) {
 // A stale check whose A lookup fails while AAAA answers (a dual-stack
 // name, a throttled resolver) closes nothing: the writer has not moved.
 func TestStaleCheckIgnoresPartialAnswer(t *testing.T) {
-	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 50 * time.Millisecond})
+	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, StaleCheckInterval: 50 * time.Millisecond, StaleAfter: 100 * time.Millisecond})
 	dns.Set("db.sidecar.test", a.addr.Addr(), netip.MustParseAddr("fd00::1"))
 	c := dial(t, r.addrs[0])
 	if err := exchange(c, []byte("writer")); err != nil {
@@ -467,6 +467,22 @@ func TestStaleCheckIgnoresPartialAnswer(t *testing.T) {
 	waitFor(t, "three stale checks", func() bool { return dns.Queries() >= q+6 })
 	if err := exchange(c, []byte("still writer")); err != nil {
 		t.Errorf("connection to the unchanged writer closed after its A lookup failed: %v (closed: %v)", err, forwardSnap(r, 0).ConnectionsClosed)
+	}
+}
+
+// While the stale check's lookups fail (a throttled resolver: the outage
+// the held answer is for), it says so once, not at every interval, and
+// once more when they answer again.
+func TestStaleCheckLogsADNSOutageOnce(t *testing.T) {
+	dns, a, _, r := startFailover(t, proxy.Config{StaleCheckInterval: 50 * time.Millisecond})
+	connectEcho(t, r)
+	dns.Fail("db.sidecar.test")
+	q := dns.Queries()
+	waitFor(t, "five failed stale checks", func() bool { return dns.Queries() >= q+10 })
+	dns.Set("db.sidecar.test", a.addr.Addr())
+	waitFor(t, "the lookups answering again", func() bool { return len(r.logs.lines("stale check: lookup answers again")) == 1 })
+	if n := len(r.logs.lines("stale check: lookup failed")); n != 1 {
+		t.Errorf("one DNS outage logged %d \"stale check: lookup failed\" lines; want 1", n)
 	}
 }
 

@@ -7,24 +7,54 @@ import (
 	"time"
 )
 
-// A stale check closes the connections to addresses its answer lacks,
-// unless a connection's own lookup is newer than the check's: around a
-// failover the check may hear the old writer after a new connection has
-// reached the new one (seen as a flaky TestStaleCheckClosesDemotedUpstream).
+// A stale check closes the connections to an address missing from its
+// answer and from every answer for the StaleAfter before it (two checks
+// at least), unless a connection's own lookup is newer than the check's:
+// around a failover the check may hear the old writer after a new
+// connection has reached the new one (seen as a flaky
+// TestStaleCheckClosesDemotedUpstream).
 func TestStaleConns(t *testing.T) {
+	const after = 5 * time.Second
 	t0 := time.Now()
 	oldWriter, newWriter := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	before := &conn{upstream: oldWriter, asked: t0.Add(-time.Second)}
 	current := &conn{upstream: newWriter, asked: t0.Add(-time.Second)}
-	newer := &conn{upstream: oldWriter, asked: t0.Add(time.Millisecond)}
-	same := &conn{upstream: oldWriter, asked: t0} // joined the check's lookup
+	newer := &conn{upstream: oldWriter, asked: t0.Add(after + time.Millisecond)}
+	same := &conn{upstream: oldWriter, asked: t0.Add(after)} // joined the check's lookup
 	f := &forward{conns: map[*conn]struct{}{before: {}, current: {}, newer: {}, same: {}}}
+	missing := map[netip.Addr]missingAddr{}
 
-	got := f.staleConns(t0, []netip.Addr{newWriter})
+	if got := f.staleConns(t0, []netip.Addr{newWriter}, missing, after); len(got) != 0 {
+		t.Errorf("the first check without the old writer closed %d connections; want none before %v", len(got), after)
+	}
+	if got := f.staleConns(t0.Add(after-time.Millisecond), []netip.Addr{newWriter}, missing, after); len(got) != 0 {
+		t.Errorf("a second check within %v closed %d connections; want none", after, len(got))
+	}
+	got := f.staleConns(t0.Add(after), []netip.Addr{newWriter}, missing, after)
 	if len(got) != 1 || got[0] != before {
 		t.Errorf("stale = %v, want only the connection whose lookup predates the check's", got)
 	}
-	if got := f.staleConns(t0.Add(time.Second), []netip.Addr{newWriter}); len(got) != 3 || slices.Contains(got, current) {
+	if got := f.staleConns(t0.Add(after+time.Second), []netip.Addr{newWriter}, missing, after); len(got) != 3 || slices.Contains(got, current) {
 		t.Errorf("a later check: stale = %d connections, want the 3 to the old writer", len(got))
+	}
+}
+
+// One answer that lacks an address (a lagging DNS answer naming the old
+// writer during a failover) closes nothing: the next answer names it
+// again, which starts the count afresh.
+func TestStaleConnsOneLaggingAnswer(t *testing.T) {
+	const after = 5 * time.Second
+	t0 := time.Now()
+	oldWriter, newWriter := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	onNew := &conn{upstream: newWriter, asked: t0.Add(-time.Minute)}
+	f := &forward{conns: map[*conn]struct{}{onNew: {}}}
+	missing := map[netip.Addr]missingAddr{}
+	for i, answer := range [][]netip.Addr{{oldWriter}, {newWriter}, {oldWriter}, {newWriter}, {oldWriter}} {
+		if got := f.staleConns(t0.Add(time.Duration(i)*after), answer, missing, after); len(got) != 0 {
+			t.Fatalf("check %d (answer %v) closed the connection to the new writer", i, answer)
+		}
+	}
+	if got := f.staleConns(t0.Add(5*after), []netip.Addr{oldWriter}, missing, after); len(got) != 1 {
+		t.Errorf("missing from two checks %v apart: stale = %d connections, want 1", after, len(got))
 	}
 }
