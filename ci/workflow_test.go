@@ -14,6 +14,7 @@ import (
 	"github.com/spdx/tools-golang/spdx"
 
 	"github.com/example/sidecar/ci/config"
+	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/internal/testenv"
 )
 
@@ -282,6 +283,8 @@ func TestWorkflowReleaseSettings(t *testing.T) {
 		{"China partition", "true", "arn:aws-cn:iam::123456789012:role/ci", "cn-north-1", "true", nil},
 		{"European Sovereign Cloud", "true", "arn:aws-eusc:iam::123456789012:role/ci", "eusc-de-east-1", "true", nil},
 		{"set up", "true", role, "eu-west-1", "true", nil},
+		{"region by name", "true", role, "Ireland", "", []string{"::error", "AWS_REGION is 'Ireland'", "eu-west-1"}},
+		{"region with a zone", "true", role, "eu-west-1a", "", []string{"AWS_REGION is 'eu-west-1a'"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -305,6 +308,15 @@ func TestWorkflowReleaseSettings(t *testing.T) {
 		})
 	}
 
+	if !strings.Contains(script, `[[ "$AWS_REGION" =~ `+ecr.RegionPattern+` ]]`) {
+		t.Errorf("the Release settings step does not check AWS_REGION with ecr.RegionPattern (%s)", ecr.RegionPattern)
+	}
+	// ECR_REPOSITORY is the job's, so mage build refuses a bad one before
+	// the build; its default is the configuration's.
+	if want := "      ECR_REPOSITORY: ${{ vars.ECR_REPOSITORY || '" + configDefault("ECR_REPOSITORY") + "' }}\n"; !strings.Contains(wf, "    env:\n      CI: \"true\"\n") || !strings.Contains(wf, want) || strings.Count(wf, "ECR_REPOSITORY:") != 1 {
+		t.Errorf("pipeline.yml does not set ECR_REPOSITORY once, in the job's env: %q", want)
+	}
+
 	// The step comes first, and no step pushes, logs in or attests on
 	// inputs.push alone.
 	if first := regexp.MustCompile(`(?m)^      - `).FindStringIndex(wf); first == nil ||
@@ -319,6 +331,52 @@ func TestWorkflowReleaseSettings(t *testing.T) {
 		_, next, _ := strings.Cut(after, "\n")
 		if !strings.HasPrefix(next, "        if: steps.release.outputs.push == 'true'\n") {
 			t.Errorf("step %q does not run on steps.release.outputs.push", step)
+		}
+	}
+}
+
+// configDefault is the configuration's default for the variable name.
+func configDefault(name string) string {
+	for _, v := range config.Vars() {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	return ""
+}
+
+// docs/pipeline.md's Dagger Cloud engine: a DAGGER_CLOUD_TOKEN secret
+// reaches pipeline.yml from both of ci.yml's jobs, and only with it is the
+// engine Dagger Cloud's (a value the configuration accepts); without it the
+// runner host is empty, the Dagger CLI's default.
+func TestWorkflowDaggerCloud(t *testing.T) {
+	t.Parallel()
+	read := func(name string) string {
+		b, err := os.ReadFile("../.github/workflows/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	pipeline, ci := read("pipeline.yml"), read("ci.yml")
+	for _, want := range []string{
+		"    secrets:\n      DAGGER_CLOUD_TOKEN:\n",
+		"      DAGGER_CLOUD_TOKEN: ${{ secrets.DAGGER_CLOUD_TOKEN }}\n",
+		"      _EXPERIMENTAL_DAGGER_RUNNER_HOST: ${{ secrets.DAGGER_CLOUD_TOKEN != '' && 'dagger-cloud://' || '' }}\n",
+		"    defaults:\n      run:\n        shell: bash",
+	} {
+		if !strings.Contains(pipeline, want) {
+			t.Errorf("pipeline.yml lacks %q", want)
+		}
+	}
+	if n := strings.Count(ci, "    secrets:\n      DAGGER_CLOUD_TOKEN: ${{ secrets.DAGGER_CLOUD_TOKEN }}"); n != 2 {
+		t.Errorf("ci.yml passes DAGGER_CLOUD_TOKEN to pipeline.yml in %d jobs; want 2", n)
+	}
+	for _, host := range []string{"dagger-cloud://", ""} {
+		if _, err := config.Load(t.TempDir(), func(k string) (string, bool) {
+			return map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": host, "LOCAL_IMAGE": "none"}[k], k == "_EXPERIMENTAL_DAGGER_RUNNER_HOST" || k == "LOCAL_IMAGE"
+		}); err != nil {
+			t.Errorf("_EXPERIMENTAL_DAGGER_RUNNER_HOST=%q, as the workflow sets it, is refused: %v", host, err)
 		}
 	}
 }

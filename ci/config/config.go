@@ -334,7 +334,7 @@ func parseRunnerHost(_ *Config, val string) error {
 		return nil
 	}
 	scheme, rest, ok := strings.Cut(val, "://")
-	if !ok || rest == "" {
+	if !ok || rest == "" && scheme != "dagger-cloud" { // its driver reads no address (engine/client/drivers/cloud.go, Provision)
 		return errAccepted
 	}
 	if !slices.Contains(runnerSchemes, scheme) {

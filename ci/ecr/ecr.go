@@ -156,7 +156,11 @@ func (r *Registry) Ref(tag string) string { return r.URI + ":" + tag }
 
 // regionRE matches AWS region names: us-east-1, us-gov-west-1,
 // cn-northwest-1, eusc-de-east-1 (a test checks every region the SDK knows).
-var regionRE = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-[0-9]+$`)
+var regionRE = regexp.MustCompile(RegionPattern)
+
+// RegionPattern is regionRE's expression; the workflow's Release settings
+// step checks AWS_REGION with it too.
+const RegionPattern = `^[a-z]{2,4}(-[a-z]+)+-[0-9]+$`
 
 var repoRE = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
 
