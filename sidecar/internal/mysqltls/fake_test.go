@@ -22,7 +22,8 @@ const serverCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientConnectWithDB 
 	mysqlwire.ClientLocalFiles | mysqlwire.ClientProtocol41 | mysqlwire.ClientSSL | mysqlwire.ClientTransactions |
 	mysqlwire.ClientSecureConnection | mysqlwire.ClientMultiStatements | mysqlwire.ClientMultiResults |
 	mysqlwire.ClientPluginAuth | mysqlwire.ClientConnectAttrs | mysqlwire.ClientPluginAuthLenencClientData |
-	mysqlwire.ClientDeprecateEOF
+	mysqlwire.ClientDeprecateEOF | mysqlwire.ClientSessionTrack | mysqlwire.ClientZstdCompressionAlgorithm |
+	mysqlwire.ClientQueryAttributes // MySQL 8's upper flags: zstd must be hidden in iam mode
 
 // greeting is a HandshakeV10 payload as MySQL 8 writes it.
 func greeting(threadID uint32, caps uint32) []byte {

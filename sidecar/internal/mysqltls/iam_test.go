@@ -37,8 +37,9 @@ func iamLogin(t *testing.T, addr string) (*app, mysqlwire.Packet) {
 	a := dialApp(t, addr)
 	g := a.read()
 	caps, _, _, err := mysqlwire.GreetingCaps(g.Payload)
-	if err != nil || caps&mysqlwire.ClientCompress != 0 || caps&mysqlwire.ClientSSL != 0 {
-		t.Fatalf("greeting flags %#x, %v: compression and TLS must be hidden in iam mode", caps, err)
+	const kept = mysqlwire.ClientSessionTrack | mysqlwire.ClientQueryAttributes | mysqlwire.ClientDeprecateEOF
+	if hidden := mysqlwire.ClientCompress | mysqlwire.ClientZstdCompressionAlgorithm | mysqlwire.ClientSSL; err != nil || caps&hidden != 0 || caps&kept != kept {
+		t.Fatalf("greeting flags %#x, %v: compression (zlib, zstd) and TLS must be hidden in iam mode, the rest kept", caps, err)
 	}
 	resp := handshakeResponse(appCaps &^ mysqlwire.ClientCompress)
 	a.write(1, resp)
