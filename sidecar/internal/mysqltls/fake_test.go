@@ -77,6 +77,7 @@ type fakeOpts struct {
 	notMySQL bool   // greet as another protocol would
 	hangUp   bool   // close at once
 	dropTLS  bool   // close after the TLS handshake
+	maxTLS   uint16 // the newest TLS version offered; 0 = Go's
 	exchange bool   // after the response: auth switch, more data, then OK
 	tickets  bool   // TLS session tickets on (resumption)
 	switchTo string // after the response, an auth switch to this plugin, then OK
@@ -128,6 +129,9 @@ func (f *fakeServer) tlsConfig() *tls.Config {
 	defer f.mu.Unlock()
 	if f.tlsConf == nil {
 		f.tlsConf = &tls.Config{Certificates: []tls.Certificate{f.cert}, SessionTicketsDisabled: !f.tickets}
+		if f.maxTLS != 0 {
+			f.tlsConf.MinVersion, f.tlsConf.MaxVersion = tls.VersionTLS10, f.maxTLS
+		}
 	}
 	return f.tlsConf
 }

@@ -215,6 +215,8 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 			seq: 0, want: "closed the connection before its greeting", reason: mysqltls.ReasonNoGreeting},
 		{name: "closed after TLS", srv: fakeOpts{cert: good, dropTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			seq: 2, want: "closed the connection during the login", reason: mysqltls.ReasonServerClosed},
+		{name: "TLS 1.1 at most (docs/tls.md: 1.2 or later)", srv: fakeOpts{cert: good, maxTLS: tls.VersionTLS11}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
+			seq: 2, want: "TLS handshake with the database failed", reason: mysqltls.ReasonTLSHandshake},
 		{name: "the app asks for TLS", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			appTLS: true, seq: 2, want: "connect in plaintext", reason: mysqltls.ReasonClientTLS},
 		{name: "verify-ca accepts a name not in the certificate", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.Pool, ServerName: "instance-1.abc.us-east-1.rds.amazonaws.com"},
