@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -446,6 +447,33 @@ func TestOversizedLoginPacketIsRefused(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), `"reason":"client_protocol"`); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no refusal logged with reason client_protocol:\n%s", logs)
+		}
+	}
+}
+
+// An app that resets its connection after logging in (no command sent
+// since) did not leave before a byte moved: the login moved them, though
+// the relay's counts start after it. client_error, not client_gone (which
+// the departure grace counts).
+func TestResetAfterTheLoginIsAClientError(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	addr, s, _ := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName})
+	a := dialApp(t, addr)
+	a.read() // greeting
+	a.write(1, handshakeResponse(appCaps))
+	if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	_ = a.c.(*net.TCPConn).SetLinger(0)
+	_ = a.c.Close() // a reset
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		closed := s.Snapshot().Forwards[0].ConnectionsClosed
+		if slices.Contains(closed, proxy.Count{Label: "client_error", Value: 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("closed %v; want one client_error", closed)
 		}
 	}
 }

@@ -142,7 +142,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		f.stats.closed(closeTLSRefused)
 		return
 	}
-	reason := closeReasonOf(res, ctx)
+	reason := closeReasonOf(res, ctx, f.TLS != nil)
 	if reason == closeClientGone {
 		f.departed.add(time.Now())
 	}

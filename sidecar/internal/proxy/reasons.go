@@ -37,9 +37,10 @@ var (
 )
 
 // closeReasonOf names why a relay ended: a cancellation is refined into
-// the forwarder's own reason when it caused it.
-func closeReasonOf(res relay.Result, ctx context.Context) closeReason {
-	if res.Reason == relay.ReasonClientError && res.ToUpstream == 0 && res.ToClient == 0 {
+// the forwarder's own reason when it caused it. loggedIn is whether bytes
+// moved before the relay (a TLS forward's login, which res does not count).
+func closeReasonOf(res relay.Result, ctx context.Context, loggedIn bool) closeReason {
+	if res.Reason == relay.ReasonClientError && res.ToUpstream == 0 && res.ToClient == 0 && !loggedIn {
 		return closeClientGone // reset before the greeting: left, like a FIN then
 	}
 	if res.Reason == relay.ReasonCanceled {

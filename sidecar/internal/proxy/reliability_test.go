@@ -628,3 +628,29 @@ func pacedTransfer(addr string, chunks, size int, started *sync.WaitGroup, errs 
 	}
 	errs <- nil
 }
+
+// A client that resets its connection before a byte moved either way (a
+// pool giving up, a health probe) has left: client_gone, which the
+// departure grace counts. One that resets after sending is a client error.
+func TestClientResetBeforeAByteIsGone(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", hold)
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: int(up.addr.Port())}}, Relay: f})
+		for i, tc := range []struct {
+			send   []byte
+			reason string
+		}{{nil, "client_gone"}, {[]byte("x"), "client_error"}} {
+			c := dial(t, r.addrs[0])
+			waitFor(t, "the upstream connection", func() bool { return up.count() == i+1 })
+			if tc.send != nil {
+				if _, err := c.Write(tc.send); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "the byte relayed", func() bool { return forwardSnap(r, 0).BytesToUpstream == 1 })
+			}
+			_ = c.SetLinger(0)
+			_ = c.Close() // a reset
+			waitFor(t, tc.reason, func() bool { return countOf(forwardSnap(r, 0).ConnectionsClosed, tc.reason) == 1 })
+		}
+	})
+}
