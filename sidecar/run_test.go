@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/config"
 )
@@ -414,7 +415,7 @@ func TestServiceConnectPortWarning(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(tc.port)); err != nil {
-				t.Skipf("port %d is busy here: %v", tc.port, err)
+				testenv.Unavailable(t, "port %d is busy here: %v", tc.port, err)
 			} else {
 				_ = ln.Close()
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
@@ -16,7 +17,7 @@ import (
 // listens on wildcard addresses but sends traffic to loopback only.
 func TestListenBindsWhatWasAsked(t *testing.T) {
 	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testenv.Unavailable(t, "no IPv6 loopback: %v", err)
 	} else {
 		_ = ln.Close()
 	}
