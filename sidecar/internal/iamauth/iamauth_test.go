@@ -215,3 +215,30 @@ func TestAuthorityChecks(t *testing.T) {
 func nativeProofForTest(pw string, scramble []byte) []byte {
 	return mysqlwire.NativeProof([]byte(pw), scramble)
 }
+
+// Tokens due for a refresh are dropped when another is signed: without
+// IAM_USERS an app may name any user, and each must not stay for the
+// process's life.
+func TestTokenCacheDropsStaleUsers(t *testing.T) {
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "secret"}}
+	var mu sync.Mutex
+	now := time.Now()
+	tk := testTokens(p, &now, &mu)
+	ctx := context.Background()
+	for _, user := range []string{"a", "b", "c"} {
+		if _, err := tk.Token(ctx, "db:3306", user); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	now = now.Add(TokenLife - RefreshBefore)
+	mu.Unlock()
+	if _, err := tk.Token(ctx, "db:3306", "d"); err != nil {
+		t.Fatal(err)
+	}
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	if _, ok := tk.cache[tokenKey{"db:3306", "d"}]; !ok || len(tk.cache) != 1 {
+		t.Errorf("cache holds %d tokens; want only d's, the others due for a refresh", len(tk.cache))
+	}
+}

@@ -117,6 +117,7 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 	}
 	shared := e != nil
 	if !shared {
+		t.sweep()
 		e = &entry{done: make(chan struct{})}
 		t.cache[k] = e
 		go t.fill(context.WithoutCancel(ctx), k, e)
@@ -134,6 +135,22 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 		t.reused.Add(1)
 	}
 	return e.token, nil
+}
+
+// sweep drops the tokens due for a refresh, so users the app named once
+// (any name, without IAM_USERS) are not kept for the process's life. A
+// signing is rare, and so is this. t.mu is held.
+func (t *Tokens) sweep() {
+	now := t.now()
+	for k, e := range t.cache {
+		select {
+		case <-e.done:
+			if !now.Before(e.refresh) {
+				delete(t.cache, k)
+			}
+		default: // under way
+		}
+	}
 }
 
 // fill signs the token of entry e, for as long as SignTimeout.
