@@ -158,7 +158,11 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	if res.Err != nil {
 		attrs = append(attrs, "err", res.Err.Error())
 	}
-	s.log.Log(context.Background(), level, "connection closed", attrs...)
+	if level == slog.LevelWarn {
+		f.brokenLog.event(attrs...) // a failover breaks a whole pool at once
+	} else {
+		s.log.Log(context.Background(), level, "connection closed", attrs...)
+	}
 	// Counted after the log line, so whoever sees the counter sees the line.
 	// The bytes were counted live by the relay (relay.Counters).
 	f.stats.closed(reason)

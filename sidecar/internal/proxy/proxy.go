@@ -204,6 +204,7 @@ type forward struct {
 	rejectLog   *logLimiter
 	dialFailLog *logLimiter
 	addrFailLog *logLimiter // an address failed, a later one answered
+	brokenLog   *logLimiter // "connection closed" at WARN: the database side broke it
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 	departed      departures  // clients that left before a byte moved, for the departure grace
@@ -235,6 +236,8 @@ func New(cfg Config) (*Server, error) {
 			"connection limit reached for more clients; closed them (latest shown)")
 		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
 			"dial target failed for more clients; closed them (latest failure shown)")
+		fw.brokenLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection closed",
+			"connection closed: more connections broken on the database side (latest shown)")
 		fw.addrFailLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "dial of a target address failed; another answered, and the failed one is tried last for a while",
 			"dials of target addresses failed for more clients; others answered (latest shown)")
 		s.fwds = append(s.fwds, fw)
@@ -388,6 +391,7 @@ func (s *Server) flushLogs() {
 		f.rejectLog.close()
 		f.dialFailLog.close()
 		f.addrFailLog.close()
+		f.brokenLog.close()
 	}
 }
 

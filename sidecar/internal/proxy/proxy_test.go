@@ -108,6 +108,48 @@ func TestUpstreamRefuses(t *testing.T) {
 	}
 }
 
+// A failover resets a whole pool at once: each broken connection is
+// counted, but its WARN line is rate-limited like the dial failures that
+// follow (the first in full, then summaries saying how many more).
+func TestBrokenConnectionsLogIsRateLimited(t *testing.T) {
+	eachRelay(t, func(t *testing.T, f relay.Func) {
+		up := startUpstream(t, "127.0.0.1", hold)
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "127.0.0.1", TargetPort: int(up.addr.Port())}}, Relay: f})
+		const n = 20
+		clients := make([]*net.TCPConn, n)
+		for i := range clients {
+			clients[i] = dial(t, r.addrs[0])
+			if _, err := clients[i].Write([]byte("q")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "every query relayed", func() bool { return up.count() == n && forwardSnap(r, 0).BytesToUpstream == n })
+		up.mu.Lock()
+		for _, c := range up.conns {
+			_ = c.SetLinger(0)
+			_ = c.Close() // the instance restarting
+		}
+		up.mu.Unlock()
+		waitFor(t, "every connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+		if closed := forwardSnap(r, 0).ConnectionsClosed; countOf(closed, "upstream_error") != n {
+			t.Fatalf("closed %v; want %d upstream_error", closed, n)
+		}
+		r.shutdown(t) // writes a pending summary
+		lines := r.logs.lines("connection closed")
+		if accounted(lines) != n || len(lines) >= n {
+			t.Errorf("%d \"connection closed\" lines accounting for %d of %d broken connections; want all, rate-limited", len(lines), accounted(lines), n)
+		}
+		for _, l := range lines {
+			if l["level"] != "WARN" || l["reason"] != "upstream_error" {
+				t.Errorf("line %v; want WARN, reason upstream_error", l)
+			}
+		}
+		for _, c := range clients {
+			_ = c.Close()
+		}
+	})
+}
+
 // A summary still pending when the server stops is written before Serve
 // returns: no failure goes unlogged at exit.
 func TestDialFailureSummaryWrittenAtShutdown(t *testing.T) {
