@@ -60,9 +60,17 @@ func TestMeasureRejectsBrokenTarballs(t *testing.T) {
 	if _, err := imagesizetest.Write(good, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{10_000}}); err != nil {
 		t.Fatal(err)
 	}
-	// Rewrite the tarball dropping or corrupting entries.
-	rewrite := func(name string, edit func(h *tar.Header, data []byte) ([]byte, bool)) string {
-		src, err := os.ReadFile(good)
+	plain := filepath.Join(dir, "plain.tar")
+	if _, err := imagesizetest.Write(plain, imagesizetest.Image{Platform: "linux/amd64", LayerBytes: []int{10_000}, Plain: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite a tarball (good unless from is given) dropping or corrupting entries.
+	rewrite := func(name string, edit func(h *tar.Header, data []byte) ([]byte, bool), from ...string) string {
+		orig := good
+		if len(from) > 0 {
+			orig = from[0]
+		}
+		src, err := os.ReadFile(orig)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +114,15 @@ func TestMeasureRejectsBrokenTarballs(t *testing.T) {
 			}
 			return b, true
 		}), "layer"},
+		// No gzip CRC here: only the digest check can catch this.
+		{"corrupt plain layer", rewrite("corruptplain.tar", func(h *tar.Header, b []byte) ([]byte, bool) {
+			if strings.HasPrefix(h.Name, "blobs/") && len(b) > 2048 && string(b[257:262]) == "ustar" {
+				c := bytes.Clone(b)
+				c[1024+5000] ^= 0xff // the file's content: after the dir's and file's headers
+				return c, true
+			}
+			return b, true
+		}, plain), "does not match"},
 		{"not a file", filepath.Join(dir, "absent.tar"), "open image tarball"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
