@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,6 +155,72 @@ func TestCheckAndTable(t *testing.T) {
 	}
 	if err := imagesize.Check(images[:1], 50_000_000); err != nil {
 		t.Errorf("within budget: %v", err)
+	}
+
+	// Every image over budget is reported, not only the first; exactly
+	// the budget is within it.
+	for _, tc := range []struct {
+		name   string
+		images []imagesize.Image
+		over   []string
+	}{
+		{"exactly at budget", []imagesize.Image{{Platform: "linux/amd64", Uncompressed: 50_000_000}}, nil},
+		{"two over, one at budget", []imagesize.Image{
+			{Platform: "linux/amd64", Uncompressed: 50_000_001},
+			{Platform: "linux/arm/v7", Uncompressed: 50_000_000},
+			{Platform: "linux/arm64", Uncompressed: 70_000_000},
+		}, []string{"linux/amd64", "linux/arm64"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The table agrees with Check, line by line.
+			var b strings.Builder
+			if err := imagesize.Table(&b, tc.images, 50_000_000); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(b.String()), "\n")[1:]
+			for i, img := range tc.images {
+				want := "ok"
+				if slices.Contains(tc.over, img.Platform) {
+					want = "OVER BUDGET"
+				}
+				if i >= len(lines) || !strings.HasSuffix(lines[i], want) {
+					t.Errorf("table line for %s does not end with %q:\n%s", img.Platform, want, b.String())
+				}
+			}
+			err := imagesize.Check(tc.images, 50_000_000)
+			if len(tc.over) == 0 {
+				if err != nil {
+					t.Fatalf("Check = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Check = nil, want %v over budget", tc.over)
+			}
+			errs := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				errs = j.Unwrap()
+			}
+			var got []string
+			for _, e := range errs {
+				var o *imagesize.OverBudgetError
+				if !errors.As(e, &o) {
+					t.Fatalf("error %v is not an OverBudgetError", e)
+				}
+				got = append(got, o.Image.Platform)
+			}
+			if !slices.Equal(got, tc.over) {
+				t.Errorf("over budget: %v, want %v (error %q)", got, tc.over, err)
+			}
+			for _, p := range tc.over {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("error %q does not name %s", err, p)
+				}
+			}
+			if strings.Contains(err.Error(), "linux/arm/v7") {
+				t.Errorf("error names the image exactly at budget: %q", err)
+			}
+		})
 	}
 
 	var b strings.Builder
