@@ -37,6 +37,14 @@ func viaForwards(c Config) Config {
 	return c
 }
 
+// DNS limits: a label of 63 bytes and a name of 253 are the largest allowed.
+var (
+	label63 = strings.Repeat("a", 63)
+	label64 = strings.Repeat("a", 64)
+	name253 = label63 + "." + label63 + "." + label63 + "." + strings.Repeat("b", 61)
+	name254 = name253 + "b"
+)
+
 func TestParseValid(t *testing.T) {
 	tests := []struct {
 		name string
@@ -137,6 +145,13 @@ func TestParseValid(t *testing.T) {
 			env:  map[string]string{"FORWARDS": "8080=db1.example:3306,8081=123.example.:3306,8082=1e100.net:3306"},
 			want: func() Config {
 				return viaForwards(defaults(Forward{8080, "db1.example", 3306}, Forward{8081, "123.example.", 3306}, Forward{8082, "1e100.net", 3306}))
+			},
+		},
+		{
+			name: "largest port, label and name",
+			env:  map[string]string{"FORWARDS": "65535=" + label63 + ".example:65535,8081=" + name253 + ":3306"},
+			want: func() Config {
+				return viaForwards(defaults(Forward{8081, name253, 3306}, Forward{65535, label63 + ".example", 65535}))
 			},
 		},
 		{
@@ -285,6 +300,20 @@ func TestParseInvalid(t *testing.T) {
 				`entry "8083=e:0" has target port "0"`,
 				`entry "8084=-bad-:1" has target host "-bad-"`,
 				`entry "8085" has no '='`,
+			},
+		},
+		{
+			name: "one past the largest port, label and name; a hyphen at one end",
+			env: map[string]string{"FORWARDS": "65536=a:1,8081=a:65536,8082=" + label64 + ".example:1,8083=" + name254 + ":1," +
+				"8084=-bad:1,8085=bad-:1", "ADMIN_PORT": "65536"},
+			want: []string{
+				`ADMIN_PORT="65536" is invalid`,
+				`entry "65536=a:1" has listen port "65536"`,
+				`entry "8081=a:65536" has target port "65536"`,
+				`has target host "` + label64 + `.example" (has a bad label`,
+				`has target host "` + name254 + `" (is neither a DNS name nor an IP address)`,
+				`entry "8084=-bad:1" has target host "-bad" (has a bad label`,
+				`entry "8085=bad-:1" has target host "bad-" (has a bad label`,
 			},
 		},
 		{
