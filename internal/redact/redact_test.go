@@ -16,6 +16,12 @@ func TestUserinfo(t *testing.T) {
 		"https://proxy.example/mods@v/list":          "https://proxy.example/mods@v/list",
 		"http://127.0.0.1:1/creds?who=a@b":           "http://127.0.0.1:1/creds?who=a@b",
 		"public.ecr.aws/docker/library/mysql:8.4":    "public.ecr.aws/docker/library/mysql:8.4",
+		// Without a scheme the credentials run to the last @ (a
+		// digest's aside), even past a / in a token or password.
+		"user:tok@registry.example/x@sha256:abcd":       "xxxxx@registry.example/x@sha256:abcd",
+		"registry/x:tok@en/img":                         "xxxxx@en/img",
+		"AbC/dEf+gh@registry.example/team/img:1":        "xxxxx@registry.example/team/img:1",
+		"AbC/dEf@registry.example/team/img@sha256:abcd": "xxxxx@registry.example/team/img@sha256:abcd",
 	} {
 		if got := Userinfo(in); got != want {
 			t.Errorf("Userinfo(%q) = %q, want %q", in, got, want)
