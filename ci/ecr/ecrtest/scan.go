@@ -80,7 +80,7 @@ func (s *Server) startScan(w http.ResponseWriter, body map[string]any) {
 	if !ok {
 		return
 	}
-	if _, ok := s.manifests[digest]; !ok && !s.scripted(digest) {
+	if _, ok := s.manifests[imageKey{name, digest}]; !ok && !s.scripted(digest) {
 		awsError(w, http.StatusBadRequest, "ImageNotFoundException", "no image "+digest+" in "+name)
 		return
 	}

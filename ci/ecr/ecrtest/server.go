@@ -69,7 +69,7 @@ type Server struct {
 	mu           sync.Mutex
 	repos        map[string]*Repo
 	calls        []Call
-	manifests    map[string]manifest    // digest -> pushed manifest
+	manifests    map[imageKey]manifest  // pushed manifests, per repository as in ECR
 	scans        map[string][]ScanState // digest -> script, one step per call
 	scanType     string                 // BASIC (default) or ENHANCED
 	registryHost string                 // 127.0.0.1:port of the registry (Host)
@@ -95,7 +95,7 @@ func Start(t testing.TB, region string) *Server {
 	_, _ = rand.Read(pw)
 	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{},
 		ScanClock: time.Now().UTC().Truncate(time.Second),
-		manifests: map[string]manifest{}, scans: map[string][]ScanState{},
+		manifests: map[imageKey]manifest{}, scans: map[string][]ScanState{},
 		scanConfFailure: map[string]string{}, denied: map[string]bool{}, delays: map[string]time.Duration{}, started: map[string]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
@@ -364,7 +364,7 @@ func (s *Server) describeImages(w http.ResponseWriter, body map[string]any) {
 				tags = append(tags, tag)
 			}
 		}
-		if _, pushed := s.manifests[digest]; len(tags) == 0 && !pushed {
+		if _, pushed := s.manifests[imageKey{name, digest}]; len(tags) == 0 && !pushed {
 			awsError(w, http.StatusBadRequest, "ImageNotFoundException", "The image with imageId {imageDigest:'"+digest+"'} does not exist within the repository with name '"+name+"'")
 			return
 		}
@@ -391,7 +391,7 @@ func (s *Server) batchGetImage(w http.ResponseWriter, body map[string]any) {
 			for _, d := range repo.Tags {
 				found = found || d == digest
 			}
-			_, pushed := s.manifests[digest]
+			_, pushed := s.manifests[imageKey{name, digest}]
 			found = found || pushed
 		}
 		if !found {
@@ -404,7 +404,7 @@ func (s *Server) batchGetImage(w http.ResponseWriter, body map[string]any) {
 		if tag != "" {
 			imageID["imageTag"] = tag
 		}
-		m, ok := s.manifests[digest]
+		m, ok := s.manifests[imageKey{name, digest}]
 		if !ok {
 			m = manifest{mediaType: "application/vnd.oci.image.index.v1+json", body: manifestFor(digest)}
 		}
@@ -440,7 +440,7 @@ func (s *Server) putImage(w http.ResponseWriter, body map[string]any) {
 	// ECR has one store: a tag PutImage sets is pulled from the registry.
 	// Images recorded with PushImage alone (not in the registry) get the
 	// tag in the API only.
-	if m, ok := s.manifests[digest]; ok && m.body == manifest && s.inRegistry(name, digest) {
+	if m, ok := s.manifests[imageKey{name, digest}]; ok && m.body == manifest && s.inRegistry(name, digest) {
 		req := httptest.NewRequest(http.MethodPut, "/v2/"+name+"/manifests/"+tag, strings.NewReader(manifest))
 		req.Header.Set("Content-Type", m.mediaType)
 		rec := httptest.NewRecorder()
@@ -515,6 +515,10 @@ func (s *Server) requestRepo(w http.ResponseWriter, body map[string]any) (name s
 
 type manifest struct{ mediaType, body string }
 
+// imageKey names an image in one repository: ECR keeps images per
+// repository, so a digest pushed to one is not found in another.
+type imageKey struct{ repo, digest string }
+
 func digestOf(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
@@ -528,7 +532,7 @@ func (s *Server) PushImage(name, tag, mediaType string, manifestJSON []byte) str
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := digestOf(manifestJSON)
-	s.manifests[d] = manifest{mediaType: mediaType, body: string(manifestJSON)}
+	s.manifests[imageKey{name, d}] = manifest{mediaType: mediaType, body: string(manifestJSON)}
 	if tag != "" {
 		s.repos[name].Tags[tag] = d
 	}
