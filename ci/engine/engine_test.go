@@ -206,13 +206,15 @@ func TestConnectNamesWhatIsMissing(t *testing.T) {
 func TestConnectWhenDockerHangs(t *testing.T) {
 	noEngineEnv(t)
 	fakeDockerCLI(t, "exec /bin/sleep 60")
-	msg := connectFails(t, time.Second)
-	// What is left of the second when Ping starts, to 10 ms.
+	const bound = time.Second // under PingTimeout, so the caller's deadline bounds Ping
+	msg := connectFails(t, bound)
+	// Ping is given what is left of the bound when it starts: how much
+	// that is depends on the machine's speed, so only its range is checked.
 	_, after, ok := strings.Cut(msg, "`docker version`: no answer within ")
 	within, _, _ := strings.Cut(after, ")")
 	waited, err := time.ParseDuration(within)
-	if !ok || err != nil || waited < 900*time.Millisecond || waited > time.Second {
-		t.Errorf("err = %q, want it to say docker gave no answer within the second left (900ms to 1s)", msg)
+	if !ok || err != nil || waited <= 0 || waited > bound {
+		t.Errorf("err = %q, want it to say docker gave no answer within the time left of the %s deadline (over 0, at most %s)", msg, bound, bound)
 	}
 }
 
