@@ -26,39 +26,39 @@ func TestReadPacketFraming(t *testing.T) {
 
 	for _, tc := range []struct {
 		name    string
-		in      []byte
+		in      func() []byte // built in its subtest: the 16 MiB inputs are not all held at once
 		limit   int
 		seq     byte
-		payload []byte
+		payload func() []byte
 		err     string // substring of the error; "" for none
 		is      error  // the error, when it has an identity
 	}{
-		{name: "one frame", in: join(frame(3, []byte("hello")), next), limit: 100, seq: 3, payload: []byte("hello")},
-		{name: "empty packet", in: join(frame(0, nil), next), limit: 100, payload: []byte{}},
-		{name: "two frames: a full one, then the rest", in: join(frame(0, full), frame(1, tail), next),
-			limit: 1 << 25, payload: join(full, tail)},
+		{name: "one frame", in: func() []byte { return join(frame(3, []byte("hello")), next) }, limit: 100, seq: 3, payload: func() []byte { return []byte("hello") }},
+		{name: "empty packet", in: func() []byte { return join(frame(0, nil), next) }, limit: 100, payload: func() []byte { return []byte{} }},
+		{name: "two frames: a full one, then the rest", in: func() []byte { return join(frame(0, full), frame(1, tail), next) },
+			limit: 1 << 25, payload: func() []byte { return join(full, tail) }},
 		// A payload of exactly MaxPayload ends with an empty frame, which
 		// belongs to this packet, not the next.
-		{name: "exactly MaxPayload, then its empty frame", in: join(frame(5, full), frame(6, nil), next),
-			limit: 1 << 25, seq: 5, payload: full},
-		{name: "sequence id wraps in a continuation", in: join(frame(255, full), frame(0, tail), next),
-			limit: 1 << 25, seq: 255, payload: join(full, tail)},
-		{name: "continuation with a wrong sequence id", in: join(frame(0, full), frame(2, tail)),
+		{name: "exactly MaxPayload, then its empty frame", in: func() []byte { return join(frame(5, full), frame(6, nil), next) },
+			limit: 1 << 25, seq: 5, payload: func() []byte { return full }},
+		{name: "sequence id wraps in a continuation", in: func() []byte { return join(frame(255, full), frame(0, tail), next) },
+			limit: 1 << 25, seq: 255, payload: func() []byte { return join(full, tail) }},
+		{name: "continuation with a wrong sequence id", in: func() []byte { return join(frame(0, full), frame(2, tail)) },
 			limit: 1 << 25, err: "continuation frame has sequence id 2, want 1"},
-		{name: "continuation repeating the first sequence id", in: join(frame(7, full), frame(7, tail)),
+		{name: "continuation repeating the first sequence id", in: func() []byte { return join(frame(7, full), frame(7, tail)) },
 			limit: 1 << 25, err: "continuation frame has sequence id 7, want 8"},
-		{name: "at the limit across frames", in: join(frame(0, full), frame(1, tail), next),
-			limit: MaxPayload + len(tail), payload: join(full, tail)},
-		{name: "over the limit across frames", in: join(frame(0, full), frame(1, tail)),
+		{name: "at the limit across frames", in: func() []byte { return join(frame(0, full), frame(1, tail), next) },
+			limit: MaxPayload + len(tail), payload: func() []byte { return join(full, tail) }},
+		{name: "over the limit across frames", in: func() []byte { return join(frame(0, full), frame(1, tail)) },
 			limit: MaxPayload + len(tail) - 1, is: ErrTooLarge, err: "larger than the limit"},
-		{name: "over the limit in one frame", in: frame(0, []byte("hello")), limit: 4, is: ErrTooLarge, err: "larger than the limit"},
-		{name: "no packet", in: nil, limit: 100, is: io.EOF, err: "EOF"},
-		{name: "cut in a header", in: []byte{5, 0}, limit: 100, is: io.ErrUnexpectedEOF, err: "unexpected EOF"},
-		{name: "cut in a payload", in: frame(0, []byte("hello"))[:6], limit: 100, is: io.ErrUnexpectedEOF, err: "unexpected EOF"},
-		{name: "continuation frame missing", in: frame(0, full), limit: 1 << 25, is: io.ErrUnexpectedEOF, err: "unexpected EOF"},
+		{name: "over the limit in one frame", in: func() []byte { return frame(0, []byte("hello")) }, limit: 4, is: ErrTooLarge, err: "larger than the limit"},
+		{name: "no packet", in: func() []byte { return nil }, limit: 100, is: io.EOF, err: "EOF"},
+		{name: "cut in a header", in: func() []byte { return []byte{5, 0} }, limit: 100, is: io.ErrUnexpectedEOF, err: "unexpected EOF"},
+		{name: "cut in a payload", in: func() []byte { return frame(0, []byte("hello"))[:6] }, limit: 100, is: io.ErrUnexpectedEOF, err: "unexpected EOF"},
+		{name: "continuation frame missing", in: func() []byte { return frame(0, full) }, limit: 1 << 25, is: io.ErrUnexpectedEOF, err: "unexpected EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := bytes.NewReader(tc.in)
+			r := bytes.NewReader(tc.in())
 			p, err := ReadPacket(r, tc.limit)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || tc.is != nil && !errors.Is(err, tc.is) {
@@ -69,8 +69,8 @@ func TestReadPacketFraming(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ReadPacket: %v", err)
 			}
-			if p.Seq != tc.seq || !bytes.Equal(p.Payload, tc.payload) {
-				t.Errorf("packet seq %d, %d bytes; want seq %d, %d bytes (or the content differs)", p.Seq, len(p.Payload), tc.seq, len(tc.payload))
+			if want := tc.payload(); p.Seq != tc.seq || !bytes.Equal(p.Payload, want) {
+				t.Errorf("packet seq %d, %d bytes; want seq %d, %d bytes (or the content differs)", p.Seq, len(p.Payload), tc.seq, len(want))
 			}
 			// Exactly this packet's frames are consumed: the next packet is
 			// left whole for whoever reads on.
