@@ -34,7 +34,9 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 		return dialed{}, failDNS, err
 	}
 	d, why, err := s.dialAddrs(parent, f, addrs, asked)
-	if err == nil || !cached || why == failCanceled || !f.answers.forget(asked, time.Now()) {
+	// An unanswered dial (the client left) tried one address only, and
+	// the client is gone: nothing to look up again for.
+	if err == nil || !cached || why == failCanceled || why == failUnanswered || !f.answers.forget(asked, time.Now()) {
 		return d, why, err
 	}
 	fresh, freshAsked, _, lerr := s.lookup(parent, f)
@@ -71,7 +73,8 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 				// does not make that the client's doing.
 				f.down.failed(a, time.Now())
 				f.stats.dialFailure(failUnanswered)
-				return dialed{}, failUnanswered, fmt.Errorf("%s: no answer in %s, when the client left: %w", target, waited.Round(time.Millisecond), errClientGone)
+				errs = append(errs, fmt.Errorf("%s: %s: no answer in %s, when the client left", target, failUnanswered, waited.Round(time.Millisecond)))
+				return dialed{}, failUnanswered, fmt.Errorf("the addresses of %s tried failed: %w", f.target, errors.Join(errs...))
 			}
 			return dialed{}, failCanceled, errClientGone // not the target's failure: not counted
 		}

@@ -123,3 +123,62 @@ func TestQuickDepartureDuringADialIsNotAFailure(t *testing.T) {
 		t.Errorf("dial failures %v, closed %v; want none counted and the client gone", s.DialFailures, s.ConnectionsClosed)
 	}
 }
+
+// An unanswered dial while DNS moves to another address (a failover the
+// stale check cached during the dial) is still a dial failure: the client
+// has left, so no new address is looked up or dialed for it.
+func TestUnansweredDialWhileDNSMoves(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	up := startUpstream(t, "127.0.0.1", hold)
+	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr))
+	var dead atomic.Int32
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
+		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
+		StaleCheckInterval: 100 * time.Millisecond,
+	})
+	waitFor(t, "a stale check cached the answer", func() bool { return dns.Queries() >= 2 })
+	time.Sleep(20 * time.Millisecond)
+	impatient := dial(t, r.addrs[0])
+	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	dns.Set("db.sidecar.test", up.addr.Addr()) // failover: the stale check caches it
+	time.Sleep(1200 * time.Millisecond)
+	_ = impatient.Close()
+	waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	s := forwardSnap(r, 0)
+	if countOf(s.DialFailures, "unanswered") != 1 || countOf(s.ConnectionsClosed, "dial_failed") != 1 || countOf(s.ConnectionsClosed, "client_gone") != 0 {
+		t.Errorf("dial failures %v, closed %v; want one unanswered dial closed as dial_failed", s.DialFailures, s.ConnectionsClosed)
+	}
+	if n := len(r.logs.lines("dial target failed")); n != 1 {
+		t.Errorf("%d dial target failed lines, want 1", n)
+	}
+}
+
+// An unanswered dial of the first of two cached addresses keeps the
+// answer: the second was never tried, so DNS is not asked again.
+func TestUnansweredDialKeepsTheAnswer(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	up := startUpstream(t, "127.0.0.1", hold)
+	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr), up.addr.Addr())
+	var dead atomic.Int32
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
+		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
+	})
+	warm := dial(t, r.addrs[0]) // fills the cache (a quick departure: counted nowhere)
+	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	_ = warm.Close()
+	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	q := dns.Queries()
+	impatient := dial(t, r.addrs[0])
+	waitFor(t, "the dead address dialed again", func() bool { return dead.Load() == 2 })
+	time.Sleep(1100 * time.Millisecond)
+	_ = impatient.Close()
+	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	time.Sleep(100 * time.Millisecond)
+	if n := dns.Queries() - q; n != 0 {
+		t.Errorf("an unanswered dial of one of two cached addresses cost %d DNS queries; want 0 (the answer is still good)", n)
+	}
+}
