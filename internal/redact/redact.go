@@ -47,11 +47,11 @@ func URL(u string) string {
 		return u
 	}
 	prefix, rest := u[:i+3], u[i+3:]
+	if at := userinfoEnd(rest, true); at >= 0 {
+		rest = rest[at+1:] // before cutting the query: a password may hold ? or #
+	}
 	if q := strings.IndexAny(rest, "?#"); q >= 0 {
 		rest = rest[:q]
-	}
-	if at := userinfoEnd(rest, true); at >= 0 {
-		rest = rest[at+1:]
 	}
 	return prefix + rest
 }
@@ -63,19 +63,16 @@ func URL(u string) string {
 // password with a / in it (base64 has them) cuts the host short, and
 // masking a path is better than printing a password.
 func userinfoEnd(rest string, scheme bool) int {
-	if !scheme {
-		return strings.LastIndexByte(rest, '@')
-	}
-	if q := strings.IndexAny(rest, "?#"); q >= 0 {
-		rest = rest[:q]
-	}
 	slash := strings.IndexByte(rest, '/')
-	if slash < 0 {
+	if !scheme || slash < 0 {
 		return strings.LastIndexByte(rest, '@')
 	}
-	host := rest[:slash]
-	if at := strings.LastIndexByte(rest, '@'); at > slash && strings.ContainsAny(host, ":@") {
-		return at
+	host, path := rest[:slash], rest[slash:]
+	if q := strings.IndexAny(path, "?#"); q >= 0 {
+		path = path[:q] // a query may hold an @ of its own
+	}
+	if at := strings.LastIndexByte(path, '@'); at >= 0 && strings.ContainsAny(host, ":@") {
+		return slash + at
 	}
 	return strings.LastIndexByte(host, '@')
 }

@@ -12,6 +12,9 @@ func TestUserinfo(t *testing.T) {
 		"docker-container://dagger-engine":           "docker-container://dagger-engine",
 		"tcp://u:p@w@host:1/path@x":                  "tcp://xxxxx@x", // p@w/path may be the password
 		"https://ci:s3cr/et@goproxy.corp.example":    "https://xxxxx@goproxy.corp.example",
+		"https://ci:s3c?ret@proxy.example":           "https://xxxxx@proxy.example",
+		"https://ci:s3c#ret@proxy.example/mods":      "https://xxxxx@proxy.example/mods",
+		"tcp://ci:pa?ss@host:1234":                   "tcp://xxxxx@host:1234",
 		"https://ci:2024/s3cret@proxy.example/mods":  "https://xxxxx@proxy.example/mods",
 		"https://proxy.example/mods@v/list":          "https://proxy.example/mods@v/list",
 		"http://127.0.0.1:1/creds?who=a@b":           "http://127.0.0.1:1/creds?who=a@b",
@@ -55,6 +58,7 @@ func TestURL(t *testing.T) {
 		"https://github.com/example/sidecar.git?access_token=ghs_secret":   "https://github.com/example/sidecar.git",
 		"https://github.com/example/sidecar.git#ghs_secret":                "https://github.com/example/sidecar.git",
 		"https://ci:ghs/secret@github.com/example/sidecar.git":             "https://github.com/example/sidecar.git",
+		"https://ci:s3c?ret@github.com/example/sidecar.git":                "https://github.com/example/sidecar.git",
 	} {
 		if got := URL(in); got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)
