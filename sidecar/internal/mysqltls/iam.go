@@ -406,8 +406,8 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 	case verdictRefused:
 		s.end(relay.ReasonDone, &Refusal{Reason: ReasonIAM, Message: "the database refused the token: " + msg, User: cu.user})
 		return false
-	case verdictServerError:
-		s.end(relay.ReasonDone, fmt.Errorf("the database refused COM_CHANGE_USER to %q: %s", cu.user, msg))
+	case verdictServerError: // not the token's fault, but the session is cut: say so at WARN
+		s.end(relay.ReasonUpstreamError, fmt.Errorf("the database refused COM_CHANGE_USER to %q (%s); the session was ended rather than left as the old user", cu.user, msg))
 		return false
 	}
 	return true

@@ -172,7 +172,7 @@ func TestIAMChangeUserRefusedByTheServerEndsTheSession(t *testing.T) {
 			if n, want := target.IAM.Tokens.Stats().Failures[iamauth.ReasonServerRefused], map[bool]int64{true: 1}[tc.refused]; n != want {
 				t.Errorf("server_refused failures: %d, want %d", n, want)
 			}
-			closed := map[bool]string{true: "tls_refused", false: "eof"}[tc.refused]
+			closed := map[bool]string{true: "tls_refused", false: "upstream_error"}[tc.refused]
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 				if closes := s.Snapshot().Forwards[0].ConnectionsClosed; slices.Contains(closes, proxy.Count{Label: closed, Value: 1}) {
 					break // counted after its log line
@@ -185,6 +185,12 @@ func TestIAMChangeUserRefusedByTheServerEndsTheSession(t *testing.T) {
 			if tc.refused && (len(lines) != 1 || lines[0]["user"] != "other" || lines[0]["command"] != "COM_CHANGE_USER" || !strings.Contains(fmt.Sprint(lines[0]["err"]), tc.msg)) ||
 				!tc.refused && len(lines) != 0 {
 				t.Fatalf("want one \"TLS login refused\" line for user other, command COM_CHANGE_USER, only for a refused token:\n%s", logs)
+			}
+			// Another error is not a refused login, but the cut session
+			// is logged with the server's message.
+			if closedLines := testkit.JSONLogLines(logs.String(), "connection closed"); !tc.refused &&
+				(len(closedLines) != 1 || closedLines[0]["level"] != "WARN" || !strings.Contains(fmt.Sprint(closedLines[0]["err"]), tc.msg)) {
+				t.Fatalf("want one \"connection closed\" line at WARN with the server's message:\n%s", logs)
 			}
 		})
 	}
