@@ -361,13 +361,22 @@ func TestWorkflowDaggerCloud(t *testing.T) {
 	pipeline, ci := read("pipeline.yml"), read("ci.yml")
 	for _, want := range []string{
 		"    secrets:\n      DAGGER_CLOUD_TOKEN:\n",
-		"      DAGGER_CLOUD_TOKEN: ${{ secrets.DAGGER_CLOUD_TOKEN }}\n",
-		"      _EXPERIMENTAL_DAGGER_RUNNER_HOST: ${{ secrets.DAGGER_CLOUD_TOKEN != '' && 'dagger-cloud://' || '' }}\n",
 		"    defaults:\n      run:\n        shell: bash",
 	} {
 		if !strings.Contains(pipeline, want) {
 			t.Errorf("pipeline.yml lacks %q", want)
 		}
+	}
+	// Each mage step, and no other, sees the token and the runner host.
+	const token = "          DAGGER_CLOUD_TOKEN: ${{ secrets.DAGGER_CLOUD_TOKEN }}\n          _EXPERIMENTAL_DAGGER_RUNNER_HOST: ${{ secrets.DAGGER_CLOUD_TOKEN != '' && 'dagger-cloud://' || '' }}\n"
+	for _, step := range strings.Split(pipeline, "\n      - ")[1:] {
+		mage := strings.Contains(step, "go tool mage ")
+		if has := strings.Contains(step, token); has != mage {
+			t.Errorf("step %q: DAGGER_CLOUD_TOKEN and the runner host in its env: %v; want them exactly on the mage steps", strings.SplitN(step, "\n", 2)[0], has)
+		}
+	}
+	if n := strings.Count(pipeline, "secrets.DAGGER_CLOUD_TOKEN }}"); n != 3 {
+		t.Errorf("pipeline.yml reads secrets.DAGGER_CLOUD_TOKEN %d times; want 3 (the mage steps)", n)
 	}
 	if n := strings.Count(ci, "    secrets:\n      DAGGER_CLOUD_TOKEN: ${{ secrets.DAGGER_CLOUD_TOKEN }}"); n != 2 {
 		t.Errorf("ci.yml passes DAGGER_CLOUD_TOKEN to pipeline.yml in %d jobs; want 2", n)
