@@ -58,7 +58,7 @@ const unansweredAfter = time.Second
 func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
 	var errs []error
 	why := failOther
-	for _, a := range f.down.order(addrs, time.Now()) {
+	for _, a := range f.down.order(addrs, time.Now(), s.cfg.ConnectTimeout) {
 		if parent.Err() != nil {
 			return dialed{}, failCanceled, context.Cause(parent)
 		}

@@ -12,6 +12,8 @@ import (
 // security group drops, an instance gone from an NLB's zone) costs one
 // connection CONNECT_TIMEOUT, not every connection. The period doubles
 // while the address keeps failing, and ends when a dial of it succeeds.
+// When a period ends, one connection tries the address in its place
+// again; the others keep it last until that dial has answered.
 const (
 	DownFor    = 30 * time.Second // docs/operations.md quotes both
 	DownForMax = 10 * time.Minute
@@ -26,23 +28,37 @@ type downAddrs struct {
 type downMark struct {
 	until  time.Time     // tried last until then
 	period time.Duration // how long it was put last for
+	probe  time.Time     // after until, one connection tries it; the others keep it last until then
 }
 
 // order returns addrs with those down at now moved to the end, each group
-// in its order; addrs itself is not changed (the cache shares it).
-func (d *downAddrs) order(addrs []netip.Addr, now time.Time) []netip.Addr {
+// in its order; addrs itself is not changed (the cache shares it). An
+// address whose period has ended is this caller's to try again, in its
+// place, for as long as probeFor (its dial's bound).
+func (d *downAddrs) order(addrs []netip.Addr, now time.Time, probeFor time.Duration) []netip.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.marks) == 0 || len(addrs) < 2 {
 		return addrs
 	}
-	isDown := func(a netip.Addr) bool { m, ok := d.marks[a]; return ok && now.Before(m.until) }
-	if !slices.ContainsFunc(addrs, isDown) {
+	down := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		m, ok := d.marks[a]
+		switch {
+		case !ok:
+		case now.Before(m.until) || now.Before(m.probe):
+			down[a] = true
+		default: // this caller probes it
+			m.probe = now.Add(probeFor)
+			d.marks[a] = m
+		}
+	}
+	if len(down) == 0 {
 		return addrs
 	}
-	up := slices.DeleteFunc(slices.Clone(addrs), isDown)
+	up := slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool { return down[a] })
 	for _, a := range addrs {
-		if isDown(a) {
+		if down[a] {
 			up = append(up, a)
 		}
 	}
@@ -59,7 +75,7 @@ func (d *downAddrs) failed(a netip.Addr, now time.Time) {
 		d.marks = map[netip.Addr]downMark{}
 	}
 	for b, m := range d.marks {
-		if now.After(m.until.Add(m.period)) {
+		if now.After(m.until.Add(m.period)) && now.After(m.probe) {
 			delete(d.marks, b)
 		}
 	}

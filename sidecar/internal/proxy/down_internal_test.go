@@ -20,7 +20,7 @@ func TestDownAddrs(t *testing.T) {
 	}{
 		{"nothing failed", nil, false, 0, answer},
 		{"failed: last", []time.Duration{0}, false, time.Second, []netip.Addr{b, c, a}},
-		{"back in place after DownFor", []time.Duration{0}, false, DownFor, answer},
+		{"back in place after DownFor, for one caller", []time.Duration{0}, false, DownFor, answer},
 		{"failed again soon after: twice as long", []time.Duration{0, DownFor + time.Second}, false, 2*DownFor + 2*time.Second, []netip.Addr{b, c, a}},
 		{"the doubled period ends", []time.Duration{0, DownFor + time.Second}, false, 3*DownFor + 2*time.Second, answer},
 		{"failed long after: DownFor again", []time.Duration{0, 3 * DownFor}, false, 4*DownFor + time.Second, answer},
@@ -34,7 +34,7 @@ func TestDownAddrs(t *testing.T) {
 			if tc.ok {
 				d.answered(a)
 			}
-			got := d.order(answer, t0.Add(tc.at))
+			got := d.order(answer, t0.Add(tc.at), time.Second)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("order = %v, want %v", got, tc.want)
 			}
@@ -42,6 +42,33 @@ func TestDownAddrs(t *testing.T) {
 				t.Fatalf("order changed the cached answer: %v", answer)
 			}
 		})
+	}
+}
+
+// When a period ends, one caller tries the address in its place; the
+// others keep it last while that dial may run, then the next one tries.
+func TestDownAddrsOneProbe(t *testing.T) {
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	answer := []netip.Addr{a, b}
+	t0 := time.Unix(1000, 0)
+	var d downAddrs
+	d.failed(a, t0)
+	end := t0.Add(DownFor)
+	for _, tc := range []struct {
+		at   time.Time
+		want []netip.Addr
+	}{
+		{end, answer}, // the probe
+		{end.Add(time.Second / 2), []netip.Addr{b, a}}, // while it may run
+		{end.Add(time.Second), answer},                 // it never answered: another probe
+	} {
+		if got := d.order(answer, tc.at, time.Second); !slices.Equal(got, tc.want) {
+			t.Errorf("order at %v past the period = %v, want %v", tc.at.Sub(end), got, tc.want)
+		}
+	}
+	d.failed(a, end.Add(time.Second))
+	if m := d.marks[a]; m.period != 2*DownFor {
+		t.Errorf("the probe failed: period %v, want %v", m.period, 2*DownFor)
 	}
 }
 
