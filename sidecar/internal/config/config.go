@@ -745,6 +745,7 @@ func (c Config) Proxy() proxy.Config {
 		DrainTimeout:       c.DrainTimeout,
 		StaleCheckInterval: c.StaleCheckInterval,
 		DNSCacheTTL:        c.DNSCacheTTL,
+		CheckTargets:       true,
 	}
 	if pc.Keepalive == 0 {
 		pc.Keepalive = -1 // proxy: negative = off

@@ -519,6 +519,9 @@ func TestProxyConfigIsFinal(t *testing.T) {
 		t.Errorf("KEEPALIVE=0, DRAIN_TIMEOUT=0, DNS_CACHE_TTL=0 gave Keepalive %v, DrainTimeout %v, DNSCacheTTL %v; want all negative (off)",
 			pc.Keepalive, pc.DrainTimeout, pc.DNSCacheTTL)
 	}
+	if !pc.CheckTargets {
+		t.Error("Proxy() does not look the targets up at start: a mistyped TARGET_HOST would show only at the first connection")
+	}
 	if pc.ConnectTimeout != 5*time.Second || pc.MaxConnections != 1024 || pc.ListenAddr != "127.0.0.1" ||
 		len(pc.Forwards) != 1 || pc.Forwards[0].TargetHost != "db.example" || pc.Forwards[0].ListenPort != 8080 {
 		t.Errorf("Proxy() = %+v", pc)

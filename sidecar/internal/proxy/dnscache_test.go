@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -710,5 +711,45 @@ func TestDNSCacheRefusalAfterHoldBeforeEnd(t *testing.T) {
 	}
 	if a.count() != 3 {
 		t.Errorf("upstream got %d connections, want 3", a.count())
+	}
+}
+
+// CheckTargets looks each target name up at start: a name that does not
+// resolve (a mistyped TARGET_HOST) is a WARN before any app connects, and
+// one that does fills the cache for the first connection.
+func TestCheckTargetsAtStart(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	up := startUpstream(t, "127.0.0.1", echo)
+	dns.Set("db.sidecar.test", up.addr.Addr())
+	r := startProxy(t, proxy.Config{
+		Forwards: []proxy.Forward{
+			{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())},
+			{TargetHost: "typo.sidecar.test", TargetPort: 3306},
+			{TargetHost: "127.0.0.1", TargetPort: int(up.addr.Port())},
+		},
+		DNSCacheTTL: time.Minute, Resolver: dns.Resolver(), CheckTargets: true,
+	})
+	waitFor(t, "the warning", func() bool { return len(r.logs.lines("target name does not resolve")) > 0 })
+	if lines := r.logs.lines("target name does not resolve"); len(lines) != 1 || lines[0]["level"] != "WARN" ||
+		lines[0]["target"] != "typo.sidecar.test:3306" || !strings.Contains(lines[0]["err"].(string), "typo.sidecar.test") {
+		t.Errorf("want one WARN for typo.sidecar.test only; got %v", lines)
+	}
+	q := dns.Queries()
+	connectEcho(t, r)
+	if n := dns.Queries() - q; n != 0 {
+		t.Errorf("the first connection after start made %d DNS queries; want 0 (the start's answer)", n)
+	}
+}
+
+// Without CheckTargets nothing is looked up before a connection.
+func TestNoLookupAtStartByDefault(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	dns.Set("db.sidecar.test", netip.MustParseAddr("127.0.0.1"))
+	startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: 3306}}, Resolver: dns.Resolver()})
+	time.Sleep(100 * time.Millisecond)
+	if n := dns.Queries(); n != 0 {
+		t.Errorf("%d DNS queries before any connection; want none", n)
 	}
 }

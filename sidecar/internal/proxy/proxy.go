@@ -67,6 +67,7 @@ type Config struct {
 	DrainTimeout       time.Duration // how long in-flight connections may finish after shutdown begins; 0 = 20s, negative = none
 	StaleCheckInterval time.Duration // re-resolve targets this often and close connections to addresses gone from DNS; 0 = off
 	StaleAfter         time.Duration // close them once gone from two checks' answers and this long; 0 = DefaultStaleAfter
+	CheckTargets       bool          // look each target name up once at start and warn if it fails; false = not before a connection
 	DNSCacheTTL        time.Duration // reuse a target's DNS answer for new connections this long; 0 = 1s, negative = look up for every connection
 
 	Relay       relay.Func                                                               // nil = relay.Copy
@@ -336,6 +337,14 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	}
 	s.listening.Store(true)
 	s.log.Info("forwarding", "listeners", s.listenerNames())
+	if s.cfg.CheckTargets {
+		for _, f := range s.fwds {
+			if !isIP(f.TargetHost) {
+				s.conns.Add(1) // the lookup it starts ends with the drain, as a connection's does
+				go s.checkTarget(ctx, f)
+			}
+		}
+	}
 
 	<-ctx.Done()
 	s.draining.Store(true)
@@ -383,6 +392,17 @@ func (s *Server) releaseMemory(ctx context.Context, loops *sync.WaitGroup) {
 		s.log.Debug("burst drained; returned free memory to the OS", "peak_connections", peak, "connections", now,
 			"duration_ms", durationMS(took))
 	})
+}
+
+// checkTarget looks f's target up once, so a mistyped TARGET_HOST shows
+// at start rather than at the app's first connection. The answer fills the
+// DNS cache, as a connection's lookup does.
+func (s *Server) checkTarget(ctx context.Context, f *forward) {
+	defer s.conns.Done()
+	if _, _, _, err := s.lookup(ctx, f); err != nil && ctx.Err() == nil {
+		s.log.Warn("target name does not resolve from here; connections to it fail until it does",
+			"target", f.target, "err", err.Error())
+	}
 }
 
 // flushLogs writes rate-limited lines still pending.
