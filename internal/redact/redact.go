@@ -7,9 +7,9 @@ import "strings"
 
 // Userinfo returns an address fit to print: credentials before the host
 // (scheme://user:password@host/…, user:password@registry/image, or a
-// token as the user name) replaced by xxxxx. With a scheme, only the part
-// before the first / can hold them (but see userinfoEnd); an image digest
-// (@sha256:) is kept.
+// token as the user name) replaced by xxxxx; an image digest (@sha256:) is
+// kept. With a scheme, where the credentials end is not always clear (see
+// userinfoEnd): then everything after the scheme is masked.
 func Userinfo(addr string) string {
 	body, digest := addr, ""
 	if i := strings.LastIndex(addr, "@sha256:"); i >= 0 {
@@ -20,8 +20,11 @@ func Userinfo(addr string) string {
 		prefix, rest = body[:i+3], body[i+3:]
 	}
 	at := userinfoEnd(rest, prefix != "")
-	if at < 0 {
+	switch {
+	case at < 0:
 		return addr
+	case at == len(rest):
+		return prefix + "xxxxx" + digest
 	}
 	return prefix + "xxxxx" + rest[at:] + digest
 }
@@ -40,14 +43,18 @@ func Query(addr string) string {
 // URL returns a URL fit to publish (a provenance, an image label): the
 // user info dropped, not masked, and a query or fragment too, since
 // either may carry a token. A value without a scheme (a git scp-like
-// user@host:path) names a user, not a secret, and is kept.
+// user@host:path) names a user, not a secret, and is kept. When where the
+// credentials end is not clear, all but the scheme is dropped (xxxxx).
 func URL(u string) string {
 	i := strings.Index(u, "://")
 	if i < 0 {
 		return u
 	}
 	prefix, rest := u[:i+3], u[i+3:]
-	if at := userinfoEnd(rest, true); at >= 0 {
+	switch at := userinfoEnd(rest, true); {
+	case at == len(rest):
+		return prefix + "xxxxx"
+	case at >= 0:
 		rest = rest[at+1:] // before cutting the query: a password may hold ? or #
 	}
 	if q := strings.IndexAny(rest, "?#"); q >= 0 {
@@ -57,22 +64,53 @@ func URL(u string) string {
 }
 
 // userinfoEnd is the index of the @ that ends the credentials in what
-// follows an address's scheme (the host's last @: a password may hold
-// one), or -1. With a scheme only the part before the first / can hold
-// them, unless that part holds a : or an @ and an @ follows the /: a
-// password with a / in it (base64 has them) cuts the host short, and
-// masking a path is better than printing a password.
+// follows an address's scheme, -1 for none, or len(rest) when it cannot
+// tell. The host part's last @ ends them (a password may hold one); but a
+// / in a password or token (base64 has them) cuts the host part short, so
+// an @ past the first / (and before a query) ends them too. A ? or # before
+// the @ is a password's when what precedes it is not a host and port;
+// else it may start a query as well: it cannot tell then. A path's @ is
+// masked with them: masking too much is better than printing a secret.
 func userinfoEnd(rest string, scheme bool) int {
-	slash := strings.IndexByte(rest, '/')
-	if !scheme || slash < 0 {
+	if !scheme {
 		return strings.LastIndexByte(rest, '@')
 	}
-	host, path := rest[:slash], rest[slash:]
+	slash := strings.IndexByte(rest, '/')
+	if slash < 0 {
+		slash = len(rest)
+	}
+	host, after := rest[:slash], rest[slash:]
+	path := after
 	if q := strings.IndexAny(path, "?#"); q >= 0 {
-		path = path[:q] // a query may hold an @ of its own
+		path = path[:q]
 	}
-	if at := strings.LastIndexByte(path, '@'); at >= 0 && strings.ContainsAny(host, ":@") {
-		return slash + at
+	at := strings.LastIndexByte(host, '@')
+	if p := strings.LastIndexByte(path, '@'); p >= 0 {
+		at = slash + p
+		if strings.IndexByte(after[len(path):], '@') >= 0 {
+			return len(rest) // user:pass/…@…?…@host
+		}
+	} else if strings.IndexByte(after, '@') >= 0 && !hostPort(host) {
+		return len(rest) // user:pass/…?…@host
 	}
-	return strings.LastIndexByte(host, '@')
+	if q := strings.IndexAny(rest, "?#"); at >= 0 && q >= 0 && q < at {
+		if pre := rest[:q]; hostPort(pre) || strings.ContainsRune(pre, '@') {
+			return len(rest) // host?…@…: a query's @, or a password's ?
+		}
+	}
+	return at
+}
+
+// hostPort reports whether h is a host with at most a numeric port: not
+// user:password.
+func hostPort(h string) bool {
+	if strings.HasPrefix(h, "[") { // an IPv6 literal
+		i := strings.IndexByte(h, ']')
+		if i < 0 {
+			return false
+		}
+		h = "x" + h[i+1:]
+	}
+	_, port, found := strings.Cut(h, ":")
+	return !found || port != "" && strings.Trim(port, "0123456789") == ""
 }

@@ -1,6 +1,9 @@
 package redact
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestUserinfo(t *testing.T) {
 	for in, want := range map[string]string{
@@ -15,8 +18,15 @@ func TestUserinfo(t *testing.T) {
 		"https://ci:s3c?ret@proxy.example":           "https://xxxxx@proxy.example",
 		"https://ci:s3c#ret@proxy.example/mods":      "https://xxxxx@proxy.example/mods",
 		"tcp://ci:pa?ss@host:1234":                   "tcp://xxxxx@host:1234",
+		"https://ci:1234?x@proxy.example":            "https://xxxxx", // host:port?query@, or a password
 		"https://ci:2024/s3cret@proxy.example/mods":  "https://xxxxx@proxy.example/mods",
-		"https://proxy.example/mods@v/list":          "https://proxy.example/mods@v/list",
+		"https://proxy.example/mods@v/list":          "https://xxxxx@v/list", // a path's @ may end a token with a /
+		"https://AbC/dEf@proxy.example/mods":         "https://xxxxx@proxy.example/mods",
+		"https://u:p@proxy.example?who=a@b&t=s3cret": "https://xxxxx",
+		"https://proxy.example?who=ci@corp&t=s3cret": "https://xxxxx",
+		"https://ci:Kx/m@?s3cret@proxy.example":      "https://xxxxx",
+		"https://ci:ab/c?d@proxy.example":            "https://xxxxx",
+		"http://[::1]:5000/p?who=a@b":                "http://[::1]:5000/p?who=a@b",
 		"http://127.0.0.1:1/creds?who=a@b":           "http://127.0.0.1:1/creds?who=a@b",
 		"public.ecr.aws/docker/library/mysql:8.4":    "public.ecr.aws/docker/library/mysql:8.4",
 		// Without a scheme the credentials run to the last @ (a
@@ -53,7 +63,7 @@ func TestURL(t *testing.T) {
 		"https://github.com/example/sidecar":                               "https://github.com/example/sidecar",
 		"git@github.com:example/sidecar.git":                               "git@github.com:example/sidecar.git",
 		"ssh://git@github.com/example/sidecar.git":                         "ssh://github.com/example/sidecar.git",
-		"https://github.com/example/a@b":                                   "https://github.com/example/a@b",
+		"https://github.com/example/a@b":                                   "https://b", // a path's @ may end a token with a /
 		"https://user:p@ss@github.com/example/sidecar.git":                 "https://github.com/example/sidecar.git",
 		"https://github.com/example/sidecar.git?access_token=ghs_secret":   "https://github.com/example/sidecar.git",
 		"https://github.com/example/sidecar.git#ghs_secret":                "https://github.com/example/sidecar.git",
@@ -62,6 +72,47 @@ func TestURL(t *testing.T) {
 	} {
 		if got := URL(in); got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// No password is printed or published, whatever it holds (/ ? # @ :) and
+// whatever follows the host. A token given as the user name, without a
+// password, is not covered: "https://to/k?en@host" is also host "to" with
+// a query, and Query and URL hide only what follows its ?.
+func TestNoPasswordShown(t *testing.T) {
+	specials := []string{"", "/", "?", "#", "@", ":", "/?", "?/", "/#", "#/", "@/", "/@", "?@", "@?", "a/b?c", "a/b#c", "x:y", "%40"}
+	hosts := []string{"h.example", "h.example:5000", "[::1]:5000", "127.0.0.1:1", "[::1]"}
+	tails := []string{"", "/", "/p/q", "?q=1", "#f", "/p?q=1", "/p#f", "/p@v/list", "?who=a@b", "/p?who=a@b"}
+	shown := map[string]func(string) string{"Userinfo": Userinfo, "Query": Query, "URL": URL}
+	for _, s1 := range specials {
+		for _, s2 := range specials {
+			for _, h := range hosts {
+				for _, tail := range tails {
+					in := "https://ci:Kx" + s1 + "m" + s2 + "Zy@" + h + tail
+					for name, f := range shown {
+						if out := f(in); strings.Contains(out, "Kx") || strings.Contains(out, "Zy") {
+							t.Errorf("%s(%q) = %q", name, in, out)
+						}
+					}
+				}
+			}
+		}
+	}
+	// A query's token, after a query holding an @.
+	for _, in := range []string{
+		"https://h.example?who=a@b&token=TOKEN",
+		"https://h.example:5000?who=a@b&token=TOKEN",
+		"https://[::1]:5000?who=a@b&token=TOKEN",
+		"https://h.example#a@b&TOKEN",
+		"https://h.example/p?who=a@b&token=TOKEN",
+		"https://u:p@h.example?who=a@b&token=TOKEN",
+		"http://169.254.170.2?x=a@b&t=TOKEN",
+	} {
+		for _, name := range []string{"Query", "URL"} {
+			if out := shown[name](in); strings.Contains(out, "TOKEN") {
+				t.Errorf("%s(%q) = %q", name, in, out)
+			}
 		}
 	}
 }
