@@ -16,6 +16,9 @@ type dialed struct {
 	conn  *net.TCPConn
 	addr  netip.Addr
 	asked time.Time
+	// Without conn: every address was tried and failed (the last one may
+	// be unanswered, its client gone).
+	exhausted bool
 }
 
 // dial looks the target up (an answer at most DNSCacheTTL old: failover
@@ -34,9 +37,16 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 		return dialed{}, failDNS, err
 	}
 	d, why, err := s.dialAddrs(parent, f, addrs, asked)
-	// An unanswered dial (the client left) tried one address only, and
-	// the client is gone: nothing to look up again for.
-	if err == nil || !cached || why == failCanceled || why == failUnanswered || !f.answers.forget(asked, time.Now()) {
+	if why == failUnanswered {
+		// The client is gone: nothing to look up again for it. But when
+		// every address failed, the next connections look the name up
+		// first, as below.
+		if cached && d.exhausted {
+			f.answers.forget(asked, time.Now())
+		}
+		return d, why, err
+	}
+	if err == nil || !cached || why == failCanceled || !f.answers.forget(asked, time.Now()) {
 		return d, why, err
 	}
 	fresh, freshAsked, _, lerr := s.lookup(parent, f)
@@ -58,7 +68,8 @@ const unansweredAfter = time.Second
 func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
 	var errs []error
 	why := failOther
-	for _, a := range f.down.order(addrs, time.Now(), s.cfg.ConnectTimeout) {
+	ordered := f.down.order(addrs, time.Now(), s.cfg.ConnectTimeout)
+	for i, a := range ordered {
 		if parent.Err() != nil {
 			return dialed{}, failCanceled, context.Cause(parent)
 		}
@@ -74,7 +85,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 				f.down.failed(a, time.Now())
 				f.stats.dialFailure(failUnanswered)
 				errs = append(errs, fmt.Errorf("%s: %s: no answer in %s, when the client left", target, failUnanswered, waited.Round(time.Millisecond)))
-				return dialed{}, failUnanswered, fmt.Errorf("the addresses of %s tried failed: %w", f.target, errors.Join(errs...))
+				return dialed{exhausted: i == len(ordered)-1}, failUnanswered, fmt.Errorf("the addresses of %s tried failed: %w", f.target, errors.Join(errs...))
 			}
 			return dialed{}, failCanceled, errClientGone // not the target's failure: not counted
 		}
@@ -99,9 +110,9 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		if len(errs) > 0 {
 			f.addrFailLog.event("target", f.target, "upstream", target, "err", errors.Join(errs...).Error())
 		}
-		return dialed{tc, a, asked}, "", nil
+		return dialed{conn: tc, addr: a, asked: asked}, "", nil
 	}
-	return dialed{}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
+	return dialed{exhausted: true}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
 }
 
 // errNotFound is DNS saying the name has no addresses: an answer, unlike

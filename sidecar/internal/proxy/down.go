@@ -75,7 +75,9 @@ func (d *downAddrs) failed(a netip.Addr, now time.Time) {
 		d.marks = map[netip.Addr]downMark{}
 	}
 	for b, m := range d.marks {
-		if now.After(m.until.Add(m.period)) && now.After(m.probe) {
+		// Another's mark outlives its probe (its dial may yet fail);
+		// a's own is over once its period has passed again.
+		if now.After(m.until.Add(m.period)) && (b == a || now.After(m.probe)) {
 			delete(d.marks, b)
 		}
 	}

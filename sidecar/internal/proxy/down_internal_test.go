@@ -89,3 +89,18 @@ func TestDownAddrsBounds(t *testing.T) {
 		t.Errorf("marks %v; want only %v's, %v's long over", d.marks, b, a)
 	}
 }
+
+// A probe refused at once, long after the address's period ended, starts
+// it afresh at DownFor: the probe does not keep the old mark alive.
+func TestDownAddrsQuickProbeFailureLongAfter(t *testing.T) {
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	t0 := time.Unix(1000, 0)
+	var d downAddrs
+	d.failed(a, t0)
+	probeAt := t0.Add(time.Hour)
+	d.order([]netip.Addr{a, b}, probeAt, 5*time.Second)
+	d.failed(a, probeAt.Add(time.Millisecond)) // refused: at once
+	if m := d.marks[a]; m.period != DownFor {
+		t.Errorf("failed an hour after its period: period %v, want DownFor %v", m.period, DownFor)
+	}
+}

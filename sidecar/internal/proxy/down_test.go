@@ -182,3 +182,37 @@ func TestUnansweredDialKeepsTheAnswer(t *testing.T) {
 		t.Errorf("an unanswered dial of one of two cached addresses cost %d DNS queries; want 0 (the answer is still good)", n)
 	}
 }
+
+// Failover moved DNS off the only cached address, and an app with a short
+// connect timeout left after more than a second (unanswered): every
+// address failed, so the next connection looks the name up first rather
+// than dial the dead address again.
+func TestUnansweredLastAddressForgetsTheAnswer(t *testing.T) {
+	t.Parallel()
+	dns := testdns.Start(t)
+	greet := func(c *net.TCPConn) { _, _ = c.Write([]byte("greeting")); hold(c) }
+	up := startUpstream(t, "127.0.0.1", greet)
+	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr))
+	var dead atomic.Int32
+	r := startProxy(t, proxy.Config{
+		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
+		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
+	})
+	warm := dial(t, r.addrs[0]) // fills the cache; leaves quickly (not counted)
+	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	_ = warm.Close()
+	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	impatient := dial(t, r.addrs[0])
+	waitFor(t, "the dead address dialed again", func() bool { return dead.Load() == 2 })
+	dns.Set("db.sidecar.test", up.addr.Addr()) // failover
+	time.Sleep(1100 * time.Millisecond)
+	_ = impatient.Close()
+	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	q := dns.Queries()
+	next := dial(t, r.addrs[0])
+	_ = next.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err := io.ReadFull(next, make([]byte, len("greeting")))
+	if err != nil || dns.Queries() == q || dead.Load() != 2 {
+		t.Errorf("the next connection: %v, %d DNS queries, the dead address dialed %d times; want the new writer, through a lookup", err, dns.Queries()-q, dead.Load())
+	}
+}

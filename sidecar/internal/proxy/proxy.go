@@ -401,7 +401,7 @@ func (s *Server) checkTarget(ctx context.Context, f *forward) {
 	defer s.conns.Done()
 	if _, _, _, err := s.lookup(ctx, f); err != nil && ctx.Err() == nil {
 		s.log.Warn("target name does not resolve from here; connections to it fail until it does",
-			"target", f.target, "err", err.Error())
+			"listen_port", f.port, "target", f.target, "err", err.Error())
 	}
 }
 
