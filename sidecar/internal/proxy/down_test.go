@@ -31,18 +31,33 @@ func blackholing(dead *atomic.Int32) func(ctx context.Context, network, addr str
 	}
 }
 
+// startDeadTarget serves a proxy to db.sidecar.test, which DNS answers
+// with deadAddr and, if live, then the upstream it starts (running
+// handle). dead counts the dials of deadAddr. cfg's ConnectTimeout
+// defaults to a minute here.
+func startDeadTarget(t *testing.T, handle func(*net.TCPConn), live bool, cfg proxy.Config) (r *rig, dns *testdns.Server, up *upstream, dead *atomic.Int32) {
+	t.Helper()
+	dns = testdns.Start(t)
+	up = startUpstream(t, "127.0.0.1", handle)
+	addrs := []netip.Addr{netip.MustParseAddr(deadAddr)}
+	if live {
+		addrs = append(addrs, up.addr.Addr())
+	}
+	dns.Set("db.sidecar.test", addrs...)
+	dead = new(atomic.Int32)
+	cfg.Forwards = []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}}
+	cfg.DNSCacheTTL, cfg.DialContext, cfg.Resolver = 5*time.Second, blackholing(dead), dns.Resolver()
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = time.Minute
+	}
+	return startProxy(t, cfg), dns, up, dead
+}
+
 // A dead first address costs one connection CONNECT_TIMEOUT: the next
 // ones try it last, and the operator is told.
 func TestDeadAddressIsTriedLast(t *testing.T) {
 	t.Parallel()
-	dns := testdns.Start(t)
-	up := startUpstream(t, "127.0.0.1", echo)
-	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr), up.addr.Addr())
-	var dead atomic.Int32
-	r := startProxy(t, proxy.Config{
-		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
-		ConnectTimeout: 200 * time.Millisecond, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
-	})
+	r, _, up, dead := startDeadTarget(t, echo, true, proxy.Config{ConnectTimeout: 200 * time.Millisecond})
 	for i := range 5 {
 		if err := dialExchange(r.addrs[0], []byte("hello")); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
@@ -66,15 +81,8 @@ func TestDeadAddressIsTriedLast(t *testing.T) {
 // last), so the app's next connection reaches the live address.
 func TestUnansweredDialWhenTheAppLeaves(t *testing.T) {
 	t.Parallel()
-	dns := testdns.Start(t)
 	greet := func(c *net.TCPConn) { _, _ = c.Write([]byte("greeting")); hold(c) } // MySQL is server-first
-	up := startUpstream(t, "127.0.0.1", greet)
-	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr), up.addr.Addr())
-	var dead atomic.Int32
-	r := startProxy(t, proxy.Config{
-		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
-		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
-	})
+	r, _, _, dead := startDeadTarget(t, greet, true, proxy.Config{})
 	impatient := dial(t, r.addrs[0])
 	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
 	time.Sleep(1100 * time.Millisecond) // the app's connect timeout, past the second after which a dial is unanswered
@@ -103,13 +111,7 @@ func TestUnansweredDialWhenTheAppLeaves(t *testing.T) {
 // check) says nothing about the address: not counted, not put last.
 func TestQuickDepartureDuringADialIsNotAFailure(t *testing.T) {
 	t.Parallel()
-	dns := testdns.Start(t)
-	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr))
-	var dead atomic.Int32
-	r := startProxy(t, proxy.Config{
-		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: 3306}},
-		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
-	})
+	r, _, _, dead := startDeadTarget(t, hold, false, proxy.Config{})
 	c := dial(t, r.addrs[0])
 	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
 	_ = c.Close()
@@ -129,15 +131,7 @@ func TestQuickDepartureDuringADialIsNotAFailure(t *testing.T) {
 // has left, so no new address is looked up or dialed for it.
 func TestUnansweredDialWhileDNSMoves(t *testing.T) {
 	t.Parallel()
-	dns := testdns.Start(t)
-	up := startUpstream(t, "127.0.0.1", hold)
-	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr))
-	var dead atomic.Int32
-	r := startProxy(t, proxy.Config{
-		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
-		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
-		StaleCheckInterval: 100 * time.Millisecond,
-	})
+	r, dns, up, dead := startDeadTarget(t, hold, false, proxy.Config{StaleCheckInterval: 100 * time.Millisecond})
 	waitFor(t, "a stale check cached the answer", func() bool { return dns.Queries() >= 2 })
 	time.Sleep(20 * time.Millisecond)
 	impatient := dial(t, r.addrs[0])
@@ -159,14 +153,7 @@ func TestUnansweredDialWhileDNSMoves(t *testing.T) {
 // answer: the second was never tried, so DNS is not asked again.
 func TestUnansweredDialKeepsTheAnswer(t *testing.T) {
 	t.Parallel()
-	dns := testdns.Start(t)
-	up := startUpstream(t, "127.0.0.1", hold)
-	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr), up.addr.Addr())
-	var dead atomic.Int32
-	r := startProxy(t, proxy.Config{
-		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
-		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
-	})
+	r, dns, _, dead := startDeadTarget(t, hold, true, proxy.Config{})
 	warm := dial(t, r.addrs[0]) // fills the cache (a quick departure: counted nowhere)
 	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
 	_ = warm.Close()
@@ -189,15 +176,8 @@ func TestUnansweredDialKeepsTheAnswer(t *testing.T) {
 // than dial the dead address again.
 func TestUnansweredLastAddressForgetsTheAnswer(t *testing.T) {
 	t.Parallel()
-	dns := testdns.Start(t)
 	greet := func(c *net.TCPConn) { _, _ = c.Write([]byte("greeting")); hold(c) }
-	up := startUpstream(t, "127.0.0.1", greet)
-	dns.Set("db.sidecar.test", netip.MustParseAddr(deadAddr))
-	var dead atomic.Int32
-	r := startProxy(t, proxy.Config{
-		Forwards:       []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}},
-		ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, DialContext: blackholing(&dead), Resolver: dns.Resolver(),
-	})
+	r, dns, up, dead := startDeadTarget(t, greet, false, proxy.Config{})
 	warm := dial(t, r.addrs[0]) // fills the cache; leaves quickly (not counted)
 	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
 	_ = warm.Close()
