@@ -215,15 +215,16 @@ func (s *run) sboms(created time.Time) ([]referrers.Artifact, error) {
 		if !ok || pf[binaryPath] == nil {
 			return nil, fmt.Errorf("SBOM: the image has no %s for %s", binaryPath, m.Platform)
 		}
-		if apkDB(pf) == nil {
+		apk, osr := apkDB(pf), osRelease(pf)
+		if apk == nil {
 			s.step("push: note: the %s image has no %s (nor %s): the SBOM lists no OS packages", m.Platform, apkDBPath, apkDBUsrPath)
-		} else if sbom.ParseOSRelease(osRelease(pf)).VersionID == "" {
+		} else if sbom.ParseOSRelease(osr).VersionID == "" {
 			s.step("push: note: the %s image's os-release names no VERSION_ID: the SBOM's OS packages name no distribution release, so scanners may not match them", m.Platform)
 		}
 		doc, err := sbom.Build(sbom.Input{
 			Name: reg.Repository, Version: src.version, Revision: src.revision, Platform: m.Platform,
-			Image: reg.URI + "@" + m.Digest, Binary: pf[binaryPath], BinaryPath: binaryPath, APKInstalled: apkDB(pf),
-			OSRelease: osRelease(pf), BaseImages: s.pinnedBases(), Created: created,
+			Image: reg.URI + "@" + m.Digest, Binary: pf[binaryPath], BinaryPath: binaryPath, APKInstalled: apk,
+			OSRelease: osr, BaseImages: s.pinnedBases(), Created: created,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("SBOM for %s: %w", m.Platform, err)

@@ -27,19 +27,21 @@ const (
 )
 
 // apkDB is the image's apk database, nil when it has none.
-func apkDB(files map[string][]byte) []byte {
-	if b, ok := files[apkDBPath]; ok {
-		return b
-	}
-	return files[apkDBUsrPath]
-}
+func apkDB(files map[string][]byte) []byte { return firstFile(files, apkDBPath, apkDBUsrPath) }
 
 // osRelease is the image's os-release file, nil when it has none.
 func osRelease(files map[string][]byte) []byte {
-	if b, ok := files[osReleasePath]; ok {
-		return b
+	return firstFile(files, osReleasePath, osReleaseLibPath)
+}
+
+// firstFile is the first of paths the image has, nil when it has none.
+func firstFile(files map[string][]byte, paths ...string) []byte {
+	for _, p := range paths {
+		if b, ok := files[p]; ok {
+			return b
+		}
 	}
-	return files[osReleaseLibPath]
+	return nil
 }
 
 // scanLimit bounds one govulncheck run (seconds with a reachable database).
