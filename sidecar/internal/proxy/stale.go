@@ -65,9 +65,9 @@ type missingAddr struct {
 
 // staleConns are the connections to addresses missing from addrs, an
 // answer to a lookup that began at asked, and from every answer for after
-// before it, in two checks at least (missing keeps count). A connection whose own
-// lookup began later may have seen a newer answer, so it waits for the
-// next check.
+// before it, in two checks at least (missing keeps count). A connection
+// whose own lookup began later may have seen a newer answer, so it waits
+// for the next check.
 func (f *forward) staleConns(asked time.Time, addrs []netip.Addr, missing map[netip.Addr]missingAddr, after time.Duration) []*conn {
 	var stale []*conn
 	f.mu.Lock()
