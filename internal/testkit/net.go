@@ -1,21 +1,40 @@
 package testkit
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
 )
 
-// LoopbackPort returns a TCP port on 127.0.0.1 that was free a moment ago:
-// the kernel picked it for a listener that is closed again. Another process
-// may take it before the caller binds it, a race tests accept. For code
-// without a testing.TB (a server started for a benchmark program).
+// LoopbackPort returns a TCP port on 127.0.0.1 that no listener holds. The
+// port is left in TIME_WAIT (its listener's side of one connection closes
+// first), so for a minute the kernel hands it to no other bind to port 0:
+// a plain closed listener's port came back to the next caller, and two
+// "free" ports for one sidecar were equal (LISTEN_PORT = ADMIN_PORT). A
+// listener that sets SO_REUSEADDR, as Go, socat's reuseaddr and mysqld do,
+// binds it at once; another process's explicit bind may still take it
+// first, a race tests accept. For code without a testing.TB (a server
+// started for a benchmark program).
 func LoopbackPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
+	c, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		return 0, fmt.Errorf("connect to the port's own listener: %w", err)
+	}
+	defer c.Close()
+	s, err := ln.AcceptTCP()
+	if err != nil {
+		return 0, fmt.Errorf("accept on the port's own listener: %w", err)
+	}
+	// Closed before the dialed end: the TIME_WAIT is on the port's side.
+	if err := s.Close(); err != nil {
+		return 0, err
+	}
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 

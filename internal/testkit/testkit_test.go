@@ -60,13 +60,24 @@ func TestLockedBufferConcurrent(t *testing.T) {
 	}
 }
 
-func TestFreePortIsBindable(t *testing.T) {
-	port := FreePort(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatalf("listen on the free port %d: %v", port, err)
+// Ports handed out in a row are distinct and each is bindable: a closed
+// listener's port used to come back within a few hundred calls here.
+func TestFreePortsAreDistinctAndBindable(t *testing.T) {
+	seen := map[int]int{}
+	for i := range 1000 {
+		port := FreePort(t)
+		if j, ok := seen[port]; ok {
+			t.Fatalf("call %d returned port %d, as call %d did", i, port, j)
+		}
+		seen[port] = i
+		if i%100 == 0 {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				t.Fatalf("listen on the free port %d: %v", port, err)
+			}
+			_ = ln.Close()
+		}
 	}
-	_ = ln.Close()
 }
 
 func TestPairCarriesBothWaysAndClosesAtCleanup(t *testing.T) {
