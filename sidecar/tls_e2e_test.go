@@ -278,7 +278,9 @@ print(c.server_thread_id[0] == cid, db, cur.fetchone()[1])`
 }
 
 // Every refusal reaches the client as a MySQL error that starts with
-// "sidecar:", within seconds, and the sidecar stays up.
+// "sidecar:", within seconds, and the sidecar stays up; the MariaDB C
+// client and PyMySQL print it too (libmariadb takes an ERR with a client
+// error code for a malformed packet and drops its text).
 func TestTLSRefusals(t *testing.T) {
 	t.Parallel()
 	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
@@ -286,6 +288,7 @@ func TestTLSRefusals(t *testing.T) {
 	plain := testmysql.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	refused := strconv.Itoa(testkit.RefusedPort(t))
 	for _, tc := range []struct {
 		name string
 		srv  *testmysql.Server
@@ -298,6 +301,7 @@ func TestTLSRefusals(t *testing.T) {
 		{"server without TLS, verify-identity", plain, map[string]string{"TARGET_TLS_CA": files.CA}, "does not offer TLS"},
 		{"server without TLS, verify-ca", plain, map[string]string{"TARGET_TLS_CA": files.CA, "TARGET_TLS": "verify-ca"}, "does not offer TLS"},
 		{"expired certificate", expired, map[string]string{"TARGET_TLS_CA": expiredFiles.CA}, "has expired"},
+		{"dial failure", srv, map[string]string{"TARGET_TLS_CA": files.CA, "TARGET_PORT": refused}, "cannot connect to the database at 127.0.0.1:" + refused},
 		{"verify-ca accepts a name not in the certificate", srv, map[string]string{"TARGET_TLS_CA": files.CA, "TARGET_TLS": "verify-ca",
 			"TARGET_SERVER_NAME": "instance-1.abc.us-east-1.rds.amazonaws.com"}, ""},
 		{"verify-ca with an IP and no name", srv, map[string]string{"TARGET_TLS_CA": files.CA, "TARGET_TLS": "verify-ca", "TARGET_SERVER_NAME": ""}, ""},
@@ -323,8 +327,43 @@ func TestTLSRefusals(t *testing.T) {
 					t.Errorf("the refusal took %v", took)
 				}
 			}
+			if tc.want == "" {
+				return
+			}
+			for _, client := range []string{"mariadb", "pymysql"} {
+				out, err := cClientLogin(ctx, t, client, tc.srv, via)
+				if err == nil || !strings.Contains(out, "sidecar: ") || !strings.Contains(out, tc.want) {
+					t.Errorf("%s: %v, printed %q; want the sidecar's message containing %q", client, err, out, tc.want)
+				}
+			}
 		})
 	}
+}
+
+// cClientLogin logs in to addr as srv's user with the MariaDB C client or
+// PyMySQL and returns what it printed.
+func cClientLogin(ctx context.Context, t *testing.T, client string, srv *testmysql.Server, addr string) (string, error) {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	var cmd *exec.Cmd
+	switch client {
+	case "mariadb":
+		if _, err := exec.LookPath("mariadb"); err != nil {
+			testenv.Unavailable(t, "mariadb client not found (install Debian's mariadb-client package)")
+		}
+		cmd = exec.CommandContext(ctx, "mariadb", "--no-defaults", "--connect-timeout=10", "-h", host, "-P", port, "-u", srv.User, "--ssl=0", "-e", "SELECT 1")
+	case "pymysql":
+		if err := exec.Command("/usr/bin/python3", "-c", "import pymysql").Run(); err != nil {
+			testenv.Unavailable(t, "python3-pymysql not installed (Debian's python3-pymysql)")
+		}
+		cmd = exec.CommandContext(ctx, "/usr/bin/python3", "-c", `import os, pymysql
+pymysql.connect(host=os.environ["H"], port=int(os.environ["P"]), user=os.environ["U"], password=os.environ["MYSQL_PWD"], connect_timeout=10)`)
+	default:
+		t.Fatalf("no client %q", client)
+	}
+	cmd.Env = append(os.Environ(), "H="+host, "P="+port, "U="+srv.User, "MYSQL_PWD="+srv.Password)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func errorsAs(err error, target **mysql.MySQLError) bool {

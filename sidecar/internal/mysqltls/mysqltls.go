@@ -144,10 +144,11 @@ var Reasons = []string{ReasonDialFailed, ReasonServerNoTLS, ReasonServerError, R
 	ReasonUnknownCA, ReasonNameMismatch, ReasonExpired, ReasonTLSTimeout, ReasonTLSHandshake, ReasonNoGreeting, ReasonServerClosed,
 	ReasonIO, ReasonIAM, ReasonPasswordKey}
 
-// MySQL error codes used in the ERR packets sent to the app.
+// MySQL error codes used in the ERR packets sent to the app: server codes
+// only, since libmariadb reads an ERR with a client code (2000-2999, such
+// as 2003 CR_CONN_HOST_ERROR) as a malformed packet and drops its text.
 const (
-	codeConnect   = 2003 // CR_CONN_HOST_ERROR: the app's libraries treat it as "cannot reach the server"
-	codeHandshake = 1043 // ER_HANDSHAKE_ERROR
+	codeHandshake = 1043 // ER_HANDSHAKE_ERROR, SQLSTATE 08S01 (a connection error to JDBC)
 	codeDenied    = 1045 // ER_ACCESS_DENIED_ERROR
 )
 
@@ -156,7 +157,7 @@ const (
 func RefuseDial(client net.Conn, target string, err error) *Refusal {
 	r := &Refusal{Reason: ReasonDialFailed, Err: err,
 		Message: fmt.Sprintf("sidecar: cannot connect to the database at %s; check TARGET_HOST/TARGET_PORT (or FORWARDS), the security groups and that the cluster is available", target)}
-	sendErr(client, 0, codeConnect, r.Message)
+	sendErr(client, 0, codeHandshake, r.Message)
 	return r
 }
 
