@@ -290,21 +290,21 @@ func (f *frames) flush(s *session) error {
 
 // pumpCommands copies the client's packets to the server. A packet is a
 // command when it starts at sequence id 0 and continues nothing: not the
-// next frame of a 16 MiB packet, nor a LOAD DATA stream whose ids wrapped
-// from 255.
+// next frame of a 16 MiB packet, nor a LOAD DATA file whose ids wrapped
+// from 255 (a file's packets are not empty; an empty one ends it).
 func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
 	f := newFrames(s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded, &s.toUpstream, live)
 	var hdr [frameHeader]byte
-	midPacket, prevSeq, started := false, byte(0), false
+	midPacket, inFileAt255 := false, false
 	for {
 		n, ok := f.next(s, &hdr)
 		if !ok {
 			return
 		}
 		seq := hdr[3]
-		command := !midPacket && seq == 0 && !(started && prevSeq == 255)
-		midPacket, prevSeq, started = n == mysqlwire.MaxPayload, seq, true
+		command := !midPacket && seq == 0 && !inFileAt255
+		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && n > 0
 		if command && n > 0 && n < mysqlwire.MaxPayload {
 			if b, err := f.br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
 				payload, ok := f.payload(s, n)

@@ -195,3 +195,67 @@ func TestIAMChangeUserRefusedByTheServerEndsTheSession(t *testing.T) {
 		})
 	}
 }
+
+// sendFile sends a LOAD DATA LOCAL INFILE as the app would: the query at
+// 0, then the file's packets from 2 (the server's request was 1), their
+// ids wrapping from 255 to 0, then the empty end packet. The fake echoes
+// each packet, standing in for the server's request and final OK; the
+// echoes are read and returned.
+func sendFile(a *app, file [][]byte) []mysqlwire.Packet {
+	a.write(0, []byte("\x03LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t"))
+	for i, p := range file {
+		a.write(byte(2+i), p)
+	}
+	a.write(byte(2+len(file)), nil)
+	var echoes []mysqlwire.Packet
+	for range 1 + len(file) + 1 {
+		echoes = append(echoes, a.read())
+	}
+	return echoes
+}
+
+// A COM_CHANGE_USER after a LOAD DATA LOCAL INFILE is re-authenticated
+// wherever the file's end packet fell: at 254, at 255 (the next command at
+// 0 follows a packet at 255, as a wrapped file packet would), at 0 after
+// wrapping, or at 1.
+func TestIAMChangeUserAfterLoadData(t *testing.T) {
+	for _, files := range []int{252, 253, 254, 255} {
+		t.Run(fmt.Sprintf("end packet at %d", byte(2+files)), func(t *testing.T) {
+			ca := testkit.NewCA(t, "test CA")
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: 1049})
+			addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
+			a, ok := iamLogin(t, addr)
+			if ok.Payload[0] != mysqlwire.OK {
+				t.Fatalf("login: %q", ok.Payload)
+			}
+			sendFile(a, slices.Repeat([][]byte{[]byte("1,2,3\n")}, files))
+			cu := mysqlwire.ChangeUser{User: "other", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
+			a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+			p := a.read()
+			if plugin, _, isSwitch := mysqlwire.ParseAuthSwitch(p.Payload); isSwitch {
+				t.Fatalf("the app got the server's switch to %q: its COM_CHANGE_USER was passed on, not logged in with a token", plugin)
+			}
+			if code, _, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || code != 1049 || p.Seq != 1 {
+				t.Fatalf("app got seq %d %q; want the server's 1049 (after the token) at seq 1", p.Seq, p.Payload)
+			}
+		})
+	}
+}
+
+// A file packet at 0 (ids wrapped from 255) is data, even when it starts
+// with COM_CHANGE_USER's byte.
+func TestIAMLoadDataWrappedPacketIsData(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	file := slices.Repeat([][]byte{[]byte("1,2,3\n")}, 255)
+	file[254] = append([]byte{mysqlwire.ComChangeUser}, "other\x00"...) // at 0
+	echoes := sendFile(a, file)
+	if e := echoes[255]; e.Seq != 1 || !bytes.Equal(e.Payload, file[254]) {
+		t.Fatalf("the file packet at 0 came back as seq %d %q; want it echoed as data", e.Seq, e.Payload)
+	}
+}
