@@ -500,6 +500,10 @@ func (t *Target) serverClosed(client net.Conn, seq byte, err error) *Refusal {
 	return t.refuse(client, seq, ReasonServerClosed, msgServerClosed, err)
 }
 
+// sendErr sends an ERR with a SQL state also in place of the greeting,
+// where MySQL servers send none: PyMySQL drops the message's first 6
+// bytes if the state is missing, while libmysqlclient keeps "#08S01" in
+// the message (TestTLSRefusals runs PyMySQL and libmariadb).
 func sendErr(client net.Conn, seq byte, code uint16, msg string) {
 	sendErrTo(client, seq, code, "08S01", msg)
 }
