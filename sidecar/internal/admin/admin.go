@@ -141,7 +141,10 @@ func Check(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	// A redirect is not the sidecar's answer: following it could reach
+	// another host, or pass off another process's page as the sidecar's.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
 		if ue, ok := err.(*neturl.Error); ok {

@@ -186,14 +186,17 @@ func TestReadyzNamesTheSidecar(t *testing.T) {
 }
 
 // Another process answering 200 on the admin port cannot pass for the
-// sidecar; the real one does.
+// sidecar, nor one redirecting to a sidecar elsewhere; the real one does.
 func TestCheckRefusesAForeignServer(t *testing.T) {
+	elsewhere := httptest.NewServer(Handler(Config{Version: "dev", Mode: "sleep"}))
+	defer elsewhere.Close()
 	for _, tc := range []struct {
 		name    string
 		handler http.Handler
 		want    string // "" = healthy
 	}{
 		{"foreign", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) }), "not as the sidecar"},
+		{"redirect", http.RedirectHandler(elsewhere.URL+"/readyz", http.StatusFound), "302 Found"},
 		{"sidecar", Handler(Config{Version: "dev", Mode: "sleep"}), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
