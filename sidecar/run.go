@@ -159,14 +159,14 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 		return exitFailure
 	}
 	adminCfg.Ready, adminCfg.Snapshot, adminCfg.IAM = srv.Ready, srv.Snapshot, cfg.IAM
-	if cfg.IAM != nil {
-		go warmIAM(ctx, cfg.IAM, log)
-	}
 	adm, err := admin.Listen(ctx, adminCfg)
 	if err != nil {
 		srv.Close()
 		log.Error("not started", "err", err)
 		return exitFailure
+	}
+	if cfg.IAM != nil { // only now: a process that did not start must not log "ready for IAM logins"
+		go warmIAM(ctx, cfg.IAM, log)
 	}
 	go serveAdmin(adm, log)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"reflect"
@@ -285,17 +286,32 @@ func echoConn(c net.Conn) {
 func TestPortInUse(t *testing.T) {
 	busy := testkit.Listen(t)
 	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
-	for _, tc := range []struct{ name, listen, admin string }{
-		{"listen port", busyPort, strconv.Itoa(testkit.FreePort(t))},
-		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort},
+	// IAM mode with static keys: the credentials are there at once, yet
+	// a process that did not start must not log that it is ready.
+	iam := map[string]string{"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": "db.example.internal", "TARGET_AUTH": "iam",
+		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "fake", "AWS_EC2_METADATA_DISABLED": "true"}
+	for _, tc := range []struct {
+		name, listen, admin string
+		extra               map[string]string
+	}{
+		{"listen port", busyPort, strconv.Itoa(testkit.FreePort(t)), nil},
+		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort, nil},
+		{"admin port, IAM", strconv.Itoa(testkit.FreePort(t)), busyPort, iam},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr testkit.LockedBuffer
 			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "1", "LISTEN_ADDR": "127.0.0.1",
 				"LISTEN_PORT": tc.listen, "ADMIN_PORT": tc.admin}
-			code := run(context.Background(), nil, environ(env), io.Discard, &stderr)
+			maps.Copy(env, tc.extra)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			code := run(ctx, nil, environ(env), io.Discard, &stderr)
 			if code != 1 || !strings.Contains(stderr.String(), "address already in use") {
 				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and 'address already in use'", code, stderr.String())
+			}
+			time.Sleep(100 * time.Millisecond) // for a line logged after run returned
+			if strings.Contains(stderr.String(), "ready for IAM logins") {
+				t.Fatalf("a sidecar that did not start logged that it is ready:\n%s", stderr.String())
 			}
 			if tc.name == "admin port" {
 				// The forward listener opened first must have been closed again.

@@ -171,3 +171,17 @@ func TestCredentialErrorsHideTheEndpointAddress(t *testing.T) {
 		t.Errorf("hide: %s", got)
 	}
 }
+
+// A shutdown during the first credentials request is not the credentials'
+// failure: Warm neither reports it ("not ready, retrying" after
+// "draining") nor makes it /readyz's reason.
+func TestWarmStopsQuietlyWhenCanceled(t *testing.T) {
+	tk := &Tokens{Source: Source{Provider: slowProvider{delay: time.Hour}, Name: "ECS task role"}, Region: "us-east-1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var reports []error
+	tk.Warm(ctx, func(_ int, err error) { reports = append(reports, err) })
+	if _, why := tk.Ready(); len(reports) != 0 || why != "waiting for AWS credentials from ECS task role" {
+		t.Errorf("Warm reported %v; /readyz's reason %q", reports, why)
+	}
+}

@@ -277,6 +277,9 @@ func (t *Tokens) Warm(ctx context.Context, report func(attempt int, err error)) 
 			t.markReady()
 			return
 		}
+		if ctx.Err() != nil {
+			return // shutting down: not the credentials' failure
+		}
 		t.mu.Lock()
 		t.waitErr = err
 		t.mu.Unlock()
