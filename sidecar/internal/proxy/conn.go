@@ -102,6 +102,8 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	}
 	if err != nil && context.Cause(s.hardCtx) == errDrainDeadline { // the dial's own context may not know yet
 		_ = client.Close() // cut by the drain, as Serve reports: not the target's failure
+		s.log.Debug("connection closed", "listen_port", f.port, "client", clientAddr, "target", f.target,
+			"to_upstream", 0, "to_client", 0, "duration_ms", durationMS(time.Since(start)), "reason", closeDrainDeadline)
 		f.stats.closed(closeDrainDeadline)
 		return
 	}

@@ -614,6 +614,10 @@ func TestDrainDeadlineDuringLookup(t *testing.T) {
 	if lines := r.logs.lines("dial target failed; closing client"); len(lines) != 0 {
 		t.Errorf("%d dial failure lines for a connection the drain cut", len(lines))
 	}
+	// At debug, one line per connection, this one's too.
+	if lines := r.logs.lines("connection closed"); len(lines) != 1 || lines[0]["reason"] != "drain_deadline" {
+		t.Errorf("connection closed lines %v; want one, reason drain_deadline", lines)
+	}
 }
 
 // Connections have all ended: a lookup nobody waits for any more (its
