@@ -311,8 +311,8 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 	p.loops(&c)
 	p.tls(&c)
 	p.iam(&c)
-	for _, f := range c.Forwards {
-		if f.ListenPort != c.AdminPort || p.reported("ADMIN_PORT") || p.reported(c.ListenPortVar) {
+	for _, port := range p.listenPorts {
+		if port != c.AdminPort || p.reported("ADMIN_PORT") {
 			continue // a refused value is not checked again as its default
 		}
 		// Name the variable the user set: ADMIN_PORT, or else the one
@@ -454,6 +454,10 @@ func isIPLiteral(h string) bool { return net.ParseIP(strings.Trim(h, "[]")) != n
 type parser struct {
 	lookup   func(string) (string, bool)
 	problems []Problem
+	// listenPorts are the listen ports given validly (or LISTEN_PORT's
+	// default), also of a forward whose target is refused: the admin port
+	// is checked against them in the same run.
+	listenPorts []int
 }
 
 func (p *parser) get(name string) (string, bool) {
@@ -544,6 +548,9 @@ func (p *parser) forwards() []Forward {
 			ok = false
 		}
 		f.ListenPort = n
+	}
+	if ok {
+		p.listenPorts = []int{f.ListenPort}
 	}
 	if !hasHost {
 		p.unset("TARGET_HOST", setting("TARGET_HOST").Accepted+requiredSuffix)
@@ -662,6 +669,7 @@ func (p *parser) forwardList(list string) []Forward {
 		}
 		seen[f.ListenPort] = true
 		out = append(out, f)
+		p.listenPorts = append(p.listenPorts, f.ListenPort)
 	}
 	return out
 }

@@ -327,6 +327,27 @@ func TestParseInvalid(t *testing.T) {
 			want: []string{`ADMIN_PORT="8080": the admin port is also a listen port (LISTEN_PORT)`},
 		},
 		{
+			name: "a missing TARGET_HOST does not hide a listen port on the admin port",
+			env:  map[string]string{"TARGET_PORT": "3306", "LISTEN_PORT": "9911"},
+			want: []string{`TARGET_HOST is not set`, `LISTEN_PORT="9911": port 9911 is also the admin port`},
+		},
+		{
+			name: "a bad TARGET_PORT does not hide ADMIN_PORT on the default listen port",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "99999", "ADMIN_PORT": "8080"},
+			want: []string{`TARGET_PORT="99999" is invalid`, `ADMIN_PORT="8080": the admin port is also a listen port (LISTEN_PORT)`},
+		},
+		{
+			name: "a FORWARDS problem does not hide ADMIN_PORT on another forward's listen port",
+			env:  map[string]string{"FORWARDS": "8080=127.0.0.1:8080,8081=10.0.0.1:3306,8082", "ADMIN_PORT": "8081"},
+			want: []string{`entry "8082" has no '='`, `FORWARDS="8080=127.0.0.1:8080,8081=10.0.0.1:3306,8082"`,
+				`ADMIN_PORT="8081": the admin port is also a listen port (FORWARDS)`},
+		},
+		{
+			name: "an invalid LISTEN_PORT is not checked against the admin port as its default",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "LISTEN_PORT": "99999", "ADMIN_PORT": "8080"},
+			want: []string{`LISTEN_PORT="99999" is invalid`},
+		},
+		{
 			name: "an invalid server name is not also reported unset",
 			env:  map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": "10.0.0.1"},
 			want: []string{`TARGET_SERVER_NAME="10.0.0.1": is an IP address`},
