@@ -179,6 +179,11 @@ type Scan struct {
 	Counts      map[string]int // severity -> findings
 	Findings    []Finding      // named findings, at most findingsCap, most severe first
 	NotStarted  bool           // ECR has no scan for the image yet
+	// Results: the answer carries a completion time, counts or findings.
+	// Under enhanced scanning ECR can answer COMPLETE with none of them
+	// right after a push, the findings coming seconds later
+	// (aws/aws-sdk#289): such a scan is still pending.
+	Results bool
 	// CompletedAt is ECR's imageScanCompletedAt; SourceUpdatedAt its
 	// vulnerabilitySourceUpdatedAt, the age of the vulnerability data.
 	// Zero when ECR does not say.
@@ -212,12 +217,24 @@ func (f Finding) String() string {
 	return s
 }
 
+// finished is whether ECR's status says the scan finished.
+func (s Scan) finished() bool { return s.Status == "COMPLETE" || s.Status == "ACTIVE" }
+
 // Done reports whether the scan finished with results.
-func (s Scan) Done() bool { return s.Status == "COMPLETE" || s.Status == "ACTIVE" }
+func (s Scan) Done() bool { return s.finished() && s.Results }
 
 // Pending reports whether the scan may still finish.
 func (s Scan) Pending() bool {
-	return s.NotStarted || s.Status == "IN_PROGRESS" || s.Status == "PENDING"
+	return s.NotStarted || s.Status == "IN_PROGRESS" || s.Status == "PENDING" || s.finished() && !s.Results
+}
+
+// State is the status, and whether results are still missing from a
+// finished one, for progress and timeout messages.
+func (s Scan) State() string {
+	if s.finished() && !s.Results {
+		return s.Status + ", no results yet"
+	}
+	return s.Status
 }
 
 // findingsCap bounds the findings named in messages.
@@ -244,7 +261,7 @@ func (r *Registry) ScanOf(ctx context.Context, digest string) (Scan, error) {
 				s.Status = string(out.ImageScanStatus.Status)
 				s.Description = aws.ToString(out.ImageScanStatus.Description)
 			}
-			if !s.Done() {
+			if !s.finished() {
 				return s, nil
 			}
 			s.Counts = map[string]int{}
@@ -256,7 +273,9 @@ func (r *Registry) ScanOf(ctx context.Context, digest string) (Scan, error) {
 				}
 				s.CompletedAt = aws.ToTime(f.ImageScanCompletedAt)
 				s.SourceUpdatedAt = aws.ToTime(f.VulnerabilitySourceUpdatedAt)
+				s.Results = f.ImageScanCompletedAt != nil || f.FindingSeverityCounts != nil
 			}
+			s.Results = s.Results || len(f.Findings) > 0 || len(f.EnhancedFindings) > 0
 			for _, b := range f.Findings { // basic scanning
 				s.Findings = append(s.Findings, Finding{Severity: string(b.Severity), Name: aws.ToString(b.Name), Package: basicPackage(b.Attributes)})
 			}
@@ -446,7 +465,7 @@ func (r *Registry) WaitForScans(ctx context.Context, ms []Manifest, o WaitOption
 			case s.Done():
 				done[i] = true
 			case s.Pending():
-				pending = append(pending, fmt.Sprintf("%s (%s)", m.Platform, s.Status))
+				pending = append(pending, fmt.Sprintf("%s (%s)", m.Platform, s.State()))
 			default:
 				return nil, &ScanFailedError{Platform: m.Platform, Digest: m.Digest, Status: s.Status, Description: s.Description}
 			}

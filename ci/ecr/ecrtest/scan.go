@@ -113,6 +113,10 @@ type ScanState struct {
 	Status      string // IN_PROGRESS, COMPLETE, FAILED, UNSUPPORTED_IMAGE, ACTIVE, PENDING, …
 	Description string
 	Findings    []ScanFinding
+	// NoResults answers a finished status with an empty findings list and
+	// nothing else, as ECR does right after a push under enhanced
+	// scanning (aws/aws-sdk#289).
+	NoResults bool
 }
 
 // ScriptScan makes DescribeImageScanFindings for digest answer states in
@@ -163,6 +167,10 @@ func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
 // scanFindings adds a finished scan's counts and one page of its findings
 // to out.
 func (s *Server) scanFindings(out map[string]any, st ScanState, body map[string]any) {
+	if st.NoResults {
+		out["imageScanFindings"] = map[string]any{"findings": []any{}}
+		return
+	}
 	counts := map[string]any{}
 	for _, f := range st.Findings {
 		n, _ := counts[f.Severity].(int)
