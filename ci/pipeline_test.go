@@ -7,6 +7,7 @@ package ci
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -1144,6 +1145,64 @@ func TestPushKeepsLatestOnALaterCommit(t *testing.T) {
 			}
 			if tc.moves == strings.Contains(fe.log.String(), "latest stays") {
 				t.Errorf("log says latest stays: %v, want %v:\n%s", !tc.moves, !tc.moves, fe.log)
+			}
+		})
+	}
+}
+
+// latest is judged again after the scan wait, just before it moves: a
+// later commit's run may have moved it meanwhile (ci.yml runs tag and
+// branch pipelines in different concurrency groups).
+func TestPushJudgesLatestAgainAfterTheScanWait(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		movedTo string // the commit whose image another run put latest on: later, earlier, this
+		moves   bool
+		log     string
+	}{
+		{name: "to a later commit: latest stays", movedTo: "later", log: "push: latest stays on commit %s ("},
+		{name: "to an earlier commit: latest moves", movedTo: "earlier", moves: true},
+		{name: "to this commit's image: nothing to do", movedTo: "this", log: "push: latest already points at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mutable := false
+			ecrSrv := pushEnv(t, &mutable)
+			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
+			earlier := gitHead(t, fe.dir)
+			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "this")
+			this := gitHead(t, fe.dir)
+			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "later")
+			later := gitHead(t, fe.dir)
+			gitRun(t, fe.dir, "checkout", "-q", this)
+			older, other := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
+			ecrSrv.SetTag("sidecar", earlier[:12], older)
+			ecrSrv.SetTag("sidecar", "latest", older)
+			plats := fe.platformDigests(t)
+			meanwhile := map[string]string{"latest": other}
+			switch tc.movedTo {
+			case "later":
+				meanwhile[later[:12]] = other
+			case "earlier":
+				meanwhile[earlier[:12]] = other
+			case "this":
+				meanwhile["latest"] = fmt.Sprintf("sha256:%x", sha256.Sum256(fe.top)) // the index this run pushes
+			}
+			ecrSrv.ScriptScan(plats[0], ecrtest.ScanState{Status: "IN_PROGRESS", Meanwhile: meanwhile}, ecrtest.ScanState{Status: "COMPLETE"})
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			repo, _ := ecrSrv.Repository("sidecar")
+			mine := repo.Tags[this[:12]]
+			want := map[bool]string{true: mine, false: meanwhile["latest"]}[tc.moves]
+			if mine == "" || repo.Tags["latest"] != want {
+				t.Errorf("latest is on %s, want %s (this commit's image %s)", repo.Tags["latest"], want, mine)
+			}
+			if want := strings.ReplaceAll(tc.log, "%s", later[:12]); !strings.Contains(fe.log.String(), want) {
+				t.Errorf("log does not say %q:\n%s", want, fe.log)
 			}
 		})
 	}

@@ -137,17 +137,9 @@ func (s *run) keepNewerLatest(ctx context.Context, rel *release) error {
 	if !ok || !slices.Contains(rel.promote, "latest") {
 		return nil
 	}
-	tags, err := s.reg.TagsOf(ctx, at)
+	why, err := s.newerOnLatest(ctx, at)
 	if err != nil {
-		return fmt.Errorf("push refused (nothing pushed): reading the tags of latest's image, to keep latest from moving back: %w", err)
-	}
-	why := ""
-	if version, newest := s.tags.Get(imagetag.Version).Name, newestVersion(tags); version != "" && newest != "" {
-		if semver.Compare("v"+newest, "v"+version) > 0 {
-			why = fmt.Sprintf("%s (%s), newer than this release, %s", newest, at, version)
-		}
-	} else if why, err = s.laterOnLatest(ctx, at, tags); err != nil {
-		return err
+		return fmt.Errorf("push refused (nothing pushed): %w", err)
 	}
 	if why == "" {
 		return nil
@@ -156,6 +148,47 @@ func (s *run) keepNewerLatest(ctx context.Context, rel *release) error {
 	delete(rel.plan.Moves, "latest")
 	s.step("push: latest stays on %s", why)
 	return nil
+}
+
+// newerOnLatest says why latest, on the image at, must stay: that image
+// has a newer version tag than this release, or a later commit's tag; ""
+// when it has neither.
+func (s *run) newerOnLatest(ctx context.Context, at string) (string, error) {
+	tags, err := s.reg.TagsOf(ctx, at)
+	if err != nil {
+		return "", fmt.Errorf("reading the tags of latest's image, to keep latest from moving back: %w", err)
+	}
+	if version, newest := s.tags.Get(imagetag.Version).Name, newestVersion(tags); version != "" && newest != "" {
+		if semver.Compare("v"+newest, "v"+version) > 0 {
+			return fmt.Sprintf("%s (%s), newer than this release, %s", newest, at, version), nil
+		}
+		return "", nil
+	}
+	return s.laterOnLatest(ctx, at, tags)
+}
+
+// latestMovedOn judges latest again just before it is moved: another run
+// (a later commit's, in another concurrency group) may have moved it while
+// this one waited for the scan. True when latest stays where it is now.
+func (s *run) latestMovedOn(ctx context.Context, rel *release) (bool, error) {
+	now, err := s.reg.Lookup(ctx, []string{"latest"})
+	if err != nil {
+		return false, fmt.Errorf("reading latest again before moving it: %w", err)
+	}
+	at, ok := now["latest"]
+	switch {
+	case !ok || at == rel.plan.Moves["latest"]: // where the plan saw it (or gone)
+		return false, nil
+	case at == rel.digest:
+		s.step("push: latest already points at %s: another run moved it there during this one", at)
+		return true, nil
+	}
+	why, err := s.newerOnLatest(ctx, at)
+	if err != nil || why == "" {
+		return false, err
+	}
+	s.step("push: latest stays on %s: another run moved it there during this one", why)
+	return true, nil
 }
 
 // newestVersion is the highest version tag of tags, "" when none.
@@ -177,7 +210,7 @@ func (s *run) laterOnLatest(ctx context.Context, at string, tags []string) (stri
 		later, known, err := gitref.Later(ctx, s.Config.Dir, s.ref.Commit, t)
 		switch {
 		case err != nil:
-			return "", fmt.Errorf("push refused (nothing pushed): is latest's commit %s later than this one: %w", t, err)
+			return "", fmt.Errorf("is latest's commit %s later than this one: %w", t, err)
 		case later:
 			return fmt.Sprintf("commit %s (%s), a later commit than this one, %s", t, at, s.ref.Short), nil
 		case !known && gitref.IsCommitTag(t):
@@ -259,6 +292,15 @@ func stepReleaseTags() Step {
 		do: func(ctx context.Context, s *run) error {
 			reg, rel := s.reg, s.rel
 			for _, tag := range rel.promote {
+				if tag == "latest" {
+					stay, err := s.latestMovedOn(ctx, rel)
+					if err != nil {
+						return fmt.Errorf("promote latest (the candidate %s stays): %w", reg.Ref(rel.commit), err)
+					}
+					if stay {
+						continue
+					}
+				}
 				if old, ok := rel.plan.Moves[tag]; ok {
 					s.step("push: moving mutable tag %s from %s", tag, old)
 				}

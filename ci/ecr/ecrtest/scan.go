@@ -2,6 +2,7 @@ package ecrtest
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 )
@@ -117,6 +118,9 @@ type ScanState struct {
 	// nothing else, as ECR does right after a push under enhanced
 	// scanning (aws/aws-sdk#289).
 	NoResults bool
+	// Meanwhile moves tags of the repository (tag -> digest) as this
+	// state is answered: another run releasing while this one waits.
+	Meanwhile map[string]string
 }
 
 // ScriptScan makes DescribeImageScanFindings for digest answer states in
@@ -154,6 +158,7 @@ func (s *Server) describeScan(w http.ResponseWriter, body map[string]any) {
 			fmt.Sprintf("Image scan does not exist for image with '{imageDigest:'%s'}' in the repository with name '%s' in the registry with id '%s'", digest, name, s.Account))
 		return
 	}
+	maps.Copy(repo.Tags, st.Meanwhile)
 	out := map[string]any{
 		"registryId": s.Account, "repositoryName": name, "imageId": map[string]any{"imageDigest": digest},
 		"imageScanStatus": map[string]any{"status": st.Status, "description": st.Description},
