@@ -95,7 +95,9 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 		}
 		val := v.value(lookup)
 		read[v.Name] = val
-		if raw, ok := lookup(v.Name); ok && v.ReadBy != "" && (val != "" && raw != val || v.BlankIsSet && strings.TrimSpace(raw) == "") {
+		// Spaces alone are a value to the program that reads it (Dagger's
+		// CLI takes them for the runner's address); "" may mean unset.
+		if raw, ok := lookup(v.Name); ok && v.ReadBy != "" && (val != "" && raw != val || strings.TrimSpace(raw) == "" && (raw != "" || v.BlankIsSet)) {
 			// The program that reads it takes the value as it is.
 			problem(v, raw, fmt.Sprintf("blank, or with spaces around it, which the %s does not trim: unset it, or remove the spaces", v.ReadBy))
 			continue
@@ -286,7 +288,8 @@ func parseGoProxy(c *Config, val string) error {
 		return nil
 	}
 	for _, el := range strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == '|' }) {
-		if el == "direct" || el == "off" {
+		el = strings.TrimSpace(el) // as go does (modfetch's proxyList)
+		if el == "" || el == "direct" || el == "off" {
 			continue
 		}
 		u, err := url.Parse(el)

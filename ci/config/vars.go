@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/example/sidecar/ci/ecr"
@@ -164,6 +165,12 @@ func TypoWarnings(environ []string) []string {
 		rows[v.Name] = v
 	}
 	var out []string
+	// Other programs' variables a step or two from ours: Go's GONOPROXY
+	// (modules fetched without GOPROXY) is set beside GOPROXY on purpose.
+	environ = slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return name == "GONOPROXY"
+	})
 	for _, t := range envtypo.Find(environ, names()) {
 		w := fmt.Sprintf("WARNING: %s is set but not read; did you mean %s?", t.Variable, t.Meant)
 		if v, ok := rows[t.Meant]; ok && v.ReadBy == "" {

@@ -129,6 +129,8 @@ func TestTypoWarnings(t *testing.T) {
 		{[]string{"AWS_REGOIN=eu-west-1"}, []string{"WARNING: AWS_REGOIN is set but not read; did you mean AWS_REGION?"}},
 		// Names a row documents with it are not typos of its Name.
 		{[]string{"AWS_PROFILE=x", "DOCKER_CONTEXT=colima", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "PATH=/bin", "HOME=/root"}, nil},
+		// Go's own, set beside GOPROXY for private modules.
+		{[]string{"GONOPROXY=corp.example.com/*", "GOPROXY=https://goproxy.corp.example"}, nil},
 	} {
 		if got := TypoWarnings(tc.environ); !slices.Equal(got, tc.want) {
 			t.Errorf("TypoWarnings(%v) =\n%q\nwant\n%q", tc.environ, got, tc.want)
@@ -177,6 +179,7 @@ func TestEngineVariablesAsTheSDKReadsThem(t *testing.T) {
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "dagger-cloud://"}, ""}, // docs/pipeline.md's Dagger Cloud engine
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp://"}, "want an engine address"},
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": ""}, ""}, // the workflow's value without DAGGER_CLOUD_TOKEN
+		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "   "}, `_EXPERIMENTAL_DAGGER_RUNNER_HOST="   ": blank`}, // the CLI's address, not its default
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "kube-pod://dagger-engine-0?namespace=ci"}, ""},
 		{map[string]string{"_EXPERIMENTAL_DAGGER_CLI_BIN": exe, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp://127.0.0.1:1234"}, ""},
 	} {
@@ -198,6 +201,7 @@ func TestParseGoProxy(t *testing.T) {
 		{val: "https://goproxy.corp.example/mods,direct"},
 		{val: "https://a.example|https://b.example,off"},
 		{val: "http://athens.build.internal:3000"},
+		{val: "https://goproxy.corp.example, direct"}, // go trims each entry
 		{val: "file:///srv/mods", refused: `"file:///srv/mods" is not an http(s) URL, direct or off`},
 		{val: "goproxy.corp.example", refused: `"goproxy.corp.example" is not an http(s) URL`},
 		{val: "https://user:s3cret@goproxy.corp.example", refused: "has credentials, a query or a fragment in it"},
