@@ -7,6 +7,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -442,8 +443,31 @@ func loadCA(path string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
 	}
+	// Block by block, not AppendCertsFromPEM, which skips what it cannot
+	// use without a word: a damaged CA would be trusted silently not at
+	// all, and a private key would sit in a trust file unremarked.
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
+	n := 0
+	for rest := b; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		n++
+		if block.Type != "CERTIFICATE" {
+			why := ""
+			if strings.Contains(block.Type, "PRIVATE KEY") {
+				why = ": a private key does not belong in a file of trusted CAs"
+			}
+			return nil, fmt.Errorf("PEM block %d is %q, not a CERTIFICATE%s", n, block.Type, why)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d is a CERTIFICATE that does not parse (%v)", n, err)
+		}
+		pool.AddCert(cert)
+	}
+	if n == 0 {
 		return nil, errors.New("holds no PEM certificate")
 	}
 	return pool, nil

@@ -1,6 +1,12 @@
 package config
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +25,22 @@ func TestParseTLS(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	firstCA := rdsca.PEM[:strings.Index(string(rdsca.PEM), "-----END CERTIFICATE-----")+26]
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	file := func(name string, parts ...[]byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, bytes.Join(parts, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	withKey := file("with-key.pem", firstCA, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	damaged := file("damaged.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")}), firstCA)
+	bundle := file("bundle.pem", []byte("# Amazon RDS, every region\n"), rdsca.PEM, []byte("# the end\n")) // text between blocks, as in ca-certificates
 	for _, tc := range []struct {
 		name        string
 		env         map[string]string
@@ -58,6 +80,15 @@ func TestParseTLS(t *testing.T) {
 		{name: "CA file without a certificate",
 			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": empty},
 			wantProblem: []string{`TARGET_TLS_CA="` + empty + `": holds no PEM certificate`}},
+		{name: "a private key in the CA file",
+			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": withKey},
+			wantProblem: []string{`TARGET_TLS_CA="` + withKey + `": PEM block 2 is "EC PRIVATE KEY", not a CERTIFICATE: a private key does not belong in a file of trusted CAs`}},
+		{name: "a certificate that does not parse, beside one that does",
+			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": damaged},
+			wantProblem: []string{`TARGET_TLS_CA="` + damaged + `": PEM block 1 is a CERTIFICATE that does not parse (`}},
+		{name: "the whole RDS bundle, with text around it",
+			env:      map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": bundle},
+			wantMode: TLSVerifyCA, wantCAFrom: bundle, wantNames: []string{"db.example"}},
 		{name: "TARGET_SERVER_NAME is an IP",
 			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": "10.0.0.1"},
 			wantProblem: []string{`TARGET_SERVER_NAME="10.0.0.1": is an IP address`}},
