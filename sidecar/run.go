@@ -119,6 +119,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnTypos(ctx, log, environ)
 	warnServiceConnectPorts(ctx, log, cfg)
 	warnPlaintextOnTheNetwork(ctx, log, cfg)
+	warnTokensWithoutName(ctx, log, cfg)
 	warnDrainPastFargateStop(ctx, log, cfg, lookup)
 	warnUnused(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
@@ -232,6 +233,20 @@ func warnPlaintextOnTheNetwork(ctx context.Context, log *slog.Logger, cfg config
 		"send their passwords and queries to the sidecar unencrypted; set LISTEN_ADDR=127.0.0.1 "+
 		"(the containers of an awsvpc task share it)", cfg.ListenAddr, cfg.TLS),
 		slog.String("variable", "LISTEN_ADDR"), slog.String("value", cfg.ListenAddr))
+}
+
+// warnTokensWithoutName warns when IAM tokens go over verify-ca: the name
+// is not checked, so any server with a certificate from the trusted CAs
+// (with the embedded bundle, any RDS database in the region) would be sent
+// the tokens, which it could replay to the real endpoint for 15 minutes.
+// Not an error: the docs allow it, and a custom name may need it.
+func warnTokensWithoutName(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	if cfg.Auth != config.AuthIAM || cfg.TLS != config.TLSVerifyCA {
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, "TARGET_AUTH=iam with TARGET_TLS=verify-ca: the database's name is not checked, so any server "+
+		"with a certificate from the trusted CAs would be sent the IAM tokens; set TARGET_TLS=verify-identity",
+		slog.String("variable", "TARGET_TLS"), slog.String("value", string(cfg.TLS)))
 }
 
 // warnUnused warns of each TLS or IAM setting given without its switch

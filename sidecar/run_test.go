@@ -483,6 +483,36 @@ func TestPlaintextOnTheNetworkWarning(t *testing.T) {
 	}
 }
 
+// IAM tokens over verify-ca get a warning: any server with a certificate
+// from the trusted CAs would be sent them. verify-identity, or verify-ca
+// without IAM, gets none.
+func TestTokensWithoutNameWarning(t *testing.T) {
+	up := testkit.Listen(t)
+	upPort := strconv.Itoa(up.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct {
+		tls, auth string
+		warn      bool
+	}{
+		{"verify-ca", "iam", true},
+		{"verify-identity", "iam", false},
+		{"verify-ca", "passthrough", false},
+	} {
+		t.Run(tc.tls+" "+tc.auth, func(t *testing.T) {
+			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "TARGET_TLS": tc.tls, "TARGET_AUTH": tc.auth,
+				"TARGET_SERVER_NAME": "db.example.internal", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDTEST",
+				"AWS_SECRET_ACCESS_KEY": "fake", "AWS_EC2_METADATA_DISABLED": "true",
+				"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+			warned := startupWarnings(t, env, "TARGET_TLS")
+			switch {
+			case !tc.warn && len(warned) != 0:
+				t.Errorf("warned %v, want no warning", warned)
+			case tc.warn && (len(warned) != 1 || warned[0]["value"] != tc.tls || !strings.Contains(warned[0]["msg"].(string), "set TARGET_TLS=verify-identity")):
+				t.Errorf("warnings %v, want one naming TARGET_TLS=verify-ca and the fix", warned)
+			}
+		})
+	}
+}
+
 // startupWarnings runs the sidecar with env until it is healthy, stops it,
 // and returns its WARN lines about variable.
 func startupWarnings(t *testing.T, env map[string]string, variable string) []map[string]any {
