@@ -178,7 +178,7 @@ func TestEngineVariablesAsTheSDKReadsThem(t *testing.T) {
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "unix:///run/dagger/engine.sock"}, ""},
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "dagger-cloud://"}, ""}, // docs/pipeline.md's Dagger Cloud engine
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp://"}, "want an engine address"},
-		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": ""}, ""}, // the workflow's value without DAGGER_CLOUD_TOKEN
+		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": ""}, ""},                                                 // the workflow's value without DAGGER_CLOUD_TOKEN
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "   "}, `_EXPERIMENTAL_DAGGER_RUNNER_HOST="   ": blank`}, // the CLI's address, not its default
 		{map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "kube-pod://dagger-engine-0?namespace=ci"}, ""},
 		{map[string]string{"_EXPERIMENTAL_DAGGER_CLI_BIN": exe, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp://127.0.0.1:1234"}, ""},
