@@ -1119,12 +1119,7 @@ func TestPushKeepsLatestOnALaterCommit(t *testing.T) {
 			mutable := false
 			ecrSrv := pushEnv(t, &mutable)
 			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
-			earlier := gitHead(t, fe.dir)
-			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "this")
-			this := gitHead(t, fe.dir)
-			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "later")
-			later := gitHead(t, fe.dir)
-			gitRun(t, fe.dir, "checkout", "-q", this)
+			earlier, this, later := threeCommits(t, fe.dir)
 			if tc.version != "" {
 				gitTag(t, fe.dir, tc.version)
 			}
@@ -1150,6 +1145,19 @@ func TestPushKeepsLatestOnALaterCommit(t *testing.T) {
 	}
 }
 
+// threeCommits adds two commits after dir's HEAD and checks out the
+// middle one: the run releases "this" between an earlier and a later one.
+func threeCommits(t *testing.T, dir string) (earlier, this, later string) {
+	t.Helper()
+	earlier = gitHead(t, dir)
+	gitRun(t, dir, "commit", "-q", "--allow-empty", "-m", "this")
+	this = gitHead(t, dir)
+	gitRun(t, dir, "commit", "-q", "--allow-empty", "-m", "later")
+	later = gitHead(t, dir)
+	gitRun(t, dir, "checkout", "-q", this)
+	return earlier, this, later
+}
+
 // latest is judged again after the scan wait, just before it moves: a
 // later commit's run may have moved it meanwhile (ci.yml runs tag and
 // branch pipelines in different concurrency groups).
@@ -1172,12 +1180,7 @@ func TestPushJudgesLatestAgainAfterTheScanWait(t *testing.T) {
 			ecrSrv.SetScanning("sidecar", "BASIC", "SCAN_ON_PUSH")
 			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
 			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
-			earlier := gitHead(t, fe.dir)
-			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "this")
-			this := gitHead(t, fe.dir)
-			gitRun(t, fe.dir, "commit", "-q", "--allow-empty", "-m", "later")
-			later := gitHead(t, fe.dir)
-			gitRun(t, fe.dir, "checkout", "-q", this)
+			earlier, this, later := threeCommits(t, fe.dir)
 			older, other := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
 			ecrSrv.SetTag("sidecar", earlier[:12], older)
 			ecrSrv.SetTag("sidecar", "latest", older)
