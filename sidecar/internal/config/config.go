@@ -444,8 +444,8 @@ func loadCA(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
 	}
 	// Block by block, not AppendCertsFromPEM, which skips what it cannot
-	// use without a word: a damaged CA would be trusted silently not at
-	// all, and a private key would sit in a trust file unremarked.
+	// use without a word: a damaged CA would silently not be trusted, and
+	// a private key would sit in a trust file unremarked.
 	pool := x509.NewCertPool()
 	n := 0
 	for rest := b; ; {
