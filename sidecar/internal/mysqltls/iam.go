@@ -291,7 +291,8 @@ func (f *frames) flush(s *session) error {
 // pumpCommands copies the client's packets to the server. A packet is a
 // command when it starts at sequence id 0 and continues nothing: not the
 // next frame of a 16 MiB packet, nor a LOAD DATA file whose ids wrapped
-// from 255 (a file's packets are not empty; an empty one ends it).
+// from 255 (a file's packets are not empty; an empty one ends it, unless
+// it is the last frame of a packet of MaxPayload bytes).
 func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
 	f := newFrames(s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded, &s.toUpstream, live)
@@ -304,7 +305,9 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		}
 		seq := hdr[3]
 		command := !midPacket && seq == 0 && !inFileAt255
-		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && n > 0
+		// An empty frame at 255 still continues the file when it ends a
+		// packet of MaxPayload bytes (the right side reads the old midPacket).
+		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && (n > 0 || midPacket)
 		if command && n > 0 && n < mysqlwire.MaxPayload {
 			if b, err := f.br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
 				payload, ok := f.payload(s, n)

@@ -259,3 +259,38 @@ func TestIAMLoadDataWrappedPacketIsData(t *testing.T) {
 		t.Fatalf("the file packet at 0 came back as seq %d %q; want it echoed as data", e.Seq, e.Payload)
 	}
 }
+
+// A file packet of exactly MaxPayload bytes whose first frame is at 254
+// ends with an empty frame at 255; the file goes on at 0, and that packet
+// is data, even when it starts with COM_CHANGE_USER's byte.
+func TestIAMLoadDataWrappedAfterAMaxPacketIsData(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	file := slices.Repeat([][]byte{[]byte("1,2,3\n")}, 254)
+	file[252] = bytes.Repeat([]byte("x"), mysqlwire.MaxPayload)         // at 254: frames 254 and 255 (empty)
+	file[253] = append([]byte{mysqlwire.ComChangeUser}, "other\x00"...) // at 0, after the wrap
+	a.write(0, []byte("\x03LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t"))
+	seq := byte(2)
+	for _, p := range file {
+		var err error
+		if seq, err = mysqlwire.WritePacket(a.c, seq, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seq != 1 {
+		t.Fatalf("setup: end packet at %d, want 1", seq)
+	}
+	a.write(seq, nil)
+	var echoes []mysqlwire.Packet
+	for range 1 + len(file) + 1 {
+		echoes = append(echoes, a.read())
+	}
+	if e := echoes[254]; e.Seq != 1 || !bytes.Equal(e.Payload, file[253]) {
+		t.Fatalf("the file packet at 0 came back as seq %d %q; want it echoed as data", e.Seq, e.Payload)
+	}
+}
