@@ -120,6 +120,10 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnServiceConnectPorts(ctx, log, cfg)
 	warnPlaintextOnTheNetwork(ctx, log, cfg)
 	warnTokensWithoutName(ctx, log, cfg)
+	for _, why := range cfg.TLSCASkipped {
+		log.LogAttrs(ctx, slog.LevelWarn, "TARGET_TLS_CA: "+why+"; skipped, the file's other certificates are trusted",
+			slog.String("variable", "TARGET_TLS_CA"), slog.String("value", cfg.TLSCAFrom))
+	}
 	warnDrainPastFargateStop(ctx, log, cfg, lookup)
 	warnUnused(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -510,6 +513,24 @@ func TestTokensWithoutNameWarning(t *testing.T) {
 				t.Errorf("warnings %v, want one naming TARGET_TLS=verify-ca and the fix", warned)
 			}
 		})
+	}
+}
+
+// A block of TARGET_TLS_CA that cannot be used is named in a warning; the
+// file's certificates are trusted and the sidecar starts.
+func TestTLSCASkippedWarning(t *testing.T) {
+	up := testkit.Listen(t)
+	ca := testkit.NewCA(t, "test CA")
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+	if err := os.WriteFile(file, append(caPEM, "-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(up.Addr().(*net.TCPAddr).Port), "TARGET_TLS": "verify-ca",
+		"TARGET_TLS_CA": file, "LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+	warned := startupWarnings(t, env, "TARGET_TLS_CA")
+	if len(warned) != 1 || warned[0]["value"] != file || !strings.Contains(warned[0]["msg"].(string), `PEM block 2 is "X509 CRL"`) {
+		t.Errorf("warnings %v, want one naming the CRL block", warned)
 	}
 }
 

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -113,6 +114,9 @@ type Config struct {
 	TLS       TLSMode
 	TLSCA     *x509.CertPool // with TLS: the trusted CAs
 	TLSCAFrom string         // where TLSCA came from, for messages and logs
+	// TLSCASkipped names what TARGET_TLS_CA holds that is not trusted (a
+	// CRL, a certificate Go cannot parse), for a warning each.
+	TLSCASkipped []string
 	// TARGET_SERVER_NAME; "" = each forward's own host (ServerName)
 	TLSServerName string
 
@@ -353,11 +357,11 @@ func (p *parser) tls(c *Config) {
 	pemFile, hasCA := p.get("TARGET_TLS_CA")
 	if hasCA {
 		c.TLSCAFrom = pemFile
-		pool, err := loadCA(pemFile)
+		pool, skipped, err := loadCA(pemFile)
 		if err != nil {
 			p.badBecause("TARGET_TLS_CA", pemFile, ": "+err.Error(), setting("TARGET_TLS_CA").Accepted)
 		}
-		c.TLSCA = pool
+		c.TLSCA, c.TLSCASkipped = pool, skipped
 	} else {
 		pool, err := rdsca.Pool()
 		if err != nil {
@@ -381,7 +385,7 @@ func (p *parser) tls(c *Config) {
 		c.TLSServerName = strings.TrimSuffix(name, ".")
 	}
 	if c.TLS == TLSDisabled {
-		c.TLSCA, c.TLSCAFrom, c.TLSServerName = nil, "", ""
+		c.TLSCA, c.TLSCAFrom, c.TLSCASkipped, c.TLSServerName = nil, "", nil, ""
 		return
 	}
 	for _, f := range c.Forwards {
@@ -438,39 +442,50 @@ func (p *parser) iam(c *Config) {
 }
 
 // loadCA reads a PEM file of CA certificates.
-func loadCA(path string) (*x509.CertPool, error) {
+func loadCA(path string) (*x509.CertPool, []string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
+		return nil, nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
 	}
 	// Block by block, not AppendCertsFromPEM, which skips what it cannot
-	// use without a word: a damaged CA would silently not be trusted, and
-	// a private key would sit in a trust file unremarked.
+	// use without a word. A private key stops the start (a secret in a
+	// trust file); what cannot be used is skipped, as before, but named
+	// (bundles carry CRLs, OpenSSL's TRUSTED CERTIFICATE blocks, and old
+	// CAs Go refuses, such as EC-ACC's negative serial).
 	pool := x509.NewCertPool()
-	n := 0
+	var skipped []string
+	n, certs := 0, 0
 	for rest := b; ; {
 		var block *pem.Block
 		if block, rest = pem.Decode(rest); block == nil {
 			break
 		}
 		n++
+		if strings.Contains(block.Type, "PRIVATE KEY") {
+			return nil, nil, fmt.Errorf("PEM block %d is %q: a private key does not belong in a file of trusted CAs", n, block.Type)
+		}
 		if block.Type != "CERTIFICATE" {
-			why := ""
-			if strings.Contains(block.Type, "PRIVATE KEY") {
-				why = ": a private key does not belong in a file of trusted CAs"
-			}
-			return nil, fmt.Errorf("PEM block %d is %q, not a CERTIFICATE%s", n, block.Type, why)
+			skipped = append(skipped, fmt.Sprintf("PEM block %d is %q, not a CERTIFICATE", n, block.Type))
+			continue
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("PEM block %d is a CERTIFICATE that does not parse (%v)", n, err)
+			skipped = append(skipped, fmt.Sprintf("PEM block %d is a CERTIFICATE that does not parse (%v)", n, err))
+			continue
 		}
 		pool.AddCert(cert)
+		certs++
 	}
-	if n == 0 {
-		return nil, errors.New("holds no PEM certificate")
+	if begun := bytes.Count(b, []byte("-----BEGIN ")); begun > n {
+		skipped = append(skipped, fmt.Sprintf("%d PEM block(s) could not be decoded (bad base64 or no END line)", begun-n))
 	}
-	return pool, nil
+	switch {
+	case n == 0:
+		return nil, nil, errors.New("holds no PEM certificate")
+	case certs == 0:
+		return nil, nil, fmt.Errorf("holds no certificate that can be used: %s", strings.Join(skipped, "; "))
+	}
+	return pool, skipped, nil
 }
 
 func isIPLiteral(h string) bool { return net.ParseIP(strings.Trim(h, "[]")) != nil }

@@ -39,7 +39,10 @@ func TestParseTLS(t *testing.T) {
 		return p
 	}
 	withKey := file("with-key.pem", firstCA, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	damaged := file("damaged.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")}), firstCA)
+	badDER := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})
+	damaged := file("damaged.pem", badDER, firstCA, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte{0x30, 0}}),
+		[]byte("-----BEGIN CERTIFICATE-----\nnot*base64\n-----END CERTIFICATE-----\n"))
+	onlyDamaged := file("only-damaged.pem", badDER)
 	bundle := file("bundle.pem", []byte("# Amazon RDS, every region\n"), rdsca.PEM, []byte("# the end\n")) // text between blocks, as in ca-certificates
 	for _, tc := range []struct {
 		name        string
@@ -48,6 +51,7 @@ func TestParseTLS(t *testing.T) {
 		wantCAFrom  string
 		wantNames   []string // per forward, in listen port order
 		wantProblem []string // each must appear in the error
+		wantSkipped []string // each must appear in TLSCASkipped, in order
 	}{
 		{name: "off by default; the TLS variables are not read",
 			env:      map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS_CA": "/nonexistent"},
@@ -82,10 +86,15 @@ func TestParseTLS(t *testing.T) {
 			wantProblem: []string{`TARGET_TLS_CA="` + empty + `": holds no PEM certificate`}},
 		{name: "a private key in the CA file",
 			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": withKey},
-			wantProblem: []string{`TARGET_TLS_CA="` + withKey + `": PEM block 2 is "EC PRIVATE KEY", not a CERTIFICATE: a private key does not belong in a file of trusted CAs`}},
-		{name: "a certificate that does not parse, beside one that does",
-			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": damaged},
-			wantProblem: []string{`TARGET_TLS_CA="` + damaged + `": PEM block 1 is a CERTIFICATE that does not parse (`}},
+			wantProblem: []string{`TARGET_TLS_CA="` + withKey + `": PEM block 2 is "EC PRIVATE KEY": a private key does not belong in a file of trusted CAs`}},
+		{name: "what cannot be used beside a certificate that can is skipped, and named",
+			env:      map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": damaged},
+			wantMode: TLSVerifyCA, wantCAFrom: damaged, wantNames: []string{"db.example"},
+			wantSkipped: []string{"PEM block 1 is a CERTIFICATE that does not parse (", `PEM block 3 is "X509 CRL", not a CERTIFICATE`,
+				"1 PEM block(s) could not be decoded (bad base64 or no END line)"}},
+		{name: "only a certificate that does not parse",
+			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": onlyDamaged},
+			wantProblem: []string{`TARGET_TLS_CA="` + onlyDamaged + `": holds no certificate that can be used: PEM block 1 is a CERTIFICATE that does not parse (`}},
 		{name: "the whole RDS bundle, with text around it",
 			env:      map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": bundle},
 			wantMode: TLSVerifyCA, wantCAFrom: bundle, wantNames: []string{"db.example"}},
@@ -108,6 +117,14 @@ func TestParseTLS(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(c.TLSCASkipped) != len(tc.wantSkipped) {
+				t.Errorf("skipped %q, want %d", c.TLSCASkipped, len(tc.wantSkipped))
+			}
+			for i, w := range tc.wantSkipped {
+				if i < len(c.TLSCASkipped) && !strings.Contains(c.TLSCASkipped[i], w) {
+					t.Errorf("skipped[%d] = %q, want it to contain %q", i, c.TLSCASkipped[i], w)
+				}
 			}
 			if c.TLS != tc.wantMode || c.TLSCAFrom != tc.wantCAFrom {
 				t.Errorf("TLS %q from %q; want %q from %q", c.TLS, c.TLSCAFrom, tc.wantMode, tc.wantCAFrom)
