@@ -58,9 +58,10 @@ func TestReleaseConfig(t *testing.T) {
 }
 
 // docs/pipeline.md's copies of the release timings are the code's:
-// the probe timeout, the scan wait's progress interval (the pipeline
-// leaves ecr.WaitOptions.Progress zero, so the default applies) and the
-// default SCAN_TIMEOUT as the timeout message prints it.
+// the probe timeout, the scan wait's progress interval and its grace for
+// a scan without results (the pipeline leaves both zero in
+// ecr.WaitOptions, so the defaults apply) and the default SCAN_TIMEOUT as
+// the timeout message prints it.
 func TestReleaseTimingsInTheDocs(t *testing.T) {
 	t.Parallel()
 	doc, err := os.ReadFile("../docs/pipeline.md")
@@ -77,6 +78,7 @@ func TestReleaseTimingsInTheDocs(t *testing.T) {
 	}{
 		{`did not answer within (\d+) s`, vulncheck.ProbeTimeout},
 		{`printing a progress line every (\d+) s`, ecr.DefaultProgress},
+		{`If it still shows nothing after (\d+) minutes`, ecr.DefaultResultsGrace},
 		{`did not finish within (\S+): still waiting`, c.ScanTimeout},
 	} {
 		m := regexp.MustCompile(tc.re).FindStringSubmatch(string(doc))
@@ -86,7 +88,8 @@ func TestReleaseTimingsInTheDocs(t *testing.T) {
 		}
 		got, err := time.ParseDuration(m[1])
 		if err != nil {
-			got, err = time.ParseDuration(m[1] + "s")
+			unit := map[bool]string{true: "m", false: "s"}[strings.HasSuffix(m[0], "minutes")]
+			got, err = time.ParseDuration(m[1] + unit)
 		}
 		if err != nil || got != tc.want {
 			t.Errorf("docs/pipeline.md says %q (%s), the code %s", m[0], got, tc.want)

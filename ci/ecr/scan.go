@@ -343,10 +343,16 @@ func CountsLine(counts map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// Defaults of WaitOptions (docs/pipeline.md quotes DefaultProgress).
+// Defaults of WaitOptions (docs/pipeline.md quotes DefaultProgress and
+// DefaultResultsGrace).
 const (
 	DefaultPoll     = 5 * time.Second
 	DefaultProgress = 15 * time.Second
+	// DefaultResultsGrace: how long a finished scan may go on showing no
+	// results before it is taken for a clean one. ECR's first answers
+	// under enhanced scanning can be empty for seconds (aws/aws-sdk#289),
+	// and whether it ever sends counts for a clean image is not known.
+	DefaultResultsGrace = 2 * time.Minute
 )
 
 // WaitOptions bounds WaitForScans.
@@ -364,6 +370,8 @@ type WaitOptions struct {
 	// under ENHANCED it fails at once with a ScanMissingError.
 	JustPushed bool
 	ScanType   string // the registry's: BASIC, ENHANCED, "" unknown
+	// ResultsGrace: DefaultResultsGrace when zero.
+	ResultsGrace time.Duration
 }
 
 // ScanMissingError is an image that has no scan and will not get one:
@@ -397,6 +405,9 @@ func (r *Registry) StartScan(ctx context.Context, digest string) error {
 func (o WaitOptions) withDefaults() WaitOptions {
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
+	}
+	if o.ResultsGrace <= 0 {
+		o.ResultsGrace = DefaultResultsGrace
 	}
 	if o.Progress <= 0 {
 		o.Progress = DefaultProgress
@@ -435,42 +446,26 @@ func (r *Registry) WaitForScans(ctx context.Context, ms []Manifest, o WaitOption
 	start := time.Now()
 	deadline := start.Add(o.Timeout)
 	lastReport := start
-	scans := make([]Scan, len(ms))
-	done := make([]bool, len(ms))
-	started := make([]bool, len(ms)) // StartImageScan called (at most once each)
+	w := make([]scanWait, len(ms))
 	for {
 		var pending []string
 		for i, m := range ms {
-			if done[i] {
+			if w[i].done {
 				continue
 			}
-			s, err := r.ScanOf(ctx, m.Digest)
+			p, err := r.pollScan(ctx, m, &w[i], o)
 			if err != nil {
 				return nil, err
 			}
-			scans[i] = s
-			if s.NotStarted && !o.JustPushed && !started[i] {
-				if o.ScanType == "ENHANCED" {
-					return nil, &ScanMissingError{Platform: m.Platform, Digest: m.Digest}
-				}
-				if err := r.StartScan(ctx, m.Digest); err != nil {
-					return nil, fmt.Errorf("no ECR scan of %s exists (an image pushed by an earlier run, perhaps while scanning was off) and starting one failed: %w", m.Platform, err)
-				}
-				started[i] = true
-				if o.Report != nil {
-					o.Report(fmt.Sprintf("no ECR scan of %s (%s) exists (pushed by an earlier run, perhaps while scanning was off): started a basic scan with ecr:StartImageScan", m.Platform, m.Digest))
-				}
-			}
-			switch {
-			case s.Done():
-				done[i] = true
-			case s.Pending():
-				pending = append(pending, fmt.Sprintf("%s (%s)", m.Platform, s.State()))
-			default:
-				return nil, &ScanFailedError{Platform: m.Platform, Digest: m.Digest, Status: s.Status, Description: s.Description}
+			if p != "" {
+				pending = append(pending, p)
 			}
 		}
 		if len(pending) == 0 {
+			scans := make([]Scan, len(w))
+			for i := range w {
+				scans[i] = w[i].scan
+			}
 			return scans, nil
 		}
 		now := time.Now()
@@ -489,4 +484,52 @@ func (r *Registry) WaitForScans(ctx context.Context, ms []Manifest, o WaitOption
 		case <-time.After(wait):
 		}
 	}
+}
+
+// scanWait is one manifest's state in WaitForScans.
+type scanWait struct {
+	scan    Scan
+	done    bool
+	started bool      // StartImageScan called (at most once)
+	empty   time.Time // first seen finished without results
+}
+
+// pollScan reads m's scan once into w: "" when it is done, else its
+// pending line; an error when it cannot finish.
+func (r *Registry) pollScan(ctx context.Context, m Manifest, w *scanWait, o WaitOptions) (string, error) {
+	s, err := r.ScanOf(ctx, m.Digest)
+	if err != nil {
+		return "", err
+	}
+	w.scan = s
+	if s.NotStarted && !o.JustPushed && !w.started {
+		if o.ScanType == "ENHANCED" {
+			return "", &ScanMissingError{Platform: m.Platform, Digest: m.Digest}
+		}
+		if err := r.StartScan(ctx, m.Digest); err != nil {
+			return "", fmt.Errorf("no ECR scan of %s exists (an image pushed by an earlier run, perhaps while scanning was off) and starting one failed: %w", m.Platform, err)
+		}
+		w.started = true
+		if o.Report != nil {
+			o.Report(fmt.Sprintf("no ECR scan of %s (%s) exists (pushed by an earlier run, perhaps while scanning was off): started a basic scan with ecr:StartImageScan", m.Platform, m.Digest))
+		}
+	}
+	if s.finished() && !s.Results && w.empty.IsZero() {
+		w.empty = time.Now()
+	}
+	switch {
+	case s.Done():
+		w.done = true
+	case s.finished() && !s.Results && time.Since(w.empty) >= o.ResultsGrace:
+		w.done = true
+		if o.Report != nil {
+			o.Report(fmt.Sprintf("ECR has reported the scan of %s (%s) %s for %s without counts or findings: taken as no findings",
+				m.Platform, m.Digest, s.Status, o.ResultsGrace))
+		}
+	case s.Pending():
+		return fmt.Sprintf("%s (%s)", m.Platform, s.State()), nil
+	default:
+		return "", &ScanFailedError{Platform: m.Platform, Digest: m.Digest, Status: s.Status, Description: s.Description}
+	}
+	return "", nil
 }
