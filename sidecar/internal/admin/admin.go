@@ -95,6 +95,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listener at once (startup failed elsewhere).
 func (s *Server) Close() error { return s.http.Close() }
 
+// notReadyPrefix starts /readyz's 503 body; Check passes on only such a reason.
+const notReadyPrefix = "not ready: "
+
 // Handler serves /livez, /readyz and /metrics.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
@@ -106,7 +109,7 @@ func Handler(cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if ok, why := cfg.readiness(); !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: " + why + "\n"))
+			_, _ = w.Write([]byte(notReadyPrefix + why + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte(ReadyBody(cfg.Version, cfg.Mode)))
@@ -156,12 +159,13 @@ func Check(ctx context.Context, addr string) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode != http.StatusOK {
 		// The sidecar's 503 says why (starting, draining, waiting for IAM
-		// credentials): pass its first line on.
+		// credentials): pass its first line on. Another answer (a 404, a
+		// redirect) is another process's, whose page says nothing useful.
 		why, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-		if why != "" {
-			return fmt.Errorf("GET %s: %s: %.200s", url, resp.Status, why)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(why, notReadyPrefix) {
+			return fmt.Errorf("GET %s answered %s, not as the sidecar: another process holds that port; give the sidecar a free ADMIN_PORT", url, resp.Status)
 		}
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+		return fmt.Errorf("GET %s: %s: %.200s", url, resp.Status, why)
 	}
 	if !strings.HasPrefix(string(body), readyPrefix+" ") {
 		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds that port; give the sidecar a free ADMIN_PORT", url, body)

@@ -196,7 +196,9 @@ func TestCheckRefusesAForeignServer(t *testing.T) {
 		want    string // "" = healthy
 	}{
 		{"foreign", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) }), "not as the sidecar"},
-		{"redirect", http.RedirectHandler(elsewhere.URL+"/readyz", http.StatusFound), "302 Found"},
+		{"redirect", http.RedirectHandler(elsewhere.URL+"/readyz", http.StatusFound), "answered 302 Found, not as the sidecar"},
+		{"not found", http.NotFoundHandler(), "answered 404 Not Found, not as the sidecar"},
+		{"a foreign 503", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }), "answered 503 Service Unavailable, not as the sidecar"},
 		{"sidecar", Handler(Config{Version: "dev", Mode: "sleep"}), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
