@@ -198,15 +198,20 @@ func TestIAMChangeUserRefusedByTheServerEndsTheSession(t *testing.T) {
 
 // sendFile sends a LOAD DATA LOCAL INFILE as the app would: the query at
 // 0, then the file's packets from 2 (the server's request was 1), their
-// ids wrapping from 255 to 0, then the empty end packet. The fake echoes
-// each packet, standing in for the server's request and final OK; the
-// echoes are read and returned.
+// ids wrapping from 255 to 0 (a packet of MaxPayload bytes takes two),
+// then the empty end packet. The fake echoes each packet, standing in for
+// the server's request and final OK; the echoes are read and returned.
 func sendFile(a *app, file [][]byte) []mysqlwire.Packet {
+	a.t.Helper()
 	a.write(0, []byte("\x03LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t"))
-	for i, p := range file {
-		a.write(byte(2+i), p)
+	seq := byte(2)
+	for _, p := range file {
+		var err error
+		if seq, err = mysqlwire.WritePacket(a.c, seq, p); err != nil {
+			a.t.Fatal(err)
+		}
 	}
-	a.write(byte(2+len(file)), nil)
+	a.write(seq, nil)
 	var echoes []mysqlwire.Packet
 	for range 1 + len(file) + 1 {
 		echoes = append(echoes, a.read())
@@ -243,54 +248,31 @@ func TestIAMChangeUserAfterLoadData(t *testing.T) {
 }
 
 // A file packet at 0 (ids wrapped from 255) is data, even when it starts
-// with COM_CHANGE_USER's byte.
+// with COM_CHANGE_USER's byte: after a packet at 255, and after a packet
+// of MaxPayload bytes whose frames are 254 and an empty one at 255.
 func TestIAMLoadDataWrappedPacketIsData(t *testing.T) {
-	ca := testkit.NewCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
-	a, ok := iamLogin(t, addr)
-	if ok.Payload[0] != mysqlwire.OK {
-		t.Fatalf("login: %q", ok.Payload)
-	}
-	file := slices.Repeat([][]byte{[]byte("1,2,3\n")}, 255)
-	file[254] = append([]byte{mysqlwire.ComChangeUser}, "other\x00"...) // at 0
-	echoes := sendFile(a, file)
-	if e := echoes[255]; e.Seq != 1 || !bytes.Equal(e.Payload, file[254]) {
-		t.Fatalf("the file packet at 0 came back as seq %d %q; want it echoed as data", e.Seq, e.Payload)
-	}
-}
-
-// A file packet of exactly MaxPayload bytes whose first frame is at 254
-// ends with an empty frame at 255; the file goes on at 0, and that packet
-// is data, even when it starts with COM_CHANGE_USER's byte.
-func TestIAMLoadDataWrappedAfterAMaxPacketIsData(t *testing.T) {
-	ca := testkit.NewCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
-	a, ok := iamLogin(t, addr)
-	if ok.Payload[0] != mysqlwire.OK {
-		t.Fatalf("login: %q", ok.Payload)
-	}
-	file := slices.Repeat([][]byte{[]byte("1,2,3\n")}, 254)
-	file[252] = bytes.Repeat([]byte("x"), mysqlwire.MaxPayload)         // at 254: frames 254 and 255 (empty)
-	file[253] = append([]byte{mysqlwire.ComChangeUser}, "other\x00"...) // at 0, after the wrap
-	a.write(0, []byte("\x03LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t"))
-	seq := byte(2)
-	for _, p := range file {
-		var err error
-		if seq, err = mysqlwire.WritePacket(a.c, seq, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if seq != 1 {
-		t.Fatalf("setup: end packet at %d, want 1", seq)
-	}
-	a.write(seq, nil)
-	var echoes []mysqlwire.Packet
-	for range 1 + len(file) + 1 {
-		echoes = append(echoes, a.read())
-	}
-	if e := echoes[254]; e.Seq != 1 || !bytes.Equal(e.Payload, file[253]) {
-		t.Fatalf("the file packet at 0 came back as seq %d %q; want it echoed as data", e.Seq, e.Payload)
+	changeUser := append([]byte{mysqlwire.ComChangeUser}, "other\x00"...)
+	small := slices.Repeat([][]byte{[]byte("1,2,3\n")}, 255)
+	small[254] = changeUser // at 0
+	large := slices.Repeat([][]byte{[]byte("1,2,3\n")}, 254)
+	large[252] = bytes.Repeat([]byte("x"), mysqlwire.MaxPayload) // at 254 and 255
+	large[253] = changeUser                                      // at 0
+	for _, tc := range []struct {
+		name string
+		file [][]byte
+	}{{"after a packet at 255", small}, {"after an empty last frame at 255", large}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := testkit.NewCA(t, "test CA")
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+			addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
+			a, ok := iamLogin(t, addr)
+			if ok.Payload[0] != mysqlwire.OK {
+				t.Fatalf("login: %q", ok.Payload)
+			}
+			echoes := sendFile(a, tc.file)
+			if e := echoes[len(tc.file)]; e.Seq != 1 || !bytes.Equal(e.Payload, changeUser) {
+				t.Fatalf("the file packet at 0 came back as seq %d %q; want it echoed as data", e.Seq, e.Payload)
+			}
+		})
 	}
 }
