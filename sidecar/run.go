@@ -120,10 +120,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnServiceConnectPorts(ctx, log, cfg)
 	warnPlaintextOnTheNetwork(ctx, log, cfg)
 	warnTokensWithoutName(ctx, log, cfg)
-	for _, why := range cfg.TLSCASkipped {
-		log.LogAttrs(ctx, slog.LevelWarn, "TARGET_TLS_CA: "+why+"; skipped, the file's other certificates are trusted",
-			slog.String("variable", "TARGET_TLS_CA"), slog.String("value", cfg.TLSCAFrom))
-	}
+	warnSkippedCAs(ctx, log, cfg)
 	warnDrainPastFargateStop(ctx, log, cfg, lookup)
 	warnUnused(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
@@ -251,6 +248,15 @@ func warnTokensWithoutName(ctx context.Context, log *slog.Logger, cfg config.Con
 	log.LogAttrs(ctx, slog.LevelWarn, "TARGET_AUTH=iam with TARGET_TLS=verify-ca: the database's name is not checked, so any server "+
 		"with a certificate from the trusted CAs would be sent the IAM tokens; set TARGET_TLS=verify-identity",
 		slog.String("variable", "TARGET_TLS"), slog.String("value", string(cfg.TLS)))
+}
+
+// warnSkippedCAs names each block of TARGET_TLS_CA that is not trusted (a
+// CRL, a certificate Go cannot parse): the file's other CAs are.
+func warnSkippedCAs(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	for _, why := range cfg.TLSCASkipped {
+		log.LogAttrs(ctx, slog.LevelWarn, "TARGET_TLS_CA: "+why+"; skipped, the file's other certificates are trusted",
+			slog.String("variable", "TARGET_TLS_CA"), slog.String("value", cfg.TLSCAFrom))
+	}
 }
 
 // warnUnused warns of each TLS or IAM setting given without its switch

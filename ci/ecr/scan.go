@@ -220,18 +220,21 @@ func (f Finding) String() string {
 // finished is whether ECR's status says the scan finished.
 func (s Scan) finished() bool { return s.Status == "COMPLETE" || s.Status == "ACTIVE" }
 
+// awaitingResults is a finished status without results yet.
+func (s Scan) awaitingResults() bool { return s.finished() && !s.Results }
+
 // Done reports whether the scan finished with results.
 func (s Scan) Done() bool { return s.finished() && s.Results }
 
 // Pending reports whether the scan may still finish.
 func (s Scan) Pending() bool {
-	return s.NotStarted || s.Status == "IN_PROGRESS" || s.Status == "PENDING" || s.finished() && !s.Results
+	return s.NotStarted || s.Status == "IN_PROGRESS" || s.Status == "PENDING" || s.awaitingResults()
 }
 
 // State is the status, and whether results are still missing from a
 // finished one, for progress and timeout messages.
 func (s Scan) State() string {
-	if s.finished() && !s.Results {
+	if s.awaitingResults() {
 		return s.Status + ", no results yet"
 	}
 	return s.Status
@@ -514,13 +517,13 @@ func (r *Registry) pollScan(ctx context.Context, m Manifest, w *scanWait, o Wait
 			o.Report(fmt.Sprintf("no ECR scan of %s (%s) exists (pushed by an earlier run, perhaps while scanning was off): started a basic scan with ecr:StartImageScan", m.Platform, m.Digest))
 		}
 	}
-	if s.finished() && !s.Results && w.empty.IsZero() {
+	if s.awaitingResults() && w.empty.IsZero() {
 		w.empty = time.Now()
 	}
 	switch {
 	case s.Done():
 		w.done = true
-	case s.finished() && !s.Results && time.Since(w.empty) >= o.ResultsGrace:
+	case s.awaitingResults() && time.Since(w.empty) >= o.ResultsGrace:
 		w.done = true
 		if o.Report != nil {
 			o.Report(fmt.Sprintf("ECR has reported the scan of %s (%s) %s for %s without counts or findings: taken as no findings",
