@@ -153,6 +153,10 @@ func (s *session) end(reason relay.Reason, err error) {
 	}
 	s.mu.Unlock()
 	_ = s.client.Close()
+	// The socket first: tls.Conn's Close sends close_notify, which waits up
+	// to 5 s for a server that reads nothing. A clean end has sent it
+	// already (CloseWrite).
+	_ = s.server.NetConn().Close()
 	_ = s.server.Close()
 }
 
