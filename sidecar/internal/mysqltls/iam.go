@@ -225,9 +225,24 @@ type frames struct {
 	total, live    *atomic.Int64
 }
 
-func newFrames(src io.Reader, dst io.Writer, srcErr, dstErr relay.Reason, closeWrite func() error, total, live *atomic.Int64) *frames {
-	return &frames{br: bufio.NewReaderSize(src, 32*1024), bw: bufio.NewWriterSize(dst, 32*1024),
+func newFrames(s *session, src io.Reader, dst io.Writer, srcErr, dstErr relay.Reason, closeWrite func() error, total, live *atomic.Int64) *frames {
+	return &frames{br: bufio.NewReaderSize(touching{s, src}, 32*1024), bw: bufio.NewWriterSize(dst, 32*1024),
 		srcErr: srcErr, dstErr: dstErr, closeWrite: closeWrite, total: total, live: live}
+}
+
+// touching marks the session active at every read, not every frame: a
+// 16 MiB packet can take longer than IDLE_TIMEOUT to move.
+type touching struct {
+	s *session
+	r io.Reader
+}
+
+func (t touching) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.s.touch()
+	}
+	return n, err
 }
 
 // next reads the next frame header and returns the payload length; false
@@ -245,7 +260,6 @@ func (f *frames) next(s *session, hdr *[frameHeader]byte) (int, bool) {
 		}
 		return 0, false
 	}
-	s.touch()
 	return int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16, true
 }
 
@@ -295,7 +309,7 @@ func (f *frames) flush(s *session) error {
 // it is the last frame of a packet of MaxPayload bytes).
 func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
-	f := newFrames(s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded, &s.toUpstream, live)
+	f := newFrames(s, s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded, &s.toUpstream, live)
 	var hdr [frameHeader]byte
 	midPacket, inFileAt255 := false, false
 	for {
@@ -341,7 +355,9 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 		s.end(relay.ReasonClientError, err)
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), LoginTimeout)
+	// Bounded by the session too: a drain deadline, an idle timeout or the
+	// stale check must not wait out a credentials endpoint that is silent.
+	ctx, cancel := context.WithTimeout(s.ctx, LoginTimeout)
 	pw, err := t.IAM.Password(ctx, cu.User, proof, is.scramble)
 	cancel()
 	if err != nil {
@@ -366,7 +382,7 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 // server's side of a pending COM_CHANGE_USER.
 func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
-	f := newFrames(s.server, client, relay.ReasonUpstreamError, relay.ReasonClientError, s.client.CloseWrite, &s.toClient, live)
+	f := newFrames(s, s.server, client, relay.ReasonUpstreamError, relay.ReasonClientError, s.client.CloseWrite, &s.toClient, live)
 	var hdr [frameHeader]byte
 	midPacket := false
 	for {

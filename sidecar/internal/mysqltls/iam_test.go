@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,3 +277,82 @@ func TestIAMLoadDataWrappedPacketIsData(t *testing.T) {
 		})
 	}
 }
+
+// onceThenSilent answers its first request, then none, as a credentials
+// endpoint that went silent after the login.
+type onceThenSilent struct{ asked atomic.Int32 }
+
+func (p *onceThenSilent) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if p.asked.Add(1) == 1 {
+		return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test"}, nil
+	}
+	<-ctx.Done()
+	return aws.Credentials{}, ctx.Err()
+}
+
+// A COM_CHANGE_USER whose token waits on a silent credentials endpoint
+// ends when its session is cut (here by IDLE_TIMEOUT; the drain deadline
+// and the stale check cut the same way), not when the signing gives up.
+func TestIAMChangeUserSigningEndsWithTheSession(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	target := iamTarget(t, ca)
+	creds := &onceThenSilent{}
+	target.IAM.Tokens.Source = iamauth.Source{Name: "a silent endpoint", Provider: creds}
+	target.IAM.Tokens.SignTimeout = time.Minute
+	addr, s, _ := sidecar(t, srv, target, func(c *proxy.Config) { c.IdleTimeout = 300 * time.Millisecond })
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: "other", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
+	a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if closes := s.Snapshot().Forwards[0].ConnectionsClosed; slices.Contains(closes, proxy.Count{Label: "idle_timeout", Value: 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session cut by IDLE_TIMEOUT still waits on the signing after 10 s (credentials asked %d times); closed: %v",
+				creds.asked.Load(), s.Snapshot().Forwards[0].ConnectionsClosed)
+		}
+	}
+	if n := creds.asked.Load(); n != 2 {
+		t.Errorf("credentials asked %d times; want 2 (the login, then the change)", n)
+	}
+	for reason, n := range target.IAM.Tokens.Stats().Failures {
+		if n != 0 {
+			t.Errorf("IAM failures %s: %d; a signing the session's end stopped is no failure", reason, n)
+		}
+	}
+}
+
+// IDLE_TIMEOUT counts bytes, not packets: one packet that takes longer
+// than the timeout to arrive, its bytes flowing, is not cut.
+func TestIAMSlowPacketIsNotIdle(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	addr, _, _ := sidecar(t, srv, iamTarget(t, ca), func(c *proxy.Config) { c.IdleTimeout = 300 * time.Millisecond })
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	query := append([]byte("\x03SELECT '"), bytes.Repeat([]byte("x"), 64*1024)...)
+	query = append(query, '\'')
+	var frame []byte
+	if _, err := mysqlwire.WritePacket(writerFunc(func(p []byte) (int, error) { frame = append(frame, p...); return len(p), nil }), 0, query); err != nil {
+		t.Fatal(err)
+	}
+	for chunk := range slices.Chunk(frame, len(frame)/10+1) { // over about a second, 3 idle timeouts
+		if _, err := a.c.Write(chunk); err != nil {
+			t.Fatalf("the session was cut while the packet's bytes flowed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if echo := a.read(); echo.Seq != 1 || !bytes.Equal(echo.Payload, query) {
+		t.Fatalf("echo of the slow packet: seq %d, %d bytes; want seq 1, %d bytes", echo.Seq, len(echo.Payload), len(query))
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

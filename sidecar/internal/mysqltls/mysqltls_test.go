@@ -22,23 +22,28 @@ import (
 
 // sidecar runs a proxy.Server with TLS to target in front of srv, and
 // returns the address the app connects to.
-func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target) (string, *proxy.Server, *testkit.LockedBuffer) {
+func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target, tune ...func(*proxy.Config)) (string, *proxy.Server, *testkit.LockedBuffer) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(srv.addr())
 	p, _ := strconv.Atoi(port)
 	if target.Sessions == nil {
 		target.Sessions = tls.NewLRUClientSessionCache(0)
 	}
-	return serveTLS(t, host, p, &target)
+	return serveTLS(t, host, p, &target, tune...)
 }
 
 // serveTLS runs a proxy.Server forwarding with TLS to host:port until the
-// test ends, logging JSON lines into the buffer it returns.
-func serveTLS(t *testing.T, host string, port int, target *mysqltls.Target) (string, *proxy.Server, *testkit.LockedBuffer) {
+// test ends, logging JSON lines into the buffer it returns. tune changes
+// the proxy's configuration before it starts.
+func serveTLS(t *testing.T, host string, port int, target *mysqltls.Target, tune ...func(*proxy.Config)) (string, *proxy.Server, *testkit.LockedBuffer) {
 	t.Helper()
 	logs := &testkit.LockedBuffer{}
-	s, err := proxy.New(proxy.Config{ListenAddr: "127.0.0.1", ConnectTimeout: 2 * time.Second, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		Forwards: []proxy.Forward{{TargetHost: host, TargetPort: port, TLS: target}}})
+	cfg := proxy.Config{ListenAddr: "127.0.0.1", ConnectTimeout: 2 * time.Second, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Forwards: []proxy.Forward{{TargetHost: host, TargetPort: port, TLS: target}}}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	s, err := proxy.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,9 @@ func RelayCodec(ctx context.Context, client, upstream *net.TCPConn, codec relay.
 // ctx, live Counters). The byte relays cannot serve here: TLS needs the
 // bytes in user space.
 func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Duration) relay.Result {
-	s := &session{client: client, server: server.Conn, idle: idle}
+	sctx, stopSession := context.WithCancel(ctx)
+	defer stopSession()
+	s := &session{ctx: sctx, stop: stopSession, client: client, server: server.Conn, idle: idle}
 	s.touch()
 	var toUpstream, toClient *atomic.Int64
 	if c := relay.CountersFrom(ctx); c != nil {
@@ -69,6 +71,8 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 }
 
 type session struct {
+	ctx        context.Context // ends with the session: bounds the work a pump does for it (an IAM signing)
+	stop       context.CancelFunc
 	client     *net.TCPConn
 	server     *tls.Conn
 	idle       time.Duration
@@ -152,6 +156,7 @@ func (s *session) end(reason relay.Reason, err error) {
 		s.err = err
 	}
 	s.mu.Unlock()
+	s.stop()
 	_ = s.client.Close()
 	// The socket first: tls.Conn's Close sends close_notify, which waits up
 	// to 5 s for a server that reads nothing. A clean end has sent it
