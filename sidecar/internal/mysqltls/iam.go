@@ -92,8 +92,8 @@ func (t *Target) iamDenied(client io.Writer, seq byte, user string, err error) e
 	if errors.As(err, &f) && f.Reason != iamauth.ReasonUserNotAllowed && f.Reason != iamauth.ReasonLocalPassword {
 		code, state = codeHandshake, "08S01" // credentials: the operator's to fix, and maybe passing
 	}
-	sendErrTo(client, seq, code, state, err.Error())
-	return &Refusal{Reason: ReasonIAM, Message: err.Error(), User: user}
+	told := sendErrTo(client, seq, code, state, err.Error()) == nil
+	return &Refusal{Reason: ReasonIAM, Message: err.Error(), User: user, Told: told}
 }
 
 // iamLogin logs in to the server with the token and gives the app the
@@ -110,8 +110,8 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 		v, err := t.iamVerdict(tc, p, l.password, l.user)
 		switch {
 		case err != nil:
-			sendErrTo(client, l.appSeq, codeDenied, "28000", err.Error())
-			return nil, &Refusal{Reason: ReasonIAM, Message: err.Error(), User: l.user}
+			told := sendErrTo(client, l.appSeq, codeDenied, "28000", err.Error()) == nil
+			return nil, &Refusal{Reason: ReasonIAM, Message: err.Error(), User: l.user, Told: told}
 		case v == verdictMore:
 			continue
 		}
@@ -120,7 +120,7 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 		}
 		if v == verdictRefused {
 			_, msg, _ := mysqlwire.ErrMessage(p.Payload)
-			return nil, &Refusal{Reason: ReasonIAM, User: l.user,
+			return nil, &Refusal{Reason: ReasonIAM, User: l.user, Told: true,
 				Message: "the database refused the IAM token (" + msg + "); check the task role's rds-db:connect permission for this user and cluster"}
 		}
 		// OK, or an ERR the app reads as it would without IAM; the
@@ -432,9 +432,10 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 	return true
 }
 
-func sendErrTo(w io.Writer, seq byte, code uint16, state, msg string) {
+func sendErrTo(w io.Writer, seq byte, code uint16, state, msg string) error {
 	if c, ok := w.(net.Conn); ok {
 		_ = c.SetWriteDeadline(time.Now().Add(errWriteTimeout))
 	}
-	_, _ = mysqlwire.WritePacket(w, seq, mysqlwire.ErrPacket(code, state, msg))
+	_, err := mysqlwire.WritePacket(w, seq, mysqlwire.ErrPacket(code, state, msg))
+	return err
 }

@@ -108,6 +108,9 @@ type Refusal struct {
 	Message string // as sent to the app
 	Err     error  // the underlying error, if any
 	User    string // with IAM, the database user the app named
+	// Told: the app was sent the refusal. An app that reads it and leaves
+	// at once was refused, not gone (a data path may see it leave first).
+	Told bool
 }
 
 func (r *Refusal) Error() string {
@@ -224,9 +227,9 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 	}
 	readBy(ctx, server, deadline)
 	if len(greeting.Payload) > 0 && greeting.Payload[0] == mysqlwire.ErrPacketHdr {
-		_, _ = mysqlwire.WritePacket(client, greeting.Seq, greeting.Payload) // e.g. "Host is blocked": the server's own words
+		_, werr := mysqlwire.WritePacket(client, greeting.Seq, greeting.Payload) // e.g. "Host is blocked": the server's own words
 		_, msg, _ := mysqlwire.ErrMessage(greeting.Payload)
-		return nil, &Refusal{Reason: ReasonServerError, Message: "the database refused the connection: " + msg}
+		return nil, &Refusal{Reason: ReasonServerError, Message: "the database refused the connection: " + msg, Told: werr == nil}
 	}
 	caps := uint32(0)
 	if err == nil {
@@ -464,8 +467,8 @@ func (t *Target) explain(err error) (string, string) {
 }
 
 func (t *Target) refuse(client net.Conn, seq byte, reason, msg string, err error) *Refusal {
-	sendErr(client, seq, codeHandshake, msg)
-	return &Refusal{Reason: reason, Message: msg, Err: err}
+	told := sendErr(client, seq, codeHandshake, msg) == nil
+	return &Refusal{Reason: reason, Message: msg, Err: err, Told: told}
 }
 
 // msgServerClosed is what the app reads when the database leaves mid-login.
@@ -504,8 +507,8 @@ func (t *Target) serverClosed(client net.Conn, seq byte, err error) *Refusal {
 // where MySQL servers send none: PyMySQL drops the message's first 6
 // bytes if the state is missing, while libmysqlclient keeps "#08S01" in
 // the message (TestTLSRefusals runs PyMySQL and libmariadb).
-func sendErr(client net.Conn, seq byte, code uint16, msg string) {
-	sendErrTo(client, seq, code, "08S01", msg)
+func sendErr(client net.Conn, seq byte, code uint16, msg string) error {
+	return sendErrTo(client, seq, code, "08S01", msg)
 }
 
 // errWriteTimeout bounds sending an ERR to an app that does not read.

@@ -192,20 +192,14 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 	tc, err := f.TLS.Handshake(loginCtx, client, upstream)
 	gone := context.Cause(loginCtx) == errClientGone
 	stopWatch()
-	if err != nil && gone {
-		_ = client.Close()
-		_ = upstream.Close()
-		return relay.Result{Reason: relay.ReasonClientGone}, true
-	}
-	if err != nil && ctx.Err() != nil { // cut by the drain deadline or the stale check: nothing was refused
-		_ = client.Close()
-		_ = upstream.Close()
-		return relay.Result{Reason: relay.ReasonCanceled}, true
-	}
 	if err != nil {
+		if how := failedLogin(err, gone, ctx.Err() != nil); how != relay.ReasonDone {
+			_ = client.Close()
+			_ = upstream.Close()
+			return relay.Result{Reason: how}, true
+		}
 		reason, user := mysqltls.ReasonIO, ""
-		var r *mysqltls.Refusal
-		if errors.As(err, &r) {
+		if r := (*mysqltls.Refusal)(nil); errors.As(err, &r) {
 			reason, user = r.Reason, r.User
 		}
 		s.loginRefused(f, client, addr, reason, user, err)
@@ -217,6 +211,24 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		return s.cfg.RelayCodec(ctx, client, upstream, codec, s.cfg.IdleTimeout), true
 	}
 	return mysqltls.Relay(ctx, client, tc, s.cfg.IdleTimeout), true
+}
+
+// failedLogin says how a login that failed with err ended: ReasonDone
+// when it was refused, ReasonClientGone when the app left first, and
+// ReasonCanceled when the drain deadline or the stale check cut it (cut).
+// An app that was sent its refusal was refused, though it may have read it
+// and left before the login returned.
+func failedLogin(err error, gone, cut bool) relay.Reason {
+	if r := (*mysqltls.Refusal)(nil); errors.As(err, &r) && r.Told {
+		return relay.ReasonDone
+	}
+	switch {
+	case gone:
+		return relay.ReasonClientGone
+	case cut:
+		return relay.ReasonCanceled
+	}
+	return relay.ReasonDone
 }
 
 // loginRefused logs a refused login and then counts it.

@@ -5,11 +5,13 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -154,6 +156,42 @@ func TestTLSLoginCutByDrainDeadline(t *testing.T) {
 	snap := forwardSnap(r, 0)
 	if countOf(snap.ConnectionsClosed, "drain_deadline") != 1 || len(r.logs.lines("TLS login refused; the app was sent a MySQL error")) != 0 {
 		t.Errorf("closed by reason %v, TLS refusals %v; want one drain_deadline and no refusal\n%s", snap.ConnectionsClosed, snap.TLSRefusals, r.logs)
+	}
+}
+
+// A refusal the app was sent counts as one also when the app reads it and
+// leaves at once (every driver does), though the watch for departed
+// clients may see it leave before the login returns: a new writer's "Too
+// many connections" in a reconnect storm is a refusal to see at WARN, not
+// clients gone. The race is lost now and then, so many logins run.
+func TestRefusedAppThatLeavesAtOnceIsRefused(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
+		_, _ = mysqlwire.WritePacket(c, 0, mysqlwire.ErrPacket(1040, "08004", "Too many connections"))
+		_, _ = io.Copy(io.Discard, c)
+	})
+	fw := forwardTo(up)
+	fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}})
+	const logins, parallel = 400, 8
+	var wg sync.WaitGroup
+	for w := range parallel {
+		wg.Go(func() {
+			for range logins / parallel {
+				c := dial(t, r.addrs[w%len(r.addrs)])
+				_ = c.SetReadDeadline(time.Now().Add(safety))
+				b := make([]byte, 256)
+				if k, err := c.Read(b); err != nil || k < 5 || b[4] != mysqlwire.ErrPacketHdr {
+					t.Errorf("read %q, %v; want the server's ERR", b[:k], err)
+				}
+				_ = c.Close()
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "every login to end", func() bool { return forwardSnap(r, 0).Active == 0 })
+	snap := forwardSnap(r, 0)
+	if got := countOf(snap.TLSRefusals, mysqltls.ReasonServerError); got != logins {
+		t.Errorf("%d server_error refusals after %d; closed by reason %v", got, logins, snap.ConnectionsClosed)
 	}
 }
 

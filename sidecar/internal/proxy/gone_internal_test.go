@@ -3,11 +3,15 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
 // The default dialer's last check before connect(): a dial for a client
@@ -47,6 +51,35 @@ func TestDialerRefusesForDepartedClient(t *testing.T) {
 			}
 			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 				t.Errorf("dial: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// A login that failed is the app's departure or a cut only when the app
+// was not sent a refusal: one that read its ERR and left at once, before
+// the login returned, was refused.
+func TestFailedLogin(t *testing.T) {
+	told := &mysqltls.Refusal{Reason: mysqltls.ReasonServerError, Told: true}
+	untold := &mysqltls.Refusal{Reason: mysqltls.ReasonNoGreeting} // afterCut kept its ERR from the app
+	for _, tc := range []struct {
+		name      string
+		err       error
+		gone, cut bool
+		want      relay.Reason
+	}{
+		{"told, then gone", told, true, false, relay.ReasonDone},
+		{"told, then cut", fmt.Errorf("login: %w", told), false, true, relay.ReasonDone},
+		{"told", told, false, false, relay.ReasonDone},
+		{"gone before told", untold, true, false, relay.ReasonClientGone},
+		{"gone, also cut", untold, true, true, relay.ReasonClientGone},
+		{"cut before told", untold, false, true, relay.ReasonCanceled},
+		{"not told, neither", untold, false, false, relay.ReasonDone},
+		{"not a refusal, gone", io.EOF, true, false, relay.ReasonClientGone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := failedLogin(tc.err, tc.gone, tc.cut); got != tc.want {
+				t.Errorf("failedLogin(%v, gone %v, cut %v) = %v, want %v", tc.err, tc.gone, tc.cut, got, tc.want)
 			}
 		})
 	}
