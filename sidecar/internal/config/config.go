@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/example/sidecar/internal/redact"
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
@@ -522,11 +523,26 @@ func (p *parser) getRaw(name string) (string, bool) {
 }
 
 func (p *parser) bad(name, value, accepted string) {
-	p.problems = append(p.problems, Problem{Variable: name, Value: value, Set: true, Accepted: accepted})
+	p.problems = append(p.problems, Problem{Variable: name, Value: shown(value), Set: true, Accepted: accepted})
 }
 
 func (p *parser) badBecause(name, value, reason, accepted string) {
-	p.problems = append(p.problems, Problem{Variable: name, Value: value, Set: true, Reason: reason, Accepted: accepted})
+	p.problems = append(p.problems, Problem{Variable: name, Value: shown(value), Set: true, Reason: reason, Accepted: accepted})
+}
+
+// shown is a refused value fit for the log: a connection URL or user:pass@
+// pasted where a host belongs keeps its shape, not its credentials; in a
+// list (FORWARDS), each entry's.
+func shown(v string) string {
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		if strings.Contains(p, "://") {
+			parts[i] = redact.Query(p)
+		} else {
+			parts[i] = redact.Userinfo(p)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 func (p *parser) unset(name, accepted string) {
@@ -699,7 +715,7 @@ func (p *parser) forwardList(list string) []Forward {
 		entry := strings.TrimSpace(raw)
 		f, err := parseForward(entry)
 		if err != nil {
-			p.badBecause("FORWARDS", list, fmt.Sprintf(": entry %q %v", entry, err), forwardsAccepted)
+			p.badBecause("FORWARDS", list, fmt.Sprintf(": entry %q %v", shown(entry), err), forwardsAccepted)
 			continue
 		}
 		if seen[f.ListenPort] {
@@ -723,15 +739,19 @@ func parseForward(entry string) (Forward, error) {
 	}
 	lp, err := parsePort(strings.TrimSpace(listen))
 	if err != nil {
-		return Forward{}, fmt.Errorf("has listen port %q, want 1-65535", strings.TrimSpace(listen))
+		return Forward{}, fmt.Errorf("has listen port %q, want 1-65535", shown(strings.TrimSpace(listen)))
 	}
-	host, port, err := net.SplitHostPort(strings.TrimSpace(target))
+	target = strings.TrimSpace(target)
+	if strings.Contains(target, "://") || strings.Contains(target, "@") {
+		return Forward{}, fmt.Errorf("has target %q: a URL or a user in it, want HOST:PORT and no credentials", shown(target))
+	}
+	host, port, err := net.SplitHostPort(target)
 	if err != nil {
-		return Forward{}, fmt.Errorf("has target %q, want HOST:PORT ([IPv6]:PORT for IPv6)", strings.TrimSpace(target))
+		return Forward{}, fmt.Errorf("has target %q, want HOST:PORT ([IPv6]:PORT for IPv6)", shown(target))
 	}
 	h, err := checkHost(host)
 	if err != nil {
-		return Forward{}, fmt.Errorf("has target host %q (%v), want %s", host, err, hostAccepted)
+		return Forward{}, fmt.Errorf("has target host %q (%v), want %s", shown(host), err, hostAccepted)
 	}
 	tp, err := parsePort(port)
 	if err != nil {
@@ -746,6 +766,12 @@ func parseForward(entry string) (Forward, error) {
 func checkHost(h string) (string, error) {
 	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil && !strings.Contains(h, "%") {
 		return ip.String(), nil
+	}
+	if strings.Contains(h, "://") || strings.Contains(h, "@") {
+		return "", fmt.Errorf("is a URL or has a user in it: give the host name alone (db.cluster-abc.eu-west-1.rds.amazonaws.com), the port apart, and no credentials")
+	}
+	if host, port, err := net.SplitHostPort(h); err == nil && host != "" {
+		return "", fmt.Errorf("has a port in it: give the host alone (%s), and %s as the port", host, port)
 	}
 	if addr, zone, ok := strings.Cut(strings.Trim(h, "[]"), "%"); ok && net.ParseIP(addr) != nil {
 		return "", fmt.Errorf("is an IPv6 address with a zone (%%%s): zones are not supported, a database is not on a link-local address", zone)

@@ -360,8 +360,8 @@ func TestParseInvalid(t *testing.T) {
 		},
 		{
 			name: "a mistyped TARGET_TLS does not hide the other TLS settings' problems",
-			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "TARGET_TLS": "verify_identity", "TARGET_TLS_CA": "/nonexistent.pem"},
-			want: []string{`TARGET_TLS="verify_identity" is invalid`, `TARGET_TLS_CA="/nonexistent.pem": cannot be read`},
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identiy", "TARGET_TLS_CA": "/nonexistent.pem"},
+			want: []string{`TARGET_TLS="verify-identiy" is invalid`, `TARGET_TLS_CA="/nonexistent.pem": cannot be read`},
 		},
 		{
 			name: "a mistyped TARGET_AUTH does not hide the iam settings' problems",
@@ -372,6 +372,34 @@ func TestParseInvalid(t *testing.T) {
 			name: "iam without TARGET_TLS set",
 			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "TARGET_AUTH": "iam", "AWS_REGION": "eu-west-1", "LISTEN_ADDR": "127.0.0.1"},
 			want: []string{`TARGET_TLS is not set; accepted: verify-ca or verify-identity with TARGET_AUTH=iam`},
+		},
+		{
+			name: "an encrypt-only ssl-mode",
+			env:  map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "3306", "TARGET_TLS": "REQUIRED"},
+			want: []string{`TARGET_TLS="REQUIRED" is invalid; accepted: disabled, verify-ca or verify-identity (MySQL's --ssl-mode names, VERIFY_IDENTITY too; any case); no mode encrypts without verifying (docs/tls.md)`},
+		},
+		{
+			name: "a connection URL as TARGET_HOST: a hint, and no password in the log",
+			env:  map[string]string{"TARGET_HOST": "mysql://app:s3cret@db.example:3306/orders?password=s3cret", "TARGET_PORT": "3306"},
+			want: []string{`TARGET_HOST="mysql://xxxxx@db.example:3306/orders?xxxxx": is a URL or has a user in it: give the host name alone`},
+		},
+		{
+			name: "user:password@host as TARGET_HOST",
+			env:  map[string]string{"TARGET_HOST": "app:s3cret@db.example", "TARGET_PORT": "3306"},
+			want: []string{`TARGET_HOST="xxxxx@db.example": is a URL or has a user in it`},
+		},
+		{
+			name: "HOST:PORT as TARGET_HOST",
+			env:  map[string]string{"TARGET_HOST": "db.example:3306", "TARGET_PORT": "3306"},
+			want: []string{`TARGET_HOST="db.example:3306": has a port in it: give the host alone (db.example), and 3306 as the port`},
+		},
+		{
+			name: "connection URLs in FORWARDS",
+			env:  map[string]string{"FORWARDS": "8080=mysql://app:s3cret@db.example:3306,8081=app:s3cret@db.example:3306"},
+			want: []string{
+				`FORWARDS="8080=mysql://xxxxx@db.example:3306,xxxxx@db.example:3306": entry "8080=mysql://xxxxx@db.example:3306" has target "mysql://xxxxx@db.example:3306": a URL or a user in it`,
+				`entry "xxxxx@db.example:3306" has target "xxxxx@db.example:3306": a URL or a user in it, want HOST:PORT and no credentials`,
+			},
 		},
 		{
 			name: "sleep mode still checks its own variables",
@@ -396,6 +424,9 @@ func TestParseInvalid(t *testing.T) {
 				}
 				if strings.Contains(line, "\n") {
 					t.Errorf("problem %d spans lines: %q", i, line)
+				}
+				if strings.Contains(line, "s3cret") {
+					t.Errorf("problem %d shows the password: %q", i, line)
 				}
 				if p := cerr.Problems[i]; !strings.HasPrefix(line, p.Variable) || p.Accepted == "" || !strings.HasSuffix(line, "accepted: "+p.Accepted) {
 					t.Errorf("problem %d fields %+v do not match its line %q", i, p, line)

@@ -35,7 +35,7 @@ const (
 	forwardsAccepted = "a comma-separated list of LISTEN_PORT=HOST:PORT, such as 8080=writer.example:3306,8081=reader.example:3306 (IPv6 as [::1]:3306)"
 	hostAccepted     = "a hostname or IP address"
 	requiredSuffix   = " (required when MODE=proxy, unless FORWARDS is set)"
-	tlsAccepted      = "disabled, verify-ca or verify-identity (as MySQL's --ssl-mode; any case)"
+	tlsAccepted      = "disabled, verify-ca or verify-identity (MySQL's --ssl-mode names, VERIFY_IDENTITY too; any case); no mode encrypts without verifying (docs/tls.md)"
 )
 
 // Settings lists every variable, in the README's order.
@@ -54,7 +54,7 @@ var Settings = []Setting{
 	{Name: "TARGET_TLS", Default: string(TLSDisabled), Accepted: tlsAccepted,
 		Meaning: "verified TLS from the sidecar to the database; the app connects in plaintext on loopback (docs/tls.md)",
 		set: func(c *Config, v string) bool {
-			m := TLSMode(strings.ToLower(v))
+			m := TLSMode(strings.ReplaceAll(strings.ToLower(v), "_", "-")) // VERIFY_IDENTITY, as MySQL writes it
 			c.TLS = m
 			return m == TLSDisabled || m == TLSVerifyCA || m == TLSVerifyIdentity
 		}},
