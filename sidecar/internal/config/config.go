@@ -538,8 +538,8 @@ func shown(v string) string {
 	for i, p := range parts {
 		if strings.Contains(p, "://") {
 			parts[i] = redact.Query(p)
-		} else {
-			parts[i] = redact.Userinfo(p)
+		} else if user, _, ok := strings.Cut(p, "@"); ok && strings.Contains(user, ":") {
+			parts[i] = redact.Userinfo(p) // user:password@host; app@% is a name
 		}
 	}
 	return strings.Join(parts, ",")

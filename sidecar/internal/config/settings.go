@@ -69,13 +69,15 @@ var Settings = []Setting{
 			c.Auth = m
 			return m == AuthPassthrough || m == AuthIAM
 		}},
-	{Name: "IAM_USERS", iamOnly: true, Accepted: "a comma-separated list of database user names, such as app,report",
+	{Name: "IAM_USERS", iamOnly: true, Accepted: "a comma-separated list of database user names, such as app,report: no quotes, spaces, @host, ; or * (unset for any user)",
 		Meaning: "with TARGET_AUTH=iam, the users the sidecar signs tokens for; unset = any user the app names",
 		set: func(c *Config, v string) bool {
 			c.IAMUsers = nil
 			for _, u := range strings.Split(v, ",") {
 				u = strings.TrimSpace(u)
-				if u == "" || len(u) > 80 {
+				// The name as the app sends it: quotes, 'app'@'%' and a
+				// wildcard are SQL's, and would match no login.
+				if u == "" || len(u) > 80 || strings.ContainsAny(u, "'\"`@;* \t") {
 					return false
 				}
 				c.IAMUsers = append(c.IAMUsers, u)
