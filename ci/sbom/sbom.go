@@ -338,16 +338,27 @@ func (d *document) apks(installed []byte, osr OSRelease, image common.ElementID)
 		p := &spdx.Package{
 			PackageName: a.Name, PackageSPDXIdentifier: elementID("APK", a.Name+"-"+a.Version), PackageVersion: a.Version,
 			PackageHomePage: a.URL, PackageSummary: a.Description, PackageLicenseDeclared: a.License,
-			PrimaryPackagePurpose:     "OPERATING-SYSTEM",
+			PrimaryPackagePurpose:     "OPERATING_SYSTEM", // the JSON schema's spelling; the spec's text has a hyphen
 			PackageExternalReferences: purl(apkPurl(a, osr)),
 			PackageSourceInfo:         "origin " + a.Origin + "; from /lib/apk/db/installed",
 		}
 		if a.Maintainer != "" {
-			p.PackageSupplier = &common.Supplier{SupplierType: "Person", Supplier: a.Maintainer}
+			p.PackageSupplier = &common.Supplier{SupplierType: "Person", Supplier: agent(a.Maintainer)}
 		}
 		d.rel(image, "CONTAINS", d.pkg(p))
 	}
 	return nil
+}
+
+// agent is apk's "Name <email>" in SPDX's agent syntax, "Name (email)"
+// (SPDX 2.3 clause 7.5).
+func agent(maintainer string) string {
+	name, rest, ok := strings.Cut(maintainer, "<")
+	email, _, closed := strings.Cut(rest, ">")
+	if !ok || !closed {
+		return maintainer
+	}
+	return strings.TrimSpace(name) + " (" + strings.TrimSpace(email) + ")"
 }
 
 // baseImages adds the Dockerfile's base images: the runtime stage's as

@@ -6,6 +6,7 @@ import (
 	"debug/buildinfo"
 	"encoding/hex"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -130,6 +131,17 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	if p := byName["busybox"]; p == nil || p.PackageVersion != "1.37.0-r19" || p.PackageLicenseDeclared != "GPL-2.0-only" ||
 		p.PackageExternalReferences[0].Locator != "pkg:apk/alpine/busybox@1.37.0-r19?arch=x86_64&distro=alpine-3.22.2" || p.PackageSupplier == nil {
 		t.Errorf("busybox package %+v", p)
+	}
+	if p := byName["busybox"]; p != nil && (p.PrimaryPackagePurpose != "OPERATING_SYSTEM" || !regexp.MustCompile(`^[^<>()]+ \([^()\s]+@[^()\s]+\)$`).MatchString(p.PackageSupplier.Supplier)) {
+		t.Errorf("busybox purpose %q, supplier %q: want OPERATING_SYSTEM and \"Name (email)\"", p.PrimaryPackagePurpose, p.PackageSupplier.Supplier)
+	}
+	// Every purpose is one the SPDX 2.3 JSON schema allows (spdx/spdx-spec,
+	// schemas/spdx-schema-2-3.json): schema validators refuse the rest.
+	purposes := []string{"OTHER", "INSTALL", "ARCHIVE", "FIRMWARE", "APPLICATION", "FRAMEWORK", "LIBRARY", "CONTAINER", "SOURCE", "DEVICE", "OPERATING_SYSTEM", "FILE"}
+	for _, p := range back.Packages {
+		if p.PrimaryPackagePurpose != "" && !slices.Contains(purposes, p.PrimaryPackagePurpose) {
+			t.Errorf("package %s: primaryPackagePurpose %q is not in the SPDX 2.3 JSON schema", p.PackageName, p.PrimaryPackagePurpose)
+		}
 	}
 	if p := byName["musl"]; p == nil || p.PackageVersion != "1.2.5-r10" {
 		t.Errorf("musl package %+v", p)
