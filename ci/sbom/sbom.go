@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"debug/buildinfo"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -161,7 +162,7 @@ func Build(in Input) (*spdx.Document, error) {
 	}
 	sum := sha256.Sum256(in.Binary)
 	binSum := hex.EncodeToString(sum[:])
-	d := &document{newDocument(in, binSum)}
+	d := &document{newDocument(in)}
 	image := d.pkg(&spdx.Package{
 		PackageName: in.Name, PackageSPDXIdentifier: "Image", PackageVersion: in.Version,
 		PrimaryPackagePurpose: "CONTAINER",
@@ -177,6 +178,9 @@ func Build(in Input) (*spdx.Document, error) {
 		}
 	}
 	d.baseImages(in.BaseImages, image, binary)
+	if err := d.name(in); err != nil {
+		return nil, err
+	}
 	if err := spdxlib.ValidateDocument(d.Document); err != nil {
 		return nil, fmt.Errorf("SPDX document: %w", err)
 	}
@@ -184,7 +188,7 @@ func Build(in Input) (*spdx.Document, error) {
 }
 
 // newDocument is the document's header: its name, namespace and creation.
-func newDocument(in Input, binSum string) *spdx.Document {
+func newDocument(in Input) *spdx.Document {
 	created := in.Created.UTC()
 	if created.IsZero() {
 		created = time.Now().UTC()
@@ -198,8 +202,6 @@ func newDocument(in Input, binSum string) *spdx.Document {
 		DataLicense:    spdx.DataLicense,
 		SPDXIdentifier: "DOCUMENT",
 		DocumentName:   fmt.Sprintf("%s-%s-%s", in.Name, in.Version, strings.ReplaceAll(in.Platform, "/", "-")),
-		// Unique per binary: the same build gives the same namespace.
-		DocumentNamespace: fmt.Sprintf("https://spdx.org/spdxdocs/%s/%s/%s/%s", in.Name, in.Version, in.Platform, binSum),
 		CreationInfo: &spdx.CreationInfo{
 			Creators: []common.Creator{{CreatorType: "Tool", Creator: tool}},
 			Created:  created.Format(time.RFC3339),
@@ -209,6 +211,19 @@ func newDocument(in Input, binSum string) *spdx.Document {
 
 // document adds packages and relationships to an SPDX document.
 type document struct{ *spdx.Document }
+
+// name sets the namespace, once the document is whole: SPDX allows one
+// document per namespace URI, and the same binary on a newer base (other
+// OS packages) is another document.
+func (d *document) name(in Input) error {
+	body, err := json.Marshal(d.Document)
+	if err != nil {
+		return fmt.Errorf("SPDX document: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	d.DocumentNamespace = fmt.Sprintf("https://spdx.org/spdxdocs/%s/%s/%s/%s", in.Name, in.Version, in.Platform, hex.EncodeToString(sum[:]))
+	return nil
+}
 
 // rel records that a relates to b as typ.
 func (d *document) rel(a common.ElementID, typ string, b common.ElementID) {

@@ -182,6 +182,15 @@ func TestBuildFromTheRealBinary(t *testing.T) {
 	if !bytes.Equal(raw, raw2) {
 		t.Error("the same input gave different documents")
 	}
+	// Another document, another namespace (SPDX allows one document per
+	// URI): the same binary on a base with other OS packages.
+	doc3, _ := Build(Input{Name: "sidecar", Version: "v1.2.3", Revision: "0123456789abcdef", Platform: "linux/arm64",
+		Image:  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar@sha256:" + strings.Repeat("e", 64),
+		Binary: bin, BinaryPath: "/usr/local/bin/sidecar", APKInstalled: []byte(strings.Replace(apkDB, "1.37.0-r19", "1.37.0-r20", 1)),
+		OSRelease: []byte(alpineOSRelease), BaseImages: bases, Created: created})
+	if doc3 == nil || doc3.DocumentNamespace == doc.DocumentNamespace {
+		t.Errorf("a document with a newer busybox has the namespace %q too", doc.DocumentNamespace)
+	}
 }
 
 func TestBuildRefusesBadInput(t *testing.T) {
