@@ -66,6 +66,11 @@ RUN --mount=type=cache,target=/root/.cache/go-build \
     GOPROXY="$GOPROXY" GOOS="$TARGETOS" GOARCH="$TARGETARCH" go build -trimpath -buildvcs=false \
         -ldflags "-w -X main.version=${VERSION} -X main.commit=${REVISION}" \
         -o /out/sidecar ./sidecar
+# The final layers are the same bytes from the same commit and bases: the
+# files they copy are dated 1970-01-01, not when they were built. (The
+# image config's dates still differ: docs/pipeline.md.)
+RUN mkdir -p /layer/usr/local/bin && cp /out/sidecar /layer/usr/local/bin/ && \
+    find /layer -exec touch -t 197001010000.00 {} +
 
 # Non-root user with a fixed UID/GID so task definitions and volume
 # permissions can rely on it: the runtime base's own account files plus one
@@ -79,12 +84,13 @@ RUN set -e; cd /out/etc; \
         grep -E '^sidecar:|^[^:]*:[^:]*:1000:' passwd group >&2; exit 1; \
     fi; \
     echo 'sidecar:x:1000:' >> group; \
-    echo 'sidecar:x:1000:1000:Linux User,,,:/nonexistent:/sbin/nologin' >> passwd
+    echo 'sidecar:x:1000:1000:Linux User,,,:/nonexistent:/sbin/nologin' >> passwd; \
+    find /out -exec touch -t 197001010000.00 {} +
 
 FROM runtime
 # Busybox sh and nc stay: ECS Exec needs a shell.
-COPY --from=accounts /out/etc/passwd /out/etc/group /etc/
-COPY --from=build /out/sidecar /usr/local/bin/sidecar
+COPY --from=accounts /out/ /
+COPY --from=build /layer/ /
 # Numeric, so orchestrators can verify "runs as non-root" without /etc/passwd.
 USER 1000:1000
 EXPOSE 8080

@@ -75,6 +75,7 @@ func TestImage(t *testing.T) {
 	t.Run("binary", func(t *testing.T) { t.Parallel(); testBinary(t, d, img) })
 	t.Run("cross-compile", func(t *testing.T) { t.Parallel(); testCrossCompile(t, d, s) })
 	t.Run("build-context", func(t *testing.T) { t.Parallel(); testBuildContext(t, d, s) })
+	t.Run("reproducible-layers", func(t *testing.T) { t.Parallel(); testReproducibleLayers(t, d, s, img) })
 	t.Run("proxy", func(t *testing.T) { t.Parallel(); testProxy(t, d, img) })
 	t.Run("drain", func(t *testing.T) { t.Parallel(); testDrain(t, d, img) })
 	t.Run("sleep", func(t *testing.T) { t.Parallel(); testSleep(t, d, img) })
@@ -393,4 +394,18 @@ func testBuildContext(t *testing.T, d docker, s standins) {
 		}
 	}
 	t.Logf("build context: %d files", len(files))
+}
+
+// testReproducibleLayers rebuilds the image without the layer cache: its
+// layers are the same bytes (docs/pipeline.md says so), so a security team
+// can rebuild a commit and compare. Only the image config's dates differ.
+func testReproducibleLayers(t *testing.T, d docker, s standins, img builtImage) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	tag := "sidecar-imagetest-rebuild:" + hex.EncodeToString(b)
+	dockerBuild(t, d, s, tag, "--no-cache")
+	first, again := d.inspect(t, "{{json .RootFS.Layers}}", img.ref), d.inspect(t, "{{json .RootFS.Layers}}", tag)
+	if first != again {
+		t.Errorf("a rebuild of the same commit has other layers:\n first: %s\n again: %s", first, again)
+	}
 }
