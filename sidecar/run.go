@@ -157,14 +157,14 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	// Every listener opens before anything reports ready; a failure closes
 	// what was opened.
 	if err := srv.Listen(ctx); err != nil {
-		log.Error("not started", "err", err)
+		log.Error("not started", "err", err, "variable", cfg.ListenPortVar)
 		return exitFailure
 	}
 	adminCfg.Ready, adminCfg.Snapshot, adminCfg.IAM = srv.Ready, srv.Snapshot, cfg.IAM
 	adm, err := admin.Listen(ctx, adminCfg)
 	if err != nil {
 		srv.Close()
-		log.Error("not started", "err", err)
+		log.Error("not started", "err", err, "variable", "ADMIN_PORT")
 		return exitFailure
 	}
 	if cfg.IAM != nil { // only now: a process that did not start must not log "ready for IAM logins"

@@ -296,10 +296,11 @@ func TestPortInUse(t *testing.T) {
 	for _, tc := range []struct {
 		name, listen, admin string
 		extra               map[string]string
+		variable            string // named in the line, the one to change
 	}{
-		{"listen port", busyPort, strconv.Itoa(testkit.FreePort(t)), nil},
-		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort, nil},
-		{"admin port, IAM", strconv.Itoa(testkit.FreePort(t)), busyPort, iam},
+		{"listen port", busyPort, strconv.Itoa(testkit.FreePort(t)), nil, "LISTEN_PORT"},
+		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort, nil, "ADMIN_PORT"},
+		{"admin port, IAM", strconv.Itoa(testkit.FreePort(t)), busyPort, iam, "ADMIN_PORT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr testkit.LockedBuffer
@@ -311,6 +312,9 @@ func TestPortInUse(t *testing.T) {
 			code := run(ctx, nil, environ(env), io.Discard, &stderr)
 			if code != 1 || !strings.Contains(stderr.String(), "address already in use") {
 				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and 'address already in use'", code, stderr.String())
+			}
+			if lines := testkit.JSONLogLines(stderr.String(), "not started"); len(lines) != 1 || lines[0]["variable"] != tc.variable {
+				t.Fatalf("want one \"not started\" line naming %s:\n%s", tc.variable, stderr.String())
 			}
 			time.Sleep(100 * time.Millisecond) // for a line logged after run returned
 			if strings.Contains(stderr.String(), "ready for IAM logins") {
