@@ -83,6 +83,13 @@ func TestLoadConfig(t *testing.T) {
 		{name: "empty platform entries reported once", env: map[string]string{"PLATFORMS": ",,linux/" + runtime.GOARCH}, bad: []string{`PLATFORMS=",,linux/` + runtime.GOARCH + `": has an empty entry`}},
 		{name: "duplicate platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,linux/amd64"}, bad: []string{"listed twice"}},
 		{name: "bad size", env: map[string]string{"SIZE_BUDGET": "50 elephants"}, bad: []string{`SIZE_BUDGET="50 elephants"`, "50MB"}},
+		{name: "a size without a unit, under a megabyte", env: map[string]string{"SIZE_BUDGET": "50"},
+			bad: []string{`SIZE_BUDGET="50"`, "a number without a unit is bytes: write 50MB for 50 megabytes"}},
+		{name: "a size in bytes", env: map[string]string{"SIZE_BUDGET": "50000000"}, check: func(t *testing.T, c Config) {
+			if c.SizeBudget != 50_000_000 {
+				t.Errorf("SizeBudget = %d", c.SizeBudget)
+			}
+		}},
 		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
 		{name: "repository URI", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"},
