@@ -428,6 +428,10 @@ func readBy(ctx context.Context, c net.Conn, when time.Time) {
 	}
 }
 
+// HandshakeWait bounds each of the login's first two steps, the wait for
+// the greeting and the TLS handshake.
+func (t *Target) HandshakeWait() time.Duration { return t.handshakeTimeout() }
+
 func (t *Target) handshakeTimeout() time.Duration {
 	if t.HandshakeTimeout <= 0 {
 		return 5 * time.Second

@@ -202,15 +202,32 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 		if r := (*mysqltls.Refusal)(nil); errors.As(err, &r) {
 			reason, user = r.Reason, r.User
 		}
+		judge(f, addr, reason)
 		s.loginRefused(f, client, addr, reason, user, err)
 		_ = client.Close()
 		_ = upstream.Close()
 		return relay.Result{}, false
 	}
+	f.down.answered(addr)
 	if codec := tc.Codec(); codec != nil && s.cfg.RelayCodec != nil {
 		return s.cfg.RelayCodec(ctx, client, upstream, codec, s.cfg.IdleTimeout), true
 	}
 	return mysqltls.Relay(ctx, client, tc, s.cfg.IdleTimeout), true
+}
+
+// judge tells the target's down addresses (down.go) what a refused TLS
+// login says of addr. A server that accepts TCP but never greets, or
+// stalls in TLS (hung, restarting), is down as a failed dial is, so it
+// costs one connection the wait, not every one; any other refusal came
+// from a server that answered.
+func judge(f *forward, addr netip.Addr, reason string) {
+	switch reason {
+	case mysqltls.ReasonNoGreeting, mysqltls.ReasonTLSTimeout:
+		f.down.failed(addr, time.Now())
+	case mysqltls.ReasonIO: // the app left: nothing learnt of the server
+	default:
+		f.down.answered(addr)
+	}
 }
 
 // failedLogin says how a login that failed with err ended: ReasonDone

@@ -68,7 +68,11 @@ const unansweredAfter = time.Second
 func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
 	var errs []error
 	why := failOther
-	ordered := f.down.order(addrs, time.Now(), s.cfg.ConnectTimeout)
+	probeFor := s.cfg.ConnectTimeout
+	if f.TLS != nil {
+		probeFor += 2 * f.TLS.HandshakeWait() // the greeting and TLS tell whether it serves (Server.judge)
+	}
+	ordered := f.down.order(addrs, time.Now(), probeFor)
 	for i, a := range ordered {
 		if parent.Err() != nil {
 			return dialed{}, failCanceled, context.Cause(parent)
@@ -106,7 +110,9 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
 			continue
 		}
-		f.down.answered(a)
+		if f.TLS == nil {
+			f.down.answered(a) // with TLS, once the server has greeted (Server.judge)
+		}
 		if len(errs) > 0 {
 			f.addrFailLog.event("target", f.target, "upstream", target, "err", errors.Join(errs...).Error())
 		}
