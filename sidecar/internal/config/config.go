@@ -429,7 +429,11 @@ func (p *parser) iam(c *Config) {
 	}
 	if c.AWSRegion == "" {
 		if _, set := p.get("AWS_REGION"); !set {
-			p.unset("AWS_REGION", setting("AWS_REGION").Accepted+"; required with TARGET_AUTH=iam: tokens are signed for a region")
+			hint := ""
+			if v, set := p.get("AWS_DEFAULT_REGION"); set {
+				hint = fmt.Sprintf(" (AWS_DEFAULT_REGION=%s is the AWS CLI's; set AWS_REGION to it)", shown(v))
+			}
+			p.unset("AWS_REGION", setting("AWS_REGION").Accepted+"; required with TARGET_AUTH=iam: tokens are signed for a region"+hint)
 		}
 		return
 	}

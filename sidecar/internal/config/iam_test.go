@@ -34,6 +34,8 @@ func TestIAMRules(t *testing.T) {
 		{"0.0.0.0 without LOCAL_PASSWORD", with("LISTEN_ADDR", ""), []string{"LOCAL_PASSWORD", "LISTEN_ADDR=0.0.0.0", "LISTEN_ADDR=127.0.0.1"}},
 		{":: without LOCAL_PASSWORD", with("LISTEN_ADDR", "::"), []string{"LOCAL_PASSWORD", "LISTEN_ADDR=::"}},
 		{"no region", with("AWS_REGION", ""), []string{"AWS_REGION is not set", "TARGET_AUTH=iam"}},
+		{"the CLI's region only", with("AWS_REGION", "", "AWS_DEFAULT_REGION", "eu-west-1"),
+			[]string{"AWS_REGION is not set", "AWS_DEFAULT_REGION=eu-west-1 is the AWS CLI's; set AWS_REGION to it"}},
 		{"bad region", with("AWS_REGION", "us-east"), []string{`AWS_REGION="us-east"`}},
 		{"bad IAM_USERS", with("IAM_USERS", "app,,report"), []string{`IAM_USERS="app,,report"`}},
 		{"IAM_USERS quoted", with("IAM_USERS", "'app'"), []string{`IAM_USERS="'app'"`, "no quotes"}},

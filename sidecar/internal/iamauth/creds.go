@@ -114,7 +114,7 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 		name = "container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)"
 	default:
 		p = ec2rolecreds.New()
-		name = "EC2 instance metadata (no AWS_* credential variables set)"
+		name = "EC2 instance metadata (no AWS_* credential variables set" + unread(getenv) + ")"
 	}
 	// No ExpiryWindow: the cache would report credentials that expire
 	// within it as expired, and a login would be refused with credentials
@@ -124,6 +124,26 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 		src.endpoint, _ = url.Parse(endpoint) // checked above
 	}
 	return src, nil
+}
+
+// unread names the settings of a laptop's AWS CLI that the sidecar's
+// chain does not read, so the source's name (logged while credentials
+// are missing, and /readyz's reason) says why they did not help.
+func unread(getenv func(string) string) string {
+	var notes []string
+	if strings.EqualFold(strings.TrimSpace(getenv("AWS_EC2_METADATA_DISABLED")), "true") {
+		notes = append(notes, "AWS_EC2_METADATA_DISABLED=true turns it off")
+	}
+	if getenv("AWS_PROFILE") != "" {
+		notes = append(notes, "AWS_PROFILE is not read: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	if getenv("AWS_SESSION_TOKEN") != "" {
+		notes = append(notes, "AWS_SESSION_TOKEN is read only with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(notes, "; ")
 }
 
 // EnvError is a credential variable that cannot work. Value is empty for

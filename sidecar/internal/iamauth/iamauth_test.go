@@ -158,7 +158,11 @@ func TestCredentialSource(t *testing.T) {
 		{"full http elsewhere with a password", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://admin:Sup3rSecret@10.0.0.1/c"}},
 		{"full http elsewhere with a token in the query", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.0.0.1/c?token=Sup3rSecret"}},
 		{"full http elsewhere with a token in the fragment", "", "AWS_CONTAINER_CREDENTIALS_FULL_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.0.0.1/c#Sup3rSecret"}},
-		{"nothing", "EC2 instance metadata", "", nil},
+		{"nothing", "EC2 instance metadata (no AWS_* credential variables set)", "", nil},
+		{"a laptop's profile", "EC2 instance metadata (no AWS_* credential variables set; AWS_PROFILE is not read: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", "",
+			map[string]string{"AWS_PROFILE": "dev"}},
+		{"a session token alone, metadata off", "EC2 instance metadata (no AWS_* credential variables set; AWS_EC2_METADATA_DISABLED=true turns it off; AWS_SESSION_TOKEN is read only with", "",
+			map[string]string{"AWS_SESSION_TOKEN": "x", "AWS_EC2_METADATA_DISABLED": "true"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src, err := CredentialSource(func(k string) string { return tc.env[k] }, "us-east-1")
