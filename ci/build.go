@@ -178,6 +178,11 @@ func (s *run) dockerBuilds(img *Image, args []dagger.BuildArg) {
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
 		if label != "" {
 			c = c.WithLabel("org.opencontainers.image.source", label)
+		} else {
+			// A base image's own (Chainguard's, say) must not pass for this
+			// repository's. The engine deletes it if present (core/container.go,
+			// ContainerWithoutLabelLazy.Evaluate, at 7902e644be).
+			c = c.WithoutLabel("org.opencontainers.image.source")
 		}
 		img.Variants = append(img.Variants, c)
 		img.Platforms = append(img.Platforms, p)

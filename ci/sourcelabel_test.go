@@ -41,6 +41,9 @@ func TestSourceLabel(t *testing.T) {
 			}
 			for _, q := range builds {
 				l, ok := q.Find("withLabel")
+				if w, removed := q.Find("withoutLabel"); (tc.want == "") != (removed && w.Arg("name") == "org.opencontainers.image.source") {
+					t.Errorf("withoutLabel %v with source %q: want the base's source label removed only when none is known", w.Args, tc.want)
+				}
 				switch {
 				case tc.want == "" && ok:
 					t.Errorf("label %v set with no known repository", l.Args)
