@@ -90,8 +90,10 @@ func DetectBuilder(lookup func(string) (string, bool)) Builder {
 			server = "https://github.com"
 		}
 		b := Builder{
-			// The workflow file at its ref, as GitHub's own attestations name
-			// the builder (owner/repo/.github/workflows/x.yml@refs/…).
+			// The run's workflow file at its ref (owner/repo/.github/workflows/
+			// x.yml@refs/…): for a reusable workflow, the caller's (ci.yml),
+			// while the GitHub-signed attestation names the called one
+			// (pipeline.yml) as signer and GitHub's runner as builder.
 			ID: server + "/" + get("GITHUB_WORKFLOW_REF"),
 			InvocationID: fmt.Sprintf("%s/%s/actions/runs/%s/attempts/%s", server, get("GITHUB_REPOSITORY"),
 				get("GITHUB_RUN_ID"), orDefault(get("GITHUB_RUN_ATTEMPT"), "1")),
