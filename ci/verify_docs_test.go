@@ -89,8 +89,8 @@ func TestDocsCheckDocumentsRecipe(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the recipe failed on a released image: %v\n%s\npush log:\n%s", err, out, fe.log)
 			}
-			if got := strings.Count(out, "true\n"); got != 3 {
-				t.Errorf("the recipe printed true %d times, want 3 (the provenance and two SBOMs):\n%s", got, out)
+			if got := strings.Count(out, "true\n"); got != 5 {
+				t.Errorf("the recipe printed true %d times, want 5 (the provenance, two SBOMs and their binaries):\n%s", got, out)
 			}
 			for _, f := range []string{"sbom-linux-amd64.spdx.json", "sbom-linux-arm64.spdx.json", "provenance.intoto.json"} {
 				if !strings.Contains(out, f) {
@@ -102,6 +102,7 @@ func TestDocsCheckDocumentsRecipe(t *testing.T) {
 			for _, swap := range [][2]string{
 				{`index=$(oras resolve "$IMAGE")`, "index=" + other},
 				{`image=$(oras resolve --platform "linux/$arch" "$IMAGE")`, "image=" + other},
+				{`sum=$(sha256sum <"sidecar-docs/sidecar-linux-$arch" | cut -d' ' -f1)`, `sum=$(echo another binary | sha256sum | cut -d' ' -f1)`},
 			} {
 				swapped := strings.Replace(recipe, swap[0], swap[1], 1)
 				if swapped == recipe {
@@ -135,7 +136,10 @@ func runRecipe(t *testing.T, orasDir string, ecrSrv *ecrtest.Server, recipe stri
 		}
 	}
 	write("aws", `[ "$1 $2" = "ecr get-login-password" ] || { echo "aws shim: unexpected $*" >&2; exit 2; }; echo `+ecrSrv.Password)
-	write("oras", `cmd=$1; shift; exec `+filepath.Join(orasDir, "oras")+` "$cmd" --plain-http "$@"`)
+	o := filepath.Join(orasDir, "oras")
+	write("oras", `cmd=$1; shift
+case $cmd in manifest|blob) sub=$1; shift; exec `+o+` "$cmd" "$sub" --plain-http "$@";; esac
+exec `+o+` "$cmd" --plain-http "$@"`)
 	script := regexp.MustCompile(`(?m)^REGISTRY=.*$`).ReplaceAllString(recipe, "REGISTRY="+ecrSrv.Host())
 	cmd := exec.CommandContext(testCtx(t), "bash", "-c", script) // the block sets its own -euo pipefail
 	cmd.Dir = dir
