@@ -807,14 +807,15 @@ func TestUnitTestsCanBeSkipped(t *testing.T) {
 func TestPushRefusals(t *testing.T) {
 	immutable := true
 	for _, tc := range []struct {
-		name   string
-		setup  func(t *testing.T, fe *fakeEngine, ecrSrv *ecrtest.Server)
-		env    map[string]string
-		want   []string
-		noWork bool // refused before any engine work (at most the platform question)
-		noECR  bool // refused before ECR was called
-		serial bool // sets the process environment
-		exit   int  // the exit code; 0 = ExitFailed
+		name     string
+		setup    func(t *testing.T, fe *fakeEngine, ecrSrv *ecrtest.Server)
+		env      map[string]string
+		want     []string
+		noWork   bool // refused before any engine work (at most the platform question)
+		noECR    bool // refused before ECR was called
+		noEngine bool // refused before the engine session opened
+		serial   bool // sets the process environment
+		exit     int  // the exit code; 0 = ExitFailed
 	}{
 		{name: "version tag names another image", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v2.0.0")
@@ -857,10 +858,11 @@ func TestPushRefusals(t *testing.T) {
 			fe.runner.pingDocker = func(context.Context) error { return errors.New("connection refused") }
 		}, want: []string{"LOCAL_IMAGE=sidecar:dev needs the local Docker", "nothing was built"}, noWork: true, noECR: true},
 		// The SDK also reads the process environment: cleared for this one.
+		// Checked before the engine (which may take minutes to start).
 		{name: "no AWS region", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			ecrtest.Isolate(t)
 			delete(fe.vars, "AWS_REGION")
-		}, want: []string{"AWS region is not set"}, noWork: true, noECR: true, serial: true, exit: ExitConfig},
+		}, want: []string{"AWS region is not set"}, noWork: true, noECR: true, noEngine: true, serial: true, exit: ExitConfig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.serial {
@@ -888,6 +890,9 @@ func TestPushRefusals(t *testing.T) {
 			}
 			if n := len(fe.workQueries()); tc.noWork && n != 0 {
 				t.Errorf("%d engine queries before the refusal", n)
+			}
+			if n := len(fe.srv.Queries()); tc.noEngine && n != 0 {
+				t.Errorf("%d engine queries (the session opened) before the refusal", n)
 			}
 			if ops := ecrSrv.Operations(); tc.noECR && len(ops) != 0 {
 				t.Errorf("ECR called before the refusal: %v", ops)

@@ -124,7 +124,7 @@ func (r *Runner) Push(ctx context.Context) error { return r.runSteps(ctx, "push"
 func stepPreflight(target string) Step {
 	doc := "checks that a Dagger engine answers (none: exit 3 at once), then the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session"
 	if target == "push" {
-		doc = "before any build, checks that a Dagger engine answers (none: exit 3 at once), that the worktree is clean, " +
+		doc = "before any build, checks that a Dagger engine answers (none: exit 3 at once), that an AWS region is set (exit 2), that the worktree is clean, " +
 			"decides the tags, probes GOVULNDB, checks the local Docker when LOCAL_IMAGE is not none, " +
 			"opens the run's one Dagger session and checks that PLATFORMS holds the engine's platform, which the smoke test runs (exit 2 if not), " +
 			"then runs the AWS preflight (region, credentials, ECR login, the repository, created when missing): last, so a run refused earlier has changed nothing in AWS."
@@ -143,6 +143,12 @@ func stepPreflight(target string) Step {
 			return err
 		}
 		if target == "push" {
+			// Before the session, whose engine may take minutes to start the
+			// first time; the rest of the AWS preflight comes last (below).
+			s.step("push: checking the AWS region")
+			if err := ecr.CheckRegion(ctx, s.lookupEnv); err != nil {
+				return err
+			}
 			if err := s.pushPreflight(ctx); err != nil {
 				return err
 			}

@@ -116,13 +116,13 @@ func Test(ctx context.Context) error {
 // → release tags.
 //
 //  1. preflight: before any build, checks that a Dagger engine answers (none:
-//     exit 3 at once), that the worktree is clean, decides the tags, probes
-//     GOVULNDB, checks the local Docker when LOCAL_IMAGE is not none, opens
-//     the run's one Dagger session and checks that PLATFORMS holds the
-//     engine's platform, which the smoke test runs (exit 2 if not), then runs
-//     the AWS preflight (region, credentials, ECR login, the repository,
-//     created when missing): last, so a run refused earlier has changed
-//     nothing in AWS.
+//     exit 3 at once), that an AWS region is set (exit 2), that the worktree
+//     is clean, decides the tags, probes GOVULNDB, checks the local Docker
+//     when LOCAL_IMAGE is not none, opens the run's one Dagger session and
+//     checks that PLATFORMS holds the engine's platform, which the smoke test
+//     runs (exit 2 if not), then runs the AWS preflight (region, credentials,
+//     ECR login, the repository, created when missing): last, so a run
+//     refused earlier has changed nothing in AWS.
 //  2. unit tests: go test ./... on the host.
 //  3. build: pins the base images to digests for every platform they are used
 //     on, runs the Dockerfile per platform of PLATFORMS and exports the

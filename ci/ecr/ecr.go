@@ -196,12 +196,8 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 // bound DefaultCredentialsTimeout when zero).
 func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w wait) error {
 	var problems []string
-	switch {
-	case cfg.Region == "":
-		problems = append(problems, "AWS region is not set: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS_PROFILE)")
-	case !regionRE.MatchString(cfg.Region):
-		// The SDK takes any text, and fails only when it builds the endpoint.
-		problems = append(problems, fmt.Sprintf("AWS region %q is not a region name; want one such as us-east-1 or eu-west-1, from AWS_REGION (or AWS_DEFAULT_REGION, or your AWS_PROFILE's region)", cfg.Region))
+	if p := regionProblem(cfg.Region); p != "" {
+		problems = append(problems, p)
 	}
 	if w.bound <= 0 {
 		w.bound = DefaultCredentialsTimeout
@@ -216,6 +212,34 @@ func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w wait) erro
 	}
 	if len(problems) > 0 {
 		return &PreflightError{Problems: problems}
+	}
+	return nil
+}
+
+// regionProblem is what is wrong with the region the SDK resolved, or "".
+func regionProblem(region string) string {
+	switch {
+	case region == "":
+		return "AWS region is not set: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS_PROFILE)"
+	case !regionRE.MatchString(region):
+		// The SDK takes any text, and fails only when it builds the endpoint.
+		return fmt.Sprintf("AWS region %q is not a region name; want one such as us-east-1 or eu-west-1, from AWS_REGION (or AWS_DEFAULT_REGION, or your AWS_PROFILE's region)", region)
+	}
+	return ""
+}
+
+// CheckRegion is Preflight's region check alone. It needs no network
+// (the SDK reads the environment and the shared config files), so push
+// runs it before it starts an engine: a missing region costs seconds, not
+// an engine start. env is as Options.Env.
+func CheckRegion(ctx context.Context, env func(string) (string, bool)) error {
+	loadOpts, _ := envOptions(env)
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
+	}
+	if p := regionProblem(cfg.Region); p != "" {
+		return &PreflightError{Problems: []string{p}}
 	}
 	return nil
 }
