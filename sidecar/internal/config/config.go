@@ -535,18 +535,17 @@ func (p *parser) badBecause(name, value, reason, accepted string) {
 }
 
 // shown is a refused value fit for the log: a connection URL or user:pass@
-// pasted where a host belongs keeps its shape, not its credentials; in a
-// list (FORWARDS), each entry's.
+// pasted where a host belongs keeps its shape, not its credentials. Not
+// split at commas: a password may hold one (in a FORWARDS list, more than
+// one entry may then be masked).
 func shown(v string) string {
-	parts := strings.Split(v, ",")
-	for i, p := range parts {
-		if strings.Contains(p, "://") {
-			parts[i] = redact.Query(p)
-		} else if user, _, ok := strings.Cut(p, "@"); ok && strings.Contains(user, ":") {
-			parts[i] = redact.Userinfo(p) // user:password@host; app@% is a name
-		}
+	if strings.Contains(v, "://") {
+		return redact.Query(v)
 	}
-	return strings.Join(parts, ",")
+	if at := strings.LastIndexByte(v, '@'); at >= 0 && strings.Contains(v[:at], ":") {
+		return redact.Userinfo(v) // user:password@host; app@% is a name
+	}
+	return v
 }
 
 func (p *parser) unset(name, accepted string) {
@@ -713,13 +712,19 @@ func reachesListener(listenAddr, host string) bool {
 }
 
 func (p *parser) forwardList(list string) []Forward {
+	if strings.Contains(list, "://") || shown(list) != list {
+		// One problem for the whole list: a password may hold a comma, so
+		// its entries, cut at commas, could each show part of it.
+		p.badBecause("FORWARDS", list, ": has a URL or credentials in it: give each entry as LISTEN_PORT=HOST:PORT, with no user or password", forwardsAccepted)
+		return nil
+	}
 	var out []Forward
 	seen := map[int]bool{}
 	for _, raw := range strings.Split(list, ",") {
 		entry := strings.TrimSpace(raw)
 		f, err := parseForward(entry)
 		if err != nil {
-			p.badBecause("FORWARDS", list, fmt.Sprintf(": entry %q %v", shown(entry), err), forwardsAccepted)
+			p.badBecause("FORWARDS", list, fmt.Sprintf(": entry %q %v", entry, err), forwardsAccepted)
 			continue
 		}
 		if seen[f.ListenPort] {
@@ -743,19 +748,19 @@ func parseForward(entry string) (Forward, error) {
 	}
 	lp, err := parsePort(strings.TrimSpace(listen))
 	if err != nil {
-		return Forward{}, fmt.Errorf("has listen port %q, want 1-65535", shown(strings.TrimSpace(listen)))
+		return Forward{}, fmt.Errorf("has listen port %q, want 1-65535", strings.TrimSpace(listen))
 	}
 	target = strings.TrimSpace(target)
-	if strings.Contains(target, "://") || strings.Contains(target, "@") {
-		return Forward{}, fmt.Errorf("has target %q: a URL or a user in it, want HOST:PORT and no credentials", shown(target))
+	if strings.Contains(target, "@") { // a URL or user:password@ is refused for the whole list (forwardList)
+		return Forward{}, fmt.Errorf("has target %q: a user in it, want HOST:PORT", target)
 	}
 	host, port, err := net.SplitHostPort(target)
 	if err != nil {
-		return Forward{}, fmt.Errorf("has target %q, want HOST:PORT ([IPv6]:PORT for IPv6)", shown(target))
+		return Forward{}, fmt.Errorf("has target %q, want HOST:PORT ([IPv6]:PORT for IPv6)", target)
 	}
 	h, err := checkHost(host)
 	if err != nil {
-		return Forward{}, fmt.Errorf("has target host %q (%v), want %s", shown(host), err, hostAccepted)
+		return Forward{}, fmt.Errorf("has target host %q (%v), want %s", host, err, hostAccepted)
 	}
 	tp, err := parsePort(port)
 	if err != nil {
@@ -774,7 +779,7 @@ func checkHost(h string) (string, error) {
 	if strings.Contains(h, "://") || strings.Contains(h, "@") {
 		return "", fmt.Errorf("is a URL or has a user in it: give the host name alone (db.cluster-abc.eu-west-1.rds.amazonaws.com), the port apart, and no credentials")
 	}
-	if host, port, err := net.SplitHostPort(h); err == nil && host != "" {
+	if host, port, err := net.SplitHostPort(h); err == nil && host != "" && port != "" && strings.Trim(port, "0123456789") == "" {
 		return "", fmt.Errorf("has a port in it: give the host alone (%s), and %s as the port", host, port)
 	}
 	if addr, zone, ok := strings.Cut(strings.Trim(h, "[]"), "%"); ok && net.ParseIP(addr) != nil {
