@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/admin"
@@ -157,14 +158,14 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	// Every listener opens before anything reports ready; a failure closes
 	// what was opened.
 	if err := srv.Listen(ctx); err != nil {
-		log.Error("not started", "err", err, "variable", cfg.ListenPortVar)
+		log.Error("not started", "err", err, "variable", listenVariable(err, "LISTEN_ADDR", cfg.ListenPortVar))
 		return exitFailure
 	}
 	adminCfg.Ready, adminCfg.Snapshot, adminCfg.IAM = srv.Ready, srv.Snapshot, cfg.IAM
 	adm, err := admin.Listen(ctx, adminCfg)
 	if err != nil {
 		srv.Close()
-		log.Error("not started", "err", err, "variable", "ADMIN_PORT")
+		log.Error("not started", "err", err, "variable", listenVariable(err, "ADMIN_ADDR", "ADMIN_PORT"))
 		return exitFailure
 	}
 	if cfg.IAM != nil { // only now: a process that did not start must not log "ready for IAM logins"
@@ -329,4 +330,13 @@ func dataPath(choice config.DataPath, log *slog.Logger) (*epollrelay.Engine, err
 	}
 	log.Info("data path", "data_path", "epoll")
 	return engine, nil
+}
+
+// listenVariable is the setting to change when a listener cannot open: the
+// address's when this host has no such address, else the port's.
+func listenVariable(err error, addrVar, portVar string) string {
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return addrVar
+	}
+	return portVar
 }

@@ -293,14 +293,19 @@ func TestPortInUse(t *testing.T) {
 	// a process that did not start must not log that it is ready.
 	iam := map[string]string{"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": "db.example.internal", "TARGET_AUTH": "iam",
 		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "fake", "AWS_EC2_METADATA_DISABLED": "true"}
+	// An address this host does not have (TEST-NET-3): binding it fails
+	// at once, and sends nothing.
+	foreign := map[string]string{"LISTEN_ADDR": "203.0.113.9"}
 	for _, tc := range []struct {
 		name, listen, admin string
 		extra               map[string]string
 		variable            string // named in the line, the one to change
+		why                 string
 	}{
-		{"listen port", busyPort, strconv.Itoa(testkit.FreePort(t)), nil, "LISTEN_PORT"},
-		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort, nil, "ADMIN_PORT"},
-		{"admin port, IAM", strconv.Itoa(testkit.FreePort(t)), busyPort, iam, "ADMIN_PORT"},
+		{"listen port", busyPort, strconv.Itoa(testkit.FreePort(t)), nil, "LISTEN_PORT", "address already in use"},
+		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort, nil, "ADMIN_PORT", "address already in use"},
+		{"admin port, IAM", strconv.Itoa(testkit.FreePort(t)), busyPort, iam, "ADMIN_PORT", "address already in use"},
+		{"listen address not on this host", strconv.Itoa(testkit.FreePort(t)), strconv.Itoa(testkit.FreePort(t)), foreign, "LISTEN_ADDR", "cannot assign requested address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr testkit.LockedBuffer
@@ -310,8 +315,8 @@ func TestPortInUse(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			code := run(ctx, nil, environ(env), io.Discard, &stderr)
-			if code != 1 || !strings.Contains(stderr.String(), "address already in use") {
-				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and 'address already in use'", code, stderr.String())
+			if code != 1 || !strings.Contains(stderr.String(), tc.why) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and %q", code, stderr.String(), tc.why)
 			}
 			if lines := testkit.JSONLogLines(stderr.String(), "not started"); len(lines) != 1 || lines[0]["variable"] != tc.variable {
 				t.Fatalf("want one \"not started\" line naming %s:\n%s", tc.variable, stderr.String())

@@ -85,6 +85,8 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad size", env: map[string]string{"SIZE_BUDGET": "50 elephants"}, bad: []string{`SIZE_BUDGET="50 elephants"`, "50MB"}},
 		{name: "a size without a unit, under a megabyte", env: map[string]string{"SIZE_BUDGET": "50"},
 			bad: []string{`SIZE_BUDGET="50"`, "a number without a unit is bytes: write 50MB for 50 megabytes"}},
+		{name: "a decimal size without a unit", env: map[string]string{"SIZE_BUDGET": "50.5"},
+			bad: []string{`SIZE_BUDGET="50.5"`, "write 50.5MB"}},
 		{name: "a size in bytes", env: map[string]string{"SIZE_BUDGET": "50000000"}, check: func(t *testing.T, c Config) {
 			if c.SizeBudget != 50_000_000 {
 				t.Errorf("SizeBudget = %d", c.SizeBudget)

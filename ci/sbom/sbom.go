@@ -373,7 +373,7 @@ func agent(maintainer string) string {
 	if !ok || !closed {
 		return maintainer
 	}
-	return strings.TrimSpace(name) + " (" + strings.TrimSpace(email) + ")"
+	return strings.TrimSpace(strings.TrimSpace(name) + " (" + strings.TrimSpace(email) + ")")
 }
 
 // baseImages adds the Dockerfile's base images: the runtime stage's as

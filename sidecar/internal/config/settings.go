@@ -69,15 +69,16 @@ var Settings = []Setting{
 			c.Auth = m
 			return m == AuthPassthrough || m == AuthIAM
 		}},
-	{Name: "IAM_USERS", iamOnly: true, Accepted: "a comma-separated list of database user names, such as app,report: no quotes, spaces, @host, ; or * (unset for any user)",
+	{Name: "IAM_USERS", iamOnly: true, Accepted: "a comma-separated list of database user names, such as app,report: no quotes, spaces, ; or *, and no account host (app@% or app@localhost; unset for any user)",
 		Meaning: "with TARGET_AUTH=iam, the users the sidecar signs tokens for; unset = any user the app names",
 		set: func(c *Config, v string) bool {
 			c.IAMUsers = nil
 			for _, u := range strings.Split(v, ",") {
 				u = strings.TrimSpace(u)
 				// The name as the app sends it: quotes, 'app'@'%' and a
-				// wildcard are SQL's, and would match no login.
-				if u == "" || len(u) > 80 || strings.ContainsAny(u, "'\"`@;* \t") {
+				// wildcard are SQL's, and would match no login. A name may
+				// hold an @ (jane@example.com), but not an account's host.
+				if u == "" || len(u) > 80 || strings.ContainsAny(u, "'\"`;* \t") || accountHost(u) {
 					return false
 				}
 				c.IAMUsers = append(c.IAMUsers, u)
@@ -236,4 +237,15 @@ func Help() string {
 		fmt.Fprintf(&b, "  %-21s default: %s\n      %s\n      accepted: %s\n", s.Name, s.DefaultText(), s.Meaning, s.Accepted)
 	}
 	return b.String()
+}
+
+// accountHost reports whether u ends in a MySQL account's host part
+// (app@%, app@localhost, app@10.0.%), which the app never sends.
+func accountHost(u string) bool {
+	at := strings.LastIndexByte(u, '@')
+	if at < 0 {
+		return false
+	}
+	host := u[at+1:]
+	return host == "" || strings.Contains(host, "%") || strings.EqualFold(host, "localhost") || net.ParseIP(host) != nil
 }

@@ -111,7 +111,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 			continue
 		}
 		if f.TLS == nil {
-			f.down.answered(a) // with TLS, once the server has greeted (Server.judge)
+			f.down.answered(a) // with TLS, once the login shows a server answers there (judge)
 		}
 		if len(errs) > 0 {
 			f.addrFailLog.event("target", f.target, "upstream", target, "err", errors.Join(errs...).Error())
