@@ -289,7 +289,7 @@ func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.
 func sleep(ctx context.Context, adminCfg admin.Config, log *slog.Logger) int {
 	adm, err := admin.Listen(ctx, adminCfg)
 	if err != nil {
-		log.Error("not started", "err", err)
+		log.Error("not started", "err", err, "variable", listenVariable(err, "ADMIN_ADDR", "ADMIN_PORT"))
 		return exitFailure
 	}
 	go serveAdmin(adm, log)

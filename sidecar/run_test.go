@@ -306,6 +306,7 @@ func TestPortInUse(t *testing.T) {
 		{"admin port", strconv.Itoa(testkit.FreePort(t)), busyPort, nil, "ADMIN_PORT", "address already in use"},
 		{"admin port, IAM", strconv.Itoa(testkit.FreePort(t)), busyPort, iam, "ADMIN_PORT", "address already in use"},
 		{"listen address not on this host", strconv.Itoa(testkit.FreePort(t)), strconv.Itoa(testkit.FreePort(t)), foreign, "LISTEN_ADDR", "cannot assign requested address"},
+		{"admin port, sleep mode", strconv.Itoa(testkit.FreePort(t)), busyPort, map[string]string{"MODE": "sleep"}, "ADMIN_PORT", "address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr testkit.LockedBuffer

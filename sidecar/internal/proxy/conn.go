@@ -234,12 +234,15 @@ func judge(f *forward, addr netip.Addr, reason string) {
 // when it was refused, ReasonClientGone when the app left first, and
 // ReasonCanceled when the drain deadline or the stale check cut it (cut).
 // An app that was sent its refusal was refused, though it may have read it
-// and left before the login returned.
+// and left before the login returned. An app that left after its greeting
+// is refused as io_error, whether the watch or the login saw it first: a
+// byte moved, and the database's connection was made.
 func failedLogin(err error, gone, cut bool) relay.Reason {
-	if r := (*mysqltls.Refusal)(nil); errors.As(err, &r) && r.Told {
-		return relay.ReasonDone
-	}
+	r := (*mysqltls.Refusal)(nil)
+	refusal := errors.As(err, &r)
 	switch {
+	case refusal && r.Told, refusal && r.Reason == mysqltls.ReasonIO && gone:
+		return relay.ReasonDone
 	case gone:
 		return relay.ReasonClientGone
 	case cut:
@@ -248,16 +251,20 @@ func failedLogin(err error, gone, cut bool) relay.Reason {
 	return relay.ReasonDone
 }
 
-// loginRefused logs a refused login and then counts it.
+// msgLoginRefused is the line of a refused TLS login.
+const msgLoginRefused = "TLS login refused; the app was sent a MySQL error"
+
+// loginRefused logs a refused login and then counts it. At WARN the lines
+// are rate-limited: a writer restarting behind TLS refuses a whole pool.
 func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reason, user string, err error, extra ...any) {
-	level := slog.LevelWarn
-	if reason == mysqltls.ReasonIO {
-		level = slog.LevelDebug // a client that left mid-login is not the operator's problem
-	}
 	attrs := append([]any{"listen_port", f.port, "client", client.RemoteAddr().String(), "target", f.target,
 		"upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(), "server_name", f.TLS.ServerName,
 		"reason", reason, "user", user, "err", err.Error()}, extra...)
-	s.log.Log(context.Background(), level, "TLS login refused; the app was sent a MySQL error", attrs...)
+	if reason == mysqltls.ReasonIO {
+		s.log.Debug(msgLoginRefused, attrs...) // a client that left mid-login is not the operator's problem
+	} else {
+		f.refusedLog.event(attrs...)
+	}
 	f.stats.tlsRefused(reason) // after the line, as every counter here
 }
 

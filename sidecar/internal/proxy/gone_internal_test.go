@@ -62,6 +62,7 @@ func TestDialerRefusesForDepartedClient(t *testing.T) {
 func TestFailedLogin(t *testing.T) {
 	told := &mysqltls.Refusal{Reason: mysqltls.ReasonServerError, Told: true}
 	untold := &mysqltls.Refusal{Reason: mysqltls.ReasonNoGreeting} // afterCut kept its ERR from the app
+	leftMidLogin := &mysqltls.Refusal{Reason: mysqltls.ReasonIO}   // appLeft
 	for _, tc := range []struct {
 		name      string
 		err       error
@@ -76,6 +77,11 @@ func TestFailedLogin(t *testing.T) {
 		{"cut before told", untold, false, true, relay.ReasonCanceled},
 		{"not told, neither", untold, false, false, relay.ReasonDone},
 		{"not a refusal, gone", io.EOF, true, false, relay.ReasonClientGone},
+		// The watch cuts the read of the app's login as the app leaves: the
+		// login then fails as the app's, as it does when it sees it first.
+		{"left after its greeting, seen by the watch", leftMidLogin, true, false, relay.ReasonDone},
+		{"left after its greeting, seen by the login", leftMidLogin, false, false, relay.ReasonDone},
+		{"cut while the app logged in", leftMidLogin, false, true, relay.ReasonCanceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := failedLogin(tc.err, tc.gone, tc.cut); got != tc.want {

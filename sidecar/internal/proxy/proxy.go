@@ -206,6 +206,7 @@ type forward struct {
 	dialFailLog *logLimiter
 	addrFailLog *logLimiter // an address failed, a later one answered
 	brokenLog   *logLimiter // "connection closed" at WARN: the database side broke it
+	refusedLog  *logLimiter // TLS logins refused at WARN: a restarting writer refuses a whole pool
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 	departed      departures  // clients that left before a byte moved, for the departure grace
@@ -241,6 +242,8 @@ func New(cfg Config) (*Server, error) {
 			"connection closed: more connections broken on the database side (latest shown)")
 		fw.addrFailLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "dial of a target address failed; another answered, and the failed one is tried last for a while",
 			"dials of target addresses failed for more clients; others answered (latest shown)")
+		fw.refusedLog = newLogLimiter(cfg.Logger, slog.LevelWarn, msgLoginRefused,
+			"TLS logins refused for more clients; the apps were sent MySQL errors (latest shown)")
 		s.fwds = append(s.fwds, fw)
 	}
 	return s, nil
@@ -412,6 +415,7 @@ func (s *Server) flushLogs() {
 		f.dialFailLog.close()
 		f.addrFailLog.close()
 		f.brokenLog.close()
+		f.refusedLog.close()
 	}
 }
 
