@@ -29,6 +29,9 @@ const (
 	Stderr
 	// Errors: fmt.Errorf, errors.New and mage's mg.Fatal(f).
 	Errors
+	// Notes: slog calls at Info or Debug, the lines an operator reads
+	// when nothing is wrong.
+	Notes
 )
 
 // Message is one message and where it is written.
@@ -106,16 +109,21 @@ func messages(call *ast.CallExpr, kinds int) []ast.Expr {
 		return args[1:2]
 	case kinds&Stderr != 0 && pkg == "fmt" && strings.HasPrefix(name, "Fprint") && len(args) > 1 && isStderr(args[0]):
 		return args[1:2]
-	case kinds&Logs == 0:
-		return nil
-	case (name == "Error" || name == "Warn") && len(args) > 0 && isText(args[0]):
+	case kinds&Notes != 0 && (name == "Info" || name == "Debug") && len(args) > 0 && isText(args[0]):
 		return args[:1]
-	case (name == "ErrorContext" || name == "WarnContext") && len(args) > 1 && isText(args[1]):
+	case kinds&Notes != 0 && (name == "InfoContext" || name == "DebugContext") && len(args) > 1 && isText(args[1]):
+		return args[1:2]
+	case kinds&(Logs|Notes) == 0:
+		return nil
+	case kinds&Logs != 0 && (name == "Error" || name == "Warn") && len(args) > 0 && isText(args[0]):
+		return args[:1]
+	case kinds&Logs != 0 && (name == "ErrorContext" || name == "WarnContext") && len(args) > 1 && isText(args[1]):
 		return args[1:2]
 	}
 	for i, a := range args {
-		if lvl := levelOf(a); lvl == "LevelError" || lvl == "LevelWarn" ||
-			(lvl == "" && (name == "Log" || name == "LogAttrs") && i == 1) {
+		lvl := levelOf(a)
+		if kinds&Logs != 0 && (lvl == "LevelError" || lvl == "LevelWarn" || (lvl == "" && (name == "Log" || name == "LogAttrs") && i == 1)) ||
+			kinds&Notes != 0 && (lvl == "LevelInfo" || lvl == "LevelDebug") {
 			var out []ast.Expr
 			for _, m := range args[i+1:] {
 				if isText(m) {

@@ -50,6 +50,8 @@ func limiter(*slog.Logger, slog.Level, string, string) {}
 			"unknown variable … ignored; did you mean …?"}},
 		{Stderr, []string{"sidecar: unknown command …; accepted: x", "unhealthy"}},
 		{Errors, []string{"go vet", "no engine", "push needs git"}},
+		// A level chosen at run time is a Logs site only: it may be Warn.
+		{Notes, []string{"connection", "info only", "quiet", "quieter", "starting"}},
 	} {
 		msgs, err := Collect([]string{dir}, false, tc.kinds)
 		if err != nil {

@@ -251,9 +251,6 @@ func failedLogin(err error, gone, cut bool) relay.Reason {
 	return relay.ReasonDone
 }
 
-// msgLoginRefused is the line of a refused TLS login.
-const msgLoginRefused = "TLS login refused; the app was sent a MySQL error"
-
 // loginRefused logs a refused login and then counts it. At WARN the lines
 // are rate-limited: a writer restarting behind TLS refuses a whole pool.
 func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reason, user string, err error, extra ...any) {
@@ -261,7 +258,7 @@ func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reas
 		"upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(), "server_name", f.TLS.ServerName,
 		"reason", reason, "user", user, "err", err.Error()}, extra...)
 	if reason == mysqltls.ReasonIO {
-		s.log.Debug(msgLoginRefused, attrs...) // a client that left mid-login is not the operator's problem
+		s.log.Debug(f.refusedLog.msg, attrs...) // a client that left mid-login is not the operator's problem
 	} else {
 		f.refusedLog.event(attrs...)
 	}

@@ -242,7 +242,7 @@ func New(cfg Config) (*Server, error) {
 			"connection closed: more connections broken on the database side (latest shown)")
 		fw.addrFailLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "dial of a target address failed; another answered, and the failed one is tried last for a while",
 			"dials of target addresses failed for more clients; others answered (latest shown)")
-		fw.refusedLog = newLogLimiter(cfg.Logger, slog.LevelWarn, msgLoginRefused,
+		fw.refusedLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "TLS login refused; the app was sent a MySQL error",
 			"TLS logins refused for more clients; the apps were sent MySQL errors (latest shown)")
 		s.fwds = append(s.fwds, fw)
 	}
