@@ -751,9 +751,6 @@ func parseForward(entry string) (Forward, error) {
 		return Forward{}, fmt.Errorf("has listen port %q, want 1-65535", strings.TrimSpace(listen))
 	}
 	target = strings.TrimSpace(target)
-	if strings.Contains(target, "@") { // a URL or user:password@ is refused for the whole list (forwardList)
-		return Forward{}, fmt.Errorf("has target %q: a user in it, want HOST:PORT", target)
-	}
 	host, port, err := net.SplitHostPort(target)
 	if err != nil {
 		return Forward{}, fmt.Errorf("has target %q, want HOST:PORT ([IPv6]:PORT for IPv6)", target)

@@ -404,6 +404,11 @@ func TestParseInvalid(t *testing.T) {
 			want: []string{`TARGET_HOST="jdbc:mysql://h1,h2:3306/orders?xxxxx"`},
 		},
 		{
+			name: "FORWARDS, a user without a password",
+			env:  map[string]string{"FORWARDS": "8080=app@db.example:3306"},
+			want: []string{`entry "8080=app@db.example:3306" has target host "app@db.example" (is a URL or has a user in it`},
+		},
+		{
 			name: "FORWARDS, a password with a comma",
 			env:  map[string]string{"FORWARDS": "8080=mysql://app:s3cret,x@db.example:3306"},
 			want: []string{`FORWARDS="8080=mysql://xxxxx@db.example:3306": has a URL or credentials in it`},
