@@ -176,13 +176,20 @@ func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn,
 	}
 	_ = client.SetDeadline(deadline)
 	_ = server.SetDeadline(deadline)
+	cut := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { // a drain deadline ends a login at once
+		defer close(cut)
 		_ = client.SetDeadline(time.Unix(1, 0))
 		_ = server.SetDeadline(time.Unix(1, 0))
 	})
-	defer stop()
 
 	tc, err := t.handshake(ctx, afterCut{client, ctx}, server, deadline)
+	if !stop() {
+		// ctx ended as the login did (the app left after its OK): the
+		// deadlines must not land on the session after they are cleared,
+		// where they would fail the server's side as an upstream error.
+		<-cut
+	}
 	if err != nil {
 		return nil, err
 	}

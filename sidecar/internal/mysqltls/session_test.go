@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,4 +121,99 @@ func (c *leaveAfter) Read(p []byte) (int, error) {
 		c.leave()
 	}
 	return k, err
+}
+
+// An app that leaves as soon as it reads its OK ends the login's context
+// just as the login succeeds. Handshake's cut, which sets past deadlines,
+// must not land on the session after Handshake cleared them: the server's
+// side would then fail with a timeout, counted as an upstream error where
+// the app's reset is a client error. lateCut holds the cut's server
+// deadline until Handshake has returned, as a busy machine may.
+func TestLoginCutAsItSucceedsLeavesTheSessionOpen(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	dbConn, err := net.DialTimeout("tcp", srv.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dbConn.Close() }()
+	app, client := testkit.Pair(t, testkit.Listen(t))
+	_ = app.SetDeadline(time.Now().Add(10 * time.Second))
+	ctx, leave := context.WithCancel(context.Background())
+	defer leave()
+	returned := make(chan struct{})
+	server := &lateCut{Conn: dbConn, returned: returned, set: make(chan struct{})}
+	appDone := make(chan error, 1)
+	go func() {
+		if _, err := mysqlwire.ReadPacket(app, 1<<20); err != nil {
+			appDone <- err
+			return
+		}
+		if _, err := mysqlwire.WritePacket(app, 1, handshakeResponse(appCaps)); err != nil {
+			appDone <- err
+			return
+		}
+		ok, err := mysqlwire.ReadPacket(app, 1<<20)
+		if err == nil && ok.Payload[0] != mysqlwire.OK {
+			err = errors.New("no OK")
+		}
+		appDone <- err
+	}()
+	target := &mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName, Sessions: tls.NewLRUClientSessionCache(0)}
+	tc, err := target.Handshake(ctx, &leaveOnOK{Conn: client, leave: leave}, server)
+	close(returned)
+	if err != nil {
+		t.Fatalf("Handshake: %v", err)
+	}
+	if err := <-appDone; err != nil {
+		t.Fatalf("the app's login: %v", err)
+	}
+	select {
+	case <-server.set:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the login's cut never set its deadline")
+	}
+	if _, err := mysqlwire.WritePacket(tc, 0, []byte{comPing}); err != nil {
+		t.Fatalf("the session after the login: %v", err)
+	}
+	if _, err := mysqlwire.ReadPacket(tc, 1<<20); err != nil {
+		t.Fatalf("the session after the login: %v", err)
+	}
+}
+
+// leaveOnOK ends the login's context once an OK packet was written to the
+// app, as the proxy's watch does when the app reads it and leaves.
+type leaveOnOK struct {
+	net.Conn
+	leave context.CancelFunc
+}
+
+func (c *leaveOnOK) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if len(p) > 4 && p[4] == mysqlwire.OK {
+		c.leave()
+	}
+	return n, err
+}
+
+// lateCut delays a past deadline (the login's cut) until Handshake has
+// returned, or for at most 200 ms when Handshake waits for the cut.
+type lateCut struct {
+	net.Conn
+	returned chan struct{}
+	set      chan struct{}
+	once     sync.Once
+}
+
+func (c *lateCut) SetDeadline(d time.Time) error {
+	if d.IsZero() || d.After(time.Unix(2, 0)) {
+		return c.Conn.SetDeadline(d)
+	}
+	select {
+	case <-c.returned:
+	case <-time.After(200 * time.Millisecond):
+	}
+	err := c.Conn.SetDeadline(d)
+	c.once.Do(func() { close(c.set) })
+	return err
 }
