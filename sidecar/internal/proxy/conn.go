@@ -23,11 +23,15 @@ type conn struct {
 }
 
 // acceptLoop accepts until the listener is closed. A failed Accept (out of
-// file descriptors, …) is logged and retried after a pause that doubles up
-// to AcceptBackoffMax, so the loop never spins.
+// file descriptors, …) is logged (rate-limited) and retried after a pause
+// that doubles up to AcceptBackoffMax, so the loop never spins. Out of
+// descriptors, accepts succeed and fail by turns as connections end, so a
+// success does not restart the pause: only a calm spell of
+// 2×AcceptBackoffMax since the last failure does.
 func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 	defer loops.Done()
 	var backoff time.Duration
+	var lastFail time.Time
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
@@ -35,8 +39,13 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 				return
 			}
 			f.stats.acceptErrors.Add(1)
+			now := time.Now()
+			if now.Sub(lastFail) > 2*s.cfg.AcceptBackoffMax {
+				backoff = 0
+			}
+			lastFail = now
 			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
-			s.log.Error("accept failed; retrying", "listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", err, "retry_in_ms", backoff.Milliseconds())
+			f.acceptLog.event("listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", err.Error(), "retry_in_ms", backoff.Milliseconds())
 			select {
 			case <-time.After(backoff):
 			case <-s.stopAccept:
@@ -44,7 +53,6 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			}
 			continue
 		}
-		backoff = 0
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
 			s.log.Error("listener returned a non-TCP connection; closing it", "listen_addr", f.ln.Addr().String(), "type", fmt.Sprintf("%T", c))

@@ -203,6 +203,7 @@ type forward struct {
 	// logs: "connection limit reached" from the accept loop, "dial target
 	// failed" from every connection goroutine.
 	rejectLog   *logLimiter
+	acceptLog   *logLimiter // accept failures: out of descriptors, they come by the hundred a second
 	dialFailLog *logLimiter
 	addrFailLog *logLimiter // an address failed, a later one answered
 	brokenLog   *logLimiter // "connection closed" at WARN: the database side broke it
@@ -236,6 +237,8 @@ func New(cfg Config) (*Server, error) {
 		}
 		fw.rejectLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection limit reached; closed new connection",
 			"connection limit reached for more clients; closed them (latest shown)")
+		fw.acceptLog = newLogLimiter(cfg.Logger, slog.LevelError, "accept failed; retrying",
+			"accept failed more times; retrying (latest shown)")
 		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
 			"dial target failed for more clients; closed them (latest failure shown)")
 		fw.brokenLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection closed",
@@ -412,6 +415,7 @@ func (s *Server) checkTarget(ctx context.Context, f *forward) {
 func (s *Server) flushLogs() {
 	for _, f := range s.fwds {
 		f.rejectLog.close()
+		f.acceptLog.close()
 		f.dialFailLog.close()
 		f.addrFailLog.close()
 		f.brokenLog.close()

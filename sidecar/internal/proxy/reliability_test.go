@@ -487,24 +487,54 @@ func TestStaleCheckLogsADNSOutageOnce(t *testing.T) {
 }
 
 // flakyListener fails Accept with EMFILE while failing is set, as a process
-// out of file descriptors does.
+// out of file descriptors does; with alternate, every other Accept fails,
+// as when descriptors are freed and taken by turns. It records when each
+// failure came.
 type flakyListener struct {
 	net.Listener
-	failing atomic.Bool
-	fails   atomic.Int64
+	failing   atomic.Bool
+	alternate atomic.Bool
+
+	mu       sync.Mutex
+	turn     bool
+	failedAt []time.Time
 }
 
 func (l *flakyListener) Accept() (net.Conn, error) {
 	if l.failing.Load() {
-		l.fails.Add(1)
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		l.mu.Lock()
+		l.turn = !l.turn
+		fail := !l.alternate.Load() || l.turn
+		if fail {
+			l.failedAt = append(l.failedAt, time.Now())
+		}
+		l.mu.Unlock()
+		if fail {
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		}
 	}
 	return l.Listener.Accept()
 }
 
-// Out of file descriptors: each failure is logged, the accept loop backs
-// off (doubling, capped) instead of spinning, and serving resumes once
-// descriptors are available again.
+// failures returns the times of the failures so far and forgets them.
+func (l *flakyListener) failures() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.failedAt
+	l.failedAt = nil
+	return f
+}
+
+func (l *flakyListener) failed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.failedAt)
+}
+
+// Out of file descriptors: the accept loop backs off (doubling from 5 ms,
+// capped) instead of spinning, also when accepts succeed between the
+// failures, and serving resumes once descriptors are available again.
+// Failures are logged once in full, then in summaries, and each is counted.
 func TestAcceptErrorsBackOff(t *testing.T) {
 	up := startUpstream(t, "127.0.0.1", echo)
 	fl := &flakyListener{}
@@ -517,41 +547,67 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	}
 	const maxBackoff = 80 * time.Millisecond
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, Listen: listen, AcceptBackoffMax: maxBackoff})
-	waitFor(t, "backoff to reach its cap", func() bool { return len(r.logs.lines("accept failed")) >= 8 })
-	lines := r.logs.lines("accept failed")
-	var prevWait time.Duration
-	var prevAt time.Time
-	for i, l := range lines[:8] {
-		ms, ok := l["retry_in_ms"].(float64)
-		if !ok {
-			t.Fatalf("retry_in_ms = %#v, want a JSON number", l["retry_in_ms"])
+	// The pause after failure i is at least its backoff; a machine's load
+	// only lengthens it.
+	backsOff := func(phase string, at []time.Time) {
+		t.Helper()
+		for i := 1; i < len(at); i++ {
+			want := min(5*time.Millisecond<<(i-1), maxBackoff)
+			if gap := at[i].Sub(at[i-1]); gap < want-time.Millisecond {
+				t.Errorf("%s: failure %d came %v after the one before; want at least %v (doubling from 5ms, capped)", phase, i, gap, want)
+			}
 		}
-		wait := time.Duration(ms) * time.Millisecond
-		at, err := time.Parse(time.RFC3339Nano, l["time"].(string))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l["level"] != "ERROR" {
-			t.Errorf("accept failure logged at %v, want ERROR", l["level"])
-		}
-		if _, ok := l["listen_port"].(float64); !ok {
-			t.Errorf("accept failure line has listen_port %#v, want a JSON number as every per-forward line has", l["listen_port"])
-		}
-		if want := min(5*time.Millisecond<<i, maxBackoff); wait != want {
-			t.Errorf("failure %d: retry_in %v, want %v (doubling from 5ms, capped)", i, wait, want)
-		}
-		if i > 0 && at.Sub(prevAt) < prevWait-time.Millisecond {
-			t.Errorf("failure %d came %v after the previous one, before its %v backoff: spinning", i, at.Sub(prevAt), prevWait)
-		}
-		prevWait, prevAt = wait, at
 	}
+	waitFor(t, "backoff to reach its cap", func() bool { return fl.failed() >= 7 })
+	fails := fl.failures()
+	backsOff("failing", fails)
+	total := len(fails)
 
 	fl.failing.Store(false) // descriptors are back
 	if err := exchange(dial(t, r.addrs[0]), []byte("served again")); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
-	if s := forwardSnap(r, 0); s.AcceptErrors != uint64(fl.fails.Load()) {
-		t.Errorf("accept_errors = %d, want %d", s.AcceptErrors, fl.fails.Load())
+	total += len(fl.failures())
+
+	// A calm spell restarts the backoff; then accepts succeed and fail by
+	// turns, and the pause keeps doubling.
+	time.Sleep(2*maxBackoff + 10*time.Millisecond)
+	fl.alternate.Store(true)
+	fl.failing.Store(true)
+	var held []net.Conn
+	for range 6 {
+		held = append(held, dial(t, r.addrs[0])) // each is accepted between two failures
+	}
+	waitFor(t, "five failures between accepts", func() bool { return fl.failed() >= 5 })
+	fl.failing.Store(false)
+	fails = fl.failures()
+	backsOff("failing by turns", fails[:5])
+	total += len(fails)
+	if err := exchange(dial(t, r.addrs[0]), []byte("served again")); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	total += len(fl.failures())
+	for _, c := range held {
+		_ = c.Close()
+	}
+
+	if s := forwardSnap(r, 0); s.AcceptErrors != uint64(total) {
+		t.Errorf("accept_errors = %d, want %d", s.AcceptErrors, total)
+	}
+	r.shutdown(t)
+	lines := r.logs.lines("accept failed")
+	if accounted(lines) != total {
+		t.Errorf("%d accept failures logged or summarized; want %d", accounted(lines), total)
+	}
+	if len(lines) > 4 {
+		t.Errorf("%d accept failure lines for %d failures in a second or two; want one in full and a summary a second", len(lines), total)
+	}
+	first := lines[0]
+	if first["level"] != "ERROR" || first["retry_in_ms"] != float64(5) {
+		t.Errorf("first accept failure: level %v, retry_in_ms %v; want ERROR and 5", first["level"], first["retry_in_ms"])
+	}
+	if _, ok := first["listen_port"].(float64); !ok {
+		t.Errorf("accept failure line has listen_port %#v, want a JSON number as every per-forward line has", first["listen_port"])
 	}
 }
 
