@@ -158,8 +158,17 @@ const (
 // RefuseDial tells a client whose target could not be dialed, as the
 // first packet in place of a greeting (MySQL clients accept an ERR there).
 func RefuseDial(client net.Conn, target string, err error) *Refusal {
-	r := &Refusal{Reason: ReasonDialFailed, Err: err,
-		Message: fmt.Sprintf("sidecar: cannot connect to the database at %s; check TARGET_HOST/TARGET_PORT (or FORWARDS), the security groups and that the cluster is available", target)}
+	return refuseDial(client, err, fmt.Sprintf("sidecar: cannot connect to the database at %s; check TARGET_HOST/TARGET_PORT (or FORWARDS), the security groups and that the cluster is available", target))
+}
+
+// RefuseOutOfFiles is RefuseDial when the sidecar itself was out of file
+// descriptors: the database is not to blame.
+func RefuseOutOfFiles(client net.Conn, err error) *Refusal {
+	return refuseDial(client, err, "sidecar: the sidecar is out of file descriptors and could not connect to the database; raise the task's ulimits nofile or lower MAX_CONNECTIONS")
+}
+
+func refuseDial(client net.Conn, err error, msg string) *Refusal {
+	r := &Refusal{Reason: ReasonDialFailed, Err: err, Message: msg}
 	sendErr(client, 0, codeHandshake, r.Message)
 	return r
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -306,6 +308,29 @@ func TestDialFailureIsAnErrPacket(t *testing.T) {
 	l := lines[0]
 	if l["refusal"] != mysqltls.ReasonDialFailed || l["server_name"] != clusterName || l["target"] != "127.0.0.1:"+strconv.Itoa(port) || l["reason"] != "refused" {
 		t.Errorf("log line %v; want refusal %s, server_name %s, the target, and the dial's reason (refused)", l, mysqltls.ReasonDialFailed, clusterName)
+	}
+}
+
+// Out of file descriptors, the app's error blames the sidecar's limit, not
+// the database, its security groups or the cluster.
+func TestOutOfFilesIsTheSidecarsRefusal(t *testing.T) {
+	noFiles := func(cfg *proxy.Config) {
+		cfg.DialContext = func(_ context.Context, network, _ string) (net.Conn, error) {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("socket", syscall.EMFILE)}
+		}
+	}
+	addr, s, logs := serveTLS(t, "127.0.0.1", 3306, &mysqltls.Target{Mode: mysqltls.VerifyCA, ServerName: clusterName}, noFiles)
+	a := dialApp(t, addr)
+	a.expectRefusal(0, "sidecar: the sidecar is out of file descriptors and could not connect to the database; raise the task's ulimits nofile or lower MAX_CONNECTIONS")
+	deadline := time.Now().Add(5 * time.Second)
+	for refusals(s, mysqltls.ReasonDialFailed) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar_tls_refusals_total{reason=dial_failed} = %d, want 1", refusals(s, mysqltls.ReasonDialFailed))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := testkit.JSONLogLines(logs.String(), "dial target failed"); len(l) != 1 || l[0]["reason"] != "fd_limit" {
+		t.Errorf("dial failure lines %v; want one with reason fd_limit", l)
 	}
 }
 

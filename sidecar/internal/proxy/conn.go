@@ -122,7 +122,11 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		var refusal *mysqltls.Refusal
 		if f.TLS != nil && why != failUnanswered { // the client has left: nobody to tell
 			// Also the refusal's line: server_name and the refusal, as a refused login's has.
-			refusal = mysqltls.RefuseDial(client, f.target, err)
+			if why == failFDLimit {
+				refusal = mysqltls.RefuseOutOfFiles(client, err)
+			} else {
+				refusal = mysqltls.RefuseDial(client, f.target, err)
+			}
 			attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)
 		}
 		f.dialFailLog.event(attrs...)

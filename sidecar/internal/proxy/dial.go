@@ -33,8 +33,12 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 		return dialed{}, failCanceled, err // not the target's failure: not counted
 	}
 	if err != nil {
-		f.stats.dialFailure(failDNS)
-		return dialed{}, failDNS, err
+		why := failDNS
+		if outOfFiles(err) {
+			why = failFDLimit
+		}
+		f.stats.dialFailure(why)
+		return dialed{}, why, err
 	}
 	d, why, err := s.dialAddrs(parent, f, addrs, asked)
 	if why == failUnanswered {
@@ -46,7 +50,7 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 		}
 		return d, why, err
 	}
-	if err == nil || !cached || why == failCanceled || !f.answers.forget(asked, time.Now()) {
+	if err == nil || !cached || why == failCanceled || why == failFDLimit || !f.answers.forget(asked, time.Now()) {
 		return d, why, err
 	}
 	fresh, freshAsked, _, lerr := s.lookup(parent, f)
@@ -95,6 +99,12 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		}
 		if err != nil {
 			why = dialFailReason(err)
+			if why == failFDLimit {
+				// Says nothing of the address, and the next would fail alike.
+				f.stats.dialFailure(why)
+				errs = append(errs, fmt.Errorf("%s: %s: the sidecar is out of file descriptors: %w", target, why, err))
+				return dialed{}, why, fmt.Errorf("the sidecar could not dial %s: %w", f.target, errors.Join(errs...))
+			}
 			if why != failCanceled {
 				f.down.failed(a, time.Now())
 			}

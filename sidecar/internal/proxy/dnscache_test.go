@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -755,5 +756,44 @@ func TestNoLookupAtStartByDefault(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if n := dns.Queries(); n != 0 {
 		t.Errorf("%d DNS queries before any connection; want none", n)
+	}
+}
+
+// The sidecar out of file descriptors is not the target failing: the dial
+// is counted as fd_limit, the address is not put last, the other address
+// is not tried (it would fail alike), and the name is not looked up again.
+func TestOutOfFilesIsNotTheTargetsFailure(t *testing.T) {
+	var noFiles atomic.Bool
+	var tried atomic.Int64
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if noFiles.Load() {
+			tried.Add(1)
+			return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("socket", syscall.EMFILE)}
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour, DialContext: dial})
+	dns.Set("db.sidecar.test", a.addr.Addr(), b.addr.Addr())
+	connectEcho(t, r) // caches the answer: a, then b
+	queries := dns.Queries()
+	noFiles.Store(true)
+	if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+		t.Fatal("served without descriptors")
+	}
+	waitFor(t, "the failure counted", func() bool { return countOf(forwardSnap(r, 0).DialFailures, "fd_limit") == 1 })
+	noFiles.Store(false)
+	connectEcho(t, r)
+	if n := tried.Load(); n != 1 {
+		t.Errorf("%d addresses tried out of descriptors; want 1", n)
+	}
+	if q := dns.Queries(); q != queries {
+		t.Errorf("%d lookups after a dial out of descriptors; want none", q-queries)
+	}
+	if a.count() != 2 || b.count() != 0 {
+		t.Errorf("connections: %d to the first address, %d to the second; want 2 and 0 (the first not put last)", a.count(), b.count())
+	}
+	if s := forwardSnap(r, 0); countOf(s.DialFailures, "other") != 0 {
+		t.Errorf("dial failures %v; want fd_limit only", s.DialFailures)
 	}
 }

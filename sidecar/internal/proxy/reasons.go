@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/example/sidecar/sidecar/internal/relay"
@@ -64,16 +65,19 @@ const (
 	failUnreachable dialFailure = "unreachable"
 	failCanceled    dialFailure = "canceled"
 	failUnanswered  dialFailure = "unanswered" // no answer for unansweredAfter, when the client left
+	failFDLimit     dialFailure = "fd_limit"   // the sidecar is out of file descriptors: nothing to do with the target
 	failOther       dialFailure = "other"
 )
 
 // dialFailures are every dial failure reason: metrics start each at zero.
-var dialFailures = []dialFailure{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failUnanswered, failOther}
+var dialFailures = []dialFailure{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failUnanswered, failFDLimit, failOther}
 
 // dialFailReason sorts a dial error into the reasons metrics count.
 func dialFailReason(err error) dialFailure {
 	var ne net.Error
 	switch {
+	case outOfFiles(err):
+		return failFDLimit
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return failRefused
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
@@ -85,4 +89,14 @@ func dialFailReason(err error) dialFailure {
 	default:
 		return failOther
 	}
+}
+
+// outOfFiles reports whether err is this process (or the host) out of file
+// descriptors. Go's resolver keeps only the text of its socket's error.
+func outOfFiles(err error) bool {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return true
+	}
+	var de *net.DNSError
+	return errors.As(err, &de) && (strings.Contains(de.Err, syscall.EMFILE.Error()) || strings.Contains(de.Err, syscall.ENFILE.Error()))
 }
