@@ -123,6 +123,9 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnTokensWithoutName(ctx, log, cfg)
 	warnSkippedCAs(ctx, log, cfg)
 	warnDrainPastFargateStop(ctx, log, cfg, lookup)
+	if limit, ok := openFilesLimit(); ok {
+		warnOpenFilesLimit(ctx, log, cfg, limit)
+	}
 	warnUnused(ctx, log, cfg)
 	attrs := append([]slog.Attr{slog.String("version", version), slog.String("commit", commit)}, cfg.LogAttrs()...)
 	log.LogAttrs(ctx, slog.LevelInfo, "starting", attrs...)
@@ -283,6 +286,41 @@ func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.
 	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("DRAIN_TIMEOUT=%s is longer than Fargate lets a container stop (stopTimeout %s at most): "+
 		"a drain that long ends in SIGKILL; set DRAIN_TIMEOUT to %s or less", cfg.DrainTimeout, config.FargateMaxStopTimeout, limit),
 		slog.String("variable", "DRAIN_TIMEOUT"), slog.String("value", cfg.DrainTimeout.String()))
+}
+
+// The open-files limit MAX_CONNECTIONS needs: a client and an upstream
+// socket per connection, and the listeners, epoll, admin, DNS beside them.
+const (
+	fdsPerConnection = 2
+	fdsBase          = 32
+)
+
+// warnOpenFilesLimit warns when the open-files limit cannot hold
+// MAX_CONNECTIONS connections: past it, connections fail as fd_limit,
+// below the setting the operator sees.
+func warnOpenFilesLimit(ctx context.Context, log *slog.Logger, cfg config.Config, limit uint64) {
+	need := uint64(cfg.MaxConnections)*fdsPerConnection + fdsBase
+	if cfg.Mode == config.ModeSleep || limit >= need {
+		return
+	}
+	possible := uint64(0)
+	if limit > fdsBase {
+		possible = (limit - fdsBase) / fdsPerConnection
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("the open-files limit (%d) holds about %d connections, fewer than MAX_CONNECTIONS=%d: "+
+		"past that, connections fail (dial reason fd_limit); raise ulimits nofile in the task definition to %d or more, or lower MAX_CONNECTIONS",
+		limit, possible, cfg.MaxConnections, need),
+		slog.String("variable", "MAX_CONNECTIONS"), slog.Int("value", cfg.MaxConnections), slog.Uint64("open_files_limit", limit))
+}
+
+// openFilesLimit is RLIMIT_NOFILE's soft limit, which Go raises to the
+// hard one at start.
+func openFilesLimit() (uint64, bool) {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0, false
+	}
+	return uint64(r.Cur), true
 }
 
 // sleep is MODE=sleep: nothing but the admin listener, until a signal.

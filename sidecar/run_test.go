@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -585,6 +587,40 @@ func TestDrainPastFargateStopWarning(t *testing.T) {
 			case tc.warn && (len(warned) != 1 || warned[0]["value"] != tc.drain.String() ||
 				!strings.Contains(warned[0]["msg"].(string), "set DRAIN_TIMEOUT to "+limit.String()+" or less")):
 				t.Errorf("warnings %v, want one naming DRAIN_TIMEOUT=%s and the most Fargate allows, %s", warned, tc.drain, limit)
+			}
+		})
+	}
+}
+
+// An open-files limit too low for MAX_CONNECTIONS is warned of at start,
+// with the connections it holds and the limit to set; sleep mode holds no
+// connections.
+func TestOpenFilesLimitWarning(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mode     config.Mode
+		maxConns int
+		limit    uint64
+		warn     string // in the line; "" = no line
+	}{
+		{"enough", config.ModeProxy, 1024, 2*1024 + fdsBase, ""},
+		{"one short", config.ModeProxy, 1024, 2*1024 + fdsBase - 1, "holds about 1023 connections, fewer than MAX_CONNECTIONS=1024"},
+		{"docker's old default", config.ModeProxy, 1024, 1024, "the open-files limit (1024) holds about 496 connections"},
+		{"below the base", config.ModeProxy, 10, 16, "holds about 0 connections"},
+		{"asks for", config.ModeProxy, 5000, 4096, "raise ulimits nofile in the task definition to 10032 or more"},
+		{"sleep", config.ModeSleep, 1024, 64, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			cfg := config.Config{Mode: tc.mode, MaxConnections: tc.maxConns}
+			warnOpenFilesLimit(context.Background(), slog.New(slog.NewJSONHandler(&out, nil)), cfg, tc.limit)
+			lines := jsonLines(t, out.String())
+			switch {
+			case tc.warn == "" && len(lines) != 0:
+				t.Errorf("warned %v; want nothing", lines)
+			case tc.warn != "" && (len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0]["variable"] != "MAX_CONNECTIONS" ||
+				lines[0]["open_files_limit"] != float64(tc.limit) || !strings.Contains(lines[0]["msg"].(string), tc.warn)):
+				t.Errorf("warned %v; want one WARN naming MAX_CONNECTIONS, open_files_limit %d and %q", lines, tc.limit, tc.warn)
 			}
 		})
 	}
