@@ -74,14 +74,7 @@ var errAccepted = errors.New("not an accepted value")
 func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 	var problems []string
 	problem := func(v Var, val, detail string) {
-		if v.Shown != nil {
-			shown := v.Shown(val)
-			if val != "" {
-				detail = strings.ReplaceAll(detail, val, shown) // a parser's error may quote the value
-			}
-			val = shown
-		}
-		problems = append(problems, fmt.Sprintf("%s=%q: %s", v.Name, val, detail))
+		problems = append(problems, v.problem(val, detail))
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -103,11 +96,7 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 			continue
 		}
 		for _, err := range unjoin(v.Parse(&c, val)) {
-			detail := err.Error()
-			if errors.Is(err, errAccepted) { // Accepted, plus any reason wrapped with it
-				detail = v.Accepted + strings.TrimPrefix(detail, errAccepted.Error())
-			}
-			problem(v, val, detail)
+			problem(v, val, v.detail(val, err))
 		}
 	}
 	// engineconn/env.go at v0.21.8: the SDK wants a token with the port.
@@ -125,6 +114,40 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 	}
 	return c, nil
 }
+
+// detail is what a problem says of err, the row's parser's error for val.
+func (v Var) detail(val string, err error) string {
+	detail := err.Error()
+	var lib libReason
+	if errors.As(err, &lib) && v.Shown != nil && v.Shown(val) != val {
+		detail = errAccepted.Error() + " (the reason is not shown: it may quote the part of the value hidden as xxxxx)"
+	}
+	if errors.Is(err, errAccepted) { // Accepted, plus any reason wrapped with it
+		detail = v.Accepted + strings.TrimPrefix(detail, errAccepted.Error())
+	}
+	return detail
+}
+
+// problem is the line that names the row, its value (as Shown shows it)
+// and detail.
+func (v Var) problem(val, detail string) string {
+	if v.Shown != nil {
+		shown := v.Shown(val)
+		if val != "" {
+			detail = strings.ReplaceAll(detail, val, shown) // a parser's error may quote the value
+		}
+		val = shown
+	}
+	return fmt.Sprintf("%s=%q: %s", v.Name, val, detail)
+}
+
+// libReason is errAccepted with a library's reason, whose text may quote
+// any part of the value: Var.detail leaves it out where Shown hides a part
+// (credentials), since replacing the whole value would not hide the part.
+type libReason struct{ err error }
+
+func (e libReason) Error() string        { return errAccepted.Error() + " (" + e.err.Error() + ")" }
+func (e libReason) Is(target error) bool { return target == errAccepted }
 
 // value is the row's value from lookup: trimmed, and the default when
 // unset or blank.
@@ -166,7 +189,10 @@ func image(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, val string) error {
 		if val != "" {
 			if _, err := name.ParseReference(val); err != nil {
-				return fmt.Errorf("%w (%v)", errAccepted, err)
+				if redact.Userinfo(val) != val { // an @ that starts no digest
+					return fmt.Errorf("%w (an @ only starts a digest such as @sha256:…; credentials go to docker login, not into the reference)", errAccepted)
+				}
+				return libReason{err}
 			}
 		}
 		*field(c) = val
@@ -215,10 +241,13 @@ func parseLocalImage(c *Config, val string) error {
 	case isBoolWord(val):
 		// LOCAL_IMAGE=false would load an image named false:latest.
 		return fmt.Errorf("%w (to skip the load, write none)", errAccepted)
+	case strings.Contains(val, "@"):
+		// A digest or credentials: what the library's error would quote.
+		return fmt.Errorf("%w (an image name has no @: no digest, and no credentials, which go to docker login)", errAccepted)
 	default:
 		// As the load names it (dockerload.Load).
 		if _, err := name.NewTag(val); err != nil {
-			return fmt.Errorf("%w (%v)", errAccepted, err)
+			return libReason{err}
 		}
 		c.LocalImage = val
 	}

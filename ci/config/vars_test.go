@@ -1,11 +1,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/example/sidecar/internal/redact"
 )
 
 // TestLoadReadsTheTable checks that Load reads exactly the rows
@@ -150,6 +153,49 @@ func TestBadValuesHideCredentials(t *testing.T) {
 		_, err := Load(t.TempDir(), func(n string) (string, bool) { return val, n == name })
 		if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), name+"=") {
 			t.Errorf("%s: %v; want an error naming it without the secret", name, err)
+		}
+	}
+}
+
+// An image value with credentials in it is refused without any part of
+// them: the library's reason quotes parts of the value (the registry, the
+// tag), which replacing the whole value does not hide.
+func TestBadImagesHideCredentials(t *testing.T) {
+	t.Parallel()
+	for _, val := range []string{
+		"user:S3CRET-pw@reg.example.com/x:1",    // quoted as the registry
+		"reg.example.com/x:S3CRET-pw@",          // quoted as the tag
+		"S3CRET-pw@reg/x",                       // a token as the user name
+		"u:ab/S3CRET-pw@reg/x:1",                // a / in the password
+		"reg/x:S3CRET-pw@g@sha256:abcd",         // an @ inside, then a digest
+		"S3CRET-pw:x@Reg/X",                     // quoted as the repository
+		"user:S3CRET-pw@reg/x@sha256:zz",        // credentials and a bad digest
+		"user:S3CRET-pw@reg.example.com/x:1:2",  // two tags
+		"https://user:S3CRET-pw@reg.example/x",  // a URL
+		"user:S3CRET-pw@@reg.example.com/x:tag", // two @
+	} {
+		for _, name := range []string{"LOCAL_IMAGE", "GO_IMAGE", "RUNTIME_IMAGE", "MYSQL_IMAGE"} {
+			_, err := Load(t.TempDir(), func(n string) (string, bool) { return val, n == name })
+			if msg := fmt.Sprint(err); err == nil || !strings.Contains(msg, name+"=") || strings.Contains(msg, "S3CRET") || strings.Contains(msg, "CRET-pw") {
+				t.Errorf("%s=%s: %v; want an error naming it without the secret", name, val, err)
+			}
+		}
+	}
+}
+
+// A library's reason is left out where the value has a hidden part, which
+// the reason may quote; kept where nothing is hidden.
+func TestLibraryReasonHidden(t *testing.T) {
+	t.Parallel()
+	v := Var{Name: "X_IMAGE", Shown: redact.Userinfo, Accepted: "want an image"}
+	for _, tc := range []struct {
+		val, lib, want string
+	}{
+		{"user:S3CRET@Reg/x", "bad registry: user:S3CRET@Reg", `X_IMAGE="xxxxx@Reg/x": want an image (the reason is not shown: it may quote the part of the value hidden as xxxxx)`},
+		{"Reg/x", "bad repository: Reg/x", `X_IMAGE="Reg/x": want an image (bad repository: Reg/x)`},
+	} {
+		if got := v.problem(tc.val, v.detail(tc.val, libReason{errors.New(tc.lib)})); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.val, got, tc.want)
 		}
 	}
 }
