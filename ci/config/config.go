@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -422,19 +424,45 @@ func parseSessionPort(_ *Config, val string) error {
 	return nil
 }
 
-// parseCLIBin checks that the CLI the Dagger SDK will run is there.
+// parseCLIBin checks that the Dagger SDK finds the CLI it names, as the
+// SDK looks for it (engineconn/cli.go at v0.21.8: homedir.Expand, then
+// exec.LookPath): ~ or ~/… is in the home directory, and a name without
+// a / is looked up in PATH.
 func parseCLIBin(_ *Config, val string) error {
 	if val == "" {
 		return nil
 	}
-	st, err := os.Stat(val)
-	switch {
-	case err != nil:
+	path := val
+	if rest, ok := strings.CutPrefix(val, "~"); ok {
+		if rest != "" && rest[0] != '/' && rest[0] != '\\' {
+			return fmt.Errorf("%w (the Dagger SDK expands ~ and ~/… only, not ~user)", errAccepted)
+		}
+		home, err := homeDir()
+		if err != nil {
+			return fmt.Errorf("%w (no home directory for ~: %v)", errAccepted, err)
+		}
+		path = filepath.Join(home, rest)
+	}
+	if _, err := exec.LookPath(path); err != nil {
 		return fmt.Errorf("%w (%v)", errAccepted, err)
-	case !st.Mode().IsRegular() || st.Mode()&0o111 == 0:
-		return fmt.Errorf("%w (not an executable file)", errAccepted)
 	}
 	return nil
+}
+
+// homeDir is the home directory as go-homedir finds it for the SDK: HOME,
+// else the user's account entry.
+func homeDir() (string, error) {
+	if h := os.Getenv("HOME"); h != "" {
+		return h, nil
+	}
+	u, err := user.Current()
+	if err != nil {
+		return "", err
+	}
+	if u.HomeDir == "" {
+		return "", errors.New("HOME is unset and the account has none")
+	}
+	return u.HomeDir, nil
 }
 
 func parseScanTimeout(c *Config, val string) error {

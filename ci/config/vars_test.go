@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -116,6 +117,48 @@ func TestEngineVariablesForm(t *testing.T) {
 		})
 		if hit := err != nil && strings.Contains(err.Error(), tc.name+"="); hit == tc.ok {
 			t.Errorf("%s=%q: error %v; want accepted %v", tc.name, tc.val, err, tc.ok)
+		}
+	}
+}
+
+// _EXPERIMENTAL_DAGGER_CLI_BIN is found as the Dagger SDK finds it: ~
+// and ~/… in the home directory, a bare name in PATH.
+func TestCLIBinAsTheSDKFindsIt(t *testing.T) {
+	home, bin := t.TempDir(), t.TempDir()
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{home + "/bin/dagger", 0o755}, {bin + "/dagger", 0o755}, {bin + "/plain", 0o644}} {
+		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.path, []byte("#!/bin/sh\n"), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("PATH", bin)
+	for _, tc := range []struct {
+		val, refused string // refused: part of the message, "" = accepted
+	}{
+		{val: "dagger"},
+		{val: "~/bin/dagger"},
+		{val: bin + "/dagger"},
+		{val: "plain", refused: `exec: "plain"`},
+		{val: "dagger2", refused: "not found in $PATH"},
+		{val: "~/dagger", refused: home + "/dagger"},
+		{val: "~", refused: "is a directory"},
+		{val: "~root/dagger", refused: "not ~user"},
+	} {
+		_, err := Load(t.TempDir(), func(name string) (string, bool) {
+			if name == "LOCAL_IMAGE" {
+				return "none", true
+			}
+			return tc.val, name == "_EXPERIMENTAL_DAGGER_CLI_BIN"
+		})
+		if msg := fmt.Sprint(err); tc.refused == "" && err != nil ||
+			tc.refused != "" && (!strings.Contains(msg, `_EXPERIMENTAL_DAGGER_CLI_BIN="`+tc.val+`": want an executable dagger CLI`) || !strings.Contains(msg, tc.refused)) {
+			t.Errorf("_EXPERIMENTAL_DAGGER_CLI_BIN=%s: %v; want refused %q", tc.val, err, tc.refused)
 		}
 	}
 }
