@@ -122,7 +122,7 @@ func toolVars() []Var {
 		{Name: "AWS_ENDPOINT_URL", Default: "AWS default", NoValue: true, ReadBy: "AWS SDK", Parse: parseEndpoint, Shown: redact.Userinfo,
 			Accepted: "want an http:// or https:// URL with a host, such as http://localhost:4566",
 			Help:     "Override every AWS endpoint push calls (a local AWS emulator); `AWS_ENDPOINT_URL_ECR` takes precedence for ECR."},
-		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Shown: redact.Userinfo, Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK", Parse: parseRunnerHost,
+		{Name: "_EXPERIMENTAL_DAGGER_RUNNER_HOST", Shown: redact.Query, Default: "engine in local Docker", NoValue: true, ReadBy: "Dagger SDK", Parse: parseRunnerHost,
 			Accepted: "want an engine address scheme://…, such as tcp://engine.internal:1234, unix:///run/dagger/engine.sock or docker-container://dagger-engine",
 			Help:     "Use another Dagger engine, e.g. a shared remote one (see [Sharing one Dagger engine](#sharing-one-dagger-engine-and-its-cache-across-a-team))."},
 		{Name: "_EXPERIMENTAL_DAGGER_CLI_BIN", Default: "downloaded", NoValue: true, ReadBy: "Dagger SDK", BlankIsSet: true, Parse: parseCLIBin,

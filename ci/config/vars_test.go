@@ -279,6 +279,46 @@ func TestEngineVariablesAsTheSDKReadsThem(t *testing.T) {
 	}
 }
 
+// A tcp:// runner is what the Dagger CLI dials: host:port, nothing more;
+// a bad one is a configuration error (exit 2) that shows no token.
+func TestRunnerHostTCP(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		val, refused string // refused: part of the message, "" = accepted
+	}{
+		{val: "tcp://engine.internal:1234"},
+		{val: "tcp://[::1]:1234"},
+		{val: "tcp://127.0.0.1:abc", refused: "port number from 1 to 65535"},
+		{val: "tcp://127.0.0.1:99999", refused: "port number from 1 to 65535"},
+		{val: "tcp://127.0.0.1:0", refused: "port number from 1 to 65535"},
+		{val: "tcp://127.0.0.1:+1234", refused: "port number from 1 to 65535"},
+		{val: "tcp://127.0.0.1", refused: "tcp:// wants host:port"},
+		{val: "tcp://eng ine:1234", refused: "tcp:// wants host:port"},
+		{val: "tcp://127.0.0.1:1234?token=S3CRET", refused: `"tcp://127.0.0.1:1234?xxxxx": want an engine address`},
+		{val: "tcp://127.0.0.1:1234#S3CRET", refused: "without credentials, a path, a query or a fragment"},
+		{val: "tcp://ci:S3CRET@127.0.0.1:1234", refused: `"tcp://xxxxx@127.0.0.1:1234": want an engine address`},
+		{val: "tcp://127.0.0.1:1234/", refused: "the Dagger CLI would dial them as part of the address"},
+	} {
+		_, err := Load(t.TempDir(), func(n string) (string, bool) { return tc.val, n == "_EXPERIMENTAL_DAGGER_RUNNER_HOST" })
+		msg := fmt.Sprint(err)
+		switch {
+		case tc.refused == "" && err != nil:
+			t.Errorf("%s: %v; want it accepted", tc.val, err)
+		case tc.refused != "" && (!IsError(err) || !strings.Contains(msg, tc.refused) || !strings.Contains(msg, "_EXPERIMENTAL_DAGGER_RUNNER_HOST=")):
+			t.Errorf("%s: %v; want a configuration error saying %q", tc.val, err, tc.refused)
+		case strings.Contains(msg, "S3CRET"):
+			t.Errorf("%s: the error shows the secret: %v", tc.val, err)
+		}
+	}
+	// The session port is checked the same way: the probe dials 127.0.0.1:port.
+	_, err := Load(t.TempDir(), func(n string) (string, bool) {
+		return map[string]string{"DAGGER_SESSION_PORT": "+1234", "DAGGER_SESSION_TOKEN": "x"}[n], n == "DAGGER_SESSION_PORT" || n == "DAGGER_SESSION_TOKEN"
+	})
+	if !strings.Contains(fmt.Sprint(err), `DAGGER_SESSION_PORT="+1234": want a port number`) {
+		t.Errorf("DAGGER_SESSION_PORT=+1234: %v; want it refused", err)
+	}
+}
+
 // GOPROXY reaches the image's go build in the engine's container: only
 // proxies it can reach, and no credentials (build arguments are in the
 // provenance).
