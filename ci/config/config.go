@@ -226,12 +226,11 @@ func parsePlatforms(c *Config, val string) error {
 
 func parseSizeBudget(c *Config, val string) (err error) {
 	if c.SizeBudget, err = imagesize.ParseSize(val); err != nil {
+		var se *imagesize.SizeError
+		if errors.As(err, &se) && se.Reason != "" {
+			return fmt.Errorf("%w (%s)", errAccepted, se.Reason)
+		}
 		return errAccepted
-	}
-	// SIZE_BUDGET=50 is 50 bytes, which no image meets: surely 50MB meant,
-	// and said now, not after a two-platform build.
-	if n := strings.TrimSpace(val); c.SizeBudget < 1_000_000 && strings.Trim(n, "0123456789.") == "" {
-		return fmt.Errorf("%w (a number without a unit is bytes: write %sMB for %s megabytes)", errAccepted, n, n)
 	}
 	return nil
 }

@@ -84,7 +84,10 @@ func TestLoadConfig(t *testing.T) {
 		{name: "duplicate platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,linux/amd64"}, bad: []string{"listed twice"}},
 		{name: "bad size", env: map[string]string{"SIZE_BUDGET": "50 elephants"}, bad: []string{`SIZE_BUDGET="50 elephants"`, "50MB"}},
 		{name: "a size without a unit, under a megabyte", env: map[string]string{"SIZE_BUDGET": "50"},
-			bad: []string{`SIZE_BUDGET="50"`, "a number without a unit is bytes: write 50MB for 50 megabytes"}},
+			bad: []string{`SIZE_BUDGET="50"`, "a number without a unit is bytes, and under 1000000 surely meant another unit: write 50MB for 50 megabytes, or 50B for bytes"}},
+		{name: "a size without a unit, just under a megabyte", env: map[string]string{"SIZE_BUDGET": "999999"},
+			bad: []string{`SIZE_BUDGET="999999"`, "whole number of bytes from 1000000", "write 999999B for bytes)"}},
+		{name: "KB, which some read as KiB", env: map[string]string{"SIZE_BUDGET": "50KB"}, bad: []string{`SIZE_BUDGET="50KB"`, "write kB or KiB"}},
 		{name: "a decimal size without a unit", env: map[string]string{"SIZE_BUDGET": "50.5"},
 			bad: []string{`SIZE_BUDGET="50.5"`, "write 50.5MB"}},
 		{name: "a size in bytes", env: map[string]string{"SIZE_BUDGET": "50000000"}, check: func(t *testing.T, c Config) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/vulncheck"
 	"github.com/example/sidecar/internal/envbool"
 	"github.com/example/sidecar/internal/envtypo"
@@ -71,8 +72,8 @@ func pipelineVars() []Var {
 	return []Var{
 		{Name: "PLATFORMS", Default: strings.Join(knownPlatforms(), ","), Parse: parsePlatforms,
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
-		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want a size from 1 byte to 10000GB: bytes, or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)",
-			Help: "Largest allowed **uncompressed** image per platform. Units: `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB`, or plain bytes."},
+		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want " + imagesize.SizeForms(),
+			Help: "Largest allowed **uncompressed** image per platform, from 1 byte to `10000GB`: a number with `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB` or `B`, or a whole number of bytes from `1000000` (a smaller one, such as `50`, surely meant `50MB` and is refused)."},
 		{Name: "LOCAL_IMAGE", Shown: redact.Userinfo, Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest (lower-case repository), or none (any case)",
 			Help: "Name of the image that `build` loads into the local Docker; `none` skips the load."},
 		{Name: "OCI_TARBALL", Default: "unset", NoValue: true, Parse: parseOCITarball, Accepted: "want a file path in an existing directory",

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/internal/redact"
 )
 
@@ -159,6 +161,26 @@ func TestCLIBinAsTheSDKFindsIt(t *testing.T) {
 		if msg := fmt.Sprint(err); tc.refused == "" && err != nil ||
 			tc.refused != "" && (!strings.Contains(msg, `_EXPERIMENTAL_DAGGER_CLI_BIN="`+tc.val+`": want an executable dagger CLI`) || !strings.Contains(msg, tc.refused)) {
 			t.Errorf("_EXPERIMENTAL_DAGGER_CLI_BIN=%s: %v; want refused %q", tc.val, err, tc.refused)
+		}
+	}
+}
+
+// SIZE_BUDGET's help, which the docs' table shows, gives the units and
+// limits ParseSize takes (its error and Accepted are imagesize.SizeForms).
+func TestSizeBudgetDocumented(t *testing.T) {
+	t.Parallel()
+	i := slices.IndexFunc(Vars(), func(v Var) bool { return v.Name == "SIZE_BUDGET" })
+	help := Vars()[i].Help
+	var documented []string
+	for _, m := range regexp.MustCompile("`([kKMGT]?i?B)`").FindAllStringSubmatch(help, -1) {
+		documented = append(documented, m[1])
+	}
+	if want := imagesize.Units(); !slices.Equal(slices.Sorted(slices.Values(documented)), slices.Sorted(slices.Values(want))) {
+		t.Errorf("SIZE_BUDGET's help names the units %v; ParseSize takes %v", documented, want)
+	}
+	for _, limit := range []string{fmt.Sprintf("`%dGB`", imagesize.MaxSize/1_000_000_000), fmt.Sprintf("`%d`", imagesize.MinPlainBytes)} {
+		if !strings.Contains(help, limit) {
+			t.Errorf("SIZE_BUDGET's help does not give the limit %s", limit)
 		}
 	}
 }

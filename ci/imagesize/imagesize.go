@@ -18,6 +18,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -240,31 +242,111 @@ func Human(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// ParseSize parses a byte count: a plain integer, or a number with one of
-// the units kB, MB, GB (decimal, as docker reports) or KiB, MiB, GiB.
+// A size budget's limits (ParseSize).
+const (
+	MaxSize = 10_000 * 1_000_000_000 // 10000GB
+	// MinPlainBytes is the smallest size written without a unit: a
+	// smaller one, such as 50, surely meant MB (no image is 50 bytes).
+	MinPlainBytes = 1_000_000
+)
+
+// sizeUnits are ParseSize's units: decimal as docker reports, binary, and
+// bytes. KB is not one: some read it as 1000 bytes, some as 1024.
+var sizeUnits = []sizeUnit{{"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}}
+
+type sizeUnit struct {
+	name string
+	mult float64
+}
+
+// Units are the units ParseSize takes, in the order messages list them.
+func Units() []string {
+	var us []string
+	for _, u := range sizeUnits {
+		us = append(us, u.name)
+	}
+	return us
+}
+
+// SizeForms says what ParseSize takes (for "want …" messages).
+func SizeForms() string {
+	us := Units()
+	return fmt.Sprintf("a size from 1 byte to %dGB: a number with %s or %s (e.g. 50MB), or a whole number of bytes from %d",
+		MaxSize/1_000_000_000, strings.Join(us[:len(us)-1], ", "), us[len(us)-1], MinPlainBytes)
+}
+
+// SizeError is ParseSize's refusal: Value is not of SizeForms; Reason, if
+// any, says more.
+type SizeError struct{ Value, Reason string }
+
+func (e *SizeError) Error() string {
+	s := fmt.Sprintf("%q is not %s", e.Value, SizeForms())
+	if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	return s
+}
+
+// sizeRE is a decimal number (no sign, exponent, Inf or NaN) and a unit.
+var sizeRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)$`)
+
+// ParseSize parses a size budget of SizeForms.
 func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   float64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-		{"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+	m := sizeRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, &SizeError{Value: s}
 	}
-	mult := 1.0
-	for _, u := range units {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
+	num, unit := m[1], m[2]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, &SizeError{Value: s}
+	}
+	if unit == "" {
+		return plainBytes(s, num, v)
+	}
+	i := slices.IndexFunc(sizeUnits, func(u sizeUnit) bool { return u.name == unit })
+	switch {
+	case unit == "KB":
+		return 0, &SizeError{Value: s, Reason: "KB is 1000 bytes to some, 1024 to others: write kB or KiB"}
+	case i < 0:
+		for _, u := range sizeUnits {
+			if strings.EqualFold(u.name, unit) {
+				return 0, &SizeError{Value: s, Reason: "units are case-sensitive: write " + u.name}
+			}
 		}
+		return 0, &SizeError{Value: s}
 	}
-	v, err := strconv.ParseFloat(t, 64)
-	bytes := v * mult
-	// Written so that NaN fails too; under one byte is no budget.
-	if err != nil || !(bytes >= 1 && bytes <= 1e13) {
-		return 0, fmt.Errorf("%q is not a size from 1 byte to 10000GB: use bytes, or a number with kB, MB, GB, KiB, MiB or GiB (e.g. 50MB)", s)
+	// Under a byte is no budget, as 0 is not.
+	if bytes := v * sizeUnits[i].mult; bytes >= 1 && bytes <= MaxSize {
+		return int64(bytes), nil
 	}
-	return int64(bytes), nil
+	return 0, &SizeError{Value: s}
+}
+
+// plainBytes is ParseSize of a number without a unit: whole bytes, from
+// MinPlainBytes.
+func plainBytes(s, num string, v float64) (int64, error) {
+	whole := !strings.Contains(num, ".")
+	switch {
+	case whole && v >= MinPlainBytes && v <= MaxSize:
+		return int64(v), nil
+	case v > MaxSize:
+		return 0, &SizeError{Value: s}
+	case !whole && v >= MinPlainBytes:
+		return 0, &SizeError{Value: s, Reason: "a number without a unit is whole bytes"}
+	}
+	var say []string
+	if v < 1000 { // a plausible count of megabytes
+		say = append(say, fmt.Sprintf("%sMB for %s megabytes", num, num))
+	}
+	if whole {
+		say = append(say, num+"B for bytes")
+	}
+	reason := fmt.Sprintf("a number without a unit is bytes, and under %d surely meant another unit", MinPlainBytes)
+	if len(say) > 0 {
+		reason += ": write " + strings.Join(say, ", or ")
+	}
+	return 0, &SizeError{Value: s, Reason: reason}
 }
 
 // Digest returns the digest of the one image (or image index) that the

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,28 +240,54 @@ func TestParseSize(t *testing.T) {
 		in   string
 		want int64
 		ok   bool
+		says string // part of the error's reason
 	}{
-		{"50MB", 50_000_000, true},
-		{"50 MB", 50_000_000, true},
-		{"48MiB", 48 << 20, true},
-		{"52428800", 52428800, true},
-		{"0.5GB", 500_000_000, true},
-		{"1kB", 1000, true},
-		{"", 0, false},
-		{"fifty", 0, false},
-		{"-5MB", 0, false},
-		{"0", 0, false},
-		{"50TB", 0, false},
-		{"NaN", 0, false},
-		{"nanMB", 0, false},
-		{"Inf", 0, false},
-		{"0.5B", 0, false},   // under a byte: no budget, as 0 is not
-		{"1e-9MB", 0, false}, // the same
-		{"1B", 1, true},
+		{"50MB", 50_000_000, true, ""},
+		{"50 MB", 50_000_000, true, ""},
+		{"48MiB", 48 << 20, true, ""},
+		{"52428800", 52428800, true, ""},
+		{"0.5GB", 500_000_000, true, ""},
+		{"1kB", 1000, true, ""},
+		{"", 0, false, ""},
+		{"fifty", 0, false, ""},
+		{"-5MB", 0, false, ""},
+		{"0", 0, false, ""},
+		{"50TB", 0, false, ""},
+		{"NaN", 0, false, ""},
+		{"nanMB", 0, false, ""},
+		{"Inf", 0, false, ""},
+		{"0.5B", 0, false, ""},   // under a byte: no budget, as 0 is not
+		{"1e-9MB", 0, false, ""}, // the same
+		{"1B", 1, true, ""},
+		{"100B", 100, true, ""},
+		{"1000000", 1_000_000, true, ""},
+		{"10000GB", 10_000_000_000_000, true, ""},
+		{"10001GB", 0, false, ""},
+		{"20000000000000", 0, false, ""},
+		// A plain number is whole bytes from 1000000: a smaller one
+		// surely meant another unit.
+		{"999999", 0, false, "write 999999B for bytes)"},
+		{"50", 0, false, "write 50MB for 50 megabytes, or 50B for bytes"},
+		{"1000000.5", 0, false, "whole bytes"},
+		// Only the documented forms: no exponent, sign, base or other case.
+		{"1e5", 0, false, ""},
+		{"1e8", 0, false, ""},
+		{"+50MB", 0, false, ""},
+		{"0x10MB", 0, false, ""},
+		{"50KB", 0, false, "write kB or KiB"},
+		{"KB", 0, false, ""},
+		{"50mb", 0, false, "case-sensitive: write MB"},
+		{"50kib", 0, false, "case-sensitive: write KiB"},
 	} {
 		got, err := imagesize.ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if tc.says != "" && !strings.Contains(fmt.Sprint(err), tc.says) {
+			t.Errorf("ParseSize(%q): %v; want it to say %q", tc.in, err, tc.says)
+		}
+		if strings.Contains(fmt.Sprint(err), "999999MB") {
+			t.Errorf("ParseSize(%q): %v; 999999MB is no likely meaning", tc.in, err)
 		}
 		if err != nil && !strings.Contains(err.Error(), "MB") {
 			t.Errorf("error %q does not say what is accepted", err)
