@@ -317,16 +317,26 @@ const DefaultGoProxy = "https://proxy.golang.org"
 
 // parseGoProxy takes Go's GOPROXY list for the image's go build, which runs
 // in the engine's build container: only proxies that container can reach,
-// and no credentials (build arguments reach the provenance).
+// and no credentials (build arguments reach the provenance). The build
+// downloads modules into a cache that a new engine has empty: so not off
+// first (go stops at off), and direct alone only with a GO_IMAGE that may
+// have git (the Dockerfile's golang alpine has none). GO_IMAGE is parsed
+// before (Vars order).
 func parseGoProxy(c *Config, val string) error {
 	if val == "" {
 		return nil
 	}
+	var first string
+	proxies := 0
 	for _, el := range strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == '|' }) {
 		el = strings.TrimSpace(el) // as go does (modfetch's proxyList)
+		if first == "" {
+			first = el
+		}
 		if el == "" || el == "direct" || el == "off" {
 			continue
 		}
+		proxies++
 		u, err := url.Parse(el)
 		switch {
 		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
@@ -336,6 +346,12 @@ func parseGoProxy(c *Config, val string) error {
 		case isLoopback(u.Hostname()):
 			return fmt.Errorf("%w (%s is this machine's loopback, which the build container cannot reach; unset GOPROXY for the command, or name a proxy by an address the engine reaches)", errAccepted, el)
 		}
+	}
+	switch {
+	case first == "off":
+		return fmt.Errorf("%w (off downloads nothing, and the image's go build downloads its modules into a cache that a new engine has empty; name a proxy the engine reaches, or unset GOPROXY for the command)", errAccepted)
+	case proxies == 0 && c.GoImage == "":
+		return fmt.Errorf("%w (direct without a proxy fetches modules with git, which the default GO_IMAGE %s lacks; name a proxy the engine reaches, or set GO_IMAGE to an image with git, such as golang:1.26)", errAccepted, DefaultGoImage)
 	}
 	c.GoProxy = val
 	return nil

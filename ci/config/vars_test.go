@@ -348,8 +348,18 @@ func TestParseGoProxy(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		val, refused string // refused: a part of the message, "" = accepted
+		goImage      string // GO_IMAGE, "" = the default
 	}{
 		{val: "https://goproxy.corp.example/mods,direct"},
+		// The build downloads modules: not off first, and direct alone
+		// needs git, which the default GO_IMAGE lacks.
+		{val: "off", refused: "off downloads nothing"},
+		{val: " off ,https://proxy.golang.org", refused: "off downloads nothing"},
+		{val: "direct", refused: "direct without a proxy fetches modules with git, which the default GO_IMAGE " + DefaultGoImage + " lacks"},
+		{val: "direct|off", refused: "set GO_IMAGE to an image with git"},
+		{val: "direct", goImage: "golang:1.26"},
+		{val: "off", goImage: "golang:1.26", refused: "off downloads nothing"},
+		{val: "https://proxy.golang.org,off"},
 		{val: "https://a.example|https://b.example,off"},
 		{val: "http://athens.build.internal:3000"},
 		{val: "https://goproxy.corp.example, direct"}, // go trims each entry
@@ -362,7 +372,7 @@ func TestParseGoProxy(t *testing.T) {
 		{val: "https://proxy.golang.org,http://127.0.0.1:8081", refused: "loopback"},
 		{val: "http://[::1]:3000", refused: "loopback"},
 	} {
-		var c Config
+		c := Config{GoImage: tc.goImage}
 		err := parseGoProxy(&c, tc.val)
 		switch {
 		case tc.refused == "" && (err != nil || c.GoProxy != tc.val):
