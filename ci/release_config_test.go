@@ -27,15 +27,15 @@ func TestReleaseConfig(t *testing.T) {
 		want []string
 		ok   func(config.Config) bool
 	}{
-		{env: map[string]string{"VULN_CHECK": "false", "GOVULNDB": "file:///srv/vulndb", "SCAN_TIMEOUT": "90s", "SCAN_FAIL_ON": "none"},
+		{env: map[string]string{"VULN_CHECK": "false", "GOVULNDB": "file:///srv/vulndb", "SCAN_TIMEOUT": "5m", "SCAN_FAIL_ON": "none"},
 			ok: func(c config.Config) bool {
-				return !c.VulnCheck && c.VulnDB == "file:///srv/vulndb" && c.ScanTimeout == 90*time.Second && c.ScanFailOn == ""
+				return !c.VulnCheck && c.VulnDB == "file:///srv/vulndb" && c.ScanTimeout == 5*time.Minute && c.ScanFailOn == ""
 			}},
 		{env: map[string]string{"SCAN_FAIL_ON": "high"}, ok: func(c config.Config) bool { return c.ScanFailOn == "HIGH" }},
 		{env: map[string]string{"VULN_CHECK": "sometimes"}, want: []string{`VULN_CHECK="sometimes"`, "true or false"}},
 		{env: map[string]string{"GOVULNDB": "vuln.example.com"}, want: []string{`GOVULNDB="vuln.example.com"`, "http(s):// or file://"}},
-		{env: map[string]string{"SCAN_TIMEOUT": "10"}, want: []string{`SCAN_TIMEOUT="10"`, "90s, 10m"}},
-		{env: map[string]string{"SCAN_TIMEOUT": "-1m"}, want: []string{`SCAN_TIMEOUT="-1m"`, "greater than zero"}},
+		{env: map[string]string{"SCAN_TIMEOUT": "10"}, want: []string{`SCAN_TIMEOUT="10"`, "at least 3m such as 10m or 1h"}},
+		{env: map[string]string{"SCAN_TIMEOUT": "-1m"}, want: []string{`SCAN_TIMEOUT="-1m"`, "at least 3m"}},
 		{env: map[string]string{"SCAN_FAIL_ON": "SEVERE"}, want: []string{`SCAN_FAIL_ON="SEVERE"`, "CRITICAL, HIGH, MEDIUM, LOW, none"}},
 	} {
 		c, err := config.Load(t.TempDir(), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })

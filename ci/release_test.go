@@ -615,10 +615,12 @@ func TestPushScanGate(t *testing.T) {
 		scanType string // "" = repository without scanning
 		freq     string
 		env      map[string]string
-		amd, arm []ecrtest.ScanState
-		released bool
-		errWant  []string
-		logWant  []string
+		// scanTimeout replaces SCAN_TIMEOUT's, whose minimum is minutes.
+		scanTimeout time.Duration
+		amd, arm    []ecrtest.ScanState
+		released    bool
+		errWant     []string
+		logWant     []string
 	}{
 		{name: "clean scan releases", scanType: "BASIC", freq: "SCAN_ON_PUSH",
 			amd: []ecrtest.ScanState{{}, progress, complete(low)}, arm: []ecrtest.ScanState{progress, complete()}, released: true,
@@ -643,7 +645,7 @@ func TestPushScanGate(t *testing.T) {
 		{name: "unsupported image is an error", scanType: "BASIC", freq: "SCAN_ON_PUSH",
 			amd: []ecrtest.ScanState{complete()}, arm: []ecrtest.ScanState{{Status: "UNSUPPORTED_IMAGE", Description: "UnsupportedImageError"}},
 			errWant: []string{"linux/arm64", "UNSUPPORTED_IMAGE"}},
-		{name: "timeout", scanType: "BASIC", freq: "SCAN_ON_PUSH", env: map[string]string{"SCAN_TIMEOUT": "300ms"},
+		{name: "timeout", scanType: "BASIC", freq: "SCAN_ON_PUSH", scanTimeout: 300 * time.Millisecond,
 			amd: []ecrtest.ScanState{progress}, arm: []ecrtest.ScanState{complete()},
 			errWant: []string{"did not finish within 300ms", "linux/amd64 (IN_PROGRESS)", "unreleased candidate"}},
 		{name: "repository without scanning", scanType: "BASIC", freq: "MANUAL", released: true,
@@ -660,6 +662,9 @@ func TestPushScanGate(t *testing.T) {
 			}
 			fe := newLightPushEngine(t, ecrSrv, env)
 			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Nanosecond
+			if tc.scanTimeout != 0 {
+				fe.runner.Config.ScanTimeout = tc.scanTimeout
+			}
 			gitTag(t, fe.dir, "v3.0.0")
 			short := gitHead(t, fe.dir)[:12]
 			plats := fe.platformDigests(t)

@@ -503,14 +503,23 @@ func homeDir() (string, error) {
 	return u.HomeDir, nil
 }
 
+// minScanTimeout is the shortest SCAN_TIMEOUT: a scan that ECR shows
+// finished without results is taken for clean only after the gate's grace
+// (ecr.DefaultResultsGrace), and a scan takes time of its own; a shorter
+// wait fails the candidate every time, after it was pushed.
+const minScanTimeout = ecr.DefaultResultsGrace + time.Minute
+
 func parseScanTimeout(c *Config, val string) error {
 	d, err := time.ParseDuration(val)
-	if err != nil || d <= 0 {
+	if err != nil || d < minScanTimeout {
 		return errAccepted
 	}
 	c.ScanTimeout = d
 	return nil
 }
+
+// minutes is d as the docs write it (3m, not 3m0s).
+func minutes(d time.Duration) string { return strings.TrimSuffix(d.String(), "0s") }
 
 func parseFailOn(c *Config, val string) (err error) {
 	if c.ScanFailOn, err = ecr.ParseFailOn(val); err != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"dagger.io/dagger"
 )
@@ -93,6 +94,14 @@ func TestLoadConfig(t *testing.T) {
 		{name: "a size in bytes", env: map[string]string{"SIZE_BUDGET": "50000000"}, check: func(t *testing.T, c Config) {
 			if c.SizeBudget != 50_000_000 {
 				t.Errorf("SizeBudget = %d", c.SizeBudget)
+			}
+		}},
+		// A shorter wait stops every release whose scan shows no results yet.
+		{name: "scan timeout under the minimum", env: map[string]string{"SCAN_TIMEOUT": "1ns"}, bad: []string{`SCAN_TIMEOUT="1ns": want a duration of at least 3m`}},
+		{name: "scan timeout at the grace", env: map[string]string{"SCAN_TIMEOUT": "2m"}, bad: []string{`SCAN_TIMEOUT="2m"`}},
+		{name: "scan timeout at the minimum", env: map[string]string{"SCAN_TIMEOUT": "3m"}, check: func(t *testing.T, c Config) {
+			if c.ScanTimeout != 3*time.Minute {
+				t.Errorf("ScanTimeout = %s", c.ScanTimeout)
 			}
 		}},
 		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
