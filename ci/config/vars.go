@@ -175,6 +175,9 @@ func TypoWarnings(environ []string) []string {
 		return name == "GONOPROXY"
 	})
 	for _, t := range envtypo.Find(environ, names()) {
+		if otherAWSEndpoint(t.Variable, t.Meant) {
+			continue
+		}
 		w := fmt.Sprintf("WARNING: %s is set but not read; did you mean %s?", t.Variable, t.Meant)
 		if v, ok := rows[t.Meant]; ok && v.ReadBy == "" {
 			w += " " + applies(v, environ)
@@ -182,6 +185,19 @@ func TypoWarnings(environ []string) []string {
 		out = append(out, w)
 	}
 	return out
+}
+
+// otherAWSEndpoint reports whether name, a typo of meant to envtypo, is
+// rather the AWS SDK's endpoint variable of another service: the SDK reads
+// AWS_ENDPOINT_URL_<service ID> for every service, and many IDs are a
+// letter or two from ECR (ECS, EC2, EKS). An ID of another length, or
+// ECR's letters rearranged (ERC), is still taken for a typo.
+func otherAWSEndpoint(name, meant string) bool {
+	const prefix = "AWS_ENDPOINT_URL_"
+	svc, ok := strings.CutPrefix(name, prefix)
+	ours, oursOK := strings.CutPrefix(meant, prefix)
+	return ok && oursOK && len(svc) == len(ours) && svc == strings.ToUpper(svc) &&
+		!slices.Equal(slices.Sorted(strings.SplitSeq(svc, "")), slices.Sorted(strings.SplitSeq(ours, "")))
 }
 
 // applies says what the pipeline uses for v instead of the typo.
