@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/smithy-go/logging"
@@ -68,13 +69,15 @@ type Options struct {
 // awsVars are the variables Options.Env may supply.
 func awsVars() []string {
 	return []string{"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-		"AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL"}
+		"AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL",
+		"AWS_EC2_METADATA_DISABLED"}
 }
 
 // envOptions turns what env sets of awsVars into SDK options, which take
 // precedence over the process environment as the variables themselves
 // do over the shared files: the region, static keys, the profile and
-// its files. It also returns the ECR endpoint env names, "" for none.
+// its files, and whether the credential chain may ask the EC2 metadata
+// service. It also returns the ECR endpoint env names, "" for none.
 func envOptions(env func(string) (string, bool)) ([]func(*config.LoadOptions) error, string) {
 	if env == nil {
 		// The SDK reads the environment itself; the endpoint is still
@@ -97,6 +100,14 @@ func envOptions(env func(string) (string, bool)) ([]func(*config.LoadOptions) er
 	}
 	if f := get("AWS_SHARED_CREDENTIALS_FILE"); f != "" {
 		opts = append(opts, config.WithSharedCredentialsFiles([]string{f}))
+	}
+	// Read as the SDK reads it (config/env_config.go,
+	// setEC2IMDSClientEnableState): true or false in any case, else unset.
+	switch d := get("AWS_EC2_METADATA_DISABLED"); {
+	case strings.EqualFold(d, "true"):
+		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
+	case strings.EqualFold(d, "false"):
+		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientEnabled))
 	}
 	return opts, cmp.Or(get("AWS_ENDPOINT_URL_ECR"), get("AWS_ENDPOINT_URL"))
 }

@@ -2,6 +2,7 @@ package ecr_test
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -111,5 +112,40 @@ func TestPreflightIMDSChild(t *testing.T) {
 		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "AWS credentials not found") {
 			t.Fatalf("err = %v, want a PreflightError naming the credentials", err)
 		}
+	}
+}
+
+// Options.Env's AWS_EC2_METADATA_DISABLED decides, over the process
+// environment's, whether the credential chain asks the metadata service:
+// the pipeline's tests hand their settings through Env, so with "true" a
+// run without keys must not reach 169.254.169.254 (here a stand-in).
+func TestEnvDecidesTheMetadataService(t *testing.T) {
+	for _, tc := range []struct{ process, env string }{
+		{process: "false", env: "true"},
+		{process: "true", env: "false"},
+		{process: "false", env: "TRUE"}, // the SDK reads it in any case
+	} {
+		t.Run("process "+tc.process+", Env "+tc.env, func(t *testing.T) {
+			srv := ecrtest.Start(t, "eu-west-1")
+			ecrtest.Isolate(t)
+			imds := startIMDS(t, false)
+			t.Setenv("AWS_EC2_METADATA_DISABLED", tc.process)
+			t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
+			vars := srv.Vars(t)
+			delete(vars, "AWS_ACCESS_KEY_ID")
+			delete(vars, "AWS_SECRET_ACCESS_KEY")
+			vars["AWS_EC2_METADATA_DISABLED"] = tc.env
+			o := defaults()
+			o.Env = func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+			o.Log = io.Discard
+			_, err := ecr.Preflight(ctx(t), o)
+			if err == nil || !strings.Contains(err.Error(), "AWS credentials not found") {
+				t.Fatalf("err = %v, want the credentials named", err)
+			}
+			asked := len(imds.Requests()) > 0
+			if want := !strings.EqualFold(tc.env, "true"); asked != want {
+				t.Errorf("metadata service asked: %v, want %v (requests %v)", asked, want, imds.Requests())
+			}
+		})
 	}
 }
