@@ -81,10 +81,28 @@ func Load(ctx context.Context, idx v1.ImageIndex, platform, ref string) error {
 	if err != nil {
 		return fmt.Errorf("`docker load`: %s (%w)", LastLine(out.String()), err)
 	}
-	if !strings.Contains(out.String(), tag.String()) {
+	if !reported(out.String(), tag) {
 		return fmt.Errorf("`docker load` did not report %s: %s", tag, strings.TrimSpace(out.String()))
 	}
 	return nil
+}
+
+// reported reports whether `docker load`'s output names tag as loaded.
+// Docker prints each tag in its familiar form (moby
+// image/tarexport/load.go, tarexporter.Load: reference.FamiliarString),
+// docker.io/team/sidecar:dev as team/sidecar:dev, so the names are
+// compared normalized, whole.
+func reported(out string, tag name.Tag) bool {
+	for _, line := range strings.Split(out, "\n") {
+		got, ok := strings.CutPrefix(strings.TrimSpace(line), "Loaded image: ")
+		if !ok {
+			continue
+		}
+		if t, err := name.NewTag(got); err == nil && t.Name() == tag.Name() {
+			return true
+		}
+	}
+	return false
 }
 
 // LastLine is the last non-empty line of s, trimmed.

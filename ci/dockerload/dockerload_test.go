@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -53,12 +54,12 @@ func needDocker(t *testing.T) {
 }
 
 // Load puts exactly the asked platform's image into the daemon under the
-// asked name: its image ID is that image's config digest.
+// asked name, however spelt: its image ID is that image's config digest.
 func TestLoad(t *testing.T) {
 	needDocker(t)
 	idx, ids := twoPlatforms(t)
-	for _, plat := range []string{"linux/arm64", "linux/amd64"} {
-		ref := fmt.Sprintf("dockerload-test-%d:%s", os.Getpid(), strings.ReplaceAll(plat, "/", "-"))
+	for plat, prefix := range map[string]string{"linux/arm64": "docker.io/library/", "linux/amd64": ""} {
+		ref := fmt.Sprintf("%sdockerload-test-%d:%s", prefix, os.Getpid(), strings.ReplaceAll(plat, "/", "-"))
 		t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", ref).Run() })
 		if err := Load(context.Background(), idx, plat, ref); err != nil {
 			t.Fatalf("Load %s: %v", plat, err)
@@ -93,4 +94,35 @@ func TestPingUnreachable(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	t.Logf("failed after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// Docker reports a loaded tag in its familiar form (moby
+// image/tarexport/load.go, tarexporter.Load: reference.FamiliarString), so
+// docker.io/team/sidecar:dev is reported as team/sidecar:dev.
+func TestReported(t *testing.T) {
+	for _, tc := range []struct {
+		out, ref string
+		want     bool
+	}{
+		{"Loaded image: team/sidecar:dev\n", "docker.io/team/sidecar:dev", true},
+		{"Loaded image: sidecar:1\n", "docker.io/library/sidecar:1", true},
+		{"Loaded image: sidecar:1\n", "index.docker.io/library/sidecar:1", true},
+		{"Loaded image: sidecar:latest\n", "sidecar", true},
+		{"Loaded image: sidecar:latest\n", "sidecar:latest", true},
+		{"Loaded image: registry.example:5000/team/sidecar:dev\n", "registry.example:5000/team/sidecar:dev", true},
+		{"The image sidecar:dev already exists, renaming the old one with ID sha256:1 to empty string\nLoaded image: sidecar:dev\n", "sidecar:dev", true},
+		{"Loaded image: sidecar:dev-old\n", "sidecar:dev", false},
+		{"Loaded image: team/sidecar:dev\n", "sidecar:dev", false},
+		{"Loaded image: localhost/sidecar:dev\n", "sidecar:dev", false},
+		{"Loaded image ID: sha256:0123\n", "sidecar:dev", false},
+		{"", "sidecar:dev", false},
+	} {
+		tag, err := name.NewTag(tc.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := reported(tc.out, tag); got != tc.want {
+			t.Errorf("reported(%q, %s) = %v, want %v", tc.out, tc.ref, got, tc.want)
+		}
+	}
 }
