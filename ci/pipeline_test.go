@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1015,6 +1017,37 @@ func TestSessionRefusesTheToken(t *testing.T) {
 	err := fe.runner.Test(testCtx(t))
 	if ExitCode(err) != ExitNoEngine || !strings.Contains(err.Error(), "refused DAGGER_SESSION_TOKEN (401 Unauthorized)") {
 		t.Fatalf("exit %d: %v; want exit %d naming DAGGER_SESSION_TOKEN", ExitCode(err), err, ExitNoEngine)
+	}
+}
+
+// A session port that accepts but never answers (a stale
+// DAGGER_SESSION_PORT now held by something else) is no engine: the wait
+// for its first answer says so every few seconds and ends at its bound,
+// exit 3, before any work.
+func TestSessionThatNeverAnswers(t *testing.T) {
+	t.Parallel()
+	fe := newEngine(t, map[string]string{"LOCAL_IMAGE": "none"}, nil)
+	silent := testkit.Serve(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) // reads, never answers
+	port := silent.Addr().(*net.TCPAddr).Port
+	fe.vars["DAGGER_SESSION_PORT"] = strconv.Itoa(port)
+	fe.runner.sessionOpts = []dagger.ClientOpt{dagger.WithConn(daggertest.ConnTo(port, "token"))}
+	fe.runner.engineAnswer, fe.runner.engineProgress = 2*time.Second, 300*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // far past the bound
+	defer cancel()
+	began := time.Now()
+	err := fe.runner.Build(ctx)
+	took := time.Since(began)
+	want := fmt.Sprintf("the session at DAGGER_SESSION_PORT=%d accepted the connection but did not answer its first query (the engine's platform) within 2s", port)
+	if ExitCode(err) != ExitNoEngine || !strings.Contains(err.Error(), want) {
+		t.Fatalf("after %s: exit %d: %v; want exit %d saying %q\nlog:\n%s", took, ExitCode(err), err, ExitNoEngine, want, fe.log)
+	}
+	if took > 10*time.Second {
+		t.Errorf("gave up after %s, want about the 2s bound", took)
+	}
+	progress := regexp.MustCompile(fmt.Sprintf(`(?m)^==> build: still waiting for the session at DAGGER_SESSION_PORT=%d to answer its first query `+
+		`\(the engine's platform\): \d+s so far; giving up after 2s \(\d+\.\ds\)$`, port))
+	if n := len(progress.FindAllString(fe.log.String(), -1)); n < 3 {
+		t.Errorf("%d progress lines while waiting, want one every 300ms:\n%s", n, fe.log)
 	}
 }
 

@@ -43,6 +43,10 @@ type Runner struct {
 	// awsProgress is how often a wait on an AWS call says what it waits
 	// for (ecr.ProgressEvery when zero); tests shorten it.
 	awsProgress time.Duration
+	// engineAnswer and engineProgress pace the wait for the session's
+	// first answer (engine.AnswerBound and AnswerProgress when zero);
+	// tests shorten them.
+	engineAnswer, engineProgress time.Duration
 	// lookupEnv reads the variables the run reads besides Config's: the
 	// engine's (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST,
 	// DOCKER_HOST), AWS's (ecr.Options.Env) and the CI's for the
@@ -178,12 +182,11 @@ func (s *run) connect(ctx context.Context, target string) error {
 		return err
 	}
 	s.client = client
-	if s.enginePlatform, err = client.DefaultPlatform(ctx); err != nil {
-		// A `dagger run` session answers a wrong token with 401
-		// (engine/client/client.go, Client.ServeHTTP, at v0.21.8).
-		if port, ok := s.env()("DAGGER_SESSION_PORT"); ok && strings.Contains(err.Error(), "401") {
-			return &engine.Error{Missing: fmt.Sprintf("the session at DAGGER_SESSION_PORT=%s refused DAGGER_SESSION_TOKEN (401 Unauthorized): "+
-				"run inside the dagger run that set them, or unset both so the pipeline opens its own session", port), Err: err}
+	wait := engine.Wait{Report: func(line string) { s.step("%s: %s", target, line) }, Bound: s.engineAnswer, Every: s.engineProgress}
+	if s.enginePlatform, err = engine.Platform(ctx, client, s.env(), wait); err != nil {
+		var ee *engine.Error
+		if errors.As(err, &ee) {
+			return err
 		}
 		return fmt.Errorf("ask the engine for its platform: %w", err)
 	}

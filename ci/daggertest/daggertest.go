@@ -265,13 +265,17 @@ func (s *Server) Env() map[string]string {
 	return map[string]string{"DAGGER_SESSION_PORT": strconv.Itoa(s.port), "DAGGER_SESSION_TOKEN": s.Token}
 }
 
-// Conn is a connection to the session for dagger.WithConn, made as the
-// SDK makes one from DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN
-// (dagger.io/dagger engineconn/env.go FromSessionEnv, engineconn.go
-// defaultHTTPClient: every request to 127.0.0.1:port, the token as the
-// basic-auth user), without reading the environment.
-func (s *Server) Conn() engineconn.EngineConn {
-	port, token := s.port, s.Token
+// Conn is a connection to the session for dagger.WithConn: ConnTo its
+// port with its token.
+func (s *Server) Conn() engineconn.EngineConn { return ConnTo(s.port, s.Token) }
+
+// ConnTo is a connection for dagger.WithConn to whatever listens at
+// 127.0.0.1:port, made as the SDK makes one from DAGGER_SESSION_PORT and
+// DAGGER_SESSION_TOKEN (dagger.io/dagger engineconn/env.go
+// FromSessionEnv, engineconn.go defaultHTTPClient: every request to
+// 127.0.0.1:port, the token as the basic-auth user), without reading the
+// environment.
+func ConnTo(port int, token string) engineconn.EngineConn {
 	dial := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
