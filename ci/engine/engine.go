@@ -93,7 +93,7 @@ func ConnectEnv(ctx context.Context, log io.Writer, env func(string) (string, bo
 	case res := <-done:
 		if res.err != nil {
 			sdkLog.end() // the SDK's "Downloading CLI... " line has no newline
-			return nil, &Error{Missing: explainConnect(res.err), Err: res.err}
+			return nil, &Error{Missing: explainConnect(res.err, env), Err: res.err}
 		}
 		return res.c, nil
 	case err := <-failed:
@@ -224,15 +224,21 @@ func dial(ctx context.Context, network, addr string) error {
 }
 
 // explainConnect turns the SDK's connect error into what is missing.
-func explainConnect(err error) string {
+func explainConnect(err error, env func(string) (string, bool)) string {
 	msg := err.Error()
 	first, _, _ := strings.Cut(msg, "\n")
+	bin, binSet := env("_EXPERIMENTAL_DAGGER_CLI_BIN")
+	var notRun *exec.Error
 	switch {
 	case strings.Contains(msg, "download checksums") || strings.Contains(msg, "dl.dagger.io"):
 		return "the Dagger CLI is not cached and could not be downloaded from dl.dagger.io (offline or blocked?): " +
 			"allow access, or set _EXPERIMENTAL_DAGGER_CLI_BIN to an installed dagger binary — " + first
-	case errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file"):
-		return "the Dagger CLI named by _EXPERIMENTAL_DAGGER_CLI_BIN was not found — " + first
+	case binSet && errors.As(err, &notRun):
+		// Only the SDK's exec.LookPath of that variable's CLI
+		// (dagger.io/dagger engineconn/cli.go, FromLocalCLI) fails so; a
+		// CLI that ran reports its own errors, in the session's.
+		return fmt.Sprintf("the Dagger CLI named by _EXPERIMENTAL_DAGGER_CLI_BIN=%s cannot be run (%v): "+
+			"point it at an installed dagger v0.21.8 binary, or unset it so the SDK downloads one", bin, notRun.Err)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return "the engine session did not start in time — " + first
 	}

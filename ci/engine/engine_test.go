@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -333,6 +334,80 @@ func TestLineEnd(t *testing.T) {
 		l.end()
 		if b.String() != tc.want {
 			t.Errorf("after %q: %q, want %q", tc.written, b.String(), tc.want)
+		}
+	}
+}
+
+// A connect that fails is blamed on _EXPERIMENTAL_DAGGER_CLI_BIN only when
+// the SDK could not run the CLI it names (dagger.io/dagger
+// engineconn/cli.go, FromLocalCLI: exec.LookPath), not when the CLI ran and
+// reported a missing file of its own, nor when the variable is unset.
+func TestConnectBlamesTheCLIBinOnlyWhenItCannotRun(t *testing.T) {
+	const engineGone = "Error: dial unix /run/dagger/engine.sock: connect: no such file or directory"
+	for _, tc := range []struct {
+		name    string
+		cliBin  func(t *testing.T) string // "" leaves it unset
+		want    []string
+		notWant []string
+	}{
+		{"missing path", func(t *testing.T) string { return filepath.Join(t.TempDir(), "dagger") },
+			[]string{"_EXPERIMENTAL_DAGGER_CLI_BIN=", "cannot be run", "no such file or directory"}, nil},
+		{"not executable", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "dagger")
+			if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, []string{"_EXPERIMENTAL_DAGGER_CLI_BIN=", "cannot be run", "permission denied"}, nil},
+		{"not on PATH", func(t *testing.T) string { return "dagger-not-installed-here" },
+			[]string{"_EXPERIMENTAL_DAGGER_CLI_BIN=dagger-not-installed-here", "cannot be run"}, nil},
+		{"the CLI ran and reported a missing socket", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "dagger")
+			if err := os.WriteFile(p, []byte("#!/bin/sh\necho '"+engineGone+"' >&2\nexit 1\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, []string{"could not start an engine session", "engine.sock"}, []string{"_EXPERIMENTAL_DAGGER_CLI_BIN", "was not found", "cannot be run"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			noEngineEnv(t)
+			// An engine socket that accepts, so the probe passes and the
+			// SDK runs the CLI.
+			sock := filepath.Join(t.TempDir(), "engine.sock")
+			l, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "unix://"+sock)
+			t.Setenv("_EXPERIMENTAL_DAGGER_CLI_BIN", tc.cliBin(t))
+			msg := connectFails(t, 30*time.Second)
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message lacks %q: %s", w, msg)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(msg, w) {
+					t.Errorf("message says %q: %s", w, msg)
+				}
+			}
+		})
+	}
+}
+
+// An error naming a missing file is the CLI's own when the variable is
+// unset: the SDK then runs the CLI it downloaded.
+func TestExplainConnectWithoutCLIBin(t *testing.T) {
+	t.Parallel()
+	_, lookErr := exec.LookPath(filepath.Join(t.TempDir(), "dagger"))
+	for _, err := range []error{
+		fmt.Errorf("failed to read session params: %w: %s", io.EOF, "Error: dial unix /run/dagger/engine.sock: connect: no such file or directory"),
+		lookErr,
+	} {
+		msg := explainConnect(err, func(string) (string, bool) { return "", false })
+		if strings.Contains(msg, "_EXPERIMENTAL_DAGGER_CLI_BIN") || !strings.HasPrefix(msg, "could not start an engine session — ") {
+			t.Errorf("explainConnect(%v) = %q, want the session's failure, not the CLI variable", err, msg)
 		}
 	}
 }
