@@ -113,7 +113,7 @@ func Probe(ctx context.Context, env func(string) (string, bool)) error {
 		return nil
 	}
 	runner, _ := env("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
-	shown := redact.Userinfo(runner) // credentials in the address are never printed
+	shown := redact.Query(runner) // credentials and tokens in the address are never printed
 	scheme, rest, _ := strings.Cut(runner, "://")
 	switch scheme {
 	case "tcp":
@@ -122,12 +122,12 @@ func Probe(ctx context.Context, env func(string) (string, bool)) error {
 			addr = addr[at+1:] // dialed without them, so the dial error cannot quote them
 		}
 		if err := dial(ctx, "tcp", addr); err != nil {
-			return &Error{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", shown, err), Err: err}
+			return &Error{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %s", shown, withoutQuery(err, addr)), Err: err}
 		}
 		return nil
 	case "unix":
 		if err := dial(ctx, "unix", rest); err != nil {
-			return &Error{Missing: fmt.Sprintf("engine socket _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", shown, err), Err: err}
+			return &Error{Missing: fmt.Sprintf("engine socket _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %s", shown, withoutQuery(err, rest)), Err: err}
 		}
 		return nil
 	case "", "image", "docker-image":
@@ -135,6 +135,17 @@ func Probe(ctx context.Context, env func(string) (string, bool)) error {
 	default:
 		return nil // container://, kube-pod://, ...: left to the CLI
 	}
+}
+
+// withoutQuery is err's text with the query or fragment of the dialed
+// addr masked: Dagger dials the address whole (engine/client/drivers/dial.go,
+// defaultDialer), so the probe does too, and the dial error quotes it.
+func withoutQuery(err error, addr string) string {
+	msg := err.Error()
+	if i := strings.IndexAny(addr, "?#"); i >= 0 && i+1 < len(addr) {
+		msg = strings.ReplaceAll(msg, addr[i+1:], "xxxxx")
+	}
+	return msg
 }
 
 // probeDocker checks what Dagger itself checks before starting the engine
@@ -161,10 +172,16 @@ func probeDocker(ctx context.Context, env func(string) (string, bool)) error {
 
 // DockerTarget names where the docker CLI looks for its daemon, in the
 // CLI's order: DOCKER_HOST, then DOCKER_CONTEXT, then the config's
-// currentContext, else the default context.
+// currentContext, else the default context. A DOCKER_HOST that is set,
+// even blank, picks the default context (docker/cli cli/command/cli.go,
+// resolveContextName), and is trimmed, blank meaning the default socket
+// (opts/hosts.go, ParseHost).
 func DockerTarget(lookup func(string) (string, bool)) string {
 	if h, ok := lookup("DOCKER_HOST"); ok && h != "" {
-		return "DOCKER_HOST=" + redact.Userinfo(h)
+		if h = strings.TrimSpace(h); h == "" {
+			return defaultDockerContext
+		}
+		return "DOCKER_HOST=" + redact.Query(h) // a token in its query too
 	}
 	cfgDir, ok := lookup("DOCKER_CONFIG")
 	if !ok || cfgDir == "" {
@@ -186,7 +203,7 @@ func DockerTarget(lookup func(string) (string, bool)) string {
 		}
 	}
 	if name == "" || name == "default" {
-		return "the default Docker context (unix:///var/run/docker.sock)"
+		return defaultDockerContext
 	}
 	desc := fmt.Sprintf("Docker context %q (%s", name, from)
 	if ep := contextEndpoint(cfgDir, name); ep != "" {
@@ -194,6 +211,8 @@ func DockerTarget(lookup func(string) (string, bool)) string {
 	}
 	return desc + ")"
 }
+
+const defaultDockerContext = "the default Docker context (unix:///var/run/docker.sock)"
 
 // contextEndpoint reads a context's Docker endpoint from the CLI's context
 // store (contexts/meta/<sha256 of the name>/meta.json); "" if unknown.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -308,6 +309,13 @@ func TestAddressCredentialsNeverPrinted(t *testing.T) {
 			fakeDockerCLI(t, dockerDown)
 			t.Setenv("DOCKER_HOST", "tcp://"+secret+"@127.0.0.1:"+strconv.Itoa(testkit.RefusedPort(t)))
 		}, "DOCKER_HOST=tcp://xxxxx@127.0.0.1:"},
+		{"remote engine, token in the query", func(t *testing.T) {
+			t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://127.0.0.1:"+strconv.Itoa(testkit.RefusedPort(t))+"?token="+secret)
+		}, "?xxxxx is not reachable"},
+		{"Docker daemon, token in the query", func(t *testing.T) {
+			fakeDockerCLI(t, dockerDown)
+			t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:"+strconv.Itoa(testkit.RefusedPort(t))+"?token="+secret)
+		}, "DOCKER_HOST=tcp://127.0.0.1:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			noEngineEnv(t)
@@ -408,6 +416,36 @@ func TestExplainConnectWithoutCLIBin(t *testing.T) {
 		msg := explainConnect(err, func(string) (string, bool) { return "", false })
 		if strings.Contains(msg, "_EXPERIMENTAL_DAGGER_CLI_BIN") || !strings.HasPrefix(msg, "could not start an engine session — ") {
 			t.Errorf("explainConnect(%v) = %q, want the session's failure, not the CLI variable", err, msg)
+		}
+	}
+}
+
+// DockerTarget names the daemon as the docker CLI picks it: a DOCKER_HOST
+// that is set, even blank, selects the default context
+// (cli/command/cli.go, resolveContextName), and its value is trimmed, a
+// blank one meaning the default socket (opts/hosts.go, ParseHost). Neither
+// credentials nor a query (a token) are shown.
+func TestDockerTarget(t *testing.T) {
+	t.Parallel()
+	cfg := t.TempDir() // no config.json: no current context
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"DOCKER_HOST": "tcp://127.0.0.1:1?token=SECRET15"}, "DOCKER_HOST=tcp://127.0.0.1:1?xxxxx"},
+		{map[string]string{"DOCKER_HOST": "tcp://127.0.0.1:1#SECRET15"}, "DOCKER_HOST=tcp://127.0.0.1:1#xxxxx"},
+		{map[string]string{"DOCKER_HOST": "tcp://user:SECRET15@127.0.0.1:1"}, "DOCKER_HOST=tcp://xxxxx@127.0.0.1:1"},
+		{map[string]string{"DOCKER_HOST": " unix:///run/user/1000/docker.sock "}, "DOCKER_HOST=unix:///run/user/1000/docker.sock"},
+		{map[string]string{"DOCKER_HOST": " "}, "the default Docker context (unix:///var/run/docker.sock)"},
+		{map[string]string{"DOCKER_HOST": " ", "DOCKER_CONTEXT": "colima"}, "the default Docker context (unix:///var/run/docker.sock)"},
+		{map[string]string{"DOCKER_HOST": "", "DOCKER_CONTEXT": "colima"}, `Docker context "colima" (DOCKER_CONTEXT)`},
+		{nil, "the default Docker context (unix:///var/run/docker.sock)"},
+	} {
+		env := map[string]string{"DOCKER_CONFIG": cfg}
+		maps.Copy(env, tc.env)
+		got := DockerTarget(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		if got != tc.want {
+			t.Errorf("DockerTarget(%q) = %q, want %q", tc.env, got, tc.want)
 		}
 	}
 }
