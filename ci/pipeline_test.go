@@ -1020,6 +1020,25 @@ func TestSessionRefusesTheToken(t *testing.T) {
 	}
 }
 
+// Tags on HEAD that name no version (a release line, v1.4) leave the
+// version tag out, and the log says they were seen and ignored, not that
+// there are none.
+func TestPushSaysWhichTagsItIgnored(t *testing.T) {
+	t.Parallel()
+	fe := newEngine(t, nil, nil)
+	gitTag(t, fe.dir, "v1.4")
+	gitTag(t, fe.dir, "vendor-sync")
+	s := &run{Runner: fe.runner, target: "push"}
+	if err := s.pushPreflight(testCtx(t)); err != nil {
+		t.Fatalf("push preflight: %v\nlog:\n%s", err, fe.log)
+	}
+	want := "==> push: version skipped: no version git tag on HEAD, only v1.4 (a release-line tag), vendor-sync (no digit after the v); " +
+		"a version tag is v and a semantic version, such as v1.4.0 ("
+	if log := fe.log.String(); !strings.Contains(log, want) || strings.Contains(log, "no v* git tag") {
+		t.Errorf("log does not say %q:\n%s", want, log)
+	}
+}
+
 // A session port that accepts but never answers (a stale
 // DAGGER_SESSION_PORT now held by something else) is no engine: the wait
 // for its first answer says so every few seconds and ends at its bound,

@@ -218,7 +218,7 @@ func (s *run) pushPreflight(ctx context.Context) error {
 	if n := len(ref.Untracked); n > 0 {
 		s.step("push: leaving %d untracked path(s) out of the build, so the image is commit %s's: %s", n, ref.Short, listSome(ref.Untracked, 5))
 	}
-	s.tags = imagetag.Decide(imagetag.Input{Short: ref.Short, GitTag: ref.GitTag, PushLatest: s.Config.PushLatest})
+	s.tags = imagetag.Decide(imagetag.Input{Short: ref.Short, GitTag: ref.GitTag, Ignored: ref.Ignored, PushLatest: s.Config.PushLatest})
 	for _, skip := range s.tags.Skips() {
 		s.step("push: %s", skip)
 	}

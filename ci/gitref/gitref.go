@@ -25,11 +25,14 @@ const ShortLen = 12
 
 // Ref is the git state of a source tree.
 type Ref struct {
-	Commit string    // full commit hash of HEAD
-	Short  string    // first ShortLen characters of Commit
-	GitTag string    // highest v* git tag pointing at HEAD, "" when none
-	Time   time.Time // committer time of HEAD (reproducible CREATED label)
-	Dirty  bool      // tracked files differ from HEAD
+	Commit string // full commit hash of HEAD
+	Short  string // first ShortLen characters of Commit
+	GitTag string // highest v* git tag pointing at HEAD, "" when none
+	// Ignored are the v* tags on HEAD that name no version, each with
+	// why: "v1.4 (a release-line tag)".
+	Ignored []string
+	Time    time.Time // committer time of HEAD (reproducible CREATED label)
+	Dirty   bool      // tracked files differ from HEAD
 	// Untracked files that .gitignore does not ignore, relative to the
 	// directory read; a wholly untracked directory is one entry, "dir/".
 	Untracked []string
@@ -104,7 +107,7 @@ func Read(ctx context.Context, dir string) (Ref, error) {
 	if err != nil {
 		return Ref{}, err
 	}
-	ref.GitTag, badTag = pickVersion(strings.Fields(tags))
+	ref.GitTag, ref.Ignored, badTag = pickVersion(strings.Fields(tags))
 
 	// --untracked-files=no: a stray build artefact doesn't change what the
 	// commit tag names; a modified tracked file does.
@@ -142,25 +145,28 @@ func (e *BadTagError) Error() string {
 // name a release line (as GitHub Actions keep), not a release. One that
 // is v and a digit, but is not a semantic version usable as an image tag
 // (v1.4.0+build, v1.4.0_1), is refused.
-func pickVersion(tags []string) (string, error) {
+func pickVersion(tags []string) (version string, ignored []string, err error) {
 	var ok []string
 	for _, t := range tags {
 		if len(t) < 2 || t[0] != 'v' || t[1] < '0' || t[1] > '9' {
+			ignored = append(ignored, t+" (no digit after the v)")
 			continue
 		}
 		if semver.IsValid(t) && strings.Count(t, ".") < 2 {
-			continue // semver's shorthand: vMAJOR or vMAJOR.MINOR, nothing after
+			// semver's shorthand: vMAJOR or vMAJOR.MINOR, nothing after
+			ignored = append(ignored, t+" (a release-line tag)")
+			continue
 		}
 		if !semver.IsValid(t) || semver.Build(t) != "" || !ValidTag(t) {
-			return "", &BadTagError{Tag: t}
+			return "", nil, &BadTagError{Tag: t}
 		}
 		ok = append(ok, t)
 	}
 	if len(ok) == 0 {
-		return "", nil
+		return "", ignored, nil
 	}
 	slices.SortFunc(ok, semver.Compare)
-	return ok[len(ok)-1], nil
+	return ok[len(ok)-1], ignored, nil
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {

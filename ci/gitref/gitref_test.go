@@ -139,33 +139,36 @@ func TestReadOutsideRepo(t *testing.T) {
 
 func TestPickVersion(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		tags []string
-		want string
-		bad  string // the tag refused
+		name    string
+		tags    []string
+		want    string
+		bad     string   // the tag refused
+		ignored []string // the tags that name no version, with why
 	}{
 		{name: "numeric order", tags: []string{"v1.9.0", "v1.10.0"}, want: "v1.10.0"},
 		{name: "a release beats its pre-release", tags: []string{"v1.0.0", "v1.0.0-rc1"}, want: "v1.0.0"},
 		{name: "numeric pre-release identifiers", tags: []string{"v1.0.0-rc.10", "v1.0.0-rc.9"}, want: "v1.0.0-rc.10"},
-		{name: "release-line tags are not versions", tags: []string{"v1", "v1.0", "v1.0.1"}, want: "v1.0.1"},
-		{name: "a release-line tag does not tie with its release", tags: []string{"v1.4.0", "v1.4"}, want: "v1.4.0"},
-		{name: "only release-line tags", tags: []string{"v1", "v2.3"}},
+		{name: "release-line tags are not versions", tags: []string{"v1", "v1.0", "v1.0.1"}, want: "v1.0.1",
+			ignored: []string{"v1 (a release-line tag)", "v1.0 (a release-line tag)"}},
+		{name: "a release-line tag does not tie with its release", tags: []string{"v1.4.0", "v1.4"}, want: "v1.4.0", ignored: []string{"v1.4 (a release-line tag)"}},
+		{name: "only release-line tags", tags: []string{"v1", "v2.3"}, ignored: []string{"v1 (a release-line tag)", "v2.3 (a release-line tag)"}},
 		{name: "shorthand with a pre-release is not semver", tags: []string{"v1.4-rc.1"}, bad: "v1.4-rc.1"},
-		{name: "not versions: ignored", tags: []string{"vendor-sync", "v1.2.0", "very-good", "v"}, want: "v1.2.0"},
-		{name: "only non-versions", tags: []string{"vendor-sync"}},
+		{name: "not versions: ignored", tags: []string{"vendor-sync", "v1.2.0", "very-good", "v"}, want: "v1.2.0",
+			ignored: []string{"vendor-sync (no digit after the v)", "very-good (no digit after the v)", "v (no digit after the v)"}},
+		{name: "only non-versions", tags: []string{"vendor-sync"}, ignored: []string{"vendor-sync (no digit after the v)"}},
 		{name: "none"},
 		{name: "build metadata cannot be an image tag", tags: []string{"v1.2.0", "v1.2.0+build.5"}, bad: "v1.2.0+build.5"},
 		{name: "not semver", tags: []string{"v1.2.3.4"}, bad: "v1.2.3.4"},
 		{name: "not semver either", tags: []string{"v2_final"}, bad: "v2_final"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := pickVersion(tc.tags)
+			got, ignored, err := pickVersion(tc.tags)
 			var bt *BadTagError
 			switch {
 			case tc.bad != "" && (!errors.As(err, &bt) || bt.Tag != tc.bad || !strings.Contains(err.Error(), "v1.4.0-rc.1")):
 				t.Errorf("pickVersion(%q) = %q, %v; want a BadTagError for %q saying what is accepted", tc.tags, got, err, tc.bad)
-			case tc.bad == "" && (err != nil || got != tc.want):
-				t.Errorf("pickVersion(%q) = %q, %v; want %q", tc.tags, got, err, tc.want)
+			case tc.bad == "" && (err != nil || got != tc.want || !slices.Equal(ignored, tc.ignored)):
+				t.Errorf("pickVersion(%q) = %q, %q, %v; want %q, %q", tc.tags, got, ignored, err, tc.want, tc.ignored)
 			}
 		})
 	}

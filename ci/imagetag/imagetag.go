@@ -21,9 +21,12 @@ const (
 
 // Input is what the decision depends on.
 type Input struct {
-	Short      string // the commit's short hash (gitref.ShortLen characters)
-	GitTag     string // the v* git tag on HEAD, "" when none
-	PushLatest bool   // PUSH_LATEST
+	Short  string // the commit's short hash (gitref.ShortLen characters)
+	GitTag string // the v* git tag on HEAD, "" when none
+	// Ignored are the v* tags on HEAD that name no version, with why
+	// (gitref.Ref.Ignored): "v1.4 (a release-line tag)".
+	Ignored    []string
+	PushLatest bool // PUSH_LATEST
 }
 
 // Tag is the decision for one Kind: Name is pushed, or Skipped says why
@@ -42,13 +45,18 @@ type Tags []Tag
 //   - commit: always, the 12-character commit hash (the candidate);
 //   - version: the v* git tag on HEAD with one leading v stripped
 //     (v1.2.3 → 1.2.3, as docker/metadata-action's semver pattern does);
-//     skipped when HEAD has no v* tag;
+//     skipped when HEAD has no v* tag, or only ones that name no version
+//     (the skip names them);
 //   - latest: only with PUSH_LATEST=true.
 func Decide(in Input) Tags {
 	t := Tags{{Kind: Commit, Name: in.Short}}
-	if v := VersionOf(in.GitTag); v != "" {
+	switch v := VersionOf(in.GitTag); {
+	case v != "":
 		t = append(t, Tag{Kind: Version, Name: v})
-	} else {
+	case len(in.Ignored) > 0:
+		t = append(t, Tag{Kind: Version, Skipped: "no version git tag on HEAD, only " + strings.Join(in.Ignored, ", ") +
+			"; a version tag is v and a semantic version, such as v1.4.0"})
+	default:
 		t = append(t, Tag{Kind: Version, Skipped: "no v* git tag on HEAD"})
 	}
 	if in.PushLatest {

@@ -25,6 +25,11 @@ func TestDecide(t *testing.T) {
 		{"latest without a version", Input{Short: short, PushLatest: true}, []string{short, "latest"},
 			[]string{"version skipped: no v* git tag on HEAD"}},
 		{"every tag", Input{Short: short, GitTag: "v1.0.0", PushLatest: true}, []string{short, "1.0.0", "latest"}, nil},
+		{"only a release-line tag", Input{Short: short, Ignored: []string{"v1.4 (a release-line tag)"}}, []string{short},
+			[]string{"version skipped: no version git tag on HEAD, only v1.4 (a release-line tag); a version tag is v and a semantic version, such as v1.4.0",
+				"latest skipped: PUSH_LATEST=false"}},
+		{"ignored tags beside a version", Input{Short: short, GitTag: "v1.4.0", Ignored: []string{"v1.4 (a release-line tag)"}}, []string{short, "1.4.0"},
+			[]string{"latest skipped: PUSH_LATEST=false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Decide(tc.in)
