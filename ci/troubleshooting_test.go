@@ -1,6 +1,10 @@
 package ci
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -33,4 +37,31 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 	_, section, _ := strings.Cut(pipeline, "### Pipeline exit codes")
 	section, _, _ = strings.Cut(section, "\n### ")
 	msgdoc.RequireExitCodes(t, section, "exitcode.go")
+}
+
+// The row of the LOCAL_IMAGE message gives the exit code a run refused
+// by it ends with.
+func TestTroubleshootingGivesTheLocalDockerExitCode(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../docs/troubleshooting.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Config: config.Config{LocalImage: "sidecar:dev"}, Log: io.Discard,
+		lookupEnv:  func(string) (string, bool) { return "", false },
+		pingDocker: func(context.Context) error { return errors.New("connection refused") }}
+	refused := r.checkLocalDocker(context.Background(), "build")
+	if refused == nil {
+		t.Fatal("checkLocalDocker passed with Docker down")
+	}
+	want := fmt.Sprintf("Exit code %d.", ExitCode(refused))
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "| `LOCAL_IMAGE=… needs the local Docker") {
+			if !strings.Contains(line, want) {
+				t.Errorf("docs/troubleshooting.md's row does not say %q:\n%s", want, line)
+			}
+			return
+		}
+	}
+	t.Error("docs/troubleshooting.md has no row for `LOCAL_IMAGE=… needs the local Docker`")
 }
