@@ -108,9 +108,10 @@ func TestMageHelpAgrees(t *testing.T) {
 			rows[n] = v
 		}
 	}
-	stated := map[string]bool{}
+	stated, all := map[string]bool{}, ""
 	for target, doc := range docs {
 		doc = strings.Join(strings.Fields(doc), " ") // defaults may wrap
+		all += doc + "\n"
 		for _, n := range envNameRE.FindAllString(doc, -1) {
 			if _, ok := rows[n]; !ok {
 				t.Errorf("mage -h %s names %s, which Vars does not list", target, n)
@@ -134,6 +135,10 @@ func TestMageHelpAgrees(t *testing.T) {
 	for _, v := range config.Vars() {
 		if v.ReadBy == "" && !stated[v.Name] {
 			t.Errorf("no pipeline target's help states %s (default: %s)", v.Name, v.Default)
+		}
+		// Whole names: AWS_ENDPOINT_URL_ECR does not name AWS_ENDPOINT_URL.
+		if !regexp.MustCompile(`\b` + regexp.QuoteMeta(v.Name) + `\b`).MatchString(all) {
+			t.Errorf("no pipeline target's help names %s", v.Name)
 		}
 	}
 }

@@ -164,7 +164,9 @@ func Test(ctx context.Context) error {
 // AWS: AWS_REGION (default: AWS SDK chain) with AWS_PROFILE or
 // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a role;
 // AWS_ENDPOINT_URL_ECR (default: AWS default) overrides the ECR API
-// endpoint. The repository ECR_REPOSITORY (default: sidecar) is created when
+// endpoint, and AWS_ENDPOINT_URL (default: AWS default) every AWS endpoint
+// push calls (a local AWS emulator), ECR's unless AWS_ENDPOINT_URL_ECR is
+// set. The repository ECR_REPOSITORY (default: sidecar) is created when
 // missing if ECR_CREATE_REPOSITORY (default: true), with scan on push if
 // ECR_SCAN_ON_PUSH (default: true) and immutable tags if ECR_IMMUTABLE_TAGS
 // (default: true), all but latest with PUSH_LATEST. VULN_CHECK (default: true) and GOVULNDB (default:
