@@ -129,14 +129,14 @@ func (s *run) build(ctx context.Context) (*Image, error) {
 	}
 	args := buildArgs(cfg, s.src, engine)
 	for _, b := range img.Bases {
-		s.step("build: %s %s is %s", b.Arg, b.Ref, b.Pinned)
+		s.step("%s: %s %s is %s", s.target, b.Arg, b.Ref, b.Pinned)
 		args = setArg(args, b.Arg, b.Pinned)
 	}
 	s.dockerBuilds(img, args)
 	if s.tmp, err = os.MkdirTemp("", "sidecar-image-"); err != nil {
 		return nil, fmt.Errorf("temporary directory for the image export: %w", err)
 	}
-	s.step("build: exporting the %d-platform image", len(img.Variants))
+	s.step("%s: exporting the %d-platform image", s.target, len(img.Variants))
 	// Gzip, as publish uses: the exported digest is the one pushed.
 	if _, err := s.client.Container().Export(ctx, s.tarball(), dagger.ContainerExportOpts{
 		PlatformVariants: img.Variants, ForcedCompression: dagger.ImageLayerCompressionGzip,
@@ -151,7 +151,7 @@ func (s *run) build(ctx context.Context) (*Image, error) {
 	if img.Digest, err = imagesize.IndexDigest(img.Index); err != nil {
 		// Not fatal: only the idempotent-push check needs it, and without
 		// it push treats existing tags as different images.
-		s.step("build: note: no single image digest in the export (%v)", err)
+		s.step("%s: note: no single image digest in the export (%v)", s.target, err)
 	}
 	if img.Files, err = imagefiles.FromIndex(img.Index, imagePaths()...); err != nil {
 		return nil, fmt.Errorf("read the built image: %w", err)
@@ -171,10 +171,10 @@ func (s *run) dockerBuilds(img *Image, args []dagger.BuildArg) {
 	dir := s.client.Host().Directory(s.Config.Dir, dagger.HostDirectoryOpts{Exclude: excludes, Gitignore: true})
 	label := s.sourceLabel(s.src)
 	if label == "" {
-		s.step("build: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label")
+		s.step("%s: source repository unknown (no GitHub variables, no http(s) origin remote): no org.opencontainers.image.source label", s.target)
 	}
 	for _, p := range s.Config.Platforms {
-		s.step("build: Dockerfile for %s", p)
+		s.step("%s: Dockerfile for %s", s.target, p)
 		c := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: "Dockerfile", Platform: p, BuildArgs: args})
 		if label != "" {
 			c = c.WithLabel("org.opencontainers.image.source", label)
@@ -202,7 +202,7 @@ func stepSize() Step {
 			if err := checkSizes(s.log(), s.Config, s.img.Sizes); err != nil {
 				return err
 			}
-			s.step("build: image %s within the %s budget", orUnknown(s.img.Digest), imagesize.Human(s.Config.SizeBudget))
+			s.step("%s: image %s within the %s budget", s.target, orUnknown(s.img.Digest), imagesize.Human(s.Config.SizeBudget))
 			return nil
 		}}
 }
@@ -221,13 +221,13 @@ func stepExport() Step {
 				if err := moveFile(s.tarball(), cfg.OCITarball); err != nil {
 					return fmt.Errorf("OCI_TARBALL: %w", err)
 				}
-				s.step("build: wrote OCI tarball %s", cfg.OCITarball)
+				s.step("%s: wrote OCI tarball %s", s.target, cfg.OCITarball)
 			}
 			if cfg.LocalImage != "" {
 				// From the export, on this side: Container.ExportImage needs an
 				// engine driver with an image loader, which unix:// and tcp://
 				// runner hosts lack (engine engine/client/drivers/dial.go).
-				s.step("build: loading the %s image into local Docker as %s (docker load)", cfg.HostPlatform, cfg.LocalImage)
+				s.step("%s: loading the %s image into local Docker as %s (docker load)", s.target, cfg.HostPlatform, cfg.LocalImage)
 				if err := s.loader()(ctx, s.img.Index, string(cfg.HostPlatform), cfg.LocalImage); err != nil {
 					return fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", cfg.LocalImage, err)
 				}

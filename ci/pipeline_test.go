@@ -1020,6 +1020,40 @@ func TestSessionRefusesTheToken(t *testing.T) {
 	}
 }
 
+// Every progress line of a run names the target run, whatever step
+// writes it (the docs show push's as `==> push: …`).
+func TestEveryLineNamesTheTarget(t *testing.T) {
+	t.Parallel()
+	for _, target := range []string{"build", "test", "push"} {
+		t.Run(target, func(t *testing.T) {
+			t.Parallel()
+			var fe *fakeEngine
+			if target == "push" {
+				fe = newLightPushEngine(t, pushEnv(t, nil), nil)
+			} else {
+				fe = newEngine(t, nil, nil)
+				gitTag(t, fe.dir, "v1.4.0+build.7") // a local build goes on, with a note
+			}
+			run := map[string]func(context.Context) error{"build": fe.runner.Build, "test": fe.runner.Test, "push": fe.runner.Push}[target]
+			if err := run(testCtx(t)); err != nil {
+				t.Fatalf("%s: %v\nlog:\n%s", target, err, fe.log)
+			}
+			lines := 0
+			for _, l := range strings.Split(fe.log.String(), "\n") {
+				if strings.HasPrefix(l, "==> ") {
+					lines++
+					if !strings.HasPrefix(l, "==> "+target+": ") {
+						t.Errorf("line does not name %s: %s", target, l)
+					}
+				}
+			}
+			if lines < 10 {
+				t.Errorf("only %d progress lines:\n%s", lines, fe.log)
+			}
+		})
+	}
+}
+
 // Tags on HEAD that name no version (a release line, v1.4) leave the
 // version tag out, and the log says they were seen and ignored, not that
 // there are none.

@@ -86,7 +86,7 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(fe.log.String(), "build: RUNTIME_IMAGE mirror.example/alpine:3.22 is "+pinned["RUNTIME_IMAGE"]) {
+	if !strings.Contains(fe.log.String(), "push: RUNTIME_IMAGE mirror.example/alpine:3.22 is "+pinned["RUNTIME_IMAGE"]) {
 		t.Errorf("log does not say what the base images were pinned to:\n%s", fe.log)
 	}
 }

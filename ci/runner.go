@@ -291,13 +291,13 @@ func (s source) createdArg() string {
 	return s.created.UTC().Format(time.RFC3339)
 }
 
-func (r *Runner) source(ctx context.Context) source {
-	ref, err := gitref.Read(ctx, r.Config.Dir)
+func (s *run) source(ctx context.Context) source {
+	ref, err := gitref.Read(ctx, s.Config.Dir)
 	var badTag *gitref.BadTagError
 	if errors.As(err, &badTag) {
-		r.step("note: %v; this build's version is dev", badTag)
+		s.step("%s: note: %v; this build's version is dev", s.target, badTag)
 	} else if err != nil {
-		r.step("note: no git metadata (%v); image labels use the Dockerfile defaults", err)
+		s.step("%s: note: no git metadata (%v); image labels use the Dockerfile defaults", s.target, err)
 		return source{}
 	}
 	src := sourceOf(ref)

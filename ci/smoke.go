@@ -98,7 +98,7 @@ type smokeRun struct {
 // smoke runs the image (host platform) against a throwaway MySQL:
 // a SQL round trip through the sidecar service, then the checks of a
 // running sidecar (UID 1000, healthcheck) and of sleep mode.
-func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) error {
+func (s *run) smoke(ctx context.Context, client *dagger.Client, img *Image) error {
 	// Run the variant native to the engine, which is not this machine's
 	// platform when a shared remote engine is used.
 	native, ok := img.variant(img.Engine)
@@ -118,20 +118,20 @@ func (r *Runner) smoke(ctx context.Context, client *dagger.Client, img *Image) e
 	if sr.cnf, err = secretFiles.Secret(client, "smoke-client.cnf", "[client]\nuser=root\npassword="+password+"\n"); err != nil {
 		return err
 	}
-	if err := r.smokeSQL(ctx, client, sr); err != nil {
+	if err := s.smokeSQL(ctx, client, sr); err != nil {
 		return err
 	}
-	r.step("test: running sidecar: UID and healthcheck")
+	s.step("%s: running sidecar: UID and healthcheck", s.target)
 	if err := sr.checkIn(ctx, proxyEnv(native, sidecarPort+1), smokeCheck{script: runningCheckScript(),
 		execWhat: "healthcheck inside the running sidecar", outWhat: "running sidecar", want: []string{"uid=1000", "healthcheck=ok", "exit=0"}}); err != nil {
 		return err
 	}
-	r.step("test: sleep mode stays up for %ds", sleepUpFor)
+	s.step("%s: sleep mode stays up for %ds", s.target, sleepUpFor)
 	if err := sr.checkIn(ctx, native.WithEnvVariable("MODE", "sleep"), smokeCheck{script: sleepCheckScript(),
 		execWhat: "sleep mode", outWhat: "sleep mode", want: []string{"stayed-up", "healthcheck=ok", "exit=0"}}); err != nil {
 		return err
 	}
-	r.step("test: smoke test passed")
+	s.step("%s: smoke test passed", s.target)
 	return nil
 }
 
@@ -148,9 +148,9 @@ func proxyEnv(c *dagger.Container, listen int) *dagger.Container {
 
 // smokeSQL makes the SQL round trip: MySQL as a service, the sidecar as a
 // service in front of it, and the mysql client through the sidecar.
-func (r *Runner) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun) error {
-	r.step("test: starting MySQL (%s) and the %s sidecar in proxy mode", r.Config.MySQLImage, sr.platform)
-	mysql := client.Container().From(r.Config.MySQLImage).
+func (s *run) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun) error {
+	s.step("%s: starting MySQL (%s) and the %s sidecar in proxy mode", s.target, s.Config.MySQLImage, sr.platform)
+	mysql := client.Container().From(s.Config.MySQLImage).
 		WithSecretVariable("MYSQL_ROOT_PASSWORD", sr.rootPW).
 		WithEnvVariable("SMOKE_RUN", sr.runID).
 		WithExposedPort(3306).
@@ -167,8 +167,8 @@ func (r *Runner) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeR
 		}).
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 
-	r.step("test: SQL round trip through the sidecar")
-	out, err := client.Container().From(r.Config.MySQLImage).
+	s.step("%s: SQL round trip through the sidecar", s.target)
+	out, err := client.Container().From(s.Config.MySQLImage).
 		WithServiceBinding(sidecarAlias, sidecar).
 		WithMountedSecret(clientCnf, sr.cnf).
 		WithEnvVariable("SMOKE_SQL", smokesql.SQL).

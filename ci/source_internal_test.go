@@ -34,7 +34,7 @@ func TestLocalBuildRevisionCountsUntrackedFiles(t *testing.T) {
 	}
 	git("add", ".")
 	git("commit", "-qm", "first")
-	r := &Runner{Log: &strings.Builder{}}
+	r := &run{Runner: &Runner{Log: &strings.Builder{}}, target: "build"}
 	r.Config.Dir = dir
 	clean := r.source(context.Background()).revision
 	if len(clean) != 40 {
