@@ -89,7 +89,12 @@ func (s *run) attest(ctx context.Context) error {
 	}
 	auth := registryAuth(reg)
 	for _, d := range missing {
-		h, err := referrers.Attach(ctx, reg.URI, subject, d, auth)
+		var h v1.Hash
+		err := s.onRegistry(ctx, "the registry at "+reg.URI+" (attaching "+d.Title+")", func(ctx context.Context) error {
+			var err error
+			h, err = referrers.Attach(ctx, reg.URI, subject, d, auth)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("attach %s to %s (the documents are in %s/): %w", d.Title, pushed.Digest, distDir, err)
 		}
@@ -102,7 +107,12 @@ func (s *run) attest(ctx context.Context) error {
 // run pushed that stand, by title.
 func (s *run) attached(ctx context.Context, docs []referrers.Artifact) (map[string]referrers.Found, error) {
 	pushed := s.rel.pushed
-	found, err := referrers.List(ctx, s.reg.URI, pushed.Digest, "", registryAuth(s.reg))
+	var found []referrers.Found
+	err := s.onRegistry(ctx, "the registry at "+s.reg.URI+" (the documents attached)", func(ctx context.Context) error {
+		var err error
+		found, err = referrers.List(ctx, s.reg.URI, pushed.Digest, "", registryAuth(s.reg))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the SBOM and provenance attached to %s: %w", pushed.Digest, err)
 	}

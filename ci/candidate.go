@@ -42,6 +42,17 @@ func (r *Runner) pullCandidate(ctx context.Context, reg *ecr.Registry, pushed ec
 		return nil, fmt.Errorf("candidate reference: %w", err)
 	}
 	r.step("push: reading %s, %s and os-release of each platform from %s", binaryPath, apkDBPath, ref)
+	var c *candidateImage
+	err = r.onRegistry(ctx, "the registry at "+reg.URI+" (the candidate's files)", func(ctx context.Context) error {
+		var err error
+		c, err = readCandidate(ctx, reg, ref, pushed, fallback)
+		return err
+	})
+	return c, err
+}
+
+// readCandidate is pullCandidate's reading, under its bound.
+func readCandidate(ctx context.Context, reg *ecr.Registry, ref name.Digest, pushed ecr.Pushed, fallback source) (*candidateImage, error) {
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(registryAuth(reg))}
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {

@@ -792,6 +792,44 @@ func TestPushRerunKeepsThePushedCommitImage(t *testing.T) {
 	}
 }
 
+// Reading a commit's image back from the registry says that it waits, as
+// an ECR API call does, and a registry that stops answering ends the run
+// with an error naming it, not a silence.
+func TestPushWatchesTheRegistry(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		bound time.Duration
+	}{
+		{"slow", 250 * time.Millisecond, 0},
+		{"silent", time.Minute, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			immutable := true
+			ecrSrv := pushEnv(t, &immutable)
+			fe := newLightPushEngine(t, ecrSrv, nil)
+			pushedCandidate(t, ecrSrv, gitHead(t, fe.dir)[:12], earlierFiles(t))
+			ecrSrv.DelayRegistryReads(tc.delay)
+			fe.runner.awsProgress, fe.runner.registryBound = 100*time.Millisecond, tc.bound
+			err := fe.runner.Push(testCtx(t))
+			what := "the registry at " + ecrSrv.Host() + "/sidecar (the candidate's files)"
+			line := regexp.MustCompile(`(?m)^==> push: still waiting for ` + regexp.QuoteMeta(what) + `: \d+s so far; giving up after ` +
+				regexp.QuoteMeta(cmp.Or(tc.bound, ecr.RegistryBound).String()) + ` \(\d+\.\ds\)$`)
+			if !line.MatchString(fe.log.String()) {
+				t.Errorf("no progress line %s:\n%s", line, fe.log)
+			}
+			switch {
+			case tc.bound == 0 && err != nil:
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			case tc.bound > 0 && (err == nil || !strings.Contains(err.Error(), "no answer from "+what+" within 1s")):
+				t.Fatalf("Push: %v; want no answer from %s within 1s", err, what)
+			}
+		})
+	}
+}
+
 func TestUnitTestsCanBeSkipped(t *testing.T) {
 	t.Parallel()
 	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false"}, nil)

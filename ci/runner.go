@@ -47,6 +47,9 @@ type Runner struct {
 	// first answer (engine.AnswerBound and AnswerProgress when zero);
 	// tests shorten them.
 	engineAnswer, engineProgress time.Duration
+	// registryBound bounds each wait on the registry's HTTP API
+	// (ecr.RegistryBound when zero); tests shorten it.
+	registryBound time.Duration
 	// lookupEnv reads the variables the run reads besides Config's: the
 	// engine's (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST,
 	// DOCKER_HOST), AWS's (ecr.Options.Env) and the CI's for the
@@ -104,6 +107,12 @@ func (r *Runner) out() io.Writer {
 }
 
 // step prints one progress line, with the time since the run started.
+// onRegistry runs fn, a wait on the registry (what says which), bounded
+// and with progress lines as the ECR API calls are (ecr.Watch).
+func (r *Runner) onRegistry(ctx context.Context, what string, fn func(context.Context) error) error {
+	return ecr.Watch(ctx, ecr.Wait{Report: func(line string) { r.step("push: %s", line) }, What: what, Bound: r.registryBound, Every: r.awsProgress}, fn)
+}
+
 func (r *Runner) step(format string, args ...any) {
 	if r.start.IsZero() {
 		r.start = time.Now()

@@ -205,13 +205,13 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 // checkRegionAndCredentials fails naming each of the region and the
 // credentials that is missing; the credential chain's wait is w (its
 // bound DefaultCredentialsTimeout when zero).
-func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w wait) error {
+func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w Wait) error {
 	var problems []string
 	if p := regionProblem(cfg.Region); p != "" {
 		problems = append(problems, p)
 	}
-	if w.bound <= 0 {
-		w.bound = DefaultCredentialsTimeout
+	if w.Bound <= 0 {
+		w.Bound = DefaultCredentialsTimeout
 	}
 	err := watched(ctx, w, func(ctx context.Context) error {
 		_, err := cfg.Credentials.Retrieve(ctx)
@@ -273,7 +273,7 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 	if err != nil {
 		return nil, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
 	}
-	if err := checkRegionAndCredentials(ctx, cfg, wait{report: report, what: "AWS credentials", bound: opts.CredentialsTimeout, every: every}); err != nil {
+	if err := checkRegionAndCredentials(ctx, cfg, Wait{Report: report, What: "AWS credentials", Bound: opts.CredentialsTimeout, Every: every}); err != nil {
 		return nil, err
 	}
 	endpoint := "the ECR endpoint of " + cfg.Region

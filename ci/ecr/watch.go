@@ -1,6 +1,7 @@
 package ecr
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,18 +23,18 @@ const DefaultCredentialsTimeout = 15 * time.Second
 // ProgressEvery is how often a wait on AWS says what it is waiting for.
 const ProgressEvery = 5 * time.Second
 
-// wait is one watched wait on AWS: what it waits for, where its progress
+// Wait is one watched wait on AWS: what it waits for, where its progress
 // lines go and how often, and its bound.
-type wait struct {
-	report       func(line string)
-	what         string
-	bound, every time.Duration
+type Wait struct {
+	Report       func(line string)
+	What         string
+	Bound, Every time.Duration
 }
 
-// watched runs fn under w.bound, passing w.report every w.every what it
-// still waits for (w.what), and turns a timeout into an error saying so.
-func watched(ctx context.Context, w wait, fn func(context.Context) error) error {
-	report, what, bound, every := w.report, w.what, w.bound, w.every
+// watched runs fn under w.Bound, passing w.Report every w.Every what it
+// still waits for (w.What), and turns a timeout into an error saying so.
+func watched(ctx context.Context, w Wait, fn func(context.Context) error) error {
+	report, what, bound, every := w.Report, w.What, w.Bound, w.Every
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	start := time.Now()
@@ -58,6 +59,21 @@ func watched(ctx context.Context, w wait, fn func(context.Context) error) error 
 	return err
 }
 
+// RegistryBound bounds each wait on the registry's own HTTP API (read the
+// candidate's layers, list or attach its referrers), which goes through
+// go-containerregistry rather than the ECR API. The candidate read is the
+// longest: its layers, tens of MB. docs/pipeline.md states it.
+const RegistryBound = 5 * time.Minute
+
+// Watch runs fn, a wait on the registry, as each ECR API call is watched:
+// a line to w.Report every w.Every (ProgressEvery when zero) saying what
+// it waits for, and an error naming it after w.Bound (RegistryBound when
+// zero).
+func Watch(ctx context.Context, w Wait, fn func(context.Context) error) error {
+	w.Bound, w.Every = cmp.Or(w.Bound, RegistryBound), cmp.Or(w.Every, ProgressEvery)
+	return watched(ctx, w, fn)
+}
+
 // watchCalls applies watched to every ECR API call of a client.
 func watchCalls(report func(string), endpoint string, bound, every time.Duration) func(*middleware.Stack) error {
 	return func(s *middleware.Stack) error {
@@ -66,7 +82,7 @@ func watchCalls(report func(string), endpoint string, bound, every time.Duration
 				var out middleware.InitializeOutput
 				var md middleware.Metadata
 				what := "ECR (ecr:" + awsmiddleware.GetOperationName(ctx) + ") at " + endpoint
-				err := watched(ctx, wait{report: report, what: what, bound: bound, every: every}, func(ctx context.Context) error {
+				err := watched(ctx, Wait{Report: report, What: what, Bound: bound, Every: every}, func(ctx context.Context) error {
 					var err error
 					out, md, err = next.HandleInitialize(ctx, in)
 					return err

@@ -19,6 +19,7 @@ func TestDocsStateTheWaitBounds(t *testing.T) {
 		fmt.Sprintf("every %d s a line", int(ecr.ProgressEvery.Seconds())),
 		fmt.Sprintf("each ECR API call, its retries included, after %d s", int(ecr.CallTimeout.Seconds())),
 		fmt.Sprintf("gives up after %d s", int(ecr.DefaultCredentialsTimeout.Seconds())),
+		fmt.Sprintf("each wait on it giving up after %d min", int(ecr.RegistryBound.Minutes())),
 	} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("docs/pipeline.md does not say %q", want)

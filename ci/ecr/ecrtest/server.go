@@ -85,6 +85,7 @@ type Server struct {
 	scanConfFailure map[string]string
 	denied          map[string]bool          // operations answered AccessDeniedException
 	delays          map[string]time.Duration // operations answered this late
+	readDelay       time.Duration            // registry reads (GET, HEAD) answered this late
 	started         map[string]bool          // digests StartImageScan was called for
 }
 
@@ -123,8 +124,15 @@ func (s *Server) registryAuth(next http.Handler) http.Handler {
 			return
 		}
 		s.mu.Lock()
-		hide, deny := s.noReferrers, s.denyDigests
+		hide, deny, delay := s.noReferrers, s.denyDigests, s.readDelay
 		s.mu.Unlock()
+		if delay > 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if deny && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
 			body, _ := io.ReadAll(r.Body)
 			if bytes.Contains(body, []byte(`"subject"`)) {
@@ -148,6 +156,14 @@ func (s *Server) DenyReferrers() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.denyDigests = true
+}
+
+// DelayRegistryReads makes the registry answer each read (GET, HEAD) d
+// late, as a slow or congested path to it does.
+func (s *Server) DelayRegistryReads(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readDelay = d
 }
 
 // NoReferrersAPI makes the registry answer the referrers API with 404,
