@@ -503,11 +503,10 @@ func homeDir() (string, error) {
 	return u.HomeDir, nil
 }
 
-// minScanTimeout is the shortest SCAN_TIMEOUT: a scan that ECR shows
-// finished without results is taken for clean only after the gate's grace
-// (ecr.DefaultResultsGrace), and a scan takes time of its own; a shorter
-// wait fails the candidate every time, after it was pushed.
-const minScanTimeout = ecr.DefaultResultsGrace + time.Minute
+// minScanTimeout is the shortest SCAN_TIMEOUT: ECR's scans take tens of
+// seconds, and the gate asks every few (ecr.DefaultPoll); a wait that
+// short fails the candidate every time, after it was pushed.
+const minScanTimeout = 30 * time.Second
 
 func parseScanTimeout(c *Config, val string) error {
 	d, err := time.ParseDuration(val)
@@ -518,8 +517,17 @@ func parseScanTimeout(c *Config, val string) error {
 	return nil
 }
 
-// minutes is d as the docs write it (3m, not 3m0s).
-func minutes(d time.Duration) string { return strings.TrimSuffix(d.String(), "0s") }
+// short is d as the docs write it: 2m, not 2m0s; 1h, not 1h0m0s.
+func short(d time.Duration) string {
+	s := d.String()
+	if rest, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = rest + "m"
+	}
+	if rest, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = rest + "h"
+	}
+	return s
+}
 
 func parseFailOn(c *Config, val string) (err error) {
 	if c.ScanFailOn, err = ecr.ParseFailOn(val); err != nil {

@@ -97,10 +97,10 @@ func TestLoadConfig(t *testing.T) {
 			}
 		}},
 		// A shorter wait stops every release whose scan shows no results yet.
-		{name: "scan timeout under the minimum", env: map[string]string{"SCAN_TIMEOUT": "1ns"}, bad: []string{`SCAN_TIMEOUT="1ns": want a duration of at least 3m`}},
-		{name: "scan timeout at the grace", env: map[string]string{"SCAN_TIMEOUT": "2m"}, bad: []string{`SCAN_TIMEOUT="2m"`}},
-		{name: "scan timeout at the minimum", env: map[string]string{"SCAN_TIMEOUT": "3m"}, check: func(t *testing.T, c Config) {
-			if c.ScanTimeout != 3*time.Minute {
+		{name: "scan timeout under the minimum", env: map[string]string{"SCAN_TIMEOUT": "1ns"}, bad: []string{`SCAN_TIMEOUT="1ns": want a duration of at least 30s`}},
+		{name: "scan timeout just under", env: map[string]string{"SCAN_TIMEOUT": "29s"}, bad: []string{`SCAN_TIMEOUT="29s"`}},
+		{name: "scan timeout at the minimum", env: map[string]string{"SCAN_TIMEOUT": "30s"}, check: func(t *testing.T, c Config) {
+			if c.ScanTimeout != 30*time.Second {
 				t.Errorf("ScanTimeout = %s", c.ScanTimeout)
 			}
 		}},
