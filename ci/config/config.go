@@ -340,7 +340,7 @@ func parseGoProxy(c *Config, val string) error {
 		u, err := url.Parse(el)
 		switch {
 		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
-			return fmt.Errorf("%w (%q is not an http(s) URL, direct or off)", errAccepted, redact.Userinfo(el))
+			return fmt.Errorf("%w (%q is not an http(s) URL, direct or off)", errAccepted, redact.Query(el))
 		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 			return fmt.Errorf("%w (%s has credentials, a query or a fragment in it; build arguments are recorded in the image's provenance)", errAccepted, redact.URL(el))
 		case isLoopback(u.Hostname()):

@@ -378,6 +378,9 @@ func TestParseGoProxy(t *testing.T) {
 		{val: "http://localhost:3000", refused: "loopback, which the build container cannot reach"},
 		{val: "https://proxy.golang.org,http://127.0.0.1:8081", refused: "loopback"},
 		{val: "http://[::1]:3000", refused: "loopback"},
+		// An entry that does not parse still hides its token.
+		{val: "https://proxy.golang.org,file:///x?token=s3cret", refused: `"file:///x?xxxxx" is not an http(s) URL`},
+		{val: "https//mirror.example/?token=s3cret", refused: "is not an http(s) URL"},
 	} {
 		c := Config{GoImage: tc.goImage}
 		err := parseGoProxy(&c, tc.val)
