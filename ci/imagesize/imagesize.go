@@ -334,6 +334,8 @@ func plainBytes(s, num string, v float64) (int64, error) {
 		return 0, &SizeError{Value: s}
 	case !whole && v >= MinPlainBytes:
 		return 0, &SizeError{Value: s, Reason: "a number without a unit is whole bytes"}
+	case v == 0:
+		return 0, &SizeError{Value: s, Reason: "a budget of nothing: no image meets it"}
 	}
 	var say []string
 	if v < 1000 { // a plausible count of megabytes
