@@ -30,7 +30,7 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 	// ulimit in the shell, then exec: the sidecar itself runs with 32 fds.
 	p := startSidecar(t, exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t)), env)
 	waitHealthyBinary(t, env, p, 0)
-	if !strings.Contains(p.Output.String(), "the open-files limit (32) holds about 0 connections, fewer than MAX_CONNECTIONS=") {
+	if !strings.Contains(p.Output.String(), "the open-files limit (32) holds about 8 connections, fewer than MAX_CONNECTIONS=") {
 		t.Errorf("no warning at start that 32 descriptors hold fewer connections than MAX_CONNECTIONS:\n%s", p.Output.String())
 	}
 

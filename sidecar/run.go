@@ -289,10 +289,12 @@ func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.
 }
 
 // The open-files limit MAX_CONNECTIONS needs: a client and an upstream
-// socket per connection, and the listeners, epoll, admin, DNS beside them.
+// socket per connection, and the listeners, epoll, admin, DNS beside them
+// (13 at rest, measured). A bulk transfer's splice pipes take 2 more per
+// direction while descriptors last; short of them it copies instead.
 const (
 	fdsPerConnection = 2
-	fdsBase          = 32
+	fdsBase          = 16
 )
 
 // warnOpenFilesLimit warns when the open-files limit cannot hold

@@ -564,7 +564,7 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	total := len(fails)
 
 	fl.failing.Store(false) // descriptors are back
-	if err := exchange(dial(t, r.addrs[0]), []byte("served again")); err != nil {
+	if err := dialExchange(r.addrs[0], []byte("served again")); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
 	total += len(fl.failures())
@@ -583,7 +583,7 @@ func TestAcceptErrorsBackOff(t *testing.T) {
 	fails = fl.failures()
 	backsOff("failing by turns", fails[:5])
 	total += len(fails)
-	if err := exchange(dial(t, r.addrs[0]), []byte("served again")); err != nil {
+	if err := dialExchange(r.addrs[0], []byte("served again")); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
 	total += len(fl.failures())
