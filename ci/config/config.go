@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -22,6 +21,7 @@ import (
 
 	"dagger.io/dagger"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/mitchellh/go-homedir"
 
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/imagesize"
@@ -470,37 +470,17 @@ func parseCLIBin(_ *Config, val string) error {
 	if val == "" {
 		return nil
 	}
-	path := val
-	if rest, ok := strings.CutPrefix(val, "~"); ok {
-		if rest != "" && rest[0] != '/' && rest[0] != '\\' {
-			return fmt.Errorf("%w (the Dagger SDK expands ~ and ~/… only, not ~user)", errAccepted)
-		}
-		home, err := homeDir()
-		if err != nil {
-			return fmt.Errorf("%w (no home directory for ~: %v)", errAccepted, err)
-		}
-		path = filepath.Join(home, rest)
+	if rest, ok := strings.CutPrefix(val, "~"); ok && rest != "" && rest[0] != '/' && rest[0] != '\\' {
+		return fmt.Errorf("%w (the Dagger SDK expands ~ and ~/… only, not ~user)", errAccepted)
 	}
-	if _, err := exec.LookPath(path); err != nil {
+	path, err := homedir.Expand(val) // the SDK's own expansion
+	if err == nil {
+		_, err = exec.LookPath(path)
+	}
+	if err != nil {
 		return fmt.Errorf("%w (%v)", errAccepted, err)
 	}
 	return nil
-}
-
-// homeDir is the home directory as go-homedir finds it for the SDK: HOME,
-// else the user's account entry.
-func homeDir() (string, error) {
-	if h := os.Getenv("HOME"); h != "" {
-		return h, nil
-	}
-	u, err := user.Current()
-	if err != nil {
-		return "", err
-	}
-	if u.HomeDir == "" {
-		return "", errors.New("HOME is unset and the account has none")
-	}
-	return u.HomeDir, nil
 }
 
 // minScanTimeout is the shortest SCAN_TIMEOUT: ECR's scans take tens of

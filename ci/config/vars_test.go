@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mitchellh/go-homedir"
+
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/internal/redact"
 )
@@ -140,6 +142,10 @@ func TestCLIBinAsTheSDKFindsIt(t *testing.T) {
 	}
 	t.Setenv("HOME", home)
 	t.Setenv("PATH", bin)
+	// go-homedir keeps the first home it found; each run of this test has
+	// its own.
+	homedir.Reset()
+	t.Cleanup(homedir.Reset)
 	for _, tc := range []struct {
 		val, refused string // refused: part of the message, "" = accepted
 	}{
