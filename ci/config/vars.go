@@ -190,16 +190,17 @@ func TypoWarnings(environ []string) []string {
 
 // otherAWSEndpoint reports whether name, a typo of meant to envtypo, is
 // rather the AWS SDK's endpoint variable of another service: the SDK reads
-// AWS_ENDPOINT_URL_<service ID> for every service, and many IDs are a
-// letter or two from ECR (ECS, EC2, EKS). An ID of another length, or
-// ECR's letters rearranged (ERC), is still taken for a typo.
+// AWS_ENDPOINT_URL_<service ID> for every service, and some IDs are a
+// letter or two from ECR's (awsIDsNearECR). Any other, such as ERC or EXR,
+// is still taken for a typo.
 func otherAWSEndpoint(name, meant string) bool {
-	const prefix = "AWS_ENDPOINT_URL_"
-	svc, ok := strings.CutPrefix(name, prefix)
-	ours, oursOK := strings.CutPrefix(meant, prefix)
-	return ok && oursOK && len(svc) == len(ours) && svc == strings.ToUpper(svc) &&
-		!slices.Equal(slices.Sorted(strings.SplitSeq(svc, "")), slices.Sorted(strings.SplitSeq(ours, "")))
+	svc, ok := strings.CutPrefix(name, "AWS_ENDPOINT_URL_")
+	return ok && meant == "AWS_ENDPOINT_URL_ECR" && slices.Contains(awsIDsNearECR, svc)
 }
+
+// awsIDsNearECR are the AWS service IDs (as the SDK's endpoint variables
+// spell them) within two edits of ECR.
+var awsIDsNearECR = []string{"ACM", "EBS", "EC2", "ECS", "EFS", "EKS", "EMR"}
 
 // applies says what the pipeline uses for v instead of the typo.
 func applies(v Var, environ []string) string {

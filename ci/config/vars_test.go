@@ -204,11 +204,12 @@ func TestTypoWarnings(t *testing.T) {
 		// Names a row documents with it are not typos of its Name.
 		{[]string{"AWS_PROFILE=x", "DOCKER_CONTEXT=colima", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "PATH=/bin", "HOME=/root"}, nil},
 		// The AWS SDK's endpoints of other services, which it reads.
-		{[]string{"AWS_ENDPOINT_URL_ECS=http://x", "AWS_ENDPOINT_URL_EC2=http://x", "AWS_ENDPOINT_URL_EKS=http://x", "AWS_ENDPOINT_URL_ACM=http://x", "AWS_ENDPOINT_URL_ECR_PUBLIC=http://x"}, nil},
+		{[]string{"AWS_ENDPOINT_URL_ECS=http://x", "AWS_ENDPOINT_URL_EC2=http://x", "AWS_ENDPOINT_URL_EKS=http://x", "AWS_ENDPOINT_URL_ACM=http://x", "AWS_ENDPOINT_URL_EMR=http://x", "AWS_ENDPOINT_URL_EFS=http://x", "AWS_ENDPOINT_URL_EBS=http://x", "AWS_ENDPOINT_URL_ECR_PUBLIC=http://x"}, nil},
 		// Typos of ours in that family are still typos.
-		{[]string{"AWS_ENDPOINT_URL_ERC=http://x", "AWS_ENDPOINT_URL_EC=http://x", "aws_endpoint_url_ecs=http://x"}, []string{
+		{[]string{"AWS_ENDPOINT_URL_ERC=http://x", "AWS_ENDPOINT_URL_EC=http://x", "AWS_ENDPOINT_URL_EXR=http://x", "aws_endpoint_url_ecs=http://x"}, []string{
 			"WARNING: AWS_ENDPOINT_URL_EC is set but not read; did you mean AWS_ENDPOINT_URL_ECR?",
 			"WARNING: AWS_ENDPOINT_URL_ERC is set but not read; did you mean AWS_ENDPOINT_URL_ECR?",
+			"WARNING: AWS_ENDPOINT_URL_EXR is set but not read; did you mean AWS_ENDPOINT_URL_ECR?",
 			"WARNING: aws_endpoint_url_ecs is set but not read; did you mean AWS_ENDPOINT_URL_ECR?"}},
 		// Go's own, set beside GOPROXY for private modules.
 		{[]string{"GONOPROXY=corp.example.com/*", "GOPROXY=https://goproxy.corp.example"}, nil},
