@@ -40,11 +40,7 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			}
 			f.stats.acceptErrors.Add(1)
 			now := time.Now()
-			if now.Sub(lastFail) > 2*s.cfg.AcceptBackoffMax {
-				backoff = 0
-			}
-			lastFail = now
-			backoff = max(5*time.Millisecond, min(2*backoff, s.cfg.AcceptBackoffMax))
+			backoff, lastFail = nextBackoff(backoff, now.Sub(lastFail), s.cfg.AcceptBackoffMax), now
 			f.acceptLog.event("listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", err.Error(), "retry_in_ms", backoff.Milliseconds())
 			select {
 			case <-time.After(backoff):
@@ -73,6 +69,16 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 		s.conns.Add(1)
 		go s.serveConn(f, tc)
 	}
+}
+
+// nextBackoff is the pause after a failed Accept: double the last one,
+// from 5 ms up to limit, restarting after a calm spell of 2×limit since
+// the failure before.
+func nextBackoff(last, sinceFailure, limit time.Duration) time.Duration {
+	if sinceFailure > 2*limit {
+		last = 0
+	}
+	return max(5*time.Millisecond, min(2*last, limit))
 }
 
 // serveConn dials the target for one accepted client and relays.
