@@ -71,6 +71,30 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 	}
 }
 
+// dialFailed ends a connection whose target could not be dialed: logged
+// (rate-limited) and counted, and with TLS the app is told why in a MySQL
+// error, unless it has left.
+func (s *Server) dialFailed(f *forward, client *net.TCPConn, start time.Time, why dialFailure, err error) {
+	f.stats.closed(closeDialFailed)
+	attrs := []any{"listen_port", f.port, "client", client.RemoteAddr().String(), "target", f.target,
+		"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error()}
+	var refusal *mysqltls.Refusal
+	if f.TLS != nil && why != failUnanswered { // the client has left: nobody to tell
+		// Also the refusal's line: server_name and the refusal, as a refused login's has.
+		if why == failFDLimit {
+			refusal = mysqltls.RefuseOutOfFiles(client, err)
+		} else {
+			refusal = mysqltls.RefuseDial(client, f.target, err)
+		}
+		attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)
+	}
+	f.dialFailLog.event(attrs...)
+	if refusal != nil {
+		f.stats.tlsRefused(refusal.Reason)
+	}
+	_ = client.Close()
+}
+
 // nextBackoff is the pause after a failed Accept: double the last one,
 // from 5 ms up to limit, restarting after a calm spell of 2×limit since
 // the failure before.
@@ -122,24 +146,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		return
 	}
 	if err != nil {
-		f.stats.closed(closeDialFailed)
-		attrs := []any{"listen_port", f.port, "client", clientAddr, "target", f.target,
-			"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error()}
-		var refusal *mysqltls.Refusal
-		if f.TLS != nil && why != failUnanswered { // the client has left: nobody to tell
-			// Also the refusal's line: server_name and the refusal, as a refused login's has.
-			if why == failFDLimit {
-				refusal = mysqltls.RefuseOutOfFiles(client, err)
-			} else {
-				refusal = mysqltls.RefuseDial(client, f.target, err)
-			}
-			attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)
-		}
-		f.dialFailLog.event(attrs...)
-		if refusal != nil {
-			f.stats.tlsRefused(refusal.Reason)
-		}
-		_ = client.Close()
+		s.dialFailed(f, client, start, why, err)
 		return
 	}
 	s.setKeepalive(f, upstream, "upstream")
