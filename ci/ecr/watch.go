@@ -9,6 +9,8 @@ import (
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/example/sidecar/ci/progress"
 )
 
 // CallTimeout bounds each ECR API call, its retries included: a network
@@ -37,22 +39,11 @@ func watched(ctx context.Context, w Wait, fn func(context.Context) error) error 
 	report, what, bound, every := w.Report, w.What, w.Bound, w.Every
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	start := time.Now()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				report(fmt.Sprintf("still waiting for %s: %s so far; giving up after %s", what, time.Since(start).Round(time.Second), bound))
-			}
-		}
-	}()
+	stop := progress.Every(every, func(waited time.Duration) {
+		report(fmt.Sprintf("still waiting for %s: %s so far; giving up after %s", what, waited.Round(time.Second), bound))
+	})
 	err := fn(ctx)
+	stop()
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("no answer from %s within %s: check the network path to AWS (a proxy, or a firewall dropping packets): %w", what, bound, err)
 	}

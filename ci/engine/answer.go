@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"dagger.io/dagger"
 
+	"github.com/example/sidecar/ci/progress"
 	"github.com/example/sidecar/internal/redact"
 )
 
@@ -48,7 +48,7 @@ func Platform(ctx context.Context, c *dagger.Client, env func(string) (string, b
 	what := sessionName(env)
 	qctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	stop := tick(every, func(waited time.Duration) {
+	stop := progress.Every(every, func(waited time.Duration) {
 		if waited >= bound {
 			return // the error says it
 		}
@@ -92,30 +92,4 @@ func silentHint(env func(string) (string, bool)) string {
 			"run inside a live dagger run, or unset DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN so the pipeline opens its own session"
 	}
 	return "the engine is stuck or overloaded; look at its log (docker logs of the dagger-engine-… container, or the remote engine's) or restart it"
-}
-
-// tick calls fn with the time waited every every until the returned stop
-// is called; fn is not called once stop has returned.
-func tick(every time.Duration, fn func(waited time.Duration)) (stop func()) {
-	start := time.Now()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fn(time.Since(start))
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
 }
