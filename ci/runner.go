@@ -106,13 +106,13 @@ func (r *Runner) out() io.Writer {
 	return r.Out
 }
 
-// step prints one progress line, with the time since the run started.
 // onRegistry runs fn, a wait on the registry (what says which), bounded
 // and with progress lines as the ECR API calls are (ecr.Watch).
 func (r *Runner) onRegistry(ctx context.Context, what string, fn func(context.Context) error) error {
 	return ecr.Watch(ctx, ecr.Wait{Report: func(line string) { r.step("push: %s", line) }, What: what, Bound: r.registryBound, Every: r.awsProgress}, fn)
 }
 
+// step prints one progress line, with the time since the run started.
 func (r *Runner) step(format string, args ...any) {
 	if r.start.IsZero() {
 		r.start = time.Now()

@@ -239,15 +239,25 @@ func regionProblem(region string) string {
 	return ""
 }
 
+// loadConfig is the SDK's configuration from the environment and the
+// shared files; a failure is a *PreflightError naming where to look.
+func loadConfig(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return cfg, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
+	}
+	return cfg, nil
+}
+
 // CheckRegion is Preflight's region check alone. It needs no network
 // (the SDK reads the environment and the shared config files), so push
 // runs it before it starts an engine: a missing region costs seconds, not
 // an engine start. env is as Options.Env.
 func CheckRegion(ctx context.Context, env func(string) (string, bool)) error {
 	loadOpts, _ := envOptions(env)
-	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	cfg, err := loadConfig(ctx, loadOpts...)
 	if err != nil {
-		return &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
+		return err
 	}
 	if p := regionProblem(cfg.Region); p != "" {
 		return &PreflightError{Problems: []string{p}}
@@ -269,9 +279,9 @@ func Preflight(ctx context.Context, opts Options) (*Registry, error) {
 	if report == nil {
 		report = func(line string) { fmt.Fprintln(log, line) }
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, append(loadOpts, config.WithLogger(sdkLogger{log}))...)
+	cfg, err := loadConfig(ctx, append(loadOpts, config.WithLogger(sdkLogger{log}))...)
 	if err != nil {
-		return nil, &PreflightError{Problems: []string{"AWS configuration could not be loaded (check AWS_PROFILE, AWS_CONFIG_FILE): " + firstLine(err)}}
+		return nil, err
 	}
 	if err := checkRegionAndCredentials(ctx, cfg, Wait{Report: report, What: "AWS credentials", Bound: opts.CredentialsTimeout, Every: every}); err != nil {
 		return nil, err
