@@ -79,8 +79,9 @@ func ConnectEnv(ctx context.Context, log io.Writer, env func(string) (string, bo
 		}()
 	}
 	sdkLog := &lineEnd{w: log, ended: true}
+	cliOut := &cliOutput{said: make(chan struct{})}
 	go func() {
-		c, err := dagger.Connect(connectCtx, append(opts, dagger.WithLogOutput(sdkLog))...)
+		c, err := dagger.Connect(connectCtx, append(opts, dagger.WithLogOutput(io.MultiWriter(sdkLog, cliOut)))...)
 		done <- result{c, err}
 	}()
 	var failed <-chan error
@@ -92,8 +93,9 @@ func ConnectEnv(ctx context.Context, log io.Writer, env func(string) (string, bo
 	select {
 	case res := <-done:
 		if res.err != nil {
+			err := cliOut.join(res.err, cliOutputWait)
 			sdkLog.end() // the SDK's "Downloading CLI... " line has no newline
-			return nil, &Error{Missing: explainConnect(res.err, env), Err: res.err}
+			return nil, &Error{Missing: explainConnect(err, env), Err: err}
 		}
 		return res.c, nil
 	case err := <-failed:
@@ -262,6 +264,68 @@ func explainConnect(err error, env func(string) (string, bool)) string {
 		return "the engine session did not start in time — " + first
 	}
 	return "could not start an engine session — " + first
+}
+
+// cliOutputWait bounds the wait for the output of a CLI that ended
+// before it started a session. It arrives within milliseconds; the bound
+// only matters for a CLI that said nothing.
+const cliOutputWait = time.Second
+
+// sdkProgress tells the SDK's own writes to its log output
+// (dagger.io/dagger v0.21.8 engineconn/session.go startCLISession and
+// cli.go FromDownloadedCLI), each one Write, from the CLI's stderr.
+func sdkProgress(p []byte) bool {
+	switch string(p) {
+	case "Creating new Engine session... ", "OK!\nEstablishing connection to Engine... ", "OK!\n", "Downloading CLI... ":
+		return true
+	}
+	return false
+}
+
+// cliOutput keeps the start of what the Dagger CLI wrote to stderr. The
+// SDK appends that output to its "failed to read session params: EOF"
+// only if its stderr copy wins a race with its stdout read
+// (engineconn/session.go startCLISession), so under load the reason a
+// CLI gave up (no engine socket, a bad flag) could go missing.
+type cliOutput struct {
+	mu   sync.Mutex
+	text []byte
+	said chan struct{} // closed at the CLI's first output
+}
+
+// cliOutputKept bounds what is kept: explainConnect shows the first line.
+const cliOutputKept = 4 << 10
+
+func (c *cliOutput) Write(p []byte) (int, error) {
+	if sdkProgress(p) {
+		return len(p), nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.text) == 0 && len(p) > 0 {
+		close(c.said)
+	}
+	c.text = append(c.text, p[:min(len(p), cliOutputKept-len(c.text))]...)
+	return len(p), nil
+}
+
+// join is err with the CLI's output added when the SDK lost it: a
+// session's stdout that ended (io.EOF) with no output in the error. It
+// waits up to wait for output still in the SDK's copy.
+func (c *cliOutput) join(err error, wait time.Duration) error {
+	if !errors.Is(err, io.EOF) || !strings.HasSuffix(err.Error(), io.EOF.Error()) {
+		return err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-c.said:
+	case <-t.C:
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(c.text)))
 }
 
 // lineEnd passes writes through and remembers whether the last one ended

@@ -449,3 +449,52 @@ func TestDockerTarget(t *testing.T) {
 		}
 	}
 }
+
+// The SDK appends the CLI's stderr to "failed to read session params: EOF"
+// only when its stderr copy wins a race with its stdout read; join adds
+// what the SDK lost, and leaves every other error alone.
+func TestCLIOutputJoinsWhatTheSDKLost(t *testing.T) {
+	t.Parallel()
+	const said = "Error: dial unix /run/dagger/engine.sock: connect: no such file or directory\n"
+	sdkEOF := fmt.Errorf("failed to read session params: %w", io.EOF)
+	for _, tc := range []struct {
+		name   string
+		err    error
+		writes []string      // the SDK's log output, in order
+		late   time.Duration // how long after the error the CLI's output arrives
+		want   string
+	}{
+		{"lost, arrives late", sdkEOF, []string{"Creating new Engine session... ", "OK!\nEstablishing connection to Engine... ", said}, 50 * time.Millisecond,
+			"failed to read session params: EOF: " + strings.TrimSpace(said)},
+		{"lost, already written", sdkEOF, []string{"Creating new Engine session... ", said}, 0,
+			"failed to read session params: EOF: " + strings.TrimSpace(said)},
+		{"kept by the SDK", fmt.Errorf("%w: %s", sdkEOF, said), []string{said}, 0,
+			"failed to read session params: EOF: " + said},
+		{"the CLI said nothing", sdkEOF, []string{"Creating new Engine session... ", "OK!\nEstablishing connection to Engine... "}, 0,
+			"failed to read session params: EOF"},
+		{"not the session's end", errors.New("download checksums: refused"), []string{said}, 0,
+			"download checksums: refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := &cliOutput{said: make(chan struct{})}
+			write := func() {
+				for _, w := range tc.writes {
+					c.Write([]byte(w))
+				}
+			}
+			if tc.late > 0 {
+				time.AfterFunc(tc.late, write)
+			} else {
+				write()
+			}
+			got := c.join(tc.err, time.Second)
+			if got.Error() != tc.want {
+				t.Errorf("join = %q, want %q", got, tc.want)
+			}
+			if !errors.Is(got, tc.err) {
+				t.Errorf("join lost the SDK's error: %v", got)
+			}
+		})
+	}
+}
