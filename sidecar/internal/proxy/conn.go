@@ -41,7 +41,7 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			f.stats.acceptErrors.Add(1)
 			now := time.Now()
 			backoff, lastFail = nextBackoff(backoff, now.Sub(lastFail), s.cfg.AcceptBackoffMax), now
-			f.acceptLog.event("listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", err.Error(), "retry_in_ms", backoff.Milliseconds())
+			f.acceptLog.Event("listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", err.Error(), "retry_in_ms", backoff.Milliseconds())
 			select {
 			case <-time.After(backoff):
 			case <-s.stopAccept:
@@ -59,7 +59,7 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 		if n > int64(s.cfg.MaxConnections) {
 			s.active.Add(-1)
 			f.stats.rejected.Add(1)
-			f.rejectLog.event("listen_port", f.port, "client", tc.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+			f.rejectLog.Event("listen_port", f.port, "client", tc.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
 			_ = tc.Close()
 			continue
 		}
@@ -88,7 +88,7 @@ func (s *Server) dialFailed(f *forward, client *net.TCPConn, start time.Time, wh
 		}
 		attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)
 	}
-	f.dialFailLog.event(attrs...)
+	f.dialFailLog.Event(attrs...)
 	if refusal != nil {
 		f.stats.tlsRefused(refusal.Reason)
 	}
@@ -186,7 +186,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		attrs = append(attrs, "err", res.Err.Error())
 	}
 	if level == slog.LevelWarn {
-		f.brokenLog.event(attrs...) // a failover breaks a whole pool at once
+		f.brokenLog.Event(attrs...) // a failover breaks a whole pool at once
 	} else {
 		s.log.Log(context.Background(), level, "connection closed", attrs...)
 	}
@@ -283,9 +283,9 @@ func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reas
 		"upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(), "server_name", f.TLS.ServerName,
 		"reason", reason, "user", user, "err", err.Error()}, extra...)
 	if reason == mysqltls.ReasonIO {
-		s.log.Debug(f.refusedLog.msg, attrs...) // a client that left mid-login is not the operator's problem
+		s.log.Debug(f.refusedLog.Msg(), attrs...) // a client that left mid-login is not the operator's problem
 	} else {
-		f.refusedLog.event(attrs...)
+		f.refusedLog.Event(attrs...)
 	}
 	f.stats.tlsRefused(reason) // after the line, as every counter here
 }

@@ -124,7 +124,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 			f.down.answered(a) // with TLS, once the login shows a server answers there (judge)
 		}
 		if len(errs) > 0 {
-			f.addrFailLog.event("target", f.target, "upstream", target, "err", errors.Join(errs...).Error())
+			f.addrFailLog.Event("target", f.target, "upstream", target, "err", errors.Join(errs...).Error())
 		}
 		return dialed{conn: tc, addr: a, asked: asked}, "", nil
 	}

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/loglimit"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
@@ -202,12 +203,12 @@ type forward struct {
 	// Rate-limited, so a reconnect storm or a failover cannot flood the
 	// logs: "connection limit reached" from the accept loop, "dial target
 	// failed" from every connection goroutine.
-	rejectLog   *logLimiter
-	acceptLog   *logLimiter // accept failures: out of descriptors, they come by the hundred a second
-	dialFailLog *logLimiter
-	addrFailLog *logLimiter // an address failed, a later one answered
-	brokenLog   *logLimiter // "connection closed" at WARN: the database side broke it
-	refusedLog  *logLimiter // TLS logins refused at WARN: a restarting writer refuses a whole pool
+	rejectLog   *loglimit.Limiter
+	acceptLog   *loglimit.Limiter // accept failures: out of descriptors, they come by the hundred a second
+	dialFailLog *loglimit.Limiter
+	addrFailLog *loglimit.Limiter // an address failed, a later one answered
+	brokenLog   *loglimit.Limiter // "connection closed" at WARN: the database side broke it
+	refusedLog  *loglimit.Limiter // TLS logins refused at WARN: a restarting writer refuses a whole pool
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 	departed      departures  // clients that left before a byte moved, for the departure grace
@@ -235,17 +236,17 @@ func New(cfg Config) (*Server, error) {
 		if f.TLS != nil {
 			fw.stats.initTLS()
 		}
-		fw.rejectLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection limit reached; closed new connection",
+		fw.rejectLog = loglimit.New(cfg.Logger, slog.LevelWarn, "connection limit reached; closed new connection",
 			"connection limit reached for more clients; closed them (latest shown)")
-		fw.acceptLog = newLogLimiter(cfg.Logger, slog.LevelError, "accept failed; retrying",
+		fw.acceptLog = loglimit.New(cfg.Logger, slog.LevelError, "accept failed; retrying",
 			"accept failed more times; retrying (latest shown)")
-		fw.dialFailLog = newLogLimiter(cfg.Logger, slog.LevelError, "dial target failed; closing client",
+		fw.dialFailLog = loglimit.New(cfg.Logger, slog.LevelError, "dial target failed; closing client",
 			"dial target failed for more clients; closed them (latest failure shown)")
-		fw.brokenLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "connection closed",
+		fw.brokenLog = loglimit.New(cfg.Logger, slog.LevelWarn, "connection closed",
 			"connection closed: more connections broken on the database side (latest shown)")
-		fw.addrFailLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "dial of a target address failed; another answered, and the failed one is tried last for a while",
+		fw.addrFailLog = loglimit.New(cfg.Logger, slog.LevelWarn, "dial of a target address failed; another answered, and the failed one is tried last for a while",
 			"dials of target addresses failed for more clients; others answered (latest shown)")
-		fw.refusedLog = newLogLimiter(cfg.Logger, slog.LevelWarn, "TLS login refused; the app was sent a MySQL error",
+		fw.refusedLog = loglimit.New(cfg.Logger, slog.LevelWarn, "TLS login refused; the app was sent a MySQL error",
 			"TLS logins refused for more clients; the apps were sent MySQL errors (latest shown)")
 		s.fwds = append(s.fwds, fw)
 	}
@@ -414,12 +415,12 @@ func (s *Server) checkTarget(ctx context.Context, f *forward) {
 // flushLogs writes rate-limited lines still pending.
 func (s *Server) flushLogs() {
 	for _, f := range s.fwds {
-		f.rejectLog.close()
-		f.acceptLog.close()
-		f.dialFailLog.close()
-		f.addrFailLog.close()
-		f.brokenLog.close()
-		f.refusedLog.close()
+		f.rejectLog.Close()
+		f.acceptLog.Close()
+		f.dialFailLog.Close()
+		f.addrFailLog.Close()
+		f.brokenLog.Close()
+		f.refusedLog.Close()
 	}
 }
 

@@ -1,4 +1,5 @@
-package proxy
+// Package loglimit rate-limits a kind of log line that can come in storms.
+package loglimit
 
 import (
 	"context"
@@ -7,12 +8,12 @@ import (
 	"time"
 )
 
-// logLimiter rate-limits one kind of log line written from many goroutines:
+// Limiter rate-limits one kind of log line written from many goroutines:
 // the first of a burst is logged in full, then at most one summary a second
 // says how many were not logged and shows the latest. During a failover a
 // large connection pool fails its dials all at once; the logs (CloudWatch
 // bills per byte) get a few lines, while metrics still count every failure.
-type logLimiter struct {
+type Limiter struct {
 	log     *slog.Logger
 	level   slog.Level
 	msg     string // the full line
@@ -26,12 +27,14 @@ type logLimiter struct {
 	timer     *time.Timer // the pending summary, if any
 }
 
-func newLogLimiter(log *slog.Logger, level slog.Level, msg, summary string) *logLimiter {
-	return &logLimiter{log: log, level: level, msg: msg, summary: summary, every: time.Second}
+// New returns a Limiter writing msg in full, then summary once a second
+// with not_logged, both at level to log.
+func New(log *slog.Logger, level slog.Level, msg, summary string) *Limiter {
+	return &Limiter{log: log, level: level, msg: msg, summary: summary, every: time.Second}
 }
 
-// event logs attrs now, or keeps them for the next summary.
-func (l *logLimiter) event(attrs ...any) {
+// Event logs attrs now, or keeps them for the next summary.
+func (l *Limiter) Event(attrs ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
@@ -48,14 +51,14 @@ func (l *logLimiter) event(attrs ...any) {
 }
 
 // flush writes the summary of the events not logged, if any.
-func (l *logLimiter) flush() {
+func (l *Limiter) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.timer = nil
 	l.flushLocked()
 }
 
-func (l *logLimiter) flushLocked() {
+func (l *Limiter) flushLocked() {
 	if l.notLogged == 0 {
 		return
 	}
@@ -64,8 +67,8 @@ func (l *logLimiter) flushLocked() {
 	l.last, l.notLogged, l.latest = time.Now(), 0, nil
 }
 
-// close writes a pending summary at once, so no count is lost at exit.
-func (l *logLimiter) close() {
+// Close writes a pending summary at once, so no count is lost at exit.
+func (l *Limiter) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.timer != nil {
@@ -74,3 +77,7 @@ func (l *logLimiter) close() {
 	}
 	l.flushLocked()
 }
+
+// Msg is the full line's message, for the same event logged unlimited at
+// a lower level.
+func (l *Limiter) Msg() string { return l.msg }
