@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/iamauth"
+	"github.com/example/sidecar/sidecar/internal/loglimit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -49,8 +51,9 @@ func (cfg Config) readiness() (bool, string) {
 
 // Server is a listening admin endpoint.
 type Server struct {
-	ln   net.Listener
-	http *http.Server
+	ln     net.Listener
+	http   *http.Server
+	errLog *loglimit.Limiter // Go's HTTP server's own errors
 }
 
 // Listen opens the admin listener; Serve starts answering on it.
@@ -61,15 +64,31 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Addr, err)
 	}
+	return newServer(ln, cfg), nil
+}
+
+func newServer(ln net.Listener, cfg Config) *Server {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{ln: ln, http: &http.Server{
+	// Out of descriptors, Go's HTTP server logs each failed accept of a
+	// waiting health check or scrape: a line a second or more.
+	errLog := loglimit.New(log, slog.LevelWarn, "admin listener: Go's HTTP server reported an error",
+		"admin listener: Go's HTTP server reported more errors (latest shown)")
+	return &Server{ln: ln, errLog: errLog, http: &http.Server{
 		Handler:           Handler(cfg),
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}}, nil
+		ErrorLog:          stdlog.New(httpErrors{errLog}, "", 0),
+	}}
+}
+
+// httpErrors passes each line of Go's HTTP server to the limiter.
+type httpErrors struct{ l *loglimit.Limiter }
+
+func (h httpErrors) Write(p []byte) (int, error) {
+	h.l.Event("err", strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // Addr is the address the admin listener is bound to.
@@ -77,6 +96,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve answers requests until Shutdown.
 func (s *Server) Serve() error {
+	defer s.errLog.Close() // no count is lost at exit
 	if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("admin listener: %w", err)
 	}
@@ -86,6 +106,7 @@ func (s *Server) Serve() error {
 // Shutdown stops the listener, letting requests in progress finish until
 // ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.errLog.Close()
 	if err := s.http.Shutdown(ctx); err != nil {
 		return s.http.Close()
 	}
