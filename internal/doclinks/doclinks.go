@@ -1,6 +1,7 @@
 // Package doclinks checks that the relative links in this repository's
 // Markdown files resolve: the file exists and, for a #fragment, the target
-// file has a heading with that GitHub anchor.
+// file has a heading with that GitHub anchor; and that a page's contents
+// list names its sections (Contents).
 //
 // Typical use, from a test:
 //
@@ -183,4 +184,96 @@ func Slug(heading string) string {
 		}
 	}
 	return b.String()
+}
+
+// contentsRE matches a contents entry: a list item that is only a link to
+// a heading of the page, indented two spaces per level.
+var contentsRE = regexp.MustCompile(`^((?:  )*)- \[[^\]]*\]\(#([^)\s]+)\)$`)
+
+// Contents checks a page's contents list (the list of links to its own
+// headings before its first ## heading) against its ## and ### headings:
+// every ## is listed, a ## whose ### are listed at all has each of them
+// listed, entries keep the page's order, and a page of four or more ##
+// has a list. It returns what is wrong, one line each.
+func Contents(md string) []string {
+	type heading struct {
+		anchor string
+		level  int
+		parent string // the ## above a ###
+	}
+	var listed []string
+	var heads []heading
+	seen := map[string]int{}
+	fence, parent := false, ""
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fence = !fence
+			continue
+		}
+		if fence {
+			continue
+		}
+		if m := contentsRE.FindStringSubmatch(line); m != nil && len(heads) == 0 {
+			listed = append(listed, m[2])
+			continue
+		}
+		level := len(line) - len(strings.TrimLeft(line, "#"))
+		if (level != 2 && level != 3) || !strings.HasPrefix(line[level:], " ") {
+			continue
+		}
+		a := Slug(strings.TrimSpace(line[level:]))
+		if n := seen[a]; n > 0 {
+			seen[a] = n + 1
+			a = fmt.Sprintf("%s-%d", a, n)
+		} else {
+			seen[a] = 1
+		}
+		if level == 2 {
+			parent = a
+		}
+		heads = append(heads, heading{a, level, parent})
+	}
+	var h2 int
+	for _, h := range heads {
+		if h.level == 2 {
+			h2++
+		}
+	}
+	if len(listed) == 0 {
+		if h2 >= 4 {
+			return []string{fmt.Sprintf("no contents list for its %d sections", h2)}
+		}
+		return nil
+	}
+	pos := map[string]int{}
+	subListed := map[string]bool{} // a ## with any ### listed
+	for i, h := range heads {
+		pos[h.anchor] = i
+	}
+	for _, a := range listed {
+		if i, ok := pos[a]; ok && heads[i].level == 3 {
+			subListed[heads[i].parent] = true
+		}
+	}
+	isListed := map[string]bool{}
+	var problems []string
+	last := -1
+	for _, a := range listed {
+		isListed[a] = true
+		i, ok := pos[a]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("contents entry #%s names no ## or ### heading", a))
+		case i < last:
+			problems = append(problems, fmt.Sprintf("contents entry #%s is out of the page's order", a))
+		default:
+			last = i
+		}
+	}
+	for _, h := range heads {
+		if !isListed[h.anchor] && (h.level == 2 || subListed[h.parent]) {
+			problems = append(problems, fmt.Sprintf("section #%s is missing from the contents", h.anchor))
+		}
+	}
+	return problems
 }

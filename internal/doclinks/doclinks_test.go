@@ -100,3 +100,45 @@ func TestCheckFindsBrokenLinks(t *testing.T) {
 		t.Error("Check of a missing file: no error")
 	}
 }
+
+// Each page's contents list names its sections.
+func TestRepositoryContents(t *testing.T) {
+	docs, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs/*.md found (%v): is the test running from internal/doclinks?", err)
+	}
+	for _, d := range docs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range Contents(string(b)) {
+			t.Errorf("docs/%s: %s", filepath.Base(d), p)
+		}
+	}
+}
+
+func TestContents(t *testing.T) {
+	t.Parallel()
+	const body = "\n## A\n\n### A one\n\n### A two\n\n## B\n\n```\n## not a heading\n```\n"
+	for _, tc := range []struct {
+		name, md string
+		want     []string
+	}{
+		{"every ##", "# T\n\n- [A](#a)\n- [B](#b)\n" + body, nil},
+		{"every ## and ###", "# T\n\n- [A](#a)\n  - [A one](#a-one)\n  - [A two](#a-two)\n- [B](#b)\n" + body, nil},
+		{"a ## left out", "# T\n\n- [A](#a)\n" + body, []string{"section #b is missing from the contents"}},
+		{"one ### of two", "# T\n\n- [A](#a)\n  - [A one](#a-one)\n- [B](#b)\n" + body, []string{"section #a-two is missing from the contents"}},
+		{"out of order", "# T\n\n- [B](#b)\n- [A](#a)\n" + body, []string{"contents entry #a is out of the page's order"}},
+		{"no such heading", "# T\n\n- [A](#a)\n- [B](#b)\n- [C](#c)\n" + body, []string{"contents entry #c names no ## or ### heading"}},
+		{"a short page needs none", "# T\n" + body, nil},
+		{"a long page needs one", "# T\n" + body + "\n## C\n\n## D\n", []string{"no contents list for its 4 sections"}},
+		{"a list after the first ## is not the contents", "# T\n\n- [A](#a)\n- [B](#b)\n" + body + "\n- [X](#x)\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Contents(tc.md); !slices.Equal(got, tc.want) {
+				t.Errorf("Contents = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
