@@ -16,6 +16,7 @@ package doclinks
 
 import (
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -114,18 +115,57 @@ type link struct {
 // links returns the inline links outside fenced code blocks and code spans.
 func links(md string) []link {
 	var out []link
-	fence := false
-	for i, line := range strings.Split(md, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			fence = !fence
-			continue
-		}
-		if fence {
-			continue
-		}
+	for n, line := range prose(md) {
 		for _, m := range linkRE.FindAllStringSubmatch(stripCodeSpans(line), -1) {
-			out = append(out, link{i + 1, m[1]})
+			out = append(out, link{n, m[1]})
 		}
+	}
+	return out
+}
+
+// prose yields md's lines outside fenced code blocks, with their 1-based
+// numbers.
+func prose(md string) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		fence := false
+		for i, line := range strings.Split(md, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "```") {
+				fence = !fence
+				continue
+			}
+			if !fence && !yield(i+1, line) {
+				return
+			}
+		}
+	}
+}
+
+type heading struct {
+	line, level int
+	anchor      string
+}
+
+// headings returns md's ATX headings outside fenced code blocks, each
+// with its GitHub anchor: repeated headings get -1, -2, ….
+func headings(md string) []heading {
+	seen := map[string]int{}
+	var out []heading
+	for n, line := range prose(md) {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		text := strings.TrimLeft(line, "#")
+		level := len(line) - len(text)
+		if level > 6 || (text != "" && text[0] != ' ') {
+			continue
+		}
+		s := Slug(strings.TrimSpace(text))
+		k := seen[s]
+		seen[s] = k + 1
+		if k > 0 {
+			s = fmt.Sprintf("%s-%d", s, k)
+		}
+		out = append(out, heading{n, level, s})
 	}
 	return out
 }
@@ -145,28 +185,9 @@ func stripCodeSpans(line string) string {
 // Anchors returns the GitHub anchors of the ATX headings in md, outside
 // fenced code blocks. Repeated headings get -1, -2, … as on GitHub.
 func Anchors(md string) map[string]bool {
-	seen := map[string]int{}
 	out := map[string]bool{}
-	fence := false
-	for _, line := range strings.Split(md, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			fence = !fence
-			continue
-		}
-		if fence || !strings.HasPrefix(line, "#") {
-			continue
-		}
-		text := strings.TrimLeft(line, "#")
-		if len(line)-len(text) > 6 || (text != "" && text[0] != ' ') {
-			continue
-		}
-		s := Slug(strings.TrimSpace(text))
-		n := seen[s]
-		seen[s] = n + 1
-		if n > 0 {
-			s = fmt.Sprintf("%s-%d", s, n)
-		}
-		out[s] = true
+	for _, h := range headings(md) {
+		out[h.anchor] = true
 	}
 	return out
 }
@@ -196,72 +217,37 @@ var contentsRE = regexp.MustCompile(`^((?:  )*)- \[[^\]]*\]\(#([^)\s]+)\)$`)
 // listed, entries keep the page's order, and a page of four or more ##
 // has a list. It returns what is wrong, one line each.
 func Contents(md string) []string {
-	type heading struct {
-		anchor string
-		level  int
-		parent string // the ## above a ###
-	}
-	var listed []string
-	var heads []heading
-	seen := map[string]int{}
-	fence, parent := false, ""
-	for _, line := range strings.Split(md, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			fence = !fence
-			continue
-		}
-		if fence {
-			continue
-		}
-		if m := contentsRE.FindStringSubmatch(line); m != nil && len(heads) == 0 {
-			listed = append(listed, m[2])
-			continue
-		}
-		level := len(line) - len(strings.TrimLeft(line, "#"))
-		if (level != 2 && level != 3) || !strings.HasPrefix(line[level:], " ") {
-			continue
-		}
-		a := Slug(strings.TrimSpace(line[level:]))
-		if n := seen[a]; n > 0 {
-			seen[a] = n + 1
-			a = fmt.Sprintf("%s-%d", a, n)
-		} else {
-			seen[a] = 1
-		}
-		if level == 2 {
-			parent = a
-		}
-		heads = append(heads, heading{a, level, parent})
-	}
-	var h2 int
-	for _, h := range heads {
-		if h.level == 2 {
-			h2++
+	var heads []heading           // the ## and ###
+	parent := map[string]string{} // each ###'s ##
+	h2, count := "", 0            // the ## above, and how many
+	for _, h := range headings(md) {
+		switch {
+		case h.level == 2:
+			heads, h2 = append(heads, h), h.anchor
+			count++
+		case h.level == 3 && h2 != "":
+			heads, parent[h.anchor] = append(heads, h), h2
 		}
 	}
+	listed := contentsEntries(md, heads)
 	if len(listed) == 0 {
-		if h2 >= 4 {
-			return []string{fmt.Sprintf("no contents list for its %d sections", h2)}
+		if count >= 4 {
+			return []string{fmt.Sprintf("no contents list for its %d sections", count)}
 		}
 		return nil
 	}
 	pos := map[string]int{}
-	subListed := map[string]bool{} // a ## with any ### listed
 	for i, h := range heads {
 		pos[h.anchor] = i
 	}
-	for _, a := range listed {
-		if i, ok := pos[a]; ok && heads[i].level == 3 {
-			subListed[heads[i].parent] = true
-		}
-	}
 	isListed := map[string]bool{}
+	subListed := map[string]bool{} // a ## with any of its ### listed
 	var problems []string
 	last := -1
 	for _, a := range listed {
 		isListed[a] = true
-		i, ok := pos[a]
-		switch {
+		subListed[parent[a]] = true
+		switch i, ok := pos[a]; {
 		case !ok:
 			problems = append(problems, fmt.Sprintf("contents entry #%s names no ## or ### heading", a))
 		case i < last:
@@ -271,9 +257,24 @@ func Contents(md string) []string {
 		}
 	}
 	for _, h := range heads {
-		if !isListed[h.anchor] && (h.level == 2 || subListed[h.parent]) {
+		if !isListed[h.anchor] && (h.level == 2 || subListed[parent[h.anchor]]) {
 			problems = append(problems, fmt.Sprintf("section #%s is missing from the contents", h.anchor))
 		}
 	}
 	return problems
+}
+
+// contentsEntries returns the anchors a page's contents list links to: the
+// entries before its first ## or ###.
+func contentsEntries(md string, heads []heading) []string {
+	var listed []string
+	for n, line := range prose(md) {
+		if len(heads) > 0 && n >= heads[0].line {
+			break
+		}
+		if m := contentsRE.FindStringSubmatch(line); m != nil {
+			listed = append(listed, m[2])
+		}
+	}
+	return listed
 }

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // emfileListener fails its first n accepts as a process out of
@@ -32,23 +33,6 @@ func (l *emfileListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Out of descriptors, Go's HTTP server logs every failed accept (retrying
 // after 5 ms, 10 ms, … up to 1 s): the admin listener writes the first in
 // full and then a summary a second, and no count is lost at shutdown.
@@ -60,7 +44,7 @@ func TestAdminAcceptErrorsAreRateLimited(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln := &emfileListener{Listener: inner, n: failures}
-	var out syncBuffer
+	var out testkit.LockedBuffer
 	srv := newServer(ln, Config{Logger: slog.New(slog.NewJSONHandler(&out, nil))})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()

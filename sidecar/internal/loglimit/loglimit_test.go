@@ -1,44 +1,14 @@
 package loglimit
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/internal/testkit"
 )
-
-// lines is a JSON log's lines, safe to read while the Limiter's timer writes.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lines) get(t *testing.T) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 func TestLimiter(t *testing.T) {
 	t.Parallel()
@@ -57,7 +27,7 @@ func TestLimiter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var out lines
+			var out testkit.LockedBuffer
 			l := New(slog.New(slog.NewJSONHandler(&out, nil)), slog.LevelWarn, "full", "summary")
 			l.every = every
 			for i := range tc.events {
@@ -68,7 +38,7 @@ func TestLimiter(t *testing.T) {
 			}
 			time.Sleep(tc.wait)
 			var got []string
-			for _, m := range out.get(t) {
+			for _, m := range testkit.JSONLogLines(out.String(), "") {
 				s := m["msg"].(string)
 				if n, ok := m["not_logged"]; ok {
 					s += " not_logged=" + jsonNum(n)
@@ -89,13 +59,13 @@ func TestLimiter(t *testing.T) {
 // After a quiet period the next event is logged in full again.
 func TestLimiterFullAgainAfterQuiet(t *testing.T) {
 	t.Parallel()
-	var out lines
+	var out testkit.LockedBuffer
 	l := New(slog.New(slog.NewJSONHandler(&out, nil)), slog.LevelError, "full", "summary")
 	l.every = 50 * time.Millisecond
 	l.Event("n", 0)
 	time.Sleep(3 * l.every)
 	l.Event("n", 1)
-	got := out.get(t)
+	got := testkit.JSONLogLines(out.String(), "")
 	if len(got) != 2 || got[0]["msg"] != "full" || got[1]["msg"] != "full" {
 		t.Errorf("lines %v, want two full lines", got)
 	}
