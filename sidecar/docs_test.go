@@ -174,7 +174,7 @@ func humanDuration(d time.Duration) string {
 func TestDocsIAMWaitForCredentials(t *testing.T) {
 	text := strings.Join(strings.Fields(userDocs(t)["docs/iam.md"]), " ")
 	for _, want := range []string{
-		fmt.Sprintf("A signing waits at most %d s for credentials, each request to the credentials endpoint at most %d s",
+		fmt.Sprintf("A login waits at most %d s for credentials, each request to the credentials endpoint at most %d s",
 			int(iamauth.DefaultSignTimeout.Seconds()), int(iamauth.RequestTimeout.Seconds())),
 		fmt.Sprintf("well inside the %d s login bound", int(mysqltls.LoginTimeout.Seconds())),
 		fmt.Sprintf("`no answer within %s`", iamauth.DefaultSignTimeout),

@@ -57,6 +57,32 @@ func (a *Authority) Password(ctx context.Context, user string, proof, scramble [
 	return []byte(token), nil
 }
 
+// Credentials waits, as long as a signing would, for the AWS credentials
+// tokens are signed with. The forwarder asks before it dials the database:
+// a login that waited for them after the server's greeting could outlast
+// the server's connect_timeout (10 s on Aurora), which closes it, and one
+// refused for want of them would leave the server an aborted connect
+// (max_connect_errors). With credentials at hand the signing after the
+// greeting takes no wait. A failure counts as a failed login, and its text
+// is for the app; an app that left (ctx ended) is not counted.
+func (a *Authority) Credentials(ctx context.Context) error {
+	wait, cancel := context.WithTimeout(ctx, a.Tokens.signTimeout())
+	defer cancel()
+	_, err := a.Tokens.retrieve(wait)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("sidecar: cannot log in with IAM: waiting for AWS credentials from %s: %w", a.Tokens.Source.Name, ctx.Err())
+	}
+	reason := ReasonSigning
+	if f := (*Failure)(nil); errors.As(err, &f) {
+		reason = f.Reason
+	}
+	a.Tokens.count(reason)
+	return &Failure{Reason: reason, Err: fmt.Errorf("sidecar: cannot log in with IAM: %w", err)}
+}
+
 // Failed counts a failure the server reported (ReasonUserNotIAM,
 // ReasonServerRefused).
 func (a *Authority) Failed(reason string) { a.Tokens.count(reason) }

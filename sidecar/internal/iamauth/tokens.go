@@ -183,14 +183,10 @@ func (t *Tokens) gaveUp(ctx context.Context) error {
 
 func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.Time, error) {
 	signedAt := t.now()
-	creds, err := t.credentials(ctx)
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("no answer within %s: %w", t.signTimeout(), err)
-	}
+	creds, err := t.retrieve(ctx)
 	if err != nil {
-		return "", time.Time{}, &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
+		return "", time.Time{}, err
 	}
-	t.markReady()
 	static := credentials.StaticCredentialsProvider{Value: creds}
 	token, err := auth.BuildAuthToken(ctx, endpoint, t.Region, user, static)
 	if err != nil {
@@ -201,6 +197,20 @@ func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.
 		expires = creds.Expires // Aurora refuses a token once its credentials expire
 	}
 	return token, expires.Add(-RefreshBefore), nil
+}
+
+// retrieve gets credentials for a signing, within ctx's time (the
+// caller bounds it by SignTimeout); a failure is a *Failure.
+func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := t.credentials(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("no answer within %s: %w", t.signTimeout(), err)
+	}
+	if err != nil {
+		return creds, &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
+	}
+	t.markReady()
+	return creds, nil
 }
 
 var errExpired = errors.New("the credentials returned have already expired")

@@ -34,6 +34,23 @@ type iamLogin struct {
 	scramble []byte
 }
 
+// AwaitCredentials is an IAM login's first step, before the database is
+// dialed: it waits for the AWS credentials the token will be signed with
+// (iamauth.Authority.Credentials says why not later). Without IAM it
+// returns at once. On failure the app has been sent an ERR in place of the
+// greeting, as for a failed dial, unless ctx ended the wait (the app left,
+// the drain deadline); the error is then a *Refusal.
+func (t *Target) AwaitCredentials(ctx context.Context, client net.Conn) error {
+	if t.IAM == nil {
+		return nil
+	}
+	err := t.IAM.Credentials(ctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	return t.refuse(client, 0, ReasonIAM, err.Error(), nil)
+}
+
 // iamAdmit reads the app's login and checks it; on failure the app has
 // been sent an ERR. The token is signed by deadline, the login's.
 func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.Packet, greeting []byte, serverCaps uint32, deadline time.Time) (*iamLogin, error) {

@@ -120,8 +120,9 @@ func (blockedProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
 }
 
 // A login waiting on credentials that never come ends with an ERR saying
-// so, within the signing's bound: the socket deadlines do not end it, as
-// nothing is read or written meanwhile.
+// so, within the signing's bound, in place of the greeting: the
+// credentials are awaited before the database is dialed, so it never
+// sees the connection.
 func TestIAMLoginEndsWhenCredentialsNeverCome(t *testing.T) {
 	ca := testkit.NewCA(t, "test CA")
 	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
@@ -129,10 +130,16 @@ func TestIAMLoginEndsWhenCredentialsNeverCome(t *testing.T) {
 	target.IAM.Tokens.Source = iamauth.Source{Name: "a silent endpoint", Provider: blockedProvider{}}
 	target.IAM.Tokens.SignTimeout = 300 * time.Millisecond
 	addr, _, _ := sidecar(t, srv, target)
-	_, p := iamLogin(t, addr) // the app's read has its own deadline, well below LoginTimeout
+	p := dialApp(t, addr).read() // the app's read has its own deadline, well below LoginTimeout
 	code, msg, isErr := mysqlwire.ErrMessage(p.Payload)
-	if !isErr || code != 1043 || !strings.Contains(msg, "a silent endpoint") || !strings.Contains(msg, "no answer within 300ms") {
-		t.Fatalf("got seq %d %q; want ERR 1043 naming the source and the bound", p.Seq, p.Payload)
+	if !isErr || p.Seq != 0 || code != 1043 || !strings.Contains(msg, "a silent endpoint") || !strings.Contains(msg, "no answer within 300ms") {
+		t.Fatalf("got seq %d %q; want ERR 1043 at seq 0 naming the source and the bound", p.Seq, p.Payload)
+	}
+	srv.mu.Lock()
+	ended := srv.ended
+	srv.mu.Unlock()
+	if ended != 0 {
+		t.Errorf("the database saw %d connections; want none", ended)
 	}
 	if n := target.IAM.Tokens.Stats().Failures[iamauth.ReasonUnreachable]; n != 1 {
 		t.Fatalf("endpoint_unreachable failures: %d, want 1", n)
@@ -278,12 +285,14 @@ func TestIAMLoadDataWrappedPacketIsData(t *testing.T) {
 	}
 }
 
-// onceThenSilent answers its first request, then none, as a credentials
-// endpoint that went silent after the login.
+// onceThenSilent answers the login's requests, then none, as a
+// credentials endpoint that went silent after the login. A login asks
+// twice, before the dial and for its signing (the sidecar's cache in front
+// of the endpoint answers the second; this provider has none).
 type onceThenSilent struct{ asked atomic.Int32 }
 
 func (p *onceThenSilent) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	if p.asked.Add(1) == 1 {
+	if p.asked.Add(1) <= 2 {
 		return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test"}, nil
 	}
 	<-ctx.Done()
@@ -316,8 +325,8 @@ func TestIAMChangeUserSigningEndsWithTheSession(t *testing.T) {
 				creds.asked.Load(), s.Snapshot().Forwards[0].ConnectionsClosed)
 		}
 	}
-	if n := creds.asked.Load(); n != 2 {
-		t.Errorf("credentials asked %d times; want 2 (the login, then the change)", n)
+	if n := creds.asked.Load(); n != 3 {
+		t.Errorf("credentials asked %d times; want 3 (twice for the login, then the change)", n)
 	}
 	for reason, n := range target.IAM.Tokens.Stats().Failures {
 		if n != 0 {

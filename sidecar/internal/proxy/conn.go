@@ -131,7 +131,17 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 			return
 		}
 	}
-	d, why, err := s.dial(dialCtx, f)
+	var d dialed
+	var why dialFailure
+	var err error
+	if f.TLS != nil {
+		// With IAM, the credentials come first: a server connection must
+		// not wait on them (mysqltls.Target.AwaitCredentials).
+		err = f.TLS.AwaitCredentials(dialCtx, client)
+	}
+	if err == nil {
+		d, why, err = s.dial(dialCtx, f)
+	}
 	upstream, addr := d.conn, d.addr
 	stopWatch()
 	if err != nil && why != failUnanswered && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
@@ -143,6 +153,14 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.log.Debug("connection closed", "listen_port", f.port, "client", clientAddr, "target", f.target,
 			"to_upstream", 0, "to_client", 0, "duration_ms", durationMS(time.Since(start)), "reason", closeDrainDeadline)
 		f.stats.closed(closeDrainDeadline)
+		return
+	}
+	if r := (*mysqltls.Refusal)(nil); errors.As(err, &r) {
+		// Refused before the dial (no AWS credentials): the database
+		// never saw this connection.
+		s.loginRefused(f, client, netip.Addr{}, r.Reason, r.User, err, "duration_ms", durationMS(time.Since(start)))
+		_ = client.Close()
+		f.stats.closed(closeTLSRefused)
 		return
 	}
 	if err != nil {
@@ -279,9 +297,11 @@ func failedLogin(err error, gone, cut bool) relay.Reason {
 // loginRefused logs a refused login and then counts it. At WARN the lines
 // are rate-limited: a writer restarting behind TLS refuses a whole pool.
 func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reason, user string, err error, extra ...any) {
-	attrs := append([]any{"listen_port", f.port, "client", client.RemoteAddr().String(), "target", f.target,
-		"upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String(), "server_name", f.TLS.ServerName,
-		"reason", reason, "user", user, "err", err.Error()}, extra...)
+	attrs := []any{"listen_port", f.port, "client", client.RemoteAddr().String(), "target", f.target}
+	if addr.IsValid() { // not when refused before the dial
+		attrs = append(attrs, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String())
+	}
+	attrs = append(append(attrs, "server_name", f.TLS.ServerName, "reason", reason, "user", user, "err", err.Error()), extra...)
 	if reason == mysqltls.ReasonIO {
 		s.log.Debug(f.refusedLog.Msg(), attrs...) // a client that left mid-login is not the operator's problem
 	} else {

@@ -1,0 +1,102 @@
+package proxy_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/example/sidecar/sidecar/internal/iamauth"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// iamForward forwards to up with IAM logins whose credentials come from
+// provider, cached as the sidecar caches them.
+func iamForward(up *upstream, provider aws.CredentialsProviderFunc) (proxy.Forward, *iamauth.Tokens) {
+	tokens := &iamauth.Tokens{Source: iamauth.Source{Provider: aws.NewCredentialsCache(provider), Name: "test source"}, Region: "us-east-1"}
+	fw := forwardTo(up)
+	fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: x509.NewCertPool(), RootsFrom: "test",
+		ServerName: "db.cluster-abc.us-east-1.rds.amazonaws.com",
+		IAM:        &iamauth.Authority{Tokens: tokens, Endpoint: "db.cluster-abc.us-east-1.rds.amazonaws.com:3306"}}
+	return fw, tokens
+}
+
+// With IAM the AWS credentials come before the database is dialed: a
+// server connection that waited on a slow credentials endpoint after its
+// greeting was closed by the server's connect_timeout (the app read "the
+// database closed the connection during the login"), and a login refused
+// for want of credentials left the server an aborted connect, which counts
+// towards max_connect_errors.
+func TestIAMCredentialsBeforeTheDial(t *testing.T) {
+	greet := func(c *net.TCPConn) { _, _ = c.Write([]byte("greeting")); hold(c) }
+
+	t.Run("none", func(t *testing.T) {
+		up := startUpstream(t, "127.0.0.1", greet)
+		fw, tokens := iamForward(up, func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{}, errors.New("no task role")
+		})
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}})
+		c := dial(t, r.addrs[0])
+		_ = c.SetDeadline(time.Now().Add(safety))
+		p, err := mysqlwire.ReadPacket(c, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, msg, ok := mysqlwire.ErrMessage(p.Payload)
+		if !ok || code != 1043 || !strings.Contains(msg, "AWS credentials from test source") {
+			t.Fatalf("the app read %q (code %d); want a 1043 ERR naming the credential source", p.Payload, code)
+		}
+		expectClosed(t, c, "refused app")
+		waitFor(t, "the refusal counted", func() bool { return countOf(forwardSnap(r, 0).ConnectionsClosed, "tls_refused") == 1 })
+		if n := up.count(); n != 0 {
+			t.Errorf("the database was dialed %d times for a login that had no credentials", n)
+		}
+		if n := countOf(forwardSnap(r, 0).TLSRefusals, mysqltls.ReasonIAM); n != 1 {
+			t.Errorf("refusals{iam} = %d, want 1", n)
+		}
+		if n := tokens.Stats().Failures[iamauth.ReasonNoCredentials]; n != 1 {
+			t.Errorf("IAM failures{no_credentials} = %d, want 1", n)
+		}
+		if l := r.logs.lines("TLS login refused"); len(l) != 1 || l[0]["reason"] != mysqltls.ReasonIAM || l[0]["upstream"] != nil {
+			t.Errorf("refusal lines %v; want one, reason iam, without an upstream", l)
+		}
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		up := startUpstream(t, "127.0.0.1", greet)
+		asked, release := make(chan struct{}), make(chan struct{})
+		var calls atomic.Int32
+		fw, _ := iamForward(up, func(ctx context.Context) (aws.Credentials, error) {
+			if calls.Add(1) == 1 {
+				close(asked)
+			}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return aws.Credentials{}, ctx.Err()
+			}
+			return aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "fake", Source: "test"}, nil
+		})
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}})
+		c := dial(t, r.addrs[0])
+		select {
+		case <-asked:
+		case <-time.After(safety):
+			t.Fatal("the credentials were not asked for before the database greeted")
+		}
+		if n := up.count(); n != 0 {
+			t.Errorf("the database was dialed while the credentials were awaited (%d connections)", n)
+		}
+		close(release)
+		waitFor(t, "the dial once the credentials came", func() bool { return up.count() == 1 })
+		_ = c.Close()
+	})
+}
