@@ -358,3 +358,22 @@ func TestIAMSlowPacketIsNotIdle(t *testing.T) {
 		t.Fatalf("echo of the slow packet: seq %d, %d bytes; want seq 1, %d bytes", echo.Seq, len(echo.Payload), len(query))
 	}
 }
+
+// An IAM login the server drops after the app was admitted (a restarting
+// writer) is logged with the app's user, as a refused token is.
+func TestIAMLoginServerClosedNamesTheUser(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), dropTLS: true})
+	addr, _, logs := sidecar(t, srv, iamTarget(t, ca))
+	_, p := iamLogin(t, addr)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || !strings.Contains(msg, "closed the connection during the login") {
+		t.Fatalf("app read %q; want the server_closed refusal", p.Payload)
+	}
+	var lines []map[string]any
+	for deadline := time.Now().Add(10 * time.Second); len(lines) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		lines = testkit.JSONLogLines(logs.String(), "TLS login refused")
+	}
+	if len(lines) != 1 || lines[0]["reason"] != mysqltls.ReasonServerClosed || lines[0]["user"] != "app" {
+		t.Errorf("refusal lines %v; want one, server_closed, user app", lines)
+	}
+}

@@ -223,7 +223,15 @@ func (c afterCut) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadline time.Time) (*Conn, error) {
+func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadline time.Time) (_ *Conn, err error) {
+	var login *iamLogin
+	defer func() {
+		// An IAM login refused once the app was admitted (the server
+		// closing, TLS failing) names its user, as a refused token does.
+		if r := (*Refusal)(nil); login != nil && errors.As(err, &r) && r.User == "" {
+			r.User = login.user
+		}
+	}()
 	// A MySQL server greets at once; a port that waits for the client to
 	// speak (another service) must not hold the app for the whole login.
 	greetBy := time.Now().Add(t.handshakeTimeout())
@@ -282,7 +290,6 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 		return nil, t.refuse(client, resp.Seq+1, ReasonClientProtocol,
 			"sidecar: the client uses the pre-4.1 MySQL protocol, which cannot be carried over TLS; use a current MySQL client library", err)
 	}
-	var login *iamLogin
 	if t.IAM != nil {
 		if login, err = t.iamAdmit(ctx, client, resp, greeting.Payload, caps, deadline); err != nil {
 			return nil, err
