@@ -48,6 +48,11 @@ func (t *Target) AwaitCredentials(ctx context.Context, client net.Conn) error {
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
+	if t.IAM.WantsProof() {
+		// The app has not proved LOCAL_PASSWORD yet: the source and its
+		// error are for the log only.
+		return t.refuse(client, 0, ReasonIAM, "sidecar: cannot log in with IAM: the sidecar has no AWS credentials; its log says why", err)
+	}
 	return t.refuse(client, 0, ReasonIAM, err.Error(), nil)
 }
 

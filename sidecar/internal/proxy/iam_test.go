@@ -70,6 +70,31 @@ func TestIAMCredentialsBeforeTheDial(t *testing.T) {
 		}
 	})
 
+	t.Run("none, with LOCAL_PASSWORD", func(t *testing.T) {
+		// The app has proved nothing yet: the source and its error go to
+		// the log, not to whoever connects.
+		up := startUpstream(t, "127.0.0.1", greet)
+		fw, _ := iamForward(up, func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{}, errors.New("no task role")
+		})
+		fw.TLS.IAM.LocalPassword = []byte("local secret")
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}})
+		c := dial(t, r.addrs[0])
+		_ = c.SetDeadline(time.Now().Add(safety))
+		p, err := mysqlwire.ReadPacket(c, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, msg, ok := mysqlwire.ErrMessage(p.Payload)
+		if !ok || code != 1043 || strings.Contains(msg, "test source") || strings.Contains(msg, "no task role") {
+			t.Fatalf("the app read %q (code %d); want a 1043 ERR that names neither the credential source nor its error", p.Payload, code)
+		}
+		waitFor(t, "the refusal logged", func() bool { return len(r.logs.lines("TLS login refused")) == 1 })
+		if l := r.logs.lines("TLS login refused")[0]; !strings.Contains(l["err"].(string), "test source") || !strings.Contains(l["err"].(string), "no task role") {
+			t.Errorf("refusal line %v; want the source and its error in err", l)
+		}
+	})
+
 	t.Run("slow", func(t *testing.T) {
 		up := startUpstream(t, "127.0.0.1", greet)
 		asked, release := make(chan struct{}), make(chan struct{})
