@@ -124,4 +124,40 @@ func TestIAMCredentialsBeforeTheDial(t *testing.T) {
 		waitFor(t, "the dial once the credentials came", func() bool { return up.count() == 1 })
 		_ = c.Close()
 	})
+	t.Run("cut by the drain", func(t *testing.T) {
+		// A login still waiting for credentials when the drain deadline
+		// passes is cut, not a failed IAM login.
+		up := startUpstream(t, "127.0.0.1", greet)
+		asked := make(chan struct{})
+		var calls atomic.Int32
+		fw, tokens := iamForward(up, func(ctx context.Context) (aws.Credentials, error) {
+			if calls.Add(1) == 1 {
+				close(asked)
+			}
+			<-ctx.Done()
+			return aws.Credentials{}, ctx.Err()
+		})
+		tokens.SignTimeout = time.Minute
+		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}, DrainTimeout: 50 * time.Millisecond})
+		c := dial(t, r.addrs[0])
+		select {
+		case <-asked:
+		case <-time.After(safety):
+			t.Fatal("the credentials were not asked for before the database greeted")
+		}
+		if cut := r.shutdown(t); cut != 1 {
+			t.Errorf("connections cut = %d, want 1", cut)
+		}
+		expectClosed(t, c, "login cut by the drain")
+		snap := forwardSnap(r, 0)
+		if countOf(snap.ConnectionsClosed, "drain_deadline") != 1 || countOf(snap.TLSRefusals, mysqltls.ReasonIAM) != 0 || up.count() != 0 {
+			t.Errorf("closed %v, refusals %v, database connections %d; want one drain_deadline, no refusal, no connection",
+				snap.ConnectionsClosed, snap.TLSRefusals, up.count())
+		}
+		for reason, n := range tokens.Stats().Failures {
+			if n != 0 {
+				t.Errorf("IAM failures{%s} = %d; a login the drain cut is not one", reason, n)
+			}
+		}
+	})
 }
