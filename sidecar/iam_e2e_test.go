@@ -193,11 +193,20 @@ cur = c.cursor(); cur.execute("SELECT CURRENT_USER(), DATABASE()"); print("%s %s
 	})
 	t.Run("user not in IAM_USERS", func(t *testing.T) {
 		signed := metric(t, env, "sidecar_iam_tokens_signed_total")
+		refusals := fmt.Sprintf(`sidecar_tls_refusals_total{listen_port="%s",target="%s:%s",reason="iam"}`, env["LISTEN_PORT"], env["TARGET_HOST"], env["TARGET_PORT"])
+		refusedBefore := metric(t, env, refusals)
 		before := len(f.Verdicts(t))
 		err := iamDB(t, via, "nobody", "").PingContext(ctx)
 		var me *mysql.MySQLError
 		if !errors.As(err, &me) || me.Number != 1045 || !strings.Contains(me.Message, "IAM_USERS") {
 			t.Fatalf("got %v, want ERR 1045 naming IAM_USERS", err)
+		}
+		// Counted after the app is answered: wait, so the next subtest
+		// starts from a settled count.
+		for deadline := time.Now().Add(safety); metric(t, env, refusals) < refusedBefore+1; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the refused login was not counted in %s", refusals)
+			}
 		}
 		if n := metric(t, env, "sidecar_iam_tokens_signed_total"); n != signed {
 			t.Fatalf("a token was signed for a user not in IAM_USERS (%v → %v)", signed, n)
