@@ -143,7 +143,7 @@ var Settings = []Setting{
 		set:      durationSetter(func(c *Config) *time.Duration { return &c.DrainTimeout }, durationRule{zeroOK: true})},
 	{Name: "CONNECT_TIMEOUT", Default: proxy.DefaultConnectTimeout.String(),
 		Accepted: "a duration of at least 1ms, such as 5s or 500ms",
-		Meaning:  "per address tried when dialing the target, and for the DNS lookup",
+		Meaning:  "per address tried when dialing the target, and for the DNS lookup; with TARGET_TLS also for the database's greeting and for the TLS handshake, each",
 		set:      durationSetter(func(c *Config) *time.Duration { return &c.ConnectTimeout }, durationRule{min: MinConnectTimeout})},
 	{Name: "IDLE_TIMEOUT", Default: "0",
 		Accepted: "0 (off) or a duration of at least 1s, such as 30m",
