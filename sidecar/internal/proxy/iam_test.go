@@ -29,6 +29,19 @@ func iamForward(up *upstream, provider aws.CredentialsProviderFunc) (proxy.Forwa
 	return fw, tokens
 }
 
+// readFirst reads the first packet an app gets, and its error if it is
+// an ERR.
+func readFirst(t *testing.T, c net.Conn) (p mysqlwire.Packet, code uint16, msg string, isErr bool) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(safety))
+	p, err := mysqlwire.ReadPacket(c, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, msg, isErr = mysqlwire.ErrMessage(p.Payload)
+	return p, code, msg, isErr
+}
+
 // With IAM the AWS credentials come before the database is dialed: a
 // server connection that waited on a slow credentials endpoint after its
 // greeting was closed by the server's connect_timeout (the app read "the
@@ -45,12 +58,7 @@ func TestIAMCredentialsBeforeTheDial(t *testing.T) {
 		})
 		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}})
 		c := dial(t, r.addrs[0])
-		_ = c.SetDeadline(time.Now().Add(safety))
-		p, err := mysqlwire.ReadPacket(c, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		code, msg, ok := mysqlwire.ErrMessage(p.Payload)
+		p, code, msg, ok := readFirst(t, c)
 		if !ok || code != 1043 || !strings.Contains(msg, "AWS credentials from test source") {
 			t.Fatalf("the app read %q (code %d); want a 1043 ERR naming the credential source", p.Payload, code)
 		}
@@ -80,12 +88,7 @@ func TestIAMCredentialsBeforeTheDial(t *testing.T) {
 		fw.TLS.IAM.LocalPassword = []byte("local secret")
 		r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}})
 		c := dial(t, r.addrs[0])
-		_ = c.SetDeadline(time.Now().Add(safety))
-		p, err := mysqlwire.ReadPacket(c, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		code, msg, ok := mysqlwire.ErrMessage(p.Payload)
+		p, code, msg, ok := readFirst(t, c)
 		if !ok || code != 1043 || strings.Contains(msg, "test source") || strings.Contains(msg, "no task role") {
 			t.Fatalf("the app read %q (code %d); want a 1043 ERR that names neither the credential source nor its error", p.Payload, code)
 		}
