@@ -279,7 +279,7 @@ func stdlibRefs(goVersion string) []*spdx.PackageExternalReference {
 	release, _, _ := strings.Cut(strings.TrimPrefix(goVersion, "go"), " ") // "go1.26.8 X:nodwarf5"
 	m := goRelease.FindStringSubmatch(release)
 	if m == nil {
-		return purl("pkg:golang/stdlib@" + url.PathEscape(goVersion))
+		return purl("pkg:golang/stdlib@" + purlEscape(goVersion))
 	}
 	update := "-"
 	if m[2] != "" {
@@ -312,7 +312,7 @@ func (d *document) goBinary(in Input, bi *buildinfo.BuildInfo, binSum string) co
 		PackageFileName:           in.BinaryPath,
 		PrimaryPackagePurpose:     "APPLICATION",
 		PackageChecksums:          []common.Checksum{{Algorithm: common.SHA256, Value: binSum}},
-		PackageExternalReferences: purl(fmt.Sprintf("pkg:golang/%s@%s?goos=%s&goarch=%s", bi.Main.Path, goModuleVersion(in.Version), goos, goarch)),
+		PackageExternalReferences: purl(fmt.Sprintf("pkg:golang/%s@%s?goarch=%s&goos=%s", purlPath(bi.Main.Path), purlEscape(goModuleVersion(in.Version)), purlEscape(goarch), purlEscape(goos))),
 		PackageComment:            "Go build settings: " + strings.Join(settings, " "),
 	})
 	stdlib := d.pkg(&spdx.Package{
@@ -414,9 +414,9 @@ func modules(bi *buildinfo.BuildInfo) []*debugModule {
 			m.version = "(devel)"
 			m.comment = fmt.Sprintf("%s %s replaced by the local directory %s", d.Path, d.Version, r.Path)
 		}
-		m.purl = "pkg:golang/" + m.path
+		m.purl = "pkg:golang/" + purlPath(m.path)
 		if m.version != "(devel)" {
-			m.purl += "@" + m.version
+			m.purl += "@" + purlEscape(m.version)
 		}
 		out = append(out, m)
 	}
@@ -513,9 +513,44 @@ func apkPurl(a APKPackage, osr OSRelease) string {
 	if a.Origin != "" && a.Origin != a.Name {
 		q.Set("upstream", a.Origin)
 	}
-	u := "pkg:apk/" + ns + "/" + url.PathEscape(a.Name) + "@" + url.PathEscape(a.Version)
+	u := "pkg:apk/" + purlEscape(ns) + "/" + purlEscape(a.Name) + "@" + purlEscape(a.Version)
 	if len(q) > 0 {
 		u += "?" + q.Encode() // sorted by key, as purl's canonical form wants
 	}
 	return u
+}
+
+// purlEscape percent-encodes one component of a package URL (a namespace
+// segment, the name or the version) as the purl specification's canonical
+// form wants: every byte but the alphanumerics, the punctuation ".-_~" and
+// the colon is encoded. url.PathEscape leaves "+" alone, so Go's
+// "+incompatible" versions and apk's libstdc++ were written unencoded,
+// which is not the canonical purl that tools compare as strings
+// (packageurl-go, which syft and Trivy use, writes %2B).
+func purlEscape(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '.', c == '-', c == '_', c == '~', c == ':':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
+}
+
+// purlPath is a Go module path as a purl's namespace and name: each
+// segment encoded, the slashes between them kept.
+func purlPath(path string) string {
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		segs[i] = purlEscape(s)
+	}
+	return strings.Join(segs, "/")
 }

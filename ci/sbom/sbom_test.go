@@ -278,7 +278,7 @@ func TestStdlibRefs(t *testing.T) {
 		{"go1.27", "pkg:golang/stdlib@1.27", "cpe:2.3:a:golang:go:1.27:-:*:*:*:*:*:*"},
 		{"go1.27rc1", "pkg:golang/stdlib@1.27rc1", "cpe:2.3:a:golang:go:1.27:rc1:*:*:*:*:*:*"},
 		{"go1.26.8 X:nodwarf5", "pkg:golang/stdlib@1.26.8", "cpe:2.3:a:golang:go:1.26.8:-:*:*:*:*:*:*"},
-		{"devel go1.27-4b0a3c9 Tue Dec 1 10:00:00 2026 +0000", "pkg:golang/stdlib@devel%20go1.27-4b0a3c9%20Tue%20Dec%201%2010:00:00%202026%20+0000", ""},
+		{"devel go1.27-4b0a3c9 Tue Dec 1 10:00:00 2026 +0000", "pkg:golang/stdlib@devel%20go1.27-4b0a3c9%20Tue%20Dec%201%2010:00:00%202026%20%2B0000", ""},
 	} {
 		t.Run(tc.goVersion, func(t *testing.T) {
 			refs := stdlibRefs(tc.goVersion)
@@ -319,7 +319,7 @@ func TestAPKPurl(t *testing.T) {
 		{"no VERSION_ID", APKPackage{Name: "musl", Version: "1.2.5-r10", Arch: "x86_64"}, OSRelease{ID: "alpine"},
 			"pkg:apk/alpine/musl@1.2.5-r10?arch=x86_64"},
 		{"a name to escape", APKPackage{Name: "libstdc++", Version: "14.2.0-r6", Arch: "x86_64", Origin: "gcc"}, alpine,
-			"pkg:apk/alpine/libstdc++@14.2.0-r6?arch=x86_64&distro=alpine-3.22.2&upstream=gcc"},
+			"pkg:apk/alpine/libstdc%2B%2B@14.2.0-r6?arch=x86_64&distro=alpine-3.22.2&upstream=gcc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := apkPurl(tc.a, tc.osr); got != tc.want {
