@@ -208,8 +208,8 @@ func externalParameters(in Input) (*structpb.Struct, error) {
 // where pinned, else by tag with an annotation saying so.
 func dependencies(in Input) ([]*intoto.ResourceDescriptor, error) {
 	src := &intoto.ResourceDescriptor{Name: "source", Digest: map[string]string{"gitCommit": in.Source.Commit}}
-	if in.Source.Repository != "" {
-		src.Uri = "git+" + in.Source.Repository + "@" + in.Source.Ref
+	if repo := repositoryURI(in.Source.Repository); repo != "" {
+		src.Uri = "git+" + repo + "@" + in.Source.Ref
 	}
 	deps := []*intoto.ResourceDescriptor{src}
 	for _, b := range in.BaseImages {
@@ -231,6 +231,24 @@ func dependencies(in Input) ([]*intoto.ResourceDescriptor, error) {
 		deps = append(deps, d)
 	}
 	return deps, nil
+}
+
+// repositoryURI is a git remote as a URI, for the source dependency's
+// uri (SPDX's download location form, git+<URI>@<ref>): an address with
+// a scheme as it is, git's scp-like user@host:path as the ssh:// URL it
+// stands for; "" for what is no URI (a local path), left out rather than
+// written as one. The remote stays as given in externalParameters.
+func repositoryURI(repo string) string {
+	if strings.Contains(repo, "://") {
+		return repo
+	}
+	// git reads host:path as scp-like only when no slash comes before the
+	// colon (git-clone(1), "GIT URLS"); otherwise it is a path.
+	host, path, ok := strings.Cut(repo, ":")
+	if !ok || host == "" || path == "" || strings.Contains(host, "/") {
+		return ""
+	}
+	return "ssh://" + host + "/" + strings.TrimPrefix(path, "/")
 }
 
 // JSON renders the statement in its canonical JSON form (protojson with

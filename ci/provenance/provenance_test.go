@@ -136,3 +136,45 @@ func TestBuildWithoutRepository(t *testing.T) {
 		t.Errorf("subject name %q", n)
 	}
 }
+
+// The source dependency's uri is a URI whatever form the origin remote
+// has: git's scp-like syntax is the ssh:// URL it stands for, and a local
+// path, which is no URI, is left out (the commit digest still names the
+// source). "git+git@github.com:…" is no URI: its scheme would hold "@".
+func TestSourceURIIsAURI(t *testing.T) {
+	for _, tc := range []struct{ repo, want string }{
+		{"https://github.com/example/sidecar", "git+https://github.com/example/sidecar@refs/heads/main"},
+		{"git@github.com:example/sidecar.git", "git+ssh://git@github.com/example/sidecar.git@refs/heads/main"},
+		{"github.com:example/sidecar.git", "git+ssh://github.com/example/sidecar.git@refs/heads/main"},
+		{"ssh://git@github.com/example/sidecar.git", "git+ssh://git@github.com/example/sidecar.git@refs/heads/main"},
+		{"/srv/git/sidecar.git", ""},
+		{"../sidecar", ""},
+		{"./a:b", ""},
+	} {
+		t.Run(tc.repo, func(t *testing.T) {
+			st, err := Build(Input{
+				Subjects: []Subject{{"x", "sha256:" + strings.Repeat("1", 64)}},
+				Source:   Source{Repository: tc.repo, Commit: strings.Repeat("c", 40), Ref: "refs/heads/main"},
+				Builder:  Builder{ID: "https://b"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := JSON(st)
+			_, p, err := Parse(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := p.BuildDefinition.ResolvedDependencies[0].Uri
+			if got != tc.want {
+				t.Errorf("source uri %q, want %q", got, tc.want)
+			}
+			if u, err := url.Parse(got); got != "" && (err != nil || !u.IsAbs()) {
+				t.Errorf("source uri %q is not an absolute URI: %v", got, err)
+			}
+			if repo := p.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any)["repository"]; repo != tc.repo {
+				t.Errorf("externalParameters source.repository %v, want the remote as given, %q", repo, tc.repo)
+			}
+		})
+	}
+}
