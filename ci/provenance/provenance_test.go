@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
 )
 
 func TestBuildAndParse(t *testing.T) {
@@ -107,22 +110,32 @@ func TestBuildRefusesInvalid(t *testing.T) {
 	}
 }
 
+// roundTrip builds a statement from in and reads its JSON back.
+func roundTrip(t *testing.T, in Input) (*intoto.Statement, []byte, *slsa.Provenance) {
+	t.Helper()
+	st, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := JSON(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, err := Parse(raw)
+	if err != nil {
+		t.Fatalf("Parse: %v\n%s", err, raw)
+	}
+	return st, raw, p
+}
+
 // Without a known repository the provenance leaves it out rather than
 // naming one; the commit is still recorded.
 func TestBuildWithoutRepository(t *testing.T) {
-	st, err := Build(Input{
+	st, raw, p := roundTrip(t, Input{
 		Subjects: []Subject{{SubjectName("reg/sidecar", "3f9c2a7b1d04", "linux/amd64"), "sha256:" + strings.Repeat("1", 64)}},
 		Source:   Source{Commit: strings.Repeat("c", 40), Ref: "refs/heads/main"},
 		Builder:  Builder{ID: HostBuilderPrefix + "build-01"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := JSON(st)
-	_, p, err := Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if src := p.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any); src["repository"] != nil || src["commit"] != strings.Repeat("c", 40) {
 		t.Errorf("source %v", src)
 	}
@@ -152,19 +165,11 @@ func TestSourceURIIsAURI(t *testing.T) {
 		{"./a:b", ""},
 	} {
 		t.Run(tc.repo, func(t *testing.T) {
-			st, err := Build(Input{
+			_, _, p := roundTrip(t, Input{
 				Subjects: []Subject{{"x", "sha256:" + strings.Repeat("1", 64)}},
 				Source:   Source{Repository: tc.repo, Commit: strings.Repeat("c", 40), Ref: "refs/heads/main"},
 				Builder:  Builder{ID: "https://b"},
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, _ := JSON(st)
-			_, p, err := Parse(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
 			got := p.BuildDefinition.ResolvedDependencies[0].Uri
 			if got != tc.want {
 				t.Errorf("source uri %q, want %q", got, tc.want)
