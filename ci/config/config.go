@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/mitchellh/go-homedir"
 
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/vulncheck"
 	"github.com/example/sidecar/internal/envbool"
@@ -395,34 +395,11 @@ func parseRunnerHost(_ *Config, val string) error {
 		return fmt.Errorf("%w (the Dagger CLI knows no scheme %q; it knows %s)", errAccepted, scheme, strings.Join(runnerSchemes, ", "))
 	}
 	if scheme == "tcp" {
-		if err := tcpAddress(val, rest); err != nil {
+		if _, err := engine.TCPAddr(val); err != nil { // engine.Probe dials what it returns
 			return fmt.Errorf("%w (%v)", errAccepted, err)
 		}
 	}
 	return nil
-}
-
-// tcpAddress checks rest, what follows tcp:// in val. The Dagger CLI
-// parses val as a URL, then dials rest as it is (engine/client/drivers/dial.go
-// at v0.21.8, defaultDialer): so host:port, and nothing more.
-func tcpAddress(val, rest string) error {
-	if strings.ContainsAny(rest, "@/?#") {
-		return errors.New("tcp:// takes host:port only, without credentials, a path, a query or a fragment: the Dagger CLI would dial them as part of the address")
-	}
-	_, port, err := net.SplitHostPort(rest)
-	switch _, perr := url.Parse(val); {
-	case err == nil && !validPort(port):
-		return errors.New("tcp:// wants host:port with a port number from 1 to 65535")
-	case err != nil || perr != nil:
-		return errors.New("tcp:// wants host:port")
-	}
-	return nil
-}
-
-// validPort is a port number as a dial takes it: decimal digits, 1 to 65535.
-func validPort(s string) bool {
-	n, err := strconv.Atoi(s)
-	return err == nil && strings.Trim(s, "0123456789") == "" && n >= 1 && n <= 65535
 }
 
 // runnerSchemes are the engine address schemes the Dagger CLI has drivers
@@ -456,7 +433,7 @@ func parseSessionPort(_ *Config, val string) error {
 	if val == "" {
 		return nil
 	}
-	if !validPort(val) { // the probe dials 127.0.0.1:val
+	if !engine.ValidPort(val) { // the probe dials 127.0.0.1:val
 		return errAccepted
 	}
 	return nil

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/mitchellh/go-homedir"
 
+	"github.com/example/sidecar/ci/engine"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/internal/redact"
+	"github.com/example/sidecar/internal/testkit"
 )
 
 // TestLoadReadsTheTable checks that Load reads exactly the rows
@@ -440,6 +443,35 @@ func TestShownGoProxy(t *testing.T) {
 	} {
 		if got := shownGoProxy(val); got != want {
 			t.Errorf("shownGoProxy(%q) = %q, want %q", val, got, want)
+		}
+	}
+}
+
+// engine.TCPAddr is the one parser of a tcp:// runner host: what Load
+// accepts is what engine.Probe dials, and what Load refuses the probe
+// does not pass by dialing a part of it, such as the address without its
+// credentials or trailing /, which the Dagger CLI would not dial.
+func TestRunnerHostProbeAgrees(t *testing.T) {
+	t.Parallel()
+	ln := testkit.Serve(t, func(c net.Conn) { c.Close() })
+	addr := ln.Addr().String()
+	for _, val := range []string{
+		"tcp://" + addr,
+		"tcp://" + addr + "/",
+		"tcp://ci:S3CRET@" + addr,
+		"tcp://S3CRET@" + addr,
+		"tcp://" + addr + "?token=S3CRET",
+		"tcp://" + addr + "#S3CRET",
+		"tcp://" + addr + "/engine",
+	} {
+		env := func(n string) (string, bool) { return val, n == "_EXPERIMENTAL_DAGGER_RUNNER_HOST" }
+		_, loadErr := Load(t.TempDir(), env)
+		probeErr := engine.Probe(t.Context(), env)
+		if (loadErr == nil) != (probeErr == nil) {
+			t.Errorf("%s: Load: %v; Probe: %v; want both to accept it or both to refuse it", val, loadErr, probeErr)
+		}
+		if strings.Contains(fmt.Sprint(loadErr, probeErr), "S3CRET") {
+			t.Errorf("%s: an error shows the secret: %v; %v", val, loadErr, probeErr)
 		}
 	}
 }

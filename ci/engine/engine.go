@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -119,12 +121,15 @@ func Probe(ctx context.Context, env func(string) (string, bool)) error {
 	scheme, rest, _ := strings.Cut(runner, "://")
 	switch scheme {
 	case "tcp":
-		addr := strings.TrimSuffix(rest, "/")
-		if at := strings.LastIndexByte(addr, '@'); at >= 0 {
-			addr = addr[at+1:] // dialed without them, so the dial error cannot quote them
+		// Not reachable either way: the CLI would dial a form TCPAddr
+		// refuses as it is. config.Load refuses it first; this is for a
+		// caller that did not load the configuration.
+		addr, err := TCPAddr(runner)
+		if err == nil {
+			err = dial(ctx, "tcp", addr)
 		}
-		if err := dial(ctx, "tcp", addr); err != nil {
-			return &Error{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %s", shown, withoutQuery(err, addr)), Err: err}
+		if err != nil {
+			return &Error{Missing: fmt.Sprintf("remote engine _EXPERIMENTAL_DAGGER_RUNNER_HOST=%s is not reachable: %v", shown, err), Err: err}
 		}
 		return nil
 	case "unix":
@@ -137,6 +142,36 @@ func Probe(ctx context.Context, env func(string) (string, bool)) error {
 	default:
 		return nil // container://, kube-pod://, ...: left to the CLI
 	}
+}
+
+// TCPAddr is the address the Dagger CLI dials for the tcp:// runner host
+// val. The CLI parses val as a URL, then dials what follows tcp:// as it
+// is (engine/client/drivers/dial.go at v0.21.8, defaultDialer): so only
+// host:port reaches an engine. It is the one parser of that form, for
+// config.Load's check and for Probe's dial. Its errors never quote val,
+// which may hold credentials or a token.
+func TCPAddr(val string) (string, error) {
+	rest, ok := strings.CutPrefix(val, "tcp://")
+	if !ok {
+		return "", errors.New("not a tcp:// address")
+	}
+	if strings.ContainsAny(rest, "@/?#") {
+		return "", errors.New("tcp:// takes host:port only, without credentials, a path, a query or a fragment: the Dagger CLI would dial them as part of the address")
+	}
+	_, port, err := net.SplitHostPort(rest)
+	switch _, perr := url.Parse(val); {
+	case err == nil && !ValidPort(port):
+		return "", errors.New("tcp:// wants host:port with a port number from 1 to 65535")
+	case err != nil || perr != nil:
+		return "", errors.New("tcp:// wants host:port")
+	}
+	return rest, nil
+}
+
+// ValidPort is a port number as a dial takes it: decimal digits, 1 to 65535.
+func ValidPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && strings.Trim(s, "0123456789") == "" && n >= 1 && n <= 65535
 }
 
 // withoutQuery is err's text with the query or fragment of the dialed
