@@ -192,7 +192,7 @@ func image(field func(*Config) *string) func(*Config, string) error {
 		if val != "" {
 			if _, err := name.ParseReference(val); err != nil {
 				if redact.Userinfo(val) != val { // an @ that starts no digest
-					return fmt.Errorf("%w (an @ only starts a digest such as @sha256:…; credentials go to docker login, not into the reference)", errAccepted)
+					return errAtInImage()
 				}
 				return libReason{err}
 			}
@@ -200,6 +200,14 @@ func image(field func(*Config) *string) func(*Config, string) error {
 		*field(c) = val
 		return nil
 	}
+}
+
+// errAtInImage refuses an @ that starts no digest the row takes
+// (LOCAL_IMAGE takes none): one text for every image row, and never the
+// library's, which would quote the part before the @, most likely
+// credentials.
+func errAtInImage() error {
+	return fmt.Errorf("%w (an @ in an image reference only starts a digest such as @sha256:…, where the variable takes one; credentials go to docker login, not into the reference)", errAccepted)
 }
 
 func parsePlatforms(c *Config, val string) error {
@@ -244,7 +252,7 @@ func parseLocalImage(c *Config, val string) error {
 		return fmt.Errorf("%w (to skip the load, write none)", errAccepted)
 	case strings.Contains(val, "@"):
 		// A digest or credentials: what the library's error would quote.
-		return fmt.Errorf("%w (an image name has no @: no digest, and no credentials, which go to docker login)", errAccepted)
+		return errAtInImage()
 	default:
 		// As the load names it (dockerload.Load).
 		if _, err := name.NewTag(val); err != nil {

@@ -75,7 +75,7 @@ func pipelineVars() []Var {
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
 		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want " + imagesize.SizeForms(),
 			Help: "Largest allowed **uncompressed** image per platform, from 1 byte to `10000GB`: a number with `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB` or `B`, or a whole number of bytes from `1000000` (a smaller one, such as `50`, surely meant `50MB` and is refused)."},
-		{Name: "LOCAL_IMAGE", Shown: redact.Userinfo, Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest (lower-case repository), or none (any case)",
+		{Name: "LOCAL_IMAGE", Shown: redact.Userinfo, Default: "sidecar:latest", Parse: parseLocalImage, Accepted: "want an image name such as sidecar:latest (lower-case repository, no @digest), or none (any case)",
 			Help: "Name of the image that `build` loads into the local Docker; `none` skips the load."},
 		{Name: "OCI_TARBALL", Default: "unset", NoValue: true, Parse: parseOCITarball, Accepted: "want a file path in an existing directory",
 			Help: "Also write the multi-platform image as an OCI tarball to this path."},

@@ -475,3 +475,43 @@ func TestRunnerHostProbeAgrees(t *testing.T) {
 		}
 	}
 }
+
+// An @ that starts no digest the row takes is refused in the same words
+// for every image row (errAtInImage), naming the variable, the value with
+// any credentials masked, and what the row accepts.
+func TestImageAtRefusedInOneMessage(t *testing.T) {
+	t.Parallel()
+	imageRows := []string{"LOCAL_IMAGE", "GO_IMAGE", "RUNTIME_IMAGE", "MYSQL_IMAGE"}
+	digest := "sidecar@sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		val, shown string
+		rows       []string // the rows that refuse val
+	}{
+		{"user:S3CRET@registry.example.com/golang:1.26", "xxxxx@registry.example.com/golang:1.26", imageRows},
+		{"S3CRET@reg.example.com/x", "xxxxx@reg.example.com/x", imageRows},
+		{"u:ab/S3CRET@reg.example.com/x:1", "xxxxx@reg.example.com/x:1", imageRows},
+		{"user:S3CRET@@reg.example.com/x:tag", "xxxxx@reg.example.com/x:tag", imageRows},
+		{digest, digest, []string{"LOCAL_IMAGE"}}, // a digest names no local image
+	} {
+		for _, name := range tc.rows {
+			_, err := Load(t.TempDir(), func(n string) (string, bool) { return tc.val, n == name })
+			v := row(t, name)
+			want := fmt.Sprintf("%s=%q: %s%s", name, tc.shown, v.Accepted, strings.TrimPrefix(errAtInImage().Error(), errAccepted.Error()))
+			if msg := fmt.Sprint(err); !strings.Contains(msg, "\n  - "+want+"\n") && !strings.HasSuffix(msg, "\n  - "+want) || strings.Contains(msg, "S3CRET") {
+				t.Errorf("%s=%s: %v\nwant the line %s", name, tc.val, err, want)
+			}
+		}
+	}
+}
+
+// row is the row of Vars named name.
+func row(t *testing.T, name string) Var {
+	t.Helper()
+	for _, v := range Vars() {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("no row %s in Vars", name)
+	return Var{}
+}
