@@ -49,7 +49,7 @@ func TestMage(t *testing.T) {
 
 	t.Run("list and help", func(t *testing.T) {
 		list := ok("-l")
-		for _, target := range []string{"build", "test", "push", "lint", "bench"} {
+		for _, target := range []string{"build", "test", "push", "config", "lint", "bench"} {
 			found := false
 			for _, line := range strings.Split(list, "\n") {
 				f := strings.Fields(line)
@@ -83,6 +83,11 @@ func TestMage(t *testing.T) {
 	}{
 		{"bad BENCH_ARGS exits 2 naming it", []string{"bench"}, []string{"BENCH_ARGS=-quick -rounds many"}, 2,
 			[]string{`invalid value "many" for flag -rounds`, `BENCH_ARGS="-quick -rounds many": the bench refused these arguments`}, []string{"goroutine"}},
+		// The workflow's first check: in seconds, before anything is
+		// built or any engine, Docker or AWS is reached.
+		{"config alone refuses a repository URI, exit 2", []string{"config"}, []string{"ECR_REPOSITORY=123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar",
+			"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x"}, 2,
+			[]string{`ECR_REPOSITORY="123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar"`, "give the name after the host", "nothing was run"}, []string{"Dagger engine", "goroutine"}},
 		{"bad configuration exits 2", []string{"push"}, []string{"SIZE_BUDGET=huge", "PUSH_LATEST=perhaps"}, 2,
 			[]string{`SIZE_BUDGET="huge"`, `PUSH_LATEST="perhaps"`, "nothing was run"}, []string{"AWS", "Dagger"}},
 		// The typo warning comes first, without the value, and the run goes
@@ -130,6 +135,12 @@ func TestMage(t *testing.T) {
 			}
 		})
 	}
+	t.Run("config accepts a good configuration", func(t *testing.T) {
+		// An engine that is not there: config must not reach it.
+		if out, err := mage([]string{"LOCAL_IMAGE=none", "ECR_REPOSITORY=team/sidecar", "DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x"}, "config"); err != nil {
+			t.Errorf("go tool mage config: %v\n%s", err, out)
+		}
+	})
 	t.Run("Ctrl-C exits 130 saying so", func(t *testing.T) { testCtrlC(ctx, t, root, cache) })
 }
 

@@ -311,8 +311,8 @@ func TestWorkflowReleaseSettings(t *testing.T) {
 	if !strings.Contains(script, `[[ "$AWS_REGION" =~ `+ecr.RegionPattern+` ]]`) {
 		t.Errorf("the Release settings step does not check AWS_REGION with ecr.RegionPattern (%s)", ecr.RegionPattern)
 	}
-	// ECR_REPOSITORY is the job's, so mage build refuses a bad one before
-	// the build; its default is the configuration's.
+	// ECR_REPOSITORY is the job's, so mage config refuses a bad one before
+	// anything slow; its default is the configuration's.
 	if want := "      ECR_REPOSITORY: ${{ vars.ECR_REPOSITORY || '" + configDefault("ECR_REPOSITORY") + "' }}\n"; !strings.Contains(wf, "    env:\n      CI: \"true\"\n") || !strings.Contains(wf, want) || strings.Count(wf, "ECR_REPOSITORY:") != 1 {
 		t.Errorf("pipeline.yml does not set ECR_REPOSITORY once, in the job's env: %q", want)
 	}
@@ -367,12 +367,13 @@ func TestWorkflowDaggerCloud(t *testing.T) {
 			t.Errorf("pipeline.yml lacks %q", want)
 		}
 	}
-	// Each mage step, and no other, sees the token and the runner host.
+	// Each mage step that reaches the engine, and no other, sees the token
+	// and the runner host; mage config reaches none.
 	const token = "          DAGGER_CLOUD_TOKEN: ${{ secrets.DAGGER_CLOUD_TOKEN }}\n          _EXPERIMENTAL_DAGGER_RUNNER_HOST: ${{ secrets.DAGGER_CLOUD_TOKEN != '' && 'dagger-cloud://' || '' }}\n"
 	for _, step := range strings.Split(pipeline, "\n      - ")[1:] {
-		mage := strings.Contains(step, "go tool mage ")
+		mage := strings.Contains(step, "go tool mage ") && !strings.Contains(step, "go tool mage config")
 		if has := strings.Contains(step, token); has != mage {
-			t.Errorf("step %q: DAGGER_CLOUD_TOKEN and the runner host in its env: %v; want them exactly on the mage steps", strings.SplitN(step, "\n", 2)[0], has)
+			t.Errorf("step %q: DAGGER_CLOUD_TOKEN and the runner host in its env: %v; want them exactly on the mage steps that reach the engine", strings.SplitN(step, "\n", 2)[0], has)
 		}
 	}
 	if n := strings.Count(pipeline, "secrets.DAGGER_CLOUD_TOKEN }}"); n != 3 {
@@ -386,6 +387,36 @@ func TestWorkflowDaggerCloud(t *testing.T) {
 			return map[string]string{"_EXPERIMENTAL_DAGGER_RUNNER_HOST": host, "LOCAL_IMAGE": "none"}[k], k == "_EXPERIMENTAL_DAGGER_RUNNER_HOST" || k == "LOCAL_IMAGE"
 		}); err != nil {
 			t.Errorf("_EXPERIMENTAL_DAGGER_RUNNER_HOST=%q, as the workflow sets it, is refused: %v", host, err)
+		}
+	}
+}
+
+// The configuration is checked in seconds, before the steps that take
+// minutes: a push with a bad ECR_REPOSITORY (which only push uses) must
+// not first install the test services, vet and run the unit tests.
+func TestWorkflowChecksConfigurationFirst(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, step := range strings.Split(string(b), "\n      - ")[1:] {
+		name, _, _ := strings.Cut(step, "\n")
+		names = append(names, name)
+	}
+	check := slices.Index(names, "name: Pipeline configuration (go tool mage config)")
+	if check < 0 || !strings.Contains(string(b), "      - name: Pipeline configuration (go tool mage config)\n        run: go tool mage config\n") {
+		t.Fatalf("pipeline.yml has no step running go tool mage config: %q", names)
+	}
+	for _, before := range []string{"uses: actions/checkout@", "uses: actions/setup-go@"} {
+		if i := slices.IndexFunc(names, func(n string) bool { return strings.HasPrefix(n, before) }); i < 0 || i > check {
+			t.Errorf("step %q is not before the configuration check (it needs the source and Go): %q", before, names)
+		}
+	}
+	for _, after := range []string{"name: Install test services", "name: Vet and format", "name: Unit tests", "name: Build image (go tool mage build)"} {
+		if i := slices.Index(names, after); i < check {
+			t.Errorf("step %q is not after the configuration check: %q", after, names)
 		}
 	}
 }

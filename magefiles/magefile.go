@@ -193,6 +193,19 @@ func Push(ctx context.Context) error {
 	return exit(ctx, r.Push(ctx))
 }
 
+// Config checks the pipeline configuration only: exit 0 when build, test and push would accept it, 2 listing every problem.
+//
+// It reads and checks every variable that Build, Test and Push read, as they
+// do before any step, and warns about names that look like misspelt ones;
+// it builds nothing and reaches no engine, Docker or AWS. The workflow runs
+// it before anything slow, so a bad ECR_REPOSITORY (a full repository URI,
+// say) fails a run in seconds. go tool mage -h push and docs/pipeline.md list
+// the variables.
+func Config() error {
+	_, err := runner()
+	return err
+}
+
 // Lint runs go vet and gofmt over the module.
 func Lint(ctx context.Context) error {
 	if err := run(ctx, nil, "go", "vet", "./..."); err != nil {
