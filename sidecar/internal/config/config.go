@@ -527,17 +527,24 @@ func (p *parser) getRaw(name string) (string, bool) {
 }
 
 func (p *parser) bad(name, value, accepted string) {
-	p.problems = append(p.problems, Problem{Variable: name, Value: shown(value), Set: true, Accepted: accepted})
+	p.problems = append(p.problems, Problem{Variable: name, Value: shownAs(name, value), Set: true, Accepted: accepted})
 }
 
 func (p *parser) badBecause(name, value, reason, accepted string) {
-	p.problems = append(p.problems, Problem{Variable: name, Value: shown(value), Set: true, Reason: reason, Accepted: accepted})
+	p.problems = append(p.problems, Problem{Variable: name, Value: shownAs(name, value), Set: true, Reason: reason, Accepted: accepted})
+}
+
+// shownAs is the refused value of the variable name fit for the log.
+func shownAs(name, v string) string {
+	if name == "FORWARDS" {
+		return shownForwards(v)
+	}
+	return shown(v)
 }
 
 // shown is a refused value fit for the log: a connection URL or user:pass@
 // pasted where a host belongs keeps its shape, not its credentials. Not
-// split at commas: a password may hold one (in a FORWARDS list, more than
-// one entry may then be masked).
+// split at commas: a password may hold one.
 func shown(v string) string {
 	if strings.Contains(v, "://") {
 		return redact.Query(v)
@@ -546,6 +553,119 @@ func shown(v string) string {
 		return redact.Userinfo(v) // user:password@host; app@% is a name
 	}
 	return v
+}
+
+// shownForwards is a FORWARDS list fit for the log: the entries as given,
+// with only credentials masked. A password may hold commas, @ and =, so
+// the list is not cut at every comma: an entry starts at a piece that
+// starts LISTEN_PORT=, and a piece that does not (",x@db:3306") belongs
+// to the entry before it. From the first entry that may start
+// credentials (user:password@, a URL's user, or a piece that is no whole
+// LISTEN_PORT=HOST:PORT entry: a password's start, cut at a ",PORT="
+// inside it) to the last with an @, everything after LISTEN_PORT= is
+// masked up to the entry's last @. A URL's query or fragment may run on
+// to the end of the list: all of that is masked. What no rule can tell
+// from an entry is a password holding ",PORT=" after a part that reads as
+// HOST:PORT (user:3306,3307=x@db): that part is shown.
+func shownForwards(list string) string {
+	if !strings.Contains(list, "@") && !strings.Contains(list, "://") {
+		return list
+	}
+	entries := forwardEntries(list)
+	first, last := -1, -1 // the entries that may hold credentials
+	for i, e := range entries {
+		if strings.Contains(e, "@") {
+			last = i
+		}
+	}
+	for i, e := range entries[:last+1] {
+		if _, target := cutListenPort(e); shown(target) != target || !strings.Contains(target, "@") && parseForwardErr(e) {
+			first = i
+			break
+		}
+	}
+	out := make([]string, 0, len(entries))
+	for i, e := range entries {
+		listen, target := cutListenPort(e)
+		switch {
+		case first >= 0 && i >= first && i <= last:
+			target = maskedTarget(target)
+		case strings.Contains(target, "://"):
+			target = redact.Query(target)
+		}
+		out = append(out, listen+target)
+		if queryRunsOn(e) {
+			break // the rest of the list may be the query's: masked with it
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// queryRunsOn reports whether entry has a URL whose query or fragment
+// (or all of it, where redact cannot tell where its credentials end) may
+// go on past the entry's end.
+func queryRunsOn(entry string) bool {
+	_, target := cutListenPort(entry)
+	if !strings.Contains(target, "://") {
+		return false
+	}
+	q := redact.Query(target)
+	return strings.ContainsAny(q, "?#") || strings.HasSuffix(q, "://xxxxx")
+}
+
+// maskedTarget is an entry's target that may hold credentials, masked up
+// to its last @ (a URL's as redact shows it), or whole without an @.
+func maskedTarget(target string) string {
+	rest := strings.TrimLeft(target, " \t")
+	lead := target[:len(target)-len(rest)] // as given, like LISTEN_PORT=
+	at := strings.LastIndexByte(rest, '@')
+	switch {
+	case hasScheme(rest) && at >= 0:
+		return lead + redact.Query(rest)
+	case at >= 0:
+		return lead + "xxxxx" + rest[at:]
+	}
+	return lead + "xxxxx"
+}
+
+// hasScheme reports whether v starts scheme:// (RFC 3986 scheme
+// characters): redact keeps what precedes :// as the scheme, which in
+// user:pw,://x@db is a password's start.
+func hasScheme(v string) bool {
+	const letters = "abcdefghijklmnopqrstuvwxyz"
+	scheme, _, ok := strings.Cut(strings.ToLower(v), "://")
+	return ok && scheme != "" && strings.ContainsRune(letters, rune(scheme[0])) &&
+		strings.Trim(scheme, letters+"0123456789+.-") == ""
+}
+
+// parseForwardErr reports whether entry is no whole forward.
+func parseForwardErr(entry string) bool {
+	_, err := parseForward(strings.TrimSpace(entry))
+	return err != nil
+}
+
+// forwardEntries cuts list at the commas that start an entry (a piece
+// that starts LISTEN_PORT=); other commas are a password's or a user's.
+func forwardEntries(list string) []string {
+	var entries []string
+	for i, piece := range strings.Split(list, ",") {
+		if listen, _ := cutListenPort(piece); i > 0 && listen == "" {
+			entries[len(entries)-1] += "," + piece
+			continue
+		}
+		entries = append(entries, piece)
+	}
+	return entries
+}
+
+// cutListenPort splits an entry into its LISTEN_PORT= part (digits and
+// spaces before the first =; "" if none) and the rest.
+func cutListenPort(entry string) (listen, rest string) {
+	port, _, ok := strings.Cut(entry, "=")
+	if p := strings.TrimSpace(port); !ok || p == "" || strings.Trim(p, "0123456789") != "" {
+		return "", entry
+	}
+	return entry[:len(port)+1], entry[len(port)+1:]
 }
 
 func (p *parser) unset(name, accepted string) {
@@ -712,7 +832,7 @@ func reachesListener(listenAddr, host string) bool {
 }
 
 func (p *parser) forwardList(list string) []Forward {
-	if strings.Contains(list, "://") || shown(list) != list {
+	if strings.Contains(list, "://") || shownForwards(list) != list {
 		// One problem for the whole list: a password may hold a comma, so
 		// its entries, cut at commas, could each show part of it.
 		p.badBecause("FORWARDS", list, ": has a URL or credentials in it: give each entry as LISTEN_PORT=HOST:PORT, with no user or password", forwardsAccepted)

@@ -416,7 +416,7 @@ func TestParseInvalid(t *testing.T) {
 		{
 			name: "FORWARDS, user:password@ with a comma in the second entry",
 			env:  map[string]string{"FORWARDS": "8080=db.example:3306,8081=app:s3cret,x@db.example:3306"},
-			want: []string{`FORWARDS="xxxxx@db.example:3306": has a URL or credentials in it`},
+			want: []string{`FORWARDS="8080=db.example:3306,8081=xxxxx@db.example:3306": has a URL or credentials in it`},
 		},
 		{
 			name: "a colon and no port",
@@ -431,7 +431,7 @@ func TestParseInvalid(t *testing.T) {
 		{
 			name: "connection URLs in FORWARDS",
 			env:  map[string]string{"FORWARDS": "8080=mysql://app:s3cret@db.example:3306,8081=app:s3cret@db.example:3306"},
-			want: []string{`FORWARDS="8080=mysql://xxxxx@db.example:3306": has a URL or credentials in it`},
+			want: []string{`FORWARDS="8080=mysql://xxxxx@db.example:3306,8081=xxxxx@db.example:3306": has a URL or credentials in it`},
 		},
 		{
 			name: "sleep mode still checks its own variables",
@@ -770,5 +770,79 @@ func TestForwardLoops(t *testing.T) {
 				t.Errorf("problem %q\nwant it to contain %q and what is accepted", got, tt.want)
 			}
 		})
+	}
+}
+
+// A FORWARDS value with credentials keeps the entries that hold none and
+// masks only the credentials, wherever they are in the list and whatever
+// the password holds (commas, @, =, a ",PORT=", ://, a query). Every piece
+// of a password here starts "pw", so that no part of one is shown.
+func TestForwardsShownMasksOnlyCredentials(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ val, want string }{
+		{"3306=db1:3306,3307=user:pwA@db2:3306", "3306=db1:3306,3307=xxxxx@db2:3306"},
+		{"3307=user:pwA@db2:3306,3306=db1:3306", "3307=xxxxx@db2:3306,3306=db1:3306"},
+		{"3306=db1:3306,3307=user:pwA,pwB@db2:3306,3308=db3:3306", "3306=db1:3306,3307=xxxxx@db2:3306,3308=db3:3306"},
+		{"3306=db1:3306,3307=user:pwA@pwB@db2:3306", "3306=db1:3306,3307=xxxxx@db2:3306"},
+		{"3307=user:pwA,@pwB@db2:3306", "3307=xxxxx@db2:3306"},
+		{"3307=user:pwA@,pwB@db2:3306", "3307=xxxxx@db2:3306"},
+		{"3307=user:pwA,=pwB@db2:3306", "3307=xxxxx@db2:3306"},
+		{"3307=user:pw?A#,pwB@db2:3306", "3307=xxxxx@db2:3306"},
+		{"3307=user:pwA,,pwB@db2:3306", "3307=xxxxx@db2:3306"},
+		// A ",PORT=" in the password: the piece before it is no whole entry.
+		{"3306=db1:3306,3307=user:pwA,3308=pwB@db2:3306", "3306=db1:3306,3307=xxxxx,3308=xxxxx@db2:3306"},
+		{"3307=user:pwA,3308=db:3306,pwB@db2:3306", "3307=xxxxx,3308=xxxxx@db2:3306"},
+		{"3307=user:pwA@x,3308=pwB@db2:3306", "3307=xxxxx@x,3308=xxxxx@db2:3306"},
+		{"3307=user:pwA,://pwB@db2:3306", "3307=xxxxx@db2:3306"},
+		{"3307=user:pwA,3308=mysql://pwB@db2:3306", "3307=xxxxx,3308=mysql://xxxxx@db2:3306"},
+		{" 3306 = db1:3306 , 3307 = user:pwA,pwB@db2:3306", "3306 = db1:3306 , 3307 = xxxxx@db2:3306"}, // Parse trims the whole value
+		{"user:pwA,pwB@db2:3306", "xxxxx@db2:3306"},
+		{"8080=mysql://app:pwA,pwB@db.example:3306,8081=db2:3306", "8080=mysql://xxxxx@db.example:3306,8081=db2:3306"},
+		{"8080=mysql://app:pw/A,pwB@db.example:3306", "8080=mysql://xxxxx@db.example:3306"},
+		// A query may run on past commas: the rest of the list is masked.
+		{"8080=db0:3306,8081=mysql://db.example:3306/x?password=pwA,8082=pwB,8083=db2:3306", "8080=db0:3306,8081=mysql://db.example:3306/x?xxxxx"},
+		{"3307=mysql://user:pw?A,pwB@db2:3306,3308=db3:3306", "3307=mysql://xxxxx@db2:3306,3308=db3:3306"},
+		{"8080=mysql://db.example/x?t=pwA,8081=u:pwB@db:3306,8082=pwC", "8080=xxxxx"},
+		// A user alone is a name, as in TARGET_HOST.
+		{"8080=db1:3306,8081=app@db2:3306", "8080=db1:3306,8081=app@db2:3306"},
+	} {
+		_, err := Parse(env(map[string]string{"FORWARDS": tc.val}))
+		var cerr *Error
+		if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
+			t.Fatalf("FORWARDS=%s: %v; want a problem", tc.val, err)
+		}
+		for _, p := range cerr.Problems {
+			if p.Variable == "FORWARDS" && p.Value != tc.want {
+				t.Errorf("FORWARDS=%s shown as %q; want %q", tc.val, p.Value, tc.want)
+			}
+		}
+		if strings.Contains(err.Error(), "pw") {
+			t.Errorf("FORWARDS=%s: a password shows: %v", tc.val, err)
+		}
+	}
+}
+
+// Wherever in the list an entry with credentials stands, the entries
+// around it are shown as given and no piece of its password is.
+func TestForwardsShownNeverShowsAPassword(t *testing.T) {
+	t.Parallel()
+	passwords := []string{"pwA", "pwA,pwB", "pwA@pwB", "pwA,@pwB", "pwA@,pwB", "pwA,3309=pwB", "pwA,3309=db9:3306,pwB",
+		"pw=A", "pwA:pwB", "pw/A,pwB", "pw?A,pwB", "pw#A", "pwA,,pwB", "pwA, pwB", "pwA,://pwB", "pwA,3309=mysql://pwB", "pw%2CA"}
+	clean := []string{"3306=db1:3306", "3308=[::1]:3306"}
+	for _, pw := range passwords {
+		for _, secret := range []string{"3307=user:" + pw + "@db2:3306", "3307=mysql://user:" + pw + "@db2:3306"} {
+			for _, list := range [][]string{{secret}, {clean[0], secret}, {secret, clean[1]}, {clean[0], secret, clean[1]}} {
+				val := strings.Join(list, ",")
+				got := shownForwards(val)
+				if strings.Contains(got, "pw") {
+					t.Errorf("FORWARDS=%s shown as %q: a piece of the password shows", val, got)
+				}
+				for _, e := range list {
+					if e != secret && !strings.Contains(got, e) {
+						t.Errorf("FORWARDS=%s shown as %q: the entry %s without credentials is masked", val, got, e)
+					}
+				}
+			}
+		}
 	}
 }
