@@ -137,8 +137,19 @@ func TestMage(t *testing.T) {
 	}
 	t.Run("config accepts a good configuration", func(t *testing.T) {
 		// An engine that is not there: config must not reach it.
-		if out, err := mage([]string{"LOCAL_IMAGE=none", "ECR_REPOSITORY=team/sidecar", "DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x"}, "config"); err != nil {
+		out, err := mage([]string{"LOCAL_IMAGE=none", "ECR_REPOSITORY=team/sidecar", "DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x"}, "config")
+		if err != nil {
 			t.Errorf("go tool mage config: %v\n%s", err, out)
+		}
+		// What was accepted, so a log shows which repository a run would push to.
+		platforms := ""
+		for _, v := range config.Vars() {
+			if v.Name == "PLATFORMS" {
+				platforms = v.Default
+			}
+		}
+		if want := "configuration accepted: ECR_REPOSITORY=team/sidecar PLATFORMS=" + platforms + " "; !strings.Contains(out, want) {
+			t.Errorf("go tool mage config printed no %q:\n%s", want, out)
 		}
 	})
 	t.Run("Ctrl-C exits 130 saying so", func(t *testing.T) { testCtrlC(ctx, t, root, cache) })

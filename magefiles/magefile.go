@@ -23,6 +23,7 @@ import (
 
 	"github.com/example/sidecar/ci"
 	"github.com/example/sidecar/ci/config"
+	"github.com/example/sidecar/ci/imagesize"
 )
 
 // Build builds the image for linux/amd64 and linux/arm64 and checks the size budget.
@@ -193,7 +194,7 @@ func Push(ctx context.Context) error {
 	return exit(ctx, r.Push(ctx))
 }
 
-// Config checks the pipeline configuration only: exit 0 when build, test and push would accept it, 2 listing every problem.
+// Config checks the pipeline configuration only: exit 0 when build, test and push would accept it (printing what it accepted), 2 listing every problem.
 //
 // It reads and checks every variable that Build, Test and Push read, as they
 // do before any step, and warns about names that look like misspelt ones;
@@ -202,8 +203,17 @@ func Push(ctx context.Context) error {
 // say) fails a run in seconds. go tool mage -h push and docs/pipeline.md list
 // the variables.
 func Config() error {
-	_, err := runner()
-	return err
+	r, err := runner()
+	if err != nil {
+		return err
+	}
+	var platforms []string
+	for _, p := range r.Config.Platforms {
+		platforms = append(platforms, string(p))
+	}
+	fmt.Fprintf(os.Stderr, "configuration accepted: ECR_REPOSITORY=%s PLATFORMS=%s SIZE_BUDGET=%s\n",
+		r.Config.Repository, strings.Join(platforms, ","), imagesize.Human(r.Config.SizeBudget))
+	return nil
 }
 
 // Lint runs go vet and gofmt over the module.
