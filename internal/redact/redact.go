@@ -16,7 +16,8 @@ func Userinfo(addr string) string {
 		body, digest = addr[:i], addr[i:]
 	}
 	prefix, rest := "", body
-	if i := strings.Index(body, "://"); i >= 0 {
+	if HasScheme(body) {
+		i := strings.Index(body, "://")
 		prefix, rest = body[:i+3], body[i+3:]
 	}
 	at := userinfoEnd(rest, prefix != "")
@@ -47,8 +48,11 @@ func Query(addr string) string {
 // credentials end is not clear, all but the scheme is dropped (xxxxx).
 func URL(u string) string {
 	i := strings.Index(u, "://")
-	if i < 0 {
+	switch {
+	case i < 0:
 		return u
+	case !HasScheme(u):
+		return "xxxxx" // what precedes :// is no scheme: it may be a password's
 	}
 	prefix, rest := u[:i+3], u[i+3:]
 	switch at := userinfoEnd(rest, true); {
@@ -61,6 +65,17 @@ func URL(u string) string {
 		rest = rest[:q]
 	}
 	return prefix + rest
+}
+
+// HasScheme reports whether v starts scheme:// with a scheme as RFC 3986
+// spells one (a letter, then letters, digits, +, - or .). Otherwise what
+// precedes :// may be a password's start (user:pw,://x@db), not a scheme
+// to print.
+func HasScheme(v string) bool {
+	const letters = "abcdefghijklmnopqrstuvwxyz"
+	scheme, _, ok := strings.Cut(strings.ToLower(v), "://")
+	return ok && scheme != "" && strings.ContainsRune(letters, rune(scheme[0])) &&
+		strings.Trim(scheme, letters+"0123456789+.-") == ""
 }
 
 // userinfoEnd is the index of the @ that ends the credentials in what

@@ -35,6 +35,10 @@ func TestUserinfo(t *testing.T) {
 		"registry/x:tok@en/img":                         "xxxxx@en/img",
 		"AbC/dEf+gh@registry.example/team/img:1":        "xxxxx@registry.example/team/img:1",
 		"AbC/dEf@registry.example/team/img@sha256:abcd": "xxxxx@registry.example/team/img@sha256:abcd",
+		// What precedes :// is no scheme: a password's start.
+		"user:pwA,://x@db":  "xxxxx@db",
+		"1tcp://u:p@h:1":    "xxxxx@h:1",
+		"git+ssh://u:p@h/r": "git+ssh://xxxxx@h/r",
 	} {
 		if got := Userinfo(in); got != want {
 			t.Errorf("Userinfo(%q) = %q, want %q", in, got, want)
@@ -69,6 +73,7 @@ func TestURL(t *testing.T) {
 		"https://github.com/example/sidecar.git#ghs_secret":                "https://github.com/example/sidecar.git",
 		"https://ci:ghs/secret@github.com/example/sidecar.git":             "https://github.com/example/sidecar.git",
 		"https://ci:s3c?ret@github.com/example/sidecar.git":                "https://github.com/example/sidecar.git",
+		"user:pw,://x@github.com/example/sidecar.git":                      "xxxxx", // no scheme before ://
 	} {
 		if got := URL(in); got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)
@@ -99,6 +104,20 @@ func TestNoPasswordShown(t *testing.T) {
 			}
 		}
 	}
+	// A password holding :// without a scheme before it: what precedes
+	// :// is then the password's start, not a scheme to keep.
+	for _, pre := range []string{"", "ci:", "tcp:", "https://ci:"} {
+		for _, sep := range []string{",://", "/://", " ://", "%40://", ":1://"} {
+			for _, h := range hosts {
+				in := pre + "Kx" + sep + "Zy@" + h + "/img"
+				for name, f := range shown {
+					if out := f(in); strings.Contains(out, "Kx") || strings.Contains(out, "Zy") {
+						t.Errorf("%s(%q) = %q", name, in, out)
+					}
+				}
+			}
+		}
+	}
 	// A query's token, after a query holding an @.
 	for _, in := range []string{
 		"https://h.example?who=a@b&token=TOKEN",
@@ -113,6 +132,26 @@ func TestNoPasswordShown(t *testing.T) {
 			if out := shown[name](in); strings.Contains(out, "TOKEN") {
 				t.Errorf("%s(%q) = %q", name, in, out)
 			}
+		}
+	}
+}
+
+func TestHasScheme(t *testing.T) {
+	for in, want := range map[string]bool{
+		"tcp://h:1":        true,
+		"git+ssh://h/r":    true,
+		"HTTPS://h":        true,
+		"x-y.z://h":        true,
+		"docker-image://x": true,
+		"://h":             false,
+		"1tcp://h":         false,
+		"user:pw,://x@db":  false,
+		"a b://h":          false,
+		"tcp:/h":           false,
+		"h:1":              false,
+	} {
+		if got := HasScheme(in); got != want {
+			t.Errorf("HasScheme(%q) = %v, want %v", in, got, want)
 		}
 	}
 }

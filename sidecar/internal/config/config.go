@@ -620,22 +620,12 @@ func maskedTarget(target string) string {
 	lead := target[:len(target)-len(rest)] // as given, like LISTEN_PORT=
 	at := strings.LastIndexByte(rest, '@')
 	switch {
-	case hasScheme(rest) && at >= 0:
+	case redact.HasScheme(rest) && at >= 0:
 		return lead + redact.Query(rest)
 	case at >= 0:
 		return lead + "xxxxx" + rest[at:]
 	}
 	return lead + "xxxxx"
-}
-
-// hasScheme reports whether v starts scheme:// (RFC 3986 scheme
-// characters): redact keeps what precedes :// as the scheme, which in
-// user:pw,://x@db is a password's start.
-func hasScheme(v string) bool {
-	const letters = "abcdefghijklmnopqrstuvwxyz"
-	scheme, _, ok := strings.Cut(strings.ToLower(v), "://")
-	return ok && scheme != "" && strings.ContainsRune(letters, rune(scheme[0])) &&
-		strings.Trim(scheme, letters+"0123456789+.-") == ""
 }
 
 // parseForwardErr reports whether entry is no whole forward.
