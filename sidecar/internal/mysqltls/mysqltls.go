@@ -173,13 +173,94 @@ func refuseDial(client net.Conn, err error, msg string) *Refusal {
 	return r
 }
 
+// Greeting is a server's first packet, read by Greet before anything is
+// sent to the app.
+type Greeting struct {
+	packet mysqlwire.Packet
+	began  time.Time // when the wait for it began: LoginTimeout counts from then
+}
+
+// Greet reads the server's greeting on a fresh TCP connection to the
+// target, waiting at most HandshakeWait, and sends the app nothing: until
+// the greeting is forwarded, a target with several addresses can still try
+// the next one for the same app. An ERR in place of the greeting is the
+// server's answer, which Login forwards. On failure the error is a
+// *Refusal the app has not been told (ReasonNoGreeting: the server stayed
+// silent, closed, or spoke another protocol; Tell sends it), or, when ctx
+// ended the wait, ctx's cause. server is not closed here.
+func (t *Target) Greet(ctx context.Context, server net.Conn) (*Greeting, error) {
+	began := time.Now()
+	// A MySQL server greets at once; a port that waits for the client to
+	// speak (another service) must not hold the app for the whole login.
+	greetBy := began.Add(min(t.handshakeTimeout(), LoginTimeout))
+	if d, ok := ctx.Deadline(); ok && d.Before(greetBy) {
+		greetBy = d
+	}
+	_ = server.SetReadDeadline(greetBy)
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { // the app leaving or the drain deadline ends the wait at once
+		defer close(cut)
+		_ = server.SetReadDeadline(time.Unix(1, 0))
+	})
+	p, err := mysqlwire.ReadPacket(server, MaxLoginPacket)
+	if !stop() {
+		<-cut // its deadline must not land on the login
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, context.Cause(ctx) // nothing learnt of the server
+	}
+	_ = server.SetReadDeadline(time.Time{})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &Refusal{Reason: ReasonNoGreeting, Err: err, Message: fmt.Sprintf(
+			"sidecar: the database sent no greeting within %s; check that TARGET_PORT is the MySQL port", t.handshakeTimeout())}
+	case errors.Is(err, mysqlwire.ErrTooLarge):
+		err = fmt.Errorf("a first packet that long is no greeting: %w", err) // another protocol's bytes read as a length
+	case err != nil:
+		return nil, &Refusal{Reason: ReasonNoGreeting, Err: err,
+			Message: "sidecar: the database closed the connection before its greeting; check that TARGET_PORT is a MySQL port"}
+	case len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ErrPacketHdr:
+		return &Greeting{packet: p, began: began}, nil // e.g. "Host is blocked": the server's own words, for the app
+	default:
+		_, _, _, err = mysqlwire.GreetingCaps(p.Payload)
+	}
+	if err != nil {
+		return nil, &Refusal{Reason: ReasonNoGreeting, Err: err,
+			Message: "sidecar: the target did not send a MySQL greeting; check that TARGET_PORT is a MySQL port"}
+	}
+	return &Greeting{packet: p, began: began}, nil
+}
+
+// Tell sends the app a refusal from Greet, in place of the greeting, and
+// records whether it was sent (Told). It returns r.
+func (r *Refusal) Tell(client net.Conn) *Refusal {
+	r.Told = sendErr(client, 0, codeHandshake, r.Message) == nil
+	return r
+}
+
 // Handshake does the connection phase between client (plaintext) and
-// server (a fresh TCP connection to the target) and returns the TLS
-// connection to the server, ready for the session. On failure the client
-// has been sent an ERR packet (unless ctx ended the login), and the error
-// is a *Refusal. Neither connection is closed here.
+// server (a fresh TCP connection to the target): Greet, then Login. On
+// failure the client has been sent an ERR packet (unless ctx ended the
+// login), and the error is a *Refusal. Neither connection is closed here.
 func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn, error) {
-	deadline := time.Now().Add(LoginTimeout)
+	g, err := t.Greet(ctx, server)
+	if r := (*Refusal)(nil); errors.As(err, &r) {
+		return nil, r.Tell(client)
+	}
+	if err != nil {
+		return nil, &Refusal{Reason: ReasonNoGreeting, Message: "the login was cut before the database's greeting", Err: err}
+	}
+	return t.Login(ctx, client, server, g)
+}
+
+// Login does the rest of the connection phase after Greet: it forwards
+// the greeting to client, and returns the TLS connection to server, ready
+// for the session. From the greeting on, the app holds the server's
+// thread id and scramble, so no other server can take the login over. On
+// failure the client has been sent an ERR packet (unless ctx ended the
+// login), and the error is a *Refusal. Neither connection is closed here.
+func (t *Target) Login(ctx context.Context, client, server net.Conn, g *Greeting) (*Conn, error) {
+	deadline := g.began.Add(LoginTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -192,7 +273,7 @@ func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn,
 		_ = server.SetDeadline(time.Unix(1, 0))
 	})
 
-	tc, err := t.handshake(ctx, afterCut{client, ctx}, server, deadline)
+	tc, err := t.handshake(ctx, afterCut{client, ctx}, server, deadline, g.packet)
 	if !stop() {
 		// ctx ended as the login did (the app left after its OK): the
 		// deadlines must not land on the session after they are cleared,
@@ -223,7 +304,7 @@ func (c afterCut) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadline time.Time) (_ *Conn, err error) {
+func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadline time.Time, greeting mysqlwire.Packet) (_ *Conn, err error) {
 	var login *iamLogin
 	defer func() {
 		// An IAM login refused once the app was admitted (the server
@@ -232,36 +313,13 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 			r.User = login.user
 		}
 	}()
-	// A MySQL server greets at once; a port that waits for the client to
-	// speak (another service) must not hold the app for the whole login.
-	greetBy := time.Now().Add(t.handshakeTimeout())
-	if deadline.Before(greetBy) {
-		greetBy = deadline
-	}
-	readBy(ctx, server, greetBy)
-	greeting, err := mysqlwire.ReadPacket(server, MaxLoginPacket)
-	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
-		return nil, t.refuse(client, 0, ReasonNoGreeting, fmt.Sprintf(
-			"sidecar: the database sent no greeting within %s; check that TARGET_PORT is the MySQL port", t.handshakeTimeout()), err)
-	}
-	if errors.Is(err, mysqlwire.ErrTooLarge) {
-		err = fmt.Errorf("a first packet that long is no greeting: %w", err) // another protocol's bytes read as a length
-	} else if err != nil {
-		return nil, t.refuse(client, 0, ReasonNoGreeting, "sidecar: the database closed the connection before its greeting; check that TARGET_PORT is a MySQL port", err)
-	}
 	readBy(ctx, server, deadline)
 	if len(greeting.Payload) > 0 && greeting.Payload[0] == mysqlwire.ErrPacketHdr {
 		_, werr := mysqlwire.WritePacket(client, greeting.Seq, greeting.Payload) // e.g. "Host is blocked": the server's own words
 		_, msg, _ := mysqlwire.ErrMessage(greeting.Payload)
 		return nil, &Refusal{Reason: ReasonServerError, Message: "the database refused the connection: " + msg, Told: werr == nil}
 	}
-	caps := uint32(0)
-	if err == nil {
-		caps, _, _, err = mysqlwire.GreetingCaps(greeting.Payload)
-	}
-	if err != nil {
-		return nil, t.refuse(client, 0, ReasonNoGreeting, "sidecar: the target did not send a MySQL greeting; check that TARGET_PORT is a MySQL port", err)
-	}
+	caps, _, _, _ := mysqlwire.GreetingCaps(greeting.Payload) // Greet checked it
 	if caps&mysqlwire.ClientSSL == 0 {
 		return nil, t.refuse(client, 0, ReasonServerNoTLS, fmt.Sprintf(
 			"sidecar: the database server does not offer TLS, and TARGET_TLS=%s requires it; enable TLS on the server or set TARGET_TLS=disabled", t.Mode), nil)

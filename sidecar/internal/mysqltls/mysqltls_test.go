@@ -264,18 +264,24 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			// The first refusal's line in full, written before it is counted;
-			// the second, within the second, in the rate limit's summary.
-			lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+			// the second, within the second, in the rate limit's summary. A
+			// target that never greeted failed as a dial does (the next
+			// address would have been tried): the dial's lines, at ERROR.
+			line, more, level, field := "TLS login refused", "TLS logins refused for more clients", "WARN", "reason"
+			if tc.reason == mysqltls.ReasonNoGreeting {
+				line, more, level, field = "dial target failed; closing client", "dial target failed for more clients", "ERROR", "refusal"
+			}
+			lines := testkit.JSONLogLines(logs.String(), line)
 			var summary []map[string]any
 			for deadline := time.Now().Add(5 * time.Second); len(summary) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-				summary = testkit.JSONLogLines(logs.String(), "TLS logins refused for more clients")
+				summary = testkit.JSONLogLines(logs.String(), more)
 			}
 			if len(lines) != 1 || len(summary) != 1 || summary[0]["not_logged"] != float64(1) {
-				t.Fatalf("want one \"TLS login refused\" line and one summary with not_logged 1 for 2 refusals:\n%s", logs)
+				t.Fatalf("want one %q line and one summary with not_logged 1 for 2 refusals:\n%s", line, logs)
 			}
 			for _, l := range append(lines, summary...) {
-				if l["reason"] != tc.reason || l["server_name"] != tc.target.ServerName || l["target"] != srv.addr() || l["level"] != "WARN" {
-					t.Errorf("log line %v; want reason %s, server_name %q, target %s at WARN", l, tc.reason, tc.target.ServerName, srv.addr())
+				if l[field] != tc.reason || l["server_name"] != tc.target.ServerName || l["target"] != srv.addr() || l["level"] != level {
+					t.Errorf("log line %v; want %s %s, server_name %q, target %s at %s", l, field, tc.reason, tc.target.ServerName, srv.addr(), level)
 				}
 			}
 		})

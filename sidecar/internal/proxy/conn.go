@@ -73,17 +73,21 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 
 // dialFailed ends a connection whose target could not be dialed: logged
 // (rate-limited) and counted, and with TLS the app is told why in a MySQL
-// error, unless it has left.
-func (s *Server) dialFailed(f *forward, client *net.TCPConn, start time.Time, why dialFailure, err error) {
+// error, unless it has left: the last address's failure, as reason says
+// (every address's is in err).
+func (s *Server) dialFailed(f *forward, client *net.TCPConn, start time.Time, d dialed, why dialFailure, err error) {
 	f.stats.closed(closeDialFailed)
 	attrs := []any{"listen_port", f.port, "client", client.RemoteAddr().String(), "target", f.target,
 		"reason", why, "duration_ms", durationMS(time.Since(start)), "err", err.Error()}
 	var refusal *mysqltls.Refusal
 	if f.TLS != nil && why != failUnanswered { // the client has left: nobody to tell
 		// Also the refusal's line: server_name and the refusal, as a refused login's has.
-		if why == failFDLimit {
+		switch {
+		case why == failFDLimit:
 			refusal = mysqltls.RefuseOutOfFiles(client, err)
-		} else {
+		case d.ungreeted != nil:
+			refusal = d.ungreeted.Tell(client)
+		default:
 			refusal = mysqltls.RefuseDial(client, f.target, err)
 		}
 		attrs = append(attrs, "server_name", f.TLS.ServerName, "refusal", refusal.Reason)
@@ -133,11 +137,12 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	}
 	var d dialed
 	var why dialFailure
-	var err error
+	var err, credErr error
 	if f.TLS != nil {
 		// With IAM, the credentials come first: a server connection must
 		// not wait on them (mysqltls.Target.AwaitCredentials).
-		err = f.TLS.AwaitCredentials(dialCtx, client)
+		credErr = f.TLS.AwaitCredentials(dialCtx, client)
+		err = credErr
 	}
 	if err == nil {
 		d, why, err = s.dial(dialCtx, f)
@@ -155,7 +160,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		f.stats.closed(closeDrainDeadline)
 		return
 	}
-	if r := (*mysqltls.Refusal)(nil); errors.As(err, &r) {
+	if r := (*mysqltls.Refusal)(nil); errors.As(credErr, &r) {
 		// Refused before the dial (no AWS credentials): the database
 		// never saw this connection.
 		s.loginRefused(f, client, netip.Addr{}, r.Reason, r.User, err, "duration_ms", durationMS(time.Since(start)))
@@ -164,7 +169,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		return
 	}
 	if err != nil {
-		s.dialFailed(f, client, start, why, err)
+		s.dialFailed(f, client, start, d, why, err)
 		return
 	}
 	s.setKeepalive(f, upstream, "upstream")
@@ -173,7 +178,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	defer cancel(nil)
 	c := &conn{upstream: addr, asked: d.asked, cancel: cancel}
 	f.track(c)
-	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, client, upstream, addr)
+	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, client, upstream, addr, d.greeting)
 	f.untrack(c)
 	if !ok {
 		f.stats.closed(closeTLSRefused)
@@ -223,16 +228,17 @@ func (s *Server) clientLeft(f *forward, client *net.TCPConn, start time.Time) {
 }
 
 // relay moves the session: the bytes as they are, or, with TLS, after the
-// MySQL login that upgrades the upstream side. ok is false when the login
-// was refused; the client has then been told why, and both sides closed.
-func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TCPConn, addr netip.Addr) (relay.Result, bool) {
+// MySQL login (from the server's greeting, read by the dial) that upgrades
+// the upstream side. ok is false when the login was refused; the client
+// has then been told why, and both sides closed.
+func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TCPConn, addr netip.Addr, greeting *mysqltls.Greeting) (relay.Result, bool) {
 	if f.TLS == nil {
 		return s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout), true
 	}
-	// A client that leaves while the login waits for a slow server's
-	// greeting ends the login at once: its slot is not held for LoginTimeout.
+	// A client that leaves while the login waits on a slow server ends the
+	// login at once: its slot is not held for LoginTimeout.
 	loginCtx, stopWatch := watchClient(ctx, client)
-	tc, err := f.TLS.Handshake(loginCtx, client, upstream)
+	tc, err := f.TLS.Login(loginCtx, client, upstream, greeting)
 	gone := context.Cause(loginCtx) == errClientGone
 	stopWatch()
 	if err != nil {
@@ -259,13 +265,16 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 }
 
 // judge tells the target's down addresses (down.go) what a refused TLS
-// login says of addr. A server that accepts TCP but never greets, or
-// stalls in TLS (hung, restarting), is down as a failed dial is, so it
-// costs one connection the wait, not every one; any other refusal came
-// from a server that answered.
+// login says of addr. A server that stalls in TLS (hung, restarting) is
+// down as a failed dial is, so it costs one connection the wait, not every
+// one; any other refusal came from a server that answered. One that never
+// greeted was judged by the dial, which then tried the next address
+// (dialAddrs). Here the app has been sent this server's greeting, whose
+// thread id and scramble its login answers, so no other address can take
+// the connection over: the refusal stands.
 func judge(f *forward, addr netip.Addr, reason string) {
 	switch reason {
-	case mysqltls.ReasonNoGreeting, mysqltls.ReasonTLSTimeout:
+	case mysqltls.ReasonTLSTimeout:
 		f.down.failed(addr, time.Now())
 	case mysqltls.ReasonIO: // the app left: nothing learnt of the server
 	default:

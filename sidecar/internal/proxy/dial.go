@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 )
 
 // dialed is a connection to the target, the address it reached and when
@@ -16,9 +18,14 @@ type dialed struct {
 	conn  *net.TCPConn
 	addr  netip.Addr
 	asked time.Time
+	// With TLS, the server's greeting, read and not yet forwarded.
+	greeting *mysqltls.Greeting
 	// Without conn: every address was tried and failed (the last one may
 	// be unanswered, its client gone).
 	exhausted bool
+	// Without conn, when the last address tried sent no greeting: what
+	// the app is told (not yet sent).
+	ungreeted *mysqltls.Refusal
 }
 
 // dial looks the target up (an answer at most DNSCacheTTL old: failover
@@ -68,13 +75,19 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 const unansweredAfter = time.Second
 
 // dialAddrs tries each address in turn, each with the connect timeout;
-// addresses whose dials failed lately go last (down.go).
+// addresses whose dials failed lately go last (down.go). With TLS an
+// address has answered once its server greets (Target.Greet): one that
+// accepts TCP but stays silent, closes or speaks another protocol (a hung
+// or restarting mysqld, whose kernel still accepts) has failed as a dial
+// that is refused has, and the next address is tried for the same client,
+// which has been sent nothing yet.
 func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
 	var errs []error
+	var ungreeted *mysqltls.Refusal
 	why := failOther
 	probeFor := s.cfg.ConnectTimeout
 	if f.TLS != nil {
-		probeFor += 2 * f.TLS.HandshakeWait() // the greeting and TLS tell whether it serves (Server.judge)
+		probeFor += 2 * f.TLS.HandshakeWait() // the greeting (below) and TLS (Server.judge) tell whether it serves
 	}
 	ordered := f.down.order(addrs, time.Now(), probeFor)
 	for i, a := range ordered {
@@ -120,15 +133,31 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 			errs = append(errs, fmt.Errorf("%s: dialer returned %T, not *net.TCPConn", target, c))
 			continue
 		}
+		var greeting *mysqltls.Greeting
 		if f.TLS == nil {
 			f.down.answered(a) // with TLS, once the login shows a server answers there (judge)
+		} else if greeting, err = f.TLS.Greet(parent, tc); err != nil {
+			_ = tc.Close()
+			if parent.Err() != nil { // the client left or the drain deadline passed: nothing learnt of the address
+				return dialed{}, failCanceled, context.Cause(parent)
+			}
+			why, ungreeted = failNoGreeting, nil
+			errors.As(err, &ungreeted)
+			f.down.failed(a, time.Now())
+			f.stats.dialFailure(why)
+			errs = append(errs, fmt.Errorf("%s: %s: %w", target, why, err))
+			continue
 		}
 		if len(errs) > 0 {
 			f.addrFailLog.Event("target", f.target, "upstream", target, "err", errors.Join(errs...).Error())
 		}
-		return dialed{conn: tc, addr: a, asked: asked}, "", nil
+		return dialed{conn: tc, addr: a, asked: asked, greeting: greeting}, "", nil
 	}
-	return dialed{exhausted: true}, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
+	d := dialed{exhausted: true}
+	if why == failNoGreeting {
+		d.ungreeted = ungreeted
+	}
+	return d, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
 }
 
 // errNotFound is DNS saying the name has no addresses: an answer, unlike

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"crypto/x509"
 	"io"
 	"net"
 	"net/netip"
@@ -11,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/sidecar/internal/mysqltls"
-	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/testdns"
 )
@@ -197,41 +194,5 @@ func TestUnansweredLastAddressForgetsTheAnswer(t *testing.T) {
 	_, err := io.ReadFull(next, make([]byte, len("greeting")))
 	if err != nil || dns.Queries() == q || dead.Load() != 2 {
 		t.Errorf("the next connection: %v, %d DNS queries, the dead address dialed %d times; want the new writer, through a lookup", err, dns.Queries()-q, dead.Load())
-	}
-}
-
-// With TLS, an address that accepts but never greets (a hung or
-// restarting mysqld, whose kernel still completes the TCP handshake) is
-// down as a failed dial is: it costs one connection the greeting's wait,
-// and the next ones try the other address first.
-func TestSilentAddressIsTriedLastWithTLS(t *testing.T) {
-	t.Parallel()
-	live := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) { // a server that answers: here, full
-		_, _ = mysqlwire.WritePacket(c, 0, mysqlwire.ErrPacket(1040, "08004", "Too many connections"))
-		_, _ = io.Copy(io.Discard, c)
-	})
-	silent, err := startUpstreamAt(t, &net.TCPAddr{IP: net.ParseIP("127.0.0.2"), Port: int(live.addr.Port())}, hold)
-	if err != nil {
-		t.Skipf("no second loopback address with port %d: %v", live.addr.Port(), err)
-	}
-	dns := testdns.Start(t)
-	dns.Set("db.sidecar.test", silent.addr.Addr(), live.addr.Addr())
-	target := &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test", HandshakeTimeout: 200 * time.Millisecond}
-	r := startProxy(t, proxy.Config{ConnectTimeout: time.Minute, DNSCacheTTL: 5 * time.Second, Resolver: dns.Resolver(),
-		Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(live.addr.Port()), TLS: target}}})
-	var reasons []string
-	for range 4 {
-		c := dial(t, r.addrs[0])
-		_ = c.SetReadDeadline(time.Now().Add(safety))
-		b, _ := io.ReadAll(c)
-		_, msg, _ := mysqlwire.ErrMessage(b[min(len(b), 4):])
-		reasons = append(reasons, msg)
-		_ = c.Close()
-	}
-	if n := silent.count(); n != 1 {
-		t.Errorf("the silent address took %d of 4 connections; want the first only. The apps read: %q", n, reasons)
-	}
-	if !strings.Contains(reasons[0], "no greeting") || !strings.Contains(reasons[3], "Too many connections") {
-		t.Errorf("the apps read %q; want no greeting, then the live server's answer", reasons)
 	}
 }

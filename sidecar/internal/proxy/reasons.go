@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
@@ -67,10 +68,13 @@ const (
 	failUnanswered  dialFailure = "unanswered" // no answer for unansweredAfter, when the client left
 	failFDLimit     dialFailure = "fd_limit"   // the sidecar is out of file descriptors: nothing to do with the target
 	failOther       dialFailure = "other"
+
+	// With TLS: connected, but the server sent no MySQL greeting (mysqltls.Target.Greet).
+	failNoGreeting = dialFailure(mysqltls.ReasonNoGreeting)
 )
 
 // dialFailures are every dial failure reason: metrics start each at zero.
-var dialFailures = []dialFailure{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failUnanswered, failFDLimit, failOther}
+var dialFailures = []dialFailure{failDNS, failRefused, failTimeout, failUnreachable, failCanceled, failUnanswered, failFDLimit, failNoGreeting, failOther}
 
 // dialFailReason sorts a dial error into the reasons metrics count.
 func dialFailReason(err error) dialFailure {
