@@ -69,7 +69,9 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 	}
 	scramble, err := mysqlwire.GreetingScramble(greeting)
 	if err != nil {
-		return nil, t.refuse(client, resp.Seq+1, ReasonNoGreeting, "sidecar: the database's greeting has no scramble", err)
+		// The server greeted (it is not down, as no_greeting would say):
+		// it is one an IAM login cannot work with, as above.
+		return nil, t.refuse(client, resp.Seq+1, ReasonIAM, "sidecar: the database's greeting has no 20-byte scramble, which an IAM login needs; TARGET_AUTH=iam needs Aurora MySQL or MySQL 5.7+", err)
 	}
 	appSeq := resp.Seq + 1
 	proof, appSeq, err := t.iamProof(client, client, r.Plugin, r.AuthData, r.Caps, scramble, appSeq)

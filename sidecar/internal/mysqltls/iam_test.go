@@ -377,3 +377,38 @@ func TestIAMLoginServerClosedNamesTheUser(t *testing.T) {
 		t.Errorf("refusal lines %v; want one, server_closed, user app", lines)
 	}
 }
+
+// A server whose greeting has no 20-byte scramble answered: the IAM login
+// is refused as one that server cannot take (iam), not as a server that
+// never greeted (no_greeting, which puts its address last as if down).
+func TestIAMGreetingWithoutScramble(t *testing.T) {
+	g := greeting(7, serverCaps)
+	g = g[:bytes.Index(g, []byte("ijklmnopqrst"))] // the scramble's second part, and what follows, left out
+	ln := testkit.Listen(t)
+	app, client := testkit.Pair(t, ln)
+	server, db := testkit.Pair(t, ln)
+	if _, err := mysqlwire.WritePacket(db, 0, g); err != nil {
+		t.Fatal(err)
+	}
+	target := iamTarget(t, testkit.NewCA(t, "test CA"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := target.Handshake(context.Background(), client, server)
+		done <- err
+	}()
+	_ = app.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := mysqlwire.ReadPacket(app, 1<<20); err != nil {
+		t.Fatalf("the app's greeting: %v", err)
+	}
+	if _, err := mysqlwire.WritePacket(app, 1, handshakeResponse(appCaps&^mysqlwire.ClientCompress)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := mysqlwire.ReadPacket(app, 1<<20)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 2 || !strings.Contains(msg, "no 20-byte scramble") {
+		t.Fatalf("the app read %q (%v); want the refusal at seq 2", p.Payload, err)
+	}
+	var r *mysqltls.Refusal
+	if err := <-done; !errors.As(err, &r) || r.Reason != mysqltls.ReasonIAM || !r.Told {
+		t.Fatalf("Handshake: %#v; want an iam refusal the app was told", err)
+	}
+}
