@@ -14,6 +14,16 @@ import (
 // while the address keeps failing, and ends when a dial of it succeeds.
 // When a period ends, one connection tries the address in its place
 // again; the others keep it last until that dial has answered.
+//
+// An address that fails again only after a quiet spell longer than its
+// last period (no connection tried it for that long after the period
+// ended) starts again at DownFor, not at the doubled period: the spell
+// says nothing of whether it stayed down, and the new failure may be a new
+// outage (an instance restarting again) that ends soon. Kept last for up
+// to 10 minutes, an address that serves again would leave its share of a
+// reader endpoint's connections to the others that long; rebuilding the
+// period costs one connection's dial per period, a handful in all. The
+// accept loop's backoff restarts after a calm spell for the same reason.
 const (
 	DownFor    = 30 * time.Second // docs/operations.md quotes both
 	DownForMax = 10 * time.Minute
@@ -66,8 +76,9 @@ func (d *downAddrs) order(addrs []netip.Addr, now time.Time, probeFor time.Durat
 }
 
 // failed puts a last for DownFor, or twice its last period if it failed
-// again within that period of its end, up to DownForMax. Marks long over
-// are dropped, so addresses DNS no longer gives are not kept.
+// again within that period of its end, up to DownForMax; later, DownFor
+// again (the quiet spell above). Marks long over are dropped, so
+// addresses DNS no longer gives are not kept.
 func (d *downAddrs) failed(a netip.Addr, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

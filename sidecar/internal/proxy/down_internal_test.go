@@ -24,6 +24,8 @@ func TestDownAddrs(t *testing.T) {
 		{"failed again soon after: twice as long", []time.Duration{0, DownFor + time.Second}, false, 2*DownFor + 2*time.Second, []netip.Addr{b, c, a}},
 		{"the doubled period ends", []time.Duration{0, DownFor + time.Second}, false, 3*DownFor + 2*time.Second, answer},
 		{"failed long after: DownFor again", []time.Duration{0, 3 * DownFor}, false, 4*DownFor + time.Second, answer},
+		{"failed again as its window closes: twice as long", []time.Duration{0, 2*DownFor - time.Second}, false, 3*DownFor + time.Second, []netip.Addr{b, c, a}},
+		{"failed again after a quiet spell longer than its period: DownFor again", []time.Duration{0, 2*DownFor + time.Second}, false, 3*DownFor + 2*time.Second, answer},
 		{"answered: back in place", []time.Duration{0}, true, time.Second, answer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
