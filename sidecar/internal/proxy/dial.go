@@ -72,6 +72,8 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 // counts as failed when the client leaves first (an app whose connect
 // timeout is shorter than CONNECT_TIMEOUT): TCP sends an unanswered SYN
 // again after 1 s, and in a VPC the answer takes well under a millisecond.
+// With TLS the greeting is the answer (leftUnanswered); a MySQL server
+// sends it as it accepts.
 const unansweredAfter = time.Second
 
 // dialAddrs tries each address in turn, each with the connect timeout;
@@ -80,7 +82,9 @@ const unansweredAfter = time.Second
 // accepts TCP but stays silent, closes or speaks another protocol (a hung
 // or restarting mysqld, whose kernel still accepts) has failed as a dial
 // that is refused has, and the next address is tried for the same client,
-// which has been sent nothing yet.
+// which has been sent nothing yet. A client that leaves while an address
+// is unanswered, by its TCP dial or its greeting, ends the dial; the
+// address counts as failed after unansweredAfter (leftUnanswered).
 func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
 	var errs []error
 	var ungreeted *mysqltls.Refusal
@@ -99,16 +103,8 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		began := time.Now()
 		c, err := s.cfg.DialContext(ctx, "tcp", target)
 		cancel()
-		if err != nil && (context.Cause(parent) == errClientGone || errors.Is(err, errClientGone)) {
-			if waited := time.Since(began); waited >= unansweredAfter {
-				// The address did not answer; the client not waiting longer
-				// does not make that the client's doing.
-				f.down.failed(a, time.Now())
-				f.stats.dialFailure(failUnanswered)
-				errs = append(errs, fmt.Errorf("%s: %s: no answer in %s, when the client left", target, failUnanswered, waited.Round(time.Millisecond)))
-				return dialed{exhausted: i == len(ordered)-1}, failUnanswered, fmt.Errorf("the addresses of %s tried failed: %w", f.target, errors.Join(errs...))
-			}
-			return dialed{}, failCanceled, errClientGone // not the target's failure: not counted
+		if err != nil && clientLeft(parent, err) {
+			return leftUnanswered(f, a, target, "no answer", began, i == len(ordered)-1, errs)
 		}
 		if err != nil {
 			why = dialFailReason(err)
@@ -138,7 +134,10 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 			f.down.answered(a) // with TLS, once the login shows a server answers there (judge)
 		} else if greeting, err = f.TLS.Greet(parent, tc); err != nil {
 			_ = tc.Close()
-			if parent.Err() != nil { // the client left or the drain deadline passed: nothing learnt of the address
+			if clientLeft(parent, err) { // with TLS an address answers by greeting: the same rule as the TCP dial's
+				return leftUnanswered(f, a, target, "connected but no greeting", began, i == len(ordered)-1, errs)
+			}
+			if parent.Err() != nil { // the drain deadline passed (or shutdown): nothing learnt of the address
 				return dialed{}, failCanceled, context.Cause(parent)
 			}
 			why, ungreeted = failNoGreeting, nil
@@ -158,6 +157,44 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		d.ungreeted = ungreeted
 	}
 	return d, why, fmt.Errorf("every address of %s failed: %w", f.target, errors.Join(errs...))
+}
+
+// clientLeft reports whether a dial for the client of parent ended in err
+// because the client left (the watch, or the dialer's last peek).
+func clientLeft(parent context.Context, err error) bool {
+	return context.Cause(parent) == errClientGone || errors.Is(err, errClientGone)
+}
+
+// leftUnanswered ends a dial whose client left while address a, dialed
+// at began, had not answered: "no answer" to the TCP dial, or with TLS an
+// accepted connection and no greeting yet (doing, for the log). An app
+// whose connect timeout is shorter than CONNECT_TIMEOUT would otherwise
+// meet a silent address first on every connection, since no wait of the
+// sidecar's ever runs out to mark it. Both count as unanswered, not the
+// greeting's no_greeting: that one says the sidecar's own wait ran out
+// (or the server closed, or spoke another protocol) and the app is told
+// so, while here the app left first and nobody is told (dialFailed), as
+// for the TCP dial; err says which wait it was. Under
+// unansweredAfter the client says nothing of the address (a pool giving
+// up fast, an nc -z check): not counted, not put last. The clock runs from
+// the TCP dial, as the address has not answered the sidecar since then.
+//
+// A live server can be slow to greet (a MySQL server resolving the app's
+// host name, skip_name_resolve off, behind a slow resolver), and one app
+// that gives up on it then puts it last. That is cheap: it only reorders a
+// target's addresses, for DownFor or until a server there answers a login
+// (down.order leaves a single address where it is), and the address still
+// serves an app the others fail; while it stays that slow, the next apps,
+// with the same connect timeout, would give up on it too.
+func leftUnanswered(f *forward, a netip.Addr, target, doing string, began time.Time, last bool, errs []error) (dialed, dialFailure, error) {
+	waited := time.Since(began)
+	if waited < unansweredAfter {
+		return dialed{}, failCanceled, errClientGone // not the target's failure: not counted
+	}
+	f.down.failed(a, time.Now())
+	f.stats.dialFailure(failUnanswered)
+	errs = append(errs, fmt.Errorf("%s: %s: %s in %s, when the client left", target, failUnanswered, doing, waited.Round(time.Millisecond)))
+	return dialed{exhausted: last}, failUnanswered, fmt.Errorf("the addresses of %s tried failed: %w", f.target, errors.Join(errs...))
 }
 
 // errNotFound is DNS saying the name has no addresses: an answer, unlike

@@ -191,30 +191,36 @@ func TestNoOtherAddressAfterTheGreeting(t *testing.T) {
 	}
 }
 
-// An app that leaves, or a drain deadline that passes, while an address
-// is silent ends the wait at once; neither is the address's failure, and
-// no other address is dialed for a connection that has ended.
+// An app that leaves within a second, or a drain deadline that passes
+// at any time, while an address is silent ends the wait at once; neither
+// is the address's failure, and no other address is dialed for a
+// connection that has ended.
 func TestGreetingWaitEnds(t *testing.T) {
 	t.Parallel()
+	drain := func(t *testing.T, r *rig, _ *net.TCPConn) {
+		if cut := r.shutdown(t); cut != 1 {
+			t.Errorf("connections cut = %d, want 1", cut)
+		}
+	}
 	for _, mode := range tlsModes {
 		for _, tc := range []struct {
 			name   string
 			cfg    proxy.Config
+			after  time.Duration // how long the address has been silent when the wait ends
 			end    func(*testing.T, *rig, *net.TCPConn)
 			closed string
 		}{
-			{"the app leaves", proxy.Config{}, func(_ *testing.T, _ *rig, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
-			{"the drain deadline", proxy.Config{DrainTimeout: 50 * time.Millisecond}, func(t *testing.T, r *rig, _ *net.TCPConn) {
-				if cut := r.shutdown(t); cut != 1 {
-					t.Errorf("connections cut = %d, want 1", cut)
-				}
-			}, "drain_deadline"},
+			{"the app leaves", proxy.Config{}, 0, func(_ *testing.T, _ *rig, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
+			{"the drain deadline", proxy.Config{DrainTimeout: 50 * time.Millisecond}, 0, drain, "drain_deadline"},
+			// Past the second after which an app leaving would count the address (below).
+			{"the drain deadline after a second", proxy.Config{DrainTimeout: 50 * time.Millisecond}, 1100 * time.Millisecond, drain, "drain_deadline"},
 		} {
 			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				r, a, b := twoAddresses(t, mode.iam, hold, full, time.Hour, tc.cfg)
 				c := dial(t, r.addrs[0])
 				waitFor(t, "the silent address dialed", func() bool { return a.count() == 1 })
+				time.Sleep(tc.after)
 				tc.end(t, r, c)
 				waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
 				s := forwardSnap(r, 0)
@@ -227,5 +233,46 @@ func TestGreetingWaitEnds(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// An app whose connect timeout is shorter than the greeting's wait leaves
+// while an address is silent. Silent for a second, the address counts as
+// failed as an unanswered TCP dial does (reason unanswered: the app left
+// first, and is told nothing), and goes last, so the app's next connection
+// reaches the address that greets.
+func TestUngreetedAddressWhenTheAppLeaves(t *testing.T) {
+	t.Parallel()
+	for _, mode := range tlsModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			r, a, b := twoAddresses(t, mode.iam, hold, full, time.Hour, proxy.Config{})
+			impatient := dial(t, r.addrs[0])
+			waitFor(t, "the silent address dialed", func() bool { return a.count() == 1 })
+			time.Sleep(1100 * time.Millisecond) // the app's connect timeout, past the second after which an address is unanswered
+			_ = impatient.Close()
+			waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+
+			s := forwardSnap(r, 0)
+			var refusals uint64
+			for _, f := range s.TLSRefusals {
+				refusals += f.Value
+			}
+			if countOf(s.DialFailures, "unanswered") != 1 || countOf(s.DialFailures, "no_greeting") != 0 || refusals != 0 ||
+				countOf(s.ConnectionsClosed, "dial_failed") != 1 || countOf(s.ConnectionsClosed, "client_gone") != 0 || b.count() != 0 {
+				t.Errorf("dial failures %v, refusals %v, closed %v, second address dialed %d times; want one unanswered dial, nobody told, closed as dial_failed, none",
+					s.DialFailures, s.TLSRefusals, s.ConnectionsClosed, b.count())
+			}
+			lines := r.logs.lines("dial target failed")
+			if len(lines) != 1 || lines[0]["reason"] != "unanswered" || lines[0]["refusal"] != nil ||
+				!strings.Contains(lines[0]["err"].(string), a.addr.String()+": unanswered: connected but no greeting in") {
+				t.Errorf("want one \"dial target failed\" line, reason unanswered and no refusal, naming the silent address; got %v", lines)
+			}
+
+			next := dial(t, r.addrs[0])
+			if _, _, msg, _ := readFirst(t, next); !strings.Contains(msg, "Too many connections") || a.count() != 1 {
+				t.Errorf("the next app read %q, the silent address took %d connections; want the second address, the silent one tried last", msg, a.count())
+			}
+		})
 	}
 }
