@@ -349,10 +349,16 @@ func (d *document) apks(installed []byte, osr OSRelease, image common.ElementID)
 	if err != nil {
 		return err
 	}
+	extracted := map[string]*spdx.OtherLicense{} // by LicenseRef: packages with the same field share one
 	for _, a := range apks {
+		l := licenseOf(a.License)
+		if l.extracted != nil {
+			extracted[l.extracted.LicenseIdentifier] = l.extracted
+		}
 		p := &spdx.Package{
 			PackageName: a.Name, PackageSPDXIdentifier: elementID("APK", a.Name+"-"+a.Version), PackageVersion: a.Version,
-			PackageHomePage: a.URL, PackageSummary: a.Description, PackageLicenseDeclared: a.License,
+			PackageHomePage: a.URL, PackageSummary: a.Description,
+			PackageLicenseDeclared: l.declared, PackageLicenseComments: l.comment,
 			PrimaryPackagePurpose:     "OPERATING_SYSTEM", // the JSON schema's spelling; the spec's text has a hyphen
 			PackageExternalReferences: purl(apkPurl(a, osr)),
 			PackageSourceInfo:         "origin " + a.Origin + "; from /lib/apk/db/installed",
@@ -362,6 +368,7 @@ func (d *document) apks(installed []byte, osr OSRelease, image common.ElementID)
 		}
 		d.rel(image, "CONTAINS", d.pkg(p))
 	}
+	d.OtherLicenses = extractedLicenses(extracted)
 	return nil
 }
 
