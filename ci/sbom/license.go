@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -105,4 +106,34 @@ func extractedLicenses(byRef map[string]*spdx.OtherLicense) []*spdx.OtherLicense
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LicenseIdentifier < out[j].LicenseIdentifier })
 	return out
+}
+
+// licenseRefSyntax is a LicenseRef- as SPDX 2.3 clause 10.1 allows it.
+var licenseRefSyntax = regexp.MustCompile(`^LicenseRef-[A-Za-z0-9.-]+$`)
+
+// checkLicenses is an error naming the first license an SPDX 2.3
+// validator would refuse: a package's licenseDeclared or
+// licenseConcluded that is not NONE, NOASSERTION, a LicenseRef- the
+// document defines or an SPDX expression in go-spdx's normal form (the
+// only expressions Build writes), or an extracted licence that is no
+// LicenseRef- or is defined twice.
+func checkLicenses(doc *spdx.Document) error {
+	defined := map[string]bool{}
+	for _, l := range doc.OtherLicenses {
+		if !licenseRefSyntax.MatchString(l.LicenseIdentifier) || defined[l.LicenseIdentifier] {
+			return fmt.Errorf("hasExtractedLicensingInfos: %q is not a LicenseRef- identifier, or is defined twice", l.LicenseIdentifier)
+		}
+		defined[l.LicenseIdentifier] = true
+	}
+	for _, p := range doc.Packages {
+		for _, lic := range []string{p.PackageLicenseDeclared, p.PackageLicenseConcluded} {
+			if lic == "NONE" || lic == noAssertion || defined[lic] {
+				continue
+			}
+			if norm, ok := spdxExpression(lic); !ok || norm != lic {
+				return fmt.Errorf("package %s: license %q is not an SPDX license expression, NONE, NOASSERTION or a LicenseRef- the document defines", p.PackageName, lic)
+			}
+		}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/github/go-spdx/v2/spdxexp"
 	spdxjson "github.com/spdx/tools-golang/json"
+	"github.com/spdx/tools-golang/spdx"
 )
 
 // refSyntax is a LicenseRef as SPDX 2.3 clause 10.1 allows it.
@@ -215,5 +216,37 @@ func TestLicenseRefInDocs(t *testing.T) {
 	}
 	if got := licenseOf("custom").declared; got != string(m[1]) {
 		t.Errorf("custom becomes %s; docs/pipeline.md says %s", got, m[1])
+	}
+}
+
+func TestCheckLicenses(t *testing.T) {
+	const ref = "LicenseRef-custom-6cdfd271da635d49"
+	defined := []*spdx.OtherLicense{{LicenseIdentifier: ref, ExtractedText: "custom"}}
+	for _, tc := range []struct {
+		name, declared, concluded string
+		other                     []*spdx.OtherLicense
+		want                      string // "" for valid
+	}{
+		{"an expression", "MIT AND (Apache-2.0 OR Zlib)", "NOASSERTION", nil, ""},
+		{"NONE", "NONE", "NONE", nil, ""},
+		{"a defined LicenseRef", ref, "NOASSERTION", defined, ""},
+		{"an undefined LicenseRef", ref, "NOASSERTION", nil, `license "` + ref + `"`},
+		{"a field as apk wrote it", "custom", "NOASSERTION", defined, `license "custom"`},
+		{"a lower-case operator", "MIT and Zlib", "NOASSERTION", nil, `license "MIT and Zlib"`},
+		{"what go-spdx reads but SPDX lists not", "MIT-only", "NOASSERTION", nil, `license "MIT-only"`},
+		{"empty", "", "NOASSERTION", nil, `license ""`},
+		{"licenseConcluded too", "MIT", "custom", defined, `license "custom"`},
+		{"a LicenseRef defined twice", ref, "NOASSERTION", append(defined, defined...), "defined twice"},
+		{"an extracted licence that is no LicenseRef", "MIT", "NOASSERTION", []*spdx.OtherLicense{{LicenseIdentifier: "custom"}}, `"custom" is not a LicenseRef-`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := &spdx.Document{OtherLicenses: tc.other, Packages: []*spdx.Package{
+				{PackageName: "p", PackageLicenseDeclared: tc.declared, PackageLicenseConcluded: tc.concluded},
+			}}
+			err := checkLicenses(doc)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("checkLicenses = %v, want an error with %q (none if empty)", err, tc.want)
+			}
+		})
 	}
 }

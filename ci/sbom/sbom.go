@@ -184,6 +184,10 @@ func Build(in Input) (*spdx.Document, error) {
 	if err := spdxlib.ValidateDocument(d.Document); err != nil {
 		return nil, fmt.Errorf("SPDX document: %w", err)
 	}
+	// spdxlib checks identifiers and relationships, not licenses.
+	if err := checkLicenses(d.Document); err != nil {
+		return nil, fmt.Errorf("SPDX document: %w", err)
+	}
 	return d.Document, nil
 }
 
@@ -461,15 +465,20 @@ func JSON(doc *spdx.Document) ([]byte, error) {
 }
 
 // Verify parses an SPDX JSON document read back from a registry and
-// checks it is one Build made for this image: valid SPDX, describing the
-// image manifest with digest (its Image package's source), whose sidecar
-// binary is binary (by SHA-256).
+// checks it is one Build made for this image: valid SPDX (its licenses
+// too), describing the image manifest with digest (its Image package's
+// source), whose sidecar binary is binary (by SHA-256).
 func Verify(b []byte, digest string, binary []byte) error {
 	doc, err := spdxjson.Read(bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("not SPDX JSON: %w", err)
 	}
 	if err := spdxlib.ValidateDocument(doc); err != nil {
+		return fmt.Errorf("not a valid SPDX document: %w", err)
+	}
+	// An earlier run's SBOM may predate Build's license check: refused,
+	// it is made again from the image's files.
+	if err := checkLicenses(doc); err != nil {
 		return fmt.Errorf("not a valid SPDX document: %w", err)
 	}
 	var image, bin *spdx.Package

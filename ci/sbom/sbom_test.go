@@ -242,6 +242,19 @@ func TestVerify(t *testing.T) {
 	if err := Verify(raw, digest, bin); err != nil {
 		t.Fatalf("Verify of Build's own document: %v", err)
 	}
+	// An SBOM attached before Build checked licenses carried apk's L:
+	// field as it was.
+	doc, err = Build(Input{Name: "sidecar", Version: "dev", Platform: "linux/amd64", Image: "host/sidecar@" + digest, Binary: bin, BinaryPath: "/x",
+		APKInstalled: []byte("P:x\nV:1.0-r0\nL:custom\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withRef, _ := JSON(doc)
+	if err := Verify(withRef, digest, bin); err != nil {
+		t.Fatalf("Verify of Build's own document with a LicenseRef: %v", err)
+	}
+	ref := doc.OtherLicenses[0].LicenseIdentifier
+	unchecked := strings.Replace(string(withRef), `"licenseDeclared": "`+ref+`"`, `"licenseDeclared": "custom"`, 1)
 	for _, tc := range []struct {
 		name   string
 		doc    string
@@ -253,6 +266,7 @@ func TestVerify(t *testing.T) {
 		{"not JSON", "sbom", digest, bin, "not SPDX JSON"},
 		{"another image", string(raw), "sha256:2222222222222222222222222222222222222222222222222222222222222222", bin, "does not describe the image manifest"},
 		{"another binary", string(raw), digest, []byte("other"), "does not list the image's sidecar binary"},
+		{"a license field as apk wrote it", unchecked, digest, bin, `license "custom" is not an SPDX license expression`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := Verify([]byte(tc.doc), tc.digest, tc.binary); err == nil || !strings.Contains(err.Error(), tc.want) {
