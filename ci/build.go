@@ -248,10 +248,17 @@ func stepExport() Step {
 // args); BUILDOS/BUILDARCH are not derived from it, and the Dockerfile
 // does not use them. Upstream fixed this after v0.21.8 (dagger PR 13571).
 //
-// No SOURCE_DATE_EPOCH: only BuildKit's dockerui client parses it
-// (frontend/dockerui/config.go), and Container.Build builds its ConvertOpt
-// without an Epoch, so v0.21.8 would ignore it; rebuilds are not
-// byte-identical, which push handles (see ecr.Decide).
+// No SOURCE_DATE_EPOCH: it would change nothing in v0.21.8. The image
+// config's dates are not the Dockerfile build's: Container.Build keeps
+// only the frontend's runtime config (util/llbtodagger/metadata.go,
+// applyDockerImageConfig reads img.Config, never History or Created), and
+// the export makes one history entry per layer dated when that layer
+// entered the engine's cache (engine/engineutil/containerimage.go,
+// buildExportRequest; imageexport/writer.go, normalizeLayersAndHistory;
+// engine/snapshots/manager.go, initializeMetadata's time.Now()), with
+// created the last of them (patchImageConfig); no API option sets an
+// epoch. So rebuilds are not byte-identical, which push handles (see
+// ecr.Decide).
 func buildArgs(cfg config.Config, src source, engine dagger.Platform) []dagger.BuildArg {
 	var args []dagger.BuildArg
 	add := func(name, value string) {
