@@ -122,7 +122,7 @@ func (s *run) readCandidate(ctx context.Context) error {
 			"(PLATFORMS=%s; it has %s): an earlier run pushed it with fewer platforms; %s. "+
 			"Delete that image (aws ecr batch-delete-image --repository-name %s --image-ids imageTag=%s) and run again, "+
 			"so that the run pushes its own build",
-			reg.URI, rel.digest, strings.Join(missing, " or "), platformList(s.Config.Platforms), strings.Join(platformNames(rel.pushed), ", "),
+			reg.URI, rel.digest, strings.Join(missing, " or "), s.Config.PlatformList(), strings.Join(platformNames(rel.pushed), ", "),
 			rel.onStop, reg.Repository, rel.commit)
 	}
 	return nil

@@ -203,7 +203,7 @@ func (s *run) connect(ctx context.Context, target string) error {
 		// Found here, not at the smoke step after the unit tests and
 		// the build: a shared remote engine of another architecture.
 		return &config.Error{Problems: []string{fmt.Sprintf("PLATFORMS=%q: the engine runs %s, which the smoke test runs natively; "+
-			"want a list that includes %s (or use an engine of this list's platforms)", platformList(s.Config.Platforms), s.enginePlatform, s.enginePlatform)}}
+			"want a list that includes %s (or use an engine of this list's platforms)", s.Config.PlatformList(), s.enginePlatform, s.enginePlatform)}}
 	}
 	return nil
 }
@@ -354,15 +354,6 @@ func goTestHost(ctx context.Context, dir string, log io.Writer) error {
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	return cmd.Run()
-}
-
-// platformList is platforms as PLATFORMS spells them.
-func platformList(platforms []dagger.Platform) string {
-	s := make([]string, len(platforms))
-	for i, p := range platforms {
-		s[i] = string(p)
-	}
-	return strings.Join(s, ",")
 }
 
 // listSome joins the first n of items, saying how many more there are.

@@ -207,12 +207,8 @@ func Config() error {
 	if err != nil {
 		return err
 	}
-	var platforms []string
-	for _, p := range r.Config.Platforms {
-		platforms = append(platforms, string(p))
-	}
 	fmt.Fprintf(os.Stderr, "configuration accepted: ECR_REPOSITORY=%s PLATFORMS=%s SIZE_BUDGET=%s\n",
-		r.Config.Repository, strings.Join(platforms, ","), imagesize.Human(r.Config.SizeBudget))
+		r.Config.Repository, r.Config.PlatformList(), imagesize.Human(r.Config.SizeBudget))
 	return nil
 }
 

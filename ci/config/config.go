@@ -56,6 +56,15 @@ type Config struct {
 	ScanFailOn  string        // lowest ECR severity that stops the release; "" = none
 }
 
+// PlatformList is Platforms as PLATFORMS spells them.
+func (c Config) PlatformList() string {
+	s := make([]string, len(c.Platforms))
+	for i, p := range c.Platforms {
+		s[i] = string(p)
+	}
+	return strings.Join(s, ",")
+}
+
 // Error lists every bad variable at once, one line each.
 type Error struct{ Problems []string }
 
