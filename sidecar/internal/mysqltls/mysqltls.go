@@ -192,20 +192,12 @@ func (t *Target) Greet(ctx context.Context, server net.Conn) (*Greeting, error) 
 	began := time.Now()
 	// A MySQL server greets at once; a port that waits for the client to
 	// speak (another service) must not hold the app for the whole login.
-	greetBy := began.Add(min(t.handshakeTimeout(), LoginTimeout))
-	if d, ok := ctx.Deadline(); ok && d.Before(greetBy) {
-		greetBy = d
-	}
-	_ = server.SetReadDeadline(greetBy)
-	cut := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { // the app leaving or the drain deadline ends the wait at once
-		defer close(cut)
-		_ = server.SetReadDeadline(time.Unix(1, 0))
-	})
+	_ = server.SetReadDeadline(soonest(ctx, began.Add(min(t.handshakeTimeout(), LoginTimeout))))
+	// The app leaving or the drain deadline ends the wait at once; the
+	// cut's deadline must not land on the login.
+	release := cutWhenDone(ctx, server.SetReadDeadline)
 	p, err := mysqlwire.ReadPacket(server, MaxLoginPacket)
-	if !stop() {
-		<-cut // its deadline must not land on the login
-	}
+	release()
 	if err != nil && ctx.Err() != nil {
 		return nil, context.Cause(ctx) // nothing learnt of the server
 	}
@@ -260,26 +252,16 @@ func (t *Target) Handshake(ctx context.Context, client, server net.Conn) (*Conn,
 // failure the client has been sent an ERR packet (unless ctx ended the
 // login), and the error is a *Refusal. Neither connection is closed here.
 func (t *Target) Login(ctx context.Context, client, server net.Conn, g *Greeting) (*Conn, error) {
-	deadline := g.began.Add(LoginTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
+	deadline := soonest(ctx, g.began.Add(LoginTimeout))
 	_ = client.SetDeadline(deadline)
 	_ = server.SetDeadline(deadline)
-	cut := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { // a drain deadline ends a login at once
-		defer close(cut)
-		_ = client.SetDeadline(time.Unix(1, 0))
-		_ = server.SetDeadline(time.Unix(1, 0))
-	})
-
+	// A drain deadline ends a login at once. If ctx ended as the login
+	// did (the app left after its OK), the cut's deadlines must not land
+	// on the session after they are cleared, where they would fail the
+	// server's side as an upstream error.
+	release := cutWhenDone(ctx, client.SetDeadline, server.SetDeadline)
 	tc, err := t.handshake(ctx, afterCut{client, ctx}, server, deadline, g.packet)
-	if !stop() {
-		// ctx ended as the login did (the app left after its OK): the
-		// deadlines must not land on the session after they are cleared,
-		// where they would fail the server's side as an upstream error.
-		<-cut
-	}
+	release()
 	if err != nil {
 		return nil, err
 	}
@@ -498,6 +480,33 @@ func (t *Target) startTLS(ctx context.Context, server net.Conn) (*tls.Conn, *tls
 		return nil, nil, err
 	}
 	return tc, transport, nil
+}
+
+// soonest is when, or ctx's deadline if that comes first.
+func soonest(ctx context.Context, when time.Time) time.Time {
+	if d, ok := ctx.Deadline(); ok && d.Before(when) {
+		return d
+	}
+	return when
+}
+
+// cutWhenDone makes ctx's end cut a wait at once, by setting each of set
+// (a connection's deadline setters) in the past. release undoes it; if the
+// cut has begun, release waits until it is done, so it never lands after
+// the caller goes on to clear the deadlines.
+func cutWhenDone(ctx context.Context, set ...func(time.Time) error) (release func()) {
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(cut)
+		for _, s := range set {
+			_ = s(time.Unix(1, 0))
+		}
+	})
+	return func() {
+		if !stop() {
+			<-cut
+		}
+	}
 }
 
 // readBy sets c's read deadline, unless ctx has ended: Handshake's drain
