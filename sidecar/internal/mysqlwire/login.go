@@ -277,11 +277,17 @@ func (r *reader) optNulString() string {
 	return s
 }
 
+// lenencBytes reads a length-encoded field; an empty one that is present
+// is non-nil, so that Append writes it back (a COM_CHANGE_USER's empty
+// attribute block, which servers require when CLIENT_CONNECT_ATTRS is on).
 func (r *reader) lenencBytes() []byte {
 	n, ok := r.lenencInt()
 	if !ok || n > uint64(len(r.b)) {
 		r.fail()
 		return nil
+	}
+	if n == 0 {
+		return []byte{}
 	}
 	return r.bytes(int(n))
 }

@@ -151,3 +151,28 @@ func TestWithAuthDataKeepsEveryOtherByte(t *testing.T) {
 		})
 	}
 }
+
+// A parsed COM_CHANGE_USER is written back byte for byte: an empty
+// attribute block too (mysql2 always sends one), which servers read
+// whenever CLIENT_CONNECT_ATTRS is on.
+func TestChangeUserReencodesAsSent(t *testing.T) {
+	caps := ClientProtocol41 | ClientSecureConnection | ClientPluginAuth | ClientConnectAttrs
+	for _, tc := range []struct {
+		name string
+		p    string
+	}{
+		{"attributes", "\x11report\x00\x02ab" + "appdb\x00\x21\x00mysql_native_password\x00\x04\x01k\x01v"},
+		{"empty attribute block", "\x11report\x00\x00appdb\x00\x21\x00mysql_native_password\x00\x00"},
+		{"no tail", "\x11report\x00\x00appdb\x00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseChangeUser([]byte(tc.p), caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Append(nil, caps); string(got) != tc.p {
+				t.Errorf("re-encoded %q\n          want %q", got, tc.p)
+			}
+		})
+	}
+}
