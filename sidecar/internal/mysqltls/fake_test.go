@@ -81,6 +81,9 @@ type fakeOpts struct {
 	exchange bool   // after the response: auth switch, more data, then OK
 	tickets  bool   // TLS session tickets on (resumption)
 	switchTo string // after the response, an auth switch to this plugin, then OK
+	// dialogMore, with exchange, is the more-data packet's payload after
+	// the prefix 0x01; nil = "\x04Verification code: ".
+	dialogMore []byte
 	// refuseChange, when set, answers COM_CHANGE_USER with a switch to
 	// mysql_clear_password, then an ERR with this code (1045: the
 	// password refused; 1049: an unknown database).
@@ -233,8 +236,12 @@ func (f *fakeServer) serve(c net.Conn) {
 	if f.exchange {
 		// auth switch → client answers → more data → client answers → OK,
 		// as MariaDB's dialog plugin (PAM) asks for a password, then a code.
+		more := f.dialogMore
+		if more == nil {
+			more = []byte("\x04Verification code: ")
+		}
 		for _, p := range [][]byte{append([]byte{mysqlwire.AuthSwitch}, "dialog\x00\x04Password: "...),
-			append([]byte{mysqlwire.MoreData}, "\x04Verification code: "...)} {
+			append([]byte{mysqlwire.MoreData}, more...)} {
 			if _, err := mysqlwire.WritePacket(ts, seq, p); err != nil {
 				f.fail(err)
 				return

@@ -412,12 +412,17 @@ func (t *Target) authenticate(client net.Conn, tc *tls.Conn, resp mysqlwire.Pack
 			switch {
 			case p.Payload[0] == mysqlwire.OK || p.Payload[0] == mysqlwire.ErrPacketHdr:
 				return nil // the server's verdict is the app's to read
-			case p.Payload[0] == mysqlwire.MoreData && len(p.Payload) == 2 && p.Payload[1] == cachingSHA2FastAuthOK:
-				continue // fast auth succeeded; OK follows (whatever plugin the app named: never wait for the app here)
+			case p.Payload[0] == mysqlwire.MoreData && len(p.Payload) == 2 && p.Payload[1] == cachingSHA2FastAuthOK &&
+				(a.switchedTo == "" || a.switchedTo == pluginCachingSHA2):
+				// Fast auth succeeded; OK follows (whatever plugin the app named:
+				// never wait for the app here). After a switch to another
+				// plugin it is that plugin's data: dialog's empty last question.
+				continue
 			case p.Payload[0] == mysqlwire.MoreData && len(p.Payload) == 2 && p.Payload[1] == cachingSHA2FullAuth && a.plugin == pluginCachingSHA2:
 				rsaNext = true
 			case p.Payload[0] == mysqlwire.AuthSwitch:
 				a.plugin, a.nonce, _ = mysqlwire.ParseAuthSwitch(p.Payload)
+				a.switchedTo = a.plugin
 				rsaNext = a.plugin == pluginSHA256 // its first answer is the password
 			}
 			break

@@ -183,6 +183,43 @@ func TestLoginOverVerifiedTLS(t *testing.T) {
 	}
 }
 
+// After a switch to the dialog plugin (PAM), a question is the app's to
+// answer whatever its bytes: MySQL-based servers send it as more data, so
+// an empty last question is 0x01 0x03, caching_sha2_password's "fast auth
+// succeeded" only under that plugin.
+func TestDialogQuestionsAreTheAppsToAnswer(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	for _, tc := range []struct {
+		name string
+		more []byte // after 0x01
+	}{
+		{"password question with a prompt", []byte("\x04Verification code: ")},
+		{"last question, empty prompt", []byte{0x03}},
+		{"password question, empty prompt", []byte{0x04}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), exchange: true, dialogMore: tc.more})
+			addr, _, _ := sidecar(t, srv, mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName})
+			a := dialApp(t, addr)
+			a.read()
+			a.write(1, handshakeResponse(appCaps))
+			if p := a.read(); p.Seq != 2 || p.Payload[0] != mysqlwire.AuthSwitch {
+				t.Fatalf("got seq %d %q; want the switch to dialog at 2", p.Seq, p.Payload)
+			}
+			a.write(3, []byte("secret\x00"))
+			if p := a.read(); p.Seq != 4 || !bytes.Equal(p.Payload, append([]byte{mysqlwire.MoreData}, tc.more...)) {
+				t.Fatalf("got seq %d %q; want the question at 4", p.Seq, p.Payload)
+			}
+			a.write(5, []byte("123456\x00"))
+			_ = a.c.SetReadDeadline(time.Now().Add(5 * time.Second)) // the server waits for the answer; the login's own bound is 30 s
+			p, err := mysqlwire.ReadPacket(a.c, 1<<20)
+			if err != nil || p.Seq != 6 || p.Payload[0] != mysqlwire.OK {
+				t.Fatalf("after the answer the app read seq %d %q, %v; want the server's OK at 6: its answer must reach the server", p.Seq, p.Payload, err)
+			}
+		})
+	}
+}
+
 func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 	ca := testkit.NewCA(t, "test CA")
 	other := testkit.NewCA(t, "unrelated CA")

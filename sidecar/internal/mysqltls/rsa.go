@@ -116,8 +116,11 @@ type login struct {
 	t      *Target
 	client net.Conn
 	plugin string // the plugin the app answers for (its response's, then an auth switch's)
-	nonce  []byte // that plugin's nonce (the greeting's scramble, then an auth switch's data)
-	shift  int    // app sequence id minus the server's for the same packet
+	// switchedTo is the plugin the server's last auth switch named: the
+	// one it runs, whatever the app named; "" before a switch.
+	switchedTo string
+	nonce      []byte // that plugin's nonce (the greeting's scramble, then an auth switch's data)
+	shift      int    // app sequence id minus the server's for the same packet
 }
 
 // password handles what the app sent as a password (data, in packet p)
