@@ -26,6 +26,10 @@ type dialed struct {
 	// Without conn, when the last address tried sent no greeting: what
 	// the app is told (not yet sent).
 	ungreeted *mysqltls.Refusal
+	// Without conn, when exhausted: each address's failure, which a
+	// second round for the same connection (a fresh DNS answer) reports
+	// with its own.
+	failures []error
 }
 
 // dial looks the target up (an answer at most DNSCacheTTL old: failover
@@ -47,7 +51,7 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 		f.stats.dialFailure(why)
 		return dialed{}, why, err
 	}
-	d, why, err := s.dialAddrs(parent, f, addrs, asked)
+	d, why, err := s.dialAddrs(parent, f, addrs, asked, nil)
 	if why == failUnanswered {
 		// The client is gone: nothing to look up again for it. But when
 		// every address failed, the next connections look the name up
@@ -65,7 +69,9 @@ func (s *Server) dial(parent context.Context, f *forward) (dialed, dialFailure, 
 	if lerr != nil || len(untried) == 0 {
 		return d, why, err
 	}
-	return s.dialAddrs(parent, f, untried, freshAsked)
+	// The first round's failures go along: counted and put last, they
+	// belong in the line that reports this connection's dials.
+	return s.dialAddrs(parent, f, untried, freshAsked, d.failures)
 }
 
 // unansweredAfter is how long a dial may go unanswered before the address
@@ -84,9 +90,9 @@ const unansweredAfter = time.Second
 // that is refused has, and the next address is tried for the same client,
 // which has been sent nothing yet. A client that leaves while an address
 // is unanswered, by its TCP dial or its greeting, ends the dial; the
-// address counts as failed after unansweredAfter (leftUnanswered).
-func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time) (dialed, dialFailure, error) {
-	var errs []error
+// address counts as failed after unansweredAfter (leftUnanswered). errs
+// are the failures of an earlier round for the same connection.
+func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Addr, asked time.Time, errs []error) (dialed, dialFailure, error) {
 	var ungreeted *mysqltls.Refusal
 	why := failOther
 	probeFor := s.cfg.ConnectTimeout
@@ -152,7 +158,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		}
 		return dialed{conn: tc, addr: a, asked: asked, greeting: greeting}, "", nil
 	}
-	d := dialed{exhausted: true}
+	d := dialed{exhausted: true, failures: errs}
 	if why == failNoGreeting {
 		d.ungreeted = ungreeted
 	}

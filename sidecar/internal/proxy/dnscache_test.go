@@ -154,6 +154,56 @@ func TestDNSCacheFollowsFailover(t *testing.T) {
 	})
 }
 
+// When every address of the cached answer fails and the name, looked up
+// again, gives another, the log names every address that failed for the
+// connection, whichever round dialed it: the old writer's refusal is the
+// failover's first sign, and it is counted (sidecar_dial_failures_total)
+// and put last, so it must show in the line that explains those.
+func TestFailoverLogNamesEveryFailedAddress(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		newRefuses bool   // the new writer refuses too
+		msg        string // the line that reports the failures
+	}{
+		{"the new writer answers", false, "dial of a target address failed"},
+		{"the new writer refuses too", true, "dial target failed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dns, a, b, r := startFailover(t, proxy.Config{DNSCacheTTL: time.Hour})
+			connectEcho(t, r)
+			time.Sleep(proxy.MinRelookup) // a younger answer is not second-guessed
+			dns.Set("db.sidecar.test", b.addr.Addr())
+			_ = a.ln.Close() // the old writer restarts: refused
+			if tt.newRefuses {
+				_ = b.ln.Close()
+				if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+					t.Fatal("a connection carried bytes with both writers refusing")
+				}
+			} else {
+				connectEcho(t, r) // dialed to the new answer after the old writer refused
+			}
+			// Both lines are written before the client hears of the outcome.
+			lines := r.logs.lines(tt.msg)
+			if len(lines) != 1 {
+				t.Fatalf("%d %q lines, want 1", len(lines), tt.msg)
+			}
+			l := lines[0]
+			errText, _ := l["err"].(string)
+			want := []string{a.addr.String() + ": refused"}
+			if tt.newRefuses {
+				want = append(want, b.addr.String()+": refused")
+			} else if l["upstream"] != b.addr.String() {
+				t.Errorf("upstream = %v, want the new writer %s", l["upstream"], b.addr)
+			}
+			for _, w := range want {
+				if !strings.Contains(errText, w) {
+					t.Errorf("%q line's err = %q; want it to name %q", tt.msg, errText, w)
+				}
+			}
+		})
+	}
+}
+
 // countingResolver counts the lookups asked of it: Go's resolver shares
 // concurrent identical lookups itself, so DNS queries cannot show whether
 // the cache does.
