@@ -173,7 +173,7 @@ var Settings = []Setting{
 		}},
 	{Name: "MAX_CONNECTIONS", Default: strconv.Itoa(proxy.DefaultMaxConnections),
 		Accepted: fmt.Sprintf("an integer from 1 to %d", maxConnectionsLimit),
-		Meaning:  "concurrent connections across all forwards; beyond it a new one is closed at once",
+		Meaning:  "concurrent connections across all forwards; beyond it a new one is closed at once (with TARGET_TLS, after a MySQL error 1040 that names the limit)",
 		set: func(c *Config, v string) bool {
 			n, err := strconv.Atoi(v)
 			c.MaxConnections = n

@@ -153,6 +153,7 @@ var Reasons = []string{ReasonDialFailed, ReasonServerNoTLS, ReasonServerError, R
 const (
 	codeHandshake = 1043 // ER_HANDSHAKE_ERROR, SQLSTATE 08S01 (a connection error to JDBC)
 	codeDenied    = 1045 // ER_ACCESS_DENIED_ERROR
+	codeTooMany   = 1040 // ER_CON_COUNT_ERROR, SQLSTATE 08004: what a server at max_connections sends
 )
 
 // RefuseDial tells a client whose target could not be dialed, as the
@@ -165,6 +166,14 @@ func RefuseDial(client net.Conn, target string, err error) *Refusal {
 // descriptors: the database is not to blame.
 func RefuseOutOfFiles(client net.Conn, err error) *Refusal {
 	return refuseDial(client, err, "sidecar: the sidecar is out of file descriptors and could not connect to the database; raise the task's ulimits nofile or lower MAX_CONNECTIONS")
+}
+
+// TellTooMany tells a client turned away at the sidecar's connection limit,
+// as a server at max_connections does: an ERR in place of the greeting, so
+// the app's error names the limit instead of a lost connection.
+func TellTooMany(client net.Conn, limit int) error {
+	return sendErrTo(client, 0, codeTooMany, "08004", fmt.Sprintf(
+		"sidecar: too many connections: MAX_CONNECTIONS=%d are open through this sidecar; raise MAX_CONNECTIONS or lower the app's connection pool", limit))
 }
 
 func refuseDial(client net.Conn, err error, msg string) *Refusal {

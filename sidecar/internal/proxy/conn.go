@@ -60,6 +60,11 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			s.active.Add(-1)
 			f.stats.rejected.Add(1)
 			f.rejectLog.Event("listen_port", f.port, "client", tc.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+			if f.TLS != nil {
+				// The app speaks MySQL to the sidecar: say why. A fresh
+				// socket's buffer takes the packet without blocking.
+				_ = mysqltls.TellTooMany(tc, s.cfg.MaxConnections)
+			}
 			_ = tc.Close()
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -258,5 +259,40 @@ func TestDepartureGraceServesClientsThatStay(t *testing.T) {
 	_ = stays.SetDeadline(time.Now().Add(safety))
 	if err := echoRoundTrip(stays.(*net.TCPConn), []byte("still here")); err != nil {
 		t.Fatalf("a client that stayed through the grace: %v", err)
+	}
+}
+
+// With TLS the app speaks MySQL to the sidecar, so a connection beyond
+// MaxConnections is told why in a server's own "too many connections"
+// ERR, not left to read a lost connection.
+func TestTLSConnectionBeyondTheLimitIsTold(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", hold) // accepts, never greets: the first login holds its slot
+	fw := forwardTo(up)
+	fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}, MaxConnections: 1})
+	held := dial(t, r.addrs[0])
+	defer held.Close()
+	waitFor(t, "the first login to wait for the greeting", func() bool { return up.count() == 1 })
+
+	c := dial(t, r.addrs[0])
+	_ = c.SetReadDeadline(time.Now().Add(safety))
+	p, err := mysqlwire.ReadPacket(c, 1<<16)
+	if err != nil {
+		t.Fatalf("the connection beyond the limit read no packet: %v", err)
+	}
+	if len(p.Payload) < 9 || p.Payload[0] != mysqlwire.ErrPacketHdr || p.Seq != 0 {
+		t.Fatalf("first packet %q (seq %d); want an ERR in place of the greeting", p.Payload, p.Seq)
+	}
+	code := int(p.Payload[1]) | int(p.Payload[2])<<8
+	state, msg := string(p.Payload[4:9]), string(p.Payload[9:])
+	if code != 1040 || state != "08004" || !strings.Contains(msg, "MAX_CONNECTIONS=1") {
+		t.Errorf("ERR %d (%s) %q; want 1040 (08004) naming MAX_CONNECTIONS=1", code, state, msg)
+	}
+	if b, err := io.ReadAll(c); len(b) != 0 || err != nil {
+		t.Errorf("after the ERR the app read %q, %v; want its connection closed", b, err)
+	}
+	// Counted as rejected only: no login was refused.
+	if s := forwardSnap(r, 0); s.Rejected != 1 || countOf(s.TLSRefusals, mysqltls.ReasonDialFailed) != 0 {
+		t.Errorf("rejected %d, TLS refusals %v; want 1 rejection and no refusal", s.Rejected, s.TLSRefusals)
 	}
 }
