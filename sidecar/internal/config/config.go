@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -446,11 +447,50 @@ func (p *parser) iam(c *Config) {
 	c.IAM = &iamauth.Tokens{Source: src, Region: c.AWSRegion}
 }
 
+// MaxCAFileSize bounds TARGET_TLS_CA: AWS's global RDS bundle and a whole
+// system trust store are a few hundred KiB.
+const MaxCAFileSize = 4 << 20
+
+// readCAFile reads path only if it is a regular file of at most
+// MaxCAFileSize: a device (/dev/zero) or a log would exhaust memory, and a
+// FIFO would block the start for good, before any line is logged.
+func readCAFile(path string) ([]byte, error) {
+	st, err := os.Stat(path) // before open: opening a FIFO blocks
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
+	}
+	switch t := st.Mode().Type(); {
+	case t&fs.ModeDir != 0:
+		return nil, errors.New("cannot be read (is a directory)")
+	case t&fs.ModeNamedPipe != 0:
+		return nil, errors.New("is a named pipe (FIFO), not a regular file")
+	case t&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+		return nil, errors.New("is a device, not a regular file")
+	case t != 0:
+		return nil, errors.New("is not a regular file")
+	case st.Size() > MaxCAFileSize:
+		return nil, fmt.Errorf("is %d bytes, more than a CA bundle's %d at most", st.Size(), MaxCAFileSize)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxCAFileSize+1)) // a file that grew since Stat
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("cannot be read (%v)", err)
+	case len(b) > MaxCAFileSize:
+		return nil, fmt.Errorf("is more than a CA bundle's %d bytes at most", MaxCAFileSize)
+	}
+	return b, nil
+}
+
 // loadCA reads a PEM file of CA certificates.
 func loadCA(path string) (*x509.CertPool, []string, error) {
-	b, err := os.ReadFile(path)
+	b, err := readCAFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
+		return nil, nil, err
 	}
 	// Block by block, not AppendCertsFromPEM, which skips what it cannot
 	// use without a word. A private key stops the start (a secret in a

@@ -58,7 +58,7 @@ var Settings = []Setting{
 			c.TLS = m
 			return m == TLSDisabled || m == TLSVerifyCA || m == TLSVerifyIdentity
 		}},
-	{Name: "TARGET_TLS_CA", Unset: "the Amazon RDS CA bundle, embedded", Accepted: "a path to a PEM file with at least one CA certificate and no private key",
+	{Name: "TARGET_TLS_CA", Unset: "the Amazon RDS CA bundle, embedded", Accepted: fmt.Sprintf("a path to a PEM file of at most %d MiB with at least one CA certificate and no private key", MaxCAFileSize>>20),
 		Meaning: "the CAs trusted for the database's certificate"},
 	{Name: "TARGET_SERVER_NAME", Unset: "each target's host when it is a DNS name", Accepted: "a DNS name, such as mydb.cluster-abc123.us-east-1.rds.amazonaws.com",
 		Meaning: "the name verify-identity checks in the certificate and sends as SNI; required with verify-identity when a target is an IP address"},

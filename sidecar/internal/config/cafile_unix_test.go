@@ -1,0 +1,67 @@
+//go:build unix
+
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/rdsca"
+)
+
+// A TARGET_TLS_CA that is no regular file of a CA bundle's size is
+// refused at once, naming what it is: a FIFO used to block the start for
+// good, and a huge file (or a device such as /dev/zero) to be read into
+// memory whole.
+func TestCAFileNotABundle(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "ca.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A usable CA, then comment text (ignored between PEM blocks) past the limit.
+	firstCA := rdsca.PEM[:bytes.Index(rdsca.PEM, []byte("-----END CERTIFICATE-----"))+26]
+	huge := filepath.Join(dir, "huge.pem")
+	if err := os.WriteFile(huge, append(bytes.Clone(firstCA), bytes.Repeat([]byte("# padding\n"), MaxCAFileSize/10+1)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	atLimit := filepath.Join(dir, "at-limit.pem")
+	if err := os.WriteFile(atLimit, append(bytes.Clone(firstCA), bytes.Repeat([]byte("#"), MaxCAFileSize-len(firstCA))...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		want       string // "" = accepted
+	}{
+		{"a named pipe", fifo, `TARGET_TLS_CA="` + fifo + `": is a named pipe (FIFO), not a regular file`},
+		{"a directory", dir, `TARGET_TLS_CA="` + dir + `": cannot be read (is a directory)`},
+		{"larger than a bundle", huge, `TARGET_TLS_CA="` + huge + `": is `},
+		{"at the limit", atLimit, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": tc.path}
+			done := make(chan error, 1)
+			go func() { _, err := Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); done <- err }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second): // a hang, not a speed: Parse reads no network
+				t.Fatalf("Parse with TARGET_TLS_CA=%s has not returned", tc.path)
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want == "":
+			case err == nil:
+				t.Fatalf("accepted TARGET_TLS_CA=%s", tc.path)
+			case !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "accepted: "):
+				t.Errorf("error %q, want it to contain %q and what is accepted", err, tc.want)
+			}
+		})
+	}
+}
