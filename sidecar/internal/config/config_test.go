@@ -381,12 +381,12 @@ func TestParseInvalid(t *testing.T) {
 		{
 			name: "a connection URL as TARGET_HOST: a hint, and no password in the log",
 			env:  map[string]string{"TARGET_HOST": "mysql://app:s3cret@db.example:3306/orders?password=s3cret", "TARGET_PORT": "3306"},
-			want: []string{`TARGET_HOST="mysql://xxxxx@db.example:3306/orders?xxxxx": is a URL or has a user in it: give the host name alone`},
+			want: []string{`TARGET_HOST="mysql://xxxxx@db.example:3306/orders?xxxxx": is a URL or a connection string, or has a user or password in it: give the host name alone`},
 		},
 		{
 			name: "user:password@host as TARGET_HOST",
 			env:  map[string]string{"TARGET_HOST": "app:s3cret@db.example", "TARGET_PORT": "3306"},
-			want: []string{`TARGET_HOST="xxxxx@db.example": is a URL or has a user in it`},
+			want: []string{`TARGET_HOST="xxxxx@db.example": is a URL or a connection string, or has a user or password in it`},
 		},
 		{
 			name: "a password with a comma",
@@ -406,7 +406,7 @@ func TestParseInvalid(t *testing.T) {
 		{
 			name: "FORWARDS, a user without a password",
 			env:  map[string]string{"FORWARDS": "8080=app@db.example:3306"},
-			want: []string{`entry "8080=app@db.example:3306" has target host "app@db.example" (is a URL or has a user in it`},
+			want: []string{`entry "8080=app@db.example:3306" has target host "app@db.example" (is a URL or a connection string, or has a user or password in it`},
 		},
 		{
 			name: "FORWARDS, a password with a comma",
@@ -844,5 +844,66 @@ func TestForwardsShownNeverShowsAPassword(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A connection string, a query or an IAM token pasted where a host or a
+// port belongs is refused without its secret in any line: a refused value
+// is shown up to the first credential's key, and the reason quotes no
+// part of it. A value without one is shown as given.
+func TestRefusedValuesHideCredentials(t *testing.T) {
+	t.Parallel()
+	const secret = "S3CRET"
+	iamToken := "db.example.com:3306/?Action=connect&DBUser=app&X-Amz-Algorithm=AWS4-HMAC-SHA256" +
+		"&X-Amz-Credential=AKIDEXAMPLE%2F20260101%2Fus-east-1%2Frds-db%2Faws4_request&X-Amz-Date=20260101T000000Z" +
+		"&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=" + secret + "&X-Amz-Signature=" + secret
+	base := map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity"}
+	for _, tc := range []struct {
+		name, variable, value string
+		shown                 string // the problem's value; "" = only: no secret in it
+	}{
+		{"ADO.NET connection string", "TARGET_HOST", "Server=db;Uid=app;Pwd=" + secret + ";", "Server=db;Uid=app;Pwd=xxxxx"},
+		{"libpq keywords", "TARGET_HOST", "host=db user=app password = " + secret, "host=db user=app password =xxxxx"},
+		{"a query without a scheme", "TARGET_HOST", "db.example.com:3306/orders?user=app&password=" + secret, "db.example.com:3306/orders?xxxxx"},
+		{"an IAM token", "TARGET_HOST", iamToken, "db.example.com:3306/?xxxxx"},
+		{"a label too long, with a password", "TARGET_HOST", "db;pwd=" + secret + strings.Repeat("x", 60), ""},
+		{"a port with a query", "TARGET_PORT", "3306?password=" + secret, "3306?xxxxx"},
+		{"a listen port with a password", "LISTEN_PORT", "8080;passwd=" + secret, "8080;passwd=xxxxx"},
+		{"a server name with a password", "TARGET_SERVER_NAME", "db.example.com;Password=" + secret, "db.example.com;Password=xxxxx"},
+		{"FORWARDS with a query", "FORWARDS", "8080=db.example.com:3306?password=" + secret, "8080=db.example.com:3306?xxxxx"},
+		{"FORWARDS with a connection string", "FORWARDS", "8080=db.example.com:3306,8081=Server=db;Pwd=" + secret, "8080=db.example.com:3306,8081=Server=db;Pwd=xxxxx"},
+		// No credential's key: shown as given.
+		{"a bad host", "TARGET_HOST", "bad host", "bad host"},
+		{"a name with token in it", "TARGET_HOST", "tokens.example.com:3306", "tokens.example.com:3306"},
+		{"FORWARDS with pwd in a name", "FORWARDS", "8080=pwd-db.example.com:3306:1", "8080=pwd-db.example.com:3306:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := maps.Clone(base)
+			if tc.variable == "FORWARDS" {
+				delete(e, "TARGET_HOST")
+				delete(e, "TARGET_PORT")
+			}
+			e[tc.variable] = tc.value
+			_, err := Parse(env(e))
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("%s=%s accepted (%v)", tc.variable, tc.value, err)
+			}
+			found := false
+			for _, p := range cerr.Problems {
+				if p.Variable == tc.variable {
+					found = true
+					if tc.shown != "" && p.Value != tc.shown {
+						t.Errorf("shown as %q, want %q", p.Value, tc.shown)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no problem names %s: %v", tc.variable, err)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the secret shows: %v", err)
+			}
+		})
 	}
 }
