@@ -47,6 +47,10 @@ func TestIAMRules(t *testing.T) {
 		{"IAM_USERS semicolon-separated", with("IAM_USERS", "app;report"), []string{`IAM_USERS="app;report"`}},
 		{"IAM_USERS wildcard", with("IAM_USERS", "*"), []string{`IAM_USERS="*"`, "unset for any user"}},
 		{"IAM_USERS spaces around commas", with("IAM_USERS", " app , report "), nil},
+		// MariaDB's limit, in characters (MySQL's is 32).
+		{"IAM_USERS a name of 80 characters", with("IAM_USERS", "app,"+strings.Repeat("é", 80)), nil},
+		{"IAM_USERS a name longer than 80 characters", with("IAM_USERS", "app,"+strings.Repeat("a", 81)),
+			[]string{`IAM_USERS="app,` + strings.Repeat("a", 81) + `"`, "of at most 80 characters"}},
 		{"bad auth", with("TARGET_AUTH", "token"), []string{`TARGET_AUTH="token"`, "passthrough or iam"}},
 		{"half keys", with("AWS_SECRET_ACCESS_KEY", ""), []string{"AWS_SECRET_ACCESS_KEY is not set"}},
 		{"IP target without a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", "verify-ca"), []string{"TARGET_SERVER_NAME is not set", "TARGET_AUTH=iam", "10.0.0.5"}},

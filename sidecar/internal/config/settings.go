@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
@@ -37,6 +38,10 @@ const (
 	requiredSuffix   = " (required when MODE=proxy, unless FORWARDS is set)"
 	tlsAccepted      = "disabled, verify-ca or verify-identity (MySQL's --ssl-mode names, VERIFY_IDENTITY too; any case); no mode encrypts without verifying (docs/tls.md)"
 )
+
+// maxUserName is MariaDB's limit on a user name, in characters (MySQL's
+// is 32): a longer name can be no database's user.
+const maxUserName = 80
 
 // Settings lists every variable, in the README's order.
 var Settings = []Setting{
@@ -69,7 +74,8 @@ var Settings = []Setting{
 			c.Auth = m
 			return m == AuthPassthrough || m == AuthIAM
 		}},
-	{Name: "IAM_USERS", iamOnly: true, Accepted: "a comma-separated list of database user names, such as app,report: no quotes, spaces, ; or *, and no account host (app@% or app@localhost; unset for any user)",
+	{Name: "IAM_USERS", iamOnly: true, Accepted: fmt.Sprintf("a comma-separated list of database user names of at most %d characters, such as app,report: "+
+		"no quotes, spaces, ; or *, and no account host (app@%% or app@localhost; unset for any user)", maxUserName),
 		Meaning: "with TARGET_AUTH=iam, the users the sidecar signs tokens for; unset = any user the app names",
 		set: func(c *Config, v string) bool {
 			c.IAMUsers = nil
@@ -78,7 +84,7 @@ var Settings = []Setting{
 				// The name as the app sends it: quotes, 'app'@'%' and a
 				// wildcard are SQL's, and would match no login. A name may
 				// hold an @ (jane@example.com), but not an account's host.
-				if u == "" || len(u) > 80 || strings.ContainsAny(u, "'\"`;* \t") || accountHost(u) {
+				if u == "" || utf8.RuneCountInString(u) > maxUserName || strings.ContainsAny(u, "'\"`;* \t") || accountHost(u) {
 					return false
 				}
 				c.IAMUsers = append(c.IAMUsers, u)
