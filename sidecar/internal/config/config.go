@@ -560,10 +560,11 @@ func (p *parser) reported(name string) bool {
 	return false
 }
 
-// getRaw is get without trimming, for a value taken as written.
+// getRaw is get without trimming, for a value taken as written; blanks
+// alone are unset all the same.
 func (p *parser) getRaw(name string) (string, bool) {
 	v, ok := p.lookup(name)
-	return v, ok && v != ""
+	return v, ok && strings.TrimSpace(v) != ""
 }
 
 func (p *parser) bad(name, value, accepted string) {

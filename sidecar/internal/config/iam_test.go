@@ -33,6 +33,8 @@ func TestIAMRules(t *testing.T) {
 		{"without TLS", with("TARGET_TLS", ""), []string{"TARGET_TLS", "TARGET_AUTH=iam", "verify-ca or verify-identity"}},
 		{"0.0.0.0 without LOCAL_PASSWORD", with("LISTEN_ADDR", ""), []string{"LOCAL_PASSWORD", "LISTEN_ADDR=0.0.0.0", "LISTEN_ADDR=127.0.0.1"}},
 		{":: without LOCAL_PASSWORD", with("LISTEN_ADDR", "::"), []string{"LOCAL_PASSWORD", "LISTEN_ADDR=::"}},
+		// Blanks alone are unset, as in every variable: no password anyone could guess.
+		{"0.0.0.0 with a blank LOCAL_PASSWORD", with("LISTEN_ADDR", "0.0.0.0", "LOCAL_PASSWORD", " \t "), []string{"LOCAL_PASSWORD is not set", "LISTEN_ADDR=0.0.0.0"}},
 		{"no region", with("AWS_REGION", ""), []string{"AWS_REGION is not set", "TARGET_AUTH=iam"}},
 		{"the CLI's region only", with("AWS_REGION", "", "AWS_DEFAULT_REGION", "eu-west-1"),
 			[]string{"AWS_REGION is not set", "AWS_DEFAULT_REGION=eu-west-1 is the AWS CLI's; set AWS_REGION to it"}},
@@ -136,6 +138,12 @@ func TestIAMOnlySettings(t *testing.T) {
 	if c.LocalPassword != " pw " {
 		t.Errorf("LOCAL_PASSWORD = %q, want it as written", c.LocalPassword)
 	}
+	iam["LOCAL_PASSWORD"], iam["LISTEN_ADDR"] = "   ", "127.0.0.1"
+	if c, err = Parse(env(iam)); err != nil || c.LocalPassword != "" {
+		t.Errorf("LOCAL_PASSWORD of blanks: %q, %v; want it unset", c.LocalPassword, err)
+	}
+	iam["LOCAL_PASSWORD"] = " pw "
+	delete(iam, "LISTEN_ADDR")
 	iam["IAM_USERS"] = "app,,"
 	if _, err := Parse(env(iam)); err == nil || !strings.Contains(err.Error(), `IAM_USERS="app,,"`) {
 		t.Errorf("iam with IAM_USERS=app,,: %v", err)
