@@ -24,6 +24,9 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	// A write to a closed pipe on stderr would kill the process, and every
+	// connection with it; with SIGPIPE ignored the log line is lost instead.
+	signal.Ignore(syscall.SIGPIPE)
 	go watchSignals(signals, cancel, os.Exit)
 	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	cancel()
