@@ -289,6 +289,14 @@ func stepScanGate() Step {
 
 func stepReleaseTags() Step {
 	return Step{Name: "release tags", Doc: "puts the version tag and latest on the candidate with ECR PutImage (no second push); a tag already on it is skipped.",
+		skip: func(s *run) string {
+			if len(s.tags.Release()) > 0 {
+				return ""
+			}
+			// Said here too, not only in the preflight: the run's last line.
+			return "no version tag or latest to put on the candidate: " +
+				s.tags.Get(imagetag.Version).Skipped + ", " + s.tags.Get(imagetag.Latest).Skipped
+		},
 		do: func(ctx context.Context, s *run) error {
 			reg, rel := s.reg, s.rel
 			for _, tag := range rel.promote {

@@ -3,6 +3,7 @@ package ci
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -108,5 +109,40 @@ func TestRunStepList(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "four") {
 		t.Errorf("a step after the failure ran or was logged:\n%s", log)
+	}
+}
+
+// The last step says why it does nothing when the run has no release tag
+// (no v* tag on HEAD, PUSH_LATEST=false), as every other skipped step
+// does, and runs when it has one.
+func TestPushReleaseTagsStepSaysWhyItIsSkipped(t *testing.T) {
+	t.Parallel()
+	last := len(Steps("push"))
+	for _, tc := range []struct {
+		name, gitTag string
+		want, absent string
+	}{
+		{"no version tag, no latest", "",
+			fmt.Sprintf("==> push: [%d/%d] release tags skipped (no version tag or latest to put on the candidate: no v* git tag on HEAD, PUSH_LATEST=false)", last, last),
+			"release tags done in"},
+		{"a version tag", "v1.2.3",
+			fmt.Sprintf("==> push: [%d/%d] release tags (", last, last),
+			"release tags skipped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			immutable := true
+			ecrSrv := pushEnv(t, &immutable)
+			fe := newLightPushEngine(t, ecrSrv, nil)
+			if tc.gitTag != "" {
+				gitTag(t, fe.dir, tc.gitTag)
+			}
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+			}
+			if log := fe.log.String(); !strings.Contains(log, tc.want) || strings.Contains(log, tc.absent) {
+				t.Errorf("log lacks %q or has %q:\n%s", tc.want, tc.absent, log)
+			}
+		})
 	}
 }
