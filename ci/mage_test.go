@@ -153,6 +153,39 @@ func TestMage(t *testing.T) {
 		}
 	})
 	t.Run("Ctrl-C exits 130 saying so", func(t *testing.T) { testCtrlC(ctx, t, root, cache) })
+	t.Run("lint vets the magefiles too", func(t *testing.T) { testLintVetsMagefiles(ctx, t, ok) })
+}
+
+// go vet ./... skips magefiles/, whose files build only with the mage
+// tag: lint, which vets the module, must vet them too. The compiled
+// targets run in a module whose only vet problem is in its magefile.
+func testLintVetsMagefiles(ctx context.Context, t *testing.T, mage func(args ...string) string) {
+	bin := filepath.Join(t.TempDir(), "mage-targets")
+	mage("-compile", bin)
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"go.mod":                "module example.com/lintfixture\n\ngo 1.26\n",
+		"lib.go":                "package lintfixture\n",
+		"magefiles/magefile.go": "//go:build mage\n\npackage main\n\nimport \"fmt\"\n\n// Hello greets.\nfunc Hello() { fmt.Printf(\"%d\\n\", \"not a number\") }\n",
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.CommandContext(ctx, bin, "lint")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitFailed {
+		t.Fatalf("lint of a module whose magefile vet refuses: %v, want exit %d\n%s", err, ExitFailed, out)
+	}
+	if !strings.Contains(string(out), "magefile.go") {
+		t.Errorf("lint does not name the magefile vet refused:\n%s", out)
+	}
 }
 
 // Ctrl-C while a target waits (here for an engine session that accepts

@@ -368,10 +368,10 @@ func TestWorkflowDaggerCloud(t *testing.T) {
 		}
 	}
 	// Each mage step that reaches the engine, and no other, sees the token
-	// and the runner host; mage config reaches none.
+	// and the runner host; mage config and mage lint reach none.
 	const token = "          DAGGER_CLOUD_TOKEN: ${{ secrets.DAGGER_CLOUD_TOKEN }}\n          _EXPERIMENTAL_DAGGER_RUNNER_HOST: ${{ secrets.DAGGER_CLOUD_TOKEN != '' && 'dagger-cloud://' || '' }}\n"
 	for _, step := range strings.Split(pipeline, "\n      - ")[1:] {
-		mage := strings.Contains(step, "go tool mage ") && !strings.Contains(step, "go tool mage config")
+		mage := strings.Contains(step, "go tool mage ") && !strings.Contains(step, "go tool mage config") && !strings.Contains(step, "go tool mage lint")
 		if has := strings.Contains(step, token); has != mage {
 			t.Errorf("step %q: DAGGER_CLOUD_TOKEN and the runner host in its env: %v; want them exactly on the mage steps that reach the engine", strings.SplitN(step, "\n", 2)[0], has)
 		}
@@ -414,7 +414,7 @@ func TestWorkflowChecksConfigurationFirst(t *testing.T) {
 			t.Errorf("step %q is not before the configuration check (it needs the source and Go): %q", before, names)
 		}
 	}
-	for _, after := range []string{"name: Install test services", "name: Vet and format", "name: Unit tests", "name: Build image (go tool mage build)"} {
+	for _, after := range []string{"name: Install test services", "name: Vet and format (go tool mage lint)", "name: Unit tests", "name: Build image (go tool mage build)"} {
 		if i := slices.Index(names, after); i < check {
 			t.Errorf("step %q is not after the configuration check: %q", after, names)
 		}
