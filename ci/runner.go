@@ -220,8 +220,9 @@ func (s *run) pushPreflight(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("push needs the source in a git repository (tags come from the commit): %w", err)
 	}
-	if ref.Dirty {
-		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files; the image would not match commit %s — commit or stash them first", ref.Short)
+	if ref.Dirty() {
+		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files (%s); the image would not match commit %s — commit or stash them first",
+			listSome(ref.Changed, 5), ref.Short)
 	}
 	s.ref, s.src = ref, sourceOf(ref)
 	if n := len(ref.Untracked); n > 0 {
@@ -310,7 +311,7 @@ func (s *run) source(ctx context.Context) source {
 		return source{}
 	}
 	src := sourceOf(ref)
-	if len(ref.Untracked) > 0 && !ref.Dirty {
+	if len(ref.Untracked) > 0 && !ref.Dirty() {
 		// A local build takes the worktree as it is, untracked files
 		// too (push leaves them out): not the commit alone.
 		src.revision += "-dirty"
@@ -328,7 +329,7 @@ func sourceOf(ref gitref.Ref) source {
 	if s.version == "" {
 		s.version = "dev"
 	}
-	if ref.Dirty {
+	if ref.Dirty() {
 		s.revision += "-dirty"
 	}
 	return s

@@ -32,11 +32,16 @@ type Ref struct {
 	// why: "v1.4 (a release-line tag)".
 	Ignored []string
 	Time    time.Time // committer time of HEAD (reproducible CREATED label)
-	Dirty   bool      // tracked files differ from HEAD
+	// Changed are the tracked files that differ from HEAD (staged or
+	// not), relative to the repository root.
+	Changed []string
 	// Untracked files that .gitignore does not ignore, relative to the
 	// directory read; a wholly untracked directory is one entry, "dir/".
 	Untracked []string
 }
+
+// Dirty reports whether tracked files differ from HEAD.
+func (r Ref) Dirty() bool { return len(r.Changed) > 0 }
 
 // commitTagRE is a commit tag: ShortLen lowercase hex digits.
 var commitTagRE = regexp.MustCompile(fmt.Sprintf(`^[0-9a-f]{%d}$`, ShortLen))
@@ -111,11 +116,11 @@ func Read(ctx context.Context, dir string) (Ref, error) {
 
 	// --untracked-files=no: a stray build artefact doesn't change what the
 	// commit tag names; a modified tracked file does.
-	status, err := git(ctx, dir, "status", "--porcelain", "--untracked-files=no")
+	status, err := git(ctx, dir, "status", "--porcelain=v1", "-z", "--untracked-files=no")
 	if err != nil {
 		return Ref{}, err
 	}
-	ref.Dirty = strings.TrimSpace(status) != ""
+	ref.Changed = changedPaths(status)
 
 	others, err := git(ctx, dir, "ls-files", "-z", "--others", "--exclude-standard", "--directory", "--no-empty-directory")
 	if err != nil {
@@ -127,6 +132,25 @@ func Read(ctx context.Context, dir string) (Ref, error) {
 		}
 	}
 	return ref, badTag
+}
+
+// changedPaths are the paths of `git status --porcelain=v1 -z` entries
+// ("XY path", unquoted with -z); a rename or copy is followed by its
+// source path, which is not listed again.
+func changedPaths(status string) []string {
+	var paths []string
+	entries := strings.Split(status, "\x00")
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
+		if len(e) < 4 {
+			continue
+		}
+		paths = append(paths, e[3:])
+		if strings.ContainsAny(e[:2], "RC") {
+			i++
+		}
+	}
+	return paths
 }
 
 // BadTagError is a git tag on HEAD that looks like a version (v and a

@@ -53,7 +53,7 @@ func TestRead(t *testing.T) {
 		dirty     bool
 		untracked bool
 		wantVer   string
-		wantDirty bool
+		wantDirty []string // the changed tracked files
 		wantOther []string
 	}{
 		{name: "plain commit"},
@@ -61,7 +61,7 @@ func TestRead(t *testing.T) {
 		{name: "highest of several", tags: []string{"v1.9.0", "v1.10.0", "v1.10.0-rc1"}, wantVer: "v1.10.0"},
 		{name: "non-version tags ignored", tags: []string{"release-7"}},
 		{name: "v-words are not versions", tags: []string{"vendor-sync", "v1.2.0"}, wantVer: "v1.2.0"},
-		{name: "modified tracked file", dirty: true, wantDirty: true},
+		{name: "modified tracked files", dirty: true, wantDirty: []string{"a.txt", "dir/e f.txt"}},
 		{name: "untracked file is not dirty", untracked: true, wantOther: []string{".gitignore", "b.txt", "wip/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,8 +70,20 @@ func TestRead(t *testing.T) {
 				run(t, dir, "tag", tag)
 			}
 			if tc.dirty {
-				if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("two\n"), 0o644); err != nil {
+				// One committed first: a path with a space, which git quotes
+				// unless asked for -z.
+				if err := os.MkdirAll(filepath.Join(dir, "dir"), 0o755); err != nil {
 					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "dir", "e f.txt"), []byte("one\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				run(t, dir, "add", "dir")
+				run(t, dir, "commit", "-q", "-m", "second")
+				for _, name := range []string{"a.txt", "dir/e f.txt"} {
+					if err := os.WriteFile(filepath.Join(dir, name), []byte("two\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			if tc.untracked {
@@ -96,8 +108,8 @@ func TestRead(t *testing.T) {
 			if ref.GitTag != tc.wantVer {
 				t.Errorf("git tag = %q, want %q", ref.GitTag, tc.wantVer)
 			}
-			if ref.Dirty != tc.wantDirty {
-				t.Errorf("dirty = %v, want %v", ref.Dirty, tc.wantDirty)
+			if !slices.Equal(ref.Changed, tc.wantDirty) || ref.Dirty() != (len(tc.wantDirty) > 0) {
+				t.Errorf("changed = %q (dirty %v), want %q", ref.Changed, ref.Dirty(), tc.wantDirty)
 			}
 			if !slices.Equal(ref.Untracked, tc.wantOther) {
 				t.Errorf("untracked = %q, want %q", ref.Untracked, tc.wantOther)
@@ -206,5 +218,23 @@ func TestLater(t *testing.T) {
 				t.Errorf("Later(%.7s, %s) = %v, %v, %v; want %v, %v", tc.commit, tc.tag, later, known, err, tc.later, tc.known)
 			}
 		})
+	}
+}
+
+// A rename's (or copy's) source path follows it in the -z output and is
+// not a changed file of its own.
+func TestChangedPaths(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		want   []string
+	}{
+		{"", nil},
+		{" M a.txt\x00", []string{"a.txt"}},
+		{"R  new name.txt\x00old.txt\x00 M b.txt\x00", []string{"new name.txt", "b.txt"}},
+		{"C  copy.txt\x00orig.txt\x00D  gone.txt\x00", []string{"copy.txt", "gone.txt"}},
+	} {
+		if got := changedPaths(tc.status); !slices.Equal(got, tc.want) {
+			t.Errorf("changedPaths(%q) = %q, want %q", tc.status, got, tc.want)
+		}
 	}
 }
