@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -286,8 +287,8 @@ func parseOCITarball(c *Config, val string) error {
 	if err != nil {
 		return err
 	}
-	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
-		return errAccepted
+	if err := existingDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%w (%v)", errAccepted, err)
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return errors.New("is a directory; want a file path in an existing directory (e.g. dist/sidecar.tar)")
@@ -514,6 +515,21 @@ func parseFailOn(c *Config, val string) (err error) {
 func IsError(err error) bool {
 	var ce *Error
 	return errors.As(err, &ce)
+}
+
+// existingDir says what keeps dir from holding the tarball: missing, or
+// not a directory.
+func existingDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s does not exist", dir)
+	case err != nil:
+		return err
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
 }
 
 // writableDir checks, before any build, that the tarball can be written

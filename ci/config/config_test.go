@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -48,6 +49,10 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		env   map[string]string
@@ -130,7 +135,10 @@ func TestLoadConfig(t *testing.T) {
 			}
 		}},
 		{name: "local image with an empty tag", env: map[string]string{"LOCAL_IMAGE": "sidecar:"}, bad: []string{`LOCAL_IMAGE="sidecar:"`}},
-		{name: "tarball in missing directory", env: map[string]string{"OCI_TARBALL": "/nonexistent/dir/x.tar"}, bad: []string{"OCI_TARBALL", "existing directory"}},
+		{name: "tarball in missing directory", env: map[string]string{"OCI_TARBALL": "/nonexistent/dir/x.tar"},
+			bad: []string{`OCI_TARBALL="/nonexistent/dir/x.tar": want a file path in an existing directory (/nonexistent/dir does not exist)`}},
+		{name: "tarball under a file", env: map[string]string{"OCI_TARBALL": filepath.Join(notDir, "x.tar")},
+			bad: []string{"(" + notDir + " is not a directory)"}},
 		{name: "tarball is a directory", env: map[string]string{"OCI_TARBALL": dir}, bad: []string{"OCI_TARBALL", "is a directory"}},
 		{name: "tarball in a directory nobody can write", env: map[string]string{"OCI_TARBALL": "/proc/sidecar.tar"}, bad: []string{`OCI_TARBALL="/proc/sidecar.tar"`, "not writable"}},
 		{name: "all problems at once", env: map[string]string{
