@@ -735,11 +735,22 @@ func (p *parser) unset(name, accepted string) {
 }
 
 func parsePort(v string) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 65535 {
+	n, ok := parseInt(v, 1, 65535)
+	if !ok {
 		return 0, fmt.Errorf("port %q: want 1-65535", v)
 	}
 	return n, nil
+}
+
+// parseInt reads every integer setting (ports, MAX_CONNECTIONS): decimal
+// digits only, from lo to hi. strconv.Atoi alone also takes a sign, and
+// +8080 is not how anyone writes a port: refused like any other typo.
+func parseInt(v string, lo, hi int) (int, bool) {
+	if v == "" || strings.Trim(v, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil && n >= lo && n <= hi
 }
 
 // durationRule is what a duration variable accepts: 0 if zeroOK, else

@@ -230,6 +230,27 @@ func TestParseInvalid(t *testing.T) {
 				`TARGET_PORT="0" is invalid; accepted: a port number from 1 to 65535`,
 			},
 		},
+		// strconv.Atoi takes a sign; a port or a count is digits only.
+		{
+			name: "a sign before a number",
+			env: map[string]string{"TARGET_HOST": "db", "TARGET_PORT": "+3306", "LISTEN_PORT": "+8080", "ADMIN_PORT": "+9000",
+				"MAX_CONNECTIONS": "+10"},
+			want: []string{
+				`ADMIN_PORT="+9000" is invalid; accepted: a port number from 1 to 65535`,
+				`MAX_CONNECTIONS="+10" is invalid; accepted: an integer from 1 to 1048576`,
+				`LISTEN_PORT="+8080" is invalid; accepted: a port number from 1 to 65535`,
+				`TARGET_PORT="+3306" is invalid; accepted: a port number from 1 to 65535`,
+			},
+		},
+		{
+			name: "a sign before a port in FORWARDS",
+			env:  map[string]string{"FORWARDS": "+8080=db:3306,8081=db:+3306,8082=db:-0"},
+			want: []string{
+				`entry "+8080=db:3306" has listen port "+8080", want 1-65535`,
+				`entry "8081=db:+3306" has target port "+3306", want 1-65535`,
+				`entry "8082=db:-0" has target port "-0", want 1-65535`,
+			},
+		},
 		{
 			name: "bad mode",
 			env:  map[string]string{"MODE": "Sleepy", "TARGET_HOST": "db", "TARGET_PORT": "3306"},

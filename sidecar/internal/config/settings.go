@@ -181,9 +181,9 @@ var Settings = []Setting{
 		Accepted: fmt.Sprintf("an integer from 1 to %d", maxConnectionsLimit),
 		Meaning:  "concurrent connections across all forwards; beyond it a new one is closed at once (with TARGET_TLS, after a MySQL error 1040 that names the limit)",
 		set: func(c *Config, v string) bool {
-			n, err := strconv.Atoi(v)
+			n, ok := parseInt(v, 1, maxConnectionsLimit)
 			c.MaxConnections = n
-			return err == nil && n >= 1 && n <= maxConnectionsLimit
+			return ok
 		}},
 }
 
