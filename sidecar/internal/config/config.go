@@ -295,7 +295,11 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 			if v, ok := get(st.Name); ok {
 				probe := c
 				if !st.set(&probe, v) {
-					p.bad(st.Name, v, st.Accepted)
+					reason := ""
+					if st.refused != nil {
+						reason = st.refused(v)
+					}
+					p.badBecause(st.Name, v, reason, st.Accepted)
 					continue
 				}
 				c = probe

@@ -39,20 +39,28 @@ func TestIAMRules(t *testing.T) {
 		{"the CLI's region only", with("AWS_REGION", "", "AWS_DEFAULT_REGION", "eu-west-1"),
 			[]string{"AWS_REGION is not set", "AWS_DEFAULT_REGION=eu-west-1 is the AWS CLI's; set AWS_REGION to it"}},
 		{"bad region", with("AWS_REGION", "us-east"), []string{`AWS_REGION="us-east"`}},
-		{"bad IAM_USERS", with("IAM_USERS", "app,,report"), []string{`IAM_USERS="app,,report"`}},
-		{"IAM_USERS quoted", with("IAM_USERS", "'app'"), []string{`IAM_USERS="'app'"`, "no quotes"}},
-		{"IAM_USERS as an account", with("IAM_USERS", "app@%"), []string{`IAM_USERS="app@%"`, "account host"}},
-		{"IAM_USERS as a local account", with("IAM_USERS", "app,report@localhost"), []string{`IAM_USERS="app,report@localhost"`}},
-		{"IAM_USERS with an address as an account", with("IAM_USERS", "app@10.0.0.1"), []string{`IAM_USERS="app@10.0.0.1"`}},
+		{"bad IAM_USERS", with("IAM_USERS", "app,,report"), []string{`IAM_USERS="app,,report": entry "" is empty; accepted:`}},
+		{"IAM_USERS quoted", with("IAM_USERS", "'app'"), []string{`IAM_USERS="'app'": entry "'app'" has the character '\''`, "no quotes"}},
+		{"IAM_USERS as an account", with("IAM_USERS", "app@%"), []string{`IAM_USERS="app@%": entry "app@%" ends in an account host (@%)`, "account host"}},
+		{"IAM_USERS as a local account", with("IAM_USERS", "app,report@localhost"), []string{`IAM_USERS="app,report@localhost": entry "report@localhost" ends in an account host (@localhost)`}},
+		{"IAM_USERS with an address as an account", with("IAM_USERS", "app@10.0.0.1"), []string{`IAM_USERS="app@10.0.0.1": entry "app@10.0.0.1" ends in an account host (@10.0.0.1)`}},
 		{"IAM_USERS, a name with an @", with("IAM_USERS", "jane@example.com,app"), nil},
-		{"IAM_USERS spaced, not comma-separated", with("IAM_USERS", "app report"), []string{`IAM_USERS="app report"`, "spaces"}},
-		{"IAM_USERS semicolon-separated", with("IAM_USERS", "app;report"), []string{`IAM_USERS="app;report"`}},
-		{"IAM_USERS wildcard", with("IAM_USERS", "*"), []string{`IAM_USERS="*"`, "unset for any user"}},
+		{"IAM_USERS spaced, not comma-separated", with("IAM_USERS", "app report"), []string{`IAM_USERS="app report": entry "app report" has the character ' '`, "spaces"}},
+		{"IAM_USERS semicolon-separated", with("IAM_USERS", "app;report"), []string{`IAM_USERS="app;report": entry "app;report" has the character ';'`}},
+		{"IAM_USERS wildcard", with("IAM_USERS", "*"), []string{`IAM_USERS="*": entry "*" has the character '*'`, "unset for any user"}},
 		{"IAM_USERS spaces around commas", with("IAM_USERS", " app , report "), nil},
 		// MariaDB's limit, in characters (MySQL's is 32).
 		{"IAM_USERS a name of 80 characters", with("IAM_USERS", "app,"+strings.Repeat("é", 80)), nil},
 		{"IAM_USERS a name longer than 80 characters", with("IAM_USERS", "app,"+strings.Repeat("a", 81)),
-			[]string{`IAM_USERS="app,` + strings.Repeat("a", 81) + `"`, "of at most 80 characters"}},
+			[]string{`IAM_USERS="app,` + strings.Repeat("a", 81) + `": entry "` + strings.Repeat("a", 81) + `" has 81 characters`, "of at most 80 characters"}},
+		{"IAM_USERS, every bad entry named", with("IAM_USERS", "app,,report@%,x y"),
+			[]string{`IAM_USERS="app,,report@%,x y": entry "" is empty; entry "report@%" ends in an account host (@%); entry "x y" has the character ' '; accepted:`}},
+		// A value shown masked may hide a secret that runs over commas:
+		// its entries are named by their place, never quoted.
+		{"IAM_USERS with a password in it", with("IAM_USERS", "app,password=s3cret x,y z"),
+			[]string{`IAM_USERS="app,password=xxxxx": entries 2 and 3 are not user names; accepted:`}},
+		{"IAM_USERS with a connection string in it", with("IAM_USERS", "app,Uid=app;Pwd=s3cret"),
+			[]string{`IAM_USERS="app,Uid=app;Pwd=xxxxx": entry 2 is not a user name; accepted:`}},
 		{"bad auth", with("TARGET_AUTH", "token"), []string{`TARGET_AUTH="token"`, "passthrough or iam"}},
 		{"half keys", with("AWS_SECRET_ACCESS_KEY", ""), []string{"AWS_SECRET_ACCESS_KEY is not set"}},
 		{"IP target without a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", "verify-ca"), []string{"TARGET_SERVER_NAME is not set", "TARGET_AUTH=iam", "10.0.0.5"}},
@@ -81,6 +89,9 @@ func TestIAMRules(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q:\n%s", w, err)
 				}
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Error("the error shows a password")
 			}
 			if strings.Contains(err.Error(), "top-secret-key") {
 				t.Error("the error shows the secret key")

@@ -29,6 +29,9 @@ type Setting struct {
 	// set parses a value into c and reports whether it is acceptable; nil
 	// for the forward variables, which forwards() reads together.
 	set func(c *Config, v string) bool
+	// refused, for a value set refuses, says why, naming the part that is
+	// wrong (": entry …"); nil says "is invalid", enough for one word.
+	refused func(v string) string
 }
 
 const (
@@ -78,19 +81,11 @@ var Settings = []Setting{
 		"no quotes, spaces, ; or *, and no account host (app@%% or app@localhost; unset for any user)", maxUserName),
 		Meaning: "with TARGET_AUTH=iam, the users the sidecar signs tokens for; unset = any user the app names",
 		set: func(c *Config, v string) bool {
-			c.IAMUsers = nil
-			for _, u := range strings.Split(v, ",") {
-				u = strings.TrimSpace(u)
-				// The name as the app sends it: quotes, 'app'@'%' and a
-				// wildcard are SQL's, and would match no login. A name may
-				// hold an @ (jane@example.com), but not an account's host.
-				if u == "" || utf8.RuneCountInString(u) > maxUserName || strings.ContainsAny(u, "'\"`;* \t") || accountHost(u) {
-					return false
-				}
-				c.IAMUsers = append(c.IAMUsers, u)
-			}
-			return true
-		}},
+			users, refused := iamUsers(v)
+			c.IAMUsers = users
+			return refused == ""
+		},
+		refused: func(v string) string { _, refused := iamUsers(v); return refused }},
 	{Name: "LOCAL_PASSWORD", iamOnly: true, raw: true, Accepted: "any text; never logged",
 		Meaning: "with TARGET_AUTH=iam, a password the app must send the sidecar (mysql_native_password); required unless LISTEN_ADDR is loopback",
 		set: func(c *Config, v string) bool {
@@ -243,6 +238,51 @@ func Help() string {
 		fmt.Fprintf(&b, "  %-21s default: %s\n      %s\n      accepted: %s\n", s.Name, s.DefaultText(), s.Meaning, s.Accepted)
 	}
 	return b.String()
+}
+
+// iamUsers reads an IAM_USERS list, or says which entries are no user
+// name the app sends, the way FORWARDS names its bad entries. When the
+// list is shown masked (a password pasted in, which may run over commas),
+// its entries are named by their place, never quoted.
+func iamUsers(list string) (users []string, refused string) {
+	var bad, places []string
+	for i, u := range strings.Split(list, ",") {
+		u = strings.TrimSpace(u)
+		if why := userNameProblem(u); why != "" {
+			bad = append(bad, fmt.Sprintf("entry %q %s", u, why))
+			places = append(places, strconv.Itoa(i+1))
+			continue
+		}
+		users = append(users, u)
+	}
+	switch {
+	case len(bad) == 0:
+		return users, ""
+	case shown(list) != list && len(places) == 1:
+		return nil, ": entry " + places[0] + " is not a user name"
+	case shown(list) != list:
+		return nil, ": entries " + strings.Join(places[:len(places)-1], ", ") + " and " + places[len(places)-1] + " are not user names"
+	}
+	return nil, ": " + strings.Join(bad, "; ")
+}
+
+// userNameProblem is why u is no user name as the app sends it, or "".
+// Quotes, 'app'@'%' and a wildcard are SQL's, and would match no login. A
+// name may hold an @ (jane@example.com), but not an account's host.
+func userNameProblem(u string) string {
+	if u == "" {
+		return "is empty"
+	}
+	if n := utf8.RuneCountInString(u); n > maxUserName {
+		return fmt.Sprintf("has %d characters, more than %d", n, maxUserName)
+	}
+	if i := strings.IndexAny(u, "'\"`;* \t"); i >= 0 {
+		return fmt.Sprintf("has the character %q", u[i])
+	}
+	if accountHost(u) {
+		return fmt.Sprintf("ends in an account host (%s)", u[strings.LastIndexByte(u, '@'):])
+	}
+	return ""
 }
 
 // accountHost reports whether u ends in a MySQL account's host part
