@@ -837,6 +837,7 @@ func (p *parser) forwards() []Forward {
 // or the file limit, and no byte would reach a database. Only addresses
 // known without a lookup count: loopback, localhost and LISTEN_ADDR.
 func (p *parser) loops(c *Config) {
+	p.toAdmin(c)
 	if p.reported("LISTEN_ADDR") {
 		return
 	}
@@ -875,6 +876,31 @@ func (p *parser) loop(c *Config, path []int) {
 		steps = append(steps, strconv.Itoa(port))
 	}
 	p.badBecause("FORWARDS", list, fmt.Sprintf(": listen ports %s form a loop: %s", strings.Join(steps, " -> "), why), accepted)
+}
+
+// toAdmin refuses forwards whose target is the sidecar's own admin
+// listener (TARGET_HOST=127.0.0.1 with TARGET_PORT equal to ADMIN_PORT):
+// the app's MySQL would go to an HTTP server, which answers no greeting,
+// and no byte would reach a database. Known without a lookup, as in loops.
+func (p *parser) toAdmin(c *Config) {
+	if p.reported("ADMIN_ADDR") || p.reported("ADMIN_PORT") || slices.Contains(p.listenPorts, c.AdminPort) {
+		return // a refused value is not checked as its default; a listen port on the admin port is reported as that
+	}
+	const accepted = "a target that is the database (such as the Aurora cluster endpoint), not the sidecar's own admin listener"
+	what := fmt.Sprintf("the sidecar's own admin listener (ADMIN_ADDR=%s, ADMIN_PORT=%d): the app's MySQL connections would reach its HTTP server, and none a database",
+		c.AdminAddr, c.AdminPort)
+	for _, f := range c.Forwards {
+		if f.TargetPort != c.AdminPort || !reachesListener(c.AdminAddr, f.TargetHost) {
+			continue
+		}
+		if c.ListenPortVar != "FORWARDS" {
+			host, _ := p.get("TARGET_HOST")
+			p.badBecause("TARGET_HOST", host, fmt.Sprintf(": with TARGET_PORT=%d this is %s", f.TargetPort, what), accepted)
+			return
+		}
+		list, _ := p.get("FORWARDS")
+		p.badBecause("FORWARDS", list, fmt.Sprintf(": listen port %d forwards to %s", f.ListenPort, what), accepted)
+	}
 }
 
 // reachesListener is whether a connection to host lands on a listener

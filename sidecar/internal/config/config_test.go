@@ -251,6 +251,24 @@ func TestParseInvalid(t *testing.T) {
 				`entry "8082=db:-0" has target port "-0", want 1-65535`,
 			},
 		},
+		// A refused value is not checked again as its default, and a
+		// listen port on the admin port is reported as that alone.
+		{
+			name: "a bad ADMIN_PORT is not checked as its default against a target",
+			env:  map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "9911", "ADMIN_PORT": "9911x"},
+			want: []string{`ADMIN_PORT="9911x" is invalid`},
+		},
+		{
+			name: "a bad ADMIN_ADDR is not checked as its default against a target",
+			env:  map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "9911", "ADMIN_ADDR": "127.0.0.l"},
+			want: []string{`ADMIN_ADDR="127.0.0.l" is invalid`},
+		},
+		{
+			name: "a target on a listen port that is also the admin port",
+			env:  map[string]string{"TARGET_HOST": "localhost", "TARGET_PORT": "9911", "LISTEN_PORT": "9911"},
+			want: []string{`TARGET_HOST="localhost": with TARGET_PORT=9911 this is the sidecar's own listener (LISTEN_PORT=9911)`,
+				`LISTEN_PORT="9911": port 9911 is also the admin port`},
+		},
 		{
 			name: "bad mode",
 			env:  map[string]string{"MODE": "Sleepy", "TARGET_HOST": "db", "TARGET_PORT": "3306"},
@@ -767,7 +785,21 @@ func TestForwardLoops(t *testing.T) {
 		{"a tail into a circle is reported once, from the circle", map[string]string{"FORWARDS": "8080=localhost:8082,8081=localhost:8082,8082=localhost:8081"},
 			`listen ports 8081 -> 8082 -> 8081 form a loop`},
 
+		// The admin listener speaks HTTP: the app's MySQL would never reach a database.
+		{"127.0.0.1 to the admin port", map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "9911"},
+			`TARGET_HOST="127.0.0.1": with TARGET_PORT=9911 this is the sidecar's own admin listener (ADMIN_ADDR=127.0.0.1, ADMIN_PORT=9911)`},
+		{"localhost to a set ADMIN_PORT", map[string]string{"TARGET_HOST": "localhost", "TARGET_PORT": "9000", "ADMIN_PORT": "9000"},
+			`TARGET_HOST="localhost": with TARGET_PORT=9000 this is the sidecar's own admin listener (ADMIN_ADDR=127.0.0.1, ADMIN_PORT=9000)`},
+		{"another loopback address with the admin wildcard", map[string]string{"TARGET_HOST": "127.0.0.2", "TARGET_PORT": "9911", "ADMIN_ADDR": "0.0.0.0"},
+			`(ADMIN_ADDR=0.0.0.0, ADMIN_PORT=9911)`},
+		{"::1 with the admin on ::", map[string]string{"TARGET_HOST": "::1", "TARGET_PORT": "9911", "ADMIN_ADDR": "::"}, `TARGET_HOST="::1": with TARGET_PORT=9911`},
+		{"a forward to the admin port in a list", map[string]string{"FORWARDS": "8080=db.example:3306,8081=localhost:9911"},
+			`FORWARDS="8080=db.example:3306,8081=localhost:9911": listen port 8081 forwards to the sidecar's own admin listener (ADMIN_ADDR=127.0.0.1, ADMIN_PORT=9911)`},
+
 		{"loopback to another port", map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306"}, ""},
+		{"another loopback address than ADMIN_ADDR", map[string]string{"TARGET_HOST": "127.0.0.2", "TARGET_PORT": "9911"}, ""},
+		{"::1 is not the admin's 127.0.0.1", map[string]string{"TARGET_HOST": "::1", "TARGET_PORT": "9911"}, ""},
+		{"loopback is not an ADMIN_ADDR beyond it", map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "9911", "ADMIN_ADDR": "10.0.0.9"}, ""},
 		{"another loopback address than LISTEN_ADDR", map[string]string{"TARGET_HOST": "127.0.0.2", "TARGET_PORT": "8080", "LISTEN_ADDR": "127.0.0.1"}, ""},
 		{"::1 is not 0.0.0.0", map[string]string{"TARGET_HOST": "::1", "TARGET_PORT": "8080"}, ""},
 		{"a name is not looked up", map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "8080"}, ""},
