@@ -223,6 +223,28 @@ func TestDocsDurationLimits(t *testing.T) {
 	}
 }
 
+// KEEPALIVE's probe interval is a third of it, but never below a second
+// (proxy's setKeepalive) and rounded up to whole seconds (Go's net sets
+// TCP_KEEPINTVL in seconds): KEEPALIVE=4s probes every 2s, not 1.33s. The
+// README row and --help say so, not a bare "every third of it".
+func TestDocsKeepaliveInterval(t *testing.T) {
+	cells := strings.Split(configRow(t, userDocs(t)["README.md"], "KEEPALIVE"), " | ")
+	readme := cells[len(cells)-1] // the meaning, not what is accepted
+	var meaning string
+	for _, st := range config.Settings {
+		if st.Name == "KEEPALIVE" {
+			meaning = st.Meaning
+		}
+	}
+	for _, want := range []string{"third of it rounded up to whole seconds", "at least 1s"} {
+		for where, text := range map[string]string{"README meaning": readme, "config.Settings meaning": meaning} {
+			if !strings.Contains(strings.ReplaceAll(text, "`", ""), want) {
+				t.Errorf("KEEPALIVE %s does not say %q: %q", where, want, text)
+			}
+		}
+	}
+}
+
 // The README's configuration table is config.Settings: the same variables
 // in the same order, with the same defaults and accepted values (Markdown
 // backticks aside); the meaning column may say more.

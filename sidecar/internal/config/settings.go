@@ -152,7 +152,7 @@ var Settings = []Setting{
 		set:      durationSetter(func(c *Config) *time.Duration { return &c.IdleTimeout }, durationRule{min: MinIdleTimeout, zeroOK: true})},
 	{Name: "KEEPALIVE", Default: proxy.DefaultKeepalive.String(),
 		Accepted: "0 (off) or whole seconds from 1s to 32767s (9h6m7s, the kernel's TCP_KEEPIDLE limit), such as 30s",
-		Meaning:  "TCP keepalive on both sides: first probe after this much silence, then every third of it, 3 probes",
+		Meaning:  "TCP keepalive on both sides: first probe after this much silence, then every third of it rounded up to whole seconds (at least 1s), 3 probes",
 		set: durationSetter(func(c *Config) *time.Duration { return &c.Keepalive },
 			durationRule{min: time.Second, max: MaxKeepalive, zeroOK: true, wholeSeconds: true})},
 	{Name: "STALE_CHECK_INTERVAL", Default: "0",
