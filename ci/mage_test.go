@@ -106,13 +106,14 @@ func TestMage(t *testing.T) {
 		// engine is what is missing: exit 3, not the load's exit 1.
 		{"Docker down exits 3 naming the engine", []string{"build"}, []string{"DOCKER_HOST=unix://" + t.TempDir() + "/docker.sock", "LOCAL_IMAGE=sidecar:latest"}, 3,
 			[]string{"Dagger engine unavailable", "Docker"}, []string{"LOCAL_IMAGE=sidecar:latest needs the local Docker", "goroutine"}},
+		// The error, printed last, names the step that failed.
 		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
-			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic"}},
+			[]string{`Error: build: step "preflight" failed: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT=`}, []string{"goroutine", "panic"}},
 		// Push checks for the engine before git and AWS: an ECR endpoint
 		// that answers nothing and no credentials would fail otherwise.
 		{"push with no engine exits 3 before AWS", []string{"push"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x",
 			"AWS_REGION=eu-west-1", "AWS_ENDPOINT_URL_ECR=http://127.0.0.1:" + refusedPort(t), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true"}, 3,
-			[]string{"Error: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT="}, []string{"goroutine", "panic", "AWS", "git"}},
+			[]string{`Error: push: step "preflight" failed: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT=`}, []string{"goroutine", "panic", "AWS", "git"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := mage(tc.env, tc.args...)

@@ -110,7 +110,7 @@ func StepsHelp(target string) string {
 
 // runSteps runs target's steps in order over one run state, logging each
 // step's start and duration, or why it is skipped; the first error ends
-// the run.
+// the run, named by its step.
 func (r *Runner) runSteps(ctx context.Context, target string) error {
 	return r.runStepList(ctx, target, Steps(target))
 }
@@ -129,7 +129,9 @@ func (r *Runner) runStepList(ctx context.Context, target string, steps []Step) e
 		began := time.Now()
 		if err := s.do(ctx, st); err != nil {
 			r.step("%s: %s failed after %s", target, s.Name, since(began))
-			return err
+			// mage prints this last, the line a CI log is read from: it
+			// names the step too (the exit code still follows err's type).
+			return fmt.Errorf("%s: step %q failed: %w", target, s.Name, err)
 		}
 		r.step("%s: %s done in %s", target, s.Name, since(began))
 	}

@@ -93,6 +93,11 @@ func TestRunStepList(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want boom", err)
 	}
+	// mage prints the error last, where a CI log is read first: it names
+	// the step as the "failed after" line above it does.
+	if want := `push: step "three" failed: boom`; err.Error() != want {
+		t.Errorf("err = %q, want %q", err, want)
+	}
 	if !slices.Equal(ran, []string{"one", "three"}) {
 		t.Errorf("ran %v, want one, three", ran)
 	}

@@ -25,7 +25,7 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, pipeline, _ := strings.Cut(string(b), "\n## The pipeline")
-	msgdoc.Require(t, pipeline, []string{"../magefiles", "runner.go"}, false, msgdoc.Errors|msgdoc.Stderr|msgdoc.Logs, 5)
+	msgdoc.Require(t, pipeline, []string{"../magefiles", "runner.go", "steps.go"}, false, msgdoc.Errors|msgdoc.Stderr|msgdoc.Logs, 5)
 	for _, head := range []string{
 		strings.SplitN((&config.Error{}).Error(), ":", 2)[0],
 		strings.TrimSpace((&engine.Error{}).Error()),
