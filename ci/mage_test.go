@@ -88,6 +88,11 @@ func TestMage(t *testing.T) {
 		{"config alone refuses a repository URI, exit 2", []string{"config"}, []string{"ECR_REPOSITORY=123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar",
 			"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x"}, 2,
 			[]string{`ECR_REPOSITORY="123456789012.dkr.ecr.eu-west-1.amazonaws.com/sidecar"`, "give the name after the host", "nothing was run"}, []string{"Dagger engine", "goroutine"}},
+		// A region push's preflight would refuse, refused in seconds too;
+		// none set is accepted (below): build and test need none.
+		{"config alone refuses a malformed AWS_REGION, exit 2", []string{"config"}, []string{"AWS_REGION=eu_west_1", "SIZE_BUDGET=huge",
+			"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x"}, 2,
+			[]string{`AWS region "eu_west_1" is not a region name`, `SIZE_BUDGET="huge"`, "nothing was run"}, []string{"Dagger engine", "goroutine", "configuration accepted"}},
 		{"bad configuration exits 2", []string{"push"}, []string{"SIZE_BUDGET=huge", "PUSH_LATEST=perhaps"}, 2,
 			[]string{`SIZE_BUDGET="huge"`, `PUSH_LATEST="perhaps"`, "nothing was run"}, []string{"AWS", "Dagger"}},
 		// The typo warning comes first, without the value, and the run goes

@@ -159,7 +159,7 @@ func stepPreflight(target string) Step {
 			// Before the session, whose engine may take minutes to start the
 			// first time; the rest of the AWS preflight comes last (below).
 			s.step("push: checking the AWS region")
-			if err := ecr.CheckRegion(ctx, s.lookupEnv); err != nil {
+			if err := ecr.CheckRegion(ctx, s.lookupEnv, true); err != nil {
 				return err
 			}
 			if err := s.pushPreflight(ctx); err != nil {

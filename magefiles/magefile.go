@@ -197,18 +197,21 @@ func Push(ctx context.Context) error {
 // Config checks the pipeline configuration only: exit 0 when build, test and push would accept it (printing what it accepted), 2 listing every problem.
 //
 // It reads and checks every variable that Build, Test and Push read, as they
-// do before any step, and warns about names that look like misspelt ones;
-// it builds nothing and reaches no engine, Docker or AWS. The workflow runs
-// it before anything slow, so a bad ECR_REPOSITORY (a full repository URI,
-// say) fails a run in seconds. go tool mage -h push and docs/pipeline.md list
-// the variables.
-func Config() error {
-	r, err := runner()
+// do before any step, and the AWS region push would use when one is set
+// (AWS_REGION, AWS_DEFAULT_REGION or the profile's; build and test need
+// none), and warns about names that look like misspelt ones; it builds
+// nothing and reaches no engine, Docker or AWS. The workflow runs it before
+// anything slow, so a bad ECR_REPOSITORY (a full repository URI, say) fails
+// a run in seconds. go tool mage -h push and docs/pipeline.md list the
+// variables.
+func Config(ctx context.Context) error {
+	warnTypos()
+	cfg, err := ci.CheckConfig(ctx, ".", os.LookupEnv)
 	if err != nil {
-		return err
+		return mg.Fatal(ci.ExitConfig, err)
 	}
 	fmt.Fprintf(os.Stderr, "configuration accepted: ECR_REPOSITORY=%s PLATFORMS=%s SIZE_BUDGET=%s\n",
-		r.Config.Repository, r.Config.PlatformList(), imagesize.Human(r.Config.SizeBudget))
+		cfg.Repository, cfg.PlatformList(), imagesize.Human(cfg.SizeBudget))
 	return nil
 }
 
@@ -267,14 +270,19 @@ func Bench(ctx context.Context) error {
 // runner loads and validates the configuration once, before any work,
 // after warning about variables that look like misspelt pipeline ones.
 func runner() (*ci.Runner, error) {
-	for _, w := range config.TypoWarnings(os.Environ()) {
-		fmt.Fprintln(os.Stderr, w)
-	}
+	warnTypos()
 	cfg, err := config.Load(".", os.LookupEnv)
 	if err != nil {
 		return nil, mg.Fatal(ci.ExitConfig, err)
 	}
 	return &ci.Runner{Config: cfg, Log: os.Stderr}, nil
+}
+
+// warnTypos warns about variables that look like misspelt pipeline ones.
+func warnTypos() {
+	for _, w := range config.TypoWarnings(os.Environ()) {
+		fmt.Fprintln(os.Stderr, w)
+	}
 }
 
 // exit maps pipeline errors to exit codes (ci.ExitCode); mage prints the

@@ -252,12 +252,16 @@ func loadConfig(ctx context.Context, opts ...func(*config.LoadOptions) error) (a
 // CheckRegion is Preflight's region check alone. It needs no network
 // (the SDK reads the environment and the shared config files), so push
 // runs it before it starts an engine: a missing region costs seconds, not
-// an engine start. env is as Options.Env.
-func CheckRegion(ctx context.Context, env func(string) (string, bool)) error {
+// an engine start. env is as Options.Env. Unless required, no region
+// passes: mage config checks one only when set, as build and test need none.
+func CheckRegion(ctx context.Context, env func(string) (string, bool), required bool) error {
 	loadOpts, _ := envOptions(env)
 	cfg, err := loadConfig(ctx, loadOpts...)
 	if err != nil {
 		return err
+	}
+	if cfg.Region == "" && !required {
+		return nil
 	}
 	if p := regionProblem(cfg.Region); p != "" {
 		return &PreflightError{Problems: []string{p}}
