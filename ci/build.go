@@ -18,6 +18,7 @@ import (
 	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/ocilayout"
+	"github.com/example/sidecar/ci/tmpdir"
 )
 
 // Image is the built, size-checked image: one container per platform.
@@ -133,7 +134,7 @@ func (s *run) build(ctx context.Context) (*Image, error) {
 		args = setArg(args, b.Arg, b.Pinned)
 	}
 	s.dockerBuilds(img, args)
-	if s.tmp, err = os.MkdirTemp("", "sidecar-image-"); err != nil {
+	if s.tmp, err = tmpdir.New(exportDirPrefix); err != nil {
 		return nil, fmt.Errorf("temporary directory for the image export: %w", err)
 	}
 	s.step("%s: exporting the %d-platform image", s.target, len(img.Variants))
@@ -145,7 +146,7 @@ func (s *run) build(ctx context.Context) (*Image, error) {
 	}
 	// One read of the export: its digest, the sizes, the release's files
 	// and the local load.
-	if img.Index, err = ocilayout.Open(s.tarball(), filepath.Join(s.tmp, "layout")); err != nil {
+	if img.Index, err = ocilayout.Open(s.tarball(), filepath.Join(s.tmp.Path, "layout")); err != nil {
 		return nil, fmt.Errorf("read the built image: %w", err)
 	}
 	if img.Digest, err = imagesize.IndexDigest(img.Index); err != nil {
@@ -190,7 +191,7 @@ func (s *run) dockerBuilds(img *Image, args []dagger.BuildArg) {
 }
 
 // tarball is the build's OCI export.
-func (s *run) tarball() string { return filepath.Join(s.tmp, "image.tar") }
+func (s *run) tarball() string { return filepath.Join(s.tmp.Path, "image.tar") }
 
 func stepSize() Step {
 	return Step{Name: "size", Doc: "measures each platform's image, compressed and uncompressed, and fails naming any platform over SIZE_BUDGET; nothing has left the engine yet.",

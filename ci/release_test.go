@@ -276,6 +276,9 @@ func (o *onceT) TempDir() string {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(leaveEnv) != "" {
+		leaveTempDirs() // exits
+	}
 	code := m.Run()
 	for _, d := range []string{sidecarBins.dir, tinyBins.dir} {
 		if d != "" {

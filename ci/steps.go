@@ -7,7 +7,6 @@ package ci
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -17,6 +16,8 @@ import (
 	"github.com/example/sidecar/ci/ecr"
 	"github.com/example/sidecar/ci/gitref"
 	"github.com/example/sidecar/ci/imagetag"
+	"github.com/example/sidecar/ci/secrets"
+	"github.com/example/sidecar/ci/tmpdir"
 )
 
 // Step is one named stage of a pipeline. A pipeline is an ordered list of
@@ -46,7 +47,7 @@ type run struct {
 	tags           imagetag.Tags // push: the tags decided for it
 	reg            *ecr.Registry // push: the repository, after the AWS preflight
 	img            *Image        // the built image (build)
-	tmp            string        // the export's directory, removed at the end
+	tmp            *tmpdir.Dir   // the export's directory, removed at the end
 	rel            *release      // push: what is released (release plan)
 }
 
@@ -54,8 +55,8 @@ func (s *run) close() {
 	if s.client != nil {
 		s.client.Close()
 	}
-	if s.tmp != "" {
-		os.RemoveAll(s.tmp)
+	if s.tmp != nil {
+		s.tmp.Remove()
 	}
 }
 
@@ -116,6 +117,7 @@ func (r *Runner) runSteps(ctx context.Context, target string) error {
 }
 
 func (r *Runner) runStepList(ctx context.Context, target string, steps []Step) error {
+	r.sweep(target)
 	st := &run{Runner: r, target: target}
 	defer st.close()
 	for i, s := range steps {
@@ -136,6 +138,30 @@ func (r *Runner) runStepList(ctx context.Context, target string, steps []Step) e
 		r.step("%s: %s done in %s", target, s.Name, since(began))
 	}
 	return nil
+}
+
+// The prefixes of a run's temporary directories (tmpdir.New): the
+// secrets', the image export's and the vulnerability check's.
+const (
+	exportDirPrefix = "sidecar-image-"
+	vulnDirPrefix   = "sidecar-vulncheck-"
+)
+
+// sweep removes the temporary directories, secrets among them, that runs
+// left when they ended without their cleanup: mage's -t timeout exits
+// without waiting for the target, and a kill runs no cleanup. Only those
+// of runs that have ended: concurrent runs keep theirs.
+func (r *Runner) sweep(target string) {
+	for _, prefix := range []string{secrets.DirPrefix, exportDirPrefix, vulnDirPrefix} {
+		removed, err := tmpdir.Sweep(prefix)
+		if len(removed) > 0 {
+			r.step("%s: removed %d temporary director(ies) left by runs that ended without their cleanup (mage -t, a kill): %s",
+				target, len(removed), listSome(removed, 5))
+		}
+		if err != nil {
+			r.step("%s: note: %v", target, err)
+		}
+	}
 }
 
 func since(t time.Time) string {

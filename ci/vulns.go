@@ -10,6 +10,7 @@ import (
 
 	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/imagefiles"
+	"github.com/example/sidecar/ci/tmpdir"
 	"github.com/example/sidecar/ci/vulncheck"
 )
 
@@ -87,11 +88,12 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 // when any affects the binary. held says what that failure leaves undone
 // ("nothing pushed" before the candidate is pushed).
 func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platforms []string, image, held string) error {
-	tmp, err := os.MkdirTemp("", "sidecar-vulncheck-")
+	dir, err := tmpdir.New(vulnDirPrefix)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer dir.Remove()
+	tmp := dir.Path
 	db := vulncheck.Redact(r.Config.VulnDB)
 	var affected []string
 	for _, p := range platforms {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"dagger.io/dagger"
+
+	"github.com/example/sidecar/ci/tmpdir"
 )
 
 // Files hands secrets to the engine by reference: each value goes into a
@@ -19,13 +21,17 @@ import (
 // provider, so it never travels in a GraphQL query (as setSecret's
 // plaintext argument would) and never reaches the logs.
 type Files struct {
-	dir string
+	dir *tmpdir.Dir
 }
+
+// DirPrefix names the secrets' directories in os.TempDir(): a run that
+// ends without Close leaves one, which the next run's tmpdir.Sweep removes.
+const DirPrefix = "sidecar-ci-secrets-"
 
 // NewFiles makes the private directory the secrets go into; Close
 // removes it.
 func NewFiles() (*Files, error) {
-	dir, err := os.MkdirTemp("", "sidecar-ci-secrets-")
+	dir, err := tmpdir.New(DirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("secret directory: %w", err)
 	}
@@ -34,7 +40,7 @@ func NewFiles() (*Files, error) {
 
 // Secret stores value under name and returns it as a Dagger secret.
 func (s *Files) Secret(client *dagger.Client, name, value string) (*dagger.Secret, error) {
-	path := filepath.Join(s.dir, name)
+	path := filepath.Join(s.dir.Path, name)
 	if err := os.WriteFile(path, []byte(value), 0o600); err != nil {
 		return nil, fmt.Errorf("write secret %s: %w", name, err)
 	}
@@ -42,7 +48,7 @@ func (s *Files) Secret(client *dagger.Client, name, value string) (*dagger.Secre
 }
 
 // Close removes the secrets' files.
-func (s *Files) Close() error { return os.RemoveAll(s.dir) }
+func (s *Files) Close() error { return s.dir.Remove() }
 
 // RandomHex returns n random bytes as hex (passwords, cache busters).
 func RandomHex(n int) string {

@@ -1,10 +1,61 @@
 package secrets
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/example/sidecar/ci/tmpdir"
 )
+
+// leaveEnv makes the test binary a run that makes its secrets' directory
+// and exits without Close, as a run stopped by mage -t or a kill does.
+const leaveEnv = "SECRETS_TEST_LEAVE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(leaveEnv) != "" {
+		f, err := NewFiles()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(f.dir.Path)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// The directory of a run that ended without Close (the ECR token in it)
+// is the next run's to remove (tmpdir.Sweep); a live run's is not.
+func TestFilesLeftByAnEndedRunAreSwept(t *testing.T) {
+	t.Parallel()
+	live, err := NewFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), leaveEnv+"=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	left := strings.TrimSpace(string(out))
+	t.Cleanup(func() { os.RemoveAll(left) })
+	removed, err := tmpdir.Sweep(DirPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !slices.Contains(removed, left) || !os.IsNotExist(err) {
+		t.Errorf("Sweep removed %v; %s: %v, want it removed", removed, left, err)
+	}
+	if _, err := os.Stat(live.dir.Path); err != nil || slices.Contains(removed, live.dir.Path) {
+		t.Errorf("Sweep removed the live run's %s: %v", live.dir.Path, err)
+	}
+}
 
 func TestRandomHex(t *testing.T) {
 	t.Parallel()
@@ -28,14 +79,14 @@ func TestFilesArePrivateAndRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(f.dir)
+	st, err := os.Stat(f.dir.Path)
 	if err != nil || st.Mode().Perm()&0o077 != 0 {
-		t.Errorf("secret directory %s: %v, mode %v; want private", f.dir, err, st.Mode())
+		t.Errorf("secret directory %s: %v, mode %v; want private", f.dir.Path, err, st.Mode())
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(f.dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(f.dir.Path); !os.IsNotExist(err) {
 		t.Errorf("secret directory left behind: %v", err)
 	}
 }

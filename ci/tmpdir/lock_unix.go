@@ -1,0 +1,19 @@
+//go:build unix
+
+package tmpdir
+
+import (
+	"os"
+	"syscall"
+)
+
+// hold takes f's exclusive lock for its owner. The lock belongs to the
+// open file, which Go opens close-on-exec: child processes (docker, the
+// dagger CLI) do not keep it once this process ends.
+func hold(f *os.File) error { return take(f) }
+
+// take takes f's exclusive lock without waiting; it fails while another
+// open file (another run, or this one) holds it.
+func take(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+}
