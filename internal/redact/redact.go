@@ -129,3 +129,35 @@ func hostPort(h string) bool {
 	_, port, found := strings.Cut(h, ":")
 	return !found || port != "" && strings.Trim(port, "0123456789") == ""
 }
+
+// Keyed masks v from its first query (a ? without a scheme: an IAM
+// token, host:port/db?password=) or credential's key= (a connection
+// string's Pwd=, libpq's password =) to the end, which a password may run
+// to: for values where no host, port or list of them has either.
+func Keyed(v string) string {
+	// The starts of keys that hold a secret: a connection string's Pwd= or
+	// password=, an IAM token's X-Amz-Security-Token= and X-Amz-Signature=.
+	credentialKeys := [...]string{"pwd", "pass", "secret", "token", "signature", "credential"}
+	cut := strings.IndexByte(v, '?') + 1
+	lower := strings.ToLower(v)
+	for _, key := range credentialKeys {
+		for i := strings.Index(lower, key); i >= 0; {
+			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz_-") // password, secret_key
+			if eq := strings.TrimLeft(rest, " \t"); strings.HasPrefix(eq, "=") {
+				if at := len(v) - len(eq) + 1; cut == 0 || at < cut {
+					cut = at
+				}
+				break
+			}
+			next := strings.Index(lower[i+len(key):], key)
+			if next < 0 {
+				break
+			}
+			i += len(key) + next
+		}
+	}
+	if cut == 0 {
+		return v
+	}
+	return v[:cut] + "xxxxx"
+}

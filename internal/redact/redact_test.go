@@ -155,3 +155,19 @@ func TestHasScheme(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyed(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"db.example.com", "db.example.com"},
+		{"tokens.example.com:3306", "tokens.example.com:3306"},
+		{"Server=db;Uid=app;Pwd=S3CRET;", "Server=db;Uid=app;Pwd=xxxxx"},
+		{"host=db password = S3CRET", "host=db password =xxxxx"},
+		{"db:3306/orders?user=app&password=S3CRET", "db:3306/orders?xxxxx"},
+		{"db;Secret_Key=S3CRET?x", "db;Secret_Key=xxxxx"},
+		{"a?b;pwd=S3CRET", "a?xxxxx"},
+	} {
+		if got := Keyed(tc.in); got != tc.want {
+			t.Errorf("Keyed(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -592,43 +592,12 @@ func shownAs(name, v string) string {
 // split at commas: a password may hold one.
 func shown(v string) string {
 	if strings.Contains(v, "://") {
-		return maskKeyed(redact.Query(v))
+		return redact.Keyed(redact.Query(v))
 	}
 	if at := strings.LastIndexByte(v, '@'); at >= 0 && strings.Contains(v[:at], ":") {
-		return maskKeyed(redact.Userinfo(v)) // user:password@host; app@% is a name
+		return redact.Keyed(redact.Userinfo(v)) // user:password@host; app@% is a name
 	}
-	return maskKeyed(v)
-}
-
-// maskKeyed masks v from its first query (a ? without a scheme: an IAM
-// token, host:port/db?password=) or credential's key= to the end, which a
-// password may run to: no host, port or list of them has either.
-func maskKeyed(v string) string {
-	// The starts of keys that hold a secret: a connection string's Pwd= or
-	// password=, an IAM token's X-Amz-Security-Token= and X-Amz-Signature=.
-	credentialKeys := [...]string{"pwd", "pass", "secret", "token", "signature", "credential"}
-	cut := strings.IndexByte(v, '?') + 1
-	lower := strings.ToLower(v)
-	for _, key := range credentialKeys {
-		for i := strings.Index(lower, key); i >= 0; {
-			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz_-") // password, secret_key
-			if eq := strings.TrimLeft(rest, " \t"); strings.HasPrefix(eq, "=") {
-				if at := len(v) - len(eq) + 1; cut == 0 || at < cut {
-					cut = at
-				}
-				break
-			}
-			next := strings.Index(lower[i+len(key):], key)
-			if next < 0 {
-				break
-			}
-			i += len(key) + next
-		}
-	}
-	if cut == 0 {
-		return v
-	}
-	return v[:cut] + "xxxxx"
+	return redact.Keyed(v)
 }
 
 // shownForwards is a FORWARDS list fit for the log: the entries as given,
@@ -645,7 +614,7 @@ func maskKeyed(v string) string {
 // HOST:PORT (user:3306,3307=x@db): that part is shown.
 func shownForwards(list string) string {
 	if !strings.Contains(list, "@") && !strings.Contains(list, "://") {
-		return maskKeyed(list)
+		return redact.Keyed(list)
 	}
 	entries := forwardEntries(list)
 	first, last := -1, -1 // the entries that may hold credentials
@@ -674,7 +643,7 @@ func shownForwards(list string) string {
 			break // the rest of the list may be the query's: masked with it
 		}
 	}
-	return maskKeyed(strings.Join(out, ","))
+	return redact.Keyed(strings.Join(out, ","))
 }
 
 // queryRunsOn reports whether entry has a URL whose query or fragment
@@ -997,7 +966,7 @@ func checkHost(h string) (string, error) {
 		return ip.String(), nil
 	}
 	// Before any reason that quotes a part of h: the part may be a secret.
-	if strings.Contains(h, "://") || strings.Contains(h, "@") || maskKeyed(h) != h {
+	if strings.Contains(h, "://") || strings.Contains(h, "@") || redact.Keyed(h) != h {
 		return "", fmt.Errorf("is a URL or a connection string, or has a user or password in it: give the host name alone (db.cluster-abc.eu-west-1.rds.amazonaws.com), the port apart, and no credentials")
 	}
 	if host, port, err := net.SplitHostPort(h); err == nil && host != "" && port != "" && strings.Trim(port, "0123456789") == "" {
