@@ -329,13 +329,18 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	defer s.hardCancel(context.Canceled)
 	defer s.flushLogs() // after every connection has ended
 
-	var loops sync.WaitGroup
+	// The stale checks outlive ctx until Serve returns: a writer demoted
+	// during the drain must not keep its connections until DRAIN_TIMEOUT.
+	staleCtx, stopStale := context.WithCancel(context.WithoutCancel(ctx))
+	var loops, staleLoops sync.WaitGroup
+	defer staleLoops.Wait()
+	defer stopStale()
 	for _, f := range s.fwds {
 		loops.Add(1)
 		go s.acceptLoop(f, &loops)
 		if s.cfg.StaleCheckInterval > 0 && !isIP(f.TargetHost) {
-			loops.Add(1)
-			go s.staleLoop(ctx, f, &loops)
+			staleLoops.Add(1)
+			go s.staleLoop(staleCtx, f, &staleLoops)
 		}
 	}
 	if s.mem != nil {

@@ -710,3 +710,26 @@ func TestClientResetBeforeAByteIsGone(t *testing.T) {
 		}
 	})
 }
+
+// A failover during the drain: the stale check keeps running until Serve
+// returns, so a connection to the writer demoted in that window is closed
+// (the app's pool reconnects elsewhere) rather than kept until
+// DRAIN_TIMEOUT, with its writes failing as read-only.
+func TestStaleCheckRunsDuringDrain(t *testing.T) {
+	dns, _, b, r := startFailover(t, proxy.Config{StaleCheckInterval: 50 * time.Millisecond, StaleAfter: 100 * time.Millisecond,
+		DrainTimeout: 2 * safety}) // longer than expectClosed waits: only the stale check can close the connection
+	onA := dial(t, r.addrs[0])
+	if err := exchange(onA, []byte("writer")); err != nil {
+		t.Fatal(err)
+	}
+	r.cancel() // SIGTERM's effect
+	waitFor(t, "the drain", r.srv.Draining)
+	dns.Set("db.sidecar.test", b.addr.Addr()) // failover: A demoted
+	expectClosed(t, onA, "connection to the writer demoted during the drain")
+	if n := countOf(forwardSnap(r, 0).ConnectionsClosed, "stale_upstream"); n != 1 {
+		t.Errorf("closed{stale_upstream} = %d, want 1 (closed: %v)", n, forwardSnap(r, 0).ConnectionsClosed)
+	}
+	if cut := r.shutdown(t); cut != 0 {
+		t.Errorf("connections cut = %d, want 0", cut)
+	}
+}
