@@ -38,6 +38,7 @@ type Transport struct {
 	eof      bool
 	out      []byte // written by crypto/tls; out[sent:] is not sent yet
 	sent     int
+	shut     bool // the close_notify is in out: later writes are dropped
 
 	// The record being handed to crypto/tls: its header bytes read so
 	// far, and once the header is whole, the bytes of it not read yet.
@@ -121,6 +122,9 @@ func (t *Transport) took(b []byte) {
 func (t *Transport) Write(p []byte) (int, error) {
 	if !t.detached {
 		return t.Conn.Write(p)
+	}
+	if t.shut {
+		return len(p), nil // see Codec.CloseWrite
 	}
 	t.out = append(t.out, p...)
 	return len(p), nil
@@ -249,8 +253,17 @@ func (c *Codec) Open(p []byte) (int, error) {
 	return n, err
 }
 
-// CloseWrite seals a close_notify alert into Outgoing.
-func (c *Codec) CloseWrite() error { return c.tls.CloseWrite() }
+// CloseWrite seals a close_notify alert into Outgoing, the last bytes it
+// holds: the data path shuts the write half once they are out, so it
+// could never send more. crypto/tls still writes the reply to a TLS 1.3
+// KeyUpdate that asks for one; the transport drops it. It must not fail
+// it: crypto/tls then skips its read key's update too (handleKeyUpdate),
+// and the server's next record fails as a bad record MAC.
+func (c *Codec) CloseWrite() error {
+	err := c.tls.CloseWrite()
+	c.t.shut = true
+	return err
+}
 
 // TLS returns the connection, for a data path that cannot take the codec
 // and relays over it as a net.Conn instead. Only before Start.

@@ -1,0 +1,217 @@
+//go:build linux && (amd64 || arm64)
+
+package epollrelay_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/tlscodec"
+)
+
+// The app half-closes (the relay sends close_notify and shuts the write
+// half), then the database sends a TLS 1.3 KeyUpdate that asks for one
+// back, and more rows: the app gets them all, and the pair ends as done
+// when the database closes. The reply crypto/tls made was queued for a
+// write half already shut, and the pair ended at the next EPOLLOUT, the
+// rows after it lost.
+func TestKeyUpdateAfterClientHalfClose(t *testing.T) {
+	for _, c := range engineConfigs {
+		t.Run(c.name, func(t *testing.T) { testKeyUpdateAfterHalfClose(t, newEngine(t, c.opts).RelayCodec) })
+	}
+}
+
+func testKeyUpdateAfterHalfClose(t *testing.T, f relay.CodecFunc) {
+	srv := startOpenSSLServer(t)
+	ln := testkit.Listen(t)
+	sealed, h := startHop(t, ln, srv)
+	transport := tlscodec.NewTransport(sealed)
+	tc := tls.Client(transport, &tls.Config{RootCAs: srv.roots, ServerName: "db", MinVersion: tls.VersionTLS13})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	srv.waitFor(t, "CIPHER is") // the server has the client's Finished
+	h.hold.Store(true)
+
+	app, client := testkit.Pair(t, ln)
+	deadline(t, app)
+	res := make(chan relay.Result, 1)
+	go func() { res <- f(context.Background(), client, sealed, tlscodec.New(tc, transport), 0) }()
+	reads := func(want string) {
+		t.Helper()
+		got := make([]byte, len(want))
+		if n, err := io.ReadFull(app, got); err != nil || string(got) != want {
+			t.Fatalf("app read %q, %v; want %q", got[:n], err, want)
+		}
+	}
+	srv.say(t, "before")
+	reads("before\n")
+	if err := app.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.eof: // the close_notify and FIN went out
+	case <-time.After(safety):
+		t.Fatal("the relay did not pass the app's half-close on")
+	}
+	n := h.passed.Load()
+	srv.say(t, "K") // a KeyUpdate with update_requested
+	for wait := time.Now().Add(safety); h.passed.Load() == n; time.Sleep(time.Millisecond) {
+		if time.Now().After(wait) { // s_server must read its next line apart
+			t.Fatal("the server sent no KeyUpdate")
+		}
+	}
+	srv.say(t, "after")
+	reads("after\n")
+	srv.say(t, "more")
+	reads("more\n")
+	srv.say(t, "Q") // s_server closes the connection
+	if b, err := io.ReadAll(app); err != nil || len(b) > 0 {
+		t.Fatalf("app read %q, %v; want EOF", b, err)
+	}
+	select {
+	case r := <-res:
+		if r.Reason != relay.ReasonDone || r.Err != nil || r.ToClient != int64(len("before\nafter\nmore\n")) {
+			t.Errorf("result %+v; want done with every row to the client", r)
+		}
+	case <-time.After(safety):
+		t.Fatal("the relay did not end after both sides closed")
+	}
+}
+
+// hop sits between the relay's upstream socket and s_server. It passes
+// the server's bytes on; the relay's too until hold, then it keeps them
+// from the server, as when the server sends before the close_notify
+// arrives (s_server ends the connection on it), and closes eof at the
+// relay's FIN.
+type hop struct {
+	hold   atomic.Bool
+	passed atomic.Int64 // server bytes passed on
+	eof    chan struct{}
+}
+
+func startHop(t *testing.T, ln *net.TCPListener, srv *openSSLServer) (sealed *net.TCPConn, h *hop) {
+	t.Helper()
+	sealed, near := testkit.Pair(t, ln)
+	nc, err := net.DialTimeout("tcp", srv.addr, safety)
+	if err != nil {
+		t.Fatal(err)
+	}
+	far := nc.(*net.TCPConn)
+	t.Cleanup(func() { far.Close() })
+	h = &hop{eof: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := far.Read(buf)
+			if n > 0 {
+				if _, werr := near.Write(buf[:n]); werr != nil {
+					return
+				}
+				h.passed.Add(int64(n))
+			}
+			if err != nil {
+				_ = near.CloseWrite()
+				return
+			}
+		}
+	}()
+	go func() {
+		defer close(h.eof)
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := near.Read(buf)
+			if n > 0 && !h.hold.Load() {
+				if _, werr := far.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return sealed, h
+}
+
+// openSSLServer is `openssl s_server` for TLS 1.3 on loopback (Go's TLS
+// server cannot send a KeyUpdate), serving one connection.
+type openSSLServer struct {
+	p     *testkit.Process
+	stdin io.Writer
+	addr  string
+	roots *x509.CertPool // trusts it as "db"
+}
+
+func startOpenSSLServer(t *testing.T) *openSSLServer {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		testenv.Unavailable(t, "openssl not found (install Debian's openssl package)")
+	}
+	cert, roots := testkit.ServerTLS(t, "db")
+	dir := t.TempDir()
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: cert.Certificate[0]}, keyFile: {Type: "PRIVATE KEY", Bytes: key}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("openssl", "s_server", "-tls1_3", "-accept", "127.0.0.1:0", "-naccept", "1", "-cert", certFile, "-key", keyFile)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &openSSLServer{p: testkit.Start(t, cmd), stdin: stdin, roots: roots}
+	accept := regexp.MustCompile(`ACCEPT (127\.0\.0\.1:[0-9]+)`)
+	s.waitFor(t, "ACCEPT")
+	m := accept.FindStringSubmatch(s.p.Output.String())
+	if m == nil || strings.HasSuffix(m[1], ":0") {
+		t.Fatalf("openssl s_server's address not found in:\n%s", s.p.Output)
+	}
+	s.addr = m[1]
+	return s
+}
+
+// say has the server act on line: K sends a KeyUpdate with
+// update_requested, Q closes, any other line is sent as data. The server
+// takes what one read of its stdin returns as one line.
+func (s *openSSLServer) say(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor waits until the server's output holds text.
+func (s *openSSLServer) waitFor(t *testing.T, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(safety); !strings.Contains(s.p.Output.String(), text); time.Sleep(5 * time.Millisecond) {
+		select {
+		case <-s.p.Done():
+			t.Fatalf("openssl s_server exited (%v) before printing %q:\n%s", s.p.Err(), text, s.p.Output)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("openssl s_server did not print %q within %v:\n%s", text, safety, s.p.Output)
+		}
+	}
+}
