@@ -133,9 +133,9 @@ func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, t
 	}
 }
 
-// clientEnded passes the client's EOF on to the server (close_notify and
-// FIN), after which a reset from the server ends the session as done
-// (relay.Settle).
+// clientEnded passes the client's EOF on to the server as a close_notify
+// (crypto/tls sends no FIN; MySQL closes on it), after which a reset from
+// the server ends the session as done (relay.Settle).
 func (s *session) clientEnded() error {
 	s.clientDone.Store(true)
 	return s.server.CloseWrite()
