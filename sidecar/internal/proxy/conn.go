@@ -356,7 +356,9 @@ func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
 		// ACK. Not on the app's side: there the timeout also cut an app
 		// that was alive but read a large result slowly (a zero window
 		// for 2×ka), and a peer in the task cannot vanish unannounced.
-		kc := net.KeepAliveConfig{Enable: true, Idle: ka, Interval: max(ka/3, time.Second), Count: 3}
+		// In whole seconds, as the kernel takes them (Go rounds up): the
+		// user timeout below must be what the probes really take.
+		kc := net.KeepAliveConfig{Enable: true, Idle: wholeSeconds(ka), Interval: wholeSeconds(max(ka/3, time.Second)), Count: 3}
 		err = c.SetKeepAliveConfig(kc)
 		if err == nil && side == "upstream" {
 			err = tcpstall.Set(c, kc.Idle+time.Duration(kc.Count)*kc.Interval) // as long as keepalive takes to give up
@@ -366,6 +368,11 @@ func (s *Server) setKeepalive(f *forward, c *net.TCPConn, side string) {
 		s.log.Error("setting TCP keepalive failed; the socket keeps the kernel's settings (logged once per forward)",
 			"listen_port", f.port, "side", side, "keepalive_ms", ka.Milliseconds(), "err", err.Error())
 	}
+}
+
+// wholeSeconds rounds d up to a whole second.
+func wholeSeconds(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
 }
 
 func (f *forward) track(c *conn) {

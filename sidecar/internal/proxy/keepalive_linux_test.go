@@ -73,6 +73,10 @@ func TestKeepaliveBothSides(t *testing.T) {
 		want      keepaliveOpts
 	}{
 		{"9s", 9 * time.Second, keepaliveOpts{on: true, idle: 9, intvl: 3, probes: 3, userTimeout: 18000}},
+		// The kernel takes whole seconds (Go rounds up): the user timeout
+		// is what the probes really take, 4 s + 3 × 2 s, not 4 s + 3 × 4/3 s.
+		{"4s", 4 * time.Second, keepaliveOpts{on: true, idle: 4, intvl: 2, probes: 3, userTimeout: 10000}},
+		{"1500ms", 1500 * time.Millisecond, keepaliveOpts{on: true, idle: 2, intvl: 1, probes: 3, userTimeout: 5000}},
 		{"off", -1, keepaliveOpts{on: false}},
 	}
 	for _, tt := range tests {
