@@ -889,7 +889,7 @@ func TestPushRefusals(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(fe.dir, "Dockerfile"), []byte("FROM changed\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, want: []string{"uncommitted changes to tracked files (Dockerfile)"}, noWork: true, noECR: true},
+		}, want: []string{`push: step "preflight" failed: the worktree has uncommitted changes to tracked files (Dockerfile)`}, noWork: true, noECR: true},
 		{name: "version tag that cannot be released", setup: func(t *testing.T, fe *fakeEngine, e *ecrtest.Server) {
 			gitTag(t, fe.dir, "v1.4.0+build.7")
 		}, want: []string{`git tag "v1.4.0+build.7" on HEAD is not a version tag`, "v1.4.0-rc.1"}, noWork: true, noECR: true, exit: ExitConfig},

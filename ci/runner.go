@@ -221,7 +221,7 @@ func (s *run) pushPreflight(ctx context.Context) error {
 		return fmt.Errorf("push needs the source in a git repository (tags come from the commit): %w", err)
 	}
 	if ref.Dirty() {
-		return fmt.Errorf("push: the worktree has uncommitted changes to tracked files (%s); the image would not match commit %s — commit or stash them first",
+		return fmt.Errorf("the worktree has uncommitted changes to tracked files (%s); the image would not match commit %s — commit or stash them first",
 			listSome(ref.Changed, 5), ref.Short)
 	}
 	s.ref, s.src = ref, sourceOf(ref)
