@@ -139,7 +139,16 @@ func Keyed(v string) string {
 	// password=, an IAM token's X-Amz-Security-Token= and X-Amz-Signature=.
 	credentialKeys := [...]string{"pwd", "pass", "secret", "token", "signature", "credential"}
 	cut := strings.IndexByte(v, '?') + 1
-	lower := strings.ToLower(v)
+	// ASCII only, byte for byte: the keys are ASCII, and strings.ToLower
+	// changes the length of some letters (the Kelvin sign, İ, Ⱥ), which
+	// would move the cut off the key's = into the secret, or out of v.
+	b := []byte(v)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	lower := string(b)
 	for _, key := range credentialKeys {
 		for i := strings.Index(lower, key); i >= 0; {
 			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz_-") // password, secret_key

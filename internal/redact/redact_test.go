@@ -165,6 +165,14 @@ func TestKeyed(t *testing.T) {
 		{"db:3306/orders?user=app&password=S3CRET", "db:3306/orders?xxxxx"},
 		{"db;Secret_Key=S3CRET?x", "db;Secret_Key=xxxxx"},
 		{"a?b;pwd=S3CRET", "a?xxxxx"},
+		// Letters whose lower case has another length in UTF-8 (the
+		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
+		// the cut stays at the key's =.
+		{"Pwd=ab\u212Acd", "Pwd=xxxxx"},
+		{"Server=db;Pwd=\u0130\u0130\u0130\u0130", "Server=db;Pwd=xxxxx"},
+		{"Pwd=\u023A\u023A\u023A\u023A\u023A\u023A", "Pwd=xxxxx"},
+		{"\u212A\u023A;Pwd=S3CRET", "\u212A\u023A;Pwd=xxxxx"},
+		{"\u212Aey.example.com", "\u212Aey.example.com"},
 	} {
 		if got := Keyed(tc.in); got != tc.want {
 			t.Errorf("Keyed(%q) = %q, want %q", tc.in, got, tc.want)

@@ -925,6 +925,11 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 		{"a server name with a password", "TARGET_SERVER_NAME", "db.example.com;Password=" + secret, "db.example.com;Password=xxxxx"},
 		{"FORWARDS with a query", "FORWARDS", "8080=db.example.com:3306?password=" + secret, "8080=db.example.com:3306?xxxxx"},
 		{"FORWARDS with a connection string", "FORWARDS", "8080=db.example.com:3306,8081=Server=db;Pwd=" + secret, "8080=db.example.com:3306,8081=Server=db;Pwd=xxxxx"},
+		// A password with letters whose lower case is longer or shorter in
+		// UTF-8 (Ⱥ, the Kelvin sign): refused whole, not a crash or a
+		// glimpse of its first bytes.
+		{"a password with \u023A", "TARGET_HOST", "Server=db;Pwd=" + strings.Repeat("\u023A", 12), "Server=db;Pwd=xxxxx"},
+		{"a password with the Kelvin sign", "TARGET_HOST", "Server=db;Pwd=" + secret + "\u212A", "Server=db;Pwd=xxxxx"},
 		// No credential's key: shown as given.
 		{"a bad host", "TARGET_HOST", "bad host", "bad host"},
 		{"a name with token in it", "TARGET_HOST", "tokens.example.com:3306", "tokens.example.com:3306"},
