@@ -30,6 +30,13 @@ func TestCheckConfig(t *testing.T) {
 			[]string{`AWS region "Ireland" is not a region name`}},
 		{"with other problems, all listed", map[string]string{"AWS_REGION": "eu west 1", "SIZE_BUDGET": "huge"},
 			[]string{`SIZE_BUDGET="huge"`, `AWS region "eu west 1" is not a region name`}},
+		// Build and test read no AWS configuration: a profile only push's
+		// machine has (or a shared config file push alone mounts) is no
+		// problem of theirs; a region set in the environment is still checked.
+		{"a profile the shared files lack", map[string]string{"AWS_PROFILE": "ci-pusher"}, nil},
+		{"a profile the shared files lack, a region", map[string]string{"AWS_PROFILE": "ci-pusher", "AWS_REGION": "us-gov-west-1"}, nil},
+		{"a profile the shared files lack, a malformed region", map[string]string{"AWS_PROFILE": "ci-pusher", "AWS_DEFAULT_REGION": "eu_west_1"},
+			[]string{`AWS region "eu_west_1" is not a region name`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

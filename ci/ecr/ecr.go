@@ -253,12 +253,21 @@ func loadConfig(ctx context.Context, opts ...func(*config.LoadOptions) error) (a
 // (the SDK reads the environment and the shared config files), so push
 // runs it before it starts an engine: a missing region costs seconds, not
 // an engine start. env is as Options.Env. Unless required, no region
-// passes: mage config checks one only when set, as build and test need none.
+// passes: mage config checks one only when set, as build and test need none;
+// nor do they read the shared files, so then a profile or file they cannot
+// load is no problem either, and only the environment's region is checked.
 func CheckRegion(ctx context.Context, env func(string) (string, bool), required bool) error {
 	loadOpts, _ := envOptions(env)
 	cfg, err := loadConfig(ctx, loadOpts...)
-	if err != nil {
+	if err != nil && required {
 		return err
+	}
+	if err != nil {
+		if env == nil {
+			env = os.LookupEnv
+		}
+		get := func(k string) string { v, _ := env(k); return strings.TrimSpace(v) }
+		cfg.Region = cmp.Or(get("AWS_REGION"), get("AWS_DEFAULT_REGION"))
 	}
 	if cfg.Region == "" && !required {
 		return nil
