@@ -50,6 +50,9 @@ type Runner struct {
 	// registryBound bounds each wait on the registry's HTTP API
 	// (ecr.RegistryBound when zero); tests shorten it.
 	registryBound time.Duration
+	// tempRoot is where the run sweeps the temporary directories of
+	// ended runs (os.TempDir() when ""); a test gives it its own.
+	tempRoot string
 	// lookupEnv reads the variables the run reads besides Config's: the
 	// engine's (DAGGER_SESSION_PORT, _EXPERIMENTAL_DAGGER_RUNNER_HOST,
 	// DOCKER_HOST), AWS's (ecr.Options.Env) and the CI's for the

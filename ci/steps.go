@@ -153,7 +153,7 @@ const (
 // of runs that have ended: concurrent runs keep theirs.
 func (r *Runner) sweep(target string) {
 	for _, prefix := range []string{secrets.DirPrefix, exportDirPrefix, vulnDirPrefix} {
-		removed, err := tmpdir.Sweep(prefix)
+		removed, err := tmpdir.Sweep(r.tempRoot, prefix)
 		if len(removed) > 0 {
 			r.step("%s: removed %d temporary director(ies) left by runs that ended without their cleanup (mage -t, a kill): %s",
 				target, len(removed), listSome(removed, 5))

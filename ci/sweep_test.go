@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,8 +35,12 @@ func leaveTempDirs() {
 // which ended without its cleanup left, saying so, before its first step.
 func TestRunRemovesDirectoriesLeftByEndedRuns(t *testing.T) {
 	t.Parallel()
+	// A temporary directory of its own: every other run on the machine
+	// (the parallel tests' Build and Push among them) sweeps the shared
+	// one, and could remove the ended run's directories before this run.
+	root := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), leaveEnv+"="+strings.Join([]string{secrets.DirPrefix, exportDirPrefix, vulnDirPrefix}, ","))
+	cmd.Env = append(os.Environ(), "TMPDIR="+root, leaveEnv+"="+strings.Join([]string{secrets.DirPrefix, exportDirPrefix, vulnDirPrefix}, ","))
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("helper: %v", err)
@@ -44,13 +49,18 @@ func TestRunRemovesDirectoriesLeftByEndedRuns(t *testing.T) {
 	if len(left) != 3 {
 		t.Fatalf("helper left %q, want 3 directories", left)
 	}
+	for _, d := range left {
+		if filepath.Dir(d) != root {
+			t.Fatalf("helper made %s, not in %s", d, root)
+		}
+	}
 	t.Cleanup(func() {
 		for _, d := range left {
 			os.RemoveAll(d)
 		}
 	})
 	log := &testkit.LockedBuffer{}
-	r := &Runner{Log: log}
+	r := &Runner{Log: log, tempRoot: root}
 	if err := r.runStepList(context.Background(), "build", nil); err != nil {
 		t.Fatal(err)
 	}

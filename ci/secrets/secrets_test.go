@@ -31,7 +31,11 @@ func TestMain(m *testing.M) {
 // The directory of a run that ended without Close (the ECR token in it)
 // is the next run's to remove (tmpdir.Sweep); a live run's is not.
 func TestFilesLeftByAnEndedRunAreSwept(t *testing.T) {
-	t.Parallel()
+	// A temporary directory of its own, for this process and the helper:
+	// every other run on the machine (the pipeline tests' among them)
+	// sweeps the shared one, and could take the ended run's directory,
+	// or be removing it, while this Sweep looks.
+	t.Setenv("TMPDIR", t.TempDir())
 	live, err := NewFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +49,7 @@ func TestFilesLeftByAnEndedRunAreSwept(t *testing.T) {
 	}
 	left := strings.TrimSpace(string(out))
 	t.Cleanup(func() { os.RemoveAll(left) })
-	removed, err := tmpdir.Sweep(DirPrefix)
+	removed, err := tmpdir.Sweep("", DirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}

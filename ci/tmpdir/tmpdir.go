@@ -55,12 +55,15 @@ func (d *Dir) Remove() error {
 	return err
 }
 
-// Sweep removes the directories os.TempDir()/prefix* whose owner has
-// ended without removing them, and returns them. A directory it cannot
-// open (another user's) or that is still held is left alone; one it
-// holds but cannot remove is an error.
-func Sweep(prefix string) ([]string, error) {
-	matches, err := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+// Sweep removes the directories dir/prefix* (os.TempDir() when dir is "",
+// where New makes them) whose owner has ended without removing them, and
+// returns them. A directory it cannot open (another user's) or that is
+// still held is left alone; one it holds but cannot remove is an error.
+func Sweep(dir, prefix string) ([]string, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	matches, err := filepath.Glob(filepath.Join(dir, prefix+"*"))
 	if err != nil {
 		return nil, err
 	}

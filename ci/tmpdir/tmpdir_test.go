@@ -119,12 +119,12 @@ func TestSweep(t *testing.T) {
 			}
 			if end != nil {
 				// Alive, in another process: never removed.
-				if removed, err := Sweep(prefix); err != nil || len(removed) > 0 || !exists(dir) {
+				if removed, err := Sweep("", prefix); err != nil || len(removed) > 0 || !exists(dir) {
 					t.Fatalf("Sweep with the owner running = %v, %v", removed, err)
 				}
 				end()
 			}
-			removed, err := Sweep(prefix)
+			removed, err := Sweep("", prefix)
 			if err != nil {
 				t.Fatal(err)
 			}
