@@ -5,21 +5,14 @@ package epollrelay_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/internal/testopenssl"
 	"github.com/example/sidecar/sidecar/internal/relay"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
@@ -37,15 +30,15 @@ func TestKeyUpdateAfterClientHalfClose(t *testing.T) {
 }
 
 func testKeyUpdateAfterHalfClose(t *testing.T, f relay.CodecFunc) {
-	srv := startOpenSSLServer(t)
+	srv := testopenssl.Start(t)
 	ln := testkit.Listen(t)
 	sealed, h := startHop(t, ln, srv)
 	transport := tlscodec.NewTransport(sealed)
-	tc := tls.Client(transport, &tls.Config{RootCAs: srv.roots, ServerName: "db", MinVersion: tls.VersionTLS13})
+	tc := tls.Client(transport, &tls.Config{RootCAs: srv.Roots, ServerName: "db", MinVersion: tls.VersionTLS13})
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	srv.waitFor(t, "CIPHER is") // the server has the client's Finished
+	srv.WaitFor(t, "CIPHER is") // the server has the client's Finished
 	h.hold.Store(true)
 
 	app, client := testkit.Pair(t, ln)
@@ -59,7 +52,7 @@ func testKeyUpdateAfterHalfClose(t *testing.T, f relay.CodecFunc) {
 			t.Fatalf("app read %q, %v; want %q", got[:n], err, want)
 		}
 	}
-	srv.say(t, "before")
+	srv.Say(t, "before")
 	reads("before\n")
 	if err := app.CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -70,17 +63,17 @@ func testKeyUpdateAfterHalfClose(t *testing.T, f relay.CodecFunc) {
 		t.Fatal("the relay did not pass the app's half-close on")
 	}
 	n := h.passed.Load()
-	srv.say(t, "K") // a KeyUpdate with update_requested
+	srv.Say(t, "K") // a KeyUpdate with update_requested
 	for wait := time.Now().Add(safety); h.passed.Load() == n; time.Sleep(time.Millisecond) {
 		if time.Now().After(wait) { // s_server must read its next line apart
 			t.Fatal("the server sent no KeyUpdate")
 		}
 	}
-	srv.say(t, "after")
+	srv.Say(t, "after")
 	reads("after\n")
-	srv.say(t, "more")
+	srv.Say(t, "more")
 	reads("more\n")
-	srv.say(t, "Q") // s_server closes the connection
+	srv.Say(t, "Q") // s_server closes the connection
 	if b, err := io.ReadAll(app); err != nil || len(b) > 0 {
 		t.Fatalf("app read %q, %v; want EOF", b, err)
 	}
@@ -105,10 +98,10 @@ type hop struct {
 	eof    chan struct{}
 }
 
-func startHop(t *testing.T, ln *net.TCPListener, srv *openSSLServer) (sealed *net.TCPConn, h *hop) {
+func startHop(t *testing.T, ln *net.TCPListener, srv *testopenssl.Server) (sealed *net.TCPConn, h *hop) {
 	t.Helper()
 	sealed, near := testkit.Pair(t, ln)
-	nc, err := net.DialTimeout("tcp", srv.addr, safety)
+	nc, err := net.DialTimeout("tcp", srv.Addr, safety)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,71 +140,4 @@ func startHop(t *testing.T, ln *net.TCPListener, srv *openSSLServer) (sealed *ne
 		}
 	}()
 	return sealed, h
-}
-
-// openSSLServer is `openssl s_server` for TLS 1.3 on loopback (Go's TLS
-// server cannot send a KeyUpdate), serving one connection.
-type openSSLServer struct {
-	p     *testkit.Process
-	stdin io.Writer
-	addr  string
-	roots *x509.CertPool // trusts it as "db"
-}
-
-func startOpenSSLServer(t *testing.T) *openSSLServer {
-	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		testenv.Unavailable(t, "openssl not found (install Debian's openssl package)")
-	}
-	cert, roots := testkit.ServerTLS(t, "db")
-	dir := t.TempDir()
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: cert.Certificate[0]}, keyFile: {Type: "PRIVATE KEY", Bytes: key}} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command("openssl", "s_server", "-tls1_3", "-accept", "127.0.0.1:0", "-naccept", "1", "-cert", certFile, "-key", keyFile)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &openSSLServer{p: testkit.Start(t, cmd), stdin: stdin, roots: roots}
-	accept := regexp.MustCompile(`ACCEPT (127\.0\.0\.1:[0-9]+)`)
-	s.waitFor(t, "ACCEPT")
-	m := accept.FindStringSubmatch(s.p.Output.String())
-	if m == nil || strings.HasSuffix(m[1], ":0") {
-		t.Fatalf("openssl s_server's address not found in:\n%s", s.p.Output)
-	}
-	s.addr = m[1]
-	return s
-}
-
-// say has the server act on line: K sends a KeyUpdate with
-// update_requested, Q closes, any other line is sent as data. The server
-// takes what one read of its stdin returns as one line.
-func (s *openSSLServer) say(t *testing.T, line string) {
-	t.Helper()
-	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitFor waits until the server's output holds text.
-func (s *openSSLServer) waitFor(t *testing.T, text string) {
-	t.Helper()
-	for deadline := time.Now().Add(safety); !strings.Contains(s.p.Output.String(), text); time.Sleep(5 * time.Millisecond) {
-		select {
-		case <-s.p.Done():
-			t.Fatalf("openssl s_server exited (%v) before printing %q:\n%s", s.p.Err(), text, s.p.Output)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("openssl s_server did not print %q within %v:\n%s", text, safety, s.p.Output)
-		}
-	}
 }

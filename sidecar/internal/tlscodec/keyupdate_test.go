@@ -2,20 +2,11 @@ package tlscodec_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/internal/testenv"
-	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/internal/testopenssl"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
 
@@ -25,15 +16,15 @@ import (
 // records after the KeyUpdate still open (crypto/tls updates its read key
 // only when writing the reply did not fail).
 func TestNothingSealedAfterCloseWrite(t *testing.T) {
-	stdin, addr, roots := startOpenSSLServer(t)
-	sock, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	srv := testopenssl.Start(t)
+	sock, err := net.DialTimeout("tcp", srv.Addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sock.Close() })
 	_ = sock.SetDeadline(time.Now().Add(time.Minute))
 	transport := tlscodec.NewTransport(sock)
-	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: tls.VersionTLS13})
+	tc := tls.Client(transport, &tls.Config{RootCAs: srv.Roots, ServerName: "db", MinVersion: tls.VersionTLS13})
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +43,7 @@ func TestNothingSealedAfterCloseWrite(t *testing.T) {
 	// for its record. The first data line also takes in the session
 	// tickets sent after the handshake.
 	out := make([]byte, 4096)
-	say := func(line string) {
-		t.Helper()
-		if _, err := io.WriteString(stdin, line+"\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	say := func(line string) { t.Helper(); srv.Say(t, line) }
 	opens := func(want string) {
 		t.Helper()
 		var got []byte
@@ -95,43 +81,5 @@ func TestNothingSealedAfterCloseWrite(t *testing.T) {
 	opens("after\n")
 	if n := len(c.Outgoing()); n != 0 {
 		t.Errorf("%d bytes sealed after CloseWrite (the KeyUpdate reply), waiting for a write half that is shut", n)
-	}
-}
-
-// startOpenSSLServer runs `openssl s_server` for TLS 1.3 on loopback
-// (Go's TLS server cannot send a KeyUpdate) and returns its stdin, whose
-// lines it sends (K: a KeyUpdate with update_requested), its address and
-// the roots that trust it as "db".
-func startOpenSSLServer(t *testing.T) (stdin io.Writer, addr string, roots *x509.CertPool) {
-	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		testenv.Unavailable(t, "openssl not found (install Debian's openssl package)")
-	}
-	cert, roots := testkit.ServerTLS(t, "db")
-	dir := t.TempDir()
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: cert.Certificate[0]}, keyFile: {Type: "PRIVATE KEY", Bytes: key}} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command("openssl", "s_server", "-tls1_3", "-accept", "127.0.0.1:0", "-naccept", "1", "-cert", certFile, "-key", keyFile)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testkit.Start(t, cmd)
-	accept := regexp.MustCompile(`ACCEPT (127\.0\.0\.1:[0-9]+)`)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if m := accept.FindStringSubmatch(p.Output.String()); m != nil && !strings.HasSuffix(m[1], ":0") {
-			return in, m[1], roots
-		}
-		if time.Now().After(deadline) || p.Err() != nil {
-			t.Fatalf("openssl s_server did not listen: %v\n%s", p.Err(), p.Output)
-		}
 	}
 }
