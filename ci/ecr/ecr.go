@@ -86,7 +86,7 @@ func envOptions(env func(string) (string, bool)) ([]func(*config.LoadOptions) er
 	}
 	get := func(k string) string { v, _ := env(k); return strings.TrimSpace(v) }
 	var opts []func(*config.LoadOptions) error
-	if r := cmp.Or(get("AWS_REGION"), get("AWS_DEFAULT_REGION")); r != "" {
+	if r := envRegion(env); r != "" {
 		opts = append(opts, config.WithRegion(r))
 	}
 	if id, secret := get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
@@ -110,6 +110,16 @@ func envOptions(env func(string) (string, bool)) ([]func(*config.LoadOptions) er
 		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientEnabled))
 	}
 	return opts, cmp.Or(get("AWS_ENDPOINT_URL_ECR"), get("AWS_ENDPOINT_URL"))
+}
+
+// envRegion is the region the environment names (AWS_REGION, else
+// AWS_DEFAULT_REGION); env nil reads the process's.
+func envRegion(env func(string) (string, bool)) string {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	get := func(k string) string { v, _ := env(k); return strings.TrimSpace(v) }
+	return cmp.Or(get("AWS_REGION"), get("AWS_DEFAULT_REGION"))
 }
 
 // Registry is a logged-in ECR repository. Its password is kept out of
@@ -263,11 +273,7 @@ func CheckRegion(ctx context.Context, env func(string) (string, bool), required 
 		return err
 	}
 	if err != nil {
-		if env == nil {
-			env = os.LookupEnv
-		}
-		get := func(k string) string { v, _ := env(k); return strings.TrimSpace(v) }
-		cfg.Region = cmp.Or(get("AWS_REGION"), get("AWS_DEFAULT_REGION"))
+		cfg.Region = envRegion(env)
 	}
 	if cfg.Region == "" && !required {
 		return nil
