@@ -255,12 +255,13 @@ func iamUsers(list string) (users []string, refused string) {
 		}
 		users = append(users, u)
 	}
-	switch {
-	case len(bad) == 0:
+	if len(bad) == 0 {
 		return users, ""
-	case shown(list) != list && len(places) == 1:
+	}
+	switch masked := shown(list) != list; {
+	case masked && len(places) == 1:
 		return nil, ": entry " + places[0] + " is not a user name"
-	case shown(list) != list:
+	case masked:
 		return nil, ": entries " + strings.Join(places[:len(places)-1], ", ") + " and " + places[len(places)-1] + " are not user names"
 	}
 	return nil, ": " + strings.Join(bad, "; ")
