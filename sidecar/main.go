@@ -37,8 +37,9 @@ func main() {
 // process at once on a second one (an operator pressing Ctrl-C twice), with
 // the status a shell gives a process killed by that signal (128 + its
 // number). It exits itself rather than restoring the default action: a
-// process started with the signal ignored (nohup, a background job of a
-// script) inherits SIG_IGN, and restoring that would ignore the second one.
+// process started with the signal ignored (a background job of a script,
+// for SIGINT) inherits SIG_IGN, and restoring that would ignore the second
+// one.
 func watchSignals(signals <-chan os.Signal, drain context.CancelFunc, exit func(int)) {
 	<-signals
 	drain()
