@@ -98,7 +98,7 @@ STOPSIGNAL SIGTERM
 # GET /readyz on the admin port (127.0.0.1:$ADMIN_PORT); never touches the
 # database; healthy in sleep mode too. Dagger also uses it, instead of the
 # exposed port, to decide when the image run as a service is ready.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/sidecar", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/sidecar"]
 

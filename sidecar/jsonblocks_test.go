@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -244,4 +246,73 @@ func TestDocsTaskDefinitionsHangTogether(t *testing.T) {
 	if tasks < 3 {
 		t.Fatalf("found %d whole task definitions in the docs; want at least 3", tasks)
 	}
+}
+
+// Every health check timeout the Dockerfile and the docs set exceeds the
+// sidecar's own, so a hung admin port ends as the sidecar's "unhealthy: …"
+// line rather than as the runtime's bare "exceeded timeout".
+func TestHealthCheckTimeoutsExceedTheSidecars(t *testing.T) {
+	dockerfile, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^HEALTHCHECK .*--timeout=(\d+)s`).FindSubmatch(dockerfile)
+	if m == nil {
+		t.Fatal("the Dockerfile has no HEALTHCHECK --timeout=Ns")
+	}
+	secs, _ := strconv.Atoi(string(m[1]))
+	if d := time.Duration(secs) * time.Second; d <= healthcheckTimeout {
+		t.Errorf("Dockerfile: HEALTHCHECK --timeout=%s; want more than the sidecar's own %s", d, healthcheckTimeout)
+	}
+	if want := fmt.Sprintf("(timeout %d s,", secs); !strings.Contains(userDocs(t)["docs/pipeline.md"], want) {
+		t.Errorf("docs/pipeline.md's image table lacks %q, the Dockerfile's HEALTHCHECK timeout", want)
+	}
+	checks := 0
+	for f, text := range userDocs(t) {
+		for _, block := range codeBlocks(text, "json") {
+			for _, hc := range healthChecks(decodeOrNil(block)) {
+				checks++
+				timeout := 5 * time.Second // ECS's default
+				if hc > 0 {
+					timeout = time.Duration(hc) * time.Second
+				}
+				if timeout <= healthcheckTimeout {
+					t.Errorf("%s: a healthCheck's timeout is %s; want more than the sidecar's own %s", f, timeout, healthcheckTimeout)
+				}
+			}
+		}
+	}
+	if checks < 3 {
+		t.Fatalf("found %d healthCheck objects in the docs; want at least 3", checks)
+	}
+}
+
+func decodeOrNil(block string) any {
+	doc, err := decodeJSONBlock(block)
+	if err != nil {
+		return nil
+	}
+	return doc
+}
+
+// healthChecks returns the timeout (0 when unset) of every "healthCheck"
+// object in doc.
+func healthChecks(doc any) []int {
+	var out []int
+	switch v := doc.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if hc, ok := x.(map[string]any); ok && k == "healthCheck" {
+				n, _ := hc["timeout"].(float64)
+				out = append(out, int(n))
+				continue
+			}
+			out = append(out, healthChecks(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, healthChecks(x)...)
+		}
+	}
+	return out
 }

@@ -65,14 +65,18 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	}
 }
 
+// healthcheckTimeout bounds `sidecar healthcheck`. It stays below the
+// health check timeouts of ECS (5 s by default) and of the Dockerfile, so
+// a hung admin port is reported in the sidecar's own words.
+const healthcheckTimeout = 3 * time.Second
+
 func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	addr, err := config.AdminEndpoint(lookup)
 	if err != nil {
 		fmt.Fprintf(stderr, "sidecar healthcheck: %v\n", err)
 		return exitUsage
 	}
-	// Below ECS's default 5 s health check timeout.
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
 	defer cancel()
 	if err := admin.Check(ctx, addr); err != nil {
 		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
