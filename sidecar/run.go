@@ -377,9 +377,10 @@ func dataPath(choice config.DataPath, log *slog.Logger) (*epollrelay.Engine, err
 }
 
 // listenVariable is the setting to change when a listener cannot open: the
-// address's when this host has no such address, else the port's.
+// address's when this host has no such address (or, as ::1 on a kernel
+// without IPv6, no such address family), else the port's.
 func listenVariable(err error, addrVar, portVar string) string {
-	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+	if errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT) {
 		return addrVar
 	}
 	return portVar

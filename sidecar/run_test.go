@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -718,4 +719,24 @@ func TestVerifyIdentityWithAnIPTargetExits2(t *testing.T) {
 		t.Fatalf("LISTEN_PORT %d was left open: %v", port, err)
 	}
 	ln.Close()
+}
+
+// A listener that cannot open names the setting to change: the address's
+// when the host lacks it (or its family, as ::1 on a kernel without IPv6),
+// else the port's.
+func TestListenVariable(t *testing.T) {
+	for _, tc := range []struct {
+		errno syscall.Errno
+		want  string
+	}{
+		{syscall.EADDRINUSE, "LISTEN_PORT"},
+		{syscall.EACCES, "LISTEN_PORT"},
+		{syscall.EADDRNOTAVAIL, "LISTEN_ADDR"},
+		{syscall.EAFNOSUPPORT, "LISTEN_ADDR"},
+	} {
+		err := &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", tc.errno)}
+		if got := listenVariable(err, "LISTEN_ADDR", "LISTEN_PORT"); got != tc.want {
+			t.Errorf("listenVariable(%v) = %s, want %s", err, got, tc.want)
+		}
+	}
 }
