@@ -131,9 +131,11 @@ func hostPort(h string) bool {
 }
 
 // Keyed masks v from its first query (a ? without a scheme: an IAM
-// token, host:port/db?password=) or credential's key= (a connection
-// string's Pwd=, libpq's password =) to the end, which a password may run
-// to: for values where no host, port or list of them has either.
+// token, host:port/db?password=), credential's key= (a connection
+// string's Pwd=, libpq's password =), key: (YAML's password: x, JSON's
+// "password":"x") or mysql's -p (-pS3CRET) to the end, which a password
+// may run to: for values where no host, port or list of them has either.
+// A key's : before a digit is a host's port (tokens:3306), not a secret.
 func Keyed(v string) string {
 	// The starts of keys that hold a secret: a connection string's Pwd= or
 	// password=, an IAM token's X-Amz-Security-Token= and X-Amz-Signature=.
@@ -149,13 +151,20 @@ func Keyed(v string) string {
 		}
 	}
 	lower := string(b)
+	earlier := func(at int) {
+		if cut == 0 || at < cut {
+			cut = at
+		}
+	}
 	for _, key := range credentialKeys {
 		for i := strings.Index(lower, key); i >= 0; {
 			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz_-") // password, secret_key
 			if eq := strings.TrimLeft(rest, " \t"); strings.HasPrefix(eq, "=") {
-				if at := len(v) - len(eq) + 1; cut == 0 || at < cut {
-					cut = at
-				}
+				earlier(len(v) - len(eq) + 1)
+				break
+			}
+			if colon := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(colon, ":") && (len(colon) == 1 || colon[1] < '0' || colon[1] > '9') {
+				earlier(len(v) - len(colon) + 1)
 				break
 			}
 			next := strings.Index(lower[i+len(key):], key)
@@ -165,8 +174,24 @@ func Keyed(v string) string {
 			i += len(key) + next
 		}
 	}
+	// mysql's -pPASSWORD: a word that starts -p with more after it. Case
+	// counts: -P is the port.
+	for i := 0; i+2 < len(v); i++ {
+		if v[i] == '-' && v[i+1] == 'p' && (i == 0 || v[i-1] == ' ' || v[i-1] == '\t') && v[i+2] != ' ' && v[i+2] != '\t' {
+			earlier(i + 2)
+			break
+		}
+	}
 	if cut == 0 {
 		return v
 	}
 	return v[:cut] + "xxxxx"
+}
+
+// trimQuote drops one quote that closes a key: JSON's "password":.
+func trimQuote(s string) string {
+	if s != "" && (s[0] == '"' || s[0] == '\'') {
+		return s[1:]
+	}
+	return s
 }

@@ -165,6 +165,24 @@ func TestKeyed(t *testing.T) {
 		{"db:3306/orders?user=app&password=S3CRET", "db:3306/orders?xxxxx"},
 		{"db;Secret_Key=S3CRET?x", "db;Secret_Key=xxxxx"},
 		{"a?b;pwd=S3CRET", "a?xxxxx"},
+		// key: value (YAML, a pasted line) and JSON, as people paste them.
+		{"password: S3CRET", "password:xxxxx"},
+		{"DB_PASSWORD:S3CRET", "DB_PASSWORD:xxxxx"},
+		{`{"user":"app","password":"S3CRET"}`, `{"user":"app","password":xxxxx`},
+		{`{'Secret' : 'S3CRET'}`, `{'Secret' :xxxxx`},
+		// A mysql command line: -pPASSWORD, --password=PASSWORD.
+		{"mysql -h db -u app -pS3CRET orders", "mysql -h db -u app -pxxxxx"},
+		{"-pS3CRET", "-pxxxxx"},
+		{"mysql --password=S3CRET", "mysql --password=xxxxx"},
+		// What is no credential stays: a host:port whose name holds a key,
+		// a mode, a path, -P (the port), a name with -p inside it.
+		{"passdb.example.com:3306", "passdb.example.com:3306"},
+		{"token:3306", "token:3306"},
+		{"8080=secrets.example:3306,8081=[::1]:3306", "8080=secrets.example:3306,8081=[::1]:3306"},
+		{"verify-identity", "verify-identity"},
+		{"/run/secrets/rds-ca.pem", "/run/secrets/rds-ca.pem"},
+		{"mydb.cluster-abc123.us-east-1.rds.amazonaws.com", "mydb.cluster-abc123.us-east-1.rds.amazonaws.com"},
+		{"mysql -h db-pool.example -P3306 -p", "mysql -h db-pool.example -P3306 -p"},
 		// Letters whose lower case has another length in UTF-8 (the
 		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
 		// the cut stays at the key's =.

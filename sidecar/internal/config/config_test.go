@@ -930,6 +930,11 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 		// glimpse of its first bytes.
 		{"a password with \u023A", "TARGET_HOST", "Server=db;Pwd=" + strings.Repeat("\u023A", 12), "Server=db;Pwd=xxxxx"},
 		{"a password with the Kelvin sign", "TARGET_HOST", "Server=db;Pwd=" + secret + "\u212A", "Server=db;Pwd=xxxxx"},
+		// Pasted as YAML, JSON or a mysql command line.
+		{"a YAML password", "TARGET_HOST", "password: " + secret, "password:xxxxx"},
+		{"a JSON password", "TARGET_SERVER_NAME", `{"host":"db.example.com","password":"` + secret + `"}`, `{"host":"db.example.com","password":xxxxx`},
+		{"a mysql command line", "TARGET_HOST", "mysql -h db.example.com -u app -p" + secret, "mysql -h db.example.com -u app -pxxxxx"},
+		{"FORWARDS with a YAML password", "FORWARDS", "8080=db.example.com:3306,pwd: " + secret, "8080=db.example.com:3306,pwd:xxxxx"},
 		// No credential's key: shown as given.
 		{"a bad host", "TARGET_HOST", "bad host", "bad host"},
 		{"a name with token in it", "TARGET_HOST", "tokens.example.com:3306", "tokens.example.com:3306"},
