@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/example/sidecar/internal/redact"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -279,6 +280,11 @@ func userNameProblem(u string) string {
 	}
 	if i := strings.IndexAny(u, "'\"`;* \t"); i >= 0 {
 		return fmt.Sprintf("has the character %q", u[i])
+	}
+	if redact.Keyed(u) != u {
+		// A secret pasted (password=…, a token's ?…, -p…), which the start
+		// line would log: legal in a quoted MySQL name, but no one's.
+		return "is a credential, not a user name"
 	}
 	if accountHost(u) {
 		return fmt.Sprintf("ends in an account host (%s)", u[strings.LastIndexByte(u, '@'):])
