@@ -65,3 +65,70 @@ func TestCAFileNotABundle(t *testing.T) {
 		})
 	}
 }
+
+// A TARGET_TLS_CA swapped for a FIFO while it is read (a volume whose
+// file is replaced by a symlink swap, as Kubernetes and secret agents
+// rotate files) is refused, never waited on: the file is opened without
+// blocking and what was opened is checked, not what the path was a moment
+// before.
+func TestCAFileSwappedForAFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo, regular, path := filepath.Join(dir, "ca.fifo"), filepath.Join(dir, "ca.pem"), filepath.Join(dir, "current")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(regular, rdsca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	swap := func(target string) {
+		tmp := path + ".tmp"
+		if err := os.Symlink(target, tmp); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Error(err)
+		}
+	}
+	swap(regular)
+	stop, swapped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(swapped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			swap(fifo)
+			swap(regular)
+		}
+	}()
+	read := make(chan error, 1)
+	go func() {
+		var err error
+		for range 20000 {
+			if _, e := readCAFile(path); e != nil && !strings.Contains(e.Error(), "named pipe") {
+				err = e
+				break
+			}
+		}
+		read <- err
+	}()
+	defer func() {
+		close(stop)
+		<-swapped
+		// Let a read blocked on the FIFO go: a writer opening ends its wait.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatalf("readCAFile: %v", err)
+		}
+	case <-time.After(20 * time.Second): // a hang, not a speed: the reads are of a local file
+		t.Fatal("readCAFile has waited on the FIFO swapped in between its checks")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/example/sidecar/internal/redact"
@@ -457,9 +458,17 @@ const MaxCAFileSize = 4 << 20
 
 // readCAFile reads path only if it is a regular file of at most
 // MaxCAFileSize: a device (/dev/zero) or a log would exhaust memory, and a
-// FIFO would block the start for good, before any line is logged.
+// FIFO would block the start for good, before any line is logged. What is
+// checked is the file opened, not the path: opened without blocking (a
+// FIFO's open waits for a writer), so a FIFO swapped in after a check
+// cannot block it either.
 func readCAFile(path string) ([]byte, error) {
-	st, err := os.Stat(path) // before open: opening a FIFO blocks
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
 	}
@@ -475,11 +484,6 @@ func readCAFile(path string) ([]byte, error) {
 	case st.Size() > MaxCAFileSize:
 		return nil, fmt.Errorf("is %d bytes, more than a CA bundle's %d at most", st.Size(), MaxCAFileSize)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
-	}
-	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, MaxCAFileSize+1)) // a file that grew since Stat
 	switch {
 	case err != nil:
