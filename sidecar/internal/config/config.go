@@ -214,13 +214,24 @@ const (
 )
 
 // Limits on durations: below or above them the value is a typo (1ms for
-// 1m) or something the kernel cannot honour.
+// 1m, 10h for 10s) or something the kernel cannot honour.
 const (
-	MinConnectTimeout     = time.Millisecond
-	MinIdleTimeout        = time.Second            // below it every pooled MySQL session dies between queries
+	// No deploy waits longer for a task to stop (Fargate: 2 min at most).
+	MaxDrainTimeout   = time.Hour
+	MinConnectTimeout = time.Millisecond
+	// Linux gives up a TCP connect by itself after about 2 min (6 SYN
+	// retries), and an app's driver long before.
+	MaxConnectTimeout = 2 * time.Minute
+	MinIdleTimeout    = time.Second // below it every pooled MySQL session dies between queries
+	// MySQL's largest wait_timeout (365 days): a session idle longer is
+	// closed by the server already.
+	MaxIdleTimeout        = 8760 * time.Hour
 	MaxKeepalive          = 32767 * time.Second    // Linux MAX_TCP_KEEPIDLE (and MAX_TCP_KEEPINTVL); beyond it setsockopt fails
 	MinStaleCheckInterval = 100 * time.Millisecond // a DNS query pair per target per interval
-	MaxDNSCacheTTL        = 5 * time.Second        // Aurora endpoints' DNS TTL: no staler than the VPC resolver may be
+	// An Aurora failover takes about 30 s: checked less often, the app
+	// would write to a demoted writer for hours.
+	MaxStaleCheckInterval = time.Hour
+	MaxDNSCacheTTL        = 5 * time.Second // Aurora endpoints' DNS TTL: no staler than the VPC resolver may be
 )
 
 // Problem is one configuration mistake: the variable, its value ("" when
@@ -730,19 +741,74 @@ func parseInt(v string, lo, hi int) (int, bool) {
 	return n, err == nil && n >= lo && n <= hi
 }
 
-// durationRule is what a duration variable accepts: 0 if zeroOK, else
-// from min to max (0 = no upper bound), whole seconds if wholeSeconds.
+// durationRule is what a duration variable accepts: 0 if zero says what
+// it means, else from min to max (0 = no upper bound), whole seconds if
+// wholeSeconds. The variable's accepted text is made from it, so the
+// limits are written once.
 type durationRule struct {
 	min, max     time.Duration
-	zeroOK       bool
+	zero         string // what 0 means ("off"); "" = 0 is refused unless min is 0
 	wholeSeconds bool
+	maxWhy       string // shown beside max, in parentheses; "" = none
+	example      string
 }
 
 func (r durationRule) ok(d time.Duration) bool {
-	if d == 0 && r.zeroOK {
+	if d == 0 && r.zero != "" {
 		return true
 	}
 	return d >= r.min && (r.max == 0 || d <= r.max) && (!r.wholeSeconds || d%time.Second == 0)
+}
+
+// accepted is the rule in words, as the README and refusals give it.
+func (r durationRule) accepted() string {
+	var b strings.Builder
+	if r.zero != "" {
+		fmt.Fprintf(&b, "0 (%s) or ", r.zero)
+	}
+	unit := "a duration"
+	if r.wholeSeconds {
+		unit = "whole seconds"
+	}
+	b.WriteString(unit)
+	switch {
+	case r.min > 0 && r.max > 0:
+		fmt.Fprintf(&b, " from %s to %s", r.text(r.min), r.text(r.max))
+	case r.min > 0:
+		fmt.Fprintf(&b, " of at least %s", r.text(r.min))
+	case r.max > 0:
+		fmt.Fprintf(&b, " of at most %s", r.text(r.max))
+	}
+	if r.maxWhy != "" {
+		fmt.Fprintf(&b, " (%s)", r.maxWhy)
+	}
+	fmt.Fprintf(&b, ", such as %s", r.example)
+	return b.String()
+}
+
+// refused says why v is refused when "is invalid" and the range would
+// not.
+func (r durationRule) refused(v string) string {
+	if strings.HasPrefix(v, "+") || strings.HasPrefix(v, "-") {
+		return ": has a sign" // else "+5s is invalid" reads as a contradiction
+	}
+	return ""
+}
+
+// text writes d as a person would (1h, 2m, 8760h; not 1h0m0s), in seconds
+// for a rule of whole seconds.
+func (r durationRule) text(d time.Duration) string {
+	if r.wholeSeconds {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // forwards reads either the single form (TARGET_HOST, TARGET_PORT,

@@ -141,6 +141,16 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "upper limits of the duration variables are accepted",
+			env: map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "DRAIN_TIMEOUT": "1h",
+				"CONNECT_TIMEOUT": "2m", "IDLE_TIMEOUT": "8760h", "STALE_CHECK_INTERVAL": "1h"},
+			want: func() Config {
+				c := defaults(Forward{8080, "db.example", 3306})
+				c.DrainTimeout, c.ConnectTimeout, c.IdleTimeout, c.StaleCheckInterval = time.Hour, 2*time.Minute, 8760*time.Hour, time.Hour
+				return c
+			},
+		},
+		{
 			name: "names with digits, and a final dot",
 			env:  map[string]string{"FORWARDS": "8080=db1.example:3306,8081=123.example.:3306,8082=1e100.net:3306"},
 			want: func() Config {
@@ -217,11 +227,11 @@ func TestParseInvalid(t *testing.T) {
 				`LOG_LEVEL="verbose" is invalid; accepted: error, warn (or warning), info or debug`,
 				`ADMIN_PORT="-1" is invalid; accepted: a port number from 1 to 65535`,
 				`LISTEN_ADDR="localhost" is invalid; accepted: an IP address`,
-				`DRAIN_TIMEOUT="20" is invalid; accepted: a duration`,
-				`CONNECT_TIMEOUT="0s" is invalid; accepted: a duration of at least 1ms`,
-				`IDLE_TIMEOUT="-1s" is invalid`,
+				`DRAIN_TIMEOUT="20" is invalid; accepted: 0 (closes connections at once) or a duration`,
+				`CONNECT_TIMEOUT="0s" is invalid; accepted: a duration from 1ms to 2m`,
+				`IDLE_TIMEOUT="-1s": has a sign`,
 				`KEEPALIVE="forever" is invalid`,
-				`STALE_CHECK_INTERVAL="1ms" is invalid; accepted: 0 (off) or at least 100ms`,
+				`STALE_CHECK_INTERVAL="1ms" is invalid; accepted: 0 (off) or a duration from 100ms to 1h`,
 				`DNS_CACHE_TTL="6s" is invalid; accepted: 0 (a lookup for every connection) or a duration from 1ms to 5s`,
 				`DATA_PATH="fast" is invalid; accepted: auto, epoll or portable`,
 				`MAX_CONNECTIONS="0" is invalid; accepted: an integer from 1 to 1048576`,
@@ -284,7 +294,7 @@ func TestParseInvalid(t *testing.T) {
 		{
 			name: "keepalive below a second or not whole seconds",
 			env:  map[string]string{"FORWARDS": "8080=db:3306", "KEEPALIVE": "500ms", "IDLE_TIMEOUT": "1ms"},
-			want: []string{`IDLE_TIMEOUT="1ms" is invalid; accepted: 0 (off) or a duration of at least 1s`, `KEEPALIVE="500ms" is invalid`},
+			want: []string{`IDLE_TIMEOUT="1ms" is invalid; accepted: 0 (off) or a duration from 1s to 8760h`, `KEEPALIVE="500ms" is invalid`},
 		},
 		{
 			name: "keepalive with a fraction of a second",
@@ -292,9 +302,33 @@ func TestParseInvalid(t *testing.T) {
 			want: []string{`KEEPALIVE="1.5s" is invalid`},
 		},
 		{
+			// A unit typo (10h for 10s) waits hours where seconds were meant.
+			name: "durations beyond their upper limits",
+			env: map[string]string{"FORWARDS": "8080=db:3306", "DRAIN_TIMEOUT": "61m", "CONNECT_TIMEOUT": "10h",
+				"IDLE_TIMEOUT": "8761h", "STALE_CHECK_INTERVAL": "2h"},
+			want: []string{
+				`DRAIN_TIMEOUT="61m" is invalid; accepted: 0 (closes connections at once) or a duration of at most 1h, such as 20s or 1m`,
+				`CONNECT_TIMEOUT="10h" is invalid; accepted: a duration from 1ms to 2m, such as 5s or 500ms`,
+				`IDLE_TIMEOUT="8761h" is invalid; accepted: 0 (off) or a duration from 1s to 8760h (MySQL's largest wait_timeout), such as 30m`,
+				`STALE_CHECK_INTERVAL="2h" is invalid; accepted: 0 (off) or a duration from 100ms to 1h, such as 10s`,
+			},
+		},
+		{
+			// As ports: +5s is no one's way to write a duration, and -0s no
+			// way to write 0.
+			name: "durations with a sign",
+			env:  map[string]string{"FORWARDS": "8080=db:3306", "CONNECT_TIMEOUT": "+5s", "DRAIN_TIMEOUT": "-5s", "IDLE_TIMEOUT": "-0s", "DNS_CACHE_TTL": "+0"},
+			want: []string{
+				`DRAIN_TIMEOUT="-5s": has a sign; accepted:`,
+				`CONNECT_TIMEOUT="+5s": has a sign; accepted: a duration from 1ms to 2m`,
+				`IDLE_TIMEOUT="-0s": has a sign; accepted:`,
+				`DNS_CACHE_TTL="+0": has a sign; accepted:`,
+			},
+		},
+		{
 			name: "connect timeout below 1ms",
 			env:  map[string]string{"FORWARDS": "8080=db:3306", "CONNECT_TIMEOUT": "999us"},
-			want: []string{`CONNECT_TIMEOUT="999us" is invalid; accepted: a duration of at least 1ms`},
+			want: []string{`CONNECT_TIMEOUT="999us" is invalid; accepted: a duration from 1ms to 2m`},
 		},
 		{
 			name: "all-numeric host names are not DNS names",

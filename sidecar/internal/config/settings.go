@@ -139,33 +139,31 @@ var Settings = []Setting{
 		Accepted: portAccepted + ", different from every listen port", sleep: true,
 		Meaning: "admin HTTP port on ADMIN_ADDR (/livez, /readyz, /metrics); sidecar healthcheck asks it",
 		set:     func(c *Config, v string) bool { return setPort(&c.AdminPort, v) }},
-	{Name: "DRAIN_TIMEOUT", Default: proxy.DefaultDrainTimeout.String(), // below ECS's default 30 s stopTimeout
-		Accepted: "a duration such as 20s or 1m (0 closes connections at once)",
-		Meaning:  "after SIGTERM/SIGINT, how long in-flight connections may finish",
-		set:      durationSetter(func(c *Config) *time.Duration { return &c.DrainTimeout }, durationRule{zeroOK: true})},
-	{Name: "CONNECT_TIMEOUT", Default: proxy.DefaultConnectTimeout.String(),
-		Accepted: "a duration of at least 1ms, such as 5s or 500ms",
-		Meaning:  "per address tried when dialing the target, and for the DNS lookup; with TARGET_TLS also for the database's greeting and for the TLS handshake, each",
-		set:      durationSetter(func(c *Config) *time.Duration { return &c.ConnectTimeout }, durationRule{min: MinConnectTimeout})},
-	{Name: "IDLE_TIMEOUT", Default: "0",
-		Accepted: "0 (off) or a duration of at least 1s, such as 30m",
-		Meaning:  "close a connection when no byte moved either way for this long",
-		set:      durationSetter(func(c *Config) *time.Duration { return &c.IdleTimeout }, durationRule{min: MinIdleTimeout, zeroOK: true})},
-	{Name: "KEEPALIVE", Default: proxy.DefaultKeepalive.String(),
-		Accepted: "0 (off) or whole seconds from 1s to 32767s (9h6m7s, the kernel's TCP_KEEPIDLE limit), such as 30s",
-		Meaning:  "TCP keepalive on both sides: first probe after this much silence, then every third of it rounded up to whole seconds (at least 1s), 3 probes",
-		set: durationSetter(func(c *Config) *time.Duration { return &c.Keepalive },
-			durationRule{min: time.Second, max: MaxKeepalive, zeroOK: true, wholeSeconds: true})},
-	{Name: "STALE_CHECK_INTERVAL", Default: "0",
-		Accepted: "0 (off) or at least 100ms, such as 10s",
-		Meaning:  "re-resolve each target this often and close connections to addresses gone from DNS",
-		set: durationSetter(func(c *Config) *time.Duration { return &c.StaleCheckInterval },
-			durationRule{min: MinStaleCheckInterval, zeroOK: true})},
-	{Name: "DNS_CACHE_TTL", Default: proxy.DefaultDNSCacheTTL.String(),
-		Accepted: "0 (a lookup for every connection) or a duration from 1ms to " + MaxDNSCacheTTL.String() + ", such as 1s",
-		Meaning:  "reuse a target's DNS answer for new connections this long, so a reconnect storm stays under the VPC resolver's 1024 packets a second; a failed lookup keeps the last answer another TTL",
-		set: durationSetter(func(c *Config) *time.Duration { return &c.DNSCacheTTL },
-			durationRule{min: time.Millisecond, max: MaxDNSCacheTTL, zeroOK: true})},
+	durationSetting(Setting{Name: "DRAIN_TIMEOUT", Default: proxy.DefaultDrainTimeout.String(), // below ECS's default 30 s stopTimeout
+		Meaning: "after SIGTERM/SIGINT, how long in-flight connections may finish"},
+		func(c *Config) *time.Duration { return &c.DrainTimeout },
+		durationRule{max: MaxDrainTimeout, zero: "closes connections at once", example: "20s or 1m"}),
+	durationSetting(Setting{Name: "CONNECT_TIMEOUT", Default: proxy.DefaultConnectTimeout.String(),
+		Meaning: "per address tried when dialing the target, and for the DNS lookup; with TARGET_TLS also for the database's greeting and for the TLS handshake, each"},
+		func(c *Config) *time.Duration { return &c.ConnectTimeout },
+		durationRule{min: MinConnectTimeout, max: MaxConnectTimeout, example: "5s or 500ms"}),
+	durationSetting(Setting{Name: "IDLE_TIMEOUT", Default: "0",
+		Meaning: "close a connection when no byte moved either way for this long"},
+		func(c *Config) *time.Duration { return &c.IdleTimeout },
+		durationRule{min: MinIdleTimeout, max: MaxIdleTimeout, zero: "off", maxWhy: "MySQL's largest wait_timeout", example: "30m"}),
+	durationSetting(Setting{Name: "KEEPALIVE", Default: proxy.DefaultKeepalive.String(),
+		Meaning: "TCP keepalive on both sides: first probe after this much silence, then every third of it rounded up to whole seconds (at least 1s), 3 probes"},
+		func(c *Config) *time.Duration { return &c.Keepalive },
+		durationRule{min: time.Second, max: MaxKeepalive, zero: "off", wholeSeconds: true,
+			maxWhy: MaxKeepalive.String() + ", the kernel's TCP_KEEPIDLE limit", example: "30s"}),
+	durationSetting(Setting{Name: "STALE_CHECK_INTERVAL", Default: "0",
+		Meaning: "re-resolve each target this often and close connections to addresses gone from DNS"},
+		func(c *Config) *time.Duration { return &c.StaleCheckInterval },
+		durationRule{min: MinStaleCheckInterval, max: MaxStaleCheckInterval, zero: "off", example: "10s"}),
+	durationSetting(Setting{Name: "DNS_CACHE_TTL", Default: proxy.DefaultDNSCacheTTL.String(),
+		Meaning: "reuse a target's DNS answer for new connections this long, so a reconnect storm stays under the VPC resolver's 1024 packets a second; a failed lookup keeps the last answer another TTL"},
+		func(c *Config) *time.Duration { return &c.DNSCacheTTL },
+		durationRule{min: time.Millisecond, max: MaxDNSCacheTTL, zero: "a lookup for every connection", example: "1s"}),
 	{Name: "DATA_PATH", Default: string(DataPathAuto), Accepted: "auto, epoll or portable (any case)",
 		Meaning: "how bytes move: auto uses epoll where supported, else portable",
 		set: func(c *Config, v string) bool {
@@ -212,12 +210,19 @@ func setPort(dst *int, v string) bool {
 	return err == nil
 }
 
-func durationSetter(field func(*Config) *time.Duration, r durationRule) func(*Config, string) bool {
-	return func(c *Config, v string) bool {
+// durationSetting completes s, a duration variable, from its rule: what
+// it accepts, how it is read and why a value is refused. A sign is
+// refused, as in ports: +30s is no one's way to write a duration, nor -0s
+// a way to write 0.
+func durationSetting(s Setting, field func(*Config) *time.Duration, r durationRule) Setting {
+	s.Accepted = r.accepted()
+	s.set = func(c *Config, v string) bool {
 		d, err := time.ParseDuration(v)
 		*field(c) = d
-		return err == nil && d >= 0 && r.ok(d)
+		return err == nil && !strings.HasPrefix(v, "+") && !strings.HasPrefix(v, "-") && r.ok(d)
 	}
+	s.refused = r.refused
+	return s
 }
 
 // DefaultText is the default as --help shows it: the value, what applies
