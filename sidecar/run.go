@@ -126,6 +126,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnPlaintextOnTheNetwork(ctx, log, cfg)
 	warnTokensWithoutName(ctx, log, cfg)
 	warnSkippedCAs(ctx, log, cfg)
+	warnLocalPasswordSpace(ctx, log, cfg)
 	warnDrainPastFargateStop(ctx, log, cfg, lookup)
 	if limit, ok := openFilesLimit(); ok {
 		warnOpenFilesLimit(ctx, log, cfg, limit)
@@ -256,6 +257,18 @@ func warnTokensWithoutName(ctx context.Context, log *slog.Logger, cfg config.Con
 	log.LogAttrs(ctx, slog.LevelWarn, "TARGET_AUTH=iam with TARGET_TLS=verify-ca: the database's name is not checked, so any server "+
 		"with a certificate from the trusted CAs would be sent the IAM tokens; set TARGET_TLS=verify-identity",
 		slog.String("variable", "TARGET_TLS"), slog.String("value", string(cfg.TLS)))
+}
+
+// warnLocalPasswordSpace says that a LOCAL_PASSWORD with a blank at an
+// end (a secret file's newline) is used as written, never the password:
+// an app whose copy lacks the newline is refused, and this is the clue.
+func warnLocalPasswordSpace(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	what := cfg.LocalPasswordSpace()
+	if what == "" {
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, "LOCAL_PASSWORD "+what+"; it is used as written, so the app must send that too: "+
+		"if the app's password has no such character, remove it from the secret", slog.String("variable", "LOCAL_PASSWORD"))
 }
 
 // warnSkippedCAs names each block of TARGET_TLS_CA that is not trusted (a

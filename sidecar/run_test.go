@@ -529,6 +529,41 @@ func TestTokensWithoutNameWarning(t *testing.T) {
 	}
 }
 
+// A LOCAL_PASSWORD with a blank at an end (a secret file's newline) is
+// used as written, and a warning says so, without the password: an app
+// whose password lacks the newline is refused with no other clue.
+func TestLocalPasswordSpaceWarning(t *testing.T) {
+	up := testkit.Listen(t)
+	upPort := strconv.Itoa(up.Addr().(*net.TCPAddr).Port)
+	const password = "s3cret-pw"
+	for _, tc := range []struct {
+		name, password, want string // want: in the warning; "" = none
+	}{
+		{"a trailing newline", password + "\n", "LOCAL_PASSWORD ends in a newline"},
+		{"a leading space", " " + password, "LOCAL_PASSWORD starts with a space"},
+		{"none", password, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": upPort, "TARGET_TLS": "verify-identity",
+				"TARGET_SERVER_NAME": "db.example.internal", "TARGET_AUTH": "iam", "LOCAL_PASSWORD": tc.password, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDTEST",
+				"AWS_SECRET_ACCESS_KEY": "fake", "AWS_EC2_METADATA_DISABLED": "true",
+				"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": strconv.Itoa(testkit.FreePort(t)), "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t))}
+			warned := startupWarnings(t, env, "LOCAL_PASSWORD")
+			switch {
+			case tc.want == "" && len(warned) != 0:
+				t.Errorf("warned %v, want no warning", warned)
+			case tc.want != "" && (len(warned) != 1 || !strings.Contains(warned[0]["msg"].(string), tc.want)):
+				t.Errorf("warnings %v, want one saying %q", warned, tc.want)
+			}
+			for _, w := range warned {
+				if line, _ := json.Marshal(w); strings.Contains(string(line), password) {
+					t.Errorf("the warning shows the password: %v", w)
+				}
+			}
+		})
+	}
+}
+
 // A block of TARGET_TLS_CA that cannot be used is named in a warning; the
 // file's certificates are trusted and the sidecar starts.
 func TestTLSCASkippedWarning(t *testing.T) {

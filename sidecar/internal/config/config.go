@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/example/sidecar/internal/redact"
 	"github.com/example/sidecar/sidecar/internal/iamauth"
@@ -1127,6 +1129,38 @@ func (c Config) authority(f Forward) *iamauth.Authority {
 		a.LocalPassword = []byte(c.LocalPassword)
 	}
 	return a
+}
+
+// LocalPasswordSpace names a blank at an end of LOCAL_PASSWORD ("ends in
+// a newline"), or "". The password is used as written: a password may end
+// in a blank, and an app reading the same secret sends the same bytes. But
+// a newline there is most often a secret file's, which an app that trims
+// it does not send: then the start-up warning is the only clue.
+func (c Config) LocalPasswordSpace() string {
+	name := func(r rune) string {
+		switch r {
+		case '\n':
+			return "a newline"
+		case '\r':
+			return "a carriage return"
+		case ' ':
+			return "a space"
+		case '\t':
+			return "a tab"
+		}
+		return fmt.Sprintf("a blank (%U)", r)
+	}
+	pw := c.LocalPassword
+	if strings.HasSuffix(pw, "\r\n") { // Windows' line end
+		return "ends in a newline"
+	}
+	if last, _ := utf8.DecodeLastRuneInString(pw); pw != "" && unicode.IsSpace(last) {
+		return "ends in " + name(last)
+	}
+	if first, _ := utf8.DecodeRuneInString(pw); pw != "" && unicode.IsSpace(first) {
+		return "starts with " + name(first)
+	}
+	return ""
 }
 
 // LogAttrs is the effective configuration for the startup log line. Nothing

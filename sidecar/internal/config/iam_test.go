@@ -171,3 +171,24 @@ func TestIAMOnlySettings(t *testing.T) {
 		t.Errorf("iam with IAM_USERS=app,,: %v", err)
 	}
 }
+
+// LOCAL_PASSWORD is used as written, but blanks at its ends (a secret file's
+// newline) are named, without the password, for a warning at start.
+func TestLocalPasswordSpace(t *testing.T) {
+	for _, tc := range []struct{ password, want string }{
+		{"s3cret", ""},
+		{"s3 cr\tet", ""},
+		{"s3cret\n", "ends in a newline"},
+		{"s3cret\r\n", "ends in a newline"},
+		{"s3cret ", "ends in a space"},
+		{"s3cret\t", "ends in a tab"},
+		{"s3cret\u00a0", "ends in a blank (U+00A0)"},
+		{" s3cret", "starts with a space"},
+		{"\ns3cret", "starts with a newline"},
+		{"", ""},
+	} {
+		if got := (Config{LocalPassword: tc.password}).LocalPasswordSpace(); got != tc.want {
+			t.Errorf("LocalPasswordSpace of %q = %q, want %q", tc.password, got, tc.want)
+		}
+	}
+}

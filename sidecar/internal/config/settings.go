@@ -87,7 +87,7 @@ var Settings = []Setting{
 			return refused == ""
 		},
 		refused: func(v string) string { _, refused := iamUsers(v); return refused }},
-	{Name: "LOCAL_PASSWORD", iamOnly: true, raw: true, Accepted: "any text; never logged",
+	{Name: "LOCAL_PASSWORD", iamOnly: true, raw: true, Accepted: "any text, used as written (a newline or space at an end too, with a warning); never logged",
 		Meaning: "with TARGET_AUTH=iam, a password the app must send the sidecar (mysql_native_password); required unless LISTEN_ADDR is loopback",
 		set: func(c *Config, v string) bool {
 			c.LocalPassword = v
