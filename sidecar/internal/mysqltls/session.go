@@ -134,11 +134,12 @@ func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, t
 }
 
 // clientEnded passes the client's EOF on to the server as a close_notify
-// (crypto/tls sends no FIN; MySQL closes on it), after which a reset from
-// the server ends the session as done (relay.Settle).
+// and FIN, after which a reset from the server ends the session as done
+// (relay.Settle). The server's rows still come: tlscodec.CloseWrite keeps
+// a KeyUpdate from the server from breaking the read side.
 func (s *session) clientEnded() error {
 	s.clientDone.Store(true)
-	return s.server.CloseWrite()
+	return tlscodec.CloseWrite(s.server)
 }
 
 // end records the first reason and closes both sides, which unblocks the

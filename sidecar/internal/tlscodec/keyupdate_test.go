@@ -2,10 +2,13 @@ package tlscodec_test
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/internal/testopenssl"
 	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
@@ -81,5 +84,93 @@ func TestNothingSealedAfterCloseWrite(t *testing.T) {
 	opens("after\n")
 	if n := len(c.Outgoing()); n != 0 {
 		t.Errorf("%d bytes sealed after CloseWrite (the KeyUpdate reply), waiting for a write half that is shut", n)
+	}
+}
+
+// CloseWrite over the socket (the portable data path, whose goroutines
+// read the connection on) sends the close_notify, then a FIN, and leaves
+// the socket no write deadline passed by then: closeNotify sets one to
+// fail later writes, and a KeyUpdate reply failing on it makes crypto/tls
+// keep its old read key (relaytest's KeyUpdateAfterClientHalfClose runs
+// that case against openssl).
+func TestCloseWriteOverSocket(t *testing.T) {
+	cert, roots := testkit.ServerTLS(t, "db")
+	sidecarEnd, serverEnd := testkit.Pair(t, testkit.Listen(t))
+	sock := &deadlines{TCPConn: sidecarEnd}
+	tc := tls.Client(tlscodec.NewTransport(sock), &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: tls.VersionTLS13})
+	server := &counting{Conn: serverEnd}
+	ts := tls.Server(server, &tls.Config{Certificates: []tls.Certificate{cert}})
+	handshake(t, tc, ts)
+	handshaken := server.n
+
+	if err := tlscodec.CloseWrite(tc); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	_ = serverEnd.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	if n, err := ts.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("server read %q, %v; want EOF", buf[:n], err)
+	}
+	if server.n == handshaken {
+		t.Error("the server got no close_notify, only the FIN")
+	}
+	if n, err := serverEnd.Read(buf); n != 0 || err != io.EOF {
+		t.Errorf("after the close_notify the socket read %d bytes, %v; want EOF (a FIN)", n, err)
+	}
+	if d := sock.lastWrite(); !d.IsZero() && !d.After(closed) {
+		t.Errorf("the socket was left the write deadline %v, passed when CloseWrite returned: a KeyUpdate reply would fail on it", d)
+	}
+}
+
+// deadlines is a socket that remembers its last write deadline.
+type deadlines struct {
+	*net.TCPConn
+	mu    sync.Mutex
+	write time.Time
+}
+
+func (d *deadlines) SetDeadline(t time.Time) error {
+	d.setWrite(t)
+	return d.TCPConn.SetDeadline(t)
+}
+
+func (d *deadlines) SetWriteDeadline(t time.Time) error {
+	d.setWrite(t)
+	return d.TCPConn.SetWriteDeadline(t)
+}
+
+func (d *deadlines) setWrite(t time.Time) { d.mu.Lock(); d.write = t; d.mu.Unlock() }
+
+func (d *deadlines) lastWrite() time.Time { d.mu.Lock(); defer d.mu.Unlock(); return d.write }
+
+// counting counts the bytes read from a connection; read by one goroutine.
+type counting struct {
+	net.Conn
+	n int
+}
+
+func (c *counting) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n += n
+	return n, err
+}
+
+// A server that closed first (MySQL does after COM_QUIT) answers the
+// close_notify with a reset, which can come before the FIN goes out: the
+// close_notify was sent, so CloseWrite still succeeds, and the reader
+// hears the rest.
+func TestCloseWriteAfterTheServerClosed(t *testing.T) {
+	cert, roots := testkit.ServerTLS(t, "db")
+	sidecarEnd, serverEnd := testkit.Pair(t, testkit.Listen(t))
+	tc := tls.Client(tlscodec.NewTransport(sidecarEnd), &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: tls.VersionTLS13})
+	handshake(t, tc, tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	_ = serverEnd.Close()
+	_ = sidecarEnd.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := tc.Read(make([]byte, 64)); n != 0 || err != io.EOF {
+		t.Fatalf("read %d bytes, %v; want EOF", n, err)
+	}
+	if err := tlscodec.CloseWrite(tc); err != nil {
+		t.Errorf("CloseWrite: %v", err)
 	}
 }

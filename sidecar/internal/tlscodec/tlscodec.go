@@ -24,6 +24,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,7 +39,11 @@ type Transport struct {
 	eof      bool
 	out      []byte // written by crypto/tls; out[sent:] is not sent yet
 	sent     int
-	shut     bool // the close_notify is in out: later writes are dropped
+	// shut: the close_notify is sent (in out, once detached): later
+	// writes are dropped, and in socket mode write deadlines ignored.
+	shut atomic.Bool
+	// closing: CloseWrite runs in socket mode (see there).
+	closing atomic.Bool
 
 	// The record being handed to crypto/tls: its header bytes read so
 	// far, and once the header is whole, the bytes of it not read yet.
@@ -120,11 +125,11 @@ func (t *Transport) took(b []byte) {
 }
 
 func (t *Transport) Write(p []byte) (int, error) {
+	if t.shut.Load() {
+		return len(p), nil // see Codec.CloseWrite and CloseWrite
+	}
 	if !t.detached {
 		return t.Conn.Write(p)
-	}
-	if t.shut {
-		return len(p), nil // see Codec.CloseWrite
 	}
 	t.out = append(t.out, p...)
 	return len(p), nil
@@ -132,11 +137,15 @@ func (t *Transport) Write(p []byte) (int, error) {
 
 // The deadlines and Close apply to the socket until Detach; after it the
 // event loop owns the socket and crypto/tls's own deadline calls
-// (closeNotify sets one) must not reach it.
+// (closeNotify sets one) must not reach it. Nor, after CloseWrite, may
+// the write deadline closeNotify sets to fail later writes.
 
 func (t *Transport) SetDeadline(d time.Time) error {
 	if t.detached {
 		return nil
+	}
+	if t.shut.Load() {
+		return t.Conn.SetReadDeadline(d)
 	}
 	return t.Conn.SetDeadline(d)
 }
@@ -149,7 +158,11 @@ func (t *Transport) SetReadDeadline(d time.Time) error {
 }
 
 func (t *Transport) SetWriteDeadline(d time.Time) error {
-	if t.detached {
+	if t.detached || t.shut.Load() {
+		return nil
+	}
+	if t.closing.Load() && !d.After(time.Now()) {
+		t.shut.Store(true) // see CloseWrite
 		return nil
 	}
 	return t.Conn.SetWriteDeadline(d)
@@ -261,8 +274,42 @@ func (c *Codec) Open(p []byte) (int, error) {
 // and the server's next record fails as a bad record MAC.
 func (c *Codec) CloseWrite() error {
 	err := c.tls.CloseWrite()
-	c.t.shut = true
+	c.t.shut.Store(true)
 	return err
+}
+
+// CloseWrite half-closes tc, a connection over a Transport in socket mode
+// (not detached) that other goroutines may still read: it sends the
+// close_notify, then shuts the socket's write half. crypto/tls still
+// writes the reply to a TLS 1.3 KeyUpdate that asks for one (TLS 1.3 wants
+// it only before more data, and none follows); the transport drops it.
+// Failing it, as the write deadline closeNotify sets to now would, makes
+// crypto/tls skip its read key's update (handleKeyUpdate), and the
+// server's next record fails as a bad record MAC.
+//
+// The transport takes that deadline as the mark that the close_notify has
+// been written: closeNotify sets it while still holding the lock crypto/tls
+// writes under, so no reply can slip in between and fail. Over another
+// transport, CloseWrite is tc's.
+func CloseWrite(tc *tls.Conn) error {
+	t, ok := tc.NetConn().(*Transport)
+	if !ok || t.detached {
+		return tc.CloseWrite()
+	}
+	t.closing.Store(true)
+	err := tc.CloseWrite()
+	t.closing.Store(false)
+	if err != nil {
+		return err // the close_notify may not have gone out: the caller ends the connection
+	}
+	t.shut.Store(true) // had crypto/tls not set the deadline
+	if s, ok := t.Conn.(interface{ CloseWrite() error }); ok {
+		// Not reported: a server that closed first (MySQL, after
+		// COM_QUIT) may have answered the close_notify with a reset
+		// already, and the reader hears it.
+		_ = s.CloseWrite()
+	}
+	return nil
 }
 
 // TLS returns the connection, for a data path that cannot take the codec

@@ -26,6 +26,7 @@ import (
 func RunCodec(t *testing.T, f relay.CodecFunc) {
 	run(t, viaTLS(t, f), false)
 	t.Run("CloseNotifyWithoutFINToSlowClient", func(t *testing.T) { testCloseNotifyWithoutFIN(t, f) })
+	t.Run("KeyUpdateAfterClientHalfClose", func(t *testing.T) { testKeyUpdateAfterHalfClose(t, f) })
 }
 
 // testCloseNotifyWithoutFIN: the database ends its stream with close_notify
