@@ -111,6 +111,10 @@ type Refusal struct {
 	// Told: the app was sent the refusal. An app that reads it and leaves
 	// at once was refused, not gone (a data path may see it leave first).
 	Told bool
+	// Silent: with ReasonIO, the app left before a byte of its login
+	// arrived, whether before or after its greeting was written: a pool
+	// giving up or a health check, as one that leaves before the dial.
+	Silent bool
 }
 
 func (r *Refusal) Error() string {
@@ -323,10 +327,16 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 	}
 	toApp, _ := mysqlwire.WithoutGreetingCaps(greeting.Payload, hidden)
 	if _, err := mysqlwire.WritePacket(client, greeting.Seq, toApp); err != nil {
-		return nil, appLeft(err)
+		return nil, appLeftSilent(err)
 	}
 
-	resp, err := t.readApp(client, 2) // the app's response is 1
+	// Whether a byte of the response came decides how a departure counts,
+	// not which of the app's close and the greeting's write came first.
+	counted := &readCounter{Conn: client}
+	resp, err := t.readApp(counted, 2) // the app's response is 1
+	if r := (*Refusal)(nil); errors.As(err, &r) && r.Reason == ReasonIO && counted.n == 0 {
+		r.Silent = true
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -582,8 +592,6 @@ func (t *Target) refuse(client net.Conn, seq byte, reason, msg string, err error
 // msgServerClosed is what the app reads when the database leaves mid-login.
 const msgServerClosed = "sidecar: the database closed the connection during the login"
 
-// appLeft is the refusal of a login the app left: nobody is there to
-// read an ERR.
 // readApp reads the app's next login packet. One over MaxLoginPacket (no
 // client sends one) is refused with an ERR at seq, after its rest is read
 // away for a moment, so closing does not reset the ERR away unread; any
@@ -602,8 +610,29 @@ func (t *Target) readApp(client net.Conn, seq byte) (mysqlwire.Packet, error) {
 	return p, nil
 }
 
+// appLeft is the refusal of a login the app left: nobody is there to
+// read an ERR.
 func appLeft(err error) *Refusal {
 	return &Refusal{Reason: ReasonIO, Message: "the app left during the login", Err: err}
+}
+
+// appLeftSilent is appLeft before a byte of the app's login arrived.
+func appLeftSilent(err error) *Refusal {
+	r := appLeft(err)
+	r.Silent = true
+	return r
+}
+
+// readCounter counts the bytes read from the app.
+type readCounter struct {
+	net.Conn
+	n int
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n += n
+	return n, err
 }
 
 // serverClosed refuses the login the database left (ReasonServerClosed).

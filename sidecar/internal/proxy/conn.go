@@ -291,14 +291,21 @@ func judge(f *forward, addr netip.Addr, reason string) {
 // when it was refused, ReasonClientGone when the app left first, and
 // ReasonCanceled when the drain deadline or the stale check cut it (cut).
 // An app that was sent its refusal was refused, though it may have read it
-// and left before the login returned. An app that left after its greeting
-// is refused as io_error, whether the watch or the login saw it first: a
-// byte moved, and the database's connection was made.
+// and left before the login returned. An app that left without sending a
+// byte of its login is gone, whether its close came before or after its
+// greeting was written (a race it does not decide), unless a cut came
+// first. One that left partway through its login is refused as io_error,
+// whether the watch or the login saw it first.
 func failedLogin(err error, gone, cut bool) relay.Reason {
 	r := (*mysqltls.Refusal)(nil)
 	refusal := errors.As(err, &r)
+	leftMidLogin := refusal && r.Reason == mysqltls.ReasonIO
 	switch {
-	case refusal && r.Told, refusal && r.Reason == mysqltls.ReasonIO && gone:
+	case refusal && r.Told:
+		return relay.ReasonDone
+	case leftMidLogin && r.Silent && (gone || !cut):
+		return relay.ReasonClientGone
+	case leftMidLogin && gone:
 		return relay.ReasonDone
 	case gone:
 		return relay.ReasonClientGone

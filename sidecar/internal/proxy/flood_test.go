@@ -296,3 +296,66 @@ func TestTLSConnectionBeyondTheLimitIsTold(t *testing.T) {
 		t.Errorf("rejected %d, TLS refusals %v; want 1 rejection and no refusal", s.Rejected, s.TLSRefusals)
 	}
 }
+
+// An app that leaves without sending a byte of its login (a pool giving
+// up, a TCP health check) has left, as one that leaves before the dial
+// has: client_gone, whichever the sidecar saw first, the app's close or
+// the server's greeting, and whether the app read the greeting or reset.
+// Only an app that left partway through its login is refused as io_error.
+// The close races the greeting, so many clients run each case.
+func TestTLSAppLeavingWithoutALoginIsGone(t *testing.T) {
+	greets := func(c *net.TCPConn) { _, _ = mysqlwire.WritePacket(c, 0, greetingWithTLS()); hold(c) }
+	readGreeting := func(t *testing.T, c *net.TCPConn) {
+		if _, _, _, isErr := readFirst(t, c); isErr {
+			t.Error("the app read an ERR; want the server's greeting")
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		leave func(*testing.T, *net.TCPConn)
+		want  string // what closes the connection
+	}{
+		{"closes at once", func(_ *testing.T, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
+		{"resets at once", func(_ *testing.T, c *net.TCPConn) { _ = c.SetLinger(0); _ = c.Close() }, "client_gone"},
+		{"closes after the greeting", func(t *testing.T, c *net.TCPConn) { readGreeting(t, c); _ = c.Close() }, "client_gone"},
+		{"resets after the greeting", func(t *testing.T, c *net.TCPConn) { readGreeting(t, c); _ = c.SetLinger(0); _ = c.Close() }, "client_gone"},
+		{"leaves partway through its login", func(t *testing.T, c *net.TCPConn) {
+			readGreeting(t, c)
+			_, _ = c.Write([]byte{40, 0, 0, 1, 0x0f}) // a header and 1 byte of a 40-byte response
+			_ = c.Close()
+		}, "tls_refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.1", greets)
+			fw := forwardTo(up)
+			fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+			r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}, DepartureGrace: -1})
+			const clients, parallel = 200, 4
+			var wg sync.WaitGroup
+			for range parallel {
+				wg.Go(func() {
+					for range clients / parallel {
+						tc.leave(t, dial(t, r.addrs[0]))
+					}
+				})
+			}
+			wg.Wait()
+			waitFor(t, "every client closed", func() bool {
+				var n uint64
+				for _, c := range forwardSnap(r, 0).ConnectionsClosed {
+					n += c.Value
+				}
+				return n == clients
+			})
+			snap := forwardSnap(r, 0)
+			refusedIO := uint64(0)
+			if tc.want == "tls_refused" {
+				refusedIO = clients
+			}
+			if countOf(snap.ConnectionsClosed, tc.want) != clients || countOf(snap.TLSRefusals, mysqltls.ReasonIO) != refusedIO {
+				t.Errorf("%d clients: closed by reason %v, refusals %v; want all %s, io_error %d",
+					clients, snap.ConnectionsClosed, snap.TLSRefusals, tc.want, refusedIO)
+			}
+		})
+	}
+}

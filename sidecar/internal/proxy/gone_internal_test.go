@@ -63,6 +63,7 @@ func TestFailedLogin(t *testing.T) {
 	told := &mysqltls.Refusal{Reason: mysqltls.ReasonServerError, Told: true}
 	untold := &mysqltls.Refusal{Reason: mysqltls.ReasonNoGreeting} // afterCut kept its ERR from the app
 	leftMidLogin := &mysqltls.Refusal{Reason: mysqltls.ReasonIO}   // appLeft
+	leftSilent := &mysqltls.Refusal{Reason: mysqltls.ReasonIO, Silent: true}
 	for _, tc := range []struct {
 		name      string
 		err       error
@@ -82,6 +83,11 @@ func TestFailedLogin(t *testing.T) {
 		{"left after its greeting, seen by the watch", leftMidLogin, true, false, relay.ReasonDone},
 		{"left after its greeting, seen by the login", leftMidLogin, false, false, relay.ReasonDone},
 		{"cut while the app logged in", leftMidLogin, false, true, relay.ReasonCanceled},
+		// An app that sent no byte of its login has left, whichever saw it.
+		{"left silent, seen by the watch", leftSilent, true, false, relay.ReasonClientGone},
+		{"left silent, seen by the login", leftSilent, false, false, relay.ReasonClientGone},
+		{"left silent, also cut", leftSilent, true, true, relay.ReasonClientGone},
+		{"cut while the app was silent", leftSilent, false, true, relay.ReasonCanceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := failedLogin(tc.err, tc.gone, tc.cut); got != tc.want {
