@@ -276,6 +276,7 @@ func (f *frames) next(s *session, hdr *[frameHeader]byte) (int, bool) {
 		switch {
 		case f.flush(s) != nil:
 		case errors.Is(err, io.EOF):
+			s.halfClosed()
 			if cerr := f.closeWrite(); cerr != nil {
 				s.end(f.dstErr, cerr)
 			}

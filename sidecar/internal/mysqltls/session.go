@@ -64,7 +64,8 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 		go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
 	}
 	wg.Wait()
-	s.end(relay.ReasonDone, nil)
+	s.settle(relay.ReasonDone, nil) // no-op if something ended the session earlier
+	s.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return relay.Result{ToUpstream: s.toUpstream.Load(), ToClient: s.toClient.Load(), Reason: s.reason, Err: s.err}
@@ -80,7 +81,9 @@ type session struct {
 	lastActive atomic.Int64
 
 	toUpstream, toClient atomic.Int64
-	clientDone           atomic.Bool // the client's EOF was passed on (relay.Settle)
+	clientDone           atomic.Bool  // the client's EOF was passed on (relay.Settle)
+	cleanEnds            atomic.Int32 // directions ended by EOF: at 2 the session is over
+	closeOnce            sync.Once
 
 	mu     sync.Mutex
 	ended  bool
@@ -121,6 +124,7 @@ func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, t
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
+			s.halfClosed()
 			if err := closeWrite(); err != nil {
 				s.end(dstSide, err)
 			}
@@ -142,13 +146,30 @@ func (s *session) clientEnded() error {
 	return tlscodec.CloseWrite(s.server)
 }
 
+// halfClosed records a direction that ended by EOF, before its peer is
+// told: once both have, the session ended cleanly, so a cut (the drain
+// deadline) racing the relay's return is not what ended it.
+func (s *session) halfClosed() {
+	if s.cleanEnds.Add(1) == 2 {
+		s.settle(relay.ReasonDone, nil)
+	}
+}
+
 // end records the first reason and closes both sides, which unblocks the
 // pumps.
 func (s *session) end(reason relay.Reason, err error) {
+	if s.settle(reason, err) {
+		s.close()
+	}
+}
+
+// settle records why the session ended, if nothing has yet, and reports
+// whether it did.
+func (s *session) settle(reason relay.Reason, err error) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.ended {
-		s.mu.Unlock()
-		return
+		return false
 	}
 	reason, err = relay.Settle(reason, err, s.clientDone.Load())
 	s.ended, s.reason = true, reason
@@ -156,14 +177,20 @@ func (s *session) end(reason relay.Reason, err error) {
 	if reason == relay.ReasonClientError || reason == relay.ReasonUpstreamError || errors.As(err, &r) {
 		s.err = err
 	}
-	s.mu.Unlock()
-	s.stop()
-	_ = s.client.Close()
-	// The socket first: tls.Conn's Close sends close_notify, which waits up
-	// to 5 s for a server that reads nothing. A clean end has sent it
-	// already (CloseWrite).
-	_ = s.server.NetConn().Close()
-	_ = s.server.Close()
+	return true
+}
+
+// close closes both sides, once.
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		s.stop()
+		_ = s.client.Close()
+		// The socket first: tls.Conn's Close sends close_notify, which
+		// waits up to 5 s for a server that reads nothing. A clean end
+		// has sent it already (CloseWrite).
+		_ = s.server.NetConn().Close()
+		_ = s.server.Close()
+	})
 }
 
 // socketOf is the TCP socket under c, through the layers that expose theirs

@@ -43,8 +43,10 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 	// connection parks two goroutines, not three (a stack each).
 	r.pumpDirection(&wg, r.client, r.upstream, counts{&r.own.ToClient, r.sharedToClient}, &r.toClient)
 	wg.Wait()
-	r.end(ReasonDone, nil) // no-op if something ended the relay earlier
+	r.settle(ReasonDone, nil) // no-op if something ended the relay earlier
 	stop()
+	_ = r.client.Close()
+	_ = r.upstream.Close()
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -60,7 +62,8 @@ type copyRun struct {
 	own                              Counters      // this run's bytes, live
 	sharedToUpstream, sharedToClient *atomic.Int64 // ctx's Counters; nil = none
 
-	clientDone atomic.Bool // the client's EOF was passed on (Settle)
+	clientDone atomic.Bool  // the client's EOF was passed on (Settle)
+	cleanEnds  atomic.Int32 // directions ended by EOF: at 2 the session is over
 
 	mu         sync.Mutex
 	ended      bool
@@ -110,6 +113,12 @@ func (r *copyRun) finish(dst, src *net.TCPConn, err error) {
 		// src sent FIN: pass it on, keep the other direction running.
 		if src == r.client {
 			r.clientDone.Store(true)
+		}
+		if r.cleanEnds.Add(1) == 2 {
+			// Both peers are done: the session ended cleanly, before the
+			// FIN below shows it, so a cut (the drain deadline) racing
+			// the return is not what ended it.
+			r.settle(ReasonDone, nil)
 		}
 		if cerr := dst.CloseWrite(); cerr != nil && !r.isEnded() {
 			r.end(r.blame(dst, src, cerr, true), cerr)
@@ -203,19 +212,26 @@ func (r *copyRun) isEnded() bool {
 // end records why the relay ended (the first reason wins) and closes both
 // connections, which unblocks whichever direction is still copying.
 func (r *copyRun) end(reason Reason, err error) {
+	if r.settle(reason, err) {
+		_ = r.client.Close()
+		_ = r.upstream.Close()
+	}
+}
+
+// settle records why the relay ended, if nothing has yet, and reports
+// whether it did.
+func (r *copyRun) settle(reason Reason, err error) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.ended {
-		r.mu.Unlock()
-		return
+		return false
 	}
 	reason, err = Settle(reason, err, r.clientDone.Load())
 	r.ended, r.reason = true, reason
 	if reason == ReasonClientError || reason == ReasonUpstreamError {
 		r.err = err
 	}
-	r.mu.Unlock()
-	_ = r.client.Close()
-	_ = r.upstream.Close()
+	return true
 }
 
 // blame decides which side an error in the src→dst direction belongs to.

@@ -26,7 +26,8 @@ import (
 //   - If idle > 0 and no byte moves in either direction for idle, both
 //     connections are closed and Result.Reason is ReasonIdle.
 //   - When ctx is done (drain deadline, stale upstream), both connections are
-//     closed promptly and Result.Reason is ReasonCanceled.
+//     closed promptly and Result.Reason is ReasonCanceled, unless both
+//     directions had already ended cleanly: that session is ReasonDone.
 //   - A read or write error on either side closes both connections.
 //   - If ctx carries Counters (WithCounters), bytes are added to them as
 //     they are delivered, not only when the relay ends.

@@ -46,6 +46,7 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 		{"TrafficOneWayKeepsBothAlive", testTrafficKeepsAlive},
 		{"ContextCancel", testContextCancel},
 		{"ContextAlreadyDone", testContextAlreadyDone},
+		{"CancelAfterCleanEnd", testCancelAfterCleanEnd},
 		{"UpstreamResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, true) }},
 		{"ClientResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, false) }},
 		{"UpstreamResetAfterClientClosed", testResetAfterClientClosed},
@@ -254,6 +255,39 @@ func testContextAlreadyDone(t *testing.T, f relay.Func) {
 	cancel()
 	r := StartContext(t, ctx, f, 0)
 	checkResult(t, r.Wait(t), relay.ReasonCanceled, 0, 0)
+}
+
+// A cut (the drain deadline) that comes once both directions have ended
+// cleanly, as each peer's EOF shows, finds the session over: ReasonDone,
+// not ReasonCanceled. The cut lands as the relay returns, a window the
+// relay's own scheduling decides, so many sessions run, in both orders.
+func testCancelAfterCleanEnd(t *testing.T, f relay.Func) {
+	for i := range 200 {
+		r := Start(t, f, 0)
+		first, last := r.Client, r.Upstream // the side that half-closes first
+		if i%2 == 1 {
+			first, last = last, first
+		}
+		msg := []byte("bye")
+		if err := send(first, last, msg); err != nil {
+			t.Fatal(err)
+		}
+		_ = first.CloseWrite()
+		if b, err := readAllWithin(last); err != nil || len(b) != 0 {
+			t.Fatalf("session %d: read %q, %v after the peer's half-close; want EOF", i, b, err)
+		}
+		_ = last.CloseWrite()
+		if b, err := readAllWithin(first); err != nil || len(b) != 0 {
+			t.Fatalf("session %d: read %q, %v after the peer's half-close; want EOF", i, b, err)
+		}
+		r.Cancel() // both directions have ended: too late to cut the session
+		res := r.Wait(t)
+		if res.Reason != relay.ReasonDone {
+			t.Fatalf("session %d, ended cleanly before the cut: Reason = %q (Err %v), want %q", i, res.Reason, res.Err, relay.ReasonDone)
+		}
+		_ = r.Client.Close()
+		_ = r.Upstream.Close()
+	}
 }
 
 // One peer resets after some data: the other peer sees the close promptly,
