@@ -155,10 +155,12 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	upstream, addr := d.conn, d.addr
 	stopWatch()
 	if err != nil && why != failUnanswered && (context.Cause(dialCtx) == errClientGone || errors.Is(err, errClientGone)) {
+		s.failedBefore(f, clientAddr, d, closeClientGone)
 		s.clientLeft(f, client, start)
 		return
 	}
 	if err != nil && context.Cause(s.hardCtx) == errDrainDeadline { // the dial's own context may not know yet
+		s.failedBefore(f, clientAddr, d, closeDrainDeadline)
 		_ = client.Close() // cut by the drain, as Serve reports: not the target's failure
 		s.log.Debug("connection closed", "listen_port", f.port, "client", clientAddr, "target", f.target,
 			"to_upstream", 0, "to_client", 0, "duration_ms", durationMS(time.Since(start)), "reason", closeDrainDeadline)
@@ -221,6 +223,16 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	// Counted after the log line, so whoever sees the counter sees the line.
 	// The bytes were counted live by the relay (relay.Counters).
 	f.stats.closed(reason)
+}
+
+// failedBefore logs the failures of the addresses a dial tried before its
+// connection ended (why) with no address answering: counted and put last,
+// they are the target's, whoever still waits.
+func (s *Server) failedBefore(f *forward, clientAddr string, d dialed, why closeReason) {
+	if len(d.failures) > 0 {
+		f.endedFailLog.Event("listen_port", f.port, "client", clientAddr, "target", f.target, "reason", why,
+			"err", errors.Join(d.failures...).Error())
+	}
 }
 
 // clientLeft closes a client that left before its upstream was connected.

@@ -26,9 +26,9 @@ type dialed struct {
 	// Without conn, when the last address tried sent no greeting: what
 	// the app is told (not yet sent).
 	ungreeted *mysqltls.Refusal
-	// Without conn, when exhausted: each address's failure, which a
-	// second round for the same connection (a fresh DNS answer) reports
-	// with its own.
+	// Without conn: each address's failure, which a second round for the
+	// same connection (a fresh DNS answer) reports with its own, and
+	// which is logged when the client left before another answered.
 	failures []error
 }
 
@@ -102,7 +102,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 	ordered := f.down.order(addrs, time.Now(), probeFor)
 	for i, a := range ordered {
 		if parent.Err() != nil {
-			return dialed{}, failCanceled, context.Cause(parent)
+			return dialed{failures: errs}, failCanceled, context.Cause(parent)
 		}
 		ctx, cancel := context.WithTimeout(parent, s.cfg.ConnectTimeout)
 		target := netip.AddrPortFrom(a, uint16(f.TargetPort)).String()
@@ -144,7 +144,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 				return leftUnanswered(f, a, target, "connected but no greeting", began, i == len(ordered)-1, errs)
 			}
 			if parent.Err() != nil { // the drain deadline passed (or shutdown): nothing learnt of the address
-				return dialed{}, failCanceled, context.Cause(parent)
+				return dialed{failures: errs}, failCanceled, context.Cause(parent)
 			}
 			why, ungreeted = failNoGreeting, nil
 			errors.As(err, &ungreeted)
@@ -195,7 +195,7 @@ func clientLeft(parent context.Context, err error) bool {
 func leftUnanswered(f *forward, a netip.Addr, target, doing string, began time.Time, last bool, errs []error) (dialed, dialFailure, error) {
 	waited := time.Since(began)
 	if waited < unansweredAfter {
-		return dialed{}, failCanceled, errClientGone // not the target's failure: not counted
+		return dialed{failures: errs}, failCanceled, errClientGone // not the target's failure: not counted
 	}
 	f.down.failed(a, time.Now())
 	f.stats.dialFailure(failUnanswered)

@@ -203,12 +203,13 @@ type forward struct {
 	// Rate-limited, so a reconnect storm or a failover cannot flood the
 	// logs: "connection limit reached" from the accept loop, "dial target
 	// failed" from every connection goroutine.
-	rejectLog   *loglimit.Limiter
-	acceptLog   *loglimit.Limiter // accept failures: out of descriptors, they come by the hundred a second
-	dialFailLog *loglimit.Limiter
-	addrFailLog *loglimit.Limiter // an address failed, a later one answered
-	brokenLog   *loglimit.Limiter // "connection closed" at WARN: the database side broke it
-	refusedLog  *loglimit.Limiter // TLS logins refused at WARN: a restarting writer refuses a whole pool
+	rejectLog    *loglimit.Limiter
+	acceptLog    *loglimit.Limiter // accept failures: out of descriptors, they come by the hundred a second
+	dialFailLog  *loglimit.Limiter
+	addrFailLog  *loglimit.Limiter // an address failed, a later one answered
+	endedFailLog *loglimit.Limiter // an address failed, and the connection ended before another answered
+	brokenLog    *loglimit.Limiter // "connection closed" at WARN: the database side broke it
+	refusedLog   *loglimit.Limiter // TLS logins refused at WARN: a restarting writer refuses a whole pool
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
 	departed      departures  // clients that left before a byte moved, for the departure grace
@@ -246,6 +247,8 @@ func New(cfg Config) (*Server, error) {
 			"connection closed: more connections broken on the database side (latest shown)")
 		fw.addrFailLog = loglimit.New(cfg.Logger, slog.LevelWarn, "dial of a target address failed; another answered, and the failed one is tried last for a while",
 			"dials of target addresses failed for more clients; others answered (latest shown)")
+		fw.endedFailLog = loglimit.New(cfg.Logger, slog.LevelWarn, "dial of a target address failed; the connection ended before another answered",
+			"dials of target addresses failed for more connections that ended before another answered (latest shown)")
 		fw.refusedLog = loglimit.New(cfg.Logger, slog.LevelWarn, "TLS login refused; the app was sent a MySQL error",
 			"TLS logins refused for more clients; the apps were sent MySQL errors (latest shown)")
 		s.fwds = append(s.fwds, fw)
@@ -424,6 +427,7 @@ func (s *Server) flushLogs() {
 		f.acceptLog.Close()
 		f.dialFailLog.Close()
 		f.addrFailLog.Close()
+		f.endedFailLog.Close()
 		f.brokenLog.Close()
 		f.refusedLog.Close()
 	}

@@ -276,3 +276,47 @@ func TestUngreetedAddressWhenTheAppLeaves(t *testing.T) {
 		})
 	}
 }
+
+// An app that leaves within a second, or the drain deadline, while the
+// next address is silent ends the dial without counting that address,
+// but an earlier address's failure of the same round was the target's,
+// counted and put last: an operator sees it at WARN, as when another
+// address answers or none does, though the connection has ended.
+func TestEarlierFailureLoggedWhenTheDialEnds(t *testing.T) {
+	t.Parallel()
+	closes := func(*net.TCPConn) {}
+	for _, mode := range tlsModes {
+		for _, tc := range []struct {
+			name   string
+			cfg    proxy.Config
+			end    func(*testing.T, *rig, *net.TCPConn)
+			closed string
+		}{
+			{"the app leaves", proxy.Config{}, func(_ *testing.T, _ *rig, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
+			{"the drain deadline", proxy.Config{DrainTimeout: 50 * time.Millisecond}, func(t *testing.T, r *rig, _ *net.TCPConn) { r.shutdown(t) }, "drain_deadline"},
+		} {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				r, a, b := twoAddresses(t, mode.iam, closes, hold, time.Hour, tc.cfg)
+				c := dial(t, r.addrs[0])
+				waitFor(t, "the silent address dialed", func() bool { return b.count() == 1 })
+				tc.end(t, r, c)
+				waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+				s := forwardSnap(r, 0)
+				if countOf(s.DialFailures, "no_greeting") != 1 || countOf(s.ConnectionsClosed, tc.closed) != 1 {
+					t.Fatalf("dial failures %v, closed %v; want one no_greeting, one %s", s.DialFailures, s.ConnectionsClosed, tc.closed)
+				}
+				r.shutdown(t) // writes a pending summary
+				var seen []map[string]any
+				for _, l := range r.logs.lines("") {
+					if err, _ := l["err"].(string); (l["level"] == "WARN" || l["level"] == "ERROR") && strings.Contains(err, a.addr.String()+": no_greeting") {
+						seen = append(seen, l)
+					}
+				}
+				if len(seen) != 1 || seen[0]["target"] == nil || seen[0]["client"] == nil || seen[0]["reason"] != tc.closed {
+					t.Errorf("want one line at WARN or above naming %s's no_greeting, the target, the client and reason %s; got %v", a.addr, tc.closed, seen)
+				}
+			})
+		}
+	}
+}
