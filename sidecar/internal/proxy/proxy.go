@@ -381,7 +381,9 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 
 // drainOrCut waits up to DrainTimeout for the open connections to end,
 // then closes those left and waits for them; it returns how many it
-// closed (0 also when DRAIN_TIMEOUT=0 found nothing open).
+// closed (0 also when DRAIN_TIMEOUT=0 found nothing open): those counted
+// as drain_deadline, not every one open at the deadline, as one may end
+// cleanly as the cut comes (relay.Copy).
 func (s *Server) drainOrCut() int {
 	done := make(chan struct{})
 	go s.waitConns(done)
@@ -394,10 +396,21 @@ func (s *Server) drainOrCut() int {
 		case <-timer.C:
 		}
 	}
-	cut := int(s.active.Load())
+	before := s.closedAs(closeDrainDeadline)
 	s.hardCancel(errDrainDeadline)
 	<-done
-	return cut
+	return int(s.closedAs(closeDrainDeadline) - before)
+}
+
+// closedAs is how many connections ended for reason, across forwards.
+func (s *Server) closedAs(reason closeReason) uint64 {
+	var n uint64
+	for _, f := range s.fwds {
+		f.stats.mu.Lock()
+		n += f.stats.closes[string(reason)]
+		f.stats.mu.Unlock()
+	}
+	return n
 }
 
 // releaseMemory returns memory to the OS after bursts, until the drain.

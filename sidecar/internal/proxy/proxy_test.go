@@ -539,3 +539,35 @@ func TestZeroDrainWithNothingOpen(t *testing.T) {
 		t.Errorf("want one \"drained\" line and no deadline WARN:\n%s", logs)
 	}
 }
+
+// A session that ends cleanly as the drain deadline passes (its peers'
+// EOFs and the cut cross in the relay) was not cut: Serve's count, and so
+// the "drain deadline passed" line, agrees with
+// sidecar_connections_closed_total, which counts it as eof.
+func TestDrainCountsOnlyWhatItCut(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", hold)
+	endsAsCut := func(ctx context.Context, client, upstream *net.TCPConn, _ time.Duration) relay.Result {
+		<-ctx.Done() // the last EOF came with the cut
+		_ = client.Close()
+		_ = upstream.Close()
+		return relay.Result{Reason: relay.ReasonDone}
+	}
+	for _, tc := range []struct {
+		name  string
+		relay relay.Func
+		cut   int
+	}{
+		{"ended as the deadline passed", endsAsCut, 0},
+		{"cut", relay.Copy, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: 50 * time.Millisecond, Relay: tc.relay})
+			_ = dial(t, r.addrs[0])
+			waitFor(t, "connection active", func() bool { return forwardSnap(r, 0).Active == 1 })
+			cut := r.shutdown(t)
+			if n := countOf(forwardSnap(r, 0).ConnectionsClosed, "drain_deadline"); cut != tc.cut || n != uint64(tc.cut) {
+				t.Errorf("connections cut = %d, closed{drain_deadline} = %d; want %d, as the metric counts", cut, n, tc.cut)
+			}
+		})
+	}
+}
