@@ -25,6 +25,10 @@ import (
 // multiple of it ends with an empty frame.
 const MaxPayload = 1<<24 - 1
 
+// readChunk is the most ReadPacket allocates ahead of the bytes that have
+// arrived, beyond doubling what it holds.
+const readChunk = 64 << 10
+
 // headerLen is the frame header: 3 bytes little-endian length, 1 byte
 // sequence id.
 const headerLen = 4
@@ -70,13 +74,19 @@ func ReadPacket(r io.Reader, limit int) (Packet, error) {
 		if len(p.Payload)+n > limit {
 			return Packet{}, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
 		}
-		start := len(p.Payload)
-		p.Payload = append(p.Payload, make([]byte, n)...)
-		if _, err := io.ReadFull(r, p.Payload[start:]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
+		// Grow with the bytes that arrive, not by the length the header
+		// claims: a header alone must not cost up to 16 MiB of memory.
+		for left := n; left > 0; {
+			step := min(left, max(readChunk, len(p.Payload)))
+			start := len(p.Payload)
+			p.Payload = append(p.Payload, make([]byte, step)...)
+			if _, err := io.ReadFull(r, p.Payload[start:]); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return Packet{}, err
 			}
-			return Packet{}, err
+			left -= step
 		}
 		if n < MaxPayload {
 			return p, nil

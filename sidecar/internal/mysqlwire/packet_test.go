@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -76,6 +77,37 @@ func TestReadPacketFraming(t *testing.T) {
 			// left whole for whoever reads on.
 			if rest, _ := io.ReadAll(r); !bytes.Equal(rest, next) {
 				t.Errorf("left %d unread bytes %q..., want the next packet's %d", len(rest), rest[:min(len(rest), 16)], len(next))
+			}
+		})
+	}
+}
+
+// A header alone must not make ReadPacket allocate the length it claims:
+// the peer has sent nothing to hold yet, and a login's limit (1 MiB) or a
+// continuation (16 MiB) times many connections would be the sidecar's
+// memory. What it allocates follows the bytes that arrived.
+func TestReadPacketAllocatesAsBytesArrive(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		claim  int // the header's length
+		limit  int
+		sent   int // payload bytes that arrive before EOF
+		budget uint64
+	}{
+		{name: "a login packet's limit claimed, 10 bytes sent", claim: 1<<20 - 1, limit: 1 << 20, sent: 10, budget: 256 << 10},
+		{name: "a full frame claimed, 100 KiB sent", claim: MaxPayload, limit: 1 << 25, sent: 100 << 10, budget: 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := append([]byte{byte(tc.claim), byte(tc.claim >> 8), byte(tc.claim >> 16), 0}, make([]byte, tc.sent)...)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := ReadPacket(bytes.NewReader(in), tc.limit)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("ReadPacket err = %v, want %v", err, io.ErrUnexpectedEOF)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > tc.budget {
+				t.Errorf("allocated %d bytes for a header claiming %d and %d bytes sent, want at most %d", got, tc.claim, tc.sent, tc.budget)
 			}
 		})
 	}
