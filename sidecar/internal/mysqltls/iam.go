@@ -290,8 +290,8 @@ func (f *frames) next(s *session, hdr *[frameHeader]byte) (int, bool) {
 
 // payload reads a frame's payload of n bytes, to look at it.
 func (f *frames) payload(s *session, n int) ([]byte, bool) {
-	b := make([]byte, n)
-	if _, err := io.ReadFull(f.br, b); err != nil {
+	b, err := mysqlwire.AppendPayload(nil, f.br, n)
+	if err != nil {
 		s.end(f.srcErr, err)
 		return nil, false
 	}

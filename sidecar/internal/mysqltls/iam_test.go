@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -410,5 +412,33 @@ func TestIAMGreetingWithoutScramble(t *testing.T) {
 	var r *mysqltls.Refusal
 	if err := <-done; !errors.As(err, &r) || r.Reason != mysqltls.ReasonIAM || !r.Told {
 		t.Fatalf("Handshake: %#v; want an iam refusal the app was told", err)
+	}
+}
+
+// The IAM session reads a COM_CHANGE_USER whole, to log it in with a token;
+// its memory follows the bytes that arrive, not the length its header
+// claims: an app that sent a header of 16 MiB and a few bytes held 16 MiB
+// of the sidecar's memory for as long as it kept the connection open.
+func TestIAMChangeUserAllocatesAsBytesArrive(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	claim := mysqlwire.MaxPayload - 1
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := a.c.Write(append([]byte{byte(claim), byte(claim >> 8), byte(claim >> 16), 0}, "\x11other\x00"...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.c.(*net.TCPConn).CloseWrite() // the rest never comes
+	if _, err := io.Copy(io.Discard, a.c); err != nil {
+		t.Fatalf("the session did not end when the app's packet was cut: %v", err)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+		t.Errorf("the sidecar allocated %d bytes for a COM_CHANGE_USER header claiming %d bytes and 7 bytes sent", got, claim)
 	}
 }

@@ -25,8 +25,8 @@ import (
 // multiple of it ends with an empty frame.
 const MaxPayload = 1<<24 - 1
 
-// readChunk is the most ReadPacket allocates ahead of the bytes that have
-// arrived, beyond doubling what it holds.
+// readChunk is the most AppendPayload allocates ahead of the bytes that
+// have arrived, beyond doubling what it holds.
 const readChunk = 64 << 10
 
 // headerLen is the frame header: 3 bytes little-endian length, 1 byte
@@ -74,24 +74,34 @@ func ReadPacket(r io.Reader, limit int) (Packet, error) {
 		if len(p.Payload)+n > limit {
 			return Packet{}, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
 		}
-		// Grow with the bytes that arrive, not by the length the header
-		// claims: a header alone must not cost up to 16 MiB of memory.
-		for left := n; left > 0; {
-			step := min(left, max(readChunk, len(p.Payload)))
-			start := len(p.Payload)
-			p.Payload = append(p.Payload, make([]byte, step)...)
-			if _, err := io.ReadFull(r, p.Payload[start:]); err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return Packet{}, err
-			}
-			left -= step
+		var err error
+		if p.Payload, err = AppendPayload(p.Payload, r, n); err != nil {
+			return Packet{}, err
 		}
 		if n < MaxPayload {
 			return p, nil
 		}
 	}
+}
+
+// AppendPayload reads a frame's n payload bytes from r, appends them to
+// dst and returns the result; it fails with io.ErrUnexpectedEOF when r
+// ends first. It allocates as the bytes arrive, not by n: a header alone
+// must not cost up to 16 MiB of memory.
+func AppendPayload(dst []byte, r io.Reader, n int) ([]byte, error) {
+	for left, have := n, 0; left > 0; {
+		step := min(left, max(readChunk, have))
+		start := len(dst)
+		dst = append(dst, make([]byte, step)...)
+		if _, err := io.ReadFull(r, dst[start:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return dst[:start], err
+		}
+		left, have = left-step, have+step
+	}
+	return dst, nil
 }
 
 // AppendPacket appends payload framed with sequence ids starting at seq to
