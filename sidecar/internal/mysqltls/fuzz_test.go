@@ -175,3 +175,34 @@ func FuzzPasswordKey(f *testing.F) {
 	})
 }
 
+// An ERR in place of the greeting is the server's answer, for the app;
+// bytes that start like one but are too short to hold its code are no
+// greeting (another protocol, a broken server): forwarded, they reached
+// the app as a malformed packet, logged as the database refusing with an
+// empty message. Found by FuzzHandshake.
+func TestGreetTellsAnErrFromNoise(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		payload string
+		reason  string // "" = Greet takes it
+	}{
+		{"ERR", "\xff\x69\x04#HY000Host '10.0.0.5' is blocked", ""},
+		{"ERR without a SQL state", "\xff\x69\x04Host is blocked", ""},
+		{"ERR code only", "\xff\x69\x04", ""},
+		{"0xff alone", "\xff", mysqltls.ReasonNoGreeting},
+		{"0xff and one byte", "\xff\x69", mysqltls.ReasonNoGreeting},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, ServerName: clusterName}
+			server := &scripted{r: bytes.NewReader(framed(0, []byte(tc.payload)))}
+			g, err := target.Greet(context.Background(), server)
+			var r *mysqltls.Refusal
+			switch {
+			case tc.reason == "" && (err != nil || g == nil):
+				t.Fatalf("Greet: %v; want the server's ERR taken for the app", err)
+			case tc.reason != "" && (!errors.As(err, &r) || r.Reason != tc.reason):
+				t.Fatalf("Greet: %v; want a refusal %s", err, tc.reason)
+			}
+		})
+	}
+}

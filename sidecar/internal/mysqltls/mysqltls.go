@@ -224,7 +224,7 @@ func (t *Target) Greet(ctx context.Context, server net.Conn) (*Greeting, error) 
 	case err != nil:
 		return nil, &Refusal{Reason: ReasonNoGreeting, Err: err,
 			Message: "sidecar: the database closed the connection before its greeting; check that TARGET_PORT is a MySQL port"}
-	case len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ErrPacketHdr:
+	case isErrPacket(p.Payload):
 		return &Greeting{packet: p, began: began}, nil // e.g. "Host is blocked": the server's own words, for the app
 	default:
 		_, _, _, err = mysqlwire.GreetingCaps(p.Payload)
@@ -234,6 +234,13 @@ func (t *Target) Greet(ctx context.Context, server net.Conn) (*Greeting, error) 
 			Message: "sidecar: the target did not send a MySQL greeting; check that TARGET_PORT is a MySQL port"}
 	}
 	return &Greeting{packet: p, began: began}, nil
+}
+
+// isErrPacket is whether p is an ERR: its marker and a code. Shorter,
+// 0xff is no MySQL server's first packet, and no ERR for the app.
+func isErrPacket(p []byte) bool {
+	_, _, ok := mysqlwire.ErrMessage(p)
+	return ok
 }
 
 // Tell sends the app a refusal from Greet, in place of the greeting, and
@@ -309,7 +316,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 		}
 	}()
 	readBy(ctx, server, deadline)
-	if len(greeting.Payload) > 0 && greeting.Payload[0] == mysqlwire.ErrPacketHdr {
+	if isErrPacket(greeting.Payload) {
 		_, werr := mysqlwire.WritePacket(client, greeting.Seq, greeting.Payload) // e.g. "Host is blocked": the server's own words
 		_, msg, _ := mysqlwire.ErrMessage(greeting.Payload)
 		return nil, &Refusal{Reason: ReasonServerError, Message: "the database refused the connection: " + msg, Told: werr == nil}
