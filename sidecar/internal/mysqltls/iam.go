@@ -347,8 +347,16 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		// An empty frame at 255 still continues the file when it ends a
 		// packet of MaxPayload bytes (the right side reads the old midPacket).
 		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && (n > 0 || midPacket)
-		if command && n > 0 && n < mysqlwire.MaxPayload {
+		if command && n > 0 {
 			if b, err := f.br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
+				if n == mysqlwire.MaxPayload {
+					// Too long to read whole, and never to pass on: the
+					// server would take the app's own credentials.
+					err := fmt.Errorf("the app's COM_CHANGE_USER is %d bytes or more, which the sidecar does not read", mysqlwire.MaxPayload)
+					sendErrTo(client, 1, codeHandshake, "08S01", "sidecar: cannot read the app's COM_CHANGE_USER: "+err.Error())
+					s.end(relay.ReasonClientError, err)
+					return
+				}
 				payload, ok := f.payload(s, n)
 				if !ok || f.flush(s) != nil || !s.changeUser(is, f.br, client, server, payload) {
 					return

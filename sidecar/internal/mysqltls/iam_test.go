@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -440,5 +441,33 @@ func TestIAMChangeUserAllocatesAsBytesArrive(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
 		t.Errorf("the sidecar allocated %d bytes for a COM_CHANGE_USER header claiming %d bytes and 7 bytes sent", got, claim)
+	}
+}
+
+// A COM_CHANGE_USER the sidecar cannot read whole, one of 16 MiB or more
+// (several frames), is refused, not passed on: it went to the server as
+// the app sent it, with the app's own credentials for a user IAM_USERS
+// may not name, never re-authenticated.
+func TestIAMChangeUserOfSeveralFramesIsRefused(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: "admin", AuthData: bytes.Repeat([]byte{9}, 20), Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword, Attrs: []byte{}}
+	cu.Attrs = make([]byte, mysqlwire.MaxPayload-len(cu.Append(nil, appCaps))-3) // 3 more bytes of length
+	p := cu.Append(nil, appCaps)
+	if len(p) != mysqlwire.MaxPayload {
+		t.Fatalf("built a COM_CHANGE_USER of %d bytes, want %d", len(p), mysqlwire.MaxPayload)
+	}
+	go func() { _, _ = mysqlwire.WritePacket(a.c, 0, p) }() // the sidecar may stop reading
+	got := a.read()
+	if _, msg, isErr := mysqlwire.ErrMessage(got.Payload); !isErr || got.Seq != 1 || !strings.HasPrefix(msg, "sidecar: ") || !strings.Contains(msg, "COM_CHANGE_USER") {
+		t.Fatalf("app got seq %d, %d bytes %q...; want the sidecar's ERR about COM_CHANGE_USER at seq 1", got.Seq, len(got.Payload), got.Payload[:min(len(got.Payload), 60)])
+	}
+	if _, err := mysqlwire.ReadPacket(a.c, 1<<24); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after the refusal the app read %v; want its connection closed", err)
 	}
 }
