@@ -135,7 +135,7 @@ func hostPort(h string) bool {
 // string's Pwd=, libpq's password =), key: (YAML's password: x, JSON's
 // "password":"x") or mysql's -p (-pS3CRET) to the end, which a password
 // may run to: for values where no host, port or list of them has either.
-// A key's : before a digit is a host's port (tokens:3306), not a secret.
+// A key's : before a port is a host's (tokens:3306), not a secret.
 func Keyed(v string) string {
 	// The starts of keys that hold a secret: a connection string's Pwd= or
 	// password=, an IAM token's X-Amz-Security-Token= and X-Amz-Signature=.
@@ -163,7 +163,7 @@ func Keyed(v string) string {
 				earlier(len(v) - len(eq) + 1)
 				break
 			}
-			if colon := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(colon, ":") && (len(colon) == 1 || colon[1] < '0' || colon[1] > '9') {
+			if colon := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(colon, ":") && !isPort(colon[1:]) {
 				earlier(len(v) - len(colon) + 1)
 				break
 			}
@@ -186,6 +186,21 @@ func Keyed(v string) string {
 		return v
 	}
 	return v[:cut] + "xxxxx"
+}
+
+// isPort reports whether s starts with a port number (1 to 65535) that
+// ends s or a host:port (a , / ; ? or blank follows): a secret after a
+// key's : may start with digits too (password:9xK…), and must not show.
+func isPort(s string) bool {
+	end := len(s) - len(strings.TrimLeft(s, "0123456789"))
+	if end == 0 || end > 5 || end < len(s) && !strings.ContainsRune(",/;? \t", rune(s[end])) {
+		return false
+	}
+	n := 0
+	for _, c := range s[:end] {
+		n = n*10 + int(c-'0')
+	}
+	return n >= 1 && n <= 65535
 }
 
 // trimQuote drops one quote that closes a key: JSON's "password":.

@@ -168,6 +168,10 @@ func TestKeyed(t *testing.T) {
 		// key: value (YAML, a pasted line) and JSON, as people paste them.
 		{"password: S3CRET", "password:xxxxx"},
 		{"DB_PASSWORD:S3CRET", "DB_PASSWORD:xxxxx"},
+		// A secret that starts with digits is no port: masked all the same.
+		{"DB_PASSWORD:9xK2S3CRET", "DB_PASSWORD:xxxxx"},
+		{"password:123456789", "password:xxxxx"},
+		{"token:70000,x", "token:xxxxx"},
 		{`{"user":"app","password":"S3CRET"}`, `{"user":"app","password":xxxxx`},
 		{`{'Secret' : 'S3CRET'}`, `{'Secret' :xxxxx`},
 		// A mysql command line: -pPASSWORD, --password=PASSWORD.
@@ -178,6 +182,8 @@ func TestKeyed(t *testing.T) {
 		// a mode, a path, -P (the port), a name with -p inside it.
 		{"passdb.example.com:3306", "passdb.example.com:3306"},
 		{"token:3306", "token:3306"},
+		{"secret:3306/orders", "secret:3306/orders"},
+		{"8080=token:3306,8081=secret:3307", "8080=token:3306,8081=secret:3307"},
 		{"8080=secrets.example:3306,8081=[::1]:3306", "8080=secrets.example:3306,8081=[::1]:3306"},
 		{"verify-identity", "verify-identity"},
 		{"/run/secrets/rds-ca.pem", "/run/secrets/rds-ca.pem"},
