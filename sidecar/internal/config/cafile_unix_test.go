@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,12 @@ func TestCAFileNotABundle(t *testing.T) {
 	if err := os.WriteFile(huge, append(bytes.Clone(firstCA), bytes.Repeat([]byte("# padding\n"), MaxCAFileSize/10+1)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	sock := filepath.Join(dir, "ca.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	atLimit := filepath.Join(dir, "at-limit.pem")
 	if err := os.WriteFile(atLimit, append(bytes.Clone(firstCA), bytes.Repeat([]byte("#"), MaxCAFileSize-len(firstCA))...), 0o600); err != nil {
 		t.Fatal(err)
@@ -40,6 +47,7 @@ func TestCAFileNotABundle(t *testing.T) {
 		want       string // "" = accepted
 	}{
 		{"a named pipe", fifo, `TARGET_TLS_CA="` + fifo + `": is a named pipe (FIFO), not a regular file`},
+		{"a socket", sock, `TARGET_TLS_CA="` + sock + `": is a socket, not a regular file`},
 		{"a directory", dir, `TARGET_TLS_CA="` + dir + `": cannot be read (is a directory)`},
 		{"larger than a bundle", huge, `TARGET_TLS_CA="` + huge + `": is `},
 		{"at the limit", atLimit, ""},

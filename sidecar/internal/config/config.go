@@ -477,6 +477,11 @@ const MaxCAFileSize = 4 << 20
 // cannot block it either.
 func readCAFile(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ENXIO) {
+		// A socket cannot be opened; "no such device or address" would
+		// not tell the user what the path is.
+		return nil, errors.New("is a socket, not a regular file")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
 	}
