@@ -349,12 +349,8 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && (n > 0 || midPacket)
 		if command && n > 0 {
 			if b, err := f.br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
-				if n == mysqlwire.MaxPayload {
-					// Too long to read whole, and never to pass on: the
-					// server would take the app's own credentials.
-					err := fmt.Errorf("the app's COM_CHANGE_USER is %d bytes or more, which the sidecar does not read", mysqlwire.MaxPayload)
-					sendErrTo(client, 1, codeHandshake, "08S01", "sidecar: cannot read the app's COM_CHANGE_USER: "+err.Error())
-					s.end(relay.ReasonClientError, err)
+				if n > MaxLoginPacket {
+					s.refuseLargeChangeUser(f.br, client, n)
 					return
 				}
 				payload, ok := f.payload(s, n)
@@ -368,6 +364,21 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 			return
 		}
 	}
+}
+
+// refuseLargeChangeUser refuses a COM_CHANGE_USER whose frame of n bytes
+// is over MaxLoginPacket, as readApp refuses a login that size: a real
+// one is a few hundred bytes, and one never passes on unchecked (the
+// server would take the app's own credentials). The rest of the frame is
+// read away for a moment first, so closing does not reset the ERR away
+// unread.
+func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, n int) {
+	msg := fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", MaxLoginPacket)
+	told := sendErrTo(client, 1, codeHandshake, "08S01", msg) == nil
+	_ = s.client.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, br, int64(n))
+	s.end(relay.ReasonDone, &Refusal{Reason: ReasonClientProtocol, Message: msg, Told: told,
+		Err: fmt.Errorf("%w: a frame of %d bytes", mysqlwire.ErrTooLarge, n)})
 }
 
 // changeUser re-authenticates a COM_CHANGE_USER under the login's rules

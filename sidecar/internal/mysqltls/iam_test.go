@@ -444,30 +444,61 @@ func TestIAMChangeUserAllocatesAsBytesArrive(t *testing.T) {
 	}
 }
 
-// A COM_CHANGE_USER the sidecar cannot read whole, one of 16 MiB or more
-// (several frames), is refused, not passed on: it went to the server as
-// the app sent it, with the app's own credentials for a user IAM_USERS
-// may not name, never re-authenticated.
-func TestIAMChangeUserOfSeveralFramesIsRefused(t *testing.T) {
-	ca := testkit.NewCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
-	a, ok := iamLogin(t, addr)
-	if ok.Payload[0] != mysqlwire.OK {
-		t.Fatalf("login: %q", ok.Payload)
-	}
-	cu := mysqlwire.ChangeUser{User: "admin", AuthData: bytes.Repeat([]byte{9}, 20), Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword, Attrs: []byte{}}
-	cu.Attrs = make([]byte, mysqlwire.MaxPayload-len(cu.Append(nil, appCaps))-3) // 3 more bytes of length
-	p := cu.Append(nil, appCaps)
-	if len(p) != mysqlwire.MaxPayload {
-		t.Fatalf("built a COM_CHANGE_USER of %d bytes, want %d", len(p), mysqlwire.MaxPayload)
-	}
-	go func() { _, _ = mysqlwire.WritePacket(a.c, 0, p) }() // the sidecar may stop reading
-	got := a.read()
-	if _, msg, isErr := mysqlwire.ErrMessage(got.Payload); !isErr || got.Seq != 1 || !strings.HasPrefix(msg, "sidecar: ") || !strings.Contains(msg, "COM_CHANGE_USER") {
-		t.Fatalf("app got seq %d, %d bytes %q...; want the sidecar's ERR about COM_CHANGE_USER at seq 1", got.Seq, len(got.Payload), got.Payload[:min(len(got.Payload), 60)])
-	}
-	if _, err := mysqlwire.ReadPacket(a.c, 1<<24); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("after the refusal the app read %v; want its connection closed", err)
+// A COM_CHANGE_USER over MaxLoginPacket is refused as a login that size
+// is, not passed on and not read whole: a real one is a few hundred
+// bytes. One of 16 MiB or more (several frames) went to the server as the
+// app sent it, with the app's own credentials for a user IAM_USERS may not
+// name; one of 1 to 16 MiB was read whole into the sidecar's memory.
+func TestIAMChangeUserOverTheLoginLimitIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		size    int
+		refused bool
+	}{
+		{"at the limit", mysqltls.MaxLoginPacket, false},
+		{"one byte over", mysqltls.MaxLoginPacket + 1, true},
+		{"several frames", mysqlwire.MaxPayload, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := testkit.NewCA(t, "test CA")
+			// refuseChange: a COM_CHANGE_USER that reaches the fake is answered with its 1049.
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: 1049})
+			addr, s, logs := sidecar(t, srv, iamTarget(t, ca))
+			a, ok := iamLogin(t, addr)
+			if ok.Payload[0] != mysqlwire.OK {
+				t.Fatalf("login: %q", ok.Payload)
+			}
+			cu := mysqlwire.ChangeUser{User: "admin", AuthData: bytes.Repeat([]byte{9}, 20), Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword, Attrs: []byte{}}
+			cu.Attrs = make([]byte, tc.size-len(cu.Append(nil, appCaps))-3) // 3 more bytes of length
+			p := cu.Append(nil, appCaps)
+			if len(p) != tc.size {
+				t.Fatalf("built a COM_CHANGE_USER of %d bytes, want %d", len(p), tc.size)
+			}
+			go func() { _, _ = mysqlwire.WritePacket(a.c, 0, p) }() // the sidecar may stop reading
+			got := a.read()
+			code, msg, isErr := mysqlwire.ErrMessage(got.Payload)
+			if !tc.refused {
+				if !isErr || code != 1049 || got.Seq != 1 {
+					t.Fatalf("app got seq %d %q; want the server's 1049 at seq 1: the change reached the server", got.Seq, got.Payload[:min(len(got.Payload), 60)])
+				}
+				return
+			}
+			want := fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", mysqltls.MaxLoginPacket)
+			if !isErr || got.Seq != 1 || msg != want {
+				t.Fatalf("app got seq %d, %d bytes %q...; want ERR %q at seq 1", got.Seq, len(got.Payload), got.Payload[:min(len(got.Payload), 60)], want)
+			}
+			if _, err := mysqlwire.ReadPacket(a.c, 1<<24); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("after the refusal the app read %v; want its connection closed", err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); refusals(s, mysqltls.ReasonClientProtocol) != 1; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("sidecar_tls_refusals_total: %v; want client_protocol 1", s.Snapshot().Forwards[0].TLSRefusals)
+				}
+			}
+			lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+			if len(lines) != 1 || lines[0]["reason"] != mysqltls.ReasonClientProtocol || lines[0]["command"] != "COM_CHANGE_USER" || !strings.Contains(fmt.Sprint(lines[0]["err"]), want) {
+				t.Fatalf("want one \"TLS login refused\" line, reason client_protocol, command COM_CHANGE_USER, err %q:\n%s", want, logs)
+			}
+		})
 	}
 }
