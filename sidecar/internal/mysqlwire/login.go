@@ -101,13 +101,28 @@ func appendAuthData(dst []byte, caps uint32, data []byte) []byte {
 }
 
 // WithAuthData returns a HandshakeResponse41 payload with its auth data
-// replaced by data, and every other byte as sent: what follows the
-// attributes too (MySQL 8's zstd level), which a parse and Append would
-// drop.
+// replaced by data, in the form the client used, and every other byte as
+// sent: what follows the attributes too (MySQL 8's zstd level), which a
+// parse and Append would drop. It fails when that form cannot hold data.
 func WithAuthData(payload, data []byte) ([]byte, error) {
 	r, err := ParseHandshakeResponse(payload)
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case r.Caps&ClientPluginAuthLenencClientData != 0:
+	case r.Caps&ClientSecureConnection != 0:
+		if len(data) > 255 {
+			return nil, fmt.Errorf("mysqlwire: %d bytes of auth data do not fit the 1-byte length of a client without CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA", len(data))
+		}
+	default:
+		// The field is a C string: a password that ends in its NUL (as
+		// servers take one) ends the field with it, or every field after
+		// it would shift by one.
+		data = bytes.TrimSuffix(data, []byte{0})
+		if bytes.IndexByte(data, 0) >= 0 {
+			return nil, errors.New("mysqlwire: auth data with a NUL inside cannot be written for a client without CLIENT_SECURE_CONNECTION")
+		}
 	}
 	start := SSLRequestLen + len(r.User) + 1
 	old := appendAuthData(nil, r.Caps, r.AuthData)

@@ -176,3 +176,51 @@ func TestChangeUserReencodesAsSent(t *testing.T) {
 		})
 	}
 }
+
+// WithAuthData writes the password in the auth-response form the client
+// used, and every field after it stays where the server reads it: a
+// password that ends in its NUL (as rsa.go hands it over) is not given a
+// second one in the NUL-terminated form, which shifted the database into
+// the plugin's place; what a form cannot hold is an error, not a wrapped
+// length.
+func TestWithAuthDataInEachForm(t *testing.T) {
+	base := ClientProtocol41 | ClientPluginAuth | ClientConnectWithDB | ClientConnectAttrs
+	lenenc, oneByte, cString := base|ClientSecureConnection|ClientPluginAuthLenencClientData, base|ClientSecureConnection, base
+	token := append(bytes.Repeat([]byte("t"), 1500), 0) // an IAM token's size
+	for _, tc := range []struct {
+		name     string
+		caps     uint32
+		data     []byte
+		wantAuth []byte // as the server parses it; nil = an error
+	}{
+		{"length-encoded", lenenc, []byte("s3cret\x00"), []byte("s3cret\x00")},
+		{"length-encoded, token-sized", lenenc, token, token},
+		{"one-byte length", oneByte, []byte("s3cret\x00"), []byte("s3cret\x00")},
+		{"one-byte length, 255 bytes", oneByte, token[len(token)-255:], token[len(token)-255:]},
+		{"one-byte length, 256 bytes", oneByte, token[len(token)-256:], nil},
+		{"NUL-terminated", cString, []byte("s3cret\x00"), []byte("s3cret")},
+		{"NUL-terminated, no NUL given", cString, []byte("s3cret"), []byte("s3cret")},
+		{"NUL-terminated, NUL inside", cString, []byte("s3\x00cret\x00"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := HandshakeResponse{Caps: tc.caps, MaxPacket: 1 << 24, Charset: 45, User: "app", AuthData: []byte{1},
+				Database: "orders", Plugin: "sha256_password", Attrs: []byte("\x04_pid\x03123")}
+			got, err := WithAuthData(r.Append(nil), tc.data)
+			if tc.wantAuth == nil {
+				if err == nil {
+					t.Fatalf("wrote %d bytes of auth data in a form that cannot hold them: %q", len(tc.data), got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := ParseHandshakeResponse(got)
+			want := r
+			want.AuthData = tc.wantAuth
+			if err != nil || !reflect.DeepEqual(back, want) {
+				t.Fatalf("the server reads %+v, %v\nwant %+v", back, err, want)
+			}
+		})
+	}
+}
