@@ -30,7 +30,8 @@ type iamLogin struct {
 	appSeq   byte   // the sequence id the app expects the verdict at
 	password []byte // the token
 	user     string
-	caps     uint32 // the session's capability flags
+	caps     uint32 // the session's capability flags, as the server has them
+	appCaps  uint32 // the app's, which its packets follow
 	charset  byte   // the login's character set
 	scramble []byte
 }
@@ -90,7 +91,7 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 	out.Caps = r.Caps&^(mysqlwire.ClientCompress|mysqlwire.ClientZstdCompressionAlgorithm) | need | mysqlwire.ClientSSL
 	out.Plugin = mysqlwire.ClearPassword
 	out.AuthData = cleartext(pw)
-	return &iamLogin{response: out.Append(nil), appSeq: appSeq, password: pw, user: r.User, caps: out.Caps, charset: r.Charset, scramble: scramble}, nil
+	return &iamLogin{response: out.Append(nil), appSeq: appSeq, password: pw, user: r.User, caps: out.Caps, appCaps: r.Caps, charset: r.Charset, scramble: scramble}, nil
 }
 
 // iamProof returns the app's mysql_native_password answer over scramble
@@ -150,7 +151,7 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 		}
 		// OK, or an ERR the app reads as it would without IAM; the
 		// server closes after it.
-		return &Conn{Conn: tc, iam: &iamSession{target: t, caps: l.caps, charset: l.charset, scramble: l.scramble}}, nil
+		return &Conn{Conn: tc, iam: &iamSession{target: t, caps: l.caps, appCaps: l.appCaps, charset: l.charset, scramble: l.scramble}}, nil
 	}
 }
 
@@ -203,8 +204,9 @@ func (t *Target) iamVerdict(server io.Writer, p mysqlwire.Packet, password []byt
 // COM_CHANGE_USER.
 type iamSession struct {
 	target   *Target
-	caps     uint32
-	charset  byte // the login's: a COM_CHANGE_USER without one keeps it
+	caps     uint32 // the session's, as the server has them
+	appCaps  uint32 // the app's: its COM_CHANGE_USER is read with them, as its login is
+	charset  byte   // the login's: a COM_CHANGE_USER without one keeps it
 	scramble []byte
 	pending  atomic.Pointer[changeUser] // a COM_CHANGE_USER awaiting the server's verdict
 }
@@ -389,14 +391,14 @@ func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, n in
 // token does not fit COM_CHANGE_USER's 255-byte field). pumpReplies
 // answers the switch. It reports whether the session goes on.
 func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io.Writer, payload []byte) bool {
-	cu, err := mysqlwire.ParseChangeUser(payload, is.caps)
+	cu, err := mysqlwire.ParseChangeUser(payload, is.appCaps)
 	if err != nil {
 		sendErrTo(client, 1, codeHandshake, "08S01", "sidecar: cannot read the app's COM_CHANGE_USER: "+err.Error())
 		s.end(relay.ReasonClientError, err)
 		return false
 	}
 	t := is.target
-	proof, appSeq, err := t.iamProof(client, br, cu.Plugin, cu.AuthData, is.caps, is.scramble, 1)
+	proof, appSeq, err := t.iamProof(client, br, cu.Plugin, cu.AuthData, is.appCaps, is.scramble, 1)
 	if err != nil {
 		s.end(relay.ReasonClientError, err)
 		return false

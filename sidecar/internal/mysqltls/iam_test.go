@@ -502,3 +502,46 @@ func TestIAMChangeUserOverTheLoginLimitIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A COM_CHANGE_USER is read with the flags the app logged in with, as its
+// login is: an app without CLIENT_PLUGIN_AUTH (libmysqlclient before 5.5)
+// names no plugin and cannot answer an auth switch, so its proof of
+// LOCAL_PASSWORD is the one it sent. The sidecar read it with the flags it
+// gives the server, and sent the app a switch it could not read.
+func TestIAMChangeUserReadWithTheAppsFlags(t *testing.T) {
+	const local = "local-pw"
+	for _, tc := range []struct {
+		name string
+		caps uint32
+	}{
+		{"with CLIENT_PLUGIN_AUTH", appCaps &^ mysqlwire.ClientCompress},
+		{"without CLIENT_PLUGIN_AUTH", appCaps &^ (mysqlwire.ClientCompress | mysqlwire.ClientPluginAuth)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := testkit.NewCA(t, "test CA")
+			// refuseChange: a COM_CHANGE_USER that reaches the fake is answered with its 1049.
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: 1049})
+			target := iamTarget(t, ca)
+			target.IAM.LocalPassword = []byte(local)
+			addr, _, _ := sidecar(t, srv, target)
+			a := dialApp(t, addr)
+			scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proof := mysqlwire.NativeProof([]byte(local), scramble)
+			login := mysqlwire.HandshakeResponse{Caps: tc.caps, MaxPacket: 1 << 24, Charset: 45, User: "app", AuthData: proof,
+				Database: "orders", Plugin: mysqlwire.NativePassword}
+			a.write(1, login.Append(nil))
+			if ok := a.read(); ok.Seq != 2 || ok.Payload[0] != mysqlwire.OK {
+				t.Fatalf("login: seq %d %q", ok.Seq, ok.Payload)
+			}
+			cu := mysqlwire.ChangeUser{User: "other", AuthData: proof, Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
+			a.write(0, cu.Append(nil, tc.caps))
+			p := a.read()
+			if code, _, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || code != 1049 || p.Seq != 1 {
+				t.Fatalf("app got seq %d %q; want the server's 1049 at seq 1: the change reached the server", p.Seq, p.Payload)
+			}
+		})
+	}
+}
