@@ -359,7 +359,9 @@ func TestIAMTokenCache(t *testing.T) {
 	f := testiam.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	via, env, _ := iamSidecar(t, f, nil)
+	// A hundred TLS handshakes at once on a busy CI machine can outlast
+	// the default CONNECT_TIMEOUT, which bounds each; the cache is the test.
+	via, env, _ := iamSidecar(t, f, map[string]string{"CONNECT_TIMEOUT": "60s"})
 	const n = 100
 	var wg sync.WaitGroup
 	var failed atomic.Int64
