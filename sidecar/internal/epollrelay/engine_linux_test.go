@@ -350,6 +350,14 @@ func TestPeerReset(t *testing.T) {
 				resetter, survivor := r.Server, r.App
 				if tc.reason == relay.ReasonClientError {
 					resetter, survivor = r.App, r.Server
+					// A query first: an app that resets without sending a
+					// byte has left (relay.ReasonClientGone).
+					if _, err := r.App.Write([]byte("q")); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := io.ReadFull(r.Server, make([]byte, 1)); err != nil {
+						t.Fatal(err)
+					}
 				}
 				// Mid-stream: the survivor is sending when the peer resets.
 				if _, err := survivor.Write(make([]byte, 1000)); err != nil {

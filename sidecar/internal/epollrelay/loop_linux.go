@@ -362,8 +362,13 @@ func (l *loop) sync(ep *endpoint) {
 }
 
 func (l *loop) fail(ep *endpoint, call string, e syscall.Errno) {
-	reason, err := relay.Settle(ep.side, fmt.Errorf("%s %s: %w", call, ep.name, e), ep.p.toU.eof)
-	l.finish(ep.p, reason, err)
+	p := ep.p
+	if ep == &p.c && silentClient(p) {
+		l.finish(p, relay.ReasonClientGone, nil) // a reset, or a send to it failed: left, like a FIN then
+		return
+	}
+	reason, err := relay.Settle(ep.side, fmt.Errorf("%s %s: %w", call, ep.name, e), p.toU.eof)
+	l.finish(p, reason, err)
 }
 
 // finish closes both sockets (after removing them from epoll) and

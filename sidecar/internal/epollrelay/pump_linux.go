@@ -110,8 +110,8 @@ func (l *loop) ended(d *direction) {
 		l.endedCodec(d)
 		return
 	}
-	if p := d.src.p; d == &p.toU && p.toU.n == 0 && p.toC.n == 0 && !p.toC.pending() {
-		// The client left before a byte moved (relay.ReasonClientGone):
+	if p := d.src.p; d == &p.toU && silentClient(p) {
+		// The client left without sending a byte (relay.ReasonClientGone):
 		// free its slot now, not when a slow upstream greets or closes.
 		l.finish(p, relay.ReasonClientGone, nil)
 		return
@@ -121,6 +121,14 @@ func (l *loop) ended(d *direction) {
 	if p := d.src.p; p.toU.eof && p.toC.eof {
 		l.finish(p, relay.ReasonDone, nil)
 	}
+}
+
+// silentClient reports whether p's client, ending now (EOF or an error on
+// its socket), has left (relay.ReasonClientGone): it sent nothing, and the
+// upstream had not ended first, as the kernel tells even before the loop
+// reads it. A codec's pair has had its login: never.
+func silentClient(p *pair) bool {
+	return p.codec == nil && p.toU.n == 0 && !p.toU.pending() && !p.toC.eof && !relay.PeerEnded(p.u.fd)
 }
 
 func (l *loop) startSplice(d *direction) {

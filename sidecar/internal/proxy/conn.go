@@ -199,7 +199,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		f.stats.closed(closeTLSRefused)
 		return
 	}
-	reason := closeReasonOf(res, ctx, f.TLS != nil)
+	reason := closeReasonOf(res, ctx)
 	if reason == closeClientGone {
 		f.departed.add(time.Now())
 	}

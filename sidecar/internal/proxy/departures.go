@@ -12,7 +12,7 @@ const (
 	DefaultDepartureFlood = 10
 )
 
-// departures counts a forward's clients that left before a byte moved
+// departures counts a forward's clients that left without sending a byte
 // (client_gone), per second. A client that connects and closes at once
 // (an `nc -z` check, a pool giving up) often closes in the microseconds
 // after the pre-dial check; dialing for it opens a database connection

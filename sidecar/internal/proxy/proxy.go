@@ -92,7 +92,7 @@ type Config struct {
 	FreeOSMemory       func() // nil = debug.FreeOSMemory
 
 	// While at least DepartureFlood clients per second leave a forward
-	// before a byte moved, each new client of it waits DepartureGrace
+	// without sending a byte, each new client of it waits DepartureGrace
 	// before the dial, so one that leaves at once costs the database no
 	// connection (see departures). DepartureGrace: 0 = DefaultDepartureGrace,
 	// negative = never wait. DepartureFlood: 0 = DefaultDepartureFlood.
@@ -212,7 +212,7 @@ type forward struct {
 	refusedLog   *loglimit.Limiter // TLS logins refused at WARN: a restarting writer refuses a whole pool
 
 	sockoptFailed atomic.Bool // a socket option failed once: logged, not again
-	departed      departures  // clients that left before a byte moved, for the departure grace
+	departed      departures  // clients that left without sending a byte, for the departure grace
 }
 
 // New checks cfg and returns a Server that has not opened anything yet.

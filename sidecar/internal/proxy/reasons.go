@@ -24,7 +24,7 @@ const (
 	closeDialFailed    closeReason = "dial_failed"
 	closeStale         closeReason = "stale_upstream"
 	closeDrainDeadline closeReason = "drain_deadline"
-	closeClientGone                = closeReason(relay.ReasonClientGone) // the client left before a byte moved: before or after its upstream was connected
+	closeClientGone                = closeReason(relay.ReasonClientGone) // the client left without sending a byte: before or after its upstream was connected
 	closeTLSRefused    closeReason = "tls_refused"                       // the MySQL login over TLS was refused (sidecar_tls_refusals_total says why)
 )
 
@@ -39,12 +39,10 @@ var (
 )
 
 // closeReasonOf names why a relay ended: a cancellation is refined into
-// the forwarder's own reason when it caused it. loggedIn is whether bytes
-// moved before the relay (a TLS forward's login, which res does not count).
-func closeReasonOf(res relay.Result, ctx context.Context, loggedIn bool) closeReason {
-	if res.Reason == relay.ReasonClientError && res.ToUpstream == 0 && res.ToClient == 0 && !loggedIn {
-		return closeClientGone // reset before the greeting: left, like a FIN then
-	}
+// the forwarder's own reason when it caused it. A client that left is the
+// relay's to tell (relay.ReasonClientGone): it alone saw whether the
+// database had ended first.
+func closeReasonOf(res relay.Result, ctx context.Context) closeReason {
 	if res.Reason == relay.ReasonCanceled {
 		switch context.Cause(ctx) {
 		case errStale:

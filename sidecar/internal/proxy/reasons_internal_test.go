@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 	"testing"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
 func TestDialFailReason(t *testing.T) {
@@ -29,6 +31,37 @@ func TestDialFailReason(t *testing.T) {
 	} {
 		if got := dialFailReason(tt.err); got != tt.want {
 			t.Errorf("dialFailReason(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+// closeReasonOf refines only the forwarder's own cuts: who left is the
+// relay's to say (relay.Func), which alone saw whether the database had
+// ended first. A reset after the database closed without a byte is the
+// client's error, not a client gone before a byte moved.
+func TestCloseReasonOf(t *testing.T) {
+	canceled := func(cause error) context.Context {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(cause)
+		return ctx
+	}
+	reset := errors.New("read: connection reset by peer")
+	for _, tt := range []struct {
+		name string
+		res  relay.Result
+		ctx  context.Context
+		want closeReason
+	}{
+		{"client gone", relay.Result{Reason: relay.ReasonClientGone}, context.Background(), closeClientGone},
+		{"reset after the database closed first", relay.Result{Reason: relay.ReasonClientError, Err: reset}, context.Background(), closeClientError},
+		{"reset mid-session", relay.Result{Reason: relay.ReasonClientError, Err: reset, ToUpstream: 5, ToClient: 90}, context.Background(), closeClientError},
+		{"drain deadline", relay.Result{Reason: relay.ReasonCanceled}, canceled(errDrainDeadline), closeDrainDeadline},
+		{"stale upstream", relay.Result{Reason: relay.ReasonCanceled}, canceled(errStale), closeStale},
+		{"canceled otherwise", relay.Result{Reason: relay.ReasonCanceled}, canceled(context.Canceled), closeCanceled},
+		{"done", relay.Result{Reason: relay.ReasonDone, ToUpstream: 5}, context.Background(), closeDone},
+	} {
+		if got := closeReasonOf(tt.res, tt.ctx); got != tt.want {
+			t.Errorf("%s: closeReasonOf(%+v) = %s, want %s", tt.name, tt.res, got, tt.want)
 		}
 	}
 }

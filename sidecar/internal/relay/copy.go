@@ -18,9 +18,9 @@ import (
 // Copy is the portable Func: one goroutine per direction, the caller's
 // being one of them. Without an idle timeout each direction splices (zero
 // copy) chunk by chunk on Linux (liveCopy), adding each chunk as it is
-// delivered to the run's own counts, which tell a client that left before
-// a byte moved (ReasonClientGone) from one that half-closed a session, and
-// to ctx's Counters if any. With an idle timeout the directions copy
+// delivered to the run's own counts, which tell a client that left without
+// sending a byte (ReasonClientGone) from one that half-closed a session,
+// and to ctx's Counters if any. With an idle timeout the directions copy
 // through a buffer instead, because idleness needs to see every read.
 func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result {
 	r := &copyRun{client: client, upstream: upstream, idle: idle}
@@ -62,8 +62,9 @@ type copyRun struct {
 	own                              Counters      // this run's bytes, live
 	sharedToUpstream, sharedToClient *atomic.Int64 // ctx's Counters; nil = none
 
-	clientDone atomic.Bool  // the client's EOF was passed on (Settle)
-	cleanEnds  atomic.Int32 // directions ended by EOF: at 2 the session is over
+	clientDone   atomic.Bool  // the client's EOF was passed on (Settle)
+	upstreamDone atomic.Bool  // the upstream's EOF was passed on
+	cleanEnds    atomic.Int32 // directions ended by EOF: at 2 the session is over
 
 	mu         sync.Mutex
 	ended      bool
@@ -82,17 +83,20 @@ func (r *copyRun) pumpDirection(wg *sync.WaitGroup, dst, src *net.TCPConn, live 
 	r.mu.Lock()
 	*total = n
 	r.mu.Unlock()
-	if src == r.client && err == nil && n == 0 && !r.clientGotBytes() {
+	if src == r.client && err == nil && r.silentClient() {
 		r.end(ReasonClientGone, nil)
 		return
 	}
 	r.finish(dst, src, err)
 }
 
-// clientGotBytes reports whether anything reached the client yet. A chunk
-// spliced but not yet counted makes a half-close look like a client gone:
-// both sides are then closed, as they would be at the client's next read.
-func (r *copyRun) clientGotBytes() bool { return r.own.ToClient.Load() != 0 }
+// silentClient reports whether a client that ends now (EOF or an error on
+// its side) has left (ReasonClientGone): it sent nothing, and the upstream
+// had not ended first, as the kernel tells even before the other
+// direction reads it.
+func (r *copyRun) silentClient() bool {
+	return r.own.ToUpstream.Load() == 0 && !r.upstreamDone.Load() && !onFD(r.upstream, PeerEnded)
+}
 
 // counts are where a direction adds the bytes it delivers: the run's own
 // and, if not nil, ctx's Counters.
@@ -113,6 +117,8 @@ func (r *copyRun) finish(dst, src *net.TCPConn, err error) {
 		// src sent FIN: pass it on, keep the other direction running.
 		if src == r.client {
 			r.clientDone.Store(true)
+		} else {
+			r.upstreamDone.Store(true)
 		}
 		if r.cleanEnds.Add(1) == 2 {
 			// Both peers are done: the session ended cleanly, before the
@@ -225,6 +231,9 @@ func (r *copyRun) settle(reason Reason, err error) bool {
 	defer r.mu.Unlock()
 	if r.ended {
 		return false
+	}
+	if reason == ReasonClientError && r.silentClient() {
+		reason, err = ReasonClientGone, nil // a reset, or a write to it failed: left, like a FIN then
 	}
 	reason, err = Settle(reason, err, r.clientDone.Load())
 	r.ended, r.reason = true, reason

@@ -6,26 +6,59 @@ import (
 	"unsafe"
 )
 
-// tcpClose is the kernel's TCP_CLOSE state: where a socket goes when its
-// peer reset it.
-const tcpClose = 7
+// The kernel's TCP states (include/net/tcp_states.h) that tell how far a
+// peer has gone. A reset moves a socket to tcpClose.
+const (
+	tcpTimeWait  = 6
+	tcpClose     = 7
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpClosing   = 11
+)
 
 // socketDead reports whether the kernel has torn the connection down, which
 // tells a reset socket from a healthy one after splice failed.
 func socketDead(c *net.TCPConn) bool {
+	return onFD(c, func(fd int) bool { return tcpState(fd) == tcpClose })
+}
+
+// onFD runs f on c's descriptor; false if there is none.
+func onFD(c *net.TCPConn, f func(fd int) bool) bool {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return false
 	}
-	dead := false
-	_ = raw.Control(func(fd uintptr) {
-		// The kernel copies as much of struct tcp_info as asked for, and
-		// tcpi_state is its first byte; GetsockoptInt asks for 4 bytes and
-		// works on every Linux architecture (386 has no getsockopt
-		// syscall number, only socketcall).
-		v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
-		head := int32(v) // the 4 bytes as the kernel wrote them
-		dead = err == nil && *(*uint8)(unsafe.Pointer(&head)) == tcpClose
-	})
-	return dead
+	res := false
+	_ = raw.Control(func(fd uintptr) { res = f(int(fd)) })
+	return res
 }
+
+// tcpState is fd's TCP state, or 0 if the kernel does not say.
+func tcpState(fd int) uint8 {
+	// The kernel copies as much of struct tcp_info as asked for, and
+	// tcpi_state is its first byte; GetsockoptInt asks for 4 bytes and
+	// works on every Linux architecture (386 has no getsockopt syscall
+	// number, only socketcall).
+	v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_INFO)
+	if err != nil {
+		return 0
+	}
+	head := int32(v) // the 4 bytes as the kernel wrote them
+	return *(*uint8)(unsafe.Pointer(&head))
+}
+
+// finArrived reports whether fd's peer has sent its FIN, read by the data
+// path or not.
+func finArrived(fd int) bool {
+	switch tcpState(fd) {
+	case tcpCloseWait, tcpLastAck, tcpClosing, tcpTimeWait:
+		return true
+	}
+	return false
+}
+
+// PeerEnded reports whether fd's peer has ended its side, by FIN or reset,
+// whether or not the data path has read that yet: which peer ended first
+// is what reached the sidecar first, not what its scheduling took up
+// first.
+func PeerEnded(fd int) bool { return finArrived(fd) || tcpState(fd) == tcpClose }

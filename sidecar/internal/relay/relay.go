@@ -18,8 +18,12 @@ import (
 // directions have ended, then closes both connections. It takes ownership
 // of both connections.
 //
-//   - When the client sends EOF before a byte has moved either way, both
-//     connections are closed at once and Result.Reason is ReasonClientGone.
+//   - When the client ends (EOF, or a reset or broken pipe on its socket)
+//     without having sent a byte, before the upstream ended its side (FIN
+//     or reset arrived, read yet or not), both connections are closed at
+//     once and Result.Reason is ReasonClientGone, whether or not the
+//     upstream's greeting reached it. An upstream that ended first (a
+//     refusal in place of the greeting, then close) ended the session.
 //   - When one side stops sending (EOF), the other side's write half is
 //     closed (CloseWrite), so half-closed protocols keep working; the relay
 //     ends once both directions have ended.
@@ -50,10 +54,12 @@ const (
 	ReasonUpstreamError Reason = "upstream_error" // read/write error on the upstream side (e.g. reset)
 	ReasonIdle          Reason = "idle_timeout"
 	ReasonCanceled      Reason = "canceled" // ctx done: drain deadline passed or upstream went stale
-	// The client closed before a byte moved either way. MySQL is
-	// server-first, so such a client has left (a pool giving up, `nc -z`),
-	// not half-closed a request: the relay ends at once rather than hold
-	// a slot until a slow upstream greets or closes.
+	// The client closed or reset without sending a byte, the upstream not
+	// having ended first. MySQL is server-first, so such a client has left
+	// (a pool giving up, `nc -z`, a probe that reads the greeting), not
+	// half-closed a request: the relay ends at once rather than hold a slot
+	// until a slow upstream greets or closes. Whether the greeting reached
+	// it first is a race the client does not decide, so it does not count.
 	ReasonClientGone Reason = "client_gone"
 )
 

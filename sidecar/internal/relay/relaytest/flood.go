@@ -79,6 +79,14 @@ func testFlood(t *testing.T, f relay.Func, slowAccept time.Duration) {
 	if closed != floodClients {
 		t.Errorf("closed by reason %v: %d in all, want %d", s.ConnectionsClosed, closed, floodClients)
 	}
+	// None sent a byte: each left, whether its close or the greeting came
+	// first, and whether it closed or reset.
+	for _, c := range s.ConnectionsClosed {
+		if c.Label != string(relay.ReasonClientGone) && c.Value != 0 {
+			t.Errorf("closed by reason %v; want all %d %s", s.ConnectionsClosed, floodClients, relay.ReasonClientGone)
+			break
+		}
+	}
 	if n := up.accepted.Load(); n > floodClients {
 		t.Errorf("the server accepted %d connections for %d clients", n, floodClients)
 	}

@@ -57,10 +57,16 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 		{"LiveCounters", func(t *testing.T, f relay.Func) { testLiveCounters(t, f, 0) }},
 		{"LiveCountersWithIdleTimeoutSet", func(t *testing.T, f relay.Func) { testLiveCounters(t, f, time.Minute) }},
 	}
-	if beforeLogin { // a client leaving before a byte moved (ReasonClientGone)
+	if beforeLogin { // the relay is what the client first meets: it may leave without a byte (ReasonClientGone)
 		tests = append(tests, []test{
 			{"ClientLeavesBeforeGreeting", func(t *testing.T, f relay.Func) { testClientLeaves(t, f, false) }},
 			{"ClientResetsBeforeGreeting", func(t *testing.T, f relay.Func) { testClientLeaves(t, f, true) }},
+			{"SilentClientClosesAsUpstreamGreets", func(t *testing.T, f relay.Func) { testSilentClientLeaves(t, f, false, false) }},
+			{"SilentClientResetsAsUpstreamGreets", func(t *testing.T, f relay.Func) { testSilentClientLeaves(t, f, false, true) }},
+			{"SilentClientClosesAfterGreeting", func(t *testing.T, f relay.Func) { testSilentClientLeaves(t, f, true, false) }},
+			{"SilentClientResetsAfterGreeting", func(t *testing.T, f relay.Func) { testSilentClientLeaves(t, f, true, true) }},
+			{"ServerRefusesThenClientCloses", func(t *testing.T, f relay.Func) { testServerRefusesFirst(t, f, false) }},
+			{"ServerRefusesThenClientResets", func(t *testing.T, f relay.Func) { testServerRefusesFirst(t, f, true) }},
 			{"FloodOfDepartingClients", func(t *testing.T, f relay.Func) { testFlood(t, f, 0) }},
 			{"FloodWhileUpstreamSlowToAccept", func(t *testing.T, f relay.Func) { testFlood(t, f, 10*time.Millisecond) }},
 		}...)
@@ -340,10 +346,15 @@ func testResetAfterClientClosed(t *testing.T, f relay.Func) {
 	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(quit)), 0)
 }
 
-// The upstream streams; the client resets. The relay's failure is a write to
-// the client: still the client's fault.
+// The client sends a query; the upstream streams its result; the client
+// resets. The relay's failure is a write to the client: still the client's
+// fault.
 func testResetWhileStreaming(t *testing.T, f relay.Func) {
 	r := Start(t, f, 0)
+	query := []byte{1, 0, 0, 0, 3} // a client that sent nothing would be gone (testSilentClientLeaves)
+	if err := send(r.Client, r.Upstream, query); err != nil {
+		t.Fatal(err)
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -358,7 +369,7 @@ func testResetWhileStreaming(t *testing.T, f relay.Func) {
 	res := r.Wait(t)
 	close(stop)
 	wg.Wait()
-	checkResult(t, res, relay.ReasonClientError, 0, -1)
+	checkResult(t, res, relay.ReasonClientError, int64(len(query)), -1)
 	if res.ToClient < int64(len(buf)) {
 		t.Errorf("ToClient = %d, want at least the %d bytes the client read", res.ToClient, len(buf))
 	}
@@ -462,32 +473,35 @@ func testLiveCounters(t *testing.T, f relay.Func, idle time.Duration) {
 	}
 }
 
-// A client that leaves before a byte moved either way (MySQL is
-// server-first: it has not even seen the greeting) ends the relay at once,
-// while the upstream is silent: its slot must not wait for the server.
+// A client that leaves, by FIN or reset, before a byte moved either way
+// (MySQL is server-first: it has not even seen the greeting) ends the
+// relay at once, while the upstream is silent: its slot must not wait for
+// the server.
 func testClientLeaves(t *testing.T, f relay.Func, reset bool) {
 	r := Start(t, f, 0)
-	want := relay.ReasonClientGone
 	if reset {
 		_ = r.Client.SetLinger(0)
-		want = relay.ReasonClientError
 	}
 	_ = r.Client.Close()
 	res := r.Wait(t)
-	if res.Reason != want || res.ToUpstream != 0 || res.ToClient != 0 {
-		t.Errorf("result %+v, want reason %q and no bytes", res, want)
+	if res.Reason != relay.ReasonClientGone || res.ToUpstream != 0 || res.ToClient != 0 || res.Err != nil {
+		t.Errorf("result %+v, want reason %q, no bytes and no error", res, relay.ReasonClientGone)
 	}
 	if _, err := readAllWithin(r.Upstream); err != nil && isTimeout(err) {
 		t.Errorf("upstream not closed after the client left: %v", err)
 	}
 }
 
-// The upstream sends a burst and then waits (a result set, then the next
-// request's turn), to a client that reads slowly: every byte the relay
-// took from the upstream must reach the client without more upstream
-// traffic or an EOF to push it along.
+// The upstream answers a query with a burst and then waits (a result set,
+// then the next request's turn), to a client that reads slowly: every byte
+// the relay took from the upstream must reach the client without more
+// upstream traffic or an EOF to push it along.
 func testBurstThenQuiet(t *testing.T, f relay.Func) {
 	r := start(t, context.Background(), f, 0, smallBufferPair)
+	query := []byte{1, 0, 0, 0, 3} // a client that sent nothing would be gone (testSilentClientLeaves)
+	if err := send(r.Client, r.Upstream, query); err != nil {
+		t.Fatal(err)
+	}
 	burst := RandomBytes(t, 1<<20)
 	errc := make(chan error, 1)
 	go writeTo(r.Upstream, burst, errc)
@@ -508,5 +522,5 @@ func testBurstThenQuiet(t *testing.T, f relay.Func) {
 	}
 	_ = r.Client.CloseWrite()
 	_ = r.Upstream.CloseWrite()
-	checkResult(t, r.Wait(t), relay.ReasonDone, 0, int64(len(burst)))
+	checkResult(t, r.Wait(t), relay.ReasonDone, int64(len(query)), int64(len(burst)))
 }

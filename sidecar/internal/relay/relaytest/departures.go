@@ -1,0 +1,78 @@
+package relaytest
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// sessions is how many sessions a case about the order of two peers'
+// ends runs: the order the relay sees them in is up to its scheduling, so
+// every order must turn up, and each must be classified alike.
+const sessions = 200
+
+// errTooMany is a MySQL ERR packet as a server sends it in place of its
+// greeting and then closes (1040, Too many connections).
+var errTooMany = []byte("\x17\x00\x00\x00\xff\x10\x04Too many connections")
+
+// A client that leaves without sending a byte has left, whatever the
+// server did meanwhile: the greeting may have reached the client, reached
+// its socket after it closed (a reset or broken pipe on the write), or not
+// yet been read from the upstream. ReasonClientGone each time.
+func testSilentClientLeaves(t *testing.T, f relay.Func, readGreeting, reset bool) {
+	greeting := []byte("greeting")
+	for i := range sessions {
+		r := Start(t, f, 0)
+		if _, err := r.Upstream.Write(greeting); err != nil {
+			t.Fatal(err)
+		}
+		if readGreeting {
+			_ = r.Client.SetReadDeadline(time.Now().Add(safety))
+			if _, err := io.ReadFull(r.Client, make([]byte, len(greeting))); err != nil {
+				t.Fatalf("session %d: greeting: %v", i, err)
+			}
+		}
+		if reset {
+			_ = r.Client.SetLinger(0)
+		}
+		_ = r.Client.Close()
+		res := r.Wait(t)
+		if res.Reason != relay.ReasonClientGone || res.ToUpstream != 0 || res.Err != nil {
+			t.Fatalf("session %d: result %+v; want reason %q, nothing to the upstream, no error", i, res, relay.ReasonClientGone)
+		}
+		_ = r.Upstream.Close()
+	}
+}
+
+// A server that refuses the connection in place of its greeting (ERR
+// 1040 Too many connections, 1129 Host is blocked) and closes ended the
+// session, not the client that read the refusal and then left: eof when
+// the client closes, client_error when it resets; never client_gone,
+// however soon after the refusal the client leaves.
+func testServerRefusesFirst(t *testing.T, f relay.Func, reset bool) {
+	want := relay.ReasonDone
+	if reset {
+		want = relay.ReasonClientError
+	}
+	for i := range sessions {
+		r := Start(t, f, 0)
+		if _, err := r.Upstream.Write(errTooMany); err != nil {
+			t.Fatal(err)
+		}
+		_ = r.Upstream.Close()
+		_ = r.Client.SetReadDeadline(time.Now().Add(safety))
+		if _, err := io.ReadFull(r.Client, make([]byte, len(errTooMany))); err != nil {
+			t.Fatalf("session %d: the refusal: %v", i, err)
+		}
+		if reset {
+			_ = r.Client.SetLinger(0)
+		}
+		_ = r.Client.Close() // at once: the relay may not have passed the server's FIN on yet
+		res := r.Wait(t)
+		if res.Reason != want || res.ToClient != int64(len(errTooMany)) {
+			t.Fatalf("session %d: result %+v; want reason %q and the %d bytes of the refusal", i, res, want, len(errTooMany))
+		}
+	}
+}
