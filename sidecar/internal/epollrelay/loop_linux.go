@@ -367,7 +367,7 @@ func (l *loop) fail(ep *endpoint, call string, e syscall.Errno) {
 		l.finish(p, relay.ReasonClientGone, nil) // a reset, or a send to it failed: left, like a FIN then
 		return
 	}
-	reason, err := relay.Settle(ep.side, fmt.Errorf("%s %s: %w", call, ep.name, e), p.toU.eof)
+	reason, err := relay.Settle(ep.side, fmt.Errorf("%s %s: %w", call, ep.name, e), p.toU.eof || relay.PeerDone(p.c.fd))
 	l.finish(p, reason, err)
 }
 

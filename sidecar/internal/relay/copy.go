@@ -126,15 +126,16 @@ func (r *copyRun) finish(dst, src *net.TCPConn, err error) {
 			// the return is not what ended it.
 			r.settle(ReasonDone, nil)
 		}
-		if cerr := dst.CloseWrite(); cerr != nil && !r.isEnded() {
-			r.end(r.blame(dst, src, cerr, true), cerr)
-		}
+		// An error from the FIN itself (ENOTCONN: dst was reset) is
+		// ignored, as the epoll path does: a dst still sending reports its
+		// reset on its own direction, and one that has ended lost nothing.
+		_ = dst.CloseWrite()
 	case errors.Is(err, errIdle):
 		r.end(ReasonIdle, nil)
 	case r.isEnded():
 		// Closed by end (ctx, idle, the other direction): already accounted.
 	default:
-		r.end(r.blame(dst, src, err, false), err)
+		r.end(r.blame(dst, src, err), err)
 	}
 }
 
@@ -235,7 +236,7 @@ func (r *copyRun) settle(reason Reason, err error) bool {
 	if reason == ReasonClientError && r.silentClient() {
 		reason, err = ReasonClientGone, nil // a reset, or a write to it failed: left, like a FIN then
 	}
-	reason, err = Settle(reason, err, r.clientDone.Load())
+	reason, err = Settle(reason, err, r.clientDone.Load() || onFD(r.client, PeerDone))
 	r.ended, r.reason = true, reason
 	if reason == ReasonClientError || reason == ReasonUpstreamError {
 		r.err = err
@@ -247,16 +248,13 @@ func (r *copyRun) settle(reason Reason, err error) bool {
 // splice reports read and write failures alike, so the socket that the
 // kernel has already torn down (a reset moves it to TCP_CLOSE) decides;
 // failing that, a broken pipe points at the writer and anything else at the
-// reader. writing says the error came from dst alone (CloseWrite).
-func (r *copyRun) blame(dst, src *net.TCPConn, err error, writing bool) Reason {
+// reader.
+func (r *copyRun) blame(dst, src *net.TCPConn, err error) Reason {
 	side := func(c *net.TCPConn) Reason {
 		if c == r.client {
 			return ReasonClientError
 		}
 		return ReasonUpstreamError
-	}
-	if writing {
-		return side(dst)
 	}
 	dstDead, srcDead := socketDead(dst), socketDead(src)
 	switch {

@@ -62,3 +62,15 @@ func finArrived(fd int) bool {
 // is what reached the sidecar first, not what its scheduling took up
 // first.
 func PeerEnded(fd int) bool { return finArrived(fd) || tcpState(fd) == tcpClose }
+
+// PeerDone reports whether fd's peer has sent its FIN and every byte
+// before it has been read: it has nothing more to say, though the data
+// path may not have taken up its EOF yet (Settle).
+func PeerDone(fd int) bool {
+	if !finArrived(fd) { // also keeps the peek below from taking a reset's error
+		return false
+	}
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err == nil && n == 0 // at EOF: nothing unread before the FIN
+}

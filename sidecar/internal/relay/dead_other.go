@@ -12,3 +12,6 @@ func onFD(*net.TCPConn, func(int) bool) bool { return false }
 
 // PeerEnded cannot ask the kernel here: only what the data path read counts.
 func PeerEnded(int) bool { return false }
+
+// PeerDone cannot ask the kernel here: only what the data path read counts.
+func PeerDone(int) bool { return false }

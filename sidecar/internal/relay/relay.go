@@ -88,7 +88,8 @@ func CountersFrom(ctx context.Context) *Counters {
 }
 
 // Settle is how a relay ends: after the client's EOF has been passed on
-// (the app is done), an upstream reset or broken pipe is ReasonDone. The
+// or has arrived with nothing unread before it (the app is done;
+// PeerDone), an upstream reset or broken pipe is ReasonDone. The
 // database closed first and reset what followed: MariaDB and MySQL close
 // on COM_QUIT, and a TLS close_notify arriving after that is answered with
 // a reset. Every pooled connection in TLS mode ends so.

@@ -76,3 +76,31 @@ func testServerRefusesFirst(t *testing.T, f relay.Func, reset bool) {
 		}
 	}
 }
+
+// The app sends COM_QUIT and closes; the server reads the COM_QUIT and
+// closes with bytes unread (a TLS close_notify the app sent after it),
+// which resets. The app's FIN reached the sidecar before the reset, but
+// the relay may take up either first: the FIN it passes on then fails
+// (ENOTCONN), or the reset is read before the FIN. The app was done each
+// time: ReasonDone (relay.Settle).
+func testUpstreamResetsOnQuit(t *testing.T, f relay.Func) {
+	quit := []byte{1, 0, 0, 0, 1}
+	for i := range sessions {
+		r := Start(t, f, 0)
+		if _, err := r.Client.Write(quit); err != nil {
+			t.Fatal(err)
+		}
+		_ = r.Client.CloseWrite()
+		_ = r.Upstream.SetReadDeadline(time.Now().Add(safety))
+		if _, err := io.ReadFull(r.Upstream, make([]byte, len(quit))); err != nil {
+			t.Fatalf("session %d: COM_QUIT: %v", i, err)
+		}
+		_ = r.Upstream.SetLinger(0)
+		_ = r.Upstream.Close()
+		res := r.Wait(t)
+		if res.Reason != relay.ReasonDone || res.Err != nil || res.ToUpstream != int64(len(quit)) {
+			t.Fatalf("session %d: result %+v; want reason %q, the %d bytes of COM_QUIT and no error", i, res, relay.ReasonDone, len(quit))
+		}
+		_ = r.Client.Close()
+	}
+}
