@@ -7,12 +7,14 @@ import "strings"
 
 // Userinfo returns an address fit to print: credentials before the host
 // (scheme://user:password@host/…, user:password@registry/image, or a
-// token as the user name) replaced by xxxxx; an image digest (@sha256:) is
-// kept. With a scheme, where the credentials end is not always clear (see
+// token as the user name) replaced by xxxxx; an image digest (@sha256:) at
+// the end is kept. With a scheme, where the credentials end is not always clear (see
 // userinfoEnd): then everything after the scheme is masked.
 func Userinfo(addr string) string {
 	body, digest := addr, ""
-	if i := strings.LastIndex(addr, "@sha256:"); i >= 0 {
+	// A digest ends the address and holds no @: one followed by an @ is a
+	// password's (u:pw@sha256:x@host), to be masked.
+	if i := strings.LastIndex(addr, "@sha256:"); i >= 0 && !strings.Contains(addr[i+1:], "@") {
 		body, digest = addr[:i], addr[i:]
 	}
 	prefix, rest := "", body

@@ -35,6 +35,9 @@ func TestUserinfo(t *testing.T) {
 		"registry/x:tok@en/img":                         "xxxxx@en/img",
 		"AbC/dEf+gh@registry.example/team/img:1":        "xxxxx@registry.example/team/img:1",
 		"AbC/dEf@registry.example/team/img@sha256:abcd": "xxxxx@registry.example/team/img@sha256:abcd",
+		// A password's @sha256: is no digest: an @ follows it.
+		"mysql://app:a@sha256:b@db":      "mysql://xxxxx@db",
+		"user:pw@sha256:beef@registry/x": "xxxxx@registry/x",
 		// What precedes :// is no scheme: a password's start.
 		"user:pwA,://x@db":  "xxxxx@db",
 		"1tcp://u:p@h:1":    "xxxxx@h:1",
