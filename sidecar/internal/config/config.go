@@ -613,13 +613,32 @@ func shownAs(name, v string) string {
 // pasted where a host belongs keeps its shape, not its credentials. Not
 // split at commas: a password may hold one.
 func shown(v string) string {
+	return keyedFirst(v, userinfo)
+}
+
+// userinfo masks the credentials of a URL or user:password@host.
+func userinfo(v string) string {
 	if strings.Contains(v, "://") {
-		return redact.Keyed(redact.Query(v))
+		return redact.Query(v)
 	}
 	if at := strings.LastIndexByte(v, '@'); at >= 0 && strings.Contains(v[:at], ":") {
-		return redact.Keyed(redact.Userinfo(v)) // user:password@host; app@% is a name
+		return redact.Userinfo(v) // user:password@host; app@% is a name
 	}
-	return redact.Keyed(v)
+	return v
+}
+
+// keyedFirst is redact.Keyed(mask(v)), where mask masks credentials up
+// to an @ and keeps what follows it; unless an @ follows a credential's
+// key (password: pw@rest, Pwd=pw@rest): that @ is the password's, and
+// mask(v) would show the password's end, so v is cut at the key first.
+// A ? is left to mask: in user:pw?x@host it is the password's.
+func keyedFirst(v string, mask func(string) string) string {
+	noQuery := strings.ReplaceAll(v, "?", "#") // same length; # starts no key
+	if k := redact.Keyed(noQuery); k != noQuery && strings.Contains(v[len(k)-len("xxxxx"):], "@") {
+		kept := v[:len(k)-len("xxxxx")]
+		return redact.Keyed(mask(kept) + "xxxxx")
+	}
+	return redact.Keyed(mask(v))
 }
 
 // shownForwards is a FORWARDS list fit for the log: the entries as given,
@@ -635,6 +654,11 @@ func shown(v string) string {
 // from an entry is a password holding ",PORT=" after a part that reads as
 // HOST:PORT (user:3306,3307=x@db): that part is shown.
 func shownForwards(list string) string {
+	return keyedFirst(list, shownEntries)
+}
+
+// shownEntries is shownForwards' masking of each entry's credentials.
+func shownEntries(list string) string {
 	if !strings.Contains(list, "@") && !strings.Contains(list, "://") {
 		return redact.Keyed(list)
 	}
