@@ -81,7 +81,7 @@ type session struct {
 	lastActive atomic.Int64
 
 	toUpstream, toClient atomic.Int64
-	clientDone           atomic.Bool  // the client's EOF was passed on (relay.Settle)
+	clientDone           atomic.Bool  // the client's EOF was passed on (relay.Settle; or it arrived: relay.ConnDone)
 	cleanEnds            atomic.Int32 // directions ended by EOF: at 2 the session is over
 	closeOnce            sync.Once
 
@@ -171,7 +171,7 @@ func (s *session) settle(reason relay.Reason, err error) bool {
 	if s.ended {
 		return false
 	}
-	reason, err = relay.Settle(reason, err, s.clientDone.Load())
+	reason, err = relay.Settle(reason, err, s.clientDone.Load() || relay.ConnDone(s.client))
 	s.ended, s.reason = true, reason
 	var r *Refusal
 	if reason == relay.ReasonClientError || reason == relay.ReasonUpstreamError || errors.As(err, &r) {

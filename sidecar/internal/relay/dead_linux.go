@@ -74,3 +74,7 @@ func PeerDone(fd int) bool {
 	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return err == nil && n == 0 // at EOF: nothing unread before the FIN
 }
+
+// ConnDone is PeerDone for c's descriptor, for a data path that holds the
+// connection rather than its descriptor.
+func ConnDone(c *net.TCPConn) bool { return onFD(c, PeerDone) }

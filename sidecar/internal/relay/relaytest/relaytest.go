@@ -50,6 +50,7 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 		{"UpstreamResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, true) }},
 		{"ClientResetMidStream", func(t *testing.T, f relay.Func) { testPeerReset(t, f, false) }},
 		{"UpstreamResetAfterClientClosed", testResetAfterClientClosed},
+		{"UpstreamResetsOnQuit", testUpstreamResetsOnQuit},
 		{"ClientResetWhileUpstreamStreams", testResetWhileStreaming},
 		{"ManyConcurrent", testManyConcurrent},
 		{"StalledClientDoesNotSlowOthers", testStalledClient},
@@ -67,9 +68,6 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 			{"SilentClientResetsAfterGreeting", func(t *testing.T, f relay.Func) { testSilentClientLeaves(t, f, true, true) }},
 			{"ServerRefusesThenClientCloses", func(t *testing.T, f relay.Func) { testServerRefusesFirst(t, f, false) }},
 			{"ServerRefusesThenClientResets", func(t *testing.T, f relay.Func) { testServerRefusesFirst(t, f, true) }},
-			// Not yet in RunCodec: the portable TLS relay (mysqltls) still
-			// settles on the app's EOF as read, not as arrived.
-			{"UpstreamResetsOnQuit", testUpstreamResetsOnQuit},
 			{"FloodOfDepartingClients", func(t *testing.T, f relay.Func) { testFlood(t, f, 0) }},
 			{"FloodWhileUpstreamSlowToAccept", func(t *testing.T, f relay.Func) { testFlood(t, f, 10*time.Millisecond) }},
 		}...)
