@@ -21,6 +21,7 @@ func FuzzKeyed(f *testing.F) {
 	f.Add("host:3306/db", uint8(10), "a=b") // a query after a port
 	f.Add("mysql -udb", uint8(9), "pw")
 	f.Add("tokens:3306 ", uint8(4), "abc")
+	f.Add("DB_", uint8(4), "9xK2S3CRET") // digits that are no port
 	f.Fuzz(func(t *testing.T, prefix string, form uint8, secret string) {
 		key := forms[int(form)%len(forms)]
 		v := prefix + key + secret
@@ -39,11 +40,11 @@ func FuzzKeyed(f *testing.F) {
 }
 
 // masks reports whether Keyed's documented rules take what follows key as
-// a secret: a key's : before a digit is a port, and mysql's -p needs a
-// password right after it.
+// a secret: a key's : before a port (isPort) is a host's, and mysql's -p
+// needs a password right after it.
 func masks(key, secret string) bool {
 	switch {
-	case strings.HasSuffix(key, ":") && secret[0] >= '0' && secret[0] <= '9':
+	case strings.HasSuffix(key, ":") && isPort(secret):
 		return false
 	case key == " -p" && (secret[0] == ' ' || secret[0] == '\t'):
 		return false
