@@ -3,15 +3,12 @@ package tlscodec_test
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"io"
-	"net"
 	"testing"
 
 	"github.com/example/sidecar/internal/testkit"
-	"github.com/example/sidecar/sidecar/internal/tlscodec"
 )
 
 // The largest record bodies crypto/tls accepts (RFC 8446 5.2, RFC 5246
@@ -62,7 +59,7 @@ func FuzzOpen(f *testing.F) {
 		if mode&2 != 0 {
 			msgs = append(msgs, bytes.Repeat([]byte{mode}, 40_000))
 		}
-		s := newFuzzSession(t, cert, roots, version)
+		s := newSessionWith(t, cert, roots, version)
 		raw := s.serverSends(t, mode&4 != 0, msgs...)
 		tampered := false
 		if mode&8 != 0 && len(tail) > 0 {
@@ -159,18 +156,4 @@ func oversizedHeaderEnd(raw []byte, maxBody int) int {
 		off += 5 + n
 	}
 	return 0
-}
-
-// newFuzzSession is newSession with a certificate made once per fuzz run.
-func newFuzzSession(t *testing.T, cert tls.Certificate, roots *x509.CertPool, version uint16) *session {
-	t.Helper()
-	clientEnd, serverEnd := net.Pipe()
-	t.Cleanup(func() { clientEnd.Close(); serverEnd.Close() })
-	transport := tlscodec.NewTransport(clientEnd)
-	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: version, MaxVersion: version})
-	ts := tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}})
-	handshake(t, tc, ts)
-	c := tlscodec.New(tc, transport)
-	c.Start()
-	return &session{codec: c, server: ts, raw: clientEnd, peer: serverEnd}
 }

@@ -3,6 +3,7 @@ package tlscodec_test
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"io"
 	"net"
@@ -26,6 +27,13 @@ type session struct {
 func newSession(t testing.TB, version uint16) *session {
 	t.Helper()
 	cert, roots := testkit.ServerTLS(t, "db")
+	return newSessionWith(t, cert, roots, version)
+}
+
+// newSessionWith is newSession with a given certificate: a fuzz run makes
+// one for all its sessions.
+func newSessionWith(t testing.TB, cert tls.Certificate, roots *x509.CertPool, version uint16) *session {
+	t.Helper()
 	clientEnd, serverEnd := net.Pipe()
 	t.Cleanup(func() { clientEnd.Close(); serverEnd.Close() })
 	transport := tlscodec.NewTransport(clientEnd)
