@@ -42,16 +42,23 @@ func TestCAFileNotABundle(t *testing.T) {
 	if err := os.WriteFile(atLimit, append(bytes.Clone(firstCA), bytes.Repeat([]byte("#"), MaxCAFileSize-len(firstCA))...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	type testCase struct {
 		name, path string
 		want       string // "" = accepted
-	}{
+	}
+	cases := []testCase{
 		{"a named pipe", fifo, `TARGET_TLS_CA="` + fifo + `": is a named pipe (FIFO), not a regular file`},
 		{"a socket", sock, `TARGET_TLS_CA="` + sock + `": is a socket, not a regular file`},
 		{"a directory", dir, `TARGET_TLS_CA="` + dir + `": cannot be read (is a directory)`},
 		{"larger than a bundle", huge, `TARGET_TLS_CA="` + huge + `": is `},
 		{"at the limit", atLimit, ""},
-	} {
+	}
+	if _, err := os.Stat("/dev/tty"); err == nil {
+		// A device, whether it opens (a terminal) or not (no controlling
+		// terminal: ENXIO, as a socket's open fails).
+		cases = append(cases, testCase{"a terminal device", "/dev/tty", `TARGET_TLS_CA="/dev/tty": is a device, not a regular file`})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": tc.path}
 			done := make(chan error, 1)

@@ -478,9 +478,13 @@ const MaxCAFileSize = 4 << 20
 func readCAFile(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, syscall.ENXIO) {
-		// A socket cannot be opened; "no such device or address" would
-		// not tell the user what the path is.
-		return nil, errors.New("is a socket, not a regular file")
+		// A socket cannot be opened, nor a device without its hardware (a
+		// /dev/tty with no terminal): "no such device or address" would
+		// not tell the user what the path is. The path's type says, for
+		// the message only.
+		if st, serr := os.Stat(path); serr == nil && st.Mode().Type() != 0 {
+			return nil, notRegular(st.Mode().Type())
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
@@ -490,15 +494,9 @@ func readCAFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot be read (%v)", errors.Unwrap(err))
 	}
-	switch t := st.Mode().Type(); {
-	case t&fs.ModeDir != 0:
-		return nil, errors.New("cannot be read (is a directory)")
-	case t&fs.ModeNamedPipe != 0:
-		return nil, errors.New("is a named pipe (FIFO), not a regular file")
-	case t&(fs.ModeDevice|fs.ModeCharDevice) != 0:
-		return nil, errors.New("is a device, not a regular file")
-	case t != 0:
-		return nil, errors.New("is not a regular file")
+	switch {
+	case st.Mode().Type() != 0:
+		return nil, notRegular(st.Mode().Type())
 	case st.Size() > MaxCAFileSize:
 		return nil, fmt.Errorf("is %d bytes, more than a CA bundle's %d at most", st.Size(), MaxCAFileSize)
 	}
@@ -510,6 +508,21 @@ func readCAFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("is more than a CA bundle's %d bytes at most", MaxCAFileSize)
 	}
 	return b, nil
+}
+
+// notRegular names what a file of type t (not a regular file) is.
+func notRegular(t fs.FileMode) error {
+	switch {
+	case t&fs.ModeDir != 0:
+		return errors.New("cannot be read (is a directory)")
+	case t&fs.ModeNamedPipe != 0:
+		return errors.New("is a named pipe (FIFO), not a regular file")
+	case t&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+		return errors.New("is a device, not a regular file")
+	case t&fs.ModeSocket != 0:
+		return errors.New("is a socket, not a regular file")
+	}
+	return errors.New("is not a regular file")
 }
 
 // loadCA reads a PEM file of CA certificates.
