@@ -6,6 +6,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
 // errClientGone cancels a dial whose client has left.
@@ -31,6 +33,9 @@ func clientGone(c *net.TCPConn) bool {
 // peekGone looks at the socket without consuming or waiting: EOF or a
 // reset means the client is gone; data or nothing yet means it is there.
 func peekGone(fd int) bool {
+	if relay.PeerReset(fd) {
+		return true // not peeked: see watchClient
+	}
 	var b [1]byte
 	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	switch {
@@ -86,6 +91,13 @@ func watchClient(parent context.Context, c *net.TCPConn) (context.Context, func(
 	go func() {
 		defer close(done)
 		_ = rc.Read(func(fd uintptr) bool {
+			// A reset is seen without a peek, which would take its error:
+			// a client that resets as its login succeeds would then read
+			// as a clean EOF to the relay (eof, not client_error).
+			if relay.PeerReset(int(fd)) {
+				cancel(errClientGone)
+				return true
+			}
 			var b [1]byte
 			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			if errors.Is(err, syscall.EAGAIN) {

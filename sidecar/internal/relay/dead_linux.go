@@ -75,6 +75,12 @@ func PeerDone(fd int) bool {
 	return err == nil && n == 0 // at EOF: nothing unread before the FIN
 }
 
+// PeerReset reports whether fd's peer has reset the connection (a socket
+// this side has not shut down is in TCP_CLOSE only then), without reading:
+// a read, even a peek, takes the reset's error, and the next read returns
+// a bare EOF, as if the peer had closed cleanly.
+func PeerReset(fd int) bool { return tcpState(fd) == tcpClose }
+
 // ConnDone is PeerDone for c's descriptor, for a data path that holds the
 // connection rather than its descriptor.
 func ConnDone(c *net.TCPConn) bool { return onFD(c, PeerDone) }

@@ -16,5 +16,8 @@ func PeerEnded(int) bool { return false }
 // PeerDone cannot ask the kernel here: only what the data path read counts.
 func PeerDone(int) bool { return false }
 
+// PeerReset cannot ask the kernel here.
+func PeerReset(int) bool { return false }
+
 // ConnDone cannot ask the kernel here: only what the data path read counts.
 func ConnDone(*net.TCPConn) bool { return false }
