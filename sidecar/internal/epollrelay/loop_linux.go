@@ -363,7 +363,7 @@ func (l *loop) sync(ep *endpoint) {
 
 func (l *loop) fail(ep *endpoint, call string, e syscall.Errno) {
 	p := ep.p
-	if ep == &p.c && silentClient(p) {
+	if ep == &p.c && relay.PeerLeft(e) && silentClient(p) {
 		l.finish(p, relay.ReasonClientGone, nil) // a reset, or a send to it failed: left, like a FIN then
 		return
 	}

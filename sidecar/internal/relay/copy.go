@@ -233,7 +233,7 @@ func (r *copyRun) settle(reason Reason, err error) bool {
 	if r.ended {
 		return false
 	}
-	if reason == ReasonClientError && r.silentClient() {
+	if reason == ReasonClientError && PeerLeft(err) && r.silentClient() {
 		reason, err = ReasonClientGone, nil // a reset, or a write to it failed: left, like a FIN then
 	}
 	reason, err = Settle(reason, err, r.clientDone.Load() || onFD(r.client, PeerDone))

@@ -94,8 +94,15 @@ func CountersFrom(ctx context.Context) *Counters {
 // on COM_QUIT, and a TLS close_notify arriving after that is answered with
 // a reset. Every pooled connection in TLS mode ends so.
 func Settle(reason Reason, err error, clientDone bool) (Reason, error) {
-	if reason == ReasonUpstreamError && clientDone && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+	if reason == ReasonUpstreamError && clientDone && PeerLeft(err) {
 		return ReasonDone, nil
 	}
 	return reason, err
+}
+
+// PeerLeft reports whether err is the peer's doing (a reset, or a send
+// the reset broke), not the sidecar's own failure (ENOMEM from a splice, a
+// failed epoll_ctl), which must stay an error.
+func PeerLeft(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
