@@ -178,8 +178,10 @@ func Keyed(v string) string {
 	}
 	// mysql's -pPASSWORD: a word that starts -p with more after it. Case
 	// counts: -P is the port.
+	// A word starts after any blank: a pasted command line may span lines.
+	blank := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 	for i := 0; i+2 < len(v); i++ {
-		if v[i] == '-' && v[i+1] == 'p' && (i == 0 || v[i-1] == ' ' || v[i-1] == '\t') && v[i+2] != ' ' && v[i+2] != '\t' {
+		if v[i] == '-' && v[i+1] == 'p' && (i == 0 || blank(v[i-1])) && !blank(v[i+2]) {
 			earlier(i + 2)
 			break
 		}

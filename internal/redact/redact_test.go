@@ -180,6 +180,8 @@ func TestKeyed(t *testing.T) {
 		// A mysql command line: -pPASSWORD, --password=PASSWORD.
 		{"mysql -h db -u app -pS3CRET orders", "mysql -h db -u app -pxxxxx"},
 		{"-pS3CRET", "-pxxxxx"},
+		{"mysql -u app\n-pS3CRET", "mysql -u app\n-pxxxxx"},
+		{"mysql -u app \\\r\n-pS3CRET", "mysql -u app \\\r\n-pxxxxx"},
 		{"mysql --password=S3CRET", "mysql --password=xxxxx"},
 		// What is no credential stays: a host:port whose name holds a key,
 		// a mode, a path, -P (the port), a name with -p inside it.
