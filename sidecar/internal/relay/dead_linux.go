@@ -16,12 +16,6 @@ const (
 	tcpClosing   = 11
 )
 
-// socketDead reports whether the kernel has torn the connection down, which
-// tells a reset socket from a healthy one after splice failed.
-func socketDead(c *net.TCPConn) bool {
-	return onFD(c, func(fd int) bool { return tcpState(fd) == tcpClose })
-}
-
 // onFD runs f on c's descriptor; false if there is none.
 func onFD(c *net.TCPConn, f func(fd int) bool) bool {
 	raw, err := c.SyscallConn()
@@ -47,21 +41,27 @@ func tcpState(fd int) uint8 {
 	return *(*uint8)(unsafe.Pointer(&head))
 }
 
-// finArrived reports whether fd's peer has sent its FIN, read by the data
-// path or not.
-func finArrived(fd int) bool {
-	switch tcpState(fd) {
+// finIn reports whether a socket in state has its peer's FIN, read by the
+// data path or not.
+func finIn(state uint8) bool {
+	switch state {
 	case tcpCloseWait, tcpLastAck, tcpClosing, tcpTimeWait:
 		return true
 	}
 	return false
 }
 
+// finArrived reports whether fd's peer has sent its FIN.
+func finArrived(fd int) bool { return finIn(tcpState(fd)) }
+
 // PeerEnded reports whether fd's peer has ended its side, by FIN or reset,
 // whether or not the data path has read that yet: which peer ended first
 // is what reached the sidecar first, not what its scheduling took up
 // first.
-func PeerEnded(fd int) bool { return finArrived(fd) || tcpState(fd) == tcpClose }
+func PeerEnded(fd int) bool {
+	state := tcpState(fd)
+	return finIn(state) || state == tcpClose
+}
 
 // PeerDone reports whether fd's peer has sent its FIN and every byte
 // before it has been read: it has nothing more to say, though the data
@@ -80,7 +80,3 @@ func PeerDone(fd int) bool {
 // a read, even a peek, takes the reset's error, and the next read returns
 // a bare EOF, as if the peer had closed cleanly.
 func PeerReset(fd int) bool { return tcpState(fd) == tcpClose }
-
-// ConnDone is PeerDone for c's descriptor, for a data path that holds the
-// connection rather than its descriptor.
-func ConnDone(c *net.TCPConn) bool { return onFD(c, PeerDone) }

@@ -4,10 +4,8 @@ package relay
 
 import "net"
 
-// socketDead cannot ask the kernel here; blame falls back on the error.
-func socketDead(*net.TCPConn) bool { return false }
-
-// onFD has no kernel to ask here.
+// onFD has no kernel to ask here: socketDead and ConnDone fall back on
+// what the data path read.
 func onFD(*net.TCPConn, func(int) bool) bool { return false }
 
 // PeerEnded cannot ask the kernel here: only what the data path read counts.
@@ -18,6 +16,3 @@ func PeerDone(int) bool { return false }
 
 // PeerReset cannot ask the kernel here.
 func PeerReset(int) bool { return false }
-
-// ConnDone cannot ask the kernel here: only what the data path read counts.
-func ConnDone(*net.TCPConn) bool { return false }

@@ -100,6 +100,14 @@ func Settle(reason Reason, err error, clientDone bool) (Reason, error) {
 	return reason, err
 }
 
+// socketDead reports whether the kernel has torn the connection down, which
+// tells a reset socket from a healthy one after splice failed.
+func socketDead(c *net.TCPConn) bool { return onFD(c, PeerReset) }
+
+// ConnDone is PeerDone for c's descriptor, for a data path that holds the
+// connection rather than its descriptor.
+func ConnDone(c *net.TCPConn) bool { return onFD(c, PeerDone) }
+
 // PeerLeft reports whether err is the peer's doing (a reset, or a send
 // the reset broke), not the sidecar's own failure (ENOMEM from a splice, a
 // failed epoll_ctl), which must stay an error.
