@@ -379,8 +379,7 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, n int) {
 	msg := fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", MaxLoginPacket)
 	told := sendErrTo(client, 1, codeHandshake, "08S01", msg) == nil
-	_ = s.client.SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.CopyN(io.Discard, br, int64(n))
+	readAway(s.client, br, int64(n))
 	s.end(relay.ReasonDone, &Refusal{Reason: ReasonClientProtocol, Message: msg, Told: told,
 		Err: fmt.Errorf("%w: a frame of %d bytes", mysqlwire.ErrTooLarge, n)})
 }

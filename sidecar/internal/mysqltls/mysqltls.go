@@ -608,13 +608,20 @@ func (t *Target) readApp(client net.Conn, seq byte) (mysqlwire.Packet, error) {
 	switch {
 	case errors.Is(err, mysqlwire.ErrTooLarge):
 		r := t.refuse(client, seq, ReasonClientProtocol, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", MaxLoginPacket), err)
-		_ = client.SetReadDeadline(time.Now().Add(time.Second))
-		_, _ = io.Copy(io.Discard, io.LimitReader(client, 1<<24))
+		readAway(client, client, 1<<24)
 		return p, r
 	case err != nil:
 		return p, appLeft(err)
 	}
 	return p, nil
+}
+
+// readAway reads up to n bytes of a refused packet from r, c's reader,
+// for a second at most, so closing c does not reset the ERR just sent
+// away unread.
+func readAway(c net.Conn, r io.Reader, n int64) {
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, r, n)
 }
 
 // appLeft is the refusal of a login the app left: nobody is there to
