@@ -833,11 +833,15 @@ func (r durationRule) accepted() string {
 // refused says why v is refused when "is invalid" and the range would
 // not.
 func (r durationRule) refused(v string) string {
-	if strings.HasPrefix(v, "+") || strings.HasPrefix(v, "-") {
+	if signed(v) {
 		return ": has a sign" // else "+5s is invalid" reads as a contradiction
 	}
 	return ""
 }
+
+// signed reports whether a duration is written with a sign, which
+// time.ParseDuration takes and durationSetting refuses.
+func signed(v string) bool { return strings.HasPrefix(v, "+") || strings.HasPrefix(v, "-") }
 
 // text writes d as a person would (1h, 2m, 8760h; not 1h0m0s), in seconds
 // for a rule of whole seconds.

@@ -219,7 +219,7 @@ func durationSetting(s Setting, field func(*Config) *time.Duration, r durationRu
 	s.set = func(c *Config, v string) bool {
 		d, err := time.ParseDuration(v)
 		*field(c) = d
-		return err == nil && !strings.HasPrefix(v, "+") && !strings.HasPrefix(v, "-") && r.ok(d)
+		return err == nil && !signed(v) && r.ok(d)
 	}
 	s.refused = r.refused
 	return s
