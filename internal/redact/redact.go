@@ -5,6 +5,9 @@ package redact
 
 import "strings"
 
+// Mask is what stands in for a credential.
+const Mask = "xxxxx"
+
 // Userinfo returns an address fit to print: credentials before the host
 // (scheme://user:password@host/…, user:password@registry/image, or a
 // token as the user name) replaced by xxxxx; an image digest (@sha256:) at
@@ -27,9 +30,9 @@ func Userinfo(addr string) string {
 	case at < 0:
 		return addr
 	case at == len(rest):
-		return prefix + "xxxxx" + digest
+		return prefix + Mask + digest
 	}
-	return prefix + "xxxxx" + rest[at:] + digest
+	return prefix + Mask + rest[at:] + digest
 }
 
 // Query is Userinfo with a query or fragment masked too (either may carry
@@ -38,7 +41,7 @@ func Userinfo(addr string) string {
 func Query(addr string) string {
 	shown := Userinfo(addr)
 	if i := strings.IndexAny(shown, "?#"); i >= 0 {
-		shown = shown[:i+1] + "xxxxx"
+		shown = shown[:i+1] + Mask
 	}
 	return shown
 }
@@ -54,12 +57,12 @@ func URL(u string) string {
 	case i < 0:
 		return u
 	case !HasScheme(u):
-		return "xxxxx" // what precedes :// is no scheme: it may be a password's
+		return Mask // what precedes :// is no scheme: it may be a password's
 	}
 	prefix, rest := u[:i+3], u[i+3:]
 	switch at := userinfoEnd(rest, true); {
 	case at == len(rest):
-		return prefix + "xxxxx"
+		return prefix + Mask
 	case at >= 0:
 		rest = rest[at+1:] // before cutting the query: a password may hold ? or #
 	}
@@ -139,6 +142,14 @@ func hostPort(h string) bool {
 // may run to: for values where no host, port or list of them has either.
 // A key's : before a port is a host's (tokens:3306), not a secret.
 func Keyed(v string) string {
+	if cut := KeyedAt(v); cut > 0 {
+		return v[:cut] + Mask
+	}
+	return v
+}
+
+// KeyedAt is where Keyed cuts v, or 0 if it shows v whole.
+func KeyedAt(v string) int {
 	// The starts of keys that hold a secret: a connection string's Pwd= or
 	// password=, an IAM token's X-Amz-Security-Token= and X-Amz-Signature=.
 	credentialKeys := [...]string{"pwd", "pass", "secret", "token", "signature", "credential"}
@@ -186,10 +197,7 @@ func Keyed(v string) string {
 			break
 		}
 	}
-	if cut == 0 {
-		return v
-	}
-	return v[:cut] + "xxxxx"
+	return cut
 }
 
 // isPort reports whether s starts with a port number (1 to 65535) that

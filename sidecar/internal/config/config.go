@@ -647,9 +647,8 @@ func userinfo(v string) string {
 // A ? is left to mask: in user:pw?x@host it is the password's.
 func keyedFirst(v string, mask func(string) string) string {
 	noQuery := strings.ReplaceAll(v, "?", "#") // same length; # starts no key
-	if k := redact.Keyed(noQuery); k != noQuery && strings.Contains(v[len(k)-len("xxxxx"):], "@") {
-		kept := v[:len(k)-len("xxxxx")]
-		return redact.Keyed(mask(kept) + "xxxxx")
+	if cut := redact.KeyedAt(noQuery); cut > 0 && strings.Contains(v[cut:], "@") {
+		return redact.Keyed(mask(v[:cut]) + redact.Mask)
 	}
 	return redact.Keyed(mask(v))
 }
@@ -727,9 +726,9 @@ func maskedTarget(target string) string {
 	case redact.HasScheme(rest) && at >= 0:
 		return lead + redact.Query(rest)
 	case at >= 0:
-		return lead + "xxxxx" + rest[at:]
+		return lead + redact.Mask + rest[at:]
 	}
-	return lead + "xxxxx"
+	return lead + redact.Mask
 }
 
 // parseForwardErr reports whether entry is no whole forward.
