@@ -22,6 +22,8 @@ func FuzzKeyed(f *testing.F) {
 	f.Add("mysql -udb", uint8(9), "pw")
 	f.Add("tokens:3306 ", uint8(4), "abc")
 	f.Add("DB_", uint8(4), "9xK2S3CRET") // digits that are no port
+	f.Add("DB_", uint8(4), "3306")       // a port's digits after a key that is no host's
+	f.Add("my", uint8(4), "3306")        // mypassword:3306 reads as a host and port
 	f.Fuzz(func(t *testing.T, prefix string, form uint8, secret string) {
 		key := forms[int(form)%len(forms)]
 		v := prefix + key + secret
@@ -30,7 +32,7 @@ func FuzzKeyed(f *testing.F) {
 		if got != v && (!ok || !strings.HasPrefix(v, kept)) {
 			t.Fatalf("Keyed(%q) = %q: neither the input nor its start then xxxxx", v, got)
 		}
-		if secret == "" || !masks(key, secret) {
+		if secret == "" || !masks(prefix, key, secret) {
 			return
 		}
 		if !ok || !strings.HasPrefix(v, kept) || len(kept) > len(prefix)+len(key) {
@@ -40,11 +42,12 @@ func FuzzKeyed(f *testing.F) {
 }
 
 // masks reports whether Keyed's documented rules take what follows key as
-// a secret: a key's : before a port (isPort) is a host's, and mysql's -p
-// needs a password right after it.
-func masks(key, secret string) bool {
+// a secret: a key's : before a port (isPort) is a host's where the word
+// before it reads as a host name (hostBefore), and mysql's -p needs a
+// password right after it.
+func masks(prefix, key, secret string) bool {
 	switch {
-	case strings.HasSuffix(key, ":") && isPort(secret):
+	case strings.HasSuffix(key, ":") && isPort(secret) && hostBefore(prefix+key, len(prefix+key)-1):
 		return false
 	case key == " -p" && (secret[0] == ' ' || secret[0] == '\t'):
 		return false

@@ -3,7 +3,10 @@
 // given, never the credentials in them.
 package redact
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Mask is what stands in for a credential.
 const Mask = "xxxxx"
@@ -140,7 +143,9 @@ func hostPort(h string) bool {
 // string's Pwd=, libpq's password =), key: (YAML's password: x, JSON's
 // "password":"x") or mysql's -p (-pS3CRET) to the end, which a password
 // may run to: for values where no host, port or list of them has either.
-// A key's : before a port is a host's (tokens:3306), not a secret.
+// A key's : before a port is a host's (tokens:3306) only where the word
+// before it reads as a host name (see hostBefore): password:3306 is a
+// password's.
 func Keyed(v string) string {
 	if cut := KeyedAt(v); cut > 0 {
 		return v[:cut] + Mask
@@ -150,9 +155,6 @@ func Keyed(v string) string {
 
 // KeyedAt is where Keyed cuts v, or 0 if it shows v whole.
 func KeyedAt(v string) int {
-	// The starts of keys that hold a secret: a connection string's Pwd= or
-	// password=, an IAM token's X-Amz-Security-Token= and X-Amz-Signature=.
-	credentialKeys := [...]string{"pwd", "pass", "secret", "token", "signature", "credential"}
 	cut := strings.IndexByte(v, '?') + 1
 	// ASCII only, byte for byte: the keys are ASCII, and strings.ToLower
 	// changes the length of some letters (the Kelvin sign, İ, Ⱥ), which
@@ -169,14 +171,15 @@ func KeyedAt(v string) int {
 			cut = at
 		}
 	}
-	for _, key := range credentialKeys {
+	for _, key := range credentialKeys() {
 		for i := strings.Index(lower, key); i >= 0; {
 			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz_-") // password, secret_key
 			if eq := strings.TrimLeft(rest, " \t"); strings.HasPrefix(eq, "=") {
 				earlier(len(v) - len(eq) + 1)
 				break
 			}
-			if colon := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(colon, ":") && !isPort(colon[1:]) {
+			if colon := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(colon, ":") &&
+				!(isPort(colon[1:]) && hostBefore(v, len(v)-len(colon))) {
 				earlier(len(v) - len(colon) + 1)
 				break
 			}
@@ -213,6 +216,31 @@ func isPort(s string) bool {
 		n = n*10 + int(c-'0')
 	}
 	return n >= 1 && n <= 65535
+}
+
+// hostBefore reports whether the word that ends at v[colon] (a :) reads
+// as a host name, as people write one (tokens, passport-db, db.secret):
+// lower case letters, digits, - and . alone, and no credential's name
+// spelled alone. A quote, blank, _ or upper case letter in it is a key's
+// (JSON's "password", DB_PASSWORD, Password): no host's, so what follows
+// the : is masked even where it looks like a port.
+func hostBefore(v string, colon int) bool {
+	start := colon
+	for start > 0 && strings.IndexByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", v[start-1]) >= 0 {
+		start--
+	}
+	word := v[start:colon]
+	if word == "" || strings.Trim(word, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+		return false
+	}
+	return !slices.Contains(credentialKeys(), word) && word != "password" && word != "passwd"
+}
+
+// credentialKeys are the starts of keys that hold a secret: a connection
+// string's Pwd= or password=, an IAM token's X-Amz-Security-Token= and
+// X-Amz-Signature=.
+func credentialKeys() []string {
+	return []string{"pwd", "pass", "secret", "token", "signature", "credential"}
 }
 
 // trimQuote drops one quote that closes a key: JSON's "password":.

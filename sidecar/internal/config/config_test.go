@@ -1012,3 +1012,45 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 		})
 	}
 }
+
+// A password of digits alone after its key reads like a port
+// (DB_PASSWORD:48213): refused without it, in the value and the reason.
+// A host and port whose name holds a key (tokens:3306) is shown.
+func TestRefusedNumericPasswordHidden(t *testing.T) {
+	t.Parallel()
+	const digits = "48213"
+	for _, tc := range []struct{ variable, value, shown string }{
+		{"TARGET_HOST", "DB_PASSWORD:" + digits, "DB_PASSWORD:xxxxx"},
+		{"TARGET_HOST", "password:" + digits, "password:xxxxx"},
+		{"TARGET_PORT", `"password":` + digits, `"password":xxxxx`},
+		{"TARGET_SERVER_NAME", "db.example.com;Pwd:" + digits, "db.example.com;Pwd:xxxxx"},
+		{"FORWARDS", "8080=db.example.com:3306,token:" + digits, "8080=db.example.com:3306,token:xxxxx"},
+		{"TARGET_HOST", "tokens:" + digits, "tokens:" + digits},
+	} {
+		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
+			e := map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity"}
+			if tc.variable == "FORWARDS" {
+				delete(e, "TARGET_HOST")
+				delete(e, "TARGET_PORT")
+			}
+			e[tc.variable] = tc.value
+			_, err := Parse(env(e))
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("accepted (%v)", err)
+			}
+			var got []string
+			for _, p := range cerr.Problems {
+				if p.Variable == tc.variable {
+					got = append(got, p.Value)
+				}
+			}
+			if len(got) != 1 || got[0] != tc.shown {
+				t.Errorf("shown as %q, want [%q]", got, tc.shown)
+			}
+			if masked := tc.shown != tc.value; masked && strings.Contains(err.Error(), digits) {
+				t.Errorf("the password shows: %v", err)
+			}
+		})
+	}
+}
