@@ -21,6 +21,7 @@ func FuzzKeyed(f *testing.F) {
 	f.Add("host:3306/db", uint8(10), "a=b") // a query after a port
 	f.Add("mysql -udb", uint8(9), "pw")
 	f.Add("tokens:3306 ", uint8(4), "abc")
+	f.Add("0", uint8(9), "\n")           // -p then a line break: no password
 	f.Add("DB_", uint8(4), "9xK2S3CRET") // digits that are no port
 	f.Add("DB_", uint8(4), "3306")       // a port's digits after a key that is no host's
 	f.Add("my", uint8(4), "3306")        // mypassword:3306 reads as a host and port
@@ -49,7 +50,7 @@ func masks(prefix, key, secret string) bool {
 	switch {
 	case strings.HasSuffix(key, ":") && isPort(secret) && hostBefore(prefix+key, len(prefix+key)-1):
 		return false
-	case key == " -p" && (secret[0] == ' ' || secret[0] == '\t'):
+	case key == " -p" && blank(secret[0]):
 		return false
 	}
 	return true

@@ -192,8 +192,6 @@ func KeyedAt(v string) int {
 	}
 	// mysql's -pPASSWORD: a word that starts -p with more after it. Case
 	// counts: -P is the port.
-	// A word starts after any blank: a pasted command line may span lines.
-	blank := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 	for i := 0; i+2 < len(v); i++ {
 		if v[i] == '-' && v[i+1] == 'p' && (i == 0 || blank(v[i-1])) && !blank(v[i+2]) {
 			earlier(i + 2)
@@ -202,6 +200,10 @@ func KeyedAt(v string) int {
 	}
 	return cut
 }
+
+// blank reports whether c ends a command line's word: a word starts after
+// any blank, as a pasted command line may span lines.
+func blank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // isPort reports whether s starts with a port number (1 to 65535) that
 // ends s or a host:port (a , / ; ? or blank follows): a secret after a
