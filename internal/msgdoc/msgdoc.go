@@ -260,3 +260,14 @@ func ExitCodes(file string) (map[string]int, error) {
 	}
 	return out, nil
 }
+
+// Text is e as a page must contain it (verbs and values as "…", cut at
+// the first newline), for a test that finds messages Collect does not
+// (a problem listed in an error's field); ok is false when e is not
+// built from a string literal.
+func Text(e ast.Expr) (text string, ok bool) {
+	if !isText(e) {
+		return "", false
+	}
+	return normalize(render(e)), true
+}
