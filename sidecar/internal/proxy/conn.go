@@ -55,25 +55,31 @@ func (s *Server) acceptLoop(f *forward, loops *sync.WaitGroup) {
 			_ = c.Close()
 			continue
 		}
-		n := s.active.Add(1)
-		if n > int64(s.cfg.MaxConnections) {
-			s.active.Add(-1)
-			f.stats.rejected.Add(1)
-			f.rejectLog.Event("listen_port", f.port, "client", tc.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
-			if f.TLS != nil {
-				// The app speaks MySQL to the sidecar: say why. A fresh
-				// socket's buffer takes the packet without blocking.
-				_ = mysqltls.TellTooMany(tc, s.cfg.MaxConnections)
-			}
-			_ = tc.Close()
-			continue
-		}
-		if s.mem != nil {
-			s.mem.up(n)
-		}
-		s.conns.Add(1)
-		go s.serveConn(f, tc)
+		s.admit(f, tc)
 	}
+}
+
+// admit serves an accepted connection, or closes it at once when
+// MaxConnections are open.
+func (s *Server) admit(f *forward, tc *net.TCPConn) {
+	n := s.active.Add(1)
+	if n > int64(s.cfg.MaxConnections) {
+		s.active.Add(-1)
+		f.stats.rejected.Add(1)
+		f.rejectLog.Event("listen_port", f.port, "client", tc.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+		if f.TLS != nil {
+			// The app speaks MySQL to the sidecar: say why. A fresh
+			// socket's buffer takes the packet without blocking.
+			_ = mysqltls.TellTooMany(tc, s.cfg.MaxConnections)
+		}
+		_ = tc.Close()
+		return
+	}
+	if s.mem != nil {
+		s.mem.up(n)
+	}
+	s.conns.Add(1)
+	go s.serveConn(f, tc)
 }
 
 // dialFailed ends a connection whose target could not be dialed: logged
