@@ -365,7 +365,8 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	s.draining.Store(true)
 	close(s.stopAccept)
 	for _, f := range s.fwds {
-		_ = f.ln.Close() // stop accepting at once
+		s.takeQueued(f)  // connections the kernel completed are served, not reset
+		_ = f.ln.Close() // then refuse new ones
 	}
 	loops.Wait()
 	inFlight := s.active.Load()

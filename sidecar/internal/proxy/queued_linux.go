@@ -1,0 +1,75 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+)
+
+// takeQueued admits every connection waiting in f's accept queue as the
+// drain begins: the kernel completed their handshakes, and closing the
+// listener would reset them, a lost connection no log line or metric
+// showed. It accepts without waiting, beside the accept loop (Control
+// does not take the read lock the loop's Accept holds), until the queue
+// is empty; one completed after that and before Close is reset by the
+// kernel, which the app sees as refused, never as served then dropped.
+func (s *Server) takeQueued(f *forward) {
+	sc, ok := f.ln.(syscall.Conn)
+	if !ok {
+		return // a test's listener: nothing to take
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var failed error
+	if err := rc.Control(func(fd uintptr) { failed = s.acceptQueued(f, int(fd)) }); err != nil {
+		failed = err
+	}
+	if failed != nil {
+		f.stats.acceptErrors.Add(1)
+		s.log.Error("draining: accept failed; connections still queued for the listener were reset",
+			"listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", failed.Error())
+	}
+}
+
+// acceptQueued accepts from the listening socket lfd until its queue is
+// empty, admitting each connection.
+func (s *Server) acceptQueued(f *forward, lfd int) error {
+	for {
+		nfd, _, err := syscall.Accept4(lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		switch {
+		case errors.Is(err, syscall.EAGAIN):
+			return nil
+		case errors.Is(err, syscall.EINTR), errors.Is(err, syscall.ECONNABORTED): // that client left first
+			continue
+		case err != nil:
+			return fmt.Errorf("accept: %w", err)
+		}
+		tc, err := fdConn(nfd)
+		if err != nil {
+			return err
+		}
+		s.admit(f, tc)
+	}
+}
+
+// fdConn makes an accepted socket a *net.TCPConn; fd is closed either way.
+func fdConn(fd int) (*net.TCPConn, error) {
+	file := os.NewFile(uintptr(fd), "accepted")
+	c, err := net.FileConn(file) // a dup of fd
+	_ = file.Close()
+	if err != nil {
+		return nil, fmt.Errorf("accepted connection: %w", err)
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_ = c.Close()
+		return nil, fmt.Errorf("accepted a %T, not a TCP connection", c)
+	}
+	return tc, nil
+}

@@ -1,0 +1,90 @@
+//go:build linux
+
+package proxy_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// A client whose connection the kernel had completed but the sidecar had
+// not accepted when SIGTERM came is served through the drain like any
+// connection in flight, counted and logged, not reset; over
+// MaxConnections it is turned away as any connection over the cap is.
+func TestDrainServesQueuedConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		queued, max      int
+		served, rejected int
+	}{
+		{"all served", 5, 0, 5, 0},
+		{"over the cap", 3, 2, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.1", echo)
+			r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, MaxConnections: tc.max, DrainTimeout: safety,
+				Listen: listenUnaccepted})
+			clients := make([]*net.TCPConn, tc.queued)
+			for i := range clients {
+				clients[i] = dial(t, r.addrs[0]) // completed by the kernel, left in the accept queue
+			}
+			r.cancel() // SIGTERM's effect
+			// Logged once the listeners are closed; the clients talk only
+			// then, so none ends and frees a slot before all were taken.
+			waitFor(t, "draining", func() bool { return len(r.logs.lines("draining")) == 1 })
+			served := 0
+			for i, c := range clients {
+				if err := exchange(c, []byte("queued before SIGTERM")); err != nil {
+					t.Logf("client %d: %v", i, err)
+				} else {
+					served++
+				}
+				_ = c.Close()
+			}
+			if cut := r.shutdown(t); cut != 0 {
+				t.Errorf("connections cut = %d, want 0", cut)
+			}
+			snap := forwardSnap(r, 0)
+			if served != tc.served || snap.Total != uint64(tc.served) || snap.Rejected != uint64(tc.rejected) {
+				t.Errorf("%d of %d queued clients served, total %d, rejected %d; want %d served and counted, %d rejected",
+					served, tc.queued, snap.Total, snap.Rejected, tc.served, tc.rejected)
+			}
+			if n := len(r.logs.lines("connection closed")); n != tc.served {
+				t.Errorf("%d \"connection closed\" lines, want %d", n, tc.served)
+			}
+		})
+	}
+}
+
+// listenUnaccepted listens on a real TCP socket whose Accept waits until
+// Close: an accept loop that has not got to the queued connections yet
+// (a busy machine, a burst).
+func listenUnaccepted(ctx context.Context, network, address string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &unacceptedListener{TCPListener: ln.(*net.TCPListener), closed: make(chan struct{})}, nil
+}
+
+type unacceptedListener struct {
+	*net.TCPListener // SyscallConn and Addr as the real one's
+	closed           chan struct{}
+	once             sync.Once
+}
+
+func (l *unacceptedListener) Accept() (net.Conn, error) {
+	<-l.closed
+	return l.TCPListener.Accept() // net.ErrClosed
+}
+
+func (l *unacceptedListener) Close() error {
+	err := l.TCPListener.Close()
+	l.once.Do(func() { close(l.closed) })
+	return err
+}
