@@ -4,10 +4,13 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
 	"sync"
 	"testing"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -57,6 +60,39 @@ func TestDrainServesQueuedConnections(t *testing.T) {
 				t.Errorf("%d \"connection closed\" lines, want %d", n, tc.served)
 			}
 		})
+	}
+}
+
+// With TARGET_TLS the queued apps read the database's greeting, and one
+// over MaxConnections the sidecar's ERR 1040, as at any other time.
+func TestDrainGreetsQueuedTLSApps(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) { _, _ = mysqlwire.WritePacket(c, 0, greetingWithTLS()); hold(c) })
+	fw := forwardTo(up)
+	fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{fw}, MaxConnections: 2, DrainTimeout: safety, Listen: listenUnaccepted})
+	apps := []*net.TCPConn{dial(t, r.addrs[0]), dial(t, r.addrs[0]), dial(t, r.addrs[0])}
+	r.cancel()
+	waitFor(t, "draining", func() bool { return len(r.logs.lines("draining")) == 1 })
+	greeted, tooMany := 0, 0
+	for _, c := range apps {
+		p, code, msg, isErr := readFirst(t, c)
+		switch {
+		case !isErr && p.Seq == 0 && len(p.Payload) > 0 && p.Payload[0] == 10:
+			greeted++
+		case isErr && code == 1040:
+			tooMany++
+		default:
+			t.Errorf("an app read %q (%d %q); want a greeting or ERR 1040", p.Payload, code, msg)
+		}
+	}
+	if greeted != 2 || tooMany != 1 {
+		t.Errorf("%d apps greeted, %d told too many; want 2 and 1", greeted, tooMany)
+	}
+	for _, c := range apps {
+		_ = c.Close()
+	}
+	if cut := r.shutdown(t); cut != 0 {
+		t.Errorf("connections cut = %d, want 0", cut)
 	}
 }
 
