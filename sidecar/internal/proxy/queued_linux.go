@@ -32,7 +32,7 @@ func (s *Server) takeQueued(f *forward) {
 	}
 	if failed != nil {
 		f.stats.acceptErrors.Add(1)
-		s.log.Error("draining: accept failed; connections still queued for the listener were reset",
+		s.log.Error("could not accept the connections queued when the drain began; any there were reset",
 			"listen_port", f.port, "listen_addr", f.ln.Addr().String(), "err", failed.Error())
 	}
 }

@@ -5,8 +5,11 @@ package proxy_test
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
@@ -93,6 +96,44 @@ func TestDrainGreetsQueuedTLSApps(t *testing.T) {
 	}
 	if cut := r.shutdown(t); cut != 0 {
 		t.Errorf("connections cut = %d, want 0", cut)
+	}
+}
+
+// Out of descriptors as the drain begins, the queued connections cannot be
+// taken: that is logged, naming the listener and the error, and counted
+// as an accept error, not lost silently.
+func TestDrainOutOfFDsForQueuedConnections(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: safety, Listen: listenUnaccepted})
+	_ = dial(t, r.addrs[0])
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Every descriptor below the lowest free one is taken: allow no new one.
+	probe, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Close(probe)
+	low := old
+	low.Cur = uint64(probe)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	r.cancel()
+	waitFor(t, "draining", func() bool { return len(r.logs.lines("draining")) == 1 })
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	r.shutdown(t)
+	lines := r.logs.lines("could not accept the connections queued when the drain began; any there were reset")
+	if len(lines) != 1 || lines[0]["listen_addr"] != r.addrs[0] || !strings.Contains(fmt.Sprint(lines[0]["err"]), "too many open files") {
+		t.Errorf("lines %v; want one naming %s and too many open files", lines, r.addrs[0])
+	}
+	if n := forwardSnap(r, 0).AcceptErrors; n != 1 {
+		t.Errorf("accept errors = %d, want 1", n)
 	}
 }
 
