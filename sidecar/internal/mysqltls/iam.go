@@ -373,13 +373,12 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 // refuseLargeChangeUser refuses a COM_CHANGE_USER whose frame of n bytes
 // is over MaxLoginPacket, as readApp refuses a login that size: a real
 // one is a few hundred bytes, and one never passes on unchecked (the
-// server would take the app's own credentials). The rest of the frame is
-// read away for a moment first, so closing does not reset the ERR away
-// unread.
+// server would take the app's own credentials). The rest of the packet is
+// read away first (readAway), so that the app gets to read the ERR.
 func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, n int) {
 	msg := fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", MaxLoginPacket)
 	told := sendErrTo(client, 1, codeHandshake, "08S01", msg) == nil
-	readAway(s.client, br, int64(n))
+	readAway(s.client, br, n)
 	s.end(relay.ReasonDone, &Refusal{Reason: ReasonClientProtocol, Message: msg, Told: told,
 		Err: fmt.Errorf("%w: a frame of %d bytes", mysqlwire.ErrTooLarge, n)})
 }

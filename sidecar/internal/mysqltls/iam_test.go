@@ -545,3 +545,79 @@ func TestIAMChangeUserReadWithTheAppsFlags(t *testing.T) {
 		})
 	}
 }
+
+// writeFrames writes a packet of size bytes starting with head (the rest
+// zeros) as an app does, frame after frame, without building it in memory.
+func writeFrames(w io.Writer, seq byte, head []byte, size int) error {
+	chunk := make([]byte, 1<<20)
+	for left := size; ; seq++ {
+		n := min(left, mysqlwire.MaxPayload)
+		if _, err := w.Write([]byte{byte(n), byte(n >> 8), byte(n >> 16), seq}); err != nil {
+			return err
+		}
+		for sent := 0; sent < n; {
+			c := chunk[:min(len(chunk), n-sent)]
+			if sent == 0 && left == size {
+				c = append(append([]byte(nil), head...), c[len(head):]...)
+			}
+			if _, err := w.Write(c); err != nil {
+				return err
+			}
+			sent += len(c)
+		}
+		left -= n
+		if n < mysqlwire.MaxPayload {
+			return nil
+		}
+	}
+}
+
+// An oversized packet of several 16 MiB frames is read away whole before
+// the sidecar closes, so the app, which writes the whole packet before it
+// reads (as libmysqlclient does), gets to read the ERR. The sidecar read
+// away only the first frame: closing with the rest unread sent a reset,
+// the app's write failed, and it reported a lost connection. The packet
+// is bigger than the sockets' buffers can take unread.
+func TestOversizedMultiFramePacketIsReadAwayWhole(t *testing.T) {
+	const size = 4*mysqlwire.MaxPayload + 100
+	for _, tc := range []struct {
+		name    string
+		iam     bool
+		head    []byte // the packet's first bytes
+		seq     byte   // the packet's
+		wantMsg string
+	}{
+		{"COM_CHANGE_USER", true, []byte("\x11admin\x00"), 0, fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", mysqltls.MaxLoginPacket)},
+		{"login", false, handshakeResponse(appCaps), 1, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", mysqltls.MaxLoginPacket)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := testkit.NewCA(t, "test CA")
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+			target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName}
+			if tc.iam {
+				target = iamTarget(t, ca)
+			}
+			addr, _, _ := sidecar(t, srv, target)
+			var a *app
+			if tc.iam {
+				var ok mysqlwire.Packet
+				if a, ok = iamLogin(t, addr); ok.Payload[0] != mysqlwire.OK {
+					t.Fatalf("login: %q", ok.Payload)
+				}
+			} else {
+				a = dialApp(t, addr)
+				a.read() // the greeting
+			}
+			if err := writeFrames(a.c, tc.seq, tc.head, size); err != nil {
+				t.Fatalf("the app could not write its %d-byte packet (the sidecar closed on it unread): %v", size, err)
+			}
+			got := a.read()
+			if _, msg, isErr := mysqlwire.ErrMessage(got.Payload); !isErr || got.Seq != tc.seq+1 || msg != tc.wantMsg {
+				t.Fatalf("app got seq %d %q; want ERR %q at seq %d", got.Seq, got.Payload[:min(len(got.Payload), 60)], tc.wantMsg, tc.seq+1)
+			}
+			if _, err := mysqlwire.ReadPacket(a.c, 1<<24); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the ERR the app read %v; want EOF (a close, not a reset)", err)
+			}
+		})
+	}
+}

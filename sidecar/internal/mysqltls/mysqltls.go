@@ -605,10 +605,11 @@ const msgServerClosed = "sidecar: the database closed the connection during the 
 // other error means the app left.
 func (t *Target) readApp(client net.Conn, seq byte) (mysqlwire.Packet, error) {
 	p, err := mysqlwire.ReadPacket(client, MaxLoginPacket)
+	var tooLarge *mysqlwire.TooLargeError
 	switch {
-	case errors.Is(err, mysqlwire.ErrTooLarge):
+	case errors.As(err, &tooLarge):
 		r := t.refuse(client, seq, ReasonClientProtocol, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", MaxLoginPacket), err)
-		readAway(client, client, 1<<24)
+		readAway(client, client, tooLarge.Frame)
 		return p, r
 	case err != nil:
 		return p, appLeft(err)
@@ -616,12 +617,18 @@ func (t *Target) readApp(client net.Conn, seq byte) (mysqlwire.Packet, error) {
 	return p, nil
 }
 
-// readAway reads up to n bytes of a refused packet from r, c's reader,
-// for a second at most, so closing c does not reset the ERR just sent
-// away unread.
-func readAway(c net.Conn, r io.Reader, n int64) {
+// readAwayLimit bounds readAway in bytes: max_allowed_packet's upper
+// bound, the largest packet a MySQL server would read.
+const readAwayLimit = 1 << 30
+
+// readAway reads the rest of a refused packet from r, c's reader, from
+// just after the header of a frame of n bytes: through all its frames,
+// for a second and readAwayLimit bytes at most. Closing c with any of it
+// unread sends a reset, which fails the app's write of the packet before
+// it reads the ERR just sent (a "lost connection", not the reason).
+func readAway(c net.Conn, r io.Reader, n int) {
 	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.CopyN(io.Discard, r, n)
+	_ = mysqlwire.DiscardPacket(r, n, readAwayLimit)
 }
 
 // appLeft is the refusal of a login the app left: nobody is there to

@@ -36,6 +36,17 @@ const headerLen = 4
 // ErrTooLarge is returned when a logical packet exceeds the reader's limit.
 var ErrTooLarge = errors.New("mysqlwire: packet larger than the limit")
 
+// TooLargeError is ReadPacket's ErrTooLarge. Frame is the length of the
+// frame whose header went over the limit, none of whose payload was read:
+// what DiscardPacket needs to read the packet away.
+type TooLargeError struct {
+	Limit, Frame int
+}
+
+func (e *TooLargeError) Error() string { return fmt.Sprintf("%v: over %d bytes", ErrTooLarge, e.Limit) }
+
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }
+
 // Packet is one logical packet: the payload of one or more frames joined.
 type Packet struct {
 	Seq     byte   // sequence id of the first frame
@@ -49,8 +60,8 @@ func (p Packet) Frames() int { return len(p.Payload)/MaxPayload + 1 }
 func (p Packet) NextSeq() byte { return p.Seq + byte(p.Frames()) }
 
 // ReadPacket reads one logical packet from r, joining continuation frames,
-// and fails with ErrTooLarge (having read no more than the first header
-// beyond limit) when its payload would exceed limit bytes. Each frame must
+// and fails with a *TooLargeError (having read no more than the first
+// header beyond limit) when its payload would exceed limit bytes. Each frame must
 // carry the sequence id following the previous frame's.
 //
 // It reads the header and the payload with separate io.ReadFull calls and
@@ -72,7 +83,7 @@ func ReadPacket(r io.Reader, limit int) (Packet, error) {
 			return Packet{}, fmt.Errorf("mysqlwire: continuation frame has sequence id %d, want %d", hdr[3], want)
 		}
 		if len(p.Payload)+n > limit {
-			return Packet{}, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+			return Packet{}, &TooLargeError{Limit: limit, Frame: n}
 		}
 		var err error
 		if p.Payload, err = AppendPayload(p.Payload, r, n); err != nil {
@@ -82,6 +93,37 @@ func ReadPacket(r io.Reader, limit int) (Packet, error) {
 			return p, nil
 		}
 	}
+}
+
+// DiscardPacket reads away the rest of a packet from just after the header
+// of one of its frames, of n bytes: that frame's payload, then each frame
+// that follows a full one. It reads at most limit bytes of payload and
+// fails with ErrTooLarge, having read no more, when the packet has more.
+func DiscardPacket(r io.Reader, n int, limit int64) error {
+	var hdr [headerLen]byte
+	for read := int64(0); ; {
+		if read += int64(n); read > limit {
+			return fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			return unexpectedEOF(err)
+		}
+		if n < MaxPayload {
+			return nil
+		}
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return unexpectedEOF(err)
+		}
+		n = int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+	}
+}
+
+// unexpectedEOF is err, or io.ErrUnexpectedEOF for an EOF inside a packet.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // AppendPayload reads a frame's n payload bytes from r, appends them to

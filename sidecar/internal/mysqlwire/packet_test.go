@@ -112,3 +112,42 @@ func TestReadPacketAllocatesAsBytesArrive(t *testing.T) {
 		})
 	}
 }
+
+// DiscardPacket reads a packet away through its last frame and no
+// further, within its limit; ReadPacket's TooLargeError gives it the frame
+// length it starts from.
+func TestDiscardPacket(t *testing.T) {
+	full := make([]byte, MaxPayload)
+	next := frame(9, []byte("next packet")) // must stay unread
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	for _, tc := range []struct {
+		name  string
+		in    func() []byte
+		limit int64
+		is    error // nil: read away, next left
+	}{
+		{"one frame", func() []byte { return join(frame(0, []byte("hello")), next) }, 1 << 30, nil},
+		{"several frames", func() []byte { return join(frame(0, full), frame(1, full), frame(2, []byte("tail")), next) }, 1 << 30, nil},
+		{"exactly MaxPayload, then its empty frame", func() []byte { return join(frame(0, full), frame(1, nil), next) }, 1 << 30, nil},
+		{"at the limit", func() []byte { return join(frame(0, full), frame(1, []byte("tail")), next) }, MaxPayload + 4, nil},
+		{"over the limit", func() []byte { return join(frame(0, full), frame(1, []byte("tail")), next) }, MaxPayload + 3, ErrTooLarge},
+		{"cut in a continuation header", func() []byte { return join(frame(0, full), []byte{1}) }, 1 << 30, io.ErrUnexpectedEOF},
+		{"cut in a payload", func() []byte { return frame(0, []byte("hello"))[:6] }, 1 << 30, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bytes.NewReader(tc.in())
+			_, err := ReadPacket(r, 3)
+			var tl *TooLargeError
+			if !errors.As(err, &tl) || !errors.Is(err, ErrTooLarge) || tl.Limit != 3 {
+				t.Fatalf("ReadPacket: %v; want a *TooLargeError", err)
+			}
+			err = DiscardPacket(r, tl.Frame, tc.limit)
+			if !errors.Is(err, tc.is) || (tc.is == nil) != (err == nil) {
+				t.Fatalf("DiscardPacket: %v; want %v", err, tc.is)
+			}
+			if rest, _ := io.ReadAll(r); tc.is == nil && !bytes.Equal(rest, next) {
+				t.Fatalf("left %d bytes unread; want the next packet's %d", len(rest), len(next))
+			}
+		})
+	}
+}
