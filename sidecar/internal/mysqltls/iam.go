@@ -32,7 +32,6 @@ type iamLogin struct {
 	user     string
 	caps     uint32 // the session's capability flags, as the server has them
 	appCaps  uint32 // the app's, which its packets follow
-	charset  byte   // the login's character set
 	scramble []byte
 }
 
@@ -91,7 +90,7 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 	out.Caps = r.Caps&^(mysqlwire.ClientCompress|mysqlwire.ClientZstdCompressionAlgorithm) | need | mysqlwire.ClientSSL
 	out.Plugin = mysqlwire.ClearPassword
 	out.AuthData = cleartext(pw)
-	return &iamLogin{response: out.Append(nil), appSeq: appSeq, password: pw, user: r.User, caps: out.Caps, appCaps: r.Caps, charset: r.Charset, scramble: scramble}, nil
+	return &iamLogin{response: out.Append(nil), appSeq: appSeq, password: pw, user: r.User, caps: out.Caps, appCaps: r.Caps, scramble: scramble}, nil
 }
 
 // iamProof returns the app's mysql_native_password answer over scramble
@@ -151,7 +150,7 @@ func (t *Target) iamLogin(client net.Conn, tc *tls.Conn, seq byte, l *iamLogin) 
 		}
 		// OK, or an ERR the app reads as it would without IAM; the
 		// server closes after it.
-		return &Conn{Conn: tc, iam: &iamSession{target: t, caps: l.caps, appCaps: l.appCaps, charset: l.charset, scramble: l.scramble}}, nil
+		return &Conn{Conn: tc, iam: &iamSession{target: t, caps: l.caps, appCaps: l.appCaps, scramble: l.scramble}}, nil
 	}
 }
 
@@ -206,7 +205,6 @@ type iamSession struct {
 	target   *Target
 	caps     uint32 // the session's, as the server has them
 	appCaps  uint32 // the app's: its COM_CHANGE_USER is read with them, as its login is
-	charset  byte   // the login's: a COM_CHANGE_USER without one keeps it
 	scramble []byte
 	pending  atomic.Pointer[changeUser] // a COM_CHANGE_USER awaiting the server's verdict
 }
@@ -414,14 +412,12 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 	}
 	decoy := make([]byte, 20) // matches no password, so only the switch can log in
 	_, _ = rand.Read(decoy)
+	// An app's packet without a character set (it ended after the
+	// database) gets 0 before the plugin: "none", which leaves the
+	// server's default, as a changed session's variables are reset to the
+	// global ones; the login's would not be what the server gives.
 	out := mysqlwire.ChangeUser{User: cu.User, AuthData: decoy, Database: cu.Database, Charset: cu.Charset,
 		Plugin: mysqlwire.NativePassword, Attrs: cu.Attrs}
-	if out.Charset == 0 {
-		// The app sent none (the packet ended after the database), and the
-		// plugin needs one before it: 0 would make the server fall back to
-		// its default character set, not keep the session's.
-		out.Charset = uint16(is.charset)
-	}
 	is.pending.Store(&changeUser{password: pw, user: cu.User, appSeq: appSeq})
 	if _, err := mysqlwire.WritePacket(server, 0, out.Append(nil, is.caps)); err != nil {
 		s.end(relay.ReasonUpstreamError, err)

@@ -1,9 +1,13 @@
 package mysqltls_test
 
 import (
+	"bytes"
 	"crypto/x509"
+	"net"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/example/sidecar/internal/testiam"
 	"github.com/example/sidecar/internal/testmysql"
@@ -59,46 +63,100 @@ func TestIAMChangeUserWithAnEmptyAttributeBlock(t *testing.T) {
 	}
 }
 
-// A COM_CHANGE_USER without a character set (the packet ends after the
-// database, as before protocol 4.1) keeps the login's character set. The
-// sidecar must send one, to name the plugin after it; it sent 0, which
-// MariaDB and MySQL take as the server's default (latin1 here): the app's
-// UTF-8 was then read as latin1.
-func TestIAMChangeUserKeepsTheCharacterSet(t *testing.T) {
+// A COM_CHANGE_USER leaves the session's character set as the server
+// leaves it for an app connected directly: the one the packet names, and
+// without one (the packet ends after the database, as a client without
+// CLIENT_PLUGIN_AUTH may send it) the server's default, for MySQL and
+// MariaDB reset a changed session's variables to the global values. The
+// sidecar must name a character set, as the plugin comes after it: it
+// named the login's, so the app's session differed from a direct one
+// (utf8mb3 here, where the server gives latin1).
+func TestIAMChangeUserCharacterSetAsTheServerSetsIt(t *testing.T) {
 	f := testiam.Start(t)
 	target := mariaIAMTarget(t, f)
 	addr, _, _ := serveTLS(t, "127.0.0.1", f.Server.Port, &target)
+	const loginCharset = 33 // utf8mb3
+	caps := appCaps &^ (mysqlwire.ClientCompress | mysqlwire.ClientConnectAttrs | mysqlwire.ClientPluginAuth)
 	for _, tc := range []struct {
-		name    string
-		charset []byte // after the database; nil = none
-		want    string
+		name     string
+		query    string   // sent after the login, if any
+		charsets [][]byte // of each COM_CHANGE_USER in turn; nil = none
 	}{
-		{"sent", []byte{45, 0}, "utf8mb4"},
-		{"not sent", nil, "utf8mb3"}, // the login's 33
+		{"named", "", [][]byte{{45, 0}}},
+		{"none, after the login", "", [][]byte{nil}},
+		{"none, after a change that named one", "", [][]byte{{45, 0}, nil}},
+		{"none, after SET NAMES", "SET NAMES utf8mb4", [][]byte{nil}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := dialApp(t, addr)
-			a.read() // the greeting
-			caps := appCaps &^ (mysqlwire.ClientCompress | mysqlwire.ClientConnectAttrs)
-			login := mysqlwire.HandshakeResponse{Caps: caps, MaxPacket: 1 << 24, Charset: 33, User: testiam.User,
-				Database: testiam.Database, Plugin: mysqlwire.NativePassword}
-			a.write(1, login.Append(nil))
-			if ok := a.read(); ok.Seq != 2 || ok.Payload[0] != mysqlwire.OK {
-				t.Fatalf("login as %s: seq %d %q", testiam.User, ok.Seq, ok.Payload)
+			// session runs the test's steps as the app, logged in as user
+			// with password over a, and returns its character sets.
+			session := func(a *app, user, other, password string) string {
+				scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				login := mysqlwire.HandshakeResponse{Caps: caps, MaxPacket: 1 << 24, Charset: loginCharset, User: user,
+					AuthData: mysqlwire.NativeProof([]byte(password), scramble), Database: testiam.Database}
+				a.write(1, login.Append(nil))
+				if ok := a.read(); ok.Seq != 2 || ok.Payload[0] != mysqlwire.OK {
+					t.Fatalf("login as %s: seq %d %q", user, ok.Seq, ok.Payload)
+				}
+				if tc.query != "" {
+					a.write(0, append([]byte{0x03}, tc.query...))
+					if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+						t.Fatalf("%s: %q", tc.query, ok.Payload)
+					}
+				}
+				for _, cs := range tc.charsets {
+					cu := mysqlwire.ChangeUser{User: other, AuthData: mysqlwire.NativeProof([]byte(password), scramble), Database: testiam.Database}
+					a.write(0, append(cu.Append(nil, caps), cs...))
+					p := a.read()
+					if plugin, nonce, ok := mysqlwire.ParseAuthSwitch(p.Payload); ok && plugin == mysqlwire.NativePassword {
+						// MariaDB asks again, over a new scramble, of a direct app
+						a.write(p.Seq+1, mysqlwire.NativeProof([]byte(password), bytes.TrimSuffix(nonce, []byte{0})))
+						p = a.read()
+					}
+					if p.Payload[0] != mysqlwire.OK {
+						t.Fatalf("COM_CHANGE_USER to %s with character set %v answered %q; want OK", other, cs, p.Payload)
+					}
+				}
+				return sessionCharsets(a)
 			}
-			cu := append([]byte{mysqlwire.ComChangeUser}, testiam.OtherUser+"\x00\x00"+testiam.Database+"\x00"...)
-			a.write(0, append(cu, tc.charset...))
-			if p := a.read(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
-				t.Fatalf("COM_CHANGE_USER to %s answered seq %d %q; want OK at seq 1", testiam.OtherUser, p.Seq, p.Payload)
+			c, err := net.DialTimeout("unix", f.Server.Socket, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
 			}
-			a.write(0, []byte("\x03SELECT @@character_set_client"))
-			var row []byte
-			for range 4 { // column count, definition, EOF, the row
-				row = a.read().Payload
+			t.Cleanup(func() { _ = c.Close() })
+			_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+			direct := session(&app{t: t, c: c}, f.Server.User, f.Server.User, f.Server.Password)
+			if tc.charsets[len(tc.charsets)-1] == nil && strings.Contains(direct, "utf8mb3") {
+				t.Fatalf("direct session: %s; the test needs a server whose default is not the login's utf8mb3", direct)
 			}
-			if got := string(row[1:]); len(row) == 0 || int(row[0]) != len(row)-1 || got != tc.want {
-				t.Fatalf("character_set_client after the change: %q; want %q", row, tc.want)
+			if via := session(dialApp(t, addr), testiam.User, testiam.OtherUser, ""); via != direct {
+				t.Fatalf("character sets through the sidecar: %s; want the server's for a direct session: %s", via, direct)
 			}
 		})
 	}
+}
+
+// sessionCharsets is the session's character_set_client, collation_connection
+// and character_set_results.
+func sessionCharsets(a *app) string {
+	a.t.Helper()
+	a.write(0, []byte("\x03SELECT @@character_set_client, @@collation_connection, @@character_set_results"))
+	a.read() // the column count: 3
+	for range 3 {
+		a.read() // a column definition
+	}
+	a.read() // EOF
+	row := a.read().Payload
+	if eof := a.read(); eof.Payload[0] != 0xfe {
+		a.t.Fatalf("after the row: %q; want EOF", eof.Payload)
+	}
+	var out []string
+	for len(row) > 0 && int(row[0]) < len(row) {
+		out = append(out, string(row[1:1+row[0]]))
+		row = row[1+row[0]:]
+	}
+	return strings.Join(out, " ")
 }
