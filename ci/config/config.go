@@ -128,11 +128,14 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 }
 
 // detail is what a problem says of err, the row's parser's error for val.
+// Where a credential's key hid a part of val, any reason may quote that
+// part (a platform, a path, a library's text): only Accepted is said then.
 func (v Var) detail(val string, err error) string {
 	detail := err.Error()
+	shown, keyed := v.shown(val)
 	var lib libReason
-	if errors.As(err, &lib) && v.Shown != nil && v.Shown(val) != val {
-		detail = errAccepted.Error() + " (the reason is not shown: it may quote the part of the value hidden as xxxxx)"
+	if (keyed || errors.As(err, &lib) && shown != val) && detail != errAccepted.Error() {
+		err, detail = errAccepted, errAccepted.Error()+" (the reason is not shown: it may quote the part of the value hidden as "+redact.Mask+")"
 	}
 	if errors.Is(err, errAccepted) { // Accepted, plus any reason wrapped with it
 		detail = v.Accepted + strings.TrimPrefix(detail, errAccepted.Error())
@@ -140,17 +143,39 @@ func (v Var) detail(val string, err error) string {
 	return detail
 }
 
-// problem is the line that names the row, its value (as Shown shows it)
+// problem is the line that names the row, its value (as shown shows it)
 // and detail.
 func (v Var) problem(val, detail string) string {
-	if v.Shown != nil {
-		shown := v.Shown(val)
-		if val != "" {
-			detail = strings.ReplaceAll(detail, val, shown) // a parser's error may quote the value
-		}
-		val = shown
+	shown, _ := v.shown(val)
+	if val != "" && shown != val {
+		detail = strings.ReplaceAll(detail, val, shown) // a parser's error may quote the value
 	}
-	return fmt.Sprintf("%s=%q: %s", v.Name, val, detail)
+	return fmt.Sprintf("%s=%q: %s", v.Name, shown, detail)
+}
+
+// shown is val fit to print: as the row's Shown shows it, with a
+// credential pasted with its key (password=…, token: …), which any row
+// may be given, masked by redact.Keyed; keyed reports whether that hid
+// more than Shown. The key's secret runs to the end and may hold an @, so
+// it is masked before Shown sees it, which may reshape it (escape the
+// quotes of "Pwd":"…"); an @ after it is kept for Shown, as the
+// credentials it ends may start before the key. Keys alone are cut there:
+// a ? may be a password's (user:pw?x@host), for Shown to tell.
+func (v Var) shown(val string) (shown string, keyed bool) {
+	mask := v.Shown
+	if mask == nil {
+		mask = func(s string) string { return s }
+	}
+	masked := mask(val)
+	if cut := redact.KeyedAt(strings.ReplaceAll(val, "?", "#")); cut > 0 {
+		rest := redact.Mask
+		if strings.Contains(val[cut:], "@") {
+			rest += "@"
+		}
+		val = val[:cut] + rest
+	}
+	shown = redact.Keyed(mask(val))
+	return shown, shown != masked
 }
 
 // libReason is errAccepted with a library's reason, whose text may quote
@@ -228,13 +253,13 @@ func parsePlatforms(c *Config, val string) error {
 		switch {
 		case p == "":
 			if !emptyEntry { // once, however many commas
-				errs = append(errs, fmt.Errorf("has an empty entry; want a comma-separated list of %s", strings.Join(knownPlatforms(), ", ")))
+				errs = append(errs, fmt.Errorf("%w (it has an empty entry)", errAccepted))
 			}
 			emptyEntry = true
 		case !slices.Contains(knownPlatforms(), p):
-			errs = append(errs, fmt.Errorf("platform %q is not one of %s", p, strings.Join(knownPlatforms(), ", ")))
+			errs = append(errs, fmt.Errorf("%w (platform %q is not one of them)", errAccepted, p))
 		case slices.Contains(c.Platforms, dagger.Platform(p)):
-			errs = append(errs, fmt.Errorf("platform %q is listed twice", p))
+			errs = append(errs, fmt.Errorf("%w (platform %q is listed twice)", errAccepted, p))
 		default:
 			c.Platforms = append(c.Platforms, dagger.Platform(p))
 		}

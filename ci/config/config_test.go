@@ -77,7 +77,7 @@ func TestLoadConfig(t *testing.T) {
 			}
 		}},
 		{name: "unknown platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,windows/amd64"},
-			bad: []string{`PLATFORMS="linux/amd64,linux/arm64,windows/amd64": platform "windows/amd64" is not one of linux/amd64, linux/arm64`}},
+			bad: []string{`PLATFORMS="linux/amd64,linux/arm64,windows/amd64": want a comma-separated list of linux/amd64, linux/arm64, each once (platform "windows/amd64" is not one of them)`}},
 		{name: "local image needs this machine's platform", env: map[string]string{"PLATFORMS": otherPlatform()},
 			bad: []string{"must include this machine's platform linux/" + runtime.GOARCH, "LOCAL_IMAGE=none"}},
 		{name: "other platform only, no local image", env: map[string]string{"PLATFORMS": otherPlatform(), "LOCAL_IMAGE": "none"},
@@ -86,7 +86,7 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("got %+v", c)
 				}
 			}},
-		{name: "empty platform entries reported once", env: map[string]string{"PLATFORMS": ",,linux/" + runtime.GOARCH}, bad: []string{`PLATFORMS=",,linux/` + runtime.GOARCH + `": has an empty entry`}},
+		{name: "empty platform entries reported once", env: map[string]string{"PLATFORMS": ",,linux/" + runtime.GOARCH}, bad: []string{`PLATFORMS=",,linux/` + runtime.GOARCH + `": want a comma-separated list of linux/amd64, linux/arm64, each once (it has an empty entry)`}},
 		{name: "duplicate platform", env: map[string]string{"PLATFORMS": "linux/amd64,linux/arm64,linux/amd64"}, bad: []string{"listed twice"}},
 		{name: "bad size", env: map[string]string{"SIZE_BUDGET": "50 elephants"}, bad: []string{`SIZE_BUDGET="50 elephants"`, "50MB"}},
 		{name: "a size without a unit, under a megabyte", env: map[string]string{"SIZE_BUDGET": "50"},

@@ -29,8 +29,8 @@ type Var struct {
 	Default string
 	NoValue bool
 	// Accepted is what Load's error for a bad value says is accepted
-	// (e.g. "want true or false (also 1/0)"); "" where the checks give more
-	// specific messages, or another program reads the variable.
+	// (e.g. "want true or false (also 1/0)"); every row with a Parse has
+	// one, the whole message where a reason is hidden (Var.detail).
 	Accepted string
 	// Help is the meaning, as docs/pipeline.md shows it (Markdown).
 	Help string
@@ -53,7 +53,8 @@ type Var struct {
 	// nil for the rows another program reads.
 	Parse func(c *Config, val string) error
 	// Shown is how a bad value appears in the error (credentials in a
-	// URL or an image reference hidden); nil = as given.
+	// URL or an image reference hidden); nil = as given. Either way a
+	// credential pasted with its key (password=…) is masked (Var.shown).
 	Shown func(string) string
 }
 
@@ -71,7 +72,7 @@ func Vars() []Var { return append(pipelineVars(), toolVars()...) }
 // pipelineVars are the variables Load parses into a Config.
 func pipelineVars() []Var {
 	return []Var{
-		{Name: "PLATFORMS", Default: strings.Join(knownPlatforms(), ","), Parse: parsePlatforms,
+		{Name: "PLATFORMS", Default: strings.Join(knownPlatforms(), ","), Parse: parsePlatforms, Accepted: "want a comma-separated list of " + strings.Join(knownPlatforms(), ", ") + ", each once",
 			Help: "Platforms to build and push. Must include the engine's platform (the smoke test runs it) and, unless `LOCAL_IMAGE=none`, this machine's."},
 		{Name: "SIZE_BUDGET", Default: "50MB", Parse: parseSizeBudget, Accepted: "want " + imagesize.SizeForms(),
 			Help: "Largest allowed **uncompressed** image per platform, from 1 byte to `10000GB`: a number with `kB`, `MB`, `GB` (decimal, like `docker images`), `KiB`, `MiB`, `GiB` or `B`, or a whole number of bytes from `1000000` (a smaller one, such as `50`, surely meant `50MB` and is refused)."},

@@ -52,7 +52,7 @@ func TestLoadReadsTheTable(t *testing.T) {
 // table accepts for that variable.
 func TestLoadAccepted(t *testing.T) {
 	t.Parallel()
-	bad := map[string]string{"SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
+	bad := map[string]string{"PLATFORMS": "linux/amd64,windows/amd64", "SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
 		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "GOPROXY": "file:///srv/mods", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
 		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE",
 		"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp//127.0.0.1:1234", "_EXPERIMENTAL_DAGGER_CLI_BIN": "/nonexistent/dagger", "DAGGER_SESSION_PORT": "abc", "AWS_ENDPOINT_URL_ECR": "not a url", "AWS_ENDPOINT_URL": "localhost:4566"}
@@ -514,4 +514,65 @@ func row(t *testing.T, name string) Var {
 	}
 	t.Fatalf("no row %s in Vars", name)
 	return Var{}
+}
+
+// A credential pasted into any variable Load checks (password=…, a YAML
+// token: …) is refused without it, in the problem line and in the typo
+// warnings, still naming the variable and what it accepts. Every row with
+// a parser is tried, so a new one is covered: each must refuse one of the
+// forms, which embed the credential where the row's check fails.
+func TestRefusedValuesHideKeyedCredentials(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	forms := []string{"%s", "linux/amd64,%s", "tcp://%s", "https://%s", filepath.Join(dir, "%s", "x.tar"), "%s@registry.example.com/x:1"}
+	for _, v := range Vars() {
+		if v.Parse == nil {
+			continue // Load leaves its value to another program, unread
+		}
+		t.Run(v.Name, func(t *testing.T) {
+			t.Parallel()
+			if v.Accepted == "" {
+				t.Errorf("%s has no Accepted: a problem that hides its reason would say nothing of what is accepted", v.Name)
+			}
+			refused := 0
+			for _, cred := range []string{"password=S3CRET", "token: S3CRET", `"Pwd":"S3CRET"`} {
+				for _, form := range forms {
+					val := fmt.Sprintf(form, cred)
+					_, err := Load(dir, func(n string) (string, bool) { return val, n == v.Name })
+					if err == nil {
+						continue
+					}
+					refused++
+					out := strings.Join(append(TypoWarnings([]string{v.Name + "S=" + val, v.Name + "=" + val}), err.Error()), "\n")
+					if strings.Contains(out, "S3CRET") || !strings.Contains(out, v.Name+"=") || !strings.Contains(out, v.Accepted) {
+						t.Errorf("%s=%s:\n%s\nwant it named, with what it accepts (%s), without S3CRET", v.Name, val, out, v.Accepted)
+					}
+				}
+			}
+			if refused == 0 {
+				t.Errorf("%s: refuses none of the forms %q with a credential; add one it refuses", v.Name, forms)
+			}
+		})
+	}
+}
+
+// shown masks a keyed credential before the row's Shown sees it, and
+// leaves a ? to Shown, which may tell it for a password's.
+func TestShownKeyed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, val, want string
+		keyed           bool
+	}{
+		{"GO_IMAGE", "user:pw?x@registry.example.com/golang:1.26", "xxxxx@registry.example.com/golang:1.26", false},
+		{"GO_IMAGE", "password=pw@registry.example.com/golang:1.26", "xxxxx@", true},
+		{"GO_IMAGE", "user:pw?password=pw@registry.example.com/x", "xxxxx@", true},
+		{"ECR_REPOSITORY", "team/sidecar token: pw", "team/sidecar token:xxxxx", true},
+		{"GOVULNDB", `https://vuln.example/"Pwd":"pw"`, "https://vuln.example/%22Pwd%22:xxxxx", true},
+		{"GOPROXY", "https://goproxy.example/?token=pw", "https://goproxy.example/?xxxxx", false},
+	} {
+		if got, keyed := row(t, tc.name).shown(tc.val); got != tc.want || keyed != tc.keyed {
+			t.Errorf("%s=%s shown as %q (keyed %v), want %q (keyed %v)", tc.name, tc.val, got, keyed, tc.want, tc.keyed)
+		}
+	}
 }
