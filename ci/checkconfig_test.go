@@ -28,6 +28,11 @@ func TestCheckConfig(t *testing.T) {
 			[]string{"bad configuration (nothing was run)", `AWS region "eu_west_1" is not a region name`, "us-east-1", "AWS_REGION"}},
 		{"malformed AWS_DEFAULT_REGION", map[string]string{"AWS_DEFAULT_REGION": "Ireland"},
 			[]string{`AWS region "Ireland" is not a region name`}},
+		// A credential pasted into the region is not shown.
+		{"a password as AWS_REGION", map[string]string{"AWS_REGION": "password=S3CRET"},
+			[]string{`AWS region "password=xxxxx" is not a region name`}},
+		{"a token as AWS_DEFAULT_REGION", map[string]string{"AWS_DEFAULT_REGION": "token: S3CRET"},
+			[]string{`AWS region "token:xxxxx" is not a region name`}},
 		{"with other problems, all listed", map[string]string{"AWS_REGION": "eu west 1", "SIZE_BUDGET": "huge"},
 			[]string{`SIZE_BUDGET="huge"`, `AWS region "eu west 1" is not a region name`}},
 		// Build and test read no AWS configuration: a profile only push's

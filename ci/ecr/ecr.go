@@ -243,8 +243,9 @@ func regionProblem(region string) string {
 	case region == "":
 		return "AWS region is not set: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS_PROFILE)"
 	case !regionRE.MatchString(region):
-		// The SDK takes any text, and fails only when it builds the endpoint.
-		return fmt.Sprintf("AWS region %q is not a region name; want one such as us-east-1 or eu-west-1, from AWS_REGION (or AWS_DEFAULT_REGION, or your AWS_PROFILE's region)", region)
+		// The SDK takes any text, and fails only when it builds the
+		// endpoint. A credential pasted there (password=…) is not shown.
+		return fmt.Sprintf("AWS region %q is not a region name; want one such as us-east-1 or eu-west-1, from AWS_REGION (or AWS_DEFAULT_REGION, or your AWS_PROFILE's region)", redact.Keyed(region))
 	}
 	return ""
 }
