@@ -23,17 +23,17 @@ import (
 // and to ctx's Counters if any. With an idle timeout the directions copy
 // through a buffer instead, because idleness needs to see every read.
 func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration) Result {
-	r := &copyRun{client: client, upstream: upstream, idle: idle}
+	r := newCopyRun(client, upstream, idle)
 	if c := CountersFrom(ctx); c != nil {
 		r.sharedToUpstream, r.sharedToClient = &c.ToUpstream, &c.ToClient
 	}
 	r.touch()
 
 	// Closing both connections is what unblocks the pumps when ctx ends.
-	stop := context.AfterFunc(ctx, func() { r.end(ReasonCanceled, nil) })
+	stop := context.AfterFunc(ctx, func() { r.ending.End(ReasonCanceled, nil) })
 	// The upstream's TCP_USER_TIMEOUT, enforced so that a live peer that
 	// stops reading is not cut (package tcpstall).
-	stopWatch := tcpstall.Watch(upstream, func(err error) { r.end(ReasonUpstreamError, fmt.Errorf("upstream: %w", err)) })
+	stopWatch := tcpstall.Watch(upstream, func(err error) { r.ending.End(ReasonUpstreamError, fmt.Errorf("upstream: %w", err)) })
 	defer stopWatch()
 
 	var wg sync.WaitGroup
@@ -43,14 +43,21 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 	// connection parks two goroutines, not three (a stack each).
 	r.pumpDirection(&wg, r.client, r.upstream, counts{&r.own.ToClient, r.sharedToClient}, &r.toClient)
 	wg.Wait()
-	r.settle(ReasonDone, nil) // no-op if something ended the relay earlier
+	r.ending.Settle(ReasonDone, nil) // no-op if something ended the relay earlier
 	stop()
-	_ = r.client.Close()
-	_ = r.upstream.Close()
+	r.close()
 
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return Result{ToUpstream: r.toUpstream, ToClient: r.toClient, Reason: r.reason, Err: r.err}
+	reason, err := r.ending.Result()
+	// wg.Wait orders the totals' writes before these reads.
+	return Result{ToUpstream: r.toUpstream, ToClient: r.toClient, Reason: reason, Err: err}
+}
+
+func newCopyRun(client, upstream *net.TCPConn, idle time.Duration) *copyRun {
+	r := &copyRun{client: client, upstream: upstream, idle: idle}
+	r.ending.Client = client
+	r.ending.Adjust = r.gone
+	r.ending.Close = r.close
+	return r
 }
 
 // copyRun is the state one Copy call shares between its two directions.
@@ -62,29 +69,20 @@ type copyRun struct {
 	own                              Counters      // this run's bytes, live
 	sharedToUpstream, sharedToClient *atomic.Int64 // ctx's Counters; nil = none
 
-	clientDone   atomic.Bool  // the client's EOF was passed on (Settle)
-	upstreamDone atomic.Bool  // the upstream's EOF was passed on
-	cleanEnds    atomic.Int32 // directions ended by EOF: at 2 the session is over
+	upstreamDone atomic.Bool // the upstream's EOF was passed on
+	ending       Ending
 
-	mu         sync.Mutex
-	ended      bool
-	reason     Reason
-	err        error
-	toUpstream int64
-	toClient   int64
+	toUpstream, toClient int64 // each written by its direction's goroutine as it ends
 }
 
 // pumpDirection is one direction's goroutine: it copies src to dst until
-// that ends, records the bytes moved in *total (under r.mu) and finishes
-// the direction.
+// that ends, records the bytes moved in *total and finishes the direction.
 func (r *copyRun) pumpDirection(wg *sync.WaitGroup, dst, src *net.TCPConn, live counts, total *int64) {
 	defer wg.Done()
 	n, err := r.pump(dst, src, live)
-	r.mu.Lock()
 	*total = n
-	r.mu.Unlock()
 	if src == r.client && err == nil && r.silentClient() {
-		r.end(ReasonClientGone, nil)
+		r.ending.End(ReasonClientGone, nil)
 		return
 	}
 	r.finish(dst, src, err)
@@ -116,26 +114,21 @@ func (r *copyRun) finish(dst, src *net.TCPConn, err error) {
 	case err == nil:
 		// src sent FIN: pass it on, keep the other direction running.
 		if src == r.client {
-			r.clientDone.Store(true)
+			r.ending.ClientDone()
 		} else {
 			r.upstreamDone.Store(true)
 		}
-		if r.cleanEnds.Add(1) == 2 {
-			// Both peers are done: the session ended cleanly, before the
-			// FIN below shows it, so a cut (the drain deadline) racing
-			// the return is not what ended it.
-			r.settle(ReasonDone, nil)
-		}
+		r.ending.HalfClosed()
 		// An error from the FIN itself (ENOTCONN: dst was reset) is
 		// ignored, as the epoll path does: a dst still sending reports its
 		// reset on its own direction, and one that has ended lost nothing.
 		_ = dst.CloseWrite()
 	case errors.Is(err, errIdle):
-		r.end(ReasonIdle, nil)
-	case r.isEnded():
-		// Closed by end (ctx, idle, the other direction): already accounted.
+		r.ending.End(ReasonIdle, nil)
+	case r.ending.Ended():
+		// Closed by End (ctx, idle, the other direction): already accounted.
 	default:
-		r.end(r.blame(dst, src, err), err)
+		r.ending.End(r.blame(dst, src, err), err)
 	}
 }
 
@@ -210,38 +203,18 @@ func (r *copyRun) writeAll(dst *net.TCPConn, b []byte) (int64, error) {
 
 func (r *copyRun) touch() { r.lastActive.Store(time.Now().UnixNano()) }
 
-func (r *copyRun) isEnded() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.ended
+func (r *copyRun) close() {
+	_ = r.client.Close()
+	_ = r.upstream.Close()
 }
 
-// end records why the relay ended (the first reason wins) and closes both
-// connections, which unblocks whichever direction is still copying.
-func (r *copyRun) end(reason Reason, err error) {
-	if r.settle(reason, err) {
-		_ = r.client.Close()
-		_ = r.upstream.Close()
-	}
-}
-
-// settle records why the relay ended, if nothing has yet, and reports
-// whether it did.
-func (r *copyRun) settle(reason Reason, err error) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ended {
-		return false
-	}
+// gone is the run's Ending.Adjust: a silent client's reset, or a failed
+// write to it, is a client that left, like one that sent FIN then.
+func (r *copyRun) gone(reason Reason, err error) (Reason, error) {
 	if reason == ReasonClientError && PeerLeft(err) && r.silentClient() {
-		reason, err = ReasonClientGone, nil // a reset, or a write to it failed: left, like a FIN then
+		return ReasonClientGone, nil
 	}
-	reason, err = Settle(reason, err, r.clientDone.Load() || onFD(r.client, PeerDone))
-	r.ended, r.reason = true, reason
-	if reason == ReasonClientError || reason == ReasonUpstreamError {
-		r.err = err
-	}
-	return true
+	return reason, err
 }
 
 // blame decides which side an error in the src→dst direction belongs to.

@@ -19,7 +19,7 @@ import (
 func TestFINToResetPeerIsNotTheEnd(t *testing.T) {
 	client, _ := testkit.Pair(t, testkit.Listen(t))
 	upstream, server := testkit.Pair(t, testkit.Listen(t))
-	r := &copyRun{client: client, upstream: upstream}
+	r := newCopyRun(client, upstream, 0)
 	_ = server.SetLinger(0)
 	_ = server.Close() // RST
 	for deadline := time.Now().Add(10 * time.Second); !socketDead(upstream); {
@@ -29,11 +29,12 @@ func TestFINToResetPeerIsNotTheEnd(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	r.finish(upstream, client, nil) // the client's EOF, passed on to the reset upstream
-	if r.isEnded() {
-		t.Fatalf("the FIN to a reset upstream ended the relay: %q (%v); want the upstream's reader to end it", r.reason, r.err)
+	if r.ending.Ended() {
+		reason, err := r.ending.Result()
+		t.Fatalf("the FIN to a reset upstream ended the relay: %q (%v); want the upstream's reader to end it", reason, err)
 	}
 	r.finish(client, upstream, os.NewSyscallError("read", syscall.ECONNRESET)) // that reader
-	if r.reason != ReasonDone || r.err != nil {
-		t.Errorf("Reason %q (Err %v), want %q: the reset followed the client's EOF", r.reason, r.err, ReasonDone)
+	if reason, err := r.ending.Result(); reason != ReasonDone || err != nil {
+		t.Errorf("Reason %q (Err %v), want %q: the reset followed the client's EOF", reason, err, ReasonDone)
 	}
 }
