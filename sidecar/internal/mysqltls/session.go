@@ -37,6 +37,7 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 	sctx, stopSession := context.WithCancel(ctx)
 	defer stopSession()
 	s := &session{ctx: sctx, stop: stopSession, client: client, server: server.Conn, idle: idle}
+	s.ending.Client, s.ending.Close = client, s.close
 	s.touch()
 	var toUpstream, toClient *atomic.Int64
 	if c := relay.CountersFrom(ctx); c != nil {
@@ -64,11 +65,10 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 		go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
 	}
 	wg.Wait()
-	s.settle(relay.ReasonDone, nil) // no-op if something ended the session earlier
+	s.ending.Settle(relay.ReasonDone, nil) // no-op if something ended the session earlier
 	s.close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return relay.Result{ToUpstream: s.toUpstream.Load(), ToClient: s.toClient.Load(), Reason: s.reason, Err: s.err}
+	reason, err := s.ending.Result()
+	return relay.Result{ToUpstream: s.toUpstream.Load(), ToClient: s.toClient.Load(), Reason: reason, Err: err}
 }
 
 type session struct {
@@ -81,14 +81,8 @@ type session struct {
 	lastActive atomic.Int64
 
 	toUpstream, toClient atomic.Int64
-	clientDone           atomic.Bool  // the client's EOF was passed on (relay.Settle; or it arrived: relay.ConnDone)
-	cleanEnds            atomic.Int32 // directions ended by EOF: at 2 the session is over
+	ending               relay.Ending
 	closeOnce            sync.Once
-
-	mu     sync.Mutex
-	ended  bool
-	reason relay.Reason
-	err    error
 }
 
 func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
@@ -142,43 +136,14 @@ func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, t
 // (relay.Settle). The server's rows still come: tlscodec.CloseWrite keeps
 // a KeyUpdate from the server from breaking the read side.
 func (s *session) clientEnded() error {
-	s.clientDone.Store(true)
+	s.ending.ClientDone()
 	return tlscodec.CloseWrite(s.server)
 }
 
-// halfClosed records a direction that ended by EOF, before its peer is
-// told: once both have, the session ended cleanly, so a cut (the drain
-// deadline) racing the relay's return is not what ended it.
-func (s *session) halfClosed() {
-	if s.cleanEnds.Add(1) == 2 {
-		s.settle(relay.ReasonDone, nil)
-	}
-}
-
-// end records the first reason and closes both sides, which unblocks the
-// pumps.
-func (s *session) end(reason relay.Reason, err error) {
-	if s.settle(reason, err) {
-		s.close()
-	}
-}
-
-// settle records why the session ended, if nothing has yet, and reports
-// whether it did.
-func (s *session) settle(reason relay.Reason, err error) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return false
-	}
-	reason, err = relay.Settle(reason, err, s.clientDone.Load() || relay.ConnDone(s.client))
-	s.ended, s.reason = true, reason
-	var r *Refusal
-	if reason == relay.ReasonClientError || reason == relay.ReasonUpstreamError || errors.As(err, &r) {
-		s.err = err
-	}
-	return true
-}
+// end and halfClosed are the session's relay.Ending, under the names its
+// pumps (here and in iam.go) call.
+func (s *session) end(reason relay.Reason, err error) { s.ending.End(reason, err) }
+func (s *session) halfClosed()                        { s.ending.HalfClosed() }
 
 // close closes both sides, once.
 func (s *session) close() {
