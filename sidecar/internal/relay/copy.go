@@ -203,6 +203,8 @@ func (r *copyRun) writeAll(dst *net.TCPConn, b []byte) (int64, error) {
 
 func (r *copyRun) touch() { r.lastActive.Store(time.Now().UnixNano()) }
 
+// close closes both connections: Ending.Close, and again at the end,
+// which is harmless.
 func (r *copyRun) close() {
 	_ = r.client.Close()
 	_ = r.upstream.Close()
