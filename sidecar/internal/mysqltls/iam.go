@@ -227,6 +227,16 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// SetWriteDeadline sets the connection's, without the lock: it bounds
+// the write that holds it too (the other pump's, to an app that does not
+// read), so that a refusal's bound holds in a session (sendErrTo).
+func (l lockedWriter) SetWriteDeadline(t time.Time) error {
+	if c, ok := l.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		return c.SetWriteDeadline(t)
+	}
+	return nil
+}
+
 const frameHeader = 4
 
 // relayIAM is Relay's IAM form: both directions are read frame by frame,
@@ -480,8 +490,10 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 	return true
 }
 
+// sendErrTo sends an ERR, bounded by errWriteTimeout when w has a write
+// deadline: a net.Conn, or a session's lockedWriter.
 func sendErrTo(w io.Writer, seq byte, code uint16, state, msg string) error {
-	if c, ok := w.(net.Conn); ok {
+	if c, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		_ = c.SetWriteDeadline(time.Now().Add(errWriteTimeout))
 	}
 	_, err := mysqlwire.WritePacket(w, seq, mysqlwire.ErrPacket(code, state, msg))
