@@ -259,11 +259,29 @@ type frames struct {
 	srcErr, dstErr relay.Reason
 	closeWrite     func() error // passes src's EOF on
 	total, live    *atomic.Int64
+	dstFailed      error // the first failed write to dst: copying fails on either side
 }
 
 func newFrames(s *session, src io.Reader, dst io.Writer, srcErr, dstErr relay.Reason, closeWrite func() error, total, live *atomic.Int64) *frames {
-	return &frames{br: bufio.NewReaderSize(touching{s, src}, 32*1024), bw: bufio.NewWriterSize(dst, 32*1024),
+	f := &frames{br: bufio.NewReaderSize(touching{s, src}, 32*1024),
 		srcErr: srcErr, dstErr: dstErr, closeWrite: closeWrite, total: total, live: live}
+	f.bw = bufio.NewWriterSize(recording{dst, &f.dstFailed}, 32*1024)
+	return f
+}
+
+// recording is a writer that keeps its first error, so that a failed copy
+// is blamed on the side that failed it.
+type recording struct {
+	w   io.Writer
+	err *error
+}
+
+func (r recording) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	if err != nil && *r.err == nil {
+		*r.err = err
+	}
+	return n, err
 }
 
 // touching marks the session active at every read, not every frame: a
@@ -321,8 +339,12 @@ func (f *frames) forward(s *session, hdr [frameHeader]byte, n int) bool {
 	if f.live != nil {
 		f.live.Add(copied + frameHeader)
 	}
-	if err != nil {
-		s.end(f.srcErr, err) // a write error surfaces at the flush
+	switch {
+	case f.dstFailed != nil: // the bufio.Writer wrote through mid-copy
+		s.end(f.dstErr, f.dstFailed)
+		return false
+	case err != nil:
+		s.end(f.srcErr, err)
 		return false
 	}
 	if f.br.Buffered() == 0 {

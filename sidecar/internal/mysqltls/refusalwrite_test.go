@@ -2,6 +2,8 @@ package mysqltls_test
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
+	"github.com/example/sidecar/sidecar/internal/relay"
 )
 
 // A COM_CHANGE_USER the sidecar refuses ends the session even when the
@@ -59,15 +62,7 @@ func TestIAMChangeUserRefusalToAnAppThatDoesNotRead(t *testing.T) {
 			if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
 				t.Fatalf("login: %q", ok.Payload)
 			}
-			// Queries the fake echoes, their results never read: more than
-			// the app's receive buffer and the sidecar's send buffer hold.
-			// Once they are all with the server and the results stall,
-			// the relay's write to the app blocks.
-			const queries, size = 128, 64 << 10
-			for range queries {
-				a.write(0, append([]byte{0x03}, make([]byte, size-1)...))
-			}
-			waitStalled(t, s, queries*size)
+			leaveResultsUnread(t, a, s)
 			refused := tc.changeUser(mysqlwire.NativeProof([]byte(local), scramble))
 			go func() { _, _ = mysqlwire.WritePacket(a.c, 0, refused) }() // the sidecar may stop reading
 			for deadline := time.Now().Add(mysqltls.LoginTimeout); s.Snapshot().Forwards[0].Active != 0; time.Sleep(50 * time.Millisecond) {
@@ -80,11 +75,17 @@ func TestIAMChangeUserRefusalToAnAppThatDoesNotRead(t *testing.T) {
 	}
 }
 
-// waitStalled waits until the first forward has sent the upstream at
-// least sent bytes and its bytes to the client stop growing: the app's
-// receive buffer and the sidecar's send buffer are full.
-func waitStalled(t *testing.T, s *proxy.Server, sent uint64) {
+// leaveResultsUnread sends queries the fake echoes and reads none of
+// their results: more than the app's receive buffer and the sidecar's send
+// buffer hold. It returns once they are all with the server and the
+// results stall: the relay's write to the app is blocked.
+func leaveResultsUnread(t *testing.T, a *app, s *proxy.Server) {
 	t.Helper()
+	const queries, size = 128, 64 << 10
+	for range queries {
+		a.write(0, append([]byte{0x03}, make([]byte, size-1)...))
+	}
+	sent := uint64(queries * size)
 	last, still := uint64(0), 0
 	for deadline := time.Now().Add(mysqltls.LoginTimeout); still < 5; time.Sleep(100 * time.Millisecond) {
 		f := s.Snapshot().Forwards[0]
@@ -97,5 +98,46 @@ func waitStalled(t *testing.T, s *proxy.Server, sent uint64) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the results to the app never stalled: %d bytes to the server (want %d), %d to the app", f.BytesToUpstream, sent, f.BytesToClient)
 		}
+	}
+}
+
+// An app that resets its connection while the sidecar writes it a result
+// ends the session as the client's error, whatever the session: with
+// TARGET_AUTH=iam the relay blamed the database for the failed write
+// (upstream_error, at WARN), as if it had broken the connection.
+func TestAppResetMidResultIsTheClients(t *testing.T) {
+	for _, iam := range []bool{false, true} {
+		t.Run(fmt.Sprintf("iam=%v", iam), func(t *testing.T) {
+			t.Parallel()
+			ca := testkit.NewCA(t, "test CA")
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+			target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName}
+			if iam {
+				target = iamTarget(t, ca)
+			}
+			addr, s, logs := sidecar(t, srv, target)
+			var a *app
+			if iam {
+				var ok mysqlwire.Packet
+				if a, ok = iamLogin(t, addr); ok.Payload[0] != mysqlwire.OK {
+					t.Fatalf("login: %q", ok.Payload)
+				}
+			} else {
+				a = dialApp(t, addr)
+				a.read() // the greeting
+				a.write(1, handshakeResponse(appCaps))
+				if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+					t.Fatalf("login: %q", ok.Payload)
+				}
+			}
+			leaveResultsUnread(t, a, s)
+			_ = a.c.(*net.TCPConn).SetLinger(0) // a reset, as from an app killed mid-result
+			_ = a.c.Close()
+			for deadline := time.Now().Add(mysqltls.LoginTimeout); closedAs(s, relay.ReasonClientError) != 1; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("closed %v; want client_error 1:\n%s", s.Snapshot().Forwards[0].ConnectionsClosed, logs)
+				}
+			}
+		})
 	}
 }
