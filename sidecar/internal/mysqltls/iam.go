@@ -112,13 +112,19 @@ func (t *Target) iamProof(w io.Writer, r io.Reader, plugin string, data []byte, 
 
 // iamDenied tells the app why the sidecar would not log it in.
 func (t *Target) iamDenied(client io.Writer, seq byte, user string, err error) error {
-	code, state := uint16(codeDenied), "28000"
-	var f *iamauth.Failure
-	if errors.As(err, &f) && f.Reason != iamauth.ReasonUserNotAllowed && f.Reason != iamauth.ReasonLocalPassword {
-		code, state = codeHandshake, "08S01" // credentials: the operator's to fix, and maybe passing
-	}
+	code, state := deniedCode(err)
 	told := sendErrTo(client, seq, code, state, err.Error()) == nil
 	return &Refusal{Reason: ReasonIAM, Message: err.Error(), User: user, Told: told}
+}
+
+// deniedCode is the ERR's code and SQL state for an IAM login the sidecar
+// would not do.
+func deniedCode(err error) (uint16, string) {
+	var f *iamauth.Failure
+	if errors.As(err, &f) && f.Reason != iamauth.ReasonUserNotAllowed && f.Reason != iamauth.ReasonLocalPassword {
+		return codeHandshake, "08S01" // credentials: the operator's to fix, and maybe passing
+	}
+	return codeDenied, "28000"
 }
 
 // iamLogin logs in to the server with the token and gives the app the
@@ -407,10 +413,21 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 // read away first (readAway), so that the app gets to read the ERR.
 func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, n int) {
 	msg := fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", MaxLoginPacket)
-	told := sendErrTo(client, 1, codeHandshake, "08S01", msg) == nil
-	readAway(s.client, br, n)
-	s.end(relay.ReasonDone, &Refusal{Reason: ReasonClientProtocol, Message: msg, Told: told,
-		Err: fmt.Errorf("%w: a frame of %d bytes", mysqlwire.ErrTooLarge, n)})
+	r := &Refusal{Reason: ReasonClientProtocol, Message: msg, Err: fmt.Errorf("%w: a frame of %d bytes", mysqlwire.ErrTooLarge, n)}
+	s.refuse(client, 1, codeHandshake, "08S01", r, func() { readAway(s.client, br, n) })
+}
+
+// refuse sends the app r's ERR at seq, calls then (if any), and ends
+// the session with r. r is the session's end from before the write:
+// an app that reads nothing fails it (or the other pump's write, which
+// holds the lock), and was refused all the same.
+func (s *session) refuse(client io.Writer, seq byte, code uint16, state string, r *Refusal, then func()) {
+	s.refusal.Store(r)
+	r.Told = sendErrTo(client, seq, code, state, r.Message) == nil
+	if then != nil {
+		then()
+	}
+	s.end(relay.ReasonDone, r)
 }
 
 // changeUser re-authenticates a COM_CHANGE_USER under the login's rules
@@ -439,7 +456,8 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 	if err != nil {
 		// The server still holds the old user's session: end it rather
 		// than leave the app on credentials it failed to change.
-		s.end(relay.ReasonDone, t.iamDenied(client, appSeq, cu.User, err))
+		code, state := deniedCode(err)
+		s.refuse(client, appSeq, code, state, &Refusal{Reason: ReasonIAM, Message: err.Error(), User: cu.User}, nil)
 		return false
 	}
 	decoy := make([]byte, 20) // matches no password, so only the switch can log in
@@ -488,8 +506,7 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 	v, err := is.target.iamVerdict(server, p, cu.password, cu.user)
 	switch {
 	case err != nil:
-		sendErrTo(client, cu.appSeq, codeDenied, "28000", err.Error())
-		s.end(relay.ReasonDone, &Refusal{Reason: ReasonIAM, Message: err.Error(), User: cu.user})
+		s.refuse(client, cu.appSeq, codeDenied, "28000", &Refusal{Reason: ReasonIAM, Message: err.Error(), User: cu.user}, nil)
 		return false
 	case v == verdictMore:
 		return true

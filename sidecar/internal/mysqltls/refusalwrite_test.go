@@ -19,27 +19,22 @@ import (
 // Here the app first asked for a result larger than the sockets' buffers
 // and left it unread, so the relay's write of it blocks, and with it the
 // refusal. With IDLE_TIMEOUT off (the default) the session held its
-// connection slot until the app closed or the sidecar stopped.
+// connection slot until the app closed or the drain deadline cut it; and
+// the refusal is logged and counted as such, not as the write it cut.
 func TestIAMChangeUserRefusalToAnAppThatDoesNotRead(t *testing.T) {
 	const local = "local-pw"
 	for _, tc := range []struct {
-		name       string
-		localPW    bool
-		changeUser func(proof []byte) []byte // the refused packet
+		name    string
+		reason  string // the refusal's
+		localPW bool
+		cu      mysqlwire.ChangeUser // refused
 	}{
-		{"user not in IAM_USERS", false, func([]byte) []byte {
-			cu := mysqlwire.ChangeUser{User: "intruder", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
-			return cu.Append(nil, appCaps&^mysqlwire.ClientCompress)
-		}},
-		{"wrong LOCAL_PASSWORD", true, func([]byte) []byte {
-			cu := mysqlwire.ChangeUser{User: "app", AuthData: bytes.Repeat([]byte{9}, 20), Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
-			return cu.Append(nil, appCaps&^mysqlwire.ClientCompress)
-		}},
-		{"over MaxLoginPacket", false, func([]byte) []byte {
-			cu := mysqlwire.ChangeUser{User: "app", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword,
-				Attrs: make([]byte, mysqltls.MaxLoginPacket)}
-			return cu.Append(nil, appCaps&^mysqlwire.ClientCompress)
-		}},
+		{"user not in IAM_USERS", mysqltls.ReasonIAM, false,
+			mysqlwire.ChangeUser{User: "intruder", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}},
+		{"wrong LOCAL_PASSWORD", mysqltls.ReasonIAM, true,
+			mysqlwire.ChangeUser{User: "app", AuthData: bytes.Repeat([]byte{9}, 20), Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}},
+		{"over MaxLoginPacket", mysqltls.ReasonClientProtocol, false,
+			mysqlwire.ChangeUser{User: "app", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword, Attrs: make([]byte, mysqltls.MaxLoginPacket)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -50,7 +45,7 @@ func TestIAMChangeUserRefusalToAnAppThatDoesNotRead(t *testing.T) {
 			if tc.localPW {
 				target.IAM.LocalPassword = []byte(local)
 			}
-			addr, s, _ := sidecar(t, srv, target) // IDLE_TIMEOUT off
+			addr, s, logs := sidecar(t, srv, target) // IDLE_TIMEOUT off
 			a := dialApp(t, addr)
 			scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
 			if err != nil {
@@ -63,13 +58,21 @@ func TestIAMChangeUserRefusalToAnAppThatDoesNotRead(t *testing.T) {
 				t.Fatalf("login: %q", ok.Payload)
 			}
 			leaveResultsUnread(t, a, s)
-			refused := tc.changeUser(mysqlwire.NativeProof([]byte(local), scramble))
+			refused := tc.cu.Append(nil, appCaps&^mysqlwire.ClientCompress)
 			go func() { _, _ = mysqlwire.WritePacket(a.c, 0, refused) }() // the sidecar may stop reading
 			for deadline := time.Now().Add(mysqltls.LoginTimeout); s.Snapshot().Forwards[0].Active != 0; time.Sleep(50 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatalf("the refused COM_CHANGE_USER's session still holds its connection after %s: closed %v",
 						mysqltls.LoginTimeout, s.Snapshot().Forwards[0].ConnectionsClosed)
 				}
+			}
+			// The refusal is why the session ended, not the write it cut.
+			if n := refusals(s, tc.reason); n != 1 || closedAs(s, "tls_refused") != 1 {
+				t.Fatalf("refusals %v, closed %v; want one %s refusal, closed as tls_refused:\n%s",
+					s.Snapshot().Forwards[0].TLSRefusals, s.Snapshot().Forwards[0].ConnectionsClosed, tc.reason, logs)
+			}
+			if lines := testkit.JSONLogLines(logs.String(), "TLS login refused"); len(lines) != 1 || lines[0]["command"] != "COM_CHANGE_USER" {
+				t.Fatalf("want one \"TLS login refused\" line for the COM_CHANGE_USER:\n%s", logs)
 			}
 		})
 	}

@@ -37,7 +37,7 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 	sctx, stopSession := context.WithCancel(ctx)
 	defer stopSession()
 	s := &session{ctx: sctx, stop: stopSession, client: client, server: server.Conn, idle: idle}
-	s.ending.Client, s.ending.Close = client, s.close
+	s.ending.Client, s.ending.Close, s.ending.Adjust = client, s.close, s.refused
 	s.touch()
 	var toUpstream, toClient *atomic.Int64
 	if c := relay.CountersFrom(ctx); c != nil {
@@ -83,6 +83,16 @@ type session struct {
 	toUpstream, toClient atomic.Int64
 	ending               relay.Ending
 	closeOnce            sync.Once
+	refusal              atomic.Pointer[Refusal] // being sent to the app (iam.go): the session's end
+}
+
+// refused makes a client error during a refusal the refusal: the app
+// not reading it is no reason to lose why the session ended.
+func (s *session) refused(reason relay.Reason, err error) (relay.Reason, error) {
+	if r := s.refusal.Load(); r != nil && reason == relay.ReasonClientError {
+		return relay.ReasonDone, r
+	}
+	return reason, err
 }
 
 func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
