@@ -110,7 +110,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		c, err := s.cfg.DialContext(ctx, "tcp", target)
 		cancel()
 		if err != nil && clientLeft(parent, err) {
-			return leftUnanswered(f, a, target, "no answer", began, i == len(ordered)-1, errs)
+			return leftUnanswered(f, a, target, "no answer", began, s.cfg.unansweredAfter, i == len(ordered)-1, errs)
 		}
 		if err != nil {
 			why = dialFailReason(err)
@@ -141,7 +141,7 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		} else if greeting, err = f.TLS.Greet(parent, tc); err != nil {
 			_ = tc.Close()
 			if clientLeft(parent, err) { // with TLS an address answers by greeting: the same rule as the TCP dial's
-				return leftUnanswered(f, a, target, "connected but no greeting", began, i == len(ordered)-1, errs)
+				return leftUnanswered(f, a, target, "connected but no greeting", began, s.cfg.unansweredAfter, i == len(ordered)-1, errs)
 			}
 			if parent.Err() != nil { // the drain deadline passed (or shutdown): nothing learnt of the address
 				return dialed{failures: errs}, failCanceled, context.Cause(parent)
@@ -172,11 +172,11 @@ func clientLeft(parent context.Context, err error) bool {
 }
 
 // leftUnanswered ends a dial whose client left while address a, dialed
-// at began, had not answered: "no answer" to the TCP dial, or with TLS an
-// accepted connection and no greeting yet (doing, for the log). An app
-// whose connect timeout is shorter than CONNECT_TIMEOUT would otherwise
-// meet a silent address first on every connection, since no wait of the
-// sidecar's ever runs out to mark it. Both count as unanswered, not the
+// at began, had not answered within after (unansweredAfter): "no answer"
+// to the TCP dial, or with TLS an accepted connection and no greeting yet
+// (doing, for the log). An app whose connect timeout is shorter than
+// CONNECT_TIMEOUT would otherwise meet a silent address first on every
+// connection, since no wait of the sidecar's ever runs out to mark it. Both count as unanswered, not the
 // greeting's no_greeting: that one says the sidecar's own wait ran out
 // (or the server closed, or spoke another protocol) and the app is told
 // so, while here the app left first and nobody is told (dialFailed), as
@@ -192,9 +192,9 @@ func clientLeft(parent context.Context, err error) bool {
 // (down.order leaves a single address where it is), and the address still
 // serves an app the others fail; while it stays that slow, the next apps,
 // with the same connect timeout, would give up on it too.
-func leftUnanswered(f *forward, a netip.Addr, target, doing string, began time.Time, last bool, errs []error) (dialed, dialFailure, error) {
+func leftUnanswered(f *forward, a netip.Addr, target, doing string, began time.Time, after time.Duration, last bool, errs []error) (dialed, dialFailure, error) {
 	waited := time.Since(began)
-	if waited < unansweredAfter {
+	if waited < after {
 		return dialed{failures: errs}, failCanceled, errClientGone // not the target's failure: not counted
 	}
 	f.down.failed(a, time.Now())

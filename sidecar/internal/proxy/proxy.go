@@ -98,6 +98,11 @@ type Config struct {
 	// negative = never wait. DepartureFlood: 0 = DefaultDepartureFlood.
 	DepartureGrace time.Duration
 	DepartureFlood int
+
+	// unansweredAfter is the package's unansweredAfter unless a test sets
+	// it (export_test.go): which side of it a departure falls on must not
+	// be up to the test machine's scheduler.
+	unansweredAfter time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -157,6 +162,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FreeOSMemory == nil {
 		c.FreeOSMemory = freeOSMemory
+	}
+	if c.unansweredAfter <= 0 {
+		c.unansweredAfter = unansweredAfter
 	}
 	return c
 }

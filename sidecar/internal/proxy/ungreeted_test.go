@@ -194,7 +194,8 @@ func TestNoOtherAddressAfterTheGreeting(t *testing.T) {
 // An app that leaves within a second, or a drain deadline that passes
 // at any time, while an address is silent ends the wait at once; neither
 // is the address's failure, and no other address is dialed for a
-// connection that has ended.
+// connection that has ended. The second is set on the side of it each
+// case is about (an hour, a nanosecond), whatever the machine's load.
 func TestGreetingWaitEnds(t *testing.T) {
 	t.Parallel()
 	drain := func(t *testing.T, r *rig, _ *net.TCPConn) {
@@ -202,25 +203,24 @@ func TestGreetingWaitEnds(t *testing.T) {
 			t.Errorf("connections cut = %d, want 1", cut)
 		}
 	}
+	draining := proxy.Config{DrainTimeout: 50 * time.Millisecond}
 	for _, mode := range tlsModes {
 		for _, tc := range []struct {
 			name   string
 			cfg    proxy.Config
-			after  time.Duration // how long the address has been silent when the wait ends
 			end    func(*testing.T, *rig, *net.TCPConn)
 			closed string
 		}{
-			{"the app leaves", proxy.Config{}, 0, func(_ *testing.T, _ *rig, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
-			{"the drain deadline", proxy.Config{DrainTimeout: 50 * time.Millisecond}, 0, drain, "drain_deadline"},
-			// Past the second after which an app leaving would count the address (below).
-			{"the drain deadline after a second", proxy.Config{DrainTimeout: 50 * time.Millisecond}, 1100 * time.Millisecond, drain, "drain_deadline"},
+			{"the app leaves", proxy.WithUnansweredAfter(proxy.Config{}, time.Hour), func(_ *testing.T, _ *rig, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
+			{"the drain deadline", proxy.WithUnansweredAfter(draining, time.Hour), drain, "drain_deadline"},
+			// Past the time after which an app leaving would count the address (below).
+			{"the drain deadline after a second", proxy.WithUnansweredAfter(draining, time.Nanosecond), drain, "drain_deadline"},
 		} {
 			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				r, a, b := twoAddresses(t, mode.iam, hold, full, time.Hour, tc.cfg)
 				c := dial(t, r.addrs[0])
 				waitFor(t, "the silent address dialed", func() bool { return a.count() == 1 })
-				time.Sleep(tc.after)
 				tc.end(t, r, c)
 				waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
 				s := forwardSnap(r, 0)
@@ -237,20 +237,20 @@ func TestGreetingWaitEnds(t *testing.T) {
 }
 
 // An app whose connect timeout is shorter than the greeting's wait leaves
-// while an address is silent. Silent for a second, the address counts as
-// failed as an unanswered TCP dial does (reason unanswered: the app left
-// first, and is told nothing), and goes last, so the app's next connection
-// reaches the address that greets.
+// while an address is silent. Silent for a second (here a nanosecond:
+// every departure is past it, however the machine schedules the test),
+// the address counts as failed as an unanswered TCP dial does (reason
+// unanswered: the app left first, and is told nothing), and goes last, so
+// the app's next connection reaches the address that greets.
 func TestUngreetedAddressWhenTheAppLeaves(t *testing.T) {
 	t.Parallel()
 	for _, mode := range tlsModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			r, a, b := twoAddresses(t, mode.iam, hold, full, time.Hour, proxy.Config{})
+			r, a, b := twoAddresses(t, mode.iam, hold, full, time.Hour, proxy.WithUnansweredAfter(proxy.Config{}, time.Nanosecond))
 			impatient := dial(t, r.addrs[0])
 			waitFor(t, "the silent address dialed", func() bool { return a.count() == 1 })
-			time.Sleep(1100 * time.Millisecond) // the app's connect timeout, past the second after which an address is unanswered
-			_ = impatient.Close()
+			_ = impatient.Close() // the app's connect timeout, past the time after which an address is unanswered
 			waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
 
 			s := forwardSnap(r, 0)
@@ -281,10 +281,13 @@ func TestUngreetedAddressWhenTheAppLeaves(t *testing.T) {
 // next address is silent ends the dial without counting that address,
 // but an earlier address's failure of the same round was the target's,
 // counted and put last: an operator sees it at WARN, as when another
-// address answers or none does, though the connection has ended.
+// address answers or none does, though the connection has ended. The
+// second is an hour here, so the app leaves within it however long a
+// loaded machine takes to notice.
 func TestEarlierFailureLoggedWhenTheDialEnds(t *testing.T) {
 	t.Parallel()
 	closes := func(*net.TCPConn) {}
+	within := proxy.WithUnansweredAfter(proxy.Config{}, time.Hour)
 	for _, mode := range tlsModes {
 		for _, tc := range []struct {
 			name   string
@@ -292,7 +295,7 @@ func TestEarlierFailureLoggedWhenTheDialEnds(t *testing.T) {
 			end    func(*testing.T, *rig, *net.TCPConn)
 			closed string
 		}{
-			{"the app leaves", proxy.Config{}, func(_ *testing.T, _ *rig, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
+			{"the app leaves", within, func(_ *testing.T, _ *rig, c *net.TCPConn) { _ = c.Close() }, "client_gone"},
 			{"the drain deadline", proxy.Config{DrainTimeout: 50 * time.Millisecond}, func(t *testing.T, r *rig, _ *net.TCPConn) { r.shutdown(t) }, "drain_deadline"},
 		} {
 			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
