@@ -1,7 +1,10 @@
 package relaytest
 
 import (
+	"context"
 	"io"
+	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -75,6 +78,56 @@ func testServerRefusesFirst(t *testing.T, f relay.Func, reset bool) {
 			t.Fatalf("session %d: result %+v; want reason %q and the %d bytes of the refusal", i, res, want, len(errTooMany))
 		}
 	}
+}
+
+// endedBefore is how many sessions testServerEndedBeforeTheRelay runs: a
+// data path whose goroutines race (relay.Copy) takes the two ends in
+// either order.
+const endedBefore = 20
+
+// A server that closed (refusing at once) and a client that left after
+// it, both before the relay takes up either: the server ended the
+// session, not the client, though a data path may read the client's end
+// first (the epoll loop registers the client's socket first, so its
+// event comes first in the same epoll_wait). Only the kernel can tell the
+// server's FIN had come (relay.PeerEnded): eof when the client closed,
+// client_error when it reset, never client_gone.
+func testServerEndedBeforeTheRelay(t *testing.T, f relay.Func, reset bool) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux tells a data path of a FIN it has not read (relay.PeerEnded)")
+	}
+	want := relay.ReasonDone
+	if reset {
+		want = relay.ReasonClientError
+	}
+	for i := range endedBefore {
+		client, relayClient := Pair(t)
+		relayUpstream, upstream := Pair(t)
+		_ = upstream.Close()
+		waitUntil(t, "the server's FIN", func() bool { return onConn(relayUpstream, relay.PeerEnded) })
+		if reset {
+			_ = client.SetLinger(0)
+		}
+		_ = client.Close()
+		waitUntil(t, "the client's end", func() bool { return onConn(relayClient, relay.PeerEnded) })
+		done := make(chan relay.Result, 1)
+		go runRelay(context.Background(), f, relayClient, relayUpstream, 0, done)
+		r := Rig{done: done}
+		if res := r.Wait(t); res.Reason != want || res.ToUpstream != 0 || res.ToClient != 0 {
+			t.Fatalf("session %d: result %+v; want reason %q and no bytes", i, res, want)
+		}
+	}
+}
+
+// onConn runs f on c's descriptor, without reading c.
+func onConn(c *net.TCPConn, f func(fd int) bool) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	res := false
+	_ = raw.Control(func(fd uintptr) { res = f(int(fd)) })
+	return res
 }
 
 // The app sends COM_QUIT and closes; the server reads the COM_QUIT and

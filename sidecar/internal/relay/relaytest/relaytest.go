@@ -68,6 +68,8 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 			{"SilentClientResetsAfterGreeting", func(t *testing.T, f relay.Func) { testSilentClientLeaves(t, f, true, true) }},
 			{"ServerRefusesThenClientCloses", func(t *testing.T, f relay.Func) { testServerRefusesFirst(t, f, false) }},
 			{"ServerRefusesThenClientResets", func(t *testing.T, f relay.Func) { testServerRefusesFirst(t, f, true) }},
+			{"ServerClosedThenClientClosedBeforeTheRelay", func(t *testing.T, f relay.Func) { testServerEndedBeforeTheRelay(t, f, false) }},
+			{"ServerClosedThenClientResetBeforeTheRelay", func(t *testing.T, f relay.Func) { testServerEndedBeforeTheRelay(t, f, true) }},
 			{"FloodOfDepartingClients", func(t *testing.T, f relay.Func) { testFlood(t, f, 0) }},
 			{"FloodWhileUpstreamSlowToAccept", func(t *testing.T, f relay.Func) { testFlood(t, f, 10*time.Millisecond) }},
 		}...)
