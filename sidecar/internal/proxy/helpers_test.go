@@ -239,6 +239,36 @@ func writeAndHalfClose(c *net.TCPConn, data []byte, errc chan<- error) {
 	errc <- c.CloseWrite()
 }
 
+// patient reads and writes c with each call, not the exchange, bounded
+// by safety: a thousand exchanges at once on a loaded 2-core runner take
+// longer than safety in all (TestLoad1000Connections timed out at 30 s
+// with every connection still moving), while a hang is a call that moves
+// nothing for that long. Neither WriteTo nor ReadFrom: io.Copy must come
+// through Read and Write.
+type patient struct{ c *net.TCPConn }
+
+// patientChunk is how much one write may wait for: what a socket's buffer
+// takes at once on loopback.
+const patientChunk = 16 << 10
+
+func (p patient) Read(b []byte) (int, error) {
+	_ = p.c.SetReadDeadline(time.Now().Add(safety))
+	return p.c.Read(b)
+}
+
+func (p patient) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		_ = p.c.SetWriteDeadline(time.Now().Add(safety))
+		m, err := p.c.Write(b[n:min(len(b), n+patientChunk)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 // expectClosed fails unless the peer closes c (EOF or reset) well within
 // the safety bound, reading nothing.
 func expectClosed(t *testing.T, c net.Conn, what string) {

@@ -62,16 +62,15 @@ func needFDs(t *testing.T, n uint64) {
 // SHA-256 of what it read, size random bytes, and the SHA-256 of those.
 func hashAndReply(size int) func(*net.TCPConn) {
 	return func(c *net.TCPConn) {
-		_ = c.SetDeadline(time.Now().Add(safety))
 		h := sha256.New()
-		if _, err := io.Copy(h, c); err != nil {
+		if _, err := io.Copy(h, patient{c}); err != nil {
 			return
 		}
 		payload := make([]byte, size)
 		_, _ = cryptoRead(payload)
 		sum := sha256.Sum256(payload)
 		msg := append(append(h.Sum(nil), payload...), sum[:]...)
-		_, _ = c.Write(msg)
+		_, _ = patient{c}.Write(msg)
 		_ = c.CloseWrite()
 	}
 }
@@ -83,18 +82,17 @@ func loadClient(c *net.TCPConn, size int, errs chan<- error) {
 }
 
 func loadExchange(c *net.TCPConn, size int) error {
-	_ = c.SetDeadline(time.Now().Add(safety))
 	data := make([]byte, size)
 	if _, err := cryptoRead(data); err != nil {
 		return err
 	}
-	if _, err := c.Write(data); err != nil {
+	if _, err := (patient{c}).Write(data); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	if err := c.CloseWrite(); err != nil {
 		return err
 	}
-	reply, err := io.ReadAll(c)
+	reply, err := io.ReadAll(patient{c})
 	if err != nil {
 		return fmt.Errorf("read after %d bytes: %w", len(reply), err)
 	}
