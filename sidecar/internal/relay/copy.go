@@ -93,7 +93,7 @@ func (r *copyRun) pumpDirection(wg *sync.WaitGroup, dst, src *net.TCPConn, live 
 // had not ended first, as the kernel tells even before the other
 // direction reads it.
 func (r *copyRun) silentClient() bool {
-	return r.own.ToUpstream.Load() == 0 && !r.upstreamDone.Load() && !onFD(r.upstream, PeerEnded)
+	return r.own.ToUpstream.Load() == 0 && !r.upstreamDone.Load() && !ConnEnded(r.upstream)
 }
 
 // counts are where a direction adds the bytes it delivers: the run's own

@@ -108,6 +108,10 @@ func socketDead(c *net.TCPConn) bool { return onFD(c, PeerReset) }
 // connection rather than its descriptor.
 func ConnDone(c *net.TCPConn) bool { return onFD(c, PeerDone) }
 
+// ConnEnded is PeerEnded for c's descriptor: c's peer sent its FIN or
+// reset, read or not.
+func ConnEnded(c *net.TCPConn) bool { return onFD(c, PeerEnded) }
+
 // PeerLeft reports whether err is the peer's doing (a reset, or a send
 // the reset broke), not the sidecar's own failure (ENOMEM from a splice, a
 // failed epoll_ctl), which must stay an error.

@@ -3,7 +3,6 @@ package relaytest
 import (
 	"context"
 	"io"
-	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -104,12 +103,12 @@ func testServerEndedBeforeTheRelay(t *testing.T, f relay.Func, reset bool) {
 		client, relayClient := Pair(t)
 		relayUpstream, upstream := Pair(t)
 		_ = upstream.Close()
-		waitUntil(t, "the server's FIN", func() bool { return onConn(relayUpstream, relay.PeerEnded) })
+		waitUntil(t, "the server's FIN", func() bool { return relay.ConnEnded(relayUpstream) })
 		if reset {
 			_ = client.SetLinger(0)
 		}
 		_ = client.Close()
-		waitUntil(t, "the client's end", func() bool { return onConn(relayClient, relay.PeerEnded) })
+		waitUntil(t, "the client's end", func() bool { return relay.ConnEnded(relayClient) })
 		done := make(chan relay.Result, 1)
 		go runRelay(context.Background(), f, relayClient, relayUpstream, 0, done)
 		r := Rig{done: done}
@@ -117,17 +116,6 @@ func testServerEndedBeforeTheRelay(t *testing.T, f relay.Func, reset bool) {
 			t.Fatalf("session %d: result %+v; want reason %q and no bytes", i, res, want)
 		}
 	}
-}
-
-// onConn runs f on c's descriptor, without reading c.
-func onConn(c *net.TCPConn, f func(fd int) bool) bool {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	res := false
-	_ = raw.Control(func(fd uintptr) { res = f(int(fd)) })
-	return res
 }
 
 // The app sends COM_QUIT and closes; the server reads the COM_QUIT and
