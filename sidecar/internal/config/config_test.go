@@ -944,7 +944,6 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 	iamToken := "db.example.com:3306/?Action=connect&DBUser=app&X-Amz-Algorithm=AWS4-HMAC-SHA256" +
 		"&X-Amz-Credential=AKIDEXAMPLE%2F20260101%2Fus-east-1%2Frds-db%2Faws4_request&X-Amz-Date=20260101T000000Z" +
 		"&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Security-Token=" + secret + "&X-Amz-Signature=" + secret
-	base := map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity"}
 	for _, tc := range []struct {
 		name, variable, value string
 		shown                 string // the problem's value; "" = only: no secret in it
@@ -969,8 +968,8 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 		{"a JSON password", "TARGET_SERVER_NAME", `{"host":"db.example.com","password":"` + secret + `"}`, `{"host":"db.example.com","password":xxxxx`},
 		{"a mysql command line", "TARGET_HOST", "mysql -h db.example.com -u app -p" + secret, "mysql -h db.example.com -u app -pxxxxx"},
 		{"FORWARDS with a YAML password", "FORWARDS", "8080=db.example.com:3306,pwd: " + secret, "8080=db.example.com:3306,pwd:xxxxx"},
-		// A password with an @ in a value with a : before it (YAML's key:,
-		// a port): the @ is not a user's, and nothing after it shows.
+		// A password with an @ after its key: the credentials the @ ends may
+		// start before the key (app:pwd=x@…), so all of them are masked.
 		{"a YAML password with an @", "TARGET_HOST", "password: pw@" + secret, "xxxxx@"},
 		{"a JSON password with an @", "TARGET_SERVER_NAME", `{"host":"db","password":"pw@` + secret + `"}`, "xxxxx@"},
 		{"a connection string with a port and an @", "TARGET_HOST", "Server=db:3306;Pwd=pw@" + secret, "xxxxx@"},
@@ -983,17 +982,7 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 		{"FORWARDS with pwd in a name", "FORWARDS", "8080=pwd-db.example.com:3306:1", "8080=pwd-db.example.com:3306:1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := maps.Clone(base)
-			if tc.variable == "FORWARDS" {
-				delete(e, "TARGET_HOST")
-				delete(e, "TARGET_PORT")
-			}
-			e[tc.variable] = tc.value
-			_, err := Parse(env(e))
-			var cerr *Error
-			if !errors.As(err, &cerr) {
-				t.Fatalf("%s=%s accepted (%v)", tc.variable, tc.value, err)
-			}
+			cerr, err := refusedWith(t, tc.variable, tc.value)
 			found := false
 			for _, p := range cerr.Problems {
 				if p.Variable == tc.variable {
@@ -1013,6 +1002,25 @@ func TestRefusedValuesHideCredentials(t *testing.T) {
 	}
 }
 
+// refusedWith parses a valid TLS configuration with variable set to
+// value (FORWARDS in place of TARGET_HOST and TARGET_PORT), which must
+// be refused.
+func refusedWith(t *testing.T, variable, value string) (*Error, error) {
+	t.Helper()
+	e := map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity"}
+	if variable == "FORWARDS" {
+		delete(e, "TARGET_HOST")
+		delete(e, "TARGET_PORT")
+	}
+	e[variable] = value
+	_, err := Parse(env(e))
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("%s=%s accepted (%v)", variable, value, err)
+	}
+	return cerr, err
+}
+
 // A password of digits alone after its key reads like a port
 // (DB_PASSWORD:48213): refused without it, in the value and the reason.
 // A host and port whose name holds a key (tokens:3306) is shown.
@@ -1028,17 +1036,7 @@ func TestRefusedNumericPasswordHidden(t *testing.T) {
 		{"TARGET_HOST", "tokens:" + digits, "tokens:" + digits},
 	} {
 		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
-			e := map[string]string{"TARGET_HOST": "db.example.com", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity"}
-			if tc.variable == "FORWARDS" {
-				delete(e, "TARGET_HOST")
-				delete(e, "TARGET_PORT")
-			}
-			e[tc.variable] = tc.value
-			_, err := Parse(env(e))
-			var cerr *Error
-			if !errors.As(err, &cerr) {
-				t.Fatalf("accepted (%v)", err)
-			}
+			cerr, err := refusedWith(t, tc.variable, tc.value)
 			var got []string
 			for _, p := range cerr.Problems {
 				if p.Variable == tc.variable {
