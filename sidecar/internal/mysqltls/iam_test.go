@@ -591,23 +591,7 @@ func TestOversizedMultiFramePacketIsReadAwayWhole(t *testing.T) {
 		{"login", false, handshakeResponse(appCaps), 1, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", mysqltls.MaxLoginPacket)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca := testkit.NewCA(t, "test CA")
-			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-			target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName}
-			if tc.iam {
-				target = iamTarget(t, ca)
-			}
-			addr, _, _ := sidecar(t, srv, target)
-			var a *app
-			if tc.iam {
-				var ok mysqlwire.Packet
-				if a, ok = iamLogin(t, addr); ok.Payload[0] != mysqlwire.OK {
-					t.Fatalf("login: %q", ok.Payload)
-				}
-			} else {
-				a = dialApp(t, addr)
-				a.read() // the greeting
-			}
+			a, _, _ := greetedApp(t, tc.iam)
 			if err := writeFrames(a.c, tc.seq, tc.head, size); err != nil {
 				t.Fatalf("the app could not write its %d-byte packet (the sidecar closed on it unread): %v", size, err)
 			}
@@ -620,4 +604,27 @@ func TestOversizedMultiFramePacketIsReadAwayWhole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// greetedApp is an app connected through a sidecar to a fake TLS server:
+// logged in with IAM, or (TLS alone) greeted, its login not yet sent.
+func greetedApp(t *testing.T, iam bool) (*app, *proxy.Server, *testkit.LockedBuffer) {
+	t.Helper()
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName}
+	if iam {
+		target = iamTarget(t, ca)
+	}
+	addr, s, logs := sidecar(t, srv, target)
+	if !iam {
+		a := dialApp(t, addr)
+		a.read() // the greeting
+		return a, s, logs
+	}
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	return a, s, logs
 }

@@ -112,22 +112,8 @@ func TestAppResetMidResultIsTheClients(t *testing.T) {
 	for _, iam := range []bool{false, true} {
 		t.Run(fmt.Sprintf("iam=%v", iam), func(t *testing.T) {
 			t.Parallel()
-			ca := testkit.NewCA(t, "test CA")
-			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-			target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName}
-			if iam {
-				target = iamTarget(t, ca)
-			}
-			addr, s, logs := sidecar(t, srv, target)
-			var a *app
-			if iam {
-				var ok mysqlwire.Packet
-				if a, ok = iamLogin(t, addr); ok.Payload[0] != mysqlwire.OK {
-					t.Fatalf("login: %q", ok.Payload)
-				}
-			} else {
-				a = dialApp(t, addr)
-				a.read() // the greeting
+			a, s, logs := greetedApp(t, iam)
+			if !iam {
 				a.write(1, handshakeResponse(appCaps))
 				if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
 					t.Fatalf("login: %q", ok.Payload)
