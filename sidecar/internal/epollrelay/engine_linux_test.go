@@ -516,21 +516,7 @@ func TestFallbackWhenOutOfFDs(t *testing.T) {
 	defer app.Close()
 	defer server.Close()
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	// Every fd up to the highest open one is taken; allow no new one.
-	probe, err := syscall.Dup(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.Close(probe)
-	low := old
-	low.Cur = uint64(probe)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
+	restore := testkit.NoNewFDs(t)
 	res := make(chan relay.Result, 1)
 	go runRelay(e.Relay, context.Background(), client, upstream, 0, res)
 	var took error
@@ -541,9 +527,7 @@ func TestFallbackWhenOutOfFDs(t *testing.T) {
 	case <-time.After(safety):
 		took = errors.New("relay did not start")
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if took != nil {
 		t.Fatal(took)
 	}

@@ -9,9 +9,9 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
@@ -107,26 +107,10 @@ func TestDrainOutOfFDsForQueuedConnections(t *testing.T) {
 	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: safety, Listen: listenUnaccepted})
 	_ = dial(t, r.addrs[0])
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	// Every descriptor below the lowest free one is taken: allow no new one.
-	probe, err := syscall.Dup(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = syscall.Close(probe)
-	low := old
-	low.Cur = uint64(probe)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
+	restore := testkit.NoNewFDs(t)
 	r.cancel()
 	waitFor(t, "draining", func() bool { return len(r.logs.lines("draining")) == 1 })
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	r.shutdown(t)
 	lines := r.logs.lines("could not accept the connections queued when the drain began; any there were reset")
 	if len(lines) != 1 || lines[0]["listen_addr"] != r.addrs[0] || !strings.Contains(fmt.Sprint(lines[0]["err"]), "too many open files") {

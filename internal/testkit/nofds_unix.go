@@ -1,0 +1,35 @@
+//go:build unix
+
+package testkit
+
+import (
+	"syscall"
+	"testing"
+)
+
+// NoNewFDs lowers the process's open-files limit so that no new
+// descriptor can be made (every one below the lowest free one is open),
+// and returns what puts the limit back. The limit is the process's: a
+// test that calls it must not run in parallel.
+func NoNewFDs(t testing.TB) (restore func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Close(probe)
+	low := old
+	low.Cur = uint64(probe)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
