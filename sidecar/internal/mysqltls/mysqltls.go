@@ -306,6 +306,10 @@ func (c afterCut) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// SetReadDeadline keeps the cut's deadline once ctx has ended (readBy):
+// readAway's second must not hold a cut login, and the drain, longer.
+func (c afterCut) SetReadDeadline(t time.Time) error { return readBy(c.ctx, c.Conn, t) }
+
 func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadline time.Time, greeting mysqlwire.Packet) (_ *Conn, err error) {
 	var login *iamLogin
 	defer func() {
@@ -315,7 +319,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 			r.User = login.user
 		}
 	}()
-	readBy(ctx, server, deadline)
+	_ = readBy(ctx, server, deadline)
 	if isErrPacket(greeting.Payload) {
 		_, werr := mysqlwire.WritePacket(client, greeting.Seq, greeting.Payload) // e.g. "Host is blocked": the server's own words
 		_, msg, _ := mysqlwire.ErrMessage(greeting.Payload)
@@ -542,11 +546,12 @@ func cutWhenDone(ctx context.Context, set ...func(time.Time) error) (release fun
 
 // readBy sets c's read deadline, unless ctx has ended: Handshake's drain
 // deadline, set when it ends, must not be moved later.
-func readBy(ctx context.Context, c net.Conn, when time.Time) {
-	_ = c.SetReadDeadline(when)
+func readBy(ctx context.Context, c net.Conn, when time.Time) error {
+	err := c.SetReadDeadline(when)
 	if ctx.Err() != nil {
 		_ = c.SetReadDeadline(time.Unix(1, 0))
 	}
+	return err
 }
 
 // HandshakeWait bounds each of the login's first two steps, the wait for

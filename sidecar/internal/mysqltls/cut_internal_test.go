@@ -1,0 +1,68 @@
+package mysqltls
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// A drain deadline that cuts a login as it reads a refused packet away
+// ends the read at once: readAway's own second must not replace the
+// cut's deadline, as it did, holding the drain up to a second more. The
+// app's bytes are then still unread: nothing read them away.
+func TestReadAwayKeepsTheCut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(net.Conn) net.Conn // as the login wraps the app's side
+	}{
+		{"afterCut", func(c net.Conn) net.Conn { return c }},
+		{"readCounter over afterCut", func(c net.Conn) net.Conn { return &readCounter{Conn: c} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app, side := tcpPair(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			client := tc.wrap(afterCut{side, ctx})
+			release := cutWhenDone(ctx, client.SetDeadline)
+			sent := []byte("the rest of a refused packet")
+			if _, err := app.Write(sent); err != nil {
+				t.Fatal(err)
+			}
+			_ = app.Close() // the rest arrived: a read away would take it at once
+			cancel()        // the drain deadline
+			release()       // returns once the cut has set its deadlines
+
+			readAway(client, client, 1<<20)
+
+			_ = side.SetReadDeadline(time.Time{})
+			got, err := io.ReadAll(side)
+			if err != nil || !bytes.Equal(got, sent) {
+				t.Errorf("after readAway the app's bytes read %q (%v); want %q still unread: readAway read past the cut", got, err, sent)
+			}
+		})
+	}
+}
+
+// tcpPair is a connected loopback pair: the app's end and the sidecar's.
+func tcpPair(t *testing.T) (app, side net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	app, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = app.Close() })
+	side, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = side.Close() })
+	return app, side
+}
