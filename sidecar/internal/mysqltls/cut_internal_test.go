@@ -66,3 +66,27 @@ func tcpPair(t *testing.T) (app, side net.Conn) {
 	t.Cleanup(func() { _ = side.Close() })
 	return app, side
 }
+
+// An app still sending its refused packet is read away to its end, past
+// a second, while no pause of its reaches readAwayQuiet: a fixed second
+// left the rest unread on a busy machine, and the close reset the app's
+// write before it read the ERR.
+func TestReadAwayWhileBytesKeepComing(t *testing.T) {
+	const chunks, pause = 15, 100 * time.Millisecond // 1.5 s in all
+	chunk := bytes.Repeat([]byte{'x'}, 1000)
+	app, side := tcpPair(t)
+	go func() {
+		for range chunks {
+			time.Sleep(pause)
+			if _, err := app.Write(chunk); err != nil {
+				return
+			}
+		}
+		_ = app.(*net.TCPConn).CloseWrite()
+	}()
+	readAway(side, side, chunks*len(chunk)) // one frame: the packet ends with it
+	_ = side.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rest, err := io.ReadAll(side); err != nil || len(rest) != 0 {
+		t.Errorf("after readAway %d bytes of the packet were still unread (%v); want none", len(rest), err)
+	}
+}

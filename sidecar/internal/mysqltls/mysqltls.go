@@ -626,14 +626,39 @@ func (t *Target) readApp(client net.Conn, seq byte) (mysqlwire.Packet, error) {
 // bound, the largest packet a MySQL server would read.
 const readAwayLimit = 1 << 30
 
+// readAwayQuiet and readAwayMax bound readAway in time: an app that stops
+// sending for readAwayQuiet is not waited for, nor is one still sending
+// after readAwayMax.
+const (
+	readAwayQuiet = time.Second
+	readAwayMax   = 10 * time.Second
+)
+
 // readAway reads the rest of a refused packet from r, c's reader, from
 // just after the header of a frame of n bytes: through all its frames,
-// for a second and readAwayLimit bytes at most. Closing c with any of it
-// unread sends a reset, which fails the app's write of the packet before
-// it reads the ERR just sent (a "lost connection", not the reason).
+// while bytes keep coming, within readAwayLimit bytes and readAwayMax.
+// Closing c with any of it unread sends a reset, which fails the app's
+// write of the packet before it reads the ERR just sent (a "lost
+// connection", not the reason). A fixed second could end before a busy
+// machine had moved 64 MiB.
 func readAway(c net.Conn, r io.Reader, n int) {
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	_ = mysqlwire.DiscardPacket(r, n, readAwayLimit)
+	_ = mysqlwire.DiscardPacket(quietReader{c: c, r: r, end: time.Now().Add(readAwayMax)}, n, readAwayLimit)
+}
+
+// quietReader reads r, giving each read readAwayQuiet, up to end.
+type quietReader struct {
+	c   net.Conn
+	r   io.Reader
+	end time.Time
+}
+
+func (q quietReader) Read(p []byte) (int, error) {
+	by := time.Now().Add(readAwayQuiet)
+	if by.After(q.end) {
+		by = q.end
+	}
+	_ = q.c.SetReadDeadline(by)
+	return q.r.Read(p)
 }
 
 // appLeft is the refusal of a login the app left: nobody is there to
