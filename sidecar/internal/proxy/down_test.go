@@ -21,11 +21,22 @@ import (
 // fail a loopback dial a loaded runner deschedules that long.
 const deadAddr = "127.0.0.3"
 
-func blackholing(dead *atomic.Int32) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// deadDials counts the dials of deadAddr. While alive is set they reach
+// 127.0.0.1 at the same port, where the upstream listens: the writer
+// before it died.
+type deadDials struct {
+	atomic.Int32
+	alive atomic.Bool
+}
+
+func blackholing(dead *deadDials) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: safety}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if strings.HasPrefix(addr, deadAddr+":") {
+		if port, ok := strings.CutPrefix(addr, deadAddr+":"); ok {
 			dead.Add(1)
+			if dead.alive.Load() {
+				return d.DialContext(context.WithoutCancel(ctx), network, "127.0.0.1:"+port)
+			}
 			<-ctx.Done()
 			return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
 		}
@@ -36,9 +47,10 @@ func blackholing(dead *atomic.Int32) func(ctx context.Context, network, addr str
 
 // startDeadTarget serves a proxy to db.sidecar.test, which DNS answers
 // with deadAddr and, if live, then the upstream it starts (running
-// handle). dead counts the dials of deadAddr. cfg's ConnectTimeout
+// handle). dead counts the dials of deadAddr, dead from the start unless
+// the test sets dead.alive. cfg's ConnectTimeout
 // defaults to a minute here.
-func startDeadTarget(t *testing.T, handle func(*net.TCPConn), live bool, cfg proxy.Config) (r *rig, dns *testdns.Server, up *upstream, dead *atomic.Int32) {
+func startDeadTarget(t *testing.T, handle func(*net.TCPConn), live bool, cfg proxy.Config) (r *rig, dns *testdns.Server, up *upstream, dead *deadDials) {
 	t.Helper()
 	dns = testdns.Start(t)
 	up = startUpstream(t, "127.0.0.1", handle)
@@ -47,7 +59,7 @@ func startDeadTarget(t *testing.T, handle func(*net.TCPConn), live bool, cfg pro
 		addrs = append(addrs, up.addr.Addr())
 	}
 	dns.Set("db.sidecar.test", addrs...)
-	dead = new(atomic.Int32)
+	dead = new(deadDials)
 	cfg.Forwards = []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: int(up.addr.Port())}}
 	cfg.DNSCacheTTL, cfg.DialContext, cfg.Resolver = 5*time.Second, blackholing(dead), dns.Resolver()
 	if cfg.ConnectTimeout == 0 {
@@ -155,49 +167,64 @@ func TestUnansweredDialWhileDNSMoves(t *testing.T) {
 }
 
 // An unanswered dial of the first of two cached addresses keeps the
-// answer: the second was never tried, so DNS is not asked again.
+// answer: the second was never tried, so DNS is not asked again. Any
+// departure is unanswered here (the second is a nanosecond), so the
+// cache is filled by a connection the first address answers, before it
+// dies: a dial of it the client left would put it last.
 func TestUnansweredDialKeepsTheAnswer(t *testing.T) {
 	t.Parallel()
-	r, dns, _, dead := startDeadTarget(t, hold, true, proxy.Config{})
-	warm := dial(t, r.addrs[0]) // fills the cache (a quick departure: counted nowhere)
-	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	r, dns, up, dead := startDeadTarget(t, hold, true, proxy.WithUnansweredAfter(proxy.Config{}, time.Nanosecond))
+	dead.alive.Store(true)
+	warm := dial(t, r.addrs[0])
+	waitFor(t, "the first address answered", func() bool { return up.count() == 1 })
 	_ = warm.Close()
+	dead.alive.Store(false)
 	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	time.Sleep(proxy.MinRelookup) // forget does nothing within it of the last lookup: a wrong one would not show
 	q := dns.Queries()
 	impatient := dial(t, r.addrs[0])
 	waitFor(t, "the dead address dialed again", func() bool { return dead.Load() == 2 })
-	time.Sleep(1100 * time.Millisecond)
 	_ = impatient.Close()
 	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
-	time.Sleep(100 * time.Millisecond)
+	next := dial(t, r.addrs[0]) // a forgotten answer is looked up again here
+	waitFor(t, "the next connection reached the second address", func() bool { return up.count() == 2 })
+	_ = next.Close()
+	if n := countOf(forwardSnap(r, 0).DialFailures, "unanswered"); n != 1 {
+		t.Errorf("%d unanswered dials, want 1", n)
+	}
 	if n := dns.Queries() - q; n != 0 {
 		t.Errorf("an unanswered dial of one of two cached addresses cost %d DNS queries; want 0 (the answer is still good)", n)
 	}
 }
 
 // Failover moved DNS off the only cached address, and an app with a short
-// connect timeout left after more than a second (unanswered): every
-// address failed, so the next connection looks the name up first rather
-// than dial the dead address again.
+// connect timeout left after more than a second (unanswered; a nanosecond
+// here): every address failed, so the next connection looks the name up
+// first rather than dial the dead address again.
 func TestUnansweredLastAddressForgetsTheAnswer(t *testing.T) {
 	t.Parallel()
 	greet := func(c *net.TCPConn) { _, _ = c.Write([]byte("greeting")); hold(c) }
-	r, dns, up, dead := startDeadTarget(t, greet, false, proxy.Config{})
-	warm := dial(t, r.addrs[0]) // fills the cache; leaves quickly (not counted)
-	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	r, dns, up, dead := startDeadTarget(t, greet, false, proxy.WithUnansweredAfter(proxy.Config{}, time.Nanosecond))
+	dead.alive.Store(true) // the writer, until the failover
+	warm := dial(t, r.addrs[0])
+	_ = warm.SetReadDeadline(time.Now().Add(safety))
+	if _, err := io.ReadFull(warm, make([]byte, len("greeting"))); err != nil {
+		t.Fatalf("the connection that fills the cache: %v", err)
+	}
 	_ = warm.Close()
-	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
-	impatient := dial(t, r.addrs[0])
-	waitFor(t, "the dead address dialed again", func() bool { return dead.Load() == 2 })
+	dead.alive.Store(false)
 	dns.Set("db.sidecar.test", up.addr.Addr()) // failover
-	time.Sleep(1100 * time.Millisecond)
+	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+	time.Sleep(proxy.MinRelookup) // forget does nothing within it of the last lookup
+	impatient := dial(t, r.addrs[0])
+	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 2 })
 	_ = impatient.Close()
 	waitFor(t, "ended", func() bool { return forwardSnap(r, 0).Active == 0 })
 	q := dns.Queries()
 	next := dial(t, r.addrs[0])
 	_ = next.SetReadDeadline(time.Now().Add(safety)) // a dial of the dead address fails it below (dead), however soon it answers
 	_, err := io.ReadFull(next, make([]byte, len("greeting")))
-	if err != nil || dns.Queries() == q || dead.Load() != 2 {
-		t.Errorf("the next connection: %v, %d DNS queries, the dead address dialed %d times; want the new writer, through a lookup", err, dns.Queries()-q, dead.Load())
+	if err != nil || dns.Queries() == q || dead.Load() != 2 || countOf(forwardSnap(r, 0).DialFailures, "unanswered") != 1 {
+		t.Errorf("the next connection: %v, %d DNS queries, the dead address dialed %d times, dial failures %v; want the new writer, through a lookup, after one unanswered dial", err, dns.Queries()-q, dead.Load(), forwardSnap(r, 0).DialFailures)
 	}
 }
