@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -38,9 +40,11 @@ func (s *Server) takeQueued(f *forward) {
 }
 
 // acceptQueued accepts from the listening socket lfd until its queue is
-// empty, admitting each connection.
+// empty, admitting each connection; no more than a queue holds
+// (queuedOn), so that clients arriving as fast as it accepts (a flood)
+// do not keep the listener open.
 func (s *Server) acceptQueued(f *forward, lfd int) error {
-	for {
+	for limit := queuedOn(lfd); limit > 0; limit-- {
 		nfd, _, err := syscall.Accept4(lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 		switch {
 		case errors.Is(err, syscall.EAGAIN):
@@ -56,6 +60,19 @@ func (s *Server) acceptQueued(f *forward, lfd int) error {
 		}
 		s.admit(f, tc)
 	}
+	return nil
+}
+
+// queuedOn bounds how many connections acceptQueued takes from lfd: no
+// accept queue holds more than net.core.somaxconn (Go listens with that
+// backlog), so a flood that refills the queue as fast as it is taken ends
+// there. 4096, the kernel's default, if it cannot be read.
+func queuedOn(int) int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if n, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && n > 0 {
+		return n
+	}
+	return 4096
 }
 
 // fdConn makes an accepted socket a *net.TCPConn; fd is closed either way.
