@@ -3,14 +3,16 @@
 package testkit
 
 import (
+	"sync"
 	"syscall"
 	"testing"
 )
 
 // NoNewFDs lowers the process's open-files limit so that no new
 // descriptor can be made (every one below the lowest free one is open),
-// and returns what puts the limit back. The limit is the process's: a
-// test that calls it must not run in parallel.
+// and returns what puts the limit back; the test's end puts it back too,
+// should the test fail first. The limit is the process's: a test that
+// calls it must not run in parallel.
 func NoNewFDs(t testing.TB) (restore func()) {
 	t.Helper()
 	var old syscall.Rlimit
@@ -27,9 +29,14 @@ func NoNewFDs(t testing.TB) (restore func()) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
-	return func() {
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-			t.Fatal(err)
-		}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
+	t.Cleanup(restore) // a t.Fatal before restore must not leave later tests without descriptors
+	return restore
 }
