@@ -3,10 +3,14 @@ package mysqltls
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
 // A drain deadline that cuts a login as it reads a refused packet away
@@ -88,5 +92,58 @@ func TestReadAwayWhileBytesKeepComing(t *testing.T) {
 	_ = side.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if rest, err := io.ReadAll(side); err != nil || len(rest) != 0 {
 		t.Errorf("after readAway %d bytes of the packet were still unread (%v); want none", len(rest), err)
+	}
+}
+
+// readAway ends on its own with a packet's rest still to come: when the
+// app pauses for readAwayQuiet (it stopped mid-packet and holds the
+// connection), or when it is still sending at the end (a trickle that
+// would hold the connection, with IDLE_TIMEOUT off, for ever).
+func TestReadAwayEnds(t *testing.T) {
+	const safety = 30 * time.Second // far past readAwayMax: only a hang reaches it
+	for _, tc := range []struct {
+		name    string
+		trickle bool          // a byte every 50 ms, for as long as the test lasts
+		end     time.Duration // quietReader's end, from now
+	}{
+		{"the app pauses", false, readAwayMax},
+		{"the app still sending at the end", true, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app, side := tcpPair(t)
+			if _, err := app.Write(make([]byte, 100)); err != nil { // of a packet of a MiB
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			defer close(stop)
+			if tc.trickle {
+				go func() {
+					for {
+						select {
+						case <-stop:
+							return
+						case <-time.After(50 * time.Millisecond):
+							if _, err := app.Write([]byte{'x'}); err != nil {
+								return
+							}
+						}
+					}
+				}()
+			}
+			done := make(chan error, 1)
+			go func() {
+				q := quietReader{c: side, r: side, end: time.Now().Add(tc.end)}
+				done <- mysqlwire.DiscardPacket(q, 1<<20, readAwayLimit)
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("reading the packet away ended with %v; want its deadline", err)
+				}
+			case <-time.After(safety):
+				_ = side.Close()
+				t.Fatalf("reading the packet away still waited after %s", safety)
+			}
+		})
 	}
 }
