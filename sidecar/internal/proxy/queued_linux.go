@@ -64,15 +64,16 @@ func (s *Server) acceptQueued(f *forward, lfd int) error {
 }
 
 // queuedOn bounds how many connections acceptQueued takes from lfd: no
-// accept queue holds more than net.core.somaxconn (Go listens with that
-// backlog), so a flood that refills the queue as fast as it is taken ends
+// accept queue holds more than one over net.core.somaxconn (Go listens
+// with that backlog; Linux refuses a SYN only once the queue is over
+// it), so a flood that refills the queue as fast as it is taken ends
 // there. 4096, the kernel's default, if it cannot be read.
 func queuedOn(int) int {
 	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
 	if n, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && n > 0 {
-		return n
+		return n + 1
 	}
-	return 4096
+	return 4096 + 1
 }
 
 // fdConn makes an accepted socket a *net.TCPConn; fd is closed either way.

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +65,37 @@ func TestDrainServesQueuedConnections(t *testing.T) {
 				t.Errorf("%d \"connection closed\" lines, want %d", n, tc.served)
 			}
 		})
+	}
+}
+
+// A queue full as the drain begins (a burst at SIGTERM) is taken whole:
+// Linux queues one connection more than the listener's backlog (Go
+// listens with somaxconn), and one left behind is reset by the close.
+func TestDrainTakesAFullQueue(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		t.Skip(err)
+	}
+	backlog, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := backlog + 1 // as many as the kernel completes: one more would wait in SYN retries
+	needFDs(t, uint64(2*n+256))
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, MaxConnections: 1, DrainTimeout: safety,
+		Listen: listenUnaccepted})
+	for range n {
+		_ = dial(t, r.addrs[0]) // completed by the kernel, left in the accept queue
+	}
+	r.cancel()
+	waitFor(t, "draining", func() bool { return len(r.logs.lines("draining")) == 1 })
+	waitFor(t, "every queued connection taken", func() bool {
+		s := forwardSnap(r, 0)
+		return s.Total+s.Rejected == uint64(n)
+	})
+	if s := forwardSnap(r, 0); s.AcceptErrors != 0 {
+		t.Errorf("%d accept errors, want 0", s.AcceptErrors)
 	}
 }
 
