@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
@@ -51,24 +52,9 @@ func TestReadAwayKeepsTheCut(t *testing.T) {
 }
 
 // tcpPair is a connected loopback pair: the app's end and the sidecar's.
-func tcpPair(t *testing.T) (app, side net.Conn) {
+func tcpPair(t *testing.T) (app, side *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	app, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = app.Close() })
-	side, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = side.Close() })
-	return app, side
+	return testkit.Pair(t, testkit.Listen(t))
 }
 
 // An app still sending its refused packet is read away to its end, past
@@ -86,7 +72,7 @@ func TestReadAwayWhileBytesKeepComing(t *testing.T) {
 				return
 			}
 		}
-		_ = app.(*net.TCPConn).CloseWrite()
+		_ = app.CloseWrite()
 	}()
 	readAway(side, side, chunks*len(chunk)) // one frame: the packet ends with it
 	_ = side.SetReadDeadline(time.Now().Add(10 * time.Second))
