@@ -47,10 +47,12 @@ func testCloseNotifyWithoutFIN(t *testing.T, f relay.CodecFunc) {
 	res := make(chan relay.Result, 1)
 	go func() { res <- f(context.Background(), client, sealed, codec, 0) }()
 	time.Sleep(200 * time.Millisecond) // the relay fills the app's small buffers
-	_ = app.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got := make([]byte, 0, len(payload))
 	buf := make([]byte, 1024)
 	for {
+		// Each read, not the whole slow read, is bounded: 1,000 reads with
+		// a pause between them outlast any total on a loaded runner.
+		_ = app.SetReadDeadline(time.Now().Add(10 * time.Second))
 		n, err := app.Read(buf)
 		got = append(got, buf[:n]...)
 		if errors.Is(err, io.EOF) {
