@@ -180,8 +180,8 @@ func clientLeft(parent context.Context, err error) bool {
 // greeting's no_greeting: that one says the sidecar's own wait ran out
 // (or the server closed, or spoke another protocol) and the app is told
 // so, while here the app left first and nobody is told (dialFailed), as
-// for the TCP dial; err says which wait it was. Under
-// unansweredAfter the client says nothing of the address (a pool giving
+// for the TCP dial; err says which wait it was. Under after
+// (unansweredAfter) the client says nothing of the address (a pool giving
 // up fast, an nc -z check): not counted, not put last. The clock runs from
 // the TCP dial, as the address has not answered the sidecar since then.
 //
