@@ -321,7 +321,7 @@ func (f *frames) next(s *session, hdr *[frameHeader]byte) (int, bool) {
 		}
 		return 0, false
 	}
-	return int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16, true
+	return mysqlwire.FrameLen(*hdr), true
 }
 
 // payload reads a frame's payload of n bytes, to look at it.

@@ -71,12 +71,12 @@ func ReadPacket(r io.Reader, limit int) (Packet, error) {
 	var hdr [headerLen]byte
 	for frame := 0; ; frame++ {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if frame > 0 && err == io.EOF {
-				err = io.ErrUnexpectedEOF
+			if frame > 0 {
+				err = unexpectedEOF(err)
 			}
 			return Packet{}, err
 		}
-		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+		n := FrameLen(hdr)
 		if frame == 0 {
 			p.Seq = hdr[3]
 		} else if want := p.Seq + byte(frame); hdr[3] != want {
@@ -114,9 +114,12 @@ func DiscardPacket(r io.Reader, n int, limit int64) error {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return unexpectedEOF(err)
 		}
-		n = int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+		n = FrameLen(hdr)
 	}
 }
+
+// FrameLen is the payload length a frame's header gives.
+func FrameLen(hdr [headerLen]byte) int { return int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16 }
 
 // unexpectedEOF is err, or io.ErrUnexpectedEOF for an EOF inside a packet.
 func unexpectedEOF(err error) error {
