@@ -171,19 +171,19 @@ func clientLeft(parent context.Context, err error) bool {
 	return context.Cause(parent) == errClientGone || errors.Is(err, errClientGone)
 }
 
-// leftUnanswered ends a dial whose client left while address a, dialed
-// at began, had not answered within after (unansweredAfter): "no answer"
-// to the TCP dial, or with TLS an accepted connection and no greeting yet
-// (doing, for the log). An app whose connect timeout is shorter than
-// CONNECT_TIMEOUT would otherwise meet a silent address first on every
-// connection, since no wait of the sidecar's ever runs out to mark it. Both count as unanswered, not the
-// greeting's no_greeting: that one says the sidecar's own wait ran out
-// (or the server closed, or spoke another protocol) and the app is told
-// so, while here the app left first and nobody is told (dialFailed), as
-// for the TCP dial; err says which wait it was. Under after
-// (unansweredAfter) the client says nothing of the address (a pool giving
-// up fast, an nc -z check): not counted, not put last. The clock runs from
-// the TCP dial, as the address has not answered the sidecar since then.
+// leftUnanswered ends a dial whose client left while address a, dialed at
+// began, had not answered within after (unansweredAfter): "no answer" to the
+// TCP dial, or with TLS an accepted connection and no greeting yet (doing,
+// for the log). An app whose connect timeout is shorter than CONNECT_TIMEOUT
+// would otherwise meet a silent address first on every connection, since no
+// wait of the sidecar's ever runs out to mark it. Both count as unanswered,
+// not the greeting's no_greeting: that one says the sidecar's own wait ran
+// out (or the server closed, or spoke another protocol) and the app is told
+// so, while here the app left first and nobody is told (dialFailed), as for
+// the TCP dial; err says which wait it was. Under after (unansweredAfter)
+// the client says nothing of the address (a pool giving up fast, an nc -z
+// check): not counted, not put last. The clock runs from the TCP dial, as
+// the address has not answered the sidecar since then.
 //
 // A live server can be slow to greet (a MySQL server resolving the app's
 // host name, skip_name_resolve off, behind a slow resolver), and one app

@@ -4,8 +4,8 @@ package relay
 
 import "net"
 
-// onFD has no kernel to ask here: socketDead and ConnDone fall back on
-// what the data path read.
+// onFD has no kernel to ask here: socketDead, ConnDone and ConnEnded
+// fall back on what the data path read.
 func onFD(*net.TCPConn, func(int) bool) bool { return false }
 
 // PeerEnded cannot ask the kernel here: only what the data path read counts.
