@@ -130,3 +130,71 @@ func TestAppResetMidResultIsTheClients(t *testing.T) {
 		})
 	}
 }
+
+// What the sidecar writes an app for its COM_CHANGE_USER (the switch to
+// mysql_native_password that proves LOCAL_PASSWORD, the database's ERR
+// it passes on) is written before the app reads, and a refused change
+// ends the session though the app never reads: the app read every answer
+// before it sent the command, so they fit its empty receive buffer. Only
+// results it left unread could fill it, and then the relay's write of
+// those holds the session first, as it does without a COM_CHANGE_USER.
+func TestIAMChangeUserAnswersToAnAppThatDoesNotRead(t *testing.T) {
+	const local = "local-pw"
+	for _, tc := range []struct {
+		name   string
+		code   uint16 // the fake's refusal of the change
+		plugin string // the app's: another than mysql_native_password is switched with LOCAL_PASSWORD
+		closed relay.Reason
+	}{
+		{"the database refuses the token", 1045, mysqlwire.NativePassword, "tls_refused"},
+		{"the database refuses the database", 1049, mysqlwire.NativePassword, relay.ReasonUpstreamError},
+		{"after the sidecar's switch", 1045, "caching_sha2_password", "tls_refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ca := testkit.NewCA(t, "test CA")
+			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: tc.code})
+			target := iamTarget(t, ca)
+			target.IAM.LocalPassword = []byte(local)
+			addr, s, logs := sidecar(t, srv, target) // IDLE_TIMEOUT off
+			a := dialApp(t, addr)
+			scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proof := mysqlwire.NativeProof([]byte(local), scramble)
+			login := mysqlwire.HandshakeResponse{Caps: appCaps &^ mysqlwire.ClientCompress, MaxPacket: 1 << 24, Charset: 45, User: "app",
+				AuthData: proof, Database: "orders", Plugin: mysqlwire.NativePassword}
+			a.write(1, login.Append(nil))
+			if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+				t.Fatalf("login: %q", ok.Payload)
+			}
+			cu := mysqlwire.ChangeUser{User: "app", AuthData: proof, Database: "orders", Charset: 45, Plugin: tc.plugin}
+			a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+			switched := tc.plugin != mysqlwire.NativePassword
+			if switched {
+				a.write(2, proof) // unread, the switch asks for the login's scramble
+			}
+			for deadline := time.Now().Add(mysqltls.LoginTimeout); s.Snapshot().Forwards[0].Active != 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the refused COM_CHANGE_USER's session still holds its connection after %s: closed %v",
+						mysqltls.LoginTimeout, s.Snapshot().Forwards[0].ConnectionsClosed)
+				}
+			}
+			if closedAs(s, tc.closed) != 1 {
+				t.Fatalf("closed %v; want %s 1:\n%s", s.Snapshot().Forwards[0].ConnectionsClosed, tc.closed, logs)
+			}
+			// Nothing was lost: the answers wait in the app's buffer.
+			seq := byte(1)
+			if switched {
+				if p := a.read(); p.Seq != 1 || p.Payload[0] != mysqlwire.AuthSwitch {
+					t.Fatalf("app got seq %d %q; want the switch at 1", p.Seq, p.Payload)
+				}
+				seq = 3
+			}
+			if p := a.read(); p.Seq != seq || p.Payload[0] != mysqlwire.ErrPacketHdr {
+				t.Fatalf("app got seq %d %q; want the database's ERR at %d", p.Seq, p.Payload, seq)
+			}
+		})
+	}
+}
