@@ -170,7 +170,8 @@ func humanDuration(d time.Duration) string {
 }
 
 // iam.md states the bounds on the wait for credentials that iamauth and
-// mysqltls enforce, and the message an app then gets.
+// mysqltls enforce, the message an app then gets, and the login's bound
+// on a COM_CHANGE_USER's switch.
 func TestDocsIAMWaitForCredentials(t *testing.T) {
 	text := strings.Join(strings.Fields(userDocs(t)["docs/iam.md"]), " ")
 	for _, want := range []string{
@@ -178,6 +179,7 @@ func TestDocsIAMWaitForCredentials(t *testing.T) {
 			int(iamauth.DefaultSignTimeout.Seconds()), int(iamauth.RequestTimeout.Seconds())),
 		fmt.Sprintf("well inside the %d s login bound", int(mysqltls.LoginTimeout.Seconds())),
 		fmt.Sprintf("`no answer within %s`", iamauth.DefaultSignTimeout),
+		fmt.Sprintf("bounded as a login is (%s, `mysqltls.LoginTimeout`)", humanDuration(mysqltls.LoginTimeout)),
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("docs/iam.md does not say %q", want)

@@ -443,7 +443,12 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 		return false
 	}
 	t := is.target
+	// The answer to a switch is bounded as a login's is, and ends as one
+	// the app left: with IDLE_TIMEOUT off, an app that never answers held
+	// the session for good.
+	_ = s.client.SetReadDeadline(time.Now().Add(LoginTimeout))
 	proof, appSeq, err := t.iamProof(client, br, cu.Plugin, cu.AuthData, is.appCaps, is.scramble, 1)
+	_ = s.client.SetReadDeadline(time.Time{})
 	if err != nil {
 		s.end(relay.ReasonClientError, err)
 		return false

@@ -198,3 +198,48 @@ func TestIAMChangeUserAnswersToAnAppThatDoesNotRead(t *testing.T) {
 		})
 	}
 }
+
+// An app that never answers the sidecar's switch for its COM_CHANGE_USER
+// (the proof of LOCAL_PASSWORD) loses its session after LoginTimeout, as
+// a login that stalls does, and as a login the app left. With IDLE_TIMEOUT off (the default) it held
+// its connection slot until it closed or the drain deadline cut it.
+func TestIAMChangeUserSwitchUnansweredEnds(t *testing.T) {
+	t.Parallel() // waits out the real LoginTimeout
+	const local = "local-pw"
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	target := iamTarget(t, ca)
+	target.IAM.LocalPassword = []byte(local)
+	addr, s, logs := sidecar(t, srv, target) // IDLE_TIMEOUT off
+	a := dialApp(t, addr)
+	scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := mysqlwire.HandshakeResponse{Caps: appCaps &^ mysqlwire.ClientCompress, MaxPacket: 1 << 24, Charset: 45, User: "app",
+		AuthData: mysqlwire.NativeProof([]byte(local), scramble), Database: "orders", Plugin: mysqlwire.NativePassword}
+	a.write(1, login.Append(nil))
+	if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: "app", Database: "orders", Charset: 45, Plugin: "caching_sha2_password"}
+	a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+	if p := a.read(); p.Seq != 1 || p.Payload[0] != mysqlwire.AuthSwitch {
+		t.Fatalf("app got seq %d %q; want the sidecar's switch at 1", p.Seq, p.Payload)
+	}
+	began := time.Now() // and the app never answers
+	for deadline := began.Add(2 * mysqltls.LoginTimeout); s.Snapshot().Forwards[0].Active != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the session still holds its connection %s after the unanswered switch: closed %v",
+				time.Since(began).Round(time.Second), s.Snapshot().Forwards[0].ConnectionsClosed)
+		}
+	}
+	if waited := time.Since(began); waited < mysqltls.LoginTimeout-time.Second {
+		t.Fatalf("the session ended after %s, before LoginTimeout (%s):\n%s", waited, mysqltls.LoginTimeout, logs)
+	}
+	// As a login the app left partway: io_error, logged at debug.
+	if refusals(s, mysqltls.ReasonIO) != 1 || closedAs(s, "tls_refused") != 1 {
+		t.Fatalf("refusals %v, closed %v; want one io_error refusal:\n%s",
+			s.Snapshot().Forwards[0].TLSRefusals, s.Snapshot().Forwards[0].ConnectionsClosed, logs)
+	}
+}
