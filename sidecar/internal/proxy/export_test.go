@@ -10,3 +10,11 @@ func WithUnansweredAfter(cfg Config, d time.Duration) Config {
 	cfg.unansweredAfter = d
 	return cfg
 }
+
+// WithQueuedCap returns cfg with the drain taking at most n connections
+// from each accept queue, in place of a full queue: a test then shows the
+// cap holding by queueing more than it, which a full queue cannot be.
+func WithQueuedCap(cfg Config, n int) Config {
+	cfg.queuedCap = n
+	return cfg
+}

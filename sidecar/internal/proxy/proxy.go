@@ -103,6 +103,10 @@ type Config struct {
 	// it (export_test.go): which side of it a departure falls on must not
 	// be up to the test machine's scheduler.
 	unansweredAfter time.Duration
+	// queuedCap, when positive, is what the drain takes from a listener's
+	// accept queue at most in place of a full queue (queuedOn), which a
+	// test could not fill past (export_test.go).
+	queuedCap int
 }
 
 func (c Config) withDefaults() Config {

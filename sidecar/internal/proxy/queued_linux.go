@@ -44,7 +44,11 @@ func (s *Server) takeQueued(f *forward) {
 // (queuedOn), so that clients arriving as fast as it accepts (a flood)
 // do not keep the listener open.
 func (s *Server) acceptQueued(f *forward, lfd int) error {
-	for limit := queuedOn(lfd); limit > 0; limit-- {
+	limit := s.cfg.queuedCap
+	if limit <= 0 {
+		limit = queuedOn(lfd)
+	}
+	for ; limit > 0; limit-- {
 		nfd, _, err := syscall.Accept4(lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 		switch {
 		case errors.Is(err, syscall.EAGAIN):

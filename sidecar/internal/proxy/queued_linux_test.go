@@ -5,12 +5,14 @@ package proxy_test
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/example/sidecar/internal/testkit"
@@ -96,6 +98,73 @@ func TestDrainTakesAFullQueue(t *testing.T) {
 	})
 	if s := forwardSnap(r, 0); s.AcceptErrors != 0 {
 		t.Errorf("%d accept errors, want 0", s.AcceptErrors)
+	}
+}
+
+// Clients arriving as fast as the drain takes them (a flood) do not keep
+// it taking: it takes at most a queue's worth, then closes the listener
+// (the flood's next dial is refused or reset) and ends. The cap is set below what
+// the test queues before SIGTERM, so a drain that took until the queue
+// was empty would take more than it whether or not it outran the flood.
+func TestDrainTakesAtMostAQueueDuringAFlood(t *testing.T) {
+	const queueCap, queued = 8, 3 * 8
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		t.Skip(err)
+	}
+	backlog, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	floodMax := min(1000, backlog/2) // dials the queue has room for: none waits in SYN retries
+	needFDs(t, uint64(2*(queued+floodMax)+256))
+	up := startUpstream(t, "127.0.0.1", echo)
+	r := startProxy(t, proxy.WithQueuedCap(proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, MaxConnections: 1,
+		DrainTimeout: safety, Listen: listenUnaccepted}, queueCap))
+	clients := make([]net.Conn, 0, queued+floodMax)
+	for range queued {
+		clients = append(clients, dial(t, r.addrs[0])) // completed by the kernel, left in the accept queue
+	}
+
+	type flooded struct {
+		conns []net.Conn
+		err   error // why it stopped
+	}
+	started, ended := make(chan struct{}), make(chan flooded, 1)
+	go func() {
+		var f flooded
+		for len(f.conns) < floodMax {
+			c, err := net.DialTimeout("tcp", r.addrs[0], safety)
+			if len(f.conns) == 0 {
+				close(started) // SIGTERM comes once the flood is on
+			}
+			if err != nil {
+				f.err = err
+				break
+			}
+			f.conns = append(f.conns, c)
+		}
+		if f.err == nil {
+			f.err = fmt.Errorf("%d dials connected; the listener was still open", floodMax)
+		}
+		ended <- f
+	}()
+	<-started
+	r.cancel()
+	f := <-ended // within floodMax dials, refused or not
+	clients = append(clients, f.conns...)
+	// Reset: that dial was in its handshake as the listener closed.
+	if !errors.Is(f.err, syscall.ECONNREFUSED) && !errors.Is(f.err, syscall.ECONNRESET) {
+		t.Errorf("the flood stopped with %v; want its dials refused by the closed listener", f.err)
+	}
+	waitFor(t, "draining", func() bool { return len(r.logs.lines("draining")) == 1 })
+	for _, c := range clients {
+		_ = c.Close() // ends the one served, so the drain can end
+	}
+	r.shutdown(t)
+	if s := forwardSnap(r, 0); s.Total+s.Rejected != queueCap || s.AcceptErrors != 0 {
+		t.Errorf("the drain took %d connections (%d served, %d rejected) with %d accept errors, %d queued before SIGTERM and %d during; want %d taken, no errors",
+			s.Total+s.Rejected, s.Total, s.Rejected, s.AcceptErrors, queued, len(f.conns), queueCap)
 	}
 }
 
