@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,55 +82,96 @@ func TestReadAwayWhileBytesKeepComing(t *testing.T) {
 	}
 }
 
-// readAway ends on its own with a packet's rest still to come: when the
-// app pauses for readAwayQuiet (it stopped mid-packet and holds the
-// connection), or when it is still sending at the end (a trickle that
-// would hold the connection, with IDLE_TIMEOUT off, for ever).
+// readAway ends on its own with a packet's rest still to come, each of
+// its bounds alone (the others too long to be reached): when the app
+// pauses for the quiet (it stopped mid-packet and holds the connection),
+// when it is still sending at the max (a trickle that would hold the
+// connection, with IDLE_TIMEOUT off, for ever), and when it keeps
+// sending full frames past the byte limit (a never-ending packet, as
+// fast as it is read), having read no more than the limit.
 func TestReadAwayEnds(t *testing.T) {
-	const safety = 30 * time.Second // far past readAwayMax: only a hang reaches it
+	const safety = 30 * time.Second // far past every bound set here: only a hang reaches it
+	const never = time.Hour         // a bound the test does not reach
+	full := make([]byte, mysqlwire.MaxPayload)
+	fullHeader := []byte{0xff, 0xff, 0xff, 0}
 	for _, tc := range []struct {
-		name    string
-		trickle bool          // a byte every 50 ms, for as long as the test lasts
-		end     time.Duration // quietReader's end, from now
+		name   string
+		bounds awayBounds
+		send   func(app *net.TCPConn) error // after a first 100 bytes, until it fails
+		frame  int                          // the first frame's length
+		want   error
 	}{
-		{"the app pauses", false, readAwayMax},
-		{"the app still sending at the end", true, 300 * time.Millisecond},
+		{"the app pauses", awayBounds{limit: readAwayLimit, quiet: 100 * time.Millisecond, max: never},
+			nil, 1 << 20, os.ErrDeadlineExceeded},
+		{"the app still sending at the end", awayBounds{limit: readAwayLimit, quiet: never, max: 300 * time.Millisecond},
+			func(app *net.TCPConn) error {
+				time.Sleep(50 * time.Millisecond)
+				_, err := app.Write([]byte{'x'})
+				return err
+			}, 1 << 20, os.ErrDeadlineExceeded},
+		{"the app sending past the limit", awayBounds{limit: 2 * mysqlwire.MaxPayload, quiet: never, max: never},
+			func(app *net.TCPConn) error { // the first frame's rest, then full frames for ever
+				_, err := app.Write(full[100:])
+				for err == nil {
+					if _, err = app.Write(fullHeader); err == nil {
+						_, err = app.Write(full)
+					}
+				}
+				return err
+			}, mysqlwire.MaxPayload, mysqlwire.ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			app, side := tcpPair(t)
-			if _, err := app.Write(make([]byte, 100)); err != nil { // of a packet of a MiB
+			if _, err := app.Write(make([]byte, 100)); err != nil { // of the first frame
 				t.Fatal(err)
 			}
 			stop := make(chan struct{})
 			defer close(stop)
-			if tc.trickle {
+			if tc.send != nil {
 				go func() {
 					for {
 						select {
 						case <-stop:
 							return
-						case <-time.After(50 * time.Millisecond):
-							if _, err := app.Write([]byte{'x'}); err != nil {
+						default:
+							if tc.send(app) != nil {
 								return
 							}
 						}
 					}
 				}()
 			}
+			read := &countingReader{r: side}
 			done := make(chan error, 1)
-			go func() {
-				q := quietReader{c: side, r: side, end: time.Now().Add(tc.end)}
-				done <- mysqlwire.DiscardPacket(q, 1<<20, readAwayLimit)
-			}()
+			go func() { done <- tc.bounds.discard(side, read, tc.frame) }()
 			select {
 			case err := <-done:
-				if !errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Errorf("reading the packet away ended with %v; want its deadline", err)
+				if !errors.Is(err, tc.want) {
+					t.Errorf("reading the packet away ended with %v; want %v", err, tc.want)
 				}
 			case <-time.After(safety):
 				_ = side.Close()
+				<-done
 				t.Fatalf("reading the packet away still waited after %s", safety)
+			}
+			// Payload and a header for each frame it went into: a frame
+			// over the limit is not read.
+			frames := tc.bounds.limit/mysqlwire.MaxPayload + 1
+			if most := tc.bounds.limit + 4*frames; read.n.Load() > most {
+				t.Errorf("read %d bytes away; want at most %d, the limit and the headers", read.n.Load(), most)
 			}
 		})
 	}
+}
+
+// countingReader counts the bytes read from r.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -642,18 +642,31 @@ const (
 // connection", not the reason). A fixed second could end before a busy
 // machine had moved 64 MiB.
 func readAway(c net.Conn, r io.Reader, n int) {
-	_ = mysqlwire.DiscardPacket(quietReader{c: c, r: r, end: time.Now().Add(readAwayMax)}, n, readAwayLimit)
+	_ = awayBounds{limit: readAwayLimit, quiet: readAwayQuiet, max: readAwayMax}.discard(c, r, n)
 }
 
-// quietReader reads r, giving each read readAwayQuiet, up to end.
+// awayBounds are readAway's bounds, apart so that a test shows each
+// holding in megabytes and moments, not a GiB and seconds.
+type awayBounds struct {
+	limit      int64 // bytes of payload
+	quiet, max time.Duration
+}
+
+// discard is readAway within b; its error says which bound ended it.
+func (b awayBounds) discard(c net.Conn, r io.Reader, n int) error {
+	return mysqlwire.DiscardPacket(quietReader{c: c, r: r, quiet: b.quiet, end: time.Now().Add(b.max)}, n, b.limit)
+}
+
+// quietReader reads r, giving each read quiet, up to end.
 type quietReader struct {
-	c   net.Conn
-	r   io.Reader
-	end time.Time
+	c     net.Conn
+	r     io.Reader
+	quiet time.Duration
+	end   time.Time
 }
 
 func (q quietReader) Read(p []byte) (int, error) {
-	by := time.Now().Add(readAwayQuiet)
+	by := time.Now().Add(q.quiet)
 	if by.After(q.end) {
 		by = q.end
 	}
