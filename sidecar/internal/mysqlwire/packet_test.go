@@ -114,7 +114,8 @@ func TestReadPacketAllocatesAsBytesArrive(t *testing.T) {
 }
 
 // DiscardPacket reads a packet away through its last frame and no
-// further, within its limit; ReadPacket's TooLargeError gives it the frame
+// further, within its limit, and over it no further than the header of
+// the frame that went over; ReadPacket's TooLargeError gives it the frame
 // length it starts from.
 func TestDiscardPacket(t *testing.T) {
 	full := make([]byte, MaxPayload)
@@ -124,15 +125,17 @@ func TestDiscardPacket(t *testing.T) {
 		name  string
 		in    func() []byte
 		limit int64
-		is    error // nil: read away, next left
+		is    error  // nil: read away
+		left  []byte // what it must leave unread
 	}{
-		{"one frame", func() []byte { return join(frame(0, []byte("hello")), next) }, 1 << 30, nil},
-		{"several frames", func() []byte { return join(frame(0, full), frame(1, full), frame(2, []byte("tail")), next) }, 1 << 30, nil},
-		{"exactly MaxPayload, then its empty frame", func() []byte { return join(frame(0, full), frame(1, nil), next) }, 1 << 30, nil},
-		{"at the limit", func() []byte { return join(frame(0, full), frame(1, []byte("tail")), next) }, MaxPayload + 4, nil},
-		{"over the limit", func() []byte { return join(frame(0, full), frame(1, []byte("tail")), next) }, MaxPayload + 3, ErrTooLarge},
-		{"cut in a continuation header", func() []byte { return join(frame(0, full), []byte{1}) }, 1 << 30, io.ErrUnexpectedEOF},
-		{"cut in a payload", func() []byte { return frame(0, []byte("hello"))[:6] }, 1 << 30, io.ErrUnexpectedEOF},
+		{"one frame", func() []byte { return join(frame(0, []byte("hello")), next) }, 1 << 30, nil, next},
+		{"several frames", func() []byte { return join(frame(0, full), frame(1, full), frame(2, []byte("tail")), next) }, 1 << 30, nil, next},
+		{"exactly MaxPayload, then its empty frame", func() []byte { return join(frame(0, full), frame(1, nil), next) }, 1 << 30, nil, next},
+		{"at the limit", func() []byte { return join(frame(0, full), frame(1, []byte("tail")), next) }, MaxPayload + 4, nil, next},
+		{"over the limit", func() []byte { return join(frame(0, full), frame(1, []byte("tail")), next) }, MaxPayload + 3, ErrTooLarge, join([]byte("tail"), next)},
+		{"over the limit in the first frame", func() []byte { return join(frame(0, []byte("hello")), next) }, 4, ErrTooLarge, join([]byte("hello"), next)},
+		{"cut in a continuation header", func() []byte { return join(frame(0, full), []byte{1}) }, 1 << 30, io.ErrUnexpectedEOF, nil},
+		{"cut in a payload", func() []byte { return frame(0, []byte("hello"))[:6] }, 1 << 30, io.ErrUnexpectedEOF, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bytes.NewReader(tc.in())
@@ -145,8 +148,8 @@ func TestDiscardPacket(t *testing.T) {
 			if !errors.Is(err, tc.is) || (tc.is == nil) != (err == nil) {
 				t.Fatalf("DiscardPacket: %v; want %v", err, tc.is)
 			}
-			if rest, _ := io.ReadAll(r); tc.is == nil && !bytes.Equal(rest, next) {
-				t.Fatalf("left %d bytes unread; want the next packet's %d", len(rest), len(next))
+			if rest, _ := io.ReadAll(r); !bytes.Equal(rest, tc.left) {
+				t.Fatalf("left %d bytes unread; want %d", len(rest), len(tc.left))
 			}
 		})
 	}
