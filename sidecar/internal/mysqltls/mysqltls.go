@@ -327,8 +327,14 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 	}
 	caps, _, _, _ := mysqlwire.GreetingCaps(greeting.Payload) // Greet checked it
 	if caps&mysqlwire.ClientSSL == 0 {
+		// TARGET_TLS=disabled is no way out with IAM: the sidecar refuses
+		// to start with it, as tokens go over TLS only.
+		fix := "enable TLS on the server or set TARGET_TLS=disabled"
+		if t.IAM != nil {
+			fix = "enable TLS on the server (TARGET_AUTH=iam sends its tokens over TLS only)"
+		}
 		return nil, t.refuse(client, 0, ReasonServerNoTLS, fmt.Sprintf(
-			"sidecar: the database server does not offer TLS, and TARGET_TLS=%s requires it; enable TLS on the server or set TARGET_TLS=disabled", t.Mode), nil)
+			"sidecar: the database server does not offer TLS, and TARGET_TLS=%s requires it; %s", t.Mode, fix), nil)
 	}
 	hidden := mysqlwire.ClientSSL
 	if t.IAM != nil {
