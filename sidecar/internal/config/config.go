@@ -880,8 +880,13 @@ func (p *parser) forwards() []Forward {
 	if ok {
 		p.listenPorts = []int{f.ListenPort}
 	}
+	// A refused MODE leaves the mode unknown (a typo of sleep, maybe): a
+	// target is checked when set, but not required.
+	required := !p.reported("MODE")
 	if !hasHost {
-		p.unset("TARGET_HOST", setting("TARGET_HOST").Accepted+requiredSuffix)
+		if required {
+			p.unset("TARGET_HOST", setting("TARGET_HOST").Accepted+requiredSuffix)
+		}
 		ok = false
 	} else if h, err := checkHost(host); err != nil {
 		p.badBecause("TARGET_HOST", host, ": "+err.Error(), hostAccepted)
@@ -890,7 +895,9 @@ func (p *parser) forwards() []Forward {
 		f.TargetHost = h
 	}
 	if !hasPort {
-		p.unset("TARGET_PORT", setting("TARGET_PORT").Accepted+requiredSuffix)
+		if required {
+			p.unset("TARGET_PORT", setting("TARGET_PORT").Accepted+requiredSuffix)
+		}
 		ok = false
 	} else if n, err := parsePort(port); err != nil {
 		p.bad("TARGET_PORT", port, setting("TARGET_PORT").Accepted)

@@ -284,6 +284,19 @@ func TestParseInvalid(t *testing.T) {
 			env:  map[string]string{"MODE": "Sleepy", "TARGET_HOST": "db", "TARGET_PORT": "3306"},
 			want: []string{`MODE="Sleepy" is invalid; accepted: proxy or sleep`},
 		},
+		// A refused MODE leaves the mode unknown: a target is not
+		// required (the task may have meant sleep), but a set one is
+		// checked, so every problem shows.
+		{
+			name: "bad mode without a target",
+			env:  map[string]string{"MODE": "slep"},
+			want: []string{`MODE="slep" is invalid; accepted: proxy or sleep`},
+		},
+		{
+			name: "bad mode with half a target",
+			env:  map[string]string{"MODE": "proxi", "TARGET_HOST": "db", "TARGET_PORT": "http"},
+			want: []string{`MODE="proxi" is invalid`, `TARGET_PORT="http" is invalid`},
+		},
 		{
 			// The kernel caps TCP_KEEPIDLE at 32767 s: beyond it setsockopt
 			// fails and the socket keeps the 2 h default.
