@@ -24,7 +24,8 @@ func FuzzKeyed(f *testing.F) {
 	f.Add("0", uint8(9), "\n")           // -p then a line break: no password
 	f.Add("DB_", uint8(4), "9xK2S3CRET") // digits that are no port
 	f.Add("DB_", uint8(4), "3306")       // a port's digits after a key that is no host's
-	f.Add("my", uint8(4), "3306")        // mypassword:3306 reads as a host and port
+	f.Add("my", uint8(4), "3306")        // mypassword:3306: a key, its password numeric
+	f.Add("db.", uint8(4), "3306")       // db.password:3306: a dotted name is a DNS name's
 	f.Fuzz(func(t *testing.T, prefix string, form uint8, secret string) {
 		key := forms[int(form)%len(forms)]
 		v := prefix + key + secret

@@ -3,10 +3,7 @@
 // given, never the credentials in them.
 package redact
 
-import (
-	"slices"
-	"strings"
-)
+import "strings"
 
 // Mask is what stands in for a credential.
 const Mask = "xxxxx"
@@ -239,21 +236,46 @@ func isPort(s string) bool {
 }
 
 // hostBefore reports whether the word that ends at v[colon] (a :) reads
-// as a host name, as people write one (tokens, passport-db, db.secret):
-// lower case letters, digits, - and . alone, and no credential's name
-// spelled alone. A quote, blank, _ or upper case letter in it is a key's
-// (JSON's "password", DB_PASSWORD, Password): no host's, so what follows
+// as a host name, as people write one (tokens, PASSPORT-DB, db.secret):
+// letters of either case (host names are not case-sensitive), digits, -
+// and ., and, unless a dot makes it a DNS name, no credential's name at
+// its end (keyName: db-password, apitoken). A quote, blank or _ in it is
+// a key's (JSON's "password", DB_PASSWORD): no host's, so what follows
 // the : is masked even where it looks like a port.
 func hostBefore(v string, colon int) bool {
 	start := colon
-	for start > 0 && strings.IndexByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", v[start-1]) >= 0 {
+	for start > 0 && strings.IndexByte(hostChars, v[start-1]) >= 0 {
 		start--
 	}
 	word := v[start:colon]
-	if word == "" || strings.Trim(word, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+	if word == "" || strings.Trim(word, hostChars) != "" {
 		return false
 	}
-	return !slices.Contains(credentialKeys(), word) && word != "password" && word != "passwd"
+	return strings.Contains(word, ".") || !keyName(word)
+}
+
+// hostChars are the bytes of a host name, and of the word hostBefore
+// reads (with _, a key's).
+const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
+
+// keyName reports whether name ends with a credential's name, as keys
+// are spelled (password, db-password, apitoken, PASSPHRASE, ClientSecret),
+// in any case. A bare pass at the end of a lower-case word ends a word
+// (compass, bypass), not a key; written apart or in capitals (db-pass,
+// DBPASS, dbPass) it is a key's.
+func keyName(name string) bool {
+	lower := strings.ToLower(name) // ASCII alone: hostBefore's bytes
+	for _, k := range []string{"password", "passwd", "passphrase", "passcode", "passkey", "pwd",
+		"token", "secret", "secretkey", "signature", "credential", "credentials"} {
+		if strings.HasSuffix(lower, k) {
+			return true
+		}
+	}
+	before, ok := strings.CutSuffix(name, "pass")
+	if !ok {
+		return strings.HasSuffix(lower, "pass") // DBPASS, dbPass
+	}
+	return before == "" || !('a' <= before[len(before)-1] && before[len(before)-1] <= 'z')
 }
 
 // credentialKeys are the starts of keys that hold a secret: a connection

@@ -210,6 +210,28 @@ func TestKeyed(t *testing.T) {
 		{"/run/secrets/rds-ca.pem", "/run/secrets/rds-ca.pem"},
 		{"mydb.cluster-abc123.us-east-1.rds.amazonaws.com", "mydb.cluster-abc123.us-east-1.rds.amazonaws.com"},
 		{"mysql -h db-pool.example -P3306 -p", "mysql -h db-pool.example -P3306 -p"},
+		// A name that ends with a credential's name, in any case, is a
+		// key, its digits a secret (passphrase:12345 would show a numeric
+		// passphrase); a host name holds a key word elsewhere, in any case
+		// too. A word's end is no key's: compass, bypass.
+		{"passphrase:12345", "passphrase:xxxxx"},
+		{"apitoken:3306", "apitoken:xxxxx"},
+		{"db-password:3306", "db-password:xxxxx"},
+		{"mypassword:3306", "mypassword:xxxxx"},
+		{"ClientSecret:1234", "ClientSecret:xxxxx"},
+		{"db-pass:1234", "db-pass:xxxxx"},
+		{"DBPASS:1234", "DBPASS:xxxxx"},
+		{"dbPass:1234", "dbPass:xxxxx"},
+		{"passcode:1234", "passcode:xxxxx"},
+		{"secretkey:1234", "secretkey:xxxxx"},
+		{"credentials:1234", "credentials:xxxxx"},
+		{"8080=db:3306,db-token:3307", "8080=db:3306,db-token:xxxxx"},
+		{"PASSPORT-DB:3306", "PASSPORT-DB:3306"},
+		{"Tokens.Example.com:3306", "Tokens.Example.com:3306"},
+		{"TOKENS:3306", "TOKENS:3306"},
+		{"bypass:3306", "bypass:3306"},
+		{"token-service:3306/orders", "token-service:3306/orders"},
+		{"8080=PASSPORT-DB:3306,8081=Secrets-DB:3307", "8080=PASSPORT-DB:3306,8081=Secrets-DB:3307"},
 		// Letters whose lower case has another length in UTF-8 (the
 		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
 		// the cut stays at the key's =.
