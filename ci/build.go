@@ -65,21 +65,23 @@ func pinBaseImages(ctx context.Context, client *dagger.Client, cfg config.Config
 			plats = cfg.Platforms
 			hint = "use an image that has it, or leave it out of PLATFORMS"
 		}
+		ref := config.Shown(b.Arg, b.Ref) // as printed
 		for _, plat := range plats {
 			pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
+			err = config.ShownErr(b.Arg, b.Ref, err) // the engine's error may quote the reference
 			switch {
 			case err != nil && strings.Contains(err.Error(), "no manifest matches requested platform"):
-				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s", b.Arg, b.Ref, plat, err, hint)
+				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s", b.Arg, ref, plat, err, hint)
 			case err != nil:
-				return nil, fmt.Errorf("resolve %s=%s to a digest for %s (nothing was built): %w", b.Arg, b.Ref, plat, err)
+				return nil, fmt.Errorf("resolve %s=%s to a digest for %s (nothing was built): %w", b.Arg, ref, plat, err)
 			}
 			if !strings.Contains(pinned, "@sha256:") {
-				return nil, fmt.Errorf("resolve %s=%s for %s: the engine answered %q, not a reference with a digest", b.Arg, b.Ref, plat, pinned)
+				return nil, fmt.Errorf("resolve %s=%s for %s: the engine answered %q, not a reference with a digest", b.Arg, ref, plat, config.Shown(b.Arg, pinned))
 			}
 			if len(out) > 0 && out[len(out)-1].Arg == b.Arg {
 				if prev := out[len(out)-1].Pinned; prev != pinned {
 					return nil, fmt.Errorf("resolve %s=%s: %s for %s but %s for %s; the tag moved during the run, run again",
-						b.Arg, b.Ref, prev, plats[0], pinned, plat)
+						b.Arg, ref, config.Shown(b.Arg, prev), plats[0], config.Shown(b.Arg, pinned), plat)
 				}
 				continue
 			}
@@ -130,7 +132,7 @@ func (s *run) build(ctx context.Context) (*Image, error) {
 	}
 	args := buildArgs(cfg, s.src, engine)
 	for _, b := range img.Bases {
-		s.step("%s: %s %s is %s", s.target, b.Arg, b.Ref, b.Pinned)
+		s.step("%s: %s %s is %s", s.target, b.Arg, config.Shown(b.Arg, b.Ref), config.Shown(b.Arg, b.Pinned))
 		args = setArg(args, b.Arg, b.Pinned)
 	}
 	s.dockerBuilds(img, args)
@@ -220,17 +222,18 @@ func stepExport() Step {
 			cfg := s.Config
 			if cfg.OCITarball != "" {
 				if err := moveFile(s.tarball(), cfg.OCITarball); err != nil {
-					return fmt.Errorf("OCI_TARBALL: %w", err)
+					return fmt.Errorf("OCI_TARBALL: %w", config.ShownErr("OCI_TARBALL", cfg.OCITarball, err))
 				}
-				s.step("%s: wrote OCI tarball %s", s.target, cfg.OCITarball)
+				s.step("%s: wrote OCI tarball %s", s.target, config.Shown("OCI_TARBALL", cfg.OCITarball))
 			}
 			if cfg.LocalImage != "" {
 				// From the export, on this side: Container.ExportImage needs an
 				// engine driver with an image loader, which unix:// and tcp://
 				// runner hosts lack (engine engine/client/drivers/dial.go).
-				s.step("%s: loading the %s image into local Docker as %s (docker load)", s.target, cfg.HostPlatform, cfg.LocalImage)
+				image := config.Shown("LOCAL_IMAGE", cfg.LocalImage)
+				s.step("%s: loading the %s image into local Docker as %s (docker load)", s.target, cfg.HostPlatform, image)
 				if err := s.loader()(ctx, s.img.Index, string(cfg.HostPlatform), cfg.LocalImage); err != nil {
-					return fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", cfg.LocalImage, err)
+					return fmt.Errorf("load %s into local Docker (set LOCAL_IMAGE=none to skip): %w", image, config.ShownErr("LOCAL_IMAGE", cfg.LocalImage, err))
 				}
 			}
 			return nil

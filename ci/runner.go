@@ -83,14 +83,15 @@ func (r *Runner) checkLocalDocker(ctx context.Context, target string) error {
 	if r.Config.LocalImage == "" {
 		return nil
 	}
-	r.step("%s: checking the local Docker for LOCAL_IMAGE=%s", target, r.Config.LocalImage)
+	image := config.Shown("LOCAL_IMAGE", r.Config.LocalImage)
+	r.step("%s: checking the local Docker for LOCAL_IMAGE=%s", target, image)
 	ping := r.pingDocker
 	if ping == nil {
 		ping = dockerload.Ping
 	}
 	if err := ping(ctx); err != nil {
 		return fmt.Errorf("LOCAL_IMAGE=%s needs the local Docker, which is not reachable through %s (nothing was built): %w; "+
-			"start Docker, or set LOCAL_IMAGE=none to skip the load", r.Config.LocalImage, engine.DockerTarget(r.env()), err)
+			"start Docker, or set LOCAL_IMAGE=none to skip the load", image, engine.DockerTarget(r.env()), err)
 	}
 	return nil
 }

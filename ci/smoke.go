@@ -8,6 +8,7 @@ import (
 
 	"dagger.io/dagger"
 
+	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/secrets"
 	"github.com/example/sidecar/ci/smokesql"
 )
@@ -149,7 +150,7 @@ func proxyEnv(c *dagger.Container, listen int) *dagger.Container {
 // smokeSQL makes the SQL round trip: MySQL as a service, the sidecar as a
 // service in front of it, and the mysql client through the sidecar.
 func (s *run) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun) error {
-	s.step("%s: starting MySQL (%s) and the %s sidecar in proxy mode", s.target, s.Config.MySQLImage, sr.platform)
+	s.step("%s: starting MySQL (%s) and the %s sidecar in proxy mode", s.target, config.Shown("MYSQL_IMAGE", s.Config.MySQLImage), sr.platform)
 	mysql := client.Container().From(s.Config.MySQLImage).
 		WithSecretVariable("MYSQL_ROOT_PASSWORD", sr.rootPW).
 		WithEnvVariable("SMOKE_RUN", sr.runID).
@@ -176,7 +177,8 @@ func (s *run) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun)
 		WithExec([]string{"sh", "-c", clientScript()}).
 		Stdout(ctx)
 	if err != nil {
-		return smokeFailure("SQL round trip through the sidecar", err, sr.scrub)
+		// The engine's error may quote MYSQL_IMAGE, as a failed pull does.
+		return smokeFailure("SQL round trip through the sidecar", config.ShownErr("MYSQL_IMAGE", s.Config.MySQLImage, err), sr.scrub)
 	}
 	if err := smokesql.Check(out); err != nil {
 		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)

@@ -58,9 +58,10 @@ func (r *Runner) probeVulnDB(ctx context.Context) error {
 	if !r.Config.VulnCheck {
 		return nil
 	}
-	db := vulncheck.Redact(r.Config.VulnDB) // a mirror's password is never printed
+	db := config.Shown("GOVULNDB", r.Config.VulnDB) // a mirror's password is never printed
 	r.step("push: checking the Go vulnerability database GOVULNDB=%s", db)
 	modified, err := vulncheck.Probe(ctx, r.Config.VulnDB)
+	err = config.ShownErr("GOVULNDB", r.Config.VulnDB, err) // it may quote a file:// URL's path
 	if err != nil {
 		if strings.HasPrefix(r.Config.VulnDB, "file:") {
 			// A local copy that is not there is the setting's fault, not
@@ -94,7 +95,7 @@ func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platform
 	}
 	defer dir.Remove()
 	tmp := dir.Path
-	db := vulncheck.Redact(r.Config.VulnDB)
+	db := config.Shown("GOVULNDB", r.Config.VulnDB)
 	var affected []string
 	for _, p := range platforms {
 		bin, ok := files[p][binaryPath]
@@ -114,6 +115,7 @@ func (r *Runner) vulnCheck(ctx context.Context, files imagefiles.Files, platform
 		// The database answered the probe; a stall mid-scan must still end.
 		scanCtx, cancel := context.WithTimeout(ctx, scanLimit)
 		fs, err := vulncheck.Scan(scanCtx, r.Config.VulnDB, path)
+		err = config.ShownErr("GOVULNDB", r.Config.VulnDB, err)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("vulnerability check of the %s binary with GOVULNDB=%s did not complete (%s): %w", p, db, held, err)

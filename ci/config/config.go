@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"dagger.io/dagger"
@@ -165,6 +166,50 @@ func (v Var) shown(val string) (shown string, keyed bool) {
 	shown = redact.KeyedWith(val, mask)
 	return shown, shown != mask(val)
 }
+
+// Shown is val, the value of the variable name, fit to print as its row
+// shows a refused one (Var.shown): for a step's line or an error quoting
+// an accepted value, which may hold a credential pasted with its key (a
+// path, OCI_TARBALL=/tmp/password=x.tar). A name with no row gets the
+// masking every row has.
+func Shown(name, val string) string {
+	v := Var{Name: name}
+	if i := slices.IndexFunc(Vars(), func(r Var) bool { return r.Name == name }); i >= 0 {
+		v = Vars()[i]
+	}
+	shown, _ := v.shown(val)
+	return shown
+}
+
+// ShownErr is err with its text as Shown shows val in it, for an error
+// (a library's, the OS's) that may quote val or a path in it: where Shown
+// hides a part of val, val is replaced by Shown's and the text is masked
+// from a credential's key on (redact.Keyed), as its start is what quotes
+// it, then the OS's reason, if any. errors.Is and As still see err.
+func ShownErr(name, val string, err error) error {
+	shown := Shown(name, val)
+	if err == nil || shown == val {
+		return err
+	}
+	text := redact.Keyed(strings.ReplaceAll(err.Error(), val, shown))
+	if text == err.Error() {
+		return err
+	}
+	var errno syscall.Errno // the OS's reason, which the mask may cut off, names no path
+	if errors.As(err, &errno) && !strings.HasSuffix(text, errno.Error()) {
+		text += " (" + errno.Error() + ")"
+	}
+	return shownErr{err: err, text: text}
+}
+
+// shownErr is ShownErr's error: err, said as text.
+type shownErr struct {
+	err  error
+	text string
+}
+
+func (e shownErr) Error() string { return e.text }
+func (e shownErr) Unwrap() error { return e.err }
 
 // libReason is errAccepted with a library's reason, whose text may quote
 // any part of the value: Var.detail leaves it out where Shown hides a part

@@ -52,9 +52,11 @@ type Var struct {
 	// Accepted), or says itself what is wrong; errors.Join for several.
 	// nil for the rows another program reads.
 	Parse func(c *Config, val string) error
-	// Shown is how a bad value appears in the error (credentials in a
-	// URL or an image reference hidden); nil = as given. Either way a
-	// credential pasted with its key (password=…) is masked (Var.shown).
+	// Shown is how a value appears wherever it is printed, a bad one in
+	// the error, an accepted one in a step's line (config.Shown):
+	// credentials in a URL or an image reference hidden; nil = as given.
+	// Either way a credential pasted with its key (password=…) is masked
+	// (Var.shown).
 	Shown func(string) string
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mitchellh/go-homedir"
@@ -574,5 +576,34 @@ func TestShownKeyed(t *testing.T) {
 		if got, keyed := row(t, tc.name).shown(tc.val); got != tc.want || keyed != tc.keyed {
 			t.Errorf("%s=%s shown as %q (keyed %v), want %q (keyed %v)", tc.name, tc.val, got, keyed, tc.want, tc.keyed)
 		}
+	}
+}
+
+// ShownErr masks an error that quotes an accepted value as Shown masks
+// the value, keeping the OS's reason and what errors.Is sees; an error
+// of a value with nothing hidden is err itself.
+func TestShownErr(t *testing.T) {
+	t.Parallel()
+	const path = "/tmp/out/password=S3CRET.tar"
+	for _, tc := range []struct {
+		name, val string
+		err       error
+		want      string
+	}{
+		{"OCI_TARBALL", path, &os.PathError{Op: "open", Path: "/tmp/out/.password=S3CRET.tar.partial-1", Err: syscall.ENOENT},
+			"open /tmp/out/.password=xxxxx (no such file or directory)"},
+		{"OCI_TARBALL", path, fmt.Errorf("copy to %s: %w", path, context.Canceled), "copy to /tmp/out/password=xxxxx"},
+		{"GO_IMAGE", "u:pw@registry.example/golang:1", errors.New("pull u:pw@registry.example/golang:1: denied"), "pull xxxxx@registry.example/golang:1: denied"},
+		{"NO_SUCH_ROW", "token=S3CRET", errors.New("bad token=S3CRET"), "bad token=xxxxx"},
+		{"OCI_TARBALL", "/tmp/out/sidecar.tar", &os.PathError{Op: "open", Path: "/tmp/out/sidecar.tar", Err: syscall.ENOENT},
+			"open /tmp/out/sidecar.tar: no such file or directory"},
+	} {
+		got := ShownErr(tc.name, tc.val, tc.err)
+		if got.Error() != tc.want || !errors.Is(got, tc.err) {
+			t.Errorf("ShownErr(%s=%s, %q) = %q, want %q wrapping the error", tc.name, tc.val, tc.err, got, tc.want)
+		}
+	}
+	if ShownErr("OCI_TARBALL", path, nil) != nil {
+		t.Error("ShownErr of no error is an error")
 	}
 }
