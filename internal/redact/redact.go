@@ -237,25 +237,22 @@ func isPort(s string) bool {
 
 // hostBefore reports whether the word that ends at v[colon] (a :) reads
 // as a host name, as people write one (tokens, PASSPORT-DB, db.secret):
-// letters of either case (host names are not case-sensitive), digits, -
-// and ., and, unless a dot makes it a DNS name, no credential's name at
-// its end (keyName: db-password, apitoken). A quote, blank or _ in it is
-// a key's (JSON's "password", DB_PASSWORD): no host's, so what follows
-// the : is masked even where it looks like a port.
+// hostChars alone and, unless a dot makes it a DNS name, no credential's
+// name at its end (keyName: db-password, DB_PASSWORD, apitoken). A colon
+// right after a quote or blank ends no word (JSON's "password": 1234): no
+// host's, so what follows the : is masked even where it looks like a port.
 func hostBefore(v string, colon int) bool {
 	start := colon
 	for start > 0 && strings.IndexByte(hostChars, v[start-1]) >= 0 {
 		start--
 	}
 	word := v[start:colon]
-	if word == "" || strings.Trim(word, hostChars) != "" {
-		return false
-	}
-	return strings.Contains(word, ".") || !keyName(word)
+	return word != "" && (strings.Contains(word, ".") || !keyName(word))
 }
 
-// hostChars are the bytes of a host name, and of the word hostBefore
-// reads (with _, a key's).
+// hostChars are the bytes of a host name (of either case: host names are
+// not case-sensitive), with the _ of a key (DB_PASSWORD) or a container's
+// name.
 const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
 
 // keyName reports whether name ends with a credential's name, as keys

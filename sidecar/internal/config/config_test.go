@@ -1035,8 +1035,9 @@ func refusedWith(t *testing.T, variable, value string) (*Error, error) {
 }
 
 // A password of digits alone after its key reads like a port
-// (DB_PASSWORD:48213): refused without it, in the value and the reason.
-// A host and port whose name holds a key (tokens:3306) is shown.
+// (DB_PASSWORD:48213, passphrase:48213): refused without it, in the
+// value and the reason. A host and port whose name holds a key (tokens,
+// PASSPORT-DB) is shown.
 func TestRefusedNumericPasswordHidden(t *testing.T) {
 	t.Parallel()
 	const digits = "48213"
@@ -1046,7 +1047,10 @@ func TestRefusedNumericPasswordHidden(t *testing.T) {
 		{"TARGET_PORT", `"password":` + digits, `"password":xxxxx`},
 		{"TARGET_SERVER_NAME", "db.example.com;Pwd:" + digits, "db.example.com;Pwd:xxxxx"},
 		{"FORWARDS", "8080=db.example.com:3306,token:" + digits, "8080=db.example.com:3306,token:xxxxx"},
+		{"TARGET_HOST", "passphrase:" + digits, "passphrase:xxxxx"},
+		{"TARGET_HOST", "db-password:" + digits, "db-password:xxxxx"},
 		{"TARGET_HOST", "tokens:" + digits, "tokens:" + digits},
+		{"TARGET_HOST", "PASSPORT-DB:" + digits, "PASSPORT-DB:" + digits},
 	} {
 		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
 			cerr, err := refusedWith(t, tc.variable, tc.value)
