@@ -192,6 +192,15 @@ func testLintVetsMagefiles(ctx context.Context, t *testing.T, mage func(args ...
 	if !strings.Contains(string(out), "magefile.go") {
 		t.Errorf("lint does not name the magefile vet refused:\n%s", out)
 	}
+	// Progress: each check is named as it starts (vet takes a while).
+	for _, step := range []string{"lint: go vet ./...\n", "lint: go vet -tags mage ./magefiles\n"} {
+		if !strings.Contains(string(out), step) {
+			t.Errorf("lint does not say %q as it starts:\n%s", step, out)
+		}
+	}
+	if strings.Contains(string(out), "lint: clean") {
+		t.Errorf("lint says clean though vet refused:\n%s", out)
+	}
 }
 
 // Ctrl-C while a target waits (here for an engine session that accepts
