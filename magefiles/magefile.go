@@ -163,28 +163,35 @@ func Test(ctx context.Context) error {
 //     PutImage (no second push); a tag already on it is skipped.
 //
 // AWS: AWS_REGION (default: AWS SDK chain) with AWS_PROFILE or
-// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a role;
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a role.
 // AWS_ENDPOINT_URL_ECR (default: AWS default) overrides the ECR API
 // endpoint, and AWS_ENDPOINT_URL (default: AWS default) every AWS endpoint
 // push calls (a local AWS emulator), ECR's unless AWS_ENDPOINT_URL_ECR is
-// set. The repository ECR_REPOSITORY (default: sidecar) is created when
-// missing if ECR_CREATE_REPOSITORY (default: true), with scan on push if
-// ECR_SCAN_ON_PUSH (default: true) and immutable tags if ECR_IMMUTABLE_TAGS
-// (default: true), all but latest with PUSH_LATEST. VULN_CHECK (default: true) and GOVULNDB (default:
+// set.
+//
+// Repository: ECR_REPOSITORY (default: sidecar) is created when missing if
+// ECR_CREATE_REPOSITORY (default: true), with scan on push if
+// ECR_SCAN_ON_PUSH (default: true), and with immutable tags if
+// ECR_IMMUTABLE_TAGS (default: true): every tag immutable, or every tag
+// but latest when PUSH_LATEST is true.
+//
+// Checks: VULN_CHECK (default: true) and GOVULNDB (default:
 // https://vuln.go.dev) set the vulnerability check; SCAN_TIMEOUT (default:
-// 10m) and SCAN_FAIL_ON (default: CRITICAL), which also takes HIGH, MEDIUM,
-// LOW or none, set the scan gate. Tags (imagetag.Decide): commit tag: the
-// 12-character commit hash (3f9c2a7b1d04), always pushed, first, as the
-// candidate; version tag: the highest version git tag on HEAD (v and a
-// semantic version) without its leading v (v1.0.0 is pushed as 1.0.0, also
-// the image's version label when this run builds the image); skipped when
-// there is none (no v* git tag on HEAD);
-// latest: only when PUSH_LATEST is true; skipped otherwise
-// (PUSH_LATEST=false). PUSH_LATEST (default: false)
-// needs latest to be mutable. A tag already pointing at this image is skipped. A
-// commit already in ECR keeps its pushed image and documents: the rebuild
-// (never byte-identical) is not pushed. A version tag pointing at another
-// image in an immutable repository is an error and nothing is pushed.
+// 10m) and SCAN_FAIL_ON (default: CRITICAL), which also takes HIGH,
+// MEDIUM, LOW or none, set the scan gate.
+//
+// Tags (imagetag.Decide): commit tag: the 12-character commit hash
+// (3f9c2a7b1d04), always pushed, first, as the candidate; version tag:
+// the highest version git tag on HEAD (v and a semantic version) without
+// its leading v (v1.0.0 is pushed as 1.0.0, also the image's version label
+// when this run builds the image); skipped when there is none (no v* git
+// tag on HEAD); latest: only when PUSH_LATEST is true; skipped otherwise
+// (PUSH_LATEST=false). PUSH_LATEST (default: false) needs latest to be
+// mutable. A tag already pointing at this image is skipped. A commit
+// already in ECR keeps its pushed image and documents: the rebuild (never
+// byte-identical) is not pushed. A version tag pointing at another image
+// in an immutable repository is an error and nothing is pushed.
+//
 // Other environment as for Build and Test.
 func Push(ctx context.Context) error {
 	r, err := runner()
