@@ -22,8 +22,9 @@ func gotestsumCommands(text string) [][]string {
 }
 
 // README.md and CONTRIBUTING.md give the test command; .ci/run runs it with
-// -count=1 added (README says so). A change to one copy alone would have
-// contributors run something CI does not.
+// -count=1 added (README says so), and so does the users' workflow. A
+// change to one copy alone would have contributors, or users' CI, run
+// something this repository's CI does not.
 func TestTestCommandIsWhatCIRuns(t *testing.T) {
 	read := func(name string) string {
 		t.Helper()
@@ -51,5 +52,15 @@ func TestTestCommandIsWhatCIRuns(t *testing.T) {
 	}
 	if run := slices.Delete(slices.Clone(ci[0]), i, i+1); !slices.Equal(run, readme[0]) {
 		t.Errorf(".ci/run runs %q; without -count=1 that is %q, but README.md's full run is %q", ci[0], run, readme[0])
+	}
+	// The users' workflow runs the same tests, after its sudo and env.
+	var workflow [][]string
+	for line := range strings.Lines(read(".github/workflows/pipeline.yml")) {
+		if _, cmd, ok := strings.Cut(line, " go tool gotestsum "); ok {
+			workflow = append(workflow, strings.Fields("go tool gotestsum "+cmd))
+		}
+	}
+	if len(workflow) != 1 || !slices.Equal(workflow[0], ci[0]) {
+		t.Errorf("pipeline.yml's unit tests run %q; want .ci/run's %q", workflow, ci[0])
 	}
 }
