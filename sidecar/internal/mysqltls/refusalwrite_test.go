@@ -38,25 +38,12 @@ func TestIAMChangeUserRefusalToAnAppThatDoesNotRead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ca := testkit.NewCA(t, "test CA")
-			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-			target := iamTarget(t, ca)
-			target.IAM.Users = map[string]bool{"app": true}
-			if tc.localPW {
-				target.IAM.LocalPassword = []byte(local)
-			}
-			addr, s, logs := sidecar(t, srv, target) // IDLE_TIMEOUT off
-			a := dialApp(t, addr)
-			scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
-			if err != nil {
-				t.Fatal(err)
-			}
-			login := mysqlwire.HandshakeResponse{Caps: appCaps &^ mysqlwire.ClientCompress, MaxPacket: 1 << 24, Charset: 45, User: "app",
-				AuthData: mysqlwire.NativeProof([]byte(local), scramble), Database: "orders", Plugin: mysqlwire.NativePassword}
-			a.write(1, login.Append(nil))
-			if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
-				t.Fatalf("login: %q", ok.Payload)
-			}
+			a, _, s, logs := loggedIn(t, local, fakeOpts{}, func(target *mysqltls.Target) {
+				target.IAM.Users = map[string]bool{"app": true}
+				if !tc.localPW {
+					target.IAM.LocalPassword = nil
+				}
+			})
 			leaveResultsUnread(t, a, s)
 			refused := tc.cu.Append(nil, appCaps&^mysqlwire.ClientCompress)
 			go func() { _, _ = mysqlwire.WritePacket(a.c, 0, refused) }() // the sidecar may stop reading
@@ -152,23 +139,7 @@ func TestIAMChangeUserAnswersToAnAppThatDoesNotRead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ca := testkit.NewCA(t, "test CA")
-			srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: tc.code})
-			target := iamTarget(t, ca)
-			target.IAM.LocalPassword = []byte(local)
-			addr, s, logs := sidecar(t, srv, target) // IDLE_TIMEOUT off
-			a := dialApp(t, addr)
-			scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
-			if err != nil {
-				t.Fatal(err)
-			}
-			proof := mysqlwire.NativeProof([]byte(local), scramble)
-			login := mysqlwire.HandshakeResponse{Caps: appCaps &^ mysqlwire.ClientCompress, MaxPacket: 1 << 24, Charset: 45, User: "app",
-				AuthData: proof, Database: "orders", Plugin: mysqlwire.NativePassword}
-			a.write(1, login.Append(nil))
-			if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
-				t.Fatalf("login: %q", ok.Payload)
-			}
+			a, proof, s, logs := loggedIn(t, local, fakeOpts{refuseChange: tc.code}, nil)
 			cu := mysqlwire.ChangeUser{User: "app", AuthData: proof, Database: "orders", Charset: 45, Plugin: tc.plugin}
 			a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
 			switched := tc.plugin != mysqlwire.NativePassword
@@ -206,22 +177,7 @@ func TestIAMChangeUserAnswersToAnAppThatDoesNotRead(t *testing.T) {
 func TestIAMChangeUserSwitchUnansweredEnds(t *testing.T) {
 	t.Parallel() // waits out the real LoginTimeout
 	const local = "local-pw"
-	ca := testkit.NewCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-	target := iamTarget(t, ca)
-	target.IAM.LocalPassword = []byte(local)
-	addr, s, logs := sidecar(t, srv, target) // IDLE_TIMEOUT off
-	a := dialApp(t, addr)
-	scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	login := mysqlwire.HandshakeResponse{Caps: appCaps &^ mysqlwire.ClientCompress, MaxPacket: 1 << 24, Charset: 45, User: "app",
-		AuthData: mysqlwire.NativeProof([]byte(local), scramble), Database: "orders", Plugin: mysqlwire.NativePassword}
-	a.write(1, login.Append(nil))
-	if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
-		t.Fatalf("login: %q", ok.Payload)
-	}
+	a, _, s, logs := loggedIn(t, local, fakeOpts{}, nil)
 	cu := mysqlwire.ChangeUser{User: "app", Database: "orders", Charset: 45, Plugin: "caching_sha2_password"}
 	a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
 	if p := a.read(); p.Seq != 1 || p.Payload[0] != mysqlwire.AuthSwitch {
@@ -242,4 +198,33 @@ func TestIAMChangeUserSwitchUnansweredEnds(t *testing.T) {
 		t.Fatalf("refusals %v, closed %v; want one io_error refusal:\n%s",
 			s.Snapshot().Forwards[0].TLSRefusals, s.Snapshot().Forwards[0].ConnectionsClosed, logs)
 	}
+}
+
+// loggedIn is an app logged in as app, proving the LOCAL_PASSWORD local
+// with proof, through an IAM sidecar (IDLE_TIMEOUT off) to a fake with
+// opts and the test CA's certificate. tune, if any, changes the target
+// (with LocalPassword set) before the sidecar starts.
+func loggedIn(t *testing.T, local string, opts fakeOpts, tune func(*mysqltls.Target)) (a *app, proof []byte, s *proxy.Server, logs *testkit.LockedBuffer) {
+	t.Helper()
+	ca := testkit.NewCA(t, "test CA")
+	opts.cert = ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)
+	target := iamTarget(t, ca)
+	target.IAM.LocalPassword = []byte(local)
+	if tune != nil {
+		tune(&target)
+	}
+	addr, s, logs := sidecar(t, startFake(t, opts), target)
+	a = dialApp(t, addr)
+	scramble, err := mysqlwire.GreetingScramble(a.read().Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof = mysqlwire.NativeProof([]byte(local), scramble)
+	login := mysqlwire.HandshakeResponse{Caps: appCaps &^ mysqlwire.ClientCompress, MaxPacket: 1 << 24, Charset: 45, User: "app",
+		AuthData: proof, Database: "orders", Plugin: mysqlwire.NativePassword}
+	a.write(1, login.Append(nil))
+	if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	return a, proof, s, logs
 }

@@ -74,14 +74,7 @@ func TestDrainServesQueuedConnections(t *testing.T) {
 // Linux queues one connection more than the listener's backlog (Go
 // listens with somaxconn), and one left behind is reset by the close.
 func TestDrainTakesAFullQueue(t *testing.T) {
-	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
-	if err != nil {
-		t.Skip(err)
-	}
-	backlog, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	backlog := somaxconn(t)
 	n := backlog + 1 // as many as the kernel completes: one more would wait in SYN retries
 	needFDs(t, uint64(2*n+256))
 	up := startUpstream(t, "127.0.0.1", echo)
@@ -108,14 +101,7 @@ func TestDrainTakesAFullQueue(t *testing.T) {
 // was empty would take more than it whether or not it outran the flood.
 func TestDrainTakesAtMostAQueueDuringAFlood(t *testing.T) {
 	const queueCap, queued = 8, 3 * 8
-	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
-	if err != nil {
-		t.Skip(err)
-	}
-	backlog, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	backlog := somaxconn(t)
 	floodMax := min(1000, backlog/2) // dials the queue has room for: none waits in SYN retries
 	needFDs(t, uint64(2*(queued+floodMax)+256))
 	up := startUpstream(t, "127.0.0.1", echo)
@@ -250,4 +236,18 @@ func (l *unacceptedListener) Close() error {
 	err := l.TCPListener.Close()
 	l.once.Do(func() { close(l.closed) })
 	return err
+}
+
+// somaxconn is the backlog Go listens with on Linux.
+func somaxconn(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		t.Skip(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
