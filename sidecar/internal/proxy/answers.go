@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -156,6 +157,20 @@ func (a *answers) hold(c *lookupCall, err error, now time.Time, ttl time.Duratio
 	return answer{addrs: a.addrs, asked: a.asked, cached: true}, renewed, started
 }
 
+// dropsFamily reports whether addrs lack a family (IPv4 or IPv6) of the
+// addresses the cache holds.
+func (a *answers) dropsFamily(addrs []netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, v4 := range []bool{true, false} {
+		is := func(x netip.Addr) bool { return x.Is4() == v4 }
+		if slices.ContainsFunc(a.addrs, is) && !slices.ContainsFunc(addrs, is) {
+			return true
+		}
+	}
+	return false
+}
+
 // forget marks the answer a lookup that began at asked gave as failed,
 // because every address in it failed, and reports whether a lookup now
 // may find another. Within MinRelookup of the last lookup it does not: DNS
@@ -215,7 +230,16 @@ func (s *Server) lookup(ctx context.Context, f *forward) (addrs []netip.Addr, as
 // lookupTarget runs the lookup c and keeps its result in the cache.
 func (s *Server) lookupTarget(f *forward, c *lookupCall) {
 	defer s.lookups.Done()
-	addrs, err := s.resolve(s.lookupCtx, f.TargetHost, false)
+	ctx, cancel := context.WithTimeout(s.lookupCtx, s.cfg.ConnectTimeout) // both asks below: one lookup's bound
+	defer cancel()
+	addrs, err := s.resolve(ctx, f.TargetHost, false)
+	if err == nil && f.answers.dropsFamily(addrs) {
+		// Go's resolver answers with one family when the other's lookup
+		// failed (a throttled resolver dropping the A query of a
+		// dual-stack name): ask each apart, so a failure holds the last
+		// answer, whose dropped addresses may be the ones that serve.
+		addrs, err = s.resolve(ctx, f.TargetHost, true)
+	}
 	now := time.Now()
 	switch {
 	case err == nil:

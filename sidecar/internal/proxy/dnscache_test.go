@@ -449,6 +449,46 @@ func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
 			t.Errorf("sidecar_dns_held_answers_total = %d, want 1", held)
 		}
 	})
+	// A dual-stack name whose IPv6 address the task cannot reach (no IPv6
+	// route, a security group): Go's resolver, asked for both families at
+	// once, answers with the AAAA records alone when the A lookup fails,
+	// and that half answer must not replace the last one, whose IPv4
+	// address serves. A family that DNS really dropped is followed.
+	for _, tt := range []struct {
+		name     string
+		change   func(d *testdns.Server, v4 netip.Addr)
+		wantHeld uint64
+	}{
+		{"A fails, AAAA answers", func(d *testdns.Server, _ netip.Addr) { d.FailA("db.sidecar.test") }, 1},
+		{"AAAA record removed", func(d *testdns.Server, v4 netip.Addr) { d.Set("db.sidecar.test", v4) }, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			noV6 := func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is6() {
+					return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ENETUNREACH}
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}
+			dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, DialContext: noV6})
+			dns.Set("db.sidecar.test", a.addr.Addr(), netip.MustParseAddr("fd00::1"))
+			connectEcho(t, r)
+			tt.change(dns, a.addr.Addr())
+			time.Sleep(ttl)
+			const n = 3
+			for i := range n {
+				if err := dialExchange(r.addrs[0], []byte("hello")); err != nil {
+					t.Fatalf("connection %d: %v (dial failures %v); want it served by the IPv4 address", i, err, forwardSnap(r, 0).DialFailures)
+				}
+			}
+			if a.count() != n+1 {
+				t.Errorf("upstream got %d connections, want %d", a.count(), n+1)
+			}
+			if held := forwardSnap(r, 0).HeldAnswers; held != tt.wantHeld {
+				t.Errorf("sidecar_dns_held_answers_total = %d, want %d", held, tt.wantHeld)
+			}
+		})
+	}
 	t.Run("a dial fails during the hold", func(t *testing.T) {
 		// Every address of the held answer failed once (a refusal), and
 		// the lookup that follows fails too: the answer is still the best
