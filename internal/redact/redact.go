@@ -3,7 +3,10 @@
 // given, never the credentials in them.
 package redact
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Mask is what stands in for a credential.
 const Mask = "xxxxx"
@@ -238,16 +241,18 @@ func isPort(s string) bool {
 // hostBefore reports whether the word that ends at v[colon] (a :) reads
 // as a host name, as people write one (tokens, PASSPORT-DB, db.secret):
 // hostChars alone and, unless a dot makes it a DNS name, no credential's
-// name at its end (keyName: db-password, DB_PASSWORD, apitoken). A colon
-// right after a quote or blank ends no word (JSON's "password": 1234): no
-// host's, so what follows the : is masked even where it looks like a port.
+// name at its end (keyName: db-password, DB_PASSWORD, apitoken) nor at
+// the end of any part a _ joins (SECRET_KEY, PASSWORD_OLD: a key's words,
+// as no DNS name has a _). A colon right after a quote or blank ends no
+// word (JSON's "password": 1234): no host's, so what follows the : is
+// masked even where it looks like a port.
 func hostBefore(v string, colon int) bool {
 	start := colon
 	for start > 0 && strings.IndexByte(hostChars, v[start-1]) >= 0 {
 		start--
 	}
 	word := v[start:colon]
-	return word != "" && (strings.Contains(word, ".") || !keyName(word))
+	return word != "" && (strings.Contains(word, ".") || !slices.ContainsFunc(strings.Split(word, "_"), keyName))
 }
 
 // hostChars are the bytes of a host name (of either case: host names are

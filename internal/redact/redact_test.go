@@ -232,6 +232,15 @@ func TestKeyed(t *testing.T) {
 		{"bypass:3306", "bypass:3306"},
 		{"token-service:3306/orders", "token-service:3306/orders"},
 		{"8080=PASSPORT-DB:3306,8081=Secrets-DB:3307", "8080=PASSPORT-DB:3306,8081=Secrets-DB:3307"},
+		// A _ joins a key's words (SECRET_KEY, PASSWORD_OLD): one of them a
+		// credential's name makes the whole a key, wherever it stands. A
+		// container's name of words that are none shows its port.
+		{"SECRET_KEY:4711", "SECRET_KEY:xxxxx"},
+		{"secret_key:4711", "secret_key:xxxxx"},
+		{"PASSWORD_OLD:1234", "PASSWORD_OLD:xxxxx"},
+		{"db_token_rw:1234", "db_token_rw:xxxxx"},
+		{"secrets_db_1:3306", "secrets_db_1:3306"},
+		{"compass_db:3306", "compass_db:3306"},
 		// Letters whose lower case has another length in UTF-8 (the
 		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
 		// the cut stays at the key's =.

@@ -1051,6 +1051,7 @@ func TestRefusedNumericPasswordHidden(t *testing.T) {
 		{"TARGET_HOST", "db-password:" + digits, "db-password:xxxxx"},
 		{"TARGET_HOST", "tokens:" + digits, "tokens:" + digits},
 		{"TARGET_HOST", "PASSPORT-DB:" + digits, "PASSPORT-DB:" + digits},
+		{"TARGET_HOST", "SECRET_KEY:" + digits, "SECRET_KEY:xxxxx"},
 	} {
 		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
 			cerr, err := refusedWith(t, tc.variable, tc.value)
