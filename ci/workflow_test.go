@@ -96,8 +96,9 @@ func TestWorkflowPermissions(t *testing.T) {
 var runnerHas = []string{"git", "curl", "openssl", "iptables", "iproute2", "docker.io"}
 
 // The workflow runs the same tests as .ci/run, with CI set, so a service
-// it does not install fails a test there: it installs every package
-// .ci/run does, and runs the unit tests as root, as .ci/run does.
+// it does not install fails a test there: it installs every package and
+// go-installed tool .ci/run does, and runs the unit tests as root, as
+// .ci/run does.
 func TestWorkflowInstallsWhatTheTestsNeed(t *testing.T) {
 	t.Parallel()
 	run, err := os.ReadFile("../.ci/run")
@@ -123,6 +124,13 @@ func TestWorkflowInstallsWhatTheTestsNeed(t *testing.T) {
 	for _, p := range strings.Fields(string(m[1])) {
 		if !installed[p] && !slices.Contains(runnerHas, p) {
 			t.Errorf("pipeline.yml does not install %s, which .ci/run installs for the tests", p)
+		}
+	}
+	// A tool .ci/run installs with go install (oras, for the docs' check)
+	// is one a test looks for, and fails without in CI.
+	for _, tool := range regexp.MustCompile(`(?m)\bgo install (\S+@\S+)`).FindAllSubmatch(run, -1) {
+		if !regexp.MustCompile(`\bgo install ` + regexp.QuoteMeta(string(tool[1])) + `\s`).Match(wf) {
+			t.Errorf("pipeline.yml does not go install %s, which .ci/run installs for the tests", tool[1])
 		}
 	}
 	step := regexp.MustCompile(`(?m)^\s*- name: Unit tests\n\s*run: (.*)$`).FindSubmatch(wf)
