@@ -78,3 +78,26 @@ func TestBaseImagesPerPlatform(t *testing.T) {
 		})
 	}
 }
+
+// An image whose name reads as a credential's key (secret:1.0) is shown
+// masked, and its missing platform still says what to do: the engine's
+// reason was looked for in the masked error, which had lost it.
+func TestBaseImageMissingPlatformMasked(t *testing.T) {
+	t.Parallel()
+	const runtimeImg = "mirror.example/secret:1.0"
+	fe := newEngine(t, map[string]string{"PLATFORMS": "linux/amd64,linux/arm64", "RUNTIME_IMAGE": runtimeImg, "LOCAL_IMAGE": "none"}, nil)
+	fe.srv.Platform("linux/amd64")
+	fe.srv.ImagePlatforms(runtimeImg, "linux/amd64")
+	err := fe.runner.Build(testCtx(t))
+	if err == nil {
+		t.Fatalf("Build passed; log:\n%s", fe.log)
+	}
+	for _, w := range []string{"RUNTIME_IMAGE=mirror.example/secret:xxxxx has no image for linux/arm64", "leave it out of PLATFORMS"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error()+fe.log.String(), "secret:1.0") {
+		t.Errorf("the masked reference shows:\n%v\n%s", err, fe.log)
+	}
+}

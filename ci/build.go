@@ -68,9 +68,11 @@ func pinBaseImages(ctx context.Context, client *dagger.Client, cfg config.Config
 		ref := config.Shown(b.Arg, b.Ref) // as printed
 		for _, plat := range plats {
 			pinned, err := client.Container(dagger.ContainerOpts{Platform: plat}).From(b.Ref).ImageRef(ctx)
+			// The engine's reason is read before masking, which could cut it.
+			noPlatform := err != nil && strings.Contains(err.Error(), "no manifest matches requested platform")
 			err = config.ShownErr(b.Arg, b.Ref, err) // the engine's error may quote the reference
 			switch {
-			case err != nil && strings.Contains(err.Error(), "no manifest matches requested platform"):
+			case noPlatform:
 				return nil, fmt.Errorf("%s=%s has no image for %s (nothing was built): %w; %s", b.Arg, ref, plat, err, hint)
 			case err != nil:
 				return nil, fmt.Errorf("resolve %s=%s to a digest for %s (nothing was built): %w", b.Arg, ref, plat, err)
