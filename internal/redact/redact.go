@@ -191,7 +191,7 @@ func KeyedAt(v string) int {
 	}
 	for _, key := range credentialKeys() {
 		for i := strings.Index(lower, key); i >= 0; {
-			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz_-") // password, secret_key
+			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz0123456789_-") // password, secret_key, password_2
 			if eq := strings.TrimLeft(rest, " \t"); strings.HasPrefix(eq, "=") {
 				earlier(len(v) - len(eq) + 1)
 				break

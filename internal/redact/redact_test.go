@@ -240,6 +240,12 @@ func TestKeyed(t *testing.T) {
 		{"PASSWORD_OLD:1234", "PASSWORD_OLD:xxxxx"},
 		{"db_token_rw:1234", "db_token_rw:xxxxx"},
 		{"secrets_db_1:3306", "secrets_db_1:3306"},
+		// A key's number (DB_PASSWORD_2, password2) is the key's: the
+		// secret after it is masked, whatever it holds.
+		{"DB_PASSWORD_2=S3CRET", "DB_PASSWORD_2=xxxxx"},
+		{"Server=db;password2=S3CRET", "Server=db;password2=xxxxx"},
+		{"token_v2: S3CRET", "token_v2:xxxxx"},
+		{"8080=db:3306,secrets-db1:3307", "8080=db:3306,secrets-db1:3307"},
 		{"compass_db:3306", "compass_db:3306"},
 		// Letters whose lower case has another length in UTF-8 (the
 		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
