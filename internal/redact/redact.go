@@ -192,7 +192,7 @@ func KeyedAt(v string) int {
 	for _, key := range credentialKeys() {
 		for i := strings.Index(lower, key); i >= 0; {
 			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz0123456789_-") // password, secret_key, password_2
-			if eq := strings.TrimLeft(rest, " \t"); strings.HasPrefix(eq, "=") {
+			if eq := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(eq, "=") {
 				earlier(len(v) - len(eq) + 1)
 				break
 			}
@@ -287,7 +287,8 @@ func credentialKeys() []string {
 	return []string{"pwd", "pass", "secret", "token", "signature", "credential"}
 }
 
-// trimQuote drops one quote that closes a key: JSON's "password":.
+// trimQuote drops one quote that closes a key: JSON's "password":, TOML's
+// "password" =.
 func trimQuote(s string) string {
 	if s != "" && (s[0] == '"' || s[0] == '\'') {
 		return s[1:]

@@ -190,6 +190,9 @@ func TestKeyed(t *testing.T) {
 		{"8080=db:3306,secret:3307", "8080=db:3306,secret:xxxxx"},
 		{`{"user":"app","password":"S3CRET"}`, `{"user":"app","password":xxxxx`},
 		{`{'Secret' : 'S3CRET'}`, `{'Secret' :xxxxx`},
+		// A quoted key before an = (TOML, HCL): "password" = "S3CRET".
+		{`"password" = "S3CRET"`, `"password" =xxxxx`},
+		{`db;'Pwd'=1234`, `db;'Pwd'=xxxxx`},
 		// A mysql command line: -pPASSWORD, --password=PASSWORD.
 		{"mysql -h db -u app -pS3CRET orders", "mysql -h db -u app -pxxxxx"},
 		{"-pS3CRET", "-pxxxxx"},
