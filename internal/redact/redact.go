@@ -241,18 +241,39 @@ func isPort(s string) bool {
 // hostBefore reports whether the word that ends at v[colon] (a :) reads
 // as a host name, as people write one (tokens, PASSPORT-DB, db.secret):
 // hostChars alone and, unless a dot makes it a DNS name, no credential's
-// name at its end (keyName: db-password, DB_PASSWORD, apitoken) nor at
-// the end of any part a _ joins (SECRET_KEY, PASSWORD_OLD: a key's words,
-// as no DNS name has a _). A colon right after a quote or blank ends no
-// word (JSON's "password": 1234): no host's, so what follows the : is
-// masked even where it looks like a port.
+// name at the end of any of its names (keyName, nameParts: db-password,
+// SECRET_KEY, dbPasswordOld, token2). A colon right after a quote or
+// blank ends no word (JSON's "password": 1234): no host's, so what
+// follows the : is masked even where it looks like a port.
 func hostBefore(v string, colon int) bool {
 	start := colon
 	for start > 0 && strings.IndexByte(hostChars, v[start-1]) >= 0 {
 		start--
 	}
 	word := v[start:colon]
-	return word != "" && (strings.Contains(word, ".") || !slices.ContainsFunc(strings.Split(word, "_"), keyName))
+	return word != "" && (strings.Contains(word, ".") || !slices.ContainsFunc(nameParts(word), keyName))
+}
+
+// nameParts are word and the names a key joins in it, as no DNS name
+// does: by _ (SECRET_KEY, PASSWORD_OLD), by camelCase (dbPasswordOld,
+// SecretAccessKey), and each also without a number at its end (token2,
+// DB_PASSWORD2).
+func nameParts(word string) []string {
+	parts := []string{word}
+	for _, part := range strings.Split(word, "_") {
+		parts = append(parts, part)
+		for i := len(part) - 1; i > 0; i-- {
+			if 'a' <= part[i-1] && part[i-1] <= 'z' && 'A' <= part[i] && part[i] <= 'Z' {
+				parts = append(parts, part[:i]) // ends where the next name starts
+			}
+		}
+	}
+	for _, p := range parts {
+		if t := strings.TrimRight(p, "0123456789"); t != p {
+			parts = append(parts, t)
+		}
+	}
+	return parts
 }
 
 // hostChars are the bytes of a host name (of either case: host names are

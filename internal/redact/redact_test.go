@@ -250,6 +250,20 @@ func TestKeyed(t *testing.T) {
 		{"token_v2: S3CRET", "token_v2:xxxxx"},
 		{"8080=db:3306,secrets-db1:3307", "8080=db:3306,secrets-db1:3307"},
 		{"compass_db:3306", "compass_db:3306"},
+		// So does a key's number (DB_PASSWORD2, token2) and a key's word
+		// in camelCase (dbPasswordOld, SecretAccessKey): no host is
+		// written so. A number or capital after a host's word keeps it
+		// one.
+		{"DB_PASSWORD2:4711", "DB_PASSWORD2:xxxxx"},
+		{"token2:4711", "token2:xxxxx"},
+		{"dbPasswordOld:4711", "dbPasswordOld:xxxxx"},
+		{"SecretAccessKey:4711", "SecretAccessKey:xxxxx"},
+		{"AuthTokenV2:4711", "AuthTokenV2:xxxxx"},
+		{"8080=db:3306,mysqlPwd1:4711", "8080=db:3306,mysqlPwd1:xxxxx"},
+		{"tokens2:3306", "tokens2:3306"},
+		{"passports2:3306", "passports2:3306"},
+		{"compassDb:3306", "compassDb:3306"},
+		{"Secrets-DB1:3306", "Secrets-DB1:3306"},
 		// Letters whose lower case has another length in UTF-8 (the
 		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
 		// the cut stays at the key's =.
