@@ -1,0 +1,165 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+// The oracle of these tests is how the values are built, not the
+// package's own rules (FuzzKeyed asks hostBefore): a secret put after a
+// key must not come back, and a host (with its port) must come back
+// whole.
+
+// keyWords are the credential names Keyed is meant to cover (see
+// credentialKeys and keyName), each as lower, UPPER and CamelCase spell it.
+var keyWords = []struct{ lower, upper, camel string }{
+	{"password", "PASSWORD", "Password"},
+	{"passwd", "PASSWD", "Passwd"},
+	{"pwd", "PWD", "Pwd"},
+	{"pass", "PASS", "Pass"},
+	{"passphrase", "PASSPHRASE", "Passphrase"},
+	{"passcode", "PASSCODE", "Passcode"},
+	{"passkey", "PASSKEY", "Passkey"},
+	{"token", "TOKEN", "Token"},
+	{"auth_token", "AUTH_TOKEN", "AuthToken"},
+	{"secret", "SECRET", "Secret"},
+	{"secret_key", "SECRET_KEY", "SecretKey"},
+	{"secretkey", "SECRETKEY", "Secretkey"},
+	{"secret_access_key", "SECRET_ACCESS_KEY", "SecretAccessKey"},
+	{"client_secret", "CLIENT_SECRET", "ClientSecret"},
+	{"signature", "SIGNATURE", "Signature"},
+	{"credential", "CREDENTIAL", "Credential"},
+	{"credentials", "CREDENTIALS", "Credentials"},
+}
+
+// keyNames spells each key word as people name a variable or field: bare,
+// after a prefix (DB_, db-, my, app_, MYSQL_, AWS_) and before a suffix
+// (_1, _OLD, 2), in lower, UPPER and CamelCase. Left out, as keyName and
+// hostBefore say: a . prefix (db.secret:3306 reads as a DNS name's host
+// and port), a - suffix (token-service is a host's) and a bare pass that
+// ends a lower-case word (mypass, as compass).
+func keyNames() []string {
+	var names []string
+	for _, w := range keyWords {
+		for _, p := range []string{"", "db_", "db-", "my", "app_", "mysql_", "aws_"} {
+			for _, s := range []string{"", "_1", "_old", "2", "_v2"} {
+				if p == "my" && w.lower == "pass" {
+					names = append(names, strings.ToUpper(p+w.lower+s)) // MYPASS
+					continue
+				}
+				names = append(names, p+w.lower+s, strings.ToUpper(p+w.lower+s))
+			}
+		}
+		for _, p := range []string{"", "db", "my", "app", "mysql", "aws", "Db", "My"} {
+			for _, s := range []string{"", "1", "Old", "V2"} {
+				names = append(names, p+w.camel+s) // dbPassword, DbPasswordOld
+			}
+		}
+	}
+	return names
+}
+
+// joins put a key and its secret together as a value, a file or a pasted
+// line holds them.
+var joins = []string{
+	"%k=%s", "%k = %s", "%k:%s", "%k: %s", "%k :%s", "%k : %s", "%k\t=\t%s",
+	`"%k":"%s"`, `"%k": "%s"`, `"%k":%s`, `"%k": %s`, `'%k': '%s'`, `{"%k":"%s"}`,
+	`%k="%s"`, `%k='%s'`, `%k: "%s"`, `"%k" = "%s"`, `"%k"="%s"`, "--%k=%s", "%k => '%s'", "export %k=%s",
+}
+
+// secretValues hold digits alone (a port's look) as well as letters; none
+// of them is found in a setting or key name, so any of it in the output
+// is the secret's.
+var secretValues = []string{"S3cretXy", "9xK2qZ", "4711", "48213", "65535", "7"}
+
+// settings are where else a key and secret stand in a value: after a
+// host, in a connection string, in a FORWARDS list, in a URL's query.
+var settings = []string{
+	"db.example.com;%v",
+	"Server=db;Uid=app;%v",
+	"host=db %v",
+	"8080=db:3306,%v",
+	"8080=mydb.cluster-abc123.us-east-1.rds.amazonaws.com:3306 %v",
+	"mysql://app@db:3306/orders?%v",
+}
+
+// keyedSecretCases yields each key name, join and secret alone and in
+// one of the settings, in turn.
+func keyedSecretCases(yield func(in, secret string) bool) {
+	n := 0
+	for _, name := range keyNames() {
+		for _, join := range joins {
+			for _, secret := range secretValues {
+				kv := strings.NewReplacer("%k", name, "%s", secret).Replace(join)
+				n++
+				at := settings[n%len(settings)]
+				if !yield(kv, secret) || !yield(strings.Replace(at, "%v", kv, 1), secret) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func TestKeyedHidesEverySecret(t *testing.T) {
+	shown := map[string]func(string) string{
+		"Keyed":     Keyed,
+		"KeyedWith": func(v string) string { return KeyedWith(v, Userinfo) },
+	}
+	failed := 0
+	for in, secret := range keyedSecretCases {
+		for name, f := range shown {
+			if out := f(in); strings.Contains(out, secret) {
+				if failed++; failed <= 40 {
+					t.Errorf("%s(%q) = %q: the secret %q shows", name, in, out, secret)
+				}
+			}
+		}
+	}
+	if failed > 40 {
+		t.Errorf("and %d more", failed-40)
+	}
+}
+
+// hostNames are the targets the sidecar is given: Aurora endpoints,
+// ECS Service Connect and container names (some holding a key's word),
+// IP addresses.
+var hostNames = []string{
+	"mydb.cluster-abc123.us-east-1.rds.amazonaws.com",
+	"mydb.cluster-ro-abc123.us-east-1.rds.amazonaws.com",
+	"reports.cluster-custom-abc123.eu-west-1.rds.amazonaws.com",
+	"secret-cluster.cluster-abc123.us-east-1.rds.amazonaws.com",
+	"tokens-db.proxy-abc123.us-east-1.rds.amazonaws.com",
+	"Tokens.Example.com", "db.secret", "passdb.example.com",
+	"mysql", "db", "db2", "aurora-proxy", "secrets-db", "secrets-db1", "token-service", "PASSPORT-DB",
+	"passport", "passports2", "my_db", "secrets_db_1", "compass", "compass_db", "bypass", "tokens", "TOKENS",
+	"passwd-db", "pass-db", "credentials-api", "Secrets-DB", "Secrets-DB1", "tokens2", "compassDb",
+	"127.0.0.1", "10.0.12.7", "[::1]", "[fd00:ec2::23]",
+}
+
+func TestKeyedShowsEveryHost(t *testing.T) {
+	var values []string
+	for _, h := range hostNames {
+		for _, port := range []string{"", ":3306", ":1", ":65535", ":3306/orders"} {
+			values = append(values, h+port)
+		}
+		for _, h2 := range []string{"db2", "mysql", h} {
+			values = append(values,
+				"8080="+h+":3306,8081="+h2+":3307",
+				"8080="+h2+":3306,8081="+h+":3307",
+				"8080="+h+":3306, 8081="+h2+":3307",
+			)
+		}
+	}
+	shown := map[string]func(string) string{
+		"Keyed":     Keyed,
+		"KeyedWith": func(v string) string { return KeyedWith(v, Userinfo) },
+	}
+	for _, in := range values {
+		for name, f := range shown {
+			if out := f(in); out != in {
+				t.Errorf("%s(%q) = %q, want it whole", name, in, out)
+			}
+		}
+	}
+}
