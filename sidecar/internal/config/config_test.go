@@ -1052,6 +1052,12 @@ func TestRefusedNumericPasswordHidden(t *testing.T) {
 		{"TARGET_HOST", "tokens:" + digits, "tokens:" + digits},
 		{"TARGET_HOST", "PASSPORT-DB:" + digits, "PASSPORT-DB:" + digits},
 		{"TARGET_HOST", "SECRET_KEY:" + digits, "SECRET_KEY:xxxxx"},
+		{"TARGET_HOST", "DB_PASSWORD_2=" + digits, "DB_PASSWORD_2=xxxxx"},
+		{"TARGET_HOST", "DB_PASSWORD2:" + digits, "DB_PASSWORD2:xxxxx"},
+		{"TARGET_HOST", "dbPasswordOld:" + digits, "dbPasswordOld:xxxxx"},
+		{"FORWARDS", "8080=db.example.com:3306,SecretAccessKey:" + digits, "8080=db.example.com:3306,SecretAccessKey:xxxxx"},
+		{"TARGET_HOST", `"password" = "` + digits + `"`, `"password" =xxxxx`},
+		{"TARGET_HOST", "tokens2:" + digits, "tokens2:" + digits},
 	} {
 		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
 			cerr, err := refusedWith(t, tc.variable, tc.value)
