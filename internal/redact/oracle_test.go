@@ -42,7 +42,7 @@ func keyNames() []string {
 	var names []string
 	for _, w := range keyWords {
 		for _, p := range []string{"", "db_", "db-", "my", "app_", "mysql_", "aws_"} {
-			for _, s := range []string{"", "_1", "_old", "2", "_v2"} {
+			for _, s := range []string{"", "_1", "_old", "2", "_v2", "-1"} {
 				if p == "my" && w.lower == "pass" {
 					names = append(names, strings.ToUpper(p+w.lower+s)) // MYPASS
 					continue
@@ -134,6 +134,7 @@ var hostNames = []string{
 	"mysql", "db", "db2", "aurora-proxy", "secrets-db", "secrets-db1", "token-service", "PASSPORT-DB",
 	"passport", "passports2", "my_db", "secrets_db_1", "compass", "compass_db", "bypass", "tokens", "TOKENS",
 	"passwd-db", "pass-db", "credentials-api", "Secrets-DB", "Secrets-DB1", "tokens2", "compassDb",
+	"aurora-proxy-2", "token-service-1",
 	"127.0.0.1", "10.0.12.7", "[::1]", "[fd00:ec2::23]",
 }
 

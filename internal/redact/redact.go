@@ -257,7 +257,7 @@ func hostBefore(v string, colon int) bool {
 // nameParts are word and the names a key joins in it, as no DNS name
 // does: by _ (SECRET_KEY, PASSWORD_OLD), by camelCase (dbPasswordOld,
 // SecretAccessKey), and each also without a number at its end (token2,
-// DB_PASSWORD2).
+// DB_PASSWORD2, db-password-1).
 func nameParts(word string) []string {
 	parts := []string{word}
 	for _, part := range strings.Split(word, "_") {
@@ -269,7 +269,7 @@ func nameParts(word string) []string {
 		}
 	}
 	for _, p := range parts {
-		if t := strings.TrimRight(p, "0123456789"); t != p {
+		if t := strings.TrimSuffix(strings.TrimRight(p, "0123456789"), "-"); t != p {
 			parts = append(parts, t)
 		}
 	}

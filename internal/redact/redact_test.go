@@ -256,6 +256,7 @@ func TestKeyed(t *testing.T) {
 		// one.
 		{"DB_PASSWORD2:4711", "DB_PASSWORD2:xxxxx"},
 		{"token2:4711", "token2:xxxxx"},
+		{"db-password-1:4711", "db-password-1:xxxxx"},
 		{"dbPasswordOld:4711", "dbPasswordOld:xxxxx"},
 		{"SecretAccessKey:4711", "SecretAccessKey:xxxxx"},
 		{"AuthTokenV2:4711", "AuthTokenV2:xxxxx"},
