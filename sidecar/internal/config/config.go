@@ -718,6 +718,22 @@ func maskedTarget(target string) string {
 	return lead + redact.Mask
 }
 
+// credentialsIn reports whether the entries of list that are no whole
+// forward, together, hold something shownForwards masks. A whole forward
+// is a host and a port as the user wrote them, even where the masker
+// reads a key in it (8080=db-secret:3306, 8080=TokenService:3306): not
+// refused for that, though a refusal's value shows its port masked.
+func credentialsIn(list string) bool {
+	var broken []string
+	for _, e := range strings.Split(list, ",") {
+		if parseForwardErr(e) {
+			broken = append(broken, e)
+		}
+	}
+	rest := strings.Join(broken, ",")
+	return shownForwards(rest) != rest
+}
+
 // parseForwardErr reports whether entry is no whole forward.
 func parseForwardErr(entry string) bool {
 	_, err := parseForward(strings.TrimSpace(entry))
@@ -1015,7 +1031,7 @@ func reachesListener(listenAddr, host string) bool {
 }
 
 func (p *parser) forwardList(list string) []Forward {
-	if strings.Contains(list, "://") || shownForwards(list) != list {
+	if strings.Contains(list, "://") || credentialsIn(list) {
 		// One problem for the whole list: a password may hold a comma, so
 		// its entries, cut at commas, could each show part of it.
 		p.badBecause("FORWARDS", list, ": has a URL or credentials in it: give each entry as LISTEN_PORT=HOST:PORT, with no user or password", forwardsAccepted)

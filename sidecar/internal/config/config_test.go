@@ -157,6 +157,16 @@ func TestParseValid(t *testing.T) {
 				return viaForwards(defaults(Forward{8080, "db1.example", 3306}, Forward{8081, "123.example.", 3306}, Forward{8082, "1e100.net", 3306}))
 			},
 		},
+		// Whole forwards are taken as given, though the masker reads a
+		// key in their host and shows the port masked.
+		{
+			name: "hosts that hold a credential's word",
+			env:  map[string]string{"FORWARDS": "8080=db-secret:3306,8081=TokenService:3307,8082=my-token:3308,8083=password:3309"},
+			want: func() Config {
+				return viaForwards(defaults(Forward{8080, "db-secret", 3306}, Forward{8081, "TokenService", 3307},
+					Forward{8082, "my-token", 3308}, Forward{8083, "password", 3309}))
+			},
+		},
 		{
 			name: "largest port, label and name",
 			env:  map[string]string{"FORWARDS": "65535=" + label63 + ".example:65535,8081=" + name253 + ":3306"},
@@ -374,6 +384,11 @@ func TestParseInvalid(t *testing.T) {
 			name: "both forms",
 			env:  map[string]string{"FORWARDS": "8080=a:1", "TARGET_HOST": "db", "LISTEN_PORT": "8080"},
 			want: []string{`TARGET_HOST="db" is set together with FORWARDS`, `LISTEN_PORT="8080" is set together with FORWARDS`},
+		},
+		{
+			name: "a bad entry beside a host that holds a credential's word",
+			env:  map[string]string{"FORWARDS": "8080=db-secret:3306,8081=db:0"},
+			want: []string{`entry "8081=db:0" has target port "0"`},
 		},
 		{
 			name: "forwards entries each reported",
