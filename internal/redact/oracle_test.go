@@ -30,6 +30,11 @@ var keyWords = []struct{ lower, upper, camel string }{
 	{"signature", "SIGNATURE", "Signature"},
 	{"credential", "CREDENTIAL", "Credential"},
 	{"credentials", "CREDENTIALS", "Credentials"},
+	{"api_key", "API_KEY", "ApiKey"},
+	{"apikey", "APIKEY", "Apikey"},
+	{"access_key", "ACCESS_KEY", "AccessKey"},
+	{"private_key", "PRIVATE_KEY", "PrivateKey"},
+	{"authorization", "AUTHORIZATION", "Authorization"},
 }
 
 // keyNames spells each key word as people name a variable or field: bare,

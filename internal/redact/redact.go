@@ -255,12 +255,16 @@ func hostBefore(v string, colon int) bool {
 }
 
 // nameParts are word and the names a key joins in it, as no DNS name
-// does: by _ (SECRET_KEY, PASSWORD_OLD), by camelCase (dbPasswordOld,
-// SecretAccessKey), and each also without a number at its end (token2,
-// DB_PASSWORD2, db-password-1).
+// does: by _ (SECRET_KEY, PASSWORD_OLD, and two of them: API_KEY_OLD), by
+// camelCase (dbPasswordOld, SecretAccessKey), and each also without a
+// number at its end (token2, DB_PASSWORD2, db-password-1, API_KEY_1).
 func nameParts(word string) []string {
 	parts := []string{word}
-	for _, part := range strings.Split(word, "_") {
+	split := strings.Split(word, "_")
+	for i := 1; i < len(split); i++ {
+		parts = append(parts, split[i-1]+"_"+split[i]) // API_KEY_OLD
+	}
+	for _, part := range split {
 		parts = append(parts, part)
 		for i := len(part) - 1; i > 0; i-- {
 			if 'a' <= part[i-1] && part[i-1] <= 'z' && 'A' <= part[i] && part[i] <= 'Z' {
@@ -269,7 +273,7 @@ func nameParts(word string) []string {
 		}
 	}
 	for _, p := range parts {
-		if t := strings.TrimSuffix(strings.TrimRight(p, "0123456789"), "-"); t != p {
+		if t := strings.TrimRight(strings.TrimRight(p, "0123456789"), "-_"); t != p {
 			parts = append(parts, t)
 		}
 	}
@@ -288,8 +292,8 @@ const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 // DBPASS, dbPass) it is a key's.
 func keyName(name string) bool {
 	lower := strings.ToLower(name) // ASCII alone: hostBefore's bytes
-	for _, k := range []string{"password", "passwd", "passphrase", "passcode", "passkey", "pwd",
-		"token", "secret", "secretkey", "signature", "credential", "credentials"} {
+	for _, k := range append([]string{"password", "passwd", "passphrase", "passcode", "passkey", "pwd",
+		"token", "secret", "secretkey", "signature", "credential", "credentials", "authorization"}, keySpellings("api", "access", "private")...) {
 		if strings.HasSuffix(lower, k) {
 			return true
 		}
@@ -303,9 +307,20 @@ func keyName(name string) bool {
 
 // credentialKeys are the starts of keys that hold a secret: a connection
 // string's Pwd= or password=, an IAM token's X-Amz-Security-Token= and
-// X-Amz-Signature=.
+// X-Amz-Signature=, an API's api_key= or Authorization:, a key pair's
+// private_key=.
 func credentialKeys() []string {
-	return []string{"pwd", "pass", "secret", "token", "signature", "credential"}
+	return append([]string{"pwd", "pass", "secret", "token", "signature", "credential", "authorization"}, keySpellings("api", "access", "private")...)
+}
+
+// keySpellings spells word's key as keys join it to key: apikey, api_key,
+// api-key.
+func keySpellings(words ...string) []string {
+	var out []string
+	for _, w := range words {
+		out = append(out, w+"key", w+"_key", w+"-key")
+	}
+	return out
 }
 
 // trimQuote drops one quote that closes a key: JSON's "password":, TOML's

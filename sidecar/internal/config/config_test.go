@@ -1066,6 +1066,7 @@ func TestRefusedNumericPasswordHidden(t *testing.T) {
 		{"TARGET_HOST", "db-password:" + digits, "db-password:xxxxx"},
 		{"TARGET_HOST", "tokens:" + digits, "tokens:" + digits},
 		{"TARGET_HOST", "PASSPORT-DB:" + digits, "PASSPORT-DB:" + digits},
+		{"TARGET_HOST", "API_KEY_1:" + digits, "API_KEY_1:xxxxx"},
 		{"TARGET_HOST", "SECRET_KEY:" + digits, "SECRET_KEY:xxxxx"},
 		{"TARGET_HOST", "DB_PASSWORD_2=" + digits, "DB_PASSWORD_2=xxxxx"},
 		{"TARGET_HOST", "DB_PASSWORD2:" + digits, "DB_PASSWORD2:xxxxx"},
