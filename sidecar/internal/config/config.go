@@ -723,15 +723,26 @@ func maskedTarget(target string) string {
 // is a host and a port as the user wrote them, even where the masker
 // reads a key in it (8080=db-secret:3306, 8080=TokenService:3306): not
 // refused for that, though a refusal's value shows its port masked.
+// Entries are cut as shownForwards cuts them (forwardEntries): a piece
+// that reads as a forward but runs on into one that starts no entry
+// (user:4711,pwB@db) is a password's start, and forwardList's reasons
+// would quote the pieces after it. Blank pieces hide nothing: a stray
+// comma after a whole forward is reported as an empty entry.
 func credentialsIn(list string) bool {
 	var broken []string
-	for _, e := range strings.Split(list, ",") {
-		if parseForwardErr(e) {
+	for _, e := range forwardEntries(list) {
+		if parseForwardErr(withoutBlankPieces(e)) {
 			broken = append(broken, e)
 		}
 	}
 	rest := strings.Join(broken, ",")
 	return shownForwards(rest) != rest
+}
+
+// withoutBlankPieces is entry without its blank comma-separated pieces.
+func withoutBlankPieces(entry string) string {
+	pieces := strings.Split(entry, ",")
+	return strings.Join(slices.DeleteFunc(pieces, func(p string) bool { return strings.TrimSpace(p) == "" }), ",")
 }
 
 // parseForwardErr reports whether entry is no whole forward.

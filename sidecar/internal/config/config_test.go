@@ -962,6 +962,38 @@ func TestForwardsShownNeverShowsAPassword(t *testing.T) {
 	}
 }
 
+// A password whose start reads as a port (user:4711,pwB@db) makes a
+// piece that parses as a forward: the whole list is refused, and no
+// problem's reason quotes the pieces after it. A blank piece beside a
+// whole forward is reported as empty, not as credentials.
+func TestForwardsRefusalNeverQuotesAPassword(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ val, want string }{
+		{"3307=user:4711,pwB@db2:3306", "has a URL or credentials in it"},
+		{"3306=db1:3306,3307=user:4711,pwB@db2:3306", "has a URL or credentials in it"},
+		{"3307=user:4711,pwB@db2:3306,3308=[::1]:3306", "has a URL or credentials in it"},
+		{"3307=user:4711,pwB,pwC@db2:3306", "has a URL or credentials in it"},
+		{"3307=user:4711,,pwB@db2:3306", "has a URL or credentials in it"},
+		{"3307=user:4711,pwB@[::1]:3306", "has a URL or credentials in it"},
+		{"3307=mysql://user:4711,pwB@db2:3306", "has a URL or credentials in it"},
+		{"3306=db1:3306,3307=password:4711,pwB", "has a URL or credentials in it"},
+		{"3306=db-secret:3306,", `entry "" is empty`},
+		{"3306=db-secret:3306,,3307=db2:3306", `entry "" is empty`},
+	} {
+		_, err := Parse(env(map[string]string{"FORWARDS": tc.val}))
+		if err == nil {
+			t.Errorf("FORWARDS=%s accepted", tc.val)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("FORWARDS=%s: %v; want %q", tc.val, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "pw") {
+			t.Errorf("FORWARDS=%s: a piece of the password shows: %v", tc.val, err)
+		}
+	}
+}
+
 // A connection string, a query or an IAM token pasted where a host or a
 // port belongs is refused without its secret in any line: a refused value
 // is shown up to the first credential's key, and the reason quotes no
