@@ -297,32 +297,54 @@ func stepReleaseTags() Step {
 			return "no version tag or latest to put on the candidate: " +
 				s.tags.Get(imagetag.Version).Skipped + ", " + s.tags.Get(imagetag.Latest).Skipped
 		},
-		do: func(ctx context.Context, s *run) error {
-			reg, rel := s.reg, s.rel
-			for _, tag := range rel.promote {
-				if tag == "latest" {
-					stay, err := s.latestMovedOn(ctx, rel)
-					if err != nil {
-						return fmt.Errorf("promote latest (the candidate %s stays): %w", reg.Ref(rel.commit), err)
-					}
-					if stay {
-						continue
-					}
-				}
-				if old, ok := rel.plan.Moves[tag]; ok {
-					s.step("push: moving mutable tag %s from %s", tag, old)
-				}
-				s.step("push: releasing %s as %s", rel.digest, reg.Ref(tag))
-				if err := reg.Retag(ctx, rel.digest, tag); err != nil {
-					return fmt.Errorf("promote %s (the candidate %s stays): %w", tag, reg.Ref(rel.commit), err)
-				}
-				fmt.Fprintln(s.out(), reg.Ref(tag)+"@"+rel.digest)
+		do: func(ctx context.Context, s *run) error { return s.releaseTags(ctx) }}
+}
+
+// releaseTags moves each release tag this run promotes onto the
+// candidate; a failure says which moved and which did not.
+func (s *run) releaseTags(ctx context.Context) error {
+	reg, rel := s.reg, s.rel
+	for i, tag := range rel.promote {
+		if tag == "latest" {
+			stay, err := s.latestMovedOn(ctx, rel)
+			if err != nil {
+				return fmt.Errorf("promote latest: %w; %s", err, promoteStopped(reg, rel, i))
 			}
-			if len(rel.promote) == 0 && len(s.tags.Release()) > 0 {
-				s.step("push: every tag already points at the commit's image")
+			if stay {
+				continue
 			}
-			return nil
-		}}
+		}
+		if old, ok := rel.plan.Moves[tag]; ok {
+			s.step("push: moving mutable tag %s from %s", tag, old)
+		}
+		s.step("push: releasing %s as %s", rel.digest, reg.Ref(tag))
+		if err := reg.Retag(ctx, rel.digest, tag); err != nil {
+			return fmt.Errorf("promote %s: %w; %s", tag, err, promoteStopped(reg, rel, i))
+		}
+		fmt.Fprintln(s.out(), reg.Ref(tag)+"@"+rel.digest)
+	}
+	if len(rel.promote) == 0 && len(s.tags.Release()) > 0 {
+		s.step("push: every tag already points at the commit's image")
+	}
+	return nil
+}
+
+// promoteStopped says what a failure at rel.promote[at] leaves in ECR:
+// the tags before it moved, it and those after it not, and how to finish.
+func promoteStopped(reg *ecr.Registry, rel *release, at int) string {
+	// A run again keeps the commit's image (ecr.Decide) and moves only
+	// the tags still missing.
+	again := "fix the cause and run again: the commit's image stays what is released, and only the tags not yet on it are moved"
+	done, left := rel.promote[:at], rel.promote[at:]
+	if len(done) == 0 {
+		return onStop(reg, rel.commit, left, rel.inPlace) + "; " + again
+	}
+	var refs []string
+	for _, tag := range done {
+		refs = append(refs, reg.Ref(tag)+"@"+rel.digest)
+	}
+	return fmt.Sprintf("%s released (%s), but %s not moved; %s",
+		strings.Join(done, " and "), strings.Join(refs, ", "), strings.Join(left, " and "), again)
 }
 
 // onStop says what a stop before the release tags leaves undone, by what

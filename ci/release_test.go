@@ -999,3 +999,64 @@ func TestPushAttachFailureKeepsTheCandidate(t *testing.T) {
 		t.Errorf("documents not kept in dist/: %v", err)
 	}
 }
+
+// An ECR error part way through the release tags leaves some moved and
+// some not: the message says which, and that a run again finishes the
+// release, which it does, on the same image, with nothing pushed again.
+func TestPushReleaseTagsStoppedPartWay(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, fail string   // the tag whose PutImage fails
+		want       []string // in the error
+		wrong      []string // not in the error
+		released   bool     // 1.4.0 moved before the failure
+	}{
+		{name: "latest fails after the version", fail: "latest", released: true,
+			want: []string{"promote latest", "AccessDeniedException", "1.4.0 released (", "sidecar:1.4.0@", "latest not moved", "run again"}},
+		{name: "the version fails first", fail: "1.4.0",
+			want:  []string{"promote 1.4.0", "AccessDeniedException", "stays as an unreleased candidate; 1.4.0 and latest not moved", "run again"},
+			wrong: []string{"released ("}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			immutable := true
+			ecrSrv := pushEnv(t, &immutable)
+			ecrSrv.SetExclusions("sidecar", "latest")
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+			gitTag(t, fe.dir, "v1.4.0")
+			short := gitHead(t, fe.dir)[:12]
+			ecrSrv.FailPutImage(tc.fail, "AccessDeniedException")
+			err := fe.runner.Push(testCtx(t))
+			if err == nil {
+				t.Fatalf("Push succeeded with PutImage of %s failing; log:\n%s", tc.fail, fe.log)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for _, w := range tc.wrong {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error says %q:\n%v", w, err)
+				}
+			}
+			repo, _ := ecrSrv.Repository("sidecar")
+			candidate := repo.Tags[short]
+			if got := repo.Tags["1.4.0"] == candidate; candidate == "" || got != tc.released || repo.Tags["latest"] != "" {
+				t.Fatalf("tags after the failure: %v; want 1.4.0 on the candidate: %v, latest nowhere", repo.Tags, tc.released)
+			}
+
+			ecrSrv.FailPutImage(tc.fail, "")
+			if err := fe.runner.Push(testCtx(t)); err != nil {
+				t.Fatalf("run again: %v\nlog:\n%s", err, fe.log)
+			}
+			repo, _ = ecrSrv.Repository("sidecar")
+			if repo.Tags["1.4.0"] != candidate || repo.Tags["latest"] != candidate || repo.Tags[short] != candidate {
+				t.Errorf("tags after running again: %v, want all on the candidate %s", repo.Tags, candidate)
+			}
+			if n := len(fe.leaves("publish")); n != 1 {
+				t.Errorf("%d publishes over both runs, want 1", n)
+			}
+		})
+	}
+}

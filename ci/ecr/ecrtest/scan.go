@@ -46,6 +46,15 @@ func (s *Server) Deny(op string) {
 	s.denied[op] = true
 }
 
+// FailPutImage makes PutImage of tag answer the error code (400), as a
+// call that fails part way through a run's tags does (AccessDeniedException,
+// a throttle the retries did not outlast); code "" lets it pass again.
+func (s *Server) FailPutImage(tag, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putFailures[tag] = code
+}
+
 // Delay makes operation op answer only after d, as a slow or congested
 // path to ECR does.
 func (s *Server) Delay(op string, d time.Duration) {

@@ -84,6 +84,7 @@ type Server struct {
 	// per repository: a failure code, or "" for no entry at all.
 	scanConfFailure map[string]string
 	denied          map[string]bool          // operations answered AccessDeniedException
+	putFailures     map[string]string        // tag -> error code PutImage of that tag answers
 	delays          map[string]time.Duration // operations answered this late
 	readDelay       time.Duration            // registry reads (GET, HEAD) answered this late
 	started         map[string]bool          // digests StartImageScan was called for
@@ -97,7 +98,7 @@ func Start(t testing.TB, region string) *Server {
 	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{},
 		ScanClock: time.Now().UTC().Truncate(time.Second),
 		manifests: map[imageKey]manifest{}, scans: map[string][]ScanState{},
-		scanConfFailure: map[string]string{}, denied: map[string]bool{}, delays: map[string]time.Duration{}, started: map[string]bool{}}
+		scanConfFailure: map[string]string{}, denied: map[string]bool{}, putFailures: map[string]string{}, delays: map[string]time.Duration{}, started: map[string]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -441,6 +442,10 @@ func (s *Server) putImage(w http.ResponseWriter, body map[string]any) {
 	manifest, _ := body["imageManifest"].(string)
 	tag, _ := body["imageTag"].(string)
 	digest, _ := body["imageDigest"].(string)
+	if code := s.putFailures[tag]; code != "" {
+		awsError(w, http.StatusBadRequest, code, "stand-in: PutImage of tag '"+tag+"' scripted to fail")
+		return
+	}
 	if manifest != manifestFor(digest) && digestOf([]byte(manifest)) != digest {
 		awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
 		return
