@@ -64,10 +64,28 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Addr, err)
 	}
-	return newServer(ln, cfg), nil
+	return newServer(ln, cfg, defaultConnLimits()), nil
 }
 
-func newServer(ln net.Listener, cfg Config) *Server {
+// connLimits bound each phase of an admin connection. Without them a
+// client that stops partway through a request, or idles on a keep-alive
+// connection, holds a descriptor for good; enough of them leave the
+// forwarder none.
+type connLimits struct {
+	header time.Duration // to read a request's headers
+	read   time.Duration // to read a whole request
+	idle   time.Duration // between a keep-alive connection's requests
+}
+
+// defaultConnLimits are generous for a loopback health check or a
+// scrape: requests are a few hundred bytes, without a body. The idle
+// limit is past the common scrape intervals (15 s, 30 s), so a collector
+// keeps its connection.
+func defaultConnLimits() connLimits {
+	return connLimits{header: 5 * time.Second, read: 10 * time.Second, idle: 2 * time.Minute}
+}
+
+func newServer(ln net.Listener, cfg Config, lim connLimits) *Server {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -78,7 +96,9 @@ func newServer(ln net.Listener, cfg Config) *Server {
 		"admin listener: Go's HTTP server reported more errors (latest shown)")
 	return &Server{ln: ln, errLog: errLog, http: &http.Server{
 		Handler:           Handler(cfg),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: lim.header,
+		ReadTimeout:       lim.read,
+		IdleTimeout:       lim.idle,
 		ErrorLog:          stdlog.New(httpErrors{errLog}, "", 0),
 	}}
 }

@@ -45,7 +45,7 @@ func TestAdminAcceptErrorsAreRateLimited(t *testing.T) {
 	}
 	ln := &emfileListener{Listener: inner, n: failures}
 	var out testkit.LockedBuffer
-	srv := newServer(ln, Config{Logger: slog.New(slog.NewJSONHandler(&out, nil))})
+	srv := newServer(ln, Config{Logger: slog.New(slog.NewJSONHandler(&out, nil))}, defaultConnLimits())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	deadline := time.Now().Add(10 * time.Second)
