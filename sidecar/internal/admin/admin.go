@@ -68,12 +68,13 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 // connLimits bound each phase of an admin connection. Without them a
-// client that stops partway through a request, or idles on a keep-alive
-// connection, holds a descriptor for good; enough of them leave the
-// forwarder none.
+// client that stops partway through a request, does not read the answer
+// or idles on a keep-alive connection holds a descriptor for good; enough
+// of them leave the forwarder none.
 type connLimits struct {
 	header time.Duration // to read a request's headers
 	read   time.Duration // to read a whole request
+	write  time.Duration // to write an answer, from the request's headers on
 	idle   time.Duration // between a keep-alive connection's requests
 }
 
@@ -82,7 +83,7 @@ type connLimits struct {
 // limit is past the common scrape intervals (15 s, 30 s), so a collector
 // keeps its connection.
 func defaultConnLimits() connLimits {
-	return connLimits{header: 5 * time.Second, read: 10 * time.Second, idle: 2 * time.Minute}
+	return connLimits{header: 5 * time.Second, read: 10 * time.Second, write: 10 * time.Second, idle: 2 * time.Minute}
 }
 
 func newServer(ln net.Listener, cfg Config, lim connLimits) *Server {
@@ -98,6 +99,7 @@ func newServer(ln net.Listener, cfg Config, lim connLimits) *Server {
 		Handler:           Handler(cfg),
 		ReadHeaderTimeout: lim.header,
 		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
 		IdleTimeout:       lim.idle,
 		ErrorLog:          stdlog.New(httpErrors{errLog}, "", 0),
 	}}

@@ -6,9 +6,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 // A client that stops partway through a request, or keeps an idle
@@ -61,7 +66,7 @@ func TestSlowClientsAreClosed(t *testing.T) {
 // health check or scrape time to finish.
 func TestDefaultConnLimits(t *testing.T) {
 	lim := defaultConnLimits()
-	for name, d := range map[string]time.Duration{"header": lim.header, "read": lim.read, "idle": lim.idle} {
+	for name, d := range map[string]time.Duration{"header": lim.header, "read": lim.read, "write": lim.write, "idle": lim.idle} {
 		if d <= 0 {
 			t.Errorf("%s limit = %v: a slow client holds its connection for good", name, d)
 		}
@@ -72,7 +77,73 @@ func TestDefaultConnLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	if h := srv.http; h.ReadHeaderTimeout != lim.header || h.ReadTimeout != lim.read || h.IdleTimeout != lim.idle {
-		t.Errorf("Listen's server: header %v read %v idle %v, want %+v", h.ReadHeaderTimeout, h.ReadTimeout, h.IdleTimeout, lim)
+	if h := srv.http; h.ReadHeaderTimeout != lim.header || h.ReadTimeout != lim.read || h.WriteTimeout != lim.write || h.IdleTimeout != lim.idle {
+		t.Errorf("Listen's server: header %v read %v write %v idle %v, want %+v", h.ReadHeaderTimeout, h.ReadTimeout, h.WriteTimeout, h.IdleTimeout, lim)
+	}
+}
+
+// closeWatch records when the server closes the connection it accepted.
+type closeWatch struct {
+	net.Listener
+	closed chan struct{}
+}
+
+func (l closeWatch) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &watchedConn{Conn: c, closed: l.closed}, nil
+}
+
+type watchedConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *watchedConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// A client that asks for /metrics and never reads the answer is closed
+// too: a scrape of several forwards outgrows the socket buffers, and the
+// server's write would wait on it for good.
+func TestClientThatNeverReadsIsClosed(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := closeWatch{Listener: inner, closed: make(chan struct{})}
+	var snap proxy.Snapshot
+	for i := range 2000 { // megabytes of samples, past any socket buffer
+		snap.Forwards = append(snap.Forwards, proxy.ForwardSnapshot{Listen: strconv.Itoa(10000 + i), Target: "writer.example:3306",
+			DialFailures: []proxy.Count{{Label: "dns"}, {Label: "refused"}, {Label: "timeout"}}, ConnectionsClosed: []proxy.Count{{Label: "eof"}}})
+	}
+	lim := connLimits{header: time.Second, read: time.Second, write: 200 * time.Millisecond, idle: time.Minute}
+	srv := newServer(ln, Config{Mode: "proxy", Snapshot: func() proxy.Snapshot { return snap }}, lim)
+	go serveUntilClosed(srv)
+	defer srv.Close()
+
+	// A small receive buffer, set before connecting, and no reads.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+		return errors.Join(err, serr)
+	}}
+	c, err := d.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ln.closed:
+	case <-time.After(20 * time.Second): // far past every limit
+		t.Fatal("the server still holds the connection of a client that does not read, 20 s on")
 	}
 }
