@@ -191,10 +191,17 @@ func Check(ctx context.Context, addr string) error {
 	// another host, or pass off another process's page as the sidecar's.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
 		if ue, ok := err.(*neturl.Error); ok {
 			err = ue.Err // it names the URL again
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Not a port mismatch, which is refused at once: something
+			// holds the port and does not answer.
+			return fmt.Errorf("GET %s: no answer within %s: whatever holds that port did not answer (a sidecar hung or starved of CPU, "+
+				"or another program on ADMIN_PORT)", url, time.Since(start).Round(100*time.Millisecond))
 		}
 		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_PORT?)", url, err)
 	}

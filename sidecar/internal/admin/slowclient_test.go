@@ -147,3 +147,42 @@ func TestClientThatNeverReadsIsClosed(t *testing.T) {
 		t.Fatal("the server still holds the connection of a client that does not read, 20 s on")
 	}
 }
+
+// `sidecar healthcheck` against an admin port that accepts and never
+// answers says so, not Go's "context deadline exceeded" with a hint at a
+// port mismatch (which would have been refused at once).
+func TestCheckNamesAPortThatNeverAnswers(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			held <- c // kept open, never answered
+		}
+	}()
+	defer func() {
+		select {
+		case c := <-held:
+			_ = c.Close()
+		default:
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = Check(ctx, ln.Addr().String())
+	if err == nil {
+		t.Fatal("Check of a port that never answers passed")
+	}
+	for _, want := range []string{"no answer within", "ADMIN_PORT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Check = %q; want it to contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "context deadline exceeded") {
+		t.Errorf("Check = %q: Go's words, not the user's", err)
+	}
+}
