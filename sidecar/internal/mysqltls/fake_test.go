@@ -131,12 +131,26 @@ func (f *fakeServer) tlsConfig() *tls.Config {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.tlsConf == nil {
-		f.tlsConf = &tls.Config{Certificates: []tls.Certificate{f.cert}, SessionTicketsDisabled: !f.tickets}
+		// The certificate is looked up per handshake, so setCert can
+		// rotate it under the same ticket keys, as a server does.
+		f.tlsConf = &tls.Config{SessionTicketsDisabled: !f.tickets, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			c := f.cert
+			return &c, nil
+		}}
 		if f.maxTLS != 0 {
 			f.tlsConf.MinVersion, f.tlsConf.MaxVersion = tls.VersionTLS10, f.maxTLS
 		}
 	}
 	return f.tlsConf
+}
+
+// setCert makes the server present cert from its next full handshake on.
+func (f *fakeServer) setCert(cert tls.Certificate) {
+	f.mu.Lock()
+	f.cert = cert
+	f.mu.Unlock()
 }
 
 func (f *fakeServer) addr() string { return f.ln.Addr().String() }

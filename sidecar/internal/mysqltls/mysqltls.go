@@ -24,9 +24,11 @@
 package mysqltls
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -492,6 +494,11 @@ func (t *Target) tlsConfig() *tls.Config {
 		// The chain is checked below, the name is not: the certificate
 		// may name the cluster while the app reaches an instance.
 		cfg.InsecureSkipVerify = true
+		var sessions *chainSessions
+		if t.Sessions != nil {
+			sessions = &chainSessions{ClientSessionCache: t.Sessions}
+			cfg.ClientSessionCache = sessions
+		}
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("the server sent no certificate")
@@ -500,11 +507,72 @@ func (t *Target) tlsConfig() *tls.Config {
 			for _, c := range cs.PeerCertificates[1:] {
 				opts.Intermediates.AddCert(c)
 			}
-			_, err := cs.PeerCertificates[0].Verify(opts)
+			chains, err := cs.PeerCertificates[0].Verify(opts)
+			if sessions != nil && err == nil {
+				sessions.expires = chainsExpire(chains)
+			}
 			return err
 		}
 	}
 	return cfg
+}
+
+// chainSessions is one verify-ca connection's view of Target.Sessions.
+// crypto/tls re-verifies a cached session's chain before resuming it only
+// when it checks the name too (verify-identity); under verify-ca it
+// resumes a session whose CA or intermediate expired since, which
+// VerifyConnection then refuses as certificate_expired, though the
+// server may send a valid certificate by now (a CA rotation). So each
+// session is stored with when its chain expires, and not offered after.
+type chainSessions struct {
+	tls.ClientSessionCache
+	expires time.Time // of the chain verified on this connection; zero = not yet
+}
+
+// chainExpiresTag marks the session's SessionState.Extra entry that holds
+// the expiry, as Unix nanoseconds.
+const chainExpiresTag = "sidecar-chain-expires:"
+
+func (c *chainSessions) Put(key string, cs *tls.ClientSessionState) {
+	if _, st, err := cs.ResumptionState(); err == nil && st != nil && !c.expires.IsZero() {
+		st.Extra = append(st.Extra, binary.BigEndian.AppendUint64([]byte(chainExpiresTag), uint64(c.expires.UnixNano())))
+	}
+	c.ClientSessionCache.Put(key, cs)
+}
+
+func (c *chainSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	cs, ok := c.ClientSessionCache.Get(key)
+	if !ok {
+		return cs, ok
+	}
+	if _, st, err := cs.ResumptionState(); err == nil && st != nil {
+		for _, e := range st.Extra {
+			if rest, tagged := bytes.CutPrefix(e, []byte(chainExpiresTag)); tagged && len(rest) == 8 &&
+				!time.Now().Before(time.Unix(0, int64(binary.BigEndian.Uint64(rest)))) {
+				c.ClientSessionCache.Put(key, nil) // as crypto/tls drops a session it will not resume
+				return nil, false
+			}
+		}
+	}
+	return cs, ok
+}
+
+// chainsExpire is when the last of chains to stay valid stops being so:
+// a chain is valid until the first of its certificates expires.
+func chainsExpire(chains [][]*x509.Certificate) time.Time {
+	var last time.Time
+	for _, chain := range chains {
+		var first time.Time
+		for _, c := range chain {
+			if first.IsZero() || c.NotAfter.Before(first) {
+				first = c.NotAfter
+			}
+		}
+		if first.After(last) {
+			last = first
+		}
+	}
+	return last
 }
 
 // startTLS runs the TLS handshake over a tlscodec.Transport, so that an
