@@ -661,6 +661,11 @@ func (t *Target) explain(err error) (string, string) {
 			valid = strings.Join(host.Certificate.DNSNames, ", ")
 		}
 		return ReasonNameMismatch, fmt.Sprintf("sidecar: the database's certificate is not valid for %q (TARGET_SERVER_NAME, or TARGET_HOST by default); it is valid for %s: use one of those names", host.Host, valid)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired && invalid.Cert != nil && invalid.Cert.IsCA:
+		// The server's own certificate may be valid for years: name the
+		// CA, whose dates the detail gives.
+		return ReasonExpired, fmt.Sprintf("sidecar: the CA certificate %q of the database's certificate has expired or is not yet valid (%s); "+
+			"move the database to a certificate from a current CA (for Aurora, the instances' certificate authority), or check the clock", invalid.Cert.Subject.String(), invalid.Detail)
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return ReasonExpired, "sidecar: the database's certificate has expired or is not yet valid (" + invalid.Detail + "); renew the server certificate, or check the clock"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):

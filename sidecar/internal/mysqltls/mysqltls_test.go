@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"log/slog"
 	"net"
@@ -226,6 +227,11 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 	now := time.Now()
 	good := ca.Leaf(t, now.Add(-time.Hour), now.Add(time.Hour), clusterName, "x.cluster-ro-abc.us-east-1.rds.amazonaws.com")
 	expired := ca.Leaf(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), clusterName)
+	// A CA that expired while the certificate it issued is valid: the
+	// message names the CA, not the server's certificate.
+	expiredCA, fromExpiredCA := shortLivedCA(t, now.Add(-time.Minute), clusterName)
+	expiredRoots := x509.NewCertPool()
+	expiredRoots.AddCert(expiredCA)
 	for _, tc := range []struct {
 		name    string
 		srv     fakeOpts
@@ -244,6 +250,10 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
 		{name: "expired certificate, verify-ca", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.Pool},
 			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
+		{name: "expired CA", srv: fakeOpts{cert: fromExpiredCA}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: expiredRoots, ServerName: clusterName},
+			seq: 2, want: `the CA certificate "CN=old CA" of the database's certificate has expired`, reason: mysqltls.ReasonExpired},
+		{name: "expired CA, verify-ca", srv: fakeOpts{cert: fromExpiredCA}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: expiredRoots},
+			seq: 2, want: `the CA certificate "CN=old CA" of the database's certificate has expired`, reason: mysqltls.ReasonExpired},
 		{name: "unrelated CA, verify-ca", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: other.Pool},
 			seq: 2, want: "not signed by a CA", reason: mysqltls.ReasonUnknownCA},
 		{name: "server without TLS, verify-identity", srv: fakeOpts{cert: good, noTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
