@@ -536,6 +536,9 @@ func loadCA(path string) (*x509.CertPool, []string, error) {
 	// trust file); what cannot be used is skipped, as before, but named
 	// (bundles carry CRLs, OpenSSL's TRUSTED CERTIFICATE blocks, and old
 	// CAs Go refuses, such as EC-ACC's negative serial).
+	// A byte order mark (Windows editors write one) hides the first
+	// block from pem.Decode, which wants "-----BEGIN" at a line's start.
+	b = bytes.TrimPrefix(b, []byte("\ufeff"))
 	pool := x509.NewCertPool()
 	var skipped []string
 	n, certs := 0, 0

@@ -44,6 +44,8 @@ func TestParseTLS(t *testing.T) {
 		[]byte("-----BEGIN CERTIFICATE-----\nnot*base64\n-----END CERTIFICATE-----\n"))
 	onlyDamaged := file("only-damaged.pem", badDER)
 	bundle := file("bundle.pem", []byte("# Amazon RDS, every region\n"), rdsca.PEM, []byte("# the end\n")) // text between blocks, as in ca-certificates
+	// What Windows PowerShell 5's Set-Content -Encoding UTF8 and older Notepads put first.
+	withBOM := file("bom.pem", []byte("\xef\xbb\xbf"), firstCA)
 	for _, tc := range []struct {
 		name        string
 		env         map[string]string
@@ -104,6 +106,9 @@ func TestParseTLS(t *testing.T) {
 		{name: "the whole RDS bundle, with text around it",
 			env:      map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": bundle},
 			wantMode: TLSVerifyCA, wantCAFrom: bundle, wantNames: []string{"db.example"}},
+		{name: "a CA file that starts with a UTF-8 byte order mark",
+			env:      map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-ca", "TARGET_TLS_CA": withBOM},
+			wantMode: TLSVerifyCA, wantCAFrom: withBOM, wantNames: []string{"db.example"}},
 		{name: "TARGET_SERVER_NAME is an IP",
 			env:         map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": "10.0.0.1"},
 			wantProblem: []string{`TARGET_SERVER_NAME="10.0.0.1": is an IP address`}},
