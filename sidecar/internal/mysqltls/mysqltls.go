@@ -655,12 +655,17 @@ func (t *Target) explain(err error) (string, string) {
 			hint = " (for an AWS region newer than the embedded bundle, AWS's current global-bundle.pem; docs/tls.md lists the regions it covers)"
 		}
 		return ReasonUnknownCA, fmt.Sprintf("sidecar: the database's certificate%s is not signed by a CA in %s; set TARGET_TLS_CA to a PEM file with the CA that issued it%s", issuer, t.RootsFrom, hint)
+	case errors.As(err, &host) && host.Certificate != nil && len(host.Certificate.DNSNames) > 0:
+		return ReasonNameMismatch, fmt.Sprintf("sidecar: the database's certificate is not valid for %q (TARGET_SERVER_NAME, or TARGET_HOST by default); it is valid for %s: use one of those names", host.Host, strings.Join(host.Certificate.DNSNames, ", "))
 	case errors.As(err, &host):
-		valid := "no DNS names"
-		if host.Certificate != nil && len(host.Certificate.DNSNames) > 0 {
-			valid = strings.Join(host.Certificate.DNSNames, ", ")
+		// No name would do: Go checks no common name, nor can
+		// TARGET_SERVER_NAME be an IP address.
+		cn := ""
+		if host.Certificate != nil && host.Certificate.Subject.CommonName != "" {
+			cn = fmt.Sprintf(" (its common name %q is not checked)", host.Certificate.Subject.CommonName)
 		}
-		return ReasonNameMismatch, fmt.Sprintf("sidecar: the database's certificate is not valid for %q (TARGET_SERVER_NAME, or TARGET_HOST by default); it is valid for %s: use one of those names", host.Host, valid)
+		return ReasonNameMismatch, fmt.Sprintf("sidecar: the database's certificate is not valid for %q (TARGET_SERVER_NAME, or TARGET_HOST by default); "+
+			"it names no DNS name in its subjectAltName%s: reissue it with the endpoint's name as a subjectAltName DNS entry, or set TARGET_TLS=verify-ca, which checks no name", host.Host, cn)
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired && invalid.Cert != nil && invalid.Cert.IsCA:
 		// The server's own certificate may be valid for years: name the
 		// CA, whose dates the detail gives.

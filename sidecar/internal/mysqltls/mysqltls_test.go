@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"log/slog"
 	"net"
@@ -232,6 +233,12 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 	expiredCA, fromExpiredCA := shortLivedCA(t, now.Add(-time.Minute), clusterName)
 	expiredRoots := x509.NewCertPool()
 	expiredRoots.AddCert(expiredCA)
+	// A certificate with its name in the common name alone, no
+	// subjectAltName: Go checks no common name.
+	legacyCA, legacyKey := selfSignedCA(t, now.Add(time.Hour))
+	legacyRoots := x509.NewCertPool()
+	legacyRoots.AddCert(legacyCA)
+	cnOnly := issue(t, legacyCA, legacyKey, &x509.Certificate{Subject: pkix.Name{CommonName: clusterName}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
 	for _, tc := range []struct {
 		name    string
 		srv     fakeOpts
@@ -246,6 +253,8 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 			seq: 2, want: "not signed by a CA in TARGET_TLS_CA=/x.pem", reason: mysqltls.ReasonUnknownCA},
 		{name: "wrong name", srv: fakeOpts{cert: good}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: "y.cluster-abc.us-east-1.rds.amazonaws.com"},
 			seq: 2, want: `not valid for "y.cluster-abc.us-east-1.rds.amazonaws.com"`, reason: mysqltls.ReasonNameMismatch},
+		{name: "a name in the common name only", srv: fakeOpts{cert: cnOnly}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: legacyRoots, ServerName: clusterName},
+			seq: 2, want: `it names no DNS name in its subjectAltName (its common name "` + clusterName + `" is not checked): reissue it`, reason: mysqltls.ReasonNameMismatch},
 		{name: "expired certificate", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			seq: 2, want: "expired", reason: mysqltls.ReasonExpired},
 		{name: "expired certificate, verify-ca", srv: fakeOpts{cert: expired}, target: mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: ca.Pool},
