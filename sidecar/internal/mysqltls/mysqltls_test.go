@@ -235,10 +235,9 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 	expiredRoots.AddCert(expiredCA)
 	// A certificate with its name in the common name alone, no
 	// subjectAltName: Go checks no common name.
-	legacyCA, legacyKey := selfSignedCA(t, now.Add(time.Hour))
-	legacyRoots := x509.NewCertPool()
-	legacyRoots.AddCert(legacyCA)
-	cnOnly := issue(t, legacyCA, legacyKey, &x509.Certificate{Subject: pkix.Name{CommonName: clusterName}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	legacy := testkit.NewCA(t, "old CA")
+	legacyRoots := legacy.Pool
+	cnOnly := legacy.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: clusterName}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
 	for _, tc := range []struct {
 		name    string
 		srv     fakeOpts

@@ -1,13 +1,8 @@
 package mysqltls_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"slices"
 	"testing"
 	"time"
@@ -80,47 +75,6 @@ func TestSessionOfAnExpiredChainIsNotResumed(t *testing.T) {
 // issued, valid for an hour: a leaf that outlives its issuer.
 func shortLivedCA(t *testing.T, notAfter time.Time, names ...string) (*x509.Certificate, tls.Certificate) {
 	t.Helper()
-	ca, caKey := selfSignedCA(t, notAfter)
-	return ca, issue(t, ca, caKey, &x509.Certificate{Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
-}
-
-// selfSignedCA is a CA named "old CA", valid from an hour ago to notAfter,
-// for certificates testkit.CA does not make.
-func selfSignedCA(t *testing.T, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "old CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca, key
-}
-
-// issue makes a server certificate from tmpl (its subject, names and
-// dates), signed by ca.
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = big.NewInt(2)
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	ca := testkit.NewCAUntil(t, "old CA", notAfter)
+	return ca.Cert, ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), names...)
 }
