@@ -178,6 +178,23 @@ func regionPattern(v string) bool {
 	return strings.Trim(last, "0123456789") == ""
 }
 
+// endpointRegion is the region an RDS endpoint's name says
+// (db.cluster-abc.eu-west-1.rds.amazonaws.com: eu-west-1), or "" for a
+// name that says none: a global endpoint (….global.rds.amazonaws.com), an
+// alias of one's own.
+func endpointRegion(name string) string {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	for _, suffix := range []string{".rds.amazonaws.com", ".rds.amazonaws.com.cn"} {
+		if rest, ok := strings.CutSuffix(name, suffix); ok {
+			region := rest[strings.LastIndexByte(rest, '.')+1:]
+			if regionPattern(region) {
+				return region
+			}
+		}
+	}
+	return ""
+}
+
 // ServerName is the name TLS checks for f's target and sends as SNI: the
 // TARGET_SERVER_NAME override, else f's host when it is a DNS name, else
 // "" (only verify-ca accepts that).
@@ -455,6 +472,17 @@ func (p *parser) iam(c *Config) {
 			p.unset("AWS_REGION", setting("AWS_REGION").Accepted+"; required with TARGET_AUTH=iam: tokens are signed for a region"+hint)
 		}
 		return
+	}
+	for _, f := range c.Forwards {
+		// Aurora refuses a token signed for another region at every
+		// login, while the sidecar would look healthy.
+		name := c.ServerName(f)
+		if region := endpointRegion(name); region != "" && region != c.AWSRegion && !p.reported("AWS_REGION") {
+			p.problems = append(p.problems, Problem{Variable: "AWS_REGION", Value: c.AWSRegion, Set: true,
+				Reason:   fmt.Sprintf(" is not the region of the database endpoint %s, and the database refuses tokens signed for another region", name),
+				Accepted: region + ", the endpoint's region"})
+			break
+		}
 	}
 	getenv := func(k string) string { v, _ := p.get(k); return v }
 	src, err := iamauth.CredentialSource(getenv, c.AWSRegion)

@@ -115,13 +115,13 @@ func TestIAMRules(t *testing.T) {
 // IP dialed; the IAM variables are ignored in passthrough.
 func TestIAMEndpointAndPassthrough(t *testing.T) {
 	c, err := Parse(env(map[string]string{"TARGET_HOST": "10.0.0.5", "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity",
-		"TARGET_SERVER_NAME": "db.cluster-x.us-east-1.rds.amazonaws.com", "TARGET_AUTH": "iam", "AWS_REGION": "eu-west-1",
+		"TARGET_SERVER_NAME": "db.cluster-x.eu-west-1.rds.amazonaws.com", "TARGET_AUTH": "iam", "AWS_REGION": "eu-west-1",
 		"LISTEN_ADDR": "127.0.0.1", "IAM_USERS": "app, report"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := c.Proxy().Forwards[0].TLS.IAM
-	if a.Endpoint != "db.cluster-x.us-east-1.rds.amazonaws.com:3306" || !a.Users["report"] || len(a.Users) != 2 || c.IAM.Region != "eu-west-1" {
+	if a.Endpoint != "db.cluster-x.eu-west-1.rds.amazonaws.com:3306" || !a.Users["report"] || len(a.Users) != 2 || c.IAM.Region != "eu-west-1" {
 		t.Fatalf("authority %+v region %s", a, c.IAM.Region)
 	}
 	if !strings.HasPrefix(c.IAM.Source.Name, "EC2 instance metadata") {
@@ -190,5 +190,53 @@ func TestLocalPasswordSpace(t *testing.T) {
 		if got := (Config{LocalPassword: tc.password}).LocalPasswordSpace(); got != tc.want {
 			t.Errorf("LocalPasswordSpace of %q = %q, want %q", tc.password, got, tc.want)
 		}
+	}
+}
+
+// A token signed for another region than the cluster's is refused by
+// Aurora at every login: an endpoint name that says its region settles
+// AWS_REGION at start. Names that say none (a global endpoint, an alias)
+// are left to the database.
+func TestIAMRegionMatchesTheEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name, host, serverName, region string
+		want                           []string // nil = valid
+	}{
+		{"the endpoint's region", "db.cluster-x.eu-west-1.rds.amazonaws.com", "", "eu-west-1", nil},
+		{"another region", "db.cluster-x.eu-west-1.rds.amazonaws.com", "", "us-east-1",
+			[]string{`AWS_REGION="us-east-1" is not the region of the database endpoint db.cluster-x.eu-west-1.rds.amazonaws.com`, "accepted: eu-west-1"}},
+		{"another region in TARGET_SERVER_NAME", "10.0.0.5", "db.cluster-ro-x.ap-southeast-2.rds.amazonaws.com", "ap-southeast-1",
+			[]string{`AWS_REGION="ap-southeast-1"`, "db.cluster-ro-x.ap-southeast-2.rds.amazonaws.com", "accepted: ap-southeast-2"}},
+		{"a name in capitals", "DB.CLUSTER-X.EU-WEST-1.RDS.AMAZONAWS.COM", "", "eu-west-1", nil},
+		{"China", "db.cluster-x.cn-north-1.rds.amazonaws.com.cn", "", "cn-north-1", nil},
+		{"China, another region", "db.cluster-x.cn-north-1.rds.amazonaws.com.cn", "", "cn-northwest-1", []string{"accepted: cn-north-1"}},
+		{"GovCloud", "db.cluster-x.us-gov-west-1.rds.amazonaws.com", "", "us-gov-east-1", []string{"accepted: us-gov-west-1"}},
+		{"an RDS Proxy", "p.proxy-x.eu-central-1.rds.amazonaws.com", "", "eu-west-1", []string{"accepted: eu-central-1"}},
+		{"a global endpoint says no region", "db.global-x.global.rds.amazonaws.com", "", "eu-west-1", nil},
+		{"an alias says no region", "db.internal.example", "", "eu-west-1", nil},
+		{"a look-alike domain", "db.eu-west-1.rds.amazonaws.com.example", "", "us-east-1", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := map[string]string{"TARGET_HOST": tc.host, "TARGET_PORT": "3306", "TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam",
+				"AWS_REGION": tc.region, "LISTEN_ADDR": "127.0.0.1", "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s"}
+			if tc.serverName != "" {
+				e["TARGET_SERVER_NAME"] = tc.serverName
+			}
+			_, err := Parse(env(e))
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%s", w, err)
+				}
+			}
+		})
 	}
 }
