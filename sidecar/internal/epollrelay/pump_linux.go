@@ -158,7 +158,11 @@ func (l *loop) pumpSplice(d *direction) {
 	}
 	d.inPipe = n
 	l.flushPipe(d)
-	if !d.src.p.finished && d.inPipe == 0 && n < l.bufSize/4 {
+	// Small is judged against what the pipe holds too: past
+	// fs.pipe-user-pages-soft the kernel gives 8 KiB pipes, whose every
+	// splice is under a quarter of the read buffer, and bulk data would
+	// open and close a pipe for each read.
+	if !d.src.p.finished && d.inPipe == 0 && n < min(l.bufSize, d.pipeSize)/4 {
 		// Small messages again: read and send is cheaper. Give the pipe
 		// back too, so a pooled connection that once carried bulk holds
 		// no pipe: two fds, and pages the kernel counts against the user
