@@ -103,11 +103,13 @@ func TestDocsServiceConnectPorts(t *testing.T) {
 	}
 }
 
-// The exit status of a second signal during the drain is documented
-// (TestBinarySecondSignalStopsAtOnce checks the behaviour).
+// The exit status of a second signal during the drain, and how soon a
+// repeat is not one (repeatWindow), are documented
+// (TestBinarySecondSignalStopsAtOnce and TestWatchSignals check the behaviour).
 func TestDocsSecondSignalExitCode(t *testing.T) {
-	drain := docSection(t, "docs/operations.md", "## Deploys and the drain")
-	for _, want := range []string{"second SIGTERM or SIGINT", "`143`", "`130`"} {
+	drain := strings.Join(strings.Fields(docSection(t, "docs/operations.md", "## Deploys and the drain")), " ")
+	repeat := fmt.Sprintf("repeated within %d ms", repeatWindow.Milliseconds())
+	for _, want := range []string{"second SIGTERM or SIGINT", "`143`", "`130`", repeat} {
 		if !strings.Contains(drain, want) {
 			t.Errorf("the drain section does not say %s", want)
 		}
