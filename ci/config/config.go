@@ -264,6 +264,9 @@ func image(field func(*Config) *string) func(*Config, string) error {
 				}
 				return libReason{err}
 			}
+			if err := checkDockerName(val); err != nil {
+				return err
+			}
 		}
 		*field(c) = val
 		return nil
@@ -325,6 +328,9 @@ func parseLocalImage(c *Config, val string) error {
 		// As the load names it (dockerload.Load).
 		if _, err := name.NewTag(val); err != nil {
 			return libReason{err}
+		}
+		if err := checkDockerName(val); err != nil {
+			return err
 		}
 		c.LocalImage = val
 	}

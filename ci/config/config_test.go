@@ -135,6 +135,21 @@ func TestLoadConfig(t *testing.T) {
 			}
 		}},
 		{name: "local image with an empty tag", env: map[string]string{"LOCAL_IMAGE": "sidecar:"}, bad: []string{`LOCAL_IMAGE="sidecar:"`}},
+		// Each passed the library's character check and was refused only by
+		// Docker's reference grammar: docker load after the whole build
+		// ("invalid reference format"), the engine's pull in the smoke test.
+		{name: "local image ending in a dash", env: map[string]string{"LOCAL_IMAGE": "sidecar-:dev"}, bad: []string{`LOCAL_IMAGE="sidecar-:dev"`, "not a name Docker takes"}},
+		{name: "local image with an empty path component", env: map[string]string{"LOCAL_IMAGE": "team//sidecar:dev"}, bad: []string{`LOCAL_IMAGE="team//sidecar:dev"`, "not a name Docker takes"}},
+		{name: "local image starting with an underscore", env: map[string]string{"LOCAL_IMAGE": "_sidecar"}, bad: []string{`LOCAL_IMAGE="_sidecar"`, "not a name Docker takes"}},
+		{name: "local image tag starting with a dash", env: map[string]string{"LOCAL_IMAGE": "sidecar:-dev"}, bad: []string{`LOCAL_IMAGE="sidecar:-dev"`, "not a name Docker takes"}},
+		{name: "smoke image with two dots", env: map[string]string{"MYSQL_IMAGE": "my..sql:8.4"}, bad: []string{`MYSQL_IMAGE="my..sql:8.4"`, "not a name Docker takes"}},
+		{name: "names Docker takes", env: map[string]string{
+			"LOCAL_IMAGE": "Registry.Example:5000/team/side__car-x:v1.2_3", "MYSQL_IMAGE": "localhost:5000/my--sql:8.4@sha256:" + strings.Repeat("a", 64),
+		}, check: func(t *testing.T, c Config) {
+			if c.LocalImage != "Registry.Example:5000/team/side__car-x:v1.2_3" || !strings.HasPrefix(c.MySQLImage, "localhost:5000/my--sql:8.4@") {
+				t.Errorf("LOCAL_IMAGE %q, MYSQL_IMAGE %q", c.LocalImage, c.MySQLImage)
+			}
+		}},
 		{name: "tarball in missing directory", env: map[string]string{"OCI_TARBALL": "/nonexistent/dir/x.tar"},
 			bad: []string{`OCI_TARBALL="/nonexistent/dir/x.tar": want a file path in an existing directory (/nonexistent/dir does not exist)`}},
 		{name: "tarball under a file", env: map[string]string{"OCI_TARBALL": filepath.Join(notDir, "x.tar")},
