@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
 	"os"
 	"regexp"
 	"slices"
@@ -256,7 +257,7 @@ var sizeUnits = []sizeUnit{{"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"KiB", 1 << 1
 
 type sizeUnit struct {
 	name string
-	mult float64
+	mult int64
 }
 
 // Units are the units ParseSize takes, in the order messages list them.
@@ -316,9 +317,16 @@ func ParseSize(s string) (int64, error) {
 		}
 		return 0, &SizeError{Value: s}
 	}
+	// Exact, in whole bytes: in float64, 1.001GB came to 1000999999.9….
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return 0, &SizeError{Value: s}
+	}
+	r.Mul(r, new(big.Rat).SetInt64(sizeUnits[i].mult))
+	bytes := new(big.Int).Quo(r.Num(), r.Denom()) // rounded down: the budget is the most allowed
 	// Under a byte is no budget, as 0 is not.
-	if bytes := v * sizeUnits[i].mult; bytes >= 1 && bytes <= MaxSize {
-		return int64(bytes), nil
+	if bytes.Sign() > 0 && r.Cmp(new(big.Rat).SetInt64(MaxSize)) <= 0 {
+		return bytes.Int64(), nil
 	}
 	return 0, &SizeError{Value: s}
 }

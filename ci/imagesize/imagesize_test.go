@@ -248,6 +248,15 @@ func TestParseSize(t *testing.T) {
 		{"52428800", 52428800, true, ""},
 		{"0.5GB", 500_000_000, true, ""},
 		{"1kB", 1000, true, ""},
+		// Decimal fractions are exact: 1.001 is no float64, and the
+		// nearest one times 1e9 came to 1000999999.9…, a byte short.
+		{"1.001GB", 1_001_000_000, true, ""},
+		{"1.005MB", 1_005_000, true, ""},
+		{"2.01kB", 2010, true, ""},
+		{"1.1MiB", 1153433, true, ""}, // 1153433.6: no fraction of a byte is allowed
+		{"1.5B", 1, true, ""},
+		{"9999.999999999999GB", 9_999_999_999_999, true, ""},
+		{"10000.000000001GB", 0, false, ""}, // a byte over
 		{"", 0, false, ""},
 		{"fifty", 0, false, ""},
 		{"-5MB", 0, false, ""},
