@@ -71,13 +71,24 @@ func Load(ctx context.Context, idx v1.ImageIndex, platform, ref string) error {
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarball.Write(tag, img, pw)) }()
+	written := make(chan error, 1)
+	go func() {
+		err := tarball.Write(tag, img, pw)
+		pw.CloseWithError(err)
+		written <- err
+	}()
 	cmd := exec.CommandContext(ctx, "docker", "load")
 	cmd.Stdin = pr
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
-	pr.CloseWithError(errors.New("docker load ended")) // unblock the writer
+	loadEnded := errors.New("docker load ended")
+	pr.CloseWithError(loadEnded) // unblock the writer
+	// An image that could not be read is the cause: docker load only saw
+	// its archive cut off, and says so in its own terms.
+	if werr := <-written; werr != nil && !errors.Is(werr, loadEnded) {
+		return fmt.Errorf("read the image to load: %w (`docker load`: %s)", werr, LastLine(out.String()))
+	}
 	if err != nil {
 		return fmt.Errorf("`docker load`: %s (%w)", LastLine(out.String()), err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +13,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/example/sidecar/ci/imagefiles"
 	"github.com/example/sidecar/internal/testenv"
 )
 
@@ -71,6 +74,39 @@ func TestLoad(t *testing.T) {
 		if got, want := strings.TrimSpace(string(out)), ids[plat].String()+" "+plat; got != want {
 			t.Errorf("%s loaded as %q, want %q", ref, got, want)
 		}
+	}
+}
+
+// An image that cannot be read to the end fails the load saying what could
+// not be read, not with what docker load made of the cut-off archive.
+func TestLoadSaysWhatItCouldNotRead(t *testing.T) {
+	needDocker(t)
+	idx, _ := twoPlatforms(t)
+	dir := t.TempDir()
+	if _, err := layout.Write(dir, idx); err != nil {
+		t.Fatal(err)
+	}
+	img, err := imagefiles.Image(idx, "linux/amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := m.Layers[0].Digest
+	if err := os.Remove(filepath.Join(dir, "blobs", blob.Algorithm, blob.Hex)); err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := fmt.Sprintf("dockerload-test-%d:broken", os.Getpid())
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", ref).Run() })
+	err = Load(context.Background(), onDisk, "linux/amd64", ref)
+	if err == nil || !strings.Contains(err.Error(), blob.Hex) || !strings.Contains(err.Error(), "read the image") {
+		t.Errorf("Load of an image missing layer %s: %v; want an error naming the layer it could not read", blob, err)
 	}
 }
 
