@@ -200,8 +200,9 @@ type OverBudgetError struct {
 }
 
 func (e *OverBudgetError) Error() string {
-	return fmt.Sprintf("image for %s is over the size budget: %s uncompressed (%d bytes; compressed %s) > budget %s (SIZE_BUDGET)",
-		e.Image.Platform, Human(e.Image.Uncompressed), e.Image.Uncompressed, Human(e.Image.Compressed), Human(e.Budget))
+	// Both in bytes too: a byte over reads "50.0 MB > budget 50.0 MB".
+	return fmt.Sprintf("image for %s is over the size budget: %s uncompressed (%d bytes; compressed %s) > budget %s (%d bytes, SIZE_BUDGET)",
+		e.Image.Platform, Human(e.Image.Uncompressed), e.Image.Uncompressed, Human(e.Image.Compressed), Human(e.Budget), e.Budget)
 }
 
 // Check returns an error for every image whose uncompressed size exceeds

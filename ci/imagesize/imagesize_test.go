@@ -221,6 +221,13 @@ func TestCheckAndTable(t *testing.T) {
 			if strings.Contains(err.Error(), "linux/arm/v7") {
 				t.Errorf("error names the image exactly at budget: %q", err)
 			}
+			// A byte over reads 50.0 MB against 50.0 MB: the bytes of
+			// both show which is larger.
+			for _, want := range []string{"50000001 bytes", "50000000 bytes"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
 		})
 	}
 
