@@ -332,6 +332,15 @@ func moveFile(from, to string) error {
 		return err
 	}
 	defer os.Remove(out.Name()) // no-op after the rename
+	// The permissions a rename keeps, not CreateTemp's 0600.
+	st, err := in.Stat()
+	if err == nil {
+		err = out.Chmod(st.Mode().Perm())
+	}
+	if err != nil {
+		out.Close()
+		return err
+	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
 		return err
