@@ -93,14 +93,7 @@ func TestIAMRules(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%s", w, err)
-				}
-			}
+			refusedAs(t, err, tc.want)
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Error("the error shows a password")
 			}
@@ -229,14 +222,21 @@ func TestIAMRegionMatchesTheEndpoint(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%s", w, err)
-				}
-			}
+			refusedAs(t, err, tc.want)
 		})
+	}
+}
+
+// refusedAs fails t unless err refuses the configuration with every want
+// in its text.
+func refusedAs(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%s", w, err)
+		}
 	}
 }
