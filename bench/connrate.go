@@ -47,8 +47,9 @@ func connRate(ctx context.Context, port, dialers int, d time.Duration) connRateR
 	return repeatFor(ctx, dialers, d, func(ctx context.Context, buf []byte) error { return oneExchange(ctx, addr, buf) })
 }
 
-// repeatFor runs once in workers goroutines, over and over, for d, and
-// counts the completed and failed calls. Each worker has a 128-byte buffer.
+// repeatFor runs once in workers goroutines, over and over, for d (each
+// at least once), and counts the completed and failed calls. Each worker
+// has a 128-byte buffer.
 func repeatFor(ctx context.Context, workers int, d time.Duration, once func(context.Context, []byte) error) connRateResult {
 	start := time.Now()
 	end := start.Add(d)
@@ -67,9 +68,16 @@ func repeatFor(ctx context.Context, workers int, d time.Duration, once func(cont
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 128)
-			for !over() {
-				if err := once(runCtx, buf); err != nil {
-					if over() {
+			// Each worker's first call runs to its end, past d if need
+			// be: on a loaded machine a TLS login can outlast a short d,
+			// and a run that completed nothing measures nothing.
+			for n := 0; n == 0 || !over(); n++ {
+				callCtx := runCtx
+				if n == 0 {
+					callCtx = ctx
+				}
+				if err := once(callCtx, buf); err != nil {
+					if n > 0 && over() {
 						return
 					}
 					bad.Add(1)
