@@ -45,7 +45,7 @@ func TestPlatformGivesUpOnASilentSession(t *testing.T) {
 			defer c.Close()
 			var lines []string
 			env := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			_, err = Platform(testCtx(t), c, env, Wait{Report: func(l string) { lines = append(lines, l) }, Bound: time.Second, Every: 200 * time.Millisecond})
+			_, err = Platform(testCtx(t), c, env, Wait{Report: func(l string) { lines = append(lines, l) }, Bound: time.Second, Every: 100 * time.Millisecond})
 			var ee *Error
 			if !errors.As(err, &ee) || !strings.Contains(err.Error(), "did not answer its first query (the engine's platform) within 1s") {
 				t.Fatalf("err = %v, want an *Error giving the bound", err)
@@ -55,8 +55,16 @@ func TestPlatformGivesUpOnASilentSession(t *testing.T) {
 					t.Errorf("error lacks %q: %v", w, err)
 				}
 			}
-			if len(lines) < 3 || !strings.HasPrefix(lines[0], "still waiting for ") || !strings.HasSuffix(lines[0], "giving up after 1s") {
-				t.Errorf("progress lines %q, want one every 200ms", lines)
+			// How many lines a loaded machine's ticker gives in the bound
+			// is its scheduler's; the pace is progress.Every's, tested
+			// there. Here: the wait shows progress, each line as it should.
+			if len(lines) == 0 {
+				t.Error("no progress line during the wait")
+			}
+			for _, l := range lines {
+				if !strings.HasPrefix(l, "still waiting for ") || !strings.HasSuffix(l, "giving up after 1s") {
+					t.Errorf("progress line %q, want \"still waiting for …; giving up after 1s\"", l)
+				}
 			}
 			if all := err.Error() + strings.Join(lines, "\n"); strings.Contains(all, "SECRET") {
 				t.Errorf("a secret of the address was printed: %s", all)
