@@ -83,3 +83,17 @@ func ServerTLS(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
 	ca := NewCA(t, name+" CA")
 	return ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), name), ca.Pool
 }
+
+// Handshake runs a TLS client's and server's handshakes, which each wait
+// for the other, and fails t if either fails.
+func Handshake(t testing.TB, client, server *tls.Conn) {
+	t.Helper()
+	served := make(chan error, 1)
+	go func() { served <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+}

@@ -60,14 +60,7 @@ func FuzzIAMSession(f *testing.F) {
 		}
 		tc := tls.Client(sidecarConn, &tls.Config{RootCAs: pool, ServerName: name})
 		db := tls.Server(dbConn, &tls.Config{Certificates: []tls.Certificate{cert}})
-		shook := make(chan error, 1)
-		go func() { shook <- db.Handshake() }()
-		if err := tc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-shook; err != nil {
-			t.Fatal(err)
-		}
+		testkit.Handshake(t, tc, db)
 		sessionCaps := appCaps&^(mysqlwire.ClientCompress|mysqlwire.ClientZstdCompressionAlgorithm) | caps | mysqlwire.ClientSSL
 		conn := &Conn{Conn: tc, iam: &iamSession{target: target, caps: sessionCaps, appCaps: appCaps, scramble: []byte(scramble)}}
 

@@ -35,15 +35,8 @@ func TestCutWhileServerDoesNotRead(t *testing.T) {
 	sidecarEnd, serverEnd := net.Pipe()
 	t.Cleanup(func() { _ = serverEnd.Close() })
 	ts := tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}, SessionTicketsDisabled: true})
-	served := make(chan error, 1)
-	go func() { served <- ts.Handshake() }()
 	tc := tls.Client(sidecarEnd, &tls.Config{RootCAs: pool, ServerName: "db.example.test"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatalf("client handshake: %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Fatalf("server handshake: %v", err)
-	}
+	testkit.Handshake(t, tc, ts)
 
 	_, client := testkit.Pair(t, testkit.Listen(t))
 	ctx, cut := context.WithCancel(context.Background())

@@ -100,7 +100,7 @@ func TestCloseWriteOverSocket(t *testing.T) {
 	tc := tls.Client(tlscodec.NewTransport(sock), &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: tls.VersionTLS13})
 	server := &counting{Conn: serverEnd}
 	ts := tls.Server(server, &tls.Config{Certificates: []tls.Certificate{cert}})
-	handshake(t, tc, ts)
+	testkit.Handshake(t, tc, ts)
 	handshaken := server.n
 
 	if err := tlscodec.CloseWrite(tc); err != nil {
@@ -164,7 +164,7 @@ func TestCloseWriteAfterTheServerClosed(t *testing.T) {
 	cert, roots := testkit.ServerTLS(t, "db")
 	sidecarEnd, serverEnd := testkit.Pair(t, testkit.Listen(t))
 	tc := tls.Client(tlscodec.NewTransport(sidecarEnd), &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: tls.VersionTLS13})
-	handshake(t, tc, tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	testkit.Handshake(t, tc, tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}}))
 	_ = serverEnd.Close()
 	_ = sidecarEnd.SetDeadline(time.Now().Add(10 * time.Second))
 	if n, err := tc.Read(make([]byte, 64)); n != 0 || err != io.EOF {

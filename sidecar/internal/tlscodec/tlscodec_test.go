@@ -39,23 +39,10 @@ func newSessionWith(t testing.TB, cert tls.Certificate, roots *x509.CertPool, ve
 	transport := tlscodec.NewTransport(clientEnd)
 	tc := tls.Client(transport, &tls.Config{RootCAs: roots, ServerName: "db", MinVersion: version, MaxVersion: version})
 	ts := tls.Server(serverEnd, &tls.Config{Certificates: []tls.Certificate{cert}})
-	handshake(t, tc, ts)
+	testkit.Handshake(t, tc, ts)
 	c := tlscodec.New(tc, transport)
 	c.Start()
 	return &session{codec: c, server: ts, raw: clientEnd, peer: serverEnd}
-}
-
-// handshake runs the client's and the server's TLS handshakes.
-func handshake(t testing.TB, tc, ts *tls.Conn) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() { errc <- ts.Handshake() }()
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
 }
 
 // serverSends has the server write msgs (one record each) and then, if
@@ -210,7 +197,7 @@ func TestOpenWhatTheLoginLeft(t *testing.T) {
 		}()
 		return done
 	}
-	handshake(t, tc, ts)
+	testkit.Handshake(t, tc, ts)
 	if err := <-serverWrites("ok", "left"); err != nil {
 		t.Fatal(err)
 	}
