@@ -173,9 +173,9 @@ func (v Var) shown(val string) (shown string, keyed bool) {
 // path, OCI_TARBALL=/tmp/password=x.tar). A name with no row gets the
 // masking every row has.
 func Shown(name, val string) string {
-	v := Var{Name: name}
-	if i := slices.IndexFunc(Vars(), func(r Var) bool { return r.Name == name }); i >= 0 {
-		v = Vars()[i]
+	v, vars := Var{Name: name}, Vars()
+	if i := slices.IndexFunc(vars, func(r Var) bool { return r.Name == name }); i >= 0 {
+		v = vars[i]
 	}
 	shown, _ := v.shown(val)
 	return shown
