@@ -292,8 +292,7 @@ const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 // DBPASS, dbPass) it is a key's.
 func keyName(name string) bool {
 	lower := strings.ToLower(name) // ASCII alone: hostBefore's bytes
-	for _, k := range append([]string{"password", "passwd", "passphrase", "passcode", "passkey", "pwd",
-		"token", "secret", "secretkey", "signature", "credential", "credentials", "authorization"}, keySpellings("api", "access", "private")...) {
+	for _, k := range append([]string{"password", "passwd", "passphrase", "passcode", "passkey", "secretkey", "credentials"}, wholeKeyWords()...) {
 		if strings.HasSuffix(lower, k) {
 			return true
 		}
@@ -310,7 +309,14 @@ func keyName(name string) bool {
 // X-Amz-Signature=, an API's api_key= or Authorization:, a key pair's
 // private_key=.
 func credentialKeys() []string {
-	return append([]string{"pwd", "pass", "secret", "token", "signature", "credential", "authorization"}, keySpellings("api", "access", "private")...)
+	return append([]string{"pass"}, wholeKeyWords()...)
+}
+
+// wholeKeyWords are the credentials' names that both start a key
+// (credentialKeys: a secret's key= follows) and end one (keyName: the
+// word before a : is a key's, not a host's).
+func wholeKeyWords() []string {
+	return append([]string{"pwd", "secret", "token", "signature", "credential", "authorization"}, keySpellings("api", "access", "private")...)
 }
 
 // keySpellings spells word's key as keys join it to key: apikey, api_key,
