@@ -198,6 +198,7 @@ func TestDocsMaxLoginPacket(t *testing.T) {
 		{"docs/tls.md", login},
 		{"docs/tls.md", changeUser},
 		{"docs/iam.md", changeUser},
+		{"docs/iam.md", login}, // a LOCAL_PASSWORD switch's answer at login
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(userDocs(t)[tt.doc]), " "), tt.want) {
 			t.Errorf("%s does not say %s", tt.doc, tt.want)

@@ -75,7 +75,11 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 		return nil, t.refuse(client, resp.Seq+1, ReasonIAM, "sidecar: the database's greeting has no 20-byte scramble, which an IAM login needs; TARGET_AUTH=iam needs Aurora MySQL or MySQL 5.7+", err)
 	}
 	appSeq := resp.Seq + 1
-	proof, appSeq, err := t.iamProof(client, client, r.Plugin, r.AuthData, r.Caps, scramble, appSeq)
+	read := func(seq byte) (mysqlwire.Packet, error) { return t.readApp(client, seq) }
+	proof, appSeq, err := t.iamProof(client, read, r.Plugin, r.AuthData, r.Caps, scramble, appSeq)
+	if ref := (*Refusal)(nil); errors.As(err, &ref) {
+		ref.User = r.User
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -95,17 +99,19 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 
 // iamProof returns the app's mysql_native_password answer over scramble
 // when LOCAL_PASSWORD is set, switching the app to that plugin when it
-// answered with another; and the sequence id the app expects next.
-func (t *Target) iamProof(w io.Writer, r io.Reader, plugin string, data []byte, caps uint32, scramble []byte, seq byte) ([]byte, byte, error) {
+// answered with another; and the sequence id the app expects next. read
+// reads the answer, refusing one over MaxLoginPacket with an ERR at the
+// seq it is given, as a login packet that size is (readApp).
+func (t *Target) iamProof(w io.Writer, read func(errSeq byte) (mysqlwire.Packet, error), plugin string, data []byte, caps uint32, scramble []byte, seq byte) ([]byte, byte, error) {
 	if !t.IAM.WantsProof() || plugin == mysqlwire.NativePassword || caps&mysqlwire.ClientPluginAuth == 0 {
 		return data, seq, nil
 	}
 	if _, err := mysqlwire.WritePacket(w, seq, mysqlwire.AuthSwitchRequest(mysqlwire.NativePassword, scramble)); err != nil {
 		return nil, 0, appLeft(err)
 	}
-	p, err := mysqlwire.ReadPacket(r, MaxLoginPacket)
+	p, err := read(seq + 2) // the answer is at seq+1
 	if err != nil {
-		return nil, 0, appLeft(err)
+		return nil, 0, err
 	}
 	return p.Payload, p.Seq + 1, nil
 }
@@ -390,7 +396,7 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		if command && n > 0 {
 			if b, err := f.br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
 				if n > MaxLoginPacket {
-					s.refuseLargeChangeUser(f.br, client, n)
+					s.refuseLargeChangeUser(f.br, client, 1, n, "")
 					return
 				}
 				payload, ok := f.payload(s, n)
@@ -406,15 +412,17 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 	}
 }
 
-// refuseLargeChangeUser refuses a COM_CHANGE_USER whose frame of n bytes
-// is over MaxLoginPacket, as readApp refuses a login that size: a real
-// one is a few hundred bytes, and one never passes on unchecked (the
-// server would take the app's own credentials). The rest of the packet is
-// read away first (readAway), so that the app gets to read the ERR.
-func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, n int) {
+// refuseLargeChangeUser refuses a COM_CHANGE_USER (or the app's answer
+// to the switch for it) whose frame of n bytes is over MaxLoginPacket,
+// with an ERR at seq, as readApp refuses a login that size: a real one is
+// a few hundred bytes, and one never passes on unchecked (the server
+// would take the app's own credentials). The rest of the packet is read
+// away first (readAway), so that the app gets to read the ERR.
+func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, seq byte, n int, user string) *Refusal {
 	msg := fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", MaxLoginPacket)
-	r := &Refusal{Reason: ReasonClientProtocol, Message: msg, Err: fmt.Errorf("%w: a frame of %d bytes", mysqlwire.ErrTooLarge, n)}
-	s.refuse(client, 1, codeHandshake, "08S01", r, func() { readAway(s.client, br, n) })
+	r := &Refusal{Reason: ReasonClientProtocol, Message: msg, User: user, Err: fmt.Errorf("%w: a frame of %d bytes", mysqlwire.ErrTooLarge, n)}
+	s.refuse(client, seq, codeHandshake, "08S01", r, func() { readAway(s.client, br, n) })
+	return r
 }
 
 // refuse sends the app r's ERR at seq, calls then (if any), and ends
@@ -447,10 +455,21 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 	// the app left: with IDLE_TIMEOUT off, an app that never answers held
 	// the session for good.
 	_ = s.client.SetReadDeadline(time.Now().Add(LoginTimeout))
-	proof, appSeq, err := t.iamProof(client, br, cu.Plugin, cu.AuthData, is.appCaps, is.scramble, 1)
+	read := func(seq byte) (mysqlwire.Packet, error) {
+		p, err := mysqlwire.ReadPacket(br, MaxLoginPacket)
+		var tooLarge *mysqlwire.TooLargeError
+		switch {
+		case errors.As(err, &tooLarge):
+			return p, s.refuseLargeChangeUser(br, client, seq, tooLarge.Frame, cu.User)
+		case err != nil:
+			return p, appLeft(err)
+		}
+		return p, nil
+	}
+	proof, appSeq, err := t.iamProof(client, read, cu.Plugin, cu.AuthData, is.appCaps, is.scramble, 1)
 	_ = s.client.SetReadDeadline(time.Time{})
 	if err != nil {
-		s.end(relay.ReasonClientError, err)
+		s.end(relay.ReasonClientError, err) // after a refusal, a no-op
 		return false
 	}
 	// Bounded by the session too: a drain deadline, an idle timeout or the

@@ -628,3 +628,63 @@ func greetedApp(t *testing.T, iam bool) (*app, *proxy.Server, *testkit.LockedBuf
 	}
 	return a, s, logs
 }
+
+// With LOCAL_PASSWORD, the app's answer to the sidecar's switch (its
+// proof, 20 bytes) over MaxLoginPacket is refused as a login packet that
+// size is: an ERR the app reads, a "TLS login refused" line and a
+// client_protocol refusal. The sidecar closed the connection without a
+// word, and counted an app that left (io_error).
+func TestIAMSwitchAnswerOverTheLoginLimitIsRefused(t *testing.T) {
+	const local = "local-pw"
+	big := make([]byte, mysqltls.MaxLoginPacket+1)
+	for _, tc := range []struct {
+		name    string
+		start   func(t *testing.T) (*app, *proxy.Server, *testkit.LockedBuffer, byte) // the switch's seq
+		want    string
+		command any // the log line's
+	}{
+		{"login", func(t *testing.T) (*app, *proxy.Server, *testkit.LockedBuffer, byte) {
+			ca := testkit.NewCA(t, "test CA")
+			target := iamTarget(t, ca)
+			target.IAM.LocalPassword = []byte(local)
+			addr, s, logs := sidecar(t, startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)}), target)
+			a := dialApp(t, addr)
+			a.read() // the greeting
+			login := mysqlwire.HandshakeResponse{Caps: appCaps &^ mysqlwire.ClientCompress, MaxPacket: 1 << 24, Charset: 45, User: "app",
+				AuthData: []byte{1}, Database: "orders", Plugin: "caching_sha2_password"}
+			a.write(1, login.Append(nil))
+			return a, s, logs, 2
+		}, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", mysqltls.MaxLoginPacket), nil},
+		{"COM_CHANGE_USER", func(t *testing.T) (*app, *proxy.Server, *testkit.LockedBuffer, byte) {
+			a, _, s, logs := loggedIn(t, local, fakeOpts{}, nil)
+			cu := mysqlwire.ChangeUser{User: "app", Database: "orders", Charset: 45, Plugin: "caching_sha2_password"}
+			a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+			return a, s, logs, 1
+		}, fmt.Sprintf("sidecar: the app's COM_CHANGE_USER is over %d bytes", mysqltls.MaxLoginPacket), "COM_CHANGE_USER"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, s, logs, seq := tc.start(t)
+			if p := a.read(); p.Seq != seq || p.Payload[0] != mysqlwire.AuthSwitch {
+				t.Fatalf("app got seq %d %q; want the sidecar's switch at %d", p.Seq, p.Payload, seq)
+			}
+			go func() { _, _ = mysqlwire.WritePacket(a.c, seq+1, big) }() // the sidecar may stop reading
+			got, err := mysqlwire.ReadPacket(a.c, 1<<24)
+			if err != nil {
+				t.Fatalf("the app read %v; want ERR %q at seq %d:\n%s", err, tc.want, seq+2, logs)
+			}
+			if _, msg, isErr := mysqlwire.ErrMessage(got.Payload); !isErr || got.Seq != seq+2 || msg != tc.want {
+				t.Fatalf("app got seq %d %q; want ERR %q at seq %d", got.Seq, got.Payload[:min(len(got.Payload), 60)], tc.want, seq+2)
+			}
+			for deadline := time.Now().Add(5 * time.Second); refusals(s, mysqltls.ReasonClientProtocol) != 1; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("sidecar_tls_refusals_total: %v; want client_protocol 1:\n%s", s.Snapshot().Forwards[0].TLSRefusals, logs)
+				}
+			}
+			lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+			if len(lines) != 1 || lines[0]["reason"] != mysqltls.ReasonClientProtocol || lines[0]["command"] != tc.command ||
+				lines[0]["user"] != "app" || !strings.Contains(fmt.Sprint(lines[0]["err"]), tc.want) {
+				t.Fatalf("want one \"TLS login refused\" line, reason client_protocol, user app, command %v, err %q:\n%s", tc.command, tc.want, logs)
+			}
+		})
+	}
+}
