@@ -54,7 +54,8 @@ const DefaultSignTimeout = 20 * time.Second
 type Tokens struct {
 	Source Source
 	Region string
-	// Now is the clock that decides reuse; nil = time.Now.
+	// Now is the clock that decides reuse; nil = time.Now. Its wall
+	// clock is read, not its monotonic one (now).
 	Now func() time.Time
 	// SignTimeout bounds one signing; 0 = DefaultSignTimeout.
 	SignTimeout time.Duration
@@ -85,11 +86,16 @@ type Stats struct {
 	Failures       map[string]int64
 }
 
+// now is the wall clock, without the monotonic reading: Aurora judges a
+// token by X-Amz-Date and X-Amz-Expires, wall-clock times, and Go's
+// comparisons of two times with monotonic readings ignore the wall clock,
+// which moves apart from it when a VM is suspended (Linux's monotonic
+// clock stops) or NTP steps the clock.
 func (t *Tokens) now() time.Time {
 	if t.Now != nil {
-		return t.Now()
+		return t.Now().Round(0)
 	}
-	return time.Now()
+	return time.Now().Round(0)
 }
 
 // Token returns a token for user at endpoint (host:port, the name the
