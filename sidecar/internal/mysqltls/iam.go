@@ -446,8 +446,11 @@ func (s *session) refuse(client io.Writer, seq byte, code uint16, state string, 
 func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io.Writer, payload []byte) bool {
 	cu, err := mysqlwire.ParseChangeUser(payload, is.appCaps)
 	if err != nil {
-		sendErrTo(client, 1, codeHandshake, "08S01", "sidecar: cannot read the app's COM_CHANGE_USER: "+err.Error())
-		s.end(relay.ReasonClientError, err)
+		// Refused as a login packet it cannot read is, so that the
+		// operator sees it, not a client_error at debug. The message
+		// carries err's text: as Err, the log would show it twice.
+		s.refuse(client, 1, codeHandshake, "08S01", &Refusal{Reason: ReasonClientProtocol,
+			Message: "sidecar: cannot read the app's COM_CHANGE_USER: " + err.Error()}, nil)
 		return false
 	}
 	t := is.target

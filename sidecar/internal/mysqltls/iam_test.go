@@ -688,3 +688,32 @@ func TestIAMSwitchAnswerOverTheLoginLimitIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A COM_CHANGE_USER the sidecar cannot read is refused as a login packet
+// it cannot read is: the app's ERR, a "TLS login refused" line and a
+// client_protocol count. It ended the session as a client_error, logged
+// at debug, so the operator saw nothing of it; an oversized one was
+// already a refusal.
+func TestIAMMalformedChangeUserIsRefused(t *testing.T) {
+	a, s, logs := greetedApp(t, true)
+	a.write(0, []byte{mysqlwire.ComChangeUser, 'a', 'p', 'p'}) // the user's NUL and the rest are missing
+	const want = "sidecar: cannot read the app's COM_CHANGE_USER: "
+	p := a.read()
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != 1 || !strings.HasPrefix(msg, want) {
+		t.Fatalf("app got seq %d %q; want ERR %q… at seq 1", p.Seq, p.Payload, want)
+	}
+	if _, err := mysqlwire.ReadPacket(a.c, 1<<20); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the ERR the app read %v; want its connection closed", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); refusals(s, mysqltls.ReasonClientProtocol) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar_tls_refusals_total: %v, closed %v; want client_protocol 1:\n%s",
+				s.Snapshot().Forwards[0].TLSRefusals, s.Snapshot().Forwards[0].ConnectionsClosed, logs)
+		}
+	}
+	lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+	if len(lines) != 1 || lines[0]["reason"] != mysqltls.ReasonClientProtocol || lines[0]["command"] != "COM_CHANGE_USER" ||
+		lines[0]["level"] != "WARN" || !strings.Contains(fmt.Sprint(lines[0]["err"]), want) {
+		t.Fatalf("want one \"TLS login refused\" line at WARN, reason client_protocol, command COM_CHANGE_USER, err %q…:\n%s", want, logs)
+	}
+}
