@@ -191,6 +191,24 @@ cur = c.cursor(); cur.execute("SELECT CURRENT_USER(), DATABASE()"); print("%s %s
 			t.Errorf("%s went from %v to %v; want one more", refusals, refusedBefore, n)
 		}
 	})
+	// A pool's COM_RESET_CONNECTION passes through: the server resets the
+	// session and keeps its user, so no token is checked again.
+	t.Run("COM_RESET_CONNECTION keeps the IAM user", func(t *testing.T) {
+		r := iamRawLogin(t, via, testiam.User, nil)
+		r.query("SET @marker = 42")
+		before := len(f.Verdicts(t))
+		r.send(0, []byte{0x1f}) // COM_RESET_CONNECTION
+		if p := r.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+			t.Fatalf("COM_RESET_CONNECTION answered seq %d %q", p.Seq, p.Payload)
+		}
+		// The row's first column is length-encoded: "1" is 0x01 '1'.
+		if out := r.query("SELECT @marker IS NULL, CURRENT_USER()"); !strings.Contains(out, "\x011") || !strings.Contains(out, testiam.User+"@") {
+			t.Fatalf("after the reset: %q; want the variable gone and the user %s", out, testiam.User)
+		}
+		if vs := f.Verdicts(t)[before:]; len(vs) != 0 {
+			t.Fatalf("the reset made the server check a token: %+v", vs)
+		}
+	})
 	t.Run("user not in IAM_USERS", func(t *testing.T) {
 		signed := metric(t, env, "sidecar_iam_tokens_signed_total")
 		refusals := fmt.Sprintf(`sidecar_tls_refusals_total{listen_port="%s",target="%s:%s",reason="iam"}`, env["LISTEN_PORT"], env["TARGET_HOST"], env["TARGET_PORT"])
