@@ -525,11 +525,41 @@ func (r *Registry) Retag(ctx context.Context, digest, tag string) error {
 		ImageTag:               aws.String(tag),
 	})
 	var already *types.ImageAlreadyExistsException
+	var taken *types.ImageTagAlreadyExistsException
 	switch {
 	case errors.As(err, &already):
 		return nil // the tag already names this image
+	case errors.As(err, &taken):
+		// Set since this run looked: ECR says so for an immutable tag even
+		// on this very image (aws/containers-roadmap#2179).
+		return r.tagTaken(ctx, digest, tag, err)
 	case err != nil:
 		return fmt.Errorf("ecr:PutImage tag %q on %s in %q: %w", tag, digest, r.Repository, err)
 	}
 	return nil
+}
+
+// tagTaken judges PutImage's ImageTagAlreadyExistsException (err) for
+// tag: nil when the tag is on digest (another run released the same
+// image), else a *TagTakenError.
+func (r *Registry) tagTaken(ctx context.Context, digest, tag string, err error) error {
+	now, lerr := r.Lookup(ctx, []string{tag})
+	if lerr != nil {
+		return fmt.Errorf("ecr:PutImage tag %q on %s in %q: %w; reading where the tag is now: %w", tag, digest, r.Repository, err, lerr)
+	}
+	if sameDigest(now[tag], digest) {
+		return nil
+	}
+	return &TagTakenError{Tag: tag, Existing: now[tag], Want: digest, Repository: r.Repository}
+}
+
+// TagTakenError is an immutable tag that another run put on another image
+// between this run's lookup and its PutImage.
+type TagTakenError struct {
+	Tag, Existing, Want, Repository string
+}
+
+func (e *TagTakenError) Error() string {
+	return fmt.Sprintf("tag %q in ECR repository %q was put on %s by another run while this run was releasing %s; "+
+		"the repository has immutable tags, so it stays on %s (ECR: ImageTagAlreadyExistsException)", e.Tag, e.Repository, cmp.Or(e.Existing, "(an image gone since)"), e.Want, cmp.Or(e.Existing, "that image"))
 }

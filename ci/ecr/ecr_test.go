@@ -332,6 +332,32 @@ func TestRetag(t *testing.T) {
 	}
 }
 
+// Another run may put an immutable tag between this run's lookup and its
+// PutImage: on the same image that is this run's success; on another it
+// is a *TagTakenError naming the tag and both images.
+func TestRetagRace(t *testing.T) {
+	const ours, theirs = "sha256:aaaa", "sha256:cccc"
+	srv, reg := taggedRegistry(t, "sidecar", [][2]string{{"abc123abc123", ours}})
+	srv.RacePutImage("1.0.0", "")
+	if err := reg.Retag(ctx(t), ours, "1.0.0"); err != nil {
+		t.Errorf("another run put 1.0.0 on this image first: err = %v, want success", err)
+	}
+	srv.RacePutImage("2.0.0", theirs)
+	err := reg.Retag(ctx(t), ours, "2.0.0")
+	var taken *ecr.TagTakenError
+	if !errors.As(err, &taken) || taken.Tag != "2.0.0" || taken.Existing != theirs || taken.Want != ours {
+		t.Fatalf("another run put 2.0.0 on another image first: err = %#v", err)
+	}
+	for _, want := range []string{`"2.0.0"`, ours, theirs, "another run", "immutable"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if repo, _ := srv.Repository("sidecar"); repo.Tags["1.0.0"] != ours || repo.Tags["2.0.0"] != theirs {
+		t.Errorf("tags %v", repo.Tags)
+	}
+}
+
 func TestDecideUnknownLocalDigest(t *testing.T) {
 	_, err := ecr.Decide(ecr.Tags{Repository: "sidecar", Immutable: allImmutable, Existing: map[string]string{"1.0.0": "sha256:1"}}, "", "abc", []string{"1.0.0"})
 	if err == nil || !strings.Contains(err.Error(), "an image without this commit's tag (another commit's)") {

@@ -55,6 +55,15 @@ func (s *Server) FailPutImage(tag, code string) {
 	s.putFailures[tag] = code
 }
 
+// RacePutImage makes the next PutImage of tag find it already on digest,
+// put there by another run between this run's lookup and its PutImage;
+// digest "" is the image that PutImage brings.
+func (s *Server) RacePutImage(tag, digest string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putRaces[tag] = digest
+}
+
 // Delay makes operation op answer only after d, as a slow or congested
 // path to ECR does.
 func (s *Server) Delay(op string, d time.Duration) {

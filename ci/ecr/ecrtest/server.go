@@ -7,6 +7,7 @@ package ecrtest
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -85,6 +86,7 @@ type Server struct {
 	scanConfFailure map[string]string
 	denied          map[string]bool          // operations answered AccessDeniedException
 	putFailures     map[string]string        // tag -> error code PutImage of that tag answers
+	putRaces        map[string]string        // tag -> digest another run puts it on just before our PutImage
 	delays          map[string]time.Duration // operations answered this late
 	readDelay       time.Duration            // registry reads (GET, HEAD) answered this late
 	started         map[string]bool          // digests StartImageScan was called for
@@ -98,7 +100,7 @@ func Start(t testing.TB, region string) *Server {
 	s := &Server{Region: region, Account: "123456789012", Password: hex.EncodeToString(pw), repos: map[string]*Repo{},
 		ScanClock: time.Now().UTC().Truncate(time.Second),
 		manifests: map[imageKey]manifest{}, scans: map[string][]ScanState{},
-		scanConfFailure: map[string]string{}, denied: map[string]bool{}, putFailures: map[string]string{}, delays: map[string]time.Duration{}, started: map[string]bool{}}
+		scanConfFailure: map[string]string{}, denied: map[string]bool{}, putFailures: map[string]string{}, putRaces: map[string]string{}, delays: map[string]time.Duration{}, started: map[string]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -450,12 +452,18 @@ func (s *Server) putImage(w http.ResponseWriter, body map[string]any) {
 		awsError(w, http.StatusBadRequest, "ImageDigestDoesNotMatchException", "manifest does not match imageDigest "+digest)
 		return
 	}
+	if raced, ok := s.putRaces[tag]; ok {
+		delete(s.putRaces, tag)
+		repo.Tags[tag] = cmp.Or(raced, digest)
+	}
+	// An immutable tag refuses any PutImage once set, even of the image it
+	// is on (aws/containers-roadmap#2179); a mutable one only a no-op.
 	switch have, exists := repo.Tags[tag]; {
-	case exists && have == digest:
-		awsError(w, http.StatusBadRequest, "ImageAlreadyExistsException", "Image with digest '"+digest+"' and tag '"+tag+"' already exists")
-		return
 	case exists && repo.immutableTag(tag):
 		awsError(w, http.StatusBadRequest, "ImageTagAlreadyExistsException", "The image tag '"+tag+"' already exists and cannot be overwritten because the repository is immutable.")
+		return
+	case exists && have == digest:
+		awsError(w, http.StatusBadRequest, "ImageAlreadyExistsException", "Image with digest '"+digest+"' and tag '"+tag+"' already exists")
 		return
 	}
 	// ECR has one store: a tag PutImage sets is pulled from the registry.
