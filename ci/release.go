@@ -2,6 +2,7 @@ package ci
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -308,7 +309,7 @@ func (s *run) releaseTags(ctx context.Context) error {
 		if tag == "latest" {
 			stay, err := s.latestMovedOn(ctx, rel)
 			if err != nil {
-				return fmt.Errorf("promote latest: %w; %s", err, promoteStopped(reg, rel, i))
+				return fmt.Errorf("promote latest: %w; %s", err, promoteStopped(reg, rel, i, err))
 			}
 			if stay {
 				continue
@@ -319,7 +320,7 @@ func (s *run) releaseTags(ctx context.Context) error {
 		}
 		s.step("push: releasing %s as %s", rel.digest, reg.Ref(tag))
 		if err := reg.Retag(ctx, rel.digest, tag); err != nil {
-			return fmt.Errorf("promote %s: %w; %s", tag, err, promoteStopped(reg, rel, i))
+			return fmt.Errorf("promote %s: %w; %s", tag, err, promoteStopped(reg, rel, i, err))
 		}
 		fmt.Fprintln(s.out(), reg.Ref(tag)+"@"+rel.digest)
 	}
@@ -329,12 +330,19 @@ func (s *run) releaseTags(ctx context.Context) error {
 	return nil
 }
 
-// promoteStopped says what a failure at rel.promote[at] leaves in ECR:
-// the tags before it moved, it and those after it not, and how to finish.
-func promoteStopped(reg *ecr.Registry, rel *release, at int) string {
+// promoteStopped says what a failure (err) at rel.promote[at] leaves in
+// ECR: the tags before it moved, it and those after it not, and how to
+// finish.
+func promoteStopped(reg *ecr.Registry, rel *release, at int, err error) string {
 	// A run again keeps the commit's image (ecr.Decide) and moves only
 	// the tags still missing.
 	again := "fix the cause and run again: the commit's image stays what is released, and only the tags not yet on it are moved"
+	var taken *ecr.TagTakenError
+	if errors.As(err, &taken) {
+		// A run again would be refused: the tag is on another image for good.
+		again = fmt.Sprintf("%s is released as the other run's image %s: if that run built this same version (a re-run, a second trigger), "+
+			"nothing is to be done; to release this run's image instead, tag a new version", taken.Tag, reg.URI+"@"+taken.Existing)
+	}
 	done, left := rel.promote[:at], rel.promote[at:]
 	if len(done) == 0 {
 		return onStop(reg, rel.commit, left, rel.inPlace) + "; " + again

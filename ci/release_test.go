@@ -1060,3 +1060,58 @@ func TestPushReleaseTagsStoppedPartWay(t *testing.T) {
 		})
 	}
 }
+
+// Another run may put the version tag between this run's lookup and its
+// PutImage (two runs of one git tag). On this run's image, that is its
+// release; on another image, the error names the tag, both images and
+// what to do, and latest stays where it was.
+func TestPushVersionTagTakenMeanwhile(t *testing.T) {
+	t.Parallel()
+	const theirs = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name, raced string // the digest the other run puts 1.4.0 on; "" for this run's
+	}{{name: "on this run's image"}, {name: "on another image", raced: theirs}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			immutable := true
+			ecrSrv := pushEnv(t, &immutable)
+			ecrSrv.SetExclusions("sidecar", "latest")
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
+			gitTag(t, fe.dir, "v1.4.0")
+			short := gitHead(t, fe.dir)[:12]
+			ecrSrv.RacePutImage("1.4.0", tc.raced)
+			err := fe.runner.Push(testCtx(t))
+			repo, _ := ecrSrv.Repository("sidecar")
+			candidate := repo.Tags[short]
+			if tc.raced == "" {
+				if err != nil {
+					t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+				}
+				if repo.Tags["1.4.0"] != candidate || repo.Tags["latest"] != candidate {
+					t.Errorf("tags %v, want 1.4.0 and latest on the candidate %s", repo.Tags, candidate)
+				}
+				if !strings.Contains(fe.out.String(), ":1.4.0@"+candidate) {
+					t.Errorf("stdout lacks the 1.4.0 reference:\n%s", fe.out)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Push succeeded with 1.4.0 taken by another image; log:\n%s", fe.log)
+			}
+			for _, w := range []string{"promote 1.4.0", `"1.4.0"`, theirs, candidate, "another run", "tag a new version", "latest not moved"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "run again") {
+				t.Errorf("error says to run again, which the plan would refuse:\n%v", err)
+			}
+			if ExitCode(err) != ExitFailed {
+				t.Errorf("exit code %d, want %d", ExitCode(err), ExitFailed)
+			}
+			if repo.Tags["1.4.0"] != theirs || repo.Tags["latest"] != "" {
+				t.Errorf("tags %v, want 1.4.0 on %s, latest nowhere", repo.Tags, theirs)
+			}
+		})
+	}
+}
