@@ -104,7 +104,7 @@ func (s *run) readCandidate(ctx context.Context) error {
 	}
 	var err error
 	if rel.pushed, err = reg.Describe(ctx, rel.digest); err != nil {
-		return err
+		return readBackFailed(reg, rel, "release refused: reading back the commit's image in ECR, which this run releases,", err)
 	}
 	if rel.digest != s.img.Digest { // not this build: read the candidate itself
 		c, err := s.pullCandidate(ctx, reg, rel.pushed, s.src)
@@ -258,7 +258,7 @@ func stepCandidate() Step {
 					return err
 				}
 				if rel.pushed, err = reg.Describe(ctx, rel.digest); err != nil {
-					return err
+					return readBackFailed(reg, rel, "reading back the candidate this run pushed,", err)
 				}
 				namePlatform(&rel.pushed, rel.files)
 			}
@@ -366,6 +366,14 @@ func onStop(reg *ecr.Registry, commit string, promote, inPlace []string) string 
 	default:
 		return fmt.Sprintf("%s stays in ECR; this run had no version tag or latest to move (no v* tag on HEAD, PUSH_LATEST=false)", reg.Ref(commit))
 	}
+}
+
+// readBackFailed says whose read-back (what) of its manifest failed with
+// err, what that leaves in ECR, and what to check.
+func readBackFailed(reg *ecr.Registry, rel *release, what string, err error) error {
+	return fmt.Errorf("%s %s@%s, failed (ecr:BatchGetImage of its manifest, which names its platforms): %w; %s. "+
+		"Check that the AWS credentials may call ecr:BatchGetImage on repository %s, then run again: the commit's image stays what is released",
+		what, reg.Ref(rel.commit), rel.digest, err, rel.onStop, reg.Repository)
 }
 
 // namePlatform names the platform of a single-platform image (a plain

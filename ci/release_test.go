@@ -1115,3 +1115,45 @@ func TestPushVersionTagTakenMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// When ECR does not answer for the candidate it is to release (its
+// manifest, read back for its platforms), the error names the image and
+// the call, says what is left in ECR and what to check.
+func TestPushCandidateReadBackFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		before bool // the commit is in ECR from an earlier run
+		want   []string
+	}{
+		{name: "pushed by this run", want: []string{`step "candidate"`, "reading back the candidate", "stays as an unreleased candidate; 1.4.0 not moved", "run again"}},
+		{name: "pushed by an earlier run", before: true, want: []string{`step "release plan"`, "release refused", "stays as an unreleased candidate; 1.4.0 not moved", "run again"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			immutable := true
+			ecrSrv := pushEnv(t, &immutable)
+			fe := newLightPushEngine(t, ecrSrv, nil)
+			gitTag(t, fe.dir, "v1.4.0")
+			short := gitHead(t, fe.dir)[:12]
+			if tc.before {
+				pushedCandidate(t, ecrSrv, short, earlierFiles(t))
+			}
+			ecrSrv.FailImageReads("AccessDeniedException")
+			err := fe.runner.Push(testCtx(t))
+			if err == nil {
+				t.Fatalf("Push succeeded with the candidate unreadable; log:\n%s", fe.log)
+			}
+			repo, _ := ecrSrv.Repository("sidecar")
+			candidate := repo.Tags[short]
+			if candidate == "" || repo.Tags["1.4.0"] != "" {
+				t.Fatalf("tags %v, want the candidate alone", repo.Tags)
+			}
+			for _, w := range append(tc.want, ecrSrv.Host()+"/sidecar:"+short+"@"+candidate, "ecr:BatchGetImage", "AccessDeniedException") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}

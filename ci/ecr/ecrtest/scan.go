@@ -55,6 +55,15 @@ func (s *Server) FailPutImage(tag, code string) {
 	s.putFailures[tag] = code
 }
 
+// FailImageReads makes BatchGetImage of an image by digest (reading the
+// image back, as Registry.Describe does; tag lookups still answer) fail
+// with the error code (400); code "" lets it pass again.
+func (s *Server) FailImageReads(code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readFailure = code
+}
+
 // RacePutImage makes the next PutImage of tag find it already on digest,
 // put there by another run between this run's lookup and its PutImage;
 // digest "" is the image that PutImage brings.

@@ -87,6 +87,7 @@ type Server struct {
 	denied          map[string]bool          // operations answered AccessDeniedException
 	putFailures     map[string]string        // tag -> error code PutImage of that tag answers
 	putRaces        map[string]string        // tag -> digest another run puts it on just before our PutImage
+	readFailure     string                   // error code BatchGetImage by digest answers
 	delays          map[string]time.Duration // operations answered this late
 	readDelay       time.Duration            // registry reads (GET, HEAD) answered this late
 	started         map[string]bool          // digests StartImageScan was called for
@@ -400,6 +401,12 @@ func (s *Server) batchGetImage(w http.ResponseWriter, body map[string]any) {
 	}
 	images, failures := []any{}, []any{}
 	ids, _ := body["imageIds"].([]any)
+	for _, id := range ids {
+		if _, byTag := id.(map[string]any)["imageTag"]; !byTag && s.readFailure != "" {
+			awsError(w, http.StatusBadRequest, s.readFailure, "stand-in: BatchGetImage by digest scripted to fail")
+			return
+		}
+	}
 	for _, id := range ids {
 		tag, _ := id.(map[string]any)["imageTag"].(string)
 		digest, _ := id.(map[string]any)["imageDigest"].(string)
