@@ -194,3 +194,25 @@ func otherPlatform() string {
 	}
 	return "linux/arm64"
 }
+
+// Docker takes a first component for a registry host when it has a "." or
+// ":", is localhost, or has an upper-case letter (distribution/reference
+// normalize.go, splitDockerDomain); upper case is refused in the path
+// components only. checkDockerName judges as Docker does.
+func TestCheckDockerNameFirstComponent(t *testing.T) {
+	for ref, ok := range map[string]bool{
+		"MyRegistry.example:5000/app": true,
+		"MyRegistry.example/app:dev":  true,
+		"Localhost:5000/team/app":     true,
+		"MyOrg/app":                   true, // the host MyOrg, as Docker reads it
+		"MyOrg/App":                   false,
+		"myorg/App":                   false,
+		"MyOrg/team/App":              false,
+		"App":                         false,
+		"My_Org/app":                  false, // no host has _, no path component upper case
+	} {
+		if err := checkDockerName(ref); (err == nil) != ok {
+			t.Errorf("checkDockerName(%q) = %v, want accepted: %v", ref, err, ok)
+		}
+	}
+}

@@ -25,7 +25,10 @@ const (
 // (distribution/reference, regexp.go). go-containerregistry's parsers check
 // only the characters, so a name such as sidecar-:dev passed them and was
 // refused ("invalid reference format") by docker load or the engine's pull,
-// after the build.
+// after the build. The host is optional as in the grammar: Docker takes
+// a first component for one when it has ".", ":", is localhost, or has an
+// upper-case letter (normalize.go, splitDockerDomain), so an upper-case
+// first component is a host here too, and path components are lower case.
 var dockerNameRE = func() *regexp.Regexp {
 	const (
 		label = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
