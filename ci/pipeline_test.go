@@ -1342,6 +1342,12 @@ func TestPushJudgesLatestAgainAfterTheScanWait(t *testing.T) {
 			if want := strings.ReplaceAll(tc.log, "%s", later[:12]); !strings.Contains(fe.log.String(), want) {
 				t.Errorf("log does not say %q:\n%s", want, fe.log)
 			}
+			// Every reference to this commit's image is printed, latest too
+			// when it is on it, whoever moved it there.
+			onMine := repo.Tags["latest"] == mine
+			if printed := strings.Contains(fe.out.String(), "/sidecar:latest@"+mine+"\n"); printed != onMine {
+				t.Errorf("latest on this commit's image: %v, but printed on stdout: %v:\n%s", onMine, printed, fe.out)
+			}
 		})
 	}
 }

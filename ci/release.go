@@ -182,6 +182,7 @@ func (s *run) latestMovedOn(ctx context.Context, rel *release) (bool, error) {
 		return false, nil
 	case at == rel.digest:
 		s.step("push: latest already points at %s: another run moved it there during this one", at)
+		fmt.Fprintln(s.out(), s.reg.Ref("latest")+"@"+at) // a reference to this image, as every one is
 		return true, nil
 	}
 	why, err := s.newerOnLatest(ctx, at)
