@@ -416,7 +416,7 @@ func (s *run) pushCandidate(ctx context.Context) (string, error) {
 		PlatformVariants: img.Variants, ForcedCompression: dagger.ImageLayerCompressionGzip,
 	})
 	if err != nil {
-		return "", fmt.Errorf("publish %s (nothing pushed): %w", reg.Ref(tag), err)
+		return "", s.publishFailed(ctx, tag, err)
 	}
 	_, digest, ok := strings.Cut(ref, "@")
 	if !ok {
@@ -427,6 +427,19 @@ func (s *run) pushCandidate(ctx context.Context) (string, error) {
 		s.step("push: note: registry digest %s differs from the measured export %s", digest, img.Digest)
 	}
 	return digest, nil
+}
+
+// publishFailed is the candidate's failed publish (err), told from a race:
+// another run of this commit pushed it under the tag since the release
+// plan, and the repository's immutable tag refused this run's push.
+func (s *run) publishFailed(ctx context.Context, tag string, err error) error {
+	reg := s.reg
+	if now, lerr := reg.Lookup(ctx, []string{tag}); lerr == nil && now[tag] != "" && reg.ImmutableTag(tag) {
+		return fmt.Errorf("publish %s: another run pushed this commit meanwhile, as %s, and the tag is immutable: %w; "+
+			"this run's build is not pushed and no tag moved; run again: that image is then what is released (read back from ECR, checked and documented)",
+			reg.Ref(tag), now[tag], err)
+	}
+	return fmt.Errorf("publish %s (nothing pushed): %w", reg.Ref(tag), err)
 }
 
 // scanGate waits for ECR's scan of every platform manifest of the

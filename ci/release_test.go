@@ -1157,3 +1157,51 @@ func TestPushCandidateReadBackFails(t *testing.T) {
 		})
 	}
 }
+
+// Two runs of one commit may both find its tag free and push: in an
+// immutable repository the second push is refused. The error says that
+// another run pushed the commit meanwhile, and that a run again releases
+// that image; a push refused for another cause pushed nothing.
+func TestPushCandidateTakenMeanwhile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		raced  bool // the other run's image is under the commit tag
+		refuse string
+	}{
+		{name: "another run pushed first", raced: true, refuse: "tag invalid: The image tag already exists and cannot be overwritten because the repository is immutable."},
+		{name: "refused for another cause", refuse: "denied: not authorized to perform: ecr:InitiateLayerUpload"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			immutable := true
+			ecrSrv := pushEnv(t, &immutable)
+			fe := newLightPushEngine(t, ecrSrv, nil)
+			gitTag(t, fe.dir, "v1.4.0")
+			short := gitHead(t, fe.dir)[:12]
+			theirs := "(none)"
+			fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {
+				if tc.raced {
+					theirs = prePushed(t, ecrSrv, short, "the other run's")
+				}
+				return nil, daggertest.Failure("failed to push " + q.Leaf().Arg("address") + ": " + tc.refuse)
+			})
+			err := fe.runner.Push(testCtx(t))
+			if err == nil {
+				t.Fatalf("Push succeeded with its publish refused; log:\n%s", fe.log)
+			}
+			want := []string{"publish " + ecrSrv.Host() + "/sidecar:" + short, tc.refuse, "(nothing pushed)"}
+			if tc.raced {
+				want = []string{"publish " + ecrSrv.Host() + "/sidecar:" + short, tc.refuse, "another run pushed this commit meanwhile, as " + theirs, "run again"}
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if said := strings.Contains(err.Error(), "another run"); said != tc.raced {
+				t.Errorf("error blames another run: %v, want %v:\n%v", said, tc.raced, err)
+			}
+		})
+	}
+}
