@@ -547,8 +547,11 @@ func (r *Registry) tagTaken(ctx context.Context, digest, tag string, err error) 
 	if lerr != nil {
 		return fmt.Errorf("ecr:PutImage tag %q on %s in %q: %w; reading where the tag is now: %w", tag, digest, r.Repository, err, lerr)
 	}
-	if sameDigest(now[tag], digest) {
+	switch {
+	case sameDigest(now[tag], digest):
 		return nil
+	case now[tag] == "": // deleted since: a run again finds it free
+		return fmt.Errorf("ecr:PutImage tag %q on %s in %q: %w; the tag is on no image now", tag, digest, r.Repository, err)
 	}
 	return &TagTakenError{Tag: tag, Existing: now[tag], Want: digest, Repository: r.Repository}
 }
@@ -561,5 +564,5 @@ type TagTakenError struct {
 
 func (e *TagTakenError) Error() string {
 	return fmt.Sprintf("tag %q in ECR repository %q was put on %s by another run while this run was releasing %s; "+
-		"the repository has immutable tags, so it stays on %s (ECR: ImageTagAlreadyExistsException)", e.Tag, e.Repository, cmp.Or(e.Existing, "(an image gone since)"), e.Want, cmp.Or(e.Existing, "that image"))
+		"the repository has immutable tags, so it stays on %s (ECR: ImageTagAlreadyExistsException)", e.Tag, e.Repository, e.Existing, e.Want, e.Existing)
 }
