@@ -572,6 +572,10 @@ func TestShownKeyed(t *testing.T) {
 		{"ECR_REPOSITORY", "team/sidecar token: pw", "team/sidecar token:xxxxx", true},
 		{"GOVULNDB", `https://vuln.example/"Pwd":"pw"`, "https://vuln.example/%22Pwd%22:xxxxx", true},
 		{"GOPROXY", "https://goproxy.example/?token=pw", "https://goproxy.example/?xxxxx", false},
+		// An image named for what it serves keeps its tag: no key's name.
+		{"GO_IMAGE", "registry.example/team/token-service:1.2", "registry.example/team/token-service:1.2", false},
+		{"MYSQL_IMAGE", "registry.example:5000/secrets-db:8.4@sha256:abcd", "registry.example:5000/secrets-db:8.4@sha256:abcd", false},
+		{"LOCAL_IMAGE", "password-reset:latest", "password-reset:latest", false},
 	} {
 		if got, keyed := row(t, tc.name).shown(tc.val); got != tc.want || keyed != tc.keyed {
 			t.Errorf("%s=%s shown as %q (keyed %v), want %q (keyed %v)", tc.name, tc.val, got, keyed, tc.want, tc.keyed)

@@ -13,6 +13,7 @@ func FuzzKeyed(f *testing.F) {
 	forms := []string{
 		"password=", "Pwd = ", "PASSWORD=", "password: ", "password:", `"password":"`,
 		"'secret_key': ", "X-Amz-Security-Token=", "X-Amz-Signature=", " -p", "?",
+		" --password ",
 	}
 	f.Add("Server=db;", uint8(0), "S3CRET")
 	f.Add("\u212a", uint8(1), "s3cret")     // Kelvin sign: lowercases to 1 byte from 3
@@ -25,7 +26,11 @@ func FuzzKeyed(f *testing.F) {
 	f.Add("DB_", uint8(4), "9xK2S3CRET") // digits that are no port
 	f.Add("DB_", uint8(4), "3306")       // a port's digits after a key that is no host's
 	f.Add("my", uint8(4), "3306")        // mypassword:3306: a key, its password numeric
-	f.Add("db.", uint8(4), "3306")       // db.password:3306: a dotted name is a DNS name's
+	f.Add("db.", uint8(4), "3306")       // db.password:3306: a property's, as no DNS name ends so
+	f.Add("db.", uint8(4), "S3CRET")
+	f.Add("registry.example/token-service", uint8(4), "1.2") // token-service:1.2: an image's tag
+	f.Add("docker login -u AWS", uint8(11), "eyJwYXls")      // --password TOKEN
+	f.Add("mysql", uint8(11), "--user app")                  // --password alone prompts
 	f.Fuzz(func(t *testing.T, prefix string, form uint8, secret string) {
 		key := forms[int(form)%len(forms)]
 		v := prefix + key + secret
@@ -44,14 +49,17 @@ func FuzzKeyed(f *testing.F) {
 }
 
 // masks reports whether Keyed's documented rules take what follows key as
-// a secret: a key's : before a port (isPort) is a host's where the word
-// before it reads as a host name (hostBefore), and mysql's -p needs a
-// password right after it.
+// a secret: a key's : is a name's where the word before it reads as one
+// (nameColon: a host's before its port, an image's before its tag),
+// mysql's -p needs a password right after it, and --password a word after
+// its blank that is no option.
 func masks(prefix, key, secret string) bool {
 	switch {
-	case strings.HasSuffix(key, ":") && isPort(secret) && hostBefore(prefix+key, len(prefix+key)-1):
+	case strings.HasSuffix(key, ":") && nameColon(prefix+key+secret, len(prefix+key)-1):
 		return false
 	case key == " -p" && blank(secret[0]):
+		return false
+	case strings.HasPrefix(key, " --") && (blank(secret[0]) || secret[0] == '-'):
 		return false
 	}
 	return true

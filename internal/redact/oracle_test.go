@@ -39,20 +39,22 @@ var keyWords = []struct{ lower, upper, camel string }{
 
 // keyNames spells each key word as people name a variable or field: bare,
 // after a prefix (DB_, db-, my, app_, MYSQL_, AWS_) and before a suffix
-// (_1, _OLD, 2), in lower, UPPER and CamelCase. Left out, as keyName and
-// hostBefore say: a . prefix (db.secret:3306 reads as a DNS name's host
-// and port), a - suffix (token-service is a host's) and a bare pass that
-// ends a lower-case word (mypass, as compass).
+// (_1, _OLD, 2, -old; -new and -prev as TestKeyed has them), in lower, UPPER and CamelCase; a password's word
+// also as a dotted property (db.password, spring.datasource.pwd). Left
+// out, as keyName and hostBefore say: a . before any other word
+// (db.secret:3306 reads as a DNS name's host and port) and a - before any
+// other suffix (token-service is a host's).
 func keyNames() []string {
 	var names []string
 	for _, w := range keyWords {
-		for _, p := range []string{"", "db_", "db-", "my", "app_", "mysql_", "aws_"} {
-			for _, s := range []string{"", "_1", "_old", "2", "_v2", "-1"} {
-				if p == "my" && w.lower == "pass" {
-					names = append(names, strings.ToUpper(p+w.lower+s)) // MYPASS
-					continue
-				}
+		for _, p := range []string{"", "db_", "db-", "my", "db", "app_", "mysql_", "aws_"} {
+			for _, s := range []string{"", "_1", "_old", "2", "_v2", "-1", "-old"} {
 				names = append(names, p+w.lower+s, strings.ToUpper(p+w.lower+s))
+			}
+		}
+		if strings.Contains(w.lower, "pass") || w.lower == "pwd" {
+			for _, p := range []string{"db.", "spring.datasource.", "DB.", "app.db_"} {
+				names = append(names, p+w.lower, p+w.camel+"Old")
 			}
 		}
 		for _, p := range []string{"", "db", "my", "app", "mysql", "aws", "Db", "My"} {
@@ -70,6 +72,7 @@ var joins = []string{
 	"%k=%s", "%k = %s", "%k:%s", "%k: %s", "%k :%s", "%k : %s", "%k\t=\t%s",
 	`"%k":"%s"`, `"%k": "%s"`, `"%k":%s`, `"%k": %s`, `'%k': '%s'`, `{"%k":"%s"}`,
 	`%k="%s"`, `%k='%s'`, `%k: "%s"`, `"%k" = "%s"`, `"%k"="%s"`, "--%k=%s", "%k => '%s'", "export %k=%s",
+	"--%k %s", "cmd --%k\t%s --user app",
 }
 
 // secretValues hold digits alone (a port's look) as well as letters; none
@@ -155,6 +158,16 @@ func TestKeyedShowsEveryHost(t *testing.T) {
 				"8080="+h2+":3306,8081="+h+":3307",
 				"8080="+h+":3306, 8081="+h2+":3307",
 			)
+		}
+	}
+	// An image named as a host (token-service) keeps its tag: a tag is no
+	// port, but a name that is no key's holds no secret after its :.
+	for _, h := range hostNames {
+		if strings.ContainsAny(h, ".[:") {
+			continue // a dotted name's : before no port may be a property's (app.secret:x)
+		}
+		for _, tag := range []string{":1.2", ":latest", ":v2.0.1-rc1", ":8.4", ":1.2@sha256:abcd"} {
+			values = append(values, h+tag, "registry.example/team/"+h+tag, "registry.example:5000/"+h+tag)
 		}
 	}
 	shown := map[string]func(string) string{

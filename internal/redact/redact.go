@@ -1,6 +1,15 @@
 // Package redact makes addresses fit to print or publish: the sidecar's
 // and the pipeline's messages and documents quote the addresses they were
 // given, never the credentials in them.
+//
+// A credential is known by its key (Keyed): password=, pwd:, a
+// --password=, --password or -p option, a key's name ending a word
+// (DB_PASSWORD:, db.password:, db-password-old:). A key and its secret
+// apart by a blank alone are masked only after a long option
+// (--password s3cr3t, docker login's --password TOKEN): in prose
+// ("wrong password for user app") a blank ends no key, mysql's -p and a
+// blank prompts and takes the next word as the database, and docker
+// run's -p 8080:80 is a port.
 package redact
 
 import (
@@ -142,10 +151,10 @@ func hostPort(h string) bool {
 // token, host:port/db?password=), credential's key= (a connection
 // string's Pwd=, libpq's password =), key: (YAML's password: x, JSON's
 // "password":"x") or mysql's -p (-pS3CRET) to the end, which a password
-// may run to: for values where no host, port or list of them has either.
-// A key's : before a port is a host's (tokens:3306) only where the word
-// before it reads as a host name (see hostBefore): password:3306 is a
-// password's.
+// may run to: for values where no host, port or list of them has either;
+// a long option's value after a blank too (--password s3cr3t). A key's :
+// is a name's (tokens:3306, token-service:1.2) where the word before it
+// reads as one (see nameColon): password:3306 is a password's.
 func Keyed(v string) string {
 	if cut := KeyedAt(v); cut > 0 {
 		return v[:cut] + Mask
@@ -197,7 +206,7 @@ func KeyedAt(v string) int {
 				break
 			}
 			if colon := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(colon, ":") &&
-				!(isPort(colon[1:]) && hostBefore(v, len(v)-len(colon))) {
+				!nameColon(v, len(v)-len(colon)) {
 				earlier(len(v) - len(colon) + 1)
 				break
 			}
@@ -216,7 +225,31 @@ func KeyedAt(v string) int {
 			break
 		}
 	}
+	if at := longOptionValue(v); at > 0 {
+		earlier(at)
+	}
 	return cut
+}
+
+// longOptionValue is where the value of the first long option named as a
+// key (keyWord) starts when a blank, not =, parts them (--password s3cr3t,
+// docker login's --password TOKEN), or 0. A value that starts with - is
+// the next option's: mysql's --password alone prompts.
+func longOptionValue(v string) int {
+	for i := 0; i+2 < len(v); i++ {
+		if v[i] != '-' || v[i+1] != '-' || i > 0 && strings.IndexByte(hostChars, v[i-1]) >= 0 { // a word's --
+			continue
+		}
+		end := i + 2
+		for end < len(v) && strings.IndexByte(hostChars, v[end]) >= 0 {
+			end++
+		}
+		val := strings.TrimLeft(v[end:], " \t")
+		if len(val) < len(v)-end && val != "" && val[0] != '-' && !blank(val[0]) && keyWord(v[i+2:end]) {
+			return len(v) - len(val)
+		}
+	}
+	return 0
 }
 
 // blank reports whether c ends a command line's word: a word starts after
@@ -238,26 +271,58 @@ func isPort(s string) bool {
 	return n >= 1 && n <= 65535
 }
 
+// nameColon reports whether the : at v[colon] follows a name, not a key:
+// a host's before its port, an image's before its tag. A name with no dot
+// that reads as a host's (hostBefore: token-service, passport) holds a
+// key's word only inside a longer name, so what follows its : is no
+// secret. A dotted one may be a property's (app.secret:x): its : is a
+// host's only before a port.
+func nameColon(v string, colon int) bool {
+	return hostBefore(v, colon) && (isPort(v[colon+1:]) || !strings.Contains(wordBefore(v, colon), "."))
+}
+
 // hostBefore reports whether the word that ends at v[colon] (a :) reads
 // as a host name, as people write one (tokens, PASSPORT-DB, db.secret):
-// hostChars alone and, unless a dot makes it a DNS name, no credential's
-// name at the end of any of its names (keyName, nameParts: db-password,
-// SECRET_KEY, dbPasswordOld, token2). A colon right after a quote or
-// blank ends no word (JSON's "password": 1234): no host's, so what
-// follows the : is masked even where it looks like a port.
+// hostChars alone and no key's name (keyWord). A colon right after a
+// quote or blank ends no word (JSON's "password": 1234): no host's, so
+// what follows the : is masked even where it looks like a port.
 func hostBefore(v string, colon int) bool {
-	start := colon
+	word := wordBefore(v, colon)
+	return word != "" && !keyWord(word)
+}
+
+// wordBefore is the run of hostChars that ends at v[end].
+func wordBefore(v string, end int) string {
+	start := end
 	for start > 0 && strings.IndexByte(hostChars, v[start-1]) >= 0 {
 		start--
 	}
-	word := v[start:colon]
-	return word != "" && (strings.Contains(word, ".") || !slices.ContainsFunc(nameParts(word), keyName))
+	return v[start:end]
+}
+
+// keyWord reports whether word names a credential: a credential's name
+// ends one of its names (keyName, nameParts: db-password, SECRET_KEY,
+// dbPasswordOld, token2, db-password-old). A dotted word is a DNS name's
+// (db.secret, tokens.example.com) unless its last label names a password
+// (db.password, spring.datasource.pwd): a namespace may be called secret
+// or token, but no zone is called password, while properties files name
+// a password so.
+func keyWord(word string) bool {
+	if dot := strings.LastIndexByte(word, '.'); dot >= 0 {
+		return slices.ContainsFunc(nameParts(word[dot+1:]), func(p string) bool {
+			lower := strings.ToLower(p)
+			return keyName(p) && (strings.Contains(lower, "pass") || strings.Contains(lower, "pwd"))
+		})
+	}
+	return slices.ContainsFunc(nameParts(word), keyName)
 }
 
 // nameParts are word and the names a key joins in it, as no DNS name
 // does: by _ (SECRET_KEY, PASSWORD_OLD, and two of them: API_KEY_OLD), by
 // camelCase (dbPasswordOld, SecretAccessKey), and each also without a
-// number at its end (token2, DB_PASSWORD2, db-password-1, API_KEY_1).
+// number (token2, DB_PASSWORD2, db-password-1, API_KEY_1) or a rotated
+// key's -old, -new or -prev (db-password-old) at its end. Any other word
+// after a - is a name's (token-service).
 func nameParts(word string) []string {
 	parts := []string{word}
 	split := strings.Split(word, "_")
@@ -270,6 +335,12 @@ func nameParts(word string) []string {
 			if 'a' <= part[i-1] && part[i-1] <= 'z' && 'A' <= part[i] && part[i] <= 'Z' {
 				parts = append(parts, part[:i]) // ends where the next name starts
 			}
+		}
+	}
+	rotations := []string{"old", "new", "prev", "previous", "next", "current", "backup"} // a rotated key's other copy
+	for _, p := range parts {
+		if i := strings.LastIndexByte(p, '-'); i > 0 && slices.Contains(rotations, strings.ToLower(p[i+1:])) {
+			parts = append(parts, p[:i])
 		}
 	}
 	for _, p := range parts {
@@ -286,10 +357,9 @@ func nameParts(word string) []string {
 const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
 
 // keyName reports whether name ends with a credential's name, as keys
-// are spelled (password, db-password, apitoken, PASSPHRASE, ClientSecret),
-// in any case. A bare pass at the end of a lower-case word ends a word
-// (compass, bypass), not a key; written apart or in capitals (db-pass,
-// DBPASS, dbPass) it is a key's.
+// are spelled (password, db-password, apitoken, PASSPHRASE, ClientSecret,
+// dbpass, DBPASS), in any case; but a word that ends with pass in English
+// (compass, bypass) ends a host's name, not a key.
 func keyName(name string) bool {
 	lower := strings.ToLower(name) // ASCII alone: hostBefore's bytes
 	for _, k := range append([]string{"password", "passwd", "passphrase", "passcode", "passkey", "secretkey", "credentials"}, wholeKeyWords()...) {
@@ -297,11 +367,8 @@ func keyName(name string) bool {
 			return true
 		}
 	}
-	before, ok := strings.CutSuffix(name, "pass")
-	if !ok {
-		return strings.HasSuffix(lower, "pass") // DBPASS, dbPass
-	}
-	return before == "" || !('a' <= before[len(before)-1] && before[len(before)-1] <= 'z')
+	return strings.HasSuffix(lower, "pass") &&
+		!slices.ContainsFunc([]string{"bypass", "compass", "overpass", "underpass", "surpass", "trespass"}, func(w string) bool { return strings.HasSuffix(lower, w) })
 }
 
 // credentialKeys are the starts of keys that hold a secret: a connection

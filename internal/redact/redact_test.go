@@ -265,6 +265,35 @@ func TestKeyed(t *testing.T) {
 		{"passports2:3306", "passports2:3306"},
 		{"compassDb:3306", "compassDb:3306"},
 		{"Secrets-DB1:3306", "Secrets-DB1:3306"},
+		// A dotted property's password (no DNS name ends so), a rotated
+		// key's -old, a bare pass that ends a word other than English's.
+		{"spring.datasource.password:4711", "spring.datasource.password:xxxxx"},
+		{"db.password:3306", "db.password:xxxxx"},
+		{"db.secret:S3CRET", "db.secret:xxxxx"},
+		{"db-password-old:4711", "db-password-old:xxxxx"},
+		{"API-TOKEN-NEW:4711", "API-TOKEN-NEW:xxxxx"},
+		{"db-secret-prev:4711", "db-secret-prev:xxxxx"},
+		{"dbpass:4711", "dbpass:xxxxx"},
+		{"token-old-db:3306", "token-old-db:3306"},
+		{"overpass:3306", "overpass:3306"},
+		// A long option's value after a blank; none where the next word is
+		// an option (--password alone prompts). -p and a blank: mysql
+		// prompts and takes the word as the database, docker run's -p
+		// publishes a port. Prose's password and a word: no key's.
+		{"docker login -u AWS --password eyJwYXls", "docker login -u AWS --password xxxxx"},
+		{"mysql --password s3cr3t -h db", "mysql --password xxxxx"},
+		{"run --db-password\t4711", "run --db-password\txxxxx"},
+		{"mysql --password --user app", "mysql --password --user app"},
+		{"mysql --password-file /run/pw", "mysql --password-file /run/pw"},
+		{"mysql -p orders", "mysql -p orders"},
+		{"docker run -p 8080:80 app", "docker run -p 8080:80 app"},
+		{"wrong password for user app", "wrong password for user app"},
+		{"password 4711", "password 4711"},
+		// An image named as a host keeps its tag: a tag is no port, but
+		// after a name that is no key's it is no secret either.
+		{"registry.example/team/token-service:1.2", "registry.example/team/token-service:1.2"},
+		{"secrets-db:latest", "secrets-db:latest"},
+		{"registry.example/team/db-token:1.2", "registry.example/team/db-token:xxxxx"},
 		// Letters whose lower case has another length in UTF-8 (the
 		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
 		// the cut stays at the key's =.
