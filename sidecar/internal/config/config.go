@@ -753,7 +753,8 @@ func maskedTarget(target string) string {
 // forward, together, hold something shownForwards masks. A whole forward
 // is a host and a port as the user wrote them, even where the masker
 // reads a key in it (8080=db-secret:3306, 8080=TokenService:3306): not
-// refused for that, though a refusal's value shows its port masked.
+// refused for that, though a refusal's value shows its port masked. But
+// one whose host has a _ (envKeyTarget) is taken as a pasted key:secret.
 // Entries are cut as shownForwards cuts them (forwardEntries): a piece
 // that reads as a forward but runs on into one that starts no entry
 // (user:4711,pwB@db) is a password's start, and forwardList's reasons
@@ -762,12 +763,24 @@ func maskedTarget(target string) string {
 func credentialsIn(list string) bool {
 	var broken []string
 	for _, e := range forwardEntries(list) {
-		if parseForwardErr(withoutBlankPieces(e)) {
+		if parseForwardErr(withoutBlankPieces(e)) || envKeyTarget(e) {
 			broken = append(broken, e)
 		}
 	}
 	rest := strings.Join(broken, ",")
 	return shownForwards(rest) != rest
+}
+
+// envKeyTarget reports whether entry's target is a credential's key and
+// its value as an environment or a config file spells them
+// (DB_PASSWORD:48213): the masker reads a key in it and its host has a _,
+// which no DNS host name has (RFC 1123). Accepted, the "port" would show
+// in every log line that names the target.
+func envKeyTarget(entry string) bool {
+	_, target := cutListenPort(entry)
+	target = strings.TrimSpace(target)
+	host, _, err := net.SplitHostPort(target)
+	return err == nil && strings.Contains(host, "_") && redact.Keyed(target) != target
 }
 
 // withoutBlankPieces is entry without its blank comma-separated pieces.

@@ -994,6 +994,24 @@ func TestForwardsRefusalNeverQuotesAPassword(t *testing.T) {
 	}
 }
 
+// A credential's key and value as an environment spells them
+// (DB_PASSWORD:48213) reads as HOST:PORT, but no DNS host name has a _:
+// refused as credentials, the value never shown. A container's name with
+// a _ and no key's name is a host.
+func TestForwardsRefuseAnEnvironmentsKey(t *testing.T) {
+	t.Parallel()
+	for _, val := range []string{"3307=DB_PASSWORD:48213", "3306=db:3306,3307=MYSQL_PWD:48213", "3307= db_password_old:48213"} {
+		_, err := Parse(env(map[string]string{"FORWARDS": val}))
+		if err == nil || !strings.Contains(err.Error(), "has a URL or credentials in it") || strings.Contains(err.Error(), "48213") {
+			t.Errorf("FORWARDS=%s: %v; want it refused as credentials, without 48213", val, err)
+		}
+	}
+	c, err := Parse(env(map[string]string{"FORWARDS": "3307=secrets_db_1:48213"}))
+	if err != nil || len(c.Forwards) != 1 || c.Forwards[0].Target() != "secrets_db_1:48213" {
+		t.Errorf("FORWARDS=3307=secrets_db_1:48213: %v, %v; want it accepted", c.Forwards, err)
+	}
+}
+
 // A connection string, a query or an IAM token pasted where a host or a
 // port belongs is refused without its secret in any line: a refused value
 // is shown up to the first credential's key, and the reason quotes no
