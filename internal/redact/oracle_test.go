@@ -49,6 +49,9 @@ func keyNames() []string {
 	for _, w := range keyWords {
 		for _, p := range []string{"", "db_", "db-", "my", "db", "app_", "mysql_", "aws_"} {
 			for _, s := range []string{"", "_1", "_old", "2", "_v2", "-1", "-old"} {
+				if p == "db" && w.lower != "pass" {
+					continue // my joins the others' words so: dbpass for a bare pass
+				}
 				names = append(names, p+w.lower+s, strings.ToUpper(p+w.lower+s))
 			}
 		}

@@ -278,7 +278,7 @@ func isPort(s string) bool {
 // secret. A dotted one may be a property's (app.secret:x): its : is a
 // host's only before a port.
 func nameColon(v string, colon int) bool {
-	return hostBefore(v, colon) && (isPort(v[colon+1:]) || !strings.Contains(wordBefore(v, colon), "."))
+	return (isPort(v[colon+1:]) || !strings.Contains(wordBefore(v, colon), ".")) && hostBefore(v, colon)
 }
 
 // hostBefore reports whether the word that ends at v[colon] (a :) reads
