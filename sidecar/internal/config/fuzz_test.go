@@ -68,7 +68,7 @@ func FuzzForwards(f *testing.F) {
 // secret carries a marker, so the check does not depend on what
 // the fuzzer puts around it.
 func FuzzSecretRefused(f *testing.F) {
-	forms := []string{"password=", "Pwd = ", "password: ", `"password":"`, "X-Amz-Signature=", " -p", "?"}
+	forms := []string{"password=", "Pwd = ", "password: ", `"password":"`, "X-Amz-Signature=", " -p", "?", " --password ", "db.password:"}
 	const marker = "QZXJ"
 	f.Add(uint8(0), "db", uint8(0), "", "")
 	f.Add(uint8(13), "3306=db:3306,3307=", uint8(1), "a,3308=db", ":1")
@@ -76,6 +76,8 @@ func FuzzSecretRefused(f *testing.F) {
 	f.Add(uint8(6), "app,", uint8(2), "x", "")
 	f.Add(uint8(4), "/etc/", uint8(0), "", ".pem")
 	f.Add(uint8(5), "db.example ", uint8(5), "w", "")
+	f.Add(uint8(5), "db.example", uint8(7), "", "")
+	f.Add(uint8(5), "3307=spring.", uint8(8), "", "")
 	f.Fuzz(func(t *testing.T, which uint8, prefix string, form uint8, s1, s2 string) {
 		name := Names[int(which)%len(Names)]
 		key := forms[int(form)%len(forms)]
