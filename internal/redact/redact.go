@@ -275,10 +275,13 @@ func isPort(s string) bool {
 // a host's before its port, an image's before its tag. A name with no dot
 // that reads as a host's (hostBefore: token-service, passport) holds a
 // key's word only inside a longer name, so what follows its : is no
-// secret. A dotted one may be a property's (app.secret:x): its : is a
-// host's only before a port.
+// secret where it starts as a tag does (a letter, digit or _; YAML's
+// password-prod: x is a key's). A dotted one may be a property's
+// (app.secret:x): its : is a host's only before a port.
 func nameColon(v string, colon int) bool {
-	return (isPort(v[colon+1:]) || !strings.Contains(wordBefore(v, colon), ".")) && hostBefore(v, colon)
+	after := v[colon+1:]
+	tag := after != "" && strings.IndexByte(hostChars, after[0]) >= 0 && after[0] != '.' && after[0] != '-'
+	return (isPort(after) || tag && !strings.Contains(wordBefore(v, colon), ".")) && hostBefore(v, colon)
 }
 
 // hostBefore reports whether the word that ends at v[colon] (a :) reads

@@ -294,6 +294,9 @@ func TestKeyed(t *testing.T) {
 		{"registry.example/team/token-service:1.2", "registry.example/team/token-service:1.2"},
 		{"secrets-db:latest", "secrets-db:latest"},
 		{"registry.example/team/db-token:1.2", "registry.example/team/db-token:xxxxx"},
+		{"password-prod: S3CRET", "password-prod:xxxxx"},
+		{"token-service: S3CRET", "token-service:xxxxx"},
+		{`"secret-store":"S3CRET"`, `"secret-store":xxxxx`},
 		// Letters whose lower case has another length in UTF-8 (the
 		// Kelvin sign, İ: shorter; Ⱥ: longer), before or in the secret:
 		// the cut stays at the key's =.
