@@ -754,7 +754,7 @@ func maskedTarget(target string) string {
 // is a host and a port as the user wrote them, even where the masker
 // reads a key in it (8080=db-secret:3306, 8080=TokenService:3306): not
 // refused for that, though a refusal's value shows its port masked. But
-// one whose host has a _ (envKeyTarget) is taken as a pasted key:secret.
+// one spelled as a key is taken as a pasted key:secret (keyTarget).
 // Entries are cut as shownForwards cuts them (forwardEntries): a piece
 // that reads as a forward but runs on into one that starts no entry
 // (user:4711,pwB@db) is a password's start, and forwardList's reasons
@@ -763,7 +763,7 @@ func maskedTarget(target string) string {
 func credentialsIn(list string) bool {
 	var broken []string
 	for _, e := range forwardEntries(list) {
-		if parseForwardErr(withoutBlankPieces(e)) || envKeyTarget(e) {
+		if parseForwardErr(withoutBlankPieces(e)) || keyTarget(e) {
 			broken = append(broken, e)
 		}
 	}
@@ -771,16 +771,18 @@ func credentialsIn(list string) bool {
 	return shownForwards(rest) != rest
 }
 
-// envKeyTarget reports whether entry's target is a credential's key and
-// its value as an environment or a config file spells them
-// (DB_PASSWORD:48213): the masker reads a key in it and its host has a _,
-// which no DNS host name has (RFC 1123). Accepted, the "port" would show
-// in every log line that names the target.
-func envKeyTarget(entry string) bool {
+// keyTarget reports whether entry's target is a credential's key and its
+// value as an environment or a properties file spells them
+// (DB_PASSWORD:48213, db.password:4711): the masker reads a key in it,
+// and its host has a _ (in no DNS host name, RFC 1123) or a dot (a DNS
+// name, which the masker takes for a key only where its last label names
+// a password, as no zone is named). Accepted, the "port" would show in
+// every log line that names the target.
+func keyTarget(entry string) bool {
 	_, target := cutListenPort(entry)
 	target = strings.TrimSpace(target)
 	host, _, err := net.SplitHostPort(target)
-	return err == nil && strings.Contains(host, "_") && redact.Keyed(target) != target
+	return err == nil && strings.ContainsAny(host, "_.") && redact.Keyed(target) != target
 }
 
 // withoutBlankPieces is entry without its blank comma-separated pieces.

@@ -994,21 +994,25 @@ func TestForwardsRefusalNeverQuotesAPassword(t *testing.T) {
 	}
 }
 
-// A credential's key and value as an environment spells them
-// (DB_PASSWORD:48213) reads as HOST:PORT, but no DNS host name has a _:
-// refused as credentials, the value never shown. A container's name with
-// a _ and no key's name is a host.
+// A credential's key and value as an environment or a properties file
+// spells them (DB_PASSWORD:48213, db.password:48213) reads as HOST:PORT,
+// but no DNS host name has a _, and no zone is named password: refused as
+// credentials, the value never shown. A container's name with a _ and no
+// key's name is a host, and so is a DNS name with a key's word elsewhere.
 func TestForwardsRefuseAnEnvironmentsKey(t *testing.T) {
 	t.Parallel()
-	for _, val := range []string{"3307=DB_PASSWORD:48213", "3306=db:3306,3307=MYSQL_PWD:48213", "3307= db_password_old:48213"} {
+	for _, val := range []string{"3307=DB_PASSWORD:48213", "3306=db:3306,3307=MYSQL_PWD:48213", "3307= db_password_old:48213",
+		"3307=spring.datasource.password:48213"} {
 		_, err := Parse(env(map[string]string{"FORWARDS": val}))
 		if err == nil || !strings.Contains(err.Error(), "has a URL or credentials in it") || strings.Contains(err.Error(), "48213") {
 			t.Errorf("FORWARDS=%s: %v; want it refused as credentials, without 48213", val, err)
 		}
 	}
-	c, err := Parse(env(map[string]string{"FORWARDS": "3307=secrets_db_1:48213"}))
-	if err != nil || len(c.Forwards) != 1 || c.Forwards[0].Target() != "secrets_db_1:48213" {
-		t.Errorf("FORWARDS=3307=secrets_db_1:48213: %v, %v; want it accepted", c.Forwards, err)
+	for _, target := range []string{"secrets_db_1:48213", "db.secret:48213", "tokens.example.com:48213"} {
+		c, err := Parse(env(map[string]string{"FORWARDS": "3307=" + target}))
+		if err != nil || len(c.Forwards) != 1 || c.Forwards[0].Target() != target {
+			t.Errorf("FORWARDS=3307=%s: %v, %v; want it accepted", target, c.Forwards, err)
+		}
 	}
 }
 
