@@ -96,7 +96,8 @@ func copyChunk(srcRaw syscall.RawConn, dst *net.TCPConn, live counts) (n int64, 
 }
 
 // spliceBurst moves bulk data from src to dst through a new pipe until a
-// splice moves less than a quarter of the buffer size (the burst is over),
+// splice moves less than a quarter of the buffer size or of the pipe's,
+// whichever is smaller (the burst is over),
 // then closes the pipe. If no pipe is to be had (out of descriptors), it
 // moves nothing: the caller keeps copying.
 func spliceBurst(srcRaw, dstRaw syscall.RawConn, live counts) (m int64, eof bool, err error) {
@@ -106,6 +107,12 @@ func spliceBurst(srcRaw, dstRaw syscall.RawConn, live counts) (m int64, eof bool
 	}
 	defer syscall.Close(pr)
 	defer syscall.Close(pw)
+	return splicePipe(srcRaw, dstRaw, pr, pw, chunk, live)
+}
+
+// splicePipe is spliceBurst's loop through the pipe pr, pw, which holds
+// chunk bytes.
+func splicePipe(srcRaw, dstRaw syscall.RawConn, pr, pw, chunk int, live counts) (m int64, eof bool, err error) {
 	for {
 		// Each splice moves at most what the pipe holds (chunk), so the
 		// pipe is always drained before the next read.
@@ -125,7 +132,11 @@ func spliceBurst(srcRaw, dstRaw syscall.RawConn, live counts) (m int64, eof bool
 			m += int64(k)
 			live.add(int64(k))
 		}
-		if n < bufSize/4 {
+		// Small is judged against what the pipe holds too: past
+		// fs.pipe-user-pages-soft the kernel gives 8 KiB pipes (two page
+		// slots), whose splices move two segments' worth, under a quarter
+		// of the buffer, while bulk data flows.
+		if n < min(bufSize, chunk)/4 {
 			return m, false, nil
 		}
 	}
