@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/sidecar/internal/config"
 )
 
 // The real binary under a low file-descriptor limit: connections pile up
@@ -30,7 +31,8 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 	// ulimit in the shell, then exec: the sidecar itself runs with 32 fds.
 	p := startSidecar(t, exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t)), env)
 	waitHealthyBinary(t, env, p, 0)
-	if !strings.Contains(p.Output.String(), "the open-files limit (32) holds about 8 connections, fewer than MAX_CONNECTIONS=") {
+	holds := (32 - fdsBase - fdsPerForward) / fdsPerConnection
+	if !strings.Contains(p.Output.String(), "the open-files limit (32) holds about "+strconv.Itoa(holds)+" connections, fewer than MAX_CONNECTIONS=") {
 		t.Errorf("no warning at start that 32 descriptors hold fewer connections than MAX_CONNECTIONS:\n%s", p.Output.String())
 	}
 
@@ -146,4 +148,73 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	utime, _ := strconv.Atoi(f[11])
 	stime, _ := strconv.Atoi(f[12])
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// The open-files limit the start-up warning asks for holds MAX_CONNECTIONS
+// connections on either data path, counted as the kernel counts them
+// (/proc/PID/fd): each connection here carries bulk data both ways and is
+// held mid-transfer (the client does not read), so each direction holds
+// its splice pipe, as a pooled connection whose last burst ended on a
+// full read keeps it. Pipes are taken while descriptors last, so a limit
+// without room for them fails new connections (fd_limit) below
+// MAX_CONNECTIONS.
+func TestOpenFilesNeededHoldsBusyConnections(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		testenv.Unavailable(t, "/proc (to count the sidecar's descriptors): %v", err)
+	}
+	const conns = 24
+	for _, dataPath := range []string{"epoll", "portable"} {
+		t.Run(dataPath, func(t *testing.T) {
+			env, listen := echoForward(t)
+			env["DATA_PATH"], env["MAX_CONNECTIONS"] = dataPath, strconv.Itoa(conns)
+			p := startBinary(t, env)
+			waitHealthyBinary(t, env, p, 0)
+			cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err != nil {
+				t.Fatal(err)
+			}
+			need := openFilesNeeded(cfg)
+
+			stop := make(chan struct{})
+			defer close(stop)
+			for range conns {
+				c, err := net.DialTimeout("tcp", "127.0.0.1:"+listen, safety)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				go func() { // until the sidecar's buffers and the echo's are full
+					_ = c.SetWriteDeadline(time.Now().Add(safety))
+					_, _ = c.Write(make([]byte, 64<<20))
+				}()
+			}
+			// The count rises as directions go bulk; wait until it holds.
+			fds, last, steady := 0, -1, 0
+			for deadline := time.Now().Add(safety); steady < 10 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				fds = openFDs(t, p.Cmd.Process.Pid)
+				if fds == last {
+					steady++
+				} else {
+					last, steady = fds, 0
+				}
+			}
+			if fds < 4*conns {
+				t.Fatalf("%d descriptors open with %d connections held mid-transfer: few pipes taken, nothing to measure", fds, conns)
+			}
+			if uint64(fds) > need {
+				t.Errorf("DATA_PATH=%s, %d connections carrying bulk both ways hold %d descriptors; the limit asked for, %d, is short",
+					dataPath, conns, fds, need)
+			}
+		})
+	}
+}
+
+// openFDs is how many descriptors process pid has open.
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

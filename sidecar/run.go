@@ -19,6 +19,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/relay"
+	"github.com/example/sidecar/sidecar/internal/splicepipe"
 )
 
 // Exit codes.
@@ -305,31 +306,43 @@ func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.
 		slog.String("variable", "DRAIN_TIMEOUT"), slog.String("value", cfg.DrainTimeout.String()))
 }
 
-// The open-files limit MAX_CONNECTIONS needs: a client and an upstream
-// socket per connection, and the listeners, epoll, admin, DNS beside them
-// (13 at rest, measured). A bulk transfer's splice pipes take 2 more per
-// direction while descriptors last; short of them it copies instead.
+// The open-files limit MAX_CONNECTIONS needs. A connection holds its client
+// and upstream sockets and, while a direction carries bulk data, a splice
+// pipe for it (until a read shows the burst over, so a pooled connection
+// whose last result ended on a full read keeps it). Pipes are taken while
+// descriptors last, leaving none for new connections' sockets (fd_limit),
+// so they are counted. Beside the connections: stdio, the runtime's and
+// the engine's epoll and eventfd, the admin port (13 at rest with one
+// forward, measured), and per forward its listener and its lookups' UDP
+// sockets (A and AAAA at once, a stale check's beside them).
 const (
-	fdsPerConnection = 2
+	fdsPerConnection = 2 + 2*splicepipe.FDs
 	fdsBase          = 16
+	fdsPerForward    = 5
 )
 
 // warnOpenFilesLimit warns when the open-files limit cannot hold
 // MAX_CONNECTIONS connections: past it, connections fail as fd_limit,
 // below the setting the operator sees.
 func warnOpenFilesLimit(ctx context.Context, log *slog.Logger, cfg config.Config, limit uint64) {
-	need := uint64(cfg.MaxConnections)*fdsPerConnection + fdsBase
+	need := openFilesNeeded(cfg)
 	if cfg.Mode == config.ModeSleep || limit >= need {
 		return
 	}
+	base := fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
 	possible := uint64(0)
-	if limit > fdsBase {
-		possible = (limit - fdsBase) / fdsPerConnection
+	if limit > base {
+		possible = (limit - base) / fdsPerConnection
 	}
 	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("the open-files limit (%d) holds about %d connections, fewer than MAX_CONNECTIONS=%d: "+
 		"past that, connections fail (dial reason fd_limit); raise ulimits nofile in the task definition to %d or more, or lower MAX_CONNECTIONS",
 		limit, possible, cfg.MaxConnections, need),
 		slog.String("variable", "MAX_CONNECTIONS"), slog.Int("value", cfg.MaxConnections), slog.Uint64("open_files_limit", limit))
+}
+
+// openFilesNeeded is the open-files limit cfg's MAX_CONNECTIONS needs.
+func openFilesNeeded(cfg config.Config) uint64 {
+	return uint64(cfg.MaxConnections)*fdsPerConnection + fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
 }
 
 // openFilesLimit is RLIMIT_NOFILE's soft limit, which Go raises to the

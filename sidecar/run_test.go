@@ -639,11 +639,11 @@ func TestOpenFilesLimitWarning(t *testing.T) {
 		limit    uint64
 		warn     string // in the line; "" = no line
 	}{
-		{"enough", config.ModeProxy, 1024, 2*1024 + fdsBase, ""},
-		{"one short", config.ModeProxy, 1024, 2*1024 + fdsBase - 1, "holds about 1023 connections, fewer than MAX_CONNECTIONS=1024"},
-		{"docker's old default", config.ModeProxy, 1024, 1024, "the open-files limit (1024) holds about 504 connections"},
+		{"enough", config.ModeProxy, 1024, fdsPerConnection*1024 + fdsBase, ""},
+		{"one short", config.ModeProxy, 1024, fdsPerConnection*1024 + fdsBase - 1, "holds about 1023 connections, fewer than MAX_CONNECTIONS=1024"},
+		{"docker's old default", config.ModeProxy, 1024, 1024, "the open-files limit (1024) holds about 168 connections"},
 		{"below the base", config.ModeProxy, 10, 16, "holds about 0 connections"},
-		{"asks for", config.ModeProxy, 5000, 4096, "raise ulimits nofile in the task definition to 10016 or more"},
+		{"asks for", config.ModeProxy, 5000, 4096, "raise ulimits nofile in the task definition to 30016 or more"},
 		{"sleep", config.ModeSleep, 1024, 64, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

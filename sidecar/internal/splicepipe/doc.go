@@ -9,5 +9,8 @@
 //	}
 //	// splice(src, w, size, splicepipe.Flags), then splice(r, dst, n, splicepipe.Flags)
 //
-// It exists only on Linux; elsewhere the package is empty.
+// New exists only on Linux; elsewhere the package holds FDs alone.
 package splicepipe
+
+// FDs is how many descriptors a pipe holds: its read end and its write end.
+const FDs = 2
