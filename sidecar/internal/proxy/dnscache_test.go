@@ -928,3 +928,34 @@ func TestOutOfFilesIsNotTheTargetsFailure(t *testing.T) {
 		t.Errorf("dial failures %v; want fd_limit only", s.DialFailures)
 	}
 }
+
+// With the cache off (DNS_CACHE_TTL=0) there is no last answer to hold:
+// a half answer (the A query failed, AAAA answered) is dialed as it is,
+// as Go's resolver gives it. A task that cannot reach
+// IPv6 then fails the connection, as it fails on any failed lookup with
+// the cache off (docs/operations.md says so), and the failure is the dial
+// of the IPv6 address, not dns. Asking each family apart would only fail
+// it the same way, at the cost of connections a task that reaches IPv6
+// would have had.
+func TestDNSCacheOffDialsAHalfAnswer(t *testing.T) {
+	noV6 := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is6() {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ENETUNREACH}
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: -1, DialContext: noV6})
+	dns.Set("db.sidecar.test", a.addr.Addr(), netip.MustParseAddr("fd00::1"))
+	connectEcho(t, r)
+	dns.FailA("db.sidecar.test")
+	if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
+		t.Fatal("served through the IPv6 address this task cannot reach?")
+	}
+	got := forwardSnap(r, 0).DialFailures
+	if countOf(got, "unreachable") != 1 || countOf(got, "dns") != 0 || a.count() != 1 {
+		t.Errorf("dial failures %v, upstream connections %d; want one unreachable (the IPv6 address), no dns, 1", got, a.count())
+	}
+	dns.Set("db.sidecar.test", a.addr.Addr(), netip.MustParseAddr("fd00::1")) // A answers again
+	connectEcho(t, r)
+}
