@@ -21,12 +21,39 @@ func (l *loop) pumpSeal(d *direction) {
 	if !l.received(d, n, e) {
 		return
 	}
-	if err := d.seal.Seal(l.scratch[:n]); err != nil {
-		l.finish(d.src.p, relay.ReasonUpstreamError, fmt.Errorf("tls write to upstream: %w", err))
-		return
+	// Sealed a record's worth at a time, each counted once its raw bytes
+	// are all out (flushSealed), as the plaintext path counts what the
+	// socket took: a session that ends before they are has not delivered
+	// them, and the app's server never sees them.
+	for b := l.scratch[:n]; len(b) > 0; {
+		k := min(len(b), maxRecordPlaintext)
+		if err := d.seal.Seal(b[:k]); err != nil {
+			l.finish(d.src.p, relay.ReasonUpstreamError, fmt.Errorf("tls write to upstream: %w", err))
+			return
+		}
+		d.unsent = append(d.unsent, sealed{end: d.rawOut + int64(len(d.seal.Outgoing())), n: k})
+		b = b[k:]
 	}
-	d.sent(n) // session bytes; the codec holds them until the socket takes them
 	l.flushSealed(d)
+}
+
+// maxRecordPlaintext is the most plaintext a TLS record carries.
+const maxRecordPlaintext = 16 << 10
+
+// sealed is plaintext the codec sealed, not counted until the upstream's
+// socket has taken the raw bytes up to end (direction.rawOut).
+type sealed struct {
+	end int64
+	n   int
+}
+
+// countSealed counts the sealed plaintext whose raw bytes are all out.
+func (d *direction) countSealed() {
+	i := 0
+	for ; i < len(d.unsent) && d.unsent[i].end <= d.rawOut; i++ {
+		d.sent(d.unsent[i].n)
+	}
+	d.unsent = append(d.unsent[:0], d.unsent[i:]...)
 }
 
 // flushSealed sends the codec's raw bytes to the upstream. Once they are
@@ -39,6 +66,8 @@ func (l *loop) flushSealed(d *direction) {
 			return
 		}
 		d.seal.Sent(m)
+		d.rawOut += int64(m)
+		d.countSealed()
 		d.src.p.last = l.now
 	}
 	if d.eof && !d.pending() {

@@ -25,8 +25,10 @@ type direction struct {
 	pipeSize     int
 	inPipe       int // bytes spliced from src not yet spliced to dst
 
-	seal relay.Codec // client to upstream through a codec: it holds the pending bytes
-	open relay.Codec // upstream to client through a codec
+	seal   relay.Codec // client to upstream through a codec: it holds the pending bytes
+	unsent []sealed    // with seal: plaintext sealed and not all out yet, oldest first
+	rawOut int64       // with seal: raw bytes the upstream's socket took
+	open   relay.Codec // upstream to client through a codec
 }
 
 func (d *direction) pending() bool {

@@ -59,6 +59,7 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 		{"LiveCountersWithIdleTimeoutSet", func(t *testing.T, f relay.Func) { testLiveCounters(t, f, time.Minute) }},
 		{"LiveCountersUpstreamReset", func(t *testing.T, f relay.Func) { testLiveCountersOnReset(t, f, true) }},
 		{"LiveCountersClientReset", func(t *testing.T, f relay.Func) { testLiveCountersOnReset(t, f, false) }},
+		{"CountsOnlyDeliveredBytes", testCountsOnlyDelivered},
 	}
 	if beforeLogin { // the relay is what the client first meets: it may leave without a byte (ReasonClientGone)
 		tests = append(tests, []test{
@@ -561,5 +562,39 @@ func testLiveCountersOnReset(t *testing.T, f relay.Func, upstreamResets bool) {
 	checkResult(t, r.Wait(t), reason, toUp, toCl)
 	if c.ToUpstream.Load() != toUp || c.ToClient.Load() != toCl {
 		t.Errorf("live counters after the reset: %d up, %d down; want %d and %d", c.ToUpstream.Load(), c.ToClient.Load(), toUp, toCl)
+	}
+}
+
+// The byte counters count what was delivered: an upstream that stops
+// reading stalls the relay with bytes it took from the client still on
+// their way (with TLS, sealed and not all out yet), and a relay canceled
+// then has counted exactly what the upstream gets, not those.
+func testCountsOnlyDelivered(t *testing.T, f relay.Func) {
+	var c relay.Counters
+	r := StartContext(t, relay.WithCounters(context.Background(), &c), f, 0)
+	go func() { // until every buffer on the way is full
+		_ = r.Client.SetWriteDeadline(time.Now().Add(safety))
+		_, _ = r.Client.Write(make([]byte, 64<<20))
+	}()
+	last, steady := int64(-1), 0
+	for deadline := time.Now().Add(safety); steady < 10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay never stalled")
+		}
+		if v := c.ToUpstream.Load(); v == last {
+			steady++
+		} else {
+			last, steady = v, 0
+		}
+	}
+	r.Cancel()
+	res := r.Wait(t)
+	_ = r.Upstream.SetReadDeadline(time.Now().Add(safety))
+	got, err := io.Copy(io.Discard, r.Upstream)
+	if err != nil {
+		t.Fatalf("the upstream read %d bytes, then %v", got, err)
+	}
+	if n := c.ToUpstream.Load(); n != got || res.ToUpstream != got {
+		t.Errorf("counted %d bytes to the upstream (Result %d), which got %d", n, res.ToUpstream, got)
 	}
 }
