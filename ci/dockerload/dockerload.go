@@ -78,15 +78,22 @@ func Load(ctx context.Context, idx v1.ImageIndex, platform, ref string) error {
 		written <- err
 	}()
 	cmd := exec.CommandContext(ctx, "docker", "load")
+	cmd.WaitDelay = time.Second // a stuck CLI's children must not hold us
 	cmd.Stdin = pr
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
 	loadEnded := errors.New("docker load ended")
 	pr.CloseWithError(loadEnded) // unblock the writer
+	werr := <-written
+	if ctx.Err() != nil {
+		// The kill's own words (signal: killed, a cut archive) would hide
+		// that the run was stopped.
+		return fmt.Errorf("`docker load` of %s interrupted before it reported the image loaded: %w", tag, ctx.Err())
+	}
 	// An image that could not be read is the cause: docker load only saw
 	// its archive cut off, and says so in its own terms.
-	if werr := <-written; werr != nil && !errors.Is(werr, loadEnded) {
+	if werr != nil && !errors.Is(werr, loadEnded) {
 		return fmt.Errorf("read the image to load: %w (`docker load`: %s)", werr, LastLine(out.String()))
 	}
 	if err != nil {
