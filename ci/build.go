@@ -223,7 +223,7 @@ func stepExport() Step {
 		do: func(ctx context.Context, s *run) error {
 			cfg := s.Config
 			if cfg.OCITarball != "" {
-				if err := moveFile(s.tarball(), cfg.OCITarball); err != nil {
+				if err := moveFile(ctx, s.tarball(), cfg.OCITarball); err != nil {
 					return fmt.Errorf("OCI_TARBALL: %w", config.ShownErr("OCI_TARBALL", cfg.OCITarball, err))
 				}
 				s.step("%s: wrote OCI tarball %s", s.target, config.Shown("OCI_TARBALL", cfg.OCITarball))
@@ -316,7 +316,9 @@ func checkSizes(w io.Writer, cfg config.Config, sizes []imagesize.Image) error {
 	return nil
 }
 
-func moveFile(from, to string) error {
+// moveFile moves the export to the user's path: a rename, or across
+// filesystems a copy that honours ctx.
+func moveFile(ctx context.Context, from, to string) error {
 	if err := os.Rename(from, to); err == nil {
 		return nil
 	}
@@ -325,30 +327,47 @@ func moveFile(from, to string) error {
 		return err
 	}
 	defer in.Close()
-	// Into a temporary file beside the target, renamed when complete, so a
-	// failed copy never leaves a partial tarball under the asked-for name.
-	out, err := os.CreateTemp(filepath.Dir(to), "."+filepath.Base(to)+".partial-*")
+	// The permissions a rename keeps, not CreateTemp's 0600.
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	return writeAtomic(ctx, to, st.Mode().Perm(), in)
+}
+
+// copyChunk is how much writeAtomic copies between looks at its context:
+// a Ctrl-C stops the copy within one chunk, not after the whole image.
+const copyChunk = 8 << 20
+
+// writeAtomic writes r to path through a temporary file beside it,
+// synced and renamed when complete, so neither a failed or interrupted
+// copy nor a crash leaves a partial file under the asked-for name; the
+// temporary file is removed on failure.
+func writeAtomic(ctx context.Context, path string, perm os.FileMode, r io.Reader) error {
+	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(out.Name()) // no-op after the rename
-	// The permissions a rename keeps, not CreateTemp's 0600.
-	st, err := in.Stat()
-	if err == nil {
-		err = out.Chmod(st.Mode().Perm())
+	err = out.Chmod(perm)
+	for err == nil {
+		if err = ctx.Err(); err != nil {
+			err = fmt.Errorf("copy to %s interrupted (nothing written there): %w", path, err)
+			break
+		}
+		// CopyN keeps the file's copy_file_range/sendfile fast path.
+		if _, err = io.CopyN(out, r, copyChunk); errors.Is(err, io.EOF) {
+			err = out.Sync() // complete on disk before it takes the name
+			break
+		}
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		out.Close()
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(out.Name(), to)
+	return os.Rename(out.Name(), path)
 }
 
 func orUnknown(s string) string {

@@ -3,8 +3,12 @@
 package ci
 
 import (
+	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -34,7 +38,7 @@ func TestMoveFileAcrossFilesystems(t *testing.T) {
 			t.Fatal(err)
 		}
 		to := filepath.Join(other, "sidecar.tar")
-		if err := moveFile(from, to); err != nil {
+		if err := moveFile(context.Background(), from, to); err != nil {
 			t.Fatalf("moveFile: %v", err)
 		}
 		st, err := os.Stat(to)
@@ -60,4 +64,37 @@ func sameDevice(t *testing.T, a, b string) bool {
 		t.Fatal(err)
 	}
 	return sa.Dev == sb.Dev
+}
+
+// A copy to OCI_TARBALL that the run's context stops (Ctrl-C) ends within
+// a chunk, saying so, and leaves nothing in the directory: no file under
+// the asked-for name, no temporary file beside it.
+func TestWriteAtomicInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sidecar.tar")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The image is three chunks; the run is stopped as the first is read.
+	image := &cancelAfterFirstRead{r: io.LimitReader(zeros{}, 3*copyChunk), cancel: cancel}
+	err := writeAtomic(ctx, path, 0o644, image)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "copy to "+path+" interrupted") {
+		t.Errorf("err = %v, want the copy to %s interrupted, a context.Canceled", err, path)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left in %s: %v", dir, left)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+type cancelAfterFirstRead struct {
+	r      io.Reader
+	cancel func()
+}
+
+func (c *cancelAfterFirstRead) Read(p []byte) (int, error) {
+	defer c.cancel()
+	return c.r.Read(p)
 }
