@@ -165,3 +165,56 @@ func readDocs(t *testing.T) string {
 	}
 	return b.String()
 }
+
+// A MySQL that never opens its port (the engine would wait 15 minutes
+// for it) ends the smoke test at the round trip's bound, saying what it
+// waited for, with a progress line while it waits.
+func TestSmokeRoundTripIsBounded(t *testing.T) {
+	t.Parallel()
+	fe := newEngine(t, map[string]string{"UNIT_TESTS": "false", "LOCAL_IMAGE": "none"}, nil)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the session's server closes
+	fe.srv.Handle("stdout", func(q daggertest.Query) (any, error) {
+		if strings.Contains(execScript(q), "SMOKE_SQL") {
+			select { // the engine still starting MySQL; then it would pass
+			case <-release:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		return healthyStdout(q), nil
+	})
+	fe.runner.smokeBound, fe.runner.smokeProgress = 2*time.Second, 300*time.Millisecond
+	err := fe.runner.Test(testCtx(t))
+	if err == nil {
+		t.Fatalf("Test passed; log:\n%s", fe.log)
+	}
+	for _, w := range []string{"smoke test failed (nothing pushed): SQL round trip through the sidecar: not done within 2s",
+		"MYSQL_IMAGE=" + config.DefaultMySQLImage, "port 3306", "context deadline exceeded"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+	progress := regexp.MustCompile(`(?m)^==> test: still waiting for the SQL round trip through the sidecar ` +
+		`\(MySQL and the sidecar starting, then the client\): \d+s so far; giving up after 2s \(\d+\.\ds\)$`)
+	if n := len(progress.FindAllString(fe.log.String(), -1)); n < 2 {
+		t.Errorf("%d progress lines while waiting, want one every 300ms:\n%s", n, fe.log)
+	}
+}
+
+// The docs state the round trip's bound and pace that the code applies.
+func TestDocsStateTheSmokeRoundTripWait(t *testing.T) {
+	t.Parallel()
+	bound, every := int(SmokeSQLBound.Minutes()), int(SmokeProgress.Seconds())
+	for doc, want := range map[string]string{
+		"../docs/pipeline.md":        fmt.Sprintf("the client's query) gets at most %d min, with a line every %d s while it waits", bound, every),
+		"../docs/troubleshooting.md": fmt.Sprintf("then for the client's query: a line every %d s, for at most %d min", every, bound),
+	} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(string(b)), " "), want) {
+			t.Errorf("%s does not say %q", doc, want)
+		}
+	}
+}

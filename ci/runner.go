@@ -50,6 +50,9 @@ type Runner struct {
 	// registryBound bounds each wait on the registry's HTTP API
 	// (ecr.RegistryBound when zero); tests shorten it.
 	registryBound time.Duration
+	// smokeBound and smokeProgress pace the smoke test's SQL round trip
+	// (SmokeSQLBound and SmokeProgress when zero); tests shorten them.
+	smokeBound, smokeProgress time.Duration
 	// tempRoot is where the run sweeps the temporary directories of
 	// ended runs (os.TempDir() when ""); a test gives it its own.
 	tempRoot string

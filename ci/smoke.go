@@ -1,14 +1,17 @@
 package ci
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"dagger.io/dagger"
 
 	"github.com/example/sidecar/ci/config"
+	"github.com/example/sidecar/ci/progress"
 	"github.com/example/sidecar/ci/secrets"
 	"github.com/example/sidecar/ci/smokesql"
 )
@@ -169,13 +172,23 @@ func (s *run) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun)
 		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 
 	s.step("%s: SQL round trip through the sidecar", s.target)
-	out, err := client.Container().From(s.Config.MySQLImage).
-		WithServiceBinding(sidecarAlias, sidecar).
-		WithMountedSecret(clientCnf, sr.cnf).
-		WithEnvVariable("SMOKE_SQL", smokesql.SQL).
-		WithEnvVariable("SMOKE_RUN", sr.runID).
-		WithExec([]string{"sh", "-c", clientScript()}).
-		Stdout(ctx)
+	var out string
+	err := s.roundTripWatched(ctx, func(ctx context.Context) (err error) {
+		out, err = client.Container().From(s.Config.MySQLImage).
+			WithServiceBinding(sidecarAlias, sidecar).
+			WithMountedSecret(clientCnf, sr.cnf).
+			WithEnvVariable("SMOKE_SQL", smokesql.SQL).
+			WithEnvVariable("SMOKE_RUN", sr.runID).
+			WithExec([]string{"sh", "-c", clientScript()}).
+			Stdout(ctx)
+		return err
+	})
+	var late *roundTripTimeout
+	if errors.As(err, &late) {
+		return fmt.Errorf("smoke test failed (nothing pushed): SQL round trip through the sidecar: not done within %s: "+
+			"MySQL (MYSQL_IMAGE=%s) did not start or open port 3306, or the sidecar did not get healthy; the engine's log above shows which: %w",
+			late.bound, config.Shown("MYSQL_IMAGE", s.Config.MySQLImage), config.ShownErr("MYSQL_IMAGE", s.Config.MySQLImage, late.err))
+	}
 	if err != nil {
 		// The engine's error may quote MYSQL_IMAGE, as a failed pull does.
 		return smokeFailure("SQL round trip through the sidecar", config.ShownErr("MYSQL_IMAGE", s.Config.MySQLImage, err), sr.scrub)
@@ -184,6 +197,47 @@ func (s *run) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun)
 		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)
 	}
 	return nil
+}
+
+// SmokeSQLBound bounds the SQL round trip: the MYSQL_IMAGE pull, MySQL's
+// start, the sidecar's healthcheck and the client's tries. The engine
+// alone would wait 15 minutes for a MySQL port that never opens
+// (core/healthcheck.go, portHealthChecker: backoff's MaxElapsedTime);
+// MySQL 8.4's first start takes well under a minute. docs/pipeline.md
+// states it.
+const SmokeSQLBound = 5 * time.Minute
+
+// SmokeProgress is how often the round trip's wait says it still waits.
+const SmokeProgress = 10 * time.Second
+
+// roundTripTimeout is a round trip that ran out of its bound.
+type roundTripTimeout struct {
+	bound time.Duration
+	err   error
+}
+
+func (e *roundTripTimeout) Error() string { return e.err.Error() }
+func (e *roundTripTimeout) Unwrap() error { return e.err }
+
+// roundTripWatched runs fn, the SQL round trip, within its bound, with a
+// progress line every smokeProgress: the engine says nothing while it
+// waits for the services.
+func (s *run) roundTripWatched(ctx context.Context, fn func(context.Context) error) error {
+	bound, every := cmp.Or(s.smokeBound, SmokeSQLBound), cmp.Or(s.smokeProgress, SmokeProgress)
+	qctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	stop := progress.Every(every, func(waited time.Duration) {
+		if waited < bound { // past it, the error says it
+			s.step("%s: still waiting for the SQL round trip through the sidecar (MySQL and the sidecar starting, then the client): %s so far; giving up after %s",
+				s.target, waited.Round(time.Second), bound)
+		}
+	})
+	err := fn(qctx)
+	stop()
+	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+		return &roundTripTimeout{bound: bound, err: err}
+	}
+	return err
 }
 
 // smokeCheck is a script run in the image and the lines it must print;
