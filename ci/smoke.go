@@ -220,8 +220,8 @@ func (e *roundTripTimeout) Error() string { return e.err.Error() }
 func (e *roundTripTimeout) Unwrap() error { return e.err }
 
 // roundTripWatched runs fn, the SQL round trip, within its bound, with a
-// progress line every smokeProgress: the engine says nothing while it
-// waits for the services.
+// progress line every smokeProgress: the engine's own log may show
+// nothing while it waits for a service's port.
 func (s *run) roundTripWatched(ctx context.Context, fn func(context.Context) error) error {
 	bound, every := cmp.Or(s.smokeBound, SmokeSQLBound), cmp.Or(s.smokeProgress, SmokeProgress)
 	qctx, cancel := context.WithTimeout(ctx, bound)
