@@ -203,9 +203,10 @@ func (s *run) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun)
 // start, the sidecar's healthcheck and the client's tries. The engine
 // alone would wait 15 minutes for a MySQL port that never opens
 // (core/healthcheck.go, portHealthChecker: backoff's MaxElapsedTime);
-// MySQL 8.4's first start takes well under a minute. docs/pipeline.md
+// MySQL 8.4's first start takes well under a minute, and a first pull
+// of the image over a slow link may take minutes. docs/pipeline.md
 // states it.
-const SmokeSQLBound = 5 * time.Minute
+const SmokeSQLBound = 10 * time.Minute
 
 // SmokeProgress is how often the round trip's wait says it still waits.
 const SmokeProgress = 10 * time.Second
