@@ -114,6 +114,12 @@ func (s *Server) dialAddrs(parent context.Context, f *forward, addrs []netip.Add
 		}
 		if err != nil {
 			why = dialFailReason(err)
+			if why == failCanceled && parent.Err() != nil {
+				// The drain deadline cut it (a client that left is taken
+				// above): the address did not fail, so it is not counted
+				// or logged as a failure, as in the greeting's wait.
+				return dialed{failures: errs}, failCanceled, context.Cause(parent)
+			}
 			if why == failFDLimit {
 				// Says nothing of the address, and the next would fail alike.
 				f.stats.dialFailure(why)

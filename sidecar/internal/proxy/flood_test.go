@@ -5,9 +5,12 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +112,79 @@ func TestClientLeavingDuringDialCancelsIt(t *testing.T) {
 	if n := countOf(snap.DialFailures, "canceled"); n != 0 {
 		t.Errorf("%d departed clients counted as failed dials of the target", n)
 	}
+}
+
+// The drain deadline cutting a dial that has not been answered yet (on a
+// deploy, a writer that does not answer) is the drain's doing, not the
+// address's: counted and logged as drain_deadline, never as a failed dial
+// of the target, as when the cut comes during the greeting's wait. An
+// address that failed before it is still reported, alone.
+func TestDrainDeadlineDuringDialIsNoDialFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refused bool   // a first address refuses before the one the drain cuts
+		line    string // the "ended before another answered" line's err; "" = no line
+	}{
+		{"nothing failed before", false, ""},
+		{"after an address refused", true, "127.0.0.2:3306: refused: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dials atomic.Int64
+			dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+				dials.Add(1)
+				if strings.HasPrefix(address, "127.0.0.2:") {
+					return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+				}
+				<-ctx.Done()
+				return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+			}
+			addrs := []netip.Addr{netip.MustParseAddr("127.0.0.3")}
+			if tc.refused {
+				addrs = append([]netip.Addr{netip.MustParseAddr("127.0.0.2")}, addrs...)
+			}
+			r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: 3306}},
+				Resolver: fixedAnswer(addrs), ConnectTimeout: time.Minute, DialContext: dial, DrainTimeout: 50 * time.Millisecond})
+			c, err := net.DialTimeout("tcp", r.addrs[0], safety)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			waitFor(t, "the dials to start", func() bool { return dials.Load() == int64(len(addrs)) })
+			if cut := r.shutdown(t); cut != 1 {
+				t.Errorf("connections cut = %d, want 1", cut)
+			}
+			snap := forwardSnap(r, 0)
+			for _, f := range snap.DialFailures {
+				want := uint64(0)
+				if f.Label == "refused" && tc.refused {
+					want = 1
+				}
+				if f.Value != want {
+					t.Errorf("sidecar_dial_failures_total{reason=%q} = %d, want %d", f.Label, f.Value, want)
+				}
+			}
+			if n := countOf(snap.ConnectionsClosed, "drain_deadline"); n != 1 {
+				t.Errorf("closed{drain_deadline} = %d, want 1", n)
+			}
+			if lines := r.logs.lines("dial target failed; closing client"); len(lines) != 0 {
+				t.Errorf("dial target failed logged for a connection the drain cut: %v", lines)
+			}
+			lines := r.logs.lines("dial of a target address failed; the connection ended before another answered")
+			switch {
+			case tc.line == "" && len(lines) != 0:
+				t.Errorf("logged %v, no address having failed", lines)
+			case tc.line != "" && (len(lines) != 1 || !strings.HasPrefix(lines[0]["err"].(string), tc.line) || strings.Contains(lines[0]["err"].(string), "canceled")):
+				t.Errorf("logged %v; want one line whose err names only the refused address (%s…)", lines, tc.line)
+			}
+		})
+	}
+}
+
+// fixedAnswer is a resolver whose every answer is its addresses.
+type fixedAnswer []netip.Addr
+
+func (a fixedAnswer) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return a, nil
 }
 
 // On the MySQL-aware (TLS) path, a client that leaves while the server has
