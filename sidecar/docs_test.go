@@ -220,6 +220,39 @@ func TestDocsFargateStopTimeout(t *testing.T) {
 	}
 }
 
+// Every copy of DRAIN_TIMEOUT's default and of ECS's default stopTimeout
+// in the docs' prose (the README's and the image's "DRAIN_TIMEOUT (20 s)",
+// ecs.md's "default 20 s vs 30 s") is the value the code has.
+func TestDocsDrainAndStopTimeoutDefaults(t *testing.T) {
+	drain, stop := int(proxy.DefaultDrainTimeout.Seconds()), int(config.DefaultStopTimeout.Seconds())
+	copies := []struct {
+		re   *regexp.Regexp
+		want []int // one per group
+	}{
+		{regexp.MustCompile("`DRAIN_TIMEOUT` \\((\\d+) s"), []int{drain}},
+		{regexp.MustCompile("`stopTimeout` \\((\\d+) s"), []int{stop}},
+		{regexp.MustCompile(`\(default (\d+) s vs (\d+) s\)`), []int{drain, stop}},
+		{regexp.MustCompile(`\(default (\d+) s, Fargate maximum`), []int{stop}},
+	}
+	found := 0
+	for path, text := range userDocs(t) {
+		text = strings.Join(strings.Fields(text), " ")
+		for _, c := range copies {
+			for _, m := range c.re.FindAllStringSubmatch(text, -1) {
+				found++
+				for i, want := range c.want {
+					if got, _ := strconv.Atoi(m[i+1]); got != want {
+						t.Errorf("%s: %q says %d s; the default is %d s", path, m[0], got, want)
+					}
+				}
+			}
+		}
+	}
+	if found < 6 {
+		t.Errorf("found %d copies of the drain and stop timeout defaults in the docs; the patterns no longer match them", found)
+	}
+}
+
 // The limits the configuration enforces are the ones the table states.
 func TestDocsDurationLimits(t *testing.T) {
 	readme := userDocs(t)["README.md"]

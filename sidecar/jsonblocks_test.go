@@ -233,7 +233,7 @@ func TestDocsTaskDefinitionsHangTogether(t *testing.T) {
 						drain = d
 					}
 				}
-				stop := 30 * time.Second // ECS's default stopTimeout
+				stop := config.DefaultStopTimeout
 				if c.StopTimeout != 0 {
 					stop = time.Duration(c.StopTimeout) * time.Second
 				}

@@ -222,12 +222,14 @@ var ServiceConnectPorts = map[int]string{
 	9902: "ECS Service Connect agent management interface",
 }
 
-// ECS sends SIGKILL a container's stopTimeout after SIGTERM; Fargate
-// accepts at most FargateMaxStopTimeout (ContainerDefinition.stopTimeout
-// in the ECS API reference). StopMargin is the room the docs leave between
-// DRAIN_TIMEOUT and stopTimeout for the sidecar to close what is left and
-// exit on its own (proxy's drain-deadline test bounds that time by it).
+// ECS sends SIGKILL a container's stopTimeout after SIGTERM, by default
+// DefaultStopTimeout; Fargate accepts at most FargateMaxStopTimeout
+// (ContainerDefinition.stopTimeout in the ECS API reference). StopMargin
+// is the room the docs leave between DRAIN_TIMEOUT and stopTimeout for the
+// sidecar to close what is left and exit on its own (proxy's
+// drain-deadline test bounds that time by it).
 const (
+	DefaultStopTimeout    = 30 * time.Second
 	FargateMaxStopTimeout = 120 * time.Second
 	StopMargin            = 5 * time.Second
 )
