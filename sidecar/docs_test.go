@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -251,6 +253,75 @@ func TestDocsDrainAndStopTimeoutDefaults(t *testing.T) {
 	if found < 6 {
 		t.Errorf("found %d copies of the drain and stop timeout defaults in the docs; the patterns no longer match them", found)
 	}
+}
+
+// The "starting" line docs/operations.md shows is the one the sidecar logs
+// for the README's task definition: the same fields in the same order,
+// each with the value the defaults give (version, commit and the
+// forward's target name are the example's own).
+func TestDocsStartingLineIsTheDefaults(t *testing.T) {
+	var documented string
+	for _, l := range strings.Split(docSection(t, "docs/operations.md", "## Logs"), "\n") {
+		if strings.Contains(l, `"msg":"starting"`) {
+			documented = l
+		}
+	}
+	if documented == "" {
+		t.Fatal(`docs/operations.md's Logs section has no "starting" line`)
+	}
+	env := map[string]string{"TARGET_HOST": "orders.cluster-c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com", "TARGET_PORT": "3306", "LISTEN_ADDR": "127.0.0.1"}
+	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	attrs := append([]slog.Attr{slog.String("version", "1.0.0"), slog.String("commit", "3f2a…")}, cfg.LogAttrs()...)
+	config.NewLogger(&logged, config.LogJSON, slog.LevelInfo).LogAttrs(context.Background(), slog.LevelInfo, "starting", attrs...)
+
+	docKeys, docValues := jsonFields(t, documented)
+	keys, values := jsonFields(t, logged.String())
+	if !slices.Equal(docKeys, keys) {
+		t.Errorf("docs/operations.md's starting line has the fields\n%v\nthe sidecar logs\n%v", docKeys, keys)
+	}
+	for _, k := range keys {
+		switch k {
+		case "time", "version", "commit":
+			continue
+		case "forwards": // the doc shortens the target's name
+			if want := `["127.0.0.1:8080=orders.cluster-`; !strings.HasPrefix(docValues[k], want) || !strings.HasPrefix(values[k], want) {
+				t.Errorf("forwards: the doc says %s, the sidecar %s; want both to start %s", docValues[k], values[k], want)
+			}
+			continue
+		}
+		if docValues[k] != values[k] {
+			t.Errorf("docs/operations.md's starting line has %s %s; the sidecar logs %s", k, docValues[k], values[k])
+		}
+	}
+}
+
+// jsonFields returns a JSON object's keys in order, and each one's value
+// as written.
+func jsonFields(t *testing.T, line string) ([]string, map[string]string) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("not a JSON object (%v): %s", err, line)
+	}
+	var keys []string
+	values := map[string]string{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		keys = append(keys, tok.(string))
+		values[tok.(string)] = string(v)
+	}
+	return keys, values
 }
 
 // The limits the configuration enforces are the ones the table states.
