@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -315,4 +316,101 @@ func healthChecks(doc any) []int {
 		}
 	}
 	return out
+}
+
+// Every whole task definition in the docs wires its app to the sidecar as
+// docs/ecs.md says: a container that reaches the database (DB_HOST and
+// DB_PORT) connects to a port the sidecar listens on, at its loopback
+// LISTEN_ADDR, and starts only once the sidecar is HEALTHY, which needs a
+// healthCheck; the sidecar has no portMappings (nothing for Service Connect
+// to expose).
+func TestDocsTaskDefinitionsWireTheAppToTheSidecar(t *testing.T) {
+	type container struct {
+		containerDef
+		Image        string `json:"image"`
+		HealthCheck  any    `json:"healthCheck"`
+		PortMappings []any  `json:"portMappings"`
+		DependsOn    []struct {
+			ContainerName string `json:"containerName"`
+			Condition     string `json:"condition"`
+		} `json:"dependsOn"`
+	}
+	apps := 0
+	for f, text := range userDocs(t) {
+		for _, block := range codeBlocks(text, "json") {
+			var task struct {
+				Containers []container `json:"containerDefinitions"`
+			}
+			if json.Unmarshal([]byte(block), &task) != nil || len(task.Containers) == 0 {
+				continue
+			}
+			byName := map[string]container{}
+			listens := map[string]config.Config{} // sidecar container name: its configuration
+			for _, c := range task.Containers {
+				byName[c.Name] = c
+				if !strings.Contains(c.Image, "/sidecar:") {
+					continue
+				}
+				if len(c.PortMappings) > 0 {
+					t.Errorf("%s: sidecar container %q has portMappings; the app reaches it on the task's localhost", f, c.Name)
+				}
+				env := envOf(c.containerDef)
+				cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+				if err != nil {
+					continue // TestDocsTaskDefinitionsConfigureTheSidecar reports it
+				}
+				if ip := net.ParseIP(cfg.ListenAddr); cfg.Mode == config.ModeProxy && (ip == nil || !ip.IsLoopback()) {
+					t.Errorf("%s: sidecar container %q listens on %q; keep LISTEN_ADDR=127.0.0.1", f, c.Name, cfg.ListenAddr)
+				}
+				listens[c.Name] = cfg
+			}
+			for _, c := range task.Containers {
+				for _, d := range c.DependsOn {
+					if dep, ok := byName[d.ContainerName]; ok && d.Condition == "HEALTHY" && dep.HealthCheck == nil {
+						t.Errorf("%s: container %q waits for %q to be HEALTHY, which has no healthCheck", f, c.Name, d.ContainerName)
+					}
+				}
+				env := envOf(c.containerDef)
+				if _, ok := env["DB_PORT"]; !ok || strings.Contains(c.Image, "/sidecar:") {
+					continue
+				}
+				apps++
+				if !reachesSidecar(env["DB_HOST"], env["DB_PORT"], listens) {
+					t.Errorf("%s: container %q connects to %s:%s, where no sidecar of the task listens", f, c.Name, env["DB_HOST"], env["DB_PORT"])
+				}
+				healthy := false
+				for _, d := range c.DependsOn {
+					_, sidecar := listens[d.ContainerName]
+					healthy = healthy || (sidecar && d.Condition == "HEALTHY")
+				}
+				if !healthy {
+					t.Errorf("%s: container %q uses the sidecar without dependsOn it with condition HEALTHY", f, c.Name)
+				}
+			}
+		}
+	}
+	if apps < 3 {
+		t.Fatalf("found %d app containers (with DB_PORT) in the docs' task definitions; want at least 3", apps)
+	}
+}
+
+func envOf(c containerDef) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Environment {
+		env[e.Name] = e.Value
+	}
+	return env
+}
+
+// reachesSidecar reports whether host:port is a forward of one of the
+// sidecars.
+func reachesSidecar(host, port string, sidecars map[string]config.Config) bool {
+	for _, cfg := range sidecars {
+		for _, fw := range cfg.Forwards {
+			if strconv.Itoa(fw.ListenPort) == port && host == cfg.ListenAddr {
+				return true
+			}
+		}
+	}
+	return false
 }
