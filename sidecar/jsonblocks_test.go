@@ -150,6 +150,7 @@ type containerDef struct {
 		Value string `json:"value"`
 	} `json:"environment"`
 	ReadonlyRoot    bool `json:"readonlyRootFilesystem"`
+	StopTimeout     int  `json:"stopTimeout"` // seconds; 0 when unset
 	LinuxParameters struct {
 		Capabilities struct {
 			Drop []string `json:"drop"`
@@ -300,20 +301,9 @@ func decodeOrNil(block string) any {
 // object in doc.
 func healthChecks(doc any) []int {
 	var out []int
-	switch v := doc.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if hc, ok := x.(map[string]any); ok && k == "healthCheck" {
-				n, _ := hc["timeout"].(float64)
-				out = append(out, int(n))
-				continue
-			}
-			out = append(out, healthChecks(x)...)
-		}
-	case []any:
-		for _, x := range v {
-			out = append(out, healthChecks(x)...)
-		}
+	for _, hc := range healthCheckObjects(doc) {
+		n, _ := hc["timeout"].(float64)
+		out = append(out, int(n))
 	}
 	return out
 }
@@ -413,4 +403,54 @@ func reachesSidecar(host, port string, sidecars map[string]config.Config) bool {
 		}
 	}
 	return false
+}
+
+// Every healthCheck in the docs registers as pasted, each timing within
+// ECS's range, and the sidecar's stopTimeout, where set, is no longer than
+// Fargate allows.
+func TestDocsHealthChecksRegister(t *testing.T) {
+	// ECS's ranges (HealthCheck in the ECS API reference): a task
+	// definition outside them is refused when it is registered.
+	ranges := map[string][2]int{"interval": {5, 300}, "timeout": {2, 60}, "retries": {1, 10}, "startPeriod": {0, 300}}
+	checks := 0
+	for f, text := range userDocs(t) {
+		for _, block := range codeBlocks(text, "json") {
+			for _, hc := range healthCheckObjects(decodeOrNil(block)) {
+				checks++
+				for field, r := range ranges {
+					if v, ok := hc[field].(float64); ok && (v < float64(r[0]) || v > float64(r[1]) || v != float64(int(v))) {
+						t.Errorf("%s: healthCheck %s is %v; ECS accepts whole seconds (or retries) from %d to %d", f, field, v, r[0], r[1])
+					}
+				}
+			}
+			for _, c := range sidecarContainers(decodeOrNil(block)) {
+				if stop := time.Duration(c.StopTimeout) * time.Second; stop > config.FargateMaxStopTimeout {
+					t.Errorf("%s: sidecar container %q has stopTimeout %s; Fargate allows at most %s", f, c.Name, stop, config.FargateMaxStopTimeout)
+				}
+			}
+		}
+	}
+	if checks < 3 {
+		t.Fatalf("found %d healthCheck objects in the docs; want at least 3", checks)
+	}
+}
+
+// healthCheckObjects returns every "healthCheck" object in doc.
+func healthCheckObjects(doc any) []map[string]any {
+	var out []map[string]any
+	switch v := doc.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if hc, ok := x.(map[string]any); ok && k == "healthCheck" {
+				out = append(out, hc)
+				continue
+			}
+			out = append(out, healthCheckObjects(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, healthCheckObjects(x)...)
+		}
+	}
+	return out
 }
