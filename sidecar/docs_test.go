@@ -324,6 +324,34 @@ func jsonFields(t *testing.T, line string) ([]string, map[string]string) {
 	return keys, values
 }
 
+// ecs.md's ulimits bullet states the open-files need the start-up warning
+// computes (fdsPerConnection, fdsPerForward, fdsBase), and its example's
+// hard limit, as Fargate's default it quotes, meets it for the default
+// MAX_CONNECTIONS.
+func TestDocsOpenFilesNeed(t *testing.T) {
+	text := strings.Join(strings.Fields(userDocs(t)["docs/ecs.md"]), " ")
+	def, err := strconv.Atoi(config.Default("MAX_CONNECTIONS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := openFilesNeeded(config.Config{MaxConnections: def, Forwards: make([]config.Forward, 1)})
+	want := fmt.Sprintf("needs %d open files a connection (its two sockets, and a splice pipe each way while it carries bulk data), "+
+		"%d a forward and %d besides: %d for the default `MAX_CONNECTIONS` (%d) and one forward", fdsPerConnection, fdsPerForward, fdsBase, need, def)
+	if !strings.Contains(text, want) {
+		t.Errorf("docs/ecs.md does not say %q", want)
+	}
+	for _, re := range []string{`"hardLimit": (\d+) \}\]`, `Fargate's default, (\d+), covers that`} {
+		m := regexp.MustCompile(re).FindStringSubmatch(text)
+		if m == nil {
+			t.Errorf("docs/ecs.md's ulimits bullet has no match for %s", re)
+			continue
+		}
+		if n, _ := strconv.ParseUint(m[1], 10, 64); n < need {
+			t.Errorf("docs/ecs.md: %q is short of the %d the default MAX_CONNECTIONS needs", m[0], need)
+		}
+	}
+}
+
 // The limits the configuration enforces are the ones the table states.
 func TestDocsDurationLimits(t *testing.T) {
 	readme := userDocs(t)["README.md"]
