@@ -289,6 +289,23 @@ func TestHealthCheckTimeoutsExceedTheSidecars(t *testing.T) {
 	}
 }
 
+// docs/pipeline.md's image table states the Dockerfile's HEALTHCHECK
+// timings, each of them.
+func TestDocsImageHealthCheckTimings(t *testing.T) {
+	dockerfile, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^HEALTHCHECK --interval=(\d+)s --timeout=(\d+)s --start-period=(\d+)s --retries=(\d+) `).FindSubmatch(dockerfile)
+	if m == nil {
+		t.Fatal("the Dockerfile has no HEALTHCHECK --interval=Ns --timeout=Ns --start-period=Ns --retries=N line")
+	}
+	want := fmt.Sprintf("every %s s (timeout %s s, start period %s s, %s retries)", m[1], m[2], m[3], m[4])
+	if text := strings.Join(strings.Fields(userDocs(t)["docs/pipeline.md"]), " "); !strings.Contains(text, want) {
+		t.Errorf("docs/pipeline.md's image table lacks %q, the Dockerfile's HEALTHCHECK", want)
+	}
+}
+
 func decodeOrNil(block string) any {
 	doc, err := decodeJSONBlock(block)
 	if err != nil {
