@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,6 +242,45 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(p.Output.String(), `"connections_cut":0`) {
 		t.Errorf("no clean-drain log line:\n%s", p.Output.String())
+	}
+}
+
+// SIGTERM with a connection that outlives DRAIN_TIMEOUT, as ECS stops a
+// task whose app holds its pool open: the connection is cut, and the
+// process still exits 0 (a drain, not a failure), logging draining, the
+// deadline and stopped in that order, each with its count.
+func TestBinaryDrainDeadlineExitsZero(t *testing.T) {
+	env, listen := echoForward(t)
+	env["DRAIN_TIMEOUT"] = "100ms"
+	p := startBinary(t, env)
+	waitHealthyBinary(t, env, p, 0)
+	c := dialForward(t, listen)
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	sendSignal(t, p, syscall.SIGTERM)
+	if code := p.ExitCode(t, safety); code != 0 {
+		t.Fatalf("exit code %d after the drain deadline, want 0", code)
+	}
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("the connection past the deadline read %d bytes, want it closed", n)
+	}
+	var got []string
+	for _, l := range jsonLines(t, p.Output.String()) {
+		switch msg := l["msg"].(string); msg {
+		case "draining":
+			got = append(got, fmt.Sprintf("%s in_flight=%v", msg, l["in_flight"]))
+		case "drained", "drain deadline passed, closed remaining connections", "stopped":
+			got = append(got, fmt.Sprintf("%s connections_cut=%v", msg, l["connections_cut"]))
+		}
+	}
+	want := []string{"draining in_flight=1", "drain deadline passed, closed remaining connections connections_cut=1", "stopped connections_cut=1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("stop lines %q, want %q", got, want)
 	}
 }
 
