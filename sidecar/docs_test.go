@@ -524,3 +524,23 @@ func TestDocsRDSBundleRegions(t *testing.T) {
 		t.Errorf("docs/tls.md lists regions %v; the embedded bundle has %v", got, want)
 	}
 }
+
+// The troubleshooting row for the open-files warning states the counts
+// openFilesNeeded uses and what Fargate's default limit holds with one
+// forward; this ties them to the constants.
+func TestDocsOpenFilesCounts(t *testing.T) {
+	words := map[uint64]string{2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+	const fargate = 65535
+	holds := (fargate - fdsBase - fdsPerForward) / fdsPerConnection
+	hundreds := holds / 100 * 100
+	doc := strings.Join(strings.Fields(userDocs(t)["docs/troubleshooting.md"]), " ")
+	for _, want := range []string{
+		words[fdsPerConnection] + " descriptors a connection",
+		words[fdsPerForward] + " per forward",
+		fmt.Sprintf("%d, holds about %d,%03d connections", fargate, hundreds/1000, hundreds%1000),
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("docs/troubleshooting.md does not say %q", want)
+		}
+	}
+}
