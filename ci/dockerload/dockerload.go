@@ -86,9 +86,10 @@ func Load(ctx context.Context, idx v1.ImageIndex, platform, ref string) error {
 	loadEnded := errors.New("docker load ended")
 	pr.CloseWithError(loadEnded) // unblock the writer
 	werr := <-written
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		// The kill's own words (signal: killed, a cut archive) would hide
-		// that the run was stopped.
+		// that the run was stopped. A docker that exited 0 was not
+		// stopped: its output says whether the image loaded.
 		return fmt.Errorf("`docker load` of %s interrupted before it reported the image loaded: %w", tag, ctx.Err())
 	}
 	// An image that could not be read is the cause: docker load only saw

@@ -66,3 +66,33 @@ func TestLoadInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// lateCancel is a context that reads as canceled once flag exists: ended
+// after docker load has exited, with nothing for exec to kill.
+type lateCancel struct {
+	context.Context
+	flag string
+}
+
+func (c lateCancel) Err() error {
+	if _, err := os.Stat(c.flag); err == nil {
+		return context.Canceled
+	}
+	return nil
+}
+
+// A load that docker reported done is done, though the run's context
+// ended right after: it is not called interrupted.
+func TestLoadDoneThenCanceled(t *testing.T) {
+	bin := t.TempDir()
+	flag := filepath.Join(bin, "exited")
+	stub := "#!/bin/sh\ncat >/dev/null\necho 'Loaded image: team/sidecar:dev'\ntouch " + flag + "\n"
+	if err := os.WriteFile(filepath.Join(bin, "docker"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	idx, _ := twoPlatforms(t)
+	if err := Load(lateCancel{context.Background(), flag}, idx, "linux/amd64", "team/sidecar:dev"); err != nil {
+		t.Fatalf("Load of an image docker reported loaded: %v", err)
+	}
+}
