@@ -225,17 +225,11 @@ func (e *roundTripTimeout) Unwrap() error { return e.err }
 // nothing while it waits for a service's port.
 func (s *run) roundTripWatched(ctx context.Context, fn func(context.Context) error) error {
 	bound, every := cmp.Or(s.smokeBound, SmokeSQLBound), cmp.Or(s.smokeProgress, SmokeProgress)
-	qctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	stop := progress.Every(every, func(waited time.Duration) {
-		if waited < bound { // past it, the error says it
-			s.step("%s: still waiting for the SQL round trip through the sidecar (MySQL and the sidecar starting, then the client): %s so far; giving up after %s",
-				s.target, waited.Round(time.Second), bound)
-		}
-	})
-	err := fn(qctx)
-	stop()
-	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+	timedOut, err := progress.Bounded(ctx, bound, every, func(waited time.Duration) {
+		s.step("%s: still waiting for the SQL round trip through the sidecar (MySQL and the sidecar starting, then the client): %s so far; giving up after %s",
+			s.target, waited.Round(time.Second), bound)
+	}, fn)
+	if timedOut {
 		return &roundTripTimeout{bound: bound, err: err}
 	}
 	return err

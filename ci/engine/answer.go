@@ -3,7 +3,6 @@ package engine
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -46,21 +45,18 @@ type Wait struct {
 func Platform(ctx context.Context, c *dagger.Client, env func(string) (string, bool), w Wait) (dagger.Platform, error) {
 	bound, every := cmp.Or(w.Bound, AnswerBound), cmp.Or(w.Every, AnswerProgress)
 	what := sessionName(env)
-	qctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	stop := progress.Every(every, func(waited time.Duration) {
-		if waited >= bound {
-			return // the error says it
-		}
+	var p dagger.Platform
+	timedOut, err := progress.Bounded(ctx, bound, every, func(waited time.Duration) {
 		w.Report(fmt.Sprintf("still waiting for %s to answer its first query (the engine's platform): %s so far; giving up after %s",
 			what, waited.Round(time.Second), bound))
+	}, func(ctx context.Context) (err error) {
+		p, err = c.DefaultPlatform(ctx)
+		return err
 	})
-	p, err := c.DefaultPlatform(qctx)
-	stop()
 	switch {
 	case err == nil:
 		return p, nil
-	case ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded):
+	case timedOut:
 		return "", &Error{Missing: fmt.Sprintf("%s accepted the connection but did not answer its first query (the engine's platform) within %s: %s",
 			what, bound, silentHint(env)), Err: err}
 	case strings.Contains(err.Error(), "401"):

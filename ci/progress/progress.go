@@ -2,6 +2,8 @@
 package progress
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -30,4 +32,22 @@ func Every(every time.Duration, fn func(waited time.Duration)) (stop func()) {
 		close(done)
 		wg.Wait()
 	}
+}
+
+// Bounded runs fn under bound, with report called every every with the
+// time waited while fn runs, but not once bound is reached: the caller's
+// error says it then. timedOut reports whether fn failed because bound
+// ran out, not because ctx ended (Ctrl-C, the run's own deadline), whose
+// error must not claim the bound.
+func Bounded(ctx context.Context, bound, every time.Duration, report func(waited time.Duration), fn func(context.Context) error) (timedOut bool, err error) {
+	bctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	stop := Every(every, func(waited time.Duration) {
+		if waited < bound {
+			report(waited)
+		}
+	})
+	err = fn(bctx)
+	stop()
+	return err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded), err
 }
