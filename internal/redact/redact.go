@@ -340,9 +340,8 @@ func nameParts(word string) []string {
 			}
 		}
 	}
-	rotations := []string{"old", "new", "prev", "previous", "next", "current", "backup"} // a rotated key's other copy
 	for _, p := range parts {
-		if i := strings.LastIndexByte(p, '-'); i > 0 && slices.Contains(rotations, strings.ToLower(p[i+1:])) {
+		if i := strings.LastIndexByte(p, '-'); i > 0 && slices.Contains(rotations(), strings.ToLower(p[i+1:])) {
 			parts = append(parts, p[:i])
 		}
 	}
@@ -352,6 +351,29 @@ func nameParts(word string) []string {
 		}
 	}
 	return parts
+}
+
+// rotations end a rotated key's other copy (db-password-old).
+func rotations() []string {
+	return []string{"old", "new", "prev", "previous", "next", "current", "backup"}
+}
+
+// EnvKey reports whether name is spelled as an environment's or a
+// properties file's key for a credential: a key's name ends it, after
+// any number or rotation (DB_PASSWORD, API_KEY_OLD, MYSQL_PWD2,
+// db.password). A key's word inside a longer name does not make one
+// (token_service, auth_token_db: containers' names), though Keyed masks
+// what follows such a name's : to be safe.
+func EnvKey(name string) bool {
+	if strings.Contains(name, ".") {
+		return keyWord(name)
+	}
+	trim := func(s string) string { return strings.TrimRight(strings.TrimRight(s, "0123456789"), "-_") }
+	name = trim(name)
+	if i := strings.LastIndexAny(name, "_-"); i > 0 && slices.Contains(rotations(), strings.ToLower(name[i+1:])) {
+		name = trim(name[:i])
+	}
+	return name != "" && keyName(name)
 }
 
 // hostChars are the bytes of a host name (of either case: host names are

@@ -334,3 +334,19 @@ func TestKeyedWith(t *testing.T) {
 		})
 	}
 }
+
+// EnvKey is a key's name at the end, as environments and properties files
+// spell keys; a key's word inside a container's name is not one.
+func TestEnvKey(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]bool{
+		"DB_PASSWORD": true, "MYSQL_PWD": true, "API_KEY": true, "db_password_old": true, "DB_PASSWORD2": true,
+		"db-password-old": true, "db.password": true, "spring.datasource.password": true, "SECRET": true,
+		"token_service": false, "auth_token_db": false, "password_reset_db": false, "api_key_store": false,
+		"secrets_db_1": false, "db.secret": false, "tokens.example.com": false, "compass": false, "_old": false,
+	} {
+		if got := EnvKey(name); got != want {
+			t.Errorf("EnvKey(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

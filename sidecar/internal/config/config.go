@@ -776,7 +776,8 @@ func credentialsIn(list string) bool {
 // keyTarget reports whether entry's target is a credential's key and its
 // value as an environment or a properties file spells them
 // (DB_PASSWORD:48213, db.password:4711): the masker reads a key in it,
-// and its host has a _ (in no DNS host name, RFC 1123) or a dot (a DNS
+// a key's name ends its host (redact.EnvKey: not token_service), and
+// its host has a _ (in no DNS host name, RFC 1123) or a dot (a DNS
 // name, which the masker takes for a key only where its last label names
 // a password, as no zone is named). Accepted, the "port" would show in
 // every log line that names the target.
@@ -784,7 +785,7 @@ func keyTarget(entry string) bool {
 	_, target := cutListenPort(entry)
 	target = strings.TrimSpace(target)
 	host, _, err := net.SplitHostPort(target)
-	return err == nil && strings.ContainsAny(host, "_.") && redact.Keyed(target) != target
+	return err == nil && strings.ContainsAny(host, "_.") && redact.EnvKey(host) && redact.Keyed(target) != target
 }
 
 // withoutBlankPieces is entry without its blank comma-separated pieces.

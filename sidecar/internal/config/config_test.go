@@ -1008,7 +1008,8 @@ func TestForwardsRefuseAnEnvironmentsKey(t *testing.T) {
 			t.Errorf("FORWARDS=%s: %v; want it refused as credentials, without 48213", val, err)
 		}
 	}
-	for _, target := range []string{"secrets_db_1:48213", "db.secret:48213", "tokens.example.com:48213"} {
+	for _, target := range []string{"secrets_db_1:48213", "db.secret:48213", "tokens.example.com:48213",
+		"token_service:3306", "auth_token_db:3306", "password_reset_db:3306", "api_key_store:3306", "secret_store_db:3306"} {
 		c, err := Parse(env(map[string]string{"FORWARDS": "3307=" + target}))
 		if err != nil || len(c.Forwards) != 1 || c.Forwards[0].Target() != target {
 			t.Errorf("FORWARDS=3307=%s: %v, %v; want it accepted", target, c.Forwards, err)
