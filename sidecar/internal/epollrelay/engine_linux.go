@@ -149,7 +149,8 @@ func (e *Engine) cannot(ctx context.Context, client, upstream *net.TCPConn, idle
 type endpoint struct {
 	fd       int
 	gen      uint32 // tags epoll events so a stale event for a reused fd is ignored
-	interest uint32 // events currently registered; 0 means not in the epoll set
+	interest uint32 // events currently registered
+	inSet    bool   // in the epoll set, perhaps with no interest (watched for a reset: sync)
 	p        *pair
 	rd       *direction   // bytes read from this socket
 	wr       *direction   // bytes written to this socket

@@ -318,8 +318,14 @@ func (l *loop) handle(ep *endpoint, events uint32) {
 			return
 		}
 	}
-	if !acted && events&evErr != 0 {
-		if e := soError(ep.fd); e != 0 {
+	if !acted && events&(evErr|evHup) != 0 {
+		e := soError(ep.fd)
+		if e == 0 && events&evHup != 0 {
+			// Watched with no interest (sync), its write half open: only
+			// a teardown hangs it up, and something took its error.
+			e = syscall.ECONNRESET
+		}
+		if e != 0 {
 			l.fail(ep, "socket", e)
 			return
 		}
@@ -330,7 +336,11 @@ func (l *loop) handle(ep *endpoint, events uint32) {
 
 // sync brings ep's epoll registration in line with what its directions
 // need. A socket with nothing to wait for is removed from the set, so a
-// level-triggered HUP cannot make the loop spin.
+// level-triggered HUP cannot make the loop spin; but one whose reading
+// waits on the other side (a database not reading) stays in it with no
+// interest, as epoll still reports EPOLLERR and EPOLLHUP: its peer's reset
+// must end the pair now, not once the other side reads again. Only while
+// its write half is open: after that a FIN is a HUP too.
 func (l *loop) sync(ep *endpoint) {
 	if ep.p.finished {
 		return
@@ -342,14 +352,15 @@ func (l *loop) sync(ep *endpoint) {
 	if ep.wr.pending() {
 		want |= evOut
 	}
-	if want == ep.interest {
+	watch := want != 0 || (ep.rd.pending() && !ep.wr.eof)
+	if want == ep.interest && watch == ep.inSet {
 		return
 	}
 	var e syscall.Errno
 	switch {
-	case ep.interest == 0:
+	case !ep.inSet:
 		e = epollCtl(l.epfd, syscall.EPOLL_CTL_ADD, ep.fd, want, ep.gen)
-	case want == 0:
+	case !watch:
 		e = epollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, 0, 0)
 	default:
 		e = epollCtl(l.epfd, syscall.EPOLL_CTL_MOD, ep.fd, want, ep.gen)
@@ -358,7 +369,7 @@ func (l *loop) sync(ep *endpoint) {
 		l.fail(ep, "epoll_ctl", e)
 		return
 	}
-	ep.interest = want
+	ep.interest, ep.inSet = want, watch
 }
 
 func (l *loop) fail(ep *endpoint, call string, e syscall.Errno) {
@@ -379,9 +390,9 @@ func (l *loop) finish(p *pair, reason relay.Reason, err error) {
 	}
 	p.finished = true
 	for _, ep := range [2]*endpoint{&p.c, &p.u} {
-		if ep.interest != 0 {
+		if ep.inSet {
 			epollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, 0, 0)
-			ep.interest = 0
+			ep.interest, ep.inSet = 0, false
 		}
 		if ep.fd < len(l.eps) && l.eps[ep.fd] == ep {
 			l.eps[ep.fd] = nil

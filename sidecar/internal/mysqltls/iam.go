@@ -256,8 +256,8 @@ const frameHeader = 4
 // server's answer to it given back at the sequence ids the app expects.
 func (s *session) relayIAM(wg *sync.WaitGroup, is *iamSession, toUpstream, toClient *atomic.Int64) {
 	var cmu, smu sync.Mutex
-	client := lockedWriter{&cmu, s.client}
-	server := lockedWriter{&smu, s.server}
+	client := lockedWriter{&cmu, s.stuck.Writer(s.client, false)}
+	server := lockedWriter{&smu, s.stuck.Writer(s.server, true)}
 	go s.pumpCommands(wg, is, client, server, toUpstream)
 	go s.pumpReplies(wg, is, client, server, toClient)
 }

@@ -51,6 +51,9 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 		stopWatch := tcpstall.Watch(tcp, func(err error) { s.end(relay.ReasonUpstreamError, fmt.Errorf("upstream: %w", err)) })
 		defer stopWatch()
 	}
+	// A side's reset, seen while the other does not read (relay.Stuck).
+	s.stuck = relay.NewStuck(client, socketOf(server.Conn), s.end)
+	defer s.stuck.Stop()
 	if idle > 0 {
 		t := time.AfterFunc(idle, s.checkIdle)
 		defer t.Stop()
@@ -61,8 +64,8 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 	if server.iam != nil {
 		s.relayIAM(&wg, server.iam, toUpstream, toClient)
 	} else {
-		go s.pump(&wg, server, client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded)
-		go s.pump(&wg, client, server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
+		go s.pump(&wg, s.stuck.Writer(server, true), client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded)
+		go s.pump(&wg, s.stuck.Writer(client, false), server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
 	}
 	wg.Wait()
 	s.ending.Settle(relay.ReasonDone, nil) // no-op if something ended the session earlier
@@ -78,6 +81,7 @@ type session struct {
 	server     *tls.Conn
 	idle       time.Duration
 	idleTimer  *time.Timer
+	stuck      *relay.Stuck
 	lastActive atomic.Int64
 
 	toUpstream, toClient atomic.Int64

@@ -35,13 +35,15 @@ func Copy(ctx context.Context, client, upstream *net.TCPConn, idle time.Duration
 	// stops reading is not cut (package tcpstall).
 	stopWatch := tcpstall.Watch(upstream, func(err error) { r.ending.End(ReasonUpstreamError, fmt.Errorf("upstream: %w", err)) })
 	defer stopWatch()
+	stuck := NewStuck(client, upstream, r.ending.End)
+	defer stuck.Stop()
 
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go r.pumpDirection(&wg, r.upstream, r.client, counts{&r.own.ToUpstream, r.sharedToUpstream}, &r.toUpstream)
+	go r.pumpDirection(&wg, r.upstream, r.client, counts{&r.own.ToUpstream, r.sharedToUpstream, stuck, true}, &r.toUpstream)
 	// The caller's goroutine pumps the second direction: an idle
 	// connection parks two goroutines, not three (a stack each).
-	r.pumpDirection(&wg, r.client, r.upstream, counts{&r.own.ToClient, r.sharedToClient}, &r.toClient)
+	r.pumpDirection(&wg, r.client, r.upstream, counts{&r.own.ToClient, r.sharedToClient, stuck, false}, &r.toClient)
 	wg.Wait()
 	r.ending.Settle(ReasonDone, nil) // no-op if something ended the relay earlier
 	stop()
@@ -97,8 +99,26 @@ func (r *copyRun) silentClient() bool {
 }
 
 // counts are where a direction adds the bytes it delivers: the run's own
-// and, if not nil, ctx's Counters.
-type counts struct{ own, shared *atomic.Int64 }
+// and, if not nil, ctx's Counters; and the Stuck its writes report to, if
+// not nil.
+type counts struct {
+	own, shared *atomic.Int64
+	stuck       *Stuck
+	toUpstream  bool // the direction writes to the upstream
+}
+
+// begin and done bracket a write of the direction's (Stuck).
+func (c counts) begin() {
+	if c.stuck != nil {
+		c.stuck.Begin(c.toUpstream)
+	}
+}
+
+func (c counts) done() {
+	if c.stuck != nil {
+		c.stuck.Done(c.toUpstream)
+	}
+}
 
 func (c counts) add(n int64) {
 	c.own.Add(n)
@@ -150,7 +170,9 @@ func (r *copyRun) pump(dst, src *net.TCPConn, live counts) (int64, error) {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			r.touch()
+			live.begin()
 			n, werr := r.writeAll(dst, buf[:nr])
+			live.done()
 			total += n
 			live.add(n)
 			if werr != nil {

@@ -80,3 +80,24 @@ func PeerDone(fd int) bool {
 // a read, even a peek, takes the reset's error, and the next read returns
 // a bare EOF, as if the peer had closed cleanly.
 func PeerReset(fd int) bool { return tcpState(fd) == tcpClose }
+
+// resetErr is c's pending error if the kernel has torn c down (TCP_CLOSE),
+// taking it; nil otherwise. A socket this side shut down also ends in
+// TCP_CLOSE once its peer closes too, with no error: that is no reset.
+// Only for a socket nothing else reads meanwhile (Stuck), since a read
+// after this gets a bare EOF.
+func resetErr(c *net.TCPConn) error {
+	var errno syscall.Errno
+	onFD(c, func(fd int) bool {
+		if tcpState(fd) == tcpClose {
+			if v, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ERROR); err == nil {
+				errno = syscall.Errno(v)
+			}
+		}
+		return false
+	})
+	if errno == 0 {
+		return nil
+	}
+	return errno
+}

@@ -11,7 +11,9 @@ type liveWriter struct {
 }
 
 func (w *liveWriter) Write(b []byte) (int, error) {
+	w.live.begin()
 	n, err := w.w.Write(b)
+	w.live.done()
 	w.live.add(int64(n))
 	return n, err
 }

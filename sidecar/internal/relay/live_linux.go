@@ -90,7 +90,9 @@ func copyChunk(srcRaw syscall.RawConn, dst *net.TCPConn, live counts) (n int64, 
 	if got == 0 {
 		return 0, false, nil
 	}
+	live.begin()
 	m, err := dst.Write((*bp)[:got])
+	live.done()
 	live.add(int64(m))
 	return int64(m), got == bufSize && err == nil, err
 }
@@ -121,7 +123,9 @@ func splicePipe(srcRaw, dstRaw syscall.RawConn, pr, pw, chunk int, live counts) 
 			return m, n == 0 && err == nil, err
 		}
 		for left := n; left > 0; {
+			live.begin()
 			k, err := spliceOnce(dstRaw.Write, pr, -1, left)
+			live.done()
 			if err != nil {
 				return m, false, err
 			}

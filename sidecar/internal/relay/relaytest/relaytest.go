@@ -52,6 +52,8 @@ func run(t *testing.T, f relay.Func, beforeLogin bool) {
 		{"UpstreamResetAfterClientClosed", testResetAfterClientClosed},
 		{"UpstreamResetsOnQuit", testUpstreamResetsOnQuit},
 		{"ClientResetWhileUpstreamStreams", testResetWhileStreaming},
+		{"ClientResetWhileUpstreamNotReading", func(t *testing.T, f relay.Func) { testResetWhileUpstreamNotReading(t, f, 0) }},
+		{"ClientResetWhileUpstreamNotReadingWithIdleTimeoutSet", func(t *testing.T, f relay.Func) { testResetWhileUpstreamNotReading(t, f, time.Hour) }},
 		{"ManyConcurrent", testManyConcurrent},
 		{"StalledClientDoesNotSlowOthers", testStalledClient},
 		{"BurstToSlowClientThenQuiet", testBurstThenQuiet},
@@ -381,6 +383,47 @@ func testResetWhileStreaming(t *testing.T, f relay.Func) {
 	checkResult(t, res, relay.ReasonClientError, int64(len(query)), -1)
 	if res.ToClient < int64(len(buf)) {
 		t.Errorf("ToClient = %d, want at least the %d bytes the client read", res.ToClient, len(buf))
+	}
+}
+
+// The upstream stops reading (a database waiting on a lock) while the
+// client sends, until the relay, unable to pass more on, stops reading the
+// client too; then the client resets (its query timed out). The relay
+// reads neither side, yet must end the session at once, blamed on the
+// client, and close the upstream: not hold the connection, its
+// MAX_CONNECTIONS slot and the database's session until the database
+// reads again.
+func testResetWhileUpstreamNotReading(t *testing.T, f relay.Func, idle time.Duration) {
+	r := Start(t, f, idle)
+	fillUntilBlocked(t, r.Client)
+	_ = r.Client.SetLinger(0) // close with RST
+	_ = r.Client.Close()
+	// Waited for before the upstream reads a byte: reading would unblock the relay.
+	checkResult(t, r.Wait(t), relay.ReasonClientError, -1, 0)
+	if _, err := readAllWithin(r.Upstream); err != nil && isTimeout(err) {
+		t.Errorf("upstream not closed after the client reset: %v", err)
+	}
+}
+
+// fillUntilBlocked writes to c until a write makes no progress for half a
+// second: every buffer between c and a peer that does not read is full.
+// Were the relay only slow, not blocked, the test would still pass.
+func fillUntilBlocked(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	chunk := make([]byte, 256<<10)
+	for total := 0; ; {
+		_ = c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Write(chunk)
+		total += n
+		switch {
+		case isTimeout(err) && n == 0:
+			_ = c.SetWriteDeadline(time.Time{})
+			return
+		case err != nil && !isTimeout(err):
+			t.Fatalf("client write after %d bytes: %v", total, err)
+		case total > 1<<30:
+			t.Fatalf("the relay took %d bytes from the client with the upstream not reading", total)
+		}
 	}
 }
 
