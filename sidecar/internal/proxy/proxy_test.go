@@ -352,6 +352,24 @@ func TestMaxConnections(t *testing.T) {
 	}
 }
 
+// The limit is proxy.DefaultMaxConnections (which config.Settings and the
+// README show) when Config leaves it 0: that many are served at once, and
+// the next is closed at once.
+func TestMaxConnectionsDefault(t *testing.T) {
+	n := proxy.DefaultMaxConnections
+	needFDs(t, uint64(4*n+256)) // each: the client, both of the forwarder's sockets, the upstream's
+	up := startUpstream(t, "127.0.0.1", hold)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}})
+	for range n {
+		_ = dial(t, r.addrs[0])
+	}
+	waitFor(t, "every connection relayed", func() bool { return forwardSnap(r, 0).Active == int64(n) })
+	expectClosed(t, dial(t, r.addrs[0]), "connection beyond the default limit")
+	if s := forwardSnap(r, 0); s.Rejected != 1 || s.Active != int64(n) {
+		t.Errorf("rejected = %d, active = %d; want 1 and %d", s.Rejected, s.Active, n)
+	}
+}
+
 // Shutdown with a transfer in flight: not ready and not accepting at once;
 // the transfer completes; Serve returns with nothing cut.
 func TestDrainLetsTransferFinish(t *testing.T) {
