@@ -20,6 +20,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/rdsca"
+	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
 
 // userDocs returns README.md and docs/*.md, by path relative to the
@@ -453,6 +454,25 @@ func TestDocsDepartureGrace(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("docs/operations.md does not say %q", want)
+		}
+	}
+}
+
+// The stall section states how long a database whose window holds data
+// back may go unheard (tcpstall.WindowSilence) and how often a connection
+// is checked (tcpstall.Period).
+func TestDocsWindowSilence(t *testing.T) {
+	text := strings.Join(strings.Fields(userDocs(t)["docs/operations.md"]), " ")
+	want := fmt.Sprintf("taken for gone after %d s", int(tcpstall.WindowSilence.Seconds()))
+	if !strings.Contains(text, want) {
+		t.Errorf("docs/operations.md does not say %q", want)
+	}
+	if !strings.Contains(text, "every eighth of that time") {
+		t.Error("docs/operations.md does not say how often the stall check runs: \"every eighth of that time\"")
+	}
+	for _, bound := range []time.Duration{10 * time.Second, 60 * time.Second} { // with KEEPALIVE=4s (the docs' example) and the default
+		if got := tcpstall.Period(bound); got != bound/8 {
+			t.Errorf("tcpstall.Period(%s) = %s; the docs say an eighth, %s", bound, got, bound/8)
 		}
 	}
 }

@@ -71,6 +71,17 @@ func TestDefaultConnLimits(t *testing.T) {
 			t.Errorf("%s limit = %v: a slow client holds its connection for good", name, d)
 		}
 	}
+	// docs/operations.md: a client that does not finish its request or
+	// read the answer "in seconds", or idles "for minutes", is disconnected;
+	// a collector scraping every 30 s keeps its connection.
+	for name, d := range map[string]time.Duration{"header": lim.header, "read": lim.read, "write": lim.write} {
+		if d >= time.Minute {
+			t.Errorf("%s limit = %v; docs/operations.md says seconds", name, d)
+		}
+	}
+	if lim.idle < time.Minute || lim.idle >= time.Hour {
+		t.Errorf("idle limit = %v; docs/operations.md says minutes", lim.idle)
+	}
 	ctx := context.Background()
 	srv, err := Listen(ctx, Config{Addr: "127.0.0.1:0"})
 	if err != nil {
