@@ -26,7 +26,12 @@ import (
 const safety = 30 * time.Second
 
 // Run runs the whole suite against f as subtests.
-func Run(t *testing.T, f relay.Func) { run(t, f, true) }
+func Run(t *testing.T, f relay.Func) {
+	run(t, f, true)
+	// Not in RunCodec's: its TLS hop, blocked writing to the relay as
+	// the upstream is, would not pass the reset on.
+	t.Run("UpstreamResetWhileClientNotReading", func(t *testing.T) { testResetWhileClientNotReading(t, f) })
+}
 
 // run runs the suite against f; the tests of a client that leaves before
 // a byte moved only if beforeLogin (the relay is what the client first
@@ -402,6 +407,24 @@ func testResetWhileUpstreamNotReading(t *testing.T, f relay.Func, idle time.Dura
 	checkResult(t, r.Wait(t), relay.ReasonClientError, -1, 0)
 	if _, err := readAllWithin(r.Upstream); err != nil && isTimeout(err) {
 		t.Errorf("upstream not closed after the client reset: %v", err)
+	}
+}
+
+// The mirror image: the client stops reading a result, the upstream's
+// sends back up until the relay stops reading it, then the upstream
+// resets (the session was killed). Blamed on the upstream, at once.
+func testResetWhileClientNotReading(t *testing.T, f relay.Func) {
+	r := Start(t, f, 0)
+	query := []byte{1, 0, 0, 0, 3}
+	if err := send(r.Client, r.Upstream, query); err != nil {
+		t.Fatal(err)
+	}
+	fillUntilBlocked(t, r.Upstream)
+	_ = r.Upstream.SetLinger(0) // close with RST
+	_ = r.Upstream.Close()
+	checkResult(t, r.Wait(t), relay.ReasonUpstreamError, int64(len(query)), -1)
+	if _, err := readAllWithin(r.Client); err != nil && isTimeout(err) {
+		t.Errorf("client not closed after the upstream reset: %v", err)
 	}
 }
 
