@@ -76,6 +76,8 @@ RUN mkdir -p /layer/usr/local/bin && cp /out/sidecar /layer/usr/local/bin/ && \
 # permissions can rely on it: the runtime base's own account files plus one
 # line each, written on the builder's platform. (adduser in the final stage
 # would run the target's busybox, under emulation for a foreign target.)
+# A base file without a final newline gets one first, or the appended line
+# would join its last entry.
 FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS accounts
 COPY --from=runtime /etc/passwd /etc/group /out/etc/
 RUN set -e; cd /out/etc; \
@@ -83,6 +85,7 @@ RUN set -e; cd /out/etc; \
         echo "RUNTIME_IMAGE already has a sidecar account or uid/gid 1000:" >&2; \
         grep -E '^sidecar:|^[^:]*:[^:]*:1000:' passwd group >&2; exit 1; \
     fi; \
+    for f in passwd group; do if [ -n "$(tail -c 1 "$f")" ]; then echo >> "$f"; fi; done; \
     echo 'sidecar:x:1000:' >> group; \
     echo 'sidecar:x:1000:1000:Linux User,,,:/nonexistent:/sbin/nologin' >> passwd; \
     find /out -exec touch -t 197001010000.00 {} +
