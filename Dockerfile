@@ -108,9 +108,12 @@ ENTRYPOINT ["/usr/local/bin/sidecar"]
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
+# source is empty, not the base's (Chainguard's, say): the pipeline sets it
+# from the real repository, or removes it when that is unknown.
 LABEL org.opencontainers.image.title="sidecar" \
       org.opencontainers.image.description="ECS sidecar: forwards a local port to an Aurora MySQL endpoint, or idles for ECS Exec" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}"
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source=""
