@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,46 @@ func TestImageSBOM(t *testing.T) {
 			t.Errorf("SBOM lacks base image %s: %v", ref, versions)
 		}
 	}
+	// The Go modules it lists are those `go version -m` finds in the
+	// binary: none missing, none extra.
+	var listed []string
+	for _, p := range back.Packages {
+		if p.PrimaryPackagePurpose == "LIBRARY" && p.PackageName != "stdlib" {
+			listed = append(listed, p.PackageName+"@"+p.PackageVersion)
+		}
+	}
+	slices.Sort(listed)
+	if inBinary := binaryModules(t, filepath.Join(dir, "sidecar")); !slices.Equal(listed, inBinary) {
+		t.Errorf("SBOM of the built image lists the Go modules\n  %v\n`go version -m` of its binary has\n  %v", listed, inBinary)
+	}
 	t.Logf("SBOM of %s: %d packages, %d bytes", img.ref, len(back.Packages), len(raw))
+}
+
+// binaryModules are the dependency modules `go version -m` reads from a
+// Go binary, as path@version sorted; a replaced one as its replacement
+// (a local directory as the module it replaces, at (devel)).
+func binaryModules(t *testing.T, bin string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatalf("go version -m %s: %v", bin, err)
+	}
+	var mods []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(strings.TrimPrefix(line, "\t"), "\t")
+		switch {
+		case len(f) >= 3 && f[0] == "dep":
+			mods = append(mods, f[1]+"@"+f[2])
+		case len(f) >= 3 && f[0] == "=>" && f[2] != "" && len(mods) > 0:
+			mods[len(mods)-1] = f[1] + "@" + f[2]
+		case len(f) >= 2 && f[0] == "=>" && len(mods) > 0: // a local directory
+			path, _, _ := strings.Cut(mods[len(mods)-1], "@")
+			mods[len(mods)-1] = path + "@(devel)"
+		}
+	}
+	if len(mods) == 0 {
+		t.Fatalf("go version -m %s lists no dependency modules:\n%s", bin, out)
+	}
+	slices.Sort(mods)
+	return mods
 }
