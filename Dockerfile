@@ -77,13 +77,14 @@ RUN mkdir -p /layer/usr/local/bin && cp /out/sidecar /layer/usr/local/bin/ && \
 # line each, written on the builder's platform. (adduser in the final stage
 # would run the target's busybox, under emulation for a foreign target.)
 # A base file without a final newline gets one first, or the appended line
-# would join its last entry.
+# would join its last entry. An account whose primary group is 1000 takes
+# gid 1000 too, even when /etc/group does not list it.
 FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS accounts
 COPY --from=runtime /etc/passwd /etc/group /out/etc/
 RUN set -e; cd /out/etc; \
-    if awk -F: '$1 == "sidecar" || $3 == 1000 { found = 1 } END { exit !found }' passwd group; then \
+    if awk -F: '$1 == "sidecar" || $3 == 1000 || (FILENAME == "passwd" && $4 == 1000) { found = 1 } END { exit !found }' passwd group; then \
         echo "RUNTIME_IMAGE already has a sidecar account or uid/gid 1000:" >&2; \
-        grep -E '^sidecar:|^[^:]*:[^:]*:1000:' passwd group >&2; exit 1; \
+        grep -E '^sidecar:|^[^:]*:[^:]*:1000:|^[^:]*:[^:]*:[^:]*:1000:' passwd group >&2; exit 1; \
     fi; \
     for f in passwd group; do if [ -n "$(tail -c 1 "$f")" ]; then echo >> "$f"; fi; done; \
     echo 'sidecar:x:1000:' >> group; \

@@ -106,11 +106,7 @@ func repoRoot(t testing.TB) string {
 // Go module proxy on loopback (moduleProxy): the build needs nothing else.
 func dockerBuild(t testing.TB, d docker, s standins, tag string, extra ...string) {
 	t.Helper()
-	args := []string{"build", "--progress=plain", "--network=host", "--build-arg", "GOPROXY=" + moduleProxy(t),
-		"--build-arg", "GO_IMAGE=" + s.Go, "--build-arg", "RUNTIME_IMAGE=" + s.Runtime,
-		"--build-arg", "VERSION=" + testVersion, "--build-arg", "REVISION=" + testRevision,
-		"--build-arg", "CREATED=" + testCreated, "-t", tag}
-	args = append(append(args, extra...), repoRoot(t))
+	args := dockerBuildArgs(t, s, tag, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -120,6 +116,16 @@ func dockerBuild(t testing.TB, d docker, s standins, tag string, extra ...string
 	}
 	t.Cleanup(func() { _, _ = d.output(context.Background(), "rmi", tag) })
 	t.Logf("docker build %s: %v", tag, time.Since(start).Round(10*time.Millisecond))
+}
+
+// dockerBuildArgs are dockerBuild's arguments to docker.
+func dockerBuildArgs(t testing.TB, s standins, tag string, extra ...string) []string {
+	t.Helper()
+	args := []string{"build", "--progress=plain", "--network=host", "--build-arg", "GOPROXY=" + moduleProxy(t),
+		"--build-arg", "GO_IMAGE=" + s.Go, "--build-arg", "RUNTIME_IMAGE=" + s.Runtime,
+		"--build-arg", "VERSION=" + testVersion, "--build-arg", "REVISION=" + testRevision,
+		"--build-arg", "CREATED=" + testCreated, "-t", tag}
+	return append(append(args, extra...), repoRoot(t))
 }
 
 func buildImage(t *testing.T, d docker, s standins) builtImage {
