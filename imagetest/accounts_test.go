@@ -32,7 +32,7 @@ func TestAccountsOnBaseWithoutFinalNewline(t *testing.T) {
 	if err := importRootfs(d, base, []string{"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, busybox, files, nil); err != nil {
 		t.Fatalf("make stand-in %s: %v", base, err)
 	}
-	t.Cleanup(func() { _, _ = d.output(t.Context(), "rmi", base) })
+	t.Cleanup(func() { _, _ = d.output(context.Background(), "rmi", base) })
 	tag := "sidecar-imagetest-accounts:" + suffix
 	dockerBuild(t, d, standins{Go: s.Go, Runtime: base}, tag)
 
@@ -79,7 +79,7 @@ func TestAccountsRefuseBaseWithPrimaryGID1000(t *testing.T) {
 	if err := importRootfs(d, base, []string{"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, staticBusybox(t), files, nil); err != nil {
 		t.Fatalf("make stand-in %s: %v", base, err)
 	}
-	t.Cleanup(func() { _, _ = d.output(t.Context(), "rmi", base) })
+	t.Cleanup(func() { _, _ = d.output(context.Background(), "rmi", base) })
 	tag := "sidecar-imagetest-gid1000-build:" + suffix
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()

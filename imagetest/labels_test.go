@@ -1,6 +1,7 @@
 package imagetest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"testing"
@@ -22,7 +23,7 @@ func TestBaseSourceLabelNotInherited(t *testing.T) {
 	if err := importRootfs(d, base, changes, staticBusybox(t), rootfsFiles(), nil); err != nil {
 		t.Fatalf("make stand-in %s: %v", base, err)
 	}
-	t.Cleanup(func() { _, _ = d.output(t.Context(), "rmi", base) })
+	t.Cleanup(func() { _, _ = d.output(context.Background(), "rmi", base) })
 	if got := inspectImage(t, d, base).Config.Labels["org.opencontainers.image.source"]; got != baseSource {
 		t.Fatalf("stand-in %s has source label %q, want %q", base, got, baseSource)
 	}
