@@ -73,6 +73,8 @@ type fakeOpts struct {
 	cert     tls.Certificate
 	noTLS    bool   // greeting without CLIENT_SSL
 	stallTLS bool   // after the SSLRequest, never start TLS
+	dropSSL  bool   // close after the SSLRequest, before TLS (a failover)
+	resetTLS bool   // reset the connection after the ClientHello
 	silent   bool   // never greet
 	notMySQL bool   // greet as another protocol would
 	hangUp   bool   // close at once
@@ -202,6 +204,14 @@ func (f *fakeServer) serve(c net.Conn) {
 	f.mu.Unlock()
 	if f.stallTLS {
 		_, _ = io.Copy(io.Discard, c) // until the sidecar gives up
+		return
+	}
+	if f.dropSSL {
+		return
+	}
+	if f.resetTLS {
+		_, _ = c.Read(make([]byte, 512))  // some of the ClientHello
+		_ = c.(*net.TCPConn).SetLinger(0) // close sends a reset
 		return
 	}
 	ts := tls.Server(c, f.tlsConfig())

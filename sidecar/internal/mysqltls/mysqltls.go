@@ -35,6 +35,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/iamauth"
@@ -675,6 +676,10 @@ func (t *Target) explain(err error) (string, string) {
 		return ReasonExpired, "sidecar: the database's certificate has expired or is not yet valid (" + invalid.Detail + "); renew the server certificate, or check the clock"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		return ReasonTLSTimeout, "sidecar: the TLS handshake with the database timed out; check that TARGET_PORT is the MySQL port and the server is not overloaded"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+		// No alert, just gone: a server restarting (a failover), not
+		// its TLS settings, which a refusing server names in an alert.
+		return ReasonServerClosed, msgServerClosed
 	default:
 		return ReasonTLSHandshake, "sidecar: the TLS handshake with the database failed; check TARGET_TLS_CA and the server's TLS settings"
 	}
