@@ -70,19 +70,20 @@ type fakeServer struct {
 
 // fakeOpts shape a fakeServer.
 type fakeOpts struct {
-	cert     tls.Certificate
-	noTLS    bool   // greeting without CLIENT_SSL
-	stallTLS bool   // after the SSLRequest, never start TLS
-	dropSSL  bool   // close after the SSLRequest, before TLS (a failover)
-	resetTLS bool   // reset the connection after the ClientHello
-	silent   bool   // never greet
-	notMySQL bool   // greet as another protocol would
-	hangUp   bool   // close at once
-	dropTLS  bool   // close after the TLS handshake
-	maxTLS   uint16 // the newest TLS version offered; 0 = Go's
-	exchange bool   // after the response: auth switch, more data, then OK
-	tickets  bool   // TLS session tickets on (resumption)
-	switchTo string // after the response, an auth switch to this plugin, then OK
+	cert      tls.Certificate
+	noTLS     bool   // greeting without CLIENT_SSL
+	stallTLS  bool   // after the SSLRequest, never start TLS
+	dropSSL   bool   // close after the SSLRequest, before TLS (a failover)
+	dropGreet bool   // close right after the greeting
+	resetTLS  bool   // reset the connection after the ClientHello
+	silent    bool   // never greet
+	notMySQL  bool   // greet as another protocol would
+	hangUp    bool   // close at once
+	dropTLS   bool   // close after the TLS handshake
+	maxTLS    uint16 // the newest TLS version offered; 0 = Go's
+	exchange  bool   // after the response: auth switch, more data, then OK
+	tickets   bool   // TLS session tickets on (resumption)
+	switchTo  string // after the response, an auth switch to this plugin, then OK
 	// dialogMore, with exchange, is the more-data packet's payload after
 	// the prefix 0x01; nil = "\x04Verification code: ".
 	dialogMore []byte
@@ -191,7 +192,7 @@ func (f *fakeServer) serve(c net.Conn) {
 	if f.account != nil {
 		greet = greetingFor(id, caps, f.account.greet)
 	}
-	if _, err := mysqlwire.WritePacket(c, 0, greet); err != nil {
+	if _, err := mysqlwire.WritePacket(c, 0, greet); err != nil || f.dropGreet {
 		return
 	}
 	req, err := mysqlwire.ReadPacket(c, 1<<20)

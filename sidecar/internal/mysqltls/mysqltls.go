@@ -676,7 +676,8 @@ func (t *Target) explain(err error) (string, string) {
 		return ReasonExpired, "sidecar: the database's certificate has expired or is not yet valid (" + invalid.Detail + "); renew the server certificate, or check the clock"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		return ReasonTLSTimeout, "sidecar: the TLS handshake with the database timed out; check that TARGET_PORT is the MySQL port and the server is not overloaded"
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
 		// No alert, just gone: a server restarting (a failover), not
 		// its TLS settings, which a refusing server names in an alert.
 		return ReasonServerClosed, msgServerClosed

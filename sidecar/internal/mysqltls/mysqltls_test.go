@@ -276,6 +276,8 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 			seq: 0, want: "did not send a MySQL greeting", reason: mysqltls.ReasonNoGreeting},
 		{name: "closed before the greeting", srv: fakeOpts{hangUp: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			seq: 0, want: "closed the connection before its greeting", reason: mysqltls.ReasonNoGreeting},
+		{name: "closed after the greeting", srv: fakeOpts{cert: good, dropGreet: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
+			seq: 2, want: "closed the connection during the login", reason: mysqltls.ReasonServerClosed},
 		{name: "closed after the SSLRequest", srv: fakeOpts{cert: good, dropSSL: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
 			seq: 2, want: "closed the connection during the login", reason: mysqltls.ReasonServerClosed},
 		{name: "reset during the TLS handshake", srv: fakeOpts{cert: good, resetTLS: true}, target: mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName},
