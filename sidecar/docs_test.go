@@ -192,6 +192,25 @@ func TestDocsIAMWaitForCredentials(t *testing.T) {
 	}
 }
 
+// The greeting's and the TLS handshake's waits are CONNECT_TIMEOUT's, cut
+// to the login's bound (Target.HandshakeWait): the docs that state the
+// wait say so, with that bound.
+func TestDocsGreetingWaitBound(t *testing.T) {
+	bound := humanDuration(mysqltls.LoginTimeout)
+	if got := (&mysqltls.Target{HandshakeTimeout: config.MaxConnectTimeout}).HandshakeWait(); got != mysqltls.LoginTimeout {
+		t.Fatalf("with CONNECT_TIMEOUT at its largest the wait is %s, not the login's %s: fix the docs below", got, bound)
+	}
+	docs := userDocs(t)
+	for _, tt := range []struct{ doc, want string }{
+		{"docs/tls.md", "The wait is bounded by `CONNECT_TIMEOUT` per address, at most the login's " + bound + ";"},
+		{"README.md", "for the TLS handshake, each (at most " + bound + ", the login's bound)."},
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(docs[tt.doc]), " "), tt.want) {
+			t.Errorf("%s does not say %q", tt.doc, tt.want)
+		}
+	}
+}
+
 // tls.md's refusal table and iam.md's COM_CHANGE_USER quote the login
 // packet limit, in each message that states it.
 func TestDocsMaxLoginPacket(t *testing.T) {

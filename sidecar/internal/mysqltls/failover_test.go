@@ -93,3 +93,20 @@ func TestSessionOfTheOldWriterAfterFailover(t *testing.T) {
 		})
 	}
 }
+
+// A server that accepts TCP and never greets (a failover's half-open
+// window) is waited for CONNECT_TIMEOUT, but never past the login's own
+// bound: the refusal and the dial's wait for an address must not name a
+// longer wait than the one that ran.
+func TestGreetingWaitIsBoundedByTheLogin(t *testing.T) {
+	for _, tc := range []struct{ set, want time.Duration }{
+		{0, 5 * time.Second},
+		{time.Second, time.Second},
+		{mysqltls.LoginTimeout, mysqltls.LoginTimeout},
+		{2 * time.Minute, mysqltls.LoginTimeout}, // CONNECT_TIMEOUT's largest
+	} {
+		if got := (&mysqltls.Target{HandshakeTimeout: tc.set}).HandshakeWait(); got != tc.want {
+			t.Errorf("HandshakeTimeout %s: HandshakeWait() = %s, want %s", tc.set, got, tc.want)
+		}
+	}
+}

@@ -72,7 +72,7 @@ type Target struct {
 	ServerName string         // checked by VerifyIdentity and sent as SNI; "" = none (VerifyCA with an IP)
 
 	// HandshakeTimeout bounds the wait for the server's greeting and the
-	// TLS handshake, each; 0 = 5s.
+	// TLS handshake, each; 0 = 5s. LoginTimeout bounds both all the same.
 	HandshakeTimeout time.Duration
 	// Sessions resumes TLS sessions across connections; nil = none.
 	Sessions tls.ClientSessionCache
@@ -208,7 +208,7 @@ func (t *Target) Greet(ctx context.Context, server net.Conn) (*Greeting, error) 
 	began := time.Now()
 	// A MySQL server greets at once; a port that waits for the client to
 	// speak (another service) must not hold the app for the whole login.
-	_ = server.SetReadDeadline(soonest(ctx, began.Add(min(t.handshakeTimeout(), LoginTimeout))))
+	_ = server.SetReadDeadline(soonest(ctx, began.Add(t.handshakeTimeout())))
 	// The app leaving or the drain deadline ends the wait at once; the
 	// cut's deadline must not land on the login.
 	release := cutWhenDone(ctx, server.SetReadDeadline)
@@ -633,11 +633,14 @@ func readBy(ctx context.Context, c net.Conn, when time.Time) error {
 // the greeting and the TLS handshake.
 func (t *Target) HandshakeWait() time.Duration { return t.handshakeTimeout() }
 
+// handshakeTimeout is at most LoginTimeout, which bounds the greeting's
+// wait and the handshake anyway: a message naming a longer
+// CONNECT_TIMEOUT would misstate the wait.
 func (t *Target) handshakeTimeout() time.Duration {
 	if t.HandshakeTimeout <= 0 {
 		return 5 * time.Second
 	}
-	return t.HandshakeTimeout
+	return min(t.HandshakeTimeout, LoginTimeout)
 }
 
 // explain turns a TLS handshake failure into a reason and what to fix.
