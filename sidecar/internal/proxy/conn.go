@@ -288,16 +288,17 @@ func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TC
 }
 
 // judge tells the target's down addresses (down.go) what a refused TLS
-// login says of addr. A server that stalls in TLS (hung, restarting) is
-// down as a failed dial is, so it costs one connection the wait, not every
-// one; any other refusal came from a server that answered. One that never
+// login says of addr. A server that stalls in TLS (hung) or closes the
+// login (restarting) is down as a failed dial is, so it costs one
+// connection, not every one it is first for; any other refusal came from
+// a server that answered. One that never
 // greeted was judged by the dial, which then tried the next address
 // (dialAddrs). Here the app has been sent this server's greeting, whose
 // thread id and scramble its login answers, so no other address can take
 // the connection over: the refusal stands.
 func judge(f *forward, addr netip.Addr, reason string) {
 	switch reason {
-	case mysqltls.ReasonTLSTimeout:
+	case mysqltls.ReasonTLSTimeout, mysqltls.ReasonServerClosed:
 		f.down.failed(addr, time.Now())
 	case mysqltls.ReasonIO: // the app left: nothing learnt of the server
 	default:

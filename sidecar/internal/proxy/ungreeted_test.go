@@ -151,43 +151,60 @@ func greetingWithTLS() []byte {
 
 // Once the app has the server's greeting (its thread id and scramble), no
 // other address can take the login over: a server that then stalls in
-// TLS refuses this app (tls_timeout), and goes last for the next ones.
+// TLS refuses this app (tls_timeout), and goes last for the next ones; so
+// does one that closes the connection there (a restarting mysqld,
+// server_closed), which would otherwise refuse every app it is first for.
 func TestNoOtherAddressAfterTheGreeting(t *testing.T) {
 	t.Parallel()
 	stallsTLS := func(c *net.TCPConn) { _, _ = mysqlwire.WritePacket(c, 0, greetingWithTLS()); hold(c) }
+	closesInTLS := func(c *net.TCPConn) {
+		if _, err := mysqlwire.WritePacket(c, 0, greetingWithTLS()); err == nil {
+			_, _ = mysqlwire.ReadPacket(c, 1<<20) // the SSLRequest
+		}
+	}
 	for _, mode := range tlsModes {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			r, a, b := twoAddresses(t, mode.iam, stallsTLS, full, 200*time.Millisecond, proxy.Config{})
-			c := dial(t, r.addrs[0])
-			if _, _, _, isErr := readFirst(t, c); isErr {
-				t.Fatal("the app read an ERR; want the first address's greeting")
-			}
-			resp := mysqlwire.HandshakeResponse{Caps: mysqlwire.ClientProtocol41 | mysqlwire.ClientSecureConnection | mysqlwire.ClientPluginAuth,
-				MaxPacket: 1 << 24, Charset: 45, User: "app", Plugin: mysqlwire.NativePassword}
-			if _, err := mysqlwire.WritePacket(c, 1, resp.Append(nil)); err != nil {
-				t.Fatal(err)
-			}
-			if p, _, msg, isErr := readFirst(t, c); !isErr || p.Seq != 2 || !strings.Contains(msg, "timed out") {
-				t.Fatalf("the app read %q; want the tls_timeout refusal", p.Payload)
-			}
-			waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
-			if n := b.count(); n != 0 {
-				t.Errorf("the second address was dialed %d times for an app that had the first one's greeting", n)
-			}
-			next := dial(t, r.addrs[0])
-			if _, _, msg, _ := readFirst(t, next); !strings.Contains(msg, "Too many connections") || a.count() != 1 {
-				t.Errorf("the next app read %q, the first address took %d connections; want the second address, the first tried last", msg, a.count())
-			}
-			s := forwardSnap(r, 0)
-			var failures uint64
-			for _, f := range s.DialFailures {
-				failures += f.Value
-			}
-			if failures != 0 || countOf(s.TLSRefusals, mysqltls.ReasonTLSTimeout) != 1 {
-				t.Errorf("dial failures %v, refusals %v; want none, and one tls_timeout", s.DialFailures, s.TLSRefusals)
-			}
-		})
+		for _, first := range []struct {
+			name   string
+			handle func(*net.TCPConn)
+			msg    string
+			reason string
+		}{
+			{"stalls in TLS", stallsTLS, "timed out", mysqltls.ReasonTLSTimeout},
+			{"closes in TLS", closesInTLS, "closed the connection during the login", mysqltls.ReasonServerClosed},
+		} {
+			t.Run(mode.name+"/"+first.name, func(t *testing.T) {
+				t.Parallel()
+				r, a, b := twoAddresses(t, mode.iam, first.handle, full, 200*time.Millisecond, proxy.Config{})
+				c := dial(t, r.addrs[0])
+				if _, _, _, isErr := readFirst(t, c); isErr {
+					t.Fatal("the app read an ERR; want the first address's greeting")
+				}
+				resp := mysqlwire.HandshakeResponse{Caps: mysqlwire.ClientProtocol41 | mysqlwire.ClientSecureConnection | mysqlwire.ClientPluginAuth,
+					MaxPacket: 1 << 24, Charset: 45, User: "app", Plugin: mysqlwire.NativePassword}
+				if _, err := mysqlwire.WritePacket(c, 1, resp.Append(nil)); err != nil {
+					t.Fatal(err)
+				}
+				if p, _, msg, isErr := readFirst(t, c); !isErr || p.Seq != 2 || !strings.Contains(msg, first.msg) {
+					t.Fatalf("the app read %q; want the %s refusal", p.Payload, first.reason)
+				}
+				waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
+				if n := b.count(); n != 0 {
+					t.Errorf("the second address was dialed %d times for an app that had the first one's greeting", n)
+				}
+				next := dial(t, r.addrs[0])
+				if _, _, msg, _ := readFirst(t, next); !strings.Contains(msg, "Too many connections") || a.count() != 1 {
+					t.Errorf("the next app read %q, the first address took %d connections; want the second address, the first tried last", msg, a.count())
+				}
+				s := forwardSnap(r, 0)
+				var failures uint64
+				for _, f := range s.DialFailures {
+					failures += f.Value
+				}
+				if failures != 0 || countOf(s.TLSRefusals, first.reason) != 1 {
+					t.Errorf("dial failures %v, refusals %v; want none, and one %s", s.DialFailures, s.TLSRefusals, first.reason)
+				}
+			})
+		}
 	}
 }
 
