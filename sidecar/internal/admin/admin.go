@@ -203,7 +203,7 @@ func Check(ctx context.Context, addr string) error {
 			return fmt.Errorf("GET %s: no answer within %s: whatever holds that port did not answer (a sidecar hung or starved of CPU, "+
 				"or another program on ADMIN_PORT)", url, time.Since(start).Round(100*time.Millisecond))
 		}
-		return fmt.Errorf("GET %s: %w (is the sidecar running with the same ADMIN_PORT?)", url, err)
+		return fmt.Errorf("GET %s: %w (is the sidecar running, with the same ADMIN_ADDR and ADMIN_PORT?)", url, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

@@ -163,8 +163,9 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check when ready = %v", err)
 	}
 	_ = srv.Shutdown(ctx)
-	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), "ADMIN_PORT") {
-		t.Errorf("Check with nothing listening = %v, want an error hinting at ADMIN_PORT", err)
+	// A sidecar on another ADMIN_ADDR (::1, 127.0.0.2) is refused the same way.
+	if err := Check(ctx, port); err == nil || !strings.Contains(err.Error(), ", with the same ADMIN_ADDR and ADMIN_PORT?") {
+		t.Errorf("Check with nothing listening = %v, want an error hinting at ADMIN_ADDR and ADMIN_PORT", err)
 	}
 }
 
