@@ -209,6 +209,12 @@ func TestDocsGreetingWaitBound(t *testing.T) {
 			t.Errorf("%s does not say %q", tt.doc, tt.want)
 		}
 	}
+	// sidecar --help, which a newcomer reads before the README.
+	for _, st := range config.Settings {
+		if want := "for the TLS handshake, each (at most " + bound + ", the login's bound)"; st.Name == "CONNECT_TIMEOUT" && !strings.HasSuffix(st.Meaning, want) {
+			t.Errorf("CONNECT_TIMEOUT's --help meaning %q does not end %q", st.Meaning, want)
+		}
+	}
 }
 
 // tls.md's refusal table and iam.md's COM_CHANGE_USER quote the login

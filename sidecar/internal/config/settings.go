@@ -144,7 +144,7 @@ var Settings = []Setting{
 		func(c *Config) *time.Duration { return &c.DrainTimeout },
 		durationRule{max: MaxDrainTimeout, zero: "closes connections at once", example: "20s or 1m"}),
 	durationSetting(Setting{Name: "CONNECT_TIMEOUT", Default: proxy.DefaultConnectTimeout.String(),
-		Meaning: "per address tried when dialing the target, and for the DNS lookup; with TARGET_TLS also for the database's greeting and for the TLS handshake, each"},
+		Meaning: "per address tried when dialing the target, and for the DNS lookup; with TARGET_TLS also for the database's greeting and for the TLS handshake, each (at most 30 s, the login's bound)"},
 		func(c *Config) *time.Duration { return &c.ConnectTimeout },
 		durationRule{min: MinConnectTimeout, max: MaxConnectTimeout, example: "5s or 500ms"}),
 	durationSetting(Setting{Name: "IDLE_TIMEOUT", Default: "0",
