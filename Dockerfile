@@ -17,13 +17,14 @@
 ARG GO_IMAGE=public.ecr.aws/docker/library/golang:1.26-alpine
 ARG RUNTIME_IMAGE=public.ecr.aws/docker/library/alpine:3.22
 
-# The legacy builder (Docker 20.10 without DOCKER_BUILDKIT=1) runs every
+# The legacy builder (Docker 20.10 without DOCKER_BUILDKIT=1, or a newer
+# docker without the buildx plugin) runs every
 # stage in order and sets no BUILDPLATFORM; BuildKit skips this stage, as
 # nothing depends on it. So only the legacy builder stops here, at once,
 # saying how to build.
 FROM ${RUNTIME_IMAGE} AS needs-buildkit
 ARG BUILDPLATFORM
-RUN if [ -z "$BUILDPLATFORM" ]; then echo "This Dockerfile needs BuildKit: run DOCKER_BUILDKIT=1 docker build . (Docker 23 and later use BuildKit by default)" >&2; exit 1; fi
+RUN if [ -z "$BUILDPLATFORM" ]; then echo "This Dockerfile needs BuildKit: run DOCKER_BUILDKIT=1 docker build . (Docker 23 and later use BuildKit by default, but without the buildx plugin (docker-buildx-plugin, Debian's docker-buildx) they use the legacy builder: install it)" >&2; exit 1; fi
 
 # Only files are taken from the runtime base here (its account files): a
 # stage for the target platform that runs nothing.
