@@ -24,7 +24,7 @@ ARG RUNTIME_IMAGE=public.ecr.aws/docker/library/alpine:3.22
 # saying how to build.
 FROM ${RUNTIME_IMAGE} AS needs-buildkit
 ARG BUILDPLATFORM
-RUN if [ -z "$BUILDPLATFORM" ]; then echo "This Dockerfile needs BuildKit: run DOCKER_BUILDKIT=1 docker build . (Docker 23 and later use BuildKit by default, but without the buildx plugin (docker-buildx-plugin, Debian's docker-buildx) they use the legacy builder: install it)" >&2; exit 1; fi
+RUN if [ -z "$BUILDPLATFORM" ]; then echo "This Dockerfile needs BuildKit: run DOCKER_BUILDKIT=1 docker build . (Docker 23 and later use BuildKit by default, but without the buildx plugin (docker-buildx-plugin in Docker's packages) they use the legacy builder: install it)" >&2; exit 1; fi
 
 # Only files are taken from the runtime base here (its account files): a
 # stage for the target platform that runs nothing.

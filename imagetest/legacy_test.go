@@ -29,7 +29,7 @@ func TestLegacyBuilderStopsWithAMessage(t *testing.T) {
 	// Docker 23 and later fall back to the legacy builder too, when the
 	// buildx plugin is missing; DOCKER_BUILDKIT=1 alone then fails.
 	for _, want := range []string{"This Dockerfile needs BuildKit: run DOCKER_BUILDKIT=1 docker build .",
-		"without the buildx plugin (docker-buildx-plugin, Debian's docker-buildx) they use the legacy builder: install it"} {
+		"without the buildx plugin (docker-buildx-plugin in Docker's packages) they use the legacy builder: install it"} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("legacy build failed without saying %q:\n%s", want, out)
 		}
