@@ -20,6 +20,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/rdsca"
+	"github.com/example/sidecar/sidecar/internal/relay"
 	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
 
@@ -587,5 +588,19 @@ func TestDocsOpenFilesCounts(t *testing.T) {
 		if !strings.Contains(doc, want) {
 			t.Errorf("docs/troubleshooting.md does not say %q", want)
 		}
+	}
+}
+
+// The portable data path sees a reset of a side that is not read (one
+// whose direction waits to write to the other) at its next look, every
+// relay.StuckCheck: docs/operations.md says within a fraction of a second.
+func TestDocsStuckCheck(t *testing.T) {
+	text := strings.Join(strings.Fields(userDocs(t)["docs/operations.md"]), " ")
+	const want = "within a fraction of a second with `DATA_PATH=portable`"
+	if !strings.Contains(text, want) {
+		t.Errorf("docs/operations.md does not say %q", want)
+	}
+	if relay.StuckCheck >= time.Second {
+		t.Errorf("relay.StuckCheck = %s; docs/operations.md says %q", relay.StuckCheck, want)
 	}
 }
