@@ -194,6 +194,20 @@ func dialForward(t *testing.T, listen string) net.Conn {
 	return c
 }
 
+// echoedConn is a connection to the echo forward on listen that has had
+// a byte echoed: the sidecar holds it as a live connection.
+func echoedConn(t *testing.T, listen string) net.Conn {
+	t.Helper()
+	c := dialForward(t, listen)
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // SIGTERM with a transfer in flight: the sidecar turns unhealthy and stops
 // accepting at once, the transfer completes, and the process exits 0.
 func TestBinaryDrainOnSIGTERM(t *testing.T) {
@@ -254,13 +268,7 @@ func TestBinaryDrainDeadlineExitsZero(t *testing.T) {
 	env["DRAIN_TIMEOUT"] = "100ms"
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
-	c := dialForward(t, listen)
-	if _, err := c.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
+	c := echoedConn(t, listen)
 
 	sendSignal(t, p, syscall.SIGTERM)
 	if code := p.ExitCode(t, safety); code != 0 {
@@ -302,13 +310,7 @@ func TestBinarySecondSignalStopsAtOnce(t *testing.T) {
 			}
 			p := startSidecar(t, cmd, env)
 			waitHealthyBinary(t, env, p, 0)
-			c := dialForward(t, listen)
-			if _, err := c.Write([]byte("x")); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-				t.Fatal(err)
-			}
+			echoedConn(t, listen) // held: the drain waits for it
 			sendSignal(t, p, syscall.SIGTERM)
 			waitHealthyBinary(t, env, p, 1) // draining, held open by our connection for up to 10m
 			sendSignal(t, p, syscall.SIGINT)
