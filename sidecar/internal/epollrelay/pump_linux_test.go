@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/splicepipe"
@@ -70,7 +69,7 @@ func TestSpliceKeepsItsPipeWhileBulkFlows(t *testing.T) {
 			}
 
 			go func() { _, _ = app.Write(make([]byte, tc.send)) }()
-			waitQueued(t, cfd, min(tc.send, d.pipeSize, 64<<10)) // the socket may hold less than the send
+			testkit.WaitQueued(t, cfd, min(tc.send, d.pipeSize, 64<<10)) // the socket may hold less than the send
 			l.pump(d)
 			if p.finished {
 				t.Fatal("the pair ended")
@@ -86,24 +85,5 @@ func TestSpliceKeepsItsPipeWhileBulkFlows(t *testing.T) {
 				t.Errorf("after a splice of %d bytes through a %d-byte pipe: pipe kept %v, want %v", d.n, d.pipeSize, kept, tc.keep)
 			}
 		})
-	}
-}
-
-// waitQueued waits until fd has at least n bytes to read.
-func waitQueued(t *testing.T, fd, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var q int32
-		_, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&q)))
-		if e != 0 {
-			t.Fatalf("TIOCINQ: %v", e)
-		}
-		if int(q) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d bytes queued, want %d", q, n)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

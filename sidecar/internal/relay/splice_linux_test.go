@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
-	"unsafe"
 
 	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/splicepipe"
@@ -127,21 +125,7 @@ func waitQueued(t *testing.T, c interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var q int32
-		var e syscall.Errno
-		_ = raw.Control(func(fd uintptr) {
-			_, _, e = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&q)))
-		})
-		if e != 0 {
-			t.Fatalf("TIOCINQ: %v", e)
-		}
-		if int(q) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d bytes queued, want %d", q, n)
-		}
-		time.Sleep(time.Millisecond)
+	if err := raw.Control(func(fd uintptr) { testkit.WaitQueued(t, int(fd), n) }); err != nil {
+		t.Fatal(err)
 	}
 }
