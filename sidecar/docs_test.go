@@ -361,13 +361,24 @@ func TestDocsOpenFilesNeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	need := openFilesNeeded(config.Config{MaxConnections: def, Forwards: make([]config.Forward, 1)})
-	want := fmt.Sprintf("needs %d open files a connection (its two sockets, and a splice pipe each way while it carries bulk data), "+
-		"%d a forward and %d besides: %d for the default `MAX_CONNECTIONS` (%d) and one forward", fdsPerConnection, fdsPerForward, fdsBase, need, def)
-	if !strings.Contains(text, want) {
-		t.Errorf("docs/ecs.md does not say %q", want)
+	plain := config.Config{MaxConnections: def, Forwards: make([]config.Forward, 1)}
+	withTLS := plain
+	withTLS.TLS = config.TLSVerifyIdentity
+	need := openFilesNeeded(plain)
+	for _, want := range []string{
+		fmt.Sprintf("needs %d open files a connection (its two sockets, and a splice pipe each way while it carries bulk data), "+
+			"%d a forward and %d besides: %d for the default `MAX_CONNECTIONS` (%d) and one forward", fdsPerConnection(plain), fdsPerForward, fdsBase, need, def),
+		fmt.Sprintf("With `TARGET_TLS` a connection needs %d open files, its sockets alone (TLS bytes pass through the sidecar, "+
+			"never through a splice pipe): %d.", fdsPerConnection(withTLS), openFilesNeeded(withTLS)),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("docs/ecs.md does not say %q", want)
+		}
 	}
-	for _, re := range []string{`"hardLimit": (\d+) \}\]`, `Fargate's default, (\d+), covers that`} {
+	if openFilesNeeded(withTLS) > need {
+		t.Errorf("TLS needs more open files (%d) than plain (%d): the hard limit checked below must be the larger", openFilesNeeded(withTLS), need)
+	}
+	for _, re := range []string{`"hardLimit": (\d+) \}\]`, `Fargate's default, (\d+), covers either`} {
 		m := regexp.MustCompile(re).FindStringSubmatch(text)
 		if m == nil {
 			t.Errorf("docs/ecs.md's ulimits bullet has no match for %s", re)
@@ -577,13 +588,17 @@ func TestDocsRDSBundleRegions(t *testing.T) {
 func TestDocsOpenFilesCounts(t *testing.T) {
 	words := map[uint64]string{2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
 	const fargate = 65535
-	holds := (fargate - fdsBase - fdsPerForward) / fdsPerConnection
-	hundreds := holds / 100 * 100
+	plain, withTLS := config.Config{}, config.Config{TLS: config.TLSVerifyCA}
+	hundreds := func(cfg config.Config) uint64 {
+		return (fargate - fdsBase - fdsPerForward) / fdsPerConnection(cfg) / 100 * 100
+	}
+	h, ht := hundreds(plain), hundreds(withTLS)
 	doc := strings.Join(strings.Fields(userDocs(t)["docs/troubleshooting.md"]), " ")
 	for _, want := range []string{
-		words[fdsPerConnection] + " descriptors a connection",
+		words[fdsPerConnection(plain)] + " descriptors a connection",
+		words[fdsPerConnection(withTLS)] + " with `TARGET_TLS` (its sockets alone",
 		words[fdsPerForward] + " per forward",
-		fmt.Sprintf("%d, holds about %d,%03d connections", fargate, hundreds/1000, hundreds%1000),
+		fmt.Sprintf("%d, holds about %d,%03d connections, or %d,%03d with `TARGET_TLS`", fargate, h/1000, h%1000, ht/1000, ht%1000),
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("docs/troubleshooting.md does not say %q", want)

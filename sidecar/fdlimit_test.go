@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testenv"
+	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/internal/testmysql"
 	"github.com/example/sidecar/sidecar/internal/config"
 )
 
@@ -31,7 +34,7 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 	// ulimit in the shell, then exec: the sidecar itself runs with 32 fds.
 	p := startSidecar(t, exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t)), env)
 	waitHealthyBinary(t, env, p, 0)
-	holds := (32 - fdsBase - fdsPerForward) / fdsPerConnection
+	holds := int((32 - fdsBase - fdsPerForward) / fdsPerConnection(config.Config{}))
 	if !strings.Contains(p.Output.String(), "the open-files limit (32) holds about "+strconv.Itoa(holds)+" connections, fewer than MAX_CONNECTIONS=") {
 		t.Errorf("no warning at start that 32 descriptors hold fewer connections than MAX_CONNECTIONS:\n%s", p.Output.String())
 	}
@@ -208,6 +211,71 @@ func TestOpenFilesNeededHoldsBusyConnections(t *testing.T) {
 					dataPath, conns, fds, need)
 			}
 		})
+	}
+}
+
+// With TARGET_TLS the session's bytes pass through user space and never
+// take a splice pipe, so the limit asked for counts a connection's two
+// sockets: counted as the kernel counts them, with each connection held
+// mid-result (the app does not read), it is not short, and not over by a
+// descriptor or more a connection (which told TLS users to raise a limit
+// already enough, or warned them for nothing).
+func TestOpenFilesNeededWithTLS(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		testenv.Unavailable(t, "/proc (to count the sidecar's descriptors): %v", err)
+	}
+	srv, files := testmysql.StartTLS(t, testmysql.TLSOptions{})
+	const conns = 24
+	listen := strconv.Itoa(testkit.FreePort(t))
+	env := map[string]string{
+		"TARGET_HOST": "127.0.0.1", "TARGET_PORT": strconv.Itoa(srv.Port),
+		"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": listen, "ADMIN_PORT": strconv.Itoa(testkit.FreePort(t)),
+		"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": testmysql.ClusterName, "TARGET_TLS_CA": files.CA,
+		"MAX_CONNECTIONS": strconv.Itoa(conns),
+	}
+	p := startBinary(t, env)
+	waitHealthyBinary(t, env, p, 0)
+	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := openFilesNeeded(cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), safety)
+	defer cancel()
+	db := openVia(t, srv, "127.0.0.1:"+listen, "", nil)
+	// 64 MiB of rows, far more than the sockets' buffers: the server stays
+	// mid-result while the app reads none past the column definitions.
+	const big = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n < 1024) SELECT REPEAT('x', 65536) FROM r"
+	for range conns {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := c.QueryContext(ctx, big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+	}
+	fds, last, steady := 0, -1, 0
+	for deadline := time.Now().Add(safety); steady < 10 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		fds = openFDs(t, p.Cmd.Process.Pid)
+		if fds == last {
+			steady++
+		} else {
+			last, steady = fds, 0
+		}
+	}
+	if fds < 2*conns {
+		t.Fatalf("%d descriptors open with %d connections held: fewer than their sockets, nothing measured", fds, conns)
+	}
+	if uint64(fds) > need {
+		t.Errorf("TARGET_TLS: %d connections mid-result hold %d descriptors; the limit asked for, %d, is short", conns, fds, need)
+	}
+	if need-uint64(fds) >= conns {
+		t.Errorf("TARGET_TLS: %d connections mid-result hold %d descriptors; the limit asked for, %d, is over by a descriptor or more a connection", conns, fds, need)
 	}
 }
 

@@ -307,19 +307,30 @@ func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.
 }
 
 // The open-files limit MAX_CONNECTIONS needs. A connection holds its client
-// and upstream sockets and, while a direction carries bulk data, a splice
-// pipe for it (until a read shows the burst over, so a pooled connection
-// whose last result ended on a full read keeps it). Pipes are taken while
-// descriptors last, leaving none for new connections' sockets (fd_limit),
-// so they are counted. Beside the connections: stdio, the runtime's and
-// the engine's epoll and eventfd, the admin port (13 at rest with one
-// forward, measured), and per forward its listener and its lookups' UDP
-// sockets (A and AAAA at once, a stale check's beside them).
+// and upstream sockets and, without TARGET_TLS, while a direction carries
+// bulk data, a splice pipe for it (until a read shows the burst over, so a
+// pooled connection whose last result ended on a full read keeps it).
+// Pipes are taken while descriptors last, leaving none for new
+// connections' sockets (fd_limit), so they are counted. Beside the
+// connections: stdio, the runtime's and the engine's epoll and eventfd,
+// the admin port (13 at rest with one forward, measured), and per forward
+// its listener and its lookups' UDP sockets (A and AAAA at once, a stale
+// check's beside them).
 const (
-	fdsPerConnection = 2 + 2*splicepipe.FDs
-	fdsBase          = 16
-	fdsPerForward    = 5
+	fdsSockets    = 2
+	fdsBase       = 16
+	fdsPerForward = 5
 )
+
+// fdsPerConnection is what a connection holds at most under cfg. TLS
+// sessions pass their bytes through user space (mysqltls.Relay) and
+// never take a splice pipe.
+func fdsPerConnection(cfg config.Config) uint64 {
+	if cfg.TLS == config.TLSVerifyCA || cfg.TLS == config.TLSVerifyIdentity {
+		return fdsSockets
+	}
+	return fdsSockets + 2*splicepipe.FDs
+}
 
 // warnOpenFilesLimit warns when the open-files limit cannot hold
 // MAX_CONNECTIONS connections: past it, connections fail as fd_limit,
@@ -332,7 +343,7 @@ func warnOpenFilesLimit(ctx context.Context, log *slog.Logger, cfg config.Config
 	base := fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
 	possible := uint64(0)
 	if limit > base {
-		possible = (limit - base) / fdsPerConnection
+		possible = (limit - base) / fdsPerConnection(cfg)
 	}
 	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("the open-files limit (%d) holds about %d connections, fewer than MAX_CONNECTIONS=%d: "+
 		"past that, connections fail (dial reason fd_limit); raise ulimits nofile in the task definition to %d or more, or lower MAX_CONNECTIONS",
@@ -342,7 +353,7 @@ func warnOpenFilesLimit(ctx context.Context, log *slog.Logger, cfg config.Config
 
 // openFilesNeeded is the open-files limit cfg's MAX_CONNECTIONS needs.
 func openFilesNeeded(cfg config.Config) uint64 {
-	return uint64(cfg.MaxConnections)*fdsPerConnection + fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
+	return uint64(cfg.MaxConnections)*fdsPerConnection(cfg) + fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
 }
 
 // openFilesLimit raises RLIMIT_NOFILE's soft limit to the hard one and

@@ -638,17 +638,23 @@ func TestOpenFilesLimitWarning(t *testing.T) {
 		maxConns int
 		limit    uint64
 		warn     string // in the line; "" = no line
+		tls      config.TLSMode
 	}{
-		{"enough", config.ModeProxy, 1024, fdsPerConnection*1024 + fdsBase, ""},
-		{"one short", config.ModeProxy, 1024, fdsPerConnection*1024 + fdsBase - 1, "holds about 1023 connections, fewer than MAX_CONNECTIONS=1024"},
-		{"docker's old default", config.ModeProxy, 1024, 1024, "the open-files limit (1024) holds about 168 connections"},
-		{"below the base", config.ModeProxy, 10, 16, "holds about 0 connections"},
-		{"asks for", config.ModeProxy, 5000, 4096, "raise ulimits nofile in the task definition to 30016 or more"},
-		{"sleep", config.ModeSleep, 1024, 64, ""},
+		{"enough", config.ModeProxy, 1024, 6*1024 + fdsBase, "", ""},
+		{"one short", config.ModeProxy, 1024, 6*1024 + fdsBase - 1, "holds about 1023 connections, fewer than MAX_CONNECTIONS=1024", ""},
+		{"docker's old default", config.ModeProxy, 1024, 1024, "the open-files limit (1024) holds about 168 connections", ""},
+		{"below the base", config.ModeProxy, 10, 16, "holds about 0 connections", ""},
+		{"asks for", config.ModeProxy, 5000, 4096, "raise ulimits nofile in the task definition to 30016 or more", ""},
+		{"sleep", config.ModeSleep, 1024, 64, "", ""},
+		// TLS sessions take no splice pipes: two descriptors a connection.
+		{"TLS enough", config.ModeProxy, 1024, 2*1024 + fdsBase, "", config.TLSVerifyIdentity},
+		{"TLS one short", config.ModeProxy, 1024, 2*1024 + fdsBase - 1, "holds about 1023 connections", config.TLSVerifyCA},
+		{"TLS docker's old default", config.ModeProxy, 1024, 1024, "the open-files limit (1024) holds about 504 connections", config.TLSVerifyIdentity},
+		{"TLS asks for", config.ModeProxy, 5000, 4096, "raise ulimits nofile in the task definition to 10016 or more", config.TLSVerifyCA},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			cfg := config.Config{Mode: tc.mode, MaxConnections: tc.maxConns}
+			cfg := config.Config{Mode: tc.mode, MaxConnections: tc.maxConns, TLS: tc.tls}
 			warnOpenFilesLimit(context.Background(), slog.New(slog.NewJSONHandler(&out, nil)), cfg, tc.limit)
 			lines := jsonLines(t, out.String())
 			switch {
