@@ -55,6 +55,7 @@ func greetingFor(threadID uint32, caps uint32, plugin string) []byte {
 type fakeServer struct {
 	fakeOpts
 	ln       net.Listener
+	stopped  chan struct{} // closed when the test ends
 	threadID atomic32
 
 	mu        sync.Mutex
@@ -83,6 +84,7 @@ type fakeOpts struct {
 	maxTLS    uint16 // the newest TLS version offered; 0 = Go's
 	exchange  bool   // after the response: auth switch, more data, then OK
 	tickets   bool   // TLS session tickets on (resumption)
+	deaf      bool   // after the login, read and write nothing until the test ends
 	switchTo  string // after the response, an auth switch to this plugin, then OK
 	// dialogMore, with exchange, is the more-data packet's payload after
 	// the prefix 0x01; nil = "\x04Verification code: ".
@@ -111,13 +113,13 @@ func (a *atomic32) next() uint32 {
 
 func startFake(t *testing.T, o fakeOpts) *fakeServer {
 	t.Helper()
-	f := &fakeServer{fakeOpts: o}
+	f := &fakeServer{fakeOpts: o, stopped: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.ln = ln
-	t.Cleanup(func() { _ = ln.Close() })
+	t.Cleanup(func() { _ = ln.Close(); close(f.stopped) })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -293,6 +295,10 @@ func (f *fakeServer) serve(c net.Conn) {
 // but COM_PING, which gets OK as from a server, and COM_CHANGE_USER with
 // refuseChange.
 func (f *fakeServer) echo(ts *tls.Conn) {
+	if f.deaf {
+		<-f.stopped
+		return
+	}
 	for {
 		p, err := mysqlwire.ReadPacket(ts, 1<<24)
 		if err != nil {

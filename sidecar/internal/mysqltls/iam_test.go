@@ -608,10 +608,14 @@ func TestOversizedMultiFramePacketIsReadAwayWhole(t *testing.T) {
 
 // greetedApp is an app connected through a sidecar to a fake TLS server:
 // logged in with IAM, or (TLS alone) greeted, its login not yet sent.
-func greetedApp(t *testing.T, iam bool) (*app, *proxy.Server, *testkit.LockedBuffer) {
+func greetedApp(t *testing.T, iam bool, tune ...func(*fakeOpts)) (*app, *proxy.Server, *testkit.LockedBuffer) {
 	t.Helper()
 	ca := testkit.NewCA(t, "test CA")
-	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	o := fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)}
+	for _, f := range tune {
+		f(&o)
+	}
+	srv := startFake(t, o)
 	target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, ServerName: clusterName}
 	if iam {
 		target = iamTarget(t, ca)

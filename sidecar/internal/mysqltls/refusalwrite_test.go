@@ -118,6 +118,56 @@ func TestAppResetMidResultIsTheClients(t *testing.T) {
 	}
 }
 
+// An app that resets while the database does not read ends the session
+// as the client's error, with TARGET_AUTH=iam too: the relay's write to
+// the database blocks, nothing reads the app's socket, and only
+// relay.Stuck sees the reset. Without it the session held its connection
+// slot until the database read again.
+func TestAppResetWhileTheDatabaseDoesNotRead(t *testing.T) {
+	for _, iam := range []bool{false, true} {
+		t.Run(fmt.Sprintf("iam=%v", iam), func(t *testing.T) {
+			t.Parallel()
+			a, s, logs := greetedApp(t, iam, func(o *fakeOpts) { o.deaf = true })
+			if !iam {
+				a.write(1, handshakeResponse(appCaps))
+				if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+					t.Fatalf("login: %q", ok.Payload)
+				}
+			}
+			// Commands until the sockets' buffers toward the database are
+			// full: the relay's write to it blocks, and so do the app's.
+			go func() {
+				for {
+					if _, err := mysqlwire.WritePacket(a.c, 0, append([]byte{0x03}, make([]byte, 64<<10-1)...)); err != nil {
+						return
+					}
+				}
+			}()
+			last, still := uint64(0), 0
+			for deadline := time.Now().Add(mysqltls.LoginTimeout); still < 5; time.Sleep(100 * time.Millisecond) {
+				f := s.Snapshot().Forwards[0]
+				if f.BytesToUpstream > 0 && f.BytesToUpstream == last {
+					still++
+				} else {
+					still = 0
+				}
+				last = f.BytesToUpstream
+				if time.Now().After(deadline) {
+					t.Fatalf("the app's commands to the database never stalled: %d bytes to it", f.BytesToUpstream)
+				}
+			}
+			_ = a.c.(*net.TCPConn).SetLinger(0) // a reset, as from an app killed mid-command
+			_ = a.c.Close()
+			for deadline := time.Now().Add(mysqltls.LoginTimeout); closedAs(s, relay.ReasonClientError) != 1; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s after the app's reset, closed %v; want client_error 1:\n%s",
+						mysqltls.LoginTimeout, s.Snapshot().Forwards[0].ConnectionsClosed, logs)
+				}
+			}
+		})
+	}
+}
+
 // What the sidecar writes an app for its COM_CHANGE_USER (the switch to
 // mysql_native_password that proves LOCAL_PASSWORD, the database's ERR
 // it passes on) is written before the app reads, and a refused change
