@@ -219,12 +219,15 @@ func TestDocsGreetingWaitBound(t *testing.T) {
 }
 
 // tls.md's refusal table and iam.md's COM_CHANGE_USER quote the login
-// packet limit, in each message that states it.
+// packet limit, in each message that states it, the app's and the
+// database's.
 func TestDocsMaxLoginPacket(t *testing.T) {
 	login := fmt.Sprintf("`sidecar: the app's login packet is over %d bytes`", mysqltls.MaxLoginPacket)
 	changeUser := fmt.Sprintf("`sidecar: the app's COM_CHANGE_USER is over %d bytes`", mysqltls.MaxLoginPacket)
+	server := fmt.Sprintf("`sidecar: the database sent a login packet over %d bytes`", mysqltls.MaxLoginPacket)
 	for _, tt := range []struct{ doc, want string }{
 		{"docs/tls.md", login},
+		{"docs/tls.md", server},
 		{"docs/tls.md", changeUser},
 		{"docs/iam.md", changeUser},
 		{"docs/iam.md", login}, // a LOCAL_PASSWORD switch's answer at login

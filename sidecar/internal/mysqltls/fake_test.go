@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
@@ -85,6 +86,7 @@ type fakeOpts struct {
 	exchange  bool   // after the response: auth switch, more data, then OK
 	tickets   bool   // TLS session tickets on (resumption)
 	deaf      bool   // after the login, read and write nothing until the test ends
+	overLimit bool   // answer the login with a packet over mysqltls.MaxLoginPacket
 	switchTo  string // after the response, an auth switch to this plugin, then OK
 	// dialogMore, with exchange, is the more-data packet's payload after
 	// the prefix 0x01; nil = "\x04Verification code: ".
@@ -237,6 +239,12 @@ func (f *fakeServer) serve(c net.Conn) {
 	f.seqs = append(f.seqs, resp.Seq)
 	f.mu.Unlock()
 	seq := resp.Seq + 1
+	if f.overLimit {
+		// The header alone: the sidecar reads no payload past the limit.
+		n := mysqltls.MaxLoginPacket + 1
+		_, _ = ts.Write([]byte{byte(n), byte(n >> 8), byte(n >> 16), seq})
+		return
+	}
 	if f.account != nil {
 		var ok bool
 		if seq, ok = f.account.authenticate(f, ts, resp); !ok {

@@ -381,6 +381,25 @@ func TestIAMLoginServerClosedNamesTheUser(t *testing.T) {
 	}
 }
 
+// A database that answers the IAM login with a packet over MaxLoginPacket
+// did not close the connection: the app reads what it sent instead (the
+// refusal stays server_closed, the database failing mid-login).
+func TestIAMLoginServerPacketOverTheLimit(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), overLimit: true})
+	addr, s, logs := sidecar(t, srv, iamTarget(t, ca))
+	_, p := iamLogin(t, addr)
+	want := fmt.Sprintf("sidecar: the database sent a login packet over %d bytes", mysqltls.MaxLoginPacket)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != 2 || msg != want {
+		t.Fatalf("app read seq %d %q; want ERR %q at seq 2", p.Seq, p.Payload, want)
+	}
+	for deadline := time.Now().Add(10 * time.Second); refusals(s, mysqltls.ReasonServerClosed) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("refusals %v; want one server_closed:\n%s", s.Snapshot().Forwards[0].TLSRefusals, logs)
+		}
+	}
+}
+
 // A server whose greeting has no 20-byte scramble answered: the IAM login
 // is refused as one that server cannot take (iam), not as a server that
 // never greeted (no_greeting, which puts its address last as if down).

@@ -792,9 +792,15 @@ func (c *readCounter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// serverClosed refuses the login the database left (ReasonServerClosed).
+// serverClosed refuses the login the database left or broke off
+// (ReasonServerClosed). A packet over MaxLoginPacket is no close: the app
+// is told what came instead.
 func (t *Target) serverClosed(client net.Conn, seq byte, err error) *Refusal {
-	return t.refuse(client, seq, ReasonServerClosed, msgServerClosed, err)
+	msg := msgServerClosed
+	if errors.Is(err, mysqlwire.ErrTooLarge) {
+		msg = fmt.Sprintf("sidecar: the database sent a login packet over %d bytes", MaxLoginPacket)
+	}
+	return t.refuse(client, seq, ReasonServerClosed, msg, err)
 }
 
 // sendErr sends an ERR with a SQL state also in place of the greeting,
