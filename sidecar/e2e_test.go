@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -45,13 +44,9 @@ func endToEnd(t *testing.T, srv *testmysql.Server, dataPath string) {
 	}
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
-	// stderr reaches the buffer through a copying goroutine: wait for the line.
 	want := `"msg":"data path","data_path":"` + dataPath + `"`
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.Output.String(), want); {
-		if time.Now().After(deadline) {
-			t.Fatalf("DATA_PATH=%s: no %s log line:\n%s", dataPath, want, p.Output.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !p.OutputHas(want, 10*time.Second) {
+		t.Fatalf("DATA_PATH=%s: no %s log line:\n%s", dataPath, want, p.Output.String())
 	}
 	via := net.JoinHostPort("127.0.0.1", listen)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -35,7 +35,7 @@ func TestBinaryFileDescriptorExhaustion(t *testing.T) {
 	p := startSidecar(t, exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0"`, sidecarBinary(t)), env)
 	waitHealthyBinary(t, env, p, 0)
 	holds := int((32 - fdsBase - fdsPerForward) / fdsPerConnection(config.Config{}))
-	if !strings.Contains(p.Output.String(), "the open-files limit (32) holds about "+strconv.Itoa(holds)+" connections, fewer than MAX_CONNECTIONS=") {
+	if !p.OutputHas("the open-files limit (32) holds about "+strconv.Itoa(holds)+" connections, fewer than MAX_CONNECTIONS=", safety) {
 		t.Errorf("no warning at start that 32 descriptors hold fewer connections than MAX_CONNECTIONS:\n%s", p.Output.String())
 	}
 

@@ -141,11 +141,8 @@ func vanishCase(t *testing.T, bin, dataPath string, keepalive, quiet time.Durati
 	}
 	t.Logf("the app's connection ended %s after the database vanished: %v", time.Since(start).Round(100*time.Millisecond), err)
 	// The line is written once both sockets are closed, just after the app saw its end.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Output.String(), `"reason":"upstream_error"`); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the sidecar did not log the upstream's failure:\n%s", p.Output.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !p.OutputHas(`"reason":"upstream_error"`, 5*time.Second) {
+		t.Fatalf("the sidecar did not log the upstream's failure:\n%s", p.Output.String())
 	}
 }
 

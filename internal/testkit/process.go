@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,6 +59,19 @@ func Start(t testing.TB, cmd *exec.Cmd) *Process {
 func (p *Process) reap() {
 	p.err = p.Cmd.Wait()
 	close(p.done)
+}
+
+// OutputHas reports whether the process's output holds want within the
+// wait: what it writes reaches Output through a copying goroutine, so a
+// line written before an event the test saw may not be there yet.
+func (p *Process) OutputHas(want string, within time.Duration) bool {
+	for deadline := time.Now().Add(within); !strings.Contains(p.Output.String(), want); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 // Done is closed once the process has ended and been reaped.
