@@ -191,18 +191,10 @@ func TestOpenFilesNeededHoldsBusyConnections(t *testing.T) {
 					_, _ = c.Write(make([]byte, 64<<20))
 				}()
 			}
-			// The count rises as directions go bulk; wait until it holds,
-			// and past 4*conns: a pause of the sidecar on a loaded machine
-			// holds the count too, before the pipes are taken.
-			fds, last, steady := 0, -1, 0
-			for deadline := time.Now().Add(safety); (steady < 10 || fds < 4*conns) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-				fds = openFDs(t, p.Cmd.Process.Pid)
-				if fds == last {
-					steady++
-				} else {
-					last, steady = fds, 0
-				}
-			}
+			// The count rises as directions go bulk: past 4*conns, as a
+			// pause of the sidecar on a loaded machine holds it too, before
+			// the pipes are taken.
+			fds := steadyFDs(t, p.Cmd.Process.Pid, 4*conns)
 			if fds < 4*conns {
 				t.Fatalf("%d descriptors open with %d connections held mid-transfer: few pipes taken, nothing to measure", fds, conns)
 			}
@@ -259,15 +251,7 @@ func TestOpenFilesNeededWithTLS(t *testing.T) {
 		}
 		defer rows.Close()
 	}
-	fds, last, steady := 0, -1, 0
-	for deadline := time.Now().Add(safety); steady < 10 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		fds = openFDs(t, p.Cmd.Process.Pid)
-		if fds == last {
-			steady++
-		} else {
-			last, steady = fds, 0
-		}
-	}
+	fds := steadyFDs(t, p.Cmd.Process.Pid, 2*conns)
 	if fds < 2*conns {
 		t.Fatalf("%d descriptors open with %d connections held: fewer than their sockets, nothing measured", fds, conns)
 	}
@@ -315,4 +299,20 @@ func TestOpenFilesLimitIsTheHardLimit(t *testing.T) { // not parallel: the limit
 	if !ok || got != old.Max || now.Cur != old.Max {
 		t.Errorf("openFilesLimit() = %d, %v with soft limit now %d; want the hard limit %d, and the soft limit raised to it", got, ok, now.Cur, old.Max)
 	}
+}
+
+// steadyFDs is pid's count of open descriptors once it has held for ten
+// samples 50 ms apart and reached atLeast, or the last count after safety.
+func steadyFDs(t *testing.T, pid, atLeast int) int {
+	t.Helper()
+	fds, last, steady := 0, -1, 0
+	for deadline := time.Now().Add(safety); (steady < 10 || fds < atLeast) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		fds = openFDs(t, pid)
+		if fds == last {
+			steady++
+		} else {
+			last, steady = fds, 0
+		}
+	}
+	return fds
 }
