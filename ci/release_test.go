@@ -348,6 +348,18 @@ func vulnCheckOff(env map[string]string) map[string]string {
 	return env
 }
 
+// releaseV140 is a light push engine with env, for a commit tagged
+// v1.4.0, to an immutable repository: the fake ECR, the engine and the
+// commit's tag.
+func releaseV140(t *testing.T, env map[string]string) (*ecrtest.Server, *fakeEngine, string) {
+	t.Helper()
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newLightPushEngine(t, ecrSrv, env)
+	gitTag(t, fe.dir, "v1.4.0")
+	return ecrSrv, fe, gitHead(t, fe.dir)[:12]
+}
+
 // newLightPushEngine is newPushEngine with tinyFiles' binaries: for
 // tests of what the release does with tags, gates and candidates, which
 // read no more of the binary than its checksum and build info.
@@ -1019,12 +1031,8 @@ func TestPushReleaseTagsStoppedPartWay(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			immutable := true
-			ecrSrv := pushEnv(t, &immutable)
+			ecrSrv, fe, short := releaseV140(t, map[string]string{"PUSH_LATEST": "true"})
 			ecrSrv.SetExclusions("sidecar", "latest")
-			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
-			gitTag(t, fe.dir, "v1.4.0")
-			short := gitHead(t, fe.dir)[:12]
 			ecrSrv.FailPutImage(tc.fail, "AccessDeniedException")
 			err := fe.runner.Push(testCtx(t))
 			if err == nil {
@@ -1073,12 +1081,8 @@ func TestPushVersionTagTakenMeanwhile(t *testing.T) {
 	}{{name: "on this run's image"}, {name: "on another image", raced: theirs}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			immutable := true
-			ecrSrv := pushEnv(t, &immutable)
+			ecrSrv, fe, short := releaseV140(t, map[string]string{"PUSH_LATEST": "true"})
 			ecrSrv.SetExclusions("sidecar", "latest")
-			fe := newLightPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true"})
-			gitTag(t, fe.dir, "v1.4.0")
-			short := gitHead(t, fe.dir)[:12]
 			ecrSrv.RacePutImage("1.4.0", tc.raced)
 			err := fe.runner.Push(testCtx(t))
 			repo, _ := ecrSrv.Repository("sidecar")
@@ -1131,11 +1135,7 @@ func TestPushCandidateReadBackFails(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			immutable := true
-			ecrSrv := pushEnv(t, &immutable)
-			fe := newLightPushEngine(t, ecrSrv, nil)
-			gitTag(t, fe.dir, "v1.4.0")
-			short := gitHead(t, fe.dir)[:12]
+			ecrSrv, fe, short := releaseV140(t, nil)
 			if tc.before {
 				pushedCandidate(t, ecrSrv, short, earlierFiles(t))
 			}
@@ -1174,11 +1174,7 @@ func TestPushCandidateTakenMeanwhile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			immutable := true
-			ecrSrv := pushEnv(t, &immutable)
-			fe := newLightPushEngine(t, ecrSrv, nil)
-			gitTag(t, fe.dir, "v1.4.0")
-			short := gitHead(t, fe.dir)[:12]
+			ecrSrv, fe, short := releaseV140(t, nil)
 			theirs := "(none)"
 			fe.srv.Handle("publish", func(q daggertest.Query) (any, error) {
 				if tc.raced {
