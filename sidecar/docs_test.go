@@ -300,7 +300,7 @@ func TestDocsStartingLineIsTheDefaults(t *testing.T) {
 		t.Fatal(`docs/operations.md's Logs section has no "starting" line`)
 	}
 	env := map[string]string{"TARGET_HOST": "orders.cluster-c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com", "TARGET_PORT": "3306", "LISTEN_ADDR": "127.0.0.1"}
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg, err := config.Parse(lookupMap(env))
 	if err != nil {
 		t.Fatal(err)
 	}

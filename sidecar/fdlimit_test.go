@@ -172,7 +172,7 @@ func TestOpenFilesNeededHoldsBusyConnections(t *testing.T) {
 			env["DATA_PATH"], env["MAX_CONNECTIONS"] = dataPath, strconv.Itoa(conns)
 			p := startBinary(t, env)
 			waitHealthyBinary(t, env, p, 0)
-			cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			cfg, err := config.Parse(lookupMap(env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,7 +228,7 @@ func TestOpenFilesNeededWithTLS(t *testing.T) {
 	}
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
-	cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg, err := config.Parse(lookupMap(env))
 	if err != nil {
 		t.Fatal(err)
 	}

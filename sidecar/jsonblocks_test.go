@@ -126,7 +126,7 @@ func TestDocsTaskDefinitionsConfigureTheSidecar(t *testing.T) {
 					}
 					env[e.Name] = e.Value
 				}
-				if _, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+				if _, err := config.Parse(lookupMap(env)); err != nil {
 					t.Errorf("%s: container %q's environment is refused: %v", f, c.Name, err)
 				}
 				// Forwarding needs neither a writable root nor a capability
@@ -362,7 +362,7 @@ func TestDocsTaskDefinitionsWireTheAppToTheSidecar(t *testing.T) {
 					t.Errorf("%s: sidecar container %q has portMappings; the app reaches it on the task's localhost", f, c.Name)
 				}
 				env := envOf(c.containerDef)
-				cfg, err := config.Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+				cfg, err := config.Parse(lookupMap(env))
 				if err != nil {
 					continue // TestDocsTaskDefinitionsConfigureTheSidecar reports it
 				}

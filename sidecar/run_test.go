@@ -260,6 +260,12 @@ func TestProxyModeInProcess(t *testing.T) {
 	}
 }
 
+// lookupMap looks variables up in env, as lookupIn looks them up in the
+// process's environment.
+func lookupMap(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+}
+
 // echoForward starts an echo server standing in for the database and
 // returns the environment of a sidecar forwarding 127.0.0.1:listen, a free
 // port, to it, with a free admin port.
