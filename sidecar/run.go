@@ -340,7 +340,7 @@ func warnOpenFilesLimit(ctx context.Context, log *slog.Logger, cfg config.Config
 	if cfg.Mode == config.ModeSleep || limit >= need {
 		return
 	}
-	base := fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
+	base := fdsBeside(cfg)
 	possible := uint64(0)
 	if limit > base {
 		possible = (limit - base) / fdsPerConnection(cfg)
@@ -353,7 +353,12 @@ func warnOpenFilesLimit(ctx context.Context, log *slog.Logger, cfg config.Config
 
 // openFilesNeeded is the open-files limit cfg's MAX_CONNECTIONS needs.
 func openFilesNeeded(cfg config.Config) uint64 {
-	return uint64(cfg.MaxConnections)*fdsPerConnection(cfg) + fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
+	return uint64(cfg.MaxConnections)*fdsPerConnection(cfg) + fdsBeside(cfg)
+}
+
+// fdsBeside is what cfg holds open beside its connections.
+func fdsBeside(cfg config.Config) uint64 {
+	return fdsBase + fdsPerForward*uint64(len(cfg.Forwards))
 }
 
 // openFilesLimit raises RLIMIT_NOFILE's soft limit to the hard one and
