@@ -346,11 +346,17 @@ func nameParts(word string) []string {
 		}
 	}
 	for _, p := range parts {
-		if t := strings.TrimRight(strings.TrimRight(p, "0123456789"), "-_"); t != p {
+		if t := withoutNumber(p); t != p {
 			parts = append(parts, t)
 		}
 	}
 	return parts
+}
+
+// withoutNumber is name without a number at its end, or the - or _ that
+// joins one (token2, DB_PASSWORD_2, db-password-1).
+func withoutNumber(name string) string {
+	return strings.TrimRight(strings.TrimRight(name, "0123456789"), "-_")
 }
 
 // rotations end a rotated key's other copy (db-password-old).
@@ -368,10 +374,9 @@ func EnvKey(name string) bool {
 	if strings.Contains(name, ".") {
 		return keyWord(name)
 	}
-	trim := func(s string) string { return strings.TrimRight(strings.TrimRight(s, "0123456789"), "-_") }
-	name = trim(name)
+	name = withoutNumber(name)
 	if i := strings.LastIndexAny(name, "_-"); i > 0 && slices.Contains(rotations(), strings.ToLower(name[i+1:])) {
-		name = trim(name[:i])
+		name = withoutNumber(name[:i])
 	}
 	return name != "" && keyName(name)
 }
