@@ -235,10 +235,11 @@ func TestWorkflowSBOMStepsMatchWhatPushWrites(t *testing.T) {
 	}
 }
 
-// runStep runs a step's script in dir as the runner would (bash -e),
-// with GITHUB_OUTPUT at out.
+// runStep runs a step's script in dir as the runner runs a shell: bash
+// step (bash --noprofile --norc -eo pipefail {0}), with GITHUB_OUTPUT at
+// out.
 func runStep(script, dir, out string) *exec.Cmd {
-	cmd := exec.Command("bash", "-e", "-c", script)
+	cmd := exec.Command("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GITHUB_OUTPUT="+out)
 	return cmd
@@ -427,5 +428,77 @@ func TestWorkflowChecksConfigurationFirst(t *testing.T) {
 		if i := slices.Index(names, after); i < check {
 			t.Errorf("step %q is not after the configuration check: %q", after, names)
 		}
+	}
+}
+
+// The push step hands the later steps what go tool mage push printed
+// first, the candidate (<repository URI>:<commit tag>@<digest>), as the
+// image name and digest; it fails when push fails; and it leaves the
+// checkout as it was: push runs while the step writes, and would list any
+// file the step left there as an untracked path it keeps out of the image.
+func TestWorkflowPushStepOutputs(t *testing.T) {
+	t.Parallel()
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := stepRun(t, string(wf), "push")
+	ecrSrv := pushEnv(t, new(bool))
+	fe := newLightPushEngine(t, ecrSrv, nil)
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
+	}
+	repo, _ := ecrSrv.Repository("sidecar")
+	candidate := repo.Tags[gitHead(t, fe.dir)[:12]]
+	if candidate == "" {
+		t.Fatalf("push left no commit tag in the stand-in: %v", repo.Tags)
+	}
+	// go tool mage push, as the step calls it: what the real push printed.
+	printed := filepath.Join(t.TempDir(), "stdout")
+	if err := os.WriteFile(printed, []byte(fe.out.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte("#!/bin/sh\ncat \"$PUSH_PRINTED\"\nexit \"${PUSH_EXIT:-0}\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		out, err := exec.Command("git", "-C", fe.dir, "status", "--porcelain", "--untracked-files=all").CombinedOutput()
+		if err != nil {
+			t.Fatalf("git status: %v %s", err, out)
+		}
+		return string(out)
+	}
+	before := status()
+	run := func(exit string) (map[string]string, []byte, error) {
+		out := filepath.Join(t.TempDir(), "github_output")
+		cmd := runStep(script, fe.dir, out)
+		cmd.Env = append(cmd.Env, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+			"PUSH_PRINTED="+printed, "PUSH_EXIT="+exit, "RUNNER_TEMP="+t.TempDir())
+		b, err := cmd.CombinedOutput()
+		got := map[string]string{}
+		o, _ := os.ReadFile(out)
+		for _, line := range strings.Fields(string(o)) {
+			k, v, _ := strings.Cut(line, "=")
+			got[k] = v
+		}
+		return got, b, err
+	}
+
+	got, b, err := run("0")
+	if err != nil {
+		t.Fatalf("the step failed: %v\n%s", err, b)
+	}
+	if want := map[string]string{"name": ecrSrv.Host() + "/sidecar", "digest": candidate}; !maps.Equal(got, want) {
+		t.Errorf("step outputs %v; want the candidate's %v (push printed:\n%s)", got, want, fe.out)
+	}
+	if after := status(); after != before {
+		t.Errorf("the step left files in the checkout, which push would report as untracked paths it leaves out:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// A failed push fails the step (pipefail: tee succeeds), so nothing
+	// is attested.
+	if _, b, err := run("1"); err == nil {
+		t.Errorf("the step passed with go tool mage push exiting 1:\n%s", b)
 	}
 }
