@@ -2,6 +2,9 @@ package ci
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"maps"
 	"os"
 	"os/exec"
@@ -501,4 +504,138 @@ func TestWorkflowPushStepOutputs(t *testing.T) {
 	if _, b, err := run("1"); err == nil {
 		t.Errorf("the step passed with go tool mage push exiting 1:\n%s", b)
 	}
+}
+
+// workflowOnlyVars are the variables pipeline.yml gives the mage steps that
+// the pipeline itself does not read (config.Vars), with the file that
+// says who does.
+var workflowOnlyVars = map[string]string{
+	"CI":                 "../internal/testenv/testenv.go", // the unit tests: fail, not skip
+	"DAGGER_CLOUD_TOKEN": "../docs/pipeline.md",            // the Dagger CLI
+}
+
+// readByCommand are variables a run step sets for a command it runs, not
+// for its script.
+var readByCommand = map[string]string{"GH_TOKEN": "gh attestation "}
+
+// What pipeline.yml runs exists: every go tool mage target it names is
+// one of magefiles/, a step named after a mage command runs it, every
+// variable a mage step (or the job) gets is one the pipeline reads
+// (config.Vars, or workflowOnlyVars), and every other run step uses each
+// variable its env sets. docs/pipeline.md's GitHub Actions section names
+// the targets the workflow runs, no more and no fewer.
+func TestWorkflowUsesWhatTheRepositoryHas(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf := string(b)
+	targets := mageTargets(t, "../magefiles")
+	mageRE := regexp.MustCompile(`go tool mage ([a-z]\w*)`)
+	ran := map[string]bool{}
+	for _, m := range mageRE.FindAllStringSubmatch(wf, -1) {
+		ran[m[1]] = true
+		if !targets[m[1]] {
+			t.Errorf("pipeline.yml runs go tool mage %s; magefiles/ has no such target (%v)", m[1], slices.Sorted(maps.Keys(targets)))
+		}
+	}
+
+	read := map[string]bool{}
+	for _, v := range config.Vars() {
+		read[v.Name] = true
+	}
+	for name, file := range workflowOnlyVars {
+		if doc, err := os.ReadFile(file); err != nil || !strings.Contains(string(doc), name) {
+			t.Errorf("%s, which pipeline.yml passes on, is not in %s (%v), which says who reads it", name, file, err)
+		}
+		read[name] = true
+	}
+	job, steps, ok := strings.Cut(wf, "\n    steps:\n")
+	if !ok {
+		t.Fatal("pipeline.yml has no steps")
+	}
+	for _, k := range envKeys(job, "    ") {
+		if !read[k] {
+			t.Errorf("pipeline.yml's job env sets %s, which neither the pipeline (config.Vars) nor workflowOnlyVars reads", k)
+		}
+	}
+	for _, step := range strings.Split(steps, "\n      - ")[1:] {
+		head, _, _ := strings.Cut(step, "\n")
+		_, script, hasRun := strings.Cut(step, "\n        run: ")
+		if m := regexp.MustCompile(`\((go tool mage \w+)\)$`).FindStringSubmatch(head); m != nil && !strings.Contains(script, m[1]) {
+			t.Errorf("step %q does not run %s", head, m[1])
+		}
+		for _, k := range envKeys(step, "        ") {
+			switch {
+			case mageRE.MatchString(script):
+				if !read[k] {
+					t.Errorf("step %q sets %s, which neither the pipeline (config.Vars) nor workflowOnlyVars reads", head, k)
+				}
+			case hasRun:
+				cmd, byCmd := readByCommand[k]
+				if !regexp.MustCompile(`\$\{?`+k+`\b`).MatchString(script) && !(byCmd && strings.Contains(script, cmd)) {
+					t.Errorf("step %q sets %s, which its script does not use", head, k)
+				}
+			}
+		}
+	}
+
+	md, err := os.ReadFile("../docs/pipeline.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(md), "\n## GitHub Actions\n")
+	section, _, _ = strings.Cut(section, "\nAll actions are pinned")
+	documented := map[string]bool{}
+	for _, m := range mageRE.FindAllStringSubmatch(section, -1) {
+		documented[m[1]] = true
+	}
+	if !maps.Equal(documented, ran) {
+		t.Errorf("docs/pipeline.md's GitHub Actions section names go tool mage %v; pipeline.yml runs %v",
+			slices.Sorted(maps.Keys(documented)), slices.Sorted(maps.Keys(ran)))
+	}
+}
+
+// mageTargets are the targets of the magefiles in dir: their exported
+// functions, as go tool mage names them (lower case).
+func mageTargets(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no magefiles in %s: %v", dir, err)
+	}
+	targets := map[string]bool{}
+	for _, file := range files {
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.IsExported() {
+				targets[strings.ToLower(fn.Name.Name)] = true
+			}
+		}
+	}
+	return targets
+}
+
+// envKeys are the variables of the env: block at indent in yaml (a job's
+// or a step's), the first one only.
+func envKeys(yaml, indent string) []string {
+	_, block, ok := strings.Cut(yaml, "\n"+indent+"env:\n")
+	if !ok {
+		return nil
+	}
+	var keys []string
+	for _, line := range strings.Split(block, "\n") {
+		rest, ok := strings.CutPrefix(line, indent+"  ")
+		if !ok {
+			break
+		}
+		if k, _, ok := strings.Cut(rest, ":"); ok && !strings.HasPrefix(rest, " ") && !strings.HasPrefix(rest, "#") {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
