@@ -192,6 +192,30 @@ func TestWorkflowFindsTheSBOMSubjects(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Errorf("step outputs %v; want each platform's manifest digest %v", got, want)
 	}
+	// The second release of the commit (main and its v* tag pushed
+	// together) finds it in ECR and writes the SBOMs attached to it: the
+	// step finds the same images.
+	if err := os.RemoveAll(filepath.Join(fe.dir, "dist")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fe.runner.Push(testCtx(t)); err != nil {
+		t.Fatalf("second Push: %v\nlog:\n%s", err, fe.log)
+	}
+	if err := os.Remove(out); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := runStep(script, fe.dir, out).CombinedOutput(); err != nil {
+		t.Fatalf("after the second push the step failed: %v\n%s", err, b)
+	}
+	b, _ = os.ReadFile(out)
+	clear(got)
+	for _, line := range strings.Fields(string(b)) {
+		k, v, _ := strings.Cut(line, "=")
+		got[k] = v
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("after the second push, step outputs %v; want each platform's manifest digest %v", got, want)
+	}
 
 	// An SBOM that names no digest stops the job rather than attest nothing.
 	f := filepath.Join(fe.dir, "dist", "sbom-linux-arm64.spdx.json")
