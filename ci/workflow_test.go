@@ -663,3 +663,39 @@ func envKeys(yaml, indent string) []string {
 	}
 	return keys
 }
+
+// docs/troubleshooting.md explains every annotation pipeline.yml's own
+// steps print (::error, ::warning), as it does the pipeline's messages:
+// with … for what the shell fills in.
+func TestTroubleshootingCoversWorkflowMessages(t *testing.T) {
+	t.Parallel()
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/troubleshooting.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "\n### GitHub Actions workflow messages\n")
+	// A message kept in a variable first (msg="…"; echo "::warning …::$msg").
+	assigned := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*(\w+)="([^"]*)"$`).FindAllStringSubmatch(string(wf), -1) {
+		assigned[m[1]] = m[2]
+	}
+	annotations := regexp.MustCompile(`echo "::(?:error|warning)[^:]*::([^"]*)"`).FindAllStringSubmatch(string(wf), -1)
+	if len(annotations) < 6 {
+		t.Fatalf("found %d annotations in pipeline.yml; the collector no longer sees them", len(annotations))
+	}
+	shell := regexp.MustCompile(`\$\{?\w+[^}'" ]*\}?`)
+	for _, m := range annotations {
+		msg := m[1]
+		if v, ok := strings.CutPrefix(msg, "$"); ok && assigned[v] != "" {
+			msg = assigned[v]
+		}
+		msg = shell.ReplaceAllString(msg, "…")
+		if !strings.Contains(section, "| `"+msg+"` |") {
+			t.Errorf("docs/troubleshooting.md's GitHub Actions workflow messages have no row for %q", msg)
+		}
+	}
+}
