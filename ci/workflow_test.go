@@ -565,6 +565,17 @@ func TestWorkflowUsesWhatTheRepositoryHas(t *testing.T) {
 		}
 	}
 
+	// ci.yml's header names them too.
+	caller, err := os.ReadFile("../.github/workflows/ci.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile("`mage ([a-z]\\w*)`").FindAllStringSubmatch(string(caller), -1) {
+		if !targets[m[1]] {
+			t.Errorf("ci.yml names mage %s; magefiles/ has no such target", m[1])
+		}
+	}
+
 	read := map[string]bool{}
 	for _, v := range config.Vars() {
 		read[v.Name] = true
