@@ -710,3 +710,45 @@ func TestTroubleshootingCoversWorkflowMessages(t *testing.T) {
 		}
 	}
 }
+
+// Supply chain and bounds: every action the workflows use is this
+// repository's or pinned to a full commit SHA with the release it is as a
+// comment (Dependabot's form, which it keeps up to date); the job has a
+// timeout, and ci.yml a concurrency group.
+func TestWorkflowPinsActionsAndBoundsRuns(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../.github/workflows/*.yml")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("workflows: %v %v", files, err)
+	}
+	pinned := regexp.MustCompile(`^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$`)
+	uses := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^\s*(?:- )?uses: (.*)$`).FindAllStringSubmatch(string(b), -1) {
+			uses++
+			if !strings.HasPrefix(m[1], "./") && !pinned.MatchString(m[1]) {
+				t.Errorf("%s uses %q; want owner/repo@<full commit SHA> # vX.Y.Z", filepath.Base(f), m[1])
+			}
+		}
+	}
+	if uses < 8 {
+		t.Fatalf("found %d uses: in the workflows; the pattern no longer sees them", uses)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile("../.github/workflows/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if !regexp.MustCompile(`\n  pipeline:\n(    .*\n)*    timeout-minutes: \d+\n`).MatchString(read("pipeline.yml")) {
+		t.Error("pipeline.yml's job has no timeout-minutes")
+	}
+	if !strings.Contains(read("ci.yml"), "\nconcurrency:\n  group: ci-${{ github.ref }}\n") {
+		t.Error("ci.yml has no concurrency group per ref")
+	}
+}
