@@ -623,3 +623,41 @@ func TestDocsStuckCheck(t *testing.T) {
 		t.Errorf("relay.StuckCheck = %s; docs/operations.md says %q", relay.StuckCheck, want)
 	}
 }
+
+// What docs/operations.md says a drain that cut connections logs (its
+// drain steps' "logged as `…`", its symptom row's "(`…` in logs)") is in
+// what the sidecar logs at the default level, where an operator looks.
+func TestDocsDrainDeadlineLogLines(t *testing.T) {
+	ops := userDocs(t)["docs/operations.md"]
+	drain := docSection(t, "docs/operations.md", "## Deploys and the drain")
+	var quoted []string
+	for _, m := range regexp.MustCompile("logged as `([^`]+)`").FindAllStringSubmatch(drain, -1) {
+		quoted = append(quoted, m[1])
+	}
+	for _, m := range regexp.MustCompile("\\| Connections cut on deploy \\(`([^`]+)` in logs\\)").FindAllStringSubmatch(ops, -1) {
+		quoted = append(quoted, m[1])
+	}
+	if len(quoted) < 2 {
+		t.Fatalf("found %d quotes of the drain deadline's log in docs/operations.md (its drain steps and symptom table); want 2", len(quoted))
+	}
+
+	env, listen := echoForward(t)
+	env["DRAIN_TIMEOUT"] = "100ms" // LOG_LEVEL unset: the default, info
+	cancel, done, stderr := runAsync(t, env)
+	waitHealthy(t, env, true)
+	c := echoedConn(t, listen) // held past the deadline
+	defer c.Close()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d after a drain that cut a connection, want 0:\n%s", code, stderr)
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, `"connections_cut":1`) {
+		t.Fatalf("the drain cut no connection:\n%s", logs)
+	}
+	for _, q := range quoted {
+		if !strings.Contains(logs, q) {
+			t.Errorf("docs/operations.md says a drain that cut connections logs %q; at the default level it does not:\n%s", q, logs)
+		}
+	}
+}
