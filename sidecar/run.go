@@ -129,6 +129,7 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 	warnSkippedCAs(ctx, log, cfg)
 	warnLocalPasswordSpace(ctx, log, cfg)
 	warnDrainPastFargateStop(ctx, log, cfg, lookup)
+	warnStaleCheckOnReader(ctx, log, cfg)
 	if limit, ok := openFilesLimit(); ok {
 		warnOpenFilesLimit(ctx, log, cfg, limit)
 	}
@@ -304,6 +305,27 @@ func warnDrainPastFargateStop(ctx context.Context, log *slog.Logger, cfg config.
 	log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("DRAIN_TIMEOUT=%s is longer than Fargate lets a container stop (stopTimeout %s at most): "+
 		"a drain that long ends in SIGKILL; set DRAIN_TIMEOUT to %s or less", cfg.DrainTimeout, config.FargateMaxStopTimeout, limit),
 		slog.String("variable", "DRAIN_TIMEOUT"), slog.String("value", cfg.DrainTimeout.String()))
+}
+
+// warnStaleCheckOnReader warns of each forward whose stale check would
+// watch a reader or custom endpoint: its answer names one instance after
+// another, so the check closes connections to healthy instances it did not
+// name lately. An alias is known by TARGET_SERVER_NAME. A warning, not an
+// error: with a single replica the answer does not rotate. IP targets are
+// never checked.
+func warnStaleCheckOnReader(ctx context.Context, log *slog.Logger, cfg config.Config) {
+	if cfg.StaleCheckInterval <= 0 {
+		return
+	}
+	for _, f := range cfg.Forwards {
+		if net.ParseIP(f.TargetHost) != nil || !config.RotatingEndpoint(f.TargetHost) && !config.RotatingEndpoint(cfg.TLSServerName) {
+			continue
+		}
+		log.LogAttrs(ctx, slog.LevelWarn, fmt.Sprintf("STALE_CHECK_INTERVAL=%s with %s, a reader or custom endpoint: its DNS answer rotates among "+
+			"instances, so the stale check closes connections to healthy instances; forward it from a second sidecar without "+
+			"STALE_CHECK_INTERVAL (docs/operations.md)", cfg.StaleCheckInterval, f.Target()),
+			slog.String("variable", "STALE_CHECK_INTERVAL"), slog.String("value", cfg.StaleCheckInterval.String()), slog.String("target", f.Target()))
+	}
 }
 
 // The open-files limit MAX_CONNECTIONS needs. A connection holds its client

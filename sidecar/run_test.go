@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -785,5 +786,61 @@ func TestListenVariable(t *testing.T) {
 		if got := listenVariable(err, "LISTEN_ADDR", "LISTEN_PORT"); got != tc.want {
 			t.Errorf("listenVariable(%v) = %s, want %s", err, got, tc.want)
 		}
+	}
+}
+
+// STALE_CHECK_INTERVAL with an Aurora reader or custom endpoint is warned
+// of at start: its answer rotates among instances, so the check would close
+// connections to healthy ones. Only the forwards whose target (or, with
+// TLS, the name checked) is such an endpoint are named; IP targets are
+// never checked, so they are not warned of. Parsed only: nothing resolves.
+func TestStaleCheckOnReaderWarning(t *testing.T) {
+	const (
+		writer = "orders.cluster-c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com"
+		reader = "orders.cluster-ro-c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com"
+		custom = "analytics.cluster-custom-c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com"
+	)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		warn []string // the targets named, in order; nil = no line
+	}{
+		{"writer", map[string]string{"TARGET_HOST": writer, "TARGET_PORT": "3306"}, nil},
+		{"reader", map[string]string{"TARGET_HOST": reader, "TARGET_PORT": "3306"}, []string{reader + ":3306"}},
+		{"reader, trailing dot and capitals", map[string]string{"TARGET_HOST": "Orders.Cluster-RO-c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com.", "TARGET_PORT": "3306"},
+			[]string{"Orders.Cluster-RO-c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com.:3306"}},
+		{"custom", map[string]string{"TARGET_HOST": custom, "TARGET_PORT": "3306"}, []string{custom + ":3306"}},
+		{"check off", map[string]string{"TARGET_HOST": reader, "TARGET_PORT": "3306", "STALE_CHECK_INTERVAL": "0"}, nil},
+		{"writer and reader", map[string]string{"FORWARDS": "8080=" + writer + ":3306,8081=" + reader + ":3306"}, []string{reader + ":3306"}},
+		{"IP target, reader name checked", map[string]string{"TARGET_HOST": "10.0.3.17", "TARGET_PORT": "3306",
+			"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": reader}, nil},
+		{"alias of a reader", map[string]string{"TARGET_HOST": "db-ro.orders.internal", "TARGET_PORT": "3306",
+			"TARGET_TLS": "verify-identity", "TARGET_SERVER_NAME": reader}, []string{"db-ro.orders.internal:3306"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"STALE_CHECK_INTERVAL": "10s"}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			cfg, err := config.Parse(lookupMap(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			warnStaleCheckOnReader(context.Background(), slog.New(slog.NewJSONHandler(&out, nil)), cfg)
+			var got []string
+			for _, l := range jsonLines(t, out.String()) {
+				msg, _ := l["msg"].(string)
+				if l["level"] != "WARN" || l["variable"] != "STALE_CHECK_INTERVAL" || l["value"] != "10s" ||
+					!strings.Contains(msg, "closes connections to healthy instances") || !strings.Contains(msg, "docs/operations.md") {
+					t.Errorf("line %v; want a WARN naming STALE_CHECK_INTERVAL=10s, what it does and where to read more", l)
+				}
+				target, _ := l["target"].(string)
+				got = append(got, target)
+			}
+			if !slices.Equal(got, tc.warn) {
+				t.Errorf("warned of targets %q, want %q", got, tc.warn)
+			}
+		})
 	}
 }

@@ -195,6 +195,19 @@ func endpointRegion(name string) string {
 	return ""
 }
 
+// RotatingEndpoint reports whether name is an Aurora reader or custom
+// endpoint (….cluster-ro-….rds.amazonaws.com, ….cluster-custom-…): DNS
+// answers it with one instance after another, unlike a cluster (writer)
+// endpoint, which names the writer alone.
+func RotatingEndpoint(name string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if endpointRegion(name) == "" {
+		return false
+	}
+	labels := strings.Split(name, ".")
+	return len(labels) > 1 && (strings.HasPrefix(labels[1], "cluster-ro-") || strings.HasPrefix(labels[1], "cluster-custom-"))
+}
+
 // ServerName is the name TLS checks for f's target and sends as SNI: the
 // TARGET_SERVER_NAME override, else f's host when it is a DNS name, else
 // "" (only verify-ca accepts that).
