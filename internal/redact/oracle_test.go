@@ -169,7 +169,7 @@ func TestKeyedShowsEveryHost(t *testing.T) {
 		if strings.ContainsAny(h, ".[:") {
 			continue // a dotted name's : before no port may be a property's (app.secret:x)
 		}
-		for _, tag := range []string{":1.2", ":latest", ":v2.0.1-rc1", ":8.4", ":1.2@sha256:abcd"} {
+		for _, tag := range []string{":1.2", ":latest", ":v2.0.1-rc1", ":8.4", ":1.2@sha256:abcd", ":1.2-alpine", ":stable", ":20261207", ":V2"} {
 			values = append(values, h+tag, "registry.example/team/"+h+tag, "registry.example:5000/"+h+tag)
 		}
 	}
@@ -181,6 +181,36 @@ func TestKeyedShowsEveryHost(t *testing.T) {
 		for name, f := range shown {
 			if out := f(in); out != in {
 				t.Errorf("%s(%q) = %q, want it whole", name, in, out)
+			}
+		}
+	}
+}
+
+// A name that holds a key's word inside it (token-service) keeps a tag
+// after its :, but a word that reads as no tag may be a password
+// (token-service:hunter2): masked, alone, in an image reference, after
+// a FORWARDS entry and in a line of prose.
+func TestKeyedHidesAWordAfterAName(t *testing.T) {
+	shown := map[string]func(string) string{
+		"Keyed":     Keyed,
+		"KeyedWith": func(v string) string { return KeyedWith(v, Userinfo) },
+	}
+	for _, h := range hostNames {
+		holdsKey := false
+		for _, w := range keyWords {
+			holdsKey = holdsKey || strings.Contains(strings.ToLower(h), w.lower)
+		}
+		if !holdsKey || strings.ContainsAny(h, ".[") {
+			continue // no key's word ends the name (db, tokens.example.com): no key to mask after
+		}
+		for _, secret := range []string{"hunter2", "S3cretXy", "9xK2qZ", "swordfish", "3d5aaa4", "v2beta"} {
+			for _, in := range []string{h + ":" + secret, "registry.example/team/" + h + ":" + secret,
+				"8080=db:3306," + h + ":" + secret, "login to " + h + ":" + secret + " failed"} {
+				for name, f := range shown {
+					if out := f(in); strings.Contains(out, secret) {
+						t.Errorf("%s(%q) = %q: the secret %q shows", name, in, out, secret)
+					}
+				}
 			}
 		}
 	}

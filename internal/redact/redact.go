@@ -275,13 +275,37 @@ func isPort(s string) bool {
 // a host's before its port, an image's before its tag. A name with no dot
 // that reads as a host's (hostBefore: token-service, passport) holds a
 // key's word only inside a longer name, so what follows its : is no
-// secret where it starts as a tag does (a letter, digit or _; YAML's
-// password-prod: x is a key's). A dotted one may be a property's
-// (app.secret:x): its : is a host's only before a port.
+// secret where it reads as a tag (isTag: token-service:1.2); any other
+// word may be one (token-service:hunter2), and so may what follows a
+// blank or quote (YAML's password-prod: x). A dotted name may be a
+// property's (app.secret:x): its : is a host's only before a port.
 func nameColon(v string, colon int) bool {
 	after := v[colon+1:]
-	tag := after != "" && strings.IndexByte(hostChars, after[0]) >= 0 && after[0] != '.' && after[0] != '-'
-	return (isPort(after) || tag && !strings.Contains(wordBefore(v, colon), ".")) && hostBefore(v, colon)
+	return (isPort(after) || isTag(after) && !strings.Contains(wordBefore(v, colon), ".")) && hostBefore(v, colon)
+}
+
+// isTag reports whether s starts with an image tag as releases are
+// tagged: a version (8.4, v2.0.1-rc1, 1.2-alpine, 20261207) or a named
+// one (latest). A word that starts otherwise (hunter2, 9xK2…, a commit's
+// 3d5aaa4) cannot be told from a password, so it is not taken for a tag:
+// masking a tag is better than printing a secret.
+func isTag(s string) bool {
+	tag := s[:len(s)-len(strings.TrimLeft(s, hostChars))]
+	if slices.Contains(namedTags(), strings.ToLower(tag)) {
+		return true
+	}
+	if tag != "" && (tag[0] == 'v' || tag[0] == 'V') {
+		tag = tag[1:]
+	}
+	suffix := strings.TrimLeft(tag, "0123456789.")
+	version := tag[:len(tag)-len(suffix)] // 8.4 of 8.4-oracle
+	return version != "" && version[0] != '.' && version[len(version)-1] != '.' &&
+		(suffix == "" || suffix[0] == '-' || suffix[0] == '_')
+}
+
+// namedTags are the tags images are given other than versions.
+func namedTags() []string {
+	return []string{"latest", "stable", "edge", "main"}
 }
 
 // hostBefore reports whether the word that ends at v[colon] (a :) reads

@@ -295,6 +295,23 @@ func TestKeyed(t *testing.T) {
 		{"secrets-db:latest", "secrets-db:latest"},
 		{"registry.example/team/db-token:1.2", "registry.example/team/db-token:xxxxx"},
 		{"password-prod: S3CRET", "password-prod:xxxxx"},
+		// A tag is a version or a named release; any other word after such
+		// a name may be its password: masked.
+		{"token-service:hunter2", "token-service:xxxxx"},
+		{"pulled token-service:hunter2 from cache", "pulled token-service:xxxxx"},
+		{"secrets-db:9xK2qZ", "secrets-db:xxxxx"},
+		{"passport:swordfish", "passport:xxxxx"},
+		{"token-service:3d5aaa4", "token-service:xxxxx"},
+		{"token-service:v", "token-service:xxxxx"},
+		{"token-service:1.", "token-service:xxxxx"},
+		{"token-service:.1", "token-service:xxxxx"},
+		{"token-service:1.x", "token-service:xxxxx"},
+		{"token-service:1.2-alpine", "token-service:1.2-alpine"},
+		{"token-service:V2", "token-service:V2"},
+		{"token-service:20261207", "token-service:20261207"},
+		{"secrets-db:stable", "secrets-db:stable"},
+		{"passport:main,8080=db:3306", "passport:main,8080=db:3306"},
+		{"pulled token-service:1.2 from cache", "pulled token-service:1.2 from cache"},
 		{"token-service: S3CRET", "token-service:xxxxx"},
 		{`"secret-store":"S3CRET"`, `"secret-store":xxxxx`},
 		// Letters whose lower case has another length in UTF-8 (the
