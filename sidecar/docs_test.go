@@ -624,6 +624,23 @@ func TestDocsStuckCheck(t *testing.T) {
 	}
 }
 
+// README's FORWARDS row says why a host spelled as a key is refused, in
+// the words of the refusal itself, and the name it suggests is accepted.
+func TestDocsForwardsKeyHost(t *testing.T) {
+	readme := userDocs(t)["README.md"]
+	const why = "spelled as a credential's key"
+	_, err := config.Parse(func(k string) (string, bool) { return "3307=db_password:3306", k == "FORWARDS" })
+	if err == nil || !strings.Contains(err.Error(), "host db_password is "+why) || !strings.Contains(err.Error(), "(db-password: ") {
+		t.Errorf("FORWARDS=3307=db_password:3306: %v; want the host named as the reason, and db-password given instead", err)
+	}
+	if !strings.Contains(readme, "A host "+why+" (`db_password`") || !strings.Contains(readme, "(`db-password`)") {
+		t.Errorf("README's FORWARDS row does not say a host %s (db_password) is refused, nor suggest db-password", why)
+	}
+	if _, err := config.Parse(func(k string) (string, bool) { return "3307=db-password:3306", k == "FORWARDS" }); err != nil {
+		t.Errorf("FORWARDS=3307=db-password:3306, the name README suggests: %v", err)
+	}
+}
+
 // What docs/operations.md says a drain that cut connections logs (its
 // drain steps' "logged as `…`", its symptom row's "(`…` in logs)") is in
 // what the sidecar logs at the default level, where an operator looks.

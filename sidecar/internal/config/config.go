@@ -769,16 +769,17 @@ func maskedTarget(target string) string {
 // is a host and a port as the user wrote them, even where the masker
 // reads a key in it (8080=db-secret:3306, 8080=TokenService:3306): not
 // refused for that, though a refusal's value shows its port masked. But
-// one spelled as a key is taken as a pasted key:secret (keyTarget).
-// Entries are cut as shownForwards cuts them (forwardEntries): a piece
+// where keys says so, one spelled as a key is taken as a pasted
+// key:secret (keyTarget). Entries are cut as shownForwards cuts them
+// (forwardEntries): a piece
 // that reads as a forward but runs on into one that starts no entry
 // (user:4711,pwB@db) is a password's start, and forwardList's reasons
 // would quote the pieces after it. Blank pieces hide nothing: a stray
 // comma after a whole forward is reported as an empty entry.
-func credentialsIn(list string) bool {
+func credentialsIn(list string, keys bool) bool {
 	var broken []string
 	for _, e := range forwardEntries(list) {
-		if parseForwardErr(withoutBlankPieces(e)) || keyTarget(e) {
+		if parseForwardErr(withoutBlankPieces(e)) || keys && keyTarget(e) {
 			broken = append(broken, e)
 		}
 	}
@@ -799,6 +800,18 @@ func keyTarget(entry string) bool {
 	target = strings.TrimSpace(target)
 	host, _, err := net.SplitHostPort(target)
 	return err == nil && strings.ContainsAny(host, "_.") && redact.EnvKey(host) && redact.Keyed(target) != target
+}
+
+// keyHostReason is why the n-th entry, a keyTarget, is refused: its
+// host's name, which is shown (only its "port" may be a secret), and
+// another name for the host that the sidecar accepts.
+func keyHostReason(n int, entry string) string {
+	_, target := cutListenPort(entry)
+	host, _, _ := net.SplitHostPort(strings.TrimSpace(target))
+	alias := strings.NewReplacer("_", "-", ".", "-").Replace(host)
+	return fmt.Sprintf(": entry %d (%s) is refused: its host %s is spelled as a credential's key (a _ or dot, and a key's name at the end), "+
+		"so the entry reads as a pasted key and its secret, not a host and port; if that is the host's name, "+
+		"give its IP address or a name for it with no _ or dot (%s: a network alias or Service Connect name)", n, shownForwards(entry), host, alias)
 }
 
 // withoutBlankPieces is entry without its blank comma-separated pieces.
@@ -1104,10 +1117,22 @@ func reachesListener(listenAddr, host string) bool {
 }
 
 func (p *parser) forwardList(list string) []Forward {
-	if strings.Contains(list, "://") || credentialsIn(list) {
+	if strings.Contains(list, "://") || credentialsIn(list, false) {
 		// One problem for the whole list: a password may hold a comma, so
 		// its entries, cut at commas, could each show part of it.
 		p.badBecause("FORWARDS", list, ": has a URL or credentials in it: give each entry as LISTEN_PORT=HOST:PORT, with no user or password", forwardsAccepted)
+		return nil
+	}
+	if credentialsIn(list, true) {
+		// Whole forwards but for their host's name, which the user must
+		// learn is the reason. Other entries' reasons are not given: a
+		// password pasted after the key may hold ",PORT=", and they would
+		// quote its rest.
+		for i, e := range forwardEntries(list) {
+			if keyTarget(e) {
+				p.badBecause("FORWARDS", list, keyHostReason(i+1, strings.TrimSpace(e)), forwardsAccepted)
+			}
+		}
 		return nil
 	}
 	var out []Forward

@@ -996,16 +996,16 @@ func TestForwardsRefusalNeverQuotesAPassword(t *testing.T) {
 
 // A credential's key and value as an environment or a properties file
 // spells them (DB_PASSWORD:48213, db.password:48213) reads as HOST:PORT,
-// but no DNS host name has a _, and no zone is named password: refused as
-// credentials, the value never shown. A container's name with a _ and no
+// but no DNS host name has a _, and no zone is named password: refused for
+// the host's name, the value never shown. A container's name with a _ and no
 // key's name is a host, and so is a DNS name with a key's word elsewhere.
 func TestForwardsRefuseAnEnvironmentsKey(t *testing.T) {
 	t.Parallel()
 	for _, val := range []string{"3307=DB_PASSWORD:48213", "3306=db:3306,3307=MYSQL_PWD:48213", "3307= db_password_old:48213",
 		"3307=spring.datasource.password:48213"} {
 		_, err := Parse(env(map[string]string{"FORWARDS": val}))
-		if err == nil || !strings.Contains(err.Error(), "has a URL or credentials in it") || strings.Contains(err.Error(), "48213") {
-			t.Errorf("FORWARDS=%s: %v; want it refused as credentials, without 48213", val, err)
+		if err == nil || !strings.Contains(err.Error(), "is spelled as a credential's key") || strings.Contains(err.Error(), "48213") {
+			t.Errorf("FORWARDS=%s: %v; want it refused for its host's name, without 48213", val, err)
 		}
 	}
 	for _, target := range []string{"secrets_db_1:48213", "db.secret:48213", "tokens.example.com:48213",
@@ -1013,6 +1013,47 @@ func TestForwardsRefuseAnEnvironmentsKey(t *testing.T) {
 		c, err := Parse(env(map[string]string{"FORWARDS": "3307=" + target}))
 		if err != nil || len(c.Forwards) != 1 || c.Forwards[0].Target() != target {
 			t.Errorf("FORWARDS=3307=%s: %v, %v; want it accepted", target, c.Forwards, err)
+		}
+	}
+}
+
+// A FORWARDS host spelled as a credential's key (db_password) is refused
+// for its name, and the reason says so and what to give instead, naming
+// the host but never the "port" after it; with credentials elsewhere in
+// the list, the reason is those credentials'.
+func TestForwardsKeyHostReason(t *testing.T) {
+	t.Parallel()
+	const why = "is spelled as a credential's key"
+	for _, tc := range []struct {
+		val  string
+		want []string // in the problems, in order; none says why for a key host
+	}{
+		{"3307=db_password:48213", []string{`entry 1 (3307=db_password:xxxxx)`, "host db_password " + why, "(db-password: "}},
+		{"3306=db:3306,3307= MYSQL_PWD:48213", []string{`entry 2 (3307= MYSQL_PWD:xxxxx)`, "host MYSQL_PWD " + why, "(MYSQL-PWD: "}},
+		{"3307=spring.datasource.password:48213", []string{"host spring.datasource.password " + why, "(spring-datasource-password: "}},
+		{"3307=DB_PASSWORD:48213,3308=api_key:48213", []string{"entry 1 (3307=DB_PASSWORD:xxxxx)", "host DB_PASSWORD", "entry 2 (3308=api_key:xxxxx)", "host api_key"}},
+		{"3307=DB_PASSWORD:48213,3308=user:48213@db:3306", []string{"has a URL or credentials in it"}},
+		{"3307=DB_PASSWORD:48213,3308=mysql://db:3306", []string{"has a URL or credentials in it"}},
+		// The rest of the list is not quoted: it may be the password's
+		// (48213,3308=pw48213).
+		{"3307=db_password:48213,3308=pw48213", []string{"entry 1 (3307=db_password:xxxxx)", "host db_password " + why}},
+	} {
+		_, err := Parse(env(map[string]string{"FORWARDS": tc.val}))
+		if err == nil {
+			t.Errorf("FORWARDS=%s accepted", tc.val)
+			continue
+		}
+		msg, at := err.Error(), 0
+		for _, w := range tc.want {
+			i := strings.Index(msg[at:], w)
+			if i < 0 {
+				t.Errorf("FORWARDS=%s: %v\nwant %q (in order)", tc.val, err, w)
+				break
+			}
+			at += i + len(w)
+		}
+		if strings.Contains(msg, "48213") || strings.Contains(tc.want[0], "URL") == strings.Contains(msg, why) {
+			t.Errorf("FORWARDS=%s: %v\nwant no 48213, and the host named as the reason only with no other credentials", tc.val, err)
 		}
 	}
 }
