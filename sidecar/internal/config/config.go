@@ -697,9 +697,27 @@ func userinfo(v string) string {
 // masked up to the entry's last @. A URL's query or fragment may run on
 // to the end of the list: all of that is masked. What no rule can tell
 // from an entry is a password holding ",PORT=" after a part that reads as
-// HOST:PORT (user:3306,3307=x@db): that part is shown.
+// HOST:PORT (user:3306,3307=x@db): that part is shown. So are the
+// leading entries the sidecar accepts, whole, where a key's word is only
+// inside the host's name (8080=token_service:3306, which the masker reads
+// as a key's): the start line logs them so. A host a key's name ends
+// (password, db-secret) may be a pasted key, and from the first entry
+// that is one or is refused on, a key's word masks what follows it, as a
+// password may run on past commas.
 func shownForwards(list string) string {
-	return redact.KeyedWith(list, shownEntries)
+	entries := forwardEntries(list)
+	n := 0
+	for n < len(entries) && !parseForwardErr(entries[n]) && !redact.EnvKey(entryHost(entries[n])) {
+		n++
+	}
+	switch head := strings.Join(entries[:n], ","); n {
+	case 0:
+		return redact.KeyedWith(list, shownEntries)
+	case len(entries):
+		return list
+	default:
+		return head + "," + redact.KeyedWith(strings.Join(entries[n:], ","), shownEntries)
+	}
 }
 
 // shownEntries is shownForwards' masking of each entry's credentials.
@@ -768,10 +786,10 @@ func maskedTarget(target string) string {
 // forward, together, hold something shownForwards masks. A whole forward
 // is a host and a port as the user wrote them, even where the masker
 // reads a key in it (8080=db-secret:3306, 8080=TokenService:3306): not
-// refused for that, though a refusal's value shows its port masked. But
-// where keys says so, one spelled as a key is taken as a pasted
-// key:secret (keyTarget). Entries are cut as shownForwards cuts them
-// (forwardEntries): a piece
+// refused for that (a refusal's value may show its port masked:
+// shownForwards). But where keys says so, one spelled as a key is taken
+// as a pasted key:secret (keyTarget). Entries are cut as shownForwards
+// cuts them (forwardEntries): a piece
 // that reads as a forward but runs on into one that starts no entry
 // (user:4711,pwB@db) is a password's start, and forwardList's reasons
 // would quote the pieces after it. Blank pieces hide nothing: a stray
@@ -798,16 +816,25 @@ func credentialsIn(list string, keys bool) bool {
 func keyTarget(entry string) bool {
 	_, target := cutListenPort(entry)
 	target = strings.TrimSpace(target)
-	host, _, err := net.SplitHostPort(target)
-	return err == nil && strings.ContainsAny(host, "_.") && redact.EnvKey(host) && redact.Keyed(target) != target
+	host := entryHost(entry)
+	return strings.ContainsAny(host, "_.") && redact.EnvKey(host) && redact.Keyed(target) != target
+}
+
+// entryHost is the host of entry's HOST:PORT, or "" if it has none.
+func entryHost(entry string) string {
+	_, target := cutListenPort(entry)
+	host, _, err := net.SplitHostPort(strings.TrimSpace(target))
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 // keyHostReason is why the n-th entry, a keyTarget, is refused: its
 // host's name, which is shown (only its "port" may be a secret), and
 // another name for the host that the sidecar accepts.
 func keyHostReason(n int, entry string) string {
-	_, target := cutListenPort(entry)
-	host, _, _ := net.SplitHostPort(strings.TrimSpace(target))
+	host := entryHost(entry)
 	alias := strings.NewReplacer("_", "-", ".", "-").Replace(host)
 	return fmt.Sprintf(": entry %d (%s) is refused: its host %s is spelled as a credential's key (a _ or dot, and a key's name at the end), "+
 		"so the entry reads as a pasted key and its secret, not a host and port; if that is the host's name, "+

@@ -937,6 +937,44 @@ func TestForwardsShownMasksOnlyCredentials(t *testing.T) {
 	}
 }
 
+// The leading entries the sidecar accepts are shown in a refusal as the
+// start line would log them, even where the masker reads a key's word in
+// the host's name (token_service:3306 was token_service:xxxxx, and the
+// entries after it were dropped); from the first entry it refuses, the
+// list is masked as before. No secret after a key shows either way.
+func TestForwardsShownKeepsAcceptedEntries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ val, want string }{
+		{"8080=token_service:3306,8080=db:3306", "8080=token_service:3306,8080=db:3306"},
+		{"8080=TokenService:3306,8081=secrets_db_1:3306,8082=db:33o6", "8080=TokenService:3306,8081=secrets_db_1:3306,8082=db:33o6"},
+		{"8080=auth_token_db:3306,8081=user:pwA@db:3306", "8080=auth_token_db:3306,8081=xxxxx@db:3306"},
+		{" 8080 = token_service:3306 ,8081=user:pwA,pwB@db:3306", "8080 = token_service:3306 ,8081=xxxxx@db:3306"},
+		{"8080=token_service:3306,8081=DB_PASSWORD:4711", "8080=token_service:3306,8081=DB_PASSWORD:xxxxx"},
+		{"8080=token_service:3306,8081=db:3306?password=pwA,8082=pwB", "8080=token_service:3306,8081=db:3306?xxxxx"},
+		{"8080=token_service:3306,8081=user:pwA,8082=token_service:3306@db:3306", "8080=token_service:3306,8081=xxxxx,8082=xxxxx@"},
+		// From the first refused entry on, or one whose host a key's name
+		// ends (accepted, but it may be a pasted key), a key's word masks
+		// what follows.
+		{"8080=db:33o6,8081=token_service:3306", "8080=db:33o6,8081=token_service:xxxxx"},
+		{"3307=password:4711,3308=db:33o6", "3307=password:xxxxx"},
+		{"8080=token_service:3306,8081=db-secret:4711,8082=db:33o6", "8080=token_service:3306,8081=db-secret:xxxxx"},
+	} {
+		_, err := Parse(env(map[string]string{"FORWARDS": tc.val}))
+		var cerr *Error
+		if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
+			t.Fatalf("FORWARDS=%s: %v; want a problem", tc.val, err)
+		}
+		for _, p := range cerr.Problems {
+			if p.Variable == "FORWARDS" && p.Value != tc.want {
+				t.Errorf("FORWARDS=%s shown as %q; want %q", tc.val, p.Value, tc.want)
+			}
+		}
+		if strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "4711") {
+			t.Errorf("FORWARDS=%s: a password shows: %v", tc.val, err)
+		}
+	}
+}
+
 // Wherever in the list an entry with credentials stands, the entries
 // around it are shown as given and no piece of its password is.
 func TestForwardsShownNeverShowsAPassword(t *testing.T) {
