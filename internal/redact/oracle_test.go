@@ -132,6 +132,31 @@ func TestKeyedHidesEverySecret(t *testing.T) {
 	}
 }
 
+// A key's name, blanks and a secret with a digit in it, as prose or a
+// tool's echo has them (password hunter2, DB_PASSWORD 4711): the secret
+// is masked. Not after a bare pass, an English word (pass 2 of 3).
+func TestKeyedHidesASecretAfterABlank(t *testing.T) {
+	shown := map[string]func(string) string{
+		"Keyed":     Keyed,
+		"KeyedWith": func(v string) string { return KeyedWith(v, Userinfo) },
+	}
+	for _, name := range keyNames() {
+		if strings.EqualFold(strings.TrimRight(name, "0123456789_-"), "pass") {
+			continue
+		}
+		for _, join := range []string{"%k %s", "%k\t%s", "%k  %s and more", "login failed: %k %s rejected", "mysqladmin -u root %k %s"} {
+			for _, secret := range []string{"hunter2", "S3cretXy", "4711", "9xK2qZ"} {
+				in := strings.NewReplacer("%k", name, "%s", secret).Replace(join)
+				for fn, f := range shown {
+					if out := f(in); strings.Contains(out, secret) {
+						t.Errorf("%s(%q) = %q: the secret %q shows", fn, in, out, secret)
+					}
+				}
+			}
+		}
+	}
+}
+
 // hostNames are the targets the sidecar is given: Aurora endpoints,
 // ECS Service Connect and container names (some holding a key's word),
 // IP addresses.

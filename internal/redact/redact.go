@@ -5,11 +5,12 @@
 // A credential is known by its key (Keyed): password=, pwd:, a
 // --password=, --password or -p option, a key's name ending a word
 // (DB_PASSWORD:, db.password:, db-password-old:). A key and its secret
-// apart by a blank alone are masked only after a long option
-// (--password s3cr3t, docker login's --password TOKEN): in prose
-// ("wrong password for user app") a blank ends no key, mysql's -p and a
-// blank prompts and takes the next word as the database, and docker
-// run's -p 8080:80 is a port.
+// apart by a blank alone are masked after a long option (--password
+// s3cr3t, docker login's --password TOKEN), and after a key's name where
+// the secret holds a digit, as no English word does (password hunter2,
+// DB_PASSWORD 4711): in prose ("wrong password for user app") a blank
+// ends no key, mysql's -p and a blank prompts and takes the next word as
+// the database, and docker run's -p 8080:80 is a port.
 package redact
 
 import (
@@ -152,7 +153,9 @@ func hostPort(h string) bool {
 // string's Pwd=, libpq's password =), key: (YAML's password: x, JSON's
 // "password":"x") or mysql's -p (-pS3CRET) to the end, which a password
 // may run to: for values where no host, port or list of them has either;
-// a long option's value after a blank too (--password s3cr3t). A key's :
+// a long option's value after a blank too (--password s3cr3t), and a
+// word with a digit after a key's name and a blank (password hunter2:
+// proseValue). A key's :
 // is a name's (tokens:3306, token-service:1.2) where the word before it
 // reads as one (see nameColon): password:3306 is a password's.
 func Keyed(v string) string {
@@ -228,7 +231,39 @@ func KeyedAt(v string) int {
 	if at := longOptionValue(v); at > 0 {
 		earlier(at)
 	}
+	if at := proseValue(v); at > 0 {
+		earlier(at)
+	}
 	return cut
+}
+
+// proseValue is where the first word with a digit in it starts after a
+// word named as a key (keyWord) and blanks on its line (password hunter2,
+// DB_PASSWORD 4711, mysqladmin's password NEW), or 0. No English word
+// holds a digit, so prose keeps its words (wrong password for user app);
+// a secret of letters alone shows. A bare pass is English's (pass 2 of
+// 3), and a word that starts with - is the next option's.
+func proseValue(v string) int {
+	for i := 1; i < len(v); i++ {
+		if !blank(v[i]) || blank(v[i-1]) {
+			continue
+		}
+		word := wordBefore(v, i)
+		val := strings.TrimLeft(v[i:], " \t") // a line break ends the key's line: no value
+		next := val
+		if end := strings.IndexFunc(val, func(r rune) bool { return r < 0x80 && blank(byte(r)) }); end >= 0 {
+			next = val[:end]
+		}
+		// A word, maybe quoted; not the key's own : or = (password :3306),
+		// an option (-x) or an aside (token (1045), DAGGER_SESSION_TOKEN
+		// (401 Unauthorized)).
+		word1 := strings.TrimLeft(next, `"'`)
+		if word1 != "" && isAlnum(word1[0]) && strings.ContainsAny(next, "0123456789") &&
+			word != "" && keyWord(word) && !strings.EqualFold(withoutNumber(word), "pass") {
+			return len(v) - len(val)
+		}
+	}
+	return 0
 }
 
 // longOptionValue is where the value of the first long option named as a
@@ -250,6 +285,11 @@ func longOptionValue(v string) int {
 		}
 	}
 	return 0
+}
+
+// isAlnum reports whether c is an ASCII letter or digit.
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // blank reports whether c ends a command line's word: a word starts after
