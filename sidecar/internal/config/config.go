@@ -1164,23 +1164,43 @@ func (p *parser) forwardList(list string) []Forward {
 	}
 	var out []Forward
 	seen := map[int]bool{}
+	var listed []string // the reasons reported, each once
+	unlisted := 0
+	refuse := func(reason, accepted string) {
+		switch {
+		case slices.Contains(listed, reason):
+		case len(listed) == maxEntryProblems:
+			unlisted++
+		default:
+			listed = append(listed, reason)
+			p.badBecause("FORWARDS", list, reason, accepted)
+		}
+	}
 	for _, raw := range strings.Split(list, ",") {
 		entry := strings.TrimSpace(raw)
 		f, err := parseForward(entry)
 		if err != nil {
-			p.badBecause("FORWARDS", list, fmt.Sprintf(": entry %q %v", entry, err), forwardsAccepted)
+			refuse(fmt.Sprintf(": entry %q %v", entry, err), forwardsAccepted)
 			continue
 		}
 		if seen[f.ListenPort] {
-			p.badBecause("FORWARDS", list, fmt.Sprintf(": listen port %d appears more than once", f.ListenPort), "each listen port once")
+			refuse(fmt.Sprintf(": listen port %d appears more than once", f.ListenPort), "each listen port once")
 			continue
 		}
 		seen[f.ListenPort] = true
 		out = append(out, f)
 		p.listenPorts = append(p.listenPorts, f.ListenPort)
 	}
+	if unlisted > 0 {
+		p.badBecause("FORWARDS", list, fmt.Sprintf(": %d more entries are refused, not listed here (fix the ones above first)", unlisted), forwardsAccepted)
+	}
 	return out
 }
+
+// maxEntryProblems bounds the lines a bad FORWARDS gets. Each line
+// repeats the whole list, so one per entry of a list of thousands (a
+// stray run of commas) would log gigabytes.
+const maxEntryProblems = 10
 
 func parseForward(entry string) (Forward, error) {
 	if entry == "" {

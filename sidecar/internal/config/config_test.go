@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -1222,6 +1223,40 @@ func TestRefusedNumericPasswordHidden(t *testing.T) {
 			}
 			if masked := tc.shown != tc.value; masked && strings.Contains(err.Error(), digits) {
 				t.Errorf("the password shows: %v", err)
+			}
+		})
+	}
+}
+
+// Every FORWARDS problem line repeats the whole list: a list of thousands
+// of bad entries (a run of commas) gets a bounded number of lines, each
+// reason once, not one line per entry.
+func TestForwardsProblemsBounded(t *testing.T) {
+	t.Parallel()
+	var distinct []string
+	for i := range 2000 {
+		distinct = append(distinct, fmt.Sprintf("x%d=db:3306", i))
+	}
+	for _, tc := range []struct {
+		name, list string
+		want       []string // one substring per problem line
+	}{
+		{"commas", strings.Repeat(",", 2000), []string{`entry "" is empty`}},
+		{"one empty entry twice", "8080=db:3306,,8081=db:3307,", []string{`entry "" is empty`}},
+		{"a listen port many times", strings.Repeat("8080=db:3306,", 500) + "8080=db:3306",
+			[]string{`listen port 8080 appears more than once`}},
+		{"distinct bad entries", strings.Join(distinct, ","), append(slices.Repeat([]string{`has listen port "x`}, maxEntryProblems),
+			fmt.Sprintf(": %d more entries are refused, not listed here", 2000-maxEntryProblems))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cerr, _ := refusedWith(t, "FORWARDS", tc.list)
+			if len(cerr.Problems) != len(tc.want) {
+				t.Fatalf("got %d problems, want %d; the first: %.300s", len(cerr.Problems), len(tc.want), cerr.Problems[0])
+			}
+			for i, w := range tc.want {
+				if line := cerr.Problems[i].String(); !strings.Contains(line, w) {
+					t.Errorf("problem %d = %.300q, want it to contain %q", i, line, w)
+				}
 			}
 		})
 	}
