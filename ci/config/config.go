@@ -108,8 +108,8 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 			problem(v, raw, fmt.Sprintf("blank, or with spaces around it, which the %s does not trim: unset it, or remove the spaces", v.ReadBy))
 			continue
 		}
-		for _, err := range unjoin(v.Parse(&c, val)) {
-			problem(v, val, v.detail(val, err))
+		for _, detail := range v.details(val, unjoin(v.Parse(&c, val))) {
+			problem(v, val, detail)
 		}
 	}
 	// engineconn/env.go at v0.21.8: the SDK wants a token with the port.
@@ -126,6 +126,34 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 		return Config{}, &Error{Problems: problems}
 	}
 	return c, nil
+}
+
+// maxProblemsPerVar bounds the lines one variable gets. Each repeats the
+// whole value, so a line per entry of a list of thousands (PLATFORMS)
+// would print gigabytes.
+const maxProblemsPerVar = 10
+
+// details is what the problems errs, the row's parser's errors for val,
+// say: each once, at most maxProblemsPerVar, then how many more there are.
+func (v Var) details(val string, errs []error) []string {
+	var out []string
+	seen := map[string]bool{}
+	more := 0
+	for _, err := range errs {
+		switch {
+		case seen[err.Error()]:
+			continue
+		case len(out) == maxProblemsPerVar:
+			more++
+		default:
+			out = append(out, v.detail(val, err))
+		}
+		seen[err.Error()] = true
+	}
+	if more > 0 {
+		out = append(out, fmt.Sprintf("%d more problems with this value are not listed (fix the ones above first)", more))
+	}
+	return out
 }
 
 // detail is what a problem says of err, the row's parser's error for val.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -214,5 +215,44 @@ func TestCheckDockerNameFirstComponent(t *testing.T) {
 		if err := checkDockerName(ref); (err == nil) != ok {
 			t.Errorf("checkDockerName(%q) = %v, want accepted: %v", ref, err, ok)
 		}
+	}
+}
+
+// Every problem line repeats the whole value: a PLATFORMS of thousands of
+// bad entries gets a bounded number of lines, each reason once, not one
+// line per entry.
+func TestLoadProblemsPerVariableBounded(t *testing.T) {
+	t.Parallel()
+	var distinct []string
+	for i := range 2000 {
+		distinct = append(distinct, fmt.Sprintf("linux/p%d", i))
+	}
+	for _, tc := range []struct {
+		name, platforms string
+		want            []string // one substring per problem line
+	}{
+		{"a platform many times", "linux/amd64" + strings.Repeat(",linux/amd64", 2000), []string{`platform "linux/amd64" is listed twice`}},
+		{"distinct bad platforms", strings.Join(distinct, ","), append(slices.Repeat([]string{`(platform "linux/p`}, maxProblemsPerVar),
+			fmt.Sprintf(": %d more problems with this value are not listed", 2000-maxProblemsPerVar))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(t.TempDir(), func(k string) (string, bool) {
+				// LOCAL_IMAGE=none: no problem for a missing host platform.
+				v, ok := map[string]string{"PLATFORMS": tc.platforms, "LOCAL_IMAGE": "none"}[k]
+				return v, ok
+			})
+			ce, ok := err.(*Error)
+			if !ok {
+				t.Fatalf("Load: %v, want an *Error", err)
+			}
+			if len(ce.Problems) != len(tc.want) {
+				t.Fatalf("got %d problems, want %d; the first: %.300s", len(ce.Problems), len(tc.want), ce.Problems[0])
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(ce.Problems[i], "PLATFORMS=") || !strings.Contains(ce.Problems[i], w) {
+					t.Errorf("problem %d = %.300q, want PLATFORMS and %q", i, ce.Problems[i], w)
+				}
+			}
+		})
 	}
 }
