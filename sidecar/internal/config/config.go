@@ -1248,13 +1248,22 @@ func checkHost(h string) (string, error) {
 		return "", fmt.Errorf("is an IPv6 address with a zone (%%%s): zones are not supported, a database is not on a link-local address", zone)
 	}
 	name := strings.TrimSuffix(h, ".")
-	if name == "" || len(name) > 253 {
+	switch {
+	case name == "":
 		return "", fmt.Errorf("is neither a DNS name nor an IP address")
+	case len(name) > 253:
+		return "", fmt.Errorf("is neither a DNS name nor an IP address: %d bytes, more than a DNS name's 253", len(name))
 	}
 	labels := strings.Split(name, ".")
 	for _, label := range labels {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "", fmt.Errorf("has a bad label %q", label)
+		// Why, too: a label's limits are not in the accepted text.
+		switch {
+		case label == "":
+			return "", fmt.Errorf("has a bad label %q (empty: two dots in a row, or a dot first)", label)
+		case len(label) > 63:
+			return "", fmt.Errorf("has a bad label %q (%d bytes, more than a label's 63)", label, len(label))
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return "", fmt.Errorf("has a bad label %q (a label neither starts nor ends with '-')", label)
 		}
 		for _, r := range label {
 			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {

@@ -413,7 +413,7 @@ func TestParseInvalid(t *testing.T) {
 				`entry "65536=a:1" has listen port "65536"`,
 				`entry "8081=a:65536" has target port "65536"`,
 				`has target host "` + label64 + `.example" (has a bad label`,
-				`has target host "` + name254 + `" (is neither a DNS name nor an IP address)`,
+				`has target host "` + name254 + `" (is neither a DNS name nor an IP address: 254 bytes, more than a DNS name's 253)`,
 				`entry "8084=-bad:1" has target host "-bad" (has a bad label`,
 				`entry "8085=bad-:1" has target host "bad-" (has a bad label`,
 			},
@@ -1257,6 +1257,27 @@ func TestForwardsProblemsBounded(t *testing.T) {
 				if line := cerr.Problems[i].String(); !strings.Contains(line, w) {
 					t.Errorf("problem %d = %.300q, want it to contain %q", i, line, w)
 				}
+			}
+		})
+	}
+}
+
+// A refused host name says what is wrong with it, beyond "bad": the
+// limits of a label and a name are in no accepted text.
+func TestHostRefusalSaysWhy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ host, want string }{
+		{label64 + ".example", `has a bad label "` + label64 + `" (64 bytes, more than a label's 63)`},
+		{"db..example", `has a bad label "" (empty: two dots in a row, or a dot first)`},
+		{".db.example", `has a bad label "" (empty`},
+		{"-db.example", `has a bad label "-db" (a label neither starts nor ends with '-')`},
+		{"db-.example", `has a bad label "db-" (a label neither starts`},
+		{name254, "is neither a DNS name nor an IP address: 254 bytes, more than a DNS name's 253"},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			cerr, _ := refusedWith(t, "TARGET_HOST", tc.host)
+			if len(cerr.Problems) != 1 || !strings.Contains(cerr.Problems[0].String(), tc.want) {
+				t.Errorf("problems %v, want one containing %q", cerr.Problems, tc.want)
 			}
 		})
 	}
