@@ -93,6 +93,11 @@ func TestMage(t *testing.T) {
 		{"config alone refuses a malformed AWS_REGION, exit 2", []string{"config"}, []string{"AWS_REGION=eu_west_1", "SIZE_BUDGET=huge",
 			"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x"}, 2,
 			[]string{`AWS region "eu_west_1" is not a region name`, `SIZE_BUDGET="huge"`, "nothing was run"}, []string{"Dagger engine", "goroutine", "configuration accepted"}},
+		// Mage runs the targets before an unknown one: push -v would push
+		// first. The magefile refuses it before any target runs.
+		{"an unknown target after a known one runs nothing, exit 2", []string{"config", "-v"}, nil, 2,
+			[]string{`Error: unknown target "-v" (nothing was run)`, "mage's flags (-v, -t …) go before the first target"},
+			[]string{"configuration accepted", "goroutine"}},
 		{"bad configuration exits 2", []string{"push"}, []string{"SIZE_BUDGET=huge", "PUSH_LATEST=perhaps"}, 2,
 			[]string{`SIZE_BUDGET="huge"`, `PUSH_LATEST="perhaps"`, "nothing was run"}, []string{"AWS", "Dagger"}},
 		// The typo warning comes first, without the value, and the run goes

@@ -281,6 +281,17 @@ func Bench(ctx context.Context) error {
 	return nil
 }
 
+// init refuses an unknown target that follows a known one before any
+// target runs: mage would run those before it, then exit 2 on it, so
+// go tool mage push -v would push first (ci.UnknownTargets).
+func init() {
+	if unknown := ci.UnknownTargets(os.Args[1:], ci.MageTargets()); len(unknown) > 0 {
+		fmt.Fprintf(os.Stderr, "Error: unknown target %q (nothing was run); accepted: the targets %s (any case), one or more; mage's flags (-v, -t …) go before the first target\n",
+			unknown[0], strings.Join(ci.MageTargets(), ", "))
+		os.Exit(ci.ExitConfig)
+	}
+}
+
 // runner loads and validates the configuration once, before any work,
 // after warning about variables that look like misspelt pipeline ones.
 func runner() (*ci.Runner, error) {
