@@ -1432,7 +1432,11 @@ func AdminEndpoint(lookup func(string) (string, bool)) (string, error) {
 			panic("config: bad " + name + " default")
 		}
 		if v, ok := p.get(st.Name); ok && !st.set(&c, v) {
-			p.bad(st.Name, v, st.Accepted)
+			reason := ""
+			if st.refused != nil {
+				reason = st.refused(v)
+			}
+			p.badBecause(st.Name, v, reason, st.Accepted)
 		}
 	}
 	if len(p.problems) > 0 {

@@ -1282,3 +1282,34 @@ func TestHostRefusalSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// Linux binds a listener to a multicast or the broadcast address, but no
+// TCP connection reaches it: the sidecar would start and serve no one
+// (and sidecar healthcheck would never pass). Refused, saying why.
+func TestUnreachableListenAddressesRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ addr, want string }{
+		{"224.0.0.1", "is a multicast address"},
+		{"239.255.255.250", "is a multicast address"},
+		{"ff02::1", "is a multicast address"},
+		{"::ffff:224.0.0.1", "is a multicast address"},
+		{"255.255.255.255", "is the broadcast address"},
+	} {
+		for _, variable := range []string{"LISTEN_ADDR", "ADMIN_ADDR"} {
+			t.Run(variable+"="+tc.addr, func(t *testing.T) {
+				want := variable + `="` + tc.addr + `": ` + tc.want + ", which no TCP connection reaches; accepted: an IP address to bind"
+				_, err := Parse(env(map[string]string{"TARGET_HOST": "db.example", "TARGET_PORT": "3306", variable: tc.addr}))
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("Parse: %v; want %q", err, want)
+				}
+				if variable != "ADMIN_ADDR" {
+					return
+				}
+				// sidecar healthcheck reads it alone, and says the same.
+				if _, err := AdminEndpoint(env(map[string]string{variable: tc.addr})); err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("AdminEndpoint: %v; want %q", err, want)
+				}
+			})
+		}
+	}
+}

@@ -105,12 +105,13 @@ var Settings = []Setting{
 		Meaning: "the address the forward listeners bind",
 		set: func(c *Config, v string) bool {
 			ip := net.ParseIP(v)
-			if ip == nil {
+			if ip == nil || unreachedAddr(ip) != "" {
 				return false
 			}
 			c.ListenAddr = ip.String()
 			return true
-		}},
+		},
+		refused: bindRefused},
 	{Name: "FORWARDS", Accepted: forwardsAccepted,
 		Meaning: "several forwards in one sidecar, instead of TARGET_HOST, TARGET_PORT and LISTEN_PORT"},
 	{Name: "LOG_LEVEL", Default: "info", Accepted: "error, warn (or warning), info or debug (any case)", sleep: true,
@@ -133,8 +134,9 @@ var Settings = []Setting{
 		set: func(c *Config, v string) bool {
 			ip := net.ParseIP(v)
 			c.AdminAddr = ip.String()
-			return ip != nil
-		}},
+			return ip != nil && unreachedAddr(ip) == ""
+		},
+		refused: bindRefused},
 	{Name: "ADMIN_PORT", Default: "9911", // not 9901/9902: ECS Service Connect's ports (ServiceConnectPorts)
 		Accepted: portAccepted + ", different from every listen port", sleep: true,
 		Meaning: "admin HTTP port on ADMIN_ADDR (/livez, /readyz, /metrics); sidecar healthcheck asks it",
@@ -179,6 +181,28 @@ var Settings = []Setting{
 			c.MaxConnections = n
 			return ok
 		}},
+}
+
+// unreachedAddr says why no TCP connection reaches a listener bound to
+// ip, or "": Linux binds one to a multicast or the broadcast address, and
+// the sidecar would start, while every connect fails (ENETUNREACH).
+func unreachedAddr(ip net.IP) string {
+	switch {
+	case ip.IsMulticast():
+		return ": is a multicast address, which no TCP connection reaches"
+	case ip.Equal(net.IPv4bcast):
+		return ": is the broadcast address, which no TCP connection reaches"
+	}
+	return ""
+}
+
+// bindRefused is why an address variable's value v is refused, when it is
+// an IP address.
+func bindRefused(v string) string {
+	if ip := net.ParseIP(v); ip != nil {
+		return unreachedAddr(ip)
+	}
+	return ""
 }
 
 // Names are the variables Parse reads.
