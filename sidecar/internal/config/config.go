@@ -1235,6 +1235,9 @@ func parseForward(entry string) (Forward, error) {
 // a last label that is not all digits).
 func checkHost(h string) (string, error) {
 	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil && !strings.Contains(h, "%") {
+		if why := unreachedAddr(ip); why != "" {
+			return "", errors.New(why)
+		}
 		return ip.String(), nil
 	}
 	// Before any reason that quotes a part of h: the part may be a secret.

@@ -1313,3 +1313,22 @@ func TestUnreachableListenAddressesRefused(t *testing.T) {
 		}
 	}
 }
+
+// A target at a multicast or the broadcast address fails every
+// connection (ENETUNREACH) while the sidecar looks healthy.
+func TestUnreachableTargetsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ variable, value, want string }{
+		{"TARGET_HOST", "224.0.0.1", `TARGET_HOST="224.0.0.1": is a multicast address, which no TCP connection reaches`},
+		{"TARGET_HOST", "ff02::1", "is a multicast address"},
+		{"TARGET_HOST", "255.255.255.255", `TARGET_HOST="255.255.255.255": is the broadcast address`},
+		{"FORWARDS", "8080=[ff05::2]:3306", `entry "8080=[ff05::2]:3306" has target host "ff05::2" (is a multicast address, which no TCP connection reaches)`},
+	} {
+		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
+			_, err := refusedWith(t, tc.variable, tc.value)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v; want %q", err, tc.want)
+			}
+		})
+	}
+}

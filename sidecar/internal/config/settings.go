@@ -183,15 +183,15 @@ var Settings = []Setting{
 		}},
 }
 
-// unreachedAddr says why no TCP connection reaches a listener bound to
-// ip, or "": Linux binds one to a multicast or the broadcast address, and
-// the sidecar would start, while every connect fails (ENETUNREACH).
+// unreachedAddr says why no TCP connection reaches ip, or "": Linux binds
+// a listener to a multicast or the broadcast address, and the sidecar
+// would start, while every connect fails (ENETUNREACH).
 func unreachedAddr(ip net.IP) string {
 	switch {
 	case ip.IsMulticast():
-		return ": is a multicast address, which no TCP connection reaches"
+		return "is a multicast address, which no TCP connection reaches"
 	case ip.Equal(net.IPv4bcast):
-		return ": is the broadcast address, which no TCP connection reaches"
+		return "is the broadcast address, which no TCP connection reaches"
 	}
 	return ""
 }
@@ -199,8 +199,8 @@ func unreachedAddr(ip net.IP) string {
 // bindRefused is why an address variable's value v is refused, when it is
 // an IP address.
 func bindRefused(v string) string {
-	if ip := net.ParseIP(v); ip != nil {
-		return unreachedAddr(ip)
+	if ip := net.ParseIP(v); ip != nil && unreachedAddr(ip) != "" {
+		return ": " + unreachedAddr(ip)
 	}
 	return ""
 }
