@@ -119,11 +119,17 @@ func TestMage(t *testing.T) {
 		// The error, printed last, names the step that failed.
 		{"no engine exits 3", []string{"build"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x", "LOCAL_IMAGE=none"}, 3,
 			[]string{`Error: build: step "preflight" failed: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT=`}, []string{"goroutine", "panic"}},
-		// Push checks for the engine before git and AWS: an ECR endpoint
-		// that answers nothing and no credentials would fail otherwise.
+		// The region is configuration, read offline: refused before the
+		// engine is looked for, as go tool mage config refuses it.
+		{"push with a malformed AWS_REGION and no engine exits 2 naming the region", []string{"push"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x",
+			"AWS_REGION=eu_west_1", "AWS_PROFILE=", "AWS_CONFIG_FILE=" + filepath.Join(t.TempDir(), "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(t.TempDir(), "none")}, 2,
+			[]string{`AWS region "eu_west_1" is not a region name`}, []string{"Dagger engine", "goroutine", "git"}},
+		// Push checks for the engine before git and AWS (the region check
+		// before it is offline): an ECR endpoint that answers nothing and
+		// no credentials would fail otherwise.
 		{"push with no engine exits 3 before AWS", []string{"push"}, []string{"DAGGER_SESSION_PORT=" + refusedPort(t), "DAGGER_SESSION_TOKEN=x",
 			"AWS_REGION=eu-west-1", "AWS_ENDPOINT_URL_ECR=http://127.0.0.1:" + refusedPort(t), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true"}, 3,
-			[]string{`Error: push: step "preflight" failed: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT=`}, []string{"goroutine", "panic", "AWS", "git"}},
+			[]string{`Error: push: step "preflight" failed: Dagger engine unavailable: no session listening at DAGGER_SESSION_PORT=`}, []string{"goroutine", "panic", "AWS preflight", "AWS credentials", "ECR", "git"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := mage(tc.env, tc.args...)

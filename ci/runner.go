@@ -144,7 +144,7 @@ func (r *Runner) Push(ctx context.Context) error { return r.runSteps(ctx, "push"
 func stepPreflight(target string) Step {
 	doc := "checks that a Dagger engine answers (none: exit 3 at once), then the local Docker when LOCAL_IMAGE is not none (in seconds, before any build), then opens the run's one Dagger session"
 	if target == "push" {
-		doc = "before any build, checks that a Dagger engine answers (none: exit 3 at once), that an AWS region is set (exit 2), that the worktree is clean, " +
+		doc = "before any build, checks that an AWS region is set (exit 2), that a Dagger engine answers (none: exit 3 at once), that the worktree is clean, " +
 			"decides the tags, probes GOVULNDB, checks the local Docker when LOCAL_IMAGE is not none, " +
 			"opens the run's one Dagger session and checks that PLATFORMS holds the engine's platform, which the smoke test runs (exit 2 if not), " +
 			"then runs the AWS preflight (region, credentials, ECR login, the repository, created when missing): last, so a run refused earlier has changed nothing in AWS."
@@ -154,7 +154,16 @@ func stepPreflight(target string) Step {
 		doc += " and checks that PLATFORMS holds the engine's platform, which the smoke test runs (exit 2 if not)."
 	}
 	return Step{Name: "preflight", Doc: doc, do: func(ctx context.Context, s *run) error {
-		// The engine first: with none, the run ends in seconds naming
+		if target == "push" {
+			// Configuration, read offline (as mage config reads it): exit 2
+			// whatever the engine's state. The rest of the AWS preflight
+			// comes last (below).
+			s.step("push: checking the AWS region")
+			if err := ecr.CheckRegion(ctx, s.lookupEnv, true); err != nil {
+				return err
+			}
+		}
+		// The engine next: with none, the run ends in seconds naming
 		// Dagger, not after AWS calls and a credential wait (the probe
 		// builds nothing); with Docker down that is what is missing
 		// (exit 3), not only the local load.
@@ -163,12 +172,6 @@ func stepPreflight(target string) Step {
 			return err
 		}
 		if target == "push" {
-			// Before the session, whose engine may take minutes to start the
-			// first time; the rest of the AWS preflight comes last (below).
-			s.step("push: checking the AWS region")
-			if err := ecr.CheckRegion(ctx, s.lookupEnv, true); err != nil {
-				return err
-			}
 			if err := s.pushPreflight(ctx); err != nil {
 				return err
 			}

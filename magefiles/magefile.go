@@ -116,8 +116,8 @@ func Test(ctx context.Context) error {
 // release plan → vulncheck → candidate → sbom+provenance → scan gate
 // → release tags.
 //
-//  1. preflight: before any build, checks that a Dagger engine answers (none:
-//     exit 3 at once), that an AWS region is set (exit 2), that the worktree
+//  1. preflight: before any build, checks that an AWS region is set (exit
+//     2), that a Dagger engine answers (none: exit 3 at once), that the worktree
 //     is clean, decides the tags, probes GOVULNDB, checks the local Docker
 //     when LOCAL_IMAGE is not none, opens the run's one Dagger session and
 //     checks that PLATFORMS holds the engine's platform, which the smoke test
