@@ -74,7 +74,10 @@ const healthcheckTimeout = 3 * time.Second
 func healthcheck(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	addr, err := config.AdminEndpoint(lookup)
 	if err != nil {
-		fmt.Fprintf(stderr, "sidecar healthcheck: %v\n", err)
+		// A line per problem, each saying whose it is.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "sidecar healthcheck: %s\n", line)
+		}
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)

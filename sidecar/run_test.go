@@ -844,3 +844,19 @@ func TestStaleCheckOnReaderWarning(t *testing.T) {
 		})
 	}
 }
+
+// Each problem of `sidecar healthcheck` is a line of its own that says
+// whose it is, as ECS shows the check's output without context.
+func TestHealthcheckProblemsEachPrefixed(t *testing.T) {
+	var stderr strings.Builder
+	code := run(context.Background(), []string{"healthcheck"}, environ(map[string]string{"ADMIN_ADDR": "localhost", "ADMIN_PORT": "abc"}), io.Discard, &stderr)
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if code != 2 || len(lines) != 2 {
+		t.Fatalf("exit %d, %q; want 2 and two lines", code, stderr.String())
+	}
+	for i, want := range []string{`sidecar healthcheck: ADMIN_ADDR="localhost" is invalid`, `sidecar healthcheck: ADMIN_PORT="abc" is invalid`} {
+		if !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d = %q, want it to start %q", i, lines[i], want)
+		}
+	}
+}
