@@ -857,14 +857,20 @@ func parseForwardErr(entry string) bool {
 // that starts LISTEN_PORT=); other commas are a password's or a user's.
 func forwardEntries(list string) []string {
 	var entries []string
+	start, end := 0, 0 // list[start:end] is the entry so far
 	for i, piece := range strings.Split(list, ",") {
-		if listen, _ := cutListenPort(piece); i > 0 && listen == "" {
-			entries[len(entries)-1] += "," + piece
-			continue
+		// Sliced from list, not joined piece by piece: that copied the
+		// entry once per comma, and a run of commas took seconds.
+		if listen, _ := cutListenPort(piece); i > 0 && listen != "" {
+			entries = append(entries, list[start:end])
+			start = end + 1
 		}
-		entries = append(entries, piece)
+		end += len(piece)
+		if i > 0 {
+			end++
+		}
 	}
-	return entries
+	return append(entries, list[start:end])
 }
 
 // cutListenPort splits an entry into its LISTEN_PORT= part (digits and

@@ -1332,3 +1332,27 @@ func TestUnreachableTargetsRefused(t *testing.T) {
 		})
 	}
 }
+
+// forwardEntries cuts a list as it was, and without copying it once per
+// piece: a FORWARDS of 120000 commas (an environment value's size) took
+// seconds to refuse when each comma copied the entry so far.
+func TestForwardEntriesCutsWithoutCopying(t *testing.T) {
+	for _, tc := range []struct {
+		list string
+		want []string
+	}{
+		{"", []string{""}},
+		{"8080=a:1", []string{"8080=a:1"}},
+		{"8080=a:1,8081=b:2", []string{"8080=a:1", "8081=b:2"}},
+		{"8080=u:p,w@a:1, 8081 =b:2,", []string{"8080=u:p,w@a:1", " 8081 =b:2,"}},
+		{",,8080=a:1", []string{",", "8080=a:1"}},
+	} {
+		if got := forwardEntries(tc.list); !slices.Equal(got, tc.want) {
+			t.Errorf("forwardEntries(%q) = %q, want %q", tc.list, got, tc.want)
+		}
+	}
+	commas := strings.Repeat(",", 10000)
+	if n := testing.AllocsPerRun(3, func() { forwardEntries(commas) }); n > 50 {
+		t.Errorf("forwardEntries of %d commas made %.0f allocations; want a few, not one per comma", len(commas), n)
+	}
+}
