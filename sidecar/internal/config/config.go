@@ -1161,11 +1161,16 @@ func (p *parser) forwardList(list string) []Forward {
 		// learn is the reason. Other entries' reasons are not given: a
 		// password pasted after the key may hold ",PORT=", and they would
 		// quote its rest.
+		n := 0
 		for i, e := range forwardEntries(list) {
-			if keyTarget(e) {
+			if !keyTarget(e) {
+				continue
+			}
+			if n++; n <= maxEntryProblems {
 				p.badBecause("FORWARDS", list, keyHostReason(i+1, strings.TrimSpace(e)), forwardsAccepted)
 			}
 		}
+		p.moreRefused(list, n-maxEntryProblems)
 		return nil
 	}
 	var out []Forward
@@ -1197,10 +1202,16 @@ func (p *parser) forwardList(list string) []Forward {
 		out = append(out, f)
 		p.listenPorts = append(p.listenPorts, f.ListenPort)
 	}
-	if unlisted > 0 {
-		p.badBecause("FORWARDS", list, fmt.Sprintf(": %d more entries are refused, not listed here (fix the ones above first)", unlisted), forwardsAccepted)
-	}
+	p.moreRefused(list, unlisted)
 	return out
+}
+
+// moreRefused reports the n refused entries of list that have no line of
+// their own, if any.
+func (p *parser) moreRefused(list string, n int) {
+	if n > 0 {
+		p.badBecause("FORWARDS", list, fmt.Sprintf(": %d more entries are refused, not listed here (fix the ones above first)", n), forwardsAccepted)
+	}
 }
 
 // maxEntryProblems bounds the lines a bad FORWARDS gets. Each line

@@ -1245,6 +1245,9 @@ func TestForwardsProblemsBounded(t *testing.T) {
 		{"one empty entry twice", "8080=db:3306,,8081=db:3307,", []string{`entry "" is empty`}},
 		{"a listen port many times", strings.Repeat("8080=db:3306,", 500) + "8080=db:3306",
 			[]string{`listen port 8080 appears more than once`}},
+		{"hosts spelled as keys", strings.Repeat("8080=DB_PASSWORD:48213,", 1999) + "8080=DB_PASSWORD:48213",
+			append(slices.Repeat([]string{"is spelled as a credential's key"}, maxEntryProblems),
+				fmt.Sprintf(": %d more entries are refused, not listed here", 2000-maxEntryProblems))},
 		{"distinct bad entries", strings.Join(distinct, ","), append(slices.Repeat([]string{`has listen port "x`}, maxEntryProblems),
 			fmt.Sprintf(": %d more entries are refused, not listed here", 2000-maxEntryProblems))},
 	} {
