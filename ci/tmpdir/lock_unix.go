@@ -3,6 +3,7 @@
 package tmpdir
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -17,3 +18,7 @@ func hold(f *os.File) error { return take(f) }
 func take(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }
+
+// busy reports whether take failed because another open file holds the
+// lock.
+func busy(err error) bool { return errors.Is(err, syscall.EWOULDBLOCK) }

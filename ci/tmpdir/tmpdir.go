@@ -1,12 +1,14 @@
 // Package tmpdir makes the pipeline's private temporary directories (the
-// secrets handed to the engine, the image export) so that a run that
+// secrets handed to the engine, the image export), and its temporary
+// files beside a target (the copy to OCI_TARBALL), so that a run that
 // ends without its cleanup does not leave them for good: mage's -t
 // timeout exits without waiting for the target, and a kill skips every
-// defer. Each directory holds a lock its process keeps until it removes
-// the directory; the kernel drops the lock when the process ends, however
-// it ends, so Sweep removes only directories whose owner is gone, never a
-// concurrent run's (a recorded process id could be reused or belong to
-// another container sharing /tmp).
+// defer. Each directory or file holds a lock its process keeps until it
+// removes the directory or renames the file; the kernel drops the lock
+// when the process ends, however it ends, so Sweep and SweepFiles remove
+// only those whose owner is gone, never a concurrent run's (a recorded
+// process id could be reused or belong to another container sharing
+// /tmp).
 package tmpdir
 
 import (
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ownerFile is the lock file in each directory. It appears, by rename,
@@ -90,6 +93,85 @@ func sweepOne(dir string) (bool, error) {
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return false, fmt.Errorf("remove %s, left by a run that has ended: %w", dir, err)
+	}
+	return true, nil
+}
+
+// CreateHeld creates a new file in dir as os.CreateTemp does (pattern's
+// last "*" becomes a random string) and holds it as New holds its
+// directories: SweepFiles removes it only once this process has ended.
+// The holder must keep the file open while the file has that name (rename
+// it before closing it).
+func CreateHeld(dir, pattern string) (*os.File, error) {
+	for range 100 { // a sweep runs once a run: more than one retry is rare
+		f, err := os.CreateTemp(dir, pattern)
+		if err != nil {
+			return nil, err
+		}
+		err = hold(f)
+		if err != nil && !busy(err) {
+			return f, nil // no file locks here: no sweep can take it either
+		}
+		if err == nil && stillNamed(f) {
+			return f, nil
+		}
+		// A sweep took it between its creation and the lock, and removes
+		// it: make another.
+		f.Close()
+	}
+	return nil, fmt.Errorf("lock a new file %s in %s: taken by a sweep each time", pattern, dir)
+}
+
+// stillNamed reports whether f is still the file at its name.
+func stillNamed(f *os.File) bool {
+	at, err := os.Stat(f.Name())
+	if err != nil {
+		return false
+	}
+	held, err := f.Stat()
+	return err == nil && os.SameFile(at, held)
+}
+
+// SweepFiles removes the files CreateHeld(dir, pattern) made whose holder
+// has ended (a kill, mage -t) without renaming or removing them, and
+// returns them. A file still held, or one it cannot open, is left alone.
+func SweepFiles(dir, pattern string) ([]string, error) {
+	prefix, suffix := pattern, ""
+	if i := strings.LastIndex(pattern, "*"); i >= 0 {
+		prefix, suffix = pattern[:i], pattern[i+1:]
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || len(name) <= len(prefix)+len(suffix) || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, suffix) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		ok, err := sweepFile(path)
+		if ok {
+			removed = append(removed, path)
+		}
+		errs = append(errs, err)
+	}
+	return removed, errors.Join(errs...)
+}
+
+func sweepFile(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, nil // gone meanwhile, or not ours
+	}
+	defer f.Close()
+	if take(f) != nil || !stillNamed(f) {
+		return false, nil // its holder runs, or renamed it meanwhile
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("remove %s, left by a run that has ended: %w", path, err)
 	}
 	return true, nil
 }

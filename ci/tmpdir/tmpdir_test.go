@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -19,7 +21,25 @@ import (
 // as mage -t's exit does) or waits to be killed.
 const helperEnv = "TMPDIR_TEST_HELPER"
 
+// helperFileEnv makes the test binary a run that makes a held file
+// (CreateHeld) in the directory it names, prints its path and then exits
+// or waits to be killed, as helperEnv's does.
+const helperFileEnv = "TMPDIR_TEST_FILE_HELPER"
+
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(helperFileEnv); spec != "" {
+		dir, mode, _ := strings.Cut(spec, ",")
+		f, err := CreateHeld(dir, ".sidecar.tar.partial-*")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(f.Name())
+		if mode == "wait" {
+			select {} // until killed
+		}
+		os.Exit(0)
+	}
 	if spec := os.Getenv(helperEnv); spec != "" {
 		prefix, mode, _ := strings.Cut(spec, ",")
 		d, err := New(prefix)
@@ -40,12 +60,19 @@ func TestMain(m *testing.M) {
 // wait, it is still running (and killed when the test ends).
 func leftBy(t *testing.T, prefix string, wait bool) (dir string, kill func()) {
 	t.Helper()
+	return helper(t, helperEnv, prefix, wait)
+}
+
+// helper runs the helper process env selects with arg, returning the
+// path it printed.
+func helper(t *testing.T, env, arg string, wait bool) (dir string, kill func()) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	mode := "exit"
 	if wait {
 		mode = "wait"
 	}
-	cmd.Env = append(os.Environ(), helperEnv+"="+prefix+","+mode)
+	cmd.Env = append(os.Environ(), env+"="+arg+","+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -151,4 +178,112 @@ func TestNewIsPrivateAndRemoved(t *testing.T) {
 	if exists(d.Path) {
 		t.Errorf("directory %s left behind", d.Path)
 	}
+}
+
+// A copy's temporary file outlives its run when a kill or mage -t ends it
+// mid-copy; the next run's SweepFiles removes those, and only those: never
+// the file of a copy still going, in this process or another, nor another
+// target's or a file that is not a copy's.
+func TestSweepFiles(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("no file locks: SweepFiles leaves every file")
+	}
+	const pattern = ".sidecar.tar.partial-*"
+	for _, tc := range []struct {
+		name   string
+		make   func(t *testing.T, dir string) (path string, end func())
+		remove bool
+	}{
+		{"left by a run that exited", func(t *testing.T, dir string) (string, func()) {
+			p, _ := helper(t, helperFileEnv, dir, false)
+			return p, nil
+		}, true},
+		{"held by a run that is killed", func(t *testing.T, dir string) (string, func()) { return helper(t, helperFileEnv, dir, true) }, true},
+		{"held by this process", func(t *testing.T, dir string) (string, func()) {
+			f, err := CreateHeld(dir, pattern)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return f.Name(), nil
+		}, false},
+		{"another target's", func(t *testing.T, dir string) (string, func()) {
+			f, err := os.CreateTemp(dir, ".other.tar.partial-*")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			return f.Name(), nil
+		}, false},
+		{"the target itself", func(t *testing.T, dir string) (string, func()) {
+			p := filepath.Join(dir, "sidecar.tar")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p, nil
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path, end := tc.make(t, dir)
+			if filepath.Dir(path) != dir || !exists(path) {
+				t.Fatalf("made %q, want an existing file in %s", path, dir)
+			}
+			if end != nil {
+				// Alive, in another process: never removed.
+				if removed, err := SweepFiles(dir, pattern); err != nil || len(removed) > 0 || !exists(path) {
+					t.Fatalf("SweepFiles with the holder running = %v, %v", removed, err)
+				}
+				end()
+			}
+			removed, err := SweepFiles(dir, pattern)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := slices.Contains(removed, path) && !exists(path); got != tc.remove || len(removed) > 1 {
+				t.Errorf("SweepFiles removed %v (file still there: %v), want %s removed: %v", removed, exists(path), path, tc.remove)
+			}
+		})
+	}
+}
+
+// A file CreateHeld returns is held and still at its name, though a
+// sweep runs all the while: one that took it between its creation and
+// its lock made CreateHeld make another.
+func TestCreateHeldWhileSweeping(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("no file locks")
+	}
+	dir := t.TempDir()
+	const pattern = ".sidecar.tar.partial-*"
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var swept atomic.Int64
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				removed, _ := SweepFiles(dir, pattern)
+				swept.Add(int64(len(removed)))
+			}
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	for range 500 {
+		f, err := CreateHeld(dir, pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !stillNamed(f) {
+			t.Fatalf("CreateHeld returned %s, which a sweep removed", f.Name())
+		}
+		// Done with it, as writeAtomic is: renamed (here: removed) while held.
+		os.Remove(f.Name())
+		f.Close()
+	}
+	t.Logf("%d files swept in their window", swept.Load())
 }
