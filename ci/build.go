@@ -223,6 +223,7 @@ func stepExport() Step {
 		do: func(ctx context.Context, s *run) error {
 			cfg := s.Config
 			if cfg.OCITarball != "" {
+				s.sweepPartials(cfg.OCITarball)
 				if err := moveFile(ctx, s.tarball(), cfg.OCITarball); err != nil {
 					return fmt.Errorf("OCI_TARBALL: %w", config.ShownErr("OCI_TARBALL", cfg.OCITarball, err))
 				}
@@ -339,15 +340,34 @@ func moveFile(ctx context.Context, from, to string) error {
 // a Ctrl-C stops the copy within one chunk, not after the whole image.
 const copyChunk = 8 << 20
 
+// partialPattern names writeAtomic's temporary file beside path
+// (os.CreateTemp's pattern).
+func partialPattern(path string) string { return "." + filepath.Base(path) + ".partial-*" }
+
+// sweepPartials removes the temporary files of copies to path whose run
+// ended mid-copy (a kill, mage -t), never a live run's (tmpdir.SweepFiles).
+func (s *run) sweepPartials(path string) {
+	removed, err := tmpdir.SweepFiles(filepath.Dir(path), partialPattern(path))
+	if len(removed) > 0 {
+		s.step("%s: removed %d partial cop(ies) of OCI_TARBALL=%s left by runs that ended during the copy (mage -t, a kill)",
+			s.target, len(removed), config.Shown("OCI_TARBALL", path))
+	}
+	if err != nil {
+		s.step("%s: note: %v", s.target, config.ShownErr("OCI_TARBALL", path, err))
+	}
+}
+
 // writeAtomic writes r to path through a temporary file beside it,
 // synced and renamed when complete, so neither a failed or interrupted
 // copy nor a crash leaves a partial file under the asked-for name; the
-// temporary file is removed on failure.
+// temporary file is removed on failure, and one a kill left is removed
+// by the next run (sweepPartials), as it is held until renamed.
 func writeAtomic(ctx context.Context, path string, perm os.FileMode, r io.Reader) error {
-	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
+	out, err := tmpdir.CreateHeld(filepath.Dir(path), partialPattern(path))
 	if err != nil {
 		return err
 	}
+	defer out.Close()           // after the rename: a sweep must not take it first
 	defer os.Remove(out.Name()) // no-op after the rename
 	err = out.Chmod(perm)
 	for err == nil {
@@ -361,13 +381,13 @@ func writeAtomic(ctx context.Context, path string, perm os.FileMode, r io.Reader
 			break
 		}
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return err
 	}
-	return os.Rename(out.Name(), path)
+	if err := os.Rename(out.Name(), path); err != nil {
+		return err
+	}
+	return out.Close()
 }
 
 func orUnknown(s string) string {

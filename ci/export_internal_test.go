@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/example/sidecar/ci/tmpdir"
 )
 
 // OCI_TARBALL on another filesystem than the export is a copy; the file
@@ -97,4 +99,39 @@ type cancelAfterFirstRead struct {
 func (c *cancelAfterFirstRead) Read(p []byte) (int, error) {
 	defer c.cancel()
 	return c.r.Read(p)
+}
+
+// A run's copy to OCI_TARBALL holds its partial file until it takes the
+// name: another run's sweep during the copy leaves it (and the copy
+// completes).
+func TestWriteAtomicHoldsItsPartialFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sidecar.tar")
+	var swept []string
+	var sweepErr error
+	image := &onFirstRead{r: io.LimitReader(zeros{}, 2*copyChunk), fn: func() {
+		swept, sweepErr = tmpdir.SweepFiles(dir, partialPattern(path))
+	}}
+	if err := writeAtomic(context.Background(), path, 0o644, image); err != nil {
+		t.Fatalf("writeAtomic with a sweep during the copy: %v", err)
+	}
+	if len(swept) != 0 || sweepErr != nil {
+		t.Errorf("a sweep during the copy removed %v (%v)", swept, sweepErr)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != 2*copyChunk {
+		t.Errorf("%s: %v, want %d bytes", path, err, 2*copyChunk)
+	}
+}
+
+type onFirstRead struct {
+	r  io.Reader
+	fn func()
+}
+
+func (o *onFirstRead) Read(p []byte) (int, error) {
+	if o.fn != nil {
+		o.fn()
+		o.fn = nil
+	}
+	return o.r.Read(p)
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/example/sidecar/ci/imagesize"
 	"github.com/example/sidecar/ci/imagesize/imagesizetest"
 	"github.com/example/sidecar/ci/smokesql"
+	"github.com/example/sidecar/ci/tmpdir"
 	"github.com/example/sidecar/ci/vulncheck/vulndbtest"
 	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/internal/testkit"
@@ -380,6 +381,49 @@ func TestBuildWritesOCITarballAndSkipsLocalLoad(t *testing.T) {
 	}
 	if n := len(*fe.dockerLoads); n != 0 {
 		t.Errorf("LOCAL_IMAGE=none still loaded the image %d times", n)
+	}
+}
+
+// A copy to OCI_TARBALL that a kill or mage -t cut short leaves a hidden
+// partial file; the next run with that OCI_TARBALL removes it, saying so,
+// but not the partial file of a copy still going.
+func TestBuildRemovesPartialTarballsOfEndedRuns(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("no file locks: partial files are left")
+	}
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "sidecar.tar")
+	// Held by no one: its run has ended.
+	stale := filepath.Join(dir, ".sidecar.tar.partial-1234")
+	if err := os.WriteFile(stale, []byte("cut short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Held, as a copy still going (in another run) holds it.
+	live, err := tmpdir.CreateHeld(dir, partialPattern(tarball))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	other := filepath.Join(dir, ".other.tar.partial-1234") // another target's
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fe := newEngine(t, map[string]string{"OCI_TARBALL": tarball, "LOCAL_IMAGE": "none"}, nil)
+	if err := fe.runner.Build(testCtx(t)); err != nil {
+		t.Fatalf("Build: %v\nlog:\n%s", err, fe.log)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the partial file of an ended run is still there: %v", err)
+	}
+	for _, keep := range []string{live.Name(), other, tarball} {
+		if _, err := os.Stat(keep); err != nil {
+			t.Errorf("%s: %v, want it kept", keep, err)
+		}
+	}
+	want := "==> build: removed 1 partial cop(ies) of OCI_TARBALL=" + tarball + " left by runs that ended during the copy (mage -t, a kill)"
+	if !strings.Contains(fe.log.String(), want) {
+		t.Errorf("log does not say %q:\n%s", want, fe.log)
 	}
 }
 
