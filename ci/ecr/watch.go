@@ -34,18 +34,20 @@ type Wait struct {
 }
 
 // watched runs fn under w.Bound, passing w.Report every w.Every what it
-// still waits for (w.What), and turns a timeout into an error saying so.
+// still waits for (w.What), and turns a timeout into an error saying so;
+// one that ctx ended first (the run's deadline, Ctrl-C) says that instead.
 func watched(ctx context.Context, w Wait, fn func(context.Context) error) error {
-	report, what, bound, every := w.Report, w.What, w.Bound, w.Every
-	ctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	stop := progress.Every(every, func(waited time.Duration) {
+	report, what, bound := w.Report, w.What, w.Bound
+	timedOut, err := progress.Bounded(ctx, bound, w.Every, func(waited time.Duration) {
 		report(fmt.Sprintf("still waiting for %s: %s so far; giving up after %s", what, waited.Round(time.Second), bound))
-	})
-	err := fn(ctx)
-	stop()
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	}, fn)
+	switch {
+	case timedOut:
 		return fmt.Errorf("no answer from %s within %s: check the network path to AWS (a proxy, or a firewall dropping packets): %w", what, bound, err)
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("stopped waiting for %s: the run's deadline passed first, not the %s this wait allows: %w", what, bound, err)
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("stopped waiting for %s: the run was stopped (Ctrl-C): %w", what, err)
 	}
 	return err
 }

@@ -3,7 +3,7 @@ package progress
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -40,7 +40,11 @@ func Every(every time.Duration, fn func(waited time.Duration)) (stop func()) {
 // ran out, not because ctx ended (Ctrl-C, the run's own deadline), whose
 // error must not claim the bound.
 func Bounded(ctx context.Context, bound, every time.Duration, report func(waited time.Duration), fn func(context.Context) error) (timedOut bool, err error) {
-	bctx, cancel := context.WithTimeout(ctx, bound)
+	// The cause tells the bound from ctx's end even when ctx ends just
+	// after the bound ran out. It reads as DeadlineExceeded: calls quote
+	// their context's cause in their errors.
+	ranOut := fmt.Errorf("%w", context.DeadlineExceeded)
+	bctx, cancel := context.WithTimeoutCause(ctx, bound, ranOut)
 	defer cancel()
 	stop := Every(every, func(waited time.Duration) {
 		if waited < bound {
@@ -49,5 +53,5 @@ func Bounded(ctx context.Context, bound, every time.Duration, report func(waited
 	})
 	err = fn(bctx)
 	stop()
-	return err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded), err
+	return err != nil && context.Cause(bctx) == ranOut, err
 }

@@ -62,6 +62,16 @@ func TestBounded(t *testing.T) {
 	if timedOut, err := progress.Bounded(parent, time.Millisecond, time.Hour, report, wait); timedOut || err == nil {
 		t.Errorf("ended by its caller's deadline: timedOut %v, err %v; want false and an error", timedOut, err)
 	}
+	// The bound ran out first; ctx ended after it, before Bounded looked.
+	later, cancelLater := context.WithCancel(context.Background())
+	defer cancelLater()
+	if timedOut, _ := progress.Bounded(later, time.Millisecond, time.Hour, report, func(ctx context.Context) error {
+		err := wait(ctx)
+		cancelLater()
+		return err
+	}); !timedOut {
+		t.Error("ran out of its bound, then its caller ended: not taken for a timeout")
+	}
 	if timedOut, _ := progress.Bounded(context.Background(), time.Hour, time.Hour, report, func(context.Context) error { return errors.New("refused") }); timedOut {
 		t.Error("an error within the bound taken for a timeout")
 	}
