@@ -261,6 +261,7 @@ func (s *run) awsPreflight(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.scrub.Add(reg.Password()) // the push hands it to the engine (pushCandidate)
 	if reg.Created {
 		s.step("push: created ECR repository %s", reg)
 	} else {

@@ -95,7 +95,6 @@ type smokeRun struct {
 	rootPW   *dagger.Secret
 	cnf      *dagger.Secret
 	runID    string // fresh exec every run: a smoke test must not be a cache hit
-	scrub    func(string) string
 	platform dagger.Platform
 }
 
@@ -115,7 +114,8 @@ func (s *run) smoke(ctx context.Context, client *dagger.Client, img *Image) erro
 	}
 	defer secretFiles.Close()
 	password := secrets.RandomHex(24)
-	sr := &smokeRun{native: native, runID: secrets.RandomHex(8), scrub: secrets.Redactor(password), platform: img.Engine}
+	s.scrub.Add(password) // in the step's error, whichever path it takes (runStepList)
+	sr := &smokeRun{native: native, runID: secrets.RandomHex(8), platform: img.Engine}
 	if sr.rootPW, err = secretFiles.Secret(client, "mysql-root-password", password); err != nil {
 		return err
 	}
@@ -191,9 +191,11 @@ func (s *run) smokeSQL(ctx context.Context, client *dagger.Client, sr *smokeRun)
 	}
 	if err != nil {
 		// The engine's error may quote MYSQL_IMAGE, as a failed pull does.
-		return smokeFailure("SQL round trip through the sidecar", config.ShownErr("MYSQL_IMAGE", s.Config.MySQLImage, err), sr.scrub)
+		return smokeFailure("SQL round trip through the sidecar", config.ShownErr("MYSQL_IMAGE", s.Config.MySQLImage, err))
 	}
-	if err := smokesql.Check(out); err != nil {
+	// Masked before Check cuts it short, which could leave part of the
+	// password unmasked.
+	if err := smokesql.Check(s.scrub.String(out)); err != nil {
 		return fmt.Errorf("smoke test failed (nothing pushed): %w", err)
 	}
 	return nil
@@ -249,7 +251,7 @@ func (sr *smokeRun) checkIn(ctx context.Context, c *dagger.Container, check smok
 		WithExec([]string{"sh", "-c", check.script}).
 		Stdout(ctx)
 	if err != nil {
-		return smokeFailure(check.execWhat, err, sr.scrub)
+		return smokeFailure(check.execWhat, err)
 	}
 	if err := expectLines(out, check.want...); err != nil {
 		return fmt.Errorf("smoke test failed (nothing pushed): %s: %w", check.outWhat, err)
@@ -276,14 +278,14 @@ func expectLines(out string, want ...string) error {
 }
 
 // smokeFailure reports a failed step with the container's output (the
-// password scrubbed, in case anything echoed it).
-func smokeFailure(what string, err error, scrub func(string) string) error {
+// password masked by runStepList, as in every step's error).
+func smokeFailure(what string, err error) error {
 	var ee *dagger.ExecError
 	if errors.As(err, &ee) {
 		return fmt.Errorf("smoke test failed (nothing pushed): %s: exit code %d\n--- stdout ---\n%s--- stderr ---\n%s",
-			what, ee.ExitCode, indent(scrub(ee.Stdout)), indent(scrub(ee.Stderr)))
+			what, ee.ExitCode, indent(ee.Stdout), indent(ee.Stderr))
 	}
-	return fmt.Errorf("smoke test failed (nothing pushed): %s: %s", what, scrub(err.Error()))
+	return fmt.Errorf("smoke test failed (nothing pushed): %s: %w", what, err)
 }
 
 func indent(s string) string {

@@ -49,6 +49,9 @@ type run struct {
 	img            *Image        // the built image (build)
 	tmp            *tmpdir.Dir   // the export's directory, removed at the end
 	rel            *release      // push: what is released (release plan)
+	// scrub masks the secrets the run handed the engine (the smoke
+	// test's MySQL password, the ECR login's) in every step's error.
+	scrub secrets.Scrubber
 }
 
 func (s *run) close() {
@@ -129,7 +132,7 @@ func (r *Runner) runStepList(ctx context.Context, target string, steps []Step) e
 		}
 		r.step("%s: [%d/%d] %s", target, i+1, len(steps), s.Name)
 		began := time.Now()
-		if err := s.do(ctx, st); err != nil {
+		if err := st.scrub.Err(s.do(ctx, st)); err != nil {
 			r.step("%s: %s failed after %s", target, s.Name, since(began))
 			// mage prints this last, the line a CI log is read from: it
 			// names the step too (the exit code still follows err's type).

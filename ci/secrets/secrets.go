@@ -14,6 +14,7 @@ import (
 	"dagger.io/dagger"
 
 	"github.com/example/sidecar/ci/tmpdir"
+	"github.com/example/sidecar/internal/redact"
 )
 
 // Files hands secrets to the engine by reference: each value goes into a
@@ -57,8 +58,44 @@ func RandomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Redactor returns a function that replaces every occurrence of secret
-// in a string, for container output shown in errors.
-func Redactor(secret string) func(string) string {
-	return func(s string) string { return strings.ReplaceAll(s, secret, "[redacted]") }
+// Scrubber masks the values of the secrets a run handed the engine in
+// what the run prints: the engine's errors and a container's output may
+// quote them. The zero value masks nothing.
+type Scrubber struct{ values []string }
+
+// Add has s mask value too.
+func (s *Scrubber) Add(value string) {
+	if value != "" { // "" would mask between every character
+		s.values = append(s.values, value)
+	}
 }
+
+// String is text with every value masked as the pipeline masks a
+// credential (redact.Mask).
+func (s *Scrubber) String(text string) string {
+	for _, v := range s.values {
+		text = strings.ReplaceAll(text, v, redact.Mask)
+	}
+	return text
+}
+
+// Err is err with its text masked; errors.Is and As still see err.
+func (s *Scrubber) Err(err error) error {
+	if err == nil {
+		return nil
+	}
+	text := s.String(err.Error())
+	if text == err.Error() {
+		return err
+	}
+	return scrubbed{err: err, text: text}
+}
+
+// scrubbed is Scrubber.Err's error: err, said as text.
+type scrubbed struct {
+	err  error
+	text string
+}
+
+func (e scrubbed) Error() string { return e.text }
+func (e scrubbed) Unwrap() error { return e.err }

@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/example/sidecar/ci/tmpdir"
+	"github.com/example/sidecar/internal/redact"
 )
 
 // leaveEnv makes the test binary a run that makes its secrets' directory
@@ -69,11 +71,28 @@ func TestRandomHex(t *testing.T) {
 	}
 }
 
-func TestRedactor(t *testing.T) {
+// Every value added is masked wherever it appears, in a string or an
+// error's text, and the error is still what it wraps.
+func TestScrubber(t *testing.T) {
 	t.Parallel()
-	scrub := Redactor("s3cret")
-	if got := scrub("user=root password=s3cret; again s3cret"); got != "user=root password=[redacted]; again [redacted]" {
-		t.Errorf("scrubbed to %q", got)
+	var s Scrubber
+	s.Add("")
+	if got := s.String("nothing to mask"); got != "nothing to mask" {
+		t.Errorf("the zero Scrubber and an empty value made %q", got)
+	}
+	s.Add("s3cret")
+	s.Add("t0ken")
+	want := "user=root password=" + redact.Mask + "; again " + redact.Mask + ", token " + redact.Mask
+	if got := s.String("user=root password=s3cret; again s3cret, token t0ken"); got != want {
+		t.Errorf("masked to %q, want %q", got, want)
+	}
+	err := s.Err(fmt.Errorf("publish: %w", &os.PathError{Op: "open", Path: "/run/s3cret", Err: os.ErrNotExist}))
+	var pe *os.PathError
+	if err.Error() != "publish: open /run/"+redact.Mask+": file does not exist" || !errors.Is(err, os.ErrNotExist) || !errors.As(err, &pe) {
+		t.Errorf("Err made %q (%T), want the text masked and the error kept", err, err)
+	}
+	if plain := errors.New("no secret"); s.Err(plain) != plain || s.Err(nil) != nil {
+		t.Error("Err changed an error that quotes no secret, or nil")
 	}
 }
 
