@@ -18,7 +18,8 @@ import (
 // showed. It accepts without waiting, beside the accept loop (Control
 // does not take the read lock the loop's Accept holds), until the queue
 // is empty; one completed after that and before Close is reset by the
-// kernel, which the app sees as refused, never as served then dropped.
+// kernel: the app's connect succeeded, so its first read or write fails
+// with a reset, but nothing of it was ever served, then dropped.
 func (s *Server) takeQueued(f *forward) {
 	sc, ok := f.ln.(syscall.Conn)
 	if !ok {
