@@ -871,6 +871,9 @@ func TestCheckTargetsAtStart(t *testing.T) {
 		lines[0]["target"] != "typo.sidecar.test:3306" || !strings.Contains(lines[0]["err"].(string), "typo.sidecar.test") {
 		t.Errorf("want one WARN for typo.sidecar.test only; got %v", lines)
 	}
+	// The two checks run at once: the warning does not say that the other
+	// one has been answered, and its queries would count as the connection's.
+	waitFor(t, "the check of db.sidecar.test answered", func() bool { return dns.QueriesOf("db.sidecar.test") >= 2 }) // A and AAAA
 	q := dns.Queries()
 	connectEcho(t, r)
 	if n := dns.Queries() - q; n != 0 {

@@ -30,6 +30,7 @@ type Server struct {
 	failA   map[string]bool
 	stalled []query // held by Stall until its release
 	stall   bool
+	named   map[string]int64 // questions answered, by name (QueriesOf)
 }
 
 // query is a question received and not answered yet.
@@ -45,7 +46,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("testdns: %v", err)
 	}
-	s := &Server{Addr: c.LocalAddr().String(), conn: c, answers: map[string][]netip.Addr{}, failing: map[string]bool{}, failA: map[string]bool{}}
+	s := &Server{Addr: c.LocalAddr().String(), conn: c, answers: map[string][]netip.Addr{}, failing: map[string]bool{}, failA: map[string]bool{}, named: map[string]int64{}}
 	done := make(chan struct{})
 	go s.serve(done)
 	t.Cleanup(func() { _ = c.Close(); <-done })
@@ -110,6 +111,15 @@ const AAAALater = 20 * time.Millisecond
 // Queries is how many questions the server has answered.
 func (s *Server) Queries() int64 { return s.queries.Load() }
 
+// QueriesOf is how many questions about name the server has answered: a
+// test waits on it for a lookup it cannot see end (one the code under
+// test starts on its own) before it counts the queries of the next.
+func (s *Server) QueriesOf(name string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.named[canonical(name)]
+}
+
 // Resolver is a pure-Go resolver that sends every query to this server.
 func (s *Server) Resolver() *net.Resolver {
 	return &net.Resolver{PreferGo: true, Dial: s.dial}
@@ -147,11 +157,14 @@ func (s *Server) serve(done chan<- struct{}) {
 }
 
 func (s *Server) reply(q query) {
-	resp, later, err := s.answer(q.msg)
+	resp, name, later, err := s.answer(q.msg)
 	if err != nil {
 		return // not a query we understand: let the client time out
 	}
 	send := func() {
+		s.mu.Lock()
+		s.named[name]++
+		s.mu.Unlock()
 		s.queries.Add(1)
 		_, _ = s.conn.WriteToUDP(resp, q.from)
 	}
@@ -167,19 +180,19 @@ const (
 	typeAAAA = 28
 )
 
-// answer builds the response to one query: header, the question echoed,
-// then one answer record per address of the asked family; later is
-// whether FailA delays it.
-func (s *Server) answer(q []byte) (resp []byte, later bool, err error) {
+// answer builds the response to one query about name: header, the
+// question echoed, then one answer record per address of the asked
+// family; later is whether FailA delays it.
+func (s *Server) answer(q []byte) (resp []byte, name string, later bool, err error) {
 	if len(q) < 12 || binary.BigEndian.Uint16(q[4:6]) != 1 {
-		return nil, false, errors.New("want exactly one question")
+		return nil, "", false, errors.New("want exactly one question")
 	}
 	// Question: labels up to a zero byte, then type and class.
 	i := 12
 	var labels []string
 	for {
 		if i >= len(q) {
-			return nil, false, errors.New("truncated name")
+			return nil, "", false, errors.New("truncated name")
 		}
 		l := int(q[i])
 		i++
@@ -187,19 +200,19 @@ func (s *Server) answer(q []byte) (resp []byte, later bool, err error) {
 			break
 		}
 		if l > 63 || i+l > len(q) {
-			return nil, false, errors.New("bad label")
+			return nil, "", false, errors.New("bad label")
 		}
 		labels = append(labels, string(q[i:i+l]))
 		i += l
 	}
 	if i+4 > len(q) {
-		return nil, false, errors.New("truncated question")
+		return nil, "", false, errors.New("truncated question")
 	}
 	qtype := binary.BigEndian.Uint16(q[i : i+2])
 	question := q[12 : i+4]
 
 	s.mu.Lock()
-	name := canonical(strings.Join(labels, "."))
+	name = canonical(strings.Join(labels, "."))
 	addrs, known := s.answers[name]
 	failing := s.failing[name] || (s.failA[name] && qtype == typeA)
 	later = s.failA[name] && !failing
@@ -246,5 +259,5 @@ func (s *Server) answer(q []byte) (resp []byte, later bool, err error) {
 	for _, rr := range records {
 		resp = append(resp, rr...)
 	}
-	return resp, later, nil
+	return resp, name, later, nil
 }

@@ -123,3 +123,23 @@ func TestFailA(t *testing.T) {
 		t.Errorf("lookup of both: %v; want not found, the error heard last", err)
 	}
 }
+
+// QueriesOf counts the questions answered about one name, whatever its
+// case or final dot, apart from the other names'.
+func TestQueriesOf(t *testing.T) {
+	s := Start(t)
+	r := s.Resolver()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Set("db.sidecar.test", netip.MustParseAddr("127.0.0.2"))
+	s.Set("other.sidecar.test", netip.MustParseAddr("127.0.0.3"))
+	if _, err := r.LookupNetIP(ctx, "ip4", "db.sidecar.test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LookupNetIP(ctx, "ip", "other.sidecar.test"); err != nil {
+		t.Fatal(err)
+	}
+	if db, other := s.QueriesOf("DB.Sidecar.Test."), s.QueriesOf("other.sidecar.test"); db != 1 || other != 2 || s.Queries() != 3 {
+		t.Errorf("QueriesOf: db %d, other %d (of %d); want 1 (A) and 2 (A and AAAA) of 3", db, other, s.Queries())
+	}
+}
