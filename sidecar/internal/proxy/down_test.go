@@ -145,16 +145,19 @@ func TestQuickDepartureDuringADialIsNotAFailure(t *testing.T) {
 
 // An unanswered dial while DNS moves to another address (a failover the
 // stale check cached during the dial) is still a dial failure: the client
-// has left, so no new address is looked up or dialed for it.
+// has left, so no new address is looked up or dialed for it. Any
+// departure is unanswered here (the second is a nanosecond). A check
+// asks A and AAAA, and the next check asks only once the last one has
+// cached its answer: the query counts say when one has.
 func TestUnansweredDialWhileDNSMoves(t *testing.T) {
 	t.Parallel()
-	r, dns, up, dead := startDeadTarget(t, hold, false, proxy.Config{StaleCheckInterval: 100 * time.Millisecond})
-	waitFor(t, "a stale check cached the answer", func() bool { return dns.Queries() >= 2 })
-	time.Sleep(20 * time.Millisecond)
+	r, dns, up, dead := startDeadTarget(t, hold, false, proxy.WithUnansweredAfter(proxy.Config{StaleCheckInterval: 100 * time.Millisecond}, time.Nanosecond))
+	waitFor(t, "a stale check cached the answer", func() bool { return dns.Queries() >= 3 })
 	impatient := dial(t, r.addrs[0])
 	waitFor(t, "the dead address dialed", func() bool { return dead.Load() == 1 })
+	q := dns.Queries()
 	dns.Set("db.sidecar.test", up.addr.Addr()) // failover: the stale check caches it
-	time.Sleep(1200 * time.Millisecond)
+	waitFor(t, "a stale check that began after the failover cached its answer", func() bool { return dns.Queries() >= q+5 })
 	_ = impatient.Close()
 	waitFor(t, "the connection ended", func() bool { return forwardSnap(r, 0).Active == 0 })
 	s := forwardSnap(r, 0)
