@@ -157,8 +157,10 @@ func TestKeepaliveErrorLoggedOncePerForward(t *testing.T) {
 // byte: TCP_USER_TIMEOUT on the app's side cut it with "connection timed
 // out".
 func TestSlowReaderKeepsItsConnection(t *testing.T) {
+	t.Parallel() // the 6 s waits are the kernel's timers: they overlap
 	const size = 32 << 20
 	eachRelay(t, func(t *testing.T, f relay.Func) {
+		t.Parallel()
 		up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
 			_, _ = c.Write(make([]byte, size))
 			_ = c.CloseWrite()

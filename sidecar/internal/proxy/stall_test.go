@@ -20,7 +20,9 @@ func TestStalledDatabaseKeepsItsConnection(t *testing.T) {
 	if !tcpstall.Supported {
 		t.Skip("this build leaves TCP_USER_TIMEOUT to the kernel (package tcpstall)")
 	}
+	t.Parallel() // the 6 s waits are the kernel's timers: they overlap
 	eachRelay(t, func(t *testing.T, f relay.Func) {
+		t.Parallel()
 		const size = 32 << 20
 		got := make(chan int64, 1)
 		up := startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
