@@ -67,7 +67,9 @@ type missingAddr struct {
 // answer to a lookup that began at asked, and from every answer for after
 // before it, in two checks at least (missing keeps count). A connection
 // whose own lookup began later may have seen a newer answer, so it waits
-// for the next check.
+// for the next check. Those returned are no longer tracked: they are
+// closing, and the next check may come before they end (two ticks in a
+// row on a loaded machine), which would close and log them again.
 func (f *forward) staleConns(asked time.Time, addrs []netip.Addr, missing map[netip.Addr]missingAddr, after time.Duration) []*conn {
 	var stale []*conn
 	f.mu.Lock()
@@ -88,6 +90,7 @@ func (f *forward) staleConns(asked time.Time, addrs []netip.Addr, missing map[ne
 		}
 		if m.checks >= 2 && asked.Sub(m.since) >= after && c.asked.Before(asked) {
 			stale = append(stale, c)
+			delete(f.conns, c)
 		}
 	}
 	for a := range missing {
