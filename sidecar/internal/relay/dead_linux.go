@@ -81,23 +81,49 @@ func PeerDone(fd int) bool {
 // a bare EOF, as if the peer had closed cleanly.
 func PeerReset(fd int) bool { return tcpState(fd) == tcpClose }
 
-// resetErr is c's pending error if the kernel has torn c down (TCP_CLOSE),
-// taking it; nil otherwise. A socket this side shut down also ends in
-// TCP_CLOSE once its peer closes too, with no error: that is no reset.
-// Only for a socket nothing else reads meanwhile (Stuck), since a read
-// after this gets a bare EOF.
-func resetErr(c *net.TCPConn) error {
-	var errno syscall.Errno
-	onFD(c, func(fd int) bool {
-		if tcpState(fd) == tcpClose {
-			if v, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ERROR); err == nil {
-				errno = syscall.Errno(v)
-			}
-		}
+// ResetPending reports whether fd's connection has been torn down
+// (TCP_CLOSE) with an error pending, without taking the error: poll
+// reports POLLERR while the socket holds one, where SO_ERROR, like a
+// read, would take it and leave a reader of the socket a bare EOF. A
+// socket this side shut down also ends in TCP_CLOSE once its peer closes
+// too, with no error: that is no reset.
+func ResetPending(fd int) bool {
+	if tcpState(fd) != tcpClose {
 		return false
-	})
-	if errno == 0 {
-		return nil
 	}
-	return errno
+	pfd := pollFd{fd: int32(fd)} // no events asked: POLLERR comes regardless
+	var zero syscall.Timespec    // poll once, without waiting
+	for {
+		// ppoll: arm64 has no poll syscall.
+		n, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e != 0 || n == 0:
+			return false
+		}
+		return pfd.revents&pollErr != 0
+	}
+}
+
+// pollFd is struct pollfd; pollErr is POLLERR.
+type pollFd struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
+const pollErr = 0x8
+
+// resetErr is ECONNRESET if c's connection has been torn down with an
+// error pending (ResetPending), nil otherwise. The error itself stays for
+// whatever reads c, which may be another goroutine (an IAM session's
+// pumps share each socket); unread, it is named as its most common cause,
+// a reset (a retransmission or keepalive timeout, ETIMEDOUT, is named so
+// too).
+func resetErr(c *net.TCPConn) error {
+	if onFD(c, ResetPending) {
+		return syscall.ECONNRESET
+	}
+	return nil
 }

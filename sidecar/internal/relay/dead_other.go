@@ -17,5 +17,8 @@ func PeerDone(int) bool { return false }
 // PeerReset cannot ask the kernel here.
 func PeerReset(int) bool { return false }
 
+// ResetPending cannot ask the kernel here.
+func ResetPending(int) bool { return false }
+
 // resetErr cannot ask the kernel here: a reset is seen when read.
 func resetErr(*net.TCPConn) error { return nil }

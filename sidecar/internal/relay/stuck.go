@@ -88,8 +88,9 @@ func (s *Stuck) tick() {
 			continue
 		}
 		busy = true
-		// Not read meanwhile (its direction waits on this write), so
-		// taking its error loses no read's.
+		// Its error is left pending: another write than the one its
+		// reader waits on (an IAM session's), or that write done since
+		// the Load, leaves a reader on the socket now.
 		if err := resetErr(side.other); err != nil {
 			s.Stop()
 			s.end(side.reason, fmt.Errorf("%s reset while the relay waited to write to the other side: %w", side.name, err))
