@@ -115,13 +115,14 @@ func tlsHop(t testing.TB, serverCfg, clientCfg *tls.Config) (sealed *net.TCPConn
 
 // terminate relays between the TLS server side and the plaintext upstream
 // end, passing a half-close on as close_notify plus FIN (and back as a
-// half-close), and a reset as a reset.
+// half-close), and a reset as a reset, also one that comes while a write
+// to the relay waits (resetPasser).
 func terminate(ts *tls.Conn, raw, plain *net.TCPConn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // plaintext upstream to the relay
 		defer wg.Done()
-		_, err := io.Copy(ts, plain)
+		_, err := io.Copy(resetPasser{ts, plain, raw}, plain)
 		if err != nil {
 			_ = raw.SetLinger(0) // a reset stays a reset
 			_ = raw.Close()
@@ -143,6 +144,51 @@ func terminate(ts *tls.Conn, raw, plain *net.TCPConn) {
 	wg.Wait()
 	_ = raw.Close()
 	_ = plain.Close()
+}
+
+// resetPasser is terminate's writer to the relay. While a write of it
+// waits (the relay does not read), nothing reads the upstream end, so it
+// looks for that end's reset itself and resets raw, as a database's
+// socket is reset.
+type resetPasser struct {
+	w          io.Writer
+	plain, raw *net.TCPConn
+}
+
+func (p resetPasser) Write(b []byte) (int, error) {
+	stop := make(chan struct{})
+	defer close(stop)
+	go p.watch(stop)
+	return p.w.Write(b)
+}
+
+func (p resetPasser) watch(stop <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		if resetPending(p.plain) {
+			_ = p.raw.SetLinger(0)
+			_ = p.raw.Close()
+			return
+		}
+	}
+}
+
+// resetPending is relay.ResetPending for c: it leaves the error to c's
+// reader.
+func resetPending(c *net.TCPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	pending := false
+	_ = rc.Control(func(fd uintptr) { pending = relay.ResetPending(int(fd)) })
+	return pending
 }
 
 // tlsConfigs returns the configurations of both TLS ends, the client's
