@@ -86,8 +86,12 @@ type fakeOpts struct {
 	exchange  bool   // after the response: auth switch, more data, then OK
 	tickets   bool   // TLS session tickets on (resumption)
 	deaf      bool   // after the login, read and write nothing until the test ends
-	overLimit bool   // answer the login with a packet over mysqltls.MaxLoginPacket
-	switchTo  string // after the response, an auth switch to this plugin, then OK
+	// resetMidResult, when set, makes the fake send results after the
+	// login, unasked, until it is closed; then the fake resets the
+	// connection (a session the database killed).
+	resetMidResult chan struct{}
+	overLimit      bool   // answer the login with a packet over mysqltls.MaxLoginPacket
+	switchTo       string // after the response, an auth switch to this plugin, then OK
 	// dialogMore, with exchange, is the more-data packet's payload after
 	// the prefix 0x01; nil = "\x04Verification code: ".
 	dialogMore []byte
@@ -307,6 +311,10 @@ func (f *fakeServer) echo(ts *tls.Conn) {
 		<-f.stopped
 		return
 	}
+	if f.resetMidResult != nil {
+		f.floodThenReset(ts)
+		return
+	}
 	for {
 		p, err := mysqlwire.ReadPacket(ts, 1<<24)
 		if err != nil {
@@ -327,6 +335,26 @@ func (f *fakeServer) echo(ts *tls.Conn) {
 }
 
 const comPing = 0x0e
+
+// floodThenReset writes results to ts until resetMidResult is closed,
+// then resets the connection, whether or not a write waits.
+func (f *fakeServer) floodThenReset(ts *tls.Conn) {
+	raw := ts.NetConn().(*net.TCPConn)
+	go func() {
+		select {
+		case <-f.resetMidResult:
+		case <-f.stopped:
+		}
+		_ = raw.SetLinger(0)
+		_ = raw.Close()
+	}()
+	row := make([]byte, 64<<10)
+	for seq := byte(1); ; seq++ {
+		if _, err := mysqlwire.WritePacket(ts, seq, row); err != nil {
+			return
+		}
+	}
+}
 
 func (f *fakeServer) refuseChangeUser(ts *tls.Conn, seq byte) {
 	if _, err := mysqlwire.WritePacket(ts, seq, mysqlwire.AuthSwitchRequest(mysqlwire.ClearPassword, nil)); err != nil {

@@ -2,8 +2,11 @@ package mysqltls_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,6 +166,57 @@ func TestAppResetWhileTheDatabaseDoesNotRead(t *testing.T) {
 					t.Fatalf("%s after the app's reset, closed %v; want client_error 1:\n%s",
 						mysqltls.LoginTimeout, s.Snapshot().Forwards[0].ConnectionsClosed, logs)
 				}
+			}
+		})
+	}
+}
+
+// A database that resets while the app does not read a result ends the
+// session as the database's error, with TARGET_AUTH=iam too: the relay's
+// write to the app blocks, nothing reads the database's socket, and only
+// relay.Stuck sees the reset. Without it the session held its connection
+// slot, and the app a dead session, until the app read again.
+func TestDatabaseResetWhileTheAppDoesNotRead(t *testing.T) {
+	for _, iam := range []bool{false, true} {
+		t.Run(fmt.Sprintf("iam=%v", iam), func(t *testing.T) {
+			t.Parallel()
+			reset := make(chan struct{})
+			a, s, logs := greetedApp(t, iam, func(o *fakeOpts) { o.resetMidResult = reset })
+			if !iam {
+				a.write(1, handshakeResponse(appCaps))
+				if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+					t.Fatalf("login: %q", ok.Payload)
+				}
+			}
+			// The results the app does not read fill the sockets'
+			// buffers toward it: the relay's write to it blocks.
+			last, still := uint64(0), 0
+			for deadline := time.Now().Add(mysqltls.LoginTimeout); still < 5; time.Sleep(100 * time.Millisecond) {
+				f := s.Snapshot().Forwards[0]
+				if f.BytesToClient > 0 && f.BytesToClient == last {
+					still++
+				} else {
+					still = 0
+				}
+				last = f.BytesToClient
+				if time.Now().After(deadline) {
+					t.Fatalf("the results to the app never stalled: %d bytes to it", f.BytesToClient)
+				}
+			}
+			close(reset)
+			for deadline := time.Now().Add(mysqltls.LoginTimeout); s.Snapshot().Forwards[0].Active != 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s after the database's reset, the session still holds its connection: closed %v:\n%s",
+						mysqltls.LoginTimeout, s.Snapshot().Forwards[0].ConnectionsClosed, logs)
+				}
+			}
+			if n := closedAs(s, relay.ReasonUpstreamError); n != 1 {
+				t.Fatalf("closed %v; want upstream_error 1:\n%s", s.Snapshot().Forwards[0].ConnectionsClosed, logs)
+			}
+			// The app, reading at last, gets what was sent, then the end.
+			_ = a.c.SetReadDeadline(time.Now().Add(mysqltls.LoginTimeout))
+			if _, err := io.Copy(io.Discard, a.c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("app read after the session ended: %v; want its end", err)
 			}
 		})
 	}
