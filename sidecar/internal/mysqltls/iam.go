@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -219,12 +220,39 @@ type iamSession struct {
 	appCaps  uint32 // the app's: its COM_CHANGE_USER is read with them, as its login is
 	scramble []byte
 	pending  atomic.Pointer[changeUser] // a COM_CHANGE_USER awaiting the server's verdict
+	// answers counts the packets pumpReplies has begun to pass to the
+	// app: unchanged since a command, none of its answer has reached it.
+	// pipelined, swapped in for that count, makes pumpReplies refuse in
+	// place of the answer's next packet: the swap and pumpReplies' count
+	// decide, either way, whether that answer had begun.
+	answers atomic.Int64
+	due     int64 // answers when the last command with an answer went on, -1: none; pumpCommands' own
 }
+
+// pipelined is answers once a COM_CHANGE_USER came before the answer to
+// the previous command: negative, whatever pumpReplies adds to it.
+const pipelined = math.MinInt64 / 2
 
 type changeUser struct {
 	password []byte
 	user     string
 	appSeq   byte
+	switched bool // the server asked for the token: its OK is the verdict
+}
+
+// msgPipelined refuses a COM_CHANGE_USER sent before the answer to the
+// app's previous command was read: the sidecar, which does not parse
+// results, would take that answer for the change's.
+const msgPipelined = "sidecar: the app sent COM_CHANGE_USER before reading the answer to its previous command; " +
+	"with TARGET_AUTH=iam send it once that answer is read"
+
+// unanswered are the commands the server sends nothing back for.
+func unanswered(command byte) bool {
+	switch command {
+	case 0x01, 0x18, 0x19: // COM_QUIT, COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE
+		return true
+	}
+	return false
 }
 
 // lockedWriter serializes writes from the two pumps to one connection.
@@ -383,6 +411,7 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 	f := newFrames(s, s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded, &s.toUpstream, live)
 	var hdr [frameHeader]byte
 	midPacket, inFileAt255 := false, false
+	is.due = -1
 	for {
 		n, ok := f.next(s, &hdr)
 		if !ok {
@@ -394,13 +423,19 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		// packet of MaxPayload bytes (the right side reads the old midPacket).
 		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && (n > 0 || midPacket)
 		if command && n > 0 {
-			if b, err := f.br.Peek(1); err == nil && b[0] == mysqlwire.ComChangeUser {
+			b, err := f.br.Peek(1)
+			if err == nil && b[0] != mysqlwire.ComChangeUser && !unanswered(b[0]) {
+				is.due = is.answers.Load()
+			}
+			if err == nil && b[0] == mysqlwire.ComChangeUser {
 				if n > MaxLoginPacket {
 					s.refuseLargeChangeUser(f.br, client, 1, n, "")
 					return
 				}
 				payload, ok := f.payload(s, n)
-				if !ok || f.flush(s) != nil || !s.changeUser(is, f.br, client, server, payload) {
+				// What came before goes on with the change (changeUser):
+				// a pipelined change is told by that command's answer.
+				if !ok || !s.changeUser(is, f, client, server, payload) {
 					return
 				}
 				continue
@@ -443,7 +478,8 @@ func (s *session) refuse(client io.Writer, seq byte, code uint16, state string, 
 // another plugin so that the server switches to mysql_clear_password (a
 // token does not fit COM_CHANGE_USER's 255-byte field). pumpReplies
 // answers the switch. It reports whether the session goes on.
-func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io.Writer, payload []byte) bool {
+func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer, payload []byte) bool {
+	br := f.br
 	cu, err := mysqlwire.ParseChangeUser(payload, is.appCaps)
 	if err != nil {
 		// Refused as a login packet it cannot read is, so that the
@@ -495,12 +531,32 @@ func (s *session) changeUser(is *iamSession, br *bufio.Reader, client, server io
 	// global ones; the login's would not be what the server gives.
 	out := mysqlwire.ChangeUser{User: cu.User, AuthData: decoy, Database: cu.Database, Charset: cu.Charset,
 		Plugin: mysqlwire.NativePassword, Attrs: cu.Attrs}
+	if is.due >= 0 && is.answers.CompareAndSwap(is.due, pipelined) {
+		s.pipelined(cu.User)
+		_ = f.flush(s) // the previous command: its answer is what the refusal replaces
+		return false
+	}
+	if f.flush(s) != nil {
+		return false
+	}
+	is.due = is.answers.Load()
 	is.pending.Store(&changeUser{password: pw, user: cu.User, appSeq: appSeq})
 	if _, err := mysqlwire.WritePacket(server, 0, out.Append(nil, is.caps)); err != nil {
 		s.end(relay.ReasonUpstreamError, err)
 		return false
 	}
 	return true
+}
+
+// pipelined ends the session for a COM_CHANGE_USER the app sent before
+// any of the answer to its previous command reached it: the sidecar, which
+// does not parse results, would take that answer for the change's. The
+// server is not sent the change; pumpReplies sends the refusal in place of
+// the answer. An app that reads nothing cannot hold the session meanwhile:
+// its write fails in errWriteTimeout, as the refusal's would.
+func (s *session) pipelined(user string) {
+	s.refusal.Store(&Refusal{Reason: ReasonClientProtocol, Message: msgPipelined, User: user})
+	_ = s.client.SetWriteDeadline(time.Now().Add(errWriteTimeout))
 }
 
 // pumpReplies copies the server's packets to the client, and answers the
@@ -517,10 +573,14 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 		}
 		if cu := is.pending.Load(); cu != nil && !midPacket && n < mysqlwire.MaxPayload {
 			payload, ok := f.payload(s, n)
-			if !ok || !s.changeUserReply(is, cu, client, server, mysqlwire.Packet{Seq: hdr[3], Payload: payload}) {
+			if !ok || f.flush(s) != nil || !s.changeUserReply(is, cu, client, server, mysqlwire.Packet{Seq: hdr[3], Payload: payload}) {
 				return
 			}
 			continue
+		}
+		if !midPacket && is.answers.Add(1) < 0 {
+			s.refusePipelined(f, client, hdr[3])
+			return
 		}
 		midPacket = n == mysqlwire.MaxPayload
 		if !f.forward(s, hdr, n) {
@@ -529,16 +589,35 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 	}
 }
 
+// refusePipelined sends the app the refusal of its pipelined
+// COM_CHANGE_USER at seq, in place of the packet it expected there.
+func (s *session) refusePipelined(f *frames, client io.Writer, seq byte) {
+	if f.flush(s) == nil {
+		s.refuse(client, seq, codeHandshake, "08S01", s.refusal.Load(), nil)
+	}
+}
+
 func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server io.Writer, p mysqlwire.Packet) bool {
+	if !cu.switched && !changeAnswer(p) {
+		// The rest of the previous command's answer, which the app had
+		// not read: the server has the change, the app that answer.
+		s.refuse(client, p.Seq, codeHandshake, "08S01", &Refusal{Reason: ReasonClientProtocol, Message: msgPipelined, User: cu.user}, nil)
+		return false
+	}
 	v, err := is.target.iamVerdict(server, p, cu.password, cu.user)
 	switch {
 	case err != nil:
 		s.refuse(client, cu.appSeq, codeDenied, "28000", &Refusal{Reason: ReasonIAM, Message: err.Error(), User: cu.user}, nil)
 		return false
 	case v == verdictMore:
+		cu.switched = true
 		return true
 	}
 	is.pending.Store(nil)
+	if is.answers.Add(1) < 0 { // another COM_CHANGE_USER came before this answer
+		s.refuse(client, cu.appSeq, codeHandshake, "08S01", s.refusal.Load(), nil)
+		return false
+	}
 	if _, err := mysqlwire.WritePacket(client, cu.appSeq, p.Payload); err != nil {
 		s.end(relay.ReasonClientError, err)
 		return false
@@ -554,6 +633,14 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 		return false
 	}
 	return true
+}
+
+// changeAnswer reports whether p can be the server's first answer to the
+// sidecar's COM_CHANGE_USER: a switch (its decoy password matches none)
+// or an ERR, at sequence id 1. An OK or a result there, or any packet at
+// another id, belongs to the previous command's answer.
+func changeAnswer(p mysqlwire.Packet) bool {
+	return p.Seq == 1 && len(p.Payload) > 0 && (p.Payload[0] == mysqlwire.AuthSwitch || p.Payload[0] == mysqlwire.ErrPacketHdr)
 }
 
 // sendErrTo sends an ERR, bounded by errWriteTimeout when w has a write

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testiam"
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/internal/testmysql"
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
 // mariaIAMTarget is an IAM target in front of the IAM fixture (a real
@@ -159,4 +161,114 @@ func sessionCharsets(a *app) string {
 		row = row[1+row[0]:]
 	}
 	return strings.Join(out, " ")
+}
+
+// A COM_CHANGE_USER sent before the answer to the previous command was
+// read (pipelined), which docs/iam.md says the sidecar cannot relay, gets
+// the app an ERR saying so in that answer's place, at the sequence id the
+// app reads it at, one "TLS login refused" line, and the end of the
+// session: no packet out of place. The sidecar took the answer for the
+// change's: a command's OK logged the app in as the new user before the
+// server had (the server's own answer then reached the app as another),
+// a result set's first packet was refused as a failed IAM login, and a
+// command's ERR was logged as the server refusing the change.
+// Changes after an answer was read, or after a command without one
+// (COM_STMT_CLOSE), go on.
+func TestIAMPipelinedChangeUserIsRefused(t *testing.T) {
+	f := testiam.Start(t)
+	target := mariaIAMTarget(t, f)
+	caps := appCaps &^ mysqlwire.ClientCompress
+	changeUser := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword, Attrs: []byte{}}
+	cu := changeUser.Append(nil, caps)
+	loggedIn := func(t *testing.T) (*app, *proxy.Server, *testkit.LockedBuffer) {
+		addr, s, logs := serveTLS(t, "127.0.0.1", f.Server.Port, &target)
+		a := dialApp(t, addr)
+		a.read() // the greeting
+		login := mysqlwire.HandshakeResponse{Caps: caps, MaxPacket: 1 << 24, Charset: 33, User: testiam.User,
+			Database: testiam.Database, Plugin: mysqlwire.NativePassword}
+		a.write(1, login.Append(nil))
+		if ok := a.read(); ok.Payload[0] != mysqlwire.OK {
+			t.Fatalf("login: %q", ok.Payload)
+		}
+		return a, s, logs
+	}
+	// refused checks p, the app's next packet, is the refusal at seq, that
+	// the end follows, and that the sidecar logged and counted it once.
+	refused := func(t *testing.T, a *app, s *proxy.Server, logs *testkit.LockedBuffer, p mysqlwire.Packet, seq byte) {
+		t.Helper()
+		if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != seq || !strings.Contains(msg, "before reading the answer to its previous command") {
+			t.Fatalf("app read seq %d %q; want the sidecar's ERR about the pipelined COM_CHANGE_USER at seq %d", p.Seq, p.Payload, seq)
+		}
+		if p, err := mysqlwire.ReadPacket(a.c, 1<<24); err == nil {
+			t.Fatalf("app read seq %d %q after the refusal; want the end", p.Seq, p.Payload)
+		}
+		for deadline := time.Now().Add(mysqltls.LoginTimeout); closedAs(s, "tls_refused") != 1; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("closed %v; want tls_refused 1:\n%s", s.Snapshot().Forwards[0].ConnectionsClosed, logs)
+			}
+		}
+		lines := testkit.JSONLogLines(logs.String(), "TLS login refused")
+		if len(lines) != 1 || lines[0]["reason"] != mysqltls.ReasonClientProtocol || lines[0]["command"] != "COM_CHANGE_USER" {
+			t.Fatalf("want one \"TLS login refused\" line, reason client_protocol, for the COM_CHANGE_USER:\n%s", logs)
+		}
+		if n := refusals(s, mysqltls.ReasonClientProtocol); n != 1 {
+			t.Fatalf("refusals %v; want client_protocol 1", s.Snapshot().Forwards[0].TLSRefusals)
+		}
+	}
+	for _, query := range []string{"DO 1", "SELECT 1", "SELECT * FROM no_such_table"} { // an OK, a result set, an ERR
+		t.Run("after "+query, func(t *testing.T) {
+			a, s, logs := loggedIn(t)
+			b, _ := mysqlwire.AppendPacket(nil, 0, append([]byte{0x03}, query...))
+			b, _ = mysqlwire.AppendPacket(b, 0, cu)
+			if _, err := a.c.Write(b); err != nil {
+				t.Fatal(err)
+			}
+			refused(t, a, s, logs, a.read(), 1)
+		})
+	}
+	t.Run("within a result set", func(t *testing.T) {
+		a, s, logs := loggedIn(t)
+		// Far more than the sockets' buffers hold: most of it is still
+		// to come when the change reaches the sidecar.
+		a.write(0, []byte("\x03WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n < 20000) SELECT REPEAT('x', 1000) FROM r"))
+		if p := a.read(); p.Seq != 1 || p.Payload[0] != 1 {
+			t.Fatalf("query answered seq %d %q; want a one-column result set", p.Seq, p.Payload)
+		}
+		a.write(0, cu)
+		time.Sleep(500 * time.Millisecond) // the change is with the server while the rows wait
+		prev, eofs := byte(1), 0
+		for {
+			p := a.read()
+			if p.Payload[0] == mysqlwire.ErrPacketHdr {
+				refused(t, a, s, logs, p, prev+1) // in sequence, where the app reads on
+				break
+			}
+			if p.Seq != prev+1 {
+				t.Fatalf("app read seq %d after %d; want each packet in sequence", p.Seq, prev)
+			}
+			prev = p.Seq
+			if p.Payload[0] == mysqlwire.AuthSwitch && len(p.Payload) < 9 {
+				if eofs++; eofs == 2 { // after the columns, after the rows
+					t.Fatal("the whole result set reached the app before the change: the test needs a larger one")
+				}
+			}
+		}
+	})
+	t.Run("not pipelined", func(t *testing.T) {
+		a, s, logs := loggedIn(t)
+		a.write(0, []byte{0x19, 1, 0, 0, 0}) // COM_STMT_CLOSE: no answer
+		for range 2 {
+			a.write(0, cu)
+			if p := a.read(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+				t.Fatalf("COM_CHANGE_USER answered seq %d %q; want OK at 1:\n%s", p.Seq, p.Payload, logs)
+			}
+		}
+		a.write(0, []byte("\x03SELECT CURRENT_USER()"))
+		if p := a.read(); p.Seq != 1 || p.Payload[0] != 1 {
+			t.Fatalf("query after the changes: seq %d %q; want a one-column result set", p.Seq, p.Payload)
+		}
+		if n := refusals(s, mysqltls.ReasonClientProtocol); n != 0 {
+			t.Fatalf("refusals %v; want none", s.Snapshot().Forwards[0].TLSRefusals)
+		}
+	})
 }
