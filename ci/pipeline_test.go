@@ -1032,6 +1032,7 @@ func TestNoEngineFailsFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ecrSrv := pushEnv(t, nil)
 			fe := newEngine(t, nil, nil)
+			fe.setEnv(ecrSrv.Vars(t))                       // a region and a reachable ECR: only the engine is missing
 			fe.vars["DAGGER_SESSION_PORT"] = refusedPort(t) // the session is gone
 			err := tc.run(fe.runner, testCtx(t))
 			var ee *engine.Error
