@@ -272,7 +272,7 @@ func (s *run) provenance() (referrers.Artifact, error) {
 	lookup := s.env()
 	st, err := provenance.Build(provenance.Input{
 		Subjects: subjects, Source: sourceRepo(s.Config.Dir, src, lookup), BuildArgs: args, Platforms: plats,
-		BaseImages: s.baseDeps(), Builder: provenance.DetectBuilder(lookup), Started: s.start, Finished: time.Now(),
+		BaseImages: s.baseDeps(), Builder: provenance.DetectBuilder(lookup, s.Config.BuildWorkflow), Started: s.start, Finished: time.Now(),
 	})
 	if err != nil {
 		return referrers.Artifact{}, err

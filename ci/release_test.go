@@ -807,7 +807,8 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 			if tc.noReferrers {
 				ecrSrv.NoReferrersAPI()
 			}
-			fe := newPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true", "RUNTIME_IMAGE": "mirror.example/alpine:3.22"})
+			fe := newPushEngine(t, ecrSrv, map[string]string{"PUSH_LATEST": "true", "RUNTIME_IMAGE": "mirror.example/alpine:3.22",
+				"BUILD_WORKFLOW": ".github/workflows/pipeline.yml"}) // as pipeline.yml, which ci.yml calls, sets it
 			env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
 				"GITHUB_RUN_ID": "99", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_REF": "refs/tags/v4.0.0",
 				"GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0"}
@@ -889,8 +890,12 @@ func TestPushAttachesSBOMAndProvenance(t *testing.T) {
 			if args := pred.BuildDefinition.ExternalParameters.AsMap()["buildArgs"].(map[string]any); args["VERSION"] != "4.0.0" || args["RUNTIME_IMAGE"] != "mirror.example/alpine:3.22" {
 				t.Errorf("build args %v", args)
 			}
-			if id := pred.RunDetails.Builder.Id; id != "https://github.com/example/sidecar/.github/workflows/ci.yml@refs/tags/v4.0.0" {
+			// The signer of GitHub's attestation; ci.yml started the run.
+			if id := pred.RunDetails.Builder.Id; id != "https://github.com/example/sidecar/.github/workflows/pipeline.yml@refs/tags/v4.0.0" {
 				t.Errorf("builder %q", id)
+			}
+			if w, _ := pred.BuildDefinition.ExternalParameters.AsMap()["workflow"].(map[string]any); w["path"] != ".github/workflows/ci.yml" || w["ref"] != "refs/tags/v4.0.0" {
+				t.Errorf("workflow %v", w)
 			}
 			if inv := pred.RunDetails.Metadata.InvocationId; inv != "https://github.com/example/sidecar/actions/runs/99/attempts/1" {
 				t.Errorf("invocation %q", inv)

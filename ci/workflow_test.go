@@ -18,6 +18,7 @@ import (
 
 	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/ecr"
+	"github.com/example/sidecar/ci/provenance"
 	"github.com/example/sidecar/internal/testenv"
 )
 
@@ -41,6 +42,50 @@ func TestDocumentedVerifyCommandIsRun(t *testing.T) {
 		cmd := strings.TrimSpace(string(m[1]))
 		if !strings.Contains(string(md), "```sh\n"+cmd+"\n```") {
 			t.Errorf("docs/pipeline.md does not give the workflow's verification command in a sh block:\n%s", cmd)
+		}
+	}
+}
+
+// The provenance push writes in the release job names as its builder the
+// identity the docs' verify command accepts: pipeline.yml at the run's
+// ref, as GitHub's attestation and its certificate do (job_workflow_ref),
+// not ci.yml, the caller GITHUB_WORKFLOW_REF names; and ci.yml as the
+// workflow the run was started with.
+func TestProvenanceBuilderIsTheSigner(t *testing.T) {
+	t.Parallel()
+	read := func(name string) string {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	wf, caller, md := read("../.github/workflows/pipeline.yml"), read("../.github/workflows/ci.yml"), read("../docs/pipeline.md")
+	m := regexp.MustCompile(`\n      BUILD_WORKFLOW: (\S+)\n`).FindStringSubmatch(wf)
+	if m == nil {
+		t.Fatal("pipeline.yml's job env does not set BUILD_WORKFLOW")
+	}
+	c, err := config.Load(t.TempDir(), func(k string) (string, bool) { return m[1], k == "BUILD_WORKFLOW" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := regexp.MustCompile(`(?m)^    uses: \./(\S+)$`).FindAllStringSubmatch(caller, -1); len(got) != 2 || got[0][1] != m[1] || got[1][1] != m[1] {
+		t.Errorf("ci.yml's jobs call %v; pipeline.yml says it is %s", got, m[1])
+	}
+	idRE := regexp.MustCompile(`--cert-identity-regex "([^"]+)"`).FindStringSubmatch(md)
+	if idRE == nil {
+		t.Fatal("docs/pipeline.md gives no --cert-identity-regex")
+	}
+	signer := regexp.MustCompile(strings.ReplaceAll(idRE[1], "$GITHUB_REPOSITORY", "example/sidecar"))
+	for _, ref := range []string{"refs/heads/main", "refs/tags/v1.4.0"} {
+		env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
+			"GITHUB_REF": ref, "GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@" + ref, "GITHUB_RUN_ID": "7"}
+		b := provenance.DetectBuilder(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, c.BuildWorkflow)
+		if !signer.MatchString(b.ID) {
+			t.Errorf("on %s the provenance's builder is %s, which the docs' --cert-identity-regex %s does not accept", ref, b.ID, signer)
+		}
+		if b.Workflow == nil || b.Workflow.Path != ".github/workflows/ci.yml" || b.Workflow.Ref != ref {
+			t.Errorf("on %s the run's workflow is %+v, want .github/workflows/ci.yml at %s", ref, b.Workflow, ref)
 		}
 	}
 }

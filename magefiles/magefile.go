@@ -180,6 +180,10 @@ func Test(ctx context.Context) error {
 // 10m) and SCAN_FAIL_ON (default: CRITICAL), which also takes HIGH,
 // MEDIUM, LOW or none, set the scan gate.
 //
+// Provenance: in GitHub Actions, BUILD_WORKFLOW (default: unset), the
+// reusable workflow running push (.github/workflows/pipeline.yml), is its
+// builder, at the run's ref; unset, the workflow the run started with is.
+//
 // Tags (imagetag.Decide): commit tag: the 12-character commit hash
 // (3f9c2a7b1d04), always pushed, first, as the candidate; version tag:
 // the highest version git tag on HEAD (v and a semantic version) without

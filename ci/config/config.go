@@ -56,6 +56,8 @@ type Config struct {
 	VulnDB      string        // govulncheck database URL
 	ScanTimeout time.Duration // longest wait for ECR's scan of the candidate
 	ScanFailOn  string        // lowest ECR severity that stops the release; "" = none
+
+	BuildWorkflow string // GitHub Actions: the reusable workflow running the pipeline, for the provenance's builder; "" = the run's own
 }
 
 // PlatformList is Platforms as PLATFORMS spells them.
@@ -389,6 +391,18 @@ func parseOCITarball(c *Config, val string) error {
 		return fmt.Errorf("its directory is not writable (%v); want a file path in a directory this user can write", err)
 	}
 	c.OCITarball = path
+	return nil
+}
+
+// workflowPathRE is a workflow file's path: GitHub runs only the files
+// directly in .github/workflows.
+var workflowPathRE = regexp.MustCompile(`^\.github/workflows/[A-Za-z0-9._-]+\.ya?ml$`)
+
+func parseBuildWorkflow(c *Config, val string) error {
+	if val != "" && !workflowPathRE.MatchString(val) {
+		return errAccepted
+	}
+	c.BuildWorkflow = val
 	return nil
 }
 

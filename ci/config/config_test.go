@@ -110,6 +110,15 @@ func TestLoadConfig(t *testing.T) {
 				t.Errorf("ScanTimeout = %s", c.ScanTimeout)
 			}
 		}},
+		{name: "build workflow", env: map[string]string{"BUILD_WORKFLOW": ".github/workflows/pipeline.yml"}, check: func(t *testing.T, c Config) {
+			if c.BuildWorkflow != ".github/workflows/pipeline.yml" {
+				t.Errorf("BuildWorkflow = %q", c.BuildWorkflow)
+			}
+		}},
+		// Not a workflow file's path: the builder id would name no workflow GitHub signs with.
+		{name: "build workflow with its ref", env: map[string]string{"BUILD_WORKFLOW": ".github/workflows/pipeline.yml@refs/heads/main"},
+			bad: []string{`BUILD_WORKFLOW=".github/workflows/pipeline.yml@refs/heads/main": want a workflow file's path such as .github/workflows/pipeline.yml`}},
+		{name: "build workflow not in .github/workflows", env: map[string]string{"BUILD_WORKFLOW": "pipeline.yml"}, bad: []string{`BUILD_WORKFLOW="pipeline.yml"`}},
 		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},
 		{name: "repository URI", env: map[string]string{"ECR_REPOSITORY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/sidecar"},

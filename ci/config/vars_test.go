@@ -56,7 +56,7 @@ func TestLoadAccepted(t *testing.T) {
 	t.Parallel()
 	bad := map[string]string{"PLATFORMS": "linux/amd64,windows/amd64", "SIZE_BUDGET": "huge", "LOCAL_IMAGE": "bad name!", "OCI_TARBALL": "/nonexistent/x.tar",
 		"GO_IMAGE": "a b", "RUNTIME_IMAGE": "a b", "GOPROXY": "file:///srv/mods", "MYSQL_IMAGE": "a b", "ECR_REPOSITORY": "Bad!",
-		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE",
+		"GOVULNDB": "vuln.example.com", "SCAN_TIMEOUT": "10", "SCAN_FAIL_ON": "SEVERE", "BUILD_WORKFLOW": "ci.yml",
 		"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "tcp//127.0.0.1:1234", "_EXPERIMENTAL_DAGGER_CLI_BIN": "/nonexistent/dagger", "DAGGER_SESSION_PORT": "abc", "AWS_ENDPOINT_URL_ECR": "not a url", "AWS_ENDPOINT_URL": "localhost:4566"}
 	for _, v := range Vars() {
 		if v.Accepted == acceptBool {

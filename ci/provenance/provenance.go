@@ -3,7 +3,7 @@
 // Provenance v1 predicate (https://slsa.dev/provenance/v1), built with
 // the in-toto attestation Go bindings and validated by them.
 //
-//	st, err := provenance.Build(provenance.Input{Subjects: …, Source: …, Builder: provenance.DetectBuilder(os.LookupEnv)})
+//	st, err := provenance.Build(provenance.Input{Subjects: …, Source: …, Builder: provenance.DetectBuilder(os.LookupEnv, "")})
 //	b, err := provenance.JSON(st)
 package provenance
 
@@ -72,6 +72,17 @@ type Builder struct {
 	ID           string            // URI
 	InvocationID string            // e.g. the Actions run URL
 	Version      map[string]string // e.g. runner OS, environment
+	// Workflow is the GitHub Actions run's top-level workflow, recorded
+	// in externalParameters.workflow as GitHub's build type records it
+	// (nil outside Actions).
+	Workflow *Workflow
+}
+
+// Workflow is the workflow a GitHub Actions run was started with: the
+// signing certificate's Build Config URI, and actions/attest's
+// externalParameters.workflow.
+type Workflow struct {
+	Ref, Repository, Path string
 }
 
 // HostBuilderPrefix starts the builder id of a run outside GitHub
@@ -81,26 +92,38 @@ type Builder struct {
 const HostBuilderPrefix = "urn:sidecar-ci:unverified-host:"
 
 // DetectBuilder is the GitHub Actions run when GITHUB_ACTIONS=true,
-// otherwise this host (HostBuilderPrefix).
-func DetectBuilder(lookup func(string) (string, bool)) Builder {
+// otherwise this host (HostBuilderPrefix). jobWorkflow is the path of the
+// reusable workflow whose job runs the build (.github/workflows/x.yml,
+// config BUILD_WORKFLOW), "" when the run's own workflow runs it.
+func DetectBuilder(lookup func(string) (string, bool), jobWorkflow string) Builder {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	if get("GITHUB_ACTIONS") == "true" {
 		server := get("GITHUB_SERVER_URL")
 		if server == "" {
 			server = "https://github.com"
 		}
+		repo, ref, top := get("GITHUB_REPOSITORY"), get("GITHUB_REF"), get("GITHUB_WORKFLOW_REF")
 		b := Builder{
-			// The run's workflow file at its ref (owner/repo/.github/workflows/
-			// x.yml@refs/…): for a reusable workflow, the caller's (ci.yml),
-			// while the GitHub-signed attestation names the called one
-			// (pipeline.yml) as signer and GitHub's runner as builder.
-			ID: server + "/" + get("GITHUB_WORKFLOW_REF"),
-			InvocationID: fmt.Sprintf("%s/%s/actions/runs/%s/attempts/%s", server, get("GITHUB_REPOSITORY"),
+			// The workflow whose job ran the build, at its ref: the OIDC
+			// token's job_workflow_ref, which actions/attest (@actions/attest
+			// 3.2.0, buildSLSAProvenancePredicate) writes as builder.id and
+			// Fulcio as the certificate's SAN and Build Signer URI. For a
+			// reusable workflow, GITHUB_WORKFLOW_REF names the caller
+			// instead, and no variable names the callee: a local one
+			// (uses: ./…) runs at the caller's ref.
+			ID: server + "/" + top,
+			InvocationID: fmt.Sprintf("%s/%s/actions/runs/%s/attempts/%s", server, repo,
 				get("GITHUB_RUN_ID"), orDefault(get("GITHUB_RUN_ATTEMPT"), "1")),
 			Version: map[string]string{},
 		}
-		if get("GITHUB_WORKFLOW_REF") == "" {
-			b.ID = server + "/" + get("GITHUB_REPOSITORY") + "/actions"
+		switch {
+		case jobWorkflow != "" && repo != "" && ref != "":
+			b.ID = server + "/" + repo + "/" + jobWorkflow + "@" + ref
+		case top == "":
+			b.ID = server + "/" + repo + "/actions"
+		}
+		if path, _, ok := strings.Cut(strings.TrimPrefix(top, repo+"/"), "@"); ok && repo != "" {
+			b.Workflow = &Workflow{Ref: ref, Repository: server + "/" + repo, Path: path}
 		}
 		for _, k := range []string{"RUNNER_OS", "RUNNER_ARCH", "RUNNER_ENVIRONMENT", "ImageOS", "ImageVersion"} {
 			if v := get(k); v != "" {
@@ -181,7 +204,8 @@ func Build(in Input) (*intoto.Statement, error) {
 }
 
 // externalParameters are what the build was asked for: the source, the
-// Dockerfile, its build arguments and the platforms.
+// Dockerfile, its build arguments, the platforms and, in GitHub Actions,
+// the workflow run.
 func externalParameters(in Input) (*structpb.Struct, error) {
 	args := map[string]any{}
 	for _, k := range sortedKeys(in.BuildArgs) {
@@ -195,12 +219,16 @@ func externalParameters(in Input) (*structpb.Struct, error) {
 	if in.Source.Repository != "" {
 		source["repository"] = in.Source.Repository
 	}
-	return structpb.NewStruct(map[string]any{
+	ext := map[string]any{
 		"source":     source,
 		"dockerfile": "Dockerfile",
 		"buildArgs":  args,
 		"platforms":  plats,
-	})
+	}
+	if w := in.Builder.Workflow; w != nil {
+		ext["workflow"] = map[string]any{"ref": w.Ref, "repository": w.Repository, "path": w.Path}
+	}
+	return structpb.NewStruct(ext)
 }
 
 // dependencies are the resolved dependencies: the commit (its repository

@@ -27,7 +27,7 @@ func TestBuildAndParse(t *testing.T) {
 		Platforms: []string{"linux/amd64", "linux/arm64"},
 		BaseImages: []BaseImage{{Arg: "GO_IMAGE", Ref: "golang:1.26-alpine"},
 			{Arg: "RUNTIME_IMAGE", Ref: "mirror.example/alpine:3.22", Pinned: "mirror.example/alpine:3.22@sha256:" + strings.Repeat("d", 64)}},
-		Builder: DetectBuilder(lookup), Started: start, Finished: start.Add(time.Minute),
+		Builder: DetectBuilder(lookup, ""), Started: start, Finished: start.Add(time.Minute),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +77,41 @@ func TestBuildAndParse(t *testing.T) {
 	}
 }
 
+// In a reusable workflow (pipeline.yml, called by ci.yml) the builder is
+// the called workflow at the run's ref: what GitHub's attestation
+// (actions/attest's builder.id, the OIDC job_workflow_ref) and its
+// signing certificate's SAN name. The caller, GITHUB_WORKFLOW_REF, is the
+// run's workflow, in externalParameters as GitHub's build type has it.
+func TestBuilderOfAReusableWorkflow(t *testing.T) {
+	env := map[string]string{
+		"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
+		"GITHUB_RUN_ID": "42", "GITHUB_REF": "refs/heads/main", "GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@refs/heads/main",
+	}
+	b := DetectBuilder(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, ".github/workflows/pipeline.yml")
+	if want := "https://github.com/example/sidecar/.github/workflows/pipeline.yml@refs/heads/main"; b.ID != want {
+		t.Errorf("builder id %q, want %q (the job's workflow, as GitHub signs it)", b.ID, want)
+	}
+	st, err := Build(Input{Subjects: []Subject{{"x", "sha256:" + strings.Repeat("1", 64)}},
+		Source: Source{Commit: strings.Repeat("c", 40), Ref: "refs/heads/main"}, Builder: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := JSON(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := p.BuildDefinition.ExternalParameters.AsMap()["workflow"].(map[string]any)
+	if w["path"] != ".github/workflows/ci.yml" || w["ref"] != "refs/heads/main" || w["repository"] != "https://github.com/example/sidecar" {
+		t.Errorf("externalParameters.workflow %v, want ci.yml at refs/heads/main (GitHub's workflow_ref)", w)
+	}
+}
+
 func TestBuilderOutsideActions(t *testing.T) {
-	b := DetectBuilder(func(string) (string, bool) { return "", false })
+	b := DetectBuilder(func(string) (string, bool) { return "", false }, ".github/workflows/pipeline.yml")
 	host, _ := os.Hostname()
 	if b.ID != HostBuilderPrefix+url.PathEscape(host) || b.InvocationID != "" {
 		t.Errorf("host builder %+v, want %s%s", b, HostBuilderPrefix, host)
