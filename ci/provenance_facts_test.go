@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+
 	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
 	"github.com/example/sidecar/ci/gitref"
@@ -108,5 +110,51 @@ func TestBuildStopsWhenABaseImageDoesNotResolve(t *testing.T) {
 	}
 	if n := len(fe.srv.Select(func(q daggertest.Query) bool { return q.Has("dockerBuild") })); n != 0 {
 		t.Errorf("%d build queries after the failed resolution", n)
+	}
+}
+
+// A v* tag on a commit main already pushed releases that image with the
+// documents attached to it: the provenance stays the main run's, ref and
+// builder, and docs/pipeline.md says so rather than naming the tag's ref.
+func TestTagOfAPushedCommitKeepsItsProvenance(t *testing.T) {
+	t.Parallel()
+	immutable := true
+	ecrSrv := pushEnv(t, &immutable)
+	fe := newLightPushEngine(t, ecrSrv, map[string]string{"BUILD_WORKFLOW": ".github/workflows/pipeline.yml"})
+	run := func(ref string) *slsa.Provenance {
+		fe.setEnv(map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "example/sidecar", "GITHUB_REF": ref,
+			"GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@" + ref, "GITHUB_RUN_ID": "1"})
+		if err := fe.runner.Push(testCtx(t)); err != nil {
+			t.Fatalf("Push on %s: %v\nlog:\n%s", ref, err, fe.log)
+		}
+		raw, err := os.ReadFile(filepath.Join(fe.dir, distDir, "provenance.intoto.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, pred, err := provenance.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pred
+	}
+	run("refs/heads/main")
+	gitTag(t, fe.dir, "v1.4.0")
+	pred := run("refs/tags/v1.4.0")
+	if repo, _ := ecrSrv.Repository("sidecar"); repo.Tags["1.4.0"] == "" {
+		t.Fatalf("1.4.0 not released: %v", repo.Tags)
+	}
+	ref := pred.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any)["ref"]
+	if id := pred.RunDetails.Builder.Id; ref != "refs/heads/main" || id != "https://github.com/example/sidecar/.github/workflows/pipeline.yml@refs/heads/main" {
+		t.Errorf("the released 1.4.0's provenance has ref %v and builder %s, want main's", ref, id)
+	}
+	md, err := os.ReadFile("../docs/pipeline.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bullet, _ := strings.Cut(string(md), "- **Releasing a commit that is already pushed.**")
+	bullet, _, _ = strings.Cut(bullet, "\n- ")
+	bullet = strings.Join(strings.Fields(bullet), " ")
+	if !strings.Contains(bullet, "the provenance attached in ECR is the `main` run's (`refs/heads/main`") || strings.Contains(bullet, "provenance's `refs/tags/") {
+		t.Errorf("docs/pipeline.md's bullet on releasing a pushed commit does not say its provenance stays main's:\n%s", bullet)
 	}
 }
