@@ -34,8 +34,8 @@ func TestReleaseConfig(t *testing.T) {
 		{env: map[string]string{"SCAN_FAIL_ON": "high"}, ok: func(c config.Config) bool { return c.ScanFailOn == "HIGH" }},
 		{env: map[string]string{"VULN_CHECK": "sometimes"}, want: []string{`VULN_CHECK="sometimes"`, "true or false"}},
 		{env: map[string]string{"GOVULNDB": "vuln.example.com"}, want: []string{`GOVULNDB="vuln.example.com"`, "http(s):// or file://"}},
-		{env: map[string]string{"SCAN_TIMEOUT": "10"}, want: []string{`SCAN_TIMEOUT="10"`, "at least 30s such as 90s, 10m or 1h"}},
-		{env: map[string]string{"SCAN_TIMEOUT": "-1m"}, want: []string{`SCAN_TIMEOUT="-1m"`, "at least 30s"}},
+		{env: map[string]string{"SCAN_TIMEOUT": "10"}, want: []string{`SCAN_TIMEOUT="10"`, "from 30s to 45m such as 90s, 10m or 30m"}},
+		{env: map[string]string{"SCAN_TIMEOUT": "-1m"}, want: []string{`SCAN_TIMEOUT="-1m"`, "from 30s to 45m", "without a sign"}},
 		{env: map[string]string{"SCAN_FAIL_ON": "SEVERE"}, want: []string{`SCAN_FAIL_ON="SEVERE"`, "CRITICAL, HIGH, MEDIUM, LOW, none"}},
 	} {
 		c, err := config.Load(t.TempDir(), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })

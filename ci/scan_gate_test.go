@@ -89,7 +89,7 @@ func TestPushScanGateCandidateWithoutScan(t *testing.T) {
 			immutable := true
 			ecrSrv := pushEnv(t, &immutable)
 			ecrSrv.SetScanning("sidecar", tc.scanType, "SCAN_ON_PUSH")
-			fe := newLightPushEngine(t, ecrSrv, map[string]string{"SCAN_TIMEOUT": "1h"})
+			fe := newLightPushEngine(t, ecrSrv, map[string]string{"SCAN_TIMEOUT": "45m"}) // the longest: never waited out
 			fe.runner.scanPoll, fe.runner.scanProgress = 5*time.Millisecond, time.Hour
 			short := gitHead(t, fe.dir)[:12]
 			ecrSrv.PushImage("sidecar", short, fe.topType, fe.top)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spdx/tools-golang/spdx"
 
@@ -795,5 +796,22 @@ func TestWorkflowPinsActionsAndBoundsRuns(t *testing.T) {
 	}
 	if !strings.Contains(read("ci.yml"), "\nconcurrency:\n  group: ci-${{ github.ref }}\n") {
 		t.Error("ci.yml has no concurrency group per ref")
+	}
+}
+
+// The longest SCAN_TIMEOUT is the release job's timeout-minutes: a longer
+// wait would be cancelled with the job, never end by its own bound.
+func TestScanTimeoutBoundIsTheJobTimeout(t *testing.T) {
+	t.Parallel()
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`\n  pipeline:\n(?:    .*\n)*?    timeout-minutes: (\d+)\n`).FindSubmatch(wf)
+	if m == nil {
+		t.Fatal("pipeline.yml's job has no timeout-minutes")
+	}
+	if job, err := time.ParseDuration(string(m[1]) + "m"); err != nil || job != config.MaxScanTimeout {
+		t.Errorf("pipeline.yml's timeout-minutes is %s, config.MaxScanTimeout %s: change both", m[1], config.MaxScanTimeout)
 	}
 }

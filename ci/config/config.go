@@ -589,9 +589,17 @@ func parseCLIBin(_ *Config, val string) error {
 // short fails the candidate every time, after it was pushed.
 const minScanTimeout = 30 * time.Second
 
+// MaxScanTimeout is the longest SCAN_TIMEOUT: the release job's
+// timeout-minutes (.github/workflows/pipeline.yml; a test ties them), as
+// a longer wait cannot end by itself there: the job is cancelled first.
+const MaxScanTimeout = 45 * time.Minute
+
 func parseScanTimeout(c *Config, val string) error {
+	if strings.HasPrefix(val, "+") || strings.HasPrefix(val, "-") {
+		return fmt.Errorf("%w, without a sign", errAccepted)
+	}
 	d, err := time.ParseDuration(val)
-	if err != nil || d < minScanTimeout {
+	if err != nil || d < minScanTimeout || d > MaxScanTimeout {
 		return errAccepted
 	}
 	c.ScanTimeout = d

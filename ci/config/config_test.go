@@ -103,10 +103,20 @@ func TestLoadConfig(t *testing.T) {
 			}
 		}},
 		// A shorter wait stops every release whose scan shows no results yet.
-		{name: "scan timeout under the minimum", env: map[string]string{"SCAN_TIMEOUT": "1ns"}, bad: []string{`SCAN_TIMEOUT="1ns": want a duration of at least 30s`}},
+		{name: "scan timeout under the minimum", env: map[string]string{"SCAN_TIMEOUT": "1ns"}, bad: []string{`SCAN_TIMEOUT="1ns": want a duration from 30s to 45m`}},
 		{name: "scan timeout just under", env: map[string]string{"SCAN_TIMEOUT": "29s"}, bad: []string{`SCAN_TIMEOUT="29s"`}},
 		{name: "scan timeout at the minimum", env: map[string]string{"SCAN_TIMEOUT": "30s"}, check: func(t *testing.T, c Config) {
 			if c.ScanTimeout != 30*time.Second {
+				t.Errorf("ScanTimeout = %s", c.ScanTimeout)
+			}
+		}},
+		// The other durations refuse a sign too; +1m is no one's way to write 1m.
+		{name: "scan timeout with a plus sign", env: map[string]string{"SCAN_TIMEOUT": "+1m"}, bad: []string{`SCAN_TIMEOUT="+1m"`, "from 30s to 45m", "without a sign"}},
+		// A wait longer than the workflow job's timeout cannot end by itself.
+		{name: "scan timeout over the maximum", env: map[string]string{"SCAN_TIMEOUT": "1000000h"}, bad: []string{`SCAN_TIMEOUT="1000000h": want a duration from 30s to 45m`}},
+		{name: "scan timeout just over", env: map[string]string{"SCAN_TIMEOUT": "45m1s"}, bad: []string{`SCAN_TIMEOUT="45m1s"`}},
+		{name: "scan timeout at the maximum", env: map[string]string{"SCAN_TIMEOUT": "45m"}, check: func(t *testing.T, c Config) {
+			if c.ScanTimeout != MaxScanTimeout {
 				t.Errorf("ScanTimeout = %s", c.ScanTimeout)
 			}
 		}},

@@ -107,9 +107,9 @@ func pipelineVars() []Var {
 			Help: "Before `push` pushes anything, run govulncheck (binary mode) on each platform's `sidecar` binary from the built image; a finding that affects it stops the push. `false` skips the check."},
 		{Name: "GOVULNDB", Default: vulncheck.DefaultDB, Parse: parseVulnDB, Shown: vulncheck.Redact, Accepted: "want an http(s):// or file:// URL of a Go vulnerability database, e.g. " + vulncheck.DefaultDB,
 			Help: "Go vulnerability database for `VULN_CHECK`: the public one, a mirror (`https://…`), or a local copy (`file:///absolute/path`; `file://relative/db` is refused). An authenticated mirror's password (`https://user:token@mirror/`, or a token given as the user name) is printed as `xxxxx`; a query or fragment is refused. Checked before the build; unreachable fails within seconds."},
-		{Name: "SCAN_TIMEOUT", Default: "10m", Parse: parseScanTimeout, Accepted: "want a duration of at least " + short(minScanTimeout) + " such as 90s, 10m or 1h",
-			Help: "Longest wait for ECR's scan of the pushed candidate (every platform manifest). A Go duration such as `90s`, `10m` or `1h`, at least `" + short(minScanTimeout) +
-				"` (ECR's scans take tens of seconds). With enhanced scanning, a scan that ECR shows finished without results is taken for clean only after `" + short(ecr.DefaultResultsGrace) +
+		{Name: "SCAN_TIMEOUT", Default: "10m", Parse: parseScanTimeout, Accepted: "want a duration from " + short(minScanTimeout) + " to " + short(MaxScanTimeout) + " such as 90s, 10m or 30m",
+			Help: "Longest wait for ECR's scan of the pushed candidate (every platform manifest). A Go duration such as `90s`, `10m` or `30m`, from `" + short(minScanTimeout) +
+				"` (ECR's scans take tens of seconds) to `" + short(MaxScanTimeout) + "` (the workflow job's `timeout-minutes`, which would cancel a longer wait). With enhanced scanning, a scan that ECR shows finished without results is taken for clean only after `" + short(ecr.DefaultResultsGrace) +
 				"` (see the scan gate): give it `" + short(ecr.DefaultResultsGrace+time.Minute) + "` or more."},
 		{Name: "SCAN_FAIL_ON", Default: "CRITICAL", Parse: parseFailOn, Accepted: "want one of " + strings.Join(ecr.FailOnValues(), ", "),
 			Help: "Lowest ECR scan severity that stops the release: `CRITICAL`, `HIGH`, `MEDIUM`, `LOW`, or `none` (never stop). The version tag and `latest` are then not moved; the commit tag stays as an unreleased candidate."},
