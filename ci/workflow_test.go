@@ -41,8 +41,52 @@ func TestDocumentedVerifyCommandIsRun(t *testing.T) {
 	}
 	for _, m := range cmds {
 		cmd := strings.TrimSpace(string(m[1]))
-		if !strings.Contains(string(md), "```sh\n"+cmd+"\n```") {
-			t.Errorf("docs/pipeline.md does not give the workflow's verification command in a sh block:\n%s", cmd)
+		// bash, as the workflow's run: its ${GITHUB_REPOSITORY//./\\.} is no sh.
+		if !strings.Contains(string(md), "```bash\n"+cmd+"\n```") {
+			t.Errorf("docs/pipeline.md does not give the workflow's verification command in a bash block:\n%s", cmd)
+		}
+	}
+}
+
+// The verification commands' --cert-identity-regex, as bash expands it,
+// matches the repository's own signing identity only: a repository name
+// may hold a ., which a regexp takes for any character.
+func TestVerifyCommandIdentityRegex(t *testing.T) {
+	t.Parallel()
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := regexp.MustCompile(`gh attestation verify .* --cert-identity-regex ("[^"]*")`).FindAllSubmatch(wf, -1)
+	if len(args) != 2 {
+		t.Fatalf("found %d --cert-identity-regex in pipeline.yml's gh attestation verify commands; want 2", len(args))
+	}
+	const repo = "my-org/side.car"
+	const identity = "https://github.com/" + repo + "/.github/workflows/pipeline.yml@refs/"
+	for _, arg := range args {
+		cmd := exec.Command("bash", "-c", "printf %s "+string(arg[1]))
+		cmd.Env = append(os.Environ(), "GITHUB_REPOSITORY="+repo)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("bash expanding %s: %v", arg[1], err)
+		}
+		re, err := regexp.Compile(string(out))
+		if err != nil {
+			t.Fatalf("%s expands to %q, no regexp: %v", arg[1], out, err)
+		}
+		for _, id := range []string{identity + "heads/main", identity + "tags/v1.4.0"} {
+			if !re.MatchString(id) {
+				t.Errorf("%q (from %s) does not match the repository's identity %s", out, arg[1], id)
+			}
+		}
+		for _, id := range []string{
+			strings.Replace(identity, "side.car", "sideXcar", 1) + "heads/main",
+			strings.Replace(identity, "side.car", "side/car", 1) + "heads/main",
+			identity + "heads/feature",
+		} {
+			if re.MatchString(id) {
+				t.Errorf("%q (from %s) matches %s, not the repository's identity", out, arg[1], id)
+			}
 		}
 	}
 }
