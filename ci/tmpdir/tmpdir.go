@@ -66,16 +66,31 @@ func Sweep(dir, prefix string) ([]string, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	matches, err := filepath.Glob(filepath.Join(dir, prefix+"*"))
+	removed, err := sweepEach(dir, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), prefix) }, sweepOne)
+	if errors.Is(err, os.ErrNotExist) && len(removed) == 0 {
+		return nil, nil // no directory: nothing left in it (as Glob said)
+	}
+	return removed, err
+}
+
+// sweepEach applies sweep to the entries of dir that match, and returns
+// those it removed. dir is read as a name, not a pattern (filepath.Glob):
+// a TMPDIR of /tmp/run[1] must not sweep /tmp/run1.
+func sweepEach(dir string, match func(os.DirEntry) bool, sweep func(path string) (bool, error)) ([]string, error) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
 	var errs []error
-	for _, dir := range matches {
-		ok, err := sweepOne(dir)
+	for _, e := range entries {
+		if !match(e) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		ok, err := sweep(path)
 		if ok {
-			removed = append(removed, dir)
+			removed = append(removed, path)
 		}
 		errs = append(errs, err)
 	}
@@ -140,25 +155,10 @@ func SweepFiles(dir, pattern string) ([]string, error) {
 	if i := strings.LastIndex(pattern, "*"); i >= 0 {
 		prefix, suffix = pattern[:i], pattern[i+1:]
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	var errs []error
-	for _, e := range entries {
+	return sweepEach(dir, func(e os.DirEntry) bool {
 		name := e.Name()
-		if !e.Type().IsRegular() || len(name) <= len(prefix)+len(suffix) || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, suffix) {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		ok, err := sweepFile(path)
-		if ok {
-			removed = append(removed, path)
-		}
-		errs = append(errs, err)
-	}
-	return removed, errors.Join(errs...)
+		return e.Type().IsRegular() && len(name) > len(prefix)+len(suffix) && strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix)
+	}, sweepFile)
 }
 
 func sweepFile(path string) (bool, error) {

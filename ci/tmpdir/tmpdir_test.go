@@ -162,6 +162,40 @@ func TestSweep(t *testing.T) {
 	}
 }
 
+// Sweep reads dir as a name, not a pattern: TMPDIR=/tmp/run[1] is not
+// /tmp/run1, and TMPDIR=/tmp/a[b is a directory like any other.
+func TestSweepDirWithGlobCharacters(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("no file locks: Sweep leaves every directory")
+	}
+	prefix := testPrefix(t)
+	base := t.TempDir()
+	// What a run that ended leaves: a directory with an owner file no
+	// process holds.
+	ended := func(dir string) string {
+		d := filepath.Join(dir, prefix+"x")
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, ownerFile), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	other := ended(filepath.Join(base, "run1"))
+	if err := os.Mkdir(filepath.Join(base, "run[1]"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := Sweep(filepath.Join(base, "run[1]"), prefix); err != nil || len(removed) > 0 || !exists(other) {
+		t.Errorf("Sweep(%s) = %v, %v; want nothing removed from %s", filepath.Join(base, "run[1]"), removed, err, filepath.Dir(other))
+	}
+	left := ended(filepath.Join(base, "a[b"))
+	if removed, err := Sweep(filepath.Join(base, "a[b"), prefix); err != nil || !slices.Equal(removed, []string{left}) || exists(left) {
+		t.Errorf("Sweep(%s) = %v, %v; want %s removed", filepath.Dir(left), removed, err, left)
+	}
+}
+
 func TestNewIsPrivateAndRemoved(t *testing.T) {
 	t.Parallel()
 	d, err := New(testPrefix(t))
