@@ -149,16 +149,24 @@ func stillNamed(f *os.File) bool {
 
 // SweepFiles removes the files CreateHeld(dir, pattern) made whose holder
 // has ended (a kill, mage -t) without renaming or removing them, and
-// returns them. A file still held, or one it cannot open, is left alone.
+// returns them. A file still held, or one it cannot open, is left alone,
+// and so is one whose * is not os.CreateTemp's digits: a user's file, or
+// another pattern's (the copy of a target named x.partial-1.tar).
 func SweepFiles(dir, pattern string) ([]string, error) {
 	prefix, suffix := pattern, ""
 	if i := strings.LastIndex(pattern, "*"); i >= 0 {
 		prefix, suffix = pattern[:i], pattern[i+1:]
 	}
 	return sweepEach(dir, func(e os.DirEntry) bool {
-		name := e.Name()
-		return e.Type().IsRegular() && len(name) > len(prefix)+len(suffix) && strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix)
+		random, ok := strings.CutPrefix(e.Name(), prefix)
+		random, ok2 := strings.CutSuffix(random, suffix)
+		return e.Type().IsRegular() && ok && ok2 && digits(random)
 	}, sweepFile)
+}
+
+// digits reports whether s is a non-empty run of decimal digits.
+func digits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 func sweepFile(path string) (bool, error) {

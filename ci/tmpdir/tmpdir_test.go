@@ -250,6 +250,22 @@ func TestSweepFiles(t *testing.T) {
 			f.Close()
 			return f.Name(), nil
 		}, false},
+		// Named like a copy's, but os.CreateTemp puts digits for the *: a
+		// user's file, or the copy of a target named sidecar.tar.partial-1.tar.
+		{"a user's file of that name", func(t *testing.T, dir string) (string, func()) {
+			p := filepath.Join(dir, ".sidecar.tar.partial-notes")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p, nil
+		}, false},
+		{"a copy to sidecar.tar.partial-1.tar", func(t *testing.T, dir string) (string, func()) {
+			p := filepath.Join(dir, ".sidecar.tar.partial-1.tar.partial-123")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p, nil
+		}, false},
 		{"the target itself", func(t *testing.T, dir string) (string, func()) {
 			p := filepath.Join(dir, "sidecar.tar")
 			if err := os.WriteFile(p, nil, 0o600); err != nil {
