@@ -229,17 +229,8 @@ func ShownErr(name, val string, err error) error {
 	if errors.As(err, &errno) && !strings.HasSuffix(text, errno.Error()) {
 		text += " (" + errno.Error() + ")"
 	}
-	return shownErr{err: err, text: text}
+	return redact.MaskedErr(err, text)
 }
-
-// shownErr is ShownErr's error: err, said as text.
-type shownErr struct {
-	err  error
-	text string
-}
-
-func (e shownErr) Error() string { return e.text }
-func (e shownErr) Unwrap() error { return e.err }
 
 // libReason is errAccepted with a library's reason, whose text may quote
 // any part of the value: Var.detail leaves it out where Shown hides a part

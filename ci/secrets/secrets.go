@@ -88,14 +88,5 @@ func (s *Scrubber) Err(err error) error {
 	if text == err.Error() {
 		return err
 	}
-	return scrubbed{err: err, text: text}
+	return redact.MaskedErr(err, text)
 }
-
-// scrubbed is Scrubber.Err's error: err, said as text.
-type scrubbed struct {
-	err  error
-	text string
-}
-
-func (e scrubbed) Error() string { return e.text }
-func (e scrubbed) Unwrap() error { return e.err }

@@ -21,6 +21,18 @@ import (
 // Mask is what stands in for a credential.
 const Mask = "xxxxx"
 
+// MaskedErr is err said as text, its text with credentials masked:
+// errors.Is and As still see err. (ci's config.ShownErr, secrets.Scrubber.)
+func MaskedErr(err error, text string) error { return maskedErr{err: err, text: text} }
+
+type maskedErr struct {
+	err  error
+	text string
+}
+
+func (e maskedErr) Error() string { return e.text }
+func (e maskedErr) Unwrap() error { return e.err }
+
 // Userinfo returns an address fit to print: credentials before the host
 // (scheme://user:password@host/…, user:password@registry/image, or a
 // token as the user name) replaced by xxxxx; an image digest (@sha256:) at

@@ -1,6 +1,9 @@
 package redact
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -391,5 +394,14 @@ func TestEnvKey(t *testing.T) {
 		if got := EnvKey(name); got != want {
 			t.Errorf("EnvKey(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// A masked error says its text and is still the error it masks.
+func TestMaskedErr(t *testing.T) {
+	t.Parallel()
+	err := MaskedErr(fmt.Errorf("open /run/s3cret: %w", os.ErrNotExist), "open /run/"+Mask+": file does not exist")
+	if err.Error() != "open /run/"+Mask+": file does not exist" || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("MaskedErr = %q (Is ErrNotExist: %v)", err, errors.Is(err, os.ErrNotExist))
 	}
 }
