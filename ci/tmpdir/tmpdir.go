@@ -116,8 +116,11 @@ func sweepOne(dir string) (bool, error) {
 // last "*" becomes a random string) and holds it as New holds its
 // directories: SweepFiles removes it only once this process has ended.
 // The holder must keep the file open while the file has that name (rename
-// it before closing it).
-func CreateHeld(dir, pattern string) (*os.File, error) {
+// it before closing it). A file it cannot lock (no file locks there) is
+// named so that no sweep removes it.
+func CreateHeld(dir, pattern string) (*os.File, error) { return createHeld(dir, pattern, hold) }
+
+func createHeld(dir, pattern string, hold func(*os.File) error) (*os.File, error) {
 	for range 100 { // a sweep runs once a run: more than one retry is rare
 		f, err := os.CreateTemp(dir, pattern)
 		if err != nil {
@@ -125,7 +128,12 @@ func CreateHeld(dir, pattern string) (*os.File, error) {
 		}
 		err = hold(f)
 		if err != nil && !busy(err) {
-			return f, nil // no file locks here: no sweep can take it either
+			// Held by nothing, though a later sweep may lock it (ENOLCK
+			// from an NFS lock daemon that is back then): named so that
+			// no sweep takes it, as a kill leaves it for good.
+			f.Close()
+			os.Remove(f.Name())
+			return os.CreateTemp(dir, unlockedPattern(pattern))
 		}
 		if err == nil && stillNamed(f) {
 			return f, nil
@@ -135,6 +143,16 @@ func CreateHeld(dir, pattern string) (*os.File, error) {
 		f.Close()
 	}
 	return nil, fmt.Errorf("lock a new file %s in %s: taken by a sweep each time", pattern, dir)
+}
+
+// unlockedPattern is pattern for a file CreateHeld could not lock: its *
+// becomes unlocked-*, which is no run of digits (SweepFiles).
+func unlockedPattern(pattern string) string {
+	i := strings.LastIndex(pattern, "*")
+	if i < 0 {
+		return pattern + "unlocked-"
+	}
+	return pattern[:i] + "unlocked-" + pattern[i:]
 }
 
 // stillNamed reports whether f is still the file at its name.
