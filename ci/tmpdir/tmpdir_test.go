@@ -225,6 +225,16 @@ func TestSweepFiles(t *testing.T) {
 		t.Skip("no file locks: SweepFiles leaves every file")
 	}
 	const pattern = ".sidecar.tar.partial-*"
+	// file makes an empty file of name, held by no one.
+	file := func(name string) func(t *testing.T, dir string) (string, func()) {
+		return func(t *testing.T, dir string) (string, func()) {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p, nil
+		}
+	}
 	for _, tc := range []struct {
 		name   string
 		make   func(t *testing.T, dir string) (path string, end func())
@@ -253,27 +263,9 @@ func TestSweepFiles(t *testing.T) {
 		}, false},
 		// Named like a copy's, but os.CreateTemp puts digits for the *: a
 		// user's file, or the copy of a target named sidecar.tar.partial-1.tar.
-		{"a user's file of that name", func(t *testing.T, dir string) (string, func()) {
-			p := filepath.Join(dir, ".sidecar.tar.partial-notes")
-			if err := os.WriteFile(p, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return p, nil
-		}, false},
-		{"a copy to sidecar.tar.partial-1.tar", func(t *testing.T, dir string) (string, func()) {
-			p := filepath.Join(dir, ".sidecar.tar.partial-1.tar.partial-123")
-			if err := os.WriteFile(p, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return p, nil
-		}, false},
-		{"the target itself", func(t *testing.T, dir string) (string, func()) {
-			p := filepath.Join(dir, "sidecar.tar")
-			if err := os.WriteFile(p, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return p, nil
-		}, false},
+		{"a user's file of that name", file(".sidecar.tar.partial-notes"), false},
+		{"a copy to sidecar.tar.partial-1.tar", file(".sidecar.tar.partial-1.tar.partial-123"), false},
+		{"the target itself", file("sidecar.tar"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
