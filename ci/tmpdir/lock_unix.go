@@ -22,3 +22,9 @@ func take(f *os.File) error {
 // busy reports whether take failed because another open file holds the
 // lock.
 func busy(err error) bool { return errors.Is(err, syscall.EWOULDBLOCK) }
+
+// openFile opens path to take its lock, if it is a file: not through a
+// symlink, nor waiting for a FIFO's writer.
+func openFile(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+}

@@ -188,11 +188,14 @@ func digits(s string) bool {
 }
 
 func sweepFile(path string) (bool, error) {
-	f, err := os.Open(path)
+	f, err := openFile(path)
 	if err != nil {
-		return false, nil // gone meanwhile, or not ours
+		return false, nil // gone meanwhile, not ours, or a symlink
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return false, nil // no longer the file ReadDir listed
+	}
 	if take(f) != nil || !stillNamed(f) {
 		return false, nil // its holder runs, or renamed it meanwhile
 	}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 )
 
@@ -329,27 +328,4 @@ func TestCreateHeldWhileSweeping(t *testing.T) {
 		f.Close()
 	}
 	t.Logf("%d files swept in their window", swept.Load())
-}
-
-// A file CreateHeld could not lock (ENOLCK: an NFS lock daemon away, the
-// kernel out of lock records) is held by nothing, yet a later sweep where
-// locks work would take it: it gets a name no sweep removes.
-func TestCreateHeldUnlockedIsNeverSwept(t *testing.T) {
-	t.Parallel()
-	if runtime.GOOS == "windows" {
-		t.Skip("no file locks")
-	}
-	dir := t.TempDir()
-	const pattern = ".sidecar.tar.partial-*"
-	f, err := createHeld(dir, pattern, func(*os.File) error { return syscall.ENOLCK })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if removed, err := SweepFiles(dir, pattern); err != nil || len(removed) > 0 || !exists(f.Name()) {
-		t.Errorf("SweepFiles removed %v (%v), the file of a copy still going (%s still there: %v)", removed, err, f.Name(), exists(f.Name()))
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Errorf("%d files in %s, want the one returned", len(entries), dir)
-	}
 }
