@@ -34,6 +34,20 @@ func TestTroubleshootingCoversPipelineMessages(t *testing.T) {
 			t.Errorf("docs/troubleshooting.md's pipeline section does not explain %q", head)
 		}
 	}
+	// A variable's many problems end in a line saying how many more.
+	var platforms []string
+	for i := range 100 {
+		platforms = append(platforms, fmt.Sprintf("linux/p%d", i))
+	}
+	_, err = config.Load(t.TempDir(), func(k string) (string, bool) { return strings.Join(platforms, ","), k == "PLATFORMS" })
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+		t.Fatalf("PLATFORMS of %d bad entries: %v, want a config.Error", len(platforms), err)
+	}
+	last := ce.Problems[len(ce.Problems)-1]
+	if _, more, ok := strings.Cut(last, " more "); !ok || !strings.Contains(pipeline, "more "+more) {
+		t.Errorf("docs/troubleshooting.md's pipeline section does not explain %q", last)
+	}
 	_, section, _ := strings.Cut(pipeline, "### Pipeline exit codes")
 	section, _, _ = strings.Cut(section, "\n### ")
 	msgdoc.RequireExitCodes(t, section, "exitcode.go")
