@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Println(f.Name())
 		if mode == "wait" {
-			select {} // until killed
+			answer()
 		}
 		os.Exit(0)
 	}
@@ -49,11 +49,22 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Println(d.Path)
 		if mode == "wait" {
-			select {} // until killed
+			answer()
 		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// answer keeps a waiting helper alive until killed, answering each line
+// of its input with one, so the test can tell it still runs. (A bare
+// select {} is a deadlock the runtime ends at once, dropping the lock.)
+func answer() {
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		fmt.Println("alive")
+	}
+	select {} // input closed: the test is done with it
 }
 
 // leftBy runs a helper process that makes a directory of prefix; with
@@ -77,16 +88,33 @@ func helper(t *testing.T, env, arg string, wait bool) (dir string, kill func()) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	r := bufio.NewReader(out)
+	line, err := r.ReadString('\n')
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
 	dir = strings.TrimSpace(line)
-	kill = func() { cmd.Process.Kill(); cmd.Wait() }
+	killed := false
+	kill = func() {
+		if wait && !killed {
+			// Still running, so it held its lock all along.
+			fmt.Fprintln(in, "?")
+			if reply, err := r.ReadString('\n'); reply != "alive\n" {
+				t.Errorf("the helper ended before it was killed (%q, %v): its lock was not held all along", reply, err)
+			}
+		}
+		killed = true
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
 	t.Cleanup(func() { kill(); os.RemoveAll(dir) })
 	if !wait {
 		if err := cmd.Wait(); err != nil {
