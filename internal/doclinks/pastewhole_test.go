@@ -96,3 +96,20 @@ func TestDocsBlocksDoNotWaitOnTheSidecar(t *testing.T) {
 		}
 	}
 }
+
+// No README block pushes to ECR along with other commands: pasted whole
+// to try the build, it would also push, with whatever AWS credentials the
+// shell holds, and create the repository.
+func TestReadmeBlocksPushOnlyAlone(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range shBlocks(string(b)) {
+		for _, line := range block {
+			if strings.Contains(line, "mage push") && len(block) > 1 {
+				t.Errorf("README: %q shares its block with %d other line(s): pasted whole to try them, the block pushes too", line, len(block)-1)
+			}
+		}
+	}
+}
