@@ -11,7 +11,8 @@
 #   GOPROXY        Go module proxy for aws-sdk-go-v2         (https://proxy.golang.org)
 # The base images default to ECR Public's mirror of the Docker Official
 # Images, which has no Docker Hub anonymous pull limit; --build-arg
-# GO_IMAGE=golang:1.26-alpine RUNTIME_IMAGE=alpine:3.22 pulls from Docker Hub.
+# GO_IMAGE=golang:1.26-alpine --build-arg RUNTIME_IMAGE=alpine:3.22 pulls
+# from Docker Hub.
 # (These defaults are ci.DefaultGoImage/DefaultRuntimeImage; a test ties them.)
 
 ARG GO_IMAGE=public.ecr.aws/docker/library/golang:1.26-alpine
