@@ -193,6 +193,22 @@ func TestDocsIAMWaitForCredentials(t *testing.T) {
 	}
 }
 
+// troubleshooting.md states how often a start-up wait for credentials is
+// shown and how long one attempt at a silent endpoint lasts (three
+// requests: the SDK retries twice).
+func TestDocsIAMStartupWait(t *testing.T) {
+	text := strings.Join(strings.Fields(userDocs(t)["docs/troubleshooting.md"]), " ")
+	for _, want := range []string{
+		fmt.Sprintf("repeated every %d s until it answers or fails", int(iamauth.WaitReport.Seconds())),
+		fmt.Sprintf("lasts about %d s (each request %d s, and the AWS SDK retries it twice)",
+			int(3*iamauth.RequestTimeout.Seconds()), int(iamauth.RequestTimeout.Seconds())),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("docs/troubleshooting.md does not say %q", want)
+		}
+	}
+}
+
 // The greeting's and the TLS handshake's waits are CONNECT_TIMEOUT's, cut
 // to the login's bound (Target.HandshakeWait): the docs that state the
 // wait say so, with that bound.

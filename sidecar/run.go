@@ -197,14 +197,21 @@ func serve(ctx context.Context, environ []string, lookup func(string) (string, b
 }
 
 // warmIAM gets AWS credentials once, so /readyz can hold traffic until
-// they work and the first login does not wait for them.
+// they work and the first login does not wait for them. It says at once
+// what it waits for, and while an answer is due, every
+// iamauth.WaitReport: a silent endpoint would leave the log silent.
 func warmIAM(ctx context.Context, tokens *iamauth.Tokens, log *slog.Logger) {
-	tokens.Warm(ctx, func(attempt int, err error) {
-		log.Warn("cannot get AWS credentials for IAM authentication; not ready, retrying", "credential_source", tokens.Source.Name,
-			"attempt", attempt, "err", err.Error())
+	src := slog.String("credential_source", tokens.Source.Name)
+	log.LogAttrs(ctx, slog.LevelInfo, "getting AWS credentials for IAM authentication; not ready until they come", src)
+	tokens.Warm(ctx, func(attempt int, waited time.Duration) {
+		log.LogAttrs(ctx, slog.LevelWarn, "still waiting for AWS credentials for IAM authentication; no answer yet, not ready", src,
+			slog.Int("attempt", attempt), slog.Int64("waited_ms", waited.Milliseconds()))
+	}, func(attempt int, err error, retryIn time.Duration) {
+		log.LogAttrs(ctx, slog.LevelWarn, "cannot get AWS credentials for IAM authentication; not ready, retrying", src,
+			slog.Int("attempt", attempt), slog.Int64("retry_in_ms", retryIn.Milliseconds()), slog.String("err", err.Error()))
 	})
 	if ok, _ := tokens.Ready(); ok {
-		log.Info("AWS credentials obtained; ready for IAM logins", "credential_source", tokens.Source.Name)
+		log.LogAttrs(ctx, slog.LevelInfo, "AWS credentials obtained; ready for IAM logins", src)
 	}
 }
 

@@ -155,7 +155,7 @@ func TestCredentialErrorsHideTheEndpointAddress(t *testing.T) {
 		t.Errorf("login error %v; want endpoint_unreachable naming 127.0.0.1:1 without the token", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tk.Warm(ctx, func(_ int, err error) {
+	tk.Warm(ctx, nil, func(_ int, err error, _ time.Duration) {
 		if strings.Contains(err.Error(), "Sup3rSecret") {
 			t.Errorf("Warm reports %v", err)
 		}
@@ -180,7 +180,7 @@ func TestWarmStopsQuietlyWhenCanceled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	var reports []error
-	tk.Warm(ctx, func(_ int, err error) { reports = append(reports, err) })
+	tk.Warm(ctx, nil, func(_ int, err error, _ time.Duration) { reports = append(reports, err) })
 	if _, why := tk.Ready(); len(reports) != 0 || why != "waiting for AWS credentials from ECS task role" {
 		t.Errorf("Warm reported %v; /readyz's reason %q", reports, why)
 	}

@@ -282,13 +282,25 @@ func (t *Tokens) Ready() (bool, string) {
 	return false, why
 }
 
+// WaitReport is how long Warm lets a request for credentials go
+// unanswered before it reports the wait, and then how often: one attempt
+// at an endpoint that never answers lasts 3 × RequestTimeout (the SDK's
+// retries), a silence an operator cannot tell from a hang.
+const WaitReport = 5 * time.Second
+
 // Warm gets credentials until it succeeds once or ctx ends, so the first
 // login does not wait for them and /readyz can tell. It retries with a
-// backoff from 1 s to 30 s, calling report after each failure.
-func (t *Tokens) Warm(ctx context.Context, report func(attempt int, err error)) {
+// backoff from 1 s to 30 s. It calls waiting every WaitReport while an
+// attempt has no answer, and report after each failure with the wait
+// before the next attempt.
+func (t *Tokens) Warm(ctx context.Context, waiting func(attempt int, waited time.Duration), report func(attempt int, err error, retryIn time.Duration)) {
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
-		_, err := t.credentials(ctx)
+		err := t.attempt(ctx, func(waited time.Duration) {
+			if waiting != nil {
+				waiting(attempt, waited)
+			}
+		})
 		if err == nil {
 			t.markReady()
 			return
@@ -300,7 +312,7 @@ func (t *Tokens) Warm(ctx context.Context, report func(attempt int, err error)) 
 		t.waitErr = err
 		t.mu.Unlock()
 		if report != nil {
-			report(attempt, err)
+			report(attempt, err, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -308,6 +320,29 @@ func (t *Tokens) Warm(ctx context.Context, report func(attempt int, err error)) 
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// attempt asks for credentials once, calling waiting every WaitReport
+// until the answer, unless ctx has ended (a shutdown is no wait to show).
+func (t *Tokens) attempt(ctx context.Context, waiting func(waited time.Duration)) error {
+	answer := make(chan error, 1)
+	go func() {
+		_, err := t.credentials(ctx)
+		answer <- err
+	}()
+	start := time.Now()
+	tick := time.NewTicker(WaitReport)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-answer:
+			return err
+		case <-tick.C:
+			if ctx.Err() == nil {
+				waiting(time.Since(start).Round(time.Second))
+			}
+		}
 	}
 }
 
