@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -110,4 +112,31 @@ func TestIAMStartupWaitIsShown(t *testing.T) {
 	if found := secretsIn(logs.String()+string(body), map[string]string{"credential id": credentialID, "agent token": agentToken}); len(found) > 0 {
 		t.Fatalf("the logs or /readyz show %v", found)
 	}
+}
+
+// A role that is no role ARN stops the start with exit 2 and a line
+// naming the variable, its value and what is accepted; a token file that
+// is not there yet does not (a mount may fill it later).
+func TestIAMWebIdentityAtStart(t *testing.T) {
+	env := startupEnv(t, map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": t.TempDir() + "/token", "AWS_ROLE_ARN": "orders-task"})
+	var stderr testkit.LockedBuffer
+	ctx, stop := context.WithTimeout(context.Background(), safety) // a start that is not refused ends here
+	defer stop()
+	if code := run(ctx, nil, environ(env), io.Discard, &stderr); code != exitUsage {
+		t.Fatalf("exit %d, want %d:\n%s", code, exitUsage, stderr.String())
+	}
+	found := false
+	for _, l := range jsonLines(t, stderr.String()) {
+		if l["variable"] == "AWS_ROLE_ARN" && l["value"] == "orders-task" && strings.Contains(fmt.Sprint(l["accepted"]), "arn:<partition>:iam::<12-digit account>:role/") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no line naming AWS_ROLE_ARN, its value and what is accepted:\n%s", stderr.String())
+	}
+
+	env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/orders-task"
+	cancel, done, logs := runAsync(t, env)
+	waitLine(t, logs, "getting AWS credentials for IAM authentication")
+	stopClean(t, cancel, done, logs)
 }

@@ -500,9 +500,13 @@ func (p *parser) iam(c *Config) {
 		}
 	}
 	getenv := func(k string) string { v, _ := p.get(k); return v }
-	src, err := iamauth.CredentialSource(getenv, c.AWSRegion)
+	region := c.AWSRegion
+	if p.reported("AWS_REGION") {
+		region = "" // no second problem judged by a region already refused
+	}
+	src, err := iamauth.CredentialSource(getenv, region)
 	if e := (*iamauth.EnvError)(nil); errors.As(err, &e) {
-		p.problems = append(p.problems, Problem{Variable: e.Variable, Value: e.Value, Set: e.Value != "", Accepted: e.Accepted})
+		p.problems = append(p.problems, Problem{Variable: e.Variable, Value: e.Value, Set: e.Value != "", Reason: e.Reason, Accepted: e.Accepted})
 		return
 	}
 	c.IAM = &iamauth.Tokens{Source: src, Region: c.AWSRegion}

@@ -74,6 +74,12 @@ func TestIAMRules(t *testing.T) {
 		{"IAM_USERS, names with pass and token in them", with("IAM_USERS", "passport,token_reader,app-pool"), nil},
 		{"bad auth", with("TARGET_AUTH", "token"), []string{`TARGET_AUTH="token"`, "passthrough or iam"}},
 		{"half keys", with("AWS_SECRET_ACCESS_KEY", ""), []string{"AWS_SECRET_ACCESS_KEY is not set"}},
+		// Web identity: what cannot work later is refused at start, with
+		// the check's own reason.
+		{"web identity, a role name", with("AWS_ACCESS_KEY_ID", "", "AWS_SECRET_ACCESS_KEY", "", "AWS_WEB_IDENTITY_TOKEN_FILE", "/t", "AWS_ROLE_ARN", "app"),
+			[]string{`AWS_ROLE_ARN="app" is invalid; accepted: an IAM role ARN`}},
+		{"web identity, the role of another partition", with("AWS_ACCESS_KEY_ID", "", "AWS_SECRET_ACCESS_KEY", "", "AWS_WEB_IDENTITY_TOKEN_FILE", "/t",
+			"AWS_ROLE_ARN", "arn:aws-cn:iam::123456789012:role/app"), []string{`AWS_ROLE_ARN="arn:aws-cn:iam::123456789012:role/app" is in partition aws-cn, and AWS_REGION=us-east-1 is in aws`}},
 		{"IP target without a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", "verify-ca"), []string{"TARGET_SERVER_NAME is not set", "TARGET_AUTH=iam", "10.0.0.5"}},
 		// Both at once, not the name only once TLS is fixed.
 		{"IP target without TLS or a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", ""), []string{"TARGET_TLS", "TARGET_SERVER_NAME is not set", "10.0.0.5"}},
@@ -101,6 +107,18 @@ func TestIAMRules(t *testing.T) {
 				t.Error("the error shows the secret key")
 			}
 		})
+	}
+}
+
+// A region already refused is not used to judge the role's partition:
+// one problem, the region's, not a second one it caused.
+func TestIAMRoleNotJudgedByARefusedRegion(t *testing.T) {
+	_, err := Parse(env(map[string]string{"TARGET_HOST": "db.cluster-x.us-east-1.rds.amazonaws.com", "TARGET_PORT": "3306",
+		"TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam", "AWS_REGION": "cn-north-1", "LISTEN_ADDR": "127.0.0.1",
+		"AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/app"}))
+	refusedAs(t, err, []string{`AWS_REGION="cn-north-1" is not the region of the database endpoint`})
+	if strings.Contains(err.Error(), "AWS_ROLE_ARN") {
+		t.Errorf("the role was judged by the refused region:\n%s", err)
 	}
 }
 

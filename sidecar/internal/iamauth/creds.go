@@ -1,6 +1,7 @@
 package iamauth
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -91,7 +92,10 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 	case getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "":
 		role := getenv("AWS_ROLE_ARN")
 		if role == "" {
-			return Source{}, &EnvError{Variable: "AWS_ROLE_ARN", Accepted: "a role ARN; required when AWS_WEB_IDENTITY_TOKEN_FILE is set"}
+			return Source{}, &EnvError{Variable: "AWS_ROLE_ARN", Accepted: RoleARNAccepted + "; required when AWS_WEB_IDENTITY_TOKEN_FILE is set"}
+		}
+		if err := checkWebIdentity(role, getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), region); err != nil {
+			return Source{}, err
 		}
 		p = stscreds.NewWebIdentityRoleProvider(sts.New(sts.Options{Region: region, HTTPClient: client}), role, stscreds.IdentityTokenFile(getenv("AWS_WEB_IDENTITY_TOKEN_FILE")),
 			func(o *stscreds.WebIdentityRoleOptions) { o.RoleSessionName = getenv("AWS_ROLE_SESSION_NAME") })
@@ -146,17 +150,69 @@ func unread(getenv func(string) string) string {
 	return "; " + strings.Join(notes, "; ")
 }
 
+// RoleARNAccepted is what AWS_ROLE_ARN accepts.
+const RoleARNAccepted = "an IAM role ARN, arn:<partition>:iam::<12-digit account>:role/[<path>/]<name> " +
+	"(partition aws, aws-cn, aws-us-gov or another AWS partition), such as arn:aws:iam::123456789012:role/app"
+
+// roleARN is IAM's grammar for a role ARN: a partition (aws, aws-cn,
+// aws-us-gov, aws-iso-b, …), no region, a 12-digit account, an optional
+// path of printable ASCII and a name of 1 to 64 of [A-Za-z0-9+=,.@_-].
+var roleARN = regexp.MustCompile(`^arn:(aws(?:-[a-z]+)*):iam::[0-9]{12}:role/(?:[!-~]*/)?[\w+=,.@-]{1,64}$`)
+
+// checkWebIdentity refuses what cannot work whatever happens later: a
+// role that is no role ARN, one in another partition than region's
+// (STS there does not know it), a token path that is a directory (the
+// serviceaccount directory given for its token file). A token file that
+// does not exist yet is not refused: the SDK reads it at every request,
+// and a mount may fill it after the start.
+func checkWebIdentity(role, tokenFile, region string) error {
+	m := roleARN.FindStringSubmatch(role)
+	if m == nil {
+		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role, Accepted: RoleARNAccepted}
+	}
+	if want := regionPartition(region); want != "" && m[1] != want {
+		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role,
+			Reason:   fmt.Sprintf(" is in partition %s, and AWS_REGION=%s is in %s, whose STS does not know the role", m[1], region, want),
+			Accepted: "a role ARN of partition " + want + " (arn:" + want + ":iam::…), or the AWS_REGION of the role's partition"}
+	}
+	if fi, err := os.Stat(tokenFile); err == nil && fi.IsDir() {
+		return &EnvError{Variable: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile, Reason: " is a directory",
+			Accepted: "the path of the token file, such as /var/run/secrets/eks.amazonaws.com/serviceaccount/token (it may appear after the start)"}
+	}
+	return nil
+}
+
+// regionPartition is the partition of region for the partitions whose
+// regions' names say it (aws, aws-cn, aws-us-gov); "" for the isolated
+// ones (us-iso-east-1, eusc-de-east-1, …) and for none, which are not
+// checked.
+func regionPartition(region string) string {
+	switch {
+	case region == "":
+		return ""
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	case strings.Contains(region, "-iso") || strings.HasPrefix(region, "eusc-"):
+		return ""
+	default:
+		return "aws"
+	}
+}
+
 // EnvError is a credential variable that cannot work. Value is empty for
 // a variable that is missing; secrets are never put in it.
 type EnvError struct {
 	Variable, Value, Accepted string
+	Reason                    string // " is …"; "" = " is invalid"
 }
 
 func (e *EnvError) Error() string {
 	if e.Value == "" {
 		return e.Variable + " is not set; accepted: " + e.Accepted
 	}
-	return fmt.Sprintf("%s=%q is invalid; accepted: %s", e.Variable, e.Value, e.Accepted)
+	return fmt.Sprintf("%s=%q%s; accepted: %s", e.Variable, e.Value, cmp.Or(e.Reason, " is invalid"), e.Accepted)
 }
 
 // containerAuth sends the ECS/EKS agent's authorization token, read from

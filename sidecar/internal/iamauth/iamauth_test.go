@@ -145,7 +145,7 @@ func TestCredentialSource(t *testing.T) {
 	}{
 		{"keys", "environment", "", map[string]string{"AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "s"}},
 		{"half keys", "", "AWS_SECRET_ACCESS_KEY", map[string]string{"AWS_ACCESS_KEY_ID": "A"}},
-		{"web identity", "web identity", "", map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ROLE_ARN": "arn:aws:iam::1:role/r"}},
+		{"web identity", "web identity", "", map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r"}},
 		{"web identity without role", "", "AWS_ROLE_ARN", map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/t"}},
 		{"ECS task role", "ECS task role", "", map[string]string{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x"}},
 		{"bad relative", "", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", map[string]string{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "v2"}},
