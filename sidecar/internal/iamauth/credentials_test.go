@@ -64,3 +64,22 @@ func TestCredentialsBeforeTheDial(t *testing.T) {
 		})
 	}
 }
+
+// Credentials that arrive expired most often mean this host's clock is
+// ahead: the error gives both times, so the skew shows without a shell.
+func TestExpiredCredentialsShowTheClocks(t *testing.T) {
+	now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	expires := now.Add(-2 * time.Hour)
+	tk := &Tokens{Source: Source{Provider: &countingProvider{creds: aws.Credentials{AccessKeyID: "A", SecretAccessKey: "s", CanExpire: true, Expires: expires}},
+		Name: "test source"}, Region: "us-east-1", Now: func() time.Time { return now }}
+	err := (&Authority{Tokens: tk, Endpoint: "db:3306"}).Credentials(context.Background())
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != ReasonExpired {
+		t.Fatalf("got %v; want %s", err, ReasonExpired)
+	}
+	for _, want := range []string{"have already expired", "they expired at 2026-12-07T02:00:00Z", "this host's clock says 2026-12-07T04:00:00Z", "clock is ahead"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+}

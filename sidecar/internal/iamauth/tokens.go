@@ -222,11 +222,14 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 var errExpired = errors.New("the credentials returned have already expired")
 
 // credentials gets credentials from the source; expired ones are an
-// error. The error's text hides what the source's address must not show.
+// error, with both times: a source rarely hands out expired credentials,
+// so the usual cause is this host's clock running ahead. The error's text
+// hides what the source's address must not show.
 func (t *Tokens) credentials(ctx context.Context) (aws.Credentials, error) {
 	c, err := t.Source.Provider.Retrieve(ctx)
-	if err == nil && c.Expired() {
-		err = errExpired
+	if now := t.now(); err == nil && c.CanExpire && !c.Expires.After(now) {
+		err = fmt.Errorf("%w: they expired at %s, and this host's clock says %s; if they are fresh, this host's clock is ahead (check NTP)",
+			errExpired, c.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return c, t.Source.hide(err)
 }
