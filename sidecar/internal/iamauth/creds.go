@@ -94,7 +94,7 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 		if role == "" {
 			return Source{}, &EnvError{Variable: "AWS_ROLE_ARN", Accepted: RoleARNAccepted + "; required when AWS_WEB_IDENTITY_TOKEN_FILE is set"}
 		}
-		if err := checkWebIdentity(role, getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), region); err != nil {
+		if err := checkWebIdentity(role, getenv("AWS_ROLE_SESSION_NAME"), getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), region); err != nil {
 			return Source{}, err
 		}
 		p = stscreds.NewWebIdentityRoleProvider(sts.New(sts.Options{Region: region, HTTPClient: client}), role, stscreds.IdentityTokenFile(getenv("AWS_WEB_IDENTITY_TOKEN_FILE")),
@@ -144,6 +144,9 @@ func unread(getenv func(string) string) string {
 	if getenv("AWS_SESSION_TOKEN") != "" {
 		notes = append(notes, "AWS_SESSION_TOKEN is read only with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	}
+	if getenv("AWS_ROLE_ARN") != "" {
+		notes = append(notes, "AWS_ROLE_ARN is read only with AWS_WEB_IDENTITY_TOKEN_FILE")
+	}
 	if len(notes) == 0 {
 		return ""
 	}
@@ -159,13 +162,17 @@ const RoleARNAccepted = "an IAM role ARN, arn:<partition>:iam::<12-digit account
 // path of printable ASCII and a name of 1 to 64 of [A-Za-z0-9+=,.@_-].
 var roleARN = regexp.MustCompile(`^arn:(aws(?:-[a-z]+)*):iam::[0-9]{12}:role/(?:[!-~]*/)?[\w+=,.@-]{1,64}$`)
 
+// roleSessionName is STS's rule for RoleSessionName.
+var roleSessionName = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
+
 // checkWebIdentity refuses what cannot work whatever happens later: a
 // role that is no role ARN, one in another partition than region's
-// (STS there does not know it), a token path that is a directory (the
+// (STS there does not know it), a session name STS refuses, a token path
+// that is a directory (the
 // serviceaccount directory given for its token file). A token file that
 // does not exist yet is not refused: the SDK reads it at every request,
 // and a mount may fill it after the start.
-func checkWebIdentity(role, tokenFile, region string) error {
+func checkWebIdentity(role, sessionName, tokenFile, region string) error {
 	m := roleARN.FindStringSubmatch(role)
 	if m == nil {
 		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role, Accepted: RoleARNAccepted}
@@ -174,6 +181,9 @@ func checkWebIdentity(role, tokenFile, region string) error {
 		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role,
 			Reason:   fmt.Sprintf(" is in partition %s, and AWS_REGION=%s is in %s, whose STS does not know the role", m[1], region, want),
 			Accepted: "a role ARN of partition " + want + " (arn:" + want + ":iam::…), or the AWS_REGION of the role's partition"}
+	}
+	if sessionName != "" && !roleSessionName.MatchString(sessionName) {
+		return &EnvError{Variable: "AWS_ROLE_SESSION_NAME", Value: sessionName, Accepted: "2 to 64 of A-Z a-z 0-9 + = , . @ _ - (STS's rule), or unset for a generated name"}
 	}
 	if fi, err := os.Stat(tokenFile); err == nil && fi.IsDir() {
 		return &EnvError{Variable: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile, Reason: " is a directory",

@@ -161,6 +161,8 @@ func TestCredentialSource(t *testing.T) {
 		{"nothing", "EC2 instance metadata (no AWS_* credential variables set)", "", nil},
 		{"a laptop's profile", "EC2 instance metadata (no AWS_* credential variables set; AWS_PROFILE is not read: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", "",
 			map[string]string{"AWS_PROFILE": "dev"}},
+		{"a role without a token file", "EC2 instance metadata (no AWS_* credential variables set; AWS_ROLE_ARN is read only with AWS_WEB_IDENTITY_TOKEN_FILE)", "",
+			map[string]string{"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/app"}},
 		{"a session token alone, metadata off", "EC2 instance metadata (no AWS_* credential variables set; AWS_EC2_METADATA_DISABLED=true turns it off; AWS_SESSION_TOKEN is read only with", "",
 			map[string]string{"AWS_SESSION_TOKEN": "x", "AWS_EC2_METADATA_DISABLED": "true"}},
 	} {

@@ -185,3 +185,31 @@ func TestWarmStopsQuietlyWhenCanceled(t *testing.T) {
 		t.Errorf("Warm reported %v; /readyz's reason %q", reports, why)
 	}
 }
+
+// ctxDeafProvider never answers and ignores ctx.
+type ctxDeafProvider struct{ never chan struct{} }
+
+func (p ctxDeafProvider) Retrieve(context.Context) (aws.Credentials, error) {
+	<-p.never
+	return aws.Credentials{}, errors.New("never")
+}
+
+// A shutdown ends Warm even while a provider that ignores ctx holds its
+// request: SIGTERM during start-up must not wait on the source.
+func TestWarmEndsOnShutdownWhateverTheProvider(t *testing.T) {
+	p := ctxDeafProvider{never: make(chan struct{})}
+	defer close(p.never)
+	tk := &Tokens{Source: Source{Provider: p, Name: "deaf"}, Region: "us-east-1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	go func() {
+		tk.Warm(ctx, nil, func(int, error, time.Duration) { t.Error("a shutdown was reported as a failure") })
+		close(ended)
+	}()
+	cancel()
+	select {
+	case <-ended:
+	case <-time.After(time.Minute):
+		t.Fatal("Warm did not end after its ctx did")
+	}
+}

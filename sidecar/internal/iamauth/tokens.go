@@ -341,6 +341,8 @@ func (t *Tokens) attempt(ctx context.Context, waiting func(waited time.Duration)
 		select {
 		case err := <-answer:
 			return err
+		case <-ctx.Done(): // a provider that ignores ctx must not hold up a shutdown
+			return ctx.Err()
 		case <-tick.C:
 			if ctx.Err() == nil {
 				waiting(time.Since(start).Round(time.Second))
