@@ -478,30 +478,41 @@ func (p *parser) iam(c *Config) {
 			break
 		}
 	}
+	regionVar := "AWS_REGION"
 	if c.AWSRegion == "" {
-		if _, set := p.get("AWS_REGION"); !set {
-			hint := ""
-			if v, set := p.get("AWS_DEFAULT_REGION"); set {
-				hint = fmt.Sprintf(" (AWS_DEFAULT_REGION=%s is the AWS CLI's; set AWS_REGION to it)", shown(v))
-			}
-			p.unset("AWS_REGION", setting("AWS_REGION").Accepted+"; required with TARGET_AUTH=iam: tokens are signed for a region"+hint)
+		// AWS_DEFAULT_REGION is the AWS SDKs' fallback; ECS on EC2 sets
+		// neither variable when a task definition sets one.
+		v, set := p.get("AWS_DEFAULT_REGION")
+		switch {
+		case set && regionPattern(v):
+			c.AWSRegion, regionVar = v, "AWS_DEFAULT_REGION"
+		case set:
+			p.problems = append(p.problems, Problem{Variable: "AWS_DEFAULT_REGION", Value: shown(v), Set: true,
+				Accepted: setting("AWS_REGION").Accepted + "; read with TARGET_AUTH=iam when AWS_REGION is not set"})
+			return
+		default:
+			p.unset("AWS_REGION", setting("AWS_REGION").Accepted+" (or AWS_DEFAULT_REGION); required with TARGET_AUTH=iam: tokens are signed for a region"+endpointRegions(c))
+			return
 		}
-		return
 	}
 	for _, f := range c.Forwards {
 		// Aurora refuses a token signed for another region at every
 		// login, while the sidecar would look healthy.
 		name := c.ServerName(f)
-		if region := endpointRegion(name); region != "" && region != c.AWSRegion && !p.reported("AWS_REGION") {
-			p.problems = append(p.problems, Problem{Variable: "AWS_REGION", Value: c.AWSRegion, Set: true,
+		if region := endpointRegion(name); region != "" && region != c.AWSRegion && !p.reported(regionVar) {
+			fix := ""
+			if regionVar != "AWS_REGION" {
+				fix = " (or set AWS_REGION, which comes first)"
+			}
+			p.problems = append(p.problems, Problem{Variable: regionVar, Value: c.AWSRegion, Set: true,
 				Reason:   fmt.Sprintf(" is not the region of the database endpoint %s, and the database refuses tokens signed for another region", name),
-				Accepted: region + ", the endpoint's region"})
+				Accepted: region + ", the endpoint's region" + fix})
 			break
 		}
 	}
 	getenv := func(k string) string { v, _ := p.get(k); return v }
 	region := c.AWSRegion
-	if p.reported("AWS_REGION") {
+	if p.reported(regionVar) {
 		region = "" // no second problem judged by a region already refused
 	}
 	src, err := iamauth.CredentialSource(getenv, region)
@@ -510,6 +521,17 @@ func (p *parser) iam(c *Config) {
 		return
 	}
 	c.IAM = &iamauth.Tokens{Source: src, Region: c.AWSRegion}
+}
+
+// endpointRegions names the region an endpoint's name says, for a
+// missing AWS_REGION: "" when no forward's name says one.
+func endpointRegions(c *Config) string {
+	for _, f := range c.Forwards {
+		if name := c.ServerName(f); endpointRegion(name) != "" {
+			return fmt.Sprintf("; the endpoint %s is in %s", name, endpointRegion(name))
+		}
+	}
+	return ""
 }
 
 // MaxCAFileSize bounds TARGET_TLS_CA: AWS's global RDS bundle and a whole

@@ -36,8 +36,13 @@ func TestIAMRules(t *testing.T) {
 		// Blanks alone are unset, as in every variable: no password anyone could guess.
 		{"0.0.0.0 with a blank LOCAL_PASSWORD", with("LISTEN_ADDR", "0.0.0.0", "LOCAL_PASSWORD", " \t "), []string{"LOCAL_PASSWORD is not set", "LISTEN_ADDR=0.0.0.0"}},
 		{"no region", with("AWS_REGION", ""), []string{"AWS_REGION is not set", "TARGET_AUTH=iam"}},
-		{"the CLI's region only", with("AWS_REGION", "", "AWS_DEFAULT_REGION", "eu-west-1"),
-			[]string{"AWS_REGION is not set", "AWS_DEFAULT_REGION=eu-west-1 is the AWS CLI's; set AWS_REGION to it"}},
+		// AWS_DEFAULT_REGION is the fallback, as in the AWS SDKs (ECS on
+		// EC2 sets neither when a task definition sets one of them).
+		{"AWS_DEFAULT_REGION alone", with("AWS_REGION", "", "AWS_DEFAULT_REGION", "us-east-1"), nil},
+		{"AWS_DEFAULT_REGION alone, another region than the endpoint's", with("AWS_REGION", "", "AWS_DEFAULT_REGION", "eu-west-1"),
+			[]string{`AWS_DEFAULT_REGION="eu-west-1" is not the region of the database endpoint db.cluster-x.us-east-1.rds.amazonaws.com`, "set AWS_REGION"}},
+		{"AWS_DEFAULT_REGION alone, malformed", with("AWS_REGION", "", "AWS_DEFAULT_REGION", "us-east"), []string{`AWS_DEFAULT_REGION="us-east" is invalid; accepted: an AWS region`}},
+		{"no region, the endpoint's named", with("AWS_REGION", ""), []string{"AWS_REGION is not set", "the endpoint db.cluster-x.us-east-1.rds.amazonaws.com is in us-east-1"}},
 		{"bad region", with("AWS_REGION", "us-east"), []string{`AWS_REGION="us-east"`}},
 		{"bad IAM_USERS", with("IAM_USERS", "app,,report"), []string{`IAM_USERS="app,,report": entry "" is empty; accepted:`}},
 		{"IAM_USERS quoted", with("IAM_USERS", "'app'"), []string{`IAM_USERS="'app'": entry "'app'" has the character '\''`, "no quotes"}},
@@ -107,6 +112,22 @@ func TestIAMRules(t *testing.T) {
 				t.Error("the error shows the secret key")
 			}
 		})
+	}
+}
+
+// AWS_REGION wins over AWS_DEFAULT_REGION, as in the AWS SDKs.
+func TestIAMRegionOverDefaultRegion(t *testing.T) {
+	c, err := Parse(env(map[string]string{"TARGET_HOST": "db.cluster-x.us-east-1.rds.amazonaws.com", "TARGET_PORT": "3306",
+		"TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "eu-west-1",
+		"LISTEN_ADDR": "127.0.0.1", "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "k"}))
+	if err != nil || c.AWSRegion != "us-east-1" || c.IAM.Region != "us-east-1" {
+		t.Fatalf("region %q, %v; want AWS_REGION's us-east-1", c.AWSRegion, err)
+	}
+	c, err = Parse(env(map[string]string{"TARGET_HOST": "db.cluster-x.us-east-1.rds.amazonaws.com", "TARGET_PORT": "3306",
+		"TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam", "AWS_DEFAULT_REGION": "us-east-1",
+		"LISTEN_ADDR": "127.0.0.1", "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "k"}))
+	if err != nil || c.AWSRegion != "us-east-1" || c.IAM.Region != "us-east-1" {
+		t.Fatalf("region %q, %v; want AWS_DEFAULT_REGION's us-east-1", c.AWSRegion, err)
 	}
 }
 

@@ -94,7 +94,7 @@ var Settings = []Setting{
 			return true
 		}},
 	{Name: "AWS_REGION", iamOnly: true, Accepted: "an AWS region, such as us-east-1",
-		Meaning: "with TARGET_AUTH=iam, the region tokens are signed for (required)",
+		Meaning: "with TARGET_AUTH=iam, the region tokens are signed for (required; AWS_DEFAULT_REGION when unset, as in the AWS SDKs)",
 		set: func(c *Config, v string) bool {
 			c.AWSRegion = v
 			return regionPattern(v)
