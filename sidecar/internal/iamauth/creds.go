@@ -177,7 +177,10 @@ func checkWebIdentity(role, sessionName, tokenFile, region string) error {
 	if m == nil {
 		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role, Accepted: RoleARNAccepted}
 	}
-	if want := regionPartition(region); want != "" && m[1] != want {
+	// Only the partitions whose regions' names say them are judged: a
+	// partition AWS adds later may name its regions in another way.
+	judged := m[1] == "aws" || m[1] == "aws-cn" || m[1] == "aws-us-gov"
+	if want := regionPartition(region); judged && want != "" && m[1] != want {
 		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role,
 			Reason:   fmt.Sprintf(" is in partition %s, and AWS_REGION=%s is in %s, whose STS does not know the role", m[1], region, want),
 			Accepted: "a role ARN of partition " + want + " (arn:" + want + ":iam::…), or the AWS_REGION of the role's partition"}

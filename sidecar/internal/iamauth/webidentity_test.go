@@ -32,6 +32,7 @@ func TestWebIdentityChecks(t *testing.T) {
 		{"China", "arn:aws-cn:iam::123456789012:role/app", token, "cn-north-1", "", nil},
 		{"GovCloud", "arn:aws-us-gov:iam::123456789012:role/app", token, "us-gov-west-1", "", nil},
 		{"an isolated partition", "arn:aws-iso-b:iam::123456789012:role/app", token, "us-isob-east-1", "", nil},
+		{"a partition added later, its regions named otherwise", "arn:aws-xyz:iam::123456789012:role/app", token, "xy-north-1", "", nil},
 		{"the token file not there yet", "arn:aws:iam::123456789012:role/app", filepath.Join(dir, "later", "token"), "us-east-1", "", nil},
 		{"a session name", "arn:aws:iam::123456789012:role/app", token, "us-east-1", "orders-task@eu=1,x.y_z+", nil},
 		{"a relative token file, as the SDK reads it", "arn:aws:iam::123456789012:role/app", "token", "us-east-1", "", nil},
