@@ -489,6 +489,17 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 			Message: "sidecar: cannot read the app's COM_CHANGE_USER: " + err.Error()}, nil)
 		return false
 	}
+	// Before anything is said to the app about the change (the switch for
+	// LOCAL_PASSWORD's proof, an IAM refusal), which it would read as the
+	// previous command's answer.
+	if is.due >= 0 && is.answers.CompareAndSwap(is.due, pipelined) {
+		s.pipelined(cu.User)
+		_ = f.flush(s) // the previous command: its answer is what the refusal replaces
+		return false
+	}
+	if f.flush(s) != nil {
+		return false
+	}
 	t := is.target
 	// The answer to a switch is bounded as a login's is, and ends as one
 	// the app left: with IDLE_TIMEOUT off, an app that never answers held
@@ -531,14 +542,6 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 	// global ones; the login's would not be what the server gives.
 	out := mysqlwire.ChangeUser{User: cu.User, AuthData: decoy, Database: cu.Database, Charset: cu.Charset,
 		Plugin: mysqlwire.NativePassword, Attrs: cu.Attrs}
-	if is.due >= 0 && is.answers.CompareAndSwap(is.due, pipelined) {
-		s.pipelined(cu.User)
-		_ = f.flush(s) // the previous command: its answer is what the refusal replaces
-		return false
-	}
-	if f.flush(s) != nil {
-		return false
-	}
 	is.due = is.answers.Load()
 	is.pending.Store(&changeUser{password: pw, user: cu.User, appSeq: appSeq})
 	if _, err := mysqlwire.WritePacket(server, 0, out.Append(nil, is.caps)); err != nil {

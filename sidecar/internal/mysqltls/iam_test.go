@@ -740,3 +740,30 @@ func TestIAMMalformedChangeUserIsRefused(t *testing.T) {
 		t.Fatalf("want one \"TLS login refused\" line at WARN, reason client_protocol, command COM_CHANGE_USER, err %q…:\n%s", want, logs)
 	}
 }
+
+// A pipelined COM_CHANGE_USER is refused before the sidecar talks to the
+// app about it: with LOCAL_PASSWORD and a plugin other than
+// mysql_native_password, the sidecar's switch for the proof reached the
+// app in place of the answer to its previous command (which the sidecar
+// held unsent while it waited for the proof), and the refusal never came.
+func TestIAMPipelinedChangeUserRefusedBeforeTheProof(t *testing.T) {
+	a, _, s, logs := loggedIn(t, "local-pw", fakeOpts{}, nil)
+	cu := mysqlwire.ChangeUser{User: "app", Database: "orders", Charset: 45, Plugin: "caching_sha2_password"}
+	b, _ := mysqlwire.AppendPacket(nil, 0, []byte{comPing})
+	b, _ = mysqlwire.AppendPacket(b, 0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+	if _, err := a.c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	p := a.read()
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != 1 || !strings.Contains(msg, "before reading the answer to its previous command") {
+		t.Fatalf("app read seq %d %q; want the sidecar's ERR about the pipelined COM_CHANGE_USER at seq 1:\n%s", p.Seq, p.Payload, logs)
+	}
+	if p, err := mysqlwire.ReadPacket(a.c, 1<<24); err == nil {
+		t.Fatalf("app read seq %d %q after the refusal; want the end", p.Seq, p.Payload)
+	}
+	for deadline := time.Now().Add(mysqltls.LoginTimeout); refusals(s, mysqltls.ReasonClientProtocol) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("refusals %v; want client_protocol 1:\n%s", s.Snapshot().Forwards[0].TLSRefusals, logs)
+		}
+	}
+}
