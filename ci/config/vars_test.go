@@ -576,6 +576,9 @@ func TestShownKeyed(t *testing.T) {
 		{"GO_IMAGE", "registry.example/team/token-service:1.2", "registry.example/team/token-service:1.2", false},
 		{"MYSQL_IMAGE", "registry.example:5000/secrets-db:8.4@sha256:abcd", "registry.example:5000/secrets-db:8.4@sha256:abcd", false},
 		{"LOCAL_IMAGE", "password-reset:latest", "password-reset:latest", false},
+		// Any tag after an image path: a commit's, a branch's.
+		{"LOCAL_IMAGE", "acme/token-service:3d5aaa4", "acme/token-service:3d5aaa4", false},
+		{"GO_IMAGE", "registry.example/team/token-service:main-3d5aaa4", "registry.example/team/token-service:main-3d5aaa4", false},
 	} {
 		if got, keyed := row(t, tc.name).shown(tc.val); got != tc.want || keyed != tc.keyed {
 			t.Errorf("%s=%s shown as %q (keyed %v), want %q (keyed %v)", tc.name, tc.val, got, keyed, tc.want, tc.keyed)

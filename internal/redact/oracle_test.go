@@ -213,8 +213,9 @@ func TestKeyedShowsEveryHost(t *testing.T) {
 
 // A name that holds a key's word inside it (token-service) keeps a tag
 // after its :, but a word that reads as no tag may be a password
-// (token-service:hunter2): masked, alone, in an image reference, after
-// a FORWARDS entry and in a line of prose.
+// (token-service:hunter2): masked, alone, after a FORWARDS entry, in a
+// line of prose, and before an @ (credentials, with or without a
+// scheme). After an image path the : is a tag's (TestKeyedKeepsAnImagesTag).
 func TestKeyedHidesAWordAfterAName(t *testing.T) {
 	shown := map[string]func(string) string{
 		"Keyed":     Keyed,
@@ -229,13 +230,48 @@ func TestKeyedHidesAWordAfterAName(t *testing.T) {
 			continue // no key's word ends the name (db, tokens.example.com): no key to mask after
 		}
 		for _, secret := range []string{"hunter2", "S3cretXy", "9xK2qZ", "swordfish", "3d5aaa4", "v2beta"} {
-			for _, in := range []string{h + ":" + secret, "registry.example/team/" + h + ":" + secret,
-				"8080=db:3306," + h + ":" + secret, "login to " + h + ":" + secret + " failed"} {
+			for _, in := range []string{h + ":" + secret, "8080=db:3306," + h + ":" + secret,
+				"login to " + h + ":" + secret + " failed", "https://" + h + ":" + secret + "@registry.example/team/app",
+				"ci/" + h + ":" + secret + "@registry.example", "/run/secrets/" + h + ":" + secret} {
 				for name, f := range shown {
 					if out := f(in); strings.Contains(out, secret) {
 						t.Errorf("%s(%q) = %q: the secret %q shows", name, in, out, secret)
 					}
 				}
+			}
+		}
+	}
+}
+
+// After an image path (a / before the name: acme/token-service,
+// registry.example:5000/team/secrets-db) the : is the tag's, as the
+// reference grammar has it: any tag is kept (a commit's 3d5aaa4, sha-…,
+// main-…), with a digest and the rest of the line. A password there is
+// no image reference's: its credentials come before the registry, and
+// are masked (KeyedWith with Userinfo).
+func TestKeyedKeepsAnImagesTag(t *testing.T) {
+	shown := map[string]func(string) string{
+		"Keyed":     Keyed,
+		"KeyedWith": func(v string) string { return KeyedWith(v, Userinfo) },
+	}
+	for _, h := range hostNames {
+		if strings.ContainsAny(h, ".[:") {
+			continue // a dotted name's : before no port may be a property's (app.secret:x)
+		}
+		for _, tag := range []string{"3d5aaa4", "sha-3d5aaa4", "main-3d5aaa4", "v2beta", "_x.Y-9", "1.2"} {
+			for _, path := range []string{"acme/", "docker.io/acme/", "registry.example:5000/team/"} {
+				for _, rest := range []string{"", ": not found", " pushed", "@sha256:abcd", ",8080=db:3306"} {
+					in := "pull " + path + h + ":" + tag + rest
+					for name, f := range shown {
+						if out := f(in); out != in {
+							t.Errorf("%s(%q) = %q, want it whole", name, in, out)
+						}
+					}
+				}
+			}
+			in := "https://ci:" + secretValues[0] + "@registry.example/team/" + h + ":" + tag
+			if out := KeyedWith(in, Userinfo); out != "https://xxxxx@registry.example/team/"+h+":"+tag {
+				t.Errorf("KeyedWith(%q, Userinfo) = %q: want the credentials masked, the tag kept", in, out)
 			}
 		}
 	}

@@ -331,9 +331,41 @@ func isPort(s string) bool {
 // word may be one (token-service:hunter2), and so may what follows a
 // blank or quote (YAML's password-prod: x). A dotted name may be a
 // property's (app.secret:x): its : is a host's only before a port.
+// After an image path (acme/token-service) it is a tag's, whatever tag
+// (ociTag: a commit's 3d5aaa4 too).
 func nameColon(v string, colon int) bool {
 	after := v[colon+1:]
-	return (isPort(after) || isTag(after) && !strings.Contains(wordBefore(v, colon), ".")) && hostBefore(v, colon)
+	tag := isTag(after) || imagePath(v, colon) && ociTag(after)
+	return (isPort(after) || tag && !strings.Contains(wordBefore(v, colon), ".")) && hostBefore(v, colon)
+}
+
+// imagePath reports whether the name that ends at v[colon] is an image
+// reference's path: one or more components, each before a / (acme/,
+// registry.example:5000/team/), then the name. A name after // (a
+// scheme's: https://ci-token:pw@host) or a / at the start (a file's
+// /run/secrets/x:y) is none.
+func imagePath(v string, colon int) bool {
+	start := colon
+	for start > 0 && (v[start-1] == '/' || strings.IndexByte(hostChars, v[start-1]) >= 0) {
+		start--
+	}
+	path := v[start:colon]
+	return strings.Contains(path, "/") && path[0] != '/' && !strings.Contains(path, "//")
+}
+
+// ociTag reports whether s starts with a tag as the OCI reference grammar
+// spells one ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) that ends the reference:
+// the end, a blank, a , ; or ), a ": " (an error's cause), or a digest.
+// Another @ (tag:pw@registry) ends credentials, and a : or / a tag cannot
+// hold.
+func ociTag(s string) bool {
+	n := len(s) - len(strings.TrimLeft(s, hostChars))
+	if n == 0 || n > 128 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	rest := s[n:]
+	return rest == "" || strings.ContainsRune(" \t\r\n,;)", rune(rest[0])) ||
+		rest == ":" || strings.HasPrefix(rest, ": ") || strings.HasPrefix(rest, "@sha256:")
 }
 
 // isTag reports whether s starts with an image tag as releases are

@@ -327,7 +327,6 @@ func TestKeyed(t *testing.T) {
 		// A tag is a version or a named release; any other word after such
 		// a name may be its password: masked.
 		{"token-service:hunter2", "token-service:xxxxx"},
-		{"pulled token-service:hunter2 from cache", "pulled token-service:xxxxx"},
 		{"secrets-db:9xK2qZ", "secrets-db:xxxxx"},
 		{"passport:swordfish", "passport:xxxxx"},
 		{"token-service:3d5aaa4", "token-service:xxxxx"},
@@ -340,7 +339,27 @@ func TestKeyed(t *testing.T) {
 		{"token-service:20261207", "token-service:20261207"},
 		{"secrets-db:stable", "secrets-db:stable"},
 		{"passport:main,8080=db:3306", "passport:main,8080=db:3306"},
+		{"pulled token-service:hunter2 from cache", "pulled token-service:xxxxx"},
 		{"pulled token-service:1.2 from cache", "pulled token-service:1.2 from cache"},
+		// After an image path (a / before the name) the : is the tag's, by
+		// the reference grammar: any tag is kept, and what follows it.
+		{"pull docker.io/acme/token-service:3d5aaa4: not found", "pull docker.io/acme/token-service:3d5aaa4: not found"},
+		{"LOCAL_IMAGE=acme/token-service:3d5aaa4", "LOCAL_IMAGE=acme/token-service:3d5aaa4"},
+		{"registry.example:5000/team/secrets-db:sha-3d5aaa4 pushed", "registry.example:5000/team/secrets-db:sha-3d5aaa4 pushed"},
+		{"acme/password-reset:main-3d5aaa4", "acme/password-reset:main-3d5aaa4"},
+		{"acme/token-service:3d5aaa4@sha256:abcd", "acme/token-service:3d5aaa4@sha256:abcd"},
+		// Not an image's tag: credentials before a host (an @ after the
+		// word), a scheme's // before the name, a path from the root or
+		// with an empty component, a key's name ending the path, a word no
+		// tag can be.
+		{"https://ci-token:hunter2@registry.example/x", "https://ci-token:xxxxx"},
+		{"ci/token-svc:hunter2@registry.example", "ci/token-svc:xxxxx"},
+		{"/run/secrets/db-token-file:hunter2", "/run/secrets/db-token-file:xxxxx"},
+		{"acme//token-service:3d5aaa4", "acme//token-service:xxxxx"},
+		{"acme/db-password:hunter2", "acme/db-password:xxxxx"},
+		{"acme/token-service:-x", "acme/token-service:xxxxx"},
+		{"acme/token-service:3d5aaa4/x", "acme/token-service:xxxxx"},
+		{"acme/token-service:" + strings.Repeat("a", 129), "acme/token-service:xxxxx"},
 		{"token-service: S3CRET", "token-service:xxxxx"},
 		{`"secret-store":"S3CRET"`, `"secret-store":xxxxx`},
 		// Letters whose lower case has another length in UTF-8 (the
