@@ -248,7 +248,8 @@ func TestKeyedHidesAWordAfterAName(t *testing.T) {
 // reference grammar has it: any tag is kept (a commit's 3d5aaa4, sha-…,
 // main-…), with a digest and the rest of the line. A password there is
 // no image reference's: its credentials come before the registry, and
-// are masked (KeyedWith with Userinfo).
+// are masked (KeyedWith with Userinfo). After a bare name a word that is
+// no version is masked, the rest of the line kept.
 func TestKeyedKeepsAnImagesTag(t *testing.T) {
 	shown := map[string]func(string) string{
 		"Keyed":     Keyed,
@@ -272,6 +273,24 @@ func TestKeyedKeepsAnImagesTag(t *testing.T) {
 			in := "https://ci:" + secretValues[0] + "@registry.example/team/" + h + ":" + tag
 			if out := KeyedWith(in, Userinfo); out != "https://xxxxx@registry.example/team/"+h+":"+tag {
 				t.Errorf("KeyedWith(%q, Userinfo) = %q: want the credentials masked, the tag kept", in, out)
+			}
+		}
+	}
+	for _, h := range hostNames {
+		holdsKey := false
+		for _, w := range keyWords {
+			holdsKey = holdsKey || strings.Contains(strings.ToLower(h), w.lower)
+		}
+		if !holdsKey || strings.ContainsAny(h, ".[") {
+			continue
+		}
+		in := "pull " + h + ":hunter2: not found"
+		for name, f := range shown {
+			if name == "KeyedWith" {
+				continue // a value's credentials may run to its end
+			}
+			if out, want := f(in), "pull "+h+":"+Mask+": not found"; out != want {
+				t.Errorf("%s(%q) = %q, want %q", name, in, out, want)
 			}
 		}
 	}

@@ -169,12 +169,42 @@ func hostPort(h string) bool {
 // word with a digit after a key's name and a blank (password hunter2:
 // proseValue). A key's :
 // is a name's (tokens:3306, token-service:1.2) where the word before it
-// reads as one (see nameColon): password:3306 is a password's.
+// reads as one (see nameColon): password:3306 is a password's. After
+// such a name a word that is no tag (token-service:hunter2) is masked
+// up to an error's ": " (wordEnd), the rest of the line read on.
 func Keyed(v string) string {
-	if cut := KeyedAt(v); cut > 0 {
-		return v[:cut] + Mask
+	var b strings.Builder
+	at := 0
+	for _, s := range keyedSpans(v) {
+		b.WriteString(v[at:s[0]])
+		b.WriteString(Mask)
+		at = s[1]
 	}
-	return v
+	b.WriteString(v[at:])
+	return b.String()
+}
+
+// keyedSpans are the parts of v Keyed masks, in order: none, or the
+// first from where it cuts v (KeyedAt) to its end or to the end of a
+// word after a name's : (wordEnd), then those of what follows the word,
+// read on from the word: a key in the word (token-service:password=a b)
+// masks to the end after all.
+func keyedSpans(v string) [][2]int {
+	cut, end := keyedSpan(v)
+	if cut == 0 {
+		return nil
+	}
+	if end < len(v) {
+		rest := keyedSpans(v[cut:])
+		if len(rest) == 0 || rest[0][0] >= end-cut {
+			spans := [][2]int{{cut, end}}
+			for _, s := range rest {
+				spans = append(spans, [2]int{cut + s[0], cut + s[1]})
+			}
+			return spans
+		}
+	}
+	return [][2]int{{cut, len(v)}}
 }
 
 // KeyedWith is Keyed(mask(v)) for a mask that hides credentials up to
@@ -197,7 +227,14 @@ func KeyedWith(v string, mask func(string) string) string {
 
 // KeyedAt is where Keyed cuts v, or 0 if it shows v whole.
 func KeyedAt(v string) int {
-	cut := strings.IndexByte(v, '?') + 1
+	cut, _ := keyedSpan(v)
+	return cut
+}
+
+// keyedSpan is where Keyed cuts v (0 for nowhere) and where its mask
+// ends: len(v), or the end of a word after a name's : (wordEnd).
+func keyedSpan(v string) (cut, end int) {
+	cut, end = strings.IndexByte(v, '?')+1, len(v)
 	// ASCII only, byte for byte: the keys are ASCII, and strings.ToLower
 	// changes the length of some letters (the Kelvin sign, İ, Ⱥ), which
 	// would move the cut off the key's = into the secret, or out of v.
@@ -208,21 +245,23 @@ func KeyedAt(v string) int {
 		}
 	}
 	lower := string(b)
-	earlier := func(at int) {
+	earlier := func(at, to int) {
 		if cut == 0 || at < cut {
-			cut = at
+			cut, end = at, to
+		} else if at == cut {
+			end = max(end, to)
 		}
 	}
 	for _, key := range credentialKeys() {
 		for i := strings.Index(lower, key); i >= 0; {
 			rest := strings.TrimLeft(lower[i+len(key):], "abcdefghijklmnopqrstuvwxyz0123456789_-") // password, secret_key, password_2
 			if eq := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(eq, "=") {
-				earlier(len(v) - len(eq) + 1)
+				earlier(len(v)-len(eq)+1, len(v))
 				break
 			}
 			if colon := strings.TrimLeft(trimQuote(rest), " \t"); strings.HasPrefix(colon, ":") &&
 				!nameColon(v, len(v)-len(colon)) {
-				earlier(len(v) - len(colon) + 1)
+				earlier(len(v)-len(colon)+1, wordEnd(v, len(v)-len(colon)))
 				break
 			}
 			next := strings.Index(lower[i+len(key):], key)
@@ -236,17 +275,37 @@ func KeyedAt(v string) int {
 	// counts: -P is the port.
 	for i := 0; i+2 < len(v); i++ {
 		if v[i] == '-' && v[i+1] == 'p' && (i == 0 || blank(v[i-1])) && !blank(v[i+2]) {
-			earlier(i + 2)
+			earlier(i+2, len(v))
 			break
 		}
 	}
 	if at := longOptionValue(v); at > 0 {
-		earlier(at)
+		earlier(at, len(v))
 	}
 	if at := proseValue(v); at > 0 {
-		earlier(at)
+		earlier(at, len(v))
 	}
-	return cut
+	return cut, end
+}
+
+// wordEnd is where the secret after the : at v[colon] ends: len(v), or,
+// after a name (hostBefore: token-service:hunter2), before the ": " that
+// ends its word and joins an error to its cause (token-service:hunter2:
+// not found). A blank alone ends nothing: a properties file's value may
+// hold blanks (token-service:correct horse), and so may a quoted one.
+func wordEnd(v string, colon int) int {
+	after := v[colon+1:]
+	if after == "" || strings.ContainsRune(" \t\r\n\"'", rune(after[0])) || !hostBefore(v, colon) {
+		return len(v)
+	}
+	word := after
+	if end := strings.IndexAny(after, " \t\r\n"); end >= 0 {
+		word = after[:end+1]
+	}
+	if end := len(word) - 2; end > 0 && strings.HasSuffix(word, ": ") {
+		return colon + 1 + end
+	}
+	return len(v)
 }
 
 // proseValue is where the first word with a digit in it starts after a

@@ -339,7 +339,6 @@ func TestKeyed(t *testing.T) {
 		{"token-service:20261207", "token-service:20261207"},
 		{"secrets-db:stable", "secrets-db:stable"},
 		{"passport:main,8080=db:3306", "passport:main,8080=db:3306"},
-		{"pulled token-service:hunter2 from cache", "pulled token-service:xxxxx"},
 		{"pulled token-service:1.2 from cache", "pulled token-service:1.2 from cache"},
 		// After an image path (a / before the name) the : is the tag's, by
 		// the reference grammar: any tag is kept, and what follows it.
@@ -360,6 +359,17 @@ func TestKeyed(t *testing.T) {
 		{"acme/token-service:-x", "acme/token-service:xxxxx"},
 		{"acme/token-service:3d5aaa4/x", "acme/token-service:xxxxx"},
 		{"acme/token-service:" + strings.Repeat("a", 129), "acme/token-service:xxxxx"},
+		// The word masked after a bare name ends at the ": " that joins an
+		// error to its cause: the rest is read on. A blank or a quote may
+		// be a value's (a properties file's token-service:correct horse).
+		{"token-service:hunter2: not found", "token-service:xxxxx: not found"},
+		{"token-service:hunter2: password=S3CRET", "token-service:xxxxx: password=xxxxx"},
+		{"token-service:pw1: password hunter2", "token-service:xxxxx: password xxxxx"},
+		{"token-service:password=S3: CRET", "token-service:xxxxx"},
+		{"pulled token-service:hunter2 from cache", "pulled token-service:xxxxx"},
+		{"token-service:correct horse: battery", "token-service:xxxxx"},
+		{`token-service:"S3: CRET"`, "token-service:xxxxx"},
+		{"app.secret:correct horse battery", "app.secret:xxxxx"},
 		{"token-service: S3CRET", "token-service:xxxxx"},
 		{`"secret-store":"S3CRET"`, `"secret-store":xxxxx`},
 		// Letters whose lower case has another length in UTF-8 (the
