@@ -341,7 +341,11 @@ func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reas
 	if addr.IsValid() { // not when refused before the dial
 		attrs = append(attrs, "upstream", netip.AddrPortFrom(addr, uint16(f.TargetPort)).String())
 	}
-	attrs = append(append(attrs, "server_name", f.TLS.ServerName, "reason", reason, "user", user, "err", err.Error()), extra...)
+	attrs = append(attrs, "server_name", f.TLS.ServerName, "reason", reason)
+	if f.TLS.IAM != nil { // only IAM reads the app's user: without it user="" would mean nothing
+		attrs = append(attrs, "user", user)
+	}
+	attrs = append(append(attrs, "err", err.Error()), extra...)
 	if reason == mysqltls.ReasonIO {
 		s.log.Debug(f.refusedLog.Msg(), attrs...) // a client that left mid-login is not the operator's problem
 	} else {
