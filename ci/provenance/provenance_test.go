@@ -91,19 +91,8 @@ func TestBuilderOfAReusableWorkflow(t *testing.T) {
 	if want := "https://github.com/example/sidecar/.github/workflows/pipeline.yml@refs/heads/main"; b.ID != want {
 		t.Errorf("builder id %q, want %q (the job's workflow, as GitHub signs it)", b.ID, want)
 	}
-	st, err := Build(Input{Subjects: []Subject{{"x", "sha256:" + strings.Repeat("1", 64)}},
+	_, _, p := roundTrip(t, Input{Subjects: []Subject{{"x", "sha256:" + strings.Repeat("1", 64)}},
 		Source: Source{Commit: strings.Repeat("c", 40), Ref: "refs/heads/main"}, Builder: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := JSON(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, p, err := Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
 	w, _ := p.BuildDefinition.ExternalParameters.AsMap()["workflow"].(map[string]any)
 	if w["path"] != ".github/workflows/ci.yml" || w["ref"] != "refs/heads/main" || w["repository"] != "https://github.com/example/sidecar" {
 		t.Errorf("externalParameters.workflow %v, want ci.yml at refs/heads/main (GitHub's workflow_ref)", w)
