@@ -67,6 +67,8 @@ func TestTokenReuseAndRefresh(t *testing.T) {
 	}
 }
 
+// A token whose credentials expire within RefreshBefore is replaced once
+// the source has newer ones.
 func TestTokenLifeFollowsCredentials(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
@@ -78,12 +80,50 @@ func TestTokenLifeFollowsCredentials(t *testing.T) {
 	}
 	mu.Lock()
 	now = now.Add(3 * time.Minute) // 4 min before the credentials expire: inside RefreshBefore
+	p.creds = aws.Credentials{AccessKeyID: "AKID2", SecretAccessKey: "s", CanExpire: true, Expires: now.Add(time.Hour)}
 	mu.Unlock()
 	if _, err := tk.Token(ctx, "db:3306", "app"); err != nil {
 		t.Fatal(err)
 	}
 	if st := tk.Stats(); st.Signed != 2 {
 		t.Fatalf("a token was reused past its credentials' refresh point (signed %d)", st.Signed)
+	}
+}
+
+// The credentials cache returns the same credentials until they expire,
+// and a token signed again with them ends when they do, as the cached one:
+// in their last RefreshBefore, a storm of logins must not sign one token
+// per login.
+func TestTokenOfExpiringCredentialsIsNotSignedPerLogin(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s", CanExpire: true, Expires: now.Add(4 * time.Minute)}}
+	tk := testTokens(p, &now, &mu)
+	ctx := context.Background()
+	first, err := tk.Token(ctx, "db:3306", "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		mu.Lock()
+		now = now.Add(time.Second)
+		mu.Unlock()
+		if tok, err := tk.Token(ctx, "db:3306", "app"); err != nil || tok != first {
+			t.Fatalf("login while the same credentials serve got another token (err %v)", err)
+		}
+	}
+	if st := tk.Stats(); st.Signed != 1 || st.Reused != 100 {
+		t.Fatalf("100 logins with the same credentials: signed %d, reused %d; want 1 and 100", st.Signed, st.Reused)
+	}
+	mu.Lock()
+	now = now.Add(3 * time.Minute) // the credentials have expired: new ones sign a new token
+	p.creds = aws.Credentials{AccessKeyID: "AKID2", SecretAccessKey: "s", CanExpire: true, Expires: now.Add(time.Hour)}
+	mu.Unlock()
+	if tok, err := tk.Token(ctx, "db:3306", "app"); err != nil || tok == first {
+		t.Fatalf("login after the credentials expired reused their token (err %v)", err)
+	}
+	if st := tk.Stats(); st.Signed != 2 {
+		t.Fatalf("signed %d after new credentials; want 2", st.Signed)
 	}
 }
 

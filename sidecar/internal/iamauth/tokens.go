@@ -78,6 +78,10 @@ type entry struct {
 	token   string
 	refresh time.Time // reuse until then
 	err     error
+	// signedBy is the credentials the token was signed with when they
+	// end it (they expire before TokenLife); "" otherwise.
+	signedBy string
+	end      time.Time // when the token expires
 }
 
 // Stats are the counters for metrics.
@@ -109,6 +113,7 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 		t.cache = map[tokenKey]*entry{}
 	}
 	e := t.cache[k]
+	var stale *entry
 	if e != nil {
 		select {
 		case <-e.done:
@@ -116,6 +121,9 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 				t.mu.Unlock()
 				t.reused.Add(1)
 				return e.token, nil
+			}
+			if e.err == nil {
+				stale = e
 			}
 			e = nil // failed or stale: sign again
 		default: // a signing is under way: share it
@@ -126,7 +134,7 @@ func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, erro
 		t.sweep()
 		e = &entry{done: make(chan struct{})}
 		t.cache[k] = e
-		go t.fill(context.WithoutCancel(ctx), k, e)
+		go t.fill(context.WithoutCancel(ctx), k, e, stale)
 	}
 	t.mu.Unlock()
 	select {
@@ -159,13 +167,18 @@ func (t *Tokens) sweep() {
 	}
 }
 
-// fill signs the token of entry e, for as long as SignTimeout.
-func (t *Tokens) fill(ctx context.Context, k tokenKey, e *entry) {
+// fill signs the token of entry e, for as long as SignTimeout. stale is
+// the token e replaces, if any.
+func (t *Tokens) fill(ctx context.Context, k tokenKey, e *entry, stale *entry) {
 	ctx, cancel := context.WithTimeout(ctx, t.signTimeout())
 	defer cancel()
-	e.token, e.refresh, e.err = t.sign(ctx, k.endpoint, k.user)
-	if e.err == nil {
+	var again bool
+	again, e.err = t.sign(ctx, k.endpoint, k.user, e, stale)
+	switch {
+	case e.err == nil && again:
 		t.signed.Add(1)
+	case e.err == nil:
+		t.reused.Add(1) // the login that began it; those sharing it count themselves
 	}
 	close(e.done)
 	if e.err != nil {
@@ -187,22 +200,32 @@ func (t *Tokens) gaveUp(ctx context.Context) error {
 		"get AWS credentials from %s: no answer before the login's time ran out: %w", t.Source.Name, ctx.Err())}
 }
 
-func (t *Tokens) sign(ctx context.Context, endpoint, user string) (string, time.Time, error) {
+// sign fills e with a token, and reports whether it signed one: a stale
+// token whose credentials end it is kept while the source returns the
+// same credentials, as one signed again would end at the same moment;
+// it is then reused until they expire, when the source gets new ones.
+func (t *Tokens) sign(ctx context.Context, endpoint, user string, e, stale *entry) (bool, error) {
 	signedAt := t.now()
 	creds, err := t.retrieve(ctx)
 	if err != nil {
-		return "", time.Time{}, err
+		return false, err
+	}
+	if stale != nil && stale.signedBy != "" && signedAt.Before(stale.end) &&
+		creds.CanExpire && stale.signedBy == creds.AccessKeyID && stale.end.Equal(creds.Expires) {
+		e.token, e.signedBy, e.end, e.refresh = stale.token, stale.signedBy, stale.end, stale.end
+		return false, nil
 	}
 	static := credentials.StaticCredentialsProvider{Value: creds}
 	token, err := auth.BuildAuthToken(ctx, endpoint, t.Region, user, static)
 	if err != nil {
-		return "", time.Time{}, &Failure{Reason: ReasonSigning, Err: fmt.Errorf("sign an IAM token for %s at %s: %w", user, endpoint, err)}
+		return false, &Failure{Reason: ReasonSigning, Err: fmt.Errorf("sign an IAM token for %s at %s: %w", user, endpoint, err)}
 	}
-	expires := signedAt.Add(TokenLife)
-	if creds.CanExpire && creds.Expires.Before(expires) {
-		expires = creds.Expires // Aurora refuses a token once its credentials expire
+	e.token, e.end = token, signedAt.Add(TokenLife)
+	if creds.CanExpire && creds.Expires.Before(e.end) {
+		e.end, e.signedBy = creds.Expires, creds.AccessKeyID // Aurora refuses a token once its credentials expire
 	}
-	return token, expires.Add(-RefreshBefore), nil
+	e.refresh = e.end.Add(-RefreshBefore)
+	return true, nil
 }
 
 // retrieve gets credentials for a signing, within ctx's time (the
