@@ -180,11 +180,15 @@ func humanDuration(d time.Duration) string {
 // on a COM_CHANGE_USER's switch.
 func TestDocsIAMWaitForCredentials(t *testing.T) {
 	text := strings.Join(strings.Fields(userDocs(t)["docs/iam.md"]), " ")
+	if iamauth.CredentialRetryEvery != time.Second {
+		t.Errorf("docs/iam.md says the credentials endpoint is asked again at most once a second; iamauth.CredentialRetryEvery is %s", iamauth.CredentialRetryEvery)
+	}
 	for _, want := range []string{
 		fmt.Sprintf("A login waits at most %d s for credentials, each request to the credentials endpoint at most %d s",
 			int(iamauth.DefaultSignTimeout.Seconds()), int(iamauth.RequestTimeout.Seconds())),
 		fmt.Sprintf("well inside the %d s login bound", int(mysqltls.LoginTimeout.Seconds())),
 		fmt.Sprintf("`no answer within %s`", iamauth.DefaultSignTimeout),
+		"the endpoint is asked again at most once a second",
 		fmt.Sprintf("bounded as a login is (%s, `mysqltls.LoginTimeout`)", humanDuration(mysqltls.LoginTimeout)),
 	} {
 		if !strings.Contains(text, want) {

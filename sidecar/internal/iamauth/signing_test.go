@@ -213,3 +213,35 @@ func TestWarmEndsOnShutdownWhateverTheProvider(t *testing.T) {
 		t.Fatal("Warm did not end after its ctx did")
 	}
 }
+
+// A credentials source that fails at once (an ECS agent restarting, a
+// throttle) must not be asked once per login while an app reconnects in a
+// storm: after a failure, the next request waits CredentialRetryEvery.
+func TestFailingCredentialsSourceIsNotAskedPerLogin(t *testing.T) {
+	p := &countingProvider{err: errors.New("agent restarting")}
+	tk := &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1"}
+	a := &Authority{Tokens: tk, Endpoint: "db:3306"}
+	const logins = 400
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range logins / 8 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+				var err error
+				if i%2 == 0 {
+					err = a.Credentials(ctx) // before the dial
+				} else {
+					_, err = tk.Token(ctx, "db:3306", "app")
+				}
+				cancel()
+				if err == nil {
+					t.Error("a login got credentials from a source that only fails")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := p.calls.Load(); n >= logins/4 {
+		t.Fatalf("%d logins asked a failing credentials source %d times; want about once per %s", logins, n, CredentialRetryEvery)
+	}
+}

@@ -45,6 +45,11 @@ const (
 var Reasons = []string{ReasonUserNotAllowed, ReasonLocalPassword, ReasonNoCredentials, ReasonExpired,
 	ReasonUnreachable, ReasonSigning, ReasonUserNotIAM, ReasonServerRefused}
 
+// CredentialRetryEvery spaces the requests logins make to a credentials
+// source that failed: an app reconnecting in a storm, each login refused,
+// would otherwise ask it once per login.
+const CredentialRetryEvery = time.Second
+
 // DefaultSignTimeout bounds one signing, the wait for credentials
 // included. It is below mysqltls.LoginTimeout, so an app whose login waits
 // on credentials that never come gets an ERR saying so.
@@ -64,6 +69,8 @@ type Tokens struct {
 	cache   map[tokenKey]*entry
 	ready   bool
 	waitErr error
+	retryAt time.Time // after a failed retrieval: the next one waits until then
+	failure error     // that retrieval's, for logins that cannot wait
 
 	signed, reused atomic.Int64
 	failures       sync.Map // reason → *atomic.Int64
@@ -231,15 +238,46 @@ func (t *Tokens) sign(ctx context.Context, endpoint, user string, e, stale *entr
 // retrieve gets credentials for a signing, within ctx's time (the
 // caller bounds it by SignTimeout); a failure is a *Failure.
 func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
+	if err := t.awaitRetry(ctx); err != nil {
+		return aws.Credentials{}, err
+	}
+	began := time.Now()
 	creds, err := t.credentials(ctx)
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("no answer within %s: %w", t.signTimeout(), err)
 	}
 	if err != nil {
-		return creds, &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
+		f := &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
+		t.mu.Lock()
+		t.retryAt, t.failure = began.Add(CredentialRetryEvery), f
+		t.mu.Unlock()
+		return creds, f
 	}
 	t.markReady()
 	return creds, nil
+}
+
+// awaitRetry holds a retrieval back until CredentialRetryEvery after the
+// last failed one began; a ctx that ends sooner gets that one's failure.
+func (t *Tokens) awaitRetry(ctx context.Context) error {
+	t.mu.Lock()
+	at, failure := t.retryAt, t.failure
+	t.mu.Unlock()
+	wait := time.Until(at)
+	if wait <= 0 {
+		return nil
+	}
+	if d, ok := ctx.Deadline(); ok && d.Before(at) {
+		return failure
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return failure
+	}
 }
 
 var errExpired = errors.New("the credentials returned have already expired")
@@ -290,6 +328,7 @@ func (t *Tokens) credentialReason(err error) string {
 func (t *Tokens) markReady() {
 	t.mu.Lock()
 	t.ready, t.waitErr = true, nil
+	t.retryAt, t.failure = time.Time{}, nil
 	t.mu.Unlock()
 }
 
