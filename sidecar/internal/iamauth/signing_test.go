@@ -245,3 +245,29 @@ func TestFailingCredentialsSourceIsNotAskedPerLogin(t *testing.T) {
 		t.Fatalf("%d logins asked a failing credentials source %d times; want about once per %s", logins, n, CredentialRetryEvery)
 	}
 }
+
+// ctxProvider answers at once unless the caller's context has ended.
+type ctxProvider struct{}
+
+func (ctxProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if err := ctx.Err(); err != nil {
+		return aws.Credentials{}, err
+	}
+	return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}, nil
+}
+
+// An app that leaves while its login waits for credentials is no failure
+// of the source: the next login is not held back (CredentialRetryEvery).
+func TestLoginThatLeftDoesNotHoldBackTheNext(t *testing.T) {
+	a := &Authority{Tokens: &Tokens{Source: Source{Provider: ctxProvider{}, Name: "test"}, Region: "us-east-1"}, Endpoint: "db:3306"}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Credentials(gone); err == nil {
+		t.Fatal("a login whose app left got credentials")
+	}
+	next, stop := context.WithTimeout(context.Background(), CredentialRetryEvery/10)
+	defer stop()
+	if err := a.Credentials(next); err != nil {
+		t.Fatalf("the login after one whose app left: %v", err)
+	}
+}

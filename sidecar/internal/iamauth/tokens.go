@@ -248,9 +248,11 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 	}
 	if err != nil {
 		f := &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
-		t.mu.Lock()
-		t.retryAt, t.failure = began.Add(CredentialRetryEvery), f
-		t.mu.Unlock()
+		if ctx.Err() == nil { // the source failed, not the caller's time or app
+			t.mu.Lock()
+			t.retryAt, t.failure = began.Add(CredentialRetryEvery), f
+			t.mu.Unlock()
+		}
 		return creds, f
 	}
 	t.markReady()
