@@ -515,7 +515,7 @@ func (p *parser) iam(c *Config) {
 	if p.reported(regionVar) {
 		region = "" // no second problem judged by a region already refused
 	}
-	src, err := iamauth.CredentialSource(getenv, region)
+	src, err := iamauth.CredentialSource(getenv, region, regionVar)
 	if e := (*iamauth.EnvError)(nil); errors.As(err, &e) {
 		p.problems = append(p.problems, Problem{Variable: e.Variable, Value: e.Value, Set: e.Value != "", Reason: e.Reason, Accepted: e.Accepted})
 		return

@@ -85,6 +85,10 @@ func TestIAMRules(t *testing.T) {
 			[]string{`AWS_ROLE_ARN="app" is invalid; accepted: an IAM role ARN`}},
 		{"web identity, the role of another partition", with("AWS_ACCESS_KEY_ID", "", "AWS_SECRET_ACCESS_KEY", "", "AWS_WEB_IDENTITY_TOKEN_FILE", "/t",
 			"AWS_ROLE_ARN", "arn:aws-cn:iam::123456789012:role/app"), []string{`AWS_ROLE_ARN="arn:aws-cn:iam::123456789012:role/app" is in partition aws-cn, and AWS_REGION=us-east-1 is in aws`}},
+		// The region read from AWS_DEFAULT_REGION is named as such: AWS_REGION is not set.
+		{"web identity, the role of another partition, AWS_DEFAULT_REGION's region", with("AWS_ACCESS_KEY_ID", "", "AWS_SECRET_ACCESS_KEY", "", "AWS_WEB_IDENTITY_TOKEN_FILE", "/t",
+			"AWS_ROLE_ARN", "arn:aws-cn:iam::123456789012:role/app", "AWS_REGION", "", "AWS_DEFAULT_REGION", "us-east-1"),
+			[]string{"is in partition aws-cn, and AWS_DEFAULT_REGION=us-east-1 is in aws", "or the AWS_DEFAULT_REGION of the role's partition"}},
 		{"IP target without a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", "verify-ca"), []string{"TARGET_SERVER_NAME is not set", "TARGET_AUTH=iam", "10.0.0.5"}},
 		// Both at once, not the name only once TLS is fixed.
 		{"IP target without TLS or a name", with("TARGET_HOST", "10.0.0.5", "TARGET_TLS", ""), []string{"TARGET_TLS", "TARGET_SERVER_NAME is not set", "10.0.0.5"}},

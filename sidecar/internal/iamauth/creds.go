@@ -68,12 +68,14 @@ func (h *hidden) Unwrap() error { return h.err }
 // identity, then the ECS container endpoint, then instance metadata. It
 // is built from the SDK's providers rather than its config module, which
 // would add shared-config, SSO and login code a sidecar never uses (about
-// 1.7 MB). A malformed setting is an error naming the variable.
-func CredentialSource(getenv func(string) string, region string) (Source, error) {
-	return credentialSource(getenv, region, RequestTimeout)
+// 1.7 MB). A malformed setting is an error naming the variable;
+// regionVar is the variable region was read from (AWS_REGION, or
+// AWS_DEFAULT_REGION when that is unset).
+func CredentialSource(getenv func(string) string, region, regionVar string) (Source, error) {
+	return credentialSource(getenv, region, regionVar, RequestTimeout)
 }
 
-func credentialSource(getenv func(string) string, region string, timeout time.Duration) (Source, error) {
+func credentialSource(getenv func(string) string, region, regionVar string, timeout time.Duration) (Source, error) {
 	var p aws.CredentialsProvider
 	var name string
 	var endpoint string
@@ -94,7 +96,7 @@ func credentialSource(getenv func(string) string, region string, timeout time.Du
 		if role == "" {
 			return Source{}, &EnvError{Variable: "AWS_ROLE_ARN", Accepted: RoleARNAccepted + "; required when AWS_WEB_IDENTITY_TOKEN_FILE is set"}
 		}
-		if err := checkWebIdentity(role, getenv("AWS_ROLE_SESSION_NAME"), getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), region); err != nil {
+		if err := checkWebIdentity(role, getenv("AWS_ROLE_SESSION_NAME"), getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), region, regionVar); err != nil {
 			return Source{}, err
 		}
 		p = stscreds.NewWebIdentityRoleProvider(sts.New(sts.Options{Region: region, HTTPClient: client}), role, stscreds.IdentityTokenFile(getenv("AWS_WEB_IDENTITY_TOKEN_FILE")),
@@ -172,7 +174,7 @@ var roleSessionName = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
 // serviceaccount directory given for its token file). A token file that
 // does not exist yet is not refused: the SDK reads it at every request,
 // and a mount may fill it after the start.
-func checkWebIdentity(role, sessionName, tokenFile, region string) error {
+func checkWebIdentity(role, sessionName, tokenFile, region, regionVar string) error {
 	m := roleARN.FindStringSubmatch(role)
 	if m == nil {
 		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role, Accepted: RoleARNAccepted}
@@ -182,8 +184,8 @@ func checkWebIdentity(role, sessionName, tokenFile, region string) error {
 	judged := m[1] == "aws" || m[1] == "aws-cn" || m[1] == "aws-us-gov"
 	if want := regionPartition(region); judged && want != "" && m[1] != want {
 		return &EnvError{Variable: "AWS_ROLE_ARN", Value: role,
-			Reason:   fmt.Sprintf(" is in partition %s, and AWS_REGION=%s is in %s, whose STS does not know the role", m[1], region, want),
-			Accepted: "a role ARN of partition " + want + " (arn:" + want + ":iam::…), or the AWS_REGION of the role's partition"}
+			Reason:   fmt.Sprintf(" is in partition %s, and %s=%s is in %s, whose STS does not know the role", m[1], regionVar, region, want),
+			Accepted: "a role ARN of partition " + want + " (arn:" + want + ":iam::…), or the " + regionVar + " of the role's partition"}
 	}
 	if sessionName != "" && !roleSessionName.MatchString(sessionName) {
 		return &EnvError{Variable: "AWS_ROLE_SESSION_NAME", Value: sessionName, Accepted: "2 to 64 of A-Z a-z 0-9 + = , . @ _ - (STS's rule), or unset for a generated name"}

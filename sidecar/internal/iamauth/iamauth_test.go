@@ -207,7 +207,7 @@ func TestCredentialSource(t *testing.T) {
 			map[string]string{"AWS_SESSION_TOKEN": "x", "AWS_EC2_METADATA_DISABLED": "true"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src, err := CredentialSource(func(k string) string { return tc.env[k] }, "us-east-1")
+			src, err := CredentialSource(func(k string) string { return tc.env[k] }, "us-east-1", "AWS_REGION")
 			if tc.errVar != "" {
 				var e *EnvError
 				if !errors.As(err, &e) || e.Variable != tc.errVar {

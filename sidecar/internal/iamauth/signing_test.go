@@ -107,7 +107,7 @@ func credentialsServer(t *testing.T, life time.Duration, answer func(n int64) bo
 func TestUnansweredCredentialsRequestDoesNotStallLogins(t *testing.T) {
 	uri, requests := credentialsServer(t, time.Hour, func(n int64) bool { return n > 1 })
 	env := map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": uri}
-	src, err := credentialSource(func(k string) string { return env[k] }, "us-east-1", 200*time.Millisecond)
+	src, err := credentialSource(func(k string) string { return env[k] }, "us-east-1", "AWS_REGION", 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestUnansweredCredentialsRequestDoesNotStallLogins(t *testing.T) {
 func TestCredentialsNearTheirExpiryStillServe(t *testing.T) {
 	uri, _ := credentialsServer(t, 4*time.Minute, func(int64) bool { return true })
 	env := map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": uri}
-	src, err := CredentialSource(func(k string) string { return env[k] }, "us-east-1")
+	src, err := CredentialSource(func(k string) string { return env[k] }, "us-east-1", "AWS_REGION")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestCredentialsNearTheirExpiryStillServe(t *testing.T) {
 // which may be the task's credential id or a token.
 func TestCredentialErrorsHideTheEndpointAddress(t *testing.T) {
 	env := map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/creds?token=Sup3rSecret"}
-	src, err := CredentialSource(func(k string) string { return env[k] }, "us-east-1")
+	src, err := CredentialSource(func(k string) string { return env[k] }, "us-east-1", "AWS_REGION")
 	if err != nil {
 		t.Fatal(err)
 	}

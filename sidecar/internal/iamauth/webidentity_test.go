@@ -58,7 +58,7 @@ func TestWebIdentityChecks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": tc.file, "AWS_ROLE_ARN": tc.role, "AWS_ROLE_SESSION_NAME": tc.session}
-			src, err := CredentialSource(func(k string) string { return env[k] }, tc.region)
+			src, err := CredentialSource(func(k string) string { return env[k] }, tc.region, "AWS_REGION")
 			if tc.want == nil {
 				if err != nil || !strings.HasPrefix(src.Name, "web identity") {
 					t.Fatalf("got %q, %v; want web identity accepted", src.Name, err)
