@@ -1,7 +1,6 @@
 package doclinks
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -40,23 +39,13 @@ func TestBareBuildArg(t *testing.T) {
 // Every --build-arg the Dockerfile's header and the docs show sets one
 // argument, so the command works as copied.
 func TestDocsBuildArgsEachHaveTheirFlag(t *testing.T) {
-	root := filepath.Join("..", "..")
-	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no docs/*.md found (%v): is the test running from internal/doclinks?", err)
-	}
-	files = append(files, filepath.Join(root, "README.md"), filepath.Join(root, "CONTRIBUTING.md"), filepath.Join(root, "Dockerfile"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		text := string(b)
-		if filepath.Base(f) == "Dockerfile" {
+	for _, d := range userDocs(t, "Dockerfile") {
+		text := d.text
+		if filepath.Base(d.path) == "Dockerfile" {
 			text = uncomment(text)
 		}
 		for _, m := range bareBuildArgRE.FindAllString(text, -1) {
-			t.Errorf("%s: %q: each NAME=value needs its own --build-arg, or docker build takes it for the build context", f, m)
+			t.Errorf("%s: %q: each NAME=value needs its own --build-arg, or docker build takes it for the build context", d.path, m)
 		}
 	}
 }

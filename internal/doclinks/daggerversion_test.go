@@ -29,21 +29,12 @@ func TestDocsDaggerVersionIsTheSDKs(t *testing.T) {
 		t.Fatal("go.mod requires no dagger.io/dagger")
 	}
 	want := string(m[1])
-	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no docs/*.md found (%v): is the test running from internal/doclinks?", err)
-	}
-	files = append(files, filepath.Join(root, "README.md"), filepath.Join(root, "CONTRIBUTING.md"))
 	seen := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, sm := range docsDaggerRE.FindAllStringSubmatch(string(b), -1) {
+	for _, d := range userDocs(t) {
+		for _, sm := range docsDaggerRE.FindAllStringSubmatch(d.text, -1) {
 			seen++
 			if sm[1] != want {
-				t.Errorf("%s: %q names Dagger %s; go.mod's SDK is %s", f, sm[0], sm[1], want)
+				t.Errorf("%s: %q names Dagger %s; go.mod's SDK is %s", d.path, sm[0], sm[1], want)
 			}
 		}
 	}

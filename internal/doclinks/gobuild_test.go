@@ -1,8 +1,6 @@
 package doclinks
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
 )
@@ -51,20 +49,9 @@ func TestSidecarBuildsWithoutOutput(t *testing.T) {
 // The user docs' commands that build the sidecar work when pasted at the
 // repository root. (bench/*.md are reports of past runs, left as written.)
 func TestDocsBuildTheSidecarIntoAFile(t *testing.T) {
-	root := filepath.Join("..", "..")
-	files := []string{filepath.Join(root, "README.md"), filepath.Join(root, "CONTRIBUTING.md")}
-	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
-	if err != nil || len(docs) == 0 {
-		t.Fatalf("no docs/*.md found (%v): is the test running from internal/doclinks?", err)
-	}
-	files = append(files, docs...)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, cmd := range sidecarBuildsWithoutOutput(string(b)) {
-			t.Errorf("%s: %q fails at the repository root (sidecar/ is a directory): add -o, such as -o bin/sidecar", f, cmd)
+	for _, d := range userDocs(t) {
+		for _, cmd := range sidecarBuildsWithoutOutput(d.text) {
+			t.Errorf("%s: %q fails at the repository root (sidecar/ is a directory): add -o, such as -o bin/sidecar", d.path, cmd)
 		}
 	}
 }

@@ -76,21 +76,11 @@ func TestStartsForegroundSidecar(t *testing.T) {
 // whole, the lines after it would run only once the sidecar had stopped
 // (the README's mysql line then got "Can't connect to server").
 func TestDocsBlocksDoNotWaitOnTheSidecar(t *testing.T) {
-	root := filepath.Join("..", "..")
-	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no docs/*.md found (%v): is the test running from internal/doclinks?", err)
-	}
-	files = append(files, filepath.Join(root, "README.md"), filepath.Join(root, "CONTRIBUTING.md"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, block := range shBlocks(string(b)) {
+	for _, d := range userDocs(t) {
+		for _, block := range shBlocks(d.text) {
 			for _, line := range block[:max(len(block)-1, 0)] {
 				if startsForegroundSidecar(line) {
-					t.Errorf("%s: %q runs the sidecar in the foreground, so the block's next lines wait until it stops: run it with -d (docker) or & (the binary)", f, line)
+					t.Errorf("%s: %q runs the sidecar in the foreground, so the block's next lines wait until it stops: run it with -d (docker) or & (the binary)", d.path, line)
 				}
 			}
 		}
