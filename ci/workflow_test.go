@@ -64,16 +64,8 @@ func TestVerifyCommandIdentityRegex(t *testing.T) {
 	const repo = "my-org/side.car"
 	const identity = "https://github.com/" + repo + "/.github/workflows/pipeline.yml@refs/"
 	for _, arg := range args {
-		cmd := exec.Command("bash", "-c", "printf %s "+string(arg[1]))
-		cmd.Env = append(os.Environ(), "GITHUB_REPOSITORY="+repo)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("bash expanding %s: %v", arg[1], err)
-		}
-		re, err := regexp.Compile(string(out))
-		if err != nil {
-			t.Fatalf("%s expands to %q, no regexp: %v", arg[1], out, err)
-		}
+		re := identityRegex(t, string(arg[1]), repo)
+		out := re.String()
 		for _, id := range []string{identity + "heads/main", identity + "tags/v1.4.0"} {
 			if !re.MatchString(id) {
 				t.Errorf("%q (from %s) does not match the repository's identity %s", out, arg[1], id)
@@ -89,6 +81,23 @@ func TestVerifyCommandIdentityRegex(t *testing.T) {
 			}
 		}
 	}
+}
+
+// identityRegex is a --cert-identity-regex argument, quoted as in the
+// command, as bash expands it with GITHUB_REPOSITORY=repo.
+func identityRegex(t *testing.T, quoted, repo string) *regexp.Regexp {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", "printf %s "+quoted)
+	cmd.Env = append(os.Environ(), "GITHUB_REPOSITORY="+repo)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bash expanding %s: %v", quoted, err)
+	}
+	re, err := regexp.Compile(string(out))
+	if err != nil {
+		t.Fatalf("%s expands to %q, no regexp: %v", quoted, out, err)
+	}
+	return re
 }
 
 // The provenance push writes in the release job names as its builder the
@@ -117,11 +126,11 @@ func TestProvenanceBuilderIsTheSigner(t *testing.T) {
 	if got := regexp.MustCompile(`(?m)^    uses: \./(\S+)$`).FindAllStringSubmatch(caller, -1); len(got) != 2 || got[0][1] != m[1] || got[1][1] != m[1] {
 		t.Errorf("ci.yml's jobs call %v; pipeline.yml says it is %s", got, m[1])
 	}
-	idRE := regexp.MustCompile(`--cert-identity-regex "([^"]+)"`).FindStringSubmatch(md)
+	idRE := regexp.MustCompile(`--cert-identity-regex ("[^"]+")`).FindStringSubmatch(md)
 	if idRE == nil {
 		t.Fatal("docs/pipeline.md gives no --cert-identity-regex")
 	}
-	signer := regexp.MustCompile(strings.ReplaceAll(idRE[1], "$GITHUB_REPOSITORY", "example/sidecar"))
+	signer := identityRegex(t, idRE[1], "example/sidecar") // as the docs' bash block runs it
 	for _, ref := range []string{"refs/heads/main", "refs/tags/v1.4.0"} {
 		env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example/sidecar",
 			"GITHUB_REF": ref, "GITHUB_WORKFLOW_REF": "example/sidecar/.github/workflows/ci.yml@" + ref, "GITHUB_RUN_ID": "7"}
