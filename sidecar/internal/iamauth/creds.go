@@ -161,8 +161,9 @@ const RoleARNAccepted = "an IAM role ARN, arn:<partition>:iam::<12-digit account
 
 // roleARN is IAM's grammar for a role ARN: a partition (aws, aws-cn,
 // aws-us-gov, aws-iso-b, …), no region, a 12-digit account, an optional
-// path of printable ASCII and a name of 1 to 64 of [A-Za-z0-9+=,.@_-].
-var roleARN = regexp.MustCompile(`^arn:(aws(?:-[a-z]+)*):iam::[0-9]{12}:role/(?:[!-~]*/)?[\w+=,.@-]{1,64}$`)
+// path of ! to DEL (0x21 to 0x7F, IAM's rule) and a name of 1 to 64 of
+// [A-Za-z0-9+=,.@_-].
+var roleARN = regexp.MustCompile(`^arn:(aws(?:-[a-z]+)*):iam::[0-9]{12}:role/(?:[!-\x7f]*/)?[\w+=,.@-]{1,64}$`)
 
 // roleSessionName is STS's rule for RoleSessionName.
 var roleSessionName = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)

@@ -26,6 +26,8 @@ func TestWebIdentityChecks(t *testing.T) {
 	}{
 		{"plain", "arn:aws:iam::123456789012:role/app", token, "us-east-1", "", nil},
 		{"with a path", "arn:aws:iam::123456789012:role/service-role/team/app-role", token, "eu-west-1", "", nil},
+		// IAM's path is any of ! (0x21) to DEL (0x7F) between slashes.
+		{"a path of every character IAM allows", "arn:aws:iam::123456789012:role/a!~\x7f/z/app", token, "us-east-1", "", nil},
 		{"a service-linked role", "arn:aws:iam::123456789012:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", token, "us-east-1", "", nil},
 		{"every name character", "arn:aws:iam::123456789012:role/a+b=c,d.e@f_g-H9", token, "us-east-1", "", nil},
 		{"a name of 64 characters", "arn:aws:iam::123456789012:role/" + strings.Repeat("r", 64), token, "us-east-1", "", nil},
