@@ -87,7 +87,18 @@ func gitRepo(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"init", "-q"}, {"add", "Dockerfile"}, {"commit", "-q", "-m", "init"}} {
+	// The workflow BUILD_WORKFLOW names, which config.Load checks is there.
+	wf, err := os.ReadFile("../.github/workflows/pipeline.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, ".github", "workflows"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".github", "workflows", "pipeline.yml"), wf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "Dockerfile", ".github"}, {"commit", "-q", "-m", "init"}} {
 		gitRun(t, dir, args...)
 	}
 	return dir

@@ -119,6 +119,11 @@ func Load(dir string, lookup func(string) (string, bool)) (Config, error) {
 		problem(Var{Name: "DAGGER_SESSION_PORT"}, read["DAGGER_SESSION_PORT"],
 			"set without DAGGER_SESSION_TOKEN; `dagger run` sets both: run inside it, or unset DAGGER_SESSION_PORT")
 	}
+	if c.BuildWorkflow != "" {
+		if err := workflowInCheckout(c); err != nil {
+			problem(Var{Name: "BUILD_WORKFLOW"}, c.BuildWorkflow, err.Error())
+		}
+	}
 	// The local Docker runs this machine's platform.
 	if c.LocalImage != "" && len(c.Platforms) > 0 && !slices.Contains(c.Platforms, c.HostPlatform) {
 		problem(Var{Name: "PLATFORMS"}, read["PLATFORMS"],
@@ -395,6 +400,18 @@ func parseBuildWorkflow(c *Config, val string) error {
 	}
 	c.BuildWorkflow = val
 	return nil
+}
+
+// workflowInCheckout refuses a BUILD_WORKFLOW the checkout lacks (a
+// renamed or misspelt workflow): the provenance's builder would name a
+// workflow that never ran.
+func workflowInCheckout(c Config) error {
+	st, err := os.Stat(filepath.Join(c.Dir, c.BuildWorkflow))
+	if err == nil && st.Mode().IsRegular() {
+		return nil
+	}
+	return fmt.Errorf("is not a file of this checkout (%s), so the provenance's builder would name a workflow that did not run; "+
+		"want the path of the workflow file whose job runs the pipeline, such as .github/workflows/pipeline.yml", c.Dir)
 }
 
 func parseRepository(c *Config, val string) error {

@@ -54,6 +54,12 @@ func TestLoadConfig(t *testing.T) {
 	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(dir, ".github", "workflows"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".github", "workflows", "pipeline.yml"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		env   map[string]string
@@ -128,6 +134,10 @@ func TestLoadConfig(t *testing.T) {
 		// Not a workflow file's path: the builder id would name no workflow GitHub signs with.
 		{name: "build workflow with its ref", env: map[string]string{"BUILD_WORKFLOW": ".github/workflows/pipeline.yml@refs/heads/main"},
 			bad: []string{`BUILD_WORKFLOW=".github/workflows/pipeline.yml@refs/heads/main": want a workflow file's path such as .github/workflows/pipeline.yml`}},
+		// The builder names the file: one the checkout lacks (renamed,
+		// misspelt) would name a workflow that did not run.
+		{name: "build workflow the checkout lacks", env: map[string]string{"BUILD_WORKFLOW": ".github/workflows/release.yml"},
+			bad: []string{`BUILD_WORKFLOW=".github/workflows/release.yml": is not a file of this checkout`, "a workflow that did not run"}},
 		{name: "build workflow not in .github/workflows", env: map[string]string{"BUILD_WORKFLOW": "pipeline.yml"}, bad: []string{`BUILD_WORKFLOW="pipeline.yml"`}},
 		{name: "bad bool", env: map[string]string{"PUSH_LATEST": "yes please"}, bad: []string{`PUSH_LATEST="yes please": want true or false`}},
 		{name: "bad repository", env: map[string]string{"ECR_REPOSITORY": "Sidecar!"}, bad: []string{`ECR_REPOSITORY="Sidecar!"`}},

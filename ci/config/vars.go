@@ -114,7 +114,7 @@ func pipelineVars() []Var {
 		{Name: "SCAN_FAIL_ON", Default: "CRITICAL", Parse: parseFailOn, Accepted: "want one of " + strings.Join(ecr.FailOnValues(), ", "),
 			Help: "Lowest ECR scan severity that stops the release: `CRITICAL`, `HIGH`, `MEDIUM`, `LOW`, or `none` (never stop). The version tag and `latest` are then not moved; the commit tag stays as an unreleased candidate."},
 		{Name: "BUILD_WORKFLOW", Default: "unset", NoValue: true, Parse: parseBuildWorkflow, Accepted: "want a workflow file's path such as .github/workflows/pipeline.yml",
-			Help: "In GitHub Actions, the reusable workflow whose job runs the pipeline (`pipeline.yml` sets `.github/workflows/pipeline.yml`): the provenance's builder is that file at `GITHUB_REF`, the workflow GitHub's signing certificate and attestation name. GitHub sets no variable for it (`GITHUB_WORKFLOW_REF` is the caller's, `ci.yml`). Unset: the workflow of `GITHUB_WORKFLOW_REF`. Ignored outside GitHub Actions."},
+			Help: "In GitHub Actions, the reusable workflow whose job runs the pipeline (`pipeline.yml` sets `.github/workflows/pipeline.yml`): the provenance's builder is that file at `GITHUB_REF`, the workflow GitHub's signing certificate and attestation name. GitHub sets no variable for it (`GITHUB_WORKFLOW_REF` is the caller's, `ci.yml`). Unset: the workflow of `GITHUB_WORKFLOW_REF`. Ignored outside GitHub Actions; a path this checkout lacks (a renamed or misspelt workflow) is refused."},
 	}
 }
 
