@@ -9,6 +9,7 @@ import (
 	"time"
 
 	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
 
 	"github.com/example/sidecar/ci/config"
 	"github.com/example/sidecar/ci/daggertest"
@@ -29,14 +30,7 @@ func TestProvenanceRecordsOnlyKnownFacts(t *testing.T) {
 	if err := fe.runner.Push(testCtx(t)); err != nil {
 		t.Fatalf("Push: %v\nlog:\n%s", err, fe.log)
 	}
-	raw, err := os.ReadFile(filepath.Join(fe.dir, distDir, "provenance.intoto.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, pred, err := provenance.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, pred := distProvenance(t, fe)
 	if src := pred.BuildDefinition.ExternalParameters.AsMap()["source"].(map[string]any); src["repository"] != nil {
 		t.Errorf("source repository %v recorded without GITHUB_REPOSITORY or an origin remote", src["repository"])
 	}
@@ -127,14 +121,7 @@ func TestTagOfAPushedCommitKeepsItsProvenance(t *testing.T) {
 		if err := fe.runner.Push(testCtx(t)); err != nil {
 			t.Fatalf("Push on %s: %v\nlog:\n%s", ref, err, fe.log)
 		}
-		raw, err := os.ReadFile(filepath.Join(fe.dir, distDir, "provenance.intoto.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, pred, err := provenance.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, pred := distProvenance(t, fe)
 		return pred
 	}
 	run("refs/heads/main")
@@ -157,4 +144,18 @@ func TestTagOfAPushedCommitKeepsItsProvenance(t *testing.T) {
 	if !strings.Contains(bullet, "the provenance attached in ECR is the `main` run's (`refs/heads/main`") || strings.Contains(bullet, "provenance's `refs/tags/") {
 		t.Errorf("docs/pipeline.md's bullet on releasing a pushed commit does not say its provenance stays main's:\n%s", bullet)
 	}
+}
+
+// distProvenance reads back the provenance push wrote to dist/.
+func distProvenance(t *testing.T, fe *fakeEngine) (*intoto.Statement, *slsa.Provenance) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(fe.dir, distDir, "provenance.intoto.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, pred, err := provenance.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, pred
 }
