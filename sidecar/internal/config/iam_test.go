@@ -85,6 +85,10 @@ func TestIAMRules(t *testing.T) {
 			[]string{`AWS_ROLE_ARN="app" is invalid; accepted: an IAM role ARN`}},
 		{"web identity, the role of another partition", with("AWS_ACCESS_KEY_ID", "", "AWS_SECRET_ACCESS_KEY", "", "AWS_WEB_IDENTITY_TOKEN_FILE", "/t",
 			"AWS_ROLE_ARN", "arn:aws-cn:iam::123456789012:role/app"), []string{`AWS_ROLE_ARN="arn:aws-cn:iam::123456789012:role/app" is in partition aws-cn, and AWS_REGION=us-east-1 is in aws`}},
+		// The token in place of its file's path: refused, and never shown.
+		{"web identity, the token for its file", with("AWS_ACCESS_KEY_ID", "", "AWS_SECRET_ACCESS_KEY", "",
+			"AWS_WEB_IDENTITY_TOKEN_FILE", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.top-secret-key", "AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/app"),
+			[]string{`AWS_WEB_IDENTITY_TOKEN_FILE="xxxxx" is a token (a JWT, not shown), not the path of its file`}},
 		// The region read from AWS_DEFAULT_REGION is named as such: AWS_REGION is not set.
 		{"web identity, the role of another partition, AWS_DEFAULT_REGION's region", with("AWS_ACCESS_KEY_ID", "", "AWS_SECRET_ACCESS_KEY", "", "AWS_WEB_IDENTITY_TOKEN_FILE", "/t",
 			"AWS_ROLE_ARN", "arn:aws-cn:iam::123456789012:role/app", "AWS_REGION", "", "AWS_DEFAULT_REGION", "us-east-1"),

@@ -171,8 +171,9 @@ var roleSessionName = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
 // checkWebIdentity refuses what cannot work whatever happens later: a
 // role that is no role ARN, one in another partition than region's
 // (STS there does not know it), a session name STS refuses, a token path
-// that is a directory (the
-// serviceaccount directory given for its token file). A token file that
+// that is a directory (the serviceaccount directory given for its token
+// file) or the token itself, which the SDK's error would quote in every
+// retry's log line and /readyz, unmasked. A token file that
 // does not exist yet is not refused: the SDK reads it at every request,
 // and a mount may fill it after the start.
 func checkWebIdentity(role, sessionName, tokenFile, region, regionVar string) error {
@@ -191,12 +192,22 @@ func checkWebIdentity(role, sessionName, tokenFile, region, regionVar string) er
 	if sessionName != "" && !roleSessionName.MatchString(sessionName) {
 		return &EnvError{Variable: "AWS_ROLE_SESSION_NAME", Value: sessionName, Accepted: "2 to 64 of A-Z a-z 0-9 + = , . @ _ - (STS's rule), or unset for a generated name"}
 	}
+	if jwt.MatchString(strings.TrimSpace(tokenFile)) {
+		return &EnvError{Variable: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: redact.Mask, Reason: " is a token (a JWT, not shown), not the path of its file",
+			Accepted: tokenFileAccepted}
+	}
 	if fi, err := os.Stat(tokenFile); err == nil && fi.IsDir() {
-		return &EnvError{Variable: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile, Reason: " is a directory",
-			Accepted: "the path of the token file, such as /var/run/secrets/eks.amazonaws.com/serviceaccount/token (it may appear after the start)"}
+		return &EnvError{Variable: "AWS_WEB_IDENTITY_TOKEN_FILE", Value: tokenFile, Reason: " is a directory", Accepted: tokenFileAccepted}
 	}
 	return nil
 }
+
+// tokenFileAccepted is what AWS_WEB_IDENTITY_TOKEN_FILE accepts.
+const tokenFileAccepted = "the path of the token file, such as /var/run/secrets/eks.amazonaws.com/serviceaccount/token (it may appear after the start)"
+
+// jwt is a JWS in compact form, as a web identity token is: a header
+// (base64url JSON, so "eyJ"), a payload and a signature.
+var jwt = regexp.MustCompile(`^eyJ[\w-]*\.[\w-]+\.[\w-]*$`)
 
 // regionPartition is the partition of region for the partitions whose
 // regions' names say it (aws, aws-cn, aws-us-gov); "" for the isolated

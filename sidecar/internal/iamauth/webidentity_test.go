@@ -79,3 +79,22 @@ func TestWebIdentityChecks(t *testing.T) {
 		})
 	}
 }
+
+// The token pasted where its file's path belongs is refused at start,
+// without showing it: read as a path, the SDK's error would quote the
+// token, a credential, in every retry's log line and in /readyz.
+func TestWebIdentityTokenInPlaceOfItsPath(t *testing.T) {
+	const jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJl"
+	for _, file := range []string{jwt, jwt + "\n"} {
+		env := map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": file, "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/app"}
+		_, err := CredentialSource(func(k string) string { return env[k] }, "us-east-1", "AWS_REGION")
+		var e *EnvError
+		if !errors.As(err, &e) || e.Variable != "AWS_WEB_IDENTITY_TOKEN_FILE" || !strings.Contains(err.Error(), "is a token") ||
+			!strings.Contains(err.Error(), "the path of the token file") {
+			t.Fatalf("got %v; want AWS_WEB_IDENTITY_TOKEN_FILE refused as a token", err)
+		}
+		if strings.Contains(err.Error(), "c2lnbmF0dXJl") || strings.Contains(e.Value, "c2lnbmF0dXJl") {
+			t.Errorf("the refusal shows the token: %v", err)
+		}
+	}
+}
