@@ -117,7 +117,7 @@ func (a *atomic32) next() uint32 {
 	return a.n
 }
 
-func startFake(t *testing.T, o fakeOpts) *fakeServer {
+func startFake(t testing.TB, o fakeOpts) *fakeServer {
 	t.Helper()
 	f := &fakeServer{fakeOpts: o, stopped: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

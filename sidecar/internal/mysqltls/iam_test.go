@@ -26,7 +26,7 @@ import (
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
-func iamTarget(t *testing.T, ca *testkit.CA) mysqltls.Target {
+func iamTarget(t testing.TB, ca *testkit.CA) mysqltls.Target {
 	t.Helper()
 	tokens := &iamauth.Tokens{Region: "us-east-1", Source: iamauth.Source{Name: "test",
 		Provider: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session"))}}

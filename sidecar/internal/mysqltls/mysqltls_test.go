@@ -26,7 +26,7 @@ import (
 
 // sidecar runs a proxy.Server with TLS to target in front of srv, and
 // returns the address the app connects to.
-func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target, tune ...func(*proxy.Config)) (string, *proxy.Server, *testkit.LockedBuffer) {
+func sidecar(t testing.TB, srv *fakeServer, target mysqltls.Target, tune ...func(*proxy.Config)) (string, *proxy.Server, *testkit.LockedBuffer) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(srv.addr())
 	p, _ := strconv.Atoi(port)
@@ -39,7 +39,7 @@ func sidecar(t *testing.T, srv *fakeServer, target mysqltls.Target, tune ...func
 // serveTLS runs a proxy.Server forwarding with TLS to host:port until the
 // test ends, logging JSON lines into the buffer it returns. tune changes
 // the proxy's configuration before it starts.
-func serveTLS(t *testing.T, host string, port int, target *mysqltls.Target, tune ...func(*proxy.Config)) (string, *proxy.Server, *testkit.LockedBuffer) {
+func serveTLS(t testing.TB, host string, port int, target *mysqltls.Target, tune ...func(*proxy.Config)) (string, *proxy.Server, *testkit.LockedBuffer) {
 	t.Helper()
 	logs := &testkit.LockedBuffer{}
 	cfg := proxy.Config{ListenAddr: "127.0.0.1", ConnectTimeout: 2 * time.Second, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
