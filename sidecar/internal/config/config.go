@@ -1356,11 +1356,13 @@ func (c Config) Proxy() proxy.Config {
 		pc.DNSCacheTTL = -1 // proxy: negative = a lookup per connection
 	}
 	key := mysqltls.NewPasswordKey() // made on first use
+	bufs := mysqltls.NewBuffers()
 	for _, f := range c.Forwards {
 		pf := proxy.Forward{ListenPort: f.ListenPort, TargetHost: f.TargetHost, TargetPort: f.TargetPort}
 		if c.TLS != TLSDisabled && c.TLS != "" {
 			pf.TLS = &mysqltls.Target{Mode: mysqltls.Mode(c.TLS), Roots: c.TLSCA, RootsFrom: c.TLSCAFrom,
-				ServerName: c.ServerName(f), HandshakeTimeout: c.ConnectTimeout, Sessions: tls.NewLRUClientSessionCache(0), PasswordKey: key}
+				ServerName: c.ServerName(f), HandshakeTimeout: c.ConnectTimeout, Sessions: tls.NewLRUClientSessionCache(0), PasswordKey: key,
+				Buffers: bufs}
 			if c.IAM != nil {
 				pf.TLS.IAM = c.authority(f)
 			}

@@ -286,6 +286,7 @@ func (s *session) relayIAM(wg *sync.WaitGroup, is *iamSession, toUpstream, toCli
 	var cmu, smu sync.Mutex
 	client := lockedWriter{&cmu, s.stuck.Writer(s.client, false)}
 	server := lockedWriter{&smu, s.stuck.Writer(s.server, true)}
+	s.bufs = is.target.Buffers
 	go s.pumpCommands(wg, is, client, server, toUpstream)
 	go s.pumpReplies(wg, is, client, server, toClient)
 }
@@ -293,20 +294,138 @@ func (s *session) relayIAM(wg *sync.WaitGroup, is *iamSession, toUpstream, toCli
 // frames moves one direction frame by frame, so that a pump can look at
 // a frame before passing it on: src's frames to dst, with the session's
 // half-close, counters and flushing when src has nothing buffered.
+// br and bw are held only while the direction carries data: an idle
+// direction waits in a read of lead, so an idle session holds no relay
+// buffer (four of 32 KiB made it 150 KB of heap).
 type frames struct {
-	br             *bufio.Reader
-	bw             *bufio.Writer
+	br             *bufio.Reader // nil while idle
+	bw             *bufio.Writer // nil while idle
+	bufs           *Buffers
+	src            touching
+	dst            io.Writer  // a recording, made an interface once, not at each lending
+	in             leadReader // br's source: lead's bytes, then src
 	srcErr, dstErr relay.Reason
 	closeWrite     func() error // passes src's EOF on
 	total, live    *atomic.Int64
 	dstFailed      error // the first failed write to dst: copying fails on either side
 }
 
+// leadSize is the read an idle direction waits in: a typical query fits,
+// so it costs no extra read.
+const leadSize = 1024
+
+// leadReader reads lead's unread bytes, then r.
+type leadReader struct {
+	lead [leadSize]byte
+	at   int
+	n    int
+	r    io.Reader
+}
+
+func (l *leadReader) Read(p []byte) (int, error) {
+	if l.at < l.n {
+		n := copy(p, l.lead[l.at:l.n])
+		l.at += n
+		return n, nil
+	}
+	return l.r.Read(p)
+}
+
 func newFrames(s *session, src io.Reader, dst io.Writer, srcErr, dstErr relay.Reason, closeWrite func() error, total, live *atomic.Int64) *frames {
-	f := &frames{br: bufio.NewReaderSize(touching{s, src}, 32*1024),
-		srcErr: srcErr, dstErr: dstErr, closeWrite: closeWrite, total: total, live: live}
-	f.bw = bufio.NewWriterSize(recording{dst, &f.dstFailed}, 32*1024)
+	f := &frames{bufs: s.bufs, src: touching{s, src}, srcErr: srcErr, dstErr: dstErr, closeWrite: closeWrite, total: total, live: live}
+	f.dst = &recording{dst, &f.dstFailed}
+	f.in.r = f.src
 	return f
+}
+
+// relayBuffer is the size of each of a busy direction's two buffers.
+const relayBuffer = 32 * 1024
+
+// Buffers lends IAM sessions their relay buffers while a direction
+// carries data. One can serve every Target.
+type Buffers struct{ readers, writers sync.Pool }
+
+// NewBuffers returns an empty Buffers.
+func NewBuffers() *Buffers { return &Buffers{} }
+
+// reader lends a reader of r; a nil b makes one.
+func (b *Buffers) reader(r io.Reader) *bufio.Reader {
+	if b != nil {
+		if br, ok := b.readers.Get().(*bufio.Reader); ok {
+			br.Reset(r)
+			return br
+		}
+	}
+	return bufio.NewReaderSize(r, relayBuffer)
+}
+
+// writer lends a writer to w; a nil b makes one.
+func (b *Buffers) writer(w io.Writer) *bufio.Writer {
+	if b != nil {
+		if bw, ok := b.writers.Get().(*bufio.Writer); ok {
+			bw.Reset(w)
+			return bw
+		}
+	}
+	return bufio.NewWriterSize(w, relayBuffer)
+}
+
+// release gives f's buffers back, dropping what they hold: the session's
+// connections are not kept alive by a pool.
+func (f *frames) release() {
+	if f.br != nil {
+		f.br.Reset(nil)
+		if f.bufs != nil {
+			f.bufs.readers.Put(f.br)
+		}
+		f.br = nil
+	}
+	if f.bw != nil {
+		f.bw.Reset(io.Discard)
+		if f.bufs != nil {
+			f.bufs.writers.Put(f.bw)
+		}
+		f.bw = nil
+	}
+}
+
+// await waits, holding no buffer, for src's next bytes when f has none
+// buffered, then lends f a reader of them. false when the direction has
+// ended (the session is told why).
+func (f *frames) await(s *session) bool {
+	if f.br != nil && f.br.Buffered() > 0 {
+		return true
+	}
+	if f.flush(s) != nil {
+		return false
+	}
+	f.release()
+	n, err := f.src.Read(f.in.lead[:])
+	if n == 0 && err == nil {
+		err = io.ErrNoProgress
+	}
+	if n == 0 {
+		f.ended(s, err)
+		return false
+	}
+	// A read error with bytes is src's again at its next read.
+	f.in.at, f.in.n = 0, n
+	f.br = f.bufs.reader(&f.in)
+	return true
+}
+
+// ended ends the direction on src's read error err.
+func (f *frames) ended(s *session, err error) {
+	switch {
+	case f.flush(s) != nil:
+	case errors.Is(err, io.EOF):
+		s.halfClosed()
+		if cerr := f.closeWrite(); cerr != nil {
+			s.end(f.dstErr, cerr)
+		}
+	default:
+		s.end(f.srcErr, err)
+	}
 }
 
 // recording is a writer that keeps its first error, so that a failed copy
@@ -342,17 +461,11 @@ func (t touching) Read(p []byte) (int, error) {
 // next reads the next frame header and returns the payload length; false
 // when the direction has ended (the session is told why).
 func (f *frames) next(s *session, hdr *[frameHeader]byte) (int, bool) {
+	if !f.await(s) {
+		return 0, false
+	}
 	if _, err := io.ReadFull(f.br, hdr[:]); err != nil {
-		switch {
-		case f.flush(s) != nil:
-		case errors.Is(err, io.EOF):
-			s.halfClosed()
-			if cerr := f.closeWrite(); cerr != nil {
-				s.end(f.dstErr, cerr)
-			}
-		default:
-			s.end(f.srcErr, err)
-		}
+		f.ended(s, err)
 		return 0, false
 	}
 	return mysqlwire.FrameLen(*hdr), true
@@ -370,6 +483,9 @@ func (f *frames) payload(s *session, n int) ([]byte, bool) {
 
 // forward passes the frame with header hdr and n payload bytes on.
 func (f *frames) forward(s *session, hdr [frameHeader]byte, n int) bool {
+	if f.bw == nil {
+		f.bw = f.bufs.writer(f.dst)
+	}
 	if _, err := f.bw.Write(hdr[:]); err != nil {
 		s.end(f.dstErr, err)
 		return false
@@ -394,6 +510,9 @@ func (f *frames) forward(s *session, hdr [frameHeader]byte, n int) bool {
 }
 
 func (f *frames) flush(s *session) error {
+	if f.bw == nil {
+		return nil
+	}
 	err := f.bw.Flush()
 	if err != nil {
 		s.end(f.dstErr, err)
@@ -409,6 +528,7 @@ func (f *frames) flush(s *session) error {
 func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
 	f := newFrames(s, s.client, server, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded, &s.toUpstream, live)
+	defer f.release()
 	var hdr [frameHeader]byte
 	midPacket, inFileAt255 := false, false
 	is.due = -1
@@ -567,6 +687,7 @@ func (s *session) pipelined(user string) {
 func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server io.Writer, live *atomic.Int64) {
 	defer wg.Done()
 	f := newFrames(s, s.server, client, relay.ReasonUpstreamError, relay.ReasonClientError, s.client.CloseWrite, &s.toClient, live)
+	defer f.release()
 	var hdr [frameHeader]byte
 	midPacket := false
 	for {

@@ -31,7 +31,7 @@ func iamTarget(t testing.TB, ca *testkit.CA) mysqltls.Target {
 	tokens := &iamauth.Tokens{Region: "us-east-1", Source: iamauth.Source{Name: "test",
 		Provider: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session"))}}
 	return mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, RootsFrom: "the test CA", ServerName: clusterName,
-		IAM: &iamauth.Authority{Tokens: tokens, Endpoint: clusterName + ":3306"}}
+		IAM: &iamauth.Authority{Tokens: tokens, Endpoint: clusterName + ":3306"}, Buffers: mysqltls.NewBuffers()}
 }
 
 // iamLogin sends the app's login (database, charset, attributes, no

@@ -85,6 +85,11 @@ type Target struct {
 	// IAM, when set, logs the app in with IAM database authentication
 	// (TARGET_AUTH=iam) instead of passing its credentials on; see iam.go.
 	IAM *iamauth.Authority
+	// Buffers lends IAM sessions their relay buffers while they carry
+	// data, so that an idle one holds none; nil = each direction makes
+	// its own each time it starts carrying data. One can serve every
+	// Target.
+	Buffers *Buffers
 }
 
 // Conn is the server side of a session after the login.

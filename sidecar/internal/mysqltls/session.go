@@ -88,6 +88,7 @@ type session struct {
 	ending               relay.Ending
 	closeOnce            sync.Once
 	refusal              atomic.Pointer[Refusal] // being sent to the app (iam.go): the session's end
+	bufs                 *Buffers                // IAM's relay buffers (iam.go)
 }
 
 // refused makes a client error during a refusal the refusal: the app
