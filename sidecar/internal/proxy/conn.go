@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/relay"
 	"github.com/example/sidecar/sidecar/internal/tcpstall"
 )
@@ -125,7 +127,8 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	start := time.Now()
 	f.stats.total.Add(1)
 	f.stats.activeConns.Add(1)
-	defer s.connDone(f)
+	sl := &slot{s: s, f: f}
+	defer s.connDone(sl)
 	s.setKeepalive(f, client, "client")
 	clientAddr := client.RemoteAddr().String()
 
@@ -152,7 +155,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	if f.TLS != nil {
 		// With IAM, the credentials come first: a server connection must
 		// not wait on them (mysqltls.Target.AwaitCredentials).
-		credErr = f.TLS.AwaitCredentials(dialCtx, client)
+		credErr = f.TLS.AwaitCredentials(dialCtx, tellingConn{client, sl})
 		err = credErr
 	}
 	if err == nil {
@@ -182,6 +185,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		return
 	}
 	if err != nil {
+		sl.release() // before the app is told or sees the close: it may reconnect at once
 		s.dialFailed(f, client, start, d, why, err)
 		return
 	}
@@ -191,7 +195,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	defer cancel(nil)
 	c := &conn{upstream: addr, asked: d.asked, cancel: cancel}
 	f.track(c)
-	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, client, upstream, addr, d.greeting)
+	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, sl, client, upstream, addr, d.greeting)
 	f.untrack(c)
 	if !ok {
 		f.stats.closed(closeTLSRefused)
@@ -254,14 +258,14 @@ func (s *Server) clientLeft(f *forward, client *net.TCPConn, start time.Time) {
 // MySQL login (from the server's greeting, read by the dial) that upgrades
 // the upstream side. ok is false when the login was refused; the client
 // has then been told why, and both sides closed.
-func (s *Server) relay(ctx context.Context, f *forward, client, upstream *net.TCPConn, addr netip.Addr, greeting *mysqltls.Greeting) (relay.Result, bool) {
+func (s *Server) relay(ctx context.Context, f *forward, sl *slot, client, upstream *net.TCPConn, addr netip.Addr, greeting *mysqltls.Greeting) (relay.Result, bool) {
 	if f.TLS == nil {
 		return s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout), true
 	}
 	// A client that leaves while the login waits on a slow server ends the
 	// login at once: its slot is not held for LoginTimeout.
 	loginCtx, stopWatch := watchClient(ctx, client)
-	tc, err := f.TLS.Login(loginCtx, client, upstream, greeting)
+	tc, err := f.TLS.Login(loginCtx, tellingConn{client, sl}, upstream, greeting)
 	gone := context.Cause(loginCtx) == errClientGone
 	stopWatch()
 	if err != nil {
@@ -354,15 +358,51 @@ func (s *Server) loginRefused(f *forward, client net.Conn, addr netip.Addr, reas
 	f.stats.tlsRefused(reason) // after the line, as every counter here
 }
 
-// connDone releases what a connection held. The global slot goes first,
-// so whoever sees a forward's active gauge drop can connect again.
-func (s *Server) connDone(f *forward) {
-	n := s.active.Add(-1)
-	if s.mem != nil {
-		s.mem.down(n)
-	}
-	f.stats.activeConns.Add(-1)
+// connDone releases what a connection held: its slot, if an ERR did not
+// give it back already, and then its forward's active gauge, so whoever
+// sees the gauge drop finds the connection's end counted and can connect
+// again.
+func (s *Server) connDone(sl *slot) {
+	sl.release()
+	sl.f.stats.activeConns.Add(-1)
 	s.conns.Done()
+}
+
+// slot is a connection's place under MaxConnections, given back once.
+type slot struct {
+	s    *Server
+	f    *forward
+	done atomic.Bool
+}
+
+func (sl *slot) release() {
+	if !sl.done.CompareAndSwap(false, true) {
+		return
+	}
+	n := sl.s.active.Add(-1)
+	if sl.s.mem != nil {
+		sl.s.mem.down(n)
+	}
+}
+
+// tellingConn is the app's socket before its session. An ERR ends the
+// login, and an app that reads it may reconnect at once: the slot is given
+// back just before the ERR is written, or the app's own previous
+// connection could turn it away at MaxConnections. The sockets are closed
+// right after, so for that moment a connection ending so holds its two
+// descriptors outside the limit, as one turned away at the limit holds
+// one. mysqltls writes a login's packets whole, one a Write
+// (mysqlwire.WritePacket), so an ERR's marker is the fifth byte.
+type tellingConn struct {
+	*net.TCPConn
+	slot *slot
+}
+
+func (c tellingConn) Write(p []byte) (int, error) {
+	if len(p) > 4 && p[4] == mysqlwire.ErrPacketHdr {
+		c.slot.release()
+	}
+	return c.TCPConn.Write(p)
 }
 
 // durationMS is d in milliseconds with microsecond precision: a JSON

@@ -1,0 +1,105 @@
+package proxy_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// gatedHandler holds every record whose message starts with msg until
+// open is called: a connection that logs its end stays in the moment
+// between telling the app and closing, for as long as a test needs.
+type gatedHandler struct {
+	slog.Handler
+	msg  string
+	gate chan struct{}
+	once *sync.Once
+}
+
+func (h gatedHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, h.msg) {
+		<-h.gate
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h gatedHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	h.Handler = h.Handler.WithAttrs(as)
+	return h
+}
+
+func (h gatedHandler) WithGroup(name string) slog.Handler {
+	h.Handler = h.Handler.WithGroup(name)
+	return h
+}
+
+func (h gatedHandler) open() { h.once.Do(func() { close(h.gate) }) }
+
+// A connection that ends with an ERR to the app gives its slot back
+// before the app can read the ERR: at MAX_CONNECTIONS=1 an app that
+// reconnects at once was turned away with "too many connections" by its
+// own connection, still logging its end. Each case's second app is
+// served while the first connection's end line is held.
+func TestRefusedAppReconnectsAtTheLimit(t *testing.T) {
+	freePort := func(t *testing.T) *upstream {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = ln.Close() // nothing listens there: the dial is refused
+		return &upstream{addr: ln.Addr().(*net.TCPAddr).AddrPort()}
+	}
+	tlsTo := func(up *upstream) proxy.Forward {
+		fw := forwardTo(up)
+		fw.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+		return fw
+	}
+	for _, tc := range []struct {
+		name, line string
+		code       uint16
+		forward    func(t *testing.T) proxy.Forward
+	}{
+		{"database ERR at login", "TLS login refused", 1129, func(t *testing.T) proxy.Forward {
+			return tlsTo(startUpstream(t, "127.0.0.1", func(c *net.TCPConn) {
+				_, _ = mysqlwire.WritePacket(c, 0, mysqlwire.ErrPacket(1129, "HY000", "Host is blocked"))
+				hold(c)
+			}))
+		}},
+		{"TLS dial failed", "dial target failed", 1043, func(t *testing.T) proxy.Forward { return tlsTo(freePort(t)) }},
+		{"IAM without credentials", "TLS login refused", 1043, func(t *testing.T) proxy.Forward {
+			fw, _ := iamForward(startUpstream(t, "127.0.0.1", hold), func(context.Context) (aws.Credentials, error) {
+				return aws.Credentials{}, errors.New("no task role")
+			})
+			return fw
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &logBuffer{}
+			h := gatedHandler{Handler: slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
+				msg: tc.line, gate: make(chan struct{}), once: &sync.Once{}}
+			r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{tc.forward(t)}, MaxConnections: 1, Logger: slog.New(h)})
+			t.Cleanup(h.open) // before the proxy's drain (cleanups run last first)
+			for i := range 2 {
+				c := dial(t, r.addrs[0])
+				if _, code, msg, ok := readFirst(t, c); !ok || code != tc.code {
+					t.Fatalf("app %d read code %d %q; want %d: its previous connection still held the slot", i+1, code, msg, tc.code)
+				}
+			}
+			h.open()
+			if n := forwardSnap(r, 0).Rejected; n != 0 {
+				t.Errorf("rejected = %d; want 0", n)
+			}
+		})
+	}
+}
