@@ -69,8 +69,9 @@ type Tokens struct {
 	cache   map[tokenKey]*entry
 	ready   bool
 	waitErr error
-	retryAt time.Time // after a failed retrieval: the next one waits until then
-	failure error     // that retrieval's, for logins that cannot wait
+	retryAt time.Time     // after a failed retrieval: the next one waits until then
+	failure error         // that retrieval's, for logins that cannot wait
+	asking  chan struct{} // closed when the retrieval after a failure ends; nil when none is under way
 
 	signed, reused atomic.Int64
 	failures       sync.Map // reason → *atomic.Int64
@@ -238,7 +239,8 @@ func (t *Tokens) sign(ctx context.Context, endpoint, user string, e, stale *entr
 // retrieve gets credentials for a signing, within ctx's time (the
 // caller bounds it by SignTimeout); a failure is a *Failure.
 func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
-	if err := t.awaitRetry(ctx); err != nil {
+	claimed, err := t.awaitRetry(ctx)
+	if err != nil {
 		return aws.Credentials{}, err
 	}
 	began := time.Now()
@@ -246,39 +248,72 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("no answer within %s: %w", t.signTimeout(), err)
 	}
-	if err != nil {
-		f := &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
+	var f *Failure
+	switch {
+	case err == nil:
+		t.markReady()
+	default:
+		f = &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
 		if ctx.Err() == nil { // the source failed, not the caller's time or app
 			t.mu.Lock()
 			t.retryAt, t.failure = began.Add(CredentialRetryEvery), f
 			t.mu.Unlock()
 		}
+	}
+	if claimed { // after the outcome, which those waiting read
+		t.mu.Lock()
+		close(t.asking)
+		t.asking = nil
+		t.mu.Unlock()
+	}
+	if f != nil {
 		return creds, f
 	}
-	t.markReady()
 	return creds, nil
 }
 
 // awaitRetry holds a retrieval back until CredentialRetryEvery after the
-// last failed one began; a ctx that ends sooner gets that one's failure.
-func (t *Tokens) awaitRetry(ctx context.Context) error {
-	t.mu.Lock()
-	at, failure := t.retryAt, t.failure
-	t.mu.Unlock()
-	wait := time.Until(at)
-	if wait <= 0 {
-		return nil
-	}
-	if d, ok := ctx.Deadline(); ok && d.Before(at) {
-		return failure
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return failure
+// last failed one began. Then one retrieval goes (claimed: it must end
+// t.asking), and the others wait for its outcome rather than each asking
+// the source: they woke together, too close for the SDK's cache to share
+// a request that fails at once. A ctx that ends sooner gets the last
+// failure.
+func (t *Tokens) awaitRetry(ctx context.Context) (claimed bool, err error) {
+	for {
+		t.mu.Lock()
+		at, failure, asking := t.retryAt, t.failure, t.asking
+		wait := time.Until(at)
+		switch {
+		case failure == nil: // no failure since the last answer
+			t.mu.Unlock()
+			return false, nil
+		case ctx.Err() != nil: // woken as it ended: nobody to ask for
+			t.mu.Unlock()
+			return false, failure
+		case asking == nil && wait <= 0:
+			t.asking = make(chan struct{})
+			t.mu.Unlock()
+			return true, nil
+		}
+		t.mu.Unlock()
+		if d, ok := ctx.Deadline(); ok && asking == nil && d.Before(at) {
+			return false, failure
+		}
+		if asking == nil {
+			timer := time.NewTimer(wait)
+			select {
+			case <-timer.C:
+				continue
+			case <-ctx.Done():
+				timer.Stop()
+				return false, failure
+			}
+		}
+		select {
+		case <-asking:
+		case <-ctx.Done():
+			return false, failure
+		}
 	}
 }
 

@@ -1,0 +1,80 @@
+package iamauth
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// slowAfterFirst fails at once, then answers nothing until release is
+// closed: the request after a failure is still under way when every
+// held-back login has woken, and after their time has ended.
+type slowAfterFirst struct {
+	calls   atomic.Int64
+	release chan struct{}
+}
+
+func (p *slowAfterFirst) Retrieve(context.Context) (aws.Credentials, error) {
+	if p.calls.Add(1) > 1 {
+		<-p.release
+	}
+	return aws.Credentials{}, errors.New("agent restarting")
+}
+
+// Logins held back by a failed request wake together when
+// CredentialRetryEvery has passed: one of them asks the source, and the
+// others wait for its answer. Each asked on its own when the source failed
+// at once (as an ECS agent restarting does), faster than the SDK's cache
+// could share the request: a storm asked once per login a second. The
+// second case has no cache to share a request under way.
+func TestHeldBackLoginsShareTheNextRequest(t *testing.T) {
+	t.Run("SDK cache, failing at once", func(t *testing.T) {
+		p := &countingProvider{err: errors.New("agent restarting")}
+		heldBackShareOneRequest(t, aws.NewCredentialsCache(p), p.calls.Load, func() {})
+	})
+	t.Run("no cache, the next request slow", func(t *testing.T) {
+		p := &slowAfterFirst{release: make(chan struct{})}
+		var ended atomic.Int64
+		go func() {
+			// The 15 logins waiting for the one that asked end with their
+			// time; a third request means they did not wait for it.
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if ended.Load() == 15 || p.calls.Load() > 2 {
+					break
+				}
+			}
+			close(p.release)
+		}()
+		heldBackShareOneRequest(t, p, p.calls.Load, func() { ended.Add(1) })
+	})
+}
+
+func heldBackShareOneRequest(t *testing.T, p aws.CredentialsProvider, calls func() int64, ended func()) {
+	a := &Authority{Tokens: &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1"}, Endpoint: "db:3306"}
+	if err := a.Credentials(context.Background()); err == nil {
+		t.Fatal("a source that only fails gave credentials")
+	}
+	// Each waits for the request after the failure, and its time ends
+	// before a third could be made (2 × CredentialRetryEvery after the
+	// first failure began).
+	ctx, cancel := context.WithTimeout(context.Background(), CredentialRetryEvery*3/2)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if err := a.Credentials(ctx); err == nil {
+				t.Error("a login got credentials from a source that only fails")
+			}
+			ended()
+		})
+	}
+	wg.Wait()
+	if n := calls(); n != 2 {
+		t.Fatalf("the source was asked %d times; want 2: the first failure, then one request the 16 held-back logins share", n)
+	}
+}
