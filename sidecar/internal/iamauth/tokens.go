@@ -26,7 +26,9 @@ import (
 const TokenLife = 15 * time.Minute
 
 // RefreshBefore is how long before its expiry a token is replaced, so a
-// login never races a token's end.
+// login does not race a token's end. One its credentials end is kept to
+// that end while the source returns them (sign): no token they sign
+// would last longer.
 const RefreshBefore = 5 * time.Minute
 
 // Failure reasons, stable: the reason label of sidecar_iam_failures_total.
