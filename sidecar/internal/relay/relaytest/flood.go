@@ -17,7 +17,7 @@ import (
 
 // floodClients is how many clients each flood runs, one after the other;
 // floodSlots the forwarder's MaxConnections: a data path that holds the
-// slots of departed clients shows as rejections long before the end.
+// slots of departed clients runs out of them long before the end.
 const floodClients, floodSlots = 200, 20
 
 // testFlood runs the data path behind the real forwarder and connects and
@@ -25,23 +25,35 @@ const floodClients, floodSlots = 200, 20
 // (SO_LINGER 0): some leave at once, some after the server's greeting.
 // Nothing may be rejected, every slot must be released, and every upstream
 // connection the sidecar opened must have been closed again.
-// slowAccept makes the test server take that long to accept each
-// connection, so clients leave while the upstream has not greeted yet.
-func testFlood(t *testing.T, f relay.Func, slowAccept time.Duration) {
-	up := startGreeter(t, slowAccept)
+// acceptLate makes the test server accept nothing until every client has
+// left, so each leaves while its upstream connection waits in the server's
+// accept queue: a data path that holds the slot until the server accepts
+// or greets never frees one.
+//
+// Each client connects once a slot is free, so a data path that lags
+// behind (a loaded machine) slows the flood rather than failing it; one
+// that holds departed clients' slots fails at the wait.
+func testFlood(t *testing.T, f relay.Func, acceptLate bool) {
+	up := startGreeter(t, acceptLate)
 	dialed := make(chan struct{}, floodClients)
-	srv := startForwarder(t, f, up.addr(), dialed)
+	var made atomic.Int64
+	srv := startForwarder(t, f, up.addr(), dialed, &made)
 	addr := srv.Addrs()[0].String()
 	for i := range floodClients {
+		// Active counts a slot until it is given back, but may not yet
+		// count the last client's, so one more is kept free.
+		waitUntil(t, "a free slot (departed clients' slots still held)", func() bool {
+			return srv.Snapshot().Forwards[0].Active < floodSlots-1
+		})
+		rejected := srv.Snapshot().Forwards[0].Rejected
 		c, err := net.DialTimeout("tcp", addr, safety)
 		if err != nil {
 			t.Fatalf("client %d: %v", i, err)
 		}
 		tc := c.(*net.TCPConn)
-		if slowAccept > 0 {
+		if acceptLate {
 			// Leave once the upstream connection is made (the kernel
 			// completed it; the server has not accepted it yet).
-			rejected := srv.Snapshot().Forwards[0].Rejected
 			waitUntil(t, "the upstream connection or a rejection", func() bool {
 				select {
 				case <-dialed:
@@ -67,7 +79,10 @@ func testFlood(t *testing.T, f relay.Func, slowAccept time.Duration) {
 		})
 	}
 	waitUntil(t, "every slot released", func() bool { return srv.Snapshot().Forwards[0].Active == 0 })
-	waitUntil(t, "every upstream connection closed", func() bool { return up.open.Load() == 0 })
+	up.startAccepting()
+	waitUntil(t, "every upstream connection accepted and closed", func() bool {
+		return up.accepted.Load() >= made.Load() && up.open.Load() == 0
+	})
 	s := srv.Snapshot().Forwards[0]
 	if s.Rejected != 0 {
 		t.Errorf("%d of %d departed clients rejected: their predecessors' slots were still held", s.Rejected, floodClients)
@@ -101,24 +116,33 @@ const greeting = "greeting"
 type greeter struct {
 	ln             net.Listener
 	accepted, open atomic.Int64
+	accepting      chan struct{} // closed when it may accept
+	startOnce      sync.Once
 }
 
-func startGreeter(t *testing.T, slowAccept time.Duration) *greeter {
+// startGreeter starts a greeter; with acceptLate it accepts nothing until
+// startAccepting (the kernel completes connections to its queue).
+func startGreeter(t *testing.T, acceptLate bool) *greeter {
 	t.Helper()
-	g := &greeter{ln: testkit.Listen(t)}
+	g := &greeter{ln: testkit.Listen(t), accepting: make(chan struct{})}
+	if !acceptLate {
+		g.startAccepting()
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go g.serve(slowAccept, &wg)
-	t.Cleanup(func() { _ = g.ln.Close(); wg.Wait() })
+	go g.serve(&wg)
+	t.Cleanup(func() { g.startAccepting(); _ = g.ln.Close(); wg.Wait() })
 	return g
 }
 
+func (g *greeter) startAccepting() { g.startOnce.Do(func() { close(g.accepting) }) }
+
 func (g *greeter) addr() *net.TCPAddr { return g.ln.Addr().(*net.TCPAddr) }
 
-func (g *greeter) serve(slowAccept time.Duration, wg *sync.WaitGroup) {
+func (g *greeter) serve(wg *sync.WaitGroup) {
 	defer wg.Done()
+	<-g.accepting
 	for {
-		time.Sleep(slowAccept)
 		c, err := g.ln.Accept()
 		if err != nil {
 			return
@@ -143,13 +167,14 @@ func (g *greeter) handle(c net.Conn, wg *sync.WaitGroup) {
 
 // startForwarder serves a forward to target through f, with floodSlots
 // slots, until the test ends. Each upstream connection made is signaled on
-// dialed.
-func startForwarder(t *testing.T, f relay.Func, target *net.TCPAddr, dialed chan<- struct{}) *proxy.Server {
+// dialed and counted in made.
+func startForwarder(t *testing.T, f relay.Func, target *net.TCPAddr, dialed chan<- struct{}, made *atomic.Int64) *proxy.Server {
 	t.Helper()
 	var d net.Dialer
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, address)
 		if err == nil {
+			made.Add(1)
 			select {
 			case dialed <- struct{}{}:
 			default:
