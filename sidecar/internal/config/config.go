@@ -1182,25 +1182,6 @@ func (p *parser) forwardList(list string) []Forward {
 		p.badBecause("FORWARDS", list, ": has a URL or credentials in it: give each entry as LISTEN_PORT=HOST:PORT, with no user or password", forwardsAccepted)
 		return nil
 	}
-	if credentialsIn(list, true) {
-		// Whole forwards but for their host's name, which the user must
-		// learn is the reason. Other entries' reasons are not given: a
-		// password pasted after the key may hold ",PORT=", and they would
-		// quote its rest.
-		n := 0
-		for i, e := range forwardEntries(list) {
-			if !keyTarget(e) {
-				continue
-			}
-			if n++; n <= maxEntryProblems {
-				p.badBecause("FORWARDS", list, keyHostReason(i+1, strings.TrimSpace(e)), forwardsAccepted)
-			}
-		}
-		p.moreRefused(list, n-maxEntryProblems)
-		return nil
-	}
-	var out []Forward
-	seen := map[int]bool{}
 	var listed []string // the reasons reported, each once
 	unlisted := 0
 	refuse := func(reason, accepted string) {
@@ -1213,6 +1194,21 @@ func (p *parser) forwardList(list string) []Forward {
 			p.badBecause("FORWARDS", list, reason, accepted)
 		}
 	}
+	if credentialsIn(list, true) {
+		// Whole forwards but for their host's name, which the user must
+		// learn is the reason. Other entries' reasons are not given: a
+		// password pasted after the key may hold ",PORT=", and they would
+		// quote its rest.
+		for i, e := range forwardEntries(list) {
+			if keyTarget(e) {
+				refuse(keyHostReason(i+1, strings.TrimSpace(e)), forwardsAccepted)
+			}
+		}
+		p.moreRefused(list, unlisted)
+		return nil
+	}
+	var out []Forward
+	seen := map[int]bool{}
 	for _, raw := range strings.Split(list, ",") {
 		entry := strings.TrimSpace(raw)
 		f, err := parseForward(entry)
