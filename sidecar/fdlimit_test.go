@@ -172,11 +172,7 @@ func TestOpenFilesNeededHoldsBusyConnections(t *testing.T) {
 			env["DATA_PATH"], env["MAX_CONNECTIONS"] = dataPath, strconv.Itoa(conns)
 			p := startBinary(t, env)
 			waitHealthyBinary(t, env, p, 0)
-			cfg, err := config.Parse(lookupMap(env))
-			if err != nil {
-				t.Fatal(err)
-			}
-			need := openFilesNeeded(cfg)
+			need := openFilesAsked(t, env)
 
 			stop := make(chan struct{})
 			defer close(stop)
@@ -228,11 +224,7 @@ func TestOpenFilesNeededWithTLS(t *testing.T) {
 	}
 	p := startBinary(t, env)
 	waitHealthyBinary(t, env, p, 0)
-	cfg, err := config.Parse(lookupMap(env))
-	if err != nil {
-		t.Fatal(err)
-	}
-	need := openFilesNeeded(cfg)
+	need := openFilesAsked(t, env)
 
 	ctx, cancel := context.WithTimeout(context.Background(), safety)
 	defer cancel()
@@ -315,4 +307,14 @@ func steadyFDs(t *testing.T, pid, atLeast int) int {
 		}
 	}
 	return fds
+}
+
+// openFilesAsked is the open-files limit the sidecar asks for with env.
+func openFilesAsked(t *testing.T, env map[string]string) uint64 {
+	t.Helper()
+	cfg, err := config.Parse(lookupMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return openFilesNeeded(cfg)
 }
