@@ -78,3 +78,52 @@ func heldBackShareOneRequest(t *testing.T, p aws.CredentialsProvider, calls func
 		t.Fatalf("the source was asked %d times; want 2: the first failure, then one request the 16 held-back logins share", n)
 	}
 }
+
+// failsLateOnce holds its first request until release is closed, then
+// fails it; every later request succeeds at once: a request that failed
+// slowly, its endpoint answering the newer ones meanwhile.
+type failsLateOnce struct {
+	calls   atomic.Int64
+	release chan struct{}
+}
+
+func (p *failsLateOnce) Retrieve(context.Context) (aws.Credentials, error) {
+	if p.calls.Add(1) == 1 {
+		<-p.release
+		return aws.Credentials{}, errors.New("agent restarting")
+	}
+	return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}, nil
+}
+
+// A failure that ends after a newer request succeeded does not hold the
+// logins after it back: the newer answer is the source's state.
+func TestOlderFailureDoesNotOverwriteNewerSuccess(t *testing.T) {
+	p := &failsLateOnce{release: make(chan struct{})}
+	tk := &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1"}
+	a := &Authority{Tokens: tk, Endpoint: "db:3306"}
+	older := make(chan error, 1)
+	go func() { older <- a.Credentials(context.Background()) }()
+	for p.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := a.Credentials(context.Background()); err != nil {
+		t.Fatalf("the newer request: %v", err)
+	}
+	close(p.release)
+	if err := <-older; err == nil {
+		t.Fatal("the older request did not fail")
+	}
+	tk.mu.Lock()
+	failure, retryAt := tk.failure, tk.retryAt
+	tk.mu.Unlock()
+	if failure != nil || !retryAt.IsZero() {
+		t.Fatalf("after a newer success, the older failure was recorded (%v; retry at %s): logins wait for the next request", failure, retryAt)
+	}
+	// A login whose time ends before that retry would have got the old
+	// failure without asking.
+	ctx, cancel := context.WithTimeout(context.Background(), CredentialRetryEvery/2)
+	defer cancel()
+	if err := a.Credentials(ctx); err != nil {
+		t.Fatalf("a login after the newer success: %v", err)
+	}
+}

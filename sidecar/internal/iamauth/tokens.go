@@ -74,6 +74,8 @@ type Tokens struct {
 	retryAt time.Time     // after a failed retrieval: the next one waits until then
 	failure error         // that retrieval's, for logins that cannot wait
 	asking  chan struct{} // closed when the retrieval after a failure ends; nil when none is under way
+	asked   uint64        // requests for credentials begun, which numbers them
+	settled uint64        // the newest request whose outcome retryAt and failure hold
 
 	signed, reused atomic.Int64
 	failures       sync.Map // reason → *atomic.Int64
@@ -245,7 +247,7 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 	if err != nil {
 		return aws.Credentials{}, err
 	}
-	began := time.Now()
+	n, began := t.begin(), time.Now()
 	creds, err := t.credentials(ctx)
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("no answer within %s: %w", t.signTimeout(), err)
@@ -253,12 +255,12 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 	var f *Failure
 	switch {
 	case err == nil:
-		t.markReady()
+		t.markReady(n)
 	default:
 		f = &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
 		if ctx.Err() == nil { // the source failed, not the caller's time or app
 			t.mu.Lock()
-			t.retryAt, t.failure = began.Add(CredentialRetryEvery), f
+			t.settle(n, began.Add(CredentialRetryEvery), f)
 			t.mu.Unlock()
 		}
 	}
@@ -364,10 +366,29 @@ func (t *Tokens) credentialReason(err error) string {
 	}
 }
 
-func (t *Tokens) markReady() {
+// begin numbers a request for credentials, for settle.
+func (t *Tokens) begin() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.asked++
+	return t.asked
+}
+
+// settle records request n's outcome (failure nil: a success) unless a
+// newer request's is recorded: a slow failure that ends after a newer
+// success would hold logins back from a source that answers. t.mu is held.
+func (t *Tokens) settle(n uint64, retryAt time.Time, failure error) {
+	if n < t.settled {
+		return
+	}
+	t.settled, t.retryAt, t.failure = n, retryAt, failure
+}
+
+// markReady records request n's success.
+func (t *Tokens) markReady(n uint64) {
 	t.mu.Lock()
 	t.ready, t.waitErr = true, nil
-	t.retryAt, t.failure = time.Time{}, nil
+	t.settle(n, time.Time{}, nil)
 	t.mu.Unlock()
 }
 
@@ -400,13 +421,14 @@ const WaitReport = 5 * time.Second
 func (t *Tokens) Warm(ctx context.Context, waiting func(attempt int, waited time.Duration), report func(attempt int, err error, retryIn time.Duration)) {
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
+		n := t.begin()
 		err := t.attempt(ctx, func(waited time.Duration) {
 			if waiting != nil {
 				waiting(attempt, waited)
 			}
 		})
 		if err == nil {
-			t.markReady()
+			t.markReady(n)
 			return
 		}
 		if ctx.Err() != nil {
