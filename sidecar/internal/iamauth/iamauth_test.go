@@ -288,3 +288,24 @@ func TestTokenCacheDropsStaleUsers(t *testing.T) {
 		t.Errorf("cache holds %d tokens; want only d's, the others due for a refresh", len(tk.cache))
 	}
 }
+
+// DNS names are case-insensitive and RDS endpoints lower-case: a host
+// written in capitals (TARGET_HOST, FORWARDS) is signed lower-cased, and
+// shares the token of the same host written in lower case.
+func TestTokenHostIsLowerCase(t *testing.T) {
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "secret"}}
+	a := &Authority{Tokens: &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1"},
+		Endpoint: "MyCluster.Cluster-Abc.US-EAST-1.rds.amazonaws.com:3306"}
+	pw, err := a.Password(context.Background(), "app", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse("https://" + string(pw))
+	if err != nil || u.Host != "mycluster.cluster-abc.us-east-1.rds.amazonaws.com:3306" {
+		t.Fatalf("token host %q (%v); want mycluster.cluster-abc.us-east-1.rds.amazonaws.com:3306", u.Host, err)
+	}
+	lower, err := a.Tokens.Token(context.Background(), "mycluster.cluster-abc.us-east-1.rds.amazonaws.com:3306", "app")
+	if err != nil || lower != string(pw) {
+		t.Fatalf("the lower-case host got another token (%v)", err)
+	}
+}

@@ -115,11 +115,13 @@ func (t *Tokens) now() time.Time {
 }
 
 // Token returns a token for user at endpoint (host:port, the name the
-// server knows itself by), signing one only when none is fresh. The
+// server knows itself by, in any case), signing one only when none is fresh. The
 // signing runs apart from the login that began it, so a login that ends
 // (its app gave up) does not fail the others waiting for the same token.
 func (t *Tokens) Token(ctx context.Context, endpoint, user string) (string, error) {
-	k := tokenKey{endpoint, user}
+	// Signed lower-cased, as RDS names its endpoints: DNS names are
+	// case-insensitive, but the signature covers the host as written.
+	k := tokenKey{strings.ToLower(endpoint), user}
 	t.mu.Lock()
 	if t.cache == nil {
 		t.cache = map[tokenKey]*entry{}

@@ -767,3 +767,28 @@ func TestIAMPipelinedChangeUserRefusedBeforeTheProof(t *testing.T) {
 		}
 	}
 }
+
+// A target host written in capitals logs in: TLS checks the certificate's
+// name case-insensitively, and the token is signed for the lower-cased
+// host, as RDS names it.
+func TestIAMUpperCaseHostSignsLowerCase(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	target := iamTarget(t, ca)
+	upper := strings.ToUpper(clusterName)
+	target.ServerName, target.IAM.Endpoint = upper, upper+":3306"
+	addr, _, _ := sidecar(t, srv, target)
+	if _, ok := iamLogin(t, addr); ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login with %s: %q", upper, ok.Payload)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	r, err := mysqlwire.ParseHandshakeResponse(srv.responses[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse("https://" + string(bytes.TrimSuffix(r.AuthData, []byte{0})))
+	if err != nil || u.Host != clusterName+":3306" {
+		t.Fatalf("token host %q (%v); want %s:3306", u.Host, err, clusterName)
+	}
+}
