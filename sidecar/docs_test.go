@@ -184,8 +184,9 @@ func TestDocsIAMWaitForCredentials(t *testing.T) {
 		t.Errorf("docs/iam.md says the credentials endpoint is asked again at most once a second; iamauth.CredentialRetryEvery is %s", iamauth.CredentialRetryEvery)
 	}
 	for _, want := range []string{
-		fmt.Sprintf("A login waits at most %d s for credentials, each request to the credentials endpoint at most %d s",
+		fmt.Sprintf("A login waits at most %d s for credentials in all, each request to the credentials endpoint at most %d s",
 			int(iamauth.DefaultSignTimeout.Seconds()), int(iamauth.RequestTimeout.Seconds())),
+		fmt.Sprintf("`no answer within %s, the wait before the dial included`", iamauth.DefaultSignTimeout),
 		fmt.Sprintf("well inside the %d s login bound", int(mysqltls.LoginTimeout.Seconds())),
 		fmt.Sprintf("`no answer within %s`", iamauth.DefaultSignTimeout),
 		"the endpoint is asked again at most once a second",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
@@ -42,7 +43,13 @@ func (a *Authority) Password(ctx context.Context, user string, proof, scramble [
 		return nil, &Failure{Reason: ReasonUserNotAllowed, Err: fmt.Errorf(
 			"sidecar: user %q is not in IAM_USERS, so the sidecar does not sign IAM tokens for it; allowed: %s", user, a.allowed())}
 	}
-	token, err := a.Tokens.Token(ctx, a.Endpoint, user)
+	signCtx, cancel := a.Tokens.rest(ctx)
+	defer cancel()
+	token, err := a.Tokens.Token(signCtx, a.Endpoint, user)
+	if err != nil && ctx.Err() == nil && signCtx.Err() != nil {
+		err = &Failure{Reason: ReasonUnreachable, Err: fmt.Errorf("get AWS credentials from %s: no answer within %s, the wait before the dial included: %w",
+			a.Tokens.Source.Name, a.Tokens.signTimeout(), signCtx.Err())}
+	}
 	if err != nil {
 		f, _ := err.(*Failure)
 		reason := ReasonSigning
@@ -55,6 +62,24 @@ func (a *Authority) Password(ctx context.Context, user string, proof, scramble [
 		return nil, &Failure{Reason: reason, Err: fmt.Errorf("sidecar: cannot log in %q with IAM: %w", user, err)}
 	}
 	return []byte(token), nil
+}
+
+type waitedKey struct{}
+
+// Waited returns ctx for Password, telling it that its login has waited
+// d for credentials already (Credentials, before the dial): the signing
+// waits only for the rest of SignTimeout, so the login's waits together
+// keep to that one bound.
+func Waited(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, waitedKey{}, d)
+}
+
+// rest is ctx bounded by what Waited left of SignTimeout, if it was used.
+func (t *Tokens) rest(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Value(waitedKey{}).(time.Duration); ok {
+		return context.WithTimeout(ctx, t.signTimeout()-d)
+	}
+	return ctx, func() {}
 }
 
 // Credentials waits, as long as a signing would, for the AWS credentials

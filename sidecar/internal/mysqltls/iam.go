@@ -38,24 +38,34 @@ type iamLogin struct {
 
 // AwaitCredentials is an IAM login's first step, before the database is
 // dialed: it waits for the AWS credentials the token will be signed with
-// (iamauth.Authority.Credentials says why not later). Without IAM it
-// returns at once. On failure the app has been sent an ERR in place of the
-// greeting, as for a failed dial, unless ctx ended the wait (the app left,
-// the drain deadline); the error is then a *Refusal.
-func (t *Target) AwaitCredentials(ctx context.Context, client net.Conn) error {
+// (iamauth.Authority.Credentials says why not later), and returns how long,
+// for Login's ctx (CredentialsWaited). Without IAM it returns at once. On
+// failure the app has been sent an ERR in place of the greeting, as for a
+// failed dial, unless ctx ended the wait (the app left, the drain
+// deadline); the error is then a *Refusal.
+func (t *Target) AwaitCredentials(ctx context.Context, client net.Conn) (time.Duration, error) {
 	if t.IAM == nil {
-		return nil
+		return 0, nil
 	}
+	began := time.Now()
 	err := t.IAM.Credentials(ctx)
+	waited := time.Since(began)
 	if err == nil || ctx.Err() != nil {
-		return err
+		return waited, err
 	}
 	if t.IAM.WantsProof() {
 		// The app has not proved LOCAL_PASSWORD yet: the source and its
 		// error are for the log only.
-		return t.refuse(client, 0, ReasonIAM, "sidecar: cannot log in with IAM: the sidecar has no AWS credentials; its log says why", err)
+		return waited, t.refuse(client, 0, ReasonIAM, "sidecar: cannot log in with IAM: the sidecar has no AWS credentials; its log says why", err)
 	}
-	return t.refuse(client, 0, ReasonIAM, err.Error(), nil)
+	return waited, t.refuse(client, 0, ReasonIAM, err.Error(), nil)
+}
+
+// CredentialsWaited returns ctx for Login, telling it that its login
+// waited d for credentials before the dial (AwaitCredentials): the signing
+// after the greeting waits only for the rest of their one bound.
+func CredentialsWaited(ctx context.Context, d time.Duration) context.Context {
+	return iamauth.Waited(ctx, d)
 }
 
 // iamAdmit reads the app's login and checks it; on failure the app has

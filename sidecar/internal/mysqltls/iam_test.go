@@ -792,3 +792,93 @@ func TestIAMUpperCaseHostSignsLowerCase(t *testing.T) {
 		t.Fatalf("token host %q (%v); want %s:3306", u.Host, err, clusterName)
 	}
 }
+
+// slowThenSilent answers its first request after delay, then no request
+// until its context ends, closing silenced then: credentials slow to come
+// before the dial, and expired by the signing, the endpoint now silent.
+type slowThenSilent struct {
+	delay    time.Duration
+	asked    atomic.Int32
+	silenced chan struct{}
+}
+
+func (p *slowThenSilent) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if p.asked.Add(1) == 1 {
+		time.Sleep(p.delay)
+		return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test"}, nil
+	}
+	<-ctx.Done()
+	close(p.silenced)
+	return aws.Credentials{}, ctx.Err()
+}
+
+// A login's waits for credentials, before the dial and at the signing,
+// keep together to the one bound (SignTimeout): the signing waits only
+// for what the wait before the dial left. It waited its own bound again,
+// so a login could wait twice as long, in part with the server's
+// connection open. The app gets an ERR starting "sidecar:" in place of
+// the OK.
+func TestIAMLoginWaitsForCredentialsWithinOneBound(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	target := iamTarget(t, ca)
+	creds := &slowThenSilent{delay: time.Second, silenced: make(chan struct{})}
+	target.IAM.Tokens.Source = iamauth.Source{Name: "a slow endpoint", Provider: creds}
+	target.IAM.Tokens.SignTimeout = 2 * time.Second // the signing's own wait ends a delay after the login's
+	addr, _, _ := sidecar(t, srv, target)
+	_, p := iamLogin(t, addr)
+	code, msg, isErr := mysqlwire.ErrMessage(p.Payload)
+	if !isErr || p.Seq != 2 || code != 1043 || !strings.HasPrefix(msg, "sidecar: ") || !strings.Contains(msg, "a slow endpoint") ||
+		!strings.Contains(msg, "no answer within 2s, the wait before the dial included") {
+		t.Fatalf("got seq %d %q; want ERR 1043 at seq 2 starting sidecar:, naming the source and the bound", p.Seq, p.Payload)
+	}
+	select {
+	case <-creds.silenced:
+		t.Fatal("the login waited for the whole signing: with the wait before the dial, longer than SignTimeout")
+	default:
+	}
+	if n := creds.asked.Load(); n != 2 {
+		t.Errorf("credentials asked %d times; want 2 (before the dial, at the signing)", n)
+	}
+}
+
+// delayed answers its nth request after delays[n-1] (none past them).
+type delayed struct {
+	delays []time.Duration
+	asked  atomic.Int32
+}
+
+func (p *delayed) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if n := int(p.asked.Add(1)); n <= len(p.delays) {
+		time.Sleep(p.delays[n-1])
+	}
+	return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test"}, nil
+}
+
+// The login's wait before the dial does not shorten a later
+// COM_CHANGE_USER's: its signing is a wait of its own, with the whole
+// bound. (The fake answers the change's token with 1049, which the app
+// reads only when a token was sent.)
+func TestIAMChangeUserWaitsTheWholeBound(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), refuseChange: 1049})
+	target := iamTarget(t, ca)
+	// Before the dial 1 s of the 2 s bound; the login's signing at once;
+	// the change's 1.5 s, more than the login left.
+	creds := &delayed{delays: []time.Duration{time.Second, 0, 1500 * time.Millisecond}}
+	target.IAM.Tokens.Source = iamauth.Source{Name: "a slow endpoint", Provider: creds}
+	target.IAM.Tokens.SignTimeout = 2 * time.Second
+	addr, _, _ := sidecar(t, srv, target)
+	a, ok := iamLogin(t, addr)
+	if ok.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login: %q", ok.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: "other", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
+	a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
+	if p := a.read(); p.Seq != 1 || !bytes.Contains(p.Payload, []byte("Unknown database")) {
+		t.Fatalf("COM_CHANGE_USER: seq %d %q; want the server's answer to its token at seq 1", p.Seq, p.Payload)
+	}
+	if n := creds.asked.Load(); n != 3 {
+		t.Errorf("credentials asked %d times; want 3", n)
+	}
+}

@@ -152,10 +152,11 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	var d dialed
 	var why dialFailure
 	var err, credErr error
+	var credsWaited time.Duration
 	if f.TLS != nil {
 		// With IAM, the credentials come first: a server connection must
 		// not wait on them (mysqltls.Target.AwaitCredentials).
-		credErr = f.TLS.AwaitCredentials(dialCtx, tellingConn{client, sl})
+		credsWaited, credErr = f.TLS.AwaitCredentials(dialCtx, tellingConn{client, sl})
 		err = credErr
 	}
 	if err == nil {
@@ -195,7 +196,7 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 	defer cancel(nil)
 	c := &conn{upstream: addr, asked: d.asked, cancel: cancel}
 	f.track(c)
-	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, sl, client, upstream, addr, d.greeting)
+	res, ok := s.relay(relay.WithCounters(ctx, &f.stats.bytes), f, sl, client, upstream, addr, d.greeting, credsWaited)
 	f.untrack(c)
 	if !ok {
 		f.stats.closed(closeTLSRefused)
@@ -257,14 +258,15 @@ func (s *Server) clientLeft(f *forward, client *net.TCPConn, start time.Time) {
 // relay moves the session: the bytes as they are, or, with TLS, after the
 // MySQL login (from the server's greeting, read by the dial) that upgrades
 // the upstream side. ok is false when the login was refused; the client
-// has then been told why, and both sides closed.
-func (s *Server) relay(ctx context.Context, f *forward, sl *slot, client, upstream *net.TCPConn, addr netip.Addr, greeting *mysqltls.Greeting) (relay.Result, bool) {
+// has then been told why, and both sides closed. credsWaited is the
+// login's wait for IAM credentials before the dial.
+func (s *Server) relay(ctx context.Context, f *forward, sl *slot, client, upstream *net.TCPConn, addr netip.Addr, greeting *mysqltls.Greeting, credsWaited time.Duration) (relay.Result, bool) {
 	if f.TLS == nil {
 		return s.cfg.Relay(ctx, client, upstream, s.cfg.IdleTimeout), true
 	}
 	// A client that leaves while the login waits on a slow server ends the
 	// login at once: its slot is not held for LoginTimeout.
-	loginCtx, stopWatch := watchClient(ctx, client)
+	loginCtx, stopWatch := watchClient(mysqltls.CredentialsWaited(ctx, credsWaited), client) // not the session's: a COM_CHANGE_USER waits anew
 	tc, err := f.TLS.Login(loginCtx, tellingConn{client, sl}, upstream, greeting)
 	gone := context.Cause(loginCtx) == errClientGone
 	stopWatch()
