@@ -214,7 +214,8 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 
 // checkRegionAndCredentials fails naming each of the region and the
 // credentials that is missing; the credential chain's wait is w (its
-// bound DefaultCredentialsTimeout when zero).
+// bound DefaultCredentialsTimeout when zero). A wait ctx ended is no
+// finding: its error is the wait's own.
 func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w Wait) error {
 	var problems []string
 	if p := regionProblem(cfg.Region); p != "" {
@@ -227,6 +228,11 @@ func checkRegionAndCredentials(ctx context.Context, cfg aws.Config, w Wait) erro
 		_, err := cfg.Credentials.Retrieve(ctx)
 		return err
 	})
+	if err != nil && ctx.Err() != nil {
+		// Stopped (Ctrl-C, the run's deadline), not found missing: no
+		// problem to fix, and watched's error says what stopped the wait.
+		return err
+	}
 	if err != nil {
 		problems = append(problems, "AWS credentials not found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "+
 			"or run with a role (GitHub Actions: aws-actions/configure-aws-credentials) — "+firstLine(err))

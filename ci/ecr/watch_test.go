@@ -1,6 +1,9 @@
 package ecr_test
 
 import (
+	"context"
+	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -91,5 +94,26 @@ func TestWaitsAreNeverSilent(t *testing.T) {
 				t.Fatalf("a secret is shown:\n%s", out)
 			}
 		})
+	}
+}
+
+// Ctrl-C while the credential chain waits says the run was stopped while
+// waiting for credentials, not that they were not found (nor lists it as
+// a preflight problem to fix, exit code 2's).
+func TestCtrlCDuringCredentialsWaitIsNoMissingCredentials(t *testing.T) {
+	ecrtest.Isolate(t)
+	t.Setenv("AWS_REGION", "us-east-2")
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://"+blackhole(t)+"/creds")
+	run, stop := context.WithCancel(ctx(t))
+	defer stop()
+	o := defaults()
+	o.Log = io.Discard
+	o.ProgressEvery = 100 * time.Millisecond
+	o.Report = func(string) { stop() } // Ctrl-C once the wait is reported
+	_, err := ecr.Preflight(run, o)
+	var pe *ecr.PreflightError
+	if err == nil || strings.Contains(err.Error(), "not found") || errors.As(err, &pe) ||
+		!strings.Contains(err.Error(), "stopped waiting for AWS credentials: the run was stopped (Ctrl-C)") {
+		t.Fatalf("err = %v; want one saying the wait for AWS credentials was stopped, not that they were not found", err)
 	}
 }
