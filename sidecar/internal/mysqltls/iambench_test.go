@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
@@ -15,15 +16,21 @@ import (
 // It reports speed and allocations, to compare changes to the relay; it
 // asserts nothing about either.
 func BenchmarkIAMRelay(b *testing.B) {
+	benchRelay(b, func(ca *testkit.CA) mysqltls.Target { return iamTarget(b, ca) }, iamLoginConn)
+}
+
+// benchRelay is a relay benchmark through a session to target, logged in
+// by login: bench sizes are the echoed packets' payloads.
+func benchRelay(b *testing.B, target func(*testkit.CA) mysqltls.Target, login func(*testing.B, string) net.Conn) {
 	for _, bc := range []struct {
 		name string
 		size int
-	}{{"query", 20}, {"1MiB", 1 << 20}, {"8MiB", 8 << 20}} {
+	}{{"query", 20}, {"4KiB", 4 << 10}, {"1MiB", 1 << 20}, {"8MiB", 8 << 20}} {
 		b.Run(bc.name, func(b *testing.B) {
 			ca := testkit.NewCA(b, "test CA")
 			srv := startFake(b, fakeOpts{cert: ca.Leaf(b, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-			addr, _, _ := sidecar(b, srv, iamTarget(b, ca))
-			a := iamLoginConn(b, addr)
+			addr, _, _ := sidecar(b, srv, target(ca))
+			a := login(b, addr)
 			payload := append([]byte{0x03}, bytes.Repeat([]byte{'x'}, bc.size-1)...)
 			b.SetBytes(int64(2 * bc.size))
 			b.ReportAllocs()
