@@ -151,8 +151,8 @@ func TestParseTLS(t *testing.T) {
 				if f.TLS == nil || f.TLS.ServerName != tc.wantNames[i] || string(f.TLS.Mode) != string(tc.wantMode) || f.TLS.Roots == nil || f.TLS.Sessions == nil {
 					t.Errorf("forward %d: TLS %+v; want server name %q", i, f.TLS, tc.wantNames[i])
 				}
-				// One pool lends every forward's IAM sessions their buffers: without
-				// it each session made its own at every burst.
+				// One pool lends every forward's TLS sessions (IAM's and Relay's)
+				// their buffers: without it each made its own at every burst.
 				if f.TLS != nil && (f.TLS.Buffers == nil || f.TLS.Buffers != pc.Forwards[0].TLS.Buffers) {
 					t.Errorf("forward %d: Buffers %p; want the one pool every forward shares", i, f.TLS.Buffers)
 				}

@@ -351,9 +351,10 @@ func newFrames(s *session, src io.Reader, dst io.Writer, srcErr, dstErr relay.Re
 // relayBuffer is the size of each of a busy direction's two buffers.
 const relayBuffer = 32 * 1024
 
-// Buffers lends IAM sessions their relay buffers while a direction
-// carries data. One can serve every Target.
-type Buffers struct{ readers, writers sync.Pool }
+// Buffers lends sessions their relay buffers while a direction carries
+// data: IAM's readers and writers, and the read buffers of sessions
+// relayed byte for byte (chunks, session.go). One can serve every Target.
+type Buffers struct{ readers, writers, reads sync.Pool }
 
 // NewBuffers returns an empty Buffers.
 func NewBuffers() *Buffers { return &Buffers{} }

@@ -9,21 +9,22 @@ import (
 	"time"
 
 	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
-// idleIAMHeap opens n IAM sessions through a sidecar, each carrying a
-// query both ways, and returns the heap they hold once idle, per session:
-// the sidecar's, the fake server's and the app's sides together (one
-// process), so an upper bound on the sidecar's own. Then the sessions
-// carry a query each again, and one a packet of MaxPayload bytes (two
-// frames): an idle direction reads again as it did.
-func idleIAMHeap(t *testing.T, n int) uint64 {
+// idleHeap opens n sessions through a sidecar to target, each logged in
+// by login and carrying a query both ways, and returns the heap they hold
+// once idle, per session: the sidecar's, the fake server's and the app's
+// sides together (one process), so an upper bound on the sidecar's own.
+// Then the sessions carry a query each again, and one a packet of
+// MaxPayload bytes (two frames): an idle direction reads again as it did.
+func idleHeap(t *testing.T, n int, target func(*testkit.CA) mysqltls.Target, login func(*testing.T, string) (*app, mysqlwire.Packet)) uint64 {
 	ca := testkit.NewCA(t, "test CA")
 	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
-	addr, _, _ := sidecar(t, srv, iamTarget(t, ca))
+	addr, _, _ := sidecar(t, srv, target(ca))
 	open := func() *app {
-		a, ok := iamLogin(t, addr)
+		a, ok := login(t, addr)
 		if ok.Payload[0] != mysqlwire.OK {
 			t.Fatalf("login: %q", ok.Payload)
 		}
@@ -63,7 +64,7 @@ func idleIAMHeap(t *testing.T, n int) uint64 {
 // a direction carries data. docs/performance.md states the bound.
 func TestIdleIAMSessionHeap(t *testing.T) {
 	const n, limit = 100, 48 << 10
-	per := idleIAMHeap(t, n)
+	per := idleHeap(t, n, func(ca *testkit.CA) mysqltls.Target { return iamTarget(t, ca) }, iamLogin)
 	t.Logf("heap per idle IAM session (sidecar, fake server and app): %d bytes", per)
 	if per > limit {
 		t.Errorf("an idle IAM session holds %d bytes of heap; want at most %d", per, limit)

@@ -85,10 +85,10 @@ type Target struct {
 	// IAM, when set, logs the app in with IAM database authentication
 	// (TARGET_AUTH=iam) instead of passing its credentials on; see iam.go.
 	IAM *iamauth.Authority
-	// Buffers lends IAM sessions their relay buffers while they carry
-	// data, so that an idle one holds none; nil = each direction makes
-	// its own each time it starts carrying data. One can serve every
-	// Target.
+	// Buffers lends sessions relayed by Relay their buffers while they
+	// carry data, so that an idle one holds none; nil = each direction
+	// makes its own each time it starts carrying data. One can serve
+	// every Target.
 	Buffers *Buffers
 }
 
@@ -97,6 +97,7 @@ type Conn struct {
 	*tls.Conn
 	iam   *iamSession     // nil unless IAM
 	codec *tlscodec.Codec // the same connection, for an event loop; nil with IAM
+	bufs  *Buffers        // Target.Buffers, for Relay; IAM's come with iam
 }
 
 // Codec returns the connection as a relay.Codec, for a data path that
@@ -397,7 +398,7 @@ func (t *Target) handshake(ctx context.Context, client, server net.Conn, deadlin
 	if err := t.authenticate(client, tc, resp, greeting.Payload); err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: tc, codec: tlscodec.New(tc, transport)}, nil
+	return &Conn{Conn: tc, codec: tlscodec.New(tc, transport), bufs: t.Buffers}, nil
 }
 
 // authenticate forwards the app's response and the authentication exchange

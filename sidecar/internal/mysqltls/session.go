@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,8 +65,9 @@ func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Dur
 	if server.iam != nil {
 		s.relayIAM(&wg, server.iam, toUpstream, toClient)
 	} else {
-		go s.pump(&wg, s.stuck.Writer(server, true), client, toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded)
-		go s.pump(&wg, s.stuck.Writer(client, false), server, toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
+		s.bufs = server.bufs
+		go s.pump(&wg, s.stuck.Writer(server, true), client, relayBuffer, tcpReady(client), toUpstream, &s.toUpstream, relay.ReasonClientError, relay.ReasonUpstreamError, s.clientEnded)
+		go s.pump(&wg, s.stuck.Writer(client, false), server, maxRecordPlaintext, tlsReady(server.Conn), toClient, &s.toClient, relay.ReasonUpstreamError, relay.ReasonClientError, client.CloseWrite)
 	}
 	wg.Wait()
 	s.ending.Settle(relay.ReasonDone, nil) // no-op if something ended the session earlier
@@ -88,7 +90,7 @@ type session struct {
 	ending               relay.Ending
 	closeOnce            sync.Once
 	refusal              atomic.Pointer[Refusal] // being sent to the app (iam.go): the session's end
-	bufs                 *Buffers                // IAM's relay buffers (iam.go)
+	bufs                 *Buffers                // the relay buffers' lender
 }
 
 // refused makes a client error during a refusal the refusal: the app
@@ -113,16 +115,19 @@ func (s *session) checkIdle() {
 }
 
 // pump copies src to dst. A clean EOF is passed on as a half-close; any
-// error ends the session, blamed on the side it came from.
-func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, total *atomic.Int64,
+// error ends the session, blamed on the side it came from. full is the
+// most one read of src returns: a TLS record's plaintext, or a buffer.
+// ready, if not nil, reads what src has without waiting.
+func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, full int, ready readyFunc, live, total *atomic.Int64,
 	srcSide, dstSide relay.Reason, closeWrite func() error) {
 	defer wg.Done()
-	buf := make([]byte, 32*1024)
+	c := &chunks{bufs: s.bufs, full: full, ready: ready}
+	defer c.release()
 	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
+		buf, rerr := c.read(src)
+		if n := len(buf); n > 0 {
 			s.touch()
-			w, werr := dst.Write(buf[:n])
+			w, werr := dst.Write(buf)
 			total.Add(int64(w))
 			if live != nil {
 				live.Add(int64(w))
@@ -132,6 +137,7 @@ func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, t
 				return
 			}
 		}
+		c.done(len(buf))
 		if errors.Is(rerr, io.EOF) {
 			s.halfClosed()
 			if err := closeWrite(); err != nil {
@@ -144,6 +150,94 @@ func (s *session) pump(wg *sync.WaitGroup, dst io.Writer, src io.Reader, live, t
 			return
 		}
 	}
+}
+
+// maxRecordPlaintext is the most a TLS record carries, and so the most a
+// read of a tls.Conn returns.
+const maxRecordPlaintext = 16 << 10
+
+// chunks are a pump's reads. An idle direction waits in a read of lead,
+// holding no buffer (two of 32 KiB made an idle session 80 KB of heap). A
+// read that fills what it was given says more is likely behind it: the
+// next reads go into a buffer borrowed from bufs, until one falls short.
+// With ready, what src has after a full lead goes out with it, in one
+// write. A direction whose last read happened to fill its buffer keeps it
+// until its next bytes.
+type chunks struct {
+	lead  [leadSize]byte
+	held  *[]byte // nil while idle
+	want  int     // what the next read into held asks for
+	asked int     // what the last read asked for
+	bufs  *Buffers
+	full  int
+	ready readyFunc
+}
+
+// readyFunc reads what a source has without waiting for more: (0, nil)
+// when it has nothing.
+type readyFunc func([]byte) (int, error)
+
+// tlsReady reads what c has received whole, without waiting: a read
+// deadline in the past fails only a read of the socket, and crypto/tls
+// keeps the connection after a timeout. Nothing else sets the server's
+// read deadline during the relay, which ends sessions by closing them.
+func tlsReady(c *tls.Conn) readyFunc {
+	return func(p []byte) (int, error) {
+		if err := c.SetReadDeadline(time.Unix(1, 0)); err != nil {
+			return 0, err
+		}
+		n, err := c.Read(p)
+		if derr := c.SetReadDeadline(time.Time{}); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			err = derr
+		}
+		return n, err
+	}
+}
+
+// read reads src's next bytes: into lead while idle, else into the held
+// buffer; after a full lead, with what ready has as well.
+func (c *chunks) read(src io.Reader) ([]byte, error) {
+	buf := c.lead[:]
+	if c.held != nil {
+		buf = (*c.held)[:c.want]
+	}
+	c.asked = len(buf)
+	n, err := src.Read(buf)
+	if err == nil && n == c.asked && c.held == nil && c.ready != nil {
+		return c.extend(n)
+	}
+	return buf[:n], err
+}
+
+// extend borrows a buffer for the n bytes a full lead holds and what src
+// has ready after them, up to full.
+func (c *chunks) extend(n int) ([]byte, error) {
+	c.held = c.bufs.chunk()
+	b := (*c.held)[:c.full]
+	copy(b, c.lead[:n])
+	c.asked = c.full
+	m, err := c.ready(b[n:])
+	return b[:n+m], err
+}
+
+// done takes note that the n bytes read last have gone out.
+func (c *chunks) done(n int) {
+	switch {
+	case n < c.asked:
+		c.release()
+	case c.held == nil:
+		c.held = c.bufs.chunk()
+		// The rest of a full read, so that reads of a tls.Conn keep to
+		// its records and a record costs one write.
+		c.want = c.full - n
+	default:
+		c.want = c.full
+	}
+}
+
+func (c *chunks) release() {
+	c.bufs.giveBack(c.held)
+	c.held = nil
 }
 
 // clientEnded passes the client's EOF on to the server as a close_notify
@@ -185,5 +279,23 @@ func socketOf(c net.Conn) *net.TCPConn {
 		default:
 			return nil
 		}
+	}
+}
+
+// chunk lends a read buffer of relayBuffer bytes; a nil b makes one.
+func (b *Buffers) chunk() *[]byte {
+	if b != nil {
+		if p, ok := b.reads.Get().(*[]byte); ok {
+			return p
+		}
+	}
+	p := make([]byte, relayBuffer)
+	return &p
+}
+
+// giveBack returns a buffer chunk lent; nil p is none.
+func (b *Buffers) giveBack(p *[]byte) {
+	if b != nil && p != nil {
+		b.reads.Put(p)
 	}
 }
