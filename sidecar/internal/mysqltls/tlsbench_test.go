@@ -4,8 +4,6 @@ import (
 	"net"
 	"testing"
 
-	"github.com/example/sidecar/internal/testkit"
-	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 )
 
@@ -13,10 +11,7 @@ import (
 // byte for byte (mysqltls.Relay, the portable data path's), with the pool
 // config gives every forward.
 func BenchmarkTLSRelay(b *testing.B) {
-	benchRelay(b, func(ca *testkit.CA) mysqltls.Target {
-		return mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, RootsFrom: "the test CA", ServerName: clusterName,
-			Buffers: mysqltls.NewBuffers()}
-	}, plainLoginConn)
+	benchRelay(b, plainTarget, plainLoginConn)
 }
 
 // plainLoginConn is an app's connection logged in through the sidecar at
