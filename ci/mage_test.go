@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -214,57 +213,6 @@ func testLintVetsMagefiles(ctx context.Context, t *testing.T, mage func(args ...
 	}
 }
 
-// Ctrl-C while a target waits (here for an engine session that accepts
-// and never answers) exits 130 saying so, not 3 ("Dagger engine
-// unavailable") or 2, which would send the user to fix what was fine.
-//
-// It runs the mage binary `go tool mage` runs (`go tool -n mage`), not
-// `go tool` itself: the go command forwards the signal to mage as well,
-// and when that copy arrives after the target has exited, mage has
-// stopped catching SIGINT (RunCompiled's signal.Stop) and dies of it;
-// `go tool` then exits 0, as SetExitStatus ignores the -1 of a signalled
-// tool (cmd/go/internal/tool, Go 1.26). That race is the toolchain's.
-func testCtrlC(ctx context.Context, t *testing.T, root, cache string) {
-	accepted := make(chan net.Conn, 8)
-	ln := testkit.Serve(t, func(c net.Conn) { accepted <- c }) // held open, never answered
-	t.Cleanup(func() {
-		for len(accepted) > 0 {
-			(<-accepted).Close()
-		}
-	})
-	find := exec.CommandContext(ctx, "go", "tool", "-n", "mage")
-	find.Dir = root
-	mage, err := find.Output()
-	if err != nil {
-		t.Fatalf("go tool -n mage: %v", err)
-	}
-	cmd := exec.CommandContext(ctx, strings.TrimSpace(string(mage)), "build")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "MAGEFILE_CACHE="+cache, "LOCAL_IMAGE=none", "DAGGER_SESSION_TOKEN=x",
-		"DAGGER_SESSION_PORT="+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C signals the terminal's process group
-	var out testkit.LockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case c := <-accepted:
-		accepted <- c
-	case <-ctx.Done():
-		t.Fatalf("mage build never reached the engine session:\n%s", out.String())
-	}
-	time.Sleep(500 * time.Millisecond) // waiting on the session's answer
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted || !strings.Contains(out.String(), "Error: interrupted (Ctrl-C): ") {
-		t.Fatalf("exit: %v, want code %d saying it was interrupted:\n%s", err, ExitInterrupted, out.String())
-	}
-}
-
 // refusedPort is testkit.RefusedPort as the string an environment variable holds.
 func refusedPort(t *testing.T) string {
 	t.Helper()
@@ -293,22 +241,31 @@ func listeningSocket(t *testing.T) string {
 	return path
 }
 
-// The quick start runs `go tool mage test` on a laptop, often a Mac: every
-// package of the module, tests included, must build there (the unit-test
-// step runs go test ./...). The bench is Linux-only and says so there.
-func TestModuleBuildsOnMacOS(t *testing.T) {
+// The quick start runs `go tool mage test` on a laptop, often a Mac, and
+// the pipeline's targets run on any laptop with Docker: every package of
+// the module, tests included, and the magefile must build on macOS,
+// Windows and FreeBSD (the unit-test step runs go test ./...). vet
+// type-checks all of it, as go build does. Linux-only code has a
+// build-tagged fallback; the bench is Linux-only and says so there.
+func TestModuleBuildsOffLinux(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
-		t.Skip("type-checks the module for darwin")
+		t.Skip("type-checks the module for darwin, windows and freebsd")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // safety net
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skipf("no go command to type-check the module with: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // safety net
 	defer cancel()
-	for _, arch := range []string{"arm64", "amd64"} {
-		cmd := exec.CommandContext(ctx, "go", "vet", "./...")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH="+arch, "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("GOOS=darwin GOARCH=%s go vet ./...: %v\n%s", arch, err, out)
+	for _, platform := range []string{"darwin/arm64", "darwin/amd64", "windows/amd64", "freebsd/amd64"} {
+		goos, goarch, _ := strings.Cut(platform, "/")
+		for _, args := range [][]string{{"vet", "./..."}, {"vet", "-tags", "mage", "./magefiles"}} {
+			cmd := exec.CommandContext(ctx, "go", args...)
+			cmd.Dir = ".."
+			cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("GOOS=%s GOARCH=%s go %s: %v\n%s", goos, goarch, strings.Join(args, " "), err, out)
+			}
 		}
 	}
 }

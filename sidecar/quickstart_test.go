@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -176,7 +175,9 @@ func killByExecutable(path string) {
 	for _, p := range procs {
 		if exe, err := os.Readlink(filepath.Join(p, "exe")); err == nil && exe == path {
 			if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+				if proc, err := os.FindProcess(pid); err == nil {
+					_ = proc.Kill()
+				}
 			}
 		}
 	}

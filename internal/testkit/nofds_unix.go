@@ -25,7 +25,7 @@ func NoNewFDs(t testing.TB) (restore func()) {
 	}
 	_ = syscall.Close(probe)
 	low := old
-	low.Cur = uint64(probe)
+	SetLimit(&low.Cur, uint64(probe))
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
@@ -40,3 +40,7 @@ func NoNewFDs(t testing.TB) (restore func()) {
 	t.Cleanup(restore) // a t.Fatal before restore must not leave later tests without descriptors
 	return restore
 }
+
+// SetLimit sets a syscall.Rlimit field, a uint64 on Linux and macOS but
+// an int64 on FreeBSD.
+func SetLimit[T ~int64 | ~uint64](field *T, n uint64) { *field = T(n) }

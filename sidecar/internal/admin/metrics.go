@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/proxy"
@@ -46,10 +45,9 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 		p.family("process_open_fds", "gauge", "Open file descriptors.")
 		p.sample("process_open_fds", "", float64(fds))
 	}
-	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+	if limit, ok := maxFDs(); ok {
 		p.family("process_max_fds", "gauge", "File descriptor limit (RLIMIT_NOFILE soft limit).")
-		p.sample("process_max_fds", "", float64(lim.Cur))
+		p.sample("process_max_fds", "", float64(limit))
 	}
 
 	if snap != nil {

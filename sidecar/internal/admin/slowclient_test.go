@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
 
@@ -141,7 +142,7 @@ func TestClientThatNeverReadsIsClosed(t *testing.T) {
 	// A small receive buffer, set before connecting, and no reads.
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
-		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+		err := rc.Control(func(fd uintptr) { serr = testkit.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
 		return errors.Join(err, serr)
 	}}
 	c, err := d.Dial("tcp", inner.Addr().String())

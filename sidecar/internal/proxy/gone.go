@@ -36,16 +36,8 @@ func peekGone(fd int) bool {
 	if relay.PeerReset(fd) {
 		return true // not peeked: see watchClient
 	}
-	var b [1]byte
-	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	switch {
-	case err == nil:
-		return n == 0
-	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
-		return false
-	default:
-		return true // ECONNRESET, ETIMEDOUT, …
-	}
+	gone, _ := peek(fd)
+	return gone
 }
 
 type clientKey struct{}
@@ -98,12 +90,11 @@ func watchClient(parent context.Context, c *net.TCPConn) (context.Context, func(
 				cancel(errClientGone)
 				return true
 			}
-			var b [1]byte
-			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if errors.Is(err, syscall.EAGAIN) {
+			gone, wait := peek(int(fd))
+			if wait {
 				return false // wait until the socket is readable: data, EOF or reset
 			}
-			if (err == nil && n == 0) || (err != nil && !errors.Is(err, syscall.EINTR)) {
+			if gone {
 				cancel(errClientGone)
 			}
 			return true

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/sidecar/internal/testenv"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 	"github.com/example/sidecar/sidecar/internal/relay"
 	"github.com/example/sidecar/sidecar/internal/testdns"
@@ -35,26 +34,6 @@ type namedRelay struct {
 func eachRelay(t *testing.T, test func(*testing.T, relay.Func)) {
 	for _, r := range dataPaths(t) {
 		t.Run(r.name, func(t *testing.T) { test(t, r.f) })
-	}
-}
-
-// needFDs makes sure the process may open n file descriptors, raising the
-// soft limit towards the hard one if needed.
-func needFDs(t *testing.T, n uint64) {
-	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	if lim.Cur >= n {
-		return
-	}
-	if lim.Max < n {
-		testenv.Unavailable(t, "RLIMIT_NOFILE hard limit %d < %d (raise it with ulimit -Hn)", lim.Max, n)
-	}
-	lim.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -89,7 +89,7 @@ func smallBufferPair(t testing.TB) (dialed, accepted *net.TCPConn) {
 	small := func(opt int) func(string, string, syscall.RawConn) error {
 		return func(_, _ string, c syscall.RawConn) error {
 			var serr error
-			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096) })
+			err := c.Control(func(fd uintptr) { serr = testkit.SetsockoptInt(fd, syscall.SOL_SOCKET, opt, 4096) })
 			return errors.Join(err, serr)
 		}
 	}
