@@ -169,7 +169,9 @@ func (s *Server) serveConn(f *forward, client *net.TCPConn) {
 		s.clientLeft(f, client, start)
 		return
 	}
-	if err != nil && context.Cause(s.hardCtx) == errDrainDeadline { // the dial's own context may not know yet
+	// The dial's own context may not know of the deadline yet. An
+	// unanswered dial ended as its client left, before the deadline: no cut.
+	if err != nil && why != failUnanswered && context.Cause(s.hardCtx) == errDrainDeadline {
 		s.failedBefore(f, clientAddr, d, closeDrainDeadline)
 		_ = client.Close() // cut by the drain, as Serve reports: not the target's failure
 		s.log.Debug("connection closed", "listen_port", f.port, "client", clientAddr, "target", f.target,

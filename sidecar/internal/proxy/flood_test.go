@@ -180,6 +180,51 @@ func TestDrainDeadlineDuringDialIsNoDialFailure(t *testing.T) {
 	}
 }
 
+// An app that leaves after its dial went a second unanswered, just before
+// the drain deadline, was not cut by the drain: its connection is the
+// unanswered dial failure it would be without the drain (counted, logged,
+// closed as dial_failed), not a drain_deadline cut with a failure no line
+// reports. The hooks order it: the app's dial ends (client gone) only
+// once the deadline has cut another connection's dial.
+func TestAppLeavingJustBeforeDrainDeadlineIsNoCut(t *testing.T) {
+	var dials atomic.Int64
+	cutOther := make(chan struct{})
+	var shutdown atomic.Pointer[context.CancelFunc] // set once the rig is: its dials start later
+	dialer := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		first := dials.Add(1) == 1
+		<-ctx.Done()
+		if first { // the app left: now the drain, whose deadline cuts the other dial
+			(*shutdown.Load())()
+			select {
+			case <-cutOther:
+			case <-time.After(safety):
+			}
+		} else {
+			close(cutOther)
+		}
+		return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+	}
+	r := startProxy(t, proxy.WithUnansweredAfter(proxy.Config{Forwards: []proxy.Forward{{TargetHost: "db.sidecar.test", TargetPort: 3306}},
+		Resolver: fixedAnswer{netip.MustParseAddr("127.0.0.3")}, ConnectTimeout: time.Minute, DialContext: dialer,
+		DrainTimeout: time.Millisecond}, time.Nanosecond)) // any departure is past unansweredAfter
+	shutdown.Store(&r.cancel)
+	app := dial(t, r.addrs[0])
+	waitFor(t, "the app's dial to start", func() bool { return dials.Load() == 1 })
+	_ = dial(t, r.addrs[0]) // stays: the drain deadline cuts it
+	waitFor(t, "the other dial to start", func() bool { return dials.Load() == 2 })
+	_ = app.Close()
+	if cut := r.shutdown(t); cut != 1 {
+		t.Errorf("connections cut = %d, want 1 (the one that stayed)", cut)
+	}
+	snap := forwardSnap(r, 0)
+	if countOf(snap.DialFailures, "unanswered") != 1 || countOf(snap.ConnectionsClosed, "dial_failed") != 1 || countOf(snap.ConnectionsClosed, "drain_deadline") != 1 {
+		t.Errorf("dial failures %v, closed %v; want one unanswered dial closed as dial_failed, and one drain_deadline", snap.DialFailures, snap.ConnectionsClosed)
+	}
+	if lines := r.logs.lines("dial target failed; closing client"); len(lines) != 1 || lines[0]["reason"] != "unanswered" {
+		t.Errorf("dial target failed lines %v; want one, reason unanswered", lines)
+	}
+}
+
 // fixedAnswer is a resolver whose every answer is its addresses.
 type fixedAnswer []netip.Addr
 
