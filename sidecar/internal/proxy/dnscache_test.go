@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -210,10 +211,16 @@ func TestFailoverLogNamesEveryFailedAddress(t *testing.T) {
 type countingResolver struct {
 	proxy.Resolver
 	calls atomic.Int64
+	// lookups counts the target's lookups exactly: each asks "ip" once
+	// (resolve), and only a failed or empty one asks each family too.
+	lookups atomic.Int64
 }
 
 func (c *countingResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	c.calls.Add(1)
+	if network == "ip" {
+		c.lookups.Add(1)
+	}
 	return c.Resolver.LookupNetIP(ctx, network, host)
 }
 
@@ -558,23 +565,26 @@ func TestDNSCacheHoldsAnswerWhenLookupsFail(t *testing.T) {
 // the old address, and it is cached like one, not looked up per connection.
 func TestDNSCacheNoSuchName(t *testing.T) {
 	const ttl = 200 * time.Millisecond
-	dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+	dns, a, res, r := startCounted(t, proxy.Config{DNSCacheTTL: ttl})
 	connectEcho(t, r)
 	dns.Set("db.sidecar.test")
 	time.Sleep(ttl)
-	q := dns.Queries()
+	q := res.lookups.Load()
 	if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
 		t.Fatal("a connection after DNS said no such name carried bytes")
 	}
-	perLookup := dns.Queries() - q // A and AAAA, and the search list's names
-	q, start := dns.Queries(), time.Now()
+	if n := res.lookups.Load() - q; n != 1 {
+		t.Errorf("the connection after the answer expired made %d lookups, want 1", n)
+	}
+	q, start := res.lookups.Load(), time.Now()
 	const n = 10
 	for range n {
 		if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
 			t.Fatal("a connection after DNS said no such name reached the old address")
 		}
 	}
-	lookups := (dns.Queries() - q) / perLookup
+	// Each connection waits for the lookup it starts: all are counted.
+	lookups := res.lookups.Load() - q
 	if most := 1 + int64(time.Since(start)/ttl); lookups > most || a.count() != 1 { // 1: the answer may expire meanwhile
 		t.Errorf("%d connections in %v made %d lookups (upstream got %d); want at most %d (one per TTL) and 1",
 			n, time.Since(start), lookups, a.count(), most)
@@ -586,7 +596,9 @@ func TestDNSCacheNoSuchName(t *testing.T) {
 // A resolver that stays down: each failed lookup delays one connection
 // and is counted once, and the next one waits for the hold to end.
 func TestDNSCacheLookupsFailUnderLoad(t *testing.T) {
-	const ttl, timeout = 50 * time.Millisecond, 300 * time.Millisecond
+	// A hold of half a lookup's timeout: lookups that did not wait for it
+	// would begin more often than the bound below allows.
+	const ttl, timeout = 150 * time.Millisecond, 300 * time.Millisecond
 	// timeout is for the lookups. A loopback dial bound by it too fails a
 	// connection when a loaded runner deschedules the dial that long
 	// ("dial tcp …: i/o timeout"), which says nothing of the DNS cache.
@@ -594,11 +606,11 @@ func TestDNSCacheLookupsFailUnderLoad(t *testing.T) {
 	dialAnyTime := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return d.DialContext(context.WithoutCancel(ctx), network, addr)
 	}
-	dns, _, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl, ConnectTimeout: timeout, DialContext: dialAnyTime})
+	dns, _, res, r := startCounted(t, proxy.Config{DNSCacheTTL: ttl, ConnectTimeout: timeout, DialContext: dialAnyTime})
 	connectEcho(t, r)
 	time.Sleep(ttl)
 	dns.Stall()
-	start := time.Now()
+	q, start := res.lookups.Load(), time.Now()
 	stop := start.Add(3 * (timeout + ttl))
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -615,17 +627,22 @@ func TestDNSCacheLookupsFailUnderLoad(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	elapsed := time.Since(start)
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
 	// A lookup ends by timing out, the hold lasts a TTL: lookups begin at
-	// least timeout+ttl apart.
-	lookups := int64(dns.Stalled() / 2)
-	most := 1 + int64(time.Since(start)/(timeout+ttl))
-	held := r.srv.Snapshot().Forwards[0].HeldAnswers
+	// least timeout+ttl apart. The connections do not wait for a lookup
+	// (they use the held answer): the last may still run, and holds once
+	// it times out.
+	lookups := res.lookups.Load() - q
+	heldAnswers := func() uint64 { return r.srv.Snapshot().Forwards[0].HeldAnswers }
+	waitFor(t, fmt.Sprintf("a held answer for each of the %d lookups", lookups), func() bool { return heldAnswers() >= uint64(lookups) })
+	most := 1 + int64(elapsed/(timeout+ttl))
+	held := heldAnswers()
 	if lookups < 1 || lookups > most || held != uint64(lookups) {
-		t.Errorf("in %v: %d lookups and %d held answers; want 1 to %d lookups, each counted once", time.Since(start), lookups, held, most)
+		t.Errorf("in %v: %d lookups and %d held answers; want 1 to %d lookups, each counted once", elapsed, lookups, held, most)
 	}
 }
 
@@ -641,22 +658,24 @@ func TestDNSCacheFailureWithNothingToHold(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			const ttl = 200 * time.Millisecond
-			dns, a, _, r := startFailover(t, proxy.Config{DNSCacheTTL: ttl})
+			dns, a, res, r := startCounted(t, proxy.Config{DNSCacheTTL: ttl})
 			tt.first(dns)
 			_ = dialExchange(r.addrs[0], []byte("hello"))
 			time.Sleep(ttl)
 			dns.Fail("db.sidecar.test")
-			q := dns.Queries()
+			q := res.lookups.Load()
 			_ = dialExchange(r.addrs[0], []byte("hello"))
-			perLookup := dns.Queries() - q // retried: a failure costs more queries than an answer
-			q, start := dns.Queries(), time.Now()
+			if n := res.lookups.Load() - q; n != 1 {
+				t.Errorf("the connection after the answer expired made %d lookups, want 1", n)
+			}
+			q, start := res.lookups.Load(), time.Now()
 			const n = 10
 			for range n {
 				if err := dialExchange(r.addrs[0], []byte("hello")); err == nil {
 					t.Fatal("a connection carried bytes while DNS failed with no answer to hold")
 				}
 			}
-			if lookups, most := (dns.Queries()-q)/perLookup, 1+int64(time.Since(start)/ttl); lookups > most {
+			if lookups, most := res.lookups.Load()-q, 1+int64(time.Since(start)/ttl); lookups > most {
 				t.Errorf("%d connections in %v made %d lookups; want at most %d, one per TTL", n, time.Since(start), lookups, most)
 			}
 			dns.Set("db.sidecar.test", a.addr.Addr())
