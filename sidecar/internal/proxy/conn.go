@@ -289,6 +289,14 @@ func (s *Server) relay(ctx context.Context, f *forward, sl *slot, client, upstre
 		return relay.Result{}, false
 	}
 	f.down.answered(addr)
+	if sl.given() {
+		// The database's ERR ended the login (the app reads it as it would
+		// without the sidecar) and gave the slot back: the server closes
+		// after it, and a connection is not served without a slot.
+		_ = client.Close()
+		_ = upstream.Close()
+		return relay.Result{Reason: relay.ReasonDone}, true
+	}
 	if codec := tc.Codec(); codec != nil && s.cfg.RelayCodec != nil {
 		return s.cfg.RelayCodec(ctx, client, upstream, codec, s.cfg.IdleTimeout), true
 	}
@@ -378,6 +386,9 @@ type slot struct {
 	f    *forward
 	done atomic.Bool
 }
+
+// given reports whether the slot was given back: the connection is ending.
+func (sl *slot) given() bool { return sl.done.Load() }
 
 func (sl *slot) release() {
 	if !sl.done.CompareAndSwap(false, true) {

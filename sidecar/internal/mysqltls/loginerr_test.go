@@ -1,0 +1,42 @@
+package mysqltls_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/mysqltls"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/proxy"
+)
+
+// The database's ERR to a login (a wrong user, passed on as the app reads
+// it without the sidecar) gives the MAX_CONNECTIONS slot back as it is
+// written. The connection must end with it: it was relayed on with no
+// slot, past the limit, for as long as an app kept its socket open.
+func TestDatabaseRefusedLoginEndsTheConnection(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	acct := &fakeAccount{user: "someone-else", password: "pw", plugin: "caching_sha2_password", greet: "caching_sha2_password"}
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), account: acct})
+	target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, RootsFrom: "the test CA", ServerName: clusterName}
+	addr, s, logs := sidecar(t, srv, target, func(c *proxy.Config) { c.MaxConnections = 1 })
+	a := dialApp(t, addr) // kept open until the test ends
+	a.read()              // the greeting
+	a.write(1, handshakeResponse(appCaps&^mysqlwire.ClientCompress))
+	if p := a.read(); !slices.Equal(p.Payload[:1], []byte{mysqlwire.ErrPacketHdr}) {
+		t.Fatalf("login answered %q; want the database's ERR", p.Payload)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		fw := s.Snapshot().Forwards[0]
+		if fw.Active == 0 && slices.Contains(fw.ConnectionsClosed, proxy.Count{Label: "eof", Value: 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("active %d, closed %v: the refused connection is still served, its slot given back\n%s", fw.Active, fw.ConnectionsClosed, logs)
+		}
+	}
+	if p := dialApp(t, addr).read(); p.Payload[0] != 10 { // protocol version 10: a greeting
+		t.Fatalf("the next app read %q; want a greeting, the one slot free", p.Payload)
+	}
+}
