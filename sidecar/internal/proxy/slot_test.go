@@ -103,3 +103,30 @@ func TestRefusedAppReconnectsAtTheLimit(t *testing.T) {
 		})
 	}
 }
+
+// A slot given back as the ERR is written is not given back again when
+// the connection ends: each refusal would let one more connection past
+// MAX_CONNECTIONS, for good. Three refused dials (given back before the
+// ERR, then at the end), then the limit of one still turns a second
+// connection away.
+func TestSlotGivenBackOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ln.Close() // nothing listens there: the dial is refused
+	refused := forwardTo(&upstream{addr: ln.Addr().(*net.TCPAddr).AddrPort()})
+	refused.TLS = &mysqltls.Target{Mode: mysqltls.VerifyCA, Roots: x509.NewCertPool(), RootsFrom: "test"}
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{refused, forwardTo(startUpstream(t, "127.0.0.1", hold))}, MaxConnections: 1})
+	for i := range 3 {
+		c := dial(t, r.addrs[0])
+		if _, code, msg, ok := readFirst(t, c); !ok || code != 1043 {
+			t.Fatalf("app %d read code %d %q; want the failed dial's 1043", i+1, code, msg)
+		}
+		waitFor(t, "the refused connection's end", func() bool { return forwardSnap(r, 0).Active == 0 })
+	}
+	dial(t, r.addrs[1])
+	waitFor(t, "the first connection to the live forward", func() bool { return forwardSnap(r, 1).Active == 1 })
+	dial(t, r.addrs[1])
+	waitFor(t, "the second turned away at MAX_CONNECTIONS=1", func() bool { return forwardSnap(r, 1).Rejected == 1 })
+}
