@@ -40,3 +40,48 @@ func TestDatabaseRefusedLoginEndsTheConnection(t *testing.T) {
 		t.Fatalf("the next app read %q; want a greeting, the one slot free", p.Payload)
 	}
 }
+
+// An oversized login is read away (up to readAwayMax while bytes keep
+// coming) before its ERR, which gives the MAX_CONNECTIONS slot back: the
+// ERR went first, so for those seconds the connection, the database's
+// included, was open beside the limit, and an app could hold any number
+// of them so. While one app still sends its packet, the next is turned
+// away at MAX_CONNECTIONS=1.
+func TestOversizedLoginHoldsItsSlotWhileReadAway(t *testing.T) {
+	ca := testkit.NewCA(t, "test CA")
+	srv := startFake(t, fakeOpts{cert: ca.Leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+	target := mysqltls.Target{Mode: mysqltls.VerifyIdentity, Roots: ca.Pool, RootsFrom: "the test CA", ServerName: clusterName}
+	addr, _, _ := sidecar(t, srv, target, func(c *proxy.Config) { c.MaxConnections = 1 })
+	a := dialApp(t, addr)
+	a.read() // the greeting
+	n := mysqltls.MaxLoginPacket + 1
+	if _, err := a.c.Write(append([]byte{byte(n), byte(n >> 8), byte(n >> 16), 1}, make([]byte, 100)...)); err != nil {
+		t.Fatal(err)
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { // a byte at a time, well within readAwayQuiet
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := a.c.Write([]byte{0}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		b := dialApp(t, addr)
+		p := b.read()
+		_ = b.c.Close()
+		if code, _, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || code != 1040 {
+			close(stop)
+			t.Fatalf("while the first app sent its oversized login, the next read %q; want 1040 at MAX_CONNECTIONS=1", p.Payload)
+		}
+	}
+	close(stop)
+	<-stopped
+	a.expectRefusal(2, "login packet is over")
+}

@@ -712,9 +712,11 @@ func (t *Target) readApp(client net.Conn, seq byte) (mysqlwire.Packet, error) {
 	var tooLarge *mysqlwire.TooLargeError
 	switch {
 	case errors.As(err, &tooLarge):
-		r := t.refuse(client, seq, ReasonClientProtocol, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", MaxLoginPacket), err)
+		// Read away before the ERR, which gives the connection's
+		// MAX_CONNECTIONS slot back (proxy): not for up to readAwayMax
+		// while this connection, the database's too, stays open.
 		readAway(client, client, tooLarge.Frame)
-		return p, r
+		return p, t.refuse(client, seq, ReasonClientProtocol, fmt.Sprintf("sidecar: the app's login packet is over %d bytes", MaxLoginPacket), err)
 	case err != nil:
 		return p, appLeft(err)
 	}
@@ -737,7 +739,7 @@ const (
 // just after the header of a frame of n bytes: through all its frames,
 // while bytes keep coming, within readAwayLimit bytes and readAwayMax.
 // Closing c with any of it unread sends a reset, which fails the app's
-// write of the packet before it reads the ERR just sent (a "lost
+// write of the packet before it reads the ERR (a "lost
 // connection", not the reason). A fixed second could end before a busy
 // machine had moved 64 MiB.
 func readAway(c net.Conn, r io.Reader, n int) {
