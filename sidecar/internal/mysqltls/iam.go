@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -230,18 +229,48 @@ type iamSession struct {
 	appCaps  uint32 // the app's: its COM_CHANGE_USER is read with them, as its login is
 	scramble []byte
 	pending  atomic.Pointer[changeUser] // a COM_CHANGE_USER awaiting the server's verdict
-	// answers counts the packets pumpReplies has begun to pass to the
-	// app: unchanged since a command, none of its answer has reached it.
-	// pipelined, swapped in for that count, makes pumpReplies refuse in
-	// place of the answer's next packet: the swap and pumpReplies' count
-	// decide, either way, whether that answer had begun.
-	answers atomic.Int64
-	due     int64 // answers when the last command with an answer went on, -1: none; pumpCommands' own
+	// sent counts the commands with an answer passed to the server;
+	// answers, the answers pumpReplies has begun to pass to the app. An
+	// answer begins at sequence id 1; one whose ids wrapped from 255 to 1
+	// may be taken there for the next one due, but answers never passes
+	// sent. Fewer answers than sent, a COM_CHANGE_USER is pipelined:
+	// pumpCommands swaps pipelined in for the count, and pumpReplies
+	// refuses in place of its next packet; the two swaps decide, either
+	// way, whether that answer had begun.
+	sent, answers atomic.Int64
 }
 
 // pipelined is answers once a COM_CHANGE_USER came before the answer to
-// the previous command: negative, whatever pumpReplies adds to it.
-const pipelined = math.MinInt64 / 2
+// an earlier command.
+const pipelined = -1
+
+// began counts an answer begun by a packet at seq, if one is due, and
+// reports whether the packet goes to the app: false once a
+// COM_CHANGE_USER was found pipelined.
+func (is *iamSession) began(seq byte) bool {
+	a := is.answers.Load()
+	if a < 0 {
+		return false
+	}
+	if seq != 1 || a >= is.sent.Load() {
+		return true
+	}
+	return is.answers.CompareAndSwap(a, a+1) // fails only for pipelined
+}
+
+// markPipelined marks the answers pipelined if one asked for has not
+// begun, and reports whether it did. pumpCommands' own: sent is its.
+func (is *iamSession) markPipelined() bool {
+	for {
+		a := is.answers.Load()
+		if a >= is.sent.Load() {
+			return false
+		}
+		if is.answers.CompareAndSwap(a, pipelined) {
+			return true
+		}
+	}
+}
 
 type changeUser struct {
 	password []byte
@@ -542,7 +571,6 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 	defer f.release()
 	var hdr [frameHeader]byte
 	midPacket, inFileAt255 := false, false
-	is.due = -1
 	for {
 		n, ok := f.next(s, &hdr)
 		if !ok {
@@ -553,10 +581,13 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		// An empty frame at 255 still continues the file when it ends a
 		// packet of MaxPayload bytes (the right side reads the old midPacket).
 		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && (n > 0 || midPacket)
+		if command && n == 0 {
+			is.sent.Add(1) // the server answers an empty command with an ERR
+		}
 		if command && n > 0 {
 			b, err := f.br.Peek(1)
 			if err == nil && b[0] != mysqlwire.ComChangeUser && !unanswered(b[0]) {
-				is.due = is.answers.Load()
+				is.sent.Add(1) // before the server can answer it
 			}
 			if err == nil && b[0] == mysqlwire.ComChangeUser {
 				if n > MaxLoginPacket {
@@ -623,7 +654,7 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 	// Before anything is said to the app about the change (the switch for
 	// LOCAL_PASSWORD's proof, an IAM refusal), which it would read as the
 	// previous command's answer.
-	if is.due >= 0 && is.answers.CompareAndSwap(is.due, pipelined) {
+	if is.markPipelined() {
 		s.pipelined(cu.User)
 		_ = f.flush(s) // the previous command: its answer is what the refusal replaces
 		return false
@@ -673,7 +704,7 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 	// global ones; the login's would not be what the server gives.
 	out := mysqlwire.ChangeUser{User: cu.User, AuthData: decoy, Database: cu.Database, Charset: cu.Charset,
 		Plugin: mysqlwire.NativePassword, Attrs: cu.Attrs}
-	is.due = is.answers.Load()
+	is.sent.Add(1)
 	is.pending.Store(&changeUser{password: pw, user: cu.User, appSeq: appSeq})
 	if _, err := mysqlwire.WritePacket(server, 0, out.Append(nil, is.caps)); err != nil {
 		s.end(relay.ReasonUpstreamError, err)
@@ -713,7 +744,7 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			}
 			continue
 		}
-		if !midPacket && is.answers.Add(1) < 0 {
+		if !midPacket && !is.began(hdr[3]) {
 			s.refusePipelined(f, client, hdr[3])
 			return
 		}
@@ -749,7 +780,7 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 		return true
 	}
 	is.pending.Store(nil)
-	if is.answers.Add(1) < 0 { // another COM_CHANGE_USER came before this answer
+	if !is.began(1) { // another COM_CHANGE_USER came before this answer
 		s.refuse(client, cu.appSeq, codeHandshake, "08S01", s.refusal.Load(), nil)
 		return false
 	}
@@ -773,9 +804,33 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 // changeAnswer reports whether p can be the server's first answer to the
 // sidecar's COM_CHANGE_USER: a switch (its decoy password matches none)
 // or an ERR, at sequence id 1. An OK or a result there, or any packet at
-// another id, belongs to the previous command's answer.
+// another id, belongs to the previous command's answer; so does a 0xFE
+// that names no plugin: the OK or EOF that ends a result whose ids
+// wrapped from 255 to 1 (its next byte, affected rows or warnings, is
+// 0 or a count, not a plugin's name).
 func changeAnswer(p mysqlwire.Packet) bool {
-	return p.Seq == 1 && len(p.Payload) > 0 && (p.Payload[0] == mysqlwire.AuthSwitch || p.Payload[0] == mysqlwire.ErrPacketHdr)
+	if p.Seq != 1 || len(p.Payload) == 0 {
+		return false
+	}
+	switch p.Payload[0] {
+	case mysqlwire.ErrPacketHdr:
+		return true
+	case mysqlwire.AuthSwitch:
+		plugin, _, _ := mysqlwire.ParseAuthSwitch(p.Payload)
+		return pluginName(plugin)
+	}
+	return false
+}
+
+// pluginName reports whether s can name an authentication plugin: an
+// identifier, as every server's are.
+func pluginName(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // sendErrTo sends an ERR, bounded by errWriteTimeout when w has a write

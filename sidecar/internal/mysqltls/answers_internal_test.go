@@ -1,0 +1,227 @@
+package mysqltls
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/example/sidecar/internal/testkit"
+	"github.com/example/sidecar/sidecar/internal/iamauth"
+	"github.com/example/sidecar/sidecar/internal/mysqlwire"
+	"github.com/example/sidecar/sidecar/internal/relay"
+)
+
+// iamRelay is an IAM session's relay between app, the app's end, and db,
+// the server's end of its TLS connection, as after the login. The
+// session's result comes on the channel once both sides have ended.
+type iamRelay struct {
+	t      *testing.T
+	app    *net.TCPConn
+	db     *tls.Conn
+	is     *iamSession
+	tokens *iamauth.Tokens
+	done   chan struct{} // closed once res is the session's result
+	res    relay.Result
+}
+
+// relayCaps are the session's flags: a MySQL 8 client's, with
+// CLIENT_DEPRECATE_EOF, as Connector/J and libmysqlclient send them.
+const relayCaps = mysqlwire.ClientProtocol41 | mysqlwire.ClientSecureConnection | mysqlwire.ClientPluginAuth |
+	mysqlwire.ClientConnectAttrs | mysqlwire.ClientPluginAuthLenencClientData | mysqlwire.ClientConnectWithDB |
+	mysqlwire.ClientDeprecateEOF | mysqlwire.ClientMultiStatements | mysqlwire.ClientMultiResults
+
+func startIAMRelay(t *testing.T, local string) *iamRelay {
+	t.Helper()
+	const name = "db.answers.example"
+	cert, pool := testkit.ServerTLS(t, name)
+	ln := testkit.Listen(t)
+	app, side := testkit.Pair(t, ln)
+	dbConn, sidecarConn := testkit.Pair(t, ln)
+	tokens := &iamauth.Tokens{Region: "us-east-1", Source: iamauth.Source{Name: "test",
+		Provider: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""))}}
+	target := &Target{IAM: &iamauth.Authority{Tokens: tokens, Endpoint: name + ":3306", LocalPassword: []byte(local)}}
+	tc := tls.Client(sidecarConn, &tls.Config{RootCAs: pool, ServerName: name})
+	db := tls.Server(dbConn, &tls.Config{Certificates: []tls.Certificate{cert}})
+	testkit.Handshake(t, tc, db)
+	for _, c := range []net.Conn{app, db} {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	}
+	is := &iamSession{target: target, caps: relayCaps | mysqlwire.ClientSSL, appCaps: relayCaps, scramble: []byte("abcdefghijklmnopqrst")}
+	r := &iamRelay{t: t, app: app, db: db, is: is, tokens: tokens, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { r.res = Relay(ctx, side, &Conn{Conn: tc, iam: is}, 0); close(r.done) }()
+	t.Cleanup(func() { cancel(); _ = app.Close(); _ = db.Close(); <-r.done })
+	return r
+}
+
+func (r *iamRelay) write(c net.Conn, packets ...[]byte) {
+	r.t.Helper()
+	if _, err := c.Write(bytes.Join(packets, nil)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *iamRelay) read(c net.Conn) mysqlwire.Packet {
+	r.t.Helper()
+	p, err := mysqlwire.ReadPacket(c, 1<<24)
+	if err != nil {
+		r.t.Fatalf("read: %v", err)
+	}
+	return p
+}
+
+// handled waits until the session has dealt with the app's
+// COM_CHANGE_USER: sent it to the server, or marked it pipelined.
+func (r *iamRelay) handled() {
+	r.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); r.is.pending.Load() == nil && r.is.answers.Load() >= 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatal("the session never took the COM_CHANGE_USER up")
+		}
+	}
+}
+
+// serverPackets reads what the server got until the sidecar closed it.
+func (r *iamRelay) serverPackets() []mysqlwire.Packet {
+	var got []mysqlwire.Packet
+	for {
+		p, err := mysqlwire.ReadPacket(r.db, 1<<24)
+		if err != nil {
+			return got
+		}
+		got = append(got, p)
+	}
+}
+
+func frame(seq byte, p []byte) []byte { b, _ := mysqlwire.AppendPacket(nil, seq, p); return b }
+
+var (
+	okPacket  = []byte{mysqlwire.OK, 0, 0, 2, 0, 0, 0}
+	endOfRows = []byte{mysqlwire.AuthSwitch, 0, 0, 2, 0, 0, 0} // a result's last packet with CLIENT_DEPRECATE_EOF
+)
+
+func changeTo(user, plugin string) []byte {
+	cu := mysqlwire.ChangeUser{User: user, Database: "orders", Charset: 45, Plugin: plugin, Attrs: []byte{}}
+	return cu.Append(nil, relayCaps)
+}
+
+// expectPipelined reads the refusal of a pipelined COM_CHANGE_USER at seq.
+func (r *iamRelay) expectPipelined(seq byte) {
+	r.t.Helper()
+	p := r.read(r.app)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != seq || msg != msgPipelined {
+		r.t.Fatalf("app read seq %d %q; want the refusal of its pipelined COM_CHANGE_USER at seq %d", p.Seq, p.Payload, seq)
+	}
+	<-r.done
+	res := r.res
+	var ref *Refusal
+	if !errors.As(res.Err, &ref) || ref.Reason != ReasonClientProtocol {
+		r.t.Fatalf("the session ended %s, %v; want the client_protocol refusal", res.Reason, res.Err)
+	}
+}
+
+// Two commands sent together, the app reading the first one's answer,
+// then sending COM_CHANGE_USER before the second's: the change is
+// pipelined. The relay counted the packets passed to the app since the
+// last command, so the first answer's made it look read; the change went
+// to the server and the second command's ERR, at sequence id 1, was taken
+// for the server's verdict on it: the app got that ERR as the change's and
+// the log blamed the server for refusing the change.
+func TestIAMChangeUserBeforeTheSecondOfTwoAnswers(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, []byte("\x03SELECT 1")), frame(0, []byte("\x03SELECT * FROM missing")))
+	r.read(r.db)
+	r.read(r.db)
+	r.write(r.db, frame(1, okPacket))
+	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("app read seq %d %q; want the first answer", p.Seq, p.Payload)
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	r.handled()
+	r.write(r.db, frame(1, mysqlwire.ErrPacket(1146, "42S02", "Table 'orders.missing' doesn't exist")))
+	r.expectPipelined(1)
+	for _, p := range r.serverPackets() {
+		if len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ComChangeUser {
+			t.Fatal("the server was sent the pipelined COM_CHANGE_USER")
+		}
+	}
+}
+
+// serveChange is the server's side of a COM_CHANGE_USER it is sent: a
+// switch to mysql_clear_password, the sidecar's token, then OK.
+func (r *iamRelay) serveChange() {
+	r.t.Helper()
+	if p := r.read(r.db); p.Seq != 0 || p.Payload[0] != mysqlwire.ComChangeUser {
+		r.t.Fatalf("server read seq %d %q; want the COM_CHANGE_USER", p.Seq, p.Payload)
+	}
+	r.write(r.db, frame(1, mysqlwire.AuthSwitchRequest(mysqlwire.ClearPassword, nil)))
+	if p := r.read(r.db); p.Seq != 2 || !strings.Contains(string(p.Payload), "X-Amz-Signature") {
+		r.t.Fatalf("server read seq %d; want the token at 2", p.Seq)
+	}
+	r.write(r.db, frame(3, okPacket))
+}
+
+// Two answers read whole, the first ending at sequence id 0 or going past
+// it, then COM_CHANGE_USER: the change goes through, whichever packet at
+// 1 the relay counts as the second answer's start.
+func TestIAMChangeUserAfterTwoAnswersRead(t *testing.T) {
+	for _, packets := range []int{1, 256, 300} {
+		r := startIAMRelay(t, "")
+		r.write(r.app, frame(0, []byte("\x03SELECT a")), frame(0, []byte("\x03SELECT b")))
+		r.read(r.db)
+		r.read(r.db)
+		var answers [][]byte
+		for i := 1; i < packets; i++ {
+			answers = append(answers, frame(byte(i), []byte("\x01x")))
+		}
+		answers = append(answers, frame(byte(packets), endOfRows), frame(1, mysqlwire.ErrPacket(1146, "42S02", "no such table")))
+		if packets == 1 {
+			answers[0] = frame(1, okPacket)
+		}
+		r.write(r.db, answers...)
+		for range answers {
+			r.read(r.app)
+		}
+		r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+		r.serveChange()
+		if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+			t.Fatalf("first answer of %d packets: app read seq %d %q; want the change's OK at 1", packets, p.Seq, p.Payload)
+		}
+	}
+}
+
+// A result set of more than 255 packets ends with its 0xFE OK at sequence
+// id 1, the ids having wrapped. An app that sent COM_CHANGE_USER before
+// reading that end had it taken for the server's switch: the app read
+// "the database user … is not set up for IAM authentication" and the user
+// was counted as user_not_iam. It is the rest of that answer.
+func TestIAMChangeUserBeforeTheEndOfAWrappedResult(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big")))
+	r.read(r.db)
+	var rows [][]byte
+	for i := 1; i <= 256; i++ { // column count, definition and rows: ids 1 to 255, then 0
+		rows = append(rows, frame(byte(i), []byte("\x01x")))
+	}
+	r.write(r.db, rows...)
+	for range rows {
+		r.read(r.app)
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	if p := r.read(r.db); p.Payload[0] != mysqlwire.ComChangeUser {
+		t.Fatalf("server read %q; want the COM_CHANGE_USER", p.Payload)
+	}
+	r.write(r.db, frame(1, endOfRows))
+	r.expectPipelined(1)
+	if n := r.tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 0 {
+		t.Errorf("user_not_iam failures: %d; want 0", n)
+	}
+}
