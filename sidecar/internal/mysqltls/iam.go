@@ -622,16 +622,19 @@ func (s *session) refuseLargeChangeUser(br *bufio.Reader, client io.Writer, seq 
 	return r
 }
 
-// refuse sends the app r's ERR at seq, calls then (if any), and ends
+// refuse calls first (if any), sends the app r's ERR at seq, and ends
 // the session with r. r is the session's end from before the write:
 // an app that reads nothing fails it (or the other pump's write, which
-// holds the lock), and was refused all the same.
-func (s *session) refuse(client io.Writer, seq byte, code uint16, state string, r *Refusal, then func()) {
+// holds the lock), and was refused all the same. The connection's slot
+// goes just before the ERR (Conn.ReleaseSlot), after first: as at the
+// login, not while a packet's rest is read away, for up to readAwayMax.
+func (s *session) refuse(client io.Writer, seq byte, code uint16, state string, r *Refusal, first func()) {
 	s.refusal.Store(r)
-	r.Told = sendErrTo(client, seq, code, state, r.Message) == nil
-	if then != nil {
-		then()
+	if first != nil {
+		first()
 	}
+	s.releaseSlot()
+	r.Told = sendErrTo(client, seq, code, state, r.Message) == nil
 	s.end(relay.ReasonDone, r)
 }
 
@@ -783,6 +786,9 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 	if !is.began(1) { // another COM_CHANGE_USER came before this answer
 		s.refuse(client, cu.appSeq, codeHandshake, "08S01", s.refusal.Load(), nil)
 		return false
+	}
+	if v != verdictOK {
+		s.releaseSlot() // the ERR ends the session
 	}
 	if _, err := mysqlwire.WritePacket(client, cu.appSeq, p.Payload); err != nil {
 		s.end(relay.ReasonClientError, err)

@@ -95,9 +95,14 @@ type Target struct {
 // Conn is the server side of a session after the login.
 type Conn struct {
 	*tls.Conn
-	iam   *iamSession     // nil unless IAM
-	codec *tlscodec.Codec // the same connection, for an event loop; nil with IAM
-	bufs  *Buffers        // Target.Buffers, for Relay; IAM's come with iam
+	// ReleaseSlot, if set, is called just before an ERR that ends the
+	// session (a refused COM_CHANGE_USER): an app that reads it may
+	// reconnect at once, so the proxy gives its connection slot back then,
+	// as before a refused login's ERR.
+	ReleaseSlot func()
+	iam         *iamSession     // nil unless IAM
+	codec       *tlscodec.Codec // the same connection, for an event loop; nil with IAM
+	bufs        *Buffers        // Target.Buffers, for Relay; IAM's come with iam
 }
 
 // Codec returns the connection as a relay.Codec, for a data path that

@@ -37,7 +37,10 @@ func RelayCodec(ctx context.Context, client, upstream *net.TCPConn, codec relay.
 func Relay(ctx context.Context, client *net.TCPConn, server *Conn, idle time.Duration) relay.Result {
 	sctx, stopSession := context.WithCancel(ctx)
 	defer stopSession()
-	s := &session{ctx: sctx, stop: stopSession, client: client, server: server.Conn, idle: idle}
+	s := &session{ctx: sctx, stop: stopSession, client: client, server: server.Conn, idle: idle, releaseSlot: server.ReleaseSlot}
+	if s.releaseSlot == nil {
+		s.releaseSlot = func() {}
+	}
 	s.ending.Client, s.ending.Close, s.ending.Adjust = client, s.close, s.refused
 	s.touch()
 	var toUpstream, toClient *atomic.Int64
@@ -91,6 +94,7 @@ type session struct {
 	closeOnce            sync.Once
 	refusal              atomic.Pointer[Refusal] // being sent to the app (iam.go): the session's end
 	bufs                 *Buffers                // the relay buffers' lender
+	releaseSlot          func()                  // Conn.ReleaseSlot, never nil
 }
 
 // refused makes a client error during a refusal the refusal: the app

@@ -300,6 +300,7 @@ func (s *Server) relay(ctx context.Context, f *forward, sl *slot, client, upstre
 	if codec := tc.Codec(); codec != nil && s.cfg.RelayCodec != nil {
 		return s.cfg.RelayCodec(ctx, client, upstream, codec, s.cfg.IdleTimeout), true
 	}
+	tc.ReleaseSlot = sl.release // before a refused COM_CHANGE_USER's ERR, as tellingConn at the login
 	return mysqltls.Relay(ctx, client, tc, s.cfg.IdleTimeout), true
 }
 
