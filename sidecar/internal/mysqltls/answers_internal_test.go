@@ -225,3 +225,54 @@ func TestIAMChangeUserBeforeTheEndOfAWrappedResult(t *testing.T) {
 		t.Errorf("user_not_iam failures: %d; want 0", n)
 	}
 }
+
+// With LOCAL_PASSWORD, the sidecar's switch for the app's proof of a
+// COM_CHANGE_USER landed inside the previous command's answer when the
+// app sent the change after that answer began but before it ended: the
+// app read a 0xFE packet at sequence id 1 among the rows, while the
+// sidecar waited for a proof and passed the rest of the rows on. The
+// change is pipelined: the app reads the refusal in place of the rest.
+func TestIAMProofSwitchNotInsideAnAnswer(t *testing.T) {
+	r := startIAMRelay(t, "local-pw")
+	r.write(r.app, frame(0, []byte("\x03SELECT a FROM t")))
+	r.read(r.db)
+	r.write(r.db, frame(1, []byte{1}), frame(2, []byte("\x03def\x00\x01t\x00\x01a\x00\x0c\x2d\x00\x00\x01\x00\x00\xfd\x00\x00\x00\x00\x00")))
+	r.read(r.app)
+	r.read(r.app)
+	r.write(r.app, frame(0, changeTo("app", "caching_sha2_password")))
+	go func() {
+		for deadline := time.Now().Add(10 * time.Second); r.is.pending.Load() == nil; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				return // the test has failed
+			}
+		}
+		_, _ = r.db.Write(bytes.Join([][]byte{frame(3, []byte("\x01x")), frame(4, endOfRows)}, nil))
+	}()
+	r.expectPipelined(3)
+}
+
+// Once the answer has ended, the switch comes, at sequence id 1, and
+// the change goes through; the server answered the sidecar's COM_PING
+// first, and the app never saw that answer.
+func TestIAMProofSwitchAfterAnAnswer(t *testing.T) {
+	const local = "local-pw"
+	r := startIAMRelay(t, local)
+	r.write(r.app, frame(0, []byte("\x03SELECT 1")))
+	r.read(r.db)
+	r.write(r.db, frame(1, okPacket))
+	r.read(r.app)
+	r.write(r.app, frame(0, changeTo("app", "caching_sha2_password")))
+	if p := r.read(r.db); p.Seq != 0 || !bytes.Equal(p.Payload, []byte{0x0e}) {
+		t.Fatalf("server read seq %d %q; want the sidecar's COM_PING", p.Seq, p.Payload)
+	}
+	r.write(r.db, frame(1, okPacket))
+	p := r.read(r.app)
+	if plugin, _, _ := mysqlwire.ParseAuthSwitch(p.Payload); p.Seq != 1 || plugin != mysqlwire.NativePassword {
+		t.Fatalf("app read seq %d %q; want the sidecar's switch to %s at 1", p.Seq, p.Payload, mysqlwire.NativePassword)
+	}
+	r.write(r.app, frame(2, mysqlwire.NativeProof([]byte(local), r.is.scramble)))
+	r.serveChange()
+	if p := r.read(r.app); p.Seq != 3 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("app read seq %d %q; want the change's OK at 3", p.Seq, p.Payload)
+	}
+}

@@ -113,7 +113,7 @@ func (t *Target) iamAdmit(ctx context.Context, client net.Conn, resp mysqlwire.P
 // reads the answer, refusing one over MaxLoginPacket with an ERR at the
 // seq it is given, as a login packet that size is (readApp).
 func (t *Target) iamProof(w io.Writer, read func(errSeq byte) (mysqlwire.Packet, error), plugin string, data []byte, caps uint32, scramble []byte, seq byte) ([]byte, byte, error) {
-	if !t.IAM.WantsProof() || plugin == mysqlwire.NativePassword || caps&mysqlwire.ClientPluginAuth == 0 {
+	if !t.asksProof(plugin, caps) {
 		return data, seq, nil
 	}
 	if _, err := mysqlwire.WritePacket(w, seq, mysqlwire.AuthSwitchRequest(mysqlwire.NativePassword, scramble)); err != nil {
@@ -124,6 +124,12 @@ func (t *Target) iamProof(w io.Writer, read func(errSeq byte) (mysqlwire.Packet,
 		return nil, 0, err
 	}
 	return p.Payload, p.Seq + 1, nil
+}
+
+// asksProof reports whether iamProof switches an app that answered with
+// plugin to mysql_native_password for its proof.
+func (t *Target) asksProof(plugin string, caps uint32) bool {
+	return t.IAM.WantsProof() && plugin != mysqlwire.NativePassword && caps&mysqlwire.ClientPluginAuth != 0
 }
 
 // iamDenied tells the app why the sidecar would not log it in.
@@ -277,6 +283,9 @@ type changeUser struct {
 	user     string
 	appSeq   byte
 	switched bool // the server asked for the token: its OK is the verdict
+	// ping, when set, stands for the sidecar's COM_PING sent before the
+	// switch for the app's proof (barrier): closed when its OK came.
+	ping chan struct{}
 }
 
 // msgPipelined refuses a COM_CHANGE_USER sent before the answer to the
@@ -666,6 +675,9 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 		return false
 	}
 	t := is.target
+	if t.asksProof(cu.Plugin, is.appCaps) && is.sent.Load() > 0 && !s.barrier(is, server, cu.User) {
+		return false
+	}
 	// The answer to a switch is bounded as a login's is, and ends as one
 	// the app left: with IDLE_TIMEOUT off, an app that never answers held
 	// the session for good.
@@ -713,6 +725,51 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 		s.end(relay.ReasonUpstreamError, err)
 		return false
 	}
+	return true
+}
+
+// comPing is COM_PING, which the server answers with an OK.
+const comPing = 0x0e
+
+// barrier sends the server a COM_PING and waits for its OK, before the
+// switch for the app's proof: an answer that had begun toward the app may
+// not have ended, and the switch would land inside it. pumpReplies
+// refuses the change as pipelined if more of that answer comes first.
+// It reports whether the session goes on.
+func (s *session) barrier(is *iamSession, server io.Writer, user string) bool {
+	ping := &changeUser{user: user, ping: make(chan struct{})}
+	is.sent.Add(1)
+	is.pending.Store(ping)
+	if _, err := mysqlwire.WritePacket(server, 0, []byte{comPing}); err != nil {
+		s.end(relay.ReasonUpstreamError, err)
+		return false
+	}
+	// Bounded as the proof is: meanwhile nothing reads the app, whose
+	// leaving would go unseen.
+	wait := time.NewTimer(LoginTimeout)
+	defer wait.Stop()
+	select {
+	case <-ping.ping:
+		return true
+	case <-s.ctx.Done(): // pumpReplies refused, or the session ended
+		return false
+	case <-wait.C:
+		s.end(relay.ReasonUpstreamError, fmt.Errorf("the database did not answer the sidecar's COM_PING, sent before asking the app for its LOCAL_PASSWORD proof, within %s", LoginTimeout))
+		return false
+	}
+}
+
+// pingReply takes the server's packet while barrier waits: the OK to its
+// COM_PING, or more of the previous answer, in whose place the app is
+// refused.
+func (s *session) pingReply(is *iamSession, cu *changeUser, client io.Writer, p mysqlwire.Packet) bool {
+	if p.Seq != 1 || len(p.Payload) == 0 || p.Payload[0] != mysqlwire.OK {
+		s.refuse(client, p.Seq, codeHandshake, "08S01", &Refusal{Reason: ReasonClientProtocol, Message: msgPipelined, User: cu.user}, nil)
+		return false
+	}
+	is.pending.Store(nil)
+	is.began(1)
+	close(cu.ping)
 	return true
 }
 
@@ -767,6 +824,9 @@ func (s *session) refusePipelined(f *frames, client io.Writer, seq byte) {
 }
 
 func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server io.Writer, p mysqlwire.Packet) bool {
+	if cu.ping != nil {
+		return s.pingReply(is, cu, client, p)
+	}
 	if !cu.switched && !changeAnswer(p) {
 		// The rest of the previous command's answer, which the app had
 		// not read: the server has the change, the app that answer.
