@@ -360,6 +360,21 @@ func TestIAMLocalPassword(t *testing.T) {
 	if p := r2.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
 		t.Fatalf("COM_CHANGE_USER with LOCAL_PASSWORD answered seq %d %q", p.Seq, p.Payload)
 	}
+	// One answered with another plugin, after a command: the sidecar asks
+	// for the proof once the server has answered its COM_PING (sent so
+	// that the switch cannot land inside an answer), which the app never
+	// sees.
+	r2.query("DO 1")
+	back := mysqlwire.ChangeUser{User: testiam.User, AuthData: make([]byte, 32), Database: testiam.Database, Charset: 33,
+		Plugin: "caching_sha2_password"}
+	r2.send(0, back.Append(nil, iamRawCaps))
+	if sw := r2.recv(); sw.Seq != 1 || !bytes.HasPrefix(sw.Payload, []byte("\xfe"+mysqlwire.NativePassword+"\x00")) {
+		t.Fatalf("COM_CHANGE_USER with caching_sha2_password after a command: seq %d %q; want the switch for the proof at 1", sw.Seq, sw.Payload)
+	}
+	r2.send(2, mysqlwire.NativeProof([]byte(local), r2.scramble))
+	if p := r2.recv(); p.Seq != 3 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("after the proof of the change: seq %d %q", p.Seq, p.Payload)
+	}
 	cu.AuthData = mysqlwire.NativeProof([]byte("wrong"), r2.scramble)
 	r2.send(0, cu.Append(nil, iamRawCaps))
 	p, err := mysqlwire.ReadPacket(r2.c, 1<<20)
