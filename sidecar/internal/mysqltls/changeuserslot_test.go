@@ -1,10 +1,7 @@
 package mysqltls_test
 
 import (
-	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,35 +10,6 @@ import (
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
-
-// heldLines holds every record whose message starts with msg until open
-// is called: a session that logs its end stays between telling the app
-// and closing for as long as a test needs.
-type heldLines struct {
-	slog.Handler
-	msg  string
-	gate chan struct{}
-	once *sync.Once
-}
-
-func (h heldLines) Handle(ctx context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, h.msg) {
-		<-h.gate
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h heldLines) WithAttrs(as []slog.Attr) slog.Handler {
-	h.Handler = h.Handler.WithAttrs(as)
-	return h
-}
-
-func (h heldLines) WithGroup(name string) slog.Handler {
-	h.Handler = h.Handler.WithGroup(name)
-	return h
-}
-
-func (h heldLines) open() { h.once.Do(func() { close(h.gate) }) }
 
 // A COM_CHANGE_USER refused in an IAM session gives the connection's
 // slot back before the app can read the ERR, as a refused login does: at
@@ -65,10 +33,10 @@ func TestIAMRefusedChangeUserAppReconnectsAtTheLimit(t *testing.T) {
 			target := iamTarget(t, ca)
 			target.IAM.Users = map[string]bool{"app": true}
 			logs := &testkit.LockedBuffer{}
-			h := heldLines{Handler: slog.NewJSONHandler(logs, nil), msg: "", gate: make(chan struct{}), once: &sync.Once{}}
-			h.msg = map[bool]string{true: "connection closed", false: "TLS login refused"}[tc.code == 1049]
+			h, open := testkit.HoldLines(slog.NewJSONHandler(logs, nil),
+				map[bool]string{true: "connection closed", false: "TLS login refused"}[tc.code == 1049])
 			addr, _, _ := sidecar(t, srv, target, func(c *proxy.Config) { c.MaxConnections = 1; c.Logger = slog.New(h) })
-			t.Cleanup(h.open) // before the proxy's drain (cleanups run last first)
+			t.Cleanup(open) // before the proxy's drain (cleanups run last first)
 			a, ok := iamLogin(t, addr)
 			if ok.Payload[0] != mysqlwire.OK {
 				t.Fatalf("login: %q", ok.Payload)
@@ -82,7 +50,7 @@ func TestIAMRefusedChangeUserAppReconnectsAtTheLimit(t *testing.T) {
 			if g := next.read(); g.Payload[0] != 10 {
 				t.Fatalf("the reconnecting app read %q; want the greeting: its previous session still held the slot:\n%s", g.Payload, logs)
 			}
-			h.open()
+			open()
 		})
 	}
 }
@@ -108,30 +76,6 @@ func TestIAMOversizedChangeUserHoldsItsSlotWhileReadAway(t *testing.T) {
 	if _, err := a.c.Write(append([]byte{byte(n), byte(n >> 8), byte(n >> 16), 0, mysqlwire.ComChangeUser}, make([]byte, 100)...)); err != nil {
 		t.Fatal(err)
 	}
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() { // a byte at a time, well within readAwayQuiet
-		defer close(stopped)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-				if _, err := a.c.Write([]byte{0}); err != nil {
-					return
-				}
-			}
-		}
-	}()
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		b := dialApp(t, addr)
-		p := b.read()
-		_ = b.c.Close()
-		if !hasCode(p.Payload, 1040) {
-			close(stop)
-			t.Fatalf("while the first app sent its oversized COM_CHANGE_USER, the next read %q; want 1040 at MAX_CONNECTIONS=1", p.Payload)
-		}
-	}
-	close(stop)
-	<-stopped
+	trickleWhileTurnedAway(t, a, addr, "its oversized COM_CHANGE_USER")
 	a.expectRefusal(1, "COM_CHANGE_USER is over")
 }

@@ -6,45 +6,15 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/example/sidecar/internal/testkit"
 	"github.com/example/sidecar/sidecar/internal/mysqltls"
 	"github.com/example/sidecar/sidecar/internal/mysqlwire"
 	"github.com/example/sidecar/sidecar/internal/proxy"
 )
-
-// gatedHandler holds every record whose message starts with msg until
-// open is called: a connection that logs its end stays in the moment
-// between telling the app and closing, for as long as a test needs.
-type gatedHandler struct {
-	slog.Handler
-	msg  string
-	gate chan struct{}
-	once *sync.Once
-}
-
-func (h gatedHandler) Handle(ctx context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, h.msg) {
-		<-h.gate
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h gatedHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	h.Handler = h.Handler.WithAttrs(as)
-	return h
-}
-
-func (h gatedHandler) WithGroup(name string) slog.Handler {
-	h.Handler = h.Handler.WithGroup(name)
-	return h
-}
-
-func (h gatedHandler) open() { h.once.Do(func() { close(h.gate) }) }
 
 // A connection that ends with an ERR to the app gives its slot back
 // before the app can read the ERR: at MAX_CONNECTIONS=1 an app that
@@ -86,17 +56,16 @@ func TestRefusedAppReconnectsAtTheLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := &logBuffer{}
-			h := gatedHandler{Handler: slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
-				msg: tc.line, gate: make(chan struct{}), once: &sync.Once{}}
+			h, open := testkit.HoldLines(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), tc.line)
 			r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{tc.forward(t)}, MaxConnections: 1, Logger: slog.New(h)})
-			t.Cleanup(h.open) // before the proxy's drain (cleanups run last first)
+			t.Cleanup(open) // before the proxy's drain (cleanups run last first)
 			for i := range 2 {
 				c := dial(t, r.addrs[0])
 				if _, code, msg, ok := readFirst(t, c); !ok || code != tc.code {
 					t.Fatalf("app %d read code %d %q; want %d: its previous connection still held the slot", i+1, code, msg, tc.code)
 				}
 			}
-			h.open()
+			open()
 			if n := forwardSnap(r, 0).Rejected; n != 0 {
 				t.Errorf("rejected = %d; want 0", n)
 			}
