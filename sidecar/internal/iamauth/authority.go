@@ -74,9 +74,12 @@ func Waited(ctx context.Context, d time.Duration) context.Context {
 	return context.WithValue(ctx, waitedKey{}, d)
 }
 
-// rest is ctx bounded by what Waited left of SignTimeout, if it was used.
+// rest is ctx bounded by what Waited left of SignTimeout, if it was used
+// and the signing may have to wait: with the credentials at hand it waits
+// for nothing, and a bound the wait before the dial spent would refuse a
+// login that can succeed.
 func (t *Tokens) rest(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Value(waitedKey{}).(time.Duration); ok {
+	if d, ok := ctx.Value(waitedKey{}).(time.Duration); ok && !t.atHand() {
 		return context.WithTimeout(ctx, t.signTimeout()-d)
 	}
 	return ctx, func() {}

@@ -83,3 +83,21 @@ func TestExpiredCredentialsShowTheClocks(t *testing.T) {
 		}
 	}
 }
+
+// A login whose wait before the dial used the whole bound still signs
+// when the credentials are at hand: the signing then waits for nothing,
+// and refusing it for the bound would refuse a login that can succeed.
+func TestSigningWithCredentialsAtHandIgnoresTheWaitBeforeTheDial(t *testing.T) {
+	p := &countingProvider{creds: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s", CanExpire: true, Expires: time.Now().Add(time.Hour)}}
+	tk := &Tokens{Source: Source{Provider: aws.NewCredentialsCache(p), Name: "test source"}, Region: "us-east-1", SignTimeout: time.Second}
+	a := &Authority{Tokens: tk, Endpoint: "db:3306"}
+	if err := a.Credentials(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := Waited(context.Background(), tk.SignTimeout)      // the whole bound, spent before the dial
+	for _, user := range []string{"a", "b", "c", "d", "e"} { // each a signing of its own
+		if _, err := a.Password(ctx, user, nil, nil); err != nil {
+			t.Fatalf("login of %s: %v; want a token: the credentials are at hand", user, err)
+		}
+	}
+}

@@ -76,6 +76,8 @@ type Tokens struct {
 	asking  chan struct{} // closed when the retrieval after a failure ends; nil when none is under way
 	asked   uint64        // requests for credentials begun, which numbers them
 	settled uint64        // the newest request whose outcome retryAt and failure hold
+	held    bool          // a retrieval got credentials (atHand)
+	heldEnd time.Time     // when they expire; zero: never
 
 	signed, reused atomic.Int64
 	failures       sync.Map // reason → *atomic.Int64
@@ -258,6 +260,7 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 	switch {
 	case err == nil:
 		t.markReady(n)
+		t.hold(creds)
 	default:
 		f = &Failure{Reason: t.credentialReason(err), Err: fmt.Errorf("get AWS credentials from %s: %w", t.Source.Name, err)}
 		if ctx.Err() == nil { // the source failed, not the caller's time or app
@@ -392,6 +395,25 @@ func (t *Tokens) markReady(n uint64) {
 	t.ready, t.waitErr = true, nil
 	t.settle(n, time.Time{}, nil)
 	t.mu.Unlock()
+}
+
+// hold notes the credentials a retrieval got, for atHand.
+func (t *Tokens) hold(creds aws.Credentials) {
+	t.mu.Lock()
+	t.held, t.heldEnd = true, time.Time{}
+	if creds.CanExpire {
+		t.heldEnd = creds.Expires
+	}
+	t.mu.Unlock()
+}
+
+// atHand reports whether the credentials last got are still valid, no
+// failure since: the source's cache (no ExpiryWindow, CredentialSource)
+// then hands them out without asking, and a signing waits for nothing.
+func (t *Tokens) atHand() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.held && t.failure == nil && (t.heldEnd.IsZero() || t.now().Before(t.heldEnd))
 }
 
 // Ready reports whether credentials have been obtained once and, if not,

@@ -793,9 +793,11 @@ func TestIAMUpperCaseHostSignsLowerCase(t *testing.T) {
 	}
 }
 
-// slowThenSilent answers its first request after delay, then no request
-// until its context ends, closing silenced then: credentials slow to come
-// before the dial, and expired by the signing, the endpoint now silent.
+// slowThenSilent answers its first request after delay, with credentials
+// that expire in a minute, then no request until its context ends,
+// closing silenced then: credentials slow to come before the dial, and
+// expired by the signing (the test moves the Tokens' clock on), the
+// endpoint now silent.
 type slowThenSilent struct {
 	delay    time.Duration
 	asked    atomic.Int32
@@ -805,7 +807,7 @@ type slowThenSilent struct {
 func (p *slowThenSilent) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	if p.asked.Add(1) == 1 {
 		time.Sleep(p.delay)
-		return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test"}, nil
+		return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test", CanExpire: true, Expires: time.Now().Add(time.Minute)}, nil
 	}
 	<-ctx.Done()
 	close(p.silenced)
@@ -825,8 +827,14 @@ func TestIAMLoginWaitsForCredentialsWithinOneBound(t *testing.T) {
 	creds := &slowThenSilent{delay: time.Second, silenced: make(chan struct{})}
 	target.IAM.Tokens.Source = iamauth.Source{Name: "a slow endpoint", Provider: creds}
 	target.IAM.Tokens.SignTimeout = 2 * time.Second // the signing's own wait ends a delay after the login's
+	var later atomic.Int64
+	target.IAM.Tokens.Now = func() time.Time { return time.Now().Add(time.Duration(later.Load())) }
 	addr, _, _ := sidecar(t, srv, target)
-	_, p := iamLogin(t, addr)
+	a := dialApp(t, addr)
+	a.read() // the greeting: the credentials came before the dial
+	later.Store(int64(time.Hour))
+	a.write(1, handshakeResponse(appCaps&^mysqlwire.ClientCompress))
+	p := a.read()
 	code, msg, isErr := mysqlwire.ErrMessage(p.Payload)
 	if !isErr || p.Seq != 2 || code != 1043 || !strings.HasPrefix(msg, "sidecar: ") || !strings.Contains(msg, "a slow endpoint") ||
 		!strings.Contains(msg, "no answer within 2s, the wait before the dial included") {
@@ -842,18 +850,24 @@ func TestIAMLoginWaitsForCredentialsWithinOneBound(t *testing.T) {
 	}
 }
 
-// delayed answers its nth request after delays[n-1] (none past them).
+// delayed answers its nth request after delays[n-1] (none past them),
+// with credentials that expire a minute after now by the Tokens' clock,
+// later ahead of the wall clock.
 type delayed struct {
 	delays []time.Duration
 	asked  atomic.Int32
+	later  atomic.Int64
 }
 
 func (p *delayed) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	if n := int(p.asked.Add(1)); n <= len(p.delays) {
 		time.Sleep(p.delays[n-1])
 	}
-	return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test"}, nil
+	return aws.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Source: "test",
+		CanExpire: true, Expires: p.now().Add(time.Minute)}, nil
 }
+
+func (p *delayed) now() time.Time { return time.Now().Add(time.Duration(p.later.Load())) }
 
 // The login's wait before the dial does not shorten a later
 // COM_CHANGE_USER's: its signing is a wait of its own, with the whole
@@ -868,11 +882,15 @@ func TestIAMChangeUserWaitsTheWholeBound(t *testing.T) {
 	creds := &delayed{delays: []time.Duration{time.Second, 0, 1500 * time.Millisecond}}
 	target.IAM.Tokens.Source = iamauth.Source{Name: "a slow endpoint", Provider: creds}
 	target.IAM.Tokens.SignTimeout = 2 * time.Second
+	target.IAM.Tokens.Now = creds.now
 	addr, _, _ := sidecar(t, srv, target)
 	a, ok := iamLogin(t, addr)
 	if ok.Payload[0] != mysqlwire.OK {
 		t.Fatalf("login: %q", ok.Payload)
 	}
+	// The login's credentials expire: the change's signing waits for new
+	// ones, the only case a bound left over from the login would cut.
+	creds.later.Store(int64(time.Hour))
 	cu := mysqlwire.ChangeUser{User: "other", Database: "orders", Charset: 45, Plugin: mysqlwire.NativePassword}
 	a.write(0, cu.Append(nil, appCaps&^mysqlwire.ClientCompress))
 	if p := a.read(); p.Seq != 1 || !bytes.Contains(p.Payload, []byte("Unknown database")) {
