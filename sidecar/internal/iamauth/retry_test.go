@@ -127,3 +127,39 @@ func TestOlderFailureDoesNotOverwriteNewerSuccess(t *testing.T) {
 		t.Fatalf("a login after the newer success: %v", err)
 	}
 }
+
+// failsPanicsAnswers fails its first request, panics in its second and
+// answers the rest.
+type failsPanicsAnswers struct{ calls atomic.Int64 }
+
+func (p *failsPanicsAnswers) Retrieve(context.Context) (aws.Credentials, error) {
+	switch p.calls.Add(1) {
+	case 1:
+		return aws.Credentials{}, errors.New("agent restarting")
+	case 2:
+		panic("a broken credentials provider")
+	}
+	return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}, nil
+}
+
+// A request after a failure that panics (recovered by its caller) lets
+// the logins after it ask again: one that left the request marked under
+// way held every later login back until its own time ran out.
+func TestPanickedRequestDoesNotHoldLoginsBack(t *testing.T) {
+	p := &failsPanicsAnswers{}
+	tk := &Tokens{Source: Source{Provider: p, Name: "test"}, Region: "us-east-1"}
+	a := &Authority{Tokens: tk, Endpoint: "db:3306"}
+	if err := a.Credentials(context.Background()); err == nil {
+		t.Fatal("the first request did not fail")
+	}
+	func() {
+		defer func() { _ = recover() }()
+		_ = a.Credentials(context.Background()) // after CredentialRetryEvery: the one that asks
+		t.Fatal("the second request did not panic")
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*CredentialRetryEvery)
+	defer cancel()
+	if err := a.Credentials(ctx); err != nil || p.calls.Load() != 3 {
+		t.Fatalf("after the panic: %v, the source asked %d times; want credentials from a third request", err, p.calls.Load())
+	}
+}

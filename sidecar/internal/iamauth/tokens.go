@@ -251,6 +251,16 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 	if err != nil {
 		return aws.Credentials{}, err
 	}
+	if claimed {
+		// After the outcome, which those waiting read; deferred, so that
+		// a source that panics does not leave them waiting for good.
+		defer func() {
+			t.mu.Lock()
+			close(t.asking)
+			t.asking = nil
+			t.mu.Unlock()
+		}()
+	}
 	n, began := t.begin(), time.Now()
 	creds, err := t.credentials(ctx)
 	if err != nil && ctx.Err() != nil {
@@ -268,12 +278,6 @@ func (t *Tokens) retrieve(ctx context.Context) (aws.Credentials, error) {
 			t.settle(n, began.Add(CredentialRetryEvery), f)
 			t.mu.Unlock()
 		}
-	}
-	if claimed { // after the outcome, which those waiting read
-		t.mu.Lock()
-		close(t.asking)
-		t.asking = nil
-		t.mu.Unlock()
 	}
 	if f != nil {
 		return creds, f
