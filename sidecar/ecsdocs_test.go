@@ -1,0 +1,380 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/example/sidecar/sidecar/internal/config"
+	"github.com/example/sidecar/sidecar/internal/iamauth"
+)
+
+// ecsShape is the fields ECS accepts in an object of a task definition;
+// a field whose shape is nil is not checked further. A list is checked
+// element by element against the same shape.
+type ecsShape map[string]ecsShape
+
+// leaves is a shape whose fields are all unchecked.
+func leaves(names ...string) ecsShape {
+	s := ecsShape{}
+	for _, n := range names {
+		s[n] = nil
+	}
+	return s
+}
+
+// ecsContainer is ContainerDefinition in the ECS API reference, with the
+// members the docs use spelled out.
+var ecsContainer = func() ecsShape {
+	s := leaves("name", "image", "repositoryCredentials", "cpu", "memory", "memoryReservation", "links",
+		"essential", "restartPolicy", "entryPoint", "command", "environmentFiles", "volumesFrom", "startTimeout",
+		"stopTimeout", "versionConsistency", "hostname", "user", "workingDirectory", "disableNetworking", "privileged",
+		"readonlyRootFilesystem", "dnsServers", "dnsSearchDomains", "extraHosts", "dockerSecurityOptions", "interactive",
+		"pseudoTerminal", "dockerLabels", "systemControls", "resourceRequirements", "firelensConfiguration", "credentialSpecs")
+	s["environment"] = leaves("name", "value")
+	s["secrets"] = leaves("name", "valueFrom")
+	s["dependsOn"] = leaves("containerName", "condition")
+	s["healthCheck"] = leaves("command", "interval", "timeout", "retries", "startPeriod")
+	s["linuxParameters"] = leaves("devices", "initProcessEnabled", "sharedMemorySize", "tmpfs", "maxSwap", "swappiness")
+	s["linuxParameters"]["capabilities"] = leaves("add", "drop")
+	s["logConfiguration"] = leaves("logDriver", "options")
+	s["logConfiguration"]["secretOptions"] = leaves("name", "valueFrom")
+	s["ulimits"] = leaves("name", "softLimit", "hardLimit")
+	s["mountPoints"] = leaves("sourceVolume", "containerPath", "readOnly")
+	s["portMappings"] = leaves("containerPort", "hostPort", "protocol", "name", "appProtocol", "containerPortRange")
+	return s
+}()
+
+// ecsTask is RegisterTaskDefinition's request in the ECS API reference.
+var ecsTask = func() ecsShape {
+	s := leaves("family", "taskRoleArn", "executionRoleArn", "networkMode", "placementConstraints",
+		"requiresCompatibilities", "cpu", "memory", "tags", "pidMode", "ipcMode", "proxyConfiguration",
+		"inferenceAccelerators", "ephemeralStorage", "runtimePlatform", "enableFaultInjection")
+	s["containerDefinitions"] = ecsContainer
+	s["volumes"] = leaves("name", "host", "configuredAtLaunch", "dockerVolumeConfiguration", "efsVolumeConfiguration",
+		"fsxWindowsFileServerVolumeConfiguration")
+	return s
+}()
+
+// checkShape returns the path of every field of v that shape does not
+// have.
+func checkShape(path string, v any, shape ecsShape) []string {
+	var bad []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			sub, ok := shape[k]
+			switch {
+			case !ok:
+				bad = append(bad, path+"."+k)
+			case sub != nil:
+				bad = append(bad, checkShape(path+"."+k, x, sub)...)
+			}
+		}
+	case []any:
+		for i, x := range v {
+			bad = append(bad, checkShape(path+"["+strconv.Itoa(i)+"]", x, shape)...)
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+// ecsBlock is one JSON block of the docs that ECS would read: a whole
+// task definition, a container definition or members of one, or an
+// environment entry.
+type ecsBlock struct {
+	doc   any
+	shape ecsShape // nil for an environment entry
+}
+
+// ecsBlocks returns the JSON blocks of text ECS would read (not IAM
+// policies, not log lines).
+func ecsBlocks(text string) []ecsBlock {
+	var out []ecsBlock
+	for _, block := range codeBlocks(text, "json") {
+		doc, err := decodeJSONBlock(block)
+		m, isObject := doc.(map[string]any)
+		if err != nil || !isObject {
+			continue
+		}
+		_, policy := m["Statement"]
+		_, task := m["containerDefinitions"]
+		_, envName := m["name"]
+		_, envValue := m["value"]
+		switch {
+		case policy:
+		case task:
+			out = append(out, ecsBlock{doc, ecsTask})
+		case len(m) == 2 && envName && envValue:
+			out = append(out, ecsBlock{doc, nil})
+		default: // a container, or members to add to one
+			out = append(out, ecsBlock{doc, ecsContainer})
+		}
+	}
+	return out
+}
+
+// Every task definition, container and fragment of one in the docs uses
+// only field names ECS has (the AWS CLI refuses a misspelt one as an
+// "Unknown parameter" when the task definition is registered), with
+// values ECS accepts where the docs set them: dependsOn conditions, log
+// drivers and awslogs options, ulimit names, network modes, launch types,
+// Fargate's CPU and memory pairs and role ARNs.
+func TestDocsTaskDefinitionsUseECSFields(t *testing.T) {
+	objects := 0
+	for f, text := range userDocs(t) {
+		for _, b := range ecsBlocks(text) {
+			objects++
+			if b.shape == nil {
+				if name := b.doc.(map[string]any)["name"]; !slices.Contains(config.Names, name.(string)) {
+					t.Errorf("%s: an environment entry sets %v, which the sidecar does not read", f, name)
+				}
+				continue
+			}
+			for _, field := range checkShape("", b.doc, b.shape) {
+				t.Errorf("%s: %s is no field of an ECS task definition", f, field)
+			}
+			for _, msg := range ecsValueErrors(b.doc) {
+				t.Errorf("%s: %s", f, msg)
+			}
+		}
+	}
+	if objects < 8 {
+		t.Fatalf("found %d task definitions, containers and fragments in the docs; want at least 8", objects)
+	}
+}
+
+// ECS's enumerations (the API reference's ContainerDependency,
+// LogConfiguration, Ulimit and RegisterTaskDefinition), and awslogs'
+// options.
+var (
+	ecsConditions    = []string{"START", "COMPLETE", "SUCCESS", "HEALTHY"}
+	ecsLogDrivers    = []string{"awslogs", "fluentd", "gelf", "json-file", "journald", "logentries", "syslog", "splunk", "awsfirelens"}
+	awslogsOptions   = []string{"awslogs-group", "awslogs-region", "awslogs-stream-prefix", "awslogs-create-group", "awslogs-datetime-format", "awslogs-multiline-pattern", "awslogs-endpoint", "mode", "max-buffer-size"}
+	ecsUlimits       = []string{"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
+	ecsNetworkModes  = []string{"awsvpc", "bridge", "host", "none"}
+	ecsCompatibility = []string{"EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"}
+	iamRoleARN       = regexp.MustCompile(`^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]+$`)
+)
+
+// fargateSize reports whether a task's cpu and memory (as ECS writes them,
+// in CPU units and MiB) are one of Fargate's sizes up to 4 vCPU.
+func fargateSize(cpu, memory string) bool {
+	mib, err := strconv.Atoi(memory)
+	if err != nil {
+		return false
+	}
+	gib := map[string][2]int{"512": {1, 4}, "1024": {2, 8}, "2048": {4, 16}, "4096": {8, 30}}[cpu]
+	if cpu == "256" {
+		return mib == 512 || mib == 1024 || mib == 2048
+	}
+	return gib[0] > 0 && mib%1024 == 0 && mib/1024 >= gib[0] && mib/1024 <= gib[1]
+}
+
+// ecsValueErrors checks the values of doc, a task definition or a
+// container (or members of one), where ECS accepts only some.
+func ecsValueErrors(doc any) []string {
+	var task struct {
+		containerFields
+		NetworkMode   string            `json:"networkMode"`
+		Compatibility []string          `json:"requiresCompatibilities"`
+		CPU           string            `json:"cpu"`
+		Memory        string            `json:"memory"`
+		TaskRole      *string           `json:"taskRoleArn"`
+		ExecutionRole *string           `json:"executionRoleArn"`
+		ContainerDefs []containerFields `json:"containerDefinitions"`
+	}
+	raw, _ := json.Marshal(doc)
+	if err := json.Unmarshal(raw, &task); err != nil {
+		return []string{"does not decode as a task definition: " + err.Error()}
+	}
+	var bad []string
+	if task.NetworkMode != "" && !slices.Contains(ecsNetworkModes, task.NetworkMode) {
+		bad = append(bad, "networkMode "+task.NetworkMode+" is none of "+strings.Join(ecsNetworkModes, ", "))
+	}
+	for _, c := range task.Compatibility {
+		if !slices.Contains(ecsCompatibility, c) {
+			bad = append(bad, "requiresCompatibilities "+c+" is none of "+strings.Join(ecsCompatibility, ", "))
+		}
+	}
+	if slices.Contains(task.Compatibility, "FARGATE") {
+		if !fargateSize(task.CPU, task.Memory) {
+			bad = append(bad, "cpu "+task.CPU+" with memory "+task.Memory+" is no Fargate task size")
+		}
+	}
+	for field, arn := range map[string]*string{"taskRoleArn": task.TaskRole, "executionRoleArn": task.ExecutionRole} {
+		if arn != nil && !iamRoleARN.MatchString(*arn) {
+			bad = append(bad, field+" "+*arn+" is no IAM role ARN")
+		}
+	}
+	for _, c := range append(task.ContainerDefs, task.containerFields) {
+		bad = append(bad, c.valueErrors()...)
+	}
+	return bad
+}
+
+// containerFields are the members of a container definition whose values
+// ecsValueErrors checks.
+type containerFields struct {
+	Name      string `json:"name"`
+	DependsOn []struct {
+		Condition string `json:"condition"`
+	} `json:"dependsOn"`
+	LogConfiguration *struct {
+		LogDriver string            `json:"logDriver"`
+		Options   map[string]string `json:"options"`
+	} `json:"logConfiguration"`
+	Ulimits []struct {
+		Name string `json:"name"`
+		Soft int    `json:"softLimit"`
+		Hard int    `json:"hardLimit"`
+	} `json:"ulimits"`
+}
+
+func (c containerFields) valueErrors() []string {
+	var bad []string
+	for _, d := range c.DependsOn {
+		if !slices.Contains(ecsConditions, d.Condition) {
+			bad = append(bad, "container "+c.Name+": dependsOn condition "+d.Condition+" is none of "+strings.Join(ecsConditions, ", "))
+		}
+	}
+	if lc := c.LogConfiguration; lc != nil {
+		if !slices.Contains(ecsLogDrivers, lc.LogDriver) {
+			bad = append(bad, "container "+c.Name+": logDriver "+lc.LogDriver+" is none of "+strings.Join(ecsLogDrivers, ", "))
+		}
+		for k := range lc.Options {
+			if lc.LogDriver == "awslogs" && !slices.Contains(awslogsOptions, k) {
+				bad = append(bad, "container "+c.Name+": "+k+" is no awslogs option")
+			}
+		}
+		for _, k := range []string{"awslogs-group", "awslogs-region", "awslogs-stream-prefix"} { // the last one Fargate requires
+			if _, ok := lc.Options[k]; lc.LogDriver == "awslogs" && !ok {
+				bad = append(bad, "container "+c.Name+": awslogs without "+k)
+			}
+		}
+	}
+	for _, u := range c.Ulimits {
+		if !slices.Contains(ecsUlimits, u.Name) || u.Soft > u.Hard {
+			bad = append(bad, "container "+c.Name+": ulimit "+u.Name+" is unknown, or its softLimit is above its hardLimit")
+		}
+	}
+	return bad
+}
+
+// rdsConnectResource is the form of rds-db:connect's resource for Aurora:
+// partition, region, account, the cluster's resource id (never its name),
+// the database user.
+var rdsConnectResource = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov):rds-db:([a-z]{2}(?:-[a-z]+)+-\d):(\d{12}):dbuser:(cluster-[A-Z0-9]+)/([^/*\s]+)$`)
+
+// docs/iam.md's setup hangs together: its policy allows rds-db:connect on
+// a resource of the right form, for the region its sidecar signs tokens
+// for and the user its sidecar allows, the SQL creates that user for IAM,
+// and the task definition gives the task the role the sidecar signs with
+// (taskRoleArn: the execution role's credentials never reach a container).
+func TestDocsIAMSetupHangsTogether(t *testing.T) {
+	text := userDocs(t)["docs/iam.md"]
+	var resources []string
+	var sidecars []config.Config
+	for _, block := range codeBlocks(text, "json") {
+		var policy struct {
+			Version   string
+			Statement []struct {
+				Effect   string
+				Action   any
+				Resource any
+			}
+		}
+		if json.Unmarshal([]byte(block), &policy) == nil && len(policy.Statement) > 0 {
+			if policy.Version != "2012-10-17" {
+				t.Errorf("docs/iam.md: a policy's Version is %q; IAM's current one is 2012-10-17", policy.Version)
+			}
+			for _, s := range policy.Statement {
+				if s.Effect == "Allow" && strings.Contains(strings.ToLower(jsonText(s.Action)), "rds-db:connect") {
+					resources = append(resources, strings.Fields(jsonText(s.Resource))...)
+				}
+			}
+			continue
+		}
+		var task struct {
+			TaskRole   string `json:"taskRoleArn"`
+			Containers []struct {
+				containerDef
+				Image string `json:"image"`
+			} `json:"containerDefinitions"`
+		}
+		if json.Unmarshal([]byte(block), &task) != nil {
+			continue
+		}
+		for _, c := range task.Containers {
+			cfg, err := config.Parse(lookupMap(envOf(c.containerDef)))
+			if !strings.Contains(c.Image, "/sidecar:") || err != nil || cfg.Auth != config.AuthIAM {
+				continue
+			}
+			sidecars = append(sidecars, cfg)
+			if !iamRoleARN.MatchString(task.TaskRole) {
+				t.Errorf("docs/iam.md: the task definition of IAM sidecar %q has taskRoleArn %q; the sidecar signs with the task role, so it needs one", c.Name, task.TaskRole)
+			}
+		}
+	}
+	created := regexp.MustCompile(`CREATE USER '([^']+)' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'`).FindAllStringSubmatch(strings.Join(codeBlocks(text, "sql"), "\n"), -1)
+	if len(resources) == 0 || len(sidecars) == 0 || len(created) == 0 {
+		t.Fatalf("docs/iam.md has %d rds-db:connect resources, %d IAM sidecars and %d CREATE USER … AWSAuthenticationPlugin; want each", len(resources), len(sidecars), len(created))
+	}
+	for _, r := range resources {
+		m := rdsConnectResource.FindStringSubmatch(r)
+		if m == nil {
+			t.Errorf("docs/iam.md: rds-db:connect resource %q is not arn:<partition>:rds-db:<region>:<account>:dbuser:cluster-<RESOURCE ID>/<user>", r)
+			continue
+		}
+		region, user := m[2], m[5]
+		for _, cfg := range sidecars {
+			if cfg.AWSRegion != region {
+				t.Errorf("docs/iam.md: the policy allows %s, but the sidecar signs for %s", region, cfg.AWSRegion)
+			}
+			if len(cfg.IAMUsers) > 0 && !slices.Contains(cfg.IAMUsers, user) {
+				t.Errorf("docs/iam.md: the policy allows user %s, but the sidecar's IAM_USERS is %v", user, cfg.IAMUsers)
+			}
+		}
+		if !slices.ContainsFunc(created, func(c []string) bool { return c[1] == user }) {
+			t.Errorf("docs/iam.md: the policy allows user %s, which its SQL does not create", user)
+		}
+	}
+}
+
+// jsonText is a policy's Action or Resource (a string or a list of them)
+// as space-separated text.
+func jsonText(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []any:
+		var s []string
+		for _, x := range v {
+			s = append(s, jsonText(x))
+		}
+		return strings.Join(s, " ")
+	}
+	return ""
+}
+
+// docs/iam.md's refusal table has a row for every reason
+// sidecar_iam_failures_total counts, and no other.
+func TestDocsIAMFailureReasons(t *testing.T) {
+	_, table, _ := strings.Cut(userDocs(t)["docs/iam.md"], "| `reason` | The app's error | What to do |")
+	table, _, _ = strings.Cut(table, "\n\n")
+	var rows []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_0-9]+)` \\|").FindAllStringSubmatch(table, -1) {
+		rows = append(rows, m[1])
+	}
+	want := slices.Clone(iamauth.Reasons)
+	slices.Sort(want)
+	slices.Sort(rows)
+	if !slices.Equal(rows, want) {
+		t.Errorf("docs/iam.md's refusal table has rows %v; want one per iamauth.Reasons: %v", rows, want)
+	}
+}
