@@ -378,3 +378,47 @@ func TestDocsIAMFailureReasons(t *testing.T) {
 		t.Errorf("docs/iam.md's refusal table has rows %v; want one per iamauth.Reasons: %v", rows, want)
 	}
 }
+
+// shCommands returns the commands of text's sh blocks, a line continued
+// with a backslash joined to the next.
+func shCommands(text string) []string {
+	var out []string
+	for _, block := range codeBlocks(text, "sh") {
+		cmd := ""
+		for _, l := range strings.Split(block, "\n") {
+			l = strings.TrimSpace(l)
+			if c, ok := strings.CutSuffix(l, "\\"); ok {
+				cmd += c
+				continue
+			}
+			if cmd += l; strings.TrimSpace(cmd) != "" {
+				out = append(out, cmd)
+			}
+			cmd = ""
+		}
+	}
+	return out
+}
+
+// Aurora applies a change of IAM database authentication at the next
+// maintenance window unless told to apply it immediately (ApplyImmediately
+// in the RDS API's ModifyDBCluster), and until then CREATE USER … WITH
+// AWSAuthenticationPlugin fails. docs/iam.md's command turns it on now,
+// and no doc names the flag without it.
+func TestDocsIAMEnableAppliesNow(t *testing.T) {
+	const enable, now = "--enable-iam-database-authentication", "--apply-immediately"
+	found := false
+	for _, cmd := range shCommands(userDocs(t)["docs/iam.md"]) {
+		found = found || strings.HasPrefix(cmd, "aws rds modify-db-cluster ") && strings.Contains(cmd, enable) && strings.Contains(cmd, now)
+	}
+	if !found {
+		t.Errorf("docs/iam.md has no sh command aws rds modify-db-cluster … %s %s", enable, now)
+	}
+	for f, text := range userDocs(t) {
+		for _, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, enable) && !strings.Contains(l, now) {
+				t.Errorf("%s: %q enables IAM authentication without %s: it waits for the maintenance window", f, l, now)
+			}
+		}
+	}
+}
