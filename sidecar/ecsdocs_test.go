@@ -422,3 +422,45 @@ func TestDocsIAMEnableAppliesNow(t *testing.T) {
 		}
 	}
 }
+
+// docs/ecs.md's aws logs create-log-group creates the group its task
+// definition logs to, in the region it logs to: a group made in the
+// shell's default region is not found, and the task stops.
+func TestDocsLogGroupCommandIsTheTasks(t *testing.T) {
+	text := userDocs(t)["docs/ecs.md"]
+	groups := map[string]bool{} // group and region, "/ecs/x eu-west-1"
+	for _, block := range codeBlocks(text, "json") {
+		var task struct {
+			Containers []containerFields `json:"containerDefinitions"`
+		}
+		if json.Unmarshal([]byte(block), &task) != nil {
+			continue
+		}
+		for _, c := range task.Containers {
+			if lc := c.LogConfiguration; lc != nil && lc.LogDriver == "awslogs" {
+				groups[lc.Options["awslogs-group"]+" "+lc.Options["awslogs-region"]] = true
+			}
+		}
+	}
+	flag := func(cmd, name string) string {
+		m := regexp.MustCompile(`(?:^|\s)` + name + `[ =](\S+)`).FindStringSubmatch(cmd)
+		if m == nil {
+			return ""
+		}
+		return m[1]
+	}
+	cmds := regexp.MustCompile("`(aws logs create-log-group [^`]+)`").FindAllStringSubmatch(text, -1)
+	for _, c := range shCommands(text) {
+		if strings.HasPrefix(c, "aws logs create-log-group ") {
+			cmds = append(cmds, []string{c, c})
+		}
+	}
+	if len(groups) == 0 || len(cmds) == 0 {
+		t.Fatalf("docs/ecs.md has %d awslogs groups and %d aws logs create-log-group commands; want both", len(groups), len(cmds))
+	}
+	for _, c := range cmds {
+		if got := flag(c[1], "--log-group-name") + " " + flag(c[1], "--region"); !groups[got] {
+			t.Errorf("docs/ecs.md: %q creates group and region %q; the task definition logs to %v", c[1], got, groups)
+		}
+	}
+}
