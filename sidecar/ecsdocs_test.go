@@ -464,3 +464,57 @@ func TestDocsLogGroupCommandIsTheTasks(t *testing.T) {
 		}
 	}
 }
+
+// secretSource is the valueFrom of an ECS secret: a Secrets Manager
+// secret's full ARN (its name, then the 6 characters Secrets Manager adds,
+// then optionally :json-key:version-stage:version-id) or a Parameter Store
+// parameter's (ECS also takes a parameter's bare name in the task's region;
+// the docs use ARNs, which work from any region).
+var secretSource = regexp.MustCompile(`^arn:aws(-cn|-us-gov)?:(secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}(:[^:]*:[^:]*:[^:]*)?|ssm:[a-z0-9-]+:\d{12}:parameter/[\w/.-]+)$`)
+
+// The docs give LOCAL_PASSWORD as an ECS secret, never in a container's
+// environment (which DescribeTaskDefinition shows to whoever may read the
+// task definition): each secret the docs show comes from a store in a form
+// ECS reads, and names a variable the sidecar reads.
+func TestDocsLocalPasswordIsASecret(t *testing.T) {
+	secrets := 0
+	for f, text := range userDocs(t) {
+		for _, b := range ecsBlocks(text) {
+			var task struct {
+				Containers []json.RawMessage `json:"containerDefinitions"`
+			}
+			raw, _ := json.Marshal(b.doc)
+			if json.Unmarshal(raw, &task) != nil || len(task.Containers) == 0 {
+				task.Containers = []json.RawMessage{raw} // a container, or members of one
+			}
+			for _, c := range task.Containers {
+				var def struct {
+					containerDef
+					Image   string `json:"image"`
+					Secrets []struct {
+						Name      string `json:"name"`
+						ValueFrom string `json:"valueFrom"`
+					} `json:"secrets"`
+				}
+				if json.Unmarshal(c, &def) != nil {
+					continue
+				}
+				if _, ok := envOf(def.containerDef)["LOCAL_PASSWORD"]; ok {
+					t.Errorf("%s: container %q sets LOCAL_PASSWORD in its environment; give it as a secret", f, def.Name)
+				}
+				for _, s := range def.Secrets {
+					secrets++
+					if !secretSource.MatchString(s.ValueFrom) {
+						t.Errorf("%s: secret %s comes from %q, no Secrets Manager secret or Parameter Store parameter ARN", f, s.Name, s.ValueFrom)
+					}
+					if sidecar := def.Image == "" || strings.Contains(def.Image, "/sidecar:"); sidecar && !slices.Contains(config.Names, s.Name) {
+						t.Errorf("%s: the sidecar's secret %s is no variable it reads", f, s.Name)
+					}
+				}
+			}
+		}
+	}
+	if secrets == 0 {
+		t.Error("no doc shows how to give LOCAL_PASSWORD as an ECS secret")
+	}
+}
