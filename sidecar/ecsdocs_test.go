@@ -518,3 +518,79 @@ func TestDocsLocalPasswordIsASecret(t *testing.T) {
 		t.Error("no doc shows how to give LOCAL_PASSWORD as an ECS secret")
 	}
 }
+
+// docs/iam.md's settings table has a row for TARGET_AUTH and every
+// setting read only with it (config.Settings' meanings that begin "with
+// TARGET_AUTH=iam"), each a variable the sidecar reads, with its default
+// where it has one and no value claimed as a default where it has none.
+func TestDocsIAMSettingsTable(t *testing.T) {
+	section := docSection(t, "docs/iam.md", "## Settings")
+	rows := map[string]string{} // name: default cell
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| ([^|]+) \\|").FindAllStringSubmatch(section, -1) {
+		rows[m[1]] = strings.TrimSpace(m[2])
+	}
+	for name, cell := range rows {
+		i := slices.IndexFunc(config.Settings, func(s config.Setting) bool { return s.Name == name })
+		switch {
+		case i < 0:
+			t.Errorf("docs/iam.md's settings table has %s, which the sidecar does not read", name)
+		case config.Settings[i].Default != "" && cell != "`"+config.Settings[i].Default+"`":
+			t.Errorf("docs/iam.md: %s's default is %s; config.Settings has `%s`", name, cell, config.Settings[i].Default)
+		case config.Settings[i].Default == "" && strings.HasPrefix(cell, "`"):
+			t.Errorf("docs/iam.md: %s's default is %s; config.Settings has none", name, cell)
+		}
+	}
+	for _, st := range config.Settings {
+		if _, ok := rows[st.Name]; !ok && (st.Name == "TARGET_AUTH" || strings.HasPrefix(st.Meaning, "with TARGET_AUTH=iam")) {
+			t.Errorf("docs/iam.md's settings table has no row for %s", st.Name)
+		}
+	}
+}
+
+// docs/ecs.md's FORWARDS line, put in its task definition's sidecar in
+// place of TARGET_HOST, TARGET_PORT and LISTEN_PORT as it says, gives a
+// configuration the sidecar accepts, whose forwards include the port the
+// app connects to.
+func TestDocsECSForwardsReplacement(t *testing.T) {
+	text := userDocs(t)["docs/ecs.md"]
+	m := regexp.MustCompile("replace `TARGET_HOST`/`TARGET_PORT`/`LISTEN_PORT` with one variable:\\s+`(\\{[^`]+\\})`").FindStringSubmatch(text)
+	if m == nil {
+		t.Fatal("docs/ecs.md has no \"replace `TARGET_HOST`/`TARGET_PORT`/`LISTEN_PORT` with one variable: `{ … }`\"")
+	}
+	var entry struct{ Name, Value string }
+	if err := json.Unmarshal([]byte(m[1]), &entry); err != nil || entry.Name != "FORWARDS" {
+		t.Fatalf("docs/ecs.md's replacement %s: %v; want a FORWARDS environment entry", m[1], err)
+	}
+	var task struct {
+		Containers []struct {
+			containerDef
+			Image string `json:"image"`
+		} `json:"containerDefinitions"`
+	}
+	if err := json.Unmarshal([]byte(codeBlocks(text, "json")[0]), &task); err != nil {
+		t.Fatalf("docs/ecs.md's first JSON block: %v", err)
+	}
+	var ports []string
+	var dbPort string
+	for _, c := range task.Containers {
+		env := envOf(c.containerDef)
+		if !strings.Contains(c.Image, "/sidecar:") {
+			dbPort = env["DB_PORT"]
+			continue
+		}
+		delete(env, "TARGET_HOST")
+		delete(env, "TARGET_PORT")
+		delete(env, "LISTEN_PORT")
+		env["FORWARDS"] = entry.Value
+		cfg, err := config.Parse(lookupMap(env))
+		if err != nil {
+			t.Fatalf("docs/ecs.md's sidecar with %s: %v", m[1], err)
+		}
+		for _, fw := range cfg.Forwards {
+			ports = append(ports, strconv.Itoa(fw.ListenPort))
+		}
+	}
+	if dbPort == "" || !slices.Contains(ports, dbPort) {
+		t.Errorf("docs/ecs.md: with FORWARDS the sidecar listens on %v; the app connects to port %q", ports, dbPort)
+	}
+}
