@@ -282,7 +282,6 @@ func TestDocsIAMSetupHangsTogether(t *testing.T) {
 	var sidecars []config.Config
 	for _, block := range codeBlocks(text, "json") {
 		var policy struct {
-			Version   string
 			Statement []struct {
 				Effect   string
 				Action   any
@@ -290,10 +289,7 @@ func TestDocsIAMSetupHangsTogether(t *testing.T) {
 			}
 		}
 		if json.Unmarshal([]byte(block), &policy) == nil && len(policy.Statement) > 0 {
-			if policy.Version != "2012-10-17" {
-				t.Errorf("docs/iam.md: a policy's Version is %q; IAM's current one is 2012-10-17", policy.Version)
-			}
-			for _, s := range policy.Statement {
+			for _, s := range policy.Statement { // TestDocsIAMPoliciesAreValid checks the rest
 				if s.Effect == "Allow" && strings.Contains(strings.ToLower(jsonText(s.Action)), "rds-db:connect") {
 					resources = append(resources, strings.Fields(jsonText(s.Resource))...)
 				}
@@ -592,5 +588,53 @@ func TestDocsECSForwardsReplacement(t *testing.T) {
 	}
 	if dbPort == "" || !slices.Contains(ports, dbPort) {
 		t.Errorf("docs/ecs.md: with FORWARDS the sidecar listens on %v; the app connects to port %q", ports, dbPort)
+	}
+}
+
+// iamAction is service:Action, the action allowed to end in a wildcard.
+var iamAction = regexp.MustCompile(`^[a-z0-9-]+:[A-Za-z0-9]+\*?$`)
+
+// Every IAM policy the docs show (the task role's, ECS Exec's, the
+// pipeline's) is one IAM accepts: the current policy language version, and
+// statements that allow or deny service:Action actions on a resource (or,
+// in a trust policy, to a principal).
+func TestDocsIAMPoliciesAreValid(t *testing.T) {
+	policies := 0
+	for f, text := range userDocs(t) {
+		for _, block := range codeBlocks(text, "json") {
+			var policy struct {
+				Version   string
+				Statement []struct {
+					Effect    string
+					Action    any
+					Resource  any
+					Principal any
+				}
+			}
+			if json.Unmarshal([]byte(block), &policy) != nil || len(policy.Statement) == 0 {
+				continue
+			}
+			policies++
+			if policy.Version != "2012-10-17" {
+				t.Errorf("%s: a policy's Version is %q; IAM's current one is 2012-10-17", f, policy.Version)
+			}
+			for i, s := range policy.Statement {
+				if s.Effect != "Allow" && s.Effect != "Deny" {
+					t.Errorf("%s: statement %d's Effect is %q, neither Allow nor Deny", f, i, s.Effect)
+				}
+				actions := strings.Fields(jsonText(s.Action))
+				for _, a := range actions {
+					if !iamAction.MatchString(a) {
+						t.Errorf("%s: statement %d's action %q is not service:Action", f, i, a)
+					}
+				}
+				if len(actions) == 0 || (jsonText(s.Resource) == "" && s.Principal == nil) {
+					t.Errorf("%s: statement %d has no Action, or neither a Resource nor a Principal", f, i)
+				}
+			}
+		}
+	}
+	if policies < 4 {
+		t.Fatalf("found %d IAM policies in the docs; want at least 4", policies)
 	}
 }
