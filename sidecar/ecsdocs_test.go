@@ -177,10 +177,19 @@ func fargateSize(cpu, memory string) bool {
 }
 
 // ecsValueErrors checks the values of doc, a task definition or a
-// container (or members of one), where ECS accepts only some.
+// container (or members of one), where ECS accepts only some, and their
+// JSON types: the AWS CLI refuses a number where ECS takes a string
+// ("cpu": 512 for a task) and the reverse ("value": 3306).
 func ecsValueErrors(doc any) []string {
+	raw, _ := json.Marshal(doc)
+	if m, _ := doc.(map[string]any); m["containerDefinitions"] == nil {
+		var c containerFields
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return []string{"does not decode as a container definition: " + err.Error()}
+		}
+		return c.valueErrors()
+	}
 	var task struct {
-		containerFields
 		NetworkMode   string            `json:"networkMode"`
 		Compatibility []string          `json:"requiresCompatibilities"`
 		CPU           string            `json:"cpu"`
@@ -189,7 +198,6 @@ func ecsValueErrors(doc any) []string {
 		ExecutionRole *string           `json:"executionRoleArn"`
 		ContainerDefs []containerFields `json:"containerDefinitions"`
 	}
-	raw, _ := json.Marshal(doc)
 	if err := json.Unmarshal(raw, &task); err != nil {
 		return []string{"does not decode as a task definition: " + err.Error()}
 	}
@@ -212,16 +220,30 @@ func ecsValueErrors(doc any) []string {
 			bad = append(bad, field+" "+*arn+" is no IAM role ARN")
 		}
 	}
-	for _, c := range append(task.ContainerDefs, task.containerFields) {
+	for _, c := range task.ContainerDefs {
 		bad = append(bad, c.valueErrors()...)
 	}
 	return bad
 }
 
 // containerFields are the members of a container definition whose values
-// ecsValueErrors checks.
+// ecsValueErrors checks, each of the JSON type ECS takes.
 type containerFields struct {
-	Name      string `json:"name"`
+	Name         string `json:"name"`
+	Image        string `json:"image"`
+	Essential    *bool  `json:"essential"`
+	ReadonlyRoot *bool  `json:"readonlyRootFilesystem"`
+	CPU          *int   `json:"cpu"`
+	Memory       *int   `json:"memory"`
+	StopTimeout  *int   `json:"stopTimeout"`
+	Environment  []struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	} `json:"environment"`
+	HealthCheck *struct {
+		Command                                 []string `json:"command"`
+		Interval, Timeout, Retries, StartPeriod *int
+	} `json:"healthCheck"`
 	DependsOn []struct {
 		Condition string `json:"condition"`
 	} `json:"dependsOn"`
@@ -238,6 +260,9 @@ type containerFields struct {
 
 func (c containerFields) valueErrors() []string {
 	var bad []string
+	if hc := c.HealthCheck; hc != nil && (len(hc.Command) < 2 || hc.Command[0] != "CMD" && hc.Command[0] != "CMD-SHELL") {
+		bad = append(bad, "container "+c.Name+": healthCheck command "+strings.Join(hc.Command, " ")+" does not start with CMD or CMD-SHELL")
+	}
 	for _, d := range c.DependsOn {
 		if !slices.Contains(ecsConditions, d.Condition) {
 			bad = append(bad, "container "+c.Name+": dependsOn condition "+d.Condition+" is none of "+strings.Join(ecsConditions, ", "))
