@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"sort"
@@ -661,5 +662,41 @@ func TestDocsIAMPoliciesAreValid(t *testing.T) {
 	}
 	if policies < 4 {
 		t.Fatalf("found %d IAM policies in the docs; want at least 4", policies)
+	}
+}
+
+// Every `NAME=value` the docs' prose gives for one of the sidecar's
+// variables is a value the sidecar accepts for it, whatever the other
+// variables say.
+func TestDocsProseSettingsAreAccepted(t *testing.T) {
+	span := regexp.MustCompile("`([A-Z_]+)=([^`\\s…]+)`")
+	seen := 0
+	for f, text := range userDocs(t) {
+		for _, m := range span.FindAllStringSubmatch(text, -1) {
+			name, value := m[1], m[2]
+			if !slices.Contains(config.Names, name) {
+				continue
+			}
+			seen++
+			// Plain, and with IAM, which reads its own variables only then.
+			for _, env := range []map[string]string{
+				{"TARGET_HOST": "127.0.0.1", "TARGET_PORT": "3306"},
+				{"TARGET_HOST": "db.cluster-abc123.us-east-1.rds.amazonaws.com", "TARGET_PORT": "3306", "LISTEN_ADDR": "127.0.0.1",
+					"TARGET_TLS": "verify-identity", "TARGET_AUTH": "iam", "AWS_REGION": "us-east-1"},
+			} {
+				env[name] = value
+				_, err := config.Parse(lookupMap(env))
+				// NAME="value" is invalid, or NAME="value": entry …; not
+				// NAME="value" with another variable's value.
+				refused := fmt.Sprintf("%s=%q", name, value)
+				if err != nil && (strings.Contains(err.Error(), refused+" is invalid") || strings.Contains(err.Error(), refused+": ")) {
+					t.Errorf("%s: %s; the sidecar refuses it: %v", f, m[0], err)
+					break
+				}
+			}
+		}
+	}
+	if seen < 15 {
+		t.Fatalf("found %d `NAME=value` settings of the sidecar in the docs; want at least 15", seen)
 	}
 }
