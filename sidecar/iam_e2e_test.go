@@ -386,6 +386,33 @@ func TestIAMLocalPassword(t *testing.T) {
 	}
 }
 
+// A command of 16 MiB or more goes in several frames, and MariaDB's answer
+// goes on from the last one's sequence id. The sidecar took only a packet
+// at 1 for an answer's start, so a COM_CHANGE_USER sent once that answer
+// was read was taken for pipelined: it waited, unanswered, for an answer
+// that never came.
+func TestIAMChangeUserAfterALargeCommand(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	via, _, _ := iamSidecar(t, f, nil)
+	r := iamRawLogin(t, via, testiam.User, nil)
+	q := []byte("\x03DO 1 /*")
+	q = append(q, bytes.Repeat([]byte("x"), mysqlwire.MaxPayload)...)
+	r.send(0, append(q, "*/"...))
+	if p := r.recv(); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("the large command answered seq %d %q; want OK at 2", p.Seq, p.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+	r.send(0, cu.Append(nil, iamRawCaps))
+	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if p := r.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("COM_CHANGE_USER after the large command answered seq %d %q", p.Seq, p.Payload)
+	}
+	if out := r.query("SELECT CURRENT_USER()"); !strings.Contains(out, testiam.OtherUser+"@") {
+		t.Fatalf("after the change: %q", out)
+	}
+}
+
 // TestIAMTokenCache: concurrent logins as one user share one signing.
 func TestIAMTokenCache(t *testing.T) {
 	t.Parallel()

@@ -276,3 +276,32 @@ func TestIAMProofSwitchAfterAnAnswer(t *testing.T) {
 		t.Fatalf("app read seq %d %q; want the change's OK at 3", p.Seq, p.Payload)
 	}
 }
+
+// A command of MaxPayload bytes or more goes in several frames, and the
+// server's answer goes on from the last one's sequence id: it begins at
+// 2, not 1. The relay took only a packet at 1 for an answer's start, so
+// it counted that answer as never begun, and every COM_CHANGE_USER after
+// it, sent once the answer was read, was refused as pipelined.
+func TestIAMChangeUserAfterAMultiFrameCommand(t *testing.T) {
+	r := startIAMRelay(t, "")
+	query := append([]byte{0x03}, bytes.Repeat([]byte("x"), mysqlwire.MaxPayload-1)...)
+	big, _ := mysqlwire.AppendPacket(nil, 0, query) // a full frame at 0, then an empty one at 1
+	go func() { _, _ = r.app.Write(big) }()
+	if p, err := mysqlwire.ReadPacket(r.db, 1<<25); err != nil || len(p.Payload) != len(query) {
+		t.Fatalf("server read %d bytes, %v; want the query", len(p.Payload), err)
+	}
+	r.write(r.db, frame(2, okPacket))
+	if p := r.read(r.app); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("app read seq %d %q; want the answer at 2", p.Seq, p.Payload)
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	// Taken for pipelined, the change waits, unanswered, for an answer
+	// that never comes, to be refused in its place.
+	if r.handled(); r.is.answers.Load() < 0 {
+		t.Fatal("the change, sent once the answer was read, was taken for pipelined")
+	}
+	r.serveChange()
+	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("app read seq %d %q; want the change's OK at 1", p.Seq, p.Payload)
+	}
+}

@@ -237,13 +237,66 @@ type iamSession struct {
 	pending  atomic.Pointer[changeUser] // a COM_CHANGE_USER awaiting the server's verdict
 	// sent counts the commands with an answer passed to the server;
 	// answers, the answers pumpReplies has begun to pass to the app. An
-	// answer begins at sequence id 1; one whose ids wrapped from 255 to 1
+	// answer begins at sequence id 1 (or late's); one whose ids wrapped
 	// may be taken there for the next one due, but answers never passes
 	// sent. Fewer answers than sent, a COM_CHANGE_USER is pipelined:
 	// pumpCommands swaps pipelined in for the count, and pumpReplies
 	// refuses in place of its next packet; the two swaps decide, either
 	// way, whether that answer had begun.
 	sent, answers atomic.Int64
+	// late holds, by their place among the commands sent, the first
+	// sequence ids of answers that do not begin at 1: a command of
+	// MaxPayload bytes or more goes in several frames, and its answer
+	// goes on from the last one's id. lateN is its size, so that the
+	// usual session, with none, takes no lock.
+	lateMu sync.Mutex
+	late   map[int64]byte
+	lateN  atomic.Int32
+}
+
+// commandSent counts a command with an answer, which will begin at
+// sequence id first: pumpCommands' own, at the command's last frame,
+// before the server can answer it.
+func (is *iamSession) commandSent(first byte) {
+	if first != 1 {
+		is.lateMu.Lock()
+		if is.late == nil {
+			is.late = make(map[int64]byte)
+		}
+		is.late[is.sent.Load()] = first
+		is.lateN.Store(int32(len(is.late)))
+		is.lateMu.Unlock()
+	}
+	is.sent.Add(1)
+}
+
+// first is the sequence id at which the answer to the command counted
+// i-th (from 0) begins.
+func (is *iamSession) first(i int64) byte {
+	if is.lateN.Load() == 0 {
+		return 1
+	}
+	is.lateMu.Lock()
+	defer is.lateMu.Unlock()
+	if seq, ok := is.late[i]; ok {
+		return seq
+	}
+	return 1
+}
+
+// begun forgets the late starts of the answers up to the i-th, begun.
+func (is *iamSession) begun(i int64) {
+	if is.lateN.Load() == 0 {
+		return
+	}
+	is.lateMu.Lock()
+	defer is.lateMu.Unlock()
+	for k := range is.late {
+		if k <= i {
+			delete(is.late, k)
+		}
+	}
+	is.lateN.Store(int32(len(is.late)))
 }
 
 // pipelined is answers once a COM_CHANGE_USER came before the answer to
@@ -258,10 +311,14 @@ func (is *iamSession) began(seq byte) bool {
 	if a < 0 {
 		return false
 	}
-	if seq != 1 || a >= is.sent.Load() {
+	if a >= is.sent.Load() || seq != is.first(a) {
 		return true
 	}
-	return is.answers.CompareAndSwap(a, a+1) // fails only for pipelined
+	if !is.answers.CompareAndSwap(a, a+1) { // fails only for pipelined
+		return false
+	}
+	is.begun(a)
+	return true
 }
 
 // markPipelined marks the answers pipelined if one asked for has not
@@ -580,6 +637,7 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 	defer f.release()
 	var hdr [frameHeader]byte
 	midPacket, inFileAt255 := false, false
+	answered := false // the packet under way is a command the server answers
 	for {
 		n, ok := f.next(s, &hdr)
 		if !ok {
@@ -591,13 +649,11 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		// packet of MaxPayload bytes (the right side reads the old midPacket).
 		midPacket, inFileAt255 = n == mysqlwire.MaxPayload, seq == 255 && (n > 0 || midPacket)
 		if command && n == 0 {
-			is.sent.Add(1) // the server answers an empty command with an ERR
+			answered = true // the server answers an empty command with an ERR
 		}
 		if command && n > 0 {
 			b, err := f.br.Peek(1)
-			if err == nil && b[0] != mysqlwire.ComChangeUser && !unanswered(b[0]) {
-				is.sent.Add(1) // before the server can answer it
-			}
+			answered = err == nil && b[0] != mysqlwire.ComChangeUser && !unanswered(b[0])
 			if err == nil && b[0] == mysqlwire.ComChangeUser {
 				if n > MaxLoginPacket {
 					s.refuseLargeChangeUser(f.br, client, 1, n, "")
@@ -611,6 +667,10 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 				}
 				continue
 			}
+		}
+		if answered && !midPacket {
+			answered = false
+			is.commandSent(seq + 1) // the answer goes on from the last frame's id
 		}
 		if !f.forward(s, hdr, n) {
 			return
