@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type iamRelay struct {
 	tokens *iamauth.Tokens
 	done   chan struct{} // closed once res is the session's result
 	res    relay.Result
+	slot   atomic.Bool // Conn.ReleaseSlot was called
 }
 
 // relayCaps are the session's flags: a MySQL 8 client's, with
@@ -57,7 +59,8 @@ func startIAMRelay(t *testing.T, local string) *iamRelay {
 	is := &iamSession{target: target, caps: relayCaps | mysqlwire.ClientSSL, appCaps: relayCaps, scramble: []byte("abcdefghijklmnopqrst")}
 	r := &iamRelay{t: t, app: app, db: db, is: is, tokens: tokens, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { r.res = Relay(ctx, side, &Conn{Conn: tc, iam: is}, 0); close(r.done) }()
+	conn := &Conn{Conn: tc, iam: is, ReleaseSlot: func() { r.slot.Store(true) }}
+	go func() { r.res = Relay(ctx, side, conn, 0); close(r.done) }()
 	t.Cleanup(func() { cancel(); _ = app.Close(); _ = db.Close(); <-r.done })
 	return r
 }
@@ -303,5 +306,56 @@ func TestIAMChangeUserAfterAMultiFrameCommand(t *testing.T) {
 	r.serveChange()
 	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
 		t.Fatalf("app read seq %d %q; want the change's OK at 1", p.Seq, p.Payload)
+	}
+}
+
+// barrierPing has the app send, once a command's answer is read, a
+// COM_CHANGE_USER that asks for the proof, and reads the sidecar's
+// COM_PING at the server.
+func (r *iamRelay) barrierPing() {
+	r.t.Helper()
+	r.write(r.app, frame(0, []byte("\x03SELECT 1")))
+	r.read(r.db)
+	r.write(r.db, frame(1, okPacket))
+	r.read(r.app)
+	r.write(r.app, frame(0, changeTo("app", "caching_sha2_password")))
+	if p := r.read(r.db); p.Seq != 0 || !bytes.Equal(p.Payload, []byte{comPing}) {
+		r.t.Fatalf("server read seq %d %q; want the sidecar's COM_PING", p.Seq, p.Payload)
+	}
+}
+
+// A server that answers the sidecar's COM_PING with an ERR (a connection
+// killed, a shutdown) had the app told it sent COM_CHANGE_USER before
+// reading an answer, and the log blamed the app (client_protocol). The
+// app reads the server's ERR as the change's answer, and the session
+// ends as the server's doing.
+func TestIAMProofBarrierPingRefused(t *testing.T) {
+	r := startIAMRelay(t, "local-pw")
+	r.barrierPing()
+	const msg = "Connection was killed"
+	r.write(r.db, frame(1, mysqlwire.ErrPacket(1927, "70100", msg)))
+	p := r.read(r.app)
+	if _, got, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != 1 || got != msg {
+		t.Fatalf("app read seq %d %q; want the server's ERR at 1", p.Seq, p.Payload)
+	}
+	if !r.slot.Load() {
+		t.Error("the ERR that ends the session came before the slot was given back")
+	}
+	<-r.done
+	if r.res.Reason != relay.ReasonUpstreamError || r.res.Err == nil || !strings.Contains(r.res.Err.Error(), "COM_PING") || !strings.Contains(r.res.Err.Error(), msg) {
+		t.Fatalf("the session ended %s, %v; want upstream_error naming the COM_PING and the server's message", r.res.Reason, r.res.Err)
+	}
+}
+
+// A server that closed the connection instead of answering the COM_PING
+// (killed, failed over) left the session waiting out LoginTimeout, then
+// logged that the database did not answer within it.
+func TestIAMProofBarrierServerCloses(t *testing.T) {
+	r := startIAMRelay(t, "local-pw")
+	r.barrierPing()
+	_ = r.db.Close()
+	<-r.done
+	if r.res.Reason != relay.ReasonUpstreamError || r.res.Err == nil || !strings.Contains(r.res.Err.Error(), "closed the connection") {
+		t.Fatalf("the session ended %s, %v; want upstream_error: the database closed the connection", r.res.Reason, r.res.Err)
 	}
 }

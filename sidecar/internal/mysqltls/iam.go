@@ -823,6 +823,18 @@ func (s *session) barrier(is *iamSession, server io.Writer, user string) bool {
 // COM_PING, or more of the previous answer, in whose place the app is
 // refused.
 func (s *session) pingReply(is *iamSession, cu *changeUser, client io.Writer, p mysqlwire.Packet) bool {
+	if p.Seq == 1 && len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ErrPacketHdr {
+		// The server's, not the app's, doing (a killed connection, a
+		// shutdown): the app reads it as the change's answer.
+		s.releaseSlot()
+		if _, err := mysqlwire.WritePacket(client, 1, p.Payload); err != nil {
+			s.end(relay.ReasonClientError, err)
+			return false
+		}
+		_, msg, _ := mysqlwire.ErrMessage(p.Payload)
+		s.end(relay.ReasonUpstreamError, fmt.Errorf("the database refused the sidecar's COM_PING, sent before asking the app for its LOCAL_PASSWORD proof: %s", msg))
+		return false
+	}
 	if p.Seq != 1 || len(p.Payload) == 0 || p.Payload[0] != mysqlwire.OK {
 		s.refuse(client, p.Seq, codeHandshake, "08S01", &Refusal{Reason: ReasonClientProtocol, Message: msgPipelined, User: cu.user}, nil)
 		return false
@@ -855,6 +867,9 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 	for {
 		n, ok := f.next(s, &hdr)
 		if !ok {
+			if cu := is.pending.Load(); cu != nil && cu.ping != nil { // else barrier waits out LoginTimeout
+				s.end(relay.ReasonUpstreamError, errors.New("the database closed the connection before answering the sidecar's COM_PING, sent before asking the app for its LOCAL_PASSWORD proof"))
+			}
 			return
 		}
 		if cu := is.pending.Load(); cu != nil && !midPacket && n < mysqlwire.MaxPayload {
