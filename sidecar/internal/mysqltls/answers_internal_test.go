@@ -359,3 +359,31 @@ func TestIAMProofBarrierServerCloses(t *testing.T) {
 		t.Fatalf("the session ended %s, %v; want upstream_error: the database closed the connection", r.res.Reason, r.res.Err)
 	}
 }
+
+// A frame of MaxPayload bytes is never the answer to the sidecar's
+// COM_PING, nor to its COM_CHANGE_USER: it is more of the previous
+// answer, a row of 16 MiB or more. It went to the app, and the switch
+// for the proof, or the change's answer, came after it, inside that
+// answer.
+func TestIAMChangeUserBeforeALargeRow(t *testing.T) {
+	// The proof is asked for (barrier) only for a plugin other than mysql_native_password.
+	for plugin, sent := range map[string]byte{"caching_sha2_password": comPing, mysqlwire.NativePassword: mysqlwire.ComChangeUser} {
+		r := startIAMRelay(t, "local-pw")
+		r.write(r.app, frame(0, []byte("\x03SELECT blob FROM t")))
+		r.read(r.db)
+		r.write(r.db, frame(1, []byte{1}), frame(2, []byte("\x03def\x00\x01t\x00\x01b\x00\x0c\x3f\x00\xff\xff\xff\xff\xfc\x90\x00\x00\x00\x00")))
+		r.read(r.app)
+		r.read(r.app)
+		cu := mysqlwire.ChangeUser{User: "app", AuthData: mysqlwire.NativeProof([]byte("local-pw"), r.is.scramble), Database: "orders", Charset: 45, Plugin: plugin, Attrs: []byte{}}
+		r.write(r.app, frame(0, cu.Append(nil, relayCaps)))
+		if p := r.read(r.db); p.Seq != 0 || p.Payload[0] != sent {
+			t.Fatalf("%s: server read seq %d %q; want 0x%02x", plugin, p.Seq, p.Payload, sent)
+		}
+		row := append([]byte{0xfd, 0xff, 0xff, 0xff}, bytes.Repeat([]byte("x"), 1<<24)...)
+		go func() { _, _ = mysqlwire.WritePacket(r.db, 3, row) }()
+		p, err := mysqlwire.ReadPacket(r.app, 1<<25)
+		if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 3 || msg != msgPipelined {
+			t.Fatalf("%s: app read seq %d, %d bytes, %v; want the refusal of its pipelined COM_CHANGE_USER at 3", plugin, p.Seq, len(p.Payload), err)
+		}
+	}
+}

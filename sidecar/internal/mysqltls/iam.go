@@ -872,7 +872,15 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			}
 			return
 		}
-		if cu := is.pending.Load(); cu != nil && !midPacket && n < mysqlwire.MaxPayload {
+		if cu := is.pending.Load(); cu != nil && !cu.switched && !midPacket && n >= mysqlwire.MaxPayload {
+			// No answer to the sidecar's COM_PING or COM_CHANGE_USER is
+			// that long: more of the previous answer, a large row.
+			if f.flush(s) == nil {
+				s.refuse(client, hdr[3], codeHandshake, "08S01", &Refusal{Reason: ReasonClientProtocol, Message: msgPipelined, User: cu.user}, nil)
+			}
+			return
+		}
+		if cu := is.pending.Load(); cu != nil && !midPacket {
 			payload, ok := f.payload(s, n)
 			if !ok || f.flush(s) != nil || !s.changeUserReply(is, cu, client, server, mysqlwire.Packet{Seq: hdr[3], Payload: payload}) {
 				return
