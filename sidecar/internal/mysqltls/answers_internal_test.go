@@ -387,3 +387,32 @@ func TestIAMChangeUserBeforeALargeRow(t *testing.T) {
 		}
 	}
 }
+
+// Without CLIENT_DEPRECATE_EOF a result ends with an EOF: 0xFE, its
+// warnings and its status. At sequence id 1, after a wrap, one whose
+// warnings' first byte is a letter or a digit (65 warnings: "A") was
+// taken for a switch to a plugin of that name: the app read "the
+// database user … is not set up for IAM authentication", counted as
+// user_not_iam. It is the rest of the answer.
+func TestIAMChangeUserBeforeAWrappedEOFWithWarnings(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big")))
+	r.read(r.db)
+	var rows [][]byte
+	for i := 1; i <= 256; i++ {
+		rows = append(rows, frame(byte(i), []byte("\x01x")))
+	}
+	r.write(r.db, rows...)
+	for range rows {
+		r.read(r.app)
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	if p := r.read(r.db); p.Payload[0] != mysqlwire.ComChangeUser {
+		t.Fatalf("server read %q; want the COM_CHANGE_USER", p.Payload)
+	}
+	r.write(r.db, frame(1, []byte{mysqlwire.AuthSwitch, 'A', 0, 0x22, 0}))
+	r.expectPipelined(1)
+	if n := r.tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 0 {
+		t.Errorf("user_not_iam failures: %d; want 0", n)
+	}
+}

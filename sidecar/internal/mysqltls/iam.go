@@ -956,7 +956,8 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 // another id, belongs to the previous command's answer; so does a 0xFE
 // that names no plugin: the OK or EOF that ends a result whose ids
 // wrapped from 255 to 1 (its next byte, affected rows or warnings, is
-// 0 or a count, not a plugin's name).
+// 0 or a count, not a plugin's name). An EOF is always eofLen bytes,
+// and its warnings may read as a name ("A" for 65): a switch is longer.
 func changeAnswer(p mysqlwire.Packet) bool {
 	if p.Seq != 1 || len(p.Payload) == 0 {
 		return false
@@ -966,10 +967,13 @@ func changeAnswer(p mysqlwire.Packet) bool {
 		return true
 	case mysqlwire.AuthSwitch:
 		plugin, _, _ := mysqlwire.ParseAuthSwitch(p.Payload)
-		return pluginName(plugin)
+		return len(p.Payload) != eofLen && pluginName(plugin)
 	}
 	return false
 }
+
+// eofLen is an EOF packet's length: 0xFE, warnings and status flags.
+const eofLen = 5
 
 // pluginName reports whether s can name an authentication plugin: an
 // identifier, as every server's are.
