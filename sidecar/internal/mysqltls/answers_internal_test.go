@@ -416,3 +416,44 @@ func TestIAMChangeUserBeforeAWrappedEOFWithWarnings(t *testing.T) {
 		t.Errorf("user_not_iam failures: %d; want 0", n)
 	}
 }
+
+// A LOAD DATA LOCAL INFILE whose request lands at sequence id 255 (here
+// after a multi-statement's first result) has the app's file start at
+// id 0, which the relay cannot tell from a command: it counts an answer
+// that never comes. A COM_CHANGE_USER after that was marked pipelined and
+// waited for a server packet to refuse in place of, which none sent: the
+// app hung until the server's wait_timeout. The sidecar now sends the
+// server a COM_PING with the refusal, so a packet comes and the app is
+// told, at once.
+func TestIAMChangeUserAfterAMiscountIsToldNotHeld(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big; LOAD DATA LOCAL INFILE 'f' INTO TABLE t")))
+	r.read(r.db)
+	var answer [][]byte
+	for i := 1; i <= 254; i++ { // the first result: ids 1 to 254
+		answer = append(answer, frame(byte(i), []byte("\x01x")))
+	}
+	answer = append(answer, frame(255, []byte("\xfbf"))) // the file request
+	r.write(r.db, answer...)
+	for range answer {
+		r.read(r.app)
+	}
+	r.write(r.app, frame(0, []byte("a,b\n")), frame(1, nil)) // the file, then its end
+	r.read(r.db)
+	r.read(r.db)
+	r.write(r.db, frame(2, okPacket))
+	if p := r.read(r.app); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("app read seq %d %q; want the LOAD DATA's OK", p.Seq, p.Payload)
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	_ = r.db.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := mysqlwire.ReadPacket(r.db, 1<<24)
+	if err != nil {
+		t.Fatalf("the server got nothing after the app's COM_CHANGE_USER (%v): the app waits for an answer no one sends", err)
+	}
+	if !bytes.Equal(p.Payload, []byte{comPing}) {
+		t.Fatalf("server read seq %d %q; want the sidecar's COM_PING", p.Seq, p.Payload)
+	}
+	r.write(r.db, frame(1, okPacket))
+	r.expectPipelined(1)
+}

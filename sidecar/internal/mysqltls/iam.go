@@ -729,6 +729,13 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 	if is.markPipelined() {
 		s.pipelined(cu.User)
 		_ = f.flush(s) // the previous command: its answer is what the refusal replaces
+		// A packet must come for the refusal to take its place: should
+		// the count be wrong, nothing is outstanding (a LOAD DATA file
+		// at id 0 taken for a command), and the app would wait for the
+		// server's wait_timeout. The COM_PING's OK comes after any answer.
+		if _, err := mysqlwire.WritePacket(server, 0, []byte{comPing}); err != nil {
+			s.end(relay.ReasonUpstreamError, err)
+		}
 		return false
 	}
 	if f.flush(s) != nil {
