@@ -68,16 +68,26 @@ func TestIAMChangeUserRefusalToAnAppThatDoesNotRead(t *testing.T) {
 	}
 }
 
-// leaveResultsUnread sends a query the fake echoes and reads none of its
-// result: more than the app's receive buffer and the sidecar's send
-// buffer hold. It returns once the query is with the server and its
-// result stalls: the relay's write to the app is blocked. One result,
-// begun toward the app, so that a COM_CHANGE_USER sent now is refused for
-// its own sake, not as one sent before any of that answer (pipelined).
+// leaveResultsUnread sends a query the fake echoes and reads only the
+// header of its result: more than the app's receive buffer and the
+// sidecar's send buffer hold. It returns once the query is with the server
+// and its result stalls: the relay's write to the app is blocked. One
+// result, begun toward the app, so that a COM_CHANGE_USER sent now is
+// refused for its own sake, not as one sent before any of that answer
+// (pipelined).
 func leaveResultsUnread(t *testing.T, a *app, s *proxy.Server) {
 	t.Helper()
 	const size = 8 << 20
 	a.write(0, append([]byte{0x03}, make([]byte, size-1)...))
+	// The header shows the answer begun. A still byte count does not: on
+	// a loaded machine the fake can take longer than the stall's samples
+	// to read the query before it answers.
+	var hdr [4]byte
+	_ = a.c.SetReadDeadline(time.Now().Add(mysqltls.LoginTimeout))
+	if _, err := io.ReadFull(a.c, hdr[:]); err != nil || mysqlwire.FrameLen(hdr) != size || hdr[3] != 1 {
+		t.Fatalf("the result's header: %v %v; want %d bytes at seq 1", hdr, err, size)
+	}
+	_ = a.c.SetReadDeadline(time.Time{})
 	sent := uint64(size)
 	last, still := uint64(0), 0
 	for deadline := time.Now().Add(mysqltls.LoginTimeout); still < 5; time.Sleep(100 * time.Millisecond) {
