@@ -358,6 +358,12 @@ func TestRefusalsReachTheAppAsMySQLErrors(t *testing.T) {
 					t.Errorf("log line %v; want %s %s, server_name %q, target %s at %s", l, field, tc.reason, tc.target.ServerName, srv.addr(), level)
 				}
 			}
+			// The sidecar stays up after refusing: a third app is served.
+			if c := dialApp(t, addr); atOnce {
+				c.expectRefusal(0, tc.want)
+			} else if g := c.read(); g.Payload[0] != 10 {
+				t.Fatalf("after the refusals, a new app read %q; want the greeting", g.Payload)
+			}
 		})
 	}
 }
