@@ -542,18 +542,24 @@ func TestDocsWindowSilence(t *testing.T) {
 // and counts, and no other.
 func TestDocsTLSRefusalReasons(t *testing.T) {
 	t.Parallel()
-	tlsDoc := userDocs(t)["docs/tls.md"]
-	_, table, _ := strings.Cut(tlsDoc, "| `reason` | What the app reads | What to do |")
+	checkReasonTable(t, "docs/tls.md", "| `reason` | What the app reads | What to do |", "mysqltls.Reasons", mysqltls.Reasons)
+}
+
+// checkReasonTable checks that doc's table under header has a row for
+// each of reasons (named from), and no other.
+func checkReasonTable(t *testing.T, doc, header, from string, reasons []string) {
+	t.Helper()
+	_, table, _ := strings.Cut(userDocs(t)[doc], header)
 	table, _, _ = strings.Cut(table, "\n\n")
 	var rows []string
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_0-9]+)` \\|").FindAllStringSubmatch(table, -1) {
 		rows = append(rows, m[1])
 	}
-	want := slices.Clone(mysqltls.Reasons)
+	want := slices.Clone(reasons)
 	slices.Sort(want)
 	slices.Sort(rows)
 	if !slices.Equal(rows, want) {
-		t.Errorf("docs/tls.md's refusal table has rows %v; want one per mysqltls.Reasons: %v", rows, want)
+		t.Errorf("%s's refusal table has rows %v; want one per %s: %v", doc, rows, from, want)
 	}
 }
 

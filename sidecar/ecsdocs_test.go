@@ -387,18 +387,7 @@ func jsonText(v any) string {
 // docs/iam.md's refusal table has a row for every reason
 // sidecar_iam_failures_total counts, and no other.
 func TestDocsIAMFailureReasons(t *testing.T) {
-	_, table, _ := strings.Cut(userDocs(t)["docs/iam.md"], "| `reason` | The app's error | What to do |")
-	table, _, _ = strings.Cut(table, "\n\n")
-	var rows []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_0-9]+)` \\|").FindAllStringSubmatch(table, -1) {
-		rows = append(rows, m[1])
-	}
-	want := slices.Clone(iamauth.Reasons)
-	slices.Sort(want)
-	slices.Sort(rows)
-	if !slices.Equal(rows, want) {
-		t.Errorf("docs/iam.md's refusal table has rows %v; want one per iamauth.Reasons: %v", rows, want)
-	}
+	checkReasonTable(t, "docs/iam.md", "| `reason` | The app's error | What to do |", "iamauth.Reasons", iamauth.Reasons)
 }
 
 // shCommands returns the commands of text's sh blocks, a line continued

@@ -201,31 +201,44 @@ func TestIAMChangeUserAfterTwoAnswersRead(t *testing.T) {
 	}
 }
 
-// A result set of more than 255 packets ends with its 0xFE OK at sequence
-// id 1, the ids having wrapped. An app that sent COM_CHANGE_USER before
-// reading that end had it taken for the server's switch: the app read
-// "the database user … is not set up for IAM authentication" and the user
-// was counted as user_not_iam. It is the rest of that answer.
+// A result set of more than 255 packets ends at sequence id 1, the ids
+// having wrapped. An app that sent COM_CHANGE_USER before reading that end
+// had it taken for the server's switch: the app read "the database user …
+// is not set up for IAM authentication" and the user was counted as
+// user_not_iam. It is the rest of that answer: the 0xFE OK with
+// CLIENT_DEPRECATE_EOF, and without it an EOF (0xFE, its warnings and its
+// status) whose warnings' first byte is a letter or a digit (65 warnings:
+// "A"), read as a plugin of that name.
 func TestIAMChangeUserBeforeTheEndOfAWrappedResult(t *testing.T) {
-	r := startIAMRelay(t, "")
-	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big")))
-	r.read(r.db)
-	var rows [][]byte
-	for i := 1; i <= 256; i++ { // column count, definition and rows: ids 1 to 255, then 0
-		rows = append(rows, frame(byte(i), []byte("\x01x")))
-	}
-	r.write(r.db, rows...)
-	for range rows {
-		r.read(r.app)
-	}
-	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
-	if p := r.read(r.db); p.Payload[0] != mysqlwire.ComChangeUser {
-		t.Fatalf("server read %q; want the COM_CHANGE_USER", p.Payload)
-	}
-	r.write(r.db, frame(1, endOfRows))
-	r.expectPipelined(1)
-	if n := r.tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 0 {
-		t.Errorf("user_not_iam failures: %d; want 0", n)
+	for _, tc := range []struct {
+		name string
+		end  []byte
+	}{
+		{"OK", endOfRows},
+		{"EOF with 65 warnings", []byte{mysqlwire.AuthSwitch, 'A', 0, 0x22, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startIAMRelay(t, "")
+			r.write(r.app, frame(0, []byte("\x03SELECT * FROM big")))
+			r.read(r.db)
+			var rows [][]byte
+			for i := 1; i <= 256; i++ { // column count, definition and rows: ids 1 to 255, then 0
+				rows = append(rows, frame(byte(i), []byte("\x01x")))
+			}
+			r.write(r.db, rows...)
+			for range rows {
+				r.read(r.app)
+			}
+			r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+			if p := r.read(r.db); p.Payload[0] != mysqlwire.ComChangeUser {
+				t.Fatalf("server read %q; want the COM_CHANGE_USER", p.Payload)
+			}
+			r.write(r.db, frame(1, tc.end))
+			r.expectPipelined(1)
+			if n := r.tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 0 {
+				t.Errorf("user_not_iam failures: %d; want 0", n)
+			}
+		})
 	}
 }
 
@@ -385,35 +398,6 @@ func TestIAMChangeUserBeforeALargeRow(t *testing.T) {
 		if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 3 || msg != msgPipelined {
 			t.Fatalf("%s: app read seq %d, %d bytes, %v; want the refusal of its pipelined COM_CHANGE_USER at 3", plugin, p.Seq, len(p.Payload), err)
 		}
-	}
-}
-
-// Without CLIENT_DEPRECATE_EOF a result ends with an EOF: 0xFE, its
-// warnings and its status. At sequence id 1, after a wrap, one whose
-// warnings' first byte is a letter or a digit (65 warnings: "A") was
-// taken for a switch to a plugin of that name: the app read "the
-// database user … is not set up for IAM authentication", counted as
-// user_not_iam. It is the rest of the answer.
-func TestIAMChangeUserBeforeAWrappedEOFWithWarnings(t *testing.T) {
-	r := startIAMRelay(t, "")
-	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big")))
-	r.read(r.db)
-	var rows [][]byte
-	for i := 1; i <= 256; i++ {
-		rows = append(rows, frame(byte(i), []byte("\x01x")))
-	}
-	r.write(r.db, rows...)
-	for range rows {
-		r.read(r.app)
-	}
-	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
-	if p := r.read(r.db); p.Payload[0] != mysqlwire.ComChangeUser {
-		t.Fatalf("server read %q; want the COM_CHANGE_USER", p.Payload)
-	}
-	r.write(r.db, frame(1, []byte{mysqlwire.AuthSwitch, 'A', 0, 0x22, 0}))
-	r.expectPipelined(1)
-	if n := r.tokens.Stats().Failures[iamauth.ReasonUserNotIAM]; n != 0 {
-		t.Errorf("user_not_iam failures: %d; want 0", n)
 	}
 }
 

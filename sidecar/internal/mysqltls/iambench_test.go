@@ -16,7 +16,7 @@ import (
 // It reports speed and allocations, to compare changes to the relay; it
 // asserts nothing about either.
 func BenchmarkIAMRelay(b *testing.B) {
-	benchRelay(b, func(ca *testkit.CA) mysqltls.Target { return iamTarget(b, ca) }, iamLoginConn)
+	benchRelay(b, func(ca *testkit.CA) mysqltls.Target { return iamTarget(b, ca) }, loginConn)
 }
 
 // benchRelay is a relay benchmark through a session to target, logged in
@@ -48,9 +48,10 @@ func benchRelay(b *testing.B, target func(*testkit.CA) mysqltls.Target, login fu
 	}
 }
 
-// iamLoginConn is an app's connection logged in through the sidecar at
-// addr with IAM, for a benchmark.
-func iamLoginConn(b *testing.B, addr string) net.Conn {
+// loginConn is an app's connection logged in through the sidecar at addr,
+// for a benchmark: with IAM (no LOCAL_PASSWORD) or without, the app's
+// side of the login is the same.
+func loginConn(b *testing.B, addr string) net.Conn {
 	b.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
