@@ -278,7 +278,14 @@ func (s *Server) lookupFamilies(ctx context.Context, host string) ([]netip.Addr,
 
 func isNotFound(err error) bool {
 	var dnsErr *net.DNSError
-	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
+	if errors.As(err, &dnsErr) {
+		return dnsErr.IsNotFound
+	}
+	// A name from /etc/hosts with no address of the family asked for
+	// (localhost, ECS extraHosts) gets Go's unexported errNoSuitableAddress,
+	// not a DNS error: that family has no addresses, as NXDOMAIN says.
+	var addrErr *net.AddrError
+	return errors.As(err, &addrErr) && addrErr.Err == "no suitable address found"
 }
 
 func isIP(host string) bool {

@@ -463,6 +463,48 @@ func TestStaleCheckLogsADNSOutageOnce(t *testing.T) {
 	}
 }
 
+// hostsResolver answers as Go's resolver does for a name that /etc/hosts
+// lists with IPv4 addresses only (localhost on many images, docker
+// --add-host, ECS extraHosts): the IPv4 addresses, and for "ip6" the
+// error Go gives when no address of that family is left, which is no
+// DNS error. That error is Go's own: a lookup of an IPv4 literal gets it.
+type hostsResolver struct{ v4 atomic.Pointer[netip.Addr] }
+
+func (h *hostsResolver) LookupNetIP(ctx context.Context, network, _ string) ([]netip.Addr, error) {
+	a := *h.v4.Load()
+	switch network {
+	case "ip6":
+		return net.DefaultResolver.LookupNetIP(ctx, "ip6", a.String())
+	default:
+		return []netip.Addr{a}, nil
+	}
+}
+
+// A name with IPv4 addresses only in /etc/hosts answers the stale check:
+// its lookups were taken for failures ("no suitable address found" for
+// IPv6), so the check logged "lookup failed" at start and never closed a
+// connection to a writer that had left the answer.
+func TestStaleCheckFollowsAHostsFileName(t *testing.T) {
+	a, b := startPair(t)
+	res := &hostsResolver{}
+	aAddr, bAddr := a.addr.Addr(), b.addr.Addr()
+	res.v4.Store(&aAddr)
+	if _, err := res.LookupNetIP(context.Background(), "ip6", "db"); err == nil {
+		t.Fatal("Go's resolver gave an IPv6 lookup of an IPv4 literal no error; this test then shows nothing")
+	}
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{{TargetHost: "db", TargetPort: int(a.addr.Port())}}, Resolver: res,
+		DNSCacheTTL: -1, StaleCheckInterval: 50 * time.Millisecond, StaleAfter: 100 * time.Millisecond})
+	onA := dial(t, r.addrs[0])
+	if err := exchange(onA, []byte("writer")); err != nil {
+		t.Fatal(err)
+	}
+	res.v4.Store(&bAddr) // failover: the hosts file now names b
+	expectClosed(t, onA, "connection to the address the name no longer gives")
+	if l := r.logs.lines("stale check: lookup failed"); len(l) != 0 {
+		t.Errorf("the stale check logged %q for a name that resolves", l)
+	}
+}
+
 // flakyListener fails Accept with EMFILE while failing is set, as a process
 // out of file descriptors does; with alternate, every other Accept fails,
 // as when descriptors are freed and taken by turns. It records when each
