@@ -271,3 +271,21 @@ func TestLoginThatLeftDoesNotHoldBackTheNext(t *testing.T) {
 		t.Fatalf("the login after one whose app left: %v", err)
 	}
 }
+
+// An endpoint that refuses with an empty body (a wrong
+// AWS_CONTAINER_AUTHORIZATION_TOKEN, a proxy's 403) left the AWS SDK's
+// error saying nothing: "failed to load credentials, : ", in the log
+// line, /readyz and the app's error. The HTTP status now follows.
+func TestCredentialErrorsNameTheEndpointsStatus(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+	defer srv.Close()
+	env := map[string]string{"AWS_CONTAINER_CREDENTIALS_FULL_URI": srv.URL + "/v2/credentials/task", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "wrong"}
+	src, err := CredentialSource(func(k string) string { return env[k] }, "us-east-1", "AWS_REGION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Tokens{Source: src, Region: "us-east-1"}).credentials(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "HTTP 401 Unauthorized") {
+		t.Errorf("credentials error %v; want it to name the endpoint's HTTP 401 Unauthorized", err)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -342,7 +344,20 @@ func (t *Tokens) credentials(ctx context.Context) (aws.Credentials, error) {
 		err = fmt.Errorf("%w: they expired at %s, and this host's clock says %s; if they are fresh, this host's clock is ahead (check NTP)",
 			errExpired, c.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	return c, t.Source.hide(err)
+	return c, t.Source.hide(withStatus(err))
+}
+
+// withStatus adds the HTTP status an endpoint refused with, when err's
+// text lacks it: the SDK's error for an answer with an empty body (a
+// wrong AWS_CONTAINER_AUTHORIZATION_TOKEN) says nothing else.
+func withStatus(err error) error {
+	var sc interface{ HTTPStatusCode() int }
+	if !errors.As(err, &sc) || sc.HTTPStatusCode() == 0 || strings.Contains(err.Error(), strconv.Itoa(sc.HTTPStatusCode())) {
+		return err
+	}
+	code := sc.HTTPStatusCode()
+	// First: the SDK's own words are long, and healthcheck shows 200 characters.
+	return fmt.Errorf("the endpoint answered HTTP %d %s: %w", code, http.StatusText(code), err)
 }
 
 // Failure is a login failure with a stable reason.
