@@ -441,3 +441,37 @@ func TestIAMChangeUserAfterAMiscountIsToldNotHeld(t *testing.T) {
 	r.write(r.db, frame(1, okPacket))
 	r.expectPipelined(1)
 }
+
+// A second COM_CHANGE_USER sent before the first one's answer is
+// pipelined. The sidecar sent the server its COM_PING with the refusal
+// while the first change was still pending, so the server, waiting for the
+// token after its switch, could read the COM_PING in its place (packets
+// out of order, or a wrong password counted as server_refused). The
+// pending change's answer comes anyway, and the refusal takes its place.
+func TestIAMSecondChangeUserWhileOneIsPending(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	if p := r.read(r.db); p.Seq != 0 || p.Payload[0] != mysqlwire.ComChangeUser {
+		t.Fatalf("server read seq %d %q; want the COM_CHANGE_USER", p.Seq, p.Payload)
+	}
+	r.write(r.app, frame(0, changeTo("third", mysqlwire.NativePassword)))
+	for deadline := time.Now().Add(10 * time.Second); r.is.answers.Load() >= 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second COM_CHANGE_USER was never taken for pipelined")
+		}
+	}
+	r.write(r.db, frame(1, mysqlwire.AuthSwitchRequest(mysqlwire.ClearPassword, nil)))
+	got := make(chan []mysqlwire.Packet, 1)
+	go func() { got <- r.serverPackets() }()
+	r.write(r.db, frame(3, okPacket)) // the server's verdict, once it has the token
+	r.expectPipelined(1)
+	packets := <-got
+	if len(packets) == 0 || packets[0].Seq != 2 || !strings.Contains(string(packets[0].Payload), "X-Amz-Signature") {
+		t.Fatalf("server read %d packets after its switch; want the token at 2 first", len(packets))
+	}
+	for _, p := range packets {
+		if bytes.Equal(p.Payload, []byte{comPing}) {
+			t.Fatal("the server was sent a COM_PING while the first change was pending")
+		}
+	}
+}

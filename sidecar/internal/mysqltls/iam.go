@@ -733,6 +733,11 @@ func (s *session) changeUser(is *iamSession, f *frames, client, server io.Writer
 		// the count be wrong, nothing is outstanding (a LOAD DATA file
 		// at id 0 taken for a command), and the app would wait for the
 		// server's wait_timeout. The COM_PING's OK comes after any answer.
+		// Not while a change is pending: its answer comes anyway, and the
+		// server, awaiting the token, would read the COM_PING in its place.
+		if is.pending.Load() != nil {
+			return false
+		}
 		if _, err := mysqlwire.WritePacket(server, 0, []byte{comPing}); err != nil {
 			s.end(relay.ReasonUpstreamError, err)
 		}
