@@ -475,3 +475,49 @@ func TestIAMSecondChangeUserWhileOneIsPending(t *testing.T) {
 		}
 	}
 }
+
+// Prepared statements' commands, two of which the server never answers
+// (COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE), one long data of several
+// frames among them, then COM_CHANGE_USER once every answer is read: the
+// change goes through, and no late start is left behind.
+func TestIAMChangeUserAfterPreparedStatements(t *testing.T) {
+	r := startIAMRelay(t, "")
+	stmt := []byte{1, 0, 0, 0}
+	long := append(append([]byte{0x18}, stmt...), 0, 0) // COM_STMT_SEND_LONG_DATA, parameter 0
+	long = append(long, bytes.Repeat([]byte("x"), mysqlwire.MaxPayload)...)
+	prepareOK := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+	for _, step := range []struct {
+		command []byte
+		answer  []byte // nil: none
+	}{
+		{append([]byte{0x16}, "INSERT INTO t VALUES (?)"...), prepareOK}, // COM_STMT_PREPARE, one parameter
+		{long, nil},
+		{append(append([]byte{0x18}, stmt...), 0, 0, 'y'), nil},
+		{append(append([]byte{0x17}, stmt...), 0, 1, 0, 0, 0, 0, 1, 0xfc, 0), okPacket}, // COM_STMT_EXECUTE
+		{append([]byte{0x1a}, stmt...), okPacket},                                       // COM_STMT_RESET
+		{append(append([]byte{0x1c}, stmt...), 1, 0, 0, 0), endOfRows},                  // COM_STMT_FETCH
+		{append([]byte{0x19}, stmt...), nil},                                            // COM_STMT_CLOSE
+	} {
+		b, _ := mysqlwire.AppendPacket(nil, 0, step.command)
+		go func() { _, _ = r.app.Write(b) }()
+		if p, err := mysqlwire.ReadPacket(r.db, 1<<25); err != nil || !bytes.Equal(p.Payload, step.command) {
+			t.Fatalf("command 0x%02x: server read %d bytes, %v; want the command", step.command[0], len(p.Payload), err)
+		}
+		if step.answer != nil {
+			r.write(r.db, frame(1, step.answer))
+			if p := r.read(r.app); p.Seq != 1 || !bytes.Equal(p.Payload, step.answer) {
+				t.Fatalf("command 0x%02x: app read seq %d %q; want the answer at 1", step.command[0], p.Seq, p.Payload)
+			}
+		}
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	r.serveChange()
+	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("app read seq %d %q; want the change's OK at 1", p.Seq, p.Payload)
+	}
+	r.is.lateMu.Lock()
+	defer r.is.lateMu.Unlock()
+	if len(r.is.late) != 0 || r.is.answers.Load() != r.is.sent.Load() {
+		t.Fatalf("late starts %v, %d answers of %d sent; want none left, every answer counted", r.is.late, r.is.answers.Load(), r.is.sent.Load())
+	}
+}
