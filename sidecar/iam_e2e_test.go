@@ -413,6 +413,37 @@ func TestIAMChangeUserAfterALargeCommand(t *testing.T) {
 	}
 }
 
+// Two COM_CHANGE_USER sent together: the second is pipelined. The sidecar
+// sent MariaDB a COM_PING with its refusal while the first was still
+// pending, and MariaDB, waiting for the token after its switch, read that
+// COM_PING in its place and failed the change (the app's refusal came a
+// second late). The app is refused, and the server gets the token.
+func TestIAMChangeUserTwiceTogether(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	via, env, logs := iamSidecar(t, f, nil)
+	r := iamRawLogin(t, via, testiam.User, nil)
+	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+	one, _ := mysqlwire.AppendPacket(nil, 0, cu.Append(nil, iamRawCaps))
+	if _, err := r.c.Write(append(one, one...)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := mysqlwire.ReadPacket(r.c, 1<<20)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 1 || !strings.Contains(msg, "before reading the answer") {
+		t.Fatalf("app read seq %d %q, %v; want the refusal of its pipelined COM_CHANGE_USER at 1", p.Seq, p.Payload, err)
+	}
+	if n := metric(t, env, `sidecar_iam_failures_total{reason="server_refused"}`); n != 0 {
+		t.Errorf("server_refused failures: %v; want 0 (the server refused no token)", n)
+	}
+	checked := false
+	for _, v := range f.Verdicts(t) {
+		checked = checked || v.User == testiam.OtherUser && v.Accepted
+	}
+	if !checked {
+		t.Errorf("the server never checked the first change's token: it read something else in its place\n%s", logs.String())
+	}
+}
+
 // TestIAMTokenCache: concurrent logins as one user share one signing.
 func TestIAMTokenCache(t *testing.T) {
 	t.Parallel()
