@@ -401,33 +401,21 @@ func TestIAMChangeUserBeforeALargeRow(t *testing.T) {
 	}
 }
 
-// A LOAD DATA LOCAL INFILE whose request lands at sequence id 255 (here
-// after a multi-statement's first result) has the app's file start at
-// id 0, which the relay cannot tell from a command: it counts an answer
-// that never comes. A COM_CHANGE_USER after that was marked pipelined and
+// Should the relay miscount (here a server whose answer begins at an id
+// no server uses, 2 for a one-frame command), it counts an answer that
+// never comes. A COM_CHANGE_USER after that was marked pipelined and
 // waited for a server packet to refuse in place of, which none sent: the
 // app hung until the server's wait_timeout. The sidecar now sends the
 // server a COM_PING with the refusal, so a packet comes and the app is
-// told, at once.
+// told, at once. (A LOAD DATA LOCAL file at id 0 was such a miscount:
+// TestIAMChangeUserAfterAFileAtZero.)
 func TestIAMChangeUserAfterAMiscountIsToldNotHeld(t *testing.T) {
 	r := startIAMRelay(t, "")
-	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big; LOAD DATA LOCAL INFILE 'f' INTO TABLE t")))
-	r.read(r.db)
-	var answer [][]byte
-	for i := 1; i <= 254; i++ { // the first result: ids 1 to 254
-		answer = append(answer, frame(byte(i), []byte("\x01x")))
-	}
-	answer = append(answer, frame(255, []byte("\xfbf"))) // the file request
-	r.write(r.db, answer...)
-	for range answer {
-		r.read(r.app)
-	}
-	r.write(r.app, frame(0, []byte("a,b\n")), frame(1, nil)) // the file, then its end
-	r.read(r.db)
+	r.write(r.app, frame(0, []byte("\x03DO 1")))
 	r.read(r.db)
 	r.write(r.db, frame(2, okPacket))
 	if p := r.read(r.app); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
-		t.Fatalf("app read seq %d %q; want the LOAD DATA's OK", p.Seq, p.Payload)
+		t.Fatalf("app read seq %d %q; want the OK", p.Seq, p.Payload)
 	}
 	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
 	_ = r.db.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -519,5 +507,87 @@ func TestIAMChangeUserAfterPreparedStatements(t *testing.T) {
 	defer r.is.lateMu.Unlock()
 	if len(r.is.late) != 0 || r.is.answers.Load() != r.is.sent.Load() {
 		t.Fatalf("late starts %v, %d answers of %d sent; want none left, every answer counted", r.is.late, r.is.answers.Load(), r.is.sent.Load())
+	}
+}
+
+// A LOAD DATA LOCAL INFILE whose request lands at sequence id 255 has the
+// app's file start at id 0, which the relay counted as a command with an
+// answer to come. A COM_CHANGE_USER the app sent once it had read the
+// LOAD DATA's OK was then refused as pipelined. The file's next packet, at
+// the app's next id, shows it was no command.
+func TestIAMChangeUserAfterAFileAtZero(t *testing.T) {
+	for _, file := range []int{1, 3} { // data packets, at 0, 1, …
+		r := startIAMRelay(t, "")
+		r.write(r.app, frame(0, []byte("\x03SELECT * FROM big; LOAD DATA LOCAL INFILE 'f' INTO TABLE t")))
+		r.read(r.db)
+		var answer [][]byte
+		for i := 1; i <= 254; i++ { // the first result: ids 1 to 254
+			answer = append(answer, frame(byte(i), []byte("\x01x")))
+		}
+		answer = append(answer, frame(255, []byte("\xfbf"))) // the file request
+		r.write(r.db, answer...)
+		for range answer {
+			r.read(r.app)
+		}
+		var data [][]byte
+		for i := 0; i < file; i++ {
+			data = append(data, frame(byte(i), []byte("a,b\n")))
+		}
+		r.write(r.app, append(data, frame(byte(file), nil))...) // the file, then its end
+		for range file + 1 {
+			r.read(r.db)
+		}
+		r.write(r.db, frame(byte(file+1), okPacket))
+		if p := r.read(r.app); p.Seq != byte(file+1) || p.Payload[0] != mysqlwire.OK {
+			t.Fatalf("app read seq %d %q; want the LOAD DATA's OK", p.Seq, p.Payload)
+		}
+		r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+		if p := r.read(r.db); p.Seq != 0 || p.Payload[0] != mysqlwire.ComChangeUser {
+			t.Fatalf("file of %d packets: server read seq %d %q; want the COM_CHANGE_USER, sent once every answer was read", file, p.Seq, p.Payload)
+		}
+		r.write(r.db, frame(1, mysqlwire.AuthSwitchRequest(mysqlwire.ClearPassword, nil)))
+		r.read(r.db)
+		r.write(r.db, frame(3, okPacket))
+		if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+			t.Fatalf("file of %d packets: app read seq %d %q; want the change's OK at 1", file, p.Seq, p.Payload)
+		}
+	}
+}
+
+// A LOAD DATA LOCAL request at sequence id 0 (after 255) has the app's
+// file start at 1, right after the query at 0 whose answer it is part of:
+// that query is no file, and its count stays. A change sent before the
+// next command's answer began is still pipelined.
+func TestIAMChangeUserBeforeAnAnswerAfterAFileAtOne(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big; LOAD DATA LOCAL INFILE 'f' INTO TABLE t")))
+	r.read(r.db)
+	var answer [][]byte
+	for i := 1; i <= 255; i++ { // the first result: ids 1 to 255
+		answer = append(answer, frame(byte(i), []byte("\x01x")))
+	}
+	answer = append(answer, frame(0, []byte("\xfbf"))) // the file request
+	r.write(r.db, answer...)
+	for range answer {
+		r.read(r.app)
+	}
+	r.write(r.app, frame(1, []byte("a,b\n")), frame(2, nil))
+	r.read(r.db)
+	r.read(r.db)
+	r.write(r.db, frame(3, okPacket))
+	if p := r.read(r.app); p.Seq != 3 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("app read seq %d %q; want the LOAD DATA's OK", p.Seq, p.Payload)
+	}
+	r.write(r.app, frame(0, []byte("\x03SELECT 1")), frame(0, changeTo("other", mysqlwire.NativePassword)))
+	if p := r.read(r.db); p.Payload[0] != 0x03 {
+		t.Fatalf("server read %q; want the SELECT", p.Payload)
+	}
+	r.handled()
+	r.write(r.db, frame(1, okPacket))
+	r.expectPipelined(1)
+	for _, p := range r.serverPackets() {
+		if len(p.Payload) > 0 && p.Payload[0] == mysqlwire.ComChangeUser {
+			t.Fatal("the server was sent the pipelined COM_CHANGE_USER")
+		}
 	}
 }

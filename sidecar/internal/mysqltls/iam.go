@@ -270,6 +270,25 @@ func (is *iamSession) commandSent(first byte) {
 	is.sent.Add(1)
 }
 
+// uncount takes back the command counted last, which was no command:
+// a LOAD DATA LOCAL file's packet at sequence id 0. pumpCommands' own;
+// the server sends nothing while it reads a file, so no answer was taken
+// for that command's. One whose answer began was a command: its answer
+// asked for a file at 0, which the app sends from 1.
+func (is *iamSession) uncount() {
+	if is.answers.Load() >= is.sent.Load() {
+		return
+	}
+	i := is.sent.Add(-1)
+	if is.lateN.Load() == 0 {
+		return
+	}
+	is.lateMu.Lock()
+	defer is.lateMu.Unlock()
+	delete(is.late, i)
+	is.lateN.Store(int32(len(is.late)))
+}
+
 // first is the sequence id at which the answer to the command counted
 // i-th (from 0) begins.
 func (is *iamSession) first(i int64) byte {
@@ -638,12 +657,20 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 	var hdr [frameHeader]byte
 	midPacket, inFileAt255 := false, false
 	answered := false // the packet under way is a command the server answers
+	counted := -1     // the last frame's id of the command just counted, until the next frame
 	for {
 		n, ok := f.next(s, &hdr)
 		if !ok {
 			return
 		}
 		seq := hdr[3]
+		// After a command the app sends the next at 0: a packet at the
+		// next id continues a LOAD DATA file whose request came at 255,
+		// so that it began at 0 (inFileAt255 tells only ids the app wrapped).
+		if !midPacket && counted >= 0 && seq == byte(counted+1) {
+			is.uncount()
+		}
+		counted = -1
 		command := !midPacket && seq == 0 && !inFileAt255
 		// An empty frame at 255 still continues the file when it ends a
 		// packet of MaxPayload bytes (the right side reads the old midPacket).
@@ -669,7 +696,7 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 			}
 		}
 		if answered && !midPacket {
-			answered = false
+			answered, counted = false, int(seq)
 			is.commandSent(seq + 1) // the answer goes on from the last frame's id
 		}
 		if !f.forward(s, hdr, n) {
