@@ -444,6 +444,53 @@ func TestIAMChangeUserTwiceTogether(t *testing.T) {
 	}
 }
 
+// A LOAD DATA LOCAL INFILE whose request MariaDB sends at sequence id 255
+// (after a multi-statement's first result) has the app's file start at
+// 0. The sidecar counted that packet as a command, and refused a
+// COM_CHANGE_USER sent once the LOAD DATA's OK was read as pipelined.
+func TestIAMChangeUserAfterALoadDataAt255(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	via, _, _ := iamSidecar(t, f, nil)
+	c, err := net.DialTimeout("tcp", via, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := &rawClient{t: t, c: c}
+	r.recv()
+	caps := iamRawCaps | mysqlwire.ClientLocalFiles | mysqlwire.ClientMultiStatements | mysqlwire.ClientMultiResults
+	login := mysqlwire.HandshakeResponse{Caps: caps, MaxPacket: 1 << 24, Charset: 33, User: testiam.User,
+		Database: testiam.Database, Plugin: mysqlwire.NativePassword}
+	r.send(1, login.Append(nil))
+	if p := r.recv(); p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("login answered %q", p.Payload)
+	}
+	r.query("CREATE TABLE load255 (a INT, b INT)")
+	// Column count, definition and EOF at 1 to 3, 250 rows, EOF at 254.
+	r.send(0, []byte("\x03SELECT seq FROM seq_1_to_250; LOAD DATA LOCAL INFILE 'f' INTO TABLE load255 FIELDS TERMINATED BY ','"))
+	for {
+		p := r.recv()
+		if p.Payload[0] == 0xfb && len(p.Payload) > 1 && string(p.Payload[1:]) == "f" {
+			if p.Seq != 255 {
+				t.Fatalf("the file request came at %d; the test needs 255", p.Seq)
+			}
+			break
+		}
+	}
+	r.send(0, []byte("1,2\n"))
+	r.send(1, nil)
+	if p := r.recv(); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("LOAD DATA answered seq %d %q", p.Seq, p.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+	r.send(0, cu.Append(nil, caps))
+	if p := r.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("COM_CHANGE_USER after the LOAD DATA answered seq %d %q", p.Seq, p.Payload)
+	}
+}
+
 // TestIAMTokenCache: concurrent logins as one user share one signing.
 func TestIAMTokenCache(t *testing.T) {
 	t.Parallel()
