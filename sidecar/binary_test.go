@@ -229,6 +229,11 @@ func TestBinaryDrainOnSIGTERM(t *testing.T) {
 
 	sendSignal(t, p, syscall.SIGTERM)
 	waitHealthyBinary(t, env, p, 1)
+	// Readiness turns false a moment before the listener closes; the
+	// "draining" line is written once it has, the transfer still in flight.
+	if !p.OutputHas(`"msg":"draining"`, safety) {
+		t.Fatalf("no draining line after SIGTERM:\n%s", p.Output.String())
+	}
 	if nc, err := net.DialTimeout("tcp", "127.0.0.1:"+listen, time.Second); err == nil {
 		_ = nc.Close()
 		t.Error("still accepting after SIGTERM")
