@@ -25,6 +25,19 @@ type rawClient struct {
 	scramble []byte
 }
 
+// dialRaw connects a rawClient to addr, closed when the test ends, with
+// 30 s for everything it does.
+func dialRaw(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	return &rawClient{t: t, c: c}
+}
+
 func (r *rawClient) send(seq byte, p []byte) {
 	r.t.Helper()
 	if _, err := mysqlwire.WritePacket(r.c, seq, p); err != nil {
@@ -92,13 +105,7 @@ func TestChangeUserAndResetConnectionThroughTLS(t *testing.T) {
 	}
 	_ = root.Close()
 	via := tlsSidecar(t, srv, map[string]string{"TARGET_TLS_CA": files.CA})
-	c, err := net.DialTimeout("tcp", via, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := &rawClient{t: t, c: c}
+	r := dialRaw(t, via)
 	g := r.recv()
 	r.scramble, err = mysqlwire.GreetingScramble(g.Payload)
 	if err != nil {

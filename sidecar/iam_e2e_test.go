@@ -290,14 +290,9 @@ const iamRawCaps = mysqlwire.ClientLongPassword | mysqlwire.ClientProtocol41 | m
 // proof as the auth data.
 func iamRawLogin(t *testing.T, addr, user string, proof func(scramble []byte) []byte) *rawClient {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := &rawClient{t: t, c: c}
+	r := dialRaw(t, addr)
 	g := r.recv()
+	var err error
 	if r.scramble, err = mysqlwire.GreetingScramble(g.Payload); err != nil {
 		t.Fatal(err)
 	}
@@ -452,13 +447,7 @@ func TestIAMChangeUserAfterALoadDataAt255(t *testing.T) {
 	t.Parallel()
 	f := testiam.Start(t)
 	via, _, _ := iamSidecar(t, f, nil)
-	c, err := net.DialTimeout("tcp", via, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := &rawClient{t: t, c: c}
+	r := dialRaw(t, via)
 	r.recv()
 	caps := iamRawCaps | mysqlwire.ClientLocalFiles | mysqlwire.ClientMultiStatements | mysqlwire.ClientMultiResults
 	login := mysqlwire.HandshakeResponse{Caps: caps, MaxPacket: 1 << 24, Charset: 33, User: testiam.User,

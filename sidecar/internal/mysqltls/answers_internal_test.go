@@ -510,6 +510,24 @@ func TestIAMChangeUserAfterPreparedStatements(t *testing.T) {
 	}
 }
 
+// fileRequestAfter has the app send a multi-statement, and the server
+// answer it with n packets of a first result (ids 1, 2, …, wrapping after
+// 255) and then a LOAD DATA LOCAL request, which the app reads whole.
+func (r *iamRelay) fileRequestAfter(n int) {
+	r.t.Helper()
+	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big; LOAD DATA LOCAL INFILE 'f' INTO TABLE t")))
+	r.read(r.db)
+	var answer [][]byte
+	for i := 1; i <= n; i++ {
+		answer = append(answer, frame(byte(i), []byte("\x01x")))
+	}
+	answer = append(answer, frame(byte(n+1), []byte("\xfbf")))
+	r.write(r.db, answer...)
+	for range answer {
+		r.read(r.app)
+	}
+}
+
 // A LOAD DATA LOCAL INFILE whose request lands at sequence id 255 has the
 // app's file start at id 0, which the relay counted as a command with an
 // answer to come. A COM_CHANGE_USER the app sent once it had read the
@@ -518,17 +536,7 @@ func TestIAMChangeUserAfterPreparedStatements(t *testing.T) {
 func TestIAMChangeUserAfterAFileAtZero(t *testing.T) {
 	for _, file := range []int{1, 3} { // data packets, at 0, 1, …
 		r := startIAMRelay(t, "")
-		r.write(r.app, frame(0, []byte("\x03SELECT * FROM big; LOAD DATA LOCAL INFILE 'f' INTO TABLE t")))
-		r.read(r.db)
-		var answer [][]byte
-		for i := 1; i <= 254; i++ { // the first result: ids 1 to 254
-			answer = append(answer, frame(byte(i), []byte("\x01x")))
-		}
-		answer = append(answer, frame(255, []byte("\xfbf"))) // the file request
-		r.write(r.db, answer...)
-		for range answer {
-			r.read(r.app)
-		}
+		r.fileRequestAfter(254) // the first result at ids 1 to 254, the request at 255
 		var data [][]byte
 		for i := 0; i < file; i++ {
 			data = append(data, frame(byte(i), []byte("a,b\n")))
@@ -560,17 +568,7 @@ func TestIAMChangeUserAfterAFileAtZero(t *testing.T) {
 // next command's answer began is still pipelined.
 func TestIAMChangeUserBeforeAnAnswerAfterAFileAtOne(t *testing.T) {
 	r := startIAMRelay(t, "")
-	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big; LOAD DATA LOCAL INFILE 'f' INTO TABLE t")))
-	r.read(r.db)
-	var answer [][]byte
-	for i := 1; i <= 255; i++ { // the first result: ids 1 to 255
-		answer = append(answer, frame(byte(i), []byte("\x01x")))
-	}
-	answer = append(answer, frame(0, []byte("\xfbf"))) // the file request
-	r.write(r.db, answer...)
-	for range answer {
-		r.read(r.app)
-	}
+	r.fileRequestAfter(255) // the first result at ids 1 to 255, the request at 0
 	r.write(r.app, frame(1, []byte("a,b\n")), frame(2, nil))
 	r.read(r.db)
 	r.read(r.db)
