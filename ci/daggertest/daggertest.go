@@ -222,7 +222,6 @@ type Server struct {
 	observer func(Query)
 	platform string
 	startup  StartupFunc
-	images   map[string]*Healthcheck
 	plats    map[string][]string // normalized image -> platforms of its index
 	runner   string              // runner host scheme: "" = image:// (engine in Docker)
 	services []Service
@@ -249,7 +248,7 @@ func Start(t testing.TB) *Server {
 func Serve(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{Token: "daggertest-token", ids: map[string]Query{}, handlers: map[string]Handler{},
-		platform: "linux/" + runtime.GOARCH, images: map[string]*Healthcheck{}, secrets: map[string]string{}, plats: map[string][]string{}}
+		platform: "linux/" + runtime.GOARCH, secrets: map[string]string{}, plats: map[string][]string{}}
 	l := testkit.Listen(t) // 127.0.0.1 only: httptest would fall back to ::1
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	srv.Listener.Close()

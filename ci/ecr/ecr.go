@@ -58,22 +58,15 @@ type Options struct {
 	// Report receives the lines saying what a long wait on AWS still
 	// waits for, one every ProgressEvery; nil: they go to Log.
 	Report func(line string)
-	// Env, when set, supplies the AWS variables the preflight names
-	// (awsVars) ahead of the process environment, which the SDK still
-	// reads for everything else; nil: the SDK reads the process
-	// environment alone (production). Tests that each point at their own
+	// Env, when set, supplies the AWS variables envOptions and envRegion
+	// read, ahead of the process environment, which the SDK still reads
+	// for everything else; nil: the SDK reads the process environment
+	// alone (production). Tests that each point at their own
 	// ECR stand-in run in parallel through it.
 	Env func(string) (string, bool)
 }
 
-// awsVars are the variables Options.Env may supply.
-func awsVars() []string {
-	return []string{"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-		"AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL",
-		"AWS_EC2_METADATA_DISABLED"}
-}
-
-// envOptions turns what env sets of awsVars into SDK options, which take
+// envOptions turns the AWS variables env sets into SDK options, which take
 // precedence over the process environment as the variables themselves
 // do over the shared files: the region, static keys, the profile and
 // its files, and whether the credential chain may ask the EC2 metadata

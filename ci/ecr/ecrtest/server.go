@@ -240,13 +240,6 @@ func (s *Server) Operations() []string {
 	return ops
 }
 
-// Calls returns the recorded calls.
-func (s *Server) Calls() []Call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Call(nil), s.calls...)
-}
-
 // Host is the registry host the stand-in hands out: its registry on
 // loopback (ECR's would be <account>.dkr.ecr.<region>.amazonaws.com).
 func (s *Server) Host() string { return s.registryHost }
