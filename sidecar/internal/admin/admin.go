@@ -16,6 +16,7 @@ import (
 	neturl "net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/example/sidecar/sidecar/internal/iamauth"
 	"github.com/example/sidecar/sidecar/internal/loglimit"
@@ -141,6 +142,32 @@ func (s *Server) Close() error { return s.http.Close() }
 // notReadyPrefix starts /readyz's 503 body; Check passes on only such a reason.
 const notReadyPrefix = "not ready: "
 
+// reasonLimit is how many characters of /readyz's not-ready line Check
+// passes on: the unhealthy line stays short in ECS's health check output.
+const reasonLimit = 200
+
+// wordSlack is how many characters cutReason gives up to end at a space.
+const wordSlack = 20
+
+// cutReason cuts line to reasonLimit characters, the last one "…" when
+// cut: at the last space within wordSlack of the limit, else between runes.
+func cutReason(line string) string {
+	line = strings.ToValidUTF8(line, "\uFFFD")
+	if utf8.RuneCountInString(line) <= reasonLimit {
+		return line
+	}
+	end := 0
+	for range reasonLimit - 1 { // room for the "…"
+		_, size := utf8.DecodeRuneInString(line[end:])
+		end += size
+	}
+	kept := line[:end]
+	if sp := strings.LastIndexByte(kept, ' '); line[end] != ' ' && sp > 0 && utf8.RuneCountInString(kept[sp:]) <= wordSlack {
+		kept = kept[:sp]
+	}
+	return strings.TrimRight(kept, " ") + "…"
+}
+
 // Handler serves /livez, /readyz and /metrics.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
@@ -206,7 +233,9 @@ func Check(ctx context.Context, addr string) error {
 		return fmt.Errorf("GET %s: %w (is the sidecar running, with the same ADMIN_ADDR and ADMIN_PORT?)", url, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	// Enough bytes for reasonLimit characters and one more, so a longer
+	// line is cut by cutReason, between whole runes.
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, utf8.UTFMax*reasonLimit+1))
 	if resp.StatusCode != http.StatusOK {
 		// The sidecar's 503 says why (starting, draining, waiting for IAM
 		// credentials): pass its first line on. Another answer (a 404, a
@@ -215,7 +244,7 @@ func Check(ctx context.Context, addr string) error {
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(why, notReadyPrefix) {
 			return fmt.Errorf("GET %s answered %s, not as the sidecar: another process holds that port; give the sidecar a free ADMIN_PORT", url, resp.Status)
 		}
-		return fmt.Errorf("GET %s: %s: %.200s", url, resp.Status, why)
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, cutReason(why))
 	}
 	if !strings.HasPrefix(string(body), readyPrefix+" ") {
 		return fmt.Errorf("GET %s answered 200 but not as the sidecar (body %.60q): another process holds that port; give the sidecar a free ADMIN_PORT", url, body)

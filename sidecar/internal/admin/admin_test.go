@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
@@ -276,5 +277,55 @@ func TestListenBindsTheFamilyAsked(t *testing.T) {
 			}
 		}
 		_ = s.ln.Close()
+	}
+}
+
+// The healthcheck's unhealthy line shows at most reasonLimit characters
+// of the sidecar's reason: cut between words when one ends near the
+// limit, never inside a rune, and marked with "…" only when cut.
+func TestCheckCutsALongReason(t *testing.T) {
+	words := strings.TrimSpace(strings.Repeat("credentials ", 30))
+	for _, tc := range []struct {
+		name, reason string
+		cut, atSpace bool
+	}{
+		{"short", "waiting for IAM credentials", false, false},
+		{"at the limit", strings.Repeat("x", reasonLimit-len(notReadyPrefix)), false, false},
+		{"words", words, true, true},
+		{"one long word", strings.Repeat("é", 300), true, false},
+		// 3-byte runes: the line is longer than any fixed read of 512 bytes.
+		{"wide runes", "a" + strings.Repeat("認証", 200), true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(notReadyPrefix + tc.reason + "\n"))
+			}))
+			defer srv.Close()
+			err := Check(context.Background(), srv.Listener.Addr().String())
+			if err == nil {
+				t.Fatal("Check = nil, want the 503's reason")
+			}
+			_, shown, ok := strings.Cut(err.Error(), "503 Service Unavailable: "+notReadyPrefix)
+			if !ok || !utf8.ValidString(err.Error()) {
+				t.Fatalf("Check = %q: want valid UTF-8 with the reason after the status", err)
+			}
+			if n := utf8.RuneCountInString(notReadyPrefix + shown); n > reasonLimit {
+				t.Errorf("reason shown is %d characters, over %d: %q", n, reasonLimit, shown)
+			}
+			if !tc.cut {
+				if shown != tc.reason {
+					t.Errorf("reason shown = %q, want it whole: %q", shown, tc.reason)
+				}
+				return
+			}
+			kept, marked := strings.CutSuffix(shown, "…")
+			if !marked || !strings.HasPrefix(tc.reason, kept) || len(kept) == 0 {
+				t.Fatalf("reason shown = %q, want a start of the reason marked with …", shown)
+			}
+			if rest := tc.reason[len(kept):]; tc.atSpace && (strings.HasSuffix(kept, " ") || !strings.HasPrefix(rest, " ")) {
+				t.Errorf("reason cut inside a word: %q|%q", kept, rest)
+			}
+		})
 	}
 }

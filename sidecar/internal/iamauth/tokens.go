@@ -356,7 +356,8 @@ func withStatus(err error) error {
 		return err
 	}
 	code := sc.HTTPStatusCode()
-	// First: the SDK's own words are long, and healthcheck shows 200 characters.
+	// First: the SDK's own words are long, and healthcheck shows only the
+	// reason's start (admin's reasonLimit).
 	return fmt.Errorf("the endpoint answered HTTP %d %s: %w", code, http.StatusText(code), err)
 }
 
