@@ -342,7 +342,6 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 		}
 	}
 	defer s.hardCancel(context.Canceled)
-	defer s.flushLogs() // after every connection has ended
 
 	// The stale checks outlive ctx until Serve returns: a writer demoted
 	// during the drain must not keep its connections until DRAIN_TIMEOUT.
@@ -384,7 +383,11 @@ func (s *Server) Serve(ctx context.Context) (cut int, err error) {
 	inFlight := s.active.Load()
 	s.log.Info("draining", "in_flight", inFlight, "drain_timeout_ms", max(s.cfg.DrainTimeout, 0).Milliseconds())
 
-	if cut = s.drainOrCut(); cut == 0 {
+	cut = s.drainOrCut()
+	// Every connection has ended, so no more events: a pending summary is
+	// written now, before the line that says the drain is done.
+	s.flushLogs()
+	if cut == 0 {
 		s.log.Info("drained", "connections_cut", 0)
 		return 0, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -162,6 +163,42 @@ func TestDialFailureSummaryWrittenAtShutdown(t *testing.T) {
 	r.shutdown(t)
 	if lines := r.logs.lines("dial target failed"); accounted(lines) != 3 {
 		t.Errorf("log lines after shutdown = %v, want 3 failures logged or summarized", lines)
+	}
+}
+
+// Connections the database breaks during the drain are logged before
+// "drained", their rate-limited summary included: after that line an
+// operator reads the drain as done.
+func TestSummaryPendingAtDrainComesBeforeDrained(t *testing.T) {
+	up := startUpstream(t, "127.0.0.1", hold)
+	r := startProxy(t, proxy.Config{Forwards: []proxy.Forward{forwardTo(up)}, DrainTimeout: safety})
+	const n = 3
+	for range n {
+		c := dial(t, r.addrs[0])
+		defer c.Close()
+		if _, err := c.Write([]byte("q")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every query relayed", func() bool { return up.count() == n && forwardSnap(r, 0).BytesToUpstream == n })
+	r.cancel()
+	waitFor(t, "the drain to begin", func() bool { return len(r.logs.lines("draining")) == 1 })
+	up.mu.Lock()
+	for _, c := range up.conns {
+		_ = c.SetLinger(0)
+		_ = c.Close() // a failover during the drain: the first in full, the rest pending
+	}
+	up.mu.Unlock()
+	if cut := r.shutdown(t); cut != 0 {
+		t.Fatalf("connections cut = %d, want the drain to end as the database broke them", cut)
+	}
+	all := r.logs.lines("")
+	drained := slices.IndexFunc(all, func(l map[string]any) bool { return l["msg"] == "drained" })
+	if drained < 0 || accounted(r.logs.lines("connection closed")) != n {
+		t.Fatalf("want \"drained\" and %d broken connections logged or summarized:\n%s", n, r.logs)
+	}
+	for _, l := range all[drained+1:] {
+		t.Errorf("line after \"drained\": %v", l)
 	}
 }
 
