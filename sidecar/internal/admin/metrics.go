@@ -31,7 +31,7 @@ func WriteMetrics(w io.Writer, cfg Config, ready bool, snap *proxy.Snapshot) err
 
 	if cfg.IAM != nil {
 		st := cfg.IAM.Stats()
-		p.family("sidecar_iam_tokens_signed_total", "counter", "IAM auth tokens signed (TARGET_AUTH=iam).")
+		p.family("sidecar_iam_tokens_signed_total", "counter", "IAM auth tokens signed (TARGET_AUTH=iam), counted before the database answers the login they go in.")
 		p.sample("sidecar_iam_tokens_signed_total", "", float64(st.Signed))
 		p.family("sidecar_iam_tokens_reused_total", "counter", "Logins that reused a cached IAM token.")
 		p.sample("sidecar_iam_tokens_reused_total", "", float64(st.Reused))
