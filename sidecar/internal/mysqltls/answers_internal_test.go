@@ -589,3 +589,59 @@ func TestIAMChangeUserBeforeAnAnswerAfterAFileAtOne(t *testing.T) {
 		}
 	}
 }
+
+// expectFileOrChange reads the refusal of the app's packet at 0 after the
+// server's 0xFB packet at 255, in place of the server's packet at seq.
+func (r *iamRelay) expectFileOrChange(seq byte) {
+	r.t.Helper()
+	p := r.read(r.app)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != seq || msg != msgFileOrChange {
+		r.t.Fatalf("app read seq %d %q; want the refusal of its packet after the 0xFB at 255, at seq %d", p.Seq, p.Payload, seq)
+	}
+	<-r.done
+	var ref *Refusal
+	if !errors.As(r.res.Err, &ref) || ref.Reason != ReasonClientProtocol || ref.Message != msgFileOrChange {
+		r.t.Fatalf("the session ended %s, %v; want the client_protocol refusal", r.res.Reason, r.res.Err)
+	}
+}
+
+// A LOAD DATA LOCAL file whose request came at sequence id 255 starts at
+// 0, where a packet beginning with 0x11 was taken for a COM_CHANGE_USER:
+// the server, reading the file, got the sidecar's change (or, with a
+// proof to ask for, its COM_PING) as the file's data. It gets an empty
+// packet instead, which ends the file with no rows, and the app is told.
+func TestIAMFileAtZeroBeginningAsAChange(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.fileRequestAfter(254) // the first result at ids 1 to 254, the request at 255
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)), frame(1, nil))
+	if p := r.read(r.db); p.Seq != 0 || len(p.Payload) != 0 {
+		t.Fatalf("server read seq %d %q; want an empty packet at 0, the file's end", p.Seq, p.Payload)
+	}
+	r.write(r.db, frame(1, okPacket)) // no rows loaded
+	r.expectFileOrChange(1)
+}
+
+// After a row at 255 whose first column is NULL (0xFB), a COM_CHANGE_USER
+// at 0 is sent before the rest of the result, but cannot be told from a
+// file's first packet: neither goes to the server, and the app is refused
+// in place of the next row.
+func TestIAMChangeUserAfterANullRowAt255(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, []byte("\x03SELECT a FROM big")))
+	r.read(r.db)
+	var rows [][]byte
+	for i := 1; i <= 254; i++ {
+		rows = append(rows, frame(byte(i), []byte("\x01x")))
+	}
+	rows = append(rows, frame(255, []byte{0xfb}))
+	r.write(r.db, rows...)
+	for range rows {
+		r.read(r.app)
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	if p := r.read(r.db); p.Seq != 0 || len(p.Payload) != 0 {
+		t.Fatalf("server read seq %d %q; want an empty packet at 0", p.Seq, p.Payload)
+	}
+	r.write(r.db, frame(0, []byte("\x01y")), frame(1, endOfRows))
+	r.expectFileOrChange(0)
+}

@@ -252,6 +252,10 @@ type iamSession struct {
 	lateMu sync.Mutex
 	late   map[int64]byte
 	lateN  atomic.Int32
+	// fileOrRow: the server's last packet was at 255 and began with 0xFB,
+	// a LOAD DATA LOCAL request (the app's file starts at 0) or a row
+	// whose first column is NULL (the answer goes on).
+	fileOrRow atomic.Bool
 }
 
 // commandSent counts a command with an answer, which will begin at
@@ -681,6 +685,10 @@ func (s *session) pumpCommands(wg *sync.WaitGroup, is *iamSession, client, serve
 		if command && n > 0 {
 			b, err := f.br.Peek(1)
 			answered = err == nil && b[0] != mysqlwire.ComChangeUser && !unanswered(b[0])
+			if err == nil && b[0] == mysqlwire.ComChangeUser && is.fileOrRow.Load() && is.pending.Load() == nil {
+				s.fileOrChange(is, f, server)
+				return
+			}
 			if err == nil && b[0] == mysqlwire.ComChangeUser {
 				if n > MaxLoginPacket {
 					s.refuseLargeChangeUser(f.br, client, 1, n, "")
@@ -884,6 +892,31 @@ func (s *session) pingReply(is *iamSession, cu *changeUser, client io.Writer, p 
 	return true
 }
 
+// msgFileOrChange refuses a packet at sequence id 0 that begins as
+// COM_CHANGE_USER does, after the server's 0xFB packet at 255.
+const msgFileOrChange = "sidecar: the app's packet after a LOAD DATA LOCAL request (or a row) at sequence id 255 begins with 0x11, " +
+	"as COM_CHANGE_USER does, and cannot be told from one; with TARGET_AUTH=iam run LOAD DATA LOCAL as a statement of its own"
+
+// fileOrChange ends the session for a packet that is a LOAD DATA file's
+// first (its request came at 255) or a COM_CHANGE_USER sent before the
+// rest of a result (after a row at 255 whose first column is NULL). The
+// server gets neither: passed on, a change would go unchecked, and
+// re-authenticated, it would replace the file's data. An empty packet
+// in its place ends a file with no rows, or is a command the server
+// refuses after the result; either way a packet comes, in whose place
+// pumpReplies sends the refusal.
+func (s *session) fileOrChange(is *iamSession, f *frames, server io.Writer) {
+	s.refusal.Store(&Refusal{Reason: ReasonClientProtocol, Message: msgFileOrChange})
+	_ = s.client.SetWriteDeadline(time.Now().Add(errWriteTimeout))
+	is.answers.Store(pipelined) // whatever is due: the refusal takes the next packet's place
+	if f.flush(s) != nil {
+		return
+	}
+	if _, err := mysqlwire.WritePacket(server, 0, nil); err != nil {
+		s.end(relay.ReasonUpstreamError, err)
+	}
+}
+
 // pipelined ends the session for a COM_CHANGE_USER the app sent before
 // any of the answer to its previous command reached it: the sidecar, which
 // does not parse results, would take that answer for the change's. The
@@ -911,6 +944,12 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			}
 			return
 		}
+		fileOrRow := false
+		if !midPacket && hdr[3] == 255 && n > 0 {
+			b, err := f.br.Peek(1)
+			fileOrRow = err == nil && b[0] == 0xfb
+		}
+		is.fileOrRow.Store(fileOrRow) // before the app can see the packet
 		if cu := is.pending.Load(); cu != nil && !cu.switched && !midPacket && n >= mysqlwire.MaxPayload {
 			// No answer to the sidecar's COM_PING or COM_CHANGE_USER is
 			// that long: more of the previous answer, a large row.
