@@ -458,6 +458,26 @@ func TestIAMChangeUserTwiceTogether(t *testing.T) {
 // COM_CHANGE_USER sent once the LOAD DATA's OK was read as pipelined.
 func TestIAMChangeUserAfterALoadDataAt255(t *testing.T) {
 	t.Parallel()
+	r, caps, _ := loadDataAt255(t, "load255 (a INT, b INT)", " FIELDS TERMINATED BY ','")
+	r.send(0, []byte("1,2\n"))
+	r.send(1, nil)
+	if p := r.recv(); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("LOAD DATA answered seq %d %q", p.Seq, p.Payload)
+	}
+	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+	r.send(0, cu.Append(nil, caps))
+	if p := r.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		t.Fatalf("COM_CHANGE_USER after the LOAD DATA answered seq %d %q", p.Seq, p.Payload)
+	}
+}
+
+// loadDataAt255 logs a raw client in through an IAM sidecar with
+// LOAD DATA LOCAL and multi-statements, creates table (its name and
+// columns), and has MariaDB send a LOAD DATA LOCAL request for it at
+// sequence id 255, with opts. It returns the client, its flags and the
+// fixture.
+func loadDataAt255(t *testing.T, table, opts string) (*rawClient, uint32, *testiam.Fixture) {
+	t.Helper()
 	f := testiam.Start(t)
 	via, _, _ := iamSidecar(t, f, nil)
 	r := dialRaw(t, via)
@@ -469,27 +489,43 @@ func TestIAMChangeUserAfterALoadDataAt255(t *testing.T) {
 	if p := r.recv(); p.Payload[0] != mysqlwire.OK {
 		t.Fatalf("login answered %q", p.Payload)
 	}
-	r.query("CREATE TABLE load255 (a INT, b INT)")
+	r.query("CREATE TABLE " + table)
+	name, _, _ := strings.Cut(table, " ")
 	// Column count, definition and EOF at 1 to 3, 250 rows, EOF at 254.
-	r.send(0, []byte("\x03SELECT seq FROM seq_1_to_250; LOAD DATA LOCAL INFILE 'f' INTO TABLE load255 FIELDS TERMINATED BY ','"))
+	r.send(0, []byte("\x03SELECT seq FROM seq_1_to_250; LOAD DATA LOCAL INFILE 'f' INTO TABLE "+name+opts))
 	for {
 		p := r.recv()
 		if p.Payload[0] == 0xfb && len(p.Payload) > 1 && string(p.Payload[1:]) == "f" {
 			if p.Seq != 255 {
 				t.Fatalf("the file request came at %d; the test needs 255", p.Seq)
 			}
-			break
+			return r, caps, f
 		}
 	}
-	r.send(0, []byte("1,2\n"))
-	r.send(1, nil)
-	if p := r.recv(); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
-		t.Fatalf("LOAD DATA answered seq %d %q", p.Seq, p.Payload)
-	}
+}
+
+// A LOAD DATA LOCAL file after a request at 255 starts at sequence id 0,
+// where a first byte 0x11 had the sidecar take the packet for a
+// COM_CHANGE_USER: MariaDB loaded the sidecar's change as the file. It
+// gets an empty file, and the app is told.
+func TestIAMLoadDataAt255FileBeginningAsAChange(t *testing.T) {
+	t.Parallel()
+	r, caps, f := loadDataAt255(t, "load0x11 (a VARBINARY(1000))", "")
 	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
-	r.send(0, cu.Append(nil, caps))
-	if p := r.recv(); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
-		t.Fatalf("COM_CHANGE_USER after the LOAD DATA answered seq %d %q", p.Seq, p.Payload)
+	r.send(0, cu.Append(nil, caps)) // the file's data, beginning with 0x11
+	r.send(1, nil)
+	p, err := mysqlwire.ReadPacket(r.c, 1<<20)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 1 || !strings.Contains(msg, "cannot be told from one") {
+		t.Fatalf("app read seq %d %q, %v; want the refusal of its file's first packet at 1", p.Seq, p.Payload, err)
+	}
+	root, err := sql.Open("mysql", "root@unix("+f.Server.Socket+")/"+testiam.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var n int
+	if err := root.QueryRow("SELECT COUNT(*) FROM load0x11").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the table has %d rows (%v); want none: the server loaded something in place of the file", n, err)
 	}
 }
 
