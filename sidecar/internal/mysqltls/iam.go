@@ -2,6 +2,7 @@ package mysqltls
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -322,19 +323,126 @@ func (is *iamSession) begun(i int64) {
 	is.lateN.Store(int32(len(is.late)))
 }
 
+// kind is what a server packet's first bytes tell of where an answer can
+// end: the relay does not parse results, but a packet at sequence id 1
+// right after one at 0 that cannot end an answer is more of it, its ids
+// having wrapped, not the next answer nor the reply to the sidecar's own
+// command (goesOn). Each kind that says "cannot end" is so by the
+// protocol; where it cannot tell, a packet may end one.
+type kind uint8
+
+const (
+	kindEnd  kind = iota // ERR, EOF, an OK with 0xFE: may end an answer (also: nothing yet)
+	kindZero             // 0x00: an OK, or a binary row (COM_STMT_EXECUTE's, or a text row's empty column)
+	kindMore             // 0x00 or 0xFE with SERVER_MORE_RESULTS_EXISTS: more of the answer comes
+	kindDef              // a column definition: a COM_STMT_PREPARE's answer may end with one
+	kindFile             // 0xFB: a LOAD DATA LOCAL request (an OK follows the file), or a row's NULL
+	kindRow              // a row, a column count, a packet of several frames: never an answer's last
+)
+
+// serverMoreResults is SERVER_MORE_RESULTS_EXISTS, by which clients know
+// that another result of the same answer follows.
+const serverMoreResults = 0x0008
+
+// kindPeek is how many of a packet's first bytes kindOf needs: an OK's
+// header, two length-encoded integers and its status flags.
+const kindPeek = 1 + 9 + 9 + 2
+
+// kindOf tells the kind of a server packet whose first frame is n bytes
+// and begins with b (up to kindPeek of them).
+func kindOf(b []byte, n int) kind {
+	switch {
+	case n >= mysqlwire.MaxPayload: // no OK, ERR or EOF is that long
+		return kindRow
+	case len(b) == 0:
+		return kindEnd
+	}
+	switch b[0] {
+	case mysqlwire.OK, mysqlwire.AuthSwitch: // 0xFE: an EOF, or an OK with CLIENT_DEPRECATE_EOF
+		if moreResults(b, n) {
+			return kindMore
+		}
+		if b[0] == mysqlwire.OK {
+			return kindZero
+		}
+		return kindEnd
+	case mysqlwire.ErrPacketHdr:
+		return kindEnd
+	case 0xfb:
+		return kindFile
+	case 3:
+		if bytes.HasPrefix(b, []byte("\x03def")) { // the catalog, always "def"
+			return kindDef
+		}
+	}
+	return kindRow
+}
+
+// moreResults reports whether b, the start of an OK or EOF packet of n
+// bytes, has SERVER_MORE_RESULTS_EXISTS in its status flags.
+func moreResults(b []byte, n int) bool {
+	if n == eofLen { // 0xFE, warnings, status
+		return len(b) > 3 && b[3]&serverMoreResults != 0
+	}
+	i := 1
+	for range 2 { // affected rows, last insert id
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case 0xfc:
+			i += 3
+		case 0xfd:
+			i += 4
+		case 0xfe:
+			i += 9
+		default:
+			i++
+		}
+	}
+	return i+1 < len(b) && b[i]&serverMoreResults != 0
+}
+
+// shape is a server packet as goesOn sees it.
+type shape struct {
+	seq  byte // its last frame's sequence id
+	kind kind
+	mid  bool // not an answer's first packet: at id 0 (answers begin at 1 or late's), or more of one
+}
+
+// goesOn reports whether a packet at seq is more of the answer of last,
+// the packet before it (and before, the one before last): last is not an
+// answer's first, and cannot be its last. A 0x00 (kindZero) is an OK
+// only after a result's end, a LOAD DATA's file or a progress report
+// (MariaDB's, an ERR): after a row or a column definition it is a binary
+// row.
+func goesOn(seq byte, last, before shape) bool {
+	if !last.mid || seq != last.seq+1 {
+		return false
+	}
+	switch last.kind {
+	case kindRow, kindMore, kindFile: // a file's OK is more of the LOAD DATA's answer
+		return true
+	case kindZero:
+		return before.seq+1 == last.seq && (before.kind == kindRow || before.kind == kindZero || before.kind == kindDef)
+	}
+	return false
+}
+
 // pipelined is answers once a COM_CHANGE_USER came before the answer to
 // an earlier command.
 const pipelined = -1
 
-// began counts an answer begun by a packet at seq, if one is due, and
-// reports whether the packet goes to the app: false once a
-// COM_CHANGE_USER was found pipelined.
-func (is *iamSession) began(seq byte) bool {
+// began counts an answer begun by a packet at seq, if one is due and the
+// packet is not more of an earlier answer (goesOn), and reports whether
+// the packet goes to the app: false once a COM_CHANGE_USER was found
+// pipelined.
+func (is *iamSession) began(seq byte, more bool) bool {
 	a := is.answers.Load()
 	if a < 0 {
 		return false
 	}
-	if a >= is.sent.Load() || seq != is.first(a) {
+	if more || a >= is.sent.Load() || seq != is.first(a) {
 		return true
 	}
 	if !is.answers.CompareAndSwap(a, a+1) { // fails only for pipelined
@@ -887,7 +995,7 @@ func (s *session) pingReply(is *iamSession, cu *changeUser, client io.Writer, p 
 		return false
 	}
 	is.pending.Store(nil)
-	is.began(1)
+	is.began(1, false)
 	close(cu.ping)
 	return true
 }
@@ -936,6 +1044,7 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 	defer f.release()
 	var hdr [frameHeader]byte
 	midPacket := false
+	var last, before shape // the last two packets, for goesOn
 	for {
 		n, ok := f.next(s, &hdr)
 		if !ok {
@@ -950,6 +1059,15 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			fileOrRow = err == nil && b[0] == 0xfb
 		}
 		is.fileOrRow.Store(fileOrRow) // before the app can see the packet
+
+		more := false // more of an answer whose ids wrapped
+		if midPacket {
+			last.seq = hdr[3]
+		} else {
+			more = goesOn(hdr[3], last, before)
+			b, _ := f.br.Peek(min(n, kindPeek)) // a short read fails the payload's, below
+			before, last = last, shape{seq: hdr[3], kind: kindOf(b, n), mid: hdr[3] == 0 || more}
+		}
 		if cu := is.pending.Load(); cu != nil && !cu.switched && !midPacket && n >= mysqlwire.MaxPayload {
 			// No answer to the sidecar's COM_PING or COM_CHANGE_USER is
 			// that long: more of the previous answer, a large row.
@@ -965,7 +1083,7 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			}
 			continue
 		}
-		if !midPacket && !is.began(hdr[3]) {
+		if !midPacket && !is.began(hdr[3], more) {
 			s.refusePipelined(f, client, hdr[3])
 			return
 		}
@@ -1004,7 +1122,7 @@ func (s *session) changeUserReply(is *iamSession, cu *changeUser, client, server
 		return true
 	}
 	is.pending.Store(nil)
-	if !is.began(1) { // another COM_CHANGE_USER came before this answer
+	if !is.began(1, false) { // another COM_CHANGE_USER came before this answer
 		s.refuse(client, cu.appSeq, codeHandshake, "08S01", s.refusal.Load(), nil)
 		return false
 	}
