@@ -1068,9 +1068,10 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			b, _ := f.br.Peek(min(n, kindPeek)) // a short read fails the payload's, below
 			before, last = last, shape{seq: hdr[3], kind: kindOf(b, n), mid: hdr[3] == 0 || more}
 		}
-		if cu := is.pending.Load(); cu != nil && !cu.switched && !midPacket && n >= mysqlwire.MaxPayload {
+		if cu := is.pending.Load(); cu != nil && !cu.switched && !midPacket && (more || n >= mysqlwire.MaxPayload) {
 			// No answer to the sidecar's COM_PING or COM_CHANGE_USER is
-			// that long: more of the previous answer, a large row.
+			// that long, or goes on from the previous answer: more of
+			// it, a large row, or one whose ids wrapped to 1.
 			if f.flush(s) == nil {
 				s.refuse(client, hdr[3], codeHandshake, "08S01", &Refusal{Reason: ReasonClientProtocol, Message: msgPipelined, User: cu.user}, nil)
 			}

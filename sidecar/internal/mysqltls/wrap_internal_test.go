@@ -83,6 +83,47 @@ func TestIAMChangeUserBeforeTheAnswerAfterAWrappedOne(t *testing.T) {
 	}
 }
 
+// With LOCAL_PASSWORD, a COM_CHANGE_USER sent once 256 packets of a
+// longer answer were read has the sidecar send its COM_PING; the next row,
+// at sequence id 1 after the wrap, starting with 0x00 (a binary row, a
+// text row whose first column is empty) or an ERR ending the answer there,
+// was taken for the server's answer to that COM_PING: the app read the
+// switch for its proof among its rows, or the query's ERR as the server
+// refusing the COM_PING. It is more of that answer: the change is
+// pipelined.
+func TestIAMProofBarrierAfterAWrap(t *testing.T) {
+	for name, rest := range map[string][]byte{
+		"empty text": wrapRows["empty text"],
+		"binary":     wrapRows["binary"],
+		"ERR":        mysqlwire.ErrPacket(1317, "70100", "Query execution was interrupted"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := startIAMRelay(t, "local-pw")
+			r.write(r.app, frame(0, []byte("\x03SELECT * FROM big")))
+			r.read(r.db)
+			row := rest
+			if rest[0] == mysqlwire.ErrPacketHdr {
+				row = wrapRows["text"]
+			}
+			read := rowsFrom(1, 256, row) // ids 1 to 255, then 0
+			r.write(r.db, read...)
+			for range read {
+				r.read(r.app)
+			}
+			r.write(r.app, frame(0, changeTo("app", "caching_sha2_password")))
+			if p := r.read(r.db); p.Seq != 0 || !bytes.Equal(p.Payload, []byte{comPing}) {
+				t.Fatalf("server read seq %d %q; want the sidecar's COM_PING", p.Seq, p.Payload)
+			}
+			tail := [][]byte{frame(1, rest)}
+			if rest[0] != mysqlwire.ErrPacketHdr {
+				tail = append(tail, frame(2, endOfRows))
+			}
+			r.write(r.db, append(tail, frame(1, okPacket))...) // the rest, then the COM_PING's OK
+			r.expectPipelined(1)
+		})
+	}
+}
+
 // A packet at sequence id 1 right after one at 0 that can end an answer
 // begins the next: a result's end, an ERR, an OK after a result or an OK
 // with more to come, a LOAD DATA's OK after its file, a COM_STMT_PREPARE's
@@ -169,4 +210,25 @@ func TestIAMChangeUserAfterALateAnswerAfterAString(t *testing.T) {
 	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
 		t.Fatalf("app read seq %d %q; want the change's OK at 1", p.Seq, p.Payload)
 	}
+}
+
+// Without LOCAL_PASSWORD the change goes to the server at once; an ERR
+// ending the previous answer at sequence id 1, after the wrap, was taken
+// for the server's verdict on it, and the log said the database refused
+// the change. It is the rest of that answer: the change is pipelined.
+func TestIAMChangeUserBeforeAnERRAfterAWrap(t *testing.T) {
+	r := startIAMRelay(t, "")
+	r.write(r.app, frame(0, []byte("\x03SELECT * FROM big")))
+	r.read(r.db)
+	read := rowsFrom(1, 256, wrapRows["text"]) // ids 1 to 255, then 0
+	r.write(r.db, read...)
+	for range read {
+		r.read(r.app)
+	}
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	if p := r.read(r.db); p.Seq != 0 || p.Payload[0] != mysqlwire.ComChangeUser {
+		t.Fatalf("server read seq %d %q; want the COM_CHANGE_USER", p.Seq, p.Payload)
+	}
+	r.write(r.db, frame(1, mysqlwire.ErrPacket(1317, "70100", "Query execution was interrupted")))
+	r.expectPipelined(1)
 }
