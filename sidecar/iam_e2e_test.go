@@ -728,3 +728,35 @@ func TestGoSQLDriverSuiteThroughIAMSidecar(t *testing.T) {
 			"TestIssue1567": tlsFromTheApp["TestIssue1567"],
 		})
 }
+
+// Two commands sent together, the first answered by a result of more than
+// 255 packets: its row at sequence id 1, after the wrap, was counted as the
+// second answer's start, so a COM_CHANGE_USER sent once the first answer
+// was read, before the second's began, went to MariaDB, and the second
+// command's ERR was taken for the server's verdict on the change. It is
+// refused as pipelined.
+func TestIAMChangeUserBeforeTheAnswerAfterAWrappedOne(t *testing.T) {
+	t.Parallel()
+	f := testiam.Start(t)
+	via, _, _ := iamSidecar(t, f, nil)
+	r := iamRawLogin(t, via, testiam.User, nil)
+	// Column count, definition and EOF at 1 to 3, 300 rows from 4 (the
+	// ids wrap after 255), EOF at 48; the second's whole answer, an ERR
+	// at 1, comes after its sleep.
+	big, _ := mysqlwire.AppendPacket(nil, 0, []byte("\x03SELECT seq FROM seq_1_to_300"))
+	slow, _ := mysqlwire.AppendPacket(nil, 0, []byte("\x03SELECT SLEEP(1), seq FROM seq_1_to_2 INTO @a, @b"))
+	if _, err := r.c.Write(append(big, slow...)); err != nil {
+		t.Fatal(err)
+	}
+	for eofs := 0; eofs < 2; {
+		if p := r.recv(); p.Payload[0] == 0xfe && len(p.Payload) < 9 {
+			eofs++
+		}
+	}
+	cu := mysqlwire.ChangeUser{User: testiam.OtherUser, Database: testiam.Database, Charset: 33, Plugin: mysqlwire.NativePassword}
+	r.send(0, cu.Append(nil, iamRawCaps))
+	p, err := mysqlwire.ReadPacket(r.c, 1<<20)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); err != nil || !isErr || p.Seq != 1 || !strings.Contains(msg, "before reading the answer") {
+		t.Fatalf("app read seq %d %q, %v; want the refusal of its pipelined COM_CHANGE_USER at 1", p.Seq, p.Payload, err)
+	}
+}
