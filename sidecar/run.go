@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/example/sidecar/internal/redact"
 	"github.com/example/sidecar/sidecar/internal/admin"
 	"github.com/example/sidecar/sidecar/internal/config"
 	"github.com/example/sidecar/sidecar/internal/epollrelay"
@@ -36,6 +37,38 @@ const usage = `usage: sidecar [healthcheck | version | help]  (also --version, -
   sidecar help         this text and every environment variable with its default
 `
 
+const commands = "healthcheck, version, help (or none)"
+
+// configArgs are the arguments spelled NAME=value or --name=value, shown
+// as shownArg shows them.
+func configArgs(args []string) []string {
+	var cfg []string
+	for _, a := range args {
+		if name, _, ok := strings.Cut(a, "="); ok && name != "" {
+			cfg = append(cfg, shownArg(a))
+		}
+	}
+	return cfg
+}
+
+// shownArg is a command-line argument fit for stderr, which ECS sends to
+// CloudWatch: an argument may be a password (LOCAL_PASSWORD=…, a URL
+// with credentials), so a value after = is masked, as are credentials.
+func shownArg(a string) string {
+	if name, _, ok := strings.Cut(a, "="); ok {
+		return redact.Keyed(redact.Query(name)) + "=" + redact.Mask
+	}
+	return redact.Keyed(redact.Query(a))
+}
+
+func shownArgs(args []string) []string {
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = shownArg(a)
+	}
+	return shown
+}
+
 // run is the whole program minus process setup: main passes a context that
 // ends on SIGTERM/SIGINT, the environment (os.Environ) and the standard
 // streams, so tests drive it in-process.
@@ -45,8 +78,17 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	if len(args) > 0 {
 		cmd = args[0]
 	}
+	// Configuration given as arguments (docker run IMAGE TARGET_HOST=db,
+	// an ECS "command") is refused by name: the first of them would
+	// otherwise be taken for an unknown command and the rest called extra.
+	if cfg := configArgs(args); len(cfg) > 0 {
+		fmt.Fprintf(stderr, "sidecar: %s: configuration is read from environment variables only, not from arguments; "+
+			"accepted: %s; set each in the environment (docker run -e NAME=value, the task definition's \"environment\")\n%s",
+			strings.Join(cfg, " "), commands, usage)
+		return exitUsage
+	}
 	if len(args) > 1 {
-		fmt.Fprintf(stderr, "sidecar: unexpected arguments %q\n%s", args[1:], usage)
+		fmt.Fprintf(stderr, "sidecar: unexpected arguments %q; accepted: one command at most: %s\n%s", shownArgs(args[1:]), commands, usage)
 		return exitUsage
 	}
 	switch cmd {
@@ -61,7 +103,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		fmt.Fprint(stdout, usage+"\nEnvironment variables (an empty value counts as unset):\n"+config.Help())
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: healthcheck, version, help (or none)\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: %s\n%s", shownArg(cmd), commands, usage)
 		return exitUsage
 	}
 }

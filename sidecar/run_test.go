@@ -172,6 +172,43 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
+// Configuration passed as arguments (docker run IMAGE TARGET_HOST=db
+// LOCAL_PASSWORD=…, or an ECS "command") is refused without printing a
+// value: stderr goes to CloudWatch, and a value may be a password. The
+// message says where configuration goes and names every such argument,
+// the first (taken for the command) too.
+func TestCommandLineConfigurationAsArguments(t *testing.T) {
+	const secret = "hunter2-secret"
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"LOCAL_PASSWORD=" + secret}, []string{"LOCAL_PASSWORD=xxxxx", "environment"}},
+		{[]string{"TARGET_HOST=db", "LOCAL_PASSWORD=" + secret}, []string{"TARGET_HOST=xxxxx", "LOCAL_PASSWORD=xxxxx", "environment"}},
+		{[]string{"healthcheck", "LOCAL_PASSWORD=" + secret}, []string{"LOCAL_PASSWORD=xxxxx", "environment"}},
+		{[]string{"--local-password=" + secret}, []string{"--local-password=xxxxx", "environment"}},
+		{[]string{"mysql://app:" + secret + "@db:3306"}, []string{"mysql://xxxxx@db:3306", "accepted: healthcheck, version, help"}},
+		{[]string{"version", "app:" + secret + "@db"}, []string{"unexpected arguments", "xxxxx@db", "accepted:"}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr testkit.LockedBuffer
+			if code := run(context.Background(), tc.args, nil, &stdout, &stderr); code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			out := stdout.String() + stderr.String()
+			if strings.Contains(out, secret) {
+				t.Errorf("the secret is printed: %q", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q does not say %q", stderr.String(), w)
+				}
+			}
+		})
+	}
+}
+
 // stopClean cancels a run started by runAsync and fails the test unless
 // it exits 0 within safety.
 func stopClean(t *testing.T, cancel context.CancelFunc, done <-chan int, stderr *testkit.LockedBuffer) {
