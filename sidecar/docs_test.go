@@ -506,6 +506,28 @@ func TestHelpListsEverySetting(t *testing.T) {
 	}
 }
 
+// What counts as unset is said the same way by --help and the README,
+// and is what Parse does: a blank TARGET_HOST is reported as not set.
+func TestHelpAndREADMESayWhatCountsAsUnset(t *testing.T) {
+	var stdout, stderr testkit.LockedBuffer
+	if code := run(context.Background(), []string{"--help"}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("--help: exit %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), config.UnsetRule) {
+		t.Errorf("--help does not say %q:\n%s", config.UnsetRule, stdout.String())
+	}
+	readme := strings.Join(strings.Fields(userDocs(t)["README.md"]), " ")
+	if !strings.Contains(strings.ToLower(readme), config.UnsetRule) {
+		t.Errorf("README does not say %q", config.UnsetRule)
+	}
+	_, err := config.Parse(func(k string) (string, bool) {
+		return map[string]string{"TARGET_HOST": " \t ", "TARGET_PORT": "3306"}[k], k == "TARGET_HOST" || k == "TARGET_PORT"
+	})
+	if err == nil || !strings.Contains(err.Error(), "TARGET_HOST is not set") {
+		t.Errorf("a blank TARGET_HOST: %v, want it reported as not set", err)
+	}
+}
+
 // The departure grace the docs state is the proxy's default.
 func TestDocsDepartureGrace(t *testing.T) {
 	text := strings.Join(strings.Fields(userDocs(t)["docs/operations.md"]), " ")

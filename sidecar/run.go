@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		fmt.Fprintf(stdout, "sidecar %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return exitOK
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage+"\nEnvironment variables (an empty value counts as unset):\n"+config.Help())
+		fmt.Fprint(stdout, usage+"\nEnvironment variables ("+config.UnsetRule+"):\n"+config.Help())
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "sidecar: unknown command %q; accepted: %s\n%s", shownArg(cmd), commands, usage)

@@ -304,6 +304,10 @@ func (e *Error) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// UnsetRule is how Parse reads a blank value, for `sidecar help` and the
+// README (a test ties them).
+const UnsetRule = "a variable set to the empty string, or to blanks alone, counts as unset"
+
 // Parse reads the configuration through lookup (os.LookupEnv in
 // production). A variable set to the empty string counts as unset, which is
 // what ECS task definitions produce for blank values.
