@@ -528,6 +528,22 @@ func TestHelpAndREADMESayWhatCountsAsUnset(t *testing.T) {
 	}
 }
 
+// docs/tls.md says what an empty server_name in the log means: an IP
+// target without TARGET_SERVER_NAME, for which ServerName is empty.
+func TestDocsEmptyServerName(t *testing.T) {
+	c := config.Config{}
+	if got := c.ServerName(config.Forward{TargetHost: "127.0.0.1", TargetPort: 3306}); got != "" {
+		t.Fatalf("ServerName of an IP target = %q; the doc says it is empty", got)
+	}
+	if got := c.ServerName(config.Forward{TargetHost: "db.example", TargetPort: 3306}); got != "db.example" {
+		t.Fatalf("ServerName of a DNS target = %q, want db.example", got)
+	}
+	text := strings.Join(strings.Fields(userDocs(t)["docs/tls.md"]), " ")
+	if want := "An empty `server_name` (`\"\"`, also in the `starting` line's `server_names`) means the target is an IP address and `TARGET_SERVER_NAME` is unset"; !strings.Contains(text, want) {
+		t.Errorf("docs/tls.md does not say %q", want)
+	}
+}
+
 // The departure grace the docs state is the proxy's default.
 func TestDocsDepartureGrace(t *testing.T) {
 	text := strings.Join(strings.Fields(userDocs(t)["docs/operations.md"]), " ")
