@@ -16,9 +16,10 @@ import (
 func TestLegacyBuilderStopsWithAMessage(t *testing.T) {
 	d := requireDocker(t)
 	s := ensureStandins(t, d)
+	before := stepContainers(t, d)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := exec.CommandContext(ctx, d.bin, "build", "--network=none", "--build-arg", "RUNTIME_IMAGE="+s.Runtime,
+	c := exec.CommandContext(ctx, d.bin, "build", "--force-rm", "--network=none", "--build-arg", "RUNTIME_IMAGE="+s.Runtime,
 		"--build-arg", "GO_IMAGE="+s.Go, "-t", "sidecar-legacy-builder-test", "..")
 	c.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	out, err := c.CombinedOutput()
@@ -37,4 +38,24 @@ func TestLegacyBuilderStopsWithAMessage(t *testing.T) {
 	if strings.Contains(string(out), "go build") {
 		t.Errorf("the legacy builder got as far as compiling:\n%s", out)
 	}
+	// The legacy builder keeps a failed step's container unless --force-rm.
+	for id := range stepContainers(t, d) {
+		if !before[id] {
+			d.must(t, "rm", id)
+			t.Errorf("the failed build left its step's container %s behind", id)
+		}
+	}
+}
+
+// stepContainers are the containers of the Dockerfile's needs-buildkit
+// step, stopped ones too.
+func stepContainers(t *testing.T, d docker) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, line := range strings.Split(d.must(t, "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"), "\n") {
+		if id, cmd, ok := strings.Cut(line, " "); ok && strings.Contains(cmd, "This Dockerfile needs BuildKit") {
+			ids[id] = true
+		}
+	}
+	return ids
 }
