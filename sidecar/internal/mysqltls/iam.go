@@ -1053,13 +1053,6 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			}
 			return
 		}
-		fileOrRow := false
-		if !midPacket && hdr[3] == 255 && n > 0 {
-			b, err := f.br.Peek(1)
-			fileOrRow = err == nil && b[0] == 0xfb
-		}
-		is.fileOrRow.Store(fileOrRow) // before the app can see the packet
-
 		more := false // more of an answer whose ids wrapped
 		if midPacket {
 			last.seq = hdr[3]
@@ -1068,6 +1061,8 @@ func (s *session) pumpReplies(wg *sync.WaitGroup, is *iamSession, client, server
 			b, _ := f.br.Peek(min(n, kindPeek)) // a short read fails the payload's, below
 			before, last = last, shape{seq: hdr[3], kind: kindOf(b, n), mid: hdr[3] == 0 || more}
 		}
+		// Before the app can see the packet: a one-frame 0xFB at 255.
+		is.fileOrRow.Store(!midPacket && hdr[3] == 255 && last.kind == kindFile)
 		if cu := is.pending.Load(); cu != nil && !cu.switched && !midPacket && (more || n >= mysqlwire.MaxPayload) {
 			// No answer to the sidecar's COM_PING or COM_CHANGE_USER is
 			// that long, or goes on from the previous answer: more of
