@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -92,6 +93,36 @@ func (r *iamRelay) handled() {
 	}
 }
 
+// changeGoesThrough has the app send a COM_CHANGE_USER once it read
+// every answer; the change must be taken up, not refused as pipelined,
+// and the app must get its OK at 1. what names the case in failures.
+func (r *iamRelay) changeGoesThrough(what string) {
+	r.t.Helper()
+	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
+	// Taken for pipelined, the change waits, unanswered, for an answer
+	// that never comes, to be refused in its place.
+	if r.handled(); r.is.answers.Load() < 0 {
+		r.t.Fatalf("%s: the change, sent once every answer was read, was taken for pipelined", what)
+	}
+	r.serveChange()
+	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
+		r.t.Fatalf("%s: app read seq %d %q; want the change's OK at 1", what, p.Seq, p.Payload)
+	}
+}
+
+// multiFrameQuery has the app send a COM_QUERY of exactly MaxPayload
+// bytes, a full frame at 0 and an empty one at 1, and the server read it:
+// its answer begins at 2.
+func (r *iamRelay) multiFrameQuery() {
+	r.t.Helper()
+	query := append([]byte{0x03}, bytes.Repeat([]byte("x"), mysqlwire.MaxPayload-1)...)
+	big, _ := mysqlwire.AppendPacket(nil, 0, query)
+	go func() { _, _ = r.app.Write(big) }()
+	if p, err := mysqlwire.ReadPacket(r.db, 1<<25); err != nil || len(p.Payload) != len(query) {
+		r.t.Fatalf("server read %d bytes, %v; want the query", len(p.Payload), err)
+	}
+}
+
 // serverPackets reads what the server got until the sidecar closed it.
 func (r *iamRelay) serverPackets() []mysqlwire.Packet {
 	var got []mysqlwire.Packet
@@ -119,15 +150,21 @@ func changeTo(user, plugin string) []byte {
 // expectPipelined reads the refusal of a pipelined COM_CHANGE_USER at seq.
 func (r *iamRelay) expectPipelined(seq byte) {
 	r.t.Helper()
+	r.expectRefused(seq, msgPipelined, "the refusal of its pipelined COM_CHANGE_USER")
+}
+
+// expectRefused reads the client_protocol refusal msg at seq, in place of
+// the server's packet, and the session's end; what names it in failures.
+func (r *iamRelay) expectRefused(seq byte, want, what string) {
+	r.t.Helper()
 	p := r.read(r.app)
-	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != seq || msg != msgPipelined {
-		r.t.Fatalf("app read seq %d %q; want the refusal of its pipelined COM_CHANGE_USER at seq %d", p.Seq, p.Payload, seq)
+	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != seq || msg != want {
+		r.t.Fatalf("app read seq %d %q; want %s at seq %d", p.Seq, p.Payload, what, seq)
 	}
 	<-r.done
-	res := r.res
 	var ref *Refusal
-	if !errors.As(res.Err, &ref) || ref.Reason != ReasonClientProtocol {
-		r.t.Fatalf("the session ended %s, %v; want the client_protocol refusal", res.Reason, res.Err)
+	if !errors.As(r.res.Err, &ref) || ref.Reason != ReasonClientProtocol || ref.Message != want {
+		r.t.Fatalf("the session ended %s, %v; want the client_protocol refusal", r.res.Reason, r.res.Err)
 	}
 }
 
@@ -193,11 +230,7 @@ func TestIAMChangeUserAfterTwoAnswersRead(t *testing.T) {
 		for range answers {
 			r.read(r.app)
 		}
-		r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
-		r.serveChange()
-		if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
-			t.Fatalf("first answer of %d packets: app read seq %d %q; want the change's OK at 1", packets, p.Seq, p.Payload)
-		}
+		r.changeGoesThrough(fmt.Sprintf("first answer of %d packets", packets))
 	}
 }
 
@@ -300,26 +333,12 @@ func TestIAMProofSwitchAfterAnAnswer(t *testing.T) {
 // it, sent once the answer was read, was refused as pipelined.
 func TestIAMChangeUserAfterAMultiFrameCommand(t *testing.T) {
 	r := startIAMRelay(t, "")
-	query := append([]byte{0x03}, bytes.Repeat([]byte("x"), mysqlwire.MaxPayload-1)...)
-	big, _ := mysqlwire.AppendPacket(nil, 0, query) // a full frame at 0, then an empty one at 1
-	go func() { _, _ = r.app.Write(big) }()
-	if p, err := mysqlwire.ReadPacket(r.db, 1<<25); err != nil || len(p.Payload) != len(query) {
-		t.Fatalf("server read %d bytes, %v; want the query", len(p.Payload), err)
-	}
+	r.multiFrameQuery()
 	r.write(r.db, frame(2, okPacket))
 	if p := r.read(r.app); p.Seq != 2 || p.Payload[0] != mysqlwire.OK {
 		t.Fatalf("app read seq %d %q; want the answer at 2", p.Seq, p.Payload)
 	}
-	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
-	// Taken for pipelined, the change waits, unanswered, for an answer
-	// that never comes, to be refused in its place.
-	if r.handled(); r.is.answers.Load() < 0 {
-		t.Fatal("the change, sent once the answer was read, was taken for pipelined")
-	}
-	r.serveChange()
-	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
-		t.Fatalf("app read seq %d %q; want the change's OK at 1", p.Seq, p.Payload)
-	}
+	r.changeGoesThrough("after a multi-frame command")
 }
 
 // barrierPing has the app send, once a command's answer is read, a
@@ -498,11 +517,7 @@ func TestIAMChangeUserAfterPreparedStatements(t *testing.T) {
 			}
 		}
 	}
-	r.write(r.app, frame(0, changeTo("other", mysqlwire.NativePassword)))
-	r.serveChange()
-	if p := r.read(r.app); p.Seq != 1 || p.Payload[0] != mysqlwire.OK {
-		t.Fatalf("app read seq %d %q; want the change's OK at 1", p.Seq, p.Payload)
-	}
+	r.changeGoesThrough("after the unanswered commands")
 	r.is.lateMu.Lock()
 	defer r.is.lateMu.Unlock()
 	if len(r.is.late) != 0 || r.is.answers.Load() != r.is.sent.Load() {
@@ -594,15 +609,7 @@ func TestIAMChangeUserBeforeAnAnswerAfterAFileAtOne(t *testing.T) {
 // server's 0xFB packet at 255, in place of the server's packet at seq.
 func (r *iamRelay) expectFileOrChange(seq byte) {
 	r.t.Helper()
-	p := r.read(r.app)
-	if _, msg, isErr := mysqlwire.ErrMessage(p.Payload); !isErr || p.Seq != seq || msg != msgFileOrChange {
-		r.t.Fatalf("app read seq %d %q; want the refusal of its packet after the 0xFB at 255, at seq %d", p.Seq, p.Payload, seq)
-	}
-	<-r.done
-	var ref *Refusal
-	if !errors.As(r.res.Err, &ref) || ref.Reason != ReasonClientProtocol || ref.Message != msgFileOrChange {
-		r.t.Fatalf("the session ended %s, %v; want the client_protocol refusal", r.res.Reason, r.res.Err)
-	}
+	r.expectRefused(seq, msgFileOrChange, "the refusal of its packet after the 0xFB at 255")
 }
 
 // A LOAD DATA LOCAL file whose request came at sequence id 255 starts at
