@@ -86,6 +86,7 @@ type fakeOpts struct {
 	exchange  bool   // after the response: auth switch, more data, then OK
 	tickets   bool   // TLS session tickets on (resumption)
 	deaf      bool   // after the login, read and write nothing until the test ends
+	rows      int    // answer each command (but COM_PING) with this many copies of it, then an EOF
 	// resetMidResult, when set, makes the fake send results after the
 	// login, unasked, until it is closed; then the fake resets the
 	// connection (a session the database killed).
@@ -328,10 +329,27 @@ func (f *fakeServer) echo(ts *tls.Conn) {
 		if len(answer) == 1 && answer[0] == comPing {
 			answer = []byte{mysqlwire.OK, 0, 0, 2, 0, 0, 0}
 		}
+		if f.rows > 0 && len(answer) > 1 {
+			if _, err := ts.Write(rowsAnswer(p.Seq+1, f.rows, answer)); err != nil {
+				return
+			}
+			continue
+		}
 		if _, err := mysqlwire.WritePacket(ts, p.Seq+1, answer); err != nil {
 			return
 		}
 	}
+}
+
+// rowsAnswer is n packets of row from seq on, then an EOF, in one write.
+func rowsAnswer(seq byte, n int, row []byte) []byte {
+	var out []byte
+	for range n {
+		out, _ = mysqlwire.AppendPacket(out, seq, row)
+		seq++
+	}
+	out, _ = mysqlwire.AppendPacket(out, seq, []byte{mysqlwire.AuthSwitch, 0, 0, 2, 0})
+	return out
 }
 
 const comPing = 0x0e

@@ -1,6 +1,7 @@
 package mysqltls_test
 
 import (
+	"bufio"
 	"bytes"
 	"net"
 	"testing"
@@ -12,7 +13,8 @@ import (
 )
 
 // BenchmarkIAMRelay moves packets through one IAM session and back (the
-// fake server echoes them): small queries, and packets of 1 and 8 MiB.
+// fake server echoes them): small queries, and packets of 1 and 8 MiB;
+// and answers of many small rows, where the relay's cost per packet shows.
 // It reports speed and allocations, to compare changes to the relay; it
 // asserts nothing about either.
 func BenchmarkIAMRelay(b *testing.B) {
@@ -25,23 +27,32 @@ func benchRelay(b *testing.B, target func(*testkit.CA) mysqltls.Target, login fu
 	for _, bc := range []struct {
 		name string
 		size int
-	}{{"query", 20}, {"4KiB", 4 << 10}, {"1MiB", 1 << 20}, {"8MiB", 8 << 20}} {
+		rows int // the answer's packets of size bytes, and an EOF; 0 = one
+	}{{"query", 20, 0}, {"4KiB", 4 << 10, 0}, {"1MiB", 1 << 20, 0}, {"8MiB", 8 << 20, 0}, {"1000rows", 20, 1000}} {
 		b.Run(bc.name, func(b *testing.B) {
 			ca := testkit.NewCA(b, "test CA")
-			srv := startFake(b, fakeOpts{cert: ca.Leaf(b, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName)})
+			srv := startFake(b, fakeOpts{cert: ca.Leaf(b, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), clusterName), rows: bc.rows})
 			addr, _, _ := sidecar(b, srv, target(ca))
 			a := login(b, addr)
+			r := bufio.NewReader(a)
 			payload := append([]byte{0x03}, bytes.Repeat([]byte{'x'}, bc.size-1)...)
-			b.SetBytes(int64(2 * bc.size))
+			b.SetBytes(int64((2 + bc.rows) * bc.size))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				if _, err := mysqlwire.WritePacket(a, 0, payload); err != nil {
 					b.Fatal(err)
 				}
-				p, err := mysqlwire.ReadPacket(a, 1<<25)
-				if err != nil || len(p.Payload) != bc.size {
-					b.Fatalf("echo: %d bytes, %v", len(p.Payload), err)
+				for range max(bc.rows, 1) {
+					p, err := mysqlwire.ReadPacket(r, 1<<25)
+					if err != nil || len(p.Payload) != bc.size {
+						b.Fatalf("echo: %d bytes, %v", len(p.Payload), err)
+					}
+				}
+				if bc.rows > 0 {
+					if p, err := mysqlwire.ReadPacket(r, 1<<25); err != nil || p.Payload[0] != mysqlwire.AuthSwitch {
+						b.Fatalf("after the rows: %q, %v", p.Payload, err)
+					}
 				}
 			}
 		})
