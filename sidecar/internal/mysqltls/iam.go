@@ -544,6 +544,10 @@ type frames struct {
 	closeWrite     func() error // passes src's EOF on
 	total, live    *atomic.Int64
 	dstFailed      error // the first failed write to dst: copying fails on either side
+	// forward's, here so that no packet allocates: a header handed to
+	// bw, and the payload's reader.
+	hdr  [frameHeader]byte
+	body io.LimitedReader
 }
 
 // leadSize is the read an idle direction waits in: a typical query fits,
@@ -723,11 +727,17 @@ func (f *frames) forward(s *session, hdr [frameHeader]byte, n int) bool {
 	if f.bw == nil {
 		f.bw = f.bufs.writer(f.dst)
 	}
-	if _, err := f.bw.Write(hdr[:]); err != nil {
+	f.hdr = hdr
+	if _, err := f.bw.Write(f.hdr[:]); err != nil {
 		s.end(f.dstErr, err)
 		return false
 	}
-	copied, err := io.CopyN(f.bw, f.br, int64(n))
+	f.body = io.LimitedReader{R: f.br, N: int64(n)}
+	copied, err := io.Copy(f.bw, &f.body)
+	f.body.R = nil // br goes back to the pool when the direction idles
+	if err == nil && copied < int64(n) {
+		err = io.EOF // as io.CopyN says src ended inside the payload
+	}
 	f.total.Add(copied + frameHeader)
 	if f.live != nil {
 		f.live.Add(copied + frameHeader)
