@@ -123,6 +123,18 @@ func (r *iamRelay) multiFrameQuery() {
 	}
 }
 
+// answerBegun has the app send query and read the start of its answer,
+// a result of one column described by def: the answer has begun, not
+// ended.
+func (r *iamRelay) answerBegun(query, def string) {
+	r.t.Helper()
+	r.write(r.app, frame(0, append([]byte{0x03}, query...)))
+	r.read(r.db)
+	r.write(r.db, frame(1, []byte{1}), frame(2, []byte(def)))
+	r.read(r.app)
+	r.read(r.app)
+}
+
 // serverPackets reads what the server got until the sidecar closed it.
 func (r *iamRelay) serverPackets() []mysqlwire.Packet {
 	var got []mysqlwire.Packet
@@ -291,11 +303,7 @@ func TestIAMChangeUserBeforeTheEndOfAWrappedResult(t *testing.T) {
 // change is pipelined: the app reads the refusal in place of the rest.
 func TestIAMProofSwitchNotInsideAnAnswer(t *testing.T) {
 	r := startIAMRelay(t, "local-pw")
-	r.write(r.app, frame(0, []byte("\x03SELECT a FROM t")))
-	r.read(r.db)
-	r.write(r.db, frame(1, []byte{1}), frame(2, []byte("\x03def\x00\x01t\x00\x01a\x00\x0c\x2d\x00\x00\x01\x00\x00\xfd\x00\x00\x00\x00\x00")))
-	r.read(r.app)
-	r.read(r.app)
+	r.answerBegun("SELECT a FROM t", "\x03def\x00\x01t\x00\x01a\x00\x0c\x2d\x00\x00\x01\x00\x00\xfd\x00\x00\x00\x00\x00")
 	r.write(r.app, frame(0, changeTo("app", "caching_sha2_password")))
 	go func() {
 		for deadline := time.Now().Add(10 * time.Second); r.is.pending.Load() == nil; time.Sleep(time.Millisecond) {
@@ -409,11 +417,7 @@ func TestIAMChangeUserBeforeALargeRow(t *testing.T) {
 	// The proof is asked for (barrier) only for a plugin other than mysql_native_password.
 	for plugin, sent := range map[string]byte{"caching_sha2_password": comPing, mysqlwire.NativePassword: mysqlwire.ComChangeUser} {
 		r := startIAMRelay(t, "local-pw")
-		r.write(r.app, frame(0, []byte("\x03SELECT blob FROM t")))
-		r.read(r.db)
-		r.write(r.db, frame(1, []byte{1}), frame(2, []byte("\x03def\x00\x01t\x00\x01b\x00\x0c\x3f\x00\xff\xff\xff\xff\xfc\x90\x00\x00\x00\x00")))
-		r.read(r.app)
-		r.read(r.app)
+		r.answerBegun("SELECT blob FROM t", "\x03def\x00\x01t\x00\x01b\x00\x0c\x3f\x00\xff\xff\xff\xff\xfc\x90\x00\x00\x00\x00")
 		cu := mysqlwire.ChangeUser{User: "app", AuthData: mysqlwire.NativeProof([]byte("local-pw"), r.is.scramble), Database: "orders", Charset: 45, Plugin: plugin, Attrs: []byte{}}
 		r.write(r.app, frame(0, cu.Append(nil, relayCaps)))
 		if p := r.read(r.db); p.Seq != 0 || p.Payload[0] != sent {
