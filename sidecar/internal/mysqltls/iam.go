@@ -389,16 +389,7 @@ func moreResults(b []byte, n int) bool {
 		if i >= len(b) {
 			return false
 		}
-		switch b[i] {
-		case 0xfc:
-			i += 3
-		case 0xfd:
-			i += 4
-		case 0xfe:
-			i += 9
-		default:
-			i++
-		}
+		i += mysqlwire.LenencSize(b[i])
 	}
 	return i+1 < len(b) && b[i]&serverMoreResults != 0
 }

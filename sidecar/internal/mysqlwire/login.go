@@ -307,20 +307,27 @@ func (r *reader) lenencBytes() []byte {
 	return r.bytes(int(n))
 }
 
+// LenencSize is how many bytes a length-encoded integer whose first byte
+// is c takes, c included: 1 below 0xfb, and for 0xfb (NULL) and 0xff,
+// which begin no integer.
+func LenencSize(c byte) int {
+	switch c {
+	case 0xfc:
+		return 3
+	case 0xfd:
+		return 4
+	case 0xfe:
+		return 9
+	}
+	return 1
+}
+
 func (r *reader) lenencInt() (uint64, bool) {
 	if len(r.b) == 0 {
 		return 0, false
 	}
 	c := r.b[0]
-	size := 0
-	switch c {
-	case 0xfc:
-		size = 2
-	case 0xfd:
-		size = 3
-	case 0xfe:
-		size = 8
-	}
+	size := LenencSize(c) - 1
 	switch {
 	case c < 0xfb:
 		r.b = r.b[1:]
